@@ -1,0 +1,718 @@
+/* actor.c — the actor runtime (see actor.h).
+ *
+ * Threads: cnats delivers commands on the subscription's thread and append
+ * acknowledgements on the JetStream reply thread; both only post work into a
+ * shard's mailbox. Everything that touches aggregate state happens on the
+ * shard's own thread, so a state is never shared between threads. */
+#include "actor.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "hashmap.h"
+#include "log.h"
+
+typedef enum work_kind { WORK_COMMAND, WORK_APPENDED } work_kind;
+
+/* One item of a shard's mailbox. */
+typedef struct work {
+	work_kind kind;
+	struct work *next;
+	natsMsg *msg; /* WORK_COMMAND: the request, owned by the item */
+	char id[ES_ID_MAX + 1];
+	/* WORK_APPENDED */
+	char msg_id[ENV_ID_MAX];
+	orn_rc rc;
+	es_append_result result;
+} work;
+
+/* One live aggregate in a shard's cache. */
+typedef struct entry {
+	char id[ES_ID_MAX + 1];
+	void *state;
+	bool loaded;
+	uint64_t version;
+	unsigned since_snapshot;
+	/* the command being processed, if any */
+	bool busy;
+	natsMsg *request;
+	env_envelope cmd; /* payload points into request's data */
+	unsigned attempts;
+	mp_writer *commit;
+	/* commands waiting for this aggregate, FIFO */
+	work *waiting_head, *waiting_tail;
+	struct entry *lru_prev, *lru_next;
+} entry;
+
+typedef struct shard {
+	struct act_runtime *rt;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	work *head, *tail;
+	size_t queued;
+	bool stopping;
+	/* owned by the shard thread */
+	hmap *entries;
+	entry *lru_head, *lru_tail; /* most recently used first */
+	size_t live;
+	size_t capacity;
+	size_t busy_count;
+	act_decision *decision;
+	mp_writer *scratch;
+	env_envelope *events; /* ENV_MAX_EVENTS, for decoding commits */
+} shard;
+
+struct act_runtime {
+	es_store *store;
+	const act_kind *kind;
+	act_options opt;
+	natsSubscription *sub;
+	shard *shards;
+	unsigned shard_count;
+	size_t evt_prefix_len; /* strlen("orion.evt.<kind>.") */
+	size_t cmd_prefix_len;
+	atomic_uint_fast64_t commands, appends, conflicts, rehydrations, snapshots, failures;
+};
+
+void act_options_init(act_options *o)
+{
+	o->shards = 4;
+	o->cache_capacity = 100000;
+	o->snapshot_every = 100;
+	o->max_attempts = 8;
+	o->mailbox_capacity = 65536;
+}
+
+static shard *shard_of(act_runtime *rt, const char *id)
+{
+	return &rt->shards[hmap_hash(id) % rt->shard_count];
+}
+
+/* Queues w on its shard; false if the mailbox is full or stopping. */
+static bool post(act_runtime *rt, work *w, bool bounded)
+{
+	shard *sh = shard_of(rt, w->id);
+	pthread_mutex_lock(&sh->lock);
+	if (bounded && (sh->stopping || sh->queued >= rt->opt.mailbox_capacity)) {
+		pthread_mutex_unlock(&sh->lock);
+		return false;
+	}
+	w->next = NULL;
+	if (sh->tail != NULL)
+		sh->tail->next = w;
+	else
+		sh->head = w;
+	sh->tail = w;
+	sh->queued++;
+	pthread_cond_signal(&sh->wake);
+	pthread_mutex_unlock(&sh->lock);
+	return true;
+}
+
+/* Publishes a reply to request (if it asked for one). */
+static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp_writer *buf)
+{
+	const char *to = natsMsg_GetReply(request);
+	if (to == NULL || to[0] == '\0')
+		return;
+	mp_writer_reset(buf);
+	if (bus_reply_encode(buf, r) != ORN_OK)
+		return;
+	natsConnection_Publish(es_store_connection(rt->store), to, mp_writer_data(buf), (int)mp_writer_size(buf));
+}
+
+static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome, const char *code,
+                         const char *detail, mp_writer *buf)
+{
+	bus_reply r;
+	memset(&r, 0, sizeof r);
+	r.outcome = outcome;
+	snprintf(r.code, sizeof r.code, "%s", code);
+	snprintf(r.detail, sizeof r.detail, "%s", detail ? detail : "");
+	r.attempts = 1;
+	if (outcome == BUS_FAILED)
+		atomic_fetch_add(&rt->failures, 1);
+	atomic_fetch_add(&rt->commands, 1);
+	send_reply(rt, request, &r, buf);
+}
+
+/* cnats subscription callback: route the command to its shard. */
+static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	act_runtime *rt = closure;
+	const char *subject = natsMsg_GetSubject(msg);
+	const char *id = strlen(subject) > rt->cmd_prefix_len ? subject + rt->cmd_prefix_len : "";
+	work *w = NULL;
+	if (!es_id_valid(id)) {
+		mp_writer *buf = mp_writer_create();
+		if (buf != NULL)
+			reply_simple(rt, msg, BUS_FAILED, "invalid", "invalid aggregate id", buf);
+		mp_writer_destroy(buf);
+		goto drop;
+	}
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		goto drop;
+	w->kind = WORK_COMMAND;
+	w->msg = msg;
+	snprintf(w->id, sizeof w->id, "%s", id);
+	if (post(rt, w, true))
+		return;
+	free(w);
+	mp_writer *buf = mp_writer_create();
+	if (buf != NULL)
+		reply_simple(rt, msg, BUS_FAILED, "overloaded", "the actor's mailbox is full", buf);
+	mp_writer_destroy(buf);
+drop:
+	natsMsg_Destroy(msg);
+}
+
+/* es_store callback on the JetStream ack thread: route the outcome home. */
+static void on_appended(void *closure, const char *subject, const char *msg_id, orn_rc rc,
+                        const es_append_result *result)
+{
+	act_runtime *rt = closure;
+	work *w = calloc(1, sizeof *w);
+	if (w == NULL) {
+		log_error("append outcome lost: out of memory", "subject", subject);
+		return;
+	}
+	w->kind = WORK_APPENDED;
+	snprintf(w->id, sizeof w->id, "%s", strlen(subject) > rt->evt_prefix_len ? subject + rt->evt_prefix_len : "");
+	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
+	w->rc = rc;
+	w->result = *result;
+	post(rt, w, false);
+}
+
+/* ---- cache ---------------------------------------------------------------- */
+
+static void lru_unlink(shard *sh, entry *e)
+{
+	if (e->lru_prev != NULL)
+		e->lru_prev->lru_next = e->lru_next;
+	else
+		sh->lru_head = e->lru_next;
+	if (e->lru_next != NULL)
+		e->lru_next->lru_prev = e->lru_prev;
+	else
+		sh->lru_tail = e->lru_prev;
+	e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(shard *sh, entry *e)
+{
+	e->lru_next = sh->lru_head;
+	e->lru_prev = NULL;
+	if (sh->lru_head != NULL)
+		sh->lru_head->lru_prev = e;
+	sh->lru_head = e;
+	if (sh->lru_tail == NULL)
+		sh->lru_tail = e;
+}
+
+static void unload(shard *sh, entry *e)
+{
+	if (e->loaded)
+		sh->rt->kind->dispose(e->state);
+	e->loaded = false;
+	e->version = 0;
+	e->since_snapshot = 0;
+}
+
+static void entry_free(shard *sh, entry *e)
+{
+	unload(sh, e);
+	mp_writer_destroy(e->commit);
+	free(e->state);
+	free(e);
+}
+
+/* Drops least recently used idle entries while over capacity. */
+static void evict(shard *sh)
+{
+	entry *e = sh->lru_tail;
+	while (sh->live > sh->capacity && e != NULL) {
+		entry *prev = e->lru_prev;
+		if (!e->busy && e->waiting_head == NULL) {
+			lru_unlink(sh, e);
+			hmap_remove(sh->entries, e->id);
+			entry_free(sh, e);
+			sh->live--;
+		}
+		e = prev;
+	}
+}
+
+static entry *entry_get(shard *sh, const char *id)
+{
+	entry *e = hmap_get(sh->entries, id);
+	if (e != NULL) {
+		lru_unlink(sh, e);
+		lru_push_front(sh, e);
+		return e;
+	}
+	e = calloc(1, sizeof *e);
+	if (e == NULL)
+		return NULL;
+	e->state = calloc(1, sh->rt->kind->state_size);
+	e->commit = mp_writer_create();
+	if (e->state == NULL || e->commit == NULL || hmap_put(sh->entries, id, e) != ORN_OK) {
+		mp_writer_destroy(e->commit);
+		free(e->state);
+		free(e);
+		return NULL;
+	}
+	snprintf(e->id, sizeof e->id, "%s", id);
+	lru_push_front(sh, e);
+	sh->live++;
+	return e;
+}
+
+/* ---- loading -------------------------------------------------------------- */
+
+typedef struct replay_ctx {
+	const act_kind *kind;
+	void *state;
+	unsigned events;
+} replay_ctx;
+
+static orn_rc evolve_one(void *closure, uint64_t seq, const char *subject, const env_envelope *ev)
+{
+	replay_ctx *ctx = closure;
+	ctx->events++;
+	return ctx->kind->evolve(ctx->state, ev);
+}
+
+/* Loads e's state from the latest snapshot plus the events after it. */
+static orn_rc rehydrate(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	const act_kind *kind = rt->kind;
+	uint8_t *snap = NULL;
+	size_t snap_len = 0;
+	uint64_t version = 0;
+	kind->init(e->state);
+	e->loaded = true;
+	atomic_fetch_add(&rt->rehydrations, 1);
+	if (kind->restore != NULL) {
+		orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema, &version,
+		                             &snap, &snap_len);
+		if (rc == ORN_OK && kind->restore(e->state, snap, snap_len) != ORN_OK) {
+			log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate, "id", e->id);
+			kind->dispose(e->state);
+			kind->init(e->state);
+			version = 0;
+		} else if (rc != ORN_OK) {
+			version = 0;
+		}
+		free(snap);
+	}
+	replay_ctx ctx = {kind, e->state, 0};
+	orn_rc rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->version);
+	if (rc != ORN_OK) {
+		unload(sh, e);
+		return rc;
+	}
+	e->since_snapshot = ctx.events; /* a long tail earns a snapshot soon */
+	return ORN_OK;
+}
+
+/* ---- processing ----------------------------------------------------------- */
+
+static void finish(shard *sh, entry *e)
+{
+	natsMsg_Destroy(e->request);
+	e->request = NULL;
+	e->busy = false;
+	sh->busy_count--;
+	log_set_correlation(NULL);
+}
+
+static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code, const char *detail,
+                     uint64_t seq, bool duplicate)
+{
+	act_runtime *rt = sh->rt;
+	bus_reply r;
+	memset(&r, 0, sizeof r);
+	r.outcome = outcome;
+	snprintf(r.code, sizeof r.code, "%s", code ? code : "");
+	snprintf(r.detail, sizeof r.detail, "%s", detail ? detail : "");
+	r.version = e->version;
+	r.seq = seq;
+	r.attempts = e->attempts;
+	r.duplicate = duplicate;
+	if (outcome == BUS_FAILED)
+		atomic_fetch_add(&rt->failures, 1);
+	atomic_fetch_add(&rt->commands, 1);
+	send_reply(rt, e->request, &r, sh->scratch);
+}
+
+static void reply_view(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	mp_writer *view = mp_writer_create();
+	bus_reply r;
+	memset(&r, 0, sizeof r);
+	r.outcome = BUS_ACCEPTED;
+	r.version = e->version;
+	r.attempts = e->attempts;
+	if (view != NULL && rt->kind->view != NULL && rt->kind->view(e->state, view) == ORN_OK &&
+	    mp_writer_size(view) > 0) {
+		r.view = (uint8_t *)mp_writer_data(view);
+		r.view_len = mp_writer_size(view);
+	}
+	atomic_fetch_add(&rt->commands, 1);
+	send_reply(rt, e->request, &r, sh->scratch);
+	mp_writer_destroy(view);
+}
+
+/* Encodes the decision's events as one commit into e->commit. */
+static orn_rc encode_commit(shard *sh, entry *e)
+{
+	act_decision *d = sh->decision;
+	size_t count = act_decision_count(d);
+	mp_writer_reset(e->commit);
+	env_commit_begin(e->commit, (uint32_t)count);
+	for (size_t i = 0; i < count; i++) {
+		env_envelope ev;
+		orn_rc rc = act_decision_event(d, i, &ev);
+		if (rc != ORN_OK)
+			return rc;
+		ev.time_ms = e->cmd.time_ms > 0 ? e->cmd.time_ms : orn_now_ms();
+		memcpy(ev.correlation, e->cmd.correlation, sizeof ev.correlation);
+		memcpy(ev.causation, e->cmd.causation, sizeof ev.causation);
+		memcpy(ev.actor, e->cmd.actor, sizeof ev.actor);
+		if ((rc = env_encode(e->commit, &ev)) != ORN_OK)
+			return rc;
+	}
+	return mp_writer_status(e->commit);
+}
+
+/* One try of e's current command. Returns true if the command is finished
+ * (answered), false if an append is in flight. */
+static bool attempt(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	const act_kind *kind = rt->kind;
+	orn_rc rc;
+	e->attempts++;
+	if (!e->loaded && (rc = rehydrate(sh, e)) != ORN_OK) {
+		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
+		return true;
+	}
+	if (strcmp(e->cmd.type, BUS_CMD_GET) == 0) {
+		reply_view(sh, e);
+		return true;
+	}
+	act_decision_clear(sh->decision);
+	if ((rc = kind->decide(e->state, &e->cmd, sh->decision)) != ORN_OK) {
+		reply_to(sh, e, BUS_FAILED, "invalid", orn_strerror(rc), 0, false);
+		return true;
+	}
+	if (act_decision_rejection(sh->decision) != NULL) {
+		reply_to(sh, e, BUS_REJECTED, act_decision_rejection(sh->decision),
+		         act_decision_detail(sh->decision), 0, false);
+		return true;
+	}
+	if (act_decision_count(sh->decision) == 0) {
+		reply_to(sh, e, BUS_ACCEPTED, "", "", 0, false);
+		return true;
+	}
+	if ((rc = encode_commit(sh, e)) != ORN_OK ||
+	    (rc = es_append_async(rt->store, kind->aggregate, e->id, e->version, e->cmd.causation,
+	                          mp_writer_data(e->commit), mp_writer_size(e->commit))) != ORN_OK) {
+		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
+		return true;
+	}
+	return false;
+}
+
+/* Takes the next waiting commands of e until one leaves an append in flight. */
+static void run_waiting(shard *sh, entry *e)
+{
+	while (!e->busy && e->waiting_head != NULL) {
+		work *w = e->waiting_head;
+		e->waiting_head = w->next;
+		if (e->waiting_head == NULL)
+			e->waiting_tail = NULL;
+		e->busy = true;
+		sh->busy_count++;
+		e->request = w->msg;
+		e->attempts = 0;
+		free(w);
+		if (env_decode_buffer(natsMsg_GetData(e->request), (size_t)natsMsg_GetDataLength(e->request),
+		                      &e->cmd) != ORN_OK) {
+			reply_to(sh, e, BUS_FAILED, "invalid", "undecodable command envelope", 0, false);
+			finish(sh, e);
+			continue;
+		}
+		log_set_correlation(e->cmd.correlation);
+		if (attempt(sh, e))
+			finish(sh, e);
+	}
+}
+
+static void maybe_snapshot(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	if (rt->kind->snapshot == NULL || rt->opt.snapshot_every == 0 || e->since_snapshot < rt->opt.snapshot_every)
+		return;
+	mp_writer_reset(sh->scratch);
+	if (rt->kind->snapshot(e->state, sh->scratch) != ORN_OK)
+		return;
+	orn_rc rc = es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema, e->version,
+	                             mp_writer_data(sh->scratch), mp_writer_size(sh->scratch));
+	if (rc == ORN_OK) {
+		e->since_snapshot = 0;
+		atomic_fetch_add(&rt->snapshots, 1);
+	} else {
+		log_warn("snapshot not saved", "aggregate", rt->kind->aggregate, "id", e->id, "error",
+		         orn_strerror(rc));
+	}
+}
+
+/* Applies the events just appended (decoded from the exact bytes stored). */
+static orn_rc evolve_commit(shard *sh, entry *e)
+{
+	size_t count = 0;
+	orn_rc rc = env_decode_commit(mp_writer_data(e->commit), mp_writer_size(e->commit), sh->events,
+	                              ENV_MAX_EVENTS, &count);
+	for (size_t i = 0; rc == ORN_OK && i < count; i++)
+		rc = sh->rt->kind->evolve(e->state, &sh->events[i]);
+	e->since_snapshot += (unsigned)count;
+	return rc;
+}
+
+static void on_append_outcome(shard *sh, work *w)
+{
+	act_runtime *rt = sh->rt;
+	entry *e = hmap_get(sh->entries, w->id);
+	if (e == NULL || !e->busy || strcmp(e->cmd.causation, w->msg_id) != 0) {
+		log_warn("append outcome for no command in flight", "id", w->id, "msg_id", w->msg_id);
+		return;
+	}
+	log_set_correlation(e->cmd.correlation);
+	if (w->rc == ORN_OK && !w->result.duplicate) {
+		atomic_fetch_add(&rt->appends, 1);
+		orn_rc rc = evolve_commit(sh, e);
+		e->version = w->result.seq;
+		reply_to(sh, e, BUS_ACCEPTED, "", "", w->result.seq, false);
+		if (rc == ORN_OK)
+			maybe_snapshot(sh, e);
+		else
+			unload(sh, e); /* reload from the stream next time */
+	} else if (w->rc == ORN_OK) {
+		/* Applied earlier (a retried command id): our state may predate it. */
+		e->version = w->result.seq;
+		reply_to(sh, e, BUS_ACCEPTED, "", "duplicate command", w->result.seq, true);
+		unload(sh, e);
+	} else {
+		if (w->rc == ORN_ECONFLICT)
+			atomic_fetch_add(&rt->conflicts, 1);
+		unload(sh, e); /* another writer, or an unknown outcome: reload */
+		if (e->attempts < rt->opt.max_attempts) {
+			if (!attempt(sh, e))
+				return; /* retry in flight */
+		} else {
+			reply_to(sh, e, BUS_FAILED, w->rc == ORN_ECONFLICT ? "conflict" : "unavailable",
+			         orn_strerror(w->rc), 0, false);
+		}
+	}
+	finish(sh, e);
+	run_waiting(sh, e);
+}
+
+static void on_command_work(shard *sh, work *w)
+{
+	entry *e = entry_get(sh, w->id);
+	if (e == NULL) {
+		reply_simple(sh->rt, w->msg, BUS_FAILED, "unavailable", "out of memory", sh->scratch);
+		natsMsg_Destroy(w->msg);
+		free(w);
+		return;
+	}
+	w->next = NULL;
+	if (e->waiting_tail != NULL)
+		e->waiting_tail->next = w;
+	else
+		e->waiting_head = w;
+	e->waiting_tail = w;
+	run_waiting(sh, e);
+}
+
+static void *shard_main(void *arg)
+{
+	shard *sh = arg;
+	for (;;) {
+		pthread_mutex_lock(&sh->lock);
+		while (sh->head == NULL && !(sh->stopping && sh->busy_count == 0))
+			pthread_cond_wait(&sh->wake, &sh->lock);
+		work *batch = sh->head;
+		sh->head = sh->tail = NULL;
+		sh->queued = 0;
+		bool done = batch == NULL && sh->stopping && sh->busy_count == 0;
+		pthread_mutex_unlock(&sh->lock);
+		if (done)
+			break;
+		while (batch != NULL) {
+			work *w = batch;
+			batch = w->next;
+			if (w->kind == WORK_COMMAND) {
+				on_command_work(sh, w); /* takes ownership of w */
+			} else {
+				on_append_outcome(sh, w);
+				free(w);
+			}
+		}
+		evict(sh);
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static void shard_dispose(shard *sh)
+{
+	size_t cursor = 0;
+	const char *key = NULL;
+	void *value = NULL;
+	while (sh->entries != NULL && hmap_next(sh->entries, &cursor, &key, &value)) {
+		entry *e = value;
+		for (work *w = e->waiting_head; w != NULL;) {
+			work *next = w->next;
+			natsMsg_Destroy(w->msg);
+			free(w);
+			w = next;
+		}
+		natsMsg_Destroy(e->request);
+		entry_free(sh, e);
+	}
+	hmap_destroy(sh->entries);
+	act_decision_destroy(sh->decision);
+	mp_writer_destroy(sh->scratch);
+	free(sh->events);
+	pthread_mutex_destroy(&sh->lock);
+	pthread_cond_destroy(&sh->wake);
+}
+
+static orn_rc shard_init(act_runtime *rt, shard *sh, size_t capacity)
+{
+	sh->rt = rt;
+	sh->capacity = capacity > 0 ? capacity : 1;
+	pthread_mutex_init(&sh->lock, NULL);
+	pthread_cond_init(&sh->wake, NULL);
+	sh->entries = hmap_create();
+	sh->decision = act_decision_create();
+	sh->scratch = mp_writer_create();
+	sh->events = malloc(sizeof *sh->events * ENV_MAX_EVENTS);
+	if (sh->entries == NULL || sh->decision == NULL || sh->scratch == NULL || sh->events == NULL)
+		return ORN_ENOMEM;
+	return ORN_OK;
+}
+
+static void stop_shards(act_runtime *rt, unsigned started)
+{
+	for (unsigned i = 0; i < started; i++) {
+		shard *sh = &rt->shards[i];
+		pthread_mutex_lock(&sh->lock);
+		sh->stopping = true;
+		pthread_cond_signal(&sh->wake);
+		pthread_mutex_unlock(&sh->lock);
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(rt->shards[i].thread, NULL);
+}
+
+orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out)
+{
+	orn_rc rc = ORN_OK;
+	unsigned started = 0;
+	char subject[ES_SUBJECT_MAX], queue[64];
+	if (!es_aggregate_valid(kind->aggregate))
+		return ORN_EINVAL;
+	act_runtime *rt = calloc(1, sizeof *rt);
+	if (rt == NULL)
+		return ORN_ENOMEM;
+	rt->store = store;
+	rt->kind = kind;
+	if (o != NULL)
+		rt->opt = *o;
+	else
+		act_options_init(&rt->opt);
+	if (rt->opt.shards == 0)
+		rt->opt.shards = 1;
+	if (rt->opt.max_attempts == 0)
+		rt->opt.max_attempts = 1;
+	rt->shard_count = rt->opt.shards;
+	rt->evt_prefix_len = strlen("orion.evt.") + strlen(kind->aggregate) + 1;
+	rt->cmd_prefix_len = strlen("orion.cmd.") + strlen(kind->aggregate) + 1;
+	rt->shards = calloc(rt->shard_count, sizeof *rt->shards);
+	if (rt->shards == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < rt->shard_count; i++)
+		if ((rc = shard_init(rt, &rt->shards[i], rt->opt.cache_capacity / rt->shard_count)) != ORN_OK)
+			goto fail;
+	for (; started < rt->shard_count; started++)
+		if (pthread_create(&rt->shards[started].thread, NULL, shard_main, &rt->shards[started]) != 0) {
+			rc = ORN_ENOMEM;
+			goto fail;
+		}
+	if ((rc = es_store_set_append_handler(store, kind->aggregate, on_appended, rt)) != ORN_OK)
+		goto fail;
+	snprintf(subject, sizeof subject, "orion.cmd.%s.*", kind->aggregate);
+	snprintf(queue, sizeof queue, "orion.%s", kind->aggregate);
+	natsStatus st = natsConnection_QueueSubscribe(&rt->sub, es_store_connection(store), subject, queue,
+	                                              on_command, rt);
+	if (st != NATS_OK) {
+		rc = es_status_rc(st, 0);
+		goto fail;
+	}
+	natsSubscription_SetPendingLimits(rt->sub, 1000000, 1024 * 1024 * 1024);
+	natsConnection_Flush(es_store_connection(store));
+	log_info("actor runtime started", "aggregate", kind->aggregate, "queue", queue);
+	*out = rt;
+	return ORN_OK;
+fail:
+	stop_shards(rt, started);
+	if (rt->shards != NULL)
+		for (unsigned i = 0; i < rt->shard_count; i++)
+			shard_dispose(&rt->shards[i]);
+	free(rt->shards);
+	free(rt);
+	return rc;
+}
+
+void act_runtime_stop(act_runtime *rt)
+{
+	if (rt == NULL)
+		return;
+	if (rt->sub != NULL) {
+		/* Drain: take no new commands, but hand every received one to a shard. */
+		if (natsSubscription_Drain(rt->sub) == NATS_OK)
+			natsSubscription_WaitForDrainCompletion(rt->sub, 5000);
+		natsSubscription_Destroy(rt->sub);
+	}
+	stop_shards(rt, rt->shard_count);
+	for (unsigned i = 0; i < rt->shard_count; i++)
+		shard_dispose(&rt->shards[i]);
+	free(rt->shards);
+	log_info("actor runtime stopped", "aggregate", rt->kind->aggregate);
+	free(rt);
+}
+
+void act_runtime_stats(act_runtime *rt, act_stats *out)
+{
+	out->commands = atomic_load(&rt->commands);
+	out->appends = atomic_load(&rt->appends);
+	out->conflicts = atomic_load(&rt->conflicts);
+	out->rehydrations = atomic_load(&rt->rehydrations);
+	out->snapshots = atomic_load(&rt->snapshots);
+	out->failures = atomic_load(&rt->failures);
+}

@@ -1,0 +1,55 @@
+/* actor.h — the actor runtime: single-threaded aggregates over NATS.
+ *
+ * A runtime serves one aggregate kind. It subscribes to orion.cmd.<kind>.*
+ * with the queue group orion.<kind>, routes each command to a shard chosen by
+ * hashing the aggregate id (a shard is one thread), and runs an aggregate's
+ * commands strictly one at a time: load state (cache, else snapshot + tail),
+ * decide, append the resulting events as ONE commit with ExpectLastSubjectSeq,
+ * evolve, reply. Appends of different aggregates are pipelined (async publish);
+ * each aggregate has at most one in flight. On a version conflict (another
+ * instance wrote first) the aggregate is reloaded and the command retried, up
+ * to a bound. Live states sit in a bounded LRU cache per shard.
+ *
+ * A kind is a table of pure functions (see act_kind in decision.h); the
+ * runtime does all I/O. */
+#ifndef ORION_ACTOR_H
+#define ORION_ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decision.h"
+#include "evstore.h"
+#include "orn.h"
+
+typedef struct act_options {
+	unsigned shards;          /* threads; default 4 */
+	size_t cache_capacity;    /* live states kept, over all shards; default 100000 */
+	unsigned snapshot_every;  /* events between snapshots, 0 = never; default 100 */
+	unsigned max_attempts;    /* tries of a command on conflict; default 8 */
+	size_t mailbox_capacity;  /* queued commands per shard before refusing; default 65536 */
+} act_options;
+
+void act_options_init(act_options *o);
+
+typedef struct act_runtime act_runtime;
+
+/* Starts serving kind on store's connection. *out owns the shard threads;
+ * stop with act_runtime_stop. The store must outlive the runtime. */
+orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out);
+/* Unsubscribes, finishes queued work, joins the threads and frees. */
+void act_runtime_stop(act_runtime *rt);
+
+typedef struct act_stats {
+	uint64_t commands;   /* commands answered */
+	uint64_t appends;    /* commits appended */
+	uint64_t conflicts;  /* version conflicts seen (each caused a reload) */
+	uint64_t rehydrations; /* cache misses that loaded from the store */
+	uint64_t snapshots;  /* snapshots written */
+	uint64_t failures;   /* commands answered "failed" */
+} act_stats;
+
+/* Counters since start (approximate while running). */
+void act_runtime_stats(act_runtime *rt, act_stats *out);
+
+#endif

@@ -1,0 +1,100 @@
+/* config.c — defaults, environment parsing and the --help table. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const orn_config_var vars[] = {
+	{"ORION_NATS_URL", "unset", "NATS URL; unset: start an embedded nats-server -js on a free loopback port"},
+	{"ORION_DATA_DIR", "./var", "read models, embedded NATS store, Maildir, generated secrets"},
+	{"ORION_HTTP_ADDR", "127.0.0.1:8080", "where the gateway listens"},
+	{"ORION_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"ORION_SHARDS", "4", "actor shards (threads) per aggregate kind"},
+	{"ORION_CACHE_CAPACITY", "100000", "live aggregate states kept in memory per kind"},
+	{"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
+	{"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
+	{"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
+	{NULL, NULL, NULL},
+};
+
+const orn_config_var *orn_config_vars(void)
+{
+	return vars;
+}
+
+void orn_config_print_help(FILE *out)
+{
+	fprintf(out, "Environment (all optional):\n");
+	for (const orn_config_var *v = vars; v->name != NULL; v++)
+		fprintf(out, "  %-26s default %-16s %s\n", v->name, v->default_value, v->meaning);
+}
+
+static orn_rc read_string(const char *name, char *out, size_t cap)
+{
+	const char *value = getenv(name);
+	if (value == NULL || value[0] == '\0')
+		return ORN_OK;
+	if (strlen(value) >= cap)
+		return ORN_EINVAL;
+	memcpy(out, value, strlen(value) + 1);
+	return ORN_OK;
+}
+
+static orn_rc read_number(const char *name, long long min, long long max, long long *out)
+{
+	const char *value = getenv(name);
+	if (value == NULL || value[0] == '\0')
+		return ORN_OK;
+	char *end = NULL;
+	errno = 0;
+	long long n = strtoll(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || n < min || n > max)
+		return ORN_EINVAL;
+	*out = n;
+	return ORN_OK;
+}
+
+orn_rc orn_config_load(orn_config *c, const char **bad_var)
+{
+	memset(c, 0, sizeof *c);
+	strcpy(c->data_dir, "./var");
+	strcpy(c->http_addr, "127.0.0.1:8080");
+	strcpy(c->log_level, "info");
+	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
+	const char *bad = NULL;
+
+#define TRY(name, call)                                                                                      \
+	do {                                                                                                 \
+		if ((call) != ORN_OK) {                                                                      \
+			bad = (name);                                                                        \
+			goto fail;                                                                           \
+		}                                                                                            \
+	} while (0)
+	TRY("ORION_NATS_URL", read_string("ORION_NATS_URL", c->nats_url, sizeof c->nats_url));
+	TRY("ORION_DATA_DIR", read_string("ORION_DATA_DIR", c->data_dir, sizeof c->data_dir));
+	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
+	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));
+	TRY("ORION_SHARDS", read_number("ORION_SHARDS", 1, 256, &shards));
+	TRY("ORION_CACHE_CAPACITY", read_number("ORION_CACHE_CAPACITY", 1, 100000000, &cache));
+	TRY("ORION_SNAPSHOT_EVERY", read_number("ORION_SNAPSHOT_EVERY", 0, 1000000, &snapshot));
+	TRY("ORION_STREAM_REPLICAS", read_number("ORION_STREAM_REPLICAS", 1, 5, &replicas));
+	TRY("ORION_COMMAND_TIMEOUT_MS", read_number("ORION_COMMAND_TIMEOUT_MS", 10, 600000, &timeout));
+#undef TRY
+	if (strcmp(c->log_level, "debug") != 0 && strcmp(c->log_level, "info") != 0 &&
+	    strcmp(c->log_level, "warn") != 0 && strcmp(c->log_level, "error") != 0) {
+		bad = "ORION_LOG_LEVEL";
+		goto fail;
+	}
+	c->shards = (unsigned)shards;
+	c->cache_capacity = (size_t)cache;
+	c->snapshot_every = (unsigned)snapshot;
+	c->stream_replicas = (int)replicas;
+	c->command_timeout_ms = (long)timeout;
+	return ORN_OK;
+fail:
+	if (bad_var != NULL)
+		*bad_var = bad;
+	return ORN_EINVAL;
+}

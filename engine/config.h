@@ -1,0 +1,44 @@
+/* config.h — Orion's configuration, read from the environment.
+ *
+ * Every variable is optional; orn_config_load fills defaults and validates
+ * the values it reads (a bad number is an error, not a silent default). */
+#ifndef ORION_CONFIG_H
+#define ORION_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "orn.h"
+
+#define ORN_CONFIG_STR_MAX 512
+
+typedef struct orn_config {
+	char nats_url[ORN_CONFIG_STR_MAX];  /* ORION_NATS_URL; "" = start an embedded server */
+	char data_dir[ORN_CONFIG_STR_MAX];  /* ORION_DATA_DIR, default ./var */
+	char http_addr[ORN_CONFIG_STR_MAX]; /* ORION_HTTP_ADDR, default 127.0.0.1:8080 */
+	char log_level[16];                 /* ORION_LOG_LEVEL: debug|info|warn|error, default info */
+	unsigned shards;                    /* ORION_SHARDS, default 4 */
+	size_t cache_capacity;              /* ORION_CACHE_CAPACITY, default 100000 */
+	unsigned snapshot_every;            /* ORION_SNAPSHOT_EVERY, default 100 (0 = never) */
+	int stream_replicas;                /* ORION_STREAM_REPLICAS, default 1 */
+	long command_timeout_ms;            /* ORION_COMMAND_TIMEOUT_MS, default 5000 */
+} orn_config;
+
+/* One variable the configuration reads, for `--help` listings. */
+typedef struct orn_config_var {
+	const char *name;
+	const char *default_value;
+	const char *meaning;
+} orn_config_var;
+
+/* Fills c with defaults, then applies the environment. On ORN_EINVAL, *bad_var
+ * (may be NULL) names the offending variable. */
+orn_rc orn_config_load(orn_config *c, const char **bad_var);
+
+/* The table of variables (NULL-name terminated). */
+const orn_config_var *orn_config_vars(void);
+
+/* Prints the variables with defaults and meanings to out. */
+void orn_config_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,118 @@
+/* evstore.h — the event store on NATS JetStream.
+ *
+ * Stream ORION_EVT holds every commit on subject orion.evt.<aggregate>.<id>;
+ * the version of an aggregate is the stream sequence of its last commit.
+ * Appends are optimistic: ExpectLastSubjectSeq = version (ExpectNoMessage for
+ * version 0), with Nats-Msg-Id = the command id so that a retried publish is
+ * answered with the original sequence. Stream ORION_SNAP keeps the latest
+ * snapshot per aggregate on orion.snap.<aggregate>.<id>.
+ *
+ * An es_store owns one NATS connection and its JetStream context; it is safe
+ * to use from several threads (cnats is). */
+#ifndef ORION_EVSTORE_H
+#define ORION_EVSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+
+#include "envelope.h"
+#include "orn.h"
+
+#define ES_STREAM "ORION_EVT"
+#define ES_SNAP_STREAM "ORION_SNAP"
+#define ES_SUBJECT_MAX 256
+#define ES_ID_MAX 64 /* characters of an aggregate id */
+
+typedef struct es_store es_store;
+
+typedef struct es_options {
+	const char *url;        /* NATS URL(s), comma separated */
+	const char *name;       /* connection name shown by the server (may be NULL) */
+	int replicas;           /* stream replicas: 1, or 3 on a cluster */
+	int64_t timeout_ms;     /* JetStream API and publish timeout */
+	int64_t dup_window_ms;  /* duplicate window for Nats-Msg-Id, default 2 min */
+	bool create_streams;    /* create the streams if absent (else only verify) */
+} es_options;
+
+/* Fills o with defaults: url NULL, replicas 1, timeout 5 s, window 2 min, create. */
+void es_options_init(es_options *o);
+
+/* Connects and creates or verifies the streams. On success *out owns the
+ * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down. */
+orn_rc es_store_open(const es_options *o, es_store **out);
+void es_store_close(es_store *s);
+
+/* The underlying connection and JetStream context (owned by the store). */
+natsConnection *es_store_connection(es_store *s);
+jsCtx *es_store_jetstream(es_store *s);
+
+/* True if id matches [A-Za-z0-9_-]{1,64}: anything else could address other subjects. */
+bool es_id_valid(const char *id);
+/* True if name matches [a-z][a-z0-9_]{0,31} (aggregate type names). */
+bool es_aggregate_valid(const char *aggregate);
+
+/* Writes "<prefix>.<aggregate>.<id>" into out; ORN_EINVAL for invalid parts. */
+orn_rc es_subject(char *out, size_t cap, const char *prefix, const char *aggregate, const char *id);
+
+typedef struct es_append_result {
+	uint64_t seq;     /* stream sequence of the commit: the new version */
+	bool duplicate;   /* the server already had this msg id: seq is the original */
+} es_append_result;
+
+/* Appends one commit (an encoded env commit) synchronously.
+ * expected_version 0 means "the aggregate must not exist yet".
+ * msg_id (the command id) enables server-side de-duplication.
+ * ORN_ECONFLICT if the aggregate's version is not expected_version. */
+orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+                 const char *msg_id, const void *commit, size_t len, es_append_result *out);
+
+/* Completion of an asynchronous append, called on a NATS library thread:
+ * keep it short. subject and msg_id are valid only during the call. */
+typedef void (*es_append_done_fn)(void *closure, const char *subject, const char *msg_id,
+                                  orn_rc rc, const es_append_result *result);
+
+/* Registers the completion handler of es_append_async for one aggregate type
+ * (before its first async append). ORN_ETOOBIG past ES_MAX_HANDLERS types. */
+#define ES_MAX_HANDLERS 16
+orn_rc es_store_set_append_handler(es_store *s, const char *aggregate, es_append_done_fn fn, void *closure);
+
+/* Starts an append without waiting; the outcome arrives at the handler.
+ * An error returned here means the handler will not be called. */
+orn_rc es_append_async(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+                       const char *msg_id, const void *commit, size_t len);
+
+/* Version of an aggregate: sequence of its last commit, 0 if it has none. */
+orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *version);
+
+/* Called once per event while reading; a non-OK return stops the read and is
+ * returned by the reader. subject and e are valid only during the call. */
+typedef orn_rc (*es_event_fn)(void *closure, uint64_t seq, const char *subject, const env_envelope *e);
+
+/* Reads every commit whose subject matches filter (may hold wildcards) with
+ * stream sequence in [from_seq, up_to], in order, through an ordered
+ * consumer; up_to 0 means "up to the last message present when called".
+ * *last_seq (may be NULL) receives the sequence of the last commit read (0 if none). */
+orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
+               void *closure, uint64_t *last_seq);
+
+/* Loads one aggregate's events after from_seq (exclusive) up to its head. */
+orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t after_seq, es_event_fn fn,
+               void *closure, uint64_t *version);
+
+/* Saves the latest snapshot of an aggregate (state bytes as written by the
+ * aggregate kind, with its snapshot schema). Replaces the previous one. */
+orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema,
+                        uint64_t version, const void *state, size_t len);
+
+/* Loads the latest snapshot. ORN_ENOTFOUND if none, or if its schema differs
+ * from the one asked for. On success *state is malloc'd and owned by the caller. */
+orn_rc es_snapshot_load(es_store *s, const char *aggregate, const char *id, uint32_t schema,
+                        uint64_t *version, uint8_t **state, size_t *len);
+
+/* Converts a natsStatus (and JetStream error code) to an orn_rc. */
+orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
+
+#endif

@@ -1,0 +1,154 @@
+/* test_cli.c — the orion binary as a user runs it: `serve` with its embedded
+ * nats-server, `replay` printing JSON lines, and the errors of bad usage. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "stock_client.h"
+
+static char *data_dir;
+
+static void setup(void)
+{
+	data_dir = th_tempdir("cli");
+	unsetenv("ORION_NATS_URL");
+}
+
+static void teardown(void)
+{
+	th_rmrf(data_dir);
+	free(data_dir);
+}
+
+/* Runs orion with args through the shell; stdout to out_path. Exit code. */
+static int run_orion(const char *args, const char *env, const char *out_path)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "%s ORION_DATA_DIR='%s' '%s' %s > '%s' 2>> '%s/stderr.log'", env ? env : "",
+	         data_dir, th_orion_bin(), args, out_path ? out_path : "/dev/null", data_dir);
+	int status = system(cmd);
+	cr_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static char *read_url(void)
+{
+	char path[600], url[128] = "";
+	snprintf(path, sizeof path, "%s/nats.url", data_dir);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "serve wrote no nats.url");
+	cr_assert_not_null(fgets(url, sizeof url, f));
+	fclose(f);
+	url[strcspn(url, "\n")] = '\0';
+	return strdup(url);
+}
+
+static int check_replay_lines(const char *path, const char *item, int *reserved_seen)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	char line[8192];
+	int lines = 0;
+	long long previous_seq = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		json_error_t err;
+		json_t *ev = json_loads(line, 0, &err);
+		cr_assert_not_null(ev, "line %d is not JSON: %s", lines + 1, err.text);
+		long long seq = json_integer_value(json_object_get(ev, "seq"));
+		cr_assert_gt(seq, previous_seq, "sequences ascend");
+		previous_seq = seq;
+		char subject[128];
+		snprintf(subject, sizeof subject, "orion.evt.stock.%s", item);
+		cr_assert_str_eq(json_string_value(json_object_get(ev, "subject")), subject);
+		cr_assert_not_null(json_string_value(json_object_get(ev, "time")));
+		cr_assert_not_null(json_string_value(json_object_get(ev, "causation_id")));
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		json_t *data = json_object_get(ev, "data");
+		cr_assert(json_is_object(data));
+		if (strcmp(type, STOCK_EV_RESERVED) == 0) {
+			cr_assert_str_eq(json_string_value(json_object_get(data, "reservation_id")), "order-1");
+			cr_assert_eq(json_integer_value(json_object_get(data, "quantity")), 2);
+			(*reserved_seen)++;
+		}
+		json_decref(ev);
+		lines++;
+	}
+	fclose(f);
+	return lines;
+}
+
+Test(cli, serve_embeds_nats_and_replay_prints_the_log, .init = setup, .fini = teardown, .timeout = 120)
+{
+	char log_path[700], dir_env[600], out[700];
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	char *argv[] = {(char *)th_orion_bin(), "serve", "--roles", "stock", NULL};
+	char *env[] = {dir_env, NULL};
+	pid_t pid = th_spawn(argv, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "orion ready", 20000), "serve did not come up");
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running", 5000));
+	char *url = read_url();
+	natsConnection *nc = tsc_connect(url);
+	bus_reply r;
+	stock_command create = tsc_create(5), reserve = tsc_reserve("order-1", 2);
+	cr_assert_eq(tsc_send(nc, "sku-cli", &create, "cli-1", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	cr_assert_eq(tsc_send(nc, "sku-cli", &reserve, "cli-2", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	natsConnection_Destroy(nc);
+
+	/* replay while serve runs: uses the running server */
+	snprintf(out, sizeof out, "%s/replay1.jsonl", data_dir);
+	cr_assert_eq(run_orion("replay --aggregate stock --id sku-cli", NULL, out), 0);
+	int reserved = 0;
+	cr_assert_eq(check_replay_lines(out, "sku-cli", &reserved), 2);
+	cr_assert_eq(reserved, 1);
+
+	/* SIGTERM stops serve and its nats-server child */
+	th_kill(pid, SIGTERM);
+	cr_assert_eq(th_wait_exit(pid, 15000), 0, "serve exits cleanly");
+	natsConnection *gone = NULL;
+	cr_assert_neq(natsConnection_ConnectTo(&gone, url), NATS_OK, "the embedded server stopped too");
+	free(url);
+
+	/* replay with nothing running: starts the embedded server on the same store */
+	snprintf(out, sizeof out, "%s/replay2.jsonl", data_dir);
+	cr_assert_eq(run_orion("replay --aggregate stock", NULL, out), 0);
+	reserved = 0;
+	cr_assert_eq(check_replay_lines(out, "sku-cli", &reserved), 2, "the log survived the restart");
+	cr_assert_eq(reserved, 1);
+	snprintf(out, sizeof out, "%s/replay3.jsonl", data_dir);
+	cr_assert_eq(run_orion("replay --aggregate stock --id sku-cli --from 2", NULL, out), 0);
+	reserved = 0;
+	cr_assert_eq(check_replay_lines(out, "sku-cli", &reserved), 1);
+}
+
+Test(cli, bad_usage_is_refused_with_exit_code_2, .init = setup, .fini = teardown, .timeout = 60)
+{
+	cr_assert_eq(run_orion("", NULL, NULL), 2);
+	cr_assert_eq(run_orion("help", NULL, NULL), 0);
+	cr_assert_eq(run_orion("serve --help", NULL, NULL), 0);
+	cr_assert_eq(run_orion("frobnicate", NULL, NULL), 2);
+	cr_assert_eq(run_orion("serve --roles bogus", NULL, NULL), 2);
+	cr_assert_eq(run_orion("serve --verbose", NULL, NULL), 2);
+	cr_assert_eq(run_orion("serve", "ORION_SHARDS=abc", NULL), 2);
+	cr_assert_eq(run_orion("serve", "ORION_LOG_LEVEL=loud", NULL), 2);
+	cr_assert_eq(run_orion("replay --id x", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --aggregate stock --id 'a.b'", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --aggregate 'Stock>'", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --from -1", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --to x", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --bogus", NULL, NULL), 2);
+}
+
+Test(cli, serve_fails_cleanly_when_nats_is_unreachable, .init = setup, .fini = teardown, .timeout = 60)
+{
+	char env[128];
+	snprintf(env, sizeof env, "ORION_NATS_URL=nats://127.0.0.1:%d", natsd_free_port());
+	cr_assert_eq(run_orion("serve --roles stock", env, NULL), 1);
+}

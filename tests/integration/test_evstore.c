@@ -1,0 +1,261 @@
+/* test_evstore.c — the event store against a real nats-server: optimistic
+ * appends, de-duplication, loading, reading with filters, snapshots. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "evstore.h"
+#include "harness.h"
+#include "log.h"
+
+static natsd *server;
+static es_store *store;
+
+static void setup(void)
+{
+	server = th_natsd_start("evstore");
+	es_options o;
+	es_options_init(&o);
+	o.url = natsd_url(server);
+	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+}
+
+static void teardown(void)
+{
+	es_store_close(store);
+	store = NULL;
+	th_natsd_stop(server);
+	server = NULL;
+}
+
+/* Encodes a commit of `count` events of type `type` with payload {"n": i}. */
+static mp_writer *commit_of(const char *type, int count, const char *command_id)
+{
+	mp_writer *w = mp_writer_create(), *payload = mp_writer_create();
+	env_commit_begin(w, (uint32_t)count);
+	for (int i = 0; i < count; i++) {
+		env_envelope e;
+		memset(&e, 0, sizeof e);
+		strcpy(e.type, type);
+		e.schema = 1;
+		e.time_ms = 1700000000000 + i;
+		strcpy(e.correlation, "corr-1");
+		snprintf(e.causation, sizeof e.causation, "%s", command_id);
+		strcpy(e.actor, "tester");
+		mp_writer_reset(payload);
+		mp_write_map(payload, 1);
+		mp_write_cstr(payload, "n");
+		mp_write_int(payload, i);
+		e.payload = mp_writer_data(payload);
+		e.payload_len = mp_writer_size(payload);
+		cr_assert_eq(env_encode(w, &e), ORN_OK);
+	}
+	mp_writer_destroy(payload);
+	return w;
+}
+
+static orn_rc append(const char *id, uint64_t expected, const char *cmd, int count, es_append_result *out)
+{
+	mp_writer *w = commit_of("Thing", count, cmd);
+	orn_rc rc = es_append(store, "thing", id, expected, cmd, mp_writer_data(w), mp_writer_size(w), out);
+	mp_writer_destroy(w);
+	return rc;
+}
+
+Test(evstore, appends_are_optimistic_per_aggregate, .init = setup, .fini = teardown)
+{
+	es_append_result r1, r2, r3;
+	cr_assert_eq(append("a1", 0, "c1", 2, &r1), ORN_OK);
+	cr_assert_gt(r1.seq, 0);
+	cr_assert_eq(r1.duplicate, false);
+	/* A second "create" of the same aggregate is a conflict (ExpectNoMessage). */
+	cr_assert_eq(append("a1", 0, "c2", 1, &r2), ORN_ECONFLICT);
+	/* A stale version is a conflict (jerr 10071). */
+	cr_assert_eq(append("a1", r1.seq + 100, "c3", 1, &r2), ORN_ECONFLICT);
+	cr_assert_eq(append("a1", r1.seq, "c4", 1, &r2), ORN_OK);
+	/* Another aggregate's writes do not disturb a1's version. */
+	cr_assert_eq(append("b1", 0, "c5", 1, &r3), ORN_OK);
+	cr_assert_eq(append("a1", r2.seq, "c6", 1, &r3), ORN_OK);
+	uint64_t head = 0;
+	cr_assert_eq(es_head(store, "thing", "a1", &head), ORN_OK);
+	cr_assert_eq(head, r3.seq);
+	cr_assert_eq(es_head(store, "thing", "nobody", &head), ORN_OK);
+	cr_assert_eq(head, 0);
+}
+
+Test(evstore, same_message_id_is_answered_with_the_original_sequence, .init = setup, .fini = teardown)
+{
+	es_append_result first, again;
+	cr_assert_eq(append("d1", 0, "cmd-dup", 1, &first), ORN_OK);
+	/* The retry carries the same expectation (the sender never saw the ack). */
+	cr_assert_eq(append("d1", 0, "cmd-dup", 1, &again), ORN_OK);
+	cr_assert(again.duplicate);
+	cr_assert_eq(again.seq, first.seq);
+}
+
+Test(evstore, invalid_ids_never_reach_the_stream, .init = setup, .fini = teardown)
+{
+	es_append_result r;
+	const char *bad[] = {"a.b", "a*", ">", "a b", "", "../x", "x\"y", "<script>",
+	                     "0123456789012345678901234567890123456789012345678901234567890123456789"};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(bad); i++)
+		cr_assert_eq(append(bad[i], 0, "c", 1, &r), ORN_EINVAL, "id '%s' accepted", bad[i]);
+	cr_assert(es_id_valid("Az09_-"));
+	cr_assert_not(es_aggregate_valid("Stock"));
+	cr_assert_not(es_aggregate_valid("st.ock"));
+	cr_assert(es_aggregate_valid("stock_item2"));
+	char subject[16];
+	cr_assert_eq(es_subject(subject, sizeof subject, "orion.evt", "stock", "abcdefghijkl"), ORN_ETOOBIG);
+}
+
+typedef struct collected {
+	int events;
+	uint64_t seqs[64];
+	int n[64];
+	char types[64][ENV_TYPE_MAX];
+} collected;
+
+static orn_rc collect(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	collected *c = closure;
+	cr_assert_lt(c->events, 64);
+	c->seqs[c->events] = seq;
+	strcpy(c->types[c->events], e->type);
+	mp_reader r;
+	uint32_t count;
+	const char *key;
+	uint32_t key_len;
+	int64_t n = -1;
+	mp_reader_init(&r, e->payload, e->payload_len);
+	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+	cr_assert_eq(mp_read_str(&r, &key, &key_len), ORN_OK);
+	cr_assert_eq(mp_read_int(&r, &n), ORN_OK);
+	c->n[c->events] = (int)n;
+	c->events++;
+	return ORN_OK;
+}
+
+Test(evstore, load_returns_every_event_of_every_commit_in_order, .init = setup, .fini = teardown)
+{
+	es_append_result r;
+	uint64_t v = 0;
+	cr_assert_eq(append("l1", 0, "c1", 3, &r), ORN_OK);
+	uint64_t first = r.seq;
+	cr_assert_eq(append("other", 0, "c2", 1, &r), ORN_OK);
+	cr_assert_eq(append("l1", first, "c3", 2, &r), ORN_OK);
+	collected c = {0};
+	cr_assert_eq(es_load(store, "thing", "l1", 0, collect, &c, &v), ORN_OK);
+	cr_assert_eq(v, r.seq);
+	cr_assert_eq(c.events, 5);
+	int expected_n[] = {0, 1, 2, 0, 1};
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(c.n[i], expected_n[i]);
+	cr_assert_eq(c.seqs[0], first);
+	cr_assert_eq(c.seqs[4], r.seq);
+	/* Loading after the first commit gives the tail only. */
+	collected tail = {0};
+	cr_assert_eq(es_load(store, "thing", "l1", first, collect, &tail, &v), ORN_OK);
+	cr_assert_eq(tail.events, 2);
+	/* An aggregate with no events loads as version 0. */
+	collected none = {0};
+	cr_assert_eq(es_load(store, "thing", "ghost", 0, collect, &none, &v), ORN_OK);
+	cr_assert_eq(v, 0);
+	cr_assert_eq(none.events, 0);
+}
+
+Test(evstore, read_with_wildcards_and_ranges, .init = setup, .fini = teardown)
+{
+	es_append_result r;
+	uint64_t last = 0;
+	for (int i = 0; i < 5; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "w%d", i);
+		cr_assert_eq(append(id, 0, id, 1, &r), ORN_OK);
+	}
+	collected all = {0};
+	cr_assert_eq(es_read(store, "orion.evt.thing.>", 0, 0, collect, &all, &last), ORN_OK);
+	cr_assert_eq(all.events, 5);
+	cr_assert_eq(last, r.seq);
+	collected middle = {0};
+	cr_assert_eq(es_read(store, "orion.evt.>", 2, 3, collect, &middle, &last), ORN_OK);
+	cr_assert_eq(middle.events, 2);
+	cr_assert_eq(middle.seqs[0], 2);
+	cr_assert_eq(last, 3);
+	collected nothing = {0};
+	cr_assert_eq(es_read(store, "orion.evt.nothing.>", 0, 0, collect, &nothing, &last), ORN_OK);
+	cr_assert_eq(nothing.events, 0);
+}
+
+static orn_rc stop_at_two(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	int *n = closure;
+	return ++*n == 2 ? ORN_EINVAL : ORN_OK;
+}
+
+Test(evstore, a_callback_error_stops_the_read, .init = setup, .fini = teardown)
+{
+	es_append_result r;
+	uint64_t v;
+	cr_assert_eq(append("s1", 0, "c1", 3, &r), ORN_OK);
+	int n = 0;
+	cr_assert_eq(es_load(store, "thing", "s1", 0, stop_at_two, &n, &v), ORN_EINVAL);
+	cr_assert_eq(n, 2);
+}
+
+Test(evstore, snapshots_keep_the_latest_and_check_the_schema, .init = setup, .fini = teardown)
+{
+	uint64_t version = 0;
+	uint8_t *state = NULL;
+	size_t len = 0;
+	cr_assert_eq(es_snapshot_load(store, "thing", "snap", 1, &version, &state, &len), ORN_ENOTFOUND);
+	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 10, "old", 3), ORN_OK);
+	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 20, "newer", 5), ORN_OK);
+	cr_assert_eq(es_snapshot_load(store, "thing", "snap", 1, &version, &state, &len), ORN_OK);
+	cr_assert_eq(version, 20);
+	cr_assert_eq(len, 5);
+	cr_assert_eq(memcmp(state, "newer", 5), 0);
+	free(state);
+	/* A snapshot written with another layout is ignored. */
+	cr_assert_eq(es_snapshot_load(store, "thing", "snap", 2, &version, &state, &len), ORN_ENOTFOUND);
+}
+
+Test(evstore, reopening_verifies_existing_streams, .init = setup, .fini = teardown)
+{
+	es_store *again = NULL;
+	es_options o;
+	es_options_init(&o);
+	o.url = natsd_url(server);
+	o.create_streams = false;
+	cr_assert_eq(es_store_open(&o, &again), ORN_OK);
+	es_store_close(again);
+}
+
+Test(evstore, a_missing_server_is_unavailable_not_a_hang, .timeout = 30)
+{
+	es_store *s = NULL;
+	es_options o;
+	es_options_init(&o);
+	char url[64];
+	snprintf(url, sizeof url, "nats://127.0.0.1:%d", natsd_free_port());
+	o.url = url;
+	int64_t start = th_now_ms();
+	cr_assert_eq(es_store_open(&o, &s), ORN_EUNAVAILABLE);
+	cr_assert_lt(th_now_ms() - start, 20000);
+}
+
+Test(evstore, status_mapping)
+{
+	cr_assert_eq(es_status_rc(NATS_OK, 0), ORN_OK);
+	cr_assert_eq(es_status_rc(NATS_ERR, JSStreamWrongLastSequenceErr), ORN_ECONFLICT);
+	cr_assert_eq(es_status_rc(NATS_NOT_FOUND, 0), ORN_ENOTFOUND);
+	cr_assert_eq(es_status_rc(NATS_TIMEOUT, 0), ORN_ETIMEOUT);
+	cr_assert_eq(es_status_rc(NATS_NO_RESPONDERS, 0), ORN_EUNAVAILABLE);
+	cr_assert_eq(es_status_rc(NATS_CONNECTION_CLOSED, 0), ORN_EUNAVAILABLE);
+	cr_assert_eq(es_status_rc(NATS_NO_MEMORY, 0), ORN_ENOMEM);
+	cr_assert_eq(es_status_rc(NATS_INVALID_ARG, 0), ORN_EINVAL);
+	cr_assert_eq(es_status_rc(NATS_MAX_PAYLOAD, 0), ORN_ETOOBIG);
+	cr_assert_eq(es_status_rc(NATS_IO_ERROR, 0), ORN_EIO);
+	cr_assert_eq(es_status_rc(NATS_ILLEGAL_STATE, 0), ORN_EINTERNAL);
+}

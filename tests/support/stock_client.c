@@ -1,0 +1,127 @@
+/* stock_client.c — stock commands over real NATS for integration tests. */
+#include "stock_client.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+orn_rc tsc_send(natsConnection *nc, const char *item, const stock_command *c, const char *command_id,
+                int64_t timeout_ms, bus_reply *out)
+{
+	mp_writer *w = mp_writer_create();
+	env_envelope cmd;
+	orn_rc rc = stock_command_encode(w, c);
+	if (rc == ORN_OK)
+		rc = bus_command_init(&cmd, stock_command_type(c->kind), orn_now_ms(), command_id, NULL, "test",
+		                      mp_writer_data(w), mp_writer_size(w));
+	if (rc == ORN_OK)
+		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
+	mp_writer_destroy(w);
+	return rc;
+}
+
+static void read_view(const uint8_t *view, size_t len, int64_t *on_hand, int64_t *reserved, int64_t *sold,
+                      int64_t *held)
+{
+	mp_reader r;
+	uint32_t count = 0;
+	mp_reader_init(&r, view, len);
+	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+	for (uint32_t i = 0; i < count; i++) {
+		const char *key = NULL;
+		uint32_t key_len = 0;
+		cr_assert_eq(mp_read_str(&r, &key, &key_len), ORN_OK);
+		int64_t *target = mp_str_eq(key, key_len, "on_hand")    ? on_hand
+		                  : mp_str_eq(key, key_len, "reserved") ? reserved
+		                  : mp_str_eq(key, key_len, "sold")     ? sold
+		                  : mp_str_eq(key, key_len, "held")     ? held
+		                                                        : NULL;
+		if (target != NULL)
+			cr_assert_eq(mp_read_int(&r, target), ORN_OK);
+		else
+			cr_assert_eq(mp_skip(&r), ORN_OK);
+	}
+}
+
+orn_rc tsc_get(natsConnection *nc, const char *item, int64_t *on_hand, int64_t *reserved, int64_t *sold,
+               int64_t *held_count)
+{
+	env_envelope cmd;
+	uint8_t nil = 0xc0;
+	char id[64];
+	bus_reply reply;
+	int64_t scratch[4] = {0};
+	snprintf(id, sizeof id, "get-%lld", (long long)orn_monotonic_ns());
+	orn_rc rc = bus_command_init(&cmd, BUS_CMD_GET, orn_now_ms(), id, NULL, "test", &nil, 1);
+	if (rc == ORN_OK)
+		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, 10000, &reply);
+	if (rc != ORN_OK)
+		return rc;
+	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "Get failed: %s %s", reply.code, reply.detail);
+	cr_assert_not_null(reply.view);
+	read_view(reply.view, reply.view_len, on_hand ? on_hand : &scratch[0], reserved ? reserved : &scratch[1],
+	          sold ? sold : &scratch[2], held_count ? held_count : &scratch[3]);
+	bus_reply_dispose(&reply);
+	return ORN_OK;
+}
+
+static orn_rc fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	stock_event ev;
+	orn_rc rc = stock_event_decode(e->type, e->payload, e->payload_len, &ev);
+	if (rc != ORN_OK)
+		return rc;
+	return stock_evolve(closure, &ev);
+}
+
+orn_rc tsc_rebuild(es_store *store, const char *item, stock_state *state, uint64_t *version)
+{
+	orn_rc rc = stock_state_init(state);
+	if (rc != ORN_OK)
+		return rc;
+	return es_load(store, STOCK_AGGREGATE, item, 0, fold, state, version);
+}
+
+stock_command tsc_create(int64_t quantity)
+{
+	stock_command c;
+	memset(&c, 0, sizeof c);
+	c.kind = STOCK_CREATE;
+	c.quantity = quantity;
+	return c;
+}
+
+stock_command tsc_reserve(const char *reservation_id, int64_t quantity)
+{
+	stock_command c;
+	memset(&c, 0, sizeof c);
+	c.kind = STOCK_RESERVE;
+	snprintf(c.reservation_id, sizeof c.reservation_id, "%s", reservation_id);
+	c.quantity = quantity;
+	return c;
+}
+
+stock_command tsc_adjust(int64_t delta, const char *reason)
+{
+	stock_command c;
+	memset(&c, 0, sizeof c);
+	c.kind = STOCK_ADJUST;
+	c.delta = delta;
+	snprintf(c.reason, sizeof c.reason, "%s", reason);
+	return c;
+}
+
+natsConnection *tsc_connect(const char *url)
+{
+	natsConnection *nc = NULL;
+	natsOptions *o = NULL;
+	cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+	natsOptions_SetURL(o, url);
+	natsOptions_SetMaxReconnect(o, -1);
+	natsOptions_SetReconnectWait(o, 100);
+	cr_assert_eq(natsConnection_Connect(&nc, o), NATS_OK, "cannot connect to %s", url);
+	natsOptions_Destroy(o);
+	return nc;
+}
