@@ -24,8 +24,9 @@
 #define PAYLOAD_SCHEMA 1
 /* Entries of the closed-ids ring at its first allocation. */
 #define RING_MIN_CAPACITY 8
-/* Value stored in closed_index (values may not be NULL). */
-#define CLOSED_MARK ((void *)(intptr_t)1)
+/* Values stored in closed_index (values may not be NULL): how an id closed. */
+#define CLOSED_RELEASED  ((void *)(intptr_t)1)
+#define CLOSED_COMMITTED ((void *)(intptr_t)2)
 /* Bytes of a rejection detail text (the decision keeps 255 of them). */
 #define DETAIL_MAX 320
 
@@ -163,10 +164,17 @@ int64_t stock_held(const stock_state *s, const char *reservation_id)
 	return (int64_t)(intptr_t)hmap_get(s->held, reservation_id);
 }
 
+/* How reservation_id closed (CLOSED_RELEASED or CLOSED_COMMITTED), or NULL if
+ * it is not in the memory of recently closed ids. */
+static void *closed_how(const stock_state *s, const char *reservation_id)
+{
+	return s->closed_index != NULL ? hmap_get(s->closed_index, reservation_id) : NULL;
+}
+
 /* True if reservation_id is in the memory of recently closed ids. */
 static bool closed_contains(const stock_state *s, const char *reservation_id)
 {
-	return s->closed_index != NULL && hmap_get(s->closed_index, reservation_id) != NULL;
+	return closed_how(s, reservation_id) != NULL;
 }
 
 /* Entries allocated for a ring holding count ids (0 when none). */
@@ -184,22 +192,22 @@ static size_t ring_capacity(size_t count)
 /* Makes room for the slot at closed_next; leaves s unchanged on ENOMEM. */
 static orn_rc ring_make_room(stock_state *s)
 {
-	size_t capacity;
+	orn_rc rc = ORN_OK;
 	void *grown;
 
-	if (s->closed_count == STOCK_CLOSED_MEMORY || ring_capacity(s->closed_count) > s->closed_count)
-		return ORN_OK;
-	capacity = ring_capacity(s->closed_count + 1);
-	grown = realloc(s->closed, capacity * sizeof *s->closed);
-	if (grown == NULL)
-		return ORN_ENOMEM;
-	s->closed = grown;
-	return ORN_OK;
+	if (s->closed_count < STOCK_CLOSED_MEMORY && ring_capacity(s->closed_count) <= s->closed_count) {
+		grown = realloc(s->closed, ring_capacity(s->closed_count + 1) * sizeof *s->closed);
+		if (grown != NULL)
+			s->closed = grown;
+		else
+			rc = ORN_ENOMEM;
+	}
+	return rc;
 }
 
 /* Adds a valid id to the closed memory, forgetting the oldest when full. An id
  * already remembered keeps its place. Leaves s unchanged on ENOMEM. */
-static orn_rc remember_closed(stock_state *s, const char *reservation_id)
+static orn_rc remember_closed(stock_state *s, const char *reservation_id, void *how)
 {
 	orn_rc rc = ORN_OK;
 	char *slot;
@@ -212,7 +220,7 @@ static orn_rc remember_closed(stock_state *s, const char *reservation_id)
 	}
 	if ((rc = ring_make_room(s)) != ORN_OK)
 		goto fail;
-	if ((rc = hmap_put(s->closed_index, reservation_id, CLOSED_MARK)) != ORN_OK)
+	if ((rc = hmap_put(s->closed_index, reservation_id, how)) != ORN_OK)
 		goto fail;
 	slot = s->closed[s->closed_next];
 	if (s->closed_count == STOCK_CLOSED_MEMORY)
@@ -301,6 +309,8 @@ static stock_verdict decide_commit(const stock_state *s, const stock_command *c,
 		verdict = STOCK_REJ_INVALID;
 	else if ((held = stock_held(s, c->reservation_id)) != 0)
 		emit_reservation(out, STOCK_COMMITTED, c->reservation_id, held);
+	else if (closed_how(s, c->reservation_id) == CLOSED_RELEASED)
+		verdict = STOCK_REJ_CLOSED; /* released stock cannot be sold any more */
 	else if (!closed_contains(s, c->reservation_id))
 		verdict = STOCK_REJ_UNKNOWN_RESERVATION;
 	return verdict;
@@ -386,7 +396,8 @@ static orn_rc apply_closed(stock_state *s, const stock_event *e, bool committed)
 
 	if (!reservation_id_valid(e->reservation_id))
 		goto fail;
-	if ((rc = remember_closed(s, e->reservation_id)) != ORN_OK)
+	if ((rc = remember_closed(s, e->reservation_id, committed ? CLOSED_COMMITTED : CLOSED_RELEASED)) !=
+	    ORN_OK)
 		goto fail;
 	if (s->held != NULL)
 		quantity = (int64_t)(intptr_t)hmap_remove(s->held, e->reservation_id);
@@ -453,11 +464,15 @@ static int shape_of_type(const payload_shape *shapes, size_t count, const char *
  * fit its buffer; else the writer's status. */
 static orn_rc encode_fields(mp_writer *w, unsigned fields, const payload_fields *f)
 {
+	bool id_unterminated =
+	        strnlen(f->reservation_id, sizeof f->reservation_id) == sizeof f->reservation_id;
+	bool reason_unterminated = strnlen(f->reason, sizeof f->reason) == sizeof f->reason;
 	uint32_t count = 0;
+	orn_rc rc = ORN_EINVAL;
 
-	if (strnlen(f->reservation_id, sizeof f->reservation_id) == sizeof f->reservation_id ||
-	    strnlen(f->reason, sizeof f->reason) == sizeof f->reason)
-		return ORN_EINVAL;
+	if (((fields & FIELD_RESERVATION_ID) && id_unterminated) ||
+	    ((fields & FIELD_REASON) && reason_unterminated))
+		goto fail;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++)
 		count += (fields & field_keys[i].field) != 0;
 	mp_write_map(w, count);
@@ -477,7 +492,9 @@ static orn_rc encode_fields(mp_writer *w, unsigned fields, const payload_fields 
 		else if (field == FIELD_ON_HAND)
 			mp_write_int(w, f->on_hand);
 	}
-	return mp_writer_status(w);
+	rc = mp_writer_status(w);
+fail:
+	return rc;
 }
 
 /* Field bit of a key (0 for a key no payload uses). */
@@ -669,7 +686,7 @@ fail:
 }
 
 /* Snapshot: a map {exists, on_hand, reserved, sold, held: {id: quantity},
- * closed: [id, oldest first]}. */
+ * closed: [[id, committed], oldest first]}. */
 static orn_rc stock_snapshot(const void *state, mp_writer *w)
 {
 	const stock_state *s = state;
@@ -690,8 +707,12 @@ static orn_rc stock_snapshot(const void *state, mp_writer *w)
 		goto fail;
 	mp_write_cstr(w, "closed");
 	mp_write_array(w, (uint32_t)s->closed_count);
-	for (size_t i = 0; i < s->closed_count; i++)
-		mp_write_cstr(w, s->closed[(oldest + i) % STOCK_CLOSED_MEMORY]);
+	for (size_t i = 0; i < s->closed_count; i++) {
+		const char *id = s->closed[(oldest + i) % STOCK_CLOSED_MEMORY];
+		mp_write_array(w, 2);
+		mp_write_cstr(w, id);
+		mp_write_bool(w, closed_how(s, id) == CLOSED_COMMITTED);
+	}
 	rc = mp_writer_status(w);
 fail:
 	return rc;
@@ -741,13 +762,22 @@ static orn_rc read_closed(mp_reader *r, stock_state *s)
 		goto fail;
 	}
 	for (uint32_t i = 0; i < count; i++) {
-		if ((rc = mp_read_cstr(r, id, sizeof id)) != ORN_OK)
+		uint32_t pair = 0;
+		bool committed = false;
+		if ((rc = mp_read_array(r, &pair)) != ORN_OK)
+			goto fail;
+		if (pair != 2) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+		if ((rc = mp_read_cstr(r, id, sizeof id)) != ORN_OK ||
+		    (rc = mp_read_bool(r, &committed)) != ORN_OK)
 			goto fail;
 		if (!reservation_id_valid(id) || closed_contains(s, id)) {
 			rc = ORN_EDECODE;
 			goto fail;
 		}
-		if ((rc = remember_closed(s, id)) != ORN_OK)
+		if ((rc = remember_closed(s, id, committed ? CLOSED_COMMITTED : CLOSED_RELEASED)) != ORN_OK)
 			goto fail;
 	}
 fail:

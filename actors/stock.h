@@ -19,38 +19,38 @@
 #include "decision.h"
 #include "hashmap.h"
 
-#define STOCK_AGGREGATE "stock"
+#define STOCK_AGGREGATE          "stock"
 #define STOCK_RESERVATION_ID_MAX 160 /* bytes, NUL included */
-#define STOCK_REASON_MAX 256         /* bytes, NUL included */
-#define STOCK_QUANTITY_MAX 1000000000LL
-#define STOCK_CLOSED_MEMORY 1024      /* closed reservation ids remembered */
-#define STOCK_SNAPSHOT_SCHEMA 1
+#define STOCK_REASON_MAX         256 /* bytes, NUL included */
+#define STOCK_QUANTITY_MAX       1000000000LL
+#define STOCK_CLOSED_MEMORY      1024 /* closed reservation ids remembered */
+#define STOCK_SNAPSHOT_SCHEMA    2    /* 2: closed ids remember released or committed */
 
 /* Event type names as stored. */
-#define STOCK_EV_CREATED "StockItemCreated"
-#define STOCK_EV_RESERVED "StockReserved"
-#define STOCK_EV_RELEASED "StockReleased"
+#define STOCK_EV_CREATED   "StockItemCreated"
+#define STOCK_EV_RESERVED  "StockReserved"
+#define STOCK_EV_RELEASED  "StockReleased"
 #define STOCK_EV_COMMITTED "StockCommitted"
-#define STOCK_EV_ADJUSTED "StockAdjusted"
+#define STOCK_EV_ADJUSTED  "StockAdjusted"
 
 /* Command type names on the bus. */
-#define STOCK_CMD_CREATE "CreateStockItem"
+#define STOCK_CMD_CREATE  "CreateStockItem"
 #define STOCK_CMD_RESERVE "ReserveStock"
 #define STOCK_CMD_RELEASE "ReleaseStock"
-#define STOCK_CMD_COMMIT "CommitStock"
-#define STOCK_CMD_ADJUST "AdjustStock"
+#define STOCK_CMD_COMMIT  "CommitStock"
+#define STOCK_CMD_ADJUST  "AdjustStock"
 
 typedef struct stock_state {
 	bool exists;
 	int64_t on_hand;
-	int64_t reserved;   /* sum of held reservations */
-	int64_t sold;       /* units committed over the item's life */
-	hmap *held;         /* reservation id -> (quantity as intptr_t) */
+	int64_t reserved; /* sum of held reservations */
+	int64_t sold;     /* units committed over the item's life */
+	hmap *held;       /* reservation id -> (quantity as intptr_t) */
 	/* ring of recently closed reservation ids */
 	char (*closed)[STOCK_RESERVATION_ID_MAX];
 	size_t closed_count;
 	size_t closed_next;
-	hmap *closed_index; /* id -> non-NULL marker, mirrors the ring */
+	hmap *closed_index; /* id -> how it closed (released/committed), mirrors the ring */
 } stock_state;
 
 typedef enum stock_command_kind {
@@ -80,22 +80,22 @@ typedef enum stock_event_kind {
 typedef struct stock_event {
 	stock_event_kind kind;
 	char reservation_id[STOCK_RESERVATION_ID_MAX];
-	int64_t quantity;  /* created: initial on hand; reserved/released/committed: units */
-	int64_t delta;     /* adjusted */
-	int64_t on_hand;   /* adjusted: on hand after */
+	int64_t quantity; /* created: initial on hand; reserved/released/committed: units */
+	int64_t delta;    /* adjusted */
+	int64_t on_hand;  /* adjusted: on hand after */
 	char reason[STOCK_REASON_MAX];
 } stock_event;
 
 typedef enum stock_verdict {
-	STOCK_OK = 0,              /* accepted (possibly with no events: idempotent no-op) */
-	STOCK_REJ_NOT_FOUND,       /* the item does not exist */
-	STOCK_REJ_EXISTS,          /* create on an existing item */
-	STOCK_REJ_INVALID,         /* quantity/delta out of range, empty ids */
-	STOCK_REJ_OUT_OF_STOCK,    /* reserve more than available */
-	STOCK_REJ_MISMATCH,        /* reserve of a held id with another quantity */
-	STOCK_REJ_CLOSED,          /* reserve of an id recently released or committed */
+	STOCK_OK = 0,                  /* accepted (possibly with no events: idempotent no-op) */
+	STOCK_REJ_NOT_FOUND,           /* the item does not exist */
+	STOCK_REJ_EXISTS,              /* create on an existing item */
+	STOCK_REJ_INVALID,             /* quantity/delta out of range, empty ids */
+	STOCK_REJ_OUT_OF_STOCK,        /* reserve more than available */
+	STOCK_REJ_MISMATCH,            /* reserve of a held id with another quantity */
+	STOCK_REJ_CLOSED,              /* reserve of an id recently released or committed */
 	STOCK_REJ_UNKNOWN_RESERVATION, /* commit of an id not held */
-	STOCK_REJ_BELOW_RESERVED   /* adjust would take on hand below reserved (or below 0) */
+	STOCK_REJ_BELOW_RESERVED       /* adjust would take on hand below reserved (or below 0) */
 } stock_verdict;
 
 #define STOCK_MAX_EVENTS 1

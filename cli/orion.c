@@ -24,7 +24,7 @@ static const struct {
 	const char *role;
 	const act_kind *kind;
 } kinds[] = {
-	{"stock", &stock_kind},
+        {"stock", &stock_kind},
 };
 
 static void usage(FILE *out)

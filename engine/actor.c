@@ -122,7 +122,8 @@ static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp
 	mp_writer_reset(buf);
 	if (bus_reply_encode(buf, r) != ORN_OK)
 		return;
-	natsConnection_Publish(es_store_connection(rt->store), to, mp_writer_data(buf), (int)mp_writer_size(buf));
+	natsConnection_Publish(es_store_connection(rt->store), to, mp_writer_data(buf),
+	                       (int)mp_writer_size(buf));
 }
 
 static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome, const char *code,
@@ -182,7 +183,8 @@ static void on_appended(void *closure, const char *subject, const char *msg_id, 
 		return;
 	}
 	w->kind = WORK_APPENDED;
-	snprintf(w->id, sizeof w->id, "%s", strlen(subject) > rt->evt_prefix_len ? subject + rt->evt_prefix_len : "");
+	snprintf(w->id, sizeof w->id, "%s",
+	         strlen(subject) > rt->evt_prefix_len ? subject + rt->evt_prefix_len : "");
 	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
 	w->rc = rc;
 	w->result = *result;
@@ -300,10 +302,11 @@ static orn_rc rehydrate(shard *sh, entry *e)
 	e->loaded = true;
 	atomic_fetch_add(&rt->rehydrations, 1);
 	if (kind->restore != NULL) {
-		orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema, &version,
-		                             &snap, &snap_len);
+		orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema,
+		                             &version, &snap, &snap_len);
 		if (rc == ORN_OK && kind->restore(e->state, snap, snap_len) != ORN_OK) {
-			log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate, "id", e->id);
+			log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate,
+			         "id", e->id);
 			kind->dispose(e->state);
 			kind->init(e->state);
 			version = 0;
@@ -460,13 +463,14 @@ static void run_waiting(shard *sh, entry *e)
 static void maybe_snapshot(shard *sh, entry *e)
 {
 	act_runtime *rt = sh->rt;
-	if (rt->kind->snapshot == NULL || rt->opt.snapshot_every == 0 || e->since_snapshot < rt->opt.snapshot_every)
+	if (rt->kind->snapshot == NULL || rt->opt.snapshot_every == 0 ||
+	    e->since_snapshot < rt->opt.snapshot_every)
 		return;
 	mp_writer_reset(sh->scratch);
 	if (rt->kind->snapshot(e->state, sh->scratch) != ORN_OK)
 		return;
-	orn_rc rc = es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema, e->version,
-	                             mp_writer_data(sh->scratch), mp_writer_size(sh->scratch));
+	orn_rc rc = es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema,
+	                             e->version, mp_writer_data(sh->scratch), mp_writer_size(sh->scratch));
 	if (rc == ORN_OK) {
 		e->since_snapshot = 0;
 		atomic_fetch_add(&rt->snapshots, 1);
@@ -660,7 +664,8 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		if ((rc = shard_init(rt, &rt->shards[i], rt->opt.cache_capacity / rt->shard_count)) != ORN_OK)
 			goto fail;
 	for (; started < rt->shard_count; started++)
-		if (pthread_create(&rt->shards[started].thread, NULL, shard_main, &rt->shards[started]) != 0) {
+		if (pthread_create(&rt->shards[started].thread, NULL, shard_main, &rt->shards[started]) !=
+		    0) {
 			rc = ORN_ENOMEM;
 			goto fail;
 		}

@@ -23,11 +23,11 @@
 #include "orn.h"
 
 typedef struct act_options {
-	unsigned shards;          /* threads; default 4 */
-	size_t cache_capacity;    /* live states kept, over all shards; default 100000 */
-	unsigned snapshot_every;  /* events between snapshots, 0 = never; default 100 */
-	unsigned max_attempts;    /* tries of a command on conflict; default 8 */
-	size_t mailbox_capacity;  /* queued commands per shard before refusing; default 65536 */
+	unsigned shards;         /* threads; default 4 */
+	size_t cache_capacity;   /* live states kept, over all shards; default 100000 */
+	unsigned snapshot_every; /* events between snapshots, 0 = never; default 100 */
+	unsigned max_attempts;   /* tries of a command on conflict; default 8 */
+	size_t mailbox_capacity; /* queued commands per shard before refusing; default 65536 */
 } act_options;
 
 void act_options_init(act_options *o);
@@ -41,12 +41,12 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 void act_runtime_stop(act_runtime *rt);
 
 typedef struct act_stats {
-	uint64_t commands;   /* commands answered */
-	uint64_t appends;    /* commits appended */
-	uint64_t conflicts;  /* version conflicts seen (each caused a reload) */
+	uint64_t commands;     /* commands answered */
+	uint64_t appends;      /* commits appended */
+	uint64_t conflicts;    /* version conflicts seen (each caused a reload) */
 	uint64_t rehydrations; /* cache misses that loaded from the store */
-	uint64_t snapshots;  /* snapshots written */
-	uint64_t failures;   /* commands answered "failed" */
+	uint64_t snapshots;    /* snapshots written */
+	uint64_t failures;     /* commands answered "failed" */
 } act_stats;
 
 /* Counters since start (approximate while running). */

@@ -139,8 +139,8 @@ orn_rc bus_command_init(env_envelope *cmd, const char *type, int64_t time_ms, co
 	cmd->payload_len = len;
 	if (env_set_field(cmd->type, sizeof cmd->type, type) != ORN_OK ||
 	    env_set_field(cmd->causation, sizeof cmd->causation, command_id) != ORN_OK ||
-	    env_set_field(cmd->correlation, sizeof cmd->correlation, correlation ? correlation : command_id) !=
-	            ORN_OK ||
+	    env_set_field(cmd->correlation, sizeof cmd->correlation,
+	                  correlation ? correlation : command_id) != ORN_OK ||
 	    env_set_field(cmd->actor, sizeof cmd->actor, actor ? actor : "") != ORN_OK)
 		return ORN_EINVAL;
 	return ORN_OK;

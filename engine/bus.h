@@ -24,7 +24,7 @@
 #include "mpack.h"
 #include "orn.h"
 
-#define BUS_CODE_MAX 64
+#define BUS_CODE_MAX   64
 #define BUS_DETAIL_MAX 256
 /* The command type every aggregate kind answers with its state view. */
 #define BUS_CMD_GET "Get"

@@ -7,16 +7,17 @@
 #include <string.h>
 
 static const orn_config_var vars[] = {
-	{"ORION_NATS_URL", "unset", "NATS URL; unset: start an embedded nats-server -js on a free loopback port"},
-	{"ORION_DATA_DIR", "./var", "read models, embedded NATS store, Maildir, generated secrets"},
-	{"ORION_HTTP_ADDR", "127.0.0.1:8080", "where the gateway listens"},
-	{"ORION_LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"ORION_SHARDS", "4", "actor shards (threads) per aggregate kind"},
-	{"ORION_CACHE_CAPACITY", "100000", "live aggregate states kept in memory per kind"},
-	{"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
-	{"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
-	{"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
-	{NULL, NULL, NULL},
+        {"ORION_NATS_URL", "unset",
+         "NATS URL; unset: start an embedded nats-server -js on a free loopback port"},
+        {"ORION_DATA_DIR", "./var", "read models, embedded NATS store, Maildir, generated secrets"},
+        {"ORION_HTTP_ADDR", "127.0.0.1:8080", "where the gateway listens"},
+        {"ORION_LOG_LEVEL", "info", "debug, info, warn or error"},
+        {"ORION_SHARDS", "4", "actor shards (threads) per aggregate kind"},
+        {"ORION_CACHE_CAPACITY", "100000", "live aggregate states kept in memory per kind"},
+        {"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
+        {"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
+        {"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
+        {NULL, NULL, NULL},
 };
 
 const orn_config_var *orn_config_vars(void)

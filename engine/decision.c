@@ -53,7 +53,14 @@ orn_rc act_decision_emit(act_decision *d, const char *type, uint32_t schema, con
 {
 	if (d->count >= ENV_MAX_EVENTS)
 		return ORN_ETOOBIG;
-	if (type == NULL || strlen(type) >= ENV_TYPE_MAX || payload == NULL || len == 0)
+	if (type == NULL || type[0] == '\0' || strlen(type) >= ENV_TYPE_MAX || payload == NULL || len == 0 ||
+	    schema == 0)
+		return ORN_EINVAL;
+	/* The payload must be exactly one msgpack value: catch a domain bug here,
+	 * not later as an unencodable commit. */
+	mp_reader r;
+	mp_reader_init(&r, payload, len);
+	if (mp_skip(&r) != ORN_OK || mp_reader_remaining(&r) != 0)
 		return ORN_EINVAL;
 	size_t offset = mp_writer_size(d->payloads);
 	mp_write_raw(d->payloads, payload, len);

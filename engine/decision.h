@@ -38,8 +38,8 @@ size_t act_decision_count(const act_decision *d);
 orn_rc act_decision_event(const act_decision *d, size_t i, env_envelope *out);
 
 typedef struct act_kind {
-	const char *aggregate;  /* subject token, e.g. "stock" */
-	size_t state_size;      /* bytes of the state struct */
+	const char *aggregate; /* subject token, e.g. "stock" */
+	size_t state_size;     /* bytes of the state struct */
 	uint32_t snapshot_schema;
 	/* Sets an empty state (the aggregate does not exist yet). */
 	void (*init)(void *state);

@@ -24,14 +24,14 @@
 #include "mpack.h"
 #include "orn.h"
 
-#define ENV_TYPE_MAX 64  /* bytes of a type name, NUL included */
-#define ENV_ID_MAX 160   /* bytes of an id (correlation, causation, actor), NUL included */
+#define ENV_TYPE_MAX   64  /* bytes of a type name, NUL included */
+#define ENV_ID_MAX     160 /* bytes of an id (correlation, causation, actor), NUL included */
 #define ENV_MAX_EVENTS 64
 
 typedef struct env_envelope {
 	char type[ENV_TYPE_MAX];
-	uint32_t schema;     /* payload schema version, >= 1 */
-	int64_t time_ms;     /* milliseconds since the Unix epoch */
+	uint32_t schema; /* payload schema version, >= 1 */
+	int64_t time_ms; /* milliseconds since the Unix epoch */
 	char correlation[ENV_ID_MAX];
 	char causation[ENV_ID_MAX];
 	char actor[ENV_ID_MAX];

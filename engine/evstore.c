@@ -6,8 +6,8 @@
 
 #include "log.h"
 
-#define EVT_PREFIX "orion.evt"
-#define SNAP_PREFIX "orion.snap"
+#define EVT_PREFIX           "orion.evt"
+#define SNAP_PREFIX          "orion.snap"
 #define READ_IDLE_TIMEOUT_MS 5000
 
 struct es_store {
@@ -70,8 +70,8 @@ bool es_id_valid(const char *id)
 		return false;
 	for (; id[n] != '\0'; n++) {
 		char c = id[n];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-		          c == '-';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		          c == '_' || c == '-';
 		if (!ok || n >= ES_ID_MAX)
 			return false;
 	}
@@ -185,7 +185,8 @@ orn_rc es_store_open(const es_options *o, es_store **out)
 		return ORN_ENOMEM;
 	s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
 	if (natsOptions_Create(&opts) != NATS_OK || natsOptions_SetURL(opts, o->url) != NATS_OK ||
-	    natsOptions_SetMaxReconnect(opts, -1) != NATS_OK || natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
+	    natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
+	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
 	    natsOptions_SetTimeout(opts, 2000) != NATS_OK ||
 	    (o->name != NULL && natsOptions_SetName(opts, o->name) != NATS_OK)) {
 		rc = ORN_EINVAL;
@@ -491,8 +492,8 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 	return ORN_OK;
 }
 
-orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema,
-                        uint64_t version, const void *state, size_t len)
+orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,
+                        const void *state, size_t len)
 {
 	char subject[ES_SUBJECT_MAX];
 	orn_rc rc = es_subject(subject, sizeof subject, SNAP_PREFIX, aggregate, id);
@@ -509,7 +510,8 @@ orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint
 		goto done;
 	jsPubAck *pa = NULL;
 	jsErrCode jerr = 0;
-	natsStatus st = js_Publish(&pa, s->js, subject, mp_writer_data(w), (int)mp_writer_size(w), NULL, &jerr);
+	natsStatus st =
+	        js_Publish(&pa, s->js, subject, mp_writer_data(w), (int)mp_writer_size(w), NULL, &jerr);
 	rc = es_status_rc(st, jerr);
 	jsPubAck_Destroy(pa);
 done:

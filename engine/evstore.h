@@ -21,20 +21,20 @@
 #include "envelope.h"
 #include "orn.h"
 
-#define ES_STREAM "ORION_EVT"
+#define ES_STREAM      "ORION_EVT"
 #define ES_SNAP_STREAM "ORION_SNAP"
 #define ES_SUBJECT_MAX 256
-#define ES_ID_MAX 64 /* characters of an aggregate id */
+#define ES_ID_MAX      64 /* characters of an aggregate id */
 
 typedef struct es_store es_store;
 
 typedef struct es_options {
-	const char *url;        /* NATS URL(s), comma separated */
-	const char *name;       /* connection name shown by the server (may be NULL) */
-	int replicas;           /* stream replicas: 1, or 3 on a cluster */
-	int64_t timeout_ms;     /* JetStream API and publish timeout */
-	int64_t dup_window_ms;  /* duplicate window for Nats-Msg-Id, default 2 min */
-	bool create_streams;    /* create the streams if absent (else only verify) */
+	const char *url;       /* NATS URL(s), comma separated */
+	const char *name;      /* connection name shown by the server (may be NULL) */
+	int replicas;          /* stream replicas: 1, or 3 on a cluster */
+	int64_t timeout_ms;    /* JetStream API and publish timeout */
+	int64_t dup_window_ms; /* duplicate window for Nats-Msg-Id, default 2 min */
+	bool create_streams;   /* create the streams if absent (else only verify) */
 } es_options;
 
 /* Fills o with defaults: url NULL, replicas 1, timeout 5 s, window 2 min, create. */
@@ -58,8 +58,8 @@ bool es_aggregate_valid(const char *aggregate);
 orn_rc es_subject(char *out, size_t cap, const char *prefix, const char *aggregate, const char *id);
 
 typedef struct es_append_result {
-	uint64_t seq;     /* stream sequence of the commit: the new version */
-	bool duplicate;   /* the server already had this msg id: seq is the original */
+	uint64_t seq;   /* stream sequence of the commit: the new version */
+	bool duplicate; /* the server already had this msg id: seq is the original */
 } es_append_result;
 
 /* Appends one commit (an encoded env commit) synchronously.
@@ -71,8 +71,8 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t ex
 
 /* Completion of an asynchronous append, called on a NATS library thread:
  * keep it short. subject and msg_id are valid only during the call. */
-typedef void (*es_append_done_fn)(void *closure, const char *subject, const char *msg_id,
-                                  orn_rc rc, const es_append_result *result);
+typedef void (*es_append_done_fn)(void *closure, const char *subject, const char *msg_id, orn_rc rc,
+                                  const es_append_result *result);
 
 /* Registers the completion handler of es_append_async for one aggregate type
  * (before its first async append). ORN_ETOOBIG past ES_MAX_HANDLERS types. */
@@ -104,8 +104,8 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 
 /* Saves the latest snapshot of an aggregate (state bytes as written by the
  * aggregate kind, with its snapshot schema). Replaces the previous one. */
-orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema,
-                        uint64_t version, const void *state, size_t len);
+orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,
+                        const void *state, size_t len);
 
 /* Loads the latest snapshot. ORN_ENOTFOUND if none, or if its schema differs
  * from the one asked for. On success *state is malloc'd and owned by the caller. */

@@ -81,9 +81,7 @@ void *hmap_get(const hmap *m, const char *key)
 
 static orn_rc grow(hmap *m)
 {
-	size_t capacity = m->capacity * 2;
-	if (capacity > SIZE_MAX / sizeof(slot))
-		return ORN_ENOMEM;
+	size_t capacity = m->capacity * 2; /* calloc checks capacity * size */
 	slot *slots = calloc(capacity, sizeof *slots);
 	if (slots == NULL)
 		return ORN_ENOMEM;

@@ -101,7 +101,8 @@ void log_write(log_level level, const char *msg, ...)
 	time_t secs = (time_t)(now / 1000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
-	size_t used = (size_t)snprintf(line, cap, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":\"%s\"",
+	size_t used = (size_t)snprintf(line, cap,
+	                               "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"level\":\"%s\"",
 	                               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	                               tm.tm_sec, (int)(now % 1000), level_names[level]);
 	used = append_field(line, used, cap, "msg", msg);

@@ -24,8 +24,8 @@ void log_write(log_level level, const char *msg, ...);
 
 /* log_info("message", "key", "value", ...): the list is NULL-terminated for you. */
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__, (const char *)0)
-#define log_info(...) log_write(LOG_INFO, __VA_ARGS__, (const char *)0)
-#define log_warn(...) log_write(LOG_WARN, __VA_ARGS__, (const char *)0)
+#define log_info(...)  log_write(LOG_INFO, __VA_ARGS__, (const char *)0)
+#define log_warn(...)  log_write(LOG_WARN, __VA_ARGS__, (const char *)0)
 #define log_error(...) log_write(LOG_ERROR, __VA_ARGS__, (const char *)0)
 
 /* Milliseconds since the Unix epoch (wall clock) and a monotonic clock in ns. */

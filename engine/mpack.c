@@ -662,6 +662,10 @@ void mp_json_string(mp_writer *out, const char *s, size_t len)
 {
 	const uint8_t *p = (const uint8_t *)s;
 	size_t i = 0, run = 0; /* run: bytes at p[i - run..i) copied verbatim later */
+	if (len == 0) {        /* s may be NULL, and NULL + 0 is undefined */
+		writer_puts(out, "\"\"");
+		return;
+	}
 	writer_putc(out, '"');
 	while (i < len) {
 		uint8_t b = p[i];

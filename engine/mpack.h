@@ -26,7 +26,7 @@ typedef struct mp_reader {
 typedef enum mp_type {
 	MP_NIL,
 	MP_BOOL,
-	MP_INT,   /* any integer, signed or unsigned */
+	MP_INT, /* any integer, signed or unsigned */
 	MP_FLOAT,
 	MP_STR,
 	MP_BIN,
@@ -75,12 +75,13 @@ typedef struct mp_writer mp_writer;
 /* Creates an empty writer; NULL on allocation failure. Free with mp_writer_destroy. */
 mp_writer *mp_writer_create(void);
 void mp_writer_destroy(mp_writer *w);
-/* Empties the buffer, keeping its capacity. */
+/* Empties the buffer, keeping its capacity, and clears the sticky status. */
 void mp_writer_reset(mp_writer *w);
 /* The bytes written so far; valid until the next write or destroy. */
 const uint8_t *mp_writer_data(const mp_writer *w);
 size_t mp_writer_size(const mp_writer *w);
-/* First allocation failure seen by any write (sticky), or ORN_OK. */
+/* First failure seen by any write (sticky), or ORN_OK: ORN_ENOMEM, or
+ * ORN_ETOOBIG for a str/bin longer than msgpack's 2^32 - 1 bytes. */
 orn_rc mp_writer_status(const mp_writer *w);
 
 void mp_write_nil(mp_writer *w);
@@ -97,7 +98,11 @@ void mp_write_raw(mp_writer *w, const void *data, size_t len);
 
 /* Converts one msgpack value to JSON text appended to out (a writer used as a
  * byte buffer). Strings are escaped; invalid UTF-8 bytes become U+FFFD; bin
- * and ext become base64 strings. Returns ORN_EDECODE on malformed input. */
+ * and ext become base64 strings; a non-string map key becomes its JSON text
+ * as a string; NaN and infinities become null. Returns ORN_EDECODE on
+ * malformed input, and also for an array/map key nested inside another
+ * array/map key (escaping it twice could blow up the output); ORN_ENOMEM on
+ * allocation failure. On error nothing is appended. */
 orn_rc mp_to_json(mp_reader *r, mp_writer *out);
 
 /* Appends s (len bytes) to out as a quoted, escaped JSON string. */

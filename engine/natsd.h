@@ -15,12 +15,12 @@
 typedef struct natsd natsd;
 
 typedef struct natsd_options {
-	const char *binary;     /* default: "nats-server" found on PATH */
-	const char *store_dir;  /* JetStream store directory (created if absent); required */
-	const char *log_file;   /* server log; NULL: <store_dir>/nats-server.log */
-	int port;               /* 0: pick a free loopback port */
-	const char *config_file;/* optional extra -c config (clusters, accounts) */
-	int start_timeout_ms;   /* default 10000 */
+	const char *binary;      /* default: "nats-server" found on PATH */
+	const char *store_dir;   /* JetStream store directory (created if absent); required */
+	const char *log_file;    /* server log; NULL: <store_dir>/nats-server.log */
+	int port;                /* 0: pick a free loopback port */
+	const char *config_file; /* optional extra -c config (clusters, accounts) */
+	int start_timeout_ms;    /* default 10000 */
 } natsd_options;
 
 void natsd_options_init(natsd_options *o);

@@ -5,18 +5,18 @@ static const struct {
 	const char *name;
 	const char *text;
 } descriptions[ORN_RC_COUNT] = {
-	[ORN_OK] = {"OK", "success"},
-	[ORN_ENOTFOUND] = {"ENOTFOUND", "not found"},
-	[ORN_ECONFLICT] = {"ECONFLICT", "concurrent modification"},
-	[ORN_EINVAL] = {"EINVAL", "invalid argument"},
-	[ORN_EDECODE] = {"EDECODE", "malformed encoded data"},
-	[ORN_ENOMEM] = {"ENOMEM", "out of memory"},
-	[ORN_ETIMEOUT] = {"ETIMEOUT", "timed out"},
-	[ORN_EUNAVAILABLE] = {"EUNAVAILABLE", "dependency unavailable"},
-	[ORN_EIO] = {"EIO", "input/output error"},
-	[ORN_ETOOBIG] = {"ETOOBIG", "too large"},
-	[ORN_EEXISTS] = {"EEXISTS", "already exists"},
-	[ORN_EINTERNAL] = {"EINTERNAL", "internal error"},
+        [ORN_OK] = {"OK", "success"},
+        [ORN_ENOTFOUND] = {"ENOTFOUND", "not found"},
+        [ORN_ECONFLICT] = {"ECONFLICT", "concurrent modification"},
+        [ORN_EINVAL] = {"EINVAL", "invalid argument"},
+        [ORN_EDECODE] = {"EDECODE", "malformed encoded data"},
+        [ORN_ENOMEM] = {"ENOMEM", "out of memory"},
+        [ORN_ETIMEOUT] = {"ETIMEOUT", "timed out"},
+        [ORN_EUNAVAILABLE] = {"EUNAVAILABLE", "dependency unavailable"},
+        [ORN_EIO] = {"EIO", "input/output error"},
+        [ORN_ETOOBIG] = {"ETOOBIG", "too large"},
+        [ORN_EEXISTS] = {"EEXISTS", "already exists"},
+        [ORN_EINTERNAL] = {"EINTERNAL", "internal error"},
 };
 
 const char *orn_strerror(orn_rc rc)

@@ -8,17 +8,17 @@
 
 typedef enum orn_rc {
 	ORN_OK = 0,
-	ORN_ENOTFOUND,   /* the thing asked for does not exist */
-	ORN_ECONFLICT,   /* optimistic concurrency: somebody else wrote first */
-	ORN_EINVAL,      /* bad argument or bad input data */
-	ORN_EDECODE,     /* bytes that do not decode (truncated, hostile, wrong type) */
-	ORN_ENOMEM,      /* allocation failed */
-	ORN_ETIMEOUT,    /* a dependency did not answer in time */
-	ORN_EUNAVAILABLE,/* a dependency is down or not reachable */
-	ORN_EIO,         /* I/O error talking to a dependency */
-	ORN_ETOOBIG,     /* input larger than a configured bound */
-	ORN_EEXISTS,     /* already exists */
-	ORN_EINTERNAL,   /* a bug or an unexpected answer */
+	ORN_ENOTFOUND,    /* the thing asked for does not exist */
+	ORN_ECONFLICT,    /* optimistic concurrency: somebody else wrote first */
+	ORN_EINVAL,       /* bad argument or bad input data */
+	ORN_EDECODE,      /* bytes that do not decode (truncated, hostile, wrong type) */
+	ORN_ENOMEM,       /* allocation failed */
+	ORN_ETIMEOUT,     /* a dependency did not answer in time */
+	ORN_EUNAVAILABLE, /* a dependency is down or not reachable */
+	ORN_EIO,          /* I/O error talking to a dependency */
+	ORN_ETOOBIG,      /* input larger than a configured bound */
+	ORN_EEXISTS,      /* already exists */
+	ORN_EINTERNAL,    /* a bug or an unexpected answer */
 	ORN_RC_COUNT
 } orn_rc;
 

@@ -71,7 +71,8 @@ static int check_replay_lines(const char *path, const char *item, int *reserved_
 		json_t *data = json_object_get(ev, "data");
 		cr_assert(json_is_object(data));
 		if (strcmp(type, STOCK_EV_RESERVED) == 0) {
-			cr_assert_str_eq(json_string_value(json_object_get(data, "reservation_id")), "order-1");
+			cr_assert_str_eq(json_string_value(json_object_get(data, "reservation_id")),
+			                 "order-1");
 			cr_assert_eq(json_integer_value(json_object_get(data, "quantity")), 2);
 			(*reserved_seen)++;
 		}

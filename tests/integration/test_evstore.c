@@ -98,8 +98,10 @@ Test(evstore, same_message_id_is_answered_with_the_original_sequence, .init = se
 Test(evstore, invalid_ids_never_reach_the_stream, .init = setup, .fini = teardown)
 {
 	es_append_result r;
-	const char *bad[] = {"a.b", "a*", ">", "a b", "", "../x", "x\"y", "<script>",
-	                     "0123456789012345678901234567890123456789012345678901234567890123456789"};
+	const char *bad[] = {
+	        "a.b",  "a*",       ">",
+	        "a b",  "",         "../x",
+	        "x\"y", "<script>", "0123456789012345678901234567890123456789012345678901234567890123456789"};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(bad); i++)
 		cr_assert_eq(append(bad[i], 0, "c", 1, &r), ORN_EINVAL, "id '%s' accepted", bad[i]);
 	cr_assert(es_id_valid("Az09_-"));

@@ -14,8 +14,8 @@
 #include "log.h"
 #include "stock_client.h"
 
-#define ITEMS 3
-#define LOADERS 4
+#define ITEMS     3
+#define LOADERS   4
 #define MAX_ACKED 200000
 
 static natsd *server;

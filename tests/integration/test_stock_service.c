@@ -96,7 +96,8 @@ static void *blast_main(void *arg)
 		natsMsg *msg = NULL;
 		cr_assert_eq(natsSubscription_NextMsg(&msg, sub, 30000), NATS_OK, "reply %d missing", i);
 		bus_reply r;
-		cr_assert_eq(bus_reply_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &r), ORN_OK);
+		cr_assert_eq(bus_reply_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &r),
+		             ORN_OK);
 		if (r.outcome == BUS_ACCEPTED)
 			b->accepted++;
 		else if (r.outcome == BUS_REJECTED && strcmp(r.code, "out_of_stock") == 0)
@@ -195,7 +196,8 @@ static int count_events(const char *item, const char *type)
 	return ctx.n;
 }
 
-Test(stock_service, duplicate_command_id_appends_one_event, .init = start_all, .fini = stop_all, .timeout = 60)
+Test(stock_service, duplicate_command_id_appends_one_event, .init = start_all, .fini = stop_all,
+     .timeout = 60)
 {
 	create_item("sku-dup", 5);
 	stock_command c = tsc_adjust(3, "delivery 42");
@@ -236,21 +238,25 @@ Test(stock_service, rejections_and_bad_commands_are_answered, .init = start_all,
 	natsMsg *reply = NULL;
 	cr_assert_eq(bus_command_subject(subject, sizeof subject, STOCK_AGGREGATE, "sku-x"), ORN_OK);
 	cr_assert_eq(natsConnection_RequestString(&reply, client, subject, "not msgpack", 10000), NATS_OK);
-	cr_assert_eq(bus_reply_decode(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &r), ORN_OK);
+	cr_assert_eq(bus_reply_decode(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &r),
+	             ORN_OK);
 	natsMsg_Destroy(reply);
 	cr_assert_eq(r.outcome, BUS_FAILED);
 	cr_assert_str_eq(r.code, "invalid");
 	/* An unknown command type. */
 	env_envelope cmd;
 	uint8_t empty_map = 0x80;
-	cr_assert_eq(bus_command_init(&cmd, "TeleportStock", orn_now_ms(), "cmd-x2", NULL, "t", &empty_map, 1),
-	             ORN_OK);
+	cr_assert_eq(
+	        bus_command_init(&cmd, "TeleportStock", orn_now_ms(), "cmd-x2", NULL, "t", &empty_map, 1),
+	        ORN_OK);
 	cr_assert_eq(bus_send(client, STOCK_AGGREGATE, "sku-x", &cmd, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_FAILED);
 	cr_assert_str_eq(r.code, "invalid");
 	/* A subject id outside [A-Za-z0-9_-] never reaches an aggregate. */
-	cr_assert_eq(natsConnection_RequestString(&reply, client, "orion.cmd.stock.bad$id", "x", 10000), NATS_OK);
-	cr_assert_eq(bus_reply_decode(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &r), ORN_OK);
+	cr_assert_eq(natsConnection_RequestString(&reply, client, "orion.cmd.stock.bad$id", "x", 10000),
+	             NATS_OK);
+	cr_assert_eq(bus_reply_decode(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), &r),
+	             ORN_OK);
 	natsMsg_Destroy(reply);
 	cr_assert_eq(r.outcome, BUS_FAILED);
 	create_item("sku-x", 1);

@@ -14,8 +14,8 @@ orn_rc tsc_send(natsConnection *nc, const char *item, const stock_command *c, co
 	env_envelope cmd;
 	orn_rc rc = stock_command_encode(w, c);
 	if (rc == ORN_OK)
-		rc = bus_command_init(&cmd, stock_command_type(c->kind), orn_now_ms(), command_id, NULL, "test",
-		                      mp_writer_data(w), mp_writer_size(w));
+		rc = bus_command_init(&cmd, stock_command_type(c->kind), orn_now_ms(), command_id, NULL,
+		                      "test", mp_writer_data(w), mp_writer_size(w));
 	if (rc == ORN_OK)
 		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
 	mp_writer_destroy(w);
@@ -61,8 +61,9 @@ orn_rc tsc_get(natsConnection *nc, const char *item, int64_t *on_hand, int64_t *
 		return rc;
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "Get failed: %s %s", reply.code, reply.detail);
 	cr_assert_not_null(reply.view);
-	read_view(reply.view, reply.view_len, on_hand ? on_hand : &scratch[0], reserved ? reserved : &scratch[1],
-	          sold ? sold : &scratch[2], held_count ? held_count : &scratch[3]);
+	read_view(reply.view, reply.view_len, on_hand ? on_hand : &scratch[0],
+	          reserved ? reserved : &scratch[1], sold ? sold : &scratch[2],
+	          held_count ? held_count : &scratch[3]);
 	bus_reply_dispose(&reply);
 	return ORN_OK;
 }

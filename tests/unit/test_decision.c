@@ -2,9 +2,21 @@
  * rejecting, the event limit and argument checks. */
 #include <criterion/criterion.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "decision.h"
+
+#include "failalloc.h"
+
+/* The nth allocation from now fails, once (0: off); skips the test where
+ * injection is not available (sanitizer builds). */
+static void fail_allocation(int nth)
+{
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	failalloc_nth(nth);
+}
 
 static act_decision *d;
 
@@ -84,12 +96,29 @@ Test(decision, invalid_emits)
 
 Test(decision, allocation_failure_is_reported)
 {
-	static const uint8_t nil = 0xc0;
-	/* A length the payload buffer cannot reserve; nothing is read. */
-	cr_assert_eq(act_decision_emit(d, "E", 1, &nil, SIZE_MAX / 2), ORN_ENOMEM);
+	/* A payload larger than the buffer's first allocation forces a growth. */
+	static uint8_t big[70000];
+	big[0] = 0xc6; /* bin32 of 69995 bytes */
+	big[1] = 0x00;
+	big[2] = 0x01;
+	big[3] = 0x11;
+	big[4] = 0x6b;
+	fail_allocation(1);
+	cr_assert_eq(act_decision_emit(d, "E", 1, big, sizeof big), ORN_ENOMEM);
 	cr_assert_eq(act_decision_count(d), 0);
 	act_decision_clear(d);
-	cr_assert_eq(act_decision_emit(d, "E", 1, &nil, 1), ORN_OK);
+	cr_assert_eq(act_decision_emit(d, "E", 1, big, sizeof big), ORN_OK);
+}
+
+Test(decision, payloads_must_be_exactly_one_value)
+{
+	static const uint8_t two_nils[] = {0xc0, 0xc0}, truncated[] = {0xa5, 'a'};
+	static const uint8_t nil = 0xc0;
+	cr_assert_eq(act_decision_emit(d, "E", 1, two_nils, sizeof two_nils), ORN_EINVAL);
+	cr_assert_eq(act_decision_emit(d, "E", 1, truncated, sizeof truncated), ORN_EINVAL);
+	cr_assert_eq(act_decision_emit(d, "", 1, &nil, 1), ORN_EINVAL);
+	cr_assert_eq(act_decision_emit(d, "E", 0, &nil, 1), ORN_EINVAL);
+	cr_assert_eq(act_decision_count(d), 0);
 }
 
 Test(decision, reject_discards_events)
@@ -119,4 +148,13 @@ Test(decision, long_rejection_texts_are_truncated)
 	cr_assert_lt(strlen(act_decision_rejection(d)), sizeof code - 1);
 	cr_assert_lt(strlen(act_decision_detail(d)), sizeof detail - 1);
 	cr_assert_eq(strncmp(act_decision_rejection(d), code, 10), 0);
+}
+
+Test(decision, create_fails_cleanly)
+{
+	for (int nth = 1; nth <= 3; nth++) {
+		fail_allocation(nth);
+		cr_assert_null(act_decision_create(), "allocation %d failed", nth);
+	}
+	fail_allocation(0);
 }

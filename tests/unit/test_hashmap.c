@@ -9,6 +9,17 @@
 
 #include "hashmap.h"
 
+#include "failalloc.h"
+
+/* The nth allocation from now fails, once (0: off); skips the test where
+ * injection is not available (sanitizer builds). */
+static void fail_allocation(int nth)
+{
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	failalloc_nth(nth);
+}
+
 static hmap *m;
 
 static void setup(void)
@@ -186,4 +197,34 @@ Test(hashmap, random_operations_match_a_model)
 			}
 		}
 	}
+}
+
+Test(hashmap, allocation_failures_leave_the_map_intact)
+{
+	char key[16];
+	fail_allocation(1);
+	cr_assert_null(hmap_create());
+	fail_allocation(2);
+	cr_assert_null(hmap_create());
+	fail_allocation(1); /* the key copy */
+	cr_assert_eq(hmap_put(m, "k", &values[0]), ORN_ENOMEM);
+	fail_allocation(0);
+	cr_assert_eq(hmap_count(m), 0);
+	cr_assert_null(hmap_get(m, "k"));
+	/* 11 entries fit in 16 slots; the 12th needs the table to grow. */
+	for (int i = 0; i < 11; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		cr_assert_eq(hmap_put(m, key, &values[i]), ORN_OK);
+	}
+	fail_allocation(1);
+	cr_assert_eq(hmap_put(m, "k11", &values[11]), ORN_ENOMEM);
+	fail_allocation(0);
+	cr_assert_eq(hmap_count(m), 11);
+	cr_assert_null(hmap_get(m, "k11"));
+	for (int i = 0; i < 11; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		cr_assert_eq(hmap_get(m, key), &values[i]);
+	}
+	cr_assert_eq(hmap_put(m, "k11", &values[11]), ORN_OK);
+	cr_assert_eq(hmap_count(m), 12);
 }

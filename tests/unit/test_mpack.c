@@ -11,6 +11,17 @@
 
 #include "mpack.h"
 
+#include "failalloc.h"
+
+/* The nth allocation from now fails, once (0: off); skips the test where
+ * injection is not available (sanitizer builds). */
+static void fail_allocation(int nth)
+{
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	failalloc_nth(nth);
+}
+
 /* Huge-allocation tests expect realloc to fail, not ASan to abort. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
@@ -240,8 +251,8 @@ Test(mpack, floats_peek_skip_and_json)
 	msgpack_pack_float(&pk, 1.5f);
 	msgpack_pack_double(&pk, 0.1);
 	msgpack_pack_double(&pk, -1e300);
-	msgpack_pack_double(&pk, NAN);
-	msgpack_pack_double(&pk, INFINITY);
+	msgpack_pack_double(&pk, (double)NAN);
+	msgpack_pack_double(&pk, (double)INFINITY);
 	msgpack_pack_float(&pk, -INFINITY);
 	mp_reader r;
 	mp_reader_init(&r, sb.data, sb.size);
@@ -639,7 +650,7 @@ Test(mpack, writer_errors_are_sticky_until_reset)
 	cr_assert_eq(mp_writer_size(w), 1);
 	mp_writer_reset(w);
 	cr_assert_eq(mp_writer_status(w), ORN_OK);
-	mp_write_raw(w, &byte, SIZE_MAX / 2); /* cannot even be reserved */
+	mp_write_raw(w, &byte, SIZE_MAX); /* cannot even be reserved */
 	cr_assert_eq(mp_writer_status(w), ORN_ENOMEM);
 	mp_write_bin(w, &byte, (size_t)UINT32_MAX + 1); /* first error stays */
 	cr_assert_eq(mp_writer_status(w), ORN_ENOMEM);
@@ -700,7 +711,7 @@ Test(mpack, json_of_non_string_keys)
 	msgpack_pack_str_with_body(&pk, "k", 1);
 	msgpack_pack_array(&pk, 0);
 	msgpack_pack_int(&pk, 7);
-	msgpack_pack_double(&pk, NAN);
+	msgpack_pack_double(&pk, (double)NAN);
 	msgpack_pack_int(&pk, 8);
 	assert_json(sb.data, sb.size,
 	            "{\"-7\":1,\"null\":2,\"true\":3,\"2.5\":4,\"aGk=\":5,\"[\\\"x\\\\\\\"\\\",1]\":6,"
@@ -776,6 +787,10 @@ Test(mpack, json_string_escapes)
 	mp_json_string(w, "k\"", 2);
 	cr_assert_eq(mp_writer_size(w), 5);
 	cr_assert_eq(memcmp(mp_writer_data(w), "\"k\\\"\"", 5), 0);
+	mp_writer_reset(w);
+	mp_json_string(w, NULL, 0);
+	cr_assert_eq(mp_writer_size(w), 2);
+	cr_assert_eq(memcmp(mp_writer_data(w), "\"\"", 2), 0);
 }
 
 Test(mpack, json_of_every_byte_pair_is_valid)
@@ -844,4 +859,41 @@ Test(mpack, json_of_random_bytes_is_valid_or_refused)
 		if (rc == ORN_OK)
 			cr_assert_eq(skipped, ORN_OK);
 	}
+}
+
+Test(mpack, allocation_failures)
+{
+	fail_allocation(1);
+	cr_assert_null(mp_writer_create());
+	fail_allocation(2);
+	cr_assert_null(mp_writer_create());
+	fail_allocation(0);
+	/* A container key is rendered, copied aside and escaped. */
+	mp_write_map(w, 1);
+	mp_write_array(w, 1);
+	mp_write_int(w, 1);
+	mp_write_int(w, 2);
+	mp_writer *out = mp_writer_create();
+	mp_reader r = reader_of_writer();
+	fail_allocation(1);
+	cr_assert_eq(mp_to_json(&r, out), ORN_ENOMEM);
+	fail_allocation(0);
+	cr_assert_eq(mp_writer_size(out), 0);
+	r = reader_of_writer();
+	cr_assert_eq(mp_to_json(&r, out), ORN_OK);
+	mp_writer_destroy(out);
+	/* The key's own text outgrows the output buffer, and growing it fails. */
+	mp_writer_reset(w);
+	mp_write_map(w, 1);
+	mp_write_array(w, 300);
+	for (int i = 0; i < 300; i++)
+		mp_write_int(w, i);
+	mp_write_nil(w);
+	out = mp_writer_create();
+	r = reader_of_writer();
+	fail_allocation(1);
+	cr_assert_eq(mp_to_json(&r, out), ORN_ENOMEM);
+	fail_allocation(0);
+	cr_assert_eq(mp_writer_size(out), 0);
+	mp_writer_destroy(out);
 }

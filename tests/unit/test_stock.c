@@ -14,6 +14,18 @@
 
 #include "stock.h"
 
+/* ---- allocation failure injection ----
+ *
+ * As SQLite's OOM tests do, the binary makes allocations fail on purpose to
+ * check that every ENOMEM path returns ORN_ENOMEM and leaves the state as it
+ * was. glibc lets a program replace malloc, calloc, realloc and free together;
+ * the replacements count the calling thread's allocations only, so Criterion's
+ * own threads are never affected. Sanitizer builds keep their allocator and
+ * skip the tests that need injection. */
+#include "failalloc.h"
+
+#define FAULT_INJECTION failalloc_available()
+
 /* ---- given / when / then ---- */
 
 static stock_state state;
@@ -386,11 +398,39 @@ Test(stock, commit_redelivered_after_commit_is_an_idempotent_no_op)
 	then_nothing_happens();
 }
 
-Test(stock, commit_of_a_recently_released_id_is_a_no_op)
+Test(stock, commit_of_a_recently_released_id_is_rejected)
 {
+	/* Released stock went back on sale: selling it now would oversell. */
 	GIVEN(created(10), reserved("o1:p1", 3), released("o1:p1", 3));
 	when(commit("o1:p1"));
+	then_rejected(STOCK_REJ_CLOSED);
+}
+
+Test(stock, commit_of_a_recently_committed_id_is_a_no_op)
+{
+	GIVEN(created(10), reserved("o1:p1", 3), committed("o1:p1", 3));
+	when(commit("o1:p1"));
 	then_nothing_happens();
+}
+
+Test(stock, a_released_id_stays_released_through_a_snapshot)
+{
+	GIVEN(created(10), reserved("o1:p1", 3), released("o1:p1", 3), reserved("o2:p1", 1),
+	      committed("o2:p1", 1));
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(stock_kind.snapshot(&state, w), ORN_OK);
+	stock_state copy;
+	stock_kind.init(&copy);
+	cr_assert_eq(stock_kind.restore(&copy, mp_writer_data(w), mp_writer_size(w)), ORN_OK);
+	stock_events events;
+	stock_command c = {.kind = STOCK_COMMIT};
+	strcpy(c.reservation_id, "o1:p1");
+	cr_assert_eq(stock_decide(&copy, &c, &events), STOCK_REJ_CLOSED);
+	strcpy(c.reservation_id, "o2:p1");
+	cr_assert_eq(stock_decide(&copy, &c, &events), STOCK_OK);
+	cr_assert_eq(events.count, 0);
+	stock_kind.dispose(&copy);
+	mp_writer_destroy(w);
 }
 
 Test(stock, commit_of_an_unknown_id_is_rejected)
@@ -564,6 +604,14 @@ Test(stock, a_release_of_an_id_not_held_changes_no_count_but_closes_the_id)
 	cr_assert_eq(state.closed_count, 2);
 	when(reserve("o2:p1", 1));
 	then_rejected(STOCK_REJ_CLOSED);
+}
+
+Test(stock, a_release_on_an_item_that_never_held_anything_only_closes_the_id)
+{
+	GIVEN(created(1), released("o1:p1", 1));
+	assert_counts(1, 0, 0);
+	cr_assert_null(state.held);
+	cr_assert_eq(state.closed_count, 1);
 }
 
 Test(stock, closing_an_id_already_remembered_keeps_the_ring_as_it_is)
@@ -797,6 +845,13 @@ Test(stock, encoders_reject_unknown_kinds_and_unterminated_strings)
 	cr_assert_eq(stock_command_encode(writer, &c), ORN_EINVAL);
 	memset(e.reason, 'a', sizeof e.reason);
 	cr_assert_eq(stock_event_encode(writer, &e), ORN_EINVAL);
+	/* buffers a payload does not carry are not looked at */
+	c.kind = STOCK_ADJUST;
+	c.delta = 1;
+	snprintf(c.reason, sizeof c.reason, "ok");
+	cr_assert_eq(stock_command_encode(writer, &c), ORN_OK);
+	e.kind = STOCK_CREATED;
+	cr_assert_eq(stock_event_encode(writer, &e), ORN_OK);
 }
 
 Test(stock, decoders_reject_unknown_types)
@@ -1102,8 +1157,11 @@ static void write_snapshot(const snapshot_spec *spec)
 	}
 	mp_write_cstr(writer, "closed");
 	mp_write_array(writer, closed);
-	for (uint32_t i = 0; i < closed; i++)
+	for (uint32_t i = 0; i < closed; i++) {
+		mp_write_array(writer, 2);
 		mp_write_cstr(writer, spec->closed[i]);
+		mp_write_bool(writer, i % 2 == 1);
+	}
 	if (spec->extra_key != NULL) {
 		mp_write_cstr(writer, spec->extra_key);
 		mp_write_int(writer, 1);
@@ -1163,7 +1221,11 @@ Test(stock, restore_rejects_malformed_bytes)
 	cr_assert_eq(restore_written(), ORN_EDECODE);
 	mp_writer_reset(writer);
 	mp_write_map(writer, 1);
+	mp_write_nil(writer); /* a key that is not a string */
 	mp_write_nil(writer);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_single_key("held");
+	mp_write_array(writer, 0);
 	cr_assert_eq(restore_written(), ORN_EDECODE);
 	cr_assert_eq(state.on_hand, 108);
 }
@@ -1257,6 +1319,7 @@ Test(stock_kind, init_and_dispose_a_state_the_runtime_owns)
 {
 	stock_state *s = malloc(stock_kind.state_size);
 
+	cr_assert_not_null(s);
 	stock_kind.init(s);
 	cr_assert(!s->exists);
 	cr_assert_eq(
@@ -1379,4 +1442,132 @@ Test(stock_kind, view_shows_the_counts)
 	}
 	cr_assert(exists);
 	cr_assert_eq(mp_reader_remaining(&r), 0);
+}
+
+/* ---- allocation failures ---- */
+
+/* Snapshot bytes of the fixture's state, taken with no allocation limit. */
+static void snapshot_into(mp_writer *w)
+{
+	mp_writer_reset(w);
+	cr_assert_eq(stock_kind.snapshot(&state, w), ORN_OK);
+}
+
+/* Applies e with the n-th allocation failing, n = 0, 1, ... until it goes
+ * through; every failure must be ORN_ENOMEM and change nothing. Returns the
+ * number of failures seen. */
+static unsigned evolve_through_failures(stock_event e)
+{
+	mp_writer *before = mp_writer_create(), *after = mp_writer_create();
+	unsigned failures = 0;
+	orn_rc rc;
+
+	snapshot_into(before);
+	for (long n = 0;; n++) {
+		failalloc_after(n);
+		rc = stock_evolve(&state, &e);
+		failalloc_off();
+		if (rc == ORN_OK)
+			break;
+		cr_assert_eq(rc, ORN_ENOMEM);
+		snapshot_into(after);
+		cr_assert_eq(mp_writer_size(after), mp_writer_size(before));
+		cr_assert_arr_eq(mp_writer_data(after), mp_writer_data(before), mp_writer_size(before));
+		failures++;
+	}
+	mp_writer_destroy(before);
+	mp_writer_destroy(after);
+	return failures;
+}
+
+Test(stock, evolve_leaves_the_state_unchanged_when_memory_runs_out)
+{
+	char id[STOCK_RESERVATION_ID_MAX];
+
+	if (!FAULT_INJECTION)
+		cr_skip_test("allocation failure injection needs glibc without sanitizers");
+	GIVEN(created(STOCK_CLOSED_MEMORY * 2));
+	cr_assert_gt(evolve_through_failures(reserved("first", 2)), 0, "creates the held map");
+	cr_assert_gt(evolve_through_failures(released("first", 2)), 0, "creates the ring");
+	for (unsigned i = 0; i < STOCK_CLOSED_MEMORY + 3; i++) {
+		reservation_id_of(i, id, sizeof id);
+		evolve_through_failures(reserved(id, 1));
+		evolve_through_failures(i % 2 ? committed(id, 1) : released(id, 1));
+	}
+	cr_assert_eq(state.closed_count, STOCK_CLOSED_MEMORY);
+	cr_assert_eq(state.reserved, 0);
+}
+
+Test(stock, snapshot_and_restore_report_running_out_of_memory)
+{
+	stock_state restored;
+	unsigned failures = 0;
+	orn_rc rc;
+
+	if (!FAULT_INJECTION)
+		cr_skip_test("allocation failure injection needs glibc without sanitizers");
+	given_a_busy_item();
+	snapshot_into(writer);
+	stock_state_init(&restored);
+	for (long n = 0;; n++, failures++) {
+		failalloc_after(n);
+		rc = stock_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer));
+		failalloc_off();
+		if (rc == ORN_OK)
+			break;
+		cr_assert_eq(rc, ORN_ENOMEM, "allocation %ld", n);
+		cr_assert(!restored.exists);
+		cr_assert_null(restored.held);
+	}
+	cr_assert_gt(failures, 3);
+	assert_same_state(&state, &restored);
+	stock_state_dispose(&restored);
+	mp_writer_reset(writer);
+	failalloc_after(0);
+	rc = stock_kind.snapshot(&state, writer);
+	failalloc_off();
+	cr_assert_eq(rc, ORN_ENOMEM);
+}
+
+Test(stock_kind, decide_reports_running_out_of_memory)
+{
+	stock_command adjustment = {.kind = STOCK_ADJUST, .delta = 1};
+	env_envelope cmd = {.type = STOCK_CMD_ADJUST, .schema = 1};
+	unsigned failures = 0;
+	orn_rc rc;
+
+	if (!FAULT_INJECTION)
+		cr_skip_test("allocation failure injection needs glibc without sanitizers");
+	GIVEN(created(5));
+	memset(adjustment.reason, 'r',
+	       sizeof adjustment.reason - 1); /* a payload that outgrows a new writer */
+	cr_assert_eq(stock_command_encode(writer, &adjustment), ORN_OK);
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	for (long n = 0;; n++, failures++) {
+		act_decision_clear(decision);
+		failalloc_after(n);
+		rc = stock_kind.decide(&state, &cmd, decision);
+		failalloc_off();
+		if (rc == ORN_OK)
+			break;
+		cr_assert_eq(rc, ORN_ENOMEM, "allocation %ld", n);
+	}
+	cr_assert_geq(failures, 3);
+	cr_assert_eq(act_decision_count(decision), 1);
+}
+
+Test(stock_kind, decide_passes_on_a_full_decision)
+{
+	for (size_t i = 0; i < ENV_MAX_EVENTS; i++)
+		cr_assert_eq(act_decision_emit(decision, "Filler", 1, (const uint8_t *)"\xc0", 1), ORN_OK);
+	cr_assert_eq(stock_command_encode(writer, &(stock_command){.kind = STOCK_CREATE, .quantity = 1}),
+	             ORN_OK);
+	cr_assert_eq(stock_kind.decide(&state,
+	                               &(env_envelope){.type = STOCK_CMD_CREATE,
+	                                               .schema = 1,
+	                                               .payload = mp_writer_data(writer),
+	                                               .payload_len = mp_writer_size(writer)},
+	                               decision),
+	             ORN_ETOOBIG);
 }
