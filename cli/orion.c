@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "bus.h"
 #include "config.h"
 #include "evstore.h"
 #include "log.h"
@@ -34,6 +35,11 @@ static void usage(FILE *out)
 	             "  serve [--roles ROLE,...]   run actor roles (default: all; roles: stock)\n"
 	             "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
 	             "                             print events as JSON lines\n"
+	             "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
+	             "        | commit RESERVATION | adjust DELTA REASON | get\n"
+	             "                             send one command to a running stock service and\n"
+	             "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
+	             "                             3 failed or no service)\n"
 	             "  help                       this text\n\n");
 	orn_config_print_help(out);
 }
@@ -359,6 +365,132 @@ done:
 	return status;
 }
 
+/* ---- stock client ----------------------------------------------------------- */
+
+static bool parse_quantity(const char *text, int64_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	long long n = strtoll(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0')
+		return false;
+	*out = n;
+	return true;
+}
+
+/* Fills c from the words after the item id; false on bad usage. */
+static bool parse_stock_command(int argc, char **argv, stock_command *c, bool *is_get)
+{
+	memset(c, 0, sizeof *c);
+	*is_get = false;
+	if (argc == 1 && strcmp(argv[0], "get") == 0) {
+		*is_get = true;
+		return true;
+	}
+	if (argc == 2 && strcmp(argv[0], "create") == 0) {
+		c->kind = STOCK_CREATE;
+		return parse_quantity(argv[1], &c->quantity);
+	}
+	if (argc == 3 && strcmp(argv[0], "reserve") == 0) {
+		c->kind = STOCK_RESERVE;
+		snprintf(c->reservation_id, sizeof c->reservation_id, "%s", argv[1]);
+		return strlen(argv[1]) < sizeof c->reservation_id && parse_quantity(argv[2], &c->quantity);
+	}
+	if (argc == 2 && (strcmp(argv[0], "release") == 0 || strcmp(argv[0], "commit") == 0)) {
+		c->kind = strcmp(argv[0], "release") == 0 ? STOCK_RELEASE : STOCK_COMMIT;
+		snprintf(c->reservation_id, sizeof c->reservation_id, "%s", argv[1]);
+		return strlen(argv[1]) < sizeof c->reservation_id;
+	}
+	if (argc == 3 && strcmp(argv[0], "adjust") == 0) {
+		c->kind = STOCK_ADJUST;
+		snprintf(c->reason, sizeof c->reason, "%s", argv[2]);
+		return strlen(argv[2]) < sizeof c->reason && parse_quantity(argv[1], &c->delta);
+	}
+	return false;
+}
+
+static void print_reply(const bus_reply *r)
+{
+	mp_writer *w = mp_writer_create();
+	char number[64];
+	if (w == NULL)
+		return;
+	mp_write_raw(w, "{", 1);
+	json_key(w, "outcome", true);
+	mp_json_string(w, bus_outcome_name(r->outcome), strlen(bus_outcome_name(r->outcome)));
+	json_field_str(w, "code", r->code);
+	json_field_str(w, "detail", r->detail);
+	json_key(w, "version", false);
+	snprintf(number, sizeof number, "%llu", (unsigned long long)r->version);
+	mp_write_raw(w, number, strlen(number));
+	json_key(w, "seq", false);
+	snprintf(number, sizeof number, "%llu", (unsigned long long)r->seq);
+	mp_write_raw(w, number, strlen(number));
+	if (r->view != NULL) {
+		mp_reader rd;
+		json_key(w, "state", false);
+		mp_reader_init(&rd, r->view, r->view_len);
+		if (mp_to_json(&rd, w) != ORN_OK)
+			mp_write_raw(w, "null", 4);
+	}
+	mp_write_raw(w, "}\n", 2);
+	fwrite(mp_writer_data(w), 1, mp_writer_size(w), stdout);
+	mp_writer_destroy(w);
+}
+
+static int cmd_stock(int argc, char **argv, const orn_config *cfg)
+{
+	stock_command c;
+	bool is_get = false;
+	char url[ORN_CONFIG_STR_MAX], command_id[64];
+	if (argc < 2 || !parse_stock_command(argc - 1, argv + 1, &c, &is_get)) {
+		fprintf(stderr,
+		        "orion stock: usage: orion stock ITEM create QTY | reserve RES QTY | release RES | "
+		        "commit RES | adjust DELTA REASON | get\n");
+		return 2;
+	}
+	if (!es_id_valid(argv[0])) {
+		fprintf(stderr, "orion stock: invalid item id (allowed: [A-Za-z0-9_-]{1,64})\n");
+		return 2;
+	}
+	snprintf(url, sizeof url, "%s", cfg->nats_url);
+	if (url[0] == '\0' && !read_running_url(cfg, url, sizeof url)) {
+		fprintf(stderr, "orion stock: no running `orion serve` in %s; set ORION_NATS_URL\n",
+		        cfg->data_dir);
+		return 3;
+	}
+	natsConnection *nc = NULL;
+	mp_writer *payload = mp_writer_create();
+	env_envelope cmd;
+	bus_reply reply;
+	int status = 3;
+	uint8_t nil = 0xc0;
+	snprintf(command_id, sizeof command_id, "cli-%lld-%d", (long long)orn_now_ms(), (int)getpid());
+	if (payload == NULL || natsConnection_ConnectTo(&nc, url) != NATS_OK) {
+		fprintf(stderr, "orion stock: cannot connect to %s\n", url);
+		goto done;
+	}
+	orn_rc rc =
+	        is_get ? bus_command_init(&cmd, BUS_CMD_GET, orn_now_ms(), command_id, NULL, "cli", &nil, 1)
+	               : stock_command_encode(payload, &c);
+	if (rc == ORN_OK && !is_get)
+		rc = bus_command_init(&cmd, stock_command_type(c.kind), orn_now_ms(), command_id, NULL, "cli",
+		                      mp_writer_data(payload), mp_writer_size(payload));
+	if (rc == ORN_OK)
+		rc = bus_send(nc, STOCK_AGGREGATE, argv[0], &cmd, cfg->command_timeout_ms, &reply);
+	if (rc != ORN_OK) {
+		fprintf(stderr, "orion stock: %s\n", orn_strerror(rc));
+		goto done;
+	}
+	print_reply(&reply);
+	status = reply.outcome == BUS_ACCEPTED ? 0 : reply.outcome == BUS_REJECTED ? 1 : 3;
+	bus_reply_dispose(&reply);
+done:
+	mp_writer_destroy(payload);
+	natsConnection_Destroy(nc);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	orn_config cfg;
@@ -377,6 +509,8 @@ int main(int argc, char **argv)
 		return cmd_serve(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "replay") == 0)
 		return cmd_replay(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "stock") == 0)
+		return cmd_stock(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

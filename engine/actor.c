@@ -24,7 +24,6 @@ typedef struct work {
 	natsMsg *msg; /* WORK_COMMAND: the request, owned by the item */
 	char id[ES_ID_MAX + 1];
 	/* WORK_APPENDED */
-	char msg_id[ENV_ID_MAX];
 	orn_rc rc;
 	es_append_result result;
 } work;
@@ -55,6 +54,8 @@ typedef struct shard {
 	work *head, *tail;
 	size_t queued;
 	bool stopping;
+	work *spare; /* recycled work items (under lock): no malloc per command */
+	size_t spare_count;
 	/* owned by the shard thread */
 	hmap *entries;
 	entry *lru_head, *lru_tail; /* most recently used first */
@@ -68,6 +69,7 @@ typedef struct shard {
 
 struct act_runtime {
 	es_store *store;
+	natsConnection *nc; /* commands in, replies out: its own socket, apart from appends */
 	const act_kind *kind;
 	act_options opt;
 	natsSubscription *sub;
@@ -92,10 +94,51 @@ static shard *shard_of(act_runtime *rt, const char *id)
 	return &rt->shards[hmap_hash(id) % rt->shard_count];
 }
 
-/* Queues w on its shard; false if the mailbox is full or stopping. */
-static bool post(act_runtime *rt, work *w, bool bounded)
+#define SPARE_MAX 4096
+
+/* Takes a recycled work item of sh, or a new one; NULL on allocation failure. */
+static work *work_new(shard *sh)
 {
-	shard *sh = shard_of(rt, w->id);
+	pthread_mutex_lock(&sh->lock);
+	work *w = sh->spare;
+	if (w != NULL) {
+		sh->spare = w->next;
+		sh->spare_count--;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (w == NULL)
+		w = malloc(sizeof *w);
+	return w;
+}
+
+/* Gives w back to sh's spares (or frees it past SPARE_MAX). */
+static void work_recycle(shard *sh, work *w)
+{
+	pthread_mutex_lock(&sh->lock);
+	if (sh->spare_count < SPARE_MAX) {
+		w->next = sh->spare;
+		sh->spare = w;
+		sh->spare_count++;
+		w = NULL;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	free(w);
+}
+
+/* Copies a subject's last token (the aggregate id) into w->id. */
+static void set_id(work *w, const char *subject, size_t prefix_len)
+{
+	size_t n = strlen(subject);
+	n = n > prefix_len ? n - prefix_len : 0;
+	if (n > ES_ID_MAX)
+		n = ES_ID_MAX; /* es_id_valid refuses it anyway */
+	memcpy(w->id, subject + (n > 0 ? prefix_len : 0), n);
+	w->id[n] = '\0';
+}
+
+/* Queues w on shard sh; false if the mailbox is full or stopping. */
+static bool post(act_runtime *rt, shard *sh, work *w, bool bounded)
+{
 	pthread_mutex_lock(&sh->lock);
 	if (bounded && (sh->stopping || sh->queued >= rt->opt.mailbox_capacity)) {
 		pthread_mutex_unlock(&sh->lock);
@@ -108,7 +151,9 @@ static bool post(act_runtime *rt, work *w, bool bounded)
 		sh->head = w;
 	sh->tail = w;
 	sh->queued++;
-	pthread_cond_signal(&sh->wake);
+	/* A shard that is busy draining its batch needs no wake-up call. */
+	if (sh->queued == 1)
+		pthread_cond_signal(&sh->wake);
 	pthread_mutex_unlock(&sh->lock);
 	return true;
 }
@@ -122,8 +167,7 @@ static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp
 	mp_writer_reset(buf);
 	if (bus_reply_encode(buf, r) != ORN_OK)
 		return;
-	natsConnection_Publish(es_store_connection(rt->store), to, mp_writer_data(buf),
-	                       (int)mp_writer_size(buf));
+	natsConnection_Publish(rt->nc, to, mp_writer_data(buf), (int)mp_writer_size(buf));
 }
 
 static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome, const char *code,
@@ -145,50 +189,51 @@ static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome,
 static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	act_runtime *rt = closure;
-	const char *subject = natsMsg_GetSubject(msg);
-	const char *id = strlen(subject) > rt->cmd_prefix_len ? subject + rt->cmd_prefix_len : "";
-	work *w = NULL;
-	if (!es_id_valid(id)) {
+	work probe;
+	set_id(&probe, natsMsg_GetSubject(msg), rt->cmd_prefix_len);
+	if (!es_id_valid(probe.id)) {
 		mp_writer *buf = mp_writer_create();
 		if (buf != NULL)
 			reply_simple(rt, msg, BUS_FAILED, "invalid", "invalid aggregate id", buf);
 		mp_writer_destroy(buf);
-		goto drop;
-	}
-	w = calloc(1, sizeof *w);
-	if (w == NULL)
-		goto drop;
-	w->kind = WORK_COMMAND;
-	w->msg = msg;
-	snprintf(w->id, sizeof w->id, "%s", id);
-	if (post(rt, w, true))
+		natsMsg_Destroy(msg);
 		return;
-	free(w);
+	}
+	shard *sh = shard_of(rt, probe.id);
+	work *w = work_new(sh);
+	if (w != NULL) {
+		w->kind = WORK_COMMAND;
+		w->msg = msg;
+		memcpy(w->id, probe.id, sizeof w->id);
+		if (post(rt, sh, w, true))
+			return;
+		work_recycle(sh, w);
+	}
 	mp_writer *buf = mp_writer_create();
 	if (buf != NULL)
 		reply_simple(rt, msg, BUS_FAILED, "overloaded", "the actor's mailbox is full", buf);
 	mp_writer_destroy(buf);
-drop:
 	natsMsg_Destroy(msg);
 }
 
 /* es_store callback on the JetStream ack thread: route the outcome home. */
-static void on_appended(void *closure, const char *subject, const char *msg_id, orn_rc rc,
-                        const es_append_result *result)
+static void on_appended(void *closure, const char *subject, orn_rc rc, const es_append_result *result)
 {
 	act_runtime *rt = closure;
-	work *w = calloc(1, sizeof *w);
+	work probe;
+	set_id(&probe, subject, rt->evt_prefix_len);
+	shard *sh = shard_of(rt, probe.id);
+	work *w = work_new(sh);
 	if (w == NULL) {
 		log_error("append outcome lost: out of memory", "subject", subject);
 		return;
 	}
 	w->kind = WORK_APPENDED;
-	snprintf(w->id, sizeof w->id, "%s",
-	         strlen(subject) > rt->evt_prefix_len ? subject + rt->evt_prefix_len : "");
-	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
+	w->msg = NULL;
+	memcpy(w->id, probe.id, sizeof w->id);
 	w->rc = rc;
 	w->result = *result;
-	post(rt, w, false);
+	post(rt, sh, w, false);
 }
 
 /* ---- cache ---------------------------------------------------------------- */
@@ -447,7 +492,7 @@ static void run_waiting(shard *sh, entry *e)
 		sh->busy_count++;
 		e->request = w->msg;
 		e->attempts = 0;
-		free(w);
+		work_recycle(sh, w);
 		if (env_decode_buffer(natsMsg_GetData(e->request), (size_t)natsMsg_GetDataLength(e->request),
 		                      &e->cmd) != ORN_OK) {
 			reply_to(sh, e, BUS_FAILED, "invalid", "undecodable command envelope", 0, false);
@@ -469,8 +514,9 @@ static void maybe_snapshot(shard *sh, entry *e)
 	mp_writer_reset(sh->scratch);
 	if (rt->kind->snapshot(e->state, sh->scratch) != ORN_OK)
 		return;
-	orn_rc rc = es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema,
-	                             e->version, mp_writer_data(sh->scratch), mp_writer_size(sh->scratch));
+	orn_rc rc =
+	        es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema, e->version,
+	                         mp_writer_data(sh->scratch), mp_writer_size(sh->scratch), false);
 	if (rc == ORN_OK) {
 		e->since_snapshot = 0;
 		atomic_fetch_add(&rt->snapshots, 1);
@@ -496,8 +542,8 @@ static void on_append_outcome(shard *sh, work *w)
 {
 	act_runtime *rt = sh->rt;
 	entry *e = hmap_get(sh->entries, w->id);
-	if (e == NULL || !e->busy || strcmp(e->cmd.causation, w->msg_id) != 0) {
-		log_warn("append outcome for no command in flight", "id", w->id, "msg_id", w->msg_id);
+	if (e == NULL || !e->busy) {
+		log_warn("append outcome for no command in flight", "id", w->id);
 		return;
 	}
 	log_set_correlation(e->cmd.correlation);
@@ -537,7 +583,7 @@ static void on_command_work(shard *sh, work *w)
 	if (e == NULL) {
 		reply_simple(sh->rt, w->msg, BUS_FAILED, "unavailable", "out of memory", sh->scratch);
 		natsMsg_Destroy(w->msg);
-		free(w);
+		work_recycle(sh, w);
 		return;
 	}
 	w->next = NULL;
@@ -570,7 +616,7 @@ static void *shard_main(void *arg)
 				on_command_work(sh, w); /* takes ownership of w */
 			} else {
 				on_append_outcome(sh, w);
-				free(w);
+				work_recycle(sh, w);
 			}
 		}
 		evict(sh);
@@ -595,6 +641,11 @@ static void shard_dispose(shard *sh)
 		}
 		natsMsg_Destroy(e->request);
 		entry_free(sh, e);
+	}
+	for (work *w = sh->spare; w != NULL;) {
+		work *next = w->next;
+		free(w);
+		w = next;
 	}
 	hmap_destroy(sh->entries);
 	act_decision_destroy(sh->decision);
@@ -630,6 +681,26 @@ static void stop_shards(act_runtime *rt, unsigned started)
 	}
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(rt->shards[i].thread, NULL);
+}
+
+/* Opens the runtime's own connection for commands and replies, so that they
+ * do not queue behind appends on the store's socket. */
+static orn_rc connect_commands(act_runtime *rt)
+{
+	natsOptions *opts = NULL;
+	char name[64];
+	orn_rc rc = ORN_OK;
+	snprintf(name, sizeof name, "orion-%s-commands", rt->kind->aggregate);
+	if (natsOptions_Create(&opts) != NATS_OK)
+		return ORN_ENOMEM;
+	if (natsOptions_SetURL(opts, es_store_url(rt->store)) != NATS_OK ||
+	    natsOptions_SetName(opts, name) != NATS_OK || natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
+	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK)
+		rc = ORN_EINVAL;
+	else if (natsConnection_Connect(&rt->nc, opts) != NATS_OK)
+		rc = ORN_EUNAVAILABLE;
+	natsOptions_Destroy(opts);
+	return rc;
 }
 
 orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out)
@@ -673,18 +744,22 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		goto fail;
 	snprintf(subject, sizeof subject, "orion.cmd.%s.*", kind->aggregate);
 	snprintf(queue, sizeof queue, "orion.%s", kind->aggregate);
-	natsStatus st = natsConnection_QueueSubscribe(&rt->sub, es_store_connection(store), subject, queue,
-	                                              on_command, rt);
+	if ((rc = connect_commands(rt)) != ORN_OK)
+		goto fail;
+	natsStatus st = natsConnection_QueueSubscribe(&rt->sub, rt->nc, subject, queue, on_command, rt);
 	if (st != NATS_OK) {
 		rc = es_status_rc(st, 0);
 		goto fail;
 	}
 	natsSubscription_SetPendingLimits(rt->sub, 1000000, 1024 * 1024 * 1024);
-	natsConnection_Flush(es_store_connection(store));
+	natsConnection_Flush(rt->nc);
 	log_info("actor runtime started", "aggregate", kind->aggregate, "queue", queue);
 	*out = rt;
 	return ORN_OK;
 fail:
+	if (rt->sub != NULL)
+		natsSubscription_Destroy(rt->sub);
+	natsConnection_Destroy(rt->nc);
 	stop_shards(rt, started);
 	if (rt->shards != NULL)
 		for (unsigned i = 0; i < rt->shard_count; i++)
@@ -705,6 +780,8 @@ void act_runtime_stop(act_runtime *rt)
 		natsSubscription_Destroy(rt->sub);
 	}
 	stop_shards(rt, rt->shard_count);
+	natsConnection_FlushTimeout(rt->nc, 1000); /* the last replies */
+	natsConnection_Destroy(rt->nc);
 	for (unsigned i = 0; i < rt->shard_count; i++)
 		shard_dispose(&rt->shards[i]);
 	free(rt->shards);

@@ -11,6 +11,7 @@
 #define READ_IDLE_TIMEOUT_MS 5000
 
 struct es_store {
+	char *url;
 	natsConnection *nc;
 	jsCtx *js;
 	int64_t timeout_ms;
@@ -106,9 +107,6 @@ static void on_publish_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *p
 {
 	es_store *s = closure;
 	const char *subject = natsMsg_GetSubject(msg);
-	const char *msg_id = NULL;
-	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &msg_id) != NATS_OK)
-		msg_id = "";
 	es_append_result result = {0, false};
 	orn_rc rc = ORN_OK;
 	if (pa != NULL) {
@@ -122,7 +120,7 @@ static void on_publish_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *p
 	/* Handlers are registered before publishing starts, so reading them is safe. */
 	for (size_t i = 0; subject != NULL && i < s->handler_count; i++)
 		if (strncmp(subject, s->handlers[i].prefix, s->handlers[i].prefix_len) == 0) {
-			s->handlers[i].fn(s->handlers[i].closure, subject, msg_id, rc, &result);
+			s->handlers[i].fn(s->handlers[i].closure, subject, rc, &result);
 			break;
 		}
 	natsMsg_Destroy(msg);
@@ -184,6 +182,11 @@ orn_rc es_store_open(const es_options *o, es_store **out)
 	if (s == NULL)
 		return ORN_ENOMEM;
 	s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
+	s->url = strdup(o->url != NULL ? o->url : NATS_DEFAULT_URL);
+	if (s->url == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
 	if (natsOptions_Create(&opts) != NATS_OK || natsOptions_SetURL(opts, o->url) != NATS_OK ||
 	    natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
 	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
@@ -237,7 +240,13 @@ void es_store_close(es_store *s)
 		natsConnection_FlushTimeout(s->nc, 1000);
 		natsConnection_Destroy(s->nc);
 	}
+	free(s->url);
 	free(s);
+}
+
+const char *es_store_url(es_store *s)
+{
+	return s->url;
 }
 
 natsConnection *es_store_connection(es_store *s)
@@ -493,7 +502,7 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 }
 
 orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,
-                        const void *state, size_t len)
+                        const void *state, size_t len, bool wait)
 {
 	char subject[ES_SUBJECT_MAX];
 	orn_rc rc = es_subject(subject, sizeof subject, SNAP_PREFIX, aggregate, id);
@@ -508,12 +517,18 @@ orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint
 	mp_write_bin(w, state, len);
 	if ((rc = mp_writer_status(w)) != ORN_OK)
 		goto done;
-	jsPubAck *pa = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st =
-	        js_Publish(&pa, s->js, subject, mp_writer_data(w), (int)mp_writer_size(w), NULL, &jerr);
-	rc = es_status_rc(st, jerr);
-	jsPubAck_Destroy(pa);
+	if (wait) {
+		jsPubAck *pa = NULL;
+		jsErrCode jerr = 0;
+		natsStatus st = js_Publish(&pa, s->js, subject, mp_writer_data(w), (int)mp_writer_size(w),
+		                           NULL, &jerr);
+		rc = es_status_rc(st, jerr);
+		jsPubAck_Destroy(pa);
+	} else {
+		/* A core publish: the stream stores it, nobody waits for the ack. */
+		rc = es_status_rc(
+		        natsConnection_Publish(s->nc, subject, mp_writer_data(w), (int)mp_writer_size(w)), 0);
+	}
 done:
 	mp_writer_destroy(w);
 	return rc;

@@ -45,6 +45,9 @@ void es_options_init(es_options *o);
 orn_rc es_store_open(const es_options *o, es_store **out);
 void es_store_close(es_store *s);
 
+/* The URL the store connected to (owned by the store). */
+const char *es_store_url(es_store *s);
+
 /* The underlying connection and JetStream context (owned by the store). */
 natsConnection *es_store_connection(es_store *s);
 jsCtx *es_store_jetstream(es_store *s);
@@ -70,8 +73,10 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t ex
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 
 /* Completion of an asynchronous append, called on a NATS library thread:
- * keep it short. subject and msg_id are valid only during the call. */
-typedef void (*es_append_done_fn)(void *closure, const char *subject, const char *msg_id, orn_rc rc,
+ * keep it short. subject is valid only during the call. The subject tells
+ * which aggregate's append completed; callers keep at most one append in
+ * flight per aggregate, so it identifies the append. */
+typedef void (*es_append_done_fn)(void *closure, const char *subject, orn_rc rc,
                                   const es_append_result *result);
 
 /* Registers the completion handler of es_append_async for one aggregate type
@@ -103,9 +108,12 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
                void *closure, uint64_t *version);
 
 /* Saves the latest snapshot of an aggregate (state bytes as written by the
- * aggregate kind, with its snapshot schema). Replaces the previous one. */
+ * aggregate kind, with its snapshot schema). Replaces the previous one.
+ * With wait false the snapshot is published without waiting for JetStream's
+ * acknowledgement (snapshots are an optimisation: a lost one only means a
+ * longer replay), so an actor's shard never stalls behind in-flight appends. */
 orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,
-                        const void *state, size_t len);
+                        const void *state, size_t len, bool wait);
 
 /* Loads the latest snapshot. ORN_ENOTFOUND if none, or if its schema differs
  * from the one asked for. On success *state is malloc'd and owned by the caller. */

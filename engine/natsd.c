@@ -14,6 +14,7 @@
  * connection must get JetStream account info, so callers can create streams
  * at once. */
 #include "natsd.h"
+#include "proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -124,36 +124,6 @@ static void free_handle(natsd *d)
 	free(d);
 }
 
-/* Child side of fork: only async-signal-safe calls from here to exec.
- * gcov cannot see it (exec replaces the process before counters are written). */
-/* GCOVR_EXCL_START */
-static void exec_child(natsd *d, char *const argv[], int null_fd, int log_fd, pid_t parent)
-{
-	sigset_t none;
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent) /* the parent died before prctl took effect */
-		_exit(127);
-	/* Blocked or ignored signals survive exec; the server must see SIGTERM. */
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
-	    dup2(log_fd, STDERR_FILENO) < 0)
-		_exit(127);
-	/* Descriptors a library opened without O_CLOEXEC must not reach the server. */
-	if (close_range(3, ~0U, 0) != 0) {
-		long max = sysconf(_SC_OPEN_MAX);
-		for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-			close(fd);
-	}
-	execv(d->binary, argv);
-	_exit(127);
-}
-/* GCOVR_EXCL_STOP */
-
 /* Forks and execs the server on d->port (or a random port when 0). */
 static orn_rc spawn(natsd *d)
 {
@@ -179,27 +149,11 @@ static orn_rc spawn(natsd *d)
 	}
 	argv[argc] = NULL;
 
-	orn_rc rc = ORN_EIO;
-	int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	int log_fd = open(d->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (null_fd < 0 || log_fd < 0)
-		goto done;
-	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid = proc_spawn(argv, NULL, d->log_file);
 	if (pid < 0)
-		goto done;
-	if (pid == 0)
-		exec_child(d, argv, null_fd, log_fd, parent);
+		return ORN_EIO;
 	d->pid = pid;
-	rc = ORN_OK;
-done:;
-	int saved_errno = errno;
-	if (null_fd >= 0)
-		close(null_fd);
-	if (log_fd >= 0)
-		close(log_fd);
-	errno = saved_errno;
-	return rc;
+	return ORN_OK;
 }
 
 /* Non-blocking: true if the child has exited (and reaps it). */

@@ -212,8 +212,8 @@ Test(evstore, snapshots_keep_the_latest_and_check_the_schema, .init = setup, .fi
 	uint8_t *state = NULL;
 	size_t len = 0;
 	cr_assert_eq(es_snapshot_load(store, "thing", "snap", 1, &version, &state, &len), ORN_ENOTFOUND);
-	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 10, "old", 3), ORN_OK);
-	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 20, "newer", 5), ORN_OK);
+	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 10, "old", 3, true), ORN_OK);
+	cr_assert_eq(es_snapshot_save(store, "thing", "snap", 1, 20, "newer", 5, true), ORN_OK);
 	cr_assert_eq(es_snapshot_load(store, "thing", "snap", 1, &version, &state, &len), ORN_OK);
 	cr_assert_eq(version, 20);
 	cr_assert_eq(len, 5);

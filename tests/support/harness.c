@@ -1,5 +1,6 @@
 /* harness.c — fixtures for Criterion tests: temp dirs, nats-server, children. */
 #include "harness.h"
+#include "proc.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,96 +110,17 @@ const char *th_orion_bin(void)
 	return bin;
 }
 
-/* True if entry ("KEY=value") sets a key that one of extra sets too. */
-static bool overridden(const char *entry, char *const extra[])
-{
-	const char *eq = strchr(entry, '=');
-	size_t key_len = eq ? (size_t)(eq - entry) : strlen(entry);
-	for (size_t i = 0; extra && extra[i]; i++) {
-		if (strncmp(extra[i], entry, key_len) == 0 && extra[i][key_len] == '=')
-			return true;
-	}
-	return false;
-}
-
-/* Builds the child's environment before fork: after fork only
- * async-signal-safe calls are allowed. Returns a malloc'd array whose strings
- * are borrowed. */
-static char **merged_environment(char *const extra[])
-{
-	size_t n = 0, m = 0;
-	while (environ && environ[n])
-		n++;
-	while (extra && extra[m])
-		m++;
-	char **env = calloc(n + m + 1, sizeof(*env));
-	cr_assert(env != NULL);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!overridden(environ[i], extra))
-			env[k++] = environ[i];
-	}
-	for (size_t i = 0; i < m; i++)
-		env[k++] = extra[i];
-	env[k] = NULL;
-	return env;
-}
-
 pid_t th_spawn(char *const argv[], char *const envp_extra[], const char *log_path)
 {
 	cr_assert(argv && argv[0]);
-	char **env = merged_environment(envp_extra);
-	int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	cr_assert(null_fd >= 0);
-	int log_fd = -1;
-	if (log_path) {
-		log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		cr_assert(log_fd >= 0, "open(%s): %s", log_path, strerror(errno));
-	}
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid == 0) {
-		sigset_t none;
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		dup2(null_fd, STDIN_FILENO);
-		if (log_fd >= 0) {
-			dup2(log_fd, STDOUT_FILENO);
-			dup2(log_fd, STDERR_FILENO);
-		}
-		execvpe(argv[0], argv, env);
-		_exit(127);
-	}
-	free(env);
-	close(null_fd);
-	if (log_fd >= 0)
-		close(log_fd);
-	cr_assert(pid > 0, "fork: %s", strerror(errno));
+	pid_t pid = proc_spawn(argv, envp_extra, log_path);
+	cr_assert(pid > 0, "spawn %s: %s", argv[0], strerror(errno));
 	return pid;
 }
 
 int th_wait_exit(pid_t pid, int timeout_ms)
 {
-	int64_t deadline = th_now_ms() + timeout_ms;
-	for (;;) {
-		int status;
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid) {
-			if (WIFEXITED(status))
-				return WEXITSTATUS(status);
-			if (WIFSIGNALED(status))
-				return 128 + WTERMSIG(status);
-		} else if (r < 0 && errno != EINTR) {
-			return -1;
-		}
-		if (th_now_ms() >= deadline)
-			return -1;
-		th_sleep_ms(5);
-	}
+	return proc_wait(pid, timeout_ms);
 }
 
 void th_kill(pid_t pid, int sig)
