@@ -82,8 +82,14 @@ static size_t append_raw(char *buf, size_t used, size_t cap, const char *s)
 	return used + n;
 }
 
+/* Room a field needs beyond its value: the key, quotes, colon, comma. A line
+ * too full for that takes no more fields, so a cut line stays valid JSON. */
+#define FIELD_RESERVE 80
+
 static size_t append_field(char *buf, size_t used, size_t cap, const char *key, const char *value)
 {
+	if (cap - used < FIELD_RESERVE + strlen(key))
+		return used;
 	used = append_raw(buf, used, cap, ",\"");
 	used = append_escaped(buf, used, cap, key);
 	used = append_raw(buf, used, cap, "\":\"");

@@ -1,0 +1,220 @@
+/* test_config_log.c — configuration from the environment (engine/config.c),
+ * structured logs (engine/log.c) and the status descriptions (engine/orn.c). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "orn.h"
+
+static void clear_environment(void)
+{
+	for (const orn_config_var *v = orn_config_vars(); v->name != NULL; v++)
+		unsetenv(v->name);
+}
+
+TestSuite(config, .init = clear_environment);
+
+Test(config, defaults_when_nothing_is_set)
+{
+	orn_config c;
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.nats_url, "");
+	cr_assert_str_eq(c.data_dir, "./var");
+	cr_assert_str_eq(c.http_addr, "127.0.0.1:8080");
+	cr_assert_str_eq(c.log_level, "info");
+	cr_assert_eq(c.shards, 4);
+	cr_assert_eq(c.cache_capacity, 100000);
+	cr_assert_eq(c.snapshot_every, 100);
+	cr_assert_eq(c.stream_replicas, 1);
+	cr_assert_eq(c.command_timeout_ms, 5000);
+}
+
+Test(config, values_from_the_environment)
+{
+	setenv("ORION_NATS_URL", "nats://10.0.0.1:4222", 1);
+	setenv("ORION_DATA_DIR", "/srv/orion", 1);
+	setenv("ORION_LOG_LEVEL", "debug", 1);
+	setenv("ORION_SHARDS", "8", 1);
+	setenv("ORION_SNAPSHOT_EVERY", "0", 1);
+	setenv("ORION_STREAM_REPLICAS", "3", 1);
+	orn_config c;
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.nats_url, "nats://10.0.0.1:4222");
+	cr_assert_str_eq(c.data_dir, "/srv/orion");
+	cr_assert_str_eq(c.log_level, "debug");
+	cr_assert_eq(c.shards, 8);
+	cr_assert_eq(c.snapshot_every, 0);
+	cr_assert_eq(c.stream_replicas, 3);
+}
+
+Test(config, an_empty_variable_means_the_default)
+{
+	setenv("ORION_DATA_DIR", "", 1);
+	setenv("ORION_SHARDS", "", 1);
+	orn_config c;
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.data_dir, "./var");
+	cr_assert_eq(c.shards, 4);
+}
+
+Test(config, bad_values_are_errors_naming_the_variable)
+{
+	const struct {
+		const char *name, *value;
+	} bad[] = {
+	        {"ORION_SHARDS", "abc"},        {"ORION_SHARDS", "0"},
+	        {"ORION_SHARDS", "4x"},         {"ORION_SHARDS", "99999999999999999999"},
+	        {"ORION_CACHE_CAPACITY", "-1"}, {"ORION_SNAPSHOT_EVERY", "1e3"},
+	        {"ORION_STREAM_REPLICAS", "9"}, {"ORION_COMMAND_TIMEOUT_MS", "1"},
+	        {"ORION_LOG_LEVEL", "verbose"},
+	};
+	char long_value[ORN_CONFIG_STR_MAX + 8];
+	memset(long_value, 'x', sizeof long_value - 1);
+	long_value[sizeof long_value - 1] = '\0';
+	for (size_t i = 0; i < ORN_ARRAY_LEN(bad); i++) {
+		clear_environment();
+		setenv(bad[i].name, bad[i].value, 1);
+		orn_config c;
+		const char *which = NULL;
+		cr_assert_eq(orn_config_load(&c, &which), ORN_EINVAL, "%s=%s accepted", bad[i].name,
+		             bad[i].value);
+		cr_assert_str_eq(which, bad[i].name);
+	}
+	clear_environment();
+	setenv("ORION_DATA_DIR", long_value, 1);
+	orn_config c;
+	const char *which = NULL;
+	cr_assert_eq(orn_config_load(&c, &which), ORN_EINVAL);
+	cr_assert_str_eq(which, "ORION_DATA_DIR");
+}
+
+Test(config, help_lists_every_variable)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	orn_config_print_help(out);
+	fclose(out);
+	size_t count = 0;
+	for (const orn_config_var *v = orn_config_vars(); v->name != NULL; v++, count++)
+		cr_assert_not_null(strstr(text, v->name), "%s missing from --help", v->name);
+	cr_assert_geq(count, 9);
+	free(text);
+}
+
+/* ---- logs ------------------------------------------------------------------- */
+
+/* Runs fn with stderr redirected to a temporary file; returns what it wrote. */
+static char *capture_stderr(void (*fn)(void))
+{
+	char path[] = "/tmp/orion-log-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	fn();
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	off_t size = lseek(fd, 0, SEEK_END);
+	char *text = calloc(1, (size_t)size + 1);
+	cr_assert_eq(pread(fd, text, (size_t)size, 0), size);
+	close(fd);
+	unlink(path);
+	return text;
+}
+
+static void write_hostile_line(void)
+{
+	log_set_level(LOG_INFO);
+	log_set_correlation("order-42");
+	log_info("quote \" backslash \\ newline \n tab \t bell \a", "key \"1\"", "value\x01\x7f", "empty",
+	         NULL);
+	log_set_correlation(NULL);
+	log_debug("not written at info level");
+}
+
+Test(log, lines_are_valid_json_with_escaped_values_and_the_correlation_id)
+{
+	char *text = capture_stderr(write_hostile_line);
+	char *newline = strchr(text, '\n');
+	cr_assert_not_null(newline, "one line, ended");
+	cr_assert_eq(newline[1], '\0', "the debug line was filtered out");
+	json_error_t err;
+	json_t *line = json_loads(text, 0, &err);
+	cr_assert_not_null(line, "not JSON: %s in %s", err.text, text);
+	cr_assert_str_eq(json_string_value(json_object_get(line, "level")), "info");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "msg")),
+	                 "quote \" backslash \\ newline \n tab \t bell \a");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "correlation_id")), "order-42");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "key \"1\"")), "value\x01\x7f");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "empty")), "", "a NULL value logs as empty");
+	const char *ts = json_string_value(json_object_get(line, "ts"));
+	cr_assert_not_null(ts);
+	cr_assert_eq(strlen(ts), strlen("2026-11-21T22:00:00.000Z"));
+	cr_assert_eq(ts[strlen(ts) - 1], 'Z');
+	json_decref(line);
+	free(text);
+}
+
+static void write_huge_line(void)
+{
+	static char big[10000];
+	memset(big, 'a', sizeof big - 1);
+	log_set_level(LOG_DEBUG);
+	log_warn("huge", "field", big, "second", big, "third", "x");
+	log_error("after");
+}
+
+Test(log, an_oversized_line_is_cut_but_stays_one_valid_json_object)
+{
+	char *text = capture_stderr(write_huge_line);
+	char *second = strchr(text, '\n');
+	cr_assert_not_null(second);
+	*second = '\0';
+	json_t *line = json_loads(text, 0, NULL);
+	cr_assert_not_null(line, "the cut line is still JSON");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "level")), "warn");
+	cr_assert_lt(strlen(json_string_value(json_object_get(line, "field"))), 4096);
+	cr_assert_null(json_object_get(line, "third"), "no field after the cut");
+	json_decref(line);
+	line = json_loads(second + 1, 0, NULL);
+	cr_assert_not_null(line);
+	cr_assert_str_eq(json_string_value(json_object_get(line, "msg")), "after");
+	json_decref(line);
+	free(text);
+}
+
+Test(log, levels_and_clocks)
+{
+	cr_assert_eq(log_level_parse("debug"), LOG_DEBUG);
+	cr_assert_eq(log_level_parse("error"), LOG_ERROR);
+	cr_assert_eq(log_level_parse("loud"), -1);
+	cr_assert_eq(log_level_parse(NULL), -1);
+	log_set_correlation("abc");
+	cr_assert_str_eq(log_correlation(), "abc");
+	log_set_correlation(NULL);
+	cr_assert_str_eq(log_correlation(), "");
+	int64_t a = orn_monotonic_ns(), b = orn_monotonic_ns();
+	cr_assert_geq(b, a);
+	cr_assert_gt(orn_now_ms(), 1700000000000LL, "wall clock in ms since the epoch");
+}
+
+Test(orn, every_status_has_a_name_and_a_description)
+{
+	for (int rc = 0; rc < ORN_RC_COUNT; rc++) {
+		cr_assert_not_null(orn_strerror((orn_rc)rc));
+		cr_assert_neq(orn_rc_name((orn_rc)rc)[0], '\0');
+		cr_assert_neq(strcmp(orn_strerror((orn_rc)rc), "unknown status"), 0, "status %d undescribed",
+		              rc);
+	}
+	cr_assert_str_eq(orn_rc_name(ORN_ECONFLICT), "ECONFLICT");
+	cr_assert_str_eq(orn_strerror(ORN_RC_COUNT), "unknown status");
+	cr_assert_str_eq(orn_rc_name((orn_rc)-1), "EUNKNOWN");
+}
