@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "log.h"
+#include "proc.h"
 #include "stock_client.h"
 
 #define ITEMS     3
@@ -178,6 +179,69 @@ Test(stock_faults, kill_9_mid_load_loses_no_acknowledged_reservation, .init = se
 		cr_assert_eq(reserved, rebuilt.reserved, "service %lld vs log %lld", (long long)reserved,
 		             (long long)rebuilt.reserved);
 		cr_assert_eq(held, (int64_t)hmap_count(rebuilt.held));
+		stock_state_dispose(&rebuilt);
+	}
+	for (int i = 0; i < LOADERS; i++) {
+		free(loaders[i].acked_item);
+		free(loaders[i].acked_number);
+	}
+}
+
+Test(stock_faults, nats_server_restart_mid_load_loses_nothing_acknowledged, .init = setup, .fini = teardown,
+     .timeout = 240)
+{
+	for (int i = 0; i < ITEMS; i++) {
+		stock_command c = tsc_create(1000000);
+		bus_reply r;
+		char cmd_id[64];
+		snprintf(cmd_id, sizeof cmd_id, "create-%d", i);
+		cr_assert_eq(tsc_send(client, item_name(i), &c, cmd_id, 10000, &r), ORN_OK);
+		cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	}
+	atomic_bool stop = false;
+	loader loaders[LOADERS];
+	pthread_t threads[LOADERS];
+	for (int i = 0; i < LOADERS; i++) {
+		loaders[i] = (loader){.index = i, .stop = &stop};
+		loaders[i].acked_item = calloc(MAX_ACKED, sizeof(int));
+		loaders[i].acked_number = calloc(MAX_ACKED, sizeof(int));
+		cr_assert_eq(pthread_create(&threads[i], NULL, loader_main, &loaders[i]), 0);
+	}
+	int64_t deadline = th_now_ms() + 20000;
+	while (acked_total(loaders) < 300 && th_now_ms() < deadline)
+		th_sleep_ms(5);
+	int before = acked_total(loaders);
+	cr_assert_geq(before, 300);
+	/* The event store itself goes away mid-flight, then comes back on the same
+	 * port and store: the service must reconnect by itself. */
+	natsd_kill(server);
+	th_sleep_ms(500);
+	cr_assert_eq(natsd_restart(server), ORN_OK);
+	deadline = th_now_ms() + 30000;
+	while (acked_total(loaders) < before + 300 && th_now_ms() < deadline)
+		th_sleep_ms(10);
+	atomic_store(&stop, true);
+	for (int i = 0; i < LOADERS; i++)
+		pthread_join(threads[i], NULL);
+	cr_assert_geq(acked_total(loaders), before + 300, "commands are served again after the restart");
+	cr_assert_eq(proc_wait(service, 0), -1, "the service survived the outage");
+
+	for (int item = 0; item < ITEMS; item++) {
+		stock_state rebuilt;
+		uint64_t version = 0;
+		cr_assert_eq(tsc_rebuild(store, item_name(item), &rebuilt, &version), ORN_OK);
+		for (int l = 0; l < LOADERS; l++)
+			for (int k = 0; k < loaders[l].acked; k++) {
+				if (loaders[l].acked_item[k] != item)
+					continue;
+				char rid[64];
+				snprintf(rid, sizeof rid, "t%d-%d", l, loaders[l].acked_number[k]);
+				cr_assert_eq(stock_held(&rebuilt, rid), 1, "acknowledged %s lost", rid);
+			}
+		int64_t on_hand = 0, reserved = 0;
+		cr_assert_eq(tsc_get(client, item_name(item), &on_hand, &reserved, NULL, NULL), ORN_OK);
+		cr_assert_eq(reserved, rebuilt.reserved, "service %lld vs log %lld", (long long)reserved,
+		             (long long)rebuilt.reserved);
 		stock_state_dispose(&rebuilt);
 	}
 	for (int i = 0; i < LOADERS; i++) {
