@@ -78,6 +78,7 @@ struct act_runtime {
 	size_t evt_prefix_len; /* strlen("orion.evt.<kind>.") */
 	size_t cmd_prefix_len;
 	atomic_uint_fast64_t commands, appends, conflicts, rehydrations, snapshots, failures;
+	atomic_bool stopping; /* no retries once stopping: shutdown stays bounded */
 };
 
 void act_options_init(act_options *o)
@@ -565,7 +566,10 @@ static void on_append_outcome(shard *sh, work *w)
 		if (w->rc == ORN_ECONFLICT)
 			atomic_fetch_add(&rt->conflicts, 1);
 		unload(sh, e); /* another writer, or an unknown outcome: reload */
-		if (e->attempts < rt->opt.max_attempts) {
+		/* A conflict resolves with one reload; an unknown outcome (NATS
+		 * down) is not retried once stopping, so shutdown stays bounded. */
+		bool retry = w->rc == ORN_ECONFLICT || !atomic_load(&rt->stopping);
+		if (e->attempts < rt->opt.max_attempts && retry) {
 			if (!attempt(sh, e))
 				return; /* retry in flight */
 		} else {
@@ -773,6 +777,7 @@ void act_runtime_stop(act_runtime *rt)
 {
 	if (rt == NULL)
 		return;
+	atomic_store(&rt->stopping, true);
 	if (rt->sub != NULL) {
 		/* Drain: take no new commands, but hand every received one to a shard. */
 		if (natsSubscription_Drain(rt->sub) == NATS_OK)
