@@ -6,10 +6,12 @@
  * shard's own thread, so a state is never shared between threads. */
 #include "actor.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus.h"
 #include "hashmap.h"
@@ -24,6 +26,7 @@ typedef struct work {
 	natsMsg *msg; /* WORK_COMMAND: the request, owned by the item */
 	char id[ES_ID_MAX + 1];
 	/* WORK_APPENDED */
+	uint64_t token; /* which append this outcome belongs to */
 	orn_rc rc;
 	es_append_result result;
 } work;
@@ -41,6 +44,11 @@ typedef struct entry {
 	env_envelope cmd; /* payload points into request's data */
 	unsigned attempts;
 	mp_writer *commit;
+	/* the append in flight: its token, deadline, place in the flight list */
+	uint64_t token;
+	int64_t deadline_ns;
+	bool in_flight;
+	struct entry *flight_prev, *flight_next;
 	/* commands waiting for this aggregate, FIFO */
 	work *waiting_head, *waiting_tail;
 	struct entry *lru_prev, *lru_next;
@@ -58,7 +66,8 @@ typedef struct shard {
 	size_t spare_count;
 	/* owned by the shard thread */
 	hmap *entries;
-	entry *lru_head, *lru_tail; /* most recently used first */
+	entry *lru_head, *lru_tail;       /* most recently used first */
+	entry *flight_head, *flight_tail; /* appends in flight, oldest (first deadline) first */
 	size_t live;
 	size_t capacity;
 	size_t busy_count;
@@ -73,9 +82,14 @@ struct act_runtime {
 	const act_kind *kind;
 	act_options opt;
 	natsSubscription *sub;
+	/* Appends are plain publishes whose JetStream acks come back to
+	 * "<ack_inbox>.<token>.<id>" on the store's connection. */
+	natsInbox *ack_inbox;
+	size_t ack_prefix_len;
+	natsSubscription *ack_sub;
+	atomic_uint_fast64_t next_token;
 	shard *shards;
 	unsigned shard_count;
-	size_t evt_prefix_len; /* strlen("orion.evt.<kind>.") */
 	size_t cmd_prefix_len;
 	atomic_uint_fast64_t commands, appends, conflicts, rehydrations, snapshots, failures;
 	atomic_bool stopping; /* no retries once stopping: shutdown stays bounded */
@@ -88,6 +102,7 @@ void act_options_init(act_options *o)
 	o->snapshot_every = 100;
 	o->max_attempts = 8;
 	o->mailbox_capacity = 65536;
+	o->append_timeout_ms = 5000;
 }
 
 static shard *shard_of(act_runtime *rt, const char *id)
@@ -217,23 +232,35 @@ static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
 	natsMsg_Destroy(msg);
 }
 
-/* es_store callback on the JetStream ack thread: route the outcome home. */
-static void on_appended(void *closure, const char *subject, orn_rc rc, const es_append_result *result)
+/* cnats callback for JetStream acks ("<ack_inbox>.<token>.<id>"): route the
+ * outcome to the aggregate's shard. */
+static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	act_runtime *rt = closure;
+	const char *subject = natsMsg_GetSubject(msg);
+	char *end = NULL;
+	uint64_t token = 0;
 	work probe;
-	set_id(&probe, subject, rt->evt_prefix_len);
+	if (strlen(subject) > rt->ack_prefix_len)
+		token = strtoull(subject + rt->ack_prefix_len, &end, 10);
+	if (token == 0 || end == NULL || *end != '.') {
+		natsMsg_Destroy(msg);
+		return;
+	}
+	set_id(&probe, end + 1, 0);
 	shard *sh = shard_of(rt, probe.id);
 	work *w = work_new(sh);
 	if (w == NULL) {
 		log_error("append outcome lost: out of memory", "subject", subject);
+		natsMsg_Destroy(msg); /* the append times out and is retried */
 		return;
 	}
 	w->kind = WORK_APPENDED;
 	w->msg = NULL;
+	w->token = token;
 	memcpy(w->id, probe.id, sizeof w->id);
-	w->rc = rc;
-	w->result = *result;
+	w->rc = es_parse_ack(msg, &w->result);
+	natsMsg_Destroy(msg);
 	post(rt, sh, w, false);
 }
 
@@ -371,6 +398,38 @@ static orn_rc rehydrate(shard *sh, entry *e)
 	return ORN_OK;
 }
 
+/* ---- appends in flight ---------------------------------------------------- */
+
+static void flight_unlink(shard *sh, entry *e)
+{
+	if (!e->in_flight)
+		return;
+	if (e->flight_prev != NULL)
+		e->flight_prev->flight_next = e->flight_next;
+	else
+		sh->flight_head = e->flight_next;
+	if (e->flight_next != NULL)
+		e->flight_next->flight_prev = e->flight_prev;
+	else
+		sh->flight_tail = e->flight_prev;
+	e->flight_prev = e->flight_next = NULL;
+	e->in_flight = false;
+}
+
+/* Deadlines are send time + one constant, so appending keeps the list sorted. */
+static void flight_push(shard *sh, entry *e)
+{
+	e->deadline_ns = orn_monotonic_ns() + (int64_t)sh->rt->opt.append_timeout_ms * 1000000;
+	e->flight_prev = sh->flight_tail;
+	e->flight_next = NULL;
+	if (sh->flight_tail != NULL)
+		sh->flight_tail->flight_next = e;
+	else
+		sh->flight_head = e;
+	sh->flight_tail = e;
+	e->in_flight = true;
+}
+
 /* ---- processing ----------------------------------------------------------- */
 
 static void finish(shard *sh, entry *e)
@@ -472,12 +531,18 @@ static bool attempt(shard *sh, entry *e)
 		reply_to(sh, e, BUS_ACCEPTED, "", "", 0, false);
 		return true;
 	}
+	char reply_to_subject[ES_SUBJECT_MAX];
+	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
+	snprintf(reply_to_subject, sizeof reply_to_subject, "%s.%llu.%s", rt->ack_inbox,
+	         (unsigned long long)e->token, e->id);
 	if ((rc = encode_commit(sh, e)) != ORN_OK ||
-	    (rc = es_append_async(rt->store, kind->aggregate, e->id, e->version, e->cmd.causation,
-	                          mp_writer_data(e->commit), mp_writer_size(e->commit))) != ORN_OK) {
+	    (rc = es_append_publish(rt->store, kind->aggregate, e->id, e->version, e->cmd.causation,
+	                            mp_writer_data(e->commit), mp_writer_size(e->commit),
+	                            reply_to_subject)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
 		return true;
 	}
+	flight_push(sh, e);
 	return false;
 }
 
@@ -543,10 +608,9 @@ static void on_append_outcome(shard *sh, work *w)
 {
 	act_runtime *rt = sh->rt;
 	entry *e = hmap_get(sh->entries, w->id);
-	if (e == NULL || !e->busy) {
-		log_warn("append outcome for no command in flight", "id", w->id);
-		return;
-	}
+	if (e == NULL || !e->in_flight || e->token != w->token)
+		return; /* the ack of an append that already timed out and was retried */
+	flight_unlink(sh, e);
 	log_set_correlation(e->cmd.correlation);
 	if (w->rc == ORN_OK && !w->result.duplicate) {
 		atomic_fetch_add(&rt->appends, 1);
@@ -599,13 +663,41 @@ static void on_command_work(shard *sh, work *w)
 	run_waiting(sh, e);
 }
 
+/* Appends whose ack did not come in time: their outcome is unknown, which
+ * the retry path handles (reload; the same msg id makes a resend safe). */
+static void expire_appends(shard *sh)
+{
+	int64_t now = orn_monotonic_ns();
+	while (sh->flight_head != NULL && sh->flight_head->deadline_ns <= now) {
+		entry *e = sh->flight_head;
+		work timeout = {.kind = WORK_APPENDED, .token = e->token, .rc = ORN_ETIMEOUT};
+		memcpy(timeout.id, e->id, sizeof timeout.id);
+		log_warn("append not acknowledged in time", "id", e->id);
+		on_append_outcome(sh, &timeout);
+	}
+}
+
+/* Waits for work, or for the first append deadline. Called with the lock held. */
+static void wait_for_work(shard *sh)
+{
+	while (sh->head == NULL && !(sh->stopping && sh->busy_count == 0)) {
+		if (sh->flight_head == NULL) {
+			pthread_cond_wait(&sh->wake, &sh->lock);
+			continue;
+		}
+		struct timespec until = {(time_t)(sh->flight_head->deadline_ns / 1000000000),
+		                         (long)(sh->flight_head->deadline_ns % 1000000000)};
+		if (pthread_cond_timedwait(&sh->wake, &sh->lock, &until) == ETIMEDOUT)
+			return;
+	}
+}
+
 static void *shard_main(void *arg)
 {
 	shard *sh = arg;
 	for (;;) {
 		pthread_mutex_lock(&sh->lock);
-		while (sh->head == NULL && !(sh->stopping && sh->busy_count == 0))
-			pthread_cond_wait(&sh->wake, &sh->lock);
+		wait_for_work(sh);
 		work *batch = sh->head;
 		sh->head = sh->tail = NULL;
 		sh->queued = 0;
@@ -623,6 +715,7 @@ static void *shard_main(void *arg)
 				work_recycle(sh, w);
 			}
 		}
+		expire_appends(sh);
 		evict(sh);
 	}
 	return NULL;
@@ -646,6 +739,12 @@ static void shard_dispose(shard *sh)
 		natsMsg_Destroy(e->request);
 		entry_free(sh, e);
 	}
+	for (work *w = sh->head; w != NULL;) { /* posted after the thread stopped */
+		work *next = w->next;
+		natsMsg_Destroy(w->msg);
+		free(w);
+		w = next;
+	}
 	for (work *w = sh->spare; w != NULL;) {
 		work *next = w->next;
 		free(w);
@@ -664,7 +763,11 @@ static orn_rc shard_init(act_runtime *rt, shard *sh, size_t capacity)
 	sh->rt = rt;
 	sh->capacity = capacity > 0 ? capacity : 1;
 	pthread_mutex_init(&sh->lock, NULL);
-	pthread_cond_init(&sh->wake, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadlines use orn_monotonic_ns */
+	pthread_cond_init(&sh->wake, &attr);
+	pthread_condattr_destroy(&attr);
 	sh->entries = hmap_create();
 	sh->decision = act_decision_create();
 	sh->scratch = mp_writer_create();
@@ -707,6 +810,36 @@ static orn_rc connect_commands(act_runtime *rt)
 	return rc;
 }
 
+/* Subscribes to the runtime's ack inbox on the store's connection (the one
+ * appends are published on). */
+static orn_rc subscribe_acks(act_runtime *rt)
+{
+	char pattern[128];
+	if (natsInbox_Create(&rt->ack_inbox) != NATS_OK)
+		return ORN_ENOMEM;
+	rt->ack_prefix_len = strlen(rt->ack_inbox) + 1;
+	snprintf(pattern, sizeof pattern, "%s.>", rt->ack_inbox);
+	natsStatus st =
+	        natsConnection_Subscribe(&rt->ack_sub, es_store_connection(rt->store), pattern, on_ack, rt);
+	if (st != NATS_OK)
+		return es_status_rc(st, 0);
+	natsSubscription_SetPendingLimits(rt->ack_sub, 1000000, 1024 * 1024 * 1024);
+	return ORN_OK;
+}
+
+/* Stops the ack subscription once every callback has returned. */
+static void unsubscribe_acks(act_runtime *rt)
+{
+	if (rt->ack_sub != NULL) {
+		if (natsSubscription_Drain(rt->ack_sub) == NATS_OK)
+			natsSubscription_WaitForDrainCompletion(rt->ack_sub, 5000);
+		natsSubscription_Destroy(rt->ack_sub);
+		rt->ack_sub = NULL;
+	}
+	natsInbox_Destroy(rt->ack_inbox);
+	rt->ack_inbox = NULL;
+}
+
 orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out)
 {
 	orn_rc rc = ORN_OK;
@@ -728,7 +861,6 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 	if (rt->opt.max_attempts == 0)
 		rt->opt.max_attempts = 1;
 	rt->shard_count = rt->opt.shards;
-	rt->evt_prefix_len = strlen("orion.evt.") + strlen(kind->aggregate) + 1;
 	rt->cmd_prefix_len = strlen("orion.cmd.") + strlen(kind->aggregate) + 1;
 	rt->shards = calloc(rt->shard_count, sizeof *rt->shards);
 	if (rt->shards == NULL) {
@@ -744,7 +876,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 			rc = ORN_ENOMEM;
 			goto fail;
 		}
-	if ((rc = es_store_set_append_handler(store, kind->aggregate, on_appended, rt)) != ORN_OK)
+	if ((rc = subscribe_acks(rt)) != ORN_OK)
 		goto fail;
 	snprintf(subject, sizeof subject, "orion.cmd.%s.*", kind->aggregate);
 	snprintf(queue, sizeof queue, "orion.%s", kind->aggregate);
@@ -765,6 +897,7 @@ fail:
 		natsSubscription_Destroy(rt->sub);
 	natsConnection_Destroy(rt->nc);
 	stop_shards(rt, started);
+	unsubscribe_acks(rt);
 	if (rt->shards != NULL)
 		for (unsigned i = 0; i < rt->shard_count; i++)
 			shard_dispose(&rt->shards[i]);
@@ -785,6 +918,7 @@ void act_runtime_stop(act_runtime *rt)
 		natsSubscription_Destroy(rt->sub);
 	}
 	stop_shards(rt, rt->shard_count);
+	unsubscribe_acks(rt);
 	natsConnection_FlushTimeout(rt->nc, 1000); /* the last replies */
 	natsConnection_Destroy(rt->nc);
 	for (unsigned i = 0; i < rt->shard_count; i++)

@@ -28,6 +28,9 @@ typedef struct act_options {
 	unsigned snapshot_every; /* events between snapshots, 0 = never; default 100 */
 	unsigned max_attempts;   /* tries of a command on conflict; default 8 */
 	size_t mailbox_capacity; /* queued commands per shard before refusing; default 65536 */
+	/* An append not acknowledged by then has an unknown outcome: the command is
+	 * reloaded and retried (the msg id makes that safe); default 5000. */
+	unsigned append_timeout_ms;
 } act_options;
 
 void act_options_init(act_options *o);

@@ -15,13 +15,6 @@ struct es_store {
 	natsConnection *nc;
 	jsCtx *js;
 	int64_t timeout_ms;
-	struct {
-		char prefix[48]; /* "orion.evt.<aggregate>." */
-		size_t prefix_len;
-		es_append_done_fn fn;
-		void *closure;
-	} handlers[ES_MAX_HANDLERS];
-	size_t handler_count;
 };
 
 void es_options_init(es_options *o)
@@ -100,30 +93,6 @@ orn_rc es_subject(char *out, size_t cap, const char *prefix, const char *aggrega
 	if (n < 0 || (size_t)n >= cap)
 		return ORN_ETOOBIG;
 	return ORN_OK;
-}
-
-/* Called by cnats for every asynchronous publish outcome, on its thread. */
-static void on_publish_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
-{
-	es_store *s = closure;
-	const char *subject = natsMsg_GetSubject(msg);
-	es_append_result result = {0, false};
-	orn_rc rc = ORN_OK;
-	if (pa != NULL) {
-		result.seq = pa->Sequence;
-		result.duplicate = pa->Duplicate;
-	} else {
-		rc = es_status_rc(pae != NULL ? pae->Err : NATS_ERR, pae != NULL ? pae->ErrCode : 0);
-		if (rc == ORN_OK)
-			rc = ORN_EINTERNAL;
-	}
-	/* Handlers are registered before publishing starts, so reading them is safe. */
-	for (size_t i = 0; subject != NULL && i < s->handler_count; i++)
-		if (strncmp(subject, s->handlers[i].prefix, s->handlers[i].prefix_len) == 0) {
-			s->handlers[i].fn(s->handlers[i].closure, subject, rc, &result);
-			break;
-		}
-	natsMsg_Destroy(msg);
 }
 
 static orn_rc ensure_stream(es_store *s, const es_options *o, const char *name, const char *subjects,
@@ -205,9 +174,6 @@ orn_rc es_store_open(const es_options *o, es_store **out)
 	jsOptions jo;
 	jsOptions_Init(&jo);
 	jo.Wait = s->timeout_ms;
-	jo.PublishAsync.AckHandler = on_publish_ack;
-	jo.PublishAsync.AckHandlerClosure = s;
-	jo.PublishAsync.MaxPending = 65536;
 	if (natsConnection_JetStream(&s->js, s->nc, &jo) != NATS_OK) {
 		rc = ORN_ENOMEM;
 		goto fail;
@@ -259,21 +225,6 @@ jsCtx *es_store_jetstream(es_store *s)
 	return s->js;
 }
 
-orn_rc es_store_set_append_handler(es_store *s, const char *aggregate, es_append_done_fn fn, void *closure)
-{
-	if (!es_aggregate_valid(aggregate))
-		return ORN_EINVAL;
-	if (s->handler_count >= ES_MAX_HANDLERS)
-		return ORN_ETOOBIG;
-	size_t i = s->handler_count;
-	snprintf(s->handlers[i].prefix, sizeof s->handlers[i].prefix, EVT_PREFIX ".%s.", aggregate);
-	s->handlers[i].prefix_len = strlen(s->handlers[i].prefix);
-	s->handlers[i].fn = fn;
-	s->handlers[i].closure = closure;
-	s->handler_count++;
-	return ORN_OK;
-}
-
 /* Builds the message and publish options of one append. */
 static orn_rc prepare_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
                              const char *msg_id, const void *commit, size_t len, natsMsg **msg,
@@ -319,19 +270,90 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t ex
 	return ORN_OK;
 }
 
-orn_rc es_append_async(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
-                       const char *msg_id, const void *commit, size_t len)
+orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+                         const char *msg_id, const void *commit, size_t len, const char *reply_to)
 {
-	natsMsg *msg = NULL;
-	jsPubOptions po;
-	orn_rc rc = prepare_append(s, aggregate, id, expected_version, msg_id, commit, len, &msg, &po);
+	char subject[ES_SUBJECT_MAX], expected[24];
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
 	if (rc != ORN_OK)
 		return rc;
-	natsStatus st = js_PublishMsgAsync(s->js, &msg, &po);
-	if (st != NATS_OK) {
-		natsMsg_Destroy(msg); /* still ours when the call failed */
-		return es_status_rc(st, 0);
+	if (commit == NULL || len == 0 || len > INT32_MAX || reply_to == NULL)
+		return ORN_EINVAL;
+	natsMsg *msg = NULL;
+	if (natsMsg_Create(&msg, subject, reply_to, commit, (int)len) != NATS_OK)
+		return ORN_ENOMEM;
+	/* The headers js_PublishMsg would send; "0" means "no message yet". */
+	snprintf(expected, sizeof expected, "%llu", (unsigned long long)expected_version);
+	natsStatus st = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", expected);
+	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0')
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+	if (st == NATS_OK)
+		st = natsConnection_PublishMsg(s->nc, msg);
+	natsMsg_Destroy(msg);
+	return es_status_rc(st, 0);
+}
+
+/* Offset of the value of the first "key" in a JSON text (after the colon and
+ * spaces), or len if the key is absent. The ack is the server's own flat JSON,
+ * so a scan is enough; it never reads past len. */
+static size_t json_value_at(const char *text, size_t len, const char *key)
+{
+	size_t key_len = strlen(key);
+	for (size_t i = 0; i + key_len <= len; i++) {
+		if (memcmp(text + i, key, key_len) != 0)
+			continue;
+		size_t j = i + key_len;
+		while (j < len && (text[j] == ' ' || text[j] == ':'))
+			j++;
+		return j;
 	}
+	return len;
+}
+
+/* The unsigned number that is the value of "key", or false. */
+static bool json_uint_after(const char *text, size_t len, const char *key, uint64_t *out)
+{
+	size_t j = json_value_at(text, len, key);
+	if (j >= len || text[j] < '0' || text[j] > '9')
+		return false;
+	uint64_t n = 0;
+	for (; j < len && text[j] >= '0' && text[j] <= '9'; j++)
+		n = n * 10 + (uint64_t)(text[j] - '0');
+	*out = n;
+	return true;
+}
+
+/* True if the value of "key" is true. */
+static bool json_true_after(const char *text, size_t len, const char *key)
+{
+	size_t j = json_value_at(text, len, key);
+	return len - j >= 4 && memcmp(text + j, "true", 4) == 0;
+}
+
+orn_rc es_parse_ack(natsMsg *ack, es_append_result *out)
+{
+	const char *body = natsMsg_GetData(ack);
+	size_t len = (size_t)natsMsg_GetDataLength(ack);
+	uint64_t n = 0;
+	out->seq = 0;
+	out->duplicate = false;
+	if (len == 0) {
+		const char *status = NULL;
+		if (natsMsgHeader_Get(ack, "Status", &status) == NATS_OK && strcmp(status, "503") == 0)
+			return ORN_EUNAVAILABLE; /* no responders: no stream for the subject */
+		return ORN_EDECODE;
+	}
+	if (json_uint_after(body, len, "\"err_code\"", &n)) {
+		if (n == JSStreamWrongLastSequenceErr)
+			return ORN_ECONFLICT;
+		char text[256];
+		snprintf(text, sizeof text, "%.*s", (int)(len < 255 ? len : 255), body);
+		log_error("append refused by JetStream", "reply", text);
+		return ORN_EINTERNAL;
+	}
+	if (!json_uint_after(body, len, "\"seq\"", &out->seq) || out->seq == 0)
+		return ORN_EDECODE;
+	out->duplicate = json_true_after(body, len, "\"duplicate\"");
 	return ORN_OK;
 }
 

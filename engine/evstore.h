@@ -72,22 +72,21 @@ typedef struct es_append_result {
 orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 
-/* Completion of an asynchronous append, called on a NATS library thread:
- * keep it short. subject is valid only during the call. The subject tells
- * which aggregate's append completed; callers keep at most one append in
- * flight per aggregate, so it identifies the append. */
-typedef void (*es_append_done_fn)(void *closure, const char *subject, orn_rc rc,
-                                  const es_append_result *result);
+/* Starts an append without waiting: the commit goes out as a plain NATS
+ * message with the same headers as es_append, and JetStream publishes its
+ * acknowledgement to reply_to, a subject the caller subscribes to. Read the
+ * acknowledgement with es_parse_ack. The caller owns timeouts: an
+ * acknowledgement that never comes means the outcome is unknown (retry with the
+ * same msg_id: the server de-duplicates). */
+orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+                         const char *msg_id, const void *commit, size_t len, const char *reply_to);
 
-/* Registers the completion handler of es_append_async for one aggregate type
- * (before its first async append). ORN_ETOOBIG past ES_MAX_HANDLERS types. */
-#define ES_MAX_HANDLERS 16
-orn_rc es_store_set_append_handler(es_store *s, const char *aggregate, es_append_done_fn fn, void *closure);
-
-/* Starts an append without waiting; the outcome arrives at the handler.
- * An error returned here means the handler will not be called. */
-orn_rc es_append_async(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
-                       const char *msg_id, const void *commit, size_t len);
+/* Reads a JetStream publish acknowledgement (out param out): ORN_OK with the
+ * sequence (and duplicate flag); ORN_ECONFLICT if the expected version was
+ * wrong (jerr 10071); ORN_EUNAVAILABLE if no stream took the message (a
+ * no-responders status); ORN_EINTERNAL for another JetStream error;
+ * ORN_EDECODE if the reply is unreadable. */
+orn_rc es_parse_ack(natsMsg *ack, es_append_result *out);
 
 /* Version of an aggregate: sequence of its last commit, 0 if it has none. */
 orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *version);

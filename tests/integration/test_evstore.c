@@ -261,3 +261,75 @@ Test(evstore, status_mapping)
 	cr_assert_eq(es_status_rc(NATS_IO_ERROR, 0), ORN_EIO);
 	cr_assert_eq(es_status_rc(NATS_ILLEGAL_STATE, 0), ORN_EINTERNAL);
 }
+
+/* Publishes a commit with es_append_publish and reads its ack from an inbox. */
+static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char *cmd, es_append_result *out)
+{
+	natsConnection *nc = es_store_connection(store);
+	natsSubscription *sub = NULL;
+	natsMsg *ack = NULL;
+	char inbox[64];
+	snprintf(inbox, sizeof inbox, "_INBOX.evstore-test.%s", cmd);
+	cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, inbox), NATS_OK);
+	mp_writer *w = commit_of("Thing", 1, cmd);
+	cr_assert_eq(es_append_publish(store, "thing", id, expected, cmd, mp_writer_data(w),
+	                               mp_writer_size(w), inbox),
+	             ORN_OK);
+	mp_writer_destroy(w);
+	cr_assert_eq(natsSubscription_NextMsg(&ack, sub, 5000), NATS_OK, "no ack");
+	orn_rc rc = es_parse_ack(ack, out);
+	natsMsg_Destroy(ack);
+	natsSubscription_Destroy(sub);
+	return rc;
+}
+
+Test(evstore, asynchronous_appends_report_sequence_duplicate_and_conflict, .init = setup, .fini = teardown)
+{
+	es_append_result first, again, r;
+	cr_assert_eq(publish_and_read_ack("p1", 0, "pc1", &first), ORN_OK);
+	cr_assert_gt(first.seq, 0);
+	cr_assert_not(first.duplicate);
+	cr_assert_eq(publish_and_read_ack("p1", 0, "pc1", &again), ORN_OK,
+	             "a resend is answered, not refused");
+	cr_assert(again.duplicate);
+	cr_assert_eq(again.seq, first.seq);
+	cr_assert_eq(publish_and_read_ack("p1", 0, "pc2", &r), ORN_ECONFLICT, "p1 exists already");
+	cr_assert_eq(publish_and_read_ack("p1", first.seq + 7, "pc3", &r), ORN_ECONFLICT);
+	cr_assert_eq(publish_and_read_ack("p1", first.seq, "pc4", &r), ORN_OK);
+	cr_assert_eq(r.seq, first.seq + 1);
+	cr_assert_eq(es_append_publish(store, "thing", "bad.id", 0, "x", "\x90", 1, "_INBOX.x"), ORN_EINVAL);
+	cr_assert_eq(es_append_publish(store, "thing", "ok", 0, "x", "\x90", 1, NULL), ORN_EINVAL);
+}
+
+static orn_rc parse(const char *body, const char *status)
+{
+	natsMsg *m = NULL;
+	es_append_result r;
+	cr_assert_eq(natsMsg_Create(&m, "_INBOX.x", NULL, body, (int)strlen(body)), NATS_OK);
+	if (status != NULL)
+		cr_assert_eq(natsMsgHeader_Set(m, "Status", status), NATS_OK);
+	orn_rc rc = es_parse_ack(m, &r);
+	natsMsg_Destroy(m);
+	return rc;
+}
+
+Test(evstore, acknowledgements_that_are_not_a_success)
+{
+	cr_assert_eq(nats_Open(-1), NATS_OK); /* no server here: messages only */
+	cr_assert_eq(parse("", "503"), ORN_EUNAVAILABLE, "no responders: no stream for the subject");
+	cr_assert_eq(parse("", NULL), ORN_EDECODE);
+	cr_assert_eq(parse("", "408"), ORN_EDECODE);
+	cr_assert_eq(parse("{\"error\":{\"code\":503,\"err_code\":10077,\"description\":\"maximum messages "
+	                   "exceeded\"}}",
+	                   NULL),
+	             ORN_EINTERNAL);
+	cr_assert_eq(parse("{\"error\":{\"code\":400,\"err_code\":10071,\"description\":\"wrong last "
+	                   "sequence: 4\"}}",
+	                   NULL),
+	             ORN_ECONFLICT);
+	cr_assert_eq(parse("{\"stream\":\"ORION_EVT\"}", NULL), ORN_EDECODE, "no sequence");
+	cr_assert_eq(parse("{\"stream\":\"ORION_EVT\", \"seq\":0}", NULL), ORN_EDECODE);
+	cr_assert_eq(parse("{\"stream\":\"ORION_EVT\", \"seq\":x}", NULL), ORN_EDECODE);
+	cr_assert_eq(parse("garbage", NULL), ORN_EDECODE);
+	cr_assert_eq(parse("{\"stream\":\"ORION_EVT\", \"seq\":12,\"duplicate\": false}", NULL), ORN_OK);
+}
