@@ -59,17 +59,7 @@ orn_rc es_status_rc(natsStatus st, jsErrCode jerr)
 
 bool es_id_valid(const char *id)
 {
-	size_t n = 0;
-	if (id == NULL)
-		return false;
-	for (; id[n] != '\0'; n++) {
-		char c = id[n];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		          c == '_' || c == '-';
-		if (!ok || n >= ES_ID_MAX)
-			return false;
-	}
-	return n > 0;
+	return orn_id_valid(id);
 }
 
 bool es_aggregate_valid(const char *aggregate)

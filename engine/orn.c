@@ -1,6 +1,8 @@
 /* orn.c — descriptions of the status codes. */
 #include "orn.h"
 
+#include <stddef.h>
+
 static const struct {
 	const char *name;
 	const char *text;
@@ -31,4 +33,19 @@ const char *orn_rc_name(orn_rc rc)
 	if ((unsigned)rc >= ORN_RC_COUNT)
 		return "EUNKNOWN";
 	return descriptions[rc].name;
+}
+
+bool orn_id_valid(const char *id)
+{
+	size_t n = 0;
+	if (id == NULL)
+		return false;
+	for (; id[n] != '\0'; n++) {
+		char c = id[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		          c == '_' || c == '-';
+		if (!ok || n >= ORN_ID_MAX)
+			return false;
+	}
+	return n > 0;
 }

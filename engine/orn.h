@@ -6,6 +6,8 @@
 #ifndef ORION_ORN_H
 #define ORION_ORN_H
 
+#include <stdbool.h>
+
 typedef enum orn_rc {
 	ORN_OK = 0,
 	ORN_ENOTFOUND,    /* the thing asked for does not exist */
@@ -29,5 +31,13 @@ const char *orn_strerror(orn_rc rc);
 const char *orn_rc_name(orn_rc rc);
 
 #define ORN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Characters of an aggregate or public id, NUL excluded. */
+#define ORN_ID_MAX 64
+
+/* True if id matches [A-Za-z0-9_-]{1,64}: the one rule for every id that can
+ * end up in a subject, a key or a URL (anything else could address other
+ * subjects). NULL is not valid. */
+bool orn_id_valid(const char *id);
 
 #endif

@@ -1,0 +1,427 @@
+/* sku.c — the sku aggregate: a pure decider that lets one product at a time
+ * hold a sku, the msgpack codecs of its payloads, and its kind table.
+ *
+ * The state is two fixed fields, so nothing here allocates but the writer
+ * the kind adapter encodes events with. */
+#include "sku.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Version of every command and event payload written and accepted here. */
+#define PAYLOAD_SCHEMA 1
+/* Bytes of a rejection detail text (the decision keeps 255 of them). */
+#define DETAIL_MAX 320
+/* The one payload key. */
+#define KEY_PRODUCT_ID "product_id"
+
+static const char *const command_types[] = {[SKU_CLAIM] = SKU_CMD_CLAIM, [SKU_RELEASE] = SKU_CMD_RELEASE};
+static const char *const event_types[] = {[SKU_CLAIMED] = SKU_EV_CLAIMED, [SKU_RELEASED] = SKU_EV_RELEASED};
+
+static const char *const verdict_codes[] = {
+        [SKU_OK] = "",
+        [SKU_REJ_INVALID] = "invalid",
+        [SKU_REJ_TAKEN] = "sku_taken",
+};
+
+/* ---- ids ---- */
+
+static bool is_id_char(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || ch == '-';
+}
+
+bool sku_valid(const char *sku)
+{
+	size_t len = strnlen(sku, SKU_MAX);
+	bool valid = len > 0 && len < SKU_MAX;
+
+	for (size_t i = 0; valid && i < len; i++)
+		valid = is_id_char(sku[i]) || sku[i] == '.';
+	return valid;
+}
+
+bool sku_product_id_valid(const char *id)
+{
+	return strnlen(id, SKU_PRODUCT_ID_MAX) < SKU_PRODUCT_ID_MAX && orn_id_valid(id);
+}
+
+orn_rc sku_key_for(const char *sku, char *out, size_t cap)
+{
+	size_t len;
+	orn_rc rc = ORN_EINVAL;
+
+	if (cap > 0)
+		out[0] = '\0';
+	if (!sku_valid(sku))
+		goto fail;
+	len = strlen(sku);
+	if (cap <= len) {
+		rc = ORN_ETOOBIG;
+		goto fail;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char ch = sku[i];
+
+		if (ch >= 'a' && ch <= 'z')
+			ch = (char)(ch - 'a' + 'A');
+		else if (ch == '.')
+			ch = 'd';
+		out[i] = ch;
+	}
+	out[len] = '\0';
+	rc = ORN_OK;
+fail:
+	return rc;
+}
+
+/* ---- decide and evolve ---- */
+
+void sku_state_init(sku_state *s)
+{
+	memset(s, 0, sizeof *s);
+}
+
+static void emit(sku_events *out, sku_event_kind kind, const char *product_id)
+{
+	sku_event *e;
+
+	assert(out->count < SKU_MAX_EVENTS);
+	e = &out->items[out->count++];
+	memset(e, 0, sizeof *e);
+	e->kind = kind;
+	strcpy(e->product_id, product_id);
+}
+
+/* True if the sku is held by product_id. */
+static bool held_by(const sku_state *s, const char *product_id)
+{
+	return s->claimed && strcmp(s->owner, product_id) == 0;
+}
+
+sku_verdict sku_decide(const sku_state *s, const sku_command *c, sku_events *out)
+{
+	sku_verdict verdict = SKU_OK;
+
+	out->count = 0;
+	if (!sku_product_id_valid(c->product_id) || (size_t)c->kind >= ORN_ARRAY_LEN(command_types))
+		verdict = SKU_REJ_INVALID;
+	else if (c->kind == SKU_CLAIM && !s->claimed)
+		emit(out, SKU_CLAIMED, c->product_id);
+	else if (c->kind == SKU_CLAIM && !held_by(s, c->product_id))
+		verdict = SKU_REJ_TAKEN;
+	else if (c->kind == SKU_RELEASE && held_by(s, c->product_id))
+		emit(out, SKU_RELEASED, c->product_id);
+	return verdict;
+}
+
+void sku_evolve(sku_state *s, const sku_event *e)
+{
+	if (!sku_product_id_valid(e->product_id))
+		return;
+	if (e->kind == SKU_CLAIMED) {
+		s->claimed = true;
+		strcpy(s->owner, e->product_id);
+	} else if (e->kind == SKU_RELEASED && held_by(s, e->product_id)) {
+		sku_state_init(s);
+	}
+}
+
+const char *sku_verdict_code(sku_verdict v)
+{
+	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
+		return "unknown";
+	return verdict_codes[v];
+}
+
+const char *sku_command_type(sku_command_kind kind)
+{
+	if ((size_t)kind >= ORN_ARRAY_LEN(command_types))
+		return NULL;
+	return command_types[kind];
+}
+
+const char *sku_event_type(sku_event_kind kind)
+{
+	if ((size_t)kind >= ORN_ARRAY_LEN(event_types))
+		return NULL;
+	return event_types[kind];
+}
+
+/* ---- payload codecs ---- */
+
+/* Index of type in types (count entries), or -1. */
+static int index_of_type(const char *const *types, size_t count, const char *type)
+{
+	for (size_t i = 0; type != NULL && i < count; i++)
+		if (strcmp(types[i], type) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Writes {product_id}; ORN_EINVAL if the id is unterminated. */
+static orn_rc encode_product_id(mp_writer *w, const char *product_id)
+{
+	if (strnlen(product_id, SKU_PRODUCT_ID_MAX) == SKU_PRODUCT_ID_MAX)
+		return ORN_EINVAL;
+	mp_write_map(w, 1);
+	mp_write_cstr(w, KEY_PRODUCT_ID);
+	mp_write_cstr(w, product_id);
+	return mp_writer_status(w);
+}
+
+/* Reads a payload that is exactly one map holding product_id once; other keys
+ * are skipped. Any malformation is ORN_EDECODE. */
+static orn_rc decode_product_id(const uint8_t *payload, size_t len, char *product_id)
+{
+	mp_reader r;
+	uint32_t count, key_len;
+	const char *key;
+	bool seen = false;
+	orn_rc rc;
+
+	memset(product_id, 0, SKU_PRODUCT_ID_MAX);
+	mp_reader_init(&r, payload, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((rc = mp_read_str(&r, &key, &key_len)) != ORN_OK)
+			goto fail;
+		if (!mp_str_eq(key, key_len, KEY_PRODUCT_ID)) {
+			rc = mp_skip(&r);
+		} else if (seen) {
+			rc = ORN_EDECODE;
+		} else {
+			seen = true;
+			rc = mp_read_cstr(&r, product_id, SKU_PRODUCT_ID_MAX);
+		}
+		if (rc != ORN_OK)
+			goto fail;
+	}
+	if (!seen || mp_reader_remaining(&r) != 0)
+		rc = ORN_EDECODE;
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
+orn_rc sku_command_encode(mp_writer *w, const sku_command *c)
+{
+	if (sku_command_type(c->kind) == NULL)
+		return ORN_EINVAL;
+	return encode_product_id(w, c->product_id);
+}
+
+orn_rc sku_command_decode(const char *type, const uint8_t *payload, size_t len, sku_command *out)
+{
+	int kind = index_of_type(command_types, ORN_ARRAY_LEN(command_types), type);
+	sku_command c = {0};
+	orn_rc rc = ORN_EINVAL;
+
+	if (kind < 0)
+		goto fail;
+	if ((rc = decode_product_id(payload, len, c.product_id)) != ORN_OK)
+		goto fail;
+	c.kind = (sku_command_kind)kind;
+	*out = c;
+fail:
+	return rc;
+}
+
+orn_rc sku_event_encode(mp_writer *w, const sku_event *e)
+{
+	if (sku_event_type(e->kind) == NULL)
+		return ORN_EINVAL;
+	return encode_product_id(w, e->product_id);
+}
+
+orn_rc sku_event_decode(const char *type, const uint8_t *payload, size_t len, sku_event *out)
+{
+	int kind = index_of_type(event_types, ORN_ARRAY_LEN(event_types), type);
+	sku_event e = {0};
+	orn_rc rc = ORN_EINVAL;
+
+	if (kind < 0)
+		goto fail;
+	if ((rc = decode_product_id(payload, len, e.product_id)) != ORN_OK)
+		goto fail;
+	if (!sku_product_id_valid(e.product_id)) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	e.kind = (sku_event_kind)kind;
+	*out = e;
+fail:
+	return rc;
+}
+
+/* ---- snapshot, restore, view ---- */
+
+/* Snapshot: {claimed: bool, owner: str ("" when free)}. */
+static orn_rc sku_snapshot(const void *state, mp_writer *w)
+{
+	const sku_state *s = state;
+
+	mp_write_map(w, 2);
+	mp_write_cstr(w, "claimed");
+	mp_write_bool(w, s->claimed);
+	mp_write_cstr(w, "owner");
+	mp_write_cstr(w, s->owner);
+	return mp_writer_status(w);
+}
+
+/* Reads one snapshot key/value pair into s; unknown keys are skipped. *seen
+ * collects bit 0 (claimed) and bit 1 (owner). */
+static orn_rc read_snapshot_entry(mp_reader *r, sku_state *s, unsigned *seen)
+{
+	const char *key;
+	uint32_t len;
+	unsigned bit = 0;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		goto fail;
+	if (mp_str_eq(key, len, "claimed"))
+		bit = 1;
+	else if (mp_str_eq(key, len, "owner"))
+		bit = 2;
+	if ((*seen & bit) != 0) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	*seen |= bit;
+	if (bit == 0)
+		rc = mp_skip(r);
+	else if (bit == 1)
+		rc = mp_read_bool(r, &s->claimed);
+	else
+		rc = mp_read_cstr(r, s->owner, sizeof s->owner);
+fail:
+	return rc;
+}
+
+/* Restores into a fresh state and copies it in only when whole and
+ * consistent (claimed with a valid owner, or free with none). */
+static orn_rc sku_restore(void *state, const uint8_t *buf, size_t len)
+{
+	sku_state fresh;
+	mp_reader r;
+	uint32_t count;
+	unsigned seen = 0;
+	orn_rc rc;
+
+	sku_state_init(&fresh);
+	mp_reader_init(&r, buf, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
+			goto fail;
+	if (seen != 3 || mp_reader_remaining(&r) != 0 ||
+	    (fresh.claimed ? !sku_product_id_valid(fresh.owner) : fresh.owner[0] != '\0')) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	memcpy(state, &fresh, sizeof fresh);
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
+/* View: {claimed: bool, owner: str or nil when free}. */
+static orn_rc sku_view(const void *state, mp_writer *w)
+{
+	const sku_state *s = state;
+
+	mp_write_map(w, 2);
+	mp_write_cstr(w, "claimed");
+	mp_write_bool(w, s->claimed);
+	mp_write_cstr(w, "owner");
+	mp_write_cstr(w, s->claimed ? s->owner : NULL);
+	return mp_writer_status(w);
+}
+
+/* ---- the kind table ---- */
+
+static void sku_kind_init(void *state)
+{
+	sku_state_init(state);
+}
+
+static void sku_kind_dispose(void *state)
+{
+	sku_state_init(state);
+}
+
+static void describe_rejection(sku_verdict verdict, const sku_state *s, char *detail, size_t cap)
+{
+	if (verdict == SKU_REJ_TAKEN)
+		snprintf(detail, cap, "the sku is held by product %s", s->owner);
+	else
+		snprintf(detail, cap, "product_id: 1..%d characters of [A-Za-z0-9_-]",
+		         SKU_PRODUCT_ID_MAX - 1);
+}
+
+static orn_rc sku_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
+{
+	char detail[DETAIL_MAX];
+	sku_command c;
+	sku_events events;
+	sku_verdict verdict;
+	mp_writer *w = NULL;
+	orn_rc rc = ORN_EDECODE;
+
+	if (cmd->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = sku_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
+		goto fail;
+	verdict = sku_decide(state, &c, &events);
+	if (verdict != SKU_OK) {
+		describe_rejection(verdict, state, detail, sizeof detail);
+		act_decision_reject(d, sku_verdict_code(verdict), detail);
+		goto fail;
+	}
+	if (events.count > 0 && (w = mp_writer_create()) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < events.count; i++) {
+		mp_writer_reset(w);
+		/* decide emits only encodable events: an error here is the decision's */
+		if ((rc = sku_event_encode(w, &events.items[i])) == ORN_OK)
+			rc = act_decision_emit(d, sku_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
+			                       mp_writer_data(w), mp_writer_size(w));
+		if (rc != ORN_OK)
+			goto fail;
+	}
+fail:
+	mp_writer_destroy(w);
+	return rc;
+}
+
+static orn_rc sku_kind_evolve(void *state, const env_envelope *event)
+{
+	sku_event e;
+	orn_rc rc = ORN_EDECODE;
+
+	if (event->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = sku_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
+		goto fail;
+	sku_evolve(state, &e);
+fail:
+	return rc;
+}
+
+const act_kind sku_kind = {
+        .aggregate = SKU_AGGREGATE,
+        .state_size = sizeof(sku_state),
+        .snapshot_schema = SKU_SNAPSHOT_SCHEMA,
+        .init = sku_kind_init,
+        .dispose = sku_kind_dispose,
+        .decide = sku_kind_decide,
+        .evolve = sku_kind_evolve,
+        .snapshot = sku_snapshot,
+        .restore = sku_restore,
+        .view = sku_view,
+};

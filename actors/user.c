@@ -1,0 +1,676 @@
+/* user.c — the user aggregate: email normalization and the aggregate key, a
+ * pure decider (decide, evolve), the msgpack codecs of its payloads and the
+ * kind table the actor runtime serves.
+ *
+ * The key hash is BLAKE2b from libsodium (crypto_generichash), keyed with a
+ * fixed, public domain-separation key: the address itself is in the
+ * UserRegistered payload, so a secret key would hide nothing from a reader
+ * of the stream, and one that could change would break uniqueness. Changing
+ * EMAIL_KEY_DOMAIN re-keys every user: never do it. */
+#include "user.h"
+#include "text.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+/* Version of every command and event payload written and accepted here. */
+#define PAYLOAD_SCHEMA 1
+/* Bytes of a rejection detail text (the decision keeps 255 of them). */
+#define DETAIL_MAX 320
+/* BLAKE2b key of the email hash (16 bytes, crypto_generichash_KEYBYTES_MIN). */
+#define EMAIL_KEY_DOMAIN "orion.user.email"
+#define EMAIL_HASH_BYTES 16
+
+/* The keys a payload may carry, as bits of a set. */
+enum payload_field {
+	FIELD_USER_ID = 1u << 0,
+	FIELD_EMAIL = 1u << 1,
+	FIELD_NAME = 1u << 2,
+	FIELD_PASSWORD_HASH = 1u << 3,
+	FIELD_ROLE = 1u << 4,
+	FIELDS_ALL = (1u << 5) - 1,
+};
+/* Snapshot key beyond the fields. */
+#define SNAPSHOT_EXISTS (1u << 5)
+
+/* One field: payload key, bit, where it lives in user_fields, its buffer
+ * size (0 for the role) and the rule a rejection quotes. */
+static const struct {
+	const char *key;
+	unsigned field;
+	size_t offset;
+	size_t cap;
+	const char *rule;
+} field_table[] = {
+        {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), USER_ID_MAX,
+         "1..64 characters of [A-Za-z0-9_-]"},
+        {"email", FIELD_EMAIL, offsetof(user_fields, email), USER_EMAIL_MAX,
+         "a normalized address of 3..254 bytes, lowercase, one '@', no spaces or control characters"},
+        {"name", FIELD_NAME, offsetof(user_fields, name), USER_NAME_MAX,
+         "1..100 bytes of UTF-8 text without control characters"},
+        {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), USER_PASSWORD_HASH_MAX,
+         "an argon2id hash string ($argon2id$...) of at most 128 printable characters"},
+        {"role", FIELD_ROLE, offsetof(user_fields, role), 0, "customer or admin"},
+};
+
+/* One payload shape: the type name and the keys it carries, all required. */
+typedef struct payload_shape {
+	const char *type;
+	unsigned fields;
+} payload_shape;
+
+static const payload_shape command_shapes[] = {
+        [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL},
+        [USER_CHANGE_ROLE] = {USER_CMD_CHANGE_ROLE, FIELD_ROLE},
+};
+
+static const payload_shape event_shapes[] = {
+        [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL},
+        [USER_ROLE_CHANGED] = {USER_EV_ROLE_CHANGED, FIELD_ROLE},
+};
+
+static const char *const verdict_codes[] = {
+        [USER_OK] = "",
+        [USER_REJ_NOT_FOUND] = "not_found",
+        [USER_REJ_EXISTS] = "exists",
+        [USER_REJ_INVALID] = "invalid",
+        [USER_REJ_NO_CHANGE] = "no_change",
+};
+
+static const char *const role_names[] = {[USER_ROLE_CUSTOMER] = "customer", [USER_ROLE_ADMIN] = "admin"};
+
+static char *string_at(user_fields *f, size_t i)
+{
+	return (char *)f + field_table[i].offset;
+}
+
+static const char *const_string_at(const user_fields *f, size_t i)
+{
+	return (const char *)f + field_table[i].offset;
+}
+
+/* ---- roles ---- */
+
+const char *user_role_name(user_role role)
+{
+	if ((size_t)role >= ORN_ARRAY_LEN(role_names))
+		return NULL;
+	return role_names[role];
+}
+
+user_role user_role_parse(const char *name, size_t len)
+{
+	user_role role = USER_ROLE_NONE;
+
+	for (size_t i = USER_ROLE_CUSTOMER; name != NULL && i < ORN_ARRAY_LEN(role_names); i++)
+		if (strlen(role_names[i]) == len && memcmp(role_names[i], name, len) == 0)
+			role = (user_role)i;
+	return role;
+}
+
+/* ---- validation ---- */
+
+static bool id_valid(const char *id)
+{
+	return strnlen(id, USER_ID_MAX) < USER_ID_MAX && orn_id_valid(id);
+}
+
+/* True if (s, len) is a valid normalized address. */
+static bool email_check(const char *s, size_t len)
+{
+	const char *at = len > 0 ? memchr(s, '@', len) : NULL;
+	bool valid = len >= USER_EMAIL_MIN && len < USER_EMAIL_MAX && at != NULL && at != s &&
+	             at != s + len - 1 && memchr(at + 1, '@', (size_t)(s + len - at - 1)) == NULL &&
+	             text_valid(s, len, 0);
+
+	for (size_t i = 0; valid && i < len; i++)
+		valid = !(s[i] >= 'A' && s[i] <= 'Z');
+	return valid;
+}
+
+bool user_email_valid(const char *email)
+{
+	size_t len = strnlen(email, USER_EMAIL_MAX);
+
+	return len < USER_EMAIL_MAX && email_check(email, len);
+}
+
+static bool is_ascii_space(char ch)
+{
+	return ch == ' ' || (ch >= '\t' && ch <= '\r');
+}
+
+orn_rc user_email_normalize(const char *email, char *out, size_t cap)
+{
+	size_t len = strlen(email);
+	orn_rc rc = ORN_EINVAL;
+
+	if (cap > 0)
+		out[0] = '\0';
+	while (len > 0 && is_ascii_space(email[0]))
+		email++, len--;
+	while (len > 0 && is_ascii_space(email[len - 1]))
+		len--;
+	if (len >= USER_EMAIL_MAX)
+		goto fail;
+	if (cap <= len) {
+		rc = ORN_ETOOBIG;
+		goto fail;
+	}
+	for (size_t i = 0; i < len; i++)
+		out[i] = email[i] >= 'A' && email[i] <= 'Z' ? (char)(email[i] - 'A' + 'a') : email[i];
+	out[len] = '\0';
+	rc = email_check(out, len) ? ORN_OK : ORN_EINVAL;
+	if (rc != ORN_OK)
+		out[0] = '\0';
+fail:
+	return rc;
+}
+
+orn_rc user_key_for_email(const char *email, char *out, size_t cap)
+{
+	char normalized[USER_EMAIL_MAX];
+	unsigned char hash[EMAIL_HASH_BYTES];
+	orn_rc rc;
+
+	if (cap > 0)
+		out[0] = '\0';
+	if ((rc = user_email_normalize(email, normalized, sizeof normalized)) != ORN_OK)
+		goto fail;
+	if (cap < USER_KEY_MAX) {
+		rc = ORN_ETOOBIG;
+		goto fail;
+	}
+	if (sodium_init() < 0) {
+		rc = ORN_EINTERNAL;
+		goto fail;
+	}
+	crypto_generichash(hash, sizeof hash, (const unsigned char *)normalized, strlen(normalized),
+	                   (const unsigned char *)EMAIL_KEY_DOMAIN, strlen(EMAIL_KEY_DOMAIN));
+	out[0] = 'u';
+	sodium_bin2hex(out + 1, cap - 1, hash, sizeof hash);
+fail:
+	return rc;
+}
+
+static bool password_hash_valid(const char *hash)
+{
+	size_t len = strnlen(hash, USER_PASSWORD_HASH_MAX);
+	size_t prefix = strlen(USER_PASSWORD_HASH_PREFIX);
+	bool valid = len > prefix && len < USER_PASSWORD_HASH_MAX &&
+	             strncmp(hash, USER_PASSWORD_HASH_PREFIX, prefix) == 0;
+
+	for (size_t i = 0; valid && i < len; i++)
+		valid = hash[i] > 0x20 && hash[i] < 0x7f;
+	return valid;
+}
+
+static bool field_valid(const user_fields *f, unsigned field)
+{
+	size_t len;
+
+	if (field == FIELD_USER_ID)
+		return id_valid(f->user_id);
+	if (field == FIELD_EMAIL)
+		return user_email_valid(f->email);
+	if (field == FIELD_NAME) {
+		len = strnlen(f->name, sizeof f->name);
+		return len > 0 && len < sizeof f->name && text_valid(f->name, len, TEXT_SPACE);
+	}
+	if (field == FIELD_PASSWORD_HASH)
+		return password_hash_valid(f->password_hash);
+	return user_role_name(f->role) != NULL;
+}
+
+/* Index in field_table of the first field of mask that is not valid, or -1. */
+static int first_invalid(const user_fields *f, unsigned mask)
+{
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((mask & field_table[i].field) != 0 && !field_valid(f, field_table[i].field))
+			return (int)i;
+	return -1;
+}
+
+const char *user_invalid_field(const user_command *c)
+{
+	int invalid = -1;
+
+	if ((size_t)c->kind < ORN_ARRAY_LEN(command_shapes))
+		invalid = first_invalid(&c->fields, command_shapes[c->kind].fields);
+	return invalid >= 0 ? field_table[invalid].key : NULL;
+}
+
+/* ---- decide and evolve ---- */
+
+void user_state_init(user_state *s)
+{
+	memset(s, 0, sizeof *s);
+}
+
+/* Appends an event of kind with the given fields to out. */
+static void emit(user_events *out, user_event_kind kind, const user_fields *fields)
+{
+	user_event *e;
+
+	assert(out->count < USER_MAX_EVENTS);
+	e = &out->items[out->count++];
+	memset(e, 0, sizeof *e);
+	e->kind = kind;
+	e->fields = *fields;
+}
+
+static user_verdict decide_register(const user_state *s, const user_command *c, user_events *out)
+{
+	user_verdict verdict = USER_OK;
+
+	if (s->exists)
+		verdict = USER_REJ_EXISTS;
+	else if (user_invalid_field(c) != NULL)
+		verdict = USER_REJ_INVALID;
+	else
+		emit(out, USER_REGISTERED, &c->fields);
+	return verdict;
+}
+
+static user_verdict decide_change_role(const user_state *s, const user_command *c, user_events *out)
+{
+	user_verdict verdict = USER_OK;
+
+	if (user_invalid_field(c) != NULL)
+		verdict = USER_REJ_INVALID;
+	else if (c->fields.role == s->fields.role)
+		verdict = USER_REJ_NO_CHANGE;
+	else
+		emit(out, USER_ROLE_CHANGED, &(user_fields){.role = c->fields.role});
+	return verdict;
+}
+
+user_verdict user_decide(const user_state *s, const user_command *c, user_events *out)
+{
+	user_verdict verdict = USER_REJ_INVALID;
+
+	out->count = 0;
+	if (c->kind == USER_REGISTER)
+		verdict = decide_register(s, c, out);
+	else if (!s->exists)
+		verdict = USER_REJ_NOT_FOUND;
+	else if (c->kind == USER_CHANGE_ROLE)
+		verdict = decide_change_role(s, c, out);
+	return verdict;
+}
+
+void user_evolve(user_state *s, const user_event *e)
+{
+	if (e->kind == USER_REGISTERED) {
+		s->exists = true;
+		s->fields = e->fields;
+	} else if (e->kind == USER_ROLE_CHANGED && s->exists && user_role_name(e->fields.role) != NULL) {
+		s->fields.role = e->fields.role;
+	}
+}
+
+const char *user_verdict_code(user_verdict v)
+{
+	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
+		return "unknown";
+	return verdict_codes[v];
+}
+
+const char *user_command_type(user_command_kind kind)
+{
+	if ((size_t)kind >= ORN_ARRAY_LEN(command_shapes))
+		return NULL;
+	return command_shapes[kind].type;
+}
+
+const char *user_event_type(user_event_kind kind)
+{
+	if ((size_t)kind >= ORN_ARRAY_LEN(event_shapes))
+		return NULL;
+	return event_shapes[kind].type;
+}
+
+/* ---- payload codecs ---- */
+
+/* Index of type in shapes (count entries), or -1. */
+static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
+{
+	for (size_t i = 0; type != NULL && i < count; i++)
+		if (strcmp(shapes[i].type, type) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Writes the key/value pairs of the fields of mask (no map header); a role
+ * without a name is written as nil. ORN_EINVAL if a string does not fit its
+ * buffer. */
+static orn_rc write_fields(mp_writer *w, const user_fields *f, unsigned mask)
+{
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((mask & field_table[i].field) != 0 && field_table[i].cap != 0 &&
+		    strnlen(const_string_at(f, i), field_table[i].cap) == field_table[i].cap)
+			return ORN_EINVAL;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
+		if ((mask & field_table[i].field) == 0)
+			continue;
+		mp_write_cstr(w, field_table[i].key);
+		mp_write_cstr(w, field_table[i].cap == 0 ? user_role_name(f->role) : const_string_at(f, i));
+	}
+	return ORN_OK;
+}
+
+static orn_rc encode_payload(mp_writer *w, unsigned mask, const user_fields *f)
+{
+	uint32_t count = 0;
+	orn_rc rc;
+
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		count += (mask & field_table[i].field) != 0;
+	mp_write_map(w, count);
+	if ((rc = write_fields(w, f, mask)) == ORN_OK)
+		rc = mp_writer_status(w);
+	return rc;
+}
+
+/* Reads a role: a known name, nil or an unknown name (USER_ROLE_NONE). */
+static orn_rc read_role(mp_reader *r, user_role *role)
+{
+	const char *name;
+	uint32_t len;
+	orn_rc rc;
+
+	*role = USER_ROLE_NONE;
+	if (mp_peek(r) == MP_NIL)
+		return mp_read_nil(r);
+	if ((rc = mp_read_str(r, &name, &len)) == ORN_OK)
+		*role = user_role_parse(name, len);
+	return rc;
+}
+
+/* Reads the value of one key/value pair whose key was read: a key in fields
+ * goes into out, any other key is skipped, a repeated one rejected. *seen
+ * collects the fields read. */
+static orn_rc read_value(mp_reader *r, const char *key, uint32_t len, unsigned fields, unsigned *seen,
+                         user_fields *out)
+{
+	unsigned field = 0;
+	size_t index = 0;
+	orn_rc rc = ORN_EDECODE;
+
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if (mp_str_eq(key, len, field_table[i].key))
+			field = field_table[i].field & fields, index = i;
+	if ((*seen & field) != 0)
+		goto fail;
+	*seen |= field;
+	if (field == 0)
+		rc = mp_skip(r);
+	else if (field_table[index].cap == 0)
+		rc = read_role(r, &out->role);
+	else
+		rc = mp_read_cstr(r, string_at(out, index), field_table[index].cap);
+fail:
+	return rc;
+}
+
+/* Decodes a payload that is exactly one map holding every field of mask.
+ * Any malformation (including an over-long string) is ORN_EDECODE. */
+static orn_rc decode_payload(const uint8_t *payload, size_t len, unsigned mask, user_fields *out)
+{
+	mp_reader r;
+	uint32_t count, key_len;
+	const char *key;
+	unsigned seen = 0;
+	orn_rc rc;
+
+	memset(out, 0, sizeof *out);
+	mp_reader_init(&r, payload, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = mp_read_str(&r, &key, &key_len)) != ORN_OK ||
+		    (rc = read_value(&r, key, key_len, mask, &seen, out)) != ORN_OK)
+			goto fail;
+	if (seen != mask || mp_reader_remaining(&r) != 0)
+		rc = ORN_EDECODE;
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
+orn_rc user_command_encode(mp_writer *w, const user_command *c)
+{
+	if (user_command_type(c->kind) == NULL)
+		return ORN_EINVAL;
+	return encode_payload(w, command_shapes[c->kind].fields, &c->fields);
+}
+
+orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len, user_command *out)
+{
+	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	user_command c;
+	orn_rc rc = ORN_EINVAL;
+
+	if (shape < 0)
+		goto fail;
+	memset(&c, 0, sizeof c);
+	if ((rc = decode_payload(payload, len, command_shapes[shape].fields, &c.fields)) != ORN_OK)
+		goto fail;
+	c.kind = (user_command_kind)shape;
+	*out = c;
+fail:
+	return rc;
+}
+
+orn_rc user_event_encode(mp_writer *w, const user_event *e)
+{
+	if (user_event_type(e->kind) == NULL)
+		return ORN_EINVAL;
+	return encode_payload(w, event_shapes[e->kind].fields, &e->fields);
+}
+
+orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, user_event *out)
+{
+	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	user_event e;
+	orn_rc rc = ORN_EINVAL;
+
+	if (shape < 0)
+		goto fail;
+	memset(&e, 0, sizeof e);
+	if ((rc = decode_payload(payload, len, event_shapes[shape].fields, &e.fields)) != ORN_OK)
+		goto fail;
+	if (first_invalid(&e.fields, event_shapes[shape].fields) >= 0) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	e.kind = (user_event_kind)shape;
+	*out = e;
+fail:
+	return rc;
+}
+
+/* ---- snapshot, restore, view ---- */
+
+/* Writes {exists, <fields of mask>}. */
+static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
+{
+	uint32_t count = 1;
+	orn_rc rc;
+
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		count += (mask & field_table[i].field) != 0;
+	mp_write_map(w, count);
+	mp_write_cstr(w, "exists");
+	mp_write_bool(w, s->exists);
+	if ((rc = write_fields(w, &s->fields, mask)) == ORN_OK)
+		rc = mp_writer_status(w);
+	return rc;
+}
+
+/* Snapshot: {exists, user_id, email, name, password_hash, role (nil if none)}. */
+static orn_rc user_snapshot(const void *state, mp_writer *w)
+{
+	return write_state(state, w, FIELDS_ALL);
+}
+
+/* View: the snapshot without the password hash. */
+static orn_rc user_view(const void *state, mp_writer *w)
+{
+	return write_state(state, w, FIELDS_ALL & ~FIELD_PASSWORD_HASH);
+}
+
+/* Reads one snapshot key/value pair into s; unknown keys are skipped. */
+static orn_rc read_snapshot_entry(mp_reader *r, user_state *s, unsigned *seen)
+{
+	const char *key;
+	uint32_t len;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		goto fail;
+	if (!mp_str_eq(key, len, "exists")) {
+		rc = read_value(r, key, len, FIELDS_ALL, seen, &s->fields);
+	} else if ((*seen & SNAPSHOT_EXISTS) != 0) {
+		rc = ORN_EDECODE;
+	} else {
+		*seen |= SNAPSHOT_EXISTS;
+		rc = mp_read_bool(r, &s->exists);
+	}
+fail:
+	return rc;
+}
+
+/* True if a restored state is one evolve can produce. */
+static bool state_consistent(const user_state *s)
+{
+	static const user_fields empty;
+
+	if (s->exists)
+		return first_invalid(&s->fields, FIELDS_ALL) < 0;
+	return memcmp(&s->fields, &empty, sizeof empty) == 0;
+}
+
+/* Restores into a fresh state and copies it in only when whole. */
+static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
+{
+	user_state fresh;
+	mp_reader r;
+	uint32_t count;
+	unsigned seen = 0;
+	orn_rc rc;
+
+	user_state_init(&fresh);
+	mp_reader_init(&r, buf, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
+			goto fail;
+	if (seen != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
+	    !state_consistent(&fresh)) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	memcpy(state, &fresh, sizeof fresh);
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
+/* ---- the kind table ---- */
+
+static void user_kind_init(void *state)
+{
+	user_state_init(state);
+}
+
+static void user_kind_dispose(void *state)
+{
+	user_state_init(state);
+}
+
+/* Detail text of a rejection for the reply. */
+static void describe_rejection(user_verdict verdict, const user_command *c, char *detail, size_t cap)
+{
+	const char *field = user_invalid_field(c);
+	size_t i = 0;
+
+	if (verdict == USER_REJ_NOT_FOUND)
+		snprintf(detail, cap, "the user does not exist");
+	else if (verdict == USER_REJ_EXISTS)
+		snprintf(detail, cap, "a user with this email already exists");
+	else if (verdict == USER_REJ_NO_CHANGE)
+		snprintf(detail, cap, "the user already has the role %s", user_role_name(c->fields.role));
+	else {
+		assert(field != NULL); /* decoded commands are never invalid without a field */
+		while (strcmp(field_table[i].key, field) != 0)
+			i++;
+		snprintf(detail, cap, "%s: %s", field, field_table[i].rule);
+	}
+}
+
+static orn_rc user_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
+{
+	char detail[DETAIL_MAX];
+	user_command c;
+	user_events events;
+	user_verdict verdict;
+	mp_writer *w = NULL;
+	orn_rc rc = ORN_EDECODE;
+
+	if (cmd->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = user_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
+		goto fail;
+	verdict = user_decide(state, &c, &events);
+	if (verdict != USER_OK) {
+		describe_rejection(verdict, &c, detail, sizeof detail);
+		act_decision_reject(d, user_verdict_code(verdict), detail);
+		goto fail;
+	}
+	if ((w = mp_writer_create()) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < events.count; i++) {
+		mp_writer_reset(w);
+		/* decide emits only encodable events: an error here is the decision's */
+		if ((rc = user_event_encode(w, &events.items[i])) == ORN_OK)
+			rc = act_decision_emit(d, user_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
+			                       mp_writer_data(w), mp_writer_size(w));
+		if (rc != ORN_OK)
+			goto fail;
+	}
+fail:
+	mp_writer_destroy(w);
+	return rc;
+}
+
+static orn_rc user_kind_evolve(void *state, const env_envelope *event)
+{
+	user_event e;
+	orn_rc rc = ORN_EDECODE;
+
+	if (event->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = user_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
+		goto fail;
+	user_evolve(state, &e);
+fail:
+	return rc;
+}
+
+const act_kind user_kind = {
+        .aggregate = USER_AGGREGATE,
+        .state_size = sizeof(user_state),
+        .snapshot_schema = USER_SNAPSHOT_SCHEMA,
+        .init = user_kind_init,
+        .dispose = user_kind_dispose,
+        .decide = user_kind_decide,
+        .evolve = user_kind_evolve,
+        .snapshot = user_snapshot,
+        .restore = user_restore,
+        .view = user_view,
+};

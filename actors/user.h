@@ -1,0 +1,156 @@
+/* user.h — the user aggregate: one per normalized email address, so the event
+ * store enforces email uniqueness (registration appends to a new subject with
+ * ExpectNoMessage; a second registration of the same address conflicts or is
+ * rejected "exists").
+ *
+ * The aggregate id is the email's key, "u" + 32 hex digits of a 16-byte
+ * BLAKE2b hash of the normalized address (user_key_for_email): a valid subject
+ * token for any address that keeps addresses out of subjects, logs and
+ * metrics. The public id a client sees is the random user_id chosen at
+ * registration; the users read model maps user_id and email to the key. See
+ * docs/adr/005-uniqueness-of-sku-and-email.md.
+ *
+ * Bounds (checked by decide, rejection "invalid" naming the field):
+ *   user_id        1..64 bytes of [A-Za-z0-9_-]
+ *   email          normalized: 3..254 bytes, no ASCII uppercase, exactly one
+ *                  '@' with non-empty sides, valid UTF-8 without spaces or
+ *                  control characters
+ *   name           1..100 bytes of UTF-8, no control characters
+ *   password_hash  "$argon2id$..." (crypto_pwhash_str), printable ASCII
+ *                  without spaces, at most 128 bytes
+ *   role           "customer" or "admin"
+ *
+ * decide and evolve are pure: no I/O, no clock, no globals, no allocation. */
+#ifndef ORION_USER_H
+#define ORION_USER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decision.h"
+
+#define USER_AGGREGATE            "user"
+#define USER_KEY_MAX              34  /* bytes of a key, NUL included: "u" + 32 hex digits */
+#define USER_ID_MAX               65  /* bytes, NUL included */
+#define USER_EMAIL_MIN            3   /* bytes of a normalized address */
+#define USER_EMAIL_MAX            255 /* bytes, NUL included */
+#define USER_NAME_MAX             101 /* bytes, NUL included */
+#define USER_PASSWORD_HASH_MAX    129 /* bytes, NUL included */
+#define USER_PASSWORD_HASH_PREFIX "$argon2id$"
+#define USER_SNAPSHOT_SCHEMA      1
+
+/* Event type names as stored. */
+#define USER_EV_REGISTERED   "UserRegistered"
+#define USER_EV_ROLE_CHANGED "RoleChanged"
+
+/* Command type names on the bus. */
+#define USER_CMD_REGISTER    "RegisterUser"
+#define USER_CMD_CHANGE_ROLE "ChangeRole"
+
+typedef enum user_role {
+	USER_ROLE_NONE = 0, /* no role: a user not registered, or a role name not known */
+	USER_ROLE_CUSTOMER,
+	USER_ROLE_ADMIN
+} user_role;
+
+/* "customer", "admin"; NULL for USER_ROLE_NONE or an unknown value. */
+const char *user_role_name(user_role role);
+/* The role named by (name, len); USER_ROLE_NONE for any other string. */
+user_role user_role_parse(const char *name, size_t len);
+
+/* Normalizes an address as typed: trims ASCII whitespace at both ends and
+ * lowercases ASCII letters, then checks the email bounds above. Writes the
+ * result into out (cap bytes; USER_EMAIL_MAX suffice). ORN_EINVAL if the
+ * address is not valid, ORN_ETOOBIG if cap is too small; out is then an empty
+ * string (when cap > 0). */
+orn_rc user_email_normalize(const char *email, char *out, size_t cap);
+
+/* Writes the aggregate id of an address (normalized first, as above) into
+ * out (cap bytes; USER_KEY_MAX suffice). ORN_EINVAL for an invalid address,
+ * ORN_ETOOBIG if cap is too small, ORN_EINTERNAL if libsodium cannot start. */
+orn_rc user_key_for_email(const char *email, char *out, size_t cap);
+
+/* True if email is already normalized and valid. */
+bool user_email_valid(const char *email);
+
+/* The fields of a user (and of its commands and events). */
+typedef struct user_fields {
+	char user_id[USER_ID_MAX];
+	char email[USER_EMAIL_MAX];
+	char name[USER_NAME_MAX];
+	char password_hash[USER_PASSWORD_HASH_MAX];
+	user_role role;
+} user_fields;
+
+typedef struct user_state {
+	bool exists;
+	user_fields fields;
+} user_state;
+
+typedef enum user_command_kind { USER_REGISTER, USER_CHANGE_ROLE } user_command_kind;
+
+typedef struct user_command {
+	user_command_kind kind;
+	user_fields fields; /* register: all; change role: role only */
+} user_command;
+
+typedef enum user_event_kind { USER_REGISTERED, USER_ROLE_CHANGED } user_event_kind;
+
+typedef struct user_event {
+	user_event_kind kind;
+	user_fields fields; /* registered: all; role changed: role only */
+} user_event;
+
+typedef enum user_verdict {
+	USER_OK = 0,
+	USER_REJ_NOT_FOUND, /* change role of a user not registered */
+	USER_REJ_EXISTS,    /* register of a registered address */
+	USER_REJ_INVALID,   /* a field out of bounds */
+	USER_REJ_NO_CHANGE  /* change to the role the user has */
+} user_verdict;
+
+#define USER_MAX_EVENTS 1
+
+typedef struct user_events {
+	user_event items[USER_MAX_EVENTS];
+	size_t count;
+} user_events;
+
+/* Sets an empty state (no user registered). Owns nothing. */
+void user_state_init(user_state *s);
+
+/* Pure decision: fills out (cleared first) and returns the verdict. */
+user_verdict user_decide(const user_state *s, const user_command *c, user_events *out);
+/* Applies one event. A role change of a user not registered changes nothing. */
+void user_evolve(user_state *s, const user_event *e);
+
+/* Name of the first field of c out of bounds ("user_id", "email", "name",
+ * "password_hash", "role"), NULL when c is valid. */
+const char *user_invalid_field(const user_command *c);
+
+/* Stable rejection code string ("exists", ...); "" for USER_OK. */
+const char *user_verdict_code(user_verdict v);
+
+/* Payload codecs (msgpack maps: register/registered {user_id, email, name,
+ * password_hash, role}, change role/role changed {role}). Encoders append to w;
+ * ORN_EINVAL for an unknown kind or an unterminated string (a role without a
+ * name is written as nil). Decoders take the type name: ORN_EINVAL for an
+ * unknown type, ORN_EDECODE for anything malformed (wrong types, missing or
+ * repeated keys, over-long strings); unknown keys are skipped. A command's
+ * unknown role decodes as USER_ROLE_NONE for decide to reject; event decoding
+ * rejects values decide could not have emitted. */
+orn_rc user_command_encode(mp_writer *w, const user_command *c);
+orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len, user_command *out);
+orn_rc user_event_encode(mp_writer *w, const user_event *e);
+orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, user_event *out);
+
+/* Type names of a kind; NULL for an unknown kind. */
+const char *user_command_type(user_command_kind kind);
+const char *user_event_type(user_event_kind kind);
+
+/* The kind table the actor runtime serves. The snapshot holds every field;
+ * the view {exists, user_id, email, name, role} leaves the password hash out. */
+extern const act_kind user_kind;
+
+#endif

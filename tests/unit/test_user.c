@@ -1,0 +1,1005 @@
+/* test_user.c — unit tests of the user aggregate (actors/user.c).
+ *
+ * Given-when-then: given events applied with user_evolve, when a command is
+ * decided, then the expected events or rejection. Further tests cover email
+ * normalization and the aggregate key, the field bounds, the payload codecs,
+ * snapshot/restore, the view and the kind table through an act_decision. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "failalloc.h"
+#include "user.h"
+
+#define HASH "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
+
+static user_state state;
+static user_events out;
+static user_verdict verdict;
+static mp_writer *writer;
+
+static void setup(void)
+{
+	user_state_init(&state);
+	writer = mp_writer_create();
+	cr_assert_not_null(writer);
+}
+
+static void teardown(void)
+{
+	mp_writer_destroy(writer);
+}
+
+TestSuite(user, .init = setup, .fini = teardown);
+
+static user_fields ada(void)
+{
+	user_fields f = {.role = USER_ROLE_CUSTOMER};
+
+	strcpy(f.user_id, "usr_7f3a-X");
+	strcpy(f.email, "ada@example.org");
+	strcpy(f.name, "Ada Lovelace \xc3\xa9");
+	strcpy(f.password_hash, HASH);
+	return f;
+}
+
+static user_event registered(user_fields f)
+{
+	return (user_event){.kind = USER_REGISTERED, .fields = f};
+}
+
+static user_event role_changed(user_role role)
+{
+	return (user_event){.kind = USER_ROLE_CHANGED, .fields = {.role = role}};
+}
+
+static user_command register_user(user_fields f)
+{
+	return (user_command){.kind = USER_REGISTER, .fields = f};
+}
+
+static user_command change_role(user_role role)
+{
+	return (user_command){.kind = USER_CHANGE_ROLE, .fields = {.role = role}};
+}
+
+static void given(user_event e)
+{
+	user_evolve(&state, &e);
+}
+
+static void when(user_command c)
+{
+	verdict = user_decide(&state, &c, &out);
+}
+
+static void assert_fields_eq(const user_fields *a, const user_fields *b)
+{
+	cr_assert_str_eq(a->user_id, b->user_id);
+	cr_assert_str_eq(a->email, b->email);
+	cr_assert_str_eq(a->name, b->name);
+	cr_assert_str_eq(a->password_hash, b->password_hash);
+	cr_assert_eq(a->role, b->role);
+}
+
+static void then_event(user_event expected)
+{
+	cr_assert_eq(verdict, USER_OK, "verdict %s", user_verdict_code(verdict));
+	cr_assert_eq(out.count, 1);
+	cr_assert_eq(out.items[0].kind, expected.kind);
+	assert_fields_eq(&out.items[0].fields, &expected.fields);
+}
+
+static void then_rejected(user_verdict expected)
+{
+	cr_assert_eq(verdict, expected, "verdict %s, expected %s", user_verdict_code(verdict),
+	             user_verdict_code(expected));
+	cr_assert_eq(out.count, 0);
+}
+
+static void and_applied(void)
+{
+	for (size_t i = 0; i < out.count; i++)
+		user_evolve(&state, &out.items[i]);
+}
+
+/* ---- register ---- */
+
+Test(user, register_emits_registered_with_every_field)
+{
+	user_fields admin = ada();
+
+	when(register_user(ada()));
+	then_event(registered(ada()));
+	and_applied();
+	cr_assert(state.exists);
+	{
+		user_fields expected = ada();
+		assert_fields_eq(&state.fields, &expected);
+	}
+	admin.role = USER_ROLE_ADMIN;
+	user_state_init(&state);
+	when(register_user(admin));
+	then_event(registered(admin));
+}
+
+Test(user, register_of_a_registered_address_is_exists)
+{
+	user_fields other = ada();
+
+	given(registered(ada()));
+	strcpy(other.user_id, "someone-else");
+	when(register_user(other));
+	then_rejected(USER_REJ_EXISTS);
+}
+
+/* Decides register with one field changed by edit; checks the verdict and,
+ * when invalid, the field named. */
+static void check_register(void (*edit)(user_fields *), const char *invalid_field)
+{
+	user_fields f = ada();
+	user_command c;
+
+	user_state_init(&state);
+	edit(&f);
+	c = register_user(f);
+	when(c);
+	if (invalid_field == NULL) {
+		cr_assert_eq(verdict, USER_OK, "field %s", user_invalid_field(&c));
+	} else {
+		then_rejected(USER_REJ_INVALID);
+		cr_assert_str_eq(user_invalid_field(&c), invalid_field);
+	}
+}
+
+static void id_empty(user_fields *f)
+{
+	f->user_id[0] = '\0';
+}
+
+static void id_dot(user_fields *f)
+{
+	strcpy(f->user_id, "u.1");
+}
+
+static void id_longest(user_fields *f)
+{
+	memset(f->user_id, 'i', USER_ID_MAX - 1);
+}
+
+static void id_unterminated(user_fields *f)
+{
+	memset(f->user_id, 'i', USER_ID_MAX);
+}
+
+static void email_upper(user_fields *f)
+{
+	strcpy(f->email, "Ada@example.org");
+}
+
+static void email_space(user_fields *f)
+{
+	strcpy(f->email, " ada@example.org");
+}
+
+static void email_no_at(user_fields *f)
+{
+	strcpy(f->email, "ada.example.org");
+}
+
+static void email_unicode(user_fields *f)
+{
+	strcpy(f->email, "j\xc3\xb6rg@b\xc3\xbc"
+	                 "cher.de");
+}
+
+static void email_unterminated(user_fields *f)
+{
+	memset(f->email, 'e', USER_EMAIL_MAX);
+}
+
+static void name_empty(user_fields *f)
+{
+	f->name[0] = '\0';
+}
+
+static void name_control(user_fields *f)
+{
+	strcpy(f->name, "Ada\n");
+}
+
+static void name_bad_utf8(user_fields *f)
+{
+	strcpy(f->name, "Ad\xe1");
+}
+
+static void name_longest(user_fields *f)
+{
+	memset(f->name, 'n', USER_NAME_MAX - 1);
+}
+
+static void name_unterminated(user_fields *f)
+{
+	memset(f->name, 'n', USER_NAME_MAX);
+}
+
+static void name_three_and_four_bytes(user_fields *f)
+{
+	strcpy(f->name, "\xe2\x82\xac \xf0\x9f\x91\x95 \xe4\xb8\xad");
+}
+
+static void name_overlong(user_fields *f)
+{
+	strcpy(f->name, "\xe0\x80\xaf");
+}
+
+static void name_surrogate(user_fields *f)
+{
+	strcpy(f->name, "\xed\xb0\x80");
+}
+
+static void name_past_max(user_fields *f)
+{
+	strcpy(f->name, "\xf4\x90\x80\x80");
+}
+
+static void name_bad_lead(user_fields *f)
+{
+	strcpy(f->name, "\xc1\xbf");
+}
+
+static void name_truncated(user_fields *f)
+{
+	strcpy(f->name, "a\xf0\x9f\x91");
+}
+
+static void name_bad_continuation(user_fields *f)
+{
+	strcpy(f->name, "\xe2\x28\xa1");
+}
+
+static void name_c1(user_fields *f)
+{
+	strcpy(f->name, "a\xc2\x9b");
+}
+
+static void hash_argon2i(user_fields *f)
+{
+	strcpy(f->password_hash, "$argon2i$v=19$m=4096,t=3,p=1$c2FsdA$aGFzaA");
+}
+
+static void hash_prefix_only(user_fields *f)
+{
+	strcpy(f->password_hash, "$argon2id$");
+}
+
+static void hash_space(user_fields *f)
+{
+	strcpy(f->password_hash, "$argon2id$v=19 x");
+}
+
+static void hash_plain(user_fields *f)
+{
+	strcpy(f->password_hash, "hunter2");
+}
+
+static void hash_longest(user_fields *f)
+{
+	memset(f->password_hash, 'h', USER_PASSWORD_HASH_MAX - 1);
+	memcpy(f->password_hash, "$argon2id$", 10);
+}
+
+static void hash_unterminated(user_fields *f)
+{
+	memset(f->password_hash, 'h', USER_PASSWORD_HASH_MAX);
+	memcpy(f->password_hash, "$argon2id$", 10);
+}
+
+static void role_none(user_fields *f)
+{
+	f->role = USER_ROLE_NONE;
+}
+
+static void role_unknown(user_fields *f)
+{
+	f->role = (user_role)9;
+}
+
+Test(user, register_checks_every_field)
+{
+	check_register(id_empty, "user_id");
+	check_register(id_dot, "user_id");
+	check_register(id_longest, NULL);
+	check_register(id_unterminated, "user_id");
+	check_register(email_upper, "email");
+	check_register(email_space, "email");
+	check_register(email_no_at, "email");
+	check_register(email_unicode, NULL);
+	check_register(email_unterminated, "email");
+	check_register(name_empty, "name");
+	check_register(name_control, "name");
+	check_register(name_bad_utf8, "name");
+	check_register(name_three_and_four_bytes, NULL);
+	check_register(name_overlong, "name");
+	check_register(name_surrogate, "name");
+	check_register(name_past_max, "name");
+	check_register(name_bad_lead, "name");
+	check_register(name_truncated, "name");
+	check_register(name_bad_continuation, "name");
+	check_register(name_c1, "name");
+	check_register(name_longest, NULL);
+	check_register(name_unterminated, "name");
+	check_register(hash_argon2i, "password_hash");
+	check_register(hash_prefix_only, "password_hash");
+	check_register(hash_space, "password_hash");
+	check_register(hash_plain, "password_hash");
+	check_register(hash_longest, NULL);
+	check_register(hash_unterminated, "password_hash");
+	check_register(role_none, "role");
+	check_register(role_unknown, "role");
+}
+
+Test(user, a_real_libsodium_hash_is_accepted)
+{
+	user_fields f = ada();
+
+	cr_assert_geq(sodium_init(), 0);
+	cr_assert_eq(crypto_pwhash_str(f.password_hash, "correct horse", 13, crypto_pwhash_OPSLIMIT_MIN,
+	                               crypto_pwhash_MEMLIMIT_MIN),
+	             0);
+	when(register_user(f));
+	then_event(registered(f));
+}
+
+/* ---- change role ---- */
+
+Test(user, change_role_emits_role_changed)
+{
+	given(registered(ada()));
+	when(change_role(USER_ROLE_ADMIN));
+	then_event(role_changed(USER_ROLE_ADMIN));
+	and_applied();
+	cr_assert_eq(state.fields.role, USER_ROLE_ADMIN);
+	when(change_role(USER_ROLE_CUSTOMER));
+	then_event(role_changed(USER_ROLE_CUSTOMER));
+}
+
+Test(user, change_to_the_same_role_is_no_change)
+{
+	given(registered(ada()));
+	when(change_role(USER_ROLE_CUSTOMER));
+	then_rejected(USER_REJ_NO_CHANGE);
+}
+
+Test(user, change_role_to_no_role_is_invalid)
+{
+	user_command c = change_role(USER_ROLE_NONE);
+
+	given(registered(ada()));
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "role");
+	/* change role looks at the role only */
+	c = change_role(USER_ROLE_ADMIN);
+	cr_assert_null(user_invalid_field(&c));
+}
+
+Test(user, commands_on_a_missing_user_are_not_found)
+{
+	when(change_role(USER_ROLE_ADMIN));
+	then_rejected(USER_REJ_NOT_FOUND);
+	when((user_command){.kind = (user_command_kind)7});
+	then_rejected(USER_REJ_NOT_FOUND);
+}
+
+Test(user, an_unknown_command_kind_is_invalid)
+{
+	given(registered(ada()));
+	when((user_command){.kind = (user_command_kind)7});
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_null(user_invalid_field(&(user_command){.kind = (user_command_kind)7}));
+}
+
+Test(user, evolve_ignores_odd_role_changes)
+{
+	given(role_changed(USER_ROLE_ADMIN));
+	cr_assert(!state.exists);
+	cr_assert_eq(state.fields.role, USER_ROLE_NONE);
+	given(registered(ada()));
+	given(role_changed(USER_ROLE_NONE));
+	given(role_changed((user_role)7));
+	given((user_event){.kind = (user_event_kind)7});
+	cr_assert_eq(state.fields.role, USER_ROLE_CUSTOMER);
+}
+
+/* ---- names ---- */
+
+Test(user, codes_roles_and_type_names_are_stable)
+{
+	const char *codes[] = {"", "not_found", "exists", "invalid", "no_change"};
+
+	for (int v = USER_OK; v <= USER_REJ_NO_CHANGE; v++)
+		cr_assert_str_eq(user_verdict_code((user_verdict)v), codes[v]);
+	cr_assert_str_eq(user_verdict_code((user_verdict)50), "unknown");
+	cr_assert_str_eq(user_role_name(USER_ROLE_CUSTOMER), "customer");
+	cr_assert_str_eq(user_role_name(USER_ROLE_ADMIN), "admin");
+	cr_assert_null(user_role_name(USER_ROLE_NONE));
+	cr_assert_null(user_role_name((user_role)3));
+	cr_assert_eq(user_role_parse("admin", 5), USER_ROLE_ADMIN);
+	cr_assert_eq(user_role_parse("customer", 8), USER_ROLE_CUSTOMER);
+	cr_assert_eq(user_role_parse("admin", 4), USER_ROLE_NONE);
+	cr_assert_eq(user_role_parse("Admin", 5), USER_ROLE_NONE);
+	cr_assert_eq(user_role_parse(NULL, 0), USER_ROLE_NONE);
+	cr_assert_str_eq(user_command_type(USER_REGISTER), "RegisterUser");
+	cr_assert_str_eq(user_command_type(USER_CHANGE_ROLE), "ChangeRole");
+	cr_assert_null(user_command_type((user_command_kind)2));
+	cr_assert_str_eq(user_event_type(USER_REGISTERED), "UserRegistered");
+	cr_assert_str_eq(user_event_type(USER_ROLE_CHANGED), "RoleChanged");
+	cr_assert_null(user_event_type((user_event_kind)2));
+}
+
+/* ---- email normalization and the key ---- */
+
+Test(user, emails_are_trimmed_and_lowercased)
+{
+	char email[USER_EMAIL_MAX];
+
+	cr_assert_eq(user_email_normalize(" \t Ada.Lovelace+Shop@Example.ORG\r\n", email, sizeof email),
+	             ORN_OK);
+	cr_assert_str_eq(email, "ada.lovelace+shop@example.org");
+	cr_assert(user_email_valid(email));
+	cr_assert_eq(user_email_normalize("a@b", email, sizeof email), ORN_OK);
+	cr_assert_str_eq(email, "a@b");
+	cr_assert_eq(user_email_normalize("J\xc3\x96RG@B\xc3\x9c"
+	                                  "CHER.DE",
+	                                  email, sizeof email),
+	             ORN_OK);
+	cr_assert_str_eq(email, "j\xc3\x96rg@b\xc3\x9c"
+	                        "cher.de"); /* only ASCII letters are folded */
+}
+
+Test(user, invalid_emails_are_refused)
+{
+	const char *bad[] = {"",       "   ",   "ab",      "@b",         "a@",     "a@@b",     "a@b@c",
+	                     "ab c@d", "a\t@b", "a@b\x7f", "a@\xc2\x85", "a@\xff", "noatsign", "a@b\x01"};
+	char email[USER_EMAIL_MAX], key[USER_KEY_MAX];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		strcpy(email, "junk");
+		cr_assert_eq(user_email_normalize(bad[i], email, sizeof email), ORN_EINVAL, "case %zu", i);
+		cr_assert_str_eq(email, "");
+		cr_assert_eq(user_key_for_email(bad[i], key, sizeof key), ORN_EINVAL, "case %zu", i);
+		cr_assert(!user_email_valid(bad[i]), "case %zu", i);
+	}
+}
+
+Test(user, email_length_bounds)
+{
+	char raw[USER_EMAIL_MAX + 8], email[USER_EMAIL_MAX];
+
+	memset(raw, 'a', sizeof raw);
+	memcpy(raw + USER_EMAIL_MAX - 1 - 6, "@b.org", 6);
+	raw[USER_EMAIL_MAX - 1] = '\0'; /* 254 bytes */
+	cr_assert_eq(user_email_normalize(raw, email, sizeof email), ORN_OK);
+	cr_assert(user_email_valid(email));
+	cr_assert_eq(user_email_normalize(raw, email, USER_EMAIL_MAX - 1), ORN_ETOOBIG);
+	cr_assert_str_eq(email, "");
+	cr_assert_eq(user_email_normalize(raw, NULL, 0), ORN_ETOOBIG);
+	memset(raw, 'a', sizeof raw);
+	memcpy(raw + USER_EMAIL_MAX - 6, "@b.org", 6);
+	raw[USER_EMAIL_MAX] = '\0'; /* 255 bytes */
+	cr_assert_eq(user_email_normalize(raw, email, sizeof email), ORN_EINVAL);
+	memset(email, 'a', sizeof email); /* unterminated */
+	cr_assert(!user_email_valid(email));
+}
+
+Test(user, the_key_is_u_and_32_hex_digits_of_the_normalized_address)
+{
+	char a[USER_KEY_MAX], b[USER_KEY_MAX];
+	unsigned char hash[16];
+	char hex[33];
+
+	cr_assert_eq(user_key_for_email("Ada@Example.org", a, sizeof a), ORN_OK);
+	cr_assert_eq(user_key_for_email("  ada@example.ORG ", b, sizeof b), ORN_OK);
+	cr_assert_str_eq(a, b);
+	cr_assert_eq(strlen(a), 33);
+	cr_assert_eq(a[0], 'u');
+	cr_assert_eq(strspn(a + 1, "0123456789abcdef"), 32);
+	cr_assert_null(strstr(a, "ada"));
+	/* BLAKE2b-128 keyed with the public domain key */
+	crypto_generichash(hash, sizeof hash, (const unsigned char *)"ada@example.org", 15,
+	                   (const unsigned char *)"orion.user.email", 16);
+	sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+	cr_assert_str_eq(a + 1, hex);
+	cr_assert_eq(user_key_for_email("bob@example.org", b, sizeof b), ORN_OK);
+	cr_assert_str_neq(a, b);
+}
+
+Test(user, the_key_is_stable_across_releases)
+{
+	char key[USER_KEY_MAX];
+
+	/* a change here re-keys every user: the stream would no longer find them */
+	cr_assert_eq(user_key_for_email("ada@example.org", key, sizeof key), ORN_OK);
+	cr_assert_str_eq(key, "ubf3de24ce253f93561f5e1b3f19ff8f0");
+}
+
+Test(user, the_key_needs_room)
+{
+	char key[USER_KEY_MAX];
+
+	strcpy(key, "junk");
+	cr_assert_eq(user_key_for_email("ada@example.org", key, USER_KEY_MAX - 1), ORN_ETOOBIG);
+	cr_assert_str_eq(key, "");
+	cr_assert_eq(user_key_for_email("ada@example.org", NULL, 0), ORN_ETOOBIG);
+}
+
+/* ---- payload codecs ---- */
+
+static void assert_command_round_trip(user_command c)
+{
+	user_command decoded;
+
+	mp_writer_reset(writer);
+	cr_assert_eq(user_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(user_command_decode(user_command_type(c.kind), mp_writer_data(writer),
+	                                 mp_writer_size(writer), &decoded),
+	             ORN_OK);
+	cr_assert_eq(decoded.kind, c.kind);
+	assert_fields_eq(&decoded.fields, &c.fields);
+}
+
+static void assert_event_round_trip(user_event e)
+{
+	user_event decoded;
+
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(user_event_decode(user_event_type(e.kind), mp_writer_data(writer),
+	                               mp_writer_size(writer), &decoded),
+	             ORN_OK);
+	cr_assert_eq(decoded.kind, e.kind);
+	assert_fields_eq(&decoded.fields, &e.fields);
+}
+
+Test(user, commands_and_events_round_trip)
+{
+	user_fields odd = {.role = USER_ROLE_NONE};
+
+	assert_command_round_trip(register_user(ada()));
+	assert_command_round_trip(register_user(odd)); /* decide judges the values */
+	assert_command_round_trip(change_role(USER_ROLE_ADMIN));
+	assert_command_round_trip(change_role(USER_ROLE_NONE));
+	assert_event_round_trip(registered(ada()));
+	assert_event_round_trip(role_changed(USER_ROLE_ADMIN));
+	assert_event_round_trip(role_changed(USER_ROLE_CUSTOMER));
+}
+
+Test(user, change_role_carries_only_the_role)
+{
+	user_command c = {.kind = USER_CHANGE_ROLE, .fields = ada()};
+	mp_reader r;
+	uint32_t count;
+
+	c.fields.role = USER_ROLE_ADMIN;
+	cr_assert_eq(user_command_encode(writer, &c), ORN_OK);
+	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+	cr_assert_eq(count, 1);
+}
+
+Test(user, encoders_reject_unknown_kinds_and_unterminated_strings)
+{
+	user_command c = register_user(ada());
+	user_event e = registered(ada());
+
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)4}), ORN_EINVAL);
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)4}), ORN_EINVAL);
+	memset(c.fields.password_hash, 'h', sizeof c.fields.password_hash);
+	cr_assert_eq(user_command_encode(writer, &c), ORN_EINVAL);
+	memset(e.fields.email, 'e', sizeof e.fields.email);
+	cr_assert_eq(user_event_encode(writer, &e), ORN_EINVAL);
+	e.kind = USER_ROLE_CHANGED; /* the email is not part of it */
+	cr_assert_eq(user_event_encode(writer, &e), ORN_OK);
+}
+
+static orn_rc decode_written_command(const char *type, user_command *c)
+{
+	return user_command_decode(type, mp_writer_data(writer), mp_writer_size(writer), c);
+}
+
+static orn_rc decode_written_event(const char *type)
+{
+	user_event e;
+
+	return user_event_decode(type, mp_writer_data(writer), mp_writer_size(writer), &e);
+}
+
+static void write_single_key(const char *key)
+{
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, key);
+}
+
+Test(user, decoders_are_strict)
+{
+	user_command c;
+	user_event e;
+	char long_name[USER_NAME_MAX + 1];
+
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = USER_REGISTER, .fields = ada()}),
+	             ORN_OK);
+	cr_assert_eq(decode_written_command("BecomeAdmin", &c), ORN_EINVAL);
+	cr_assert_eq(decode_written_command(NULL, &c), ORN_EINVAL);
+	cr_assert_eq(decode_written_event(USER_CMD_REGISTER), ORN_EINVAL);
+	for (size_t len = 0; len < mp_writer_size(writer); len++) {
+		cr_assert_eq(user_command_decode(USER_CMD_REGISTER, mp_writer_data(writer), len, &c),
+		             ORN_EDECODE);
+		cr_assert_eq(user_event_decode(USER_EV_REGISTERED, mp_writer_data(writer), len, &e),
+		             ORN_EDECODE);
+	}
+	write_single_key("role");
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	write_single_key("role");
+	mp_write_bin(writer, "admin", 5);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	write_single_key("role");
+	mp_write_cstr(writer, "superuser"); /* decodes: decide rejects it */
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_OK);
+	cr_assert_eq(c.fields.role, USER_ROLE_NONE);
+	cr_assert_eq(decode_written_event(USER_EV_ROLE_CHANGED), ORN_EDECODE);
+	write_single_key("role");
+	mp_write_nil(writer);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_OK);
+	cr_assert_eq(c.fields.role, USER_ROLE_NONE);
+	cr_assert_eq(decode_written_event(USER_EV_ROLE_CHANGED), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "role");
+	mp_write_cstr(writer, "admin");
+	mp_write_cstr(writer, "role");
+	mp_write_cstr(writer, "admin");
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 0);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_array(writer, 0);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_nil(writer);
+	mp_write_cstr(writer, "admin");
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	write_single_key("role");
+	mp_write_cstr(writer, "admin");
+	mp_write_nil(writer);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_EDECODE);
+	memset(long_name, 'n', sizeof long_name);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "role");
+	mp_write_cstr(writer, "admin");
+	mp_write_cstr(writer, "name"); /* not a change-role key: skipped whatever its size */
+	mp_write_str(writer, long_name, sizeof long_name);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_OK);
+	cr_assert_eq(c.fields.role, USER_ROLE_ADMIN);
+	cr_assert_str_eq(c.fields.name, "");
+}
+
+Test(user, over_long_strings_and_embedded_nul_do_not_decode)
+{
+	user_command c = register_user(ada());
+	char name[USER_NAME_MAX + 1];
+
+	memset(name, 'n', sizeof name);
+	mp_write_map(writer, 5);
+	mp_write_cstr(writer, "user_id");
+	mp_write_cstr(writer, c.fields.user_id);
+	mp_write_cstr(writer, "email");
+	mp_write_cstr(writer, c.fields.email);
+	mp_write_cstr(writer, "name");
+	mp_write_str(writer, name, USER_NAME_MAX);
+	mp_write_cstr(writer, "password_hash");
+	mp_write_cstr(writer, c.fields.password_hash);
+	mp_write_cstr(writer, "role");
+	mp_write_cstr(writer, "admin");
+	cr_assert_eq(decode_written_command(USER_CMD_REGISTER, &c), ORN_EDECODE);
+	write_single_key("role");
+	mp_write_str(writer, "admin\0", 6);
+	cr_assert_eq(decode_written_command(USER_CMD_CHANGE_ROLE, &c), ORN_OK);
+	cr_assert_eq(c.fields.role, USER_ROLE_NONE);
+}
+
+Test(user, events_decide_could_not_have_emitted_are_rejected)
+{
+	user_fields f = ada();
+
+	strcpy(f.email, "Ada@example.org");
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = USER_REGISTERED, .fields = f}), ORN_OK);
+	cr_assert_eq(decode_written_event(USER_EV_REGISTERED), ORN_EDECODE);
+	f = ada();
+	f.role = USER_ROLE_NONE;
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = USER_REGISTERED, .fields = f}), ORN_OK);
+	cr_assert_eq(decode_written_event(USER_EV_REGISTERED), ORN_EDECODE);
+}
+
+/* ---- snapshot, restore, view ---- */
+
+static void assert_snapshot_round_trip(void)
+{
+	user_state restored;
+
+	user_state_init(&restored);
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.snapshot(&state, writer), ORN_OK);
+	cr_assert_eq(user_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	cr_assert_eq(restored.exists, state.exists);
+	assert_fields_eq(&restored.fields, &state.fields);
+}
+
+Test(user, restore_gives_back_the_replayed_state)
+{
+	assert_snapshot_round_trip();
+	given(registered(ada()));
+	assert_snapshot_round_trip();
+	given(role_changed(USER_ROLE_ADMIN));
+	assert_snapshot_round_trip();
+}
+
+static orn_rc restore_written(void)
+{
+	return user_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer));
+}
+
+/* Writes the snapshot of a state (and an extra key when given). */
+static void write_snapshot(bool exists, user_fields f, const char *extra)
+{
+	user_state s = {.exists = exists, .fields = f};
+	size_t size;
+	uint8_t *copy;
+
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.snapshot(&s, writer), ORN_OK);
+	if (extra == NULL)
+		return;
+	size = mp_writer_size(writer);
+	copy = malloc(size);
+	cr_assert_not_null(copy);
+	memcpy(copy, mp_writer_data(writer), size);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 7);
+	mp_write_raw(writer, copy + 1, size - 1); /* the 6 pairs after the fixmap header */
+	mp_write_cstr(writer, extra);
+	mp_write_bool(writer, true);
+	free(copy);
+}
+
+Test(user, restore_rejects_inconsistent_snapshots_and_keeps_the_state)
+{
+	user_fields bad = ada();
+
+	given(registered(ada()));
+	write_snapshot(true, ada(), "future");
+	cr_assert_eq(restore_written(), ORN_OK);
+	strcpy(bad.password_hash, "plain");
+	write_snapshot(true, bad, NULL);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_snapshot(false, ada(), NULL);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_snapshot(true, ada(), "exists");
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_snapshot(true, ada(), "email");
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_single_key("exists");
+	mp_write_bool(writer, false);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_single_key("exists");
+	mp_write_nil(writer);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_int(writer, 3);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_int(writer, 3);
+	mp_write_int(writer, 3);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	write_snapshot(false, (user_fields){0}, NULL);
+	mp_write_nil(writer);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	cr_assert(state.exists);
+	cr_assert_str_eq(state.fields.user_id, "usr_7f3a-X");
+	write_snapshot(false, (user_fields){0}, NULL);
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert(!state.exists);
+}
+
+Test(user, snapshot_reports_an_unterminated_field)
+{
+	user_state s = {.exists = true, .fields = ada()};
+
+	memset(s.fields.name, 'n', sizeof s.fields.name);
+	cr_assert_eq(user_kind.snapshot(&s, writer), ORN_EINVAL);
+}
+
+/* The writer's value as JSON text. */
+static void written_json(char *json, size_t cap)
+{
+	mp_reader r;
+	mp_writer *text = mp_writer_create();
+
+	cr_assert_not_null(text);
+	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+	cr_assert_eq(mp_to_json(&r, text), ORN_OK);
+	snprintf(json, cap, "%.*s", (int)mp_writer_size(text), (const char *)mp_writer_data(text));
+	mp_writer_destroy(text);
+}
+
+Test(user, view_leaves_the_password_hash_out)
+{
+	char json[512];
+
+	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
+	written_json(json, sizeof json);
+	cr_assert_str_eq(json,
+	                 "{\"exists\":false,\"user_id\":\"\",\"email\":\"\",\"name\":\"\",\"role\":null}");
+	given(registered(ada()));
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
+	written_json(json, sizeof json);
+	cr_assert_str_eq(json, "{\"exists\":true,\"user_id\":\"usr_7f3a-X\",\"email\":\"ada@example.org\","
+	                       "\"name\":\"Ada Lovelace \xc3\xa9\",\"role\":\"customer\"}");
+}
+
+/* ---- the kind table ---- */
+
+static act_decision *decision;
+
+static void kind_setup(void)
+{
+	setup();
+	decision = act_decision_create();
+	cr_assert_not_null(decision);
+}
+
+static void kind_teardown(void)
+{
+	act_decision_destroy(decision);
+	teardown();
+}
+
+TestSuite(user_kind, .init = kind_setup, .fini = kind_teardown);
+
+static orn_rc kind_decide(user_command c)
+{
+	env_envelope cmd = {.schema = 1};
+
+	mp_writer_reset(writer);
+	cr_assert_eq(user_command_encode(writer, &c), ORN_OK);
+	snprintf(cmd.type, sizeof cmd.type, "%s", user_command_type(c.kind));
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	act_decision_clear(decision);
+	return user_kind.decide(&state, &cmd, decision);
+}
+
+static void kind_apply(void)
+{
+	env_envelope event;
+
+	for (size_t i = 0; i < act_decision_count(decision); i++) {
+		cr_assert_eq(act_decision_event(decision, i, &event), ORN_OK);
+		cr_assert_eq(user_kind.evolve(&state, &event), ORN_OK);
+	}
+}
+
+static void then_decision_rejected(const char *code, const char *detail)
+{
+	cr_assert_str_eq(act_decision_rejection(decision), code);
+	cr_assert_eq(act_decision_count(decision), 0);
+	cr_assert_str_eq(act_decision_detail(decision), detail);
+}
+
+Test(user_kind, describes_the_aggregate)
+{
+	user_state *s = malloc(user_kind.state_size);
+
+	cr_assert_str_eq(user_kind.aggregate, "user");
+	cr_assert_eq(user_kind.state_size, sizeof(user_state));
+	cr_assert_eq(user_kind.snapshot_schema, USER_SNAPSHOT_SCHEMA);
+	cr_assert_not_null(s);
+	user_kind.init(s);
+	cr_assert(!s->exists);
+	user_kind.dispose(s);
+	free(s);
+}
+
+Test(user_kind, a_user_registers_and_changes_role_through_the_kind_table)
+{
+	env_envelope event;
+
+	cr_assert_eq(kind_decide(register_user(ada())), ORN_OK);
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 1);
+	cr_assert_eq(act_decision_event(decision, 0, &event), ORN_OK);
+	cr_assert_str_eq(event.type, USER_EV_REGISTERED);
+	cr_assert_eq(event.schema, 1);
+	kind_apply();
+	cr_assert(state.exists);
+	cr_assert_eq(kind_decide(change_role(USER_ROLE_ADMIN)), ORN_OK);
+	kind_apply();
+	cr_assert_eq(state.fields.role, USER_ROLE_ADMIN);
+}
+
+Test(user_kind, rejections_carry_the_code_and_a_detail)
+{
+	user_fields f = ada();
+
+	cr_assert_eq(kind_decide(change_role(USER_ROLE_ADMIN)), ORN_OK);
+	then_decision_rejected("not_found", "the user does not exist");
+	strcpy(f.email, "nope");
+	cr_assert_eq(kind_decide(register_user(f)), ORN_OK);
+	then_decision_rejected("invalid", "email: a normalized address of 3..254 bytes, lowercase, one '@', "
+	                                  "no spaces or control characters");
+	given(registered(ada()));
+	cr_assert_eq(kind_decide(register_user(ada())), ORN_OK);
+	then_decision_rejected("exists", "a user with this email already exists");
+	cr_assert_eq(kind_decide(change_role(USER_ROLE_CUSTOMER)), ORN_OK);
+	then_decision_rejected("no_change", "the user already has the role customer");
+	cr_assert_eq(kind_decide(change_role(USER_ROLE_NONE)), ORN_OK);
+	then_decision_rejected("invalid", "role: customer or admin");
+}
+
+Test(user_kind, undecodable_commands_and_events_are_errors)
+{
+	env_envelope env = {.type = USER_CMD_CHANGE_ROLE,
+	                    .schema = 1,
+	                    .payload = (const uint8_t *)"\x80",
+	                    .payload_len = 1};
+
+	cr_assert_eq(user_kind.decide(&state, &env, decision), ORN_EDECODE);
+	env.schema = 2;
+	cr_assert_eq(user_kind.decide(&state, &env, decision), ORN_EDECODE);
+	snprintf(env.type, sizeof env.type, "%s", USER_EV_ROLE_CHANGED);
+	cr_assert_eq(user_kind.evolve(&state, &env), ORN_EDECODE);
+	env.schema = 1;
+	cr_assert_eq(user_kind.evolve(&state, &env), ORN_EDECODE);
+	snprintf(env.type, sizeof env.type, "UserHacked");
+	cr_assert_eq(user_kind.evolve(&state, &env), ORN_EINVAL);
+	cr_assert_null(act_decision_rejection(decision));
+}
+
+Test(user_kind, decide_reports_running_out_of_memory_and_a_full_decision)
+{
+	env_envelope cmd = {.type = USER_CMD_REGISTER, .schema = 1};
+	orn_rc rc;
+
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = USER_REGISTER, .fields = ada()}),
+	             ORN_OK);
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	if (failalloc_available()) {
+		for (long n = 0;; n++) {
+			act_decision_clear(decision);
+			failalloc_after(n);
+			rc = user_kind.decide(&state, &cmd, decision);
+			failalloc_off();
+			if (rc == ORN_OK)
+				break;
+			cr_assert_eq(rc, ORN_ENOMEM, "allocation %ld", n);
+		}
+		cr_assert_eq(act_decision_count(decision), 1);
+	}
+	act_decision_clear(decision);
+	for (size_t i = 0; i < ENV_MAX_EVENTS; i++)
+		cr_assert_eq(act_decision_emit(decision, "Filler", 1, (const uint8_t *)"\xc0", 1), ORN_OK);
+	cr_assert_eq(user_kind.decide(&state, &cmd, decision), ORN_ETOOBIG);
+}
