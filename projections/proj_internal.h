@@ -1,0 +1,88 @@
+/* proj_internal.h — what the files of projections/ share about LMDB.
+ *
+ * Only the .c files of projections/ (and their tests) include this header: it is where
+ * MDB_* types and codes live. Public headers expose opaque handles only. */
+#ifndef ORION_PROJ_INTERNAL_H
+#define ORION_PROJ_INTERNAL_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proj_env.h"
+#include "projector.h"
+
+/* A write transaction as projections see it. mdb_error remembers the last
+ * LMDB failure of a put/del, so that the writer can tell MDB_MAP_FULL (grow
+ * and retry the whole batch) from other failures. */
+struct proj_txn {
+	MDB_txn *txn;
+	proj_env *env;
+	int mdb_error;
+};
+
+/* Converts an LMDB return code to an orn_rc (0 is ORN_OK). */
+orn_rc proj_rc(int mdb_rc);
+
+/* Runs fn in one write transaction and commits it. If the map is full
+ * (during fn or at commit) the transaction is aborted, the map doubled and fn
+ * run again from scratch: fn must depend only on its closure and the
+ * transaction. Any other failure aborts and is returned. Call from the single
+ * writer thread only. */
+typedef orn_rc (*proj_write_fn)(proj_txn *t, void *closure);
+orn_rc proj_env_write(proj_env *env, proj_write_fn fn, void *closure);
+
+/* Starts a short read transaction (from the reader pool); end it with
+ * proj_env_read_end on any thread. Never nest two on one thread: map growth
+ * waits for every open reader. */
+orn_rc proj_env_read_begin(proj_env *env, MDB_txn **out);
+void proj_env_read_end(proj_env *env, MDB_txn *txn);
+
+/* The sub-database of checkpoints (opened with the environment). */
+#define PROJ_CHECKPOINT_DB "proj.checkpoints"
+MDB_dbi proj_env_checkpoint_dbi(proj_env *env);
+
+/* Opens (creating) a named sub-database in a write transaction. */
+orn_rc proj_dbi_open(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out);
+
+/* Writes and deletes that record LMDB failures in t->mdb_error. */
+orn_rc proj_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const void *val, size_t val_len,
+                unsigned flags);
+/* Deletes key (with val for a DUPSORT database, else NULL). ORN_ENOTFOUND if absent. */
+orn_rc proj_del(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const void *val, size_t val_len);
+/* Reads key in any transaction; *val points into the map until the txn ends. */
+orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_val *val);
+
+/* ---- pure codecs (proj_codec.c) ---------------------------------------- */
+
+/* Little-endian fixed-width integers, independent of the host. */
+void proj_put_u64(uint8_t out[8], uint64_t v);
+uint64_t proj_get_u64(const uint8_t in[8]);
+
+/* An int64 as 8 bytes whose memcmp order is the numeric order (sign bit
+ * flipped, big-endian): the key of the by-available index. */
+void proj_key_i64(uint8_t out[8], int64_t v);
+int64_t proj_key_i64_decode(const uint8_t in[8]);
+
+/* Order LMDB uses for keys and duplicates by default: memcmp, then length. */
+int proj_bytes_cmp(const void *a, size_t a_len, const void *b, size_t b_len);
+
+/* True if a NATS subject matches filter ("*" one token, ">" the rest). */
+bool proj_subject_matches(const char *filter, const char *subject);
+
+/* The inventory record: on hand, reserved and the stream sequence of the
+ * last event applied to the item. */
+#define PROJ_STOCK_RECORD_LEN     32
+#define PROJ_STOCK_RECORD_VERSION 1
+typedef struct proj_stock_record {
+	int64_t on_hand;
+	int64_t reserved;
+	uint64_t last_seq;
+} proj_stock_record;
+
+void proj_stock_record_encode(const proj_stock_record *r, uint8_t out[PROJ_STOCK_RECORD_LEN]);
+/* ORN_EDECODE for a wrong length or format version. */
+orn_rc proj_stock_record_decode(const void *buf, size_t len, proj_stock_record *out);
+
+#endif

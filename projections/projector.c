@@ -1,0 +1,496 @@
+/* projector.c — the projector runner (see projector.h).
+ *
+ * Threads: cnats fills the ordered consumer's queue; the projector thread
+ * alone takes messages from it, opens write transactions and grows the map;
+ * any thread may read the position or wait on it (lock + condition variable).
+ * The committed checkpoints live in LMDB and, mirrored, in `checkpoints`,
+ * which only the projector thread touches after start. */
+#include "proj_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define CONSUMER_FILTER "orion.evt.>"
+#define IDLE_POLL_MS    100 /* how often an idle projector looks at the stop flag */
+#define RETRY_FIRST_MS  50
+
+typedef struct batch_msg {
+	natsMsg *msg;
+	uint64_t seq;
+} batch_msg;
+
+struct proj_runner {
+	es_store *store;
+	proj_env *env;
+	const proj_def *defs;
+	size_t count;
+	proj_runner_options o;
+	natsSubscription *sub;
+	pthread_t thread;
+	bool thread_started;
+
+	/* projector thread only */
+	uint64_t *checkpoints; /* committed, one per projection */
+	batch_msg *batch;
+	size_t batch_count;
+	env_envelope *events;   /* ENV_MAX_EVENTS decoded envelopes */
+	uint64_t poison_logged; /* highest poison sequence logged (a retried batch logs once) */
+	uint64_t attempt_events, attempt_poison;
+
+	pthread_mutex_t lock; /* guards what follows */
+	pthread_cond_t changed;
+	uint64_t position;
+	bool stopping;
+	proj_runner_stats stats;
+};
+
+void proj_runner_options_init(proj_runner_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->batch_max = 512;
+	o->batch_ms = 20;
+	o->retry_max_ms = 5000;
+	o->lag_timeout_ms = 2000;
+}
+
+static void seq_text(char out[24], uint64_t seq)
+{
+	snprintf(out, 24, "%llu", (unsigned long long)seq);
+}
+
+static bool name_valid(const char *name)
+{
+	size_t n = 0;
+	if (name == NULL)
+		return false;
+	for (; name[n] != '\0'; n++) {
+		char c = name[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'))
+			return false;
+	}
+	return n > 0 && n < PROJ_NAME_MAX;
+}
+
+orn_rc proj_checkpoint_get(proj_env *env, const char *name, uint64_t *seq)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	*seq = 0;
+	orn_rc rc = proj_env_read_begin(env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	rc = proj_get(txn, proj_env_checkpoint_dbi(env), name, strlen(name), &v);
+	if (rc == ORN_OK && v.mv_size == 8)
+		*seq = proj_get_u64(v.mv_data);
+	else if (rc == ORN_OK)
+		rc = ORN_EDECODE;
+	else if (rc == ORN_ENOTFOUND)
+		rc = ORN_OK;
+	proj_env_read_end(env, txn);
+	return rc;
+}
+
+/* ---- applying one batch (may run more than once: see proj_env_write) ---- */
+
+static bool wanted_by(const proj_runner *r, size_t d, uint64_t seq, const char *subject)
+{
+	return seq > r->checkpoints[d] && proj_subject_matches(r->defs[d].filter, subject);
+}
+
+static orn_rc apply_commit(proj_runner *r, proj_txn *t, const batch_msg *m)
+{
+	const char *subject = natsMsg_GetSubject(m->msg);
+	bool wanted = false;
+	size_t count = 0;
+	orn_rc rc;
+	for (size_t d = 0; d < r->count && !wanted; d++)
+		wanted = wanted_by(r, d, m->seq, subject);
+	if (!wanted)
+		return ORN_OK;
+	rc = env_decode_commit(natsMsg_GetData(m->msg), (size_t)natsMsg_GetDataLength(m->msg), r->events,
+	                       ENV_MAX_EVENTS, &count);
+	if (rc != ORN_OK) {
+		r->attempt_poison++;
+		if (m->seq > r->poison_logged) {
+			char seq[24];
+			seq_text(seq, m->seq);
+			log_error("projector skips an undecodable commit", "subject", subject, "seq", seq,
+			          "error", orn_rc_name(rc));
+			r->poison_logged = m->seq;
+		}
+		return ORN_OK;
+	}
+	for (size_t d = 0; d < r->count; d++) {
+		if (!wanted_by(r, d, m->seq, subject))
+			continue;
+		for (size_t i = 0; i < count; i++) {
+			rc = r->defs[d].apply(r->defs[d].self, t, m->seq, subject, &r->events[i]);
+			if (rc != ORN_OK) {
+				char seq[24];
+				seq_text(seq, m->seq);
+				log_error("projection failed to apply an event", "projection",
+				          r->defs[d].name, "seq", seq, "type", r->events[i].type, "error",
+				          orn_rc_name(rc));
+				return rc;
+			}
+			r->attempt_events++;
+		}
+	}
+	return ORN_OK;
+}
+
+static orn_rc apply_batch(proj_txn *t, void *closure)
+{
+	proj_runner *r = closure;
+	orn_rc rc = ORN_OK;
+	uint8_t value[8];
+	r->attempt_events = 0;
+	r->attempt_poison = 0;
+	for (size_t i = 0; i < r->batch_count; i++)
+		if ((rc = apply_commit(r, t, &r->batch[i])) != ORN_OK)
+			return rc;
+	uint64_t last = r->batch[r->batch_count - 1].seq;
+	proj_put_u64(value, last);
+	for (size_t d = 0; d < r->count; d++) {
+		if (last <= r->checkpoints[d])
+			continue;
+		rc = proj_put(t, proj_env_checkpoint_dbi(r->env), r->defs[d].name, strlen(r->defs[d].name),
+		              value, sizeof value, 0);
+		if (rc != ORN_OK)
+			return rc;
+	}
+	return ORN_OK;
+}
+
+static uint64_t lowest_checkpoint(const proj_runner *r)
+{
+	uint64_t low = UINT64_MAX;
+	for (size_t d = 0; d < r->count; d++)
+		if (r->checkpoints[d] < low)
+			low = r->checkpoints[d];
+	return r->count > 0 ? low : 0;
+}
+
+/* Sleeps up to ms unless stopping; returns true if stopping. */
+static bool pause_unless_stopping(proj_runner *r, unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->lock);
+	while (!r->stopping && pthread_cond_timedwait(&r->changed, &r->lock, &until) == 0)
+		;
+	bool stopping = r->stopping;
+	pthread_mutex_unlock(&r->lock);
+	return stopping;
+}
+
+static bool is_stopping(proj_runner *r)
+{
+	pthread_mutex_lock(&r->lock);
+	bool stopping = r->stopping;
+	pthread_mutex_unlock(&r->lock);
+	return stopping;
+}
+
+/* Commits the batch in hand, retrying with a backoff until it commits or the
+ * runner stops; then releases the messages. */
+static void commit_batch(proj_runner *r)
+{
+	unsigned wait_ms = RETRY_FIRST_MS;
+	for (;;) {
+		orn_rc rc = proj_env_write(r->env, apply_batch, r);
+		if (rc == ORN_OK)
+			break;
+		pthread_mutex_lock(&r->lock);
+		r->stats.failures++;
+		r->stats.last_error = rc;
+		pthread_mutex_unlock(&r->lock);
+		char seq[24];
+		seq_text(seq, r->batch[0].seq);
+		log_error("projector batch aborted; retrying", "first_seq", seq, "error", orn_rc_name(rc));
+		if (pause_unless_stopping(r, wait_ms))
+			goto release; /* abandoned: nothing of it was committed */
+		wait_ms = wait_ms * 2 > r->o.retry_max_ms ? r->o.retry_max_ms : wait_ms * 2;
+	}
+	uint64_t last = r->batch[r->batch_count - 1].seq;
+	for (size_t d = 0; d < r->count; d++)
+		if (last > r->checkpoints[d])
+			r->checkpoints[d] = last;
+	pthread_mutex_lock(&r->lock);
+	r->position = lowest_checkpoint(r);
+	r->stats.commits += r->batch_count;
+	r->stats.events += r->attempt_events;
+	r->stats.poison += r->attempt_poison;
+	r->stats.batches++;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+release:
+	for (size_t i = 0; i < r->batch_count; i++)
+		natsMsg_Destroy(r->batch[i].msg);
+	r->batch_count = 0;
+}
+
+static orn_rc subscribe(proj_runner *r, uint64_t from_seq)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = from_seq;
+	natsStatus st =
+	        js_SubscribeSync(&r->sub, es_store_jetstream(r->store), CONSUMER_FILTER, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		r->sub = NULL;
+		log_error("projector cannot subscribe", "error", natsStatus_GetText(st));
+		return es_status_rc(st, jerr);
+	}
+	natsSubscription_SetPendingLimits(r->sub, -1, -1);
+	return ORN_OK;
+}
+
+static void unsubscribe(proj_runner *r)
+{
+	if (r->sub == NULL)
+		return;
+	natsSubscription_Unsubscribe(r->sub);
+	natsSubscription_Destroy(r->sub);
+	r->sub = NULL;
+}
+
+/* Fills the batch: waits up to IDLE_POLL_MS for a first message, then up to
+ * batch_ms for more. Returns the status that ended the wait (NATS_TIMEOUT or
+ * NATS_OK when full are normal). */
+static natsStatus gather(proj_runner *r)
+{
+	int64_t deadline = 0;
+	natsStatus st = NATS_OK;
+	while (r->batch_count < r->o.batch_max) {
+		int64_t timeout = IDLE_POLL_MS;
+		if (r->batch_count > 0) {
+			timeout = (deadline - orn_monotonic_ns()) / 1000000;
+			if (timeout <= 0)
+				return NATS_TIMEOUT;
+		}
+		natsMsg *msg = NULL;
+		st = natsSubscription_NextMsg(&msg, r->sub, timeout);
+		if (st != NATS_OK)
+			return st;
+		jsMsgMetaData *meta = NULL;
+		if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+			natsMsg_Destroy(msg); /* not a stream message */
+			continue;
+		}
+		if (r->batch_count == 0)
+			deadline = orn_monotonic_ns() + (int64_t)r->o.batch_ms * 1000000;
+		r->batch[r->batch_count++] = (batch_msg){msg, meta->Sequence.Stream};
+		jsMsgMetaData_Destroy(meta);
+	}
+	return NATS_OK;
+}
+
+static void *runner_main(void *arg)
+{
+	proj_runner *r = arg;
+	unsigned wait_ms = RETRY_FIRST_MS;
+	while (!is_stopping(r)) {
+		if (r->sub == NULL) {
+			if (subscribe(r, proj_runner_position(r) + 1) != ORN_OK) {
+				pause_unless_stopping(r, wait_ms);
+				wait_ms = wait_ms * 2 > r->o.retry_max_ms ? r->o.retry_max_ms : wait_ms * 2;
+				continue;
+			}
+			wait_ms = RETRY_FIRST_MS;
+		}
+		natsStatus st = gather(r);
+		if (r->batch_count > 0)
+			commit_batch(r);
+		if (st == NATS_OK || st == NATS_TIMEOUT)
+			continue;
+		log_warn("projector consumer error", "error", natsStatus_GetText(st));
+		if (st == NATS_INVALID_SUBSCRIPTION || st == NATS_CONNECTION_CLOSED)
+			unsubscribe(r); /* resubscribe from the position */
+		pause_unless_stopping(r, RETRY_FIRST_MS);
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static orn_rc open_all(proj_txn *t, void *closure)
+{
+	proj_runner *r = closure;
+	for (size_t d = 0; d < r->count; d++) {
+		orn_rc rc = r->defs[d].open != NULL ? r->defs[d].open(r->defs[d].self, t) : ORN_OK;
+		if (rc != ORN_OK)
+			return rc;
+	}
+	return ORN_OK;
+}
+
+static orn_rc check_defs(const proj_def *defs, size_t count)
+{
+	if (count == 0)
+		return ORN_EINVAL;
+	for (size_t d = 0; d < count; d++) {
+		if (!name_valid(defs[d].name) || defs[d].filter == NULL || defs[d].apply == NULL)
+			return ORN_EINVAL;
+		for (size_t e = 0; e < d; e++)
+			if (strcmp(defs[d].name, defs[e].name) == 0)
+				return ORN_EINVAL;
+	}
+	return ORN_OK;
+}
+
+orn_rc proj_runner_start(es_store *store, proj_env *env, const proj_def *defs, size_t count,
+                         const proj_runner_options *o, proj_runner **out)
+{
+	orn_rc rc;
+	proj_runner *r = NULL;
+	*out = NULL;
+	if (store == NULL || env == NULL || (rc = check_defs(defs, count)) != ORN_OK)
+		return ORN_EINVAL;
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		return ORN_ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->changed, &attr);
+	pthread_condattr_destroy(&attr);
+	r->store = store;
+	r->env = env;
+	r->defs = defs;
+	r->count = count;
+	if (o != NULL)
+		r->o = *o;
+	else
+		proj_runner_options_init(&r->o);
+	if (r->o.batch_max == 0 || r->o.batch_ms == 0 || r->o.retry_max_ms == 0) {
+		rc = ORN_EINVAL;
+		goto fail;
+	}
+	r->checkpoints = calloc(count, sizeof *r->checkpoints);
+	r->batch = calloc(r->o.batch_max, sizeof *r->batch);
+	r->events = malloc(sizeof *r->events * ENV_MAX_EVENTS);
+	if (r->checkpoints == NULL || r->batch == NULL || r->events == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	if ((rc = proj_env_write(env, open_all, r)) != ORN_OK)
+		goto fail;
+	for (size_t d = 0; d < count; d++)
+		if ((rc = proj_checkpoint_get(env, defs[d].name, &r->checkpoints[d])) != ORN_OK)
+			goto fail;
+	r->position = lowest_checkpoint(r);
+	r->stats.position = r->position;
+	if ((rc = subscribe(r, r->position + 1)) != ORN_OK)
+		goto fail;
+	if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	r->thread_started = true;
+	char seq[24];
+	seq_text(seq, r->position);
+	log_info("projector started", "position", seq);
+	*out = r;
+	return ORN_OK;
+fail:
+	proj_runner_stop(r);
+	return rc;
+}
+
+void proj_runner_stop(proj_runner *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+	if (r->thread_started)
+		pthread_join(r->thread, NULL);
+	unsubscribe(r);
+	for (size_t i = 0; i < r->batch_count; i++)
+		natsMsg_Destroy(r->batch[i].msg);
+	pthread_cond_destroy(&r->changed);
+	pthread_mutex_destroy(&r->lock);
+	free(r->checkpoints);
+	free(r->batch);
+	free(r->events);
+	free(r);
+}
+
+uint64_t proj_runner_position(proj_runner *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint64_t position = r->position;
+	pthread_mutex_unlock(&r->lock);
+	return position;
+}
+
+orn_rc proj_runner_wait(proj_runner *r, uint64_t seq, int64_t timeout_ms)
+{
+	orn_rc rc = ORN_OK;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	if (timeout_ms < 0)
+		timeout_ms = 0;
+	until.tv_sec += (time_t)(timeout_ms / 1000);
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->lock);
+	while (r->position < seq) {
+		if (r->stopping) {
+			rc = ORN_EUNAVAILABLE;
+			break;
+		}
+		if (pthread_cond_timedwait(&r->changed, &r->lock, &until) != 0 && r->position < seq) {
+			rc = ORN_ETIMEOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+orn_rc proj_runner_lag(proj_runner *r, uint64_t *lag)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	jsOptions jo;
+	*lag = 0;
+	jsOptions_Init(&jo);
+	jo.Wait = r->o.lag_timeout_ms;
+	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(r->store), ES_STREAM, &jo, &jerr);
+	if (st != NATS_OK)
+		return es_status_rc(st, jerr);
+	uint64_t last = si->State.LastSeq, position = proj_runner_position(r);
+	jsStreamInfo_Destroy(si);
+	*lag = last > position ? last - position : 0;
+	return ORN_OK;
+}
+
+void proj_runner_stats_get(proj_runner *r, proj_runner_stats *out)
+{
+	pthread_mutex_lock(&r->lock);
+	*out = r->stats;
+	out->position = r->position;
+	pthread_mutex_unlock(&r->lock);
+}
