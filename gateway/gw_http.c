@@ -1,0 +1,705 @@
+/* gw_http.c — the evhttp server: dispatch, responses with the security
+ * headers, CORS, deferred answers with deadlines (see gw_http.h). */
+#include "gw_http.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <netinet/in.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "gw_inbox.h"
+#include "gw_problem.h"
+#include "log.h"
+
+#define ARENA_CHUNK  4096
+#define ADDRESS_MAX  64
+#define CORS_HEADERS "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+#define CORS_MAX_AGE "600"
+#define ALLOW_MAX    96
+#define UNMATCHED    "unmatched"
+
+typedef struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, cap;
+	alignas(max_align_t) unsigned char data[];
+} arena_chunk;
+
+struct gw_server {
+	struct event_base *base;
+	struct evhttp *http;
+	gw_router *router;
+	gw_inbox *inbox;
+	gw_metrics *metrics;
+	char **cors_origins;
+	size_t cors_origin_count;
+	size_t max_body;
+	unsigned async_deadline_ms;
+	uint16_t port;
+	gw_request *deferred; /* requests waiting for a gw_async completion */
+};
+
+struct gw_request {
+	gw_server *server;
+	struct evhttp_request *ev;
+	gw_method method;
+	const char *path;
+	gw_route_match match;
+	struct evkeyvalq query;
+	char client_addr[ADDRESS_MAX];
+	arena_chunk *arena;
+	int64_t start_ns;
+	bool in_handler, answered, authorized;
+	const char *cors_origin; /* the configured origin that matched, or NULL */
+	gw_async *async;
+	gw_request *prev, *next; /* in server->deferred */
+};
+
+struct gw_async {
+	atomic_int refs; /* one for the loop (until answered), one for the completer */
+	gw_server *server;
+	gw_request *request; /* loop thread only; NULL once answered */
+	struct event *deadline;
+};
+
+typedef struct completion {
+	gw_async *async;
+	int status;
+	json_t *body;
+	bool problem;
+} completion;
+
+void gw_server_options_init(gw_server_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->bind_addr = "127.0.0.1:8080";
+	o->max_body_bytes = GW_MAX_BODY_DEFAULT;
+	o->max_header_bytes = 16 * 1024;
+	o->io_timeout_ms = 30000;
+	o->async_deadline_ms = 5000;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+void *gw_request_alloc(gw_request *r, size_t size)
+{
+	size = (size + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+	arena_chunk *chunk = r->arena;
+	if (!chunk || chunk->cap - chunk->used < size) {
+		size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;
+		chunk = malloc(sizeof(*chunk) + cap);
+		if (!chunk)
+			return NULL;
+		chunk->cap = cap;
+		chunk->used = 0;
+		chunk->next = r->arena;
+		r->arena = chunk;
+	}
+	void *p = chunk->data + chunk->used;
+	chunk->used += size;
+	return p;
+}
+
+char *gw_request_strdup(gw_request *r, const char *s)
+{
+	size_t len = strlen(s) + 1;
+	char *copy = gw_request_alloc(r, len);
+	if (copy)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+static void request_free(gw_request *r)
+{
+	gw_server *s = r->server;
+	if (r->prev)
+		r->prev->next = r->next;
+	else if (s->deferred == r)
+		s->deferred = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	while (r->arena) {
+		arena_chunk *next = r->arena->next;
+		free(r->arena);
+		r->arena = next;
+	}
+	evhttp_clear_headers(&r->query);
+	free(r);
+}
+
+gw_method gw_request_method(const gw_request *r)
+{
+	return r->method;
+}
+
+const char *gw_request_path(const gw_request *r)
+{
+	return r->path;
+}
+
+const char *gw_request_route(const gw_request *r)
+{
+	return r->match.pattern ? r->match.pattern : UNMATCHED;
+}
+
+const char *gw_request_param(const gw_request *r, const char *name)
+{
+	return gw_params_get(&r->match.params, name);
+}
+
+const char *gw_request_query(const gw_request *r, const char *name)
+{
+	return evhttp_find_header(&r->query, name);
+}
+
+const char *gw_request_header(const gw_request *r, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const char *gw_request_client_addr(const gw_request *r)
+{
+	return r->client_addr;
+}
+
+const unsigned char *gw_request_body(gw_request *r, size_t *len)
+{
+	struct evbuffer *input = evhttp_request_get_input_buffer(r->ev);
+	*len = evbuffer_get_length(input);
+	if (*len == 0)
+		return (const unsigned char *)"";
+	return evbuffer_pullup(input, -1);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static bool header_text_ok(const char *s, bool token)
+{
+	if (!s || !s[0])
+		return false;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c > 0x7E || (token && (c == ' ' || c == ':')))
+			return false;
+	}
+	return true;
+}
+
+orn_rc gw_response_header(gw_request *r, const char *name, const char *value)
+{
+	if (!header_text_ok(name, true) || !header_text_ok(value, false))
+		return ORN_EINVAL;
+	return evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value) == 0 ? ORN_OK
+	                                                                                     : ORN_ENOMEM;
+}
+
+static void add_standard_headers(gw_request *r, struct evkeyvalq *headers, const char *content_type)
+{
+	evhttp_remove_header(headers, "Content-Type");
+	evhttp_add_header(headers, "Content-Type", content_type);
+	evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(headers, "Content-Security-Policy", "default-src 'none'");
+	evhttp_add_header(headers, "Referrer-Policy", "no-referrer");
+	if (r->authorized && !evhttp_find_header(headers, "Cache-Control"))
+		evhttp_add_header(headers, "Cache-Control", "no-store");
+	if (r->server->cors_origin_count > 0)
+		evhttp_add_header(headers, "Vary", "Origin");
+	if (r->cors_origin)
+		evhttp_add_header(headers, "Access-Control-Allow-Origin", r->cors_origin);
+}
+
+void gw_respond(gw_request *r, int status, const char *content_type, const void *body, size_t len)
+{
+	gw_server *s = r->server;
+	assert(!r->answered);
+	r->answered = true;
+	add_standard_headers(r, evhttp_request_get_output_headers(r->ev), content_type);
+	/* libevent 2.1 would write a HEAD response's body; never give it one. */
+	if (r->method == GW_HEAD)
+		len = 0;
+	if (len > 0 && evbuffer_add(evhttp_request_get_output_buffer(r->ev), body, len) != 0) {
+		status = 500;
+		evbuffer_drain(evhttp_request_get_output_buffer(r->ev), (size_t)-1);
+	}
+	evhttp_send_reply(r->ev, status, gw_status_title(status), NULL);
+	double seconds = (double)(orn_monotonic_ns() - r->start_ns) / 1e9;
+	if (s->metrics)
+		gw_metrics_observe_request(s->metrics, gw_method_name(r->method), gw_request_route(r), status,
+		                           seconds);
+	if (!r->in_handler)
+		request_free(r);
+}
+
+void gw_respond_json(gw_request *r, int status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text) {
+		static const char failure[] = "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
+		                              "\"status\":500}";
+		gw_respond(r, 500, GW_PROBLEM_CONTENT_TYPE, failure, sizeof(failure) - 1);
+		return;
+	}
+	gw_respond(r, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+void gw_respond_problem(gw_request *r, json_t *problem)
+{
+	int status = problem ? gw_problem_status(problem) : 500;
+	char *text = problem ? json_dumps(problem, JSON_COMPACT) : NULL;
+	json_decref(problem);
+	if (!text) {
+		gw_respond_json(r, 500, NULL);
+		return;
+	}
+	gw_respond(r, status, GW_PROBLEM_CONTENT_TYPE, text, strlen(text));
+	free(text);
+}
+
+void gw_respond_error(gw_request *r, int status, const char *detail)
+{
+	gw_respond_problem(r, gw_problem_new(status, detail));
+}
+
+static bool is_json_content_type(const char *value)
+{
+	static const char json[] = "application/json";
+	if (!value || strncasecmp(value, json, sizeof(json) - 1) != 0)
+		return false;
+	value += sizeof(json) - 1;
+	while (*value == ' ')
+		value++;
+	return *value == '\0' || *value == ';';
+}
+
+bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out)
+{
+	size_t len;
+	json_t *problem = NULL;
+	const unsigned char *body = gw_request_body(r, &len);
+	*out = NULL;
+	if (len > r->server->max_body) {
+		gw_respond_error(r, 413, "the request body is too large");
+		return false;
+	}
+	if (!is_json_content_type(gw_request_header(r, "Content-Type"))) {
+		gw_respond_error(r, 415, "the request body must be application/json");
+		return false;
+	}
+	switch (gw_validate_json(body, len, r->server->max_body, schema, out, &problem)) {
+	case ORN_OK:
+		return true;
+	case ORN_EINVAL:
+		gw_respond_problem(r, problem);
+		return false;
+	case ORN_ETOOBIG:
+		gw_respond_error(r, 413, "the request body is too large");
+		return false;
+	default:
+		gw_respond_error(r, 500, NULL);
+		return false;
+	}
+}
+
+/* ---- deferred answers --------------------------------------------------- */
+
+static void async_release(gw_async *a)
+{
+	if (atomic_fetch_sub(&a->refs, 1) == 1) {
+		event_free(a->deadline);
+		free(a);
+	}
+}
+
+/* Detaches a's request for answering; NULL if it was answered already. */
+static gw_request *async_take_request(gw_async *a)
+{
+	gw_request *r = a->request;
+	if (!r)
+		return NULL;
+	a->request = NULL;
+	r->async = NULL;
+	event_del(a->deadline);
+	return r;
+}
+
+static void deadline_expired(evutil_socket_t fd, short what, void *arg)
+{
+	gw_async *a = arg;
+	gw_request *r = async_take_request(a);
+	if (!r)
+		return;
+	log_warn("deferred request missed its deadline", "route", gw_request_route(r));
+	gw_respond_error(r, 503, "a dependency did not answer in time");
+	async_release(a); /* the loop's reference */
+}
+
+gw_async *gw_request_defer(gw_request *r, unsigned deadline_ms)
+{
+	gw_server *s = r->server;
+	assert(!r->answered && !r->async);
+	if (deadline_ms == 0)
+		deadline_ms = s->async_deadline_ms;
+	gw_async *a = calloc(1, sizeof(*a));
+	if (!a)
+		goto fail;
+	a->deadline = evtimer_new(s->base, deadline_expired, a);
+	if (!a->deadline)
+		goto fail;
+	struct timeval tv = {.tv_sec = deadline_ms / 1000, .tv_usec = (deadline_ms % 1000) * 1000};
+	if (evtimer_add(a->deadline, &tv) != 0)
+		goto fail;
+	atomic_init(&a->refs, 2);
+	a->server = s;
+	a->request = r;
+	r->async = a;
+	r->next = s->deferred;
+	if (s->deferred)
+		s->deferred->prev = r;
+	s->deferred = r;
+	return a;
+fail:
+	if (a && a->deadline)
+		event_free(a->deadline);
+	free(a);
+	gw_respond_error(r, 500, NULL);
+	return NULL;
+}
+
+static void completion_run(void *arg, bool run)
+{
+	completion *c = arg;
+	gw_async *a = c->async;
+	gw_request *r = run ? async_take_request(a) : NULL;
+	if (r) {
+		if (c->problem)
+			gw_respond_problem(r, c->body);
+		else
+			gw_respond_json(r, c->status, c->body);
+		c->body = NULL;
+		async_release(a); /* the loop's reference */
+	}
+	json_decref(c->body);
+	async_release(a); /* the completer's reference */
+	free(c);
+}
+
+static void async_post(gw_async *a, int status, json_t *body, bool problem)
+{
+	completion *c = malloc(sizeof(*c));
+	if (c) {
+		c->async = a;
+		c->status = status;
+		c->body = body;
+		c->problem = problem;
+	}
+	if (!c || gw_inbox_post(a->server->inbox, completion_run, c) != ORN_OK) {
+		/* Out of memory: the deadline will answer 503. */
+		free(c);
+		json_decref(body);
+		async_release(a);
+	}
+}
+
+void gw_async_complete_json(gw_async *a, int status, json_t *body)
+{
+	async_post(a, status, body, false);
+}
+
+void gw_async_complete_problem(gw_async *a, json_t *problem)
+{
+	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true);
+}
+
+void gw_async_cancel(gw_async *a)
+{
+	gw_async_complete_problem(a, gw_problem_new(503, "a dependency is unavailable"));
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static gw_method method_of(enum evhttp_cmd_type command)
+{
+	switch (command) {
+	case EVHTTP_REQ_GET:
+		return GW_GET;
+	case EVHTTP_REQ_HEAD:
+		return GW_HEAD;
+	case EVHTTP_REQ_POST:
+		return GW_POST;
+	case EVHTTP_REQ_PUT:
+		return GW_PUT;
+	case EVHTTP_REQ_PATCH:
+		return GW_PATCH;
+	case EVHTTP_REQ_DELETE:
+		return GW_DELETE;
+	case EVHTTP_REQ_OPTIONS:
+		return GW_OPTIONS;
+	default:
+		return GW_METHOD_OTHER;
+	}
+}
+
+static const char *allowed_origin(const gw_server *s, const char *origin)
+{
+	if (!origin)
+		return NULL;
+	for (size_t i = 0; i < s->cors_origin_count; i++)
+		if (strcmp(s->cors_origins[i], origin) == 0)
+			return s->cors_origins[i];
+	return NULL;
+}
+
+/* OPTIONS without an explicit route: Allow, plus a CORS preflight answer for
+ * a configured origin. */
+static void answer_options(gw_request *r, unsigned allowed)
+{
+	char allow[ALLOW_MAX];
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->ev);
+	gw_methods_format(allowed | (unsigned)GW_OPTIONS, allow, sizeof(allow));
+	evhttp_add_header(headers, "Allow", allow);
+	if (r->cors_origin && gw_request_header(r, "Access-Control-Request-Method")) {
+		evhttp_add_header(headers, "Access-Control-Allow-Methods", allow);
+		evhttp_add_header(headers, "Access-Control-Allow-Headers", CORS_HEADERS);
+		evhttp_add_header(headers, "Access-Control-Max-Age", CORS_MAX_AGE);
+	}
+	gw_respond(r, 204, "application/json", NULL, 0);
+}
+
+static void dispatch(gw_request *r)
+{
+	gw_server *s = r->server;
+	char allow[ALLOW_MAX];
+	gw_route_result found = gw_router_match(s->router, r->method, r->path, &r->match);
+	if (found != GW_ROUTE_FOUND) {
+		r->match.pattern = NULL;
+		if (r->method == GW_OPTIONS && found == GW_ROUTE_METHOD_NOT_ALLOWED) {
+			answer_options(r, r->match.allowed);
+			return;
+		}
+		if (found == GW_ROUTE_NOT_FOUND) {
+			gw_respond_error(r, 404, "no resource at this path");
+			return;
+		}
+		gw_methods_format(r->match.allowed, allow, sizeof(allow));
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow", allow);
+		gw_respond_error(r, 405, "this method is not allowed on this resource");
+		return;
+	}
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(r->ev)) > s->max_body) {
+		gw_respond_error(r, 413, "the request body is too large");
+		return;
+	}
+	r->in_handler = true;
+	r->match.handler(r, r->match.arg);
+	r->in_handler = false;
+	if (r->answered) {
+		request_free(r);
+	} else if (!r->async) {
+		log_error("handler returned without answering", "route", gw_request_route(r));
+		gw_respond_error(r, 500, NULL);
+	}
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+	gw_server *s = arg;
+	gw_request *r = calloc(1, sizeof(*r));
+	if (!r) {
+		evhttp_send_error(ev, 503, NULL);
+		return;
+	}
+	TAILQ_INIT(&r->query);
+	r->server = s;
+	r->ev = ev;
+	r->start_ns = orn_monotonic_ns();
+	r->method = method_of(evhttp_request_get_command(ev));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	r->path = path && path[0] ? path : "/";
+	char *peer = NULL;
+	uint16_t peer_port = 0;
+	evhttp_connection_get_peer(evhttp_request_get_connection(ev), &peer, &peer_port);
+	snprintf(r->client_addr, sizeof(r->client_addr), "%s", peer ? peer : "");
+	struct evkeyvalq *input = evhttp_request_get_input_headers(ev);
+	r->authorized = evhttp_find_header(input, "Authorization") != NULL;
+	r->cors_origin = allowed_origin(s, evhttp_find_header(input, "Origin"));
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	if (query && evhttp_parse_query_str(query, &r->query) != 0) {
+		gw_respond_error(r, 400, "malformed query string");
+		return;
+	}
+	dispatch(r);
+}
+
+/* ---- the server --------------------------------------------------------- */
+
+/* Splits "host:port" / "[v6]:port" into host (cap bytes) and port. */
+static bool parse_address(const char *address, char *host, size_t cap, uint16_t *port)
+{
+	const char *colon = address ? strrchr(address, ':') : NULL;
+	if (!colon || colon == address)
+		return false;
+	const char *start = address, *end = colon;
+	if (address[0] == '[') {
+		if (end[-1] != ']')
+			return false;
+		start++;
+		end--;
+	}
+	if ((size_t)(end - start) >= cap || end == start)
+		return false;
+	memcpy(host, start, (size_t)(end - start));
+	host[end - start] = '\0';
+	char *tail = NULL;
+	long value = strtol(colon + 1, &tail, 10);
+	if (colon[1] == '\0' || *tail != '\0' || value < 0 || value > 65535)
+		return false;
+	*port = (uint16_t)value;
+	return true;
+}
+
+static uint16_t bound_port(struct evhttp_bound_socket *bound)
+{
+	struct sockaddr_storage address;
+	socklen_t len = sizeof(address);
+	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&address, &len) != 0)
+		return 0;
+	if (address.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&address)->sin_port);
+	if (address.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+	return 0;
+}
+
+static orn_rc configure(gw_server *s, const gw_server_options *o)
+{
+	s->max_body = o->max_body_bytes ? o->max_body_bytes : GW_MAX_BODY_DEFAULT;
+	s->async_deadline_ms = o->async_deadline_ms ? o->async_deadline_ms : 5000;
+	s->metrics = o->metrics;
+	/* evhttp's own cap is a backstop; the gateway answers 413 below it. */
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)(2 * s->max_body));
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)(o->max_header_bytes ? o->max_header_bytes : 16384));
+	unsigned timeout_ms = o->io_timeout_ms ? o->io_timeout_ms : 30000;
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	evhttp_set_timeout_tv(s->http, &tv);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+	                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_gencb(s->http, on_request, s);
+	if (o->cors_origin_count > 0) {
+		s->cors_origins = calloc(o->cors_origin_count, sizeof(char *));
+		if (!s->cors_origins)
+			return ORN_ENOMEM;
+		for (size_t i = 0; i < o->cors_origin_count; i++) {
+			s->cors_origins[i] = strdup(o->cors_origins[i]);
+			if (!s->cors_origins[i])
+				return ORN_ENOMEM;
+			s->cors_origin_count = i + 1;
+		}
+	}
+	return ORN_OK;
+}
+
+orn_rc gw_server_create(const gw_server_options *o, gw_server **out)
+{
+	char host[256];
+	uint16_t port = 0;
+	orn_rc rc = ORN_ENOMEM;
+	*out = NULL;
+	if (!parse_address(o->bind_addr, host, sizeof(host), &port))
+		return ORN_EINVAL;
+	gw_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return ORN_ENOMEM;
+	s->base = gw_event_base_new();
+	if (!s->base)
+		goto fail;
+	s->http = evhttp_new(s->base);
+	s->router = gw_router_create();
+	s->inbox = gw_inbox_create(s->base);
+	if (!s->http || !s->router || !s->inbox)
+		goto fail;
+	if ((rc = configure(s, o)) != ORN_OK)
+		goto fail;
+	struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(s->http, host, port);
+	if (!bound) {
+		log_error("cannot bind the HTTP listener", "address", o->bind_addr);
+		rc = ORN_EUNAVAILABLE;
+		goto fail;
+	}
+	s->port = bound_port(bound);
+	*out = s;
+	return ORN_OK;
+fail:
+	gw_server_destroy(s);
+	return rc;
+}
+
+void gw_server_destroy(gw_server *s)
+{
+	if (!s)
+		return;
+	while (s->deferred) {
+		gw_request *r = s->deferred;
+		gw_async *a = r->async;
+		if (a) {
+			async_take_request(a);
+			async_release(a);
+		}
+		request_free(r);
+	}
+	if (s->http)
+		evhttp_free(s->http);
+	gw_inbox_destroy(s->inbox);
+	gw_router_destroy(s->router);
+	for (size_t i = 0; i < s->cors_origin_count; i++)
+		free(s->cors_origins[i]);
+	free(s->cors_origins);
+	if (s->base)
+		event_base_free(s->base);
+	free(s);
+}
+
+uint16_t gw_server_port(const gw_server *s)
+{
+	return s->port;
+}
+
+struct event_base *gw_server_base(gw_server *s)
+{
+	return s->base;
+}
+
+orn_rc gw_server_route(gw_server *s, gw_method method, const char *pattern, gw_handler *handler, void *arg)
+{
+	return gw_router_add(s->router, method, pattern, handler, arg);
+}
+
+const gw_router *gw_server_router(const gw_server *s)
+{
+	return s->router;
+}
+
+orn_rc gw_server_run(gw_server *s)
+{
+	return event_base_dispatch(s->base) < 0 ? ORN_EINTERNAL : ORN_OK;
+}
+
+void gw_server_stop(gw_server *s)
+{
+	event_base_loopbreak(s->base);
+}

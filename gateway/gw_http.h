@@ -1,0 +1,155 @@
+/* gw_http.h — the gateway's HTTP server on libevent's evhttp.
+ *
+ * One event loop thread runs evhttp, the router and every handler. A
+ * handler answers its request with one gw_respond* call, or defers it with
+ * gw_request_defer and completes it later from any thread through the
+ * returned gw_async; a deferred request that is not completed by its
+ * deadline is answered 503 (problem+json), so a silent dependency never
+ * hangs a client.
+ *
+ * Every response carries Content-Type, X-Content-Type-Options: nosniff,
+ * Content-Security-Policy: default-src 'none', Referrer-Policy: no-referrer,
+ * and Cache-Control: no-store when the request had an Authorization header.
+ * CORS headers are added only for an Origin that exactly equals one of the
+ * configured origins; OPTIONS preflights are answered by the server.
+ *
+ * Limits and the statuses a client sees:
+ * - body over max_body_bytes: 413 problem+json from the gateway. evhttp
+ *   itself buffers at most 2 * max_body_bytes (its hard cap); above that it
+ *   answers 413 with its own HTML page, after draining the body (lingering
+ *   close) so the client reads the status;
+ * - request line plus headers over max_header_bytes: evhttp answers
+ *   400 Bad Request (HTML) and closes the connection — libevent 2.1 offers
+ *   no hook to change that page;
+ * - io_timeout_ms: idle time allowed while reading a request or writing a
+ *   response (libevent 2.1 has one value for both; the timer restarts on
+ *   progress). A timed-out connection is closed without an answer. */
+#ifndef ORION_GW_HTTP_H
+#define ORION_GW_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "gw_metrics.h"
+#include "gw_router.h"
+#include "gw_validate.h"
+#include "orn.h"
+
+struct event_base;
+
+typedef struct gw_server gw_server;
+
+typedef struct gw_server_options {
+	const char *bind_addr;           /* "host:port", "[v6]:port"; port 0 = ephemeral */
+	size_t max_body_bytes;           /* default 1 MiB */
+	size_t max_header_bytes;         /* default 16 KiB */
+	unsigned io_timeout_ms;          /* default 30000 */
+	unsigned async_deadline_ms;      /* default deadline of gw_request_defer, 5000 */
+	const char *const *cors_origins; /* exact origins ("https://shop.example"), copied */
+	size_t cors_origin_count;
+	gw_metrics *metrics; /* optional; not owned, must outlive the server */
+} gw_server_options;
+
+/* Fills o with the defaults (bind_addr "127.0.0.1:8080", no CORS). */
+void gw_server_options_init(gw_server_options *o);
+
+/* Creates the server with its own event loop and binds the socket.
+ * ORN_EINVAL for a bad address, ORN_EUNAVAILABLE if the bind fails,
+ * ORN_ENOMEM. On failure *out is NULL and nothing is left allocated. */
+orn_rc gw_server_create(const gw_server_options *o, gw_server **out);
+
+/* Closes the socket, answers nothing more and frees everything, including
+ * deferred requests. Call after gw_server_run has returned and after every
+ * thread holding a gw_async has completed it. NULL is accepted. */
+void gw_server_destroy(gw_server *s);
+
+/* The bound port (useful with port 0). */
+uint16_t gw_server_port(const gw_server *s);
+
+/* The loop, for components that deliver results to it (gw_password). */
+struct event_base *gw_server_base(gw_server *s);
+
+/* Routes method + pattern to handler(arg); before gw_server_run only.
+ * Errors as gw_router_add. */
+orn_rc gw_server_route(gw_server *s, gw_method method, const char *pattern, gw_handler *handler, void *arg);
+
+/* The routing table, e.g. to list every route (gw_router_count/route_at). */
+const gw_router *gw_server_router(const gw_server *s);
+
+/* Runs the loop on the calling thread until gw_server_stop. */
+orn_rc gw_server_run(gw_server *s);
+
+/* Makes gw_server_run return; safe from any thread and from handlers. */
+void gw_server_stop(gw_server *s);
+
+/* ---- the request, valid on the loop thread until it is answered -------- */
+
+gw_method gw_request_method(const gw_request *r);
+/* The raw (percent-encoded) path without the query. */
+const char *gw_request_path(const gw_request *r);
+/* The matched route's pattern, e.g. "/api/v1/products/{id}". */
+const char *gw_request_route(const gw_request *r);
+/* A decoded path parameter, or NULL. */
+const char *gw_request_param(const gw_request *r, const char *name);
+/* A decoded query argument (the first if repeated), or NULL. */
+const char *gw_request_query(const gw_request *r, const char *name);
+/* A request header (case-insensitive name), or NULL. */
+const char *gw_request_header(const gw_request *r, const char *name);
+/* The peer's address as text ("127.0.0.1"). */
+const char *gw_request_client_addr(const gw_request *r);
+/* The body; *len receives its size. Never NULL (an empty body is ""). */
+const unsigned char *gw_request_body(gw_request *r, size_t *len);
+
+/* Per-request arena: memory freed in one go when the request is answered
+ * (or the server destroyed). NULL on allocation failure. */
+void *gw_request_alloc(gw_request *r, size_t size);
+char *gw_request_strdup(gw_request *r, const char *s);
+
+/* Validates the JSON body against schema. On success returns true and *out
+ * is the parsed object (new reference; the caller json_decrefs it). On
+ * failure the request has been answered (400 with the errors, 413 for a
+ * large body, 415 unless Content-Type is application/json, 500 on memory)
+ * and false is returned. */
+bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out);
+
+/* Adds a response header. Values with bytes outside printable ASCII are
+ * refused (ORN_EINVAL): no header injection, and raw input does not belong in
+ * headers anyway. Content-Type is set by the respond functions. */
+orn_rc gw_response_header(gw_request *r, const char *name, const char *value);
+
+/* Answers with body (len bytes) of content_type. After any gw_respond*
+ * call the request must not be used again. */
+void gw_respond(gw_request *r, int status, const char *content_type, const void *body, size_t len);
+/* Answers with a JSON value (application/json; a reference is stolen;
+ * NULL or a dump failure answers 500). */
+void gw_respond_json(gw_request *r, int status, json_t *body);
+/* Answers with a problem object (application/problem+json; stolen). The
+ * status is the problem's. */
+void gw_respond_problem(gw_request *r, json_t *problem);
+/* Shorthand: answers gw_problem_new(status, detail). */
+void gw_respond_error(gw_request *r, int status, const char *detail);
+
+/* ---- deferred answers --------------------------------------------------- */
+
+typedef struct gw_async gw_async;
+
+/* Defers the answer: the handler returns without responding, and whoever
+ * holds the returned handle completes it later, from any thread, exactly
+ * once (gw_async_complete* or gw_async_cancel). If deadline_ms (0: the
+ * server's async_deadline_ms) passes first, the client gets 503 and the
+ * late completion is discarded. Returns NULL on allocation failure (the
+ * request has then been answered 500). After this call only the loop thread
+ * may touch r, and only until the completion arrives. */
+gw_async *gw_request_defer(gw_request *r, unsigned deadline_ms);
+
+/* Completes a deferred request with a JSON body (stolen) or a problem
+ * (stolen; its status is used). Thread-safe; consumes the handle. */
+void gw_async_complete_json(gw_async *a, int status, json_t *body);
+void gw_async_complete_problem(gw_async *a, json_t *problem);
+/* Releases the handle without an answer: the deadline will answer 503. */
+void gw_async_cancel(gw_async *a);
+
+#endif

@@ -1,0 +1,214 @@
+/* test_gw_validate.c — gateway/gw_validate.c and gw_problem.c: bodies are
+ * accepted only when every member is declared, well typed and in range; each
+ * error is listed; the problem object follows RFC 9457. */
+#include <criterion/criterion.h>
+
+#include <string.h>
+
+#include "gw_problem.h"
+#include "gw_validate.h"
+
+static const gw_field card_fields[] = {
+        {.name = "number",
+         .type = GW_STRING,
+         .required = true,
+         .min = 12,
+         .max = 19,
+         .pattern = GW_PATTERN_DIGITS},
+        {.name = "exp_month", .type = GW_INT, .required = true, .min = 1, .max = 12},
+        {0},
+};
+
+static const gw_field schema[] = {
+        {.name = "product_id",
+         .type = GW_STRING,
+         .required = true,
+         .pattern = GW_PATTERN_ID,
+         .min = 1,
+         .max = 64},
+        {.name = "quantity", .type = GW_INT, .required = true, .min = 1, .max = 999},
+        {.name = "name", .type = GW_STRING, .min = 1, .max = 5},
+        {.name = "gift", .type = GW_BOOL},
+        {.name = "email", .type = GW_STRING, .pattern = GW_PATTERN_EMAIL, .min = 3, .max = 254},
+        {.name = "category", .type = GW_STRING, .pattern = GW_PATTERN_SLUG, .min = 1, .max = 40},
+        {.name = "card", .type = GW_OBJECT, .fields = card_fields},
+        {0},
+};
+
+static json_t *value;
+static json_t *problem;
+
+static orn_rc check(const char *body)
+{
+	json_decref(value);
+	json_decref(problem);
+	value = problem = NULL;
+	return gw_validate_json(body, strlen(body), GW_MAX_BODY_DEFAULT, schema, &value, &problem);
+}
+
+static void teardown(void)
+{
+	json_decref(value);
+	json_decref(problem);
+	value = problem = NULL;
+}
+
+TestSuite(gw_validate, .fini = teardown);
+
+/* Whether problem lists an error for field. */
+static bool has_error(const char *field)
+{
+	size_t i;
+	json_t *entry;
+	json_array_foreach(json_object_get(problem, "errors"), i, entry)
+	{
+		if (strcmp(json_string_value(json_object_get(entry, "field")), field) == 0)
+			return true;
+	}
+	return false;
+}
+
+static size_t error_count(void)
+{
+	return json_array_size(json_object_get(problem, "errors"));
+}
+
+Test(gw_validate, valid_body_gives_typed_values)
+{
+	cr_assert_eq(check("{\"product_id\":\"p-1\",\"quantity\":3,\"gift\":true,\"name\":\"é€x\","
+	                   "\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12}}"),
+	             ORN_OK);
+	cr_assert_null(problem);
+	cr_assert_str_eq(gw_json_string(value, "product_id", NULL), "p-1");
+	cr_assert_eq(gw_json_int(value, "quantity", 0), 3);
+	cr_assert(gw_json_bool(value, "gift", false));
+	cr_assert_str_eq(gw_json_string(value, "name", NULL), "é€x"); /* 3 code points, 6 bytes */
+	cr_assert_eq(gw_json_int(gw_json_object(value, "card"), "exp_month", 0), 12);
+	cr_assert_str_eq(gw_json_string(value, "email", "none"), "none");
+}
+
+Test(gw_validate, unknown_fields_are_each_listed)
+{
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"admin\":true,\"price\":0}"), ORN_EINVAL);
+	cr_assert_null(value);
+	cr_assert_eq(gw_problem_status(problem), 400);
+	cr_assert(has_error("admin"));
+	cr_assert(has_error("price"));
+	cr_assert_eq(error_count(), 2);
+}
+
+Test(gw_validate, missing_and_wrong_types)
+{
+	cr_assert_eq(check("{\"quantity\":\"3\",\"gift\":1,\"name\":7,\"card\":[]}"), ORN_EINVAL);
+	cr_assert(has_error("product_id"));
+	cr_assert(has_error("quantity"));
+	cr_assert(has_error("gift"));
+	cr_assert(has_error("name"));
+	cr_assert(has_error("card"));
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1.0}"), ORN_EINVAL);
+	cr_assert(has_error("quantity"));
+	cr_assert_eq(check("{\"product_id\":null,\"quantity\":1}"), ORN_EINVAL);
+	cr_assert(has_error("product_id"));
+}
+
+Test(gw_validate, ranges_and_patterns)
+{
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":0}"), ORN_EINVAL);
+	cr_assert(has_error("quantity"));
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1000}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":99999999999999999999}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"name\":\"\"}"), ORN_EINVAL);
+	cr_assert(has_error("name"));
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"name\":\"abcdef\"}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p.1\",\"quantity\":1}"), ORN_EINVAL);
+	cr_assert(has_error("product_id"));
+	cr_assert_eq(check("{\"product_id\":\"p>\",\"quantity\":1}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"name\":\"a\\nb\"}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"email\":\"nobody\"}"), ORN_EINVAL);
+	cr_assert(has_error("email"));
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"email\":\"a@b.co\"}"), ORN_OK);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"category\":\"Shoes\"}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"category\":\"-x\"}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"quantity\":1,\"category\":\"run-shoes\"}"), ORN_OK);
+	char id[80];
+	memset(id, 'a', 65);
+	id[65] = '\0';
+	cr_assert(!gw_valid_id(id));
+	id[64] = '\0';
+	cr_assert(gw_valid_id(id));
+	cr_assert(!gw_valid_id(""));
+	cr_assert(!gw_valid_id("a b"));
+}
+
+Test(gw_validate, nested_objects_report_dotted_paths)
+{
+	cr_assert_eq(
+	        check("{\"product_id\":\"p\",\"quantity\":1,\"card\":{\"number\":\"4242x\",\"cvc\":\"1\"}}"),
+	        ORN_EINVAL);
+	cr_assert(has_error("card.number"));
+	cr_assert(has_error("card.exp_month"));
+	cr_assert(has_error("card.cvc"));
+	cr_assert_eq(error_count(), 3);
+}
+
+Test(gw_validate, body_must_be_one_json_object)
+{
+	cr_assert_eq(check("[1,2]"), ORN_EINVAL);
+	cr_assert_eq(gw_problem_status(problem), 400);
+	cr_assert_eq(check("\"text\""), ORN_EINVAL);
+	cr_assert_eq(check(""), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\","), ORN_EINVAL);
+	cr_assert_eq(check("{} {}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\",\"product_id\":\"q\",\"quantity\":1}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p\\u0000\",\"quantity\":1}"), ORN_EINVAL);
+}
+
+Test(gw_validate, invalid_utf8_is_refused_without_echo)
+{
+	const char body[] = "{\"product_id\":\"p\",\"quantity\":1,\"name\":\"\xff\xfe\"}";
+	cr_assert_eq(check(body), ORN_EINVAL);
+	char *text = json_dumps(problem, 0);
+	cr_assert_not_null(strstr(text, "malformed JSON or invalid UTF-8"));
+	cr_assert_null(strstr(text, "\xff"));
+	free(text);
+	const char overlong[] = "{\"name\":\"\xc0\xaf\"}";
+	cr_assert_eq(check(overlong), ORN_EINVAL);
+}
+
+Test(gw_validate, size_limit)
+{
+	const char body[] = "{\"product_id\":\"p\",\"quantity\":1}";
+	cr_assert_eq(gw_validate_json(body, strlen(body), 10, schema, &value, &problem), ORN_ETOOBIG);
+	cr_assert_null(value);
+	cr_assert_null(problem);
+}
+
+Test(gw_validate, error_field_names_are_bounded_and_escaped)
+{
+	char body[600];
+	char name[300];
+	memset(name, 'k', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(body, sizeof(body), "{\"%s\":1,\"<script>\\\"\":2}", name);
+	cr_assert_eq(check(body), ORN_EINVAL);
+	json_t *first = json_array_get(json_object_get(problem, "errors"), 0);
+	cr_assert_leq(strlen(json_string_value(json_object_get(first, "field"))), GW_PROBLEM_MAX_FIELD_NAME);
+	char *text = json_dumps(problem, JSON_COMPACT);
+	cr_assert_not_null(strstr(text, "<script>\\\""));
+	free(text);
+}
+
+Test(gw_validate, problem_shape)
+{
+	json_t *p = gw_problem_new(404, "no such product");
+	cr_assert_str_eq(json_string_value(json_object_get(p, "type")), "about:blank");
+	cr_assert_str_eq(json_string_value(json_object_get(p, "title")), "Not Found");
+	cr_assert_eq(gw_problem_status(p), 404);
+	cr_assert_str_eq(json_string_value(json_object_get(p, "detail")), "no such product");
+	for (int i = 0; i < GW_PROBLEM_MAX_ERRORS; i++)
+		cr_assert_eq(gw_problem_add_error(p, "f", "m"), 0);
+	cr_assert_eq(gw_problem_add_error(p, "f", "m"), -1);
+	json_decref(p);
+	cr_assert_str_eq(gw_status_title(429), "Too Many Requests");
+	cr_assert_str_eq(gw_status_title(999), "Error");
+}
