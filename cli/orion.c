@@ -1,4 +1,5 @@
-/* orion.c — the orion binary: `serve` runs actor roles, `replay` prints events.
+/* orion.c — the orion binary: `serve` (cli/serve.c) runs the roles, `replay`
+ * prints events, `stock` sends stock commands.
  *
  * With no ORION_NATS_URL both start their own nats-server child with its store
  * under ORION_DATA_DIR (the embedded default) and stop it on exit. */
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "common.h"
 #include "bus.h"
 #include "config.h"
 #include "evstore.h"
@@ -20,19 +22,12 @@
 #include "natsd.h"
 #include "stock.h"
 
-/* The aggregate kinds this binary can serve, by role name. */
-static const struct {
-	const char *role;
-	const act_kind *kind;
-} kinds[] = {
-        {"stock", &stock_kind},
-};
-
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: orion <command> [options]\n\n"
 	             "commands:\n"
-	             "  serve [--roles ROLE,...]   run actor roles (default: all; roles: stock)\n"
+	             "  serve [--roles ROLE,...]   run roles: stock, product, user, projector, gateway "
+	             "(default: all)\n"
 	             "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
 	             "                             print events as JSON lines\n"
 	             "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
@@ -42,194 +37,6 @@ static void usage(FILE *out)
 	             "                             3 failed or no service)\n"
 	             "  help                       this text\n\n");
 	orn_config_print_help(out);
-}
-
-static orn_rc make_dirs(const char *path)
-{
-	char buf[ORN_CONFIG_STR_MAX + 32];
-	snprintf(buf, sizeof buf, "%s", path);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return ORN_EIO;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return ORN_EIO;
-	return ORN_OK;
-}
-
-/* Where a running `orion serve` records its embedded server's URL, so that
- * other commands on the same data directory use it instead of starting a
- * second server on the same store. */
-static void url_file_path(const orn_config *cfg, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s/nats.url", cfg->data_dir);
-}
-
-static bool read_running_url(const orn_config *cfg, char *url, size_t cap)
-{
-	char path[ORN_CONFIG_STR_MAX + 32];
-	url_file_path(cfg, path, sizeof path);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	bool ok = fgets(url, (int)cap, f) != NULL;
-	fclose(f);
-	url[strcspn(url, "\n")] = '\0';
-	return ok && strncmp(url, "nats://", 7) == 0;
-}
-
-/* Connects to ORION_NATS_URL, or starts the embedded server first (*server). */
-static orn_rc connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
-                            es_store **store)
-{
-	char store_dir[ORN_CONFIG_STR_MAX + 32], running[128];
-	const char *url = cfg->nats_url;
-	orn_rc rc;
-	*server = NULL;
-	if (url[0] == '\0' && !owner && read_running_url(cfg, running, sizeof running))
-		url = running;
-	if (url[0] == '\0') {
-		snprintf(store_dir, sizeof store_dir, "%s/nats", cfg->data_dir);
-		if ((rc = make_dirs(store_dir)) != ORN_OK) {
-			log_error("cannot create the data directory", "path", store_dir);
-			return rc;
-		}
-		natsd_options o;
-		natsd_options_init(&o);
-		o.store_dir = store_dir;
-		if ((rc = natsd_start(&o, server)) != ORN_OK) {
-			log_error("cannot start the embedded nats-server", "error", orn_strerror(rc));
-			return rc;
-		}
-		url = natsd_url(*server);
-		log_info("embedded nats-server started", "url", url, "store", store_dir);
-		if (owner) {
-			char path[ORN_CONFIG_STR_MAX + 32];
-			url_file_path(cfg, path, sizeof path);
-			FILE *f = fopen(path, "w");
-			if (f != NULL) {
-				fprintf(f, "%s\n", url);
-				fclose(f);
-			}
-		}
-	}
-	es_options eo;
-	es_options_init(&eo);
-	eo.url = url;
-	eo.name = name;
-	eo.replicas = cfg->stream_replicas;
-	if ((rc = es_store_open(&eo, store)) != ORN_OK) {
-		natsd_stop(*server);
-		*server = NULL;
-	}
-	return rc;
-}
-
-static bool role_selected(const char *roles, const char *role)
-{
-	if (roles == NULL || strcmp(roles, "all") == 0)
-		return true;
-	size_t n = strlen(role);
-	for (const char *p = roles; *p != '\0';) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		if (len == n && strncmp(p, role, n) == 0)
-			return true;
-		p += len + (comma ? 1 : 0);
-	}
-	return false;
-}
-
-/* Every listed role must be one we know. */
-static bool roles_known(const char *roles)
-{
-	if (roles == NULL || strcmp(roles, "all") == 0)
-		return true;
-	for (const char *p = roles; *p != '\0';) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		bool known = false;
-		for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
-			known |= strlen(kinds[i].role) == len && strncmp(p, kinds[i].role, len) == 0;
-		if (!known) {
-			fprintf(stderr, "orion: unknown role '%.*s'\n", (int)len, p);
-			return false;
-		}
-		p += len + (comma ? 1 : 0);
-	}
-	return true;
-}
-
-static int cmd_serve(int argc, char **argv, const orn_config *cfg)
-{
-	const char *roles = NULL;
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--roles") == 0 && i + 1 < argc) {
-			roles = argv[++i];
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "orion serve: unknown option '%s'\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!roles_known(roles))
-		return 2;
-	/* Block the stop signals in every thread; the main thread waits for them. */
-	sigset_t stop_signals;
-	sigemptyset(&stop_signals);
-	sigaddset(&stop_signals, SIGINT);
-	sigaddset(&stop_signals, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-
-	natsd *server = NULL;
-	es_store *store = NULL;
-	act_runtime *runtimes[ORN_ARRAY_LEN(kinds)] = {0};
-	int status = 1;
-	if (connect_store(cfg, "orion-serve", true, &server, &store) != ORN_OK)
-		goto done;
-	act_options ao;
-	act_options_init(&ao);
-	ao.shards = cfg->shards;
-	ao.cache_capacity = cfg->cache_capacity;
-	ao.snapshot_every = cfg->snapshot_every;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {
-		if (!role_selected(roles, kinds[i].role))
-			continue;
-		orn_rc rc = act_runtime_start(store, kinds[i].kind, &ao, &runtimes[i]);
-		if (rc != ORN_OK) {
-			log_error("cannot start role", "role", kinds[i].role, "error", orn_strerror(rc));
-			goto done;
-		}
-	}
-	log_info("orion ready", "roles", roles ? roles : "all", "nats",
-	         server ? natsd_url(server) : cfg->nats_url);
-	if (server != NULL)
-		printf("Orion is running. Embedded NATS at %s (store in %s/nats). Ctrl-C stops.\n",
-		       natsd_url(server), cfg->data_dir);
-	else
-		printf("Orion is running against %s. Ctrl-C stops.\n", cfg->nats_url);
-	fflush(stdout);
-	int sig = 0;
-	sigwait(&stop_signals, &sig);
-	log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	status = 0;
-done:
-	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
-		act_runtime_stop(runtimes[i]);
-	es_store_close(store);
-	if (server != NULL) {
-		char path[ORN_CONFIG_STR_MAX + 32];
-		url_file_path(cfg, path, sizeof path);
-		unlink(path);
-	}
-	natsd_stop(server);
-	return status;
 }
 
 /* ---- replay --------------------------------------------------------------- */
@@ -349,7 +156,7 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	es_store *store = NULL;
 	int status = 1;
 	replay_out out = {mp_writer_create(), 0};
-	if (out.line == NULL || connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
+	if (out.line == NULL || cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
 		goto done;
 	orn_rc rc = es_read(store, filter, from, to, print_event, &out, NULL);
 	fflush(stdout);
@@ -454,7 +261,7 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 		return 2;
 	}
 	snprintf(url, sizeof url, "%s", cfg->nats_url);
-	if (url[0] == '\0' && !read_running_url(cfg, url, sizeof url)) {
+	if (url[0] == '\0' && !cli_read_running_url(cfg, url, sizeof url)) {
 		fprintf(stderr, "orion stock: no running `orion serve` in %s; set ORION_NATS_URL\n",
 		        cfg->data_dir);
 		return 3;
@@ -506,7 +313,7 @@ int main(int argc, char **argv)
 	log_set_level((log_level)log_level_parse(cfg.log_level));
 	signal(SIGPIPE, SIG_IGN);
 	if (strcmp(argv[1], "serve") == 0)
-		return cmd_serve(argc - 2, argv + 2, &cfg);
+		return cli_serve(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "replay") == 0)
 		return cmd_replay(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "stock") == 0)

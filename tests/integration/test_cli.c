@@ -1,6 +1,7 @@
 /* test_cli.c — the orion binary as a user runs it: `serve` with its embedded
  * nats-server, `replay` printing JSON lines, and the errors of bad usage. */
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,4 +192,103 @@ Test(cli, serve_fails_cleanly_when_nats_is_unreachable, .init = setup, .fini = t
 	char env[128];
 	snprintf(env, sizeof env, "ORION_NATS_URL=nats://127.0.0.1:%d", natsd_free_port());
 	cr_assert_eq(run_orion("serve --roles stock", env, NULL), 1);
+}
+
+/* ---- all roles in one process, over real HTTP --------------------------- */
+
+typedef struct http_reply {
+	long status;
+	char body[65536];
+	size_t len;
+} http_reply;
+
+static size_t collect_body(char *data, size_t size, size_t count, void *closure)
+{
+	http_reply *r = closure;
+	size_t n = size * count;
+	size_t room = sizeof r->body - 1 - r->len;
+	memcpy(r->body + r->len, data, n < room ? n : room);
+	r->len += n < room ? n : room;
+	r->body[r->len] = '\0';
+	return n;
+}
+
+static http_reply http_get(int port, const char *path)
+{
+	http_reply r = {0};
+	char url[256];
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK, "GET %s", path);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_easy_cleanup(c);
+	return r;
+}
+
+Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardown, .timeout = 120)
+{
+	char log_path[700], dir_env[600], addr_env[64];
+	int port = natsd_free_port();
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", port);
+	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
+	char *env[] = {dir_env, addr_env, NULL};
+	pid_t pid = th_spawn(argv, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 20000),
+	          "serve did not come up");
+
+	http_reply health = http_get(port, "/healthz");
+	cr_assert_eq(health.status, 200);
+	cr_assert_not_null(strstr(health.body, "\"ok\""));
+	/* Ready once the read models have caught up with a fresh write. */
+	char out[700];
+	snprintf(out, sizeof out, "%s/stock.json", data_dir);
+	cr_assert_eq(run_orion("stock sku-http create 3", NULL, out), 0);
+	http_reply ready = {0};
+	for (int i = 0; i < 100; i++) {
+		ready = http_get(port, "/readyz");
+		if (ready.status == 200)
+			break;
+		th_sleep_ms(50);
+	}
+	cr_assert_eq(ready.status, 200, "readyz: %s", ready.body);
+	json_t *body = json_loads(ready.body, 0, NULL);
+	cr_assert(json_is_true(json_object_get(body, "nats")));
+	cr_assert_eq(json_integer_value(json_object_get(body, "projection_lag")), 0);
+	json_decref(body);
+	http_reply doc = http_get(port, "/api/v1/openapi.yaml");
+	cr_assert_eq(doc.status, 200);
+	cr_assert_eq(strncmp(doc.body, "openapi: 3.1.0", 14), 0);
+	http_reply metrics = http_get(port, "/metrics");
+	cr_assert_eq(metrics.status, 200);
+	cr_assert_not_null(strstr(metrics.body, "route=\"/healthz\""), "the requests above were counted");
+	/* Every actor kind answers on the bus (a Get of an unknown aggregate). */
+	cr_assert_eq(run_orion("stock sku-none get", NULL, out), 0);
+
+	th_kill(pid, SIGTERM);
+	cr_assert_eq(th_wait_exit(pid, 15000), 0, "serve exits cleanly");
+}
+
+Test(cli, serve_runs_a_subset_of_roles, .init = setup, .fini = teardown, .timeout = 120)
+{
+	char log_path[700], dir_env[600];
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	char *argv[] = {(char *)th_orion_bin(), "serve", "--roles", "product,user,projector", NULL};
+	char *env[] = {dir_env, NULL};
+	pid_t pid = th_spawn(argv, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running against NATS", 20000),
+	          "serve did not come up");
+	cr_assert_not(th_wait_for_file_line(log_path, "\"aggregate\":\"stock\"", 200),
+	              "no stock role was asked for");
+	cr_assert(th_wait_for_file_line(log_path, "\"aggregate\":\"product\"", 1000));
+	cr_assert(th_wait_for_file_line(log_path, "\"aggregate\":\"sku\"", 1000));
+	cr_assert(th_wait_for_file_line(log_path, "\"aggregate\":\"user\"", 1000));
+	th_kill(pid, SIGTERM);
+	cr_assert_eq(th_wait_exit(pid, 15000), 0);
 }

@@ -1,0 +1,32 @@
+/* common.h — helpers shared by the orion subcommands. */
+#ifndef ORION_CLI_COMMON_H
+#define ORION_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "evstore.h"
+#include "natsd.h"
+
+/* mkdir -p with mode 0700. */
+orn_rc cli_make_dirs(const char *path);
+
+/* Where a running `orion serve` records its embedded server's URL
+ * (<data dir>/nats.url), so that other commands use it instead of starting a
+ * second server on the same store. */
+void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
+
+/* The URL a running `orion serve` recorded, if any (out param url). */
+bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
+
+/* Connects to ORION_NATS_URL; else, unless owner, to a running serve's
+ * server; else starts the embedded server (*server, stop it with natsd_stop)
+ * and, when owner, records its URL. On success *store owns the connection. */
+orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
+                         es_store **store);
+
+/* The serve subcommand (cli/serve.c). */
+int cli_serve(int argc, char **argv, const orn_config *cfg);
+
+#endif

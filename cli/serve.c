@@ -1,0 +1,300 @@
+/* serve.c — `orion serve`: runs any subset of the roles in one process.
+ *
+ * Roles: the actor kinds (stock; product, which also serves sku claims;
+ * user), the projector (LMDB read models under <data dir>/lmdb) and the
+ * gateway (HTTP on ORION_HTTP_ADDR). With no --roles every role runs: the
+ * all-in-one default. Roles talk only through NATS, so any subset can run in
+ * separate processes against the same NATS. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "actor.h"
+#include "common.h"
+#include "gw_http.h"
+#include "gw_metrics.h"
+#include "gw_ops.h"
+#include "inventory.h"
+#include "log.h"
+#include "product.h"
+#include "proj_env.h"
+#include "projector.h"
+#include "sku.h"
+#include "stock.h"
+#include "user.h"
+
+#define MAX_KINDS     4
+#define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
+
+/* The actor kinds, by role. */
+static const struct {
+	const char *role;
+	const act_kind *kind;
+} kinds[] = {
+        {"stock", &stock_kind},
+        {"product", &product_kind},
+        {"product", &sku_kind},
+        {"user", &user_kind},
+};
+
+static const char *const roles_known[] = {"stock", "product", "user", "projector", "gateway"};
+
+/* Everything serve starts, stopped in reverse order. */
+typedef struct serve_state {
+	const orn_config *cfg;
+	natsd *server;
+	es_store *store;
+	act_runtime *runtimes[MAX_KINDS];
+	proj_env *env;
+	proj_inventory *inventory;
+	proj_runner *runner;
+	gw_metrics *metrics;
+	gw_server *gateway;
+	gw_ops *ops;
+	pthread_t gateway_thread;
+	bool gateway_running;
+	pthread_t monitor_thread;
+	bool monitor_running;
+	atomic_bool stopping;
+	atomic_bool nats_connected;
+	atomic_llong projection_lag; /* -1: unknown */
+} serve_state;
+
+static bool list_has(const char *list, const char *item)
+{
+	if (list == NULL || strcmp(list, "all") == 0)
+		return true;
+	size_t n = strlen(item);
+	for (const char *p = list; *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == n && strncmp(p, item, n) == 0)
+			return true;
+		p += len + (comma ? 1 : 0);
+	}
+	return false;
+}
+
+/* Every listed role must be one we know. */
+static bool roles_valid(const char *roles)
+{
+	if (roles == NULL || strcmp(roles, "all") == 0)
+		return true;
+	for (const char *p = roles; *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		bool known = false;
+		for (size_t i = 0; i < ORN_ARRAY_LEN(roles_known); i++)
+			known |= strlen(roles_known[i]) == len && strncmp(p, roles_known[i], len) == 0;
+		if (!known) {
+			fprintf(stderr,
+			        "orion: unknown role '%.*s' (roles: stock, product, user, projector, "
+			        "gateway)\n",
+			        (int)len, p);
+			return false;
+		}
+		p += len + (comma ? 1 : 0);
+	}
+	return true;
+}
+
+static orn_rc start_actors(serve_state *st, const char *roles)
+{
+	act_options ao;
+	act_options_init(&ao);
+	ao.shards = st->cfg->shards;
+	ao.cache_capacity = st->cfg->cache_capacity;
+	ao.snapshot_every = st->cfg->snapshot_every;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {
+		if (!list_has(roles, kinds[i].role))
+			continue;
+		orn_rc rc = act_runtime_start(st->store, kinds[i].kind, &ao, &st->runtimes[i]);
+		if (rc != ORN_OK) {
+			log_error("cannot start role", "role", kinds[i].role, "error", orn_strerror(rc));
+			return rc;
+		}
+	}
+	return ORN_OK;
+}
+
+static orn_rc start_projector(serve_state *st)
+{
+	char dir[ORN_CONFIG_STR_MAX + 16];
+	orn_rc rc;
+	snprintf(dir, sizeof dir, "%s/lmdb", st->cfg->data_dir);
+	if ((rc = cli_make_dirs(dir)) != ORN_OK)
+		return rc;
+	proj_env_options eo;
+	proj_env_options_init(&eo);
+	eo.path = dir;
+	if ((rc = proj_env_open(&eo, &st->env)) != ORN_OK) {
+		log_error("cannot open the read models", "path", dir, "error", orn_strerror(rc));
+		return rc;
+	}
+	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK)
+		return rc;
+	proj_def defs[1] = {*proj_inventory_def(st->inventory)};
+	proj_runner_options ro;
+	proj_runner_options_init(&ro);
+	return proj_runner_start(st->store, st->env, defs, ORN_ARRAY_LEN(defs), &ro, &st->runner);
+}
+
+/* GET /readyz: NATS connected and the read models caught up within a bound.
+ * Reads values the monitor thread refreshes, so it never waits on NATS. */
+static void handle_readyz(gw_request *r, void *arg)
+{
+	serve_state *st = arg;
+	bool nats = atomic_load(&st->nats_connected);
+	long long lag = atomic_load(&st->projection_lag);
+	bool caught_up = st->runner == NULL || (lag >= 0 && lag <= READY_LAG_MAX);
+	json_t *body = json_pack("{s:b, s:b, s:I}", "ready", nats && caught_up, "nats", nats,
+	                         "projection_lag", (json_int_t)lag);
+	gw_respond_json(r, nats && caught_up ? 200 : 503, body);
+}
+
+static void *monitor_main(void *arg)
+{
+	serve_state *st = arg;
+	while (!atomic_load(&st->stopping)) {
+		natsConnection *nc = es_store_connection(st->store);
+		atomic_store(&st->nats_connected, natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED);
+		if (st->runner != NULL) {
+			uint64_t lag = 0;
+			orn_rc rc = proj_runner_lag(st->runner, &lag);
+			atomic_store(&st->projection_lag, rc == ORN_OK ? (long long)lag : -1);
+		}
+		for (int i = 0; i < 10 && !atomic_load(&st->stopping); i++)
+			usleep(50 * 1000);
+	}
+	return NULL;
+}
+
+static void *gateway_main(void *arg)
+{
+	gw_server_run(arg);
+	return NULL;
+}
+
+static orn_rc start_gateway(serve_state *st)
+{
+	char openapi[ORN_CONFIG_STR_MAX + 64];
+	orn_rc rc;
+	gw_server_options o;
+	gw_server_options_init(&o);
+	o.bind_addr = st->cfg->http_addr;
+	if ((st->metrics = gw_metrics_create()) == NULL)
+		return ORN_ENOMEM;
+	o.metrics = st->metrics;
+	if ((rc = gw_server_create(&o, &st->gateway)) != ORN_OK) {
+		log_error("cannot listen", "addr", st->cfg->http_addr, "error", orn_strerror(rc));
+		return rc;
+	}
+	/* The document ships next to the sources; an installed copy is found by
+	 * ORION_OPENAPI_PATH. */
+	const char *path = getenv("ORION_OPENAPI_PATH");
+	snprintf(openapi, sizeof openapi, "%s",
+	         path != NULL ? path : ORION_SOURCE_DIR "/gateway/openapi.yaml");
+	if ((rc = gw_ops_register(st->gateway, st->metrics, openapi, &st->ops)) != ORN_OK) {
+		log_error("cannot serve the OpenAPI document", "path", openapi, "error", orn_strerror(rc));
+		return rc;
+	}
+	if ((rc = gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st)) != ORN_OK)
+		return rc;
+	if (pthread_create(&st->gateway_thread, NULL, gateway_main, st->gateway) != 0)
+		return ORN_ENOMEM;
+	st->gateway_running = true;
+	return ORN_OK;
+}
+
+static void stop_all(serve_state *st)
+{
+	atomic_store(&st->stopping, true);
+	if (st->gateway_running) {
+		gw_server_stop(st->gateway);
+		pthread_join(st->gateway_thread, NULL);
+	}
+	if (st->monitor_running)
+		pthread_join(st->monitor_thread, NULL);
+	gw_server_destroy(st->gateway);
+	gw_ops_destroy(st->ops);
+	gw_metrics_destroy(st->metrics);
+	proj_runner_stop(st->runner);
+	proj_inventory_destroy(st->inventory);
+	proj_env_close(st->env);
+	for (size_t i = 0; i < MAX_KINDS; i++)
+		act_runtime_stop(st->runtimes[i]);
+	es_store_close(st->store);
+	if (st->server != NULL) {
+		char path[ORN_CONFIG_STR_MAX + 32];
+		cli_url_file_path(st->cfg, path, sizeof path);
+		unlink(path);
+	}
+	natsd_stop(st->server);
+}
+
+static void announce(const serve_state *st, const char *roles)
+{
+	const char *url = st->server ? natsd_url(st->server) : st->cfg->nats_url;
+	log_info("orion ready", "roles", roles ? roles : "all", "nats", url);
+	if (st->gateway != NULL)
+		printf("Orion is running: http://%s (NATS at %s). Ctrl-C stops.\n", st->cfg->http_addr, url);
+	else
+		printf("Orion is running against NATS at %s. Ctrl-C stops.\n", url);
+	fflush(stdout);
+}
+
+int cli_serve(int argc, char **argv, const orn_config *cfg)
+{
+	const char *roles = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--roles") == 0 && i + 1 < argc) {
+			roles = argv[++i];
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: orion serve [--roles ROLE,...]   roles: stock, product, user, "
+			       "projector, "
+			       "gateway (default: all)\n\n");
+			orn_config_print_help(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "orion serve: unknown option '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!roles_valid(roles))
+		return 2;
+	/* Block the stop signals in every thread; the main thread waits for them. */
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+	serve_state st;
+	memset(&st, 0, sizeof st);
+	st.cfg = cfg;
+	atomic_store(&st.projection_lag, -1);
+	int status = 1;
+	if (cli_connect_store(cfg, "orion-serve", true, &st.server, &st.store) != ORN_OK)
+		goto done;
+	if (start_actors(&st, roles) != ORN_OK)
+		goto done;
+	if (list_has(roles, "projector") && start_projector(&st) != ORN_OK)
+		goto done;
+	if (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK)
+		goto done;
+	if (pthread_create(&st.monitor_thread, NULL, monitor_main, &st) != 0)
+		goto done;
+	st.monitor_running = true;
+	announce(&st, roles);
+	int sig = 0;
+	sigwait(&stop_signals, &sig);
+	log_info("stopping", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	status = 0;
+done:
+	stop_all(&st);
+	return status;
+}
