@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "admin.h"
 #include "common.h"
 #include "bus.h"
 #include "config.h"
@@ -35,6 +36,8 @@ static void usage(FILE *out)
 	             "                             send one command to a running stock service and\n"
 	             "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
 	             "                             3 failed or no service)\n"
+	             "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
+	             "                             register an account with a running serve\n"
 	             "  help                       this text\n\n");
 	orn_config_print_help(out);
 }
@@ -318,6 +321,8 @@ int main(int argc, char **argv)
 		return cmd_replay(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "stock") == 0)
 		return cmd_stock(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "admin") == 0)
+		return cli_admin(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -5,7 +5,10 @@
  * gateway (HTTP on ORION_HTTP_ADDR). With no --roles every role runs: the
  * all-in-one default. Roles talk only through NATS, so any subset can run in
  * separate processes against the same NATS. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "admin.h"
 #include "common.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
@@ -51,6 +55,7 @@ typedef struct serve_state {
 	act_runtime *runtimes[MAX_KINDS];
 	proj_env *env;
 	proj_inventory *inventory;
+	proj_def defs[1]; /* the runner keeps pointing at these */
 	proj_runner *runner;
 	gw_metrics *metrics;
 	gw_server *gateway;
@@ -137,10 +142,10 @@ static orn_rc start_projector(serve_state *st)
 	}
 	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK)
 		return rc;
-	proj_def defs[1] = {*proj_inventory_def(st->inventory)};
+	st->defs[0] = *proj_inventory_def(st->inventory);
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
-	return proj_runner_start(st->store, st->env, defs, ORN_ARRAY_LEN(defs), &ro, &st->runner);
+	return proj_runner_start(st->store, st->env, st->defs, ORN_ARRAY_LEN(st->defs), &ro, &st->runner);
 }
 
 /* GET /readyz: NATS connected and the read models caught up within a bound.
@@ -236,6 +241,78 @@ static void stop_all(serve_state *st)
 	natsd_stop(st->server);
 }
 
+/* The demo's admin credentials: ORION_ADMIN_EMAIL/ORION_ADMIN_PASSWORD, or an
+ * account generated once and kept in <data dir>/admin.credentials (0600). */
+static orn_rc demo_credentials(const orn_config *cfg, char *email, size_t email_cap, char *password,
+                               size_t password_cap)
+{
+	char path[ORN_CONFIG_STR_MAX + 32];
+	snprintf(path, sizeof path, "%s/admin.credentials", cfg->data_dir);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		bool ok = fscanf(f, "%127s %127s", email, password) == 2;
+		fclose(f);
+		return ok ? ORN_OK : ORN_EIO;
+	}
+	unsigned char random[12];
+	randombytes_buf(random, sizeof random);
+	snprintf(email, email_cap, "admin@orion.localhost");
+	sodium_bin2base64(password, password_cap, random, sizeof random,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return ORN_EIO;
+	f = fdopen(fd, "w");
+	if (f == NULL) {
+		close(fd);
+		return ORN_EIO;
+	}
+	fprintf(f, "%s %s\n", email, password);
+	fclose(f);
+	return ORN_OK;
+}
+
+/* ORION_ADMIN_EMAIL/ORION_ADMIN_PASSWORD (or, with --demo, the demo's
+ * generated account) become an admin at start-up if absent; --demo also
+ * seeds the demo catalog. Both are idempotent. */
+static orn_rc bootstrap(serve_state *st, bool demo)
+{
+	char email[128] = "", password[128] = "";
+	const char *env_email = getenv("ORION_ADMIN_EMAIL"), *env_password = getenv("ORION_ADMIN_PASSWORD");
+	natsConnection *nc = es_store_connection(st->store);
+	orn_rc rc = ORN_OK;
+	bool created = false;
+	if (env_email != NULL && env_password != NULL && env_email[0] != '\0') {
+		snprintf(email, sizeof email, "%s", env_email);
+		snprintf(password, sizeof password, "%s", env_password);
+	} else if (demo && (rc = demo_credentials(st->cfg, email, sizeof email, password, sizeof password)) !=
+	                           ORN_OK) {
+		log_error("cannot read or write the demo admin credentials", "dir", st->cfg->data_dir);
+		return rc;
+	}
+	if (email[0] != '\0') {
+		if ((rc = cli_create_user(nc, email, password, "Administrator", USER_ROLE_ADMIN, &created)) !=
+		    ORN_OK) {
+			log_error("cannot create the admin account", "error", orn_strerror(rc));
+			goto done;
+		}
+		log_info(created ? "admin account created" : "admin account present", "email", email);
+		if (demo)
+			printf("Admin account: %s / %s\n", email, password);
+	}
+	if (demo) {
+		unsigned count = 0;
+		if ((rc = cli_seed_demo(nc, &count)) != ORN_OK) {
+			log_error("cannot seed the demo catalog", "error", orn_strerror(rc));
+			goto done;
+		}
+		printf("Demo catalog: %u products in 6 categories.\n", count);
+	}
+done:
+	sodium_memzero(password, sizeof password);
+	return rc;
+}
+
 static void announce(const serve_state *st, const char *roles)
 {
 	const char *url = st->server ? natsd_url(st->server) : st->cfg->nats_url;
@@ -250,9 +327,12 @@ static void announce(const serve_state *st, const char *roles)
 int cli_serve(int argc, char **argv, const orn_config *cfg)
 {
 	const char *roles = NULL;
+	bool demo = false;
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--roles") == 0 && i + 1 < argc) {
 			roles = argv[++i];
+		} else if (strcmp(argv[i], "--demo") == 0) {
+			demo = true;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("usage: orion serve [--roles ROLE,...]   roles: stock, product, user, "
 			       "projector, "
@@ -285,6 +365,8 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 	if (list_has(roles, "projector") && start_projector(&st) != ORN_OK)
 		goto done;
 	if (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK)
+		goto done;
+	if (bootstrap(&st, demo) != ORN_OK)
 		goto done;
 	if (pthread_create(&st.monitor_thread, NULL, monitor_main, &st) != 0)
 		goto done;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -35,6 +36,25 @@ static int run_orion(const char *args, const char *env, const char *out_path)
 	int status = system(cmd);
 	cr_assert(WIFEXITED(status));
 	return WEXITSTATUS(status);
+}
+
+/* The last lines the orion commands wrote to stderr, for failure messages. */
+static const char *stderr_tail(void)
+{
+	static char tail[2048];
+	char path[600];
+	snprintf(path, sizeof path, "%s/stderr.log", data_dir);
+	FILE *f = fopen(path, "r");
+	tail[0] = '\0';
+	if (f == NULL)
+		return tail;
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fseek(f, size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0, SEEK_SET);
+	size_t n = fread(tail, 1, sizeof tail - 1, f);
+	tail[n] = '\0';
+	fclose(f);
+	return tail;
 }
 
 static char *read_url(void)
@@ -291,4 +311,76 @@ Test(cli, serve_runs_a_subset_of_roles, .init = setup, .fini = teardown, .timeou
 	cr_assert(th_wait_for_file_line(log_path, "\"aggregate\":\"user\"", 1000));
 	th_kill(pid, SIGTERM);
 	cr_assert_eq(th_wait_exit(pid, 15000), 0);
+}
+
+Test(cli, serve_demo_seeds_the_catalog_and_an_admin_once, .init = setup, .fini = teardown, .timeout = 180)
+{
+	char log_path[700], dir_env[600], addr_env[64], out[700];
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", natsd_free_port());
+	char *argv[] = {(char *)th_orion_bin(), "serve", "--demo", NULL};
+	char *env[] = {dir_env, addr_env, NULL};
+	snprintf(out, sizeof out, "%s/command.json", data_dir);
+	for (int run = 0; run < 2; run++) { /* the second start finds everything in place */
+		pid_t pid = th_spawn(argv, env, log_path);
+		cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 60000), "run %d", run);
+		cr_assert(
+		        th_wait_for_file_line(log_path, "Demo catalog: 36 products in 6 categories.", 1000));
+		cr_assert(th_wait_for_file_line(log_path, "Admin account: admin@orion.localhost / ", 1000));
+		if (run == 0) {
+			cr_assert(th_wait_for_file_line(log_path, "admin account created", 1000));
+			/* a customer through the CLI, refused twice as a new account */
+			int rc = run_orion(
+			        "admin create-user --email Shopper@Example.COM --password s3cret-pw "
+			        "--name Shopper --role customer",
+			        NULL, out);
+			cr_assert_eq(rc, 0, "exit %d; stderr: %s", rc, stderr_tail());
+			cr_assert_eq(run_orion("admin create-user --email nobody --password s3cret-pw", NULL,
+			                       NULL),
+			             2);
+			cr_assert_eq(run_orion("admin create-user --email a@b.example --password short", NULL,
+			                       NULL),
+			             2);
+			cr_assert_eq(run_orion("admin create-user --email a@b.example --password s3cret-pw "
+			                       "--role king",
+			                       NULL, NULL),
+			             2);
+		} else {
+			cr_assert(th_wait_for_file_line(log_path, "admin account present", 1000));
+		}
+		snprintf(out, sizeof out, "%s/stock.json", data_dir);
+		cr_assert_eq(run_orion("stock demo-036 get", NULL, out), 0,
+		             "the last demo product has stock");
+		th_kill(pid, SIGTERM);
+		cr_assert_eq(th_wait_exit(pid, 15000), 0);
+	}
+	/* The log holds each demo fact once, even after two starts. */
+	snprintf(out, sizeof out, "%s/products.jsonl", data_dir);
+	cr_assert_eq(run_orion("replay --aggregate product", NULL, out), 0);
+	FILE *f = fopen(out, "r");
+	char line[8192];
+	int created = 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		created += strstr(line, "\"type\":\"ProductCreated\"") != NULL;
+	fclose(f);
+	cr_assert_eq(created, 36);
+	snprintf(out, sizeof out, "%s/users.jsonl", data_dir);
+	cr_assert_eq(run_orion("replay --aggregate user", NULL, out), 0);
+	f = fopen(out, "r");
+	int registered = 0;
+	bool customer_normalized = false;
+	while (fgets(line, sizeof line, f) != NULL) {
+		registered += strstr(line, "\"type\":\"UserRegistered\"") != NULL;
+		customer_normalized |= strstr(line, "\"email\":\"shopper@example.com\"") != NULL;
+	}
+	fclose(f);
+	cr_assert_eq(registered, 2, "the admin and the customer, once each");
+	cr_assert(customer_normalized);
+	/* The credentials file is private. */
+	char cred[700];
+	struct stat sb;
+	snprintf(cred, sizeof cred, "%s/admin.credentials", data_dir);
+	cr_assert_eq(stat(cred, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0077, 0, "admin.credentials is 0600");
 }

@@ -1,0 +1,33 @@
+/* admin.h — accounts and the demo catalog from the command line and at
+ * start-up (cli/admin.c). Synchronous: for the CLI and serve's start-up only,
+ * never an event loop. Every function is idempotent. */
+#ifndef ORION_CLI_ADMIN_H
+#define ORION_CLI_ADMIN_H
+
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "product.h"
+#include "user.h"
+
+/* Registers a user (Argon2id hash of password, a random public id). *created
+ * is false if the email was registered already. */
+orn_rc cli_create_user(natsConnection *nc, const char *email, const char *password, const char *name,
+                       user_role role, bool *created);
+
+/* Claims the sku, creates the product and its stock item (same id); gives the
+ * sku back if the product cannot be created. ORN_EEXISTS if another product
+ * holds the sku. */
+orn_rc cli_create_product(natsConnection *nc, const char *product_id, const product_fields *fields,
+                          int64_t initial_stock);
+
+/* Creates the demo catalog (36 products in 6 categories, with stock);
+ * *count receives the number of products in place. */
+orn_rc cli_seed_demo(natsConnection *nc, unsigned *count);
+
+/* `orion admin create-user ...`. */
+int cli_admin(int argc, char **argv, const orn_config *cfg);
+
+#endif
