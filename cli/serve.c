@@ -22,6 +22,7 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "catalog.h"
 #include "inventory.h"
 #include "log.h"
 #include "product.h"
@@ -30,6 +31,7 @@
 #include "sku.h"
 #include "stock.h"
 #include "user.h"
+#include "users.h"
 
 #define MAX_KINDS     4
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
@@ -55,7 +57,9 @@ typedef struct serve_state {
 	act_runtime *runtimes[MAX_KINDS];
 	proj_env *env;
 	proj_inventory *inventory;
-	proj_def defs[1]; /* the runner keeps pointing at these */
+	proj_catalog *catalog;
+	proj_users *users;
+	proj_def defs[3]; /* the runner keeps pointing at these */
 	proj_runner *runner;
 	gw_metrics *metrics;
 	gw_server *gateway;
@@ -140,9 +144,14 @@ static orn_rc start_projector(serve_state *st)
 		log_error("cannot open the read models", "path", dir, "error", orn_strerror(rc));
 		return rc;
 	}
-	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK)
+	/* The catalog reads inventory's records for `available`: same environment, same runner. */
+	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK ||
+	    (rc = proj_catalog_create(st->env, &st->catalog)) != ORN_OK ||
+	    (rc = proj_users_create(st->env, &st->users)) != ORN_OK)
 		return rc;
 	st->defs[0] = *proj_inventory_def(st->inventory);
+	st->defs[1] = *proj_catalog_def(st->catalog);
+	st->defs[2] = *proj_users_def(st->users);
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
 	return proj_runner_start(st->store, st->env, st->defs, ORN_ARRAY_LEN(st->defs), &ro, &st->runner);
@@ -228,6 +237,8 @@ static void stop_all(serve_state *st)
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 	proj_runner_stop(st->runner);
+	proj_users_destroy(st->users);
+	proj_catalog_destroy(st->catalog);
 	proj_inventory_destroy(st->inventory);
 	proj_env_close(st->env);
 	for (size_t i = 0; i < MAX_KINDS; i++)

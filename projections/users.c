@@ -1,0 +1,260 @@
+/* users.c — the users read model (see users.h).
+ *
+ * Sub-databases (schemas/read-models.md):
+ *   users.by_key      email key -> record (role, last seq, user_id, email, name, password hash)
+ *   users.by_user_id  public user_id -> email key
+ *
+ * The record is rebuilt with user_evolve, the aggregate's own fold, so the
+ * model and the aggregate agree on what every event means. */
+#include "users.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "evstore.h"
+#include "log.h"
+#include "proj_internal.h"
+
+#define BY_KEY_DB      "users.by_key"
+#define BY_USER_ID_DB  "users.by_user_id"
+#define SUBJECT_PREFIX "orion.evt." USER_AGGREGATE "."
+
+/* Record: a 16-byte header, then user_id, email, name, password hash (no
+ * NULs). Header: format, role, user_id len, email len, name len, hash len, 2
+ * zero bytes, last seq u64 LE. */
+#define RECORD_FORMAT 1
+#define RECORD_HEADER 16
+#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + USER_EMAIL_MAX + USER_NAME_MAX + USER_PASSWORD_HASH_MAX)
+
+struct proj_users {
+	proj_env *env;
+	MDB_dbi by_key;
+	MDB_dbi by_user_id;
+	proj_def def;
+	uint64_t undecodable;
+};
+
+/* ---- records ---- */
+
+static size_t record_encode(const user_fields *f, uint64_t seq, uint8_t out[RECORD_MAX])
+{
+	const char *texts[] = {f->user_id, f->email, f->name, f->password_hash};
+	size_t n = RECORD_HEADER;
+	memset(out, 0, RECORD_HEADER);
+	out[0] = RECORD_FORMAT;
+	out[1] = (uint8_t)f->role;
+	proj_put_u64(out + 8, seq);
+	for (size_t i = 0; i < ORN_ARRAY_LEN(texts); i++) {
+		size_t len = strlen(texts[i]);
+		out[2 + i] = (uint8_t)len;
+		memcpy(out + n, texts[i], len);
+		n += len;
+	}
+	return n;
+}
+
+/* ORN_EDECODE for anything record_encode did not write. */
+static orn_rc record_decode(const void *buf, size_t len, user_fields *f, uint64_t *seq)
+{
+	const uint8_t *b = buf;
+	char *texts[] = {f->user_id, f->email, f->name, f->password_hash};
+	const size_t caps[] = {sizeof f->user_id, sizeof f->email, sizeof f->name, sizeof f->password_hash};
+	size_t n = RECORD_HEADER;
+	memset(f, 0, sizeof *f); /* no stale bytes after the texts reach a caller */
+	if (len < RECORD_HEADER || b[0] != RECORD_FORMAT || user_role_name((user_role)b[1]) == NULL ||
+	    len != (size_t)RECORD_HEADER + b[2] + b[3] + b[4] + b[5])
+		return ORN_EDECODE;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(texts); i++) {
+		size_t text_len = b[2 + i];
+		if (text_len >= caps[i] || memchr(b + n, '\0', text_len) != NULL)
+			return ORN_EDECODE;
+		memcpy(texts[i], b + n, text_len);
+		texts[i][text_len] = '\0';
+		n += text_len;
+	}
+	f->role = (user_role)b[1];
+	*seq = proj_get_u64(b + 8);
+	return ORN_OK;
+}
+
+static orn_rc read_record(MDB_txn *txn, proj_users *users, const char *key, size_t key_len, user_fields *f,
+                          uint64_t *seq)
+{
+	MDB_val v;
+	orn_rc rc = proj_get(txn, users->by_key, key, key_len, &v);
+	if (rc == ORN_OK)
+		rc = record_decode(v.mv_data, v.mv_size, f, seq);
+	return rc;
+}
+
+/* ---- applying user events ---- */
+
+static orn_rc users_open(void *self, proj_txn *t)
+{
+	proj_users *users = self;
+	orn_rc rc = proj_dbi_open(t, BY_KEY_DB, 0, &users->by_key);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, BY_USER_ID_DB, 0, &users->by_user_id);
+	return rc;
+}
+
+static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
+{
+	char text[24];
+	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
+	log_error(msg, "seq", text, "subject", subject, "type", type);
+}
+
+/* Removes the user_id -> key entry of before if it names this key and after moved away from it. */
+static orn_rc remove_user_id(proj_txn *t, proj_users *users, const char *key, size_t key_len,
+                             const user_state *before, const user_state *after)
+{
+	MDB_val v;
+	const char *old_id = before->fields.user_id;
+	if (!before->exists || strcmp(old_id, after->fields.user_id) == 0)
+		return ORN_OK;
+	orn_rc rc = proj_get(t->txn, users->by_user_id, old_id, strlen(old_id), &v);
+	if (rc == ORN_ENOTFOUND || (rc == ORN_OK && proj_bytes_cmp(v.mv_data, v.mv_size, key, key_len) != 0))
+		return ORN_OK;
+	if (rc == ORN_OK)
+		rc = proj_del(t, users->by_user_id, old_id, strlen(old_id), NULL, 0);
+	return rc;
+}
+
+static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	proj_users *users = self;
+	const char *key = subject + strlen(SUBJECT_PREFIX);
+	user_event ev;
+	user_state before = {0}, after;
+	uint8_t record[RECORD_MAX];
+	uint64_t old_seq = 0;
+
+	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(key) ||
+	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0))
+		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
+	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
+		__atomic_add_fetch(&users->undecodable, 1, __ATOMIC_RELAXED);
+		log_skip("users skips an undecodable user event", seq, subject, e->type);
+		return ORN_OK;
+	}
+	size_t key_len = strlen(key);
+	user_state_init(&before);
+	orn_rc rc = read_record(t->txn, users, key, key_len, &before.fields, &old_seq);
+	if (rc == ORN_OK) {
+		before.exists = true;
+	} else if (rc == ORN_EDECODE) {
+		log_skip("users record unreadable; rebuilt from this event", seq, subject, e->type);
+	} else if (rc != ORN_ENOTFOUND) {
+		return rc;
+	}
+	after = before;
+	user_evolve(&after, &ev);
+	if (!after.exists)
+		return ORN_OK; /* a role change of a user never registered */
+	rc = remove_user_id(t, users, key, key_len, &before, &after);
+	if (rc == ORN_OK)
+		rc = proj_put(t, users->by_user_id, after.fields.user_id, strlen(after.fields.user_id), key,
+		              key_len, 0);
+	if (rc == ORN_OK) {
+		size_t n = record_encode(&after.fields, seq, record);
+		rc = proj_put(t, users->by_key, key, key_len, record, n, 0);
+	}
+	return rc;
+}
+
+static orn_rc open_in_txn(proj_txn *t, void *closure)
+{
+	return users_open(closure, t);
+}
+
+orn_rc proj_users_create(proj_env *env, proj_users **out)
+{
+	proj_users *users = calloc(1, sizeof *users);
+	*out = NULL;
+	if (users == NULL)
+		return ORN_ENOMEM;
+	users->env = env;
+	users->def = (proj_def){.name = PROJ_USERS_NAME,
+	                        .filter = PROJ_USERS_FILTER,
+	                        .open = users_open,
+	                        .apply = users_apply,
+	                        .self = users};
+	orn_rc rc = proj_env_write(env, open_in_txn, users);
+	if (rc != ORN_OK) {
+		free(users);
+		return rc;
+	}
+	*out = users;
+	return ORN_OK;
+}
+
+void proj_users_destroy(proj_users *users)
+{
+	free(users);
+}
+
+const proj_def *proj_users_def(proj_users *users)
+{
+	return &users->def;
+}
+
+void proj_users_stats_get(proj_users *users, proj_users_stats *out)
+{
+	out->undecodable = __atomic_load_n(&users->undecodable, __ATOMIC_RELAXED);
+}
+
+/* ---- queries ---- */
+
+static orn_rc get_in_txn(MDB_txn *txn, proj_users *users, const char *key, size_t key_len, proj_user *out)
+{
+	user_fields f;
+	uint64_t seq = 0;
+	orn_rc rc = read_record(txn, users, key, key_len, &f, &seq);
+	if (rc != ORN_OK)
+		return rc;
+	memcpy(out->key, key, key_len);
+	out->key[key_len] = '\0';
+	memcpy(out->user_id, f.user_id, sizeof out->user_id);
+	memcpy(out->email, f.email, sizeof out->email);
+	memcpy(out->name, f.name, sizeof out->name);
+	out->role = f.role;
+	memcpy(out->password_hash, f.password_hash, sizeof out->password_hash);
+	out->version = seq;
+	return ORN_OK;
+}
+
+orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *out)
+{
+	MDB_txn *txn = NULL;
+	char key[USER_KEY_MAX];
+	orn_rc rc = email != NULL ? user_key_for_email(email, key, sizeof key) : ORN_EINVAL;
+	if (rc != ORN_OK)
+		return rc;
+	if ((rc = proj_env_read_begin(users->env, &txn)) != ORN_OK)
+		return rc;
+	rc = get_in_txn(txn, users, key, strlen(key), out);
+	proj_env_read_end(users->env, txn);
+	return rc;
+}
+
+orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *out)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	char key[USER_KEY_MAX];
+	if (!orn_id_valid(user_id))
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(users->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	rc = proj_get(txn, users->by_user_id, user_id, strlen(user_id), &v);
+	if (rc == ORN_OK && (v.mv_size == 0 || v.mv_size >= sizeof key))
+		rc = ORN_EDECODE;
+	if (rc == ORN_OK) {
+		memcpy(key, v.mv_data, v.mv_size);
+		rc = get_in_txn(txn, users, key, v.mv_size, out);
+	}
+	proj_env_read_end(users->env, txn);
+	return rc;
+}

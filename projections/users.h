@@ -1,0 +1,64 @@
+/* users.h — the users read model: accounts by email and by public user id.
+ *
+ * Fed by the user events (UserRegistered, RoleChanged) on
+ * orion.evt.user.<key>, where <key> is the email key of user_key_for_email
+ * (actors/user.h). It answers login (by email, with the password hash to
+ * verify) and the token owner's lookups (by the public user_id that JWTs
+ * carry). */
+#ifndef ORION_PROJ_USERS_H
+#define ORION_PROJ_USERS_H
+
+#include <stdint.h>
+
+#include "orn.h"
+#include "proj_env.h"
+#include "projector.h"
+#include "user.h"
+
+#define PROJ_USERS_NAME   "users"
+#define PROJ_USERS_FILTER "orion.evt.user.>"
+
+/* A user as the model keeps it.
+ *
+ * password_hash is the Argon2id string needed to verify a login. It is not a
+ * secret by itself, but it MUST NEVER be serialized to a client, logged or
+ * put in a token: views of a user copy the other fields only. */
+typedef struct proj_user {
+	char key[USER_KEY_MAX]; /* aggregate id: the email key */
+	char user_id[USER_ID_MAX];
+	char email[USER_EMAIL_MAX]; /* normalized */
+	char name[USER_NAME_MAX];
+	user_role role;
+	char password_hash[USER_PASSWORD_HASH_MAX]; /* never to a client (see above) */
+	uint64_t version;                           /* stream sequence of the last user event applied */
+} proj_user;
+
+typedef struct proj_users proj_users;
+
+/* Creates the model over env and opens (creating) its sub-databases.
+ * *out is owned by the caller: proj_users_destroy after the runner that
+ * feeds it has stopped. */
+orn_rc proj_users_create(proj_env *env, proj_users **out);
+void proj_users_destroy(proj_users *users);
+
+/* The projection definition to hand to proj_runner_start (owned by users). */
+const proj_def *proj_users_def(proj_users *users);
+
+/* The user registered with email, as typed (it is normalized first: trimmed,
+ * ASCII lowercased). Out param. ORN_ENOTFOUND if none, ORN_EINVAL for an
+ * address that is not valid. */
+orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *out);
+
+/* The user with public id user_id (out param). ORN_ENOTFOUND if none,
+ * ORN_EINVAL for an invalid id. */
+orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *out);
+
+typedef struct proj_users_stats {
+	/* user events whose payload did not decode, logged and skipped (counted
+	 * again if their batch is retried) */
+	uint64_t undecodable;
+} proj_users_stats;
+
+void proj_users_stats_get(proj_users *users, proj_users_stats *out);
+
+#endif
