@@ -26,7 +26,8 @@ bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
 orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
                          es_store **store);
 
-/* The serve subcommand (cli/serve.c). */
+/* The serve subcommand, and `routes` (cli/serve.c). */
 int cli_serve(int argc, char **argv, const orn_config *cfg);
+int cli_routes(int argc, char **argv, const orn_config *cfg);
 
 #endif

@@ -38,6 +38,7 @@ static void usage(FILE *out)
 	             "                             3 failed or no service)\n"
 	             "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
 	             "                             register an account with a running serve\n"
+	             "  routes                     list the HTTP routes the gateway serves\n"
 	             "  help                       this text\n\n");
 	orn_config_print_help(out);
 }
@@ -323,6 +324,8 @@ int main(int argc, char **argv)
 		return cmd_stock(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "admin") == 0)
 		return cli_admin(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "routes") == 0)
+		return cli_routes(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -19,6 +19,7 @@
 #include "actor.h"
 #include "admin.h"
 #include "common.h"
+#include "gw_api.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
@@ -64,6 +65,9 @@ typedef struct serve_state {
 	gw_metrics *metrics;
 	gw_server *gateway;
 	gw_ops *ops;
+	gw_api api; /* the API handlers' context, borrowed pointers to the above */
+	gw_jwt *jwt;
+	gw_password_pool *passwords;
 	pthread_t gateway_thread;
 	bool gateway_running;
 	pthread_t monitor_thread;
@@ -193,18 +197,61 @@ static void *gateway_main(void *arg)
 	return NULL;
 }
 
-static orn_rc start_gateway(serve_state *st)
+/* The API context: command client, read-your-writes, tokens, passwords and
+ * login limits over the read models of this process. */
+static orn_rc start_api(serve_state *st)
+{
+	unsigned char secret[GW_JWT_SECRET_BYTES];
+	unsigned char random_password[24];
+	char password_text[64];
+	gw_api *api = &st->api;
+	struct event_base *base = gw_server_base(st->gateway);
+	orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret);
+	if (rc != ORN_OK) {
+		log_error("cannot load the token signing key", "error", orn_strerror(rc));
+		return rc;
+	}
+	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
+	sodium_memzero(secret, sizeof secret);
+	gw_password_options po;
+	gw_password_options_init(&po);
+	st->passwords = gw_password_pool_create(base, &po);
+	api->login_by_account = gw_ratelimit_create(5.0 / 60.0, 5, 100000); /* 5 failures, then 1 a minute */
+	api->login_by_address = gw_ratelimit_create(20.0 / 60.0, 20, 100000); /* 20, then 1 every 3 s */
+	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
+	    api->login_by_address == NULL)
+		return ORN_ENOMEM;
+	/* Unknown emails are verified against this hash, so a login takes as long
+	 * whether the account exists or not. */
+	randombytes_buf(random_password, sizeof random_password);
+	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
+	if ((rc = gw_password_hash(&po, password_text, api->dummy_hash)) != ORN_OK)
+		return rc;
+	if ((rc = gw_bus_create(es_store_connection(st->store), base, &api->bus)) != ORN_OK ||
+	    (rc = gw_consistency_create(base, st->runner, 1, &api->consistency)) != ORN_OK)
+		return rc;
+	api->catalog = st->catalog;
+	api->inventory = st->inventory;
+	api->users = st->users;
+	api->jwt = st->jwt;
+	api->passwords = st->passwords;
+	api->metrics = st->metrics;
+	return ORN_OK;
+}
+
+/* The server with every route registered; used by serve and by `routes`. */
+static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 {
 	char openapi[ORN_CONFIG_STR_MAX + 64];
 	orn_rc rc;
 	gw_server_options o;
 	gw_server_options_init(&o);
-	o.bind_addr = st->cfg->http_addr;
+	o.bind_addr = bind_addr;
 	if ((st->metrics = gw_metrics_create()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;
 	if ((rc = gw_server_create(&o, &st->gateway)) != ORN_OK) {
-		log_error("cannot listen", "addr", st->cfg->http_addr, "error", orn_strerror(rc));
+		log_error("cannot listen", "addr", bind_addr, "error", orn_strerror(rc));
 		return rc;
 	}
 	/* The document ships next to the sources; an installed copy is found by
@@ -218,10 +265,51 @@ static orn_rc start_gateway(serve_state *st)
 	}
 	if ((rc = gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st)) != ORN_OK)
 		return rc;
+	st->api.server = st->gateway;
+	return gw_api_register(&st->api);
+}
+
+static orn_rc start_gateway(serve_state *st)
+{
+	orn_rc rc = create_gateway(st, st->cfg->http_addr);
+	if (rc != ORN_OK)
+		return rc;
+	if ((rc = start_api(st)) != ORN_OK) {
+		log_error("cannot start the API", "error", orn_strerror(rc));
+		return rc;
+	}
 	if (pthread_create(&st->gateway_thread, NULL, gateway_main, st->gateway) != 0)
 		return ORN_ENOMEM;
 	st->gateway_running = true;
 	return ORN_OK;
+}
+
+/* `orion routes`: every route the gateway serves, "METHOD /pattern" per line
+ * (the OpenAPI test compares them with the document). */
+int cli_routes(int argc, char **argv, const orn_config *cfg)
+{
+	serve_state st;
+	int status = 1;
+	memset(&st, 0, sizeof st);
+	st.cfg = cfg;
+	if (argc != 0) {
+		fprintf(stderr, "usage: orion routes\n");
+		return 2;
+	}
+	if (create_gateway(&st, "127.0.0.1:0") == ORN_OK) {
+		const gw_router *router = gw_server_router(st.gateway);
+		for (size_t i = 0; i < gw_router_count(router); i++) {
+			gw_method method;
+			const char *pattern = NULL;
+			if (gw_router_route_at(router, i, &method, &pattern))
+				printf("%s %s\n", gw_method_name(method), pattern);
+		}
+		status = 0;
+	}
+	gw_server_destroy(st.gateway);
+	gw_ops_destroy(st.ops);
+	gw_metrics_destroy(st.metrics);
+	return status;
 }
 
 static void stop_all(serve_state *st)
@@ -233,7 +321,15 @@ static void stop_all(serve_state *st)
 	}
 	if (st->monitor_running)
 		pthread_join(st->monitor_thread, NULL);
+	/* With the loop stopped: pending commands, waits and hashes are answered
+	 * (their deferred requests dropped with the server next). */
+	gw_bus_destroy(st->api.bus);
+	gw_consistency_destroy(st->api.consistency);
+	gw_password_pool_destroy(st->passwords);
 	gw_server_destroy(st->gateway);
+	gw_ratelimit_destroy(st->api.login_by_account);
+	gw_ratelimit_destroy(st->api.login_by_address);
+	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 	proj_runner_stop(st->runner);
@@ -373,7 +469,8 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		goto done;
 	if (start_actors(&st, roles) != ORN_OK)
 		goto done;
-	if (list_has(roles, "projector") && start_projector(&st) != ORN_OK)
+	/* The gateway answers queries from local read models: it brings the projector. */
+	if ((list_has(roles, "projector") || list_has(roles, "gateway")) && start_projector(&st) != ORN_OK)
 		goto done;
 	if (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK)
 		goto done;

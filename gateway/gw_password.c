@@ -82,12 +82,15 @@ static void job_free(job *j)
 	free(j);
 }
 
-/* Runs on the loop thread (run) or at inbox destruction (!run). */
+/* Runs on the loop thread (run) or at inbox destruction (!run): either way
+ * the caller hears back exactly once, so it can free what it holds. */
 static void job_deliver(void *arg, bool run)
 {
 	job *j = arg;
 	if (run)
 		j->done(j->rc, j->kind == JOB_HASH && j->rc == ORN_OK ? j->hash : NULL, j->match, j->arg);
+	else
+		j->done(ORN_EUNAVAILABLE, NULL, false, j->arg);
 	job_free(j);
 }
 
@@ -161,12 +164,13 @@ void gw_password_pool_destroy(gw_password_pool *pool)
 	pthread_mutex_unlock(&pool->lock);
 	for (unsigned i = 0; i < pool->started; i++)
 		pthread_join(pool->threads[i], NULL);
-	for (job *j = pool->head; j;) {
+	for (job *j = pool->head; j;) { /* never started: answered as unavailable */
 		job *next = j->next;
+		j->done(ORN_EUNAVAILABLE, NULL, false, j->arg);
 		job_free(j);
 		j = next;
 	}
-	gw_inbox_destroy(pool->inbox);
+	gw_inbox_destroy(pool->inbox); /* finished but undelivered: job_deliver(!run) */
 	pthread_cond_destroy(&pool->wake);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool->threads);

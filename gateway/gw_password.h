@@ -55,8 +55,9 @@ typedef void gw_password_done(orn_rc rc, const char *hash, bool match, void *arg
 gw_password_pool *gw_password_pool_create(struct event_base *base, const gw_password_options *o);
 
 /* Stops and joins the workers. Jobs still queued and results not yet
- * delivered are dropped without calling their callbacks. Call on the loop
- * thread (or with the loop stopped). NULL is accepted. */
+ * delivered are answered with ORN_EUNAVAILABLE (from this call), so every
+ * caller hears back exactly once. Call on the loop thread (or with the loop
+ * stopped). NULL is accepted. */
 void gw_password_pool_destroy(gw_password_pool *pool);
 
 /* Queues a hash (password is copied and wiped after use). ORN_EUNAVAILABLE

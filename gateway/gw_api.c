@@ -1,0 +1,102 @@
+/* gw_api.c — what the API handlers share: registration, bearer-token checks,
+ * sending commands, and turning failed commands into answers. */
+#include "gw_api.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_problem.h"
+#include "log.h"
+
+orn_rc gw_api_register(gw_api *api)
+{
+	orn_rc rc = gw_api_register_public(api);
+	if (rc == ORN_OK)
+		rc = gw_api_register_admin(api);
+	return rc;
+}
+
+/* The token after "Bearer " (case-insensitive scheme), or NULL. */
+static const char *bearer_token(gw_request *r)
+{
+	const char *h = gw_request_header(r, "Authorization");
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims)
+{
+	const char *token = bearer_token(r);
+	if (token == NULL || gw_jwt_verify(api->jwt, token, (int64_t)time(NULL), claims) != ORN_OK) {
+		/* one answer for every failure: nothing tells an attacker which check failed */
+		gw_response_header(r, "WWW-Authenticate", "Bearer");
+		gw_respond_error(r, 401, "a valid bearer token is required");
+		return false;
+	}
+	if (admin_only && claims->role != GW_ROLE_ADMIN) {
+		gw_respond_error(r, 403, "this needs the admin role");
+		return false;
+	}
+	return true;
+}
+
+void gw_api_new_id(char *out, size_t cap)
+{
+	unsigned char random[16];
+	randombytes_buf(random, sizeof random);
+	if (cap < 2 + 2 * sizeof random) {
+		if (cap > 0)
+			out[0] = '\0';
+		return;
+	}
+	out[0] = 'c';
+	sodium_bin2hex(out + 1, cap - 1, random, sizeof random);
+}
+
+orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
+                   const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
+                   void *closure)
+{
+	env_envelope cmd;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	orn_rc rc =
+	        bus_command_init(&cmd, type, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, command_id,
+	                         NULL, actor, mp_writer_data(payload), mp_writer_size(payload));
+	if (rc != ORN_OK)
+		return rc;
+	return gw_bus_send(api->bus, aggregate, id, &cmd, GW_API_COMMAND_TIMEOUT_MS, fn, closure);
+}
+
+/* The status that fits a rejection code of the domain. */
+static int status_for_rejection(const char *code)
+{
+	static const struct {
+		const char *code;
+		int status;
+	} table[] = {
+	        {"not_found", 404},      {"deleted", 404},   {"invalid", 400},
+	        {"exists", 409},         {"sku_taken", 409}, {"out_of_stock", 409},
+	        {"below_reserved", 409}, {"no_change", 409}, {"reservation_closed", 409},
+	};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
+		if (strcmp(code, table[i].code) == 0)
+			return table[i].status;
+	return 409;
+}
+
+void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply)
+{
+	if (rc != ORN_OK || reply == NULL || reply->outcome == BUS_FAILED) {
+		log_warn("command not served", "error", rc != ORN_OK ? orn_strerror(rc) : reply->code);
+		gw_async_complete_problem(a, gw_problem_new(503, "a service did not answer; try again"));
+		return;
+	}
+	gw_async_complete_problem(a, gw_problem_new(status_for_rejection(reply->code), reply->detail));
+}

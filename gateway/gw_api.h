@@ -1,0 +1,84 @@
+/* gw_api.h — the REST API of ../shared/API.md on top of the gateway core.
+ *
+ * gw_api is the context every API handler receives: the read models it
+ * queries directly (LMDB, never blocking on NATS), the command client it uses
+ * for writes, read-your-writes waits, auth and limits. The routes live in
+ * gw_api_public.c (auth and catalog) and gw_api_admin.c (admin products and
+ * inventory); gw_api.c holds what they share.
+ *
+ * Threading: everything runs on the gateway's event loop thread. */
+#ifndef ORION_GW_API_H
+#define ORION_GW_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "catalog.h"
+#include "gw_bus.h"
+#include "gw_consistency.h"
+#include "gw_http.h"
+#include "gw_jwt.h"
+#include "gw_metrics.h"
+#include "gw_password.h"
+#include "gw_ratelimit.h"
+#include "inventory.h"
+#include "mpack.h"
+#include "users.h"
+
+/* Limits the handlers apply. */
+#define GW_API_TOKEN_TTL_S         3600 /* access tokens live one hour */
+#define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
+#define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
+#define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
+
+typedef struct gw_api {
+	/* borrowed, all must outlive the server's loop */
+	gw_server *server;
+	proj_catalog *catalog;
+	proj_inventory *inventory;
+	proj_users *users;
+	gw_bus *bus;
+	gw_consistency *consistency;
+	const gw_jwt *jwt;
+	gw_password_pool *passwords;
+	gw_ratelimit *login_by_account; /* failed logins per email */
+	gw_ratelimit *login_by_address; /* failed logins per client address */
+	gw_metrics *metrics;
+	/* the dummy hash verified for unknown emails, so timing reveals nothing */
+	char dummy_hash[GW_PASSWORD_HASH_MAX];
+} gw_api;
+
+/* Registers every API route (auth, catalog, admin) on api->server.
+ * Errors as gw_server_route. */
+orn_rc gw_api_register(gw_api *api);
+
+/* Parts, registered by gw_api_register. */
+orn_rc gw_api_register_public(gw_api *api);
+orn_rc gw_api_register_admin(gw_api *api);
+
+/* Checks the bearer token of r. On success fills *claims and returns true.
+ * Otherwise answers itself — 401 (missing, malformed, expired or badly signed
+ * token, with WWW-Authenticate: Bearer) or 403 (admin_only and the role is
+ * not admin) — and returns false: the handler just returns. */
+bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims);
+
+/* Sends one command to aggregate/id through api->bus with
+ * GW_API_COMMAND_TIMEOUT_MS: payload is one msgpack value, command_id (unique
+ * per intent: the same id for a retried intent makes it idempotent) also
+ * serves as the correlation id, actor is the user acting (may be NULL).
+ * fn gets the outcome on the loop (see gw_bus.h). */
+orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
+                   const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
+                   void *closure);
+
+/* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
+void gw_api_new_id(char *out, size_t cap);
+
+/* Completes a deferred request after a failed command: 503 for timeouts and
+ * unavailable services (rc != ORN_OK or outcome failed), else the status that
+ * fits the rejection code (not_found 404; exists, sku_taken, out_of_stock,
+ * below_reserved 409; invalid 400; others 409) with reply->detail. */
+void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply);
+
+#endif

@@ -1,0 +1,581 @@
+/* gw_api_public.c — the public routes: accounts (register, login, /me) and
+ * the catalog (list with search and filters, one product).
+ *
+ * Reads go straight to the LMDB read models on the loop thread (they never
+ * block on NATS). Register and login need Argon2id, which runs on the password
+ * pool; register also sends RegisterUser to the user aggregate and waits until
+ * the users read model holds the new account, so a login right after the 201
+ * finds it. Those two routes defer their request (gw_request_defer) and each
+ * step's callback, on the loop thread, either starts the next step or
+ * completes the request and frees the step's closure: every path frees it
+ * exactly once.
+ *
+ * Login limits. Both limiters (per client address, per normalized email) are
+ * charged one token per attempt BEFORE the password is hashed, successful
+ * attempts included. Counting only failures would need a check that does not
+ * consume a token (gw_ratelimit has only take), and a check after hashing
+ * would let an attacker burn Argon2 time (64 MiB and ~0.1 s each) for free.
+ * Charging every attempt bounds that work per address and per account; the
+ * cost is that one account can log in at most `burst` times in quick
+ * succession, which clients avoid by reusing their token (it lives an hour).
+ * Registration charges the per-address limiter the same way (it hashes too). */
+#include "gw_api.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_problem.h"
+#include "log.h"
+#include "user.h"
+
+#define CREDENTIALS_REJECTED "invalid email or password" /* one text: nothing tells which was wrong */
+#define QUERY_INVALID        "invalid query parameters"
+#define BODY_INVALID         "the request body is invalid"
+#define NAME_BYTES_MAX       (USER_NAME_MAX - 1)
+#define Q_BYTES_MAX          200
+#define CURSOR_BYTES_MAX     (PROJ_CURSOR_MAX - 1)
+#define LIMIT_DEFAULT        20u
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Takes one token for prefix:value from rl (a missing limiter allows). On
+ * refusal *retry_ms grows to the longest wait seen. */
+static bool limit_take(gw_ratelimit *rl, const char *prefix, const char *value, int64_t now_ms,
+                       int64_t *retry_ms)
+{
+	char key[8 + USER_EMAIL_MAX + 64];
+	int64_t wait_ms = 0;
+	if (rl == NULL)
+		return true;
+	snprintf(key, sizeof key, "%s:%s", prefix, value);
+	if (gw_ratelimit_take(rl, key, now_ms, &wait_ms))
+		return true;
+	if (wait_ms > *retry_ms)
+		*retry_ms = wait_ms;
+	return false;
+}
+
+/* 429 with Retry-After in whole seconds (at least 1). */
+static void respond_rate_limited(gw_request *r, int64_t retry_ms)
+{
+	char seconds[24];
+	int64_t s = (retry_ms + 999) / 1000;
+	snprintf(seconds, sizeof seconds, "%" PRId64, s < 1 ? 1 : s);
+	gw_response_header(r, "Retry-After", seconds);
+	gw_respond_error(r, 429, "too many attempts; retry later");
+}
+
+/* A 400 problem naming one field. */
+static void respond_field_error(gw_request *r, const char *detail, const char *field, const char *message)
+{
+	json_t *problem = gw_problem_new(400, detail);
+	if (problem != NULL && gw_problem_add_error(problem, field, message) != 0) {
+		json_decref(problem);
+		problem = NULL;
+	}
+	if (problem == NULL)
+		gw_respond_error(r, 500, NULL);
+	else
+		gw_respond_problem(r, problem);
+}
+
+/* {id, email, name, role}: the public view of an account (never the hash). */
+static json_t *user_json(const char *user_id, const char *email, const char *name, user_role role)
+{
+	const char *role_name = user_role_name(role);
+	return json_pack("{s:s, s:s, s:s, s:s}", "id", user_id, "email", email, "name", name, "role",
+	                 role_name != NULL ? role_name : "customer");
+}
+
+/* ---- POST /api/v1/auth/register ------------------------------------------ */
+
+static const gw_field register_schema[] = {
+        {.name = "email", .type = GW_STRING, .required = true, .min = 1, .max = 254},
+        {.name = "password", .type = GW_STRING, .required = true, .min = 8, .max = 256},
+        {.name = "name", .type = GW_STRING, .required = true, .min = 1, .max = 100},
+        {0},
+};
+
+/* One registration in flight; owned by whichever callback runs next. */
+typedef struct registration {
+	gw_api *api;
+	gw_async *async;
+	char key[USER_KEY_MAX];
+	char command_id[40];
+	user_command command;
+} registration;
+
+static void registration_free(registration *reg)
+{
+	sodium_memzero(reg, sizeof *reg);
+	free(reg);
+}
+
+/* The last step: answers 201 with the account and frees reg. */
+static void registration_complete(registration *reg)
+{
+	const user_fields *f = &reg->command.fields;
+	gw_async_complete_json(reg->async, 201, user_json(f->user_id, f->email, f->name, f->role));
+	registration_free(reg);
+}
+
+/* The read model holds the account (ORN_OK), or the wait timed out or was
+ * cut short. The account exists either way: answer 201 (a retry would only
+ * get 409); a login may then briefly get 401 until the model catches up. */
+static void registration_visible(void *closure, orn_rc rc)
+{
+	registration *reg = closure;
+	if (rc != ORN_OK)
+		log_warn("registration answered before the users model caught up", "error", orn_strerror(rc));
+	registration_complete(reg);
+}
+
+static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	registration *reg = closure;
+	if (rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, "exists") == 0) {
+		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
+		registration_free(reg);
+		return;
+	}
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(reg->async, rc, reply);
+		registration_free(reg);
+		return;
+	}
+	if (reg->api->consistency == NULL ||
+	    gw_consistency_wait(reg->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS,
+	                        registration_visible, reg) != ORN_OK)
+		registration_complete(reg);
+}
+
+static void registration_hashed(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	registration *reg = arg;
+	mp_writer *payload = NULL;
+	(void)match;
+	if (rc != ORN_OK || hash == NULL || strlen(hash) >= sizeof reg->command.fields.password_hash) {
+		rc = rc != ORN_OK ? rc : ORN_EINTERNAL;
+		goto fail;
+	}
+	snprintf(reg->command.fields.password_hash, sizeof reg->command.fields.password_hash, "%s", hash);
+	if ((payload = mp_writer_create()) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	if ((rc = user_command_encode(payload, &reg->command)) != ORN_OK)
+		goto fail;
+	/* the hash is in the payload now; the closure keeps only what the 201 shows */
+	sodium_memzero(reg->command.fields.password_hash, sizeof reg->command.fields.password_hash);
+	rc = gw_api_send(reg->api, USER_AGGREGATE, reg->key, user_command_type(USER_REGISTER), payload,
+	                 reg->command_id, NULL, registration_replied, reg);
+	if (rc != ORN_OK)
+		goto fail;
+	mp_writer_destroy(payload);
+	return;
+fail:
+	log_warn("registration failed", "error", orn_strerror(rc));
+	mp_writer_destroy(payload);
+	gw_api_complete_failure(reg->async, rc, NULL);
+	registration_free(reg);
+}
+
+/* A random public user id: 32 hex digits (not the email key, which starts
+ * with 'u' and has 33 characters; the id reveals nothing about the address). */
+static void new_user_id(char *out, size_t cap)
+{
+	unsigned char random[16];
+	randombytes_buf(random, sizeof random);
+	sodium_bin2hex(out, cap, random, sizeof random);
+}
+
+static void handle_register(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	json_t *body = NULL;
+	registration *reg = NULL;
+	int64_t retry_ms = 0;
+	orn_rc rc;
+	if (!gw_request_json(r, register_schema, &body))
+		return;
+	const char *name = gw_json_string(body, "name", "");
+	if (strlen(name) > NAME_BYTES_MAX) {
+		respond_field_error(r, BODY_INVALID, "name", "must be at most 100 bytes of UTF-8");
+		goto done;
+	}
+	if ((reg = calloc(1, sizeof *reg)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
+	if (user_email_normalize(gw_json_string(body, "email", ""), reg->command.fields.email,
+	                         sizeof reg->command.fields.email) != ORN_OK ||
+	    user_key_for_email(reg->command.fields.email, reg->key, sizeof reg->key) != ORN_OK) {
+		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
+		goto done;
+	}
+	if (!limit_take(api->login_by_address, "ip", gw_request_client_addr(r), monotonic_ms(), &retry_ms)) {
+		respond_rate_limited(r, retry_ms);
+		goto done;
+	}
+	reg->api = api;
+	reg->command.kind = USER_REGISTER;
+	reg->command.fields.role = USER_ROLE_CUSTOMER;
+	snprintf(reg->command.fields.name, sizeof reg->command.fields.name, "%s", name);
+	new_user_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
+	gw_api_new_id(reg->command_id, sizeof reg->command_id);
+	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done; /* answered 500 */
+	rc = gw_password_hash_async(api->passwords, gw_json_string(body, "password", ""), registration_hashed,
+	                            reg);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(reg->async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500,
+		                                                     "cannot register now; try again"));
+		goto done;
+	}
+	reg = NULL; /* registration_hashed owns it now */
+done:
+	if (reg != NULL)
+		registration_free(reg);
+	json_decref(body);
+}
+
+/* ---- POST /api/v1/auth/login --------------------------------------------- */
+
+static const gw_field login_schema[] = {
+        {.name = "email", .type = GW_STRING, .required = true, .max = 254},
+        {.name = "password", .type = GW_STRING, .required = true, .max = 256},
+        {0},
+};
+
+/* One login in flight; owned by login_verified. */
+typedef struct login {
+	gw_api *api;
+	gw_async *async;
+	bool known; /* the account exists (else the dummy hash was verified) */
+	char user_id[USER_ID_MAX];
+	gw_role role;
+} login;
+
+static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	login *attempt = arg;
+	char *token = NULL;
+	(void)hash;
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(attempt->async,
+		                          gw_problem_new(503, "cannot log in now; try again"));
+	} else if (!attempt->known || !match) {
+		gw_async_complete_problem(attempt->async, gw_problem_new(401, CREDENTIALS_REJECTED));
+	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role, (int64_t)time(NULL),
+	                             GW_API_TOKEN_TTL_S, &token)) != ORN_OK) {
+		log_error("cannot sign a token", "error", orn_strerror(rc));
+		gw_async_complete_problem(attempt->async, gw_problem_new(500, NULL));
+	} else {
+		gw_async_complete_json(attempt->async, 200,
+		                       json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type",
+		                                 "Bearer", "expires_in", (json_int_t)GW_API_TOKEN_TTL_S));
+		sodium_memzero(token, strlen(token));
+		free(token);
+	}
+	sodium_memzero(attempt, sizeof *attempt);
+	free(attempt);
+}
+
+/* The gateway role of a model role; false for a role no token may carry. */
+static bool token_role(user_role role, gw_role *out)
+{
+	switch (role) {
+	case USER_ROLE_CUSTOMER:
+		*out = GW_ROLE_CUSTOMER;
+		return true;
+	case USER_ROLE_ADMIN:
+		*out = GW_ROLE_ADMIN;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void handle_login(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	json_t *body = NULL;
+	login *attempt = NULL;
+	proj_user *user = NULL;
+	char email[USER_EMAIL_MAX];
+	int64_t retry_ms = 0, now_ms = monotonic_ms();
+	orn_rc rc;
+	if (!gw_request_json(r, login_schema, &body))
+		return;
+	if (user_email_normalize(gw_json_string(body, "email", ""), email, sizeof email) != ORN_OK) {
+		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
+		goto done;
+	}
+	/* both limiters are charged (see the top of the file), before any hashing */
+	bool by_address =
+	        limit_take(api->login_by_address, "ip", gw_request_client_addr(r), now_ms, &retry_ms);
+	bool by_account = limit_take(api->login_by_account, "acct", email, now_ms, &retry_ms);
+	if (!by_address || !by_account) {
+		respond_rate_limited(r, retry_ms);
+		goto done;
+	}
+	if ((attempt = calloc(1, sizeof *attempt)) == NULL || (user = malloc(sizeof *user)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
+	attempt->api = api;
+	rc = proj_users_get_by_email(api->users, email, user);
+	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
+		attempt->known = true;
+		snprintf(attempt->user_id, sizeof attempt->user_id, "%s", user->user_id);
+	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
+		log_error("users model unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "cannot log in now; try again");
+		goto done;
+	}
+	if ((attempt->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done; /* answered 500 */
+	/* an unknown account verifies the dummy hash: the answer takes as long */
+	rc = gw_password_verify_async(api->passwords, attempt->known ? user->password_hash : api->dummy_hash,
+	                              gw_json_string(body, "password", ""), login_verified, attempt);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(attempt->async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500,
+		                                                         "cannot log in now; try again"));
+		goto done;
+	}
+	attempt = NULL; /* login_verified owns it now */
+done:
+	if (user != NULL) {
+		sodium_memzero(user, sizeof *user);
+		free(user);
+	}
+	if (attempt != NULL) {
+		sodium_memzero(attempt, sizeof *attempt);
+		free(attempt);
+	}
+	json_decref(body);
+}
+
+/* ---- GET /api/v1/me ------------------------------------------------------ */
+
+static void handle_me(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	gw_claims claims;
+	proj_user *user = NULL;
+	if (!gw_api_authorize(r, api, false, &claims))
+		return;
+	if ((user = malloc(sizeof *user)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	orn_rc rc = proj_users_get_by_id(api->users, claims.sub, user);
+	if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL) {
+		/* a valid signature for an account that is gone: the token is no good */
+		gw_response_header(r, "WWW-Authenticate", "Bearer");
+		gw_respond_error(r, 401, "a valid bearer token is required");
+	} else if (rc != ORN_OK) {
+		log_error("users model unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "the account cannot be read now; try again");
+	} else {
+		gw_respond_json(r, 200, user_json(user->user_id, user->email, user->name, user->role));
+	}
+	sodium_memzero(user, sizeof *user);
+	free(user);
+}
+
+/* ---- GET /api/v1/products and /api/v1/products/{id} ---------------------- */
+
+static json_t *product_json(const proj_product *p)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "id", p->id, "sku", p->sku, "name",
+	                 p->name, "description", p->description, "price_cents", (json_int_t)p->price_cents,
+	                 "currency", p->currency, "category", p->category, "available",
+	                 (json_int_t)p->available);
+}
+
+/* limit: decimal digits only, 1..PROJ_CATALOG_PAGE_MAX. */
+static bool parse_limit(const char *text, unsigned *out)
+{
+	unsigned value = 0;
+	size_t n = strlen(text);
+	if (n == 0 || n > 3)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+		value = value * 10 + (unsigned)(text[i] - '0');
+	}
+	if (value < 1 || value > PROJ_CATALOG_PAGE_MAX)
+		return false;
+	*out = value;
+	return true;
+}
+
+/* [a-z0-9-]{1,64}, the contract's Category. */
+static bool valid_category(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 1 || n > PRODUCT_CATEGORY_MAX - 1)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* Whether q is within the search bounds (bytes and distinct words). */
+static bool valid_search(const char *q)
+{
+	char tokens[PROJ_CATALOG_QUERY_WORDS][PROJ_CATALOG_TOKEN_MAX + 1];
+	size_t count = 0;
+	return strlen(q) <= Q_BYTES_MAX && proj_catalog_tokenize(q, tokens, PROJ_CATALOG_QUERY_WORDS, &count);
+}
+
+/* Appends {field, message} to problem (which may be NULL after a failed
+ * allocation: the caller then answers 500) and notes the error. */
+static void query_error(json_t *problem, bool *bad, const char *field, const char *message)
+{
+	*bad = true;
+	if (problem != NULL)
+		gw_problem_add_error(problem, field, message);
+}
+
+/* Reads and checks the query of GET /products into q; on false the request
+ * has been answered (400 listing every bad parameter, or 500). */
+static bool read_catalog_query(gw_request *r, proj_catalog_query *q)
+{
+	bool bad = false;
+	json_t *problem = gw_problem_new(400, QUERY_INVALID);
+	const char *limit = gw_request_query(r, "limit");
+	memset(q, 0, sizeof *q);
+	q->limit = LIMIT_DEFAULT;
+	q->q = gw_request_query(r, "q");
+	q->category = gw_request_query(r, "category");
+	q->cursor = gw_request_query(r, "cursor");
+	if (limit != NULL && !parse_limit(limit, &q->limit))
+		query_error(problem, &bad, "limit", "must be an integer from 1 to 100");
+	if (q->category != NULL && !valid_category(q->category))
+		query_error(problem, &bad, "category", "must be 1 to 64 characters of a-z, 0-9 and '-'");
+	if (q->q != NULL && !valid_search(q->q))
+		query_error(problem, &bad, "q", "must be at most 200 bytes and 16 distinct words");
+	if (q->cursor != NULL && strlen(q->cursor) > CURSOR_BYTES_MAX)
+		query_error(problem, &bad, "cursor", "is not a cursor this server issued");
+	if (!bad) {
+		json_decref(problem);
+		return true;
+	}
+	if (problem == NULL)
+		gw_respond_error(r, 500, NULL);
+	else
+		gw_respond_problem(r, problem);
+	return false;
+}
+
+/* {items, next_cursor} of a page; NULL on allocation failure. */
+static json_t *page_json(const proj_catalog_page *page)
+{
+	json_t *body = json_object(), *items = json_array();
+	if (body == NULL || items == NULL)
+		goto fail;
+	for (size_t i = 0; i < page->count; i++)
+		if (json_array_append_new(items, product_json(&page->items[i])) != 0)
+			goto fail;
+	if (json_object_set_new(body, "items", items) != 0) {
+		items = NULL; /* set_new consumed it */
+		goto fail;
+	}
+	items = NULL;
+	if (json_object_set_new(body, "next_cursor",
+	                        page->next_cursor[0] != '\0' ? json_string(page->next_cursor)
+	                                                     : json_null()) != 0)
+		goto fail;
+	return body;
+fail:
+	json_decref(items);
+	json_decref(body);
+	return NULL;
+}
+
+static void handle_products(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	proj_catalog_query query;
+	proj_catalog_page *page = NULL;
+	if (!read_catalog_query(r, &query))
+		return;
+	if ((page = malloc(sizeof *page)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	orn_rc rc = proj_catalog_list(api->catalog, &query, page);
+	if (rc == ORN_OK) {
+		gw_respond_json(r, 200, page_json(page)); /* NULL answers 500 */
+	} else if (rc == ORN_EINVAL) {
+		/* every other parameter was checked above: the cursor is not ours */
+		respond_field_error(r, QUERY_INVALID, "cursor", "is not a cursor this server issued");
+	} else {
+		log_error("catalog unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "the catalog cannot be read now; try again");
+	}
+	free(page);
+}
+
+static void handle_product(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	const char *id = gw_request_param(r, "id");
+	proj_product *product = NULL;
+	if (id == NULL || !gw_valid_id(id)) {
+		respond_field_error(r, "invalid product id", "id",
+		                    "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
+		return;
+	}
+	if ((product = malloc(sizeof *product)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	orn_rc rc = proj_catalog_get(api->catalog, id, product);
+	if (rc == ORN_OK) {
+		gw_respond_json(r, 200, product_json(product));
+	} else if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL) {
+		gw_respond_error(r, 404, "no such product");
+	} else {
+		log_error("catalog unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "the catalog cannot be read now; try again");
+	}
+	free(product);
+}
+
+/* ---- registration -------------------------------------------------------- */
+
+orn_rc gw_api_register_public(gw_api *api)
+{
+	static const struct {
+		gw_method method;
+		const char *pattern;
+		gw_handler *handler;
+	} routes[] = {
+	        {GW_POST, "/api/v1/auth/register", handle_register},
+	        {GW_POST, "/api/v1/auth/login", handle_login},
+	        {GW_GET, "/api/v1/me", handle_me},
+	        {GW_GET, "/api/v1/products", handle_products},
+	        {GW_GET, "/api/v1/products/{id}", handle_product},
+	};
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(routes) && rc == ORN_OK; i++)
+		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, routes[i].handler,
+		                     api);
+	return rc;
+}

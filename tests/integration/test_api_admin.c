@@ -1,0 +1,584 @@
+/* test_api_admin.c — the admin routes through a real `orion serve`: products
+ * (create with read-your-writes, get, patch, delete and sku reuse, duplicate
+ * sku, Idempotency-Key), inventory (adjustments, list with below and paging),
+ * and what must be refused (401, 403, mass assignment, invalid ids and
+ * queries). One server per test, stopped with SIGTERM in .fini. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_jwt.h"
+#include "harness.h"
+#include "stock_client.h"
+
+#define ADMIN_EMAIL    "admin@orion.test"
+#define ADMIN_PASSWORD "correct horse battery"
+
+static char *data_dir;
+static pid_t server_pid;
+static char base_url[64];
+static char admin_token[GW_JWT_MAX_TOKEN];
+static char customer_token[GW_JWT_MAX_TOKEN];
+
+/* ---- a small curl client ------------------------------------------------ */
+
+typedef struct reply {
+	long status;
+	char *body;
+	size_t len;
+	json_t *json; /* the parsed body, or NULL */
+} reply;
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg)
+{
+	reply *r = arg;
+	char *grown = realloc(r->body, r->len + size * count + 1);
+	cr_assert_not_null(grown);
+	memcpy(grown + r->len, data, size * count);
+	r->len += size * count;
+	grown[r->len] = '\0';
+	r->body = grown;
+	return size * count;
+}
+
+/* method path with an optional bearer token, JSON body and one extra header. */
+static reply call(const char *method, const char *path, const char *token, const char *body,
+                  const char *extra_header)
+{
+	reply r = {0};
+	char url[1024], auth[GW_JWT_MAX_TOKEN + 32];
+	struct curl_slist *list = NULL;
+	CURL *curl = curl_easy_init();
+	cr_assert_not_null(curl);
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		list = curl_slist_append(list, auth);
+	}
+	if (body != NULL) {
+		list = curl_slist_append(list, "Content-Type: application/json");
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	}
+	if (extra_header != NULL)
+		list = curl_slist_append(list, extra_header);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
+	CURLcode rc = curl_easy_perform(curl);
+	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	if (r.body == NULL)
+		r.body = strdup("");
+	r.json = json_loads(r.body, 0, NULL);
+	return r;
+}
+
+static void reply_free(reply *r)
+{
+	json_decref(r->json);
+	free(r->body);
+}
+
+/* Calls and asserts the status; returns the reply (free it). */
+static reply expect(long status, const char *method, const char *path, const char *token, const char *body,
+                    const char *extra_header)
+{
+	reply r = call(method, path, token, body, extra_header);
+	cr_assert_eq(r.status, status, "%s %s: status %ld, expected %ld, body %s", method, path, r.status,
+	             status, r.body);
+	return r;
+}
+
+/* Like expect, for a problem+json answer; frees the reply. */
+static void expect_problem(long status, const char *method, const char *path, const char *token,
+                           const char *body)
+{
+	reply r = expect(status, method, path, token, body, NULL);
+	cr_assert_not_null(strstr(r.body, "\"type\""), "problem body: %s", r.body);
+	cr_assert_not_null(r.json, "problem body: %s", r.body);
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
+	cr_assert_not_null(json_object_get(r.json, "title"));
+	reply_free(&r);
+}
+
+/* True if the problem in r lists an error for field. */
+static bool has_error(const reply *r, const char *field)
+{
+	json_t *errors = json_object_get(r->json, "errors");
+	size_t i;
+	json_t *e;
+	json_array_foreach(errors, i, e)
+	{
+		if (strcmp(json_string_value(json_object_get(e, "field")), field) == 0)
+			return true;
+	}
+	return false;
+}
+
+static const char *str(const reply *r, const char *name)
+{
+	const char *s = json_string_value(json_object_get(r->json, name));
+	cr_assert_not_null(s, "no string %s in %s", name, r->body);
+	return s;
+}
+
+static long long num(const json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+	cr_assert(json_is_integer(v), "no integer %s", name);
+	return json_integer_value(v);
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+/* A token signed with the server's key, as the lead's gateway signs them. */
+static void mint(const char *sub, gw_role role, char *out)
+{
+	char path[600];
+	unsigned char secret[GW_JWT_SECRET_BYTES];
+	char *token = NULL;
+	snprintf(path, sizeof path, "%s/%s", data_dir, GW_JWT_SECRET_FILE);
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "no %s", path);
+	cr_assert_eq(fread(secret, 1, sizeof secret, f), sizeof secret);
+	fclose(f);
+	gw_jwt *jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
+	cr_assert_not_null(jwt);
+	cr_assert_eq(gw_jwt_sign(jwt, sub, role, (int64_t)time(NULL), 600, &token), ORN_OK);
+	snprintf(out, GW_JWT_MAX_TOKEN, "%s", token);
+	free(token);
+	gw_jwt_destroy(jwt);
+}
+
+/* The admin logs in through the API when the route exists; otherwise (it is
+ * written in parallel) a token is minted with the same key and claims. */
+static void admin_login(void)
+{
+	reply r = call("POST", "/api/v1/auth/login", NULL,
+	               "{\"email\":\"" ADMIN_EMAIL "\",\"password\":\"" ADMIN_PASSWORD "\"}", NULL);
+	const char *token = json_string_value(json_object_get(r.json, "access_token"));
+	if (r.status == 200 && token != NULL)
+		snprintf(admin_token, sizeof admin_token, "%s", token);
+	else
+		mint("admin-test", GW_ROLE_ADMIN, admin_token);
+	reply_free(&r);
+}
+
+static void start_server(void)
+{
+	char log_path[600], dir_env[600], addr_env[64], addr[32];
+	data_dir = th_tempdir("api-admin");
+	int port = natsd_free_port();
+	cr_assert_gt(port, 0);
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	snprintf(base_url, sizeof base_url, "http://%s", addr);
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
+	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
+	char *env[] = {dir_env,
+	               addr_env,
+	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
+	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	               "ORION_NATS_URL=",
+	               "ORION_JWT_SECRET=",
+	               NULL};
+	server_pid = th_spawn(argv, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
+	          "serve did not come up");
+	admin_login();
+	mint("customer-test", GW_ROLE_CUSTOMER, customer_token);
+}
+
+static void stop_server(void)
+{
+	if (server_pid > 0) {
+		th_kill(server_pid, SIGTERM);
+		if (th_wait_exit(server_pid, 15000) < 0)
+			th_kill(server_pid, SIGKILL);
+		server_pid = 0;
+	}
+	th_rmrf(data_dir);
+	free(data_dir);
+	data_dir = NULL;
+}
+
+TestSuite(api_admin, .init = start_server, .fini = stop_server, .timeout = 60);
+
+/* ---- helpers over the API -------------------------------------------------- */
+
+static char *product_body(const char *sku, const char *name, long long stock)
+{
+	static char body[1024];
+	snprintf(body, sizeof body,
+	         "{\"sku\":\"%s\",\"name\":\"%s\",\"description\":\"A test product.\",\"price_cents\":1250,"
+	         "\"currency\":\"EUR\",\"category\":\"tests\",\"initial_stock\":%lld}",
+	         sku, name, stock);
+	return body;
+}
+
+/* Creates a product (201) and returns its id (malloc'd). */
+static char *create(const char *sku, const char *name, long long stock)
+{
+	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, product_body(sku, name, stock),
+	                 NULL);
+	char *id = strdup(str(&r, "id"));
+	reply_free(&r);
+	return id;
+}
+
+static char *path_of(const char *prefix, const char *id, const char *suffix)
+{
+	static char path[512];
+	snprintf(path, sizeof path, "%s%s%s", prefix, id, suffix ? suffix : "");
+	return path;
+}
+
+/* ---- products ------------------------------------------------------------ */
+
+Test(api_admin, create_get_patch_delete_and_reuse_the_sku)
+{
+	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, product_body("TEE-1", "Tee", 7),
+	                 NULL);
+	cr_assert_str_eq(str(&r, "sku"), "TEE-1");
+	cr_assert_str_eq(str(&r, "name"), "Tee");
+	cr_assert_str_eq(str(&r, "description"), "A test product.");
+	cr_assert_str_eq(str(&r, "currency"), "EUR");
+	cr_assert_str_eq(str(&r, "category"), "tests");
+	cr_assert_eq(num(r.json, "price_cents"), 1250);
+	cr_assert_eq(num(r.json, "on_hand"), 7);
+	cr_assert_eq(num(r.json, "reserved"), 0);
+	cr_assert_eq(num(r.json, "available"), 7);
+	char *id = strdup(str(&r, "id"));
+	reply_free(&r);
+
+	/* read-your-writes: the very next GET sees it, admin and public */
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_str_eq(str(&r, "id"), id);
+	cr_assert_str_eq(str(&r, "sku"), "TEE-1");
+	cr_assert_eq(num(r.json, "on_hand"), 7);
+	cr_assert_eq(num(r.json, "available"), 7);
+	reply_free(&r);
+
+	/* a duplicate sku, also in another case */
+	expect_problem(409, "POST", "/api/v1/admin/products", admin_token, product_body("TEE-1", "Other", 1));
+	expect_problem(409, "POST", "/api/v1/admin/products", admin_token, product_body("tee-1", "Other", 1));
+
+	/* patch a subset; the answer and the next GET show it */
+	r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	           "{\"name\":\"Tee v2\",\"price_cents\":1500}", NULL);
+	cr_assert_str_eq(str(&r, "name"), "Tee v2");
+	cr_assert_eq(num(r.json, "price_cents"), 1500);
+	cr_assert_str_eq(str(&r, "description"), "A test product.");
+	cr_assert_eq(num(r.json, "available"), 7);
+	reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_str_eq(str(&r, "name"), "Tee v2");
+	reply_free(&r);
+	/* the same patch again changes nothing: 200 with the product */
+	r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	           "{\"name\":\"Tee v2\"}", NULL);
+	cr_assert_eq(num(r.json, "price_cents"), 1500);
+	reply_free(&r);
+	/* immutable and unknown fields, an empty patch */
+	r = expect(400, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	           "{\"sku\":\"X\",\"currency\":\"USD\",\"role\":\"admin\"}", NULL);
+	cr_assert(has_error(&r, "sku") && has_error(&r, "currency") && has_error(&r, "role"), "%s", r.body);
+	reply_free(&r);
+	expect_problem(400, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token, "{}");
+	expect_problem(404, "PATCH", "/api/v1/admin/products/nope", admin_token, "{\"name\":\"x\"}");
+
+	/* delete: 204, then 404 everywhere, and the sku is free again */
+	r = expect(204, "DELETE", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(r.len, 0);
+	reply_free(&r);
+	expect_problem(404, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL);
+	expect_problem(404, "GET", path_of("/api/v1/products/", id, NULL), NULL, NULL);
+	expect_problem(404, "DELETE", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL);
+	expect_problem(404, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	               "{\"name\":\"x\"}");
+	expect_problem(404, "DELETE", "/api/v1/admin/products/never-created", admin_token, NULL);
+	char *again = create("tee-1", "Tee reborn", 2);
+	cr_assert_str_neq(again, id);
+	free(again);
+	free(id);
+}
+
+/* The number of items of the inventory's first page of 100. */
+static size_t inventory_count(void)
+{
+	reply r = expect(200, "GET", "/api/v1/admin/inventory?limit=100", admin_token, NULL, NULL);
+	size_t n = json_array_size(json_object_get(r.json, "items"));
+	reply_free(&r);
+	return n;
+}
+
+Test(api_admin, idempotency_key_replay_creates_one_product)
+{
+	const char *key = "Idempotency-Key: create-tee-42";
+	reply first = expect(201, "POST", "/api/v1/admin/products", admin_token,
+	                     product_body("IDEM-1", "Idem", 3), key);
+	reply second = expect(201, "POST", "/api/v1/admin/products", admin_token,
+	                      product_body("IDEM-1", "Idem", 3), key);
+	cr_assert_str_eq(str(&first, "id"), str(&second, "id"));
+	cr_assert_eq(num(second.json, "on_hand"), 3);
+	cr_assert_eq(inventory_count(), 1);
+	reply_free(&second);
+	/* the same key with another sku: 422, and that sku stays free */
+	reply r = expect(422, "POST", "/api/v1/admin/products", admin_token,
+	                 product_body("IDEM-2", "Idem", 3), key);
+	reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", str(&first, "id"), NULL), admin_token, NULL,
+	           NULL);
+	cr_assert_str_eq(str(&r, "sku"), "IDEM-1");
+	reply_free(&r);
+	free(create("IDEM-2", "Idem two", 1));
+	cr_assert_eq(inventory_count(), 2);
+	/* another key is another product (and its sku is taken) */
+	r = expect(409, "POST", "/api/v1/admin/products", admin_token, product_body("IDEM-1", "Idem", 3),
+	           "Idempotency-Key: another");
+	reply_free(&r);
+	r = expect(400, "POST", "/api/v1/admin/products", admin_token, product_body("IDEM-5", "Idem", 3),
+	           "Idempotency-Key: not valid!");
+	cr_assert(has_error(&r, "Idempotency-Key"), "%s", r.body);
+	reply_free(&r);
+	reply_free(&first);
+}
+
+/* ---- inventory ------------------------------------------------------------ */
+
+Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
+{
+	char *id = create("ADJ-1", "Adjusted", 5);
+	const char *adjust = path_of("/api/v1/admin/inventory/", id, "/adjustments");
+	char path[512];
+	snprintf(path, sizeof path, "%s", adjust);
+	reply r = expect(200, "POST", path, admin_token, "{\"delta\":10,\"reason\":\"delivery\"}", NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 15);
+	cr_assert_eq(num(r.json, "reserved"), 0);
+	cr_assert_eq(num(r.json, "available"), 15);
+	cr_assert_eq(json_object_size(r.json), 3, "exactly the stock levels: %s", r.body);
+	reply_free(&r);
+	r = expect(200, "POST", path, admin_token, "{\"delta\":-4,\"reason\":\"damaged\"}", NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 11);
+	cr_assert_eq(num(r.json, "available"), 11);
+	reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 11);
+	reply_free(&r);
+	/* below zero (nothing is reserved yet: the floor is 0) */
+	expect_problem(409, "POST", path, admin_token, "{\"delta\":-12,\"reason\":\"too many\"}");
+	/* an Idempotency-Key makes a retried adjustment count once */
+	r = expect(200, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"found one\"}",
+	           "Idempotency-Key: adj-1");
+	cr_assert_eq(num(r.json, "on_hand"), 12);
+	reply_free(&r);
+	r = expect(200, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"found one\"}",
+	           "Idempotency-Key: adj-1");
+	cr_assert_eq(num(r.json, "on_hand"), 12);
+	reply_free(&r);
+	/* reserve 8 of the 12 as an order would, straight on the bus */
+	char url_path[600], url[128] = "";
+	snprintf(url_path, sizeof url_path, "%s/nats.url", data_dir);
+	FILE *f = fopen(url_path, "r");
+	cr_assert_not_null(f);
+	cr_assert_not_null(fgets(url, sizeof url, f));
+	fclose(f);
+	url[strcspn(url, "\n")] = '\0';
+	natsConnection *nc = tsc_connect(url);
+	stock_command reserve = tsc_reserve("order-1:item", 8);
+	bus_reply br;
+	cr_assert_eq(tsc_send(nc, id, &reserve, "test-reserve-1", 10000, &br), ORN_OK);
+	cr_assert_eq(br.outcome, BUS_ACCEPTED);
+	bus_reply_dispose(&br);
+	natsConnection_Destroy(nc);
+	/* 12 - 5 = 7 < 8 reserved */
+	expect_problem(409, "POST", path, admin_token, "{\"delta\":-5,\"reason\":\"recount\"}");
+	r = expect(200, "POST", path, admin_token, "{\"delta\":-4,\"reason\":\"recount\"}", NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 8);
+	cr_assert_eq(num(r.json, "reserved"), 8);
+	cr_assert_eq(num(r.json, "available"), 0);
+	reply_free(&r);
+	/* invalid bodies and unknown items */
+	r = expect(400, "POST", path, admin_token, "{\"delta\":0,\"reason\":\"nothing\"}", NULL);
+	cr_assert(has_error(&r, "delta"));
+	reply_free(&r);
+	r = expect(400, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"\",\"on_hand\":5}", NULL);
+	cr_assert(has_error(&r, "reason") && has_error(&r, "on_hand"), "%s", r.body);
+	reply_free(&r);
+	expect_problem(400, "POST", path, admin_token, "{\"delta\":1.5,\"reason\":\"x\"}");
+	expect_problem(404, "POST", "/api/v1/admin/inventory/no-such-item/adjustments", admin_token,
+	               "{\"delta\":1,\"reason\":\"x\"}");
+	free(id);
+}
+
+Test(api_admin, inventory_lists_with_below_and_pages)
+{
+	char *ids[5];
+	long long stocks[5] = {1, 50, 3, 80, 0};
+	for (int i = 0; i < 5; i++) {
+		char sku[16], name[16];
+		snprintf(sku, sizeof sku, "INV-%d", i);
+		snprintf(name, sizeof name, "Item %d", i);
+		ids[i] = create(sku, name, stocks[i]);
+	}
+	/* below=5: the three low ones, with sku and name joined from the catalog */
+	reply r = expect(200, "GET", "/api/v1/admin/inventory?below=5", admin_token, NULL, NULL);
+	json_t *items = json_object_get(r.json, "items");
+	cr_assert_eq(json_array_size(items), 3, "%s", r.body);
+	cr_assert(json_is_null(json_object_get(r.json, "next_cursor")));
+	size_t i;
+	json_t *item;
+	json_array_foreach(items, i, item)
+	{
+		cr_assert_lt(num(item, "available"), 5);
+		const char *sku = json_string_value(json_object_get(item, "sku"));
+		cr_assert(sku != NULL && strncmp(sku, "INV-", 4) == 0, "%s", r.body);
+		cr_assert_not_null(json_string_value(json_object_get(item, "name")));
+		cr_assert_not_null(json_string_value(json_object_get(item, "product_id")));
+		num(item, "on_hand");
+		num(item, "reserved");
+		cr_assert_eq(json_object_size(item), 6);
+	}
+	reply_free(&r);
+	/* pages of 2: 2 + 2 + 1, every id once */
+	char cursor[256] = "", path[512];
+	size_t seen = 0;
+	for (int page = 0; page < 3; page++) {
+		if (cursor[0] != '\0') {
+			char *escaped = curl_easy_escape(NULL, cursor, 0);
+			snprintf(path, sizeof path, "/api/v1/admin/inventory?limit=2&cursor=%s", escaped);
+			curl_free(escaped);
+		} else {
+			snprintf(path, sizeof path, "/api/v1/admin/inventory?limit=2");
+		}
+		r = expect(200, "GET", path, admin_token, NULL, NULL);
+		seen += json_array_size(json_object_get(r.json, "items"));
+		json_t *next = json_object_get(r.json, "next_cursor");
+		if (page < 2) {
+			cr_assert(json_is_string(next), "page %d: %s", page, r.body);
+			snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+		} else {
+			cr_assert(json_is_null(next), "%s", r.body);
+		}
+		reply_free(&r);
+	}
+	cr_assert_eq(seen, 5);
+	/* a deleted product leaves the list */
+	r = expect(204, "DELETE", path_of("/api/v1/admin/products/", ids[0], NULL), admin_token, NULL, NULL);
+	reply_free(&r);
+	r = expect(200, "GET", "/api/v1/admin/inventory?below=5", admin_token, NULL, NULL);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 2, "%s", r.body);
+	reply_free(&r);
+	/* bad queries */
+	static const char *const bad[] = {
+	        "below=-1", "below=abc",           "limit=0",          "limit=101", "limit=",
+	        "limit=2x", "cursor=not-a-cursor", "below=99999999999"};
+	for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+		snprintf(path, sizeof path, "/api/v1/admin/inventory?%s", bad[b]);
+		r = expect(400, "GET", path, admin_token, NULL, NULL);
+		cr_assert_not_null(json_object_get(r.json, "errors"), "%s: %s", bad[b], r.body);
+		reply_free(&r);
+	}
+	for (int k = 0; k < 5; k++)
+		free(ids[k]);
+}
+
+/* ---- what is refused ----------------------------------------------------------- */
+
+Test(api_admin, every_route_needs_an_admin_token)
+{
+	char *id = create("AUTH-1", "Guarded", 4);
+	char product[256], adjust[256];
+	snprintf(product, sizeof product, "/api/v1/admin/products/%s", id);
+	snprintf(adjust, sizeof adjust, "/api/v1/admin/inventory/%s/adjustments", id);
+	const struct {
+		const char *method, *path, *body;
+	} routes[] = {
+	        {"POST", "/api/v1/admin/products", product_body("AUTH-2", "Nope", 1)},
+	        {"GET", product, NULL},
+	        {"PATCH", product, "{\"name\":\"hacked\"}"},
+	        {"DELETE", product, NULL},
+	        {"GET", "/api/v1/admin/inventory", NULL},
+	        {"POST", adjust, "{\"delta\":-4,\"reason\":\"theft\"}"},
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		reply r = expect(403, routes[i].method, routes[i].path, customer_token, routes[i].body, NULL);
+		reply_free(&r);
+		r = expect(401, routes[i].method, routes[i].path, NULL, routes[i].body, NULL);
+		reply_free(&r);
+		r = expect(401, routes[i].method, routes[i].path, "not.a.token", routes[i].body, NULL);
+		reply_free(&r);
+	}
+	/* nothing changed */
+	reply r = expect(200, "GET", product, admin_token, NULL, NULL);
+	cr_assert_str_eq(str(&r, "name"), "Guarded");
+	cr_assert_eq(num(r.json, "on_hand"), 4);
+	reply_free(&r);
+	cr_assert_eq(inventory_count(), 1);
+	free(id);
+}
+
+Test(api_admin, mass_assignment_and_invalid_input_are_refused)
+{
+	static const char *const extra[] = {"\"role\":\"admin\"", "\"id\":\"chosen-id\"",
+	                                    "\"available\":999"};
+	for (size_t i = 0; i < 3; i++) {
+		char body[1024];
+		snprintf(body, sizeof body,
+		         "{\"sku\":\"MASS-%zu\",\"name\":\"Mass\",\"description\":\"\",\"price_cents\":1,"
+		         "\"currency\":\"EUR\",\"category\":\"tests\",\"initial_stock\":1,%s}",
+		         i, extra[i]);
+		reply r = expect(400, "POST", "/api/v1/admin/products", admin_token, body, NULL);
+		const char *field = i == 0 ? "role" : i == 1 ? "id" : "available";
+		cr_assert(has_error(&r, field), "%s", r.body);
+		reply_free(&r);
+	}
+	expect_problem(404, "GET", "/api/v1/admin/products/chosen-id", admin_token, NULL);
+	cr_assert_eq(inventory_count(), 0, "nothing was created");
+	/* the mass-assigned skus are still free */
+	free(create("MASS-0", "Mass", 1));
+
+	/* field checks */
+	reply r = expect(400, "POST", "/api/v1/admin/products", admin_token,
+	                 "{\"sku\":\"bad sku!\",\"name\":\"\",\"description\":\"x\",\"price_cents\":-1,"
+	                 "\"currency\":\"eur\",\"category\":\"Not A Slug\",\"initial_stock\":-5}",
+	                 NULL);
+	cr_assert(has_error(&r, "name") && has_error(&r, "price_cents") && has_error(&r, "currency") &&
+	                  has_error(&r, "category") && has_error(&r, "initial_stock"),
+	          "%s", r.body);
+	reply_free(&r);
+	r = expect(400, "POST", "/api/v1/admin/products", admin_token, product_body("bad sku!", "Bad", 1),
+	           NULL);
+	cr_assert(has_error(&r, "sku"), "%s", r.body);
+	reply_free(&r);
+	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "{\"sku\":\"MISSING\"}");
+	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "not json");
+	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "[1,2]");
+
+	/* invalid ids in paths */
+	static const char *const ids[] = {
+	        "a.b", "..%2Fx", "%3Cscript%3E", "x%20y",
+	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		char path[256];
+		snprintf(path, sizeof path, "/api/v1/admin/products/%s", ids[i]);
+		expect_problem(400, "GET", path, admin_token, NULL);
+		expect_problem(400, "PATCH", path, admin_token, "{\"name\":\"x\"}");
+		expect_problem(400, "DELETE", path, admin_token, NULL);
+		snprintf(path, sizeof path, "/api/v1/admin/inventory/%s/adjustments", ids[i]);
+		expect_problem(400, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"x\"}");
+	}
+	cr_assert_eq(inventory_count(), 1);
+}
