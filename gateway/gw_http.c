@@ -47,7 +47,8 @@ struct gw_server {
 	size_t max_body;
 	unsigned async_deadline_ms;
 	uint16_t port;
-	gw_request *deferred; /* requests waiting for a gw_async completion */
+	gw_request *deferred;     /* requests waiting for a gw_async completion */
+	struct event *stop_event; /* activated by gw_server_stop, from any thread */
 };
 
 struct gw_request {
@@ -614,6 +615,11 @@ static orn_rc configure(gw_server *s, const gw_server_options *o)
 	return ORN_OK;
 }
 
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
 orn_rc gw_server_create(const gw_server_options *o, gw_server **out)
 {
 	char host[256];
@@ -631,7 +637,8 @@ orn_rc gw_server_create(const gw_server_options *o, gw_server **out)
 	s->http = evhttp_new(s->base);
 	s->router = gw_router_create();
 	s->inbox = gw_inbox_create(s->base);
-	if (!s->http || !s->router || !s->inbox)
+	s->stop_event = event_new(s->base, -1, 0, on_stop, s->base);
+	if (!s->http || !s->router || !s->inbox || !s->stop_event)
 		goto fail;
 	if ((rc = configure(s, o)) != ORN_OK)
 		goto fail;
@@ -669,6 +676,8 @@ void gw_server_destroy(gw_server *s)
 	for (size_t i = 0; i < s->cors_origin_count; i++)
 		free(s->cors_origins[i]);
 	free(s->cors_origins);
+	if (s->stop_event)
+		event_free(s->stop_event);
 	if (s->base)
 		event_base_free(s->base);
 	free(s);
@@ -699,7 +708,10 @@ orn_rc gw_server_run(gw_server *s)
 	return event_base_dispatch(s->base) < 0 ? ORN_EINTERNAL : ORN_OK;
 }
 
+/* A plain event_base_loopbreak is lost if it comes before the loop has
+ * started (the loop clears the flag when it starts); an activated event is
+ * not: it waits in the active queue and breaks the loop as soon as it runs. */
 void gw_server_stop(gw_server *s)
 {
-	event_base_loopbreak(s->base);
+	event_active(s->stop_event, EV_READ, 0);
 }
