@@ -307,6 +307,7 @@ int cli_routes(int argc, char **argv, const orn_config *cfg)
 		status = 0;
 	}
 	gw_server_destroy(st.gateway);
+	gw_api_dispose(&st.api);
 	gw_ops_destroy(st.ops);
 	gw_metrics_destroy(st.metrics);
 	return status;
@@ -327,6 +328,7 @@ static void stop_all(serve_state *st)
 	gw_consistency_destroy(st->api.consistency);
 	gw_password_pool_destroy(st->passwords);
 	gw_server_destroy(st->gateway);
+	gw_api_dispose(&st->api);
 	gw_ratelimit_destroy(st->api.login_by_account);
 	gw_ratelimit_destroy(st->api.login_by_address);
 	gw_jwt_destroy(st->jwt);

@@ -3,6 +3,7 @@
 #include "gw_api.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -99,4 +100,28 @@ void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply)
 		return;
 	}
 	gw_async_complete_problem(a, gw_problem_new(status_for_rejection(reply->code), reply->detail));
+}
+
+proj_catalog_page *gw_api_page_buffer(gw_api *api)
+{
+	if (api->page_buffer == NULL)
+		api->page_buffer = malloc(sizeof *api->page_buffer);
+	return api->page_buffer;
+}
+
+mp_writer *gw_api_text_buffer(gw_api *api)
+{
+	if (api->text_buffer == NULL)
+		api->text_buffer = mp_writer_create();
+	else
+		mp_writer_reset(api->text_buffer);
+	return api->text_buffer;
+}
+
+void gw_api_dispose(gw_api *api)
+{
+	free(api->page_buffer);
+	api->page_buffer = NULL;
+	mp_writer_destroy(api->text_buffer);
+	api->text_buffer = NULL;
 }

@@ -47,7 +47,19 @@ typedef struct gw_api {
 	gw_metrics *metrics;
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
+	/* scratch reused by handlers (one at a time on the loop); gw_api_dispose frees */
+	proj_catalog_page *page_buffer;
+	mp_writer *text_buffer;
 } gw_api;
+
+/* A catalog page buffer, allocated on first use and reused (loop thread only);
+ * NULL on allocation failure. */
+proj_catalog_page *gw_api_page_buffer(gw_api *api);
+/* An empty text buffer, allocated on first use and reset for each call (loop
+ * thread only); NULL on allocation failure. */
+mp_writer *gw_api_text_buffer(gw_api *api);
+/* Frees the scratch buffers. */
+void gw_api_dispose(gw_api *api);
 
 /* Registers every API route (auth, catalog, admin) on api->server.
  * Errors as gw_server_route. */

@@ -397,12 +397,40 @@ static void handle_me(gw_request *r, void *arg)
 
 /* ---- GET /api/v1/products and /api/v1/products/{id} ---------------------- */
 
-static json_t *product_json(const proj_product *p)
+/* Appends a product as the API's JSON object to w (escaped strings). Written
+ * directly rather than through jansson objects: the list route renders up to
+ * 100 of these per request, and building and dumping a tree was most of its
+ * cost (bench/RESULTS.md). */
+static void write_product_json(mp_writer *w, const proj_product *p)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "id", p->id, "sku", p->sku, "name",
-	                 p->name, "description", p->description, "price_cents", (json_int_t)p->price_cents,
-	                 "currency", p->currency, "category", p->category, "available",
-	                 (json_int_t)p->available);
+	char number[32];
+	static const char *const keys[] = {"{\"id\":", ",\"sku\":", ",\"name\":", ",\"description\":"};
+	const char *const values[] = {p->id, p->sku, p->name, p->description};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(keys); i++) {
+		mp_write_raw(w, keys[i], strlen(keys[i]));
+		mp_json_string(w, values[i], strlen(values[i]));
+	}
+	snprintf(number, sizeof number, "%" PRId64, p->price_cents); /* 20 digits at most */
+	mp_write_raw(w, ",\"price_cents\":", 15);
+	mp_write_raw(w, number, strlen(number));
+	mp_write_raw(w, ",\"currency\":", 12);
+	mp_json_string(w, p->currency, strlen(p->currency));
+	mp_write_raw(w, ",\"category\":", 12);
+	mp_json_string(w, p->category, strlen(p->category));
+	snprintf(number, sizeof number, "%" PRId64, p->available);
+	mp_write_raw(w, ",\"available\":", 13);
+	mp_write_raw(w, number, strlen(number));
+	mp_write_raw(w, "}", 1);
+}
+
+/* Answers 200 with the JSON text in w, or 500 if writing it ran out of memory. */
+static void respond_written(gw_request *r, const mp_writer *w)
+{
+	if (mp_writer_status(w) != ORN_OK) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	gw_respond(r, 200, "application/json", mp_writer_data(w), mp_writer_size(w));
 }
 
 /* limit: decimal digits only, 1..PROJ_CATALOG_PAGE_MAX. */
@@ -483,45 +511,41 @@ static bool read_catalog_query(gw_request *r, proj_catalog_query *q)
 	return false;
 }
 
-/* {items, next_cursor} of a page; NULL on allocation failure. */
-static json_t *page_json(const proj_catalog_page *page)
+/* Writes {items, next_cursor} of a page into w. */
+static void write_page_json(mp_writer *w, const proj_catalog_page *page)
 {
-	json_t *body = json_object(), *items = json_array();
-	if (body == NULL || items == NULL)
-		goto fail;
-	for (size_t i = 0; i < page->count; i++)
-		if (json_array_append_new(items, product_json(&page->items[i])) != 0)
-			goto fail;
-	if (json_object_set_new(body, "items", items) != 0) {
-		items = NULL; /* set_new consumed it */
-		goto fail;
+	mp_write_raw(w, "{\"items\":[", 10);
+	for (size_t i = 0; i < page->count; i++) {
+		if (i > 0)
+			mp_write_raw(w, ",", 1);
+		write_product_json(w, &page->items[i]);
 	}
-	items = NULL;
-	if (json_object_set_new(body, "next_cursor",
-	                        page->next_cursor[0] != '\0' ? json_string(page->next_cursor)
-	                                                     : json_null()) != 0)
-		goto fail;
-	return body;
-fail:
-	json_decref(items);
-	json_decref(body);
-	return NULL;
+	mp_write_raw(w, "],\"next_cursor\":", 16);
+	if (page->next_cursor[0] != '\0')
+		mp_json_string(w, page->next_cursor, strlen(page->next_cursor));
+	else
+		mp_write_raw(w, "null", 4);
+	mp_write_raw(w, "}", 1);
 }
 
 static void handle_products(gw_request *r, void *arg)
 {
 	gw_api *api = arg;
 	proj_catalog_query query;
-	proj_catalog_page *page = NULL;
 	if (!read_catalog_query(r, &query))
 		return;
-	if ((page = malloc(sizeof *page)) == NULL) {
+	/* One page buffer and one text buffer per API, reused: the loop runs one
+	 * handler at a time, and a fresh 450 KB page per request cost an mmap. */
+	proj_catalog_page *page = gw_api_page_buffer(api);
+	mp_writer *w = gw_api_text_buffer(api);
+	if (page == NULL || w == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
 	}
 	orn_rc rc = proj_catalog_list(api->catalog, &query, page);
 	if (rc == ORN_OK) {
-		gw_respond_json(r, 200, page_json(page)); /* NULL answers 500 */
+		write_page_json(w, page);
+		respond_written(r, w);
 	} else if (rc == ORN_EINVAL) {
 		/* every other parameter was checked above: the cursor is not ours */
 		respond_field_error(r, QUERY_INVALID, "cursor", "is not a cursor this server issued");
@@ -529,7 +553,6 @@ static void handle_products(gw_request *r, void *arg)
 		log_error("catalog unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "the catalog cannot be read now; try again");
 	}
-	free(page);
 }
 
 static void handle_product(gw_request *r, void *arg)
@@ -547,8 +570,12 @@ static void handle_product(gw_request *r, void *arg)
 		return;
 	}
 	orn_rc rc = proj_catalog_get(api->catalog, id, product);
-	if (rc == ORN_OK) {
-		gw_respond_json(r, 200, product_json(product));
+	mp_writer *w = gw_api_text_buffer(api);
+	if (rc == ORN_OK && w != NULL) {
+		write_product_json(w, product);
+		respond_written(r, w);
+	} else if (rc == ORN_OK) {
+		gw_respond_error(r, 500, NULL);
 	} else if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL) {
 		gw_respond_error(r, 404, "no such product");
 	} else {

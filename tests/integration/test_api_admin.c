@@ -582,3 +582,44 @@ Test(api_admin, mass_assignment_and_invalid_input_are_refused)
 	}
 	cr_assert_eq(inventory_count(), 1);
 }
+
+Test(api_admin, hostile_text_round_trips_as_valid_json_through_the_public_routes)
+{
+	/* Quotes, backslashes, markup, a newline, a tab-free control-free unicode
+	 * mix and the largest price: the public routes write this JSON by hand. */
+	const char *name = "Quote \\\" back\\\\slash <b>tag</b> & caf\\u00e9 \\u2603 \\ud83d\\ude00";
+	const char *expected_name = "Quote \" back\\slash <b>tag</b> & caf\u00e9 \u2603 \U0001F600";
+	const char *description = "line one\\nline two \\u0027single\\u0027 </script>";
+	const char *expected_description = "line one\nline two 'single' </script>";
+	char body[1024];
+	snprintf(body, sizeof body,
+	         "{\"sku\":\"HOSTILE-1\",\"name\":\"%s\",\"description\":\"%s\",\"price_cents\":10000000000,"
+	         "\"currency\":\"EUR\",\"category\":\"tests\",\"initial_stock\":1000000000}",
+	         name, description);
+	reply created = expect(201, "POST", "/api/v1/admin/products", admin_token, body, NULL);
+	char *id = strdup(str(&created, "id"));
+	reply_free(&created);
+	reply detail = expect(200, "GET", path_of("/api/v1/products/", id, NULL), NULL, NULL, NULL);
+	cr_assert_not_null(detail.json, "detail is valid JSON: %s", detail.body);
+	cr_assert_str_eq(str(&detail, "name"), expected_name);
+	cr_assert_str_eq(str(&detail, "description"), expected_description);
+	cr_assert_eq(num(detail.json, "price_cents"), 10000000000LL);
+	cr_assert_eq(num(detail.json, "available"), 1000000000LL);
+	reply_free(&detail);
+	reply list = expect(200, "GET", "/api/v1/products?category=tests&limit=100", NULL, NULL, NULL);
+	cr_assert_not_null(list.json, "list is valid JSON: %s", list.body);
+	json_t *items = json_object_get(list.json, "items");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(items); i++) {
+		json_t *item = json_array_get(items, i);
+		if (strcmp(json_string_value(json_object_get(item, "id")), id) == 0) {
+			found = true;
+			cr_assert_str_eq(json_string_value(json_object_get(item, "name")), expected_name);
+			cr_assert_str_eq(json_string_value(json_object_get(item, "description")),
+			                 expected_description);
+		}
+	}
+	cr_assert(found);
+	reply_free(&list);
+	free(id);
+}
