@@ -179,11 +179,21 @@ static void *monitor_main(void *arg)
 	serve_state *st = arg;
 	while (!atomic_load(&st->stopping)) {
 		natsConnection *nc = es_store_connection(st->store);
-		atomic_store(&st->nats_connected, natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED);
+		bool connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+		atomic_store(&st->nats_connected, connected);
 		if (st->runner != NULL) {
 			uint64_t lag = 0;
 			orn_rc rc = proj_runner_lag(st->runner, &lag);
 			atomic_store(&st->projection_lag, rc == ORN_OK ? (long long)lag : -1);
+		}
+		if (st->metrics != NULL) {
+			gw_metrics_gauge_set(st->metrics, "orion_nats_connected",
+			                     "1 while connected to NATS.", NULL, connected ? 1 : 0);
+			if (st->runner != NULL)
+				gw_metrics_gauge_set(st->metrics, "orion_projection_lag_events",
+				                     "Events in the stream not yet applied to the read "
+				                     "models (-1: unknown).",
+				                     NULL, (double)atomic_load(&st->projection_lag));
 		}
 		for (int i = 0; i < 10 && !atomic_load(&st->stopping); i++)
 			usleep(50 * 1000);
@@ -247,6 +257,16 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 	gw_server_options o;
 	gw_server_options_init(&o);
 	o.bind_addr = bind_addr;
+	/* ORION_CORS_ORIGINS: comma-separated exact origins allowed to call from a browser. */
+	char origins_text[ORN_CONFIG_STR_MAX];
+	const char *origins[16];
+	size_t origin_count = 0;
+	snprintf(origins_text, sizeof origins_text, "%s", st->cfg->cors_origins);
+	for (char *save = NULL, *o_ = strtok_r(origins_text, ",", &save); o_ != NULL && origin_count < 16;
+	     o_ = strtok_r(NULL, ",", &save))
+		origins[origin_count++] = o_;
+	o.cors_origins = origins;
+	o.cors_origin_count = origin_count;
 	if ((st->metrics = gw_metrics_create()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;

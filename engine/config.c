@@ -77,6 +77,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_DATA_DIR", read_string("ORION_DATA_DIR", c->data_dir, sizeof c->data_dir));
 	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
 	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));
+	TRY("ORION_CORS_ORIGINS", read_string("ORION_CORS_ORIGINS", c->cors_origins, sizeof c->cors_origins));
 	TRY("ORION_SHARDS", read_number("ORION_SHARDS", 1, 256, &shards));
 	TRY("ORION_CACHE_CAPACITY", read_number("ORION_CACHE_CAPACITY", 1, 100000000, &cache));
 	TRY("ORION_SNAPSHOT_EVERY", read_number("ORION_SNAPSHOT_EVERY", 0, 1000000, &snapshot));

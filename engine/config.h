@@ -13,15 +13,16 @@
 #define ORN_CONFIG_STR_MAX 512
 
 typedef struct orn_config {
-	char nats_url[ORN_CONFIG_STR_MAX];  /* ORION_NATS_URL; "" = start an embedded server */
-	char data_dir[ORN_CONFIG_STR_MAX];  /* ORION_DATA_DIR, default ./var */
-	char http_addr[ORN_CONFIG_STR_MAX]; /* ORION_HTTP_ADDR, default 127.0.0.1:8080 */
-	char log_level[16];                 /* ORION_LOG_LEVEL: debug|info|warn|error, default info */
-	unsigned shards;                    /* ORION_SHARDS, default 4 */
-	size_t cache_capacity;              /* ORION_CACHE_CAPACITY, default 100000 */
-	unsigned snapshot_every;            /* ORION_SNAPSHOT_EVERY, default 100 (0 = never) */
-	int stream_replicas;                /* ORION_STREAM_REPLICAS, default 1 */
-	long command_timeout_ms;            /* ORION_COMMAND_TIMEOUT_MS, default 5000 */
+	char nats_url[ORN_CONFIG_STR_MAX];     /* ORION_NATS_URL; "" = start an embedded server */
+	char data_dir[ORN_CONFIG_STR_MAX];     /* ORION_DATA_DIR, default ./var */
+	char http_addr[ORN_CONFIG_STR_MAX];    /* ORION_HTTP_ADDR, default 127.0.0.1:8080 */
+	char log_level[16];                    /* ORION_LOG_LEVEL: debug|info|warn|error, default info */
+	unsigned shards;                       /* ORION_SHARDS, default 4 */
+	size_t cache_capacity;                 /* ORION_CACHE_CAPACITY, default 100000 */
+	unsigned snapshot_every;               /* ORION_SNAPSHOT_EVERY, default 100 (0 = never) */
+	int stream_replicas;                   /* ORION_STREAM_REPLICAS, default 1 */
+	long command_timeout_ms;               /* ORION_COMMAND_TIMEOUT_MS, default 5000 */
+	char cors_origins[ORN_CONFIG_STR_MAX]; /* ORION_CORS_ORIGINS: comma-separated origins, "" = none */
 } orn_config;
 
 /* One variable the configuration reads, for `--help` listings. */

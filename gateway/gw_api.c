@@ -60,6 +60,42 @@ void gw_api_new_id(char *out, size_t cap)
 	sodium_bin2hex(out + 1, cap - 1, random, sizeof random);
 }
 
+/* A command in flight: the caller's callback, and what its latency metric needs. */
+typedef struct timed_command {
+	gw_api *api;
+	gw_bus_fn *fn;
+	void *closure;
+	char aggregate[32];
+	int64_t start_ns;
+} timed_command;
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Records orion_command_duration_seconds{aggregate, outcome}, then hands the
+ * outcome to the caller. */
+static void on_command_done(void *closure, orn_rc rc, bus_reply *reply)
+{
+	static const double buckets[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+	                                 0.05,   0.1,   0.25,  0.5,   1,    3};
+	timed_command *t = closure;
+	const char *outcome = rc == ORN_ETIMEOUT ? "timeout"
+	                      : rc != ORN_OK     ? "unavailable"
+	                                         : bus_outcome_name(reply->outcome);
+	const char *const labels[] = {"aggregate", t->aggregate, "outcome", outcome, NULL};
+	if (t->api->metrics != NULL)
+		gw_metrics_observe(t->api->metrics, "orion_command_duration_seconds",
+		                   "Time from sending a command to its reply, seen by the gateway.", buckets,
+		                   ORN_ARRAY_LEN(buckets), labels,
+		                   (double)(monotonic_ns() - t->start_ns) / 1e9);
+	t->fn(t->closure, rc, reply);
+	free(t);
+}
+
 orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
                    const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
                    void *closure)
@@ -72,7 +108,15 @@ orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const cha
 	                         NULL, actor, mp_writer_data(payload), mp_writer_size(payload));
 	if (rc != ORN_OK)
 		return rc;
-	return gw_bus_send(api->bus, aggregate, id, &cmd, GW_API_COMMAND_TIMEOUT_MS, fn, closure);
+	timed_command *t = calloc(1, sizeof *t);
+	if (t == NULL)
+		return ORN_ENOMEM;
+	*t = (timed_command){.api = api, .fn = fn, .closure = closure, .start_ns = monotonic_ns()};
+	snprintf(t->aggregate, sizeof t->aggregate, "%s", aggregate);
+	rc = gw_bus_send(api->bus, aggregate, id, &cmd, GW_API_COMMAND_TIMEOUT_MS, on_command_done, t);
+	if (rc != ORN_OK)
+		free(t); /* gw_bus_send calls back only on ORN_OK */
+	return rc;
 }
 
 /* The status that fits a rejection code of the domain. */

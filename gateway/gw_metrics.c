@@ -12,11 +12,11 @@
 
 #include "hashmap.h"
 
-typedef enum family_type { FAMILY_COUNTER, FAMILY_HISTOGRAM } family_type;
+typedef enum family_type { FAMILY_COUNTER, FAMILY_GAUGE, FAMILY_HISTOGRAM } family_type;
 
 typedef struct series {
 	char *labels; /* rendered and escaped: k="v",k2="v2" ("" for none) */
-	double value; /* counter */
+	double value; /* counter, gauge */
 	uint64_t bucket_counts[GW_METRICS_MAX_BUCKETS];
 	uint64_t count;
 	double sum;
@@ -195,21 +195,22 @@ fail:
 	return NULL;
 }
 
-orn_rc gw_metrics_counter_add(gw_metrics *m, const char *name, const char *help, const char *const *labels,
-                              double value)
+/* Adds value to (counter) or sets value of (gauge) the series name{labels}. */
+static orn_rc scalar_update(gw_metrics *m, const char *name, const char *help, const char *const *labels,
+                            double value, family_type type)
 {
 	orn_rc rc = ORN_OK;
-	if (!valid_name(name, true) || !(value >= 0))
+	if (!valid_name(name, true) || value != value || (type == FAMILY_COUNTER && !(value >= 0)))
 		return ORN_EINVAL;
 	pthread_mutex_lock(&m->lock);
 	family *f = find_family(m, name);
 	if (!f)
-		f = add_family(m, name, help, FAMILY_COUNTER);
+		f = add_family(m, name, help, type);
 	if (!f) {
 		rc = ORN_ENOMEM;
 		goto done;
 	}
-	if (f->type != FAMILY_COUNTER) {
+	if (f->type != type) {
 		rc = ORN_EINVAL;
 		goto done;
 	}
@@ -218,10 +219,25 @@ orn_rc gw_metrics_counter_add(gw_metrics *m, const char *name, const char *help,
 		rc = ORN_EINVAL;
 		goto done;
 	}
-	s->value += value;
+	if (type == FAMILY_COUNTER)
+		s->value += value;
+	else
+		s->value = value;
 done:
 	pthread_mutex_unlock(&m->lock);
 	return rc;
+}
+
+orn_rc gw_metrics_counter_add(gw_metrics *m, const char *name, const char *help, const char *const *labels,
+                              double value)
+{
+	return scalar_update(m, name, help, labels, value, FAMILY_COUNTER);
+}
+
+orn_rc gw_metrics_gauge_set(gw_metrics *m, const char *name, const char *help, const char *const *labels,
+                            double value)
+{
+	return scalar_update(m, name, help, labels, value, FAMILY_GAUGE);
 }
 
 static bool valid_buckets(const double *buckets, size_t count)
@@ -327,10 +343,11 @@ static void render_family(FILE *out, const family *f)
 {
 	fprintf(out, "# HELP %s ", f->name);
 	write_escaped(out, f->help, false);
-	fprintf(out, "\n# TYPE %s %s\n", f->name, f->type == FAMILY_COUNTER ? "counter" : "histogram");
+	static const char *const type_names[] = {"counter", "gauge", "histogram"};
+	fprintf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
 	for (size_t i = 0; i < f->series_count; i++) {
 		const series *s = f->series[i];
-		if (f->type == FAMILY_COUNTER) {
+		if (f->type != FAMILY_HISTOGRAM) {
 			write_series_name(out, f->name, "", s->labels, NULL);
 			write_number(out, s->value);
 			fputc('\n', out);

@@ -1,4 +1,4 @@
-/* gw_metrics.h — counters and histograms rendered in the Prometheus text
+/* gw_metrics.h — counters, gauges and histograms rendered in the Prometheus text
  * exposition format 0.0.4.
  *
  * A metric family is named on first use (name, help, type); a series is a
@@ -30,6 +30,11 @@ void gw_metrics_destroy(gw_metrics *m);
  * ORN_ENOMEM. */
 orn_rc gw_metrics_counter_add(gw_metrics *m, const char *name, const char *help, const char *const *labels,
                               double value);
+
+/* Sets the gauge series name{labels} to value (any finite number). Errors as
+ * for counters (a name already used by another type is ORN_EINVAL). */
+orn_rc gw_metrics_gauge_set(gw_metrics *m, const char *name, const char *help, const char *const *labels,
+                            double value);
 
 /* Records one observation in the histogram series name{labels}. buckets:
  * strictly increasing upper bounds (count <= GW_METRICS_MAX_BUCKETS; +Inf is

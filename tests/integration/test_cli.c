@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -220,6 +221,7 @@ typedef struct http_reply {
 	long status;
 	char body[65536];
 	size_t len;
+	bool allowed_origin; /* an Access-Control-Allow-Origin header came back */
 } http_reply;
 
 static size_t collect_body(char *data, size_t size, size_t count, void *closure)
@@ -233,20 +235,48 @@ static size_t collect_body(char *data, size_t size, size_t count, void *closure)
 	return n;
 }
 
-static http_reply http_get(int port, const char *path)
+static size_t collect_header(char *data, size_t size, size_t count, void *closure)
+{
+	http_reply *r = closure;
+	size_t n = size * count;
+	if (n > 28 && strncasecmp(data, "Access-Control-Allow-Origin:", 28) == 0)
+		r->allowed_origin = true;
+	return n;
+}
+
+/* One request; body (JSON) makes it a POST, origin adds an Origin header. */
+static http_reply http_call(int port, const char *path, const char *body, const char *origin)
 {
 	http_reply r = {0};
-	char url[256];
+	char url[256], origin_header[256];
+	struct curl_slist *headers = NULL;
 	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
 	CURL *c = curl_easy_init();
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-	cr_assert_eq(curl_easy_perform(c), CURLE_OK, "GET %s", path);
+	if (body != NULL) {
+		headers = curl_slist_append(headers, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	if (origin != NULL) {
+		snprintf(origin_header, sizeof origin_header, "Origin: %s", origin);
+		headers = curl_slist_append(headers, origin_header);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	cr_assert_eq(curl_easy_perform(c), CURLE_OK, "%s", path);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
 	curl_easy_cleanup(c);
+	curl_slist_free_all(headers);
 	return r;
+}
+
+static http_reply http_get(int port, const char *path)
+{
+	return http_call(port, path, NULL, NULL);
 }
 
 Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardown, .timeout = 120)
@@ -257,10 +287,24 @@ Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardow
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
 	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", port);
 	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
-	char *env[] = {dir_env, addr_env, NULL};
+	char *env[] = {dir_env, addr_env, "ORION_CORS_ORIGINS=https://shop.example,https://admin.example",
+	               NULL};
 	pid_t pid = th_spawn(argv, env, log_path);
 	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 20000),
 	          "serve did not come up");
+
+	/* CORS only for the configured origins */
+	http_reply cors = http_call(port, "/api/v1/products", NULL, "https://admin.example");
+	cr_assert_eq(cors.status, 200);
+	cr_assert(cors.allowed_origin, "a configured origin is allowed");
+	cors = http_call(port, "/api/v1/products", NULL, "https://evil.example");
+	cr_assert_eq(cors.status, 200);
+	cr_assert_not(cors.allowed_origin, "another origin is not");
+	/* a command through the API is timed in /metrics */
+	http_reply reg =
+	        http_call(port, "/api/v1/auth/register",
+	                  "{\"email\":\"m@example.com\",\"password\":\"long enough\",\"name\":\"M\"}", NULL);
+	cr_assert_eq(reg.status, 201, "%s", reg.body);
 
 	http_reply health = http_get(port, "/healthz");
 	cr_assert_eq(health.status, 200);
@@ -287,6 +331,12 @@ Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardow
 	http_reply metrics = http_get(port, "/metrics");
 	cr_assert_eq(metrics.status, 200);
 	cr_assert_not_null(strstr(metrics.body, "route=\"/healthz\""), "the requests above were counted");
+	cr_assert_not_null(
+	        strstr(metrics.body,
+	               "orion_command_duration_seconds_count{aggregate=\"user\",outcome=\"accepted\"} 1"),
+	        "%s", metrics.body);
+	cr_assert_not_null(strstr(metrics.body, "orion_projection_lag_events "));
+	cr_assert_not_null(strstr(metrics.body, "orion_nats_connected 1"));
 	/* Every actor kind answers on the bus (a Get of an unknown aggregate). */
 	cr_assert_eq(run_orion("stock sku-none get", NULL, out), 0);
 

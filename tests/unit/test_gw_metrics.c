@@ -104,3 +104,23 @@ Test(gw_metrics, http_requests_by_route_and_status_class)
 	cr_assert_not_null(strstr(text, "# TYPE orion_http_request_duration_seconds histogram\n"));
 	free(text);
 }
+
+Test(gw_metrics, gauge_format_and_last_value_wins)
+{
+	const char *const labels[] = {"model", "catalog", NULL};
+	cr_assert_eq(gw_metrics_gauge_set(m, "orion_lag_events", "Lag.", labels, 7), ORN_OK);
+	cr_assert_eq(gw_metrics_gauge_set(m, "orion_lag_events", "Lag.", labels, -2.5), ORN_OK);
+	cr_assert_eq(gw_metrics_gauge_set(m, "orion_up", "Up.", NULL, 1), ORN_OK);
+	char *text = render();
+	cr_assert_str_eq(text, "# HELP orion_lag_events Lag.\n"
+	                       "# TYPE orion_lag_events gauge\n"
+	                       "orion_lag_events{model=\"catalog\"} -2.5\n"
+	                       "# HELP orion_up Up.\n"
+	                       "# TYPE orion_up gauge\n"
+	                       "orion_up 1\n");
+	free(text);
+	/* a name keeps its type; NaN is no value */
+	cr_assert_eq(gw_metrics_counter_add(m, "orion_up", "Up.", NULL, 1), ORN_EINVAL);
+	cr_assert_eq(gw_metrics_gauge_set(m, "orion_up", "Up.", NULL, 0.0 / 0.0), ORN_EINVAL);
+	cr_assert_eq(gw_metrics_gauge_set(m, "bad name", "x", NULL, 1), ORN_EINVAL);
+}
