@@ -569,7 +569,15 @@ Test(api_admin, mass_assignment_and_invalid_input_are_refused)
 
 	/* invalid ids in paths */
 	static const char *const ids[] = {
-	        "a.b", "..%2Fx", "%3Cscript%3E", "x%20y",
+	        "a.b",
+	        "..%2Fx",
+	        "%3Cscript%3E",
+	        "x%20y",
+	        "a*",
+	        "%3E",
+	        "a%22b",
+	        "a%27b",
+	        "orion.evt.%3E",
 	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
 	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
 		char path[256];

@@ -595,7 +595,8 @@ Test(api_public, catalog_pages_filters_and_searches, .timeout = 90)
 	r = get("/api/v1/products/demo-999", NULL);
 	expect_problem(&r, 404);
 	reply_free(&r);
-	static const char *const bad_ids[] = {"a.b", "..%2Fx", "%3Cscript%3E", "x%20y", "%C3%A9t%C3%A9"};
+	static const char *const bad_ids[] = {"a.b", "..%2Fx", "%3Cscript%3E", "x%20y", "%C3%A9t%C3%A9",
+	                                      "a*",  "%3E",    "a%22b",        "a%27b", "orion.evt.%3E"};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(bad_ids); i++) {
 		snprintf(path, sizeof path, "/api/v1/products/%s", bad_ids[i]);
 		r = get(path, NULL);
