@@ -128,7 +128,9 @@ static bool claims_valid(const gw_jwt *jwt, const json_t *payload, int64_t now_s
 	const char *role = json_string_value(json_object_get(payload, "role"));
 	if (!json_is_object(payload) || !json_is_integer(exp) || !json_is_integer(iat))
 		return false;
-	if (now_s >= json_integer_value(exp) + jwt->leeway_s ||
+	/* Written so that no claim value enters an addition: a signed token with an
+	 * absurd exp or iat must not overflow (now_s and the leeway are sane). */
+	if (json_integer_value(exp) <= now_s - jwt->leeway_s ||
 	    json_integer_value(iat) > now_s + jwt->leeway_s)
 		return false;
 	if (nbf && (!json_is_integer(nbf) || json_integer_value(nbf) > now_s + jwt->leeway_s))

@@ -221,6 +221,25 @@ Test(gw_jwt, expired_and_time_claims)
 	               "\"iat\":1700000000,\"exp\":1800000000,\"nbf\":1800000000}");
 }
 
+Test(gw_jwt, extreme_time_claims_do_not_overflow)
+{
+	/* Signed with the key, so only the time checks decide; UBSan builds would
+	 * report an overflow if a claim entered the arithmetic. */
+	const char *far_future =
+	        "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	        "\"iat\":1700000000,\"exp\":9223372036854775807}";
+	char *token = forge(HS256, far_future, secret);
+	gw_claims claims;
+	cr_assert_eq(gw_jwt_verify(jwt, token, NOW, &claims), ORN_OK);
+	free(token);
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":-9223372036854775807}");
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":9223372036854775807,\"exp\":9223372036854775807}");
+}
+
 Test(gw_jwt, wrong_issuer_audience_subject_role)
 {
 	char *p = claims_json("u1", "customer", "evil", AUD, NOW, NOW + 60);
