@@ -1,0 +1,716 @@
+/* cart.c — the cart aggregate: a pure decider (decide, evolve), the msgpack
+ * codecs of its command and event payloads, and the kind table the actor
+ * runtime serves.
+ *
+ * Commands and events map onto one set of payload keys (a bit per key), so
+ * one encoder and one strict decoder serve both. The snapshot is the event
+ * list that rebuilds the state (a checkout, then one ItemAdded per line):
+ * restore replays it through the event decoder and evolve, so a snapshot can
+ * only produce a state the stream could. The state is fixed-size; nothing
+ * here allocates but the writer the kind adapter encodes events with. */
+#include "cart.h"
+#include "text.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Version of every command and event payload written and accepted here. */
+#define PAYLOAD_SCHEMA 1
+/* Bytes of a rejection detail text (the decision keeps 255 of them). */
+#define DETAIL_MAX 320
+
+enum payload_field {
+	FIELD_PRODUCT_ID = 1u << 0,
+	FIELD_NAME = 1u << 1,
+	FIELD_PRICE = 1u << 2,
+	FIELD_QUANTITY = 1u << 3,
+	FIELD_ADDED = 1u << 4,
+	FIELD_CURRENCY = 1u << 5,
+	FIELD_ORDER_ID = 1u << 6,
+};
+
+static const char *const field_keys[] = {"product_id", "name",     "unit_price_cents", "quantity",
+                                         "added",      "currency", "order_id"};
+
+typedef struct payload_shape {
+	const char *type;
+	unsigned fields;
+} payload_shape;
+
+static const payload_shape command_shapes[] = {
+        [CART_ADD_ITEM] = {CART_CMD_ADD_ITEM,
+                           FIELD_PRODUCT_ID | FIELD_NAME | FIELD_PRICE | FIELD_QUANTITY | FIELD_CURRENCY},
+        [CART_SET_QUANTITY] = {CART_CMD_SET_QUANTITY, FIELD_PRODUCT_ID | FIELD_QUANTITY},
+        [CART_REMOVE_ITEM] = {CART_CMD_REMOVE_ITEM, FIELD_PRODUCT_ID},
+        [CART_CLEAR] = {CART_CMD_CLEAR, 0},
+        [CART_CHECKED_OUT] = {CART_CMD_CHECKED_OUT, FIELD_ORDER_ID},
+};
+
+static const payload_shape event_shapes[] = {
+        [CART_ITEM_ADDED] = {CART_EV_ITEM_ADDED, FIELD_PRODUCT_ID | FIELD_NAME | FIELD_PRICE |
+                                                         FIELD_QUANTITY | FIELD_ADDED | FIELD_CURRENCY},
+        [CART_QUANTITY_CHANGED] = {CART_EV_QUANTITY_CHANGED, FIELD_PRODUCT_ID | FIELD_QUANTITY},
+        [CART_ITEM_REMOVED] = {CART_EV_ITEM_REMOVED, FIELD_PRODUCT_ID},
+        [CART_CLEARED] = {CART_EV_CLEARED, 0},
+        [CART_CHECKED_OUT_EVENT] = {CART_EV_CHECKED_OUT, FIELD_ORDER_ID},
+};
+
+static const char *const verdict_codes[] = {
+        [CART_OK] = "",
+        [CART_REJ_NOT_FOUND] = "not_found",
+        [CART_REJ_INVALID] = "invalid",
+        [CART_REJ_TOO_MANY_LINES] = "too_many_lines",
+        [CART_REJ_CURRENCY_MISMATCH] = "currency_mismatch",
+};
+
+/* The fields of any payload, decoded or to encode. */
+typedef struct payload_fields {
+	cart_line line;
+	int64_t added;
+	char currency[CART_CURRENCY_MAX];
+	char order_id[CART_ID_MAX];
+} payload_fields;
+
+/* ---- validation ---- */
+
+static bool id_valid(const char *id)
+{
+	return strnlen(id, CART_ID_MAX) < CART_ID_MAX && orn_id_valid(id);
+}
+
+static bool name_valid(const char *name)
+{
+	size_t len = strnlen(name, CART_NAME_MAX);
+
+	return len > 0 && len < CART_NAME_MAX && text_valid(name, len, TEXT_SPACE);
+}
+
+static bool currency_valid(const char *s)
+{
+	bool valid = strnlen(s, CART_CURRENCY_MAX) == 3;
+
+	for (size_t i = 0; valid && i < 3; i++)
+		valid = s[i] >= 'A' && s[i] <= 'Z';
+	return valid;
+}
+
+static bool price_valid(int64_t price)
+{
+	return price >= 0 && price <= CART_PRICE_MAX;
+}
+
+static bool quantity_valid(int64_t quantity, int64_t minimum)
+{
+	return quantity >= minimum && quantity <= CART_QUANTITY_MAX;
+}
+
+/* True if the line of an add (or an item added event) is within bounds. */
+static bool line_valid(const cart_line *line)
+{
+	return id_valid(line->product_id) && name_valid(line->name) && price_valid(line->unit_price_cents) &&
+	       quantity_valid(line->quantity, 1);
+}
+
+/* ---- totals ---- */
+
+bool cart_line_total(int64_t unit_price_cents, int64_t quantity, int64_t *out)
+{
+	int64_t total;
+
+	if (unit_price_cents < 0 || quantity < 0 ||
+	    __builtin_mul_overflow(unit_price_cents, quantity, &total))
+		return false;
+	*out = total;
+	return true;
+}
+
+bool cart_total(const cart_state *s, int64_t *out)
+{
+	int64_t total = 0, line;
+
+	for (size_t i = 0; i < s->line_count; i++)
+		if (!cart_line_total(s->lines[i].unit_price_cents, s->lines[i].quantity, &line) ||
+		    __builtin_add_overflow(total, line, &total))
+			return false;
+	*out = total;
+	return true;
+}
+
+/* ---- decide and evolve ---- */
+
+void cart_state_init(cart_state *s)
+{
+	memset(s, 0, sizeof *s);
+}
+
+/* Index of the line of product_id, or -1. */
+static int line_index(const cart_state *s, const char *product_id)
+{
+	for (size_t i = 0; i < s->line_count; i++)
+		if (strcmp(s->lines[i].product_id, product_id) == 0)
+			return (int)i;
+	return -1;
+}
+
+const cart_line *cart_find_line(const cart_state *s, const char *product_id)
+{
+	int i = line_index(s, product_id);
+
+	return i >= 0 ? &s->lines[i] : NULL;
+}
+
+/* Appends an event of kind to out and returns it, zeroed but for the kind. */
+static cart_event *emit(cart_events *out, cart_event_kind kind)
+{
+	cart_event *e;
+
+	assert(out->count < CART_MAX_EVENTS);
+	e = &out->items[out->count++];
+	memset(e, 0, sizeof *e);
+	e->kind = kind;
+	return e;
+}
+
+static cart_verdict decide_add(const cart_state *s, const cart_command *c, cart_events *out)
+{
+	const cart_line *existing;
+	int64_t after = c->line.quantity;
+	cart_event *e;
+
+	if (!line_valid(&c->line) || !currency_valid(c->currency))
+		return CART_REJ_INVALID;
+	if (s->line_count > 0 && strcmp(s->currency, c->currency) != 0)
+		return CART_REJ_CURRENCY_MISMATCH;
+	if ((existing = cart_find_line(s, c->line.product_id)) != NULL)
+		after += existing->quantity;
+	else if (s->line_count >= CART_LINES_MAX)
+		return CART_REJ_TOO_MANY_LINES;
+	if (after > CART_QUANTITY_MAX)
+		return CART_REJ_INVALID;
+	e = emit(out, CART_ITEM_ADDED);
+	e->line = c->line;
+	e->line.quantity = after;
+	e->added = c->line.quantity;
+	strcpy(e->currency, c->currency);
+	return CART_OK;
+}
+
+static cart_verdict decide_set(const cart_state *s, const cart_command *c, cart_events *out)
+{
+	const cart_line *existing;
+
+	if (!id_valid(c->line.product_id) || !quantity_valid(c->line.quantity, 0))
+		return CART_REJ_INVALID;
+	if ((existing = cart_find_line(s, c->line.product_id)) == NULL)
+		return CART_REJ_NOT_FOUND;
+	if (c->line.quantity == 0)
+		strcpy(emit(out, CART_ITEM_REMOVED)->line.product_id, c->line.product_id);
+	else if (c->line.quantity != existing->quantity) {
+		cart_event *e = emit(out, CART_QUANTITY_CHANGED);
+		strcpy(e->line.product_id, c->line.product_id);
+		e->line.quantity = c->line.quantity;
+	}
+	return CART_OK;
+}
+
+static cart_verdict decide_remove(const cart_state *s, const cart_command *c, cart_events *out)
+{
+	if (!id_valid(c->line.product_id))
+		return CART_REJ_INVALID;
+	if (cart_find_line(s, c->line.product_id) != NULL)
+		strcpy(emit(out, CART_ITEM_REMOVED)->line.product_id, c->line.product_id);
+	return CART_OK;
+}
+
+static cart_verdict decide_checked_out(const cart_state *s, const cart_command *c, cart_events *out)
+{
+	if (!id_valid(c->order_id))
+		return CART_REJ_INVALID;
+	if (strcmp(s->last_order_id, c->order_id) != 0)
+		strcpy(emit(out, CART_CHECKED_OUT_EVENT)->order_id, c->order_id);
+	return CART_OK;
+}
+
+cart_verdict cart_decide(const cart_state *s, const cart_command *c, cart_events *out)
+{
+	out->count = 0;
+	switch (c->kind) {
+	case CART_ADD_ITEM:
+		return decide_add(s, c, out);
+	case CART_SET_QUANTITY:
+		return decide_set(s, c, out);
+	case CART_REMOVE_ITEM:
+		return decide_remove(s, c, out);
+	case CART_CLEAR:
+		if (s->line_count > 0)
+			emit(out, CART_CLEARED);
+		return CART_OK;
+	case CART_CHECKED_OUT:
+		return decide_checked_out(s, c, out);
+	}
+	return CART_REJ_INVALID;
+}
+
+static void empty_lines(cart_state *s)
+{
+	memset(s->lines, 0, sizeof s->lines);
+	s->line_count = 0;
+	s->currency[0] = '\0';
+}
+
+static void evolve_added(cart_state *s, const cart_event *e)
+{
+	int i = line_index(s, e->line.product_id);
+
+	if (i < 0 && s->line_count >= CART_LINES_MAX)
+		return;
+	if (i < 0)
+		i = (int)s->line_count++;
+	s->lines[i] = e->line;
+	strcpy(s->currency, e->currency);
+}
+
+static void evolve_removed(cart_state *s, const char *product_id)
+{
+	int i = line_index(s, product_id);
+
+	if (i < 0)
+		return;
+	memmove(&s->lines[i], &s->lines[i + 1], (s->line_count - (size_t)i - 1) * sizeof s->lines[0]);
+	memset(&s->lines[--s->line_count], 0, sizeof s->lines[0]);
+	if (s->line_count == 0)
+		s->currency[0] = '\0';
+}
+
+void cart_evolve(cart_state *s, const cart_event *e)
+{
+	int i;
+
+	switch (e->kind) {
+	case CART_ITEM_ADDED:
+		evolve_added(s, e);
+		break;
+	case CART_QUANTITY_CHANGED:
+		if ((i = line_index(s, e->line.product_id)) >= 0)
+			s->lines[i].quantity = e->line.quantity;
+		break;
+	case CART_ITEM_REMOVED:
+		evolve_removed(s, e->line.product_id);
+		break;
+	case CART_CLEARED:
+		empty_lines(s);
+		break;
+	case CART_CHECKED_OUT_EVENT:
+		empty_lines(s);
+		strcpy(s->last_order_id, e->order_id);
+		break;
+	}
+}
+
+const char *cart_verdict_code(cart_verdict v)
+{
+	return (size_t)v < ORN_ARRAY_LEN(verdict_codes) ? verdict_codes[v] : "invalid";
+}
+
+const char *cart_command_type(cart_command_kind kind)
+{
+	return (size_t)kind < ORN_ARRAY_LEN(command_shapes) ? command_shapes[kind].type : NULL;
+}
+
+const char *cart_event_type(cart_event_kind kind)
+{
+	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
+}
+
+/* ---- payload codecs ---- */
+
+static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
+{
+	for (size_t i = 0; type != NULL && i < count; i++)
+		if (strcmp(shapes[i].type, type) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The string buffer of field in f and its size, or NULL for an integer. */
+static char *string_of(payload_fields *f, unsigned field, size_t *cap)
+{
+	if (field == FIELD_PRODUCT_ID)
+		return *cap = sizeof f->line.product_id, f->line.product_id;
+	if (field == FIELD_NAME)
+		return *cap = sizeof f->line.name, f->line.name;
+	if (field == FIELD_CURRENCY)
+		return *cap = sizeof f->currency, f->currency;
+	if (field == FIELD_ORDER_ID)
+		return *cap = sizeof f->order_id, f->order_id;
+	return NULL;
+}
+
+static int64_t *integer_of(payload_fields *f, unsigned field)
+{
+	if (field == FIELD_PRICE)
+		return &f->line.unit_price_cents;
+	if (field == FIELD_QUANTITY)
+		return &f->line.quantity;
+	return &f->added;
+}
+
+static orn_rc encode_fields(mp_writer *w, unsigned fields, payload_fields *f)
+{
+	uint32_t count = 0;
+	size_t cap = 0;
+	char *s;
+
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++) {
+		if ((fields & (1u << i)) == 0)
+			continue;
+		count++;
+		if ((s = string_of(f, 1u << i, &cap)) != NULL && strnlen(s, cap) == cap)
+			return ORN_EINVAL;
+	}
+	mp_write_map(w, count);
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++) {
+		if ((fields & (1u << i)) == 0)
+			continue;
+		mp_write_cstr(w, field_keys[i]);
+		if ((s = string_of(f, 1u << i, &cap)) != NULL)
+			mp_write_cstr(w, s);
+		else
+			mp_write_int(w, *integer_of(f, 1u << i));
+	}
+	return mp_writer_status(w);
+}
+
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payload_fields *out)
+{
+	const char *key;
+	uint32_t len;
+	unsigned field = 0;
+	size_t cap = 0;
+	char *s;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		return rc;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++)
+		if (mp_str_eq(key, len, field_keys[i]))
+			field = (1u << i) & fields;
+	if ((*seen & field) != 0)
+		return ORN_EDECODE;
+	*seen |= field;
+	if (field == 0)
+		return mp_skip(r);
+	if ((s = string_of(out, field, &cap)) != NULL)
+		return mp_read_cstr(r, s, cap);
+	return mp_read_int(r, integer_of(out, field));
+}
+
+/* Decodes a payload that is exactly one map holding every listed field. */
+static orn_rc decode_fields(const uint8_t *payload, size_t len, unsigned fields, payload_fields *out)
+{
+	mp_reader r;
+	uint32_t count;
+	unsigned seen = 0;
+	orn_rc rc;
+
+	memset(out, 0, sizeof *out);
+	mp_reader_init(&r, payload, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = decode_entry(&r, fields, &seen, out)) != ORN_OK)
+			goto fail;
+	if (seen != fields || mp_reader_remaining(&r) != 0)
+		rc = ORN_EDECODE;
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
+orn_rc cart_command_encode(mp_writer *w, const cart_command *c)
+{
+	payload_fields f = {.line = c->line};
+
+	if (cart_command_type(c->kind) == NULL)
+		return ORN_EINVAL;
+	memcpy(f.currency, c->currency, sizeof f.currency);
+	memcpy(f.order_id, c->order_id, sizeof f.order_id);
+	return encode_fields(w, command_shapes[c->kind].fields, &f);
+}
+
+orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len, cart_command *out)
+{
+	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	payload_fields f;
+	orn_rc rc;
+
+	if (shape < 0)
+		return ORN_EINVAL;
+	if ((rc = decode_fields(payload, len, command_shapes[shape].fields, &f)) != ORN_OK)
+		return rc;
+	memset(out, 0, sizeof *out);
+	out->kind = (cart_command_kind)shape;
+	out->line = f.line;
+	memcpy(out->currency, f.currency, sizeof out->currency);
+	memcpy(out->order_id, f.order_id, sizeof out->order_id);
+	return ORN_OK;
+}
+
+orn_rc cart_event_encode(mp_writer *w, const cart_event *e)
+{
+	payload_fields f = {.line = e->line, .added = e->added};
+
+	if (cart_event_type(e->kind) == NULL)
+		return ORN_EINVAL;
+	memcpy(f.currency, e->currency, sizeof f.currency);
+	memcpy(f.order_id, e->order_id, sizeof f.order_id);
+	return encode_fields(w, event_shapes[e->kind].fields, &f);
+}
+
+/* True if an event of kind with these fields is one decide can emit. */
+static bool event_valid(cart_event_kind kind, const payload_fields *f)
+{
+	switch (kind) {
+	case CART_ITEM_ADDED:
+		return line_valid(&f->line) && f->added >= 1 && f->added <= f->line.quantity &&
+		       currency_valid(f->currency);
+	case CART_QUANTITY_CHANGED:
+		return id_valid(f->line.product_id) && quantity_valid(f->line.quantity, 1);
+	case CART_ITEM_REMOVED:
+		return id_valid(f->line.product_id);
+	case CART_CHECKED_OUT_EVENT:
+		return id_valid(f->order_id);
+	default:
+		return true;
+	}
+}
+
+orn_rc cart_event_decode(const char *type, const uint8_t *payload, size_t len, cart_event *out)
+{
+	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	payload_fields f;
+	orn_rc rc;
+
+	if (shape < 0)
+		return ORN_EINVAL;
+	if ((rc = decode_fields(payload, len, event_shapes[shape].fields, &f)) != ORN_OK)
+		return rc;
+	if (!event_valid((cart_event_kind)shape, &f))
+		return ORN_EDECODE;
+	memset(out, 0, sizeof *out);
+	out->kind = (cart_event_kind)shape;
+	out->line = f.line;
+	out->added = f.added;
+	memcpy(out->currency, f.currency, sizeof out->currency);
+	memcpy(out->order_id, f.order_id, sizeof out->order_id);
+	return ORN_OK;
+}
+
+/* ---- snapshot, restore, view ---- */
+
+/* Writes [type, payload] for one event. */
+static orn_rc write_event(mp_writer *w, const cart_event *e)
+{
+	mp_write_array(w, 2);
+	mp_write_cstr(w, cart_event_type(e->kind));
+	return cart_event_encode(w, e);
+}
+
+/* Snapshot: [[type, payload], ...], the checkout of the last order (if any)
+ * then one ItemAdded per line, in line order. */
+static orn_rc cart_snapshot(const void *state, mp_writer *w)
+{
+	const cart_state *s = state;
+	bool checked_out = s->last_order_id[0] != '\0';
+	cart_event e;
+	orn_rc rc = ORN_OK;
+
+	mp_write_array(w, (uint32_t)(s->line_count + checked_out));
+	if (checked_out) {
+		e = (cart_event){.kind = CART_CHECKED_OUT_EVENT};
+		memcpy(e.order_id, s->last_order_id, sizeof e.order_id);
+		rc = write_event(w, &e);
+	}
+	for (size_t i = 0; rc == ORN_OK && i < s->line_count; i++) {
+		e = (cart_event){.kind = CART_ITEM_ADDED, .line = s->lines[i], .added = s->lines[i].quantity};
+		memcpy(e.currency, s->currency, sizeof e.currency);
+		rc = write_event(w, &e);
+	}
+	return rc == ORN_OK ? mp_writer_status(w) : rc;
+}
+
+/* Restores by replaying the snapshot's events into a fresh state, which is
+ * copied in only when whole. Only a first CartCheckedOut and ItemAdded events
+ * that each add a new line (added == quantity) are accepted, so a snapshot
+ * has one form per state. */
+static orn_rc cart_restore(void *state, const uint8_t *buf, size_t len)
+{
+	char type[32];
+	cart_state *fresh = calloc(1, sizeof *fresh);
+	const uint8_t *payload;
+	size_t payload_len, lines;
+	uint32_t count, pair;
+	cart_event e;
+	mp_reader r;
+	orn_rc rc = ORN_ENOMEM;
+
+	if (fresh == NULL)
+		goto fail;
+	mp_reader_init(&r, buf, len);
+	if ((rc = mp_read_array(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((rc = mp_read_array(&r, &pair)) != ORN_OK || pair != 2 ||
+		    (rc = mp_read_cstr(&r, type, sizeof type)) != ORN_OK ||
+		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
+		    (rc = cart_event_decode(type, payload, payload_len, &e)) != ORN_OK ||
+		    (e.kind != CART_ITEM_ADDED && (e.kind != CART_CHECKED_OUT_EVENT || i != 0)) ||
+		    (e.kind == CART_ITEM_ADDED && e.added != e.line.quantity)) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+		lines = fresh->line_count;
+		cart_evolve(fresh, &e);
+		if (e.kind == CART_ITEM_ADDED && fresh->line_count == lines) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+	}
+	if (mp_reader_remaining(&r) != 0) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	memcpy(state, fresh, sizeof *fresh);
+fail:
+	free(fresh);
+	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
+}
+
+/* View: {items:[{product_id, name, unit_price_cents, quantity,
+ * line_total_cents}], total_cents, currency, last_order_id}. */
+static orn_rc cart_view(const void *state, mp_writer *w)
+{
+	const cart_state *s = state;
+	int64_t line_total = 0, total = 0;
+
+	/* decide's bounds make the totals fit; a state that breaks them is a bug */
+	if (!cart_total(s, &total))
+		return ORN_EINTERNAL;
+	mp_write_map(w, 4);
+	mp_write_cstr(w, "items");
+	mp_write_array(w, (uint32_t)s->line_count);
+	for (size_t i = 0; i < s->line_count; i++) {
+		const cart_line *line = &s->lines[i];
+		(void)cart_line_total(line->unit_price_cents, line->quantity, &line_total);
+		mp_write_map(w, 5);
+		mp_write_cstr(w, "product_id");
+		mp_write_cstr(w, line->product_id);
+		mp_write_cstr(w, "name");
+		mp_write_cstr(w, line->name);
+		mp_write_cstr(w, "unit_price_cents");
+		mp_write_int(w, line->unit_price_cents);
+		mp_write_cstr(w, "quantity");
+		mp_write_int(w, line->quantity);
+		mp_write_cstr(w, "line_total_cents");
+		mp_write_int(w, line_total);
+	}
+	mp_write_cstr(w, "total_cents");
+	mp_write_int(w, total);
+	mp_write_cstr(w, "currency");
+	mp_write_cstr(w, s->currency[0] != '\0' ? s->currency : NULL);
+	mp_write_cstr(w, "last_order_id");
+	mp_write_cstr(w, s->last_order_id[0] != '\0' ? s->last_order_id : NULL);
+	return mp_writer_status(w);
+}
+
+/* ---- the kind table ---- */
+
+static void cart_kind_init(void *state)
+{
+	cart_state_init(state);
+}
+
+static void cart_kind_dispose(void *state)
+{
+	cart_state_init(state);
+}
+
+static void describe_rejection(cart_verdict verdict, const cart_state *s, const cart_command *c, char *detail,
+                               size_t cap)
+{
+	if (verdict == CART_REJ_NOT_FOUND)
+		snprintf(detail, cap, "product %s is not in the cart", c->line.product_id);
+	else if (verdict == CART_REJ_TOO_MANY_LINES)
+		snprintf(detail, cap, "a cart holds at most %d lines", CART_LINES_MAX);
+	else if (verdict == CART_REJ_CURRENCY_MISMATCH)
+		snprintf(detail, cap, "the cart is in %s, the item in %s", s->currency, c->currency);
+	else
+		snprintf(detail, cap,
+		         "ids are 1..64 characters of [A-Za-z0-9_-], names 1..200 bytes of text, prices "
+		         "0..%lld, currencies 3 uppercase letters, line quantities 1..%d",
+		         CART_PRICE_MAX, CART_QUANTITY_MAX);
+}
+
+static orn_rc cart_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
+{
+	char detail[DETAIL_MAX];
+	cart_command c;
+	cart_events events;
+	cart_verdict verdict;
+	mp_writer *w = NULL;
+	orn_rc rc = ORN_EDECODE;
+
+	if (cmd->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = cart_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
+		goto fail;
+	verdict = cart_decide(state, &c, &events);
+	if (verdict != CART_OK) {
+		describe_rejection(verdict, state, &c, detail, sizeof detail);
+		act_decision_reject(d, cart_verdict_code(verdict), detail);
+		goto fail;
+	}
+	if (events.count > 0 && (w = mp_writer_create()) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < events.count; i++) {
+		mp_writer_reset(w);
+		if ((rc = cart_event_encode(w, &events.items[i])) == ORN_OK)
+			rc = act_decision_emit(d, cart_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
+			                       mp_writer_data(w), mp_writer_size(w));
+		if (rc != ORN_OK)
+			goto fail;
+	}
+fail:
+	mp_writer_destroy(w);
+	return rc;
+}
+
+static orn_rc cart_kind_evolve(void *state, const env_envelope *event)
+{
+	cart_event e;
+	orn_rc rc = ORN_EDECODE;
+
+	if (event->schema != PAYLOAD_SCHEMA)
+		goto fail;
+	if ((rc = cart_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
+		goto fail;
+	cart_evolve(state, &e);
+fail:
+	return rc;
+}
+
+const act_kind cart_kind = {
+        .aggregate = CART_AGGREGATE,
+        .state_size = sizeof(cart_state),
+        .snapshot_schema = CART_SNAPSHOT_SCHEMA,
+        .init = cart_kind_init,
+        .dispose = cart_kind_dispose,
+        .decide = cart_kind_decide,
+        .evolve = cart_kind_evolve,
+        .snapshot = cart_snapshot,
+        .restore = cart_restore,
+        .view = cart_view,
+};

@@ -1,0 +1,862 @@
+/* test_cart.c — unit tests of the cart aggregate (actors/cart.c).
+ *
+ * Given-when-then: given events applied with cart_evolve, when a command is
+ * decided, then the expected events or rejection. Further tests cover the
+ * totals, the payload codecs, snapshot/restore and the kind table driven
+ * through an act_decision. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cart.h"
+#include "failalloc.h"
+
+static cart_state state;
+static cart_events out;
+static cart_verdict verdict;
+static mp_writer *writer;
+
+static void setup(void)
+{
+	cart_state_init(&state);
+	writer = mp_writer_create();
+	cr_assert_not_null(writer);
+}
+
+static void teardown(void)
+{
+	mp_writer_destroy(writer);
+}
+
+TestSuite(cart, .init = setup, .fini = teardown);
+
+static cart_line line(const char *product_id, int64_t price, int64_t quantity)
+{
+	cart_line l = {.unit_price_cents = price, .quantity = quantity};
+
+	snprintf(l.product_id, sizeof l.product_id, "%s", product_id);
+	snprintf(l.name, sizeof l.name, "Item %s", product_id);
+	return l;
+}
+
+static cart_command add(const char *product_id, int64_t price, int64_t quantity, const char *currency)
+{
+	cart_command c = {.kind = CART_ADD_ITEM, .line = line(product_id, price, quantity)};
+
+	snprintf(c.currency, sizeof c.currency, "%s", currency);
+	return c;
+}
+
+static cart_command set(const char *product_id, int64_t quantity)
+{
+	cart_command c = {.kind = CART_SET_QUANTITY, .line = line(product_id, 0, quantity)};
+
+	return c;
+}
+
+static cart_command remove_item(const char *product_id)
+{
+	return (cart_command){.kind = CART_REMOVE_ITEM, .line = line(product_id, 0, 0)};
+}
+
+static cart_command checked_out(const char *order_id)
+{
+	cart_command c = {.kind = CART_CHECKED_OUT};
+
+	snprintf(c.order_id, sizeof c.order_id, "%s", order_id);
+	return c;
+}
+
+static void when(cart_command c)
+{
+	verdict = cart_decide(&state, &c, &out);
+}
+
+static void and_applied(void)
+{
+	for (size_t i = 0; i < out.count; i++)
+		cart_evolve(&state, &out.items[i]);
+}
+
+/* Decides c, expects acceptance, applies the events. */
+static void given(cart_command c)
+{
+	when(c);
+	cr_assert_eq(verdict, CART_OK, "verdict %s", cart_verdict_code(verdict));
+	and_applied();
+}
+
+static void then_event(cart_event_kind kind)
+{
+	cr_assert_eq(verdict, CART_OK, "verdict %s", cart_verdict_code(verdict));
+	cr_assert_eq(out.count, 1);
+	cr_assert_eq(out.items[0].kind, kind);
+}
+
+static void then_nothing(void)
+{
+	cr_assert_eq(verdict, CART_OK, "verdict %s", cart_verdict_code(verdict));
+	cr_assert_eq(out.count, 0);
+}
+
+static void then_rejected(cart_verdict expected)
+{
+	cr_assert_eq(verdict, expected, "verdict %s, expected %s", cart_verdict_code(verdict),
+	             cart_verdict_code(expected));
+	cr_assert_eq(out.count, 0);
+}
+
+/* ---- add ---- */
+
+Test(cart, add_to_an_empty_cart_adds_a_line_and_sets_the_currency)
+{
+	when(add("p1", 250, 2, "EUR"));
+	then_event(CART_ITEM_ADDED);
+	cr_assert_str_eq(out.items[0].line.product_id, "p1");
+	cr_assert_eq(out.items[0].line.quantity, 2);
+	cr_assert_eq(out.items[0].added, 2);
+	and_applied();
+	cr_assert_eq(state.line_count, 1);
+	cr_assert_str_eq(state.currency, "EUR");
+	cr_assert_str_eq(state.lines[0].name, "Item p1");
+}
+
+Test(cart, add_to_an_existing_line_sums_and_refreshes_the_snapshot)
+{
+	given(add("p1", 250, 2, "EUR"));
+	when(add("p1", 300, 3, "EUR"));
+	then_event(CART_ITEM_ADDED);
+	cr_assert_eq(out.items[0].line.quantity, 5);
+	cr_assert_eq(out.items[0].added, 3);
+	and_applied();
+	cr_assert_eq(state.line_count, 1);
+	cr_assert_eq(state.lines[0].quantity, 5);
+	cr_assert_eq(state.lines[0].unit_price_cents, 300);
+}
+
+Test(cart, a_line_stays_within_999)
+{
+	given(add("p1", 1, 999, "EUR"));
+	when(add("p1", 1, 1, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p2", 1, 1000, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p2", 1, 0, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+}
+
+Test(cart, add_checks_every_field)
+{
+	cart_command c;
+
+	when(add("bad id", 1, 1, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p1", -1, 1, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p1", CART_PRICE_MAX + 1, 1, "EUR"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p1", CART_PRICE_MAX, 1, "EUR"));
+	then_event(CART_ITEM_ADDED);
+	when(add("p1", 1, 1, "eur"));
+	then_rejected(CART_REJ_INVALID);
+	when(add("p1", 1, 1, "EU"));
+	then_rejected(CART_REJ_INVALID);
+	c = add("p1", 1, 1, "EUR");
+	c.line.name[0] = '\0';
+	when(c);
+	then_rejected(CART_REJ_INVALID);
+	strcpy(c.line.name, "tab\there");
+	when(c);
+	then_rejected(CART_REJ_INVALID);
+	memset(c.line.product_id, 'a', sizeof c.line.product_id);
+	strcpy(c.line.name, "ok");
+	when(c);
+	then_rejected(CART_REJ_INVALID);
+}
+
+Test(cart, one_currency_per_cart)
+{
+	given(add("p1", 1, 1, "EUR"));
+	when(add("p2", 1, 1, "USD"));
+	then_rejected(CART_REJ_CURRENCY_MISMATCH);
+	given(remove_item("p1"));
+	cr_assert_str_eq(state.currency, "");
+	when(add("p2", 1, 1, "USD"));
+	then_event(CART_ITEM_ADDED);
+}
+
+Test(cart, at_most_50_lines)
+{
+	char id[16];
+
+	for (int i = 0; i < CART_LINES_MAX; i++) {
+		snprintf(id, sizeof id, "p%d", i);
+		given(add(id, 10, 1, "EUR"));
+	}
+	cr_assert_eq(state.line_count, CART_LINES_MAX);
+	when(add("p50", 10, 1, "EUR"));
+	then_rejected(CART_REJ_TOO_MANY_LINES);
+	when(add("p7", 10, 1, "EUR")); /* an existing line still grows */
+	then_event(CART_ITEM_ADDED);
+	/* evolve ignores a 51st line */
+	cart_evolve(&state, &(cart_event){.kind = CART_ITEM_ADDED, .line = line("p99", 1, 1)});
+	cr_assert_eq(state.line_count, CART_LINES_MAX);
+	cr_assert_null(cart_find_line(&state, "p99"));
+}
+
+/* ---- set quantity, remove, clear ---- */
+
+Test(cart, set_quantity_changes_the_line)
+{
+	given(add("p1", 100, 2, "EUR"));
+	when(set("p1", 7));
+	then_event(CART_QUANTITY_CHANGED);
+	and_applied();
+	cr_assert_eq(cart_find_line(&state, "p1")->quantity, 7);
+	when(set("p1", 7));
+	then_nothing();
+}
+
+Test(cart, set_quantity_zero_removes_the_line)
+{
+	given(add("p1", 100, 2, "EUR"));
+	given(add("p2", 100, 2, "EUR"));
+	when(set("p1", 0));
+	then_event(CART_ITEM_REMOVED);
+	and_applied();
+	cr_assert_eq(state.line_count, 1);
+	cr_assert_str_eq(state.lines[0].product_id, "p2");
+	cr_assert_str_eq(state.currency, "EUR");
+}
+
+Test(cart, set_quantity_rejections)
+{
+	given(add("p1", 100, 2, "EUR"));
+	when(set("p2", 3));
+	then_rejected(CART_REJ_NOT_FOUND);
+	when(set("p1", 1000));
+	then_rejected(CART_REJ_INVALID);
+	when(set("p1", -1));
+	then_rejected(CART_REJ_INVALID);
+	when(set("", 1));
+	then_rejected(CART_REJ_INVALID);
+}
+
+Test(cart, remove_of_an_absent_line_is_a_no_op)
+{
+	when(remove_item("p1"));
+	then_nothing();
+	when(remove_item("bad/id"));
+	then_rejected(CART_REJ_INVALID);
+	given(add("p1", 1, 1, "EUR"));
+	when(remove_item("p1"));
+	then_event(CART_ITEM_REMOVED);
+}
+
+Test(cart, clear_empties_the_cart)
+{
+	when((cart_command){.kind = CART_CLEAR});
+	then_nothing();
+	given(add("p1", 1, 1, "EUR"));
+	given(add("p2", 1, 1, "EUR"));
+	when((cart_command){.kind = CART_CLEAR});
+	then_event(CART_CLEARED);
+	and_applied();
+	cr_assert_eq(state.line_count, 0);
+	cr_assert_str_eq(state.currency, "");
+}
+
+Test(cart, evolve_ignores_changes_of_absent_lines)
+{
+	cart_evolve(&state, &(cart_event){.kind = CART_QUANTITY_CHANGED, .line = line("p1", 1, 3)});
+	cart_evolve(&state, &(cart_event){.kind = CART_ITEM_REMOVED, .line = line("p1", 1, 3)});
+	cr_assert_eq(state.line_count, 0);
+}
+
+Test(cart, an_unknown_command_kind_is_invalid)
+{
+	when((cart_command){.kind = (cart_command_kind)9});
+	then_rejected(CART_REJ_INVALID);
+}
+
+/* ---- checkout ---- */
+
+Test(cart, checked_out_empties_the_cart_and_remembers_the_order)
+{
+	given(add("p1", 1, 1, "EUR"));
+	when(checked_out("o1"));
+	then_event(CART_CHECKED_OUT_EVENT);
+	and_applied();
+	cr_assert_eq(state.line_count, 0);
+	cr_assert_str_eq(state.last_order_id, "o1");
+}
+
+Test(cart, checked_out_is_idempotent_by_order_id)
+{
+	given(add("p1", 1, 1, "EUR"));
+	given(checked_out("o1"));
+	given(add("p2", 1, 1, "EUR"));
+	when(checked_out("o1"));
+	then_nothing();
+	cr_assert_eq(state.line_count, 1);
+	when(checked_out("o2"));
+	then_event(CART_CHECKED_OUT_EVENT);
+	when(checked_out("bad id"));
+	then_rejected(CART_REJ_INVALID);
+}
+
+/* ---- totals ---- */
+
+Test(cart, totals)
+{
+	int64_t total = -1;
+
+	given(add("p1", 250, 2, "EUR"));
+	given(add("p2", 1000, 3, "EUR"));
+	cr_assert(cart_total(&state, &total));
+	cr_assert_eq(total, 3500);
+	cr_assert(cart_line_total(250, 2, &total));
+	cr_assert_eq(total, 500);
+	total = 7;
+	cr_assert(!cart_line_total(INT64_MAX, 2, &total));
+	cr_assert(!cart_line_total(-1, 2, &total));
+	cr_assert(!cart_line_total(1, -2, &total));
+	cr_assert_eq(total, 7);
+	state.lines[0].unit_price_cents = INT64_MAX / 2;
+	state.lines[0].quantity = 1;
+	state.lines[1].unit_price_cents = INT64_MAX / 2;
+	state.lines[1].quantity = 2;
+	cr_assert(!cart_total(&state, &total));
+	state.lines[1].quantity = 1;
+	state.lines[0].quantity = 2;
+	cr_assert(!cart_total(&state, &total));
+}
+
+Test(cart, the_largest_cart_fits)
+{
+	int64_t total;
+	char id[16];
+
+	for (int i = 0; i < CART_LINES_MAX; i++) {
+		snprintf(id, sizeof id, "p%d", i);
+		given(add(id, CART_PRICE_MAX, CART_QUANTITY_MAX, "EUR"));
+	}
+	cr_assert(cart_total(&state, &total));
+	cr_assert_eq(total, CART_PRICE_MAX * CART_QUANTITY_MAX * CART_LINES_MAX);
+}
+
+Test(cart, codes_and_type_names_are_stable)
+{
+	cr_assert_str_eq(cart_verdict_code(CART_OK), "");
+	cr_assert_str_eq(cart_verdict_code(CART_REJ_NOT_FOUND), "not_found");
+	cr_assert_str_eq(cart_verdict_code(CART_REJ_INVALID), "invalid");
+	cr_assert_str_eq(cart_verdict_code(CART_REJ_TOO_MANY_LINES), "too_many_lines");
+	cr_assert_str_eq(cart_verdict_code(CART_REJ_CURRENCY_MISMATCH), "currency_mismatch");
+	cr_assert_str_eq(cart_verdict_code((cart_verdict)77), "invalid");
+	cr_assert_str_eq(cart_command_type(CART_CHECKED_OUT), "CheckedOut");
+	cr_assert_str_eq(cart_event_type(CART_CHECKED_OUT_EVENT), "CartCheckedOut");
+	cr_assert_null(cart_command_type((cart_command_kind)9));
+	cr_assert_null(cart_event_type((cart_event_kind)9));
+}
+
+/* ---- codecs ---- */
+
+static void assert_command_round_trip(cart_command c)
+{
+	cart_command decoded;
+
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(cart_command_decode(cart_command_type(c.kind), mp_writer_data(writer),
+	                                 mp_writer_size(writer), &decoded),
+	             ORN_OK);
+	cr_assert_eq(decoded.kind, c.kind);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &decoded), ORN_OK);
+}
+
+Test(cart, commands_round_trip)
+{
+	cart_command decoded, c = add("p1", 250, 2, "EUR");
+
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(cart_command_decode(CART_CMD_ADD_ITEM, mp_writer_data(writer), mp_writer_size(writer),
+	                                 &decoded),
+	             ORN_OK);
+	cr_assert_str_eq(decoded.line.product_id, c.line.product_id);
+	cr_assert_str_eq(decoded.line.name, c.line.name);
+	cr_assert_eq(decoded.line.unit_price_cents, c.line.unit_price_cents);
+	cr_assert_eq(decoded.line.quantity, c.line.quantity);
+	cr_assert_str_eq(decoded.currency, "EUR");
+	assert_command_round_trip(set("p1", 0));
+	assert_command_round_trip(remove_item("p1"));
+	assert_command_round_trip((cart_command){.kind = CART_CLEAR});
+	assert_command_round_trip(checked_out("o1"));
+}
+
+Test(cart, events_round_trip)
+{
+	cart_command commands[] = {add("p1", 250, 2, "EUR"), set("p1", 3), set("p1", 0)};
+	cart_event decoded;
+
+	given(add("p1", 250, 2, "EUR"));
+	for (size_t i = 0; i < ORN_ARRAY_LEN(commands); i++) {
+		when(commands[i]);
+		mp_writer_reset(writer);
+		cr_assert_eq(cart_event_encode(writer, &out.items[0]), ORN_OK);
+		cr_assert_eq(cart_event_decode(cart_event_type(out.items[0].kind), mp_writer_data(writer),
+		                               mp_writer_size(writer), &decoded),
+		             ORN_OK);
+		cr_assert_eq(decoded.kind, out.items[0].kind);
+		cr_assert_str_eq(decoded.line.product_id, out.items[0].line.product_id);
+		cr_assert_eq(decoded.line.quantity, out.items[0].line.quantity);
+		cr_assert_eq(decoded.added, out.items[0].added);
+	}
+	when((cart_command){.kind = CART_CLEAR});
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &out.items[0]), ORN_OK);
+	cr_assert_eq(
+	        cart_event_decode(CART_EV_CLEARED, mp_writer_data(writer), mp_writer_size(writer), &decoded),
+	        ORN_OK);
+	when(checked_out("o1"));
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &out.items[0]), ORN_OK);
+	cr_assert_eq(cart_event_decode(CART_EV_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer),
+	                               &decoded),
+	             ORN_OK);
+	cr_assert_str_eq(decoded.order_id, "o1");
+}
+
+Test(cart, encoders_reject_unknown_kinds_and_unterminated_strings)
+{
+	cart_command c = add("p1", 1, 1, "EUR");
+	cart_event e = {.kind = CART_ITEM_REMOVED};
+
+	cr_assert_eq(cart_command_encode(writer, &(cart_command){.kind = (cart_command_kind)9}), ORN_EINVAL);
+	cr_assert_eq(cart_event_encode(writer, &(cart_event){.kind = (cart_event_kind)9}), ORN_EINVAL);
+	memset(c.line.name, 'n', sizeof c.line.name);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_EINVAL);
+	memset(e.line.product_id, 'p', sizeof e.line.product_id);
+	cr_assert_eq(cart_event_encode(writer, &e), ORN_EINVAL);
+}
+
+static orn_rc decode_written_command(const char *type)
+{
+	cart_command c;
+
+	return cart_command_decode(type, mp_writer_data(writer), mp_writer_size(writer), &c);
+}
+
+static orn_rc decode_written_event(const char *type)
+{
+	cart_event e;
+
+	return cart_event_decode(type, mp_writer_data(writer), mp_writer_size(writer), &e);
+}
+
+Test(cart, decoders_are_strict)
+{
+	cart_command c = add("p1", 1, 1, "EUR");
+
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(decode_written_command("StealCart"), ORN_EINVAL);
+	cr_assert_eq(decode_written_command(NULL), ORN_EINVAL);
+	cr_assert_eq(decode_written_event("AddItem"), ORN_EINVAL);
+	for (size_t len = 0; len < mp_writer_size(writer); len++) {
+		cart_command d;
+		cr_assert_eq(cart_command_decode(CART_CMD_ADD_ITEM, mp_writer_data(writer), len, &d),
+		             ORN_EDECODE);
+	}
+	/* trailing bytes */
+	mp_write_nil(writer);
+	cr_assert_eq(decode_written_command(CART_CMD_ADD_ITEM), ORN_EDECODE);
+	/* a missing key */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 0);
+	cr_assert_eq(decode_written_command(CART_CMD_REMOVE_ITEM), ORN_EDECODE);
+	cr_assert_eq(decode_written_command(CART_CMD_CLEAR), ORN_OK);
+	/* a repeated key */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o2");
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* a wrong type */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "quantity");
+	mp_write_cstr(writer, "3");
+	cr_assert_eq(decode_written_command(CART_CMD_SET_QUANTITY), ORN_EDECODE);
+	/* an unknown key is skipped; a key of another type is unknown */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 3);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "extra");
+	mp_write_array(writer, 0);
+	mp_write_cstr(writer, "order_id");
+	mp_write_int(writer, 5);
+	cr_assert_eq(decode_written_command(CART_CMD_REMOVE_ITEM), ORN_OK);
+	/* not a map; a non-string key; an over-long string */
+	mp_writer_reset(writer);
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CLEAR), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_int(writer, 1);
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CLEAR), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "0123456789012345678901234567890123456789012345678901234567890123456789");
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+}
+
+Test(cart, event_decoding_rejects_values_decide_cannot_emit)
+{
+	cart_event added = {.kind = CART_ITEM_ADDED, .line = line("p1", 1, 2), .added = 3};
+
+	strcpy(added.currency, "EUR");
+	cr_assert_eq(cart_event_encode(writer, &added), ORN_OK);
+	cr_assert_eq(decode_written_event(CART_EV_ITEM_ADDED), ORN_EDECODE);
+	added.added = 2;
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &added), ORN_OK);
+	cr_assert_eq(decode_written_event(CART_EV_ITEM_ADDED), ORN_OK);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(
+	                     writer, &(cart_event){.kind = CART_QUANTITY_CHANGED, .line = line("p1", 0, 0)}),
+	             ORN_OK);
+	cr_assert_eq(decode_written_event(CART_EV_QUANTITY_CHANGED), ORN_EDECODE);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &(cart_event){.kind = CART_ITEM_REMOVED}), ORN_OK);
+	cr_assert_eq(decode_written_event(CART_EV_ITEM_REMOVED), ORN_EDECODE);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &(cart_event){.kind = CART_CHECKED_OUT_EVENT}), ORN_OK);
+	cr_assert_eq(decode_written_event(CART_EV_CHECKED_OUT), ORN_EDECODE);
+}
+
+/* ---- snapshot and restore ---- */
+
+/* Field by field: struct padding may differ. */
+static void assert_states_equal(const cart_state *a, const cart_state *b)
+{
+	cr_assert_eq(a->line_count, b->line_count);
+	for (size_t i = 0; i < a->line_count; i++) {
+		cr_assert_str_eq(a->lines[i].product_id, b->lines[i].product_id);
+		cr_assert_str_eq(a->lines[i].name, b->lines[i].name);
+		cr_assert_eq(a->lines[i].unit_price_cents, b->lines[i].unit_price_cents);
+		cr_assert_eq(a->lines[i].quantity, b->lines[i].quantity);
+	}
+	cr_assert_str_eq(a->currency, b->currency);
+	cr_assert_str_eq(a->last_order_id, b->last_order_id);
+}
+
+static void assert_snapshot_equivalent(void)
+{
+	cart_state restored;
+
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_kind.snapshot(&state, writer), ORN_OK);
+	cart_state_init(&restored);
+	cr_assert_eq(cart_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	assert_states_equal(&restored, &state);
+}
+
+Test(cart, snapshots_restore_the_same_state)
+{
+	assert_snapshot_equivalent();
+	given(add("p1", 250, 2, "EUR"));
+	given(add("p2", 300, 1, "EUR"));
+	assert_snapshot_equivalent();
+	given(checked_out("o1"));
+	assert_snapshot_equivalent();
+	given(add("p3", 10, 9, "USD"));
+	given(add("p1", 20, 1, "USD"));
+	given(set("p3", 4));
+	assert_snapshot_equivalent();
+}
+
+static orn_rc restore_written(void)
+{
+	return cart_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer));
+}
+
+static void write_pair(const char *type, const cart_event *e)
+{
+	mp_write_array(writer, 2);
+	mp_write_cstr(writer, type);
+	cr_assert_eq(cart_event_encode(writer, e), ORN_OK);
+}
+
+Test(cart, restore_rejects_snapshots_no_stream_could_produce)
+{
+	cart_event added = {.kind = CART_ITEM_ADDED, .line = line("p1", 1, 2), .added = 2};
+	cart_event out_event = {.kind = CART_CHECKED_OUT_EVENT};
+	cart_event removed = {.kind = CART_ITEM_REMOVED, .line = line("p1", 1, 2)};
+
+	strcpy(added.currency, "EUR");
+	strcpy(out_event.order_id, "o1");
+	given(add("p9", 1, 1, "EUR"));
+	/* a repeated line */
+	mp_write_array(writer, 2);
+	write_pair(CART_EV_ITEM_ADDED, &added);
+	write_pair(CART_EV_ITEM_ADDED, &added);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	/* a checkout after a line */
+	mp_writer_reset(writer);
+	mp_write_array(writer, 2);
+	write_pair(CART_EV_ITEM_ADDED, &added);
+	write_pair(CART_EV_CHECKED_OUT, &out_event);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	/* another kind of event */
+	mp_writer_reset(writer);
+	mp_write_array(writer, 1);
+	write_pair(CART_EV_ITEM_REMOVED, &removed);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	/* added differing from the quantity */
+	added.added = 1;
+	mp_writer_reset(writer);
+	mp_write_array(writer, 1);
+	write_pair(CART_EV_ITEM_ADDED, &added);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	/* not a pair; trailing bytes; not an array */
+	mp_writer_reset(writer);
+	mp_write_array(writer, 1);
+	mp_write_array(writer, 3);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_array(writer, 0);
+	mp_write_nil(writer);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	mp_writer_reset(writer);
+	mp_write_nil(writer);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	/* the state is untouched by a failed restore */
+	cr_assert_not_null(cart_find_line(&state, "p9"));
+	/* a checkout first is fine */
+	added.added = 2;
+	mp_writer_reset(writer);
+	mp_write_array(writer, 2);
+	write_pair(CART_EV_CHECKED_OUT, &out_event);
+	write_pair(CART_EV_ITEM_ADDED, &added);
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert_str_eq(state.last_order_id, "o1");
+	cr_assert_null(cart_find_line(&state, "p9"));
+}
+
+Test(cart, restore_reports_allocation_failure)
+{
+	if (!failalloc_available())
+		cr_skip_test("no allocation failure injection in this build");
+	mp_write_array(writer, 0);
+	failalloc_after(0);
+	cr_assert_eq(restore_written(), ORN_ENOMEM);
+	failalloc_off();
+}
+
+/* ---- the kind table ---- */
+
+static act_decision *decision;
+
+static void kind_setup(void)
+{
+	setup();
+	decision = act_decision_create();
+	cr_assert_not_null(decision);
+}
+
+static void kind_teardown(void)
+{
+	act_decision_destroy(decision);
+	teardown();
+}
+
+TestSuite(cart_kind, .init = kind_setup, .fini = kind_teardown);
+
+static orn_rc kind_decide(cart_command c)
+{
+	env_envelope cmd = {.schema = 1};
+
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
+	snprintf(cmd.type, sizeof cmd.type, "%s", cart_command_type(c.kind));
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	act_decision_clear(decision);
+	return cart_kind.decide(&state, &cmd, decision);
+}
+
+static void kind_apply(void)
+{
+	env_envelope event;
+
+	for (size_t i = 0; i < act_decision_count(decision); i++) {
+		cr_assert_eq(act_decision_event(decision, i, &event), ORN_OK);
+		cr_assert_eq(cart_kind.evolve(&state, &event), ORN_OK);
+	}
+}
+
+static void then_decision_rejected(const char *code)
+{
+	cr_assert_str_eq(act_decision_rejection(decision), code);
+	cr_assert_eq(act_decision_count(decision), 0);
+	cr_assert_not_null(act_decision_detail(decision));
+}
+
+Test(cart_kind, describes_the_aggregate)
+{
+	cart_state *s = malloc(cart_kind.state_size);
+
+	cr_assert_str_eq(cart_kind.aggregate, "cart");
+	cr_assert_eq(cart_kind.state_size, sizeof(cart_state));
+	cr_assert_eq(cart_kind.snapshot_schema, CART_SNAPSHOT_SCHEMA);
+	cr_assert_not_null(s);
+	cart_kind.init(s);
+	cr_assert_eq(s->line_count, 0);
+	cart_kind.dispose(s);
+	free(s);
+}
+
+Test(cart_kind, a_cart_lives_through_the_kind_table)
+{
+	env_envelope event;
+
+	cr_assert_eq(kind_decide(add("p1", 250, 2, "EUR")), ORN_OK);
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 1);
+	cr_assert_eq(act_decision_event(decision, 0, &event), ORN_OK);
+	cr_assert_str_eq(event.type, CART_EV_ITEM_ADDED);
+	kind_apply();
+	cr_assert_eq(state.lines[0].quantity, 2);
+	cr_assert_eq(kind_decide(remove_item("absent")), ORN_OK);
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 0);
+	cr_assert_eq(kind_decide(checked_out("o1")), ORN_OK);
+	kind_apply();
+	cr_assert_eq(state.line_count, 0);
+}
+
+Test(cart_kind, rejections_carry_code_and_detail)
+{
+	char id[16];
+
+	cr_assert_eq(kind_decide(set("p1", 1)), ORN_OK);
+	then_decision_rejected("not_found");
+	cr_assert_eq(kind_decide(add("p1", 1, 0, "EUR")), ORN_OK);
+	then_decision_rejected("invalid");
+	cr_assert_eq(kind_decide(add("p1", 1, 1, "EUR")), ORN_OK);
+	kind_apply();
+	cr_assert_eq(kind_decide(add("p2", 1, 1, "USD")), ORN_OK);
+	then_decision_rejected("currency_mismatch");
+	cr_assert_str_eq(act_decision_detail(decision), "the cart is in EUR, the item in USD");
+	for (int i = 1; i < CART_LINES_MAX; i++) {
+		snprintf(id, sizeof id, "q%d", i);
+		given(add(id, 1, 1, "EUR"));
+	}
+	cr_assert_eq(kind_decide(add("p2", 1, 1, "EUR")), ORN_OK);
+	then_decision_rejected("too_many_lines");
+}
+
+Test(cart_kind, undecodable_commands_and_events_are_errors)
+{
+	env_envelope env = {.schema = 2};
+	uint8_t nil = 0xc0;
+
+	strcpy(env.type, CART_CMD_CLEAR);
+	env.payload = &nil;
+	env.payload_len = 1;
+	cr_assert_eq(cart_kind.decide(&state, &env, decision), ORN_EDECODE);
+	env.schema = 1;
+	cr_assert_eq(cart_kind.decide(&state, &env, decision), ORN_EDECODE);
+	env.schema = 2;
+	strcpy(env.type, CART_EV_CLEARED);
+	cr_assert_eq(cart_kind.evolve(&state, &env), ORN_EDECODE);
+	env.schema = 1;
+	cr_assert_eq(cart_kind.evolve(&state, &env), ORN_EDECODE);
+	strcpy(env.type, "Nope");
+	cr_assert_eq(cart_kind.evolve(&state, &env), ORN_EINVAL);
+}
+
+/* The view of the state as JSON text. */
+static void view_json(char *json, size_t cap)
+{
+	mp_writer *text = mp_writer_create();
+	mp_reader r;
+
+	cr_assert_not_null(text);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_kind.view(&state, writer), ORN_OK);
+	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+	cr_assert_eq(mp_to_json(&r, text), ORN_OK);
+	snprintf(json, cap, "%.*s", (int)mp_writer_size(text), (const char *)mp_writer_data(text));
+	mp_writer_destroy(text);
+}
+
+Test(cart_kind, the_view_lists_lines_and_totals)
+{
+	char json[1024];
+
+	view_json(json, sizeof json);
+	cr_assert_str_eq(json, "{\"items\":[],\"total_cents\":0,\"currency\":null,\"last_order_id\":null}");
+	given(add("p1", 250, 2, "EUR"));
+	given(checked_out("o1"));
+	given(add("p1", 250, 2, "EUR"));
+	given(add("p2", 100, 1, "EUR"));
+	view_json(json, sizeof json);
+	cr_assert_str_eq(
+	        json,
+	        "{\"items\":[{\"product_id\":\"p1\",\"name\":\"Item p1\",\"unit_price_cents\":250,"
+	        "\"quantity\":2,\"line_total_cents\":500},{\"product_id\":\"p2\",\"name\":\"Item "
+	        "p2\",\"unit_price_cents\":100,\"quantity\":1,\"line_total_cents\":100}],\"total_cents\":"
+	        "600,\"currency\":\"EUR\",\"last_order_id\":\"o1\"}");
+	state.lines[0].unit_price_cents = INT64_MAX;
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_kind.view(&state, writer), ORN_EINTERNAL);
+}
+
+Test(cart_kind, decide_reports_allocation_failure)
+{
+	orn_rc rc = ORN_ENOMEM;
+
+	if (!failalloc_available())
+		cr_skip_test("no allocation failure injection in this build");
+	for (long n = 0; rc == ORN_ENOMEM && n < 20; n++) {
+		mp_writer_reset(writer);
+		cr_assert_eq(cart_command_encode(writer,
+		                                 &(cart_command){.kind = CART_CHECKED_OUT, .order_id = "o1"}),
+		             ORN_OK);
+		env_envelope cmd = {.schema = 1, .type = CART_CMD_CHECKED_OUT};
+		cmd.payload = mp_writer_data(writer);
+		cmd.payload_len = mp_writer_size(writer);
+		act_decision_clear(decision);
+		failalloc_after(n);
+		rc = cart_kind.decide(&state, &cmd, decision);
+		failalloc_off();
+	}
+	cr_assert_eq(rc, ORN_OK);
+	cr_assert_eq(act_decision_count(decision), 1);
+}
+
+Test(cart_kind, decide_reports_a_full_decision)
+{
+	env_envelope cmd = {.schema = 1, .type = CART_CMD_CLEAR};
+
+	given(add("p1", 1, 1, "EUR"));
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &(cart_command){.kind = CART_CLEAR}), ORN_OK);
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	act_decision_clear(decision);
+	for (size_t i = 0; i < ENV_MAX_EVENTS; i++)
+		cr_assert_eq(act_decision_emit(decision, "Filler", 1, (const uint8_t *)"\xc0", 1), ORN_OK);
+	cr_assert_eq(cart_kind.decide(&state, &cmd, decision), ORN_ETOOBIG);
+}
