@@ -9,6 +9,7 @@
  * only produce a state the stream could. The state is fixed-size; nothing
  * here allocates but the writer the kind adapter encodes events with. */
 #include "cart.h"
+#include "kind.h"
 #include "text.h"
 
 #include <assert.h>
@@ -326,14 +327,6 @@ const char *cart_event_type(cart_event_kind kind)
 
 /* ---- payload codecs ---- */
 
-static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
-{
-	for (size_t i = 0; type != NULL && i < count; i++)
-		if (strcmp(shapes[i].type, type) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* The string buffer of field in f and its size, or NULL for an integer. */
 static char *string_of(payload_fields *f, unsigned field, size_t *cap)
 {
@@ -441,7 +434,7 @@ orn_rc cart_command_encode(mp_writer *w, const cart_command *c)
 
 orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len, cart_command *out)
 {
-	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	int shape = KIND_TYPE_INDEX(command_shapes, type);
 	payload_fields f;
 	orn_rc rc;
 
@@ -488,7 +481,7 @@ static bool event_valid(cart_event_kind kind, const payload_fields *f)
 
 orn_rc cart_event_decode(const char *type, const uint8_t *payload, size_t len, cart_event *out)
 {
-	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	payload_fields f;
 	orn_rc rc;
 
@@ -652,13 +645,20 @@ static void describe_rejection(cart_verdict verdict, const cart_state *s, const 
 		         CART_PRICE_MAX, CART_QUANTITY_MAX);
 }
 
+/* kind_encode_fn of this aggregate: event i of a cart_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+{
+	const cart_event *e = &((const cart_events *)events)->items[i];
+	*type = cart_event_type(e->kind);
+	return cart_event_encode(w, e);
+}
+
 static orn_rc cart_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
 {
 	char detail[DETAIL_MAX];
 	cart_command c;
 	cart_events events;
 	cart_verdict verdict;
-	mp_writer *w = NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	if (cmd->schema != PAYLOAD_SCHEMA)
@@ -671,20 +671,8 @@ static orn_rc cart_kind_decide(const void *state, const env_envelope *cmd, act_d
 		act_decision_reject(d, cart_verdict_code(verdict), detail);
 		goto fail;
 	}
-	if (events.count > 0 && (w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events.count; i++) {
-		mp_writer_reset(w);
-		if ((rc = cart_event_encode(w, &events.items[i])) == ORN_OK)
-			rc = act_decision_emit(d, cart_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
-			                       mp_writer_data(w), mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
+	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
 fail:
-	mp_writer_destroy(w);
 	return rc;
 }
 

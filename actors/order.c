@@ -9,6 +9,7 @@
  * replays it through the event decoder and evolve, so a snapshot can only
  * produce a state the stream could. */
 #include "order.h"
+#include "kind.h"
 #include "text.h"
 
 #include <assert.h>
@@ -495,14 +496,6 @@ bool order_evolve(order_state *s, const order_event *e)
 
 /* ---- payload codecs ---- */
 
-static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
-{
-	for (size_t i = 0; type != NULL && i < count; i++)
-		if (strcmp(shapes[i].type, type) == 0)
-			return (int)i;
-	return -1;
-}
-
 static bool string_terminated(const char *s, size_t cap)
 {
 	return strnlen(s, cap) < cap;
@@ -698,7 +691,7 @@ orn_rc order_command_encode(mp_writer *w, const order_command *c)
 
 orn_rc order_command_decode(const char *type, const uint8_t *payload, size_t len, order_command *out)
 {
-	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	int shape = KIND_TYPE_INDEX(command_shapes, type);
 	orn_rc rc;
 
 	if (shape < 0)
@@ -744,7 +737,7 @@ static bool event_valid(order_event_kind kind, const order_data *d)
 
 orn_rc order_event_decode(const char *type, const uint8_t *payload, size_t len, order_event *out)
 {
-	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	orn_rc rc;
 
 	if (shape < 0)
@@ -961,13 +954,20 @@ static void describe_rejection(order_verdict verdict, const order_state *s, cons
 		         order_command_type(c->kind));
 }
 
+/* kind_encode_fn of this aggregate: event i of a order_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+{
+	const order_event *e = &((const order_events *)events)->items[i];
+	*type = order_event_type(e->kind);
+	return order_event_encode(w, e);
+}
+
 static orn_rc order_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
 {
 	char detail[DETAIL_MAX];
 	order_command *c = NULL;
 	order_events *events = NULL;
 	order_verdict verdict;
-	mp_writer *w = NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	if (cmd->schema != PAYLOAD_SCHEMA)
@@ -986,20 +986,8 @@ static orn_rc order_kind_decide(const void *state, const env_envelope *cmd, act_
 		act_decision_reject(d, order_verdict_code(verdict), detail);
 		goto fail;
 	}
-	if (events->count > 0 && (w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events->count; i++) {
-		mp_writer_reset(w);
-		if ((rc = order_event_encode(w, &events->items[i])) == ORN_OK)
-			rc = act_decision_emit(d, order_event_type(events->items[i].kind), PAYLOAD_SCHEMA,
-			                       mp_writer_data(w), mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
+	rc = kind_emit_events(d, PAYLOAD_SCHEMA, events, events->count, encode_event_at);
 fail:
-	mp_writer_destroy(w);
 	free(c);
 	free(events);
 	return rc;

@@ -7,6 +7,7 @@
  * state is fixed-size; nothing here allocates but the writer the kind adapter
  * encodes events with. */
 #include "product.h"
+#include "kind.h"
 #include "text.h"
 
 #include <assert.h>
@@ -316,15 +317,6 @@ const char *product_event_type(product_event_kind kind)
 
 /* ---- payload codecs ---- */
 
-/* Index of type in shapes (count entries), or -1. */
-static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
-{
-	for (size_t i = 0; type != NULL && i < count; i++)
-		if (strcmp(shapes[i].type, type) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* Writes the key/value pairs of the fields of mask (no map header).
  * ORN_EINVAL if a string does not fit its buffer. */
 static orn_rc write_fields(mp_writer *w, const product_fields *f, unsigned mask)
@@ -442,7 +434,7 @@ orn_rc product_command_encode(mp_writer *w, const product_command *c)
 
 orn_rc product_command_decode(const char *type, const uint8_t *payload, size_t len, product_command *out)
 {
-	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	int shape = KIND_TYPE_INDEX(command_shapes, type);
 	product_command c;
 	orn_rc rc = ORN_EINVAL;
 
@@ -475,7 +467,7 @@ static bool event_valid(product_event_kind kind, unsigned present, const product
 
 orn_rc product_event_decode(const char *type, const uint8_t *payload, size_t len, product_event *out)
 {
-	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	product_event e;
 	orn_rc rc = ORN_EINVAL;
 
@@ -621,13 +613,20 @@ static void describe_rejection(product_verdict verdict, const product_command *c
 		snprintf(detail, cap, "%s: %s", field, field_table[index_of_key(field)].rule);
 }
 
+/* kind_encode_fn of this aggregate: event i of a product_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+{
+	const product_event *e = &((const product_events *)events)->items[i];
+	*type = product_event_type(e->kind);
+	return product_event_encode(w, e);
+}
+
 static orn_rc product_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
 {
 	char detail[DETAIL_MAX];
 	product_command c;
 	product_events events;
 	product_verdict verdict;
-	mp_writer *w = NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	if (cmd->schema != PAYLOAD_SCHEMA)
@@ -640,21 +639,8 @@ static orn_rc product_kind_decide(const void *state, const env_envelope *cmd, ac
 		act_decision_reject(d, product_verdict_code(verdict), detail);
 		goto fail;
 	}
-	if ((w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events.count; i++) {
-		mp_writer_reset(w);
-		/* decide emits only encodable events: an error here is the decision's */
-		if ((rc = product_event_encode(w, &events.items[i])) == ORN_OK)
-			rc = act_decision_emit(d, product_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
-			                       mp_writer_data(w), mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
+	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
 fail:
-	mp_writer_destroy(w);
 	return rc;
 }
 

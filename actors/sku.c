@@ -4,6 +4,7 @@
  * The state is two fixed fields, so nothing here allocates but the writer
  * the kind adapter encodes events with. */
 #include "sku.h"
+#include "kind.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -362,13 +363,20 @@ static void describe_rejection(sku_verdict verdict, const sku_state *s, char *de
 		         SKU_PRODUCT_ID_MAX - 1);
 }
 
+/* kind_encode_fn of this aggregate: event i of a sku_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+{
+	const sku_event *e = &((const sku_events *)events)->items[i];
+	*type = sku_event_type(e->kind);
+	return sku_event_encode(w, e);
+}
+
 static orn_rc sku_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
 {
 	char detail[DETAIL_MAX];
 	sku_command c;
 	sku_events events;
 	sku_verdict verdict;
-	mp_writer *w = NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	if (cmd->schema != PAYLOAD_SCHEMA)
@@ -381,21 +389,8 @@ static orn_rc sku_kind_decide(const void *state, const env_envelope *cmd, act_de
 		act_decision_reject(d, sku_verdict_code(verdict), detail);
 		goto fail;
 	}
-	if (events.count > 0 && (w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events.count; i++) {
-		mp_writer_reset(w);
-		/* decide emits only encodable events: an error here is the decision's */
-		if ((rc = sku_event_encode(w, &events.items[i])) == ORN_OK)
-			rc = act_decision_emit(d, sku_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
-			                       mp_writer_data(w), mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
+	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
 fail:
-	mp_writer_destroy(w);
 	return rc;
 }
 

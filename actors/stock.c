@@ -13,6 +13,7 @@
  * so replaying any stream keeps reserved == sum of held quantities, and it
  * ignores events that break the payload contract instead of asserting. */
 #include "stock.h"
+#include "kind.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -451,15 +452,6 @@ const char *stock_command_type(stock_command_kind kind)
 	return command_shapes[kind].type;
 }
 
-/* Index of type in shapes (count entries), or -1. */
-static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
-{
-	for (size_t i = 0; type != NULL && i < count; i++)
-		if (strcmp(shapes[i].type, type) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* Writes the map of the listed fields of f. ORN_EINVAL if a string does not
  * fit its buffer; else the writer's status. */
 static orn_rc encode_fields(mp_writer *w, unsigned fields, const payload_fields *f)
@@ -574,7 +566,7 @@ orn_rc stock_command_encode(mp_writer *w, const stock_command *c)
 
 orn_rc stock_command_decode(const char *type, const uint8_t *payload, size_t len, stock_command *out)
 {
-	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	int shape = KIND_TYPE_INDEX(command_shapes, type);
 	payload_fields f;
 	orn_rc rc = ORN_EINVAL;
 
@@ -621,7 +613,7 @@ static bool event_fields_valid(stock_event_kind kind, const payload_fields *f)
 
 orn_rc stock_event_decode(const char *type, const uint8_t *payload, size_t len, stock_event *out)
 {
-	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	payload_fields f;
 	orn_rc rc = ORN_EINVAL;
 
@@ -915,30 +907,12 @@ static void describe_rejection(stock_verdict verdict, const stock_state *s, cons
 		         STOCK_RESERVATION_ID_MAX - 1);
 }
 
-/* Encodes each event and hands it to the decision. */
-static orn_rc emit_events(const stock_events *events, act_decision *d)
+/* kind_encode_fn of this aggregate: event i of a stock_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
 {
-	mp_writer *w = NULL;
-	orn_rc rc = ORN_OK;
-
-	if (events->count > 0 && (w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events->count; i++) {
-		const stock_event *e = &events->items[i];
-
-		mp_writer_reset(w);
-		if ((rc = stock_event_encode(w, e)) != ORN_OK)
-			goto fail;
-		rc = act_decision_emit(d, stock_event_type(e->kind), PAYLOAD_SCHEMA, mp_writer_data(w),
-		                       mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
-fail:
-	mp_writer_destroy(w);
-	return rc;
+	const stock_event *e = &((const stock_events *)events)->items[i];
+	*type = stock_event_type(e->kind);
+	return stock_event_encode(w, e);
 }
 
 static orn_rc stock_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
@@ -955,7 +929,7 @@ static orn_rc stock_kind_decide(const void *state, const env_envelope *cmd, act_
 		goto fail;
 	verdict = stock_decide(state, &c, &events);
 	if (verdict == STOCK_OK) {
-		rc = emit_events(&events, d);
+		rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
 	} else {
 		describe_rejection(verdict, state, &c, detail, sizeof detail);
 		act_decision_reject(d, stock_verdict_code(verdict), detail);

@@ -8,6 +8,7 @@
  * of the stream, and one that could change would break uniqueness. Changing
  * EMAIL_KEY_DOMAIN re-keys every user: never do it. */
 #include "user.h"
+#include "kind.h"
 #include "text.h"
 
 #include <assert.h>
@@ -335,15 +336,6 @@ const char *user_event_type(user_event_kind kind)
 
 /* ---- payload codecs ---- */
 
-/* Index of type in shapes (count entries), or -1. */
-static int shape_of_type(const payload_shape *shapes, size_t count, const char *type)
-{
-	for (size_t i = 0; type != NULL && i < count; i++)
-		if (strcmp(shapes[i].type, type) == 0)
-			return (int)i;
-	return -1;
-}
-
 /* Writes the key/value pairs of the fields of mask (no map header); a role
  * without a name is written as nil. ORN_EINVAL if a string does not fit its
  * buffer. */
@@ -449,7 +441,7 @@ orn_rc user_command_encode(mp_writer *w, const user_command *c)
 
 orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len, user_command *out)
 {
-	int shape = shape_of_type(command_shapes, ORN_ARRAY_LEN(command_shapes), type);
+	int shape = KIND_TYPE_INDEX(command_shapes, type);
 	user_command c;
 	orn_rc rc = ORN_EINVAL;
 
@@ -473,7 +465,7 @@ orn_rc user_event_encode(mp_writer *w, const user_event *e)
 
 orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, user_event *out)
 {
-	int shape = shape_of_type(event_shapes, ORN_ARRAY_LEN(event_shapes), type);
+	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	user_event e;
 	orn_rc rc = ORN_EINVAL;
 
@@ -611,13 +603,20 @@ static void describe_rejection(user_verdict verdict, const user_command *c, char
 	}
 }
 
+/* kind_encode_fn of this aggregate: event i of a user_events. */
+static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+{
+	const user_event *e = &((const user_events *)events)->items[i];
+	*type = user_event_type(e->kind);
+	return user_event_encode(w, e);
+}
+
 static orn_rc user_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
 {
 	char detail[DETAIL_MAX];
 	user_command c;
 	user_events events;
 	user_verdict verdict;
-	mp_writer *w = NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	if (cmd->schema != PAYLOAD_SCHEMA)
@@ -630,21 +629,8 @@ static orn_rc user_kind_decide(const void *state, const env_envelope *cmd, act_d
 		act_decision_reject(d, user_verdict_code(verdict), detail);
 		goto fail;
 	}
-	if ((w = mp_writer_create()) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < events.count; i++) {
-		mp_writer_reset(w);
-		/* decide emits only encodable events: an error here is the decision's */
-		if ((rc = user_event_encode(w, &events.items[i])) == ORN_OK)
-			rc = act_decision_emit(d, user_event_type(events.items[i].kind), PAYLOAD_SCHEMA,
-			                       mp_writer_data(w), mp_writer_size(w));
-		if (rc != ORN_OK)
-			goto fail;
-	}
+	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
 fail:
-	mp_writer_destroy(w);
 	return rc;
 }
 
