@@ -11,6 +11,7 @@
 #include "order.h"
 #include "kind.h"
 #include "text.h"
+#include "user.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -38,6 +39,8 @@ enum payload_field {
 	FIELD_CHARGE_ID = 1u << 10,
 	FIELD_BRAND = 1u << 11,
 	FIELD_LAST4 = 1u << 12,
+	FIELD_CUSTOMER_EMAIL = 1u << 13,
+	FIELD_REQUEST_HASH = 1u << 14,
 };
 
 typedef enum value_kind { VALUE_STRING, VALUE_INTEGER, VALUE_LINES, VALUE_IDS } value_kind;
@@ -63,6 +66,10 @@ static const struct {
         {"charge_id", FIELD_CHARGE_ID, VALUE_STRING, offsetof(order_data, charge_id), ORDER_CHARGE_ID_MAX},
         {"brand", FIELD_BRAND, VALUE_STRING, offsetof(order_data, brand), ORDER_BRAND_MAX},
         {"last4", FIELD_LAST4, VALUE_STRING, offsetof(order_data, last4), ORDER_LAST4_MAX},
+        {"customer_email", FIELD_CUSTOMER_EMAIL, VALUE_STRING, offsetof(order_data, customer_email),
+         ORDER_EMAIL_MAX},
+        {"request_hash", FIELD_REQUEST_HASH, VALUE_STRING, offsetof(order_data, request_hash),
+         ORDER_TOKEN_HASH_MAX},
 };
 
 typedef struct payload_shape {
@@ -70,7 +77,9 @@ typedef struct payload_shape {
 	unsigned fields;
 } payload_shape;
 
-#define PLACE_FIELDS (FIELD_CUSTOMER_ID | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH | FIELD_DEADLINE)
+#define PLACE_FIELDS                                                                               \
+	(FIELD_CUSTOMER_ID | FIELD_CUSTOMER_EMAIL | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH |     \
+	 FIELD_REQUEST_HASH | FIELD_DEADLINE)
 #define PAID_FIELDS  (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
 
 static const payload_shape command_shapes[] = {
@@ -135,7 +144,7 @@ static bool currency_valid(const char *s)
 	return valid;
 }
 
-static bool token_hash_valid(const char *s)
+static bool hex_hash_valid(const char *s)
 {
 	bool valid = strnlen(s, ORDER_TOKEN_HASH_MAX) == ORDER_TOKEN_HASH_LEN;
 
@@ -205,8 +214,10 @@ static bool lines_valid(const order_line *lines, size_t count)
  * deadline after time) are within bounds. */
 static bool placement_valid(const order_data *d)
 {
-	return id_valid(d->customer_id) && lines_valid(d->lines, d->line_count) &&
-	       currency_valid(d->currency) && token_hash_valid(d->token_hash) && time_valid(d->time_ms) &&
+	return id_valid(d->customer_id) && strnlen(d->customer_email, ORDER_EMAIL_MAX) < ORDER_EMAIL_MAX &&
+	       user_email_valid(d->customer_email) && lines_valid(d->lines, d->line_count) &&
+	       currency_valid(d->currency) && hex_hash_valid(d->token_hash) &&
+	       hex_hash_valid(d->request_hash) && time_valid(d->time_ms) &&
 	       time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms;
 }
 
@@ -315,6 +326,8 @@ static order_verdict decide_place(const order_state *s, const order_data *d, ord
 		return ORDER_REJ_INVALID;
 	e = emit(out, ORDER_PLACED, d->time_ms);
 	memcpy(e->data.customer_id, d->customer_id, sizeof e->data.customer_id);
+	memcpy(e->data.customer_email, d->customer_email, sizeof e->data.customer_email);
+	memcpy(e->data.request_hash, d->request_hash, sizeof e->data.request_hash);
 	memcpy(e->data.lines, d->lines, d->line_count * sizeof d->lines[0]);
 	e->data.line_count = d->line_count;
 	memcpy(e->data.currency, d->currency, sizeof e->data.currency);
@@ -354,7 +367,7 @@ static order_verdict decide_reject_for_stock(const order_state *s, const order_d
 
 static order_verdict decide_confirm(const order_state *s, const order_data *d, order_events *out)
 {
-	if (!token_hash_valid(d->token_hash) || !time_valid(d->time_ms) || d->ttl_ms < 1 ||
+	if (!hex_hash_valid(d->token_hash) || !time_valid(d->time_ms) || d->ttl_ms < 1 ||
 	    d->ttl_ms > ORDER_TIME_MAX)
 		return ORDER_REJ_INVALID;
 	if (s->status != ORDER_AWAITING_CONFIRMATION)
@@ -469,6 +482,8 @@ bool order_evolve(order_state *s, const order_event *e)
 		return false;
 	if (e->kind == ORDER_PLACED) {
 		memcpy(s->customer_id, d->customer_id, sizeof s->customer_id);
+		memcpy(s->customer_email, d->customer_email, sizeof s->customer_email);
+		memcpy(s->request_hash, d->request_hash, sizeof s->request_hash);
 		memcpy(s->lines, d->lines, sizeof s->lines);
 		s->line_count = d->line_count;
 		memcpy(s->currency, d->currency, sizeof s->currency);
@@ -765,6 +780,8 @@ static void history_event(const order_state *s, size_t i, order_event *e)
 	case ORDER_PENDING:
 		e->kind = ORDER_PLACED;
 		memcpy(d->customer_id, s->customer_id, sizeof d->customer_id);
+		memcpy(d->customer_email, s->customer_email, sizeof d->customer_email);
+		memcpy(d->request_hash, s->request_hash, sizeof d->request_hash);
 		memcpy(d->lines, s->lines, sizeof d->lines);
 		d->line_count = s->line_count;
 		memcpy(d->currency, s->currency, sizeof d->currency);
@@ -885,11 +902,15 @@ static orn_rc order_view(const void *state, mp_writer *w)
 
 	if (!order_total(s, &total))
 		return ORN_EINTERNAL;
-	mp_write_map(w, 12);
+	mp_write_map(w, 14);
 	mp_write_cstr(w, "status");
 	mp_write_cstr(w, order_status_name(s->status));
 	mp_write_cstr(w, "customer_id");
 	mp_write_cstr(w, s->customer_id);
+	mp_write_cstr(w, "customer_email");
+	mp_write_cstr(w, s->customer_email);
+	mp_write_cstr(w, "request_hash");
+	mp_write_cstr(w, s->request_hash);
 	mp_write_cstr(w, "items");
 	write_lines(w, s->lines, s->line_count);
 	mp_write_cstr(w, "total_cents");

@@ -26,7 +26,8 @@
  *
  * Bounds (rejection "invalid"): ids orn_id_valid; 1..50 lines of distinct
  * products, names 1..200 bytes of text, unit prices 0..10^10, quantities
- * 1..999; currency 3 uppercase letters; token hash 64 lowercase hex digits;
+ * 1..999; currency 3 uppercase letters; token and request hashes 64 lowercase hex
+ * digits; customer email as user_email_valid;
  * times 0..ORDER_TIME_MAX with deadline > now; ttl 1..ORDER_TIME_MAX;
  * charge id 1..128 printable ASCII; brand 1..32 of [a-z0-9_-]; last4 4
  * digits; a payment failure reason 1..200 bytes of text.
@@ -51,6 +52,7 @@
 #define ORDER_CHARGE_ID_MAX   129
 #define ORDER_BRAND_MAX       33
 #define ORDER_LAST4_MAX       5
+#define ORDER_EMAIL_MAX       255 /* bytes of the customer's email, NUL included */
 #define ORDER_LINES_MAX       50
 #define ORDER_QUANTITY_MAX    999
 #define ORDER_PRICE_MAX       10000000000LL
@@ -104,7 +106,10 @@ typedef struct order_history_entry {
 } order_history_entry;
 
 /* The payload of any order command or event; each kind uses its fields:
- *   place / placed        customer_id, lines, currency, token_hash, deadline_ms (confirmation)
+ *   place / placed        customer_id, customer_email (where the order's emails go),
+ *                         lines, currency, token_hash, request_hash (the hex SHA-256 of
+ *                         the placing request, for Idempotency-Key checks), deadline_ms
+ *                         (confirmation)
  *   reject for stock      product_ids
  *   confirm               token_hash, ttl_ms;  confirmed: deadline_ms (payment)
  *   cancel                reason;  cancelled: reason, product_ids (out_of_stock only)
@@ -113,6 +118,8 @@ typedef struct order_history_entry {
  * time_ms is the command's now_ms (key "now_ms") or the event's at_ms. */
 typedef struct order_data {
 	char customer_id[ORDER_ID_MAX];
+	char customer_email[ORDER_EMAIL_MAX];
+	char request_hash[ORDER_TOKEN_HASH_MAX];
 	order_line lines[ORDER_LINES_MAX];
 	size_t line_count;
 	char currency[ORDER_CURRENCY_MAX];
@@ -131,6 +138,8 @@ typedef struct order_data {
 typedef struct order_state {
 	order_status status;
 	char customer_id[ORDER_ID_MAX];
+	char customer_email[ORDER_EMAIL_MAX];
+	char request_hash[ORDER_TOKEN_HASH_MAX];
 	order_line lines[ORDER_LINES_MAX];
 	size_t line_count;
 	char currency[ORDER_CURRENCY_MAX];
@@ -230,7 +239,7 @@ const char *order_command_type(order_command_kind kind);
 const char *order_event_type(order_event_kind kind);
 
 /* The kind table the actor runtime serves. The view is {status, customer_id,
- * items, total_cents, currency, created_at_ms, updated_at_ms, history:
+ * customer_email, request_hash, items, total_cents, currency, created_at_ms, updated_at_ms, history:
  * [{status, at_ms, reason|nil}], payment: {brand, last4}|nil,
  * confirmation_deadline_ms, payment_deadline_ms|nil, cancelled_products}
  * (never the token hash). The snapshot is the event list that rebuilds the

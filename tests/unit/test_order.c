@@ -64,6 +64,8 @@ static order_command *place(void)
 	order_command *c = command(ORDER_PLACE, T0);
 
 	strcpy(c->data.customer_id, "u1");
+	strcpy(c->data.customer_email, "ann@example.com");
+	strcpy(c->data.request_hash, HASH);
 	add_line(&c->data, "p1", 250, 2);
 	add_line(&c->data, "p2", 1000, 1);
 	strcpy(c->data.currency, "EUR");
@@ -226,6 +228,18 @@ Test(order, place_checks_every_field)
 
 	c = place();
 	strcpy(c->data.customer_id, "u 1");
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	c = place();
+	strcpy(c->data.customer_email, "ann@example.com\r\nBcc: all@example.com"); /* header injection */
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	c = place();
+	memset(c->data.customer_email, 'a', sizeof c->data.customer_email); /* unterminated */
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	c = place();
+	strcpy(c->data.request_hash, "XYZ");
 	when(c);
 	then_rejected(ORDER_REJ_INVALID);
 	c = place();
@@ -1236,7 +1250,8 @@ Test(order_kind, the_view_shows_status_history_payment_and_deadlines)
 	view_json(json, sizeof json);
 	cr_assert_str_eq(
 	        json,
-	        "{\"status\":\"confirmed\",\"customer_id\":\"u1\",\"items\":[{\"product_id\":\"p1\",\"name\":"
+	        "{\"status\":\"confirmed\",\"customer_id\":\"u1\",\"customer_email\":\"ann@example."
+	        "com\",\"request_hash\":\"" HASH "\",\"items\":[{\"product_id\":\"p1\",\"name\":"
 	        "\"Item p1\",\"unit_price_cents\":250,\"quantity\":2},{\"product_id\":\"p2\",\"name\":\"Item "
 	        "p2\",\"unit_price_cents\":1000,\"quantity\":1}],\"total_cents\":1500,\"currency\":\"EUR\","
 	        "\"created_at_ms\":1000000,\"updated_at_ms\":1000300,\"history\":[{\"status\":\"pending\","
