@@ -77,10 +77,10 @@ typedef struct payload_shape {
 	unsigned fields;
 } payload_shape;
 
-#define PLACE_FIELDS                                                                               \
-	(FIELD_CUSTOMER_ID | FIELD_CUSTOMER_EMAIL | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH |     \
+#define PLACE_FIELDS                                                                                         \
+	(FIELD_CUSTOMER_ID | FIELD_CUSTOMER_EMAIL | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH |        \
 	 FIELD_REQUEST_HASH | FIELD_DEADLINE)
-#define PAID_FIELDS  (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
+#define PAID_FIELDS (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
 
 static const payload_shape command_shapes[] = {
         [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_NOW},
@@ -217,8 +217,8 @@ static bool placement_valid(const order_data *d)
 	return id_valid(d->customer_id) && strnlen(d->customer_email, ORDER_EMAIL_MAX) < ORDER_EMAIL_MAX &&
 	       user_email_valid(d->customer_email) && lines_valid(d->lines, d->line_count) &&
 	       currency_valid(d->currency) && hex_hash_valid(d->token_hash) &&
-	       hex_hash_valid(d->request_hash) && time_valid(d->time_ms) &&
-	       time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms;
+	       hex_hash_valid(d->request_hash) && time_valid(d->time_ms) && time_valid(d->deadline_ms) &&
+	       d->deadline_ms > d->time_ms;
 }
 
 static bool has_line(const order_line *lines, size_t count, const char *product_id)

@@ -23,9 +23,11 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "cart.h"
 #include "catalog.h"
 #include "inventory.h"
 #include "log.h"
+#include "order.h"
 #include "product.h"
 #include "proj_env.h"
 #include "projector.h"
@@ -34,7 +36,7 @@
 #include "user.h"
 #include "users.h"
 
-#define MAX_KINDS     4
+#define MAX_KINDS     6
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
 
 /* The actor kinds, by role. */
@@ -42,13 +44,12 @@ static const struct {
 	const char *role;
 	const act_kind *kind;
 } kinds[] = {
-        {"stock", &stock_kind},
-        {"product", &product_kind},
-        {"product", &sku_kind},
-        {"user", &user_kind},
+        {"stock", &stock_kind}, {"product", &product_kind}, {"product", &sku_kind},
+        {"user", &user_kind},   {"cart", &cart_kind},       {"order", &order_kind},
 };
 
-static const char *const roles_known[] = {"stock", "product", "user", "projector", "gateway"};
+static const char *const roles_known[] = {"stock", "product",   "user",   "cart",
+                                          "order", "projector", "gateway"};
 
 /* Everything serve starts, stopped in reverse order. */
 typedef struct serve_state {
@@ -105,8 +106,8 @@ static bool roles_valid(const char *roles)
 			known |= strlen(roles_known[i]) == len && strncmp(p, roles_known[i], len) == 0;
 		if (!known) {
 			fprintf(stderr,
-			        "orion: unknown role '%.*s' (roles: stock, product, user, projector, "
-			        "gateway)\n",
+			        "orion: unknown role '%.*s' (roles: stock, product, user, cart, order, "
+			        "projector, gateway)\n",
 			        (int)len, p);
 			return false;
 		}

@@ -17,6 +17,10 @@ static const orn_config_var vars[] = {
         {"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
         {"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
         {"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
+        {"ORION_SMTP_URL", "unset", "SMTP server (smtp://host:port, smtps://user:pass@host); unset: Maildir"},
+        {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
+        {"ORION_PUBLIC_URL", "http://ADDR", "base of links in emails (ADDR = ORION_HTTP_ADDR)"},
+        {"ORION_RESERVATION_TTL", "900", "seconds an unconfirmed or unpaid order holds its stock"},
         {NULL, NULL, NULL},
 };
 
@@ -63,6 +67,8 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	strcpy(c->data_dir, "./var");
 	strcpy(c->http_addr, "127.0.0.1:8080");
 	strcpy(c->log_level, "info");
+	strcpy(c->mail_from, "orders@orion.localhost");
+	long long ttl = 900;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
 	const char *bad = NULL;
 
@@ -78,6 +84,10 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
 	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));
 	TRY("ORION_CORS_ORIGINS", read_string("ORION_CORS_ORIGINS", c->cors_origins, sizeof c->cors_origins));
+	TRY("ORION_SMTP_URL", read_string("ORION_SMTP_URL", c->smtp_url, sizeof c->smtp_url));
+	TRY("ORION_MAIL_FROM", read_string("ORION_MAIL_FROM", c->mail_from, sizeof c->mail_from));
+	TRY("ORION_PUBLIC_URL", read_string("ORION_PUBLIC_URL", c->public_url, sizeof c->public_url));
+	TRY("ORION_RESERVATION_TTL", read_number("ORION_RESERVATION_TTL", 1, 604800, &ttl));
 	TRY("ORION_SHARDS", read_number("ORION_SHARDS", 1, 256, &shards));
 	TRY("ORION_CACHE_CAPACITY", read_number("ORION_CACHE_CAPACITY", 1, 100000000, &cache));
 	TRY("ORION_SNAPSHOT_EVERY", read_number("ORION_SNAPSHOT_EVERY", 0, 1000000, &snapshot));
@@ -94,6 +104,15 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	c->snapshot_every = (unsigned)snapshot;
 	c->stream_replicas = (int)replicas;
 	c->command_timeout_ms = (long)timeout;
+	c->reservation_ttl_s = (long)ttl;
+	if (c->public_url[0] == '\0' && snprintf(c->public_url, sizeof c->public_url, "http://%s",
+	                                         c->http_addr) >= (int)sizeof c->public_url) {
+		bad = "ORION_HTTP_ADDR";
+		goto fail;
+	}
+	/* A trailing slash would double the one the links add. */
+	for (size_t n = strlen(c->public_url); n > 0 && c->public_url[n - 1] == '/'; n--)
+		c->public_url[n - 1] = '\0';
 	return ORN_OK;
 fail:
 	if (bad_var != NULL)

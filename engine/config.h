@@ -23,6 +23,10 @@ typedef struct orn_config {
 	int stream_replicas;                   /* ORION_STREAM_REPLICAS, default 1 */
 	long command_timeout_ms;               /* ORION_COMMAND_TIMEOUT_MS, default 5000 */
 	char cors_origins[ORN_CONFIG_STR_MAX]; /* ORION_CORS_ORIGINS: comma-separated origins, "" = none */
+	char smtp_url[ORN_CONFIG_STR_MAX];     /* ORION_SMTP_URL; "" = Maildir under <data dir>/mail */
+	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */
+	char public_url[ORN_CONFIG_STR_MAX];   /* ORION_PUBLIC_URL, default http://<ORION_HTTP_ADDR> */
+	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
 } orn_config;
 
 /* One variable the configuration reads, for `--help` listings. */

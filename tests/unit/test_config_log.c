@@ -32,6 +32,27 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_eq(c.snapshot_every, 100);
 	cr_assert_eq(c.stream_replicas, 1);
 	cr_assert_eq(c.command_timeout_ms, 5000);
+	cr_assert_str_eq(c.smtp_url, "");
+	cr_assert_str_eq(c.mail_from, "orders@orion.localhost");
+	cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
+	cr_assert_eq(c.reservation_ttl_s, 900);
+}
+
+Test(config, mail_links_and_reservations)
+{
+	setenv("ORION_HTTP_ADDR", "0.0.0.0:9000", 1);
+	setenv("ORION_SMTP_URL", "smtp://127.0.0.1:2525", 1);
+	setenv("ORION_MAIL_FROM", "shop@example.com", 1);
+	setenv("ORION_RESERVATION_TTL", "5", 1);
+	orn_config c;
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.smtp_url, "smtp://127.0.0.1:2525");
+	cr_assert_str_eq(c.mail_from, "shop@example.com");
+	cr_assert_str_eq(c.public_url, "http://0.0.0.0:9000", "defaults to the listening address");
+	cr_assert_eq(c.reservation_ttl_s, 5);
+	setenv("ORION_PUBLIC_URL", "https://shop.example.com//", 1);
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.public_url, "https://shop.example.com", "trailing slashes dropped");
 }
 
 Test(config, values_from_the_environment)
@@ -67,11 +88,17 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	const struct {
 		const char *name, *value;
 	} bad[] = {
-	        {"ORION_SHARDS", "abc"},        {"ORION_SHARDS", "0"},
-	        {"ORION_SHARDS", "4x"},         {"ORION_SHARDS", "99999999999999999999"},
-	        {"ORION_CACHE_CAPACITY", "-1"}, {"ORION_SNAPSHOT_EVERY", "1e3"},
-	        {"ORION_STREAM_REPLICAS", "9"}, {"ORION_COMMAND_TIMEOUT_MS", "1"},
+	        {"ORION_SHARDS", "abc"},
+	        {"ORION_SHARDS", "0"},
+	        {"ORION_SHARDS", "4x"},
+	        {"ORION_SHARDS", "99999999999999999999"},
+	        {"ORION_CACHE_CAPACITY", "-1"},
+	        {"ORION_SNAPSHOT_EVERY", "1e3"},
+	        {"ORION_STREAM_REPLICAS", "9"},
+	        {"ORION_COMMAND_TIMEOUT_MS", "1"},
 	        {"ORION_LOG_LEVEL", "verbose"},
+	        {"ORION_RESERVATION_TTL", "0"},
+	        {"ORION_RESERVATION_TTL", "604801"},
 	};
 	char long_value[ORN_CONFIG_STR_MAX + 8];
 	memset(long_value, 'x', sizeof long_value - 1);
