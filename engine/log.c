@@ -49,6 +49,21 @@ int64_t orn_monotonic_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec orn_monotonic_deadline(int64_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	if (ms < 0)
+		ms = 0;
+	until.tv_sec += (time_t)(ms / 1000);
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	return until;
+}
+
 /* Appends s to buf as a JSON string body (without quotes), bounded by cap. */
 static size_t append_escaped(char *buf, size_t used, size_t cap, const char *s)
 {

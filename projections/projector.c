@@ -179,14 +179,7 @@ static uint64_t lowest_checkpoint(const proj_runner *r)
 /* Sleeps up to ms unless stopping; returns true if stopping. */
 static bool pause_unless_stopping(proj_runner *r, unsigned ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = orn_monotonic_deadline(ms);
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping && pthread_cond_timedwait(&r->changed, &r->lock, &until) == 0)
 		;
@@ -445,16 +438,7 @@ uint64_t proj_runner_position(proj_runner *r)
 orn_rc proj_runner_wait(proj_runner *r, uint64_t seq, int64_t timeout_ms)
 {
 	orn_rc rc = ORN_OK;
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	if (timeout_ms < 0)
-		timeout_ms = 0;
-	until.tv_sec += (time_t)(timeout_ms / 1000);
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = orn_monotonic_deadline(timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	while (r->position < seq) {
 		if (r->stopping) {
