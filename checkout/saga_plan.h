@@ -1,0 +1,160 @@
+/* saga_plan.h — the checkout saga's decisions, as pure functions.
+ *
+ * The saga (saga.c) reacts to order events. Everything it decides lives here:
+ * which commands to send for an event, given the order's current state (its
+ * events folded with order_evolve); what follows once those commands are
+ * answered; which replies are final; how a deadline timer changes. The shell
+ * only executes plans: it sends the commands in order, records each answer,
+ * asks for the next plan, and acknowledges the event when none follows.
+ *
+ *   event                      commands (in order)                         timer
+ *   OrderPlaced, pending       ReserveStock per line            (stage RESERVE)  the order's deadline
+ *     all accepted             MarkReserved                     (stage MARK)
+ *     any refused              ReleaseStock per line, RejectForStock{refused}
+ *     MarkReserved refused     reload; cancelled -> ReleaseStock per line
+ *   OrderPlaced, cancelled     ReleaseStock per line (a late reserve may hold)   delete
+ *   OrderReserved              CheckedOut{order} to cart/<customer>
+ *   OrderConfirmedByCustomer   nothing                                           the payment deadline
+ *   OrderCancelled             ReleaseStock per line                             delete
+ *   OrderPaymentFailed         ReleaseStock per line                             delete
+ *   OrderPaid                  CommitStock per line                              delete
+ *
+ * The timer always follows the order's state (order_deadline), not the event,
+ * so events handled out of order leave the right deadline behind.
+ *
+ * Every command has a deterministic id, "<order>:reserve:<product>",
+ * "<order>:reserved", "<order>:release:<product>", "<order>:reject",
+ * "<order>:checkout", "<order>:commit:<product>", "<order>:expire:<deadline>",
+ * so a redelivered event re-sends the same commands and the deciders (or
+ * JetStream's duplicate window) answer them without a second effect. The
+ * reservation id on every stock item is the order id.
+ *
+ * No I/O, no clock, no globals: time arrives as now_ms. */
+#ifndef ORION_SAGA_PLAN_H
+#define ORION_SAGA_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "mpack.h"
+#include "order.h"
+#include "orn.h"
+
+#define SAGA_ACTOR          "checkout" /* the envelope actor of every command sent */
+#define SAGA_ID_MAX         (ORN_ID_MAX + 1)
+#define SAGA_COMMAND_ID_MAX ENV_ID_MAX
+#define SAGA_COMMANDS_MAX   (ORDER_LINES_MAX + 1) /* releases + RejectForStock */
+
+typedef enum saga_command_kind {
+	SAGA_RESERVE_STOCK,    /* stock/<product> ReserveStock{order, quantity} */
+	SAGA_RELEASE_STOCK,    /* stock/<product> ReleaseStock{order} */
+	SAGA_COMMIT_STOCK,     /* stock/<product> CommitStock{order} */
+	SAGA_MARK_RESERVED,    /* order/<order> MarkReserved */
+	SAGA_REJECT_FOR_STOCK, /* order/<order> RejectForStock{the refused products} */
+	SAGA_CHECKED_OUT,      /* cart/<customer> CheckedOut{order} */
+	SAGA_EXPIRE            /* order/<order> Cancel{expired} */
+} saga_command_kind;
+
+/* How one command was answered, as far as the plan cares. */
+typedef enum saga_result {
+	SAGA_RESULT_NONE = 0, /* not answered yet */
+	SAGA_RESULT_DONE,     /* accepted, or a rejection that ends the command (see saga_reply_classify) */
+	SAGA_RESULT_REFUSED   /* a rejection the next plan acts on (reserve, MarkReserved) */
+} saga_result;
+
+/* What the shell does with a reply. */
+typedef enum saga_reply {
+	SAGA_REPLY_DONE,    /* record SAGA_RESULT_DONE, go on */
+	SAGA_REPLY_REFUSED, /* record SAGA_RESULT_REFUSED, go on */
+	SAGA_REPLY_RETRY    /* the outcome is unknown or temporary: redo the step later */
+} saga_reply;
+
+/* After the commands of a plan have all been answered. */
+typedef enum saga_stage {
+	SAGA_STAGE_DONE,    /* nothing follows: acknowledge the event */
+	SAGA_STAGE_RESERVE, /* reserves sent: MarkReserved or the rejection follows */
+	SAGA_STAGE_MARK     /* MarkReserved sent: a refusal is compensated after a reload */
+} saga_stage;
+
+typedef enum saga_timer_op {
+	SAGA_TIMER_UNCHANGED,
+	SAGA_TIMER_SET,   /* arm at deadline_ms (never earlier than an armed deadline) */
+	SAGA_TIMER_DELETE /* the order has no deadline any more */
+} saga_timer_op;
+
+typedef struct saga_command {
+	saga_command_kind kind;
+	char target[SAGA_ID_MAX];             /* aggregate id: product, order or customer */
+	char command_id[SAGA_COMMAND_ID_MAX]; /* deterministic, see above */
+	int64_t quantity;                     /* reserve: the line's quantity */
+	int64_t deadline_ms;                  /* expire: the deadline that fell due */
+} saga_command;
+
+/* A list of commands to send in order, what follows them, and the timer
+ * change to write before the first is sent. Large (~16 KiB): allocate it. */
+typedef struct saga_plan {
+	char order_id[SAGA_ID_MAX]; /* reservation id and correlation id of every command */
+	saga_stage stage;
+	saga_command commands[SAGA_COMMANDS_MAX];
+	saga_result results[SAGA_COMMANDS_MAX]; /* filled by the shell */
+	size_t count;
+	char refused[ORDER_LINES_MAX][ORDER_ID_MAX]; /* RejectForStock: the products refused */
+	size_t refused_count;
+	saga_timer_op timer;
+	int64_t deadline_ms; /* SAGA_TIMER_SET */
+} saga_plan;
+
+/* The plan for an order event of kind, given the order's state now (which may
+ * be ahead of the event). ORN_EINVAL if order_id is not a valid id or an id
+ * would not fit a command id; p is then empty with no timer change. */
+orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind kind,
+                           const order_state *order);
+
+/* What a reply to a command of kind means. outcome BUS_FAILED is always a
+ * retry; a rejection refuses a reserve or a MarkReserved, and ends every other
+ * command (a release of a reservation never held, a commit of a released one,
+ * a RejectForStock or CheckedOut that no longer applies: retrying cannot
+ * change them). An expiry's rejection is never a retry: see
+ * saga_timer_after_expire. code may be NULL. */
+saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, const char *code);
+
+/* Records the answer to command i (SAGA_REPLY_RETRY records nothing). */
+void saga_plan_record(saga_plan *p, size_t i, saga_reply reply);
+
+/* True if the plan that follows done needs the order's state reloaded first
+ * (a MarkReserved was refused: was the order cancelled meanwhile?). */
+bool saga_plan_needs_reload(const saga_plan *done);
+
+/* The plan that follows done once all its commands are answered, given the
+ * order's state (reloaded if saga_plan_needs_reload). Returns false (next
+ * untouched) if nothing follows. done and next must not overlap. */
+bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *next);
+
+/* A one-command plan: Cancel{expired} of order_id whose timer fell due at
+ * deadline_ms. ORN_EINVAL for an invalid id. */
+orn_rc saga_plan_expire(saga_plan *p, const char *order_id, int64_t deadline_ms);
+
+/* What to do with a fired timer after the expiry's reply: delete it when the
+ * order expired (accepted) or no longer can (wrong_state, not_found); keep it
+ * when the order's own deadline is later than our clock (invalid) or the
+ * outcome is unknown (failed) — the next scan retries. */
+saga_timer_op saga_timer_after_expire(bus_outcome outcome, const char *code);
+
+/* The deadline to store when armed holds stored_ms (0: none) and a plan sets
+ * proposed_ms: deadlines of one order only move forward (confirmation, then
+ * payment), so the later one wins; a stale event cannot re-arm an earlier one. */
+int64_t saga_timer_merge(int64_t stored_ms, int64_t proposed_ms);
+
+/* Aggregate ("stock", "order", "cart") and command type name of kind; NULL if unknown. */
+const char *saga_command_aggregate(saga_command_kind kind);
+const char *saga_command_type(saga_command_kind kind);
+
+/* Appends the payload of command i of p to w (one msgpack map); order
+ * commands carry now_ms. ORN_EINVAL for an index out of range or a payload
+ * the codecs refuse. */
+orn_rc saga_command_encode(const saga_plan *p, size_t i, int64_t now_ms, mp_writer *w);
+
+#endif

@@ -1,0 +1,596 @@
+/* test_saga.c — the checkout saga (checkout/saga.c) over a real nats-server
+ * with the stock, cart and order actors in process: the happy path, every
+ * compensation, expiry by a durable timer (also across a restart), no
+ * overselling under a burst, and a saga stopped in the middle of a burst
+ * whose successor finishes the work with nothing leaked. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor.h"
+#include "cart.h"
+#include "harness.h"
+#include "log.h"
+#include "order.h"
+#include "saga.h"
+#include "stock_client.h"
+
+#define HASH        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define WAIT_MS     30000
+#define FAR_AHEAD   (15 * 60 * 1000)
+#define STATUS_MAX  32
+#define STATUS_WAIT 0 /* any status but pending */
+
+static natsd *server;
+static es_store *store;
+static act_runtime *stock_rt, *cart_rt, *order_rt;
+static natsConnection *client;
+static saga *checkout;
+static char *state_dir;
+
+static void start_saga(void)
+{
+	saga_options o;
+	saga_options_init(&o);
+	o.state_dir = state_dir;
+	o.timer_scan_ms = 100;
+	cr_assert_eq(saga_start(store, &o, &checkout), ORN_OK);
+}
+
+static void start_all(void)
+{
+	act_options ao;
+
+	server = th_natsd_start("saga");
+	es_options o;
+	es_options_init(&o);
+	o.url = natsd_url(server);
+	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	act_options_init(&ao);
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &stock_rt), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
+	client = tsc_connect(natsd_url(server));
+	state_dir = th_tempdir("saga-state");
+	start_saga();
+}
+
+static void stop_all(void)
+{
+	saga_stop(checkout);
+	checkout = NULL;
+	act_runtime_stop(order_rt);
+	act_runtime_stop(cart_rt);
+	act_runtime_stop(stock_rt);
+	order_rt = cart_rt = stock_rt = NULL;
+	natsConnection_Destroy(client);
+	client = NULL;
+	es_store_close(store);
+	store = NULL;
+	th_natsd_stop(server);
+	server = NULL;
+	th_rmrf(state_dir);
+	free(state_dir);
+	state_dir = NULL;
+}
+
+/* ---- commands ---- */
+
+static void unique_id(char *out, size_t cap, const char *what)
+{
+	snprintf(out, cap, "test-%s-%lld", what, (long long)orn_monotonic_ns());
+}
+
+/* Sends a command with a payload already encoded; returns the reply. */
+static bus_reply send_raw(const char *aggregate, const char *id, const char *type, mp_writer *payload)
+{
+	env_envelope cmd;
+	bus_reply r;
+	char cmd_id[96];
+
+	unique_id(cmd_id, sizeof cmd_id, type);
+	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
+	                              mp_writer_size(payload)),
+	             ORN_OK);
+	cr_assert_eq(bus_send(client, aggregate, id, &cmd, 10000, &r), ORN_OK, "%s to %s/%s unanswered", type,
+	             aggregate, id);
+	return r;
+}
+
+static void create_stock(const char *item, int64_t quantity)
+{
+	bus_reply r;
+	stock_command c = tsc_create(quantity);
+	char cmd_id[96];
+
+	unique_id(cmd_id, sizeof cmd_id, item);
+	cr_assert_eq(tsc_send(client, item, &c, cmd_id, 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "create %s: %s", item, r.code);
+	bus_reply_dispose(&r);
+}
+
+static int64_t reserved_of(const char *item)
+{
+	int64_t reserved = -1;
+	cr_assert_eq(tsc_get(client, item, NULL, &reserved, NULL, NULL), ORN_OK);
+	return reserved;
+}
+
+/* Polls until item's reserved units equal want; returns the last value seen. */
+static int64_t wait_reserved(const char *item, int64_t want)
+{
+	int64_t until = th_now_ms() + WAIT_MS, reserved;
+	while ((reserved = reserved_of(item)) != want && th_now_ms() < until)
+		th_sleep_ms(20);
+	return reserved;
+}
+
+typedef struct line_spec {
+	const char *product;
+	int64_t quantity;
+} line_spec;
+
+/* PlaceOrder for customer with lines; the deadline is now + deadline_in_ms. */
+static bus_reply place_order(const char *order_id, const char *customer, const line_spec *lines, size_t count,
+                             int64_t deadline_in_ms)
+{
+	order_command *c = calloc(1, sizeof *c);
+	mp_writer *w = mp_writer_create();
+	int64_t now = orn_now_ms();
+	bus_reply r;
+
+	cr_assert(c && w);
+	c->kind = ORDER_PLACE;
+	snprintf(c->data.customer_id, sizeof c->data.customer_id, "%s", customer);
+	strcpy(c->data.customer_email, "alice@example.com");
+	strcpy(c->data.request_hash, HASH);
+	strcpy(c->data.token_hash, HASH);
+	strcpy(c->data.currency, "EUR");
+	c->data.time_ms = now;
+	c->data.deadline_ms = now + deadline_in_ms;
+	for (size_t i = 0; i < count; i++) {
+		order_line *l = &c->data.lines[c->data.line_count++];
+		snprintf(l->product_id, sizeof l->product_id, "%s", lines[i].product);
+		snprintf(l->name, sizeof l->name, "Item %s", lines[i].product);
+		l->unit_price_cents = 250;
+		l->quantity = lines[i].quantity;
+	}
+	cr_assert_eq(order_command_encode(w, c), ORN_OK);
+	r = send_raw(ORDER_AGGREGATE, order_id, ORDER_CMD_PLACE, w);
+	mp_writer_destroy(w);
+	free(c);
+	return r;
+}
+
+static void place(const char *order_id, const line_spec *lines, size_t count, int64_t deadline_in_ms)
+{
+	bus_reply r = place_order(order_id, "alice", lines, count, deadline_in_ms);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "place %s: %s %s", order_id, r.code, r.detail);
+	bus_reply_dispose(&r);
+}
+
+static void cancel_by_customer(const char *order_id)
+{
+	order_command c;
+	mp_writer *w = mp_writer_create();
+
+	memset(&c, 0, sizeof c);
+	c.kind = ORDER_CANCEL;
+	c.data.time_ms = orn_now_ms();
+	strcpy(c.data.reason, ORDER_REASON_CUSTOMER);
+	cr_assert_eq(order_command_encode(w, &c), ORN_OK);
+	bus_reply r = send_raw(ORDER_AGGREGATE, order_id, ORDER_CMD_CANCEL, w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "cancel %s: %s", order_id, r.code);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+}
+
+/* ---- views ---- */
+
+/* Sends "Get" to aggregate/id; the reply owns the view. */
+static bus_reply get_view(const char *aggregate, const char *id)
+{
+	mp_writer *w = mp_writer_create();
+	mp_write_nil(w);
+	bus_reply r = send_raw(aggregate, id, BUS_CMD_GET, w);
+	mp_writer_destroy(w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "Get %s/%s: %s", aggregate, id, r.code);
+	cr_assert_not_null(r.view);
+	return r;
+}
+
+typedef struct order_view {
+	char status[STATUS_MAX];
+	char reason[ORDER_REASON_MAX]; /* of the last history entry */
+	char cancelled[ORDER_LINES_MAX][ORDER_ID_MAX];
+	size_t cancelled_count;
+} order_view;
+
+static void read_history_reason(mp_reader *r, order_view *v)
+{
+	uint32_t entries = 0, fields = 0;
+	const char *key;
+	uint32_t len;
+
+	cr_assert_eq(mp_read_array(r, &entries), ORN_OK);
+	for (uint32_t i = 0; i < entries; i++) {
+		cr_assert_eq(mp_read_map(r, &fields), ORN_OK);
+		for (uint32_t f = 0; f < fields; f++) {
+			cr_assert_eq(mp_read_str(r, &key, &len), ORN_OK);
+			bool reason = mp_str_eq(key, len, "reason");
+			if (reason)
+				v->reason[0] = '\0';
+			if (reason && mp_peek(r) == MP_STR)
+				cr_assert_eq(mp_read_cstr(r, v->reason, sizeof v->reason), ORN_OK);
+			else
+				cr_assert_eq(mp_skip(r), ORN_OK);
+		}
+	}
+}
+
+static order_view view_order(const char *order_id)
+{
+	bus_reply r = get_view(ORDER_AGGREGATE, order_id);
+	order_view v;
+	mp_reader rd;
+	uint32_t count = 0, n = 0, len;
+	const char *key;
+
+	memset(&v, 0, sizeof v);
+	mp_reader_init(&rd, r.view, r.view_len);
+	cr_assert_eq(mp_read_map(&rd, &count), ORN_OK);
+	for (uint32_t i = 0; i < count; i++) {
+		cr_assert_eq(mp_read_str(&rd, &key, &len), ORN_OK);
+		if (mp_str_eq(key, len, "status")) {
+			cr_assert_eq(mp_read_cstr(&rd, v.status, sizeof v.status), ORN_OK);
+		} else if (mp_str_eq(key, len, "history")) {
+			read_history_reason(&rd, &v);
+		} else if (mp_str_eq(key, len, "cancelled_products")) {
+			cr_assert_eq(mp_read_array(&rd, &n), ORN_OK);
+			for (uint32_t k = 0; k < n; k++)
+				cr_assert_eq(mp_read_cstr(&rd, v.cancelled[k], ORDER_ID_MAX), ORN_OK);
+			v.cancelled_count = n;
+		} else {
+			cr_assert_eq(mp_skip(&rd), ORN_OK);
+		}
+	}
+	bus_reply_dispose(&r);
+	return v;
+}
+
+/* Polls the order until its status is want (or, for STATUS_WAIT, anything but
+ * pending); returns the last view. */
+static order_view wait_order(const char *order_id, const char *want)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	order_view v;
+	for (;;) {
+		v = view_order(order_id);
+		bool reached =
+		        want != STATUS_WAIT ? strcmp(v.status, want) == 0 : strcmp(v.status, "pending") != 0;
+		if (reached || th_now_ms() >= until)
+			return v;
+		th_sleep_ms(20);
+	}
+}
+
+/* The cart's line count and last order id. */
+static size_t view_cart(const char *customer, char *last_order, size_t cap)
+{
+	bus_reply r = get_view(CART_AGGREGATE, customer);
+	mp_reader rd;
+	uint32_t count = 0, items = 0, len;
+	const char *key;
+
+	last_order[0] = '\0';
+	mp_reader_init(&rd, r.view, r.view_len);
+	cr_assert_eq(mp_read_map(&rd, &count), ORN_OK);
+	for (uint32_t i = 0; i < count; i++) {
+		cr_assert_eq(mp_read_str(&rd, &key, &len), ORN_OK);
+		if (mp_str_eq(key, len, "items")) {
+			cr_assert_eq(mp_read_array(&rd, &items), ORN_OK);
+			for (uint32_t k = 0; k < items; k++)
+				cr_assert_eq(mp_skip(&rd), ORN_OK);
+		} else if (mp_str_eq(key, len, "last_order_id") && mp_peek(&rd) == MP_STR) {
+			cr_assert_eq(mp_read_cstr(&rd, last_order, cap), ORN_OK);
+		} else {
+			cr_assert_eq(mp_skip(&rd), ORN_OK);
+		}
+	}
+	bus_reply_dispose(&r);
+	return items;
+}
+
+static void add_to_cart(const char *customer, const char *product, int64_t quantity)
+{
+	cart_command c;
+	mp_writer *w = mp_writer_create();
+
+	memset(&c, 0, sizeof c);
+	c.kind = CART_ADD_ITEM;
+	snprintf(c.line.product_id, sizeof c.line.product_id, "%s", product);
+	strcpy(c.line.name, "A thing");
+	c.line.unit_price_cents = 250;
+	c.line.quantity = quantity;
+	strcpy(c.currency, "EUR");
+	cr_assert_eq(cart_command_encode(w, &c), ORN_OK);
+	bus_reply r = send_raw(CART_AGGREGATE, customer, CART_CMD_ADD_ITEM, w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "add to cart: %s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+}
+
+/* ---- the flows ---- */
+
+Test(saga, happy_path_reserves_every_line_and_empties_the_cart, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	char last_order[ORDER_ID_MAX];
+	line_spec lines[] = {{"p-a", 2}, {"p-b", 1}};
+
+	create_stock("p-a", 5);
+	create_stock("p-b", 3);
+	add_to_cart("alice", "p-a", 2);
+	cr_assert_eq(view_cart("alice", last_order, sizeof last_order), 1);
+	place("o-happy", lines, 2, FAR_AHEAD);
+	order_view v = wait_order("o-happy", "awaiting_confirmation");
+	cr_assert_str_eq(v.status, "awaiting_confirmation");
+	cr_expect_eq(reserved_of("p-a"), 2);
+	cr_expect_eq(reserved_of("p-b"), 1);
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (view_cart("alice", last_order, sizeof last_order) != 0 && th_now_ms() < until)
+		th_sleep_ms(20);
+	cr_expect_eq(view_cart("alice", last_order, sizeof last_order), 0, "CheckedOut emptied the cart");
+	cr_expect_str_eq(last_order, "o-happy");
+}
+
+Test(saga, one_line_out_of_stock_cancels_and_holds_nothing, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 2}, {"p-b", 1}};
+
+	create_stock("p-a", 5);
+	create_stock("p-b", 0);
+	place("o-short", lines, 2, FAR_AHEAD);
+	order_view v = wait_order("o-short", "cancelled");
+	cr_assert_str_eq(v.status, "cancelled");
+	cr_expect_str_eq(v.reason, ORDER_REASON_OUT_OF_STOCK);
+	cr_assert_eq(v.cancelled_count, 1);
+	cr_expect_str_eq(v.cancelled[0], "p-b");
+	/* The releases are sent before RejectForStock: nothing is held by now. */
+	cr_expect_eq(reserved_of("p-a"), 0);
+	cr_expect_eq(reserved_of("p-b"), 0);
+}
+
+Test(saga, a_missing_product_cancels_too, .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 1}, {"p-ghost", 1}};
+
+	create_stock("p-a", 5);
+	place("o-ghost", lines, 2, FAR_AHEAD);
+	order_view v = wait_order("o-ghost", "cancelled");
+	cr_assert_str_eq(v.status, "cancelled");
+	cr_assert_eq(v.cancelled_count, 1);
+	cr_expect_str_eq(v.cancelled[0], "p-ghost");
+	cr_expect_eq(reserved_of("p-a"), 0);
+}
+
+Test(saga, customer_cancel_after_reservation_releases, .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 3}};
+
+	create_stock("p-a", 5);
+	place("o-change", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-change", "awaiting_confirmation").status, "awaiting_confirmation");
+	cr_assert_eq(reserved_of("p-a"), 3);
+	cancel_by_customer("o-change");
+	cr_expect_eq(wait_reserved("p-a", 0), 0);
+	cr_expect_str_eq(view_order("o-change").status, "cancelled");
+}
+
+Test(saga, an_order_not_confirmed_in_time_expires_and_releases, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 2}};
+
+	create_stock("p-a", 5);
+	int64_t placed_at = orn_now_ms();
+	place("o-late", lines, 1, 1000);
+	order_view v = wait_order("o-late", "cancelled");
+	cr_assert_str_eq(v.status, "cancelled");
+	cr_expect_str_eq(v.reason, ORDER_REASON_EXPIRED);
+	cr_expect_geq(orn_now_ms() - placed_at, 1000, "never before the deadline");
+	cr_expect_eq(wait_reserved("p-a", 0), 0);
+}
+
+Test(saga, a_timer_survives_a_restart_of_the_saga, .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 4}};
+
+	create_stock("p-a", 5);
+	int64_t deadline = orn_now_ms() + 2000;
+	place("o-restart", lines, 1, 2000);
+	cr_assert_str_eq(wait_order("o-restart", "awaiting_confirmation").status, "awaiting_confirmation");
+	saga_stop(checkout);
+	checkout = NULL;
+	while (orn_now_ms() < deadline + 500)
+		th_sleep_ms(50);
+	cr_assert_str_eq(view_order("o-restart").status, "awaiting_confirmation",
+	                 "nobody expired it meanwhile");
+	cr_assert_eq(reserved_of("p-a"), 4);
+	start_saga(); /* same state dir: the timer is still there */
+	order_view v = wait_order("o-restart", "cancelled");
+	cr_assert_str_eq(v.status, "cancelled");
+	cr_expect_str_eq(v.reason, ORDER_REASON_EXPIRED);
+	cr_expect_eq(wait_reserved("p-a", 0), 0);
+}
+
+/* ---- bursts ---- */
+
+typedef struct placer {
+	int first, count;
+	const char *prefix;
+	int products;        /* lines per order: p-0 .. p-(products-1) by rotation */
+	int lines_per_order; /* 1 or 2 */
+	int failures;
+} placer;
+
+static void order_lines(int i, const placer *p, line_spec *lines, char names[2][16])
+{
+	for (int k = 0; k < p->lines_per_order; k++) {
+		snprintf(names[k], sizeof names[k], "p-%d", (i + k) % p->products);
+		lines[k].product = names[k];
+		lines[k].quantity = 1 + (i + k) % 2;
+	}
+	if (p->lines_per_order == 1)
+		lines[0].quantity = 1;
+}
+
+static void *placer_main(void *arg)
+{
+	placer *p = arg;
+	for (int i = p->first; i < p->first + p->count; i++) {
+		char id[32], names[2][16];
+		line_spec lines[2];
+		snprintf(id, sizeof id, "%s-%d", p->prefix, i);
+		order_lines(i, p, lines, names);
+		bus_reply r = place_order(id, "bob", lines, (size_t)p->lines_per_order, FAR_AHEAD);
+		p->failures += r.outcome != BUS_ACCEPTED;
+		bus_reply_dispose(&r);
+	}
+	return NULL;
+}
+
+typedef struct burst {
+	pthread_t tids[16];
+	placer parts[16];
+	int threads;
+} burst;
+
+/* Starts placing total orders from threads at once. */
+static void burst_start(burst *b, const char *prefix, int total, int threads, int products,
+                        int lines_per_order)
+{
+	cr_assert(threads <= 16 && total % threads == 0);
+	b->threads = threads;
+	for (int t = 0; t < threads; t++) {
+		b->parts[t] = (placer){.first = t * (total / threads),
+		                       .count = total / threads,
+		                       .prefix = prefix,
+		                       .products = products,
+		                       .lines_per_order = lines_per_order};
+		cr_assert_eq(pthread_create(&b->tids[t], NULL, placer_main, &b->parts[t]), 0);
+	}
+}
+
+/* Waits for every placer; asserts every PlaceOrder was accepted. */
+static void burst_join(burst *b)
+{
+	int failures = 0;
+	for (int t = 0; t < b->threads; t++) {
+		pthread_join(b->tids[t], NULL);
+		failures += b->parts[t].failures;
+	}
+	cr_assert_eq(failures, 0, "every PlaceOrder accepted");
+}
+
+Test(saga, fifty_orders_for_ten_units_never_oversell, .init = start_all, .fini = stop_all, .timeout = 240)
+{
+	int awaiting = 0, out_of_stock = 0;
+	char id[32];
+
+	create_stock("p-0", 10);
+	int64_t started = th_now_ms();
+	burst b;
+	burst_start(&b, "o-rush", 50, 10, 1, 1);
+	burst_join(&b);
+	for (int i = 0; i < 50; i++) {
+		snprintf(id, sizeof id, "o-rush-%d", i);
+		order_view v = wait_order(id, STATUS_WAIT);
+		awaiting += strcmp(v.status, "awaiting_confirmation") == 0;
+		out_of_stock += strcmp(v.status, "cancelled") == 0 && strcmp(v.reason, "out_of_stock") == 0;
+	}
+	int64_t elapsed = th_now_ms() - started;
+	fprintf(stderr, "saga: 50 orders placed and settled in %lld ms\n", (long long)elapsed);
+	cr_assert_eq(awaiting, 10, "awaiting confirmation: %d", awaiting);
+	cr_assert_eq(out_of_stock, 40, "cancelled out of stock: %d", out_of_stock);
+	cr_assert_eq(reserved_of("p-0"), 10);
+	for (int i = 0; i < 50; i++) {
+		snprintf(id, sizeof id, "o-rush-%d", i);
+		if (strcmp(view_order(id).status, "awaiting_confirmation") == 0)
+			cancel_by_customer(id);
+	}
+	cr_assert_eq(wait_reserved("p-0", 0), 0);
+}
+
+Test(saga, a_saga_stopped_mid_burst_leaves_its_successor_nothing_to_leak, .init = start_all, .fini = stop_all,
+     .timeout = 240)
+{
+	enum { ORDERS = 60, PRODUCTS = 3, STOCK = 20 };
+	int64_t want[PRODUCTS] = {0};
+	int settled_at_stop = 0, awaiting = 0;
+	char id[32], names[2][16];
+	line_spec lines[2];
+
+	for (int p = 0; p < PRODUCTS; p++) {
+		snprintf(id, sizeof id, "p-%d", p);
+		create_stock(id, STOCK);
+	}
+	burst b;
+	burst_start(&b, "o-burst", ORDERS, 6, PRODUCTS, 2);
+	/* Stop once the saga is well at work, while orders still arrive. */
+	int64_t until = th_now_ms() + WAIT_MS;
+	order_view first;
+	do {
+		first = view_order("o-burst-3");
+		th_sleep_ms(2);
+	} while ((strcmp(first.status, "pending") == 0 || strcmp(first.status, "none") == 0) &&
+	         th_now_ms() < until);
+	saga_stop(checkout);
+	checkout = NULL;
+	burst_join(&b);
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(id, sizeof id, "o-burst-%d", i);
+		settled_at_stop += strcmp(view_order(id).status, "pending") != 0;
+	}
+	start_saga();
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(id, sizeof id, "o-burst-%d", i);
+		order_view v = wait_order(id, STATUS_WAIT);
+		bool held = strcmp(v.status, "awaiting_confirmation") == 0;
+		cr_assert(
+		        held || (strcmp(v.status, "cancelled") == 0 && strcmp(v.reason, "out_of_stock") == 0),
+		        "%s ended %s (%s)", id, v.status, v.reason);
+		placer spec = {.products = PRODUCTS, .lines_per_order = 2};
+		order_lines(i, &spec, lines, names);
+		for (int k = 0; held && k < 2; k++)
+			want[(i + k) % PRODUCTS] += lines[k].quantity;
+		awaiting += held;
+	}
+	/* The successor drains the consumer: every event acknowledged. */
+	jsConsumerInfo *ci = NULL;
+	for (int64_t drained_by = th_now_ms() + WAIT_MS;; th_sleep_ms(20)) {
+		jsConsumerInfo_Destroy(ci);
+		ci = NULL;
+		cr_assert_eq(js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, SAGA_CONSUMER,
+		                                NULL, NULL),
+		             NATS_OK);
+		if ((ci->NumAckPending == 0 && ci->NumPending == 0) || th_now_ms() >= drained_by)
+			break;
+	}
+	fprintf(stderr, "saga: %d of %d orders settled when the first saga stopped; %d hold stock\n",
+	        settled_at_stop, ORDERS, awaiting);
+	cr_expect_eq(ci->NumAckPending, 0, "every event acknowledged");
+	cr_expect_eq(ci->NumPending, 0, "every event delivered");
+	jsConsumerInfo_Destroy(ci);
+	cr_expect_lt(settled_at_stop, ORDERS, "the stop came before the burst was done");
+	for (int p = 0; p < PRODUCTS; p++) {
+		snprintf(id, sizeof id, "p-%d", p);
+		int64_t reserved = wait_reserved(id, want[p]);
+		cr_expect_eq(reserved, want[p], "%s reserves %lld, live orders hold %lld", id,
+		             (long long)reserved, (long long)want[p]);
+		cr_expect_leq(reserved, STOCK);
+	}
+}
