@@ -1,0 +1,84 @@
+/* mail.h — the mail actor: one email per (order, status), sent over SMTP
+ * (libcurl) or written into a Maildir (ARCHITECTURE.md, "Payments and
+ * mail"; ADR 007 item 6). The templates are in mail_render.h.
+ *
+ * Consuming. One durable JetStream pull consumer, "orion_mail", on ES_STREAM
+ * with the filter orion.evt.order.>, explicit acks, unlimited deliveries and
+ * an ack wait of 30 s; `workers` threads each own a pull subscription bound
+ * to it and fetch one commit at a time. Several processes running the mail
+ * role share the consumer. For an event that triggers an email the worker
+ * rebuilds the order as it was right after the event (its events up to the
+ * commit's stream sequence, folded with order_evolve): no state of its own
+ * beyond the sent markers, so it is correct after any restart.
+ *
+ * Exactly once, as far as SMTP allows. The sent marker of an email is the key
+ * "<order id>/<status>" in an LMDB environment under state_dir:
+ *   1. marker present -> ack the commit; nothing is sent;
+ *   2. send (SMTP answered 250 to the data, or the file was renamed into
+ *      Maildir new/);
+ *   3. at once, write the marker and commit the LMDB transaction (MDB_NOSYNC:
+ *      the commit is in the page cache, which a killed process cannot lose,
+ *      in microseconds; an fsync would hold the window below open for
+ *      milliseconds; a machine crash may lose recent markers and resend);
+ *   4. ack the commit.
+ * A redelivered commit (a lost ack, a restart, a second instance) finds the
+ * marker and sends nothing. The one window left is a kill between 2 and 3:
+ * the email went out, no marker was written, and the redelivered commit
+ * sends it again. SMTP offers no idempotent submission, so the copy carries
+ * the same deterministic Message-ID, <order-id.status@orion>, for receivers
+ * to drop, and in Maildir mode the file name is deterministic per (order,
+ * status), so the second copy replaces the first.
+ *
+ * SMTP down. A failed send is answered NakWithDelay(250 ms * 2^(deliveries-1),
+ * capped at retry_max_ms) and the worker moves on to other commits at once:
+ * no worker sleeps for a backoff. Each worker owns one curl easy handle with
+ * a connect timeout of 3 s and a total timeout of 10 s, far below the ack
+ * wait, so a commit is never redelivered to another worker mid-send.
+ *
+ * Logs: every send at info, "mail sent" with order, status, transport and
+ * latency_ms (accepted time minus the event's at_ms); failures at warn. The
+ * confirmation token never enters a log line, an event or LMDB. */
+#ifndef ORION_MAIL_H
+#define ORION_MAIL_H
+
+#include <stdint.h>
+
+#include "evstore.h"
+#include "order_token.h"
+#include "orn.h"
+
+#define MAIL_CONSUMER "orion_mail"
+
+typedef struct mail_options {
+	const char *smtp_url;   /* NULL or "": write to the Maildir instead; else smtp://host:port or
+	                           smtps://user:pass@host */
+	const char *maildir;    /* Maildir root used when smtp_url is empty (tmp/ new/ cur/ created) */
+	const char *from;       /* sender address */
+	const char *public_url; /* base of links, no trailing slash, e.g. http://127.0.0.1:8080 */
+	uint8_t token_key[ORDER_TOKEN_KEY_BYTES]; /* actors/order_token.h */
+	const char *state_dir; /* LMDB directory of the sent markers; created if absent; required */
+	unsigned workers;      /* default 4 */
+	unsigned retry_max_ms; /* backoff ceiling while SMTP fails; default 5000 */
+} mail_options;
+
+/* Fills o with the defaults: no SMTP, no directories, from
+ * "orion@localhost", public_url "http://127.0.0.1:8080", a zero key,
+ * 4 workers, retry_max_ms 5000. */
+void mail_options_init(mail_options *o);
+
+typedef struct mail_service mail_service;
+
+/* Opens the markers, creates or updates the consumer and starts the
+ * workers. The strings of o are copied; the store must outlive the service;
+ * libsodium must be initialised. ORN_EINVAL for a missing state_dir, a
+ * missing maildir without SMTP, or an unusable from or public_url;
+ * ORN_EIO if a directory or the LMDB environment cannot be made;
+ * ORN_EUNAVAILABLE (or another code) if JetStream refuses the consumer.
+ * On failure nothing is left running and *out is NULL. */
+orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out);
+
+/* Stops fetching, lets each worker finish the commit in hand, joins the
+ * workers and frees everything. The consumer stays on the server. NULL ok. */
+void mail_stop(mail_service *m);
+
+#endif

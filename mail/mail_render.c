@@ -1,0 +1,574 @@
+/* mail_render.c — the templates and the message bytes (see mail_render.h).
+ *
+ * Each template is a short list of paragraphs written once through a `doc`,
+ * which emits the text part and the HTML part side by side: the text part
+ * gets the value as it is, the HTML part gets it escaped. Nothing is
+ * interpolated into HTML any other way, so no template can forget to escape. */
+#include "mail_render.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BOUNDARY    "=_orion_alternative" /* "=_" never occurs in base64 */
+#define BASE64_LINE 76
+
+/* ---- a growable byte buffer; a failed allocation sticks until the end ---- */
+
+typedef struct buf {
+	char *data;
+	size_t len, cap;
+	bool failed;
+} buf;
+
+static void buf_add(buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap > 0 ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *data = realloc(b->data, cap);
+		if (data == NULL) {
+			b->failed = true;
+			return;
+		}
+		b->data = data;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void buf_str(buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void buf_printf(buf *b, const char *fmt, ...)
+{
+	char small[128]; /* most lines; a long name takes the heap */
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->failed = true;
+		return;
+	}
+	if ((size_t)n < sizeof small) {
+		buf_add(b, small, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+	if (big == NULL) {
+		b->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	buf_add(b, big, (size_t)n);
+	free(big);
+}
+
+static void buf_html(buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		switch (*s) {
+		case '&':
+			buf_str(b, "&amp;");
+			break;
+		case '<':
+			buf_str(b, "&lt;");
+			break;
+		case '>':
+			buf_str(b, "&gt;");
+			break;
+		case '"':
+			buf_str(b, "&quot;");
+			break;
+		case '\'':
+			buf_str(b, "&#39;");
+			break;
+		default:
+			buf_add(b, s, 1);
+		}
+	}
+}
+
+/* Hands the buffer's bytes over (the caller checked that nothing failed). */
+static char *buf_take(buf *b)
+{
+	char *data = b->data;
+	memset(b, 0, sizeof *b);
+	return data;
+}
+
+static void buf_base64(buf *b, const char *data, size_t len)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = (const unsigned char *)data;
+	char line[BASE64_LINE + 2];
+	size_t used = 0;
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)p[i] << 16;
+		if (i + 1 < len)
+			v |= (unsigned)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		line[used++] = alphabet[(v >> 18) & 63];
+		line[used++] = alphabet[(v >> 12) & 63];
+		line[used++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+		line[used++] = i + 2 < len ? alphabet[v & 63] : '=';
+		if (used == BASE64_LINE || i + 3 >= len) {
+			line[used++] = '\r';
+			line[used++] = '\n';
+			buf_add(b, line, used);
+			used = 0;
+		}
+	}
+}
+
+/* ---- the two parts, written side by side ---- */
+
+typedef struct doc {
+	buf text, html;
+} doc;
+
+/* A paragraph: the text as is in the text part, escaped in <p> in the HTML part. */
+static void paragraph(doc *d, const char *s)
+{
+	buf_str(&d->text, s);
+	buf_str(&d->text, "\r\n\r\n");
+	buf_str(&d->html, "<p>");
+	buf_html(&d->html, s);
+	buf_str(&d->html, "</p>\r\n");
+}
+
+static void link_paragraph(doc *d, const char *url)
+{
+	buf_str(&d->text, url);
+	buf_str(&d->text, "\r\n\r\n");
+	buf_str(&d->html, "<p><a href=\"");
+	buf_html(&d->html, url);
+	buf_str(&d->html, "\">");
+	buf_html(&d->html, url);
+	buf_str(&d->html, "</a></p>\r\n");
+}
+
+/* A paragraph composed with printf: only short values (ids, money, dates,
+ * reasons) go through here; the whole paragraph is escaped in HTML. */
+__attribute__((format(printf, 2, 3))) static void paragraphf(doc *d, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof text)
+		d->text.failed = true;
+	else
+		paragraph(d, text);
+}
+
+static void money(char *out, size_t cap, int64_t cents, const char *currency)
+{
+	snprintf(out, cap, "%lld.%02lld %s", (long long)(cents / 100), (long long)(cents % 100), currency);
+}
+
+/* "2026-11-22 00:43 UTC" */
+static void deadline_text(char *out, size_t cap, int64_t ms)
+{
+	time_t seconds = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms <= 0 || gmtime_r(&seconds, &tm) == NULL || strftime(out, cap, "%Y-%m-%d %H:%M UTC", &tm) == 0)
+		snprintf(out, cap, "(unknown)");
+}
+
+static void items(doc *d, const order_state *o)
+{
+	char price[48], total[48];
+	int64_t sum = 0;
+	buf_str(&d->text, "Items:\r\n");
+	buf_str(&d->html, "<table>\r\n<tr><th>Item</th><th>Quantity</th><th>Unit price</th></tr>\r\n");
+	for (size_t i = 0; i < o->line_count; i++) {
+		const order_line *l = &o->lines[i];
+		money(price, sizeof price, l->unit_price_cents, o->currency);
+		buf_printf(&d->text, "  %lld x %s at %s\r\n", (long long)l->quantity, l->name, price);
+		buf_str(&d->html, "<tr><td>");
+		buf_html(&d->html, l->name);
+		buf_printf(&d->html, "</td><td>%lld</td><td>", (long long)l->quantity);
+		buf_html(&d->html, price);
+		buf_str(&d->html, "</td></tr>\r\n");
+	}
+	if (order_total(o, &sum))
+		money(total, sizeof total, sum, o->currency);
+	else
+		snprintf(total, sizeof total, "(too large)");
+	buf_printf(&d->text, "Total: %s\r\n\r\n", total);
+	buf_str(&d->html, "<tr><td colspan=\"2\">Total</td><td>");
+	buf_html(&d->html, total);
+	buf_str(&d->html, "</td></tr>\r\n</table>\r\n");
+}
+
+/* The name of a product of the order, or its id if it has no line. */
+static const char *product_name(const order_state *o, const char *product_id)
+{
+	for (size_t i = 0; i < o->line_count; i++)
+		if (strcmp(o->lines[i].product_id, product_id) == 0)
+			return o->lines[i].name;
+	return product_id;
+}
+
+static const char *last_reason(const order_state *o)
+{
+	return o->history_count > 0 ? o->history[o->history_count - 1].reason : "";
+}
+
+static void cancelled_body(doc *d, const order_state *o)
+{
+	const char *reason = last_reason(o);
+	if (strcmp(reason, ORDER_REASON_OUT_OF_STOCK) == 0) {
+		buf p = {0};
+		buf_str(&p, "Your order was cancelled because these products are out of stock: ");
+		for (size_t i = 0; i < o->cancelled_product_count; i++) {
+			buf_str(&p, i > 0 ? ", " : "");
+			buf_str(&p, product_name(o, o->cancelled_products[i]));
+		}
+		buf_str(&p, ". Nothing was charged.");
+		if (p.failed)
+			d->text.failed = true;
+		else
+			paragraph(d, p.data);
+		free(p.data);
+	} else if (strcmp(reason, ORDER_REASON_CUSTOMER) == 0) {
+		paragraph(d, "Your order was cancelled at your request. Nothing was charged.");
+	} else if (strcmp(reason, ORDER_REASON_EXPIRED) == 0) {
+		paragraph(d, "Your order was cancelled because it was not confirmed or paid in time. "
+		             "Nothing was charged.");
+	} else {
+		paragraphf(d, "Your order was cancelled (reason: %s). Nothing was charged.", reason);
+	}
+	paragraphf(d, "Reason: %s", reason);
+}
+
+static void body(doc *d, const mail_input *in, const char *url)
+{
+	const order_state *o = in->order;
+	char when[48];
+	switch (o->status) {
+	case ORDER_AWAITING_CONFIRMATION:
+		deadline_text(when, sizeof when, o->confirmation_deadline_ms);
+		paragraphf(d, "Thank you for your order %s. We hold the items for you until %s.",
+		           in->order_id, when);
+		paragraph(d, "Please confirm the order by opening this link:");
+		link_paragraph(d, url);
+		paragraph(d, "If you did not place this order, ignore this email: it is cancelled at the "
+		             "deadline.");
+		break;
+	case ORDER_AWAITING_PAYMENT:
+		deadline_text(when, sizeof when, o->payment_deadline_ms);
+		paragraphf(d,
+		           "Thank you for confirming your order %s. Please pay by %s; after that the order "
+		           "is cancelled and the items are released.",
+		           in->order_id, when);
+		break;
+	case ORDER_CONFIRMED:
+		paragraphf(d, "We received your payment by %s card ending in %s. Your order %s is confirmed.",
+		           o->brand, o->last4, in->order_id);
+		break;
+	case ORDER_CANCELLED:
+		cancelled_body(d, o);
+		break;
+	case ORDER_PAYMENT_FAILED:
+		paragraphf(d, "The payment for your order %s failed: %s. The items have been released.",
+		           in->order_id, last_reason(o));
+		break;
+	default:
+		break;
+	}
+}
+
+/* The subject is before + order id + after. */
+typedef struct subject_parts {
+	const char *before, *after;
+} subject_parts;
+
+static bool subject_of(order_status status, subject_parts *out)
+{
+	switch (status) {
+	case ORDER_AWAITING_CONFIRMATION:
+		*out = (subject_parts){"Please confirm your order ", ""};
+		return true;
+	case ORDER_AWAITING_PAYMENT:
+		*out = (subject_parts){"Order ", ": awaiting payment"};
+		return true;
+	case ORDER_CONFIRMED:
+		*out = (subject_parts){"Order ", " is confirmed"};
+		return true;
+	case ORDER_CANCELLED:
+		*out = (subject_parts){"Order ", " was cancelled"};
+		return true;
+	case ORDER_PAYMENT_FAILED:
+		*out = (subject_parts){"Payment failed for order ", ""};
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool mailable(order_status status)
+{
+	subject_parts unused;
+	return subject_of(status, &unused);
+}
+
+/* ---- public ---- */
+
+order_status mail_status_for_event(order_event_kind kind)
+{
+	switch (kind) {
+	case ORDER_RESERVED:
+		return ORDER_AWAITING_CONFIRMATION;
+	case ORDER_CONFIRMED_BY_CUSTOMER:
+		return ORDER_AWAITING_PAYMENT;
+	case ORDER_PAID:
+		return ORDER_CONFIRMED;
+	case ORDER_CANCELLED_EVENT:
+		return ORDER_CANCELLED;
+	case ORDER_PAYMENT_FAILED_EVENT:
+		return ORDER_PAYMENT_FAILED;
+	case ORDER_PLACED:
+		return ORDER_NONE;
+	}
+	return ORDER_NONE;
+}
+
+size_t mail_html_escape(char *out, size_t cap, const char *s)
+{
+	size_t need = 0;
+	for (; *s != '\0'; s++) {
+		const char *entity = *s == '&'    ? "&amp;"
+		                     : *s == '<'  ? "&lt;"
+		                     : *s == '>'  ? "&gt;"
+		                     : *s == '"'  ? "&quot;"
+		                     : *s == '\'' ? "&#39;"
+		                                  : NULL;
+		size_t n = entity != NULL ? strlen(entity) : 1;
+		if (cap > 0 && need + n < cap)
+			memcpy(out + need, entity != NULL ? entity : s, n);
+		else if (cap > 0 && need < cap)
+			cap = need + 1; /* truncate here, never inside an entity */
+		need += n;
+	}
+	if (cap > 0)
+		out[need < cap ? need : cap - 1] = '\0';
+	return need;
+}
+
+bool mail_header_value_valid(const char *v)
+{
+	size_t n = 0;
+	if (v == NULL)
+		return false;
+	for (; v[n] != '\0'; n++)
+		if (v[n] < 0x20 || v[n] > 0x7e || n >= MAIL_HEADER_MAX)
+			return false;
+	return n > 0;
+}
+
+bool mail_address_valid(const char *a)
+{
+	const char *at = NULL;
+	size_t n = 0;
+	if (a == NULL)
+		return false;
+	for (; a[n] != '\0'; n++) {
+		char c = a[n];
+		if (c <= 0x20 || c > 0x7e || strchr("<>()[]\\,;:\"", c) != NULL || n >= ORDER_EMAIL_MAX)
+			return false;
+		if (c == '@') {
+			if (at != NULL)
+				return false;
+			at = a + n;
+		}
+	}
+	return at != NULL && at != a && at[1] != '\0';
+}
+
+orn_rc mail_address_of(const char *from, char *out, size_t cap)
+{
+	const char *open, *close;
+	size_t n;
+	if (cap > 0)
+		out[0] = '\0';
+	if (!mail_header_value_valid(from))
+		return ORN_EINVAL;
+	open = strrchr(from, '<');
+	if (open != NULL) {
+		close = strchr(open, '>');
+		if (close == NULL || close[1] != '\0')
+			return ORN_EINVAL;
+		from = open + 1;
+		n = (size_t)(close - from);
+	} else {
+		n = strlen(from);
+	}
+	if (n >= cap)
+		return ORN_EINVAL;
+	memcpy(out, from, n);
+	out[n] = '\0';
+	if (!mail_address_valid(out)) {
+		out[0] = '\0';
+		return ORN_EINVAL;
+	}
+	return ORN_OK;
+}
+
+orn_rc mail_key(char out[MAIL_KEY_MAX], const char *order_id, order_status status)
+{
+	const char *name = order_status_name(status);
+	out[0] = '\0';
+	if (!orn_id_valid(order_id) || !mailable(status) || name == NULL)
+		return ORN_EINVAL;
+	snprintf(out, MAIL_KEY_MAX, "%s/%s", order_id, name);
+	return ORN_OK;
+}
+
+orn_rc mail_message_id(char out[MAIL_MESSAGE_ID_MAX], const char *order_id, order_status status)
+{
+	const char *name = order_status_name(status);
+	out[0] = '\0';
+	if (!orn_id_valid(order_id) || !mailable(status) || name == NULL)
+		return ORN_EINVAL;
+	snprintf(out, MAIL_MESSAGE_ID_MAX, "<%s.%s@orion>", order_id, name);
+	return ORN_OK;
+}
+
+void mail_format_date(char out[MAIL_DATE_MAX], int64_t ms)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t seconds = (time_t)(ms / 1000);
+	struct tm tm;
+	if (ms < 0 || gmtime_r(&seconds, &tm) == NULL || tm.tm_year + 1900 > 9999) {
+		seconds = 0;
+		gmtime_r(&seconds, &tm);
+	}
+	snprintf(out, MAIL_DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
+	         months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void mail_message_dispose(mail_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->subject);
+	free(m->text);
+	free(m->html);
+	free(m->data);
+	memset(m, 0, sizeof *m);
+}
+
+static bool input_valid(const mail_input *in)
+{
+	const order_state *o = in->order;
+	char address[ORDER_EMAIL_MAX];
+	if (o == NULL || !mailable(o->status) || !orn_id_valid(in->order_id) || o->line_count == 0 ||
+	    o->line_count > ORDER_LINES_MAX || in->public_url == NULL ||
+	    !mail_header_value_valid(in->public_url) ||
+	    mail_address_of(in->from, address, sizeof address) != ORN_OK ||
+	    !mail_address_valid(o->customer_email))
+		return false;
+	return o->status != ORDER_AWAITING_CONFIRMATION ||
+	       (in->token != NULL && mail_header_value_valid(in->token));
+}
+
+static void headers(buf *b, const mail_input *in, const char *subject)
+{
+	char date[MAIL_DATE_MAX], message_id[MAIL_MESSAGE_ID_MAX];
+	mail_format_date(date, in->date_ms);
+	mail_message_id(message_id, in->order_id, in->order->status);
+	buf_printf(b, "Date: %s\r\n", date);
+	buf_printf(b, "From: %s\r\n", in->from);
+	buf_printf(b, "To: %s\r\n", in->order->customer_email);
+	buf_printf(b, "Subject: %s\r\n", subject);
+	buf_printf(b, "Message-ID: %s\r\n", message_id);
+	buf_printf(b, "X-Orion-Event-Time: %lld\r\n", (long long)in->event_time_ms);
+	buf_printf(b, "X-Orion-Order: %s\r\n", in->order_id);
+	buf_printf(b, "X-Orion-Status: %s\r\n", order_status_name(in->order->status));
+	buf_str(b, "Auto-Submitted: auto-generated\r\n");
+	buf_str(b, "MIME-Version: 1.0\r\n");
+	buf_str(b, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
+}
+
+static void part(buf *b, const char *type, const char *content)
+{
+	buf_printf(b,
+	           "--" BOUNDARY "\r\nContent-Type: %s; charset=UTF-8\r\n"
+	           "Content-Transfer-Encoding: base64\r\n\r\n",
+	           type);
+	buf_base64(b, content, strlen(content));
+}
+
+orn_rc mail_render(const mail_input *in, mail_message *out)
+{
+	doc d = {0};
+	buf subject = {0}, message = {0}, url = {0};
+	const order_state *o = in->order;
+	orn_rc rc = ORN_EINVAL;
+
+	memset(out, 0, sizeof *out);
+	if (!input_valid(in))
+		goto fail;
+	subject_parts parts = {"", ""};
+	subject_of(o->status, &parts);
+	buf_printf(&subject, "%s%s%s", parts.before, in->order_id, parts.after);
+	if (o->status == ORDER_AWAITING_CONFIRMATION)
+		buf_printf(&url, "%s/api/v1/orders/%s/confirm?token=%s", in->public_url, in->order_id,
+		           in->token);
+
+	buf_str(&d.html, "<!DOCTYPE html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+	buf_html(&d.html, subject.failed ? "" : subject.data);
+	buf_str(&d.html, "</title></head>\r\n<body>\r\n");
+	body(&d, in, url.failed || url.data == NULL ? "" : url.data);
+	items(&d, o);
+	paragraphf(&d, "Order: %s", in->order_id);
+	paragraphf(&d, "Status: %s", order_status_name(o->status));
+	buf_str(&d.html, "</body></html>\r\n");
+
+	if (subject.failed || url.failed || d.text.failed || d.html.failed) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	headers(&message, in, subject.data);
+	buf_str(&message, "This is a multi-part message in MIME format.\r\n\r\n");
+	part(&message, "text/plain", d.text.data);
+	part(&message, "text/html", d.html.data);
+	buf_str(&message, "--" BOUNDARY "--\r\n");
+	if (message.failed) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	out->status = o->status;
+	out->len = message.len;
+	out->data = buf_take(&message);
+	out->subject = buf_take(&subject);
+	out->text = buf_take(&d.text);
+	out->html = buf_take(&d.html);
+	free(url.data);
+	return ORN_OK;
+fail:
+	free(subject.data);
+	free(message.data);
+	free(url.data);
+	free(d.text.data);
+	free(d.html.data);
+	return rc;
+}

@@ -1,0 +1,547 @@
+/* test_mail.c — the mail actor (mail/mail.c) against a real nats-server and
+ * a real SMTP server (aiosmtpd writing into a Maildir).
+ *
+ * Order events come from the order actor run in-process, driven over the
+ * command bus. Emails are counted by parsing the files the SMTP server (or
+ * the Maildir sink) wrote. "Exactly once" is checked after the consumer is
+ * quiescent (nothing pending, nothing awaiting an ack): from then on no
+ * further email can be sent, so the counts are final. */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "actor.h"
+#include "bus.h"
+#include "harness.h"
+#include "log.h"
+#include "mail.h"
+#include "order_token.h"
+
+#define HOSTILE    "<script>alert(\"pwned\")</script> & 'co'"
+#define PUBLIC_URL "http://shop.test:8080"
+#define HASH       "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define WAIT_MS    20000
+
+static natsd *server;
+static es_store *store;
+static act_runtime *orders;
+static mail_service *mail;
+static pid_t smtpd;
+static int smtp_port;
+static char *work_dir;
+static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
+static uint8_t key[ORDER_TOKEN_KEY_BYTES];
+
+static void setup(void)
+{
+	cr_assert_geq(sodium_init(), 0);
+	server = th_natsd_start("mail");
+	es_options eo;
+	es_options_init(&eo);
+	eo.url = natsd_url(server);
+	cr_assert_eq(es_store_open(&eo, &store), ORN_OK);
+	act_options ao;
+	act_options_init(&ao);
+	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &orders), ORN_OK);
+	cr_assert_eq(order_token_key_derive((const uint8_t *)"test-secret", 11, key), ORN_OK);
+	work_dir = th_tempdir("mail");
+	snprintf(smtp_dir, sizeof smtp_dir, "%s/smtp", work_dir);
+	snprintf(state_dir, sizeof state_dir, "%s/state/mail", work_dir);
+	snprintf(sink_dir, sizeof sink_dir, "%s/maildir", work_dir);
+	smtp_port = natsd_free_port();
+	cr_assert_gt(smtp_port, 0);
+	snprintf(smtp_url, sizeof smtp_url, "smtp://127.0.0.1:%d", smtp_port);
+}
+
+static void teardown(void)
+{
+	mail_stop(mail);
+	mail = NULL;
+	act_runtime_stop(orders);
+	orders = NULL;
+	es_store_close(store);
+	store = NULL;
+	th_natsd_stop(server);
+	server = NULL;
+	if (smtpd > 0) {
+		th_kill(smtpd, SIGTERM);
+		if (th_wait_exit(smtpd, 5000) < 0)
+			th_kill(smtpd, SIGKILL);
+		smtpd = 0;
+	}
+	th_rmrf(work_dir);
+	free(work_dir);
+	work_dir = NULL;
+}
+
+TestSuite(mail, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- servers ---- */
+
+static bool port_open(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bool open = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	if (fd >= 0)
+		close(fd);
+	return open;
+}
+
+static void start_smtpd(void)
+{
+	char listen[64], path[600], log_path[600];
+	const char *subdirs[] = {"", "/tmp", "/new", "/cur"};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(subdirs); i++) {
+		snprintf(path, sizeof path, "%s%s", smtp_dir, subdirs[i]);
+		cr_assert(mkdir(path, 0700) == 0 || errno == EEXIST);
+	}
+	snprintf(listen, sizeof listen, "127.0.0.1:%d", smtp_port);
+	snprintf(log_path, sizeof log_path, "%s/aiosmtpd.log", work_dir);
+	char *argv[] = {"/usr/bin/python3",          "-m",     "aiosmtpd", "-n", "-l", listen, "-c",
+	                "aiosmtpd.handlers.Mailbox", smtp_dir, NULL};
+	smtpd = th_spawn(argv, NULL, log_path);
+	int64_t until = th_now_ms() + 15000;
+	while (!port_open(smtp_port) && th_now_ms() < until)
+		th_sleep_ms(50);
+	cr_assert(port_open(smtp_port), "aiosmtpd did not come up");
+}
+
+static void start_mail(const char *url, const char *maildir)
+{
+	mail_options o;
+	mail_options_init(&o);
+	o.smtp_url = url;
+	o.maildir = maildir;
+	o.from = "Orion Shop <shop@orion.test>";
+	o.public_url = PUBLIC_URL;
+	memcpy(o.token_key, key, sizeof key);
+	o.state_dir = state_dir;
+	o.retry_max_ms = 1000;
+	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
+}
+
+/* Waits until the consumer has delivered everything and holds no unacked
+ * (or nak'd) commit: after that nothing more is sent. */
+static void wait_quiescent(void)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	for (;;) {
+		jsConsumerInfo *ci = NULL;
+		jsErrCode jerr = 0;
+		natsStatus st = js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER,
+		                                   NULL, &jerr);
+		bool done = st == NATS_OK && ci->NumPending == 0 && ci->NumAckPending == 0;
+		jsConsumerInfo_Destroy(ci);
+		if (done)
+			return;
+		cr_assert_lt(th_now_ms(), until, "the mail consumer never became quiescent");
+		th_sleep_ms(50);
+	}
+}
+
+/* ---- orders ---- */
+
+static void send_command(const char *order_id, const order_command *c, const char *command_id)
+{
+	mp_writer *w = mp_writer_create();
+	env_envelope cmd;
+	bus_reply reply;
+	cr_assert_eq(order_command_encode(w, c), ORN_OK);
+	cr_assert_eq(bus_command_init(&cmd, order_command_type(c->kind), c->data.time_ms, command_id, NULL,
+	                              "test", mp_writer_data(w), mp_writer_size(w)),
+	             ORN_OK);
+	cr_assert_eq(bus_send(es_store_connection(store), ORDER_AGGREGATE, order_id, &cmd, 10000, &reply),
+	             ORN_OK);
+	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "%s on %s: %s %s", order_command_type(c->kind), order_id,
+	             reply.code, reply.detail);
+	bus_reply_dispose(&reply);
+	mp_writer_destroy(w);
+}
+
+static order_command *command(order_command_kind kind)
+{
+	static order_command c;
+	memset(&c, 0, sizeof c);
+	c.kind = kind;
+	c.data.time_ms = orn_now_ms();
+	return &c;
+}
+
+static void token_of(const char *order_id, char token[ORDER_TOKEN_MAX])
+{
+	cr_assert_eq(order_token_make(key, order_id, token), ORN_OK);
+}
+
+static void place(const char *order_id, const char *first_name)
+{
+	order_command *c = command(ORDER_PLACE);
+	char token[ORDER_TOKEN_MAX], id[96];
+	token_of(order_id, token);
+	strcpy(c->data.customer_id, "u1");
+	strcpy(c->data.customer_email, "ann@example.com");
+	strcpy(c->data.request_hash, HASH);
+	order_token_hash(token, strlen(token), c->data.token_hash);
+	strcpy(c->data.currency, "EUR");
+	c->data.deadline_ms = c->data.time_ms + 15 * 60 * 1000;
+	order_line *l = &c->data.lines[0];
+	strcpy(l->product_id, "p1");
+	snprintf(l->name, sizeof l->name, "%s", first_name);
+	l->unit_price_cents = 1250;
+	l->quantity = 2;
+	l = &c->data.lines[1];
+	strcpy(l->product_id, "p2");
+	strcpy(l->name, "Teapot");
+	l->unit_price_cents = 3000;
+	l->quantity = 1;
+	c->data.line_count = 2;
+	snprintf(id, sizeof id, "%s:place", order_id);
+	send_command(order_id, c, id);
+}
+
+static void reserve(const char *order_id)
+{
+	char id[96];
+	snprintf(id, sizeof id, "%s:reserved", order_id);
+	send_command(order_id, command(ORDER_MARK_RESERVED), id);
+}
+
+/* Confirms with the token the email carried (token_hint) or the derived one. */
+static void confirm(const char *order_id, const char *token)
+{
+	order_command *c = command(ORDER_CONFIRM);
+	char id[96];
+	order_token_hash(token, strlen(token), c->data.token_hash);
+	c->data.ttl_ms = 30 * 60 * 1000;
+	snprintf(id, sizeof id, "%s:confirm", order_id);
+	send_command(order_id, c, id);
+}
+
+static void cancel(const char *order_id)
+{
+	order_command *c = command(ORDER_CANCEL);
+	char id[96];
+	strcpy(c->data.reason, ORDER_REASON_CUSTOMER);
+	snprintf(id, sizeof id, "%s:cancel", order_id);
+	send_command(order_id, c, id);
+}
+
+/* ---- reading the received emails ---- */
+
+typedef struct received {
+	char *content;
+	char message_id[128], subject[256], to[256];
+} received;
+
+static void header_value(const char *content, const char *name, char *out, size_t cap)
+{
+	size_t n = strlen(name);
+	out[0] = '\0';
+	for (const char *p = content; *p != '\0';) {
+		if ((*p == '\n') || (*p == '\r' && p[1] == '\n'))
+			return; /* end of the headers */
+		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+			const char *v = p + n + 1;
+			while (*v == ' ')
+				v++;
+			size_t len = strcspn(v, "\r\n");
+			snprintf(out, cap, "%.*s", (int)len, v);
+			return;
+		}
+		const char *nl = strchr(p, '\n');
+		if (nl == NULL)
+			return;
+		p = nl + 1;
+	}
+}
+
+static char *read_all(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *data = calloc(1, (size_t)size + 1);
+	cr_assert_eq(fread(data, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+	return data;
+}
+
+/* Every message under root/new and root/cur; returns the count (at most cap). */
+static size_t read_mailbox(const char *root, received *out, size_t cap)
+{
+	size_t count = 0;
+	const char *subdirs[] = {"new", "cur"};
+	for (size_t s = 0; s < 2; s++) {
+		char dir[600];
+		snprintf(dir, sizeof dir, "%s/%s", root, subdirs[s]);
+		DIR *d = opendir(dir);
+		if (d == NULL)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (e->d_name[0] == '.')
+				continue;
+			cr_assert_lt(count, cap);
+			char path[900];
+			snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+			received *r = &out[count++];
+			r->content = read_all(path);
+			header_value(r->content, "Message-ID", r->message_id, sizeof r->message_id);
+			header_value(r->content, "Subject", r->subject, sizeof r->subject);
+			header_value(r->content, "To", r->to, sizeof r->to);
+		}
+		closedir(d);
+	}
+	return count;
+}
+
+static void free_mailbox(received *r, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(r[i].content);
+}
+
+static size_t count_of(const char *root, const char *message_id)
+{
+	received r[64];
+	size_t n = read_mailbox(root, r, 64), hits = 0;
+	for (size_t i = 0; i < n; i++)
+		hits += strcmp(r[i].message_id, message_id) == 0;
+	free_mailbox(r, n);
+	return hits;
+}
+
+static size_t total_of(const char *root)
+{
+	received r[64];
+	size_t n = read_mailbox(root, r, 64);
+	free_mailbox(r, n);
+	return n;
+}
+
+static void wait_for(const char *root, const char *message_id)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (count_of(root, message_id) == 0) {
+		cr_assert_lt(th_now_ms(), until, "no email %s arrived", message_id);
+		th_sleep_ms(50);
+	}
+}
+
+/* Decodes the base64 body of the part of type in an email as stored. */
+static char *part_of(const char *content, const char *type)
+{
+	const char *p = strstr(content, type);
+	cr_assert_not_null(p, "no %s part", type);
+	const char *body = strstr(p, "\n\n");
+	const char *crlf = strstr(p, "\r\n\r\n");
+	if (body == NULL || (crlf != NULL && crlf < body))
+		body = crlf + 4;
+	else
+		body += 2;
+	const char *end = strstr(body, "\n--");
+	cr_assert_not_null(end);
+	size_t len = (size_t)(end - body), out_len = 0;
+	char *out = calloc(1, len + 1);
+	cr_assert_eq(sodium_base642bin((unsigned char *)out, len, body, len, "\r\n", &out_len, NULL,
+	                               sodium_base64_VARIANT_ORIGINAL),
+	             0);
+	out[out_len] = '\0';
+	return out;
+}
+
+static received *find(received *r, size_t n, const char *message_id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(r[i].message_id, message_id) == 0)
+			return &r[i];
+	cr_assert_fail("no email %s", message_id);
+	return NULL;
+}
+
+/* ---- tests ---- */
+
+Test(mail, the_confirmation_email_arrives_with_the_link_and_escaped_names)
+{
+	char token[ORDER_TOKEN_MAX], link[256];
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	place("o1", HOSTILE);
+	reserve("o1");
+	wait_for(smtp_dir, "<o1.awaiting_confirmation@orion>");
+
+	received r[8];
+	size_t n = read_mailbox(smtp_dir, r, 8);
+	received *m = find(r, n, "<o1.awaiting_confirmation@orion>");
+	cr_assert_str_eq(m->to, "ann@example.com");
+	cr_assert_str_eq(m->subject, "Please confirm your order o1");
+	cr_assert_not_null(strstr(m->content, "multipart/alternative"));
+	cr_assert_not_null(strstr(m->content, "X-Orion-Event-Time: "));
+	char *text = part_of(m->content, "text/plain"), *html = part_of(m->content, "text/html");
+	token_of("o1", token);
+	snprintf(link, sizeof link, PUBLIC_URL "/api/v1/orders/o1/confirm?token=%s", token);
+	cr_assert_not_null(strstr(text, link), "no link in:\n%s", text);
+	cr_assert_not_null(strstr(html, link));
+	cr_assert_not_null(strstr(text, HOSTILE));
+	cr_assert_null(strstr(html, "<script>"));
+	cr_assert_not_null(
+	        strstr(html, "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &#39;co&#39;"));
+	cr_assert_not_null(strstr(text, "55.00 EUR")); /* 2 x 12.50 + 30.00 */
+
+	/* the token in the link is the one the order accepts */
+	const char *t = strstr(text, "token=") + strlen("token=");
+	char from_mail[ORDER_TOKEN_MAX];
+	snprintf(from_mail, sizeof from_mail, "%.*s", (int)strcspn(t, "\r\n"), t);
+	confirm("o1", from_mail);
+	wait_for(smtp_dir, "<o1.awaiting_payment@orion>");
+	wait_quiescent();
+	free(text);
+	free(html);
+	free_mailbox(r, n);
+	cr_assert_eq(total_of(smtp_dir), 2); /* OrderPlaced sends nothing */
+}
+
+Test(mail, a_cancel_sends_exactly_one_cancelled_email_with_the_reason)
+{
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	place("o2", "Blue mug");
+	reserve("o2");
+	cancel("o2");
+	wait_for(smtp_dir, "<o2.cancelled@orion>");
+	wait_quiescent();
+	cr_assert_eq(count_of(smtp_dir, "<o2.cancelled@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o2.awaiting_confirmation@orion>"), 1);
+
+	received r[8];
+	size_t n = read_mailbox(smtp_dir, r, 8);
+	received *m = find(r, n, "<o2.cancelled@orion>");
+	cr_assert_str_eq(m->subject, "Order o2 was cancelled");
+	char *text = part_of(m->content, "text/plain");
+	cr_assert_not_null(strstr(text, "Reason: customer"));
+	cr_assert_not_null(strstr(text, "Blue mug"));
+	free(text);
+	free_mailbox(r, n);
+}
+
+Test(mail, a_restart_and_a_full_redelivery_send_nothing_twice)
+{
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	place("o3", "Blue mug");
+	reserve("o3");
+	wait_for(smtp_dir, "<o3.awaiting_confirmation@orion>");
+	wait_quiescent();
+
+	/* a plain restart: the consumer goes on where it was */
+	mail_stop(mail);
+	mail = NULL;
+	start_mail(smtp_url, NULL);
+	cancel("o3");
+	wait_for(smtp_dir, "<o3.cancelled@orion>");
+	wait_quiescent();
+
+	/* a restart whose consumer redelivers every commit: only the markers stop a resend */
+	mail_stop(mail);
+	mail = NULL;
+	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
+	             NATS_OK);
+	start_mail(smtp_url, NULL);
+	wait_quiescent();
+	cr_assert_eq(count_of(smtp_dir, "<o3.awaiting_confirmation@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o3.cancelled@orion>"), 1);
+	cr_assert_eq(total_of(smtp_dir), 2);
+}
+
+Test(mail, while_smtp_is_down_emails_wait_and_then_arrive_once)
+{
+	start_mail(smtp_url, NULL); /* nothing listens on the port yet */
+	place("o4", "Blue mug");
+	reserve("o4");
+	place("o5", "Teacup");
+	reserve("o5");
+	cancel("o5");
+	char token[ORDER_TOKEN_MAX];
+	token_of("o4", token);
+	confirm("o4", token);
+	th_sleep_ms(3000); /* the scenario: the server comes up later */
+	cr_assert_eq(total_of(smtp_dir), 0);
+	start_smtpd();
+	wait_for(smtp_dir, "<o4.awaiting_confirmation@orion>");
+	wait_for(smtp_dir, "<o4.awaiting_payment@orion>");
+	wait_for(smtp_dir, "<o5.awaiting_confirmation@orion>");
+	wait_for(smtp_dir, "<o5.cancelled@orion>");
+	wait_quiescent();
+	cr_assert_eq(count_of(smtp_dir, "<o4.awaiting_confirmation@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o4.awaiting_payment@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o5.awaiting_confirmation@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o5.cancelled@orion>"), 1);
+	cr_assert_eq(total_of(smtp_dir), 4);
+}
+
+Test(mail, without_smtp_the_emails_land_in_the_maildir_once_each)
+{
+	char path[700];
+	start_mail(NULL, sink_dir);
+	place("o6", HOSTILE);
+	reserve("o6");
+	cancel("o6");
+	wait_for(sink_dir, "<o6.awaiting_confirmation@orion>");
+	wait_for(sink_dir, "<o6.cancelled@orion>");
+	wait_quiescent();
+	snprintf(path, sizeof path, "%s/new/o6.cancelled.orion", sink_dir);
+	cr_assert_eq(access(path, F_OK), 0);
+
+	mail_stop(mail);
+	mail = NULL;
+	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
+	             NATS_OK);
+	start_mail("", sink_dir);
+	wait_quiescent();
+	cr_assert_eq(count_of(sink_dir, "<o6.awaiting_confirmation@orion>"), 1);
+	cr_assert_eq(count_of(sink_dir, "<o6.cancelled@orion>"), 1);
+	cr_assert_eq(total_of(sink_dir), 2);
+
+	received r[4];
+	size_t n = read_mailbox(sink_dir, r, 4);
+	received *m = find(r, n, "<o6.awaiting_confirmation@orion>");
+	cr_assert_str_eq(m->to, "ann@example.com");
+	char *html = part_of(m->content, "text/html");
+	cr_assert_null(strstr(html, "<script>"));
+	free(html);
+	free_mailbox(r, n);
+}
+
+Test(mail, bad_options_are_refused)
+{
+	mail_options o;
+	mail_options_init(&o);
+	o.maildir = sink_dir;
+	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* no state dir */
+	cr_assert_null(mail);
+	o.state_dir = state_dir;
+	o.maildir = NULL;
+	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* neither SMTP nor Maildir */
+	o.maildir = sink_dir;
+	o.from = "shop@orion.test\r\nBcc: eve@evil.test";
+	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
+	o.from = "shop@orion.test";
+	o.public_url = "http://x\r\n";
+	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(NULL, &o, &mail), ORN_EINVAL);
+	mail_stop(NULL);
+}

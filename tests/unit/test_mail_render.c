@@ -1,0 +1,493 @@
+/* test_mail_render.c — unit tests of the email templates (mail/mail_render.c).
+ *
+ * Given an order state as the order aggregate leaves it after an event, when
+ * its email is rendered, then the subject, both parts and the message bytes
+ * hold the facts of that status; every value in the HTML part is escaped; no
+ * value can add a header; the message is CRLF throughout with short lines. */
+#include <criterion/criterion.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failalloc.h"
+#include "mail_render.h"
+
+#define T0       1795308190000LL /* Sun, 22 Nov 2026 00:43:10 UTC */
+#define TOKEN    "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde"
+#define HOSTILE  "<script>alert(\"x\")</script> & 'co'"
+#define ORDER_ID "ord-42"
+
+static order_state order;
+static mail_message msg;
+static mail_input in;
+
+static void add_line(const char *product_id, const char *name, int64_t price, int64_t quantity)
+{
+	order_line *l = &order.lines[order.line_count++];
+	snprintf(l->product_id, sizeof l->product_id, "%s", product_id);
+	snprintf(l->name, sizeof l->name, "%s", name);
+	l->unit_price_cents = price;
+	l->quantity = quantity;
+}
+
+static void push_history(order_status status, const char *reason)
+{
+	order_history_entry *h = &order.history[order.history_count++];
+	h->status = status;
+	h->at_ms = T0;
+	snprintf(h->reason, sizeof h->reason, "%s", reason);
+	order.status = status;
+}
+
+static void setup(void)
+{
+	order_state_init(&order);
+	strcpy(order.customer_id, "u1");
+	strcpy(order.customer_email, "ann@example.com");
+	strcpy(order.currency, "EUR");
+	add_line("p1", "Blue mug", 250, 2);
+	add_line("p2", "Teapot", 1500, 1);
+	order.confirmation_deadline_ms = T0 + 15 * 60 * 1000;
+	push_history(ORDER_PENDING, "");
+	memset(&msg, 0, sizeof msg);
+	in = (mail_input){.order_id = ORDER_ID,
+	                  .order = &order,
+	                  .event_time_ms = T0 - 5,
+	                  .date_ms = T0,
+	                  .from = "Orion Shop <shop@orion.test>",
+	                  .public_url = "https://shop.test",
+	                  .token = TOKEN};
+}
+
+static void teardown(void)
+{
+	mail_message_dispose(&msg);
+}
+
+TestSuite(mail_render, .init = setup, .fini = teardown);
+
+static void render_ok(void)
+{
+	cr_assert_eq(mail_render(&in, &msg), ORN_OK);
+	cr_assert_not_null(msg.data);
+	cr_assert_eq(strlen(msg.data), msg.len);
+}
+
+/* The headers of msg.data: everything before the first empty line. */
+static char *headers_of(const char *data)
+{
+	const char *end = strstr(data, "\r\n\r\n");
+	cr_assert_not_null(end);
+	return strndup(data, (size_t)(end - data) + 2);
+}
+
+/* Decodes the base64 body of the part with the given content type. */
+static char *part_of(const char *data, const char *type)
+{
+	const char *p = strstr(data, type);
+	cr_assert_not_null(p, "no part %s", type);
+	p = strstr(p, "\r\n\r\n");
+	cr_assert_not_null(p);
+	p += 4;
+	const char *end = strstr(p, "\r\n--");
+	cr_assert_not_null(end);
+	size_t cap = (size_t)(end - p);
+	char *out = calloc(1, cap + 1);
+	size_t len = 0;
+	cr_assert_eq(sodium_base642bin((unsigned char *)out, cap, p, (size_t)(end - p), "\r\n", &len, NULL,
+	                               sodium_base64_VARIANT_ORIGINAL),
+	             0);
+	out[len] = '\0';
+	return out;
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+	cr_assert_not_null(strstr(haystack, needle), "missing \"%s\" in:\n%s", needle, haystack);
+}
+
+static void assert_lacks(const char *haystack, const char *needle)
+{
+	cr_assert_null(strstr(haystack, needle), "unexpected \"%s\" in:\n%s", needle, haystack);
+}
+
+/* Every line ends in CRLF, no bare CR or LF, none longer than 78 characters. */
+static void assert_wire_form(const char *data, size_t len)
+{
+	size_t line = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\r') {
+			cr_assert(i + 1 < len && data[i + 1] == '\n', "bare CR at %zu", i);
+			i++;
+			line = 0;
+			continue;
+		}
+		cr_assert_neq(data[i], '\n', "bare LF at %zu", i);
+		cr_assert_lt(++line, 79, "line too long at %zu", i);
+	}
+	cr_assert(len >= 2 && data[len - 2] == '\r' && data[len - 1] == '\n');
+}
+
+/* The facts every email carries: items, total, id, status, headers. */
+static void assert_common(const char *status, const char *subject)
+{
+	char *h = headers_of(msg.data), *text = part_of(msg.data, "text/plain"),
+	     *html = part_of(msg.data, "text/html");
+	char line[256];
+	cr_assert_str_eq(msg.subject, subject);
+	snprintf(line, sizeof line, "\r\nSubject: %s\r\n", subject);
+	assert_contains(h, line);
+	assert_contains(h, "\r\nTo: ann@example.com\r\n");
+	assert_contains(h, "\r\nFrom: Orion Shop <shop@orion.test>\r\n");
+	cr_assert_eq(strncmp(h, "Date: Sun, 22 Nov 2026 00:43:10 +0000\r\n", 39), 0);
+	snprintf(line, sizeof line, "\r\nMessage-ID: <" ORDER_ID ".%s@orion>\r\n", status);
+	assert_contains(h, line);
+	snprintf(line, sizeof line, "\r\nX-Orion-Event-Time: %lld\r\n", (long long)(T0 - 5));
+	assert_contains(h, line);
+	assert_contains(h, "\r\nMIME-Version: 1.0\r\n");
+	assert_contains(h, "\r\nContent-Type: multipart/alternative; boundary=\"=_orion_alternative\"\r\n");
+	cr_assert_str_eq(text, msg.text);
+	cr_assert_str_eq(html, msg.html);
+	for (int part = 0; part < 2; part++) {
+		const char *body = part == 0 ? text : html;
+		assert_contains(body, "Blue mug");
+		assert_contains(body, "Teapot");
+		assert_contains(body, "2.50 EUR");
+		assert_contains(body, "15.00 EUR");
+		assert_contains(body, "20.00 EUR"); /* 2 x 2.50 + 15.00 */
+		assert_contains(body, ORDER_ID);
+		snprintf(line, sizeof line, "Status: %s", status);
+		assert_contains(body, line);
+	}
+	assert_contains(text, "  2 x Blue mug at 2.50 EUR\r\n");
+	assert_contains(html, "<td>Blue mug</td><td>2</td><td>2.50 EUR</td>");
+	assert_contains(msg.data, "--=_orion_alternative--\r\n");
+	assert_wire_form(msg.data, msg.len);
+	free(h);
+	free(text);
+	free(html);
+}
+
+Test(mail_render, events_map_to_the_statuses_that_send_email)
+{
+	cr_assert_eq(mail_status_for_event(ORDER_PLACED), ORDER_NONE);
+	cr_assert_eq(mail_status_for_event(ORDER_RESERVED), ORDER_AWAITING_CONFIRMATION);
+	cr_assert_eq(mail_status_for_event(ORDER_CONFIRMED_BY_CUSTOMER), ORDER_AWAITING_PAYMENT);
+	cr_assert_eq(mail_status_for_event(ORDER_PAID), ORDER_CONFIRMED);
+	cr_assert_eq(mail_status_for_event(ORDER_CANCELLED_EVENT), ORDER_CANCELLED);
+	cr_assert_eq(mail_status_for_event(ORDER_PAYMENT_FAILED_EVENT), ORDER_PAYMENT_FAILED);
+	cr_assert_eq(mail_status_for_event((order_event_kind)99), ORDER_NONE);
+}
+
+Test(mail_render, the_confirmation_request_carries_the_link_with_token_and_id)
+{
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	cr_assert_eq(msg.status, ORDER_AWAITING_CONFIRMATION);
+	assert_common("awaiting_confirmation", "Please confirm your order " ORDER_ID);
+	const char *url = "https://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=" TOKEN;
+	assert_contains(msg.text, url);
+	assert_contains(msg.html,
+	                "<a href=\"https://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=" TOKEN "\">");
+	assert_contains(msg.text, "2026-11-22 00:58 UTC"); /* the confirmation deadline */
+	assert_lacks(msg.data, TOKEN);                     /* only inside the base64 parts */
+}
+
+Test(mail_render, awaiting_payment_names_the_payment_deadline)
+{
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	order.payment_deadline_ms = T0 + 60 * 60 * 1000;
+	in.token = NULL;
+	render_ok();
+	assert_common("awaiting_payment", "Order " ORDER_ID ": awaiting payment");
+	assert_contains(msg.text, "Please pay by 2026-11-22 01:43 UTC");
+	assert_lacks(msg.text, "confirm?token");
+}
+
+Test(mail_render, confirmed_names_the_card)
+{
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	push_history(ORDER_CONFIRMED, "");
+	strcpy(order.brand, "visa");
+	strcpy(order.last4, "4242");
+	render_ok();
+	assert_common("confirmed", "Order " ORDER_ID " is confirmed");
+	assert_contains(msg.text, "visa card ending in 4242");
+	assert_contains(msg.html, "visa card ending in 4242");
+}
+
+Test(mail_render, cancelled_out_of_stock_names_the_products)
+{
+	push_history(ORDER_CANCELLED, ORDER_REASON_OUT_OF_STOCK);
+	strcpy(order.cancelled_products[0], "p2");
+	strcpy(order.cancelled_products[1], "p9"); /* no line: named by its id */
+	order.cancelled_product_count = 2;
+	render_ok();
+	assert_common("cancelled", "Order " ORDER_ID " was cancelled");
+	assert_contains(msg.text, "these products are out of stock: Teapot, p9.");
+	assert_contains(msg.text, "Reason: out_of_stock");
+}
+
+Test(mail_render, cancelled_by_the_customer_or_expired_says_why)
+{
+	push_history(ORDER_CANCELLED, ORDER_REASON_CUSTOMER);
+	render_ok();
+	assert_contains(msg.text, "cancelled at your request");
+	assert_contains(msg.text, "Reason: customer");
+	mail_message_dispose(&msg);
+
+	strcpy(order.history[order.history_count - 1].reason, ORDER_REASON_EXPIRED);
+	render_ok();
+	assert_contains(msg.text, "not confirmed or paid in time");
+	assert_contains(msg.html, "Reason: expired");
+	mail_message_dispose(&msg);
+
+	strcpy(order.history[order.history_count - 1].reason, "fraud");
+	render_ok();
+	assert_contains(msg.text, "cancelled (reason: fraud)");
+}
+
+Test(mail_render, payment_failed_gives_the_reason)
+{
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	push_history(ORDER_PAYMENT_FAILED, "card_declined <b>");
+	render_ok();
+	assert_common("payment_failed", "Payment failed for order " ORDER_ID);
+	assert_contains(msg.text, "failed: card_declined <b>.");
+	assert_contains(msg.html, "failed: card_declined &lt;b&gt;.");
+}
+
+Test(mail_render, hostile_product_names_are_escaped_in_html_and_kept_in_text)
+{
+	snprintf(order.lines[0].name, sizeof order.lines[0].name, "%s", HOSTILE);
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	assert_lacks(msg.html, "<script>");
+	assert_lacks(msg.html, "\"x\"");
+	assert_lacks(msg.html, "'co'");
+	assert_contains(msg.html, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;co&#39;");
+	assert_contains(msg.text, HOSTILE);
+	assert_wire_form(msg.data, msg.len);
+}
+
+Test(mail_render, values_in_the_html_title_and_link_are_escaped)
+{
+	in.public_url = "https://shop.test/\"><script>";
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	assert_lacks(msg.html, "<script>");
+	assert_contains(msg.html, "href=\"https://shop.test/&quot;&gt;&lt;script&gt;/api/v1/orders/");
+}
+
+Test(mail_render, no_value_can_add_a_header)
+{
+	char *h;
+	/* a name with line breaks (the aggregate refuses it; the renderer must not care) */
+	snprintf(order.lines[0].name, sizeof order.lines[0].name, "mug\r\nBcc: eve@evil.test\r\n\r\nhi");
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	h = headers_of(msg.data);
+	assert_lacks(h, "Bcc");
+	assert_lacks(msg.data, "\r\nBcc:");
+	for (const char *p = h; *p != '\0'; p++) /* only the expected header names start a line */
+		cr_assert(p == h || p[-1] != '\n' || strncmp(p, "Date:", 5) == 0 ||
+		                  strncmp(p, "From:", 5) == 0 || strncmp(p, "To:", 3) == 0 ||
+		                  strncmp(p, "Subject:", 8) == 0 || strncmp(p, "Message-ID:", 11) == 0 ||
+		                  strncmp(p, "X-Orion-", 8) == 0 || strncmp(p, "Auto-Submitted:", 15) == 0 ||
+		                  strncmp(p, "MIME-Version:", 13) == 0 ||
+		                  strncmp(p, "Content-Type:", 13) == 0 || *p == '\0',
+		          "unexpected header line: %s", p);
+	free(h);
+	mail_message_dispose(&msg);
+
+	strcpy(order.customer_email, "ann@example.com\r\nBcc: eve@evil.test");
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	cr_assert_null(msg.data);
+	strcpy(order.customer_email, "ann@example.com, eve@evil.test");
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	strcpy(order.customer_email, "ann@example.com");
+
+	in.from = "shop@orion.test\r\nBcc: eve@evil.test";
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.from = "shop@orion.test";
+	in.public_url = "https://shop.test\r\nBcc: eve@evil.test";
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.public_url = "https://shop.test";
+	in.token = "tok\nen";
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.token = TOKEN;
+	render_ok();
+}
+
+Test(mail_render, refuses_what_sends_no_email_or_is_incomplete)
+{
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL); /* pending */
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	in.token = NULL;
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL); /* no token */
+	in.token = TOKEN;
+	in.order_id = "a.b";
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.order_id = ORDER_ID;
+	in.public_url = NULL;
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.public_url = "https://shop.test";
+	order.line_count = 0;
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	order.line_count = 2;
+	in.order = NULL;
+	cr_assert_eq(mail_render(&in, &msg), ORN_EINVAL);
+	in.order = &order;
+	render_ok();
+}
+
+Test(mail_render, a_total_that_overflows_and_odd_times_still_render)
+{
+	order.lines[0].unit_price_cents = INT64_MAX / 2;
+	order.lines[0].quantity = 3;
+	order.confirmation_deadline_ms = 0;
+	in.date_ms = -1;
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	assert_contains(msg.text, "Total: (too large)");
+	assert_contains(msg.text, "until (unknown)");
+	assert_contains(msg.data, "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n");
+}
+
+Test(mail_render, long_names_keep_lines_short)
+{
+	for (size_t i = 0; i < ORDER_NAME_MAX - 1; i++)
+		order.lines[1].name[i] = i % 2 ? '&' : '"';
+	order.lines[1].name[ORDER_NAME_MAX - 1] = '\0';
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	assert_wire_form(msg.data, msg.len);
+	char *html = part_of(msg.data, "text/html");
+	cr_assert_str_eq(html, msg.html);
+	free(html);
+}
+
+Test(mail_render, a_failed_allocation_is_enomem_and_leaves_nothing)
+{
+	if (!failalloc_available())
+		cr_skip("allocation failure injection not available");
+	push_history(ORDER_CANCELLED, ORDER_REASON_OUT_OF_STOCK);
+	strcpy(order.cancelled_products[0], "p1");
+	order.cancelled_product_count = 1;
+	memset(order.lines[0].name, 'n', ORDER_NAME_MAX - 1); /* a long line: buf_printf's heap path */
+	order.lines[0].name[ORDER_NAME_MAX - 1] = '\0';       /* a long line: buf_printf's heap path */
+	bool succeeded = false, failed = false;
+	for (long n = 1; n < 400; n++) {
+		failalloc_nth(n);
+		orn_rc rc = mail_render(&in, &msg);
+		failalloc_off();
+		cr_assert(rc == ORN_OK || rc == ORN_ENOMEM, "allocation %ld: %s", n, orn_rc_name(rc));
+		if (rc == ORN_ENOMEM)
+			cr_assert_null(msg.data);
+		succeeded |= rc == ORN_OK;
+		failed |= rc == ORN_ENOMEM;
+		mail_message_dispose(&msg);
+	}
+	cr_assert(failed);
+	cr_assert(succeeded);
+}
+
+Test(mail_render, html_escape_escapes_the_five_and_truncates_like_snprintf)
+{
+	char out[64];
+	cr_assert_eq(mail_html_escape(out, sizeof out, "a&b<c>d\"e'f"), 30);
+	cr_assert_str_eq(out, "a&amp;b&lt;c&gt;d&quot;e&#39;f");
+	cr_assert_eq(mail_html_escape(out, sizeof out, "plain"), 5);
+	cr_assert_str_eq(out, "plain");
+	cr_assert_eq(mail_html_escape(out, 4, "ab&c"), 8);
+	cr_assert_str_eq(out, "ab"); /* never half an entity */
+	cr_assert_eq(mail_html_escape(out, 3, "abcd"), 4);
+	cr_assert_str_eq(out, "ab");
+	cr_assert_eq(mail_html_escape(NULL, 0, "<"), 4);
+	cr_assert_eq(mail_html_escape(out, sizeof out, ""), 0);
+	cr_assert_str_eq(out, "");
+}
+
+Test(mail_render, header_values_are_printable_ascii_of_bounded_length)
+{
+	char big[MAIL_HEADER_MAX + 2];
+	cr_assert(mail_header_value_valid("Order 1 is confirmed"));
+	cr_assert_not(mail_header_value_valid(""));
+	cr_assert_not(mail_header_value_valid(NULL));
+	cr_assert_not(mail_header_value_valid("a\rb"));
+	cr_assert_not(mail_header_value_valid("a\nb"));
+	cr_assert_not(mail_header_value_valid("a\tb"));
+	cr_assert_not(mail_header_value_valid("caf\xc3\xa9"));
+	cr_assert_not(mail_header_value_valid("del\x7f"));
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	cr_assert_not(mail_header_value_valid(big));
+	big[MAIL_HEADER_MAX] = '\0';
+	cr_assert(mail_header_value_valid(big));
+}
+
+Test(mail_render, addresses_are_bare_and_from_yields_its_address)
+{
+	char out[ORDER_EMAIL_MAX];
+	cr_assert(mail_address_valid("ann@example.com"));
+	cr_assert(mail_address_valid("a.b+c@x"));
+	const char *bad[] = {NULL,    "",      "ann",   "@x",      "x@",      "a@b@c",        "a b@x",
+	                     "<a@x>", "a,b@x", "a;b@x", "\"a\"@x", "a@x\r\n", "caf\xc3\xa9@x"};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(bad); i++)
+		cr_assert_not(mail_address_valid(bad[i]), "accepted %s", bad[i] ? bad[i] : "NULL");
+
+	cr_assert_eq(mail_address_of("Orion Shop <shop@orion.test>", out, sizeof out), ORN_OK);
+	cr_assert_str_eq(out, "shop@orion.test");
+	cr_assert_eq(mail_address_of("shop@orion.test", out, sizeof out), ORN_OK);
+	cr_assert_str_eq(out, "shop@orion.test");
+	cr_assert_eq(mail_address_of("Shop <shop@orion.test> x", out, sizeof out), ORN_EINVAL);
+	cr_assert_eq(mail_address_of("Shop <shop@orion.test", out, sizeof out), ORN_EINVAL);
+	cr_assert_eq(mail_address_of("Shop <>", out, sizeof out), ORN_EINVAL);
+	cr_assert_str_eq(out, "");
+	cr_assert_eq(mail_address_of("Shop", out, sizeof out), ORN_EINVAL);
+	cr_assert_eq(mail_address_of("shop@orion.test\r\n", out, sizeof out), ORN_EINVAL);
+	cr_assert_eq(mail_address_of(NULL, out, sizeof out), ORN_EINVAL);
+	cr_assert_eq(mail_address_of("shop@orion.test", out, 5), ORN_EINVAL);
+}
+
+Test(mail_render, key_and_message_id_are_deterministic_per_order_and_status)
+{
+	char key[MAIL_KEY_MAX], id[MAIL_MESSAGE_ID_MAX];
+	cr_assert_eq(mail_key(key, "o-1", ORDER_CANCELLED), ORN_OK);
+	cr_assert_str_eq(key, "o-1/cancelled");
+	cr_assert_eq(mail_message_id(id, "o-1", ORDER_AWAITING_CONFIRMATION), ORN_OK);
+	cr_assert_str_eq(id, "<o-1.awaiting_confirmation@orion>");
+	cr_assert_eq(mail_key(key, "o-1", ORDER_PENDING), ORN_EINVAL);
+	cr_assert_str_eq(key, "");
+	cr_assert_eq(mail_key(key, "o.1", ORDER_CANCELLED), ORN_EINVAL);
+	cr_assert_eq(mail_message_id(id, "o-1", ORDER_NONE), ORN_EINVAL);
+	cr_assert_eq(mail_message_id(id, "o/1", ORDER_CONFIRMED), ORN_EINVAL);
+	cr_assert_eq(mail_message_id(id, "o-1", (order_status)42), ORN_EINVAL);
+}
+
+Test(mail_render, dates_are_rfc_5322_in_utc)
+{
+	char date[MAIL_DATE_MAX];
+	mail_format_date(date, T0);
+	cr_assert_str_eq(date, "Sun, 22 Nov 2026 00:43:10 +0000");
+	mail_format_date(date, 0);
+	cr_assert_str_eq(date, "Thu, 01 Jan 1970 00:00:00 +0000");
+	mail_format_date(date, INT64_MAX);
+	cr_assert_str_eq(date, "Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
+Test(mail_render, dispose_takes_null_and_clears)
+{
+	mail_message_dispose(NULL);
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	mail_message_dispose(&msg);
+	cr_assert_null(msg.data);
+	cr_assert_null(msg.subject);
+	cr_assert_eq(msg.len, 0);
+}
