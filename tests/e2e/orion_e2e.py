@@ -1,0 +1,366 @@
+"""orion_e2e — black-box test support: real processes on free loopback ports.
+
+A Stack starts what a deployment has: a nats-server with JetStream, an SMTP
+server (aiosmtpd writing a Maildir), and `orion serve` processes with chosen
+roles, all against one data directory. Everything is stopped by Stack.close(),
+which the tests call in `finally`; every child also dies with the test
+process (start_new_session + an atexit kill). Clients speak HTTP with the
+standard library only, as any client of API.md would.
+"""
+import atexit
+import email
+import email.policy
+import http.client
+import json
+import mailbox
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+_children = []
+
+
+def _kill_all():
+    for p in _children:
+        if p.poll() is None:
+            p.kill()
+
+
+atexit.register(_kill_all)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child process with its output in a log file."""
+
+    def __init__(self, argv, env, log_path):
+        self.argv, self.env, self.log_path = argv, env, log_path
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        _children.append(self.proc)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait; returns the exit code (None if it had to be killed)."""
+        if not self.running():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Stack:
+    """nats-server + aiosmtpd + orion serve processes sharing one data dir."""
+
+    def __init__(self, tag, orion_bin=None, env_extra=None):
+        self.dir = tempfile.mkdtemp(prefix=f"orion-e2e-{tag}-")
+        self.data_dir = os.path.join(self.dir, "data")
+        os.makedirs(self.data_dir)
+        self.orion = orion_bin or os.environ["ORION_BIN"]
+        self.nats = None
+        self.smtp = None
+        self.smtp_port = free_port()
+        self.mailbox_dir = os.path.join(self.dir, "mailbox")
+        self.nats_port = free_port()
+        self.http_port = free_port()
+        self.serves = {}
+        self.env_extra = dict(env_extra or {})
+
+    # ---- servers ----
+    def start_nats(self):
+        store = os.path.join(self.dir, "nats")
+        self.nats = Process(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.nats_port), "-sd",
+                             store], dict(os.environ), os.path.join(self.dir, "nats.log")).start()
+        assert wait_port(self.nats_port), "nats-server did not start"
+
+    def start_smtp(self):
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.mailbox_dir, sub), exist_ok=True)
+        self.smtp = Process(["/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.smtp_port}",
+                             "-c", "aiosmtpd.handlers.Mailbox", self.mailbox_dir], dict(os.environ),
+                            os.path.join(self.dir, "smtp.log")).start()
+        assert wait_port(self.smtp_port), "aiosmtpd did not start"
+
+    def stop_smtp(self):
+        if self.smtp:
+            self.smtp.stop(5)
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        for k in [k for k in env if k.startswith("ORION_")]:
+            del env[k]
+        env.update({
+            "ORION_DATA_DIR": self.data_dir,
+            "ORION_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
+            "ORION_NATS_URL": f"nats://127.0.0.1:{self.nats_port}",
+            "ORION_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
+            "ORION_ADMIN_EMAIL": "root@orion.test",
+            "ORION_ADMIN_PASSWORD": "admin-password-1",
+            "ORION_LOG_LEVEL": "info",
+            # every test customer registers and logs in from 127.0.0.1
+            "ORION_AUTH_ADDRESS_BURST": "100000",
+            "ORION_AUTH_ADDRESS_PER_MINUTE": "100000",
+        })
+        env.update(self.env_extra)
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    def start_serve(self, name, roles=None, wait_http=False, **env):
+        argv = [self.orion, "serve"] + (["--roles", roles] if roles else [])
+        p = Process(argv, self.env(**env), os.path.join(self.dir, f"serve-{name}.log")).start()
+        self.serves[name] = p
+        wait_until(lambda: "Orion is running" in p.log() or not p.running(), 40, what=f"serve {name}")
+        assert p.running(), f"serve {name} exited:\n{p.log()[-3000:]}"
+        if wait_http:
+            assert wait_port(self.http_port), "the gateway did not listen"
+        return p
+
+    def close(self):
+        for p in self.serves.values():
+            p.stop(20)
+        if self.smtp:
+            self.smtp.stop(5)
+        if self.nats:
+            self.nats.stop(10)
+        if os.environ.get("ORION_E2E_KEEP"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- mail ----
+    def messages(self):
+        """Every message the SMTP server received, parsed."""
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(self.mailbox_dir, sub)
+            if not os.path.isdir(d):
+                continue
+            for name in os.listdir(d):
+                with open(os.path.join(d, name), "rb") as f:
+                    out.append(email.message_from_bytes(f.read(), policy=email.policy.default))
+        return out
+
+    def client(self):
+        return Client(self.http_port)
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body) if self.body else None
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+class Client:
+    """One keep-alive HTTP connection; not shared between threads."""
+
+    def __init__(self, port, token=None):
+        self.port, self.token = port, token
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None, raw=None, content_type=None):
+        hdrs = {"Accept": "application/json"}
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        hdrs.update(headers or {})
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                r = self.conn.getresponse()
+                return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 1:
+                    raise
+
+    def get(self, path, **kw):
+        return self.request("GET", "/api/v1" + path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", "/api/v1" + path, body=body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return self.request("PUT", "/api/v1" + path, body=body, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", "/api/v1" + path, **kw)
+
+
+def login(port, email_addr, password):
+    c = Client(port)
+    r = c.post("/auth/login", {"email": email_addr, "password": password})
+    assert r.status == 200, r
+    c.token = r.json()["access_token"]
+    return c
+
+
+def register(port, email_addr, password="customer-password-1", name="Customer"):
+    c = Client(port)
+    r = c.post("/auth/register", {"email": email_addr, "password": password, "name": name})
+    assert r.status == 201, r
+    return login(port, email_addr, password)
+
+
+def admin(stack):
+    """The admin of ORION_ADMIN_EMAIL, once the users read model has it (serve
+    creates the account at start-up; the model follows within moments)."""
+    def attempt():
+        c = Client(stack.http_port)
+        r = c.post("/auth/login", {"email": "root@orion.test", "password": "admin-password-1"})
+        if r.status != 200:
+            return None
+        c.token = r.json()["access_token"]
+        return c
+    return wait_until(attempt, 15, interval=0.2, what="the admin account")
+
+
+def create_product(admin_client, sku, stock, price=1250, name=None):
+    r = admin_client.post("/admin/products", {
+        "sku": sku, "name": name or f"Product {sku}", "description": "e2e", "price_cents": price,
+        "currency": "EUR", "category": "e2e", "initial_stock": stock})
+    assert r.status == 201, r
+    return r.json()["id"]
+
+
+FINAL = {"confirmed", "cancelled", "payment_failed"}
+
+
+def wait_status(client, order_id, statuses, timeout=20):
+    statuses = {statuses} if isinstance(statuses, str) else set(statuses)
+
+    def check():
+        r = client.get(f"/orders/{order_id}")
+        return r.json() if r.status == 200 and r.json()["status"] in statuses else None
+    return wait_until(check, timeout, interval=0.05, what=f"order {order_id} in {statuses}")
+
+
+def confirmation_link(stack, order_id, timeout=15):
+    """The confirm link of order_id from its awaiting_confirmation email."""
+    def find():
+        for m in stack.messages():
+            if order_id not in (m["Subject"] or "") and order_id not in str(m.get("Message-ID", "")):
+                continue
+            text = m.get_body(preferencelist=("plain",))
+            body = text.get_content() if text else ""
+            match = re.search(r"(https?://\S+/orders/" + re.escape(order_id) + r"/confirm\?token=[A-Za-z0-9_-]+)",
+                              body)
+            if match:
+                return match.group(1)
+        return None
+    return wait_until(find, timeout, what=f"the confirmation email of {order_id}")
+
+
+def emails_by_order_status(stack):
+    """{(order id, status): count} from the deterministic Message-IDs <order.status@orion>."""
+    counts = {}
+    for m in stack.messages():
+        mid = str(m.get("Message-ID", ""))
+        match = re.match(r"<([A-Za-z0-9_-]+)\.([a-z_]+)@orion>", mid.strip())
+        if match:
+            key = (match.group(1), match.group(2))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def parallel(fn, items, threads=50):
+    """fn(item) for every item on `threads` threads; returns results in order, re-raises the first error."""
+    results = [None] * len(items)
+    errors = []
+    lock = threading.Lock()
+    index = [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = index[0]
+                index[0] += 1
+            if i >= len(items) or errors:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as e:  # noqa: B902 - re-raised below
+                errors.append(e)
+                return
+    ts = [threading.Thread(target=worker) for _ in range(min(threads, len(items)))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def query_token(link):
+    return urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["token"][0]
