@@ -27,8 +27,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: orion <command> [options]\n\n"
 	             "commands:\n"
-	             "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order,\n"
-	             "                             projector, gateway (default: all)\n"
+	             "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, checkout,\n"
+	             "                             mail, projector, gateway (default: all)\n"
 	             "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
 	             "                             print events as JSON lines\n"
 	             "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"

@@ -27,9 +27,12 @@
 #include "catalog.h"
 #include "inventory.h"
 #include "log.h"
+#include "mail.h"
 #include "order.h"
+#include "order_token.h"
 #include "product.h"
 #include "proj_env.h"
+#include "saga.h"
 #include "projector.h"
 #include "sku.h"
 #include "stock.h"
@@ -48,8 +51,8 @@ static const struct {
         {"user", &user_kind},   {"cart", &cart_kind},       {"order", &order_kind},
 };
 
-static const char *const roles_known[] = {"stock", "product",   "user",   "cart",
-                                          "order", "projector", "gateway"};
+static const char *const roles_known[] = {"stock",    "product",   "user",    "cart", "order",
+                                          "checkout", "projector", "gateway", "mail"};
 
 /* Everything serve starts, stopped in reverse order. */
 typedef struct serve_state {
@@ -61,7 +64,9 @@ typedef struct serve_state {
 	proj_inventory *inventory;
 	proj_catalog *catalog;
 	proj_users *users;
-	proj_def defs[3]; /* the runner keeps pointing at these */
+	proj_orders *orders;
+	proj_carts *carts;
+	proj_def defs[5]; /* the runner keeps pointing at these */
 	proj_runner *runner;
 	gw_metrics *metrics;
 	gw_server *gateway;
@@ -71,6 +76,8 @@ typedef struct serve_state {
 	gw_password_pool *passwords;
 	pthread_t gateway_thread;
 	bool gateway_running;
+	saga *checkout;
+	mail_service *mail;
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -107,7 +114,7 @@ static bool roles_valid(const char *roles)
 		if (!known) {
 			fprintf(stderr,
 			        "orion: unknown role '%.*s' (roles: stock, product, user, cart, order, "
-			        "projector, gateway)\n",
+			        "checkout, mail, projector, gateway)\n",
 			        (int)len, p);
 			return false;
 		}
@@ -152,14 +159,68 @@ static orn_rc start_projector(serve_state *st)
 	/* The catalog reads inventory's records for `available`: same environment, same runner. */
 	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK ||
 	    (rc = proj_catalog_create(st->env, &st->catalog)) != ORN_OK ||
-	    (rc = proj_users_create(st->env, &st->users)) != ORN_OK)
+	    (rc = proj_users_create(st->env, &st->users)) != ORN_OK ||
+	    (rc = proj_orders_create(st->env, &st->orders)) != ORN_OK ||
+	    (rc = proj_carts_create(st->env, &st->carts)) != ORN_OK)
 		return rc;
 	st->defs[0] = *proj_inventory_def(st->inventory);
 	st->defs[1] = *proj_catalog_def(st->catalog);
 	st->defs[2] = *proj_users_def(st->users);
+	st->defs[3] = *proj_orders_def(st->orders);
+	st->defs[4] = *proj_carts_def(st->carts);
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
 	return proj_runner_start(st->store, st->env, st->defs, ORN_ARRAY_LEN(st->defs), &ro, &st->runner);
+}
+
+/* The checkout saga (role "checkout") and the mail actor (role "mail"):
+ * side-effect roles with their own LMDB state under the data dir
+ * (<data dir>/checkout: durable deadlines; <data dir>/mail-state: sent
+ * markers), consuming the order events with durable JetStream consumers. */
+static orn_rc start_side_effects(serve_state *st, const char *roles)
+{
+	char state_dir[ORN_CONFIG_STR_MAX + 32], maildir[ORN_CONFIG_STR_MAX + 32];
+	orn_rc rc = ORN_OK;
+	if (list_has(roles, "checkout")) {
+		saga_options so;
+		saga_options_init(&so);
+		snprintf(state_dir, sizeof state_dir, "%s/checkout", st->cfg->data_dir);
+		so.state_dir = state_dir;
+		so.command_timeout_ms = st->cfg->command_timeout_ms;
+		if ((rc = saga_start(st->store, &so, &st->checkout)) != ORN_OK) {
+			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
+			return rc;
+		}
+	}
+	if (list_has(roles, "mail")) {
+		unsigned char secret[GW_JWT_SECRET_BYTES];
+		mail_options mo;
+		mail_options_init(&mo);
+		/* The confirmation links need the token key (ADR 008): the JWT secret
+		 * the gateway uses, from the environment or the data dir. */
+		if ((rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret)) ==
+		    ORN_OK)
+			rc = order_token_key_derive(secret, sizeof secret, mo.token_key);
+		sodium_memzero(secret, sizeof secret);
+		if (rc != ORN_OK) {
+			log_error("cannot load the token key", "error", orn_strerror(rc));
+			return rc;
+		}
+		snprintf(state_dir, sizeof state_dir, "%s/mail-state", st->cfg->data_dir);
+		snprintf(maildir, sizeof maildir, "%s/mail", st->cfg->data_dir);
+		mo.smtp_url = st->cfg->smtp_url;
+		mo.maildir = maildir;
+		mo.from = st->cfg->mail_from;
+		mo.public_url = st->cfg->public_url;
+		mo.state_dir = state_dir;
+		rc = mail_start(st->store, &mo, &st->mail);
+		sodium_memzero(mo.token_key, sizeof mo.token_key);
+		if (rc != ORN_OK) {
+			log_error("cannot start the mail actor", "error", orn_strerror(rc));
+			return rc;
+		}
+	}
+	return ORN_OK;
 }
 
 /* GET /readyz: NATS connected and the read models caught up within a bound.
@@ -223,12 +284,18 @@ static orn_rc start_api(serve_state *st)
 		return rc;
 	}
 	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
+	/* The orders' confirmation tokens: a key of their own from the same secret. */
+	rc = order_token_key_derive(secret, sizeof secret, api->order_token_key);
 	sodium_memzero(secret, sizeof secret);
+	if (rc != ORN_OK)
+		return rc;
 	gw_password_options po;
 	gw_password_options_init(&po);
 	st->passwords = gw_password_pool_create(base, &po);
 	api->login_by_account = gw_ratelimit_create(5.0 / 60.0, 5, 100000); /* 5 failures, then 1 a minute */
-	api->login_by_address = gw_ratelimit_create(20.0 / 60.0, 20, 100000); /* 20, then 1 every 3 s */
+	/* per client address (logins and registrations): 20 at once, then 20 a minute by default */
+	api->login_by_address = gw_ratelimit_create((double)st->cfg->auth_address_per_minute / 60.0,
+	                                            st->cfg->auth_address_burst, 100000);
 	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
 	    api->login_by_address == NULL)
 		return ORN_ENOMEM;
@@ -244,6 +311,9 @@ static orn_rc start_api(serve_state *st)
 	api->catalog = st->catalog;
 	api->inventory = st->inventory;
 	api->users = st->users;
+	api->orders = st->orders;
+	api->carts = st->carts;
+	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
 	api->jwt = st->jwt;
 	api->passwords = st->passwords;
 	api->metrics = st->metrics;
@@ -355,7 +425,11 @@ static void stop_all(serve_state *st)
 	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
+	mail_stop(st->mail);
+	saga_stop(st->checkout);
 	proj_runner_stop(st->runner);
+	proj_carts_destroy(st->carts);
+	proj_orders_destroy(st->orders);
 	proj_users_destroy(st->users);
 	proj_catalog_destroy(st->catalog);
 	proj_inventory_destroy(st->inventory);
@@ -464,9 +538,10 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		} else if (strcmp(argv[i], "--demo") == 0) {
 			demo = true;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("usage: orion serve [--roles ROLE,...]   roles: stock, product, user, "
-			       "projector, "
-			       "gateway (default: all)\n\n");
+			printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
+			       "  roles: stock, product, user, cart, order (actors); checkout (the saga);\n"
+			       "         mail; projector; gateway (brings the projector). Default: all.\n"
+			       "  --demo: seed the demo catalog and an admin account\n\n");
 			orn_config_print_help(stdout);
 			return 0;
 		} else {
@@ -496,6 +571,8 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 	if ((list_has(roles, "projector") || list_has(roles, "gateway")) && start_projector(&st) != ORN_OK)
 		goto done;
 	if (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK)
+		goto done;
+	if (start_side_effects(&st, roles) != ORN_OK)
 		goto done;
 	if (bootstrap(&st, demo) != ORN_OK)
 		goto done;

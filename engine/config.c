@@ -21,6 +21,8 @@ static const orn_config_var vars[] = {
         {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
         {"ORION_PUBLIC_URL", "http://ADDR", "base of links in emails (ADDR = ORION_HTTP_ADDR)"},
         {"ORION_RESERVATION_TTL", "900", "seconds an unconfirmed or unpaid order holds its stock"},
+        {"ORION_AUTH_ADDRESS_BURST", "20", "logins/registrations one client address may make at once"},
+        {"ORION_AUTH_ADDRESS_PER_MINUTE", "20", "then this many per minute (Argon2id work per address)"},
         {NULL, NULL, NULL},
 };
 
@@ -68,7 +70,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	strcpy(c->http_addr, "127.0.0.1:8080");
 	strcpy(c->log_level, "info");
 	strcpy(c->mail_from, "orders@orion.localhost");
-	long long ttl = 900;
+	long long ttl = 900, address_burst = 20, address_rate = 20;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
 	const char *bad = NULL;
 
@@ -88,6 +90,9 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_MAIL_FROM", read_string("ORION_MAIL_FROM", c->mail_from, sizeof c->mail_from));
 	TRY("ORION_PUBLIC_URL", read_string("ORION_PUBLIC_URL", c->public_url, sizeof c->public_url));
 	TRY("ORION_RESERVATION_TTL", read_number("ORION_RESERVATION_TTL", 1, 604800, &ttl));
+	TRY("ORION_AUTH_ADDRESS_BURST", read_number("ORION_AUTH_ADDRESS_BURST", 1, 1000000, &address_burst));
+	TRY("ORION_AUTH_ADDRESS_PER_MINUTE",
+	    read_number("ORION_AUTH_ADDRESS_PER_MINUTE", 1, 1000000, &address_rate));
 	TRY("ORION_SHARDS", read_number("ORION_SHARDS", 1, 256, &shards));
 	TRY("ORION_CACHE_CAPACITY", read_number("ORION_CACHE_CAPACITY", 1, 100000000, &cache));
 	TRY("ORION_SNAPSHOT_EVERY", read_number("ORION_SNAPSHOT_EVERY", 0, 1000000, &snapshot));
@@ -105,6 +110,8 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	c->stream_replicas = (int)replicas;
 	c->command_timeout_ms = (long)timeout;
 	c->reservation_ttl_s = (long)ttl;
+	c->auth_address_burst = (unsigned)address_burst;
+	c->auth_address_per_minute = (unsigned)address_rate;
 	if (c->public_url[0] == '\0' && snprintf(c->public_url, sizeof c->public_url, "http://%s",
 	                                         c->http_addr) >= (int)sizeof c->public_url) {
 		bad = "ORION_HTTP_ADDR";

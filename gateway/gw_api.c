@@ -16,6 +16,10 @@ orn_rc gw_api_register(gw_api *api)
 	orn_rc rc = gw_api_register_public(api);
 	if (rc == ORN_OK)
 		rc = gw_api_register_admin(api);
+	if (rc == ORN_OK)
+		rc = gw_api_register_cart(api);
+	if (rc == ORN_OK)
+		rc = gw_api_register_orders(api);
 	return rc;
 }
 
@@ -166,6 +170,16 @@ void gw_api_dispose(gw_api *api)
 {
 	free(api->page_buffer);
 	api->page_buffer = NULL;
+	sodium_memzero(api->order_token_key, sizeof api->order_token_key);
 	mp_writer_destroy(api->text_buffer);
 	api->text_buffer = NULL;
+}
+
+orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count)
+{
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; rc == ORN_OK && i < count; i++)
+		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, routes[i].handler,
+		                     api);
+	return rc;
 }

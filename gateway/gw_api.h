@@ -3,8 +3,10 @@
  * gw_api is the context every API handler receives: the read models it
  * queries directly (LMDB, never blocking on NATS), the command client it uses
  * for writes, read-your-writes waits, auth and limits. The routes live in
- * gw_api_public.c (auth and catalog) and gw_api_admin.c (admin products and
- * inventory); gw_api.c holds what they share.
+ * gw_api_public.c (auth and catalog), gw_api_admin.c (admin products and
+ * inventory), gw_api_cart.c (the customer's cart) and gw_api_orders.c
+ * (orders, the confirmation page and the live status stream); gw_api.c
+ * holds what they share.
  *
  * Threading: everything runs on the gateway's event loop thread. */
 #ifndef ORION_GW_API_H
@@ -14,6 +16,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "carts.h"
 #include "catalog.h"
 #include "gw_bus.h"
 #include "gw_consistency.h"
@@ -24,6 +27,8 @@
 #include "gw_ratelimit.h"
 #include "inventory.h"
 #include "mpack.h"
+#include "order_token.h"
+#include "orders.h"
 #include "users.h"
 
 /* Limits the handlers apply. */
@@ -38,6 +43,8 @@ typedef struct gw_api {
 	proj_catalog *catalog;
 	proj_inventory *inventory;
 	proj_users *users;
+	proj_orders *orders; /* orders and carts: NULL leaves their routes answering 503 */
+	proj_carts *carts;
 	gw_bus *bus;
 	gw_consistency *consistency;
 	const gw_jwt *jwt;
@@ -45,6 +52,10 @@ typedef struct gw_api {
 	gw_ratelimit *login_by_account; /* failed logins per email */
 	gw_ratelimit *login_by_address; /* failed logins per client address */
 	gw_metrics *metrics;
+	/* the key of the orders' confirmation tokens (order_token_key_derive from
+	 * the JWT secret), and how long an order may wait for its confirmation */
+	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
+	int64_t reservation_ttl_ms;
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
 	/* scratch reused by handlers (one at a time on the loop); gw_api_dispose frees */
@@ -61,13 +72,48 @@ mp_writer *gw_api_text_buffer(gw_api *api);
 /* Frees the scratch buffers. */
 void gw_api_dispose(gw_api *api);
 
-/* Registers every API route (auth, catalog, admin) on api->server.
+/* One route of a part's table. */
+typedef struct gw_api_route {
+	gw_method method;
+	const char *pattern;
+	gw_handler *handler;
+} gw_api_route;
+
+/* Registers count routes on api->server, each with api as its argument;
+ * stops at the first error (as gw_server_route). */
+orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count);
+
+/* Registers every API route (auth, catalog, admin, cart, orders) on api->server.
  * Errors as gw_server_route. */
 orn_rc gw_api_register(gw_api *api);
 
 /* Parts, registered by gw_api_register. */
 orn_rc gw_api_register_public(gw_api *api);
 orn_rc gw_api_register_admin(gw_api *api);
+orn_rc gw_api_register_cart(gw_api *api);
+orn_rc gw_api_register_orders(gw_api *api);
+
+/* The customer's cart as the API shows and orders it: the lines whose
+ * product is still in the catalog, with the catalog's current name and unit
+ * price, and the ids of the lines dropped because their product was deleted. */
+typedef struct gw_cart_view {
+	cart_line lines[CART_LINES_MAX];
+	size_t count;
+	char currency[CART_CURRENCY_MAX]; /* "" when empty */
+	int64_t total_cents;
+	char dropped[CART_LINES_MAX][CART_ID_MAX];
+	size_t dropped_count;
+} gw_cart_view;
+
+/* Reads customer's cart into *out (~17 KB: heap-allocate it) and sends
+ * RemoveItem for each dropped line, so the next read no longer has it. An
+ * absent cart is an empty one. ORN_EUNAVAILABLE when a read model fails,
+ * ORN_EINVAL for an invalid customer id. */
+orn_rc gw_api_cart_read(gw_api *api, const char *customer, gw_cart_view *out);
+
+/* The view as JSON: {items, total_cents, currency|null} plus
+ * notices:[{product_id, message}] when lines were dropped. NULL on ENOMEM. */
+json_t *gw_api_cart_json(const gw_cart_view *view);
 
 /* Checks the bearer token of r. On success fills *claims and returns true.
  * Otherwise answers itself — 401 (missing, malformed, expired or badly signed

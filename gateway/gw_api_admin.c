@@ -887,11 +887,7 @@ done:
 
 orn_rc gw_api_register_admin(gw_api *api)
 {
-	static const struct {
-		gw_method method;
-		const char *pattern;
-		gw_handler *handler;
-	} routes[] = {
+	static const gw_api_route routes[] = {
 	        {GW_POST, "/api/v1/admin/products", create_product},
 	        {GW_GET, "/api/v1/admin/products/{id}", get_product},
 	        {GW_PATCH, "/api/v1/admin/products/{id}", update_product},
@@ -899,9 +895,5 @@ orn_rc gw_api_register_admin(gw_api *api)
 	        {GW_GET, "/api/v1/admin/inventory", list_inventory},
 	        {GW_POST, "/api/v1/admin/inventory/{product_id}/adjustments", adjust_stock},
 	};
-	orn_rc rc = ORN_OK;
-	for (size_t i = 0; rc == ORN_OK && i < ORN_ARRAY_LEN(routes); i++)
-		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, routes[i].handler,
-		                     api);
-	return rc;
+	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

@@ -589,20 +589,12 @@ static void handle_product(gw_request *r, void *arg)
 
 orn_rc gw_api_register_public(gw_api *api)
 {
-	static const struct {
-		gw_method method;
-		const char *pattern;
-		gw_handler *handler;
-	} routes[] = {
+	static const gw_api_route routes[] = {
 	        {GW_POST, "/api/v1/auth/register", handle_register},
 	        {GW_POST, "/api/v1/auth/login", handle_login},
 	        {GW_GET, "/api/v1/me", handle_me},
 	        {GW_GET, "/api/v1/products", handle_products},
 	        {GW_GET, "/api/v1/products/{id}", handle_product},
 	};
-	orn_rc rc = ORN_OK;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(routes) && rc == ORN_OK; i++)
-		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, routes[i].handler,
-		                     api);
-	return rc;
+	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

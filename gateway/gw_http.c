@@ -1,5 +1,14 @@
 /* gw_http.c — the evhttp server: dispatch, responses with the security
- * headers, CORS, deferred answers with deadlines (see gw_http.h). */
+ * headers, CORS, deferred answers with deadlines, streamed answers (see
+ * gw_http.h).
+ *
+ * Streams and libevent 2.1's ownership of the evhttp_request: when the
+ * client goes away mid-stream, evhttp either detaches the request from the
+ * connection (EOF and timeouts: the request is then ours to free) or frees
+ * it with the connection (other errors, evhttp_free). Both paths call the
+ * connection's close callback first; it tells them apart by whether the
+ * request still has a connection. gw_stream_end clears the callback before
+ * the final chunk, so a finished stream is never reported as closed. */
 #include "gw_http.h"
 
 #include <arpa/inet.h>
@@ -15,6 +24,7 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -47,7 +57,10 @@ struct gw_server {
 	size_t max_body;
 	unsigned async_deadline_ms;
 	uint16_t port;
-	gw_request *deferred;     /* requests waiting for a gw_async completion */
+	gw_request *deferred; /* requests waiting for a gw_async completion */
+	gw_stream *streams;   /* streamed answers in progress */
+	size_t stream_count, max_streams;
+	struct timeval io_timeout;
 	struct event *stop_event; /* activated by gw_server_stop, from any thread */
 };
 
@@ -74,11 +87,22 @@ struct gw_async {
 	struct event *deadline;
 };
 
+struct gw_stream {
+	gw_server *server;
+	struct evhttp_request *ev;
+	struct evbuffer *chunk;
+	gw_stream_closed_fn *closed;
+	void *closure;
+	gw_stream *prev, *next; /* in server->streams */
+};
+
 typedef struct completion {
 	gw_async *async;
 	int status;
 	json_t *body;
 	bool problem;
+	char *html; /* an HTML page instead of body, or NULL */
+	size_t html_len;
 } completion;
 
 void gw_server_options_init(gw_server_options *o)
@@ -89,6 +113,7 @@ void gw_server_options_init(gw_server_options *o)
 	o->max_header_bytes = 16 * 1024;
 	o->io_timeout_ms = 30000;
 	o->async_deadline_ms = 5000;
+	o->max_streams = 1000;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -210,7 +235,8 @@ static void add_standard_headers(gw_request *r, struct evkeyvalq *headers, const
 	evhttp_remove_header(headers, "Content-Type");
 	evhttp_add_header(headers, "Content-Type", content_type);
 	evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(headers, "Content-Security-Policy", "default-src 'none'");
+	if (!evhttp_find_header(headers, "Content-Security-Policy"))
+		evhttp_add_header(headers, "Content-Security-Policy", "default-src 'none'");
 	evhttp_add_header(headers, "Referrer-Policy", "no-referrer");
 	if (r->authorized && !evhttp_find_header(headers, "Cache-Control"))
 		evhttp_add_header(headers, "Cache-Control", "no-store");
@@ -272,6 +298,16 @@ void gw_respond_problem(gw_request *r, json_t *problem)
 void gw_respond_error(gw_request *r, int status, const char *detail)
 {
 	gw_respond_problem(r, gw_problem_new(status, detail));
+}
+
+void gw_respond_html(gw_request *r, int status, const char *html, size_t len)
+{
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->ev);
+	evhttp_remove_header(headers, "Content-Security-Policy");
+	evhttp_remove_header(headers, "Cache-Control");
+	evhttp_add_header(headers, "Content-Security-Policy", GW_HTML_CSP);
+	evhttp_add_header(headers, "Cache-Control", "no-store");
+	gw_respond(r, status, "text/html; charset=utf-8", html, len);
 }
 
 static bool is_json_content_type(const char *value)
@@ -385,7 +421,9 @@ static void completion_run(void *arg, bool run)
 	gw_async *a = c->async;
 	gw_request *r = run ? async_take_request(a) : NULL;
 	if (r) {
-		if (c->problem)
+		if (c->html)
+			gw_respond_html(r, c->status, c->html, c->html_len);
+		else if (c->problem)
 			gw_respond_problem(r, c->body);
 		else
 			gw_respond_json(r, c->status, c->body);
@@ -393,11 +431,12 @@ static void completion_run(void *arg, bool run)
 		async_release(a); /* the loop's reference */
 	}
 	json_decref(c->body);
+	free(c->html);
 	async_release(a); /* the completer's reference */
 	free(c);
 }
 
-static void async_post(gw_async *a, int status, json_t *body, bool problem)
+static void async_post(gw_async *a, int status, json_t *body, bool problem, char *html, size_t html_len)
 {
 	completion *c = malloc(sizeof(*c));
 	if (c) {
@@ -405,28 +444,154 @@ static void async_post(gw_async *a, int status, json_t *body, bool problem)
 		c->status = status;
 		c->body = body;
 		c->problem = problem;
+		c->html = html;
+		c->html_len = html_len;
 	}
 	if (!c || gw_inbox_post(a->server->inbox, completion_run, c) != ORN_OK) {
 		/* Out of memory: the deadline will answer 503. */
 		free(c);
 		json_decref(body);
+		free(html);
 		async_release(a);
 	}
 }
 
 void gw_async_complete_json(gw_async *a, int status, json_t *body)
 {
-	async_post(a, status, body, false);
+	async_post(a, status, body, false, NULL, 0);
 }
 
 void gw_async_complete_problem(gw_async *a, json_t *problem)
 {
-	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true);
+	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true, NULL, 0);
+}
+
+void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy == NULL) {
+		async_post(a, 500, gw_problem_new(500, NULL), true, NULL, 0);
+		return;
+	}
+	memcpy(copy, html, len);
+	copy[len] = '\0';
+	async_post(a, status, NULL, false, copy, len);
 }
 
 void gw_async_cancel(gw_async *a)
 {
 	gw_async_complete_problem(a, gw_problem_new(503, "a dependency is unavailable"));
+}
+
+/* ---- streamed answers ----------------------------------------------------- */
+
+static void stream_unlink(gw_stream *st)
+{
+	gw_server *s = st->server;
+	if (st->prev)
+		st->prev->next = st->next;
+	else if (s->streams == st)
+		s->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	st->prev = st->next = NULL;
+	s->stream_count--;
+}
+
+static void stream_free(gw_stream *st)
+{
+	if (st->chunk)
+		evbuffer_free(st->chunk);
+	free(st);
+}
+
+/* The client went away: see the file comment for who frees the request. */
+static void stream_connection_closed(struct evhttp_connection *evcon, void *arg)
+{
+	gw_stream *st = arg;
+	(void)evcon;
+	stream_unlink(st);
+	if (evhttp_request_get_connection(st->ev) == NULL)
+		evhttp_request_free(st->ev);
+	st->closed(st->closure);
+	stream_free(st);
+}
+
+gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_closed_fn *closed,
+                             void *closure)
+{
+	gw_server *s = r->server;
+	assert(!r->answered && closed != NULL);
+	if (s->stream_count >= s->max_streams) {
+		gw_response_header(r, "Retry-After", "5");
+		gw_respond_error(r, 503, "too many event streams are open; retry later");
+		return NULL;
+	}
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+	gw_stream *st = calloc(1, sizeof(*st));
+	if (st == NULL || evcon == NULL || (st->chunk = evbuffer_new()) == NULL) {
+		if (st)
+			stream_free(st);
+		gw_respond_error(r, 500, NULL);
+		return NULL;
+	}
+	st->server = s;
+	st->ev = r->ev;
+	st->closed = closed;
+	st->closure = closure;
+	st->next = s->streams;
+	if (s->streams)
+		s->streams->prev = st;
+	s->streams = st;
+	s->stream_count++;
+	r->answered = true;
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->ev);
+	evhttp_remove_header(headers, "Cache-Control");
+	evhttp_add_header(headers, "Cache-Control", "no-store");
+	evhttp_add_header(headers, "Connection", "close");
+	add_standard_headers(r, headers, content_type);
+	/* The client only listens: no read timeout; writes keep the server's. */
+	bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, &s->io_timeout);
+	evhttp_connection_set_closecb(evcon, stream_connection_closed, st);
+	evhttp_send_reply_start(r->ev, 200, gw_status_title(200));
+	if (s->metrics)
+		gw_metrics_observe_request(s->metrics, gw_method_name(r->method), gw_request_route(r), 200,
+		                           (double)(orn_monotonic_ns() - r->start_ns) / 1e9);
+	if (!r->in_handler)
+		request_free(r);
+	return st;
+}
+
+orn_rc gw_stream_write(gw_stream *st, const void *data, size_t len)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(st->ev);
+	if (evcon == NULL)
+		return ORN_EUNAVAILABLE;
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > GW_STREAM_BACKLOG_MAX)
+		return ORN_ETOOBIG;
+	if (len == 0)
+		return ORN_OK;
+	if (evbuffer_add(st->chunk, data, len) != 0)
+		return ORN_ENOMEM;
+	evhttp_send_reply_chunk(st->ev, st->chunk);
+	evbuffer_drain(st->chunk, evbuffer_get_length(st->chunk));
+	return ORN_OK;
+}
+
+void gw_stream_end(gw_stream *st)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(st->ev);
+	if (evcon != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	evhttp_send_reply_end(st->ev); /* frees a detached request itself */
+	stream_unlink(st);
+	stream_free(st);
+}
+
+size_t gw_server_stream_count(const gw_server *s)
+{
+	return s->stream_count;
 }
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -589,6 +754,7 @@ static orn_rc configure(gw_server *s, const gw_server_options *o)
 {
 	s->max_body = o->max_body_bytes ? o->max_body_bytes : GW_MAX_BODY_DEFAULT;
 	s->async_deadline_ms = o->async_deadline_ms ? o->async_deadline_ms : 5000;
+	s->max_streams = o->max_streams ? o->max_streams : 1000;
 	s->metrics = o->metrics;
 	/* evhttp's own cap is a backstop; the gateway answers 413 below it. */
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)(2 * s->max_body));
@@ -596,6 +762,7 @@ static orn_rc configure(gw_server *s, const gw_server_options *o)
 	unsigned timeout_ms = o->io_timeout_ms ? o->io_timeout_ms : 30000;
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	evhttp_set_timeout_tv(s->http, &tv);
+	s->io_timeout = tv;
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 	                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 	                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
@@ -668,6 +835,19 @@ void gw_server_destroy(gw_server *s)
 			async_release(a);
 		}
 		request_free(r);
+	}
+	/* Streams end with their owners told; evhttp_free then frees the
+	 * connections and the requests still attached to them. */
+	while (s->streams) {
+		gw_stream *st = s->streams;
+		struct evhttp_connection *evcon = evhttp_request_get_connection(st->ev);
+		if (evcon != NULL)
+			evhttp_connection_set_closecb(evcon, NULL, NULL);
+		else
+			evhttp_request_free(st->ev);
+		stream_unlink(st);
+		st->closed(st->closure);
+		stream_free(st);
 	}
 	if (s->http)
 		evhttp_free(s->http);

@@ -8,7 +8,8 @@
  * hangs a client.
  *
  * Every response carries Content-Type, X-Content-Type-Options: nosniff,
- * Content-Security-Policy: default-src 'none', Referrer-Policy: no-referrer,
+ * Content-Security-Policy: default-src 'none' (GW_HTML_CSP for HTML pages),
+ * Referrer-Policy: no-referrer,
  * and Cache-Control: no-store when the request had an Authorization header.
  * CORS headers are added only for an Origin that exactly equals one of the
  * configured origins; OPTIONS preflights are answered by the server.
@@ -23,7 +24,11 @@
  *   no hook to change that page;
  * - io_timeout_ms: idle time allowed while reading a request or writing a
  *   response (libevent 2.1 has one value for both; the timer restarts on
- *   progress). A timed-out connection is closed without an answer. */
+ *   progress). A timed-out connection is closed without an answer;
+ * - streamed answers (gw_respond_stream, for Server-Sent Events) have no read
+ *   timeout (the client only listens), keep io_timeout_ms for writes, are
+ *   capped at max_streams open at once (503 above) and close their
+ *   connection when they end. */
 #ifndef ORION_GW_HTTP_H
 #define ORION_GW_HTTP_H
 
@@ -48,6 +53,7 @@ typedef struct gw_server_options {
 	size_t max_header_bytes;         /* default 16 KiB */
 	unsigned io_timeout_ms;          /* default 30000 */
 	unsigned async_deadline_ms;      /* default deadline of gw_request_defer, 5000 */
+	unsigned max_streams;            /* open streamed answers at most, default 1000 */
 	const char *const *cors_origins; /* exact origins ("https://shop.example"), copied */
 	size_t cors_origin_count;
 	gw_metrics *metrics; /* optional; not owned, must outlive the server */
@@ -132,6 +138,47 @@ void gw_respond_problem(gw_request *r, json_t *problem);
 /* Shorthand: answers gw_problem_new(status, detail). */
 void gw_respond_error(gw_request *r, int status, const char *detail);
 
+/* The Content-Security-Policy of the gateway's small HTML pages (forms that
+ * post to the gateway itself, inline styles, nothing else, never framed). */
+#define GW_HTML_CSP                                                                                          \
+	"default-src 'none'; form-action 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+/* Answers an HTML page (text/html; charset=utf-8) with GW_HTML_CSP and
+ * Cache-Control: no-store. The caller escapes every value in html. */
+void gw_respond_html(gw_request *r, int status, const char *html, size_t len);
+
+/* ---- streamed answers --------------------------------------------------- */
+
+typedef struct gw_stream gw_stream;
+
+/* Called once on the loop thread when a stream ends without gw_stream_end:
+ * the client went away (closed, reset, or a write timed out), or the server
+ * is being destroyed. The handle is freed right after the call: the owner
+ * forgets it and never passes it to gw_stream_* again. */
+typedef void gw_stream_closed_fn(void *closure);
+
+/* Answers r with status 200 and content_type, the body to follow in pieces
+ * (chunked transfer encoding, Connection: close, Cache-Control: no-store,
+ * the standard headers). After the call r must not be used again. Returns
+ * the stream, or NULL after answering 503 (max_streams open already) or 500
+ * (allocation failure). closed(closure) reports the end the owner did not
+ * choose. Loop thread only, like every gw_stream_* call. */
+gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_closed_fn *closed,
+                             void *closure);
+
+/* Queues len bytes of the body. ORN_ETOOBIG when the client has not read
+ * what was queued before (more than GW_STREAM_BACKLOG_MAX bytes wait): the
+ * owner should end the stream. ORN_ENOMEM. */
+#define GW_STREAM_BACKLOG_MAX (256 * 1024)
+orn_rc gw_stream_write(gw_stream *s, const void *data, size_t len);
+
+/* Ends the body (the last chunk is sent after the queued data), closes the
+ * connection and frees the handle; closed is not called. */
+void gw_stream_end(gw_stream *s);
+
+/* Streams open now (loop thread). */
+size_t gw_server_stream_count(const gw_server *s);
+
 /* ---- deferred answers --------------------------------------------------- */
 
 typedef struct gw_async gw_async;
@@ -149,6 +196,9 @@ gw_async *gw_request_defer(gw_request *r, unsigned deadline_ms);
  * (stolen; its status is used). Thread-safe; consumes the handle. */
 void gw_async_complete_json(gw_async *a, int status, json_t *body);
 void gw_async_complete_problem(gw_async *a, json_t *problem);
+/* Completes a deferred request with an HTML page (html is copied), answered
+ * as gw_respond_html does. Thread-safe; consumes the handle. */
+void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len);
 /* Releases the handle without an answer: the deadline will answer 503. */
 void gw_async_cancel(gw_async *a);
 

@@ -36,6 +36,8 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_str_eq(c.mail_from, "orders@orion.localhost");
 	cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
 	cr_assert_eq(c.reservation_ttl_s, 900);
+	cr_assert_eq(c.auth_address_burst, 20);
+	cr_assert_eq(c.auth_address_per_minute, 20);
 }
 
 Test(config, mail_links_and_reservations)
@@ -50,6 +52,11 @@ Test(config, mail_links_and_reservations)
 	cr_assert_str_eq(c.mail_from, "shop@example.com");
 	cr_assert_str_eq(c.public_url, "http://0.0.0.0:9000", "defaults to the listening address");
 	cr_assert_eq(c.reservation_ttl_s, 5);
+	setenv("ORION_AUTH_ADDRESS_BURST", "500", 1);
+	setenv("ORION_AUTH_ADDRESS_PER_MINUTE", "6000", 1);
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(c.auth_address_burst, 500);
+	cr_assert_eq(c.auth_address_per_minute, 6000);
 	setenv("ORION_PUBLIC_URL", "https://shop.example.com//", 1);
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.public_url, "https://shop.example.com", "trailing slashes dropped");
@@ -99,6 +106,7 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"ORION_LOG_LEVEL", "verbose"},
 	        {"ORION_RESERVATION_TTL", "0"},
 	        {"ORION_RESERVATION_TTL", "604801"},
+	        {"ORION_AUTH_ADDRESS_BURST", "0"},
 	};
 	char long_value[ORN_CONFIG_STR_MAX + 8];
 	memset(long_value, 'x', sizeof long_value - 1);

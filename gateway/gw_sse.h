@@ -1,0 +1,30 @@
+/* gw_sse.h — Server-Sent Events framing over a gw_stream (gw_http.h).
+ *
+ * Writes events in the text/event-stream format of the WHATWG HTML standard:
+ * "id: <n>\nevent: <name>\ndata: <one line>\n\n", and comments (": text\n\n")
+ * that keep proxies and clients from timing the stream out. Data must be one
+ * line (compact JSON is): a line break would split it into another field.
+ * Loop thread only, like the stream. */
+#ifndef ORION_GW_SSE_H
+#define ORION_GW_SSE_H
+
+#include <stdint.h>
+
+#include "gw_http.h"
+#include "orn.h"
+
+#define GW_SSE_CONTENT_TYPE "text/event-stream"
+
+/* Writes one event: id (0: no id line), event name (NULL: the default
+ * "message"), data one line of text. ORN_EINVAL if name or data hold a line
+ * break; else as gw_stream_write. */
+orn_rc gw_sse_event(gw_stream *s, uint64_t id, const char *event, const char *data);
+
+/* Writes a comment line (": text"); text must not hold a line break. */
+orn_rc gw_sse_comment(gw_stream *s, const char *text);
+
+/* Parses a Last-Event-ID header: decimal digits (at most 19) into *out.
+ * NULL or "" gives 0 and true; anything else not a number gives false. */
+bool gw_sse_last_event_id(const char *header, uint64_t *out);
+
+#endif
