@@ -2,9 +2,10 @@
  *
  * A stock item counts units on hand and units reserved by orders; available =
  * on_hand - reserved never goes below zero. Reservations are keyed by a
- * reservation id (the saga uses "<order>:<product>"), which makes reserve and
- * release idempotent: reserving an id already held with the same quantity, or
- * releasing an id not held, changes nothing. A bounded memory of recently
+ * reservation id (the saga uses the order id: an order has one line per
+ * product), which makes reserve and release idempotent: reserving an id
+ * already held with the same quantity, or releasing an id not held, changes
+ * nothing. A bounded memory of recently
  * closed (released or committed) ids makes a late, redelivered reserve of a
  * closed id a rejection instead of a leak.
  *
