@@ -3,8 +3,9 @@
  * runtime serves.
  *
  * Commands and events map onto one set of payload keys (a bit per key), so
- * one encoder and one strict decoder serve both. The snapshot is the event
- * list that rebuilds the state (a checkout, then one ItemAdded per line):
+ * one encoder and one strict decoder serve both; the lines of a checkout are
+ * the one key holding an array. The snapshot is the event list that rebuilds
+ * the state (a checkout that removed nothing, then one ItemAdded per line):
  * restore replays it through the event decoder and evolve, so a snapshot can
  * only produce a state the stream could. The state is fixed-size; nothing
  * here allocates but the writer the kind adapter encodes events with. */
@@ -30,10 +31,15 @@ enum payload_field {
 	FIELD_ADDED = 1u << 4,
 	FIELD_CURRENCY = 1u << 5,
 	FIELD_ORDER_ID = 1u << 6,
+	FIELD_LINES = 1u << 7,
 };
 
 static const char *const field_keys[] = {"product_id", "name",     "unit_price_cents", "quantity",
-                                         "added",      "currency", "order_id"};
+                                         "added",      "currency", "order_id",         "lines"};
+
+/* Keys of one checkout line. */
+#define LINE_KEY_PRODUCT_ID "product_id"
+#define LINE_KEY_QUANTITY   "quantity"
 
 typedef struct payload_shape {
 	const char *type;
@@ -46,7 +52,7 @@ static const payload_shape command_shapes[] = {
         [CART_SET_QUANTITY] = {CART_CMD_SET_QUANTITY, FIELD_PRODUCT_ID | FIELD_QUANTITY},
         [CART_REMOVE_ITEM] = {CART_CMD_REMOVE_ITEM, FIELD_PRODUCT_ID},
         [CART_CLEAR] = {CART_CMD_CLEAR, 0},
-        [CART_CHECKED_OUT] = {CART_CMD_CHECKED_OUT, FIELD_ORDER_ID},
+        [CART_CHECKED_OUT] = {CART_CMD_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES},
 };
 
 static const payload_shape event_shapes[] = {
@@ -55,7 +61,7 @@ static const payload_shape event_shapes[] = {
         [CART_QUANTITY_CHANGED] = {CART_EV_QUANTITY_CHANGED, FIELD_PRODUCT_ID | FIELD_QUANTITY},
         [CART_ITEM_REMOVED] = {CART_EV_ITEM_REMOVED, FIELD_PRODUCT_ID},
         [CART_CLEARED] = {CART_EV_CLEARED, 0},
-        [CART_CHECKED_OUT_EVENT] = {CART_EV_CHECKED_OUT, FIELD_ORDER_ID},
+        [CART_CHECKED_OUT_EVENT] = {CART_EV_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES},
 };
 
 static const char *const verdict_codes[] = {
@@ -72,6 +78,8 @@ typedef struct payload_fields {
 	int64_t added;
 	char currency[CART_CURRENCY_MAX];
 	char order_id[CART_ID_MAX];
+	cart_checkout_line checkout[CART_LINES_MAX];
+	size_t checkout_count;
 } payload_fields;
 
 /* ---- validation ---- */
@@ -112,6 +120,21 @@ static bool line_valid(const cart_line *line)
 {
 	return id_valid(line->product_id) && name_valid(line->name) && price_valid(line->unit_price_cents) &&
 	       quantity_valid(line->quantity, 1);
+}
+
+/* True if every checkout line is within bounds and names its own product. */
+static bool checkout_lines_valid(const cart_checkout_line *lines, size_t count)
+{
+	if (count > CART_LINES_MAX)
+		return false;
+	for (size_t i = 0; i < count; i++) {
+		if (!id_valid(lines[i].product_id) || !quantity_valid(lines[i].quantity, 1))
+			return false;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(lines[j].product_id, lines[i].product_id) == 0)
+				return false;
+	}
+	return true;
 }
 
 /* ---- totals ---- */
@@ -225,12 +248,33 @@ static cart_verdict decide_remove(const cart_state *s, const cart_command *c, ca
 	return CART_OK;
 }
 
+/* Takes out what the order took: each ordered quantity, at most what the
+ * cart's line holds now; products no longer in the cart are skipped. The
+ * event is emitted even if nothing is taken, so the cart remembers the order
+ * and a redelivery cannot take out what the customer adds later. */
 static cart_verdict decide_checked_out(const cart_state *s, const cart_command *c, cart_events *out)
 {
-	if (!id_valid(c->order_id))
+	const cart_checkout_line *ordered;
+	const cart_line *existing;
+	cart_checkout_line *taken;
+	cart_event *e;
+
+	if (!id_valid(c->order_id) || c->checkout_count == 0 ||
+	    !checkout_lines_valid(c->checkout, c->checkout_count))
 		return CART_REJ_INVALID;
-	if (strcmp(s->last_order_id, c->order_id) != 0)
-		strcpy(emit(out, CART_CHECKED_OUT_EVENT)->order_id, c->order_id);
+	if (strcmp(s->last_order_id, c->order_id) == 0)
+		return CART_OK;
+	e = emit(out, CART_CHECKED_OUT_EVENT);
+	strcpy(e->order_id, c->order_id);
+	for (size_t i = 0; i < c->checkout_count; i++) {
+		ordered = &c->checkout[i];
+		if ((existing = cart_find_line(s, ordered->product_id)) == NULL)
+			continue;
+		taken = &e->checkout[e->checkout_count++];
+		strcpy(taken->product_id, ordered->product_id);
+		taken->quantity =
+		        ordered->quantity < existing->quantity ? ordered->quantity : existing->quantity;
+	}
 	return CART_OK;
 }
 
@@ -285,6 +329,21 @@ static void evolve_removed(cart_state *s, const char *product_id)
 		s->currency[0] = '\0';
 }
 
+static void evolve_checked_out(cart_state *s, const cart_event *e)
+{
+	int i;
+
+	for (size_t k = 0; k < e->checkout_count; k++) {
+		if ((i = line_index(s, e->checkout[k].product_id)) < 0)
+			continue;
+		if (s->lines[i].quantity > e->checkout[k].quantity)
+			s->lines[i].quantity -= e->checkout[k].quantity;
+		else
+			evolve_removed(s, e->checkout[k].product_id);
+	}
+	strcpy(s->last_order_id, e->order_id);
+}
+
 void cart_evolve(cart_state *s, const cart_event *e)
 {
 	int i;
@@ -304,8 +363,7 @@ void cart_evolve(cart_state *s, const cart_event *e)
 		empty_lines(s);
 		break;
 	case CART_CHECKED_OUT_EVENT:
-		empty_lines(s);
-		strcpy(s->last_order_id, e->order_id);
+		evolve_checked_out(s, e);
 		break;
 	}
 }
@@ -350,6 +408,28 @@ static int64_t *integer_of(payload_fields *f, unsigned field)
 	return &f->added;
 }
 
+/* True if the checkout lines of f can be written: few enough, ids terminated. */
+static bool checkout_encodable(const payload_fields *f)
+{
+	bool ok = f->checkout_count <= CART_LINES_MAX;
+
+	for (size_t i = 0; ok && i < f->checkout_count; i++)
+		ok = strnlen(f->checkout[i].product_id, CART_ID_MAX) < CART_ID_MAX;
+	return ok;
+}
+
+static void encode_checkout(mp_writer *w, const payload_fields *f)
+{
+	mp_write_array(w, (uint32_t)f->checkout_count);
+	for (size_t i = 0; i < f->checkout_count; i++) {
+		mp_write_map(w, 2);
+		mp_write_cstr(w, LINE_KEY_PRODUCT_ID);
+		mp_write_cstr(w, f->checkout[i].product_id);
+		mp_write_cstr(w, LINE_KEY_QUANTITY);
+		mp_write_int(w, f->checkout[i].quantity);
+	}
+}
+
 static orn_rc encode_fields(mp_writer *w, unsigned fields, payload_fields *f)
 {
 	uint32_t count = 0;
@@ -363,17 +443,71 @@ static orn_rc encode_fields(mp_writer *w, unsigned fields, payload_fields *f)
 		if ((s = string_of(f, 1u << i, &cap)) != NULL && strnlen(s, cap) == cap)
 			return ORN_EINVAL;
 	}
+	if ((fields & FIELD_LINES) != 0 && !checkout_encodable(f))
+		return ORN_EINVAL;
 	mp_write_map(w, count);
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++) {
 		if ((fields & (1u << i)) == 0)
 			continue;
 		mp_write_cstr(w, field_keys[i]);
-		if ((s = string_of(f, 1u << i, &cap)) != NULL)
+		if ((1u << i) == FIELD_LINES)
+			encode_checkout(w, f);
+		else if ((s = string_of(f, 1u << i, &cap)) != NULL)
 			mp_write_cstr(w, s);
 		else
 			mp_write_int(w, *integer_of(f, 1u << i));
 	}
 	return mp_writer_status(w);
+}
+
+/* Decodes one checkout line: a map holding product_id and quantity exactly
+ * once (other keys are skipped). */
+static orn_rc decode_checkout_line(mp_reader *r, cart_checkout_line *out)
+{
+	bool seen_id = false, seen_quantity = false;
+	const char *key;
+	uint32_t count, len;
+	orn_rc rc;
+
+	if ((rc = mp_read_map(r, &count)) != ORN_OK)
+		return rc;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+			return rc;
+		if (mp_str_eq(key, len, LINE_KEY_PRODUCT_ID)) {
+			if (seen_id)
+				return ORN_EDECODE;
+			seen_id = true;
+			rc = mp_read_cstr(r, out->product_id, sizeof out->product_id);
+		} else if (mp_str_eq(key, len, LINE_KEY_QUANTITY)) {
+			if (seen_quantity)
+				return ORN_EDECODE;
+			seen_quantity = true;
+			rc = mp_read_int(r, &out->quantity);
+		} else {
+			rc = mp_skip(r);
+		}
+		if (rc != ORN_OK)
+			return rc;
+	}
+	return seen_id && seen_quantity ? ORN_OK : ORN_EDECODE;
+}
+
+/* Decodes the checkout lines: an array of at most CART_LINES_MAX lines. */
+static orn_rc decode_checkout(mp_reader *r, payload_fields *out)
+{
+	uint32_t count;
+	orn_rc rc;
+
+	if ((rc = mp_read_array(r, &count)) != ORN_OK)
+		return rc;
+	if (count > CART_LINES_MAX)
+		return ORN_EDECODE;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = decode_checkout_line(r, &out->checkout[i])) != ORN_OK)
+			return rc;
+	out->checkout_count = count;
+	return ORN_OK;
 }
 
 static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payload_fields *out)
@@ -395,6 +529,8 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payloa
 	*seen |= field;
 	if (field == 0)
 		return mp_skip(r);
+	if (field == FIELD_LINES)
+		return decode_checkout(r, out);
 	if ((s = string_of(out, field, &cap)) != NULL)
 		return mp_read_cstr(r, s, cap);
 	return mp_read_int(r, integer_of(out, field));
@@ -429,6 +565,8 @@ orn_rc cart_command_encode(mp_writer *w, const cart_command *c)
 		return ORN_EINVAL;
 	memcpy(f.currency, c->currency, sizeof f.currency);
 	memcpy(f.order_id, c->order_id, sizeof f.order_id);
+	memcpy(f.checkout, c->checkout, sizeof f.checkout);
+	f.checkout_count = c->checkout_count;
 	return encode_fields(w, command_shapes[c->kind].fields, &f);
 }
 
@@ -447,6 +585,8 @@ orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len,
 	out->line = f.line;
 	memcpy(out->currency, f.currency, sizeof out->currency);
 	memcpy(out->order_id, f.order_id, sizeof out->order_id);
+	memcpy(out->checkout, f.checkout, sizeof out->checkout);
+	out->checkout_count = f.checkout_count;
 	return ORN_OK;
 }
 
@@ -458,6 +598,8 @@ orn_rc cart_event_encode(mp_writer *w, const cart_event *e)
 		return ORN_EINVAL;
 	memcpy(f.currency, e->currency, sizeof f.currency);
 	memcpy(f.order_id, e->order_id, sizeof f.order_id);
+	memcpy(f.checkout, e->checkout, sizeof f.checkout);
+	f.checkout_count = e->checkout_count;
 	return encode_fields(w, event_shapes[e->kind].fields, &f);
 }
 
@@ -473,7 +615,7 @@ static bool event_valid(cart_event_kind kind, const payload_fields *f)
 	case CART_ITEM_REMOVED:
 		return id_valid(f->line.product_id);
 	case CART_CHECKED_OUT_EVENT:
-		return id_valid(f->order_id);
+		return id_valid(f->order_id) && checkout_lines_valid(f->checkout, f->checkout_count);
 	default:
 		return true;
 	}
@@ -497,6 +639,8 @@ orn_rc cart_event_decode(const char *type, const uint8_t *payload, size_t len, c
 	out->added = f.added;
 	memcpy(out->currency, f.currency, sizeof out->currency);
 	memcpy(out->order_id, f.order_id, sizeof out->order_id);
+	memcpy(out->checkout, f.checkout, sizeof out->checkout);
+	out->checkout_count = f.checkout_count;
 	return ORN_OK;
 }
 
@@ -510,8 +654,9 @@ static orn_rc write_event(mp_writer *w, const cart_event *e)
 	return cart_event_encode(w, e);
 }
 
-/* Snapshot: [[type, payload], ...], the checkout of the last order (if any)
- * then one ItemAdded per line, in line order. */
+/* Snapshot: [[type, payload], ...], the checkout of the last order (if any,
+ * with no lines: on an empty cart it only sets the last order) then one
+ * ItemAdded per line, in line order. */
 static orn_rc cart_snapshot(const void *state, mp_writer *w)
 {
 	const cart_state *s = state;
@@ -534,9 +679,9 @@ static orn_rc cart_snapshot(const void *state, mp_writer *w)
 }
 
 /* Restores by replaying the snapshot's events into a fresh state, which is
- * copied in only when whole. Only a first CartCheckedOut and ItemAdded events
- * that each add a new line (added == quantity) are accepted, so a snapshot
- * has one form per state. */
+ * copied in only when whole. Only a first CartCheckedOut without lines and
+ * ItemAdded events that each add a new line (added == quantity) are
+ * accepted, so a snapshot has one form per state. */
 static orn_rc cart_restore(void *state, const uint8_t *buf, size_t len)
 {
 	char type[32];
@@ -558,7 +703,8 @@ static orn_rc cart_restore(void *state, const uint8_t *buf, size_t len)
 		    (rc = mp_read_cstr(&r, type, sizeof type)) != ORN_OK ||
 		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
 		    (rc = cart_event_decode(type, payload, payload_len, &e)) != ORN_OK ||
-		    (e.kind != CART_ITEM_ADDED && (e.kind != CART_CHECKED_OUT_EVENT || i != 0)) ||
+		    (e.kind != CART_ITEM_ADDED &&
+		     (e.kind != CART_CHECKED_OUT_EVENT || i != 0 || e.checkout_count != 0)) ||
 		    (e.kind == CART_ITEM_ADDED && e.added != e.line.quantity)) {
 			rc = ORN_EDECODE;
 			goto fail;
@@ -641,8 +787,9 @@ static void describe_rejection(cart_verdict verdict, const cart_state *s, const 
 	else
 		snprintf(detail, cap,
 		         "ids are 1..64 characters of [A-Za-z0-9_-], names 1..200 bytes of text, prices "
-		         "0..%lld, currencies 3 uppercase letters, line quantities 1..%d",
-		         CART_PRICE_MAX, CART_QUANTITY_MAX);
+		         "0..%lld, currencies 3 uppercase letters, line quantities 1..%d, a checkout "
+		         "1..%d lines of distinct products",
+		         CART_PRICE_MAX, CART_QUANTITY_MAX, CART_LINES_MAX);
 }
 
 /* kind_encode_fn of this aggregate: event i of a cart_events. */

@@ -4,9 +4,18 @@
  * A cart holds at most CART_LINES_MAX lines, one per product, each with the
  * name and unit price the caller snapshotted from the catalog when adding
  * (adding to an existing line refreshes both) and a quantity 1..999. All
- * lines share one currency: the first line sets it, an empty cart has none.
- * CheckedOut empties the cart because an order was placed from it; the cart
- * remembers the last order id, so a redelivered CheckedOut changes nothing.
+ * lines share one currency: the first line sets it, an empty cart has none
+ * (a cart emptied by a removal, a clear or a checkout loses it).
+ *
+ * CheckedOut{order_id, lines} arrives once the order placed from the cart
+ * holds its stock, possibly long after the customer went on shopping: it
+ * takes out only what the order took. Each ordered quantity is subtracted
+ * from the cart's line of that product (the line goes when nothing is left;
+ * a product no longer in the cart is skipped), so items added or grown since
+ * the order was placed stay. CartCheckedOut records exactly what was removed
+ * ({product_id, quantity removed} per line, possibly none), so evolve needs
+ * no knowledge of the order. The cart remembers the last order id, so a
+ * redelivered CheckedOut of that order changes nothing.
  *
  * Bounds (checked by decide, rejection "invalid"):
  *   product_id, order_id  orn_id_valid ([A-Za-z0-9_-]{1,64})
@@ -14,6 +23,7 @@
  *   unit_price_cents      0..CART_PRICE_MAX
  *   currency              3 uppercase ASCII letters
  *   quantity              add: 1..999 and the line stays <= 999; set: 0..999
+ *   checkout lines        1..50 lines of distinct products, quantities 1..999
  * With these bounds no total can overflow int64 (50 * 999 * 10^10 < 2^63).
  *
  * decide and evolve are pure: no I/O, no clock, no globals, no allocation. */
@@ -33,7 +43,7 @@
 #define CART_LINES_MAX       50
 #define CART_QUANTITY_MAX    999
 #define CART_PRICE_MAX       10000000000LL
-#define CART_SNAPSHOT_SCHEMA 1
+#define CART_SNAPSHOT_SCHEMA 2 /* 2: CartCheckedOut carries its lines */
 
 /* Event type names as stored. */
 #define CART_EV_ITEM_ADDED       "ItemAdded"
@@ -56,6 +66,13 @@ typedef struct cart_line {
 	int64_t quantity;
 } cart_line;
 
+/* One line of a checkout: of the order (command) or taken out of the cart
+ * (event). */
+typedef struct cart_checkout_line {
+	char product_id[CART_ID_MAX];
+	int64_t quantity; /* command: ordered; event: removed from the cart */
+} cart_checkout_line;
+
 typedef struct cart_state {
 	cart_line lines[CART_LINES_MAX]; /* in the order they were added */
 	size_t line_count;
@@ -76,12 +93,14 @@ typedef enum cart_command_kind {
  *   set          line.product_id, line.quantity (0 removes the line)
  *   remove       line.product_id
  *   clear        nothing
- *   checked out  order_id */
+ *   checked out  order_id, checkout (the order's lines, one per product) */
 typedef struct cart_command {
 	cart_command_kind kind;
 	cart_line line;
 	char currency[CART_CURRENCY_MAX];
 	char order_id[CART_ID_MAX];
+	cart_checkout_line checkout[CART_LINES_MAX];
+	size_t checkout_count;
 } cart_command;
 
 typedef enum cart_event_kind {
@@ -97,13 +116,17 @@ typedef enum cart_event_kind {
  *   quantity changed  line.product_id, line.quantity (1..999, after)
  *   item removed      line.product_id
  *   cleared           nothing
- *   checked out       order_id */
+ *   checked out       order_id, checkout (what left the cart: 0..50 lines of
+ *                     distinct products, quantities 1..999, each at most the
+ *                     line's quantity; a line left with nothing is removed) */
 typedef struct cart_event {
 	cart_event_kind kind;
 	cart_line line;
 	int64_t added; /* item added: units added by this event */
 	char currency[CART_CURRENCY_MAX];
 	char order_id[CART_ID_MAX];
+	cart_checkout_line checkout[CART_LINES_MAX];
+	size_t checkout_count;
 } cart_event;
 
 typedef enum cart_verdict {
@@ -129,7 +152,8 @@ void cart_state_init(cart_state *s);
  * cart, a repeated checkout of the last order) are CART_OK with no event. */
 cart_verdict cart_decide(const cart_state *s, const cart_command *c, cart_events *out);
 /* Applies one event. Events that do not fit the state (a change of a line
- * that is absent, a 51st line) change nothing. */
+ * that is absent, a 51st line) change nothing; a checkout skips the lines
+ * that are absent and removes those it leaves with nothing. */
 void cart_evolve(cart_state *s, const cart_event *e);
 
 /* The line of product_id, NULL if the cart has none. */
@@ -145,7 +169,9 @@ bool cart_total(const cart_state *s, int64_t *out);
 const char *cart_verdict_code(cart_verdict v);
 
 /* Payload codecs (msgpack maps keyed product_id, name, unit_price_cents,
- * quantity, added, currency, order_id; each type carries exactly its fields).
+ * quantity, added, currency, order_id, lines; each type carries exactly its
+ * fields). lines (checkouts only) is an array of at most CART_LINES_MAX maps
+ * {product_id, quantity}.
  * Encoders append to w; ORN_EINVAL for an unknown kind or an unterminated
  * string. Decoders take the type name: ORN_EINVAL for an unknown type,
  * ORN_EDECODE for anything malformed (wrong types, missing or repeated keys,

@@ -10,6 +10,10 @@
 #include "cart.h"
 #include "stock.h"
 
+/* CheckedOut carries every line of an order. */
+_Static_assert(ORDER_LINES_MAX <= CART_LINES_MAX, "an order's lines fit a checkout");
+_Static_assert(ORDER_ID_MAX == CART_ID_MAX, "product ids of orders and carts have one size");
+
 static const struct {
 	const char *aggregate;
 	const char *type;
@@ -87,6 +91,20 @@ static bool plan_add_per_line(saga_plan *p, saga_command_kind kind, const order_
 	return true;
 }
 
+/* CheckedOut{order, its lines} to the customer's cart: the cart takes out
+ * only what the order took. */
+static bool plan_add_checkout(saga_plan *p, const order_state *order)
+{
+	if (!plan_add(p, SAGA_CHECKED_OUT, order->customer_id, NULL))
+		return false;
+	for (size_t i = 0; i < order->line_count; i++) {
+		strcpy(p->checkout[i].product_id, order->lines[i].product_id);
+		p->checkout[i].quantity = order->lines[i].quantity;
+	}
+	p->checkout_count = order->line_count;
+	return true;
+}
+
 /* Arms the timer at the order's deadline, or deletes it if it has none. */
 static void plan_timer_from(saga_plan *p, const order_state *order)
 {
@@ -119,7 +137,7 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 		}
 		break;
 	case ORDER_RESERVED:
-		ok = order->customer_id[0] == '\0' || plan_add(p, SAGA_CHECKED_OUT, order->customer_id, NULL);
+		ok = order->customer_id[0] == '\0' || plan_add_checkout(p, order);
 		break;
 	case ORDER_CONFIRMED_BY_CUSTOMER:
 		break;
@@ -281,6 +299,11 @@ static orn_rc encode_cart(const saga_plan *p, mp_writer *w)
 	memset(&cc, 0, sizeof cc);
 	cc.kind = CART_CHECKED_OUT;
 	strcpy(cc.order_id, p->order_id);
+	for (size_t i = 0; i < p->checkout_count; i++) {
+		strcpy(cc.checkout[i].product_id, p->checkout[i].product_id);
+		cc.checkout[i].quantity = p->checkout[i].quantity;
+	}
+	cc.checkout_count = p->checkout_count;
 	return cart_command_encode(w, &cc);
 }
 

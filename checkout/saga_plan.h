@@ -13,7 +13,7 @@
  *     any refused              ReleaseStock per line, RejectForStock{refused}
  *     MarkReserved refused     reload; cancelled -> ReleaseStock per line
  *   OrderPlaced, cancelled     ReleaseStock per line (a late reserve may hold)   delete
- *   OrderReserved              CheckedOut{order} to cart/<customer>
+ *   OrderReserved              CheckedOut{order, its lines} to cart/<customer>
  *   OrderConfirmedByCustomer   nothing                                           the payment deadline
  *   OrderCancelled             ReleaseStock per line                             delete
  *   OrderPaymentFailed         ReleaseStock per line                             delete
@@ -54,7 +54,7 @@ typedef enum saga_command_kind {
 	SAGA_COMMIT_STOCK,     /* stock/<product> CommitStock{order} */
 	SAGA_MARK_RESERVED,    /* order/<order> MarkReserved */
 	SAGA_REJECT_FOR_STOCK, /* order/<order> RejectForStock{the refused products} */
-	SAGA_CHECKED_OUT,      /* cart/<customer> CheckedOut{order} */
+	SAGA_CHECKED_OUT,      /* cart/<customer> CheckedOut{order, lines} */
 	SAGA_EXPIRE            /* order/<order> Cancel{expired} */
 } saga_command_kind;
 
@@ -93,8 +93,15 @@ typedef struct saga_command {
 	int64_t deadline_ms;                  /* expire: the deadline that fell due */
 } saga_command;
 
+/* One line of the order as CheckedOut carries it: the cart takes out at most
+ * quantity of product_id. */
+typedef struct saga_checkout_line {
+	char product_id[ORDER_ID_MAX];
+	int64_t quantity;
+} saga_checkout_line;
+
 /* A list of commands to send in order, what follows them, and the timer
- * change to write before the first is sent. Large (~16 KiB): allocate it. */
+ * change to write before the first is sent. Large (~20 KiB): allocate it. */
 typedef struct saga_plan {
 	char order_id[SAGA_ID_MAX]; /* reservation id and correlation id of every command */
 	saga_stage stage;
@@ -103,6 +110,8 @@ typedef struct saga_plan {
 	size_t count;
 	char refused[ORDER_LINES_MAX][ORDER_ID_MAX]; /* RejectForStock: the products refused */
 	size_t refused_count;
+	saga_checkout_line checkout[ORDER_LINES_MAX]; /* CheckedOut: the order's lines */
+	size_t checkout_count;
 	saga_timer_op timer;
 	int64_t deadline_ms; /* SAGA_TIMER_SET */
 } saga_plan;

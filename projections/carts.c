@@ -12,9 +12,9 @@
  *
  * The version moves to every cart event applied, as the aggregate's does
  * (an event evolve finds unfit still is the cart's last commit). An event
- * older than the version is skipped; one at the version is folded again (a
- * commit may carry several), which changes nothing because every cart event
- * sets values rather than adding to them. */
+ * at or older than the version is a redelivery and is skipped: a cart commit
+ * carries one event (CART_MAX_EVENTS), and CartCheckedOut subtracts what it
+ * removed, so folding it twice would take out the same quantities again. */
 #include "carts.h"
 
 #include <stdlib.h>
@@ -28,6 +28,8 @@
 
 #define RECORD_FORMAT 1
 #define RECORD_FIELDS 3
+
+_Static_assert(CART_MAX_EVENTS == 1, "an event at the record's version is a redelivery");
 
 /* Working memory of apply (projector thread only). */
 typedef struct apply_scratch {
@@ -132,8 +134,8 @@ static orn_rc carts_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 		return rc;
 	if (rc != ORN_OK)
 		cart_reset(c);
-	if (seq < c->version)
-		return ORN_OK; /* older than the cart's last event: a redelivery */
+	if (seq <= c->version)
+		return ORN_OK; /* not newer than the cart's last event: a redelivery */
 	cart_evolve(&c->state, &s->event);
 	c->version = seq;
 	if ((rc = record_encode(m->writer, c)) != ORN_OK)

@@ -3,7 +3,7 @@
  * Fed by the cart events (ItemAdded, QuantityChanged, ItemRemoved, CartCleared,
  * CartCheckedOut) on orion.evt.cart.<customer id>, it keeps per customer
  * exactly the aggregate's state (folded with cart_evolve, the aggregate's own
- * evolve; CartCheckedOut empties the cart) and answers GET /cart.
+ * evolve; CartCheckedOut takes out what the order took) and answers GET /cart.
  *
  * The model serves reads only: the cart actor decides, never from here. */
 #ifndef ORION_PROJ_CARTS_H

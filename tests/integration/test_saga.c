@@ -346,6 +346,29 @@ Test(saga, happy_path_reserves_every_line_and_empties_the_cart, .init = start_al
 	cr_expect_str_eq(last_order, "o-happy");
 }
 
+Test(saga, an_item_added_after_placing_stays_in_the_cart, .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	char last_order[ORDER_ID_MAX] = "";
+	line_spec lines[] = {{"p-a", 2}};
+
+	create_stock("p-a", 5);
+	add_to_cart("alice", "p-a", 2);
+	place("o-shop-on", lines, 1, FAR_AHEAD);
+	/* the customer goes on shopping while the saga reserves: CheckedOut
+	 * must take out only the order's p-a x2, whenever it lands */
+	add_to_cart("alice", "p-c", 1);
+	order_view v = wait_order("o-shop-on", "awaiting_confirmation");
+	cr_assert_str_eq(v.status, "awaiting_confirmation");
+	int64_t until = th_now_ms() + WAIT_MS;
+	size_t items = view_cart("alice", last_order, sizeof last_order);
+	while (strcmp(last_order, "o-shop-on") != 0 && th_now_ms() < until) {
+		th_sleep_ms(20);
+		items = view_cart("alice", last_order, sizeof last_order);
+	}
+	cr_assert_str_eq(last_order, "o-shop-on", "the cart was checked out");
+	cr_expect_eq(items, 1, "p-c, added after placing, is still in the cart");
+}
+
 Test(saga, one_line_out_of_stock_cancels_and_holds_nothing, .init = start_all, .fini = stop_all,
      .timeout = 120)
 {

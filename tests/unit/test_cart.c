@@ -61,12 +61,40 @@ static cart_command remove_item(const char *product_id)
 	return (cart_command){.kind = CART_REMOVE_ITEM, .line = line(product_id, 0, 0)};
 }
 
-static cart_command checked_out(const char *order_id)
+static cart_command checkout_of(const char *order_id, const cart_checkout_line *lines, size_t count)
 {
-	cart_command c = {.kind = CART_CHECKED_OUT};
+	cart_command c = {.kind = CART_CHECKED_OUT, .checkout_count = count};
 
 	snprintf(c.order_id, sizeof c.order_id, "%s", order_id);
+	memcpy(c.checkout, lines, count * sizeof lines[0]);
 	return c;
+}
+
+/* CheckedOut of order_id with the order's lines: checked_out("o1", {"p1", 2}, {"p2", 1}). */
+#define checked_out(order_id, ...)                                                                           \
+	checkout_of(order_id, (const cart_checkout_line[]){__VA_ARGS__},                                     \
+	            sizeof((const cart_checkout_line[]){__VA_ARGS__}) / sizeof(cart_checkout_line))
+
+/* Checkout lines as text, "p1:2 p2:1". */
+static void format_checkout(const cart_checkout_line *lines, size_t count, char *text, size_t cap)
+{
+	size_t used = 0;
+
+	text[0] = '\0';
+	for (size_t i = 0; i < count && used < cap; i++)
+		used += (size_t)snprintf(text + used, cap - used, "%s%s:%lld", i > 0 ? " " : "",
+		                         lines[i].product_id, (long long)lines[i].quantity);
+}
+
+/* The cart's lines as text, "p1:2 p2:1". */
+static void format_cart(const cart_state *s, char *text, size_t cap)
+{
+	size_t used = 0;
+
+	text[0] = '\0';
+	for (size_t i = 0; i < s->line_count && used < cap; i++)
+		used += (size_t)snprintf(text + used, cap - used, "%s%s:%lld", i > 0 ? " " : "",
+		                         s->lines[i].product_id, (long long)s->lines[i].quantity);
 }
 
 static void when(cart_command c)
@@ -99,6 +127,27 @@ static void then_nothing(void)
 {
 	cr_assert_eq(verdict, CART_OK, "verdict %s", cart_verdict_code(verdict));
 	cr_assert_eq(out.count, 0);
+}
+
+/* Then one CartCheckedOut of order_id that removed exactly `removed` ("p1:2 p2:1"). */
+static void then_checked_out(const char *order_id, const char *removed)
+{
+	char text[4096];
+
+	then_event(CART_CHECKED_OUT_EVENT);
+	cr_assert_str_eq(out.items[0].order_id, order_id);
+	format_checkout(out.items[0].checkout, out.items[0].checkout_count, text, sizeof text);
+	cr_assert_str_eq(text, removed);
+}
+
+/* The cart holds exactly `lines` ("p1:2 p2:1", in line order) in currency. */
+static void then_cart(const char *lines, const char *currency)
+{
+	char text[4096];
+
+	format_cart(&state, text, sizeof text);
+	cr_assert_str_eq(text, lines);
+	cr_assert_str_eq(state.currency, currency);
 }
 
 static void then_rejected(cart_verdict expected)
@@ -283,28 +332,126 @@ Test(cart, an_unknown_command_kind_is_invalid)
 
 /* ---- checkout ---- */
 
-Test(cart, checked_out_empties_the_cart_and_remembers_the_order)
+Test(cart, checked_out_takes_out_the_ordered_lines_and_remembers_the_order)
+{
+	given(add("p1", 1, 2, "EUR"));
+	given(add("p2", 1, 1, "EUR"));
+	when(checked_out("o1", {"p1", 2}, {"p2", 1}));
+	then_checked_out("o1", "p1:2 p2:1");
+	and_applied();
+	then_cart("", ""); /* an emptied cart loses its currency, as on clear */
+	cr_assert_str_eq(state.last_order_id, "o1");
+}
+
+Test(cart, an_item_added_after_the_order_was_placed_survives)
+{
+	given(add("p1", 1, 2, "EUR"));
+	/* the order takes p1 x2; the customer goes on shopping before CheckedOut */
+	given(add("p2", 1, 1, "EUR"));
+	when(checked_out("o1", {"p1", 2}));
+	then_checked_out("o1", "p1:2");
+	and_applied();
+	then_cart("p2:1", "EUR");
+	cr_assert_str_eq(state.last_order_id, "o1");
+}
+
+Test(cart, a_line_grown_since_the_order_keeps_the_difference)
+{
+	given(add("p1", 1, 2, "EUR"));
+	given(add("p1", 1, 3, "EUR"));
+	when(checked_out("o1", {"p1", 2}));
+	then_checked_out("o1", "p1:2");
+	and_applied();
+	then_cart("p1:3", "EUR");
+}
+
+Test(cart, a_line_reduced_below_the_ordered_quantity_is_removed)
+{
+	given(add("p1", 1, 5, "EUR"));
+	given(add("p2", 1, 1, "EUR"));
+	given(set("p1", 2));
+	when(checked_out("o1", {"p1", 5}));
+	then_checked_out("o1", "p1:2"); /* the event records what was removed */
+	and_applied();
+	then_cart("p2:1", "EUR");
+}
+
+Test(cart, products_no_longer_in_the_cart_are_skipped)
 {
 	given(add("p1", 1, 1, "EUR"));
-	when(checked_out("o1"));
-	then_event(CART_CHECKED_OUT_EVENT);
+	given(add("p2", 1, 1, "EUR"));
+	given(remove_item("p1"));
+	when(checked_out("o1", {"p1", 1}, {"p2", 1}));
+	then_checked_out("o1", "p2:1");
 	and_applied();
-	cr_assert_eq(state.line_count, 0);
-	cr_assert_str_eq(state.last_order_id, "o1");
+	then_cart("", "");
+	/* nothing left to take: the order is still remembered, the cart kept */
+	given(add("p3", 1, 4, "USD"));
+	when(checked_out("o2", {"p1", 1}));
+	then_checked_out("o2", "");
+	and_applied();
+	then_cart("p3:4", "USD");
+	cr_assert_str_eq(state.last_order_id, "o2");
 }
 
 Test(cart, checked_out_is_idempotent_by_order_id)
 {
 	given(add("p1", 1, 1, "EUR"));
-	given(checked_out("o1"));
+	given(checked_out("o1", {"p1", 1}));
+	given(add("p1", 1, 1, "EUR"));
 	given(add("p2", 1, 1, "EUR"));
-	when(checked_out("o1"));
+	when(checked_out("o1", {"p1", 1})); /* redelivered */
 	then_nothing();
-	cr_assert_eq(state.line_count, 1);
-	when(checked_out("o2"));
-	then_event(CART_CHECKED_OUT_EVENT);
-	when(checked_out("bad id"));
+	then_cart("p1:1 p2:1", "EUR");
+	when(checked_out("o2", {"p2", 1}));
+	then_checked_out("o2", "p2:1");
+}
+
+Test(cart, checked_out_checks_every_field)
+{
+	cart_command c = checked_out("o1", {"p1", 1});
+	char id[16];
+
+	given(add("p1", 1, 1, "EUR"));
+	when(checked_out("bad id", {"p1", 1}));
 	then_rejected(CART_REJ_INVALID);
+	when(checked_out("o1", {"bad/id", 1}));
+	then_rejected(CART_REJ_INVALID);
+	when(checked_out("o1", {"p1", 0}));
+	then_rejected(CART_REJ_INVALID);
+	when(checked_out("o1", {"p1", 1000}));
+	then_rejected(CART_REJ_INVALID);
+	when(checked_out("o1", {"p1", 1}, {"p1", 1})); /* one line per product */
+	then_rejected(CART_REJ_INVALID);
+	c.checkout_count = 0; /* an order has lines */
+	when(c);
+	then_rejected(CART_REJ_INVALID);
+	for (int i = 0; i < CART_LINES_MAX; i++) {
+		snprintf(id, sizeof id, "p%d", i);
+		strcpy(c.checkout[i].product_id, id);
+		c.checkout[i].quantity = CART_QUANTITY_MAX;
+	}
+	c.checkout_count = CART_LINES_MAX;
+	when(c);
+	then_checked_out("o1", "p1:1");
+	c.checkout_count = CART_LINES_MAX + 1;
+	when(c);
+	then_rejected(CART_REJ_INVALID);
+}
+
+Test(cart, evolve_of_a_checkout_removes_what_it_records)
+{
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT, .checkout_count = 3};
+
+	given(add("p1", 1, 3, "EUR"));
+	given(add("p2", 1, 2, "EUR"));
+	strcpy(e.order_id, "o1");
+	e.checkout[0] = (cart_checkout_line){"p1", 1};
+	e.checkout[1] = (cart_checkout_line){"absent", 1};
+	e.checkout[2] = (cart_checkout_line){"p2", 5}; /* more than the line: the line goes */
+	cart_evolve(&state, &e);
+	then_cart("p1:2", "EUR");
+	cr_assert_str_eq(state.last_order_id, "o1");
 }
 
 /* ---- totals ---- */
@@ -394,7 +541,35 @@ Test(cart, commands_round_trip)
 	assert_command_round_trip(set("p1", 0));
 	assert_command_round_trip(remove_item("p1"));
 	assert_command_round_trip((cart_command){.kind = CART_CLEAR});
-	assert_command_round_trip(checked_out("o1"));
+	assert_command_round_trip(checked_out("o1", {"p1", 2}));
+}
+
+Test(cart, checkouts_round_trip_with_their_lines)
+{
+	cart_command decoded_command, c = checked_out("o1", {"p1", 2}, {"p2", 999});
+	cart_event decoded_event;
+	char text[256];
+
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(cart_command_decode(CART_CMD_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer),
+	                                 &decoded_command),
+	             ORN_OK);
+	cr_assert_str_eq(decoded_command.order_id, "o1");
+	format_checkout(decoded_command.checkout, decoded_command.checkout_count, text, sizeof text);
+	cr_assert_str_eq(text, "p1:2 p2:999");
+
+	given(add("p2", 1, 3, "EUR"));
+	when(c);
+	then_checked_out("o1", "p2:3");
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &out.items[0]), ORN_OK);
+	cr_assert_eq(cart_event_decode(CART_EV_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer),
+	                               &decoded_event),
+	             ORN_OK);
+	cr_assert_str_eq(decoded_event.order_id, "o1");
+	format_checkout(decoded_event.checkout, decoded_event.checkout_count, text, sizeof text);
+	cr_assert_str_eq(text, "p2:3");
 }
 
 Test(cart, events_round_trip)
@@ -421,7 +596,7 @@ Test(cart, events_round_trip)
 	cr_assert_eq(
 	        cart_event_decode(CART_EV_CLEARED, mp_writer_data(writer), mp_writer_size(writer), &decoded),
 	        ORN_OK);
-	when(checked_out("o1"));
+	when(checked_out("o1", {"p1", 1}));
 	mp_writer_reset(writer);
 	cr_assert_eq(cart_event_encode(writer, &out.items[0]), ORN_OK);
 	cr_assert_eq(cart_event_decode(CART_EV_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer),
@@ -514,10 +689,146 @@ Test(cart, decoders_are_strict)
 	mp_write_int(writer, 1);
 	cr_assert_eq(decode_written_command(CART_CMD_CLEAR), ORN_EDECODE);
 	mp_writer_reset(writer);
-	mp_write_map(writer, 1);
+	mp_write_map(writer, 2);
 	mp_write_cstr(writer, "order_id");
 	mp_write_cstr(writer, "0123456789012345678901234567890123456789012345678901234567890123456789");
+	mp_write_cstr(writer, "lines");
+	mp_write_array(writer, 0);
 	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+}
+
+/* Writes a CheckedOut payload {order_id: "o1", lines: [<one line>]} whose
+ * line is a map of `pairs` entries; the caller writes the entries. */
+static void write_checkout_with_line(uint32_t pairs)
+{
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "lines");
+	mp_write_array(writer, 1);
+	mp_write_map(writer, pairs);
+}
+
+Test(cart, checkout_lines_decode_strictly)
+{
+	cart_command c;
+
+	/* the lines are required: a CheckedOut without them is refused */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	cr_assert_eq(decode_written_event(CART_EV_CHECKED_OUT), ORN_EDECODE);
+	/* lines not an array */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "lines");
+	mp_write_map(writer, 0);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* more lines than a cart holds */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "lines");
+	mp_write_array(writer, CART_LINES_MAX + 1);
+	for (int i = 0; i <= CART_LINES_MAX; i++) {
+		mp_write_map(writer, 2);
+		mp_write_cstr(writer, "product_id");
+		mp_write_cstr(writer, "p1");
+		mp_write_cstr(writer, "quantity");
+		mp_write_int(writer, 1);
+	}
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* a line that is not a map */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "order_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "lines");
+	mp_write_array(writer, 1);
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* a line without its quantity, without its product */
+	write_checkout_with_line(1);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	write_checkout_with_line(1);
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* a repeated product, a repeated quantity */
+	write_checkout_with_line(3);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p2");
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	write_checkout_with_line(3);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 1);
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 2);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* a non-string key; a quantity of the wrong type; an over-long product id */
+	write_checkout_with_line(1);
+	mp_write_int(writer, 1);
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	write_checkout_with_line(2);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "quantity");
+	mp_write_cstr(writer, "1");
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	write_checkout_with_line(2);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "0123456789012345678901234567890123456789012345678901234567890123456789");
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 1);
+	cr_assert_eq(decode_written_command(CART_CMD_CHECKED_OUT), ORN_EDECODE);
+	/* an unknown key of a line is skipped */
+	write_checkout_with_line(3);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "name");
+	mp_write_cstr(writer, "ignored");
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 7);
+	cr_assert_eq(
+	        cart_command_decode(CART_CMD_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer), &c),
+	        ORN_OK);
+	cr_assert_eq(c.checkout_count, 1);
+	cr_assert_str_eq(c.checkout[0].product_id, "p1");
+	cr_assert_eq(c.checkout[0].quantity, 7);
+	/* lines on another type are an unknown key */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 2);
+	mp_write_cstr(writer, "product_id");
+	mp_write_cstr(writer, "p1");
+	mp_write_cstr(writer, "lines");
+	mp_write_int(writer, 3);
+	cr_assert_eq(decode_written_command(CART_CMD_REMOVE_ITEM), ORN_OK);
+}
+
+Test(cart, checkout_encoders_reject_lines_they_cannot_write)
+{
+	cart_command c = checked_out("o1", {"p1", 1});
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT, .order_id = "o1", .checkout_count = 1};
+
+	memset(c.checkout[0].product_id, 'p', sizeof c.checkout[0].product_id);
+	cr_assert_eq(cart_command_encode(writer, &c), ORN_EINVAL);
+	e.checkout_count = CART_LINES_MAX + 1;
+	cr_assert_eq(cart_event_encode(writer, &e), ORN_EINVAL);
 }
 
 Test(cart, event_decoding_rejects_values_decide_cannot_emit)
@@ -542,6 +853,27 @@ Test(cart, event_decoding_rejects_values_decide_cannot_emit)
 	mp_writer_reset(writer);
 	cr_assert_eq(cart_event_encode(writer, &(cart_event){.kind = CART_CHECKED_OUT_EVENT}), ORN_OK);
 	cr_assert_eq(decode_written_event(CART_EV_CHECKED_OUT), ORN_EDECODE);
+}
+
+/* Encodes a CartCheckedOut of o1 removing `lines` and decodes it back. */
+static orn_rc decode_checkout_event(const cart_checkout_line *lines, size_t count)
+{
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT, .order_id = "o1", .checkout_count = count};
+
+	memcpy(e.checkout, lines, count * sizeof lines[0]);
+	mp_writer_reset(writer);
+	cr_assert_eq(cart_event_encode(writer, &e), ORN_OK);
+	return decode_written_event(CART_EV_CHECKED_OUT);
+}
+
+Test(cart, checkout_event_decoding_rejects_lines_decide_cannot_emit)
+{
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p1", 1}}, 0), ORN_OK); /* nothing taken */
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p1", 999}, {"p2", 1}}, 2), ORN_OK);
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p1", 0}}, 1), ORN_EDECODE);
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p1", 1000}}, 1), ORN_EDECODE);
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p 1", 1}}, 1), ORN_EDECODE);
+	cr_assert_eq(decode_checkout_event((cart_checkout_line[]){{"p1", 1}, {"p1", 2}}, 2), ORN_EDECODE);
 }
 
 /* ---- snapshot and restore ---- */
@@ -577,7 +909,10 @@ Test(cart, snapshots_restore_the_same_state)
 	given(add("p1", 250, 2, "EUR"));
 	given(add("p2", 300, 1, "EUR"));
 	assert_snapshot_equivalent();
-	given(checked_out("o1"));
+	given(add("p4", 1, 1, "EUR"));
+	given(checked_out("o1", {"p1", 1}, {"p2", 1}, {"p4", 1}));
+	assert_snapshot_equivalent();
+	given(checked_out("o2", {"p1", 1}));
 	assert_snapshot_equivalent();
 	given(add("p3", 10, 9, "USD"));
 	given(add("p1", 20, 1, "USD"));
@@ -642,6 +977,14 @@ Test(cart, restore_rejects_snapshots_no_stream_could_produce)
 	cr_assert_eq(restore_written(), ORN_EDECODE);
 	/* the state is untouched by a failed restore */
 	cr_assert_not_null(cart_find_line(&state, "p9"));
+	/* a first checkout that records lines (a fresh cart has none to take) */
+	out_event.checkout_count = 1;
+	out_event.checkout[0] = (cart_checkout_line){"p1", 1};
+	mp_writer_reset(writer);
+	mp_write_array(writer, 1);
+	write_pair(CART_EV_CHECKED_OUT, &out_event);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	out_event.checkout_count = 0;
 	/* a checkout first is fine */
 	added.added = 2;
 	mp_writer_reset(writer);
@@ -740,9 +1083,12 @@ Test(cart_kind, a_cart_lives_through_the_kind_table)
 	cr_assert_eq(kind_decide(remove_item("absent")), ORN_OK);
 	cr_assert_null(act_decision_rejection(decision));
 	cr_assert_eq(act_decision_count(decision), 0);
-	cr_assert_eq(kind_decide(checked_out("o1")), ORN_OK);
+	cr_assert_eq(kind_decide(add("p2", 100, 1, "EUR")), ORN_OK);
 	kind_apply();
-	cr_assert_eq(state.line_count, 0);
+	cr_assert_eq(kind_decide(checked_out("o1", {"p1", 2})), ORN_OK);
+	kind_apply();
+	then_cart("p2:1", "EUR");
+	cr_assert_str_eq(state.last_order_id, "o1");
 }
 
 Test(cart_kind, rejections_carry_code_and_detail)
@@ -808,7 +1154,7 @@ Test(cart_kind, the_view_lists_lines_and_totals)
 	view_json(json, sizeof json);
 	cr_assert_str_eq(json, "{\"items\":[],\"total_cents\":0,\"currency\":null,\"last_order_id\":null}");
 	given(add("p1", 250, 2, "EUR"));
-	given(checked_out("o1"));
+	given(checked_out("o1", {"p1", 2}));
 	given(add("p1", 250, 2, "EUR"));
 	given(add("p2", 100, 1, "EUR"));
 	view_json(json, sizeof json);
@@ -831,9 +1177,8 @@ Test(cart_kind, decide_reports_allocation_failure)
 		cr_skip_test("no allocation failure injection in this build");
 	for (long n = 0; rc == ORN_ENOMEM && n < 20; n++) {
 		mp_writer_reset(writer);
-		cr_assert_eq(cart_command_encode(writer,
-		                                 &(cart_command){.kind = CART_CHECKED_OUT, .order_id = "o1"}),
-		             ORN_OK);
+		cart_command c = checked_out("o1", {"p1", 1});
+		cr_assert_eq(cart_command_encode(writer, &c), ORN_OK);
 		env_envelope cmd = {.schema = 1, .type = CART_CMD_CHECKED_OUT};
 		cmd.payload = mp_writer_data(writer);
 		cmd.payload_len = mp_writer_size(writer);

@@ -80,11 +80,28 @@ static cart_event cleared(void)
 	return (cart_event){.kind = CART_CLEARED};
 }
 
-static cart_event checked_out(const char *order_id)
+/* CartCheckedOut of order_id that took `quantity` of product_id out of the cart. */
+static cart_event checked_out(const char *order_id, const char *product_id, int64_t quantity)
 {
-	cart_event e = {.kind = CART_CHECKED_OUT_EVENT};
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT, .checkout_count = 1};
 	snprintf(e.order_id, sizeof e.order_id, "%s", order_id);
+	snprintf(e.checkout[0].product_id, sizeof e.checkout[0].product_id, "%s", product_id);
+	e.checkout[0].quantity = quantity;
 	return e;
+}
+
+/* The CartCheckedOut the aggregate emits on a cart in state for CheckedOut
+ * of order_id with the order's lines. */
+static cart_event decided_checkout(const cart_state *state, const char *order_id,
+                                   const cart_checkout_line *lines, size_t count)
+{
+	cart_command c = {.kind = CART_CHECKED_OUT, .checkout_count = count};
+	cart_events out;
+	snprintf(c.order_id, sizeof c.order_id, "%s", order_id);
+	memcpy(c.checkout, lines, count * sizeof lines[0]);
+	cr_assert_eq(cart_decide(state, &c, &out), CART_OK);
+	cr_assert_eq(out.count, 1);
+	return out.items[0];
 }
 
 /* ---- applying ---- */
@@ -201,10 +218,11 @@ Test(proj_carts, add_change_remove_clear_and_checkout)
 	free(c);
 
 	apply_at("u1", 11, added("p3", 100, 1, 1), &expected);
-	apply_at("u1", 12, checked_out("order-1"), &expected);
+	apply_at("u1", 12, checked_out("order-1", "p3", 1), &expected);
 	expect_cart("u1", &expected, 12);
 	c = get("u1");
-	cr_assert_eq(c->state.line_count, 0, "checkout empties the cart");
+	cr_assert_eq(c->state.line_count, 0, "the checkout took the cart's only line");
+	cr_assert_str_eq(c->state.currency, "");
 	cr_assert_str_eq(c->state.last_order_id, "order-1");
 	free(c);
 
@@ -230,16 +248,45 @@ Test(proj_carts, redelivered_and_old_events_change_nothing)
 	cart_state expected;
 	cart_state_init(&expected);
 	apply_at("u1", 5, added("p1", 100, 1, 1), &expected);
-	apply_at("u1", 6, checked_out("order-1"), &expected);
+	apply_at("u1", 6, checked_out("order-1", "p1", 1), &expected);
 	apply_at("u1", 7, added("p2", 100, 2, 2), &expected);
-	apply_at("u1", 7, added("p2", 100, 2, 2), NULL); /* redelivered */
-	apply_at("u1", 6, checked_out("order-1"), NULL); /* old: would empty the cart */
+	apply_at("u1", 7, added("p2", 100, 2, 2), NULL);          /* redelivered */
+	apply_at("u1", 6, checked_out("order-1", "p2", 1), NULL); /* old: would take p2 */
 	apply_at("u1", 3, cleared(), NULL);
 	expect_cart("u1", &expected, 7);
 	proj_cart *c = get("u1");
 	cr_assert_eq(c->state.line_count, 1);
 	cr_assert_eq(c->state.lines[0].quantity, 2);
 	free(c);
+}
+
+Test(proj_carts, a_checkout_removes_only_the_ordered_lines)
+{
+	static const cart_checkout_line order_lines[] = {{"p1", 2}, {"p2", 3}, {"p3", 1}};
+	cart_state expected;
+	cart_state_init(&expected);
+	/* placed from p1 x2, p2 x3, p3 x1; then the customer goes on shopping */
+	apply_at("u1", 1, added("p1", 100, 2, 2), &expected);
+	apply_at("u1", 2, added("p2", 200, 3, 3), &expected);
+	apply_at("u1", 3, added("p3", 300, 1, 1), &expected);
+	apply_at("u1", 4, added("p4", 400, 1, 1), &expected); /* a new item */
+	apply_at("u1", 5, added("p1", 100, 5, 3), &expected); /* more of p1 */
+	apply_at("u1", 6, changed("p2", 1), &expected);       /* less of p2 */
+	apply_at("u1", 7, removed("p3"), &expected);          /* p3 is gone */
+	apply_at("u1", 8, decided_checkout(&expected, "order-1", order_lines, 3), &expected);
+	expect_cart("u1", &expected, 8);
+	proj_cart *c = get("u1");
+	cr_assert_eq(c->state.line_count, 2);
+	cr_assert_str_eq(c->state.lines[0].product_id, "p1");
+	cr_assert_eq(c->state.lines[0].quantity, 3);
+	cr_assert_str_eq(c->state.lines[1].product_id, "p4");
+	cr_assert_eq(c->state.lines[1].quantity, 1);
+	cr_assert_str_eq(c->state.currency, "EUR");
+	cr_assert_str_eq(c->state.last_order_id, "order-1");
+	free(c);
+	/* the same commit delivered again is not folded twice */
+	apply_at("u1", 8, checked_out("order-1", "p1", 2), NULL);
+	expect_cart("u1", &expected, 8);
 }
 
 Test(proj_carts, events_that_do_not_fit_move_only_the_version)

@@ -344,6 +344,35 @@ Test(saga_plan, reserved_checks_the_customers_cart_out)
 	        ORN_OK);
 	cr_expect_eq(c.kind, CART_CHECKED_OUT);
 	cr_expect_str_eq(c.order_id, ORDER);
+	/* the order's lines, so the cart takes out only what the order took */
+	cr_assert_eq(c.checkout_count, 2);
+	cr_expect_str_eq(c.checkout[0].product_id, "p-1");
+	cr_expect_eq(c.checkout[0].quantity, 1);
+	cr_expect_str_eq(c.checkout[1].product_id, "p-2");
+	cr_expect_eq(c.checkout[1].quantity, 2);
+}
+
+Test(saga_plan, checked_out_of_the_largest_order_carries_every_line)
+{
+	cart_command c;
+	cart_state cart;
+	cart_events events;
+
+	given_placed(ORDER_LINES_MAX);
+	given(ORDER_RESERVED, NULL);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_RESERVED, order), ORN_OK);
+	mp_writer_reset(writer);
+	cr_assert_eq(saga_command_encode(plan, 0, T0, writer), ORN_OK);
+	cr_assert_eq(
+	        cart_command_decode(CART_CMD_CHECKED_OUT, mp_writer_data(writer), mp_writer_size(writer), &c),
+	        ORN_OK);
+	cr_assert_eq(c.checkout_count, ORDER_LINES_MAX);
+	cr_expect_str_eq(c.checkout[ORDER_LINES_MAX - 1].product_id, "p-50");
+	cr_expect_eq(c.checkout[ORDER_LINES_MAX - 1].quantity, ORDER_LINES_MAX);
+	/* and the cart decider accepts it */
+	cart_state_init(&cart);
+	cr_expect_eq(cart_decide(&cart, &c, &events), CART_OK);
+	cr_expect_eq(events.count, 1);
 }
 
 Test(saga_plan, confirmed_replaces_the_timer_with_the_payment_deadline)
