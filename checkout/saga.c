@@ -78,6 +78,7 @@ typedef struct worker {
 	mp_writer *payload;
 	natsMsg *msg;        /* the event in hand */
 	int64_t progress_ms; /* when JetStream last heard of it */
+	uint64_t version;    /* stream sequence of the last order commit loaded */
 	char order_id[SAGA_ID_MAX];
 } worker;
 
@@ -384,11 +385,11 @@ static orn_rc fold_order(void *closure, uint64_t seq, const char *subject, const
 /* Loads the order's current state into w->order. */
 static orn_rc load_order(worker *w)
 {
-	uint64_t version = 0;
 	orn_rc rc;
 
 	order_state_init(w->order);
-	rc = es_load(w->s->store, ORDER_AGGREGATE, w->order_id, 0, fold_order, w, &version);
+	w->version = 0;
+	rc = es_load(w->s->store, ORDER_AGGREGATE, w->order_id, 0, fold_order, w, &w->version);
 	if (rc != ORN_OK)
 		log_warn("saga cannot load the order", "order_id", w->order_id, "error", orn_rc_name(rc));
 	return rc;
@@ -443,6 +444,18 @@ static step_end run_message(worker *w)
 	if (load_order(w) != ORN_OK) {
 		end = STEP_RETRY;
 		goto done;
+	}
+	/* Reads may be answered by a replica (direct get): one that has not yet
+	 * got this very commit must not decide the step. */
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, w->msg) == NATS_OK) {
+		bool behind = w->version < meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		if (behind) {
+			log_info("saga read the order behind its event; retrying", "order_id", w->order_id);
+			end = STEP_RETRY;
+			goto done;
+		}
 	}
 	for (size_t i = 0; i < count && end == STEP_DONE; i++) {
 		const env_envelope *e = &w->envelopes[i];

@@ -78,6 +78,7 @@ typedef struct serve_state {
 	bool gateway_running;
 	saga *checkout;
 	mail_service *mail;
+	es_store *checkout_store, *mail_store; /* their own NATS connections */
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -177,6 +178,23 @@ static orn_rc start_projector(serve_state *st)
  * side-effect roles with their own LMDB state under the data dir
  * (<data dir>/checkout: durable deadlines; <data dir>/mail-state: sent
  * markers), consuming the order events with durable JetStream consumers. */
+/* A NATS connection of its own for a role with heavy traffic, so its
+ * messages are read by their own thread rather than queueing behind every
+ * other role's on the shared connection. */
+static orn_rc open_role_store(serve_state *st, const char *name, es_store **out)
+{
+	es_options o;
+	es_options_init(&o);
+	o.url = es_store_url(st->store);
+	o.name = name;
+	o.replicas = st->cfg->stream_replicas;
+	o.create_streams = false;
+	orn_rc rc = es_store_open(&o, out);
+	if (rc != ORN_OK)
+		log_error("cannot connect a role to NATS", "role", name, "error", orn_strerror(rc));
+	return rc;
+}
+
 static orn_rc start_side_effects(serve_state *st, const char *roles)
 {
 	char state_dir[ORN_CONFIG_STR_MAX + 32], maildir[ORN_CONFIG_STR_MAX + 32];
@@ -187,7 +205,9 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		snprintf(state_dir, sizeof state_dir, "%s/checkout", st->cfg->data_dir);
 		so.state_dir = state_dir;
 		so.command_timeout_ms = st->cfg->command_timeout_ms;
-		if ((rc = saga_start(st->store, &so, &st->checkout)) != ORN_OK) {
+		if ((rc = open_role_store(st, "orion-checkout", &st->checkout_store)) != ORN_OK)
+			return rc;
+		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
 			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
 			return rc;
 		}
@@ -213,7 +233,9 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.from = st->cfg->mail_from;
 		mo.public_url = st->cfg->public_url;
 		mo.state_dir = state_dir;
-		rc = mail_start(st->store, &mo, &st->mail);
+		rc = open_role_store(st, "orion-mail", &st->mail_store);
+		if (rc == ORN_OK)
+			rc = mail_start(st->mail_store, &mo, &st->mail);
 		sodium_memzero(mo.token_key, sizeof mo.token_key);
 		if (rc != ORN_OK) {
 			log_error("cannot start the mail actor", "error", orn_strerror(rc));
@@ -427,6 +449,8 @@ static void stop_all(serve_state *st)
 	gw_metrics_destroy(st->metrics);
 	mail_stop(st->mail);
 	saga_stop(st->checkout);
+	es_store_close(st->mail_store);
+	es_store_close(st->checkout_store);
 	proj_runner_stop(st->runner);
 	proj_carts_destroy(st->carts);
 	proj_orders_destroy(st->orders);

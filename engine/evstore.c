@@ -9,6 +9,7 @@
 #define EVT_PREFIX           "orion.evt"
 #define SNAP_PREFIX          "orion.snap"
 #define READ_IDLE_TIMEOUT_MS 5000
+#define DIRECT_READ_MAX      32 /* commits read by direct get before an ordered consumer takes over */
 
 struct es_store {
 	char *url;
@@ -419,6 +420,57 @@ static bool nothing_to_read(natsSubscription *sub)
 	return empty;
 }
 
+/* The commits of one subject from *from_seq to up_to by direct get (one
+ * request each, answered by any replica): far cheaper than creating an
+ * ordered consumer for the few commits of an order or a cart. Stops after
+ * DIRECT_READ_MAX commits with *from_seq at the next one to read and *done
+ * false; *done true when nothing of the subject is left up to up_to. */
+static orn_rc read_direct(es_store *s, const char *subject, uint64_t *from_seq, uint64_t up_to,
+                          env_envelope *events, es_event_fn fn, void *closure, uint64_t *last, bool *done)
+{
+	orn_rc rc = ORN_OK;
+	*done = false;
+	for (int i = 0; i < DIRECT_READ_MAX; i++) {
+		jsDirectGetMsgOptions o;
+		jsDirectGetMsgOptions_Init(&o);
+		o.Sequence = *from_seq;
+		o.NextBySubject = subject;
+		natsMsg *msg = NULL;
+		natsStatus st = js_DirectGetMsg(&msg, s->js, ES_STREAM, NULL, &o);
+		if (st == NATS_NOT_FOUND) {
+			*done = true;
+			return ORN_OK;
+		}
+		if (st != NATS_OK)
+			return es_status_rc(st, 0);
+		const char *seq_text = NULL;
+		char *end = NULL;
+		uint64_t seq = 0;
+		if (natsMsgHeader_Get(msg, "Nats-Sequence", &seq_text) == NATS_OK && seq_text != NULL)
+			seq = strtoull(seq_text, &end, 10);
+		if (seq == 0 || end == NULL || *end != '\0' || seq < *from_seq) {
+			natsMsg_Destroy(msg);
+			return ORN_EDECODE;
+		}
+		if (seq > up_to) {
+			natsMsg_Destroy(msg);
+			*done = true;
+			return ORN_OK;
+		}
+		rc = deliver_commit(msg, seq, events, fn, closure);
+		natsMsg_Destroy(msg);
+		if (rc != ORN_OK)
+			return rc;
+		*last = seq;
+		*from_seq = seq + 1;
+		if (seq >= up_to) {
+			*done = true;
+			return ORN_OK;
+		}
+	}
+	return ORN_OK;
+}
+
 orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
                void *closure, uint64_t *last_seq)
 {
@@ -436,6 +488,12 @@ orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_t
 	if (events == NULL) {
 		rc = ORN_ENOMEM;
 		goto done;
+	}
+	if (strpbrk(filter, "*>") == NULL) {
+		bool finished = false;
+		rc = read_direct(s, filter, &from_seq, up_to, events, fn, closure, &last, &finished);
+		if (rc != ORN_OK || finished)
+			goto done;
 	}
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
@@ -497,10 +555,28 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
                void *closure, uint64_t *version)
 {
 	char subject[ES_SUBJECT_MAX];
-	uint64_t head = 0, last = 0;
+	uint64_t head = 0, last = 0, next = after_seq + 1;
+	bool finished = false;
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
 	if (rc != ORN_OK)
 		return rc;
+	/* Most aggregates are short: read them by direct get to their end (a
+	 * new aggregate costs one request answered "not found", no JetStream API
+	 * call). The version is the last commit read; a commit appended after
+	 * the read makes the caller's next append a conflict, as it should. */
+	env_envelope *events = malloc(sizeof *events * ENV_MAX_EVENTS);
+	if (events == NULL)
+		return ORN_ENOMEM;
+	rc = read_direct(s, subject, &next, UINT64_MAX, events, fn, closure, &last, &finished);
+	free(events);
+	if (rc != ORN_OK)
+		return rc;
+	if (finished) {
+		*version = last > after_seq ? last : after_seq;
+		return ORN_OK;
+	}
+	/* A long one: the rest up to the head by an ordered consumer. */
+	after_seq = next - 1;
 	if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
 		return rc;
 	if (head > after_seq) {

@@ -368,7 +368,10 @@ static outcome deliver(worker *w, const char *order_id, const char *subject, uin
 		return RETRY;
 	}
 	order_state_init(w->order);
-	rc = es_read(m->store, subject, 1, seq, fold, w, NULL);
+	uint64_t read_to = 0;
+	rc = es_read(m->store, subject, 1, seq, fold, w, &read_to);
+	if (rc == ORN_OK && read_to != seq)
+		rc = ORN_EUNAVAILABLE; /* a replica behind this commit answered: read again later */
 	if (rc != ORN_OK) {
 		log_warn("mail cannot load the order", "order", order_id, "seq", seq_s, "error",
 		         orn_rc_name(rc));

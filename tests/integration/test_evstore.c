@@ -114,15 +114,15 @@ Test(evstore, invalid_ids_never_reach_the_stream, .init = setup, .fini = teardow
 
 typedef struct collected {
 	int events;
-	uint64_t seqs[64];
-	int n[64];
-	char types[64][ENV_TYPE_MAX];
+	uint64_t seqs[128];
+	int n[128];
+	char types[128][ENV_TYPE_MAX];
 } collected;
 
 static orn_rc collect(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	collected *c = closure;
-	cr_assert_lt(c->events, 64);
+	cr_assert_lt(c->events, 128);
 	c->seqs[c->events] = seq;
 	strcpy(c->types[c->events], e->type);
 	mp_reader r;
@@ -165,6 +165,42 @@ Test(evstore, load_returns_every_event_of_every_commit_in_order, .init = setup, 
 	cr_assert_eq(es_load(store, "thing", "ghost", 0, collect, &none, &v), ORN_OK);
 	cr_assert_eq(v, 0);
 	cr_assert_eq(none.events, 0);
+}
+
+/* A long aggregate: the first commits come by direct get, the rest from an
+ * ordered consumer; together every commit once, in order, and a bound in the
+ * middle of either part is respected. */
+Test(evstore, a_long_aggregate_loads_whole_and_in_order, .init = setup, .fini = teardown)
+{
+	es_append_result r;
+	uint64_t v = 0, expected = 0, noise = 0, seqs[80];
+	char cmd[16];
+	for (int i = 0; i < 80; i++) {
+		snprintf(cmd, sizeof cmd, "long-%d", i);
+		cr_assert_eq(append("long", expected, cmd, 1, &r), ORN_OK);
+		seqs[i] = expected = r.seq;
+		if (i % 10 == 0) { /* another subject interleaved */
+			cr_assert_eq(append("noise", noise, cmd, 1, &r), ORN_OK);
+			noise = r.seq;
+		}
+	}
+	collected *c = calloc(1, sizeof *c);
+	cr_assert_eq(es_load(store, "thing", "long", 0, collect, c, &v), ORN_OK);
+	cr_assert_eq(v, seqs[79]);
+	cr_assert_eq(c->events, 80);
+	for (int i = 0; i < 80; i++)
+		cr_assert_eq(c->seqs[i], seqs[i], "commit %d", i);
+	memset(c, 0, sizeof *c);
+	uint64_t last = 0;
+	cr_assert_eq(es_read(store, "orion.evt.thing.long", seqs[5], seqs[50], collect, c, &last), ORN_OK);
+	cr_assert_eq(c->events, 46);
+	cr_assert_eq(last, seqs[50]);
+	cr_assert_eq(c->seqs[0], seqs[5]);
+	memset(c, 0, sizeof *c);
+	cr_assert_eq(es_read(store, "orion.evt.thing.long", 1, seqs[10], collect, c, &last), ORN_OK);
+	cr_assert_eq(c->events, 11);
+	cr_assert_eq(last, seqs[10]);
+	free(c);
 }
 
 Test(evstore, read_with_wildcards_and_ranges, .init = setup, .fini = teardown)
