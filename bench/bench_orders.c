@@ -36,6 +36,7 @@
 #include "hashmap.h"
 
 #define MAX_THREADS 256
+#define MAX_WATCHED 8
 
 typedef struct settings {
 	const char *url, *nats_url, *admin_email, *admin_password;
@@ -49,6 +50,42 @@ typedef struct order_sample {
 	int64_t scheduled_ns, sent_ns, answered_ns;
 	int status; /* HTTP status of POST /orders */
 } order_sample;
+
+/* processes whose CPU time is reported for the load phase (--watch name=pid) */
+static struct {
+	const char *name;
+	int pid;
+	double cpu_s[2]; /* at the start and at the end of the load */
+} watched[MAX_WATCHED];
+static int watched_count;
+
+/* utime + stime of pid (0: this process) in seconds, from /proc; -1 if unknown. */
+static double cpu_seconds(int pid)
+{
+	char path[64], buf[1024];
+	if (pid == 0)
+		snprintf(path, sizeof path, "/proc/self/stat");
+	else
+		snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	unsigned long utime = 0, stime = 0;
+	if (p == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+		return -1;
+	return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void sample_cpu(int which)
+{
+	for (int i = 0; i < watched_count; i++)
+		watched[i].cpu_s[which] = cpu_seconds(watched[i].pid);
+}
 
 static settings cfg = {.rate = 500, .duration_s = 10, .customers = 200, .threads = 48, .products = 50};
 static char **tokens;      /* per customer */
@@ -287,7 +324,10 @@ static bool parse_args(int argc, char **argv)
 			cfg.threads = atoi(v);
 		else if (strcmp(k, "--products") == 0)
 			cfg.products = atoi(v);
-		else
+		else if (strcmp(k, "--watch") == 0 && watched_count < MAX_WATCHED && strchr(v, '=') != NULL) {
+			watched[watched_count].name = strndup(v, (size_t)(strchr(v, '=') - v));
+			watched[watched_count++].pid = atoi(strchr(v, '=') + 1);
+		} else
 			return false;
 	}
 	return cfg.url && cfg.nats_url && cfg.admin_email && cfg.admin_password && cfg.rate > 0 &&
@@ -319,13 +359,15 @@ int main(int argc, char **argv)
 	samples = calloc(sample_count, sizeof *samples);
 	pthread_t threads[MAX_THREADS];
 	start_ns = now_ns() + 200000000LL;
+	sample_cpu(0);
 	for (int t = 0; t < cfg.threads; t++)
 		pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)t);
 	for (int t = 0; t < cfg.threads; t++)
 		pthread_join(threads[t], NULL);
 	int64_t sending_ended = now_ns();
-	/* let the last orders settle */
-	int64_t settle_deadline = now_ns() + 10000000000LL;
+	/* let every order settle (up to a minute), so that the percentiles
+	 * include the slow ones rather than leaving them out as unsettled */
+	int64_t settle_deadline = now_ns() + 60000000000LL;
 	size_t settled = 0, placed = 0;
 	do {
 		usleep(100000);
@@ -339,15 +381,19 @@ int main(int argc, char **argv)
 		}
 		pthread_mutex_unlock(&seen_lock);
 	} while (settled < placed && now_ns() < settle_deadline);
+	sample_cpu(1);
+	double load_s = (double)(now_ns() - start_ns) / 1e9;
 
 	int64_t *post = calloc(sample_count, sizeof *post), *reserve = calloc(sample_count, sizeof *reserve);
 	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0, failed = 0;
+	size_t failed_by_status[600] = {0}; /* [0]: transport error, [1]: the cart add failed */
 	int64_t last_sent = 0;
 	pthread_mutex_lock(&seen_lock);
 	for (size_t i = 0; i < sample_count; i++) {
 		order_sample *s = &samples[i];
 		if (s->status != 202) {
 			failed++;
+			failed_by_status[s->status < 0 ? 1 : (s->status < 600 ? s->status : 0)]++;
 			continue;
 		}
 		post[n_post++] = s->answered_ns - s->sent_ns;
@@ -371,6 +417,18 @@ int main(int argc, char **argv)
 	printf("placed %zu (202), failed %zu, reserved %zu, cancelled %zu, unsettled %zu; achieved %.0f/s; "
 	       "sender lag %.2f s\n",
 	       n_post, failed, n_reserve, cancelled, unsettled, achieved, lag_s);
+	for (int code = 0; code < 600; code++)
+		if (failed_by_status[code] > 0)
+			printf("  failed: %zu x %s%d\n", failed_by_status[code],
+			       code == 1 ? "cart add (status of POST /cart/items) " : "HTTP ", code);
+	for (int i = 0; i < watched_count; i++)
+		if (watched[i].cpu_s[0] >= 0 && watched[i].cpu_s[1] >= 0)
+			printf("cpu %-12s %.1f s over %.1f s of load (%.0f%% of one core, %.0f us per "
+			       "order)\n",
+			       watched[i].name, watched[i].cpu_s[1] - watched[i].cpu_s[0], load_s,
+			       100.0 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / load_s,
+			       n_post > 0 ? 1e6 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / (double)n_post
+			                  : 0);
 	printf("POST /orders -> 202          p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       percentile_ms(post, n_post, 0.50), percentile_ms(post, n_post, 0.99),
 	       percentile_ms(post, n_post, 1.0));
