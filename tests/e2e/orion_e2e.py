@@ -262,6 +262,7 @@ def login(port, email_addr, password):
     r = c.post("/auth/login", {"email": email_addr, "password": password})
     assert r.status == 200, r
     c.token = r.json()["access_token"]
+    c.email = email_addr
     return c
 
 

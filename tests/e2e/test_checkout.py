@@ -10,12 +10,13 @@ wrong token; and the oversell test: 50 customers, 10 units.
 usage: ORION_BIN=build/cli/orion test_checkout.py [-v] [TestCase.test_name]"""
 import os
 import sys
+import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from orion_e2e import (Stack, admin, confirmation_link, create_product, emails_by_order_status,  # noqa: E402
-                       parallel, query_token, register, wait_status, wait_until)
+                       login, parallel, query_token, register, wait_port, wait_status, wait_until)
 
 
 def unique(prefix):
@@ -202,6 +203,37 @@ class Expiry(unittest.TestCase):
             self.assertEqual(stack.client().post(f"/orders/{order_id}/confirm", {"token": token}).status, 409)
             wait_until(lambda: emails_by_order_status(stack).get((order_id, "cancelled")), 15,
                        what="the expiry email")
+        finally:
+            stack.close()
+
+
+class DurableDeadlines(unittest.TestCase):
+    def test_a_deadline_survives_a_restart_of_every_process(self):
+        stack = Stack("restart")
+        try:
+            stack.start_nats()
+            stack.start_smtp()
+            stack.start_serve("all", wait_http=True, ORION_RESERVATION_TTL=3)
+            a = admin(stack)
+            product = create_product(a, unique("sku"), 5)
+            c = register(stack.http_port, f"{unique('c')}@example.com")
+            self.assertEqual(c.post("/cart/items", {"product_id": product, "quantity": 4}).status, 200)
+            r = c.post("/orders", {})
+            self.assertEqual(r.status, 202, r)
+            order_id = r.json()["id"]
+            wait_status(c, order_id, "awaiting_confirmation")
+            # everything stops: orion, then nats-server; the deadline passes while nothing runs
+            self.assertEqual(stack.serves["all"].stop(20), 0, "serve did not stop cleanly")
+            stack.nats.stop(10)
+            time.sleep(4)
+            stack.nats.start()
+            self.assertTrue(wait_port(stack.nats_port), "nats-server did not come back")
+            stack.start_serve("all", wait_http=True, ORION_RESERVATION_TTL=3)
+            c = login(stack.http_port, c.email, "customer-password-1")
+            order = wait_status(c, order_id, "cancelled", timeout=20)
+            self.assertEqual(order["history"][-1]["reason"], "expired")
+            a = admin(stack)
+            wait_until(lambda: inventory_of(a, product)["reserved"] == 0, 10, what="the release")
         finally:
             stack.close()
 
