@@ -21,6 +21,8 @@ static const orn_config_var vars[] = {
         {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
         {"ORION_PUBLIC_URL", "http://ADDR", "base of links in emails (ADDR = ORION_HTTP_ADDR)"},
         {"ORION_RESERVATION_TTL", "900", "seconds an unconfirmed or unpaid order holds its stock"},
+        {"ORION_PSP_URL", "unset", "card payment provider base URL; unset: the bundled sandbox"},
+        {"ORION_PSP_KEY", "sk_test_orion", "API key sent to the payment provider"},
         {"ORION_AUTH_ADDRESS_BURST", "20", "logins/registrations one client address may make at once"},
         {"ORION_AUTH_ADDRESS_PER_MINUTE", "20", "then this many per minute (Argon2id work per address)"},
         {NULL, NULL, NULL},
@@ -70,6 +72,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	strcpy(c->http_addr, "127.0.0.1:8080");
 	strcpy(c->log_level, "info");
 	strcpy(c->mail_from, "orders@orion.localhost");
+	strcpy(c->psp_key, "sk_test_orion");
 	long long ttl = 900, address_burst = 20, address_rate = 20;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
 	const char *bad = NULL;
@@ -89,6 +92,8 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_SMTP_URL", read_string("ORION_SMTP_URL", c->smtp_url, sizeof c->smtp_url));
 	TRY("ORION_MAIL_FROM", read_string("ORION_MAIL_FROM", c->mail_from, sizeof c->mail_from));
 	TRY("ORION_PUBLIC_URL", read_string("ORION_PUBLIC_URL", c->public_url, sizeof c->public_url));
+	TRY("ORION_PSP_URL", read_string("ORION_PSP_URL", c->psp_url, sizeof c->psp_url));
+	TRY("ORION_PSP_KEY", read_string("ORION_PSP_KEY", c->psp_key, sizeof c->psp_key));
 	TRY("ORION_RESERVATION_TTL", read_number("ORION_RESERVATION_TTL", 1, 604800, &ttl));
 	TRY("ORION_AUTH_ADDRESS_BURST", read_number("ORION_AUTH_ADDRESS_BURST", 1, 1000000, &address_burst));
 	TRY("ORION_AUTH_ADDRESS_PER_MINUTE",
@@ -117,6 +122,8 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 		bad = "ORION_HTTP_ADDR";
 		goto fail;
 	}
+	for (size_t n = strlen(c->psp_url); n > 0 && c->psp_url[n - 1] == '/'; n--)
+		c->psp_url[n - 1] = '\0';
 	/* A trailing slash would double the one the links add. */
 	for (size_t n = strlen(c->public_url); n > 0 && c->public_url[n - 1] == '/'; n--)
 		c->public_url[n - 1] = '\0';

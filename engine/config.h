@@ -27,6 +27,8 @@ typedef struct orn_config {
 	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */
 	char public_url[ORN_CONFIG_STR_MAX];   /* ORION_PUBLIC_URL, default http://<ORION_HTTP_ADDR> */
 	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
+	char psp_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_URL; "" = start the bundled sandbox */
+	char psp_key[ORN_CONFIG_STR_MAX];      /* ORION_PSP_KEY, default sk_test_orion */
 	unsigned auth_address_burst;           /* ORION_AUTH_ADDRESS_BURST, default 20 */
 	unsigned auth_address_per_minute;      /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
 } orn_config;

@@ -38,6 +38,8 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_eq(c.reservation_ttl_s, 900);
 	cr_assert_eq(c.auth_address_burst, 20);
 	cr_assert_eq(c.auth_address_per_minute, 20);
+	cr_assert_str_eq(c.psp_url, "");
+	cr_assert_str_eq(c.psp_key, "sk_test_orion");
 }
 
 Test(config, mail_links_and_reservations)
@@ -60,6 +62,11 @@ Test(config, mail_links_and_reservations)
 	setenv("ORION_PUBLIC_URL", "https://shop.example.com//", 1);
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.public_url, "https://shop.example.com", "trailing slashes dropped");
+	setenv("ORION_PSP_URL", "http://127.0.0.1:4010/", 1);
+	setenv("ORION_PSP_KEY", "sk_live_x", 1);
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_str_eq(c.psp_url, "http://127.0.0.1:4010");
+	cr_assert_str_eq(c.psp_key, "sk_live_x");
 }
 
 Test(config, values_from_the_environment)
