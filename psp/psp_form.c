@@ -1,0 +1,459 @@
+/* psp_form.c — form decoding, the idempotency digest, Luhn, brands and the
+ * charge request check of the provider sandbox (see psp_form.h). */
+#include "psp_form.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AMOUNT_MAX      10000000000LL
+#define NAME_MAX_BYTES  200
+#define DESC_MAX_BYTES  1000
+#define ORDER_MAX_BYTES 500
+
+/* ---- decoding ------------------------------------------------------------ */
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (len - i <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* Decodes len bytes into a new NUL-terminated string; NULL with *rc set. */
+static char *decode(const char *s, size_t len, size_t *out_len, orn_rc *rc)
+{
+	char *out = malloc(len + 1);
+	size_t n = 0;
+	if (out == NULL) {
+		*rc = ORN_ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			if (len - i < 3)
+				goto invalid;
+			int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				goto invalid;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (c == '\0')
+			goto invalid;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	if (!utf8_valid((const unsigned char *)out, n))
+		goto invalid;
+	*out_len = n;
+	return out;
+invalid:
+	sodium_memzero(out, len + 1);
+	free(out);
+	*rc = ORN_EINVAL;
+	return NULL;
+}
+
+static void param_wipe(psp_param *p)
+{
+	if (p->key != NULL) {
+		sodium_memzero(p->key, p->key_len);
+		free(p->key);
+	}
+	if (p->value != NULL) {
+		sodium_memzero(p->value, p->value_len);
+		free(p->value);
+	}
+	memset(p, 0, sizeof *p);
+}
+
+void psp_form_dispose(psp_form *f)
+{
+	for (size_t i = 0; i < f->count; i++)
+		param_wipe(&f->items[i]);
+	f->count = 0;
+}
+
+orn_rc psp_form_parse(const char *text, size_t len, psp_form *f, char *bad, size_t bad_cap)
+{
+	orn_rc rc = ORN_OK;
+	memset(f, 0, sizeof *f);
+	if (bad_cap > 0)
+		bad[0] = '\0';
+	size_t start = 0;
+	while (start <= len) {
+		const char *seg = text + start;
+		const char *amp = memchr(seg, '&', len - start);
+		size_t seg_len = amp != NULL ? (size_t)(amp - seg) : len - start;
+		start += seg_len + 1;
+		if (seg_len == 0)
+			continue;
+		const char *eq = memchr(seg, '=', seg_len);
+		size_t key_raw = eq != NULL ? (size_t)(eq - seg) : seg_len;
+		if (key_raw == 0) {
+			rc = ORN_EINVAL;
+			goto fail;
+		}
+		if (f->count == PSP_FORM_MAX_PARAMS) {
+			rc = ORN_ETOOBIG;
+			goto fail;
+		}
+		psp_param *p = &f->items[f->count];
+		p->key = decode(seg, key_raw, &p->key_len, &rc);
+		if (p->key == NULL)
+			goto fail;
+		f->count++;
+		if (eq != NULL)
+			p->value = decode(eq + 1, seg_len - key_raw - 1, &p->value_len, &rc);
+		else
+			p->value = decode("", 0, &p->value_len, &rc);
+		if (p->value == NULL)
+			goto fail;
+		for (size_t i = 0; i + 1 < f->count; i++) {
+			if (strcmp(f->items[i].key, p->key) == 0) {
+				if (bad_cap > 0)
+					snprintf(bad, bad_cap, "%s", p->key);
+				rc = ORN_EEXISTS;
+				goto fail;
+			}
+		}
+	}
+	return ORN_OK;
+fail:
+	psp_form_dispose(f);
+	return rc;
+}
+
+const char *psp_form_get(const psp_form *f, const char *key)
+{
+	for (size_t i = 0; i < f->count; i++)
+		if (strcmp(f->items[i].key, key) == 0)
+			return f->items[i].value;
+	return NULL;
+}
+
+const char *psp_form_unknown(const psp_form *f, const char *const *allowed)
+{
+	for (size_t i = 0; i < f->count; i++) {
+		bool known = false;
+		for (const char *const *a = allowed; *a != NULL && !known; a++)
+			known = strcmp(*a, f->items[i].key) == 0;
+		if (!known)
+			return f->items[i].key;
+	}
+	return NULL;
+}
+
+/* ---- the digest ---------------------------------------------------------- */
+
+static void digest_part(crypto_hash_sha256_state *st, const char *data, size_t len)
+{
+	uint8_t prefix[8];
+	uint64_t n = len;
+	for (int i = 7; i >= 0; i--) {
+		prefix[i] = (uint8_t)(n & 0xff);
+		n >>= 8;
+	}
+	crypto_hash_sha256_update(st, prefix, sizeof prefix);
+	crypto_hash_sha256_update(st, (const uint8_t *)data, len);
+}
+
+static int param_compare(const void *a, const void *b)
+{
+	const psp_param *const *x = a, *const *y = b;
+	return strcmp((*x)->key, (*y)->key);
+}
+
+void psp_form_digest(const psp_form *f, const char *secret, const char *scope, uint8_t out[PSP_DIGEST_BYTES])
+{
+	const psp_param *sorted[PSP_FORM_MAX_PARAMS];
+	crypto_hash_sha256_state st;
+	for (size_t i = 0; i < f->count; i++)
+		sorted[i] = &f->items[i];
+	if (f->count > 1)
+		qsort(sorted, f->count, sizeof sorted[0], param_compare);
+	crypto_hash_sha256_init(&st);
+	digest_part(&st, "orion-psp-idempotency-v1", 24);
+	digest_part(&st, secret, strlen(secret));
+	digest_part(&st, scope, strlen(scope));
+	for (size_t i = 0; i < f->count; i++) {
+		digest_part(&st, sorted[i]->key, sorted[i]->key_len);
+		digest_part(&st, sorted[i]->value, sorted[i]->value_len);
+	}
+	crypto_hash_sha256_final(&st, out);
+	sodium_memzero(&st, sizeof st);
+}
+
+bool psp_idempotency_key_valid(const char *key)
+{
+	size_t n = 0;
+	if (key == NULL)
+		return false;
+	for (; key[n] != '\0'; n++)
+		if ((unsigned char)key[n] < 0x20 || (unsigned char)key[n] > 0x7e)
+			return false;
+	return n >= 1 && n <= PSP_IDEMPOTENCY_MAX;
+}
+
+/* ---- cards --------------------------------------------------------------- */
+
+static bool all_digits(const char *s, size_t min, size_t max)
+{
+	size_t n = 0;
+	for (; s[n] != '\0'; n++)
+		if (s[n] < '0' || s[n] > '9')
+			return false;
+	return n >= min && n <= max;
+}
+
+bool psp_luhn_valid(const char *digits)
+{
+	if (!all_digits(digits, 2, SIZE_MAX))
+		return false;
+	size_t n = strlen(digits);
+	unsigned sum = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned d = (unsigned)(digits[n - 1 - i] - '0');
+		if (i % 2 == 1) {
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	return sum % 10 == 0;
+}
+
+static unsigned prefix_value(const char *digits, size_t n)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n && digits[i] != '\0'; i++)
+		v = v * 10 + (unsigned)(digits[i] - '0');
+	return v;
+}
+
+const char *psp_card_brand(const char *digits)
+{
+	if (strlen(digits) < 4 || !all_digits(digits, 4, SIZE_MAX))
+		return "other";
+	unsigned p2 = prefix_value(digits, 2), p3 = prefix_value(digits, 3), p4 = prefix_value(digits, 4);
+	if (digits[0] == '4')
+		return "visa";
+	if ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720))
+		return "mastercard";
+	if (p2 == 34 || p2 == 37)
+		return "amex";
+	if (p4 == 6011 || p2 == 65 || (p3 >= 644 && p3 <= 649))
+		return "discover";
+	return "other";
+}
+
+const char *psp_outcome_code(psp_outcome o)
+{
+	switch (o) {
+	case PSP_DECLINE_GENERIC:
+	case PSP_DECLINE_FUNDS:
+		return "card_declined";
+	case PSP_EXPIRED_CARD:
+		return "expired_card";
+	case PSP_INCORRECT_CVC:
+		return "incorrect_cvc";
+	case PSP_INCORRECT_NUMBER:
+		return "incorrect_number";
+	case PSP_APPROVE:
+	case PSP_SILENT:
+		break;
+	}
+	return NULL;
+}
+
+const char *psp_outcome_decline_code(psp_outcome o)
+{
+	switch (o) {
+	case PSP_DECLINE_GENERIC:
+		return "generic_decline";
+	case PSP_DECLINE_FUNDS:
+		return "insufficient_funds";
+	default:
+		return psp_outcome_code(o);
+	}
+}
+
+/* ---- the charge request --------------------------------------------------- */
+
+static const char *const charge_params[] = {
+        "amount",    "currency",   "card[number]", "card[exp_month]",    "card[exp_year]",
+        "card[cvc]", "card[name]", "description",  "metadata[order_id]", NULL,
+};
+
+static orn_rc param_error(psp_param_error *err, const char *code, const char *param, const char *message)
+{
+	err->code = code;
+	snprintf(err->param, sizeof err->param, "%s", param);
+	snprintf(err->message, sizeof err->message, "%s", message);
+	return ORN_EINVAL;
+}
+
+/* Digits only, at most 18 of them (leading zeros allowed); false otherwise. */
+static bool parse_uint(const char *s, int64_t *out)
+{
+	int64_t v = 0;
+	size_t n = 0;
+	for (; s[n] != '\0'; n++) {
+		if (s[n] < '0' || s[n] > '9' || n >= 18)
+			return false;
+		v = v * 10 + (s[n] - '0');
+	}
+	*out = v;
+	return n > 0;
+}
+
+static bool text_ok(const char *s, size_t min, size_t max)
+{
+	size_t n = strlen(s);
+	if (n < min || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static psp_outcome test_card(const char *number)
+{
+	static const struct {
+		const char *number;
+		psp_outcome outcome;
+	} table[] = {
+	        {"4000000000000002", PSP_DECLINE_GENERIC}, {"4000000000009995", PSP_DECLINE_FUNDS},
+	        {"4000000000000069", PSP_EXPIRED_CARD},    {"4000000000000127", PSP_INCORRECT_CVC},
+	        {"4000000000000309", PSP_SILENT},
+	};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
+		if (strcmp(table[i].number, number) == 0)
+			return table[i].outcome;
+	return PSP_APPROVE;
+}
+
+orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_charge_request *out,
+                        psp_param_error *err)
+{
+	static const char *const required[] = {
+	        "amount",         "currency",  "card[number]", "card[exp_month]",
+	        "card[exp_year]", "card[cvc]", "card[name]",   NULL};
+	char message[160];
+	int64_t v;
+	memset(out, 0, sizeof *out);
+	const char *unknown = psp_form_unknown(f, charge_params);
+	if (unknown != NULL) {
+		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
+		return param_error(err, "parameter_unknown", unknown, message);
+	}
+	for (const char *const *r = required; *r != NULL; r++) {
+		if (psp_form_get(f, *r) == NULL) {
+			snprintf(message, sizeof message, "Missing required param: %s.", *r);
+			return param_error(err, "parameter_missing", *r, message);
+		}
+	}
+	const char *amount = psp_form_get(f, "amount"), *currency = psp_form_get(f, "currency");
+	const char *number = psp_form_get(f, "card[number]"), *cvc = psp_form_get(f, "card[cvc]");
+	const char *month = psp_form_get(f, "card[exp_month]"), *year = psp_form_get(f, "card[exp_year]");
+	const char *name = psp_form_get(f, "card[name]"), *description = psp_form_get(f, "description");
+	const char *order_id = psp_form_get(f, "metadata[order_id]");
+	if (!parse_uint(amount, &v) || v < 1 || v > AMOUNT_MAX)
+		return param_error(err, "parameter_invalid", "amount",
+		                   "Invalid amount: an integer of minor units from 1 to 10000000000.");
+	out->amount = v;
+	if (strlen(currency) != 3)
+		return param_error(err, "parameter_invalid", "currency", "Invalid currency: three letters.");
+	for (int i = 0; i < 3; i++) {
+		char c = currency[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c < 'a' || c > 'z')
+			return param_error(err, "parameter_invalid", "currency",
+			                   "Invalid currency: three letters.");
+		out->currency[i] = c;
+	}
+	if (!all_digits(number, 12, 19))
+		return param_error(err, "parameter_invalid", "card[number]",
+		                   "Invalid card number: 12 to 19 digits.");
+	if (!parse_uint(month, &v) || strlen(month) > 2 || v < 1 || v > 12)
+		return param_error(err, "parameter_invalid", "card[exp_month]",
+		                   "Invalid expiry month: an integer from 1 to 12.");
+	out->exp_month = (int)v;
+	if (!parse_uint(year, &v) || (strlen(year) != 2 && strlen(year) != 4))
+		return param_error(err, "parameter_invalid", "card[exp_year]",
+		                   "Invalid expiry year: two or four digits.");
+	out->exp_year = strlen(year) == 2 ? 2000 + (int)v : (int)v;
+	if (!all_digits(cvc, 3, 4))
+		return param_error(err, "parameter_invalid", "card[cvc]",
+		                   "Invalid CVC: three or four digits.");
+	if (!text_ok(name, 1, NAME_MAX_BYTES))
+		return param_error(err, "parameter_invalid", "card[name]",
+		                   "Invalid card holder name: 1 to 200 bytes of text.");
+	if (description != NULL && !text_ok(description, 0, DESC_MAX_BYTES))
+		return param_error(err, "parameter_invalid", "description",
+		                   "Invalid description: at most 1000 bytes of text.");
+	if (order_id != NULL && !text_ok(order_id, 1, ORDER_MAX_BYTES))
+		return param_error(err, "parameter_invalid", "metadata[order_id]",
+		                   "Invalid metadata value: 1 to 500 bytes of text.");
+	out->order_id = order_id;
+	snprintf(out->brand, sizeof out->brand, "%s", psp_card_brand(number));
+	memcpy(out->last4, number + strlen(number) - 4, 4);
+	out->last4[4] = '\0';
+	if (!psp_luhn_valid(number))
+		out->outcome = PSP_INCORRECT_NUMBER;
+	else if (out->exp_year < now_year || (out->exp_year == now_year && out->exp_month < now_month))
+		out->outcome = PSP_EXPIRED_CARD;
+	else
+		out->outcome = test_card(number);
+	return ORN_OK;
+}

@@ -1,0 +1,126 @@
+/* psp_form.h — the pure parts of the card payment provider sandbox
+ * (psp_sandbox.h; ADR 009 section 1): strict form decoding, the canonical
+ * digest of a request's parameters for idempotency, Luhn and card brands,
+ * and the validation of a charge request down to its outcome.
+ *
+ * Form bodies and query strings are application/x-www-form-urlencoded:
+ * pairs separated by '&', '+' decodes to a space, %XX to its byte; keys are
+ * decoded too, so "card%5Bnumber%5D" and "card[number]" are the same key.
+ * Decoded keys and values must be UTF-8 without NUL bytes.
+ *
+ * PCI: decoded values (a card number, a CVC) live only in the form and are
+ * wiped (sodium_memzero) by psp_form_dispose. The digest never contains the
+ * parameters in clear, and is keyed with a secret (the API key), so the
+ * state file's digests cannot be searched for card numbers.
+ *
+ * No I/O, no clock: the caller passes the current month. libsodium must be
+ * initialised. */
+#ifndef ORION_PSP_FORM_H
+#define ORION_PSP_FORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orn.h"
+
+#define PSP_FORM_MAX_PARAMS 64
+#define PSP_DIGEST_BYTES    32
+#define PSP_IDEMPOTENCY_MAX 255
+
+typedef struct psp_param {
+	char *key;
+	char *value;
+	size_t key_len, value_len;
+} psp_param;
+
+typedef struct psp_form {
+	psp_param items[PSP_FORM_MAX_PARAMS];
+	size_t count;
+} psp_form;
+
+/* Decodes len bytes of text into f (which need not be initialised; empty
+ * segments such as "a=1&&b=2" are skipped, a segment without '=' has an
+ * empty value). ORN_EINVAL for a bad %-escape, an empty key, a NUL byte or
+ * invalid UTF-8; ORN_EEXISTS for a key given twice (its decoded name copied
+ * into bad); ORN_ETOOBIG for more than PSP_FORM_MAX_PARAMS pairs; ORN_ENOMEM.
+ * On failure f holds nothing (no dispose needed, though it is harmless). */
+orn_rc psp_form_parse(const char *text, size_t len, psp_form *f, char *bad, size_t bad_cap);
+
+/* Wipes and frees every key and value; f is then empty. */
+void psp_form_dispose(psp_form *f);
+
+/* The decoded value of key, or NULL. */
+const char *psp_form_get(const psp_form *f, const char *key);
+
+/* The first key of f that is not in allowed (NULL-terminated), or NULL. */
+const char *psp_form_unknown(const psp_form *f, const char *const *allowed);
+
+/* SHA-256 (crypto_hash_sha256) of the canonical form of (secret, scope, f):
+ * each part length-prefixed, the pairs sorted by key, so the digest does not
+ * depend on the order or the %-encoding of the parameters. scope names the
+ * endpoint ("POST /v1/charges"): one key on two endpoints differs. */
+void psp_form_digest(const psp_form *f, const char *secret, const char *scope, uint8_t out[PSP_DIGEST_BYTES]);
+
+/* True if key is 1..255 printable ASCII characters (0x20..0x7e). */
+bool psp_idempotency_key_valid(const char *key);
+
+/* True if digits (only '0'..'9', at least 2) passes the Luhn check. */
+bool psp_luhn_valid(const char *digits);
+
+/* "visa", "mastercard", "amex", "discover" or "other", from the prefix. */
+const char *psp_card_brand(const char *digits);
+
+/* What the provider does with a valid charge request. */
+typedef enum psp_outcome {
+	PSP_APPROVE,          /* 200, a succeeded charge */
+	PSP_SILENT,           /* succeeded charge, no answer ever (4000000000000309) */
+	PSP_DECLINE_GENERIC,  /* 402 card_declined / generic_decline */
+	PSP_DECLINE_FUNDS,    /* 402 card_declined / insufficient_funds */
+	PSP_EXPIRED_CARD,     /* 402 expired_card (test card, or an expiry in the past) */
+	PSP_INCORRECT_CVC,    /* 402 incorrect_cvc */
+	PSP_INCORRECT_NUMBER, /* 402 incorrect_number (Luhn fails) */
+} psp_outcome;
+
+/* The card error code and decline code of a declining outcome (402), or
+ * NULL for PSP_APPROVE and PSP_SILENT. */
+const char *psp_outcome_code(psp_outcome o);
+const char *psp_outcome_decline_code(psp_outcome o);
+
+/* A 400 invalid_request_error: code is "parameter_missing",
+ * "parameter_invalid" or "parameter_unknown"; param names the parameter;
+ * message never contains a value. */
+typedef struct psp_param_error {
+	const char *code;
+	char param[64];
+	char message[160];
+} psp_param_error;
+
+/* A valid charge request: everything the sandbox keeps (no number, no CVC,
+ * no holder name). Strings borrowed from the form are valid until it is
+ * disposed. */
+typedef struct psp_charge_request {
+	int64_t amount;   /* 1..10^10 minor units */
+	char currency[4]; /* lower case */
+	char brand[16];   /* psp_card_brand */
+	char last4[5];
+	int exp_month;        /* 1..12 */
+	int exp_year;         /* four digits */
+	const char *order_id; /* metadata[order_id] or NULL */
+	psp_outcome outcome;
+} psp_charge_request;
+
+/* Checks the parameters of POST /v1/charges against the contract: no
+ * unknown parameter; amount (digits, 1..10^10), currency (3 ASCII letters),
+ * card[number] (12..19 digits), card[exp_month] (1..12), card[exp_year]
+ * (2 or 4 digits; 2 digits mean 20YY), card[cvc] (3 or 4 digits),
+ * card[name] (1..200 bytes, no control character) required; description
+ * (at most 1000 bytes) and metadata[order_id] (1..500 bytes, no control
+ * character) optional. Then the outcome: Luhn failure -> incorrect_number;
+ * an expiry before (now_year, now_month) -> expired_card; else the test card
+ * table of ADR 009 (any other number approves). ORN_EINVAL with *err filled
+ * for a 400. */
+orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_charge_request *out,
+                        psp_param_error *err);
+
+#endif

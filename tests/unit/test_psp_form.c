@@ -1,0 +1,347 @@
+/* test_psp_form.c — unit tests of the provider sandbox's pure parts
+ * (psp/psp_form.c): strict form decoding, the idempotency digest, Luhn and
+ * brands, and the charge request check with the test card table of ADR 009.
+ *
+ * Given a body or a set of parameters, when it is decoded or checked, then
+ * the values, the error (code and parameter) or the outcome are the
+ * contract's, and no error message repeats a card number. */
+#include <criterion/criterion.h>
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "failalloc.h"
+#include "psp_form.h"
+
+#define NOW_YEAR  2026
+#define NOW_MONTH 11
+
+static psp_form form;
+
+static void setup(void)
+{
+	cr_assert_geq(sodium_init(), 0);
+	memset(&form, 0, sizeof form);
+}
+
+static void teardown(void)
+{
+	failalloc_off();
+	psp_form_dispose(&form);
+}
+
+TestSuite(psp_form, .init = setup, .fini = teardown);
+
+static orn_rc parse(const char *text)
+{
+	char bad[64];
+	psp_form_dispose(&form);
+	return psp_form_parse(text, strlen(text), &form, bad, sizeof bad);
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+Test(psp_form, decodes_percent_plus_and_bracket_keys)
+{
+	cr_assert_eq(parse("amount=1000&card%5Bnumber%5D=4242+4242&card[name]=Ann%20Lee&e=&flag"), ORN_OK);
+	cr_assert_eq(form.count, 5);
+	cr_assert_str_eq(psp_form_get(&form, "amount"), "1000");
+	cr_assert_str_eq(psp_form_get(&form, "card[number]"), "4242 4242");
+	cr_assert_str_eq(psp_form_get(&form, "card[name]"), "Ann Lee");
+	cr_assert_str_eq(psp_form_get(&form, "e"), "");
+	cr_assert_str_eq(psp_form_get(&form, "flag"), "");
+	cr_assert_null(psp_form_get(&form, "missing"));
+}
+
+Test(psp_form, decodes_utf8_and_skips_empty_segments)
+{
+	cr_assert_eq(parse("&name=Jos%C3%A9&&x=1&"), ORN_OK);
+	cr_assert_eq(form.count, 2);
+	cr_assert_str_eq(psp_form_get(&form, "name"), "Jos\xc3\xa9");
+	cr_assert_eq(parse(""), ORN_OK);
+	cr_assert_eq(form.count, 0);
+}
+
+Test(psp_form, rejects_malformed_input)
+{
+	const char *bad[] = {"a=%",   "a=%4",  "a=%zz",    "=1",          "a=1&=2",
+	                     "a=%00", "a=%C3", "a=%C0%AF", "a=%ED%A0%80", "k%FF=1"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cr_assert_eq(parse(bad[i]), ORN_EINVAL, "%s", bad[i]);
+		cr_assert_eq(form.count, 0, "%s", bad[i]);
+	}
+}
+
+Test(psp_form, repeated_key_names_the_key_even_when_encoded_differently)
+{
+	char bad[64];
+	const char *text = "card[cvc]=123&card%5Bcvc%5D=456";
+	cr_assert_eq(psp_form_parse(text, strlen(text), &form, bad, sizeof bad), ORN_EEXISTS);
+	cr_assert_str_eq(bad, "card[cvc]");
+	cr_assert_eq(form.count, 0);
+}
+
+Test(psp_form, too_many_pairs_is_too_big)
+{
+	char text[PSP_FORM_MAX_PARAMS * 8 + 16] = "";
+	for (int i = 0; i <= PSP_FORM_MAX_PARAMS; i++)
+		snprintf(text + strlen(text), sizeof text - strlen(text), "k%d=1&", i);
+	cr_assert_eq(parse(text), ORN_ETOOBIG);
+}
+
+Test(psp_form, unknown_finds_the_first_key_not_allowed)
+{
+	static const char *const allowed[] = {"a", "b", NULL};
+	cr_assert_eq(parse("a=1&b=2"), ORN_OK);
+	cr_assert_null(psp_form_unknown(&form, allowed));
+	cr_assert_eq(parse("a=1&c=3&d=4"), ORN_OK);
+	cr_assert_str_eq(psp_form_unknown(&form, allowed), "c");
+}
+
+Test(psp_form, allocation_failure_is_enomem_and_leaves_nothing)
+{
+	if (!failalloc_available())
+		cr_skip("allocation failure injection is not available in this build");
+	for (long nth = 1; nth <= 4; nth++) {
+		char bad[64];
+		failalloc_nth(nth);
+		orn_rc rc = psp_form_parse("a=1&b=2", 7, &form, bad, sizeof bad);
+		failalloc_off();
+		cr_assert_eq(rc, ORN_ENOMEM, "allocation %ld", nth);
+		cr_assert_eq(form.count, 0);
+	}
+}
+
+/* ---- the digest ----------------------------------------------------------- */
+
+static void digest_of(const char *text, const char *secret, const char *scope, uint8_t out[PSP_DIGEST_BYTES])
+{
+	cr_assert_eq(parse(text), ORN_OK);
+	psp_form_digest(&form, secret, scope, out);
+}
+
+Test(psp_form, digest_ignores_order_and_encoding)
+{
+	uint8_t a[PSP_DIGEST_BYTES], b[PSP_DIGEST_BYTES];
+	digest_of("amount=100&card[number]=4242424242424242", "sk", "POST /v1/charges", a);
+	digest_of("card%5Bnumber%5D=4242424242424242&amount=1%30%30", "sk", "POST /v1/charges", b);
+	cr_assert_eq(memcmp(a, b, sizeof a), 0);
+}
+
+Test(psp_form, digest_differs_with_any_value_scope_or_secret)
+{
+	uint8_t base[PSP_DIGEST_BYTES], other[PSP_DIGEST_BYTES];
+	digest_of("amount=100&currency=eur", "sk", "POST /v1/charges", base);
+	digest_of("amount=101&currency=eur", "sk", "POST /v1/charges", other);
+	cr_assert_neq(memcmp(base, other, sizeof base), 0);
+	digest_of("amount=100&currency=eur&description=", "sk", "POST /v1/charges", other);
+	cr_assert_neq(memcmp(base, other, sizeof base), 0);
+	digest_of("amount=100&currency=eur", "sk", "POST /v1/refunds", other);
+	cr_assert_neq(memcmp(base, other, sizeof base), 0);
+	digest_of("amount=100&currency=eur", "sk2", "POST /v1/charges", other);
+	cr_assert_neq(memcmp(base, other, sizeof base), 0);
+	/* Length prefixes: moving a byte from a key to its value changes the digest. */
+	digest_of("ab=c", "sk", "s", base);
+	digest_of("a=bc", "sk", "s", other);
+	cr_assert_neq(memcmp(base, other, sizeof base), 0);
+}
+
+Test(psp_form, idempotency_keys_are_1_to_255_printable_ascii)
+{
+	char longest[257];
+	memset(longest, 'k', 255);
+	longest[255] = '\0';
+	cr_assert(psp_idempotency_key_valid("o1:abc def"));
+	cr_assert(psp_idempotency_key_valid(longest));
+	longest[255] = 'k';
+	longest[256] = '\0';
+	cr_assert_not(psp_idempotency_key_valid(longest));
+	cr_assert_not(psp_idempotency_key_valid(""));
+	cr_assert_not(psp_idempotency_key_valid(NULL));
+	cr_assert_not(psp_idempotency_key_valid("tab\there"));
+	cr_assert_not(psp_idempotency_key_valid("caf\xc3\xa9"));
+}
+
+/* ---- cards ---------------------------------------------------------------- */
+
+Test(psp_form, luhn)
+{
+	const char *valid[] = {"4242424242424242", "4000000000000002", "4000000000009995", "4000000000000069",
+	                       "4000000000000127", "4000000000000309", "5555555555554444", "378282246310005"};
+	for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+		cr_assert(psp_luhn_valid(valid[i]), "%s", valid[i]);
+	cr_assert_not(psp_luhn_valid("4242424242424241"));
+	cr_assert_not(psp_luhn_valid("4242 4242 4242 4242"));
+	cr_assert_not(psp_luhn_valid("0"));
+	cr_assert_not(psp_luhn_valid(""));
+}
+
+Test(psp_form, brands_by_prefix)
+{
+	cr_assert_str_eq(psp_card_brand("4242424242424242"), "visa");
+	cr_assert_str_eq(psp_card_brand("5555555555554444"), "mastercard");
+	cr_assert_str_eq(psp_card_brand("2223003122003222"), "mastercard");
+	cr_assert_str_eq(psp_card_brand("378282246310005"), "amex");
+	cr_assert_str_eq(psp_card_brand("6011111111111117"), "discover");
+	cr_assert_str_eq(psp_card_brand("6445644564456445"), "discover");
+	cr_assert_str_eq(psp_card_brand("3566002020360505"), "other");
+	cr_assert_str_eq(psp_card_brand("12"), "other");
+}
+
+/* ---- the charge request --------------------------------------------------- */
+
+#define GOOD_CARD "card[exp_month]=12&card[exp_year]=2030&card[cvc]=123&card[name]=Ann+Lee"
+
+static orn_rc check_text(const char *text, psp_charge_request *out, psp_param_error *err)
+{
+	cr_assert_eq(parse(text), ORN_OK, "%s", text);
+	memset(err, 0, sizeof *err);
+	return psp_charge_check(&form, NOW_YEAR, NOW_MONTH, out, err);
+}
+
+static psp_outcome outcome_of(const char *number)
+{
+	char text[256];
+	psp_charge_request out;
+	psp_param_error err;
+	snprintf(text, sizeof text, "amount=100&currency=eur&card[number]=%s&" GOOD_CARD, number);
+	cr_assert_eq(check_text(text, &out, &err), ORN_OK, "%s: %s", number, err.message);
+	return out.outcome;
+}
+
+Test(psp_form, valid_charge_keeps_only_what_the_sandbox_may_keep)
+{
+	psp_charge_request out;
+	psp_param_error err;
+	cr_assert_eq(check_text("amount=0001000&currency=EuR&card[number]=4242424242424242&" GOOD_CARD
+	                        "&description=Order+o1&metadata[order_id]=o1",
+	                        &out, &err),
+	             ORN_OK);
+	cr_assert_eq(out.amount, 1000);
+	cr_assert_str_eq(out.currency, "eur");
+	cr_assert_str_eq(out.brand, "visa");
+	cr_assert_str_eq(out.last4, "4242");
+	cr_assert_eq(out.exp_month, 12);
+	cr_assert_eq(out.exp_year, 2030);
+	cr_assert_str_eq(out.order_id, "o1");
+	cr_assert_eq(out.outcome, PSP_APPROVE);
+}
+
+Test(psp_form, test_card_table)
+{
+	cr_assert_eq(outcome_of("4242424242424242"), PSP_APPROVE);
+	cr_assert_eq(outcome_of("5555555555554444"), PSP_APPROVE);
+	cr_assert_eq(outcome_of("4000000000000002"), PSP_DECLINE_GENERIC);
+	cr_assert_eq(outcome_of("4000000000009995"), PSP_DECLINE_FUNDS);
+	cr_assert_eq(outcome_of("4000000000000069"), PSP_EXPIRED_CARD);
+	cr_assert_eq(outcome_of("4000000000000127"), PSP_INCORRECT_CVC);
+	cr_assert_eq(outcome_of("4000000000000309"), PSP_SILENT);
+	cr_assert_eq(outcome_of("4242424242424241"), PSP_INCORRECT_NUMBER);
+}
+
+Test(psp_form, outcome_codes)
+{
+	cr_assert_null(psp_outcome_code(PSP_APPROVE));
+	cr_assert_null(psp_outcome_code(PSP_SILENT));
+	cr_assert_str_eq(psp_outcome_code(PSP_DECLINE_GENERIC), "card_declined");
+	cr_assert_str_eq(psp_outcome_decline_code(PSP_DECLINE_GENERIC), "generic_decline");
+	cr_assert_str_eq(psp_outcome_code(PSP_DECLINE_FUNDS), "card_declined");
+	cr_assert_str_eq(psp_outcome_decline_code(PSP_DECLINE_FUNDS), "insufficient_funds");
+	cr_assert_str_eq(psp_outcome_code(PSP_EXPIRED_CARD), "expired_card");
+	cr_assert_str_eq(psp_outcome_decline_code(PSP_EXPIRED_CARD), "expired_card");
+	cr_assert_str_eq(psp_outcome_code(PSP_INCORRECT_CVC), "incorrect_cvc");
+	cr_assert_str_eq(psp_outcome_decline_code(PSP_INCORRECT_CVC), "incorrect_cvc");
+	cr_assert_str_eq(psp_outcome_code(PSP_INCORRECT_NUMBER), "incorrect_number");
+	cr_assert_str_eq(psp_outcome_decline_code(PSP_INCORRECT_NUMBER), "incorrect_number");
+}
+
+Test(psp_form, expiry_before_this_month_is_expired_card)
+{
+	psp_charge_request out;
+	psp_param_error err;
+	cr_assert_eq(check_text("amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=10&"
+	                        "card[exp_year]=2026&card[cvc]=123&card[name]=A",
+	                        &out, &err),
+	             ORN_OK);
+	cr_assert_eq(out.outcome, PSP_EXPIRED_CARD);
+	cr_assert_eq(check_text("amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=11&"
+	                        "card[exp_year]=26&card[cvc]=123&card[name]=A",
+	                        &out, &err),
+	             ORN_OK);
+	cr_assert_eq(out.exp_year, 2026);
+	cr_assert_eq(out.outcome, PSP_APPROVE);
+}
+
+static void expect_error(const char *text, const char *code, const char *param)
+{
+	psp_charge_request out;
+	psp_param_error err;
+	cr_assert_eq(check_text(text, &out, &err), ORN_EINVAL, "%s", text);
+	cr_assert_str_eq(err.code, code, "%s", text);
+	cr_assert_str_eq(err.param, param, "%s", text);
+	cr_assert_null(strstr(err.message, "4242424242"), "the message repeats the number: %s", err.message);
+}
+
+Test(psp_form, missing_parameters)
+{
+	expect_error("currency=eur&card[number]=4242424242424242&" GOOD_CARD, "parameter_missing", "amount");
+	expect_error("amount=1&card[number]=4242424242424242&" GOOD_CARD, "parameter_missing", "currency");
+	expect_error("amount=1&currency=eur&" GOOD_CARD, "parameter_missing", "card[number]");
+	expect_error(
+	        "amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
+	        "card[cvc]=123",
+	        "parameter_missing", "card[name]");
+}
+
+Test(psp_form, invalid_parameters)
+{
+	const struct {
+		const char *text, *param;
+	} cases[] = {
+	        {"amount=0&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
+	        {"amount=10000000001&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
+	        {"amount=-5&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
+	        {"amount=1.5&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
+	        {"amount=1&currency=eu&card[number]=4242424242424242&" GOOD_CARD, "currency"},
+	        {"amount=1&currency=e1r&card[number]=4242424242424242&" GOOD_CARD, "currency"},
+	        {"amount=1&currency=eur&card[number]=4242+4242+4242+4242&" GOOD_CARD, "card[number]"},
+	        {"amount=1&currency=eur&card[number]=42424242424&" GOOD_CARD, "card[number]"},
+	        {"amount=1&currency=eur&card[number]=42424242424242424242&" GOOD_CARD, "card[number]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=13&card[exp_year]=2030&"
+	         "card[cvc]=123&card[name]=A",
+	         "card[exp_month]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=230&"
+	         "card[cvc]=123&card[name]=A",
+	         "card[exp_year]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
+	         "card[cvc]=12&card[name]=A",
+	         "card[cvc]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
+	         "card[cvc]=123&card[name]=",
+	         "card[name]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&metadata[order_id]=",
+	         "metadata[order_id]"},
+	        {"amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&description=a%0Ab",
+	         "description"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		expect_error(cases[i].text, "parameter_invalid", cases[i].param);
+}
+
+Test(psp_form, unknown_parameter)
+{
+	expect_error("amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&capture=false",
+	             "parameter_unknown", "capture");
+	expect_error("amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&metadata[other]=x",
+	             "parameter_unknown", "metadata[other]");
+}
+
+Test(psp_form, dispose_wipes_and_empties)
+{
+	cr_assert_eq(parse("card[number]=4242424242424242"), ORN_OK);
+	psp_form_dispose(&form);
+	cr_assert_eq(form.count, 0);
+	cr_assert_null(form.items[0].value);
+	psp_form_dispose(&form); /* twice is harmless */
+}
