@@ -1,0 +1,530 @@
+/* test_payment.c — the payment service (payment/payment.c) over a real
+ * nats-server, with the stock, cart, order and payment actors and the
+ * checkout saga in process, and the provider sandbox (psp/) in process:
+ * approval, declines, one charge per idempotency key, the silent card and
+ * its refund, the rejections, and no card number in the stream or LMDB. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor.h"
+#include "cart.h"
+#include "harness.h"
+#include "log.h"
+#include "order.h"
+#include "order_token.h"
+#include "payment.h"
+#include "payment_service.h"
+#include "psp_client.h"
+#include "psp_sandbox.h"
+#include "saga.h"
+#include "stock_client.h"
+
+#define API_KEY  "sk_test_orion"
+#define HASH     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define WAIT_MS  30000
+#define APPROVE  "4242424242424242"
+#define DECLINE  "4000000000000002"
+#define NO_FUNDS "4000000000009995"
+#define SILENT   "4000000000000309"
+#define BAD_LUHN "4242424242424241"
+
+static natsd *server;
+static es_store *store;
+static act_runtime *stock_rt, *cart_rt, *order_rt, *payment_rt;
+static natsConnection *client;
+static saga *checkout;
+static psp_sandbox *sandbox;
+static payment_service *service;
+static char *saga_dir, *payment_dir, psp_url[64];
+
+static void start_all(void)
+{
+	act_options ao;
+	es_options o;
+	saga_options so;
+	psp_sandbox_options po;
+	payment_options pay;
+
+	cr_assert_geq(sodium_init(), 0);
+	server = th_natsd_start("payment");
+	es_options_init(&o);
+	o.url = natsd_url(server);
+	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	act_options_init(&ao);
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &stock_rt), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &payment_kind, &ao, &payment_rt), ORN_OK);
+	client = tsc_connect(natsd_url(server));
+	saga_dir = th_tempdir("payment-saga");
+	saga_options_init(&so);
+	so.state_dir = saga_dir;
+	so.timer_scan_ms = 100;
+	cr_assert_eq(saga_start(store, &so, &checkout), ORN_OK);
+	psp_sandbox_options_init(&po);
+	po.api_key = API_KEY;
+	po.silent_hold_ms = 20000;
+	cr_assert_eq(psp_sandbox_start(&po, &sandbox), ORN_OK);
+	snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u", (unsigned)psp_sandbox_port(sandbox));
+	payment_dir = th_tempdir("payment-state");
+	payment_options_init(&pay);
+	pay.psp_url = psp_url;
+	pay.psp_key = API_KEY;
+	pay.state_dir = payment_dir;
+	pay.call_timeout_ms = 4000;
+	cr_assert_eq(payment_start(store, &pay, &service), ORN_OK);
+}
+
+static void stop_all(void)
+{
+	payment_stop(service);
+	service = NULL;
+	psp_sandbox_stop(sandbox);
+	sandbox = NULL;
+	saga_stop(checkout);
+	checkout = NULL;
+	act_runtime_stop(payment_rt);
+	act_runtime_stop(order_rt);
+	act_runtime_stop(cart_rt);
+	act_runtime_stop(stock_rt);
+	payment_rt = order_rt = cart_rt = stock_rt = NULL;
+	natsConnection_Destroy(client);
+	client = NULL;
+	es_store_close(store);
+	store = NULL;
+	th_natsd_stop(server);
+	server = NULL;
+	th_rmrf(saga_dir);
+	th_rmrf(payment_dir);
+	free(saga_dir);
+	free(payment_dir);
+	saga_dir = payment_dir = NULL;
+}
+
+/* ---- commands ---- */
+
+static bus_reply send_raw(const char *aggregate, const char *id, const char *type, mp_writer *payload,
+                          int64_t timeout_ms)
+{
+	env_envelope cmd;
+	bus_reply r;
+	char cmd_id[96];
+
+	snprintf(cmd_id, sizeof cmd_id, "test-%s-%lld", type, (long long)orn_monotonic_ns());
+	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
+	                              mp_writer_size(payload)),
+	             ORN_OK);
+	cr_assert_eq(bus_send(client, aggregate, id, &cmd, timeout_ms, &r), ORN_OK, "%s to %s/%s unanswered",
+	             type, aggregate, id);
+	return r;
+}
+
+static void create_stock(const char *item, int64_t quantity)
+{
+	bus_reply r;
+	stock_command c = tsc_create(quantity);
+	char cmd_id[96];
+
+	snprintf(cmd_id, sizeof cmd_id, "create-%s-%lld", item, (long long)orn_monotonic_ns());
+	cr_assert_eq(tsc_send(client, item, &c, cmd_id, 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "create %s: %s", item, r.code);
+	bus_reply_dispose(&r);
+}
+
+static void order_command_send(const char *order_id, order_command *c)
+{
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(order_command_encode(w, c), ORN_OK);
+	bus_reply r = send_raw(ORDER_AGGREGATE, order_id, order_command_type(c->kind), w, 10000);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s: %s %s", order_command_type(c->kind), order_id, r.code,
+	             r.detail);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+}
+
+static void read_status(const char *order_id, char *status, size_t cap)
+{
+	mp_writer *w = mp_writer_create();
+	mp_write_nil(w);
+	bus_reply r = send_raw(ORDER_AGGREGATE, order_id, BUS_CMD_GET, w, 10000);
+	mp_reader rd;
+	uint32_t count = 0, len;
+	const char *key;
+
+	mp_writer_destroy(w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	status[0] = '\0';
+	mp_reader_init(&rd, r.view, r.view_len);
+	cr_assert_eq(mp_read_map(&rd, &count), ORN_OK);
+	for (uint32_t i = 0; i < count; i++) {
+		cr_assert_eq(mp_read_str(&rd, &key, &len), ORN_OK);
+		if (mp_str_eq(key, len, "status"))
+			cr_assert_eq(mp_read_cstr(&rd, status, cap), ORN_OK);
+		else
+			cr_assert_eq(mp_skip(&rd), ORN_OK);
+	}
+	bus_reply_dispose(&r);
+}
+
+static bool wait_status(const char *order_id, const char *want)
+{
+	char status[32];
+	int64_t until = th_now_ms() + WAIT_MS;
+	for (;;) {
+		read_status(order_id, status, sizeof status);
+		if (strcmp(status, want) == 0)
+			return true;
+		if (th_now_ms() >= until)
+			return false;
+		th_sleep_ms(20);
+	}
+}
+
+/* Places an order of 2 x product (confirmation deadline in confirm_ms) for alice and drives it to
+ * awaiting_confirmation (saga) and, if confirm, to awaiting_payment with a
+ * payment window of ttl_ms. */
+static void order_to_within(const char *order_id, const char *product, bool confirm, int64_t confirm_ms,
+                            int64_t ttl_ms)
+{
+	order_command *c = calloc(1, sizeof *c);
+	char token_hash[ORDER_TOKEN_HASH_MAX];
+
+	order_token_hash(order_id, strlen(order_id), token_hash);
+	c->kind = ORDER_PLACE;
+	strcpy(c->data.customer_id, "alice");
+	strcpy(c->data.customer_email, "alice@example.com");
+	strcpy(c->data.request_hash, HASH);
+	strcpy(c->data.token_hash, token_hash);
+	strcpy(c->data.currency, "EUR");
+	c->data.time_ms = orn_now_ms();
+	c->data.deadline_ms = c->data.time_ms + confirm_ms;
+	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
+	strcpy(c->data.lines[0].name, "Teapot");
+	c->data.lines[0].unit_price_cents = 2750;
+	c->data.lines[0].quantity = 2;
+	c->data.line_count = 1;
+	order_command_send(order_id, c);
+	cr_assert(wait_status(order_id, "awaiting_confirmation"), "%s reserved", order_id);
+	if (confirm) {
+		memset(c, 0, sizeof *c);
+		c->kind = ORDER_CONFIRM;
+		c->data.time_ms = orn_now_ms();
+		strcpy(c->data.token_hash, token_hash);
+		c->data.ttl_ms = ttl_ms;
+		order_command_send(order_id, c);
+	}
+	free(c);
+}
+
+static void order_to(const char *order_id, const char *product, bool confirm, int64_t ttl_ms)
+{
+	order_to_within(order_id, product, confirm, 15 * 60 * 1000, ttl_ms);
+}
+
+/* Sends Pay for order_id. */
+static bus_reply pay(const char *order_id, const char *customer, const char *idem, const char *number)
+{
+	mp_writer *w = mp_writer_create();
+	mp_write_map(w, 3);
+	mp_write_cstr(w, "customer_id");
+	mp_write_cstr(w, customer);
+	mp_write_cstr(w, "idempotency_key");
+	mp_write_cstr(w, idem);
+	mp_write_cstr(w, "card");
+	mp_write_map(w, 5);
+	mp_write_cstr(w, "number");
+	mp_write_cstr(w, number);
+	mp_write_cstr(w, "exp_month");
+	mp_write_int(w, 12);
+	mp_write_cstr(w, "exp_year");
+	mp_write_int(w, 2040);
+	mp_write_cstr(w, "cvc");
+	mp_write_cstr(w, "123");
+	mp_write_cstr(w, "holder_name");
+	mp_write_cstr(w, "Alice Liddell");
+	bus_reply r = send_raw(PAYMENT_SERVICE_AGGREGATE, order_id, PAYMENT_CMD_PAY, w, 30000);
+	mp_writer_destroy(w);
+	return r;
+}
+
+/* The provider's charges of order_id (out, up to cap); their number. */
+static size_t charges_of(const char *order_id, pspc_charge *out, size_t cap)
+{
+	pspc_client *c = NULL;
+	pspc_response resp;
+	size_t count = 0;
+
+	cr_assert_eq(pspc_client_create(psp_url, API_KEY, 2000, &c), ORN_OK);
+	cr_assert_eq(pspc_charges_of_order(c, order_id, 5000, &resp), ORN_OK);
+	cr_assert_eq(resp.status, 200);
+	cr_assert_eq(pspc_parse_charge_list(resp.body, resp.len, out, cap, &count), ORN_OK);
+	pspc_response_dispose(&resp);
+	pspc_client_destroy(c);
+	return count;
+}
+
+typedef struct payment_story {
+	payment_state state;
+	payment_event event;
+} payment_story;
+
+static orn_rc fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	payment_story *s = closure;
+	if (payment_event_decode(e->type, e->payload, e->payload_len, &s->event) == ORN_OK)
+		payment_evolve(&s->state, &s->event);
+	return ORN_OK;
+}
+
+static payment_story *payment_of(const char *order_id)
+{
+	payment_story *s = calloc(1, sizeof *s);
+	uint64_t version = 0;
+	payment_state_init(&s->state);
+	cr_assert_eq(es_load(store, PAYMENT_AGGREGATE, order_id, 0, fold, s, &version), ORN_OK);
+	return s;
+}
+
+/* ---- PCI: no card number anywhere ---- */
+
+static const char *const numbers[] = {APPROVE, DECLINE, NO_FUNDS, SILENT, BAD_LUHN};
+
+static bool holds_number(const void *data, size_t len)
+{
+	for (size_t i = 0; i < ORN_ARRAY_LEN(numbers); i++)
+		if (len >= strlen(numbers[i]) && memmem(data, len, numbers[i], strlen(numbers[i])) != NULL)
+			return true;
+	return false;
+}
+
+static orn_rc scan_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	size_t *found = closure;
+	if (holds_number(e->payload, e->payload_len) || holds_number(e->type, strlen(e->type)) ||
+	    holds_number(e->causation, strlen(e->causation)) ||
+	    holds_number(e->correlation, strlen(e->correlation)))
+		(*found)++;
+	return ORN_OK;
+}
+
+static void assert_no_card_stored(void)
+{
+	size_t found = 0;
+	uint64_t last = 0;
+	char path[4096];
+
+	cr_assert_eq(es_read(store, "orion.evt.>", 1, 0, scan_event, &found, &last), ORN_OK);
+	cr_assert_gt(last, 0);
+	cr_assert_eq(found, 0, "a card number is in the stream");
+	snprintf(path, sizeof path, "%s/data.mdb", payment_dir);
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	static char buf[1 << 22];
+	size_t n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	cr_assert_gt(n, 0);
+	cr_assert_not(holds_number(buf, n), "a card number is in the payment LMDB");
+}
+
+/* ---- the flows ---- */
+
+Test(payment, an_approved_card_confirms_the_order_and_sells_the_stock, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	int64_t sold = -1;
+
+	create_stock("p-ok", 5);
+	order_to("o-ok", "p-ok", true, 15 * 60 * 1000);
+	bus_reply r = pay("o-ok", "alice", "k1", APPROVE);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
+	cr_assert_str_eq(r.code, "");
+	cr_assert_gt(r.seq, 0);
+	bus_reply_dispose(&r);
+	cr_assert(wait_status("o-ok", "confirmed"));
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (th_now_ms() < until) {
+		cr_assert_eq(tsc_get(client, "p-ok", NULL, NULL, &sold, NULL), ORN_OK);
+		if (sold == 2)
+			break;
+		th_sleep_ms(20);
+	}
+	cr_assert_eq(sold, 2, "CommitStock by the saga");
+	payment_story *s = payment_of("o-ok");
+	cr_assert_eq(s->state.status, PAYMENT_STATUS_SUCCEEDED);
+	cr_assert_eq(s->state.attempt_count, 1);
+	cr_assert_str_eq(s->state.attempts[0].brand, "visa");
+	cr_assert_str_eq(s->state.attempts[0].last4, "4242");
+	cr_assert_eq(s->state.attempts[0].amount_cents, 5500);
+	cr_assert_eq(s->state.charge_count, 1);
+	cr_assert_str_neq(s->state.charges[0].charge_id, "");
+	pspc_charge charges[4];
+	cr_assert_eq(charges_of("o-ok", charges, 4), 1);
+	cr_assert_str_eq(charges[0].id, s->state.charges[0].charge_id);
+	cr_assert_eq(charges[0].amount, 5500);
+	free(s);
+	assert_no_card_stored();
+}
+
+Test(payment, declined_cards_fail_the_payment_and_release_the_stock, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	const char *cards[] = {DECLINE, NO_FUNDS}, *codes[] = {"generic_decline", "insufficient_funds"};
+	const char *orders[] = {"o-dec", "o-nofunds"};
+	int64_t reserved = -1;
+
+	create_stock("p-dec", 10);
+	for (size_t i = 0; i < 2; i++) {
+		order_to(orders[i], "p-dec", true, 15 * 60 * 1000);
+		bus_reply r = pay(orders[i], "alice", "", cards[i]);
+		cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
+		cr_assert_str_eq(r.code, codes[i]);
+		cr_assert_gt(r.seq, 0);
+		bus_reply_dispose(&r);
+		cr_assert(wait_status(orders[i], "payment_failed"));
+		payment_story *s = payment_of(orders[i]);
+		cr_assert_eq(s->state.status, PAYMENT_STATUS_DECLINED);
+		cr_assert_str_eq(s->state.attempts[0].decline_code, codes[i]);
+		free(s);
+	}
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (th_now_ms() < until) {
+		cr_assert_eq(tsc_get(client, "p-dec", NULL, &reserved, NULL, NULL), ORN_OK);
+		if (reserved == 0)
+			break;
+		th_sleep_ms(20);
+	}
+	cr_assert_eq(reserved, 0, "the saga released the stock");
+	assert_no_card_stored();
+}
+
+typedef struct racer {
+	const char *order_id;
+	bus_reply reply;
+} racer;
+
+static void *race(void *arg)
+{
+	racer *r = arg;
+	r->reply = pay(r->order_id, "alice", "double-click", APPROVE);
+	return NULL;
+}
+
+Test(payment, one_idempotency_key_is_one_charge, .init = start_all, .fini = stop_all, .timeout = 180)
+{
+	pspc_charge charges[8];
+	uint64_t first_seq = 0;
+
+	create_stock("p-idem", 10);
+	order_to("o-seq", "p-idem", true, 15 * 60 * 1000);
+	for (int i = 0; i < 5; i++) {
+		bus_reply r = pay("o-seq", "alice", "same-key", APPROVE);
+		cr_assert_eq(r.outcome, BUS_ACCEPTED, "try %d: %s %s", i, r.code, r.detail);
+		if (i == 0)
+			first_seq = r.seq;
+		cr_assert_eq(r.seq, first_seq, "a repeat answers the same commit");
+		bus_reply_dispose(&r);
+	}
+	cr_assert_eq(charges_of("o-seq", charges, 8), 1);
+
+	order_to("o-race", "p-idem", true, 15 * 60 * 1000);
+	racer racers[5];
+	pthread_t threads[5];
+	for (int i = 0; i < 5; i++) {
+		racers[i].order_id = "o-race";
+		cr_assert_eq(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+	}
+	int accepted = 0;
+	for (int i = 0; i < 5; i++) {
+		pthread_join(threads[i], NULL);
+		bus_reply *r = &racers[i].reply;
+		if (r->outcome == BUS_ACCEPTED)
+			accepted++;
+		else
+			cr_assert_str_eq(r->code, "in_progress", "%s %s", r->code, r->detail);
+		bus_reply_dispose(r);
+	}
+	cr_assert_geq(accepted, 1);
+	cr_assert(wait_status("o-race", "confirmed"));
+	cr_assert_eq(charges_of("o-race", charges, 8), 1);
+	assert_no_card_stored();
+}
+
+Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunded, .init = start_all,
+     .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+	size_t count = 0;
+
+	create_stock("p-silent", 5);
+	/* the saga's timer is the later of the two deadlines: both short */
+	order_to_within("o-silent", "p-silent", true, 2000, 2500);
+	bus_reply r = pay("o-silent", "alice", "k-silent", SILENT);
+	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
+	cr_assert_str_eq(r.code, "unavailable");
+	bus_reply_dispose(&r);
+	cr_assert(wait_status("o-silent", "cancelled"), "the deadline expired the order");
+	int64_t until = th_now_ms() + WAIT_MS;
+	bool refunded = false;
+	while (!refunded && th_now_ms() < until) {
+		count = charges_of("o-silent", charges, 4);
+		refunded = count == 1 && charges[0].refunded;
+		if (!refunded)
+			th_sleep_ms(100);
+	}
+	cr_assert_eq(count, 1);
+	cr_assert(refunded, "the late charge was refunded");
+	until = th_now_ms() + WAIT_MS;
+	payment_story *s = NULL;
+	for (;;) {
+		free(s);
+		s = payment_of("o-silent");
+		if ((s->state.charge_count == 1 && s->state.charges[0].refunded) || th_now_ms() >= until)
+			break;
+		th_sleep_ms(50);
+	}
+	cr_assert_eq(s->state.charge_count, 1);
+	cr_assert(s->state.charges[0].refunded, "PaymentRefunded recorded");
+	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
+	free(s);
+	assert_no_card_stored();
+}
+
+Test(payment, wrong_state_another_customer_and_an_invalid_card_are_refused, .init = start_all,
+     .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+
+	create_stock("p-rej", 5);
+	order_to("o-early", "p-rej", false, 0);
+	bus_reply r = pay("o-early", "alice", "", APPROVE);
+	cr_assert_eq(r.outcome, BUS_REJECTED);
+	cr_assert_str_eq(r.code, "wrong_state");
+	bus_reply_dispose(&r);
+
+	order_to("o-rej", "p-rej", true, 15 * 60 * 1000);
+	r = pay("o-rej", "mallory", "", APPROVE);
+	cr_assert_eq(r.outcome, BUS_REJECTED);
+	cr_assert_str_eq(r.code, "not_found");
+	bus_reply_dispose(&r);
+	r = pay("o-none", "alice", "", APPROVE);
+	cr_assert_eq(r.outcome, BUS_REJECTED);
+	cr_assert_str_eq(r.code, "not_found");
+	bus_reply_dispose(&r);
+
+	r = pay("o-rej", "alice", "", BAD_LUHN);
+	cr_assert_eq(r.outcome, BUS_REJECTED);
+	cr_assert_str_eq(r.code, "invalid_card");
+	cr_assert_str_eq(r.detail, "card.number");
+	cr_assert_eq(strstr(r.detail, BAD_LUHN), NULL);
+	bus_reply_dispose(&r);
+	cr_assert_eq(charges_of("o-rej", charges, 4), 0, "no provider call");
+	cr_assert_eq(charges_of("o-early", charges, 4), 0);
+	char status[32];
+	read_status("o-rej", status, sizeof status);
+	cr_assert_str_eq(status, "awaiting_payment");
+	assert_no_card_stored();
+}
