@@ -30,4 +30,7 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 int cli_serve(int argc, char **argv, const orn_config *cfg);
 int cli_routes(int argc, char **argv, const orn_config *cfg);
 
+/* The psp-sandbox subcommand (cli/psp.c): the card payment provider sandbox alone. */
+int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg);
+
 #endif

@@ -27,8 +27,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: orion <command> [options]\n\n"
 	             "commands:\n"
-	             "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, checkout,\n"
-	             "                             mail, projector, gateway (default: all)\n"
+	             "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
+	             "                             checkout, mail, projector, gateway (default: all)\n"
 	             "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
 	             "                             print events as JSON lines\n"
 	             "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
@@ -39,6 +39,8 @@ static void usage(FILE *out)
 	             "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
 	             "                             register an account with a running serve\n"
 	             "  routes                     list the HTTP routes the gateway serves\n"
+	             "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
+	             "                             run the card payment provider sandbox alone\n"
 	             "  help                       this text\n\n");
 	orn_config_print_help(out);
 }
@@ -326,6 +328,8 @@ int main(int argc, char **argv)
 		return cli_admin(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "routes") == 0)
 		return cli_routes(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "psp-sandbox") == 0)
+		return cli_psp_sandbox(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -30,8 +30,11 @@
 #include "mail.h"
 #include "order.h"
 #include "order_token.h"
+#include "payment.h"
+#include "payment_service.h"
 #include "product.h"
 #include "proj_env.h"
+#include "psp_sandbox.h"
 #include "saga.h"
 #include "projector.h"
 #include "sku.h"
@@ -39,7 +42,7 @@
 #include "user.h"
 #include "users.h"
 
-#define MAX_KINDS     6
+#define MAX_KINDS     7
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
 
 /* The actor kinds, by role. */
@@ -47,12 +50,12 @@ static const struct {
 	const char *role;
 	const act_kind *kind;
 } kinds[] = {
-        {"stock", &stock_kind}, {"product", &product_kind}, {"product", &sku_kind},
-        {"user", &user_kind},   {"cart", &cart_kind},       {"order", &order_kind},
+        {"stock", &stock_kind}, {"product", &product_kind}, {"product", &sku_kind},     {"user", &user_kind},
+        {"cart", &cart_kind},   {"order", &order_kind},     {"payment", &payment_kind},
 };
 
-static const char *const roles_known[] = {"stock",    "product",   "user",    "cart", "order",
-                                          "checkout", "projector", "gateway", "mail"};
+static const char *const roles_known[] = {"stock",   "product", "user",      "cart",    "order", "checkout",
+                                          "payment", "psp",     "projector", "gateway", "mail"};
 
 /* Everything serve starts, stopped in reverse order. */
 typedef struct serve_state {
@@ -78,7 +81,9 @@ typedef struct serve_state {
 	bool gateway_running;
 	saga *checkout;
 	mail_service *mail;
-	es_store *checkout_store, *mail_store; /* their own NATS connections */
+	es_store *checkout_store, *mail_store, *payment_store; /* their own NATS connections */
+	psp_sandbox *psp;
+	payment_service *payment;
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -115,7 +120,7 @@ static bool roles_valid(const char *roles)
 		if (!known) {
 			fprintf(stderr,
 			        "orion: unknown role '%.*s' (roles: stock, product, user, cart, order, "
-			        "checkout, mail, projector, gateway)\n",
+			        "checkout, payment, psp, mail, projector, gateway)\n",
 			        (int)len, p);
 			return false;
 		}
@@ -211,6 +216,46 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
 			return rc;
 		}
+	}
+	if (list_has(roles, "psp") && st->cfg->psp_url[0] == '\0') {
+		/* The bundled provider sandbox (ADR 009), its charges kept in the data dir. */
+		psp_sandbox_options po;
+		psp_sandbox_options_init(&po);
+		snprintf(state_dir, sizeof state_dir, "%s/psp-sandbox.jsonl", st->cfg->data_dir);
+		po.listen = "127.0.0.1:0";
+		po.api_key = st->cfg->psp_key;
+		po.state_file = state_dir;
+		if ((rc = psp_sandbox_start(&po, &st->psp)) != ORN_OK) {
+			log_error("cannot start the payment provider sandbox", "error", orn_strerror(rc));
+			return rc;
+		}
+	}
+	if (list_has(roles, "payment")) {
+		char psp_url[ORN_CONFIG_STR_MAX];
+		if (st->cfg->psp_url[0] != '\0')
+			snprintf(psp_url, sizeof psp_url, "%s", st->cfg->psp_url);
+		else if (st->psp != NULL)
+			snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u",
+			         (unsigned)psp_sandbox_port(st->psp));
+		else {
+			log_error(
+			        "the payment role needs ORION_PSP_URL, or the psp role in the same process");
+			return ORN_EINVAL;
+		}
+		payment_options pay;
+		payment_options_init(&pay);
+		snprintf(state_dir, sizeof state_dir, "%s/payment-state", st->cfg->data_dir);
+		pay.psp_url = psp_url;
+		pay.psp_key = st->cfg->psp_key;
+		pay.state_dir = state_dir;
+		pay.command_timeout_ms = st->cfg->command_timeout_ms;
+		if ((rc = open_role_store(st, "orion-payment", &st->payment_store)) != ORN_OK)
+			return rc;
+		if ((rc = payment_start(st->payment_store, &pay, &st->payment)) != ORN_OK) {
+			log_error("cannot start the payment service", "error", orn_strerror(rc));
+			return rc;
+		}
+		log_info("payment service started", "provider", psp_url);
 	}
 	if (list_has(roles, "mail")) {
 		unsigned char secret[GW_JWT_SECRET_BYTES];
@@ -313,6 +358,7 @@ static orn_rc start_api(serve_state *st)
 		return rc;
 	gw_password_options po;
 	gw_password_options_init(&po);
+	po.memlimit = (size_t)st->cfg->password_memory_kib * 1024;
 	st->passwords = gw_password_pool_create(base, &po);
 	api->login_by_account = gw_ratelimit_create(5.0 / 60.0, 5, 100000); /* 5 failures, then 1 a minute */
 	/* per client address (logins and registrations): 20 at once, then 20 a minute by default */
@@ -336,6 +382,7 @@ static orn_rc start_api(serve_state *st)
 	api->orders = st->orders;
 	api->carts = st->carts;
 	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
+	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
 	api->jwt = st->jwt;
 	api->passwords = st->passwords;
 	api->metrics = st->metrics;
@@ -447,9 +494,12 @@ static void stop_all(serve_state *st)
 	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
+	payment_stop(st->payment);
+	psp_sandbox_stop(st->psp);
 	mail_stop(st->mail);
 	saga_stop(st->checkout);
 	es_store_close(st->mail_store);
+	es_store_close(st->payment_store);
 	es_store_close(st->checkout_store);
 	proj_runner_stop(st->runner);
 	proj_carts_destroy(st->carts);
@@ -563,8 +613,10 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 			demo = true;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
-			       "  roles: stock, product, user, cart, order (actors); checkout (the saga);\n"
-			       "         mail; projector; gateway (brings the projector). Default: all.\n"
+			       "  roles: stock, product, user, cart, order, payment (actors; payment also\n"
+			       "         charges cards); checkout (the saga); psp (the payment provider\n"
+			       "         sandbox, when ORION_PSP_URL is unset); mail; projector; gateway\n"
+			       "         (brings the projector). Default: all.\n"
 			       "  --demo: seed the demo catalog and an admin account\n\n");
 			orn_config_print_help(stdout);
 			return 0;

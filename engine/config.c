@@ -23,6 +23,10 @@ static const orn_config_var vars[] = {
         {"ORION_RESERVATION_TTL", "900", "seconds an unconfirmed or unpaid order holds its stock"},
         {"ORION_PSP_URL", "unset", "card payment provider base URL; unset: the bundled sandbox"},
         {"ORION_PSP_KEY", "sk_test_orion", "API key sent to the payment provider"},
+        {"ORION_PAYMENT_TIMEOUT_MS", "25000",
+         "how long POST /orders/{id}/payment waits for the payment service (<= 25000)"},
+        {"ORION_PASSWORD_MEMORY_KIB", "65536",
+         "Argon2id memory per password hash (8192..1048576; below the default only for tests)"},
         {"ORION_AUTH_ADDRESS_BURST", "20", "logins/registrations one client address may make at once"},
         {"ORION_AUTH_ADDRESS_PER_MINUTE", "20", "then this many per minute (Argon2id work per address)"},
         {NULL, NULL, NULL},
@@ -73,6 +77,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	strcpy(c->log_level, "info");
 	strcpy(c->mail_from, "orders@orion.localhost");
 	strcpy(c->psp_key, "sk_test_orion");
+	long long payment_timeout = 25000, password_memory = 65536;
 	long long ttl = 900, address_burst = 20, address_rate = 20;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
 	const char *bad = NULL;
@@ -94,6 +99,10 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_PUBLIC_URL", read_string("ORION_PUBLIC_URL", c->public_url, sizeof c->public_url));
 	TRY("ORION_PSP_URL", read_string("ORION_PSP_URL", c->psp_url, sizeof c->psp_url));
 	TRY("ORION_PSP_KEY", read_string("ORION_PSP_KEY", c->psp_key, sizeof c->psp_key));
+	TRY("ORION_PAYMENT_TIMEOUT_MS",
+	    read_number("ORION_PAYMENT_TIMEOUT_MS", 1000, 25000, &payment_timeout));
+	TRY("ORION_PASSWORD_MEMORY_KIB",
+	    read_number("ORION_PASSWORD_MEMORY_KIB", 8192, 1048576, &password_memory));
 	TRY("ORION_RESERVATION_TTL", read_number("ORION_RESERVATION_TTL", 1, 604800, &ttl));
 	TRY("ORION_AUTH_ADDRESS_BURST", read_number("ORION_AUTH_ADDRESS_BURST", 1, 1000000, &address_burst));
 	TRY("ORION_AUTH_ADDRESS_PER_MINUTE",
@@ -115,6 +124,8 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	c->stream_replicas = (int)replicas;
 	c->command_timeout_ms = (long)timeout;
 	c->reservation_ttl_s = (long)ttl;
+	c->payment_timeout_ms = (long)payment_timeout;
+	c->password_memory_kib = (unsigned)password_memory;
 	c->auth_address_burst = (unsigned)address_burst;
 	c->auth_address_per_minute = (unsigned)address_rate;
 	if (c->public_url[0] == '\0' && snprintf(c->public_url, sizeof c->public_url, "http://%s",

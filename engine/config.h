@@ -29,8 +29,10 @@ typedef struct orn_config {
 	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
 	char psp_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_URL; "" = start the bundled sandbox */
 	char psp_key[ORN_CONFIG_STR_MAX];      /* ORION_PSP_KEY, default sk_test_orion */
-	unsigned auth_address_burst;           /* ORION_AUTH_ADDRESS_BURST, default 20 */
-	unsigned auth_address_per_minute;      /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
+	long payment_timeout_ms;          /* ORION_PAYMENT_TIMEOUT_MS, default 25000: the gateway's wait */
+	unsigned password_memory_kib;     /* ORION_PASSWORD_MEMORY_KIB, default 65536 (Argon2id memory) */
+	unsigned auth_address_burst;      /* ORION_AUTH_ADDRESS_BURST, default 20 */
+	unsigned auth_address_per_minute; /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
 } orn_config;
 
 /* One variable the configuration reads, for `--help` listings. */

@@ -20,6 +20,8 @@ orn_rc gw_api_register(gw_api *api)
 		rc = gw_api_register_cart(api);
 	if (rc == ORN_OK)
 		rc = gw_api_register_orders(api);
+	if (rc == ORN_OK)
+		rc = gw_api_register_payment(api);
 	return rc;
 }
 
@@ -104,6 +106,14 @@ orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const cha
                    const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
                    void *closure)
 {
+	return gw_api_send_within(api, aggregate, id, type, payload, command_id, actor,
+	                          GW_API_COMMAND_TIMEOUT_MS, fn, closure);
+}
+
+orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
+                          const mp_writer *payload, const char *command_id, const char *actor,
+                          int64_t timeout_ms, gw_bus_fn *fn, void *closure)
+{
 	env_envelope cmd;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -117,7 +127,7 @@ orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const cha
 		return ORN_ENOMEM;
 	*t = (timed_command){.api = api, .fn = fn, .closure = closure, .start_ns = monotonic_ns()};
 	snprintf(t->aggregate, sizeof t->aggregate, "%s", aggregate);
-	rc = gw_bus_send(api->bus, aggregate, id, &cmd, GW_API_COMMAND_TIMEOUT_MS, on_command_done, t);
+	rc = gw_bus_send(api->bus, aggregate, id, &cmd, timeout_ms, on_command_done, t);
 	if (rc != ORN_OK)
 		free(t); /* gw_bus_send calls back only on ORN_OK */
 	return rc;
@@ -173,6 +183,7 @@ void gw_api_dispose(gw_api *api)
 	sodium_memzero(api->order_token_key, sizeof api->order_token_key);
 	mp_writer_destroy(api->text_buffer);
 	api->text_buffer = NULL;
+	gw_api_payments_free(api);
 }
 
 orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count)

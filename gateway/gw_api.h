@@ -4,9 +4,9 @@
  * queries directly (LMDB, never blocking on NATS), the command client it uses
  * for writes, read-your-writes waits, auth and limits. The routes live in
  * gw_api_public.c (auth and catalog), gw_api_admin.c (admin products and
- * inventory), gw_api_cart.c (the customer's cart) and gw_api_orders.c
- * (orders, the confirmation page and the live status stream); gw_api.c
- * holds what they share.
+ * inventory), gw_api_cart.c (the customer's cart), gw_api_orders.c
+ * (orders, the confirmation page and the live status stream) and
+ * gw_api_payment.c (card payments); gw_api.c holds what they share.
  *
  * Threading: everything runs on the gateway's event loop thread. */
 #ifndef ORION_GW_API_H
@@ -36,6 +36,11 @@
 #define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
 #define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
+/* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
+ * the same key): its command gets this long by default, and its deferred
+ * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
+ * the server's io_timeout_ms (30 s by default). */
+#define GW_API_PAYMENT_TIMEOUT_MS 25000
 
 typedef struct gw_api {
 	/* borrowed, all must outlive the server's loop */
@@ -56,11 +61,17 @@ typedef struct gw_api {
 	 * the JWT secret), and how long an order may wait for its confirmation */
 	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
 	int64_t reservation_ttl_ms;
+	/* how long POST /orders/{id}/payment waits for the payment service; 0
+	 * means GW_API_PAYMENT_TIMEOUT_MS */
+	unsigned payment_timeout_ms;
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
 	/* scratch reused by handlers (one at a time on the loop); gw_api_dispose frees */
 	proj_catalog_page *page_buffer;
 	mp_writer *text_buffer;
+	/* the payment route's Idempotency-Key records (gw_api_payment.c),
+	 * created on first use; gw_api_dispose frees */
+	struct gw_api_payments *payments;
 } gw_api;
 
 /* A catalog page buffer, allocated on first use and reused (loop thread only);
@@ -69,7 +80,7 @@ proj_catalog_page *gw_api_page_buffer(gw_api *api);
 /* An empty text buffer, allocated on first use and reset for each call (loop
  * thread only); NULL on allocation failure. */
 mp_writer *gw_api_text_buffer(gw_api *api);
-/* Frees the scratch buffers. */
+/* Frees the scratch buffers and the payment records. */
 void gw_api_dispose(gw_api *api);
 
 /* One route of a part's table. */
@@ -92,6 +103,21 @@ orn_rc gw_api_register_public(gw_api *api);
 orn_rc gw_api_register_admin(gw_api *api);
 orn_rc gw_api_register_cart(gw_api *api);
 orn_rc gw_api_register_orders(gw_api *api);
+orn_rc gw_api_register_payment(gw_api *api);
+
+/* Frees api->payments (gw_api_dispose calls it). Requests still waiting for
+ * a payment are not answered: call it once the bus and the consistency
+ * helper are destroyed (they answer every pending callback first). */
+void gw_api_payments_free(gw_api *api);
+
+/* The order view of API.md (every history entry) of the order id in s.
+ * NULL on ENOMEM. */
+json_t *gw_api_order_json(const char *id, const order_state *s);
+
+/* The customer's order id into *out (heap, ~15 KB; the caller frees).
+ * ORN_ENOTFOUND also when it belongs to somebody else or the id is invalid;
+ * ORN_EUNAVAILABLE when the read model fails; ORN_ENOMEM. */
+orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out);
 
 /* The customer's cart as the API shows and orders it: the lines whose
  * product is still in the catalog, with the catalog's current name and unit
@@ -129,6 +155,12 @@ bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *cl
 orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
                    const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
                    void *closure);
+
+/* gw_api_send with its own timeout (ms, > 0) instead of
+ * GW_API_COMMAND_TIMEOUT_MS: for commands that wait on a slow dependency. */
+orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
+                          const mp_writer *payload, const char *command_id, const char *actor,
+                          int64_t timeout_ms, gw_bus_fn *fn, void *closure);
 
 /* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
 void gw_api_new_id(char *out, size_t cap);

@@ -1022,3 +1022,15 @@ orn_rc gw_api_register_orders(gw_api *api)
 	};
 	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }
+
+/* ---- shared with gw_api_payment.c ------------------------------------------------- */
+
+json_t *gw_api_order_json(const char *id, const order_state *s)
+{
+	return order_json(id, s, ORDER_HISTORY_MAX);
+}
+
+orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out)
+{
+	return read_own_order(api, id, customer, out);
+}

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -294,6 +295,8 @@ orn_rc gw_bus_send(gw_bus *bus, const char *aggregate, const char *id, const env
 	mapped = true;
 	natsStatus st = natsConnection_PublishRequest(bus->nc, subject, reply_to, mp_writer_data(bus->writer),
 	                                              (int)mp_writer_size(bus->writer));
+	/* A command may carry a card (Pay, ADR 009): no copy stays in the reused writer. */
+	sodium_memzero((void *)mp_writer_data(bus->writer), mp_writer_size(bus->writer));
 	if (st != NATS_OK) {
 		rc = es_status_rc(st, 0);
 		if (rc == ORN_OK || rc == ORN_ENOTFOUND)

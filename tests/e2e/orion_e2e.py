@@ -1,8 +1,9 @@
 """orion_e2e — black-box test support: real processes on free loopback ports.
 
 A Stack starts what a deployment has: a nats-server with JetStream, an SMTP
-server (aiosmtpd writing a Maildir), and `orion serve` processes with chosen
-roles, all against one data directory. Everything is stopped by Stack.close(),
+server (aiosmtpd writing a Maildir), optionally the card payment provider
+sandbox (`orion psp-sandbox`, its state in a file), and `orion serve`
+processes with chosen roles, all against one data directory. Everything is stopped by Stack.close(),
 which the tests call in `finally`; every child also dies with the test
 process (start_new_session + an atexit kill). Clients speak HTTP with the
 standard library only, as any client of API.md would.
@@ -123,6 +124,10 @@ class Stack:
         self.http_port = free_port()
         self.serves = {}
         self.env_extra = dict(env_extra or {})
+        self.psp = None
+        self.psp_port = free_port()
+        self.psp_key = "sk_test_orion"
+        self.psp_state = os.path.join(self.dir, "psp-state.jsonl")
 
     # ---- servers ----
     def start_nats(self):
@@ -143,6 +148,33 @@ class Stack:
         if self.smtp:
             self.smtp.stop(5)
 
+    def start_psp(self):
+        """The provider sandbox alone, its state in a file (it survives a restart);
+        every `orion serve` started after this is pointed at it (ORION_PSP_URL)."""
+        if self.psp is None:
+            self.psp = Process([self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key",
+                                self.psp_key, "--state", self.psp_state], self.env(),
+                               os.path.join(self.dir, "psp.log"))
+        self.psp.start()
+        assert wait_port(self.psp_port), f"the psp sandbox did not listen:\n{self.psp.log()[-2000:]}"
+
+    @property
+    def psp_url(self):
+        return f"http://127.0.0.1:{self.psp_port}"
+
+    def charges(self, order_id):
+        """The sandbox's charges of order_id, newest first (GET /v1/charges?metadata[order_id]=)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.psp_port, timeout=10)
+        try:
+            query = urllib.parse.urlencode({"metadata[order_id]": order_id})
+            conn.request("GET", f"/v1/charges?{query}", headers={"Authorization": f"Bearer {self.psp_key}"})
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200, (r.status, body[:300])
+            return json.loads(body)["data"]
+        finally:
+            conn.close()
+
     def env(self, **extra):
         env = dict(os.environ)
         for k in [k for k in env if k.startswith("ORION_")]:
@@ -158,7 +190,12 @@ class Stack:
             # every test customer registers and logs in from 127.0.0.1
             "ORION_AUTH_ADDRESS_BURST": "100000",
             "ORION_AUTH_ADDRESS_PER_MINUTE": "100000",
+            # hundreds of test customers: Argon2id with 8 MiB instead of 64 (the floor)
+            "ORION_PASSWORD_MEMORY_KIB": "8192",
         })
+        if self.psp is not None:
+            env["ORION_PSP_URL"] = self.psp_url
+            env["ORION_PSP_KEY"] = self.psp_key
         env.update(self.env_extra)
         env.update({k: str(v) for k, v in extra.items()})
         return env
@@ -178,6 +215,8 @@ class Stack:
             p.stop(20)
         if self.smtp:
             self.smtp.stop(5)
+        if self.psp:
+            self.psp.stop(10)
         if self.nats:
             self.nats.stop(10)
         if os.environ.get("ORION_E2E_KEEP"):
@@ -365,3 +404,120 @@ def parallel(fn, items, threads=50):
 
 def query_token(link):
     return urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["token"][0]
+
+
+# ---- payments (ADR 009) ----
+
+HOLDER = "Grace Q. Cardholder"  # a holder name no file may ever contain
+TEST_CVC = "737"
+
+
+def card(number, exp_month=12, exp_year=2030, cvc=TEST_CVC, holder_name=HOLDER):
+    return {"card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
+                     "holder_name": holder_name}}
+
+
+def pay(client, order_id, number, key=None, **card_fields):
+    return client.post(f"/orders/{order_id}/payment", card(number, **card_fields),
+                       headers={"Idempotency-Key": key} if key else None)
+
+
+def awaiting_payment(stack, client, product_id, quantity):
+    """Puts quantity of product_id in the cart, places the order and confirms it
+    with the token of its email; returns the order id (status awaiting_payment)."""
+    r = client.post("/cart/items", {"product_id": product_id, "quantity": quantity})
+    assert r.status == 200, r
+    r = client.post("/orders", {})
+    assert r.status == 202, r
+    order_id = r.json()["id"]
+    wait_status(client, order_id, "awaiting_confirmation")
+    token = query_token(confirmation_link(stack, order_id))
+    r = stack.client().post(f"/orders/{order_id}/confirm", {"token": token})
+    assert r.status == 200 and r.json()["status"] == "awaiting_payment", r
+    return order_id
+
+
+# ---- the PCI scan ----
+#
+# A finding is either
+# 1. any card number the tests sent (given as `numbers`), as ASCII digits
+#    anywhere in any file, even inside a longer run of digits or letters;
+# 2. any other run of 13 to 19 ASCII digits that is not part of a longer
+#    alphanumeric token, has a card-like prefix (4 visa; 51-55 and 2221-2720
+#    mastercard; 34, 37 amex; 6011, 644-649, 65 discover) and passes Luhn.
+#    The prefix rule is what lets the scan see everything else without false
+#    alarms: 13-digit millisecond and 19-digit nanosecond timestamps of this
+#    century start with 1, and hex ids, hashes and base64 tokens are longer
+#    alphanumeric tokens. No other exception is made;
+# 3. a "cvc" key followed by a value: "cvc" (any case, also card[cvc] and
+#    card%5Bcvc%5D) then up to 6 bytes that are not letters or digits (quotes,
+#    colon, equals sign, a msgpack string header) or %XX escapes, and then 3
+#    or 4 digits;
+# 4. the holder name the tests sent (`texts`).
+# Files are read whole in 8 MiB pieces that overlap by 64 bytes, binary or not.
+
+_DIGIT_RUN = re.compile(rb"(?<![0-9A-Za-z])[0-9]{13,19}(?![0-9A-Za-z])")
+_CVC_VALUE = re.compile(rb"(?i)cvc(?:[^0-9A-Za-z]|%[0-9A-Fa-f]{2}){0,6}[0-9]{3,4}(?![0-9])")
+_CHUNK = 8 << 20
+_OVERLAP = 64
+
+
+def luhn_valid(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def card_like_prefix(digits):
+    two, three, four = int(digits[:2]), int(digits[:3]), int(digits[:4])
+    return (digits[0] == "4" or 51 <= two <= 55 or 2221 <= four <= 2720 or two in (34, 37) or four == 6011
+            or 644 <= three <= 649 or two == 65)
+
+
+def pci_findings(roots, numbers=(), texts=()):
+    """Scans every file under roots; returns ([finding], {category: files scanned})."""
+    needles = [n.encode() for n in numbers] + [t.encode() for t in texts]
+    findings, scanned = [], {}
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path) or not os.path.isfile(path):
+                    continue
+                scanned[path] = True
+                for what in _scan_file(path, needles):
+                    findings.append(f"{path}: {what}")
+    return findings, scanned
+
+
+def _scan_file(path, needles):
+    found = set()
+    tail = b""
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            piece = f.read(_CHUNK)
+            if not piece:
+                break
+            data = tail + piece
+            base = offset - len(tail)
+            for n in needles:
+                at = data.find(n)
+                if at >= 0:
+                    found.add(f"the test value {n[:4].decode()}... at byte {base + at}")
+            for m in _DIGIT_RUN.finditer(data):
+                digits = m.group().decode()
+                if card_like_prefix(digits) and luhn_valid(digits):
+                    found.add(f"a Luhn-valid card-like number {digits[:4]}...{digits[-4:]} at byte "
+                              f"{base + m.start()}")
+            for m in _CVC_VALUE.finditer(data):
+                found.add(f"a cvc with a value at byte {base + m.start()}")
+            offset += len(piece)
+            tail = data[-_OVERLAP:]
+    return sorted(found)

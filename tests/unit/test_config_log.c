@@ -40,6 +40,8 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_eq(c.auth_address_per_minute, 20);
 	cr_assert_str_eq(c.psp_url, "");
 	cr_assert_str_eq(c.psp_key, "sk_test_orion");
+	cr_assert_eq(c.payment_timeout_ms, 25000);
+	cr_assert_eq(c.password_memory_kib, 65536);
 }
 
 Test(config, mail_links_and_reservations)
@@ -114,6 +116,8 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"ORION_RESERVATION_TTL", "0"},
 	        {"ORION_RESERVATION_TTL", "604801"},
 	        {"ORION_AUTH_ADDRESS_BURST", "0"},
+	        {"ORION_PAYMENT_TIMEOUT_MS", "999"},
+	        {"ORION_PASSWORD_MEMORY_KIB", "4096"},
 	};
 	char long_value[ORN_CONFIG_STR_MAX + 8];
 	memset(long_value, 'x', sizeof long_value - 1);

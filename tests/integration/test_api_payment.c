@@ -1,0 +1,931 @@
+/* test_api_payment.c — POST /api/v1/orders/{id}/payment (gateway/
+ * gw_api_payment.c) through a real `orion serve` (embedded nats-server) on a
+ * free loopback port, driven with libcurl.
+ *
+ * Without the payment service: login (401), owner only (404), the id, the
+ * Idempotency-Key and the strict body (400, 413, 415), a cancelled order
+ * (409), and no payment service serving (503, the order untouched). With it
+ * (skipped while `orion serve --help` does not list the payment role): a
+ * payment before the order awaits payment (409), an invalid card (400 naming
+ * the field, nothing charged), an approved card (200 confirmed, replayed for
+ * the same key, 422 for the same key with another body, 409 for another
+ * key) and a declined one (200 payment_failed with the reason).
+ *
+ * Against a fake payment service on the bus (suite api_payment_fake): five
+ * requests at once with one Idempotency-Key are one Pay command and one
+ * answer, the command id and payload follow ADR 009, a later retry is
+ * replayed without a command, and the service's answers map to statuses.
+ *
+ * No answer may echo the card number or the CVC. One server per test,
+ * stopped in .fini. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "gw_jwt.h"
+#include "harness.h"
+#include "order.h"
+#include "order_token.h"
+
+#define ADMIN_EMAIL    "admin@orion.test"
+#define ADMIN_PASSWORD "correct horse battery"
+/* every role of issue 4: no payment service */
+#define ROLES_WITHOUT_PAYMENT "stock,product,user,cart,order,checkout,projector,gateway,mail"
+
+static char *data_dir;
+static pid_t server_pid;
+static char base_url[64];
+static char admin_token[GW_JWT_MAX_TOKEN];
+
+/* ---- a small curl client ------------------------------------------------ */
+
+typedef struct reply {
+	long status;
+	char *headers;
+	size_t headers_len;
+	char *body;
+	size_t len;
+	json_t *json; /* the parsed body, or NULL */
+} reply;
+
+static void append(char **buffer, size_t *len, const char *data, size_t n)
+{
+	char *grown = realloc(*buffer, *len + n + 1);
+	cr_assert_not_null(grown);
+	memcpy(grown + *len, data, n);
+	*len += n;
+	grown[*len] = '\0';
+	*buffer = grown;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg)
+{
+	reply *r = arg;
+	append(&r->body, &r->len, data, size * count);
+	return size * count;
+}
+
+static size_t on_header(char *data, size_t size, size_t count, void *arg)
+{
+	reply *r = arg;
+	append(&r->headers, &r->headers_len, data, size * count);
+	return size * count;
+}
+
+/* The value of header name in r, or NULL (static storage). */
+static const char *header(const reply *r, const char *name)
+{
+	static char value[512];
+	size_t name_len = strlen(name);
+	for (const char *line = r->headers; line && *line;
+	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
+		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+			const char *v = line + name_len + 1;
+			while (*v == ' ')
+				v++;
+			snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\r\n"), v);
+			return value;
+		}
+	}
+	return NULL;
+}
+
+static void reply_free(reply *r)
+{
+	json_decref(r->json);
+	free(r->body);
+	free(r->headers);
+}
+
+/* method path with an optional bearer token, body of content_type (JSON when
+ * NULL) and one extra header. */
+static reply call_as(const char *method, const char *path, const char *token, const char *body,
+                     const char *content_type, const char *extra_header)
+{
+	reply r = {0};
+	char url[1024], auth[GW_JWT_MAX_TOKEN + 32], type[128];
+	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
+	CURL *curl = curl_easy_init();
+	cr_assert_not_null(curl);
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		list = curl_slist_append(list, auth);
+	}
+	if (body != NULL) {
+		snprintf(type, sizeof type, "Content-Type: %s",
+		         content_type ? content_type : "application/json");
+		list = curl_slist_append(list, type);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	}
+	if (extra_header != NULL)
+		list = curl_slist_append(list, extra_header);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 45000L);
+	CURLcode rc = curl_easy_perform(curl);
+	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	if (r.body == NULL)
+		append(&r.body, &r.len, "", 0);
+	if (r.headers == NULL)
+		append(&r.headers, &r.headers_len, "", 0);
+	r.json = json_loads(r.body, 0, NULL);
+	return r;
+}
+
+static reply call(const char *method, const char *path, const char *token, const char *body,
+                  const char *extra_header)
+{
+	return call_as(method, path, token, body, NULL, extra_header);
+}
+
+static reply expect(long status, const char *method, const char *path, const char *token, const char *body,
+                    const char *extra_header)
+{
+	reply r = call(method, path, token, body, extra_header);
+	cr_assert_eq(r.status, status, "%s %s: status %ld, expected %ld, body %s", method, path, r.status,
+	             status, r.body);
+	return r;
+}
+
+static const char *str(const json_t *o, const char *name)
+{
+	const char *s = json_string_value(json_object_get(o, name));
+	cr_assert_not_null(s, "no string %s", name);
+	return s;
+}
+
+/* The field of the first entry of a problem's errors, or "". */
+static const char *first_error_field(const reply *r)
+{
+	json_t *errors = json_object_get(r->json, "errors");
+	const char *field = json_string_value(json_object_get(json_array_get(errors, 0), "field"));
+	return field != NULL ? field : "";
+}
+
+/* A problem answer of status that echoes no card data of body. */
+static reply expect_problem(long status, const char *path, const char *token, const char *body,
+                            const char *extra_header)
+{
+	reply r = expect(status, "POST", path, token, body, extra_header);
+	cr_assert_not_null(r.json, "problem body: %s", r.body);
+	cr_assert_str_eq(header(&r, "Content-Type"), "application/problem+json");
+	cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
+	cr_assert_null(strstr(r.body, "4242424242424242"), "card number echoed: %s", r.body);
+	cr_assert_null(strstr(r.body, "4000000000000002"), "card number echoed: %s", r.body);
+	cr_assert_null(strstr(r.body, "\"737\""), "cvc echoed: %s", r.body);
+	return r;
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+static natsd *nats; /* the fake-service suite's own nats-server, or NULL */
+
+static void start(const char *roles)
+{
+	char log_path[600], dir_env[600], addr_env[64], addr[32], nats_env[128] = "ORION_NATS_URL=";
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	data_dir = th_tempdir("api-payment");
+	int port = natsd_free_port();
+	cr_assert_gt(port, 0);
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+	snprintf(base_url, sizeof base_url, "http://%s", addr);
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
+	if (nats != NULL)
+		snprintf(nats_env, sizeof nats_env, "ORION_NATS_URL=%s", natsd_url(nats));
+	char *with_roles[] = {(char *)th_orion_bin(), "serve", "--roles", (char *)roles, NULL};
+	char *all[] = {(char *)th_orion_bin(), "serve", NULL};
+	char *env[] = {dir_env,
+	               addr_env,
+	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
+	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	               nats_env,
+	               "ORION_JWT_SECRET=",
+	               "ORION_PSP_URL=",
+	               "ORION_LOG_LEVEL=warn",
+	               NULL};
+	server_pid = th_spawn(roles != NULL ? with_roles : all, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
+	          "serve did not come up");
+	for (int waited = 0; waited < 15000; waited += 100) {
+		reply r = call("POST", "/api/v1/auth/login", NULL,
+		               "{\"email\":\"" ADMIN_EMAIL "\",\"password\":\"" ADMIN_PASSWORD "\"}", NULL);
+		bool ok = r.status == 200;
+		if (ok)
+			snprintf(admin_token, sizeof admin_token, "%s", str(r.json, "access_token"));
+		reply_free(&r);
+		if (ok)
+			return;
+		usleep(100 * 1000);
+	}
+	cr_assert_fail("the admin could not log in");
+}
+
+static void start_all(void)
+{
+	start(NULL);
+}
+
+static void start_without_payment(void)
+{
+	start(ROLES_WITHOUT_PAYMENT);
+}
+
+static void stop_server(void)
+{
+	if (server_pid > 0) {
+		th_kill(server_pid, SIGTERM);
+		if (th_wait_exit(server_pid, 15000) < 0)
+			th_kill(server_pid, SIGKILL);
+		server_pid = 0;
+	}
+	th_rmrf(data_dir);
+	free(data_dir);
+	data_dir = NULL;
+	th_natsd_stop(nats);
+	nats = NULL;
+	curl_global_cleanup();
+}
+
+TestSuite(api_payment, .init = start_all, .fini = stop_server, .timeout = 120);
+TestSuite(api_payment_unserved, .init = start_without_payment, .fini = stop_server, .timeout = 120);
+
+/* Whether `orion serve --help` lists the payment role (in the usage text,
+ * before the environment variables). */
+static bool has_payment(void)
+{
+	char command[600], line[512];
+	bool found = false, in_usage = true;
+	snprintf(command, sizeof command, "'%s' serve --help 2>/dev/null", th_orion_bin());
+	FILE *p = popen(command, "r");
+	cr_assert_not_null(p);
+	while (fgets(line, sizeof line, p) != NULL) {
+		if (strncmp(line, "Environment", 11) == 0)
+			in_usage = false;
+		found |= in_usage && strstr(line, "payment") != NULL;
+	}
+	pclose(p);
+	return found;
+}
+
+/* SIGTERM, and the exit code must be 0 (under ASan: no leak either). */
+static void stop_cleanly(void)
+{
+	th_kill(server_pid, SIGTERM);
+	int code = th_wait_exit(server_pid, 15000);
+	if (code < 0)
+		th_kill(server_pid, SIGKILL);
+	server_pid = 0;
+	cr_assert_eq(code, 0, "serve exited with %d", code);
+}
+
+/* ---- helpers over the API -------------------------------------------------- */
+
+typedef struct customer {
+	char token[GW_JWT_MAX_TOKEN];
+	char id[65];
+} customer;
+
+static customer sign_up(const char *email)
+{
+	customer c;
+	char body[256];
+	snprintf(body, sizeof body,
+	         "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"Customer\"}", email);
+	reply r = expect(201, "POST", "/api/v1/auth/register", NULL, body, NULL);
+	snprintf(c.id, sizeof c.id, "%s", str(r.json, "id"));
+	reply_free(&r);
+	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"a long password\"}", email);
+	r = expect(200, "POST", "/api/v1/auth/login", NULL, body, NULL);
+	snprintf(c.token, sizeof c.token, "%s", str(r.json, "access_token"));
+	reply_free(&r);
+	return c;
+}
+
+static void create_product(const char *sku, long long price, char out[65])
+{
+	char body[512];
+	snprintf(body, sizeof body,
+	         "{\"sku\":\"%s\",\"name\":\"Mug\",\"description\":\"A test product.\",\"price_cents\":%lld,"
+	         "\"currency\":\"EUR\",\"category\":\"tests\",\"initial_stock\":1000}",
+	         sku, price);
+	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, body, NULL);
+	snprintf(out, 65, "%s", str(r.json, "id"));
+	reply_free(&r);
+}
+
+/* Puts quantity of product in the cart and places an order; copies its id. */
+static void place(const customer *c, const char *product, int quantity, char id[65])
+{
+	char body[160];
+	snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%d}", product, quantity);
+	reply r = expect(200, "POST", "/api/v1/cart/items", c->token, body, NULL);
+	reply_free(&r);
+	r = expect(202, "POST", "/api/v1/orders", c->token, "{}", NULL);
+	snprintf(id, 65, "%s", str(r.json, "id"));
+	reply_free(&r);
+}
+
+static const char *status_of(const customer *c, const char *id)
+{
+	static char status[64];
+	char path[200];
+	snprintf(path, sizeof path, "/api/v1/orders/%s", id);
+	reply r = expect(200, "GET", path, c->token, NULL, NULL);
+	snprintf(status, sizeof status, "%s", str(r.json, "status"));
+	reply_free(&r);
+	return status;
+}
+
+static bool wait_status(const customer *c, const char *id, const char *want, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited += 100) {
+		if (strcmp(status_of(c, id), want) == 0)
+			return true;
+		usleep(100 * 1000);
+	}
+	return false;
+}
+
+/* The confirmation token the mail actor would send for order id. */
+static void token_for(const char *id, char out[ORDER_TOKEN_MAX])
+{
+	char path[700];
+	unsigned char secret[GW_JWT_SECRET_BYTES];
+	uint8_t key[ORDER_TOKEN_KEY_BYTES];
+	snprintf(path, sizeof path, "%s/%s", data_dir, GW_JWT_SECRET_FILE);
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	cr_assert_eq(fread(secret, 1, sizeof secret, f), sizeof secret);
+	fclose(f);
+	cr_assert_eq(order_token_key_derive(secret, sizeof secret, key), ORN_OK);
+	cr_assert_eq(order_token_make(key, id, out), ORN_OK);
+}
+
+/* An order of c in awaiting_payment (placed, reserved, confirmed by token). */
+static void awaiting_payment(const customer *c, const char *product, char id[65])
+{
+	char path[200], body[200], token[ORDER_TOKEN_MAX];
+	place(c, product, 2, id);
+	cr_assert(wait_status(c, id, "awaiting_confirmation", 20000), "the saga did not reserve the order");
+	token_for(id, token);
+	snprintf(body, sizeof body, "{\"token\":\"%s\"}", token);
+	snprintf(path, sizeof path, "/api/v1/orders/%s/confirm", id);
+	reply r = expect(200, "POST", path, NULL, body, NULL);
+	cr_assert_str_eq(str(r.json, "status"), "awaiting_payment");
+	reply_free(&r);
+}
+
+/* {"card":{...}} with the given number (the rest valid). */
+static void card_body(char *out, size_t cap, const char *number, int exp_year)
+{
+	snprintf(out, cap,
+	         "{\"card\":{\"number\":\"%s\",\"exp_month\":12,\"exp_year\":%d,\"cvc\":\"737\","
+	         "\"holder_name\":\"Ada Lovelace\"}}",
+	         number, exp_year);
+}
+
+static void pay_path(char *out, size_t cap, const char *id)
+{
+	snprintf(out, cap, "/api/v1/orders/%s/payment", id);
+}
+
+/* ---- without the payment service ------------------------------------------------ */
+
+Test(api_payment, login_owner_id_key_and_a_strict_body_are_checked_first)
+{
+	char mug[65], id[65], path[200], body[512];
+	create_product("PAY-1", 1250, mug);
+	customer me = sign_up("payer@orion.test"), other = sign_up("other-payer@orion.test");
+	place(&me, mug, 1, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+
+	reply r = expect_problem(401, path, NULL, body, NULL);
+	cr_assert_not_null(header(&r, "WWW-Authenticate"));
+	reply_free(&r);
+	r = expect_problem(401, path, "not-a-token", body, NULL);
+	reply_free(&r);
+	/* somebody else's order and an unknown one look the same */
+	r = expect_problem(404, path, other.token, body, NULL);
+	reply_free(&r);
+	r = expect_problem(404, "/api/v1/orders/o-does-not-exist/payment", me.token, body, NULL);
+	reply_free(&r);
+	r = expect_problem(400, "/api/v1/orders/a.b/payment", me.token, body, NULL);
+	reply_free(&r);
+	/* the Idempotency-Key header: 1..128 printable ASCII */
+	r = expect_problem(400, path, me.token, body, "Idempotency-Key;");
+	cr_assert_str_eq(first_error_field(&r), "Idempotency-Key");
+	reply_free(&r);
+	char long_key[200] = "Idempotency-Key: ";
+	memset(long_key + strlen(long_key), 'k', 129);
+	r = expect_problem(400, path, me.token, body, long_key);
+	reply_free(&r);
+
+	/* the body: JSON, small, exactly {card:{number, exp_month, exp_year, cvc, holder_name}} */
+	r = call_as("POST", path, me.token, body, "text/plain", NULL);
+	cr_assert_eq(r.status, 415, "%s", r.body);
+	cr_assert_null(strstr(r.body, "4242424242424242"));
+	reply_free(&r);
+	char *big = malloc(8192);
+	cr_assert_not_null(big);
+	snprintf(big, 8192, "{\"card\":{\"number\":\"4242424242424242\",\"holder_name\":\"%05000d\"}}", 0);
+	r = expect_problem(413, path, me.token, big, NULL);
+	reply_free(&r);
+	free(big);
+	r = expect_problem(400, path, me.token, "{}", NULL);
+	cr_assert_str_eq(first_error_field(&r), "card");
+	reply_free(&r);
+	r = expect_problem(400, path, me.token, "not json", NULL);
+	reply_free(&r);
+	r = expect_problem(400, path, me.token, "", NULL);
+	reply_free(&r);
+	r = expect_problem(
+	        400, path, me.token,
+	        "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":\"12\",\"exp_year\":2030,"
+	        "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
+	        NULL);
+	cr_assert_str_eq(first_error_field(&r), "card.exp_month");
+	reply_free(&r);
+	r = expect_problem(400, path, me.token,
+	                   "{\"card\":{\"number\":4242424242424242,\"exp_month\":12,\"exp_year\":2030,"
+	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
+	                   NULL);
+	cr_assert_str_eq(first_error_field(&r), "card.number");
+	reply_free(&r);
+	r = expect_problem(400, path, me.token,
+	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
+	                   "\"holder_name\":\"Ada\"}}",
+	                   NULL);
+	cr_assert_str_eq(first_error_field(&r), "card.cvc");
+	reply_free(&r);
+	r = expect_problem(400, path, me.token,
+	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
+	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\",\"pin\":\"1234\"}}",
+	                   NULL);
+	cr_assert_str_eq(first_error_field(&r), "card.pin");
+	reply_free(&r);
+	/* a card number sent as a member name is not echoed */
+	r = expect_problem(400, path, me.token, "{\"card\":{\"4242424242424242\":\"737\"}}", NULL);
+	reply_free(&r);
+	/* mass assignment: no amount, currency or status from the client */
+	snprintf(body, sizeof body,
+	         "{\"amount_cents\":1,\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,"
+	         "\"exp_year\":2030,\"cvc\":\"737\",\"holder_name\":\"Ada\"}}");
+	r = expect_problem(400, path, me.token, body, NULL);
+	cr_assert_str_eq(first_error_field(&r), "amount_cents");
+	reply_free(&r);
+
+	/* nothing of it moved the order, and serve stops cleanly */
+	cr_assert_neq(strcmp(status_of(&me, id), "confirmed"), 0);
+	stop_cleanly();
+}
+
+Test(api_payment, a_cancelled_order_cannot_be_paid)
+{
+	char mug[65], id[65], path[200], body[512];
+	create_product("PAY-2", 990, mug);
+	customer me = sign_up("cancelled-payer@orion.test");
+	place(&me, mug, 1, id);
+	snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", id);
+	reply r = expect(200, "POST", path, me.token, NULL, NULL);
+	reply_free(&r);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	r = expect_problem(409, path, me.token, body, "Idempotency-Key: cancelled-1");
+	reply_free(&r);
+	cr_assert_str_eq(status_of(&me, id), "cancelled");
+}
+
+Test(api_payment_unserved, no_payment_service_is_503_and_the_order_waits)
+{
+	char mug[65], id[65], path[200], body[512];
+	create_product("PAY-3", 500, mug);
+	customer me = sign_up("unserved@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	int64_t start = th_now_ms();
+	reply r = expect_problem(503, path, me.token, body, "Idempotency-Key: unserved-1");
+	cr_assert_lt(th_now_ms() - start, 5000, "nobody serves payments: no need to wait");
+	reply_free(&r);
+	/* not remembered: the same key is tried again (and fails the same way) */
+	r = expect_problem(503, path, me.token, body, "Idempotency-Key: unserved-1");
+	reply_free(&r);
+	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
+	stop_cleanly();
+}
+
+/* ---- with the payment service ------------------------------------------------------- */
+
+Test(api_payment, paying_before_the_order_awaits_payment_is_409)
+{
+	char mug[65], id[65], path[200], body[512];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-4", 700, mug);
+	customer me = sign_up("early-payer@orion.test");
+	place(&me, mug, 1, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	/* pending or already awaiting_confirmation: either way not payable */
+	reply r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	cr_assert(wait_status(&me, id, "awaiting_confirmation", 20000));
+	r = expect_problem(409, path, me.token, body, "Idempotency-Key: early-1");
+	reply_free(&r);
+	cr_assert_str_eq(status_of(&me, id), "awaiting_confirmation");
+}
+
+Test(api_payment, an_invalid_card_is_400_naming_the_field_and_charges_nothing)
+{
+	char mug[65], id[65], path[200], body[512];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-5", 700, mug);
+	customer me = sign_up("invalid-card@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+
+	card_body(body, sizeof body, "4242424242424241", 2030); /* Luhn fails */
+	reply r = expect_problem(400, path, me.token, body, NULL);
+	cr_assert_str_eq(first_error_field(&r), "card.number", "%s", r.body);
+	cr_assert_null(strstr(r.body, "4242424242424241"));
+	reply_free(&r);
+	card_body(body, sizeof body, "4242424242424242", 2020); /* expired */
+	r = expect_problem(400, path, me.token, body, "Idempotency-Key: expired-1");
+	cr_assert(strncmp(first_error_field(&r), "card.exp_", 9) == 0, "%s", r.body);
+	reply_free(&r);
+	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
+
+	/* and a valid card still pays it afterwards */
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	r = expect(200, "POST", path, me.token, body, "Idempotency-Key: valid-1");
+	cr_assert_str_eq(str(r.json, "status"), "confirmed");
+	reply_free(&r);
+}
+
+Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
+{
+	char mug[65], id[65], path[200], body[512], other_body[512];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-6", 1999, mug);
+	customer me = sign_up("approved@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+
+	reply first = expect(200, "POST", path, me.token, body, "Idempotency-Key: pay-key-1");
+	cr_assert_str_eq(str(first.json, "status"), "confirmed");
+	json_t *payment = json_object_get(first.json, "payment");
+	cr_assert_str_eq(str(payment, "brand"), "visa");
+	cr_assert_str_eq(str(payment, "last4"), "4242");
+	cr_assert_null(strstr(first.body, "4242424242424242"));
+	cr_assert_null(strstr(first.body, "737"));
+	cr_assert_null(strstr(first.body, "Ada Lovelace"));
+
+	/* the same request again: the same answer */
+	reply again = expect(200, "POST", path, me.token, body, "Idempotency-Key: pay-key-1");
+	cr_assert_str_eq(again.body, first.body);
+	reply_free(&again);
+	/* the same key with another card: 422; another key or none: 409 */
+	card_body(other_body, sizeof other_body, "5555555555554444", 2031);
+	reply r = expect_problem(422, path, me.token, other_body, "Idempotency-Key: pay-key-1");
+	reply_free(&r);
+	r = expect_problem(409, path, me.token, body, "Idempotency-Key: pay-key-2");
+	reply_free(&r);
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	reply_free(&first);
+	cr_assert_str_eq(status_of(&me, id), "confirmed");
+	stop_cleanly();
+}
+
+Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
+{
+	char mug[65], id[65], path[200], body[512];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-7", 1500, mug);
+	customer me = sign_up("declined@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4000000000009995", 2030);
+	reply r = expect(200, "POST", path, me.token, body, "Idempotency-Key: declined-1");
+	cr_assert_str_eq(str(r.json, "status"), "payment_failed");
+	json_t *history = json_object_get(r.json, "history");
+	json_t *last = json_array_get(history, json_array_size(history) - 1);
+	cr_assert_str_eq(str(last, "reason"), "insufficient_funds");
+	cr_assert(json_is_null(json_object_get(r.json, "payment")));
+	reply_free(&r);
+	/* a failed order is final */
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+}
+
+/* ---- the gateway's side of the contract, against a fake payment service --------------
+ *
+ * The suite runs serve without the payment role on a nats-server of its own
+ * and answers orion.cmd.pay.* itself, as ADR 009 says the payment
+ * service does: it checks the payload, counts the Pay commands, and answers
+ * by card number. The approving card takes FAKE_DELAY_MS and marks the
+ * order paid through the order actor, so the reply's seq is a real commit. */
+
+#define FAKE_DELAY_MS 400
+#define FAKE_APPROVE  "4242424242424242"
+#define FAKE_BAD_CVC  "4000000000000127" /* rejected invalid_card, detail card.cvc */
+#define FAKE_DOWN     "4000000000000119" /* failed unavailable */
+#define FAKE_BUSY     "4000000000000259" /* rejected in_progress */
+
+typedef struct fake_service {
+	natsConnection *sub_nc, *cmd_nc;
+	natsSubscription *sub;
+	pthread_mutex_t lock;
+	int pays;             /* Pay commands received */
+	int bad_payloads;     /* Pay commands whose payload broke the contract */
+	char command_id[256]; /* of the last Pay */
+	char key[160];        /* its idempotency_key */
+} fake_service;
+
+static fake_service fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void fake_reply(natsMsg *msg, bus_outcome outcome, const char *code, const char *detail, uint64_t seq)
+{
+	bus_reply r = {.outcome = outcome, .seq = seq, .attempts = 1};
+	snprintf(r.code, sizeof r.code, "%s", code);
+	snprintf(r.detail, sizeof r.detail, "%s", detail);
+	mp_writer *w = mp_writer_create();
+	if (w != NULL && bus_reply_encode(w, &r) == ORN_OK)
+		natsConnection_Publish(fake.sub_nc, natsMsg_GetReply(msg), mp_writer_data(w),
+		                       (int)mp_writer_size(w));
+	mp_writer_destroy(w);
+}
+
+/* The Pay payload: exactly {customer_id, idempotency_key, card:{number,
+ * exp_month, exp_year, cvc, holder_name}}; the number and key copied out. */
+static bool fake_parse(const env_envelope *cmd, char *number, size_t number_cap, char *key, size_t key_cap)
+{
+	mp_reader rd;
+	uint32_t n, m, len;
+	const char *name;
+	int fields = 0;
+	mp_reader_init(&rd, cmd->payload, cmd->payload_len);
+	if (mp_read_map(&rd, &n) != ORN_OK || n != 3)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		if (mp_read_str(&rd, &name, &len) != ORN_OK)
+			return false;
+		if (mp_str_eq(name, len, "customer_id") && mp_skip(&rd) == ORN_OK) {
+			fields++;
+		} else if (mp_str_eq(name, len, "idempotency_key") &&
+		           mp_read_cstr(&rd, key, key_cap) == ORN_OK) {
+			fields++;
+		} else if (mp_str_eq(name, len, "card") && mp_read_map(&rd, &m) == ORN_OK && m == 5) {
+			for (uint32_t j = 0; j < m; j++) {
+				int64_t v;
+				if (mp_read_str(&rd, &name, &len) != ORN_OK)
+					return false;
+				bool ok = mp_str_eq(name, len, "number")
+				                  ? mp_read_cstr(&rd, number, number_cap) == ORN_OK
+				          : mp_str_eq(name, len, "exp_month") ||
+				                          mp_str_eq(name, len, "exp_year")
+				                  ? mp_read_int(&rd, &v) == ORN_OK
+				          : mp_str_eq(name, len, "cvc") || mp_str_eq(name, len, "holder_name")
+				                  ? mp_skip(&rd) == ORN_OK
+				                  : false;
+				if (!ok)
+					return false;
+			}
+			fields++;
+		} else {
+			return false;
+		}
+	}
+	return fields == 3;
+}
+
+/* MarkPaid through the order actor; the seq of its commit, 0 on failure. */
+static uint64_t fake_mark_paid(const env_envelope *cmd, const char *order_id)
+{
+	order_command c = {.kind = ORDER_MARK_PAID};
+	snprintf(c.data.charge_id, sizeof c.data.charge_id, "ch_fake");
+	snprintf(c.data.brand, sizeof c.data.brand, "visa");
+	snprintf(c.data.last4, sizeof c.data.last4, "4242");
+	c.data.time_ms = (int64_t)time(NULL) * 1000;
+	mp_writer *w = mp_writer_create();
+	env_envelope env;
+	bus_reply answer = {0};
+	char id[ENV_ID_MAX + 8];
+	uint64_t seq = 0;
+	snprintf(id, sizeof id, "%.150s:paid", cmd->causation);
+	if (w != NULL && order_command_encode(w, &c) == ORN_OK &&
+	    bus_command_init(&env, ORDER_CMD_MARK_PAID, c.data.time_ms, id, NULL, NULL, mp_writer_data(w),
+	                     mp_writer_size(w)) == ORN_OK &&
+	    bus_send(fake.cmd_nc, ORDER_AGGREGATE, order_id, &env, 5000, &answer) == ORN_OK &&
+	    answer.outcome == BUS_ACCEPTED)
+		seq = answer.seq;
+	bus_reply_dispose(&answer);
+	mp_writer_destroy(w);
+	return seq;
+}
+
+static void fake_on_pay(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	env_envelope cmd;
+	char number[32] = "", key[160] = "";
+	const char *subject = natsMsg_GetSubject(msg);
+	const char *order_id = strrchr(subject, '.') + 1;
+	(void)nc, (void)sub, (void)closure;
+	bool ok =
+	        env_decode_buffer(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &cmd) == ORN_OK &&
+	        strcmp(cmd.type, "Pay") == 0 && fake_parse(&cmd, number, sizeof number, key, sizeof key);
+	pthread_mutex_lock(&fake.lock);
+	fake.pays++;
+	fake.bad_payloads += !ok;
+	if (ok) {
+		snprintf(fake.command_id, sizeof fake.command_id, "%s", cmd.causation);
+		snprintf(fake.key, sizeof fake.key, "%s", key);
+	}
+	pthread_mutex_unlock(&fake.lock);
+	if (!ok)
+		fake_reply(msg, BUS_FAILED, "invalid", "", 0);
+	else if (strcmp(number, FAKE_BAD_CVC) == 0)
+		fake_reply(msg, BUS_REJECTED, "invalid_card", "card.cvc", 0);
+	else if (strcmp(number, FAKE_DOWN) == 0)
+		fake_reply(msg, BUS_FAILED, "unavailable", "", 0);
+	else if (strcmp(number, FAKE_BUSY) == 0)
+		fake_reply(msg, BUS_REJECTED, "in_progress", "", 0);
+	else if (strcmp(number, FAKE_APPROVE) == 0) {
+		th_sleep_ms(FAKE_DELAY_MS);
+		uint64_t seq = fake_mark_paid(&cmd, order_id);
+		if (seq > 0)
+			fake_reply(msg, BUS_ACCEPTED, "", "", seq);
+		else
+			fake_reply(msg, BUS_REJECTED, "wrong_state", "", 0);
+	}
+	natsMsg_Destroy(msg);
+}
+
+static void start_with_fake(void)
+{
+	nats = th_natsd_start("api-payment-fake");
+	start(ROLES_WITHOUT_PAYMENT);
+	cr_assert_eq(natsConnection_ConnectTo(&fake.sub_nc, natsd_url(nats)), NATS_OK);
+	cr_assert_eq(natsConnection_ConnectTo(&fake.cmd_nc, natsd_url(nats)), NATS_OK);
+	cr_assert_eq(natsConnection_QueueSubscribe(&fake.sub, fake.sub_nc, "orion.cmd.pay.*", "orion.pay",
+	                                           fake_on_pay, NULL),
+	             NATS_OK);
+	cr_assert_eq(natsConnection_Flush(fake.sub_nc), NATS_OK);
+}
+
+static void stop_with_fake(void)
+{
+	if (fake.sub != NULL) {
+		natsSubscription_Unsubscribe(fake.sub);
+		natsSubscription_Destroy(fake.sub);
+	}
+	natsConnection_Destroy(fake.sub_nc);
+	natsConnection_Destroy(fake.cmd_nc);
+	stop_server();
+	nats_Close();
+}
+
+TestSuite(api_payment_fake, .init = start_with_fake, .fini = stop_with_fake, .timeout = 120);
+
+static int fake_pays(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	int n = fake.pays;
+	pthread_mutex_unlock(&fake.lock);
+	return n;
+}
+
+typedef struct click {
+	const char *path, *token, *body, *key;
+	reply r;
+} click;
+
+static void *click_main(void *arg)
+{
+	click *c = arg;
+	c->r = call("POST", c->path, c->token, c->body, c->key);
+	return NULL;
+}
+
+Test(api_payment_fake, a_double_click_is_one_command_and_the_same_answer, .timeout = 120)
+{
+	char mug[65], id[65], path[200], body[512], other[512];
+	create_product("FAKE-1", 1250, mug);
+	customer me = sign_up("fake-double@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, FAKE_APPROVE, 2030);
+
+	/* five requests at once with one key: the first is sent, the others wait for it */
+	click clicks[5];
+	pthread_t threads[5];
+	for (int i = 0; i < 5; i++) {
+		clicks[i] = (click){
+		        .path = path, .token = me.token, .body = body, .key = "Idempotency-Key: dbl-1"};
+		cr_assert_eq(pthread_create(&threads[i], NULL, click_main, &clicks[i]), 0);
+	}
+	for (int i = 0; i < 5; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(clicks[i].r.status, 200, "click %d: %ld %s", i, clicks[i].r.status,
+		             clicks[i].r.body);
+		cr_assert_str_eq(clicks[i].r.body, clicks[0].r.body);
+	}
+	cr_assert_str_eq(str(clicks[0].r.json, "status"), "confirmed");
+	cr_assert_eq(fake_pays(), 1, "%d Pay commands for one key", fake_pays());
+	pthread_mutex_lock(&fake.lock);
+	char want[200];
+	snprintf(want, sizeof want, "%s:pay:", id);
+	cr_assert_eq(strncmp(fake.command_id, want, strlen(want)), 0, "command id %s", fake.command_id);
+	cr_assert_eq(strlen(fake.command_id), strlen(want) + 64);
+	cr_assert_str_eq(fake.key, "dbl-1");
+	cr_assert_eq(fake.bad_payloads, 0);
+	pthread_mutex_unlock(&fake.lock);
+
+	/* later, the same request: the same answer, not sent again */
+	reply r = expect(200, "POST", path, me.token, body, "Idempotency-Key: dbl-1");
+	cr_assert_str_eq(r.body, clicks[0].r.body);
+	reply_free(&r);
+	cr_assert_eq(fake_pays(), 1);
+	/* the same key with another body: 422, not sent */
+	card_body(other, sizeof other, FAKE_APPROVE, 2031);
+	r = expect_problem(422, path, me.token, other, "Idempotency-Key: dbl-1");
+	reply_free(&r);
+	cr_assert_eq(fake_pays(), 1);
+	/* without a key, the confirmed order is not sent either */
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	cr_assert_eq(fake_pays(), 1);
+	for (int i = 0; i < 5; i++)
+		reply_free(&clicks[i].r);
+	stop_cleanly(); /* the kept answer is freed at exit (no leak under ASan) */
+}
+
+Test(api_payment_fake, the_service_answers_map_to_statuses)
+{
+	char mug[65], id[65], path[200], body[512];
+	create_product("FAKE-2", 800, mug);
+	customer me = sign_up("fake-map@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_path(path, sizeof path, id);
+
+	card_body(body, sizeof body, FAKE_BAD_CVC, 2030);
+	reply r = expect_problem(400, path, me.token, body, "Idempotency-Key: map-1");
+	cr_assert_str_eq(first_error_field(&r), "card.cvc");
+	reply_free(&r);
+	card_body(body, sizeof body, FAKE_BUSY, 2030);
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	/* failed: 503, and not remembered: the retry with the key is sent again */
+	card_body(body, sizeof body, FAKE_DOWN, 2030);
+	int before = fake_pays();
+	r = expect_problem(503, path, me.token, body, "Idempotency-Key: map-2");
+	reply_free(&r);
+	r = expect_problem(503, path, me.token, body, "Idempotency-Key: map-2");
+	reply_free(&r);
+	cr_assert_eq(fake_pays(), before + 2);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_eq(strncmp(fake.command_id, id, strlen(id)), 0);
+	cr_assert_eq(fake.bad_payloads, 0);
+	pthread_mutex_unlock(&fake.lock);
+	/* without a key the command id is random */
+	card_body(body, sizeof body, FAKE_BUSY, 2030);
+	r = expect_problem(409, path, me.token, body, NULL);
+	reply_free(&r);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_neq(strncmp(fake.command_id, id, strlen(id)), 0, "%s", fake.command_id);
+	cr_assert_str_eq(fake.key, "");
+	pthread_mutex_unlock(&fake.lock);
+	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
+	stop_cleanly();
+}
