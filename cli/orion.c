@@ -25,23 +25,24 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: orion <command> [options]\n\n"
-	             "commands:\n"
-	             "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
-	             "                             checkout, mail, projector, gateway (default: all)\n"
-	             "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
-	             "                             print events as JSON lines\n"
-	             "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
-	             "        | commit RESERVATION | adjust DELTA REASON | get\n"
-	             "                             send one command to a running stock service and\n"
-	             "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
-	             "                             3 failed or no service)\n"
-	             "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
-	             "                             register an account with a running serve\n"
-	             "  routes                     list the HTTP routes the gateway serves\n"
-	             "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
-	             "                             run the card payment provider sandbox alone\n"
-	             "  help                       this text\n\n");
+	fprintf(out,
+	        "usage: orion <command> [options]\n\n"
+	        "commands:\n"
+	        "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
+	        "                             checkout, mail, projector, gateway (default: all)\n"
+	        "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
+	        "                             print events as JSON lines\n"
+	        "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
+	        "        | commit RESERVATION | adjust DELTA REASON | get\n"
+	        "                             send one command to a running stock service and\n"
+	        "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
+	        "                             3 failed or no service)\n"
+	        "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
+	        "                             register an account with a running serve\n"
+	        "  routes                     list the HTTP routes the gateway serves\n"
+	        "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
+	        "                             run the card payment provider sandbox alone\n"
+	        "  help                       this text\n\n");
 	orn_config_print_help(out);
 }
 
