@@ -20,8 +20,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 
 enum payload_field {
 	FIELD_PRODUCT_ID = 1u << 0,
@@ -775,9 +773,11 @@ static void cart_kind_dispose(void *state)
 	cart_state_init(state);
 }
 
-static void describe_rejection(cart_verdict verdict, const cart_state *s, const cart_command *c, char *detail,
-                               size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const cart_state *s = state;
+	const cart_command *c = command;
+
 	if (verdict == CART_REJ_NOT_FOUND)
 		snprintf(detail, cap, "product %s is not in the cart", c->line.product_id);
 	else if (verdict == CART_REJ_TOO_MANY_LINES)
@@ -792,50 +792,15 @@ static void describe_rejection(cart_verdict verdict, const cart_state *s, const 
 		         CART_PRICE_MAX, CART_QUANTITY_MAX, CART_LINES_MAX);
 }
 
-/* kind_encode_fn of this aggregate: event i of a cart_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: cart_evolve, which cannot fail. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const cart_event *e = &((const cart_events *)events)->items[i];
-	*type = cart_event_type(e->kind);
-	return cart_event_encode(w, e);
+	cart_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc cart_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	cart_command c;
-	cart_events events;
-	cart_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
-
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = cart_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
-		goto fail;
-	verdict = cart_decide(state, &c, &events);
-	if (verdict != CART_OK) {
-		describe_rejection(verdict, state, &c, detail, sizeof detail);
-		act_decision_reject(d, cart_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
-fail:
-	return rc;
-}
-
-static orn_rc cart_kind_evolve(void *state, const env_envelope *event)
-{
-	cart_event e;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = cart_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
-		goto fail;
-	cart_evolve(state, &e);
-fail:
-	return rc;
-}
+/* cart_kind_decide and cart_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(cart, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
 const act_kind cart_kind = {
         .aggregate = CART_AGGREGATE,

@@ -1,7 +1,11 @@
 /* kind.c — see kind.h. */
 #include "kind.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* Bytes of a rejection detail text (the decision keeps 255 of them). */
+#define DETAIL_MAX 320
 
 int kind_type_index(const void *table, size_t count, size_t stride, const char *type)
 {
@@ -33,4 +37,101 @@ orn_rc kind_emit_events(act_decision *d, uint32_t schema, const void *events, si
 	}
 	mp_writer_destroy(w);
 	return rc;
+}
+
+/* Rejects in d with verdict's code and, if k describes rejections, its detail. */
+static void reject(const kind_codec *k, int verdict, const void *state, const void *command, act_decision *d)
+{
+	char detail[DETAIL_MAX];
+
+	if (k->describe != NULL)
+		k->describe(verdict, state, command, detail, sizeof detail);
+	act_decision_reject(d, k->verdict_code(verdict), k->describe != NULL ? detail : NULL);
+}
+
+orn_rc kind_decide(const kind_codec *k, const void *state, const env_envelope *cmd, act_decision *d)
+{
+	void *command = NULL, *events = NULL;
+	size_t count;
+	int verdict;
+	orn_rc rc = ORN_EDECODE;
+
+	if (cmd->schema != k->schema)
+		goto fail;
+	/* on the heap: some aggregates' commands and events run to kilobytes */
+	command = malloc(k->command_size);
+	events = malloc(k->events_size);
+	if (command == NULL || events == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	if ((rc = k->decode_command(cmd->type, cmd->payload, cmd->payload_len, command)) != ORN_OK)
+		goto fail;
+	if ((verdict = k->decide(state, command, events)) != 0) {
+		reject(k, verdict, state, command, d);
+		goto fail;
+	}
+	memcpy(&count, (const unsigned char *)events + k->events_count_offset, sizeof count);
+	rc = kind_emit_events(d, k->schema, events, count, k->encode_event_at);
+fail:
+	free(command);
+	free(events);
+	return rc;
+}
+
+orn_rc kind_evolve(const kind_codec *k, void *state, const env_envelope *event)
+{
+	void *decoded = NULL;
+	orn_rc rc = ORN_EDECODE;
+
+	if (event->schema != k->schema)
+		goto fail;
+	if ((decoded = malloc(k->event_size)) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	if ((rc = k->decode_event(event->type, event->payload, event->payload_len, decoded)) != ORN_OK)
+		goto fail;
+	rc = k->evolve(state, decoded);
+fail:
+	free(decoded);
+	return rc;
+}
+
+orn_rc kind_restore_history(const kind_codec *k, size_t state_size, kind_apply_fn *apply, void *state,
+                            const uint8_t *buf, size_t len)
+{
+	char type[32];
+	void *fresh = calloc(1, state_size);
+	void *event = malloc(k->event_size);
+	const uint8_t *payload;
+	size_t payload_len;
+	uint32_t count, pair;
+	mp_reader r;
+	orn_rc rc = ORN_ENOMEM;
+
+	if (fresh == NULL || event == NULL)
+		goto fail;
+	mp_reader_init(&r, buf, len);
+	if ((rc = mp_read_array(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((rc = mp_read_array(&r, &pair)) != ORN_OK || pair != 2 ||
+		    (rc = mp_read_cstr(&r, type, sizeof type)) != ORN_OK ||
+		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
+		    (rc = k->decode_event(type, payload, payload_len, event)) != ORN_OK ||
+		    !apply(fresh, event)) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+	}
+	if (mp_reader_remaining(&r) != 0) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	memcpy(state, fresh, state_size);
+fail:
+	free(fresh);
+	free(event);
+	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
 }

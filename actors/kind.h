@@ -28,4 +28,111 @@ typedef orn_rc kind_encode_fn(mp_writer *w, const void *events, size_t i, const 
 orn_rc kind_emit_events(act_decision *d, uint32_t schema, const void *events, size_t count,
                         kind_encode_fn *encode);
 
+/* An aggregate's typed functions behind void pointers: what kind_decide and
+ * kind_evolve need to turn envelopes into its command and event structs and to
+ * run its pure decide and evolve. One static const instance per aggregate. */
+typedef struct kind_codec {
+	uint32_t schema;            /* the payload schema of its commands and events */
+	size_t command_size;        /* sizeof its command struct */
+	size_t events_size;         /* sizeof its events struct (the decide output) */
+	size_t events_count_offset; /* offsetof the size_t event count in that struct */
+	size_t event_size;          /* sizeof its event struct */
+	orn_rc (*decode_command)(const char *type, const uint8_t *payload, size_t len, void *command);
+	/* The pure decide: 0 (accepted, events filled) or a rejection verdict. */
+	int (*decide)(const void *state, const void *command, void *events);
+	/* The stable code of a rejection verdict ("out_of_stock"). */
+	const char *(*verdict_code)(int verdict);
+	/* Optional (NULL: a rejection has no detail): writes the detail text of a
+	 * rejection into detail, at most cap bytes with the terminator. */
+	void (*describe)(int verdict, const void *state, const void *command, char *detail, size_t cap);
+	kind_encode_fn *encode_event_at;
+	orn_rc (*decode_event)(const char *type, const uint8_t *payload, size_t len, void *event);
+	/* Applies a decoded event: ORN_OK, or an error that leaves state as it was. */
+	orn_rc (*evolve)(void *state, const void *event);
+} kind_codec;
+
+/* act_kind.decide of the aggregate k describes: decodes cmd, decides it against
+ * state and emits the events into d, or rejects the command in d with the
+ * verdict's code and description. ORN_EDECODE if cmd's schema is not k's,
+ * what decode_command returned if it fails, ORN_ENOMEM, or what
+ * kind_emit_events returned. A rejection is ORN_OK. */
+orn_rc kind_decide(const kind_codec *k, const void *state, const env_envelope *cmd, act_decision *d);
+
+/* act_kind.evolve of the aggregate k describes: decodes event and applies it to
+ * state. ORN_EDECODE if event's schema is not k's, what decode_event returned
+ * if it fails, ORN_ENOMEM, or what evolve returned. */
+orn_rc kind_evolve(const kind_codec *k, void *state, const env_envelope *event);
+
+/* Applies a decoded event to a state while restoring a history: false if the
+ * event is no transition from the state (the history is then invalid). */
+typedef bool kind_apply_fn(void *state, const void *event);
+
+/* act_kind.restore of an aggregate whose snapshot is its history (an array of
+ * [type, payload] pairs, payloads decoded with k) and whose state owns nothing
+ * and starts all zeros: replays the history with apply onto a fresh state of
+ * state_size bytes and copies that over state only when all of it applies.
+ * ORN_EDECODE for a malformed or invalid history (state unchanged), ORN_ENOMEM. */
+orn_rc kind_restore_history(const kind_codec *k, size_t state_size, kind_apply_fn *apply, void *state,
+                            const uint8_t *buf, size_t len);
+
+/* Defines the kind adapter of the aggregate prefix, whose typed functions and
+ * types follow the naming of actors/ (prefix_command_decode, prefix_decide,
+ * prefix_verdict_code, prefix_event_type, prefix_event_encode,
+ * prefix_event_decode; prefix_command, prefix_events with items and count,
+ * prefix_event, prefix_verdict): a static kind_codec prefix_codec of them and
+ * the static functions prefix_kind_decide and prefix_kind_evolve for the
+ * aggregate's act_kind prefix_kind, which run kind_decide and kind_evolve with
+ * it. describe is its kind_codec.describe or NULL; evolve its kind_codec.evolve,
+ * written by hand since the aggregates' evolve functions return different
+ * things. Use once per aggregate, at file scope, followed by a semicolon. */
+#define KIND_ADAPTER(prefix, schema_, describe_, evolve_)                                                    \
+	static orn_rc prefix##_codec_encode_event(mp_writer *w, const void *events, size_t i,                \
+	                                          const char **type)                                         \
+	{                                                                                                    \
+		const prefix##_event *e = &((const prefix##_events *)events)->items[i];                      \
+		*type = prefix##_event_type(e->kind);                                                        \
+		return prefix##_event_encode(w, e);                                                          \
+	}                                                                                                    \
+	static orn_rc prefix##_codec_decode_command(const char *type, const uint8_t *payload, size_t len,    \
+	                                            void *command)                                           \
+	{                                                                                                    \
+		return prefix##_command_decode(type, payload, len, command);                                 \
+	}                                                                                                    \
+	static int prefix##_codec_decide(const void *state, const void *command, void *events)               \
+	{                                                                                                    \
+		return (int)prefix##_decide(state, command, events);                                         \
+	}                                                                                                    \
+	static const char *prefix##_codec_verdict_code(int verdict)                                          \
+	{                                                                                                    \
+		return prefix##_verdict_code((prefix##_verdict)verdict);                                     \
+	}                                                                                                    \
+	static orn_rc prefix##_codec_decode_event(const char *type, const uint8_t *payload, size_t len,      \
+	                                          void *event)                                               \
+	{                                                                                                    \
+		return prefix##_event_decode(type, payload, len, event);                                     \
+	}                                                                                                    \
+	static const kind_codec prefix##_codec = {                                                           \
+	        .schema = (schema_),                                                                         \
+	        .command_size = sizeof(prefix##_command),                                                    \
+	        .events_size = sizeof(prefix##_events),                                                      \
+	        .events_count_offset = offsetof(prefix##_events, count),                                     \
+	        .event_size = sizeof(prefix##_event),                                                        \
+	        .decode_command = prefix##_codec_decode_command,                                             \
+	        .decide = prefix##_codec_decide,                                                             \
+	        .verdict_code = prefix##_codec_verdict_code,                                                 \
+	        .describe = (describe_),                                                                     \
+	        .encode_event_at = prefix##_codec_encode_event,                                              \
+	        .decode_event = prefix##_codec_decode_event,                                                 \
+	        .evolve = (evolve_),                                                                         \
+	};                                                                                                   \
+	static orn_rc prefix##_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)      \
+	{                                                                                                    \
+		return kind_decide(&prefix##_codec, state, cmd, d);                                          \
+	}                                                                                                    \
+	static orn_rc prefix##_kind_evolve(void *state, const env_envelope *event)                           \
+	{                                                                                                    \
+		return kind_evolve(&prefix##_codec, state, event);                                           \
+	}                                                                                                    \
+	extern const act_kind prefix##_kind /* declared by its header: this only asks for the semicolon */
+
 #endif

@@ -22,8 +22,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 
 enum payload_field {
 	FIELD_CUSTOMER_ID = 1u << 0,
@@ -832,45 +830,6 @@ static orn_rc order_snapshot(const void *state, mp_writer *w)
 	return rc == ORN_OK ? mp_writer_status(w) : rc;
 }
 
-/* Restores by replaying the snapshot's events into a fresh state, copied in
- * only when whole; every event must be a transition. */
-static orn_rc order_restore(void *state, const uint8_t *buf, size_t len)
-{
-	char type[32];
-	order_state *fresh = calloc(1, sizeof *fresh);
-	order_event *e = malloc(sizeof *e);
-	const uint8_t *payload;
-	size_t payload_len;
-	uint32_t count, pair;
-	mp_reader r;
-	orn_rc rc = ORN_ENOMEM;
-
-	if (fresh == NULL || e == NULL)
-		goto fail;
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_array(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++) {
-		if ((rc = mp_read_array(&r, &pair)) != ORN_OK || pair != 2 ||
-		    (rc = mp_read_cstr(&r, type, sizeof type)) != ORN_OK ||
-		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
-		    (rc = order_event_decode(type, payload, payload_len, e)) != ORN_OK ||
-		    !order_evolve(fresh, e)) {
-			rc = ORN_EDECODE;
-			goto fail;
-		}
-	}
-	if (mp_reader_remaining(&r) != 0) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	memcpy(state, fresh, sizeof *fresh);
-fail:
-	free(fresh);
-	free(e);
-	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
-}
-
 static void write_time_or_nil(mp_writer *w, const char *key, int64_t ms)
 {
 	mp_write_cstr(w, key);
@@ -954,9 +913,11 @@ static void order_kind_dispose(void *state)
 	order_state_init(state);
 }
 
-static void describe_rejection(order_verdict verdict, const order_state *s, const order_command *c,
-                               char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const order_state *s = state;
+	const order_command *c = command;
+
 	if (verdict == ORDER_REJ_NOT_FOUND)
 		snprintf(detail, cap, "the order does not exist");
 	else if (verdict == ORDER_REJ_EXISTS)
@@ -975,62 +936,27 @@ static void describe_rejection(order_verdict verdict, const order_state *s, cons
 		         order_command_type(c->kind));
 }
 
-/* kind_encode_fn of this aggregate: event i of a order_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: order_evolve; an event that is no transition changes nothing, not an error. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const order_event *e = &((const order_events *)events)->items[i];
-	*type = order_event_type(e->kind);
-	return order_event_encode(w, e);
+	(void)order_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc order_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	order_command *c = NULL;
-	order_events *events = NULL;
-	order_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
+/* order_kind_decide and order_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(order, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	c = malloc(sizeof *c);
-	events = malloc(sizeof *events);
-	if (c == NULL || events == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	if ((rc = order_command_decode(cmd->type, cmd->payload, cmd->payload_len, c)) != ORN_OK)
-		goto fail;
-	verdict = order_decide(state, c, events);
-	if (verdict != ORDER_OK) {
-		describe_rejection(verdict, state, c, detail, sizeof detail);
-		act_decision_reject(d, order_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, events, events->count, encode_event_at);
-fail:
-	free(c);
-	free(events);
-	return rc;
+/* kind_restore_history's apply: order_evolve, which refuses an event that is no transition. */
+static bool restore_event(void *state, const void *event)
+{
+	return order_evolve(state, event);
 }
 
-static orn_rc order_kind_evolve(void *state, const env_envelope *event)
+/* Restores by replaying the snapshot's events into a fresh state, copied in
+ * only when whole; every event must be a transition. */
+static orn_rc order_restore(void *state, const uint8_t *buf, size_t len)
 {
-	order_event *e = NULL;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((e = malloc(sizeof *e)) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	if ((rc = order_event_decode(event->type, event->payload, event->payload_len, e)) != ORN_OK)
-		goto fail;
-	(void)order_evolve(state, e);
-fail:
-	free(e);
-	return rc;
+	return kind_restore_history(&order_codec, sizeof(order_state), restore_event, state, buf, len);
 }
 
 const act_kind order_kind = {

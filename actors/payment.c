@@ -18,8 +18,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 
 enum payload_field {
 	FIELD_AMOUNT = 1u << 0,
@@ -607,45 +605,6 @@ static orn_rc payment_snapshot(const void *state, mp_writer *w)
 	return rc == ORN_OK ? mp_writer_status(w) : rc;
 }
 
-/* Restores by replaying the snapshot's events into a fresh state, copied in
- * only when whole; every event must be a transition. */
-static orn_rc payment_restore(void *state, const uint8_t *buf, size_t len)
-{
-	char type[32];
-	payment_state *fresh = calloc(1, sizeof *fresh);
-	payment_event *e = malloc(sizeof *e);
-	const uint8_t *payload;
-	size_t payload_len;
-	uint32_t count, pair;
-	mp_reader r;
-	orn_rc rc = ORN_ENOMEM;
-
-	if (fresh == NULL || e == NULL)
-		goto fail;
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_array(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++) {
-		if ((rc = mp_read_array(&r, &pair)) != ORN_OK || pair != 2 ||
-		    (rc = mp_read_cstr(&r, type, sizeof type)) != ORN_OK ||
-		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
-		    (rc = payment_event_decode(type, payload, payload_len, e)) != ORN_OK ||
-		    !payment_evolve(fresh, e)) {
-			rc = ORN_EDECODE;
-			goto fail;
-		}
-	}
-	if (mp_reader_remaining(&r) != 0) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	memcpy(state, fresh, sizeof *fresh);
-fail:
-	free(fresh);
-	free(e);
-	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
-}
-
 static void write_str_or_nil(mp_writer *w, const char *key, const char *value)
 {
 	mp_write_cstr(w, key);
@@ -732,9 +691,11 @@ static void payment_kind_dispose(void *state)
 }
 
 /* A fixed text per verdict: it names no id, key or amount. */
-static void describe_rejection(payment_verdict verdict, const payment_state *s, const payment_command *c,
-                               char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const payment_state *s = state;
+	const payment_command *c = command;
+
 	if (verdict == PAYMENT_REJ_WRONG_STATE)
 		snprintf(detail, cap, "%s is not accepted while the payment is %s",
 		         payment_command_type(c->kind), payment_status_name(s->status));
@@ -749,62 +710,27 @@ static void describe_rejection(payment_verdict verdict, const payment_state *s, 
 		         payment_command_type(c->kind));
 }
 
-/* kind_encode_fn of this aggregate: event i of a payment_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: payment_evolve; an event that is no transition changes nothing, not an error. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const payment_event *e = &((const payment_events *)events)->items[i];
-	*type = payment_event_type(e->kind);
-	return payment_event_encode(w, e);
+	(void)payment_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc payment_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	payment_command *c = NULL;
-	payment_events *events = NULL;
-	payment_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
+/* payment_kind_decide and payment_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(payment, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	c = malloc(sizeof *c);
-	events = malloc(sizeof *events);
-	if (c == NULL || events == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	if ((rc = payment_command_decode(cmd->type, cmd->payload, cmd->payload_len, c)) != ORN_OK)
-		goto fail;
-	verdict = payment_decide(state, c, events);
-	if (verdict != PAYMENT_OK) {
-		describe_rejection(verdict, state, c, detail, sizeof detail);
-		act_decision_reject(d, payment_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, events, events->count, encode_event_at);
-fail:
-	free(c);
-	free(events);
-	return rc;
+/* kind_restore_history's apply: payment_evolve, which refuses an event that is no transition. */
+static bool restore_event(void *state, const void *event)
+{
+	return payment_evolve(state, event);
 }
 
-static orn_rc payment_kind_evolve(void *state, const env_envelope *event)
+/* Restores by replaying the snapshot's events into a fresh state, copied in
+ * only when whole; every event must be a transition. */
+static orn_rc payment_restore(void *state, const uint8_t *buf, size_t len)
 {
-	payment_event *e = NULL;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((e = malloc(sizeof *e)) == NULL) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	if ((rc = payment_event_decode(event->type, event->payload, event->payload_len, e)) != ORN_OK)
-		goto fail;
-	(void)payment_evolve(state, e);
-fail:
-	free(e);
-	return rc;
+	return kind_restore_history(&payment_codec, sizeof(payment_state), restore_event, state, buf, len);
 }
 
 const act_kind payment_kind = {

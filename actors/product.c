@@ -16,8 +16,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 /* Snapshot keys beyond the product fields, as bits of the set of keys read. */
 #define SNAPSHOT_EXISTS  (1u << 6)
 #define SNAPSHOT_DELETED (1u << 7)
@@ -589,10 +587,12 @@ static size_t index_of_key(const char *key)
 }
 
 /* Detail text of a rejection for the reply. */
-static void describe_rejection(product_verdict verdict, const product_command *c, char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const product_command *c = command;
 	const char *field = product_invalid_field(c);
 
+	(void)state;
 	/* a decoded command has a known kind, so "invalid" always names a field */
 	assert(verdict != PRODUCT_REJ_INVALID || field != NULL);
 	if (verdict == PRODUCT_REJ_NOT_FOUND)
@@ -613,50 +613,15 @@ static void describe_rejection(product_verdict verdict, const product_command *c
 		snprintf(detail, cap, "%s: %s", field, field_table[index_of_key(field)].rule);
 }
 
-/* kind_encode_fn of this aggregate: event i of a product_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: product_evolve, which cannot fail. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const product_event *e = &((const product_events *)events)->items[i];
-	*type = product_event_type(e->kind);
-	return product_event_encode(w, e);
+	product_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc product_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	product_command c;
-	product_events events;
-	product_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
-
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = product_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
-		goto fail;
-	verdict = product_decide(state, &c, &events);
-	if (verdict != PRODUCT_OK) {
-		describe_rejection(verdict, &c, detail, sizeof detail);
-		act_decision_reject(d, product_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
-fail:
-	return rc;
-}
-
-static orn_rc product_kind_evolve(void *state, const env_envelope *event)
-{
-	product_event e;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = product_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
-		goto fail;
-	product_evolve(state, &e);
-fail:
-	return rc;
-}
+/* product_kind_decide and product_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(product, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
 const act_kind product_kind = {
         .aggregate = PRODUCT_AGGREGATE,

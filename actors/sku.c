@@ -12,8 +12,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 /* The one payload key. */
 #define KEY_PRODUCT_ID "product_id"
 
@@ -354,8 +352,11 @@ static void sku_kind_dispose(void *state)
 	sku_state_init(state);
 }
 
-static void describe_rejection(sku_verdict verdict, const sku_state *s, char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const sku_state *s = state;
+
+	(void)command;
 	if (verdict == SKU_REJ_TAKEN)
 		snprintf(detail, cap, "the sku is held by product %s", s->owner);
 	else
@@ -363,50 +364,15 @@ static void describe_rejection(sku_verdict verdict, const sku_state *s, char *de
 		         SKU_PRODUCT_ID_MAX - 1);
 }
 
-/* kind_encode_fn of this aggregate: event i of a sku_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: sku_evolve, which cannot fail. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const sku_event *e = &((const sku_events *)events)->items[i];
-	*type = sku_event_type(e->kind);
-	return sku_event_encode(w, e);
+	sku_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc sku_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	sku_command c;
-	sku_events events;
-	sku_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
-
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = sku_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
-		goto fail;
-	verdict = sku_decide(state, &c, &events);
-	if (verdict != SKU_OK) {
-		describe_rejection(verdict, state, detail, sizeof detail);
-		act_decision_reject(d, sku_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
-fail:
-	return rc;
-}
-
-static orn_rc sku_kind_evolve(void *state, const env_envelope *event)
-{
-	sku_event e;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = sku_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
-		goto fail;
-	sku_evolve(state, &e);
-fail:
-	return rc;
-}
+/* sku_kind_decide and sku_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(sku, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
 const act_kind sku_kind = {
         .aggregate = SKU_AGGREGATE,

@@ -28,8 +28,6 @@
 /* Values stored in closed_index (values may not be NULL): how an id closed. */
 #define CLOSED_RELEASED  ((void *)(intptr_t)1)
 #define CLOSED_COMMITTED ((void *)(intptr_t)2)
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 
 /* The keys a payload may carry, as bits of a set. */
 enum payload_field {
@@ -879,9 +877,11 @@ static void stock_kind_dispose(void *state)
 }
 
 /* Detail text of a rejection for the reply. */
-static void describe_rejection(stock_verdict verdict, const stock_state *s, const stock_command *c,
-                               char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const stock_state *s = state;
+	const stock_command *c = command;
+
 	if (verdict == STOCK_REJ_OUT_OF_STOCK)
 		snprintf(detail, cap, "requested %" PRId64 ", available %" PRId64, c->quantity,
 		         stock_available(s));
@@ -907,50 +907,14 @@ static void describe_rejection(stock_verdict verdict, const stock_state *s, cons
 		         STOCK_RESERVATION_ID_MAX - 1);
 }
 
-/* kind_encode_fn of this aggregate: event i of a stock_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: stock_evolve, which fails only when it runs out of memory. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const stock_event *e = &((const stock_events *)events)->items[i];
-	*type = stock_event_type(e->kind);
-	return stock_event_encode(w, e);
+	return stock_evolve(state, event);
 }
 
-static orn_rc stock_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	stock_command c;
-	stock_events events;
-	stock_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
-
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = stock_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
-		goto fail;
-	verdict = stock_decide(state, &c, &events);
-	if (verdict == STOCK_OK) {
-		rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
-	} else {
-		describe_rejection(verdict, state, &c, detail, sizeof detail);
-		act_decision_reject(d, stock_verdict_code(verdict), detail);
-	}
-fail:
-	return rc;
-}
-
-static orn_rc stock_kind_evolve(void *state, const env_envelope *event)
-{
-	stock_event e;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = stock_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
-		goto fail;
-	rc = stock_evolve(state, &e);
-fail:
-	return rc;
-}
+/* stock_kind_decide and stock_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(stock, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
 /* View: {exists, on_hand, reserved, available, sold, held: count}. */
 static orn_rc stock_view(const void *state, mp_writer *w)

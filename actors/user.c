@@ -19,8 +19,6 @@
 
 /* Version of every command and event payload written and accepted here. */
 #define PAYLOAD_SCHEMA 1
-/* Bytes of a rejection detail text (the decision keeps 255 of them). */
-#define DETAIL_MAX 320
 /* BLAKE2b key of the email hash (16 bytes, crypto_generichash_KEYBYTES_MIN). */
 #define EMAIL_KEY_DOMAIN "orion.user.email"
 #define EMAIL_HASH_BYTES 16
@@ -584,10 +582,13 @@ static void user_kind_dispose(void *state)
 }
 
 /* Detail text of a rejection for the reply. */
-static void describe_rejection(user_verdict verdict, const user_command *c, char *detail, size_t cap)
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
+	const user_command *c = command;
 	const char *field = user_invalid_field(c);
 	size_t i = 0;
+
+	(void)state;
 
 	if (verdict == USER_REJ_NOT_FOUND)
 		snprintf(detail, cap, "the user does not exist");
@@ -603,50 +604,15 @@ static void describe_rejection(user_verdict verdict, const user_command *c, char
 	}
 }
 
-/* kind_encode_fn of this aggregate: event i of a user_events. */
-static orn_rc encode_event_at(mp_writer *w, const void *events, size_t i, const char **type)
+/* kind_codec.evolve: user_evolve, which cannot fail. */
+static orn_rc apply_event(void *state, const void *event)
 {
-	const user_event *e = &((const user_events *)events)->items[i];
-	*type = user_event_type(e->kind);
-	return user_event_encode(w, e);
+	user_evolve(state, event);
+	return ORN_OK;
 }
 
-static orn_rc user_kind_decide(const void *state, const env_envelope *cmd, act_decision *d)
-{
-	char detail[DETAIL_MAX];
-	user_command c;
-	user_events events;
-	user_verdict verdict;
-	orn_rc rc = ORN_EDECODE;
-
-	if (cmd->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = user_command_decode(cmd->type, cmd->payload, cmd->payload_len, &c)) != ORN_OK)
-		goto fail;
-	verdict = user_decide(state, &c, &events);
-	if (verdict != USER_OK) {
-		describe_rejection(verdict, &c, detail, sizeof detail);
-		act_decision_reject(d, user_verdict_code(verdict), detail);
-		goto fail;
-	}
-	rc = kind_emit_events(d, PAYLOAD_SCHEMA, &events, events.count, encode_event_at);
-fail:
-	return rc;
-}
-
-static orn_rc user_kind_evolve(void *state, const env_envelope *event)
-{
-	user_event e;
-	orn_rc rc = ORN_EDECODE;
-
-	if (event->schema != PAYLOAD_SCHEMA)
-		goto fail;
-	if ((rc = user_event_decode(event->type, event->payload, event->payload_len, &e)) != ORN_OK)
-		goto fail;
-	user_evolve(state, &e);
-fail:
-	return rc;
-}
+/* user_kind_decide and user_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(user, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
 const act_kind user_kind = {
         .aggregate = USER_AGGREGATE,

@@ -1,7 +1,10 @@
-/* test_kind.c — actors/kind.c: type lookup over any shape table and the event
- * emission every kind adapter shares. */
+/* test_kind.c — actors/kind.c: type lookup over any shape table, the event
+ * emission, decide, evolve and history restore every kind adapter shares, and
+ * the KIND_ADAPTER binding of an aggregate's typed functions. */
 #include <criterion/criterion.h>
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "failalloc.h"
@@ -76,4 +79,352 @@ Test(kind, emit_events_reports_allocation_failure)
 	failalloc_off();
 	cr_assert_eq(act_decision_count(d), 0);
 	act_decision_destroy(d);
+}
+
+/* ---- kind_decide, kind_evolve, kind_restore_history, KIND_ADAPTER ----
+ *
+ * A tally aggregate, named as actors/ names things so that KIND_ADAPTER binds
+ * it: "Add" adds an amount to the total with one event "Added" (none for 0);
+ * a negative amount is rejected. Payloads are one msgpack integer. */
+
+#define TALLY_SCHEMA 3
+
+typedef struct tally_state {
+	int64_t total;
+	size_t applied;
+} tally_state;
+typedef struct tally_command {
+	int64_t amount;
+} tally_command;
+typedef struct tally_event {
+	int kind; /* 0, Added: the only one */
+	int64_t amount;
+} tally_event;
+typedef struct tally_events {
+	tally_event items[2];
+	size_t count;
+} tally_events;
+typedef enum { TALLY_OK = 0, TALLY_REJ_NEGATIVE } tally_verdict;
+
+/* The amount of a payload of type expected; type "Broken" fails with ORN_EINVAL. */
+static orn_rc decode_amount(const char *type, const char *expected, const uint8_t *payload, size_t len,
+                            int64_t *amount)
+{
+	mp_reader r;
+
+	if (strcmp(type, "Broken") == 0)
+		return ORN_EINVAL;
+	mp_reader_init(&r, payload, len);
+	if (strcmp(type, expected) != 0 || mp_read_int(&r, amount) != ORN_OK || mp_reader_remaining(&r) != 0)
+		return ORN_EDECODE;
+	return ORN_OK;
+}
+
+static orn_rc tally_command_decode(const char *type, const uint8_t *payload, size_t len, tally_command *out)
+{
+	return decode_amount(type, "Add", payload, len, &out->amount);
+}
+
+static tally_verdict tally_decide(const tally_state *s, const tally_command *c, tally_events *out)
+{
+	(void)s;
+	out->count = 0;
+	if (c->amount < 0)
+		return TALLY_REJ_NEGATIVE;
+	if (c->amount > 0)
+		out->items[out->count++] = (tally_event){.amount = c->amount};
+	return TALLY_OK;
+}
+
+static const char *tally_verdict_code(tally_verdict v)
+{
+	return v == TALLY_REJ_NEGATIVE ? "negative" : "ok";
+}
+
+static const char *tally_event_type(int kind)
+{
+	(void)kind;
+	return "Added";
+}
+
+static orn_rc tally_event_encode(mp_writer *w, const tally_event *e)
+{
+	mp_write_int(w, e->amount);
+	return mp_writer_status(w);
+}
+
+static orn_rc tally_event_decode(const char *type, const uint8_t *payload, size_t len, tally_event *out)
+{
+	out->kind = 0;
+	return decode_amount(type, "Added", payload, len, &out->amount);
+}
+
+/* kind_codec.evolve: an amount of 1000 or more fails with ORN_ETOOBIG (as an
+ * allocation may fail in a real evolve) and changes nothing. */
+static orn_rc tally_apply(void *state, const void *event)
+{
+	tally_state *s = state;
+	const tally_event *e = event;
+
+	if (e->amount >= 1000)
+		return ORN_ETOOBIG;
+	s->total += e->amount;
+	s->applied++;
+	return ORN_OK;
+}
+
+/* kind_restore_history's apply: an amount of 13 is no transition. */
+static bool tally_restore_apply(void *state, const void *event)
+{
+	return ((const tally_event *)event)->amount != 13 && tally_apply(state, event) == ORN_OK;
+}
+
+static void tally_describe(int verdict, const void *state, const void *command, char *detail, size_t cap)
+{
+	const tally_state *s = state;
+	const tally_command *c = command;
+
+	snprintf(detail, cap, "verdict %d: adding %" PRId64 " to %" PRId64, verdict, c->amount, s->total);
+}
+
+KIND_ADAPTER(tally, TALLY_SCHEMA, tally_describe, tally_apply);
+
+static act_decision *decision;
+static mp_writer *payload;
+static tally_state tally;
+
+static void tally_setup(void)
+{
+	decision = act_decision_create();
+	payload = mp_writer_create();
+	tally = (tally_state){.total = 10};
+	cr_assert_not_null(decision);
+	cr_assert_not_null(payload);
+}
+
+static void tally_teardown(void)
+{
+	act_decision_destroy(decision);
+	mp_writer_destroy(payload);
+}
+
+/* An envelope of type and schema whose payload is the integer value. */
+static env_envelope envelope(const char *type, uint32_t schema, int64_t value)
+{
+	env_envelope e = {.schema = schema};
+
+	snprintf(e.type, sizeof e.type, "%s", type);
+	mp_writer_reset(payload);
+	mp_write_int(payload, value);
+	e.payload = mp_writer_data(payload);
+	e.payload_len = mp_writer_size(payload);
+	return e;
+}
+
+/* The command adding amount. */
+static env_envelope command(int64_t amount)
+{
+	return envelope("Add", TALLY_SCHEMA, amount);
+}
+
+Test(kind_adapter, decide_emits_the_decided_events_with_the_schema, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	env_envelope cmd = command(7), e;
+	int64_t value = 0;
+	mp_reader r;
+
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_OK);
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 1);
+	cr_assert_eq(act_decision_event(decision, 0, &e), ORN_OK);
+	cr_assert_str_eq(e.type, "Added");
+	cr_assert_eq(e.schema, TALLY_SCHEMA);
+	mp_reader_init(&r, e.payload, e.payload_len);
+	cr_assert_eq(mp_read_int(&r, &value), ORN_OK);
+	cr_assert_eq(value, 7);
+
+	act_decision_clear(decision);
+	cmd = command(0);
+	cr_assert_eq(kind_decide(&tally_codec, &tally, &cmd, decision), ORN_OK, "accepted, nothing to emit");
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 0);
+}
+
+Test(kind_adapter, decide_rejects_with_the_code_and_the_description, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	env_envelope cmd = command(-2);
+	kind_codec quiet = tally_codec;
+
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_OK, "a rejection is no error");
+	cr_assert_str_eq(act_decision_rejection(decision), "negative");
+	cr_assert_str_eq(act_decision_detail(decision), "verdict 1: adding -2 to 10");
+	cr_assert_eq(act_decision_count(decision), 0);
+
+	act_decision_clear(decision);
+	quiet.describe = NULL;
+	cr_assert_eq(kind_decide(&quiet, &tally, &cmd, decision), ORN_OK);
+	cr_assert_str_eq(act_decision_rejection(decision), "negative");
+	cr_assert_str_eq(act_decision_detail(decision), "", "no describe, no detail");
+}
+
+Test(kind_adapter, decide_refuses_another_schema_and_undecodable_commands, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	env_envelope cmd = envelope("Add", TALLY_SCHEMA + 1, 1);
+
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_EDECODE, "another schema");
+	cmd = envelope("Take", TALLY_SCHEMA, 1);
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_EDECODE, "an unknown type");
+	cmd = envelope("Broken", TALLY_SCHEMA, 1);
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_EINVAL, "the decoder's error");
+	cr_assert_null(act_decision_rejection(decision));
+	cr_assert_eq(act_decision_count(decision), 0);
+}
+
+Test(kind_adapter, decide_passes_on_what_emitting_returned, .init = tally_setup, .fini = tally_teardown)
+{
+	env_envelope cmd = command(3);
+
+	for (size_t i = 0; i < ENV_MAX_EVENTS; i++)
+		cr_assert_eq(act_decision_emit(decision, "Filler", 1, (const uint8_t *)"\xc0", 1), ORN_OK);
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_ETOOBIG);
+}
+
+Test(kind_adapter, decide_reports_running_out_of_memory, .init = tally_setup, .fini = tally_teardown)
+{
+	env_envelope cmd = command(-2);
+
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	for (long nth = 1; nth <= 2; nth++) { /* the command, the events */
+		failalloc_nth(nth);
+		cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_ENOMEM, "allocation %ld", nth);
+		failalloc_off();
+		cr_assert_null(act_decision_rejection(decision));
+	}
+	cr_assert_eq(tally_kind_decide(&tally, &cmd, decision), ORN_OK);
+	cr_assert_str_eq(act_decision_rejection(decision), "negative");
+}
+
+Test(kind_adapter, evolve_applies_a_decoded_event, .init = tally_setup, .fini = tally_teardown)
+{
+	env_envelope e = envelope("Added", TALLY_SCHEMA, 5);
+
+	cr_assert_eq(tally_kind_evolve(&tally, &e), ORN_OK);
+	cr_assert_eq(tally.total, 15);
+	e = envelope("Added", TALLY_SCHEMA, 1000);
+	cr_assert_eq(kind_evolve(&tally_codec, &tally, &e), ORN_ETOOBIG, "what evolve returned");
+	cr_assert_eq(tally.total, 15);
+	cr_assert_eq(tally.applied, 1);
+}
+
+Test(kind_adapter, evolve_refuses_another_schema_and_undecodable_events, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	env_envelope e = envelope("Added", TALLY_SCHEMA - 1, 5);
+
+	cr_assert_eq(tally_kind_evolve(&tally, &e), ORN_EDECODE, "another schema");
+	e = envelope("Removed", TALLY_SCHEMA, 5);
+	cr_assert_eq(tally_kind_evolve(&tally, &e), ORN_EDECODE, "an unknown type");
+	e = envelope("Broken", TALLY_SCHEMA, 5);
+	cr_assert_eq(tally_kind_evolve(&tally, &e), ORN_EINVAL, "the decoder's error");
+	cr_assert_eq(tally.applied, 0);
+}
+
+Test(kind_adapter, evolve_reports_running_out_of_memory, .init = tally_setup, .fini = tally_teardown)
+{
+	env_envelope e = envelope("Added", TALLY_SCHEMA, 5);
+
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	failalloc_nth(1); /* the event */
+	cr_assert_eq(tally_kind_evolve(&tally, &e), ORN_ENOMEM);
+	failalloc_off();
+	cr_assert_eq(tally.applied, 0);
+}
+
+/* Writes a history snapshot of the amounts (count of them) into payload. */
+static void write_history(const int64_t *amounts, size_t count)
+{
+	mp_writer_reset(payload);
+	mp_write_array(payload, (uint32_t)count);
+	for (size_t i = 0; i < count; i++) {
+		mp_write_array(payload, 2);
+		mp_write_cstr(payload, "Added");
+		mp_write_int(payload, amounts[i]);
+	}
+	cr_assert_eq(mp_writer_status(payload), ORN_OK);
+}
+
+static orn_rc restore_payload(void)
+{
+	return kind_restore_history(&tally_codec, sizeof tally, tally_restore_apply, &tally,
+	                            mp_writer_data(payload), mp_writer_size(payload));
+}
+
+Test(kind_adapter, restore_history_replays_onto_a_fresh_state, .init = tally_setup, .fini = tally_teardown)
+{
+	write_history((const int64_t[]){4, 6, 1}, 3);
+	cr_assert_eq(restore_payload(), ORN_OK);
+	cr_assert_eq(tally.total, 11, "the total of 10 before is replaced");
+	cr_assert_eq(tally.applied, 3);
+	write_history(NULL, 0);
+	cr_assert_eq(restore_payload(), ORN_OK);
+	cr_assert_eq(tally.total, 0);
+	cr_assert_eq(tally.applied, 0);
+}
+
+Test(kind_adapter, restore_history_refuses_a_bad_history_and_keeps_the_state, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	write_history((const int64_t[]){4, 13}, 2);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "no transition");
+	write_history((const int64_t[]){4, 1000}, 2);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "not applied");
+	mp_writer_reset(payload);
+	mp_write_map(payload, 0);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "not an array");
+	mp_writer_reset(payload);
+	mp_write_array(payload, 1);
+	mp_write_array(payload, 3);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "not a pair");
+	mp_writer_reset(payload);
+	mp_write_array(payload, 1);
+	mp_write_array(payload, 2);
+	mp_write_cstr(payload, "AddedAddedAddedAddedAddedAddedAdded"); /* longer than any type */
+	mp_write_int(payload, 1);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "a type too long");
+	mp_writer_reset(payload);
+	mp_write_array(payload, 1);
+	mp_write_array(payload, 2);
+	mp_write_cstr(payload, "Added");
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "no payload");
+	mp_writer_reset(payload);
+	mp_write_array(payload, 1);
+	mp_write_array(payload, 2);
+	mp_write_cstr(payload, "Broken");
+	mp_write_int(payload, 1);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "an undecodable event");
+	write_history((const int64_t[]){4}, 1);
+	mp_write_int(payload, 0);
+	cr_assert_eq(restore_payload(), ORN_EDECODE, "trailing bytes");
+	cr_assert_eq(tally.total, 10);
+	cr_assert_eq(tally.applied, 0);
+}
+
+Test(kind_adapter, restore_history_reports_running_out_of_memory, .init = tally_setup, .fini = tally_teardown)
+{
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	write_history((const int64_t[]){4}, 1);
+	for (long nth = 1; nth <= 2; nth++) { /* the fresh state, the event */
+		failalloc_nth(nth);
+		cr_assert_eq(restore_payload(), ORN_ENOMEM, "allocation %ld", nth);
+		failalloc_off();
+		cr_assert_eq(tally.total, 10);
+	}
+	cr_assert_eq(restore_payload(), ORN_OK);
+	cr_assert_eq(tally.total, 4);
 }
