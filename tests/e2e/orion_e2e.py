@@ -71,8 +71,13 @@ class Process:
     def __init__(self, argv, env, log_path):
         self.argv, self.env, self.log_path = argv, env, log_path
         self.proc = None
+        self.log_offset = 0
 
     def start(self):
+        try:
+            self.log_offset = os.path.getsize(self.log_path)  # where this run's output begins
+        except FileNotFoundError:
+            self.log_offset = 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -99,6 +104,10 @@ class Process:
             self.proc.kill()
             self.proc.wait()
             return None
+
+    def announced(self):
+        """True once this run (since the last start) printed that it is running."""
+        return "Orion is running" in self.log()[self.log_offset:]
 
     def log(self):
         try:

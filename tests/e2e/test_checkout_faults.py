@@ -141,8 +141,7 @@ class Faults(unittest.TestCase):
             if not back.running():
                 back.start()
             self.assertGreaterEqual(len(kills), 1)
-            wait_until(lambda: back.log().count("Orion is running") > len(kills), 30,
-                       what="the restarted process")
+            wait_until(back.announced, 60, what="the restarted process")
 
             orders = settle(customers, order_ids, timeout=90)
             statuses = {}
