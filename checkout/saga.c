@@ -18,17 +18,16 @@
  * commit: a timer lost in an OS crash would leave a reservation held forever. */
 #include "saga.h"
 
-#include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "bus.h"
+#include "fsdir.h"
 #include "log.h"
 #include "order.h"
 #include "saga_plan.h"
@@ -127,35 +126,12 @@ static int64_t get_be64(const uint8_t *in)
 	return (int64_t)v;
 }
 
-/* mkdir -p path. */
-static orn_rc make_dirs(const char *path)
-{
-	char *copy = strdup(path);
-	orn_rc rc = ORN_OK;
-
-	if (copy == NULL)
-		return ORN_ENOMEM;
-	for (char *p = copy + 1; rc == ORN_OK; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char saved = *p;
-		*p = '\0';
-		if (mkdir(copy, 0750) != 0 && errno != EEXIST)
-			rc = ORN_EIO;
-		*p = saved;
-		if (saved == '\0')
-			break;
-	}
-	free(copy);
-	return rc;
-}
-
 static orn_rc timers_open(saga *s)
 {
 	MDB_txn *txn = NULL;
 	int mrc;
 
-	if (make_dirs(s->state_dir) != ORN_OK) {
+	if (orn_make_dirs(s->state_dir) != ORN_OK) {
 		log_error("saga cannot create its state directory", "path", s->state_dir);
 		return ORN_EIO;
 	}

@@ -3,29 +3,11 @@
  * embedded nats-server). */
 #include "common.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "fsdir.h"
 #include "log.h"
-
-orn_rc cli_make_dirs(const char *path)
-{
-	char buf[ORN_CONFIG_STR_MAX + 32];
-	snprintf(buf, sizeof buf, "%s", path);
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-			return ORN_EIO;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-		return ORN_EIO;
-	return ORN_OK;
-}
 
 /* Where a running `orion serve` records its embedded server's URL, so that
  * other commands on the same data directory use it instead of starting a
@@ -60,7 +42,7 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 		url = running;
 	if (url[0] == '\0') {
 		snprintf(store_dir, sizeof store_dir, "%s/nats", cfg->data_dir);
-		if ((rc = cli_make_dirs(store_dir)) != ORN_OK) {
+		if ((rc = orn_make_dirs(store_dir)) != ORN_OK) {
 			log_error("cannot create the data directory", "path", store_dir);
 			return rc;
 		}

@@ -9,9 +9,6 @@
 #include "evstore.h"
 #include "natsd.h"
 
-/* mkdir -p with mode 0700. */
-orn_rc cli_make_dirs(const char *path);
-
 /* Where a running `orion serve` records its embedded server's URL
  * (<data dir>/nats.url), so that other commands use it instead of starting a
  * second server on the same store. */

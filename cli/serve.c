@@ -19,6 +19,7 @@
 #include "actor.h"
 #include "admin.h"
 #include "common.h"
+#include "fsdir.h"
 #include "gw_api.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
@@ -153,7 +154,7 @@ static orn_rc start_projector(serve_state *st)
 	char dir[ORN_CONFIG_STR_MAX + 16];
 	orn_rc rc;
 	snprintf(dir, sizeof dir, "%s/lmdb", st->cfg->data_dir);
-	if ((rc = cli_make_dirs(dir)) != ORN_OK)
+	if ((rc = orn_make_dirs(dir)) != ORN_OK)
 		return rc;
 	proj_env_options eo;
 	proj_env_options_init(&eo);
@@ -249,6 +250,9 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		pay.psp_key = st->cfg->psp_key;
 		pay.state_dir = state_dir;
 		pay.command_timeout_ms = st->cfg->command_timeout_ms;
+		/* The gateway waits payment_timeout_ms: answer well before it gives up. */
+		pay.request_budget_ms =
+		        st->cfg->payment_timeout_ms > 6000 ? st->cfg->payment_timeout_ms - 5000 : 1000;
 		if ((rc = open_role_store(st, "orion-payment", &st->payment_store)) != ORN_OK)
 			return rc;
 		if ((rc = payment_start(st->payment_store, &pay, &st->payment)) != ORN_OK) {

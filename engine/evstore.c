@@ -471,30 +471,14 @@ static orn_rc read_direct(es_store *s, const char *subject, uint64_t *from_seq, 
 	return ORN_OK;
 }
 
-orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
-               void *closure, uint64_t *last_seq)
+/* The commits matching filter from from_seq to up_to (both >= 1) by an
+ * ordered consumer; *last is the sequence of the last one delivered, left
+ * as it was if none. */
+static orn_rc read_ordered(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to,
+                           env_envelope *events, es_event_fn fn, void *closure, uint64_t *last)
 {
 	orn_rc rc = ORN_OK;
 	natsSubscription *sub = NULL;
-	env_envelope *events = NULL;
-	uint64_t last = 0;
-	if (from_seq == 0)
-		from_seq = 1;
-	if (up_to == 0 && (rc = read_bound(s, filter, &up_to)) != ORN_OK)
-		goto done;
-	if (up_to < from_seq)
-		goto done;
-	events = malloc(sizeof *events * ENV_MAX_EVENTS);
-	if (events == NULL) {
-		rc = ORN_ENOMEM;
-		goto done;
-	}
-	if (strpbrk(filter, "*>") == NULL) {
-		bool finished = false;
-		rc = read_direct(s, filter, &from_seq, up_to, events, fn, closure, &last, &finished);
-		if (rc != ORN_OK || finished)
-			goto done;
-	}
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
@@ -536,7 +520,7 @@ orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_t
 		natsMsg_Destroy(msg);
 		if (rc != ORN_OK)
 			goto done;
-		last = seq;
+		*last = seq;
 		if (seq >= up_to || pending == 0)
 			break;
 	}
@@ -545,6 +529,34 @@ done:
 		natsSubscription_Unsubscribe(sub);
 		natsSubscription_Destroy(sub);
 	}
+	return rc;
+}
+
+orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
+               void *closure, uint64_t *last_seq)
+{
+	orn_rc rc = ORN_OK;
+	env_envelope *events = NULL;
+	uint64_t last = 0;
+	if (from_seq == 0)
+		from_seq = 1;
+	if (up_to == 0 && (rc = read_bound(s, filter, &up_to)) != ORN_OK)
+		goto done;
+	if (up_to < from_seq)
+		goto done;
+	events = malloc(sizeof *events * ENV_MAX_EVENTS);
+	if (events == NULL) {
+		rc = ORN_ENOMEM;
+		goto done;
+	}
+	if (strpbrk(filter, "*>") == NULL) {
+		bool finished = false;
+		rc = read_direct(s, filter, &from_seq, up_to, events, fn, closure, &last, &finished);
+		if (rc != ORN_OK || finished)
+			goto done;
+	}
+	rc = read_ordered(s, filter, from_seq, up_to, events, fn, closure, &last);
+done:
 	free(events);
 	if (last_seq != NULL)
 		*last_seq = last;
@@ -568,25 +580,31 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 	if (events == NULL)
 		return ORN_ENOMEM;
 	rc = read_direct(s, subject, &next, UINT64_MAX, events, fn, closure, &last, &finished);
-	free(events);
 	if (rc != ORN_OK)
-		return rc;
+		goto done;
 	if (finished) {
 		*version = last > after_seq ? last : after_seq;
-		return ORN_OK;
+		goto done;
 	}
-	/* A long one: the rest up to the head by an ordered consumer. */
+	/* A long one: the rest up to the head by an ordered consumer at once
+	 * (es_read would first spend another batch of direct gets). */
 	after_seq = next - 1;
 	if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
-		return rc;
+		goto done;
 	if (head > after_seq) {
-		if ((rc = es_read(s, subject, after_seq + 1, head, fn, closure, &last)) != ORN_OK)
-			return rc;
-		if (last != head)
-			return ORN_EIO; /* the ordered consumer stopped short of the head */
+		last = 0;
+		if ((rc = read_ordered(s, subject, after_seq + 1, head, events, fn, closure, &last)) !=
+		    ORN_OK)
+			goto done;
+		if (last != head) {
+			rc = ORN_EIO; /* the ordered consumer stopped short of the head */
+			goto done;
+		}
 	}
 	*version = head > after_seq ? head : after_seq;
-	return ORN_OK;
+done:
+	free(events);
+	return rc;
 }
 
 orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,

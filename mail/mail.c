@@ -16,12 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "fsdir.h"
 #include "log.h"
 #include "mail_render.h"
 
@@ -53,6 +53,7 @@ typedef struct worker {
 struct mail_service {
 	es_store *store;
 	char *smtp_url, *maildir, *from, *public_url, *state_dir;
+	bool smtp_tls_required; /* the URL carries credentials */
 	char envelope_from[ORDER_EMAIL_MAX];
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
 	unsigned retry_max_ms;
@@ -75,33 +76,15 @@ void mail_options_init(mail_options *o)
 
 /* ---- directories ---- */
 
-static orn_rc make_dirs(const char *dir)
-{
-	char path[MAILDIR_PATH_MAX];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof path)
-		return ORN_EINVAL;
-	memcpy(path, dir, n + 1);
-	for (size_t i = 1; i < n; i++) {
-		if (path[i] != '/')
-			continue;
-		path[i] = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			return ORN_EIO;
-		path[i] = '/';
-	}
-	return mkdir(path, 0700) != 0 && errno != EEXIST ? ORN_EIO : ORN_OK;
-}
-
 static orn_rc make_maildir(const char *root)
 {
 	static const char *const subdirs[] = {"tmp", "new", "cur"};
 	char path[MAILDIR_PATH_MAX];
-	orn_rc rc = make_dirs(root);
+	orn_rc rc = orn_make_dirs(root);
 	for (size_t i = 0; rc == ORN_OK && i < ORN_ARRAY_LEN(subdirs); i++) {
 		if ((size_t)snprintf(path, sizeof path, "%s/%s", root, subdirs[i]) >= sizeof path)
 			return ORN_EINVAL;
-		rc = make_dirs(path);
+		rc = orn_make_dirs(path);
 	}
 	return rc;
 }
@@ -248,7 +231,10 @@ static orn_rc smtp_send(worker *w, const char *to, const mail_message *msg, char
 	curl_easy_setopt(w->curl, CURLOPT_READDATA, &u);
 	curl_easy_setopt(w->curl, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(w->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msg->len);
-	curl_easy_setopt(w->curl, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+	/* Credentials in the URL: TLS or nothing, so a stripped STARTTLS can
+	 * never turn into a cleartext AUTH (see mail.h). */
+	curl_easy_setopt(w->curl, CURLOPT_USE_SSL,
+	                 m->smtp_tls_required ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
 	curl_easy_setopt(w->curl, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(w->curl, CURLOPT_TIMEOUT_MS, SEND_TIMEOUT_MS);
 	curl_easy_setopt(w->curl, CURLOPT_NOSIGNAL, 1L);
@@ -407,13 +393,7 @@ static outcome deliver(worker *w, const char *order_id, const char *subject, uin
 	 * acceptance and the marker (see mail.h). */
 	int64_t sent_ms = orn_now_ms();
 	orn_rc marker_rc = rc == ORN_OK ? marker_put(m, key, seq, sent_ms) : ORN_OK;
-	if (msg.data != NULL)
-		sodium_memzero(msg.data, msg.len); /* it held the token */
-	if (msg.text != NULL)
-		sodium_memzero(msg.text, strlen(msg.text));
-	if (msg.html != NULL)
-		sodium_memzero(msg.html, strlen(msg.html));
-	mail_message_dispose(&msg);
+	mail_message_dispose(&msg); /* wipes the buffers: they held the token */
 	if (rc != ORN_OK) {
 		log_warn("mail send failed", "order", order_id, "status", status_name, "error",
 		         orn_rc_name(rc), "detail", detail);
@@ -528,7 +508,7 @@ static orn_rc ensure_consumer(mail_service *m)
 	cc.MaxDeliver = -1;
 	cc.DeliverPolicy = js_DeliverAll;
 	natsStatus st = js_AddConsumer(&ci, es_store_jetstream(m->store), ES_STREAM, &cc, NULL, &jerr);
-	if (st != NATS_OK && jerr != 0) { /* it exists with another configuration */
+	if (st != NATS_OK && jerr == JSConsumerNameExistErr) { /* it exists with another configuration */
 		jerr = 0;
 		st = js_UpdateConsumer(&ci, es_store_jetstream(m->store), ES_STREAM, &cc, NULL, &jerr);
 	}
@@ -592,6 +572,7 @@ static orn_rc options_take(mail_service *m, const mail_options *o)
 	    mail_address_of(o->from, m->envelope_from, sizeof m->envelope_from) != ORN_OK)
 		return ORN_EINVAL;
 	m->smtp_url = smtp ? copy(o->smtp_url, &rc) : NULL;
+	m->smtp_tls_required = smtp && mail_smtp_url_has_credentials(o->smtp_url);
 	m->maildir = smtp ? NULL : copy(o->maildir, &rc);
 	m->from = copy(o->from, &rc);
 	m->public_url = copy(o->public_url, &rc);
@@ -620,7 +601,7 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 	}
 	if ((rc = options_take(m, o)) != ORN_OK)
 		goto fail;
-	if ((rc = make_dirs(m->state_dir)) != ORN_OK ||
+	if ((rc = orn_make_dirs(m->state_dir)) != ORN_OK ||
 	    (m->maildir != NULL && (rc = make_maildir(m->maildir)) != ORN_OK)) {
 		log_error("mail cannot create its directories", "error", orn_rc_name(rc));
 		goto fail;
@@ -651,8 +632,11 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		}
 		m->workers[i].started = true;
 	}
-	log_info("mail started", "transport", m->smtp_url != NULL ? "smtp" : "maildir", "consumer",
-	         MAIL_CONSUMER);
+	log_info("mail started", "transport", m->smtp_url != NULL ? "smtp" : "maildir", "tls",
+	         m->smtp_url == NULL    ? "none"
+	         : m->smtp_tls_required ? "required"
+	                                : "opportunistic",
+	         "consumer", MAIL_CONSUMER);
 	*out = m;
 	return ORN_OK;
 fail:
@@ -676,6 +660,8 @@ void mail_stop(mail_service *m)
 	if (m->curl_ready)
 		curl_global_cleanup();
 	sodium_memzero(m->token_key, sizeof m->token_key);
+	if (m->smtp_url != NULL) /* it may hold the SMTP password */
+		sodium_memzero(m->smtp_url, strlen(m->smtp_url));
 	free(m->smtp_url);
 	free(m->maildir);
 	free(m->from);

@@ -29,6 +29,14 @@
  * to drop, and in Maildir mode the file name is deterministic per (order,
  * status), so the second copy replaces the first.
  *
+ * TLS. An smtp_url with credentials (smtp://user:pass@host, smtps://...)
+ * requires TLS (CURLUSESSL_ALL): smtps:// is TLS from the first byte, and an
+ * smtp:// server that does not offer STARTTLS, or whose offer an attacker on
+ * the path strips, gets no AUTH and no message; the send fails and is
+ * retried like any other. An smtp_url without credentials uses TLS when the
+ * server offers STARTTLS and goes on in clear when it does not
+ * (CURLUSESSL_TRY), which suits a relay on loopback (and the tests' aiosmtpd).
+ *
  * SMTP down. A failed send is answered NakWithDelay(250 ms * 2^(deliveries-1),
  * capped at retry_max_ms) and the worker moves on to other commits at once:
  * no worker sleeps for a backoff. Each worker owns one curl easy handle with
@@ -51,7 +59,7 @@
 
 typedef struct mail_options {
 	const char *smtp_url;   /* NULL or "": write to the Maildir instead; else smtp://host:port or
-	                           smtps://user:pass@host */
+	                           smtps://user:pass@host; credentials require TLS (see above) */
 	const char *maildir;    /* Maildir root used when smtp_url is empty (tmp/ new/ cur/ created) */
 	const char *from;       /* sender address */
 	const char *public_url; /* base of links, no trailing slash, e.g. http://127.0.0.1:8080 */

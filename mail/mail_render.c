@@ -3,9 +3,15 @@
  * Each template is a short list of paragraphs written once through a `doc`,
  * which emits the text part and the HTML part side by side: the text part
  * gets the value as it is, the HTML part gets it escaped. Nothing is
- * interpolated into HTML any other way, so no template can forget to escape. */
+ * interpolated into HTML any other way, so no template can forget to escape.
+ *
+ * The confirmation email carries the token, so no copy of its bytes is left
+ * in freed memory: buffers grow by malloc + copy + wipe of the old block (no
+ * realloc, which may leave the old block unwiped), and every buffer and
+ * scratch copy is wiped before it is freed. */
 #include "mail_render.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +29,21 @@ typedef struct buf {
 	bool failed;
 } buf;
 
+/* Wipes and frees len bytes at data (NULL ok). */
+static void wipe_free(char *data, size_t len)
+{
+	if (data != NULL)
+		sodium_memzero(data, len);
+	free(data);
+}
+
+/* Wipes and frees the buffer's block and clears it. */
+static void buf_dispose(buf *b)
+{
+	wipe_free(b->data, b->cap);
+	memset(b, 0, sizeof *b);
+}
+
 static void buf_add(buf *b, const char *s, size_t n)
 {
 	if (b->failed)
@@ -31,11 +52,14 @@ static void buf_add(buf *b, const char *s, size_t n)
 		size_t cap = b->cap > 0 ? b->cap : 256;
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		char *data = realloc(b->data, cap);
+		char *data = malloc(cap);
 		if (data == NULL) {
 			b->failed = true;
 			return;
 		}
+		if (b->len > 0)
+			memcpy(data, b->data, b->len);
+		wipe_free(b->data, b->cap);
 		b->data = data;
 		b->cap = cap;
 	}
@@ -62,18 +86,21 @@ __attribute__((format(printf, 2, 3))) static void buf_printf(buf *b, const char 
 	}
 	if ((size_t)n < sizeof small) {
 		buf_add(b, small, (size_t)n);
+		sodium_memzero(small, sizeof small);
 		return;
 	}
 	char *big = malloc((size_t)n + 1);
 	if (big == NULL) {
 		b->failed = true;
+		sodium_memzero(small, sizeof small);
 		return;
 	}
 	va_start(ap, fmt);
 	vsnprintf(big, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	buf_add(b, big, (size_t)n);
-	free(big);
+	wipe_free(big, (size_t)n + 1);
+	sodium_memzero(small, sizeof small);
 }
 
 static void buf_html(buf *b, const char *s)
@@ -132,6 +159,7 @@ static void buf_base64(buf *b, const char *data, size_t len)
 			used = 0;
 		}
 	}
+	sodium_memzero(line, sizeof line);
 }
 
 /* ---- the two parts, written side by side ---- */
@@ -245,7 +273,7 @@ static void cancelled_body(doc *d, const order_state *o)
 			d->text.failed = true;
 		else
 			paragraph(d, p.data);
-		free(p.data);
+		buf_dispose(&p);
 	} else if (strcmp(reason, ORDER_REASON_CUSTOMER) == 0) {
 		paragraph(d, "Your order was cancelled at your request. Nothing was charged.");
 	} else if (strcmp(reason, ORDER_REASON_EXPIRED) == 0) {
@@ -349,28 +377,6 @@ order_status mail_status_for_event(order_event_kind kind)
 	return ORDER_NONE;
 }
 
-size_t mail_html_escape(char *out, size_t cap, const char *s)
-{
-	size_t need = 0;
-	for (; *s != '\0'; s++) {
-		const char *entity = *s == '&'    ? "&amp;"
-		                     : *s == '<'  ? "&lt;"
-		                     : *s == '>'  ? "&gt;"
-		                     : *s == '"'  ? "&quot;"
-		                     : *s == '\'' ? "&#39;"
-		                                  : NULL;
-		size_t n = entity != NULL ? strlen(entity) : 1;
-		if (cap > 0 && need + n < cap)
-			memcpy(out + need, entity != NULL ? entity : s, n);
-		else if (cap > 0 && need < cap)
-			cap = need + 1; /* truncate here, never inside an entity */
-		need += n;
-	}
-	if (cap > 0)
-		out[need < cap ? need : cap - 1] = '\0';
-	return need;
-}
-
 bool mail_header_value_valid(const char *v)
 {
 	size_t n = 0;
@@ -465,15 +471,31 @@ void mail_format_date(char out[MAIL_DATE_MAX], int64_t ms)
 	         months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* Wipes and frees a NUL-terminated string (NULL ok). */
+static void wipe_free_str(char *s)
+{
+	wipe_free(s, s != NULL ? strlen(s) : 0);
+}
+
 void mail_message_dispose(mail_message *m)
 {
 	if (m == NULL)
 		return;
-	free(m->subject);
-	free(m->text);
-	free(m->html);
-	free(m->data);
+	wipe_free_str(m->subject);
+	wipe_free_str(m->text);
+	wipe_free_str(m->html);
+	wipe_free(m->data, m->len);
 	memset(m, 0, sizeof *m);
+}
+
+bool mail_smtp_url_has_credentials(const char *url)
+{
+	if (url == NULL)
+		return false;
+	const char *authority = strstr(url, "://");
+	authority = authority != NULL ? authority + 3 : url;
+	size_t n = strcspn(authority, "/?#");
+	return memchr(authority, '@', n) != NULL;
 }
 
 static bool input_valid(const mail_input *in)
@@ -562,13 +584,13 @@ orn_rc mail_render(const mail_input *in, mail_message *out)
 	out->subject = buf_take(&subject);
 	out->text = buf_take(&d.text);
 	out->html = buf_take(&d.html);
-	free(url.data);
+	buf_dispose(&url);
 	return ORN_OK;
 fail:
-	free(subject.data);
-	free(message.data);
-	free(url.data);
-	free(d.text.data);
-	free(d.html.data);
+	buf_dispose(&subject);
+	buf_dispose(&message);
+	buf_dispose(&url);
+	buf_dispose(&d.text);
+	buf_dispose(&d.html);
 	return rc;
 }

@@ -66,13 +66,9 @@ order_status mail_status_for_event(order_event_kind kind);
  * (disposing it is still safe). */
 orn_rc mail_render(const mail_input *in, mail_message *out);
 
-/* Frees what m owns and clears it. NULL ok. */
+/* Wipes (sodium_memzero: the confirmation email holds the token) and frees
+ * what m owns, and clears it. NULL ok. */
 void mail_message_dispose(mail_message *m);
-
-/* Writes s HTML-escaped (& < > " ' as entities) into out (cap bytes,
- * NUL-terminated, truncated if short, like snprintf). Returns the length of
- * the full escaped text. */
-size_t mail_html_escape(char *out, size_t cap, const char *s);
 
 /* True if v is 1..MAIL_HEADER_MAX bytes of printable ASCII (space included):
  * no CR, LF or other control character, nothing outside ASCII. */
@@ -95,5 +91,10 @@ orn_rc mail_message_id(char out[MAIL_MESSAGE_ID_MAX], const char *order_id, orde
 
 /* The RFC 5322 date of ms since the epoch, in UTC ("Sun, 22 Nov 2026 00:43:10 +0000"). */
 void mail_format_date(char out[MAIL_DATE_MAX], int64_t ms);
+
+/* True if the SMTP URL carries credentials (a userinfo, "user:pass@", in
+ * its authority): the mail actor then requires TLS (see mail.h). A URL
+ * without "://" is read as all authority. NULL is false. */
+bool mail_smtp_url_has_credentials(const char *url);
 
 #endif

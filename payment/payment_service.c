@@ -28,6 +28,7 @@
 #include "payment.h"
 #include "bus.h"
 #include "card.h"
+#include "fsdir.h"
 #include "log.h"
 #include "order.h"
 #include "psp_client.h"
@@ -51,7 +52,8 @@
 #define STATUS_MAX          32
 #define ROW_MAX             (16 + PSPC_KEY_MAX + PSPC_ID_MAX)
 #define CMD_ID_MAX          ENV_ID_MAX
-#define SETTLE_GRACE_MS     5000 /* an open attempt may still show up at the provider */
+#define SETTLE_GRACE_MS     5000  /* an open attempt may still show up at the provider */
+#define REQUEST_BUDGET_MS   20000 /* default: under the gateway's 25 s wait (ORION_PAYMENT_TIMEOUT_MS) */
 
 /* Attempt rows' states. */
 #define ROW_ATTEMPTED "attempted"
@@ -69,7 +71,7 @@ struct payment_service {
 	es_store *store;
 	char *psp_url, *psp_key, *state_dir;
 	unsigned workers;
-	int64_t call_timeout_ms, command_timeout_ms;
+	int64_t call_timeout_ms, command_timeout_ms, request_budget_ms;
 	bool kill_after_charge;
 	MDB_env *env;
 	MDB_dbi attempts;
@@ -128,6 +130,7 @@ void payment_options_init(payment_options *o)
 	o->workers = 8;
 	o->call_timeout_ms = 10000;
 	o->command_timeout_ms = 5000;
+	o->request_budget_ms = REQUEST_BUDGET_MS;
 }
 
 static bool is_stopping(payment_service *p)
@@ -148,34 +151,12 @@ static void pause_unless_stopping(payment_service *p, int64_t ms)
 
 /* ---- the attempts (LMDB) ---- */
 
-static orn_rc make_dirs(const char *path)
-{
-	char *copy = strdup(path);
-	orn_rc rc = ORN_OK;
-
-	if (copy == NULL)
-		return ORN_ENOMEM;
-	for (char *s = copy + 1; rc == ORN_OK; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char saved = *s;
-		*s = '\0';
-		if (mkdir(copy, 0700) != 0 && errno != EEXIST)
-			rc = ORN_EIO;
-		*s = saved;
-		if (saved == '\0')
-			break;
-	}
-	free(copy);
-	return rc;
-}
-
 static orn_rc rows_open(payment_service *p)
 {
 	MDB_txn *txn = NULL;
 	int mrc;
 
-	if (make_dirs(p->state_dir) != ORN_OK) {
+	if (orn_make_dirs(p->state_dir) != ORN_OK) {
 		log_error("payment cannot create its state directory", "path", p->state_dir);
 		return ORN_EIO;
 	}
@@ -643,7 +624,9 @@ static void refused(pay_reply *out, const bus_reply *reply)
 		set_reply(out, BUS_FAILED, "unavailable", "the payment could not be recorded", 0);
 }
 
-/* The charge calls, retried with the same key until an answer or the deadline. */
+/* The charge calls, retried with the same key until an answer or until
+ * deadline_ms (wall clock): the earlier of the request's budget and the
+ * order's payment deadline. PSPC_RETRY when it passed without an answer. */
 static pspc_outcome charge(worker *w, const char *order_id, const char *form, size_t form_len,
                            const char *provider_key, int64_t deadline_ms, pspc_charge *ch, pspc_error *err)
 {
@@ -767,9 +750,10 @@ static void settle_declined(worker *w, const char *order_id, const char *provide
 	bus_reply_dispose(&reply);
 }
 
-/* Steps 5 to 7 of payment.h, the order being awaiting_payment and claimed. */
+/* Steps 5 to 8 of payment_service.h, the order being awaiting_payment and
+ * claimed. budget_end_ms: when the request's provider retries must stop. */
 static void pay_claimed(worker *w, const pay_request *req, const order_info *order, const card_checked *card,
-                        const char *provider_key, pay_reply *out)
+                        const char *provider_key, int64_t budget_end_ms, pay_reply *out)
 {
 	payment_service *p = w->p;
 	char command_id[CMD_ID_MAX], form[PSPC_FORM_MAX];
@@ -779,9 +763,33 @@ static void pay_claimed(worker *w, const pay_request *req, const order_info *ord
 	pspc_charge ch;
 	pspc_error err;
 
+	/* The charge is built and checked first: a request the provider would
+	 * refuse records nothing, so it cannot leave an attempt open for ever. */
+	if (order->total_cents > PSPC_AMOUNT_MAX) {
+		set_reply(out, BUS_REJECTED, "amount_too_large",
+		          "the order's total is above what the card provider can charge", 0);
+		return;
+	}
+	if (order->total_cents < 1) {
+		set_reply(out, BUS_REJECTED, "invalid", "the order's total cannot be charged", 0);
+		return;
+	}
+	pspc_charge_request cr = {.amount = order->total_cents,
+	                          .currency = order->currency,
+	                          .card_number = card->digits,
+	                          .exp_month = (int)req->exp_month,
+	                          .exp_year = (int)req->exp_year,
+	                          .cvc = req->cvc,
+	                          .holder_name = req->holder_name,
+	                          .order_id = req->order_id};
+	if (pspc_charge_form(&cr, form, sizeof form, &form_len) != ORN_OK) {
+		log_error("payment charge could not be built", "order_id", req->order_id);
+		set_reply(out, BUS_FAILED, "invalid", "the charge could not be built", 0);
+		goto done;
+	}
 	if (row_put(p, req->order_id, ROW_ATTEMPTED, provider_key, "") != ORN_OK) {
 		set_reply(out, BUS_FAILED, "unavailable", "the attempt could not be written", 0);
-		return;
+		goto done;
 	}
 	memset(&c, 0, sizeof c);
 	c.kind = PAYMENT_RECORD_ATTEMPT;
@@ -793,35 +801,26 @@ static void pay_claimed(worker *w, const pay_request *req, const order_info *ord
 	step_id(command_id, provider_key, "attempt");
 	if (send_payment(w, req->order_id, &c, command_id, &reply) != ORN_OK) {
 		set_reply(out, BUS_FAILED, "unavailable", "the attempt could not be recorded", 0);
-		return;
+		goto done;
 	}
 	if (reply.outcome != BUS_ACCEPTED) {
 		refused(out, &reply);
 		bus_reply_dispose(&reply);
-		return;
+		goto done;
 	}
 	bus_reply_dispose(&reply);
-	pspc_charge_request cr = {.amount = order->total_cents,
-	                          .currency = order->currency,
-	                          .card_number = card->digits,
-	                          .exp_month = (int)req->exp_month,
-	                          .exp_year = (int)req->exp_year,
-	                          .cvc = req->cvc,
-	                          .holder_name = req->holder_name,
-	                          .order_id = req->order_id};
-	if (pspc_charge_form(&cr, form, sizeof form, &form_len) != ORN_OK) {
-		set_reply(out, BUS_FAILED, "invalid", "the charge could not be built", 0);
-		return;
-	}
-	pspc_outcome o =
-	        charge(w, req->order_id, form, form_len, provider_key, order->payment_deadline_ms, &ch, &err);
+	bool budget_first = budget_end_ms < order->payment_deadline_ms;
+	pspc_outcome o = charge(w, req->order_id, form, form_len, provider_key,
+	                        budget_first ? budget_end_ms : order->payment_deadline_ms, &ch, &err);
 	sodium_memzero(form, sizeof form);
 	if (o == PSPC_APPROVED) {
 		settle_approved(w, req->order_id, provider_key, &ch, card, out);
 	} else if (o == PSPC_DECLINED) {
 		settle_declined(w, req->order_id, provider_key, &err, out);
 	} else if (o == PSPC_RETRY) {
-		log_warn("payment provider silent until the payment deadline", "order_id", req->order_id);
+		log_warn(budget_first ? "payment provider silent for the request's whole budget"
+		                      : "payment provider silent until the payment deadline",
+		         "order_id", req->order_id);
 		set_reply(out, BUS_FAILED, "unavailable",
 		          "the card provider did not answer in time; retry with the same idempotency key", 0);
 	} else if (strcmp(err.type, "idempotency_error") == 0) {
@@ -832,11 +831,14 @@ static void pay_claimed(worker *w, const pay_request *req, const order_info *ord
 		          "code", err.code, "param", err.param);
 		set_reply(out, BUS_FAILED, "unavailable", "the card provider refused the request", 0);
 	}
+done:
+	sodium_memzero(form, sizeof form);
 }
 
-/* Steps 1 to 4 of payment.h. */
+/* Steps 1 to 4 of payment_service.h. */
 static void pay(worker *w, pay_request *req, pay_reply *out)
 {
+	int64_t budget_end_ms = orn_now_ms() + w->p->request_budget_ms;
 	char provider_key[PSPC_KEY_MAX];
 	card_checked card;
 	order_info order;
@@ -877,7 +879,7 @@ static void pay(worker *w, pay_request *req, pay_reply *out)
 		set_reply(out, BUS_REJECTED, "in_progress", "a charge for this order is under way", 0);
 		goto done;
 	}
-	pay_claimed(w, req, &order, &card, provider_key, out);
+	pay_claimed(w, req, &order, &card, provider_key, budget_end_ms, out);
 	release(w->p, w->index);
 done:
 	sodium_memzero(&card, sizeof card);
@@ -1274,6 +1276,7 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 	p->workers = o->workers > 0 ? o->workers : 8;
 	p->call_timeout_ms = o->call_timeout_ms > 0 ? o->call_timeout_ms : 10000;
 	p->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 5000;
+	p->request_budget_ms = o->request_budget_ms > 0 ? o->request_budget_ms : REQUEST_BUDGET_MS;
 	p->kill_after_charge = fault != NULL && strcmp(fault, "1") == 0;
 	atomic_init(&p->stopping, false);
 	pthread_mutex_init(&p->lock, NULL);

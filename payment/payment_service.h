@@ -19,17 +19,25 @@
  *                                               answered as it was: accepted)
  *   4. no other request of this process is      else rejected in_progress
  *      charging this order
- *   5. the provider key "<order>:" + hex(SHA-256(idempotency_key)), or
+ *   5. the charge's form is built: the order's total 1..10^10 (the
+ *      provider's range)                        else rejected amount_too_large
+ *                                               (or invalid below 1); nothing
+ *                                               is recorded before this step
+ *   6. the provider key "<order>:" + hex(SHA-256(idempotency_key)), or
  *      "<order>:pay"; LMDB row order id -> (state, key, charge) written;
  *      payment RecordAttempt (command id "<key>:attempt")
  *                                               rejected in_progress if another key's attempt is open
- *   6. POST /v1/charges (amount and currency of the order, metadata[order_id])
+ *   7. POST /v1/charges (amount and currency of the order, metadata[order_id])
  *      with Idempotency-Key = the provider key, each call bounded by
- *      call_timeout_ms and by the order's payment deadline, retried with the
- *      SAME key after network errors, timeouts, 409, 429 and 5xx, with
- *      backoff, until the deadline: then failed unavailable (the saga's
- *      timer expires the order; the reconciler refunds a late charge).
- *   7. approved: RecordSuccess, order MarkPaid{charge id, brand, last4}:
+ *      call_timeout_ms, retried with the SAME key after network errors,
+ *      timeouts, 409, 429 and 5xx, with backoff, within the request's budget
+ *      (request_budget_ms from when a worker takes it, and never past the
+ *      order's payment deadline): then failed unavailable, the card wiped and
+ *      the worker free. The customer may retry with the same key (the
+ *      provider replays its first answer: one charge); if nobody does, the
+ *      saga's timer expires the order and the reconciler refunds a late
+ *      charge.
+ *   8. approved: RecordSuccess, order MarkPaid{charge id, brand, last4}:
  *      accepted with seq = the order commit's sequence and code "". MarkPaid
  *      refused wrong_state (the order expired meanwhile): POST /v1/refunds
  *      (Idempotency-Key "<order>:refund:<charge>"), RecordRefund, rejected
@@ -80,6 +88,7 @@ typedef struct payment_options {
 	const char *state_dir;   /* LMDB of attempts (order id -> provider key, status); created; required */
 	unsigned workers;        /* concurrent Pay requests; default 8 */
 	int64_t call_timeout_ms; /* one provider call; default 10000 */
+	int64_t request_budget_ms;  /* provider calls and retries of one request; default 20000 */
 	int64_t command_timeout_ms; /* commands to the order/payment actors; default 5000 */
 } payment_options;
 

@@ -14,7 +14,6 @@
 
 #include <curl/curl.h>
 
-#define AMOUNT_MAX   10000000000LL
 #define BODY_MAX     (1u << 20) /* a list of an order's charges is far smaller */
 #define URL_MAX      1024
 #define HEADER_MAX   (PSPC_KEY_MAX + 64)
@@ -109,7 +108,7 @@ orn_rc pspc_charge_form(const pspc_charge_request *r, char *buf, size_t cap, siz
 	if (cap > 0)
 		buf[0] = '\0';
 	if (r->currency == NULL || r->card_number == NULL || r->cvc == NULL || r->holder_name == NULL ||
-	    r->order_id == NULL || r->amount < 1 || r->amount > AMOUNT_MAX || r->exp_month < 0 ||
+	    r->order_id == NULL || r->amount < 1 || r->amount > PSPC_AMOUNT_MAX || r->exp_month < 0 ||
 	    r->exp_month > 99 || r->exp_year < 0 || r->exp_year > 9999)
 		return ORN_EINVAL;
 	snprintf(amount, sizeof amount, "%lld", (long long)r->amount);

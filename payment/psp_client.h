@@ -28,8 +28,9 @@
 #define PSPC_LAST4_MAX    5
 #define PSPC_CURRENCY_MAX 4
 #define PSPC_ORDER_MAX    65
-#define PSPC_FORM_MAX     2048 /* a charge's form body always fits (bounded fields) */
-#define PSPC_LIST_MAX     32   /* charges of one order read from a list */
+#define PSPC_FORM_MAX     2048          /* a charge's form body always fits (bounded fields) */
+#define PSPC_LIST_MAX     32            /* charges of one order read from a list */
+#define PSPC_AMOUNT_MAX   10000000000LL /* the provider's largest charge, minor units (10^10) */
 
 /* ---- pure ---- */
 
@@ -48,7 +49,7 @@ orn_rc pspc_form_add(char *buf, size_t cap, size_t *len, const char *key, const 
 
 /* What a charge needs. Strings are borrowed. */
 typedef struct pspc_charge_request {
-	int64_t amount;       /* minor units, 1..10^10 */
+	int64_t amount;       /* minor units, 1..PSPC_AMOUNT_MAX */
 	const char *currency; /* 3 letters */
 	const char *card_number;
 	int exp_month, exp_year;

@@ -1,11 +1,14 @@
-/* psp_form.c — form decoding, the idempotency digest, Luhn, brands and the
- * charge request check of the provider sandbox (see psp_form.h). */
+/* psp_form.c — form decoding, the idempotency digest and the charge request
+ * check of the provider sandbox (see psp_form.h); Luhn and brands are
+ * actors/card.h's. */
 #include "psp_form.h"
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "card.h"
 
 #define AMOUNT_MAX      10000000000LL
 #define NAME_MAX_BYTES  200
@@ -253,48 +256,6 @@ static bool all_digits(const char *s, size_t min, size_t max)
 	return n >= min && n <= max;
 }
 
-bool psp_luhn_valid(const char *digits)
-{
-	if (!all_digits(digits, 2, SIZE_MAX))
-		return false;
-	size_t n = strlen(digits);
-	unsigned sum = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned d = (unsigned)(digits[n - 1 - i] - '0');
-		if (i % 2 == 1) {
-			d *= 2;
-			if (d > 9)
-				d -= 9;
-		}
-		sum += d;
-	}
-	return sum % 10 == 0;
-}
-
-static unsigned prefix_value(const char *digits, size_t n)
-{
-	unsigned v = 0;
-	for (size_t i = 0; i < n && digits[i] != '\0'; i++)
-		v = v * 10 + (unsigned)(digits[i] - '0');
-	return v;
-}
-
-const char *psp_card_brand(const char *digits)
-{
-	if (strlen(digits) < 4 || !all_digits(digits, 4, SIZE_MAX))
-		return "other";
-	unsigned p2 = prefix_value(digits, 2), p3 = prefix_value(digits, 3), p4 = prefix_value(digits, 4);
-	if (digits[0] == '4')
-		return "visa";
-	if ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720))
-		return "mastercard";
-	if (p2 == 34 || p2 == 37)
-		return "amex";
-	if (p4 == 6011 || p2 == 65 || (p3 >= 644 && p3 <= 649))
-		return "discover";
-	return "other";
-}
-
 const char *psp_outcome_code(psp_outcome o)
 {
 	switch (o) {
@@ -446,10 +407,11 @@ orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_char
 		return param_error(err, "parameter_invalid", "metadata[order_id]",
 		                   "Invalid metadata value: 1 to 500 bytes of text.");
 	out->order_id = order_id;
-	snprintf(out->brand, sizeof out->brand, "%s", psp_card_brand(number));
-	memcpy(out->last4, number + strlen(number) - 4, 4);
+	size_t digits = strlen(number);
+	snprintf(out->brand, sizeof out->brand, "%s", card_brand(number, digits));
+	memcpy(out->last4, number + digits - 4, 4);
 	out->last4[4] = '\0';
-	if (!psp_luhn_valid(number))
+	if (!card_luhn_valid(number, digits))
 		out->outcome = PSP_INCORRECT_NUMBER;
 	else if (out->exp_year < now_year || (out->exp_year == now_year && out->exp_month < now_month))
 		out->outcome = PSP_EXPIRED_CARD;

@@ -1,7 +1,8 @@
 /* psp_form.h — the pure parts of the card payment provider sandbox
  * (psp_sandbox.h; ADR 009 section 1): strict form decoding, the canonical
- * digest of a request's parameters for idempotency, Luhn and card brands,
- * and the validation of a charge request down to its outcome.
+ * digest of a request's parameters for idempotency, and the validation of
+ * a charge request down to its outcome (Luhn and card brands are
+ * actors/card.h's, as the payment service's).
  *
  * Form bodies and query strings are application/x-www-form-urlencoded:
  * pairs separated by '&', '+' decodes to a space, %XX to its byte; keys are
@@ -65,12 +66,6 @@ void psp_form_digest(const psp_form *f, const char *secret, const char *scope, u
 /* True if key is 1..255 printable ASCII characters (0x20..0x7e). */
 bool psp_idempotency_key_valid(const char *key);
 
-/* True if digits (only '0'..'9', at least 2) passes the Luhn check. */
-bool psp_luhn_valid(const char *digits);
-
-/* "visa", "mastercard", "amex", "discover" or "other", from the prefix. */
-const char *psp_card_brand(const char *digits);
-
 /* What the provider does with a valid charge request. */
 typedef enum psp_outcome {
 	PSP_APPROVE,          /* 200, a succeeded charge */
@@ -102,7 +97,7 @@ typedef struct psp_param_error {
 typedef struct psp_charge_request {
 	int64_t amount;   /* 1..10^10 minor units */
 	char currency[4]; /* lower case */
-	char brand[16];   /* psp_card_brand */
+	char brand[16];   /* card_brand (actors/card.h) */
 	char last4[5];
 	int exp_month;        /* 1..12 */
 	int exp_year;         /* four digits */

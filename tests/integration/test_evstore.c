@@ -112,17 +112,19 @@ Test(evstore, invalid_ids_never_reach_the_stream, .init = setup, .fini = teardow
 	cr_assert_eq(es_subject(subject, sizeof subject, "orion.evt", "stock", "abcdefghijkl"), ORN_ETOOBIG);
 }
 
+#define COLLECT_MAX 256
+
 typedef struct collected {
 	int events;
-	uint64_t seqs[128];
-	int n[128];
-	char types[128][ENV_TYPE_MAX];
+	uint64_t seqs[COLLECT_MAX];
+	int n[COLLECT_MAX];
+	char types[COLLECT_MAX][ENV_TYPE_MAX];
 } collected;
 
 static orn_rc collect(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	collected *c = closure;
-	cr_assert_lt(c->events, 128);
+	cr_assert_lt(c->events, COLLECT_MAX);
 	c->seqs[c->events] = seq;
 	strcpy(c->types[c->events], e->type);
 	mp_reader r;
@@ -200,6 +202,72 @@ Test(evstore, a_long_aggregate_loads_whole_and_in_order, .init = setup, .fini = 
 	cr_assert_eq(es_read(store, "orion.evt.thing.long", 1, seqs[10], collect, c, &last), ORN_OK);
 	cr_assert_eq(c->events, 11);
 	cr_assert_eq(last, seqs[10]);
+	free(c);
+}
+
+/* Counts the direct-get requests the store sends, seen from another connection. */
+static natsConnection *observer;
+static natsSubscription *direct_gets;
+
+static void observe_direct_gets(void)
+{
+	cr_assert_eq(natsConnection_ConnectTo(&observer, natsd_url(server)), NATS_OK);
+	cr_assert_eq(natsConnection_SubscribeSync(&direct_gets, observer, "$JS.API.DIRECT.GET.>"), NATS_OK);
+	cr_assert_eq(natsSubscription_SetPendingLimits(direct_gets, -1, -1), NATS_OK);
+	cr_assert_eq(natsConnection_Flush(observer), NATS_OK);
+}
+
+/* The direct gets sent since observe_direct_gets (every one the server has
+ * routed: the flush's PONG comes after them). */
+static int direct_gets_seen(void)
+{
+	uint64_t queued = 0;
+	cr_assert_eq(natsConnection_Flush(observer), NATS_OK);
+	cr_assert_eq(natsSubscription_QueuedMsgs(direct_gets, &queued), NATS_OK);
+	natsSubscription_Destroy(direct_gets);
+	natsConnection_Destroy(observer);
+	direct_gets = NULL;
+	observer = NULL;
+	return (int)queued;
+}
+
+/* More than two batches of direct gets after the snapshot: one batch, then
+ * the ordered consumer reads the rest (not a second batch first). */
+Test(evstore, a_very_long_tail_takes_one_direct_batch_then_the_ordered_consumer, .init = setup,
+     .fini = teardown)
+{
+	enum { COMMITS = 160, SNAPSHOT_AT = 19 };
+	es_append_result r;
+	uint64_t v = 0, expected = 0, noise = 0, seqs[COMMITS];
+	char cmd[16];
+	for (int i = 0; i < COMMITS; i++) {
+		snprintf(cmd, sizeof cmd, "vl-%d", i);
+		cr_assert_eq(append("verylong", expected, cmd, 1, &r), ORN_OK);
+		seqs[i] = expected = r.seq;
+		if (i % 7 == 0) { /* another subject interleaved */
+			cr_assert_eq(append("vlnoise", noise, cmd, 1, &r), ORN_OK);
+			noise = r.seq;
+		}
+	}
+	collected *c = calloc(1, sizeof *c);
+	observe_direct_gets();
+	/* as after a snapshot taken at commit SNAPSHOT_AT */
+	cr_assert_eq(es_load(store, "thing", "verylong", seqs[SNAPSHOT_AT], collect, c, &v), ORN_OK);
+	int gets = direct_gets_seen();
+	cr_assert_eq(v, seqs[COMMITS - 1]);
+	cr_assert_eq(c->events, COMMITS - SNAPSHOT_AT - 1);
+	for (int i = 0; i < c->events; i++)
+		cr_assert_eq(c->seqs[i], seqs[SNAPSHOT_AT + 1 + i], "commit %d", i);
+	cr_assert_eq(gets, 32, "one batch of direct gets (DIRECT_READ_MAX), not %d", gets);
+
+	/* es_read of an exact subject still reads the long way: direct, then ordered */
+	memset(c, 0, sizeof *c);
+	uint64_t last = 0;
+	cr_assert_eq(es_read(store, "orion.evt.thing.verylong", 0, 0, collect, c, &last), ORN_OK);
+	cr_assert_eq(c->events, COMMITS);
+	cr_assert_eq(last, seqs[COMMITS - 1]);
+	for (int i = 0; i < COMMITS; i++)
+		cr_assert_eq(c->seqs[i], seqs[i], "commit %d", i);
 	free(c);
 }
 

@@ -12,7 +12,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,8 @@ static char *work_dir;
 static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
 
+static void fake_smtp_stop(void);
+
 static void setup(void)
 {
 	cr_assert_geq(sodium_init(), 0);
@@ -68,6 +73,7 @@ static void teardown(void)
 {
 	mail_stop(mail);
 	mail = NULL;
+	fake_smtp_stop();
 	act_runtime_stop(orders);
 	orders = NULL;
 	es_store_close(store);
@@ -131,6 +137,149 @@ static void start_mail(const char *url, const char *maildir)
 	o.state_dir = state_dir;
 	o.retry_max_ms = 1000;
 	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
+}
+
+/* A fake SMTP server on smtp_port that offers AUTH but no STARTTLS (what a
+ * server looks like once an attacker stripped the offer) and records every
+ * line a client sends. One session at a time. */
+static struct {
+	int listen_fd;
+	pthread_t thread;
+	bool running;
+	atomic_bool stopping;
+	pthread_mutex_t lock;
+	char transcript[16384];
+	size_t len;
+	int sessions_ended;
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void fake_record(const char *line)
+{
+	pthread_mutex_lock(&fake.lock);
+	int n = snprintf(fake.transcript + fake.len, sizeof fake.transcript - fake.len, "%s\n", line);
+	if (n > 0 && (size_t)n < sizeof fake.transcript - fake.len)
+		fake.len += (size_t)n;
+	pthread_mutex_unlock(&fake.lock);
+}
+
+static void fake_reply(int fd, const char *text)
+{
+	size_t n = strlen(text);
+	(void)!write(fd, text, n);
+}
+
+/* Serves one client until it closes the connection, says QUIT or the server stops. */
+static void fake_session(int fd)
+{
+	char in[4096], line[1024];
+	size_t used = 0;
+	bool in_data = false;
+	fake_reply(fd, "220 fake.test ESMTP\r\n");
+	while (!atomic_load(&fake.stopping)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, in + used, sizeof in - used - 1);
+		if (n <= 0)
+			return;
+		used += (size_t)n;
+		char *nl;
+		while ((nl = memchr(in, '\n', used)) != NULL) {
+			size_t len = (size_t)(nl - in);
+			snprintf(line, sizeof line, "%.*s",
+			         (int)(len > 0 && in[len - 1] == '\r' ? len - 1 : len), in);
+			memmove(in, nl + 1, used - len - 1);
+			used -= len + 1;
+			fake_record(line);
+			if (in_data) {
+				if (strcmp(line, ".") == 0) {
+					in_data = false;
+					fake_reply(fd, "250 2.0.0 queued\r\n");
+				}
+			} else if (strncasecmp(line, "EHLO", 4) == 0 || strncasecmp(line, "HELO", 4) == 0) {
+				fake_reply(fd,
+				           "250-fake.test\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 10000000\r\n");
+			} else if (strncasecmp(line, "AUTH", 4) == 0) {
+				fake_reply(fd,
+				           strchr(line + 5, ' ') != NULL ? "235 2.7.0 ok\r\n" : "334 \r\n");
+			} else if (strncasecmp(line, "DATA", 4) == 0) {
+				in_data = true;
+				fake_reply(fd, "354 go on\r\n");
+			} else if (strncasecmp(line, "QUIT", 4) == 0) {
+				fake_reply(fd, "221 bye\r\n");
+				return;
+			} else {
+				fake_reply(fd, strchr(line, ' ') == NULL && strlen(line) > 8
+				                       ? "235 2.7.0 ok\r\n"
+				                       : "250 ok\r\n");
+			}
+		}
+		if (used == sizeof in - 1)
+			return; /* a line too long for a fake */
+	}
+}
+
+static void *fake_main(void *unused)
+{
+	while (!atomic_load(&fake.stopping)) {
+		struct pollfd p = {.fd = fake.listen_fd, .events = POLLIN};
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		int fd = accept(fake.listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		fake_session(fd);
+		close(fd);
+		pthread_mutex_lock(&fake.lock);
+		fake.sessions_ended++;
+		pthread_mutex_unlock(&fake.lock);
+	}
+	return NULL;
+}
+
+static void fake_smtp_start(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)smtp_port)};
+	int one = 1;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fake.len = 0;
+	fake.transcript[0] = '\0';
+	fake.sessions_ended = 0;
+	atomic_store(&fake.stopping, false);
+	fake.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fake.listen_fd, 0);
+	setsockopt(fake.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	cr_assert_eq(bind(fake.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+	cr_assert_eq(listen(fake.listen_fd, 8), 0);
+	cr_assert_eq(pthread_create(&fake.thread, NULL, fake_main, NULL), 0);
+	fake.running = true;
+}
+
+static void fake_smtp_stop(void)
+{
+	if (!fake.running)
+		return;
+	atomic_store(&fake.stopping, true);
+	pthread_join(fake.thread, NULL);
+	close(fake.listen_fd);
+	fake.running = false;
+}
+
+/* Waits until a session has ended or the transcript holds needle; returns a
+ * copy of the transcript (free it). */
+static char *fake_wait(const char *needle)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	for (;;) {
+		pthread_mutex_lock(&fake.lock);
+		bool done = fake.sessions_ended > 0 || strstr(fake.transcript, needle) != NULL;
+		char *copy = done ? strdup(fake.transcript) : NULL;
+		pthread_mutex_unlock(&fake.lock);
+		if (copy != NULL)
+			return copy;
+		cr_assert_lt(th_now_ms(), until, "the fake SMTP server waited in vain");
+		th_sleep_ms(20);
+	}
 }
 
 /* Waits until the consumer has delivered everything and holds no unacked
@@ -524,6 +673,54 @@ Test(mail, without_smtp_the_emails_land_in_the_maildir_once_each)
 	cr_assert_null(strstr(html, "<script>"));
 	free(html);
 	free_mailbox(r, n);
+}
+
+Test(mail, credentials_in_the_url_require_tls_so_nothing_goes_out_in_clear)
+{
+	char url[96];
+	fake_smtp_start();
+	snprintf(url, sizeof url, "smtp://ann:s3cret@127.0.0.1:%d", smtp_port);
+	start_mail(url, NULL);
+	place("o7", "Mug");
+	reserve("o7");
+	char *transcript = fake_wait("AUTH"); /* curl gives up on the server (or, wrongly, logs in) */
+	cr_assert_not_null(strstr(transcript, "EHLO"), "transcript:\n%s", transcript);
+	cr_assert_null(strstr(transcript, "AUTH"), "cleartext AUTH:\n%s", transcript);
+	cr_assert_null(strstr(transcript, "MAIL FROM"), "cleartext mail:\n%s", transcript);
+	free(transcript);
+}
+
+Test(mail, without_credentials_smtp_goes_on_in_clear_when_no_tls_is_offered)
+{
+	fake_smtp_start();
+	start_mail(smtp_url, NULL);
+	place("o8", "Mug");
+	reserve("o8");
+	char *transcript = fake_wait("\n.\n"); /* the end of the data */
+	cr_assert_not_null(strstr(transcript, "MAIL FROM:<shop@orion.test>"), "transcript:\n%s", transcript);
+	cr_assert_not_null(strstr(transcript, "Message-ID: <o8.awaiting_confirmation@orion>"),
+	                   "transcript:\n%s", transcript);
+	free(transcript);
+}
+
+Test(mail, an_existing_consumer_with_another_configuration_is_updated)
+{
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = MAIL_CONSUMER;
+	cc.FilterSubject = "orion.evt.order.>";
+	cc.AckPolicy = js_AckExplicit;
+	cc.AckWait = 5LL * 1000 * 1000 * 1000;
+	cr_assert_eq(js_AddConsumer(&ci, es_store_jetstream(store), ES_STREAM, &cc, NULL, NULL), NATS_OK);
+	jsConsumerInfo_Destroy(ci);
+	ci = NULL;
+	start_mail(NULL, sink_dir);
+	cr_assert_eq(js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
+	             NATS_OK);
+	cr_assert_eq(ci->Config->AckWait, 30LL * 1000 * 1000 * 1000);
+	cr_assert_eq(ci->Config->MaxDeliver, -1);
+	jsConsumerInfo_Destroy(ci);
 }
 
 Test(mail, bad_options_are_refused)

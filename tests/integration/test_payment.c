@@ -2,7 +2,10 @@
  * nats-server, with the stock, cart, order and payment actors and the
  * checkout saga in process, and the provider sandbox (psp/) in process:
  * approval, declines, one charge per idempotency key, the silent card and
- * its refund, the rejections, and no card number in the stream or LMDB. */
+ * its refund, the request budget that frees a worker from a silent provider
+ * (and the retry with the same key that then pays), an order above the
+ * provider's limit refused before anything is recorded, the rejections, and
+ * no card number in the stream or LMDB. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -40,8 +43,11 @@ static saga *checkout;
 static psp_sandbox *sandbox;
 static payment_service *service;
 static char *saga_dir, *payment_dir, psp_url[64];
+/* start_with's knobs: 0 keeps the defaults of start_all */
+static unsigned opt_workers;
+static int64_t opt_budget_ms, opt_hold_ms;
 
-static void start_all(void)
+static void start_with(void)
 {
 	act_options ao;
 	es_options o;
@@ -67,7 +73,7 @@ static void start_all(void)
 	cr_assert_eq(saga_start(store, &so, &checkout), ORN_OK);
 	psp_sandbox_options_init(&po);
 	po.api_key = API_KEY;
-	po.silent_hold_ms = 20000;
+	po.silent_hold_ms = opt_hold_ms > 0 ? opt_hold_ms : 20000;
 	cr_assert_eq(psp_sandbox_start(&po, &sandbox), ORN_OK);
 	snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u", (unsigned)psp_sandbox_port(sandbox));
 	payment_dir = th_tempdir("payment-state");
@@ -76,7 +82,26 @@ static void start_all(void)
 	pay.psp_key = API_KEY;
 	pay.state_dir = payment_dir;
 	pay.call_timeout_ms = 4000;
+	if (opt_workers > 0)
+		pay.workers = opt_workers;
+	if (opt_budget_ms > 0)
+		pay.request_budget_ms = opt_budget_ms;
 	cr_assert_eq(payment_start(store, &pay, &service), ORN_OK);
+}
+
+static void start_all(void)
+{
+	start_with();
+}
+
+/* One worker, a 2 s budget per request, a silent card held 6 s (past the
+ * budget and the 4 s call timeout: the old code waited it out). */
+static void start_one_worker_short_budget(void)
+{
+	opt_workers = 1;
+	opt_budget_ms = 2000;
+	opt_hold_ms = 6000;
+	start_with();
 }
 
 static void stop_all(void)
@@ -184,11 +209,11 @@ static bool wait_status(const char *order_id, const char *want)
 	}
 }
 
-/* Places an order of 2 x product (confirmation deadline in confirm_ms) for alice and drives it to
- * awaiting_confirmation (saga) and, if confirm, to awaiting_payment with a
- * payment window of ttl_ms. */
-static void order_to_within(const char *order_id, const char *product, bool confirm, int64_t confirm_ms,
-                            int64_t ttl_ms)
+/* Places an order of quantity x product at unit_price (confirmation
+ * deadline in confirm_ms) for alice and drives it to awaiting_confirmation
+ * (saga) and, if confirm, to awaiting_payment with a payment window of ttl_ms. */
+static void order_priced(const char *order_id, const char *product, int64_t unit_price, int64_t quantity,
+                         bool confirm, int64_t confirm_ms, int64_t ttl_ms)
 {
 	order_command *c = calloc(1, sizeof *c);
 	char token_hash[ORDER_TOKEN_HASH_MAX];
@@ -204,8 +229,8 @@ static void order_to_within(const char *order_id, const char *product, bool conf
 	c->data.deadline_ms = c->data.time_ms + confirm_ms;
 	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
 	strcpy(c->data.lines[0].name, "Teapot");
-	c->data.lines[0].unit_price_cents = 2750;
-	c->data.lines[0].quantity = 2;
+	c->data.lines[0].unit_price_cents = unit_price;
+	c->data.lines[0].quantity = quantity;
 	c->data.line_count = 1;
 	order_command_send(order_id, c);
 	cr_assert(wait_status(order_id, "awaiting_confirmation"), "%s reserved", order_id);
@@ -218,6 +243,13 @@ static void order_to_within(const char *order_id, const char *product, bool conf
 		order_command_send(order_id, c);
 	}
 	free(c);
+}
+
+/* 2 x product at 27.50 EUR. */
+static void order_to_within(const char *order_id, const char *product, bool confirm, int64_t confirm_ms,
+                            int64_t ttl_ms)
+{
+	order_priced(order_id, product, 2750, 2, confirm, confirm_ms, ttl_ms);
 }
 
 static void order_to(const char *order_id, const char *product, bool confirm, int64_t ttl_ms)
@@ -309,6 +341,21 @@ static orn_rc scan_event(void *closure, uint64_t seq, const char *subject, const
 	    holds_number(e->correlation, strlen(e->correlation)))
 		(*found)++;
 	return ORN_OK;
+}
+
+/* Whether the payment LMDB's file holds the bytes of text. */
+static bool lmdb_holds(const char *text)
+{
+	static char buf[1 << 22];
+	char path[4096];
+
+	snprintf(path, sizeof path, "%s/data.mdb", payment_dir);
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	size_t n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	cr_assert_gt(n, 0);
+	return memmem(buf, n, text, strlen(text)) != NULL;
 }
 
 static void assert_no_card_stored(void)
@@ -527,4 +574,85 @@ Test(payment, wrong_state_another_customer_and_an_invalid_card_are_refused, .ini
 	read_status("o-rej", status, sizeof status);
 	cr_assert_str_eq(status, "awaiting_payment");
 	assert_no_card_stored();
+}
+
+Test(payment, a_silent_provider_frees_the_worker_after_the_request_budget,
+     .init = start_one_worker_short_budget, .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+
+	create_stock("p-budget", 10);
+	order_to("o-gone", "p-budget", true, 15 * 60 * 1000); /* a deadline far past the budget */
+	order_to("o-next", "p-budget", true, 15 * 60 * 1000);
+	int64_t started = th_now_ms();
+	bus_reply r = pay("o-gone", "alice", "k-gone", SILENT);
+	int64_t took = th_now_ms() - started;
+	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
+	cr_assert_str_eq(r.code, "unavailable");
+	bus_reply_dispose(&r);
+	cr_assert_lt(took, 10000, "the 2 s budget ends the request, not the 15 min deadline (%lld ms)",
+	             (long long)took);
+
+	/* the only worker is free again while the provider still holds the charge */
+	started = th_now_ms();
+	r = pay("o-next", "alice", "k-next", APPROVE);
+	took = th_now_ms() - started;
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	cr_assert_lt(took, 10000, "another order paid promptly (%lld ms)", (long long)took);
+	cr_assert(wait_status("o-next", "confirmed"));
+
+	/* the order that gave up still awaits payment; the customer's retry with
+	 * the same key gets the provider's first charge: one charge, confirmed,
+	 * and nothing refunds it */
+	char status[32];
+	read_status("o-gone", status, sizeof status);
+	cr_assert_str_eq(status, "awaiting_payment");
+	bool paid = false;
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (!paid && th_now_ms() < until) {
+		r = pay("o-gone", "alice", "k-gone", SILENT);
+		paid = r.outcome == BUS_ACCEPTED;
+		if (!paid)
+			cr_assert_str_eq(r.code, "unavailable", "%s %s", r.code, r.detail);
+		bus_reply_dispose(&r);
+	}
+	cr_assert(paid, "the retry with the same key was answered with the first charge");
+	cr_assert(wait_status("o-gone", "confirmed"));
+	cr_assert_eq(charges_of("o-gone", charges, 4), 1, "one charge for the key");
+	cr_assert(charges[0].paid);
+	cr_assert_not(charges[0].refunded);
+	payment_story *s = payment_of("o-gone");
+	cr_assert_eq(s->state.status, PAYMENT_STATUS_SUCCEEDED);
+	cr_assert_eq(s->state.attempt_count, 1);
+	cr_assert_eq(s->state.charge_count, 1);
+	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
+	cr_assert_not(s->state.charges[0].refunded);
+	free(s);
+	assert_no_card_stored();
+}
+
+Test(payment, an_order_above_the_provider_limit_is_refused_before_anything_is_recorded, .init = start_all,
+     .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+	char status[32];
+
+	create_stock("p-big", 5);
+	/* 2 x 10^10 cents: each line is valid, the total is above the provider's 10^10 */
+	order_priced("o-big", "p-big", PSPC_AMOUNT_MAX, 2, true, 15 * 60 * 1000, 15 * 60 * 1000);
+	for (int i = 0; i < 2; i++) { /* a retry is refused the same way, never in_progress */
+		bus_reply r = pay("o-big", "alice", "k-big", APPROVE);
+		cr_assert_eq(r.outcome, BUS_REJECTED, "try %d: %s %s", i, r.code, r.detail);
+		cr_assert_str_eq(r.code, "amount_too_large", "try %d: %s", i, r.detail);
+		bus_reply_dispose(&r);
+	}
+	cr_assert_eq(charges_of("o-big", charges, 4), 0, "no provider call");
+	payment_story *s = payment_of("o-big");
+	cr_assert_eq(s->state.status, PAYMENT_STATUS_NONE, "no attempt recorded");
+	cr_assert_eq(s->state.attempt_count, 0);
+	free(s);
+	cr_assert_not(lmdb_holds("o-big"), "no attempt row written");
+	read_status("o-big", status, sizeof status);
+	cr_assert_str_eq(status, "awaiting_payment");
 }

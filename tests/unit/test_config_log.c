@@ -1,13 +1,16 @@
 /* test_config_log.c — configuration from the environment (engine/config.c),
- * structured logs (engine/log.c) and the status descriptions (engine/orn.c). */
+ * structured logs (engine/log.c), the status descriptions (engine/orn.c) and
+ * mkdir -p (engine/fsdir.c). */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fsdir.h"
 #include "log.h"
 #include "orn.h"
 
@@ -263,4 +266,74 @@ Test(orn, every_status_has_a_name_and_a_description)
 	cr_assert_str_eq(orn_rc_name(ORN_ECONFLICT), "ECONFLICT");
 	cr_assert_str_eq(orn_strerror(ORN_RC_COUNT), "unknown status");
 	cr_assert_str_eq(orn_rc_name((orn_rc)-1), "EUNKNOWN");
+}
+
+/* ---- orn_make_dirs ---- */
+
+static char scratch[64];
+
+static void scratch_make(void)
+{
+	snprintf(scratch, sizeof scratch, "/tmp/orion-fsdir-XXXXXX");
+	cr_assert_not_null(mkdtemp(scratch));
+}
+
+static void scratch_remove(void)
+{
+	char command[128];
+	snprintf(command, sizeof command, "rm -rf '%s'", scratch);
+	cr_assert_eq(system(command), 0);
+}
+
+TestSuite(fsdir, .init = scratch_make, .fini = scratch_remove);
+
+static bool is_dir_with_mode(const char *path, mode_t mode)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == mode;
+}
+
+Test(fsdir, creates_every_missing_parent_private_to_the_user)
+{
+	char path[128], parent[128];
+	snprintf(path, sizeof path, "%s/a/b/c", scratch);
+	snprintf(parent, sizeof parent, "%s/a", scratch);
+	mode_t old = umask(022);
+	orn_rc rc = orn_make_dirs(path);
+	umask(old);
+	cr_assert_eq(rc, ORN_OK);
+	cr_assert(is_dir_with_mode(path, 0700));
+	cr_assert(is_dir_with_mode(parent, 0700));
+}
+
+Test(fsdir, existing_directories_and_odd_slashes_are_fine)
+{
+	char path[128];
+	cr_assert_eq(orn_make_dirs(scratch), ORN_OK);
+	cr_assert_eq(chmod(scratch, 0750), 0);
+	cr_assert_eq(orn_make_dirs(scratch), ORN_OK);
+	cr_assert(is_dir_with_mode(scratch, 0750), "an existing directory keeps its mode");
+	snprintf(path, sizeof path, "%s//x///y/", scratch);
+	cr_assert_eq(orn_make_dirs(path), ORN_OK);
+	cr_assert_eq(orn_make_dirs(path), ORN_OK);
+	snprintf(path, sizeof path, "%s/x/y", scratch);
+	cr_assert(is_dir_with_mode(path, 0700));
+}
+
+Test(fsdir, a_file_in_the_way_is_an_error)
+{
+	char file[128], below[128];
+	snprintf(file, sizeof file, "%s/file", scratch);
+	FILE *f = fopen(file, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(orn_make_dirs(file), ORN_EIO, "the last component is a file");
+	snprintf(below, sizeof below, "%s/file/sub/dir", scratch);
+	cr_assert_eq(orn_make_dirs(below), ORN_EIO, "a parent is a file");
+}
+
+Test(fsdir, no_path_is_invalid)
+{
+	cr_assert_eq(orn_make_dirs(NULL), ORN_EINVAL);
+	cr_assert_eq(orn_make_dirs(""), ORN_EINVAL);
 }

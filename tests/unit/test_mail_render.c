@@ -397,20 +397,28 @@ Test(mail_render, a_failed_allocation_is_enomem_and_leaves_nothing)
 	cr_assert(succeeded);
 }
 
-Test(mail_render, html_escape_escapes_the_five_and_truncates_like_snprintf)
+Test(mail_render, the_html_part_escapes_the_five_and_nothing_else)
 {
-	char out[64];
-	cr_assert_eq(mail_html_escape(out, sizeof out, "a&b<c>d\"e'f"), 30);
-	cr_assert_str_eq(out, "a&amp;b&lt;c&gt;d&quot;e&#39;f");
-	cr_assert_eq(mail_html_escape(out, sizeof out, "plain"), 5);
-	cr_assert_str_eq(out, "plain");
-	cr_assert_eq(mail_html_escape(out, 4, "ab&c"), 8);
-	cr_assert_str_eq(out, "ab"); /* never half an entity */
-	cr_assert_eq(mail_html_escape(out, 3, "abcd"), 4);
-	cr_assert_str_eq(out, "ab");
-	cr_assert_eq(mail_html_escape(NULL, 0, "<"), 4);
-	cr_assert_eq(mail_html_escape(out, sizeof out, ""), 0);
-	cr_assert_str_eq(out, "");
+	snprintf(order.lines[0].name, sizeof order.lines[0].name, "a&b<c>d\"e'f plain");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	render_ok();
+	assert_contains(msg.html, "<td>a&amp;b&lt;c&gt;d&quot;e&#39;f plain</td>");
+	assert_contains(msg.text, "  2 x a&b<c>d\"e'f plain at 2.50 EUR\r\n");
+}
+
+Test(mail_render, an_smtp_url_has_credentials_when_its_authority_has_a_userinfo)
+{
+	cr_assert(mail_smtp_url_has_credentials("smtp://user:pass@mail.test:587"));
+	cr_assert(mail_smtp_url_has_credentials("smtps://user:pass@mail.test"));
+	cr_assert(mail_smtp_url_has_credentials("smtp://user@mail.test"));
+	cr_assert(mail_smtp_url_has_credentials("smtp://us%40er:p@ss@mail.test/"));
+	cr_assert(mail_smtp_url_has_credentials("user:pass@mail.test:25"), "no scheme: all authority");
+	cr_assert_not(mail_smtp_url_has_credentials("smtp://127.0.0.1:2525"));
+	cr_assert_not(mail_smtp_url_has_credentials("smtp://mail.test/client@orion.test"));
+	cr_assert_not(mail_smtp_url_has_credentials("smtp://mail.test?x=@"));
+	cr_assert_not(mail_smtp_url_has_credentials("smtp://mail.test#@"));
+	cr_assert_not(mail_smtp_url_has_credentials(""));
+	cr_assert_not(mail_smtp_url_has_credentials(NULL));
 }
 
 Test(mail_render, header_values_are_printable_ascii_of_bounded_length)

@@ -106,10 +106,16 @@ Test(psp_client, a_decline_is_parsed_without_its_message)
 	pspc_charge ch;
 	pspc_error err;
 
+	memset(&ch, 0, sizeof ch);
+	memset(&err, 0, sizeof err);
 	cr_assert_eq(pspc_charge_outcome(402, body, strlen(body), &ch, &err), PSPC_DECLINED);
 	cr_assert_str_eq(err.code, "card_declined");
 	cr_assert_str_eq(err.decline_code, "insufficient_funds");
 	cr_assert_str_eq(err.charge, "ch_9");
+	/* the provider's text is not kept anywhere in what the caller gets */
+	cr_assert_null(memmem(&err, sizeof err, "insufficient funds", strlen("insufficient funds")));
+	cr_assert_null(memmem(&err, sizeof err, "Your card", strlen("Your card")));
+	cr_assert_null(memmem(&ch, sizeof ch, "Your card", strlen("Your card")));
 }
 
 Test(psp_client, busy_and_server_errors_are_retried_others_refused)
