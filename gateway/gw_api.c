@@ -2,10 +2,12 @@
  * sending commands, and turning failed commands into answers. */
 #include "gw_api.h"
 
+#include <inttypes.h>
 #include <sodium.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "gw_problem.h"
@@ -53,6 +55,49 @@ bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *cl
 	return true;
 }
 
+bool gw_api_idempotency_key(gw_request *r, const char **key)
+{
+	*key = gw_request_header(r, GW_API_IDEMPOTENCY_HEADER);
+	if (*key == NULL)
+		return true;
+	size_t len = strlen(*key);
+	bool ok = len >= 1 && len <= GW_API_IDEMPOTENCY_KEY_MAX;
+	for (size_t i = 0; ok && i < len; i++)
+		ok = (unsigned char)(*key)[i] >= 0x20 && (unsigned char)(*key)[i] <= 0x7E;
+	if (ok)
+		return true;
+	json_t *problem = gw_problem_new(400, "the Idempotency-Key header is invalid");
+	gw_problem_add_error(problem, GW_API_IDEMPOTENCY_HEADER, "must be 1..128 printable ASCII characters");
+	gw_respond_problem(r, problem);
+	return false;
+}
+
+const char *gw_api_path_id(gw_request *r, const char *name)
+{
+	const char *id = gw_request_param(r, name);
+	if (id != NULL && gw_valid_id(id))
+		return id;
+	json_t *problem = gw_problem_new(400, "the id in the path is invalid");
+	gw_problem_add_error(problem, name, "must be 1..64 characters of [A-Za-z0-9_-]");
+	gw_respond_problem(r, problem);
+	return NULL;
+}
+
+bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope)
+{
+	char key[96], seconds[24];
+	int64_t wait_ms = 0;
+	if (api->login_by_address == NULL)
+		return true;
+	snprintf(key, sizeof key, "%s:%s", scope, gw_request_client_addr(r));
+	if (gw_ratelimit_take(api->login_by_address, key, orn_monotonic_ns() / 1000000, &wait_ms))
+		return true;
+	int64_t s = (wait_ms + 999) / 1000;
+	snprintf(seconds, sizeof seconds, "%" PRId64, s < 1 ? 1 : s);
+	gw_response_header(r, "Retry-After", seconds);
+	return false;
+}
+
 void gw_api_new_id(char *out, size_t cap)
 {
 	unsigned char random[16];
@@ -75,13 +120,6 @@ typedef struct timed_command {
 	int64_t start_ns;
 } timed_command;
 
-static int64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Records orion_command_duration_seconds{aggregate, outcome}, then hands the
  * outcome to the caller. */
 static void on_command_done(void *closure, orn_rc rc, bus_reply *reply)
@@ -97,7 +135,7 @@ static void on_command_done(void *closure, orn_rc rc, bus_reply *reply)
 		gw_metrics_observe(t->api->metrics, "orion_command_duration_seconds",
 		                   "Time from sending a command to its reply, seen by the gateway.", buckets,
 		                   ORN_ARRAY_LEN(buckets), labels,
-		                   (double)(monotonic_ns() - t->start_ns) / 1e9);
+		                   (double)(orn_monotonic_ns() - t->start_ns) / 1e9);
 	t->fn(t->closure, rc, reply);
 	free(t);
 }
@@ -115,17 +153,14 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
                           int64_t timeout_ms, gw_bus_fn *fn, void *closure)
 {
 	env_envelope cmd;
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	orn_rc rc =
-	        bus_command_init(&cmd, type, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, command_id,
-	                         NULL, actor, mp_writer_data(payload), mp_writer_size(payload));
+	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, NULL, actor,
+	                             mp_writer_data(payload), mp_writer_size(payload));
 	if (rc != ORN_OK)
 		return rc;
 	timed_command *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return ORN_ENOMEM;
-	*t = (timed_command){.api = api, .fn = fn, .closure = closure, .start_ns = monotonic_ns()};
+	*t = (timed_command){.api = api, .fn = fn, .closure = closure, .start_ns = orn_monotonic_ns()};
 	snprintf(t->aggregate, sizeof t->aggregate, "%s", aggregate);
 	rc = gw_bus_send(api->bus, aggregate, id, &cmd, timeout_ms, on_command_done, t);
 	if (rc != ORN_OK)

@@ -42,6 +42,11 @@
  * the server's io_timeout_ms (30 s by default). */
 #define GW_API_PAYMENT_TIMEOUT_MS 25000
 
+/* The Idempotency-Key header of POST /orders and POST /orders/{id}/payment:
+ * 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII characters. */
+#define GW_API_IDEMPOTENCY_HEADER  "Idempotency-Key"
+#define GW_API_IDEMPOTENCY_KEY_MAX 128
+
 typedef struct gw_api {
 	/* borrowed, all must outlive the server's loop */
 	gw_server *server;
@@ -146,6 +151,23 @@ json_t *gw_api_cart_json(const gw_cart_view *view);
  * token, with WWW-Authenticate: Bearer) or 403 (admin_only and the role is
  * not admin) — and returns false: the handler just returns. */
 bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims);
+
+/* The Idempotency-Key header of r into *key (NULL when absent; the header's
+ * own storage, valid while r is). Returns false, after answering 400 naming
+ * the header, when it is not 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII
+ * characters: the handler just returns. */
+bool gw_api_idempotency_key(gw_request *r, const char **key);
+
+/* The path parameter name of r if it is an id (gw_valid_id); else answers 400
+ * with an error naming the parameter and returns NULL. */
+const char *gw_api_path_id(gw_request *r, const char *name);
+
+/* Takes one attempt from the client address's bucket of
+ * api->login_by_address, keyed "<scope>:<address>" (each scope has its own
+ * budget, at the same rate). True when allowed (or when there is no
+ * limiter). Otherwise adds the Retry-After header (whole seconds, >= 1) to
+ * r's answer and returns false: the caller answers 429. */
+bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
 
 /* Sends one command to aggregate/id through api->bus with
  * GW_API_COMMAND_TIMEOUT_MS: payload is one msgpack value, command_id (unique

@@ -203,18 +203,6 @@ static bool idempotency_key(gw_request *r, const char **key)
 	return false;
 }
 
-/* The path parameter name if it is a valid id; else answers 400 and NULL. */
-static const char *path_id(gw_request *r, const char *name)
-{
-	const char *id = gw_request_param(r, name);
-	if (id != NULL && gw_valid_id(id))
-		return id;
-	json_t *problem = gw_problem_new(400, "the id in the path is invalid");
-	gw_problem_add_error(problem, name, "must be 1..64 characters of [A-Za-z0-9_-]");
-	gw_respond_problem(r, problem);
-	return NULL;
-}
-
 /* Copies member name of body into out (cap bytes). False, after adding an
  * error to problem, when its bytes do not fit: the schema bounds code points,
  * the domain bounds bytes. */
@@ -500,7 +488,7 @@ static void get_product(gw_request *r, void *arg)
 	gw_claims claims;
 	const char *id;
 	proj_product *p = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = path_id(r, "id")) == NULL)
+	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL)
 		return;
 	if ((p = malloc(sizeof *p)) == NULL) {
 		gw_respond_error(r, 500, NULL);
@@ -563,7 +551,7 @@ static void update_product(gw_request *r, void *arg)
 	json_t *body = NULL, *problem = NULL;
 	const char *id;
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = path_id(r, "id")) == NULL ||
+	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
 	    !gw_request_json(r, update_schema, &body))
 		return;
 	if ((op = op_new(api, &claims, id)) == NULL ||
@@ -612,7 +600,7 @@ static void on_delete_visible(void *closure, orn_rc wait_rc)
 	if (op->was_deleted)
 		op_finish_problem(op, 404, "no such product");
 	else {
-		gw_async_complete_json(op->async, 204, json_object());
+		gw_async_complete_empty(op->async, 204);
 		free(op);
 	}
 }
@@ -685,7 +673,7 @@ static void delete_product(gw_request *r, void *arg)
 	const char *id;
 	char command_id[ENV_ID_MAX];
 	admin_op *op;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = path_id(r, "id")) == NULL)
+	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL)
 		return;
 	if ((op = op_new(api, &claims, id)) == NULL) {
 		gw_respond_error(r, 500, NULL);
@@ -850,7 +838,7 @@ static void adjust_stock(gw_request *r, void *arg)
 	json_t *body = NULL;
 	const char *id, *key;
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = path_id(r, "product_id")) == NULL ||
+	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "product_id")) == NULL ||
 	    !idempotency_key(r, &key) || !gw_request_json(r, adjust_schema, &body))
 		return;
 	const char *reason = gw_json_string(body, "reason", "");

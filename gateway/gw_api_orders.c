@@ -20,13 +20,21 @@
  * placement's history entry, or built from the command when the model is
  * late.
  *
- * Streams. Each GET .../events holds one gw_stream and one 200 ms timer on
- * the loop that re-reads the order (one LMDB read; nothing is written while
- * the version is unchanged), sends the history entries it has not sent
- * (event id = the stream sequence of the entry's event, so Last-Event-ID
- * resumes), a keep-alive comment every 15 s, and ends the stream after a
- * final status. The stream's closed callback (client gone, server destroyed)
- * frees the timer; gw_http caps how many streams are open. */
+ * Confirming needs no login, so every confirmation request (JSON, form and
+ * the page) first takes an attempt from the client address's "confirm"
+ * bucket (api->login_by_address): 429 with Retry-After past it, before any
+ * command is sent.
+ *
+ * Streams. Each GET .../events holds one gw_stream, one order buffer and one
+ * 200 ms timer on the loop that reads the order's version (the record's
+ * head, no replay) and re-reads the whole order only when that changed; it
+ * sends the history entries it has not sent (event id = the stream sequence
+ * of the entry's event, so Last-Event-ID resumes), a keep-alive comment every
+ * 15 s, and after a final status a large "retry:" and the end of the stream.
+ * A client that reconnects anyway with a Last-Event-ID at or past the final
+ * entry gets 204 No Content, which tells an EventSource to stop reconnecting.
+ * The stream's closed callback (client gone, server destroyed) frees the
+ * timer and the buffer; gw_http caps how many streams are open. */
 #include "gw_api.h"
 
 #include <event2/event.h>
@@ -44,13 +52,13 @@
 #include "gw_sse.h"
 #include "log.h"
 
-#define IDEMPOTENCY_HEADER  "Idempotency-Key"
-#define IDEMPOTENCY_KEY_MAX 128
-#define LIST_DEFAULT_LIMIT  20
-#define STREAM_TICK_MS      200
-#define KEEP_ALIVE_MS       15000
-#define FORM_CONTENT_TYPE   "application/x-www-form-urlencoded"
-#define FORM_BODY_MAX       1024
+#define LIST_DEFAULT_LIMIT 20
+#define STREAM_TICK_MS     200
+#define KEEP_ALIVE_NS      (15000 * 1000000LL)
+#define FINAL_RETRY_MS     3600000 /* the reconnection delay a finished stream asks for */
+#define FORM_CONTENT_TYPE  "application/x-www-form-urlencoded"
+#define FORM_BODY_MAX      1024
+#define CONFIRM_SCOPE      "confirm" /* the rate limiter's bucket of the confirmation routes */
 
 static const gw_field empty_schema[] = {{.name = NULL}};
 
@@ -60,20 +68,6 @@ static const gw_field confirm_schema[] = {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* RFC 3339 UTC with milliseconds ("2026-01-31T12:00:00.250Z") into out. */
 static void format_time(int64_t ms, char out[32])
@@ -108,13 +102,7 @@ static bool token_shape_valid(const char *token)
 /* The {id} path parameter if it is an id; else answers 400 and NULL. */
 static const char *path_id(gw_request *r)
 {
-	const char *id = gw_request_param(r, "id");
-	if (id != NULL && gw_valid_id(id))
-		return id;
-	json_t *problem = gw_problem_new(400, "the id in the path is invalid");
-	gw_problem_add_error(problem, "id", "must be 1..64 characters of [A-Za-z0-9_-]");
-	gw_respond_problem(r, problem);
-	return NULL;
+	return gw_api_path_id(r, "id");
 }
 
 static bool available(gw_request *r, const gw_api *api)
@@ -291,6 +279,14 @@ static void respond_page(gw_request *r, int status, const char *title, const cha
 	}
 	gw_respond_html(r, status, html, strlen(html));
 	free(html);
+}
+
+/* The 429 page of the confirmation flow (Retry-After is set already). */
+static void respond_limited_page(gw_request *r)
+{
+	respond_page(r, 429, "Too many attempts",
+	             "Too many confirmation attempts came from your address; please try again in a minute.",
+	             NULL, NULL);
 }
 
 /* Finishes op with a problem, or with the page that says it for a form post. */
@@ -474,25 +470,6 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
 
 /* ---- POST /orders ---------------------------------------------------------- */
 
-/* The Idempotency-Key header into *key (NULL when absent). False, after
- * answering 400, when it is not 1..128 printable ASCII characters. */
-static bool idempotency_key(gw_request *r, const char **key)
-{
-	*key = gw_request_header(r, IDEMPOTENCY_HEADER);
-	if (*key == NULL)
-		return true;
-	size_t len = strlen(*key);
-	bool ok = len >= 1 && len <= IDEMPOTENCY_KEY_MAX;
-	for (size_t i = 0; ok && i < len; i++)
-		ok = (unsigned char)(*key)[i] >= 0x20 && (unsigned char)(*key)[i] <= 0x7E;
-	if (ok)
-		return true;
-	json_t *problem = gw_problem_new(400, "the Idempotency-Key header is invalid");
-	gw_problem_add_error(problem, IDEMPOTENCY_HEADER, "must be 1..128 printable ASCII characters");
-	gw_respond_problem(r, problem);
-	return false;
-}
-
 /* "o" + 32 hex of BLAKE2b-128(customer "\n" key), or of fresh randomness. */
 static void order_id_for(const char *customer, const char *key, char out[ORDER_ID_MAX])
 {
@@ -592,7 +569,7 @@ static bool fill_placement(gw_request *r, order_op *op)
 	}
 	order_token_hash(token, strlen(token), d->token_hash);
 	sodium_memzero(token, sizeof token);
-	d->time_ms = now_ms();
+	d->time_ms = orn_now_ms();
 	d->deadline_ms = d->time_ms + api->reservation_ttl_ms;
 	ok = true;
 done:
@@ -609,7 +586,8 @@ static void place_order(gw_request *r, void *arg)
 	char order_id[ORDER_ID_MAX], request_hash[ORDER_TOKEN_HASH_MAX], command_id[ORDER_ID_MAX + 8];
 	proj_order *existing = NULL;
 	order_op *op = NULL;
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) || !idempotency_key(r, &key))
+	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) ||
+	    !gw_api_idempotency_key(r, &key))
 		return;
 	bool hashed = request_hash_of(r, request_hash);
 	order_id_for(claims.sub, key, order_id);
@@ -810,6 +788,14 @@ static void confirm_order(gw_request *r, void *arg)
 		}
 		snprintf(token, sizeof token, "%s", given);
 	}
+	/* no login: the address's budget bounds what guessing tokens costs */
+	if (!gw_api_address_allowed(api, r, CONFIRM_SCOPE)) {
+		if (html)
+			respond_limited_page(r);
+		else
+			gw_respond_error(r, 429, "too many confirmation attempts; retry later");
+		goto done;
+	}
 	if (api->orders == NULL) {
 		gw_respond_error(r, 503, "orders are unavailable");
 		goto done;
@@ -822,7 +808,7 @@ static void confirm_order(gw_request *r, void *arg)
 	op->command.kind = ORDER_CONFIRM;
 	order_token_hash(token, strlen(token), op->command.data.token_hash);
 	op->command.data.ttl_ms = api->reservation_ttl_ms;
-	op->command.data.time_ms = now_ms();
+	op->command.data.time_ms = orn_now_ms();
 	snprintf(command_id, sizeof command_id, "%s:confirm", id);
 	op_start(r, op, command_id, NULL);
 done:
@@ -834,11 +820,15 @@ done:
  * The GET itself changes nothing (mail scanners follow links). */
 static void confirm_page(gw_request *r, void *arg)
 {
-	(void)arg;
+	gw_api *api = arg;
 	const char *id = gw_request_param(r, "id");
 	const char *token = gw_request_query(r, "token");
 	if (id == NULL || !gw_valid_id(id) || !token_shape_valid(token)) {
 		respond_page(r, 400, "Invalid link", "This confirmation link is not valid.", NULL, NULL);
+		return;
+	}
+	if (!gw_api_address_allowed(api, r, CONFIRM_SCOPE)) {
+		respond_limited_page(r);
 		return;
 	}
 	respond_page(r, 200, "Confirm your order",
@@ -875,7 +865,7 @@ static void cancel_order(gw_request *r, void *arg)
 	}
 	op->command.kind = ORDER_CANCEL;
 	snprintf(op->command.data.reason, sizeof op->command.data.reason, "%s", ORDER_REASON_CUSTOMER);
-	op->command.data.time_ms = now_ms();
+	op->command.data.time_ms = orn_now_ms();
 	gw_api_new_id(command_id, sizeof command_id);
 	op_start(r, op, command_id, claims.sub);
 }
@@ -886,16 +876,19 @@ typedef struct order_stream {
 	gw_api *api;
 	gw_stream *stream;
 	struct event *tick;
+	proj_order *order; /* the buffer every read fills, allocated once */
 	char order_id[ORDER_ID_MAX];
 	uint64_t sent_seq; /* the last event id sent (or the client's Last-Event-ID) */
 	uint64_t version;  /* the model's version of the order last looked at */
-	int64_t last_write_ms;
+	bool final;        /* a final status was sent (or was before Last-Event-ID) */
+	int64_t last_write_ns;
 } order_stream;
 
 static void stream_free(order_stream *os)
 {
 	if (os->tick != NULL)
 		event_free(os->tick);
+	free(os->order);
 	free(os);
 }
 
@@ -905,10 +898,24 @@ static void stream_closed(void *closure)
 	stream_free(closure);
 }
 
+/* Ends the stream; after a final status first asks the client (an
+ * EventSource) to wait FINAL_RETRY_MS before it reconnects, if it does. */
 static void stream_end(order_stream *os)
 {
+	if (os->final)
+		(void)gw_sse_retry(os->stream, FINAL_RETRY_MS); /* best effort: the stream ends anyway */
 	gw_stream_end(os->stream);
 	stream_free(os);
+}
+
+/* The stream sequence of the order's final history entry, or 0 while it
+ * has none. */
+static uint64_t final_seq(const proj_order *order)
+{
+	for (size_t i = 0; i < order->state.history_count; i++)
+		if (is_final(order->state.history[i].status))
+			return order->history_seq[i];
+	return 0;
 }
 
 /* Sends the entries of order newer than what was sent. Returns false when
@@ -917,11 +924,10 @@ static void stream_end(order_stream *os)
 static bool stream_send(order_stream *os, const proj_order *order)
 {
 	const order_state *s = &order->state;
-	bool final_sent = false;
 	os->version = order->version;
 	for (size_t i = 0; i < s->history_count; i++) {
 		if (order->history_seq[i] <= os->sent_seq) {
-			final_sent |= is_final(s->history[i].status);
+			os->final |= is_final(s->history[i].status);
 			continue;
 		}
 		json_t *entry = history_entry_json(&s->history[i]);
@@ -933,26 +939,27 @@ static bool stream_send(order_stream *os, const proj_order *order)
 		if (rc != ORN_OK)
 			return false;
 		os->sent_seq = order->history_seq[i];
-		os->last_write_ms = monotonic_ms();
-		final_sent |= is_final(s->history[i].status);
+		os->last_write_ns = orn_monotonic_ns();
+		os->final |= is_final(s->history[i].status);
 	}
-	return !final_sent;
+	return !os->final;
 }
 
+/* Every STREAM_TICK_MS: the order's version, and the whole order only when
+ * the version moved. */
 static void stream_tick(evutil_socket_t fd, short what, void *arg)
 {
 	order_stream *os = arg;
+	uint64_t version;
+	bool open = true;
 	(void)fd;
 	(void)what;
-	proj_order *order = malloc(sizeof *order);
-	bool open = true;
-	if (order != NULL && proj_orders_get(os->api->orders, os->order_id, order) == ORN_OK &&
-	    order->version != os->version)
-		open = stream_send(os, order);
-	free(order);
-	if (open && monotonic_ms() - os->last_write_ms >= KEEP_ALIVE_MS) {
+	if (proj_orders_version(os->api->orders, os->order_id, &version) == ORN_OK &&
+	    version != os->version && proj_orders_get(os->api->orders, os->order_id, os->order) == ORN_OK)
+		open = stream_send(os, os->order);
+	if (open && orn_monotonic_ns() - os->last_write_ns >= KEEP_ALIVE_NS) {
 		open = gw_sse_comment(os->stream, "keep-alive") == ORN_OK;
-		os->last_write_ms = monotonic_ms();
+		os->last_write_ns = orn_monotonic_ns();
 	}
 	if (!open)
 		stream_end(os);
@@ -963,7 +970,7 @@ static void stream_order_events(gw_request *r, void *arg)
 	gw_api *api = arg;
 	gw_claims claims;
 	const char *id;
-	uint64_t last_id;
+	uint64_t last_id, final;
 	proj_order *order = NULL;
 	order_stream *os = NULL;
 	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) || (id = path_id(r)) == NULL)
@@ -979,6 +986,12 @@ static void stream_order_events(gw_request *r, void *arg)
 		gw_respond_problem(r, read_problem(rc));
 		return;
 	}
+	if ((final = final_seq(order)) != 0 && last_id >= final) {
+		/* the client has seen the end: 204 makes an EventSource stop reconnecting */
+		gw_respond(r, 204, NULL, NULL, 0);
+		free(order);
+		return;
+	}
 	if (gw_request_method(r) == GW_HEAD) {
 		/* the headers of the stream, without one */
 		gw_response_header(r, "Cache-Control", "no-store");
@@ -992,16 +1005,17 @@ static void stream_order_events(gw_request *r, void *arg)
 		goto fail;
 	}
 	os->api = api;
+	os->order = order; /* the stream's buffer from now on */
+	order = NULL;
 	os->sent_seq = last_id;
 	snprintf(os->order_id, sizeof os->order_id, "%s", id);
 	gw_response_header(r, "X-Accel-Buffering", "no");
 	if ((os->stream = gw_respond_stream(r, GW_SSE_CONTENT_TYPE, stream_closed, os)) == NULL)
 		goto fail; /* answered 503 or 500 */
-	os->last_write_ms = monotonic_ms();
+	os->last_write_ns = orn_monotonic_ns();
 	struct timeval tv = {.tv_sec = 0, .tv_usec = STREAM_TICK_MS * 1000};
-	if (!stream_send(os, order) || event_add(os->tick, &tv) != 0)
+	if (!stream_send(os, os->order) || event_add(os->tick, &tv) != 0)
 		stream_end(os);
-	free(order);
 	return;
 fail:
 	if (os != NULL)

@@ -10,9 +10,12 @@
  * The request becomes the bus command Pay to the payment service ("pay"), id = the
  * order id, payload {customer_id, idempotency_key, card:{...}}; the reply
  * maps to 200 (the order, confirmed or payment_failed, after read-your-
- * writes), 400, 404, 409 (wrong_state, in_progress), 422 or 503 (failed,
- * timeout, no payment service). The command may wait for the provider, so
- * it gets api->payment_timeout_ms instead of the usual command timeout.
+ * writes), 400, 404, 409 (wrong_state, in_progress, limit: too many
+ * attempts), 422 (idempotency_conflict: the provider saw the key with other
+ * card details; amount_too_large: the total is above the provider's limit)
+ * or 503 (failed, timeout, no payment service). The command may wait for
+ * the provider, so it gets api->payment_timeout_ms instead of the usual
+ * command timeout.
  *
  * Idempotency. With an Idempotency-Key the command id is "<order>:pay:" +
  * hex(SHA-256(key)), so a retried request is the same command, and the
@@ -47,7 +50,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "gw_problem.h"
 #include "hashmap.h"
@@ -55,8 +57,6 @@
 
 #define PAYMENT_AGGREGATE      "pay" /* the payment service (ADR 009); "payment" is the aggregate */
 #define PAYMENT_CMD_PAY        "Pay"
-#define IDEMPOTENCY_HEADER     "Idempotency-Key"
-#define IDEMPOTENCY_KEY_MAX    128
 #define PAYMENT_BODY_MAX       4096
 #define PAYMENT_RECORDS_MAX    10000
 #define PAYMENT_REPLAY_TTL_MS  (24LL * 3600 * 1000)
@@ -105,11 +105,10 @@ typedef struct gw_api_payments {
 	size_t done_count;
 } gw_api_payments;
 
+/* Milliseconds of engine/log.h's monotonic clock: record ages only. */
 static int64_t monotonic_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return orn_monotonic_ns() / 1000000;
 }
 
 static gw_api_payments *payments_of(gw_api *api)
@@ -195,25 +194,6 @@ static void record_key(const gw_api_payments *p, const char *customer, const cha
 }
 
 /* ---- the request -------------------------------------------------------------- */
-
-/* The Idempotency-Key header into *key (NULL when absent). False, after
- * answering 400, when it is not 1..128 printable ASCII characters. */
-static bool idempotency_key(gw_request *r, const char **key)
-{
-	*key = gw_request_header(r, IDEMPOTENCY_HEADER);
-	if (*key == NULL)
-		return true;
-	size_t len = strlen(*key);
-	bool ok = len >= 1 && len <= IDEMPOTENCY_KEY_MAX;
-	for (size_t i = 0; ok && i < len; i++)
-		ok = (unsigned char)(*key)[i] >= 0x20 && (unsigned char)(*key)[i] <= 0x7E;
-	if (ok)
-		return true;
-	json_t *problem = gw_problem_new(400, "the Idempotency-Key header is invalid");
-	gw_problem_add_error(problem, IDEMPOTENCY_HEADER, "must be 1..128 printable ASCII characters");
-	gw_respond_problem(r, problem);
-	return false;
-}
 
 static bool is_json(const char *type)
 {
@@ -520,9 +500,14 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 		} else if (strcmp(code, "in_progress") == 0) {
 			op_fail(op, 409,
 			        "a payment of this order is under way; read the order again shortly");
-		} else if (strcmp(code, "idempotency_mismatch") == 0 ||
+		} else if (strcmp(code, "idempotency_conflict") == 0 ||
+		           strcmp(code, "idempotency_mismatch") == 0 ||
 		           strcmp(code, "idempotency_error") == 0) {
 			op_fail(op, 422, "this Idempotency-Key was used for another request");
+		} else if (strcmp(code, "amount_too_large") == 0) {
+			op_fail(op, 422, "the order's total is above what a card payment can charge");
+		} else if (strcmp(code, "limit") == 0) {
+			op_fail(op, 409, "this order has reached its limit of payment attempts");
 		} else if (strcmp(code, "invalid") == 0) {
 			op_fail(op, 400, "the payment request is invalid");
 		} else {
@@ -625,14 +610,9 @@ static void pay_order(gw_request *r, void *arg)
 		gw_respond_error(r, 500, NULL);
 		return;
 	}
-	id = gw_request_param(r, "id");
-	if (id == NULL || !gw_valid_id(id)) {
-		json_t *problem = gw_problem_new(400, "the id in the path is invalid");
-		gw_problem_add_error(problem, "id", "must be 1..64 characters of [A-Za-z0-9_-]");
-		gw_respond_problem(r, problem);
+	if ((id = gw_api_path_id(r, "id")) == NULL)
 		return;
-	}
-	if (!idempotency_key(r, &key) || (body = read_body(r, p, hash)) == NULL)
+	if (!gw_api_idempotency_key(r, &key) || (body = read_body(r, p, hash)) == NULL)
 		return;
 	/* a key seen before answers from its record, before anything is read */
 	pay_record *rec = find_or_add_record(r, p, claims.sub, id, key, hash, deadline_ms, &handled);

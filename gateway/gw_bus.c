@@ -30,6 +30,7 @@
 #define QUIESCE_WAIT_MS   10000 /* longest wait for cnats to finish a reply callback */
 #define PENDING_MSGS_MAX  1000000
 #define PENDING_BYTES_MAX (256 * 1024 * 1024)
+#define WRITER_RESERVE    4096 /* commands fit without a realloc (which would leave a copy behind) */
 
 typedef enum pending_state { WAITING, REPLIED } pending_state;
 
@@ -161,8 +162,21 @@ static bool quiesce(gw_bus *bus)
 	return done;
 }
 
+static const uint8_t writer_reserve[WRITER_RESERVE];
+
+/* Zeroes what the reused writer holds (a command may carry a card) and
+ * empties it. */
+static void wipe_writer(gw_bus *bus)
+{
+	if (mp_writer_size(bus->writer) > 0)
+		sodium_memzero((void *)mp_writer_data(bus->writer), mp_writer_size(bus->writer));
+	mp_writer_reset(bus->writer);
+}
+
 static void bus_free(gw_bus *bus)
 {
+	if (bus->writer)
+		wipe_writer(bus);
 	natsSubscription_Destroy(bus->sub);
 	hmap_destroy(bus->map);
 	mp_writer_destroy(bus->writer);
@@ -192,6 +206,10 @@ orn_rc gw_bus_create(natsConnection *nc, struct event_base *base, gw_bus **out)
 	bus->writer = mp_writer_create();
 	if (!bus->map || !bus->writer)
 		goto fail;
+	mp_write_raw(bus->writer, writer_reserve, sizeof writer_reserve); /* grows it once, now */
+	if (mp_writer_status(bus->writer) != ORN_OK)
+		goto fail;
+	mp_writer_reset(bus->writer);
 	natsInbox *inbox = NULL;
 	if (natsInbox_Create(&inbox) != NATS_OK)
 		goto fail;
@@ -265,52 +283,58 @@ orn_rc gw_bus_send(gw_bus *bus, const char *aggregate, const char *id, const env
 		return ORN_EINVAL;
 	if ((rc = bus_command_subject(subject, sizeof subject, aggregate, id)) != ORN_OK)
 		return rc;
+	/* From here every path leaves through done, which wipes the writer. */
 	mp_writer_reset(bus->writer);
 	if ((rc = env_encode(bus->writer, cmd)) != ORN_OK)
-		return rc;
-	if (mp_writer_size(bus->writer) > INT32_MAX)
-		return ORN_ETOOBIG;
-	p = calloc(1, sizeof *p);
-	if (!p)
-		return ORN_ENOMEM;
+		goto done;
+	if (mp_writer_size(bus->writer) > INT32_MAX) {
+		rc = ORN_ETOOBIG;
+		goto done;
+	}
+	rc = ORN_ENOMEM;
+	if ((p = calloc(1, sizeof *p)) == NULL)
+		goto done;
 	p->bus = bus;
 	p->fn = fn;
 	p->closure = closure;
 	p->state = WAITING;
 	snprintf(p->token, sizeof p->token, "%" PRIu64, ++bus->next_token);
 	snprintf(reply_to, sizeof reply_to, "%s.%s", bus->inbox, p->token);
-	rc = ORN_ENOMEM;
 	p->event = evtimer_new(bus->base, on_event, p);
 	if (!p->event)
-		goto fail;
+		goto done;
 	struct timeval tv = {.tv_sec = (time_t)(timeout_ms / 1000),
 	                     .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
 	if (evtimer_add(p->event, &tv) != 0)
-		goto fail;
+		goto done;
 	pthread_mutex_lock(&bus->lock);
 	rc = hmap_put(bus->map, p->token, p);
 	pthread_mutex_unlock(&bus->lock);
 	if (rc != ORN_OK)
-		goto fail;
+		goto done;
 	mapped = true;
 	natsStatus st = natsConnection_PublishRequest(bus->nc, subject, reply_to, mp_writer_data(bus->writer),
 	                                              (int)mp_writer_size(bus->writer));
-	/* A command may carry a card (Pay, ADR 009): no copy stays in the reused writer. */
-	sodium_memzero((void *)mp_writer_data(bus->writer), mp_writer_size(bus->writer));
 	if (st != NATS_OK) {
 		rc = es_status_rc(st, 0);
 		if (rc == ORN_OK || rc == ORN_ENOTFOUND)
 			rc = ORN_EUNAVAILABLE;
-		goto fail;
+		goto done;
 	}
 	list_link(bus, p);
-	return ORN_OK;
-fail:
-	if (mapped) {
-		pthread_mutex_lock(&bus->lock);
-		hmap_remove(bus->map, p->token);
-		pthread_mutex_unlock(&bus->lock);
+	p = NULL; /* delivered by on_event */
+	rc = ORN_OK;
+done:
+	/* A command may carry a card (Pay, ADR 009): no copy stays in the reused
+	 * writer, whatever happened (a partial encoding included). */
+	wipe_writer(bus);
+	if (p != NULL) {
+		if (mapped) {
+			pthread_mutex_lock(&bus->lock);
+			hmap_remove(bus->map, p->token);
+			pthread_mutex_unlock(&bus->lock);
+		}
+		pending_free(p);
 	}
-	pending_free(p);
 	return rc;
 }

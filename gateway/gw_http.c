@@ -8,12 +8,20 @@
  * it with the connection (other errors, evhttp_free). Both paths call the
  * connection's close callback first; it tells them apart by whether the
  * request still has a connection. gw_stream_end clears the callback before
- * the final chunk, so a finished stream is never reported as closed. */
+ * the final chunk, so a finished stream is never reported as closed.
+ *
+ * Secrets in bodies (cards, passwords): a handler reads the body from a copy
+ * in the request's arena; libevent's input buffer is zeroed in place when the
+ * request is answered, the arena when it is freed, and jansson frees through
+ * gw_wiping_free (installed by gw_server_create). */
 #include "gw_http.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <malloc.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -73,6 +81,8 @@ struct gw_request {
 	struct evkeyvalq query;
 	char client_addr[ADDRESS_MAX];
 	arena_chunk *arena;
+	const unsigned char *body; /* the body's copy in the arena, once read */
+	size_t body_len;
 	int64_t start_ns;
 	bool in_handler, answered, authorized;
 	const char *cors_origin; /* the configured origin that matched, or NULL */
@@ -103,6 +113,7 @@ typedef struct completion {
 	bool problem;
 	char *html; /* an HTML page instead of body, or NULL */
 	size_t html_len;
+	bool empty; /* no body at all (204) */
 } completion;
 
 void gw_server_options_init(gw_server_options *o)
@@ -157,6 +168,7 @@ static void request_free(gw_request *r)
 		r->next->prev = r->prev;
 	while (r->arena) {
 		arena_chunk *next = r->arena->next;
+		sodium_memzero(r->arena->data, r->arena->used); /* bodies, tokens */
 		free(r->arena);
 		r->arena = next;
 	}
@@ -201,11 +213,42 @@ const char *gw_request_client_addr(const gw_request *r)
 
 const unsigned char *gw_request_body(gw_request *r, size_t *len)
 {
+	if (r->body != NULL) {
+		*len = r->body_len;
+		return r->body;
+	}
 	struct evbuffer *input = evhttp_request_get_input_buffer(r->ev);
 	*len = evbuffer_get_length(input);
 	if (*len == 0)
 		return (const unsigned char *)"";
-	return evbuffer_pullup(input, -1);
+	/* a copy the arena owns (and wipes), not evbuffer_pullup: that would move
+	 * the body into a new chain and free the old ones unwiped */
+	unsigned char *copy = gw_request_alloc(r, *len + 1);
+	if (copy == NULL || evbuffer_copyout(input, copy, *len) != (ev_ssize_t)*len)
+		return evbuffer_pullup(input, -1); /* out of memory: read it in place */
+	copy[*len] = '\0';
+	r->body = copy;
+	r->body_len = *len;
+	return copy;
+}
+
+/* Zeroes the request's input buffer in place, chain by chain, and empties it. */
+static void wipe_input(struct evhttp_request *ev)
+{
+	struct evbuffer *input = evhttp_request_get_input_buffer(ev);
+	size_t len = input != NULL ? evbuffer_get_length(input) : 0;
+	struct evbuffer_ptr at;
+	if (len == 0 || evbuffer_ptr_set(input, &at, 0, EVBUFFER_PTR_SET) != 0)
+		return;
+	while ((size_t)at.pos < len) {
+		struct evbuffer_iovec extent;
+		if (evbuffer_peek(input, -1, &at, &extent, 1) < 1 || extent.iov_len == 0)
+			break;
+		sodium_memzero(extent.iov_base, extent.iov_len);
+		if (evbuffer_ptr_set(input, &at, extent.iov_len, EVBUFFER_PTR_ADD) != 0)
+			break;
+	}
+	evbuffer_drain(input, len);
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -230,10 +273,12 @@ orn_rc gw_response_header(gw_request *r, const char *name, const char *value)
 	                                                                                     : ORN_ENOMEM;
 }
 
+/* content_type NULL: none (an answer without a body). */
 static void add_standard_headers(gw_request *r, struct evkeyvalq *headers, const char *content_type)
 {
 	evhttp_remove_header(headers, "Content-Type");
-	evhttp_add_header(headers, "Content-Type", content_type);
+	if (content_type != NULL)
+		evhttp_add_header(headers, "Content-Type", content_type);
 	evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
 	if (!evhttp_find_header(headers, "Content-Security-Policy"))
 		evhttp_add_header(headers, "Content-Security-Policy", "default-src 'none'");
@@ -252,9 +297,12 @@ void gw_respond(gw_request *r, int status, const char *content_type, const void 
 	assert(!r->answered);
 	r->answered = true;
 	add_standard_headers(r, evhttp_request_get_output_headers(r->ev), content_type);
-	/* libevent 2.1 would write a HEAD response's body; never give it one. */
-	if (r->method == GW_HEAD)
+	/* libevent 2.1 writes any body it is given, even after the header of a
+	 * HEAD, 204 or 304 answer (without Content-Length): the client would read
+	 * it as the start of the next answer. Never give it one. */
+	if (r->method == GW_HEAD || status == 204 || status == 304)
 		len = 0;
+	wipe_input(r->ev);
 	if (len > 0 && evbuffer_add(evhttp_request_get_output_buffer(r->ev), body, len) != 0) {
 		status = 500;
 		evbuffer_drain(evhttp_request_get_output_buffer(r->ev), (size_t)-1);
@@ -421,7 +469,9 @@ static void completion_run(void *arg, bool run)
 	gw_async *a = c->async;
 	gw_request *r = run ? async_take_request(a) : NULL;
 	if (r) {
-		if (c->html)
+		if (c->empty)
+			gw_respond(r, c->status, NULL, NULL, 0);
+		else if (c->html)
 			gw_respond_html(r, c->status, c->html, c->html_len);
 		else if (c->problem)
 			gw_respond_problem(r, c->body);
@@ -436,17 +486,18 @@ static void completion_run(void *arg, bool run)
 	free(c);
 }
 
-static void async_post(gw_async *a, int status, json_t *body, bool problem, char *html, size_t html_len)
+static void async_post(gw_async *a, int status, json_t *body, bool problem, char *html, size_t html_len,
+                       bool empty)
 {
 	completion *c = malloc(sizeof(*c));
-	if (c) {
-		c->async = a;
-		c->status = status;
-		c->body = body;
-		c->problem = problem;
-		c->html = html;
-		c->html_len = html_len;
-	}
+	if (c)
+		*c = (completion){.async = a,
+		                  .status = status,
+		                  .body = body,
+		                  .problem = problem,
+		                  .html = html,
+		                  .html_len = html_len,
+		                  .empty = empty};
 	if (!c || gw_inbox_post(a->server->inbox, completion_run, c) != ORN_OK) {
 		/* Out of memory: the deadline will answer 503. */
 		free(c);
@@ -458,24 +509,29 @@ static void async_post(gw_async *a, int status, json_t *body, bool problem, char
 
 void gw_async_complete_json(gw_async *a, int status, json_t *body)
 {
-	async_post(a, status, body, false, NULL, 0);
+	async_post(a, status, body, false, NULL, 0, false);
 }
 
 void gw_async_complete_problem(gw_async *a, json_t *problem)
 {
-	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true, NULL, 0);
+	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true, NULL, 0, false);
 }
 
 void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len)
 {
 	char *copy = malloc(len + 1);
 	if (copy == NULL) {
-		async_post(a, 500, gw_problem_new(500, NULL), true, NULL, 0);
+		async_post(a, 500, gw_problem_new(500, NULL), true, NULL, 0, false);
 		return;
 	}
 	memcpy(copy, html, len);
 	copy[len] = '\0';
-	async_post(a, status, NULL, false, copy, len);
+	async_post(a, status, NULL, false, copy, len, false);
+}
+
+void gw_async_complete_empty(gw_async *a, int status)
+{
+	async_post(a, status, NULL, false, NULL, 0, true);
 }
 
 void gw_async_cancel(gw_async *a)
@@ -550,6 +606,7 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 	evhttp_add_header(headers, "Cache-Control", "no-store");
 	evhttp_add_header(headers, "Connection", "close");
 	add_standard_headers(r, headers, content_type);
+	wipe_input(r->ev);
 	/* The client only listens: no read timeout; writes keep the server's. */
 	bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, &s->io_timeout);
 	evhttp_connection_set_closecb(evcon, stream_connection_closed, st);
@@ -793,6 +850,7 @@ orn_rc gw_server_create(const gw_server_options *o, gw_server **out)
 	uint16_t port = 0;
 	orn_rc rc = ORN_ENOMEM;
 	*out = NULL;
+	gw_json_install_wiping_alloc();
 	if (!parse_address(o->bind_addr, host, sizeof(host), &port))
 		return ORN_EINVAL;
 	gw_server *s = calloc(1, sizeof(*s));
@@ -894,4 +952,29 @@ orn_rc gw_server_run(gw_server *s)
 void gw_server_stop(gw_server *s)
 {
 	event_active(s->stop_event, EV_READ, 0);
+}
+
+/* ---- wiping freed memory ------------------------------------------------- */
+
+void gw_wipe_block(void *p)
+{
+	if (p != NULL)
+		sodium_memzero(p, malloc_usable_size(p));
+}
+
+void gw_wiping_free(void *p)
+{
+	gw_wipe_block(p);
+	free(p);
+}
+
+static void install_wiping_alloc(void)
+{
+	json_set_alloc_funcs(malloc, gw_wiping_free);
+}
+
+void gw_json_install_wiping_alloc(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, install_wiping_alloc);
 }

@@ -106,7 +106,10 @@ const char *gw_request_query(const gw_request *r, const char *name);
 const char *gw_request_header(const gw_request *r, const char *name);
 /* The peer's address as text ("127.0.0.1"). */
 const char *gw_request_client_addr(const gw_request *r);
-/* The body; *len receives its size. Never NULL (an empty body is ""). */
+/* The body; *len receives its size. Never NULL (an empty body is ""). The
+ * bytes are a copy in the request's arena (callers may overwrite them); the
+ * arena and libevent's input buffer are wiped (zeroed) when the request is
+ * answered or freed, since a body may hold a card or a password. */
 const unsigned char *gw_request_body(gw_request *r, size_t *len);
 
 /* Per-request arena: memory freed in one go when the request is answered
@@ -127,7 +130,10 @@ bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out);
 orn_rc gw_response_header(gw_request *r, const char *name, const char *value);
 
 /* Answers with body (len bytes) of content_type. After any gw_respond*
- * call the request must not be used again. */
+ * call the request must not be used again. A 204 or 304 answer, and any
+ * answer to HEAD, never carries a body (libevent 2.1 would write it after a
+ * header without Content-Length and break the next answer on a keep-alive
+ * connection): body is dropped for them. */
 void gw_respond(gw_request *r, int status, const char *content_type, const void *body, size_t len);
 /* Answers with a JSON value (application/json; a reference is stolen;
  * NULL or a dump failure answers 500). */
@@ -199,7 +205,25 @@ void gw_async_complete_problem(gw_async *a, json_t *problem);
 /* Completes a deferred request with an HTML page (html is copied), answered
  * as gw_respond_html does. Thread-safe; consumes the handle. */
 void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len);
+/* Completes a deferred request with a status that has no body (204): the
+ * standard headers only. Thread-safe; consumes the handle. */
+void gw_async_complete_empty(gw_async *a, int status);
 /* Releases the handle without an answer: the deadline will answer 503. */
 void gw_async_cancel(gw_async *a);
+
+/* ---- wiping freed memory ----------------------------------------------- */
+
+/* Makes jansson allocate with malloc and free with gw_wiping_free, so every
+ * JSON value, string and dump buffer the process frees is zeroed first (a
+ * parsed payment body holds a card). Idempotent and thread-safe;
+ * gw_server_create calls it. */
+void gw_json_install_wiping_alloc(void);
+
+/* Zeroes the whole usable size of heap block p (malloc_usable_size, at least
+ * what was asked for) without freeing it. NULL is accepted. */
+void gw_wipe_block(void *p);
+
+/* gw_wipe_block, then free. */
+void gw_wiping_free(void *p);
 
 #endif

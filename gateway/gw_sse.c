@@ -43,6 +43,13 @@ orn_rc gw_sse_comment(gw_stream *s, const char *text)
 	return gw_stream_write(s, frame, (size_t)n);
 }
 
+orn_rc gw_sse_retry(gw_stream *s, unsigned ms)
+{
+	char frame[32];
+	int n = snprintf(frame, sizeof frame, "retry: %u\n\n", ms);
+	return gw_stream_write(s, frame, (size_t)n);
+}
+
 bool gw_sse_last_event_id(const char *header, uint64_t *out)
 {
 	uint64_t value = 0;

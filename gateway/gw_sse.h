@@ -1,8 +1,9 @@
 /* gw_sse.h — Server-Sent Events framing over a gw_stream (gw_http.h).
  *
  * Writes events in the text/event-stream format of the WHATWG HTML standard:
- * "id: <n>\nevent: <name>\ndata: <one line>\n\n", and comments (": text\n\n")
- * that keep proxies and clients from timing the stream out. Data must be one
+ * "id: <n>\nevent: <name>\ndata: <one line>\n\n", comments (": text\n\n")
+ * that keep proxies and clients from timing the stream out, and the
+ * reconnection delay ("retry: <ms>\n\n"). Data must be one
  * line (compact JSON is): a line break would split it into another field.
  * Loop thread only, like the stream. */
 #ifndef ORION_GW_SSE_H
@@ -22,6 +23,10 @@ orn_rc gw_sse_event(gw_stream *s, uint64_t id, const char *event, const char *da
 
 /* Writes a comment line (": text"); text must not hold a line break. */
 orn_rc gw_sse_comment(gw_stream *s, const char *text);
+
+/* Writes a "retry: <ms>" field (and the blank line that ends it): the
+ * client's reconnection delay from now on. As gw_stream_write. */
+orn_rc gw_sse_retry(gw_stream *s, unsigned ms);
 
 /* Parses a Last-Event-ID header: decimal digits (at most 19) into *out.
  * NULL or "" gives 0 and true; anything else not a number gives false. */

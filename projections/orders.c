@@ -335,6 +335,26 @@ orn_rc proj_orders_get(proj_orders *m, const char *id, proj_order *out)
 	return rc;
 }
 
+orn_rc proj_orders_version(proj_orders *m, const char *id, uint64_t *version)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	record_head h;
+	*version = 0;
+	if (!es_id_valid(id))
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	rc = proj_get(txn, m->orders, id, strlen(id), &v);
+	if (rc == ORN_OK)
+		rc = record_head_decode(v.mv_data, v.mv_size, &h);
+	proj_env_read_end(m->env, txn);
+	if (rc == ORN_OK)
+		*version = h.seqs[h.seq_count - 1];
+	return rc;
+}
+
 /* Fills a row from an index entry (key without the customer prefix). */
 static orn_rc row_decode(const uint8_t *key, size_t key_len, const MDB_val *v, proj_order_summary *out)
 {

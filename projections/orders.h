@@ -68,6 +68,12 @@ const proj_def *proj_orders_def(proj_orders *m);
  * ORN_ENOTFOUND if no such order, ORN_EINVAL for an invalid id. */
 orn_rc proj_orders_get(proj_orders *m, const char *id, proj_order *out);
 
+/* The version of order id (the stream sequence of its last history entry,
+ * as proj_orders_get's out->version) into *version, read from the record's
+ * head without replaying the order: cheap enough to poll. ORN_ENOTFOUND if
+ * no such order, ORN_EINVAL for an invalid id, ORN_EDECODE for a bad record. */
+orn_rc proj_orders_version(proj_orders *m, const char *id, uint64_t *version);
+
 /* The customer's orders, newest first (created_at desc, then id desc), `limit` 1..100,
  * cursor NULL/"" for the first page; ORN_EINVAL for a bad cursor or limit
  * (or an invalid customer id). out (caller-owned) is filled; count 0 on error. */

@@ -3,19 +3,24 @@
  * nats-server) on a free loopback port, driven with libcurl: cart CRUD with
  * totals and bounds, deleted products, placing with Idempotency-Key, the
  * order list, isolation between customers, confirmation (JSON, form and the
- * HTML page) and the Server-Sent Events stream of an order's status.
+ * HTML page, rate limited per address) and the Server-Sent Events stream of
+ * an order's status (ended with a long retry, 204 once the client has seen
+ * the end). DELETE /cart's 204 leaves a kept-alive connection usable.
  *
  * Steps past `pending` need the checkout saga; tests that need it poll for
  * awaiting_confirmation and are skipped when `orion serve --help` does not
  * list the checkout role. One server per test, stopped in .fini. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +34,7 @@
 
 static char *data_dir;
 static pid_t server_pid;
+static int server_port;
 static char base_url[64];
 static char admin_token[GW_JWT_MAX_TOKEN];
 
@@ -184,30 +190,37 @@ static long long num(const json_t *o, const char *name)
 
 /* ---- the server ---------------------------------------------------------- */
 
-static void start_server(void)
+/* Starts serve with the standard environment plus extra (NULL-terminated,
+ * may be NULL); logs the admin in when login_admin. */
+static void start_server_with(const char *const *extra, bool login_admin)
 {
 	char log_path[600], dir_env[600], addr_env[64], addr[32];
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	data_dir = th_tempdir("api-orders");
 	int port = natsd_free_port();
 	cr_assert_gt(port, 0);
+	server_port = port;
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
 	snprintf(base_url, sizeof base_url, "http://%s", addr);
 	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
 	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
 	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
-	char *env[] = {dir_env,
-	               addr_env,
-	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
-	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-	               "ORION_NATS_URL=",
-	               "ORION_JWT_SECRET=",
-	               "ORION_LOG_LEVEL=warn",
-	               NULL};
+	char *env[16] = {dir_env,
+	                 addr_env,
+	                 "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
+	                 "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	                 "ORION_NATS_URL=",
+	                 "ORION_JWT_SECRET=",
+	                 "ORION_LOG_LEVEL=warn",
+	                 NULL};
+	for (size_t i = 0, n = 7; extra != NULL && extra[i] != NULL && n + 1 < ORN_ARRAY_LEN(env); i++)
+		env[n++] = (char *)extra[i];
 	server_pid = th_spawn(argv, env, log_path);
 	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
 	          "serve did not come up");
+	if (!login_admin)
+		return;
 	/* the admin account reaches the users read model shortly after start-up */
 	for (int waited = 0; waited < 15000; waited += 100) {
 		reply r = call("POST", "/api/v1/auth/login", NULL,
@@ -221,6 +234,11 @@ static void start_server(void)
 		usleep(100 * 1000);
 	}
 	cr_assert_fail("the admin could not log in");
+}
+
+static void start_server(void)
+{
+	start_server_with(NULL, true);
 }
 
 static void stop_server(void)
@@ -238,6 +256,44 @@ static void stop_server(void)
 }
 
 TestSuite(api_orders, .init = start_server, .fini = stop_server, .timeout = 90);
+
+/* A budget of 3 attempts per address, one more a minute. */
+static void start_limited_server(void)
+{
+	static const char *const limits[] = {"ORION_AUTH_ADDRESS_BURST=3", "ORION_AUTH_ADDRESS_PER_MINUTE=1",
+	                                     NULL};
+	start_server_with(limits, false);
+}
+
+TestSuite(api_orders_limited, .init = start_limited_server, .fini = stop_server, .timeout = 90);
+
+/* Sends first on a fresh connection to the server, reads its answer's
+ * header block, then sends second (which should say "Connection: close")
+ * and reads to the end, into *out (free it). */
+static void two_requests_on_one_socket(const char *first, const char *second, char **out)
+{
+	char chunk[4096];
+	size_t len = 0;
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)server_port)};
+	*out = NULL;
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	cr_assert_eq(send(fd, first, strlen(first), 0), (ssize_t)strlen(first));
+	append(out, &len, "", 0);
+	while (strstr(*out, "\r\n\r\n") == NULL) {
+		ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+		cr_assert_gt(n, 0, "the first answer: %s", *out);
+		append(out, &len, chunk, (size_t)n);
+	}
+	cr_assert_eq(send(fd, second, strlen(second), 0), (ssize_t)strlen(second));
+	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
+		append(out, &len, chunk, (size_t)n);
+	close(fd);
+}
 
 /* SIGTERM, and the exit code must be 0 (under ASan: no leak either). */
 static void stop_cleanly(void)
@@ -505,12 +561,23 @@ Test(api_orders, cart_crud_keeps_lines_and_totals)
 
 	r = add_item(&c, tea, 4);
 	reply_free(&r);
-	r = expect(204, "DELETE", "/api/v1/cart", c.token, NULL, NULL);
-	cr_assert_eq(r.len, 0);
-	reply_free(&r);
-	r = expect(200, "GET", "/api/v1/cart", c.token, NULL, NULL);
-	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
-	reply_free(&r);
+	/* DELETE /cart, then GET /cart on the same kept-alive connection: the
+	 * 204 carries no body that would be read as the start of the next answer */
+	char first[GW_JWT_MAX_TOKEN + 128], second[GW_JWT_MAX_TOKEN + 128];
+	snprintf(first, sizeof first,
+	         "DELETE /api/v1/cart HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n", c.token);
+	snprintf(second, sizeof second,
+	         "GET /api/v1/cart HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\nConnection: "
+	         "close\r\n\r\n",
+	         c.token);
+	char *exchange;
+	two_requests_on_one_socket(first, second, &exchange);
+	cr_assert(strncmp(exchange, "HTTP/1.1 204 ", 13) == 0, "%s", exchange);
+	size_t head = (size_t)(strstr(exchange, "\r\n\r\n") - exchange) + 4;
+	cr_assert(strncmp(exchange + head, "HTTP/1.1 200 ", 13) == 0, "bytes after the 204: %s",
+	          exchange + head);
+	cr_assert_not_null(strstr(exchange + head, "\"items\":[]"), "the cart is empty: %s", exchange);
+	free(exchange);
 
 	/* the cart is the caller's: another customer's is separate */
 	customer other = sign_up("crud-other@orion.test");
@@ -820,6 +887,38 @@ Test(api_orders, the_confirmation_form_confirms_with_an_html_answer)
 	reply_free(&r);
 }
 
+Test(api_orders_limited, confirmations_are_rate_limited_per_address)
+{
+	char form[100];
+	/* given a budget of 3: three well-shaped attempts reach the order actor */
+	for (int i = 0; i < 3; i++)
+		expect_problem(404, "POST", "/api/v1/orders/o-unknown/confirm", NULL,
+		               "{\"token\":\"" BAD_TOKEN "\"}", NULL);
+	/* then the address is refused, before anything is sent */
+	reply r = expect(429, "POST", "/api/v1/orders/o-unknown/confirm", NULL,
+	                 "{\"token\":\"" BAD_TOKEN "\"}", NULL);
+	cr_assert_str_eq(header(&r, "Content-Type"), "application/problem+json");
+	const char *retry = header(&r, "Retry-After");
+	cr_assert_not_null(retry);
+	cr_assert_geq(atoi(retry), 1, "Retry-After: %s", retry);
+	reply_free(&r);
+	/* the form and the page share the budget, and answer a page */
+	snprintf(form, sizeof form, "token=%s", BAD_TOKEN);
+	r = call_as("POST", "/api/v1/orders/o-unknown/confirm", NULL, form,
+	            "application/x-www-form-urlencoded", NULL);
+	cr_assert_eq(r.status, 429, "%s", r.body);
+	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
+	cr_assert_not_null(header(&r, "Retry-After"));
+	reply_free(&r);
+	r = call("GET", "/api/v1/orders/o-unknown/confirm?token=" BAD_TOKEN, NULL, NULL, NULL);
+	cr_assert_eq(r.status, 429, "%s", r.body);
+	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
+	reply_free(&r);
+	/* malformed requests cost nothing and are still told so */
+	expect_problem(400, "POST", "/api/v1/orders/o-unknown/confirm", NULL, "{\"token\":\"short\"}", NULL);
+	stop_cleanly();
+}
+
 Test(api_orders, the_confirmation_page_is_escaped_html_with_a_form)
 {
 	char path[300];
@@ -898,6 +997,12 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	cr_assert_gt(cancelled, pending, "%s", s.body);
 	cr_assert_not_null(strstr(s.body, "event: status\n"));
 	cr_assert_not_null(strstr(s.body, "\"reason\":\"customer\""));
+	/* a finished stream asks the client to wait long before reconnecting */
+	const char *retry = strstr(s.body, "\nretry: ");
+	cr_assert_not_null(retry, "no retry field: %s", s.body);
+	cr_assert_geq(strtoull(retry + 8, NULL, 10), 60000, "%s", s.body);
+	cr_assert_gt(retry - s.body, strstr(s.body, "\"status\":\"cancelled\"") - s.body,
+	             "the retry follows the final event: %s", s.body);
 	reply_free(&s);
 
 	/* Last-Event-ID: only what came after it */
@@ -908,13 +1013,20 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	cr_assert(ended);
 	cr_assert_eq(event_id(s.body, "pending"), 0, "%s", s.body);
 	cr_assert_eq(event_id(s.body, "cancelled"), cancelled, "%s", s.body);
+	cr_assert_not_null(strstr(s.body, "\nretry: "), "%s", s.body);
 	reply_free(&s);
-	snprintf(last, sizeof last, "%llu", cancelled);
-	sse_client caught_up = {0};
-	s = sse(&caught_up, path, c.token, last, 10000, &ended);
-	cr_assert(ended, "nothing more will come after a final status");
-	cr_assert_null(strstr(s.body, "data:"), "%s", s.body);
-	reply_free(&s);
+	/* a client that has seen the final status: 204, which stops an
+	 * EventSource from reconnecting (an empty 200 would make it reconnect
+	 * every few seconds forever) */
+	for (unsigned long long seen = cancelled; seen <= cancelled + 1; seen++) {
+		snprintf(last, sizeof last, "%llu", seen);
+		sse_client caught_up = {0};
+		s = sse(&caught_up, path, c.token, last, 10000, &ended);
+		cr_assert(ended, "nothing more will come after a final status");
+		cr_assert_eq(s.status, 204, "Last-Event-ID %s: %ld %s", last, s.status, s.body);
+		cr_assert_eq(s.len, 0, "%s", s.body);
+		reply_free(&s);
+	}
 
 	expect_problem(400, "GET", path, c.token, NULL, "Last-Event-ID: abc");
 	stop_cleanly();

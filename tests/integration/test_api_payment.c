@@ -9,7 +9,8 @@
  * payment before the order awaits payment (409), an invalid card (400 naming
  * the field, nothing charged), an approved card (200 confirmed, replayed for
  * the same key, 422 for the same key with another body, 409 for another
- * key) and a declined one (200 payment_failed with the reason).
+ * key), a declined one (200 payment_failed with the reason) and an order
+ * above the provider's limit (422, still payable, no attempt left open).
  *
  * Against a fake payment service on the bus (suite api_payment_fake): five
  * requests at once with one Idempotency-Key are one Pay command and one
@@ -648,6 +649,25 @@ Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 	reply_free(&r);
 }
 
+Test(api_payment, an_order_above_the_provider_limit_is_422_and_stays_payable)
+{
+	char big[65], id[65], path[200], body[512];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-8", 10000000000LL, big); /* 2 x 10^10 cents: above the provider's 10^10 */
+	customer me = sign_up("too-large@orion.test");
+	awaiting_payment(&me, big, id);
+	pay_path(path, sizeof path, id);
+	card_body(body, sizeof body, "4242424242424242", 2030);
+	for (int i = 0; i < 2; i++) { /* the retry is refused the same way: nothing was left open */
+		reply r = expect_problem(422, path, me.token, body, "Idempotency-Key: too-large-1");
+		cr_assert_str_eq(str(r.json, "detail"),
+		                 "the order's total is above what a card payment can charge", "%s", r.body);
+		reply_free(&r);
+	}
+	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
+}
+
 /* ---- the gateway's side of the contract, against a fake payment service --------------
  *
  * The suite runs serve without the payment role on a nats-server of its own
@@ -661,6 +681,9 @@ Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 #define FAKE_BAD_CVC  "4000000000000127" /* rejected invalid_card, detail card.cvc */
 #define FAKE_DOWN     "4000000000000119" /* failed unavailable */
 #define FAKE_BUSY     "4000000000000259" /* rejected in_progress */
+#define FAKE_CONFLICT "4000000000000101" /* rejected idempotency_conflict (the provider's key reused) */
+#define FAKE_LIMIT    "4000000000000341" /* rejected limit (the payment's attempts used up) */
+#define FAKE_TOO_BIG  "4000000000000036" /* rejected amount_too_large */
 
 typedef struct fake_service {
 	natsConnection *sub_nc, *cmd_nc;
@@ -780,6 +803,12 @@ static void fake_on_pay(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 		fake_reply(msg, BUS_FAILED, "unavailable", "", 0);
 	else if (strcmp(number, FAKE_BUSY) == 0)
 		fake_reply(msg, BUS_REJECTED, "in_progress", "", 0);
+	else if (strcmp(number, FAKE_CONFLICT) == 0)
+		fake_reply(msg, BUS_REJECTED, "idempotency_conflict", "", 0);
+	else if (strcmp(number, FAKE_LIMIT) == 0)
+		fake_reply(msg, BUS_REJECTED, "limit", "", 0);
+	else if (strcmp(number, FAKE_TOO_BIG) == 0)
+		fake_reply(msg, BUS_REJECTED, "amount_too_large", "", 0);
 	else if (strcmp(number, FAKE_APPROVE) == 0) {
 		th_sleep_ms(FAKE_DELAY_MS);
 		uint64_t seq = fake_mark_paid(&cmd, order_id);
@@ -926,6 +955,21 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	cr_assert_neq(strncmp(fake.command_id, id, strlen(id)), 0, "%s", fake.command_id);
 	cr_assert_str_eq(fake.key, "");
 	pthread_mutex_unlock(&fake.lock);
+	/* the provider saw the key with other card details: 422, as a reused key */
+	card_body(body, sizeof body, FAKE_CONFLICT, 2030);
+	r = expect_problem(422, path, me.token, body, "Idempotency-Key: map-3");
+	cr_assert_str_eq(str(r.json, "detail"), "this Idempotency-Key was used for another request");
+	reply_free(&r);
+	/* the payment's attempts are used up: 409 saying so */
+	card_body(body, sizeof body, FAKE_LIMIT, 2030);
+	r = expect_problem(409, path, me.token, body, "Idempotency-Key: map-4");
+	cr_assert_str_eq(str(r.json, "detail"), "this order has reached its limit of payment attempts");
+	reply_free(&r);
+	/* a total above the provider's limit: 422 saying so */
+	card_body(body, sizeof body, FAKE_TOO_BIG, 2030);
+	r = expect_problem(422, path, me.token, body, NULL);
+	cr_assert_str_eq(str(r.json, "detail"), "the order's total is above what a card payment can charge");
+	reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 	stop_cleanly();
 }

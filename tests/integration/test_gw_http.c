@@ -2,14 +2,18 @@
  * loopback port in a thread, driven with libcurl. Security headers, 404,
  * 405 + Allow, body and header limits, CORS and preflight, deferred answers
  * completed from another thread or not at all (503 at the deadline), JSON
- * validation, the operations routes and metrics. */
+ * validation, the operations routes and metrics, answers without a body
+ * (204) on a kept-alive connection, and the wiping JSON allocator. */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -66,6 +70,36 @@ static void never(gw_request *r, void *arg)
 	never_answered = gw_request_defer(r, 300);
 }
 
+/* 204 handed a body anyway: the server must not send it. */
+static void nothing(gw_request *r, void *arg)
+{
+	gw_respond(r, 204, "application/json", "{}", 2);
+}
+
+static void *complete_empty_later(void *arg)
+{
+	usleep(20 * 1000);
+	gw_async_complete_empty(arg, 204);
+	return NULL;
+}
+
+static void *complete_json_204_later(void *arg)
+{
+	usleep(20 * 1000);
+	gw_async_complete_json(arg, 204, json_object());
+	return NULL;
+}
+
+/* Deferred 204s: gw_async_complete_empty, or a JSON body the server drops. */
+static void nothing_later(gw_request *r, void *arg)
+{
+	pthread_t thread;
+	gw_async *a = gw_request_defer(r, 2000);
+	cr_assert_not_null(a);
+	pthread_create(&thread, NULL, arg != NULL ? complete_json_204_later : complete_empty_later, a);
+	pthread_detach(thread);
+}
+
 static const gw_field upload_schema[] = {
         {.name = "name", .type = GW_STRING, .required = true, .min = 1, .max = 100},
         {.name = "quantity", .type = GW_INT, .required = true, .min = 1, .max = 999},
@@ -116,6 +150,10 @@ static void setup(void)
 	cr_assert_eq(gw_server_route(server, GW_GET, "/async", async_handler, NULL), ORN_OK);
 	cr_assert_eq(gw_server_route(server, GW_GET, "/never", never, NULL), ORN_OK);
 	cr_assert_eq(gw_server_route(server, GW_POST, "/upload", upload, NULL), ORN_OK);
+	cr_assert_eq(gw_server_route(server, GW_DELETE, "/no-content", nothing, NULL), ORN_OK);
+	cr_assert_eq(gw_server_route(server, GW_DELETE, "/no-content/later", nothing_later, NULL), ORN_OK);
+	cr_assert_eq(gw_server_route(server, GW_DELETE, "/no-content/later-json", nothing_later, "json"),
+	             ORN_OK);
 	snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%u", gw_server_port(server));
 	cr_assert_eq(pthread_create(&loop_thread, NULL, run_loop, NULL), 0);
 }
@@ -501,7 +539,7 @@ Test(gw_http, routes_are_listed)
 		seen_upload |= method == GW_POST && strcmp(pattern, "/upload") == 0;
 	}
 	cr_assert(seen_healthz && seen_upload);
-	cr_assert_eq(gw_router_count(router), 8);
+	cr_assert_eq(gw_router_count(router), 11);
 }
 
 Test(gw_http, metrics_count_requests)
@@ -547,4 +585,116 @@ Test(gw_http, head_then_get_on_one_connection)
 	cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
 	curl_easy_cleanup(curl);
 	free(r.body);
+}
+
+/* DELETE path (a 204) then GET /echo on one kept-alive connection: a body
+ * written after the 204's header would be read as the start of the GET's
+ * answer. */
+static void expect_204_then_get_on_one_connection(const char *path)
+{
+	reply r = {0};
+	char url[128];
+	long status = 0, connections = 0;
+	curl_off_t length = -1;
+	CURL *curl = curl_easy_init();
+	snprintf(url, sizeof(url), "%s%s", base_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+	cr_assert_eq(curl_easy_perform(curl), CURLE_OK, "%s", path);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	cr_assert_eq(status, 204, "%s", path);
+	cr_assert_null(r.body, "%s: no body after a 204", path);
+	if (strcmp(path, "/no-content/later") == 0)
+		cr_assert_null(header(&r, "Content-Type"), "gw_async_complete_empty: no Content-Type");
+
+	snprintf(url, sizeof(url), "%s/echo?q=after", base_url);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, NULL);
+	curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	CURLcode rc = curl_easy_perform(curl);
+	cr_assert_eq(rc, CURLE_OK, "%s then GET: %s", path, curl_easy_strerror(rc));
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &connections);
+	curl_easy_getinfo(curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+	cr_assert_eq(status, 200, "%s then GET", path);
+	cr_assert_eq(connections, 0, "%s: the GET reused the connection", path);
+	json_t *body = json_loads(r.body ? r.body : "", 0, NULL);
+	cr_assert_not_null(body, "%s then GET: %s", path, r.body);
+	cr_assert_str_eq(json_string_value(json_object_get(body, "q")), "after");
+	json_decref(body);
+	curl_easy_cleanup(curl);
+	reply_free(&r);
+}
+
+/* Sends first on a fresh connection, reads its answer's header block, then
+ * sends second ("Connection: close") and reads to the end. Returns
+ * everything read (free it). */
+static char *two_requests_on_one_socket(const char *first, const char *second)
+{
+	char chunk[4096], *all = NULL;
+	size_t len = 0;
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(gw_server_port(server))};
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	cr_assert_geq(fd, 0);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	cr_assert_eq(send(fd, first, strlen(first), 0), (ssize_t)strlen(first));
+	append(&all, &len, "", 0);
+	while (strstr(all, "\r\n\r\n") == NULL) {
+		ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+		cr_assert_gt(n, 0, "the first answer: %s", all);
+		append(&all, &len, chunk, (size_t)n);
+	}
+	cr_assert_eq(send(fd, second, strlen(second), 0), (ssize_t)strlen(second));
+	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
+		append(&all, &len, chunk, (size_t)n);
+	close(fd);
+	return all;
+}
+
+/* The bytes that follow a 204's header block must be the next answer. */
+static void expect_nothing_after_the_204(const char *path)
+{
+	char first[256];
+	snprintf(first, sizeof first, "DELETE %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+	char *all = two_requests_on_one_socket(
+	        first, "GET /echo?q=after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	cr_assert(strncmp(all, "HTTP/1.1 204 ", 13) == 0, "%s", all);
+	const char *next = strstr(all, "\r\n\r\n") + 4;
+	cr_assert(strncmp(next, "HTTP/1.1 200 ", 13) == 0, "%s: bytes after the 204: %s", path, next);
+	cr_assert_not_null(strstr(next, "\"q\":\"after\""), "%s", next);
+	free(all);
+}
+
+Test(gw_http, a_204_sends_no_body_and_keeps_the_connection_usable)
+{
+	expect_nothing_after_the_204("/no-content");
+	expect_nothing_after_the_204("/no-content/later");
+	expect_nothing_after_the_204("/no-content/later-json");
+	expect_204_then_get_on_one_connection("/no-content");
+	expect_204_then_get_on_one_connection("/no-content/later");
+	expect_204_then_get_on_one_connection("/no-content/later-json");
+}
+
+Test(gw_http, the_server_makes_jansson_free_through_the_wiping_free)
+{
+	json_malloc_t alloc = NULL;
+	json_free_t release = NULL;
+	json_get_alloc_funcs(&alloc, &release);
+	cr_assert(release == gw_wiping_free, "jansson frees without wiping");
+	cr_assert(alloc == malloc);
+	/* and values still come and go through it */
+	json_t *card = json_pack("{s:s}", "number", "4242424242424242");
+	cr_assert_not_null(card);
+	char *text = json_dumps(card, JSON_COMPACT);
+	cr_assert_str_eq(text, "{\"number\":\"4242424242424242\"}");
+	release(text);
+	json_decref(card);
 }

@@ -1,10 +1,14 @@
 /* test_gw_validate.c — gateway/gw_validate.c and gw_problem.c: bodies are
  * accepted only when every member is declared, well typed and in range; each
- * error is listed; the problem object follows RFC 9457. */
+ * error is listed; the problem object follows RFC 9457. And the wiping free
+ * (gw_http.h) the parsed bodies go back through. */
 #include <criterion/criterion.h>
 
+#include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "gw_http.h"
 #include "gw_problem.h"
 #include "gw_validate.h"
 
@@ -211,4 +215,40 @@ Test(gw_validate, problem_shape)
 	json_decref(p);
 	cr_assert_str_eq(gw_status_title(429), "Too Many Requests");
 	cr_assert_str_eq(gw_status_title(999), "Error");
+}
+
+/* ---- the wiping free ---- */
+
+Test(gw_validate, a_wiped_block_is_all_zeros_to_its_usable_end)
+{
+	/* given a heap block holding a card number (an odd size, so the usable
+	 * size may exceed it) */
+	unsigned char *block = malloc(37);
+	cr_assert_not_null(block);
+	size_t usable = malloc_usable_size(block);
+	cr_assert_geq(usable, 37);
+	memset(block, 0xA5, usable);
+	memcpy(block, "4242424242424242", 16);
+	/* when it is wiped */
+	gw_wipe_block(block);
+	/* then nothing of it is left */
+	for (size_t i = 0; i < usable; i++)
+		cr_assert_eq(block[i], 0, "byte %zu of %zu", i, usable);
+	free(block);
+	gw_wipe_block(NULL);
+	gw_wiping_free(NULL);
+}
+
+Test(gw_validate, jansson_frees_parsed_bodies_through_the_wiping_free)
+{
+	json_malloc_t alloc = NULL;
+	json_free_t release = NULL;
+	gw_json_install_wiping_alloc();
+	gw_json_install_wiping_alloc(); /* idempotent */
+	json_get_alloc_funcs(&alloc, &release);
+	cr_assert(release == gw_wiping_free);
+	cr_assert(alloc == malloc);
+	/* a refused payment body is parsed, then freed through it */
+	cr_assert_eq(check("{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":13}}"), ORN_EINVAL);
+	cr_assert_eq(check("{\"product_id\":\"p1\",\"quantity\":1}"), ORN_OK);
 }

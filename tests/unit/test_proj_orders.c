@@ -563,6 +563,41 @@ Test(proj_orders, unreadable_records_are_reported_and_rebuilt_by_the_next_event)
 	free(o);
 }
 
+Test(proj_orders, the_version_is_read_from_the_head_without_replaying)
+{
+	static uint8_t rec[8192];
+	uint64_t version = 99;
+	/* given an order moved by two events, and one an evolve refuses */
+	apply_at("o1", 7, placed("u1", T0, 1));
+	cr_assert_eq(proj_orders_version(orders, "o1", &version), ORN_OK);
+	cr_assert_eq(version, 7);
+	apply_at("o1", 8, event(ORDER_RESERVED, T0 + 1));
+	apply_at("o1", 9, paid(T0 + 2)); /* not awaiting payment: changes nothing */
+	/* then the version is the one a full read gives */
+	cr_assert_eq(proj_orders_version(orders, "o1", &version), ORN_OK);
+	proj_order *o = get("o1");
+	cr_assert_eq(version, 8);
+	cr_assert_eq(version, o->version);
+	free(o);
+	/* unknown orders, bad ids */
+	cr_assert_eq(proj_orders_version(orders, "nope", &version), ORN_ENOTFOUND);
+	cr_assert_eq(version, 0);
+	cr_assert_eq(proj_orders_version(orders, "a.b", &version), ORN_EINVAL);
+	cr_assert_eq(proj_orders_version(orders, NULL, &version), ORN_EINVAL);
+	/* the head alone is read: a bad snapshot behind a good head still has a
+	 * version (the full read reports it), a bad head has none */
+	size_t n = fake_record(rec, sizeof rec, 5, 1, "u1", T0, 1, (const uint64_t[]){4}, false);
+	corrupt("orders.orders", "snap", 4, rec, n);
+	cr_assert_eq(proj_orders_version(orders, "snap", &version), ORN_OK);
+	cr_assert_eq(version, 4);
+	o = malloc(sizeof *o);
+	cr_assert_eq(proj_orders_get(orders, "snap", o), ORN_EDECODE);
+	free(o);
+	n = fake_record(rec, sizeof rec, 5, 2, "u1", T0, 1, (const uint64_t[]){4}, true);
+	corrupt("orders.orders", "head", 4, rec, n);
+	cr_assert_eq(proj_orders_version(orders, "head", &version), ORN_EDECODE);
+}
+
 Test(proj_orders, an_unreadable_index_entry_fails_the_page)
 {
 	apply_at("o1", 1, placed("u1", T0, 1));
