@@ -426,8 +426,8 @@ int main(int argc, char **argv)
 			       code == 1 ? "cart add (status of POST /cart/items) " : "HTTP ", code);
 	for (int i = 0; i < watched_count; i++)
 		if (watched[i].cpu_s[0] >= 0 && watched[i].cpu_s[1] >= 0)
-			printf("cpu %-12s %.1f s over %.1f s of load (%.0f%% of one core, %.0f us per "
-			       "order)\n",
+			printf("cpu %-12s %.1f s over %.1f s of sending (%.0f%% of one core, %.0f us per "
+			       "order with its cart add)\n",
 			       watched[i].name, watched[i].cpu_s[1] - watched[i].cpu_s[0], load_s,
 			       100.0 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / load_s,
 			       n_post > 0 ? 1e6 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / (double)n_post
