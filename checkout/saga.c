@@ -34,7 +34,7 @@
 
 #define ORDER_FILTER       "orion.evt.order.>"
 #define ORDER_PREFIX       "orion.evt.order."
-#define ACK_WAIT_NS        (30LL * 1000 * 1000 * 1000)
+#define ACK_WAIT_MS        30000
 #define MAX_ACK_PENDING    20000
 #define FETCH_BATCH        1   /* one event per fetch spreads a burst over every worker */
 #define FETCH_WAIT_MS      500 /* also bounds how long a stop waits for an idle worker */
@@ -44,6 +44,14 @@
 #define TIMER_BATCH        256   /* due timers read per scan */
 #define TIMER_MAP_SIZE     (256u << 20)
 #define DEADLINE_KEY_BYTES 8
+
+/* The durable consumer of order events every worker binds to. */
+static const es_durable_options CONSUMER = {
+        .durable = SAGA_CONSUMER,
+        .filter = ORDER_FILTER,
+        .ack_wait_ms = ACK_WAIT_MS,
+        .max_ack_pending = MAX_ACK_PENDING,
+};
 
 struct saga {
 	es_store *store;
@@ -447,16 +455,6 @@ done:
 	return end;
 }
 
-/* The nak delay after delivery number delivered of an event. */
-static int64_t retry_delay_ms(uint64_t delivered)
-{
-	int64_t delay = RETRY_FIRST_MS;
-
-	for (uint64_t i = 1; i < delivered && delay < RETRY_MAX_MS; i++)
-		delay *= 2;
-	return delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS;
-}
-
 static void handle_message(worker *w, natsMsg *msg)
 {
 	jsMsgMetaData *meta = NULL;
@@ -476,7 +474,7 @@ static void handle_message(worker *w, natsMsg *msg)
 			delivered = meta->NumDelivered;
 			jsMsgMetaData_Destroy(meta);
 		}
-		natsMsg_NakWithDelay(msg, retry_delay_ms(delivered), NULL);
+		natsMsg_NakWithDelay(msg, es_backoff_ms(delivered, RETRY_FIRST_MS, RETRY_MAX_MS), NULL);
 	}
 	w->msg = NULL;
 }
@@ -485,20 +483,11 @@ static void handle_message(worker *w, natsMsg *msg)
 
 static orn_rc bind_consumer(saga *s, natsSubscription **sub)
 {
-	jsSubOptions so;
-	jsErrCode jerr = 0;
-	natsStatus st;
+	orn_rc rc = es_durable_bind(s->store, &CONSUMER, sub);
 
-	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
-	so.Consumer = SAGA_CONSUMER;
-	st = js_PullSubscribe(sub, es_store_jetstream(s->store), ORDER_FILTER, SAGA_CONSUMER, NULL, &so,
-	                      &jerr);
-	if (st == NATS_OK)
-		return ORN_OK;
-	*sub = NULL;
-	log_warn("saga cannot bind to its consumer", "error", natsStatus_GetText(st));
-	return es_status_rc(st, jerr);
+	if (rc != ORN_OK)
+		log_warn("saga cannot bind to its consumer", "error", orn_rc_name(rc));
+	return rc;
 }
 
 static void worker_free(worker *w)
@@ -627,34 +616,6 @@ done:
 
 /* ---- lifecycle ---- */
 
-/* Creates the durable consumer, or brings an existing one to this config. */
-static orn_rc ensure_consumer(saga *s)
-{
-	jsConsumerConfig cc;
-	jsConsumerInfo *ci = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st;
-
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = SAGA_CONSUMER;
-	cc.FilterSubject = ORDER_FILTER;
-	cc.DeliverPolicy = js_DeliverAll;
-	cc.AckPolicy = js_AckExplicit;
-	cc.AckWait = ACK_WAIT_NS;
-	cc.MaxDeliver = -1;
-	cc.MaxAckPending = MAX_ACK_PENDING;
-	st = js_AddConsumer(&ci, es_store_jetstream(s->store), ES_STREAM, &cc, NULL, &jerr);
-	if (st != NATS_OK && jerr == JSConsumerNameExistErr) {
-		jerr = 0;
-		st = js_UpdateConsumer(&ci, es_store_jetstream(s->store), ES_STREAM, &cc, NULL, &jerr);
-	}
-	jsConsumerInfo_Destroy(ci);
-	if (st == NATS_OK)
-		return ORN_OK;
-	log_error("saga cannot create its consumer", "error", natsStatus_GetText(st));
-	return es_status_rc(st, jerr);
-}
-
 /* Joins whatever was started and frees. */
 static void saga_free(saga *s)
 {
@@ -703,7 +664,7 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 	s->workers = calloc(s->o.workers, sizeof *s->workers);
 	if (s->state_dir == NULL || s->workers == NULL)
 		goto fail;
-	if ((rc = timers_open(s)) != ORN_OK || (rc = ensure_consumer(s)) != ORN_OK)
+	if ((rc = timers_open(s)) != ORN_OK || (rc = es_durable_ensure(s->store, &CONSUMER)) != ORN_OK)
 		goto fail;
 	rc = ORN_ENOMEM;
 	for (unsigned i = 0; i < s->o.workers; i++) {

@@ -677,3 +677,63 @@ done:
 	natsMsg_Destroy(msg);
 	return rc;
 }
+
+/* ---- durable consumers ---- */
+
+static void durable_config(jsConsumerConfig *cc, const es_durable_options *o)
+{
+	jsConsumerConfig_Init(cc);
+	cc->Durable = o->durable;
+	cc->FilterSubject = o->filter;
+	cc->DeliverPolicy = js_DeliverAll;
+	cc->AckPolicy = js_AckExplicit;
+	cc->AckWait = o->ack_wait_ms * 1000 * 1000;
+	cc->MaxDeliver = -1;
+	if (o->max_ack_pending > 0)
+		cc->MaxAckPending = o->max_ack_pending;
+}
+
+orn_rc es_durable_ensure(es_store *s, const es_durable_options *o)
+{
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	durable_config(&cc, o);
+	st = js_AddConsumer(&ci, s->js, ES_STREAM, &cc, NULL, &jerr);
+	if (st != NATS_OK && jerr == JSConsumerNameExistErr) { /* it exists with another configuration */
+		jerr = 0;
+		st = js_UpdateConsumer(&ci, s->js, ES_STREAM, &cc, NULL, &jerr);
+	}
+	jsConsumerInfo_Destroy(ci);
+	if (st == NATS_OK)
+		return ORN_OK;
+	log_error("cannot create a durable consumer", "durable", o->durable, "error", natsStatus_GetText(st));
+	return es_status_rc(st, jerr);
+}
+
+orn_rc es_durable_bind(es_store *s, const es_durable_options *o, natsSubscription **out)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Consumer = o->durable;
+	st = js_PullSubscribe(out, s->js, o->filter, o->durable, NULL, &so, &jerr);
+	if (st == NATS_OK)
+		return ORN_OK;
+	*out = NULL;
+	return es_status_rc(st, jerr);
+}
+
+int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms)
+{
+	int64_t delay = first_ms;
+
+	for (uint64_t i = 1; i < delivered && delay > 0 && delay < max_ms; i++)
+		delay = delay > max_ms / 2 ? max_ms : delay * 2;
+	return delay < max_ms ? delay : max_ms;
+}

@@ -119,6 +119,29 @@ orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint
 orn_rc es_snapshot_load(es_store *s, const char *aggregate, const char *id, uint32_t schema,
                         uint64_t *version, uint8_t **state, size_t *len);
 
+/* A durable pull consumer on ES_STREAM, shared by the workers of one role
+ * (the saga, mail, payment). Every durable delivers all messages from the
+ * start, acks explicitly and redelivers forever (MaxDeliver -1). */
+typedef struct es_durable_options {
+	const char *durable; /* consumer name */
+	const char *filter;  /* filter subject, e.g. "orion.evt.order.>" */
+	int64_t ack_wait_ms; /* redelivery after this long without an ack */
+	int max_ack_pending; /* 0: the server's default */
+} es_durable_options;
+
+/* Creates the durable consumer, or updates it when it exists with another
+ * configuration. Logs a failure (with the durable's name). */
+orn_rc es_durable_ensure(es_store *s, const es_durable_options *o);
+
+/* Binds a pull subscription to the durable (one per worker thread; destroying
+ * it leaves the consumer in place). On failure *out is NULL; nothing is logged,
+ * so a caller that retries can decide how loudly to say so. */
+orn_rc es_durable_bind(es_store *s, const es_durable_options *o, natsSubscription **out);
+
+/* The nak delay for delivery number `delivered` (1 = the first) of a message:
+ * first_ms doubled once per earlier delivery, capped at max_ms. */
+int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms);
+
 /* Converts a natsStatus (and JetStream error code) to an orn_rc. */
 orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 

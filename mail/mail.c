@@ -27,7 +27,7 @@
 
 #define CONSUMER_FILTER    "orion.evt.order.>"
 #define ORDER_SUBJECT      "orion.evt.order."
-#define ACK_WAIT_NS        (30LL * 1000 * 1000 * 1000)
+#define ACK_WAIT_MS        30000
 #define FETCH_WAIT_MS      500 /* how often an idle worker looks at the stop flag */
 #define FETCH_ERROR_PAUSE  250
 #define CONNECT_TIMEOUT_MS 3000L
@@ -36,6 +36,13 @@
 #define MARKERS_MAP_SIZE   ((size_t)1 << 30) /* ~10 million markers */
 #define WORKERS_MAX        64
 #define MAILDIR_PATH_MAX   4096
+
+/* The durable consumer of order events every worker binds to. */
+static const es_durable_options CONSUMER = {
+        .durable = MAIL_CONSUMER,
+        .filter = CONSUMER_FILTER,
+        .ack_wait_ms = ACK_WAIT_MS,
+};
 
 typedef struct worker {
 	struct mail_service *service;
@@ -409,14 +416,6 @@ static outcome deliver(worker *w, const char *order_id, const char *subject, uin
 	return DONE;
 }
 
-static int64_t backoff_ms(const mail_service *m, uint64_t deliveries)
-{
-	int64_t delay = RETRY_FIRST_MS;
-	for (uint64_t i = 1; i < deliveries && delay < (int64_t)m->retry_max_ms; i++)
-		delay *= 2;
-	return delay < (int64_t)m->retry_max_ms ? delay : (int64_t)m->retry_max_ms;
-}
-
 static void handle(worker *w, natsMsg *msg)
 {
 	const char *subject = natsMsg_GetSubject(msg);
@@ -454,7 +453,9 @@ static void handle(worker *w, natsMsg *msg)
 		log_set_correlation(NULL);
 	}
 	if (result == RETRY)
-		natsMsg_NakWithDelay(msg, backoff_ms(w->service, deliveries), NULL);
+		natsMsg_NakWithDelay(
+		        msg, es_backoff_ms(deliveries, RETRY_FIRST_MS, (int64_t)w->service->retry_max_ms),
+		        NULL);
 	else
 		natsMsg_Ack(msg, NULL);
 }
@@ -495,33 +496,8 @@ static void *worker_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-static orn_rc ensure_consumer(mail_service *m)
-{
-	jsConsumerConfig cc;
-	jsConsumerInfo *ci = NULL;
-	jsErrCode jerr = 0;
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = MAIL_CONSUMER;
-	cc.FilterSubject = CONSUMER_FILTER;
-	cc.AckPolicy = js_AckExplicit;
-	cc.AckWait = ACK_WAIT_NS;
-	cc.MaxDeliver = -1;
-	cc.DeliverPolicy = js_DeliverAll;
-	natsStatus st = js_AddConsumer(&ci, es_store_jetstream(m->store), ES_STREAM, &cc, NULL, &jerr);
-	if (st != NATS_OK && jerr == JSConsumerNameExistErr) { /* it exists with another configuration */
-		jerr = 0;
-		st = js_UpdateConsumer(&ci, es_store_jetstream(m->store), ES_STREAM, &cc, NULL, &jerr);
-	}
-	jsConsumerInfo_Destroy(ci);
-	if (st != NATS_OK)
-		log_error("mail cannot create its consumer", "error", natsStatus_GetText(st));
-	return st == NATS_OK ? ORN_OK : es_status_rc(st, jerr);
-}
-
 static orn_rc worker_init(mail_service *m, worker *w, unsigned index)
 {
-	jsSubOptions so;
-	jsErrCode jerr = 0;
 	w->service = m;
 	w->index = index;
 	w->order = malloc(sizeof *w->order);
@@ -531,16 +507,10 @@ static orn_rc worker_init(mail_service *m, worker *w, unsigned index)
 		return ORN_ENOMEM;
 	if (m->smtp_url != NULL && (w->curl = curl_easy_init()) == NULL)
 		return ORN_ENOMEM;
-	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
-	so.Consumer = MAIL_CONSUMER;
-	natsStatus st = js_PullSubscribe(&w->sub, es_store_jetstream(m->store), CONSUMER_FILTER,
-	                                 MAIL_CONSUMER, NULL, &so, &jerr);
-	if (st != NATS_OK) {
-		log_error("mail cannot bind to its consumer", "error", natsStatus_GetText(st));
-		return es_status_rc(st, jerr);
-	}
-	return ORN_OK;
+	orn_rc rc = es_durable_bind(m->store, &CONSUMER, &w->sub);
+	if (rc != ORN_OK)
+		log_error("mail cannot bind to its consumer", "error", orn_rc_name(rc));
+	return rc;
 }
 
 static void worker_dispose(worker *w)
@@ -615,7 +585,7 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		}
 		m->curl_ready = true;
 	}
-	if ((rc = ensure_consumer(m)) != ORN_OK)
+	if ((rc = es_durable_ensure(m->store, &CONSUMER)) != ORN_OK)
 		goto fail;
 	m->workers = calloc(m->worker_count, sizeof *m->workers);
 	if (m->workers == NULL) {

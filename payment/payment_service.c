@@ -36,7 +36,7 @@
 #define ORDER_FILTER        "orion.evt.order.>"
 #define ORDER_PREFIX        "orion.evt.order."
 #define SERVICE_ACTOR       "payment"
-#define ACK_WAIT_NS         (60LL * 1000 * 1000 * 1000)
+#define ACK_WAIT_MS         60000
 #define FETCH_WAIT_MS       500
 #define RECONCILERS         2
 #define RETRY_FIRST_MS      100 /* nak delay of the reconciler, doubling */
@@ -61,6 +61,13 @@
 #define ROW_PAID      "paid"
 #define ROW_DECLINED  "declined"
 #define ROW_REFUNDED  "refunded"
+
+/* The durable consumer of order events the reconcilers bind to. */
+static const es_durable_options CONSUMER = {
+        .durable = PAYMENT_CONSUMER,
+        .filter = ORDER_FILTER,
+        .ack_wait_ms = ACK_WAIT_MS,
+};
 
 typedef struct request {
 	struct request *next;
@@ -1075,36 +1082,19 @@ static step_end reconcile_message(worker *w, natsMsg *msg)
 	return end;
 }
 
-static int64_t retry_delay_ms(uint64_t delivered)
-{
-	int64_t delay = RETRY_FIRST_MS;
-
-	for (uint64_t i = 1; i < delivered && delay < RETRY_MAX_MS; i++)
-		delay *= 2;
-	return delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS;
-}
-
 static void *reconciler_main(void *arg)
 {
 	worker *w = arg;
 	payment_service *p = w->p;
 	natsSubscription *sub = NULL;
-	jsSubOptions so;
 
 	while (!is_stopping(p)) {
 		natsMsgList list = {0};
 		jsErrCode jerr = 0;
 		natsStatus st;
-		if (sub == NULL) {
-			jsSubOptions_Init(&so);
-			so.Stream = ES_STREAM;
-			so.Consumer = PAYMENT_CONSUMER;
-			if (js_PullSubscribe(&sub, es_store_jetstream(p->store), ORDER_FILTER,
-			                     PAYMENT_CONSUMER, NULL, &so, &jerr) != NATS_OK) {
-				sub = NULL;
-				pause_unless_stopping(p, 1000);
-				continue;
-			}
+		if (sub == NULL && es_durable_bind(p->store, &CONSUMER, &sub) != ORN_OK) {
+			pause_unless_stopping(p, 1000);
+			continue;
 		}
 		st = natsSubscription_Fetch(&list, sub, 1, FETCH_WAIT_MS, &jerr);
 		for (int i = 0; i < list.Count; i++) {
@@ -1123,7 +1113,8 @@ static void *reconciler_main(void *arg)
 				delivered = meta->NumDelivered;
 				jsMsgMetaData_Destroy(meta);
 			}
-			natsMsg_NakWithDelay(msg, retry_delay_ms(delivered), NULL);
+			natsMsg_NakWithDelay(msg, es_backoff_ms(delivered, RETRY_FIRST_MS, RETRY_MAX_MS),
+			                     NULL);
 		}
 		natsMsgList_Destroy(&list);
 		if (st == NATS_OK || st == NATS_TIMEOUT)
@@ -1196,32 +1187,6 @@ static void *reconciler_thread(void *arg)
 }
 
 /* ---- lifecycle ---- */
-
-static orn_rc ensure_consumer(payment_service *p)
-{
-	jsConsumerConfig cc;
-	jsConsumerInfo *ci = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st;
-
-	jsConsumerConfig_Init(&cc);
-	cc.Durable = PAYMENT_CONSUMER;
-	cc.FilterSubject = ORDER_FILTER;
-	cc.DeliverPolicy = js_DeliverAll;
-	cc.AckPolicy = js_AckExplicit;
-	cc.AckWait = ACK_WAIT_NS;
-	cc.MaxDeliver = -1;
-	st = js_AddConsumer(&ci, es_store_jetstream(p->store), ES_STREAM, &cc, NULL, &jerr);
-	if (st != NATS_OK && jerr == JSConsumerNameExistErr) {
-		jerr = 0;
-		st = js_UpdateConsumer(&ci, es_store_jetstream(p->store), ES_STREAM, &cc, NULL, &jerr);
-	}
-	jsConsumerInfo_Destroy(ci);
-	if (st == NATS_OK)
-		return ORN_OK;
-	log_error("payment cannot create its consumer", "error", natsStatus_GetText(st));
-	return es_status_rc(st, jerr);
-}
 
 static void service_free(payment_service *p)
 {
@@ -1299,7 +1264,7 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 		goto fail;
 	}
 	p->curl_ready = true;
-	if ((rc = rows_open(p)) != ORN_OK || (rc = ensure_consumer(p)) != ORN_OK)
+	if ((rc = rows_open(p)) != ORN_OK || (rc = es_durable_ensure(p->store, &CONSUMER)) != ORN_OK)
 		goto fail;
 	rc = ORN_ENOMEM;
 	for (unsigned i = 0; i < p->workers; i++) {

@@ -437,3 +437,76 @@ Test(evstore, acknowledgements_that_are_not_a_success)
 	cr_assert_eq(parse("garbage", NULL), ORN_EDECODE);
 	cr_assert_eq(parse("{\"stream\":\"ORION_EVT\", \"seq\":12,\"duplicate\": false}", NULL), ORN_OK);
 }
+
+/* The consumer's configuration as the server holds it. */
+static jsConsumerInfo *consumer_info(const char *durable)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	cr_assert_eq(js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, durable, NULL, &jerr),
+	             NATS_OK);
+	cr_assert_not_null(ci);
+	return ci;
+}
+
+Test(evstore, a_durable_is_created_then_brought_to_a_changed_config, .init = setup, .fini = teardown)
+{
+	es_durable_options o = {.durable = "test_durable",
+	                        .filter = "orion.evt.thing.>",
+	                        .ack_wait_ms = 30000,
+	                        .max_ack_pending = 20000};
+	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
+	jsConsumerInfo *ci = consumer_info("test_durable");
+	cr_assert_str_eq(ci->Config->Durable, "test_durable");
+	cr_assert_str_eq(ci->Config->FilterSubject, "orion.evt.thing.>");
+	cr_assert_eq(ci->Config->AckWait, 30000LL * 1000 * 1000);
+	cr_assert_eq(ci->Config->MaxAckPending, 20000);
+	cr_assert_eq(ci->Config->MaxDeliver, -1);
+	cr_assert_eq(ci->Config->AckPolicy, js_AckExplicit);
+	cr_assert_eq(ci->Config->DeliverPolicy, js_DeliverAll);
+	jsConsumerInfo_Destroy(ci);
+
+	/* The same configuration again is fine; a changed ack wait updates the consumer. */
+	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
+	o.ack_wait_ms = 45000;
+	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
+	ci = consumer_info("test_durable");
+	cr_assert_eq(ci->Config->AckWait, 45000LL * 1000 * 1000);
+	cr_assert_eq(ci->Config->MaxAckPending, 20000);
+	jsConsumerInfo_Destroy(ci);
+}
+
+Test(evstore, a_durable_without_max_ack_pending_gets_the_server_default, .init = setup, .fini = teardown)
+{
+	es_durable_options o = {
+	        .durable = "test_default", .filter = "orion.evt.thing.>", .ack_wait_ms = 60000};
+	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
+	jsConsumerInfo *ci = consumer_info("test_default");
+	cr_assert_eq(ci->Config->AckWait, 60000LL * 1000 * 1000);
+	cr_assert_gt(ci->Config->MaxAckPending, 0); /* the server's default, not "unlimited" */
+	jsConsumerInfo_Destroy(ci);
+}
+
+Test(evstore, bound_workers_pull_from_the_durable, .init = setup, .fini = teardown)
+{
+	es_durable_options o = {.durable = "test_pull", .filter = "orion.evt.thing.>", .ack_wait_ms = 30000};
+	es_append_result r;
+	natsSubscription *sub = NULL, *missing = (natsSubscription *)&o;
+	natsMsgList list = {0};
+	jsErrCode jerr = 0;
+
+	/* Binding before the durable exists fails and leaves no subscription. */
+	cr_assert_neq(es_durable_bind(store, &o, &missing), ORN_OK);
+	cr_assert_null(missing);
+
+	cr_assert_eq(append("p1", 0, "cp1", 1, &r), ORN_OK);
+	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
+	cr_assert_eq(es_durable_bind(store, &o, &sub), ORN_OK);
+	cr_assert_not_null(sub);
+	cr_assert_eq(natsSubscription_Fetch(&list, sub, 1, 5000, &jerr), NATS_OK);
+	cr_assert_eq(list.Count, 1);
+	cr_assert_str_eq(natsMsg_GetSubject(list.Msgs[0]), "orion.evt.thing.p1");
+	cr_assert_eq(natsMsg_Ack(list.Msgs[0], NULL), NATS_OK);
+	natsMsgList_Destroy(&list);
+	natsSubscription_Destroy(sub);
+}
