@@ -27,6 +27,14 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 int cli_serve(int argc, char **argv, const orn_config *cfg);
 int cli_routes(int argc, char **argv, const orn_config *cfg);
 
+/* The actor kind of entry i of serve's table of the kinds its roles run; NULL
+ * past the end (cli/serve.c, for `orion contracts`). */
+const struct act_kind *cli_serve_kind(size_t i);
+
+/* The hidden contracts subcommand (cli/contracts.c): the event and command
+ * types of every kind serve runs, for tests/contracts/. */
+int cli_contracts(int argc, char **argv);
+
 /* The psp-sandbox subcommand (cli/psp.c): the card payment provider sandbox alone. */
 int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg);
 

@@ -21,7 +21,13 @@
 #include "evstore.h"
 #include "log.h"
 #include "natsd.h"
+#include "cart.h"
+#include "order.h"
+#include "payment.h"
+#include "product.h"
+#include "sku.h"
 #include "stock.h"
+#include "user.h"
 
 static void usage(FILE *out)
 {
@@ -30,8 +36,15 @@ static void usage(FILE *out)
 	        "commands:\n"
 	        "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
 	        "                             checkout, mail, projector, gateway (default: all)\n"
-	        "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
-	        "                             print events as JSON lines\n"
+	        "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ] [--type EVENT_TYPE]\n"
+	        "         [--correlation ID] [--since TIME] [--until TIME] [--follow]\n"
+	        "                             print events as JSON lines (filters combine with AND;\n"
+	        "                             TIME is RFC 3339 UTC, e.g. 2026-11-22T01:00:00Z;\n"
+	        "                             --follow keeps printing new events until Ctrl-C)\n"
+	        "  replay --order ID          an order's whole story: its own events and every\n"
+	        "                             event carrying its id as correlation id\n"
+	        "  replay --aggregate TYPE --id ID --as-of SEQ\n"
+	        "                             the aggregate's state as it stood at SEQ, as JSON\n"
 	        "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
 	        "        | commit RESERVATION | adjust DELTA REASON | get\n"
 	        "                             send one command to a running stock service and\n"
@@ -48,9 +61,20 @@ static void usage(FILE *out)
 
 /* ---- replay --------------------------------------------------------------- */
 
+/* What `orion replay` prints: every condition set here must hold (AND). */
+typedef struct replay_filter {
+	const char *type;        /* --type: the envelope's type */
+	const char *correlation; /* --correlation: the envelope's correlation id */
+	const char *order;       /* --order: the order's own events or its correlation id */
+	char order_subject[ES_SUBJECT_MAX];
+	bool has_since, has_until;
+	int64_t since_ms, until_ms; /* --since / --until: time in [since, until] */
+} replay_filter;
+
 typedef struct replay_out {
 	mp_writer *line;
 	uint64_t events;
+	const replay_filter *filter;
 } replay_out;
 
 static void json_key(mp_writer *w, const char *key, bool first)
@@ -67,11 +91,37 @@ static void json_field_str(mp_writer *w, const char *key, const char *value)
 	mp_json_string(w, value, strlen(value));
 }
 
+static void json_field_u64(mp_writer *w, const char *key, uint64_t value, bool first)
+{
+	char number[32];
+	json_key(w, key, first);
+	snprintf(number, sizeof number, "%llu", (unsigned long long)value);
+	mp_write_raw(w, number, strlen(number));
+}
+
+static bool replay_match(const replay_filter *f, const char *subject, const env_envelope *e)
+{
+	if (f->type != NULL && strcmp(e->type, f->type) != 0)
+		return false;
+	if (f->correlation != NULL && strcmp(e->correlation, f->correlation) != 0)
+		return false;
+	if (f->order != NULL && strcmp(subject, f->order_subject) != 0 &&
+	    strcmp(e->correlation, f->order) != 0)
+		return false;
+	if (f->has_since && e->time_ms < f->since_ms)
+		return false;
+	if (f->has_until && e->time_ms > f->until_ms)
+		return false;
+	return true;
+}
+
 static orn_rc print_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	replay_out *out = closure;
 	mp_writer *w = out->line;
 	char number[64], stamp[64];
+	if (!replay_match(out->filter, subject, e))
+		return ORN_OK;
 	time_t secs = (time_t)(e->time_ms / 1000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
@@ -79,9 +129,7 @@ static orn_rc print_event(void *closure, uint64_t seq, const char *subject, cons
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(((e->time_ms % 1000) + 1000) % 1000));
 	mp_writer_reset(w);
 	mp_write_raw(w, "{", 1);
-	json_key(w, "seq", true);
-	snprintf(number, sizeof number, "%llu", (unsigned long long)seq);
-	mp_write_raw(w, number, strlen(number));
+	json_field_u64(w, "seq", seq, true);
 	json_field_str(w, "subject", subject);
 	json_field_str(w, "type", e->type);
 	json_key(w, "schema", false);
@@ -115,45 +163,237 @@ static bool parse_seq(const char *text, uint64_t *out)
 	return true;
 }
 
+/* Parses an RFC 3339 UTC time, "2026-11-22T01:00:00Z" with optional
+ * fraction (milliseconds kept), into milliseconds since the epoch. */
+static bool parse_time(const char *text, int64_t *out_ms)
+{
+	int year, month, day, hour, minute, second, used = 0;
+	if (strlen(text) < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
+	    text[13] != ':' || text[16] != ':')
+		return false;
+	for (int i = 0; i < 19; i++)
+		if (i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && (text[i] < '0' || text[i] > '9'))
+			return false;
+	if (sscanf(text, "%4d-%2d-%2d%*1[Tt]%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+	           &used) != 6 ||
+	    used != 19)
+		return false;
+	if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+		return false;
+	const char *p = text + 19;
+	int64_t ms = 0;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return false;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	if ((p[0] != 'Z' && p[0] != 'z') || p[1] != '\0')
+		return false;
+	struct tm tm = {.tm_year = year - 1900,
+	                .tm_mon = month - 1,
+	                .tm_mday = day,
+	                .tm_hour = hour,
+	                .tm_min = minute,
+	                .tm_sec = second};
+	time_t secs = timegm(&tm);
+	if (tm.tm_mday != day) /* 31 February and the like were normalised */
+		return false;
+	*out_ms = (int64_t)secs * 1000 + ms;
+	return true;
+}
+
+/* The kind tables --as-of folds with, by aggregate name. */
+static const act_kind *replay_kind(const char *aggregate)
+{
+	static const act_kind *const kinds[] = {&stock_kind, &product_kind, &sku_kind,    &user_kind,
+	                                        &cart_kind,  &order_kind,   &payment_kind};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
+		if (strcmp(kinds[i]->aggregate, aggregate) == 0)
+			return kinds[i];
+	return NULL;
+}
+
+typedef struct replay_fold {
+	const act_kind *kind;
+	void *state;
+	uint64_t version; /* sequence of the last event folded */
+} replay_fold;
+
+static orn_rc fold_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	replay_fold *f = closure;
+	(void)subject;
+	orn_rc rc = f->kind->evolve(f->state, e);
+	if (rc == ORN_OK)
+		f->version = seq;
+	return rc;
+}
+
+/* Folds the aggregate's events up to as_of and prints
+ * {"aggregate","id","as_of_seq","version","state"} as one JSON line. */
+static orn_rc print_as_of(es_store *store, const act_kind *kind, const char *filter, const char *id,
+                          uint64_t as_of)
+{
+	replay_fold fold = {kind, calloc(1, kind->state_size), 0};
+	mp_writer *view = mp_writer_create(), *w = mp_writer_create();
+	orn_rc rc = ORN_ENOMEM;
+	if (fold.state == NULL || view == NULL || w == NULL)
+		goto fail;
+	kind->init(fold.state);
+	if ((rc = es_read(store, filter, 1, as_of, fold_event, &fold, NULL)) != ORN_OK)
+		goto fail;
+	if ((rc = kind->view(fold.state, view)) != ORN_OK)
+		goto fail;
+	mp_write_raw(w, "{", 1);
+	json_key(w, "aggregate", true);
+	mp_json_string(w, kind->aggregate, strlen(kind->aggregate));
+	json_field_str(w, "id", id);
+	json_field_u64(w, "as_of_seq", as_of, false);
+	json_field_u64(w, "version", fold.version, false);
+	json_key(w, "state", false);
+	mp_reader r;
+	mp_reader_init(&r, mp_writer_data(view), mp_writer_size(view));
+	if ((rc = mp_to_json(&r, w)) != ORN_OK)
+		goto fail;
+	mp_write_raw(w, "}\n", 2);
+	if ((rc = mp_writer_status(w)) != ORN_OK)
+		goto fail;
+	fwrite(mp_writer_data(w), 1, mp_writer_size(w), stdout);
+fail:
+	if (fold.state != NULL && kind->dispose != NULL)
+		kind->dispose(fold.state);
+	free(fold.state);
+	mp_writer_destroy(view);
+	mp_writer_destroy(w);
+	return rc;
+}
+
+static volatile sig_atomic_t replay_stop;
+
+static void replay_on_signal(int sig)
+{
+	(void)sig;
+	replay_stop = 1;
+}
+
+/* --follow: after the history, polls for new commits every FOLLOW_POLL_MS and
+ * prints those that match, until SIGINT or SIGTERM. */
+#define FOLLOW_POLL_MS 200
+
+static orn_rc replay_follow(es_store *store, const char *filter, uint64_t from, replay_out *out)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = replay_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	orn_rc rc = ORN_OK;
+	while (!replay_stop) {
+		uint64_t last = 0;
+		if ((rc = es_read(store, filter, from, 0, print_event, out, &last)) != ORN_OK)
+			break;
+		fflush(stdout);
+		if (last >= from)
+			from = last + 1;
+		struct timespec pause = {0, FOLLOW_POLL_MS * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+	return rc;
+}
+
+static int replay_usage(const char *message)
+{
+	fprintf(stderr, "orion replay: %s\n", message);
+	return 2;
+}
+
 static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 {
 	const char *aggregate = NULL, *id = NULL;
-	uint64_t from = 1, to = 0;
+	uint64_t from = 1, to = 0, as_of = 0;
+	bool has_as_of = false, follow = false;
+	replay_filter f = {0};
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
-		if (strcmp(argv[i], "--aggregate") == 0 && has_value) {
-			aggregate = argv[++i];
-		} else if (strcmp(argv[i], "--id") == 0 && has_value) {
-			id = argv[++i];
-		} else if (strcmp(argv[i], "--from") == 0 && has_value) {
-			if (!parse_seq(argv[++i], &from)) {
-				fprintf(stderr, "orion replay: --from needs a sequence number\n");
-				return 2;
-			}
-		} else if (strcmp(argv[i], "--to") == 0 && has_value) {
-			if (!parse_seq(argv[++i], &to)) {
-				fprintf(stderr, "orion replay: --to needs a sequence number\n");
-				return 2;
-			}
+		const char *opt = argv[i];
+		if (strcmp(opt, "--follow") == 0) {
+			follow = true;
+			continue;
+		}
+		if (!has_value) {
+			fprintf(stderr, "orion replay: unknown option or missing value '%s'\n", opt);
+			return 2;
+		}
+		const char *value = argv[++i];
+		if (strcmp(opt, "--aggregate") == 0) {
+			aggregate = value;
+		} else if (strcmp(opt, "--id") == 0) {
+			id = value;
+		} else if (strcmp(opt, "--from") == 0) {
+			if (!parse_seq(value, &from))
+				return replay_usage("--from needs a sequence number");
+		} else if (strcmp(opt, "--to") == 0) {
+			if (!parse_seq(value, &to))
+				return replay_usage("--to needs a sequence number");
+		} else if (strcmp(opt, "--type") == 0) {
+			f.type = value;
+		} else if (strcmp(opt, "--correlation") == 0) {
+			f.correlation = value;
+		} else if (strcmp(opt, "--order") == 0) {
+			f.order = value;
+		} else if (strcmp(opt, "--since") == 0) {
+			if (!parse_time(value, &f.since_ms))
+				return replay_usage(
+				        "--since needs an RFC 3339 UTC time (2026-11-22T01:00:00Z)");
+			f.has_since = true;
+		} else if (strcmp(opt, "--until") == 0) {
+			if (!parse_time(value, &f.until_ms))
+				return replay_usage(
+				        "--until needs an RFC 3339 UTC time (2026-11-22T01:00:00Z)");
+			f.has_until = true;
+		} else if (strcmp(opt, "--as-of") == 0) {
+			if (!parse_seq(value, &as_of) || as_of == 0)
+				return replay_usage("--as-of needs a sequence number");
+			has_as_of = true;
 		} else {
-			fprintf(stderr, "orion replay: unknown option '%s'\n", argv[i]);
+			fprintf(stderr, "orion replay: unknown option '%s'\n", opt);
 			return 2;
 		}
 	}
 	char filter[ES_SUBJECT_MAX];
-	if (id != NULL && aggregate == NULL) {
-		fprintf(stderr, "orion replay: --id needs --aggregate\n");
-		return 2;
+	const act_kind *kind = NULL;
+	if (id != NULL && aggregate == NULL)
+		return replay_usage("--id needs --aggregate");
+	if (aggregate != NULL && !es_aggregate_valid(aggregate))
+		return replay_usage("invalid aggregate type");
+	if (f.order != NULL) {
+		if (aggregate != NULL || f.correlation != NULL || has_as_of)
+			return replay_usage(
+			        "--order cannot be combined with --aggregate, --correlation or --as-of");
+		if (es_subject(f.order_subject, sizeof f.order_subject, "orion.evt", ORDER_AGGREGATE,
+		               f.order) != ORN_OK)
+			return replay_usage("invalid order id (allowed: [A-Za-z0-9_-]{1,64})");
 	}
-	if (aggregate != NULL && !es_aggregate_valid(aggregate)) {
-		fprintf(stderr, "orion replay: invalid aggregate type\n");
-		return 2;
+	if (follow && (has_as_of || to != 0))
+		return replay_usage("--follow cannot be combined with --to or --as-of");
+	if (has_as_of) {
+		if (id == NULL)
+			return replay_usage("--as-of needs --aggregate and --id");
+		if (f.type != NULL || f.correlation != NULL || f.has_since || f.has_until || from != 1 ||
+		    to != 0)
+			return replay_usage("--as-of takes only --aggregate and --id");
+		if ((kind = replay_kind(aggregate)) == NULL || kind->view == NULL)
+			return replay_usage("--as-of: unknown aggregate type");
 	}
 	if (id != NULL) {
-		if (es_subject(filter, sizeof filter, "orion.evt", aggregate, id) != ORN_OK) {
-			fprintf(stderr, "orion replay: invalid id (allowed: [A-Za-z0-9_-]{1,64})\n");
-			return 2;
-		}
+		if (es_subject(filter, sizeof filter, "orion.evt", aggregate, id) != ORN_OK)
+			return replay_usage("invalid id (allowed: [A-Za-z0-9_-]{1,64})");
 	} else if (aggregate != NULL) {
 		snprintf(filter, sizeof filter, "orion.evt.%s.>", aggregate);
 	} else {
@@ -162,11 +402,15 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	natsd *server = NULL;
 	es_store *store = NULL;
 	int status = 1;
-	replay_out out = {mp_writer_create(), 0};
+	replay_out out = {mp_writer_create(), 0, &f};
 	if (out.line == NULL || cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
 		goto done;
-	orn_rc rc = es_read(store, filter, from, to, print_event, &out, NULL);
+	uint64_t last = 0;
+	orn_rc rc = has_as_of ? print_as_of(store, kind, filter, id, as_of)
+	                      : es_read(store, filter, from, to, print_event, &out, &last);
 	fflush(stdout);
+	if (rc == ORN_OK && follow)
+		rc = replay_follow(store, filter, last >= from ? last + 1 : from, &out);
 	if (rc != ORN_OK) {
 		log_error("replay failed", "error", orn_strerror(rc));
 		goto done;
@@ -329,6 +573,8 @@ int main(int argc, char **argv)
 		return cli_admin(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "routes") == 0)
 		return cli_routes(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "contracts") == 0)
+		return cli_contracts(argc - 2, argv + 2);
 	if (strcmp(argv[1], "psp-sandbox") == 0)
 		return cli_psp_sandbox(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);

@@ -55,6 +55,11 @@ static const struct {
         {"cart", &cart_kind},   {"order", &order_kind},     {"payment", &payment_kind},
 };
 
+const struct act_kind *cli_serve_kind(size_t i)
+{
+	return i < ORN_ARRAY_LEN(kinds) ? kinds[i].kind : NULL;
+}
+
 static const char *const roles_known[] = {"stock",   "product", "user",      "cart",    "order", "checkout",
                                           "payment", "psp",     "projector", "gateway", "mail"};
 

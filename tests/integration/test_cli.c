@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "log.h"
+#include "order.h"
 #include "stock_client.h"
 
 static char *data_dir;
@@ -433,4 +435,280 @@ Test(cli, serve_demo_seeds_the_catalog_and_an_admin_once, .init = setup, .fini =
 	snprintf(cred, sizeof cred, "%s/admin.credentials", data_dir);
 	cr_assert_eq(stat(cred, &sb), 0);
 	cr_assert_eq(sb.st_mode & 0077, 0, "admin.credentials is 0600");
+}
+
+/* ---- replay for auditors: filters, an order's story, state as of a sequence -- */
+
+#define STORY_HASH      "0000000000000000000000000000000000000000000000000000000000000000"
+#define HOSTILE_TIME_MS 1577836800000LL /* 2020-01-01T00:00:00Z */
+
+/* Runs `orion replay ARGS` and parses every line with jansson into an array. */
+static json_t *replay_lines(const char *args)
+{
+	char out[700], cmd[1024], line[65536];
+	snprintf(out, sizeof out, "%s/replay.jsonl", data_dir);
+	snprintf(cmd, sizeof cmd, "replay %s", args);
+	int rc = run_orion(cmd, NULL, out);
+	cr_assert_eq(rc, 0, "replay %s: exit %d; stderr: %s", args, rc, stderr_tail());
+	json_t *lines = json_array();
+	FILE *f = fopen(out, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof line, f) != NULL) {
+		json_error_t err;
+		cr_assert_eq(line[strlen(line) - 1], '\n', "one event per line");
+		json_t *ev = json_loads(line, 0, &err);
+		cr_assert_not_null(ev, "not JSON (%s): %s", err.text, line);
+		json_array_append_new(lines, ev);
+	}
+	fclose(f);
+	return lines;
+}
+
+static const char *str_of(json_t *object, const char *key)
+{
+	const char *s = json_string_value(json_object_get(object, key));
+	cr_assert_not_null(s, "no string %s", key);
+	return s;
+}
+
+/* Sends PlaceOrder for order_id with one line of item (quantity 2). */
+static void place_story_order(natsConnection *nc, const char *order_id, const char *item)
+{
+	order_command *c = calloc(1, sizeof *c);
+	mp_writer *w = mp_writer_create();
+	int64_t now = orn_now_ms();
+	env_envelope cmd;
+	bus_reply r;
+	cr_assert(c && w);
+	c->kind = ORDER_PLACE;
+	strcpy(c->data.customer_id, "alice");
+	strcpy(c->data.customer_email, "alice@example.com");
+	strcpy(c->data.request_hash, STORY_HASH);
+	strcpy(c->data.token_hash, STORY_HASH);
+	strcpy(c->data.currency, "EUR");
+	c->data.time_ms = now;
+	c->data.deadline_ms = now + 600000;
+	c->data.line_count = 1;
+	snprintf(c->data.lines[0].product_id, sizeof c->data.lines[0].product_id, "%s", item);
+	strcpy(c->data.lines[0].name, "Story item");
+	c->data.lines[0].unit_price_cents = 250;
+	c->data.lines[0].quantity = 2;
+	cr_assert_eq(order_command_encode(w, c), ORN_OK);
+	cr_assert_eq(bus_command_init(&cmd, ORDER_CMD_PLACE, now, "cli-story-place", NULL, "test",
+	                              mp_writer_data(w), mp_writer_size(w)),
+	             ORN_OK);
+	cr_assert_eq(bus_send(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "place: %s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+	free(c);
+}
+
+/* Appends an event the domain would never emit straight into the store:
+ * quotes, backslashes, control characters and invalid UTF-8 in its strings. */
+static void append_hostile_event(const char *url)
+{
+	es_options o;
+	es_store *store = NULL;
+	es_options_init(&o);
+	o.url = url;
+	o.create_streams = false;
+	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	mp_writer *w = mp_writer_create(), *payload = mp_writer_create();
+	static const char name[] = "a \"quoted\" \\ name\n\r\t\x01\x1f end \xff\xc3( \xe2\x80\xa8";
+	static const char key[] = "k\"\x02\xfe";
+	mp_write_map(payload, 2);
+	mp_write_cstr(payload, "name");
+	mp_write_str(payload, name, sizeof name - 1);
+	mp_write_str(payload, key, sizeof key - 1);
+	mp_write_int(payload, 1);
+	env_envelope e;
+	memset(&e, 0, sizeof e);
+	strcpy(e.type, "ProductCreated");
+	e.schema = 1;
+	e.time_ms = HOSTILE_TIME_MS;
+	strcpy(e.correlation, "corr\"\x03\xff");
+	strcpy(e.causation, "cause\\");
+	strcpy(e.actor, "evil\n");
+	e.payload = mp_writer_data(payload);
+	e.payload_len = mp_writer_size(payload);
+	env_commit_begin(w, 1);
+	cr_assert_eq(env_encode(w, &e), ORN_OK);
+	es_append_result r;
+	cr_assert_eq(es_append(store, "product", "evil", 0, "cli-hostile", mp_writer_data(w),
+	                       mp_writer_size(w), &r),
+	             ORN_OK);
+	mp_writer_destroy(payload);
+	mp_writer_destroy(w);
+	es_store_close(store);
+}
+
+Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, .fini = teardown,
+     .timeout = 180)
+{
+	char log_path[700], dir_env[600], args[256];
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	char *argv[] = {(char *)th_orion_bin(), "serve", "--roles", "stock,order,checkout", NULL};
+	char *env[] = {dir_env, NULL};
+	pid_t pid = th_spawn(argv, env, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running against NATS", 20000),
+	          "serve did not come up");
+	char *url = read_url();
+	natsConnection *nc = tsc_connect(url);
+	bus_reply r;
+	stock_command create = tsc_create(5), other = tsc_create(9);
+	cr_assert_eq(tsc_send(nc, "sku-story", &create, "cli-story-1", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	bus_reply_dispose(&r);
+	cr_assert_eq(tsc_send(nc, "sku-other", &other, "cli-story-2", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	bus_reply_dispose(&r);
+	place_story_order(nc, "order-story", "sku-story");
+	/* the saga reserves the stock under the order's correlation id, then marks the order */
+	json_t *story = NULL;
+	bool reserved = false;
+	for (int i = 0; i < 200 && !reserved; i++) {
+		json_decref(story);
+		story = replay_lines("--order order-story");
+		size_t n;
+		json_t *ev;
+		json_array_foreach(story, n, ev) reserved |=
+		        strcmp(str_of(ev, "type"), ORDER_EV_RESERVED) == 0;
+		if (!reserved)
+			th_sleep_ms(50);
+	}
+	cr_assert(reserved, "the saga marked the order reserved");
+	/* --follow prints the history, then new events as they come, until SIGINT */
+	char follow_log[700];
+	snprintf(follow_log, sizeof follow_log, "%s/follow.log", data_dir);
+	char *follow_argv[] = {(char *)th_orion_bin(),
+	                       "replay",
+	                       "--follow",
+	                       "--aggregate",
+	                       "stock",
+	                       "--id",
+	                       "sku-other",
+	                       NULL};
+	pid_t follower = th_spawn(follow_argv, env, follow_log);
+	cr_assert(th_wait_for_file_line(follow_log, "\"type\":\"StockItemCreated\"", 20000));
+	stock_command adjust = tsc_adjust(-1, "audit");
+	cr_assert_eq(tsc_send(nc, "sku-other", &adjust, "cli-story-3", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED);
+	bus_reply_dispose(&r);
+	cr_assert(th_wait_for_file_line(follow_log, "\"type\":\"StockAdjusted\"", 10000),
+	          "the follower printed the new event");
+	th_kill(follower, SIGINT);
+	cr_assert_eq(th_wait_exit(follower, 10000), 0, "SIGINT ends --follow cleanly");
+	append_hostile_event(url);
+	natsConnection_Destroy(nc);
+
+	/* --order: the order's own events and the stock reservation, in stream order */
+	{
+		size_t n;
+		json_t *ev;
+		long long previous = 0;
+		bool placed = false, stock_reserved = false;
+		json_array_foreach(story, n, ev)
+		{
+			long long seq = json_integer_value(json_object_get(ev, "seq"));
+			cr_assert_gt(seq, previous, "stream order");
+			previous = seq;
+			const char *subject = str_of(ev, "subject"), *type = str_of(ev, "type");
+			cr_assert(strcmp(subject, "orion.evt.order.order-story") == 0 ||
+			                  strcmp(str_of(ev, "correlation_id"), "order-story") == 0,
+			          "%s is not part of the story", subject);
+			placed |= strcmp(type, ORDER_EV_PLACED) == 0;
+			if (strcmp(type, STOCK_EV_RESERVED) == 0) {
+				cr_assert_str_eq(subject, "orion.evt.stock.sku-story");
+				stock_reserved = true;
+			}
+			cr_assert_null(strstr(subject, "sku-other"));
+		}
+		cr_assert(placed && stock_reserved);
+	}
+	json_decref(story);
+
+	/* --type, --correlation, AND with --aggregate */
+	json_t *lines = replay_lines("--type StockItemCreated");
+	cr_assert_eq(json_array_size(lines), 2);
+	for (size_t i = 0; i < json_array_size(lines); i++)
+		cr_assert_str_eq(str_of(json_array_get(lines, i), "type"), STOCK_EV_CREATED);
+	json_decref(lines);
+	lines = replay_lines("--correlation order-story --aggregate stock");
+	cr_assert_eq(json_array_size(lines), 1);
+	cr_assert_str_eq(str_of(json_array_get(lines, 0), "type"), STOCK_EV_RESERVED);
+	json_decref(lines);
+	lines = replay_lines("--correlation order-story --type StockItemCreated");
+	cr_assert_eq(json_array_size(lines), 0);
+	json_decref(lines);
+
+	/* --since / --until against the envelope's time */
+	lines = replay_lines("--until 2020-01-01T00:00:00Z");
+	cr_assert_eq(json_array_size(lines), 1, "only the event stamped 2020");
+	json_t *hostile = json_array_get(lines, 0);
+	cr_assert_str_eq(str_of(hostile, "subject"), "orion.evt.product.evil");
+	cr_assert_str_eq(str_of(hostile, "time"), "2020-01-01T00:00:00.000Z");
+	/* the hostile strings came back as valid JSON, invalid UTF-8 as U+FFFD */
+	cr_assert_str_eq(str_of(json_object_get(hostile, "data"), "name"),
+	                 "a \"quoted\" \\ name\n\r\t\x01\x1f end \xef\xbf\xbd\xef\xbf\xbd( \xe2\x80\xa8");
+	cr_assert_not_null(json_object_get(json_object_get(hostile, "data"), "k\"\x02\xef\xbf\xbd"));
+	cr_assert_str_eq(str_of(hostile, "correlation_id"), "corr\"\x03\xef\xbf\xbd");
+	cr_assert_str_eq(str_of(hostile, "actor"), "evil\n");
+	json_decref(lines);
+	lines = replay_lines("--since 2020-01-01T00:00:00.001Z --aggregate product");
+	cr_assert_eq(json_array_size(lines), 0);
+	json_decref(lines);
+	lines = replay_lines(
+	        "--since 2020-01-01T00:00:00Z --until 2020-01-01T00:00:00.000Z --type ProductCreated");
+	cr_assert_eq(json_array_size(lines), 1);
+	json_decref(lines);
+	json_t *all = replay_lines("");
+	lines = replay_lines("--since 2021-01-01T00:00:00Z");
+	cr_assert_eq(json_array_size(lines), json_array_size(all) - 1);
+	json_decref(lines);
+	json_decref(all);
+
+	/* --as-of: the stock item before and after the reservation */
+	lines = replay_lines("--aggregate stock --id sku-story");
+	cr_assert_eq(json_array_size(lines), 2);
+	long long created_seq = json_integer_value(json_object_get(json_array_get(lines, 0), "seq"));
+	long long head_seq = json_integer_value(json_object_get(json_array_get(lines, 1), "seq"));
+	json_decref(lines);
+	snprintf(args, sizeof args, "--aggregate stock --id sku-story --as-of %lld", head_seq - 1);
+	lines = replay_lines(args);
+	cr_assert_eq(json_array_size(lines), 1);
+	json_t *then = json_array_get(lines, 0);
+	cr_assert_str_eq(str_of(then, "aggregate"), "stock");
+	cr_assert_str_eq(str_of(then, "id"), "sku-story");
+	cr_assert_eq(json_integer_value(json_object_get(then, "as_of_seq")), head_seq - 1);
+	cr_assert_eq(json_integer_value(json_object_get(then, "version")), created_seq);
+	json_t *state = json_object_get(then, "state");
+	cr_assert_eq(json_integer_value(json_object_get(state, "on_hand")), 5);
+	cr_assert_eq(json_integer_value(json_object_get(state, "reserved")), 0);
+	json_decref(lines);
+	snprintf(args, sizeof args, "--aggregate stock --id sku-story --as-of %lld", head_seq);
+	lines = replay_lines(args);
+	state = json_object_get(json_array_get(lines, 0), "state");
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(lines, 0), "version")), head_seq);
+	cr_assert_eq(json_integer_value(json_object_get(state, "reserved")), 2);
+	json_decref(lines);
+	lines = replay_lines("--aggregate order --id order-story --as-of 1000000");
+	state = json_object_get(json_array_get(lines, 0), "state");
+	cr_assert_str_eq(str_of(state, "status"), "awaiting_confirmation");
+	json_decref(lines);
+
+	/* bad usage of the new options */
+	cr_assert_eq(run_orion("replay --since yesterday", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --until 2026-02-30T00:00:00Z", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --as-of 3", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --aggregate stock --id x --as-of 3 --type T", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --order 'a.b'", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --order o --aggregate stock", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --type", NULL, NULL), 2);
+	cr_assert_eq(run_orion("replay --follow --to 5", NULL, NULL), 2);
+
+	free(url);
+	th_kill(pid, SIGTERM);
+	cr_assert_eq(th_wait_exit(pid, 15000), 0, "serve exits cleanly");
 }

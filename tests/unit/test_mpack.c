@@ -861,6 +861,36 @@ Test(mpack, json_of_random_bytes_is_valid_or_refused)
 	}
 }
 
+/* Given a map whose key and value hold quotes, control characters and
+ * invalid UTF-8, when it becomes JSON, then the text is one line of valid
+ * UTF-8 JSON (as `orion replay` prints it) and the bad bytes read back as U+FFFD. */
+Test(mpack, json_of_hostile_map_is_one_valid_line)
+{
+	static const char key[] = "k\"\x02\xfe";
+	static const char value[] = "a \"q\" \\ \n\r\t\x01\x1f \xff\xc3( \xed\xa0\x80";
+	mp_writer *in = mp_writer_create(), *out = mp_writer_create();
+	mp_write_map(in, 1);
+	mp_write_str(in, key, sizeof key - 1);
+	mp_write_str(in, value, sizeof value - 1);
+	mp_reader r;
+	mp_reader_init(&r, mp_writer_data(in), mp_writer_size(in));
+	cr_assert_eq(mp_to_json(&r, out), ORN_OK);
+	const unsigned char *text = (const unsigned char *)mp_writer_data(out);
+	size_t n = mp_writer_size(out);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_geq(text[i], 0x20, "raw control byte at %zu", i);
+	json_error_t err;
+	json_t *v = json_loadb((const char *)text, n, 0, &err);
+	cr_assert_not_null(v, "invalid JSON (%s): %.*s", err.text, (int)n, (const char *)text);
+	json_t *got = json_object_get(v, "k\"\x02\xef\xbf\xbd");
+	cr_assert_not_null(got);
+	cr_assert_str_eq(json_string_value(got), "a \"q\" \\ \n\r\t\x01\x1f \xef\xbf\xbd\xef\xbf\xbd( "
+	                                         "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	json_decref(v);
+	mp_writer_destroy(in);
+	mp_writer_destroy(out);
+}
+
 Test(mpack, allocation_failures)
 {
 	fail_allocation(1);
