@@ -508,8 +508,9 @@ static orn_rc decode_checkout(mp_reader *r, payload_fields *out)
 	return ORN_OK;
 }
 
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payload_fields *out)
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
 {
+	payload_fields *out = out_;
 	const char *key;
 	uint32_t len;
 	unsigned field = 0;
@@ -534,27 +535,6 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payloa
 	return mp_read_int(r, integer_of(out, field));
 }
 
-/* Decodes a payload that is exactly one map holding every listed field. */
-static orn_rc decode_fields(const uint8_t *payload, size_t len, unsigned fields, payload_fields *out)
-{
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	memset(out, 0, sizeof *out);
-	mp_reader_init(&r, payload, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = decode_entry(&r, fields, &seen, out)) != ORN_OK)
-			goto fail;
-	if (seen != fields || mp_reader_remaining(&r) != 0)
-		rc = ORN_EDECODE;
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
-}
-
 orn_rc cart_command_encode(mp_writer *w, const cart_command *c)
 {
 	payload_fields f = {.line = c->line};
@@ -576,7 +556,8 @@ orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len,
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, command_shapes[shape].fields, &f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		return rc;
 	memset(out, 0, sizeof *out);
 	out->kind = (cart_command_kind)shape;
@@ -627,7 +608,8 @@ orn_rc cart_event_decode(const char *type, const uint8_t *payload, size_t len, c
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, event_shapes[shape].fields, &f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		return rc;
 	if (!event_valid((cart_event_kind)shape, &f))
 		return ORN_EDECODE;

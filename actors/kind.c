@@ -19,6 +19,27 @@ int kind_type_index(const void *table, size_t count, size_t stride, const char *
 	return -1;
 }
 
+orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind_entry_fn *entry, void *out,
+                       size_t out_size)
+{
+	mp_reader r;
+	uint32_t count;
+	unsigned seen = 0;
+	orn_rc rc;
+
+	memset(out, 0, out_size);
+	mp_reader_init(&r, payload, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = entry(&r, fields, &seen, out)) != ORN_OK)
+			goto fail;
+	if (seen != fields || mp_reader_remaining(&r) != 0)
+		rc = ORN_EDECODE;
+fail:
+	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+}
+
 orn_rc kind_emit_events(act_decision *d, uint32_t schema, const void *events, size_t count,
                         kind_encode_fn *encode)
 {

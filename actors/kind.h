@@ -28,6 +28,18 @@ typedef orn_rc kind_encode_fn(mp_writer *w, const void *events, size_t i, const 
 orn_rc kind_emit_events(act_decision *d, uint32_t schema, const void *events, size_t count,
                         kind_encode_fn *encode);
 
+/* Reads one key/value pair of a payload map into out: a key in fields is
+ * read, a repeated one rejected, any other handled as the aggregate's rules
+ * say; *seen collects the fields read. */
+typedef orn_rc kind_entry_fn(mp_reader *r, unsigned fields, unsigned *seen, void *out);
+
+/* Zeroes the out_size bytes of out, then decodes a payload that is exactly one
+ * map, each key/value pair with entry, holding every field of fields. Any
+ * malformation (not a map, a field missing, an error from entry, trailing
+ * bytes) is ORN_EDECODE. */
+orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind_entry_fn *entry, void *out,
+                       size_t out_size);
+
 /* An aggregate's typed functions behind void pointers: what kind_decide and
  * kind_evolve need to turn envelopes into its command and event structs and to
  * run its pure decide and evolve. One static const instance per aggregate. */

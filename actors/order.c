@@ -645,8 +645,9 @@ static orn_rc read_array_value(mp_reader *r, value_kind kind, order_data *out)
 	return ORN_OK;
 }
 
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, order_data *out)
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
 {
+	order_data *out = out_;
 	const char *key;
 	uint32_t len;
 	size_t index = 0;
@@ -674,27 +675,6 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, order_
 	return read_array_value(r, field_table[index].kind, out);
 }
 
-/* Decodes a payload that is exactly one map holding every listed field. */
-static orn_rc decode_fields(const uint8_t *payload, size_t len, unsigned fields, order_data *out)
-{
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	memset(out, 0, sizeof *out);
-	mp_reader_init(&r, payload, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = decode_entry(&r, fields, &seen, out)) != ORN_OK)
-			goto fail;
-	if (seen != fields || mp_reader_remaining(&r) != 0)
-		rc = ORN_EDECODE;
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
-}
-
 orn_rc order_command_encode(mp_writer *w, const order_command *c)
 {
 	if (order_command_type(c->kind) == NULL)
@@ -709,7 +689,8 @@ orn_rc order_command_decode(const char *type, const uint8_t *payload, size_t len
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, command_shapes[shape].fields, &out->data)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &out->data,
+	                          sizeof out->data)) != ORN_OK)
 		return rc;
 	out->kind = (order_command_kind)shape;
 	return ORN_OK;
@@ -755,7 +736,8 @@ orn_rc order_event_decode(const char *type, const uint8_t *payload, size_t len, 
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, event_shapes[shape].fields, &out->data)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &out->data,
+	                          sizeof out->data)) != ORN_OK)
 		return rc;
 	if (!event_valid((order_event_kind)shape, &out->data))
 		return ORN_EDECODE;

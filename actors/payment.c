@@ -423,8 +423,9 @@ static orn_rc encode_fields(mp_writer *w, unsigned fields, const payment_data *d
 	return mp_writer_status(w);
 }
 
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payment_data *out)
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
 {
+	payment_data *out = out_;
 	const char *key;
 	uint32_t len;
 	size_t index = 0;
@@ -450,27 +451,6 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, paymen
 	return mp_read_cstr(r, value, field_table[index].cap);
 }
 
-/* Decodes a payload that is exactly one map holding every listed field. */
-static orn_rc decode_fields(const uint8_t *payload, size_t len, unsigned fields, payment_data *out)
-{
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	memset(out, 0, sizeof *out);
-	mp_reader_init(&r, payload, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = decode_entry(&r, fields, &seen, out)) != ORN_OK)
-			goto fail;
-	if (seen != fields || mp_reader_remaining(&r) != 0)
-		rc = ORN_EDECODE;
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
-}
-
 orn_rc payment_command_encode(mp_writer *w, const payment_command *c)
 {
 	if (payment_command_type(c->kind) == NULL)
@@ -485,7 +465,8 @@ orn_rc payment_command_decode(const char *type, const uint8_t *payload, size_t l
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, command_shapes[shape].fields, &out->data)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &out->data,
+	                          sizeof out->data)) != ORN_OK)
 		return rc;
 	out->kind = (payment_command_kind)shape;
 	return ORN_OK;
@@ -505,7 +486,8 @@ orn_rc payment_event_decode(const char *type, const uint8_t *payload, size_t len
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = decode_fields(payload, len, event_shapes[shape].fields, &out->data)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &out->data,
+	                          sizeof out->data)) != ORN_OK)
 		return rc;
 	if (!data_valid(shape, &out->data))
 		return ORN_EDECODE;

@@ -498,8 +498,9 @@ static unsigned field_of_key(const char *key, uint32_t len)
 
 /* Reads one key/value pair; a key not in fields is skipped, a repeated one
  * rejected. *seen collects the fields read. */
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, payload_fields *out)
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
 {
+	payload_fields *out = out_;
 	const char *key;
 	uint32_t len;
 	unsigned field;
@@ -529,28 +530,6 @@ fail:
 	return rc;
 }
 
-/* Decodes a payload that is exactly one map holding every listed field.
- * Any malformation (including an over-long string) is ORN_EDECODE. */
-static orn_rc decode_fields(const uint8_t *payload, size_t len, unsigned fields, payload_fields *out)
-{
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	memset(out, 0, sizeof *out);
-	mp_reader_init(&r, payload, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = decode_entry(&r, fields, &seen, out)) != ORN_OK)
-			goto fail;
-	if (seen != fields || mp_reader_remaining(&r) != 0)
-		rc = ORN_EDECODE;
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
-}
-
 orn_rc stock_command_encode(mp_writer *w, const stock_command *c)
 {
 	payload_fields f = {.quantity = c->quantity, .delta = c->delta};
@@ -570,7 +549,8 @@ orn_rc stock_command_decode(const char *type, const uint8_t *payload, size_t len
 
 	if (shape < 0)
 		goto fail;
-	if ((rc = decode_fields(payload, len, command_shapes[shape].fields, &f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		goto fail;
 	memset(out, 0, sizeof *out);
 	out->kind = (stock_command_kind)shape;
@@ -617,7 +597,8 @@ orn_rc stock_event_decode(const char *type, const uint8_t *payload, size_t len, 
 
 	if (shape < 0)
 		goto fail;
-	if ((rc = decode_fields(payload, len, event_shapes[shape].fields, &f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		goto fail;
 	if (!event_fields_valid((stock_event_kind)shape, &f)) {
 		rc = ORN_EDECODE;

@@ -406,28 +406,16 @@ fail:
 	return rc;
 }
 
-/* Decodes a payload that is exactly one map holding every field of mask.
- * Any malformation (including an over-long string) is ORN_EDECODE. */
-static orn_rc decode_payload(const uint8_t *payload, size_t len, unsigned mask, user_fields *out)
+/* Reads one key/value pair into the user_fields out (read_value). */
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
 {
-	mp_reader r;
-	uint32_t count, key_len;
 	const char *key;
-	unsigned seen = 0;
+	uint32_t len;
 	orn_rc rc;
 
-	memset(out, 0, sizeof *out);
-	mp_reader_init(&r, payload, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = mp_read_str(&r, &key, &key_len)) != ORN_OK ||
-		    (rc = read_value(&r, key, key_len, mask, &seen, out)) != ORN_OK)
-			goto fail;
-	if (seen != mask || mp_reader_remaining(&r) != 0)
-		rc = ORN_EDECODE;
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		return rc;
+	return read_value(r, key, len, fields, seen, out);
 }
 
 orn_rc user_command_encode(mp_writer *w, const user_command *c)
@@ -446,7 +434,8 @@ orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len,
 	if (shape < 0)
 		goto fail;
 	memset(&c, 0, sizeof c);
-	if ((rc = decode_payload(payload, len, command_shapes[shape].fields, &c.fields)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &c.fields,
+	                          sizeof c.fields)) != ORN_OK)
 		goto fail;
 	c.kind = (user_command_kind)shape;
 	*out = c;
@@ -470,7 +459,8 @@ orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, u
 	if (shape < 0)
 		goto fail;
 	memset(&e, 0, sizeof e);
-	if ((rc = decode_payload(payload, len, event_shapes[shape].fields, &e.fields)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &e.fields,
+	                          sizeof e.fields)) != ORN_OK)
 		goto fail;
 	if (first_invalid(&e.fields, event_shapes[shape].fields) >= 0) {
 		rc = ORN_EDECODE;

@@ -428,3 +428,112 @@ Test(kind_adapter, restore_history_reports_running_out_of_memory, .init = tally_
 	cr_assert_eq(restore_payload(), ORN_OK);
 	cr_assert_eq(tally.total, 4);
 }
+
+/* kind_decode_map: a map of two integer fields, "a" and "b". */
+typedef struct pair {
+	int64_t a, b;
+} pair;
+
+/* The entry of a pair: "a" and "b" if in fields, once each; "fail" fails with
+ * ORN_ENOMEM; any other key is skipped. */
+static orn_rc pair_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
+{
+	pair *p = out;
+	const char *key;
+	uint32_t len;
+	unsigned field = 0;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		return rc;
+	if (mp_str_eq(key, len, "fail"))
+		return ORN_ENOMEM;
+	if (mp_str_eq(key, len, "a"))
+		field = 1u & fields;
+	else if (mp_str_eq(key, len, "b"))
+		field = 2u & fields;
+	if ((*seen & field) != 0)
+		return ORN_EDECODE;
+	*seen |= field;
+	if (field == 0)
+		return mp_skip(r);
+	return mp_read_int(r, field == 1u ? &p->a : &p->b);
+}
+
+/* Writes a map of count entries, keys[i] to values[i], into w (reset first). */
+static void write_map(mp_writer *w, const char *const *keys, const int64_t *values, uint32_t count)
+{
+	mp_writer_reset(w);
+	mp_write_map(w, count);
+	for (uint32_t i = 0; i < count; i++) {
+		mp_write_cstr(w, keys[i]);
+		mp_write_int(w, values[i]);
+	}
+}
+
+static orn_rc decode_pair(mp_writer *w, unsigned fields, pair *out)
+{
+	return kind_decode_map(mp_writer_data(w), mp_writer_size(w), fields, pair_entry, out, sizeof *out);
+}
+
+Test(kind_decode_map, zeroes_out_and_reads_every_field)
+{
+	mp_writer *w = mp_writer_create();
+	pair p = {.a = 7, .b = 9};
+
+	cr_assert_not_null(w);
+	write_map(w, (const char *const[]){"b", "other", "a"}, (const int64_t[]){2, 5, 1}, 3);
+	cr_assert_eq(decode_pair(w, 3u, &p), ORN_OK, "an unknown key is the entry's to skip");
+	cr_assert_eq(p.a, 1);
+	cr_assert_eq(p.b, 2);
+	write_map(w, (const char *const[]){"a"}, (const int64_t[]){4}, 1);
+	cr_assert_eq(decode_pair(w, 1u, &p), ORN_OK);
+	cr_assert_eq(p.a, 4);
+	cr_assert_eq(p.b, 0, "out is zeroed first");
+	mp_writer_destroy(w);
+}
+
+Test(kind_decode_map, refuses_a_missing_or_repeated_field)
+{
+	mp_writer *w = mp_writer_create();
+	pair p;
+
+	cr_assert_not_null(w);
+	write_map(w, (const char *const[]){"a"}, (const int64_t[]){1}, 1);
+	cr_assert_eq(decode_pair(w, 3u, &p), ORN_EDECODE, "b is missing");
+	write_map(w, (const char *const[]){"a", "b", "a"}, (const int64_t[]){1, 2, 3}, 3);
+	cr_assert_eq(decode_pair(w, 3u, &p), ORN_EDECODE, "a is repeated");
+	mp_writer_destroy(w);
+}
+
+Test(kind_decode_map, refuses_trailing_bytes_and_a_non_map)
+{
+	mp_writer *w = mp_writer_create();
+	pair p;
+
+	cr_assert_not_null(w);
+	write_map(w, (const char *const[]){"a"}, (const int64_t[]){1}, 1);
+	mp_write_int(w, 0);
+	cr_assert_eq(decode_pair(w, 1u, &p), ORN_EDECODE, "trailing bytes");
+	mp_writer_reset(w);
+	mp_write_array(w, 0);
+	cr_assert_eq(decode_pair(w, 0u, &p), ORN_EDECODE, "an array");
+	cr_assert_eq(kind_decode_map(NULL, 0, 0u, pair_entry, &p, sizeof p), ORN_EDECODE, "no bytes");
+	mp_writer_destroy(w);
+}
+
+Test(kind_decode_map, maps_an_entry_error_to_a_decode_error)
+{
+	mp_writer *w = mp_writer_create();
+	pair p;
+
+	cr_assert_not_null(w);
+	write_map(w, (const char *const[]){"a", "fail"}, (const int64_t[]){1, 0}, 2);
+	cr_assert_eq(decode_pair(w, 1u, &p), ORN_EDECODE, "ORN_ENOMEM from the entry");
+	mp_writer_reset(w);
+	mp_write_map(w, 1);
+	mp_write_int(w, 1); /* a key that is no string */
+	mp_write_int(w, 1);
+	cr_assert_eq(decode_pair(w, 1u, &p), ORN_EDECODE);
+	mp_writer_destroy(w);
+}
