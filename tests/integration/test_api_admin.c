@@ -18,6 +18,7 @@
 
 #include "gw_jwt.h"
 #include "harness.h"
+#include "http_client.h"
 #include "stock_client.h"
 
 #define ADMIN_EMAIL    "admin@orion.test"
@@ -32,67 +33,13 @@ static char customer_token[GW_JWT_MAX_TOKEN];
 
 /* ---- a small curl client ------------------------------------------------ */
 
-typedef struct reply {
-	long status;
-	char *body;
-	size_t len;
-	json_t *json; /* the parsed body, or NULL */
-} reply;
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	char *grown = realloc(r->body, r->len + size * count + 1);
-	cr_assert_not_null(grown);
-	memcpy(grown + r->len, data, size * count);
-	r->len += size * count;
-	grown[r->len] = '\0';
-	r->body = grown;
-	return size * count;
-}
+typedef hc_reply reply;
 
 /* method path with an optional bearer token, JSON body and one extra header. */
 static reply call(const char *method, const char *path, const char *token, const char *body,
                   const char *extra_header)
 {
-	reply r = {0};
-	char url[1024], auth[GW_JWT_MAX_TOKEN + 32];
-	struct curl_slist *list = NULL;
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-	if (token != NULL) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		list = curl_slist_append(list, auth);
-	}
-	if (body != NULL) {
-		list = curl_slist_append(list, "Content-Type: application/json");
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	}
-	if (extra_header != NULL)
-		list = curl_slist_append(list, extra_header);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
-	CURLcode rc = curl_easy_perform(curl);
-	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	if (r.body == NULL)
-		r.body = strdup("");
-	r.json = json_loads(r.body, 0, NULL);
-	return r;
-}
-
-static void reply_free(reply *r)
-{
-	json_decref(r->json);
-	free(r->body);
+	return hc_call(base_url, method, path, token, body, 0, NULL, extra_header, 15000L);
 }
 
 /* Calls and asserts the status; returns the reply (free it). */
@@ -114,7 +61,7 @@ static void expect_problem(long status, const char *method, const char *path, co
 	cr_assert_not_null(r.json, "problem body: %s", r.body);
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
 	cr_assert_not_null(json_object_get(r.json, "title"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* True if the problem in r lists an error for field. */
@@ -177,32 +124,15 @@ static void admin_login(void)
 		snprintf(admin_token, sizeof admin_token, "%s", token);
 	else
 		mint("admin-test", GW_ROLE_ADMIN, admin_token);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static void start_server(void)
 {
-	char log_path[600], dir_env[600], addr_env[64], addr[32];
+	const char *env[] = {"ORION_ADMIN_EMAIL=" ADMIN_EMAIL, "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	                     "ORION_NATS_URL=", "ORION_JWT_SECRET=", NULL};
 	data_dir = th_tempdir("api-admin");
-	int port = natsd_free_port();
-	cr_assert_gt(port, 0);
-	server_port = port;
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-	snprintf(base_url, sizeof base_url, "http://%s", addr);
-	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
-	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
-	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
-	char *env[] = {dir_env,
-	               addr_env,
-	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
-	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-	               "ORION_NATS_URL=",
-	               "ORION_JWT_SECRET=",
-	               NULL};
-	server_pid = th_spawn(argv, env, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
-	          "serve did not come up");
+	server_pid = hc_serve_start(data_dir, NULL, env, base_url, sizeof base_url, &server_port);
 	admin_login();
 	mint("customer-test", GW_ROLE_CUSTOMER, customer_token);
 }
@@ -210,9 +140,7 @@ static void start_server(void)
 static void stop_server(void)
 {
 	if (server_pid > 0) {
-		th_kill(server_pid, SIGTERM);
-		if (th_wait_exit(server_pid, 15000) < 0)
-			th_kill(server_pid, SIGKILL);
+		hc_serve_stop(server_pid);
 		server_pid = 0;
 	}
 	th_rmrf(data_dir);
@@ -240,7 +168,7 @@ static char *create(const char *sku, const char *name, long long stock)
 	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, product_body(sku, name, stock),
 	                 NULL);
 	char *id = strdup(str(&r, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	return id;
 }
 
@@ -266,15 +194,15 @@ static void two_requests_on_one_socket(const char *first, const char *second, ch
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
 	cr_assert_eq(send(fd, first, strlen(first), 0), (ssize_t)strlen(first));
 	reply r = {0};
-	on_body("", 1, 0, &r);
+	hc_on_body("", 1, 0, &r);
 	while (strstr(r.body, "\r\n\r\n") == NULL) {
 		ssize_t n = recv(fd, chunk, sizeof chunk, 0);
 		cr_assert_gt(n, 0, "the first answer: %s", r.body);
-		on_body(chunk, 1, (size_t)n, &r);
+		hc_on_body(chunk, 1, (size_t)n, &r);
 	}
 	cr_assert_eq(send(fd, second, strlen(second), 0), (ssize_t)strlen(second));
 	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
-		on_body(chunk, 1, (size_t)n, &r);
+		hc_on_body(chunk, 1, (size_t)n, &r);
 	close(fd);
 	*out = r.body;
 }
@@ -295,7 +223,7 @@ Test(api_admin, create_get_patch_delete_and_reuse_the_sku)
 	cr_assert_eq(num(r.json, "reserved"), 0);
 	cr_assert_eq(num(r.json, "available"), 7);
 	char *id = strdup(str(&r, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* read-your-writes: the very next GET sees it, admin and public */
 	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
@@ -303,7 +231,7 @@ Test(api_admin, create_get_patch_delete_and_reuse_the_sku)
 	cr_assert_str_eq(str(&r, "sku"), "TEE-1");
 	cr_assert_eq(num(r.json, "on_hand"), 7);
 	cr_assert_eq(num(r.json, "available"), 7);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* a duplicate sku, also in another case */
 	expect_problem(409, "POST", "/api/v1/admin/products", admin_token, product_body("TEE-1", "Other", 1));
@@ -316,20 +244,20 @@ Test(api_admin, create_get_patch_delete_and_reuse_the_sku)
 	cr_assert_eq(num(r.json, "price_cents"), 1500);
 	cr_assert_str_eq(str(&r, "description"), "A test product.");
 	cr_assert_eq(num(r.json, "available"), 7);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
 	cr_assert_str_eq(str(&r, "name"), "Tee v2");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* the same patch again changes nothing: 200 with the product */
 	r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
 	           "{\"name\":\"Tee v2\"}", NULL);
 	cr_assert_eq(num(r.json, "price_cents"), 1500);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* immutable and unknown fields, an empty patch */
 	r = expect(400, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
 	           "{\"sku\":\"X\",\"currency\":\"USD\",\"role\":\"admin\"}", NULL);
 	cr_assert(has_error(&r, "sku") && has_error(&r, "currency") && has_error(&r, "role"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(400, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token, "{}");
 	expect_problem(404, "PATCH", "/api/v1/admin/products/nope", admin_token, "{\"name\":\"x\"}");
 
@@ -366,7 +294,7 @@ static size_t inventory_count(void)
 {
 	reply r = expect(200, "GET", "/api/v1/admin/inventory?limit=100", admin_token, NULL, NULL);
 	size_t n = json_array_size(json_object_get(r.json, "items"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	return n;
 }
 
@@ -380,26 +308,26 @@ Test(api_admin, idempotency_key_replay_creates_one_product)
 	cr_assert_str_eq(str(&first, "id"), str(&second, "id"));
 	cr_assert_eq(num(second.json, "on_hand"), 3);
 	cr_assert_eq(inventory_count(), 1);
-	reply_free(&second);
+	hc_reply_free(&second);
 	/* the same key with another sku: 422, and that sku stays free */
 	reply r = expect(422, "POST", "/api/v1/admin/products", admin_token,
 	                 product_body("IDEM-2", "Idem", 3), key);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", path_of("/api/v1/admin/products/", str(&first, "id"), NULL), admin_token, NULL,
 	           NULL);
 	cr_assert_str_eq(str(&r, "sku"), "IDEM-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(create("IDEM-2", "Idem two", 1));
 	cr_assert_eq(inventory_count(), 2);
 	/* another key is another product (and its sku is taken) */
 	r = expect(409, "POST", "/api/v1/admin/products", admin_token, product_body("IDEM-1", "Idem", 3),
 	           "Idempotency-Key: another");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(400, "POST", "/api/v1/admin/products", admin_token, product_body("IDEM-5", "Idem", 3),
 	           "Idempotency-Key: not valid!");
 	cr_assert(has_error(&r, "Idempotency-Key"), "%s", r.body);
-	reply_free(&r);
-	reply_free(&first);
+	hc_reply_free(&r);
+	hc_reply_free(&first);
 }
 
 /* ---- inventory ------------------------------------------------------------ */
@@ -415,25 +343,25 @@ Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
 	cr_assert_eq(num(r.json, "reserved"), 0);
 	cr_assert_eq(num(r.json, "available"), 15);
 	cr_assert_eq(json_object_size(r.json), 3, "exactly the stock levels: %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "POST", path, admin_token, "{\"delta\":-4,\"reason\":\"damaged\"}", NULL);
 	cr_assert_eq(num(r.json, "on_hand"), 11);
 	cr_assert_eq(num(r.json, "available"), 11);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
 	cr_assert_eq(num(r.json, "on_hand"), 11);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* below zero (nothing is reserved yet: the floor is 0) */
 	expect_problem(409, "POST", path, admin_token, "{\"delta\":-12,\"reason\":\"too many\"}");
 	/* an Idempotency-Key makes a retried adjustment count once */
 	r = expect(200, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"found one\"}",
 	           "Idempotency-Key: adj-1");
 	cr_assert_eq(num(r.json, "on_hand"), 12);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"found one\"}",
 	           "Idempotency-Key: adj-1");
 	cr_assert_eq(num(r.json, "on_hand"), 12);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* reserve 8 of the 12 as an order would, straight on the bus */
 	char url_path[600], url[128] = "";
 	snprintf(url_path, sizeof url_path, "%s/nats.url", data_dir);
@@ -455,14 +383,14 @@ Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
 	cr_assert_eq(num(r.json, "on_hand"), 8);
 	cr_assert_eq(num(r.json, "reserved"), 8);
 	cr_assert_eq(num(r.json, "available"), 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* invalid bodies and unknown items */
 	r = expect(400, "POST", path, admin_token, "{\"delta\":0,\"reason\":\"nothing\"}", NULL);
 	cr_assert(has_error(&r, "delta"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(400, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"\",\"on_hand\":5}", NULL);
 	cr_assert(has_error(&r, "reason") && has_error(&r, "on_hand"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(400, "POST", path, admin_token, "{\"delta\":1.5,\"reason\":\"x\"}");
 	expect_problem(404, "POST", "/api/v1/admin/inventory/no-such-item/adjustments", admin_token,
 	               "{\"delta\":1,\"reason\":\"x\"}");
@@ -497,7 +425,7 @@ Test(api_admin, inventory_lists_with_below_and_pages)
 		num(item, "reserved");
 		cr_assert_eq(json_object_size(item), 6);
 	}
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* pages of 2: 2 + 2 + 1, every id once */
 	char cursor[256] = "", path[512];
 	size_t seen = 0;
@@ -518,15 +446,15 @@ Test(api_admin, inventory_lists_with_below_and_pages)
 		} else {
 			cr_assert(json_is_null(next), "%s", r.body);
 		}
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	cr_assert_eq(seen, 5);
 	/* a deleted product leaves the list */
 	r = expect(204, "DELETE", path_of("/api/v1/admin/products/", ids[0], NULL), admin_token, NULL, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", "/api/v1/admin/inventory?below=5", admin_token, NULL, NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 2, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* bad queries */
 	static const char *const bad[] = {
 	        "below=-1", "below=abc",           "limit=0",          "limit=101", "limit=",
@@ -535,7 +463,7 @@ Test(api_admin, inventory_lists_with_below_and_pages)
 		snprintf(path, sizeof path, "/api/v1/admin/inventory?%s", bad[b]);
 		r = expect(400, "GET", path, admin_token, NULL, NULL);
 		cr_assert_not_null(json_object_get(r.json, "errors"), "%s: %s", bad[b], r.body);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	for (int k = 0; k < 5; k++)
 		free(ids[k]);
@@ -561,17 +489,17 @@ Test(api_admin, every_route_needs_an_admin_token)
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		reply r = expect(403, routes[i].method, routes[i].path, customer_token, routes[i].body, NULL);
-		reply_free(&r);
+		hc_reply_free(&r);
 		r = expect(401, routes[i].method, routes[i].path, NULL, routes[i].body, NULL);
-		reply_free(&r);
+		hc_reply_free(&r);
 		r = expect(401, routes[i].method, routes[i].path, "not.a.token", routes[i].body, NULL);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	/* nothing changed */
 	reply r = expect(200, "GET", product, admin_token, NULL, NULL);
 	cr_assert_str_eq(str(&r, "name"), "Guarded");
 	cr_assert_eq(num(r.json, "on_hand"), 4);
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_eq(inventory_count(), 1);
 	free(id);
 }
@@ -589,7 +517,7 @@ Test(api_admin, mass_assignment_and_invalid_input_are_refused)
 		reply r = expect(400, "POST", "/api/v1/admin/products", admin_token, body, NULL);
 		const char *field = i == 0 ? "role" : i == 1 ? "id" : "available";
 		cr_assert(has_error(&r, field), "%s", r.body);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	expect_problem(404, "GET", "/api/v1/admin/products/chosen-id", admin_token, NULL);
 	cr_assert_eq(inventory_count(), 0, "nothing was created");
@@ -604,11 +532,11 @@ Test(api_admin, mass_assignment_and_invalid_input_are_refused)
 	cr_assert(has_error(&r, "name") && has_error(&r, "price_cents") && has_error(&r, "currency") &&
 	                  has_error(&r, "category") && has_error(&r, "initial_stock"),
 	          "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(400, "POST", "/api/v1/admin/products", admin_token, product_body("bad sku!", "Bad", 1),
 	           NULL);
 	cr_assert(has_error(&r, "sku"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "{\"sku\":\"MISSING\"}");
 	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "not json");
 	expect_problem(400, "POST", "/api/v1/admin/products", admin_token, "[1,2]");
@@ -652,14 +580,14 @@ Test(api_admin, hostile_text_round_trips_as_valid_json_through_the_public_routes
 	         name, description);
 	reply created = expect(201, "POST", "/api/v1/admin/products", admin_token, body, NULL);
 	char *id = strdup(str(&created, "id"));
-	reply_free(&created);
+	hc_reply_free(&created);
 	reply detail = expect(200, "GET", path_of("/api/v1/products/", id, NULL), NULL, NULL, NULL);
 	cr_assert_not_null(detail.json, "detail is valid JSON: %s", detail.body);
 	cr_assert_str_eq(str(&detail, "name"), expected_name);
 	cr_assert_str_eq(str(&detail, "description"), expected_description);
 	cr_assert_eq(num(detail.json, "price_cents"), 10000000000LL);
 	cr_assert_eq(num(detail.json, "available"), 1000000000LL);
-	reply_free(&detail);
+	hc_reply_free(&detail);
 	reply list = expect(200, "GET", "/api/v1/products?category=tests&limit=100", NULL, NULL, NULL);
 	cr_assert_not_null(list.json, "list is valid JSON: %s", list.body);
 	json_t *items = json_object_get(list.json, "items");
@@ -674,6 +602,6 @@ Test(api_admin, hostile_text_round_trips_as_valid_json_through_the_public_routes
 		}
 	}
 	cr_assert(found);
-	reply_free(&list);
+	hc_reply_free(&list);
 	free(id);
 }

@@ -26,6 +26,7 @@
 
 #include "gw_jwt.h"
 #include "harness.h"
+#include "http_client.h"
 #include "order_token.h"
 
 #define ADMIN_EMAIL    "admin@orion.test"
@@ -40,109 +41,17 @@ static char admin_token[GW_JWT_MAX_TOKEN];
 
 /* ---- a small curl client ------------------------------------------------ */
 
-typedef struct reply {
-	long status;
-	char *headers;
-	size_t headers_len;
-	char *body;
-	size_t len;
-	json_t *json; /* the parsed body, or NULL */
-} reply;
-
-static void append(char **buffer, size_t *len, const char *data, size_t n)
-{
-	char *grown = realloc(*buffer, *len + n + 1);
-	cr_assert_not_null(grown);
-	memcpy(grown + *len, data, n);
-	*len += n;
-	grown[*len] = '\0';
-	*buffer = grown;
-}
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	append(&r->body, &r->len, data, size * count);
-	return size * count;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	append(&r->headers, &r->headers_len, data, size * count);
-	return size * count;
-}
-
-/* The value of header name in r, or NULL (static storage). */
-static const char *header(const reply *r, const char *name)
-{
-	static char value[512];
-	size_t name_len = strlen(name);
-	for (const char *line = r->headers; line && *line;
-	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
-		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-			const char *v = line + name_len + 1;
-			while (*v == ' ')
-				v++;
-			snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\r\n"), v);
-			return value;
-		}
-	}
-	return NULL;
-}
-
-static void reply_free(reply *r)
-{
-	json_decref(r->json);
-	free(r->body);
-	free(r->headers);
-}
+typedef hc_reply reply;
 
 /* method path with an optional bearer token, body of content_type (JSON when
  * NULL) and one extra header. Checks the security headers of every answer. */
 static reply call_as(const char *method, const char *path, const char *token, const char *body,
                      const char *content_type, const char *extra_header)
 {
-	reply r = {0};
-	char url[1024], auth[GW_JWT_MAX_TOKEN + 32], type[128];
-	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-	if (token != NULL) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		list = curl_slist_append(list, auth);
-	}
-	if (body != NULL) {
-		snprintf(type, sizeof type, "Content-Type: %s",
-		         content_type ? content_type : "application/json");
-		list = curl_slist_append(list, type);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	}
-	if (extra_header != NULL)
-		list = curl_slist_append(list, extra_header);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
-	CURLcode rc = curl_easy_perform(curl);
-	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	if (r.body == NULL)
-		append(&r.body, &r.len, "", 0);
-	if (r.headers == NULL)
-		append(&r.headers, &r.headers_len, "", 0);
-	r.json = json_loads(r.body, 0, NULL);
-	const char *nosniff = header(&r, "X-Content-Type-Options");
+	reply r = hc_call(base_url, method, path, token, body, 0, content_type, extra_header, 15000L);
+	const char *nosniff = hc_header(&r, "X-Content-Type-Options");
 	cr_assert(nosniff != NULL && strcmp(nosniff, "nosniff") == 0, "%s %s: no nosniff", method, path);
-	cr_assert_not_null(header(&r, "Content-Security-Policy"), "%s %s: no CSP", method, path);
+	cr_assert_not_null(hc_header(&r, "Content-Security-Policy"), "%s %s: no CSP", method, path);
 	return r;
 }
 
@@ -168,10 +77,10 @@ static void expect_problem(long status, const char *method, const char *path, co
 {
 	reply r = expect(status, method, path, token, body, extra_header);
 	cr_assert_not_null(r.json, "problem body: %s", r.body);
-	cr_assert_str_eq(header(&r, "Content-Type"), "application/problem+json");
+	cr_assert_str_eq(hc_header(&r, "Content-Type"), "application/problem+json");
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
 	cr_assert_not_null(json_object_get(r.json, "title"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static const char *str(const json_t *o, const char *name)
@@ -194,31 +103,17 @@ static long long num(const json_t *o, const char *name)
  * may be NULL); logs the admin in when login_admin. */
 static void start_server_with(const char *const *extra, bool login_admin)
 {
-	char log_path[600], dir_env[600], addr_env[64], addr[32];
+	const char *env[16] = {"ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
+	                       "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	                       "ORION_NATS_URL=",
+	                       "ORION_JWT_SECRET=",
+	                       "ORION_LOG_LEVEL=warn",
+	                       NULL};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	data_dir = th_tempdir("api-orders");
-	int port = natsd_free_port();
-	cr_assert_gt(port, 0);
-	server_port = port;
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-	snprintf(base_url, sizeof base_url, "http://%s", addr);
-	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
-	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
-	char *argv[] = {(char *)th_orion_bin(), "serve", NULL};
-	char *env[16] = {dir_env,
-	                 addr_env,
-	                 "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
-	                 "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-	                 "ORION_NATS_URL=",
-	                 "ORION_JWT_SECRET=",
-	                 "ORION_LOG_LEVEL=warn",
-	                 NULL};
-	for (size_t i = 0, n = 7; extra != NULL && extra[i] != NULL && n + 1 < ORN_ARRAY_LEN(env); i++)
-		env[n++] = (char *)extra[i];
-	server_pid = th_spawn(argv, env, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
-	          "serve did not come up");
+	for (size_t i = 0, n = 5; extra != NULL && extra[i] != NULL && n + 1 < ORN_ARRAY_LEN(env); i++)
+		env[n++] = extra[i];
+	server_pid = hc_serve_start(data_dir, NULL, env, base_url, sizeof base_url, &server_port);
 	if (!login_admin)
 		return;
 	/* the admin account reaches the users read model shortly after start-up */
@@ -228,7 +123,7 @@ static void start_server_with(const char *const *extra, bool login_admin)
 		bool ok = r.status == 200;
 		if (ok)
 			snprintf(admin_token, sizeof admin_token, "%s", str(r.json, "access_token"));
-		reply_free(&r);
+		hc_reply_free(&r);
 		if (ok)
 			return;
 		usleep(100 * 1000);
@@ -244,9 +139,7 @@ static void start_server(void)
 static void stop_server(void)
 {
 	if (server_pid > 0) {
-		th_kill(server_pid, SIGTERM);
-		if (th_wait_exit(server_pid, 15000) < 0)
-			th_kill(server_pid, SIGKILL);
+		hc_serve_stop(server_pid);
 		server_pid = 0;
 	}
 	th_rmrf(data_dir);
@@ -283,25 +176,22 @@ static void two_requests_on_one_socket(const char *first, const char *second, ch
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
 	cr_assert_eq(send(fd, first, strlen(first), 0), (ssize_t)strlen(first));
-	append(out, &len, "", 0);
+	hc_append(out, &len, "", 0);
 	while (strstr(*out, "\r\n\r\n") == NULL) {
 		ssize_t n = recv(fd, chunk, sizeof chunk, 0);
 		cr_assert_gt(n, 0, "the first answer: %s", *out);
-		append(out, &len, chunk, (size_t)n);
+		hc_append(out, &len, chunk, (size_t)n);
 	}
 	cr_assert_eq(send(fd, second, strlen(second), 0), (ssize_t)strlen(second));
 	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
-		append(out, &len, chunk, (size_t)n);
+		hc_append(out, &len, chunk, (size_t)n);
 	close(fd);
 }
 
 /* SIGTERM, and the exit code must be 0 (under ASan: no leak either). */
 static void stop_cleanly(void)
 {
-	th_kill(server_pid, SIGTERM);
-	int code = th_wait_exit(server_pid, 15000);
-	if (code < 0)
-		th_kill(server_pid, SIGKILL);
+	int code = hc_serve_stop(server_pid);
 	server_pid = 0;
 	cr_assert_eq(code, 0, "serve exited with %d", code);
 }
@@ -335,11 +225,11 @@ static customer sign_up(const char *email)
 	         "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"Customer\"}", email);
 	reply r = expect(201, "POST", "/api/v1/auth/register", NULL, body, NULL);
 	snprintf(c.id, sizeof c.id, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"a long password\"}", email);
 	r = expect(200, "POST", "/api/v1/auth/login", NULL, body, NULL);
 	snprintf(c.token, sizeof c.token, "%s", str(r.json, "access_token"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	return c;
 }
 
@@ -353,7 +243,7 @@ static void create_product(const char *sku, const char *name, long long price, c
 	         sku, name, price);
 	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, body, NULL);
 	snprintf(out, 65, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static reply add_item(const customer *c, const char *product, long long quantity)
@@ -384,7 +274,7 @@ static void place(const customer *c, const char *key, char id[65])
 	reply r = expect(202, "POST", "/api/v1/orders", c->token, "{}", key ? extra : NULL);
 	cr_assert_str_eq(str(r.json, "status"), "pending");
 	snprintf(id, 65, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static void path_of(char *out, size_t cap, const char *prefix, const char *id, const char *suffix)
@@ -400,7 +290,7 @@ static bool wait_status(const customer *c, const char *id, const char *want, int
 	for (int waited = 0; waited <= timeout_ms; waited += 100) {
 		reply r = expect(200, "GET", path, c->token, NULL, NULL);
 		bool done = strcmp(str(r.json, "status"), want) == 0;
-		reply_free(&r);
+		hc_reply_free(&r);
 		if (done)
 			return true;
 		usleep(100 * 1000);
@@ -437,7 +327,7 @@ typedef struct sse_client {
 static size_t on_sse(char *data, size_t size, size_t count, void *arg)
 {
 	sse_client *c = arg;
-	append(&c->r.body, &c->r.len, data, size * count);
+	hc_append(&c->r.body, &c->r.body_len, data, size * count);
 	if (c->trigger != NULL && !c->triggered && strstr(c->r.body, c->trigger) != NULL) {
 		c->triggered = true;
 		c->action(c->action_arg);
@@ -469,7 +359,7 @@ static reply sse(sse_client *c, const char *path, const char *token, const char 
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_sse);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, hc_on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &c->r);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 	CURLcode rc = curl_easy_perform(curl);
@@ -480,9 +370,9 @@ static reply sse(sse_client *c, const char *path, const char *token, const char 
 	          curl_easy_strerror(rc));
 	*ended = rc == CURLE_OK;
 	if (c->r.body == NULL)
-		append(&c->r.body, &c->r.len, "", 0);
+		hc_append(&c->r.body, &c->r.body_len, "", 0);
 	if (c->r.headers == NULL)
-		append(&c->r.headers, &c->r.headers_len, "", 0);
+		hc_append(&c->r.headers, &c->r.headers_len, "", 0);
 	return c->r;
 }
 
@@ -513,11 +403,11 @@ Test(api_orders, cart_crud_keeps_lines_and_totals)
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
 	cr_assert_eq(num(r.json, "total_cents"), 0);
 	cr_assert(json_is_null(json_object_get(r.json, "currency")));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = add_item(&c, mug, 2);
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = add_item(&c, tea, 1);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	cr_assert_eq(num(r.json, "total_cents"), 2 * 1250 + 300);
@@ -527,40 +417,40 @@ Test(api_orders, cart_crud_keeps_lines_and_totals)
 	cr_assert_str_eq(str(line, "name"), "Mug");
 	cr_assert_eq(num(line, "unit_price_cents"), 1250);
 	cr_assert_eq(num(line, "line_total_cents"), 2500);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* adding again adds to the line */
 	r = add_item(&c, mug, 1);
 	cr_assert_eq(num(cart_line(&r, mug), "quantity"), 3);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* the catalog's current price is shown */
 	path_of(path, sizeof path, "/api/v1/admin/products/", mug, "");
 	r = expect(200, "PATCH", path, admin_token, "{\"price_cents\":1000}", NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", "/api/v1/cart", c.token, NULL, NULL);
 	cr_assert_eq(num(cart_line(&r, mug), "unit_price_cents"), 1000);
 	cr_assert_eq(num(r.json, "total_cents"), 3 * 1000 + 300);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	path_of(path, sizeof path, "/api/v1/cart/items/", mug, "");
 	r = expect(200, "PUT", path, c.token, "{\"quantity\":5}", NULL);
 	cr_assert_eq(num(cart_line(&r, mug), "quantity"), 5);
 	cr_assert_eq(num(r.json, "total_cents"), 5 * 1000 + 300);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	path_of(path, sizeof path, "/api/v1/cart/items/", tea, "");
 	r = expect(200, "PUT", path, c.token, "{\"quantity\":0}", NULL);
 	cr_assert_null(cart_line(&r, tea), "quantity 0 removes the line");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	path_of(path, sizeof path, "/api/v1/cart/items/", mug, "");
 	r = expect(200, "DELETE", path, c.token, NULL, NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = add_item(&c, tea, 4);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* DELETE /cart, then GET /cart on the same kept-alive connection: the
 	 * 204 carries no body that would be read as the start of the next answer */
 	char first[GW_JWT_MAX_TOKEN + 128], second[GW_JWT_MAX_TOKEN + 128];
@@ -582,10 +472,10 @@ Test(api_orders, cart_crud_keeps_lines_and_totals)
 	/* the cart is the caller's: another customer's is separate */
 	customer other = sign_up("crud-other@orion.test");
 	r = add_item(&c, tea, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", "/api/v1/cart", other.token, NULL, NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 	stop_cleanly();
 }
 
@@ -614,11 +504,11 @@ Test(api_orders, cart_refuses_bad_quantities_unknown_products_and_unknown_fields
 	/* a line holds at most 999 units */
 	reply r = add_item(&c, mug, 999);
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = add_item(&c, mug, 1);
 	cr_assert_eq(r.status, 409, "%s", r.body);
 	cr_assert_not_null(strstr(str(r.json, "detail"), "999"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	path_of(path, sizeof path, "/api/v1/cart/items/", mug, "");
 	expect_problem(400, "PUT", path, c.token, "{\"quantity\":1000}", NULL);
@@ -628,7 +518,7 @@ Test(api_orders, cart_refuses_bad_quantities_unknown_products_and_unknown_fields
 	expect_problem(404, "PUT", "/api/v1/cart/items/p-not-in-cart", c.token, "{\"quantity\":2}", NULL);
 	r = expect(200, "GET", "/api/v1/cart", c.token, NULL, NULL);
 	cr_assert_eq(num(cart_line(&r, mug), "quantity"), 999, "refused writes change nothing");
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_orders, a_deleted_product_is_dropped_from_the_cart_with_a_notice)
@@ -638,12 +528,12 @@ Test(api_orders, a_deleted_product_is_dropped_from_the_cart_with_a_notice)
 	create_product("TEA-3", "Tea", 300, tea);
 	customer c = sign_up("deleted@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = add_item(&c, tea, 2);
-	reply_free(&r);
+	hc_reply_free(&r);
 	path_of(path, sizeof path, "/api/v1/admin/products/", tea, "");
 	r = expect(204, "DELETE", path, admin_token, NULL, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = expect(200, "GET", "/api/v1/cart", c.token, NULL, NULL);
 	cr_assert_null(cart_line(&r, tea));
@@ -653,14 +543,14 @@ Test(api_orders, a_deleted_product_is_dropped_from_the_cart_with_a_notice)
 	cr_assert_eq(json_array_size(notices), 1, "%s", r.body);
 	cr_assert_str_eq(str(json_array_get(notices, 0), "product_id"), tea);
 	cr_assert_not_null(json_object_get(json_array_get(notices, 0), "message"));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* the line was removed from the cart: the notice shows once */
 	bool gone = false;
 	for (int i = 0; i < 50 && !gone; i++) {
 		r = expect(200, "GET", "/api/v1/cart", c.token, NULL, NULL);
 		gone = json_object_get(r.json, "notices") == NULL;
-		reply_free(&r);
+		hc_reply_free(&r);
 		if (!gone)
 			usleep(100 * 1000);
 	}
@@ -668,7 +558,7 @@ Test(api_orders, a_deleted_product_is_dropped_from_the_cart_with_a_notice)
 	/* and a deleted product cannot be added */
 	r = add_item(&c, tea, 1);
 	cr_assert_eq(r.status, 404, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* ---- placing and listing --------------------------------------------------------- */
@@ -682,7 +572,7 @@ Test(api_orders, placing_needs_items_and_honours_the_idempotency_key)
 	expect_problem(422, "POST", "/api/v1/orders", c.token, "{}", NULL);
 	expect_problem(401, "POST", "/api/v1/orders", NULL, "{}", NULL);
 	reply r = add_item(&c, mug, 2);
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(400, "POST", "/api/v1/orders", c.token, "{\"items\":[]}", NULL);
 	expect_problem(400, "POST", "/api/v1/orders", c.token, "{}", "Idempotency-Key;"); /* empty */
 	char long_key[200] = "Idempotency-Key: ";
@@ -703,35 +593,35 @@ Test(api_orders, placing_needs_items_and_honours_the_idempotency_key)
 	cr_assert_null(strstr(r.body, "token"), "no token hash in %s", r.body);
 	cr_assert_null(strstr(r.body, "hash"), "no hash in %s", r.body);
 	cr_assert_null(strstr(r.body, "place@orion.test"), "no email in %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* a retry finds the same order; the same key with another body is refused */
 	r = expect(202, "POST", "/api/v1/orders", c.token, "{}", "Idempotency-Key: order-key-1");
 	snprintf(again, sizeof again, "%s", str(r.json, "id"));
 	cr_assert_str_eq(again, first);
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(422, "POST", "/api/v1/orders", c.token, "{\"note\":\"x\"}",
 	               "Idempotency-Key: order-key-1");
 	/* another key is another order */
 	r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(202, "POST", "/api/v1/orders", c.token, "{}", "Idempotency-Key: order-key-2");
 	cr_assert_str_neq(str(r.json, "id"), first);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* another customer with the same key gets an order of their own */
 	customer other = sign_up("place-other@orion.test");
 	r = add_item(&other, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(202, "POST", "/api/v1/orders", other.token, "{}", "Idempotency-Key: order-key-1");
 	cr_assert_str_neq(str(r.json, "id"), first);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	path_of(path, sizeof path, "/api/v1/orders/", first, "");
 	r = expect(200, "GET", path, c.token, NULL, NULL);
 	cr_assert_str_eq(str(r.json, "id"), first);
 	cr_assert_eq(num(r.json, "total_cents"), 2500);
-	reply_free(&r);
+	hc_reply_free(&r);
 	stop_cleanly();
 }
 
@@ -742,7 +632,7 @@ Test(api_orders, the_list_is_newest_first_and_pages)
 	customer c = sign_up("list@orion.test");
 	for (int i = 0; i < 3; i++) {
 		reply r = add_item(&c, mug, i + 1);
-		reply_free(&r);
+		hc_reply_free(&r);
 		place(&c, NULL, ids[i]);
 		usleep(5 * 1000); /* distinct created_at */
 	}
@@ -759,13 +649,13 @@ Test(api_orders, the_list_is_newest_first_and_pages)
 	cr_assert_str_eq(str(first, "currency"), "EUR");
 	char path[700];
 	snprintf(path, sizeof path, "/api/v1/orders?limit=2&cursor=%s", str(r.json, "next_cursor"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(200, "GET", path, c.token, NULL, NULL);
 	items = json_object_get(r.json, "items");
 	cr_assert_eq(json_array_size(items), 1, "%s", r.body);
 	cr_assert_str_eq(str(json_array_get(items, 0), "id"), ids[0]);
 	cr_assert(json_is_null(json_object_get(r.json, "next_cursor")));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	expect_problem(400, "GET", "/api/v1/orders?limit=0", c.token, NULL, NULL);
 	expect_problem(400, "GET", "/api/v1/orders?limit=101", c.token, NULL, NULL);
@@ -774,7 +664,7 @@ Test(api_orders, the_list_is_newest_first_and_pages)
 	customer other = sign_up("list-other@orion.test");
 	r = expect(200, "GET", "/api/v1/orders", other.token, NULL, NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0, "only my own orders: %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_orders, another_customer_cannot_see_cancel_or_stream_my_order)
@@ -783,7 +673,7 @@ Test(api_orders, another_customer_cannot_see_cancel_or_stream_my_order)
 	create_product("MUG-6", "Mug", 100, mug);
 	customer me = sign_up("owner@orion.test"), other = sign_up("intruder@orion.test");
 	reply r = add_item(&me, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&me, NULL, id);
 
 	path_of(path, sizeof path, "/api/v1/orders/", id, "");
@@ -801,7 +691,7 @@ Test(api_orders, another_customer_cannot_see_cancel_or_stream_my_order)
 	path_of(path, sizeof path, "/api/v1/orders/", id, "");
 	r = expect(200, "GET", path, me.token, NULL, NULL);
 	cr_assert_neq(strcmp(str(r.json, "status"), "cancelled"), 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* the owner cancels once; again is a conflict */
 	path_of(path, sizeof path, "/api/v1/orders/", id, "/cancel");
@@ -810,7 +700,7 @@ Test(api_orders, another_customer_cannot_see_cancel_or_stream_my_order)
 	json_t *history = json_object_get(r.json, "history");
 	json_t *last = json_array_get(history, json_array_size(history) - 1);
 	cr_assert_str_eq(str(last, "reason"), "customer");
-	reply_free(&r);
+	hc_reply_free(&r);
 	expect_problem(409, "POST", path, me.token, NULL, NULL);
 	expect_problem(400, "POST", path, me.token, "{\"reason\":\"x\"}", NULL);
 }
@@ -823,7 +713,7 @@ Test(api_orders, confirm_checks_the_token)
 	create_product("MUG-7", "Mug", 100, mug);
 	customer c = sign_up("confirm@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&c, NULL, id);
 	path_of(path, sizeof path, "/api/v1/orders/", id, "/confirm");
 
@@ -839,8 +729,8 @@ Test(api_orders, confirm_checks_the_token)
 	               NULL);
 	r = call_as("POST", path, NULL, "token=short", "application/x-www-form-urlencoded", NULL);
 	cr_assert_eq(r.status, 400);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
-	reply_free(&r);
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
+	hc_reply_free(&r);
 
 	if (!has_checkout())
 		cr_skip_test("orion serve has no checkout role yet: orders stay pending");
@@ -849,14 +739,14 @@ Test(api_orders, confirm_checks_the_token)
 	expect_problem(403, "POST", path, NULL, "{\"token\":\"" BAD_TOKEN "\"}", NULL);
 	r = call_as("POST", path, NULL, "token=" BAD_TOKEN, "application/x-www-form-urlencoded", NULL);
 	cr_assert_eq(r.status, 403, "%s", r.body);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
-	reply_free(&r);
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
+	hc_reply_free(&r);
 
 	token_for(id, token);
 	snprintf(body, sizeof body, "{\"token\":\"%s\"}", token);
 	r = expect(200, "POST", path, NULL, body, NULL);
 	cr_assert_str_eq(str(r.json, "status"), "awaiting_payment");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* a used token: the order left awaiting_confirmation */
 	expect_problem(409, "POST", path, NULL, body, NULL);
 }
@@ -867,7 +757,7 @@ Test(api_orders, the_confirmation_form_confirms_with_an_html_answer)
 	create_product("MUG-8", "Mug", 100, mug);
 	customer c = sign_up("form@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&c, NULL, id);
 	if (!has_checkout())
 		cr_skip_test("orion serve has no checkout role yet: orders stay pending");
@@ -877,14 +767,14 @@ Test(api_orders, the_confirmation_form_confirms_with_an_html_answer)
 	snprintf(body, sizeof body, "token=%s", token);
 	r = call_as("POST", path, NULL, body, "application/x-www-form-urlencoded", NULL);
 	cr_assert_eq(r.status, 200, "%s", r.body);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
 	cr_assert_not_null(strstr(r.body, "confirmed"));
 	cr_assert_null(strstr(r.body, token), "the answer does not repeat the token");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert(wait_status(&c, id, "awaiting_payment", 5000));
 	r = call_as("POST", path, NULL, body, "application/x-www-form-urlencoded", NULL);
 	cr_assert_eq(r.status, 409, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_orders_limited, confirmations_are_rate_limited_per_address)
@@ -897,23 +787,23 @@ Test(api_orders_limited, confirmations_are_rate_limited_per_address)
 	/* then the address is refused, before anything is sent */
 	reply r = expect(429, "POST", "/api/v1/orders/o-unknown/confirm", NULL,
 	                 "{\"token\":\"" BAD_TOKEN "\"}", NULL);
-	cr_assert_str_eq(header(&r, "Content-Type"), "application/problem+json");
-	const char *retry = header(&r, "Retry-After");
+	cr_assert_str_eq(hc_header(&r, "Content-Type"), "application/problem+json");
+	const char *retry = hc_header(&r, "Retry-After");
 	cr_assert_not_null(retry);
 	cr_assert_geq(atoi(retry), 1, "Retry-After: %s", retry);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* the form and the page share the budget, and answer a page */
 	snprintf(form, sizeof form, "token=%s", BAD_TOKEN);
 	r = call_as("POST", "/api/v1/orders/o-unknown/confirm", NULL, form,
 	            "application/x-www-form-urlencoded", NULL);
 	cr_assert_eq(r.status, 429, "%s", r.body);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
-	cr_assert_not_null(header(&r, "Retry-After"));
-	reply_free(&r);
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
+	cr_assert_not_null(hc_header(&r, "Retry-After"));
+	hc_reply_free(&r);
 	r = call("GET", "/api/v1/orders/o-unknown/confirm?token=" BAD_TOKEN, NULL, NULL, NULL);
 	cr_assert_eq(r.status, 429, "%s", r.body);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
-	reply_free(&r);
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
+	hc_reply_free(&r);
 	/* malformed requests cost nothing and are still told so */
 	expect_problem(400, "POST", "/api/v1/orders/o-unknown/confirm", NULL, "{\"token\":\"short\"}", NULL);
 	stop_cleanly();
@@ -925,33 +815,33 @@ Test(api_orders, the_confirmation_page_is_escaped_html_with_a_form)
 	snprintf(path, sizeof path, "/api/v1/orders/o-page_1/confirm?token=%s",
 	         "Ab-_0123456789abcdefghijklmnopqrstuvwxyzABC");
 	reply r = expect(200, "GET", path, NULL, NULL, NULL);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
-	const char *csp = header(&r, "Content-Security-Policy");
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
+	const char *csp = hc_header(&r, "Content-Security-Policy");
 	cr_assert_not_null(strstr(csp, "default-src 'none'"), "%s", csp);
 	cr_assert_not_null(strstr(csp, "form-action 'self'"), "%s", csp);
 	cr_assert_not_null(strstr(csp, "style-src 'unsafe-inline'"), "%s", csp);
-	cr_assert_str_eq(header(&r, "Cache-Control"), "no-store");
+	cr_assert_str_eq(hc_header(&r, "Cache-Control"), "no-store");
 	cr_assert_not_null(
 	        strstr(r.body, "<form method=\"post\" action=\"/api/v1/orders/o-page_1/confirm\">"), "%s",
 	        r.body);
 	cr_assert_not_null(
 	        strstr(r.body, "name=\"token\" value=\"Ab-_0123456789abcdefghijklmnopqrstuvwxyzABC\""));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* hostile values never reach the page: 400 page, nothing echoed */
 	r = call("GET", "/api/v1/orders/o1/confirm?token=%3Cscript%3Ealert(1)%3C%2Fscript%3E", NULL, NULL,
 	         NULL);
 	cr_assert_eq(r.status, 400);
-	cr_assert_not_null(strstr(header(&r, "Content-Type"), "text/html"));
+	cr_assert_not_null(strstr(hc_header(&r, "Content-Type"), "text/html"));
 	cr_assert_null(strstr(r.body, "<script"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = call("GET", "/api/v1/orders/%3Cb%3E/confirm?token=" BAD_TOKEN, NULL, NULL, NULL);
 	cr_assert_eq(r.status, 400);
 	cr_assert_null(strstr(r.body, "<b>"), "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = call("GET", "/api/v1/orders/o1/confirm", NULL, NULL, NULL);
 	cr_assert_eq(r.status, 400);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* ---- the event stream ------------------------------------------------------------- */
@@ -969,7 +859,7 @@ static void cancel_now(void *arg)
 	path_of(path, sizeof path, "/api/v1/orders/", a->id, "/cancel");
 	reply r = call("POST", path, a->c->token, NULL, NULL);
 	a->status = r.status;
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
@@ -979,7 +869,7 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	create_product("MUG-9", "Mug", 100, mug);
 	customer c = sign_up("stream@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&c, NULL, id);
 	path_of(path, sizeof path, "/api/v1/orders/", id, "/events");
 
@@ -988,8 +878,8 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	sse_client client = {.trigger = "\"status\":\"pending\"", .action = cancel_now, .action_arg = &arg};
 	reply s = sse(&client, path, c.token, NULL, 20000, &ended);
 	cr_assert_eq(s.status, 200, "%s", s.body);
-	cr_assert_not_null(strstr(header(&s, "Content-Type"), "text/event-stream"));
-	cr_assert_str_eq(header(&s, "Cache-Control"), "no-store");
+	cr_assert_not_null(strstr(hc_header(&s, "Content-Type"), "text/event-stream"));
+	cr_assert_str_eq(hc_header(&s, "Cache-Control"), "no-store");
 	cr_assert_eq(arg.status, 200, "the cancel during the stream");
 	cr_assert(ended, "the stream ends after a final status: %s", s.body);
 	unsigned long long pending = event_id(s.body, "pending"), cancelled = event_id(s.body, "cancelled");
@@ -1003,7 +893,7 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	cr_assert_geq(strtoull(retry + 8, NULL, 10), 60000, "%s", s.body);
 	cr_assert_gt(retry - s.body, strstr(s.body, "\"status\":\"cancelled\"") - s.body,
 	             "the retry follows the final event: %s", s.body);
-	reply_free(&s);
+	hc_reply_free(&s);
 
 	/* Last-Event-ID: only what came after it */
 	snprintf(last, sizeof last, "%llu", pending);
@@ -1014,7 +904,7 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 	cr_assert_eq(event_id(s.body, "pending"), 0, "%s", s.body);
 	cr_assert_eq(event_id(s.body, "cancelled"), cancelled, "%s", s.body);
 	cr_assert_not_null(strstr(s.body, "\nretry: "), "%s", s.body);
-	reply_free(&s);
+	hc_reply_free(&s);
 	/* a client that has seen the final status: 204, which stops an
 	 * EventSource from reconnecting (an empty 200 would make it reconnect
 	 * every few seconds forever) */
@@ -1024,8 +914,8 @@ Test(api_orders, the_event_stream_sends_history_then_live_changes_and_resumes)
 		s = sse(&caught_up, path, c.token, last, 10000, &ended);
 		cr_assert(ended, "nothing more will come after a final status");
 		cr_assert_eq(s.status, 204, "Last-Event-ID %s: %ld %s", last, s.status, s.body);
-		cr_assert_eq(s.len, 0, "%s", s.body);
-		reply_free(&s);
+		cr_assert_eq(s.body_len, 0, "%s", s.body);
+		hc_reply_free(&s);
 	}
 
 	expect_problem(400, "GET", path, c.token, NULL, "Last-Event-ID: abc");
@@ -1039,14 +929,14 @@ Test(api_orders, an_open_stream_does_not_keep_the_server_from_stopping)
 	create_product("MUG-10", "Mug", 100, mug);
 	customer c = sign_up("stop@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&c, NULL, id);
 	path_of(path, sizeof path, "/api/v1/orders/", id, "/events");
 	/* read until the pending event, then leave the connection open while stopping */
 	sse_client client = {.stop_when = "\"status\":\"pending\""};
 	reply s = sse(&client, path, c.token, NULL, 10000, &ended);
 	cr_assert_not_null(strstr(s.body, "pending"));
-	reply_free(&s);
+	hc_reply_free(&s);
 	stop_cleanly();
 }
 
@@ -1059,7 +949,7 @@ Test(api_orders, the_stream_delivers_awaiting_confirmation)
 	create_product("MUG-11", "Mug", 100, mug);
 	customer c = sign_up("saga@orion.test");
 	reply r = add_item(&c, mug, 1);
-	reply_free(&r);
+	hc_reply_free(&r);
 	place(&c, NULL, id);
 	path_of(path, sizeof path, "/api/v1/orders/", id, "/events");
 	sse_client client = {.stop_when = "\"status\":\"awaiting_confirmation\""};
@@ -1069,5 +959,5 @@ Test(api_orders, the_stream_delivers_awaiting_confirmation)
 	unsigned long long reserved = event_id(s.body, "awaiting_confirmation");
 	cr_assert_gt(pending, 0, "%s", s.body);
 	cr_assert_gt(reserved, pending, "%s", s.body);
-	reply_free(&s);
+	hc_reply_free(&s);
 }

@@ -35,6 +35,7 @@
 #include "bus.h"
 #include "gw_jwt.h"
 #include "harness.h"
+#include "http_client.h"
 #include "order.h"
 #include "order_token.h"
 
@@ -50,106 +51,14 @@ static char admin_token[GW_JWT_MAX_TOKEN];
 
 /* ---- a small curl client ------------------------------------------------ */
 
-typedef struct reply {
-	long status;
-	char *headers;
-	size_t headers_len;
-	char *body;
-	size_t len;
-	json_t *json; /* the parsed body, or NULL */
-} reply;
-
-static void append(char **buffer, size_t *len, const char *data, size_t n)
-{
-	char *grown = realloc(*buffer, *len + n + 1);
-	cr_assert_not_null(grown);
-	memcpy(grown + *len, data, n);
-	*len += n;
-	grown[*len] = '\0';
-	*buffer = grown;
-}
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	append(&r->body, &r->len, data, size * count);
-	return size * count;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	append(&r->headers, &r->headers_len, data, size * count);
-	return size * count;
-}
-
-/* The value of header name in r, or NULL (static storage). */
-static const char *header(const reply *r, const char *name)
-{
-	static char value[512];
-	size_t name_len = strlen(name);
-	for (const char *line = r->headers; line && *line;
-	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
-		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-			const char *v = line + name_len + 1;
-			while (*v == ' ')
-				v++;
-			snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\r\n"), v);
-			return value;
-		}
-	}
-	return NULL;
-}
-
-static void reply_free(reply *r)
-{
-	json_decref(r->json);
-	free(r->body);
-	free(r->headers);
-}
+typedef hc_reply reply;
 
 /* method path with an optional bearer token, body of content_type (JSON when
  * NULL) and one extra header. */
 static reply call_as(const char *method, const char *path, const char *token, const char *body,
                      const char *content_type, const char *extra_header)
 {
-	reply r = {0};
-	char url[1024], auth[GW_JWT_MAX_TOKEN + 32], type[128];
-	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-	if (token != NULL) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		list = curl_slist_append(list, auth);
-	}
-	if (body != NULL) {
-		snprintf(type, sizeof type, "Content-Type: %s",
-		         content_type ? content_type : "application/json");
-		list = curl_slist_append(list, type);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	}
-	if (extra_header != NULL)
-		list = curl_slist_append(list, extra_header);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 45000L);
-	CURLcode rc = curl_easy_perform(curl);
-	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	if (r.body == NULL)
-		append(&r.body, &r.len, "", 0);
-	if (r.headers == NULL)
-		append(&r.headers, &r.headers_len, "", 0);
-	r.json = json_loads(r.body, 0, NULL);
+	reply r = hc_call(base_url, method, path, token, body, 0, content_type, extra_header, 45000L);
 	return r;
 }
 
@@ -189,7 +98,7 @@ static reply expect_problem(long status, const char *path, const char *token, co
 {
 	reply r = expect(status, "POST", path, token, body, extra_header);
 	cr_assert_not_null(r.json, "problem body: %s", r.body);
-	cr_assert_str_eq(header(&r, "Content-Type"), "application/problem+json");
+	cr_assert_str_eq(hc_header(&r, "Content-Type"), "application/problem+json");
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "status")), status);
 	cr_assert_null(strstr(r.body, "4242424242424242"), "card number echoed: %s", r.body);
 	cr_assert_null(strstr(r.body, "4000000000000002"), "card number echoed: %s", r.body);
@@ -203,39 +112,28 @@ static natsd *nats; /* the fake-service suite's own nats-server, or NULL */
 
 static void start(const char *roles)
 {
-	char log_path[600], dir_env[600], addr_env[64], addr[32], nats_env[128] = "ORION_NATS_URL=";
+	char nats_env[128] = "ORION_NATS_URL=";
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	data_dir = th_tempdir("api-payment");
-	int port = natsd_free_port();
-	cr_assert_gt(port, 0);
-	snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-	snprintf(base_url, sizeof base_url, "http://%s", addr);
-	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
-	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=%s", addr);
 	if (nats != NULL)
 		snprintf(nats_env, sizeof nats_env, "ORION_NATS_URL=%s", natsd_url(nats));
-	char *with_roles[] = {(char *)th_orion_bin(), "serve", "--roles", (char *)roles, NULL};
-	char *all[] = {(char *)th_orion_bin(), "serve", NULL};
-	char *env[] = {dir_env,
-	               addr_env,
-	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
-	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-	               nats_env,
-	               "ORION_JWT_SECRET=",
-	               "ORION_PSP_URL=",
-	               "ORION_LOG_LEVEL=warn",
-	               NULL};
-	server_pid = th_spawn(roles != NULL ? with_roles : all, env, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
-	          "serve did not come up");
+	const char *with_roles[] = {"--roles", roles, NULL};
+	const char *env[] = {"ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
+	                     "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	                     nats_env,
+	                     "ORION_JWT_SECRET=",
+	                     "ORION_PSP_URL=",
+	                     "ORION_LOG_LEVEL=warn",
+	                     NULL};
+	server_pid = hc_serve_start(data_dir, roles != NULL ? with_roles : NULL, env, base_url,
+	                            sizeof base_url, NULL);
 	for (int waited = 0; waited < 15000; waited += 100) {
 		reply r = call("POST", "/api/v1/auth/login", NULL,
 		               "{\"email\":\"" ADMIN_EMAIL "\",\"password\":\"" ADMIN_PASSWORD "\"}", NULL);
 		bool ok = r.status == 200;
 		if (ok)
 			snprintf(admin_token, sizeof admin_token, "%s", str(r.json, "access_token"));
-		reply_free(&r);
+		hc_reply_free(&r);
 		if (ok)
 			return;
 		usleep(100 * 1000);
@@ -256,9 +154,7 @@ static void start_without_payment(void)
 static void stop_server(void)
 {
 	if (server_pid > 0) {
-		th_kill(server_pid, SIGTERM);
-		if (th_wait_exit(server_pid, 15000) < 0)
-			th_kill(server_pid, SIGKILL);
+		hc_serve_stop(server_pid);
 		server_pid = 0;
 	}
 	th_rmrf(data_dir);
@@ -293,10 +189,7 @@ static bool has_payment(void)
 /* SIGTERM, and the exit code must be 0 (under ASan: no leak either). */
 static void stop_cleanly(void)
 {
-	th_kill(server_pid, SIGTERM);
-	int code = th_wait_exit(server_pid, 15000);
-	if (code < 0)
-		th_kill(server_pid, SIGKILL);
+	int code = hc_serve_stop(server_pid);
 	server_pid = 0;
 	cr_assert_eq(code, 0, "serve exited with %d", code);
 }
@@ -316,11 +209,11 @@ static customer sign_up(const char *email)
 	         "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"Customer\"}", email);
 	reply r = expect(201, "POST", "/api/v1/auth/register", NULL, body, NULL);
 	snprintf(c.id, sizeof c.id, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"a long password\"}", email);
 	r = expect(200, "POST", "/api/v1/auth/login", NULL, body, NULL);
 	snprintf(c.token, sizeof c.token, "%s", str(r.json, "access_token"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	return c;
 }
 
@@ -333,7 +226,7 @@ static void create_product(const char *sku, long long price, char out[65])
 	         sku, price);
 	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token, body, NULL);
 	snprintf(out, 65, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* Puts quantity of product in the cart and places an order; copies its id. */
@@ -342,10 +235,10 @@ static void place(const customer *c, const char *product, int quantity, char id[
 	char body[160];
 	snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":%d}", product, quantity);
 	reply r = expect(200, "POST", "/api/v1/cart/items", c->token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect(202, "POST", "/api/v1/orders", c->token, "{}", NULL);
 	snprintf(id, 65, "%s", str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static const char *status_of(const customer *c, const char *id)
@@ -355,7 +248,7 @@ static const char *status_of(const customer *c, const char *id)
 	snprintf(path, sizeof path, "/api/v1/orders/%s", id);
 	reply r = expect(200, "GET", path, c->token, NULL, NULL);
 	snprintf(status, sizeof status, "%s", str(r.json, "status"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	return status;
 }
 
@@ -395,7 +288,7 @@ static void awaiting_payment(const customer *c, const char *product, char id[65]
 	snprintf(path, sizeof path, "/api/v1/orders/%s/confirm", id);
 	reply r = expect(200, "POST", path, NULL, body, NULL);
 	cr_assert_str_eq(str(r.json, "status"), "awaiting_payment");
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* {"card":{...}} with the given number (the rest valid). */
@@ -424,79 +317,79 @@ Test(api_payment, login_owner_id_key_and_a_strict_body_are_checked_first)
 	card_body(body, sizeof body, "4242424242424242", 2030);
 
 	reply r = expect_problem(401, path, NULL, body, NULL);
-	cr_assert_not_null(header(&r, "WWW-Authenticate"));
-	reply_free(&r);
+	cr_assert_not_null(hc_header(&r, "WWW-Authenticate"));
+	hc_reply_free(&r);
 	r = expect_problem(401, path, "not-a-token", body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* somebody else's order and an unknown one look the same */
 	r = expect_problem(404, path, other.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(404, "/api/v1/orders/o-does-not-exist/payment", me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, "/api/v1/orders/a.b/payment", me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* the Idempotency-Key header: 1..128 printable ASCII */
 	r = expect_problem(400, path, me.token, body, "Idempotency-Key;");
 	cr_assert_str_eq(first_error_field(&r), "Idempotency-Key");
-	reply_free(&r);
+	hc_reply_free(&r);
 	char long_key[200] = "Idempotency-Key: ";
 	memset(long_key + strlen(long_key), 'k', 129);
 	r = expect_problem(400, path, me.token, body, long_key);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* the body: JSON, small, exactly {card:{number, exp_month, exp_year, cvc, holder_name}} */
 	r = call_as("POST", path, me.token, body, "text/plain", NULL);
 	cr_assert_eq(r.status, 415, "%s", r.body);
 	cr_assert_null(strstr(r.body, "4242424242424242"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	char *big = malloc(8192);
 	cr_assert_not_null(big);
 	snprintf(big, 8192, "{\"card\":{\"number\":\"4242424242424242\",\"holder_name\":\"%05000d\"}}", 0);
 	r = expect_problem(413, path, me.token, big, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(big);
 	r = expect_problem(400, path, me.token, "{}", NULL);
 	cr_assert_str_eq(first_error_field(&r), "card");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token, "not json", NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token, "", NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(
 	        400, path, me.token,
 	        "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":\"12\",\"exp_year\":2030,"
 	        "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
 	        NULL);
 	cr_assert_str_eq(first_error_field(&r), "card.exp_month");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token,
 	                   "{\"card\":{\"number\":4242424242424242,\"exp_month\":12,\"exp_year\":2030,"
 	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
 	                   NULL);
 	cr_assert_str_eq(first_error_field(&r), "card.number");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token,
 	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
 	                   "\"holder_name\":\"Ada\"}}",
 	                   NULL);
 	cr_assert_str_eq(first_error_field(&r), "card.cvc");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token,
 	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
 	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\",\"pin\":\"1234\"}}",
 	                   NULL);
 	cr_assert_str_eq(first_error_field(&r), "card.pin");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* a card number sent as a member name is not echoed */
 	r = expect_problem(400, path, me.token, "{\"card\":{\"4242424242424242\":\"737\"}}", NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* mass assignment: no amount, currency or status from the client */
 	snprintf(body, sizeof body,
 	         "{\"amount_cents\":1,\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,"
 	         "\"exp_year\":2030,\"cvc\":\"737\",\"holder_name\":\"Ada\"}}");
 	r = expect_problem(400, path, me.token, body, NULL);
 	cr_assert_str_eq(first_error_field(&r), "amount_cents");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* nothing of it moved the order, and serve stops cleanly */
 	cr_assert_neq(strcmp(status_of(&me, id), "confirmed"), 0);
@@ -511,13 +404,13 @@ Test(api_payment, a_cancelled_order_cannot_be_paid)
 	place(&me, mug, 1, id);
 	snprintf(path, sizeof path, "/api/v1/orders/%s/cancel", id);
 	reply r = expect(200, "POST", path, me.token, NULL, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	pay_path(path, sizeof path, id);
 	card_body(body, sizeof body, "4242424242424242", 2030);
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: cancelled-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "cancelled");
 }
 
@@ -532,10 +425,10 @@ Test(api_payment_unserved, no_payment_service_is_503_and_the_order_waits)
 	int64_t start = th_now_ms();
 	reply r = expect_problem(503, path, me.token, body, "Idempotency-Key: unserved-1");
 	cr_assert_lt(th_now_ms() - start, 5000, "nobody serves payments: no need to wait");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* not remembered: the same key is tried again (and fails the same way) */
 	r = expect_problem(503, path, me.token, body, "Idempotency-Key: unserved-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 	stop_cleanly();
 }
@@ -554,10 +447,10 @@ Test(api_payment, paying_before_the_order_awaits_payment_is_409)
 	card_body(body, sizeof body, "4242424242424242", 2030);
 	/* pending or already awaiting_confirmation: either way not payable */
 	reply r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert(wait_status(&me, id, "awaiting_confirmation", 20000));
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: early-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_confirmation");
 }
 
@@ -575,18 +468,18 @@ Test(api_payment, an_invalid_card_is_400_naming_the_field_and_charges_nothing)
 	reply r = expect_problem(400, path, me.token, body, NULL);
 	cr_assert_str_eq(first_error_field(&r), "card.number", "%s", r.body);
 	cr_assert_null(strstr(r.body, "4242424242424241"));
-	reply_free(&r);
+	hc_reply_free(&r);
 	card_body(body, sizeof body, "4242424242424242", 2020); /* expired */
 	r = expect_problem(400, path, me.token, body, "Idempotency-Key: expired-1");
 	cr_assert(strncmp(first_error_field(&r), "card.exp_", 9) == 0, "%s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 
 	/* and a valid card still pays it afterwards */
 	card_body(body, sizeof body, "4242424242424242", 2030);
 	r = expect(200, "POST", path, me.token, body, "Idempotency-Key: valid-1");
 	cr_assert_str_eq(str(r.json, "status"), "confirmed");
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
@@ -612,16 +505,16 @@ Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
 	/* the same request again: the same answer */
 	reply again = expect(200, "POST", path, me.token, body, "Idempotency-Key: pay-key-1");
 	cr_assert_str_eq(again.body, first.body);
-	reply_free(&again);
+	hc_reply_free(&again);
 	/* the same key with another card: 422; another key or none: 409 */
 	card_body(other_body, sizeof other_body, "5555555555554444", 2031);
 	reply r = expect_problem(422, path, me.token, other_body, "Idempotency-Key: pay-key-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: pay-key-2");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
-	reply_free(&first);
+	hc_reply_free(&r);
+	hc_reply_free(&first);
 	cr_assert_str_eq(status_of(&me, id), "confirmed");
 	stop_cleanly();
 }
@@ -642,11 +535,11 @@ Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 	json_t *last = json_array_get(history, json_array_size(history) - 1);
 	cr_assert_str_eq(str(last, "reason"), "insufficient_funds");
 	cr_assert(json_is_null(json_object_get(r.json, "payment")));
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* a failed order is final */
 	card_body(body, sizeof body, "4242424242424242", 2030);
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(api_payment, an_order_above_the_provider_limit_is_422_and_stays_payable)
@@ -663,7 +556,7 @@ Test(api_payment, an_order_above_the_provider_limit_is_422_and_stays_payable)
 		reply r = expect_problem(422, path, me.token, body, "Idempotency-Key: too-large-1");
 		cr_assert_str_eq(str(r.json, "detail"),
 		                 "the order's total is above what a card payment can charge", "%s", r.body);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 }
@@ -904,19 +797,19 @@ Test(api_payment_fake, a_double_click_is_one_command_and_the_same_answer, .timeo
 	/* later, the same request: the same answer, not sent again */
 	reply r = expect(200, "POST", path, me.token, body, "Idempotency-Key: dbl-1");
 	cr_assert_str_eq(r.body, clicks[0].r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), 1);
 	/* the same key with another body: 422, not sent */
 	card_body(other, sizeof other, FAKE_APPROVE, 2031);
 	r = expect_problem(422, path, me.token, other, "Idempotency-Key: dbl-1");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), 1);
 	/* without a key, the confirmed order is not sent either */
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), 1);
 	for (int i = 0; i < 5; i++)
-		reply_free(&clicks[i].r);
+		hc_reply_free(&clicks[i].r);
 	stop_cleanly(); /* the kept answer is freed at exit (no leak under ASan) */
 }
 
@@ -931,17 +824,17 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	card_body(body, sizeof body, FAKE_BAD_CVC, 2030);
 	reply r = expect_problem(400, path, me.token, body, "Idempotency-Key: map-1");
 	cr_assert_str_eq(first_error_field(&r), "card.cvc");
-	reply_free(&r);
+	hc_reply_free(&r);
 	card_body(body, sizeof body, FAKE_BUSY, 2030);
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* failed: 503, and not remembered: the retry with the key is sent again */
 	card_body(body, sizeof body, FAKE_DOWN, 2030);
 	int before = fake_pays();
 	r = expect_problem(503, path, me.token, body, "Idempotency-Key: map-2");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = expect_problem(503, path, me.token, body, "Idempotency-Key: map-2");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), before + 2);
 	pthread_mutex_lock(&fake.lock);
 	cr_assert_eq(strncmp(fake.command_id, id, strlen(id)), 0);
@@ -950,7 +843,7 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	/* without a key the command id is random */
 	card_body(body, sizeof body, FAKE_BUSY, 2030);
 	r = expect_problem(409, path, me.token, body, NULL);
-	reply_free(&r);
+	hc_reply_free(&r);
 	pthread_mutex_lock(&fake.lock);
 	cr_assert_neq(strncmp(fake.command_id, id, strlen(id)), 0, "%s", fake.command_id);
 	cr_assert_str_eq(fake.key, "");
@@ -959,17 +852,17 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	card_body(body, sizeof body, FAKE_CONFLICT, 2030);
 	r = expect_problem(422, path, me.token, body, "Idempotency-Key: map-3");
 	cr_assert_str_eq(str(r.json, "detail"), "this Idempotency-Key was used for another request");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* the payment's attempts are used up: 409 saying so */
 	card_body(body, sizeof body, FAKE_LIMIT, 2030);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: map-4");
 	cr_assert_str_eq(str(r.json, "detail"), "this order has reached its limit of payment attempts");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* a total above the provider's limit: 422 saying so */
 	card_body(body, sizeof body, FAKE_TOO_BIG, 2030);
 	r = expect_problem(422, path, me.token, body, NULL);
 	cr_assert_str_eq(str(r.json, "detail"), "the order's total is above what a card payment can charge");
-	reply_free(&r);
+	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 	stop_cleanly();
 }

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "harness.h"
+#include "http_client.h"
 
 #define ADMIN_EMAIL    "root@orion.test"
 #define ADMIN_PASSWORD "admin-password-1"
@@ -38,9 +39,7 @@ static void setup(void)
 static void teardown(void)
 {
 	if (server_pid > 0) {
-		th_kill(server_pid, SIGTERM);
-		if (th_wait_exit(server_pid, 15000) < 0)
-			th_kill(server_pid, SIGKILL);
+		hc_serve_stop(server_pid);
 		server_pid = 0;
 	}
 	th_rmrf(data_dir);
@@ -53,95 +52,28 @@ TestSuite(api_public, .init = setup, .fini = teardown, .timeout = 60);
 /* Starts `orion serve [--demo]` and waits until it announces its URL. */
 static void start_server(bool demo)
 {
-	char log_path[700], dir_env[600], addr_env[64];
-	int port = natsd_free_port();
-	cr_assert_gt(port, 0);
-	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
-	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", port);
-	snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", port);
-	char *argv[] = {(char *)th_orion_bin(), "serve", demo ? "--demo" : NULL, NULL};
-	char *env[] = {dir_env,
-	               addr_env,
-	               "ORION_ADMIN_EMAIL=" ADMIN_EMAIL,
-	               "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-	               "ORION_LOG_LEVEL=warn",
-	               NULL};
-	server_pid = th_spawn(argv, env, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
-	          "serve did not come up");
+	const char *args[] = {demo ? "--demo" : NULL, NULL};
+	const char *env[] = {"ORION_ADMIN_EMAIL=" ADMIN_EMAIL, "ORION_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+	                     "ORION_LOG_LEVEL=warn", NULL};
+	server_pid = hc_serve_start(data_dir, args, env, base_url, sizeof base_url, NULL);
 }
 
 /* SIGTERM, then the exit code must be 0: a clean stop (under the sanitizer
  * build, no leak either). The .fini stops the server if a test failed first. */
 static void stop_server(void)
 {
-	th_kill(server_pid, SIGTERM);
-	int code = th_wait_exit(server_pid, 15000);
-	if (code < 0)
-		th_kill(server_pid, SIGKILL);
+	int code = hc_serve_stop(server_pid);
 	server_pid = 0;
 	cr_assert_eq(code, 0, "serve exited with %d", code);
 }
 
 /* ---- a small curl client --------------------------------------------------- */
 
-typedef struct reply {
-	long status;
-	char *headers;
-	size_t headers_len;
-	char *body;
-	size_t body_len;
-	json_t *json; /* the parsed body, or NULL */
-} reply;
-
-static size_t append(char **buffer, size_t *len, const char *data, size_t n)
-{
-	char *grown = realloc(*buffer, *len + n + 1);
-	cr_assert_not_null(grown);
-	memcpy(grown + *len, data, n);
-	*len += n;
-	grown[*len] = '\0';
-	*buffer = grown;
-	return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	return append(&r->headers, &r->headers_len, data, size * count);
-}
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	return append(&r->body, &r->body_len, data, size * count);
-}
-
-/* The value of header name in r (the last response), or NULL (static). */
-static const char *header(const reply *r, const char *name)
-{
-	static char value[512];
-	const char *last = r->headers;
-	for (const char *p = strstr(r->headers, "HTTP/1."); p; p = strstr(p + 1, "\r\nHTTP/1."))
-		last = p;
-	size_t name_len = strlen(name);
-	for (const char *line = last; line && *line;
-	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
-		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-			const char *v = line + name_len + 1;
-			while (*v == ' ')
-				v++;
-			snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\r\n"), v);
-			return value;
-		}
-	}
-	return NULL;
-}
+typedef hc_reply reply;
 
 static void expect_header(const reply *r, const char *name, const char *expected)
 {
-	const char *value = header(r, name);
+	const char *value = hc_header(r, name);
 	cr_assert_not_null(value, "missing header %s", name);
 	cr_assert_str_eq(value, expected, "header %s", name);
 }
@@ -150,44 +82,11 @@ static void expect_header(const reply *r, const char *name, const char *expected
  * bytes; 0 means strlen). Checks the security headers of every answer. */
 static reply request(const char *method, const char *path, const char *token, const char *body, size_t len)
 {
-	reply r = {0};
-	char url[4096], auth[4200];
-	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	if (token != NULL) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		list = curl_slist_append(list, auth);
-	}
-	if (body != NULL) {
-		list = curl_slist_append(list, "Content-Type: application/json");
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(len ? len : strlen(body)));
-	}
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 15000L);
-	CURLcode rc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-	if (r.headers == NULL)
-		append(&r.headers, &r.headers_len, "", 0);
-	if (r.body == NULL)
-		append(&r.body, &r.body_len, "", 0);
-	r.json = json_loads(r.body, 0, NULL);
+	reply r = hc_call(base_url, method, path, token, body, len, NULL, NULL, 15000L);
 	expect_header(&r, "X-Content-Type-Options", "nosniff");
 	expect_header(&r, "Content-Security-Policy", "default-src 'none'");
 	expect_header(&r, "Referrer-Policy", "no-referrer");
-	cr_assert_not_null(header(&r, "Content-Type"), "%s %s has no Content-Type", method, path);
+	cr_assert_not_null(hc_header(&r, "Content-Type"), "%s %s has no Content-Type", method, path);
 	return r;
 }
 
@@ -199,14 +98,6 @@ static reply get(const char *path, const char *token)
 static reply post(const char *path, const char *body)
 {
 	return request("POST", path, NULL, body, 0);
-}
-
-static void reply_free(reply *r)
-{
-	free(r->headers);
-	free(r->body);
-	json_decref(r->json);
-	memset(r, 0, sizeof *r);
 }
 
 static const char *str(const json_t *object, const char *key)
@@ -292,7 +183,7 @@ static char *login(const char *email, const char *password, long *status)
 		cr_assert_eq(json_integer_value(json_object_get(r.json, "expires_in")), 3600);
 		token = strdup(str(r.json, "access_token"));
 	}
-	reply_free(&r);
+	hc_reply_free(&r);
 	return token;
 }
 
@@ -312,14 +203,14 @@ Test(api_public, register_login_and_me)
 	cr_assert_str_eq(str(r.json, "name"), "Ada L");
 	cr_assert_str_eq(str(r.json, "role"), "customer");
 	char *id = strdup(str(r.json, "id"));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* the same address in another case is a duplicate */
 	r = post("/api/v1/auth/register",
 	         "{\"email\":\"ADA@example.com\",\"password\":\"other pass\",\"name\":\"X\"}");
 	json_t *problem = expect_problem(&r, 409);
 	cr_assert_str_eq(str(problem, "detail"), "email already registered");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* login right after the 201 finds the account (read-your-writes) */
 	long status;
@@ -333,17 +224,17 @@ Test(api_public, register_login_and_me)
 	cr_assert_str_eq(str(r.json, "name"), "Ada L");
 	cr_assert_str_eq(str(r.json, "role"), "customer");
 	expect_header(&r, "Cache-Control", "no-store");
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(token);
 
 	/* /me without a token or with a bad one */
 	r = get("/api/v1/me", NULL);
 	expect_problem(&r, 401);
 	expect_header(&r, "WWW-Authenticate", "Bearer");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = get("/api/v1/me", "not.a.token");
 	expect_problem(&r, 401);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* wrong password and unknown email: the same answer */
 	r = post("/api/v1/auth/login", "{\"email\":\"ada@example.com\",\"password\":\"wrong horse\"}");
@@ -352,8 +243,8 @@ Test(api_public, register_login_and_me)
 	               "{\"email\":\"nobody@example.com\",\"password\":\"correct horse\"}");
 	expect_problem(&u, 401);
 	cr_assert_str_eq(r.body, u.body, "the two failures must not be told apart");
-	reply_free(&r);
-	reply_free(&u);
+	hc_reply_free(&r);
+	hc_reply_free(&u);
 
 	/* the admin from ORION_ADMIN_EMAIL logs in with role admin */
 	token = login(ADMIN_EMAIL, ADMIN_PASSWORD, &status);
@@ -361,7 +252,7 @@ Test(api_public, register_login_and_me)
 	r = get("/api/v1/me", token);
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(str(r.json, "role"), "admin");
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(token);
 	free(id);
 	stop_server();
@@ -374,7 +265,7 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	reply r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\","
 	                                        "\"name\":\"Eve\",\"role\":\"admin\"}");
 	expect_field_error(&r, "role");
-	reply_free(&r);
+	hc_reply_free(&r);
 	long status;
 	char *token = login("eve@example.com", "password1", &status);
 	cr_assert_null(token);
@@ -384,28 +275,28 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	r = post("/api/v1/auth/register",
 	         "{\"email\":\"not-an-address\",\"password\":\"password1\",\"name\":\"E\"}");
 	expect_field_error(&r, "email");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = post("/api/v1/auth/register",
 	         "{\"email\":\"eve@example.com\",\"password\":\"short\",\"name\":\"E\"}");
 	expect_field_error(&r, "password");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = post("/api/v1/auth/register",
 	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"name\":\"\"}");
 	expect_field_error(&r, "name");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\"}");
 	expect_field_error(&r, "name");
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* a hostile field name comes back only as a JSON string of a problem
 	 * (nosniff, no HTML), quotes and controls escaped */
 	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\","
 	                                  "\"name\":\"Eve\",\"<script>\\\"\\n\":1}");
 	expect_field_error(&r, "<script>\"\n");
 	cr_assert_null(strstr(r.body, "\n"), "a raw newline in %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = post("/api/v1/auth/register", "[1,2]");
 	expect_problem(&r, 400);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* a body over 1 MiB */
 	size_t big_len = 1024 * 1024 + 100;
@@ -416,14 +307,14 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	big[big_len] = '\0';
 	r = request("POST", "/api/v1/auth/register", NULL, big, big_len);
 	expect_problem(&r, 413);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(big);
 
 	/* after all that, the address is still free */
 	r = post("/api/v1/auth/register",
 	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"name\":\"Eve\"}");
 	cr_assert_eq(r.status, 201, "body %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	token = login("eve@example.com", "password1", &status);
 	cr_assert_eq(status, 200);
 	free(token);
@@ -432,7 +323,7 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	r = post("/api/v1/auth/login",
 	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"otp\":\"1\"}");
 	expect_field_error(&r, "otp");
-	reply_free(&r);
+	hc_reply_free(&r);
 	stop_server();
 }
 
@@ -442,7 +333,7 @@ Test(api_public, login_is_rate_limited_before_the_password_is_checked)
 	reply r = post("/api/v1/auth/register",
 	               "{\"email\":\"mallory@example.com\",\"password\":\"the right one\",\"name\":\"M\"}");
 	cr_assert_eq(r.status, 201, "body %s", r.body);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* failures on one account until the limiter answers 429 */
 	int limited_at = 0;
 	for (int i = 1; i <= 12 && limited_at == 0; i++) {
@@ -451,17 +342,17 @@ Test(api_public, login_is_rate_limited_before_the_password_is_checked)
 			limited_at = i;
 		else
 			expect_problem(&r, 401);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	cr_assert_gt(limited_at, 1, "a few failures are allowed, then 429 (limited at %d)", limited_at);
 	/* now even the right password is refused, with Retry-After in seconds */
 	r = post("/api/v1/auth/login", "{\"email\":\"Mallory@Example.com\",\"password\":\"the right one\"}");
 	expect_problem(&r, 429);
-	const char *retry = header(&r, "Retry-After");
+	const char *retry = hc_header(&r, "Retry-After");
 	cr_assert_not_null(retry);
 	cr_assert_gt(atoi(retry), 0, "Retry-After: %s", retry);
 	cr_assert_eq(strspn(retry, "0123456789"), strlen(retry));
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* the per-address limit stops guesses spread over many accounts */
 	limited_at = 0;
 	for (int i = 1; i <= 40 && limited_at == 0; i++) {
@@ -470,9 +361,9 @@ Test(api_public, login_is_rate_limited_before_the_password_is_checked)
 		r = post("/api/v1/auth/login", body);
 		if (r.status == 429) {
 			limited_at = i;
-			cr_assert_not_null(header(&r, "Retry-After"));
+			cr_assert_not_null(hc_header(&r, "Retry-After"));
 		}
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	cr_assert_gt(limited_at, 0, "the address limit never answered 429");
 	stop_server();
@@ -488,7 +379,7 @@ static void wait_for_demo_catalog(void)
 		reply r = get("/api/v1/products?limit=100", NULL);
 		cr_assert_eq(r.status, 200, "body %s", r.body);
 		size_t n = json_array_size(json_object_get(r.json, "items"));
-		reply_free(&r);
+		hc_reply_free(&r);
 		if (n == 36)
 			return;
 		cr_assert_lt(th_now_ms(), deadline, "the catalog has %zu products", n);
@@ -513,7 +404,7 @@ static size_t list_count(const char *path, const char *expect_category)
 			cr_assert_str_eq(str(item, "category"), expect_category);
 	}
 	size_t n = json_array_size(items);
-	reply_free(&r);
+	hc_reply_free(&r);
 	return n;
 }
 
@@ -550,14 +441,14 @@ Test(api_public, catalog_pages_filters_and_searches, .timeout = 90)
 		pages++;
 		json_t *next = json_object_get(r.json, "next_cursor");
 		if (json_is_null(next)) {
-			reply_free(&r);
+			hc_reply_free(&r);
 			break;
 		}
 		cr_assert(json_is_string(next));
 		char *escaped = curl_easy_escape(NULL, json_string_value(next), 0);
 		snprintf(cursor, sizeof cursor, "%s", escaped);
 		curl_free(escaped);
-		reply_free(&r);
+		hc_reply_free(&r);
 		cr_assert_lt(pages, 10);
 	}
 	cr_assert_eq(total, 36);
@@ -567,7 +458,7 @@ Test(api_public, catalog_pages_filters_and_searches, .timeout = 90)
 	reply r = get("/api/v1/products", NULL);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 20);
 	cr_assert(json_is_string(json_object_get(r.json, "next_cursor")));
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* filters and search */
 	cr_assert_eq(list_count("/api/v1/products?category=coffee", "coffee"), 6);
@@ -591,10 +482,10 @@ Test(api_public, catalog_pages_filters_and_searches, .timeout = 90)
 	cr_assert_str_eq(str(r.json, "currency"), "EUR");
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "price_cents")), 2999);
 	cr_assert_eq(json_integer_value(json_object_get(r.json, "available")), 40);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = get("/api/v1/products/demo-999", NULL);
 	expect_problem(&r, 404);
-	reply_free(&r);
+	hc_reply_free(&r);
 	static const char *const bad_ids[] = {"a.b", "..%2Fx", "%3Cscript%3E", "x%20y", "%C3%A9t%C3%A9",
 	                                      "a*",  "%3E",    "a%22b",        "a%27b", "orion.evt.%3E"};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(bad_ids); i++) {
@@ -602,7 +493,7 @@ Test(api_public, catalog_pages_filters_and_searches, .timeout = 90)
 		r = get(path, NULL);
 		expect_field_error(&r, "id");
 		cr_assert_null(strstr(r.body, "<script>"));
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	stop_server();
 }
@@ -617,7 +508,7 @@ Test(api_public, catalog_rejects_bad_queries)
 		snprintf(path, sizeof path, "/api/v1/products?limit=%s", bad_limits[i]);
 		reply r = get(path, NULL);
 		expect_field_error(&r, "limit");
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	static const char *const bad_categories[] = {"Coffee", "a_b", "", "%3Cscript%3E", "caf%C3%A9"};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(bad_categories); i++) {
@@ -625,7 +516,7 @@ Test(api_public, catalog_rejects_bad_queries)
 		reply r = get(path, NULL);
 		expect_field_error(&r, "category");
 		cr_assert_null(strstr(r.body, "<script>"));
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	char long_category[80];
 	memset(long_category, 'a', 65);
@@ -633,11 +524,11 @@ Test(api_public, catalog_rejects_bad_queries)
 	snprintf(path, sizeof path, "/api/v1/products?category=%s", long_category);
 	reply r = get(path, NULL);
 	expect_field_error(&r, "category");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = get("/api/v1/products?cursor=garbage", NULL);
 	expect_field_error(&r, "cursor");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* q: at most 200 bytes and 16 distinct words */
 	char q[260];
@@ -646,25 +537,25 @@ Test(api_public, catalog_rejects_bad_queries)
 	snprintf(path, sizeof path, "/api/v1/products?q=%s", q);
 	r = get(path, NULL);
 	expect_field_error(&r, "q");
-	reply_free(&r);
+	hc_reply_free(&r);
 	snprintf(path, sizeof path, "/api/v1/products?q=");
 	for (int i = 0; i < 17; i++)
 		snprintf(path + strlen(path), sizeof path - strlen(path), "w%02d+", i);
 	r = get(path, NULL);
 	expect_field_error(&r, "q");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* every bad parameter is listed at once */
 	r = get("/api/v1/products?limit=0&category=BAD", NULL);
 	expect_field_error(&r, "limit");
 	expect_field_error(&r, "category");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	/* empty catalog: an empty page */
 	r = get("/api/v1/products?limit=1", NULL);
 	cr_assert_eq(r.status, 200);
 	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
 	cr_assert(json_is_null(json_object_get(r.json, "next_cursor")));
-	reply_free(&r);
+	hc_reply_free(&r);
 	stop_server();
 }

@@ -23,6 +23,7 @@
 #include "gw_metrics.h"
 #include "gw_ops.h"
 #include "gw_problem.h"
+#include "http_client.h"
 #include "log.h"
 
 #define ALLOWED_ORIGIN "https://shop.example"
@@ -177,106 +178,18 @@ TestSuite(gw_http, .init = setup, .fini = teardown, .timeout = 60);
 
 /* ---- a small curl client ------------------------------------------------ */
 
-typedef struct reply {
-	long status;
-	CURLcode curl;
-	char *headers;
-	size_t headers_len;
-	char *body;
-	size_t body_len;
-} reply;
-
-static size_t append(char **buffer, size_t *len, const char *data, size_t n)
-{
-	char *grown = realloc(*buffer, *len + n + 1);
-	cr_assert_not_null(grown);
-	memcpy(grown + *len, data, n);
-	*len += n;
-	grown[*len] = '\0';
-	*buffer = grown;
-	return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	return append(&r->headers, &r->headers_len, data, size * count);
-}
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	reply *r = arg;
-	return append(&r->body, &r->body_len, data, size * count);
-}
+typedef hc_reply reply;
 
 /* Performs method path with extra headers (NULL-terminated) and body. */
 static reply request(const char *method, const char *path, const char *const *headers, const char *body,
                      size_t body_len)
 {
-	reply r = {0};
-	char url[4096];
-	struct curl_slist *list = NULL;
-	CURL *curl = curl_easy_init();
-	snprintf(url, sizeof(url), "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	if (strcmp(method, "HEAD") == 0)
-		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-	for (size_t i = 0; headers && headers[i]; i++)
-		list = curl_slist_append(list, headers[i]);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	if (body) {
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-	}
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-	r.curl = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	if (!r.headers)
-		append(&r.headers, &r.headers_len, "", 0);
-	if (!r.body)
-		append(&r.body, &r.body_len, "", 0);
-	return r;
-}
-
-static void reply_free(reply *r)
-{
-	free(r->headers);
-	free(r->body);
-}
-
-/* The value of header name in the last response of r, or NULL (static). */
-static const char *header(const reply *r, const char *name)
-{
-	static char value[512];
-	const char *block = r->headers, *last = r->headers;
-	/* Skip interim responses (100 Continue): use the last status line. */
-	for (const char *p = strstr(block, "HTTP/1."); p; p = strstr(p + 1, "\r\nHTTP/1."))
-		last = p;
-	size_t name_len = strlen(name);
-	for (const char *line = last; line && *line;
-	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
-		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
-			const char *v = line + name_len + 1;
-			while (*v == ' ')
-				v++;
-			size_t n = strcspn(v, "\r\n");
-			snprintf(value, sizeof(value), "%.*s", (int)n, v);
-			return value;
-		}
-	}
-	return NULL;
+	return hc_perform(base_url, method, path, headers, body, body_len, 10000L);
 }
 
 static void expect_header(const reply *r, const char *name, const char *expected)
 {
-	const char *value = header(r, name);
+	const char *value = hc_header(r, name);
 	cr_assert_not_null(value, "missing header %s", name);
 	cr_assert_str_eq(value, expected, "header %s", name);
 }
@@ -286,7 +199,7 @@ static void expect_security_headers(const reply *r)
 	expect_header(r, "X-Content-Type-Options", "nosniff");
 	expect_header(r, "Content-Security-Policy", "default-src 'none'");
 	expect_header(r, "Referrer-Policy", "no-referrer");
-	cr_assert_not_null(header(r, "Content-Type"));
+	cr_assert_not_null(hc_header(r, "Content-Type"));
 }
 
 static void expect_problem(const reply *r, long status)
@@ -312,29 +225,29 @@ Test(gw_http, healthz_with_security_headers)
 	cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
 	expect_header(&r, "Content-Type", "application/json");
 	expect_security_headers(&r);
-	cr_assert_null(header(&r, "Cache-Control"));
-	cr_assert_null(header(&r, "Access-Control-Allow-Origin"));
-	reply_free(&r);
+	cr_assert_null(hc_header(&r, "Cache-Control"));
+	cr_assert_null(hc_header(&r, "Access-Control-Allow-Origin"));
+	hc_reply_free(&r);
 
 	const char *const auth[] = {"Authorization: Bearer x", NULL};
 	r = request("GET", "/healthz", auth, NULL, 0);
 	expect_header(&r, "Cache-Control", "no-store");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = request("HEAD", "/healthz", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_eq(r.body_len, 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, unknown_route_is_404_problem)
 {
 	reply r = request("GET", "/nothing/here?x=1", NULL, NULL, 0);
 	expect_problem(&r, 404);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = request("GET", "/items/", NULL, NULL, 0);
 	expect_problem(&r, 404);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, wrong_method_is_405_with_allow)
@@ -342,11 +255,11 @@ Test(gw_http, wrong_method_is_405_with_allow)
 	reply r = request("DELETE", "/healthz", NULL, NULL, 0);
 	expect_problem(&r, 405);
 	expect_header(&r, "Allow", "GET, HEAD");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = request("TRACE", "/upload", NULL, NULL, 0);
 	expect_problem(&r, 405);
 	expect_header(&r, "Allow", "POST");
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, params_and_query)
@@ -354,11 +267,11 @@ Test(gw_http, params_and_query)
 	reply r = request("GET", "/items/a%2Fb", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(r.body, "{\"id\":\"a/b\"}");
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = request("GET", "/echo?q=a%20b&z=1", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(r.body, "{\"q\":\"a b\",\"client\":\"127.0.0.1\"}");
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 static reply post_json(const char *body, size_t len, const char *content_type)
@@ -375,7 +288,7 @@ Test(gw_http, json_validation_end_to_end)
 	reply r = post_json(good, strlen(good), "application/json");
 	cr_assert_eq(r.status, 201, "body %s", r.body);
 	cr_assert_str_eq(r.body, "{\"quantity\":2}");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	const char unknown[] = "{\"name\":\"x\",\"quantity\":2,\"admin\":true,\"<b>\":1}";
 	r = post_json(unknown, strlen(unknown), "application/json; charset=utf-8");
@@ -383,16 +296,16 @@ Test(gw_http, json_validation_end_to_end)
 	json_t *problem = json_loads(r.body, 0, NULL);
 	cr_assert_eq(json_array_size(json_object_get(problem, "errors")), 2);
 	json_decref(problem);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	r = post_json(good, strlen(good), "text/plain");
 	expect_problem(&r, 415);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	const char bad_utf8[] = "{\"name\":\"\xff\",\"quantity\":2}";
 	r = post_json(bad_utf8, strlen(bad_utf8), "application/json");
 	expect_problem(&r, 400);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* A JSON body of exactly size bytes. */
@@ -412,20 +325,20 @@ Test(gw_http, body_limit)
 	char *body = body_of_size(limit);
 	reply r = post_json(body, limit, "application/json");
 	cr_assert_eq(r.status, 201, "a body of exactly the limit is accepted (%ld)", r.status);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(body);
 
 	body = body_of_size(limit + 1);
 	r = post_json(body, limit + 1, "application/json");
 	expect_problem(&r, 413);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(body);
 
 	/* Far above the limit evhttp's own backstop answers 413 (its HTML). */
 	body = body_of_size(3 * limit);
 	r = post_json(body, 3 * limit, "application/json");
 	cr_assert_eq(r.status, 413, "curl %d", r.curl);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(body);
 }
 
@@ -440,12 +353,12 @@ Test(gw_http, oversized_headers_are_refused)
 	reply r = request("GET", "/healthz", headers, NULL, 0);
 	/* evhttp answers 400 Bad Request and closes the connection. */
 	cr_assert_eq(r.status, 400, "status %ld curl %d", r.status, r.curl);
-	reply_free(&r);
+	hc_reply_free(&r);
 	free(big);
 	/* The server keeps serving. */
 	r = request("GET", "/healthz", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, cors_only_for_configured_origins)
@@ -454,18 +367,18 @@ Test(gw_http, cors_only_for_configured_origins)
 	reply r = request("GET", "/healthz", allowed, NULL, 0);
 	expect_header(&r, "Access-Control-Allow-Origin", ALLOWED_ORIGIN);
 	expect_header(&r, "Vary", "Origin");
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	const char *const other[] = {"Origin: https://evil.example", NULL};
 	r = request("GET", "/healthz", other, NULL, 0);
 	cr_assert_eq(r.status, 200);
-	cr_assert_null(header(&r, "Access-Control-Allow-Origin"));
-	reply_free(&r);
+	cr_assert_null(hc_header(&r, "Access-Control-Allow-Origin"));
+	hc_reply_free(&r);
 
 	const char *const prefix[] = {"Origin: " ALLOWED_ORIGIN ".evil", NULL};
 	r = request("GET", "/healthz", prefix, NULL, 0);
-	cr_assert_null(header(&r, "Access-Control-Allow-Origin"));
-	reply_free(&r);
+	cr_assert_null(hc_header(&r, "Access-Control-Allow-Origin"));
+	hc_reply_free(&r);
 
 	const char *const preflight[] = {"Origin: " ALLOWED_ORIGIN, "Access-Control-Request-Method: POST",
 	                                 "Access-Control-Request-Headers: content-type", NULL};
@@ -473,22 +386,22 @@ Test(gw_http, cors_only_for_configured_origins)
 	cr_assert_eq(r.status, 204);
 	expect_header(&r, "Access-Control-Allow-Origin", ALLOWED_ORIGIN);
 	expect_header(&r, "Access-Control-Allow-Methods", "POST, OPTIONS");
-	cr_assert_not_null(strstr(header(&r, "Access-Control-Allow-Headers"), "Content-Type"));
+	cr_assert_not_null(strstr(hc_header(&r, "Access-Control-Allow-Headers"), "Content-Type"));
 	expect_header(&r, "Allow", "POST, OPTIONS");
 	expect_security_headers(&r);
-	reply_free(&r);
+	hc_reply_free(&r);
 
 	const char *const bad_preflight[] = {"Origin: https://evil.example",
 	                                     "Access-Control-Request-Method: POST", NULL};
 	r = request("OPTIONS", "/upload", bad_preflight, NULL, 0);
 	cr_assert_eq(r.status, 204);
-	cr_assert_null(header(&r, "Access-Control-Allow-Origin"));
-	cr_assert_null(header(&r, "Access-Control-Allow-Methods"));
-	reply_free(&r);
+	cr_assert_null(hc_header(&r, "Access-Control-Allow-Origin"));
+	cr_assert_null(hc_header(&r, "Access-Control-Allow-Methods"));
+	hc_reply_free(&r);
 
 	r = request("OPTIONS", "/nothing", preflight, NULL, 0);
 	expect_problem(&r, 404);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, deferred_answer_from_another_thread)
@@ -497,7 +410,7 @@ Test(gw_http, deferred_answer_from_another_thread)
 	cr_assert_eq(r.status, 200);
 	cr_assert_str_eq(r.body, "{\"done\":true}");
 	expect_security_headers(&r);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, unanswered_request_gets_503_at_its_deadline)
@@ -508,13 +421,13 @@ Test(gw_http, unanswered_request_gets_503_at_its_deadline)
 	expect_problem(&r, 503);
 	cr_assert_geq(elapsed_ms, 250);
 	cr_assert_lt(elapsed_ms, 3000);
-	reply_free(&r);
+	hc_reply_free(&r);
 	/* A late completion is discarded; the server is unaffected. */
 	gw_async_complete_json(never_answered, 200, json_pack("{s:b}", "late", 1));
 	never_answered = NULL;
 	r = request("GET", "/healthz", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, openapi_document)
@@ -524,7 +437,7 @@ Test(gw_http, openapi_document)
 	expect_header(&r, "Content-Type", "application/yaml");
 	expect_security_headers(&r);
 	cr_assert_str_eq(r.body, OPENAPI_TEXT);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, routes_are_listed)
@@ -546,10 +459,10 @@ Test(gw_http, metrics_count_requests)
 {
 	for (int i = 0; i < 3; i++) {
 		reply r = request("GET", "/healthz", NULL, NULL, 0);
-		reply_free(&r);
+		hc_reply_free(&r);
 	}
 	reply r = request("GET", "/missing", NULL, NULL, 0);
-	reply_free(&r);
+	hc_reply_free(&r);
 	r = request("GET", "/metrics", NULL, NULL, 0);
 	cr_assert_eq(r.status, 200);
 	expect_header(&r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
@@ -561,7 +474,7 @@ Test(gw_http, metrics_count_requests)
 	        r.body, "orion_http_requests_total{method=\"GET\",route=\"unmatched\",code=\"4xx\"} 1\n"));
 	cr_assert_not_null(strstr(
 	        r.body, "orion_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3\n"));
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 Test(gw_http, head_then_get_on_one_connection)
@@ -572,7 +485,7 @@ Test(gw_http, head_then_get_on_one_connection)
 	CURL *curl = curl_easy_init();
 	snprintf(url, sizeof(url), "%s/healthz", base_url);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, hc_on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
 	curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
@@ -600,9 +513,9 @@ static void expect_204_then_get_on_one_connection(const char *path)
 	snprintf(url, sizeof(url), "%s%s", base_url, path);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, hc_on_header);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, hc_on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
 	cr_assert_eq(curl_easy_perform(curl), CURLE_OK, "%s", path);
@@ -610,7 +523,7 @@ static void expect_204_then_get_on_one_connection(const char *path)
 	cr_assert_eq(status, 204, "%s", path);
 	cr_assert_null(r.body, "%s: no body after a 204", path);
 	if (strcmp(path, "/no-content/later") == 0)
-		cr_assert_null(header(&r, "Content-Type"), "gw_async_complete_empty: no Content-Type");
+		cr_assert_null(hc_header(&r, "Content-Type"), "gw_async_complete_empty: no Content-Type");
 
 	snprintf(url, sizeof(url), "%s/echo?q=after", base_url);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -628,7 +541,7 @@ static void expect_204_then_get_on_one_connection(const char *path)
 	cr_assert_str_eq(json_string_value(json_object_get(body, "q")), "after");
 	json_decref(body);
 	curl_easy_cleanup(curl);
-	reply_free(&r);
+	hc_reply_free(&r);
 }
 
 /* Sends first on a fresh connection, reads its answer's header block, then
@@ -646,15 +559,15 @@ static char *two_requests_on_one_socket(const char *first, const char *second)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
 	cr_assert_eq(send(fd, first, strlen(first), 0), (ssize_t)strlen(first));
-	append(&all, &len, "", 0);
+	hc_append(&all, &len, "", 0);
 	while (strstr(all, "\r\n\r\n") == NULL) {
 		ssize_t n = recv(fd, chunk, sizeof chunk, 0);
 		cr_assert_gt(n, 0, "the first answer: %s", all);
-		append(&all, &len, chunk, (size_t)n);
+		hc_append(&all, &len, chunk, (size_t)n);
 	}
 	cr_assert_eq(send(fd, second, strlen(second), 0), (ssize_t)strlen(second));
 	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
-		append(&all, &len, chunk, (size_t)n);
+		hc_append(&all, &len, chunk, (size_t)n);
 	close(fd);
 	return all;
 }

@@ -1,0 +1,165 @@
+/* http_client.c — see http_client.h. */
+#include "http_client.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "harness.h"
+
+void hc_append(char **buffer, size_t *len, const char *data, size_t n)
+{
+	char *grown = realloc(*buffer, *len + n + 1);
+	cr_assert_not_null(grown);
+	memcpy(grown + *len, data, n);
+	*len += n;
+	grown[*len] = '\0';
+	*buffer = grown;
+}
+
+size_t hc_on_header(char *data, size_t size, size_t count, void *arg)
+{
+	hc_reply *r = arg;
+	hc_append(&r->headers, &r->headers_len, data, size * count);
+	return size * count;
+}
+
+size_t hc_on_body(char *data, size_t size, size_t count, void *arg)
+{
+	hc_reply *r = arg;
+	hc_append(&r->body, &r->body_len, data, size * count);
+	return size * count;
+}
+
+hc_reply hc_perform(const char *base_url, const char *method, const char *path, const char *const *headers,
+                    const char *body, size_t body_len, long timeout_ms)
+{
+	hc_reply r = {0};
+	char url[4096];
+	struct curl_slist *list = NULL;
+	CURL *curl = curl_easy_init();
+	cr_assert_not_null(curl);
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+		list = curl_slist_append(list, headers[i]);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+	if (body != NULL) {
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	}
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, hc_on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, hc_on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	r.curl = curl_easy_perform(curl);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	if (r.headers == NULL)
+		hc_append(&r.headers, &r.headers_len, "", 0);
+	if (r.body == NULL)
+		hc_append(&r.body, &r.body_len, "", 0);
+	r.json = json_loads(r.body, 0, NULL);
+	return r;
+}
+
+hc_reply hc_call(const char *base_url, const char *method, const char *path, const char *token,
+                 const char *body, size_t body_len, const char *content_type, const char *extra_header,
+                 long timeout_ms)
+{
+	char auth[4200], type[128];
+	const char *headers[5] = {"Expect:"};
+	size_t n = 1;
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		headers[n++] = auth;
+	}
+	if (body != NULL) {
+		snprintf(type, sizeof type, "Content-Type: %s",
+		         content_type ? content_type : "application/json");
+		headers[n++] = type;
+	}
+	if (extra_header != NULL)
+		headers[n++] = extra_header;
+	headers[n] = NULL;
+	size_t len = body == NULL ? 0 : body_len ? body_len : strlen(body);
+	hc_reply r = hc_perform(base_url, method, path, headers, body, len, timeout_ms);
+	cr_assert_eq(r.curl, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(r.curl));
+	return r;
+}
+
+const char *hc_header(const hc_reply *r, const char *name)
+{
+	static char value[512];
+	const char *last = r->headers;
+	/* Skip interim responses (100 Continue): use the last status line. */
+	for (const char *p = strstr(r->headers, "HTTP/1."); p; p = strstr(p + 1, "\r\nHTTP/1."))
+		last = p;
+	size_t name_len = strlen(name);
+	for (const char *line = last; line && *line;
+	     line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : NULL) {
+		if (strncasecmp(line, name, name_len) == 0 && line[name_len] == ':') {
+			const char *v = line + name_len + 1;
+			while (*v == ' ')
+				v++;
+			snprintf(value, sizeof value, "%.*s", (int)strcspn(v, "\r\n"), v);
+			return value;
+		}
+	}
+	return NULL;
+}
+
+void hc_reply_free(hc_reply *r)
+{
+	json_decref(r->json);
+	free(r->body);
+	free(r->headers);
+	memset(r, 0, sizeof *r);
+}
+
+pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *const *env, char *base_url,
+                     size_t base_url_size, int *port)
+{
+	char log_path[700], dir_env[600], addr_env[64];
+	char *argv[16] = {(char *)th_orion_bin(), "serve"};
+	char *envp[32] = {dir_env, addr_env};
+	size_t argc = 2, envc = 2;
+	int p = natsd_free_port();
+	cr_assert_gt(p, 0);
+	if (port != NULL)
+		*port = p;
+	snprintf(base_url, base_url_size, "http://127.0.0.1:%d", p);
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", p);
+	for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
+		cr_assert_lt(argc + 1, sizeof argv / sizeof *argv);
+		argv[argc++] = (char *)args[i];
+	}
+	for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+		cr_assert_lt(envc + 1, sizeof envp / sizeof *envp);
+		envp[envc++] = (char *)env[i];
+	}
+	pid_t pid = th_spawn(argv, envp, log_path);
+	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
+	          "serve did not come up");
+	return pid;
+}
+
+int hc_serve_stop(pid_t pid)
+{
+	th_kill(pid, SIGTERM);
+	int code = th_wait_exit(pid, 15000);
+	if (code < 0)
+		th_kill(pid, SIGKILL);
+	return code;
+}

@@ -1,0 +1,68 @@
+/* http_client.h — the libcurl client and `orion serve` launcher shared by the
+ * HTTP integration tests: one request per call on a fresh connection, the
+ * reply's status, header block, body and parsed JSON, and a server on a free
+ * loopback port that is stopped with SIGTERM. Failures abort the test
+ * (Criterion asserts). */
+#ifndef ORION_TEST_HTTP_CLIENT_H
+#define ORION_TEST_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+/* One answer. headers and body are never NULL and always NUL-terminated. */
+typedef struct hc_reply {
+	long status;
+	CURLcode curl; /* the transfer's result */
+	char *headers; /* every header block received, CRLF separated */
+	size_t headers_len;
+	char *body;
+	size_t body_len;
+	json_t *json; /* the parsed body, or NULL */
+} hc_reply;
+
+/* Appends n bytes of data to the NUL-terminated *buffer of *len bytes. */
+void hc_append(char **buffer, size_t *len, const char *data, size_t n);
+
+/* libcurl CURLOPT_HEADERFUNCTION and CURLOPT_WRITEFUNCTION callbacks that
+ * append to the headers and body of the hc_reply given as their data. */
+size_t hc_on_header(char *data, size_t size, size_t count, void *arg);
+size_t hc_on_body(char *data, size_t size, size_t count, void *arg);
+
+/* Performs method base_url+path (taken as is, dot segments kept) with the NULL-terminated headers (may be
+ * NULL) and body of body_len bytes (none when NULL), within timeout_ms. HEAD
+ * asks for no body. The transfer's result is in .curl; it is not asserted. */
+hc_reply hc_perform(const char *base_url, const char *method, const char *path, const char *const *headers,
+                    const char *body, size_t body_len, long timeout_ms);
+
+/* Performs method base_url+path as hc_perform does, with "Expect:", an optional
+ * bearer token, a body (body_len bytes, 0 meaning strlen) of content_type
+ * (JSON when NULL) and one optional extra header; asserts the transfer
+ * succeeded. */
+hc_reply hc_call(const char *base_url, const char *method, const char *path, const char *token,
+                 const char *body, size_t body_len, const char *content_type, const char *extra_header,
+                 long timeout_ms);
+
+/* The value of header name in the last response of r, or NULL (static
+ * storage, overwritten by the next call). */
+const char *hc_header(const hc_reply *r, const char *name);
+
+/* Frees what r holds and zeroes it. */
+void hc_reply_free(hc_reply *r);
+
+/* Starts `orion serve` with args (NULL-terminated, may be NULL; a NULL first
+ * entry means none) on a free loopback port, with ORION_DATA_DIR=data_dir,
+ * ORION_HTTP_ADDR and env (NULL-terminated, may be NULL) added to the
+ * environment, logging to data_dir/serve.log, and waits until it announces
+ * its URL. Writes "http://127.0.0.1:port" to base_url and the port to *port
+ * (may be NULL). Returns the server's pid. */
+pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *const *env, char *base_url,
+                     size_t base_url_size, int *port);
+
+/* SIGTERM to pid, then waits up to 15 s for it and kills it if it is still
+ * running. Returns its exit code, or < 0 when it did not exit in time. */
+int hc_serve_stop(pid_t pid);
+
+#endif
