@@ -68,7 +68,8 @@ class Checkout(unittest.TestCase):
         # stock is held, the cart was emptied
         stock = inventory_of(self.admin, product)
         self.assertEqual((stock["reserved"], stock["available"]), (2, 3))
-        self.assertEqual(c.get("/cart").json()["items"], [])
+        # the saga empties the cart on OrderReserved, right after the status changes
+        wait_until(lambda: c.get("/cart").json()["items"] == [], 10, what="the cart to be emptied")
         # the link from the email: its page, then the confirmation
         link = confirmation_link(self.stack, order_id)
         path = link[link.index("/api/v1/"):]
