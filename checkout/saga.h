@@ -10,10 +10,9 @@
  * so a step is redone, never lost. Commands carry deterministic ids, so a
  * redone step has no second effect.
  *
- * Deadlines are durable timers in an LMDB environment under state_dir, written
- * before the event that sets them is acknowledged; a timer thread scans them
- * and sends Cancel{expired} for those due. A restarted saga re-arms them by
- * scanning the same environment. */
+ * The saga keeps no state besides its durable consumer. Deadlines are fired
+ * by the timers role (timers/timers.h, ADR 010) from the orders read model,
+ * which derives them from the log. */
 #ifndef ORION_SAGA_H
 #define ORION_SAGA_H
 
@@ -25,22 +24,19 @@
 #define SAGA_CONSUMER "orion_checkout"
 
 typedef struct saga_options {
-	const char *
-	        state_dir; /* directory of the LMDB holding the durable timers; created if absent; required */
-	unsigned workers;  /* threads consuming order events; default 8 */
+	unsigned workers;           /* threads consuming order events; default 8 */
 	int64_t command_timeout_ms; /* per command sent; default 5000 */
-	unsigned timer_scan_ms;     /* how often due deadlines are looked for; default 200 */
 } saga_options;
 
-/* Fills o with the defaults (state_dir NULL). */
+/* Fills o with the defaults. */
 void saga_options_init(saga_options *o);
 
 typedef struct saga saga;
 
 /* Starts consuming on store's connection; *out owns the threads. The store
- * must outlive the saga. ORN_EINVAL without a state_dir, ORN_EIO if the timer
- * environment cannot be opened, what the consumer's creation returned if
- * NATS refuses it; nothing is left running on failure. */
+ * must outlive the saga. ORN_EINVAL without a store or options, what the
+ * consumer's creation returned if NATS refuses it; nothing is left running on
+ * failure. */
 orn_rc saga_start(es_store *store, const saga_options *o, saga **out);
 
 /* Stops consuming, finishes or abandons (unacked -> redelivered later) the

@@ -1,5 +1,5 @@
 /* saga_plan.c — the checkout saga's decisions: which commands an order event
- * calls for, what follows their answers, and how deadlines change. Pure: no
+ * calls for, what follows their answers, and the expiry of a deadline. Pure: no
  * I/O, no clock, no globals but const tables (see saga_plan.h). */
 #include "saga_plan.h"
 
@@ -105,13 +105,6 @@ static bool plan_add_checkout(saga_plan *p, const order_state *order)
 	return true;
 }
 
-/* Arms the timer at the order's deadline, or deletes it if it has none. */
-static void plan_timer_from(saga_plan *p, const order_state *order)
-{
-	p->deadline_ms = order_deadline(order);
-	p->timer = p->deadline_ms > 0 ? SAGA_TIMER_SET : SAGA_TIMER_DELETE;
-}
-
 /* True for the exits that release what the order holds. */
 static bool released_exit(order_status status)
 {
@@ -151,7 +144,6 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 	}
 	if (!ok)
 		goto fail;
-	plan_timer_from(p, order);
 	return ORN_OK;
 fail:
 	memset(p, 0, sizeof *p);
@@ -173,16 +165,24 @@ orn_rc saga_plan_expire(saga_plan *p, const char *order_id, int64_t deadline_ms)
 
 /* ---- answers ---- */
 
+/* True if code is the order decider's rejection code for v. */
+static bool order_code_is(const char *code, order_verdict v)
+{
+	return code != NULL && strcmp(code, order_verdict_code(v)) == 0;
+}
+
 saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, const char *code)
 {
-	(void)code; /* every rejection of one kind is handled alike; the shell logs the code */
 	if (outcome == BUS_ACCEPTED)
 		return SAGA_REPLY_DONE;
 	if (outcome != BUS_REJECTED)
 		return SAGA_REPLY_RETRY;
 	if (kind == SAGA_RESERVE_STOCK || kind == SAGA_MARK_RESERVED)
 		return SAGA_REPLY_REFUSED;
-	return SAGA_REPLY_DONE;
+	if (kind == SAGA_EXPIRE && !order_code_is(code, ORDER_REJ_WRONG_STATE) &&
+	    !order_code_is(code, ORDER_REJ_NOT_FOUND))
+		return SAGA_REPLY_RETRY; /* early for the order's clock: it falls due later */
+	return SAGA_REPLY_DONE;          /* the other rejections are handled alike; the shell logs the code */
 }
 
 void saga_plan_record(saga_plan *p, size_t i, saga_reply reply)
@@ -234,24 +234,6 @@ bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *
 		break;
 	}
 	return false;
-}
-
-/* ---- timers ---- */
-
-saga_timer_op saga_timer_after_expire(bus_outcome outcome, const char *code)
-{
-	if (outcome == BUS_ACCEPTED)
-		return SAGA_TIMER_DELETE;
-	if (outcome == BUS_REJECTED && code != NULL &&
-	    (strcmp(code, order_verdict_code(ORDER_REJ_WRONG_STATE)) == 0 ||
-	     strcmp(code, order_verdict_code(ORDER_REJ_NOT_FOUND)) == 0))
-		return SAGA_TIMER_DELETE;
-	return SAGA_TIMER_UNCHANGED;
-}
-
-int64_t saga_timer_merge(int64_t stored_ms, int64_t proposed_ms)
-{
-	return stored_ms > proposed_ms ? stored_ms : proposed_ms;
 }
 
 /* ---- payloads ---- */

@@ -3,24 +3,24 @@
  * The saga (saga.c) reacts to order events. Everything it decides lives here:
  * which commands to send for an event, given the order's current state (its
  * events folded with order_evolve); what follows once those commands are
- * answered; which replies are final; how a deadline timer changes. The shell
- * only executes plans: it sends the commands in order, records each answer,
- * asks for the next plan, and acknowledges the event when none follows.
+ * answered; which replies are final; and the expiry the timers role sends
+ * when an order's deadline falls due (ADR 010: deadlines are read from the
+ * orders read model, not kept by the saga). The shell only executes plans: it
+ * sends the commands in order, records each answer, asks for the next plan,
+ * and acknowledges the event when none follows.
  *
- *   event                      commands (in order)                         timer
- *   OrderPlaced, pending       ReserveStock per line            (stage RESERVE)  the order's deadline
+ *   event                      commands (in order)
+ *   OrderPlaced, pending       ReserveStock per line            (stage RESERVE)
  *     all accepted             MarkReserved                     (stage MARK)
  *     any refused              ReleaseStock per line, RejectForStock{refused}
  *     MarkReserved refused     reload; cancelled -> ReleaseStock per line
- *   OrderPlaced, cancelled     ReleaseStock per line (a late reserve may hold)   delete
+ *   OrderPlaced, cancelled     ReleaseStock per line (a late reserve may hold)
  *   OrderReserved              CheckedOut{order, its lines} to cart/<customer>
- *   OrderConfirmedByCustomer   nothing                                           the payment deadline
- *   OrderCancelled             ReleaseStock per line                             delete
- *   OrderPaymentFailed         ReleaseStock per line                             delete
- *   OrderPaid                  CommitStock per line                              delete
- *
- * The timer always follows the order's state (order_deadline), not the event,
- * so events handled out of order leave the right deadline behind.
+ *   OrderConfirmedByCustomer   nothing
+ *   OrderCancelled             ReleaseStock per line
+ *   OrderPaymentFailed         ReleaseStock per line
+ *   OrderPaid                  CommitStock per line
+ *   a deadline due (timers)    Cancel{expired} to order/<order>   (saga_plan_expire)
  *
  * Every command has a deterministic id, "<order>:reserve:<product>",
  * "<order>:reserved", "<order>:release:<product>", "<order>:reject",
@@ -79,12 +79,6 @@ typedef enum saga_stage {
 	SAGA_STAGE_MARK     /* MarkReserved sent: a refusal is compensated after a reload */
 } saga_stage;
 
-typedef enum saga_timer_op {
-	SAGA_TIMER_UNCHANGED,
-	SAGA_TIMER_SET,   /* arm at deadline_ms (never earlier than an armed deadline) */
-	SAGA_TIMER_DELETE /* the order has no deadline any more */
-} saga_timer_op;
-
 typedef struct saga_command {
 	saga_command_kind kind;
 	char target[SAGA_ID_MAX];             /* aggregate id: product, order or customer */
@@ -100,8 +94,8 @@ typedef struct saga_checkout_line {
 	int64_t quantity;
 } saga_checkout_line;
 
-/* A list of commands to send in order, what follows them, and the timer
- * change to write before the first is sent. Large (~20 KiB): allocate it. */
+/* A list of commands to send in order and what follows them. Large
+ * (~20 KiB): allocate it. */
 typedef struct saga_plan {
 	char order_id[SAGA_ID_MAX]; /* reservation id and correlation id of every command */
 	saga_stage stage;
@@ -112,13 +106,11 @@ typedef struct saga_plan {
 	size_t refused_count;
 	saga_checkout_line checkout[ORDER_LINES_MAX]; /* CheckedOut: the order's lines */
 	size_t checkout_count;
-	saga_timer_op timer;
-	int64_t deadline_ms; /* SAGA_TIMER_SET */
 } saga_plan;
 
 /* The plan for an order event of kind, given the order's state now (which may
  * be ahead of the event). ORN_EINVAL if order_id is not a valid id or an id
- * would not fit a command id; p is then empty with no timer change. */
+ * would not fit a command id; p is then empty. */
 orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind kind,
                            const order_state *order);
 
@@ -126,8 +118,10 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
  * retry; a rejection refuses a reserve or a MarkReserved, and ends every other
  * command (a release of a reservation never held, a commit of a released one,
  * a RejectForStock or CheckedOut that no longer applies: retrying cannot
- * change them). An expiry's rejection is never a retry: see
- * saga_timer_after_expire. code may be NULL. */
+ * change them) but an expiry: Cancel{expired} refused wrong_state (the order
+ * left the state the deadline was for: final, or confirmed meanwhile) or
+ * not_found is done; refused for any other reason (invalid: the order's
+ * deadline is later than our clock) it is a retry. code may be NULL. */
 saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, const char *code);
 
 /* Records the answer to command i (SAGA_REPLY_RETRY records nothing). */
@@ -142,20 +136,11 @@ bool saga_plan_needs_reload(const saga_plan *done);
  * untouched) if nothing follows. done and next must not overlap. */
 bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *next);
 
-/* A one-command plan: Cancel{expired} of order_id whose timer fell due at
- * deadline_ms. ORN_EINVAL for an invalid id. */
+/* A one-command plan: Cancel{expired} of order_id whose deadline fell due at
+ * deadline_ms, command id "<order>:expire:<deadline>" (every instance of the
+ * timers role firing that deadline sends the same command). ORN_EINVAL for
+ * an invalid id. */
 orn_rc saga_plan_expire(saga_plan *p, const char *order_id, int64_t deadline_ms);
-
-/* What to do with a fired timer after the expiry's reply: delete it when the
- * order expired (accepted) or no longer can (wrong_state, not_found); keep it
- * when the order's own deadline is later than our clock (invalid) or the
- * outcome is unknown (failed) — the next scan retries. */
-saga_timer_op saga_timer_after_expire(bus_outcome outcome, const char *code);
-
-/* The deadline to store when armed holds stored_ms (0: none) and a plan sets
- * proposed_ms: deadlines of one order only move forward (confirmation, then
- * payment), so the later one wins; a stale event cannot re-arm an earlier one. */
-int64_t saga_timer_merge(int64_t stored_ms, int64_t proposed_ms);
 
 /* Aggregate ("stock", "order", "cart") and command type name of kind; NULL if unknown. */
 const char *saga_command_aggregate(saga_command_kind kind);

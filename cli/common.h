@@ -35,7 +35,15 @@ const struct act_kind *cli_serve_kind(size_t i);
  * types of every kind serve runs, for tests/contracts/. */
 int cli_contracts(int argc, char **argv);
 
+/* The rebuild subcommand (cli/rebuild.c): read models rebuilt from the stream. */
+int cli_rebuild(int argc, char **argv, const orn_config *cfg);
+
 /* The psp-sandbox subcommand (cli/psp.c): the card payment provider sandbox alone. */
 int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg);
+
+/* The verify-stock subcommand (cli/verify_stock.c): every stock item re-derived
+ * from the events, compared with the inventory read model and with what live
+ * orders hold. Exit 0 no difference, 1 differences, 2 errors. */
+int cli_verify_stock(int argc, char **argv, const orn_config *cfg);
 
 #endif

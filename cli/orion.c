@@ -35,16 +35,17 @@ static void usage(FILE *out)
 	        "usage: orion <command> [options]\n\n"
 	        "commands:\n"
 	        "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
-	        "                             checkout, mail, projector, gateway (default: all)\n"
+	        "                             checkout, timers, mail, projector, gateway (default: all)\n"
 	        "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ] [--type EVENT_TYPE]\n"
 	        "         [--correlation ID] [--since TIME] [--until TIME] [--follow]\n"
 	        "                             print events as JSON lines (filters combine with AND;\n"
 	        "                             TIME is RFC 3339 UTC, e.g. 2026-11-22T01:00:00Z;\n"
 	        "                             --follow keeps printing new events until Ctrl-C)\n"
 	        "  replay --order ID          an order's whole story: its own events and every\n"
-	        "                             event carrying its id as correlation id\n"
-	        "  replay --aggregate TYPE --id ID --as-of SEQ\n"
-	        "                             the aggregate's state as it stood at SEQ, as JSON\n"
+	        "                             event caused by a command for it (saga, payment)\n"
+	        "  replay --aggregate TYPE --id ID --as-of SEQ|TIME\n"
+	        "                             the aggregate's state as it stood at stream sequence\n"
+	        "                             SEQ or at TIME (RFC 3339 UTC), as JSON\n"
 	        "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
 	        "        | commit RESERVATION | adjust DELTA REASON | get\n"
 	        "                             send one command to a running stock service and\n"
@@ -52,6 +53,18 @@ static void usage(FILE *out)
 	        "                             3 failed or no service)\n"
 	        "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
 	        "                             register an account with a running serve\n"
+	        "  rebuild [--projection NAME] rebuild the read models (or one: inventory, catalog,\n"
+	        "                             users, orders, carts) from the stream into a new LMDB\n"
+	        "                             generation and switch it in; a running projector\n"
+	        "                             follows without stopping the gateway\n"
+	        "  rebuild --verify [--projection NAME]\n"
+	        "                             rebuild aside and compare with the live read models\n"
+	        "                             key by key (exit 1 on any difference)\n"
+	        "  verify-stock [--json] [--no-read-model]\n"
+	        "                             re-derive every stock item from the events and compare\n"
+	        "                             with the inventory read model (at its checkpoint) and\n"
+	        "                             with what live orders hold; one line per difference\n"
+	        "                             (exit 0 none, 1 differences, 2 errors)\n"
 	        "  routes                     list the HTTP routes the gateway serves\n"
 	        "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
 	        "                             run the card payment provider sandbox alone\n"
@@ -105,8 +118,13 @@ static bool replay_match(const replay_filter *f, const char *subject, const env_
 		return false;
 	if (f->correlation != NULL && strcmp(e->correlation, f->correlation) != 0)
 		return false;
+	/* --order: the saga's and the payment service's commands have ids
+	 * "<order>:<step>..." (their events' causation), whatever request's
+	 * correlation id they carry. */
+	size_t order_len = f->order != NULL ? strlen(f->order) : 0;
 	if (f->order != NULL && strcmp(subject, f->order_subject) != 0 &&
-	    strcmp(e->correlation, f->order) != 0)
+	    strcmp(e->correlation, f->order) != 0 &&
+	    !(strncmp(e->causation, f->order, order_len) == 0 && e->causation[order_len] == ':'))
 		return false;
 	if (f->has_since && e->time_ms < f->since_ms)
 		return false;
@@ -222,24 +240,30 @@ typedef struct replay_fold {
 	const act_kind *kind;
 	void *state;
 	uint64_t version; /* sequence of the last event folded */
+	int64_t until_ms; /* --as-of TIME: events stamped later are not folded */
 } replay_fold;
 
 static orn_rc fold_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	replay_fold *f = closure;
 	(void)subject;
+	if (e->time_ms > f->until_ms)
+		return ORN_OK;
 	orn_rc rc = f->kind->evolve(f->state, e);
 	if (rc == ORN_OK)
 		f->version = seq;
 	return rc;
 }
 
+/* --as-of TIME as given, echoed in the output. */
+static char as_of_text[40];
+
 /* Folds the aggregate's events up to as_of and prints
  * {"aggregate","id","as_of_seq","version","state"} as one JSON line. */
 static orn_rc print_as_of(es_store *store, const act_kind *kind, const char *filter, const char *id,
-                          uint64_t as_of)
+                          uint64_t as_of, int64_t as_of_ms)
 {
-	replay_fold fold = {kind, calloc(1, kind->state_size), 0};
+	replay_fold fold = {kind, calloc(1, kind->state_size), 0, as_of_ms};
 	mp_writer *view = mp_writer_create(), *w = mp_writer_create();
 	orn_rc rc = ORN_ENOMEM;
 	if (fold.state == NULL || view == NULL || w == NULL)
@@ -253,7 +277,10 @@ static orn_rc print_as_of(es_store *store, const act_kind *kind, const char *fil
 	json_key(w, "aggregate", true);
 	mp_json_string(w, kind->aggregate, strlen(kind->aggregate));
 	json_field_str(w, "id", id);
-	json_field_u64(w, "as_of_seq", as_of, false);
+	if (as_of_ms != INT64_MAX)
+		json_field_str(w, "as_of_time", as_of_text);
+	else
+		json_field_u64(w, "as_of_seq", as_of, false);
 	json_field_u64(w, "version", fold.version, false);
 	json_key(w, "state", false);
 	mp_reader r;
@@ -317,6 +344,7 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 {
 	const char *aggregate = NULL, *id = NULL;
 	uint64_t from = 1, to = 0, as_of = 0;
+	int64_t as_of_ms = INT64_MAX;
 	bool has_as_of = false, follow = false;
 	replay_filter f = {0};
 	for (int i = 0; i < argc; i++) {
@@ -358,8 +386,11 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 				        "--until needs an RFC 3339 UTC time (2026-11-22T01:00:00Z)");
 			f.has_until = true;
 		} else if (strcmp(opt, "--as-of") == 0) {
-			if (!parse_seq(value, &as_of) || as_of == 0)
-				return replay_usage("--as-of needs a sequence number");
+			if (parse_time(value, &as_of_ms))
+				snprintf(as_of_text, sizeof as_of_text, "%s", value);
+			else if (!parse_seq(value, &as_of) || as_of == 0)
+				return replay_usage(
+				        "--as-of needs a sequence number or an RFC 3339 UTC time");
 			has_as_of = true;
 		} else {
 			fprintf(stderr, "orion replay: unknown option '%s'\n", opt);
@@ -406,7 +437,7 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	if (out.line == NULL || cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
 		goto done;
 	uint64_t last = 0;
-	orn_rc rc = has_as_of ? print_as_of(store, kind, filter, id, as_of)
+	orn_rc rc = has_as_of ? print_as_of(store, kind, filter, id, as_of, as_of_ms)
 	                      : es_read(store, filter, from, to, print_event, &out, &last);
 	fflush(stdout);
 	if (rc == ORN_OK && follow)
@@ -575,8 +606,12 @@ int main(int argc, char **argv)
 		return cli_routes(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "contracts") == 0)
 		return cli_contracts(argc - 2, argv + 2);
+	if (strcmp(argv[1], "rebuild") == 0)
+		return cli_rebuild(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "psp-sandbox") == 0)
 		return cli_psp_sandbox(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "verify-stock") == 0)
+		return cli_verify_stock(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

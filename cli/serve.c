@@ -2,7 +2,9 @@
  *
  * Roles: the actor kinds (stock; product, which also serves sku claims;
  * user), the projector (LMDB read models under <data dir>/lmdb) and the
- * gateway (HTTP on ORION_HTTP_ADDR). With no --roles every role runs: the
+ * gateway (HTTP on ORION_HTTP_ADDR), the checkout saga, the timers that fire
+ * order deadlines (ADR 010; they bring the projector, whose orders model
+ * they read). With no --roles every role runs: the
  * all-in-one default. Roles talk only through NATS, so any subset can run in
  * separate processes against the same NATS. */
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +32,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "mail.h"
+#include "metrics.h"
 #include "order.h"
 #include "order_token.h"
 #include "payment.h"
@@ -37,7 +41,10 @@
 #include "proj_env.h"
 #include "psp_sandbox.h"
 #include "saga.h"
+#include "timers.h"
+#include "proj_gen.h"
 #include "projector.h"
+#include "read_models.h"
 #include "sku.h"
 #include "stock.h"
 #include "user.h"
@@ -61,7 +68,7 @@ const struct act_kind *cli_serve_kind(size_t i)
 }
 
 static const char *const roles_known[] = {"stock",   "product", "user",      "cart",    "order", "checkout",
-                                          "payment", "psp",     "projector", "gateway", "mail"};
+                                          "payment", "psp",     "projector", "gateway", "mail",  "timers"};
 
 /* Everything serve starts, stopped in reverse order. */
 typedef struct serve_state {
@@ -70,15 +77,13 @@ typedef struct serve_state {
 	es_store *store;
 	act_runtime *runtimes[MAX_KINDS];
 	proj_env *env;
-	proj_inventory *inventory;
-	proj_catalog *catalog;
-	proj_users *users;
-	proj_orders *orders;
-	proj_carts *carts;
-	proj_def defs[5]; /* the runner keeps pointing at these */
+	proj_models models;
 	proj_runner *runner;
-	gw_metrics *metrics;
+	gw_metrics *metrics; /* the process-wide registry, once the gateway runs */
 	gw_server *gateway;
+	gw_server *metrics_server; /* ORION_METRICS_ADDR: GET /metrics alone */
+	pthread_t metrics_thread;
+	bool metrics_running;
 	gw_ops *ops;
 	gw_api api; /* the API handlers' context, borrowed pointers to the above */
 	gw_jwt *jwt;
@@ -86,8 +91,9 @@ typedef struct serve_state {
 	pthread_t gateway_thread;
 	bool gateway_running;
 	saga *checkout;
+	timers *timers;
 	mail_service *mail;
-	es_store *checkout_store, *mail_store, *payment_store; /* their own NATS connections */
+	es_store *checkout_store, *mail_store, *payment_store, *timers_store; /* their own NATS connections */
 	psp_sandbox *psp;
 	payment_service *payment;
 	pthread_t monitor_thread;
@@ -126,7 +132,7 @@ static bool roles_valid(const char *roles)
 		if (!known) {
 			fprintf(stderr,
 			        "orion: unknown role '%.*s' (roles: stock, product, user, cart, order, "
-			        "checkout, payment, psp, mail, projector, gateway)\n",
+			        "checkout, timers, payment, psp, mail, projector, gateway)\n",
 			        (int)len, p);
 			return false;
 		}
@@ -156,39 +162,31 @@ static orn_rc start_actors(serve_state *st, const char *roles)
 
 static orn_rc start_projector(serve_state *st)
 {
-	char dir[ORN_CONFIG_STR_MAX + 16];
+	char link[ORN_CONFIG_STR_MAX + 16];
 	orn_rc rc;
-	snprintf(dir, sizeof dir, "%s/lmdb", st->cfg->data_dir);
-	if ((rc = orn_make_dirs(dir)) != ORN_OK)
+	/* <data dir>/lmdb: a link to the generation in use, which `orion rebuild`
+	 * replaces while we serve (proj_gen.h). */
+	if ((rc = orn_make_dirs(st->cfg->data_dir)) != ORN_OK ||
+	    (rc = proj_gen_prepare(st->cfg->data_dir, link, sizeof link)) != ORN_OK)
 		return rc;
 	proj_env_options eo;
 	proj_env_options_init(&eo);
-	eo.path = dir;
+	eo.path = link;
 	if ((rc = proj_env_open(&eo, &st->env)) != ORN_OK) {
-		log_error("cannot open the read models", "path", dir, "error", orn_strerror(rc));
+		log_error("cannot open the read models", "path", link, "error", orn_strerror(rc));
 		return rc;
 	}
-	/* The catalog reads inventory's records for `available`: same environment, same runner. */
-	if ((rc = proj_inventory_create(st->env, &st->inventory)) != ORN_OK ||
-	    (rc = proj_catalog_create(st->env, &st->catalog)) != ORN_OK ||
-	    (rc = proj_users_create(st->env, &st->users)) != ORN_OK ||
-	    (rc = proj_orders_create(st->env, &st->orders)) != ORN_OK ||
-	    (rc = proj_carts_create(st->env, &st->carts)) != ORN_OK)
+	if ((rc = proj_models_open(st->env, &st->models)) != ORN_OK)
 		return rc;
-	st->defs[0] = *proj_inventory_def(st->inventory);
-	st->defs[1] = *proj_catalog_def(st->catalog);
-	st->defs[2] = *proj_users_def(st->users);
-	st->defs[3] = *proj_orders_def(st->orders);
-	st->defs[4] = *proj_carts_def(st->carts);
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
-	return proj_runner_start(st->store, st->env, st->defs, ORN_ARRAY_LEN(st->defs), &ro, &st->runner);
+	return proj_runner_start(st->store, st->env, st->models.defs, PROJ_MODEL_COUNT, &ro, &st->runner);
 }
 
-/* The checkout saga (role "checkout") and the mail actor (role "mail"):
- * side-effect roles with their own LMDB state under the data dir
- * (<data dir>/checkout: durable deadlines; <data dir>/mail-state: sent
- * markers), consuming the order events with durable JetStream consumers. */
+/* The checkout saga (role "checkout": no state but its durable consumer),
+ * the timers (role "timers": deadlines read from the orders read model) and
+ * the mail actor (role "mail": sent markers in <data dir>/mail-state),
+ * consuming the order events with durable JetStream consumers. */
 /* A NATS connection of its own for a role with heavy traffic, so its
  * messages are read by their own thread rather than queueing behind every
  * other role's on the shared connection. */
@@ -213,13 +211,22 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 	if (list_has(roles, "checkout")) {
 		saga_options so;
 		saga_options_init(&so);
-		snprintf(state_dir, sizeof state_dir, "%s/checkout", st->cfg->data_dir);
-		so.state_dir = state_dir;
 		so.command_timeout_ms = st->cfg->command_timeout_ms;
 		if ((rc = open_role_store(st, "orion-checkout", &st->checkout_store)) != ORN_OK)
 			return rc;
 		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
 			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
+			return rc;
+		}
+	}
+	if (list_has(roles, "timers")) {
+		timers_options to;
+		timers_options_init(&to);
+		to.command_timeout_ms = st->cfg->command_timeout_ms;
+		if ((rc = open_role_store(st, "orion-timers", &st->timers_store)) != ORN_OK)
+			return rc;
+		if ((rc = timers_start(st->timers_store, st->models.orders, &to, &st->timers)) != ORN_OK) {
+			log_error("cannot start the timers", "error", orn_strerror(rc));
 			return rc;
 		}
 	}
@@ -324,14 +331,17 @@ static void *monitor_main(void *arg)
 			orn_rc rc = proj_runner_lag(st->runner, &lag);
 			atomic_store(&st->projection_lag, rc == ORN_OK ? (long long)lag : -1);
 		}
-		if (st->metrics != NULL) {
-			gw_metrics_gauge_set(st->metrics, "orion_nats_connected",
-			                     "1 while connected to NATS.", NULL, connected ? 1 : 0);
-			if (st->runner != NULL)
-				gw_metrics_gauge_set(st->metrics, "orion_projection_lag_events",
-				                     "Events in the stream not yet applied to the read "
-				                     "models (-1: unknown).",
-				                     NULL, (double)atomic_load(&st->projection_lag));
+		orn_metrics *metrics = orn_metrics_global();
+		orn_metrics_gauge_set(metrics, "orion_nats_connected", "1 while connected to NATS.", NULL,
+		                      connected ? 1 : 0);
+		if (st->runner != NULL) {
+			orn_metrics_gauge_set(metrics, "orion_projection_lag_events",
+			                      "Events in the stream not yet applied to the read "
+			                      "models (-1: unknown).",
+			                      NULL, (double)atomic_load(&st->projection_lag));
+			orn_metrics_gauge_set(metrics, "orion_projection_position",
+			                      "Last stream sequence applied to every read model.", NULL,
+			                      (double)proj_runner_position(st->runner));
 		}
 		for (int i = 0; i < 10 && !atomic_load(&st->stopping); i++)
 			usleep(50 * 1000);
@@ -343,6 +353,41 @@ static void *gateway_main(void *arg)
 {
 	gw_server_run(arg);
 	return NULL;
+}
+
+/* GET /metrics on ORION_METRICS_ADDR: the process-wide registry. */
+static void handle_metrics(gw_request *r, void *arg)
+{
+	size_t len = 0;
+	char *text = orn_metrics_render(orn_metrics_global(), &len);
+	if (text == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	gw_respond(r, 200, ORN_METRICS_CONTENT_TYPE, text, len);
+	free(text);
+}
+
+/* With ORION_METRICS_ADDR set, a listener of its own (its own loop thread)
+ * serves GET /metrics, so roles running without the gateway can be scraped. */
+static orn_rc start_metrics_listener(serve_state *st)
+{
+	gw_server_options o;
+	orn_rc rc;
+	if (st->cfg->metrics_addr[0] == '\0')
+		return ORN_OK;
+	gw_server_options_init(&o);
+	o.bind_addr = st->cfg->metrics_addr;
+	if ((rc = gw_server_create(&o, &st->metrics_server)) != ORN_OK ||
+	    (rc = gw_server_route(st->metrics_server, GW_GET, "/metrics", handle_metrics, NULL)) != ORN_OK) {
+		log_error("cannot serve metrics", "addr", st->cfg->metrics_addr, "error", orn_strerror(rc));
+		return rc;
+	}
+	if (pthread_create(&st->metrics_thread, NULL, gateway_main, st->metrics_server) != 0)
+		return ORN_ENOMEM;
+	st->metrics_running = true;
+	log_info("metrics listening", "addr", st->cfg->metrics_addr);
+	return ORN_OK;
 }
 
 /* The API context: command client, read-your-writes, tokens, passwords and
@@ -385,11 +430,11 @@ static orn_rc start_api(serve_state *st)
 	if ((rc = gw_bus_create(es_store_connection(st->store), base, &api->bus)) != ORN_OK ||
 	    (rc = gw_consistency_create(base, st->runner, 1, &api->consistency)) != ORN_OK)
 		return rc;
-	api->catalog = st->catalog;
-	api->inventory = st->inventory;
-	api->users = st->users;
-	api->orders = st->orders;
-	api->carts = st->carts;
+	api->catalog = st->models.catalog;
+	api->inventory = st->models.inventory;
+	api->users = st->models.users;
+	api->orders = st->models.orders;
+	api->carts = st->models.carts;
 	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
 	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
 	api->jwt = st->jwt;
@@ -416,7 +461,7 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 		origins[origin_count++] = o_;
 	o.cors_origins = origins;
 	o.cors_origin_count = origin_count;
-	if ((st->metrics = gw_metrics_create()) == NULL)
+	if ((st->metrics = orn_metrics_global()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;
 	if ((rc = gw_server_create(&o, &st->gateway)) != ORN_OK) {
@@ -491,6 +536,11 @@ static void stop_all(serve_state *st)
 	}
 	if (st->monitor_running)
 		pthread_join(st->monitor_thread, NULL);
+	if (st->metrics_running) {
+		gw_server_stop(st->metrics_server);
+		pthread_join(st->metrics_thread, NULL);
+	}
+	gw_server_destroy(st->metrics_server);
 	/* With the loop stopped: pending commands, waits and hashes are answered
 	 * (their deferred requests dropped with the server next). */
 	gw_bus_destroy(st->api.bus);
@@ -506,16 +556,14 @@ static void stop_all(serve_state *st)
 	payment_stop(st->payment);
 	psp_sandbox_stop(st->psp);
 	mail_stop(st->mail);
+	timers_stop(st->timers);
 	saga_stop(st->checkout);
+	es_store_close(st->timers_store);
 	es_store_close(st->mail_store);
 	es_store_close(st->payment_store);
 	es_store_close(st->checkout_store);
 	proj_runner_stop(st->runner);
-	proj_carts_destroy(st->carts);
-	proj_orders_destroy(st->orders);
-	proj_users_destroy(st->users);
-	proj_catalog_destroy(st->catalog);
-	proj_inventory_destroy(st->inventory);
+	proj_models_close(&st->models);
 	proj_env_close(st->env);
 	for (size_t i = 0; i < MAX_KINDS; i++)
 		act_runtime_stop(st->runtimes[i]);
@@ -623,9 +671,10 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
 			       "  roles: stock, product, user, cart, order, payment (actors; payment also\n"
-			       "         charges cards); checkout (the saga); psp (the payment provider\n"
-			       "         sandbox, when ORION_PSP_URL is unset); mail; projector; gateway\n"
-			       "         (brings the projector). Default: all.\n"
+			       "         charges cards); checkout (the saga); timers (fire order deadlines;\n"
+			       "         brings the projector); psp (the payment provider sandbox, when\n"
+			       "         ORION_PSP_URL is unset); mail; projector; gateway (brings the\n"
+			       "         projector). Default: all.\n"
 			       "  --demo: seed the demo catalog and an admin account\n\n");
 			orn_config_print_help(stdout);
 			return 0;
@@ -652,12 +701,16 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		goto done;
 	if (start_actors(&st, roles) != ORN_OK)
 		goto done;
-	/* The gateway answers queries from local read models: it brings the projector. */
-	if ((list_has(roles, "projector") || list_has(roles, "gateway")) && start_projector(&st) != ORN_OK)
+	/* The gateway answers queries from local read models and the timers read
+	 * deadlines from the orders model: both bring the projector. */
+	if ((list_has(roles, "projector") || list_has(roles, "gateway") || list_has(roles, "timers")) &&
+	    start_projector(&st) != ORN_OK)
 		goto done;
 	if (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK)
 		goto done;
 	if (start_side_effects(&st, roles) != ORN_OK)
+		goto done;
+	if (start_metrics_listener(&st) != ORN_OK)
 		goto done;
 	if (bootstrap(&st, demo) != ORN_OK)
 		goto done;

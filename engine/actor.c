@@ -16,6 +16,7 @@
 #include "bus.h"
 #include "hashmap.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef enum work_kind { WORK_COMMAND, WORK_APPENDED } work_kind;
 
@@ -445,7 +446,12 @@ static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code,
                      uint64_t seq, bool duplicate)
 {
 	act_runtime *rt = sh->rt;
+	char attempts[16];
 	bus_reply r;
+	snprintf(attempts, sizeof attempts, "%u", e->attempts);
+	log_debug("command answered", "aggregate", rt->kind->aggregate, "id", e->id, "type", e->cmd.type,
+	          "command_id", e->cmd.causation, "outcome", bus_outcome_name(outcome), "code",
+	          code ? code : "", "attempts", attempts);
 	memset(&r, 0, sizeof r);
 	r.outcome = outcome;
 	snprintf(r.code, sizeof r.code, "%s", code ? code : "");
@@ -501,6 +507,17 @@ static orn_rc encode_commit(shard *sh, entry *e)
 	return mp_writer_status(e->commit);
 }
 
+/* True if another instance appended to e's aggregate since e's state was
+ * loaded. An answer that appends nothing (a rejection, a no-op, a read) is
+ * not checked by ExpectLastSubjectSeq, so a cached state is checked against
+ * the stream's head before one is given. If the head cannot be read the
+ * cached state answers, as it would on a single instance. */
+static bool cache_stale(shard *sh, const entry *e)
+{
+	uint64_t head = 0;
+	return es_head(sh->rt->store, sh->rt->kind->aggregate, e->id, &head) == ORN_OK && head != e->version;
+}
+
 /* One try of e's current command. Returns true if the command is finished
  * (answered), false if an append is in flight. */
 static bool attempt(shard *sh, entry *e)
@@ -508,18 +525,28 @@ static bool attempt(shard *sh, entry *e)
 	act_runtime *rt = sh->rt;
 	const act_kind *kind = rt->kind;
 	orn_rc rc;
+	bool fresh = !e->loaded, is_get = strcmp(e->cmd.type, BUS_CMD_GET) == 0;
 	e->attempts++;
+reload:
 	if (!e->loaded && (rc = rehydrate(sh, e)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
 		return true;
 	}
-	if (strcmp(e->cmd.type, BUS_CMD_GET) == 0) {
-		reply_view(sh, e);
+	act_decision_clear(sh->decision);
+	if (!is_get && (rc = kind->decide(e->state, &e->cmd, sh->decision)) != ORN_OK) {
+		reply_to(sh, e, BUS_FAILED, "invalid", orn_strerror(rc), 0, false);
 		return true;
 	}
-	act_decision_clear(sh->decision);
-	if ((rc = kind->decide(e->state, &e->cmd, sh->decision)) != ORN_OK) {
-		reply_to(sh, e, BUS_FAILED, "invalid", orn_strerror(rc), 0, false);
+	if (!fresh &&
+	    (is_get || act_decision_rejection(sh->decision) != NULL ||
+	     act_decision_count(sh->decision) == 0) &&
+	    cache_stale(sh, e)) {
+		unload(sh, e);
+		fresh = true;
+		goto reload;
+	}
+	if (is_get) {
+		reply_view(sh, e);
 		return true;
 	}
 	if (act_decision_rejection(sh->decision) != NULL) {
@@ -592,6 +619,23 @@ static void maybe_snapshot(shard *sh, entry *e)
 	}
 }
 
+/* orion_command_conflicts_total / orion_command_retries_total of kind; with
+ * cause NULL, creates both at 0 (a scrape sees them before the first one). */
+static void count_conflict(const act_kind *kind, bool conflict, const char *cause)
+{
+	const char *const kind_label[] = {"kind", kind->aggregate, NULL};
+	const char *const retry_labels[] = {"kind", kind->aggregate, "cause", cause ? cause : "conflict",
+	                                    NULL};
+	orn_metrics *m = orn_metrics_global();
+	orn_metrics_counter_add(
+	        m, "orion_command_conflicts_total",
+	        "Appends refused because another writer appended first (wrong last sequence).", kind_label,
+	        conflict ? 1 : 0);
+	orn_metrics_counter_add(m, "orion_command_retries_total",
+	                        "Commands tried again after a conflict or an append of unknown outcome.",
+	                        retry_labels, cause != NULL ? 1 : 0);
+}
+
 /* Applies the events just appended (decoded from the exact bytes stored). */
 static orn_rc evolve_commit(shard *sh, entry *e)
 {
@@ -633,7 +677,12 @@ static void on_append_outcome(shard *sh, work *w)
 		/* A conflict resolves with one reload; an unknown outcome (NATS
 		 * down) is not retried once stopping, so shutdown stays bounded. */
 		bool retry = w->rc == ORN_ECONFLICT || !atomic_load(&rt->stopping);
-		if (e->attempts < rt->opt.max_attempts && retry) {
+		retry = retry && e->attempts < rt->opt.max_attempts;
+		count_conflict(rt->kind, w->rc == ORN_ECONFLICT,
+		               !retry                   ? NULL
+		               : w->rc == ORN_ECONFLICT ? "conflict"
+		                                        : "unknown_outcome");
+		if (retry) {
 			if (!attempt(sh, e))
 				return; /* retry in flight */
 		} else {
@@ -800,7 +849,7 @@ static orn_rc connect_commands(act_runtime *rt)
 	snprintf(name, sizeof name, "orion-%s-commands", rt->kind->aggregate);
 	if (natsOptions_Create(&opts) != NATS_OK)
 		return ORN_ENOMEM;
-	if (natsOptions_SetURL(opts, es_store_url(rt->store)) != NATS_OK ||
+	if (es_nats_options_set_url(opts, es_store_url(rt->store)) != ORN_OK ||
 	    natsOptions_SetName(opts, name) != NATS_OK || natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
 	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK)
 		rc = ORN_EINVAL;
@@ -889,6 +938,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 	}
 	natsSubscription_SetPendingLimits(rt->sub, 1000000, 1024 * 1024 * 1024);
 	natsConnection_Flush(rt->nc);
+	count_conflict(kind, false, NULL);
 	log_info("actor runtime started", "aggregate", kind->aggregate, "queue", queue);
 	*out = rt;
 	return ORN_OK;

@@ -11,6 +11,8 @@ static const orn_config_var vars[] = {
          "NATS URL; unset: start an embedded nats-server -js on a free loopback port"},
         {"ORION_DATA_DIR", "./var", "read models, embedded NATS store, Maildir, generated secrets"},
         {"ORION_HTTP_ADDR", "127.0.0.1:8080", "where the gateway listens"},
+        {"ORION_METRICS_ADDR", "unset",
+         "HOST:PORT serving GET /metrics in a process without the gateway role"},
         {"ORION_LOG_LEVEL", "info", "debug, info, warn or error"},
         {"ORION_SHARDS", "4", "actor shards (threads) per aggregate kind"},
         {"ORION_CACHE_CAPACITY", "100000", "live aggregate states kept in memory per kind"},
@@ -92,6 +94,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_NATS_URL", read_string("ORION_NATS_URL", c->nats_url, sizeof c->nats_url));
 	TRY("ORION_DATA_DIR", read_string("ORION_DATA_DIR", c->data_dir, sizeof c->data_dir));
 	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
+	TRY("ORION_METRICS_ADDR", read_string("ORION_METRICS_ADDR", c->metrics_addr, sizeof c->metrics_addr));
 	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));
 	TRY("ORION_CORS_ORIGINS", read_string("ORION_CORS_ORIGINS", c->cors_origins, sizeof c->cors_origins));
 	TRY("ORION_SMTP_URL", read_string("ORION_SMTP_URL", c->smtp_url, sizeof c->smtp_url));

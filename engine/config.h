@@ -16,6 +16,7 @@ typedef struct orn_config {
 	char nats_url[ORN_CONFIG_STR_MAX];     /* ORION_NATS_URL; "" = start an embedded server */
 	char data_dir[ORN_CONFIG_STR_MAX];     /* ORION_DATA_DIR, default ./var */
 	char http_addr[ORN_CONFIG_STR_MAX];    /* ORION_HTTP_ADDR, default 127.0.0.1:8080 */
+	char metrics_addr[ORN_CONFIG_STR_MAX]; /* ORION_METRICS_ADDR; "" = /metrics only on the gateway */
 	char log_level[16];                    /* ORION_LOG_LEVEL: debug|info|warn|error, default info */
 	unsigned shards;                       /* ORION_SHARDS, default 4 */
 	size_t cache_capacity;                 /* ORION_CACHE_CAPACITY, default 100000 */

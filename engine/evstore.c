@@ -147,7 +147,7 @@ orn_rc es_store_open(const es_options *o, es_store **out)
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
-	if (natsOptions_Create(&opts) != NATS_OK || natsOptions_SetURL(opts, o->url) != NATS_OK ||
+	if (natsOptions_Create(&opts) != NATS_OK || es_nats_options_set_url(opts, o->url) != ORN_OK ||
 	    natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
 	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
 	    natsOptions_SetTimeout(opts, 2000) != NATS_OK ||
@@ -204,6 +204,45 @@ void es_store_close(es_store *s)
 const char *es_store_url(es_store *s)
 {
 	return s->url;
+}
+
+orn_rc es_nats_options_set_url(natsOptions *opts, const char *url)
+{
+	orn_rc rc = ORN_OK;
+	char *copy = NULL, **servers = NULL;
+	int count = 1;
+	if (url == NULL || strchr(url, ',') == NULL)
+		return natsOptions_SetURL(opts, url) == NATS_OK ? ORN_OK : ORN_EINVAL;
+	for (const char *p = url; (p = strchr(p, ',')) != NULL; p++)
+		count++;
+	copy = strdup(url);
+	servers = calloc((size_t)count, sizeof *servers);
+	if (copy == NULL || servers == NULL) {
+		rc = ORN_ENOMEM;
+		goto done;
+	}
+	int n = 0;
+	for (char *entry = copy, *next; entry != NULL; entry = next) {
+		next = strchr(entry, ',');
+		if (next != NULL)
+			*next++ = '\0';
+		while (*entry == ' ')
+			entry++;
+		size_t len = strlen(entry);
+		while (len > 0 && entry[len - 1] == ' ')
+			entry[--len] = '\0';
+		if (len == 0) {
+			rc = ORN_EINVAL;
+			goto done;
+		}
+		servers[n++] = entry;
+	}
+	if (natsOptions_SetServers(opts, (const char **)servers, n) != NATS_OK)
+		rc = ORN_EINVAL;
+done:
+	free(servers);
+	free(copy);
+	return rc;
 }
 
 natsConnection *es_store_connection(es_store *s)

@@ -48,6 +48,13 @@ void es_store_close(es_store *s);
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
 
+/* Sets the server(s) of opts from url: one NATS URL or a comma-separated
+ * list (a cluster's seed servers; spaces around the commas are ignored).
+ * NULL sets the default URL. cnats splits such a list only in
+ * natsConnection_ConnectTo, so every natsOptions of Orion goes through this.
+ * ORN_EINVAL for an empty entry, ORN_ENOMEM if out of memory. */
+orn_rc es_nats_options_set_url(natsOptions *opts, const char *url);
+
 /* The underlying connection and JetStream context (owned by the store). */
 natsConnection *es_store_connection(es_store *s);
 jsCtx *es_store_jetstream(es_store *s);

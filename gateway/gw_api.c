@@ -117,6 +117,7 @@ typedef struct timed_command {
 	gw_bus_fn *fn;
 	void *closure;
 	char aggregate[32];
+	char correlation[ENV_ID_MAX]; /* the request's, restored while fn runs */
 	int64_t start_ns;
 } timed_command;
 
@@ -136,7 +137,11 @@ static void on_command_done(void *closure, orn_rc rc, bus_reply *reply)
 		                   "Time from sending a command to its reply, seen by the gateway.", buckets,
 		                   ORN_ARRAY_LEN(buckets), labels,
 		                   (double)(orn_monotonic_ns() - t->start_ns) / 1e9);
+	/* A command sent from fn (the next step of the same request) carries
+	 * the request's correlation id too. */
+	log_set_correlation(t->correlation);
 	t->fn(t->closure, rc, reply);
+	log_set_correlation(NULL);
 	free(t);
 }
 
@@ -153,7 +158,10 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
                           int64_t timeout_ms, gw_bus_fn *fn, void *closure)
 {
 	env_envelope cmd;
-	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, NULL, actor,
+	/* The correlation id is the request's (gw_request_id, set on this
+	 * thread while it is handled); the command id without one. */
+	const char *correlation = log_correlation()[0] != '\0' ? log_correlation() : NULL;
+	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, correlation, actor,
 	                             mp_writer_data(payload), mp_writer_size(payload));
 	if (rc != ORN_OK)
 		return rc;
@@ -161,6 +169,7 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
 	if (t == NULL)
 		return ORN_ENOMEM;
 	*t = (timed_command){.api = api, .fn = fn, .closure = closure, .start_ns = orn_monotonic_ns()};
+	snprintf(t->correlation, sizeof t->correlation, "%s", cmd.correlation);
 	snprintf(t->aggregate, sizeof t->aggregate, "%s", aggregate);
 	rc = gw_bus_send(api->bus, aggregate, id, &cmd, timeout_ms, on_command_done, t);
 	if (rc != ORN_OK)

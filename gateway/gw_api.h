@@ -171,8 +171,10 @@ bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
 
 /* Sends one command to aggregate/id through api->bus with
  * GW_API_COMMAND_TIMEOUT_MS: payload is one msgpack value, command_id (unique
- * per intent: the same id for a retried intent makes it idempotent) also
- * serves as the correlation id, actor is the user acting (may be NULL).
+ * per intent: the same id for a retried intent makes it idempotent), actor
+ * is the user acting (may be NULL). The correlation id is the calling
+ * thread's log correlation id (the request being handled, gw_request_id;
+ * kept for commands sent from fn), or command_id when none is set.
  * fn gets the outcome on the loop (see gw_bus.h). */
 orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
                    const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,

@@ -43,7 +43,7 @@
 
 #define ARENA_CHUNK  4096
 #define ADDRESS_MAX  64
-#define CORS_HEADERS "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
+#define CORS_HEADERS "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, X-Request-Id"
 #define CORS_MAX_AGE "600"
 #define ALLOW_MAX    96
 #define UNMATCHED    "unmatched"
@@ -80,6 +80,7 @@ struct gw_request {
 	gw_route_match match;
 	struct evkeyvalq query;
 	char client_addr[ADDRESS_MAX];
+	char request_id[GW_REQUEST_ID_MAX]; /* the correlation id: the client's, or a fresh one */
 	arena_chunk *arena;
 	const unsigned char *body; /* the body's copy in the arena, once read */
 	size_t body_len;
@@ -206,6 +207,41 @@ const char *gw_request_header(const gw_request *r, const char *name)
 	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
 }
 
+const char *gw_request_id(const gw_request *r)
+{
+	return r->request_id;
+}
+
+/* True for a client's request id we take as ours: 1..GW_REQUEST_ID_MAX-1
+ * characters of [A-Za-z0-9._:-] (nothing a log line or subject could trip on). */
+static bool request_id_valid(const char *id)
+{
+	size_t n = id != NULL ? strlen(id) : 0;
+	if (n == 0 || n >= GW_REQUEST_ID_MAX)
+		return false;
+	for (const char *p = id; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '.' || *p == '_' || *p == ':' || *p == '-'))
+			return false;
+	return true;
+}
+
+/* r's id: X-Request-Id, else X-Correlation-Id, if valid; else "r" + 32 hex digits. */
+static void set_request_id(gw_request *r, struct evkeyvalq *input)
+{
+	const char *id = evhttp_find_header(input, "X-Request-Id");
+	if (!request_id_valid(id))
+		id = evhttp_find_header(input, "X-Correlation-Id");
+	if (request_id_valid(id)) {
+		snprintf(r->request_id, sizeof r->request_id, "%s", id);
+		return;
+	}
+	unsigned char random[16];
+	randombytes_buf(random, sizeof random);
+	r->request_id[0] = 'r';
+	sodium_bin2hex(r->request_id + 1, sizeof r->request_id - 1, random, sizeof random);
+}
+
 const char *gw_request_client_addr(const gw_request *r)
 {
 	return r->client_addr;
@@ -287,8 +323,12 @@ static void add_standard_headers(gw_request *r, struct evkeyvalq *headers, const
 		evhttp_add_header(headers, "Cache-Control", "no-store");
 	if (r->server->cors_origin_count > 0)
 		evhttp_add_header(headers, "Vary", "Origin");
-	if (r->cors_origin)
+	if (r->cors_origin) {
 		evhttp_add_header(headers, "Access-Control-Allow-Origin", r->cors_origin);
+		evhttp_add_header(headers, "Access-Control-Expose-Headers", "X-Request-Id");
+	}
+	evhttp_remove_header(headers, "X-Request-Id");
+	evhttp_add_header(headers, "X-Request-Id", r->request_id);
 }
 
 void gw_respond(gw_request *r, int status, const char *content_type, const void *body, size_t len)
@@ -312,6 +352,11 @@ void gw_respond(gw_request *r, int status, const char *content_type, const void 
 	if (s->metrics)
 		gw_metrics_observe_request(s->metrics, gw_method_name(r->method), gw_request_route(r), status,
 		                           seconds);
+	char status_text[8], ms_text[24];
+	snprintf(status_text, sizeof status_text, "%d", status);
+	snprintf(ms_text, sizeof ms_text, "%.3f", seconds * 1000);
+	log_debug("request answered", "method", gw_method_name(r->method), "route", gw_request_route(r),
+	          "status", status_text, "ms", ms_text);
 	if (!r->in_handler)
 		request_free(r);
 }
@@ -426,8 +471,10 @@ static void deadline_expired(evutil_socket_t fd, short what, void *arg)
 	gw_request *r = async_take_request(a);
 	if (!r)
 		return;
+	log_set_correlation(r->request_id);
 	log_warn("deferred request missed its deadline", "route", gw_request_route(r));
 	gw_respond_error(r, 503, "a dependency did not answer in time");
+	log_set_correlation(NULL);
 	async_release(a); /* the loop's reference */
 }
 
@@ -469,6 +516,7 @@ static void completion_run(void *arg, bool run)
 	gw_async *a = c->async;
 	gw_request *r = run ? async_take_request(a) : NULL;
 	if (r) {
+		log_set_correlation(r->request_id);
 		if (c->empty)
 			gw_respond(r, c->status, NULL, NULL, 0);
 		else if (c->html)
@@ -479,6 +527,7 @@ static void completion_run(void *arg, bool run)
 			gw_respond_json(r, c->status, c->body);
 		c->body = NULL;
 		async_release(a); /* the loop's reference */
+		log_set_correlation(NULL);
 	}
 	json_decref(c->body);
 	free(c->html);
@@ -759,12 +808,15 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	struct evkeyvalq *input = evhttp_request_get_input_headers(ev);
 	r->authorized = evhttp_find_header(input, "Authorization") != NULL;
 	r->cors_origin = allowed_origin(s, evhttp_find_header(input, "Origin"));
+	set_request_id(r, input);
+	/* Every line logged while handling, and every command sent, carries it. */
+	log_set_correlation(r->request_id);
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-	if (query && evhttp_parse_query_str(query, &r->query) != 0) {
+	if (query && evhttp_parse_query_str(query, &r->query) != 0)
 		gw_respond_error(r, 400, "malformed query string");
-		return;
-	}
-	dispatch(r);
+	else
+		dispatch(r);
+	log_set_correlation(NULL);
 }
 
 /* ---- the server --------------------------------------------------------- */

@@ -43,6 +43,8 @@
 #include "gw_validate.h"
 #include "orn.h"
 
+#define GW_REQUEST_ID_MAX 129 /* bytes of a request (correlation) id, NUL included */
+
 struct event_base;
 
 typedef struct gw_server gw_server;
@@ -106,6 +108,12 @@ const char *gw_request_query(const gw_request *r, const char *name);
 const char *gw_request_header(const gw_request *r, const char *name);
 /* The peer's address as text ("127.0.0.1"). */
 const char *gw_request_client_addr(const gw_request *r);
+/* The request's correlation id: the client's X-Request-Id (else
+ * X-Correlation-Id) when it is 1..GW_REQUEST_ID_MAX-1 characters of
+ * [A-Za-z0-9._:-], else a fresh "r" + 32 hex digits. Every answer echoes it
+ * in X-Request-Id; it is the log correlation id while the request is handled
+ * and the correlation id of the commands the request sends. */
+const char *gw_request_id(const gw_request *r);
 /* The body; *len receives its size. Never NULL (an empty body is ""). The
  * bytes are a copy in the request's arena (callers may overwrite them); the
  * arena and libevent's input buffer are wiped (zeroed) when the request is

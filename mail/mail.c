@@ -24,6 +24,7 @@
 #include "fsdir.h"
 #include "log.h"
 #include "mail_render.h"
+#include "metrics.h"
 
 #define CONSUMER_FILTER    "orion.evt.order.>"
 #define ORDER_SUBJECT      "orion.evt.order."
@@ -333,6 +334,29 @@ static orn_rc fold(void *closure, uint64_t seq, const char *subject, const env_e
 	return ORN_OK;
 }
 
+/* orion_email_sent_total / orion_email_failures_total{status} and, once
+ * sent, orion_email_latency_seconds{status}: from the event's time to the
+ * server's acceptance (SMTP 250, or the Maildir rename). */
+static void count_email(const char *status, const char *transport, bool sent, int64_t latency_ms)
+{
+	static const double buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+	const char *const labels[] = {"status", status, "transport", transport, NULL};
+	const char *const status_label[] = {"status", status, NULL};
+	orn_metrics *m = orn_metrics_global();
+	if (!sent) {
+		orn_metrics_counter_add(m, "orion_email_failures_total",
+		                        "Email sends that failed (each is retried with a backoff).", labels,
+		                        1);
+		return;
+	}
+	orn_metrics_counter_add(m, "orion_email_sent_total", "Emails accepted by the SMTP server or Maildir.",
+	                        labels, 1);
+	orn_metrics_observe(m, "orion_email_latency_seconds",
+	                    "Time from the order event to the email's acceptance by the server.", buckets,
+	                    ORN_ARRAY_LEN(buckets), status_label,
+	                    latency_ms > 0 ? (double)latency_ms / 1000.0 : 0.0);
+}
+
 static void seq_text(char out[24], uint64_t v)
 {
 	snprintf(out, 24, "%llu", (unsigned long long)v);
@@ -401,6 +425,7 @@ static outcome deliver(worker *w, const char *order_id, const char *subject, uin
 	int64_t sent_ms = orn_now_ms();
 	orn_rc marker_rc = rc == ORN_OK ? marker_put(m, key, seq, sent_ms) : ORN_OK;
 	mail_message_dispose(&msg); /* wipes the buffers: they held the token */
+	count_email(status_name, m->smtp_url != NULL ? "smtp" : "maildir", rc == ORN_OK, sent_ms - event_ms);
 	if (rc != ORN_OK) {
 		log_warn("mail send failed", "order", order_id, "status", status_name, "error",
 		         orn_rc_name(rc), "detail", detail);

@@ -30,6 +30,7 @@
 #include "card.h"
 #include "fsdir.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "psp_client.h"
 
@@ -393,6 +394,32 @@ static orn_rc load_payment(worker *w, const char *order_id)
 
 /* ---- refunds ---- */
 
+/* orion_payment_provider_duration_seconds{operation, result} of one call to
+ * the provider; result is the HTTP status class, or "error" without an answer. */
+static void observe_provider(const char *operation, orn_rc rc, long status, int64_t start_ns)
+{
+	static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+	static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+	long class_index = status / 100 - 1;
+	const char *result = rc != ORN_OK                          ? "error"
+	                     : class_index >= 0 && class_index < 5 ? classes[class_index]
+	                                                           : "5xx";
+	const char *const labels[] = {"operation", operation, "result", result, NULL};
+	orn_metrics_observe(orn_metrics_global(), "orion_payment_provider_duration_seconds",
+	                    "Time of one call to the card payment provider.", buckets, ORN_ARRAY_LEN(buckets),
+	                    labels, orn_metrics_seconds_since(start_ns));
+}
+
+/* orion_payment_outcomes_total{outcome}: how the charges of Pay requests ended. */
+static void count_outcome(const char *outcome)
+{
+	const char *const labels[] = {"outcome", outcome, NULL};
+	orn_metrics_counter_add(orn_metrics_global(), "orion_payment_outcomes_total",
+	                        "Charges of Pay requests by outcome: approved, declined, unanswered "
+	                        "(no answer within the budget), refused (the provider refused the request).",
+	                        labels, 1);
+}
+
 /* Refunds charge_id of order_id at the provider and records it. ORN_OK once
  * refunded (or already refunded under another key); an error to retry. */
 static orn_rc refund_charge(worker *w, const char *order_id, const char *charge_id, const char *reason)
@@ -407,7 +434,10 @@ static orn_rc refund_charge(worker *w, const char *order_id, const char *charge_
 	orn_rc rc;
 
 	snprintf(idem, sizeof idem, "%s:refund:%s", order_id, charge_id);
-	if ((rc = pspc_refund_post(w->psp, charge_id, idem, p->call_timeout_ms, &resp)) != ORN_OK) {
+	int64_t start_ns = orn_monotonic_ns();
+	rc = pspc_refund_post(w->psp, charge_id, idem, p->call_timeout_ms, &resp);
+	observe_provider("refund", rc, rc == ORN_OK ? resp.status : 0, start_ns);
+	if (rc != ORN_OK) {
 		log_warn("payment refund not answered", "order_id", order_id, "charge_id", charge_id, "error",
 		         orn_rc_name(rc));
 		return rc;
@@ -645,8 +675,10 @@ static pspc_outcome charge(worker *w, const char *order_id, const char *form, si
 		pspc_response resp;
 		if (left <= 0 || is_stopping(p))
 			return PSPC_RETRY;
+		int64_t start_ns = orn_monotonic_ns();
 		orn_rc rc = pspc_charge_post(w->psp, form, form_len, provider_key,
 		                             left < p->call_timeout_ms ? left : p->call_timeout_ms, &resp);
+		observe_provider("charge", rc, rc == ORN_OK ? resp.status : 0, start_ns);
 		if (rc == ORN_OK) {
 			if (p->kill_after_charge && (resp.status == 200 || resp.status == 402))
 				raise(SIGKILL); /* fault test: the answer is lost with the process */
@@ -820,6 +852,10 @@ static void pay_claimed(worker *w, const pay_request *req, const order_info *ord
 	pspc_outcome o = charge(w, req->order_id, form, form_len, provider_key,
 	                        budget_first ? budget_end_ms : order->payment_deadline_ms, &ch, &err);
 	sodium_memzero(form, sizeof form);
+	count_outcome(o == PSPC_APPROVED   ? "approved"
+	              : o == PSPC_DECLINED ? "declined"
+	              : o == PSPC_RETRY    ? "unanswered"
+	                                   : "refused");
 	if (o == PSPC_APPROVED) {
 		settle_approved(w, req->order_id, provider_key, &ch, card, out);
 	} else if (o == PSPC_DECLINED) {
@@ -1006,7 +1042,10 @@ static step_end reconcile_cancelled(worker *w, const char *order_id, int64_t eve
 		return STEP_DONE; /* never charged here */
 	if ((list = calloc(PSPC_LIST_MAX, sizeof *list)) == NULL)
 		return STEP_RETRY;
-	if ((rc = pspc_charges_of_order(w->psp, order_id, p->call_timeout_ms, &resp)) != ORN_OK) {
+	int64_t start_ns = orn_monotonic_ns();
+	rc = pspc_charges_of_order(w->psp, order_id, p->call_timeout_ms, &resp);
+	observe_provider("list", rc, rc == ORN_OK ? resp.status : 0, start_ns);
+	if (rc != ORN_OK) {
 		log_warn("payment cannot list the order's charges", "order_id", order_id, "error",
 		         orn_rc_name(rc));
 		goto done;

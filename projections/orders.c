@@ -3,6 +3,7 @@
  * Sub-databases (schemas/read-models.md):
  *   orders.orders       order id -> record
  *   orders.by_customer  customer id, 0x00, created_at (order-preserving int64), order id -> summary
+ *   orders.by_deadline  deadline_ms (8 bytes, big endian), order id -> empty
  *
  * Record: a msgpack array [format, customer_id, created_at_ms, [seq of each
  * history entry], snapshot], where snapshot is the order aggregate's own
@@ -22,7 +23,15 @@
  *
  * Listing walks the customer's index keys backwards (newest first; equal
  * times by id descending) from the cursor's key, or from the end of the
- * customer's range. */
+ * customer's range.
+ *
+ * Deadlines: by_deadline holds one key per order whose status has a deadline
+ * (order_deadline: the confirmation deadline while pending or awaiting
+ * confirmation, the payment deadline while awaiting payment), moved in the
+ * same transaction as the record whenever an event changes it and removed
+ * when the order leaves those states. It is what the timers role fires
+ * (ADR 010). An environment written before the index existed gets it filled
+ * from the records when the sub-database is first created. */
 #include "orders.h"
 
 #include <stdlib.h>
@@ -33,12 +42,15 @@
 
 #define ORDERS_DB      "orders.orders"
 #define BY_CUSTOMER_DB "orders.by_customer"
+#define BY_DEADLINE_DB "orders.by_deadline"
 #define SUBJECT_PREFIX "orion.evt." ORDER_AGGREGATE "."
 
-#define RECORD_FORMAT  1
-#define RECORD_FIELDS  5
-#define SUMMARY_FIELDS 5
-#define INDEX_KEY_MAX  (ES_ID_MAX + 1 + 8 + ES_ID_MAX)
+#define RECORD_FORMAT    1
+#define RECORD_FIELDS    5
+#define SUMMARY_FIELDS   5
+#define INDEX_KEY_MAX    (ES_ID_MAX + 1 + 8 + ES_ID_MAX)
+#define DEADLINE_BYTES   8
+#define DEADLINE_KEY_MAX (DEADLINE_BYTES + ES_ID_MAX)
 
 /* Working memory of apply (projector thread only): too large for a stack. */
 typedef struct apply_scratch {
@@ -50,6 +62,7 @@ struct proj_orders {
 	proj_env *env;
 	MDB_dbi orders;
 	MDB_dbi by_customer;
+	MDB_dbi by_deadline;
 	proj_def def;
 	uint64_t undecodable;
 	mp_writer *writer; /* projector thread only */
@@ -199,12 +212,86 @@ static orn_rc summary_decode(const void *buf, size_t len, proj_order_summary *ou
 
 /* ---- applying order events ---- */
 
+/* The by_deadline key of an order: deadline (big endian, so keys sort by
+ * time) then id; returns its length. Deadlines are positive. */
+static size_t deadline_key(uint8_t out[DEADLINE_KEY_MAX], int64_t deadline_ms, const char *id, size_t id_len)
+{
+	uint64_t v = (uint64_t)deadline_ms;
+	for (int i = DEADLINE_BYTES - 1; i >= 0; i--, v >>= 8)
+		out[i] = (uint8_t)v;
+	memcpy(out + DEADLINE_BYTES, id, id_len);
+	return DEADLINE_BYTES + id_len;
+}
+
+static int64_t deadline_key_time(const uint8_t *key)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < DEADLINE_BYTES; i++)
+		v = v << 8 | key[i];
+	return (int64_t)v;
+}
+
+/* Moves the order's deadline key from old_ms to new_ms (0: none). */
+static orn_rc move_deadline(proj_txn *t, proj_orders *m, const char *id, size_t id_len, int64_t old_ms,
+                            int64_t new_ms)
+{
+	uint8_t key[DEADLINE_KEY_MAX];
+	orn_rc rc = ORN_OK;
+	if (old_ms == new_ms)
+		return ORN_OK;
+	if (old_ms > 0) {
+		rc = proj_del(t, m->by_deadline, key, deadline_key(key, old_ms, id, id_len), NULL, 0);
+		if (rc == ORN_ENOTFOUND)
+			rc = ORN_OK;
+	}
+	if (rc == ORN_OK && new_ms > 0)
+		rc = proj_put(t, m->by_deadline, key, deadline_key(key, new_ms, id, id_len), "", 0, 0);
+	return rc;
+}
+
+/* Fills a by_deadline created just now from the records already there (an
+ * environment written before the index existed). */
+static orn_rc backfill_deadlines(proj_txn *t, proj_orders *m)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	uint64_t filled = 0;
+	orn_rc rc = ORN_OK;
+	proj_order *o = &m->scratch.order;
+	int mrc = mdb_cursor_open(t->txn, m->orders, &cur);
+	if (mrc != 0)
+		return proj_rc(mrc);
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == ORN_OK;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > ES_ID_MAX || record_decode(v.mv_data, v.mv_size, o) != ORN_OK)
+			continue; /* unreadable: a rebuild drops it */
+		int64_t deadline = order_deadline(&o->state);
+		rc = move_deadline(t, m, k.mv_data, k.mv_size, 0, deadline);
+		filled += deadline > 0;
+	}
+	mdb_cursor_close(cur);
+	if (rc == ORN_OK && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	if (rc == ORN_OK && filled > 0) {
+		char text[24];
+		snprintf(text, sizeof text, "%llu", (unsigned long long)filled);
+		log_info("orders deadline index filled from the records", "orders", text);
+	}
+	return rc;
+}
+
 static orn_rc orders_open(void *self, proj_txn *t)
 {
 	proj_orders *m = self;
+	MDB_dbi probe;
 	orn_rc rc = proj_dbi_open(t, ORDERS_DB, 0, &m->orders);
 	if (rc == ORN_OK)
 		rc = proj_dbi_open(t, BY_CUSTOMER_DB, 0, &m->by_customer);
+	if (rc != ORN_OK)
+		return rc;
+	bool fresh = mdb_dbi_open(t->txn, BY_DEADLINE_DB, 0, &probe) == MDB_NOTFOUND;
+	if ((rc = proj_dbi_open(t, BY_DEADLINE_DB, 0, &m->by_deadline)) == ORN_OK && fresh)
+		rc = backfill_deadlines(t, m);
 	return rc;
 }
 
@@ -260,6 +347,7 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 		return rc;
 	if (rc != ORN_OK)
 		order_reset(o);
+	int64_t old_deadline = order_deadline(&o->state);
 	/* Older than the order's last event: a redelivery. An event at the same
 	 * seq is folded again (a commit may carry several); evolve refuses any
 	 * event already applied, since every one moves the status forward. */
@@ -267,7 +355,10 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 		return ORN_OK;
 	o->history_seq[o->state.history_count - 1] = seq;
 	o->version = seq;
-	return write_order(t, m, id, id_len, o);
+	rc = write_order(t, m, id, id_len, o);
+	if (rc == ORN_OK)
+		rc = move_deadline(t, m, id, id_len, old_deadline, order_deadline(&o->state));
+	return rc;
 }
 
 static orn_rc open_in_txn(proj_txn *t, void *closure)
@@ -454,5 +545,42 @@ orn_rc proj_orders_list(proj_orders *m, const char *customer_id, unsigned limit,
 		                        sizeof out->next_cursor);
 	if (rc != ORN_OK)
 		out->count = 0;
+	return rc;
+}
+
+orn_rc proj_orders_due(proj_orders *m, int64_t now_ms, proj_order_due *out, size_t cap, size_t *count)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	*count = 0;
+	if (cap > 0 && out == NULL)
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	int mrc = mdb_cursor_open(txn, m->by_deadline, &cur);
+	if (mrc == 0)
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	for (; mrc == 0 && *count < cap; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		size_t id_len = k.mv_size - DEADLINE_BYTES;
+		if (k.mv_size <= DEADLINE_BYTES || id_len > ES_ID_MAX)
+			continue; /* not a key deadline_key writes */
+		int64_t deadline = deadline_key_time(k.mv_data);
+		if (deadline > now_ms)
+			break;
+		proj_order_due *d = &out[*count];
+		memcpy(d->id, (const uint8_t *)k.mv_data + DEADLINE_BYTES, id_len);
+		d->id[id_len] = '\0';
+		d->deadline_ms = deadline;
+		*count += es_id_valid(d->id);
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	proj_env_read_end(m->env, txn);
+	if (rc != ORN_OK)
+		*count = 0;
 	return rc;
 }

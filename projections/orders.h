@@ -9,6 +9,10 @@
  * descending, then id descending), a page of 1..100 at a time with an opaque
  * cursor.
  *
+ * It also keeps every order that has a deadline now (pending and awaiting
+ * confirmation: the confirmation deadline; awaiting payment: the payment
+ * deadline) in deadline order, for the timers role (proj_orders_due, ADR 010).
+ *
  * The model serves reads only: the order actor decides, never from here. */
 #ifndef ORION_PROJ_ORDERS_H
 #define ORION_PROJ_ORDERS_H
@@ -53,6 +57,12 @@ typedef struct proj_orders_page {
 	char next_cursor[PROJ_CURSOR_MAX]; /* "" at the end */
 } proj_orders_page;
 
+/* An order whose deadline has come (proj_orders_due). */
+typedef struct proj_order_due {
+	char id[ES_ID_MAX + 1];
+	int64_t deadline_ms; /* the deadline of its current status */
+} proj_order_due;
+
 typedef struct proj_orders proj_orders;
 
 /* Creates the model over env and opens (creating) its sub-databases.
@@ -79,6 +89,13 @@ orn_rc proj_orders_version(proj_orders *m, const char *id, uint64_t *version);
  * (or an invalid customer id). out (caller-owned) is filled; count 0 on error. */
 orn_rc proj_orders_list(proj_orders *m, const char *customer_id, unsigned limit, const char *cursor,
                         proj_orders_page *out);
+
+/* Orders whose deadline is at or before now_ms, earliest first (equal
+ * deadlines by id), at most cap of them into out[*count] (caller-owned).
+ * The model may trail the stream: an order listed may have left its state
+ * already (the order actor refuses the expiry), and one placed a moment ago
+ * may be missing. ORN_OK with *count 0 if none is due; on error *count is 0. */
+orn_rc proj_orders_due(proj_orders *m, int64_t now_ms, proj_order_due *out, size_t cap, size_t *count);
 
 typedef struct proj_orders_stats {
 	/* order events whose payload did not decode, logged and skipped (counted

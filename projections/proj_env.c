@@ -10,7 +10,9 @@
 #include "proj_internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +33,19 @@ struct proj_env {
 	uint64_t map_grows;  /* written by the writer thread only */
 	uint64_t write_txns; /* idem */
 	MDB_dbi checkpoints; /* projection name -> last applied stream sequence */
+
+	/* Generations (proj_env_open_next / proj_env_adopt): the path as given
+	 * (perhaps a symbolic link) and the directory it led to when opened. */
+	proj_env_options opts; /* opts.path points at path */
+	char path[PATH_MAX];
+	char target[PATH_MAX];
+	/* Every sub-database opened, in opening order (writer thread only). */
+	struct {
+		char name[PROJ_NAME_MAX];
+		unsigned flags;
+		MDB_dbi dbi;
+	} dbs[PROJ_ENV_MAX_DBS];
+	unsigned db_count;
 };
 
 void proj_env_options_init(proj_env_options *o)
@@ -91,7 +106,8 @@ orn_rc proj_env_open(const proj_env_options *o, proj_env **out)
 	proj_env *env = NULL;
 	*out = NULL;
 	if (o == NULL || o->path == NULL || o->map_size == 0 || o->max_map_size < o->map_size ||
-	    o->max_dbs == 0 || o->max_readers == 0)
+	    o->max_dbs == 0 || o->max_dbs > PROJ_ENV_MAX_DBS || o->max_readers == 0 ||
+	    strlen(o->path) >= PATH_MAX)
 		return ORN_EINVAL;
 	if (mkdir(o->path, 0750) != 0 && errno != EEXIST) {
 		log_error("cannot create the read model directory", "path", o->path, "error",
@@ -115,11 +131,17 @@ orn_rc proj_env_open(const proj_env_options *o, proj_env **out)
 	pthread_mutex_init(&env->cache_lock, NULL);
 	env->max_readers = o->max_readers;
 	env->max_map_size = o->max_map_size;
+	env->opts = *o;
+	snprintf(env->path, sizeof env->path, "%s", o->path);
+	env->opts.path = env->path;
+	if (realpath(o->path, env->target) == NULL)
+		snprintf(env->target, sizeof env->target, "%s", o->path);
 	if ((mrc = mdb_env_create(&env->env)) != 0 || (mrc = mdb_env_set_maxdbs(env->env, o->max_dbs)) != 0 ||
 	    (mrc = mdb_env_set_maxreaders(env->env, o->max_readers)) != 0 ||
 	    (mrc = mdb_env_set_mapsize(env->env, o->map_size)) != 0)
 		goto fail;
-	if ((mrc = mdb_env_open(env->env, o->path, MDB_NOTLS | MDB_NOMETASYNC, 0640)) != 0)
+	if ((mrc = mdb_env_open(env->env, o->path, MDB_NOTLS | MDB_NOMETASYNC | (o->no_sync ? MDB_NOSYNC : 0),
+	                        0640)) != 0)
 		goto fail;
 	MDB_txn *txn = NULL;
 	if ((mrc = mdb_txn_begin(env->env, NULL, 0, &txn)) != 0)
@@ -130,6 +152,9 @@ orn_rc proj_env_open(const proj_env_options *o, proj_env **out)
 	}
 	if ((mrc = mdb_txn_commit(txn)) != 0)
 		goto fail;
+	env->db_count = 1;
+	snprintf(env->dbs[0].name, sizeof env->dbs[0].name, "%s", PROJ_CHECKPOINT_DB);
+	env->dbs[0].dbi = env->checkpoints;
 	/* An existing environment may already be larger than asked for. */
 	MDB_envinfo info;
 	mdb_env_info(env->env, &info);
@@ -145,6 +170,14 @@ fail:
 		rc = ORN_EIO;
 	proj_env_close(env);
 	return rc;
+}
+
+orn_rc proj_env_sync(proj_env *env)
+{
+	int mrc = mdb_env_sync(env->env, 1);
+	if (mrc != 0)
+		log_mdb("cannot flush the read models", mrc);
+	return proj_rc(mrc);
 }
 
 void proj_env_close(proj_env *env)
@@ -301,14 +334,126 @@ MDB_dbi proj_env_checkpoint_dbi(proj_env *env)
 	return env->checkpoints;
 }
 
+/* Records (or updates: a retried transaction may get another handle) the
+ * handle of a sub-database, in first-opening order. */
+static orn_rc remember_db(proj_env *env, const char *name, unsigned flags, MDB_dbi dbi)
+{
+	unsigned i = 0;
+	while (i < env->db_count && strcmp(env->dbs[i].name, name) != 0)
+		i++;
+	if (i == env->db_count) {
+		if (i == PROJ_ENV_MAX_DBS || strlen(name) >= PROJ_NAME_MAX)
+			return ORN_ETOOBIG;
+		snprintf(env->dbs[i].name, sizeof env->dbs[i].name, "%s", name);
+		env->db_count++;
+	}
+	env->dbs[i].flags = flags;
+	env->dbs[i].dbi = dbi;
+	return ORN_OK;
+}
+
 orn_rc proj_dbi_open(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out)
 {
 	int mrc = mdb_dbi_open(t->txn, name, flags | MDB_CREATE, out);
 	if (mrc != 0) {
 		t->mdb_error = mrc;
 		log_error("cannot open a read model database", "name", name, "error", mdb_strerror(mrc));
+		return proj_rc(mrc);
 	}
-	return proj_rc(mrc);
+	return remember_db(t->env, name, flags, *out);
+}
+
+/* ---- generations --------------------------------------------------------- */
+
+const char *proj_env_path(const proj_env *env)
+{
+	return env->path;
+}
+
+const char *proj_env_target(const proj_env *env)
+{
+	return env->target;
+}
+
+orn_rc proj_env_moved(proj_env *env, char *target, size_t cap, bool *moved)
+{
+	char now[PATH_MAX];
+	*moved = false;
+	if (realpath(env->path, now) == NULL)
+		return ORN_EIO; /* between a link's removal and its replacement: look again later */
+	if (strcmp(now, env->target) == 0)
+		return ORN_OK;
+	if (strlen(now) >= cap)
+		return ORN_ETOOBIG;
+	memcpy(target, now, strlen(now) + 1);
+	*moved = true;
+	return ORN_OK;
+}
+
+/* Opens every sub-database live has opened, in the same order, so that each
+ * gets the same handle number in next as in live: the models keep their
+ * handles across the switch. */
+static orn_rc mirror_dbs(proj_txn *t, void *closure)
+{
+	const proj_env *live = closure;
+	for (unsigned i = 1; i < live->db_count; i++) {
+		MDB_dbi dbi = 0;
+		orn_rc rc = proj_dbi_open(t, live->dbs[i].name, live->dbs[i].flags, &dbi);
+		if (rc != ORN_OK)
+			return rc;
+		if (dbi != live->dbs[i].dbi) {
+			log_error("a new read model generation numbers its databases differently", "name",
+			          live->dbs[i].name);
+			return ORN_EINTERNAL;
+		}
+	}
+	return ORN_OK;
+}
+
+orn_rc proj_env_open_next(proj_env *live, const char *target, proj_env **out)
+{
+	proj_env_options o = live->opts;
+	proj_env *next = NULL;
+	o.path = target;
+	o.map_size = o.map_size < live->map_size ? live->map_size : o.map_size;
+	if (o.max_map_size < o.map_size)
+		o.max_map_size = o.map_size;
+	orn_rc rc = proj_env_open(&o, &next);
+	if (rc == ORN_OK && next->checkpoints != live->checkpoints)
+		rc = ORN_EINTERNAL;
+	if (rc == ORN_OK)
+		rc = proj_env_write(next, mirror_dbs, live);
+	if (rc != ORN_OK) {
+		proj_env_close(next);
+		return rc;
+	}
+	*out = next;
+	return ORN_OK;
+}
+
+static void drop_cache(proj_env *env)
+{
+	pthread_mutex_lock(&env->cache_lock);
+	for (unsigned i = 0; i < env->cache_count; i++)
+		mdb_txn_abort(env->cache[i]);
+	env->cache_count = 0;
+	pthread_mutex_unlock(&env->cache_lock);
+}
+
+void proj_env_adopt(proj_env *live, proj_env *next, char *old_target, size_t cap)
+{
+	drop_cache(next);
+	pthread_rwlock_wrlock(&live->readers_lock); /* waits for the queries in flight */
+	drop_cache(live);
+	mdb_env_close(live->env);
+	live->env = next->env;
+	live->map_size = next->map_size;
+	live->max_map_size = next->max_map_size;
+	snprintf(old_target, cap, "%s", live->target);
+	memcpy(live->target, next->target, sizeof live->target);
+	pthread_rwlock_unlock(&live->readers_lock);
+	next->env = NULL;
+	proj_env_close(next);
 }
 
 orn_rc proj_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const void *val, size_t val_len,

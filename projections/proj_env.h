@@ -12,6 +12,7 @@
 #ifndef ORION_PROJ_ENV_H
 #define ORION_PROJ_ENV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,7 @@ typedef struct proj_env_options {
 	unsigned max_dbs;      /* named sub-databases; default 64 */
 	unsigned max_readers;  /* concurrent read transactions; default 126 */
 	unsigned reader_cache; /* idle read transactions kept for reuse; default 32 */
+	bool no_sync;          /* no fsync per commit (a rebuild aside): call proj_env_sync at the end */
 } proj_env_options;
 
 /* Fills o with the defaults above (path NULL). */
@@ -35,6 +37,8 @@ void proj_env_options_init(proj_env_options *o);
  * it; close with proj_env_close after every model and runner using it is gone.
  * ORN_EINVAL for bad options, ORN_EIO if the directory cannot be opened. */
 orn_rc proj_env_open(const proj_env_options *o, proj_env **out);
+/* Flushes every commit to disk (for an environment opened with no_sync). */
+orn_rc proj_env_sync(proj_env *env);
 /* Closes the environment and frees it. NULL is ignored. */
 void proj_env_close(proj_env *env);
 

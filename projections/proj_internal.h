@@ -43,8 +43,34 @@ void proj_env_read_end(proj_env *env, MDB_txn *txn);
 #define PROJ_CHECKPOINT_DB "proj.checkpoints"
 MDB_dbi proj_env_checkpoint_dbi(proj_env *env);
 
-/* Opens (creating) a named sub-database in a write transaction. */
+/* Opens (creating) a named sub-database in a write transaction. Names are
+ * `<projection name>.<what>`: `orion rebuild --projection` finds a
+ * projection's databases by that prefix. */
 orn_rc proj_dbi_open(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out);
+
+/* ---- generations (a new environment switched in while serving) ----------
+ *
+ * The environment's path may be a symbolic link to a generation directory
+ * (proj_gen.h). proj_env_moved tells whether the link now leads elsewhere;
+ * the writer thread then opens that directory with proj_env_open_next, which
+ * opens every sub-database in the same order so that each keeps its handle
+ * number (the models hold handles), writes to it until it has caught up, and
+ * makes it the environment's with proj_env_adopt: queries in flight finish on
+ * the old one, the next ones read the new one, and the old one is closed. */
+#define PROJ_ENV_MAX_DBS 64
+
+const char *proj_env_path(const proj_env *env);
+/* The directory the environment's data lives in now (the link resolved). */
+const char *proj_env_target(const proj_env *env);
+/* *moved = true and target = the new directory if the path now resolves to
+ * another directory. ORN_EIO if it does not resolve at the moment. */
+orn_rc proj_env_moved(proj_env *env, char *target, size_t cap, bool *moved);
+/* Opens target as the next generation of live (live's options, the same
+ * database handles). ORN_EINTERNAL if a handle would differ. */
+orn_rc proj_env_open_next(proj_env *live, const char *target, proj_env **out);
+/* Makes next's data live's (next is consumed): waits for open queries, closes
+ * the old data, stores its directory in old_target. Writer thread only. */
+void proj_env_adopt(proj_env *live, proj_env *next, char *old_target, size_t cap);
 
 /* Writes and deletes that record LMDB failures in t->mdb_error. */
 orn_rc proj_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const void *val, size_t val_len,

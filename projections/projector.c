@@ -7,6 +7,7 @@
  * which only the projector thread touches after start. */
 #include "proj_internal.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,12 @@
 #include <time.h>
 
 #include "log.h"
+#include "proj_gen.h"
 
 #define CONSUMER_FILTER "orion.evt.>"
 #define IDLE_POLL_MS    100 /* how often an idle projector looks at the stop flag */
 #define RETRY_FIRST_MS  50
+#define LINK_CHECK_MS   250 /* how often the runner looks where the environment's path leads */
 
 typedef struct batch_msg {
 	natsMsg *msg;
@@ -36,6 +39,12 @@ struct proj_runner {
 
 	/* projector thread only */
 	uint64_t *checkpoints; /* committed, one per projection */
+	/* Where batches go: env and checkpoints, or while switching to a new
+	 * generation, that generation and its own checkpoints (see switch_to). */
+	proj_env *write_env;
+	uint64_t *write_cps;
+	int64_t next_link_check_ns;
+	char failed_target[PATH_MAX]; /* a generation that could not be switched to */
 	batch_msg *batch;
 	size_t batch_count;
 	env_envelope *events;   /* ENV_MAX_EVENTS decoded envelopes */
@@ -99,7 +108,7 @@ orn_rc proj_checkpoint_get(proj_env *env, const char *name, uint64_t *seq)
 
 static bool wanted_by(const proj_runner *r, size_t d, uint64_t seq, const char *subject)
 {
-	return seq > r->checkpoints[d] && proj_subject_matches(r->defs[d].filter, subject);
+	return seq > r->write_cps[d] && proj_subject_matches(r->defs[d].filter, subject);
 }
 
 static orn_rc apply_commit(proj_runner *r, proj_txn *t, const batch_msg *m)
@@ -157,23 +166,28 @@ static orn_rc apply_batch(proj_txn *t, void *closure)
 	uint64_t last = r->batch[r->batch_count - 1].seq;
 	proj_put_u64(value, last);
 	for (size_t d = 0; d < r->count; d++) {
-		if (last <= r->checkpoints[d])
+		if (last <= r->write_cps[d])
 			continue;
-		rc = proj_put(t, proj_env_checkpoint_dbi(r->env), r->defs[d].name, strlen(r->defs[d].name),
-		              value, sizeof value, 0);
+		rc = proj_put(t, proj_env_checkpoint_dbi(r->write_env), r->defs[d].name,
+		              strlen(r->defs[d].name), value, sizeof value, 0);
 		if (rc != ORN_OK)
 			return rc;
 	}
 	return ORN_OK;
 }
 
-static uint64_t lowest_checkpoint(const proj_runner *r)
+static uint64_t lowest(const proj_runner *r, const uint64_t *cps)
 {
 	uint64_t low = UINT64_MAX;
 	for (size_t d = 0; d < r->count; d++)
-		if (r->checkpoints[d] < low)
-			low = r->checkpoints[d];
+		if (cps[d] < low)
+			low = cps[d];
 	return r->count > 0 ? low : 0;
+}
+
+static uint64_t lowest_checkpoint(const proj_runner *r)
+{
+	return lowest(r, r->checkpoints);
 }
 
 /* Sleeps up to ms unless stopping; returns true if stopping. */
@@ -202,7 +216,7 @@ static void commit_batch(proj_runner *r)
 {
 	unsigned wait_ms = RETRY_FIRST_MS;
 	for (;;) {
-		orn_rc rc = proj_env_write(r->env, apply_batch, r);
+		orn_rc rc = proj_env_write(r->write_env, apply_batch, r);
 		if (rc == ORN_OK)
 			break;
 		pthread_mutex_lock(&r->lock);
@@ -218,10 +232,11 @@ static void commit_batch(proj_runner *r)
 	}
 	uint64_t last = r->batch[r->batch_count - 1].seq;
 	for (size_t d = 0; d < r->count; d++)
-		if (last > r->checkpoints[d])
-			r->checkpoints[d] = last;
+		if (last > r->write_cps[d])
+			r->write_cps[d] = last;
 	pthread_mutex_lock(&r->lock);
-	r->position = lowest_checkpoint(r);
+	if (r->write_cps == r->checkpoints) /* a generation being caught up is not served yet */
+		r->position = lowest_checkpoint(r);
 	r->stats.commits += r->batch_count;
 	r->stats.events += r->attempt_events;
 	r->stats.poison += r->attempt_poison;
@@ -286,12 +301,106 @@ static natsStatus gather(proj_runner *r)
 			natsMsg_Destroy(msg); /* not a stream message */
 			continue;
 		}
+		uint64_t seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		if (r->o.stop_at != 0 && seq > r->o.stop_at) {
+			natsMsg_Destroy(msg); /* past the end asked for */
+			continue;
+		}
 		if (r->batch_count == 0)
 			deadline = orn_monotonic_ns() + (int64_t)r->o.batch_ms * 1000000;
-		r->batch[r->batch_count++] = (batch_msg){msg, meta->Sequence.Stream};
-		jsMsgMetaData_Destroy(meta);
+		r->batch[r->batch_count++] = (batch_msg){msg, seq};
 	}
 	return NATS_OK;
+}
+
+/* ---- switching to a new generation of the environment ---- */
+
+static orn_rc open_all(proj_txn *t, void *closure);
+
+/* Consumes into next (write_env/write_cps) until every projection there has
+ * reached the served position. ORN_EUNAVAILABLE if stopping meanwhile. */
+static orn_rc catch_up(proj_runner *r)
+{
+	while (lowest(r, r->write_cps) < proj_runner_position(r)) {
+		if (is_stopping(r))
+			return ORN_EUNAVAILABLE;
+		natsStatus st = gather(r);
+		if (r->batch_count > 0)
+			commit_batch(r);
+		if (st != NATS_OK && st != NATS_TIMEOUT)
+			return ORN_EUNAVAILABLE;
+	}
+	return ORN_OK;
+}
+
+/* The environment's path leads to target, a generation built aside (`orion
+ * rebuild`): open it, bring it up to the served position (queries keep
+ * reading the current one, frozen at that position for the catch-up's few
+ * milliseconds), make it the environment's, continue from its checkpoints,
+ * and remove the old directory if it was a generation. */
+static orn_rc switch_to(proj_runner *r, const char *target)
+{
+	proj_env *next = NULL;
+	uint64_t *cps = calloc(r->count, sizeof *cps);
+	char old[PATH_MAX];
+	orn_rc rc = cps != NULL ? proj_env_open_next(r->env, target, &next) : ORN_ENOMEM;
+	if (rc == ORN_OK)
+		rc = proj_env_write(next, open_all, r);
+	for (size_t d = 0; d < r->count && rc == ORN_OK; d++)
+		rc = proj_checkpoint_get(next, r->defs[d].name, &cps[d]);
+	if (rc == ORN_OK) {
+		unsubscribe(r);
+		r->write_env = next;
+		r->write_cps = cps;
+		rc = subscribe(r, lowest(r, cps) + 1);
+		if (rc == ORN_OK)
+			rc = catch_up(r);
+		r->write_env = r->env;
+		r->write_cps = r->checkpoints;
+	}
+	if (rc != ORN_OK) {
+		unsubscribe(r); /* runner_main resubscribes from the position */
+		proj_env_close(next);
+		free(cps);
+		return rc;
+	}
+	proj_env_adopt(r->env, next, old, sizeof old);
+	memcpy(r->checkpoints, cps, r->count * sizeof *cps);
+	free(cps);
+	pthread_mutex_lock(&r->lock);
+	r->position = lowest_checkpoint(r);
+	r->stats.switches++;
+	pthread_cond_broadcast(&r->changed);
+	pthread_mutex_unlock(&r->lock);
+	proj_gen_retire(old);
+	return ORN_OK;
+}
+
+static void maybe_switch(proj_runner *r)
+{
+	char target[PATH_MAX];
+	bool moved = false;
+	int64_t now = orn_monotonic_ns();
+	if (now < r->next_link_check_ns)
+		return;
+	r->next_link_check_ns = now + (int64_t)LINK_CHECK_MS * 1000000;
+	if (proj_env_moved(r->env, target, sizeof target, &moved) != ORN_OK || !moved ||
+	    strcmp(target, r->failed_target) == 0)
+		return;
+	log_info("projector switches to a new read model generation", "from", proj_env_target(r->env), "to",
+	         target);
+	orn_rc rc = switch_to(r, target);
+	if (rc == ORN_OK) {
+		char seq[24];
+		seq_text(seq, proj_runner_position(r));
+		log_info("projector switched generation", "path", target, "position", seq);
+		r->failed_target[0] = '\0';
+	} else if (rc != ORN_EUNAVAILABLE) {
+		log_error("projector cannot switch generation; keeps serving the current one", "path", target,
+		          "error", orn_rc_name(rc));
+		snprintf(r->failed_target, sizeof r->failed_target, "%s", target);
+	}
 }
 
 static void *runner_main(void *arg)
@@ -299,6 +408,7 @@ static void *runner_main(void *arg)
 	proj_runner *r = arg;
 	unsigned wait_ms = RETRY_FIRST_MS;
 	while (!is_stopping(r)) {
+		maybe_switch(r);
 		if (r->sub == NULL) {
 			if (subscribe(r, proj_runner_position(r) + 1) != ORN_OK) {
 				pause_unless_stopping(r, wait_ms);
@@ -365,6 +475,7 @@ orn_rc proj_runner_start(es_store *store, proj_env *env, const proj_def *defs, s
 	pthread_condattr_destroy(&attr);
 	r->store = store;
 	r->env = env;
+	r->write_env = env;
 	r->defs = defs;
 	r->count = count;
 	if (o != NULL)
@@ -376,6 +487,7 @@ orn_rc proj_runner_start(es_store *store, proj_env *env, const proj_def *defs, s
 		goto fail;
 	}
 	r->checkpoints = calloc(count, sizeof *r->checkpoints);
+	r->write_cps = r->checkpoints;
 	r->batch = calloc(r->o.batch_max, sizeof *r->batch);
 	r->events = malloc(sizeof *r->events * ENV_MAX_EVENTS);
 	if (r->checkpoints == NULL || r->batch == NULL || r->events == NULL) {

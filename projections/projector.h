@@ -11,7 +11,12 @@
  * A commit that does not decode is logged with its sequence, counted and
  * skipped: a poison message never stops the read side. A projection that
  * fails (I/O, memory) aborts the batch: nothing of it is committed, the
- * checkpoints stay, and the batch is retried with a backoff. */
+ * checkpoints stay, and the batch is retried with a backoff.
+ *
+ * Generations: when the environment's path is a link that comes to lead to
+ * another directory (`orion rebuild` publishes one, proj_gen.h), the runner
+ * switches to it between two batches without a pause in queries (see
+ * proj_internal.h); its position never moves backwards. */
 #ifndef ORION_PROJECTOR_H
 #define ORION_PROJECTOR_H
 
@@ -47,6 +52,7 @@ typedef struct proj_runner_options {
 	unsigned batch_ms;      /* longest wait to fill a batch; default 20 */
 	unsigned retry_max_ms;  /* backoff ceiling after a failed batch; default 5000 */
 	int64_t lag_timeout_ms; /* JetStream API timeout of proj_runner_lag; default 2000 */
+	uint64_t stop_at;       /* apply nothing past this stream sequence; 0 = no end (default) */
 } proj_runner_options;
 
 void proj_runner_options_init(proj_runner_options *o);
@@ -84,6 +90,7 @@ typedef struct proj_runner_stats {
 	uint64_t poison;   /* undecodable commits skipped */
 	uint64_t failures; /* batches aborted by a failure (each retried) */
 	orn_rc last_error; /* of the last failed batch, ORN_OK if none */
+	uint64_t switches; /* new generations of the environment switched to */
 } proj_runner_stats;
 
 /* Counters since start (out param). */

@@ -494,7 +494,7 @@ static void place_story_order(natsConnection *nc, const char *order_id, const ch
 	c->data.lines[0].unit_price_cents = 250;
 	c->data.lines[0].quantity = 2;
 	cr_assert_eq(order_command_encode(w, c), ORN_OK);
-	cr_assert_eq(bus_command_init(&cmd, ORDER_CMD_PLACE, now, "cli-story-place", NULL, "test",
+	cr_assert_eq(bus_command_init(&cmd, ORDER_CMD_PLACE, now, "cli-story-place", "req-story", "test",
 	                              mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
 	cr_assert_eq(bus_send(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
@@ -565,7 +565,8 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 	cr_assert_eq(r.outcome, BUS_ACCEPTED);
 	bus_reply_dispose(&r);
 	place_story_order(nc, "order-story", "sku-story");
-	/* the saga reserves the stock under the order's correlation id, then marks the order */
+	/* the saga reserves the stock under the placing request's correlation id
+	 * ("req-story"), then marks the order */
 	json_t *story = NULL;
 	bool reserved = false;
 	for (int i = 0; i < 200 && !reserved; i++) {
@@ -603,7 +604,8 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 	append_hostile_event(url);
 	natsConnection_Destroy(nc);
 
-	/* --order: the order's own events and the stock reservation, in stream order */
+	/* --order: the order's own events and the stock reservation (caused by the
+	 * saga's command "order-story:reserve:sku-story"), in stream order */
 	{
 		size_t n;
 		json_t *ev;
@@ -616,8 +618,9 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 			previous = seq;
 			const char *subject = str_of(ev, "subject"), *type = str_of(ev, "type");
 			cr_assert(strcmp(subject, "orion.evt.order.order-story") == 0 ||
-			                  strcmp(str_of(ev, "correlation_id"), "order-story") == 0,
+			                  strncmp(str_of(ev, "causation_id"), "order-story:", 12) == 0,
 			          "%s is not part of the story", subject);
+			cr_assert_str_eq(str_of(ev, "correlation_id"), "req-story");
 			placed |= strcmp(type, ORDER_EV_PLACED) == 0;
 			if (strcmp(type, STOCK_EV_RESERVED) == 0) {
 				cr_assert_str_eq(subject, "orion.evt.stock.sku-story");
@@ -635,11 +638,11 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 	for (size_t i = 0; i < json_array_size(lines); i++)
 		cr_assert_str_eq(str_of(json_array_get(lines, i), "type"), STOCK_EV_CREATED);
 	json_decref(lines);
-	lines = replay_lines("--correlation order-story --aggregate stock");
+	lines = replay_lines("--correlation req-story --aggregate stock");
 	cr_assert_eq(json_array_size(lines), 1);
 	cr_assert_str_eq(str_of(json_array_get(lines, 0), "type"), STOCK_EV_RESERVED);
 	json_decref(lines);
-	lines = replay_lines("--correlation order-story --type StockItemCreated");
+	lines = replay_lines("--correlation req-story --type StockItemCreated");
 	cr_assert_eq(json_array_size(lines), 0);
 	json_decref(lines);
 
@@ -696,6 +699,22 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 	lines = replay_lines("--aggregate order --id order-story --as-of 1000000");
 	state = json_object_get(json_array_get(lines, 0), "state");
 	cr_assert_str_eq(str_of(state, "status"), "awaiting_confirmation");
+	json_decref(lines);
+	/* --as-of TIME: nothing before the item existed; everything at the head's time */
+	lines = replay_lines("--aggregate stock --id sku-story --as-of 2020-01-01T00:00:00Z");
+	then = json_array_get(lines, 0);
+	cr_assert_eq(json_integer_value(json_object_get(then, "version")), 0);
+	cr_assert_str_eq(str_of(then, "as_of_time"), "2020-01-01T00:00:00Z");
+	json_decref(lines);
+	lines = replay_lines("--aggregate stock --id sku-story");
+	char head_time[64];
+	snprintf(head_time, sizeof head_time, "%s", str_of(json_array_get(lines, 1), "time"));
+	json_decref(lines);
+	snprintf(args, sizeof args, "--aggregate stock --id sku-story --as-of %s", head_time);
+	lines = replay_lines(args);
+	then = json_array_get(lines, 0);
+	cr_assert_eq(json_integer_value(json_object_get(then, "version")), head_seq);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(then, "state"), "reserved")), 2);
 	json_decref(lines);
 
 	/* bad usage of the new options */

@@ -1,6 +1,7 @@
 /* test_payment.c — the payment service (payment/payment.c) over a real
  * nats-server, with the stock, cart, order and payment actors and the
- * checkout saga in process, and the provider sandbox (psp/) in process:
+ * checkout saga and the timers role in process, and the provider sandbox
+ * (psp/) in process:
  * approval, declines, one charge per idempotency key, the silent card and
  * its refund, the request budget that frees a worker from a silent provider
  * (and the retry with the same key that then pays), an order above the
@@ -19,12 +20,15 @@
 #include "log.h"
 #include "order.h"
 #include "order_token.h"
+#include "orders.h"
 #include "payment.h"
 #include "payment_service.h"
 #include "psp_client.h"
+#include "projector.h"
 #include "psp_sandbox.h"
 #include "saga.h"
 #include "stock_client.h"
+#include "timers.h"
 
 #define API_KEY  "sk_test_orion"
 #define HASH     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -43,6 +47,12 @@ static saga *checkout;
 static psp_sandbox *sandbox;
 static payment_service *service;
 static char *saga_dir, *payment_dir, psp_url[64];
+/* the timers role (deadlines): the orders read model in saga_dir, its projector, the timers */
+static proj_env *timers_env;
+static proj_orders *timers_orders;
+static proj_def timers_def;
+static proj_runner *timers_runner;
+static timers *expiry;
 /* start_with's knobs: 0 keeps the defaults of start_all */
 static unsigned opt_workers;
 static int64_t opt_budget_ms, opt_hold_ms;
@@ -66,11 +76,22 @@ static void start_with(void)
 	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
 	cr_assert_eq(act_runtime_start(store, &payment_kind, &ao, &payment_rt), ORN_OK);
 	client = tsc_connect(natsd_url(server));
-	saga_dir = th_tempdir("payment-saga");
 	saga_options_init(&so);
-	so.state_dir = saga_dir;
-	so.timer_scan_ms = 100;
 	cr_assert_eq(saga_start(store, &so, &checkout), ORN_OK);
+	saga_dir = th_tempdir("payment-timers");
+	proj_env_options eo;
+	proj_env_options_init(&eo);
+	eo.path = saga_dir;
+	cr_assert_eq(proj_env_open(&eo, &timers_env), ORN_OK);
+	cr_assert_eq(proj_orders_create(timers_env, &timers_orders), ORN_OK);
+	timers_def = *proj_orders_def(timers_orders);
+	proj_runner_options ro;
+	proj_runner_options_init(&ro);
+	cr_assert_eq(proj_runner_start(store, timers_env, &timers_def, 1, &ro, &timers_runner), ORN_OK);
+	timers_options to;
+	timers_options_init(&to);
+	to.scan_ms = 100;
+	cr_assert_eq(timers_start(store, timers_orders, &to, &expiry), ORN_OK);
 	psp_sandbox_options_init(&po);
 	po.api_key = API_KEY;
 	po.silent_hold_ms = opt_hold_ms > 0 ? opt_hold_ms : 20000;
@@ -110,6 +131,14 @@ static void stop_all(void)
 	service = NULL;
 	psp_sandbox_stop(sandbox);
 	sandbox = NULL;
+	timers_stop(expiry);
+	expiry = NULL;
+	proj_runner_stop(timers_runner);
+	timers_runner = NULL;
+	proj_orders_destroy(timers_orders);
+	timers_orders = NULL;
+	proj_env_close(timers_env);
+	timers_env = NULL;
 	saga_stop(checkout);
 	checkout = NULL;
 	act_runtime_stop(payment_rt);

@@ -1,8 +1,14 @@
-/* test_saga.c — the checkout saga (checkout/saga.c) over a real nats-server
- * with the stock, cart and order actors in process: the happy path, every
- * compensation, expiry by a durable timer (also across a restart), no
+/* test_saga.c — the checkout saga (checkout/saga.c) and the timers role
+ * (timers/timers.c) over a real nats-server with the stock, cart and order
+ * actors in process: the happy path, every compensation, expiry of a
+ * deadline read from the orders read model (by a timers instance that never
+ * saw the order placed, and exactly once with two instances), no
  * overselling under a burst, and a saga stopped in the middle of a burst
- * whose successor finishes the work with nothing leaked. */
+ * whose successor finishes the work with nothing leaked.
+ *
+ * A timers instance here is what `orion serve --roles timers` runs: its own
+ * LMDB environment with the orders model, a projector runner feeding it,
+ * and the timers thread reading it. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,8 +20,12 @@
 #include "harness.h"
 #include "log.h"
 #include "order.h"
+#include "orders.h"
+#include "proj_env.h"
+#include "projector.h"
 #include "saga.h"
 #include "stock_client.h"
+#include "timers.h"
 
 #define HASH        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define WAIT_MS     30000
@@ -28,15 +38,57 @@ static es_store *store;
 static act_runtime *stock_rt, *cart_rt, *order_rt;
 static natsConnection *client;
 static saga *checkout;
-static char *state_dir;
+
+/* One instance of the timers role and the read model it reads. */
+typedef struct timers_instance {
+	char *dir;
+	proj_env *env;
+	proj_orders *orders;
+	proj_def def;
+	proj_runner *runner;
+	timers *timers;
+} timers_instance;
+
+static timers_instance first_timers, second_timers;
 
 static void start_saga(void)
 {
 	saga_options o;
 	saga_options_init(&o);
-	o.state_dir = state_dir;
-	o.timer_scan_ms = 100;
 	cr_assert_eq(saga_start(store, &o, &checkout), ORN_OK);
+}
+
+/* Starts an instance on a fresh, empty environment: it learns every deadline
+ * from the stream. */
+static void timers_instance_start(timers_instance *ti)
+{
+	proj_env_options eo;
+	proj_runner_options ro;
+	timers_options to;
+
+	ti->dir = th_tempdir("timers");
+	proj_env_options_init(&eo);
+	eo.path = ti->dir;
+	cr_assert_eq(proj_env_open(&eo, &ti->env), ORN_OK);
+	cr_assert_eq(proj_orders_create(ti->env, &ti->orders), ORN_OK);
+	ti->def = *proj_orders_def(ti->orders);
+	proj_runner_options_init(&ro);
+	cr_assert_eq(proj_runner_start(store, ti->env, &ti->def, 1, &ro, &ti->runner), ORN_OK);
+	timers_options_init(&to);
+	to.scan_ms = 100;
+	cr_assert_eq(timers_start(store, ti->orders, &to, &ti->timers), ORN_OK);
+}
+
+/* Stops an instance and removes its read model. Safe on one never started. */
+static void timers_instance_stop(timers_instance *ti)
+{
+	timers_stop(ti->timers);
+	proj_runner_stop(ti->runner);
+	proj_orders_destroy(ti->orders);
+	proj_env_close(ti->env);
+	th_rmrf(ti->dir);
+	free(ti->dir);
+	memset(ti, 0, sizeof *ti);
 }
 
 static void start_all(void)
@@ -53,12 +105,14 @@ static void start_all(void)
 	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
 	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
 	client = tsc_connect(natsd_url(server));
-	state_dir = th_tempdir("saga-state");
 	start_saga();
+	timers_instance_start(&first_timers);
 }
 
 static void stop_all(void)
 {
+	timers_instance_stop(&first_timers);
+	timers_instance_stop(&second_timers);
 	saga_stop(checkout);
 	checkout = NULL;
 	act_runtime_stop(order_rt);
@@ -71,9 +125,6 @@ static void stop_all(void)
 	store = NULL;
 	th_natsd_stop(server);
 	server = NULL;
-	th_rmrf(state_dir);
-	free(state_dir);
-	state_dir = NULL;
 }
 
 /* ---- commands ---- */
@@ -428,7 +479,37 @@ Test(saga, an_order_not_confirmed_in_time_expires_and_releases, .init = start_al
 	cr_expect_eq(wait_reserved("p-a", 0), 0);
 }
 
-Test(saga, a_timer_survives_a_restart_of_the_saga, .init = start_all, .fini = stop_all, .timeout = 120)
+/* How many OrderCancelled events the order's stream holds. */
+static orn_rc count_cancelled(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	*(int *)closure += strcmp(e->type, ORDER_EV_CANCELLED) == 0;
+	return ORN_OK;
+}
+
+static int cancelled_events(const char *order_id)
+{
+	int count = 0;
+	uint64_t version = 0;
+	cr_assert_eq(es_load(store, ORDER_AGGREGATE, order_id, 0, count_cancelled, &count, &version), ORN_OK);
+	return count;
+}
+
+/* Polls until the instance's read model lists order_id among its deadlines. */
+static bool model_has_deadline(timers_instance *ti, const char *order_id)
+{
+	proj_order_due due[TIMERS_BATCH_MAX];
+	size_t count = 0;
+	for (int64_t until = th_now_ms() + WAIT_MS; th_now_ms() < until; th_sleep_ms(20)) {
+		cr_assert_eq(proj_orders_due(ti->orders, INT64_MAX, due, TIMERS_BATCH_MAX, &count), ORN_OK);
+		for (size_t i = 0; i < count; i++)
+			if (strcmp(due[i].id, order_id) == 0)
+				return true;
+	}
+	return false;
+}
+
+Test(saga, a_deadline_fires_after_the_instance_that_saw_the_order_placed_is_gone, .init = start_all,
+     .fini = stop_all, .timeout = 120)
 {
 	line_spec lines[] = {{"p-a", 4}};
 
@@ -436,18 +517,56 @@ Test(saga, a_timer_survives_a_restart_of_the_saga, .init = start_all, .fini = st
 	int64_t deadline = orn_now_ms() + 2000;
 	place("o-restart", lines, 1, 2000);
 	cr_assert_str_eq(wait_order("o-restart", "awaiting_confirmation").status, "awaiting_confirmation");
-	saga_stop(checkout);
-	checkout = NULL;
+	cr_assert(model_has_deadline(&first_timers, "o-restart"), "the first instance saw the order");
+	timers_instance_stop(&first_timers); /* with its read model: nothing of it survives */
 	while (orn_now_ms() < deadline + 500)
 		th_sleep_ms(50);
 	cr_assert_str_eq(view_order("o-restart").status, "awaiting_confirmation",
 	                 "nobody expired it meanwhile");
 	cr_assert_eq(reserved_of("p-a"), 4);
-	start_saga(); /* same state dir: the timer is still there */
+	timers_instance_start(&second_timers); /* a fresh model, rebuilt from the stream */
 	order_view v = wait_order("o-restart", "cancelled");
 	cr_assert_str_eq(v.status, "cancelled");
 	cr_expect_str_eq(v.reason, ORDER_REASON_EXPIRED);
 	cr_expect_eq(wait_reserved("p-a", 0), 0);
+	cr_expect_eq(cancelled_events("o-restart"), 1);
+}
+
+Test(saga, two_timers_instances_expire_each_order_exactly_once, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	enum { ORDERS = 20 };
+	line_spec lines[] = {{"p-a", 1}};
+	char id[32];
+	timers_stats a, b;
+
+	timers_instance_start(&second_timers);
+	create_stock("p-a", ORDERS);
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(id, sizeof id, "o-twice-%d", i);
+		place(id, lines, 1, 1500);
+	}
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(id, sizeof id, "o-twice-%d", i);
+		order_view v = wait_order(id, "cancelled");
+		cr_assert_str_eq(v.status, "cancelled", "%s", id);
+		cr_assert_str_eq(v.reason, ORDER_REASON_EXPIRED, "%s", id);
+	}
+	cr_expect_eq(wait_reserved("p-a", 0), 0);
+	/* Both instances list every deadline until their model sees the
+	 * cancellation; whatever each sent, the log holds one cancellation. */
+	for (int i = 0; i < ORDERS; i++) {
+		snprintf(id, sizeof id, "o-twice-%d", i);
+		cr_expect_eq(cancelled_events(id), 1, "%s", id);
+	}
+	timers_stats_get(first_timers.timers, &a);
+	timers_stats_get(second_timers.timers, &b);
+	fprintf(stderr, "timers: sent %llu + %llu, expired %llu + %llu, settled %llu + %llu\n",
+	        (unsigned long long)a.sent, (unsigned long long)b.sent, (unsigned long long)a.expired,
+	        (unsigned long long)b.expired, (unsigned long long)a.settled, (unsigned long long)b.settled);
+	cr_expect_geq(a.sent + b.sent, ORDERS, "every deadline was fired");
+	cr_expect_gt(a.scans, 0);
+	cr_expect_gt(b.scans, 0);
 }
 
 /* ---- bursts ---- */

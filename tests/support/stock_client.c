@@ -126,3 +126,63 @@ natsConnection *tsc_connect(const char *url)
 	natsOptions_Destroy(o);
 	return nc;
 }
+
+orn_rc tsc_send_many(natsConnection *nc, long count, int window, tsc_make_fn make, void *closure,
+                     int64_t timeout_ms, long *accepted)
+{
+	char inbox[64], pattern[80], subject[192], reply[96], item[128], cmd_id[128];
+	natsSubscription *sub = NULL;
+	mp_writer *payload = mp_writer_create(), *wire = mp_writer_create();
+	orn_rc rc = payload != NULL && wire != NULL ? ORN_OK : ORN_ENOMEM;
+	long sent = 0, answered = 0;
+	*accepted = 0;
+	snprintf(inbox, sizeof inbox, "_INBOX.tsc.%lld", (long long)orn_monotonic_ns());
+	snprintf(pattern, sizeof pattern, "%s.*", inbox);
+	if (rc == ORN_OK && natsConnection_SubscribeSync(&sub, nc, pattern) != NATS_OK)
+		rc = ORN_EUNAVAILABLE;
+	if (sub != NULL)
+		natsSubscription_SetPendingLimits(sub, -1, -1);
+	while (rc == ORN_OK && answered < count) {
+		while (rc == ORN_OK && sent < count && sent - answered < window) {
+			stock_command c;
+			env_envelope cmd;
+			memset(&c, 0, sizeof c);
+			make(sent, item, sizeof item, cmd_id, sizeof cmd_id, &c, closure);
+			mp_writer_reset(payload);
+			mp_writer_reset(wire);
+			rc = stock_command_encode(payload, &c);
+			if (rc == ORN_OK)
+				rc = bus_command_init(&cmd, stock_command_type(c.kind), orn_now_ms(), cmd_id,
+				                      NULL, "test", mp_writer_data(payload),
+				                      mp_writer_size(payload));
+			if (rc == ORN_OK && (rc = env_encode(wire, &cmd)) == ORN_OK)
+				rc = bus_command_subject(subject, sizeof subject, STOCK_AGGREGATE, item);
+			snprintf(reply, sizeof reply, "%s.%ld", inbox, sent);
+			if (rc == ORN_OK &&
+			    natsConnection_PublishRequest(nc, subject, reply, mp_writer_data(wire),
+			                                  (int)mp_writer_size(wire)) != NATS_OK)
+				rc = ORN_EUNAVAILABLE;
+			sent++;
+		}
+		natsMsg *msg = NULL;
+		if (rc != ORN_OK)
+			break;
+		if (natsSubscription_NextMsg(&msg, sub, timeout_ms) != NATS_OK) {
+			rc = ORN_ETIMEOUT;
+			break;
+		}
+		bus_reply r;
+		if (bus_reply_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &r) ==
+		    ORN_OK) {
+			if (r.outcome == BUS_ACCEPTED)
+				(*accepted)++;
+			bus_reply_dispose(&r);
+		}
+		natsMsg_Destroy(msg);
+		answered++;
+	}
+	natsSubscription_Destroy(sub);
+	mp_writer_destroy(payload);
+	mp_writer_destroy(wire);
+	return rc;
+}

@@ -26,6 +26,17 @@ stock_command tsc_create(int64_t quantity);
 stock_command tsc_reserve(const char *reservation_id, int64_t quantity);
 stock_command tsc_adjust(int64_t delta, const char *reason);
 
+/* Builds command i of a pipelined run: the item it goes to, its id and the
+ * command itself. */
+typedef void (*tsc_make_fn)(long i, char *item, size_t item_cap, char *command_id, size_t id_cap,
+                            stock_command *c, void *closure);
+
+/* Sends count commands built by make with up to window of them unanswered
+ * (one reply inbox), waiting up to timeout_ms for each reply; *accepted
+ * counts the "accepted" replies. ORN_ETIMEOUT if a reply does not come. */
+orn_rc tsc_send_many(natsConnection *nc, long count, int window, tsc_make_fn make, void *closure,
+                     int64_t timeout_ms, long *accepted);
+
 /* Connects a plain client to url; asserts on failure. */
 natsConnection *tsc_connect(const char *url);
 

@@ -1,5 +1,6 @@
-/* test_gw_metrics.c — gateway/gw_metrics.c: Prometheus text format 0.0.4
- * for counters and histograms, label escaping, the HTTP request helper. */
+/* test_gw_metrics.c — gateway/gw_metrics.c: the HTTP request helper, and
+ * the gateway's names for the engine registry (tests/unit/test_metrics.c
+ * covers the registry itself). */
 #include <criterion/criterion.h>
 
 #include <stdlib.h>
@@ -31,64 +32,6 @@ static char *render(void)
 	return text;
 }
 
-Test(gw_metrics, counter_format)
-{
-	const char *const labels[] = {"kind", "login", NULL};
-	cr_assert_eq(gw_metrics_counter_add(m, "orion_things_total", "Things.\nDone \\ here", labels, 2),
-	             ORN_OK);
-	cr_assert_eq(gw_metrics_counter_add(m, "orion_things_total", "ignored", labels, 1.5), ORN_OK);
-	cr_assert_eq(gw_metrics_counter_add(m, "orion_plain_total", "Plain.", NULL, 1), ORN_OK);
-	char *text = render();
-	cr_assert_str_eq(text, "# HELP orion_things_total Things.\\nDone \\\\ here\n"
-	                       "# TYPE orion_things_total counter\n"
-	                       "orion_things_total{kind=\"login\"} 3.5\n"
-	                       "# HELP orion_plain_total Plain.\n"
-	                       "# TYPE orion_plain_total counter\n"
-	                       "orion_plain_total 1\n");
-	free(text);
-}
-
-Test(gw_metrics, label_values_are_escaped)
-{
-	const char *const labels[] = {"route", "a\"b\\c\nd", NULL};
-	cr_assert_eq(gw_metrics_counter_add(m, "x_total", "X.", labels, 1), ORN_OK);
-	char *text = render();
-	cr_assert_not_null(strstr(text, "x_total{route=\"a\\\"b\\\\c\\nd\"} 1\n"));
-	free(text);
-}
-
-Test(gw_metrics, histogram_format)
-{
-	const double buckets[] = {0.1, 0.5, 1};
-	const char *const labels[] = {"route", "/r", NULL};
-	cr_assert_eq(gw_metrics_observe(m, "lat_seconds", "Latency.", buckets, 3, labels, 0.05), ORN_OK);
-	cr_assert_eq(gw_metrics_observe(m, "lat_seconds", "Latency.", buckets, 3, labels, 0.7), ORN_OK);
-	cr_assert_eq(gw_metrics_observe(m, "lat_seconds", "Latency.", buckets, 3, labels, 3), ORN_OK);
-	char *text = render();
-	cr_assert_str_eq(text, "# HELP lat_seconds Latency.\n"
-	                       "# TYPE lat_seconds histogram\n"
-	                       "lat_seconds_bucket{route=\"/r\",le=\"0.1\"} 1\n"
-	                       "lat_seconds_bucket{route=\"/r\",le=\"0.5\"} 1\n"
-	                       "lat_seconds_bucket{route=\"/r\",le=\"1\"} 2\n"
-	                       "lat_seconds_bucket{route=\"/r\",le=\"+Inf\"} 3\n"
-	                       "lat_seconds_sum{route=\"/r\"} 3.75\n"
-	                       "lat_seconds_count{route=\"/r\"} 3\n");
-	free(text);
-}
-
-Test(gw_metrics, misuse_is_refused)
-{
-	const double buckets[] = {1, 0.5};
-	const char *const bad_label[] = {"bad-name", "v", NULL};
-	const char *const le_label[] = {"le", "v", NULL};
-	cr_assert_eq(gw_metrics_counter_add(m, "1bad", "", NULL, 1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_counter_add(m, "ok_total", "", NULL, -1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_counter_add(m, "ok_total", "", bad_label, 1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_observe(m, "h", "", buckets, 2, NULL, 1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_observe(m, "ok_total", "", (const double[]){1}, 1, NULL, 1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_observe(m, "h2", "", (const double[]){1}, 1, le_label, 1), ORN_EINVAL);
-}
-
 Test(gw_metrics, http_requests_by_route_and_status_class)
 {
 	gw_metrics_observe_request(m, "GET", "/api/v1/products/{id}", 200, 0.002);
@@ -105,22 +48,15 @@ Test(gw_metrics, http_requests_by_route_and_status_class)
 	free(text);
 }
 
-Test(gw_metrics, gauge_format_and_last_value_wins)
+Test(gw_metrics, the_gateway_names_reach_the_engine_registry)
 {
-	const char *const labels[] = {"model", "catalog", NULL};
-	cr_assert_eq(gw_metrics_gauge_set(m, "orion_lag_events", "Lag.", labels, 7), ORN_OK);
-	cr_assert_eq(gw_metrics_gauge_set(m, "orion_lag_events", "Lag.", labels, -2.5), ORN_OK);
-	cr_assert_eq(gw_metrics_gauge_set(m, "orion_up", "Up.", NULL, 1), ORN_OK);
+	/* given a series recorded through the engine's name */
+	cr_assert_eq(orn_metrics_counter_add(m, "orion_saga_things_total", "Things.", NULL, 2), ORN_OK);
+	/* when the gateway adds through its own */
+	cr_assert_eq(gw_metrics_counter_add(m, "orion_saga_things_total", "Things.", NULL, 1), ORN_OK);
+	/* then both land in one series, in the one content type */
 	char *text = render();
-	cr_assert_str_eq(text, "# HELP orion_lag_events Lag.\n"
-	                       "# TYPE orion_lag_events gauge\n"
-	                       "orion_lag_events{model=\"catalog\"} -2.5\n"
-	                       "# HELP orion_up Up.\n"
-	                       "# TYPE orion_up gauge\n"
-	                       "orion_up 1\n");
+	cr_assert_not_null(strstr(text, "orion_saga_things_total 3\n"), "%s", text);
+	cr_assert_str_eq(GW_METRICS_CONTENT_TYPE, ORN_METRICS_CONTENT_TYPE);
 	free(text);
-	/* a name keeps its type; NaN is no value */
-	cr_assert_eq(gw_metrics_counter_add(m, "orion_up", "Up.", NULL, 1), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_gauge_set(m, "orion_up", "Up.", NULL, 0.0 / 0.0), ORN_EINVAL);
-	cr_assert_eq(gw_metrics_gauge_set(m, "bad name", "x", NULL, 1), ORN_EINVAL);
 }

@@ -848,3 +848,144 @@ Test(proj_orders, creation_reports_allocation_failure)
 		cr_assert_null(m);
 	}
 }
+
+/* ---- deadlines (orders.by_deadline, proj_orders_due) ---- */
+
+#define DUE_CAP 16
+
+typedef struct due_list {
+	proj_order_due items[DUE_CAP];
+	size_t count;
+} due_list;
+
+static due_list due_at(int64_t now, size_t cap)
+{
+	due_list d;
+	memset(&d, 0, sizeof d);
+	cr_assert_eq(proj_orders_due(orders, now, d.items, cap, &d.count), ORN_OK);
+	return d;
+}
+
+/* The only order due at now must be id with deadline. */
+static void expect_only_due(int64_t now, const char *id, int64_t deadline)
+{
+	due_list d = due_at(now, DUE_CAP);
+	cr_assert_eq(d.count, 1, "due at %lld: %zu orders", (long long)now, d.count);
+	cr_assert_str_eq(d.items[0].id, id);
+	cr_assert_eq(d.items[0].deadline_ms, deadline);
+}
+
+/* Entries of orders.by_deadline, read directly. */
+static size_t deadline_entries(void)
+{
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_stat st;
+	cr_assert_eq(proj_env_read_begin(env, &txn), ORN_OK);
+	cr_assert_eq(mdb_dbi_open(txn, "orders.by_deadline", 0, &dbi), 0);
+	cr_assert_eq(mdb_stat(txn, dbi, &st), 0);
+	proj_env_read_end(env, txn);
+	return st.ms_entries;
+}
+
+Test(proj_orders, the_deadline_follows_the_status_until_the_order_is_paid)
+{
+	apply_at("o1", 1, placed("u1", T0, 1));
+	cr_assert_eq(due_at(T0 + DEADLINE - 1, DUE_CAP).count, 0, "not before its time");
+	expect_only_due(T0 + DEADLINE, "o1", T0 + DEADLINE);
+	apply_at("o1", 2, event(ORDER_RESERVED, T0 + 10));
+	expect_only_due(T0 + DEADLINE, "o1", T0 + DEADLINE);
+	cr_assert_eq(deadline_entries(), 1);
+	/* confirmed: the payment deadline replaces the confirmation deadline */
+	apply_at("o1", 3, confirmed(T0 + 20));
+	cr_assert_eq(due_at(T0 + DEADLINE, DUE_CAP).count, 0);
+	expect_only_due(T0 + 20 + DEADLINE, "o1", T0 + 20 + DEADLINE);
+	cr_assert_eq(deadline_entries(), 1);
+	apply_at("o1", 4, paid(T0 + 30));
+	cr_assert_eq(due_at(INT64_MAX, DUE_CAP).count, 0, "a confirmed order has no deadline");
+	cr_assert_eq(deadline_entries(), 0);
+}
+
+Test(proj_orders, every_exit_but_confirmed_removes_the_deadline_too)
+{
+	apply_at("by-customer", 1, placed("u1", T0, 1));
+	apply_at("by-customer", 2, event(ORDER_RESERVED, T0 + 1));
+	apply_at("by-customer", 3, with_reason(ORDER_CANCELLED_EVENT, T0 + 2, ORDER_REASON_CUSTOMER));
+	apply_at("by-stock", 4, placed("u1", T0, 1));
+	apply_at("by-stock", 5, out_of_stock(T0 + 1, "p0"));
+	apply_at("by-expiry", 6, placed("u1", T0, 1));
+	apply_at("by-expiry", 7, with_reason(ORDER_CANCELLED_EVENT, T0 + DEADLINE, ORDER_REASON_EXPIRED));
+	apply_at("declined", 8, placed("u1", T0, 1));
+	apply_at("declined", 9, event(ORDER_RESERVED, T0 + 1));
+	apply_at("declined", 10, confirmed(T0 + 2));
+	apply_at("declined", 11, with_reason(ORDER_PAYMENT_FAILED_EVENT, T0 + 3, "card_declined"));
+	cr_assert_eq(due_at(INT64_MAX, DUE_CAP).count, 0);
+	cr_assert_eq(deadline_entries(), 0);
+}
+
+Test(proj_orders, due_orders_come_earliest_first_then_by_id_up_to_cap)
+{
+	apply_at("o3", 1, placed("u1", T0 + 2, 1));
+	apply_at("o2", 2, placed("u2", T0, 1));
+	apply_at("o1", 3, placed("u1", T0, 1));
+	apply_at("o4", 4, placed("u1", T0 + 100, 1));
+	due_list d = due_at(T0 + DEADLINE + 2, DUE_CAP);
+	cr_assert_eq(d.count, 3);
+	cr_assert_str_eq(d.items[0].id, "o1");
+	cr_assert_str_eq(d.items[1].id, "o2");
+	cr_assert_eq(d.items[1].deadline_ms, T0 + DEADLINE);
+	cr_assert_str_eq(d.items[2].id, "o3");
+	cr_assert_eq(d.items[2].deadline_ms, T0 + 2 + DEADLINE);
+	d = due_at(T0 + DEADLINE + 2, 2);
+	cr_assert_eq(d.count, 2, "at most cap");
+	cr_assert_str_eq(d.items[1].id, "o2");
+	d = due_at(T0 + DEADLINE + 2, 0);
+	cr_assert_eq(d.count, 0);
+	cr_assert_eq(due_at(INT64_MAX, DUE_CAP).count, 4);
+}
+
+Test(proj_orders, redelivered_events_leave_one_deadline_per_order)
+{
+	apply_at("o1", 1, placed("u1", T0, 1));
+	apply_at("o1", 1, placed("u1", T0, 1));
+	apply_at("o1", 2, event(ORDER_RESERVED, T0 + 1));
+	apply_at("o1", 3, confirmed(T0 + 2));
+	apply_at("o1", 1, placed("u1", T0, 1)); /* older than the order's last event */
+	apply_at("o1", 3, confirmed(T0 + 2));
+	cr_assert_eq(deadline_entries(), 1);
+	expect_only_due(INT64_MAX, "o1", T0 + 2 + DEADLINE);
+}
+
+static orn_rc drop_deadlines(proj_txn *t, void *closure)
+{
+	MDB_dbi dbi;
+	int mrc = mdb_dbi_open(t->txn, "orders.by_deadline", 0, &dbi);
+	if (mrc == 0)
+		mrc = mdb_drop(t->txn, dbi, 1);
+	return proj_rc(mrc);
+}
+
+Test(proj_orders, an_environment_written_before_the_index_gets_it_from_the_records)
+{
+	apply_at("live", 1, placed("u1", T0, 1));
+	apply_at("paying", 2, placed("u1", T0, 1));
+	apply_at("paying", 3, event(ORDER_RESERVED, T0 + 1));
+	apply_at("paying", 4, confirmed(T0 + 5));
+	apply_at("gone", 5, placed("u1", T0, 1));
+	apply_at("gone", 6, with_reason(ORDER_CANCELLED_EVENT, T0 + 1, ORDER_REASON_CUSTOMER));
+	cr_assert_eq(proj_env_write(env, drop_deadlines, NULL), ORN_OK);
+	proj_orders_destroy(orders);
+	orders = NULL;
+	proj_env_close(env);
+	env = NULL;
+	open_env(1 << 20); /* creating the model creates the index and fills it */
+	due_list d = due_at(INT64_MAX, DUE_CAP);
+	cr_assert_eq(d.count, 2);
+	cr_assert_str_eq(d.items[0].id, "live");
+	cr_assert_eq(d.items[0].deadline_ms, T0 + DEADLINE);
+	cr_assert_str_eq(d.items[1].id, "paying");
+	cr_assert_eq(d.items[1].deadline_ms, T0 + 5 + DEADLINE);
+	/* and the next event moves the backfilled key */
+	apply_at("live", 7, with_reason(ORDER_CANCELLED_EVENT, T0 + 2, ORDER_REASON_CUSTOMER));
+	expect_only_due(INT64_MAX, "paying", T0 + 5 + DEADLINE);
+}

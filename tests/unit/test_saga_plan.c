@@ -3,7 +3,7 @@
  *
  * Given an order's state (events folded with order_evolve), when an event
  * arrives or commands are answered, then the plan: its commands in order,
- * their deterministic ids and payloads, what follows, and the timer change.
+ * their deterministic ids and payloads, what follows, and the expiry.
  * Payloads are checked by decoding them with the aggregates' own codecs and,
  * for order commands, by deciding them against the order. */
 #include <criterion/criterion.h>
@@ -125,12 +125,6 @@ static void then_per_line(const saga_plan *p, saga_command_kind kind, const char
 	}
 }
 
-static void then_timer(const saga_plan *p, saga_timer_op op, int64_t deadline)
-{
-	cr_expect_eq(p->timer, op);
-	cr_expect_eq(p->deadline_ms, deadline);
-}
-
 /* Decodes the payload of stock command i. */
 static stock_command stock_payload(const saga_plan *p, size_t i)
 {
@@ -165,14 +159,13 @@ static void answer_all(saga_plan *p, saga_reply reply)
 
 /* ---- OrderPlaced ---- */
 
-Test(saga_plan, placed_reserves_every_line_and_arms_the_confirmation_deadline)
+Test(saga_plan, placed_reserves_every_line)
 {
 	given_placed(3);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PLACED, order), ORN_OK);
 	cr_expect_str_eq(plan->order_id, ORDER);
 	then_per_line(plan, SAGA_RESERVE_STOCK, "reserve", 3);
 	cr_expect_eq(plan->stage, SAGA_STAGE_RESERVE);
-	then_timer(plan, SAGA_TIMER_SET, DEADLINE);
 	for (size_t i = 0; i < 3; i++) {
 		stock_command c = stock_payload(plan, i);
 		cr_expect_eq(c.kind, STOCK_RESERVE);
@@ -194,7 +187,6 @@ Test(saga_plan, every_line_reserved_then_mark_reserved)
 	cr_assert_eq(next->count, 1);
 	then_command(next, 0, SAGA_MARK_RESERVED, ORDER, ORDER ":reserved");
 	cr_expect_eq(next->stage, SAGA_STAGE_MARK);
-	then_timer(next, SAGA_TIMER_UNCHANGED, 0);
 	cr_expect_eq(order_payload_decided(next, 0, T0 + 50, &c, &out), ORDER_OK);
 	cr_expect_eq(c.kind, ORDER_MARK_RESERVED);
 	cr_expect_eq(out.items[0].kind, ORDER_RESERVED);
@@ -304,23 +296,20 @@ Test(saga_plan, placed_redelivered_after_a_cancel_releases_again)
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PLACED, order), ORN_OK);
 	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 2);
 	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 }
 
-Test(saga_plan, placed_redelivered_after_reservation_does_nothing_but_the_timer)
+Test(saga_plan, placed_redelivered_after_reservation_does_nothing)
 {
 	given_placed(2);
 	given(ORDER_RESERVED, NULL);
 	saga_plan_for_event(plan, ORDER, ORDER_PLACED, order);
 	cr_expect_eq(plan->count, 0);
-	then_timer(plan, SAGA_TIMER_SET, DEADLINE);
 }
 
-Test(saga_plan, an_event_of_an_order_with_no_events_does_nothing_and_drops_the_timer)
+Test(saga_plan, an_event_of_an_order_with_no_events_does_nothing)
 {
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PLACED, order), ORN_OK);
 	cr_expect_eq(plan->count, 0);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_RESERVED, order), ORN_OK);
 	cr_expect_eq(plan->count, 0, "no customer, no cart");
 }
@@ -336,7 +325,6 @@ Test(saga_plan, reserved_checks_the_customers_cart_out)
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_RESERVED, order), ORN_OK);
 	cr_assert_eq(plan->count, 1);
 	then_command(plan, 0, SAGA_CHECKED_OUT, "alice", ORDER ":checkout");
-	then_timer(plan, SAGA_TIMER_SET, DEADLINE);
 	mp_writer_reset(writer);
 	cr_assert_eq(saga_command_encode(plan, 0, T0, writer), ORN_OK);
 	cr_assert_eq(
@@ -375,17 +363,16 @@ Test(saga_plan, checked_out_of_the_largest_order_carries_every_line)
 	cr_expect_eq(events.count, 1);
 }
 
-Test(saga_plan, confirmed_replaces_the_timer_with_the_payment_deadline)
+Test(saga_plan, confirmed_sends_nothing)
 {
 	given_placed(2);
 	given(ORDER_RESERVED, NULL);
 	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_CONFIRMED_BY_CUSTOMER, order), ORN_OK);
 	cr_expect_eq(plan->count, 0);
-	then_timer(plan, SAGA_TIMER_SET, T0 + 10 + TTL);
 }
 
-Test(saga_plan, cancel_by_customer_releases_every_line_and_drops_the_timer)
+Test(saga_plan, cancel_by_customer_releases_every_line)
 {
 	given_placed(3);
 	given(ORDER_RESERVED, NULL);
@@ -393,7 +380,6 @@ Test(saga_plan, cancel_by_customer_releases_every_line_and_drops_the_timer)
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order), ORN_OK);
 	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
 	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 }
 
 Test(saga_plan, expiry_and_out_of_stock_cancellations_release_too)
@@ -402,13 +388,11 @@ Test(saga_plan, expiry_and_out_of_stock_cancellations_release_too)
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_EXPIRED);
 	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
 	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 	order_state_init(order);
 	given_placed(3);
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_OUT_OF_STOCK);
 	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
 	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 }
 
 Test(saga_plan, payment_failed_releases_every_line)
@@ -419,7 +403,6 @@ Test(saga_plan, payment_failed_releases_every_line)
 	given(ORDER_PAYMENT_FAILED_EVENT, "card declined");
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAYMENT_FAILED_EVENT, order), ORN_OK);
 	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 2);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 }
 
 Test(saga_plan, paid_commits_every_line)
@@ -430,7 +413,6 @@ Test(saga_plan, paid_commits_every_line)
 	given(ORDER_PAID, NULL);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAID, order), ORN_OK);
 	then_per_line(plan, SAGA_COMMIT_STOCK, "commit", 3);
-	then_timer(plan, SAGA_TIMER_DELETE, 0);
 	stock_command c = stock_payload(plan, 2);
 	cr_expect_eq(c.kind, STOCK_COMMIT);
 	cr_expect_str_eq(c.reservation_id, ORDER);
@@ -449,7 +431,6 @@ Test(saga_plan, an_invalid_order_id_plans_nothing)
 	given_placed(1);
 	cr_expect_eq(saga_plan_for_event(plan, "a.b", ORDER_PLACED, order), ORN_EINVAL);
 	cr_expect_eq(plan->count, 0);
-	then_timer(plan, SAGA_TIMER_UNCHANGED, 0);
 	cr_expect_eq(saga_plan_expire(plan, "", 5), ORN_EINVAL);
 	cr_expect_eq(plan->count, 0);
 }
@@ -510,7 +491,7 @@ Test(saga_plan, nothing_follows_a_finished_plan)
 	cr_expect_not(saga_plan_next(plan, order, next));
 }
 
-/* ---- timers ---- */
+/* ---- expiry (sent by the timers role) ---- */
 
 Test(saga_plan, expiry_sends_cancel_expired_with_a_deadline_id)
 {
@@ -531,21 +512,27 @@ Test(saga_plan, expiry_sends_cancel_expired_with_a_deadline_id)
 	cr_expect_str_eq(out.items[0].data.reason, ORDER_REASON_EXPIRED);
 }
 
-Test(saga_plan, a_fired_timer_is_deleted_or_kept_by_the_reply)
+Test(saga_plan, an_expiry_is_done_once_the_order_left_its_state_and_retried_when_early)
 {
-	cr_expect_eq(saga_timer_after_expire(BUS_ACCEPTED, ""), SAGA_TIMER_DELETE);
-	cr_expect_eq(saga_timer_after_expire(BUS_REJECTED, "wrong_state"), SAGA_TIMER_DELETE);
-	cr_expect_eq(saga_timer_after_expire(BUS_REJECTED, "not_found"), SAGA_TIMER_DELETE);
-	cr_expect_eq(saga_timer_after_expire(BUS_REJECTED, "invalid"), SAGA_TIMER_UNCHANGED);
-	cr_expect_eq(saga_timer_after_expire(BUS_REJECTED, NULL), SAGA_TIMER_UNCHANGED);
-	cr_expect_eq(saga_timer_after_expire(BUS_FAILED, "timeout"), SAGA_TIMER_UNCHANGED);
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_ACCEPTED, ""), SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_REJECTED, "wrong_state"), SAGA_REPLY_DONE,
+	             "already final, or confirmed meanwhile: another deadline now");
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_REJECTED, "not_found"), SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_REJECTED, "invalid"), SAGA_REPLY_RETRY,
+	             "early for the order's clock");
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_REJECTED, NULL), SAGA_REPLY_RETRY);
+	cr_expect_eq(saga_reply_classify(SAGA_EXPIRE, BUS_FAILED, "timeout"), SAGA_REPLY_RETRY);
 }
 
-Test(saga_plan, deadlines_only_move_forward)
+Test(saga_plan, two_instances_expiring_one_deadline_send_one_command_id)
 {
-	cr_expect_eq(saga_timer_merge(0, DEADLINE), DEADLINE);
-	cr_expect_eq(saga_timer_merge(DEADLINE, DEADLINE + TTL), DEADLINE + TTL);
-	cr_expect_eq(saga_timer_merge(DEADLINE + TTL, DEADLINE), DEADLINE + TTL, "a stale OrderPlaced");
+	given_placed(1);
+	cr_assert_eq(saga_plan_expire(plan, ORDER, DEADLINE), ORN_OK);
+	cr_assert_eq(saga_plan_expire(next, ORDER, DEADLINE), ORN_OK);
+	cr_expect_str_eq(plan->commands[0].command_id, next->commands[0].command_id);
+	cr_assert_eq(saga_plan_expire(next, ORDER, DEADLINE + TTL), ORN_OK);
+	cr_expect_str_neq(plan->commands[0].command_id, next->commands[0].command_id,
+	                  "the payment deadline is another expiry");
 }
 
 /* ---- names and payloads ---- */
