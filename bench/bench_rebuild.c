@@ -46,6 +46,7 @@
 
 #include <nats/nats.h>
 
+#include "bench_common.h"
 #include "envelope.h"
 #include "evstore.h"
 #include "log.h"
@@ -55,7 +56,7 @@
 #include "read_models.h"
 #include "stock.h"
 
-#define MAX_ROUNDS     20
+#define MAX_ROUNDS     BENCH_MAX_ROUNDS
 #define STALL_LIMIT_NS (30LL * 1000000000LL) /* no progress for this long: give up */
 #define WAIT_SLICE_MS  500
 #define ITEM_ON_HAND   1000000LL
@@ -91,129 +92,7 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 	va_end(ap);
 }
 
-static int64_t now_ns(void)
-{
-	return orn_monotonic_ns();
-}
-
 /* ---- files, processes, machine ---------------------------------------------- */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rmrf(const char *path)
-{
-	if (path != NULL && path[0] != '\0')
-		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* CPU seconds (user + system) a process has used so far; 0 if unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-typedef struct machine {
-	long nproc;
-	char cpu[128];
-	long mem_mib;
-	char kernel[192];
-	char nats_server[128];
-	char cnats[32];
-	char store_fs[32];
-} machine;
-
-static void read_key(const char *path, const char *key, char *out, size_t cap)
-{
-	FILE *f = fopen(path, "re");
-	char line[512];
-	out[0] = '\0';
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof line, f) != NULL) {
-		const char *colon = strchr(line, ':');
-		if (strncmp(line, key, strlen(key)) != 0 || colon == NULL)
-			continue;
-		colon++;
-		while (*colon == ' ' || *colon == '\t')
-			colon++;
-		snprintf(out, cap, "%s", colon);
-		out[strcspn(out, "\n")] = '\0';
-		break;
-	}
-	fclose(f);
-}
-
-static void fs_name(const char *path, char *out, size_t cap)
-{
-	struct statfs sf;
-	const char *name = "unknown";
-	if (statfs(path, &sf) == 0) {
-		switch ((unsigned long)sf.f_type) {
-		case 0xEF53UL:
-			name = "ext4";
-			break;
-		case 0x01021994UL:
-			name = "tmpfs";
-			break;
-		case 0x794C7630UL:
-			name = "overlayfs";
-			break;
-		case 0x58465342UL:
-			name = "xfs";
-			break;
-		case 0x9123683EUL:
-			name = "btrfs";
-			break;
-		default:
-			name = "other";
-		}
-	}
-	snprintf(out, cap, "%s", name);
-}
-
-static void machine_facts(machine *m, const char *dir)
-{
-	char text[128];
-	struct utsname u;
-	memset(m, 0, sizeof *m);
-	m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
-	read_key("/proc/cpuinfo", "model name", m->cpu, sizeof m->cpu);
-	read_key("/proc/meminfo", "MemTotal", text, sizeof text);
-	m->mem_mib = strtol(text, NULL, 10) / 1024;
-	if (uname(&u) == 0)
-		snprintf(m->kernel, sizeof m->kernel, "%s %s", u.sysname, u.release);
-	snprintf(m->cnats, sizeof m->cnats, "%s", nats_GetVersion());
-	fs_name(dir, m->store_fs, sizeof m->store_fs);
-	snprintf(m->nats_server, sizeof m->nats_server, "unknown");
-	FILE *p = popen("nats-server --version 2>&1", "r");
-	if (p != NULL) {
-		if (fgets(text, sizeof text, p) != NULL) {
-			text[strcspn(text, "\n")] = '\0';
-			const char *v = strrchr(text, ' '); /* "nats-server: v2.9.10" */
-			snprintf(m->nats_server, sizeof m->nats_server, "%s", v != NULL ? v + 1 : text);
-		}
-		pclose(p);
-	}
-}
 
 /* ---- CPU per phase ---------------------------------------------------------- */
 
@@ -230,7 +109,7 @@ static pid_t nats_pid;
 
 static cpu_mark cpu_now(void)
 {
-	cpu_mark m = {proc_cpu_s(nats_pid), proc_cpu_s(getpid()), now_ns()};
+	cpu_mark m = {bench_proc_cpu_s(nats_pid), bench_proc_cpu_s(getpid()), bench_now_ns()};
 	return m;
 }
 
@@ -424,7 +303,7 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 	say("fill: %ld commits (%d StockItemCreated, %ld ProductCreated, %ld StockReserved over %d items)...",
 	    o->events, o->items, o->products, o->events - o->items - o->products, o->items);
 	cpu_mark cpu0 = cpu_now();
-	int64_t start = now_ns(), next_report = start + FILL_REPORT_NS;
+	int64_t start = bench_now_ns(), next_report = start + FILL_REPORT_NS;
 	for (long i = 0; i < o->events && !interrupted; i++) {
 		const char *aggregate = NULL;
 		char id[ES_ID_MAX + 1], cmd_id[64], subject[ES_SUBJECT_MAX];
@@ -454,7 +333,7 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 		}
 		if (k >= 0)
 			versions[k] = (uint64_t)i + 1;
-		if (now_ns() >= next_report) {
+		if (bench_now_ns() >= next_report) {
 			say("fill: %ld published, %ld acked", i + 1, atomic_load(&acks->acked));
 			next_report += FILL_REPORT_NS;
 		}
@@ -470,7 +349,7 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 		rc = ORN_ETIMEOUT;
 		goto fail;
 	}
-	out->seconds = (double)(now_ns() - start) / 1e9;
+	out->seconds = (double)(bench_now_ns() - start) / 1e9;
 	out->cpu = cpu_since(cpu0);
 	out->rate = out->seconds > 0 ? (double)o->events / out->seconds : 0;
 	out->last_seq = stream_last_seq(store);
@@ -519,7 +398,7 @@ static orn_rc raw_phase(es_store *store, const bench_opts *o, phase_result *out)
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverAll;
 	cpu_mark cpu0 = cpu_now();
-	int64_t start = now_ns(), last_progress = start;
+	int64_t start = bench_now_ns(), last_progress = start;
 	natsStatus st = js_SubscribeSync(&sub, es_store_jetstream(store), "orion.evt.>", NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		say("raw: cannot subscribe: %s (jerr %d)", natsStatus_GetText(st), (int)jerr);
@@ -532,7 +411,7 @@ static orn_rc raw_phase(es_store *store, const bench_opts *o, phase_result *out)
 		natsMsg *msg = NULL;
 		st = natsSubscription_NextMsg(&msg, sub, RAW_NEXT_MS);
 		if (st == NATS_TIMEOUT) {
-			if (now_ns() - last_progress > STALL_LIMIT_NS)
+			if (bench_now_ns() - last_progress > STALL_LIMIT_NS)
 				break;
 			continue;
 		}
@@ -547,11 +426,11 @@ static orn_rc raw_phase(es_store *store, const bench_opts *o, phase_result *out)
 			if (meta->Sequence.Stream == expect_seq)
 				expect_seq++;
 			jsMsgMetaData_Destroy(meta);
-			last_progress = now_ns();
+			last_progress = bench_now_ns();
 		}
 		natsMsg_Destroy(msg);
 	}
-	out->seconds = (double)(now_ns() - start) / 1e9;
+	out->seconds = (double)(bench_now_ns() - start) / 1e9;
 	out->cpu = cpu_since(cpu0);
 	out->count = expect_seq - 1;
 	if (out->count != target) {
@@ -617,7 +496,7 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 	uint64_t target = (uint64_t)o->events, last_position = 0;
 	orn_rc rc;
 	memset(out, 0, sizeof *out);
-	rmrf(dir);
+	bench_rmrf(dir);
 	proj_env_options_init(&eo);
 	eo.path = dir;
 	eo.no_sync = true; /* as `orion rebuild`: one flush at the end, timed */
@@ -625,7 +504,7 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 	ro.stop_at = target;
 	ro.batch_max = (unsigned)o->batch;
 	cpu_mark cpu0 = cpu_now();
-	int64_t start = now_ns(), last_progress = start;
+	int64_t start = bench_now_ns(), last_progress = start;
 	if ((rc = proj_env_open(&eo, &env)) != ORN_OK || (rc = proj_models_open(env, &m)) != ORN_OK)
 		goto fail;
 	models_open = true;
@@ -641,8 +520,8 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 			goto fail;
 		if (out->stats.position != last_position) {
 			last_position = out->stats.position;
-			last_progress = now_ns();
-		} else if (now_ns() - last_progress > STALL_LIMIT_NS) {
+			last_progress = bench_now_ns();
+		} else if (bench_now_ns() - last_progress > STALL_LIMIT_NS) {
 			say("rebuild: no progress at position %" PRIu64 " for 30 s", last_position);
 			rc = ORN_ETIMEOUT;
 			goto fail;
@@ -650,7 +529,7 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 	}
 	if ((rc = proj_env_sync(env)) != ORN_OK)
 		goto fail;
-	out->phase.seconds = (double)(now_ns() - start) / 1e9;
+	out->phase.seconds = (double)(bench_now_ns() - start) / 1e9;
 	out->phase.cpu = cpu_since(cpu0);
 	proj_runner_stats_get(runner, &out->stats);
 	proj_env_stats_get(env, &out->env);
@@ -674,14 +553,14 @@ fail:
 	if (models_open)
 		proj_models_close(&m);
 	proj_env_close(env);
-	rmrf(dir);
+	bench_rmrf(dir);
 	return rc;
 }
 
 /* ---- the report ------------------------------------------------------------------ */
 
 typedef struct report {
-	machine m;
+	bench_machine m;
 	char date[64];
 	char command[1024];
 	char commit[64];
@@ -692,32 +571,8 @@ typedef struct report {
 	rebuild_result rebuild[MAX_ROUNDS];
 } report;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-typedef struct spread {
-	double median, min, max;
-} spread;
-
-static spread spread_of(const double *v, int n)
-{
-	double sorted[MAX_ROUNDS];
-	spread s = {0, 0, 0};
-	if (n <= 0)
-		return s;
-	memcpy(sorted, v, sizeof *v * (size_t)n);
-	qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
-	s.min = sorted[0];
-	s.max = sorted[n - 1];
-	s.median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-	return s;
-}
-
 typedef struct summary {
-	spread raw, rebuild, ratio;
+	bench_spread raw, rebuild, ratio;
 	cpu_use raw_cpu, rebuild_cpu; /* means over the rounds */
 	double ratio_of_medians;
 } summary;
@@ -737,9 +592,9 @@ static summary summarize(const report *r)
 		s.rebuild_cpu.nats += r->rebuild[i].phase.cpu.nats / n;
 		s.rebuild_cpu.bench += r->rebuild[i].phase.cpu.bench / n;
 	}
-	s.raw = spread_of(raw, n);
-	s.rebuild = spread_of(rebuild, n);
-	s.ratio = spread_of(ratio, n);
+	s.raw = bench_spread_of(raw, n);
+	s.rebuild = bench_spread_of(rebuild, n);
+	s.ratio = bench_spread_of(ratio, n);
 	s.ratio_of_medians = s.raw.median > 0 ? s.rebuild.median / s.raw.median : 0;
 	return s;
 }
@@ -847,17 +702,6 @@ static void usage(FILE *f)
 	           "are the command and commit shown in the report.\n");
 }
 
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-	char *end = NULL;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* -1 to run, else the exit status. */
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
@@ -877,17 +721,17 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 		} else if (val == NULL) {
 			say("option %s needs a value (see --help)", a);
 			return 2;
-		} else if (strcmp(a, "--events") == 0 && parse_long(val, 1, 100000000, &v)) {
+		} else if (strcmp(a, "--events") == 0 && bench_parse_long(val, 1, 100000000, &v)) {
 			o->events = v;
-		} else if (strcmp(a, "--items") == 0 && parse_long(val, 1, 9999, &v)) {
+		} else if (strcmp(a, "--items") == 0 && bench_parse_long(val, 1, 9999, &v)) {
 			o->items = (int)v;
-		} else if (strcmp(a, "--products") == 0 && parse_long(val, 0, 999999, &v)) {
+		} else if (strcmp(a, "--products") == 0 && bench_parse_long(val, 0, 999999, &v)) {
 			o->products = v;
-		} else if (strcmp(a, "--rounds") == 0 && parse_long(val, 1, MAX_ROUNDS, &v)) {
+		} else if (strcmp(a, "--rounds") == 0 && bench_parse_long(val, 1, MAX_ROUNDS, &v)) {
 			o->rounds = (int)v;
-		} else if (strcmp(a, "--batch") == 0 && parse_long(val, 1, 1000000, &v)) {
+		} else if (strcmp(a, "--batch") == 0 && bench_parse_long(val, 1, 1000000, &v)) {
 			o->batch = v;
-		} else if (strcmp(a, "--pending") == 0 && parse_long(val, 1, 10000000, &v)) {
+		} else if (strcmp(a, "--pending") == 0 && bench_parse_long(val, 1, 10000000, &v)) {
 			o->pending = v;
 		} else {
 			say("unknown option or bad value: %s %s (see --help)", a, val);
@@ -900,23 +744,6 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 		return 2;
 	}
 	return -1;
-}
-
-static void command_line(int argc, char **argv, char *out, size_t cap)
-{
-	const char *given = getenv("BENCH_COMMAND");
-	if (given != NULL && given[0] != '\0') {
-		snprintf(out, cap, "%s", given);
-		return;
-	}
-	size_t used = 0;
-	out[0] = '\0';
-	for (int i = 0; i < argc && used < cap; i++) {
-		int n = snprintf(out + used, cap - used, "%s%s", i ? " " : "", argv[i]);
-		if (n < 0)
-			break;
-		used += (size_t)n;
-	}
 }
 
 /* ---- main ------------------------------------------------------------------------- */
@@ -940,7 +767,7 @@ int main(int argc, char **argv)
 	log_set_level(LOG_WARN);
 
 	rep.o = &o;
-	command_line(argc, argv, rep.command, sizeof rep.command);
+	bench_command_line(argc, argv, rep.command, sizeof rep.command);
 	const char *commit = getenv("BENCH_COMMIT");
 	snprintf(rep.commit, sizeof rep.commit, "%s", commit != NULL && commit[0] ? commit : "unknown");
 	time_t wall = time(NULL);
@@ -957,7 +784,7 @@ int main(int argc, char **argv)
 	}
 	snprintf(store_dir, sizeof store_dir, "%s/nats", dir);
 	snprintf(lmdb_dir, sizeof lmdb_dir, "%s/lmdb", dir);
-	machine_facts(&rep.m, dir);
+	bench_machine_facts(&rep.m, dir);
 
 	natsd *server = NULL;
 	es_store *store = NULL;
@@ -997,7 +824,7 @@ int main(int argc, char **argv)
 cleanup:
 	es_store_close(store);
 	natsd_stop(server);
-	rmrf(dir);
+	bench_rmrf(dir);
 	if (status == 0)
 		print_report(stdout, &rep);
 	else

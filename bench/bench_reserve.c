@@ -40,6 +40,7 @@
 
 #include <nats/nats.h>
 
+#include "bench_common.h"
 #include "bus.h"
 #include "envelope.h"
 #include "evstore.h"
@@ -58,7 +59,7 @@ extern char **environ;
 #define STALL_LIMIT_NS     (30LL * 1000000000LL) /* no reply for this long: give up */
 #define READY_TIMEOUT_MS   30000
 #define ORION_STOP_WAIT_MS 10000
-#define MAX_ROUNDS         20
+#define MAX_ROUNDS         BENCH_MAX_ROUNDS
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -98,13 +99,6 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 	va_end(ap);
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void sleep_until_ns(int64_t deadline)
 {
 	struct timespec ts = {.tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL};
@@ -114,7 +108,7 @@ static void sleep_until_ns(int64_t deadline)
 
 static void sleep_ms(int ms)
 {
-	sleep_until_ns(now_ns() + (int64_t)ms * 1000000LL);
+	sleep_until_ns(bench_now_ns() + (int64_t)ms * 1000000LL);
 }
 
 static void abs_deadline(struct timespec *ts, int ms)
@@ -126,21 +120,6 @@ static void abs_deadline(struct timespec *ts, int ms)
 }
 
 /* ---- files and processes ---------------------------------------------------- */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rmrf(const char *path)
-{
-	if (path != NULL && path[0] != '\0')
-		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static bool file_contains(const char *path, const char *needle)
 {
@@ -184,24 +163,6 @@ static void print_tail(const char *path, int lines)
 		fprintf(stderr, "  | %s", ring[i % lines]);
 }
 
-/* CPU seconds (user + system) a process has used so far; 0 if unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return 0;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Starts argv with stdout and stderr appended to log_path; 0 on failure. */
 static pid_t spawn(char *const argv[], char *const extra_env[], const char *log_path)
 {
@@ -226,94 +187,7 @@ static const char *stop_child(pid_t pid, char *out, size_t cap)
 	return out;
 }
 
-/* ---- machine facts ---------------------------------------------------------- */
-
-typedef struct machine {
-	long nproc;
-	char cpu[128];
-	long mem_mib;
-	char kernel[192];
-	char nats_server[128];
-	char cnats[32];
-	char store_fs[32];
-} machine;
-
-static void read_key(const char *path, const char *key, char *out, size_t cap)
-{
-	FILE *f = fopen(path, "re");
-	char line[512];
-	out[0] = '\0';
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof line, f) != NULL) {
-		if (strncmp(line, key, strlen(key)) != 0)
-			continue;
-		const char *colon = strchr(line, ':');
-		if (colon == NULL)
-			continue;
-		colon++;
-		while (*colon == ' ' || *colon == '\t')
-			colon++;
-		snprintf(out, cap, "%s", colon);
-		out[strcspn(out, "\n")] = '\0';
-		break;
-	}
-	fclose(f);
-}
-
-static const char *fs_name(const char *path, char *out, size_t cap)
-{
-	struct statfs sf;
-	if (statfs(path, &sf) != 0) {
-		snprintf(out, cap, "unknown");
-		return out;
-	}
-	switch ((unsigned long)sf.f_type) {
-	case 0xEF53UL:
-		snprintf(out, cap, "ext4");
-		break;
-	case 0x01021994UL:
-		snprintf(out, cap, "tmpfs");
-		break;
-	case 0x794C7630UL:
-		snprintf(out, cap, "overlayfs");
-		break;
-	case 0x58465342UL:
-		snprintf(out, cap, "xfs");
-		break;
-	case 0x9123683EUL:
-		snprintf(out, cap, "btrfs");
-		break;
-	default:
-		snprintf(out, cap, "fs 0x%lx", (unsigned long)sf.f_type);
-	}
-	return out;
-}
-
-static void machine_facts(machine *m, const char *store_dir)
-{
-	char text[128];
-	struct utsname u;
-	memset(m, 0, sizeof *m);
-	m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
-	read_key("/proc/cpuinfo", "model name", m->cpu, sizeof m->cpu);
-	read_key("/proc/meminfo", "MemTotal", text, sizeof text);
-	m->mem_mib = strtol(text, NULL, 10) / 1024;
-	if (uname(&u) == 0)
-		snprintf(m->kernel, sizeof m->kernel, "%s %s", u.sysname, u.release);
-	snprintf(m->cnats, sizeof m->cnats, "%s", nats_GetVersion());
-	fs_name(store_dir, m->store_fs, sizeof m->store_fs);
-	snprintf(m->nats_server, sizeof m->nats_server, "unknown");
-	FILE *p = popen("nats-server --version 2>&1", "r");
-	if (p != NULL) {
-		if (fgets(text, sizeof text, p) != NULL) {
-			text[strcspn(text, "\n")] = '\0';
-			const char *v = strrchr(text, ' '); /* "nats-server: v2.9.10" */
-			snprintf(m->nats_server, sizeof m->nats_server, "%s", v != NULL ? v + 1 : text);
-		}
-		pclose(p);
-	}
-}
+/* ---- bench_machine facts ---------------------------------------------------------- */
 
 /* ---- statistics ------------------------------------------------------------- */
 
@@ -376,8 +250,8 @@ static pid_t nats_pid, orion_pid;
 
 static cpu_mark cpu_now(void)
 {
-	cpu_mark m = {proc_cpu_s(nats_pid), orion_pid > 0 ? proc_cpu_s(orion_pid) : 0, proc_cpu_s(getpid()),
-	              now_ns()};
+	cpu_mark m = {bench_proc_cpu_s(nats_pid), orion_pid > 0 ? bench_proc_cpu_s(orion_pid) : 0,
+	              bench_proc_cpu_s(getpid()), bench_now_ns()};
 	return m;
 }
 
@@ -470,7 +344,7 @@ static void raw_complete(raw_run *r)
 {
 	if (atomic_fetch_add(&r->completed, 1) + 1 == r->total) {
 		pthread_mutex_lock(&r->lock);
-		r->end_ns = now_ns();
+		r->end_ns = bench_now_ns();
 		r->done = true;
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
@@ -615,7 +489,7 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	    expect ? " (ExpectLastSubjectSeq)" : "", o->raw_count, len, o->items);
 	char subject[96], msg_id[48];
 	cpu_mark cpu0 = cpu_now();
-	int64_t start = now_ns();
+	int64_t start = bench_now_ns();
 	if (expect) {
 		/* One chain per subject: each ack publishes the subject's next message. */
 		for (int s = 0; s < o->items && s < o->raw_count; s++) {
@@ -644,7 +518,7 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	}
 	/* Wait for every ack (or error), giving up if none comes for a while. */
 	long last_completed = -1;
-	int64_t last_progress = now_ns();
+	int64_t last_progress = bench_now_ns();
 	pthread_mutex_lock(&r->lock);
 	while (!r->done && !interrupted) {
 		struct timespec ts;
@@ -653,8 +527,8 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 		long c = atomic_load(&r->completed);
 		if (c != last_completed) {
 			last_completed = c;
-			last_progress = now_ns();
-		} else if (now_ns() - last_progress > STALL_LIMIT_NS) {
+			last_progress = bench_now_ns();
+		} else if (bench_now_ns() - last_progress > STALL_LIMIT_NS) {
 			break;
 		}
 	}
@@ -852,7 +726,7 @@ typedef struct client {
 static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	client *c = closure;
-	int64_t t = now_ns();
+	int64_t t = bench_now_ns();
 	(void)nc;
 	(void)sub;
 	const char *subject = natsMsg_GetSubject(msg);
@@ -912,7 +786,8 @@ static void client_close(client *c)
 static orn_rc client_begin(client *c, timings *t, const char *run)
 {
 	char pattern[128];
-	snprintf(c->inbox, sizeof c->inbox, "_INBOX.bench.%s.%d.%lld", run, c->index, (long long)now_ns());
+	snprintf(c->inbox, sizeof c->inbox, "_INBOX.bench.%s.%d.%lld", run, c->index,
+	         (long long)bench_now_ns());
 	snprintf(pattern, sizeof pattern, "%s.*", c->inbox);
 	pthread_mutex_lock(&c->lock);
 	c->t = t;
@@ -960,12 +835,12 @@ static bool wait_replies(client *c, int64_t stall_ns, int64_t deadline_ns)
 {
 	pthread_mutex_lock(&c->lock);
 	long last = c->received;
-	int64_t progress = now_ns();
+	int64_t progress = bench_now_ns();
 	while (c->received < c->sent && !interrupted) {
 		struct timespec ts;
 		abs_deadline(&ts, 50);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-		int64_t t = now_ns();
+		int64_t t = bench_now_ns();
 		if (c->received != last) {
 			last = c->received;
 			progress = t;
@@ -988,7 +863,7 @@ static void *pipeline_main(void *arg)
 	c->rc = payload != NULL && wire != NULL ? ORN_OK : ORN_ENOMEM;
 	for (long i = c->index; c->rc == ORN_OK && i < rs->count && !interrupted; i += c->stride) {
 		pthread_mutex_lock(&c->lock);
-		int64_t progress = now_ns();
+		int64_t progress = bench_now_ns();
 		long last = c->received;
 		while (c->sent - c->received >= c->window && !interrupted) {
 			struct timespec ts;
@@ -996,8 +871,8 @@ static void *pipeline_main(void *arg)
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 			if (c->received != last) {
 				last = c->received;
-				progress = now_ns();
-			} else if (now_ns() - progress > STALL_LIMIT_NS) {
+				progress = bench_now_ns();
+			} else if (bench_now_ns() - progress > STALL_LIMIT_NS) {
 				c->rc = ORN_ETIMEOUT;
 				break;
 			}
@@ -1007,7 +882,7 @@ static void *pipeline_main(void *arg)
 			break;
 		if ((c->rc = build_command(rs, i, subject, sizeof subject, payload, wire)) != ORN_OK)
 			break;
-		int64_t t = now_ns();
+		int64_t t = bench_now_ns();
 		atomic_store_explicit(&c->t->start_ns[i], t, memory_order_release);
 		pthread_mutex_lock(&c->lock);
 		if (c->sent == 0)
@@ -1130,14 +1005,14 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 		rc = client_begin(c, &t, run);
 	say("latency: %d commands/s for %.1f s (%ld commands)...", rate, (double)rs->count / rate, rs->count);
 	cpu_mark cpu0 = cpu_now();
-	int64_t t0 = now_ns() + 1000000, last_due = t0, lag_max = 0;
+	int64_t t0 = bench_now_ns() + 1000000, last_due = t0, lag_max = 0;
 	for (long i = 0; rc == ORN_OK && i < rs->count && !interrupted; i++) {
 		int64_t due = t0 + (int64_t)((double)i * 1e9 / rate);
 		if ((rc = build_command(rs, i, subject, sizeof subject, payload, wire)) != ORN_OK)
 			break;
-		if (now_ns() < due)
+		if (bench_now_ns() < due)
 			sleep_until_ns(due); /* absolute: a late wake-up sends every due request at once */
-		int64_t sent = now_ns();
+		int64_t sent = bench_now_ns();
 		if (sent - due > lag_max)
 			lag_max = sent - due;
 		/* Latency counts from the scheduled time: a late sender shows as latency. */
@@ -1155,7 +1030,7 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 			rc = ORN_EUNAVAILABLE;
 		}
 	}
-	int64_t send_end = now_ns();
+	int64_t send_end = bench_now_ns();
 	if (rc == ORN_OK) {
 		natsConnection_FlushTimeout(c->nc, 5000);
 		wait_replies(c, 0, last_due + LOST_AFTER_NS);
@@ -1197,7 +1072,7 @@ static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, 
 		say("cannot start %s", o->orion);
 		return 0;
 	}
-	int64_t deadline = now_ns() + (int64_t)READY_TIMEOUT_MS * 1000000LL;
+	int64_t deadline = bench_now_ns() + (int64_t)READY_TIMEOUT_MS * 1000000LL;
 	while (!file_contains(log_path, "orion ready")) {
 		int status = 0;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -1205,7 +1080,7 @@ static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, 
 			print_tail(log_path, 12);
 			return 0;
 		}
-		if (now_ns() > deadline || interrupted) {
+		if (bench_now_ns() > deadline || interrupted) {
 			char why[64];
 			say("orion not ready in %d s (%s); its log:", READY_TIMEOUT_MS / 1000,
 			    stop_child(pid, why, sizeof why));
@@ -1220,7 +1095,7 @@ static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, 
 /* ---- report -------------------------------------------------------------------- */
 
 typedef struct report {
-	machine m;
+	bench_machine m;
 	char date[64];
 	char command[1024];
 	const bench_opts *o;
@@ -1235,33 +1110,9 @@ typedef struct report {
 	char orion_exit[96];
 } report;
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-typedef struct spread {
-	double median, min, max;
-} spread;
-
-static spread spread_of(const double *v, int n)
-{
-	double sorted[MAX_ROUNDS];
-	spread s = {0, 0, 0};
-	if (n <= 0)
-		return s;
-	memcpy(sorted, v, sizeof *v * (size_t)n);
-	qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
-	s.min = sorted[0];
-	s.max = sorted[n - 1];
-	s.median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-	return s;
-}
-
 /* Medians and means over the rounds. */
 typedef struct summary {
-	spread raw, rawx, orion, ratio, ratio_x;
+	bench_spread raw, rawx, orion, ratio, ratio_x;
 	cpu_use raw_cpu, rawx_cpu, orion_cpu;
 	int median_round; /* the Orion round whose rate is closest to the median */
 } summary;
@@ -1286,11 +1137,11 @@ static summary summarize_rounds(const report *r)
 		s.orion_cpu.orion += r->tput[i].cpu.orion / n;
 		s.orion_cpu.bench += r->tput[i].cpu.bench / n;
 	}
-	s.raw = spread_of(raw, n);
-	s.rawx = spread_of(rawx, n);
-	s.orion = spread_of(orion, n);
-	s.ratio = spread_of(ratio, n);
-	s.ratio_x = spread_of(ratio_x, n);
+	s.raw = bench_spread_of(raw, n);
+	s.rawx = bench_spread_of(rawx, n);
+	s.orion = bench_spread_of(orion, n);
+	s.ratio = bench_spread_of(ratio, n);
+	s.ratio_x = bench_spread_of(ratio_x, n);
 	for (int i = 1; i < n; i++)
 		if ((orion[i] - s.orion.median) * (orion[i] - s.orion.median) <
 		    (orion[s.median_round] - s.orion.median) * (orion[s.median_round] - s.orion.median))
@@ -1485,17 +1336,6 @@ static void usage(FILE *f)
 	           "command shown in the report.\n");
 }
 
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-	char *end = NULL;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
 	long v = 0;
@@ -1530,23 +1370,23 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			return 2;
 		} else if (strcmp(a, "--orion") == 0) {
 			o->orion = val;
-		} else if (strcmp(a, "--raw-count") == 0 && parse_long(val, 1, 100000000, &v)) {
+		} else if (strcmp(a, "--raw-count") == 0 && bench_parse_long(val, 1, 100000000, &v)) {
 			o->raw_count = v;
-		} else if (strcmp(a, "--raw-pending") == 0 && parse_long(val, 1, 10000000, &v)) {
+		} else if (strcmp(a, "--raw-pending") == 0 && bench_parse_long(val, 1, 10000000, &v)) {
 			o->raw_pending = v;
-		} else if (strcmp(a, "--commands") == 0 && parse_long(val, 1, 100000000, &v)) {
+		} else if (strcmp(a, "--commands") == 0 && bench_parse_long(val, 1, 100000000, &v)) {
 			o->commands = v;
-		} else if (strcmp(a, "--items") == 0 && parse_long(val, 1, 9999, &v)) {
+		} else if (strcmp(a, "--items") == 0 && bench_parse_long(val, 1, 9999, &v)) {
 			o->items = (int)v;
-		} else if (strcmp(a, "--window") == 0 && parse_long(val, 1, 1000000, &v)) {
+		} else if (strcmp(a, "--window") == 0 && bench_parse_long(val, 1, 1000000, &v)) {
 			o->window = (int)v;
-		} else if (strcmp(a, "--conns") == 0 && parse_long(val, 1, MAX_CONNS, &v)) {
+		} else if (strcmp(a, "--conns") == 0 && bench_parse_long(val, 1, MAX_CONNS, &v)) {
 			o->conns = (int)v;
-		} else if (strcmp(a, "--duration") == 0 && parse_long(val, 1, 3600, &v)) {
+		} else if (strcmp(a, "--duration") == 0 && bench_parse_long(val, 1, 3600, &v)) {
 			o->duration_s = (double)v;
-		} else if (strcmp(a, "--shards") == 0 && parse_long(val, 1, 256, &v)) {
+		} else if (strcmp(a, "--shards") == 0 && bench_parse_long(val, 1, 256, &v)) {
 			o->shards = val;
-		} else if (strcmp(a, "--rounds") == 0 && parse_long(val, 1, MAX_ROUNDS, &v)) {
+		} else if (strcmp(a, "--rounds") == 0 && bench_parse_long(val, 1, MAX_ROUNDS, &v)) {
 			o->rounds = (int)v;
 		} else if (strcmp(a, "--dump") == 0) {
 			o->dump = val;
@@ -1559,7 +1399,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			o->rate_count = 0;
 			for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
 			     tok = strtok_r(NULL, ",", &save)) {
-				if (o->rate_count >= MAX_RATES || !parse_long(tok, 1, 1000000, &v)) {
+				if (o->rate_count >= MAX_RATES || !bench_parse_long(tok, 1, 1000000, &v)) {
 					say("bad --rates '%s' (at most %d rates, each 1..1000000)", val,
 					    MAX_RATES);
 					return 2;
@@ -1586,23 +1426,6 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 	return -1;
 }
 
-static void command_line(int argc, char **argv, char *out, size_t cap)
-{
-	const char *given = getenv("BENCH_COMMAND");
-	if (given != NULL && given[0] != '\0') {
-		snprintf(out, cap, "%s", given);
-		return;
-	}
-	size_t used = 0;
-	out[0] = '\0';
-	for (int i = 0; i < argc && used < cap; i++) {
-		int n = snprintf(out + used, cap - used, "%s%s", i ? " " : "", argv[i]);
-		if (n < 0)
-			break;
-		used += (size_t)n;
-	}
-}
-
 /* ---- main ------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1624,7 +1447,7 @@ int main(int argc, char **argv)
 
 	static report rep;
 	rep.o = &o;
-	command_line(argc, argv, rep.command, sizeof rep.command);
+	bench_command_line(argc, argv, rep.command, sizeof rep.command);
 	const char *env_shards = getenv("ORION_SHARDS");
 	char shards_text[64];
 	snprintf(shards_text, sizeof shards_text, "%s",
@@ -1658,7 +1481,7 @@ int main(int argc, char **argv)
 	struct tm tm;
 	gmtime_r(&wall, &tm);
 	strftime(rep.date, sizeof rep.date, "%Y-%m-%d %H:%M UTC", &tm);
-	machine_facts(&rep.m, dir);
+	bench_machine_facts(&rep.m, dir);
 
 	if (commit == NULL || encode_reserved_commit(commit, 0) != ORN_OK) {
 		say("cannot encode the sample commit");
@@ -1775,7 +1598,7 @@ cleanup:
 		}
 	}
 	natsd_stop(server);
-	rmrf(dir);
+	bench_rmrf(dir);
 	free(payload);
 	mp_writer_destroy(commit);
 	if (status == 0)

@@ -107,7 +107,11 @@ Test(proj_gen, publish_renames_the_build_and_points_the_link)
 	          target);
 	cr_assert_not(exists(build));
 	cr_assert_eq(proj_gen_publish(dir, "/tmp/not-a-build"), ORN_EINVAL);
-	proj_gen_retire("/tmp/not-a-generation"); /* not a generation's name: left alone */
+	char other[PATH_MAX];
+	snprintf(other, sizeof other, "%s/not-a-generation", dir);
+	cr_assert_eq(mkdir(other, 0750), 0);
+	proj_gen_retire(other);
+	cr_assert(exists(other), "a directory without a generation's name is left alone");
 }
 
 /* ---- environments ---- */

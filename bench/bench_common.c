@@ -1,0 +1,178 @@
+/* bench_common.c — what the benchmarks share (see bench_common.h). */
+#include "bench_common.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t bench_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void bench_rmrf(const char *path)
+{
+	if (path != NULL && path[0] != '\0')
+		nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+double bench_proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void read_key(const char *path, const char *key, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "re");
+	char line[512];
+	out[0] = '\0';
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (strncmp(line, key, strlen(key)) != 0)
+			continue;
+		const char *colon = strchr(line, ':');
+		if (colon == NULL)
+			continue;
+		colon++;
+		while (*colon == ' ' || *colon == '\t')
+			colon++;
+		snprintf(out, cap, "%s", colon);
+		out[strcspn(out, "\n")] = '\0';
+		break;
+	}
+	fclose(f);
+}
+
+static const char *fs_name(const char *path, char *out, size_t cap)
+{
+	struct statfs sf;
+	if (statfs(path, &sf) != 0) {
+		snprintf(out, cap, "unknown");
+		return out;
+	}
+	switch ((unsigned long)sf.f_type) {
+	case 0xEF53UL:
+		snprintf(out, cap, "ext4");
+		break;
+	case 0x01021994UL:
+		snprintf(out, cap, "tmpfs");
+		break;
+	case 0x794C7630UL:
+		snprintf(out, cap, "overlayfs");
+		break;
+	case 0x58465342UL:
+		snprintf(out, cap, "xfs");
+		break;
+	case 0x9123683EUL:
+		snprintf(out, cap, "btrfs");
+		break;
+	default:
+		snprintf(out, cap, "fs 0x%lx", (unsigned long)sf.f_type);
+	}
+	return out;
+}
+
+void bench_machine_facts(bench_machine *m, const char *store_dir)
+{
+	char text[128];
+	struct utsname u;
+	memset(m, 0, sizeof *m);
+	m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	read_key("/proc/cpuinfo", "model name", m->cpu, sizeof m->cpu);
+	read_key("/proc/meminfo", "MemTotal", text, sizeof text);
+	m->mem_mib = strtol(text, NULL, 10) / 1024;
+	if (uname(&u) == 0)
+		snprintf(m->kernel, sizeof m->kernel, "%s %s", u.sysname, u.release);
+	snprintf(m->cnats, sizeof m->cnats, "%s", nats_GetVersion());
+	fs_name(store_dir, m->store_fs, sizeof m->store_fs);
+	snprintf(m->nats_server, sizeof m->nats_server, "unknown");
+	FILE *p = popen("nats-server --version 2>&1", "r");
+	if (p != NULL) {
+		if (fgets(text, sizeof text, p) != NULL) {
+			text[strcspn(text, "\n")] = '\0';
+			const char *v = strrchr(text, ' '); /* "nats-server: v2.9.10" */
+			snprintf(m->nats_server, sizeof m->nats_server, "%s", v != NULL ? v + 1 : text);
+		}
+		pclose(p);
+	}
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+bench_spread bench_spread_of(const double *v, int n)
+{
+	double sorted[BENCH_MAX_ROUNDS];
+	bench_spread s = {0, 0, 0};
+	if (n <= 0)
+		return s;
+	memcpy(sorted, v, sizeof *v * (size_t)n);
+	qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+	s.min = sorted[0];
+	s.max = sorted[n - 1];
+	s.median = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+	return s;
+}
+
+bool bench_parse_long(const char *s, long min, long max, long *out)
+{
+	char *end = NULL;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+void bench_command_line(int argc, char **argv, char *out, size_t cap)
+{
+	const char *given = getenv("BENCH_COMMAND");
+	if (given != NULL && given[0] != '\0') {
+		snprintf(out, cap, "%s", given);
+		return;
+	}
+	size_t used = 0;
+	out[0] = '\0';
+	for (int i = 0; i < argc && used < cap; i++) {
+		int n = snprintf(out + used, cap - used, "%s%s", i ? " " : "", argv[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}

@@ -1,0 +1,48 @@
+/* bench_common.h — what the benchmarks share: time, temporary directories,
+ * process CPU, the machine's facts for the report, spreads over rounds and
+ * option parsing. */
+#ifndef ORION_BENCH_COMMON_H
+#define ORION_BENCH_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t bench_now_ns(void);
+
+/* Removes path and everything below it (NULL or "" ignored). */
+void bench_rmrf(const char *path);
+
+/* CPU seconds (user + system) process pid has used so far; 0 if unknown. */
+double bench_proc_cpu_s(pid_t pid);
+
+/* Facts printed with every result. */
+typedef struct bench_machine {
+	long nproc;
+	char cpu[128];
+	long mem_mib;
+	char kernel[192];
+	char nats_server[128];
+	char cnats[32];
+	char store_fs[32];
+} bench_machine;
+
+/* Fills m; store_fs is the file system of store_dir. */
+void bench_machine_facts(bench_machine *m, const char *store_dir);
+
+/* Median, min and max of v[0..n) (n <= BENCH_MAX_ROUNDS). */
+#define BENCH_MAX_ROUNDS 20
+typedef struct bench_spread {
+	double median, min, max;
+} bench_spread;
+bench_spread bench_spread_of(const double *v, int n);
+
+/* strtol of all of s within [min, max]. */
+bool bench_parse_long(const char *s, long min, long max, long *out);
+
+/* The command shown in a report: $BENCH_COMMAND, else argv joined. */
+void bench_command_line(int argc, char **argv, char *out, size_t cap);
+
+#endif
