@@ -16,6 +16,7 @@ struct es_store {
 	natsConnection *nc;
 	jsCtx *js;
 	int64_t timeout_ms;
+	bool replicated; /* ORION_EVT has followers: a direct get may be answered by a lagging one */
 };
 
 void es_options_init(es_options *o)
@@ -96,6 +97,8 @@ static orn_rc ensure_stream(es_store *s, const es_options *o, const char *name, 
 		bool ok = si->Config != NULL && si->Config->SubjectsLen == 1 &&
 		          strcmp(si->Config->Subjects[0], subjects) == 0 &&
 		          si->Config->MaxMsgsPerSubject == max_per_subject;
+		if (ok && strcmp(name, ES_STREAM) == 0)
+			s->replicated = si->Config->Replicas > 1;
 		jsStreamInfo_Destroy(si);
 		if (!ok) {
 			log_error("stream exists with another configuration", "stream", name);
@@ -121,12 +124,16 @@ static orn_rc ensure_stream(es_store *s, const es_options *o, const char *name, 
 	cfg.Duplicates = o->dup_window_ms * 1000000; /* nanoseconds */
 	st = js_AddStream(&si, s->js, &cfg, NULL, &jerr);
 	if (st == NATS_OK) {
+		if (strcmp(name, ES_STREAM) == 0)
+			s->replicated = cfg.Replicas > 1;
 		jsStreamInfo_Destroy(si);
 		log_info("stream created", "stream", name);
 		return ORN_OK;
 	}
 	/* Another instance may have created it meanwhile. */
 	if (js_GetStreamInfo(&si, s->js, name, NULL, NULL) == NATS_OK) {
+		if (strcmp(name, ES_STREAM) == 0 && si->Config != NULL)
+			s->replicated = si->Config->Replicas > 1;
 		jsStreamInfo_Destroy(si);
 		return ORN_OK;
 	}
@@ -459,6 +466,15 @@ static bool nothing_to_read(natsSubscription *sub)
 	return empty;
 }
 
+/* True if a direct read of a replicated stream that ended at last (0: read
+ * nothing) may have stopped short of up_to because a lagging follower
+ * answered: the leader reads the rest. A bound past the subject's last
+ * commit costs one ordered consumer that finds nothing more. */
+static bool short_of(const es_store *s, uint64_t last, uint64_t up_to)
+{
+	return s->replicated && up_to != UINT64_MAX && last < up_to;
+}
+
 /* The commits of one subject from *from_seq to up_to by direct get (one
  * request each, answered by any replica): far cheaper than creating an
  * ordered consumer for the few commits of an order or a cart. Stops after
@@ -591,8 +607,9 @@ orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_t
 	if (strpbrk(filter, "*>") == NULL) {
 		bool finished = false;
 		rc = read_direct(s, filter, &from_seq, up_to, events, fn, closure, &last, &finished);
-		if (rc != ORN_OK || finished)
+		if (rc != ORN_OK || (finished && !short_of(s, last, up_to)))
 			goto done;
+		/* not finished, or a lagging replica answered: the rest by the leader */
 	}
 	rc = read_ordered(s, filter, from_seq, up_to, events, fn, closure, &last);
 done:
@@ -607,7 +624,7 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 {
 	char subject[ES_SUBJECT_MAX];
 	uint64_t head = 0, last = 0, next = after_seq + 1;
-	bool finished = false;
+	bool finished = false, head_known = false;
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
 	if (rc != ORN_OK)
 		return rc;
@@ -621,6 +638,16 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 	rc = read_direct(s, subject, &next, UINT64_MAX, events, fn, closure, &last, &finished);
 	if (rc != ORN_OK)
 		goto done;
+	if (finished && s->replicated) {
+		/* A follower may answer a direct get before it has the latest
+		 * commits; a state loaded from it would answer a read or a
+		 * rejection (which no ExpectLastSubjectSeq checks) from the past.
+		 * The leader's head says whether the read is complete. */
+		if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
+			goto done;
+		head_known = true;
+		finished = head < next;
+	}
 	if (finished) {
 		*version = last > after_seq ? last : after_seq;
 		goto done;
@@ -628,7 +655,7 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 	/* A long one: the rest up to the head by an ordered consumer at once
 	 * (es_read would first spend another batch of direct gets). */
 	after_seq = next - 1;
-	if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
+	if (!head_known && (rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
 		goto done;
 	if (head > after_seq) {
 		last = 0;

@@ -205,6 +205,17 @@ def stream_info(node, stream):
     return None
 
 
+def replica_states(stack):
+    """Each node's own view of ORION_EVT (messages, first/last sequence): replicas that
+    disagree after a failover would make read models built at different times differ."""
+    out = {}
+    for n in stack.nodes:
+        info = stream_info(n, "ORION_EVT") or {}
+        st = info.get("state") or {}
+        out[n.name] = {k: st.get(k) for k in ("messages", "first_seq", "last_seq", "num_deleted")}
+    return out
+
+
 def consumer_replicas(stack):
     """{durable name: followers} of ORION_EVT's durable consumers, as the stream's leader
     reports them (the projectors' ordered consumers are ephemeral and R1 by design)."""
@@ -548,7 +559,7 @@ class Cluster(unittest.TestCase):
                                env=stack.env(ORION_DATA_DIR=stack.data_dirs[name]), capture_output=True,
                                text=True, timeout=120)
             self.assertEqual(r.returncode, 0, f"orion rebuild --verify on {name}:\n{r.stdout[-2000:]}"
-                             f"{r.stderr[-2000:]}")
+                             f"{r.stderr[-2000:]}\nreplicas: {replica_states(stack)}")
         log(f"total {time.monotonic() - started:.1f}s")
 
 
