@@ -39,6 +39,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -116,8 +117,7 @@ class ClusterStack(Stack):
 
     def __init__(self):
         super().__init__("cluster")
-        route_ports = [free_port() for _ in range(3)]
-        self.nodes = [NatsNode(self, i, route_ports) for i in range(3)]
+        self.nodes = self.make_nodes()
         self.jwt_secret = secrets.token_hex(32)
         self.gateway_ports = {}  # instance name -> HTTP port
         self.data_dirs = {}  # instance name -> ORION_DATA_DIR
@@ -126,11 +126,27 @@ class ClusterStack(Stack):
     def nats_url(self):
         return ",".join(f"nats://127.0.0.1:{n.port}" for n in self.nodes)
 
-    def start_nats(self):
-        for n in self.nodes:
-            n.process.start()
-        for n in self.nodes:
-            assert wait_port(n.port), f"{n.name} did not listen:\n{n.process.log()[-2000:]}"
+    def make_nodes(self):
+        route_ports = [free_port() for _ in range(3)]
+        return [NatsNode(self, i, route_ports) for i in range(3)]
+
+    def start_nats(self, attempts=3):
+        """Starts the three nodes; a port that free_port() found free may be taken by
+        another process before the node binds it: then new ports, up to attempts times."""
+        for attempt in range(attempts):
+            for n in self.nodes:
+                n.process.start()
+            late = [n for n in self.nodes if not wait_port(n.port)]
+            if not late:
+                break
+            taken = any("address already in use" in n.process.log() for n in self.nodes)
+            if not taken or attempt == attempts - 1:
+                raise AssertionError(f"{late[0].name} did not listen:\n{late[0].process.log()[-2000:]}")
+            log("a port was taken meanwhile; the nodes start again on new ports")
+            for n in self.nodes:
+                n.process.stop(10)
+                shutil.rmtree(os.path.join(self.dir, n.name), ignore_errors=True)
+            self.nodes = self.make_nodes()
 
         def one_leader():
             leaders = {((n.jsz() or {}).get("meta_cluster") or {}).get("leader") for n in self.nodes}
