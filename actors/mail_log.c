@@ -163,8 +163,7 @@ orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 enum { F_ORDER = 1, F_PRODUCT = 2, F_KIND = 4, F_RECIPIENT = 8, F_ATTEMPT = 16, F_ERROR = 32, F_AT = 64 };
 
 /* Reads the value of key into e; *seen collects the fields read. */
-static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail_log_event *e,
-                           unsigned *seen)
+static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail_log_event *e, unsigned *seen)
 {
 	const char *attempt_key = e->kind == MAIL_LOG_FAILED ? "attempts" : "attempt";
 	const char *error_key = e->kind == MAIL_LOG_FAILED ? "last_error" : "error";

@@ -294,6 +294,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.from = st->cfg->mail_from;
 		mo.public_url = st->cfg->public_url;
 		mo.state_dir = state_dir;
+		mo.max_attempts = st->cfg->mail_max_attempts;
 		rc = open_role_store(st, "orion-mail", &st->mail_store);
 		if (rc == ORN_OK)
 			rc = mail_start(st->mail_store, &mo, &st->mail);
