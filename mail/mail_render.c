@@ -598,8 +598,9 @@ fail:
 /* ---- the low-stock alert ---- */
 
 /* Appends subject as a header value: as is when it is printable ASCII, else
- * as RFC 2047 "B" encoded words of at most 45 bytes each (75 characters once
- * encoded), each cut on a UTF-8 boundary, folded onto continuation lines. */
+ * as RFC 2047 "B" encoded words of at most 39 bytes each (64 characters once
+ * encoded, so "Subject: " and the first word fit a 78-character line), each
+ * cut on a UTF-8 boundary, folded onto continuation lines. */
 static void subject_header(buf *b, const char *subject)
 {
 	size_t len = strlen(subject);
@@ -608,10 +609,10 @@ static void subject_header(buf *b, const char *subject)
 		return;
 	}
 	for (size_t off = 0; off < len;) {
-		size_t n = len - off > 45 ? 45 : len - off;
+		size_t n = len - off > 39 ? 39 : len - off;
 		while (off + n < len && n > 1 && ((unsigned char)subject[off + n] & 0xC0) == 0x80)
 			n--;
-		char encoded[sodium_base64_ENCODED_LEN(45, sodium_base64_VARIANT_ORIGINAL)];
+		char encoded[sodium_base64_ENCODED_LEN(39, sodium_base64_VARIANT_ORIGINAL)];
 		sodium_bin2base64(encoded, sizeof encoded, (const unsigned char *)subject + off, n,
 		                  sodium_base64_VARIANT_ORIGINAL);
 		buf_printf(b, "%s=?UTF-8?B?%s?=", off > 0 ? "\r\n " : "", encoded);
