@@ -406,6 +406,7 @@ typedef struct email {
 	char file[MAIL_KEY_MAX + 96]; /* Maildir file name without ".orion": fixed per email */
 	mail_log_subject subject;     /* what the delivery log records */
 	const char *label;            /* status name or "low_stock": logs and metrics */
+	const char *ref_name;         /* "order" or "product": the key of ref in log lines */
 	const char *ref;              /* the order or product id: logs */
 	uint64_t seq;                 /* the triggering commit */
 	int64_t event_ms;             /* at_ms of the triggering event */
@@ -482,8 +483,8 @@ static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, con
 		               mp_writer_data(w->commit), mp_writer_size(w->commit), &result);
 	if (rc != ORN_OK) {
 		*failed_for_good = false;
-		log_warn("mail cannot append to its delivery log", "mail", ref->id, "ref", e->ref, "error",
-		         orn_rc_name(rc));
+		log_warn("mail cannot append to its delivery log", "mail", ref->id, e->ref_name, e->ref,
+		         "error", orn_rc_name(rc));
 	}
 	return rc;
 }
@@ -519,17 +520,17 @@ static outcome deliver(worker *w, const email *e, render_fn *render, void *closu
 	seq_text(seq_s, e->seq);
 	rc = marker_get(m, e->key, &sent_ms);
 	if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
-		log_warn("mail cannot read its sent markers", "ref", e->ref, "error", orn_rc_name(rc));
+		log_warn("mail cannot read its sent markers", e->ref_name, e->ref, "error", orn_rc_name(rc));
 		return RETRY;
 	}
 	bool marked = rc == ORN_OK;
 	if ((rc = log_load(m, e->key, &ref)) != ORN_OK) {
-		log_warn("mail cannot load its delivery log", "ref", e->ref, "error", orn_rc_name(rc));
+		log_warn("mail cannot load its delivery log", e->ref_name, e->ref, "error", orn_rc_name(rc));
 		return RETRY;
 	}
 	if (ref.state.status != MAIL_LOG_STATUS_PENDING) {
-		log_debug("mail already settled", "ref", e->ref, "mail", ref.id, "kind", e->label, "state",
-		          mail_log_status_name(ref.state.status));
+		log_debug("mail already settled", e->ref_name, e->ref, "mail", ref.id, "status", e->label,
+		          "state", mail_log_status_name(ref.state.status));
 		return DONE;
 	}
 	if (marked) { /* sent, but the log missed it (a kill, NATS down): complete the log */
@@ -541,8 +542,8 @@ static outcome deliver(worker *w, const email *e, render_fn *render, void *closu
 	if (rc == ORN_ENOMEM)
 		return RETRY;
 	if (rc != ORN_OK) {
-		log_error("mail cannot render an email (bad recipient or options)", "ref", e->ref, "kind",
-		          e->label, "error", orn_rc_name(rc));
+		log_error("mail cannot render an email (bad recipient or options)", e->ref_name, e->ref,
+		          "status", e->label, "error", orn_rc_name(rc));
 		log_command(&c, MAIL_LOG_RECORD_FAILED, e, orn_now_ms(), 1, "cannot render the email");
 		(void)log_record(w, &ref, &c, e, &failed_for_good);
 		return DONE;
@@ -558,21 +559,21 @@ static outcome deliver(worker *w, const email *e, render_fn *render, void *closu
 	if (rc != ORN_OK) {
 		char attempt[16];
 		snprintf(attempt, sizeof attempt, "%" PRIu32, ref.state.attempts + 1);
-		log_warn("mail send failed", "ref", e->ref, "kind", e->label, "mail", ref.id, "attempt",
-		         attempt, "error", orn_rc_name(rc), "detail", detail);
+		log_warn("mail send failed", e->ref_name, e->ref, "status", e->label, "mail", ref.id,
+		         "attempt", attempt, "error", orn_rc_name(rc), "detail", detail);
 		log_command(&c, MAIL_LOG_RECORD_FAILED, e, sent_ms, m->max_attempts, detail);
 		if (log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK && failed_for_good) {
-			log_error("mail failed for good: the retry bound is reached", "ref", e->ref, "kind",
-			          e->label, "mail", ref.id, "attempts", attempt, "detail", detail);
+			log_error("mail failed for good: the retry bound is reached", e->ref_name, e->ref,
+			          "status", e->label, "mail", ref.id, "attempts", attempt, "detail", detail);
 			return DONE;
 		}
 		return RETRY;
 	}
 	snprintf(latency, sizeof latency, "%lld", (long long)(sent_ms - e->event_ms));
 	if (marker_rc != ORN_OK) /* sent: a redelivery could send it again, so say so loudly */
-		log_error("mail sent but its marker was not written", "ref", e->ref, "kind", e->label,
+		log_error("mail sent but its marker was not written", e->ref_name, e->ref, "status", e->label,
 		          "error", orn_rc_name(marker_rc));
-	log_info("mail sent", "ref", e->ref, "kind", e->label, "mail", ref.id, "transport",
+	log_info("mail sent", e->ref_name, e->ref, "status", e->label, "mail", ref.id, "transport",
 	         m->smtp_url != NULL ? "smtp" : "maildir", "latency_ms", latency, "seq", seq_s);
 	log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms, m->max_attempts, NULL);
 	/* A log that missed the delivery is completed by the redelivery (marker found). */
@@ -619,6 +620,7 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 {
 	order_email oe = {order_id, status};
 	email e = {.label = order_status_name(status),
+	           .ref_name = "order",
 	           .ref = order_id,
 	           .seq = seq,
 	           .event_ms = event_ms,
@@ -898,6 +900,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 			continue;
 		admins++;
 		email e = {.label = MAIL_LOG_KIND_LOW_STOCK,
+		           .ref_name = "product",
 		           .ref = product_id,
 		           .seq = seq,
 		           .event_ms = env->time_ms,

@@ -69,8 +69,10 @@
  * handle with a connect timeout of 3 s and a total timeout of 10 s, far below the ack wait, so a commit is
  * never redelivered to another worker mid-send.
  *
- * Logs: every send at info, "mail sent" with order, status, transport and
- * latency_ms (accepted time minus the event's at_ms); failures at warn. The
+ * Logs: every send at info, "mail sent" with order (or product, for an
+ * alert), status (or low_stock), mail (the log's id), transport and
+ * latency_ms (accepted time minus the event's at_ms); failures at warn, an
+ * email failed for good at error. The
  * confirmation token never enters a log line, an event or LMDB. */
 #ifndef ORION_MAIL_H
 #define ORION_MAIL_H
