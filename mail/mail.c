@@ -4,7 +4,10 @@
  * scratch order state; they share only the store (cnats is thread-safe),
  * the LMDB environment (MDB_NOTLS; LMDB serialises the writers) and the stop
  * flag. A worker fetches one commit at a time, so a commit never waits in a
- * worker's hands behind another one's SMTP timeout. */
+ * worker's hands behind another one's SMTP timeout. The last worker is the
+ * alert worker (consumer orion_mail_alerts); only it reads and writes the
+ * users map, so the map needs no lock. Every email, order or alert, goes
+ * through deliver(): markers, delivery log, send. */
 #include "mail.h"
 
 #include <errno.h>
