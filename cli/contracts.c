@@ -8,7 +8,8 @@
  * The types come from each aggregate's own <prefix>_event_type and
  * <prefix>_command_type, iterated over their enums (they return NULL past the
  * last kind), plus the runtime's Get for a kind with a view, and the payment
- * service's Pay (payment/payment_service.h). Exits 1 if serve runs a kind
+ * service's Pay (payment/payment_service.h) and the mail role's delivery
+ * log events (actors/mail_log.h). Exits 1 if serve runs a kind
  * this file does not know. */
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "cart.h"
 #include "common.h"
 #include "decision.h"
+#include "mail_log.h"
 #include "order.h"
 #include "payment.h"
 #include "payment_service.h"
@@ -106,6 +108,11 @@ int cli_contracts(int argc, char **argv)
 	}
 	/* The payment service's request: a command, though no actor kind's. */
 	printf("command %s %s\n", PAYMENT_SERVICE_AGGREGATE, PAYMENT_CMD_PAY);
+	/* The mail role's delivery log: events no actor kind decides (the mail
+	 * role appends them itself, actors/mail_log.h). */
+	const char *type;
+	for (size_t i = 0; (type = mail_log_event_type((mail_log_event_kind)i)) != NULL; i++)
+		printf("event %s %s\n", MAIL_LOG_AGGREGATE, type);
 	fflush(stdout);
 	return status;
 }

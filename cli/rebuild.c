@@ -43,7 +43,7 @@ static int usage(const char *message)
 	if (message != NULL)
 		fprintf(stderr, "orion rebuild: %s\n", message);
 	fprintf(stderr, "usage: orion rebuild [--projection NAME] [--verify] [--quiet]\n"
-	                "  projections: inventory, catalog, users, orders, carts (default: all)\n"
+	                "  projections: inventory, catalog, users, orders, carts, mail (default: all)\n"
 	                "  --verify  rebuild aside and compare with the live read models key by key;\n"
 	                "            exit 1 if they differ; nothing is switched\n");
 	return 2;

@@ -294,6 +294,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.from = st->cfg->mail_from;
 		mo.public_url = st->cfg->public_url;
 		mo.state_dir = state_dir;
+		mo.max_attempts = st->cfg->mail_max_attempts;
 		rc = open_role_store(st, "orion-mail", &st->mail_store);
 		if (rc == ORN_OK)
 			rc = mail_start(st->mail_store, &mo, &st->mail);
@@ -435,6 +436,7 @@ static orn_rc start_api(serve_state *st)
 	api->users = st->models.users;
 	api->orders = st->models.orders;
 	api->carts = st->models.carts;
+	api->mail = st->models.mail;
 	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
 	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
 	api->jwt = st->jwt;

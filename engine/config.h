@@ -26,6 +26,7 @@ typedef struct orn_config {
 	char cors_origins[ORN_CONFIG_STR_MAX]; /* ORION_CORS_ORIGINS: comma-separated origins, "" = none */
 	char smtp_url[ORN_CONFIG_STR_MAX];     /* ORION_SMTP_URL; "" = Maildir under <data dir>/mail */
 	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */
+	unsigned mail_max_attempts;            /* ORION_MAIL_MAX_ATTEMPTS, default 8 (1..1000) */
 	char public_url[ORN_CONFIG_STR_MAX];   /* ORION_PUBLIC_URL, default http://<ORION_HTTP_ADDR> */
 	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
 	char psp_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_URL; "" = start the bundled sandbox */

@@ -26,6 +26,7 @@
 #include "gw_password.h"
 #include "gw_ratelimit.h"
 #include "inventory.h"
+#include "mails.h"
 #include "mpack.h"
 #include "order_token.h"
 #include "orders.h"
@@ -55,6 +56,7 @@ typedef struct gw_api {
 	proj_users *users;
 	proj_orders *orders; /* orders and carts: NULL leaves their routes answering 503 */
 	proj_carts *carts;
+	proj_mail *mail; /* the mail delivery log: NULL leaves GET /admin/mail answering 503 */
 	gw_bus *bus;
 	gw_consistency *consistency;
 	const gw_jwt *jwt;
@@ -99,7 +101,7 @@ typedef struct gw_api_route {
  * stops at the first error (as gw_server_route). */
 orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count);
 
-/* Registers every API route (auth, catalog, admin, cart, orders) on api->server.
+/* Registers every API route (auth, catalog, admin, cart, orders, mail) on api->server.
  * Errors as gw_server_route. */
 orn_rc gw_api_register(gw_api *api);
 
@@ -109,6 +111,7 @@ orn_rc gw_api_register_admin(gw_api *api);
 orn_rc gw_api_register_cart(gw_api *api);
 orn_rc gw_api_register_orders(gw_api *api);
 orn_rc gw_api_register_payment(gw_api *api);
+orn_rc gw_api_register_mail(gw_api *api);
 
 /* Frees api->payments (gw_api_dispose calls it). Requests still waiting for
  * a payment are not answered: call it once the bus and the consistency

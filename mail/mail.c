@@ -4,10 +4,14 @@
  * scratch order state; they share only the store (cnats is thread-safe),
  * the LMDB environment (MDB_NOTLS; LMDB serialises the writers) and the stop
  * flag. A worker fetches one commit at a time, so a commit never waits in a
- * worker's hands behind another one's SMTP timeout. */
+ * worker's hands behind another one's SMTP timeout. The last worker is the
+ * alert worker (consumer orion_mail_alerts); only it reads and writes the
+ * users map, so the map needs no lock. Every email, order or alert, goes
+ * through deliver(): markers, delivery log, send. */
 #include "mail.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -22,12 +26,24 @@
 #include <curl/curl.h>
 
 #include "fsdir.h"
+#include "hashmap.h"
 #include "log.h"
+#include "mail_log.h"
 #include "mail_render.h"
 #include "metrics.h"
+#include "product.h"
+#include "stock.h"
+#include "user.h"
 
 #define CONSUMER_FILTER    "orion.evt.order.>"
 #define ORDER_SUBJECT      "orion.evt.order."
+#define ALERTS_FILTER      "orion.evt.stock.>"
+#define STOCK_SUBJECT      "orion.evt.stock."
+#define USERS_FILTER       "orion.evt.user.>"
+#define USER_SUBJECT       "orion.evt.user."
+#define LOW_STOCK_EVENT    "LowStockDetected" /* the stock aggregate's, issue 7 */
+#define LOW_STOCK_PREFIX   "LowStock"         /* LowStock* other than Detected: a re-arm */
+#define MAIL_ACTOR         "mail"
 #define ACK_WAIT_MS        30000
 #define FETCH_WAIT_MS      500 /* how often an idle worker looks at the stop flag */
 #define FETCH_ERROR_PAUSE  250
@@ -45,6 +61,20 @@ static const es_durable_options CONSUMER = {
         .ack_wait_ms = ACK_WAIT_MS,
 };
 
+/* The durable consumer of stock events the alert worker binds to (nats-server
+ * 2.9: one filter per consumer, so alerts cannot share the one above). */
+static const es_durable_options ALERTS_CONSUMER = {
+        .durable = MAIL_ALERTS_CONSUMER,
+        .filter = ALERTS_FILTER,
+        .ack_wait_ms = ACK_WAIT_MS,
+};
+
+/* A user as the alert worker knows it: enough to tell admins and reach them. */
+typedef struct known_user {
+	char email[USER_EMAIL_MAX];
+	user_role role;
+} known_user;
+
 typedef struct worker {
 	struct mail_service *service;
 	unsigned index;
@@ -55,6 +85,9 @@ typedef struct worker {
 	order_state *order; /* rebuilt for each email */
 	order_event *event; /* scratch for decoding */
 	env_envelope *envelopes;
+	mp_writer *payload, *commit; /* the delivery log's appends */
+	bool alerts;                 /* the alert worker: stock events, not order events */
+	product_state *product;      /* alert worker: the product of an alert */
 	int64_t fetch_error_logged_ms;
 } worker;
 
@@ -65,6 +98,9 @@ struct mail_service {
 	char envelope_from[ORDER_EMAIL_MAX];
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
 	unsigned retry_max_ms;
+	unsigned max_attempts;
+	hmap *users;       /* alert worker only: user key -> known_user */
+	uint64_t users_to; /* the stream sequence the users are read up to */
 	MDB_env *env;
 	MDB_dbi markers;
 	bool curl_ready;
@@ -80,6 +116,7 @@ void mail_options_init(mail_options *o)
 	o->public_url = "http://127.0.0.1:8080";
 	o->workers = 4;
 	o->retry_max_ms = 5000;
+	o->max_attempts = MAIL_MAX_ATTEMPTS_DEFAULT;
 }
 
 /* ---- directories ---- */
@@ -148,14 +185,18 @@ static orn_rc markers_open(mail_service *m)
 	return rc == MDB_SUCCESS ? ORN_OK : ORN_EIO;
 }
 
-/* ORN_OK if the marker of key exists, ORN_ENOTFOUND if not. */
-static orn_rc marker_get(mail_service *m, const char *key)
+/* ORN_OK if the marker of key exists (*sent_ms: when the email went out),
+ * ORN_ENOTFOUND if not. */
+static orn_rc marker_get(mail_service *m, const char *key, int64_t *sent_ms)
 {
 	MDB_txn *txn = NULL;
 	MDB_val k = {strlen(key), (void *)key}, v;
 	int rc = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &txn);
+	*sent_ms = 0;
 	if (rc == MDB_SUCCESS) {
 		rc = mdb_get(txn, m->markers, &k, &v);
+		if (rc == MDB_SUCCESS && v.mv_size == 16)
+			memcpy(sent_ms, (const uint8_t *)v.mv_data + 8, 8);
 		mdb_txn_abort(txn);
 	}
 	return lmdb_rc(rc);
@@ -277,21 +318,19 @@ static void sync_dir(const char *dir)
 }
 
 /* Writes the message into tmp/, fsyncs it and renames it into new/ under a
- * name fixed by (order, status): a second copy replaces the first. */
-static orn_rc maildir_write(worker *w, const char *order_id, const mail_message *msg, char *detail,
-                            size_t cap)
+ * name fixed per email ("<order>.<status>", or the alert's mail id): a second
+ * copy replaces the first. */
+static orn_rc maildir_write(worker *w, const char *file, const mail_message *msg, char *detail, size_t cap)
 {
 	mail_service *m = w->service;
 	char tmp[MAILDIR_PATH_MAX], dest[MAILDIR_PATH_MAX], newdir[MAILDIR_PATH_MAX];
-	const char *status = order_status_name(msg->status);
 	orn_rc rc = ORN_EIO;
 	int fd = -1;
 
 	snprintf(detail, cap, "maildir");
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s/tmp/%s.%s.%ld.%u.orion", m->maildir, order_id, status,
-	                     (long)getpid(), w->index) >= sizeof tmp ||
-	    (size_t)snprintf(dest, sizeof dest, "%s/new/%s.%s.orion", m->maildir, order_id, status) >=
-	            sizeof dest ||
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%u.orion", m->maildir, file, (long)getpid(),
+	                     w->index) >= sizeof tmp ||
+	    (size_t)snprintf(dest, sizeof dest, "%s/new/%s.orion", m->maildir, file) >= sizeof dest ||
 	    (size_t)snprintf(newdir, sizeof newdir, "%s/new", m->maildir) >= sizeof newdir)
 		return ORN_EINVAL;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -362,83 +401,252 @@ static void seq_text(char out[24], uint64_t v)
 	snprintf(out, 24, "%llu", (unsigned long long)v);
 }
 
-/* Sends the email of (order_id, status) unless its marker exists. */
-static outcome deliver(worker *w, const char *order_id, const char *subject, uint64_t seq,
-                       order_status status, int64_t event_ms)
+/* ---- the delivery log (mail_log.h) ---- */
+
+/* One email as the delivery protocol sees it, whatever made it. */
+typedef struct email {
+	char key[MAIL_KEY_MAX + 96];  /* the sent marker; the log id derives from it */
+	char file[MAIL_KEY_MAX + 96]; /* Maildir file name without ".orion": fixed per email */
+	mail_log_subject subject;     /* what the delivery log records */
+	const char *label;            /* status name or "low_stock": logs and metrics */
+	const char *ref_name;         /* "order" or "product": the key of ref in log lines */
+	const char *ref;              /* the order or product id: logs */
+	uint64_t seq;                 /* the triggering commit */
+	int64_t event_ms;             /* at_ms of the triggering event */
+	const char *correlation;      /* of the triggering event */
+} email;
+
+/* The delivery log of one email, as loaded. */
+typedef struct log_ref {
+	char id[MAIL_LOG_ID_MAX];
+	mail_log_state state;
+	uint64_t version;
+} log_ref;
+
+static orn_rc log_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	mail_log_event ev;
+	(void)seq;
+	(void)subject;
+	if (mail_log_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+		mail_log_evolve(closure, &ev);
+	return ORN_OK;
+}
+
+static orn_rc log_load(mail_service *m, const char *key, log_ref *ref)
+{
+	orn_rc rc = mail_log_id(ref->id, key);
+	mail_log_state_init(&ref->state);
+	ref->version = 0;
+	if (rc == ORN_OK)
+		rc = es_load(m->store, MAIL_LOG_AGGREGATE, ref->id, 0, log_fold, &ref->state, &ref->version);
+	return rc;
+}
+
+/* Decides c against the log and appends what it emits as ONE commit, with
+ * ExpectLastSubjectSeq = the version loaded (another instance that wrote
+ * first makes this a conflict: the commit is retried) and Nats-Msg-Id
+ * "<mail id>:<attempt>" (a retried publish is answered with the original).
+ * *failed_for_good: the commit holds MailFailed. */
+static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, const email *e,
+                         bool *failed_for_good)
+{
+	mail_log_events out;
+	char msg_id[MAIL_LOG_ID_MAX + 16];
+	es_append_result result;
+	orn_rc rc = ORN_OK;
+	*failed_for_good = false;
+	mail_log_verdict v = mail_log_decide(&ref->state, c, &out);
+	if (v != MAIL_LOG_OK) {
+		log_warn("mail cannot log an attempt", "mail", ref->id, "reason", mail_log_verdict_code(v));
+		return v == MAIL_LOG_REJ_SETTLED ? ORN_OK : ORN_EINVAL;
+	}
+	mp_writer_reset(w->commit);
+	env_commit_begin(w->commit, (uint32_t)out.count);
+	for (size_t i = 0; i < out.count && rc == ORN_OK; i++) {
+		env_envelope env = {.schema = MAIL_LOG_SCHEMA, .time_ms = c->at_ms};
+		mp_writer_reset(w->payload);
+		if ((rc = mail_log_event_encode(w->payload, &out.items[i])) != ORN_OK)
+			break;
+		snprintf(env.type, sizeof env.type, "%s", mail_log_event_type(out.items[i].kind));
+		snprintf(env.correlation, sizeof env.correlation, "%s",
+		         e->correlation != NULL ? e->correlation : "");
+		snprintf(env.causation, sizeof env.causation, "%s:%" PRIu32, ref->id, out.items[0].attempt);
+		snprintf(env.actor, sizeof env.actor, MAIL_ACTOR);
+		env.payload = mp_writer_data(w->payload);
+		env.payload_len = mp_writer_size(w->payload);
+		rc = env_encode(w->commit, &env);
+		*failed_for_good |= out.items[i].kind == MAIL_LOG_FAILED;
+	}
+	if (rc == ORN_OK)
+		rc = mp_writer_status(w->commit);
+	snprintf(msg_id, sizeof msg_id, "%s:%" PRIu32, ref->id, out.items[0].attempt);
+	if (rc == ORN_OK)
+		rc = es_append(w->service->store, MAIL_LOG_AGGREGATE, ref->id, ref->version, msg_id,
+		               mp_writer_data(w->commit), mp_writer_size(w->commit), &result);
+	if (rc != ORN_OK) {
+		*failed_for_good = false;
+		log_warn("mail cannot append to its delivery log", "mail", ref->id, e->ref_name, e->ref,
+		         "error", orn_rc_name(rc));
+	}
+	return rc;
+}
+
+static void log_command(mail_log_command *c, mail_log_command_kind kind, const email *e, int64_t at_ms,
+                        unsigned max_attempts, const char *error)
+{
+	memset(c, 0, sizeof *c);
+	c->kind = kind;
+	c->subject = e->subject;
+	c->at_ms = at_ms;
+	c->max_attempts = max_attempts;
+	mail_log_error_set(c->error, error);
+}
+
+/* Renders an email into msg: ORN_OK, ORN_ENOMEM (retry) or another code (the
+ * email can never be made: it is logged as failed). */
+typedef orn_rc render_fn(worker *w, const email *e, void *closure, mail_message *msg);
+
+/* The delivery protocol of one email (mail.h): the marker and the log say
+ * whether it went out already; else render, send, marker, log. */
+static outcome deliver(worker *w, const email *e, render_fn *render, void *closure, const char *to)
 {
 	mail_service *m = w->service;
-	const char *status_name = order_status_name(status);
-	char key[MAIL_KEY_MAX], token[ORDER_TOKEN_MAX] = "", detail[256], seq_s[24], latency[24];
+	char detail[256], seq_s[24], latency[24];
 	mail_message msg = {0};
+	mail_log_command c;
+	log_ref ref;
+	int64_t sent_ms = 0;
+	bool failed_for_good = false;
 	orn_rc rc;
 
-	seq_text(seq_s, seq);
-	if (mail_key(key, order_id, status) != ORN_OK)
-		return DONE;
-	rc = marker_get(m, key);
-	if (rc == ORN_OK) {
-		log_debug("mail already sent", "order", order_id, "status", status_name, "seq", seq_s);
-		return DONE;
-	}
-	if (rc != ORN_ENOTFOUND) {
-		log_warn("mail cannot read its sent markers", "order", order_id, "error", orn_rc_name(rc));
+	seq_text(seq_s, e->seq);
+	rc = marker_get(m, e->key, &sent_ms);
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
+		log_warn("mail cannot read its sent markers", e->ref_name, e->ref, "error", orn_rc_name(rc));
 		return RETRY;
 	}
-	order_state_init(w->order);
-	uint64_t read_to = 0;
-	rc = es_read(m->store, subject, 1, seq, fold, w, &read_to);
-	if (rc == ORN_OK && read_to != seq)
-		rc = ORN_EUNAVAILABLE; /* a replica behind this commit answered: read again later */
+	bool marked = rc == ORN_OK;
+	if ((rc = log_load(m, e->key, &ref)) != ORN_OK) {
+		log_warn("mail cannot load its delivery log", e->ref_name, e->ref, "error", orn_rc_name(rc));
+		return RETRY;
+	}
+	if (ref.state.status != MAIL_LOG_STATUS_PENDING) {
+		log_debug("mail already settled", e->ref_name, e->ref, "mail", ref.id, "status", e->label,
+		          "state", mail_log_status_name(ref.state.status));
+		return DONE;
+	}
+	if (marked) { /* sent, but the log missed it (a kill, NATS down): complete the log */
+		log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms > 0 ? sent_ms : orn_now_ms(),
+		            m->max_attempts, NULL);
+		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
+	}
+	rc = render(w, e, closure, &msg);
+	if (rc == ORN_ENOMEM)
+		return RETRY;
 	if (rc != ORN_OK) {
-		log_warn("mail cannot load the order", "order", order_id, "seq", seq_s, "error",
-		         orn_rc_name(rc));
+		log_error("mail cannot render an email (bad recipient or options)", e->ref_name, e->ref,
+		          "status", e->label, "error", orn_rc_name(rc));
+		log_command(&c, MAIL_LOG_RECORD_FAILED, e, orn_now_ms(), 1, "cannot render the email");
+		(void)log_record(w, &ref, &c, e, &failed_for_good);
+		return DONE;
+	}
+	rc = m->smtp_url != NULL ? smtp_send(w, to, &msg, detail, sizeof detail)
+	                         : maildir_write(w, e->file, &msg, detail, sizeof detail);
+	/* The marker first: nothing may widen the window between the server's
+	 * acceptance and the marker (see mail.h). */
+	sent_ms = orn_now_ms();
+	orn_rc marker_rc = rc == ORN_OK ? marker_put(m, e->key, e->seq, sent_ms) : ORN_OK;
+	mail_message_dispose(&msg); /* wipes the buffers: they held the token */
+	count_email(e->label, m->smtp_url != NULL ? "smtp" : "maildir", rc == ORN_OK, sent_ms - e->event_ms);
+	if (rc != ORN_OK) {
+		char attempt[16];
+		snprintf(attempt, sizeof attempt, "%" PRIu32, ref.state.attempts + 1);
+		log_warn("mail send failed", e->ref_name, e->ref, "status", e->label, "mail", ref.id,
+		         "attempt", attempt, "error", orn_rc_name(rc), "detail", detail);
+		log_command(&c, MAIL_LOG_RECORD_FAILED, e, sent_ms, m->max_attempts, detail);
+		if (log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK && failed_for_good) {
+			log_error("mail failed for good: the retry bound is reached", e->ref_name, e->ref,
+			          "status", e->label, "mail", ref.id, "attempts", attempt, "detail", detail);
+			return DONE;
+		}
 		return RETRY;
 	}
-	if (w->order->status != status) {
-		log_error("mail skips an event the order's history does not explain", "order", order_id,
-		          "status", status_name, "seq", seq_s);
-		return DONE;
+	snprintf(latency, sizeof latency, "%lld", (long long)(sent_ms - e->event_ms));
+	if (marker_rc != ORN_OK) /* sent: a redelivery could send it again, so say so loudly */
+		log_error("mail sent but its marker was not written", e->ref_name, e->ref, "status", e->label,
+		          "error", orn_rc_name(marker_rc));
+	log_info("mail sent", e->ref_name, e->ref, "status", e->label, "mail", ref.id, "transport",
+	         m->smtp_url != NULL ? "smtp" : "maildir", "latency_ms", latency, "seq", seq_s);
+	log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms, m->max_attempts, NULL);
+	/* A log that missed the delivery is completed by the redelivery (marker found). */
+	return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
+}
+
+/* ---- order emails ---- */
+
+typedef struct order_email {
+	const char *order_id;
+	order_status status;
+} order_email;
+
+/* Renders the email of the order w->order holds (deliver_order loaded it). */
+static orn_rc render_order(worker *w, const email *e, void *closure, mail_message *msg)
+{
+	order_email *oe = closure;
+	mail_service *m = w->service;
+	char token[ORDER_TOKEN_MAX] = "";
+	if (w->order->status != oe->status) {
+		log_error("mail skips an event the order's history does not explain", "order", oe->order_id,
+		          "status", e->label);
+		return ORN_EINVAL;
 	}
-	if (status == ORDER_AWAITING_CONFIRMATION &&
-	    order_token_make(m->token_key, order_id, token) != ORN_OK)
-		return DONE;
-	mail_input in = {.order_id = order_id,
+	if (oe->status == ORDER_AWAITING_CONFIRMATION &&
+	    order_token_make(m->token_key, oe->order_id, token) != ORN_OK)
+		return ORN_EINVAL;
+	mail_input in = {.order_id = oe->order_id,
 	                 .order = w->order,
-	                 .event_time_ms = event_ms,
+	                 .event_time_ms = e->event_ms,
 	                 .date_ms = orn_now_ms(),
 	                 .from = m->from,
 	                 .public_url = m->public_url,
 	                 .token = token};
-	rc = mail_render(&in, &msg);
+	orn_rc rc = mail_render(&in, msg);
 	sodium_memzero(token, sizeof token);
-	if (rc == ORN_ENOMEM)
-		return RETRY;
-	if (rc != ORN_OK) {
-		log_error("mail cannot render an email (bad recipient or options)", "order", order_id,
-		          "status", status_name, "error", orn_rc_name(rc));
+	return rc;
+}
+
+/* The email of (order_id, status). The order is rebuilt as it was right
+ * after the event first: the delivery log records its customer's address. */
+static outcome deliver_order(worker *w, const char *order_id, const char *subject, uint64_t seq,
+                             order_status status, int64_t event_ms, const char *correlation)
+{
+	order_email oe = {order_id, status};
+	email e = {.label = order_status_name(status),
+	           .ref_name = "order",
+	           .ref = order_id,
+	           .seq = seq,
+	           .event_ms = event_ms,
+	           .correlation = correlation};
+	if (mail_key(e.key, order_id, status) != ORN_OK)
 		return DONE;
-	}
-	rc = m->smtp_url != NULL ? smtp_send(w, w->order->customer_email, &msg, detail, sizeof detail)
-	                         : maildir_write(w, order_id, &msg, detail, sizeof detail);
-	/* The marker first: nothing may widen the window between the server's
-	 * acceptance and the marker (see mail.h). */
-	int64_t sent_ms = orn_now_ms();
-	orn_rc marker_rc = rc == ORN_OK ? marker_put(m, key, seq, sent_ms) : ORN_OK;
-	mail_message_dispose(&msg); /* wipes the buffers: they held the token */
-	count_email(status_name, m->smtp_url != NULL ? "smtp" : "maildir", rc == ORN_OK, sent_ms - event_ms);
-	if (rc != ORN_OK) {
-		log_warn("mail send failed", "order", order_id, "status", status_name, "error",
-		         orn_rc_name(rc), "detail", detail);
+	snprintf(e.file, sizeof e.file, "%s.%s", order_id, e.label);
+	/* The customer's address: the order's, right after the event. */
+	order_state_init(w->order);
+	uint64_t read_to = 0;
+	orn_rc rc = es_read(w->service->store, subject, 1, seq, fold, w, &read_to);
+	if (rc != ORN_OK || read_to != seq) {
+		log_warn("mail cannot load the order", "order", order_id, "error",
+		         orn_rc_name(rc != ORN_OK ? rc : ORN_EUNAVAILABLE));
 		return RETRY;
 	}
-	snprintf(latency, sizeof latency, "%lld", (long long)(sent_ms - event_ms));
-	rc = marker_rc;
-	if (rc != ORN_OK) /* sent: a redelivery could send it again, so say so loudly */
-		log_error("mail sent but its marker was not written", "order", order_id, "status",
-		          status_name, "error", orn_rc_name(rc));
-	log_info("mail sent", "order", order_id, "status", status_name, "transport",
-	         m->smtp_url != NULL ? "smtp" : "maildir", "latency_ms", latency, "seq", seq_s);
-	return DONE;
+	snprintf(e.subject.order_id, sizeof e.subject.order_id, "%s", order_id);
+	snprintf(e.subject.kind, sizeof e.subject.kind, "%s", e.label);
+	snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s",
+	         w->order->customer_email[0] != '\0' ? w->order->customer_email : "unknown");
+	char to[ORDER_EMAIL_MAX];
+	snprintf(to, sizeof to, "%s", w->order->customer_email);
+	return deliver(w, &e, render_order, &oe, to);
 }
 
 static void handle(worker *w, natsMsg *msg)
@@ -474,7 +682,278 @@ static void handle(worker *w, natsMsg *msg)
 		if (status == ORDER_NONE)
 			continue;
 		log_set_correlation(w->envelopes[i].correlation);
-		result = deliver(w, order_id, subject, seq, status, w->event->data.time_ms);
+		result = deliver_order(w, order_id, subject, seq, status, w->event->data.time_ms,
+		                       w->envelopes[i].correlation);
+		log_set_correlation(NULL);
+	}
+	if (result == RETRY)
+		natsMsg_NakWithDelay(
+		        msg, es_backoff_ms(deliveries, RETRY_FIRST_MS, (int64_t)w->service->retry_max_ms),
+		        NULL);
+	else
+		natsMsg_Ack(msg, NULL);
+}
+
+/* ---- low-stock alerts ---- */
+
+/* The payload of LowStockDetected: {threshold, available, on_hand, reserved}. */
+typedef struct low_stock {
+	int64_t threshold, available, on_hand, reserved;
+} low_stock;
+
+/* ORN_EDECODE unless the payload is a map holding the four integers
+ * (other keys are skipped). */
+static orn_rc low_stock_decode(const uint8_t *payload, size_t len, low_stock *out)
+{
+	static const char *const keys[] = {"threshold", "available", "on_hand", "reserved"};
+	int64_t *fields[] = {&out->threshold, &out->available, &out->on_hand, &out->reserved};
+	mp_reader r;
+	uint32_t count = 0;
+	unsigned seen = 0;
+	mp_reader_init(&r, payload, len);
+	if (mp_read_map(&r, &count) != ORN_OK)
+		return ORN_EDECODE;
+	for (uint32_t i = 0; i < count; i++) {
+		const char *key;
+		uint32_t key_len;
+		size_t f = 0;
+		if (mp_read_str(&r, &key, &key_len) != ORN_OK)
+			return ORN_EDECODE;
+		while (f < ORN_ARRAY_LEN(keys) && !mp_str_eq(key, key_len, keys[f]))
+			f++;
+		if (f == ORN_ARRAY_LEN(keys)) {
+			if (mp_skip(&r) != ORN_OK)
+				return ORN_EDECODE;
+			continue;
+		}
+		if ((seen & (1u << f)) != 0 || mp_read_int(&r, fields[f]) != ORN_OK)
+			return ORN_EDECODE;
+		seen |= 1u << f;
+	}
+	return seen == 15 && mp_reader_remaining(&r) == 0 ? ORN_OK : ORN_EDECODE;
+}
+
+/* Whether a crossing is open on a product: a LowStockDetected seen and not
+ * re-armed since (available back at the threshold or above, or another
+ * LowStock* event, such as a clearing event of a later version). */
+typedef struct crossing {
+	bool open;
+	int64_t threshold, on_hand, reserved;
+} crossing;
+
+static orn_rc crossing_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	crossing *c = closure;
+	stock_event ev;
+	low_stock ls;
+	(void)seq;
+	(void)subject;
+	if (strcmp(e->type, LOW_STOCK_EVENT) == 0) {
+		if (low_stock_decode(e->payload, e->payload_len, &ls) == ORN_OK)
+			*c = (crossing){true, ls.threshold, ls.on_hand, ls.reserved};
+		return ORN_OK;
+	}
+	if (strncmp(e->type, LOW_STOCK_PREFIX, strlen(LOW_STOCK_PREFIX)) == 0) {
+		c->open = false;
+		return ORN_OK;
+	}
+	if (!c->open || stock_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK)
+		return ORN_OK;
+	switch (ev.kind) {
+	case STOCK_CREATED:
+		c->on_hand = ev.quantity;
+		c->reserved = 0;
+		break;
+	case STOCK_RESERVED:
+		c->reserved += ev.quantity;
+		break;
+	case STOCK_RELEASED:
+		c->reserved -= ev.quantity;
+		break;
+	case STOCK_COMMITTED:
+		c->reserved -= ev.quantity;
+		c->on_hand -= ev.quantity;
+		break;
+	case STOCK_ADJUSTED:
+		c->on_hand += ev.delta;
+		break;
+	default:
+		break;
+	}
+	if (c->on_hand - c->reserved >= c->threshold)
+		c->open = false;
+	return ORN_OK;
+}
+
+/* Folds orion.evt.user.> into m->users (alert worker only). */
+static orn_rc user_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	mail_service *m = closure;
+	user_event ev;
+	(void)seq;
+	if (strncmp(subject, USER_SUBJECT, strlen(USER_SUBJECT)) != 0 ||
+	    user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK)
+		return ORN_OK;
+	const char *key = subject + strlen(USER_SUBJECT);
+	known_user *u = hmap_get(m->users, key);
+	if (ev.kind == USER_REGISTERED) {
+		if (u == NULL) {
+			if ((u = calloc(1, sizeof *u)) == NULL)
+				return ORN_ENOMEM;
+			if (hmap_put(m->users, key, u) != ORN_OK) {
+				free(u);
+				return ORN_ENOMEM;
+			}
+		}
+		memcpy(u->email, ev.fields.email, sizeof u->email);
+		u->role = ev.fields.role;
+	} else if (ev.kind == USER_ROLE_CHANGED && u != NULL) {
+		u->role = ev.fields.role;
+	}
+	return ORN_OK;
+}
+
+/* Reads the user events appended since the last call, up to the stream's
+ * present: an admin registered before the alert's event is always known. */
+static orn_rc users_catch_up(mail_service *m)
+{
+	uint64_t last = 0;
+	orn_rc rc = es_read(m->store, USERS_FILTER, m->users_to + 1, 0, user_fold, m, &last);
+	if (rc == ORN_OK && last > m->users_to)
+		m->users_to = last;
+	return rc;
+}
+
+static orn_rc product_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	worker *w = closure;
+	product_event ev;
+	(void)seq;
+	(void)subject;
+	if (product_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+		product_evolve(w->product, &ev);
+	return ORN_OK;
+}
+
+static orn_rc render_alert(worker *w, const email *e, void *closure, mail_message *msg)
+{
+	const low_stock *ls = closure;
+	mail_service *m = w->service;
+	char id[MAIL_LOG_ID_MAX];
+	orn_rc rc = mail_log_id(id, e->key);
+	if (rc != ORN_OK)
+		return rc;
+	mail_alert_input in = {.product_id = e->subject.product_id,
+	                       .sku = w->product->exists ? w->product->fields.sku : "",
+	                       .name = w->product->exists ? w->product->fields.name : "",
+	                       .threshold = ls->threshold,
+	                       .available = ls->available,
+	                       .on_hand = ls->on_hand,
+	                       .reserved = ls->reserved,
+	                       .to = e->subject.recipient,
+	                       .mail_id = id,
+	                       .event_time_ms = e->event_ms,
+	                       .date_ms = orn_now_ms(),
+	                       .from = m->from,
+	                       .public_url = m->public_url};
+	return mail_render_low_stock(&in, msg);
+}
+
+/* Emails every admin about one LowStockDetected (see mail.h). */
+static outcome alert(worker *w, const char *product_id, const char *subject, uint64_t seq,
+                     const env_envelope *env)
+{
+	mail_service *m = w->service;
+	char seq_s[24];
+	low_stock ls;
+	crossing c = {0};
+	outcome result = DONE;
+	size_t admins = 0, cursor = 0;
+	const char *key;
+	void *value;
+	orn_rc rc;
+
+	seq_text(seq_s, seq);
+	if (low_stock_decode(env->payload, env->payload_len, &ls) != ORN_OK) {
+		log_error("mail skips an undecodable LowStockDetected", "product", product_id, "seq", seq_s);
+		return DONE;
+	}
+	if (seq > 1 && (rc = es_read(m->store, subject, 1, seq - 1, crossing_fold, &c, NULL)) != ORN_OK) {
+		log_warn("mail cannot read the stock item", "product", product_id, "error", orn_rc_name(rc));
+		return RETRY;
+	}
+	if (c.open) {
+		log_info("mail skips a LowStockDetected of a crossing already alerted", "product", product_id,
+		         "seq", seq_s);
+		return DONE;
+	}
+	if ((rc = users_catch_up(m)) != ORN_OK) {
+		log_warn("mail cannot read the users", "error", orn_rc_name(rc));
+		return RETRY;
+	}
+	product_state_init(w->product);
+	uint64_t version = 0;
+	if ((rc = es_load(m->store, PRODUCT_AGGREGATE, product_id, 0, product_fold, w, &version)) != ORN_OK) {
+		log_warn("mail cannot load the product", "product", product_id, "error", orn_rc_name(rc));
+		return RETRY;
+	}
+	while (hmap_next(m->users, &cursor, &key, &value)) {
+		const known_user *u = value;
+		if (u->role != USER_ROLE_ADMIN)
+			continue;
+		admins++;
+		email e = {.label = MAIL_LOG_KIND_LOW_STOCK,
+		           .ref_name = "product",
+		           .ref = product_id,
+		           .seq = seq,
+		           .event_ms = env->time_ms,
+		           .correlation = env->correlation};
+		char id[MAIL_LOG_ID_MAX];
+		snprintf(e.key, sizeof e.key, "%s/%s/%s/%s", MAIL_LOG_KIND_LOW_STOCK, product_id, seq_s, key);
+		if (mail_log_id(id, e.key) != ORN_OK)
+			return RETRY;
+		snprintf(e.file, sizeof e.file, "%s", id);
+		snprintf(e.subject.product_id, sizeof e.subject.product_id, "%s", product_id);
+		snprintf(e.subject.kind, sizeof e.subject.kind, "%s", MAIL_LOG_KIND_LOW_STOCK);
+		snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s", u->email);
+		if (deliver(w, &e, render_alert, &ls, u->email) == RETRY)
+			result = RETRY; /* the others go on; the redelivery finds their markers */
+	}
+	if (admins == 0)
+		log_warn("mail has no admin to alert of low stock", "product", product_id, "seq", seq_s);
+	return result;
+}
+
+static void handle_alerts(worker *w, natsMsg *msg)
+{
+	const char *subject = natsMsg_GetSubject(msg);
+	jsMsgMetaData *meta = NULL;
+	size_t count = 0;
+	outcome result = DONE;
+
+	if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+		natsMsg_Ack(msg, NULL);
+		return;
+	}
+	uint64_t seq = meta->Sequence.Stream, deliveries = meta->NumDelivered;
+	jsMsgMetaData_Destroy(meta);
+	const char *product_id = strncmp(subject, STOCK_SUBJECT, strlen(STOCK_SUBJECT)) == 0
+	                                 ? subject + strlen(STOCK_SUBJECT)
+	                                 : "";
+	orn_rc rc = env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), w->envelopes,
+	                              ENV_MAX_EVENTS, &count);
+	if (rc != ORN_OK || !orn_id_valid(product_id)) {
+		char seq_s[24];
+		seq_text(seq_s, seq);
+		log_error("mail skips an undecodable commit", "subject", subject, "seq", seq_s);
+		natsMsg_Ack(msg, NULL);
+		return;
+	}
+	for (size_t i = 0; i < count && result == DONE; i++) {
+		if (strcmp(w->envelopes[i].type, LOW_STOCK_EVENT) != 0)
+			continue; /* every other stock event: acked at once */
+		log_set_correlation(w->envelopes[i].correlation);
+		result = alert(w, product_id, subject, seq, &w->envelopes[i]);
 		log_set_correlation(NULL);
 	}
 	if (result == RETRY)
@@ -512,8 +991,12 @@ static void *worker_main(void *arg)
 			pause_unless_stopping(m, FETCH_ERROR_PAUSE);
 			continue;
 		}
-		for (int i = 0; i < list.Count; i++)
-			handle(w, list.Msgs[i]);
+		for (int i = 0; i < list.Count; i++) {
+			if (w->alerts)
+				handle_alerts(w, list.Msgs[i]);
+			else
+				handle(w, list.Msgs[i]);
+		}
 		natsMsgList_Destroy(&list);
 	}
 	return NULL;
@@ -521,20 +1004,25 @@ static void *worker_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-static orn_rc worker_init(mail_service *m, worker *w, unsigned index)
+static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alerts)
 {
 	w->service = m;
 	w->index = index;
+	w->alerts = alerts;
 	w->order = malloc(sizeof *w->order);
 	w->event = malloc(sizeof *w->event);
 	w->envelopes = malloc(sizeof *w->envelopes * ENV_MAX_EVENTS);
-	if (w->order == NULL || w->event == NULL || w->envelopes == NULL)
+	w->payload = mp_writer_create();
+	w->commit = mp_writer_create();
+	if (w->order == NULL || w->event == NULL || w->envelopes == NULL || w->payload == NULL ||
+	    w->commit == NULL || (alerts && (w->product = malloc(sizeof *w->product)) == NULL))
 		return ORN_ENOMEM;
 	if (m->smtp_url != NULL && (w->curl = curl_easy_init()) == NULL)
 		return ORN_ENOMEM;
-	orn_rc rc = es_durable_bind(m->store, &CONSUMER, &w->sub);
+	orn_rc rc = es_durable_bind(m->store, alerts ? &ALERTS_CONSUMER : &CONSUMER, &w->sub);
 	if (rc != ORN_OK)
-		log_error("mail cannot bind to its consumer", "error", orn_rc_name(rc));
+		log_error("mail cannot bind to its consumer", "consumer",
+		          alerts ? MAIL_ALERTS_CONSUMER : MAIL_CONSUMER, "error", orn_rc_name(rc));
 	return rc;
 }
 
@@ -547,6 +1035,9 @@ static void worker_dispose(worker *w)
 	free(w->order);
 	free(w->event);
 	free(w->envelopes);
+	free(w->product);
+	mp_writer_destroy(w->payload);
+	mp_writer_destroy(w->commit);
 }
 
 static char *copy(const char *s, orn_rc *rc)
@@ -577,6 +1068,7 @@ static orn_rc options_take(mail_service *m, const mail_options *o)
 	m->state_dir = copy(o->state_dir, &rc);
 	memcpy(m->token_key, o->token_key, sizeof m->token_key);
 	m->retry_max_ms = o->retry_max_ms > 0 ? o->retry_max_ms : 5000;
+	m->max_attempts = o->max_attempts > 0 ? o->max_attempts : MAIL_MAX_ATTEMPTS_DEFAULT;
 	m->worker_count = o->workers == 0 ? 4 : o->workers > WORKERS_MAX ? WORKERS_MAX : o->workers;
 	return rc;
 }
@@ -610,15 +1102,21 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		}
 		m->curl_ready = true;
 	}
-	if ((rc = es_durable_ensure(m->store, &CONSUMER)) != ORN_OK)
+	if ((rc = es_durable_ensure(m->store, &CONSUMER)) != ORN_OK ||
+	    (rc = es_durable_ensure(m->store, &ALERTS_CONSUMER)) != ORN_OK)
 		goto fail;
+	if ((m->users = hmap_create()) == NULL) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	m->worker_count++; /* the last one is the alert worker */
 	m->workers = calloc(m->worker_count, sizeof *m->workers);
 	if (m->workers == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
 	for (unsigned i = 0; i < m->worker_count; i++)
-		if ((rc = worker_init(m, &m->workers[i], i)) != ORN_OK)
+		if ((rc = worker_init(m, &m->workers[i], i, i + 1 == m->worker_count)) != ORN_OK)
 			goto fail;
 	for (unsigned i = 0; i < m->worker_count; i++) {
 		if (pthread_create(&m->workers[i].thread, NULL, worker_main, &m->workers[i]) != 0) {
@@ -650,6 +1148,14 @@ void mail_stop(mail_service *m)
 	for (unsigned i = 0; m->workers != NULL && i < m->worker_count; i++)
 		worker_dispose(&m->workers[i]);
 	free(m->workers);
+	if (m->users != NULL) {
+		size_t cursor = 0;
+		const char *key;
+		void *value;
+		while (hmap_next(m->users, &cursor, &key, &value))
+			free(value);
+		hmap_destroy(m->users);
+	}
 	if (m->env != NULL)
 		mdb_env_close(m->env);
 	if (m->curl_ready)

@@ -37,14 +37,42 @@
  * server offers STARTTLS and goes on in clear when it does not
  * (CURLUSESSL_TRY), which suits a relay on loopback (and the tests' aiosmtpd).
  *
+ * Delivery log (actors/mail_log.h, ADR 013). Every attempt is an event of
+ * the email's mail aggregate, orion.evt.mail.<mail id>, the id derived from
+ * the marker key: MailAttemptFailed per failed send, MailDelivered once sent,
+ * MailFailed when the failed attempt number max_attempts is reached. Each
+ * outcome is ONE commit appended with ExpectLastSubjectSeq = the log's
+ * version and Nats-Msg-Id "<mail id>:<attempt>", so a redelivery or a second
+ * instance never records an attempt twice (the loser of a race retries the
+ * commit). Before sending, a settled log (delivered or failed) means nothing
+ * to do, whichever instance settled it; a marker with a log that missed the
+ * delivery (killed between the two) gets its MailDelivered then. The attempt
+ * number is the log's, so it survives restarts and is shared by instances.
+ *
  * SMTP down. A failed send is answered NakWithDelay(250 ms * 2^(deliveries-1),
  * capped at retry_max_ms) and the worker moves on to other commits at once:
- * no worker sleeps for a backoff. Each worker owns one curl easy handle with
- * a connect timeout of 3 s and a total timeout of 10 s, far below the ack
- * wait, so a commit is never redelivered to another worker mid-send.
+ * no worker sleeps for a backoff. At the bound the email is marked failed
+ * (MailFailed) and the commit acked: never dropped silently, and never
+ * holding up other emails.
  *
- * Logs: every send at info, "mail sent" with order, status, transport and
- * latency_ms (accepted time minus the event's at_ms); failures at warn. The
+ * Low-stock alerts. A second durable consumer, "orion_mail_alerts", on
+ * orion.evt.stock.> (nats-server 2.9: one filter per consumer), served by one
+ * alert worker, acks every stock commit without a LowStockDetected at once.
+ * For each LowStockDetected it (1) skips it if it repeats an open crossing of
+ * the same product (an earlier LowStockDetected with no re-arm since: no
+ * event took available back to the threshold or above, and no other
+ * LowStock* event came), (2) catches its set of users up with
+ * orion.evt.user.> (kept in memory, read incrementally up to the stream's
+ * present), (3) folds the product's events for its sku and name, and (4)
+ * sends one email to every admin through the same protocol, marker key
+ * "low_stock/<product>/<seq>/<user key>" and kind "low_stock" in the log. Each worker owns one curl easy
+ * handle with a connect timeout of 3 s and a total timeout of 10 s, far below the ack wait, so a commit is
+ * never redelivered to another worker mid-send.
+ *
+ * Logs: every send at info, "mail sent" with order (or product, for an
+ * alert), status (or low_stock), mail (the log's id), transport and
+ * latency_ms (accepted time minus the event's at_ms); failures at warn, an
+ * email failed for good at error. The
  * confirmation token never enters a log line, an event or LMDB. */
 #ifndef ORION_MAIL_H
 #define ORION_MAIL_H
@@ -55,7 +83,9 @@
 #include "order_token.h"
 #include "orn.h"
 
-#define MAIL_CONSUMER "orion_mail"
+#define MAIL_CONSUMER             "orion_mail"
+#define MAIL_ALERTS_CONSUMER      "orion_mail_alerts"
+#define MAIL_MAX_ATTEMPTS_DEFAULT 8
 
 typedef struct mail_options {
 	const char *smtp_url;   /* NULL or "": write to the Maildir instead; else smtp://host:port or
@@ -67,17 +97,18 @@ typedef struct mail_options {
 	const char *state_dir; /* LMDB directory of the sent markers; created if absent; required */
 	unsigned workers;      /* default 4 */
 	unsigned retry_max_ms; /* backoff ceiling while SMTP fails; default 5000 */
+	unsigned max_attempts; /* attempts per email before it is marked failed; default 8, 0 = 8 */
 } mail_options;
 
 /* Fills o with the defaults: no SMTP, no directories, from
  * "orion@localhost", public_url "http://127.0.0.1:8080", a zero key,
- * 4 workers, retry_max_ms 5000. */
+ * 4 workers, retry_max_ms 5000, max_attempts 8. */
 void mail_options_init(mail_options *o);
 
 typedef struct mail_service mail_service;
 
-/* Opens the markers, creates or updates the consumer and starts the
- * workers. The strings of o are copied; the store must outlive the service;
+/* Opens the markers, creates or updates the two consumers and starts the
+ * workers (and the alert worker). The strings of o are copied; the store must outlive the service;
  * libsodium must be initialised. ORN_EINVAL for a missing state_dir, a
  * missing maildir without SMTP, or an unusable from or public_url;
  * ORN_EIO if a directory or the LMDB environment cannot be made;

@@ -594,3 +594,122 @@ fail:
 	buf_dispose(&d.html);
 	return rc;
 }
+
+/* ---- the low-stock alert ---- */
+
+/* Appends subject as a header value: as is when it is printable ASCII, else
+ * as RFC 2047 "B" encoded words of at most 39 bytes each (64 characters once
+ * encoded, so "Subject: " and the first word fit a 78-character line), each
+ * cut on a UTF-8 boundary, folded onto continuation lines. */
+static void subject_header(buf *b, const char *subject)
+{
+	size_t len = strlen(subject);
+	if (mail_header_value_valid(subject)) {
+		buf_str(b, subject);
+		return;
+	}
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off > 39 ? 39 : len - off;
+		while (off + n < len && n > 1 && ((unsigned char)subject[off + n] & 0xC0) == 0x80)
+			n--;
+		char encoded[sodium_base64_ENCODED_LEN(39, sodium_base64_VARIANT_ORIGINAL)];
+		sodium_bin2base64(encoded, sizeof encoded, (const unsigned char *)subject + off, n,
+		                  sodium_base64_VARIANT_ORIGINAL);
+		buf_printf(b, "%s=?UTF-8?B?%s?=", off > 0 ? "\r\n " : "", encoded);
+		off += n;
+	}
+}
+
+/* True if the subject's bytes are valid for a header once encoded: no
+ * control characters (CR and LF above all). */
+static bool no_controls(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7F)
+			return false;
+	return true;
+}
+
+orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
+{
+	doc d = {0};
+	buf subject = {0}, message = {0}, url = {0};
+	char date[MAIL_DATE_MAX], address[ORDER_EMAIL_MAX];
+	const char *name = in->name != NULL && in->name[0] != '\0' ? in->name : in->product_id;
+	orn_rc rc = ORN_EINVAL;
+
+	memset(out, 0, sizeof *out);
+	if (!orn_id_valid(in->product_id) || in->mail_id == NULL || !orn_id_valid(in->mail_id) ||
+	    in->to == NULL || !mail_address_valid(in->to) || in->public_url == NULL ||
+	    !mail_header_value_valid(in->public_url) ||
+	    mail_address_of(in->from, address, sizeof address) != ORN_OK || !no_controls(name) ||
+	    (in->sku != NULL && !no_controls(in->sku)))
+		goto fail;
+	buf_printf(&subject, "Low stock: %s (%lld left)", name, (long long)in->available);
+	buf_printf(&url, "%s/api/v1/admin/products/%s", in->public_url, in->product_id);
+
+	buf_str(&d.html, "<!DOCTYPE html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+	buf_html(&d.html, subject.failed ? "" : subject.data);
+	buf_str(&d.html, "</title></head>\r\n<body>\r\n");
+	paragraph(&d, "A product has fallen below its low-stock threshold.");
+	buf_str(&d.text, "Product: ");
+	buf_str(&d.text, name);
+	buf_str(&d.text, "\r\n\r\n");
+	buf_str(&d.html, "<p>Product: ");
+	buf_html(&d.html, name);
+	buf_str(&d.html, "</p>\r\n");
+	buf_str(&d.text, "SKU: ");
+	buf_str(&d.text, in->sku != NULL ? in->sku : "");
+	buf_str(&d.text, "\r\n\r\n");
+	buf_str(&d.html, "<p>SKU: ");
+	buf_html(&d.html, in->sku != NULL ? in->sku : "");
+	buf_str(&d.html, "</p>\r\n");
+	paragraphf(&d, "Available: %lld (threshold %lld)", (long long)in->available,
+	           (long long)in->threshold);
+	paragraphf(&d, "On hand: %lld, reserved: %lld", (long long)in->on_hand, (long long)in->reserved);
+	paragraph(&d, "Manage the product:");
+	link_paragraph(&d, url.failed || url.data == NULL ? "" : url.data);
+	buf_str(&d.html, "</body></html>\r\n");
+	if (subject.failed || url.failed || d.text.failed || d.html.failed) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+
+	mail_format_date(date, in->date_ms);
+	buf_printf(&message, "Date: %s\r\n", date);
+	buf_printf(&message, "From: %s\r\n", in->from);
+	buf_printf(&message, "To: %s\r\n", in->to);
+	buf_str(&message, "Subject: ");
+	subject_header(&message, subject.data);
+	buf_str(&message, "\r\n");
+	buf_printf(&message, "Message-ID: <%s@orion>\r\n", in->mail_id);
+	buf_printf(&message, "X-Orion-Event-Time: %lld\r\n", (long long)in->event_time_ms);
+	buf_printf(&message, "X-Orion-Product: %s\r\n", in->product_id);
+	buf_str(&message, "X-Orion-Status: low_stock\r\n");
+	buf_str(&message, "Auto-Submitted: auto-generated\r\n");
+	buf_str(&message, "MIME-Version: 1.0\r\n");
+	buf_str(&message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
+	buf_str(&message, "This is a multi-part message in MIME format.\r\n\r\n");
+	part(&message, "text/plain", d.text.data);
+	part(&message, "text/html", d.html.data);
+	buf_str(&message, "--" BOUNDARY "--\r\n");
+	if (message.failed) {
+		rc = ORN_ENOMEM;
+		goto fail;
+	}
+	out->status = ORDER_NONE;
+	out->len = message.len;
+	out->data = buf_take(&message);
+	out->subject = buf_take(&subject);
+	out->text = buf_take(&d.text);
+	out->html = buf_take(&d.html);
+	buf_dispose(&url);
+	return ORN_OK;
+fail:
+	buf_dispose(&subject);
+	buf_dispose(&message);
+	buf_dispose(&url);
+	buf_dispose(&d.text);
+	buf_dispose(&d.html);
+	return rc;
+}

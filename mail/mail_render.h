@@ -92,6 +92,28 @@ orn_rc mail_message_id(char out[MAIL_MESSAGE_ID_MAX], const char *order_id, orde
 /* The RFC 5322 date of ms since the epoch, in UTC ("Sun, 22 Nov 2026 00:43:10 +0000"). */
 void mail_format_date(char out[MAIL_DATE_MAX], int64_t ms);
 
+/* What one low-stock alert email (to one admin) is made from. Strings are
+ * borrowed for the call. */
+typedef struct mail_alert_input {
+	const char *product_id; /* valid id */
+	const char *sku, *name; /* of the product; "" if the product is unknown */
+	int64_t threshold, available, on_hand, reserved;
+	const char *to;         /* the admin's address */
+	const char *mail_id;    /* the delivery log's id: Message-ID <mail_id@orion> */
+	int64_t event_time_ms;  /* at_ms of LowStockDetected: header X-Orion-Event-Time */
+	int64_t date_ms;        /* the Date header */
+	const char *from;       /* From header: "addr" or "Name <addr>" */
+	const char *public_url; /* base of links, no trailing slash */
+} mail_alert_input;
+
+/* Renders the alert "Low stock: <name> (<available> left)" with the sku,
+ * name, available, threshold, on hand, reserved and the link
+ * <public_url>/api/v1/admin/products/<id>. A subject that is not printable
+ * ASCII (a name in another script) is written as RFC 2047 encoded words.
+ * out->status is ORDER_NONE. ORN_EINVAL for an invalid id, mail id,
+ * recipient, from or public_url; ORN_ENOMEM. On failure *out holds nothing. */
+orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out);
+
 /* True if the SMTP URL carries credentials (a userinfo, "user:pass@", in
  * its authority): the mail actor then requires TLS (see mail.h). A URL
  * without "://" is read as all authority. NULL is false. */

@@ -12,7 +12,8 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	    (rc = proj_catalog_create(env, &m->catalog)) != ORN_OK ||
 	    (rc = proj_users_create(env, &m->users)) != ORN_OK ||
 	    (rc = proj_orders_create(env, &m->orders)) != ORN_OK ||
-	    (rc = proj_carts_create(env, &m->carts)) != ORN_OK) {
+	    (rc = proj_carts_create(env, &m->carts)) != ORN_OK ||
+	    (rc = proj_mail_create(env, &m->mail)) != ORN_OK) {
 		proj_models_close(m);
 		return rc;
 	}
@@ -21,11 +22,13 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	m->defs[2] = *proj_users_def(m->users);
 	m->defs[3] = *proj_orders_def(m->orders);
 	m->defs[4] = *proj_carts_def(m->carts);
+	m->defs[5] = *proj_mail_def(m->mail);
 	return ORN_OK;
 }
 
 void proj_models_close(proj_models *m)
 {
+	proj_mail_destroy(m->mail);
 	proj_carts_destroy(m->carts);
 	proj_orders_destroy(m->orders);
 	proj_users_destroy(m->users);

@@ -9,12 +9,13 @@
 #include "carts.h"
 #include "catalog.h"
 #include "inventory.h"
+#include "mails.h"
 #include "orders.h"
 #include "proj_env.h"
 #include "projector.h"
 #include "users.h"
 
-#define PROJ_MODEL_COUNT 5
+#define PROJ_MODEL_COUNT 6
 
 typedef struct proj_models {
 	proj_inventory *inventory;
@@ -22,6 +23,7 @@ typedef struct proj_models {
 	proj_users *users;
 	proj_orders *orders;
 	proj_carts *carts;
+	proj_mail *mail;                 /* last: the models before it keep their handle numbers */
 	proj_def defs[PROJ_MODEL_COUNT]; /* a runner keeps pointing at these */
 } proj_models;
 

@@ -605,3 +605,33 @@ Test(api_admin, hostile_text_round_trips_as_valid_json_through_the_public_routes
 	hc_reply_free(&list);
 	free(id);
 }
+
+Test(api_admin, the_mail_log_is_for_admins_and_validates_its_query)
+{
+	reply r = expect(403, "GET", "/api/v1/admin/mail", customer_token, NULL, NULL);
+	hc_reply_free(&r);
+	r = expect(401, "GET", "/api/v1/admin/mail?status=failed", NULL, NULL, NULL);
+	hc_reply_free(&r);
+
+	r = expect(200, "GET", "/api/v1/admin/mail?status=failed&limit=5", admin_token, NULL, NULL);
+	cr_assert(json_is_array(json_object_get(r.json, "items")), "%s", r.body);
+	cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 0);
+	cr_assert(json_is_null(json_object_get(r.json, "next_cursor")));
+	hc_reply_free(&r);
+
+	const struct {
+		const char *query, *field;
+	} bad[] = {
+	        {"?status=sent", "status"}, {"?status=", "status"},  {"?order_id=o.1", "order_id"},
+	        {"?limit=0", "limit"},      {"?limit=101", "limit"}, {"?limit=1x", "limit"},
+	        {"?cursor=nope", "cursor"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char path[128];
+		snprintf(path, sizeof path, "/api/v1/admin/mail%s", bad[i].query);
+		r = expect(400, "GET", path, admin_token, NULL, NULL);
+		cr_assert_not_null(strstr(r.body, "\"type\""), "problem body: %s", r.body);
+		cr_assert(has_error(&r, bad[i].field), "%s: %s", bad[i].query, r.body);
+		hc_reply_free(&r);
+	}
+}

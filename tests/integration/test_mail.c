@@ -29,7 +29,12 @@
 #include "harness.h"
 #include "log.h"
 #include "mail.h"
+#include "mail_log.h"
+#include "mails.h"
 #include "order_token.h"
+#include "product.h"
+#include "stock.h"
+#include "user.h"
 
 #define HOSTILE    "<script>alert(\"pwned\")</script> & 'co'"
 #define PUBLIC_URL "http://shop.test:8080"
@@ -45,11 +50,13 @@ static int smtp_port;
 static char *work_dir;
 static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
+static unsigned max_attempts; /* 0: the default; set by a test before start_mail */
 
 static void fake_smtp_stop(void);
 
 static void setup(void)
 {
+	max_attempts = 0;
 	cr_assert_geq(sodium_init(), 0);
 	server = th_natsd_start("mail");
 	es_options eo;
@@ -129,6 +136,7 @@ static void start_mail(const char *url, const char *maildir)
 {
 	mail_options o;
 	mail_options_init(&o);
+	o.max_attempts = max_attempts;
 	o.smtp_url = url;
 	o.maildir = maildir;
 	o.from = "Orion Shop <shop@orion.test>";
@@ -282,16 +290,16 @@ static char *fake_wait(const char *needle)
 	}
 }
 
-/* Waits until the consumer has delivered everything and holds no unacked
- * (or nak'd) commit: after that nothing more is sent. */
-static void wait_quiescent(void)
+/* Waits until the consumer named durable has delivered everything and
+ * holds no unacked (or nak'd) commit: after that it sends nothing more. */
+static void wait_consumer_quiescent(const char *durable)
 {
 	int64_t until = th_now_ms() + WAIT_MS;
 	for (;;) {
 		jsConsumerInfo *ci = NULL;
 		jsErrCode jerr = 0;
-		natsStatus st = js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER,
-		                                   NULL, &jerr);
+		natsStatus st =
+		        js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, durable, NULL, &jerr);
 		bool done = st == NATS_OK && ci->NumPending == 0 && ci->NumAckPending == 0;
 		jsConsumerInfo_Destroy(ci);
 		if (done)
@@ -299,6 +307,11 @@ static void wait_quiescent(void)
 		cr_assert_lt(th_now_ms(), until, "the mail consumer never became quiescent");
 		th_sleep_ms(50);
 	}
+}
+
+static void wait_quiescent(void)
+{
+	wait_consumer_quiescent(MAIL_CONSUMER);
 }
 
 /* ---- orders ---- */
@@ -741,4 +754,395 @@ Test(mail, bad_options_are_refused)
 	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
 	cr_assert_eq(mail_start(NULL, &o, &mail), ORN_EINVAL);
 	mail_stop(NULL);
+}
+
+/* ---- the delivery log ---- */
+
+static orn_rc log_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	mail_log_event ev;
+	if (mail_log_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+		mail_log_evolve(closure, &ev);
+	return ORN_OK;
+}
+
+/* The delivery log of the email whose marker key is key, from the stream. */
+static mail_log_state log_of(const char *marker, uint64_t *version)
+{
+	char id[MAIL_LOG_ID_MAX];
+	mail_log_state s;
+	uint64_t v = 0;
+	cr_assert_eq(mail_log_id(id, marker), ORN_OK);
+	mail_log_state_init(&s);
+	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, log_fold, &s, &v), ORN_OK);
+	if (version != NULL)
+		*version = v;
+	return s;
+}
+
+/* Waits until the log of key is in status. */
+static mail_log_state wait_log(const char *marker, mail_log_status status)
+{
+	int64_t until = th_now_ms() + WAIT_MS * 2;
+	for (;;) {
+		mail_log_state s = log_of(marker, NULL);
+		if (s.status == status)
+			return s;
+		cr_assert_lt(th_now_ms(), until, "the log of %s stays %s (%u attempts)", marker,
+		             mail_log_status_name(s.status), s.attempts);
+		th_sleep_ms(50);
+	}
+}
+
+/* The events of the log of key, counted by kind. */
+typedef struct log_counts {
+	size_t failed_attempts, delivered, failed;
+} log_counts;
+
+static orn_rc count_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	log_counts *c = closure;
+	c->failed_attempts += strcmp(e->type, MAIL_LOG_EV_ATTEMPT_FAILED) == 0;
+	c->delivered += strcmp(e->type, MAIL_LOG_EV_DELIVERED) == 0;
+	c->failed += strcmp(e->type, MAIL_LOG_EV_FAILED) == 0;
+	return ORN_OK;
+}
+
+static log_counts counts_of(const char *marker)
+{
+	char id[MAIL_LOG_ID_MAX];
+	log_counts c = {0};
+	uint64_t v = 0;
+	cr_assert_eq(mail_log_id(id, marker), ORN_OK);
+	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, count_fold, &c, &v), ORN_OK);
+	return c;
+}
+
+/* The mail read model fed from the stream by a projector runner. */
+static void with_read_model(void (*check)(proj_mail *model))
+{
+	char dir[600];
+	proj_env_options eo;
+	proj_env *env = NULL;
+	proj_mail *model = NULL;
+	proj_runner *runner = NULL;
+	proj_runner_options ro;
+	uint64_t head = 0;
+	snprintf(dir, sizeof dir, "%s/lmdb", work_dir);
+	cr_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	proj_env_options_init(&eo);
+	eo.path = dir;
+	cr_assert_eq(proj_env_open(&eo, &env), ORN_OK);
+	cr_assert_eq(proj_mail_create(env, &model), ORN_OK);
+	proj_runner_options_init(&ro);
+	cr_assert_eq(proj_runner_start(store, env, proj_mail_def(model), 1, &ro, &runner), ORN_OK);
+	jsStreamInfo *si = NULL;
+	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, NULL), NATS_OK);
+	head = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	cr_assert_eq(proj_runner_wait(runner, head, WAIT_MS), ORN_OK);
+	check(model);
+	proj_runner_stop(runner);
+	proj_mail_destroy(model);
+	proj_env_close(env);
+}
+
+static proj_mail_page page;
+
+static void delivered_entry_is_listed(proj_mail *model)
+{
+	char id[MAIL_LOG_ID_MAX];
+	proj_mail_query q = {.order_id = "o11", .limit = 10};
+	cr_assert_eq(proj_mail_list(model, &q, &page), ORN_OK);
+	cr_assert_eq(page.count, 1);
+	cr_assert_eq(mail_log_id(id, "o11/awaiting_confirmation"), ORN_OK);
+	cr_assert_str_eq(page.items[0].id, id);
+	cr_assert_eq(page.items[0].log.status, MAIL_LOG_STATUS_DELIVERED);
+	cr_assert_eq(page.items[0].log.attempts, 1);
+	cr_assert_gt(page.items[0].log.delivered_at_ms, 0);
+	cr_assert_str_eq(page.items[0].log.subject.recipient, "ann@example.com");
+}
+
+Test(mail, a_delivered_email_is_logged_once_with_its_time_and_attempt_one)
+{
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	int64_t before = orn_now_ms();
+	place("o11", "Blue mug");
+	reserve("o11");
+	wait_for(smtp_dir, "<o11.awaiting_confirmation@orion>");
+	mail_log_state s = wait_log("o11/awaiting_confirmation", MAIL_LOG_STATUS_DELIVERED);
+	wait_quiescent();
+	cr_assert_eq(s.attempts, 1);
+	cr_assert_geq(s.delivered_at_ms, before);
+	cr_assert_str_eq(s.subject.order_id, "o11");
+	cr_assert_str_eq(s.subject.kind, "awaiting_confirmation");
+	log_counts c = counts_of("o11/awaiting_confirmation");
+	cr_assert_eq(c.delivered, 1);
+	cr_assert_eq(c.failed_attempts, 0);
+
+	/* a full redelivery logs nothing more */
+	mail_stop(mail);
+	mail = NULL;
+	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
+	             NATS_OK);
+	start_mail(smtp_url, NULL);
+	wait_quiescent();
+	c = counts_of("o11/awaiting_confirmation");
+	cr_assert_eq(c.delivered, 1);
+	cr_assert_eq(count_of(smtp_dir, "<o11.awaiting_confirmation@orion>"), 1);
+	with_read_model(delivered_entry_is_listed);
+}
+
+static void failed_entry_is_listed(proj_mail *model)
+{
+	char id[MAIL_LOG_ID_MAX];
+	proj_mail_query q = {.has_status = true, .status = MAIL_LOG_STATUS_FAILED, .limit = 10};
+	cr_assert_eq(proj_mail_list(model, &q, &page), ORN_OK);
+	cr_assert_eq(page.count, 1);
+	cr_assert_eq(mail_log_id(id, "o12/awaiting_confirmation"), ORN_OK);
+	cr_assert_str_eq(page.items[0].id, id);
+	cr_assert_eq(page.items[0].log.attempts, 3);
+	cr_assert_str_neq(page.items[0].log.last_error, "");
+	q.status = MAIL_LOG_STATUS_DELIVERED;
+	cr_assert_eq(proj_mail_list(model, &q, &page), ORN_OK);
+	cr_assert_eq(page.count, 1);
+	cr_assert_str_eq(page.items[0].log.subject.order_id, "o13");
+}
+
+Test(mail, smtp_down_beyond_the_bound_fails_the_email_and_nothing_else_is_blocked)
+{
+	max_attempts = 3;
+	start_mail(smtp_url, NULL); /* nothing listens on the port */
+	place("o12", "Blue mug");
+	reserve("o12");
+	mail_log_state s = wait_log("o12/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	cr_assert_eq(s.attempts, 3);
+	cr_assert_not_null(strstr(s.last_error, "smtp"), "last error: %s", s.last_error);
+	log_counts c = counts_of("o12/awaiting_confirmation");
+	cr_assert_eq(c.failed_attempts, 3);
+	cr_assert_eq(c.failed, 1);
+	wait_quiescent(); /* the failed email's commit was acked: it holds nothing up */
+
+	/* SMTP back: the next order's email goes out; the failed one stays failed */
+	start_smtpd();
+	place("o13", "Teacup");
+	reserve("o13");
+	wait_for(smtp_dir, "<o13.awaiting_confirmation@orion>");
+	wait_log("o13/awaiting_confirmation", MAIL_LOG_STATUS_DELIVERED);
+	wait_quiescent();
+	cr_assert_eq(count_of(smtp_dir, "<o12.awaiting_confirmation@orion>"), 0);
+	cr_assert_eq(counts_of("o12/awaiting_confirmation").failed_attempts, 3);
+	with_read_model(failed_entry_is_listed);
+}
+
+Test(mail, a_restart_does_not_reset_the_attempt_count)
+{
+	max_attempts = 5;
+	start_mail(smtp_url, NULL); /* nothing listens on the port */
+	place("o14", "Blue mug");
+	reserve("o14");
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (log_of("o14/awaiting_confirmation", NULL).attempts < 2) {
+		cr_assert_lt(th_now_ms(), until, "no two attempts were logged");
+		th_sleep_ms(20);
+	}
+	mail_stop(mail);
+	mail = NULL;
+	uint32_t at_restart = log_of("o14/awaiting_confirmation", NULL).attempts;
+	cr_assert_lt(at_restart, 5);
+	start_mail(smtp_url, NULL);
+	mail_log_state s = wait_log("o14/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	cr_assert_eq(s.attempts, 5, "the count went on from %u", at_restart);
+	cr_assert_eq(counts_of("o14/awaiting_confirmation").failed_attempts, 5);
+}
+
+/* ---- low-stock alerts ---- */
+
+static void append(const char *aggregate, const char *id, const char *type, mp_writer *payload,
+                   const char *msg_id)
+{
+	mp_writer *commit = mp_writer_create();
+	env_envelope e;
+	es_append_result r;
+	uint64_t version = 0;
+	memset(&e, 0, sizeof e);
+	snprintf(e.type, sizeof e.type, "%s", type);
+	e.schema = 1;
+	e.time_ms = orn_now_ms();
+	snprintf(e.causation, sizeof e.causation, "%s", msg_id);
+	e.payload = mp_writer_data(payload);
+	e.payload_len = mp_writer_size(payload);
+	env_commit_begin(commit, 1);
+	cr_assert_eq(env_encode(commit, &e), ORN_OK);
+	cr_assert_eq(es_head(store, aggregate, id, &version), ORN_OK);
+	cr_assert_eq(es_append(store, aggregate, id, version, msg_id, mp_writer_data(commit),
+	                       mp_writer_size(commit), &r),
+	             ORN_OK);
+	mp_writer_destroy(commit);
+	mp_writer_reset(payload);
+}
+
+static void register_user(mp_writer *w, const char *email, user_role role)
+{
+	user_event e;
+	char user_key[USER_KEY_MAX], msg_id[64];
+	memset(&e, 0, sizeof e);
+	e.kind = USER_REGISTERED;
+	snprintf(e.fields.user_id, sizeof e.fields.user_id, "id-%s", role == USER_ROLE_ADMIN ? "a" : "c");
+	snprintf(e.fields.email, sizeof e.fields.email, "%s", email);
+	snprintf(e.fields.name, sizeof e.fields.name, "Someone");
+	snprintf(e.fields.password_hash, sizeof e.fields.password_hash,
+	         "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG");
+	e.fields.role = role;
+	cr_assert_eq(user_key_for_email(email, user_key, sizeof user_key), ORN_OK);
+	cr_assert_eq(user_event_encode(w, &e), ORN_OK);
+	snprintf(msg_id, sizeof msg_id, "register-%s", user_key);
+	append(USER_AGGREGATE, user_key, USER_EV_REGISTERED, w, msg_id);
+}
+
+static void create_product(mp_writer *w, const char *id, const char *sku, const char *name)
+{
+	product_event e;
+	memset(&e, 0, sizeof e);
+	e.kind = PRODUCT_CREATED;
+	e.present = PRODUCT_FIELDS_ALL;
+	snprintf(e.fields.sku, sizeof e.fields.sku, "%s", sku);
+	snprintf(e.fields.name, sizeof e.fields.name, "%s", name);
+	e.fields.price_cents = 1250;
+	snprintf(e.fields.currency, sizeof e.fields.currency, "EUR");
+	snprintf(e.fields.category, sizeof e.fields.category, "mugs");
+	cr_assert_eq(product_event_encode(w, &e), ORN_OK);
+	append(PRODUCT_AGGREGATE, id, PRODUCT_EV_CREATED, w, "create-product");
+}
+
+/* LowStockDetected as the stock aggregate will emit it (issue 7's contract). */
+static void low_stock_detected(mp_writer *w, const char *product_id, int64_t available, const char *msg_id)
+{
+	mp_write_map(w, 4);
+	mp_write_cstr(w, "threshold");
+	mp_write_int(w, 5);
+	mp_write_cstr(w, "available");
+	mp_write_int(w, available);
+	mp_write_cstr(w, "on_hand");
+	mp_write_int(w, available + 1);
+	mp_write_cstr(w, "reserved");
+	mp_write_int(w, 1);
+	append(STOCK_AGGREGATE, product_id, "LowStockDetected", w, msg_id);
+}
+
+static void adjusted(mp_writer *w, const char *product_id, int64_t delta, int64_t on_hand, const char *msg_id)
+{
+	stock_event e;
+	memset(&e, 0, sizeof e);
+	e.kind = STOCK_ADJUSTED;
+	e.delta = delta;
+	e.on_hand = on_hand;
+	snprintf(e.reason, sizeof e.reason, "restock");
+	cr_assert_eq(stock_event_encode(w, &e), ORN_OK);
+	append(STOCK_AGGREGATE, product_id, stock_event_type(STOCK_ADJUSTED), w, msg_id);
+}
+
+/* The alerts the SMTP server holds for to, by subject. */
+static size_t alerts_to(const char *to, const char *subject)
+{
+	received r[64];
+	size_t n = read_mailbox(smtp_dir, r, 64), hits = 0;
+	for (size_t i = 0; i < n; i++)
+		hits += strcmp(r[i].to, to) == 0 && strcmp(r[i].subject, subject) == 0;
+	free_mailbox(r, n);
+	return hits;
+}
+
+static void wait_total(size_t n)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (total_of(smtp_dir) < n) {
+		cr_assert_lt(th_now_ms(), until, "%zu emails, not %zu", total_of(smtp_dir), n);
+		th_sleep_ms(50);
+	}
+}
+
+static void wait_all_quiescent(void)
+{
+	wait_consumer_quiescent(MAIL_ALERTS_CONSUMER);
+	wait_quiescent();
+}
+
+Test(mail, a_low_stock_crossing_emails_every_admin_exactly_once_and_a_new_crossing_again)
+{
+	mp_writer *w = mp_writer_create();
+	const char *subject = "Low stock: Blue mug (3 left)";
+	start_smtpd();
+	register_user(w, "root@orion.test", USER_ROLE_ADMIN);
+	register_user(w, "ops@orion.test", USER_ROLE_ADMIN);
+	register_user(w, "ann@example.com", USER_ROLE_CUSTOMER);
+	create_product(w, "p1", "MUG-1", "Blue mug");
+	adjusted(w, "p1", 10, 10, "stock-1");
+	start_mail(smtp_url, NULL);
+	low_stock_detected(w, "p1", 3, "low-1");
+	wait_total(2);
+	wait_all_quiescent();
+	cr_assert_eq(alerts_to("root@orion.test", subject), 1);
+	cr_assert_eq(alerts_to("ops@orion.test", subject), 1);
+	cr_assert_eq(alerts_to("ann@example.com", subject), 0);
+
+	received r[8];
+	size_t n = read_mailbox(smtp_dir, r, 8);
+	char *text = part_of(r[0].content, "text/plain");
+	cr_assert_not_null(strstr(text, "SKU: MUG-1"), "%s", text);
+	cr_assert_not_null(strstr(text, "threshold 5"), "%s", text);
+	cr_assert_not_null(strstr(text, PUBLIC_URL "/api/v1/admin/products/p1"), "%s", text);
+	free(text);
+	free_mailbox(r, n);
+
+	/* a redelivery of the event (the consumer recreated) sends nothing */
+	mail_stop(mail);
+	mail = NULL;
+	cr_assert_eq(
+	        js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_ALERTS_CONSUMER, NULL, NULL),
+	        NATS_OK);
+	start_mail(smtp_url, NULL);
+	/* a second event of the same crossing (no re-arm in between) sends nothing either */
+	low_stock_detected(w, "p1", 2, "low-1b");
+	wait_all_quiescent();
+	cr_assert_eq(total_of(smtp_dir), 2);
+
+	/* re-armed (back above the threshold), then a new crossing: one more each */
+	adjusted(w, "p1", 10, 13, "stock-2");
+	low_stock_detected(w, "p1", 3, "low-2");
+	wait_total(4);
+	wait_all_quiescent();
+	cr_assert_eq(alerts_to("root@orion.test", subject), 2);
+	cr_assert_eq(alerts_to("ops@orion.test", subject), 2);
+	cr_assert_eq(alerts_to("ann@example.com", subject), 0);
+	cr_assert_eq(total_of(smtp_dir), 4);
+	mp_writer_destroy(w);
+}
+
+Test(mail, alerts_are_logged_with_kind_low_stock)
+{
+	mp_writer *w = mp_writer_create();
+	char user_key[USER_KEY_MAX], marker[256];
+	register_user(w, "root@orion.test", USER_ROLE_ADMIN);
+	create_product(w, "p2", "MUG-2", "Grüne Tasse");
+	start_mail(NULL, sink_dir);
+	low_stock_detected(w, "p2", 1, "low-p2");
+	uint64_t seq = 0;
+	cr_assert_eq(es_head(store, STOCK_AGGREGATE, "p2", &seq), ORN_OK);
+	cr_assert_eq(user_key_for_email("root@orion.test", user_key, sizeof user_key), ORN_OK);
+	snprintf(marker, sizeof marker, "low_stock/p2/%llu/%s", (unsigned long long)seq, user_key);
+	mail_log_state s = wait_log(marker, MAIL_LOG_STATUS_DELIVERED);
+	cr_assert_str_eq(s.subject.kind, MAIL_LOG_KIND_LOW_STOCK);
+	cr_assert_str_eq(s.subject.product_id, "p2");
+	cr_assert_str_eq(s.subject.order_id, "");
+	cr_assert_str_eq(s.subject.recipient, "root@orion.test");
+	cr_assert_eq(s.attempts, 1);
+	received r[4];
+	size_t n = read_mailbox(sink_dir, r, 4);
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(strstr(r[0].subject, "=?UTF-8?B?"), "a non-ASCII subject is encoded: %s",
+	                   r[0].subject);
+	free_mailbox(r, n);
+	mp_writer_destroy(w);
 }

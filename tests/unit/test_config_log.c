@@ -39,6 +39,7 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_str_eq(c.mail_from, "orders@orion.localhost");
 	cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
 	cr_assert_eq(c.reservation_ttl_s, 900);
+	cr_assert_eq(c.mail_max_attempts, 8);
 	cr_assert_eq(c.auth_address_burst, 20);
 	cr_assert_eq(c.auth_address_per_minute, 20);
 	cr_assert_str_eq(c.psp_url, "");
@@ -59,6 +60,9 @@ Test(config, mail_links_and_reservations)
 	cr_assert_str_eq(c.mail_from, "shop@example.com");
 	cr_assert_str_eq(c.public_url, "http://0.0.0.0:9000", "defaults to the listening address");
 	cr_assert_eq(c.reservation_ttl_s, 5);
+	setenv("ORION_MAIL_MAX_ATTEMPTS", "3", 1);
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(c.mail_max_attempts, 3);
 	setenv("ORION_AUTH_ADDRESS_BURST", "500", 1);
 	setenv("ORION_AUTH_ADDRESS_PER_MINUTE", "6000", 1);
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
@@ -118,6 +122,7 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"ORION_LOG_LEVEL", "verbose"},
 	        {"ORION_RESERVATION_TTL", "0"},
 	        {"ORION_RESERVATION_TTL", "604801"},
+	        {"ORION_MAIL_MAX_ATTEMPTS", "0"},
 	        {"ORION_AUTH_ADDRESS_BURST", "0"},
 	        {"ORION_PAYMENT_TIMEOUT_MS", "999"},
 	        {"ORION_PASSWORD_MEMORY_KIB", "4096"},

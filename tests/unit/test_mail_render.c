@@ -499,3 +499,79 @@ Test(mail_render, dispose_takes_null_and_clears)
 	cr_assert_null(msg.subject);
 	cr_assert_eq(msg.len, 0);
 }
+
+/* ---- the low-stock alert ---- */
+
+static mail_alert_input alert_input(const char *name)
+{
+	mail_alert_input a = {.product_id = "p1",
+	                      .sku = "MUG-1",
+	                      .name = name,
+	                      .threshold = 5,
+	                      .available = 3,
+	                      .on_hand = 4,
+	                      .reserved = 1,
+	                      .to = "root@orion.test",
+	                      .mail_id = "m0123456789abcdef0123456789abcdef",
+	                      .event_time_ms = 1000,
+	                      .date_ms = 1779408190000,
+	                      .from = "Orion Shop <shop@orion.test>",
+	                      .public_url = "https://shop.test"};
+	return a;
+}
+
+Test(mail_render, the_low_stock_alert_names_the_product_levels_and_link)
+{
+	mail_alert_input a = alert_input("<b>Blue</b> & 'mug'");
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
+	assert_wire_form(msg.data, msg.len);
+	cr_assert_str_eq(msg.subject, "Low stock: <b>Blue</b> & 'mug' (3 left)");
+	char *headers = headers_of(msg.data), *text = part_of(msg.data, "text/plain"),
+	     *html = part_of(msg.data, "text/html");
+	assert_contains(headers, "To: root@orion.test\r\n");
+	assert_contains(headers, "Subject: Low stock: <b>Blue</b> & 'mug' (3 left)\r\n");
+	assert_contains(headers, "Message-ID: <m0123456789abcdef0123456789abcdef@orion>\r\n");
+	assert_contains(headers, "X-Orion-Status: low_stock\r\n");
+	assert_contains(text, "SKU: MUG-1");
+	assert_contains(text, "Available: 3 (threshold 5)");
+	assert_contains(text, "On hand: 4, reserved: 1");
+	assert_contains(text, "https://shop.test/api/v1/admin/products/p1");
+	assert_lacks(html, "<b>Blue</b>");
+	assert_contains(html, "&lt;b&gt;Blue&lt;/b&gt; &amp; &#39;mug&#39;");
+	free(headers);
+	free(text);
+	free(html);
+}
+
+Test(mail_render, a_non_ascii_alert_subject_is_encoded_in_short_words)
+{
+	char name[180] = "";
+	for (int i = 0; i < 40; i++)
+		strcat(name, "ü"); /* 80 bytes: two encoded words at least */
+	mail_alert_input a = alert_input(name);
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
+	assert_wire_form(msg.data, msg.len);
+	char *headers = headers_of(msg.data);
+	assert_contains(headers, "Subject: =?UTF-8?B?");
+	assert_contains(headers, "?=\r\n =?UTF-8?B?");
+	free(headers);
+}
+
+Test(mail_render, a_bad_alert_input_is_refused)
+{
+	mail_alert_input a = alert_input("Mug\r\nBcc: eve@evil.test");
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_EINVAL);
+	a = alert_input("Mug");
+	a.to = "a@b.c, eve@evil.test";
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_EINVAL);
+	a = alert_input("Mug");
+	a.product_id = "p.1";
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_EINVAL);
+	a = alert_input("Mug");
+	a.mail_id = NULL;
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_EINVAL);
+	a = alert_input(""); /* an unknown product: its id stands in for the name */
+	a.sku = NULL;
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
+	cr_assert_str_eq(msg.subject, "Low stock: p1 (3 left)");
+}

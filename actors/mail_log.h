@@ -1,0 +1,147 @@
+/* mail_log.h — the mail aggregate: the delivery log of one email.
+ *
+ * Every email the mail role sends (an order's status email, a low-stock alert
+ * to one admin) is one aggregate on orion.evt.mail.<mail id>. Its events are
+ * the attempts: MailAttemptFailed for each failed send, then MailDelivered
+ * (accepted by the SMTP server or the Maildir) or, once the attempts reach
+ * the bound, MailFailed; both end the log (the state is "settled"). The
+ * attempt count is the number of attempts the log holds, so it survives a
+ * restart and is shared by every instance of the mail role.
+ *
+ * The id is derived from the email's sent-marker key (mail_log_id), so every
+ * instance finds the same aggregate for the same email. No event ever holds
+ * the email's body or the confirmation token: only the recipient, the kind,
+ * the attempt number and the transport's error text (capped).
+ *
+ * decide and evolve are pure: no I/O, no clock, no globals, no allocation. */
+#ifndef ORION_MAIL_LOG_H
+#define ORION_MAIL_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpack.h"
+#include "orn.h"
+
+#define MAIL_LOG_AGGREGATE      "mail"
+#define MAIL_LOG_ID_MAX         34  /* bytes of an id, NUL included: "m" + 32 hex digits */
+#define MAIL_LOG_REF_MAX        65  /* bytes of an order or product id, NUL included */
+#define MAIL_LOG_KIND_MAX       33  /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
+#define MAIL_LOG_RECIPIENT_MAX  255 /* bytes of an address, NUL included */
+#define MAIL_LOG_ERROR_MAX      201 /* bytes of an error text, NUL included: longer ones are cut */
+#define MAIL_LOG_SCHEMA         1
+#define MAIL_LOG_KIND_LOW_STOCK "low_stock"
+
+/* Event type names as stored. */
+#define MAIL_LOG_EV_ATTEMPT_FAILED "MailAttemptFailed"
+#define MAIL_LOG_EV_DELIVERED      "MailDelivered"
+#define MAIL_LOG_EV_FAILED         "MailFailed"
+
+typedef enum mail_log_status {
+	MAIL_LOG_STATUS_PENDING = 0, /* no attempt yet, or attempts failed below the bound */
+	MAIL_LOG_STATUS_DELIVERED,
+	MAIL_LOG_STATUS_FAILED
+} mail_log_status;
+
+/* "pending", "delivered", "failed"; NULL for another value. */
+const char *mail_log_status_name(mail_log_status s);
+/* The status named by name; false if name is none of them. */
+bool mail_log_status_parse(const char *name, mail_log_status *out);
+
+/* What an email is: the same in every event of one log. */
+typedef struct mail_log_subject {
+	char order_id[MAIL_LOG_REF_MAX];   /* the order of a status email, "" for an alert */
+	char product_id[MAIL_LOG_REF_MAX]; /* the product of a low-stock alert, "" for an order email */
+	char kind[MAIL_LOG_KIND_MAX];      /* the order status of the email, or "low_stock" */
+	char recipient[MAIL_LOG_RECIPIENT_MAX];
+} mail_log_subject;
+
+typedef struct mail_log_state {
+	bool exists; /* one attempt at least */
+	mail_log_status status;
+	mail_log_subject subject;
+	uint32_t attempts;
+	char last_error[MAIL_LOG_ERROR_MAX];
+	int64_t delivered_at_ms; /* 0 unless delivered */
+	int64_t updated_at_ms;   /* at_ms of the last event */
+} mail_log_state;
+
+typedef enum mail_log_command_kind {
+	MAIL_LOG_RECORD_SENT,  /* the server accepted the email */
+	MAIL_LOG_RECORD_FAILED /* the send failed with error */
+} mail_log_command_kind;
+
+typedef struct mail_log_command {
+	mail_log_command_kind kind;
+	mail_log_subject subject;
+	char error[MAIL_LOG_ERROR_MAX]; /* failed: the transport's error */
+	int64_t at_ms;
+	uint32_t max_attempts; /* the bound: the failed attempt with this number fails the email (>= 1) */
+} mail_log_command;
+
+typedef enum mail_log_event_kind {
+	MAIL_LOG_ATTEMPT_FAILED,
+	MAIL_LOG_DELIVERED,
+	MAIL_LOG_FAILED
+} mail_log_event_kind;
+
+typedef struct mail_log_event {
+	mail_log_event_kind kind;
+	mail_log_subject subject;
+	uint32_t attempt;               /* attempt failed, delivered: its number; failed: the attempts made */
+	char error[MAIL_LOG_ERROR_MAX]; /* attempt failed: error; failed: last_error; delivered: "" */
+	int64_t at_ms;
+} mail_log_event;
+
+typedef enum mail_log_verdict {
+	MAIL_LOG_OK = 0,
+	MAIL_LOG_REJ_SETTLED, /* the log already ends in MailDelivered or MailFailed */
+	MAIL_LOG_REJ_INVALID  /* no kind or recipient, no order or product, a bound of 0 */
+} mail_log_verdict;
+
+#define MAIL_LOG_MAX_EVENTS 2
+
+typedef struct mail_log_events {
+	mail_log_event items[MAIL_LOG_MAX_EVENTS];
+	size_t count;
+} mail_log_events;
+
+/* Sets an empty log (no attempt). Owns nothing. */
+void mail_log_state_init(mail_log_state *s);
+
+/* Pure decision (out is cleared first). Sent: MailDelivered with attempt
+ * attempts + 1. Failed: MailAttemptFailed with attempt attempts + 1, followed
+ * by MailFailed when that attempt reaches max_attempts. A settled log
+ * rejects every command. */
+mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command *c, mail_log_events *out);
+
+/* Applies one event; an event after the log settled changes nothing. */
+void mail_log_evolve(mail_log_state *s, const mail_log_event *e);
+
+/* Stable rejection code ("settled", "invalid"); "" for MAIL_LOG_OK. */
+const char *mail_log_verdict_code(mail_log_verdict v);
+
+/* Copies text into an error field, cut at MAIL_LOG_ERROR_MAX - 1 bytes (on a
+ * UTF-8 boundary) and with control characters replaced by spaces. */
+void mail_log_error_set(char out[MAIL_LOG_ERROR_MAX], const char *text);
+
+/* The id of the email whose sent-marker key is key: "m" + 32 hex digits of
+ * BLAKE2b-128(key). ORN_EINVAL for an empty key, ORN_EINTERNAL if libsodium
+ * cannot start. */
+orn_rc mail_log_id(char out[MAIL_LOG_ID_MAX], const char *key);
+
+/* Payload codecs: msgpack maps {order_id, kind, recipient, attempt, error?,
+ * at} (MailAttemptFailed: error; MailDelivered: none; MailFailed: attempts
+ * and last_error instead of attempt and error), plus product_id when set.
+ * The encoder appends to w (ORN_EINVAL for an unknown kind). The decoder
+ * takes the type name: ORN_EINVAL for an unknown type, ORN_EDECODE for
+ * anything malformed (wrong types, missing keys, over-long strings, an
+ * attempt of 0); unknown keys are skipped. */
+orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e);
+orn_rc mail_log_event_decode(const char *type, const uint8_t *payload, size_t len, mail_log_event *out);
+
+/* The type name of a kind; NULL for an unknown kind. */
+const char *mail_log_event_type(mail_log_event_kind kind);
+
+#endif

@@ -1,0 +1,149 @@
+/* gw_api_mail.c — GET /api/v1/admin/mail: the mail delivery log (role admin).
+ *
+ * Answers at once from the mail read model (projections/mails.h): emails in
+ * mail id order, optionally one order's (order_id) and/or one delivery state's
+ * (status = pending | delivered | failed), a page of 1..100 (default 20) with
+ * an opaque cursor. Each item: {id, order_id, product_id, kind, recipient,
+ * status, attempts, last_error, delivered_at, updated_at}; order_id is null
+ * for a low-stock alert, product_id null for an order's email. */
+#include "gw_api.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gw_problem.h"
+#include "mails.h"
+
+#define MAIL_DEFAULT_LIMIT 20
+
+/* RFC 3339 UTC with milliseconds, or null for 0 (no such time). */
+static json_t *time_or_null(int64_t ms)
+{
+	char text[32];
+	struct tm tm;
+	if (ms <= 0)
+		return json_null();
+	time_t seconds = (time_t)(ms / 1000);
+	gmtime_r(&seconds, &tm);
+	size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(text + n, sizeof text - n, ".%03dZ", (int)(ms % 1000));
+	return json_string(text);
+}
+
+static json_t *string_or_null(const char *s)
+{
+	return s[0] != '\0' ? json_string(s) : json_null();
+}
+
+static json_t *mail_json(const proj_mail_page *page)
+{
+	json_t *items = json_array();
+	if (items == NULL)
+		return NULL;
+	for (size_t i = 0; i < page->count; i++) {
+		const proj_mail_entry *e = &page->items[i];
+		const mail_log_state *s = &e->log;
+		json_t *item = json_pack(
+		        "{s:s, s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:o, s:o}", "id", e->id, "order_id",
+		        string_or_null(s->subject.order_id), "product_id",
+		        string_or_null(s->subject.product_id), "kind", s->subject.kind, "recipient",
+		        s->subject.recipient, "status", mail_log_status_name(s->status), "attempts",
+		        (json_int_t)s->attempts, "last_error", string_or_null(s->last_error), "delivered_at",
+		        time_or_null(s->delivered_at_ms), "updated_at", time_or_null(s->updated_at_ms));
+		if (item == NULL || json_array_append_new(items, item) != 0) {
+			json_decref(items);
+			return NULL;
+		}
+	}
+	return json_pack("{s:o, s:o}", "items", items, "next_cursor",
+	                 page->next_cursor[0] ? json_string(page->next_cursor) : json_null());
+}
+
+/* Reads limit (1..PROJ_MAIL_PAGE_MAX, digits only) into *out; false (and an
+ * error added to problem) otherwise. Absent: *out untouched. */
+static bool query_limit(gw_request *r, unsigned *out, json_t *problem)
+{
+	const char *s = gw_request_query(r, "limit");
+	if (s == NULL)
+		return true;
+	size_t len = strlen(s);
+	unsigned value = 0;
+	bool ok = len >= 1 && len <= 3 && strspn(s, "0123456789") == len;
+	for (size_t i = 0; ok && i < len; i++)
+		value = value * 10 + (unsigned)(s[i] - '0');
+	if (!ok || value < 1 || value > PROJ_MAIL_PAGE_MAX) {
+		gw_problem_add_error(problem, "limit", "must be an integer from 1 to 100");
+		return false;
+	}
+	*out = value;
+	return true;
+}
+
+static void list_mail(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	gw_claims claims;
+	proj_mail_query q = {.limit = MAIL_DEFAULT_LIMIT};
+	proj_mail_page *page = NULL;
+	json_t *problem = NULL;
+	if (!gw_api_authorize(r, api, true, &claims))
+		return;
+	if ((problem = gw_problem_new(400, "the query is invalid")) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	bool ok = query_limit(r, &q.limit, problem);
+	const char *status = gw_request_query(r, "status");
+	if (status != NULL) {
+		q.has_status = mail_log_status_parse(status, &q.status);
+		if (!q.has_status) {
+			gw_problem_add_error(problem, "status", "must be pending, delivered or failed");
+			ok = false;
+		}
+	}
+	q.order_id = gw_request_query(r, "order_id");
+	if (q.order_id != NULL && !orn_id_valid(q.order_id)) {
+		gw_problem_add_error(problem, "order_id", "must be 1 to 64 characters of [A-Za-z0-9_-]");
+		ok = false;
+	}
+	q.cursor = gw_request_query(r, "cursor");
+	if (q.cursor != NULL && strlen(q.cursor) >= PROJ_CURSOR_MAX) {
+		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
+		ok = false;
+	}
+	if (!ok)
+		goto invalid;
+	if (api->mail == NULL) {
+		gw_respond_error(r, 503, "the mail log is unavailable");
+		goto done;
+	}
+	if ((page = malloc(sizeof *page)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
+	orn_rc rc = proj_mail_list(api->mail, &q, page);
+	if (rc == ORN_EINVAL) {
+		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
+		goto invalid;
+	}
+	if (rc != ORN_OK)
+		gw_respond_error(r, 503, "the mail log is unavailable");
+	else
+		gw_respond_json(r, 200, mail_json(page));
+	goto done;
+invalid:
+	gw_respond_problem(r, problem);
+	problem = NULL;
+done:
+	json_decref(problem);
+	free(page);
+}
+
+orn_rc gw_api_register_mail(gw_api *api)
+{
+	static const gw_api_route routes[] = {
+	        {GW_GET, "/api/v1/admin/mail", list_mail},
+	};
+	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
+}

@@ -1,0 +1,359 @@
+/* mails.c — the mail delivery log read model (see mails.h).
+ *
+ * Sub-databases (schemas/read-models.md):
+ *   mail.mails     mail id -> record
+ *   mail.by_order  DUPSORT: order id -> mail ids (alerts, which have no order, are not in it)
+ *   mail.by_state  DUPSORT: state byte (mail_log_status) -> mail ids
+ *
+ * Record: a msgpack array [format, status, order_id, product_id, kind,
+ * recipient, attempts, last_error, delivered_at_ms, updated_at_ms, last seq].
+ * Applying an event reads the record into a mail_log_state, folds the event
+ * with mail_log_evolve (the aggregate's own fold) and writes it back, moving
+ * the id between the by_state groups when the state changed.
+ *
+ * Listing walks one index group (the order's, else the state's) or the
+ * primary database, in id order from the cursor, filtering on the state when
+ * both filters are given (one order has a handful of emails). */
+#include "mails.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proj_internal.h"
+
+#define MAILS_DB       "mail.mails"
+#define BY_ORDER_DB    "mail.by_order"
+#define BY_STATE_DB    "mail.by_state"
+#define SUBJECT_PREFIX "orion.evt." MAIL_LOG_AGGREGATE "."
+#define RECORD_FORMAT  1
+#define RECORD_FIELDS  11
+
+struct proj_mail {
+	proj_env *env;
+	MDB_dbi mails;
+	MDB_dbi by_order;
+	MDB_dbi by_state;
+	proj_def def;
+	uint64_t undecodable;
+	mp_writer *writer; /* projector thread only */
+};
+
+/* ---- records ---- */
+
+static orn_rc record_encode(mp_writer *w, const mail_log_state *s, uint64_t seq)
+{
+	mp_writer_reset(w);
+	mp_write_array(w, RECORD_FIELDS);
+	mp_write_uint(w, RECORD_FORMAT);
+	mp_write_uint(w, (uint64_t)s->status);
+	mp_write_cstr(w, s->subject.order_id);
+	mp_write_cstr(w, s->subject.product_id);
+	mp_write_cstr(w, s->subject.kind);
+	mp_write_cstr(w, s->subject.recipient);
+	mp_write_uint(w, s->attempts);
+	mp_write_cstr(w, s->last_error);
+	mp_write_int(w, s->delivered_at_ms);
+	mp_write_int(w, s->updated_at_ms);
+	mp_write_uint(w, seq);
+	return mp_writer_status(w);
+}
+
+/* ORN_EDECODE for anything record_encode did not write. */
+static orn_rc record_decode(const void *buf, size_t len, mail_log_state *s, uint64_t *seq)
+{
+	mp_reader r;
+	uint32_t count = 0;
+	uint64_t format = 0, status = 0, attempts = 0;
+	mail_log_state_init(s);
+	mp_reader_init(&r, buf, len);
+	if (mp_read_array(&r, &count) != ORN_OK || count != RECORD_FIELDS ||
+	    mp_read_uint(&r, &format) != ORN_OK || format != RECORD_FORMAT ||
+	    mp_read_uint(&r, &status) != ORN_OK || mail_log_status_name((mail_log_status)status) == NULL ||
+	    mp_read_cstr(&r, s->subject.order_id, sizeof s->subject.order_id) != ORN_OK ||
+	    mp_read_cstr(&r, s->subject.product_id, sizeof s->subject.product_id) != ORN_OK ||
+	    mp_read_cstr(&r, s->subject.kind, sizeof s->subject.kind) != ORN_OK ||
+	    mp_read_cstr(&r, s->subject.recipient, sizeof s->subject.recipient) != ORN_OK ||
+	    mp_read_uint(&r, &attempts) != ORN_OK || attempts > UINT32_MAX ||
+	    mp_read_cstr(&r, s->last_error, sizeof s->last_error) != ORN_OK ||
+	    mp_read_int(&r, &s->delivered_at_ms) != ORN_OK || mp_read_int(&r, &s->updated_at_ms) != ORN_OK ||
+	    mp_read_uint(&r, seq) != ORN_OK || mp_reader_remaining(&r) != 0) {
+		mail_log_state_init(s);
+		return ORN_EDECODE;
+	}
+	s->exists = true;
+	s->status = (mail_log_status)status;
+	s->attempts = (uint32_t)attempts;
+	return ORN_OK;
+}
+
+static orn_rc read_record(MDB_txn *txn, proj_mail *m, const char *id, size_t id_len, mail_log_state *s,
+                          uint64_t *seq)
+{
+	MDB_val v;
+	orn_rc rc = proj_get(txn, m->mails, id, id_len, &v);
+	return rc == ORN_OK ? record_decode(v.mv_data, v.mv_size, s, seq) : rc;
+}
+
+/* ---- applying ---- */
+
+static orn_rc mail_open(void *self, proj_txn *t)
+{
+	proj_mail *m = self;
+	orn_rc rc = proj_dbi_open(t, MAILS_DB, 0, &m->mails);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, BY_ORDER_DB, MDB_DUPSORT, &m->by_order);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, BY_STATE_DB, MDB_DUPSORT, &m->by_state);
+	return rc;
+}
+
+static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
+{
+	char text[24];
+	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
+	log_error(msg, "seq", text, "subject", subject, "type", type);
+}
+
+/* Puts a value into a DUPSORT group; an existing pair is no error. */
+static orn_rc index_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const char *id,
+                        size_t id_len)
+{
+	orn_rc rc = proj_put(t, dbi, key, key_len, id, id_len, MDB_NODUPDATA);
+	return rc == ORN_EEXISTS ? ORN_OK : rc;
+}
+
+static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	proj_mail *m = self;
+	mail_log_event ev;
+	mail_log_state s;
+	uint64_t last = 0;
+	const char *id = subject + strlen(SUBJECT_PREFIX);
+	orn_rc rc;
+
+	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(id))
+		return ORN_OK;
+	rc = mail_log_event_decode(e->type, e->payload, e->payload_len, &ev);
+	if (rc == ORN_EINVAL)
+		return ORN_OK; /* a type of a later version: nothing to do */
+	if (rc != ORN_OK) {
+		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
+		log_skip("mail log skips an undecodable mail event", seq, subject, e->type);
+		return ORN_OK;
+	}
+	size_t id_len = strlen(id);
+	mail_log_state_init(&s);
+	rc = read_record(t->txn, m, id, id_len, &s, &last);
+	if (rc == ORN_EDECODE) {
+		log_skip("mail log record unreadable; rebuilt from this event", seq, subject, e->type);
+		mail_log_state_init(&s);
+	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
+		return rc;
+	}
+	bool existed = rc == ORN_OK;
+	uint8_t old_state = (uint8_t)s.status;
+	mail_log_evolve(&s, &ev);
+	uint8_t new_state = (uint8_t)s.status;
+	if (existed && old_state != new_state) {
+		rc = proj_del(t, m->by_state, &old_state, 1, id, id_len);
+		if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+			return rc;
+	}
+	if ((rc = index_put(t, m->by_state, &new_state, 1, id, id_len)) != ORN_OK)
+		return rc;
+	if (s.subject.order_id[0] != '\0' &&
+	    (rc = index_put(t, m->by_order, s.subject.order_id, strlen(s.subject.order_id), id, id_len)) !=
+	            ORN_OK)
+		return rc;
+	if ((rc = record_encode(m->writer, &s, seq)) != ORN_OK)
+		return rc;
+	return proj_put(t, m->mails, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer), 0);
+}
+
+static orn_rc open_in_txn(proj_txn *t, void *closure)
+{
+	return mail_open(closure, t);
+}
+
+orn_rc proj_mail_create(proj_env *env, proj_mail **out)
+{
+	proj_mail *m = calloc(1, sizeof *m);
+	orn_rc rc = ORN_ENOMEM;
+	*out = NULL;
+	if (m == NULL || (m->writer = mp_writer_create()) == NULL)
+		goto fail;
+	m->env = env;
+	m->def = (proj_def){.name = PROJ_MAIL_NAME,
+	                    .filter = PROJ_MAIL_FILTER,
+	                    .open = mail_open,
+	                    .apply = mail_apply,
+	                    .self = m};
+	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
+		goto fail;
+	*out = m;
+	return ORN_OK;
+fail:
+	proj_mail_destroy(m);
+	return rc;
+}
+
+void proj_mail_destroy(proj_mail *m)
+{
+	if (m == NULL)
+		return;
+	mp_writer_destroy(m->writer);
+	free(m);
+}
+
+const proj_def *proj_mail_def(proj_mail *m)
+{
+	return &m->def;
+}
+
+void proj_mail_stats_get(proj_mail *m, proj_mail_stats *out)
+{
+	out->undecodable = __atomic_load_n(&m->undecodable, __ATOMIC_RELAXED);
+}
+
+static void fill_entry(proj_mail_entry *out, const void *id, size_t id_len, const mail_log_state *s,
+                       uint64_t seq)
+{
+	memcpy(out->id, id, id_len);
+	out->id[id_len] = '\0';
+	out->log = *s;
+	out->version = seq;
+}
+
+orn_rc proj_mail_get(proj_mail *m, const char *id, proj_mail_entry *out)
+{
+	MDB_txn *txn = NULL;
+	mail_log_state s;
+	uint64_t seq = 0;
+	if (!es_id_valid(id) || strlen(id) >= MAIL_LOG_ID_MAX)
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	size_t id_len = strlen(id);
+	if ((rc = read_record(txn, m, id, id_len, &s, &seq)) == ORN_OK)
+		fill_entry(out, id, id_len, &s, seq);
+	proj_env_read_end(m->env, txn);
+	return rc;
+}
+
+/* ---- listing ---- */
+
+typedef struct list_ctx {
+	proj_mail *m;
+	MDB_txn *txn;
+	const proj_mail_query *q;
+	char after[ES_ID_MAX + 1];
+	size_t after_len;
+	proj_mail_page *out;
+	bool more;
+} list_ctx;
+
+/* Adds the email id to the page if it passes the state filter; *stop once
+ * the page is full and one more row exists. */
+static orn_rc consider(list_ctx *c, const void *id, size_t id_len, bool *stop)
+{
+	mail_log_state s;
+	uint64_t seq = 0;
+	*stop = false;
+	if (id_len == 0 || id_len >= MAIL_LOG_ID_MAX)
+		return ORN_EDECODE;
+	orn_rc rc = read_record(c->txn, c->m, id, id_len, &s, &seq);
+	if (rc == ORN_ENOTFOUND) /* the index names an email that is not there */
+		rc = ORN_EDECODE;
+	if (rc != ORN_OK)
+		return rc;
+	if (c->q->has_status && s.status != c->q->status)
+		return ORN_OK;
+	if (c->out->count == c->q->limit) {
+		c->more = true;
+		*stop = true;
+		return ORN_OK;
+	}
+	fill_entry(&c->out->items[c->out->count++], id, id_len, &s, seq);
+	return ORN_OK;
+}
+
+/* Walks the ids of one DUPSORT group (key) after the cursor, in id order. */
+static orn_rc walk_group(list_ctx *c, MDB_dbi dbi, const void *key, size_t key_len)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = {key_len, (void *)key}, v = {c->after_len, c->after};
+	int mrc = mdb_cursor_open(c->txn, dbi, &cur);
+	orn_rc rc = ORN_OK;
+	bool stop = false;
+	if (mrc != 0)
+		return proj_rc(mrc);
+	if (c->after_len == 0) {
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	} else {
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
+		if (mrc == 0 && proj_bytes_cmp(v.mv_data, v.mv_size, c->after, c->after_len) == 0)
+			mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
+	}
+	for (; mrc == 0 && rc == ORN_OK && !stop; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP))
+		rc = consider(c, v.mv_data, v.mv_size, &stop);
+	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+/* Walks the primary database after the cursor, in id order. */
+static orn_rc walk_all(list_ctx *c)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k = {c->after_len, c->after}, v;
+	int mrc = mdb_cursor_open(c->txn, c->m->mails, &cur);
+	orn_rc rc = ORN_OK;
+	bool stop = false;
+	if (mrc != 0)
+		return proj_rc(mrc);
+	mrc = mdb_cursor_get(cur, &k, &v, c->after_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+	if (mrc == 0 && c->after_len > 0 && proj_bytes_cmp(k.mv_data, k.mv_size, c->after, c->after_len) == 0)
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	for (; mrc == 0 && rc == ORN_OK && !stop; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		rc = consider(c, k.mv_data, k.mv_size, &stop);
+	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+orn_rc proj_mail_list(proj_mail *m, const proj_mail_query *q, proj_mail_page *out)
+{
+	list_ctx c = {.m = m, .q = q, .out = out};
+	bool by_order = q->order_id != NULL && q->order_id[0] != '\0';
+	orn_rc rc;
+	out->count = 0;
+	out->next_cursor[0] = '\0';
+	if (q->limit < 1 || q->limit > PROJ_MAIL_PAGE_MAX || (by_order && !es_id_valid(q->order_id)) ||
+	    (q->has_status && mail_log_status_name(q->status) == NULL))
+		return ORN_EINVAL;
+	if (q->cursor != NULL && q->cursor[0] != '\0') {
+		if (proj_cursor_decode(q->cursor, c.after, sizeof c.after) != ORN_OK)
+			return ORN_EINVAL;
+		c.after_len = strlen(c.after);
+	}
+	if ((rc = proj_env_read_begin(m->env, &c.txn)) != ORN_OK)
+		return rc;
+	uint8_t state = (uint8_t)q->status;
+	if (by_order)
+		rc = walk_group(&c, m->by_order, q->order_id, strlen(q->order_id));
+	else if (q->has_status)
+		rc = walk_group(&c, m->by_state, &state, 1);
+	else
+		rc = walk_all(&c);
+	proj_env_read_end(m->env, c.txn);
+	if (rc == ORN_OK && c.more && out->count > 0)
+		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
+		                        sizeof out->next_cursor);
+	if (rc != ORN_OK)
+		out->count = 0;
+	return rc;
+}
