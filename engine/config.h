@@ -6,6 +6,7 @@
 #define ORION_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "orn.h"
@@ -28,6 +29,7 @@ typedef struct orn_config {
 	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */
 	char public_url[ORN_CONFIG_STR_MAX];   /* ORION_PUBLIC_URL, default http://<ORION_HTTP_ADDR> */
 	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
+	int64_t low_stock_threshold;           /* ORION_LOW_STOCK_THRESHOLD, default 5 (0..1e9) */
 	char psp_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_URL; "" = start the bundled sandbox */
 	char psp_key[ORN_CONFIG_STR_MAX];      /* ORION_PSP_KEY, default sk_test_orion */
 	long payment_timeout_ms;          /* ORION_PAYMENT_TIMEOUT_MS, default 25000: the gateway's wait */

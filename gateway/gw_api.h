@@ -66,6 +66,8 @@ typedef struct gw_api {
 	 * the JWT secret), and how long an order may wait for its confirmation */
 	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
 	int64_t reservation_ttl_ms;
+	/* the low-stock threshold of a product created without one */
+	int64_t low_stock_threshold;
 	/* how long POST /orders/{id}/payment waits for the payment service; 0
 	 * means GW_API_PAYMENT_TIMEOUT_MS */
 	unsigned payment_timeout_ms;
