@@ -5,14 +5,17 @@
  * delivers the changes in stream order; a second connection with
  * Last-Event-ID (or ?after=) gets exactly the events after it, then live
  * ones, with no gap and no duplicate; a customer gets 403, no token 401, a
- * bad Last-Event-ID 400. One server per test, stopped in .fini. */
+ * bad Last-Event-ID 400; an open feed does not keep the server from a clean
+ * exit. One server per test, stopped in .fini. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gw_jwt.h"
 #include "harness.h"
@@ -379,4 +382,62 @@ Test(inventory_feed, only_admins_with_a_valid_event_id_may_stream)
 	r = hc_call(base_url, "GET", FEED_PATH "?after=x", admin_token, NULL, 0, NULL, NULL, 15000L);
 	cr_assert_eq(r.status, 400, "%s", r.body);
 	hc_reply_free(&r);
+}
+
+/* ---- a feed open while the server stops ---------------------------------------- */
+
+typedef struct background_feed {
+	pthread_t thread;
+	sse_client client;
+	bool opened; /* under the lock: the stream's retry field arrived */
+	pthread_mutex_t lock;
+} background_feed;
+
+static void mark_open(void *arg)
+{
+	background_feed *b = arg;
+	pthread_mutex_lock(&b->lock);
+	b->opened = true;
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Reads the feed until the server ends it (no asserts off the test thread). */
+static void *read_feed(void *arg)
+{
+	background_feed *b = arg;
+	char url[512], auth[GW_JWT_MAX_TOKEN + 32];
+	CURL *curl = curl_easy_init();
+	struct curl_slist *list = NULL;
+	snprintf(url, sizeof url, "%s%s", base_url, FEED_PATH);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", admin_token);
+	list = curl_slist_append(list, auth);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_sse);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b->client);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_perform(curl);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	return NULL;
+}
+
+Test(inventory_feed, an_open_feed_does_not_keep_the_server_from_stopping_cleanly)
+{
+	background_feed b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	b.client.on_open = mark_open;
+	b.client.on_open_arg = &b;
+	cr_assert_eq(pthread_create(&b.thread, NULL, read_feed, &b), 0);
+	bool opened = false;
+	for (int i = 0; i < 200 && !opened; i++) {
+		usleep(50 * 1000);
+		pthread_mutex_lock(&b.lock);
+		opened = b.opened;
+		pthread_mutex_unlock(&b.lock);
+	}
+	cr_assert(opened, "the feed opened");
+	cr_assert_eq(hc_serve_stop(server_pid), 0, "orion serve exits cleanly with a feed open");
+	server_pid = 0;
+	pthread_join(b.thread, NULL);
+	sse_free(&b.client);
 }
