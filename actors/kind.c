@@ -22,6 +22,12 @@ int kind_type_index(const void *table, size_t count, size_t stride, const char *
 orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind_entry_fn *entry, void *out,
                        size_t out_size)
 {
+	return kind_decode_map_optional(payload, len, fields, 0, entry, out, out_size, NULL);
+}
+
+orn_rc kind_decode_map_optional(const uint8_t *payload, size_t len, unsigned required, unsigned optional,
+                                kind_entry_fn *entry, void *out, size_t out_size, unsigned *seen_out)
+{
 	mp_reader r;
 	uint32_t count;
 	unsigned seen = 0;
@@ -32,11 +38,13 @@ orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind
 	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
 		goto fail;
 	for (uint32_t i = 0; i < count; i++)
-		if ((rc = entry(&r, fields, &seen, out)) != ORN_OK)
+		if ((rc = entry(&r, required | optional, &seen, out)) != ORN_OK)
 			goto fail;
-	if (seen != fields || mp_reader_remaining(&r) != 0)
+	if ((seen & required) != required || mp_reader_remaining(&r) != 0)
 		rc = ORN_EDECODE;
 fail:
+	if (seen_out != NULL)
+		*seen_out = seen;
 	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
 }
 

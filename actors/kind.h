@@ -40,6 +40,12 @@ typedef orn_rc kind_entry_fn(mp_reader *r, unsigned fields, unsigned *seen, void
 orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind_entry_fn *entry, void *out,
                        size_t out_size);
 
+/* kind_decode_map for a payload that may also hold the fields of optional:
+ * entry reads required | optional, only required must all be present; *seen
+ * (may be NULL) receives the fields read. */
+orn_rc kind_decode_map_optional(const uint8_t *payload, size_t len, unsigned required, unsigned optional,
+                                kind_entry_fn *entry, void *out, size_t out_size, unsigned *seen);
+
 /* An aggregate's typed functions behind void pointers: what kind_decide and
  * kind_evolve need to turn envelopes into its command and event structs and to
  * run its pure decide and evolve. One static const instance per aggregate. */

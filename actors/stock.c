@@ -36,6 +36,11 @@ enum payload_field {
 	FIELD_DELTA = 1u << 2,
 	FIELD_REASON = 1u << 3,
 	FIELD_ON_HAND = 1u << 4,
+	FIELD_RESERVED = 1u << 5,
+	FIELD_THRESHOLD = 1u << 6,
+	FIELD_AVAILABLE = 1u << 7,
+	/* the levels after an event, optional in the events stored before them */
+	FIELD_LEVELS = FIELD_ON_HAND | FIELD_RESERVED | FIELD_THRESHOLD,
 };
 
 static const struct {
@@ -47,28 +52,38 @@ static const struct {
         {"delta", FIELD_DELTA},
         {"reason", FIELD_REASON},
         {"on_hand", FIELD_ON_HAND},
+        {"reserved", FIELD_RESERVED},
+        {"threshold", FIELD_THRESHOLD},
+        {"available", FIELD_AVAILABLE},
 };
 
-/* One payload shape: the type name and the keys it carries, all required. */
+/* One payload shape: the type name, the keys it always carries, and the keys
+ * it may carry (added after payloads without them were stored). */
 typedef struct payload_shape {
 	const char *type;
 	unsigned fields;
+	unsigned optional;
 } payload_shape;
 
 static const payload_shape command_shapes[] = {
-        [STOCK_CREATE] = {STOCK_CMD_CREATE, FIELD_QUANTITY},
+        [STOCK_CREATE] = {STOCK_CMD_CREATE, FIELD_QUANTITY, FIELD_THRESHOLD},
         [STOCK_RESERVE] = {STOCK_CMD_RESERVE, FIELD_RESERVATION_ID | FIELD_QUANTITY},
         [STOCK_RELEASE] = {STOCK_CMD_RELEASE, FIELD_RESERVATION_ID},
         [STOCK_COMMIT] = {STOCK_CMD_COMMIT, FIELD_RESERVATION_ID},
         [STOCK_ADJUST] = {STOCK_CMD_ADJUST, FIELD_DELTA | FIELD_REASON},
+        [STOCK_SET_THRESHOLD] = {STOCK_CMD_THRESHOLD, FIELD_THRESHOLD},
 };
 
 static const payload_shape event_shapes[] = {
-        [STOCK_CREATED] = {STOCK_EV_CREATED, FIELD_QUANTITY},
-        [STOCK_RESERVED] = {STOCK_EV_RESERVED, FIELD_RESERVATION_ID | FIELD_QUANTITY},
-        [STOCK_RELEASED] = {STOCK_EV_RELEASED, FIELD_RESERVATION_ID | FIELD_QUANTITY},
-        [STOCK_COMMITTED] = {STOCK_EV_COMMITTED, FIELD_RESERVATION_ID | FIELD_QUANTITY},
-        [STOCK_ADJUSTED] = {STOCK_EV_ADJUSTED, FIELD_DELTA | FIELD_ON_HAND | FIELD_REASON},
+        [STOCK_CREATED] = {STOCK_EV_CREATED, FIELD_QUANTITY, FIELD_LEVELS},
+        [STOCK_RESERVED] = {STOCK_EV_RESERVED, FIELD_RESERVATION_ID | FIELD_QUANTITY, FIELD_LEVELS},
+        [STOCK_RELEASED] = {STOCK_EV_RELEASED, FIELD_RESERVATION_ID | FIELD_QUANTITY, FIELD_LEVELS},
+        [STOCK_COMMITTED] = {STOCK_EV_COMMITTED, FIELD_RESERVATION_ID | FIELD_QUANTITY, FIELD_LEVELS},
+        [STOCK_ADJUSTED] = {STOCK_EV_ADJUSTED, FIELD_DELTA | FIELD_ON_HAND | FIELD_REASON,
+                            FIELD_RESERVED | FIELD_THRESHOLD},
+        [STOCK_THRESHOLD_SET] = {STOCK_EV_THRESHOLD, FIELD_LEVELS, 0},
+        [STOCK_LOW_DETECTED] = {STOCK_EV_LOW, FIELD_LEVELS | FIELD_AVAILABLE, 0},
+        [STOCK_LOW_CLEARED] = {STOCK_EV_LOW_CLEAR, FIELD_LEVELS | FIELD_AVAILABLE, 0},
 };
 
 static const char *const verdict_codes[] = {
@@ -90,6 +105,9 @@ typedef struct payload_fields {
 	int64_t delta;
 	int64_t on_hand;
 	char reason[STOCK_REASON_MAX];
+	int64_t reserved;
+	int64_t threshold;
+	int64_t available;
 } payload_fields;
 
 /* ---- validation ---- */
@@ -154,6 +172,11 @@ int64_t stock_available(const stock_state *s)
 	int64_t available = saturating_add(s->on_hand, -s->reserved);
 
 	return available > 0 ? available : 0;
+}
+
+bool stock_is_low(const stock_state *s)
+{
+	return stock_available(s) < s->threshold;
 }
 
 int64_t stock_held(const stock_state *s, const char *reservation_id)
@@ -246,32 +269,82 @@ static stock_event *emit(stock_events *out, stock_event_kind kind)
 	return e;
 }
 
-/* Emits a reservation event (reserved, released, committed). */
-static void emit_reservation(stock_events *out, stock_event_kind kind, const char *reservation_id,
-                             int64_t quantity)
+/* The levels of an item after a decision. */
+typedef struct levels {
+	int64_t on_hand;
+	int64_t reserved;
+	int64_t threshold;
+} levels;
+
+static levels levels_of(const stock_state *s)
+{
+	return (levels){s->on_hand, s->reserved, s->threshold};
+}
+
+static int64_t levels_available(levels l)
+{
+	int64_t available = saturating_add(l.on_hand, -l.reserved);
+
+	return available > 0 ? available : 0;
+}
+
+/* Appends an event of kind carrying the levels after it. */
+static stock_event *emit_levels(stock_events *out, stock_event_kind kind, levels after)
 {
 	stock_event *e = emit(out, kind);
 
+	e->has_levels = true;
+	e->on_hand = after.on_hand;
+	e->reserved = after.reserved;
+	e->threshold = after.threshold;
+	return e;
+}
+
+/* Appends LowStockDetected when the levels after are low and the item is not
+ * (yet) marked low, LowStockCleared in the opposite case: one of each per
+ * crossing, whatever caused it. */
+static void emit_crossing(const stock_state *s, stock_events *out, levels after)
+{
+	bool low = levels_available(after) < after.threshold;
+
+	if (low != s->low)
+		emit_levels(out, low ? STOCK_LOW_DETECTED : STOCK_LOW_CLEARED, after)->available =
+		        levels_available(after);
+}
+
+/* Emits a reservation event (reserved, released, committed) with the levels
+ * after it, and the crossing it causes. */
+static void emit_reservation(const stock_state *s, stock_events *out, stock_event_kind kind,
+                             const char *reservation_id, int64_t quantity, levels after)
+{
+	stock_event *e = emit_levels(out, kind, after);
+
 	strcpy(e->reservation_id, reservation_id);
 	e->quantity = quantity;
+	emit_crossing(s, out, after);
 }
 
 static stock_verdict decide_create(const stock_state *s, const stock_command *c, stock_events *out)
 {
 	stock_verdict verdict = STOCK_OK;
 
+	levels after = {c->quantity, 0, c->threshold};
+
 	if (s->exists)
 		verdict = STOCK_REJ_EXISTS;
-	else if (!quantity_in_range(c->quantity, 0))
+	else if (!quantity_in_range(c->quantity, 0) || !quantity_in_range(c->threshold, 0))
 		verdict = STOCK_REJ_INVALID;
-	else
-		emit(out, STOCK_CREATED)->quantity = c->quantity;
+	else {
+		emit_levels(out, STOCK_CREATED, after)->quantity = c->quantity;
+		emit_crossing(s, out, after);
+	}
 	return verdict;
 }
 
 static stock_verdict decide_reserve(const stock_state *s, const stock_command *c, stock_events *out)
 {
 	stock_verdict verdict = STOCK_OK;
+	levels after = levels_of(s);
 	int64_t held;
 
 	if (!reservation_id_valid(c->reservation_id) || !quantity_in_range(c->quantity, 1))
@@ -282,8 +355,10 @@ static stock_verdict decide_reserve(const stock_state *s, const stock_command *c
 		verdict = STOCK_REJ_CLOSED;
 	else if (c->quantity > stock_available(s))
 		verdict = STOCK_REJ_OUT_OF_STOCK;
-	else
-		emit_reservation(out, STOCK_RESERVED, c->reservation_id, c->quantity);
+	else {
+		after.reserved += c->quantity;
+		emit_reservation(s, out, STOCK_RESERVED, c->reservation_id, c->quantity, after);
+	}
 	return verdict;
 }
 
@@ -295,7 +370,8 @@ static stock_verdict decide_release(const stock_state *s, const stock_command *c
 	if (!reservation_id_valid(c->reservation_id))
 		verdict = STOCK_REJ_INVALID;
 	else if ((held = stock_held(s, c->reservation_id)) != 0)
-		emit_reservation(out, STOCK_RELEASED, c->reservation_id, held);
+		emit_reservation(s, out, STOCK_RELEASED, c->reservation_id, held,
+		                 (levels){s->on_hand, s->reserved - held, s->threshold});
 	return verdict;
 }
 
@@ -307,7 +383,8 @@ static stock_verdict decide_commit(const stock_state *s, const stock_command *c,
 	if (!reservation_id_valid(c->reservation_id))
 		verdict = STOCK_REJ_INVALID;
 	else if ((held = stock_held(s, c->reservation_id)) != 0)
-		emit_reservation(out, STOCK_COMMITTED, c->reservation_id, held);
+		emit_reservation(s, out, STOCK_COMMITTED, c->reservation_id, held,
+		                 (levels){s->on_hand - held, s->reserved - held, s->threshold});
 	else if (closed_how(s, c->reservation_id) == CLOSED_RELEASED)
 		verdict = STOCK_REJ_CLOSED; /* released stock cannot be sold any more */
 	else if (!closed_contains(s, c->reservation_id))
@@ -329,10 +406,25 @@ static stock_verdict decide_adjust(const stock_state *s, const stock_command *c,
 	else if (after > STOCK_QUANTITY_MAX)
 		verdict = STOCK_REJ_INVALID;
 	if (verdict == STOCK_OK) {
-		e = emit(out, STOCK_ADJUSTED);
+		e = emit_levels(out, STOCK_ADJUSTED, (levels){after, s->reserved, s->threshold});
 		e->delta = c->delta;
-		e->on_hand = after;
 		strcpy(e->reason, c->reason);
+		emit_crossing(s, out, (levels){after, s->reserved, s->threshold});
+	}
+	return verdict;
+}
+
+/* Setting the threshold it already has changes nothing (no event). */
+static stock_verdict decide_set_threshold(const stock_state *s, const stock_command *c, stock_events *out)
+{
+	stock_verdict verdict = STOCK_OK;
+	levels after = {s->on_hand, s->reserved, c->threshold};
+
+	if (!quantity_in_range(c->threshold, 0))
+		verdict = STOCK_REJ_INVALID;
+	else if (c->threshold != s->threshold) {
+		emit_levels(out, STOCK_THRESHOLD_SET, after);
+		emit_crossing(s, out, after);
 	}
 	return verdict;
 }
@@ -354,6 +446,8 @@ stock_verdict stock_decide(const stock_state *s, const stock_command *c, stock_e
 		verdict = decide_commit(s, c, out);
 	else if (c->kind == STOCK_ADJUST)
 		verdict = decide_adjust(s, c, out);
+	else if (c->kind == STOCK_SET_THRESHOLD)
+		verdict = decide_set_threshold(s, c, out);
 	return verdict;
 }
 
@@ -417,6 +511,7 @@ orn_rc stock_evolve(stock_state *s, const stock_event *e)
 	case STOCK_CREATED:
 		s->exists = true;
 		s->on_hand = e->quantity;
+		s->threshold = e->threshold; /* 0 in events stored before thresholds */
 		break;
 	case STOCK_RESERVED:
 		rc = apply_reserved(s, e);
@@ -429,6 +524,15 @@ orn_rc stock_evolve(stock_state *s, const stock_event *e)
 		break;
 	case STOCK_ADJUSTED:
 		s->on_hand = saturating_add(s->on_hand, e->delta);
+		break;
+	case STOCK_THRESHOLD_SET:
+		s->threshold = e->threshold;
+		break;
+	case STOCK_LOW_DETECTED:
+		s->low = true;
+		break;
+	case STOCK_LOW_CLEARED:
+		s->low = false;
 		break;
 	}
 	return rc;
@@ -481,6 +585,12 @@ static orn_rc encode_fields(mp_writer *w, unsigned fields, const payload_fields 
 			mp_write_int(w, f->delta);
 		else if (field == FIELD_ON_HAND)
 			mp_write_int(w, f->on_hand);
+		else if (field == FIELD_RESERVED)
+			mp_write_int(w, f->reserved);
+		else if (field == FIELD_THRESHOLD)
+			mp_write_int(w, f->threshold);
+		else if (field == FIELD_AVAILABLE)
+			mp_write_int(w, f->available);
 	}
 	rc = mp_writer_status(w);
 fail:
@@ -524,21 +634,27 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *
 		rc = mp_read_int(r, &out->quantity);
 	else if (field == FIELD_DELTA)
 		rc = mp_read_int(r, &out->delta);
-	else
+	else if (field == FIELD_ON_HAND)
 		rc = mp_read_int(r, &out->on_hand);
+	else if (field == FIELD_RESERVED)
+		rc = mp_read_int(r, &out->reserved);
+	else if (field == FIELD_THRESHOLD)
+		rc = mp_read_int(r, &out->threshold);
+	else
+		rc = mp_read_int(r, &out->available);
 fail:
 	return rc;
 }
 
 orn_rc stock_command_encode(mp_writer *w, const stock_command *c)
 {
-	payload_fields f = {.quantity = c->quantity, .delta = c->delta};
+	payload_fields f = {.quantity = c->quantity, .delta = c->delta, .threshold = c->threshold};
 
 	if ((size_t)c->kind >= ORN_ARRAY_LEN(command_shapes))
 		return ORN_EINVAL;
 	memcpy(f.reservation_id, c->reservation_id, sizeof f.reservation_id);
 	memcpy(f.reason, c->reason, sizeof f.reason);
-	return encode_fields(w, command_shapes[c->kind].fields, &f);
+	return encode_fields(w, command_shapes[c->kind].fields | command_shapes[c->kind].optional, &f);
 }
 
 orn_rc stock_command_decode(const char *type, const uint8_t *payload, size_t len, stock_command *out)
@@ -549,11 +665,13 @@ orn_rc stock_command_decode(const char *type, const uint8_t *payload, size_t len
 
 	if (shape < 0)
 		goto fail;
-	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
-	    ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, command_shapes[shape].fields,
+	                                   command_shapes[shape].optional, decode_entry, &f, sizeof f,
+	                                   NULL)) != ORN_OK)
 		goto fail;
 	memset(out, 0, sizeof *out);
 	out->kind = (stock_command_kind)shape;
+	out->threshold = f.threshold;
 	memcpy(out->reservation_id, f.reservation_id, sizeof out->reservation_id);
 	out->quantity = f.quantity;
 	out->delta = f.delta;
@@ -564,20 +682,25 @@ fail:
 
 orn_rc stock_event_encode(mp_writer *w, const stock_event *e)
 {
-	payload_fields f = {.quantity = e->quantity, .delta = e->delta, .on_hand = e->on_hand};
+	payload_fields f = {.quantity = e->quantity,
+	                    .delta = e->delta,
+	                    .on_hand = e->on_hand,
+	                    .reserved = e->reserved,
+	                    .threshold = e->threshold,
+	                    .available = e->available};
 
 	if ((size_t)e->kind >= ORN_ARRAY_LEN(event_shapes))
 		return ORN_EINVAL;
 	memcpy(f.reservation_id, e->reservation_id, sizeof f.reservation_id);
 	memcpy(f.reason, e->reason, sizeof f.reason);
-	return encode_fields(w, event_shapes[e->kind].fields, &f);
+	return encode_fields(
+	        w, event_shapes[e->kind].fields | (e->has_levels ? event_shapes[e->kind].optional : 0), &f);
 }
 
-/* True if the decoded fields of an event of kind are ones decide can emit. */
-static bool event_fields_valid(stock_event_kind kind, const payload_fields *f)
+/* True if the decoded fields of an event of kind are ones decide can emit;
+ * fields are the ones the payload holds. */
+static bool event_fields_valid(stock_event_kind kind, unsigned fields, const payload_fields *f)
 {
-	unsigned fields = event_shapes[kind].fields;
-
 	if ((fields & FIELD_RESERVATION_ID) && !reservation_id_valid(f->reservation_id))
 		return false;
 	if ((fields & FIELD_QUANTITY) && !quantity_in_range(f->quantity, kind == STOCK_CREATED ? 0 : 1))
@@ -586,6 +709,12 @@ static bool event_fields_valid(stock_event_kind kind, const payload_fields *f)
 		return false;
 	if ((fields & FIELD_ON_HAND) && !quantity_in_range(f->on_hand, 0))
 		return false;
+	if ((fields & FIELD_RESERVED) && !quantity_in_range(f->reserved, 0))
+		return false;
+	if ((fields & FIELD_THRESHOLD) && !quantity_in_range(f->threshold, 0))
+		return false;
+	if ((fields & FIELD_AVAILABLE) && !quantity_in_range(f->available, 0))
+		return false;
 	return (fields & FIELD_REASON) == 0 || f->reason[0] != '\0';
 }
 
@@ -593,14 +722,16 @@ orn_rc stock_event_decode(const char *type, const uint8_t *payload, size_t len, 
 {
 	int shape = KIND_TYPE_INDEX(event_shapes, type);
 	payload_fields f;
+	unsigned seen = 0;
 	orn_rc rc = ORN_EINVAL;
 
 	if (shape < 0)
 		goto fail;
-	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
-	    ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
+	                                   event_shapes[shape].optional, decode_entry, &f, sizeof f,
+	                                   &seen)) != ORN_OK)
 		goto fail;
-	if (!event_fields_valid((stock_event_kind)shape, &f)) {
+	if (!event_fields_valid((stock_event_kind)shape, seen, &f)) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}
@@ -611,6 +742,10 @@ orn_rc stock_event_decode(const char *type, const uint8_t *payload, size_t len, 
 	out->delta = f.delta;
 	out->on_hand = f.on_hand;
 	memcpy(out->reason, f.reason, sizeof out->reason);
+	out->has_levels = (seen & FIELD_LEVELS) == FIELD_LEVELS;
+	out->reserved = f.reserved;
+	out->threshold = f.threshold;
+	out->available = f.available;
 fail:
 	return rc;
 }
@@ -657,14 +792,14 @@ fail:
 }
 
 /* Snapshot: a map {exists, on_hand, reserved, sold, held: {id: quantity},
- * closed: [[id, committed], oldest first]}. */
+ * closed: [[id, committed], oldest first], threshold, low}. */
 static orn_rc stock_snapshot(const void *state, mp_writer *w)
 {
 	const stock_state *s = state;
 	size_t oldest = s->closed_count < STOCK_CLOSED_MEMORY ? 0 : s->closed_next;
 	orn_rc rc;
 
-	mp_write_map(w, 6);
+	mp_write_map(w, 8);
 	mp_write_cstr(w, "exists");
 	mp_write_bool(w, s->exists);
 	mp_write_cstr(w, "on_hand");
@@ -673,6 +808,10 @@ static orn_rc stock_snapshot(const void *state, mp_writer *w)
 	mp_write_int(w, s->reserved);
 	mp_write_cstr(w, "sold");
 	mp_write_int(w, s->sold);
+	mp_write_cstr(w, "threshold");
+	mp_write_int(w, s->threshold);
+	mp_write_cstr(w, "low");
+	mp_write_bool(w, s->low);
 	mp_write_cstr(w, "held");
 	if ((rc = write_held(s, w)) != ORN_OK)
 		goto fail;
@@ -763,13 +902,16 @@ enum snapshot_key {
 	KEY_SOLD = 1u << 3,
 	KEY_HELD = 1u << 4,
 	KEY_CLOSED = 1u << 5,
-	KEY_ALL = (1u << 6) - 1,
+	KEY_THRESHOLD = 1u << 6,
+	KEY_LOW = 1u << 7,
+	KEY_ALL = (1u << 8) - 1,
 };
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
 static orn_rc read_snapshot_entry(mp_reader *r, stock_state *s, unsigned *seen)
 {
-	static const char *const keys[] = {"exists", "on_hand", "reserved", "sold", "held", "closed"};
+	static const char *const keys[] = {"exists", "on_hand", "reserved",  "sold",
+	                                   "held",   "closed",  "threshold", "low"};
 	const char *key;
 	uint32_t len;
 	unsigned bit = 0;
@@ -797,6 +939,10 @@ static orn_rc read_snapshot_entry(mp_reader *r, stock_state *s, unsigned *seen)
 		rc = mp_read_int(r, &s->sold);
 	else if (bit == KEY_HELD)
 		rc = read_held(r, s);
+	else if (bit == KEY_THRESHOLD)
+		rc = mp_read_int(r, &s->threshold);
+	else if (bit == KEY_LOW)
+		rc = mp_read_bool(r, &s->low);
 	else
 		rc = read_closed(r, s);
 fail:
@@ -833,7 +979,8 @@ static orn_rc stock_restore(void *state, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < count; i++)
 		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
 			goto fail;
-	if (seen != KEY_ALL || mp_reader_remaining(&r) != 0 || !reserved_matches_held(&fresh)) {
+	if (seen != KEY_ALL || mp_reader_remaining(&r) != 0 || !reserved_matches_held(&fresh) ||
+	    !quantity_in_range(fresh.threshold, 0)) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}
@@ -883,8 +1030,9 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 	else
 		snprintf(detail, cap,
 		         "quantities are 1..%lld (create: 0..), delta non-zero within +-%lld with a reason, "
-		         "on hand at most %lld, reservation ids 1..%d printable ASCII characters",
-		         STOCK_QUANTITY_MAX, STOCK_QUANTITY_MAX, STOCK_QUANTITY_MAX,
+		         "on hand at most %lld, thresholds 0..%lld, reservation ids 1..%d printable ASCII "
+		         "characters",
+		         STOCK_QUANTITY_MAX, STOCK_QUANTITY_MAX, STOCK_QUANTITY_MAX, STOCK_QUANTITY_MAX,
 		         STOCK_RESERVATION_ID_MAX - 1);
 }
 
@@ -897,18 +1045,22 @@ static orn_rc apply_event(void *state, const void *event)
 /* stock_kind_decide and stock_kind_evolve: the adapter every aggregate shares (kind.h). */
 KIND_ADAPTER(stock, PAYLOAD_SCHEMA, describe_rejection, apply_event);
 
-/* View: {exists, on_hand, reserved, available, sold, held: count}. */
+/* View: {exists, on_hand, reserved, available, sold, held: count, threshold, low}. */
 static orn_rc stock_view(const void *state, mp_writer *w)
 {
 	const stock_state *s = state;
 
-	mp_write_map(w, 6);
+	mp_write_map(w, 8);
 	mp_write_cstr(w, "exists");
 	mp_write_bool(w, s->exists);
 	mp_write_cstr(w, "on_hand");
 	mp_write_int(w, s->on_hand);
 	mp_write_cstr(w, "reserved");
 	mp_write_int(w, s->reserved);
+	mp_write_cstr(w, "threshold");
+	mp_write_int(w, s->threshold);
+	mp_write_cstr(w, "low");
+	mp_write_bool(w, s->low);
 	mp_write_cstr(w, "available");
 	mp_write_int(w, stock_available(s));
 	mp_write_cstr(w, "sold");

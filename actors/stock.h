@@ -9,6 +9,22 @@
  * closed (released or committed) ids makes a late, redelivered reserve of a
  * closed id a rejection instead of a leak.
  *
+ * Low stock. An item has a low-stock threshold (units of available, 0: never
+ * low) and is low while available < threshold. A decision whose event takes
+ * the item from not low to low (reserve, adjust down, threshold raised, create
+ * below the threshold) also emits LowStockDetected in the same commit; one
+ * that takes it back (release, adjust up, threshold lowered) emits
+ * LowStockCleared, which re-arms the alert. Exactly one LowStockDetected per
+ * crossing: further sales while low emit none. Contract (mail relies on it):
+ * subject orion.evt.stock.<product id>, type "LowStockDetected", payload a
+ * msgpack map with int values "threshold", "available", "on_hand",
+ * "reserved" (the levels after the decision); LowStockCleared likewise.
+ *
+ * Levels. Every event decide emits also carries the item's levels after it
+ * ("on_hand", "reserved", "threshold"), so each is self-describing for live
+ * feeds (docs/adr/012); events written before have none (has_levels false).
+ * evolve ignores them and trusts the state, as for quantities.
+ *
  * decide and evolve are pure: no I/O, no clock, no globals. */
 #ifndef ORION_STOCK_H
 #define ORION_STOCK_H
@@ -25,7 +41,7 @@
 #define STOCK_REASON_MAX         256 /* bytes, NUL included */
 #define STOCK_QUANTITY_MAX       1000000000LL
 #define STOCK_CLOSED_MEMORY      1024 /* closed reservation ids remembered */
-#define STOCK_SNAPSHOT_SCHEMA    2    /* 2: closed ids remember released or committed */
+#define STOCK_SNAPSHOT_SCHEMA    3    /* 2: closed ids remember released or committed; 3: threshold, low */
 
 /* Event type names as stored. */
 #define STOCK_EV_CREATED   "StockItemCreated"
@@ -33,13 +49,17 @@
 #define STOCK_EV_RELEASED  "StockReleased"
 #define STOCK_EV_COMMITTED "StockCommitted"
 #define STOCK_EV_ADJUSTED  "StockAdjusted"
+#define STOCK_EV_THRESHOLD "LowStockThresholdSet"
+#define STOCK_EV_LOW       "LowStockDetected"
+#define STOCK_EV_LOW_CLEAR "LowStockCleared"
 
 /* Command type names on the bus. */
-#define STOCK_CMD_CREATE  "CreateStockItem"
-#define STOCK_CMD_RESERVE "ReserveStock"
-#define STOCK_CMD_RELEASE "ReleaseStock"
-#define STOCK_CMD_COMMIT  "CommitStock"
-#define STOCK_CMD_ADJUST  "AdjustStock"
+#define STOCK_CMD_CREATE    "CreateStockItem"
+#define STOCK_CMD_RESERVE   "ReserveStock"
+#define STOCK_CMD_RELEASE   "ReleaseStock"
+#define STOCK_CMD_COMMIT    "CommitStock"
+#define STOCK_CMD_ADJUST    "AdjustStock"
+#define STOCK_CMD_THRESHOLD "SetLowStockThreshold"
 
 typedef struct stock_state {
 	bool exists;
@@ -52,6 +72,8 @@ typedef struct stock_state {
 	size_t closed_count;
 	size_t closed_next;
 	hmap *closed_index; /* id -> how it closed (released/committed), mirrors the ring */
+	int64_t threshold;  /* low-stock threshold (units of available); 0: never low */
+	bool low;           /* a LowStockDetected not yet followed by LowStockCleared */
 } stock_state;
 
 typedef enum stock_command_kind {
@@ -59,7 +81,8 @@ typedef enum stock_command_kind {
 	STOCK_RESERVE,
 	STOCK_RELEASE,
 	STOCK_COMMIT,
-	STOCK_ADJUST
+	STOCK_ADJUST,
+	STOCK_SET_THRESHOLD
 } stock_command_kind;
 
 typedef struct stock_command {
@@ -68,6 +91,7 @@ typedef struct stock_command {
 	int64_t quantity;                              /* create: initial on hand; reserve: units */
 	int64_t delta;                                 /* adjust */
 	char reason[STOCK_REASON_MAX];                 /* adjust */
+	int64_t threshold;                             /* create (optional, 0 if absent), set threshold */
 } stock_command;
 
 typedef enum stock_event_kind {
@@ -75,7 +99,10 @@ typedef enum stock_event_kind {
 	STOCK_RESERVED,
 	STOCK_RELEASED,
 	STOCK_COMMITTED,
-	STOCK_ADJUSTED
+	STOCK_ADJUSTED,
+	STOCK_THRESHOLD_SET,
+	STOCK_LOW_DETECTED,
+	STOCK_LOW_CLEARED
 } stock_event_kind;
 
 typedef struct stock_event {
@@ -83,8 +110,14 @@ typedef struct stock_event {
 	char reservation_id[STOCK_RESERVATION_ID_MAX];
 	int64_t quantity; /* created: initial on hand; reserved/released/committed: units */
 	int64_t delta;    /* adjusted */
-	int64_t on_hand;  /* adjusted: on hand after */
+	int64_t on_hand;  /* on hand after (adjusted, low stock, and any event with levels) */
 	char reason[STOCK_REASON_MAX];
+	/* levels after the event: on_hand above, reserved, threshold; written by
+	 * decide, absent from events stored before (has_levels false) */
+	bool has_levels;
+	int64_t reserved;
+	int64_t threshold; /* also: created, threshold set, low stock detected/cleared */
+	int64_t available; /* low stock detected/cleared */
 } stock_event;
 
 typedef enum stock_verdict {
@@ -99,7 +132,7 @@ typedef enum stock_verdict {
 	STOCK_REJ_BELOW_RESERVED       /* adjust would take on hand below reserved (or below 0) */
 } stock_verdict;
 
-#define STOCK_MAX_EVENTS 1
+#define STOCK_MAX_EVENTS 2 /* an event and the low-stock crossing it causes */
 
 typedef struct stock_events {
 	stock_event items[STOCK_MAX_EVENTS];
@@ -116,6 +149,9 @@ stock_verdict stock_decide(const stock_state *s, const stock_command *c, stock_e
 /* Applies one event; never fails on a well-formed event (allocation failure
  * returns ORN_ENOMEM and leaves s unchanged). */
 orn_rc stock_evolve(stock_state *s, const stock_event *e);
+
+/* True if the state is below its threshold (available < threshold). */
+bool stock_is_low(const stock_state *s);
 
 /* available = on_hand - reserved. */
 int64_t stock_available(const stock_state *s);

@@ -438,6 +438,8 @@ static orn_rc start_api(serve_state *st)
 	api->carts = st->models.carts;
 	api->mail = st->models.mail;
 	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
+	api->low_stock_threshold = st->cfg->low_stock_threshold;
+	api->store = st->store;
 	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
 	api->jwt = st->jwt;
 	api->passwords = st->passwords;

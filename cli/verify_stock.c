@@ -1,6 +1,7 @@
 /* verify_stock.c — `orion verify-stock`: re-derives every stock item's on
- * hand and reserved from the events and compares them with the inventory read
- * model and with what live orders hold (issue 6).
+ * hand and reserved (and low-stock threshold and flag) from the events and
+ * compares them with the inventory read model and with what live orders hold
+ * (issue 6).
  *
  * Three views of one stock item, all at ONE stream sequence P:
  *   events       stream ORION_EVT read from 1 to P, every stock item folded
@@ -94,7 +95,7 @@ typedef struct verify {
 	bool with_model;     /* false: --no-read-model, events and live orders only */
 } verify;
 
-enum { RANK_ON_HAND, RANK_RESERVED, RANK_RESERVATION, RANK_UNREADABLE };
+enum { RANK_ON_HAND, RANK_RESERVED, RANK_RESERVATION, RANK_LOW_STOCK, RANK_UNREADABLE };
 
 /* ---- the fold ----------------------------------------------------------- */
 
@@ -418,6 +419,18 @@ static orn_rc check_item(verify *v, vs_item *it)
 		d->events = events_reserved;
 		d->model = has_model ? it->level.reserved : 0;
 		d->live = it->live;
+	}
+	if (has_events && has_model &&
+	    (it->state.threshold != it->level.threshold || it->state.low != it->level.low)) {
+		vs_diff *d = diff_add(v, it->id, RANK_LOW_STOCK, "low_stock_threshold");
+		if (d == NULL)
+			return ORN_ENOMEM;
+		d->has_events = true;
+		d->has_model = true;
+		d->events = it->state.threshold;
+		d->model = it->level.threshold;
+		snprintf(d->note, sizeof d->note, "low: events %s, read model %s",
+		         it->state.low ? "yes" : "no", it->level.low ? "yes" : "no");
 	}
 	if (it->unreadable > 0) {
 		vs_diff *d = diff_add(v, it->id, RANK_UNREADABLE, "unreadable_events");

@@ -21,9 +21,10 @@ static const orn_config_var vars[] = {
         {"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
         {"ORION_SMTP_URL", "unset", "SMTP server (smtp://host:port, smtps://user:pass@host); unset: Maildir"},
         {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
-        {"ORION_MAIL_MAX_ATTEMPTS", "8", "send attempts per email before it is marked failed (1..1000)"},
+        {"ORION_MAIL_MAX_ATTEMPTS", "20", "send attempts per email before it is marked failed (1..1000)"},
         {"ORION_PUBLIC_URL", "http://ADDR", "base of links in emails (ADDR = ORION_HTTP_ADDR)"},
         {"ORION_RESERVATION_TTL", "900", "seconds an unconfirmed or unpaid order holds its stock"},
+        {"ORION_LOW_STOCK_THRESHOLD", "5", "low-stock threshold of a product created without one (0: none)"},
         {"ORION_PSP_URL", "unset", "card payment provider base URL; unset: the bundled sandbox"},
         {"ORION_PSP_KEY", "sk_test_orion", "API key sent to the payment provider"},
         {"ORION_PAYMENT_TIMEOUT_MS", "25000",
@@ -81,7 +82,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	strcpy(c->mail_from, "orders@orion.localhost");
 	strcpy(c->psp_key, "sk_test_orion");
 	long long payment_timeout = 25000, password_memory = 65536;
-	long long ttl = 900, address_burst = 20, address_rate = 20, mail_attempts = 8;
+	long long ttl = 900, address_burst = 20, address_rate = 20, mail_attempts = 20, low_stock = 5;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000;
 	const char *bad = NULL;
 
@@ -109,6 +110,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	    read_number("ORION_PASSWORD_MEMORY_KIB", 8192, 1048576, &password_memory));
 	TRY("ORION_RESERVATION_TTL", read_number("ORION_RESERVATION_TTL", 1, 604800, &ttl));
 	TRY("ORION_MAIL_MAX_ATTEMPTS", read_number("ORION_MAIL_MAX_ATTEMPTS", 1, 1000, &mail_attempts));
+	TRY("ORION_LOW_STOCK_THRESHOLD", read_number("ORION_LOW_STOCK_THRESHOLD", 0, 1000000000, &low_stock));
 	TRY("ORION_AUTH_ADDRESS_BURST", read_number("ORION_AUTH_ADDRESS_BURST", 1, 1000000, &address_burst));
 	TRY("ORION_AUTH_ADDRESS_PER_MINUTE",
 	    read_number("ORION_AUTH_ADDRESS_PER_MINUTE", 1, 1000000, &address_rate));
@@ -130,6 +132,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	c->command_timeout_ms = (long)timeout;
 	c->reservation_ttl_s = (long)ttl;
 	c->mail_max_attempts = (unsigned)mail_attempts;
+	c->low_stock_threshold = (int64_t)low_stock;
 	c->payment_timeout_ms = (long)payment_timeout;
 	c->password_memory_kib = (unsigned)password_memory;
 	c->auth_address_burst = (unsigned)address_burst;

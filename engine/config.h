@@ -6,6 +6,7 @@
 #define ORION_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "orn.h"
@@ -26,9 +27,10 @@ typedef struct orn_config {
 	char cors_origins[ORN_CONFIG_STR_MAX]; /* ORION_CORS_ORIGINS: comma-separated origins, "" = none */
 	char smtp_url[ORN_CONFIG_STR_MAX];     /* ORION_SMTP_URL; "" = Maildir under <data dir>/mail */
 	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */
-	unsigned mail_max_attempts;            /* ORION_MAIL_MAX_ATTEMPTS, default 8 (1..1000) */
+	unsigned mail_max_attempts;            /* ORION_MAIL_MAX_ATTEMPTS, default 20 (1..1000) */
 	char public_url[ORN_CONFIG_STR_MAX];   /* ORION_PUBLIC_URL, default http://<ORION_HTTP_ADDR> */
 	long reservation_ttl_s;                /* ORION_RESERVATION_TTL, default 900 (1..604800) */
+	int64_t low_stock_threshold;           /* ORION_LOW_STOCK_THRESHOLD, default 5 (0..1e9) */
 	char psp_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_URL; "" = start the bundled sandbox */
 	char psp_key[ORN_CONFIG_STR_MAX];      /* ORION_PSP_KEY, default sk_test_orion */
 	long payment_timeout_ms;          /* ORION_PAYMENT_TIMEOUT_MS, default 25000: the gateway's wait */

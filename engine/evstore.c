@@ -803,3 +803,84 @@ int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms)
 		delay = delay > max_ms / 2 ? max_ms : delay * 2;
 	return delay < max_ms ? delay : max_ms;
 }
+
+/* ---- following the stream live ---- */
+
+struct es_follow {
+	natsSubscription *sub;
+	es_event_fn fn;
+	es_follow_done_fn *done;
+	void *closure;
+	env_envelope events[ENV_MAX_EVENTS]; /* the delivery thread's scratch */
+};
+
+static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+	es_follow *f = arg;
+	jsMsgMetaData *meta = NULL;
+	(void)nc;
+	(void)sub;
+	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+		(void)deliver_commit(msg, meta->Sequence.Stream, f->events, f->fn, f->closure);
+		jsMsgMetaData_Destroy(meta);
+	}
+	natsMsg_Destroy(msg);
+}
+
+/* After the subscription is closed and its last message handler returned. */
+static void follow_on_complete(void *arg)
+{
+	es_follow *f = arg;
+	f->done(f->closure);
+	free(f);
+}
+
+orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
+                       es_follow_done_fn *done, void *closure, es_follow **out)
+{
+	es_follow *f = calloc(1, sizeof *f);
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	natsStatus st;
+	orn_rc rc = ORN_OK;
+
+	*out = NULL;
+	if (f == NULL)
+		return ORN_ENOMEM;
+	f->fn = fn;
+	f->done = done;
+	f->closure = closure;
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = from_seq == 0 ? js_DeliverNew : js_DeliverByStartSequence;
+	so.Config.OptStartSeq = from_seq;
+	if ((st = js_Subscribe(&f->sub, s->js, filter, follow_on_message, f, NULL, &so, &jerr)) != NATS_OK) {
+		rc = es_status_rc(st, jerr);
+		goto fail;
+	}
+	natsSubscription_SetPendingLimits(f->sub, -1, -1);
+	if ((st = natsSubscription_SetOnCompleteCB(f->sub, follow_on_complete, f)) != NATS_OK) {
+		/* cnats refuses only closed or synchronous subscriptions: not this
+		 * one. A handler may already run, so f is left to it (not freed). */
+		natsSubscription_Unsubscribe(f->sub);
+		natsSubscription_Destroy(f->sub);
+		return es_status_rc(st, 0);
+	}
+	*out = f;
+	return ORN_OK;
+fail:
+	free(f);
+	return rc;
+}
+
+void es_follow_stop(es_follow *f)
+{
+	natsSubscription *sub;
+
+	if (f == NULL)
+		return;
+	sub = f->sub; /* f may be freed by follow_on_complete once unsubscribed */
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+}

@@ -152,4 +152,28 @@ int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms);
 /* Converts a natsStatus (and JetStream error code) to an orn_rc. */
 orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 
+/* A live read of the stream: an ordered push consumer (no server state to
+ * clean up, gaps healed by cnats re-creating it from the last sequence seen)
+ * that calls fn for every event of every commit whose subject matches filter,
+ * in stream order, each commit's events in a row, on cnats' delivery thread
+ * for the subscription (one at a time). fn's return value is ignored; a
+ * commit that does not decode is logged and skipped. */
+typedef struct es_follow es_follow;
+
+/* Called once, on a cnats thread, after es_follow_stop when fn will not be
+ * called again: the closure may be freed from here. */
+typedef void es_follow_done_fn(void *closure);
+
+/* Starts following filter from stream sequence from_seq (>= 1), or with
+ * from_seq 0 from the first commit stored after the call. On success *out is
+ * the caller's until es_follow_stop; done is then called exactly once. On
+ * failure (ORN_EUNAVAILABLE, ORN_ENOMEM, ...) *out is NULL and done is never
+ * called. */
+orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
+                       es_follow_done_fn *done, void *closure, es_follow **out);
+
+/* Stops following and returns at once; a call of fn may still be running or
+ * start until done is called. f is freed by then. NULL is accepted. */
+void es_follow_stop(es_follow *f);
+
 #endif

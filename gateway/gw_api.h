@@ -37,6 +37,7 @@
 #define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
 #define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
+#define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -68,6 +69,12 @@ typedef struct gw_api {
 	 * the JWT secret), and how long an order may wait for its confirmation */
 	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
 	int64_t reservation_ttl_ms;
+	/* the low-stock threshold of a product created without one */
+	int64_t low_stock_threshold;
+	/* the event store the inventory feed follows (NULL: the feed answers
+	 * 503), and how many feeds are open (loop thread only) */
+	es_store *store;
+	unsigned inventory_feeds;
 	/* how long POST /orders/{id}/payment waits for the payment service; 0
 	 * means GW_API_PAYMENT_TIMEOUT_MS */
 	unsigned payment_timeout_ms;
@@ -101,7 +108,8 @@ typedef struct gw_api_route {
  * stops at the first error (as gw_server_route). */
 orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count);
 
-/* Registers every API route (auth, catalog, admin, cart, orders, mail) on api->server.
+/* Registers every API route (auth, catalog, admin, cart, orders, payment, the
+ * inventory feed, the mail log) on api->server.
  * Errors as gw_server_route. */
 orn_rc gw_api_register(gw_api *api);
 
@@ -110,6 +118,7 @@ orn_rc gw_api_register_public(gw_api *api);
 orn_rc gw_api_register_admin(gw_api *api);
 orn_rc gw_api_register_cart(gw_api *api);
 orn_rc gw_api_register_orders(gw_api *api);
+orn_rc gw_api_register_inventory_feed(gw_api *api);
 orn_rc gw_api_register_payment(gw_api *api);
 orn_rc gw_api_register_mail(gw_api *api);
 

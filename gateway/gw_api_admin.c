@@ -23,7 +23,14 @@
  * (422, and the new claim is released). Claims and releases use a fresh
  * command id per attempt: their deciders are idempotent, and a deterministic
  * id would let the server's de-duplication window swallow a re-claim made
- * after a compensating release. */
+ * after a compensating release.
+ *
+ * Low-stock thresholds: a create sends CreateStockItem with the body's
+ * low_stock_threshold, or the configured default (ORION_LOW_STOCK_THRESHOLD);
+ * a PATCH with low_stock_threshold sends SetLowStockThreshold to the stock
+ * item (after UpdateProduct when product fields come too). A threshold that
+ * is not an integer 0..1e9 is answered 422 before anything else of the body
+ * is looked at. */
 #include "gw_api.h"
 
 #include <sodium.h>
@@ -40,6 +47,7 @@
 #define IDEMPOTENCY_HEADER      "Idempotency-Key"
 #define INVENTORY_DEFAULT_LIMIT 20
 #define BELOW_MAX               STOCK_QUANTITY_MAX
+#define THRESHOLD_FIELD         "low_stock_threshold"
 
 static const gw_field create_schema[] = {
         {.name = "sku", .type = GW_STRING, .required = true, .min = 1, .max = SKU_MAX - 1},
@@ -64,6 +72,7 @@ static const gw_field create_schema[] = {
          .max = PRODUCT_CATEGORY_MAX - 1,
          .pattern = GW_PATTERN_SLUG},
         {.name = "initial_stock", .type = GW_INT, .required = true, .min = 0, .max = STOCK_QUANTITY_MAX},
+        {.name = THRESHOLD_FIELD, .type = GW_INT, .min = 0, .max = STOCK_QUANTITY_MAX},
         {.name = NULL},
 };
 
@@ -80,6 +89,7 @@ static const gw_field update_schema[] = {
          .min = 1,
          .max = PRODUCT_CATEGORY_MAX - 1,
          .pattern = GW_PATTERN_SLUG},
+        {.name = THRESHOLD_FIELD, .type = GW_INT, .min = 0, .max = STOCK_QUANTITY_MAX},
         {.name = NULL},
 };
 
@@ -102,7 +112,9 @@ typedef struct admin_op {
 	char sku_key[SKU_KEY_MAX];
 	char command_id[ENV_ID_MAX]; /* update and adjust: the command's id */
 	product_command product;     /* create, update */
-	stock_command stock;         /* create (quantity), adjust */
+	stock_command stock;         /* create (quantity, threshold), adjust, update (threshold) */
+	bool update_fields;          /* update: the body has product fields */
+	bool update_threshold;       /* update: the body has a low-stock threshold */
 	uint64_t seq;                /* highest stream sequence committed by the chain */
 	bool created;                /* create: this request created the product */
 	bool was_deleted;            /* delete: the product was deleted before */
@@ -203,6 +215,28 @@ static bool idempotency_key(gw_request *r, const char **key)
 	return false;
 }
 
+/* Answers 422 and returns true when the body has a low_stock_threshold that
+ * is not an integer 0..STOCK_QUANTITY_MAX. A body that does not parse is left
+ * to the schema (400). */
+static bool threshold_refused(gw_request *r)
+{
+	size_t len = 0;
+	const unsigned char *raw = gw_request_body(r, &len);
+	json_t *body = raw != NULL && len > 0
+	                       ? json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL)
+	                       : NULL;
+	json_t *value = json_is_object(body) ? json_object_get(body, THRESHOLD_FIELD) : NULL;
+	bool refused = value != NULL && (!json_is_integer(value) || json_integer_value(value) < 0 ||
+	                                 json_integer_value(value) > STOCK_QUANTITY_MAX);
+	if (refused) {
+		json_t *problem = gw_problem_new(422, "the low-stock threshold is invalid");
+		gw_problem_add_error(problem, THRESHOLD_FIELD, "must be an integer 0..1000000000");
+		gw_respond_problem(r, problem);
+	}
+	json_decref(body);
+	return refused;
+}
+
 /* Copies member name of body into out (cap bytes). False, after adding an
  * error to problem, when its bytes do not fit: the schema bounds code points,
  * the domain bounds bytes. */
@@ -290,7 +324,9 @@ static json_t *product_json(const proj_product *p, bool with_levels)
 	                      "available", (json_int_t)p->available);
 	if (o != NULL && with_levels &&
 	    (json_object_set_new(o, "on_hand", json_integer(p->on_hand)) != 0 ||
-	     json_object_set_new(o, "reserved", json_integer(p->reserved)) != 0)) {
+	     json_object_set_new(o, "reserved", json_integer(p->reserved)) != 0 ||
+	     json_object_set_new(o, THRESHOLD_FIELD, json_integer(p->low_stock_threshold)) != 0 ||
+	     json_object_set_new(o, "low", json_boolean(p->low)) != 0)) {
 		json_decref(o);
 		o = NULL;
 	}
@@ -309,6 +345,8 @@ static orn_rc read_product(gw_api *api, const char *id, proj_product *p)
 		p->on_hand = level.on_hand;
 		p->reserved = level.reserved;
 		p->available = level.available;
+		p->low_stock_threshold = level.threshold;
+		p->low = level.low;
 	}
 	return rc;
 }
@@ -353,6 +391,8 @@ static void on_create_visible(void *closure, orn_rc wait_rc)
 		memcpy(p->category, f->category, sizeof p->category);
 		p->price_cents = f->price_cents;
 		p->on_hand = p->available = op->stock.quantity;
+		p->low_stock_threshold = op->stock.threshold;
+		p->low = op->stock.quantity < op->stock.threshold;
 		log_warn("read models late after a create", "product", op->product_id, "wait",
 		         orn_strerror(wait_rc));
 	} else {
@@ -440,7 +480,7 @@ static void create_product(gw_request *r, void *arg)
 	const char *key;
 	char product_id[SKU_PRODUCT_ID_MAX];
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || !idempotency_key(r, &key) ||
+	if (!gw_api_authorize(r, api, true, &claims) || !idempotency_key(r, &key) || threshold_refused(r) ||
 	    !gw_request_json(r, create_schema, &body))
 		return;
 	if (key != NULL)
@@ -465,6 +505,7 @@ static void create_product(gw_request *r, void *arg)
 	ok &= copy_text(body, "category", f->category, sizeof f->category, problem);
 	f->price_cents = gw_json_int(body, "price_cents", 0);
 	op->stock.quantity = gw_json_int(body, "initial_stock", 0);
+	op->stock.threshold = gw_json_int(body, THRESHOLD_FIELD, api->low_stock_threshold);
 	if (!ok) {
 		gw_respond_problem(r, problem);
 		problem = NULL;
@@ -511,7 +552,7 @@ static void answer_updated(admin_op *op)
 	proj_product *p = malloc(sizeof *p);
 	orn_rc rc = p != NULL ? read_product(op->api, op->product_id, p) : ORN_ENOMEM;
 	if (rc == ORN_OK)
-		gw_async_complete_json(op->async, 200, product_json(p, false));
+		gw_async_complete_json(op->async, 200, product_json(p, true));
 	else if (rc == ORN_ENOTFOUND)
 		gw_async_complete_problem(op->async, gw_problem_new(404, "no such product"));
 	else
@@ -529,19 +570,42 @@ static void on_update_visible(void *closure, orn_rc wait_rc)
 	answer_updated(op);
 }
 
-static void on_product_updated(void *closure, orn_rc rc, bus_reply *reply)
+static void on_threshold_set(void *closure, orn_rc rc, bus_reply *reply)
 {
 	admin_op *op = closure;
-	if (rejected_with(rc, reply, "no_change")) {
-		answer_updated(op);
-		return;
-	}
 	if (!accepted(rc, reply)) {
-		op_finish_failure(op, rc, reply); /* not_found, deleted: 404; invalid: 400 */
+		op_finish_failure(op, rc, reply); /* not_found: 404 */
 		return;
 	}
 	op_note_seq(op, reply);
 	op_wait(op, on_update_visible);
+}
+
+/* SetLowStockThreshold to the product's stock item (a fresh command id: the
+ * same threshold again is a no-op of the decider, not of the stream). */
+static void send_threshold(admin_op *op)
+{
+	char command_id[ENV_ID_MAX];
+	random_id(command_id, sizeof command_id, "threshold-");
+	send_stock(op, command_id, on_threshold_set);
+}
+
+static void on_product_updated(void *closure, orn_rc rc, bus_reply *reply)
+{
+	admin_op *op = closure;
+	bool no_change = rejected_with(rc, reply, "no_change");
+	if (!no_change && !accepted(rc, reply)) {
+		op_finish_failure(op, rc, reply); /* not_found, deleted: 404; invalid: 400 */
+		return;
+	}
+	if (!no_change)
+		op_note_seq(op, reply);
+	if (op->update_threshold)
+		send_threshold(op);
+	else if (no_change)
+		answer_updated(op);
+	else
+		op_wait(op, on_update_visible);
 }
 
 static void update_product(gw_request *r, void *arg)
@@ -552,7 +616,7 @@ static void update_product(gw_request *r, void *arg)
 	const char *id;
 	admin_op *op = NULL;
 	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
-	    !gw_request_json(r, update_schema, &body))
+	    threshold_refused(r) || !gw_request_json(r, update_schema, &body))
 		return;
 	if ((op = op_new(api, &claims, id)) == NULL ||
 	    (problem = gw_problem_new(400, "the request body is invalid")) == NULL) {
@@ -564,7 +628,8 @@ static void update_product(gw_request *r, void *arg)
 	bool ok = true;
 	if (json_object_size(body) == 0) {
 		gw_problem_add_error(problem, "body",
-		                     "at least one of name, description, price_cents, category is required");
+		                     "at least one of name, description, price_cents, category, "
+		                     "low_stock_threshold is required");
 		ok = false;
 	}
 	ok &= copy_text(body, "name", c->fields.name, sizeof c->fields.name, problem);
@@ -580,10 +645,17 @@ static void update_product(gw_request *r, void *arg)
 	             (json_object_get(body, "description") ? PRODUCT_FIELD_DESCRIPTION : 0) |
 	             (json_object_get(body, "price_cents") ? PRODUCT_FIELD_PRICE : 0) |
 	             (json_object_get(body, "category") ? PRODUCT_FIELD_CATEGORY : 0);
+	op->update_threshold = json_object_get(body, THRESHOLD_FIELD) != NULL;
+	op->update_fields = c->present != 0;
+	op->stock.kind = STOCK_SET_THRESHOLD;
+	op->stock.threshold = gw_json_int(body, THRESHOLD_FIELD, 0);
 	random_id(op->command_id, sizeof op->command_id, "update-");
 	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done;
-	send_product(op, op->command_id, on_product_updated);
+	if (op->update_fields)
+		send_product(op, op->command_id, on_product_updated);
+	else
+		send_threshold(op);
 	op = NULL;
 done:
 	json_decref(problem);
@@ -730,10 +802,11 @@ static json_t *inventory_json(const proj_inventory_page *page, const proj_produc
 		if (labels[i].found && labels[i].deleted)
 			continue; /* deleted products are gone from every listing */
 		json_t *item =
-		        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "product_id", s->id, "sku",
+		        json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "product_id", s->id, "sku",
 		                  labels[i].found ? labels[i].sku : "", "name",
 		                  labels[i].found ? labels[i].name : "", "on_hand", (json_int_t)s->on_hand,
-		                  "reserved", (json_int_t)s->reserved, "available", (json_int_t)s->available);
+		                  "reserved", (json_int_t)s->reserved, "available", (json_int_t)s->available,
+		                  THRESHOLD_FIELD, (json_int_t)s->threshold, "low", (int)s->low);
 		if (item == NULL || json_array_append_new(items, item) != 0)
 			goto fail;
 	}

@@ -85,7 +85,7 @@
 
 #define MAIL_CONSUMER             "orion_mail"
 #define MAIL_ALERTS_CONSUMER      "orion_mail_alerts"
-#define MAIL_MAX_ATTEMPTS_DEFAULT 8
+#define MAIL_MAX_ATTEMPTS_DEFAULT 20
 
 typedef struct mail_options {
 	const char *smtp_url;   /* NULL or "": write to the Maildir instead; else smtp://host:port or
@@ -97,12 +97,12 @@ typedef struct mail_options {
 	const char *state_dir; /* LMDB directory of the sent markers; created if absent; required */
 	unsigned workers;      /* default 4 */
 	unsigned retry_max_ms; /* backoff ceiling while SMTP fails; default 5000 */
-	unsigned max_attempts; /* attempts per email before it is marked failed; default 8, 0 = 8 */
+	unsigned max_attempts; /* attempts per email before it is marked failed; default 20, 0 = 20 */
 } mail_options;
 
 /* Fills o with the defaults: no SMTP, no directories, from
  * "orion@localhost", public_url "http://127.0.0.1:8080", a zero key,
- * 4 workers, retry_max_ms 5000, max_attempts 8. */
+ * 4 workers, retry_max_ms 5000, max_attempts 20. */
 void mail_options_init(mail_options *o);
 
 typedef struct mail_service mail_service;

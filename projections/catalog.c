@@ -416,6 +416,8 @@ static orn_rc fill_product(MDB_txn *txn, proj_catalog *cat, const char *id, size
 	out->on_hand = stock.on_hand;
 	out->reserved = stock.reserved;
 	out->available = stock.on_hand - stock.reserved;
+	out->low_stock_threshold = stock.threshold;
+	out->low = stock.low;
 	return rc;
 }
 

@@ -55,7 +55,9 @@ typedef struct proj_product {
 	bool has_stock;   /* the inventory model has a stock item with this id */
 	int64_t on_hand;  /* of that stock item; 0 without one */
 	int64_t reserved;
-	int64_t available; /* on_hand - reserved */
+	int64_t available;           /* on_hand - reserved */
+	int64_t low_stock_threshold; /* of that stock item (0: none) */
+	bool low;                    /* that stock item is low (LowStockDetected not cleared) */
 } proj_product;
 
 typedef struct proj_catalog proj_catalog;

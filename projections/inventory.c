@@ -48,8 +48,9 @@ static orn_rc inventory_open(void *self, proj_txn *t)
 
 static bool is_stock_event(const char *type)
 {
-	static const char *const types[] = {STOCK_EV_CREATED, STOCK_EV_RESERVED, STOCK_EV_RELEASED,
-	                                    STOCK_EV_COMMITTED, STOCK_EV_ADJUSTED};
+	static const char *const types[] = {STOCK_EV_CREATED,   STOCK_EV_RESERVED, STOCK_EV_RELEASED,
+	                                    STOCK_EV_COMMITTED, STOCK_EV_ADJUSTED, STOCK_EV_THRESHOLD,
+	                                    STOCK_EV_LOW,       STOCK_EV_LOW_CLEAR};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(types); i++)
 		if (strcmp(type, types[i]) == 0)
 			return true;
@@ -62,6 +63,7 @@ static void evolve(proj_stock_record *rec, const stock_event *ev)
 	case STOCK_CREATED:
 		rec->on_hand = ev->quantity;
 		rec->reserved = 0;
+		rec->threshold = ev->threshold; /* 0 in events stored before thresholds */
 		break;
 	case STOCK_RESERVED:
 		rec->reserved += ev->quantity;
@@ -75,6 +77,15 @@ static void evolve(proj_stock_record *rec, const stock_event *ev)
 		break;
 	case STOCK_ADJUSTED:
 		rec->on_hand += ev->delta;
+		break;
+	case STOCK_THRESHOLD_SET:
+		rec->threshold = ev->threshold;
+		break;
+	case STOCK_LOW_DETECTED:
+		rec->low = true;
+		break;
+	case STOCK_LOW_CLEARED:
+		rec->low = false;
 		break;
 	}
 }
@@ -189,6 +200,8 @@ static void fill_level(proj_stock_level *out, const char *id, size_t id_len, con
 	out->reserved = rec->reserved;
 	out->available = rec->on_hand - rec->reserved;
 	out->version = rec->last_seq;
+	out->threshold = rec->threshold;
+	out->low = rec->low;
 }
 
 orn_rc proj_inventory_get(proj_inventory *inv, const char *id, proj_stock_level *out)

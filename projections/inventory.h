@@ -1,8 +1,10 @@
 /* inventory.h — the inventory read model: stock levels per stock item.
  *
  * Fed by the stock events (StockItemCreated, StockReserved, StockReleased,
- * StockCommitted, StockAdjusted) on orion.evt.stock.<id>, it keeps per item
- * on hand, reserved and available (= on hand - reserved), and answers
+ * StockCommitted, StockAdjusted, LowStockThresholdSet, LowStockDetected,
+ * LowStockCleared) on orion.evt.stock.<id>, it keeps per item on hand,
+ * reserved, available (= on hand - reserved), the low-stock threshold and
+ * whether the item is low (folded exactly as the stock actor does), and answers
  * GET /admin/inventory?below=&limit=&cursor= : items ordered by id, optionally
  * only those with available < below, a page of 1..100 at a time with an
  * opaque cursor (proj_cursor.h).
@@ -37,6 +39,8 @@ typedef struct proj_stock_level {
 	int64_t reserved;
 	int64_t available; /* on_hand - reserved */
 	uint64_t version;  /* stream sequence of the last event applied to the item */
+	int64_t threshold; /* low-stock threshold, 0: never low */
+	bool low;          /* LowStockDetected and not yet LowStockCleared */
 } proj_stock_level;
 
 typedef struct proj_inventory proj_inventory;

@@ -71,19 +71,25 @@ void proj_stock_record_encode(const proj_stock_record *r, uint8_t out[PROJ_STOCK
 {
 	memset(out, 0, PROJ_STOCK_RECORD_LEN);
 	out[0] = PROJ_STOCK_RECORD_VERSION;
+	out[1] = r->low ? 1 : 0;
 	proj_put_u64(out + 8, (uint64_t)r->on_hand);
 	proj_put_u64(out + 16, (uint64_t)r->reserved);
 	proj_put_u64(out + 24, r->last_seq);
+	proj_put_u64(out + 32, (uint64_t)r->threshold);
 }
 
 orn_rc proj_stock_record_decode(const void *buf, size_t len, proj_stock_record *out)
 {
 	const uint8_t *b = buf;
-	if (buf == NULL || len != PROJ_STOCK_RECORD_LEN || b[0] != PROJ_STOCK_RECORD_VERSION)
+	bool version_1 = buf != NULL && len == 32 && b[0] == 1;
+	if (!version_1 &&
+	    (buf == NULL || len != PROJ_STOCK_RECORD_LEN || b[0] != PROJ_STOCK_RECORD_VERSION || b[1] > 1))
 		return ORN_EDECODE;
 	out->on_hand = (int64_t)proj_get_u64(b + 8);
 	out->reserved = (int64_t)proj_get_u64(b + 16);
 	out->last_seq = proj_get_u64(b + 24);
+	out->threshold = version_1 ? 0 : (int64_t)proj_get_u64(b + 32);
+	out->low = !version_1 && b[1] == 1;
 	return ORN_OK;
 }
 

@@ -97,14 +97,18 @@ int proj_bytes_cmp(const void *a, size_t a_len, const void *b, size_t b_len);
 /* True if a NATS subject matches filter ("*" one token, ">" the rest). */
 bool proj_subject_matches(const char *filter, const char *subject);
 
-/* The inventory record: on hand, reserved and the stream sequence of the
- * last event applied to the item. */
-#define PROJ_STOCK_RECORD_LEN     32
-#define PROJ_STOCK_RECORD_VERSION 1
+/* The inventory record: on hand, reserved, the stream sequence of the last
+ * event applied to the item, the low-stock threshold and whether the item is
+ * low (LowStockDetected not yet cleared). Version 1 records (32 bytes, before
+ * thresholds) still decode, with threshold 0 and not low. */
+#define PROJ_STOCK_RECORD_LEN     40
+#define PROJ_STOCK_RECORD_VERSION 2
 typedef struct proj_stock_record {
 	int64_t on_hand;
 	int64_t reserved;
 	uint64_t last_seq;
+	int64_t threshold;
+	bool low;
 } proj_stock_record;
 
 void proj_stock_record_encode(const proj_stock_record *r, uint8_t out[PROJ_STOCK_RECORD_LEN]);

@@ -172,8 +172,8 @@ class Faults(unittest.TestCase):
         stack = Stack("smtpdown")
         try:
             stack.start_nats()
-            # no SMTP server listening yet; a retry bound past the outage (8 attempts, the
-            # default, give up after about 18 s: the bound itself is tested in test_mail.c)
+            # no SMTP server listening yet; a retry bound well past the outage (the default,
+            # 20 attempts, gives up after about 80 s: the bound itself is tested in test_mail.c)
             stack.start_serve("all", wait_http=True, ORION_MAIL_MAX_ATTEMPTS="40")
             a = admin(stack)
             product = create_product(a, unique("sku"), 100)

@@ -423,7 +423,9 @@ Test(api_admin, inventory_lists_with_below_and_pages)
 		cr_assert_not_null(json_string_value(json_object_get(item, "product_id")));
 		num(item, "on_hand");
 		num(item, "reserved");
-		cr_assert_eq(json_object_size(item), 6);
+		cr_assert_eq(num(item, "low_stock_threshold"), 5, "the configured default");
+		cr_assert(json_is_true(json_object_get(item, "low")), "available below 5 is low: %s", r.body);
+		cr_assert_eq(json_object_size(item), 8);
 	}
 	hc_reply_free(&r);
 	/* pages of 2: 2 + 2 + 1, every id once */
@@ -634,4 +636,135 @@ Test(api_admin, the_mail_log_is_for_admins_and_validates_its_query)
 		cr_assert(has_error(&r, bad[i].field), "%s: %s", bad[i].query, r.body);
 		hc_reply_free(&r);
 	}
+/* ---- low-stock thresholds ------------------------------------------------- */
+
+/* A product body with an explicit low_stock_threshold (raw JSON text). */
+static char *product_body_with_threshold(const char *sku, long long stock, const char *threshold)
+{
+	static char body[1024];
+	snprintf(body, sizeof body,
+	         "{\"sku\":\"%s\",\"name\":\"T\",\"description\":\"\",\"price_cents\":100,"
+	         "\"currency\":\"EUR\",\"category\":\"tests\",\"initial_stock\":%lld,"
+	         "\"low_stock_threshold\":%s}",
+	         sku, stock, threshold);
+	return body;
+}
+
+static bool flag(const json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+	cr_assert(json_is_boolean(v), "no boolean %s", name);
+	return json_is_true(v);
+}
+
+Test(api_admin, a_product_shows_its_threshold_and_whether_it_is_low)
+{
+	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token,
+	                 product_body_with_threshold("LOW-1", 3, "10"), NULL);
+	char *id = strdup(str(&r, "id"));
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 10, "%s", r.body);
+	cr_assert(flag(r.json, "low"), "3 available is below 10: %s", r.body);
+	hc_reply_free(&r);
+	char *plain = create("LOW-2", "Plenty", 50); /* no threshold: ORION_LOW_STOCK_THRESHOLD (5) */
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", plain, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 5, "%s", r.body);
+	cr_assert_not(flag(r.json, "low"));
+	hc_reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 10, "%s", r.body);
+	cr_assert(flag(r.json, "low"));
+	hc_reply_free(&r);
+	free(plain);
+	free(id);
+}
+
+Test(api_admin, patch_sets_the_threshold_alone_or_with_other_fields)
+{
+	char *id = create("LOW-3", "Patchable", 8);
+	reply r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	                 "{\"low_stock_threshold\":9}", NULL);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 9, "%s", r.body);
+	cr_assert(flag(r.json, "low"), "8 available is below 9: %s", r.body);
+	hc_reply_free(&r);
+	r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	           "{\"name\":\"Renamed\",\"low_stock_threshold\":2}", NULL);
+	cr_assert_str_eq(str(&r, "name"), "Renamed");
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 2, "%s", r.body);
+	cr_assert_not(flag(r.json, "low"), "re-armed: %s", r.body);
+	hc_reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_str_eq(str(&r, "name"), "Renamed");
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 2);
+	hc_reply_free(&r);
+	r = expect(200, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token,
+	           "{\"low_stock_threshold\":2}", NULL); /* the same again: no change, 200 */
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 2);
+	hc_reply_free(&r);
+	expect_problem(404, "PATCH", "/api/v1/admin/products/no-such-product", admin_token,
+	               "{\"low_stock_threshold\":2}");
+	free(id);
+}
+
+Test(api_admin, a_threshold_that_is_not_a_non_negative_integer_is_422)
+{
+	const char *bad[] = {"-1", "\"5\"", "1.5", "true", "null", "1000000001"};
+	char *id = create("LOW-4", "Strict", 8);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char sku[16], body[64];
+		snprintf(sku, sizeof sku, "LOW-BAD-%zu", i);
+		reply r = expect(422, "POST", "/api/v1/admin/products", admin_token,
+		                 product_body_with_threshold(sku, 1, bad[i]), NULL);
+		cr_assert(has_error(&r, "low_stock_threshold"), "%s: %s", bad[i], r.body);
+		cr_assert_eq(num(r.json, "status"), 422);
+		hc_reply_free(&r);
+		snprintf(body, sizeof body, "{\"low_stock_threshold\":%s}", bad[i]);
+		r = expect(422, "PATCH", path_of("/api/v1/admin/products/", id, NULL), admin_token, body,
+		           NULL);
+		cr_assert(has_error(&r, "low_stock_threshold"), "%s: %s", bad[i], r.body);
+		hc_reply_free(&r);
+	}
+	reply r = expect(404, "GET", "/api/v1/admin/products/p-none", admin_token, NULL, NULL);
+	hc_reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 5, "unchanged by the refused PATCHes");
+	hc_reply_free(&r);
+	expect_problem(401, "PATCH", path_of("/api/v1/admin/products/", id, NULL), NULL,
+	               "{\"low_stock_threshold\":-1}");
+	expect_problem(403, "PATCH", path_of("/api/v1/admin/products/", id, NULL), customer_token,
+	               "{\"low_stock_threshold\":-1}");
+	free(id);
+}
+
+Test(api_admin, below_filters_on_available_whatever_the_thresholds)
+{
+	/* a high threshold makes an item low, not "below": the query is unchanged */
+	reply r = expect(201, "POST", "/api/v1/admin/products", admin_token,
+	                 product_body_with_threshold("BELOW-1", 40, "100"), NULL);
+	char *high = strdup(str(&r, "id"));
+	hc_reply_free(&r);
+	r = expect(201, "POST", "/api/v1/admin/products", admin_token,
+	           product_body_with_threshold("BELOW-2", 2, "0"), NULL);
+	char *none = strdup(str(&r, "id"));
+	hc_reply_free(&r);
+	r = expect(200, "GET", "/api/v1/admin/inventory?below=10", admin_token, NULL, NULL);
+	json_t *items = json_object_get(r.json, "items");
+	cr_assert_eq(json_array_size(items), 1, "%s", r.body);
+	json_t *item = json_array_get(items, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(item, "product_id")), none);
+	cr_assert_eq(num(item, "available"), 2);
+	cr_assert_eq(num(item, "low_stock_threshold"), 0);
+	cr_assert_not(flag(item, "low"), "threshold 0 is never low");
+	hc_reply_free(&r);
+	r = expect(200, "GET", "/api/v1/admin/inventory", admin_token, NULL, NULL);
+	items = json_object_get(r.json, "items");
+	cr_assert_eq(json_array_size(items), 2, "%s", r.body);
+	size_t i;
+	json_array_foreach(items, i, item)
+	{
+		bool is_high = strcmp(json_string_value(json_object_get(item, "product_id")), high) == 0;
+		cr_assert_eq(flag(item, "low"), is_high, "%s", r.body);
+	}
+	hc_reply_free(&r);
+	free(high);
+	free(none);
 }

@@ -1,9 +1,12 @@
 /* test_evstore.c — the event store against a real nats-server: optimistic
- * appends, de-duplication, loading, reading with filters, snapshots. */
+ * appends, de-duplication, loading, reading with filters, snapshots, and
+ * following the stream live (es_follow). */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "envelope.h"
 #include "evstore.h"
@@ -509,4 +512,90 @@ Test(evstore, bound_workers_pull_from_the_durable, .init = setup, .fini = teardo
 	cr_assert_eq(natsMsg_Ack(list.Msgs[0], NULL), NATS_OK);
 	natsMsgList_Destroy(&list);
 	natsSubscription_Destroy(sub);
+}
+
+/* ---- es_follow ---- */
+
+/* What a follow saw: (seq, event index) pairs, and whether done came. */
+typedef struct followed {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	uint64_t seqs[64];
+	char subjects[64][64];
+	size_t count;
+	int done;
+} followed;
+
+static orn_rc on_followed(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	followed *f = closure;
+	(void)e;
+	pthread_mutex_lock(&f->lock);
+	if (f->count < 64) {
+		f->seqs[f->count] = seq;
+		snprintf(f->subjects[f->count], sizeof f->subjects[0], "%s", subject);
+		f->count++;
+	}
+	pthread_cond_broadcast(&f->changed);
+	pthread_mutex_unlock(&f->lock);
+	return ORN_OK;
+}
+
+static void on_follow_done(void *closure)
+{
+	followed *f = closure;
+	pthread_mutex_lock(&f->lock);
+	f->done++;
+	pthread_cond_broadcast(&f->changed);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Waits up to 10 s until at least count events (or done) were seen. */
+static void wait_followed(followed *f, size_t count, bool done)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	pthread_mutex_lock(&f->lock);
+	while ((f->count < count || (done && f->done == 0)) &&
+	       pthread_cond_timedwait(&f->changed, &f->lock, &deadline) == 0)
+		;
+	pthread_mutex_unlock(&f->lock);
+}
+
+Test(evstore, follow_delivers_matching_commits_in_order_from_a_sequence_then_live, .init = setup,
+     .fini = teardown)
+{
+	followed from_start = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+	followed only_new = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+	es_append_result r1, r2, r3, r4;
+	es_follow *all = NULL, *fresh = NULL;
+	cr_assert_eq(append("f1", 0, "fc1", 2, &r1), ORN_OK);
+	cr_assert_eq(append("f2", 0, "fc2", 1, &r2), ORN_OK);
+	cr_assert_eq(es_follow_start(store, "orion.evt.thing.>", r2.seq, on_followed, on_follow_done,
+	                             &from_start, &all),
+	             ORN_OK);
+	cr_assert_eq(es_follow_start(store, "orion.evt.thing.f1", 0, on_followed, on_follow_done, &only_new,
+	                             &fresh),
+	             ORN_OK);
+	wait_followed(&from_start, 1, false);
+	cr_assert_eq(append("f1", r1.seq, "fc3", 3, &r3), ORN_OK); /* live, three events in one commit */
+	cr_assert_eq(append("f2", r2.seq, "fc4", 1, &r4), ORN_OK);
+	wait_followed(&from_start, 5, false);
+	wait_followed(&only_new, 3, false);
+	es_follow_stop(all);
+	es_follow_stop(fresh);
+	wait_followed(&from_start, 0, true);
+	wait_followed(&only_new, 0, true);
+	uint64_t want[] = {r2.seq, r3.seq, r3.seq, r3.seq, r4.seq};
+	cr_assert_eq(from_start.count, 5, "from r2 on: not the first commit, every later one once");
+	for (size_t i = 0; i < 5; i++)
+		cr_assert_eq(from_start.seqs[i], want[i], "event %zu", i);
+	cr_assert_str_eq(from_start.subjects[0], "orion.evt.thing.f2");
+	cr_assert_eq(only_new.count, 3, "from now on, only f1's");
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(only_new.seqs[i], r3.seq);
+	cr_assert_eq(from_start.done, 1, "done exactly once");
+	cr_assert_eq(only_new.done, 1);
+	es_follow_stop(NULL);
 }

@@ -39,7 +39,8 @@ Test(config, defaults_when_nothing_is_set)
 	cr_assert_str_eq(c.mail_from, "orders@orion.localhost");
 	cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
 	cr_assert_eq(c.reservation_ttl_s, 900);
-	cr_assert_eq(c.mail_max_attempts, 8);
+	cr_assert_eq(c.mail_max_attempts, 20);
+	cr_assert_eq(c.low_stock_threshold, 5);
 	cr_assert_eq(c.auth_address_burst, 20);
 	cr_assert_eq(c.auth_address_per_minute, 20);
 	cr_assert_str_eq(c.psp_url, "");
@@ -54,8 +55,10 @@ Test(config, mail_links_and_reservations)
 	setenv("ORION_SMTP_URL", "smtp://127.0.0.1:2525", 1);
 	setenv("ORION_MAIL_FROM", "shop@example.com", 1);
 	setenv("ORION_RESERVATION_TTL", "5", 1);
+	setenv("ORION_LOW_STOCK_THRESHOLD", "0", 1);
 	orn_config c;
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(c.low_stock_threshold, 0);
 	cr_assert_str_eq(c.smtp_url, "smtp://127.0.0.1:2525");
 	cr_assert_str_eq(c.mail_from, "shop@example.com");
 	cr_assert_str_eq(c.public_url, "http://0.0.0.0:9000", "defaults to the listening address");
@@ -123,6 +126,8 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"ORION_RESERVATION_TTL", "0"},
 	        {"ORION_RESERVATION_TTL", "604801"},
 	        {"ORION_MAIL_MAX_ATTEMPTS", "0"},
+	        {"ORION_LOW_STOCK_THRESHOLD", "-1"},
+	        {"ORION_LOW_STOCK_THRESHOLD", "1000000001"},
 	        {"ORION_AUTH_ADDRESS_BURST", "0"},
 	        {"ORION_PAYMENT_TIMEOUT_MS", "999"},
 	        {"ORION_PASSWORD_MEMORY_KIB", "4096"},

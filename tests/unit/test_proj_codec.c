@@ -68,6 +68,27 @@ Test(proj_codec, stock_record_round_trips)
 	cr_assert_eq(out.on_hand, in.on_hand);
 	cr_assert_eq(out.reserved, in.reserved);
 	cr_assert_eq(out.last_seq, in.last_seq);
+	cr_assert_eq(out.threshold, 0);
+	cr_assert_not(out.low);
+	in.threshold = 1000000000;
+	in.low = true;
+	proj_stock_record_encode(&in, buf);
+	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf, &out), ORN_OK);
+	cr_assert_eq(out.threshold, in.threshold);
+	cr_assert(out.low);
+}
+
+Test(proj_codec, a_version_1_stock_record_decodes_without_a_threshold)
+{
+	uint8_t buf[32] = {1};
+	proj_stock_record out = {.threshold = 9, .low = true};
+	buf[8] = 7; /* on hand 7, little-endian */
+	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf, &out), ORN_OK);
+	cr_assert_eq(out.on_hand, 7);
+	cr_assert_eq(out.threshold, 0);
+	cr_assert_not(out.low);
+	buf[0] = 2; /* 32 bytes are version 1 only */
+	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf, &out), ORN_EDECODE);
 }
 
 Test(proj_codec, stock_record_rejects_other_lengths_and_versions)
@@ -78,6 +99,9 @@ Test(proj_codec, stock_record_rejects_other_lengths_and_versions)
 	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf - 1, &out), ORN_EDECODE);
 	cr_assert_eq(proj_stock_record_decode(NULL, 0, &out), ORN_EDECODE);
 	buf[0] = PROJ_STOCK_RECORD_VERSION + 1;
+	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf, &out), ORN_EDECODE);
+	buf[0] = PROJ_STOCK_RECORD_VERSION;
+	buf[1] = 2; /* the low flag is 0 or 1 */
 	cr_assert_eq(proj_stock_record_decode(buf, sizeof buf, &out), ORN_EDECODE);
 }
 

@@ -133,6 +133,51 @@ Test(proj_inventory, stock_events_move_the_levels)
 	cr_assert_eq(l.version, next_seq - 1);
 }
 
+/* Decides c against the actor's state s, applies the events to s and feeds
+ * them to the model, as the stock service and the projector do. */
+static void decide_and_feed(stock_state *s, const char *id, stock_command c)
+{
+	stock_events out;
+	cr_assert_eq(stock_decide(s, &c, &out), STOCK_OK);
+	for (size_t i = 0; i < out.count; i++) {
+		cr_assert_eq(stock_evolve(s, &out.items[i]), ORN_OK);
+		apply_event(id, out.items[i]);
+	}
+}
+
+Test(proj_inventory, the_threshold_and_low_flag_fold_in_step_with_the_stock_actor)
+{
+	stock_state s;
+	stock_command steps[] = {
+	        {.kind = STOCK_CREATE, .quantity = 6, .threshold = 4},
+	        {.kind = STOCK_RESERVE, .reservation_id = "o1", .quantity = 3}, /* low */
+	        {.kind = STOCK_RELEASE, .reservation_id = "o1"},                /* cleared */
+	        {.kind = STOCK_SET_THRESHOLD, .threshold = 7},                  /* low */
+	        {.kind = STOCK_ADJUST, .delta = 5, .reason = "delivery"},       /* cleared */
+	        {.kind = STOCK_SET_THRESHOLD, .threshold = 12},                 /* low */
+	};
+	bool low_after[] = {false, true, false, true, false, true};
+	cr_assert_eq(stock_state_init(&s), ORN_OK);
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		decide_and_feed(&s, "sku-t", steps[i]);
+		proj_stock_level l = level("sku-t");
+		cr_assert_eq(l.threshold, s.threshold, "step %zu", i);
+		cr_assert_eq(l.low, s.low, "step %zu", i);
+		cr_assert_eq(l.low, low_after[i], "step %zu", i);
+		cr_assert_eq(l.on_hand, s.on_hand, "step %zu", i);
+		cr_assert_eq(l.reserved, s.reserved, "step %zu", i);
+	}
+	stock_state_dispose(&s);
+}
+
+Test(proj_inventory, an_item_created_before_thresholds_has_none)
+{
+	apply_event("sku-old", created(2));
+	proj_stock_level l = level("sku-old");
+	cr_assert_eq(l.threshold, 0);
+	cr_assert_not(l.low);
+}
+
 Test(proj_inventory, unknown_items_and_ids_are_told_apart)
 {
 	proj_stock_level l;

@@ -134,22 +134,34 @@ static void when(stock_command c)
 	verdict = stock_decide(&state, &c, &out);
 }
 
+/* Compares the levels (on hand, reserved, threshold, available) only when
+ * expected has them: most tests name the event, levels have their own. */
 static void assert_event_eq(const stock_event *actual, const stock_event *expected)
 {
 	cr_assert_eq(actual->kind, expected->kind);
 	cr_assert_str_eq(actual->reservation_id, expected->reservation_id);
 	cr_assert_eq(actual->quantity, expected->quantity);
 	cr_assert_eq(actual->delta, expected->delta);
-	cr_assert_eq(actual->on_hand, expected->on_hand);
+	if (expected->kind == STOCK_ADJUSTED || expected->has_levels)
+		cr_assert_eq(actual->on_hand, expected->on_hand);
 	cr_assert_str_eq(actual->reason, expected->reason);
+	if (expected->has_levels) {
+		cr_assert(actual->has_levels);
+		cr_assert_eq(actual->reserved, expected->reserved);
+		cr_assert_eq(actual->threshold, expected->threshold);
+		cr_assert_eq(actual->available, expected->available);
+	}
 }
 
+/* Every event decide emits carries the levels after it. */
 static void then_events(const stock_event *expected, size_t count)
 {
 	cr_assert_eq(verdict, STOCK_OK, "verdict %s", stock_verdict_code(verdict));
 	cr_assert_eq(out.count, count);
-	for (size_t i = 0; i < count; i++)
+	for (size_t i = 0; i < count; i++) {
 		assert_event_eq(&out.items[i], &expected[i]);
+		cr_assert(out.items[i].has_levels, "event %zu has levels", i);
+	}
 }
 
 static void then_rejected(stock_verdict expected)
@@ -702,9 +714,13 @@ static stock_command random_command(uint64_t *seed)
 	int64_t quantity = (int64_t)(next_random(seed) % 12) - 1;
 
 	reservation_id_of((unsigned)(next_random(seed) % 1500), id, sizeof id);
-	switch (next_random(seed) % 8) {
+	switch (next_random(seed) % 9) {
 	case 0:
-		return create(quantity * 10);
+		return (stock_command){
+		        .kind = STOCK_CREATE, .quantity = quantity * 10, .threshold = quantity};
+	case 8:
+		return (stock_command){.kind = STOCK_SET_THRESHOLD,
+		                       .threshold = (int64_t)(next_random(seed) % 400) - 1};
 	case 1:
 	case 2:
 	case 3:
@@ -729,6 +745,18 @@ static void assert_invariants(const stock_state *s, unsigned step)
 	cr_assert_leq(s->closed_count, STOCK_CLOSED_MEMORY, "step %u", step);
 	cr_assert_eq(s->closed_index != NULL ? hmap_count(s->closed_index) : 0, s->closed_count, "step %u",
 	             step);
+	cr_assert_eq(s->low, stock_is_low(s), "step %u: low exactly while below the threshold", step);
+}
+
+/* The levels every decided event carries are the state's after the decision. */
+static void assert_levels_match(const stock_state *s, unsigned step)
+{
+	for (size_t i = 0; i < out.count; i++) {
+		cr_assert(out.items[i].has_levels, "step %u", step);
+		cr_assert_eq(out.items[i].on_hand, s->on_hand, "step %u", step);
+		cr_assert_eq(out.items[i].reserved, s->reserved, "step %u", step);
+		cr_assert_eq(out.items[i].threshold, s->threshold, "step %u", step);
+	}
 }
 
 /* Snapshot bytes of s; equal bytes mean equal states. */
@@ -748,7 +776,7 @@ Test(stock, random_commands_keep_the_invariants_and_replay_exactly)
 {
 	uint64_t seed = 0x5eed0f0e1105ULL;
 	stock_state replayed, restored;
-	unsigned accepted = 0, rejected = 0;
+	unsigned accepted = 0, rejected = 0, detected = 0, cleared = 0;
 
 	stock_state_init(&replayed);
 	stock_state_init(&restored);
@@ -759,9 +787,14 @@ Test(stock, random_commands_keep_the_invariants_and_replay_exactly)
 		for (size_t i = 0; i < out.count; i++) {
 			cr_assert_eq(stock_evolve(&state, &out.items[i]), ORN_OK);
 			cr_assert_eq(stock_evolve(&replayed, &out.items[i]), ORN_OK);
+			detected += out.items[i].kind == STOCK_LOW_DETECTED;
+			cleared += out.items[i].kind == STOCK_LOW_CLEARED;
 		}
 		assert_invariants(&state, step);
+		assert_levels_match(&state, step);
+		cr_assert_eq(detected - cleared, state.low ? 1u : 0u, "step %u: alerts alternate", step);
 	}
+	cr_assert_geq(cleared, 10, "the sequence crossed the threshold both ways");
 	cr_assert_gt(accepted, 10000);
 	cr_assert_gt(rejected, 1000);
 	cr_assert_eq(state.closed_count, STOCK_CLOSED_MEMORY, "the ring wrapped");
@@ -789,6 +822,7 @@ static void assert_command_round_trip(const stock_command *c)
 	cr_assert_eq(decoded.quantity, c->quantity);
 	cr_assert_eq(decoded.delta, c->delta);
 	cr_assert_str_eq(decoded.reason, c->reason);
+	cr_assert_eq(decoded.threshold, c->threshold);
 }
 
 static void assert_event_round_trip(const stock_event *e)
@@ -801,6 +835,7 @@ static void assert_event_round_trip(const stock_event *e)
 	                                mp_writer_size(writer), &decoded),
 	             ORN_OK);
 	assert_event_eq(&decoded, e);
+	cr_assert_eq(decoded.has_levels, e->has_levels);
 }
 
 Test(stock, commands_round_trip)
@@ -1131,6 +1166,7 @@ typedef struct snapshot_spec {
 	int64_t reserved;
 	const char *closed[3];
 	const char *extra_key;
+	bool schema_2; /* the layout before thresholds: no threshold, no low */
 } snapshot_spec;
 
 static void write_snapshot(const snapshot_spec *spec)
@@ -1140,9 +1176,15 @@ static void write_snapshot(const snapshot_spec *spec)
 	while (closed < 3 && spec->closed[closed] != NULL)
 		closed++;
 	mp_writer_reset(writer);
-	mp_write_map(writer, spec->extra_key != NULL ? 7 : 6);
+	mp_write_map(writer, (spec->extra_key != NULL ? 7 : 6) + (spec->schema_2 ? 0 : 2));
 	mp_write_cstr(writer, "exists");
 	mp_write_bool(writer, true);
+	if (!spec->schema_2) {
+		mp_write_cstr(writer, "threshold");
+		mp_write_int(writer, 4);
+		mp_write_cstr(writer, "low");
+		mp_write_bool(writer, true);
+	}
 	mp_write_cstr(writer, "on_hand");
 	mp_write_int(writer, 10);
 	mp_write_cstr(writer, "reserved");
@@ -1175,21 +1217,32 @@ static orn_rc restore_written(void)
 
 Test(stock, restore_accepts_a_well_formed_hand_written_snapshot)
 {
-	write_snapshot(&(snapshot_spec){"h", 2, 2, {"a", "b"}, "future_field"});
+	write_snapshot(&(snapshot_spec){"h", 2, 2, {"a", "b"}, "future_field", false});
 	cr_assert_eq(restore_written(), ORN_OK);
 	cr_assert_eq(stock_held(&state, "h"), 2);
 	cr_assert_eq(state.closed_count, 2);
+	cr_assert_eq(state.threshold, 4);
+	cr_assert(state.low);
+}
+
+Test(stock, a_snapshot_of_the_layout_before_thresholds_is_rejected_not_misread)
+{
+	GIVEN(created(3));
+	write_snapshot(&(snapshot_spec){"h", 2, 2, {"a", "b"}, NULL, true});
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	cr_assert_eq(state.on_hand, 3, "the state is left as it was");
+	cr_assert_eq(stock_kind.snapshot_schema, 3, "the layout change bumped the schema");
 }
 
 Test(stock, restore_rejects_inconsistent_snapshots_and_keeps_the_state)
 {
 	const snapshot_spec bad[] = {
-	        {"h", 2, 3, {NULL}, NULL},       /* reserved is not the sum held */
-	        {"h", 0, 0, {NULL}, NULL},       /* held quantity 0 */
-	        {"", 1, 1, {NULL}, NULL},        /* empty id */
-	        {"h", 1, 1, {"a", "a"}, NULL},   /* closed id twice */
-	        {"h", 1, 1, {"a\x02"}, NULL},    /* control character */
-	        {"h", 1, 1, {NULL}, "reserved"}, /* repeated key */
+	        {"h", 2, 3, {NULL}, NULL, false},       /* reserved is not the sum held */
+	        {"h", 0, 0, {NULL}, NULL, false},       /* held quantity 0 */
+	        {"", 1, 1, {NULL}, NULL, false},        /* empty id */
+	        {"h", 1, 1, {"a", "a"}, NULL, false},   /* closed id twice */
+	        {"h", 1, 1, {"a\x02"}, NULL, false},    /* control character */
+	        {"h", 1, 1, {NULL}, "reserved", false}, /* repeated key */
 	};
 
 	GIVEN(created(5), reserved("mine", 2));
@@ -1236,9 +1289,9 @@ Test(stock, restore_rejects_over_long_ids_and_an_oversized_ring)
 
 	memset(id, 'x', sizeof id);
 	id[STOCK_RESERVATION_ID_MAX] = '\0';
-	write_snapshot(&(snapshot_spec){id, 1, 1, {NULL}, NULL});
+	write_snapshot(&(snapshot_spec){id, 1, 1, {NULL}, NULL, false});
 	cr_assert_eq(restore_written(), ORN_EDECODE);
-	write_snapshot(&(snapshot_spec){NULL, 0, 0, {id}, NULL});
+	write_snapshot(&(snapshot_spec){NULL, 0, 0, {id}, NULL, false});
 	cr_assert_eq(restore_written(), ORN_EDECODE);
 	write_single_key("closed");
 	mp_write_array(writer, STOCK_CLOSED_MEMORY + 1);
@@ -1422,26 +1475,351 @@ Test(stock_kind, view_shows_the_counts)
 	const char *key;
 	int64_t value;
 	bool exists = false;
-	const char *keys[] = {"exists", "on_hand", "reserved", "available", "sold", "held"};
-	const int64_t expected[] = {0, 10, 3, 7, 2, 2};
+	bool low = false;
+	const char *keys[] = {"exists", "on_hand",   "reserved", "threshold",
+	                      "low",    "available", "sold",     "held"};
+	const int64_t expected[] = {0, 10, 3, 8, 0, 7, 2, 2};
 
-	GIVEN(created(12), reserved("a", 1), reserved("b", 2), reserved("c", 2), committed("c", 2));
+	GIVEN(created(12), reserved("a", 1), reserved("b", 2), reserved("c", 2), committed("c", 2),
+	      (stock_event){.kind = STOCK_THRESHOLD_SET, .threshold = 8},
+	      (stock_event){.kind = STOCK_LOW_DETECTED, .threshold = 8});
 	cr_assert_eq(stock_kind.view(&state, writer), ORN_OK);
 	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
 	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
-	cr_assert_eq(count, 6);
+	cr_assert_eq(count, 8);
 	for (uint32_t i = 0; i < count; i++) {
 		cr_assert_eq(mp_read_str(&r, &key, &len), ORN_OK);
 		cr_assert(mp_str_eq(key, len, keys[i]), "key %u", i);
-		if (i == 0) {
-			cr_assert_eq(mp_read_bool(&r, &exists), ORN_OK);
+		if (i == 0 || i == 4) {
+			cr_assert_eq(mp_read_bool(&r, i == 0 ? &exists : &low), ORN_OK);
 			continue;
 		}
 		cr_assert_eq(mp_read_int(&r, &value), ORN_OK);
 		cr_assert_eq(value, expected[i], "%s", keys[i]);
 	}
 	cr_assert(exists);
+	cr_assert(low);
 	cr_assert_eq(mp_reader_remaining(&r), 0);
+}
+
+/* ---- low-stock thresholds ---- */
+
+/* A created event as decide writes it: with levels and a threshold. */
+static stock_event created_with(int64_t quantity, int64_t threshold)
+{
+	return (stock_event){.kind = STOCK_CREATED,
+	                     .quantity = quantity,
+	                     .has_levels = true,
+	                     .on_hand = quantity,
+	                     .threshold = threshold};
+}
+
+/* An expected event of kind with the levels after it. */
+static stock_event with_levels(stock_event e, int64_t on_hand, int64_t reserved_units, int64_t threshold)
+{
+	e.has_levels = true;
+	e.on_hand = on_hand;
+	e.reserved = reserved_units;
+	e.threshold = threshold;
+	return e;
+}
+
+/* LowStockDetected (detected true) or LowStockCleared with its payload. */
+static stock_event crossing(bool detected, int64_t threshold, int64_t on_hand, int64_t reserved_units)
+{
+	stock_event e = {.kind = detected ? STOCK_LOW_DETECTED : STOCK_LOW_CLEARED,
+	                 .available = on_hand - reserved_units};
+
+	return with_levels(e, on_hand, reserved_units, threshold);
+}
+
+static stock_command create_with(int64_t quantity, int64_t threshold)
+{
+	return (stock_command){.kind = STOCK_CREATE, .quantity = quantity, .threshold = threshold};
+}
+
+static stock_command set_threshold(int64_t threshold)
+{
+	return (stock_command){.kind = STOCK_SET_THRESHOLD, .threshold = threshold};
+}
+
+Test(stock, create_below_its_threshold_also_detects_low_stock)
+{
+	when(create_with(3, 5));
+	THEN_EVENTS(created_with(3, 5), crossing(true, 5, 3, 0));
+	and_applied();
+	cr_assert_eq(state.threshold, 5);
+	cr_assert(state.low);
+}
+
+Test(stock, create_at_its_threshold_or_with_none_is_not_low)
+{
+	when(create_with(5, 5));
+	THEN_EVENTS(created_with(5, 5));
+	stock_state_dispose(&state);
+	stock_state_init(&state);
+	when(create(0));
+	THEN_EVENTS(created_with(0, 0));
+}
+
+Test(stock, create_rejects_a_threshold_out_of_range)
+{
+	when(create_with(3, -1));
+	then_rejected(STOCK_REJ_INVALID);
+	when(create_with(3, STOCK_QUANTITY_MAX + 1));
+	then_rejected(STOCK_REJ_INVALID);
+	when(create_with(3, STOCK_QUANTITY_MAX));
+	THEN_EVENTS(created_with(3, STOCK_QUANTITY_MAX), crossing(true, STOCK_QUANTITY_MAX, 3, 0));
+}
+
+Test(stock, a_reserve_crossing_below_the_threshold_detects_low_stock_once)
+{
+	GIVEN(created_with(10, 5));
+	when(reserve("a", 5));
+	THEN_EVENTS(with_levels(reserved("a", 5), 10, 5, 5)); /* available 5: not below 5 */
+	and_applied();
+	when(reserve("b", 1));
+	THEN_EVENTS(with_levels(reserved("b", 1), 10, 6, 5), crossing(true, 5, 10, 6));
+	and_applied();
+	when(reserve("c", 1));
+	THEN_EVENTS(with_levels(reserved("c", 1), 10, 7, 5)); /* no second alert while low */
+	and_applied();
+	when(reserve("c", 1));
+	then_nothing_happens(); /* a redelivered reserve: no event, no alert */
+	cr_assert(state.low);
+}
+
+Test(stock, a_commit_while_low_changes_no_availability_and_emits_no_alert)
+{
+	GIVEN(created_with(10, 5), reserved("a", 6), crossing(true, 5, 10, 6));
+	when(commit("a"));
+	THEN_EVENTS(with_levels(committed("a", 6), 4, 0, 5));
+	and_applied();
+	cr_assert(state.low);
+}
+
+Test(stock, a_release_back_to_the_threshold_clears_and_re_arms)
+{
+	GIVEN(created_with(10, 5), reserved("a", 5), reserved("b", 1), crossing(true, 5, 10, 6),
+	      reserved("c", 1));
+	when(release("c"));
+	THEN_EVENTS(with_levels(released("c", 1), 10, 6, 5)); /* still below */
+	and_applied();
+	when(release("b"));
+	THEN_EVENTS(with_levels(released("b", 1), 10, 5, 5), crossing(false, 5, 10, 5));
+	and_applied();
+	cr_assert_not(state.low);
+	when(release("b"));
+	then_nothing_happens(); /* a redelivered release: no second clear */
+	when(reserve("d", 1));
+	THEN_EVENTS(with_levels(reserved("d", 1), 10, 6, 5), crossing(true, 5, 10, 6)); /* re-armed */
+}
+
+Test(stock, adjusting_down_detects_and_adjusting_up_clears)
+{
+	GIVEN(created_with(8, 5), reserved("a", 2));
+	when(adjust(-2, "breakage"));
+	THEN_EVENTS(with_levels(adjusted(-2, 6, "breakage"), 6, 2, 5), crossing(true, 5, 6, 2));
+	and_applied();
+	when(adjust(-1, "breakage"));
+	THEN_EVENTS(with_levels(adjusted(-1, 5, "breakage"), 5, 2, 5));
+	and_applied();
+	when(adjust(2, "delivery"));
+	THEN_EVENTS(with_levels(adjusted(2, 7, "delivery"), 7, 2, 5), crossing(false, 5, 7, 2));
+	and_applied();
+	cr_assert_not(state.low);
+}
+
+Test(stock, raising_the_threshold_above_available_detects_and_lowering_it_clears)
+{
+	stock_event set = {.kind = STOCK_THRESHOLD_SET};
+
+	GIVEN(created(10), reserved("a", 3));
+	when(set_threshold(7));
+	THEN_EVENTS(with_levels(set, 10, 3, 7)); /* available 7 is not below 7 */
+	and_applied();
+	when(set_threshold(8));
+	THEN_EVENTS(with_levels(set, 10, 3, 8), crossing(true, 8, 10, 3));
+	and_applied();
+	when(set_threshold(9));
+	THEN_EVENTS(with_levels(set, 10, 3, 9)); /* still low: no second alert */
+	and_applied();
+	when(set_threshold(0));
+	THEN_EVENTS(with_levels(set, 10, 3, 0), crossing(false, 0, 10, 3));
+	and_applied();
+	cr_assert_eq(state.threshold, 0);
+	cr_assert_not(state.low);
+}
+
+Test(stock, setting_the_same_threshold_again_changes_nothing)
+{
+	GIVEN(created_with(10, 4));
+	when(set_threshold(4));
+	then_nothing_happens();
+}
+
+Test(stock, set_threshold_rejects_out_of_range_and_a_missing_item)
+{
+	when(set_threshold(3));
+	then_rejected(STOCK_REJ_NOT_FOUND);
+	GIVEN(created(1));
+	when(set_threshold(-1));
+	then_rejected(STOCK_REJ_INVALID);
+	when(set_threshold(STOCK_QUANTITY_MAX + 1));
+	then_rejected(STOCK_REJ_INVALID);
+}
+
+Test(stock, an_item_created_before_thresholds_is_never_low)
+{
+	GIVEN(created(0)); /* an old event: no levels, no threshold */
+	cr_assert_eq(state.threshold, 0);
+	when(adjust(1, "found"));
+	THEN_EVENTS(with_levels(adjusted(1, 1, "found"), 1, 0, 0));
+	and_applied();
+	when(reserve("a", 1));
+	THEN_EVENTS(with_levels(reserved("a", 1), 1, 1, 0));
+}
+
+Test(stock, replaying_a_history_with_alerts_gives_the_same_threshold_and_low)
+{
+	stock_command history[] = {create_with(6, 4), reserve("a", 3), reserve("b", 1),       release("a"),
+	                           set_threshold(9),  commit("b"),     adjust(10, "delivery")};
+	stock_event stored[16];
+	size_t count = 0;
+	stock_state replayed;
+
+	for (size_t i = 0; i < sizeof history / sizeof history[0]; i++) {
+		when(history[i]);
+		cr_assert_eq(verdict, STOCK_OK, "command %zu", i);
+		for (size_t j = 0; j < out.count; j++)
+			stored[count++] = out.items[j];
+		and_applied();
+	}
+	cr_assert_eq(count, 11, "7 events and 4 crossings");
+	stock_state_init(&replayed);
+	for (size_t i = 0; i < count; i++)
+		cr_assert_eq(stock_evolve(&replayed, &stored[i]), ORN_OK);
+	cr_assert_eq(replayed.threshold, 9);
+	cr_assert_eq(replayed.low, state.low);
+	cr_assert_not(replayed.low, "available 14 is not below 9");
+	stock_state_dispose(&replayed);
+}
+
+Test(stock, low_stock_events_round_trip_with_every_key)
+{
+	stock_event events[] = {crossing(true, 5, 10, 6), crossing(false, 5, 10, 5),
+	                        with_levels((stock_event){.kind = STOCK_THRESHOLD_SET}, 3, 1, 7),
+	                        with_levels(reserved("o1", 2), 9, 2, 4), created_with(4, 9)};
+	const char *keys[] = {"threshold", "available", "on_hand", "reserved"};
+
+	for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
+		assert_event_round_trip(&events[i]);
+	mp_writer_reset(writer);
+	cr_assert_eq(stock_event_encode(writer, &events[0]), ORN_OK);
+	for (size_t i = 0; i < 4; i++) {
+		mp_reader r;
+		uint32_t count;
+		bool found = false;
+		mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+		cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+		cr_assert_eq(count, 4, "exactly the four documented keys");
+		for (uint32_t k = 0; k < count; k++) {
+			const char *key;
+			uint32_t len;
+			int64_t value;
+			cr_assert_eq(mp_read_str(&r, &key, &len), ORN_OK);
+			cr_assert_eq(mp_read_int(&r, &value), ORN_OK, "int values");
+			found |= mp_str_eq(key, len, keys[i]);
+		}
+		cr_assert(found, "key %s", keys[i]);
+	}
+	cr_assert_str_eq(stock_event_type(STOCK_LOW_DETECTED), "LowStockDetected");
+	cr_assert_str_eq(stock_event_type(STOCK_LOW_CLEARED), "LowStockCleared");
+	cr_assert_str_eq(stock_event_type(STOCK_THRESHOLD_SET), "LowStockThresholdSet");
+	cr_assert_str_eq(stock_command_type(STOCK_SET_THRESHOLD), "SetLowStockThreshold");
+}
+
+Test(stock, threshold_commands_round_trip)
+{
+	assert_command_round_trip(&(stock_command){.kind = STOCK_CREATE, .quantity = 3, .threshold = 5});
+	assert_command_round_trip(&(stock_command){.kind = STOCK_SET_THRESHOLD, .threshold = 0});
+	assert_command_round_trip(&(stock_command){.kind = STOCK_SET_THRESHOLD, .threshold = 12});
+}
+
+Test(stock, payloads_written_before_thresholds_still_decode)
+{
+	stock_command c;
+	stock_event e;
+
+	mp_write_map(writer, 1); /* CreateStockItem {quantity} */
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 7);
+	cr_assert_eq(
+	        stock_command_decode(STOCK_CMD_CREATE, mp_writer_data(writer), mp_writer_size(writer), &c),
+	        ORN_OK);
+	cr_assert_eq(c.quantity, 7);
+	cr_assert_eq(c.threshold, 0);
+	cr_assert_eq(stock_event_decode(STOCK_EV_CREATED, mp_writer_data(writer), mp_writer_size(writer), &e),
+	             ORN_OK);
+	cr_assert_not(e.has_levels);
+	cr_assert_eq(e.threshold, 0);
+	mp_writer_reset(writer); /* StockReserved {reservation_id, quantity, on_hand}: levels incomplete */
+	mp_write_map(writer, 3);
+	mp_write_cstr(writer, "reservation_id");
+	mp_write_cstr(writer, "o1");
+	mp_write_cstr(writer, "quantity");
+	mp_write_int(writer, 2);
+	mp_write_cstr(writer, "on_hand");
+	mp_write_int(writer, 9);
+	cr_assert_eq(
+	        stock_event_decode(STOCK_EV_RESERVED, mp_writer_data(writer), mp_writer_size(writer), &e),
+	        ORN_OK);
+	cr_assert_not(e.has_levels);
+	cr_assert_eq(e.quantity, 2);
+	mp_writer_reset(writer); /* an old event without levels encodes as it was */
+	cr_assert_eq(stock_event_encode(writer, &(stock_event){.kind = STOCK_CREATED, .quantity = 1}),
+	             ORN_OK);
+	cr_assert_eq(mp_writer_size(writer), 1 + 9 + 1);
+}
+
+Test(stock, low_stock_payloads_missing_a_key_or_out_of_range_are_rejected)
+{
+	stock_event e;
+	const char *keys[] = {"threshold", "available", "on_hand", "reserved"};
+
+	for (size_t skip = 0; skip < 5; skip++) {
+		mp_writer_reset(writer);
+		mp_write_map(writer, skip < 4 ? 3 : 4);
+		for (size_t i = 0; i < 4; i++) {
+			if (i == skip)
+				continue;
+			mp_write_cstr(writer, keys[i]);
+			mp_write_int(writer, skip == 4 && i == 0 ? -1 : 2);
+		}
+		cr_assert_eq(
+		        stock_event_decode(STOCK_EV_LOW, mp_writer_data(writer), mp_writer_size(writer), &e),
+		        ORN_EDECODE, "case %zu", skip);
+	}
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, "threshold");
+	mp_write_int(writer, -1);
+	cr_assert_eq(stock_command_decode(STOCK_CMD_THRESHOLD, mp_writer_data(writer), mp_writer_size(writer),
+	                                  &(stock_command){0}),
+	             ORN_OK, "decide judges the range");
+}
+
+Test(stock, threshold_and_low_survive_a_snapshot)
+{
+	stock_state restored;
+
+	GIVEN(created_with(3, 5), crossing(true, 5, 3, 0));
+	cr_assert_eq(stock_kind.snapshot(&state, writer), ORN_OK);
+	stock_state_init(&restored);
+	cr_assert_eq(stock_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	cr_assert_eq(restored.threshold, 5);
+	cr_assert(restored.low);
+	stock_state_dispose(&restored);
 }
 
 /* ---- allocation failures ---- */
