@@ -26,6 +26,7 @@ orn_rc gw_api_register(gw_api *api)
 		rc = gw_api_register_payment(api);
 	if (rc == ORN_OK)
 		rc = gw_api_register_mail(api);
+	if (rc == ORN_OK)
 		rc = gw_api_register_inventory_feed(api);
 	return rc;
 }

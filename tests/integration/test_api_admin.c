@@ -636,6 +636,8 @@ Test(api_admin, the_mail_log_is_for_admins_and_validates_its_query)
 		cr_assert(has_error(&r, bad[i].field), "%s: %s", bad[i].query, r.body);
 		hc_reply_free(&r);
 	}
+}
+
 /* ---- low-stock thresholds ------------------------------------------------- */
 
 /* A product body with an explicit low_stock_threshold (raw JSON text). */
