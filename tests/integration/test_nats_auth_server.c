@@ -5,9 +5,11 @@
  * wrong password). */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "actor.h"
 #include "harness.h"
@@ -293,4 +295,114 @@ Test(nats_auth, a_wrong_password_is_refused)
 	/* and no user at all is refused too */
 	o.auth = NULL;
 	cr_assert_neq(es_store_open(&o, &s), ORN_OK);
+}
+
+/* ---- TLS to NATS ---------------------------------------------------------- */
+
+static char *tls_dir;
+static pid_t tls_server;
+
+static void run(const char *cmd)
+{
+	int status = system(cmd);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "failed: %s", cmd);
+}
+
+/* A CA, a server certificate for 127.0.0.1 and a client certificate, and a
+ * nats-server that requires TLS with a client certificate and the users. */
+static void tls_setup(void)
+{
+	char cmd[4096], path[512], conf[512], store[512], port_text[16];
+	tls_dir = th_tempdir("natsauth-tls");
+	snprintf(cmd, sizeof cmd,
+	         "cd '%s' && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && "
+	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 "
+	         "-subj /CN=orion-test-ca 2>/dev/null && "
+	         "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 "
+	         "2>/dev/null && "
+	         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
+	         "-days 1 -extfile san.ext 2>/dev/null && "
+	         "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=orion "
+	         "2>/dev/null && "
+	         "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem "
+	         "-days 1 2>/dev/null",
+	         tls_dir);
+	run(cmd);
+	snprintf(path, sizeof path, "%s/credentials", tls_dir);
+	cr_assert_eq(na_credentials_ensure(path, &creds), ORN_OK);
+	snprintf(conf, sizeof conf, "%s/auth.conf", tls_dir);
+	cr_assert_eq(na_write_server_config(&creds, conf), ORN_OK);
+	snprintf(conf, sizeof conf, "%s/server.conf", tls_dir);
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "include ./auth.conf\n"
+	        "tls {\n  cert_file: \"%s/server.pem\"\n  key_file: \"%s/server.key\"\n"
+	        "  ca_file: \"%s/ca.pem\"\n  verify: true\n}\n",
+	        tls_dir, tls_dir, tls_dir);
+	fclose(f);
+	int port = natsd_free_port();
+	cr_assert_gt(port, 0);
+	snprintf(port_text, sizeof port_text, "%d", port);
+	snprintf(store, sizeof store, "%s/js", tls_dir);
+	snprintf(path, sizeof path, "%s/nats.log", tls_dir);
+	char *argv[] = {"nats-server", "-js", "-a", "127.0.0.1", "-p", port_text,
+	                "-sd",         store, "-c", conf,        NULL};
+	tls_server = th_spawn(argv, NULL, path);
+	static char url[64];
+	snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+	setenv("ORION_TEST_TLS_URL", url, 1);
+}
+
+static void tls_teardown(void)
+{
+	th_kill(tls_server, SIGKILL);
+	tls_server = 0;
+	na_credentials_wipe(&creds);
+	th_rmrf(tls_dir);
+	free(tls_dir);
+	tls_dir = NULL;
+}
+
+/* Opens a store as ops with the given TLS files (relative to tls_dir; NULL: none). */
+static orn_rc open_tls(const char *ca, const char *cert, const char *key, es_store **out)
+{
+	char ca_path[600], cert_path[600], key_path[600];
+	snprintf(ca_path, sizeof ca_path, "%s/%s", tls_dir, ca ? ca : "");
+	snprintf(cert_path, sizeof cert_path, "%s/%s", tls_dir, cert ? cert : "");
+	snprintf(key_path, sizeof key_path, "%s/%s", tls_dir, key ? key : "");
+	na_conn auth = {creds.role[NA_OPS].user, creds.role[NA_OPS].password, ca ? ca_path : NULL,
+	                cert ? cert_path : NULL, key ? key_path : NULL};
+	es_options o;
+	es_options_init(&o);
+	o.url = getenv("ORION_TEST_TLS_URL");
+	o.auth = &auth;
+	*out = NULL;
+	return es_store_open(&o, out);
+}
+
+Test(nats_tls, connects_only_with_tls_and_a_client_certificate, .init = tls_setup, .fini = tls_teardown,
+     .timeout = 120)
+{
+	/* given a server requiring TLS and client certificates: the store
+	 * connects with the CA and the client's certificate (once the server is up) */
+	es_store *s = NULL;
+	int64_t deadline = th_now_ms() + WAIT_MS;
+	orn_rc rc;
+	while ((rc = open_tls("ca.pem", "client.pem", "client.key", &s)) != ORN_OK && th_now_ms() < deadline)
+		th_sleep_ms(100);
+	cr_assert_eq(rc, ORN_OK, "no TLS connection");
+	/* and a role's second connection (es_store_nats_options) connects the same way */
+	natsOptions *opts = NULL;
+	natsConnection *nc = NULL;
+	cr_assert_eq(es_store_nats_options(s, "second", &opts), ORN_OK);
+	cr_assert_eq(natsConnection_Connect(&nc, opts), NATS_OK);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(opts);
+	es_store_close(s);
+	/* without a client certificate, or without TLS, it is refused */
+	cr_assert_neq(open_tls("ca.pem", NULL, NULL, &s), ORN_OK);
+	cr_assert_null(s);
+	cr_assert_neq(open_tls(NULL, NULL, NULL, &s), ORN_OK);
+	cr_assert_null(s);
 }
