@@ -157,6 +157,10 @@ orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner,
 	/* Only the ops user may create the streams; the roles verify them. */
 	eo.create_streams = creds == NULL || role == NA_OPS;
 	if ((rc = es_store_open(&eo, store)) != ORN_OK) {
+		if (rc == ORN_ENOTFOUND)
+			log_error("the streams do not exist and this user may not create them: start a "
+			          "process with the ops credentials first",
+			          "role", na_role_name(role));
 		natsd_stop(*server);
 		*server = NULL;
 	}
