@@ -43,7 +43,9 @@ typedef struct es_options {
 void es_options_init(es_options *o);
 
 /* Connects and creates or verifies the streams. On success *out owns the
- * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down. */
+ * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down,
+ * ORN_EINVAL if it refuses the user (or a TLS file cannot be loaded),
+ * ORN_ENOTFOUND if a stream is missing and create_streams is false. */
 orn_rc es_store_open(const es_options *o, es_store **out);
 void es_store_close(es_store *s);
 
