@@ -6,7 +6,8 @@
  * order deadlines (ADR 010; they bring the projector, whose orders model
  * they read). With no --roles every role runs: the
  * all-in-one default. Roles talk only through NATS, so any subset can run in
- * separate processes against the same NATS. */
+ * separate processes against the same NATS. With NATS credentials (ADR 014:
+ * always for the embedded server) each role connects as its own user. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
