@@ -350,7 +350,8 @@ int main(int argc, char **argv)
 	if (natsConnection_ConnectTo(&nc, cfg.nats_url) != NATS_OK ||
 	    natsConnection_Subscribe(&sub, nc, "orion.evt.order.>", on_order_event, NULL) != NATS_OK ||
 	    natsSubscription_SetPendingLimits(sub, -1, -1) != NATS_OK) {
-		fprintf(stderr, "bench_orders: cannot subscribe at %s\n", cfg.nats_url);
+		/* the URL may carry the ops user's password: not printed */
+		fprintf(stderr, "bench_orders: cannot subscribe to the order events on NATS\n");
 		return 1;
 	}
 	if (setup_accounts() != 0)

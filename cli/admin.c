@@ -251,7 +251,7 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 	natsConnection *nc = NULL;
 	bool created = false;
 	int status = 3;
-	if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	if (cli_nats_connect(cfg, url, &nc) == ORN_OK &&
 	    cli_create_user(nc, email, password, name ? name : "Administrator", role, &created) == ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
 		status = 0;

@@ -30,31 +30,106 @@ bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 	return ok && strncmp(url, "nats://", 7) == 0;
 }
 
-/* Connects to ORION_NATS_URL, or starts the embedded server first (*server). */
-orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
-                         es_store **store)
+/* <data dir>/nats: the embedded server's store, credentials and configuration. */
+static void nats_dir(const orn_config *cfg, char *out, size_t cap)
 {
-	char store_dir[ORN_CONFIG_STR_MAX + 32], running[128];
+	snprintf(out, cap, "%s/nats", cfg->data_dir);
+}
+
+orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials *out, bool *enabled)
+{
+	char path[ORN_CONFIG_STR_MAX + 64], running[128];
+	orn_rc rc;
+	*enabled = false;
+	na_credentials_wipe(out);
+	if (cfg->nats_credentials[0] != '\0') {
+		if ((rc = na_credentials_load(cfg->nats_credentials, out)) != ORN_OK) {
+			log_error("cannot read ORION_NATS_CREDENTIALS", "path", cfg->nats_credentials,
+			          "error", orn_strerror(rc));
+			return rc;
+		}
+		*enabled = true;
+		return ORN_OK;
+	}
+	/* Without ORION_NATS_URL the server is ours (embedded, or a running
+	 * serve's on the same data dir): its credentials are in the data dir. */
+	if (cfg->nats_url[0] != '\0')
+		return ORN_OK;
+	nats_dir(cfg, path, sizeof path);
+	if (generate && (rc = orn_make_dirs(path)) != ORN_OK) {
+		log_error("cannot create the data directory", "path", path);
+		return rc;
+	}
+	snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", NA_CREDENTIALS_FILE);
+	rc = generate ? na_credentials_ensure(path, out) : na_credentials_load(path, out);
+	if (rc == ORN_ENOTFOUND && !generate && !cli_read_running_url(cfg, running, sizeof running))
+		return ORN_OK; /* no server yet: whoever starts it generates them */
+	if (rc != ORN_OK) {
+		log_error("cannot read the NATS credentials", "path", path, "error", orn_strerror(rc));
+		return rc;
+	}
+	*enabled = true;
+	return ORN_OK;
+}
+
+void cli_nats_conn(const orn_config *cfg, const na_credentials *creds, na_role role, na_conn *out)
+{
+	memset(out, 0, sizeof *out);
+	if (creds != NULL && (unsigned)role < NA_ROLE_COUNT && creds->role[role].present) {
+		out->user = creds->role[role].user;
+		out->password = creds->role[role].password;
+	}
+	out->tls_ca = cfg->nats_tls_ca[0] != '\0' ? cfg->nats_tls_ca : NULL;
+	out->tls_cert = cfg->nats_tls_cert[0] != '\0' ? cfg->nats_tls_cert : NULL;
+	out->tls_key = cfg->nats_tls_key[0] != '\0' ? cfg->nats_tls_key : NULL;
+}
+
+/* Starts the embedded server; with credentials, under the authorization
+ * block rendered from them (<data dir>/nats/server.conf, 0600). */
+static orn_rc start_embedded(const orn_config *cfg, const na_credentials *creds, natsd **server)
+{
+	char store_dir[ORN_CONFIG_STR_MAX + 32], conf[ORN_CONFIG_STR_MAX + 64];
+	orn_rc rc;
+	nats_dir(cfg, store_dir, sizeof store_dir);
+	if ((rc = orn_make_dirs(store_dir)) != ORN_OK) {
+		log_error("cannot create the data directory", "path", store_dir);
+		return rc;
+	}
+	natsd_options o;
+	natsd_options_init(&o);
+	o.store_dir = store_dir;
+	if (creds != NULL) {
+		snprintf(conf, sizeof conf, "%s/server.conf", store_dir);
+		if ((rc = na_write_server_config(creds, conf)) != ORN_OK) {
+			log_error("cannot write the nats-server configuration", "path", conf);
+			return rc;
+		}
+		o.config_file = conf;
+		o.user = creds->role[NA_OPS].user;
+		o.password = creds->role[NA_OPS].password;
+	}
+	if ((rc = natsd_start(&o, server)) != ORN_OK) {
+		log_error("cannot start the embedded nats-server", "error", orn_strerror(rc));
+		return rc;
+	}
+	log_info("embedded nats-server started", "url", natsd_url(*server), "store", store_dir, "auth",
+	         creds != NULL ? "per-role users" : "none");
+	return ORN_OK;
+}
+
+orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner, const na_credentials *creds,
+                            na_role role, natsd **server, es_store **store)
+{
+	char running[128];
 	const char *url = cfg->nats_url;
 	orn_rc rc;
 	*server = NULL;
 	if (url[0] == '\0' && !owner && cli_read_running_url(cfg, running, sizeof running))
 		url = running;
 	if (url[0] == '\0') {
-		snprintf(store_dir, sizeof store_dir, "%s/nats", cfg->data_dir);
-		if ((rc = orn_make_dirs(store_dir)) != ORN_OK) {
-			log_error("cannot create the data directory", "path", store_dir);
+		if ((rc = start_embedded(cfg, creds, server)) != ORN_OK)
 			return rc;
-		}
-		natsd_options o;
-		natsd_options_init(&o);
-		o.store_dir = store_dir;
-		if ((rc = natsd_start(&o, server)) != ORN_OK) {
-			log_error("cannot start the embedded nats-server", "error", orn_strerror(rc));
-			return rc;
-		}
 		url = natsd_url(*server);
-		log_info("embedded nats-server started", "url", url, "store", store_dir);
 		if (owner) {
 			char path[ORN_CONFIG_STR_MAX + 32];
 			cli_url_file_path(cfg, path, sizeof path);
@@ -65,14 +140,67 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 			}
 		}
 	}
+	na_conn auth;
+	cli_nats_conn(cfg, creds, role, &auth);
+	if (creds != NULL && auth.user == NULL) {
+		log_error("the NATS credentials have no user for this role", "role", na_role_name(role));
+		natsd_stop(*server);
+		*server = NULL;
+		return ORN_EINVAL;
+	}
 	es_options eo;
 	es_options_init(&eo);
 	eo.url = url;
 	eo.name = name;
 	eo.replicas = cfg->stream_replicas;
+	eo.auth = &auth;
+	/* Only the ops user may create the streams; the roles verify them. */
+	eo.create_streams = creds == NULL || role == NA_OPS;
 	if ((rc = es_store_open(&eo, store)) != ORN_OK) {
+		if (rc == ORN_ENOTFOUND)
+			log_error("the streams do not exist and this user may not create them: start a "
+			          "process with the ops credentials first",
+			          "role", na_role_name(role));
 		natsd_stop(*server);
 		*server = NULL;
 	}
+	return rc;
+}
+
+/* Connects as the ops user (when there are credentials). */
+orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
+                         es_store **store)
+{
+	na_credentials creds;
+	bool enabled = false;
+	orn_rc rc = cli_nats_credentials(cfg, true, &creds, &enabled);
+	if (rc == ORN_OK)
+		rc = cli_connect_store_as(cfg, name, owner, enabled ? &creds : NULL, NA_OPS, server, store);
+	na_credentials_wipe(&creds);
+	return rc;
+}
+
+orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out)
+{
+	na_credentials creds;
+	na_conn auth;
+	natsOptions *opts = NULL;
+	bool enabled = false;
+	orn_rc rc = cli_nats_credentials(cfg, false, &creds, &enabled);
+	if (rc != ORN_OK)
+		goto done;
+	cli_nats_conn(cfg, enabled ? &creds : NULL, NA_OPS, &auth);
+	if (natsOptions_Create(&opts) != NATS_OK) {
+		rc = ORN_ENOMEM;
+		goto done;
+	}
+	if ((rc = es_nats_options_set_url(opts, url)) != ORN_OK ||
+	    (rc = na_conn_apply(&auth, opts)) != ORN_OK)
+		goto done;
+	if (natsConnection_Connect(out, opts) != NATS_OK)
+		rc = ORN_EUNAVAILABLE;
+done:
+	natsOptions_Destroy(opts);
+	na_credentials_wipe(&creds);
 	return rc;
 }

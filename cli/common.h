@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "evstore.h"
+#include "nats_auth.h"
 #include "natsd.h"
 
 /* Where a running `orion serve` records its embedded server's URL
@@ -17,11 +18,35 @@ void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
 /* The URL a running `orion serve` recorded, if any (out param url). */
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
 
-/* Connects to ORION_NATS_URL; else, unless owner, to a running serve's
- * server; else starts the embedded server (*server, stop it with natsd_stop)
- * and, when owner, records its URL. On success *store owns the connection. */
+/* The per-role NATS users (ADR 014), out param out, *enabled true if any:
+ * ORION_NATS_CREDENTIALS; else, without ORION_NATS_URL, <data dir>/nats/
+ * credentials (created when generate); else none (a server without auth).
+ * Wipe out with na_credentials_wipe. */
+orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials *out, bool *enabled);
+
+/* How role connects (out param out, borrowing from creds and cfg): its user
+ * and password when creds (may be NULL) has it, and ORION_NATS_TLS_*. */
+void cli_nats_conn(const orn_config *cfg, const na_credentials *creds, na_role role, na_conn *out);
+
+/* Connects as role (with creds; NULL: no user) to ORION_NATS_URL; else,
+ * unless owner, to a running serve's server; else starts the embedded server
+ * (*server, stop it with natsd_stop; with creds under their authorization
+ * block) and, when owner, records its URL. Only ops (or no auth) creates the
+ * streams. On success *store owns the connection. */
+orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner, const na_credentials *creds,
+                            na_role role, natsd **server, es_store **store);
+
+/* cli_connect_store_as as the ops user of cli_nats_credentials (generated
+ * when this starts the embedded server), or without a user when there are none. */
 orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
                          es_store **store);
+
+/* A plain connection to url as the ops user (if any) with ORION_NATS_TLS_*. */
+orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out);
+
+/* `orion nats-config` (cli/nats_config.c): prints the nats-server
+ * authorization block for the credentials file given or configured. */
+int cli_nats_config(int argc, char **argv, const orn_config *cfg);
 
 /* The serve subcommand, and `routes` (cli/serve.c). */
 int cli_serve(int argc, char **argv, const orn_config *cfg);

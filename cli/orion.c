@@ -65,6 +65,9 @@ static void usage(FILE *out)
 	        "                             with the inventory read model (at its checkpoint) and\n"
 	        "                             with what live orders hold; one line per difference\n"
 	        "                             (exit 0 none, 1 differences, 2 errors)\n"
+	        "  nats-config [--credentials FILE] [--generate]\n"
+	        "                             print the nats-server authorization block (a user per\n"
+	        "                             role and its permissions) for a credentials file\n"
 	        "  routes                     list the HTTP routes the gateway serves\n"
 	        "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
 	        "                             run the card payment provider sandbox alone\n"
@@ -555,7 +558,7 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 	int status = 3;
 	uint8_t nil = 0xc0;
 	snprintf(command_id, sizeof command_id, "cli-%lld-%d", (long long)orn_now_ms(), (int)getpid());
-	if (payload == NULL || natsConnection_ConnectTo(&nc, url) != NATS_OK) {
+	if (payload == NULL || cli_nats_connect(cfg, url, &nc) != ORN_OK) {
 		fprintf(stderr, "orion stock: cannot connect to %s\n", url);
 		goto done;
 	}
@@ -610,6 +613,8 @@ int main(int argc, char **argv)
 		return cli_rebuild(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "psp-sandbox") == 0)
 		return cli_psp_sandbox(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "nats-config") == 0)
+		return cli_nats_config(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "verify-stock") == 0)
 		return cli_verify_stock(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);

@@ -6,7 +6,8 @@
  * order deadlines (ADR 010; they bring the projector, whose orders model
  * they read). With no --roles every role runs: the
  * all-in-one default. Roles talk only through NATS, so any subset can run in
- * separate processes against the same NATS. */
+ * separate processes against the same NATS. With NATS credentials (ADR 014:
+ * always for the embedded server) each role connects as its own user. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include "log.h"
 #include "mail.h"
 #include "metrics.h"
+#include "nats_auth.h"
 #include "order.h"
 #include "order_token.h"
 #include "payment.h"
@@ -94,6 +96,9 @@ typedef struct serve_state {
 	timers *timers;
 	mail_service *mail;
 	es_store *checkout_store, *mail_store, *payment_store, *timers_store; /* their own NATS connections */
+	na_credentials creds;                 /* the per-role NATS users (ADR 014), when auth */
+	bool auth;                            /* every role connects as its own user */
+	es_store *role_stores[NA_ROLE_COUNT]; /* with auth: the connection of each role */
 	psp_sandbox *psp;
 	payment_service *payment;
 	pthread_t monitor_thread;
@@ -141,6 +146,26 @@ static bool roles_valid(const char *roles)
 	return true;
 }
 
+static orn_rc open_role_store(serve_state *st, na_role role, const char *name, es_store **out);
+
+/* The store of a role's work: with per-role users a connection as the role's
+ * user (opened once), else the process's shared connection. */
+static orn_rc role_store(serve_state *st, na_role role, es_store **out)
+{
+	char name[64];
+	orn_rc rc = ORN_OK;
+	if (!st->auth) {
+		*out = st->store;
+		return ORN_OK;
+	}
+	snprintf(name, sizeof name, "orion-%s", na_role_name(role));
+	if (st->role_stores[role] == NULL &&
+	    (rc = open_role_store(st, role, name, &st->role_stores[role])) != ORN_OK)
+		return rc;
+	*out = st->role_stores[role];
+	return ORN_OK;
+}
+
 static orn_rc start_actors(serve_state *st, const char *roles)
 {
 	act_options ao;
@@ -149,9 +174,13 @@ static orn_rc start_actors(serve_state *st, const char *roles)
 	ao.cache_capacity = st->cfg->cache_capacity;
 	ao.snapshot_every = st->cfg->snapshot_every;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {
+		es_store *store = NULL;
+		na_role role = NA_OPS;
 		if (!list_has(roles, kinds[i].role))
 			continue;
-		orn_rc rc = act_runtime_start(st->store, kinds[i].kind, &ao, &st->runtimes[i]);
+		orn_rc rc = na_role_parse(kinds[i].role, &role) ? role_store(st, role, &store) : ORN_EINVAL;
+		if (rc == ORN_OK)
+			rc = act_runtime_start(store, kinds[i].kind, &ao, &st->runtimes[i]);
 		if (rc != ORN_OK) {
 			log_error("cannot start role", "role", kinds[i].role, "error", orn_strerror(rc));
 			return rc;
@@ -180,7 +209,10 @@ static orn_rc start_projector(serve_state *st)
 		return rc;
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
-	return proj_runner_start(st->store, st->env, st->models.defs, PROJ_MODEL_COUNT, &ro, &st->runner);
+	es_store *store = NULL;
+	if ((rc = role_store(st, NA_PROJECTOR, &store)) != ORN_OK)
+		return rc;
+	return proj_runner_start(store, st->env, st->models.defs, PROJ_MODEL_COUNT, &ro, &st->runner);
 }
 
 /* The checkout saga (role "checkout": no state but its durable consumer),
@@ -190,14 +222,21 @@ static orn_rc start_projector(serve_state *st)
 /* A NATS connection of its own for a role with heavy traffic, so its
  * messages are read by their own thread rather than queueing behind every
  * other role's on the shared connection. */
-static orn_rc open_role_store(serve_state *st, const char *name, es_store **out)
+static orn_rc open_role_store(serve_state *st, na_role role, const char *name, es_store **out)
 {
+	na_conn auth;
+	if (st->auth && !st->creds.role[role].present) {
+		log_error("the NATS credentials have no user for this role", "role", na_role_name(role));
+		return ORN_EINVAL;
+	}
+	cli_nats_conn(st->cfg, st->auth ? &st->creds : NULL, role, &auth);
 	es_options o;
 	es_options_init(&o);
 	o.url = es_store_url(st->store);
 	o.name = name;
 	o.replicas = st->cfg->stream_replicas;
 	o.create_streams = false;
+	o.auth = &auth;
 	orn_rc rc = es_store_open(&o, out);
 	if (rc != ORN_OK)
 		log_error("cannot connect a role to NATS", "role", name, "error", orn_strerror(rc));
@@ -212,7 +251,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		saga_options so;
 		saga_options_init(&so);
 		so.command_timeout_ms = st->cfg->command_timeout_ms;
-		if ((rc = open_role_store(st, "orion-checkout", &st->checkout_store)) != ORN_OK)
+		if ((rc = open_role_store(st, NA_CHECKOUT, "orion-checkout", &st->checkout_store)) != ORN_OK)
 			return rc;
 		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
 			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
@@ -223,7 +262,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		timers_options to;
 		timers_options_init(&to);
 		to.command_timeout_ms = st->cfg->command_timeout_ms;
-		if ((rc = open_role_store(st, "orion-timers", &st->timers_store)) != ORN_OK)
+		if ((rc = open_role_store(st, NA_TIMERS, "orion-timers", &st->timers_store)) != ORN_OK)
 			return rc;
 		if ((rc = timers_start(st->timers_store, st->models.orders, &to, &st->timers)) != ORN_OK) {
 			log_error("cannot start the timers", "error", orn_strerror(rc));
@@ -265,7 +304,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		/* The gateway waits payment_timeout_ms: answer well before it gives up. */
 		pay.request_budget_ms =
 		        st->cfg->payment_timeout_ms > 6000 ? st->cfg->payment_timeout_ms - 5000 : 1000;
-		if ((rc = open_role_store(st, "orion-payment", &st->payment_store)) != ORN_OK)
+		if ((rc = open_role_store(st, NA_PAYMENT, "orion-payment", &st->payment_store)) != ORN_OK)
 			return rc;
 		if ((rc = payment_start(st->payment_store, &pay, &st->payment)) != ORN_OK) {
 			log_error("cannot start the payment service", "error", orn_strerror(rc));
@@ -295,7 +334,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.public_url = st->cfg->public_url;
 		mo.state_dir = state_dir;
 		mo.max_attempts = st->cfg->mail_max_attempts;
-		rc = open_role_store(st, "orion-mail", &st->mail_store);
+		rc = open_role_store(st, NA_MAIL, "orion-mail", &st->mail_store);
 		if (rc == ORN_OK)
 			rc = mail_start(st->mail_store, &mo, &st->mail);
 		sodium_memzero(mo.token_key, sizeof mo.token_key);
@@ -428,7 +467,10 @@ static orn_rc start_api(serve_state *st)
 	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
 	if ((rc = gw_password_hash(&po, password_text, api->dummy_hash)) != ORN_OK)
 		return rc;
-	if ((rc = gw_bus_create(es_store_connection(st->store), base, &api->bus)) != ORN_OK ||
+	es_store *gateway_store = NULL;
+	if ((rc = role_store(st, NA_GATEWAY, &gateway_store)) != ORN_OK)
+		return rc;
+	if ((rc = gw_bus_create(es_store_connection(gateway_store), base, &api->bus)) != ORN_OK ||
 	    (rc = gw_consistency_create(base, st->runner, 1, &api->consistency)) != ORN_OK)
 		return rc;
 	api->catalog = st->models.catalog;
@@ -571,7 +613,10 @@ static void stop_all(serve_state *st)
 	proj_env_close(st->env);
 	for (size_t i = 0; i < MAX_KINDS; i++)
 		act_runtime_stop(st->runtimes[i]);
+	for (size_t i = 0; i < NA_ROLE_COUNT; i++)
+		es_store_close(st->role_stores[i]);
 	es_store_close(st->store);
+	na_credentials_wipe(&st->creds);
 	if (st->server != NULL) {
 		char path[ORN_CONFIG_STR_MAX + 32];
 		cli_url_file_path(st->cfg, path, sizeof path);
@@ -652,6 +697,21 @@ done:
 	return rc;
 }
 
+/* Who the process's own connection is (streams, bootstrap, health): the ops
+ * user when the credentials have it (it creates the streams), else the user
+ * of one of the roles run here. */
+static na_role main_role(const serve_state *st, const char *roles)
+{
+	static const na_role order[] = {NA_GATEWAY, NA_PROJECTOR, NA_STOCK,   NA_PRODUCT, NA_USER,  NA_CART,
+	                                NA_ORDER,   NA_CHECKOUT,  NA_PAYMENT, NA_MAIL,    NA_TIMERS};
+	if (!st->auth || st->creds.role[NA_OPS].present)
+		return NA_OPS;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(order); i++)
+		if (st->creds.role[order[i]].present && list_has(roles, na_role_name(order[i])))
+			return order[i];
+	return NA_OPS;
+}
+
 static void announce(const serve_state *st, const char *roles)
 {
 	const char *url = st->server ? natsd_url(st->server) : st->cfg->nats_url;
@@ -701,7 +761,9 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 	st.cfg = cfg;
 	atomic_store(&st.projection_lag, -1);
 	int status = 1;
-	if (cli_connect_store(cfg, "orion-serve", true, &st.server, &st.store) != ORN_OK)
+	if (cli_nats_credentials(cfg, cfg->nats_url[0] == '\0', &st.creds, &st.auth) != ORN_OK ||
+	    cli_connect_store_as(cfg, "orion-serve", true, st.auth ? &st.creds : NULL, main_role(&st, roles),
+	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	if (start_actors(&st, roles) != ORN_OK)
 		goto done;

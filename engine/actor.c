@@ -847,13 +847,10 @@ static orn_rc connect_commands(act_runtime *rt)
 	char name[64];
 	orn_rc rc = ORN_OK;
 	snprintf(name, sizeof name, "orion-%s-commands", rt->kind->aggregate);
-	if (natsOptions_Create(&opts) != NATS_OK)
-		return ORN_ENOMEM;
-	if (es_nats_options_set_url(opts, es_store_url(rt->store)) != ORN_OK ||
-	    natsOptions_SetName(opts, name) != NATS_OK || natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
-	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK)
-		rc = ORN_EINVAL;
-	else if (natsConnection_Connect(&rt->nc, opts) != NATS_OK)
+	/* The store's URL, user and TLS: the same role on a second connection. */
+	if ((rc = es_store_nats_options(rt->store, name, &opts)) != ORN_OK)
+		return rc;
+	if (natsConnection_Connect(&rt->nc, opts) != NATS_OK)
 		rc = ORN_EUNAVAILABLE;
 	natsOptions_Destroy(opts);
 	return rc;

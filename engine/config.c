@@ -10,6 +10,11 @@ static const orn_config_var vars[] = {
         {"ORION_NATS_URL", "unset",
          "NATS URL; unset: start an embedded nats-server -js on a free loopback port"},
         {"ORION_DATA_DIR", "./var", "read models, embedded NATS store, Maildir, generated secrets"},
+        {"ORION_NATS_CREDENTIALS", "unset",
+         "per-role NATS users (lines ROLE USER PASSWORD); unset: the embedded server's own, else none"},
+        {"ORION_NATS_TLS_CA", "unset", "CA file verifying the NATS servers (enables TLS)"},
+        {"ORION_NATS_TLS_CERT", "unset", "client certificate for NATS (mutual TLS; with ORION_NATS_TLS_KEY)"},
+        {"ORION_NATS_TLS_KEY", "unset", "private key of ORION_NATS_TLS_CERT"},
         {"ORION_HTTP_ADDR", "127.0.0.1:8080", "where the gateway listens"},
         {"ORION_METRICS_ADDR", "unset",
          "HOST:PORT serving GET /metrics in a process without the gateway role"},
@@ -95,6 +100,12 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	} while (0)
 	TRY("ORION_NATS_URL", read_string("ORION_NATS_URL", c->nats_url, sizeof c->nats_url));
 	TRY("ORION_DATA_DIR", read_string("ORION_DATA_DIR", c->data_dir, sizeof c->data_dir));
+	TRY("ORION_NATS_CREDENTIALS",
+	    read_string("ORION_NATS_CREDENTIALS", c->nats_credentials, sizeof c->nats_credentials));
+	TRY("ORION_NATS_TLS_CA", read_string("ORION_NATS_TLS_CA", c->nats_tls_ca, sizeof c->nats_tls_ca));
+	TRY("ORION_NATS_TLS_CERT",
+	    read_string("ORION_NATS_TLS_CERT", c->nats_tls_cert, sizeof c->nats_tls_cert));
+	TRY("ORION_NATS_TLS_KEY", read_string("ORION_NATS_TLS_KEY", c->nats_tls_key, sizeof c->nats_tls_key));
 	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
 	TRY("ORION_METRICS_ADDR", read_string("ORION_METRICS_ADDR", c->metrics_addr, sizeof c->metrics_addr));
 	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));

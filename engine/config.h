@@ -37,6 +37,13 @@ typedef struct orn_config {
 	unsigned password_memory_kib;     /* ORION_PASSWORD_MEMORY_KIB, default 65536 (Argon2id memory) */
 	unsigned auth_address_burst;      /* ORION_AUTH_ADDRESS_BURST, default 20 */
 	unsigned auth_address_per_minute; /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
+
+	/* ORION_NATS_CREDENTIALS: the per-role NATS users file (ADR 014); "" = none */
+	char nats_credentials[ORN_CONFIG_STR_MAX];
+	/* ORION_NATS_TLS_CA, _CERT, _KEY: TLS to NATS (CA; client certificate and key) */
+	char nats_tls_ca[ORN_CONFIG_STR_MAX];
+	char nats_tls_cert[ORN_CONFIG_STR_MAX];
+	char nats_tls_key[ORN_CONFIG_STR_MAX];
 } orn_config;
 
 /* One variable the configuration reads, for `--help` listings. */

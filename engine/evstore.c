@@ -1,6 +1,7 @@
 /* evstore.c — the event store on NATS JetStream (see evstore.h). */
 #include "evstore.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 
 struct es_store {
 	char *url;
+	char *user, *password, *tls_ca, *tls_cert, *tls_key; /* copies of es_options.auth */
 	natsConnection *nc;
 	jsCtx *js;
 	int64_t timeout_ms;
@@ -141,32 +143,71 @@ static orn_rc ensure_stream(es_store *s, const es_options *o, const char *name, 
 	return es_status_rc(st, jerr);
 }
 
+/* strdup of s, NULL staying NULL; false if out of memory. */
+static bool copy_opt(char **out, const char *s)
+{
+	*out = s != NULL ? strdup(s) : NULL;
+	return s == NULL || *out != NULL;
+}
+
+static void free_secret(char *s)
+{
+	if (s != NULL) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
+orn_rc es_store_nats_options(es_store *s, const char *name, natsOptions **out)
+{
+	natsOptions *opts = NULL;
+	na_conn auth = {s->user, s->password, s->tls_ca, s->tls_cert, s->tls_key};
+	orn_rc rc = ORN_OK;
+	if (natsOptions_Create(&opts) != NATS_OK)
+		return ORN_ENOMEM;
+	if ((rc = es_nats_options_set_url(opts, s->url)) != ORN_OK ||
+	    (rc = na_conn_apply(&auth, opts)) != ORN_OK)
+		goto fail;
+	if (natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
+	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
+	    natsOptions_SetTimeout(opts, 2000) != NATS_OK ||
+	    (name != NULL && natsOptions_SetName(opts, name) != NATS_OK)) {
+		rc = ORN_EINVAL;
+		goto fail;
+	}
+	*out = opts;
+	return ORN_OK;
+fail:
+	natsOptions_Destroy(opts);
+	return rc;
+}
+
 orn_rc es_store_open(const es_options *o, es_store **out)
 {
 	orn_rc rc = ORN_OK;
 	natsOptions *opts = NULL;
+	const na_conn *a = o->auth;
 	es_store *s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return ORN_ENOMEM;
 	s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 5000;
 	s->url = strdup(o->url != NULL ? o->url : NATS_DEFAULT_URL);
-	if (s->url == NULL) {
+	if (s->url == NULL ||
+	    (a != NULL && (!copy_opt(&s->user, a->user) || !copy_opt(&s->password, a->password) ||
+	                   !copy_opt(&s->tls_ca, a->tls_ca) || !copy_opt(&s->tls_cert, a->tls_cert) ||
+	                   !copy_opt(&s->tls_key, a->tls_key)))) {
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
-	if (natsOptions_Create(&opts) != NATS_OK || es_nats_options_set_url(opts, o->url) != ORN_OK ||
-	    natsOptions_SetMaxReconnect(opts, -1) != NATS_OK ||
-	    natsOptions_SetReconnectWait(opts, 250) != NATS_OK ||
-	    natsOptions_SetTimeout(opts, 2000) != NATS_OK ||
-	    (o->name != NULL && natsOptions_SetName(opts, o->name) != NATS_OK)) {
-		rc = ORN_EINVAL;
+	if ((rc = es_store_nats_options(s, o->name, &opts)) != ORN_OK)
 		goto fail;
-	}
 	natsStatus st = natsConnection_Connect(&s->nc, opts);
 	if (st != NATS_OK) {
-		log_error("cannot connect to NATS", "url", o->url ? o->url : "(default)", "error",
-		          natsStatus_GetText(st));
-		rc = ORN_EUNAVAILABLE;
+		/* The user's name may be logged; its password never is. */
+		log_error("cannot connect to NATS", "url", o->url ? o->url : "(default)", "user",
+		          s->user != NULL ? s->user : "(none)", "error", natsStatus_GetText(st));
+		rc = st == NATS_NOT_PERMITTED || st == NATS_CONNECTION_AUTH_FAILED ? ORN_EINVAL
+		                                                                   : ORN_EUNAVAILABLE;
 		goto fail;
 	}
 	jsOptions jo;
@@ -205,6 +246,11 @@ void es_store_close(es_store *s)
 		natsConnection_Destroy(s->nc);
 	}
 	free(s->url);
+	free(s->user);
+	free_secret(s->password);
+	free(s->tls_ca);
+	free(s->tls_cert);
+	free(s->tls_key);
 	free(s);
 }
 

@@ -19,6 +19,7 @@
 #include <nats/nats.h>
 
 #include "envelope.h"
+#include "nats_auth.h"
 #include "orn.h"
 
 #define ES_STREAM      "ORION_EVT"
@@ -35,18 +36,26 @@ typedef struct es_options {
 	int64_t timeout_ms;    /* JetStream API and publish timeout */
 	int64_t dup_window_ms; /* duplicate window for Nats-Msg-Id, default 2 min */
 	bool create_streams;   /* create the streams if absent (else only verify) */
+	const na_conn *auth;   /* user, password and TLS (copied); NULL: none */
 } es_options;
 
 /* Fills o with defaults: url NULL, replicas 1, timeout 5 s, window 2 min, create. */
 void es_options_init(es_options *o);
 
 /* Connects and creates or verifies the streams. On success *out owns the
- * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down. */
+ * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down,
+ * ORN_EINVAL if it refuses the user (or a TLS file cannot be loaded),
+ * ORN_ENOTFOUND if a stream is missing and create_streams is false. */
 orn_rc es_store_open(const es_options *o, es_store **out);
 void es_store_close(es_store *s);
 
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
+
+/* New options (*out, destroy with natsOptions_Destroy) that connect like the
+ * store: its URL(s), user, password and TLS, reconnecting forever, with the
+ * given connection name (may be NULL). For a second connection of a role. */
+orn_rc es_store_nats_options(es_store *s, const char *name, natsOptions **out);
 
 /* Sets the server(s) of opts from url: one NATS URL or a comma-separated
  * list (a cluster's seed servers; spaces around the commas are ignored).

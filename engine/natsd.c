@@ -44,7 +44,9 @@ struct natsd {
 	char *store_dir;   /* JetStream store, also where the ports file goes */
 	char *log_file;    /* server log (stdout/stderr of the child go there too) */
 	char *config_file; /* optional -c file */
-	int port;          /* 0 until the first start has learnt it */
+	char *user;        /* the readiness check's user, or NULL */
+	char *password;
+	int port; /* 0 until the first start has learnt it */
 	int start_timeout_ms;
 	pid_t pid; /* 0 when no child is running */
 	char url[64];
@@ -121,6 +123,10 @@ static void free_handle(natsd *d)
 	free(d->store_dir);
 	free(d->log_file);
 	free(d->config_file);
+	free(d->user);
+	if (d->password != NULL)
+		memset(d->password, 0, strlen(d->password));
+	free(d->password);
 	free(d);
 }
 
@@ -204,8 +210,9 @@ static bool read_ports_file(natsd *d, int *port)
 }
 
 /* One attempt: connect and ask for JetStream account info. */
-static bool jetstream_answers(const char *url, int64_t timeout_ms)
+static bool jetstream_answers(const natsd *d, int64_t timeout_ms)
 {
+	const char *url = d->url;
 	natsOptions *opts = NULL;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
@@ -214,7 +221,8 @@ static bool jetstream_answers(const char *url, int64_t timeout_ms)
 	if (natsOptions_Create(&opts) != NATS_OK)
 		goto done;
 	if (natsOptions_SetURL(opts, url) != NATS_OK || natsOptions_SetTimeout(opts, timeout_ms) != NATS_OK ||
-	    natsOptions_SetAllowReconnect(opts, false) != NATS_OK)
+	    natsOptions_SetAllowReconnect(opts, false) != NATS_OK ||
+	    (d->user != NULL && natsOptions_SetUserInfo(opts, d->user, d->password) != NATS_OK))
 		goto done;
 	if (natsConnection_Connect(&nc, opts) != NATS_OK)
 		goto done;
@@ -267,7 +275,7 @@ static orn_rc wait_ready(natsd *d)
 			}
 		} else {
 			int64_t left = deadline - monotonic_ms();
-			if (left > 0 && jetstream_answers(d->url, left < 2000 ? left : 2000))
+			if (left > 0 && jetstream_answers(d, left < 2000 ? left : 2000))
 				return ORN_OK;
 		}
 		sleep_ms(POLL_INTERVAL_MS);
@@ -315,6 +323,8 @@ orn_rc natsd_start(const natsd_options *o, natsd **out)
 	bool failed = false;
 	d->store_dir = strdup_or_null(o->store_dir, &failed);
 	d->config_file = strdup_or_null(o->config_file, &failed);
+	d->user = strdup_or_null(o->user, &failed);
+	d->password = strdup_or_null(o->password, &failed);
 	if (o->log_file) {
 		d->log_file = strdup_or_null(o->log_file, &failed);
 	} else if (asprintf(&d->log_file, "%s/nats-server.log", o->store_dir) < 0) {

@@ -20,7 +20,9 @@ typedef struct natsd_options {
 	const char *log_file;    /* server log; NULL: <store_dir>/nats-server.log */
 	int port;                /* 0: pick a free loopback port */
 	const char *config_file; /* optional extra -c config (clusters, accounts) */
-	int start_timeout_ms;    /* default 10000 */
+	const char *user;        /* with config_file's authorization: who the readiness check is */
+	const char *password;
+	int start_timeout_ms; /* default 10000 */
 } natsd_options;
 
 void natsd_options_init(natsd_options *o);

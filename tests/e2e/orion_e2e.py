@@ -139,10 +139,20 @@ class Stack:
         self.psp_state = os.path.join(self.dir, "psp-state.jsonl")
 
     # ---- servers ----
-    def start_nats(self):
+    def start_nats(self, auth=True):
+        """nats-server; with auth (the default) a user per role (ADR 014): the
+        credentials made by `orion nats-config --generate` and its block as the
+        server's configuration, so every role runs with its own permissions."""
         store = os.path.join(self.dir, "nats")
-        self.nats = Process(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.nats_port), "-sd",
-                             store], dict(os.environ), os.path.join(self.dir, "nats.log")).start()
+        argv = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.nats_port), "-sd", store]
+        if auth:
+            self.nats_credentials = os.path.join(self.dir, "nats-credentials")
+            conf = os.path.join(self.dir, "nats-auth.conf")
+            with open(conf, "w") as out:
+                subprocess.run([self.orion, "nats-config", "--generate", "--credentials", self.nats_credentials],
+                               stdout=out, env=self.env(), check=True)
+            argv += ["-c", conf]
+        self.nats = Process(argv, dict(os.environ), os.path.join(self.dir, "nats.log")).start()
         assert wait_port(self.nats_port), "nats-server did not start"
 
     def start_smtp(self):
@@ -202,6 +212,8 @@ class Stack:
             # hundreds of test customers: Argon2id with 8 MiB instead of 64 (the floor)
             "ORION_PASSWORD_MEMORY_KIB": "8192",
         })
+        if getattr(self, "nats_credentials", None):
+            env["ORION_NATS_CREDENTIALS"] = self.nats_credentials
         if self.psp is not None:
             env["ORION_PSP_URL"] = self.psp_url
             env["ORION_PSP_KEY"] = self.psp_key

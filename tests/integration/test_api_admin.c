@@ -370,7 +370,7 @@ Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
 	cr_assert_not_null(fgets(url, sizeof url, f));
 	fclose(f);
 	url[strcspn(url, "\n")] = '\0';
-	natsConnection *nc = tsc_connect(url);
+	natsConnection *nc = tsc_connect_ops(url, data_dir);
 	stock_command reserve = tsc_reserve("order-1:item", 8);
 	bus_reply br;
 	cr_assert_eq(tsc_send(nc, id, &reserve, "test-reserve-1", 10000, &br), ORN_OK);

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "log.h"
+#include "nats_auth.h"
 #include "order.h"
 #include "stock_client.h"
 
@@ -72,6 +73,34 @@ static char *read_url(void)
 	return strdup(url);
 }
 
+/* The ops user of the embedded server's credentials (ADR 014; out param c). */
+static na_conn ops_auth(na_credentials *creds)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
+	cr_assert_eq(na_credentials_load(path, creds), ORN_OK, "serve wrote no NATS credentials");
+	cr_assert(creds->role[NA_OPS].present);
+	na_conn c = {creds->role[NA_OPS].user, creds->role[NA_OPS].password, NULL, NULL, NULL};
+	return c;
+}
+
+/* Connects to the embedded server as ops (NULL if refused when may_fail). */
+static natsConnection *connect_ops(const char *url, bool may_fail)
+{
+	na_credentials creds;
+	na_conn auth = ops_auth(&creds);
+	natsConnection *nc = NULL;
+	natsOptions *o = NULL;
+	cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+	natsOptions_SetURL(o, url);
+	cr_assert_eq(na_conn_apply(&auth, o), ORN_OK);
+	natsStatus st = natsConnection_Connect(&nc, o);
+	natsOptions_Destroy(o);
+	na_credentials_wipe(&creds);
+	cr_assert(may_fail || st == NATS_OK, "cannot connect to %s as ops", url);
+	return st == NATS_OK ? nc : NULL;
+}
+
 static int check_replay_lines(const char *path, const char *item, int *reserved_seen)
 {
 	FILE *f = fopen(path, "r");
@@ -123,7 +152,16 @@ Test(cli, serve_embeds_nats_and_replay_prints_the_log, .init = setup, .fini = te
 	cr_assert(th_wait_for_file_line(log_path, "orion ready", 20000), "serve did not come up");
 	cr_assert(th_wait_for_file_line(log_path, "Orion is running", 5000));
 	char *url = read_url();
-	natsConnection *nc = tsc_connect(url);
+	/* the embedded server has a user per role: nobody gets in anonymously,
+	 * and the credentials are the owner's alone */
+	natsConnection *anonymous = NULL;
+	cr_assert_neq(natsConnection_ConnectTo(&anonymous, url), NATS_OK, "anonymous connection accepted");
+	struct stat sb;
+	char creds_path[600];
+	snprintf(creds_path, sizeof creds_path, "%s/nats/credentials", data_dir);
+	cr_assert_eq(stat(creds_path, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600);
+	natsConnection *nc = connect_ops(url, false);
 	bus_reply r;
 	stock_command create = tsc_create(5), reserve = tsc_reserve("order-1", 2);
 	cr_assert_eq(tsc_send(nc, "sku-cli", &create, "cli-1", 10000, &r), ORN_OK);
@@ -169,8 +207,7 @@ Test(cli, serve_embeds_nats_and_replay_prints_the_log, .init = setup, .fini = te
 	/* SIGTERM stops serve and its nats-server child */
 	th_kill(pid, SIGTERM);
 	cr_assert_eq(th_wait_exit(pid, 15000), 0, "serve exits cleanly");
-	natsConnection *gone = NULL;
-	cr_assert_neq(natsConnection_ConnectTo(&gone, url), NATS_OK, "the embedded server stopped too");
+	cr_assert_null(connect_ops(url, true), "the embedded server stopped too");
 	free(url);
 
 	/* replay with nothing running: starts the embedded server on the same store */
@@ -511,9 +548,13 @@ static void append_hostile_event(const char *url)
 	es_options o;
 	es_store *store = NULL;
 	es_options_init(&o);
+	na_credentials creds;
+	na_conn auth = ops_auth(&creds);
 	o.url = url;
 	o.create_streams = false;
+	o.auth = &auth;
 	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	na_credentials_wipe(&creds);
 	mp_writer *w = mp_writer_create(), *payload = mp_writer_create();
 	static const char name[] = "a \"quoted\" \\ name\n\r\t\x01\x1f end \xff\xc3( \xe2\x80\xa8";
 	static const char key[] = "k\"\x02\xfe";
@@ -555,7 +596,7 @@ Test(cli, replay_filters_order_story_as_of_and_hostile_payloads, .init = setup, 
 	cr_assert(th_wait_for_file_line(log_path, "Orion is running against NATS", 20000),
 	          "serve did not come up");
 	char *url = read_url();
-	natsConnection *nc = tsc_connect(url);
+	natsConnection *nc = connect_ops(url, false);
 	bus_reply r;
 	stock_command create = tsc_create(5), other = tsc_create(9);
 	cr_assert_eq(tsc_send(nc, "sku-story", &create, "cli-story-1", 10000, &r), ORN_OK);

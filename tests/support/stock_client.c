@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "nats_auth.h"
 
 orn_rc tsc_send(natsConnection *nc, const char *item, const stock_command *c, const char *command_id,
                 int64_t timeout_ms, bus_reply *out)
@@ -124,6 +125,24 @@ natsConnection *tsc_connect(const char *url)
 	natsOptions_SetReconnectWait(o, 100);
 	cr_assert_eq(natsConnection_Connect(&nc, o), NATS_OK, "cannot connect to %s", url);
 	natsOptions_Destroy(o);
+	return nc;
+}
+
+natsConnection *tsc_connect_ops(const char *url, const char *data_dir)
+{
+	char path[1024];
+	na_credentials creds;
+	natsConnection *nc = NULL;
+	natsOptions *o = NULL;
+	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
+	cr_assert_eq(na_credentials_load(path, &creds), ORN_OK, "no NATS credentials in %s", data_dir);
+	na_conn auth = {creds.role[NA_OPS].user, creds.role[NA_OPS].password, NULL, NULL, NULL};
+	cr_assert_eq(natsOptions_Create(&o), NATS_OK);
+	natsOptions_SetURL(o, url);
+	cr_assert_eq(na_conn_apply(&auth, o), ORN_OK);
+	cr_assert_eq(natsConnection_Connect(&nc, o), NATS_OK, "cannot connect to %s as ops", url);
+	natsOptions_Destroy(o);
+	na_credentials_wipe(&creds);
 	return nc;
 }
 

@@ -40,4 +40,8 @@ orn_rc tsc_send_many(natsConnection *nc, long count, int window, tsc_make_fn mak
 /* Connects a plain client to url; asserts on failure. */
 natsConnection *tsc_connect(const char *url);
 
+/* Connects to the embedded server of an `orion serve` on data_dir as its ops
+ * user (<data_dir>/nats/credentials, ADR 014); asserts on failure. */
+natsConnection *tsc_connect_ops(const char *url, const char *data_dir);
+
 #endif
