@@ -5,9 +5,10 @@ every role in the middle of a checkout load.
 
 Layout, as README "Production layout" describes it, on loopback ports:
   - three nats-server processes clustered (routes), each with its own store
-    and monitoring port; Orion gets all three URLs in ORION_NATS_URL and
-    ORION_STREAM_REPLICAS=3, so ORION_EVT, ORION_SNAP and the durable
-    consumers are R3;
+    and monitoring port, and a NATS user per role with only that role's
+    permissions (`orion nats-config --generate`, ADR 014); Orion gets all
+    three URLs in ORION_NATS_URL and ORION_STREAM_REPLICAS=3, so ORION_EVT,
+    ORION_SNAP and the durable consumers are R3;
   - two `orion serve` instances of every role, one process per instance,
     each with its own ORION_DATA_DIR (its "host": read models, mail and
     payment markers are local) and the same ORION_JWT_SECRET and admin
@@ -98,6 +99,7 @@ class NatsNode:
                     f"listen: 127.0.0.1:{self.port}\n"
                     f"http: 127.0.0.1:{self.monitor_port}\n"
                     f"jetstream {{ store_dir: \"{os.path.join(stack.dir, self.name)}\" }}\n"
+                    f"include \"{os.path.basename(stack.auth_conf)}\"\n"
                     f"cluster {{\n  name: orion\n  listen: 127.0.0.1:{self.route_port}\n"
                     f"  routes: [ {routes} ]\n}}\n")
         self.process = Process(["nats-server", "-c", self.conf], dict(os.environ),
@@ -117,6 +119,13 @@ class ClusterStack(Stack):
 
     def __init__(self):
         super().__init__("cluster")
+        # a NATS user per role with its permissions (ADR 014), as in production:
+        # the credentials file every process reads, the server's authorization block
+        self.nats_credentials = os.path.join(self.dir, "nats-credentials")
+        self.auth_conf = os.path.join(self.dir, "nats-auth.conf")
+        with open(self.auth_conf, "w") as out:
+            subprocess.run([self.orion, "nats-config", "--generate", "--credentials", self.nats_credentials],
+                           stdout=out, env=dict(os.environ), check=True, timeout=20)
         self.nodes = self.make_nodes()
         self.jwt_secret = secrets.token_hex(32)
         self.gateway_ports = {}  # instance name -> HTTP port
