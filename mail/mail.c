@@ -663,43 +663,6 @@ static outcome order_email_event(worker *w, const char *order_id, const char *su
 
 /* ---- low-stock alerts ---- */
 
-/* The payload of LowStockDetected: {threshold, available, on_hand, reserved}. */
-typedef struct low_stock {
-	int64_t threshold, available, on_hand, reserved;
-} low_stock;
-
-/* ORN_EDECODE unless the payload is a map holding the four integers
- * (other keys are skipped). */
-static orn_rc low_stock_decode(const uint8_t *payload, size_t len, low_stock *out)
-{
-	static const char *const keys[] = {"threshold", "available", "on_hand", "reserved"};
-	int64_t *fields[] = {&out->threshold, &out->available, &out->on_hand, &out->reserved};
-	mp_reader r;
-	uint32_t count = 0;
-	unsigned seen = 0;
-	mp_reader_init(&r, payload, len);
-	if (mp_read_map(&r, &count) != ORN_OK)
-		return ORN_EDECODE;
-	for (uint32_t i = 0; i < count; i++) {
-		const char *key;
-		uint32_t key_len;
-		size_t f = 0;
-		if (mp_read_str(&r, &key, &key_len) != ORN_OK)
-			return ORN_EDECODE;
-		while (f < ORN_ARRAY_LEN(keys) && !mp_str_eq(key, key_len, keys[f]))
-			f++;
-		if (f == ORN_ARRAY_LEN(keys)) {
-			if (mp_skip(&r) != ORN_OK)
-				return ORN_EDECODE;
-			continue;
-		}
-		if ((seen & (1u << f)) != 0 || mp_read_int(&r, fields[f]) != ORN_OK)
-			return ORN_EDECODE;
-		seen |= 1u << f;
-	}
-	return seen == 15 && mp_reader_remaining(&r) == 0 ? ORN_OK : ORN_EDECODE;
-}
-
 /* Whether a crossing is open on a product: a LowStockDetected seen and not
  * re-armed since (available back at the threshold or above, or another
  * LowStock* event, such as a clearing event of a later version). */
@@ -712,12 +675,11 @@ static orn_rc crossing_fold(void *closure, uint64_t seq, const char *subject, co
 {
 	crossing *c = closure;
 	stock_event ev;
-	low_stock ls;
 	(void)seq;
 	(void)subject;
 	if (strcmp(e->type, LOW_STOCK_EVENT) == 0) {
-		if (low_stock_decode(e->payload, e->payload_len, &ls) == ORN_OK)
-			*c = (crossing){true, ls.threshold, ls.on_hand, ls.reserved};
+		if (stock_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+			*c = (crossing){true, ev.threshold, ev.on_hand, ev.reserved};
 		return ORN_OK;
 	}
 	if (strncmp(e->type, LOW_STOCK_PREFIX, strlen(LOW_STOCK_PREFIX)) == 0) {
@@ -804,7 +766,7 @@ static orn_rc product_fold(void *closure, uint64_t seq, const char *subject, con
 
 static orn_rc render_alert(worker *w, const email *e, void *closure, mail_message *msg)
 {
-	const low_stock *ls = closure;
+	const stock_event *ls = closure; /* LowStockDetected */
 	mail_service *m = w->service;
 	char id[MAIL_LOG_ID_MAX];
 	orn_rc rc = mail_log_id(id, e->key);
@@ -832,7 +794,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 {
 	mail_service *m = w->service;
 	char seq_s[24];
-	low_stock ls;
+	stock_event ls;
 	crossing c = {0};
 	outcome result = DONE;
 	size_t admins = 0, cursor = 0;
@@ -841,7 +803,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 	orn_rc rc;
 
 	seq_text(seq_s, seq);
-	if (low_stock_decode(env->payload, env->payload_len, &ls) != ORN_OK) {
+	if (stock_event_decode(env->type, env->payload, env->payload_len, &ls) != ORN_OK) {
 		log_error("mail skips an undecodable LowStockDetected", "product", product_id, "seq", seq_s);
 		return DONE;
 	}

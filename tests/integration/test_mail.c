@@ -1016,19 +1016,18 @@ static void create_product(mp_writer *w, const char *id, const char *sku, const 
 	append(PRODUCT_AGGREGATE, id, PRODUCT_EV_CREATED, w, "create-product");
 }
 
-/* LowStockDetected as the stock aggregate will emit it (issue 7's contract). */
+/* LowStockDetected as the stock aggregate emits it (its own codec). */
 static void low_stock_detected(mp_writer *w, const char *product_id, int64_t available, const char *msg_id)
 {
-	mp_write_map(w, 4);
-	mp_write_cstr(w, "threshold");
-	mp_write_int(w, 5);
-	mp_write_cstr(w, "available");
-	mp_write_int(w, available);
-	mp_write_cstr(w, "on_hand");
-	mp_write_int(w, available + 1);
-	mp_write_cstr(w, "reserved");
-	mp_write_int(w, 1);
-	append(STOCK_AGGREGATE, product_id, "LowStockDetected", w, msg_id);
+	stock_event e;
+	memset(&e, 0, sizeof e);
+	e.kind = STOCK_LOW_DETECTED;
+	e.threshold = 5;
+	e.available = available;
+	e.on_hand = available + 1;
+	e.reserved = 1;
+	cr_assert_eq(stock_event_encode(w, &e), ORN_OK);
+	append(STOCK_AGGREGATE, product_id, stock_event_type(STOCK_LOW_DETECTED), w, msg_id);
 }
 
 static void adjusted(mp_writer *w, const char *product_id, int64_t delta, int64_t on_hand, const char *msg_id)
