@@ -167,6 +167,22 @@ void gw_api_bad_cursor(json_t *problem)
 	gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
 }
 
+void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable)
+{
+	if (rc == ORN_EINVAL) {
+		gw_api_bad_cursor(problem);
+		gw_respond_problem(r, problem);
+		problem = NULL;
+	} else if (rc != ORN_OK) {
+		gw_respond_error(r, 503, unavailable);
+	} else {
+		gw_respond_json(r, 200, body);
+		body = NULL;
+	}
+	json_decref(problem);
+	json_decref(body);
+}
+
 bool gw_api_query_cursor(gw_request *r, const char **cursor, json_t *problem)
 {
 	*cursor = gw_request_query(r, "cursor");

@@ -221,6 +221,11 @@ bool gw_api_query_cursor(gw_request *r, const char **cursor, json_t *problem);
 /* Adds the error every list answers for a cursor the read model refused. */
 void gw_api_bad_cursor(json_t *problem);
 
+/* Answers a list read with rc: ORN_EINVAL (the read model refused the
+ * cursor) problem with gw_api_bad_cursor's error, another failure 503 with
+ * detail unavailable, else 200 with body. Takes problem and body. */
+void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable);
+
 /* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
 void gw_api_new_id(char *out, size_t cap);
 

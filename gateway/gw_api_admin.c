@@ -827,18 +827,14 @@ static void list_inventory(gw_request *r, void *arg)
 		goto done;
 	}
 	orn_rc rc = proj_inventory_list(api->inventory, &q, page);
-	if (rc == ORN_EINVAL) {
-		gw_api_bad_cursor(problem);
-		goto invalid;
-	}
 	for (size_t i = 0; rc == ORN_OK && i < page->count; i++)
 		ids[i] = page->items[i].id;
-	if (rc == ORN_OK && page->count > 0)
-		rc = proj_catalog_labels(api->catalog, ids, page->count, labels);
-	if (rc != ORN_OK)
-		gw_respond_error(r, 503, "the inventory is unavailable");
-	else
-		gw_respond_json(r, 200, inventory_json(page, labels));
+	if (rc == ORN_OK && page->count > 0 &&
+	    proj_catalog_labels(api->catalog, ids, page->count, labels) != ORN_OK)
+		rc = ORN_EUNAVAILABLE; /* not the cursor's fault */
+	gw_api_answer_list(r, rc, rc == ORN_OK ? inventory_json(page, labels) : NULL, problem,
+	                   "the inventory is unavailable");
+	problem = NULL;
 	goto done;
 invalid:
 	gw_respond_problem(r, problem);

@@ -93,14 +93,9 @@ static void list_mail(gw_request *r, void *arg)
 		goto done;
 	}
 	orn_rc rc = proj_mail_list(api->mail, &q, page);
-	if (rc == ORN_EINVAL) {
-		gw_api_bad_cursor(problem);
-		goto invalid;
-	}
-	if (rc != ORN_OK)
-		gw_respond_error(r, 503, "the mail log is unavailable");
-	else
-		gw_respond_json(r, 200, mail_json(page));
+	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(page) : NULL, problem,
+	                   "the mail log is unavailable");
+	problem = NULL;
 	goto done;
 invalid:
 	gw_respond_problem(r, problem);

@@ -584,6 +584,11 @@ Test(api_admin, hostile_text_round_trips_as_valid_json_through_the_public_routes
 	free(id);
 }
 
+/* Longer than any cursor a list writes (PROJ_CURSOR_MAX). */
+#define LONG_CURSOR                                                                                          \
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" \
+	"AAAAAAAAAAAAAAAAAAAAAA"
+
 Test(api_admin, the_mail_log_is_for_admins_and_validates_its_query)
 {
 	reply r = expect(403, "GET", "/api/v1/admin/mail", customer_token, NULL, NULL);
@@ -600,12 +605,20 @@ Test(api_admin, the_mail_log_is_for_admins_and_validates_its_query)
 	const struct {
 		const char *query, *field;
 	} bad[] = {
-	        {"?status=sent", "status"}, {"?status=", "status"},  {"?order_id=o.1", "order_id"},
-	        {"?limit=0", "limit"},      {"?limit=101", "limit"}, {"?limit=1x", "limit"},
+	        {"?status=sent", "status"},
+	        {"?status=", "status"},
+	        {"?order_id=o.1", "order_id"},
+	        {"?limit=0", "limit"},
+	        {"?limit=101", "limit"},
+	        {"?limit=1x", "limit"},
 	        {"?cursor=nope", "cursor"},
+	        {"?order_id=", "order_id"},
+	        {"?limit=", "limit"},
+	        {"?cursor=" LONG_CURSOR, "cursor"},
+	        {"?limit=0&status=x", "status"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char path[128];
+		char path[256];
 		snprintf(path, sizeof path, "/api/v1/admin/mail%s", bad[i].query);
 		r = expect(400, "GET", path, admin_token, NULL, NULL);
 		cr_assert_not_null(strstr(r.body, "\"type\""), "problem body: %s", r.body);
