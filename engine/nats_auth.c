@@ -56,7 +56,18 @@ static const char *const all[] = {">", NULL};
 static const char *const inbox[] = {INBOX, NULL};
 static const char *const no_durable_delete[] = {NO_DURABLE_DELETE, NULL};
 
-static const char *const gateway_pub[] = {"orion.cmd.>", STREAM_INFO, EVT_READ, NULL};
+/* The gateway's commands: the aggregates its routes act on and the payment
+ * service ("pay"); never the payment aggregate's own or the mail log's. */
+static const char *const gateway_pub[] = {"orion.cmd.cart.*",
+                                          "orion.cmd.order.*",
+                                          "orion.cmd.stock.*",
+                                          "orion.cmd.product.*",
+                                          "orion.cmd.sku.*",
+                                          "orion.cmd.user.*",
+                                          "orion.cmd.pay.*",
+                                          STREAM_INFO,
+                                          EVT_READ,
+                                          NULL};
 static const char *const gateway_pub_deny[] = {"orion.evt.>", "orion.snap.>", NO_DURABLE_DELETE, NULL};
 static const char *const projector_pub[] = {STREAM_INFO, EVT_READ, NULL};
 static const char *const cart_pub[] = {WRITER("cart"), STREAM_INFO, EVT_READ, SNAP_READ, NULL};

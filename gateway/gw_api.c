@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "gw_problem.h"
+#include "proj_cursor.h"
 #include "log.h"
 
 orn_rc gw_api_register(gw_api *api)
@@ -113,6 +114,82 @@ void gw_api_new_id(char *out, size_t cap)
 	}
 	out[0] = 'c';
 	sodium_bin2hex(out + 1, cap - 1, random, sizeof random);
+}
+
+void gw_api_format_time(int64_t ms, char out[GW_API_TIME_MAX])
+{
+	struct tm tm;
+	int64_t frac = ms % 1000;
+	if (frac < 0) /* before the epoch: the second below, and a positive fraction */
+		frac += 1000;
+	time_t seconds = (time_t)((ms - frac) / 1000);
+	if (gmtime_r(&seconds, &tm) == NULL) {
+		snprintf(out, GW_API_TIME_MAX, "1970-01-01T00:00:00.000Z");
+		return;
+	}
+	size_t n = strftime(out, GW_API_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, GW_API_TIME_MAX - n, ".%03dZ", (int)frac);
+}
+
+json_t *gw_api_time_json(int64_t ms, bool zero_is_null)
+{
+	char text[GW_API_TIME_MAX];
+	if (zero_is_null && ms <= 0)
+		return json_null();
+	gw_api_format_time(ms, text);
+	return json_string(text);
+}
+
+bool gw_api_query_int(gw_request *r, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
+                      json_t *problem)
+{
+	const char *s = gw_request_query(r, name);
+	char detail[96];
+	*present = s != NULL;
+	if (s == NULL)
+		return true;
+	size_t len = strlen(s);
+	int64_t value = 0;
+	bool ok = len >= 1 && len <= 18 && strspn(s, "0123456789") == len; /* 18 digits fit */
+	for (size_t i = 0; ok && i < len; i++)
+		value = value * 10 + (s[i] - '0');
+	if (!ok || value < min || value > max) {
+		snprintf(detail, sizeof detail, "must be an integer from %" PRId64 " to %" PRId64, min, max);
+		gw_problem_add_error(problem, name, detail);
+		return false;
+	}
+	*out = value;
+	return true;
+}
+
+void gw_api_bad_cursor(json_t *problem)
+{
+	gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
+}
+
+void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable)
+{
+	if (rc == ORN_EINVAL) {
+		gw_api_bad_cursor(problem);
+		gw_respond_problem(r, problem);
+		problem = NULL;
+	} else if (rc != ORN_OK) {
+		gw_respond_error(r, 503, unavailable);
+	} else {
+		gw_respond_json(r, 200, body);
+		body = NULL;
+	}
+	json_decref(problem);
+	json_decref(body);
+}
+
+bool gw_api_query_cursor(gw_request *r, const char **cursor, json_t *problem)
+{
+	*cursor = gw_request_query(r, "cursor");
+	if (*cursor == NULL || strlen(*cursor) < PROJ_CURSOR_MAX)
+		return true;
+	gw_api_bad_cursor(problem);
+	return false;
 }
 
 /* A command in flight: the caller's callback, and what its latency metric needs. */

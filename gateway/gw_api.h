@@ -38,6 +38,7 @@
 #define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
 #define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
+#define GW_API_TIME_MAX            32   /* bytes of gw_api_format_time's text, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -197,6 +198,33 @@ orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const cha
 orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
                           const mp_writer *payload, const char *command_id, const char *actor,
                           int64_t timeout_ms, gw_bus_fn *fn, void *closure);
+
+/* RFC 3339 UTC with milliseconds ("2026-01-31T12:00:00.250Z") of ms since
+ * the epoch into out. */
+void gw_api_format_time(int64_t ms, char out[GW_API_TIME_MAX]);
+
+/* gw_api_format_time as a JSON string; JSON null when ms <= 0 and
+ * zero_is_null (a time that is not there yet). */
+json_t *gw_api_time_json(int64_t ms, bool zero_is_null);
+
+/* The query parameter name of r as a decimal integer in min..max (min >= 0)
+ * into *out (*present: it was given; absent leaves *out untouched). False,
+ * with an error naming it added to problem, for anything else. */
+bool gw_api_query_int(gw_request *r, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
+                      json_t *problem);
+
+/* The cursor query parameter of r into *cursor (NULL when absent). False,
+ * with an error added to problem, when it is too long to be a cursor of a
+ * list (proj_cursor.h; the read model judges the rest). */
+bool gw_api_query_cursor(gw_request *r, const char **cursor, json_t *problem);
+
+/* Adds the error every list answers for a cursor the read model refused. */
+void gw_api_bad_cursor(json_t *problem);
+
+/* Answers a list read with rc: ORN_EINVAL (the read model refused the
+ * cursor) problem with gw_api_bad_cursor's error, another failure 503 with
+ * detail unavailable, else 200 with body. Takes problem and body. */
+void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable);
 
 /* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
 void gw_api_new_id(char *out, size_t cap);

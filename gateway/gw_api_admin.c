@@ -770,28 +770,6 @@ static void delete_product(gw_request *r, void *arg)
 
 /* ---- GET /admin/inventory ---------------------------------------------- */
 
-/* Parses a query integer of digits only within [min, max]; false (and an
- * error added) otherwise. Absent: *out untouched, true. */
-static bool query_int(gw_request *r, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
-                      json_t *problem)
-{
-	const char *s = gw_request_query(r, name);
-	*present = s != NULL;
-	if (s == NULL)
-		return true;
-	size_t len = strlen(s);
-	int64_t value = 0;
-	bool ok = len >= 1 && len <= 10 && strspn(s, "0123456789") == len;
-	for (size_t i = 0; ok && i < len; i++)
-		value = value * 10 + (s[i] - '0');
-	if (!ok || value < min || value > max) {
-		gw_problem_add_error(problem, name, "must be an integer in range");
-		return false;
-	}
-	*out = value;
-	return true;
-}
-
 static json_t *inventory_json(const proj_inventory_page *page, const proj_product_label *labels)
 {
 	json_t *items = json_array(), *o = NULL;
@@ -834,13 +812,10 @@ static void list_inventory(gw_request *r, void *arg)
 		gw_respond_error(r, 500, NULL);
 		return;
 	}
-	bool ok = query_int(r, "below", 0, BELOW_MAX, &below, &has_below, problem);
-	ok &= query_int(r, "limit", 1, PROJ_INVENTORY_PAGE_MAX, &limit, &has_limit, problem);
-	const char *cursor = gw_request_query(r, "cursor");
-	if (cursor != NULL && strlen(cursor) >= PROJ_CURSOR_MAX) {
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
-		ok = false;
-	}
+	const char *cursor;
+	bool ok = gw_api_query_int(r, "below", 0, BELOW_MAX, &below, &has_below, problem);
+	ok &= gw_api_query_int(r, "limit", 1, PROJ_INVENTORY_PAGE_MAX, &limit, &has_limit, problem);
+	ok &= gw_api_query_cursor(r, &cursor, problem);
 	if (!ok)
 		goto invalid;
 	proj_inventory_query q = {
@@ -852,18 +827,14 @@ static void list_inventory(gw_request *r, void *arg)
 		goto done;
 	}
 	orn_rc rc = proj_inventory_list(api->inventory, &q, page);
-	if (rc == ORN_EINVAL) {
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
-		goto invalid;
-	}
 	for (size_t i = 0; rc == ORN_OK && i < page->count; i++)
 		ids[i] = page->items[i].id;
-	if (rc == ORN_OK && page->count > 0)
-		rc = proj_catalog_labels(api->catalog, ids, page->count, labels);
-	if (rc != ORN_OK)
-		gw_respond_error(r, 503, "the inventory is unavailable");
-	else
-		gw_respond_json(r, 200, inventory_json(page, labels));
+	if (rc == ORN_OK && page->count > 0 &&
+	    proj_catalog_labels(api->catalog, ids, page->count, labels) != ORN_OK)
+		rc = ORN_EUNAVAILABLE; /* not the cursor's fault */
+	gw_api_answer_list(r, rc, rc == ORN_OK ? inventory_json(page, labels) : NULL, problem,
+	                   "the inventory is unavailable");
+	problem = NULL;
 	goto done;
 invalid:
 	gw_respond_problem(r, problem);

@@ -17,11 +17,13 @@
  *
  * Threads. cnats calls on_event on the follow's delivery thread: it renders
  * the event's JSON and queues it under the feed's lock. The loop drains the
- * queue every FEED_TICK_MS and writes a keep-alive comment every 15 s — the
- * cadence of the order stream (gw_api_orders.c) — so no libevent call is made
+ * queue every FEED_TICK_MS and writes a keep-alive comment after 15 s of
+ * silence (gw_sse_keep_alive, as the order stream) — so no libevent call is made
  * off the loop. A client that does not read lets the queue grow to
  * FEED_QUEUE_MAX events, and then its stream is ended: it resumes from its
- * Last-Event-ID with nothing lost.
+ * Last-Event-ID with nothing lost. For that, the commit that could not be
+ * queued whole (overflow_seq) is not written at all, and nothing after it is
+ * queued: the last id the client sees is that of a whole commit.
  *
  * Lifetime. A feed has two owners: the HTTP side (until the stream closes or
  * is ended) and the follow (until its done callback, after es_follow_stop).
@@ -37,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gw_problem.h"
 #include "gw_sse.h"
@@ -47,7 +48,6 @@
 #define FEED_SUBJECT_PREFIX "orion.evt." STOCK_AGGREGATE "."
 #define FEED_FILTER         FEED_SUBJECT_PREFIX ">"
 #define FEED_TICK_MS        100
-#define FEED_KEEP_ALIVE_NS  (15000 * 1000000LL)
 #define FEED_RETRY_MS       3000  /* the reconnection delay asked of clients */
 #define FEED_QUEUE_MAX      10000 /* events queued for a client that does not read */
 
@@ -70,19 +70,10 @@ typedef struct feed {
 	feed_item *head, *tail;
 	size_t queued;
 	bool overflow;
+	uint64_t overflow_seq; /* the first commit not queued whole */
 } feed;
 
 /* ---- rendering (delivery thread) --------------------------------------- */
-
-/* RFC 3339 UTC with milliseconds into out. */
-static void format_time(int64_t ms, char out[32])
-{
-	struct tm tm;
-	time_t seconds = (time_t)(ms / 1000);
-	gmtime_r(&seconds, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
 
 static json_t *level_or_null(bool known, int64_t value)
 {
@@ -116,14 +107,14 @@ static void feed_release(feed *f);
 static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	feed *f = closure;
-	const char *product_id = subject + strlen(FEED_SUBJECT_PREFIX);
+	const char *product_id = NULL;
 	stock_event ev;
-	char at[32];
+	char at[GW_API_TIME_MAX];
 	if (strncmp(subject, FEED_SUBJECT_PREFIX, strlen(FEED_SUBJECT_PREFIX)) != 0 ||
-	    !es_id_valid(product_id) ||
+	    !es_id_valid(product_id = subject + strlen(FEED_SUBJECT_PREFIX)) ||
 	    stock_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK)
 		return ORN_OK; /* not a stock event this version knows: nothing to show */
-	format_time(e->time_ms, at);
+	gw_api_format_time(e->time_ms, at);
 	bool crossing = ev.kind == STOCK_LOW_DETECTED || ev.kind == STOCK_LOW_CLEARED;
 	json_t *data =
 	        crossing ? crossing_json(product_id, &ev, at) : level_json(product_id, e->type, &ev, at);
@@ -132,8 +123,11 @@ static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const e
 		item->data = json_dumps(data, JSON_COMPACT);
 	json_decref(data);
 	pthread_mutex_lock(&f->lock);
-	if (item == NULL || item->data == NULL || f->queued >= FEED_QUEUE_MAX) {
+	if (f->overflow) {
+		/* the stream ends at the next drain: nothing past the gap is queued */
+	} else if (item == NULL || item->data == NULL || f->queued >= FEED_QUEUE_MAX) {
 		f->overflow = true; /* the stream ends; the client resumes from what it has */
+		f->overflow_seq = seq;
 	} else {
 		item->seq = seq;
 		item->name = ev.kind == STOCK_LOW_DETECTED  ? "low_stock"
@@ -216,11 +210,14 @@ static bool feed_drain(feed *f)
 	pthread_mutex_lock(&f->lock);
 	feed_item *items = f->head;
 	bool overflow = f->overflow;
+	uint64_t end = overflow ? f->overflow_seq : UINT64_MAX;
 	f->head = f->tail = NULL;
 	f->queued = 0;
 	pthread_mutex_unlock(&f->lock);
 	bool open = true;
-	for (feed_item *item = items; open && item != NULL; item = item->next) {
+	/* A commit queued in part (the rest overflowed) is not written: its id
+	 * would make a resuming client skip the rest of it. */
+	for (feed_item *item = items; open && item != NULL && item->seq < end; item = item->next) {
 		open = gw_sse_event(f->stream, item->seq, item->name, item->data) == ORN_OK;
 		f->last_write_ns = orn_monotonic_ns();
 	}
@@ -236,10 +233,8 @@ static void feed_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	bool open = feed_drain(f);
-	if (open && orn_monotonic_ns() - f->last_write_ns >= FEED_KEEP_ALIVE_NS) {
-		open = gw_sse_comment(f->stream, "keep-alive") == ORN_OK;
-		f->last_write_ns = orn_monotonic_ns();
-	}
+	if (open)
+		open = gw_sse_keep_alive(f->stream, &f->last_write_ns) == ORN_OK;
 	if (!open)
 		feed_end(f);
 }

@@ -10,7 +10,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gw_problem.h"
 #include "mails.h"
@@ -20,15 +19,7 @@
 /* RFC 3339 UTC with milliseconds, or null for 0 (no such time). */
 static json_t *time_or_null(int64_t ms)
 {
-	char text[32];
-	struct tm tm;
-	if (ms <= 0)
-		return json_null();
-	time_t seconds = (time_t)(ms / 1000);
-	gmtime_r(&seconds, &tm);
-	size_t n = strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(text + n, sizeof text - n, ".%03dZ", (int)(ms % 1000));
-	return json_string(text);
+	return gw_api_time_json(ms, true);
 }
 
 static json_t *string_or_null(const char *s)
@@ -60,40 +51,23 @@ static json_t *mail_json(const proj_mail_page *page)
 	                 page->next_cursor[0] ? json_string(page->next_cursor) : json_null());
 }
 
-/* Reads limit (1..PROJ_MAIL_PAGE_MAX, digits only) into *out; false (and an
- * error added to problem) otherwise. Absent: *out untouched. */
-static bool query_limit(gw_request *r, unsigned *out, json_t *problem)
-{
-	const char *s = gw_request_query(r, "limit");
-	if (s == NULL)
-		return true;
-	size_t len = strlen(s);
-	unsigned value = 0;
-	bool ok = len >= 1 && len <= 3 && strspn(s, "0123456789") == len;
-	for (size_t i = 0; ok && i < len; i++)
-		value = value * 10 + (unsigned)(s[i] - '0');
-	if (!ok || value < 1 || value > PROJ_MAIL_PAGE_MAX) {
-		gw_problem_add_error(problem, "limit", "must be an integer from 1 to 100");
-		return false;
-	}
-	*out = value;
-	return true;
-}
-
 static void list_mail(gw_request *r, void *arg)
 {
 	gw_api *api = arg;
 	gw_claims claims;
-	proj_mail_query q = {.limit = MAIL_DEFAULT_LIMIT};
+	proj_mail_query q = {0};
 	proj_mail_page *page = NULL;
 	json_t *problem = NULL;
+	int64_t limit = MAIL_DEFAULT_LIMIT;
+	bool has_limit;
 	if (!gw_api_authorize(r, api, true, &claims))
 		return;
 	if ((problem = gw_problem_new(400, "the query is invalid")) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
 	}
-	bool ok = query_limit(r, &q.limit, problem);
+	bool ok = gw_api_query_int(r, "limit", 1, PROJ_MAIL_PAGE_MAX, &limit, &has_limit, problem);
+	q.limit = (unsigned)limit;
 	const char *status = gw_request_query(r, "status");
 	if (status != NULL) {
 		q.has_status = mail_log_status_parse(status, &q.status);
@@ -107,11 +81,7 @@ static void list_mail(gw_request *r, void *arg)
 		gw_problem_add_error(problem, "order_id", "must be 1 to 64 characters of [A-Za-z0-9_-]");
 		ok = false;
 	}
-	q.cursor = gw_request_query(r, "cursor");
-	if (q.cursor != NULL && strlen(q.cursor) >= PROJ_CURSOR_MAX) {
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
-		ok = false;
-	}
+	ok &= gw_api_query_cursor(r, &q.cursor, problem);
 	if (!ok)
 		goto invalid;
 	if (api->mail == NULL) {
@@ -123,14 +93,9 @@ static void list_mail(gw_request *r, void *arg)
 		goto done;
 	}
 	orn_rc rc = proj_mail_list(api->mail, &q, page);
-	if (rc == ORN_EINVAL) {
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
-		goto invalid;
-	}
-	if (rc != ORN_OK)
-		gw_respond_error(r, 503, "the mail log is unavailable");
-	else
-		gw_respond_json(r, 200, mail_json(page));
+	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(page) : NULL, problem,
+	                   "the mail log is unavailable");
+	problem = NULL;
 	goto done;
 invalid:
 	gw_respond_problem(r, problem);

@@ -54,7 +54,6 @@
 
 #define LIST_DEFAULT_LIMIT 20
 #define STREAM_TICK_MS     200
-#define KEEP_ALIVE_NS      (15000 * 1000000LL)
 #define FINAL_RETRY_MS     3600000 /* the reconnection delay a finished stream asks for */
 #define FORM_CONTENT_TYPE  "application/x-www-form-urlencoded"
 #define FORM_BODY_MAX      1024
@@ -69,21 +68,9 @@ static const gw_field confirm_schema[] = {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-/* RFC 3339 UTC with milliseconds ("2026-01-31T12:00:00.250Z") into out. */
-static void format_time(int64_t ms, char out[32])
-{
-	struct tm tm;
-	time_t seconds = (time_t)(ms / 1000);
-	gmtime_r(&seconds, &tm);
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 static json_t *time_json(int64_t ms)
 {
-	char text[32];
-	format_time(ms, text);
-	return json_string(text);
+	return gw_api_time_json(ms, false);
 }
 
 static bool is_final(order_status status)
@@ -640,28 +627,16 @@ static json_t *summary_json(const proj_order_summary *s)
 /* limit (1..100, default 20) and cursor; false after answering 400. */
 static bool list_query(gw_request *r, unsigned *limit, const char **cursor)
 {
-	const char *text = gw_request_query(r, "limit");
-	json_t *problem = NULL;
-	*limit = LIST_DEFAULT_LIMIT;
-	*cursor = gw_request_query(r, "cursor");
-	if (text != NULL) {
-		size_t len = strlen(text);
-		unsigned value = 0;
-		bool ok = len >= 1 && len <= 3 && strspn(text, "0123456789") == len;
-		for (size_t i = 0; ok && i < len; i++)
-			value = value * 10 + (unsigned)(text[i] - '0');
-		if (!ok || value < 1 || value > PROJ_ORDERS_PAGE_MAX) {
-			problem = gw_problem_new(400, "invalid query parameters");
-			gw_problem_add_error(problem, "limit", "must be an integer from 1 to 100");
-		}
-		*limit = value;
-	}
-	if (problem == NULL && *cursor != NULL && strlen(*cursor) >= PROJ_CURSOR_MAX) {
-		problem = gw_problem_new(400, "invalid query parameters");
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
-	}
-	if (problem == NULL)
+	json_t *problem = gw_problem_new(400, "invalid query parameters");
+	int64_t value = LIST_DEFAULT_LIMIT;
+	bool present;
+	bool ok = gw_api_query_int(r, "limit", 1, PROJ_ORDERS_PAGE_MAX, &value, &present, problem) &&
+	          gw_api_query_cursor(r, cursor, problem);
+	*limit = (unsigned)value;
+	if (ok) {
+		json_decref(problem);
 		return true;
+	}
 	gw_respond_problem(r, problem);
 	return false;
 }
@@ -681,7 +656,7 @@ static void list_orders(gw_request *r, void *arg)
 	        page != NULL ? proj_orders_list(api->orders, claims.sub, limit, cursor, page) : ORN_ENOMEM;
 	if (rc == ORN_EINVAL) {
 		json_t *problem = gw_problem_new(400, "invalid query parameters");
-		gw_problem_add_error(problem, "cursor", "is not a cursor of this list");
+		gw_api_bad_cursor(problem);
 		gw_respond_problem(r, problem);
 		goto done;
 	}
@@ -957,10 +932,8 @@ static void stream_tick(evutil_socket_t fd, short what, void *arg)
 	if (proj_orders_version(os->api->orders, os->order_id, &version) == ORN_OK &&
 	    version != os->version && proj_orders_get(os->api->orders, os->order_id, os->order) == ORN_OK)
 		open = stream_send(os, os->order);
-	if (open && orn_monotonic_ns() - os->last_write_ns >= KEEP_ALIVE_NS) {
-		open = gw_sse_comment(os->stream, "keep-alive") == ORN_OK;
-		os->last_write_ns = orn_monotonic_ns();
-	}
+	if (open)
+		open = gw_sse_keep_alive(os->stream, &os->last_write_ns) == ORN_OK;
 	if (!open)
 		stream_end(os);
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 static bool one_line(const char *s)
 {
 	return s == NULL || strpbrk(s, "\r\n") == NULL;
@@ -41,6 +43,15 @@ orn_rc gw_sse_comment(gw_stream *s, const char *text)
 		return ORN_EINVAL;
 	int n = snprintf(frame, sizeof frame, ": %s\n\n", text);
 	return gw_stream_write(s, frame, (size_t)n);
+}
+
+orn_rc gw_sse_keep_alive(gw_stream *s, int64_t *last_write_ns)
+{
+	int64_t now = orn_monotonic_ns();
+	if (now - *last_write_ns < GW_SSE_KEEP_ALIVE_NS)
+		return ORN_OK;
+	*last_write_ns = now;
+	return gw_sse_comment(s, "keep-alive");
 }
 
 orn_rc gw_sse_retry(gw_stream *s, unsigned ms)

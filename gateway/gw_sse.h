@@ -14,7 +14,8 @@
 #include "gw_http.h"
 #include "orn.h"
 
-#define GW_SSE_CONTENT_TYPE "text/event-stream"
+#define GW_SSE_CONTENT_TYPE  "text/event-stream"
+#define GW_SSE_KEEP_ALIVE_NS (15000 * 1000000LL) /* the longest silence of a stream */
 
 /* Writes one event: id (0: no id line), event name (NULL: the default
  * "message"), data one line of text. ORN_EINVAL if name or data hold a line
@@ -23,6 +24,11 @@ orn_rc gw_sse_event(gw_stream *s, uint64_t id, const char *event, const char *da
 
 /* Writes a comment line (": text"); text must not hold a line break. */
 orn_rc gw_sse_comment(gw_stream *s, const char *text);
+
+/* Writes a keep-alive comment when nothing was written for
+ * GW_SSE_KEEP_ALIVE_NS since *last_write_ns (orn_monotonic_ns), which it
+ * then moves; ORN_OK when none is due. As gw_stream_write. */
+orn_rc gw_sse_keep_alive(gw_stream *s, int64_t *last_write_ns);
 
 /* Writes a "retry: <ms>" field (and the blank line that ends it): the
  * client's reconnection delay from now on. As gw_stream_write. */

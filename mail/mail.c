@@ -649,89 +649,19 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 	return deliver(w, &e, render_order, &oe, to);
 }
 
-static void handle(worker *w, natsMsg *msg)
+/* The email an order event asks for, if any (handle_commit's event_fn). */
+static outcome order_email_event(worker *w, const char *order_id, const char *subject, uint64_t seq,
+                                 const env_envelope *env)
 {
-	const char *subject = natsMsg_GetSubject(msg);
-	jsMsgMetaData *meta = NULL;
-	size_t count = 0;
-	outcome result = DONE;
-
-	if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
-		natsMsg_Ack(msg, NULL);
-		return;
-	}
-	uint64_t seq = meta->Sequence.Stream, deliveries = meta->NumDelivered;
-	jsMsgMetaData_Destroy(meta);
-	const char *order_id = strncmp(subject, ORDER_SUBJECT, strlen(ORDER_SUBJECT)) == 0
-	                               ? subject + strlen(ORDER_SUBJECT)
-	                               : "";
-	orn_rc rc = env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), w->envelopes,
-	                              ENV_MAX_EVENTS, &count);
-	if (rc != ORN_OK || !orn_id_valid(order_id)) {
-		char seq_s[24];
-		seq_text(seq_s, seq);
-		log_error("mail skips an undecodable commit", "subject", subject, "seq", seq_s);
-		natsMsg_Ack(msg, NULL);
-		return;
-	}
-	for (size_t i = 0; i < count && result == DONE; i++) {
-		if (order_event_decode(w->envelopes[i].type, w->envelopes[i].payload,
-		                       w->envelopes[i].payload_len, w->event) != ORN_OK)
-			continue;
-		order_status status = mail_status_for_event(w->event->kind);
-		if (status == ORDER_NONE)
-			continue;
-		log_set_correlation(w->envelopes[i].correlation);
-		result = deliver_order(w, order_id, subject, seq, status, w->event->data.time_ms,
-		                       w->envelopes[i].correlation);
-		log_set_correlation(NULL);
-	}
-	if (result == RETRY)
-		natsMsg_NakWithDelay(
-		        msg, es_backoff_ms(deliveries, RETRY_FIRST_MS, (int64_t)w->service->retry_max_ms),
-		        NULL);
-	else
-		natsMsg_Ack(msg, NULL);
+	if (order_event_decode(env->type, env->payload, env->payload_len, w->event) != ORN_OK)
+		return DONE;
+	order_status status = mail_status_for_event(w->event->kind);
+	if (status == ORDER_NONE)
+		return DONE;
+	return deliver_order(w, order_id, subject, seq, status, w->event->data.time_ms, env->correlation);
 }
 
 /* ---- low-stock alerts ---- */
-
-/* The payload of LowStockDetected: {threshold, available, on_hand, reserved}. */
-typedef struct low_stock {
-	int64_t threshold, available, on_hand, reserved;
-} low_stock;
-
-/* ORN_EDECODE unless the payload is a map holding the four integers
- * (other keys are skipped). */
-static orn_rc low_stock_decode(const uint8_t *payload, size_t len, low_stock *out)
-{
-	static const char *const keys[] = {"threshold", "available", "on_hand", "reserved"};
-	int64_t *fields[] = {&out->threshold, &out->available, &out->on_hand, &out->reserved};
-	mp_reader r;
-	uint32_t count = 0;
-	unsigned seen = 0;
-	mp_reader_init(&r, payload, len);
-	if (mp_read_map(&r, &count) != ORN_OK)
-		return ORN_EDECODE;
-	for (uint32_t i = 0; i < count; i++) {
-		const char *key;
-		uint32_t key_len;
-		size_t f = 0;
-		if (mp_read_str(&r, &key, &key_len) != ORN_OK)
-			return ORN_EDECODE;
-		while (f < ORN_ARRAY_LEN(keys) && !mp_str_eq(key, key_len, keys[f]))
-			f++;
-		if (f == ORN_ARRAY_LEN(keys)) {
-			if (mp_skip(&r) != ORN_OK)
-				return ORN_EDECODE;
-			continue;
-		}
-		if ((seen & (1u << f)) != 0 || mp_read_int(&r, fields[f]) != ORN_OK)
-			return ORN_EDECODE;
-		seen |= 1u << f;
-	}
-	return seen == 15 && mp_reader_remaining(&r) == 0 ? ORN_OK : ORN_EDECODE;
-}
 
 /* Whether a crossing is open on a product: a LowStockDetected seen and not
  * re-armed since (available back at the threshold or above, or another
@@ -745,12 +675,11 @@ static orn_rc crossing_fold(void *closure, uint64_t seq, const char *subject, co
 {
 	crossing *c = closure;
 	stock_event ev;
-	low_stock ls;
 	(void)seq;
 	(void)subject;
 	if (strcmp(e->type, LOW_STOCK_EVENT) == 0) {
-		if (low_stock_decode(e->payload, e->payload_len, &ls) == ORN_OK)
-			*c = (crossing){true, ls.threshold, ls.on_hand, ls.reserved};
+		if (stock_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+			*c = (crossing){true, ev.threshold, ev.on_hand, ev.reserved};
 		return ORN_OK;
 	}
 	if (strncmp(e->type, LOW_STOCK_PREFIX, strlen(LOW_STOCK_PREFIX)) == 0) {
@@ -837,7 +766,7 @@ static orn_rc product_fold(void *closure, uint64_t seq, const char *subject, con
 
 static orn_rc render_alert(worker *w, const email *e, void *closure, mail_message *msg)
 {
-	const low_stock *ls = closure;
+	const stock_event *ls = closure; /* LowStockDetected */
 	mail_service *m = w->service;
 	char id[MAIL_LOG_ID_MAX];
 	orn_rc rc = mail_log_id(id, e->key);
@@ -865,7 +794,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 {
 	mail_service *m = w->service;
 	char seq_s[24];
-	low_stock ls;
+	stock_event ls;
 	crossing c = {0};
 	outcome result = DONE;
 	size_t admins = 0, cursor = 0;
@@ -874,7 +803,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 	orn_rc rc;
 
 	seq_text(seq_s, seq);
-	if (low_stock_decode(env->payload, env->payload_len, &ls) != ORN_OK) {
+	if (stock_event_decode(env->type, env->payload, env->payload_len, &ls) != ORN_OK) {
 		log_error("mail skips an undecodable LowStockDetected", "product", product_id, "seq", seq_s);
 		return DONE;
 	}
@@ -924,7 +853,28 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 	return result;
 }
 
-static void handle_alerts(worker *w, natsMsg *msg)
+/* The alerts a stock event asks for: LowStockDetected only (handle_commit's
+ * event_fn); every other stock event is acked at once. */
+static outcome alert_event(worker *w, const char *product_id, const char *subject, uint64_t seq,
+                           const env_envelope *env)
+{
+	if (strcmp(env->type, LOW_STOCK_EVENT) != 0)
+		return DONE;
+	return alert(w, product_id, subject, seq, env);
+}
+
+/* ---- one commit of a consumer ---- */
+
+/* What one event of a commit asks of a worker: DONE or RETRY. id is the
+ * aggregate id of the commit's subject. */
+typedef outcome event_fn(worker *w, const char *id, const char *subject, uint64_t seq,
+                         const env_envelope *env);
+
+/* Decodes a commit of the worker's consumer and calls fn on its events in
+ * order (each with its correlation id in the log lines) until one asks for a
+ * retry; then naks the commit with backoff, else acks it. A commit that does
+ * not decode, or whose subject is not prefix and an id, is logged and acked. */
+static void handle_commit(worker *w, natsMsg *msg, const char *prefix, event_fn *fn)
 {
 	const char *subject = natsMsg_GetSubject(msg);
 	jsMsgMetaData *meta = NULL;
@@ -937,12 +887,10 @@ static void handle_alerts(worker *w, natsMsg *msg)
 	}
 	uint64_t seq = meta->Sequence.Stream, deliveries = meta->NumDelivered;
 	jsMsgMetaData_Destroy(meta);
-	const char *product_id = strncmp(subject, STOCK_SUBJECT, strlen(STOCK_SUBJECT)) == 0
-	                                 ? subject + strlen(STOCK_SUBJECT)
-	                                 : "";
+	const char *id = strncmp(subject, prefix, strlen(prefix)) == 0 ? subject + strlen(prefix) : "";
 	orn_rc rc = env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), w->envelopes,
 	                              ENV_MAX_EVENTS, &count);
-	if (rc != ORN_OK || !orn_id_valid(product_id)) {
+	if (rc != ORN_OK || !orn_id_valid(id)) {
 		char seq_s[24];
 		seq_text(seq_s, seq);
 		log_error("mail skips an undecodable commit", "subject", subject, "seq", seq_s);
@@ -950,10 +898,8 @@ static void handle_alerts(worker *w, natsMsg *msg)
 		return;
 	}
 	for (size_t i = 0; i < count && result == DONE; i++) {
-		if (strcmp(w->envelopes[i].type, LOW_STOCK_EVENT) != 0)
-			continue; /* every other stock event: acked at once */
 		log_set_correlation(w->envelopes[i].correlation);
-		result = alert(w, product_id, subject, seq, &w->envelopes[i]);
+		result = fn(w, id, subject, seq, &w->envelopes[i]);
 		log_set_correlation(NULL);
 	}
 	if (result == RETRY)
@@ -991,12 +937,9 @@ static void *worker_main(void *arg)
 			pause_unless_stopping(m, FETCH_ERROR_PAUSE);
 			continue;
 		}
-		for (int i = 0; i < list.Count; i++) {
-			if (w->alerts)
-				handle_alerts(w, list.Msgs[i]);
-			else
-				handle(w, list.Msgs[i]);
-		}
+		for (int i = 0; i < list.Count; i++)
+			handle_commit(w, list.Msgs[i], w->alerts ? STOCK_SUBJECT : ORDER_SUBJECT,
+			              w->alerts ? alert_event : order_email_event);
 		natsMsgList_Destroy(&list);
 	}
 	return NULL;

@@ -178,6 +178,18 @@ static void paragraph(doc *d, const char *s)
 	buf_str(&d->html, "</p>\r\n");
 }
 
+/* A paragraph "<label><value>", value of any length (escaped in HTML). */
+static void labelled(doc *d, const char *label, const char *value)
+{
+	buf_str(&d->text, label);
+	buf_str(&d->text, value);
+	buf_str(&d->text, "\r\n\r\n");
+	buf_str(&d->html, "<p>");
+	buf_html(&d->html, label);
+	buf_html(&d->html, value);
+	buf_str(&d->html, "</p>\r\n");
+}
+
 static void link_paragraph(doc *d, const char *url)
 {
 	buf_str(&d->text, url);
@@ -539,6 +551,45 @@ static void part(buf *b, const char *type, const char *content)
 	buf_base64(b, content, strlen(content));
 }
 
+/* The start of the HTML part: its head, titled subject, and <body>. */
+static void html_begin(doc *d, const buf *subject)
+{
+	buf_str(&d->html, "<!DOCTYPE html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+	buf_html(&d->html, subject->failed ? "" : subject->data);
+	buf_str(&d->html, "</title></head>\r\n<body>\r\n");
+}
+
+/* Ends a message whose headers are written: both parts of d and the closing
+ * boundary. On success moves the message, the subject and the parts into out
+ * (status is out's); ORN_ENOMEM otherwise. */
+static orn_rc message_finish(buf *message, buf *subject, doc *d, order_status status, mail_message *out)
+{
+	buf_str(message, "This is a multi-part message in MIME format.\r\n\r\n");
+	part(message, "text/plain", d->text.data);
+	part(message, "text/html", d->html.data);
+	buf_str(message, "--" BOUNDARY "--\r\n");
+	if (message->failed)
+		return ORN_ENOMEM;
+	out->status = status;
+	out->len = message->len;
+	out->data = buf_take(message);
+	out->subject = buf_take(subject);
+	out->text = buf_take(&d->text);
+	out->html = buf_take(&d->html);
+	return ORN_OK;
+}
+
+/* Wipes and frees what a render did not hand over (message_finish empties
+ * what it moved). */
+static void render_dispose(buf *subject, buf *message, buf *url, doc *d)
+{
+	buf_dispose(subject);
+	buf_dispose(message);
+	buf_dispose(url);
+	buf_dispose(&d->text);
+	buf_dispose(&d->html);
+}
+
 orn_rc mail_render(const mail_input *in, mail_message *out)
 {
 	doc d = {0};
@@ -556,9 +607,7 @@ orn_rc mail_render(const mail_input *in, mail_message *out)
 		buf_printf(&url, "%s/api/v1/orders/%s/confirm?token=%s", in->public_url, in->order_id,
 		           in->token);
 
-	buf_str(&d.html, "<!DOCTYPE html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
-	buf_html(&d.html, subject.failed ? "" : subject.data);
-	buf_str(&d.html, "</title></head>\r\n<body>\r\n");
+	html_begin(&d, &subject);
 	body(&d, in, url.failed || url.data == NULL ? "" : url.data);
 	items(&d, o);
 	paragraphf(&d, "Order: %s", in->order_id);
@@ -570,28 +619,9 @@ orn_rc mail_render(const mail_input *in, mail_message *out)
 		goto fail;
 	}
 	headers(&message, in, subject.data);
-	buf_str(&message, "This is a multi-part message in MIME format.\r\n\r\n");
-	part(&message, "text/plain", d.text.data);
-	part(&message, "text/html", d.html.data);
-	buf_str(&message, "--" BOUNDARY "--\r\n");
-	if (message.failed) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	out->status = o->status;
-	out->len = message.len;
-	out->data = buf_take(&message);
-	out->subject = buf_take(&subject);
-	out->text = buf_take(&d.text);
-	out->html = buf_take(&d.html);
-	buf_dispose(&url);
-	return ORN_OK;
+	rc = message_finish(&message, &subject, &d, o->status, out);
 fail:
-	buf_dispose(&subject);
-	buf_dispose(&message);
-	buf_dispose(&url);
-	buf_dispose(&d.text);
-	buf_dispose(&d.html);
+	render_dispose(&subject, &message, &url, &d);
 	return rc;
 }
 
@@ -648,22 +678,10 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 	buf_printf(&subject, "Low stock: %s (%lld left)", name, (long long)in->available);
 	buf_printf(&url, "%s/api/v1/admin/products/%s", in->public_url, in->product_id);
 
-	buf_str(&d.html, "<!DOCTYPE html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
-	buf_html(&d.html, subject.failed ? "" : subject.data);
-	buf_str(&d.html, "</title></head>\r\n<body>\r\n");
+	html_begin(&d, &subject);
 	paragraph(&d, "A product has fallen below its low-stock threshold.");
-	buf_str(&d.text, "Product: ");
-	buf_str(&d.text, name);
-	buf_str(&d.text, "\r\n\r\n");
-	buf_str(&d.html, "<p>Product: ");
-	buf_html(&d.html, name);
-	buf_str(&d.html, "</p>\r\n");
-	buf_str(&d.text, "SKU: ");
-	buf_str(&d.text, in->sku != NULL ? in->sku : "");
-	buf_str(&d.text, "\r\n\r\n");
-	buf_str(&d.html, "<p>SKU: ");
-	buf_html(&d.html, in->sku != NULL ? in->sku : "");
-	buf_str(&d.html, "</p>\r\n");
+	labelled(&d, "Product: ", name);
+	labelled(&d, "SKU: ", in->sku != NULL ? in->sku : "");
 	paragraphf(&d, "Available: %lld (threshold %lld)", (long long)in->available,
 	           (long long)in->threshold);
 	paragraphf(&d, "On hand: %lld, reserved: %lld", (long long)in->on_hand, (long long)in->reserved);
@@ -689,27 +707,8 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 	buf_str(&message, "Auto-Submitted: auto-generated\r\n");
 	buf_str(&message, "MIME-Version: 1.0\r\n");
 	buf_str(&message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
-	buf_str(&message, "This is a multi-part message in MIME format.\r\n\r\n");
-	part(&message, "text/plain", d.text.data);
-	part(&message, "text/html", d.html.data);
-	buf_str(&message, "--" BOUNDARY "--\r\n");
-	if (message.failed) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	out->status = ORDER_NONE;
-	out->len = message.len;
-	out->data = buf_take(&message);
-	out->subject = buf_take(&subject);
-	out->text = buf_take(&d.text);
-	out->html = buf_take(&d.html);
-	buf_dispose(&url);
-	return ORN_OK;
+	rc = message_finish(&message, &subject, &d, ORDER_NONE, out);
 fail:
-	buf_dispose(&subject);
-	buf_dispose(&message);
-	buf_dispose(&url);
-	buf_dispose(&d.text);
-	buf_dispose(&d.html);
+	render_dispose(&subject, &message, &url, &d);
 	return rc;
 }

@@ -533,16 +533,14 @@ static orn_rc emit(list_ctx *c, const char *id, size_t id_len, const product_sta
 static orn_rc list_scan(list_ctx *c)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k = {c->after_len, c->after}, v;
+	MDB_val k, v;
 	product_state s;
 	uint64_t seq;
 	bool stop = false;
 	int mrc = mdb_cursor_open(c->txn, c->cat->products, &cur);
 	if (mrc != 0)
 		return proj_rc(mrc);
-	mrc = mdb_cursor_get(cur, &k, &v, c->after_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
-	if (mrc == 0 && c->after_len > 0 && proj_bytes_cmp(k.mv_data, k.mv_size, c->after, c->after_len) == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	mrc = proj_seek_after(cur, c->after, c->after_len, &k, &v);
 	orn_rc rc = ORN_OK;
 	for (; mrc == 0 && rc == ORN_OK && !stop; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size == 0 || k.mv_size > ES_ID_MAX ||
@@ -570,15 +568,8 @@ typedef struct posting {
  * target is empty). ORN_ENOTFOUND when the list has no such id. */
 static orn_rc posting_seek(posting *p, const char *target, size_t target_len, bool strict)
 {
-	MDB_val k = {strlen(p->key), (void *)p->key}, v = {target_len, (void *)target};
-	int mrc;
-	if (target_len == 0) {
-		mrc = mdb_cursor_get(p->cur, &k, &v, MDB_SET_KEY);
-	} else {
-		mrc = mdb_cursor_get(p->cur, &k, &v, MDB_GET_BOTH_RANGE);
-		if (mrc == 0 && strict && proj_bytes_cmp(v.mv_data, v.mv_size, target, target_len) == 0)
-			mrc = mdb_cursor_get(p->cur, &k, &v, MDB_NEXT_DUP);
-	}
+	MDB_val v;
+	int mrc = proj_seek_dup(p->cur, p->key, strlen(p->key), target, target_len, strict, &v);
 	if (mrc == 0 && (v.mv_size == 0 || v.mv_size > ES_ID_MAX))
 		mrc = MDB_CORRUPTED;
 	if (mrc == 0) {

@@ -248,13 +248,11 @@ static bool emit(list_ctx *c, const void *id, size_t id_len, const proj_stock_re
 static orn_rc list_scan(list_ctx *c)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k = {c->after_len, c->after}, v;
+	MDB_val k, v;
 	int mrc = mdb_cursor_open(c->txn, c->inv->items, &cur);
 	if (mrc != 0)
 		return proj_rc(mrc);
-	mrc = mdb_cursor_get(cur, &k, &v, c->after_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
-	if (mrc == 0 && c->after_len > 0 && proj_bytes_cmp(k.mv_data, k.mv_size, c->after, c->after_len) == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	mrc = proj_seek_after(cur, c->after, c->after_len, &k, &v);
 	orn_rc rc = ORN_OK;
 	for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		proj_stock_record rec;
@@ -283,15 +281,8 @@ typedef struct group {
 /* Positions g on the first id of its group after `after` (or the first). */
 static int group_seek(MDB_cursor *cur, group *g, const char *after, size_t after_len)
 {
-	MDB_val k = {8, g->key}, v = {after_len, (void *)after};
-	int mrc;
-	if (after_len == 0) {
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	} else {
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
-		if (mrc == 0 && proj_bytes_cmp(v.mv_data, v.mv_size, after, after_len) == 0)
-			mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
-	}
+	MDB_val v;
+	int mrc = proj_seek_dup(cur, g->key, 8, after, after_len, true, &v);
 	g->live = false;
 	if (mrc == MDB_NOTFOUND)
 		return 0;

@@ -283,19 +283,13 @@ static orn_rc consider(list_ctx *c, const void *id, size_t id_len, bool *stop)
 static orn_rc walk_group(list_ctx *c, MDB_dbi dbi, const void *key, size_t key_len)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k = {key_len, (void *)key}, v = {c->after_len, c->after};
+	MDB_val k, v;
 	int mrc = mdb_cursor_open(c->txn, dbi, &cur);
 	orn_rc rc = ORN_OK;
 	bool stop = false;
 	if (mrc != 0)
 		return proj_rc(mrc);
-	if (c->after_len == 0) {
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	} else {
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH_RANGE);
-		if (mrc == 0 && proj_bytes_cmp(v.mv_data, v.mv_size, c->after, c->after_len) == 0)
-			mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP);
-	}
+	mrc = proj_seek_dup(cur, key, key_len, c->after, c->after_len, true, &v);
 	for (; mrc == 0 && rc == ORN_OK && !stop; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP))
 		rc = consider(c, v.mv_data, v.mv_size, &stop);
 	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
@@ -308,15 +302,13 @@ static orn_rc walk_group(list_ctx *c, MDB_dbi dbi, const void *key, size_t key_l
 static orn_rc walk_all(list_ctx *c)
 {
 	MDB_cursor *cur = NULL;
-	MDB_val k = {c->after_len, c->after}, v;
+	MDB_val k, v;
 	int mrc = mdb_cursor_open(c->txn, c->m->mails, &cur);
 	orn_rc rc = ORN_OK;
 	bool stop = false;
 	if (mrc != 0)
 		return proj_rc(mrc);
-	mrc = mdb_cursor_get(cur, &k, &v, c->after_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
-	if (mrc == 0 && c->after_len > 0 && proj_bytes_cmp(k.mv_data, k.mv_size, c->after, c->after_len) == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	mrc = proj_seek_after(cur, c->after, c->after_len, &k, &v);
 	for (; mrc == 0 && rc == ORN_OK && !stop; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
 		rc = consider(c, k.mv_data, k.mv_size, &stop);
 	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)

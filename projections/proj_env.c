@@ -480,3 +480,25 @@ orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_
 	MDB_val k = {key_len, (void *)key};
 	return proj_rc(mdb_get(txn, dbi, &k, val));
 }
+
+int proj_seek_after(MDB_cursor *cur, const void *after, size_t after_len, MDB_val *k, MDB_val *v)
+{
+	*k = (MDB_val){after_len, (void *)after};
+	int mrc = mdb_cursor_get(cur, k, v, after_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+	if (mrc == 0 && after_len > 0 && proj_bytes_cmp(k->mv_data, k->mv_size, after, after_len) == 0)
+		mrc = mdb_cursor_get(cur, k, v, MDB_NEXT);
+	return mrc;
+}
+
+int proj_seek_dup(MDB_cursor *cur, const void *key, size_t key_len, const void *target, size_t target_len,
+                  bool strict, MDB_val *v)
+{
+	MDB_val k = {key_len, (void *)key};
+	*v = (MDB_val){target_len, (void *)target};
+	if (target_len == 0)
+		return mdb_cursor_get(cur, &k, v, MDB_SET_KEY);
+	int mrc = mdb_cursor_get(cur, &k, v, MDB_GET_BOTH_RANGE);
+	if (mrc == 0 && strict && proj_bytes_cmp(v->mv_data, v->mv_size, target, target_len) == 0)
+		mrc = mdb_cursor_get(cur, &k, v, MDB_NEXT_DUP);
+	return mrc;
+}

@@ -80,6 +80,16 @@ orn_rc proj_del(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const
 /* Reads key in any transaction; *val points into the map until the txn ends. */
 orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_val *val);
 
+/* Keyset pagination. Positions cur on the first key after `after` (the
+ * first key when after_len is 0) and fills *k and *v: an LMDB code,
+ * MDB_NOTFOUND past the end. */
+int proj_seek_after(MDB_cursor *cur, const void *after, size_t after_len, MDB_val *k, MDB_val *v);
+/* Positions cur, on a DUPSORT database, on the first duplicate of key that
+ * is >= target (> target if strict; the first one when target_len is 0) and
+ * fills *v: an LMDB code, MDB_NOTFOUND when there is none. */
+int proj_seek_dup(MDB_cursor *cur, const void *key, size_t key_len, const void *target, size_t target_len,
+                  bool strict, MDB_val *v);
+
 /* ---- pure codecs (proj_codec.c) ---------------------------------------- */
 
 /* Little-endian fixed-width integers, independent of the host. */

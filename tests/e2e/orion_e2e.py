@@ -326,6 +326,18 @@ def login(port, email_addr, password):
     return c
 
 
+def login_or_none(port, email_addr, password):
+    """A client logged in as email_addr, or None while the login is refused
+    (the users read model may not have the account yet)."""
+    c = Client(port)
+    r = c.post("/auth/login", {"email": email_addr, "password": password})
+    if r.status != 200:
+        return None
+    c.token = r.json()["access_token"]
+    c.email = email_addr
+    return c
+
+
 def register(port, email_addr, password="customer-password-1", name="Customer"):
     c = Client(port)
     r = c.post("/auth/register", {"email": email_addr, "password": password, "name": name})
@@ -336,14 +348,8 @@ def register(port, email_addr, password="customer-password-1", name="Customer"):
 def admin(stack):
     """The admin of ORION_ADMIN_EMAIL, once the users read model has it (serve
     creates the account at start-up; the model follows within moments)."""
-    def attempt():
-        c = Client(stack.http_port)
-        r = c.post("/auth/login", {"email": "root@orion.test", "password": "admin-password-1"})
-        if r.status != 200:
-            return None
-        c.token = r.json()["access_token"]
-        return c
-    return wait_until(attempt, 15, interval=0.2, what="the admin account")
+    return wait_until(lambda: login_or_none(stack.http_port, "root@orion.test", "admin-password-1"), 15,
+                      interval=0.2, what="the admin account")
 
 
 def create_product(admin_client, sku, stock, price=1250, name=None):

@@ -20,7 +20,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import Client, Stack, admin, login, register, wait_status, wait_until  # noqa: E402
+from orion_e2e import Client, Stack, admin, login, login_or_none, register, wait_status, wait_until  # noqa: E402
 
 ROOT = "root@orion.test"  # ORION_ADMIN_EMAIL of the stack
 SECOND_ADMIN = "second-admin@orion.test"
@@ -167,15 +167,6 @@ class Operations(unittest.TestCase):
         r = self.admin.get("/admin/mail?status=lost")
         self.assertEqual(r.status, 400, r)
         self.assertEqual(r.headers.get("content-type", "").split(";")[0], "application/problem+json")
-
-
-def login_or_none(port, email_addr, password):
-    c = Client(port)
-    r = c.post("/auth/login", {"email": email_addr, "password": password})
-    if r.status != 200:
-        return None
-    c.token = r.json()["access_token"]
-    return c
 
 
 def feed_events(port, token, after, product_id, idle_s=2.0):

@@ -138,13 +138,7 @@ static void start_server(void)
 
 static void stop_server(void)
 {
-	if (server_pid > 0) {
-		hc_serve_stop(server_pid);
-		server_pid = 0;
-	}
-	th_rmrf(data_dir);
-	free(data_dir);
-	data_dir = NULL;
+	hc_serve_teardown(&server_pid, &data_dir);
 	curl_global_cleanup();
 }
 
@@ -343,36 +337,9 @@ static size_t on_sse(char *data, size_t size, size_t count, void *arg)
 static reply sse(sse_client *c, const char *path, const char *token, const char *last_event_id,
                  long timeout_ms, bool *ended)
 {
-	char url[1024], auth[GW_JWT_MAX_TOKEN + 32], last[64];
-	struct curl_slist *list = NULL;
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	list = curl_slist_append(list, auth);
-	list = curl_slist_append(list, "Accept: text/event-stream");
-	if (last_event_id != NULL) {
-		snprintf(last, sizeof last, "Last-Event-ID: %s", last_event_id);
-		list = curl_slist_append(list, last);
-	}
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_sse);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, hc_on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &c->r);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	CURLcode rc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->r.status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	cr_assert(rc == CURLE_OK || rc == CURLE_WRITE_ERROR || rc == CURLE_OPERATION_TIMEDOUT, "%s: %s", path,
-	          curl_easy_strerror(rc));
-	*ended = rc == CURLE_OK;
+	*ended = hc_stream(base_url, path, token, last_event_id, timeout_ms, on_sse, c, &c->r) == CURLE_OK;
 	if (c->r.body == NULL)
 		hc_append(&c->r.body, &c->r.body_len, "", 0);
-	if (c->r.headers == NULL)
-		hc_append(&c->r.headers, &c->r.headers_len, "", 0);
 	return c->r;
 }
 

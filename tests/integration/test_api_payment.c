@@ -153,13 +153,7 @@ static void start_without_payment(void)
 
 static void stop_server(void)
 {
-	if (server_pid > 0) {
-		hc_serve_stop(server_pid);
-		server_pid = 0;
-	}
-	th_rmrf(data_dir);
-	free(data_dir);
-	data_dir = NULL;
+	hc_serve_teardown(&server_pid, &data_dir);
 	th_natsd_stop(nats);
 	nats = NULL;
 	curl_global_cleanup();

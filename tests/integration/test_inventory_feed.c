@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gw_jwt.h"
 #include "harness.h"
 #include "http_client.h"
+#include "jwt_mint.h"
 
 #define FEED_PATH  "/api/v1/admin/inventory/events"
 #define EVENTS_MAX 64
@@ -32,42 +32,19 @@ static char customer_token[GW_JWT_MAX_TOKEN];
 
 /* ---- the server ---------------------------------------------------------- */
 
-static void mint(const char *sub, gw_role role, char *out)
-{
-	char path[600];
-	unsigned char secret[GW_JWT_SECRET_BYTES];
-	char *token = NULL;
-	snprintf(path, sizeof path, "%s/%s", data_dir, GW_JWT_SECRET_FILE);
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "no %s", path);
-	cr_assert_eq(fread(secret, 1, sizeof secret, f), sizeof secret);
-	fclose(f);
-	gw_jwt *jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
-	cr_assert_not_null(jwt);
-	cr_assert_eq(gw_jwt_sign(jwt, sub, role, (int64_t)time(NULL), 600, &token), ORN_OK);
-	snprintf(out, GW_JWT_MAX_TOKEN, "%s", token);
-	free(token);
-	gw_jwt_destroy(jwt);
-}
-
 static void start_server(void)
 {
 	const char *env[] = {"ORION_NATS_URL=", "ORION_JWT_SECRET=", NULL};
 	data_dir = th_tempdir("inventory-feed");
 	server_pid = hc_serve_start(data_dir, NULL, env, base_url, sizeof base_url, NULL);
-	mint("admin-test", GW_ROLE_ADMIN, admin_token); /* signed with the server's key, as a login is */
-	mint("customer-test", GW_ROLE_CUSTOMER, customer_token);
+	hc_mint_token(data_dir, "admin-test", GW_ROLE_ADMIN,
+	              admin_token); /* signed with the server's key, as a login is */
+	hc_mint_token(data_dir, "customer-test", GW_ROLE_CUSTOMER, customer_token);
 }
 
 static void stop_server(void)
 {
-	if (server_pid > 0) {
-		hc_serve_stop(server_pid);
-		server_pid = 0;
-	}
-	th_rmrf(data_dir);
-	free(data_dir);
-	data_dir = NULL;
+	hc_serve_teardown(&server_pid, &data_dir);
 }
 
 TestSuite(inventory_feed, .init = start_server, .fini = stop_server, .timeout = 120);
@@ -173,29 +150,10 @@ static size_t on_sse(char *data, size_t size, size_t count, void *arg)
 static void sse(sse_client *c, const char *path, const char *token, const char *last_event_id,
                 long timeout_ms)
 {
-	char url[512], auth[GW_JWT_MAX_TOKEN + 32], last[64];
-	struct curl_slist *list = NULL;
-	CURL *curl = curl_easy_init();
-	cr_assert_not_null(curl);
-	snprintf(url, sizeof url, "%s%s", base_url, path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	list = curl_slist_append(list, auth);
-	list = curl_slist_append(list, "Accept: text/event-stream");
-	if (last_event_id != NULL) {
-		snprintf(last, sizeof last, "Last-Event-ID: %s", last_event_id);
-		list = curl_slist_append(list, last);
-	}
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_sse);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	CURLcode rc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->status);
-	curl_slist_free_all(list);
-	curl_easy_cleanup(curl);
-	cr_assert(rc == CURLE_WRITE_ERROR || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_OK, "%s: %s", path,
-	          curl_easy_strerror(rc));
+	hc_reply r = {0};
+	hc_stream(base_url, path, token, last_event_id, timeout_ms, on_sse, c, &r);
+	c->status = r.status;
+	hc_reply_free(&r);
 	if (c->body == NULL)
 		hc_append(&c->body, &c->body_len, "", 0);
 }

@@ -147,6 +147,17 @@ static void start_mail(const char *url, const char *maildir)
 	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
 }
 
+/* Stops the mail actor, deletes its durable consumer (MAIL_CONSUMER or
+ * MAIL_ALERTS_CONSUMER) and starts it again: every commit is redelivered, so
+ * only the markers and the delivery log stop a resend. */
+static void restart_mail_redelivering(const char *consumer, const char *url, const char *maildir)
+{
+	mail_stop(mail);
+	mail = NULL;
+	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, consumer, NULL, NULL), NATS_OK);
+	start_mail(url, maildir);
+}
+
 /* A fake SMTP server on smtp_port that offers AUTH but no STARTTLS (what a
  * server looks like once an attacker stripped the offer) and records every
  * line a client sends. One session at a time. */
@@ -618,11 +629,7 @@ Test(mail, a_restart_and_a_full_redelivery_send_nothing_twice)
 	wait_quiescent();
 
 	/* a restart whose consumer redelivers every commit: only the markers stop a resend */
-	mail_stop(mail);
-	mail = NULL;
-	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
-	             NATS_OK);
-	start_mail(smtp_url, NULL);
+	restart_mail_redelivering(MAIL_CONSUMER, smtp_url, NULL);
 	wait_quiescent();
 	cr_assert_eq(count_of(smtp_dir, "<o3.awaiting_confirmation@orion>"), 1);
 	cr_assert_eq(count_of(smtp_dir, "<o3.cancelled@orion>"), 1);
@@ -668,11 +675,7 @@ Test(mail, without_smtp_the_emails_land_in_the_maildir_once_each)
 	snprintf(path, sizeof path, "%s/new/o6.cancelled.orion", sink_dir);
 	cr_assert_eq(access(path, F_OK), 0);
 
-	mail_stop(mail);
-	mail = NULL;
-	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
-	             NATS_OK);
-	start_mail("", sink_dir);
+	restart_mail_redelivering(MAIL_CONSUMER, "", sink_dir);
 	wait_quiescent();
 	cr_assert_eq(count_of(sink_dir, "<o6.awaiting_confirmation@orion>"), 1);
 	cr_assert_eq(count_of(sink_dir, "<o6.cancelled@orion>"), 1);
@@ -882,11 +885,7 @@ Test(mail, a_delivered_email_is_logged_once_with_its_time_and_attempt_one)
 	cr_assert_eq(c.failed_attempts, 0);
 
 	/* a full redelivery logs nothing more */
-	mail_stop(mail);
-	mail = NULL;
-	cr_assert_eq(js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_CONSUMER, NULL, NULL),
-	             NATS_OK);
-	start_mail(smtp_url, NULL);
+	restart_mail_redelivering(MAIL_CONSUMER, smtp_url, NULL);
 	wait_quiescent();
 	c = counts_of("o11/awaiting_confirmation");
 	cr_assert_eq(c.delivered, 1);
@@ -1016,19 +1015,18 @@ static void create_product(mp_writer *w, const char *id, const char *sku, const 
 	append(PRODUCT_AGGREGATE, id, PRODUCT_EV_CREATED, w, "create-product");
 }
 
-/* LowStockDetected as the stock aggregate will emit it (issue 7's contract). */
+/* LowStockDetected as the stock aggregate emits it (its own codec). */
 static void low_stock_detected(mp_writer *w, const char *product_id, int64_t available, const char *msg_id)
 {
-	mp_write_map(w, 4);
-	mp_write_cstr(w, "threshold");
-	mp_write_int(w, 5);
-	mp_write_cstr(w, "available");
-	mp_write_int(w, available);
-	mp_write_cstr(w, "on_hand");
-	mp_write_int(w, available + 1);
-	mp_write_cstr(w, "reserved");
-	mp_write_int(w, 1);
-	append(STOCK_AGGREGATE, product_id, "LowStockDetected", w, msg_id);
+	stock_event e;
+	memset(&e, 0, sizeof e);
+	e.kind = STOCK_LOW_DETECTED;
+	e.threshold = 5;
+	e.available = available;
+	e.on_hand = available + 1;
+	e.reserved = 1;
+	cr_assert_eq(stock_event_encode(w, &e), ORN_OK);
+	append(STOCK_AGGREGATE, product_id, stock_event_type(STOCK_LOW_DETECTED), w, msg_id);
 }
 
 static void adjusted(mp_writer *w, const char *product_id, int64_t delta, int64_t on_hand, const char *msg_id)
@@ -1097,12 +1095,7 @@ Test(mail, a_low_stock_crossing_emails_every_admin_exactly_once_and_a_new_crossi
 	free_mailbox(r, n);
 
 	/* a redelivery of the event (the consumer recreated) sends nothing */
-	mail_stop(mail);
-	mail = NULL;
-	cr_assert_eq(
-	        js_DeleteConsumer(es_store_jetstream(store), ES_STREAM, MAIL_ALERTS_CONSUMER, NULL, NULL),
-	        NATS_OK);
-	start_mail(smtp_url, NULL);
+	restart_mail_redelivering(MAIL_ALERTS_CONSUMER, smtp_url, NULL);
 	/* a second event of the same crossing (no re-arm in between) sends nothing either */
 	low_stock_detected(w, "p1", 2, "low-1b");
 	wait_all_quiescent();

@@ -163,3 +163,51 @@ int hc_serve_stop(pid_t pid)
 		th_kill(pid, SIGKILL);
 	return code;
 }
+
+void hc_serve_teardown(pid_t *pid, char **data_dir)
+{
+	if (*pid > 0) {
+		hc_serve_stop(*pid);
+		*pid = 0;
+	}
+	if (*data_dir != NULL)
+		th_rmrf(*data_dir);
+	free(*data_dir);
+	*data_dir = NULL;
+}
+
+CURLcode hc_stream(const char *base_url, const char *path, const char *token, const char *last_event_id,
+                   long timeout_ms, curl_write_callback on_data, void *arg, hc_reply *r)
+{
+	char url[1024], auth[2048], last[64];
+	struct curl_slist *list = NULL;
+	CURL *curl = curl_easy_init();
+	cr_assert_not_null(curl);
+	snprintf(url, sizeof url, "%s%s", base_url, path);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		list = curl_slist_append(list, auth);
+	}
+	list = curl_slist_append(list, "Accept: text/event-stream");
+	if (last_event_id != NULL) {
+		snprintf(last, sizeof last, "Last-Event-ID: %s", last_event_id);
+		list = curl_slist_append(list, last);
+	}
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, arg);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, hc_on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	CURLcode rc = curl_easy_perform(curl);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(list);
+	curl_easy_cleanup(curl);
+	r->curl = rc;
+	cr_assert(rc == CURLE_OK || rc == CURLE_WRITE_ERROR || rc == CURLE_OPERATION_TIMEDOUT, "%s: %s", path,
+	          curl_easy_strerror(rc));
+	if (r->headers == NULL)
+		hc_append(&r->headers, &r->headers_len, "", 0);
+	return rc;
+}

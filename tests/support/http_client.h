@@ -65,4 +65,17 @@ pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *
  * running. Returns its exit code, or < 0 when it did not exit in time. */
 int hc_serve_stop(pid_t pid);
 
+/* hc_serve_stop(*pid) if it runs (then *pid is 0), and removes and frees the
+ * directory *data_dir (then NULL): what a suite's .fini does. */
+void hc_serve_teardown(pid_t *pid, char **data_dir);
+
+/* GET base_url+path as an event stream: Accept: text/event-stream, a bearer
+ * token and a Last-Event-ID when not NULL. The body goes to on_data (libcurl's
+ * write callback with arg; returning less than given stops the transfer), the
+ * status and headers into *r (not its body). Returns within timeout_ms with
+ * the transfer's result, asserted to be CURLE_OK (the server ended the
+ * stream), CURLE_WRITE_ERROR (on_data stopped it) or CURLE_OPERATION_TIMEDOUT. */
+CURLcode hc_stream(const char *base_url, const char *path, const char *token, const char *last_event_id,
+                   long timeout_ms, curl_write_callback on_data, void *arg, hc_reply *r);
+
 #endif

@@ -81,6 +81,15 @@ Test(nats_auth_table, the_gateway_sends_commands_but_never_writes_the_stream)
 {
 	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.stock.item-1"));
 	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.pay.order-1"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.cart.c"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.order.o"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.product.p"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.sku.s"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.user.u"));
+	/* only the routes' commands: not the payment aggregate's (the pay
+	 * service's), not an aggregate without a route */
+	cr_assert_not(may_publish(NA_GATEWAY, "orion.cmd.payment.order-1"));
+	cr_assert_not(may_publish(NA_GATEWAY, "orion.cmd.mail.m"));
 	cr_assert_not(may_publish(NA_GATEWAY, "orion.evt.stock.item-1"));
 	cr_assert_not(may_publish(NA_GATEWAY, "orion.snap.stock.item-1"));
 	cr_assert(list_has(na_role_permissions(NA_GATEWAY)->pub_deny, "orion.evt.>"));
