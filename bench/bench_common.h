@@ -1,13 +1,23 @@
 /* bench_common.h — what the benchmarks share: time, temporary directories,
- * process CPU, the machine's facts for the report, spreads over rounds and
- * option parsing. */
+ * process CPU, the machine's facts for the report, spreads over rounds,
+ * option parsing, signals and messages. */
 #ifndef ORION_BENCH_COMMON_H
 #define ORION_BENCH_COMMON_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Set by SIGINT or SIGTERM once bench_catch_signals has run: loops stop early. */
+extern volatile sig_atomic_t bench_interrupted;
+
+/* SIGINT and SIGTERM set bench_interrupted; SIGPIPE is ignored. */
+void bench_catch_signals(void);
+
+/* "bench: " + the formatted message + a line break, on stderr. */
+__attribute__((format(printf, 1, 2))) void bench_say(const char *fmt, ...);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t bench_now_ns(void);

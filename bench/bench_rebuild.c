@@ -74,24 +74,6 @@ typedef struct bench_opts {
 	long pending;  /* cnats MaxPending of the fill */
 } bench_opts;
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("bench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 /* ---- files, processes, machine ---------------------------------------------- */
 
 /* ---- CPU per phase ---------------------------------------------------------- */
@@ -251,7 +233,8 @@ static natsStatus publish_commit(jsCtx *js, const char *subject, uint64_t expect
 	if (st == NATS_OK)
 		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
 	/* NATS_TIMEOUT: MaxPending reached for the stall wait; try again. */
-	while (st == NATS_OK && (st = js_PublishMsgAsync(js, &msg, NULL)) == NATS_TIMEOUT && !interrupted)
+	while (st == NATS_OK && (st = js_PublishMsgAsync(js, &msg, NULL)) == NATS_TIMEOUT &&
+	       !bench_interrupted)
 		;
 	natsMsg_Destroy(msg); /* NULL after a successful publish: cnats owns it then */
 	return st;
@@ -300,11 +283,12 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
-	say("fill: %ld commits (%d StockItemCreated, %ld ProductCreated, %ld StockReserved over %d items)...",
-	    o->events, o->items, o->products, o->events - o->items - o->products, o->items);
+	bench_say("fill: %ld commits (%d StockItemCreated, %ld ProductCreated, %ld StockReserved over %d "
+	          "items)...",
+	          o->events, o->items, o->products, o->events - o->items - o->products, o->items);
 	cpu_mark cpu0 = cpu_now();
 	int64_t start = bench_now_ns(), next_report = start + FILL_REPORT_NS;
-	for (long i = 0; i < o->events && !interrupted; i++) {
+	for (long i = 0; i < o->events && !bench_interrupted; i++) {
 		const char *aggregate = NULL;
 		char id[ES_ID_MAX + 1], cmd_id[64], subject[ES_SUBJECT_MAX];
 		if ((rc = encode_fill_commit(&plan, i, &aggregate, id, sizeof id, cmd_id, sizeof cmd_id)) !=
@@ -327,25 +311,25 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 		else if (i == o->items + o->products)
 			out->reserved_len = len;
 		if ((st = publish_commit(js, subject, expected, cmd_id, plan.commit)) != NATS_OK) {
-			say("fill: publish %ld: %s", i, natsStatus_GetText(st));
+			bench_say("fill: publish %ld: %s", i, natsStatus_GetText(st));
 			rc = ORN_EUNAVAILABLE;
 			goto fail;
 		}
 		if (k >= 0)
 			versions[k] = (uint64_t)i + 1;
 		if (bench_now_ns() >= next_report) {
-			say("fill: %ld published, %ld acked", i + 1, atomic_load(&acks->acked));
+			bench_say("fill: %ld published, %ld acked", i + 1, atomic_load(&acks->acked));
 			next_report += FILL_REPORT_NS;
 		}
 	}
 	jsPubOptions_Init(&po);
 	po.MaxWait = 60000;
-	if (interrupted) {
+	if (bench_interrupted) {
 		rc = ORN_EUNAVAILABLE;
 		goto fail;
 	}
 	if ((st = js_PublishAsyncComplete(js, &po)) != NATS_OK) {
-		say("fill: not every publish was acknowledged: %s", natsStatus_GetText(st));
+		bench_say("fill: not every publish was acknowledged: %s", natsStatus_GetText(st));
 		rc = ORN_ETIMEOUT;
 		goto fail;
 	}
@@ -353,11 +337,11 @@ static orn_rc fill(es_store *store, const bench_opts *o, fill_result *out)
 	out->cpu = cpu_since(cpu0);
 	out->rate = out->seconds > 0 ? (double)o->events / out->seconds : 0;
 	out->last_seq = stream_last_seq(store);
-	say("fill: %.0f commits/s, %ld acked, %ld errors, stream last sequence %" PRIu64, out->rate,
-	    atomic_load(&acks->acked), atomic_load(&acks->errors), out->last_seq);
+	bench_say("fill: %.0f commits/s, %ld acked, %ld errors, stream last sequence %" PRIu64, out->rate,
+	          atomic_load(&acks->acked), atomic_load(&acks->errors), out->last_seq);
 	if (atomic_load(&acks->errors) > 0 || out->last_seq != (uint64_t)o->events) {
-		say("fill: failed (first error: %s); expected last sequence %ld",
-		    acks->first_error[0] ? acks->first_error : "none", o->events);
+		bench_say("fill: failed (first error: %s); expected last sequence %ld",
+		          acks->first_error[0] ? acks->first_error : "none", o->events);
 		rc = ORN_EINTERNAL;
 		goto fail;
 	}
@@ -401,13 +385,13 @@ static orn_rc raw_phase(es_store *store, const bench_opts *o, phase_result *out)
 	int64_t start = bench_now_ns(), last_progress = start;
 	natsStatus st = js_SubscribeSync(&sub, es_store_jetstream(store), "orion.evt.>", NULL, &so, &jerr);
 	if (st != NATS_OK) {
-		say("raw: cannot subscribe: %s (jerr %d)", natsStatus_GetText(st), (int)jerr);
+		bench_say("raw: cannot subscribe: %s (jerr %d)", natsStatus_GetText(st), (int)jerr);
 		sub = NULL;
 		rc = ORN_EUNAVAILABLE;
 		goto fail;
 	}
 	natsSubscription_SetPendingLimits(sub, -1, -1);
-	while (expect_seq <= target && !interrupted) {
+	while (expect_seq <= target && !bench_interrupted) {
 		natsMsg *msg = NULL;
 		st = natsSubscription_NextMsg(&msg, sub, RAW_NEXT_MS);
 		if (st == NATS_TIMEOUT) {
@@ -434,14 +418,14 @@ static orn_rc raw_phase(es_store *store, const bench_opts *o, phase_result *out)
 	out->cpu = cpu_since(cpu0);
 	out->count = expect_seq - 1;
 	if (out->count != target) {
-		say("raw: read %" PRIu64 " of %" PRIu64 " messages in order (%s)", out->count, target,
-		    interrupted ? "interrupted" : natsStatus_GetText(st));
+		bench_say("raw: read %" PRIu64 " of %" PRIu64 " messages in order (%s)", out->count, target,
+		          bench_interrupted ? "interrupted" : natsStatus_GetText(st));
 		rc = ORN_ETIMEOUT;
 		goto fail;
 	}
 	out->rate = out->seconds > 0 ? (double)out->count / out->seconds : 0;
-	say("raw: %.0f msgs/s (%" PRIu64 " messages, %" PRIu64 " data bytes, %.2f s)", out->rate, out->count,
-	    bytes, out->seconds);
+	bench_say("raw: %.0f msgs/s (%" PRIu64 " messages, %" PRIu64 " data bytes, %.2f s)", out->rate,
+	          out->count, bytes, out->seconds);
 fail:
 	if (sub != NULL) {
 		natsSubscription_Unsubscribe(sub);
@@ -468,12 +452,13 @@ static orn_rc check_inventory(const bench_opts *o, proj_inventory *inv)
 	item_id(id, sizeof id, k);
 	orn_rc rc = proj_inventory_get(inv, id, &level);
 	if (rc != ORN_OK) {
-		say("rebuild: item %s not in the inventory: %s", id, orn_strerror(rc));
+		bench_say("rebuild: item %s not in the inventory: %s", id, orn_strerror(rc));
 		return rc;
 	}
 	if (level.on_hand != ITEM_ON_HAND || level.reserved != reserved_on(o, k)) {
-		say("rebuild: item %s has on hand %" PRId64 ", reserved %" PRId64 "; expected %lld, %" PRId64,
-		    id, level.on_hand, level.reserved, ITEM_ON_HAND, reserved_on(o, k));
+		bench_say("rebuild: item %s has on hand %" PRId64 ", reserved %" PRId64
+		          "; expected %lld, %" PRId64,
+		          id, level.on_hand, level.reserved, ITEM_ON_HAND, reserved_on(o, k));
 		return ORN_EINTERNAL;
 	}
 	return ORN_OK;
@@ -515,14 +500,14 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 		if (rc == ORN_OK)
 			break;
 		proj_runner_stats_get(runner, &out->stats);
-		if (rc != ORN_ETIMEOUT || interrupted ||
+		if (rc != ORN_ETIMEOUT || bench_interrupted ||
 		    (out->stats.failures > 3 && out->stats.last_error != ORN_OK))
 			goto fail;
 		if (out->stats.position != last_position) {
 			last_position = out->stats.position;
 			last_progress = bench_now_ns();
 		} else if (bench_now_ns() - last_progress > STALL_LIMIT_NS) {
-			say("rebuild: no progress at position %" PRIu64 " for 30 s", last_position);
+			bench_say("rebuild: no progress at position %" PRIu64 " for 30 s", last_position);
 			rc = ORN_ETIMEOUT;
 			goto fail;
 		}
@@ -535,20 +520,24 @@ static orn_rc rebuild_phase(es_store *store, const bench_opts *o, const char *di
 	proj_env_stats_get(env, &out->env);
 	out->phase.count = out->stats.commits;
 	out->phase.rate = out->phase.seconds > 0 ? (double)target / out->phase.seconds : 0;
-	say("rebuild: %.0f events/s (%" PRIu64 " commits, %" PRIu64 " events, %" PRIu64 " batches, %.2f s)",
-	    out->phase.rate, out->stats.commits, out->stats.events, out->stats.batches, out->phase.seconds);
+	bench_say("rebuild: %.0f events/s (%" PRIu64 " commits, %" PRIu64 " events, %" PRIu64
+	          " batches, %.2f s)",
+	          out->phase.rate, out->stats.commits, out->stats.events, out->stats.batches,
+	          out->phase.seconds);
 	if (out->stats.commits != target || out->stats.events != target || out->stats.poison != 0 ||
 	    out->stats.failures != 0) {
-		say("rebuild: expected %" PRIu64 " commits and events, no poison, no failure; got %" PRIu64
-		    ", %" PRIu64 ", %" PRIu64 ", %" PRIu64,
-		    target, out->stats.commits, out->stats.events, out->stats.poison, out->stats.failures);
+		bench_say("rebuild: expected %" PRIu64
+		          " commits and events, no poison, no failure; got %" PRIu64 ", %" PRIu64 ", %" PRIu64
+		          ", %" PRIu64,
+		          target, out->stats.commits, out->stats.events, out->stats.poison,
+		          out->stats.failures);
 		rc = ORN_EINTERNAL;
 		goto fail;
 	}
 	rc = check_inventory(o, m.inventory);
 fail:
 	if (rc != ORN_OK)
-		say("rebuild failed: %s", orn_strerror(rc));
+		bench_say("rebuild failed: %s", orn_strerror(rc));
 	proj_runner_stop(runner);
 	if (models_open)
 		proj_models_close(&m);
@@ -719,7 +708,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			usage(stdout);
 			return 0;
 		} else if (val == NULL) {
-			say("option %s needs a value (see --help)", a);
+			bench_say("option %s needs a value (see --help)", a);
 			return 2;
 		} else if (strcmp(a, "--events") == 0 && bench_parse_long(val, 1, 100000000, &v)) {
 			o->events = v;
@@ -734,13 +723,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 		} else if (strcmp(a, "--pending") == 0 && bench_parse_long(val, 1, 10000000, &v)) {
 			o->pending = v;
 		} else {
-			say("unknown option or bad value: %s %s (see --help)", a, val);
+			bench_say("unknown option or bad value: %s %s (see --help)", a, val);
 			return 2;
 		}
 		i++;
 	}
 	if (o->events <= o->items + o->products) {
-		say("--events must exceed --items + --products (there must be reservations)");
+		bench_say("--events must exceed --items + --products (there must be reservations)");
 		return 2;
 	}
 	return -1;
@@ -757,13 +746,7 @@ int main(int argc, char **argv)
 		return status;
 	status = 1;
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	bench_catch_signals();
 	log_set_level(LOG_WARN);
 
 	rep.o = &o;
@@ -779,7 +762,7 @@ int main(int argc, char **argv)
 	char dir[512], store_dir[600], lmdb_dir[600];
 	snprintf(dir, sizeof dir, "%s/orion-bench-rebuild-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (mkdtemp(dir) == NULL) {
-		say("mkdtemp(%s): %s", dir, strerror(errno));
+		bench_say("mkdtemp(%s): %s", dir, strerror(errno));
 		return 1;
 	}
 	snprintf(store_dir, sizeof store_dir, "%s/nats", dir);
@@ -792,33 +775,33 @@ int main(int argc, char **argv)
 	natsd_options_init(&no);
 	no.store_dir = store_dir;
 	if (natsd_start(&no, &server) != ORN_OK) {
-		say("cannot start nats-server");
+		bench_say("cannot start nats-server");
 		goto cleanup;
 	}
 	nats_pid = natsd_pid(server);
-	say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, natsd_url(server), store_dir,
-	    rep.m.store_fs);
+	bench_say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, natsd_url(server), store_dir,
+	          rep.m.store_fs);
 	es_options eo;
 	es_options_init(&eo);
 	eo.url = natsd_url(server);
 	eo.name = "bench-rebuild";
 	eo.timeout_ms = 10000;
 	if (es_store_open(&eo, &store) != ORN_OK) {
-		say("cannot open the event store at %s", natsd_url(server));
+		bench_say("cannot open the event store at %s", natsd_url(server));
 		goto cleanup;
 	}
 
 	if (fill(store, &o, &rep.fill) != ORN_OK)
 		goto cleanup;
 
-	for (int r = 0; r < o.rounds && !interrupted; r++) {
-		say("round %d of %d", r + 1, o.rounds);
+	for (int r = 0; r < o.rounds && !bench_interrupted; r++) {
+		bench_say("round %d of %d", r + 1, o.rounds);
 		if (raw_phase(store, &o, &rep.raw[r]) != ORN_OK ||
 		    rebuild_phase(store, &o, lmdb_dir, &rep.rebuild[r]) != ORN_OK)
 			goto cleanup;
 		rep.rounds = r + 1;
 	}
-	if (!interrupted)
+	if (!bench_interrupted)
 		status = 0;
 
 cleanup:
@@ -828,7 +811,7 @@ cleanup:
 	if (status == 0)
 		print_report(stdout, &rep);
 	else
-		say("benchmark failed%s", interrupted ? " (interrupted)" : "");
+		bench_say("benchmark failed%s", bench_interrupted ? " (interrupted)" : "");
 	nats_Close();
 	return status;
 }

@@ -81,28 +81,10 @@ typedef struct bench_opts {
 	int rounds;         /* interleaved rounds of raw and Orion throughput runs */
 } bench_opts;
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("bench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 static void sleep_until_ns(int64_t deadline)
 {
 	struct timespec ts = {.tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL};
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !interrupted)
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !bench_interrupted)
 		;
 }
 
@@ -422,7 +404,7 @@ static orn_rc add_stream(natsConnection *nc, const char *name, const char *subje
 	jsStreamInfo_Destroy(si);
 	jsCtx_Destroy(js);
 	if (st != NATS_OK) {
-		say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
+		bench_say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
 		return ORN_EUNAVAILABLE;
 	}
 	return ORN_OK;
@@ -485,8 +467,8 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 		rc = ORN_ENOMEM;
 		goto done;
 	}
-	say("raw%s: %ld async publishes of %zu bytes over %d subjects...",
-	    expect ? " (ExpectLastSubjectSeq)" : "", o->raw_count, len, o->items);
+	bench_say("raw%s: %ld async publishes of %zu bytes over %d subjects...",
+	          expect ? " (ExpectLastSubjectSeq)" : "", o->raw_count, len, o->items);
 	char subject[96], msg_id[48];
 	cpu_mark cpu0 = cpu_now();
 	int64_t start = bench_now_ns();
@@ -497,7 +479,7 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 			raw_issue(r, subject, 0);
 		}
 	} else {
-		for (long i = 0; i < o->raw_count && !interrupted; i++) {
+		for (long i = 0; i < o->raw_count && !bench_interrupted; i++) {
 			snprintf(subject, sizeof subject, "%s.stock.bench-item-%04ld", prefix, i % o->items);
 			snprintf(msg_id, sizeof msg_id, "raw-%07ld", i);
 			natsMsg *msg = NULL;
@@ -507,7 +489,7 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 			natsStatus st = natsMsg_Create(&msg, subject, NULL, (const char *)payload, (int)len);
 			/* NATS_TIMEOUT: MaxPending reached for StallWait; try again. */
 			while (st == NATS_OK && (st = js_PublishMsgAsync(r->js, &msg, &po)) == NATS_TIMEOUT &&
-			       !interrupted)
+			       !bench_interrupted)
 				;
 			natsMsg_Destroy(msg);
 			if (st != NATS_OK) {
@@ -520,7 +502,7 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	long last_completed = -1;
 	int64_t last_progress = bench_now_ns();
 	pthread_mutex_lock(&r->lock);
-	while (!r->done && !interrupted) {
+	while (!r->done && !bench_interrupted) {
 		struct timespec ts;
 		abs_deadline(&ts, 100);
 		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
@@ -542,18 +524,18 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	out->duplicates = atomic_load(&r->duplicates);
 	snprintf(out->first_error, sizeof out->first_error, "%s", r->first_error);
 	if (!done) {
-		say("raw: stalled or interrupted after %ld of %ld acks", atomic_load(&r->completed),
-		    r->total);
+		bench_say("raw: stalled or interrupted after %ld of %ld acks", atomic_load(&r->completed),
+		          r->total);
 		rc = ORN_ETIMEOUT;
 		goto done;
 	}
 	out->seconds = (double)(end - start) / 1e9;
 	out->rate = out->seconds > 0 ? (double)out->acked / out->seconds : 0;
 	out->stored = stream_msgs(nc, stream);
-	say("raw%s: %.0f msgs/s (%ld acked, %ld errors, %" PRIu64 " stored)", expect ? " (expect)" : "",
-	    out->rate, out->acked, out->errors, out->stored);
+	bench_say("raw%s: %.0f msgs/s (%ld acked, %ld errors, %" PRIu64 " stored)", expect ? " (expect)" : "",
+	          out->rate, out->acked, out->errors, out->stored);
 	if (out->errors > 0)
-		say("raw: first error: %s", out->first_error);
+		bench_say("raw: first error: %s", out->first_error);
 done:
 	if (r->js != NULL) {
 		jsPubOptions po;
@@ -768,7 +750,7 @@ static orn_rc client_open(client *c, const char *url, int n, bool asap)
 		st = natsConnection_Connect(&c->nc, no);
 	natsOptions_Destroy(no);
 	if (st != NATS_OK) {
-		say("cannot connect to %s: %s", url, natsStatus_GetText(st));
+		bench_say("cannot connect to %s: %s", url, natsStatus_GetText(st));
 		return ORN_EUNAVAILABLE;
 	}
 	return ORN_OK;
@@ -801,7 +783,7 @@ static orn_rc client_begin(client *c, timings *t, const char *run)
 	if (st == NATS_OK)
 		st = natsConnection_Flush(c->nc);
 	if (st != NATS_OK) {
-		say("cannot subscribe %s: %s", pattern, natsStatus_GetText(st));
+		bench_say("cannot subscribe %s: %s", pattern, natsStatus_GetText(st));
 		return ORN_EUNAVAILABLE;
 	}
 	return ORN_OK;
@@ -836,7 +818,7 @@ static bool wait_replies(client *c, int64_t stall_ns, int64_t deadline_ns)
 	pthread_mutex_lock(&c->lock);
 	long last = c->received;
 	int64_t progress = bench_now_ns();
-	while (c->received < c->sent && !interrupted) {
+	while (c->received < c->sent && !bench_interrupted) {
 		struct timespec ts;
 		abs_deadline(&ts, 50);
 		pthread_cond_timedwait(&c->cond, &c->lock, &ts);
@@ -861,11 +843,11 @@ static void *pipeline_main(void *arg)
 	mp_writer *payload = mp_writer_create(), *wire = mp_writer_create();
 	char subject[ES_SUBJECT_MAX];
 	c->rc = payload != NULL && wire != NULL ? ORN_OK : ORN_ENOMEM;
-	for (long i = c->index; c->rc == ORN_OK && i < rs->count && !interrupted; i += c->stride) {
+	for (long i = c->index; c->rc == ORN_OK && i < rs->count && !bench_interrupted; i += c->stride) {
 		pthread_mutex_lock(&c->lock);
 		int64_t progress = bench_now_ns();
 		long last = c->received;
-		while (c->sent - c->received >= c->window && !interrupted) {
+		while (c->sent - c->received >= c->window && !bench_interrupted) {
 			struct timespec ts;
 			abs_deadline(&ts, 100);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
@@ -892,13 +874,13 @@ static void *pipeline_main(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		natsStatus st = send_request(c, subject, i, wire);
 		if (st != NATS_OK) {
-			say("publish: %s", natsStatus_GetText(st));
+			bench_say("publish: %s", natsStatus_GetText(st));
 			c->rc = ORN_EUNAVAILABLE;
 		}
 	}
 	natsConnection_FlushTimeout(c->nc, 5000);
 	if (c->rc == ORN_OK && !wait_replies(c, STALL_LIMIT_NS, 0))
-		c->rc = interrupted ? ORN_EINTERNAL : ORN_ETIMEOUT;
+		c->rc = bench_interrupted ? ORN_EINTERNAL : ORN_ETIMEOUT;
 	mp_writer_destroy(payload);
 	mp_writer_destroy(wire);
 	return NULL;
@@ -914,7 +896,7 @@ static void dump_timings(const char *dir, const char *run, const timings *t)
 	snprintf(path, sizeof path, "%s/%s.csv", dir, run);
 	FILE *f = fopen(path, "we");
 	if (f == NULL) {
-		say("cannot write %s: %s", path, strerror(errno));
+		bench_say("cannot write %s: %s", path, strerror(errno));
 		return;
 	}
 	int64_t base = t->count > 0 ? atomic_load(&t->start_ns[0]) : 0;
@@ -1003,10 +985,11 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 	c->index = 0;
 	if (rc == ORN_OK)
 		rc = client_begin(c, &t, run);
-	say("latency: %d commands/s for %.1f s (%ld commands)...", rate, (double)rs->count / rate, rs->count);
+	bench_say("latency: %d commands/s for %.1f s (%ld commands)...", rate, (double)rs->count / rate,
+	          rs->count);
 	cpu_mark cpu0 = cpu_now();
 	int64_t t0 = bench_now_ns() + 1000000, last_due = t0, lag_max = 0;
-	for (long i = 0; rc == ORN_OK && i < rs->count && !interrupted; i++) {
+	for (long i = 0; rc == ORN_OK && i < rs->count && !bench_interrupted; i++) {
 		int64_t due = t0 + (int64_t)((double)i * 1e9 / rate);
 		if ((rc = build_command(rs, i, subject, sizeof subject, payload, wire)) != ORN_OK)
 			break;
@@ -1026,7 +1009,7 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 		last_due = due;
 		natsStatus st = send_request(c, subject, i, wire);
 		if (st != NATS_OK) {
-			say("publish: %s", natsStatus_GetText(st));
+			bench_say("publish: %s", natsStatus_GetText(st));
 			rc = ORN_EUNAVAILABLE;
 		}
 	}
@@ -1045,7 +1028,7 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 	out->offered_rate = out->seconds > 0 ? (double)c->sent / out->seconds : 0;
 	out->answered_rate = out->seconds > 0 ? (double)out->lat.n / out->seconds : 0;
 	out->lag_max_ms = (double)lag_max / 1e6;
-	if (interrupted && rc == ORN_OK)
+	if (bench_interrupted && rc == ORN_OK)
 		rc = ORN_EINTERNAL;
 	dump_timings(dump, run, &t);
 	timings_free(&t);
@@ -1069,21 +1052,21 @@ static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, 
 	}
 	pid_t pid = spawn(argv, env, log_path);
 	if (pid == 0) {
-		say("cannot start %s", o->orion);
+		bench_say("cannot start %s", o->orion);
 		return 0;
 	}
 	int64_t deadline = bench_now_ns() + (int64_t)READY_TIMEOUT_MS * 1000000LL;
 	while (!file_contains(log_path, "orion ready")) {
 		int status = 0;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
-			say("orion exited before it was ready; its log:");
+			bench_say("orion exited before it was ready; its log:");
 			print_tail(log_path, 12);
 			return 0;
 		}
-		if (bench_now_ns() > deadline || interrupted) {
+		if (bench_now_ns() > deadline || bench_interrupted) {
 			char why[64];
-			say("orion not ready in %d s (%s); its log:", READY_TIMEOUT_MS / 1000,
-			    stop_child(pid, why, sizeof why));
+			bench_say("orion not ready in %d s (%s); its log:", READY_TIMEOUT_MS / 1000,
+			          stop_child(pid, why, sizeof why));
 			print_tail(log_path, 12);
 			return 0;
 		}
@@ -1366,7 +1349,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			o->raw_expect = false;
 			takes = false;
 		} else if (val == NULL) {
-			say("option %s needs a value (see --help)", a);
+			bench_say("option %s needs a value (see --help)", a);
 			return 2;
 		} else if (strcmp(a, "--orion") == 0) {
 			o->orion = val;
@@ -1400,25 +1383,25 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			for (char *tok = strtok_r(buf, ",", &save); tok != NULL;
 			     tok = strtok_r(NULL, ",", &save)) {
 				if (o->rate_count >= MAX_RATES || !bench_parse_long(tok, 1, 1000000, &v)) {
-					say("bad --rates '%s' (at most %d rates, each 1..1000000)", val,
-					    MAX_RATES);
+					bench_say("bad --rates '%s' (at most %d rates, each 1..1000000)", val,
+					          MAX_RATES);
 					return 2;
 				}
 				o->rates[o->rate_count++] = (int)v;
 			}
 		} else {
-			say("unknown option or bad value: %s %s (see --help)", a, val);
+			bench_say("unknown option or bad value: %s %s (see --help)", a, val);
 			return 2;
 		}
 		if (takes)
 			i++;
 	}
 	if (o->orion == NULL || o->orion[0] == '\0') {
-		say("no orion binary: pass --orion PATH or set ORION_BIN");
+		bench_say("no orion binary: pass --orion PATH or set ORION_BIN");
 		return 2;
 	}
 	if (access(o->orion, X_OK) != 0) {
-		say("%s is not executable", o->orion);
+		bench_say("%s is not executable", o->orion);
 		return 2;
 	}
 	if (o->conns > o->window)
@@ -1436,13 +1419,7 @@ int main(int argc, char **argv)
 		return status;
 	status = 1;
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	bench_catch_signals();
 	log_set_level(LOG_WARN);
 
 	static report rep;
@@ -1459,7 +1436,7 @@ int main(int argc, char **argv)
 	char dir[512], store_dir[600], orion_dir[600], orion_log[600];
 	snprintf(dir, sizeof dir, "%s/orion-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (mkdtemp(dir) == NULL) {
-		say("mkdtemp(%s): %s", dir, strerror(errno));
+		bench_say("mkdtemp(%s): %s", dir, strerror(errno));
 		return 1;
 	}
 	snprintf(store_dir, sizeof store_dir, "%s/nats", dir);
@@ -1484,7 +1461,7 @@ int main(int argc, char **argv)
 	bench_machine_facts(&rep.m, dir);
 
 	if (commit == NULL || encode_reserved_commit(commit, 0) != ORN_OK) {
-		say("cannot encode the sample commit");
+		bench_say("cannot encode the sample commit");
 		goto cleanup;
 	}
 	payload_len = mp_writer_size(commit);
@@ -1499,24 +1476,24 @@ int main(int argc, char **argv)
 	natsd_options_init(&no);
 	no.store_dir = store_dir;
 	if (natsd_start(&no, &server) != ORN_OK) {
-		say("cannot start nats-server");
+		bench_say("cannot start nats-server");
 		goto cleanup;
 	}
 	nats_pid = natsd_pid(server);
-	say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, natsd_url(server), store_dir,
-	    rep.m.store_fs);
+	bench_say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, natsd_url(server), store_dir,
+	          rep.m.store_fs);
 	natsOptions *nopts = NULL;
 	if (natsOptions_Create(&nopts) != NATS_OK ||
 	    natsOptions_SetURL(nopts, natsd_url(server)) != NATS_OK ||
 	    natsOptions_SetName(nopts, "bench-raw") != NATS_OK ||
 	    natsConnection_Connect(&raw_nc, nopts) != NATS_OK) {
 		natsOptions_Destroy(nopts);
-		say("cannot connect to %s", natsd_url(server));
+		bench_say("cannot connect to %s", natsd_url(server));
 		goto cleanup;
 	}
 	natsOptions_Destroy(nopts);
 
-	say("starting %s serve --roles stock...", o.orion);
+	bench_say("starting %s serve --roles stock...", o.orion);
 	orion_pid = start_orion(&o, natsd_url(server), orion_dir, orion_log);
 	if (orion_pid == 0)
 		goto cleanup;
@@ -1526,38 +1503,38 @@ int main(int argc, char **argv)
 		                clients_open == o.conns && o.latency_asap) != ORN_OK)
 			goto cleanup;
 	run_spec create = {.create = true, .items = o.items, .count = o.items, .quantity = 1000000};
-	say("creating %d stock items...", o.items);
+	bench_say("creating %d stock items...", o.items);
 	rc = throughput_run(clients, 1, &create, o.items, "create", NULL, &rep.setup);
 	if (rc != ORN_OK || rep.setup.outcomes.accepted != o.items) {
 		describe_others(&rep.setup.outcomes, others, sizeof others);
-		say("item creation: %s; %ld of %d accepted %s", orn_strerror(rc), rep.setup.outcomes.accepted,
-		    o.items, others);
+		bench_say("item creation: %s; %ld of %d accepted %s", orn_strerror(rc),
+		          rep.setup.outcomes.accepted, o.items, others);
 		goto cleanup;
 	}
 
 	/* 2-3. rounds of RAW and ORION THROUGHPUT, interleaved so that a change in
 	 * the machine's speed during the run affects both sides alike */
 	for (int r = 0; r < o.rounds; r++) {
-		say("round %d of %d", r + 1, o.rounds);
+		bench_say("round %d of %d", r + 1, o.rounds);
 		if (raw_phase(raw_nc, &o, false, r + 1, payload, payload_len, &rep.raw[r]) != ORN_OK ||
-		    interrupted)
+		    bench_interrupted)
 			goto cleanup;
 		if (o.raw_expect &&
 		    (raw_phase(raw_nc, &o, true, r + 1, payload, payload_len, &rep.rawx[r]) != ORN_OK ||
-		     interrupted))
+		     bench_interrupted))
 			goto cleanup;
 		char tag[16];
 		snprintf(tag, sizeof tag, "t%d", r + 1);
 		run_spec reserve = {.create = false, .tag = tag, .items = o.items, .count = o.commands};
-		say("orion: %ld reserve commands, window %d, %d connection(s)...", o.commands, o.window,
-		    o.conns);
+		bench_say("orion: %ld reserve commands, window %d, %d connection(s)...", o.commands, o.window,
+		          o.conns);
 		rc = throughput_run(clients, o.conns, &reserve, o.window, tag, o.dump, &rep.tput[r]);
-		say("orion: %.0f commands/s (%ld accepted of %ld in %.2f s)", rep.tput[r].rate,
-		    rep.tput[r].outcomes.accepted, o.commands, rep.tput[r].seconds);
+		bench_say("orion: %.0f commands/s (%ld accepted of %ld in %.2f s)", rep.tput[r].rate,
+		          rep.tput[r].outcomes.accepted, o.commands, rep.tput[r].seconds);
 		if (rc != ORN_OK || rep.tput[r].outcomes.accepted != o.commands) {
 			describe_others(&rep.tput[r].outcomes, others, sizeof others);
-			say("orion run incomplete: %s; %ld answered; %s", orn_strerror(rc),
-			    rep.tput[r].answered, others);
+			bench_say("orion run incomplete: %s; %ld answered; %s", orn_strerror(rc),
+			          rep.tput[r].answered, others);
 			goto cleanup;
 		}
 		rep.rounds = r + 1;
@@ -1573,11 +1550,11 @@ int main(int argc, char **argv)
 		                 .count = (long)((double)o.rates[i] * o.duration_s)};
 		rc = latency_run(&clients[o.conns], &spec, o.rates[i], tag, o.dump, &rep.lat[i]);
 		rep.lat_count = i + 1;
-		say("latency at %d/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms, lost %ld", o.rates[i],
-		    rep.lat[i].lat.p50, rep.lat[i].lat.p99, rep.lat[i].lat.max, rep.lat[i].lost);
+		bench_say("latency at %d/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms, lost %ld", o.rates[i],
+		          rep.lat[i].lat.p50, rep.lat[i].lat.p99, rep.lat[i].lat.max, rep.lat[i].lost);
 		describe_others(&rep.lat[i].outcomes, others, sizeof others);
 		if (rc != ORN_OK || others[0] != '\0') {
-			say("latency run failed: %s %s", orn_strerror(rc), others);
+			bench_say("latency run failed: %s %s", orn_strerror(rc), others);
 			goto cleanup;
 		}
 	}
@@ -1593,7 +1570,7 @@ cleanup:
 		rep.orion_warn = count_lines_with(orion_log, "\"level\":\"warn\"");
 		rep.orion_error = count_lines_with(orion_log, "\"level\":\"error\"");
 		if (rep.orion_warn + rep.orion_error > 0 || status != 0) {
-			say("orion log (last lines):");
+			bench_say("orion log (last lines):");
 			print_tail(orion_log, 8);
 		}
 	}
@@ -1604,7 +1581,7 @@ cleanup:
 	if (status == 0)
 		print_report(stdout, &rep);
 	else
-		say("benchmark failed%s", interrupted ? " (interrupted)" : "");
+		bench_say("benchmark failed%s", bench_interrupted ? " (interrupted)" : "");
 	nats_Close();
 	return status;
 }
