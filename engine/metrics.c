@@ -216,6 +216,30 @@ fail:
 	return NULL;
 }
 
+/* The series name{labels} of a family of type, the family created on first
+ * use (a new histogram takes buckets[0..bucket_count)). NULL with *rc
+ * ORN_ENOMEM, or ORN_EINVAL if name is a family of another type or the labels
+ * are not valid; *fam is the family. Called with m->lock held. */
+static series *series_of(orn_metrics *m, const char *name, const char *help, family_type type,
+                         const double *buckets, size_t bucket_count, const char *const *labels, family **fam,
+                         orn_rc *rc)
+{
+	family *f = find_family(m, name);
+	if (!f && (f = add_family(m, name, help, type)) != NULL && type == FAMILY_HISTOGRAM) {
+		memcpy(f->buckets, buckets, bucket_count * sizeof(*buckets));
+		f->bucket_count = bucket_count;
+	}
+	if (!f) {
+		*rc = ORN_ENOMEM;
+		return NULL;
+	}
+	series *s = f->type == type ? get_series(f, labels) : NULL;
+	if (!s)
+		*rc = ORN_EINVAL;
+	*fam = f;
+	return s;
+}
+
 /* Adds value to (counter) or sets value of (gauge) the series name{labels}. */
 static orn_rc scalar_update(orn_metrics *m, const char *name, const char *help, const char *const *labels,
                             double value, family_type type)
@@ -224,27 +248,12 @@ static orn_rc scalar_update(orn_metrics *m, const char *name, const char *help, 
 	if (!m || !valid_name(name, true) || value != value || (type == FAMILY_COUNTER && !(value >= 0)))
 		return ORN_EINVAL;
 	pthread_mutex_lock(&m->lock);
-	family *f = find_family(m, name);
-	if (!f)
-		f = add_family(m, name, help, type);
-	if (!f) {
-		rc = ORN_ENOMEM;
-		goto done;
-	}
-	if (f->type != type) {
-		rc = ORN_EINVAL;
-		goto done;
-	}
-	series *s = get_series(f, labels);
-	if (!s) {
-		rc = ORN_EINVAL;
-		goto done;
-	}
-	if (type == FAMILY_COUNTER)
+	family *f = NULL;
+	series *s = series_of(m, name, help, type, NULL, 0, labels, &f, &rc);
+	if (s != NULL && type == FAMILY_COUNTER)
 		s->value += value;
-	else
+	else if (s != NULL)
 		s->value = value;
-done:
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
@@ -278,33 +287,15 @@ orn_rc orn_metrics_observe(orn_metrics *m, const char *name, const char *help, c
 	if (!m || !valid_name(name, true) || !valid_buckets(buckets, bucket_count) || isnan(value))
 		return ORN_EINVAL;
 	pthread_mutex_lock(&m->lock);
-	family *f = find_family(m, name);
-	if (!f) {
-		f = add_family(m, name, help, FAMILY_HISTOGRAM);
-		if (f) {
-			memcpy(f->buckets, buckets, bucket_count * sizeof(*buckets));
-			f->bucket_count = bucket_count;
-		}
+	family *f = NULL;
+	series *s = series_of(m, name, help, FAMILY_HISTOGRAM, buckets, bucket_count, labels, &f, &rc);
+	if (s != NULL) {
+		for (size_t i = 0; i < f->bucket_count; i++)
+			if (value <= f->buckets[i])
+				s->bucket_counts[i]++;
+		s->count++;
+		s->sum += value;
 	}
-	if (!f) {
-		rc = ORN_ENOMEM;
-		goto done;
-	}
-	if (f->type != FAMILY_HISTOGRAM) {
-		rc = ORN_EINVAL;
-		goto done;
-	}
-	series *s = get_series(f, labels);
-	if (!s) {
-		rc = ORN_EINVAL;
-		goto done;
-	}
-	for (size_t i = 0; i < f->bucket_count; i++)
-		if (value <= f->buckets[i])
-			s->bucket_counts[i]++;
-	s->count++;
-	s->sum += value;
-done:
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }
