@@ -16,6 +16,7 @@
 
 #include "actor.h"
 #include "cart.h"
+#include "checkout_world.h"
 #include "harness.h"
 #include "log.h"
 #include "order.h"
@@ -39,10 +40,8 @@
 #define SILENT   "4000000000000309"
 #define BAD_LUHN "4242424242424241"
 
-static natsd *server;
-static es_store *store;
-static act_runtime *stock_rt, *cart_rt, *order_rt, *payment_rt;
-static natsConnection *client;
+static tcw_world world; /* nats-server, store, stock/cart/order actors, client */
+static act_runtime *payment_rt;
 static saga *checkout;
 static psp_sandbox *sandbox;
 static payment_service *service;
@@ -60,24 +59,16 @@ static int64_t opt_budget_ms, opt_hold_ms;
 static void start_with(void)
 {
 	act_options ao;
-	es_options o;
 	saga_options so;
 	psp_sandbox_options po;
 	payment_options pay;
 
 	cr_assert_geq(sodium_init(), 0);
-	server = th_natsd_start("payment");
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	tcw_start(&world, "payment");
 	act_options_init(&ao);
-	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &stock_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &payment_kind, &ao, &payment_rt), ORN_OK);
-	client = tsc_connect(natsd_url(server));
+	cr_assert_eq(act_runtime_start(world.store, &payment_kind, &ao, &payment_rt), ORN_OK);
 	saga_options_init(&so);
-	cr_assert_eq(saga_start(store, &so, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, &so, &checkout), ORN_OK);
 	saga_dir = th_tempdir("payment-timers");
 	proj_env_options eo;
 	proj_env_options_init(&eo);
@@ -87,11 +78,11 @@ static void start_with(void)
 	timers_def = *proj_orders_def(timers_orders);
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
-	cr_assert_eq(proj_runner_start(store, timers_env, &timers_def, 1, &ro, &timers_runner), ORN_OK);
+	cr_assert_eq(proj_runner_start(world.store, timers_env, &timers_def, 1, &ro, &timers_runner), ORN_OK);
 	timers_options to;
 	timers_options_init(&to);
 	to.scan_ms = 100;
-	cr_assert_eq(timers_start(store, timers_orders, &to, &expiry), ORN_OK);
+	cr_assert_eq(timers_start(world.store, timers_orders, &to, &expiry), ORN_OK);
 	psp_sandbox_options_init(&po);
 	po.api_key = API_KEY;
 	po.silent_hold_ms = opt_hold_ms > 0 ? opt_hold_ms : 20000;
@@ -107,7 +98,7 @@ static void start_with(void)
 		pay.workers = opt_workers;
 	if (opt_budget_ms > 0)
 		pay.request_budget_ms = opt_budget_ms;
-	cr_assert_eq(payment_start(store, &pay, &service), ORN_OK);
+	cr_assert_eq(payment_start(world.store, &pay, &service), ORN_OK);
 }
 
 static void start_all(void)
@@ -142,16 +133,8 @@ static void stop_all(void)
 	saga_stop(checkout);
 	checkout = NULL;
 	act_runtime_stop(payment_rt);
-	act_runtime_stop(order_rt);
-	act_runtime_stop(cart_rt);
-	act_runtime_stop(stock_rt);
-	payment_rt = order_rt = cart_rt = stock_rt = NULL;
-	natsConnection_Destroy(client);
-	client = NULL;
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
+	payment_rt = NULL;
+	tcw_stop(&world);
 	th_rmrf(saga_dir);
 	th_rmrf(payment_dir);
 	free(saga_dir);
@@ -172,8 +155,8 @@ static bus_reply send_raw(const char *aggregate, const char *id, const char *typ
 	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
 	                              mp_writer_size(payload)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(client, aggregate, id, &cmd, timeout_ms, &r), ORN_OK, "%s to %s/%s unanswered",
-	             type, aggregate, id);
+	cr_assert_eq(bus_send(world.client, aggregate, id, &cmd, timeout_ms, &r), ORN_OK,
+	             "%s to %s/%s unanswered", type, aggregate, id);
 	return r;
 }
 
@@ -184,7 +167,7 @@ static void create_stock(const char *item, int64_t quantity)
 	char cmd_id[96];
 
 	snprintf(cmd_id, sizeof cmd_id, "create-%s-%lld", item, (long long)orn_monotonic_ns());
-	cr_assert_eq(tsc_send(client, item, &c, cmd_id, 10000, &r), ORN_OK);
+	cr_assert_eq(tsc_send(world.client, item, &c, cmd_id, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "create %s: %s", item, r.code);
 	bus_reply_dispose(&r);
 }
@@ -346,7 +329,7 @@ static payment_story *payment_of(const char *order_id)
 	payment_story *s = calloc(1, sizeof *s);
 	uint64_t version = 0;
 	payment_state_init(&s->state);
-	cr_assert_eq(es_load(store, PAYMENT_AGGREGATE, order_id, 0, fold, s, &version), ORN_OK);
+	cr_assert_eq(es_load(world.store, PAYMENT_AGGREGATE, order_id, 0, fold, s, &version), ORN_OK);
 	return s;
 }
 
@@ -393,7 +376,7 @@ static void assert_no_card_stored(void)
 	uint64_t last = 0;
 	char path[4096];
 
-	cr_assert_eq(es_read(store, "orion.evt.>", 1, 0, scan_event, &found, &last), ORN_OK);
+	cr_assert_eq(es_read(world.store, "orion.evt.>", 1, 0, scan_event, &found, &last), ORN_OK);
 	cr_assert_gt(last, 0);
 	cr_assert_eq(found, 0, "a card number is in the stream");
 	snprintf(path, sizeof path, "%s/data.mdb", payment_dir);
@@ -423,7 +406,7 @@ Test(payment, an_approved_card_confirms_the_order_and_sells_the_stock, .init = s
 	cr_assert(wait_status("o-ok", "confirmed"));
 	int64_t until = th_now_ms() + WAIT_MS;
 	while (th_now_ms() < until) {
-		cr_assert_eq(tsc_get(client, "p-ok", NULL, NULL, &sold, NULL), ORN_OK);
+		cr_assert_eq(tsc_get(world.client, "p-ok", NULL, NULL, &sold, NULL), ORN_OK);
 		if (sold == 2)
 			break;
 		th_sleep_ms(20);
@@ -468,7 +451,7 @@ Test(payment, declined_cards_fail_the_payment_and_release_the_stock, .init = sta
 	}
 	int64_t until = th_now_ms() + WAIT_MS;
 	while (th_now_ms() < until) {
-		cr_assert_eq(tsc_get(client, "p-dec", NULL, &reserved, NULL, NULL), ORN_OK);
+		cr_assert_eq(tsc_get(world.client, "p-dec", NULL, &reserved, NULL, NULL), ORN_OK);
 		if (reserved == 0)
 			break;
 		th_sleep_ms(20);

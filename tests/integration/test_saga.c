@@ -17,6 +17,7 @@
 
 #include "actor.h"
 #include "cart.h"
+#include "checkout_world.h"
 #include "harness.h"
 #include "log.h"
 #include "order.h"
@@ -33,10 +34,7 @@
 #define STATUS_MAX  32
 #define STATUS_WAIT 0 /* any status but pending */
 
-static natsd *server;
-static es_store *store;
-static act_runtime *stock_rt, *cart_rt, *order_rt;
-static natsConnection *client;
+static tcw_world world; /* nats-server, store, stock/cart/order actors, client */
 static saga *checkout;
 
 /* One instance of the timers role and the read model it reads. */
@@ -55,7 +53,7 @@ static void start_saga(void)
 {
 	saga_options o;
 	saga_options_init(&o);
-	cr_assert_eq(saga_start(store, &o, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, &o, &checkout), ORN_OK);
 }
 
 /* Starts an instance on a fresh, empty environment: it learns every deadline
@@ -73,10 +71,10 @@ static void timers_instance_start(timers_instance *ti)
 	cr_assert_eq(proj_orders_create(ti->env, &ti->orders), ORN_OK);
 	ti->def = *proj_orders_def(ti->orders);
 	proj_runner_options_init(&ro);
-	cr_assert_eq(proj_runner_start(store, ti->env, &ti->def, 1, &ro, &ti->runner), ORN_OK);
+	cr_assert_eq(proj_runner_start(world.store, ti->env, &ti->def, 1, &ro, &ti->runner), ORN_OK);
 	timers_options_init(&to);
 	to.scan_ms = 100;
-	cr_assert_eq(timers_start(store, ti->orders, &to, &ti->timers), ORN_OK);
+	cr_assert_eq(timers_start(world.store, ti->orders, &to, &ti->timers), ORN_OK);
 }
 
 /* Stops an instance and removes its read model. Safe on one never started. */
@@ -93,18 +91,7 @@ static void timers_instance_stop(timers_instance *ti)
 
 static void start_all(void)
 {
-	act_options ao;
-
-	server = th_natsd_start("saga");
-	es_options o;
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
-	act_options_init(&ao);
-	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &stock_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
-	client = tsc_connect(natsd_url(server));
+	tcw_start(&world, "saga");
 	start_saga();
 	timers_instance_start(&first_timers);
 }
@@ -115,16 +102,7 @@ static void stop_all(void)
 	timers_instance_stop(&second_timers);
 	saga_stop(checkout);
 	checkout = NULL;
-	act_runtime_stop(order_rt);
-	act_runtime_stop(cart_rt);
-	act_runtime_stop(stock_rt);
-	order_rt = cart_rt = stock_rt = NULL;
-	natsConnection_Destroy(client);
-	client = NULL;
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
+	tcw_stop(&world);
 }
 
 /* ---- commands ---- */
@@ -145,8 +123,8 @@ static bus_reply send_raw(const char *aggregate, const char *id, const char *typ
 	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
 	                              mp_writer_size(payload)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(client, aggregate, id, &cmd, 10000, &r), ORN_OK, "%s to %s/%s unanswered", type,
-	             aggregate, id);
+	cr_assert_eq(bus_send(world.client, aggregate, id, &cmd, 10000, &r), ORN_OK, "%s to %s/%s unanswered",
+	             type, aggregate, id);
 	return r;
 }
 
@@ -157,7 +135,7 @@ static void create_stock(const char *item, int64_t quantity)
 	char cmd_id[96];
 
 	unique_id(cmd_id, sizeof cmd_id, item);
-	cr_assert_eq(tsc_send(client, item, &c, cmd_id, 10000, &r), ORN_OK);
+	cr_assert_eq(tsc_send(world.client, item, &c, cmd_id, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "create %s: %s", item, r.code);
 	bus_reply_dispose(&r);
 }
@@ -165,7 +143,7 @@ static void create_stock(const char *item, int64_t quantity)
 static int64_t reserved_of(const char *item)
 {
 	int64_t reserved = -1;
-	cr_assert_eq(tsc_get(client, item, NULL, &reserved, NULL, NULL), ORN_OK);
+	cr_assert_eq(tsc_get(world.client, item, NULL, &reserved, NULL, NULL), ORN_OK);
 	return reserved;
 }
 
@@ -490,7 +468,8 @@ static int cancelled_events(const char *order_id)
 {
 	int count = 0;
 	uint64_t version = 0;
-	cr_assert_eq(es_load(store, ORDER_AGGREGATE, order_id, 0, count_cancelled, &count, &version), ORN_OK);
+	cr_assert_eq(es_load(world.store, ORDER_AGGREGATE, order_id, 0, count_cancelled, &count, &version),
+	             ORN_OK);
 	return count;
 }
 
@@ -716,8 +695,8 @@ Test(saga, a_saga_stopped_mid_burst_leaves_its_successor_nothing_to_leak, .init 
 	for (int64_t drained_by = th_now_ms() + WAIT_MS;; th_sleep_ms(20)) {
 		jsConsumerInfo_Destroy(ci);
 		ci = NULL;
-		cr_assert_eq(js_GetConsumerInfo(&ci, es_store_jetstream(store), ES_STREAM, SAGA_CONSUMER,
-		                                NULL, NULL),
+		cr_assert_eq(js_GetConsumerInfo(&ci, es_store_jetstream(world.store), ES_STREAM,
+		                                SAGA_CONSUMER, NULL, NULL),
 		             NATS_OK);
 		if ((ci->NumAckPending == 0 && ci->NumPending == 0) || th_now_ms() >= drained_by)
 			break;

@@ -16,6 +16,7 @@
 
 #include "actor.h"
 #include "cart.h"
+#include "checkout_world.h"
 #include "harness.h"
 #include "inventory.h"
 #include "log.h"
@@ -31,10 +32,7 @@
 #define FAR_AHEAD (15 * 60 * 1000)
 #define ITEMS_DB  "inventory.items" /* schemas/read-models.md */
 
-static natsd *server;
-static es_store *store;
-static act_runtime *stock_rt, *cart_rt, *order_rt;
-static natsConnection *client;
+static tcw_world world; /* nats-server, store, stock/cart/order actors, client */
 static saga *checkout;
 static char *data_dir, *copy_dir;
 static proj_env *env;
@@ -50,7 +48,8 @@ static void start_projector(void)
 	eo.path = path;
 	cr_assert_eq(proj_env_open(&eo, &env), ORN_OK);
 	cr_assert_eq(proj_inventory_create(env, &inventory), ORN_OK);
-	cr_assert_eq(proj_runner_start(store, env, proj_inventory_def(inventory), 1, NULL, &runner), ORN_OK);
+	cr_assert_eq(proj_runner_start(world.store, env, proj_inventory_def(inventory), 1, NULL, &runner),
+	             ORN_OK);
 }
 
 /* Stops the projector and closes its environment (the files stay). */
@@ -66,21 +65,11 @@ static void stop_projector(void)
 
 static void start_all(void)
 {
-	act_options ao;
-	es_options o;
 	saga_options so;
 
-	server = th_natsd_start("verify-stock");
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
-	act_options_init(&ao);
-	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &stock_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &cart_kind, &ao, &cart_rt), ORN_OK);
-	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &order_rt), ORN_OK);
-	client = tsc_connect(natsd_url(server));
+	tcw_start(&world, "verify-stock");
 	saga_options_init(&so);
-	cr_assert_eq(saga_start(store, &so, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, &so, &checkout), ORN_OK);
 	data_dir = th_tempdir("verify-stock");
 	start_projector();
 	unsetenv("ORION_NATS_URL");
@@ -91,16 +80,7 @@ static void stop_all(void)
 	stop_projector();
 	saga_stop(checkout);
 	checkout = NULL;
-	act_runtime_stop(order_rt);
-	act_runtime_stop(cart_rt);
-	act_runtime_stop(stock_rt);
-	order_rt = cart_rt = stock_rt = NULL;
-	natsConnection_Destroy(client);
-	client = NULL;
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
+	tcw_stop(&world);
 	th_rmrf(data_dir);
 	free(data_dir);
 	data_dir = NULL;
@@ -129,7 +109,7 @@ static bus_reply send_order(const char *order_id, const order_command *c)
 	cr_assert_eq(bus_command_init(&cmd, order_command_type(c->kind), orn_now_ms(), cmd_id, NULL, "test",
 	                              mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(client, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(bus_send(world.client, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
 	mp_writer_destroy(w);
 	return r;
 }
@@ -149,7 +129,7 @@ static void create_stock(const char *item, int64_t quantity)
 	char cmd_id[96];
 
 	unique_id(cmd_id, sizeof cmd_id, item);
-	cr_assert_eq(tsc_send(client, item, &c, cmd_id, 10000, &r), ORN_OK);
+	cr_assert_eq(tsc_send(world.client, item, &c, cmd_id, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "create %s: %s", item, r.code);
 	bus_reply_dispose(&r);
 }
@@ -159,7 +139,7 @@ static int64_t wait_reserved(const char *item, int64_t want)
 {
 	int64_t until = th_now_ms() + WAIT_MS, reserved = -1;
 	for (;;) {
-		cr_assert_eq(tsc_get(client, item, NULL, &reserved, NULL, NULL), ORN_OK);
+		cr_assert_eq(tsc_get(world.client, item, NULL, &reserved, NULL, NULL), ORN_OK);
 		if (reserved == want || th_now_ms() >= until)
 			return reserved;
 		th_sleep_ms(20);
@@ -239,7 +219,7 @@ static void cancel(const char *order_id)
 static uint64_t stream_last(void)
 {
 	jsStreamInfo *si = NULL;
-	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, NULL), NATS_OK);
+	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(world.store), ES_STREAM, NULL, NULL), NATS_OK);
 	uint64_t last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
 	return last;
@@ -288,7 +268,7 @@ static int run_verify(const char *dir, const char *args, char **out)
 	snprintf(path, sizeof path, "%s/out.txt", data_dir);
 	snprintf(cmd, sizeof cmd,
 	         "ORION_NATS_URL='%s' ORION_DATA_DIR='%s' '%s' verify-stock %s > '%s' 2>> '%s/stderr.log'",
-	         natsd_url(server), dir, th_orion_bin(), args, path, data_dir);
+	         natsd_url(world.server), dir, th_orion_bin(), args, path, data_dir);
 	int status = system(cmd);
 	cr_assert(WIFEXITED(status));
 	FILE *f = fopen(path, "r");
@@ -345,9 +325,9 @@ static uint64_t append_stray_reserve(const char *item, const char *rid, int64_t 
 	e.payload_len = mp_writer_size(payload);
 	env_commit_begin(commit, 1);
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
-	cr_assert_eq(es_head(store, STOCK_AGGREGATE, item, &head), ORN_OK);
+	cr_assert_eq(es_head(world.store, STOCK_AGGREGATE, item, &head), ORN_OK);
 	cr_assert_gt(head, 0);
-	cr_assert_eq(es_append(store, STOCK_AGGREGATE, item, head, "test-stray", mp_writer_data(commit),
+	cr_assert_eq(es_append(world.store, STOCK_AGGREGATE, item, head, "test-stray", mp_writer_data(commit),
 	                       mp_writer_size(commit), &res),
 	             ORN_OK);
 	mp_writer_destroy(payload);
