@@ -8,7 +8,18 @@
  * plan's commands one by one, follow with the next plan, then ack. Any command without a final answer naks
  * the event with a backoff; redoing the whole step is safe because every command id is deterministic. A
  * stopping saga abandons a step between two commands and naks it at once, so another instance (or the next
- * start) picks it up. */
+ * start) picks it up.
+ *
+ * The sweeper (ADR 007, "Lost deliveries") does not trust the durable consumer
+ * alone: the nats-server we ship (2.9) can skip the redelivery of an event
+ * delivered to an instance that died while a NATS node failed over (the
+ * consumer's replicas never agreed on the delivery; fixed upstream in 2.11).
+ * It follows the order events with an ordered consumer of its own and, once
+ * an order's last event is sweep_after_ms old, loads the order: if that event
+ * is still its last and one whose step moves stock (placed and still pending,
+ * paid, cancelled, payment failed), it runs the step again. The deterministic
+ * command ids make a step already done a no-op; a step that had been lost
+ * appends, and is counted and logged as repaired. */
 #include "saga.h"
 
 #include <pthread.h>
@@ -19,6 +30,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "hashmap.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
@@ -32,7 +44,11 @@
 #define FETCH_WAIT_MS     500 /* also bounds how long a stop waits for an idle worker */
 #define RETRY_FIRST_MS    100 /* nak delay after the first failed delivery, doubling */
 #define RETRY_MAX_MS      10000
-#define PROGRESS_EVERY_MS 10000 /* a long step tells JetStream it is still at work */
+#define PROGRESS_EVERY_MS 10000  /* a long step tells JetStream it is still at work */
+#define SWEEP_AFTER_MS    30000  /* default: the consumer's own redelivery comes first */
+#define SWEEP_QUEUE_MAX   200000 /* events waiting to be swept; beyond, new ones are not */
+#define SWEEP_WAIT_MAX_MS 1000
+#define SWEEP_LOOKBACK_MS 60000
 
 /* The durable consumer of order events every worker binds to. */
 static const es_durable_options CONSUMER = {
@@ -42,6 +58,18 @@ static const es_durable_options CONSUMER = {
         .max_ack_pending = MAX_ACK_PENDING,
 };
 
+/* An order event waiting for its sweep. */
+typedef struct sweep_item {
+	struct sweep_item *next;
+	int64_t due_ms; /* wall clock: the event's time + sweep_after_ms, or a retry's */
+	uint64_t seq;
+	unsigned attempts;
+	char order_id[SAGA_ID_MAX];
+	char correlation[ENV_ID_MAX];
+} sweep_item;
+
+typedef struct worker worker;
+
 struct saga {
 	es_store *store;
 	saga_options o;
@@ -50,6 +78,19 @@ struct saga {
 	pthread_cond_t wake;  /* signalled by saga_stop */
 	pthread_t *workers;
 	unsigned workers_started;
+	/* the sweeper: a FIFO of order events (stream order) and, per order, its
+	 * newest item; all under sweep_lock */
+	es_follow *follow;
+	pthread_t sweeper;
+	bool sweeper_started, follow_done;
+	pthread_mutex_t sweep_lock;
+	pthread_cond_t sweep_wake;
+	sweep_item *sweep_head, *sweep_tail;
+	size_t sweep_queued;
+	hmap *sweep_latest;
+	uint64_t sweep_last_seq; /* the follow thread's: one item per commit */
+	worker *sweep_worker;
+	atomic_uint_least64_t swept, repaired, sweep_dropped;
 };
 
 /* What became of one step. */
@@ -60,24 +101,27 @@ typedef enum step_end {
 } step_end;
 
 /* A worker's scratch space, allocated once. */
-typedef struct worker {
+struct worker {
 	saga *s;
 	saga_plan *plan, *next;
 	order_state *order;
 	order_event *event;
 	env_envelope *envelopes;
 	mp_writer *payload;
-	natsMsg *msg;        /* the event in hand */
-	int64_t progress_ms; /* when JetStream last heard of it */
-	uint64_t version;    /* stream sequence of the last order commit loaded */
+	natsMsg *msg;               /* the event in hand */
+	int64_t progress_ms;        /* when JetStream last heard of it */
+	uint64_t version;           /* stream sequence of the last order commit loaded */
+	order_event_kind last_kind; /* of the last event loaded */
+	unsigned appended;          /* commands whose answer appended (not a duplicate or a no-op) */
 	char order_id[SAGA_ID_MAX];
-} worker;
+};
 
 void saga_options_init(saga_options *o)
 {
 	memset(o, 0, sizeof *o);
 	o->workers = 8;
 	o->command_timeout_ms = 5000;
+	o->sweep_after_ms = SWEEP_AFTER_MS;
 }
 
 static bool is_stopping(saga *s)
@@ -174,6 +218,8 @@ static step_end execute(worker *w, saga_plan *p)
 		if (send_command(w->s, w->payload, p, i, &reply) != ORN_OK)
 			return STEP_RETRY;
 		saga_reply r = saga_reply_classify(p->commands[i].kind, reply.outcome, reply.code);
+		if (reply.outcome == BUS_ACCEPTED && reply.seq > 0 && !reply.duplicate)
+			w->appended++;
 		if (reply.outcome != BUS_ACCEPTED)
 			log_write(r == SAGA_REPLY_RETRY ? LOG_WARN : LOG_INFO, "saga command not accepted",
 			          "command_id", p->commands[i].command_id, "outcome",
@@ -196,8 +242,10 @@ static orn_rc fold_order(void *closure, uint64_t seq, const char *subject, const
 
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type this version does not know changes nothing it acts on */
-	if (rc == ORN_OK)
+	if (rc == ORN_OK) {
 		order_evolve(w->order, w->event);
+		w->last_kind = w->event->kind;
+	}
 	return rc;
 }
 
@@ -396,6 +444,220 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- the sweeper ---- */
+
+/* Appends item to the sweep queue (sweep_lock held). */
+static void sweep_push(saga *s, sweep_item *item)
+{
+	item->next = NULL;
+	if (s->sweep_tail != NULL)
+		s->sweep_tail->next = item;
+	else
+		s->sweep_head = item;
+	s->sweep_tail = item;
+	s->sweep_queued++;
+}
+
+/* Called on the follow subscription's thread for each event of each order
+ * commit: queues the commit once, and makes it its order's newest item. */
+static orn_rc sweep_on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	saga *s = closure;
+	size_t prefix = strlen(ORDER_PREFIX);
+
+	if (seq == s->sweep_last_seq || subject == NULL || strncmp(subject, ORDER_PREFIX, prefix) != 0 ||
+	    strlen(subject + prefix) >= SAGA_ID_MAX || !orn_id_valid(subject + prefix))
+		return ORN_OK;
+	s->sweep_last_seq = seq;
+	sweep_item *item = calloc(1, sizeof *item);
+	if (item == NULL)
+		return ORN_OK; /* the consumer's own delivery still stands */
+	item->seq = seq;
+	item->due_ms = (e->time_ms > 0 ? e->time_ms : orn_now_ms()) + s->o.sweep_after_ms;
+	strcpy(item->order_id, subject + prefix);
+	snprintf(item->correlation, sizeof item->correlation, "%s", e->correlation);
+	pthread_mutex_lock(&s->sweep_lock);
+	if (s->sweep_queued >= SWEEP_QUEUE_MAX || hmap_put(s->sweep_latest, item->order_id, item) != ORN_OK) {
+		pthread_mutex_unlock(&s->sweep_lock);
+		if (atomic_fetch_add(&s->sweep_dropped, 1) == 0)
+			log_warn("saga sweeper queue full: events go unswept", "order_id", item->order_id);
+		free(item);
+		return ORN_OK;
+	}
+	sweep_push(s, item);
+	pthread_cond_signal(&s->sweep_wake);
+	pthread_mutex_unlock(&s->sweep_lock);
+	return ORN_OK;
+}
+
+static void sweep_on_done(void *closure)
+{
+	saga *s = closure;
+
+	pthread_mutex_lock(&s->sweep_lock);
+	s->follow_done = true;
+	pthread_cond_broadcast(&s->sweep_wake);
+	pthread_mutex_unlock(&s->sweep_lock);
+}
+
+/* True for the events whose step moves stock: the ones a lost delivery
+ * would leave undone for good (an order pending forever, units held for a
+ * paid or cancelled order). */
+static bool step_moves_stock(order_event_kind kind, const order_state *order)
+{
+	switch (kind) {
+	case ORDER_PLACED:
+		return order->status == ORDER_PENDING;
+	case ORDER_PAID:
+	case ORDER_CANCELLED_EVENT:
+	case ORDER_PAYMENT_FAILED_EVENT:
+		return true;
+	case ORDER_RESERVED:
+	case ORDER_CONFIRMED_BY_CUSTOMER:
+		break;
+	}
+	return false;
+}
+
+/* Sweeps one order whose newest event is item: runs the step again if the
+ * event is still the order's last and its step moves stock. */
+static step_end sweep_one(saga *s, worker *w, const sweep_item *item)
+{
+	step_end end = STEP_DONE;
+
+	strcpy(w->order_id, item->order_id);
+	log_set_correlation(item->correlation[0] != '\0' ? item->correlation : item->order_id);
+	if (load_order(w) != ORN_OK || w->version < item->seq) {
+		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */
+		goto done;
+	}
+	if (w->version > item->seq || !step_moves_stock(w->last_kind, w->order))
+		goto done; /* the order moved on, or nothing to redo */
+	w->appended = 0;
+	end = run_event(w, w->last_kind);
+	if (end != STEP_DONE)
+		goto done;
+	atomic_fetch_add(&s->swept, 1);
+	const char *outcome = "redone";
+	if (w->appended > 0) {
+		outcome = "repaired";
+		atomic_fetch_add(&s->repaired, 1);
+		log_warn("saga step repaired: its event had not been handled", "order_id", w->order_id,
+		         "type", order_event_type(w->last_kind));
+	}
+	const char *const labels[] = {"outcome", outcome, NULL};
+	orn_metrics_counter_add(orn_metrics_global(), "orion_saga_sweeps_total",
+	                        "Saga steps run again by the sweeper because their order had not moved on: "
+	                        "redone (nothing left to do) or repaired (the step had been lost).",
+	                        labels, 1);
+done:
+	log_set_correlation(NULL);
+	return end;
+}
+
+static void *sweeper_main(void *arg)
+{
+	saga *s = arg;
+
+	pthread_mutex_lock(&s->sweep_lock);
+	while (!is_stopping(s)) {
+		sweep_item *item = s->sweep_head;
+		int64_t now = orn_now_ms();
+		if (item == NULL || item->due_ms > now) {
+			int64_t wait = item == NULL ? SWEEP_WAIT_MAX_MS : item->due_ms - now;
+			struct timespec until =
+			        orn_monotonic_deadline(wait < SWEEP_WAIT_MAX_MS ? wait : SWEEP_WAIT_MAX_MS);
+			pthread_cond_timedwait(&s->sweep_wake, &s->sweep_lock, &until);
+			continue;
+		}
+		s->sweep_head = item->next;
+		if (s->sweep_head == NULL)
+			s->sweep_tail = NULL;
+		s->sweep_queued--;
+		item->next = NULL;
+		bool newest = hmap_get(s->sweep_latest, item->order_id) == item;
+		if (!newest) {
+			free(item); /* a later event of the order is queued: it decides */
+			continue;
+		}
+		pthread_mutex_unlock(&s->sweep_lock);
+		step_end end = sweep_one(s, s->sweep_worker, item);
+		pthread_mutex_lock(&s->sweep_lock);
+		if (end == STEP_DONE || is_stopping(s) || hmap_get(s->sweep_latest, item->order_id) != item) {
+			if (hmap_get(s->sweep_latest, item->order_id) == item)
+				hmap_remove(s->sweep_latest, item->order_id);
+			free(item);
+			continue;
+		}
+		/* not finished: again later, at the back of the queue */
+		item->attempts++;
+		item->due_ms =
+		        orn_now_ms() + (int64_t)es_backoff_ms(item->attempts, RETRY_FIRST_MS, RETRY_MAX_MS);
+		sweep_push(s, item);
+	}
+	pthread_mutex_unlock(&s->sweep_lock);
+	return NULL;
+}
+
+/* Starts following the order events from twice the sweep delay ago, or a
+ * minute if that is longer (what an instance started just now should still
+ * check), and the sweeper thread. */
+static orn_rc sweeper_start(saga *s)
+{
+	orn_rc rc;
+
+	if ((s->sweep_latest = hmap_create()) == NULL || (s->sweep_worker = worker_create(s)) == NULL)
+		return ORN_ENOMEM;
+	if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0)
+		return ORN_ENOMEM;
+	s->sweeper_started = true;
+	int64_t lookback =
+	        2 * s->o.sweep_after_ms > SWEEP_LOOKBACK_MS ? 2 * s->o.sweep_after_ms : SWEEP_LOOKBACK_MS;
+	rc = es_follow_since(s->store, ORDER_FILTER, orn_now_ms() - lookback, sweep_on_event, sweep_on_done,
+	                     s, &s->follow);
+	if (rc != ORN_OK)
+		log_warn("saga sweeper cannot follow the order events", "error", orn_rc_name(rc));
+	return rc;
+}
+
+/* Stops following (waiting for the last delivery), joins the thread, frees the queue. */
+static void sweeper_stop(saga *s)
+{
+	if (s->follow != NULL) {
+		es_follow_stop(s->follow);
+		pthread_mutex_lock(&s->sweep_lock);
+		while (!s->follow_done)
+			pthread_cond_wait(&s->sweep_wake, &s->sweep_lock);
+		pthread_mutex_unlock(&s->sweep_lock);
+		s->follow = NULL;
+	}
+	if (s->sweeper_started) {
+		pthread_mutex_lock(&s->sweep_lock);
+		pthread_cond_broadcast(&s->sweep_wake);
+		pthread_mutex_unlock(&s->sweep_lock);
+		pthread_join(s->sweeper, NULL);
+	}
+	for (sweep_item *item = s->sweep_head; item != NULL;) {
+		sweep_item *next = item->next;
+		free(item);
+		item = next;
+	}
+	s->sweep_head = s->sweep_tail = NULL;
+	hmap_destroy(s->sweep_latest);
+	if (s->sweep_worker != NULL)
+		worker_free(s->sweep_worker);
+}
+
+void saga_stats_get(saga *s, saga_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	if (s == NULL)
+		return;
+	out->swept = atomic_load(&s->swept);
+	out->repaired = atomic_load(&s->repaired);
+	out->sweep_dropped = atomic_load(&s->sweep_dropped);
+}
+
 /* ---- lifecycle ---- */
 
 /* Joins whatever was started and frees. */
@@ -407,6 +669,9 @@ static void saga_free(saga *s)
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < s->workers_started; i++)
 		pthread_join(s->workers[i], NULL);
+	sweeper_stop(s);
+	pthread_cond_destroy(&s->sweep_wake);
+	pthread_mutex_destroy(&s->sweep_lock);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->workers);
@@ -430,11 +695,15 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 		s->o.workers = 8;
 	if (s->o.command_timeout_ms <= 0)
 		s->o.command_timeout_ms = 5000;
+	if (s->o.sweep_after_ms == 0)
+		s->o.sweep_after_ms = SWEEP_AFTER_MS;
 	atomic_init(&s->stopping, false);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wake, &attr);
+	pthread_mutex_init(&s->sweep_lock, NULL);
+	pthread_cond_init(&s->sweep_wake, &attr);
 	pthread_condattr_destroy(&attr);
 	s->workers = calloc(s->o.workers, sizeof *s->workers);
 	if (s->workers == NULL)
@@ -452,6 +721,8 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 		}
 		s->workers_started++;
 	}
+	if (s->o.sweep_after_ms > 0 && (rc = sweeper_start(s)) != ORN_OK)
+		goto fail;
 	log_info("checkout saga started", "consumer", SAGA_CONSUMER);
 	*out = s;
 	return ORN_OK;

@@ -10,6 +10,10 @@
  * so a step is redone, never lost. Commands carry deterministic ids, so a
  * redone step has no second effect.
  *
+ * A sweeper thread guards against a lost delivery (ADR 007, "Lost
+ * deliveries"): sweep_after_ms after an order's last event, if that event
+ * still is the last and its step moves stock, it runs the step again.
+ *
  * The saga keeps no state besides its durable consumer. Deadlines are fired
  * by the timers role (timers/timers.h, ADR 010) from the orders read model,
  * which derives them from the log. */
@@ -26,7 +30,15 @@
 typedef struct saga_options {
 	unsigned workers;           /* threads consuming order events; default 8 */
 	int64_t command_timeout_ms; /* per command sent; default 5000 */
+	int64_t sweep_after_ms;     /* the sweeper's delay (see below); default 30000, < 0: no sweeper */
 } saga_options;
+
+/* What the sweeper did: steps run again because their order had not moved
+ * on (swept), of which the ones that appended something (repaired: the
+ * consumer had lost their event), and events left unswept (queue full). */
+typedef struct saga_stats {
+	uint64_t swept, repaired, sweep_dropped;
+} saga_stats;
 
 /* Fills o with the defaults. */
 void saga_options_init(saga_options *o);
@@ -42,5 +54,8 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out);
 /* Stops consuming, finishes or abandons (unacked -> redelivered later) the
  * work in hand, joins, frees. NULL ok. The durable consumer stays. */
 void saga_stop(saga *s);
+
+/* The sweeper's counters so far (zeros for NULL). */
+void saga_stats_get(saga *s, saga_stats *out);
 
 #endif

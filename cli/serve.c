@@ -251,6 +251,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		saga_options so;
 		saga_options_init(&so);
 		so.command_timeout_ms = st->cfg->command_timeout_ms;
+		so.sweep_after_ms = st->cfg->saga_sweep_after_ms > 0 ? st->cfg->saga_sweep_after_ms : -1;
 		if ((rc = open_role_store(st, NA_CHECKOUT, "orion-checkout", &st->checkout_store)) != ORN_OK)
 			return rc;
 		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {

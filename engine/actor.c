@@ -507,15 +507,21 @@ static orn_rc encode_commit(shard *sh, entry *e)
 	return mp_writer_status(e->commit);
 }
 
-/* True if another instance appended to e's aggregate since e's state was
+/* Whether another instance appended to e's aggregate since e's state was
  * loaded. An answer that appends nothing (a rejection, a no-op, a read) is
  * not checked by ExpectLastSubjectSeq, so a cached state is checked against
- * the stream's head before one is given. If the head cannot be read the
- * cached state answers, as it would on a single instance. */
-static bool cache_stale(shard *sh, const entry *e)
+ * the stream's head before one is given. If the head cannot be read (NATS
+ * failing over) the cached state does not answer: another instance may have
+ * moved the aggregate on, and a rejection from the past would be final for
+ * its caller (the saga takes a refused reserve as out of stock). */
+typedef enum cache_check { CACHE_CURRENT, CACHE_STALE, CACHE_UNKNOWN } cache_check;
+
+static cache_check check_cache(shard *sh, const entry *e)
 {
 	uint64_t head = 0;
-	return es_head(sh->rt->store, sh->rt->kind->aggregate, e->id, &head) == ORN_OK && head != e->version;
+	if (es_head(sh->rt->store, sh->rt->kind->aggregate, e->id, &head) != ORN_OK)
+		return CACHE_UNKNOWN;
+	return head != e->version ? CACHE_STALE : CACHE_CURRENT;
 }
 
 /* One try of e's current command. Returns true if the command is finished
@@ -537,13 +543,19 @@ reload:
 		reply_to(sh, e, BUS_FAILED, "invalid", orn_strerror(rc), 0, false);
 		return true;
 	}
-	if (!fresh &&
-	    (is_get || act_decision_rejection(sh->decision) != NULL ||
-	     act_decision_count(sh->decision) == 0) &&
-	    cache_stale(sh, e)) {
-		unload(sh, e);
-		fresh = true;
-		goto reload;
+	if (!fresh && (is_get || act_decision_rejection(sh->decision) != NULL ||
+	               act_decision_count(sh->decision) == 0)) {
+		cache_check check = check_cache(sh, e);
+		if (check == CACHE_UNKNOWN) {
+			reply_to(sh, e, BUS_FAILED, "unavailable", "the cached state cannot be checked", 0,
+			         false);
+			return true;
+		}
+		if (check == CACHE_STALE) {
+			unload(sh, e);
+			fresh = true;
+			goto reload;
+		}
 	}
 	if (is_get) {
 		reply_view(sh, e);

@@ -881,8 +881,10 @@ static void follow_on_complete(void *arg)
 	free(f);
 }
 
-orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
-                       es_follow_done_fn *done, void *closure, es_follow **out)
+/* es_follow_start and es_follow_since: deliver from from_seq, from since_ns
+ * (UNIX ns) when from_seq is 0 and since_ns is not, else only new commits. */
+static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, int64_t since_ns,
+                           es_event_fn fn, es_follow_done_fn *done, void *closure, es_follow **out)
 {
 	es_follow *f = calloc(1, sizeof *f);
 	jsSubOptions so;
@@ -899,8 +901,15 @@ orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_ev
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
-	so.Config.DeliverPolicy = from_seq == 0 ? js_DeliverNew : js_DeliverByStartSequence;
-	so.Config.OptStartSeq = from_seq;
+	if (from_seq != 0) {
+		so.Config.DeliverPolicy = js_DeliverByStartSequence;
+		so.Config.OptStartSeq = from_seq;
+	} else if (since_ns > 0) {
+		so.Config.DeliverPolicy = js_DeliverByStartTime;
+		so.Config.OptStartTime = since_ns;
+	} else {
+		so.Config.DeliverPolicy = js_DeliverNew;
+	}
 	if ((st = js_Subscribe(&f->sub, s->js, filter, follow_on_message, f, NULL, &so, &jerr)) != NATS_OK) {
 		rc = es_status_rc(st, jerr);
 		goto fail;
@@ -918,6 +927,22 @@ orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_ev
 fail:
 	free(f);
 	return rc;
+}
+
+orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
+                       es_follow_done_fn *done, void *closure, es_follow **out)
+{
+	return follow_start(s, filter, from_seq, 0, fn, done, closure, out);
+}
+
+orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
+                       es_follow_done_fn *done, void *closure, es_follow **out)
+{
+	if (since_ms <= 0) {
+		*out = NULL;
+		return ORN_EINVAL;
+	}
+	return follow_start(s, filter, 0, since_ms * 1000000, fn, done, closure, out);
 }
 
 void es_follow_stop(es_follow *f)

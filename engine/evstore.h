@@ -181,6 +181,11 @@ typedef void es_follow_done_fn(void *closure);
 orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out);
 
+/* As es_follow_start, from the first commit stored at or after since_ms
+ * (UNIX ms, > 0: else ORN_EINVAL). */
+orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
+                       es_follow_done_fn *done, void *closure, es_follow **out);
+
 /* Stops following and returns at once; a call of fn may still be running or
  * start until done is called. f is freed by then. NULL is accepted. */
 void es_follow_stop(es_follow *f);

@@ -65,6 +65,7 @@ ROLES = ["stock", "product", "user", "cart", "order", "checkout", "payment", "ma
 WAITING = {"awaiting_confirmation", "awaiting_payment"}
 RETRYABLE = {502, 503, 504}
 _SANITIZER = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
+_ORDER_ID = re.compile(r"\bo[0-9a-f]{32}\b")
 _LINK = re.compile(r"/orders/([A-Za-z0-9_-]+)/confirm\?token=([A-Za-z0-9_-]+)")
 
 
@@ -491,6 +492,13 @@ class Cluster(unittest.TestCase):
             f"{sum(c.stale_answers for c in customers)} payment 200s with a stale order")
         for e in errors:
             log(f"customer failed: {e!r}")
+        for order_id in sorted({o for e in errors for o in _ORDER_ID.findall(str(e))})[:3]:
+            explain_order(stack, order_id)
+        repaired = [line for name, p in stack.serves.items() if name.startswith("checkout-")
+                    for line in p.log().splitlines() if "saga step repaired" in line]
+        log(f"{len(repaired)} saga steps repaired by the sweeper (events the durable consumer lost)")
+        for line in repaired[:5]:
+            log(line[:300])
         self.assertEqual(len(killed), len(roles), "the faults were not injected during the load")
         for name in killed:
             self.assertFalse(stack.serves[name].running(), name)
@@ -504,7 +512,11 @@ class Cluster(unittest.TestCase):
         by_status = {}
         for order_id, (product, owner) in accepted.items():
             owner.ports = [stack.gateway_ports["gateway-b"]]
-            order = owner.order(order_id, FINAL | WAITING, timeout=30)
+            try:
+                order = owner.order(order_id, FINAL | WAITING, timeout=30)
+            except AssertionError:
+                explain_order(stack, order_id)
+                raise
             final[order_id] = order
             by_status.setdefault(order["status"], []).append(order_id)
         log("final states: " + ", ".join(f"{s} {len(ids)}" for s, ids in sorted(by_status.items())))
@@ -586,6 +598,30 @@ class Cluster(unittest.TestCase):
             self.assertEqual(r.returncode, 0, f"orion rebuild --verify on {name}:\n{r.stdout[-2000:]}"
                              f"{r.stderr[-2000:]}\nreplicas: {replica_states(stack)}")
         log(f"total {time.monotonic() - started:.1f}s")
+
+
+def explain_order(stack, order_id):
+    """Prints what a stuck order's story is: its events across every aggregate
+    (`orion replay --order`), the checkout saga's consumer as each node sees it,
+    and the log lines that name the order. CI keeps only the output."""
+    log(f"---- order {order_id}: its events")
+    r = subprocess.run([stack.orion, "replay", "--order", order_id], env=stack.env(), capture_output=True,
+                       text=True, timeout=60)
+    for line in (r.stdout.splitlines() or [f"(replay exit {r.returncode}: {r.stderr[-500:]})"])[:60]:
+        log(line[:400])
+    log("---- the durable consumers of ORION_EVT, as each node reports them")
+    for n in stack.nodes:
+        info = stream_info(n, "ORION_EVT") or {}
+        for c in info.get("consumer_detail") or []:
+            if (c.get("config") or {}).get("durable_name"):
+                log(n.name, c.get("name"), json.dumps({k: c.get(k) for k in (
+                    "delivered", "ack_floor", "num_ack_pending", "num_redelivered", "num_waiting", "num_pending")}),
+                    json.dumps((c.get("cluster") or {}).get("leader")))
+    log(f"---- log lines that name {order_id}")
+    for name, p in sorted(stack.serves.items()):
+        lines = [line for line in p.log().splitlines() if order_id in line]
+        for line in lines[-15:]:
+            log(f"{name}: {line[:400]}")
 
 
 def placed_again(customer, key):

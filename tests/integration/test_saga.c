@@ -3,8 +3,9 @@
  * actors in process: the happy path, every compensation, expiry of a
  * deadline read from the orders read model (by a timers instance that never
  * saw the order placed, and exactly once with two instances), no
- * overselling under a burst, and a saga stopped in the middle of a burst
- * whose successor finishes the work with nothing leaked.
+ * overselling under a burst, a saga stopped in the middle of a burst
+ * whose successor finishes the work with nothing leaked, and the sweeper
+ * redoing the steps of events the durable consumer lost.
  *
  * A timers instance here is what `orion serve --roles timers` runs: its own
  * LMDB environment with the orders model, a projector runner feeding it,
@@ -49,11 +50,18 @@ typedef struct timers_instance {
 
 static timers_instance first_timers, second_timers;
 
-static void start_saga(void)
+static void start_saga_sweeping(int64_t sweep_after_ms)
 {
 	saga_options o;
 	saga_options_init(&o);
+	if (sweep_after_ms != 0)
+		o.sweep_after_ms = sweep_after_ms;
 	cr_assert_eq(saga_start(world.store, &o, &checkout), ORN_OK);
+}
+
+static void start_saga(void)
+{
+	start_saga_sweeping(0);
 }
 
 /* Starts an instance on a fresh, empty environment: it learns every deadline
@@ -455,6 +463,116 @@ Test(saga, an_order_not_confirmed_in_time_expires_and_releases, .init = start_al
 	cr_expect_str_eq(v.reason, ORDER_REASON_EXPIRED);
 	cr_expect_geq(orn_now_ms() - placed_at, 1000, "never before the deadline");
 	cr_expect_eq(wait_reserved("p-a", 0), 0);
+}
+
+/* ---- the sweeper ---- */
+
+/* Makes the saga's durable consumer lose order_id's next event, as the
+ * nats-server 2.9 does when a delivery was not agreed by its replicas: the
+ * event is taken and acknowledged here, so no saga worker ever gets it. The
+ * saga must be stopped; nothing else may be waiting in the consumer. */
+static void lose_delivery(const char *order_id)
+{
+	natsSubscription *sub = NULL;
+	jsSubOptions so;
+	char subject[96];
+	bool lost = false;
+
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Consumer = SAGA_CONSUMER;
+	cr_assert_eq(js_PullSubscribe(&sub, es_store_jetstream(world.store), "orion.evt.order.>",
+	                              SAGA_CONSUMER, NULL, &so, NULL),
+	             NATS_OK);
+	snprintf(subject, sizeof subject, "orion.evt.order.%s", order_id);
+	for (int i = 0; i < 20 && !lost; i++) {
+		natsMsgList list;
+		memset(&list, 0, sizeof list);
+		natsSubscription_Fetch(&list, sub, 1, 500, NULL);
+		for (int k = 0; k < list.Count; k++) {
+			cr_assert_str_eq(natsMsg_GetSubject(list.Msgs[k]), subject,
+			                 "only the lost event waits");
+			cr_assert_eq(natsMsg_AckSync(list.Msgs[k], NULL, NULL), NATS_OK);
+			lost = true;
+		}
+		natsMsgList_Destroy(&list);
+	}
+	natsSubscription_Destroy(sub);
+	cr_assert(lost, "the consumer had %s's event", order_id);
+}
+
+/* The running saga's sweeper counters once swept reaches at least want. */
+static saga_stats wait_swept(uint64_t want)
+{
+	saga_stats st;
+	int64_t until = th_now_ms() + WAIT_MS;
+	for (saga_stats_get(checkout, &st); st.swept < want && th_now_ms() < until;
+	     saga_stats_get(checkout, &st))
+		th_sleep_ms(20);
+	return st;
+}
+
+static void stop_saga(void)
+{
+	saga_stop(checkout);
+	checkout = NULL;
+}
+
+Test(saga, a_placed_order_whose_event_the_consumer_lost_is_reserved_by_the_sweeper, .init = start_all,
+     .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 3}};
+
+	create_stock("p-a", 5);
+	stop_saga();
+	place("o-lost", lines, 1, FAR_AHEAD);
+	lose_delivery("o-lost");
+	start_saga_sweeping(500);
+	order_view v = wait_order("o-lost", "awaiting_confirmation");
+	cr_assert_str_eq(v.status, "awaiting_confirmation", "the sweeper did the step the consumer lost");
+	cr_expect_eq(reserved_of("p-a"), 3);
+	saga_stats st = wait_swept(1);
+	cr_expect_geq(st.repaired, 1, "counted as repaired (it appended)");
+}
+
+Test(saga, a_cancellation_the_consumer_lost_is_released_by_the_sweeper, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 2}};
+
+	create_stock("p-a", 5);
+	place("o-lost-cancel", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-lost-cancel", "awaiting_confirmation").status,
+	                 "awaiting_confirmation");
+	cr_assert_eq(wait_reserved("p-a", 2), 2);
+	stop_saga();
+	cancel_by_customer("o-lost-cancel");
+	lose_delivery("o-lost-cancel");
+	start_saga_sweeping(500);
+	cr_expect_eq(wait_reserved("p-a", 0), 0, "the sweeper released what the cancelled order held");
+	saga_stats st = wait_swept(1);
+	cr_expect_geq(st.repaired, 1);
+}
+
+Test(saga, sweeping_steps_that_were_done_changes_nothing, .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 2}};
+
+	create_stock("p-a", 5);
+	stop_saga();
+	start_saga_sweeping(2000);
+	place("o-swept", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-swept", "awaiting_confirmation").status, "awaiting_confirmation");
+	cancel_by_customer("o-swept");
+	cr_assert_eq(wait_reserved("p-a", 0), 0);
+	/* the cancellation is the order's last event: swept once, nothing to redo */
+	saga_stats st = wait_swept(1);
+	cr_expect_eq(st.swept, 1);
+	cr_expect_eq(st.repaired, 0, "the consumer had done the step");
+	cr_expect_eq(reserved_of("p-a"), 0);
+	int64_t on_hand = -1;
+	cr_assert_eq(tsc_get(world.client, "p-a", &on_hand, NULL, NULL, NULL), ORN_OK);
+	cr_expect_eq(on_hand, 5);
 }
 
 /* How many OrderCancelled events the order's stream holds. */
