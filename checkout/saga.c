@@ -10,15 +10,12 @@
  * stopping saga abandons a step between two commands and naks it at once, so another instance (or the next
  * start) picks it up.
  *
- * The sweeper (ADR 007, "Lost deliveries") does not trust the durable consumer
- * alone: the nats-server we ship (2.9) can skip the redelivery of an event
- * delivered to an instance that died while a NATS node failed over (the
- * consumer's replicas never agreed on the delivery; fixed upstream in 2.11).
- * It follows the order events with an ordered consumer of its own and, once
- * an order's last event is sweep_after_ms old, loads the order: if that event
- * is still its last and one whose step moves stock (placed and still pending,
- * paid, cancelled, payment failed), it runs the step again. The deterministic
- * command ids make a step already done a no-op; a step that had been lost
+ * The sweeper (sweep.h, ADR 007 addendum) does not trust the durable consumer
+ * alone: ORION_SWEEP_AFTER_MS after an order's last event it loads the
+ * order, and if that event is still its last and one whose step moves stock
+ * (placed and still pending, paid, cancelled, payment failed) it runs the step
+ * again. The deterministic command ids make a step already done a no-op; a
+ * step that had been lost
  * appends, and is counted and logged as repaired. */
 #include "saga.h"
 
@@ -30,11 +27,11 @@
 #include <time.h>
 
 #include "bus.h"
-#include "hashmap.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
 #include "saga_plan.h"
+#include "sweep.h"
 
 #define ORDER_FILTER      "orion.evt.order.>"
 #define ORDER_PREFIX      "orion.evt.order."
@@ -44,11 +41,8 @@
 #define FETCH_WAIT_MS     500 /* also bounds how long a stop waits for an idle worker */
 #define RETRY_FIRST_MS    100 /* nak delay after the first failed delivery, doubling */
 #define RETRY_MAX_MS      10000
-#define PROGRESS_EVERY_MS 10000  /* a long step tells JetStream it is still at work */
-#define SWEEP_AFTER_MS    30000  /* default: the consumer's own redelivery comes first */
-#define SWEEP_QUEUE_MAX   200000 /* events waiting to be swept; beyond, new ones are not */
-#define SWEEP_WAIT_MAX_MS 1000
-#define SWEEP_LOOKBACK_MS 60000
+#define PROGRESS_EVERY_MS 10000 /* a long step tells JetStream it is still at work */
+#define SWEEP_AFTER_MS    40000 /* default: after AckWait, so the consumer's own redelivery comes first */
 
 /* The durable consumer of order events every worker binds to. */
 static const es_durable_options CONSUMER = {
@@ -57,16 +51,6 @@ static const es_durable_options CONSUMER = {
         .ack_wait_ms = ACK_WAIT_MS,
         .max_ack_pending = MAX_ACK_PENDING,
 };
-
-/* An order event waiting for its sweep. */
-typedef struct sweep_item {
-	struct sweep_item *next;
-	int64_t due_ms; /* wall clock: the event's time + sweep_after_ms, or a retry's */
-	uint64_t seq;
-	unsigned attempts;
-	char order_id[SAGA_ID_MAX];
-	char correlation[ENV_ID_MAX];
-} sweep_item;
 
 typedef struct worker worker;
 
@@ -78,19 +62,9 @@ struct saga {
 	pthread_cond_t wake;  /* signalled by saga_stop */
 	pthread_t *workers;
 	unsigned workers_started;
-	/* the sweeper: a FIFO of order events (stream order) and, per order, its
-	 * newest item; all under sweep_lock */
-	es_follow *follow;
-	pthread_t sweeper;
-	bool sweeper_started, follow_done;
-	pthread_mutex_t sweep_lock;
-	pthread_cond_t sweep_wake;
-	sweep_item *sweep_head, *sweep_tail;
-	size_t sweep_queued;
-	hmap *sweep_latest;
-	uint64_t sweep_last_seq; /* the follow thread's: one item per commit */
+	es_sweep *sweep; /* the sweeper (ADR 007 addendum) and its worker */
 	worker *sweep_worker;
-	atomic_uint_least64_t swept, repaired, sweep_dropped;
+	atomic_uint_least64_t swept, repaired;
 };
 
 /* What became of one step. */
@@ -446,60 +420,6 @@ static void *worker_main(void *arg)
 
 /* ---- the sweeper ---- */
 
-/* Appends item to the sweep queue (sweep_lock held). */
-static void sweep_push(saga *s, sweep_item *item)
-{
-	item->next = NULL;
-	if (s->sweep_tail != NULL)
-		s->sweep_tail->next = item;
-	else
-		s->sweep_head = item;
-	s->sweep_tail = item;
-	s->sweep_queued++;
-}
-
-/* Called on the follow subscription's thread for each event of each order
- * commit: queues the commit once, and makes it its order's newest item. */
-static orn_rc sweep_on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
-{
-	saga *s = closure;
-	size_t prefix = strlen(ORDER_PREFIX);
-
-	if (seq == s->sweep_last_seq || subject == NULL || strncmp(subject, ORDER_PREFIX, prefix) != 0 ||
-	    strlen(subject + prefix) >= SAGA_ID_MAX || !orn_id_valid(subject + prefix))
-		return ORN_OK;
-	s->sweep_last_seq = seq;
-	sweep_item *item = calloc(1, sizeof *item);
-	if (item == NULL)
-		return ORN_OK; /* the consumer's own delivery still stands */
-	item->seq = seq;
-	item->due_ms = (e->time_ms > 0 ? e->time_ms : orn_now_ms()) + s->o.sweep_after_ms;
-	strcpy(item->order_id, subject + prefix);
-	snprintf(item->correlation, sizeof item->correlation, "%s", e->correlation);
-	pthread_mutex_lock(&s->sweep_lock);
-	if (s->sweep_queued >= SWEEP_QUEUE_MAX || hmap_put(s->sweep_latest, item->order_id, item) != ORN_OK) {
-		pthread_mutex_unlock(&s->sweep_lock);
-		if (atomic_fetch_add(&s->sweep_dropped, 1) == 0)
-			log_warn("saga sweeper queue full: events go unswept", "order_id", item->order_id);
-		free(item);
-		return ORN_OK;
-	}
-	sweep_push(s, item);
-	pthread_cond_signal(&s->sweep_wake);
-	pthread_mutex_unlock(&s->sweep_lock);
-	return ORN_OK;
-}
-
-static void sweep_on_done(void *closure)
-{
-	saga *s = closure;
-
-	pthread_mutex_lock(&s->sweep_lock);
-	s->follow_done = true;
-	pthread_cond_broadcast(&s->sweep_wake);
-	pthread_mutex_unlock(&s->sweep_lock);
-}
-
 /* True for the events whose step moves stock: the ones a lost delivery
  * would leave undone for good (an order pending forever, units held for a
  * paid or cancelled order). */
@@ -519,19 +439,25 @@ static bool step_moves_stock(order_event_kind kind, const order_state *order)
 	return false;
 }
 
-/* Sweeps one order whose newest event is item: runs the step again if the
- * event is still the order's last and its step moves stock. */
-static step_end sweep_one(saga *s, worker *w, const sweep_item *item)
+/* The sweeper's call for an order whose newest event (seq) is due: runs the
+ * event's step again if it is still the order's last and its step moves stock. */
+static es_sweep_verdict sweep_one(void *closure, const char *subject, uint64_t seq, const char *correlation)
 {
+	saga *s = closure;
+	worker *w = s->sweep_worker;
 	step_end end = STEP_DONE;
+	size_t prefix = strlen(ORDER_PREFIX);
 
-	strcpy(w->order_id, item->order_id);
-	log_set_correlation(item->correlation[0] != '\0' ? item->correlation : item->order_id);
-	if (load_order(w) != ORN_OK || w->version < item->seq) {
+	if (strncmp(subject, ORDER_PREFIX, prefix) != 0 || strlen(subject + prefix) >= SAGA_ID_MAX ||
+	    !orn_id_valid(subject + prefix))
+		return ES_SWEEP_DONE;
+	strcpy(w->order_id, subject + prefix);
+	log_set_correlation(correlation[0] != '\0' ? correlation : w->order_id);
+	if (load_order(w) != ORN_OK || w->version < seq) {
 		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */
 		goto done;
 	}
-	if (w->version > item->seq || !step_moves_stock(w->last_kind, w->order))
+	if (w->version > seq || !step_moves_stock(w->last_kind, w->order))
 		goto done; /* the order moved on, or nothing to redo */
 	w->appended = 0;
 	end = run_event(w, w->last_kind);
@@ -552,100 +478,32 @@ static step_end sweep_one(saga *s, worker *w, const sweep_item *item)
 	                        labels, 1);
 done:
 	log_set_correlation(NULL);
-	return end;
+	return end == STEP_DONE ? ES_SWEEP_DONE : ES_SWEEP_RETRY;
 }
 
-static void *sweeper_main(void *arg)
-{
-	saga *s = arg;
-
-	pthread_mutex_lock(&s->sweep_lock);
-	while (!is_stopping(s)) {
-		sweep_item *item = s->sweep_head;
-		int64_t now = orn_now_ms();
-		if (item == NULL || item->due_ms > now) {
-			int64_t wait = item == NULL ? SWEEP_WAIT_MAX_MS : item->due_ms - now;
-			struct timespec until =
-			        orn_monotonic_deadline(wait < SWEEP_WAIT_MAX_MS ? wait : SWEEP_WAIT_MAX_MS);
-			pthread_cond_timedwait(&s->sweep_wake, &s->sweep_lock, &until);
-			continue;
-		}
-		s->sweep_head = item->next;
-		if (s->sweep_head == NULL)
-			s->sweep_tail = NULL;
-		s->sweep_queued--;
-		item->next = NULL;
-		bool newest = hmap_get(s->sweep_latest, item->order_id) == item;
-		if (!newest) {
-			free(item); /* a later event of the order is queued: it decides */
-			continue;
-		}
-		pthread_mutex_unlock(&s->sweep_lock);
-		step_end end = sweep_one(s, s->sweep_worker, item);
-		pthread_mutex_lock(&s->sweep_lock);
-		if (end == STEP_DONE || is_stopping(s) || hmap_get(s->sweep_latest, item->order_id) != item) {
-			if (hmap_get(s->sweep_latest, item->order_id) == item)
-				hmap_remove(s->sweep_latest, item->order_id);
-			free(item);
-			continue;
-		}
-		/* not finished: again later, at the back of the queue */
-		item->attempts++;
-		item->due_ms =
-		        orn_now_ms() + (int64_t)es_backoff_ms(item->attempts, RETRY_FIRST_MS, RETRY_MAX_MS);
-		sweep_push(s, item);
-	}
-	pthread_mutex_unlock(&s->sweep_lock);
-	return NULL;
-}
-
-/* Starts following the order events from twice the sweep delay ago, or a
- * minute if that is longer (what an instance started just now should still
- * check), and the sweeper thread. */
 static orn_rc sweeper_start(saga *s)
 {
-	orn_rc rc;
+	es_sweep_options o = {.filter = ORDER_FILTER,
+	                      .after_ms = s->o.sweep_after_ms,
+	                      .newest_only = true,
+	                      .retry_first_ms = RETRY_FIRST_MS,
+	                      .retry_max_ms = RETRY_MAX_MS,
+	                      .fn = sweep_one,
+	                      .closure = s,
+	                      .name = "checkout"};
 
-	if ((s->sweep_latest = hmap_create()) == NULL || (s->sweep_worker = worker_create(s)) == NULL)
+	if ((s->sweep_worker = worker_create(s)) == NULL)
 		return ORN_ENOMEM;
-	if (pthread_create(&s->sweeper, NULL, sweeper_main, s) != 0)
-		return ORN_ENOMEM;
-	s->sweeper_started = true;
-	int64_t lookback =
-	        2 * s->o.sweep_after_ms > SWEEP_LOOKBACK_MS ? 2 * s->o.sweep_after_ms : SWEEP_LOOKBACK_MS;
-	rc = es_follow_since(s->store, ORDER_FILTER, orn_now_ms() - lookback, sweep_on_event, sweep_on_done,
-	                     s, &s->follow);
-	if (rc != ORN_OK)
-		log_warn("saga sweeper cannot follow the order events", "error", orn_rc_name(rc));
-	return rc;
+	return es_sweep_start(s->store, &o, &s->sweep);
 }
 
-/* Stops following (waiting for the last delivery), joins the thread, frees the queue. */
 static void sweeper_stop(saga *s)
 {
-	if (s->follow != NULL) {
-		es_follow_stop(s->follow);
-		pthread_mutex_lock(&s->sweep_lock);
-		while (!s->follow_done)
-			pthread_cond_wait(&s->sweep_wake, &s->sweep_lock);
-		pthread_mutex_unlock(&s->sweep_lock);
-		s->follow = NULL;
-	}
-	if (s->sweeper_started) {
-		pthread_mutex_lock(&s->sweep_lock);
-		pthread_cond_broadcast(&s->sweep_wake);
-		pthread_mutex_unlock(&s->sweep_lock);
-		pthread_join(s->sweeper, NULL);
-	}
-	for (sweep_item *item = s->sweep_head; item != NULL;) {
-		sweep_item *next = item->next;
-		free(item);
-		item = next;
-	}
-	s->sweep_head = s->sweep_tail = NULL;
-	hmap_destroy(s->sweep_latest);
+	es_sweep_stop(s->sweep);
+	s->sweep = NULL;
 	if (s->sweep_worker != NULL)
 		worker_free(s->sweep_worker);
+	s->sweep_worker = NULL;
 }
 
 void saga_stats_get(saga *s, saga_stats *out)
@@ -655,7 +513,7 @@ void saga_stats_get(saga *s, saga_stats *out)
 		return;
 	out->swept = atomic_load(&s->swept);
 	out->repaired = atomic_load(&s->repaired);
-	out->sweep_dropped = atomic_load(&s->sweep_dropped);
+	out->sweep_dropped = es_sweep_dropped(s->sweep);
 }
 
 /* ---- lifecycle ---- */
@@ -670,8 +528,6 @@ static void saga_free(saga *s)
 	for (unsigned i = 0; i < s->workers_started; i++)
 		pthread_join(s->workers[i], NULL);
 	sweeper_stop(s);
-	pthread_cond_destroy(&s->sweep_wake);
-	pthread_mutex_destroy(&s->sweep_lock);
 	pthread_cond_destroy(&s->wake);
 	pthread_mutex_destroy(&s->lock);
 	free(s->workers);
@@ -702,8 +558,6 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->wake, &attr);
-	pthread_mutex_init(&s->sweep_lock, NULL);
-	pthread_cond_init(&s->sweep_wake, &attr);
 	pthread_condattr_destroy(&attr);
 	s->workers = calloc(s->o.workers, sizeof *s->workers);
 	if (s->workers == NULL)

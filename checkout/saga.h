@@ -30,7 +30,7 @@
 typedef struct saga_options {
 	unsigned workers;           /* threads consuming order events; default 8 */
 	int64_t command_timeout_ms; /* per command sent; default 5000 */
-	int64_t sweep_after_ms;     /* the sweeper's delay (see below); default 30000, < 0: no sweeper */
+	int64_t sweep_after_ms;     /* the sweeper's delay (see below); default 40000, < 0: no sweeper */
 } saga_options;
 
 /* What the sweeper did: steps run again because their order had not moved

@@ -251,7 +251,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		saga_options so;
 		saga_options_init(&so);
 		so.command_timeout_ms = st->cfg->command_timeout_ms;
-		so.sweep_after_ms = st->cfg->saga_sweep_after_ms > 0 ? st->cfg->saga_sweep_after_ms : -1;
+		so.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		if ((rc = open_role_store(st, NA_CHECKOUT, "orion-checkout", &st->checkout_store)) != ORN_OK)
 			return rc;
 		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
@@ -335,6 +335,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.public_url = st->cfg->public_url;
 		mo.state_dir = state_dir;
 		mo.max_attempts = st->cfg->mail_max_attempts;
+		mo.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		rc = open_role_store(st, NA_MAIL, "orion-mail", &st->mail_store);
 		if (rc == ORN_OK)
 			rc = mail_start(st->mail_store, &mo, &st->mail);

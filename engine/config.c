@@ -24,8 +24,8 @@ static const orn_config_var vars[] = {
         {"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
         {"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
         {"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
-        {"ORION_SAGA_SWEEP_AFTER_MS", "30000",
-         "age of an order's last event at which the saga checks its step was done (0: never)"},
+        {"ORION_SWEEP_AFTER_MS", "40000",
+         "age of an order event at which checkout and mail check its work was done (0: never)"},
         {"ORION_SMTP_URL", "unset", "SMTP server (smtp://host:port, smtps://user:pass@host); unset: Maildir"},
         {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
         {"ORION_MAIL_MAX_ATTEMPTS", "20", "send attempts per email before it is marked failed (1..1000)"},
@@ -91,7 +91,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	long long payment_timeout = 25000, password_memory = 65536;
 	long long ttl = 900, address_burst = 20, address_rate = 20, mail_attempts = 20, low_stock = 5;
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000,
-	          sweep_after = 30000;
+	          sweep_after = 40000;
 	const char *bad = NULL;
 
 #define TRY(name, call)                                                                                      \
@@ -133,7 +133,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_SNAPSHOT_EVERY", read_number("ORION_SNAPSHOT_EVERY", 0, 1000000, &snapshot));
 	TRY("ORION_STREAM_REPLICAS", read_number("ORION_STREAM_REPLICAS", 1, 5, &replicas));
 	TRY("ORION_COMMAND_TIMEOUT_MS", read_number("ORION_COMMAND_TIMEOUT_MS", 10, 600000, &timeout));
-	TRY("ORION_SAGA_SWEEP_AFTER_MS", read_number("ORION_SAGA_SWEEP_AFTER_MS", 0, 86400000, &sweep_after));
+	TRY("ORION_SWEEP_AFTER_MS", read_number("ORION_SWEEP_AFTER_MS", 0, 86400000, &sweep_after));
 #undef TRY
 	if (strcmp(c->log_level, "debug") != 0 && strcmp(c->log_level, "info") != 0 &&
 	    strcmp(c->log_level, "warn") != 0 && strcmp(c->log_level, "error") != 0) {
@@ -145,7 +145,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	c->snapshot_every = (unsigned)snapshot;
 	c->stream_replicas = (int)replicas;
 	c->command_timeout_ms = (long)timeout;
-	c->saga_sweep_after_ms = (long)sweep_after;
+	c->sweep_after_ms = (long)sweep_after;
 	c->reservation_ttl_s = (long)ttl;
 	c->mail_max_attempts = (unsigned)mail_attempts;
 	c->low_stock_threshold = (int64_t)low_stock;

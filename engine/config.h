@@ -24,7 +24,7 @@ typedef struct orn_config {
 	unsigned snapshot_every;               /* ORION_SNAPSHOT_EVERY, default 100 (0 = never) */
 	int stream_replicas;                   /* ORION_STREAM_REPLICAS, default 1 */
 	long command_timeout_ms;               /* ORION_COMMAND_TIMEOUT_MS, default 5000 */
-	long saga_sweep_after_ms;              /* ORION_SAGA_SWEEP_AFTER_MS, default 30000 (0 = no sweeper) */
+	long sweep_after_ms;                   /* ORION_SWEEP_AFTER_MS, default 40000 (0 = no sweeper) */
 	char cors_origins[ORN_CONFIG_STR_MAX]; /* ORION_CORS_ORIGINS: comma-separated origins, "" = none */
 	char smtp_url[ORN_CONFIG_STR_MAX];     /* ORION_SMTP_URL; "" = Maildir under <data dir>/mail */
 	char mail_from[ORN_CONFIG_STR_MAX];    /* ORION_MAIL_FROM, default orders@orion.localhost */

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "product.h"
 #include "stock.h"
+#include "sweep.h"
 #include "user.h"
 
 #define CONSUMER_FILTER    "orion.evt.order.>"
@@ -89,6 +90,7 @@ typedef struct worker {
 	bool alerts;                 /* the alert worker: stock events, not order events */
 	product_state *product;      /* alert worker: the product of an alert */
 	int64_t fetch_error_logged_ms;
+	int64_t sweep_idle_ms; /* the sweeper's worker: an email attempted this recently is another's */
 } worker;
 
 struct mail_service {
@@ -107,6 +109,9 @@ struct mail_service {
 	atomic_bool stopping;
 	worker *workers;
 	unsigned worker_count;
+	int64_t sweep_after_ms; /* > 0: the order emails' sweeper (sweep.h) */
+	es_sweep *sweep;
+	worker sweeper; /* its worker: no consumer of its own */
 };
 
 void mail_options_init(mail_options *o)
@@ -536,7 +541,10 @@ static outcome deliver(worker *w, const email *e, render_fn *render, void *closu
 		          "state", mail_log_status_name(ref.state.status));
 		return DONE;
 	}
-	if (marked) { /* sent, but the log missed it (a kill, NATS down): complete the log */
+	if (w->sweep_idle_ms > 0 && ref.state.exists &&
+	    ref.state.updated_at_ms > orn_now_ms() - w->sweep_idle_ms)
+		return RETRY; /* the sweeper: a worker is at it (SMTP down); look again later */
+	if (marked) {         /* sent, but the log missed it (a kill, NATS down): complete the log */
 		log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms > 0 ? sent_ms : orn_now_ms(),
 		            m->max_attempts, NULL);
 		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
@@ -945,9 +953,59 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- the sweeper (sweep.h, ADR 013 addendum) ---- */
+
+/* Whether an order event asks for an email (the follow thread's filter). */
+static bool sweep_wants(void *closure, const env_envelope *e)
+{
+	const char *type;
+	(void)closure;
+	for (int k = 0; (type = order_event_type((order_event_kind)k)) != NULL; k++)
+		if (strcmp(type, e->type) == 0)
+			return mail_status_for_event((order_event_kind)k) != ORDER_NONE;
+	return false;
+}
+
+typedef struct sweep_ctx {
+	worker *w;
+	const char *order_id;
+	outcome result;
+} sweep_ctx;
+
+static orn_rc sweep_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	sweep_ctx *c = closure;
+	if (c->result == DONE) {
+		log_set_correlation(e->correlation);
+		c->result = order_email_event(c->w, c->order_id, subject, seq, e);
+		log_set_correlation(NULL);
+	}
+	return ORN_OK;
+}
+
+/* A due order commit: its emails, unless the delivery log has them settled
+ * (deliver() says) or a worker attempted them lately (sweep_idle_ms). */
+static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_t seq,
+                                     const char *correlation)
+{
+	mail_service *m = closure;
+	size_t prefix = strlen(ORDER_SUBJECT);
+	uint64_t last = 0;
+	(void)correlation;
+
+	if (atomic_load(&m->stopping))
+		return ES_SWEEP_RETRY;
+	if (strncmp(subject, ORDER_SUBJECT, prefix) != 0 || !orn_id_valid(subject + prefix))
+		return ES_SWEEP_DONE;
+	sweep_ctx c = {&m->sweeper, subject + prefix, DONE};
+	if (es_read(m->store, subject, seq, seq, sweep_event, &c, &last) != ORN_OK || last != seq)
+		return ES_SWEEP_RETRY;
+	return c.result == RETRY ? ES_SWEEP_RETRY : ES_SWEEP_DONE;
+}
+
 /* ---- lifecycle ---- */
 
-static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alerts)
+static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alerts, bool bind)
 {
 	w->service = m;
 	w->index = index;
@@ -962,6 +1020,8 @@ static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alert
 		return ORN_ENOMEM;
 	if (m->smtp_url != NULL && (w->curl = curl_easy_init()) == NULL)
 		return ORN_ENOMEM;
+	if (!bind)
+		return ORN_OK;
 	orn_rc rc = es_durable_bind(m->store, alerts ? &ALERTS_CONSUMER : &CONSUMER, &w->sub);
 	if (rc != ORN_OK)
 		log_error("mail cannot bind to its consumer", "consumer",
@@ -1013,6 +1073,7 @@ static orn_rc options_take(mail_service *m, const mail_options *o)
 	m->retry_max_ms = o->retry_max_ms > 0 ? o->retry_max_ms : 5000;
 	m->max_attempts = o->max_attempts > 0 ? o->max_attempts : MAIL_MAX_ATTEMPTS_DEFAULT;
 	m->worker_count = o->workers == 0 ? 4 : o->workers > WORKERS_MAX ? WORKERS_MAX : o->workers;
+	m->sweep_after_ms = o->sweep_after_ms == 0 ? MAIL_SWEEP_AFTER_MS_DEFAULT : o->sweep_after_ms;
 	return rc;
 }
 
@@ -1059,7 +1120,7 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		goto fail;
 	}
 	for (unsigned i = 0; i < m->worker_count; i++)
-		if ((rc = worker_init(m, &m->workers[i], i, i + 1 == m->worker_count)) != ORN_OK)
+		if ((rc = worker_init(m, &m->workers[i], i, i + 1 == m->worker_count, true)) != ORN_OK)
 			goto fail;
 	for (unsigned i = 0; i < m->worker_count; i++) {
 		if (pthread_create(&m->workers[i].thread, NULL, worker_main, &m->workers[i]) != 0) {
@@ -1067,6 +1128,20 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 			goto fail;
 		}
 		m->workers[i].started = true;
+	}
+	if (m->sweep_after_ms > 0) {
+		es_sweep_options so = {.filter = CONSUMER_FILTER,
+		                       .after_ms = m->sweep_after_ms,
+		                       .retry_first_ms = RETRY_FIRST_MS,
+		                       .retry_max_ms = (int64_t)m->retry_max_ms,
+		                       .wants = sweep_wants,
+		                       .fn = sweep_commit,
+		                       .closure = m,
+		                       .name = "mail"};
+		m->sweeper.sweep_idle_ms = m->sweep_after_ms;
+		if ((rc = worker_init(m, &m->sweeper, m->worker_count, false, false)) != ORN_OK ||
+		    (rc = es_sweep_start(m->store, &so, &m->sweep)) != ORN_OK)
+			goto fail;
 	}
 	log_info("mail started", "transport", m->smtp_url != NULL ? "smtp" : "maildir", "tls",
 	         m->smtp_url == NULL    ? "none"
@@ -1088,6 +1163,8 @@ void mail_stop(mail_service *m)
 	for (unsigned i = 0; m->workers != NULL && i < m->worker_count; i++)
 		if (m->workers[i].started)
 			pthread_join(m->workers[i].thread, NULL);
+	es_sweep_stop(m->sweep);
+	worker_dispose(&m->sweeper);
 	for (unsigned i = 0; m->workers != NULL && i < m->worker_count; i++)
 		worker_dispose(&m->workers[i]);
 	free(m->workers);

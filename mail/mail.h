@@ -83,9 +83,10 @@
 #include "order_token.h"
 #include "orn.h"
 
-#define MAIL_CONSUMER             "orion_mail"
-#define MAIL_ALERTS_CONSUMER      "orion_mail_alerts"
-#define MAIL_MAX_ATTEMPTS_DEFAULT 20
+#define MAIL_CONSUMER               "orion_mail"
+#define MAIL_ALERTS_CONSUMER        "orion_mail_alerts"
+#define MAIL_MAX_ATTEMPTS_DEFAULT   20
+#define MAIL_SWEEP_AFTER_MS_DEFAULT 40000 /* after the consumer's AckWait (30 s) */
 
 typedef struct mail_options {
 	const char *smtp_url;   /* NULL or "": write to the Maildir instead; else smtp://host:port or
@@ -94,10 +95,12 @@ typedef struct mail_options {
 	const char *from;       /* sender address */
 	const char *public_url; /* base of links, no trailing slash, e.g. http://127.0.0.1:8080 */
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES]; /* actors/order_token.h */
-	const char *state_dir; /* LMDB directory of the sent markers; created if absent; required */
-	unsigned workers;      /* default 4 */
-	unsigned retry_max_ms; /* backoff ceiling while SMTP fails; default 5000 */
-	unsigned max_attempts; /* attempts per email before it is marked failed; default 20, 0 = 20 */
+	const char *state_dir;  /* LMDB directory of the sent markers; created if absent; required */
+	unsigned workers;       /* default 4 */
+	unsigned retry_max_ms;  /* backoff ceiling while SMTP fails; default 5000 */
+	unsigned max_attempts;  /* attempts per email before it is marked failed; default 20, 0 = 20 */
+	int64_t sweep_after_ms; /* the order emails' sweeper (sweep.h): default MAIL_SWEEP_AFTER_MS_DEFAULT,
+	                           < 0: none */
 } mail_options;
 
 /* Fills o with the defaults: no SMTP, no directories, from

@@ -28,6 +28,7 @@
 #include "bus.h"
 #include "harness.h"
 #include "log.h"
+#include "lost_delivery.h"
 #include "mail.h"
 #include "mail_log.h"
 #include "mails.h"
@@ -50,13 +51,15 @@ static int smtp_port;
 static char *work_dir;
 static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
-static unsigned max_attempts; /* 0: the default; set by a test before start_mail */
+static unsigned max_attempts;  /* 0: the default; set by a test before start_mail */
+static int64_t sweep_after_ms; /* 0: the default; set by a test before start_mail */
 
 static void fake_smtp_stop(void);
 
 static void setup(void)
 {
 	max_attempts = 0;
+	sweep_after_ms = 0;
 	cr_assert_geq(sodium_init(), 0);
 	server = th_natsd_start("mail");
 	es_options eo;
@@ -144,6 +147,7 @@ static void start_mail(const char *url, const char *maildir)
 	memcpy(o.token_key, key, sizeof key);
 	o.state_dir = state_dir;
 	o.retry_max_ms = 1000;
+	o.sweep_after_ms = sweep_after_ms;
 	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
 }
 
@@ -633,6 +637,40 @@ Test(mail, a_restart_and_a_full_redelivery_send_nothing_twice)
 	wait_quiescent();
 	cr_assert_eq(count_of(smtp_dir, "<o3.awaiting_confirmation@orion>"), 1);
 	cr_assert_eq(count_of(smtp_dir, "<o3.cancelled@orion>"), 1);
+	cr_assert_eq(total_of(smtp_dir), 2);
+}
+
+Test(mail, an_email_whose_event_the_consumer_lost_is_sent_by_the_sweeper)
+{
+	start_smtpd();
+	start_mail(smtp_url, NULL); /* creates the durable consumer */
+	mail_stop(mail);
+	mail = NULL;
+	place("o-lost", "Blue mug");
+	reserve("o-lost");
+	cr_assert_eq(tld_lose_all(store, MAIL_CONSUMER, "orion.evt.order.>", "orion.evt.order.o-lost"), 2,
+	             "the consumer held the two commits, now lost");
+	sweep_after_ms = 500;
+	start_mail(smtp_url, NULL);
+	wait_for(smtp_dir, "<o-lost.awaiting_confirmation@orion>");
+	wait_quiescent();
+	cr_assert_eq(total_of(smtp_dir), 1);
+}
+
+Test(mail, sweeping_emails_that_went_out_sends_nothing_twice)
+{
+	sweep_after_ms = 300;
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	place("o-swept", "Blue mug");
+	reserve("o-swept");
+	cancel("o-swept");
+	wait_for(smtp_dir, "<o-swept.awaiting_confirmation@orion>");
+	wait_for(smtp_dir, "<o-swept.cancelled@orion>");
+	wait_quiescent();
+	th_sleep_ms(1500); /* every commit falls due and is swept */
+	cr_assert_eq(count_of(smtp_dir, "<o-swept.awaiting_confirmation@orion>"), 1);
+	cr_assert_eq(count_of(smtp_dir, "<o-swept.cancelled@orion>"), 1);
 	cr_assert_eq(total_of(smtp_dir), 2);
 }
 

@@ -21,6 +21,7 @@
 #include "checkout_world.h"
 #include "harness.h"
 #include "log.h"
+#include "lost_delivery.h"
 #include "order.h"
 #include "orders.h"
 #include "proj_env.h"
@@ -467,38 +468,14 @@ Test(saga, an_order_not_confirmed_in_time_expires_and_releases, .init = start_al
 
 /* ---- the sweeper ---- */
 
-/* Makes the saga's durable consumer lose order_id's next event, as the
- * nats-server 2.9 does when a delivery was not agreed by its replicas: the
- * event is taken and acknowledged here, so no saga worker ever gets it. The
- * saga must be stopped; nothing else may be waiting in the consumer. */
+/* Makes the saga's durable consumer lose order_id's waiting event (the saga
+ * must be stopped). */
 static void lose_delivery(const char *order_id)
 {
-	natsSubscription *sub = NULL;
-	jsSubOptions so;
 	char subject[96];
-	bool lost = false;
-
-	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
-	so.Consumer = SAGA_CONSUMER;
-	cr_assert_eq(js_PullSubscribe(&sub, es_store_jetstream(world.store), "orion.evt.order.>",
-	                              SAGA_CONSUMER, NULL, &so, NULL),
-	             NATS_OK);
 	snprintf(subject, sizeof subject, "orion.evt.order.%s", order_id);
-	for (int i = 0; i < 20 && !lost; i++) {
-		natsMsgList list;
-		memset(&list, 0, sizeof list);
-		natsSubscription_Fetch(&list, sub, 1, 500, NULL);
-		for (int k = 0; k < list.Count; k++) {
-			cr_assert_str_eq(natsMsg_GetSubject(list.Msgs[k]), subject,
-			                 "only the lost event waits");
-			cr_assert_eq(natsMsg_AckSync(list.Msgs[k], NULL, NULL), NATS_OK);
-			lost = true;
-		}
-		natsMsgList_Destroy(&list);
-	}
-	natsSubscription_Destroy(sub);
-	cr_assert(lost, "the consumer had %s's event", order_id);
+	cr_assert_eq(tld_lose_all(world.store, SAGA_CONSUMER, "orion.evt.order.>", subject), 1,
+	             "the consumer had %s's event", order_id);
 }
 
 /* The running saga's sweeper counters once swept reaches at least want. */

@@ -1,0 +1,231 @@
+/* sweep.c — the sweeper under a durable consumer (see sweep.h).
+ *
+ * Threads: the follow subscription's cnats thread queues commits; the
+ * sweeper's own thread waits for the head of the queue to fall due and calls
+ * the role's fn. The queue (stream order, so due times grow but for clock
+ * skew between writers and retries at the back) and the map of each
+ * subject's newest item are under lock. */
+#include "sweep.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hashmap.h"
+#include "log.h"
+
+#define WAIT_MAX_MS 1000 /* the thread looks at the queue at least this often */
+
+typedef struct item {
+	struct item *next;
+	int64_t due_ms; /* wall clock */
+	uint64_t seq;
+	unsigned attempts;
+	char subject[ES_SUBJECT_MAX];
+	char correlation[ENV_ID_MAX];
+} item;
+
+struct es_sweep {
+	es_sweep_options o;
+	es_follow *follow;
+	pthread_t thread;
+	bool thread_started, follow_done, stopping;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	item *head, *tail;
+	size_t queued;
+	hmap *newest;        /* newest_only: subject -> its newest item */
+	uint64_t queued_seq; /* the follow thread's: the last commit queued */
+	atomic_uint_least64_t dropped;
+};
+
+/* Appends it to the queue (lock held). */
+static void push(es_sweep *sw, item *it)
+{
+	it->next = NULL;
+	if (sw->tail != NULL)
+		sw->tail->next = it;
+	else
+		sw->head = it;
+	sw->tail = it;
+	sw->queued++;
+}
+
+/* Called for each event of each commit followed, in stream order: the
+ * commit is queued at its first event the role wants. */
+static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	es_sweep *sw = closure;
+	item *it;
+
+	if (seq == sw->queued_seq || (sw->o.wants != NULL && !sw->o.wants(sw->o.closure, e)))
+		return ORN_OK;
+	sw->queued_seq = seq;
+	if (subject == NULL || strlen(subject) >= ES_SUBJECT_MAX || (it = calloc(1, sizeof *it)) == NULL)
+		return ORN_OK; /* the durable consumer's own delivery still stands */
+	it->seq = seq;
+	it->due_ms = (e->time_ms > 0 ? e->time_ms : orn_now_ms()) + sw->o.after_ms;
+	strcpy(it->subject, subject);
+	snprintf(it->correlation, sizeof it->correlation, "%s", e->correlation);
+	pthread_mutex_lock(&sw->lock);
+	if (sw->queued >= ES_SWEEP_QUEUE_MAX ||
+	    (sw->o.newest_only && hmap_put(sw->newest, it->subject, it) != ORN_OK)) {
+		pthread_mutex_unlock(&sw->lock);
+		if (atomic_fetch_add(&sw->dropped, 1) == 0)
+			log_warn("sweeper queue full: commits go unswept", "sweeper", sw->o.name, "subject",
+			         it->subject);
+		free(it);
+		return ORN_OK;
+	}
+	push(sw, it);
+	pthread_cond_signal(&sw->wake);
+	pthread_mutex_unlock(&sw->lock);
+	return ORN_OK;
+}
+
+static void on_done(void *closure)
+{
+	es_sweep *sw = closure;
+
+	pthread_mutex_lock(&sw->lock);
+	sw->follow_done = true;
+	pthread_cond_broadcast(&sw->wake);
+	pthread_mutex_unlock(&sw->lock);
+}
+
+/* True if it is due to be looked at: its subject's newest (or every commit counts). */
+static bool current(es_sweep *sw, const item *it)
+{
+	return !sw->o.newest_only || hmap_get(sw->newest, it->subject) == it;
+}
+
+static void forget(es_sweep *sw, item *it)
+{
+	if (sw->o.newest_only && hmap_get(sw->newest, it->subject) == it)
+		hmap_remove(sw->newest, it->subject);
+	free(it);
+}
+
+static void *sweeper_main(void *arg)
+{
+	es_sweep *sw = arg;
+
+	pthread_mutex_lock(&sw->lock);
+	while (!sw->stopping) {
+		item *it = sw->head;
+		int64_t now = orn_now_ms();
+		if (it == NULL || it->due_ms > now) {
+			int64_t wait =
+			        it == NULL || it->due_ms - now > WAIT_MAX_MS ? WAIT_MAX_MS : it->due_ms - now;
+			struct timespec until = orn_monotonic_deadline(wait);
+			pthread_cond_timedwait(&sw->wake, &sw->lock, &until);
+			continue;
+		}
+		sw->head = it->next;
+		if (sw->head == NULL)
+			sw->tail = NULL;
+		sw->queued--;
+		if (!current(sw, it)) {
+			free(it); /* a newer commit of the subject is queued: it decides */
+			continue;
+		}
+		pthread_mutex_unlock(&sw->lock);
+		es_sweep_verdict v = sw->o.fn(sw->o.closure, it->subject, it->seq, it->correlation);
+		pthread_mutex_lock(&sw->lock);
+		if (v == ES_SWEEP_DONE || sw->stopping || !current(sw, it)) {
+			forget(sw, it);
+			continue;
+		}
+		it->attempts++;
+		it->due_ms =
+		        orn_now_ms() + es_backoff_ms(it->attempts, sw->o.retry_first_ms, sw->o.retry_max_ms);
+		push(sw, it);
+	}
+	pthread_mutex_unlock(&sw->lock);
+	return NULL;
+}
+
+static void sweep_free(es_sweep *sw)
+{
+	if (sw->follow != NULL) {
+		es_follow_stop(sw->follow);
+		pthread_mutex_lock(&sw->lock);
+		while (!sw->follow_done)
+			pthread_cond_wait(&sw->wake, &sw->lock);
+		pthread_mutex_unlock(&sw->lock);
+	}
+	if (sw->thread_started) {
+		pthread_mutex_lock(&sw->lock);
+		sw->stopping = true;
+		pthread_cond_broadcast(&sw->wake);
+		pthread_mutex_unlock(&sw->lock);
+		pthread_join(sw->thread, NULL);
+	}
+	for (item *it = sw->head; it != NULL;) {
+		item *next = it->next;
+		free(it);
+		it = next;
+	}
+	hmap_destroy(sw->newest);
+	pthread_cond_destroy(&sw->wake);
+	pthread_mutex_destroy(&sw->lock);
+	free(sw);
+}
+
+orn_rc es_sweep_start(es_store *s, const es_sweep_options *o, es_sweep **out)
+{
+	pthread_condattr_t attr;
+	es_sweep *sw;
+	orn_rc rc;
+
+	*out = NULL;
+	if (s == NULL || o == NULL || o->filter == NULL || o->fn == NULL || o->after_ms <= 0)
+		return ORN_EINVAL;
+	if ((sw = calloc(1, sizeof *sw)) == NULL)
+		return ORN_ENOMEM;
+	sw->o = *o;
+	if (sw->o.retry_first_ms <= 0)
+		sw->o.retry_first_ms = 100;
+	if (sw->o.retry_max_ms <= 0)
+		sw->o.retry_max_ms = 10000;
+	if (sw->o.name == NULL)
+		sw->o.name = "";
+	atomic_init(&sw->dropped, 0);
+	pthread_mutex_init(&sw->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&sw->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	if (sw->o.newest_only && (sw->newest = hmap_create()) == NULL) {
+		sweep_free(sw);
+		return ORN_ENOMEM;
+	}
+	if (pthread_create(&sw->thread, NULL, sweeper_main, sw) != 0) {
+		sweep_free(sw);
+		return ORN_ENOMEM;
+	}
+	sw->thread_started = true;
+	int64_t lookback = 2 * o->after_ms > ES_SWEEP_LOOKBACK_MS ? 2 * o->after_ms : ES_SWEEP_LOOKBACK_MS;
+	rc = es_follow_since(s, o->filter, orn_now_ms() - lookback, on_event, on_done, sw, &sw->follow);
+	if (rc != ORN_OK) {
+		log_warn("sweeper cannot follow its subjects", "sweeper", sw->o.name, "error",
+		         orn_rc_name(rc));
+		sweep_free(sw);
+		return rc;
+	}
+	*out = sw;
+	return ORN_OK;
+}
+
+void es_sweep_stop(es_sweep *sw)
+{
+	if (sw != NULL)
+		sweep_free(sw);
+}
+
+uint64_t es_sweep_dropped(es_sweep *sw)
+{
+	return sw != NULL ? atomic_load(&sw->dropped) : 0;
+}
