@@ -302,6 +302,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		pay.psp_key = st->cfg->psp_key;
 		pay.state_dir = state_dir;
 		pay.command_timeout_ms = st->cfg->command_timeout_ms;
+		pay.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		/* The gateway waits payment_timeout_ms: answer well before it gives up. */
 		pay.request_budget_ms =
 		        st->cfg->payment_timeout_ms > 6000 ? st->cfg->payment_timeout_ms - 5000 : 1000;

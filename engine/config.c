@@ -25,7 +25,7 @@ static const orn_config_var vars[] = {
         {"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
         {"ORION_COMMAND_TIMEOUT_MS", "5000", "how long a command waits for its actor"},
         {"ORION_SWEEP_AFTER_MS", "40000",
-         "age of an order event at which checkout and mail check its work was done (0: never)"},
+         "age of an order event at which checkout, mail, payment check its work was done (0: never)"},
         {"ORION_SMTP_URL", "unset", "SMTP server (smtp://host:port, smtps://user:pass@host); unset: Maildir"},
         {"ORION_MAIL_FROM", "orders@orion.localhost", "sender address of the shop's emails"},
         {"ORION_MAIL_MAX_ATTEMPTS", "20", "send attempts per email before it is marked failed (1..1000)"},

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "order.h"
 #include "psp_client.h"
+#include "sweep.h"
 
 #define ORDER_FILTER        "orion.evt.order.>"
 #define ORDER_PREFIX        "orion.evt.order."
@@ -95,6 +96,9 @@ struct payment_service {
 	pthread_t reconcilers[RECONCILERS];
 	unsigned reconcilers_started;
 	bool curl_ready;
+	int64_t sweep_after_ms; /* > 0: the cancellations' sweeper (sweep.h) */
+	es_sweep *sweep;
+	struct worker *sweeper; /* its worker */
 };
 
 /* A worker's (or reconciler's) own things. */
@@ -139,6 +143,7 @@ void payment_options_init(payment_options *o)
 	o->call_timeout_ms = 10000;
 	o->command_timeout_ms = 5000;
 	o->request_budget_ms = REQUEST_BUDGET_MS;
+	o->sweep_after_ms = PAYMENT_SWEEP_AFTER_MS_DEFAULT;
 }
 
 static bool is_stopping(payment_service *p)
@@ -1121,6 +1126,58 @@ static step_end reconcile_message(worker *w, natsMsg *msg)
 	return end;
 }
 
+/* ---- the sweeper (sweep.h, ADR 007 addendum): cancellations the consumer lost ---- */
+
+static bool sweep_wants(void *closure, const env_envelope *e)
+{
+	(void)closure;
+	return strcmp(e->type, ORDER_EV_CANCELLED) == 0;
+}
+
+typedef struct sweep_ctx {
+	worker *w;
+	const char *order_id;
+	order_event *ev;
+	step_end end;
+} sweep_ctx;
+
+static orn_rc sweep_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	sweep_ctx *c = closure;
+	(void)seq;
+	(void)subject;
+	if (c->end != STEP_DONE || strcmp(e->type, ORDER_EV_CANCELLED) != 0 ||
+	    order_event_decode(e->type, e->payload, e->payload_len, c->ev) != ORN_OK)
+		return ORN_OK;
+	log_set_correlation(e->correlation);
+	c->end = reconcile_cancelled(c->w, c->order_id, c->ev->data.time_ms);
+	log_set_correlation(NULL);
+	return ORN_OK;
+}
+
+/* A due cancellation: reconciled again (refunds are keyed, so a second pass
+ * over a reconciled order changes nothing). */
+static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_t seq,
+                                     const char *correlation)
+{
+	payment_service *p = closure;
+	size_t prefix = strlen(ORDER_PREFIX);
+	uint64_t last = 0;
+	(void)correlation;
+
+	if (is_stopping(p))
+		return ES_SWEEP_RETRY;
+	if (strncmp(subject, ORDER_PREFIX, prefix) != 0 || strlen(subject + prefix) > ORN_ID_MAX ||
+	    !orn_id_valid(subject + prefix))
+		return ES_SWEEP_DONE;
+	sweep_ctx c = {p->sweeper, subject + prefix, malloc(sizeof(order_event)), STEP_DONE};
+	if (c.ev == NULL)
+		return ES_SWEEP_RETRY;
+	orn_rc rc = es_read(p->store, subject, seq, seq, sweep_event, &c, &last);
+	free(c.ev);
+	return rc == ORN_OK && last == seq && c.end == STEP_DONE ? ES_SWEEP_DONE : ES_SWEEP_RETRY;
+}
+
 static void *reconciler_main(void *arg)
 {
 	worker *w = arg;
@@ -1237,6 +1294,9 @@ static void service_free(payment_service *p)
 		pthread_join(p->threads[i], NULL);
 	for (unsigned i = 0; i < p->reconcilers_started; i++)
 		pthread_join(p->reconcilers[i], NULL);
+	es_sweep_stop(p->sweep);
+	if (p->sweeper != NULL)
+		worker_free(p->sweeper);
 	for (request *r = p->head; r != NULL;) { /* queued, never started */
 		request *next = r->next;
 		reply_to(p, r->msg, BUS_FAILED, "unavailable", "the payment service is stopping", 0);
@@ -1281,6 +1341,7 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 	p->call_timeout_ms = o->call_timeout_ms > 0 ? o->call_timeout_ms : 10000;
 	p->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 5000;
 	p->request_budget_ms = o->request_budget_ms > 0 ? o->request_budget_ms : REQUEST_BUDGET_MS;
+	p->sweep_after_ms = o->sweep_after_ms;
 	p->kill_after_charge = fault != NULL && strcmp(fault, "1") == 0;
 	atomic_init(&p->stopping, false);
 	pthread_mutex_init(&p->lock, NULL);
@@ -1325,6 +1386,21 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 			goto fail;
 		}
 		p->reconcilers_started++;
+	}
+	if (p->sweep_after_ms > 0) {
+		es_sweep_options so = {.filter = ORDER_FILTER,
+		                       .after_ms = p->sweep_after_ms,
+		                       .retry_first_ms = RETRY_FIRST_MS,
+		                       .retry_max_ms = RETRY_MAX_MS,
+		                       .wants = sweep_wants,
+		                       .fn = sweep_commit,
+		                       .closure = p,
+		                       .name = "payment"};
+		if ((p->sweeper = worker_create(p, p->workers + RECONCILERS)) == NULL)
+			goto fail;
+		if ((rc = es_sweep_start(p->store, &so, &p->sweep)) != ORN_OK)
+			goto fail;
+		rc = ORN_ENOMEM;
 	}
 	snprintf(subject, sizeof subject, "orion.cmd.%s.*", PAYMENT_SERVICE_AGGREGATE);
 	natsStatus st = natsConnection_QueueSubscribe(&p->sub, es_store_connection(store), subject,

@@ -90,7 +90,13 @@ typedef struct payment_options {
 	int64_t call_timeout_ms; /* one provider call; default 10000 */
 	int64_t request_budget_ms;  /* provider calls and retries of one request; default 20000 */
 	int64_t command_timeout_ms; /* commands to the order/payment actors; default 5000 */
+	int64_t sweep_after_ms;     /* the sweeper of cancellations the consumer lost (sweep.h);
+	                               default PAYMENT_SWEEP_AFTER_MS_DEFAULT, <= 0: none */
 } payment_options;
+
+/* Before the consumer's AckWait (60 s): racing its redelivery is harmless,
+ * the provider keys every refund. */
+#define PAYMENT_SWEEP_AFTER_MS_DEFAULT 40000
 
 /* Fills o with the defaults (no URL, key or state_dir). */
 void payment_options_init(payment_options *o);

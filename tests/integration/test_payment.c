@@ -19,6 +19,7 @@
 #include "checkout_world.h"
 #include "harness.h"
 #include "log.h"
+#include "lost_delivery.h"
 #include "order.h"
 #include "order_token.h"
 #include "orders.h"
@@ -54,15 +55,32 @@ static proj_runner *timers_runner;
 static timers *expiry;
 /* start_with's knobs: 0 keeps the defaults of start_all */
 static unsigned opt_workers;
-static int64_t opt_budget_ms, opt_hold_ms;
+static int64_t opt_budget_ms, opt_hold_ms, opt_sweep_ms;
+
+/* Starts the payment service with start_with's knobs (psp_url and payment_dir set). */
+static void start_service(void)
+{
+	payment_options pay;
+
+	payment_options_init(&pay);
+	pay.psp_url = psp_url;
+	pay.psp_key = API_KEY;
+	pay.state_dir = payment_dir;
+	pay.call_timeout_ms = 4000;
+	if (opt_workers > 0)
+		pay.workers = opt_workers;
+	if (opt_budget_ms > 0)
+		pay.request_budget_ms = opt_budget_ms;
+	if (opt_sweep_ms != 0)
+		pay.sweep_after_ms = opt_sweep_ms;
+	cr_assert_eq(payment_start(world.store, &pay, &service), ORN_OK);
+}
 
 static void start_with(void)
 {
 	act_options ao;
 	saga_options so;
 	psp_sandbox_options po;
-	payment_options pay;
-
 	cr_assert_geq(sodium_init(), 0);
 	tcw_start(&world, "payment");
 	act_options_init(&ao);
@@ -89,16 +107,7 @@ static void start_with(void)
 	cr_assert_eq(psp_sandbox_start(&po, &sandbox), ORN_OK);
 	snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u", (unsigned)psp_sandbox_port(sandbox));
 	payment_dir = th_tempdir("payment-state");
-	payment_options_init(&pay);
-	pay.psp_url = psp_url;
-	pay.psp_key = API_KEY;
-	pay.state_dir = payment_dir;
-	pay.call_timeout_ms = 4000;
-	if (opt_workers > 0)
-		pay.workers = opt_workers;
-	if (opt_budget_ms > 0)
-		pay.request_budget_ms = opt_budget_ms;
-	cr_assert_eq(payment_start(world.store, &pay, &service), ORN_OK);
+	start_service();
 }
 
 static void start_all(void)
@@ -550,6 +559,46 @@ Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunde
 	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
 	free(s);
 	assert_no_card_stored();
+}
+
+/* A silent card held 6 s; no sweeper until the test restarts the service. */
+static void start_silent_6s_no_sweeper(void)
+{
+	opt_hold_ms = 6000;
+	opt_sweep_ms = -1;
+	start_with();
+}
+
+Test(payment, a_late_charge_whose_cancellation_the_consumer_lost_is_refunded_by_the_sweeper,
+     .init = start_silent_6s_no_sweeper, .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+	size_t count = 0;
+
+	create_stock("p-lost", 5);
+	order_to_within("o-lost", "p-lost", true, 2000, 2500);
+	bus_reply r = pay("o-lost", "alice", "k-lost", SILENT);
+	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	/* the service goes away; the order expires; its consumer loses the cancellation */
+	payment_stop(service);
+	service = NULL;
+	cr_assert(wait_status("o-lost", "cancelled"), "the deadline expired the order");
+	cr_assert_geq(
+	        tld_lose_all(world.store, PAYMENT_CONSUMER, "orion.evt.order.>", "orion.evt.order.o-lost"), 1,
+	        "the consumer held the cancellation, now lost");
+	opt_sweep_ms = 500;
+	start_service();
+	int64_t until = th_now_ms() + WAIT_MS;
+	bool refunded = false;
+	while (!refunded && th_now_ms() < until) {
+		count = charges_of("o-lost", charges, 4);
+		refunded = count == 1 && charges[0].refunded;
+		if (!refunded)
+			th_sleep_ms(100);
+	}
+	cr_assert_eq(count, 1);
+	cr_assert(refunded, "the sweeper reconciled the lost cancellation: the late charge was refunded");
 }
 
 Test(payment, wrong_state_another_customer_and_an_invalid_card_are_refused, .init = start_all,
