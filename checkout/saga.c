@@ -446,12 +446,11 @@ static es_sweep_verdict sweep_one(void *closure, const char *subject, uint64_t s
 	saga *s = closure;
 	worker *w = s->sweep_worker;
 	step_end end = STEP_DONE;
-	size_t prefix = strlen(ORDER_PREFIX);
+	const char *order_id = es_sweep_id(subject, ORDER_PREFIX);
 
-	if (strncmp(subject, ORDER_PREFIX, prefix) != 0 || strlen(subject + prefix) >= SAGA_ID_MAX ||
-	    !orn_id_valid(subject + prefix))
+	if (order_id == NULL || strlen(order_id) >= sizeof w->order_id)
 		return ES_SWEEP_DONE;
-	strcpy(w->order_id, subject + prefix);
+	strcpy(w->order_id, order_id);
 	log_set_correlation(correlation[0] != '\0' ? correlation : w->order_id);
 	if (load_order(w) != ORN_OK || w->version < seq) {
 		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */

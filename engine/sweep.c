@@ -225,6 +225,22 @@ void es_sweep_stop(es_sweep *sw)
 		sweep_free(sw);
 }
 
+const char *es_sweep_id(const char *subject, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	if (strncmp(subject, prefix, n) != 0 || strlen(subject + n) > ORN_ID_MAX ||
+	    !orn_id_valid(subject + n))
+		return NULL;
+	return subject + n;
+}
+
+orn_rc es_sweep_reread(es_store *s, const char *subject, uint64_t seq, es_event_fn fn, void *closure)
+{
+	uint64_t last = 0;
+	orn_rc rc = es_read(s, subject, seq, seq, fn, closure, &last);
+	return rc != ORN_OK ? rc : last == seq ? ORN_OK : ORN_EUNAVAILABLE;
+}
+
 uint64_t es_sweep_dropped(es_sweep *sw)
 {
 	return sw != NULL ? atomic_load(&sw->dropped) : 0;

@@ -68,6 +68,14 @@ orn_rc es_sweep_start(es_store *s, const es_sweep_options *o, es_sweep **out);
  * should give up quickly once its role stops (ES_SWEEP_RETRY). NULL ok. */
 void es_sweep_stop(es_sweep *sw);
 
+/* For a role's fn: the aggregate id of subject if it is prefix followed by a
+ * valid id (orn_id_valid, at most ORN_ID_MAX), else NULL. */
+const char *es_sweep_id(const char *subject, const char *prefix);
+
+/* For a role's fn: reads the commit at seq on subject again, calling fn for
+ * each of its events (as es_read does). ORN_OK only if it was read whole. */
+orn_rc es_sweep_reread(es_store *s, const char *subject, uint64_t seq, es_event_fn fn, void *closure);
+
 /* Commits not queued because the queue was full. */
 uint64_t es_sweep_dropped(es_sweep *sw);
 

@@ -989,16 +989,15 @@ static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_
                                      const char *correlation)
 {
 	mail_service *m = closure;
-	size_t prefix = strlen(ORDER_SUBJECT);
-	uint64_t last = 0;
+	const char *order_id = es_sweep_id(subject, ORDER_SUBJECT);
 	(void)correlation;
 
 	if (atomic_load(&m->stopping))
 		return ES_SWEEP_RETRY;
-	if (strncmp(subject, ORDER_SUBJECT, prefix) != 0 || !orn_id_valid(subject + prefix))
+	if (order_id == NULL)
 		return ES_SWEEP_DONE;
-	sweep_ctx c = {&m->sweeper, subject + prefix, DONE};
-	if (es_read(m->store, subject, seq, seq, sweep_event, &c, &last) != ORN_OK || last != seq)
+	sweep_ctx c = {&m->sweeper, order_id, DONE};
+	if (es_sweep_reread(m->store, subject, seq, sweep_event, &c) != ORN_OK)
 		return ES_SWEEP_RETRY;
 	return c.result == RETRY ? ES_SWEEP_RETRY : ES_SWEEP_DONE;
 }

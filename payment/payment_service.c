@@ -1161,21 +1161,19 @@ static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_
                                      const char *correlation)
 {
 	payment_service *p = closure;
-	size_t prefix = strlen(ORDER_PREFIX);
-	uint64_t last = 0;
+	const char *order_id = es_sweep_id(subject, ORDER_PREFIX);
 	(void)correlation;
 
 	if (is_stopping(p))
 		return ES_SWEEP_RETRY;
-	if (strncmp(subject, ORDER_PREFIX, prefix) != 0 || strlen(subject + prefix) > ORN_ID_MAX ||
-	    !orn_id_valid(subject + prefix))
+	if (order_id == NULL)
 		return ES_SWEEP_DONE;
-	sweep_ctx c = {p->sweeper, subject + prefix, malloc(sizeof(order_event)), STEP_DONE};
+	sweep_ctx c = {p->sweeper, order_id, malloc(sizeof(order_event)), STEP_DONE};
 	if (c.ev == NULL)
 		return ES_SWEEP_RETRY;
-	orn_rc rc = es_read(p->store, subject, seq, seq, sweep_event, &c, &last);
+	orn_rc rc = es_sweep_reread(p->store, subject, seq, sweep_event, &c);
 	free(c.ev);
-	return rc == ORN_OK && last == seq && c.end == STEP_DONE ? ES_SWEEP_DONE : ES_SWEEP_RETRY;
+	return rc == ORN_OK && c.end == STEP_DONE ? ES_SWEEP_DONE : ES_SWEEP_RETRY;
 }
 
 static void *reconciler_main(void *arg)

@@ -521,6 +521,19 @@ Test(payment, one_idempotency_key_is_one_charge, .init = start_all, .fini = stop
 	assert_no_card_stored();
 }
 
+/* Polls the provider until the order has one charge and it is refunded, or
+ * WAIT_MS; returns the last count (out holds the charges). */
+static size_t wait_one_refunded(const char *order_id, pspc_charge *out, size_t cap)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	size_t count = charges_of(order_id, out, cap);
+	while (!(count == 1 && out[0].refunded) && th_now_ms() < until) {
+		th_sleep_ms(100);
+		count = charges_of(order_id, out, cap);
+	}
+	return count;
+}
+
 Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunded, .init = start_all,
      .fini = stop_all, .timeout = 120)
 {
@@ -535,17 +548,10 @@ Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunde
 	cr_assert_str_eq(r.code, "unavailable");
 	bus_reply_dispose(&r);
 	cr_assert(wait_status("o-silent", "cancelled"), "the deadline expired the order");
-	int64_t until = th_now_ms() + WAIT_MS;
-	bool refunded = false;
-	while (!refunded && th_now_ms() < until) {
-		count = charges_of("o-silent", charges, 4);
-		refunded = count == 1 && charges[0].refunded;
-		if (!refunded)
-			th_sleep_ms(100);
-	}
+	count = wait_one_refunded("o-silent", charges, 4);
 	cr_assert_eq(count, 1);
-	cr_assert(refunded, "the late charge was refunded");
-	until = th_now_ms() + WAIT_MS;
+	cr_assert(charges[0].refunded, "the late charge was refunded");
+	int64_t until = th_now_ms() + WAIT_MS;
 	payment_story *s = NULL;
 	for (;;) {
 		free(s);
@@ -589,16 +595,10 @@ Test(payment, a_late_charge_whose_cancellation_the_consumer_lost_is_refunded_by_
 	        "the consumer held the cancellation, now lost");
 	opt_sweep_ms = 500;
 	start_service();
-	int64_t until = th_now_ms() + WAIT_MS;
-	bool refunded = false;
-	while (!refunded && th_now_ms() < until) {
-		count = charges_of("o-lost", charges, 4);
-		refunded = count == 1 && charges[0].refunded;
-		if (!refunded)
-			th_sleep_ms(100);
-	}
+	count = wait_one_refunded("o-lost", charges, 4);
 	cr_assert_eq(count, 1);
-	cr_assert(refunded, "the sweeper reconciled the lost cancellation: the late charge was refunded");
+	cr_assert(charges[0].refunded,
+	          "the sweeper reconciled the lost cancellation: the late charge was refunded");
 }
 
 Test(payment, wrong_state_another_customer_and_an_invalid_card_are_refused, .init = start_all,
