@@ -15,8 +15,7 @@
  * order, and if that event is still its last and one whose step moves stock
  * (placed and still pending, paid, cancelled, payment failed) it runs the step
  * again. The deterministic command ids make a step already done a no-op; a
- * step that had been lost
- * appends, and is counted and logged as repaired. */
+ * step that had been lost appends, and is counted and logged as repaired. */
 #include "saga.h"
 
 #include <pthread.h>

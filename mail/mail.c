@@ -541,10 +541,11 @@ static outcome deliver(worker *w, const email *e, render_fn *render, void *closu
 		          "state", mail_log_status_name(ref.state.status));
 		return DONE;
 	}
+	/* The sweeper steps back while a worker is at it (SMTP down), and looks again later. */
 	if (w->sweep_idle_ms > 0 && ref.state.exists &&
 	    ref.state.updated_at_ms > orn_now_ms() - w->sweep_idle_ms)
-		return RETRY; /* the sweeper: a worker is at it (SMTP down); look again later */
-	if (marked) {         /* sent, but the log missed it (a kill, NATS down): complete the log */
+		return RETRY;
+	if (marked) { /* sent, but the log missed it (a kill, NATS down): complete the log */
 		log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms > 0 ? sent_ms : orn_now_ms(),
 		            m->max_attempts, NULL);
 		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
@@ -953,7 +954,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* ---- the sweeper (sweep.h, ADR 013 addendum) ---- */
+/* ---- the sweeper (sweep.h, ADR 007 addendum): order emails the consumer lost ---- */
 
 /* Whether an order event asks for an email (the follow thread's filter). */
 static bool sweep_wants(void *closure, const env_envelope *e)
