@@ -101,17 +101,18 @@ struct mail_service {
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
 	unsigned retry_max_ms;
 	unsigned max_attempts;
-	hmap *users;       /* alert worker only: user key -> known_user */
-	uint64_t users_to; /* the stream sequence the users are read up to */
+	pthread_mutex_t users_lock; /* users and users_to: the alert worker and the alert sweeper */
+	hmap *users;                /* user key -> known_user */
+	uint64_t users_to;          /* the stream sequence the users are read up to */
 	MDB_env *env;
 	MDB_dbi markers;
 	bool curl_ready;
 	atomic_bool stopping;
 	worker *workers;
 	unsigned worker_count;
-	int64_t sweep_after_ms; /* > 0: the order emails' sweeper (sweep.h) */
-	es_sweep *sweep;
-	worker sweeper; /* its worker: no consumer of its own */
+	int64_t sweep_after_ms; /* > 0: the sweepers (sweep.h) of order emails and of alerts */
+	es_sweep *sweep, *alert_sweep;
+	worker sweeper, alert_sweeper; /* their workers: no consumer of their own */
 };
 
 void mail_options_init(mail_options *o)
@@ -723,7 +724,7 @@ static orn_rc crossing_fold(void *closure, uint64_t seq, const char *subject, co
 	return ORN_OK;
 }
 
-/* Folds orion.evt.user.> into m->users (alert worker only). */
+/* Folds orion.evt.user.> into m->users (users_lock held). */
 static orn_rc user_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	mail_service *m = closure;
@@ -751,14 +752,42 @@ static orn_rc user_fold(void *closure, uint64_t seq, const char *subject, const 
 	return ORN_OK;
 }
 
-/* Reads the user events appended since the last call, up to the stream's
- * present: an admin registered before the alert's event is always known. */
-static orn_rc users_catch_up(mail_service *m)
+/* An admin as one alert sees it. */
+typedef struct admin_ref {
+	char key[ES_ID_MAX + 1];
+	char email[USER_EMAIL_MAX];
+} admin_ref;
+
+/* The admins now: the user events appended since the last call are read up
+ * to the stream's present (an admin registered before the alert's event is
+ * always known), then the admins are copied out, so that no lock is held
+ * while the alerts go out. *out is the caller's to free. */
+static orn_rc admins_now(mail_service *m, admin_ref **out, size_t *count)
 {
 	uint64_t last = 0;
+	size_t cursor = 0, n = 0;
+	const char *key;
+	void *value;
+
+	*out = NULL;
+	*count = 0;
+	pthread_mutex_lock(&m->users_lock);
 	orn_rc rc = es_read(m->store, USERS_FILTER, m->users_to + 1, 0, user_fold, m, &last);
 	if (rc == ORN_OK && last > m->users_to)
 		m->users_to = last;
+	if (rc == ORN_OK && hmap_count(m->users) > 0 &&
+	    (*out = calloc(hmap_count(m->users), sizeof **out)) == NULL)
+		rc = ORN_ENOMEM;
+	while (rc == ORN_OK && hmap_next(m->users, &cursor, &key, &value)) {
+		const known_user *u = value;
+		if (u->role != USER_ROLE_ADMIN)
+			continue;
+		snprintf((*out)[n].key, sizeof(*out)[n].key, "%s", key);
+		memcpy((*out)[n].email, u->email, sizeof(*out)[n].email);
+		n++;
+	}
+	pthread_mutex_unlock(&m->users_lock);
+	*count = n;
 	return rc;
 }
 
@@ -806,9 +835,8 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 	stock_event ls;
 	crossing c = {0};
 	outcome result = DONE;
-	size_t admins = 0, cursor = 0;
-	const char *key;
-	void *value;
+	admin_ref *admins = NULL;
+	size_t admin_count = 0;
 	orn_rc rc;
 
 	seq_text(seq_s, seq);
@@ -825,21 +853,19 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		         "seq", seq_s);
 		return DONE;
 	}
-	if ((rc = users_catch_up(m)) != ORN_OK) {
-		log_warn("mail cannot read the users", "error", orn_rc_name(rc));
-		return RETRY;
-	}
 	product_state_init(w->product);
 	uint64_t version = 0;
 	if ((rc = es_load(m->store, PRODUCT_AGGREGATE, product_id, 0, product_fold, w, &version)) != ORN_OK) {
 		log_warn("mail cannot load the product", "product", product_id, "error", orn_rc_name(rc));
 		return RETRY;
 	}
-	while (hmap_next(m->users, &cursor, &key, &value)) {
-		const known_user *u = value;
-		if (u->role != USER_ROLE_ADMIN)
-			continue;
-		admins++;
+	if ((rc = admins_now(m, &admins, &admin_count)) != ORN_OK) {
+		log_warn("mail cannot read the users", "error", orn_rc_name(rc));
+		free(admins);
+		return RETRY;
+	}
+	for (size_t i = 0; i < admin_count; i++) {
+		const admin_ref *u = &admins[i];
 		email e = {.label = MAIL_LOG_KIND_LOW_STOCK,
 		           .ref_name = "product",
 		           .ref = product_id,
@@ -847,9 +873,12 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		           .event_ms = env->time_ms,
 		           .correlation = env->correlation};
 		char id[MAIL_LOG_ID_MAX];
-		snprintf(e.key, sizeof e.key, "%s/%s/%s/%s", MAIL_LOG_KIND_LOW_STOCK, product_id, seq_s, key);
-		if (mail_log_id(id, e.key) != ORN_OK)
-			return RETRY;
+		snprintf(e.key, sizeof e.key, "%s/%s/%s/%s", MAIL_LOG_KIND_LOW_STOCK, product_id, seq_s,
+		         u->key);
+		if (mail_log_id(id, e.key) != ORN_OK) {
+			result = RETRY;
+			break;
+		}
 		snprintf(e.file, sizeof e.file, "%s", id);
 		snprintf(e.subject.product_id, sizeof e.subject.product_id, "%s", product_id);
 		snprintf(e.subject.kind, sizeof e.subject.kind, "%s", MAIL_LOG_KIND_LOW_STOCK);
@@ -857,8 +886,9 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		if (deliver(w, &e, render_alert, &ls, u->email) == RETRY)
 			result = RETRY; /* the others go on; the redelivery finds their markers */
 	}
-	if (admins == 0)
+	if (admin_count == 0)
 		log_warn("mail has no admin to alert of low stock", "product", product_id, "seq", seq_s);
+	free(admins);
 	return result;
 }
 
@@ -967,9 +997,16 @@ static bool sweep_wants(void *closure, const env_envelope *e)
 	return false;
 }
 
+static bool sweep_wants_alert(void *closure, const env_envelope *e)
+{
+	(void)closure;
+	return strcmp(e->type, LOW_STOCK_EVENT) == 0;
+}
+
 typedef struct sweep_ctx {
 	worker *w;
-	const char *order_id;
+	const char *id;
+	event_fn *fn;
 	outcome result;
 } sweep_ctx;
 
@@ -978,29 +1015,44 @@ static orn_rc sweep_event(void *closure, uint64_t seq, const char *subject, cons
 	sweep_ctx *c = closure;
 	if (c->result == DONE) {
 		log_set_correlation(e->correlation);
-		c->result = order_email_event(c->w, c->order_id, subject, seq, e);
+		c->result = c->fn(c->w, c->id, subject, seq, e);
 		log_set_correlation(NULL);
 	}
 	return ORN_OK;
 }
 
-/* A due order commit: its emails, unless the delivery log has them settled
- * (deliver() says) or a worker attempted them lately (sweep_idle_ms). */
-static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_t seq,
-                                     const char *correlation)
+/* A due commit: what its events ask of w (fn), as a worker of the consumer
+ * would do it; deliver() skips an email the delivery log has settled, and
+ * steps back from one a worker attempted lately (sweep_idle_ms). */
+static es_sweep_verdict sweep_with(mail_service *m, worker *w, const char *subject, uint64_t seq,
+                                   const char *prefix, event_fn *fn)
 {
-	mail_service *m = closure;
-	const char *order_id = es_sweep_id(subject, ORDER_SUBJECT);
-	(void)correlation;
+	const char *id = es_sweep_id(subject, prefix);
 
 	if (atomic_load(&m->stopping))
 		return ES_SWEEP_RETRY;
-	if (order_id == NULL)
+	if (id == NULL)
 		return ES_SWEEP_DONE;
-	sweep_ctx c = {&m->sweeper, order_id, DONE};
+	sweep_ctx c = {w, id, fn, DONE};
 	if (es_sweep_reread(m->store, subject, seq, sweep_event, &c) != ORN_OK)
 		return ES_SWEEP_RETRY;
 	return c.result == RETRY ? ES_SWEEP_RETRY : ES_SWEEP_DONE;
+}
+
+static es_sweep_verdict sweep_order_commit(void *closure, const char *subject, uint64_t seq,
+                                           const char *correlation)
+{
+	mail_service *m = closure;
+	(void)correlation;
+	return sweep_with(m, &m->sweeper, subject, seq, ORDER_SUBJECT, order_email_event);
+}
+
+static es_sweep_verdict sweep_alert_commit(void *closure, const char *subject, uint64_t seq,
+                                           const char *correlation)
+{
+	mail_service *m = closure;
+	(void)correlation;
+	return sweep_with(m, &m->alert_sweeper, subject, seq, STOCK_SUBJECT, alert_event);
 }
 
 /* ---- lifecycle ---- */
@@ -1077,6 +1129,31 @@ static orn_rc options_take(mail_service *m, const mail_options *o)
 	return rc;
 }
 
+/* Starts the two sweepers: order emails and low-stock alerts. */
+static orn_rc sweepers_start(mail_service *m)
+{
+	es_sweep_options so = {.filter = CONSUMER_FILTER,
+	                       .after_ms = m->sweep_after_ms,
+	                       .retry_first_ms = RETRY_FIRST_MS,
+	                       .retry_max_ms = (int64_t)m->retry_max_ms,
+	                       .wants = sweep_wants,
+	                       .fn = sweep_order_commit,
+	                       .closure = m,
+	                       .name = "mail"};
+	orn_rc rc;
+
+	m->sweeper.sweep_idle_ms = m->alert_sweeper.sweep_idle_ms = m->sweep_after_ms;
+	if ((rc = worker_init(m, &m->sweeper, m->worker_count, false, false)) != ORN_OK ||
+	    (rc = worker_init(m, &m->alert_sweeper, m->worker_count + 1, true, false)) != ORN_OK ||
+	    (rc = es_sweep_start(m->store, &so, &m->sweep)) != ORN_OK)
+		return rc;
+	so.filter = ALERTS_FILTER;
+	so.wants = sweep_wants_alert;
+	so.fn = sweep_alert_commit;
+	so.name = "mail alerts";
+	return es_sweep_start(m->store, &so, &m->alert_sweep);
+}
+
 orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 {
 	mail_service *m = calloc(1, sizeof *m);
@@ -1086,6 +1163,7 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		return ORN_ENOMEM;
 	m->store = store;
 	atomic_init(&m->stopping, false);
+	pthread_mutex_init(&m->users_lock, NULL);
 	if (store == NULL || o == NULL) {
 		rc = ORN_EINVAL;
 		goto fail;
@@ -1129,20 +1207,8 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		}
 		m->workers[i].started = true;
 	}
-	if (m->sweep_after_ms > 0) {
-		es_sweep_options so = {.filter = CONSUMER_FILTER,
-		                       .after_ms = m->sweep_after_ms,
-		                       .retry_first_ms = RETRY_FIRST_MS,
-		                       .retry_max_ms = (int64_t)m->retry_max_ms,
-		                       .wants = sweep_wants,
-		                       .fn = sweep_commit,
-		                       .closure = m,
-		                       .name = "mail"};
-		m->sweeper.sweep_idle_ms = m->sweep_after_ms;
-		if ((rc = worker_init(m, &m->sweeper, m->worker_count, false, false)) != ORN_OK ||
-		    (rc = es_sweep_start(m->store, &so, &m->sweep)) != ORN_OK)
-			goto fail;
-	}
+	if (m->sweep_after_ms > 0 && (rc = sweepers_start(m)) != ORN_OK)
+		goto fail;
 	log_info("mail started", "transport", m->smtp_url != NULL ? "smtp" : "maildir", "tls",
 	         m->smtp_url == NULL    ? "none"
 	         : m->smtp_tls_required ? "required"
@@ -1164,7 +1230,9 @@ void mail_stop(mail_service *m)
 		if (m->workers[i].started)
 			pthread_join(m->workers[i].thread, NULL);
 	es_sweep_stop(m->sweep);
+	es_sweep_stop(m->alert_sweep);
 	worker_dispose(&m->sweeper);
+	worker_dispose(&m->alert_sweeper);
 	for (unsigned i = 0; m->workers != NULL && i < m->worker_count; i++)
 		worker_dispose(&m->workers[i]);
 	free(m->workers);
@@ -1188,5 +1256,6 @@ void mail_stop(mail_service *m)
 	free(m->from);
 	free(m->public_url);
 	free(m->state_dir);
+	pthread_mutex_destroy(&m->users_lock);
 	free(m);
 }

@@ -9,11 +9,12 @@
  * role share the consumer. For an event that triggers an email the worker
  * rebuilds the order as it was right after the event (its events up to the
  * commit's stream sequence, folded with order_evolve): no state of its own
- * beyond the sent markers, so it is correct after any restart. A sweeper
- * (engine/sweep.h, ADR 007 addendum) goes over every order commit that asks
- * for an email sweep_after_ms after it, in case the consumer lost it: an
- * email the delivery log has settled is skipped, one a worker attempted
- * within sweep_after_ms is looked at again later, any other is delivered.
+ * beyond the sent markers, so it is correct after any restart. Sweepers
+ * (engine/sweep.h, ADR 007 addendum) go over every order commit that asks
+ * for an email, and every LowStockDetected, sweep_after_ms after it, in
+ * case the consumer lost it: an email the delivery log has settled is
+ * skipped, one a worker attempted within sweep_after_ms is looked at again
+ * later, any other is delivered.
  *
  * Exactly once, as far as SMTP allows. The sent marker of an email is the key
  * "<order id>/<status>" in an LMDB environment under state_dir:

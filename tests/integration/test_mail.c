@@ -1177,3 +1177,25 @@ Test(mail, alerts_are_logged_with_kind_low_stock)
 	free_mailbox(r, n);
 	mp_writer_destroy(w);
 }
+
+Test(mail, an_alert_whose_event_the_consumer_lost_is_sent_by_the_sweeper)
+{
+	mp_writer *w = mp_writer_create();
+	start_smtpd();
+	register_user(w, "root@orion.test", USER_ROLE_ADMIN);
+	create_product(w, "p9", "MUG-9", "Green mug");
+	start_mail(smtp_url, NULL); /* creates the durable consumers */
+	wait_all_quiescent();
+	mail_stop(mail);
+	mail = NULL;
+	low_stock_detected(w, "p9", 3, "low-9");
+	cr_assert_eq(tld_lose_all(store, MAIL_ALERTS_CONSUMER, "orion.evt.stock.>", "orion.evt.stock.p9"), 1,
+	             "the alert consumer held the crossing, now lost");
+	sweep_after_ms = 500;
+	start_mail(smtp_url, NULL);
+	wait_total(1);
+	wait_all_quiescent();
+	cr_assert_eq(alerts_to("root@orion.test", "Low stock: Green mug (3 left)"), 1);
+	cr_assert_eq(total_of(smtp_dir), 1);
+	mp_writer_destroy(w);
+}
