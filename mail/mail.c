@@ -640,6 +640,13 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 	           .correlation = correlation};
 	if (mail_key(e.key, order_id, status) != ORN_OK)
 		return DONE;
+	if (w->sweep_idle_ms > 0) { /* the sweeper: most emails are settled; no need to read the order */
+		log_ref settled;
+		if (log_load(w->service, e.key, &settled) != ORN_OK)
+			return RETRY;
+		if (settled.state.status != MAIL_LOG_STATUS_PENDING)
+			return DONE;
+	}
 	snprintf(e.file, sizeof e.file, "%s.%s", order_id, e.label);
 	/* The customer's address: the order's, right after the event. */
 	order_state_init(w->order);
@@ -826,6 +833,32 @@ static orn_rc render_alert(worker *w, const email *e, void *closure, mail_messag
 	return mail_render_low_stock(&in, msg);
 }
 
+/* The key of the alert of (product, stock event seq) to the user key. */
+static void alert_key(char *out, size_t cap, const char *product_id, const char *seq_s, const char *user_key)
+{
+	snprintf(out, cap, "%s/%s/%s/%s", MAIL_LOG_KIND_LOW_STOCK, product_id, seq_s, user_key);
+}
+
+/* Whether every admin's alert of this event is settled in the delivery log
+ * (false with no admin: the full path logs that). */
+static orn_rc alerts_settled(worker *w, const char *product_id, const char *seq_s, bool *settled)
+{
+	admin_ref *admins = NULL;
+	size_t count = 0;
+	char key[MAIL_KEY_MAX + 96]; /* as email.key */
+	orn_rc rc = admins_now(w->service, &admins, &count);
+
+	*settled = rc == ORN_OK && count > 0;
+	for (size_t i = 0; rc == ORN_OK && *settled && i < count; i++) {
+		log_ref ref;
+		alert_key(key, sizeof key, product_id, seq_s, admins[i].key);
+		if ((rc = log_load(w->service, key, &ref)) == ORN_OK)
+			*settled = ref.state.status != MAIL_LOG_STATUS_PENDING;
+	}
+	free(admins);
+	return rc;
+}
+
 /* Emails every admin about one LowStockDetected (see mail.h). */
 static outcome alert(worker *w, const char *product_id, const char *subject, uint64_t seq,
                      const env_envelope *env)
@@ -843,6 +876,13 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 	if (stock_event_decode(env->type, env->payload, env->payload_len, &ls) != ORN_OK) {
 		log_error("mail skips an undecodable LowStockDetected", "product", product_id, "seq", seq_s);
 		return DONE;
+	}
+	if (w->sweep_idle_ms > 0) { /* the sweeper: settled alerts need no read of the item's history */
+		bool settled = false;
+		if ((rc = alerts_settled(w, product_id, seq_s, &settled)) != ORN_OK)
+			return RETRY;
+		if (settled)
+			return DONE;
 	}
 	if (seq > 1 && (rc = es_read(m->store, subject, 1, seq - 1, crossing_fold, &c, NULL)) != ORN_OK) {
 		log_warn("mail cannot read the stock item", "product", product_id, "error", orn_rc_name(rc));
@@ -873,8 +913,7 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		           .event_ms = env->time_ms,
 		           .correlation = env->correlation};
 		char id[MAIL_LOG_ID_MAX];
-		snprintf(e.key, sizeof e.key, "%s/%s/%s/%s", MAIL_LOG_KIND_LOW_STOCK, product_id, seq_s,
-		         u->key);
+		alert_key(e.key, sizeof e.key, product_id, seq_s, u->key);
 		if (mail_log_id(id, e.key) != ORN_OK) {
 			result = RETRY;
 			break;

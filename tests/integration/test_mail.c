@@ -1199,3 +1199,20 @@ Test(mail, an_alert_whose_event_the_consumer_lost_is_sent_by_the_sweeper)
 	cr_assert_eq(total_of(smtp_dir), 1);
 	mp_writer_destroy(w);
 }
+
+Test(mail, sweeping_alerts_that_went_out_sends_nothing_twice)
+{
+	mp_writer *w = mp_writer_create();
+	sweep_after_ms = 300;
+	start_smtpd();
+	register_user(w, "root@orion.test", USER_ROLE_ADMIN);
+	create_product(w, "p8", "MUG-8", "Red mug");
+	start_mail(smtp_url, NULL);
+	low_stock_detected(w, "p8", 2, "low-8");
+	wait_total(1);
+	wait_all_quiescent();
+	th_sleep_ms(1500); /* the event falls due and is swept */
+	cr_assert_eq(alerts_to("root@orion.test", "Low stock: Red mug (2 left)"), 1);
+	cr_assert_eq(total_of(smtp_dir), 1);
+	mp_writer_destroy(w);
+}
