@@ -1,10 +1,11 @@
 /* sweep.c — the sweeper under a durable consumer (see sweep.h).
  *
  * Threads: the follow subscription's cnats thread queues commits; the
- * sweeper's own thread waits for the head of the queue to fall due and calls
- * the role's fn. The queue (stream order, so due times grow but for clock
- * skew between writers and retries at the back) and the map of each
- * subject's newest item are under lock. */
+ * sweeper's own thread waits for the earliest of the two heads to fall due
+ * and calls the role's fn. The queue is in stream order, so its due times
+ * grow (but for clock skew between writers); retries wait in a second list,
+ * kept in due order, so that one is not held up behind commits due later.
+ * Both lists and the map of each subject's newest item are under lock. */
 #include "sweep.h"
 
 #include <pthread.h>
@@ -36,6 +37,7 @@ struct es_sweep {
 	pthread_cond_t wake;
 	item *head, *tail;
 	size_t queued;
+	item *retries;       /* in due order */
 	hmap *newest;        /* newest_only: subject -> its newest item */
 	uint64_t queued_seq; /* the follow thread's: the last commit queued */
 	atomic_uint_least64_t dropped;
@@ -108,25 +110,55 @@ static void forget(es_sweep *sw, item *it)
 	free(it);
 }
 
+/* Puts it among the retries, in due order (lock held). */
+static void retry_later(es_sweep *sw, item *it)
+{
+	item **at = &sw->retries;
+
+	it->attempts++;
+	it->due_ms = orn_now_ms() + es_backoff_ms(it->attempts, sw->o.retry_first_ms, sw->o.retry_max_ms);
+	while (*at != NULL && (*at)->due_ms <= it->due_ms)
+		at = &(*at)->next;
+	it->next = *at;
+	*at = it;
+}
+
+/* Takes the earliest of the two heads if it is due, else NULL and *wait_ms
+ * (lock held). */
+static item *take_due(es_sweep *sw, int64_t now, int64_t *wait_ms)
+{
+	bool retry = sw->retries != NULL && (sw->head == NULL || sw->retries->due_ms < sw->head->due_ms);
+	item *it = retry ? sw->retries : sw->head;
+
+	if (it == NULL || it->due_ms > now) {
+		*wait_ms = it == NULL || it->due_ms - now > WAIT_MAX_MS ? WAIT_MAX_MS : it->due_ms - now;
+		return NULL;
+	}
+	if (retry) {
+		sw->retries = it->next;
+	} else {
+		sw->head = it->next;
+		if (sw->head == NULL)
+			sw->tail = NULL;
+		sw->queued--;
+	}
+	it->next = NULL;
+	return it;
+}
+
 static void *sweeper_main(void *arg)
 {
 	es_sweep *sw = arg;
 
 	pthread_mutex_lock(&sw->lock);
 	while (!sw->stopping) {
-		item *it = sw->head;
-		int64_t now = orn_now_ms();
-		if (it == NULL || it->due_ms > now) {
-			int64_t wait =
-			        it == NULL || it->due_ms - now > WAIT_MAX_MS ? WAIT_MAX_MS : it->due_ms - now;
+		int64_t wait = 0;
+		item *it = take_due(sw, orn_now_ms(), &wait);
+		if (it == NULL) {
 			struct timespec until = orn_monotonic_deadline(wait);
 			pthread_cond_timedwait(&sw->wake, &sw->lock, &until);
 			continue;
 		}
-		sw->head = it->next;
-		if (sw->head == NULL)
-			sw->tail = NULL;
-		sw->queued--;
 		if (!current(sw, it)) {
 			free(it); /* a newer commit of the subject is queued: it decides */
 			continue;
@@ -134,17 +166,22 @@ static void *sweeper_main(void *arg)
 		pthread_mutex_unlock(&sw->lock);
 		es_sweep_verdict v = sw->o.fn(sw->o.closure, it->subject, it->seq, it->correlation);
 		pthread_mutex_lock(&sw->lock);
-		if (v == ES_SWEEP_DONE || sw->stopping || !current(sw, it)) {
+		if (v == ES_SWEEP_DONE || sw->stopping || !current(sw, it))
 			forget(sw, it);
-			continue;
-		}
-		it->attempts++;
-		it->due_ms =
-		        orn_now_ms() + es_backoff_ms(it->attempts, sw->o.retry_first_ms, sw->o.retry_max_ms);
-		push(sw, it);
+		else
+			retry_later(sw, it);
 	}
 	pthread_mutex_unlock(&sw->lock);
 	return NULL;
+}
+
+static void free_list(item *it)
+{
+	while (it != NULL) {
+		item *next = it->next;
+		free(it);
+		it = next;
+	}
 }
 
 static void sweep_free(es_sweep *sw)
@@ -163,11 +200,8 @@ static void sweep_free(es_sweep *sw)
 		pthread_mutex_unlock(&sw->lock);
 		pthread_join(sw->thread, NULL);
 	}
-	for (item *it = sw->head; it != NULL;) {
-		item *next = it->next;
-		free(it);
-		it = next;
-	}
+	free_list(sw->head);
+	free_list(sw->retries);
 	hmap_destroy(sw->newest);
 	pthread_cond_destroy(&sw->wake);
 	pthread_mutex_destroy(&sw->lock);
