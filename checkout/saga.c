@@ -438,24 +438,37 @@ static bool step_moves_stock(order_event_kind kind, const order_state *order)
 	return false;
 }
 
-/* The sweeper's call for an order whose newest event (seq) is due: runs the
- * event's step again if it is still the order's last and its step moves stock. */
-static es_sweep_verdict sweep_one(void *closure, const char *subject, uint64_t seq, const char *correlation)
+/* Whether a commit whose last event has this type may leave a step that
+ * moves stock undone (step_moves_stock decides once the order is loaded). */
+static bool type_may_move_stock(const char *type)
+{
+	static const order_event_kind kinds[] = {ORDER_PLACED, ORDER_PAID, ORDER_CANCELLED_EVENT,
+	                                         ORDER_PAYMENT_FAILED_EVENT};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
+		if (strcmp(type, order_event_type(kinds[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The sweeper's call for an order whose newest commit is due: runs its
+ * event's step again if it is still the order's last and its step moves
+ * stock. An order left waiting for its customer costs no read at all. */
+static es_sweep_verdict sweep_one(void *closure, const es_sweep_commit *c)
 {
 	saga *s = closure;
 	worker *w = s->sweep_worker;
 	step_end end = STEP_DONE;
-	const char *order_id = es_sweep_id(subject, ORDER_PREFIX);
+	const char *order_id = es_sweep_id(c->subject, ORDER_PREFIX);
 
-	if (order_id == NULL || strlen(order_id) >= sizeof w->order_id)
+	if (order_id == NULL || strlen(order_id) >= sizeof w->order_id || !type_may_move_stock(c->type))
 		return ES_SWEEP_DONE;
 	strcpy(w->order_id, order_id);
-	log_set_correlation(correlation[0] != '\0' ? correlation : w->order_id);
-	if (load_order(w) != ORN_OK || w->version < seq) {
+	log_set_correlation(c->correlation[0] != '\0' ? c->correlation : w->order_id);
+	if (load_order(w) != ORN_OK || w->version < c->seq) {
 		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */
 		goto done;
 	}
-	if (w->version > seq || !step_moves_stock(w->last_kind, w->order))
+	if (w->version > c->seq || !step_moves_stock(w->last_kind, w->order))
 		goto done; /* the order moved on, or nothing to redo */
 	w->appended = 0;
 	end = run_event(w, w->last_kind);

@@ -25,6 +25,7 @@ typedef struct item {
 	uint64_t seq;
 	unsigned attempts;
 	char subject[ES_SUBJECT_MAX];
+	char type[ENV_TYPE_MAX];
 	char correlation[ENV_ID_MAX];
 } item;
 
@@ -62,7 +63,17 @@ static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const e
 	es_sweep *sw = closure;
 	item *it;
 
-	if (seq == sw->queued_seq || (sw->o.wants != NULL && !sw->o.wants(sw->o.closure, e)))
+	if (seq == sw->queued_seq) {
+		/* a later event of the commit queued: with newest_only, it names the state left */
+		if (sw->o.newest_only) {
+			pthread_mutex_lock(&sw->lock);
+			if ((it = hmap_get(sw->newest, subject)) != NULL && it->seq == seq)
+				snprintf(it->type, sizeof it->type, "%s", e->type);
+			pthread_mutex_unlock(&sw->lock);
+		}
+		return ORN_OK;
+	}
+	if (sw->o.wants != NULL && !sw->o.wants(sw->o.closure, e))
 		return ORN_OK;
 	sw->queued_seq = seq;
 	if (subject == NULL || strlen(subject) >= ES_SUBJECT_MAX || (it = calloc(1, sizeof *it)) == NULL)
@@ -70,6 +81,7 @@ static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const e
 	it->seq = seq;
 	it->due_ms = (e->time_ms > 0 ? e->time_ms : orn_now_ms()) + sw->o.after_ms;
 	strcpy(it->subject, subject);
+	snprintf(it->type, sizeof it->type, "%s", e->type);
 	snprintf(it->correlation, sizeof it->correlation, "%s", e->correlation);
 	pthread_mutex_lock(&sw->lock);
 	if (sw->queued >= ES_SWEEP_QUEUE_MAX ||
@@ -164,7 +176,8 @@ static void *sweeper_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&sw->lock);
-		es_sweep_verdict v = sw->o.fn(sw->o.closure, it->subject, it->seq, it->correlation);
+		es_sweep_commit c = {it->subject, it->seq, it->type, it->correlation};
+		es_sweep_verdict v = sw->o.fn(sw->o.closure, &c);
 		pthread_mutex_lock(&sw->lock);
 		if (v == ES_SWEEP_DONE || sw->stopping || !current(sw, it))
 			forget(sw, it);

@@ -41,10 +41,18 @@ typedef enum es_sweep_verdict { ES_SWEEP_DONE, ES_SWEEP_RETRY } es_sweep_verdict
  * is to be swept; NULL: every commit. */
 typedef bool es_sweep_wants_fn(void *closure, const env_envelope *e);
 
-/* A due commit: its subject, stream sequence and the correlation id of its
- * first wanted event. Called on the sweeper's thread, one at a time. */
-typedef es_sweep_verdict es_sweep_fn(void *closure, const char *subject, uint64_t seq,
-                                     const char *correlation);
+/* A due commit. type is its last event's type with newest_only (the state
+ * its subject was left in), else its first wanted event's; correlation is
+ * the correlation id of its first wanted event. */
+typedef struct es_sweep_commit {
+	const char *subject;
+	uint64_t seq;
+	const char *type;
+	const char *correlation;
+} es_sweep_commit;
+
+/* Called on the sweeper's thread, one due commit at a time. */
+typedef es_sweep_verdict es_sweep_fn(void *closure, const es_sweep_commit *c);
 
 typedef struct es_sweep_options {
 	const char *filter;     /* subjects followed, e.g. "orion.evt.order.>" */

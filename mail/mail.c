@@ -640,13 +640,6 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 	           .correlation = correlation};
 	if (mail_key(e.key, order_id, status) != ORN_OK)
 		return DONE;
-	if (w->sweep_idle_ms > 0) { /* the sweeper: most emails are settled; no need to read the order */
-		log_ref settled;
-		if (log_load(w->service, e.key, &settled) != ORN_OK)
-			return RETRY;
-		if (settled.state.status != MAIL_LOG_STATUS_PENDING)
-			return DONE;
-	}
 	snprintf(e.file, sizeof e.file, "%s.%s", order_id, e.label);
 	/* The customer's address: the order's, right after the event. */
 	order_state_init(w->order);
@@ -877,13 +870,6 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		log_error("mail skips an undecodable LowStockDetected", "product", product_id, "seq", seq_s);
 		return DONE;
 	}
-	if (w->sweep_idle_ms > 0) { /* the sweeper: settled alerts need no read of the item's history */
-		bool settled = false;
-		if ((rc = alerts_settled(w, product_id, seq_s, &settled)) != ORN_OK)
-			return RETRY;
-		if (settled)
-			return DONE;
-	}
 	if (seq > 1 && (rc = es_read(m->store, subject, 1, seq - 1, crossing_fold, &c, NULL)) != ORN_OK) {
 		log_warn("mail cannot read the stock item", "product", product_id, "error", orn_rc_name(rc));
 		return RETRY;
@@ -1025,15 +1011,21 @@ static void *worker_main(void *arg)
 
 /* ---- the sweeper (sweep.h, ADR 007 addendum): order emails the consumer lost ---- */
 
+/* The status email an order event type asks for, ORDER_NONE if none. */
+static order_status status_for_type(const char *type)
+{
+	const char *t;
+	for (int k = 0; (t = order_event_type((order_event_kind)k)) != NULL; k++)
+		if (strcmp(t, type) == 0)
+			return mail_status_for_event((order_event_kind)k);
+	return ORDER_NONE;
+}
+
 /* Whether an order event asks for an email (the follow thread's filter). */
 static bool sweep_wants(void *closure, const env_envelope *e)
 {
-	const char *type;
 	(void)closure;
-	for (int k = 0; (type = order_event_type((order_event_kind)k)) != NULL; k++)
-		if (strcmp(type, e->type) == 0)
-			return mail_status_for_event((order_event_kind)k) != ORDER_NONE;
-	return false;
+	return status_for_type(e->type) != ORDER_NONE;
 }
 
 static bool sweep_wants_alert(void *closure, const env_envelope *e)
@@ -1078,20 +1070,41 @@ static es_sweep_verdict sweep_with(mail_service *m, worker *w, const char *subje
 	return c.result == RETRY ? ES_SWEEP_RETRY : ES_SWEEP_DONE;
 }
 
-static es_sweep_verdict sweep_order_commit(void *closure, const char *subject, uint64_t seq,
-                                           const char *correlation)
+/* Most emails are settled when they fall due: the log says so without a
+ * read of the commit or the order. */
+static es_sweep_verdict sweep_order_commit(void *closure, const es_sweep_commit *c)
 {
 	mail_service *m = closure;
-	(void)correlation;
-	return sweep_with(m, &m->sweeper, subject, seq, ORDER_SUBJECT, order_email_event);
+	const char *order_id = es_sweep_id(c->subject, ORDER_SUBJECT);
+	order_status status = status_for_type(c->type);
+	char key[MAIL_KEY_MAX + 96];
+	log_ref ref;
+
+	if (order_id == NULL || status == ORDER_NONE || mail_key(key, order_id, status) != ORN_OK)
+		return ES_SWEEP_DONE;
+	if (log_load(m, key, &ref) != ORN_OK)
+		return ES_SWEEP_RETRY;
+	if (ref.state.status != MAIL_LOG_STATUS_PENDING)
+		return ES_SWEEP_DONE;
+	return sweep_with(m, &m->sweeper, c->subject, c->seq, ORDER_SUBJECT, order_email_event);
 }
 
-static es_sweep_verdict sweep_alert_commit(void *closure, const char *subject, uint64_t seq,
-                                           const char *correlation)
+/* Likewise for an alert: every admin's entry settled, no read of the item's history. */
+static es_sweep_verdict sweep_alert_commit(void *closure, const es_sweep_commit *c)
 {
 	mail_service *m = closure;
-	(void)correlation;
-	return sweep_with(m, &m->alert_sweeper, subject, seq, STOCK_SUBJECT, alert_event);
+	const char *product_id = es_sweep_id(c->subject, STOCK_SUBJECT);
+	bool settled = false;
+	char seq_s[24];
+
+	if (product_id == NULL)
+		return ES_SWEEP_DONE;
+	seq_text(seq_s, c->seq);
+	if (alerts_settled(&m->alert_sweeper, product_id, seq_s, &settled) != ORN_OK)
+		return ES_SWEEP_RETRY;
+	if (settled)
+		return ES_SWEEP_DONE;
+	return sweep_with(m, &m->alert_sweeper, c->subject, c->seq, STOCK_SUBJECT, alert_event);
 }
 
 /* ---- lifecycle ---- */

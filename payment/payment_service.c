@@ -1157,12 +1157,10 @@ static orn_rc sweep_event(void *closure, uint64_t seq, const char *subject, cons
 
 /* A due cancellation: reconciled again (refunds are keyed, so a second pass
  * over a reconciled order changes nothing). */
-static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_t seq,
-                                     const char *correlation)
+static es_sweep_verdict sweep_commit(void *closure, const es_sweep_commit *commit)
 {
 	payment_service *p = closure;
-	const char *order_id = es_sweep_id(subject, ORDER_PREFIX);
-	(void)correlation;
+	const char *order_id = es_sweep_id(commit->subject, ORDER_PREFIX);
 
 	if (is_stopping(p))
 		return ES_SWEEP_RETRY;
@@ -1171,7 +1169,7 @@ static es_sweep_verdict sweep_commit(void *closure, const char *subject, uint64_
 	sweep_ctx c = {p->sweeper, order_id, malloc(sizeof(order_event)), STEP_DONE};
 	if (c.ev == NULL)
 		return ES_SWEEP_RETRY;
-	orn_rc rc = es_sweep_reread(p->store, subject, seq, sweep_event, &c);
+	orn_rc rc = es_sweep_reread(p->store, commit->subject, commit->seq, sweep_event, &c);
 	free(c.ev);
 	return rc == ORN_OK && c.end == STEP_DONE ? ES_SWEEP_DONE : ES_SWEEP_RETRY;
 }

@@ -31,6 +31,7 @@ static struct {
 	size_t count;
 	struct {
 		char id[32];
+		char type[32];
 		uint64_t seq;
 		int64_t at_ms;
 	} calls[CALLS];
@@ -38,17 +39,18 @@ static struct {
 	int retries_left;
 } seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static es_sweep_verdict record(void *closure, const char *subject, uint64_t seq, const char *correlation)
+static es_sweep_verdict record(void *closure, const es_sweep_commit *c)
 {
-	const char *id = es_sweep_id(subject, PREFIX);
+	const char *id = es_sweep_id(c->subject, PREFIX);
 	es_sweep_verdict v = ES_SWEEP_DONE;
 	(void)closure;
-	cr_assert_not_null(id, "%s", subject);
-	cr_assert_str_eq(correlation, "corr-sweep");
+	cr_assert_not_null(id, "%s", c->subject);
+	cr_assert_str_eq(c->correlation, "corr-sweep");
 	pthread_mutex_lock(&seen.lock);
 	if (seen.count < CALLS) {
 		snprintf(seen.calls[seen.count].id, sizeof seen.calls[0].id, "%s", id);
-		seen.calls[seen.count].seq = seq;
+		snprintf(seen.calls[seen.count].type, sizeof seen.calls[0].type, "%s", c->type);
+		seen.calls[seen.count].seq = c->seq;
 		seen.calls[seen.count].at_ms = orn_now_ms();
 		seen.count++;
 	}
@@ -100,10 +102,13 @@ static void start(int64_t after_ms, bool newest_only)
 	cr_assert_eq(es_sweep_start(store, &o, &sweep), ORN_OK);
 }
 
-/* Appends one commit of one event of type to thing id (its next version);
- * returns its stream sequence and sets *time_ms to the event's time. */
+/* Appends one commit to thing id (its next version): one event of type, or
+ * two for "A+B"; returns its stream sequence and sets *time_ms to the
+ * events' time. */
 static uint64_t append(const char *id, const char *type, int64_t *time_ms)
 {
+	char types[2][32] = {"", ""};
+	int count = sscanf(type, "%31[^+]+%31s", types[0], types[1]);
 	static char last_id[32];
 	static uint64_t version;
 	mp_writer *w = mp_writer_create();
@@ -115,7 +120,6 @@ static uint64_t append(const char *id, const char *type, int64_t *time_ms)
 		es_head(store, "thing", id, &version);
 	snprintf(last_id, sizeof last_id, "%s", id);
 	memset(&e, 0, sizeof e);
-	snprintf(e.type, sizeof e.type, "%s", type);
 	e.schema = 1;
 	e.time_ms = orn_now_ms();
 	strcpy(e.correlation, "corr-sweep");
@@ -123,8 +127,11 @@ static uint64_t append(const char *id, const char *type, int64_t *time_ms)
 	snprintf(e.causation, sizeof e.causation, "%s", cmd);
 	e.payload = (const uint8_t *)"\x80"; /* {} */
 	e.payload_len = 1;
-	env_commit_begin(w, 1);
-	cr_assert_eq(env_encode(w, &e), ORN_OK);
+	env_commit_begin(w, (uint32_t)count);
+	for (int i = 0; i < count; i++) {
+		snprintf(e.type, sizeof e.type, "%s", types[i]);
+		cr_assert_eq(env_encode(w, &e), ORN_OK);
+	}
 	cr_assert_eq(es_append(store, "thing", id, version, cmd, mp_writer_data(w), mp_writer_size(w), &r),
 	             ORN_OK);
 	mp_writer_destroy(w);
@@ -188,7 +195,7 @@ Test(sweep, newest_only_keeps_a_subjects_last_commit_and_wants_filters)
 	start(300, true);
 	append("n1", "Thing", NULL);
 	append("n1", "Thing", NULL);
-	uint64_t last = append("n1", "Thing", NULL);
+	uint64_t last = append("n1", "Thing+Final", NULL);
 	append("n2", "Skip", NULL);
 	uint64_t marker = append("n3", "Thing", NULL);
 	wait_calls(2);
@@ -196,8 +203,10 @@ Test(sweep, newest_only_keeps_a_subjects_last_commit_and_wants_filters)
 	cr_assert_eq(calls(), 2, "one call for n1, none for n2 (not wanted), one for n3");
 	cr_assert_str_eq(seen.calls[0].id, "n1");
 	cr_assert_eq(seen.calls[0].seq, last, "the newest commit of n1");
+	cr_assert_str_eq(seen.calls[0].type, "Final", "the state its last event left");
 	cr_assert_str_eq(seen.calls[1].id, "n3");
 	cr_assert_eq(seen.calls[1].seq, marker);
+	cr_assert_str_eq(seen.calls[1].type, "Thing");
 }
 
 Test(sweep, the_lookback_covers_commits_from_before_the_start)
