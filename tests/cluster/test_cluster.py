@@ -540,6 +540,7 @@ class Cluster(unittest.TestCase):
                                    what=f"the stock of {product} to settle")
             except AssertionError:
                 state = stock_state(stack, product)  # the asserts below say what differs
+                explain_stock(stack, product, {o: final[o]["status"] for o in ids})
             on_hand, reserved = state["on_hand"], state["reserved"]
             log(f"{product}: sold {sold}, reserved {reserved}, on hand {on_hand} of {STOCK_EACH}")
             self.assertEqual(STOCK_EACH - on_hand, sold, f"{product}: units gone != confirmed orders")
@@ -622,6 +623,35 @@ def explain_order(stack, order_id):
         lines = [line for line in p.log().splitlines() if order_id in line]
         for line in lines[-15:]:
             log(f"{name}: {line[:400]}")
+
+
+def explain_stock(stack, product, statuses):
+    """Prints, for a stock item whose counts do not match its orders', its events and
+    the orders whose status and stock story disagree (confirmed but not committed, or
+    holding nothing while waiting), each explained by explain_order."""
+    r = subprocess.run([stack.orion, "replay", "--aggregate", "stock", "--id", product], env=stack.env(),
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    log(f"---- stock item {product}: {len(lines)} events (replay exit {r.returncode})")
+    story = {}
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        text = json.dumps(ev.get("data"))
+        for order_id in statuses:
+            if order_id in text:
+                story.setdefault(order_id, []).append(f"{ev.get('seq')}:{ev.get('type')}")
+    odd = []
+    for order_id, status in sorted(statuses.items()):
+        events = story.get(order_id, [])
+        committed = any(e.endswith(":StockCommitted") for e in events)
+        if (status == "confirmed") != committed:
+            odd.append(order_id)
+            log(f"{order_id} {status}: {' '.join(events) or 'no stock event'}")
+    for order_id in odd[:2]:
+        explain_order(stack, order_id)
 
 
 def placed_again(customer, key):
