@@ -194,11 +194,17 @@ void saga_plan_record(saga_plan *p, size_t i, saga_reply reply)
 
 bool saga_plan_needs_reload(const saga_plan *done)
 {
-	return done->stage == SAGA_STAGE_MARK && done->count == 1 && done->results[0] == SAGA_RESULT_REFUSED;
+	return (done->stage == SAGA_STAGE_MARK && done->count == 1 &&
+	        done->results[0] == SAGA_RESULT_REFUSED) ||
+	       done->stage == SAGA_STAGE_REJECT;
 }
 
-/* After the reserves: MarkReserved if every line is held, else release every
- * line and reject the order naming the refused products. */
+/* After the reserves: MarkReserved if every line is held, else reject the
+ * order naming the refused products; the releases wait for the order to be
+ * cancelled (stage REJECT). Releasing first would be wrong when two
+ * executors run the step at once (a redelivery and the sweeper): one's
+ * refused reserve could release the other's accepted one just before that
+ * one marks the order reserved, and the order would go on holding nothing. */
 static bool next_after_reserves(const saga_plan *done, const order_state *order, saga_plan *next)
 {
 	bool all_held = true;
@@ -214,8 +220,8 @@ static bool next_after_reserves(const saga_plan *done, const order_state *order,
 		next->stage = SAGA_STAGE_MARK;
 		return plan_add(next, SAGA_MARK_RESERVED, done->order_id, NULL);
 	}
-	return plan_add_per_line(next, SAGA_RELEASE_STOCK, order) &&
-	       plan_add(next, SAGA_REJECT_FOR_STOCK, done->order_id, NULL);
+	next->stage = SAGA_STAGE_REJECT;
+	return plan_add(next, SAGA_REJECT_FOR_STOCK, done->order_id, NULL);
 }
 
 bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *next)
@@ -224,8 +230,11 @@ bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *
 	case SAGA_STAGE_RESERVE:
 		return next_after_reserves(done, order, next);
 	case SAGA_STAGE_MARK:
-		/* A refused MarkReserved: the order left pending without us. If it
-		 * was cancelled, what our reserves hold must go back. */
+	case SAGA_STAGE_REJECT:
+		/* A refused MarkReserved: the order left pending without us. A
+		 * RejectForStock, ours or refused: the order is cancelled, or
+		 * another executor marked it reserved. If it was cancelled, what
+		 * the reserves hold must go back; if not, it keeps what it holds. */
 		if (!saga_plan_needs_reload(done) || !released_exit(order->status))
 			return false;
 		plan_reset(next, done->order_id);

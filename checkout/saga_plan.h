@@ -12,7 +12,8 @@
  *   event                      commands (in order)
  *   OrderPlaced, pending       ReserveStock per line            (stage RESERVE)
  *     all accepted             MarkReserved                     (stage MARK)
- *     any refused              ReleaseStock per line, RejectForStock{refused}
+ *     any refused              RejectForStock{refused}          (stage REJECT)
+ *       then                   reload; cancelled -> ReleaseStock per line
  *     MarkReserved refused     reload; cancelled -> ReleaseStock per line
  *   OrderPlaced, cancelled     ReleaseStock per line (a late reserve may hold)
  *   OrderReserved              CheckedOut{order, its lines} to cart/<customer>
@@ -76,7 +77,10 @@ typedef enum saga_reply {
 typedef enum saga_stage {
 	SAGA_STAGE_DONE,    /* nothing follows: acknowledge the event */
 	SAGA_STAGE_RESERVE, /* reserves sent: MarkReserved or the rejection follows */
-	SAGA_STAGE_MARK     /* MarkReserved sent: a refusal is compensated after a reload */
+	SAGA_STAGE_MARK,    /* MarkReserved sent: a refusal is compensated after a reload */
+	SAGA_STAGE_REJECT   /* RejectForStock sent: the releases follow a reload that finds the
+	                       order cancelled (another executor of the step may have marked it
+	                       reserved with reservations this one must not release) */
 } saga_stage;
 
 typedef struct saga_command {
@@ -128,7 +132,8 @@ saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, cons
 void saga_plan_record(saga_plan *p, size_t i, saga_reply reply);
 
 /* True if the plan that follows done needs the order's state reloaded first
- * (a MarkReserved was refused: was the order cancelled meanwhile?). */
+ * (a MarkReserved was refused, or a RejectForStock sent: is the order
+ * cancelled?). */
 bool saga_plan_needs_reload(const saga_plan *done);
 
 /* The plan that follows done once all its commands are answered, given the

@@ -203,7 +203,7 @@ Test(saga_plan, mark_reserved_accepted_ends_the_step)
 	cr_expect_not(saga_plan_next(next, order, plan));
 }
 
-Test(saga_plan, out_of_stock_on_one_of_three_lines_releases_all_then_rejects_naming_it)
+Test(saga_plan, out_of_stock_on_one_of_three_lines_rejects_naming_it_then_releases_all)
 {
 	order_command c;
 	order_events out;
@@ -215,27 +215,46 @@ Test(saga_plan, out_of_stock_on_one_of_three_lines_releases_all_then_rejects_nam
 	saga_plan_record(plan, 2, saga_reply_classify(SAGA_RESERVE_STOCK, BUS_ACCEPTED, ""));
 	cr_expect_eq(plan->results[1], SAGA_RESULT_REFUSED);
 	cr_assert(saga_plan_next(plan, order, next));
-	cr_assert_eq(next->count, 4);
-	for (size_t i = 0; i < 3; i++) {
-		char id[64], product[16];
-		snprintf(product, sizeof product, "p-%zu", i + 1);
-		snprintf(id, sizeof id, ORDER ":release:%s", product);
-		then_command(next, i, SAGA_RELEASE_STOCK, product, id);
-		stock_command sc = stock_payload(next, i);
-		cr_expect_eq(sc.kind, STOCK_RELEASE);
-		cr_expect_str_eq(sc.reservation_id, ORDER);
-	}
-	then_command(next, 3, SAGA_REJECT_FOR_STOCK, ORDER, ORDER ":reject");
-	cr_expect_eq(next->stage, SAGA_STAGE_DONE);
+	cr_assert_eq(next->count, 1, "the rejection first, alone");
+	then_command(next, 0, SAGA_REJECT_FOR_STOCK, ORDER, ORDER ":reject");
+	cr_expect_eq(next->stage, SAGA_STAGE_REJECT);
 	cr_assert_eq(next->refused_count, 1);
 	cr_expect_str_eq(next->refused[0], "p-2");
-	cr_expect_eq(order_payload_decided(next, 3, T0 + 60, &c, &out), ORDER_OK);
+	cr_expect_eq(order_payload_decided(next, 0, T0 + 60, &c, &out), ORDER_OK);
 	cr_assert_eq(c.data.product_count, 1);
 	cr_expect_str_eq(c.data.product_ids[0], "p-2");
 	cr_assert_eq(out.count, 1);
 	cr_expect_eq(out.items[0].kind, ORDER_CANCELLED_EVENT);
 	cr_expect_str_eq(out.items[0].data.reason, ORDER_REASON_OUT_OF_STOCK);
-	cr_expect_not(saga_plan_next(next, order, plan), "nothing follows the rejection");
+	saga_plan_record(next, 0, saga_reply_classify(SAGA_REJECT_FOR_STOCK, BUS_ACCEPTED, ""));
+	cr_expect(saga_plan_needs_reload(next), "the releases wait for the order's state");
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_OUT_OF_STOCK); /* what the reload finds */
+	cr_assert(saga_plan_next(next, order, plan));
+	cr_assert_eq(plan->count, 3);
+	for (size_t i = 0; i < 3; i++) {
+		char id[64], product[16];
+		snprintf(product, sizeof product, "p-%zu", i + 1);
+		snprintf(id, sizeof id, ORDER ":release:%s", product);
+		then_command(plan, i, SAGA_RELEASE_STOCK, product, id);
+		stock_command sc = stock_payload(plan, i);
+		cr_expect_eq(sc.kind, STOCK_RELEASE);
+		cr_expect_str_eq(sc.reservation_id, ORDER);
+	}
+	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
+	cr_expect_not(saga_plan_next(plan, order, next), "nothing follows the releases");
+}
+
+Test(saga_plan, a_rejection_refused_because_another_executor_marked_the_order_reserved_releases_nothing)
+{
+	given_placed(2);
+	saga_plan_for_event(plan, ORDER, ORDER_PLACED, order);
+	saga_plan_record(plan, 0, saga_reply_classify(SAGA_RESERVE_STOCK, BUS_REJECTED, "out_of_stock"));
+	saga_plan_record(plan, 1, saga_reply_classify(SAGA_RESERVE_STOCK, BUS_ACCEPTED, ""));
+	cr_assert(saga_plan_next(plan, order, next));
+	saga_plan_record(next, 0, saga_reply_classify(SAGA_REJECT_FOR_STOCK, BUS_REJECTED, "wrong_state"));
+	cr_expect(saga_plan_needs_reload(next));
+	given(ORDER_RESERVED, NULL); /* the other executor's reserves were all accepted */
+	cr_expect_not(saga_plan_next(next, order, plan), "its reservations are the order's: none released");
 }
 
 Test(saga_plan, product_not_found_and_closed_reservation_are_refusals_too)
@@ -249,10 +268,8 @@ Test(saga_plan, product_not_found_and_closed_reservation_are_refusals_too)
 		saga_plan_record(plan, 0, saga_reply_classify(SAGA_RESERVE_STOCK, BUS_REJECTED, codes[k]));
 		saga_plan_record(plan, 1, saga_reply_classify(SAGA_RESERVE_STOCK, BUS_REJECTED, codes[k]));
 		cr_assert(saga_plan_next(plan, order, next));
-		cr_assert_eq(next->count, 3, "%s", codes[k]);
-		cr_expect_eq(next->commands[0].kind, SAGA_RELEASE_STOCK);
-		cr_expect_eq(next->commands[1].kind, SAGA_RELEASE_STOCK);
-		cr_expect_eq(next->commands[2].kind, SAGA_REJECT_FOR_STOCK);
+		cr_assert_eq(next->count, 1, "%s", codes[k]);
+		cr_expect_eq(next->commands[0].kind, SAGA_REJECT_FOR_STOCK);
 		cr_assert_eq(next->refused_count, 2);
 		cr_expect_str_eq(next->refused[0], "p-1");
 		cr_expect_str_eq(next->refused[1], "p-2");
