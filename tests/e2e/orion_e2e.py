@@ -13,7 +13,6 @@ import email
 import email.policy
 import http.client
 import json
-import mailbox
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 _children = []
@@ -350,6 +350,43 @@ def admin(stack):
     creates the account at start-up; the model follows within moments)."""
     return wait_until(lambda: login_or_none(stack.http_port, "root@orion.test", "admin-password-1"), 15,
                       interval=0.2, what="the admin account")
+
+
+class StackTestCase(unittest.TestCase):
+    """A test class over one whole stack (nats-server, SMTP, every role in one
+    `orion serve`, and the provider sandbox if PSP), started once for the class
+    and always stopped. Subclasses set NAME (and PSP, SERVE_ENV) and may add
+    set-up in set_up_class, which runs inside the same guard."""
+    NAME = "stack"
+    PSP = False
+    SERVE_ENV = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(cls.NAME)
+        try:
+            cls.stack.start_nats()
+            cls.stack.start_smtp()
+            if cls.PSP:
+                cls.stack.start_psp()
+            cls.stack.start_serve("all", wait_http=True, **cls.serve_env())
+            cls.admin = admin(cls.stack)
+            cls.set_up_class()
+        except BaseException:
+            cls.stack.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.close()
+
+    @classmethod
+    def serve_env(cls):
+        return dict(cls.SERVE_ENV)
+
+    @classmethod
+    def set_up_class(cls):
+        pass
 
 
 def create_product(admin_client, sku, stock, price=1250, name=None):

@@ -15,7 +15,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import (Stack, admin, confirmation_link, create_product, emails_by_order_status,  # noqa: E402
+from orion_e2e import (Stack, StackTestCase, admin, confirmation_link, create_product, emails_by_order_status,  # noqa: E402
                        login, parallel, query_token, register, wait_port, wait_status, wait_until)
 
 
@@ -29,22 +29,8 @@ def inventory_of(admin_client, product_id):
     return r.json()
 
 
-class Checkout(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = Stack("checkout")
-        try:
-            cls.stack.start_nats()
-            cls.stack.start_smtp()
-            cls.stack.start_serve("all", wait_http=True)
-            cls.admin = admin(cls.stack)
-        except BaseException:
-            cls.stack.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
+class Checkout(StackTestCase):
+    NAME = "checkout"
 
     def customer(self):
         return register(self.stack.http_port, f"{unique('c')}@example.com")

@@ -29,7 +29,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import (Stack, admin, confirmation_link, create_product, free_port, pay,  # noqa: E402
+from orion_e2e import (StackTestCase, confirmation_link, create_product, free_port,  # noqa: E402
                        query_token, register, wait_port, wait_status, wait_until)
 
 APPROVE = "4242424242424242"
@@ -77,28 +77,20 @@ def samples(text, name):
     return out
 
 
-class Observability(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.metrics_port = free_port()
-        cls.stack = Stack("observability")
-        try:
-            cls.stack.start_nats()
-            cls.stack.start_smtp()
-            cls.stack.start_psp()
-            cls.stack.start_serve("all", wait_http=True, ORION_LOG_LEVEL="debug",
-                                  ORION_METRICS_ADDR=f"127.0.0.1:{cls.metrics_port}")
-            assert wait_port(cls.metrics_port), "ORION_METRICS_ADDR did not listen"
-            cls.admin = admin(cls.stack)
-            cls.corr = unique("test-corr")
-            cls.order_id = cls.checkout(cls.corr)
-        except BaseException:
-            cls.stack.close()
-            raise
+class Observability(StackTestCase):
+    NAME = "observability"
+    PSP = True
 
     @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
+    def serve_env(cls):
+        cls.metrics_port = free_port()
+        return {"ORION_LOG_LEVEL": "debug", "ORION_METRICS_ADDR": f"127.0.0.1:{cls.metrics_port}"}
+
+    @classmethod
+    def set_up_class(cls):
+        assert wait_port(cls.metrics_port), "ORION_METRICS_ADDR did not listen"
+        cls.corr = unique("test-corr")
+        cls.order_id = cls.checkout(cls.corr)
 
     @classmethod
     def checkout(cls, corr):

@@ -20,7 +20,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import Client, Stack, admin, login, login_or_none, register, wait_status, wait_until  # noqa: E402
+from orion_e2e import Client, StackTestCase, login_or_none, register, wait_status, wait_until  # noqa: E402
 
 ROOT = "root@orion.test"  # ORION_ADMIN_EMAIL of the stack
 SECOND_ADMIN = "second-admin@orion.test"
@@ -32,28 +32,17 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-class Operations(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = Stack("operations")
-        try:
-            cls.stack.start_nats()
-            cls.stack.start_smtp()
-            cls.stack.start_serve("all", wait_http=True)
-            cls.admin = admin(cls.stack)
-            r = subprocess.run([cls.stack.orion, "admin", "create-user", "--email", SECOND_ADMIN, "--password",
-                                "second-admin-pw-1", "--name", "Second", "--role", "admin"],
-                               env=cls.stack.env(), capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r.stderr
-            cls.second = wait_until(lambda: login_or_none(cls.stack.http_port, SECOND_ADMIN, "second-admin-pw-1"),
-                                    20, interval=0.2, what="the second admin's login")
-        except BaseException:
-            cls.stack.close()
-            raise
+class Operations(StackTestCase):
+    NAME = "operations"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
+    def set_up_class(cls):
+        r = subprocess.run([cls.stack.orion, "admin", "create-user", "--email", SECOND_ADMIN, "--password",
+                            "second-admin-pw-1", "--name", "Second", "--role", "admin"],
+                           env=cls.stack.env(), capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        cls.second = wait_until(lambda: login_or_none(cls.stack.http_port, SECOND_ADMIN, "second-admin-pw-1"),
+                                20, interval=0.2, what="the second admin's login")
 
     def alerts(self, product_name):
         """{recipient: number of low-stock emails about product_name}."""

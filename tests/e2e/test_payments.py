@@ -27,7 +27,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import (HOLDER, Stack, admin, awaiting_payment, create_product,  # noqa: E402
+from orion_e2e import (HOLDER, Stack, StackTestCase, admin, awaiting_payment, create_product,  # noqa: E402
                        emails_by_order_status, pay, pci_findings, register, wait_status, wait_until)
 
 APPROVE = "4242424242424242"
@@ -54,23 +54,9 @@ def email_sent(stack, order_id, status, timeout=15):
     return emails_by_order_status(stack)[(order_id, status)]
 
 
-class Payments(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.stack = Stack("payments")
-        try:
-            cls.stack.start_nats()
-            cls.stack.start_smtp()
-            cls.stack.start_psp()
-            cls.stack.start_serve("all", wait_http=True)
-            cls.admin = admin(cls.stack)
-        except BaseException:
-            cls.stack.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stack.close()
+class Payments(StackTestCase):
+    NAME = "payments"
+    PSP = True
 
     def customer(self):
         return register(self.stack.http_port, f"{unique('p')}@example.com")
