@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "order.h"
 #include "saga_plan.h"
+#include "stock.h"
 #include "sweep.h"
 
 #define ORDER_FILTER      "orion.evt.order.>"
@@ -63,7 +64,7 @@ struct saga {
 	unsigned workers_started;
 	es_sweep *sweep; /* the sweeper (ADR 007 addendum) and its worker */
 	worker *sweep_worker;
-	atomic_uint_least64_t swept, repaired;
+	atomic_uint_least64_t swept, repaired, unheld_commits;
 };
 
 /* What became of one step. */
@@ -179,6 +180,28 @@ static void keep_alive(worker *w)
 	w->progress_ms = now;
 }
 
+/* A paid order's units were not held when its stock was committed: the item
+ * may have sold them twice. Retrying cannot hold them again, so the step goes
+ * on; operators are told (an error line, a counter to alert on, and
+ * `orion verify-stock` to see what the item's history says). */
+static void count_unheld(const char *code, uint64_t n)
+{
+	const char *const labels[] = {"code", code, NULL};
+	orn_metrics_counter_add(orn_metrics_global(), "orion_saga_unheld_commits_total",
+	                        "CommitStock answers saying a paid order's units were not held by the item "
+	                        "(reservation_closed: released; unknown_reservation: never held or "
+	                        "forgotten). Any is an alarm: the item may have sold units twice.",
+	                        labels, n);
+}
+
+static void alarm_unheld(saga *s, const saga_plan *p, size_t i, const char *code)
+{
+	atomic_fetch_add(&s->unheld_commits, 1);
+	log_error("paid order's units were not held: the item may have sold them twice", "order_id",
+	          p->order_id, "product_id", p->commands[i].target, "code", code);
+	count_unheld(code, 1);
+}
+
 /* Sends every command of p in order, recording the answers. */
 static step_end execute(worker *w, saga_plan *p)
 {
@@ -198,6 +221,8 @@ static step_end execute(worker *w, saga_plan *p)
 			          "command_id", p->commands[i].command_id, "outcome",
 			          bus_outcome_name(reply.outcome), "code", reply.code, "detail", reply.detail,
 			          (const char *)0);
+		if (saga_reply_sold_unheld(p->commands[i].kind, reply.outcome, reply.code))
+			alarm_unheld(w->s, p, i, reply.code);
 		bus_reply_dispose(&reply);
 		if (r == SAGA_REPLY_RETRY)
 			return STEP_RETRY;
@@ -525,6 +550,7 @@ void saga_stats_get(saga *s, saga_stats *out)
 	out->swept = atomic_load(&s->swept);
 	out->repaired = atomic_load(&s->repaired);
 	out->sweep_dropped = es_sweep_dropped(s->sweep);
+	out->unheld_commits = atomic_load(&s->unheld_commits);
 }
 
 /* ---- lifecycle ---- */
@@ -564,6 +590,9 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 		s->o.command_timeout_ms = 5000;
 	if (s->o.sweep_after_ms == 0)
 		s->o.sweep_after_ms = SWEEP_AFTER_MS;
+	/* the alarm exists at 0 from the start, so an alert on it works at once */
+	count_unheld(stock_verdict_code(STOCK_REJ_CLOSED), 0);
+	count_unheld(stock_verdict_code(STOCK_REJ_UNKNOWN_RESERVATION), 0);
 	atomic_init(&s->stopping, false);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&attr);

@@ -35,9 +35,11 @@ typedef struct saga_options {
 
 /* What the sweeper did: steps run again because their order had not moved
  * on (swept), of which the ones that appended something (repaired: the
- * consumer had lost their event), and events left unswept (queue full). */
+ * consumer had lost their event), and events left unswept (queue full).
+ * unheld_commits: CommitStock answers saying a paid order's units were not
+ * held (saga_reply_sold_unheld), counted per answer. */
 typedef struct saga_stats {
-	uint64_t swept, repaired, sweep_dropped;
+	uint64_t swept, repaired, sweep_dropped, unheld_commits;
 } saga_stats;
 
 /* Fills o with the defaults. */

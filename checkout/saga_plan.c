@@ -185,6 +185,13 @@ saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, cons
 	return SAGA_REPLY_DONE;          /* the other rejections are handled alike; the shell logs the code */
 }
 
+bool saga_reply_sold_unheld(saga_command_kind kind, bus_outcome outcome, const char *code)
+{
+	return kind == SAGA_COMMIT_STOCK && outcome == BUS_REJECTED && code != NULL &&
+	       (strcmp(code, stock_verdict_code(STOCK_REJ_CLOSED)) == 0 ||
+	        strcmp(code, stock_verdict_code(STOCK_REJ_UNKNOWN_RESERVATION)) == 0);
+}
+
 void saga_plan_record(saga_plan *p, size_t i, saga_reply reply)
 {
 	if (i >= p->count || reply == SAGA_REPLY_RETRY)

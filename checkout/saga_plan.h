@@ -128,6 +128,14 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
  * deadline is later than our clock) it is a retry. code may be NULL. */
 saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, const char *code);
 
+/* True if a reply says a paid order's units were sold without being held: a
+ * CommitStock rejected because the item's reservation for the order was
+ * released (reservation_closed) or is not known (unknown_reservation). The
+ * step still ends (saga_reply_classify: retrying cannot hold the units
+ * again), but the item may have sold a unit twice: the shell raises an alarm
+ * (an error log line and orion_saga_unheld_commits_total). code may be NULL. */
+bool saga_reply_sold_unheld(saga_command_kind kind, bus_outcome outcome, const char *code);
+
 /* Records the answer to command i (SAGA_REPLY_RETRY records nothing). */
 void saga_plan_record(saga_plan *p, size_t i, saga_reply reply);
 

@@ -12,6 +12,7 @@
  * and the timers thread reading it. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "harness.h"
 #include "log.h"
 #include "lost_delivery.h"
+#include "metrics.h"
 #include "order.h"
 #include "orders.h"
 #include "proj_env.h"
@@ -478,15 +480,22 @@ static void lose_delivery(const char *order_id)
 	             "the consumer had %s's event", order_id);
 }
 
-/* The running saga's sweeper counters once swept reaches at least want. */
-static saga_stats wait_swept(uint64_t want)
+/* The running saga's counters once the one at offset (a uint64_t field of
+ * saga_stats) reaches at least want, or WAIT_MS passed. */
+static saga_stats wait_stat(size_t offset, uint64_t want)
 {
 	saga_stats st;
 	int64_t until = th_now_ms() + WAIT_MS;
-	for (saga_stats_get(checkout, &st); st.swept < want && th_now_ms() < until;
+	for (saga_stats_get(checkout, &st);
+	     *(const uint64_t *)((const char *)&st + offset) < want && th_now_ms() < until;
 	     saga_stats_get(checkout, &st))
 		th_sleep_ms(20);
 	return st;
+}
+
+static saga_stats wait_swept(uint64_t want)
+{
+	return wait_stat(offsetof(saga_stats, swept), want);
 }
 
 static void stop_saga(void)
@@ -550,6 +559,96 @@ Test(saga, sweeping_steps_that_were_done_changes_nothing, .init = start_all, .fi
 	int64_t on_hand = -1;
 	cr_assert_eq(tsc_get(world.client, "p-a", &on_hand, NULL, NULL, NULL), ORN_OK);
 	cr_expect_eq(on_hand, 5);
+}
+
+/* Sends c (its time set here) to order_id as type; it must be accepted. */
+static void order_command_send(const char *order_id, order_command *c, const char *type)
+{
+	mp_writer *w = mp_writer_create();
+
+	c->data.time_ms = orn_now_ms();
+	cr_assert_eq(order_command_encode(w, c), ORN_OK);
+	bus_reply r = send_raw(ORDER_AGGREGATE, order_id, type, w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s: %s %s", type, order_id, r.code, r.detail);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+}
+
+/* The customer's confirmation, then the payment, as the gateway and the
+ * payment role send them. */
+static void confirm_and_pay(const char *order_id)
+{
+	order_command *c = calloc(1, sizeof *c);
+
+	cr_assert_not_null(c);
+	c->kind = ORDER_CONFIRM;
+	strcpy(c->data.token_hash, HASH);
+	c->data.ttl_ms = FAR_AHEAD;
+	order_command_send(order_id, c, ORDER_CMD_CONFIRM);
+	memset(c, 0, sizeof *c);
+	c->kind = ORDER_MARK_PAID;
+	strcpy(c->data.charge_id, "ch_test_unheld");
+	strcpy(c->data.brand, "visa");
+	strcpy(c->data.last4, "4242");
+	order_command_send(order_id, c, ORDER_CMD_MARK_PAID);
+	free(c);
+}
+
+Test(saga, a_paid_order_whose_units_were_released_raises_the_unheld_alarm, .init = start_all,
+     .fini = stop_all, .timeout = 120)
+{
+	line_spec lines[] = {{"p-u", 2}};
+	bus_reply r;
+	stock_command release;
+
+	create_stock("p-u", 5);
+	place("o-unheld", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-unheld", "awaiting_confirmation").status, "awaiting_confirmation");
+	cr_assert_eq(wait_reserved("p-u", 2), 2);
+	/* what a second executor's compensation would do: the units go back on sale */
+	memset(&release, 0, sizeof release);
+	release.kind = STOCK_RELEASE;
+	strcpy(release.reservation_id, "o-unheld");
+	cr_assert_eq(tsc_send(world.client, "p-u", &release, "test-release-o-unheld", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "release: %s", r.code);
+	bus_reply_dispose(&r);
+	cr_assert_eq(reserved_of("p-u"), 0);
+	confirm_and_pay("o-unheld");
+	saga_stats st = wait_stat(offsetof(saga_stats, unheld_commits), 1);
+	cr_assert_eq(st.unheld_commits, 1, "the commit found the reservation released: one alarm");
+	/* the counter operators alert on says so, with the stock item's code */
+	size_t len = 0;
+	char *text = orn_metrics_render(orn_metrics_global(), &len);
+	cr_assert_not_null(text);
+	cr_expect_not_null(strstr(text, "orion_saga_unheld_commits_total{code=\"reservation_closed\"} 1"),
+	                   "%s", text);
+	cr_expect_not_null(strstr(text, "orion_saga_unheld_commits_total{code=\"unknown_reservation\"} 0"),
+	                   "the other code exists at 0 from the start: %s", text);
+	free(text);
+	/* nothing was sold: the item still has its 5 units, none held */
+	int64_t on_hand = -1, sold = -1;
+	cr_assert_eq(tsc_get(world.client, "p-u", &on_hand, NULL, &sold, NULL), ORN_OK);
+	cr_expect_eq(on_hand, 5);
+	cr_expect_eq(sold, 0);
+}
+
+Test(saga, a_paid_order_whose_units_were_held_raises_no_alarm, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	line_spec lines[] = {{"p-h", 2}};
+
+	create_stock("p-h", 5);
+	place("o-held", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-held", "awaiting_confirmation").status, "awaiting_confirmation");
+	cr_assert_eq(wait_reserved("p-h", 2), 2);
+	confirm_and_pay("o-held");
+	cr_assert_eq(wait_reserved("p-h", 0), 0, "the commit took the held units");
+	int64_t sold = -1;
+	cr_assert_eq(tsc_get(world.client, "p-h", NULL, NULL, &sold, NULL), ORN_OK);
+	cr_expect_eq(sold, 2);
+	saga_stats st;
+	saga_stats_get(checkout, &st);
+	cr_expect_eq(st.unheld_commits, 0);
 }
 
 /* How many OrderCancelled events the order's stream holds. */

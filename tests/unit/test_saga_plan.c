@@ -487,6 +487,21 @@ Test(saga_plan, rejections_end_releases_commits_and_order_updates)
 	cr_expect_eq(saga_reply_classify(SAGA_MARK_RESERVED, BUS_REJECTED, "not_found"), SAGA_REPLY_REFUSED);
 }
 
+Test(saga_plan, a_commit_finding_no_reservation_is_a_sale_of_unheld_units)
+{
+	cr_expect(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_REJECTED, "reservation_closed"));
+	cr_expect(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_REJECTED, "unknown_reservation"));
+	/* a commit done already is accepted (no event): no alarm */
+	cr_expect_not(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_ACCEPTED, ""));
+	cr_expect_not(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_FAILED, NULL));
+	cr_expect_not(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_REJECTED, NULL));
+	cr_expect_not(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_REJECTED, "not_found"));
+	cr_expect_not(saga_reply_sold_unheld(SAGA_COMMIT_STOCK, BUS_REJECTED, "invalid"));
+	/* the same codes on other commands are ordinary */
+	cr_expect_not(saga_reply_sold_unheld(SAGA_RELEASE_STOCK, BUS_REJECTED, "unknown_reservation"));
+	cr_expect_not(saga_reply_sold_unheld(SAGA_RESERVE_STOCK, BUS_REJECTED, "reservation_closed"));
+}
+
 Test(saga_plan, recording_ignores_retries_and_indexes_out_of_range)
 {
 	given_placed(2);
