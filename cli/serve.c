@@ -106,6 +106,10 @@ typedef struct serve_state {
 	atomic_bool stopping;
 	atomic_bool nats_connected;
 	atomic_llong projection_lag; /* -1: unknown */
+	/* The gateway's address as bound (ORION_HTTP_ADDR may ask for port 0),
+	 * and the links' base: ORION_PUBLIC_URL, else http://<that address>. */
+	char http_addr[ORN_CONFIG_STR_MAX + 8];
+	char public_url[ORN_CONFIG_STR_MAX + 16];
 } serve_state;
 
 static bool list_has(const char *list, const char *item)
@@ -333,7 +337,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.smtp_url = st->cfg->smtp_url;
 		mo.maildir = maildir;
 		mo.from = st->cfg->mail_from;
-		mo.public_url = st->cfg->public_url;
+		mo.public_url = st->public_url;
 		mo.state_dir = state_dir;
 		mo.max_attempts = st->cfg->mail_max_attempts;
 		mo.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
@@ -532,11 +536,28 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 	return gw_api_register(&st->api);
 }
 
+/* The address the gateway is bound to: ORION_HTTP_ADDR's host with the port
+ * the listener got (the one asked for, or the kernel's pick for port 0). The
+ * default public URL follows it, so links work with port 0 too. */
+static void learn_bound_address(serve_state *st)
+{
+	const char *addr = st->cfg->http_addr, *colon = strrchr(addr, ':');
+	char defaulted[ORN_CONFIG_STR_MAX + 8];
+	int host_len = colon != NULL ? (int)(colon - addr) : (int)strlen(addr);
+
+	snprintf(st->http_addr, sizeof st->http_addr, "%.*s:%u", host_len, addr,
+	         (unsigned)gw_server_port(st->gateway));
+	snprintf(defaulted, sizeof defaulted, "http://%s", addr);
+	if (strcmp(st->cfg->public_url, defaulted) == 0)
+		snprintf(st->public_url, sizeof st->public_url, "http://%s", st->http_addr);
+}
+
 static orn_rc start_gateway(serve_state *st)
 {
 	orn_rc rc = create_gateway(st, st->cfg->http_addr);
 	if (rc != ORN_OK)
 		return rc;
+	learn_bound_address(st);
 	if ((rc = start_api(st)) != ORN_OK) {
 		log_error("cannot start the API", "error", orn_strerror(rc));
 		return rc;
@@ -718,9 +739,10 @@ static na_role main_role(const serve_state *st, const char *roles)
 static void announce(const serve_state *st, const char *roles)
 {
 	const char *url = st->server ? natsd_url(st->server) : st->cfg->nats_url;
-	log_info("orion ready", "roles", roles ? roles : "all", "nats", url);
+	log_info("orion ready", "roles", roles ? roles : "all", "nats", url, "http",
+	         st->gateway != NULL ? st->http_addr : "none");
 	if (st->gateway != NULL)
-		printf("Orion is running: http://%s (NATS at %s). Ctrl-C stops.\n", st->cfg->http_addr, url);
+		printf("Orion is running: http://%s (NATS at %s). Ctrl-C stops.\n", st->http_addr, url);
 	else
 		printf("Orion is running against NATS at %s. Ctrl-C stops.\n", url);
 	fflush(stdout);
@@ -763,6 +785,8 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 	memset(&st, 0, sizeof st);
 	st.cfg = cfg;
 	atomic_store(&st.projection_lag, -1);
+	snprintf(st.http_addr, sizeof st.http_addr, "%s", cfg->http_addr);
+	snprintf(st.public_url, sizeof st.public_url, "%s", cfg->public_url);
 	int status = 1;
 	if (cli_nats_credentials(cfg, cfg->nats_url[0] == '\0', &st.creds, &st.auth) != ORN_OK ||
 	    cli_connect_store_as(cfg, "orion-serve", true, st.auth ? &st.creds : NULL, main_role(&st, roles),

@@ -130,7 +130,9 @@ class Stack:
         self.smtp_port = free_port()
         self.mailbox_dir = os.path.join(self.dir, "mailbox")
         self.nats_port = free_port()
-        self.http_port = free_port()
+        # learnt from the first gateway's announcement: it binds port 0, so no
+        # other process can take a port found free here before serve binds it
+        self.http_port = None
         self.serves = {}
         self.env_extra = dict(env_extra or {})
         self.psp = None
@@ -200,7 +202,7 @@ class Stack:
             del env[k]
         env.update({
             "ORION_DATA_DIR": self.data_dir,
-            "ORION_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
+            "ORION_HTTP_ADDR": f"127.0.0.1:{self.http_port or 0}",
             "ORION_NATS_URL": f"nats://127.0.0.1:{self.nats_port}",
             "ORION_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
             "ORION_ADMIN_EMAIL": "root@orion.test",
@@ -227,6 +229,12 @@ class Stack:
         self.serves[name] = p
         wait_until(lambda: "Orion is running" in p.log() or not p.running(), 40, what=f"serve {name}")
         assert p.running(), f"serve {name} exited:\n{p.log()[-3000:]}"
+        announced = re.search(r"Orion is running: http://127\.0\.0\.1:(\d+) ", p.log())
+        if announced:
+            port = int(announced.group(1))
+            assert self.http_port in (None, port), (self.http_port, port)
+            self.http_port = port
+            p.env["ORION_HTTP_ADDR"] = f"127.0.0.1:{port}"  # a restart of p keeps its port
         if wait_http:
             assert wait_port(self.http_port), "the gateway did not listen"
         return p

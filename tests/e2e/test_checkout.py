@@ -58,6 +58,8 @@ class Checkout(StackTestCase):
         wait_until(lambda: c.get("/cart").json()["items"] == [], 10, what="the cart to be emptied")
         # the link from the email: its page, then the confirmation
         link = confirmation_link(self.stack, order_id)
+        # no ORION_PUBLIC_URL: the link's base is the gateway's address as bound (port 0 asked)
+        self.assertTrue(link.startswith(f"http://127.0.0.1:{self.stack.http_port}/api/v1/orders/"), link)
         path = link[link.index("/api/v1/"):]
         page = c.request("GET", path, headers={"Accept": "text/html"})
         self.assertEqual(page.status, 200, page)

@@ -329,8 +329,10 @@ Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardow
 	char *env[] = {dir_env, addr_env, "ORION_CORS_ORIGINS=https://shop.example,https://admin.example",
 	               NULL};
 	pid_t pid = th_spawn(argv, env, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 20000),
-	          "serve did not come up");
+	char announced[64];
+	snprintf(announced, sizeof announced, "Orion is running: http://127.0.0.1:%d ", port);
+	cr_assert(th_wait_for_file_line(log_path, announced, 20000), "serve did not come up on port %d",
+	          port);
 
 	/* CORS only for the configured origins */
 	http_reply cors = http_call(port, "/api/v1/products", NULL, "https://admin.example");
@@ -407,7 +409,7 @@ Test(cli, serve_demo_seeds_the_catalog_and_an_admin_once, .init = setup, .fini =
 	char log_path[700], dir_env[600], addr_env[64], out[700];
 	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", natsd_free_port());
+	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:0");
 	char *argv[] = {(char *)th_orion_bin(), "serve", "--demo", NULL};
 	char *env[] = {dir_env, addr_env, NULL};
 	snprintf(out, sizeof out, "%s/command.json", data_dir);

@@ -134,45 +134,55 @@ void th_kill(pid_t pid, int sig)
 	}
 }
 
-/* True if the file at path currently contains needle. */
-static bool file_contains(const char *path, const char *needle)
+/* The rest of the first line of the file at path that follows needle (at
+ * most cap - 1 bytes, without the newline) into out; false if no line has it. */
+static bool file_line_after(const char *path, const char *needle, char *out, size_t cap)
 {
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return false;
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
+	size_t buf_cap = 1 << 16, len = 0;
+	char *buf = malloc(buf_cap);
 	bool found = false;
 	while (buf) {
-		if (cap - len < 4096) {
-			char *bigger = realloc(buf, cap * 2);
+		if (buf_cap - len < 4096) {
+			char *bigger = realloc(buf, buf_cap * 2);
 			if (!bigger)
 				break;
 			buf = bigger;
-			cap *= 2;
+			buf_cap *= 2;
 		}
-		size_t n = fread(buf + len, 1, cap - len - 1, f);
+		size_t n = fread(buf + len, 1, buf_cap - len - 1, f);
 		if (n == 0)
 			break;
 		len += n;
 	}
 	if (buf) {
 		buf[len] = '\0';
-		found = strstr(buf, needle) != NULL;
+		const char *at = strstr(buf, needle);
+		if ((found = at != NULL) && out != NULL && cap > 0) {
+			at += strlen(needle);
+			snprintf(out, cap, "%.*s", (int)strcspn(at, "\n"), at);
+		}
 	}
 	free(buf);
 	fclose(f);
 	return found;
 }
 
-bool th_wait_for_file_line(const char *path, const char *needle, int timeout_ms)
+bool th_wait_for_file_text(const char *path, const char *needle, char *rest, size_t cap, int timeout_ms)
 {
 	int64_t deadline = th_now_ms() + timeout_ms;
 	for (;;) {
-		if (file_contains(path, needle))
+		if (file_line_after(path, needle, rest, cap))
 			return true;
 		if (th_now_ms() >= deadline)
 			return false;
 		th_sleep_ms(20);
 	}
+}
+
+bool th_wait_for_file_line(const char *path, const char *needle, int timeout_ms)
+{
+	return th_wait_for_file_text(path, needle, NULL, 0, timeout_ms);
 }

@@ -51,6 +51,10 @@ void th_kill(pid_t pid, int sig);
  * A file that does not exist yet counts as empty. */
 bool th_wait_for_file_line(const char *path, const char *needle, int timeout_ms);
 
+/* Same, and copies what follows needle on its line into rest (cap bytes,
+ * NUL-terminated; rest may be NULL). */
+bool th_wait_for_file_text(const char *path, const char *needle, char *rest, size_t cap, int timeout_ms);
+
 /* Monotonic clock in milliseconds (for deadlines and measured durations). */
 int64_t th_now_ms(void);
 

@@ -129,18 +129,12 @@ void hc_reply_free(hc_reply *r)
 pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *const *env, char *base_url,
                      size_t base_url_size, int *port)
 {
-	char log_path[700], dir_env[600], addr_env[64];
+	char log_path[700], dir_env[600], addr_env[] = "ORION_HTTP_ADDR=127.0.0.1:0", rest[128];
 	char *argv[16] = {(char *)th_orion_bin(), "serve"};
 	char *envp[32] = {dir_env, addr_env};
 	size_t argc = 2, envc = 2;
-	int p = natsd_free_port();
-	cr_assert_gt(p, 0);
-	if (port != NULL)
-		*port = p;
-	snprintf(base_url, base_url_size, "http://127.0.0.1:%d", p);
 	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
-	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:%d", p);
 	for (size_t i = 0; args != NULL && args[i] != NULL; i++) {
 		cr_assert_lt(argc + 1, sizeof argv / sizeof *argv);
 		argv[argc++] = (char *)args[i];
@@ -149,9 +143,18 @@ pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *
 		cr_assert_lt(envc + 1, sizeof envp / sizeof *envp);
 		envp[envc++] = (char *)env[i];
 	}
+	/* Port 0: the listener takes whatever port the kernel gives it and serve
+	 * announces it. A port found free here and bound later by serve could be
+	 * taken meanwhile (by its own nats-server or any connection's local port). */
 	pid_t pid = th_spawn(argv, envp, log_path);
-	cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 30000),
+	cr_assert(th_wait_for_file_text(log_path, "Orion is running: http://127.0.0.1:", rest, sizeof rest,
+	                                30000),
 	          "serve did not come up");
+	int p = atoi(rest);
+	cr_assert(p > 0 && p < 65536, "serve announced no port: %s", rest);
+	if (port != NULL)
+		*port = p;
+	snprintf(base_url, base_url_size, "http://127.0.0.1:%d", p);
 	return pid;
 }
 

@@ -53,11 +53,11 @@ const char *hc_header(const hc_reply *r, const char *name);
 void hc_reply_free(hc_reply *r);
 
 /* Starts `orion serve` with args (NULL-terminated, may be NULL; a NULL first
- * entry means none) on a free loopback port, with ORION_DATA_DIR=data_dir,
- * ORION_HTTP_ADDR and env (NULL-terminated, may be NULL) added to the
- * environment, logging to data_dir/serve.log, and waits until it announces
- * its URL. Writes "http://127.0.0.1:port" to base_url and the port to *port
- * (may be NULL). Returns the server's pid. */
+ * entry means none) with ORION_DATA_DIR=data_dir, ORION_HTTP_ADDR=127.0.0.1:0
+ * (the kernel picks the port) and env (NULL-terminated, may be NULL) added to
+ * the environment, logging to data_dir/serve.log, and waits until it
+ * announces its URL. Writes "http://127.0.0.1:port" to base_url and the port
+ * it announced to *port (may be NULL). Returns the server's pid. */
 pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *const *env, char *base_url,
                      size_t base_url_size, int *port);
 
