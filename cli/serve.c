@@ -433,7 +433,9 @@ static orn_rc start_metrics_listener(serve_state *st)
 	if (pthread_create(&st->metrics_thread, NULL, gateway_main, st->metrics_server) != 0)
 		return ORN_ENOMEM;
 	st->metrics_running = true;
-	log_info("metrics listening", "addr", st->cfg->metrics_addr);
+	char port[8]; /* the one asked for, or the kernel's pick for port 0 */
+	snprintf(port, sizeof port, "%u", (unsigned)gw_server_port(st->metrics_server));
+	log_info("metrics listening", "addr", st->cfg->metrics_addr, "port", port);
 	return ORN_OK;
 }
 

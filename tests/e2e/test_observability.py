@@ -29,7 +29,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import (StackTestCase, confirmation_link, create_product, free_port,  # noqa: E402
+from orion_e2e import (StackTestCase, confirmation_link, create_product,  # noqa: E402
                        query_token, register, wait_port, wait_status, wait_until)
 
 APPROVE = "4242424242424242"
@@ -83,12 +83,16 @@ class Observability(StackTestCase):
 
     @classmethod
     def serve_env(cls):
-        cls.metrics_port = free_port()
-        return {"ORION_LOG_LEVEL": "debug", "ORION_METRICS_ADDR": f"127.0.0.1:{cls.metrics_port}"}
+        # port 0: the listener's port is the kernel's pick, read from the log
+        return {"ORION_LOG_LEVEL": "debug", "ORION_METRICS_ADDR": "127.0.0.1:0"}
 
     @classmethod
     def set_up_class(cls):
-        assert wait_port(cls.metrics_port), "ORION_METRICS_ADDR did not listen"
+        listening = [json.loads(line) for line in cls.stack.serves["all"].log().splitlines()
+                     if '"msg":"metrics listening"' in line]
+        assert listening, "ORION_METRICS_ADDR did not listen"
+        cls.metrics_port = int(listening[0]["port"])
+        assert wait_port(cls.metrics_port), "the metrics listener does not answer"
         cls.corr = unique("test-corr")
         cls.order_id = cls.checkout(cls.corr)
 
