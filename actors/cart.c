@@ -246,6 +246,17 @@ static cart_verdict decide_remove(const cart_state *s, const cart_command *c, ca
 	return CART_OK;
 }
 
+/* True if order_id is one of the checked-out orders the cart remembers. */
+static bool remembers_order(const cart_state *s, const char *order_id)
+{
+	if (strcmp(s->last_order_id, order_id) == 0)
+		return true;
+	for (size_t i = 0; i < s->earlier_count; i++)
+		if (strcmp(s->earlier_orders[i], order_id) == 0)
+			return true;
+	return false;
+}
+
 /* Takes out what the order took: each ordered quantity, at most what the
  * cart's line holds now; products no longer in the cart are skipped. The
  * event is emitted even if nothing is taken, so the cart remembers the order
@@ -260,7 +271,7 @@ static cart_verdict decide_checked_out(const cart_state *s, const cart_command *
 	if (!id_valid(c->order_id) || c->checkout_count == 0 ||
 	    !checkout_lines_valid(c->checkout, c->checkout_count))
 		return CART_REJ_INVALID;
-	if (strcmp(s->last_order_id, c->order_id) == 0)
+	if (remembers_order(s, c->order_id))
 		return CART_OK;
 	e = emit(out, CART_CHECKED_OUT_EVENT);
 	strcpy(e->order_id, c->order_id);
@@ -327,6 +338,25 @@ static void evolve_removed(cart_state *s, const char *product_id)
 		s->currency[0] = '\0';
 }
 
+/* order_id becomes the last order; the one before joins the earlier ones,
+ * the oldest of which is forgotten when they are full. An order remembered
+ * already (only a malformed stream repeats one) changes nothing, so the
+ * remembered ids stay distinct. */
+static void remember_order(cart_state *s, const char *order_id)
+{
+	if (order_id[0] == '\0' || remembers_order(s, order_id))
+		return;
+	if (s->last_order_id[0] != '\0') {
+		if (s->earlier_count == ORN_ARRAY_LEN(s->earlier_orders)) {
+			memmove(s->earlier_orders[0], s->earlier_orders[1],
+			        (s->earlier_count - 1) * sizeof s->earlier_orders[0]);
+			s->earlier_count--;
+		}
+		memcpy(s->earlier_orders[s->earlier_count++], s->last_order_id, sizeof s->last_order_id);
+	}
+	snprintf(s->last_order_id, sizeof s->last_order_id, "%s", order_id);
+}
+
 static void evolve_checked_out(cart_state *s, const cart_event *e)
 {
 	int i;
@@ -339,7 +369,7 @@ static void evolve_checked_out(cart_state *s, const cart_event *e)
 		else
 			evolve_removed(s, e->checkout[k].product_id);
 	}
-	strcpy(s->last_order_id, e->order_id);
+	remember_order(s, e->order_id);
 }
 
 void cart_evolve(cart_state *s, const cart_event *e)
@@ -634,20 +664,21 @@ static orn_rc write_event(mp_writer *w, const cart_event *e)
 	return cart_event_encode(w, e);
 }
 
-/* Snapshot: [[type, payload], ...], the checkout of the last order (if any,
- * with no lines: on an empty cart it only sets the last order) then one
- * ItemAdded per line, in line order. */
+/* Snapshot: [[type, payload], ...], a checkout with no lines per order
+ * remembered, the earlier ones oldest first, then the last (on an empty cart
+ * each only sets the last order), then one ItemAdded per line, in line order. */
 static orn_rc cart_snapshot(const void *state, mp_writer *w)
 {
 	const cart_state *s = state;
-	bool checked_out = s->last_order_id[0] != '\0';
+	size_t orders = s->last_order_id[0] != '\0' ? s->earlier_count + 1 : 0;
 	cart_event e;
 	orn_rc rc = ORN_OK;
 
-	mp_write_array(w, (uint32_t)(s->line_count + checked_out));
-	if (checked_out) {
+	mp_write_array(w, (uint32_t)(s->line_count + orders));
+	for (size_t i = 0; rc == ORN_OK && i < orders; i++) {
 		e = (cart_event){.kind = CART_CHECKED_OUT_EVENT};
-		memcpy(e.order_id, s->last_order_id, sizeof e.order_id);
+		memcpy(e.order_id, i < s->earlier_count ? s->earlier_orders[i] : s->last_order_id,
+		       sizeof e.order_id);
 		rc = write_event(w, &e);
 	}
 	for (size_t i = 0; rc == ORN_OK && i < s->line_count; i++) {
@@ -659,9 +690,10 @@ static orn_rc cart_snapshot(const void *state, mp_writer *w)
 }
 
 /* Restores by replaying the snapshot's events into a fresh state, which is
- * copied in only when whole. Only a first CartCheckedOut without lines and
- * ItemAdded events that each add a new line (added == quantity) are
- * accepted, so a snapshot has one form per state. */
+ * copied in only when whole. Only leading CartCheckedOut events without lines
+ * (at most CART_ORDERS_REMEMBERED, distinct) and ItemAdded events that each
+ * add a new line (added == quantity) are accepted, so a snapshot has one form
+ * per state. A schema 2 snapshot (one order remembered) is of that form. */
 static orn_rc cart_restore(void *state, const uint8_t *buf, size_t len)
 {
 	char type[32];
@@ -684,7 +716,9 @@ static orn_rc cart_restore(void *state, const uint8_t *buf, size_t len)
 		    (rc = mp_read_raw(&r, &payload, &payload_len)) != ORN_OK ||
 		    (rc = cart_event_decode(type, payload, payload_len, &e)) != ORN_OK ||
 		    (e.kind != CART_ITEM_ADDED &&
-		     (e.kind != CART_CHECKED_OUT_EVENT || i != 0 || e.checkout_count != 0)) ||
+		     (e.kind != CART_CHECKED_OUT_EVENT || fresh->line_count != 0 ||
+		      i >= CART_ORDERS_REMEMBERED || e.checkout_count != 0 ||
+		      remembers_order(fresh, e.order_id))) ||
 		    (e.kind == CART_ITEM_ADDED && e.added != e.line.quantity)) {
 			rc = ORN_EDECODE;
 			goto fail;

@@ -14,8 +14,11 @@
  * a product no longer in the cart is skipped), so items added or grown since
  * the order was placed stay. CartCheckedOut records exactly what was removed
  * ({product_id, quantity removed} per line, possibly none), so evolve needs
- * no knowledge of the order. The cart remembers the last order id, so a
- * redelivered CheckedOut of that order changes nothing.
+ * no knowledge of the order. The cart remembers the ids of its last
+ * CART_ORDERS_REMEMBERED checked-out orders, so a CheckedOut of any of them
+ * sent again (a redelivery, or the saga's sweeper redoing a step whose event
+ * may have been lost, after the customer placed another order) changes
+ * nothing.
  *
  * Bounds (checked by decide, rejection "invalid"):
  *   product_id, order_id  orn_id_valid ([A-Za-z0-9_-]{1,64})
@@ -36,14 +39,15 @@
 
 #include "decision.h"
 
-#define CART_AGGREGATE       "cart"
-#define CART_ID_MAX          65  /* bytes of an id, NUL included */
-#define CART_NAME_MAX        201 /* bytes, NUL included */
-#define CART_CURRENCY_MAX    4   /* bytes, NUL included */
-#define CART_LINES_MAX       50
-#define CART_QUANTITY_MAX    999
-#define CART_PRICE_MAX       10000000000LL
-#define CART_SNAPSHOT_SCHEMA 2 /* 2: CartCheckedOut carries its lines */
+#define CART_AGGREGATE         "cart"
+#define CART_ID_MAX            65  /* bytes of an id, NUL included */
+#define CART_NAME_MAX          201 /* bytes, NUL included */
+#define CART_CURRENCY_MAX      4   /* bytes, NUL included */
+#define CART_LINES_MAX         50
+#define CART_QUANTITY_MAX      999
+#define CART_PRICE_MAX         10000000000LL
+#define CART_SNAPSHOT_SCHEMA   3  /* 2: CartCheckedOut carries its lines; 3: the last 16 orders */
+#define CART_ORDERS_REMEMBERED 16 /* checked-out order ids a cart remembers (the last included) */
 
 /* Event type names as stored. */
 #define CART_EV_ITEM_ADDED       "ItemAdded"
@@ -78,6 +82,9 @@ typedef struct cart_state {
 	size_t line_count;
 	char currency[CART_CURRENCY_MAX]; /* "" while the cart is empty */
 	char last_order_id[CART_ID_MAX];  /* "" until the first checkout */
+	/* the orders checked out before the last one, oldest first */
+	char earlier_orders[CART_ORDERS_REMEMBERED - 1][CART_ID_MAX];
+	size_t earlier_count;
 } cart_state;
 
 typedef enum cart_command_kind {

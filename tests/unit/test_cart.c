@@ -407,6 +407,70 @@ Test(cart, checked_out_is_idempotent_by_order_id)
 	then_checked_out("o2", "p2:1");
 }
 
+/* The saga's sweeper may send an order's CheckedOut again after the
+ * customer placed (and checked out) other orders: it must not take out what
+ * was added since. */
+Test(cart, an_earlier_order_sent_again_after_a_later_one_changes_nothing)
+{
+	given(add("p1", 1, 1, "EUR"));
+	given(checked_out("o1", {"p1", 1}));
+	given(add("p2", 1, 1, "EUR"));
+	given(checked_out("o2", {"p2", 1}));
+	given(add("p1", 1, 3, "EUR"));
+	when(checked_out("o1", {"p1", 1}));
+	then_nothing();
+	then_cart("p1:3", "EUR");
+	cr_assert_str_eq(state.last_order_id, "o2", "the last order stays the last");
+	cr_assert_eq(state.earlier_count, 1);
+	cr_assert_str_eq(state.earlier_orders[0], "o1");
+}
+
+/* Given n checkouts o0..o(n-1) of an empty cart. */
+static void given_checkouts(int n)
+{
+	char id[16];
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "o%d", i);
+		given(checked_out(id, {"p1", 1}));
+	}
+}
+
+Test(cart, it_remembers_the_last_orders_up_to_its_bound_and_forgets_the_oldest)
+{
+	given_checkouts(CART_ORDERS_REMEMBERED);
+	cr_assert_str_eq(state.last_order_id, "o15");
+	cr_assert_eq(state.earlier_count, CART_ORDERS_REMEMBERED - 1);
+	cr_assert_str_eq(state.earlier_orders[0], "o0", "oldest first");
+	given(add("p1", 1, 2, "EUR"));
+	when(checked_out("o0", {"p1", 1}));
+	then_nothing();
+	given_checkouts(CART_ORDERS_REMEMBERED + 1); /* o0 again is a no-op; o16 pushes o0 out */
+	given(checked_out("o16", {"p1", 1}));
+	cr_assert_str_eq(state.earlier_orders[0], "o1");
+	cr_assert_str_eq(state.last_order_id, "o16");
+	/* past the bound an order is a new one again: documented, and a customer
+	 * does not place 16 orders while one of them waits to be swept */
+	when(checked_out("o0", {"p1", 1}));
+	then_checked_out("o0", "p1:1");
+}
+
+Test(cart, evolve_remembers_each_order_once)
+{
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT};
+
+	strcpy(e.order_id, "o1");
+	cart_evolve(&state, &e);
+	strcpy(e.order_id, "o2");
+	cart_evolve(&state, &e);
+	strcpy(e.order_id, "o1"); /* only a malformed stream repeats an order */
+	cart_evolve(&state, &e);
+	cr_assert_str_eq(state.last_order_id, "o2");
+	cr_assert_eq(state.earlier_count, 1);
+	e.order_id[0] = '\0';
+	cart_evolve(&state, &e);
+	cr_assert_str_eq(state.last_order_id, "o2", "an empty id is not an order");
+}
+
 Test(cart, checked_out_checks_every_field)
 {
 	cart_command c = checked_out("o1", {"p1", 1});
@@ -890,6 +954,9 @@ static void assert_states_equal(const cart_state *a, const cart_state *b)
 	}
 	cr_assert_str_eq(a->currency, b->currency);
 	cr_assert_str_eq(a->last_order_id, b->last_order_id);
+	cr_assert_eq(a->earlier_count, b->earlier_count);
+	for (size_t i = 0; i < a->earlier_count; i++)
+		cr_assert_str_eq(a->earlier_orders[i], b->earlier_orders[i]);
 }
 
 static void assert_snapshot_equivalent(void)
@@ -918,6 +985,9 @@ Test(cart, snapshots_restore_the_same_state)
 	given(add("p1", 20, 1, "USD"));
 	given(set("p3", 4));
 	assert_snapshot_equivalent();
+	given_checkouts(CART_ORDERS_REMEMBERED + 3); /* every order it can remember, and lines */
+	assert_snapshot_equivalent();
+	cr_assert_eq(state.earlier_count, CART_ORDERS_REMEMBERED - 1);
 }
 
 static orn_rc restore_written(void)
@@ -996,6 +1066,31 @@ Test(cart, restore_rejects_snapshots_no_stream_could_produce)
 	cr_assert_null(cart_find_line(&state, "p9"));
 }
 
+/* Writes n checkouts without lines, o0..o(n-1) (or o0 n times). */
+static void write_checkouts(int n, bool repeat)
+{
+	cart_event e = {.kind = CART_CHECKED_OUT_EVENT};
+	mp_writer_reset(writer);
+	mp_write_array(writer, (uint32_t)n);
+	for (int i = 0; i < n; i++) {
+		snprintf(e.order_id, sizeof e.order_id, "o%d", repeat ? 0 : i);
+		write_pair(CART_EV_CHECKED_OUT, &e);
+	}
+}
+
+Test(cart, restore_takes_the_remembered_orders_only_as_a_distinct_leading_run_within_the_bound)
+{
+	write_checkouts(CART_ORDERS_REMEMBERED, false);
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert_str_eq(state.last_order_id, "o15");
+	cr_assert_eq(state.earlier_count, CART_ORDERS_REMEMBERED - 1);
+	write_checkouts(CART_ORDERS_REMEMBERED + 1, false);
+	cr_assert_eq(restore_written(), ORN_EDECODE, "more orders than a cart remembers");
+	write_checkouts(2, true);
+	cr_assert_eq(restore_written(), ORN_EDECODE, "an order twice");
+	cr_assert_str_eq(state.last_order_id, "o15", "untouched by a failed restore");
+}
+
 Test(cart, restore_reports_allocation_failure)
 {
 	if (!failalloc_available())
@@ -1062,6 +1157,7 @@ Test(cart_kind, describes_the_aggregate)
 	cr_assert_str_eq(cart_kind.aggregate, "cart");
 	cr_assert_eq(cart_kind.state_size, sizeof(cart_state));
 	cr_assert_eq(cart_kind.snapshot_schema, CART_SNAPSHOT_SCHEMA);
+	cr_assert_eq(cart_kind.snapshot_schema, 3, "remembering the last orders bumped the schema");
 	cr_assert_not_null(s);
 	cart_kind.init(s);
 	cr_assert_eq(s->line_count, 0);
