@@ -12,10 +12,12 @@
  *
  * The sweeper (sweep.h, ADR 007 addendum) does not trust the durable consumer
  * alone: ORION_SWEEP_AFTER_MS after an order's last event it loads the
- * order, and if that event is still its last and one whose step moves stock
- * (placed and still pending, paid, cancelled, payment failed) it runs the step
- * again. The deterministic command ids make a step already done a no-op; a
- * step that had been lost appends, and is counted and logged as repaired. */
+ * order, and if that event is still its last, it runs the step again if the
+ * step moves stock (placed and still pending, paid, cancelled, payment
+ * failed), and the cart's checkout step if the order was ever reserved. The
+ * deterministic command ids (and the cart's memory of its last orders) make
+ * a step already done a no-op; a step that had been lost appends, and is
+ * counted and logged as repaired. */
 #include "saga.h"
 
 #include <pthread.h>
@@ -463,21 +465,12 @@ static bool step_moves_stock(order_event_kind kind, const order_state *order)
 	return false;
 }
 
-/* Whether a commit whose last event has this type may leave a step that
- * moves stock undone (step_moves_stock decides once the order is loaded). */
-static bool type_may_move_stock(const char *type)
-{
-	static const order_event_kind kinds[] = {ORDER_PLACED, ORDER_PAID, ORDER_CANCELLED_EVENT,
-	                                         ORDER_PAYMENT_FAILED_EVENT};
-	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
-		if (strcmp(type, order_event_type(kinds[i])) == 0)
-			return true;
-	return false;
-}
-
-/* The sweeper's call for an order whose newest commit is due: runs its
- * event's step again if it is still the order's last and its step moves
- * stock. An order left waiting for its customer costs no read at all. */
+/* The sweeper's call for an order whose newest commit is due: if that
+ * commit is still the order's last, runs its event's step again when the
+ * step moves stock, and the cart's checkout step when the order was ever
+ * reserved (a lost OrderReserved would leave the ordered lines in the cart;
+ * the cart remembers its last orders, so a checkout done already is a
+ * no-op). */
 static es_sweep_verdict sweep_one(void *closure, const es_sweep_commit *c)
 {
 	saga *s = closure;
@@ -485,7 +478,7 @@ static es_sweep_verdict sweep_one(void *closure, const es_sweep_commit *c)
 	step_end end = STEP_DONE;
 	const char *order_id = es_sweep_id(c->subject, ORDER_PREFIX);
 
-	if (order_id == NULL || strlen(order_id) >= sizeof w->order_id || !type_may_move_stock(c->type))
+	if (order_id == NULL || strlen(order_id) >= sizeof w->order_id)
 		return ES_SWEEP_DONE;
 	strcpy(w->order_id, order_id);
 	log_set_correlation(c->correlation[0] != '\0' ? c->correlation : w->order_id);
@@ -493,10 +486,15 @@ static es_sweep_verdict sweep_one(void *closure, const es_sweep_commit *c)
 		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */
 		goto done;
 	}
-	if (w->version > c->seq || !step_moves_stock(w->last_kind, w->order))
+	bool stock_step = step_moves_stock(w->last_kind, w->order);
+	bool checkout_step = saga_plan_checkout_swept(w->order);
+	if (w->version > c->seq || (!stock_step && !checkout_step))
 		goto done; /* the order moved on, or nothing to redo */
 	w->appended = 0;
-	end = run_event(w, w->last_kind);
+	if (checkout_step && (end = run_event(w, ORDER_RESERVED)) != STEP_DONE)
+		goto done;
+	if (stock_step)
+		end = run_event(w, w->last_kind);
 	if (end != STEP_DONE)
 		goto done;
 	atomic_fetch_add(&s->swept, 1);

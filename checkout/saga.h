@@ -12,7 +12,8 @@
  *
  * A sweeper thread guards against a lost delivery (ADR 007, "Lost
  * deliveries"): sweep_after_ms after an order's last event, if that event
- * still is the last and its step moves stock, it runs the step again.
+ * still is the last, it runs the step again if it moves stock, and the
+ * cart's checkout step if the order was ever reserved.
  *
  * The saga keeps no state besides its durable consumer. Deadlines are fired
  * by the timers role (timers/timers.h, ADR 010) from the orders read model,

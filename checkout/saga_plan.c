@@ -150,6 +150,16 @@ fail:
 	return ORN_EINVAL;
 }
 
+bool saga_plan_checkout_swept(const order_state *order)
+{
+	if (order->customer_id[0] == '\0')
+		return false;
+	for (size_t i = 0; i < order->history_count; i++)
+		if (order->history[i].status == ORDER_AWAITING_CONFIRMATION)
+			return true;
+	return false;
+}
+
 orn_rc saga_plan_expire(saga_plan *p, const char *order_id, int64_t deadline_ms)
 {
 	char suffix[24];

@@ -149,6 +149,13 @@ bool saga_plan_needs_reload(const saga_plan *done);
  * untouched) if nothing follows. done and next must not overlap. */
 bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *next);
 
+/* True if the sweeper redoes the cart's checkout step (the plan for
+ * OrderReserved) of this order: it was reserved at some point (its history
+ * reached awaiting_confirmation) and has a customer. The step is a no-op for
+ * a cart that checked the order out already (the cart remembers its last
+ * CART_ORDERS_REMEMBERED orders). */
+bool saga_plan_checkout_swept(const order_state *order);
+
 /* A one-command plan: Cancel{expired} of order_id whose deadline fell due at
  * deadline_ms, command id "<order>:expire:<deadline>" (every instance of the
  * timers role firing that deadline sends the same command). ORN_EINVAL for

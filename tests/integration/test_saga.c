@@ -652,6 +652,46 @@ Test(saga, a_paid_order_whose_units_were_held_raises_no_alarm, .init = start_all
 	cr_expect_eq(st.unheld_commits, 0);
 }
 
+/* The consumer loses OrderReserved: the order goes on (its email comes from
+ * the mail role), but the cart's checkout step never runs. The sweeper
+ * redoes it, and the cart's memory of its orders makes a redone checkout a
+ * no-op (sweeping_steps_that_were_done_changes_nothing). */
+Test(saga, an_order_reserved_event_the_consumer_lost_has_its_cart_checked_out_by_the_sweeper,
+     .init = start_all, .fini = stop_all, .timeout = 120)
+{
+	char last_order[ORDER_ID_MAX] = "";
+	line_spec lines[] = {{"p-a", 2}};
+	stock_command reserve = tsc_reserve("o-cart-lost", 2);
+	order_command mark;
+	bus_reply r;
+
+	create_stock("p-a", 5);
+	add_to_cart("alice", "p-a", 2);
+	stop_saga();
+	place("o-cart-lost", lines, 1, FAR_AHEAD);
+	lose_delivery("o-cart-lost");
+	/* the reserve step, as the saga would have run it, then its event lost too */
+	cr_assert_eq(tsc_send(world.client, "p-a", &reserve, "o-cart-lost:reserve:p-a", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "reserve: %s", r.code);
+	bus_reply_dispose(&r);
+	memset(&mark, 0, sizeof mark);
+	mark.kind = ORDER_MARK_RESERVED;
+	order_command_send("o-cart-lost", &mark, ORDER_CMD_MARK_RESERVED);
+	lose_delivery("o-cart-lost");
+	cr_assert_eq(view_cart("alice", last_order, sizeof last_order), 1,
+	             "the ordered line is still in the cart");
+	start_saga_sweeping(500);
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (view_cart("alice", last_order, sizeof last_order) != 0 && th_now_ms() < until)
+		th_sleep_ms(20);
+	cr_assert_eq(view_cart("alice", last_order, sizeof last_order), 0,
+	             "the sweeper checked the order out");
+	cr_expect_str_eq(last_order, "o-cart-lost");
+	saga_stats st = wait_swept(1);
+	cr_expect_geq(st.repaired, 1, "counted as repaired (the cart appended)");
+	cr_expect_eq(reserved_of("p-a"), 2, "the reservation stands");
+}
+
 /* How many OrderCancelled events the order's stream holds. */
 static orn_rc count_cancelled(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {

@@ -502,6 +502,38 @@ Test(saga_plan, a_commit_finding_no_reservation_is_a_sale_of_unheld_units)
 	cr_expect_not(saga_reply_sold_unheld(SAGA_RESERVE_STOCK, BUS_REJECTED, "reservation_closed"));
 }
 
+Test(saga_plan, the_sweeper_redoes_the_checkout_of_an_order_that_was_ever_reserved)
+{
+	cr_expect_not(saga_plan_checkout_swept(order), "never placed");
+	given_placed(2);
+	cr_expect_not(saga_plan_checkout_swept(order), "pending: the cart keeps its lines");
+	given(ORDER_RESERVED, NULL);
+	cr_expect(saga_plan_checkout_swept(order));
+	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
+	cr_expect(saga_plan_checkout_swept(order));
+	given(ORDER_PAID, NULL);
+	cr_expect(saga_plan_checkout_swept(order), "a paid order was reserved too");
+}
+
+Test(saga_plan, the_sweeper_leaves_the_cart_of_an_order_never_reserved)
+{
+	given_placed(2);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_OUT_OF_STOCK);
+	cr_expect_not(saga_plan_checkout_swept(order), "rejected for stock");
+	order_state_init(order);
+	given_placed(1);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
+	cr_expect_not(saga_plan_checkout_swept(order), "cancelled while pending");
+	order_state_init(order);
+	given_placed(1);
+	given(ORDER_RESERVED, NULL);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
+	cr_expect(saga_plan_checkout_swept(order),
+	          "cancelled after its reservation: its lines left the cart");
+	order->customer_id[0] = '\0';
+	cr_expect_not(saga_plan_checkout_swept(order), "no customer, no cart");
+}
+
 Test(saga_plan, recording_ignores_retries_and_indexes_out_of_range)
 {
 	given_placed(2);
