@@ -102,8 +102,12 @@ struct mail_service {
 	unsigned retry_max_ms;
 	unsigned max_attempts;
 	pthread_mutex_t users_lock; /* users and users_to: the alert worker and the alert sweeper */
-	hmap *users;                /* user key -> known_user */
-	uint64_t users_to;          /* the stream sequence the users are read up to */
+	/* Emails being delivered in this process (key -> non-NULL): a worker and
+	 * a sweeper never deliver the same email at once. */
+	pthread_mutex_t inflight_lock;
+	hmap *inflight;
+	hmap *users;       /* user key -> known_user */
+	uint64_t users_to; /* the stream sequence the users are read up to */
 	MDB_env *env;
 	MDB_dbi markers;
 	bool curl_ready;
@@ -515,7 +519,46 @@ typedef orn_rc render_fn(worker *w, const email *e, void *closure, mail_message 
 
 /* The delivery protocol of one email (mail.h): the marker and the log say
  * whether it went out already; else render, send, marker, log. */
+/* Takes e's key for this caller if no other worker or sweeper of this
+ * process is delivering it; false if one is (or memory ran out). */
+static bool inflight_claim(mail_service *m, const char *key)
+{
+	bool claimed;
+
+	pthread_mutex_lock(&m->inflight_lock);
+	claimed = hmap_get(m->inflight, key) == NULL && hmap_put(m->inflight, key, m) == ORN_OK;
+	pthread_mutex_unlock(&m->inflight_lock);
+	return claimed;
+}
+
+static void inflight_release(mail_service *m, const char *key)
+{
+	pthread_mutex_lock(&m->inflight_lock);
+	hmap_remove(m->inflight, key);
+	pthread_mutex_unlock(&m->inflight_lock);
+}
+
+static outcome deliver_claimed(worker *w, const email *e, render_fn *render, void *closure, const char *to);
+
+/* Delivers e unless another worker or the sweeper of this process is at it:
+ * the two would both find the log pending and both send (the log and the
+ * sent marker are written after the server's acceptance). Then it is a
+ * retry: by then the email is settled, or it failed and is tried again. */
 static outcome deliver(worker *w, const email *e, render_fn *render, void *closure, const char *to)
+{
+	mail_service *m = w->service;
+
+	if (!inflight_claim(m, e->key)) {
+		log_debug("mail in flight elsewhere in this process", e->ref_name, e->ref, "status",
+		          e->label);
+		return RETRY;
+	}
+	outcome o = deliver_claimed(w, e, render, closure, to);
+	inflight_release(m, e->key);
+	return o;
+}
+
+static outcome deliver_claimed(worker *w, const email *e, render_fn *render, void *closure, const char *to)
 {
 	mail_service *m = w->service;
 	char detail[256], seq_s[24], latency[24];
@@ -1216,6 +1259,9 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 	m->store = store;
 	atomic_init(&m->stopping, false);
 	pthread_mutex_init(&m->users_lock, NULL);
+	pthread_mutex_init(&m->inflight_lock, NULL);
+	if ((m->inflight = hmap_create()) == NULL)
+		goto fail;
 	if (store == NULL || o == NULL) {
 		rc = ORN_EINVAL;
 		goto fail;
@@ -1309,5 +1355,7 @@ void mail_stop(mail_service *m)
 	free(m->public_url);
 	free(m->state_dir);
 	pthread_mutex_destroy(&m->users_lock);
+	hmap_destroy(m->inflight);
+	pthread_mutex_destroy(&m->inflight_lock);
 	free(m);
 }

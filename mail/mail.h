@@ -27,7 +27,12 @@
  *      milliseconds; a machine crash may lose recent markers and resend);
  *   4. ack the commit.
  * A redelivered commit (a lost ack, a restart, a second instance) finds the
- * marker and sends nothing. The one window left is a kill between 2 and 3:
+ * marker and sends nothing. Within one process, a worker and the sweeper
+ * never deliver the same email at once (an in-flight set, checked before 1:
+ * the one that finds it taken retries later and finds it settled); without
+ * it, both would find no marker while a slow server holds step 2, and both
+ * would send. Two instances racing on one email can still both send (the
+ * markers are per host). The one window left is a kill between 2 and 3:
  * the email went out, no marker was written, and the redelivered commit
  * sends it again. SMTP offers no idempotent submission, so the copy carries
  * the same deterministic Message-ID, <order-id.status@orion>, for receivers

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +165,8 @@ static void restart_mail_redelivering(const char *consumer, const char *url, con
 
 /* A fake SMTP server on smtp_port that offers AUTH but no STARTTLS (what a
  * server looks like once an attacker stripped the offer) and records every
- * line a client sends. One session at a time. */
+ * line a client sends, sessions side by side. */
+#define FAKE_SESSIONS 32
 static struct {
 	int listen_fd;
 	pthread_t thread;
@@ -174,6 +176,9 @@ static struct {
 	char transcript[16384];
 	size_t len;
 	int sessions_ended;
+	int accept_delay_ms; /* before the 250 that accepts a message: a slow server */
+	pthread_t sessions[FAKE_SESSIONS];
+	size_t session_count;
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void fake_record(const char *line)
@@ -217,6 +222,10 @@ static void fake_session(int fd)
 			if (in_data) {
 				if (strcmp(line, ".") == 0) {
 					in_data = false;
+					for (int waited = 0;
+					     waited < fake.accept_delay_ms && !atomic_load(&fake.stopping);
+					     waited += 50)
+						th_sleep_ms(50);
 					fake_reply(fd, "250 2.0.0 queued\r\n");
 				}
 			} else if (strncasecmp(line, "EHLO", 4) == 0 || strncasecmp(line, "HELO", 4) == 0) {
@@ -242,6 +251,19 @@ static void fake_session(int fd)
 	}
 }
 
+static void *fake_session_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	fake_session(fd);
+	close(fd);
+	pthread_mutex_lock(&fake.lock);
+	fake.sessions_ended++;
+	pthread_mutex_unlock(&fake.lock);
+	return NULL;
+}
+
+/* Accepts sessions and serves each in a thread of its own (at most
+ * FAKE_SESSIONS in all), as a real server serves clients side by side. */
 static void *fake_main(void *unused)
 {
 	while (!atomic_load(&fake.stopping)) {
@@ -251,12 +273,17 @@ static void *fake_main(void *unused)
 		int fd = accept(fake.listen_fd, NULL, NULL);
 		if (fd < 0)
 			continue;
-		fake_session(fd);
-		close(fd);
-		pthread_mutex_lock(&fake.lock);
-		fake.sessions_ended++;
-		pthread_mutex_unlock(&fake.lock);
+		if (fake.session_count == FAKE_SESSIONS ||
+		    pthread_create(&fake.sessions[fake.session_count], NULL, fake_session_main,
+		                   (void *)(intptr_t)fd) != 0) {
+			close(fd);
+			continue;
+		}
+		fake.session_count++;
 	}
+	for (size_t i = 0; i < fake.session_count; i++)
+		pthread_join(fake.sessions[i], NULL);
+	fake.session_count = 0;
 	return NULL;
 }
 
@@ -755,6 +782,36 @@ Test(mail, without_credentials_smtp_goes_on_in_clear_when_no_tls_is_offered)
 	cr_assert_not_null(strstr(transcript, "Message-ID: <o8.awaiting_confirmation@orion>"),
 	                   "transcript:\n%s", transcript);
 	free(transcript);
+}
+
+/* The transcript's count of needle (a copy taken under the lock). */
+static int fake_count(const char *needle)
+{
+	int n = 0;
+	pthread_mutex_lock(&fake.lock);
+	for (const char *at = fake.transcript; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+		n++;
+	pthread_mutex_unlock(&fake.lock);
+	return n;
+}
+
+/* A slow server keeps the worker inside the SMTP transaction, with nothing in
+ * the log or the markers yet, when the sweeper finds the email due: without
+ * the in-process claim both would send it. */
+Test(mail, a_worker_and_the_sweeper_never_send_one_email_at_once)
+{
+	fake.accept_delay_ms = 2500;
+	fake_smtp_start();
+	sweep_after_ms = 300;
+	start_mail(smtp_url, NULL);
+	place("o-slow", "Mug");
+	reserve("o-slow");
+	free(fake_wait("\n.\n")); /* the worker's message is in, its acceptance 2.5 s away */
+	th_sleep_ms(6000);        /* the sweeper's checks while it waits, and after */
+	cr_assert_eq(fake_count("Message-ID: <o-slow.awaiting_confirmation@orion>"), 1, "transcript:\n%s",
+	             fake.transcript);
+	cr_assert_eq(fake_count("\nDATA\n"), 1);
+	fake.accept_delay_ms = 0;
 }
 
 Test(mail, an_existing_consumer_with_another_configuration_is_updated)
