@@ -182,10 +182,7 @@ static void keep_alive(worker *w)
 	w->progress_ms = now;
 }
 
-/* A paid order's units were not held when its stock was committed: the item
- * may have sold them twice. Retrying cannot hold them again, so the step goes
- * on; operators are told (an error line, a counter to alert on, and
- * `orion verify-stock` to see what the item's history says). */
+/* Adds n to orion_saga_unheld_commits_total{code}. */
 static void count_unheld(const char *code, uint64_t n)
 {
 	const char *const labels[] = {"code", code, NULL};
@@ -196,6 +193,10 @@ static void count_unheld(const char *code, uint64_t n)
 	                        labels, n);
 }
 
+/* A paid order's units were not held when its stock was committed: the item
+ * may have sold them twice. Retrying cannot hold them again, so the step goes
+ * on; operators are told (an error line, a counter to alert on, and
+ * `orion verify-stock` to see what the item's history says). */
 static void alarm_unheld(saga *s, const saga_plan *p, size_t i, const char *code)
 {
 	atomic_fetch_add(&s->unheld_commits, 1);

@@ -519,45 +519,6 @@ typedef orn_rc render_fn(worker *w, const email *e, void *closure, mail_message 
 
 /* The delivery protocol of one email (mail.h): the marker and the log say
  * whether it went out already; else render, send, marker, log. */
-/* Takes e's key for this caller if no other worker or sweeper of this
- * process is delivering it; false if one is (or memory ran out). */
-static bool inflight_claim(mail_service *m, const char *key)
-{
-	bool claimed;
-
-	pthread_mutex_lock(&m->inflight_lock);
-	claimed = hmap_get(m->inflight, key) == NULL && hmap_put(m->inflight, key, m) == ORN_OK;
-	pthread_mutex_unlock(&m->inflight_lock);
-	return claimed;
-}
-
-static void inflight_release(mail_service *m, const char *key)
-{
-	pthread_mutex_lock(&m->inflight_lock);
-	hmap_remove(m->inflight, key);
-	pthread_mutex_unlock(&m->inflight_lock);
-}
-
-static outcome deliver_claimed(worker *w, const email *e, render_fn *render, void *closure, const char *to);
-
-/* Delivers e unless another worker or the sweeper of this process is at it:
- * the two would both find the log pending and both send (the log and the
- * sent marker are written after the server's acceptance). Then it is a
- * retry: by then the email is settled, or it failed and is tried again. */
-static outcome deliver(worker *w, const email *e, render_fn *render, void *closure, const char *to)
-{
-	mail_service *m = w->service;
-
-	if (!inflight_claim(m, e->key)) {
-		log_debug("mail in flight elsewhere in this process", e->ref_name, e->ref, "status",
-		          e->label);
-		return RETRY;
-	}
-	outcome o = deliver_claimed(w, e, render, closure, to);
-	inflight_release(m, e->key);
-	return o;
-}
-
 static outcome deliver_claimed(worker *w, const email *e, render_fn *render, void *closure, const char *to)
 {
 	mail_service *m = w->service;
@@ -634,6 +595,43 @@ static outcome deliver_claimed(worker *w, const email *e, render_fn *render, voi
 	log_command(&c, MAIL_LOG_RECORD_SENT, e, sent_ms, m->max_attempts, NULL);
 	/* A log that missed the delivery is completed by the redelivery (marker found). */
 	return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
+}
+
+/* Takes e's key for this caller if no other worker or sweeper of this
+ * process is delivering it; false if one is (or memory ran out). */
+static bool inflight_claim(mail_service *m, const char *key)
+{
+	bool claimed;
+
+	pthread_mutex_lock(&m->inflight_lock);
+	claimed = hmap_get(m->inflight, key) == NULL && hmap_put(m->inflight, key, m) == ORN_OK;
+	pthread_mutex_unlock(&m->inflight_lock);
+	return claimed;
+}
+
+static void inflight_release(mail_service *m, const char *key)
+{
+	pthread_mutex_lock(&m->inflight_lock);
+	hmap_remove(m->inflight, key);
+	pthread_mutex_unlock(&m->inflight_lock);
+}
+
+/* Delivers e unless another worker or the sweeper of this process is at it:
+ * the two would both find the log pending and both send (the log and the
+ * sent marker are written after the server's acceptance). Then it is a
+ * retry: by then the email is settled, or it failed and is tried again. */
+static outcome deliver(worker *w, const email *e, render_fn *render, void *closure, const char *to)
+{
+	mail_service *m = w->service;
+
+	if (!inflight_claim(m, e->key)) {
+		log_debug("mail in flight elsewhere in this process", e->ref_name, e->ref, "status",
+		          e->label);
+		return RETRY;
+	}
+	outcome o = deliver_claimed(w, e, render, closure, to);
+	inflight_release(m, e->key);
+	return o;
 }
 
 /* ---- order emails ---- */
