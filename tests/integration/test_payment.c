@@ -534,19 +534,30 @@ static size_t wait_one_refunded(const char *order_id, pspc_charge *out, size_t c
 	return count;
 }
 
+/* An order of product (5 in stock), confirmed, whose deadlines are both
+ * short (the saga's timer is the later of the two), paid with the card the
+ * provider never answers: the payment fails unavailable, and the provider
+ * holds a charge that succeeds late. */
+static void pay_silently_before_short_deadlines(const char *order_id, const char *product)
+{
+	char key[64];
+
+	create_stock(product, 5);
+	order_to_within(order_id, product, true, 2000, 2500);
+	snprintf(key, sizeof key, "k-%s", order_id);
+	bus_reply r = pay(order_id, "alice", key, SILENT);
+	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
+	cr_assert_str_eq(r.code, "unavailable");
+	bus_reply_dispose(&r);
+}
+
 Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunded, .init = start_all,
      .fini = stop_all, .timeout = 120)
 {
 	pspc_charge charges[4];
 	size_t count = 0;
 
-	create_stock("p-silent", 5);
-	/* the saga's timer is the later of the two deadlines: both short */
-	order_to_within("o-silent", "p-silent", true, 2000, 2500);
-	bus_reply r = pay("o-silent", "alice", "k-silent", SILENT);
-	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
-	cr_assert_str_eq(r.code, "unavailable");
-	bus_reply_dispose(&r);
+	pay_silently_before_short_deadlines("o-silent", "p-silent");
 	cr_assert(wait_status("o-silent", "cancelled"), "the deadline expired the order");
 	count = wait_one_refunded("o-silent", charges, 4);
 	cr_assert_eq(count, 1);
@@ -581,11 +592,7 @@ Test(payment, a_late_charge_whose_cancellation_the_consumer_lost_is_refunded_by_
 	pspc_charge charges[4];
 	size_t count = 0;
 
-	create_stock("p-lost", 5);
-	order_to_within("o-lost", "p-lost", true, 2000, 2500);
-	bus_reply r = pay("o-lost", "alice", "k-lost", SILENT);
-	cr_assert_eq(r.outcome, BUS_FAILED, "%s %s", r.code, r.detail);
-	bus_reply_dispose(&r);
+	pay_silently_before_short_deadlines("o-lost", "p-lost");
 	/* the service goes away; the order expires; its consumer loses the cancellation */
 	payment_stop(service);
 	service = NULL;
