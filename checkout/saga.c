@@ -86,7 +86,9 @@ struct worker {
 	mp_writer *payload;
 	natsMsg *msg;               /* the event in hand */
 	int64_t progress_ms;        /* when JetStream last heard of it */
-	uint64_t version;           /* stream sequence of the last order commit loaded */
+	es_position at;             /* of the order as loaded */
+	uint64_t event_seq;         /* the commit in hand, looked for while loading */
+	bool event_valid;           /* it was met among the valid commits (ADR 015) */
 	order_event_kind last_kind; /* of the last event loaded */
 	unsigned appended;          /* commands whose answer appended (not a duplicate or a no-op) */
 	char order_id[SAGA_ID_MAX];
@@ -241,6 +243,8 @@ static orn_rc fold_order(void *closure, uint64_t seq, const char *subject, const
 	worker *w = closure;
 	orn_rc rc = order_event_decode(e->type, e->payload, e->payload_len, w->event);
 
+	if (seq == w->event_seq)
+		w->event_valid = true;
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type this version does not know changes nothing it acts on */
 	if (rc == ORN_OK) {
@@ -250,14 +254,15 @@ static orn_rc fold_order(void *closure, uint64_t seq, const char *subject, const
 	return rc;
 }
 
-/* Loads the order's current state into w->order. */
+/* Loads the order's current state into w->order, noting whether the commit
+ * at w->event_seq is among its valid ones. */
 static orn_rc load_order(worker *w)
 {
 	orn_rc rc;
 
 	order_state_init(w->order);
-	w->version = 0;
-	rc = es_load(w->s->store, ORDER_AGGREGATE, w->order_id, 0, fold_order, w, &w->version);
+	w->event_valid = false;
+	rc = es_load(w->s->store, ORDER_AGGREGATE, w->order_id, 0, fold_order, w, &w->at);
 	if (rc != ORN_OK)
 		log_warn("saga cannot load the order", "order_id", w->order_id, "error", orn_rc_name(rc));
 	return rc;
@@ -310,21 +315,30 @@ static step_end run_message(worker *w)
 	 * command this step sends; older events without one fall back to the order id. */
 	log_set_correlation(w->envelopes[0].correlation[0] != '\0' ? w->envelopes[0].correlation
 	                                                           : w->order_id);
+	jsMsgMetaData *meta = NULL;
+	w->event_seq = 0;
+	if (natsMsg_GetMetaData(&meta, w->msg) == NATS_OK) {
+		w->event_seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+	}
 	if (load_order(w) != ORN_OK) {
 		end = STEP_RETRY;
 		goto done;
 	}
 	/* Reads may be answered by a replica (direct get): one that has not yet
 	 * got this very commit must not decide the step. */
-	jsMsgMetaData *meta = NULL;
-	if (natsMsg_GetMetaData(&meta, w->msg) == NATS_OK) {
-		bool behind = w->version < meta->Sequence.Stream;
-		jsMsgMetaData_Destroy(meta);
-		if (behind) {
-			log_info("saga read the order behind its event; retrying", "order_id", w->order_id);
-			end = STEP_RETRY;
-			goto done;
-		}
+	if (w->at.last_seq < w->event_seq) {
+		log_info("saga read the order behind its event; retrying", "order_id", w->order_id);
+		end = STEP_RETRY;
+		goto done;
+	}
+	if (!w->event_valid) {
+		char seq[24], version[24];
+		snprintf(seq, sizeof seq, "%llu", (unsigned long long)w->event_seq);
+		snprintf(version, sizeof version, "%llu", (unsigned long long)w->at.version);
+		log_info("saga skips a void order commit (ADR 015)", "order_id", w->order_id, "seq", seq,
+		         "version", version);
+		goto done;
 	}
 	for (size_t i = 0; i < count && end == STEP_DONE; i++) {
 		const env_envelope *e = &w->envelopes[i];
@@ -483,14 +497,15 @@ static es_sweep_verdict sweep_one(void *closure, const es_sweep_commit *c)
 		return ES_SWEEP_DONE;
 	strcpy(w->order_id, order_id);
 	log_set_correlation(c->correlation[0] != '\0' ? c->correlation : w->order_id);
-	if (load_order(w) != ORN_OK || w->version < c->seq) {
+	w->event_seq = c->seq;
+	if (load_order(w) != ORN_OK || w->at.last_seq < c->seq) {
 		end = STEP_RETRY; /* NATS unavailable, or a read from before the event */
 		goto done;
 	}
 	bool stock_step = step_moves_stock(w->last_kind, w->order);
 	bool checkout_step = saga_plan_checkout_swept(w->order);
-	if (w->version > c->seq || (!stock_step && !checkout_step))
-		goto done; /* the order moved on, or nothing to redo */
+	if (!w->event_valid || w->at.version > c->seq || (!stock_step && !checkout_step))
+		goto done; /* a void commit, the order moved on, or nothing to redo */
 	w->appended = 0;
 	if (checkout_step && (end = run_event(w, ORDER_RESERVED)) != STEP_DONE)
 		goto done;

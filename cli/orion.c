@@ -91,6 +91,7 @@ typedef struct replay_out {
 	mp_writer *line;
 	uint64_t events;
 	const replay_filter *filter;
+	bool with_void; /* --void: void commits too, marked "void":true (ADR 015) */
 } replay_out;
 
 static void json_key(mp_writer *w, const char *key, bool first)
@@ -136,11 +137,13 @@ static bool replay_match(const replay_filter *f, const char *subject, const env_
 	return true;
 }
 
-static orn_rc print_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+/* One event of commit c as a JSON line (when it matches the filter). */
+static orn_rc print_event(replay_out *out, const es_commit *c, const env_envelope *e)
 {
-	replay_out *out = closure;
 	mp_writer *w = out->line;
 	char number[64], stamp[64];
+	uint64_t seq = c->seq;
+	const char *subject = c->subject;
 	if (!replay_match(out->filter, subject, e))
 		return ORN_OK;
 	time_t secs = (time_t)(e->time_ms / 1000);
@@ -160,6 +163,12 @@ static orn_rc print_event(void *closure, uint64_t seq, const char *subject, cons
 	json_field_str(w, "correlation_id", e->correlation);
 	json_field_str(w, "causation_id", e->causation);
 	json_field_str(w, "actor", e->actor);
+	if (c->chained)
+		json_field_u64(w, "prev", c->prev, false);
+	if (!c->valid) {
+		json_key(w, "void", false);
+		mp_write_raw(w, "true", 4);
+	}
 	json_key(w, "data", false);
 	mp_reader r;
 	mp_reader_init(&r, e->payload, e->payload_len);
@@ -171,6 +180,15 @@ static orn_rc print_event(void *closure, uint64_t seq, const char *subject, cons
 	fwrite(mp_writer_data(w), 1, mp_writer_size(w), stdout);
 	out->events++;
 	return ORN_OK;
+}
+
+static orn_rc print_commit(void *closure, const es_commit *c)
+{
+	replay_out *out = closure;
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; (c->valid || out->with_void) && rc == ORN_OK && i < c->count; i++)
+		rc = print_event(out, c, &c->events[i]);
+	return rc;
 }
 
 static bool parse_seq(const char *text, uint64_t *out)
@@ -326,7 +344,7 @@ static orn_rc replay_follow(es_store *store, const char *filter, uint64_t from, 
 	orn_rc rc = ORN_OK;
 	while (!replay_stop) {
 		uint64_t last = 0;
-		if ((rc = es_read(store, filter, from, 0, print_event, out, &last)) != ORN_OK)
+		if ((rc = es_scan(store, filter, from, 0, print_commit, out, &last)) != ORN_OK)
 			break;
 		fflush(stdout);
 		if (last >= from)
@@ -348,13 +366,17 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	const char *aggregate = NULL, *id = NULL;
 	uint64_t from = 1, to = 0, as_of = 0;
 	int64_t as_of_ms = INT64_MAX;
-	bool has_as_of = false, follow = false;
+	bool has_as_of = false, follow = false, with_void = false;
 	replay_filter f = {0};
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
 		const char *opt = argv[i];
 		if (strcmp(opt, "--follow") == 0) {
 			follow = true;
+			continue;
+		}
+		if (strcmp(opt, "--void") == 0) {
+			with_void = true;
 			continue;
 		}
 		if (!has_value) {
@@ -436,12 +458,12 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	natsd *server = NULL;
 	es_store *store = NULL;
 	int status = 1;
-	replay_out out = {mp_writer_create(), 0, &f};
+	replay_out out = {mp_writer_create(), 0, &f, with_void};
 	if (out.line == NULL || cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
 		goto done;
 	uint64_t last = 0;
 	orn_rc rc = has_as_of ? print_as_of(store, kind, filter, id, as_of, as_of_ms)
-	                      : es_read(store, filter, from, to, print_event, &out, &last);
+	                      : es_scan(store, filter, from, to, print_commit, &out, &last);
 	fflush(stdout);
 	if (rc == ORN_OK && follow)
 		rc = replay_follow(store, filter, last >= from ? last + 1 : from, &out);

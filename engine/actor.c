@@ -1,9 +1,17 @@
 /* actor.c — the actor runtime (see actor.h).
  *
- * Threads: cnats delivers commands on the subscription's thread and append
- * acknowledgements on the JetStream reply thread; both only post work into a
- * shard's mailbox. Everything that touches aggregate state happens on the
- * shard's own thread, so a state is never shared between threads. */
+ * Threads: cnats delivers commands on the subscription's thread, and append
+ * acknowledgements and confirmation answers on the store connection's
+ * thread; both only post work into a shard's mailbox. Everything that touches
+ * aggregate state happens on the shard's own thread, so a state is never
+ * shared between threads.
+ *
+ * One command's path (ADR 015): decide on `at` → publish the commit (ack to
+ * "<inbox>.a.<token>.<id>") → on the ack, ask for the subject's next commit
+ * after at.last_seq (answer to "<inbox>.c.<token>.<id>") until the commit
+ * is confirmed valid or found void → evolve and reply, or reload and decide
+ * again. An append whose outcome stays unknown is resolved by looking for the
+ * command's commit after at.version before anything is decided again. */
 #include "actor.h"
 
 #include <errno.h>
@@ -15,43 +23,54 @@
 
 #include "bus.h"
 #include "hashmap.h"
+#include "idem.h"
 #include "log.h"
 #include "metrics.h"
 
-typedef enum work_kind { WORK_COMMAND, WORK_APPENDED } work_kind;
+typedef enum work_kind { WORK_COMMAND, WORK_APPENDED, WORK_CONFIRMED } work_kind;
 
 /* One item of a shard's mailbox. */
 typedef struct work {
 	work_kind kind;
 	struct work *next;
-	natsMsg *msg; /* WORK_COMMAND: the request, owned by the item */
+	natsMsg *msg; /* COMMAND: the request; CONFIRMED: the answer; owned by the item */
 	char id[ES_ID_MAX + 1];
-	/* WORK_APPENDED */
-	uint64_t token; /* which append this outcome belongs to */
+	int64_t received_ns; /* COMMAND: when it arrived, where its budget starts */
+	/* APPENDED and CONFIRMED */
+	uint64_t token; /* which append this belongs to */
 	orn_rc rc;
 	es_append_result result;
 } work;
+
+typedef enum step { IDLE, APPENDING, CONFIRMING } step;
 
 /* One live aggregate in a shard's cache. */
 typedef struct entry {
 	char id[ES_ID_MAX + 1];
 	void *state;
+	idem_ledger *ledger;
 	bool loaded;
-	uint64_t version;
+	es_position at;
 	unsigned since_snapshot;
 	/* the command being processed, if any */
 	bool busy;
 	natsMsg *request;
 	env_envelope cmd; /* payload points into request's data */
+	int64_t deadline_ns;
 	unsigned attempts;
 	mp_writer *commit;
+	es_position base;       /* where the commit in flight was decided */
+	es_append_result acked; /* its acknowledgement */
+	es_confirm confirm;     /* and its confirmation */
+	step phase;
 	/* the append in flight: its token, deadline, place in the flight list */
 	uint64_t token;
-	int64_t deadline_ns;
+	int64_t flight_deadline_ns;
 	bool in_flight;
 	struct entry *flight_prev, *flight_next;
 	/* commands waiting for this aggregate, FIFO */
 	work *waiting_head, *waiting_tail;
+	size_t waiting;
 	struct entry *lru_prev, *lru_next;
 } entry;
 
@@ -61,10 +80,11 @@ typedef struct shard {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	work *head, *tail;
-	size_t queued;
+	size_t posted;
 	bool stopping;
 	work *spare; /* recycled work items (under lock): no malloc per command */
 	size_t spare_count;
+	atomic_size_t commands; /* commands queued, waiting or running: what the bound counts */
 	/* owned by the shard thread */
 	hmap *entries;
 	entry *lru_head, *lru_tail;       /* most recently used first */
@@ -83,16 +103,18 @@ struct act_runtime {
 	const act_kind *kind;
 	act_options opt;
 	natsSubscription *sub;
-	/* Appends are plain publishes whose JetStream acks come back to
-	 * "<ack_inbox>.<token>.<id>" on the store's connection. */
-	natsInbox *ack_inbox;
-	size_t ack_prefix_len;
-	natsSubscription *ack_sub;
+	/* Appends are plain publishes whose JetStream acks, and the answers of
+	 * their confirmations, come back to "<inbox>.<a|c>.<token>.<id>" on the
+	 * store's connection. */
+	natsInbox *inbox;
+	size_t inbox_len;
+	natsSubscription *inbox_sub;
 	atomic_uint_fast64_t next_token;
 	shard *shards;
 	unsigned shard_count;
 	size_t cmd_prefix_len;
-	atomic_uint_fast64_t commands, appends, conflicts, rehydrations, snapshots, failures;
+	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
+	        snapshots, failures;
 	atomic_bool stopping; /* no retries once stopping: shutdown stays bounded */
 };
 
@@ -102,8 +124,10 @@ void act_options_init(act_options *o)
 	o->cache_capacity = 100000;
 	o->snapshot_every = 100;
 	o->max_attempts = 8;
-	o->mailbox_capacity = 65536;
+	o->mailbox_capacity = 16384;
+	o->aggregate_queue = 4096;
 	o->append_timeout_ms = 5000;
+	o->default_ttl_ms = 30000;
 }
 
 static shard *shard_of(act_runtime *rt, const char *id)
@@ -153,23 +177,26 @@ static void set_id(work *w, const char *subject, size_t prefix_len)
 	w->id[n] = '\0';
 }
 
-/* Queues w on shard sh; false if the mailbox is full or stopping. */
-static bool post(act_runtime *rt, shard *sh, work *w, bool bounded)
+/* Queues w on shard sh. A command is refused (false) when the shard holds
+ * mailbox_capacity commands or is stopping; other work always goes in. */
+static bool post(act_runtime *rt, shard *sh, work *w)
 {
+	bool command = w->kind == WORK_COMMAND;
 	pthread_mutex_lock(&sh->lock);
-	if (bounded && (sh->stopping || sh->queued >= rt->opt.mailbox_capacity)) {
+	if (command && (sh->stopping || atomic_load(&sh->commands) >= rt->opt.mailbox_capacity)) {
 		pthread_mutex_unlock(&sh->lock);
 		return false;
 	}
+	if (command)
+		atomic_fetch_add(&sh->commands, 1);
 	w->next = NULL;
 	if (sh->tail != NULL)
 		sh->tail->next = w;
 	else
 		sh->head = w;
 	sh->tail = w;
-	sh->queued++;
 	/* A shard that is busy draining its batch needs no wake-up call. */
-	if (sh->queued == 1)
+	if (++sh->posted == 1)
 		pthread_cond_signal(&sh->wake);
 	pthread_mutex_unlock(&sh->lock);
 	return true;
@@ -187,6 +214,24 @@ static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp
 	natsConnection_Publish(rt->nc, to, mp_writer_data(buf), (int)mp_writer_size(buf));
 }
 
+/* orion_commands_refused_total{kind, reason}: commands answered without a
+ * decision because of a bound (reason NULL creates the series at 0). */
+static void count_refusal(act_runtime *rt, const char *reason)
+{
+	static const char *const reasons[] = {"expired", "overloaded_shard", "overloaded_aggregate",
+	                                      "too_many_keys"};
+	orn_metrics *m = orn_metrics_global();
+	for (size_t i = 0; i < ORN_ARRAY_LEN(reasons); i++) {
+		if (reason != NULL && strcmp(reason, reasons[i]) != 0)
+			continue;
+		const char *const labels[] = {"kind", rt->kind->aggregate, "reason", reasons[i], NULL};
+		orn_metrics_counter_add(m, "orion_commands_refused_total",
+		                        "Commands answered without a decision: past their deadline, or a "
+		                        "queue or ledger full.",
+		                        labels, reason != NULL ? 1 : 0);
+	}
+}
+
 static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome, const char *code,
                          const char *detail, mp_writer *buf)
 {
@@ -200,6 +245,19 @@ static void reply_simple(act_runtime *rt, natsMsg *request, bus_outcome outcome,
 		atomic_fetch_add(&rt->failures, 1);
 	atomic_fetch_add(&rt->commands, 1);
 	send_reply(rt, request, &r, buf);
+}
+
+/* Answers "overloaded" to a command no queue takes, and drops it. */
+static void refuse_overloaded(act_runtime *rt, natsMsg *msg, const char *scope, mp_writer *buf)
+{
+	mp_writer *own = buf == NULL ? mp_writer_create() : NULL;
+	atomic_fetch_add(&rt->overloaded, 1);
+	count_refusal(rt, scope);
+	if (buf != NULL || own != NULL)
+		reply_simple(rt, msg, BUS_FAILED, "overloaded", "too many commands are waiting; retry later",
+		             buf != NULL ? buf : own);
+	mp_writer_destroy(own);
+	natsMsg_Destroy(msg);
 }
 
 /* cnats subscription callback: route the command to its shard. */
@@ -221,29 +279,28 @@ static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, 
 	if (w != NULL) {
 		w->kind = WORK_COMMAND;
 		w->msg = msg;
+		w->received_ns = orn_monotonic_ns();
 		memcpy(w->id, probe.id, sizeof w->id);
-		if (post(rt, sh, w, true))
+		if (post(rt, sh, w))
 			return;
 		work_recycle(sh, w);
 	}
-	mp_writer *buf = mp_writer_create();
-	if (buf != NULL)
-		reply_simple(rt, msg, BUS_FAILED, "overloaded", "the actor's mailbox is full", buf);
-	mp_writer_destroy(buf);
-	natsMsg_Destroy(msg);
+	refuse_overloaded(rt, msg, "overloaded_shard", NULL);
 }
 
-/* cnats callback for JetStream acks ("<ack_inbox>.<token>.<id>"): route the
- * outcome to the aggregate's shard. */
-static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/* cnats callback for "<inbox>.<a|c>.<token>.<id>": an append's ack or a
+ * confirmation's answer, routed to the aggregate's shard. */
+static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	act_runtime *rt = closure;
 	const char *subject = natsMsg_GetSubject(msg);
 	char *end = NULL;
 	uint64_t token = 0;
 	work probe;
-	if (strlen(subject) > rt->ack_prefix_len)
-		token = strtoull(subject + rt->ack_prefix_len, &end, 10);
+	size_t len = strlen(subject);
+	char what = len > rt->inbox_len + 2 ? subject[rt->inbox_len + 1] : '\0';
+	if ((what == 'a' || what == 'c') && subject[rt->inbox_len + 2] == '.')
+		token = strtoull(subject + rt->inbox_len + 3, &end, 10);
 	if (token == 0 || end == NULL || *end != '.') {
 		natsMsg_Destroy(msg);
 		return;
@@ -253,16 +310,21 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 	work *w = work_new(sh);
 	if (w == NULL) {
 		log_error("append outcome lost: out of memory", "subject", subject);
-		natsMsg_Destroy(msg); /* the append times out and is retried */
+		natsMsg_Destroy(msg); /* the append times out and is resolved */
 		return;
 	}
-	w->kind = WORK_APPENDED;
-	w->msg = NULL;
 	w->token = token;
 	memcpy(w->id, probe.id, sizeof w->id);
-	w->rc = es_parse_ack(msg, &w->result);
-	natsMsg_Destroy(msg);
-	post(rt, sh, w, false);
+	if (what == 'a') {
+		w->kind = WORK_APPENDED;
+		w->msg = NULL;
+		w->rc = es_parse_ack(msg, &w->result);
+		natsMsg_Destroy(msg);
+	} else {
+		w->kind = WORK_CONFIRMED;
+		w->msg = msg;
+	}
+	post(rt, sh, w);
 }
 
 /* ---- cache ---------------------------------------------------------------- */
@@ -296,14 +358,16 @@ static void unload(shard *sh, entry *e)
 	if (e->loaded)
 		sh->rt->kind->dispose(e->state);
 	e->loaded = false;
-	e->version = 0;
+	e->at.version = e->at.last_seq = 0;
 	e->since_snapshot = 0;
+	idem_clear(e->ledger);
 }
 
 static void entry_free(shard *sh, entry *e)
 {
 	unload(sh, e);
 	mp_writer_destroy(e->commit);
+	idem_destroy(e->ledger);
 	free(e->state);
 	free(e);
 }
@@ -337,8 +401,11 @@ static entry *entry_get(shard *sh, const char *id)
 		return NULL;
 	e->state = calloc(1, sh->rt->kind->state_size);
 	e->commit = mp_writer_create();
-	if (e->state == NULL || e->commit == NULL || hmap_put(sh->entries, id, e) != ORN_OK) {
+	e->ledger = idem_create();
+	if (e->state == NULL || e->commit == NULL || e->ledger == NULL ||
+	    hmap_put(sh->entries, id, e) != ORN_OK) {
 		mp_writer_destroy(e->commit);
+		idem_destroy(e->ledger);
 		free(e->state);
 		free(e);
 		return NULL;
@@ -353,15 +420,47 @@ static entry *entry_get(shard *sh, const char *id)
 
 typedef struct replay_ctx {
 	const act_kind *kind;
-	void *state;
+	entry *e;
 	unsigned events;
 } replay_ctx;
 
+/* Applies one valid event: the kind's evolve, and the ledger of commands
+ * answered (idem.h). */
 static orn_rc evolve_one(void *closure, uint64_t seq, const char *subject, const env_envelope *ev)
 {
 	replay_ctx *ctx = closure;
 	ctx->events++;
-	return ctx->kind->evolve(ctx->state, ev);
+	if (ev->causation[0] != '\0' &&
+	    idem_record(ctx->e->ledger, ev->causation, ev->request, seq, ev->time_ms) == ORN_ENOMEM)
+		return ORN_ENOMEM;
+	return ctx->kind->evolve(ctx->e->state, ev);
+}
+
+/* The snapshot's bytes: [kind state (bin), ledger]. */
+static orn_rc snapshot_encode(shard *sh, entry *e, mp_writer *w)
+{
+	mp_writer *state = mp_writer_create();
+	orn_rc rc = state == NULL ? ORN_ENOMEM : sh->rt->kind->snapshot(e->state, state);
+	if (rc == ORN_OK) {
+		mp_write_array(w, 2);
+		mp_write_bin(w, mp_writer_data(state), mp_writer_size(state));
+		rc = idem_encode(e->ledger, w);
+	}
+	mp_writer_destroy(state);
+	return rc;
+}
+
+static orn_rc snapshot_restore(shard *sh, entry *e, const uint8_t *buf, size_t len)
+{
+	mp_reader r;
+	uint32_t count = 0, state_len = 0;
+	const uint8_t *state = NULL;
+	mp_reader_init(&r, buf, len);
+	if (mp_read_array(&r, &count) != ORN_OK || count != 2 ||
+	    mp_read_bin(&r, &state, &state_len) != ORN_OK ||
+	    sh->rt->kind->restore(e->state, state, state_len) != ORN_OK)
+		return ORN_EDECODE;
+	return idem_decode(e->ledger, &r) == ORN_OK && mp_reader_remaining(&r) == 0 ? ORN_OK : ORN_EDECODE;
 }
 
 /* Loads e's state from the latest snapshot plus the events after it. */
@@ -373,24 +472,26 @@ static orn_rc rehydrate(shard *sh, entry *e)
 	size_t snap_len = 0;
 	uint64_t version = 0;
 	kind->init(e->state);
+	idem_clear(e->ledger);
 	e->loaded = true;
 	atomic_fetch_add(&rt->rehydrations, 1);
 	if (kind->restore != NULL) {
 		orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema,
 		                             &version, &snap, &snap_len);
-		if (rc == ORN_OK && kind->restore(e->state, snap, snap_len) != ORN_OK) {
+		if (rc == ORN_OK && snapshot_restore(sh, e, snap, snap_len) != ORN_OK) {
 			log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate,
 			         "id", e->id);
 			kind->dispose(e->state);
 			kind->init(e->state);
+			idem_clear(e->ledger);
 			version = 0;
 		} else if (rc != ORN_OK) {
 			version = 0;
 		}
 		free(snap);
 	}
-	replay_ctx ctx = {kind, e->state, 0};
-	orn_rc rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->version);
+	replay_ctx ctx = {kind, e, 0};
+	orn_rc rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->at);
 	if (rc != ORN_OK) {
 		unload(sh, e);
 		return rc;
@@ -420,7 +521,8 @@ static void flight_unlink(shard *sh, entry *e)
 /* Deadlines are send time + one constant, so appending keeps the list sorted. */
 static void flight_push(shard *sh, entry *e)
 {
-	e->deadline_ns = orn_monotonic_ns() + (int64_t)sh->rt->opt.append_timeout_ms * 1000000;
+	flight_unlink(sh, e);
+	e->flight_deadline_ns = orn_monotonic_ns() + (int64_t)sh->rt->opt.append_timeout_ms * 1000000;
 	e->flight_prev = sh->flight_tail;
 	e->flight_next = NULL;
 	if (sh->flight_tail != NULL)
@@ -438,7 +540,9 @@ static void finish(shard *sh, entry *e)
 	natsMsg_Destroy(e->request);
 	e->request = NULL;
 	e->busy = false;
+	e->phase = IDLE;
 	sh->busy_count--;
+	atomic_fetch_sub(&sh->commands, 1);
 	log_set_correlation(NULL);
 }
 
@@ -456,7 +560,7 @@ static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code,
 	r.outcome = outcome;
 	snprintf(r.code, sizeof r.code, "%s", code ? code : "");
 	snprintf(r.detail, sizeof r.detail, "%s", detail ? detail : "");
-	r.version = e->version;
+	r.version = e->at.version;
 	r.seq = seq;
 	r.attempts = e->attempts;
 	r.duplicate = duplicate;
@@ -473,7 +577,7 @@ static void reply_view(shard *sh, entry *e)
 	bus_reply r;
 	memset(&r, 0, sizeof r);
 	r.outcome = BUS_ACCEPTED;
-	r.version = e->version;
+	r.version = e->at.version;
 	r.attempts = e->attempts;
 	if (view != NULL && rt->kind->view != NULL && rt->kind->view(e->state, view) == ORN_OK &&
 	    mp_writer_size(view) > 0) {
@@ -501,6 +605,7 @@ static orn_rc encode_commit(shard *sh, entry *e)
 		memcpy(ev.correlation, e->cmd.correlation, sizeof ev.correlation);
 		memcpy(ev.causation, e->cmd.causation, sizeof ev.causation);
 		memcpy(ev.actor, e->cmd.actor, sizeof ev.actor);
+		memcpy(ev.request, e->cmd.request, sizeof ev.request);
 		if ((rc = env_encode(e->commit, &ev)) != ORN_OK)
 			return rc;
 	}
@@ -509,8 +614,8 @@ static orn_rc encode_commit(shard *sh, entry *e)
 
 /* Whether another instance appended to e's aggregate since e's state was
  * loaded. An answer that appends nothing (a rejection, a no-op, a read) is
- * not checked by ExpectLastSubjectSeq, so a cached state is checked against
- * the stream's head before one is given. If the head cannot be read (NATS
+ * not checked by any append, so a cached state is checked against the
+ * stream's head before one is given. If the head cannot be read (NATS
  * failing over) the cached state does not answer: another instance may have
  * moved the aggregate on, and a rejection from the past would be final for
  * its caller (the saga takes a refused reserve as out of stock). */
@@ -521,7 +626,62 @@ static cache_check check_cache(shard *sh, const entry *e)
 	uint64_t head = 0;
 	if (es_head(sh->rt->store, sh->rt->kind->aggregate, e->id, &head) != ORN_OK)
 		return CACHE_UNKNOWN;
-	return head != e->version ? CACHE_STALE : CACHE_CURRENT;
+	return head != e->at.last_seq ? CACHE_STALE : CACHE_CURRENT;
+}
+
+/* True, after answering "expired", if e's command waited past its deadline:
+ * it is never decided (let alone applied) after that. */
+static bool expired(shard *sh, entry *e)
+{
+	if (orn_monotonic_ns() < e->deadline_ns)
+		return false;
+	atomic_fetch_add(&sh->rt->expired, 1);
+	count_refusal(sh->rt, "expired");
+	reply_to(sh, e, BUS_FAILED, "expired", "the command waited past its caller's deadline", 0, false);
+	return true;
+}
+
+/* Answers a keyed request from the ledger (a repeat, or a key reused or
+ * too many); false if it must be decided. */
+static bool answered_by_ledger(shard *sh, entry *e)
+{
+	uint64_t seq = 0;
+	if (e->cmd.request[0] == '\0')
+		return false;
+	switch (idem_check(e->ledger, e->cmd.causation, e->cmd.request, e->cmd.time_ms, &seq)) {
+	case IDEM_NEW:
+		return false;
+	case IDEM_REPEAT:
+		reply_to(sh, e, BUS_ACCEPTED, "", "the same request was answered before", seq, true);
+		return true;
+	case IDEM_REUSED:
+		reply_to(sh, e, BUS_REJECTED, "idempotency_key_reused",
+		         "this Idempotency-Key was used for another request", 0, false);
+		return true;
+	case IDEM_FULL:
+		atomic_fetch_add(&sh->rt->overloaded, 1);
+		count_refusal(sh->rt, "too_many_keys");
+		reply_to(sh, e, BUS_REJECTED, "too_many_keyed_requests",
+		         "too many requests with an Idempotency-Key on this resource in 24 hours", 0, false);
+		return true;
+	}
+	return false;
+}
+
+/* Publishes e->commit decided on e->at. */
+static orn_rc publish_commit(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	char reply[ES_SUBJECT_MAX];
+	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
+	e->base = e->at;
+	e->phase = APPENDING;
+	snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	orn_rc rc = es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
+	                              mp_writer_data(e->commit), mp_writer_size(e->commit), reply);
+	if (rc == ORN_OK)
+		flight_push(sh, e);
+	return rc;
 }
 
 /* One try of e's current command. Returns true if the command is finished
@@ -533,11 +693,15 @@ static bool attempt(shard *sh, entry *e)
 	orn_rc rc;
 	bool fresh = !e->loaded, is_get = strcmp(e->cmd.type, BUS_CMD_GET) == 0;
 	e->attempts++;
+	if (expired(sh, e))
+		return true;
 reload:
 	if (!e->loaded && (rc = rehydrate(sh, e)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
 		return true;
 	}
+	if (!is_get && answered_by_ledger(sh, e))
+		return true;
 	act_decision_clear(sh->decision);
 	if (!is_get && (rc = kind->decide(e->state, &e->cmd, sh->decision)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "invalid", orn_strerror(rc), 0, false);
@@ -570,18 +734,16 @@ reload:
 		reply_to(sh, e, BUS_ACCEPTED, "", "", 0, false);
 		return true;
 	}
-	char reply_to_subject[ES_SUBJECT_MAX];
-	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
-	snprintf(reply_to_subject, sizeof reply_to_subject, "%s.%llu.%s", rt->ack_inbox,
-	         (unsigned long long)e->token, e->id);
-	if ((rc = encode_commit(sh, e)) != ORN_OK ||
-	    (rc = es_append_publish(rt->store, kind->aggregate, e->id, e->version, e->cmd.causation,
-	                            mp_writer_data(e->commit), mp_writer_size(e->commit),
-	                            reply_to_subject)) != ORN_OK) {
+	uint64_t seq = 0;
+	if (idem_seen(e->ledger, e->cmd.causation, &seq)) {
+		/* A caller sent again a command that was applied: it is not applied twice. */
+		reply_to(sh, e, BUS_ACCEPTED, "", "duplicate command", seq, true);
+		return true;
+	}
+	if ((rc = encode_commit(sh, e)) != ORN_OK || (rc = publish_commit(sh, e)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
 		return true;
 	}
-	flight_push(sh, e);
 	return false;
 }
 
@@ -593,10 +755,12 @@ static void run_waiting(shard *sh, entry *e)
 		e->waiting_head = w->next;
 		if (e->waiting_head == NULL)
 			e->waiting_tail = NULL;
+		e->waiting--;
 		e->busy = true;
 		sh->busy_count++;
 		e->request = w->msg;
 		e->attempts = 0;
+		int64_t received_ns = w->received_ns;
 		work_recycle(sh, w);
 		if (env_decode_buffer(natsMsg_GetData(e->request), (size_t)natsMsg_GetDataLength(e->request),
 		                      &e->cmd) != ORN_OK) {
@@ -604,6 +768,8 @@ static void run_waiting(shard *sh, entry *e)
 			finish(sh, e);
 			continue;
 		}
+		uint32_t ttl_ms = e->cmd.ttl_ms != 0 ? e->cmd.ttl_ms : sh->rt->opt.default_ttl_ms;
+		e->deadline_ns = received_ns + (int64_t)ttl_ms * 1000000;
 		log_set_correlation(e->cmd.correlation);
 		if (attempt(sh, e))
 			finish(sh, e);
@@ -617,11 +783,11 @@ static void maybe_snapshot(shard *sh, entry *e)
 	    e->since_snapshot < rt->opt.snapshot_every)
 		return;
 	mp_writer_reset(sh->scratch);
-	if (rt->kind->snapshot(e->state, sh->scratch) != ORN_OK)
+	if (snapshot_encode(sh, e, sh->scratch) != ORN_OK)
 		return;
-	orn_rc rc =
-	        es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema, e->version,
-	                         mp_writer_data(sh->scratch), mp_writer_size(sh->scratch), false);
+	orn_rc rc = es_snapshot_save(rt->store, rt->kind->aggregate, e->id, rt->kind->snapshot_schema,
+	                             e->at.version, mp_writer_data(sh->scratch), mp_writer_size(sh->scratch),
+	                             false);
 	if (rc == ORN_OK) {
 		e->since_snapshot = 0;
 		atomic_fetch_add(&rt->snapshots, 1);
@@ -631,88 +797,217 @@ static void maybe_snapshot(shard *sh, entry *e)
 	}
 }
 
-/* orion_command_conflicts_total / orion_command_retries_total of kind; with
- * cause NULL, creates both at 0 (a scrape sees them before the first one). */
-static void count_conflict(const act_kind *kind, bool conflict, const char *cause)
+/* The retry counters of kind (orion_command_conflicts_total,
+ * orion_commits_void_total, orion_command_retries_total); with cause NULL,
+ * creates them at 0 (a scrape sees them before the first one). */
+static void count_retry(const act_kind *kind, const char *cause)
 {
 	const char *const kind_label[] = {"kind", kind->aggregate, NULL};
 	const char *const retry_labels[] = {"kind", kind->aggregate, "cause", cause ? cause : "conflict",
 	                                    NULL};
+	bool refused = cause != NULL && strcmp(cause, "conflict") == 0,
+	     voided = cause != NULL && strcmp(cause, "void") == 0;
 	orn_metrics *m = orn_metrics_global();
 	orn_metrics_counter_add(
 	        m, "orion_command_conflicts_total",
 	        "Appends refused because another writer appended first (wrong last sequence).", kind_label,
-	        conflict ? 1 : 0);
+	        refused ? 1 : 0);
+	orn_metrics_counter_add(m, "orion_commits_void_total",
+	                        "Commits acknowledged by JetStream but found void: another valid commit "
+	                        "on the same version came first (ADR 015).",
+	                        kind_label, voided ? 1 : 0);
 	orn_metrics_counter_add(m, "orion_command_retries_total",
-	                        "Commands tried again after a conflict or an append of unknown outcome.",
+	                        "Commands decided again after a conflict, a void commit or an append of "
+	                        "unknown outcome.",
 	                        retry_labels, cause != NULL ? 1 : 0);
 }
 
 /* Applies the events just appended (decoded from the exact bytes stored). */
-static orn_rc evolve_commit(shard *sh, entry *e)
+static orn_rc evolve_commit(shard *sh, entry *e, uint64_t seq)
 {
 	size_t count = 0;
+	replay_ctx ctx = {sh->rt->kind, e, 0};
 	orn_rc rc = env_decode_commit(mp_writer_data(e->commit), mp_writer_size(e->commit), sh->events,
 	                              ENV_MAX_EVENTS, &count);
 	for (size_t i = 0; rc == ORN_OK && i < count; i++)
-		rc = sh->rt->kind->evolve(e->state, &sh->events[i]);
+		rc = evolve_one(&ctx, seq, NULL, &sh->events[i]);
 	e->since_snapshot += (unsigned)count;
 	return rc;
 }
 
-static void on_append_outcome(shard *sh, work *w)
+/* The command's commit is confirmed valid at e->acked.seq. */
+static void accept(shard *sh, entry *e)
 {
 	act_runtime *rt = sh->rt;
-	entry *e = hmap_get(sh->entries, w->id);
-	if (e == NULL || !e->in_flight || e->token != w->token)
-		return; /* the ack of an append that already timed out and was retried */
+	uint64_t seq = e->acked.seq;
 	flight_unlink(sh, e);
-	log_set_correlation(e->cmd.correlation);
-	if (w->rc == ORN_OK && !w->result.duplicate) {
-		atomic_fetch_add(&rt->appends, 1);
-		orn_rc rc = evolve_commit(sh, e);
-		e->version = w->result.seq;
-		reply_to(sh, e, BUS_ACCEPTED, "", "", w->result.seq, false);
-		if (rc == ORN_OK)
-			maybe_snapshot(sh, e);
-		else
-			unload(sh, e); /* reload from the stream next time */
-	} else if (w->rc == ORN_OK) {
-		/* Applied earlier (a retried command id): our state may predate it. */
-		e->version = w->result.seq;
-		reply_to(sh, e, BUS_ACCEPTED, "", "duplicate command", w->result.seq, true);
+	atomic_fetch_add(&rt->appends, 1);
+	if (e->acked.duplicate) {
+		/* An earlier try of this command on the same position landed: our
+		 * state may not be what it stored. */
+		e->at.version = e->at.last_seq = seq;
+		reply_to(sh, e, BUS_ACCEPTED, "", "duplicate command", seq, true);
 		unload(sh, e);
-	} else {
-		if (w->rc == ORN_ECONFLICT)
-			atomic_fetch_add(&rt->conflicts, 1);
-		unload(sh, e); /* another writer, or an unknown outcome: reload */
-		/* A conflict resolves with one reload; an unknown outcome (NATS
-		 * down) is not retried once stopping, so shutdown stays bounded. */
-		bool retry = w->rc == ORN_ECONFLICT || !atomic_load(&rt->stopping);
-		retry = retry && e->attempts < rt->opt.max_attempts;
-		count_conflict(rt->kind, w->rc == ORN_ECONFLICT,
-		               !retry                   ? NULL
-		               : w->rc == ORN_ECONFLICT ? "conflict"
-		                                        : "unknown_outcome");
-		if (retry) {
-			if (!attempt(sh, e))
-				return; /* retry in flight */
-		} else {
-			reply_to(sh, e, BUS_FAILED, w->rc == ORN_ECONFLICT ? "conflict" : "unavailable",
-			         orn_strerror(w->rc), 0, false);
-		}
+		return;
 	}
+	orn_rc rc = evolve_commit(sh, e, seq);
+	e->at.version = e->at.last_seq = seq;
+	reply_to(sh, e, BUS_ACCEPTED, "", "", seq, false);
+	if (rc == ORN_OK)
+		maybe_snapshot(sh, e);
+	else
+		unload(sh, e); /* reload from the stream next time */
+}
+
+/* Looks for the command's own valid commit after where it was decided;
+ * *seq 0 if there is none (yet). */
+typedef struct own_commit {
+	const char *command_id;
+	uint64_t seq;
+} own_commit;
+
+static orn_rc find_own(void *closure, uint64_t seq, const char *subject, const env_envelope *ev)
+{
+	own_commit *own = closure;
+	if (own->seq == 0 && strcmp(ev->causation, own->command_id) == 0)
+		own->seq = seq;
+	return ORN_OK;
+}
+
+/* Decides e's command again after a conflict or a void commit (retry_cause
+ * "conflict" or "void"), or after an outcome that stays unknown ("unknown":
+ * first looks for the command's own commit, so that its success is what it
+ * answers). Returns true if the command is finished. */
+static bool try_again(shard *sh, entry *e, const char *cause, orn_rc why)
+{
+	act_runtime *rt = sh->rt;
+	bool unknown = strcmp(cause, "unknown") == 0;
+	flight_unlink(sh, e);
+	e->phase = IDLE;
+	if (unknown) {
+		own_commit own = {e->cmd.causation, 0};
+		es_position now;
+		orn_rc rc =
+		        es_load(rt->store, rt->kind->aggregate, e->id, e->base.version, find_own, &own, &now);
+		if (rc == ORN_OK && own.seq != 0) {
+			unload(sh, e);
+			e->at = now;
+			reply_to(sh, e, BUS_ACCEPTED, "", "found after an unknown outcome", own.seq, true);
+			return true;
+		}
+		if (rc != ORN_OK)
+			why = rc;
+	}
+	if (strcmp(cause, "void") == 0)
+		atomic_fetch_add(&rt->voids, 1);
+	if (!unknown)
+		atomic_fetch_add(&rt->conflicts, 1);
+	unload(sh, e); /* another writer, or an unknown outcome: reload */
+	/* A conflict resolves with one reload; an unknown outcome (NATS down) is
+	 * not retried once stopping, so shutdown stays bounded. */
+	bool retry = (!unknown || !atomic_load(&rt->stopping)) && e->attempts < rt->opt.max_attempts;
+	count_retry(rt->kind, retry ? cause : NULL);
+	if (retry)
+		return attempt(sh, e);
+	reply_to(sh, e, BUS_FAILED, unknown ? "unavailable" : "conflict", orn_strerror(why), 0, false);
+	return true;
+}
+
+/* Asks for the next commit after where the confirmation stands. */
+static bool confirm_next(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	char reply[ES_SUBJECT_MAX];
+	snprintf(reply, sizeof reply, "%s.c.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	e->phase = CONFIRMING;
+	if (es_confirm_publish(rt->store, rt->kind->aggregate, e->id, &e->confirm, reply) != ORN_OK)
+		return try_again(sh, e, "unknown", ORN_EUNAVAILABLE);
+	flight_push(sh, e);
+	return false;
+}
+
+/* Acts on a confirmation's verdict; true if the command is finished. */
+static bool on_verdict(shard *sh, entry *e, es_verdict verdict)
+{
+	act_runtime *rt = sh->rt;
+	orn_rc rc;
+	switch (verdict) {
+	case ES_VALID:
+		accept(sh, e);
+		return true;
+	case ES_VOID:
+		return try_again(sh, e, "void", ORN_ECONFLICT);
+	case ES_LOOK_AGAIN:
+		return confirm_next(sh, e);
+	case ES_ASK_LEADER:
+		rc = es_confirm_wait(rt->store, rt->kind->aggregate, e->id, &e->confirm);
+		if (rc == ORN_OK) {
+			accept(sh, e);
+			return true;
+		}
+		return try_again(sh, e, rc == ORN_ECONFLICT ? "void" : "unknown", rc);
+	}
+	return try_again(sh, e, "unknown", ORN_EINTERNAL);
+}
+
+/* The entry whose in-flight step w answers, or NULL for a stale answer (of
+ * a step that already timed out and was resolved). */
+static entry *awaiting(shard *sh, const work *w, step phase)
+{
+	entry *e = hmap_get(sh->entries, w->id);
+	if (e == NULL || !e->in_flight || e->token != w->token || e->phase != phase)
+		return NULL;
+	log_set_correlation(e->cmd.correlation);
+	return e;
+}
+
+static void after_step(shard *sh, entry *e, bool finished)
+{
+	if (!finished)
+		return; /* a next step is in flight */
 	finish(sh, e);
 	run_waiting(sh, e);
 }
 
+static void on_appended(shard *sh, const work *w)
+{
+	entry *e = awaiting(sh, w, APPENDING);
+	if (e == NULL)
+		return;
+	bool finished;
+	if (w->rc == ORN_OK) {
+		e->acked = w->result;
+		es_confirm_init(&e->confirm, &e->base, w->result.seq);
+		finished = confirm_next(sh, e);
+	} else {
+		finished = try_again(sh, e, w->rc == ORN_ECONFLICT ? "conflict" : "unknown", w->rc);
+	}
+	after_step(sh, e, finished);
+}
+
+static void on_confirmed(shard *sh, const work *w)
+{
+	entry *e = awaiting(sh, w, CONFIRMING);
+	if (e == NULL)
+		return;
+	after_step(sh, e, on_verdict(sh, e, es_confirm_answer(&e->confirm, w->msg)));
+}
+
 static void on_command_work(shard *sh, work *w)
 {
+	act_runtime *rt = sh->rt;
 	entry *e = entry_get(sh, w->id);
 	if (e == NULL) {
-		reply_simple(sh->rt, w->msg, BUS_FAILED, "unavailable", "out of memory", sh->scratch);
+		reply_simple(rt, w->msg, BUS_FAILED, "unavailable", "out of memory", sh->scratch);
 		natsMsg_Destroy(w->msg);
 		work_recycle(sh, w);
+		atomic_fetch_sub(&sh->commands, 1);
+		return;
+	}
+	if (e->waiting >= rt->opt.aggregate_queue) {
+		refuse_overloaded(rt, w->msg, "overloaded_aggregate", sh->scratch);
+		work_recycle(sh, w);
+		atomic_fetch_sub(&sh->commands, 1);
 		return;
 	}
 	w->next = NULL;
@@ -721,24 +1016,24 @@ static void on_command_work(shard *sh, work *w)
 	else
 		e->waiting_head = w;
 	e->waiting_tail = w;
+	e->waiting++;
 	run_waiting(sh, e);
 }
 
-/* Appends whose ack did not come in time: their outcome is unknown, which
- * the retry path handles (reload; the same msg id makes a resend safe). */
-static void expire_appends(shard *sh)
+/* Steps whose answer did not come in time: their outcome is unknown, which
+ * try_again resolves (look for the commit; the msg id makes a resend safe). */
+static void expire_flights(shard *sh)
 {
 	int64_t now = orn_monotonic_ns();
-	while (sh->flight_head != NULL && sh->flight_head->deadline_ns <= now) {
+	while (sh->flight_head != NULL && sh->flight_head->flight_deadline_ns <= now) {
 		entry *e = sh->flight_head;
-		work timeout = {.kind = WORK_APPENDED, .token = e->token, .rc = ORN_ETIMEOUT};
-		memcpy(timeout.id, e->id, sizeof timeout.id);
-		log_warn("append not acknowledged in time", "id", e->id);
-		on_append_outcome(sh, &timeout);
+		log_set_correlation(e->cmd.correlation);
+		log_warn("append not acknowledged or confirmed in time", "id", e->id);
+		after_step(sh, e, try_again(sh, e, "unknown", ORN_ETIMEOUT));
 	}
 }
 
-/* Waits for work, or for the first append deadline. Called with the lock held. */
+/* Waits for work, or for the first flight deadline. Called with the lock held. */
 static void wait_for_work(shard *sh)
 {
 	while (sh->head == NULL && !(sh->stopping && sh->busy_count == 0)) {
@@ -746,11 +1041,24 @@ static void wait_for_work(shard *sh)
 			pthread_cond_wait(&sh->wake, &sh->lock);
 			continue;
 		}
-		struct timespec until = {(time_t)(sh->flight_head->deadline_ns / 1000000000),
-		                         (long)(sh->flight_head->deadline_ns % 1000000000)};
+		struct timespec until = {(time_t)(sh->flight_head->flight_deadline_ns / 1000000000),
+		                         (long)(sh->flight_head->flight_deadline_ns % 1000000000)};
 		if (pthread_cond_timedwait(&sh->wake, &sh->lock, &until) == ETIMEDOUT)
 			return;
 	}
+}
+
+/* orion_actor_commands_queued{kind}: commands queued, waiting or running. */
+static void gauge_queued(act_runtime *rt)
+{
+	size_t total = 0;
+	const char *const labels[] = {"kind", rt->kind->aggregate, NULL};
+	for (unsigned i = 0; i < rt->shard_count; i++)
+		total += atomic_load(&rt->shards[i].commands);
+	orn_metrics_gauge_set(
+	        orn_metrics_global(), "orion_actor_commands_queued",
+	        "Commands an actor runtime holds: queued, waiting for their aggregate or running.", labels,
+	        (double)total);
 }
 
 static void *shard_main(void *arg)
@@ -761,7 +1069,7 @@ static void *shard_main(void *arg)
 		wait_for_work(sh);
 		work *batch = sh->head;
 		sh->head = sh->tail = NULL;
-		sh->queued = 0;
+		sh->posted = 0;
 		bool done = batch == NULL && sh->stopping && sh->busy_count == 0;
 		pthread_mutex_unlock(&sh->lock);
 		if (done)
@@ -771,18 +1079,34 @@ static void *shard_main(void *arg)
 			batch = w->next;
 			if (w->kind == WORK_COMMAND) {
 				on_command_work(sh, w); /* takes ownership of w */
-			} else {
-				on_append_outcome(sh, w);
-				work_recycle(sh, w);
+				continue;
 			}
+			if (w->kind == WORK_APPENDED)
+				on_appended(sh, w);
+			else
+				on_confirmed(sh, w);
+			natsMsg_Destroy(w->msg);
+			w->msg = NULL;
+			work_recycle(sh, w);
 		}
-		expire_appends(sh);
+		expire_flights(sh);
 		evict(sh);
+		gauge_queued(sh->rt);
 	}
 	return NULL;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
+
+static void free_works(work *w)
+{
+	while (w != NULL) {
+		work *next = w->next;
+		natsMsg_Destroy(w->msg);
+		free(w);
+		w = next;
+	}
+}
 
 static void shard_dispose(shard *sh)
 {
@@ -791,21 +1115,11 @@ static void shard_dispose(shard *sh)
 	void *value = NULL;
 	while (sh->entries != NULL && hmap_next(sh->entries, &cursor, &key, &value)) {
 		entry *e = value;
-		for (work *w = e->waiting_head; w != NULL;) {
-			work *next = w->next;
-			natsMsg_Destroy(w->msg);
-			free(w);
-			w = next;
-		}
+		free_works(e->waiting_head);
 		natsMsg_Destroy(e->request);
 		entry_free(sh, e);
 	}
-	for (work *w = sh->head; w != NULL;) { /* posted after the thread stopped */
-		work *next = w->next;
-		natsMsg_Destroy(w->msg);
-		free(w);
-		w = next;
-	}
+	free_works(sh->head); /* posted after the thread stopped */
 	for (work *w = sh->spare; w != NULL;) {
 		work *next = w->next;
 		free(w);
@@ -829,6 +1143,7 @@ static orn_rc shard_init(act_runtime *rt, shard *sh, size_t capacity)
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadlines use orn_monotonic_ns */
 	pthread_cond_init(&sh->wake, &attr);
 	pthread_condattr_destroy(&attr);
+	atomic_init(&sh->commands, 0);
 	sh->entries = hmap_create();
 	sh->decision = act_decision_create();
 	sh->scratch = mp_writer_create();
@@ -868,34 +1183,34 @@ static orn_rc connect_commands(act_runtime *rt)
 	return rc;
 }
 
-/* Subscribes to the runtime's ack inbox on the store's connection (the one
- * appends are published on). */
-static orn_rc subscribe_acks(act_runtime *rt)
+/* Subscribes to the runtime's inbox on the store's connection (the one
+ * appends and confirmations are published on). */
+static orn_rc subscribe_inbox(act_runtime *rt)
 {
 	char pattern[128];
-	if (natsInbox_Create(&rt->ack_inbox) != NATS_OK)
+	if (natsInbox_Create(&rt->inbox) != NATS_OK)
 		return ORN_ENOMEM;
-	rt->ack_prefix_len = strlen(rt->ack_inbox) + 1;
-	snprintf(pattern, sizeof pattern, "%s.>", rt->ack_inbox);
-	natsStatus st =
-	        natsConnection_Subscribe(&rt->ack_sub, es_store_connection(rt->store), pattern, on_ack, rt);
+	rt->inbox_len = strlen(rt->inbox);
+	snprintf(pattern, sizeof pattern, "%s.>", rt->inbox);
+	natsStatus st = natsConnection_Subscribe(&rt->inbox_sub, es_store_connection(rt->store), pattern,
+	                                         on_inbox, rt);
 	if (st != NATS_OK)
 		return es_status_rc(st, 0);
-	natsSubscription_SetPendingLimits(rt->ack_sub, 1000000, 1024 * 1024 * 1024);
+	natsSubscription_SetPendingLimits(rt->inbox_sub, 1000000, 1024 * 1024 * 1024);
 	return ORN_OK;
 }
 
-/* Stops the ack subscription once every callback has returned. */
-static void unsubscribe_acks(act_runtime *rt)
+/* Stops the inbox subscription once every callback has returned. */
+static void unsubscribe_inbox(act_runtime *rt)
 {
-	if (rt->ack_sub != NULL) {
-		if (natsSubscription_Drain(rt->ack_sub) == NATS_OK)
-			natsSubscription_WaitForDrainCompletion(rt->ack_sub, 5000);
-		natsSubscription_Destroy(rt->ack_sub);
-		rt->ack_sub = NULL;
+	if (rt->inbox_sub != NULL) {
+		if (natsSubscription_Drain(rt->inbox_sub) == NATS_OK)
+			natsSubscription_WaitForDrainCompletion(rt->inbox_sub, 5000);
+		natsSubscription_Destroy(rt->inbox_sub);
+		rt->inbox_sub = NULL;
 	}
-	natsInbox_Destroy(rt->ack_inbox);
-	rt->ack_inbox = NULL;
+	natsInbox_Destroy(rt->inbox);
+	rt->inbox = NULL;
 }
 
 orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out)
@@ -918,6 +1233,8 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		rt->opt.shards = 1;
 	if (rt->opt.max_attempts == 0)
 		rt->opt.max_attempts = 1;
+	if (rt->opt.default_ttl_ms == 0)
+		rt->opt.default_ttl_ms = 30000;
 	rt->shard_count = rt->opt.shards;
 	rt->cmd_prefix_len = strlen("orion.cmd.") + strlen(kind->aggregate) + 1;
 	rt->shards = calloc(rt->shard_count, sizeof *rt->shards);
@@ -934,7 +1251,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 			rc = ORN_ENOMEM;
 			goto fail;
 		}
-	if ((rc = subscribe_acks(rt)) != ORN_OK)
+	if ((rc = subscribe_inbox(rt)) != ORN_OK)
 		goto fail;
 	snprintf(subject, sizeof subject, "orion.cmd.%s.*", kind->aggregate);
 	snprintf(queue, sizeof queue, "orion.%s", kind->aggregate);
@@ -947,7 +1264,8 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 	}
 	natsSubscription_SetPendingLimits(rt->sub, 1000000, 1024 * 1024 * 1024);
 	natsConnection_Flush(rt->nc);
-	count_conflict(kind, false, NULL);
+	count_retry(kind, NULL);
+	count_refusal(rt, NULL);
 	log_info("actor runtime started", "aggregate", kind->aggregate, "queue", queue);
 	*out = rt;
 	return ORN_OK;
@@ -956,7 +1274,7 @@ fail:
 		natsSubscription_Destroy(rt->sub);
 	natsConnection_Destroy(rt->nc);
 	stop_shards(rt, started);
-	unsubscribe_acks(rt);
+	unsubscribe_inbox(rt);
 	if (rt->shards != NULL)
 		for (unsigned i = 0; i < rt->shard_count; i++)
 			shard_dispose(&rt->shards[i]);
@@ -977,7 +1295,7 @@ void act_runtime_stop(act_runtime *rt)
 		natsSubscription_Destroy(rt->sub);
 	}
 	stop_shards(rt, rt->shard_count);
-	unsubscribe_acks(rt);
+	unsubscribe_inbox(rt);
 	natsConnection_FlushTimeout(rt->nc, 1000); /* the last replies */
 	natsConnection_Destroy(rt->nc);
 	for (unsigned i = 0; i < rt->shard_count; i++)
@@ -992,6 +1310,9 @@ void act_runtime_stats(act_runtime *rt, act_stats *out)
 	out->commands = atomic_load(&rt->commands);
 	out->appends = atomic_load(&rt->appends);
 	out->conflicts = atomic_load(&rt->conflicts);
+	out->voids = atomic_load(&rt->voids);
+	out->expired = atomic_load(&rt->expired);
+	out->overloaded = atomic_load(&rt->overloaded);
 	out->rehydrations = atomic_load(&rt->rehydrations);
 	out->snapshots = atomic_load(&rt->snapshots);
 	out->failures = atomic_load(&rt->failures);

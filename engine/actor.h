@@ -4,11 +4,18 @@
  * with the queue group orion.<kind>, routes each command to a shard chosen by
  * hashing the aggregate id (a shard is one thread), and runs an aggregate's
  * commands strictly one at a time: load state (cache, else snapshot + tail),
- * decide, append the resulting events as ONE commit with ExpectLastSubjectSeq,
- * evolve, reply. Appends of different aggregates are pipelined (async publish);
- * each aggregate has at most one in flight. On a version conflict (another
- * instance wrote first) the aggregate is reloaded and the command retried, up
- * to a bound. Live states sit in a bounded LRU cache per shard.
+ * decide, append the resulting events as ONE commit, confirm that the commit
+ * is the first valid one after the version it was decided on (ADR 015),
+ * evolve, reply. Appends of different aggregates are pipelined (async
+ * publish); each aggregate has at most one in flight. On a conflict (another
+ * writer came first) the aggregate is reloaded and the command decided again,
+ * up to a bound; after an append of unknown outcome it looks for the
+ * command's own commit first, so a command never answers a rejection of its
+ * own success. A command carries its caller's time budget ("ttl"): one that
+ * waited past it is answered "expired" and never applied. Queues are bounded
+ * per shard and per aggregate ("overloaded" beyond). Keyed client requests
+ * are answered from the aggregate's ledger (idem.h). Live states sit in a
+ * bounded LRU cache per shard.
  *
  * A kind is a table of pure functions (see act_kind in decision.h); the
  * runtime does all I/O. */
@@ -27,10 +34,14 @@ typedef struct act_options {
 	size_t cache_capacity;   /* live states kept, over all shards; default 100000 */
 	unsigned snapshot_every; /* events between snapshots, 0 = never; default 100 */
 	unsigned max_attempts;   /* tries of a command on conflict; default 8 */
-	size_t mailbox_capacity; /* queued commands per shard before refusing; default 65536 */
-	/* An append not acknowledged by then has an unknown outcome: the command is
-	 * reloaded and retried (the msg id makes that safe); default 5000. */
+	size_t mailbox_capacity; /* commands queued or running per shard before refusing; default 16384 */
+	size_t aggregate_queue;  /* commands waiting for one aggregate before refusing; default 4096 */
+	/* An append not acknowledged (or confirmed) by then has an unknown
+	 * outcome: the runtime looks for the command's commit, else decides it
+	 * again (the msg id makes a resend safe); default 5000. */
 	unsigned append_timeout_ms;
+	/* The budget of a command that carries none; default 30000. */
+	unsigned default_ttl_ms;
 } act_options;
 
 void act_options_init(act_options *o);
@@ -46,7 +57,10 @@ void act_runtime_stop(act_runtime *rt);
 typedef struct act_stats {
 	uint64_t commands;     /* commands answered */
 	uint64_t appends;      /* commits appended */
-	uint64_t conflicts;    /* version conflicts seen (each caused a reload) */
+	uint64_t conflicts;    /* conflicts seen, refused or void commits (each caused a reload) */
+	uint64_t voids;        /* commits of this runtime found void after their acknowledgement */
+	uint64_t expired;      /* commands that waited past their deadline */
+	uint64_t overloaded;   /* commands refused because a queue was full */
 	uint64_t rehydrations; /* cache misses that loaded from the store */
 	uint64_t snapshots;    /* snapshots written */
 	uint64_t failures;     /* commands answered "failed" */

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-/* One bit per required key, to catch missing and duplicate keys. */
+/* One bit per key, to catch missing and duplicate keys (KEY_ALL: the required ones). */
 enum {
 	KEY_TYPE = 1 << 0,
 	KEY_V = 1 << 1,
@@ -13,7 +13,9 @@ enum {
 	KEY_CAUSE = 1 << 4,
 	KEY_ACTOR = 1 << 5,
 	KEY_DATA = 1 << 6,
-	KEY_ALL = (1 << 7) - 1
+	KEY_ALL = (1 << 7) - 1,
+	KEY_REQ = 1 << 7,
+	KEY_TTL = 1 << 8
 };
 
 /* True if field (cap bytes) holds a NUL-terminated string. */
@@ -37,9 +39,9 @@ orn_rc env_encode(mp_writer *w, const env_envelope *e)
 	if (!field_ok(e->type, sizeof e->type) || e->type[0] == '\0' || e->schema < 1 ||
 	    !field_ok(e->correlation, sizeof e->correlation) ||
 	    !field_ok(e->causation, sizeof e->causation) || !field_ok(e->actor, sizeof e->actor) ||
-	    !payload_ok(e->payload, e->payload_len))
+	    !field_ok(e->request, sizeof e->request) || !payload_ok(e->payload, e->payload_len))
 		return ORN_EINVAL;
-	mp_write_map(w, 7);
+	mp_write_map(w, 7 + (e->request[0] != '\0') + (e->ttl_ms != 0));
 	mp_write_cstr(w, "type");
 	mp_write_cstr(w, e->type);
 	mp_write_cstr(w, "v");
@@ -54,6 +56,14 @@ orn_rc env_encode(mp_writer *w, const env_envelope *e)
 	mp_write_cstr(w, e->actor);
 	mp_write_cstr(w, "data");
 	mp_write_raw(w, e->payload, e->payload_len);
+	if (e->request[0] != '\0') {
+		mp_write_cstr(w, "req");
+		mp_write_cstr(w, e->request);
+	}
+	if (e->ttl_ms != 0) {
+		mp_write_cstr(w, "ttl");
+		mp_write_uint(w, e->ttl_ms);
+	}
 	return mp_writer_status(w);
 }
 
@@ -67,7 +77,7 @@ static orn_rc read_field(mp_reader *r, char *field, size_t cap)
 /* Reads the value of one key; *bit is the key's bit, 0 for an unknown key. */
 static orn_rc read_entry(mp_reader *r, const char *key, uint32_t key_len, env_envelope *e, unsigned *bit)
 {
-	uint64_t schema;
+	uint64_t number;
 	orn_rc rc;
 	*bit = 0;
 	if (mp_str_eq(key, key_len, "type")) {
@@ -76,11 +86,11 @@ static orn_rc read_entry(mp_reader *r, const char *key, uint32_t key_len, env_en
 	}
 	if (mp_str_eq(key, key_len, "v")) {
 		*bit = KEY_V;
-		if ((rc = mp_read_uint(r, &schema)) != ORN_OK)
+		if ((rc = mp_read_uint(r, &number)) != ORN_OK)
 			return rc;
-		if (schema < 1 || schema > UINT32_MAX)
+		if (number < 1 || number > UINT32_MAX)
 			return ORN_EDECODE;
-		e->schema = (uint32_t)schema;
+		e->schema = (uint32_t)number;
 		return ORN_OK;
 	}
 	if (mp_str_eq(key, key_len, "t")) {
@@ -102,6 +112,19 @@ static orn_rc read_entry(mp_reader *r, const char *key, uint32_t key_len, env_en
 	if (mp_str_eq(key, key_len, "data")) {
 		*bit = KEY_DATA;
 		return mp_read_raw(r, &e->payload, &e->payload_len);
+	}
+	if (mp_str_eq(key, key_len, "req")) {
+		*bit = KEY_REQ;
+		return read_field(r, e->request, sizeof e->request);
+	}
+	if (mp_str_eq(key, key_len, "ttl")) {
+		*bit = KEY_TTL;
+		if ((rc = mp_read_uint(r, &number)) != ORN_OK)
+			return rc;
+		if (number == 0 || number > UINT32_MAX)
+			return ORN_EDECODE;
+		e->ttl_ms = (uint32_t)number;
+		return ORN_OK;
 	}
 	return mp_skip(r);
 }
@@ -126,7 +149,7 @@ orn_rc env_decode(mp_reader *r, env_envelope *e)
 			return ORN_EDECODE;
 		seen |= bit;
 	}
-	if (seen != KEY_ALL || e->type[0] == '\0')
+	if ((seen & KEY_ALL) != KEY_ALL || e->type[0] == '\0')
 		return ORN_EDECODE;
 	return ORN_OK;
 }

@@ -8,6 +8,11 @@
  *
  * Wire form of one envelope: a msgpack map with the keys
  *   "type" str, "v" uint, "t" int, "corr" str, "cause" str, "actor" str, "data" any
+ * and two optional ones, written only when set:
+ *   "req" str  the fingerprint of a keyed client request (Idempotency-Key):
+ *              commands carry it, and the events they cause copy it, so that
+ *              the keys an aggregate has seen are part of its history (ADR 015)
+ *   "ttl" uint a command's time budget in ms when it was sent (commands only)
  * Unknown keys are skipped (forward compatibility); missing required keys,
  * wrong types and over-long strings are errors.
  *
@@ -27,6 +32,7 @@
 #define ENV_TYPE_MAX   64  /* bytes of a type name, NUL included */
 #define ENV_ID_MAX     160 /* bytes of an id (correlation, causation, actor), NUL included */
 #define ENV_MAX_EVENTS 64
+#define ENV_REQ_MAX    48 /* bytes of a request fingerprint, NUL included */
 
 typedef struct env_envelope {
 	char type[ENV_TYPE_MAX];
@@ -37,6 +43,8 @@ typedef struct env_envelope {
 	char actor[ENV_ID_MAX];
 	const uint8_t *payload; /* one msgpack value; points into the decoded buffer */
 	size_t payload_len;
+	char request[ENV_REQ_MAX]; /* "" unless the command was a keyed client request */
+	uint32_t ttl_ms;           /* commands: the sender's time budget, 0 if none */
 } env_envelope;
 
 /* Appends one envelope as a msgpack map to w. payload must hold exactly one

@@ -5,12 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashmap.h"
 #include "log.h"
 
 #define EVT_PREFIX           "orion.evt"
 #define SNAP_PREFIX          "orion.snap"
-#define READ_IDLE_TIMEOUT_MS 5000
-#define DIRECT_READ_MAX      32 /* commits read by direct get before an ordered consumer takes over */
+#define PREV_HEADER          "Orion-Prev" /* the version a commit was decided on (ADR 015) */
+#define READ_IDLE_TIMEOUT_MS 10000        /* a read that gets nothing this long short of its bound fails */
+#define DIRECT_READ_MAX      32     /* commits read by direct get before an ordered consumer takes over */
+#define ES_CHAIN_HEADS_MAX   100000 /* subjects whose chain a reader keeps in memory */
+#define SNAP_FORMAT          1      /* snapshots written under the chain's rule */
+#define MSG_ID_MAX           sodium_base64_ENCODED_LEN(16, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
 
 struct es_store {
 	char *url;
@@ -308,77 +313,107 @@ jsCtx *es_store_jetstream(es_store *s)
 	return s->js;
 }
 
-/* Builds the message and publish options of one append. */
-static orn_rc prepare_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
-                             const char *msg_id, const void *commit, size_t len, natsMsg **msg,
-                             jsPubOptions *po)
+/* ---- appending ---- */
+
+bool es_chain_accepts(uint64_t last_valid, bool chained, uint64_t prev)
 {
-	char subject[ES_SUBJECT_MAX];
-	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
-	if (rc != ORN_OK)
-		return rc;
-	if (commit == NULL || len == 0 || len > INT32_MAX)
-		return ORN_EINVAL;
-	if (natsMsg_Create(msg, subject, NULL, commit, (int)len) != NATS_OK)
-		return ORN_ENOMEM;
-	jsPubOptions_Init(po);
-	po->MaxWait = s->timeout_ms;
-	po->MsgId = (msg_id != NULL && msg_id[0] != '\0') ? msg_id : NULL;
-	if (expected_version == 0)
-		po->ExpectNoMessage = true;
-	else
-		po->ExpectLastSubjectSeq = expected_version;
-	return ORN_OK;
+	return !chained || prev == last_valid;
 }
 
-orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
-                 const char *msg_id, const void *commit, size_t len, es_append_result *out)
+/* The Nats-Msg-Id of an attempt: a hash of the subject, the caller's msg id
+ * and the position decided on. The server's window is stream-wide: the same
+ * command id on two subjects, or decided again on a later position after a
+ * void commit, is not a duplicate; the same attempt sent again is. */
+static void dedup_id(char out[MSG_ID_MAX], const char *subject, const char *msg_id, uint64_t last_seq)
 {
-	natsMsg *msg = NULL;
-	jsPubOptions po;
-	orn_rc rc = prepare_append(s, aggregate, id, expected_version, msg_id, commit, len, &msg, &po);
-	if (rc != ORN_OK)
-		return rc;
-	jsPubAck *pa = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st = js_PublishMsg(&pa, s->js, msg, &po, &jerr);
-	natsMsg_Destroy(msg);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	if (out != NULL) {
-		out->seq = pa->Sequence;
-		out->duplicate = pa->Duplicate;
-	}
-	jsPubAck_Destroy(pa);
-	return ORN_OK;
+	unsigned char hash[16], position[8];
+	crypto_generichash_state h;
+	for (int i = 0; i < 8; i++)
+		position[i] = (unsigned char)(last_seq >> (8 * i));
+	crypto_generichash_init(&h, NULL, 0, sizeof hash);
+	crypto_generichash_update(&h, (const unsigned char *)subject, strlen(subject) + 1);
+	crypto_generichash_update(&h, (const unsigned char *)msg_id, strlen(msg_id) + 1);
+	crypto_generichash_update(&h, position, sizeof position);
+	crypto_generichash_final(&h, hash, sizeof hash);
+	sodium_bin2base64(out, MSG_ID_MAX, hash, sizeof hash, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
-                         const char *msg_id, const void *commit, size_t len, const char *reply_to)
+/* The message of one append: the commit on its subject with the chain's and
+ * JetStream's headers (see es_append). reply_to may be NULL. */
+static orn_rc commit_message(const char *aggregate, const char *id, const es_position *at, const char *msg_id,
+                             const void *commit, size_t len, const char *reply_to, natsMsg **out)
 {
-	char subject[ES_SUBJECT_MAX], expected[24];
+	char subject[ES_SUBJECT_MAX], number[24], dedup[MSG_ID_MAX];
+	natsMsg *msg = NULL;
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	*out = NULL;
 	if (rc != ORN_OK)
 		return rc;
-	if (commit == NULL || len == 0 || len > INT32_MAX || reply_to == NULL)
+	if (commit == NULL || len == 0 || len > INT32_MAX || at->version > at->last_seq)
 		return ORN_EINVAL;
-	natsMsg *msg = NULL;
 	if (natsMsg_Create(&msg, subject, reply_to, commit, (int)len) != NATS_OK)
 		return ORN_ENOMEM;
-	/* The headers js_PublishMsg would send; "0" means "no message yet". */
-	snprintf(expected, sizeof expected, "%llu", (unsigned long long)expected_version);
-	natsStatus st = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", expected);
-	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0')
-		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
+	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
+	natsStatus st = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
+	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
+		dedup_id(dedup, subject, msg_id, at->last_seq);
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
+	}
+	snprintf(number, sizeof number, "%llu", (unsigned long long)at->version);
 	if (st == NATS_OK)
-		st = natsConnection_PublishMsg(s->nc, msg);
+		st = natsMsgHeader_Set(msg, PREV_HEADER, number);
+	if (st != NATS_OK) {
+		natsMsg_Destroy(msg);
+		return es_status_rc(st, 0);
+	}
+	*out = msg;
+	return ORN_OK;
+}
+
+orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_position *at,
+                 const char *msg_id, const void *commit, size_t len, es_append_result *out)
+{
+	natsMsg *msg = NULL, *ack = NULL;
+	es_append_result result = {0};
+	es_confirm c;
+	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, NULL, &msg);
+	if (rc != ORN_OK)
+		return rc;
+	natsStatus st = natsConnection_RequestMsg(&ack, s->nc, msg, s->timeout_ms);
+	if (st != NATS_OK) {
+		rc = es_status_rc(st, 0);
+		goto done;
+	}
+	if ((rc = es_parse_ack(ack, &result)) != ORN_OK)
+		goto done;
+	es_confirm_init(&c, at, result.seq);
+	if ((rc = es_confirm_wait(s, aggregate, id, &c)) == ORN_OK && out != NULL)
+		*out = result;
+done:
+	natsMsg_Destroy(ack);
 	natsMsg_Destroy(msg);
-	return es_status_rc(st, 0);
+	return rc;
+}
+
+orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
+                         const char *msg_id, const void *commit, size_t len, const char *reply_to)
+{
+	natsMsg *msg = NULL;
+	if (reply_to == NULL)
+		return ORN_EINVAL;
+	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, reply_to, &msg);
+	if (rc != ORN_OK)
+		return rc;
+	rc = es_status_rc(natsConnection_PublishMsg(s->nc, msg), 0);
+	natsMsg_Destroy(msg);
+	return rc;
 }
 
 /* Offset of the value of the first "key" in a JSON text (after the colon and
- * spaces), or len if the key is absent. The ack is the server's own flat JSON,
- * so a scan is enough; it never reads past len. */
+ * spaces), or len if the key is absent. The server's answers are its own flat
+ * JSON whose strings hold no quotes, so a scan is enough; it never reads past
+ * len. */
 static size_t json_value_at(const char *text, size_t len, const char *key)
 {
 	size_t key_len = strlen(key);
@@ -440,7 +475,182 @@ orn_rc es_parse_ack(natsMsg *ack, es_append_result *out)
 	return ORN_OK;
 }
 
-/* Sequence of the last message on an exact subject, 0 if none. */
+/* ---- confirming ---- */
+
+/* A decimal uint64 of exactly len bytes. */
+static bool parse_u64(const char *text, size_t len, uint64_t *out)
+{
+	uint64_t n = 0;
+	if (len == 0 || len > 20)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9' || n > (UINT64_MAX - 9) / 10)
+			return false;
+		n = n * 10 + (uint64_t)(text[i] - '0');
+	}
+	*out = n;
+	return true;
+}
+
+bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev)
+{
+	const char *value = NULL;
+	*chained = false;
+	*prev = 0;
+	if (natsMsgHeader_Get(msg, PREV_HEADER, &value) != NATS_OK || value == NULL)
+		return true;
+	*chained = true;
+	return parse_u64(value, strlen(value), prev);
+}
+
+void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq)
+{
+	c->seq = seq;
+	c->last_valid = at->version;
+	c->from = at->last_seq + 1;
+}
+
+/* One step of a confirmation: the next commit of the subject from c->from is
+ * at seq, with the given Orion-Prev. */
+static es_verdict confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
+{
+	if (seq == c->seq)
+		return ES_VALID;
+	if (seq > c->seq || seq < c->from)
+		return ES_ASK_LEADER; /* an answer no up-to-date replica gives */
+	if (es_chain_accepts(c->last_valid, chained, prev))
+		return ES_VOID;
+	c->from = seq + 1;
+	return ES_LOOK_AGAIN;
+}
+
+/* The JSON of a "next commit of subject from c->from" request. */
+static int next_request(char *out, size_t cap, const char *subject, const es_confirm *c)
+{
+	return snprintf(out, cap, "{\"seq\":%llu,\"next_by_subj\":\"%s\"}", (unsigned long long)c->from,
+	                subject);
+}
+
+orn_rc es_confirm_publish(es_store *s, const char *aggregate, const char *id, const es_confirm *c,
+                          const char *reply_to)
+{
+	char subject[ES_SUBJECT_MAX], body[ES_SUBJECT_MAX + 64];
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	if (rc != ORN_OK)
+		return rc;
+	int n = next_request(body, sizeof body, subject, c);
+	return es_status_rc(
+	        natsConnection_PublishRequest(s->nc, "$JS.API.DIRECT.GET." ES_STREAM, reply_to, body, n), 0);
+}
+
+es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer)
+{
+	const char *value = NULL;
+	uint64_t seq = 0, prev = 0;
+	bool chained = false;
+	if (natsMsgHeader_Get(answer, "Nats-Sequence", &value) != NATS_OK || value == NULL ||
+	    !parse_u64(value, strlen(value), &seq) || !es_msg_prev(answer, &chained, &prev))
+		return ES_ASK_LEADER; /* 404 from a replica behind, or an answer we cannot read */
+	return confirm_step(c, seq, chained, prev);
+}
+
+/* The Orion-Prev header in a raw header block ("NATS/1.0\r\nKey: value\r\n..."). */
+static bool block_prev(const char *block, size_t len, bool *chained, uint64_t *prev)
+{
+	const char key[] = "\r\n" PREV_HEADER ":";
+	*chained = false;
+	for (size_t i = 0; i + sizeof key - 1 <= len; i++) {
+		if (memcmp(block + i, key, sizeof key - 1) != 0)
+			continue;
+		size_t j = i + sizeof key - 1, end;
+		while (j < len && block[j] == ' ')
+			j++;
+		for (end = j; end < len && block[end] >= '0' && block[end] <= '9'; end++)
+			;
+		*chained = true;
+		return parse_u64(block + j, end - j, prev);
+	}
+	return true;
+}
+
+/* Asks the stream leader (JetStream's message get API, not a direct get) for
+ * the next commit of subject from c->from: ORN_OK with the verdict,
+ * ORN_ENOTFOUND if the leader has nothing there yet. */
+static orn_rc ask_leader(es_store *s, const char *subject, es_confirm *c, es_verdict *verdict)
+{
+	char body[ES_SUBJECT_MAX + 64];
+	natsMsg *answer = NULL;
+	unsigned char *block = NULL;
+	orn_rc rc = ORN_OK;
+	int n = next_request(body, sizeof body, subject, c);
+	natsStatus st = natsConnection_Request(&answer, s->nc, "$JS.API.STREAM.MSG.GET." ES_STREAM, body, n,
+	                                       s->timeout_ms);
+	if (st != NATS_OK)
+		return es_status_rc(st, 0);
+	const char *text = natsMsg_GetData(answer);
+	size_t len = (size_t)natsMsg_GetDataLength(answer), at, end, block_len = 0;
+	uint64_t seq = 0, code = 0, prev = 0;
+	bool chained = false;
+	if (json_uint_after(text, len, "\"code\"", &code)) {
+		rc = code == 404 ? ORN_ENOTFOUND : ORN_EINTERNAL;
+		goto done;
+	}
+	if (!json_uint_after(text, len, "\"seq\"", &seq)) {
+		rc = ORN_EDECODE;
+		goto done;
+	}
+	at = json_value_at(text, len, "\"hdrs\"");
+	if (at < len && text[at] == '"') {
+		for (end = at + 1; end < len && text[end] != '"'; end++)
+			;
+		block = malloc(end - at);
+		if (block == NULL) {
+			rc = ORN_ENOMEM;
+			goto done;
+		}
+		if (sodium_base642bin(block, end - at, text + at + 1, end - at - 1, NULL, &block_len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    !block_prev((const char *)block, block_len, &chained, &prev)) {
+			rc = ORN_EDECODE;
+			goto done;
+		}
+	}
+	*verdict = confirm_step(c, seq, chained, prev);
+	if (*verdict == ES_ASK_LEADER)
+		rc = ORN_EINTERNAL; /* the leader itself contradicts the acknowledgement */
+done:
+	free(block);
+	natsMsg_Destroy(answer);
+	return rc;
+}
+
+orn_rc es_confirm_wait(es_store *s, const char *aggregate, const char *id, es_confirm *c)
+{
+	char subject[ES_SUBJECT_MAX];
+	es_verdict verdict = ES_LOOK_AGAIN;
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	int64_t deadline = orn_monotonic_ns() + s->timeout_ms * 1000000;
+	unsigned pause_ms = 1;
+	while (rc == ORN_OK) {
+		rc = ask_leader(s, subject, c, &verdict);
+		if (rc == ORN_ENOTFOUND) {
+			/* A new leader that has not applied the commit yet. */
+			if (orn_monotonic_ns() >= deadline)
+				return ORN_ETIMEOUT;
+			orn_sleep_ms(pause_ms);
+			pause_ms = pause_ms < 64 ? pause_ms * 2 : 64;
+			rc = ORN_OK;
+			continue;
+		}
+		if (rc != ORN_OK || verdict == ES_VALID)
+			return rc;
+		if (verdict == ES_VOID)
+			return ORN_ECONFLICT;
+	}
+	return rc;
+}
+
+/* Sequence of the last message matching subject (wildcards allowed), 0 if none. */
 static orn_rc last_seq_of(es_store *s, const char *stream, const char *subject, uint64_t *seq)
 {
 	natsMsg *msg = NULL;
@@ -457,79 +667,182 @@ static orn_rc last_seq_of(es_store *s, const char *stream, const char *subject, 
 	return ORN_OK;
 }
 
-orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *version)
+orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *last_seq)
 {
 	char subject[ES_SUBJECT_MAX];
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
 	if (rc != ORN_OK)
 		return rc;
-	return last_seq_of(s, ES_STREAM, subject, version);
+	return last_seq_of(s, ES_STREAM, subject, last_seq);
 }
 
-/* Calls fn for each event of one commit message. */
-static orn_rc deliver_commit(natsMsg *msg, uint64_t seq, env_envelope *events, es_event_fn fn, void *closure)
+/* ---- reading, with the chain's rule ---- */
+
+/* The last valid commit of one subject, as a reader has folded it so far. */
+typedef struct chain_head {
+	uint64_t last_valid;
+} chain_head;
+
+/* A read in progress: where its commits go and the chain it folds. */
+typedef struct scan {
+	es_store *s;
+	es_commit_fn fn; /* NULL: only fold the chain */
+	void *closure;
+	env_envelope *events; /* ENV_MAX_EVENTS */
+	bool from_start;      /* every commit of a subject is read: no chain to look up first */
+	chain_head single;    /* one subject's chain */
+	bool single_known;
+	hmap *heads; /* several subjects: subject -> chain_head */
+	uint64_t last;
+} scan;
+
+static orn_rc scan_subject(es_store *s, scan *sc, const char *subject, uint64_t from, uint64_t bound,
+                           bool *complete);
+
+static orn_rc scan_init(scan *sc, es_store *s, bool several, es_commit_fn fn, void *closure)
 {
-	size_t count = 0;
-	const char *subject = natsMsg_GetSubject(msg);
-	orn_rc rc = env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events,
-	                              ENV_MAX_EVENTS, &count);
+	memset(sc, 0, sizeof *sc);
+	sc->s = s;
+	sc->fn = fn;
+	sc->closure = closure;
+	sc->events = malloc(sizeof *sc->events * ENV_MAX_EVENTS);
+	if (sc->events == NULL)
+		return ORN_ENOMEM;
+	if (several && (sc->heads = hmap_create()) == NULL)
+		return ORN_ENOMEM;
+	return ORN_OK;
+}
+
+static void heads_clear(hmap *heads)
+{
+	size_t cursor = 0;
+	const char *key = NULL;
+	void *value = NULL;
+	if (heads == NULL)
+		return;
+	while (hmap_next(heads, &cursor, &key, &value))
+		free(value);
+	hmap_clear(heads);
+}
+
+static void scan_dispose(scan *sc)
+{
+	heads_clear(sc->heads);
+	hmap_destroy(sc->heads);
+	free(sc->events);
+}
+
+/* The last valid commit of subject before seq, folded from its first commit. */
+static orn_rc chain_before(es_store *s, const char *subject, uint64_t seq, uint64_t *last_valid)
+{
+	scan sc;
+	bool complete = seq <= 1;
+	orn_rc rc = scan_init(&sc, s, false, NULL, NULL);
+	*last_valid = 0;
+	sc.from_start = true;
+	if (rc == ORN_OK && !complete)
+		rc = scan_subject(s, &sc, subject, 1, seq - 1, &complete);
+	if (rc == ORN_OK && !complete)
+		rc = ORN_EIO;
+	*last_valid = sc.single.last_valid;
+	scan_dispose(&sc);
+	return rc;
+}
+
+/* The chain of subject in sc, first met at seq: looked up when sc did not
+ * read the subject from its start. */
+static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **out)
+{
+	orn_rc rc = ORN_OK;
+	chain_head *h = NULL;
+	if (sc->heads == NULL) {
+		if (!sc->single_known && !sc->from_start)
+			rc = chain_before(sc->s, subject, seq, &sc->single.last_valid);
+		sc->single_known = rc == ORN_OK;
+		*out = &sc->single;
+		return rc;
+	}
+	if ((h = hmap_get(sc->heads, subject)) != NULL) {
+		*out = h;
+		return ORN_OK;
+	}
+	if (hmap_count(sc->heads) >= ES_CHAIN_HEADS_MAX)
+		heads_clear(sc->heads); /* forgotten heads are looked up again */
+	if ((h = calloc(1, sizeof *h)) == NULL)
+		return ORN_ENOMEM;
+	if ((!sc->from_start && (rc = chain_before(sc->s, subject, seq, &h->last_valid)) != ORN_OK) ||
+	    (rc = hmap_put(sc->heads, subject, h)) != ORN_OK) {
+		free(h);
+		return rc;
+	}
+	*out = h;
+	return ORN_OK;
+}
+
+orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out)
+{
+	jsMsgMetaData *meta = NULL;
+	memset(out, 0, sizeof *out);
+	out->subject = natsMsg_GetSubject(msg);
+	out->events = events;
+	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+		out->seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+	} else {
+		out->seq = natsMsg_GetSequence(msg); /* a direct get's answer */
+	}
+	if (out->seq == 0 || !es_msg_prev(msg, &out->chained, &out->prev))
+		return ORN_EDECODE;
+	return env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events, cap,
+	                         &out->count);
+}
+
+orn_rc es_commit_check(es_store *s, es_commit *c)
+{
+	uint64_t last_valid = 0;
+	orn_rc rc = chain_before(s, c->subject, c->seq, &last_valid);
+	c->valid = rc == ORN_OK && es_chain_accepts(last_valid, c->chained, c->prev);
+	if (rc == ORN_OK && !c->valid) {
+		char seq[24], prev[24], head[24];
+		snprintf(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
+		snprintf(prev, sizeof prev, "%llu", (unsigned long long)c->prev);
+		snprintf(head, sizeof head, "%llu", (unsigned long long)last_valid);
+		log_info("a void commit changes nothing (ADR 015)", "subject", c->subject, "seq", seq, "prev",
+		         prev, "last_valid", head);
+	}
+	return rc;
+}
+
+/* Folds one stored commit into sc's chain and hands it on. */
+static orn_rc scan_message(scan *sc, natsMsg *msg, uint64_t seq)
+{
+	es_commit c;
+	chain_head *head = NULL;
+	orn_rc rc = es_commit_decode(msg, sc->events, ENV_MAX_EVENTS, &c);
+	c.seq = seq;
 	if (rc != ORN_OK) {
 		char seq_text[24];
 		snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)seq);
-		log_error("undecodable commit in the stream", "subject", subject, "seq", seq_text);
+		log_error("undecodable commit in the stream", "subject", c.subject, "seq", seq_text);
 		return rc;
 	}
-	for (size_t i = 0; i < count; i++)
-		if ((rc = fn(closure, seq, subject, &events[i])) != ORN_OK)
-			return rc;
-	return ORN_OK;
+	if ((rc = head_of(sc, c.subject, seq, &head)) != ORN_OK)
+		return rc;
+	c.valid = es_chain_accepts(head->last_valid, c.chained, c.prev);
+	if (c.valid)
+		head->last_valid = seq;
+	sc->last = seq;
+	return sc->fn != NULL ? sc->fn(sc->closure, &c) : ORN_OK;
 }
 
-/* The sequence the read must reach: the last message present now. */
-static orn_rc read_bound(es_store *s, const char *filter, uint64_t *bound)
-{
-	if (strpbrk(filter, "*>") == NULL)
-		return last_seq_of(s, ES_STREAM, filter, bound);
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, s->js, ES_STREAM, NULL, &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	*bound = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return ORN_OK;
-}
-
-/* True if the consumer has neither delivered nor pending messages, so that a
- * filter matching nothing in range does not wait for the idle timeout. */
-static bool nothing_to_read(natsSubscription *sub)
-{
-	jsConsumerInfo *ci = NULL;
-	if (natsSubscription_GetConsumerInfo(&ci, sub, NULL, NULL) != NATS_OK)
-		return false;
-	bool empty = ci->NumPending == 0 && ci->Delivered.Consumer == 0;
-	jsConsumerInfo_Destroy(ci);
-	return empty;
-}
-
-/* True if a direct read of a replicated stream that ended at last (0: read
- * nothing) may have stopped short of up_to because a lagging follower
- * answered: the leader reads the rest. A bound past the subject's last
- * commit costs one ordered consumer that finds nothing more. */
-static bool short_of(const es_store *s, uint64_t last, uint64_t up_to)
-{
-	return s->replicated && up_to != UINT64_MAX && last < up_to;
-}
-
-/* The commits of one subject from *from_seq to up_to by direct get (one
+/* The commits of one subject from *from_seq to bound by direct get (one
  * request each, answered by any replica): far cheaper than creating an
  * ordered consumer for the few commits of an order or a cart. Stops after
  * DIRECT_READ_MAX commits with *from_seq at the next one to read and *done
- * false; *done true when nothing of the subject is left up to up_to. */
-static orn_rc read_direct(es_store *s, const char *subject, uint64_t *from_seq, uint64_t up_to,
-                          env_envelope *events, es_event_fn fn, void *closure, uint64_t *last, bool *done)
+ * false; *done true when the subject has nothing more up to bound (as far as
+ * the replica that answered knows). */
+static orn_rc read_direct(scan *sc, const char *subject, uint64_t *from_seq, uint64_t bound, bool *done)
 {
-	orn_rc rc = ORN_OK;
 	*done = false;
 	for (int i = 0; i < DIRECT_READ_MAX; i++) {
 		jsDirectGetMsgOptions o;
@@ -537,34 +850,29 @@ static orn_rc read_direct(es_store *s, const char *subject, uint64_t *from_seq, 
 		o.Sequence = *from_seq;
 		o.NextBySubject = subject;
 		natsMsg *msg = NULL;
-		natsStatus st = js_DirectGetMsg(&msg, s->js, ES_STREAM, NULL, &o);
+		natsStatus st = js_DirectGetMsg(&msg, sc->s->js, ES_STREAM, NULL, &o);
 		if (st == NATS_NOT_FOUND) {
 			*done = true;
 			return ORN_OK;
 		}
 		if (st != NATS_OK)
 			return es_status_rc(st, 0);
-		const char *seq_text = NULL;
-		char *end = NULL;
-		uint64_t seq = 0;
-		if (natsMsgHeader_Get(msg, "Nats-Sequence", &seq_text) == NATS_OK && seq_text != NULL)
-			seq = strtoull(seq_text, &end, 10);
-		if (seq == 0 || end == NULL || *end != '\0' || seq < *from_seq) {
+		uint64_t seq = natsMsg_GetSequence(msg);
+		if (seq == 0 || seq < *from_seq) {
 			natsMsg_Destroy(msg);
 			return ORN_EDECODE;
 		}
-		if (seq > up_to) {
+		if (seq > bound) {
 			natsMsg_Destroy(msg);
 			*done = true;
 			return ORN_OK;
 		}
-		rc = deliver_commit(msg, seq, events, fn, closure);
+		orn_rc rc = scan_message(sc, msg, seq);
 		natsMsg_Destroy(msg);
 		if (rc != ORN_OK)
 			return rc;
-		*last = seq;
 		*from_seq = seq + 1;
-		if (seq >= up_to) {
+		if (seq >= bound) {
 			*done = true;
 			return ORN_OK;
 		}
@@ -572,11 +880,11 @@ static orn_rc read_direct(es_store *s, const char *subject, uint64_t *from_seq, 
 	return ORN_OK;
 }
 
-/* The commits matching filter from from_seq to up_to (both >= 1) by an
- * ordered consumer; *last is the sequence of the last one delivered, left
- * as it was if none. */
-static orn_rc read_ordered(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to,
-                           env_envelope *events, es_event_fn fn, void *closure, uint64_t *last)
+/* The commits matching filter from from_seq to bound (>= from_seq, a commit
+ * that matches filter or a sequence past which the caller wants nothing) by
+ * an ordered consumer. Fails with ORN_EIO if the stream stops delivering
+ * before bound. */
+static orn_rc read_ordered(scan *sc, const char *filter, uint64_t from_seq, uint64_t bound)
 {
 	orn_rc rc = ORN_OK;
 	natsSubscription *sub = NULL;
@@ -587,19 +895,24 @@ static orn_rc read_ordered(es_store *s, const char *filter, uint64_t from_seq, u
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
 	so.Config.OptStartSeq = from_seq;
 	jsErrCode jerr = 0;
-	natsStatus st = js_SubscribeSync(&sub, s->js, filter, NULL, &so, &jerr);
+	natsStatus st = js_SubscribeSync(&sub, sc->s->js, filter, NULL, &so, &jerr);
 	if (st != NATS_OK) {
 		rc = es_status_rc(st, jerr);
 		goto done;
 	}
 	natsSubscription_SetPendingLimits(sub, -1, -1);
-	if (nothing_to_read(sub))
-		goto done;
 	for (;;) {
 		natsMsg *msg = NULL;
 		st = natsSubscription_NextMsg(&msg, sub, READ_IDLE_TIMEOUT_MS);
-		if (st == NATS_TIMEOUT)
-			break; /* nothing more matched before the bound (messages may lie past it) */
+		if (st == NATS_TIMEOUT) {
+			char bound_text[24], last_text[24];
+			snprintf(bound_text, sizeof bound_text, "%llu", (unsigned long long)bound);
+			snprintf(last_text, sizeof last_text, "%llu", (unsigned long long)sc->last);
+			log_error("the stream read stopped short", "filter", filter, "bound", bound_text,
+			          "last_read", last_text);
+			rc = ORN_EIO;
+			goto done;
+		}
 		if (st != NATS_OK) {
 			rc = es_status_rc(st, 0);
 			goto done;
@@ -611,19 +924,15 @@ static orn_rc read_ordered(es_store *s, const char *filter, uint64_t from_seq, u
 			goto done;
 		}
 		uint64_t seq = meta->Sequence.Stream;
-		uint64_t pending = meta->NumPending;
 		jsMsgMetaData_Destroy(meta);
-		if (seq > up_to) {
+		if (seq > bound) {
 			natsMsg_Destroy(msg);
-			break;
+			break; /* nothing more matched up to the bound */
 		}
-		rc = deliver_commit(msg, seq, events, fn, closure);
+		rc = scan_message(sc, msg, seq);
 		natsMsg_Destroy(msg);
-		if (rc != ORN_OK)
+		if (rc != ORN_OK || seq >= bound)
 			goto done;
-		*last = seq;
-		if (seq >= up_to || pending == 0)
-			break;
 	}
 done:
 	if (sub != NULL) {
@@ -633,89 +942,101 @@ done:
 	return rc;
 }
 
-orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
+/* One subject from `from` to bound: direct gets, then an ordered consumer
+ * for a long subject or where a lagging replica answered. *complete is true
+ * when nothing of the subject up to bound is left unread. */
+static orn_rc scan_subject(es_store *s, scan *sc, const char *subject, uint64_t from, uint64_t bound,
+                           bool *complete)
+{
+	bool finished = false;
+	uint64_t head = 0;
+	orn_rc rc = read_direct(sc, subject, &from, bound, &finished);
+	*complete = false;
+	if (rc != ORN_OK)
+		return rc;
+	if (finished && (!s->replicated || from > bound)) {
+		*complete = true;
+		return ORN_OK;
+	}
+	/* Not finished, or a replica that may lag said "no more": the leader
+	 * says where the subject ends, and an ordered consumer reads the rest. */
+	if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
+		return rc;
+	if (head < bound)
+		bound = head;
+	if (bound >= from && (rc = read_ordered(sc, subject, from, bound)) != ORN_OK)
+		return rc;
+	*complete = true;
+	return ORN_OK;
+}
+
+orn_rc es_scan(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_commit_fn fn,
                void *closure, uint64_t *last_seq)
 {
-	orn_rc rc = ORN_OK;
-	env_envelope *events = NULL;
-	uint64_t last = 0;
+	scan sc;
+	uint64_t bound = 0;
+	bool several = strpbrk(filter, "*>") != NULL, complete = false;
+	orn_rc rc = scan_init(&sc, s, several, fn, closure);
 	if (from_seq == 0)
 		from_seq = 1;
-	if (up_to == 0 && (rc = read_bound(s, filter, &up_to)) != ORN_OK)
+	sc.from_start = from_seq == 1;
+	if (rc != ORN_OK || (rc = last_seq_of(s, ES_STREAM, filter, &bound)) != ORN_OK)
 		goto done;
-	if (up_to < from_seq)
+	if (up_to != 0 && up_to < bound)
+		bound = up_to;
+	if (bound < from_seq)
 		goto done;
-	events = malloc(sizeof *events * ENV_MAX_EVENTS);
-	if (events == NULL) {
-		rc = ORN_ENOMEM;
-		goto done;
-	}
-	if (strpbrk(filter, "*>") == NULL) {
-		bool finished = false;
-		rc = read_direct(s, filter, &from_seq, up_to, events, fn, closure, &last, &finished);
-		if (rc != ORN_OK || (finished && !short_of(s, last, up_to)))
-			goto done;
-		/* not finished, or a lagging replica answered: the rest by the leader */
-	}
-	rc = read_ordered(s, filter, from_seq, up_to, events, fn, closure, &last);
+	rc = several ? read_ordered(&sc, filter, from_seq, bound)
+	             : scan_subject(s, &sc, filter, from_seq, bound, &complete);
 done:
-	free(events);
 	if (last_seq != NULL)
-		*last_seq = last;
+		*last_seq = sc.last;
+	scan_dispose(&sc);
 	return rc;
 }
 
+/* es_read's and es_load's closure: the events of valid commits to an es_event_fn. */
+typedef struct each_event {
+	es_event_fn fn;
+	void *closure;
+} each_event;
+
+static orn_rc on_valid_commit(void *closure, const es_commit *c)
+{
+	each_event *each = closure;
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; c->valid && rc == ORN_OK && i < c->count; i++)
+		rc = each->fn(each->closure, c->seq, c->subject, &c->events[i]);
+	return rc;
+}
+
+orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
+               void *closure, uint64_t *last_seq)
+{
+	each_event each = {fn, closure};
+	return es_scan(s, filter, from_seq, up_to, on_valid_commit, &each, last_seq);
+}
+
 orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t after_seq, es_event_fn fn,
-               void *closure, uint64_t *version)
+               void *closure, es_position *at)
 {
 	char subject[ES_SUBJECT_MAX];
-	uint64_t head = 0, last = 0, next = after_seq + 1;
-	bool finished = false, head_known = false;
+	each_event each = {fn, closure};
+	scan sc;
+	bool complete = false;
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
-	if (rc != ORN_OK)
+	if (rc != ORN_OK || (rc = scan_init(&sc, s, false, on_valid_commit, &each)) != ORN_OK)
 		return rc;
-	/* Most aggregates are short: read them by direct get to their end (a
-	 * new aggregate costs one request answered "not found", no JetStream API
-	 * call). The version is the last commit read; a commit appended after
-	 * the read makes the caller's next append a conflict, as it should. */
-	env_envelope *events = malloc(sizeof *events * ENV_MAX_EVENTS);
-	if (events == NULL)
-		return ORN_ENOMEM;
-	rc = read_direct(s, subject, &next, UINT64_MAX, events, fn, closure, &last, &finished);
-	if (rc != ORN_OK)
-		goto done;
-	if (finished && s->replicated) {
-		/* A follower may answer a direct get before it has the latest
-		 * commits; a state loaded from it would answer a read or a
-		 * rejection (which no ExpectLastSubjectSeq checks) from the past.
-		 * The leader's head says whether the read is complete. */
-		if ((rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
-			goto done;
-		head_known = true;
-		finished = head < next;
+	/* after_seq is a valid commit (or 0): the chain starts there. The read
+	 * goes to the subject's end: a commit appended after it makes the
+	 * caller's next append a conflict, as it should. */
+	sc.single.last_valid = after_seq;
+	sc.single_known = true;
+	if ((rc = scan_subject(s, &sc, subject, after_seq + 1, UINT64_MAX, &complete)) == ORN_OK) {
+		at->version = sc.single.last_valid;
+		at->last_seq = sc.last > after_seq ? sc.last : after_seq;
 	}
-	if (finished) {
-		*version = last > after_seq ? last : after_seq;
-		goto done;
-	}
-	/* A long one: the rest up to the head by an ordered consumer at once
-	 * (es_read would first spend another batch of direct gets). */
-	after_seq = next - 1;
-	if (!head_known && (rc = last_seq_of(s, ES_STREAM, subject, &head)) != ORN_OK)
-		goto done;
-	if (head > after_seq) {
-		last = 0;
-		if ((rc = read_ordered(s, subject, after_seq + 1, head, events, fn, closure, &last)) !=
-		    ORN_OK)
-			goto done;
-		if (last != head) {
-			rc = ORN_EIO; /* the ordered consumer stopped short of the head */
-			goto done;
-		}
-	}
-	*version = head > after_seq ? head : after_seq;
-done:
-	free(events);
+	scan_dispose(&sc);
 	return rc;
 }
 
@@ -729,10 +1050,11 @@ orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint
 	mp_writer *w = mp_writer_create();
 	if (w == NULL)
 		return ORN_ENOMEM;
-	mp_write_array(w, 3);
+	mp_write_array(w, 4);
 	mp_write_uint(w, schema);
 	mp_write_uint(w, version);
 	mp_write_bin(w, state, len);
+	mp_write_uint(w, SNAP_FORMAT);
 	if ((rc = mp_writer_status(w)) != ORN_OK)
 		goto done;
 	if (wait) {
@@ -766,15 +1088,20 @@ orn_rc es_snapshot_load(es_store *s, const char *aggregate, const char *id, uint
 		return es_status_rc(st, jerr);
 	mp_reader r;
 	uint32_t count = 0, bin_len = 0;
-	uint64_t stored_schema = 0;
+	uint64_t stored_schema = 0, format = 0;
 	const uint8_t *bin = NULL;
 	mp_reader_init(&r, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-	if (mp_read_array(&r, &count) != ORN_OK || count != 3 || mp_read_uint(&r, &stored_schema) != ORN_OK ||
-	    mp_read_uint(&r, version) != ORN_OK || mp_read_bin(&r, &bin, &bin_len) != ORN_OK) {
+	if (mp_read_array(&r, &count) != ORN_OK || (count != 3 && count != 4) ||
+	    mp_read_uint(&r, &stored_schema) != ORN_OK || mp_read_uint(&r, version) != ORN_OK ||
+	    mp_read_bin(&r, &bin, &bin_len) != ORN_OK ||
+	    (count == 4 && mp_read_uint(&r, &format) != ORN_OK)) {
 		rc = ORN_EDECODE;
 		goto done;
 	}
-	if (stored_schema != schema) {
+	/* A snapshot from before the chain's rule (ADR 015) may hold the effect
+	 * of a void commit; one of an older layout cannot be read: either way
+	 * the events are folded instead. */
+	if (format != SNAP_FORMAT || stored_schema != schema) {
 		rc = ORN_ENOTFOUND; /* an older layout: rebuild from the events instead */
 		goto done;
 	}
@@ -854,10 +1181,9 @@ int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms)
 
 struct es_follow {
 	natsSubscription *sub;
-	es_event_fn fn;
+	each_event each;
 	es_follow_done_fn *done;
-	void *closure;
-	env_envelope events[ENV_MAX_EVENTS]; /* the delivery thread's scratch */
+	scan chain; /* the delivery thread's: commits' validity, scratch events */
 };
 
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
@@ -867,7 +1193,7 @@ static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg
 	(void)nc;
 	(void)sub;
 	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		(void)deliver_commit(msg, meta->Sequence.Stream, f->events, f->fn, f->closure);
+		(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
 		jsMsgMetaData_Destroy(meta);
 	}
 	natsMsg_Destroy(msg);
@@ -877,7 +1203,8 @@ static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg
 static void follow_on_complete(void *arg)
 {
 	es_follow *f = arg;
-	f->done(f->closure);
+	f->done(f->each.closure);
+	scan_dispose(&f->chain);
 	free(f);
 }
 
@@ -895,9 +1222,13 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	*out = NULL;
 	if (f == NULL)
 		return ORN_ENOMEM;
-	f->fn = fn;
+	f->each.fn = fn;
+	f->each.closure = closure;
 	f->done = done;
-	f->closure = closure;
+	/* Subjects are met mid-stream: each one's chain is looked up once. */
+	if ((rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+		goto fail;
+	f->chain.from_start = from_seq == 1;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
@@ -925,6 +1256,7 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	*out = f;
 	return ORN_OK;
 fail:
+	scan_dispose(&f->chain);
 	free(f);
 	return rc;
 }

@@ -1,11 +1,12 @@
 /* evstore.h — the event store on NATS JetStream.
  *
  * Stream ORION_EVT holds every commit on subject orion.evt.<aggregate>.<id>;
- * the version of an aggregate is the stream sequence of its last commit.
- * Appends are optimistic: ExpectLastSubjectSeq = version (ExpectNoMessage for
- * version 0), with Nats-Msg-Id = the command id so that a retried publish is
- * answered with the original sequence. Stream ORION_SNAP keeps the latest
- * snapshot per aggregate on orion.snap.<aggregate>.<id>.
+ * the version of an aggregate is the stream sequence of its last valid
+ * commit. Every commit records the version it was decided on, and Orion, not
+ * only the server, checks the chain: an appender confirms its commit after the
+ * acknowledgement, and every reader applies es_chain_accepts (ADR 015).
+ * Stream ORION_SNAP keeps the latest snapshot per aggregate on
+ * orion.snap.<aggregate>.<id>.
  *
  * An es_store owns one NATS connection and its JetStream context; it is safe
  * to use from several threads (cnats is). */
@@ -76,25 +77,47 @@ bool es_aggregate_valid(const char *aggregate);
 /* Writes "<prefix>.<aggregate>.<id>" into out; ORN_EINVAL for invalid parts. */
 orn_rc es_subject(char *out, size_t cap, const char *prefix, const char *aggregate, const char *id);
 
+/* Where an aggregate stands in the stream (ADR 015). A commit is decided on
+ * `version`; JetStream checks `last_seq`. They differ when void commits
+ * (see es_chain_accepts) follow the last valid one. */
+typedef struct es_position {
+	uint64_t version;  /* sequence of the last valid commit, 0 if none */
+	uint64_t last_seq; /* sequence of the last commit, valid or void, 0 if none */
+} es_position;
+
+/* The fold rule of the commit chain (ADR 015): every commit records, in its
+ * Orion-Prev header, the version it was decided on. It is valid when it
+ * records none (written before the rule: chained false) or when the version
+ * it records is last_valid, the sequence of the previous valid commit of its
+ * subject (0: none). A void commit changes nothing anywhere; every fold of
+ * Orion applies this one rule. */
+bool es_chain_accepts(uint64_t last_valid, bool chained, uint64_t prev);
+
 typedef struct es_append_result {
 	uint64_t seq;   /* stream sequence of the commit: the new version */
 	bool duplicate; /* the server already had this msg id: seq is the original */
 } es_append_result;
 
-/* Appends one commit (an encoded env commit) synchronously.
- * expected_version 0 means "the aggregate must not exist yet".
- * msg_id (the command id) enables server-side de-duplication.
- * ORN_ECONFLICT if the aggregate's version is not expected_version. */
-orn_rc es_append(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+/* Appends one commit (an encoded env commit) decided on at->version and
+ * confirms it: it answers ORN_OK only once the commit is known to be the
+ * first valid one after at->version (ADR 015), whatever the server's
+ * version or replica count. The stored message carries Orion-Prev =
+ * at->version, ExpectLastSubjectSeq = at->last_seq (ExpectNoMessage for 0)
+ * and a Nats-Msg-Id hashed from the subject, msg_id and at->last_seq (msg_id
+ * NULL or "": none), so a resend of the same attempt is de-duplicated and an
+ * attempt on a later position is not. Some possible errors are: ORN_ECONFLICT (another commit
+ * came first: reload and decide again), ORN_ETIMEOUT (the outcome is
+ * unknown: reload and look for the command), ORN_EUNAVAILABLE, ORN_EINVAL. */
+orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_position *at,
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 
 /* Starts an append without waiting: the commit goes out as a plain NATS
  * message with the same headers as es_append, and JetStream publishes its
  * acknowledgement to reply_to, a subject the caller subscribes to. Read the
- * acknowledgement with es_parse_ack. The caller owns timeouts: an
- * acknowledgement that never comes means the outcome is unknown (retry with the
- * same msg_id: the server de-duplicates). */
-orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, uint64_t expected_version,
+ * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
+ * The caller owns timeouts: an acknowledgement that never comes means the
+ * outcome is unknown. */
+orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
                          const char *msg_id, const void *commit, size_t len, const char *reply_to);
 
 /* Reads a JetStream publish acknowledgement (out param out): ORN_OK with the
@@ -104,23 +127,99 @@ orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, uin
  * ORN_EDECODE if the reply is unreadable. */
 orn_rc es_parse_ack(natsMsg *ack, es_append_result *out);
 
-/* Version of an aggregate: sequence of its last commit, 0 if it has none. */
-orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *version);
+/* ---- confirming an acknowledged commit (ADR 015) ----
+ * A commit at seq, decided on at->version after reading up to at->last_seq,
+ * is valid iff no valid commit of its subject lies between at->last_seq and
+ * seq. The confirmation reads the subject's next commits after at->last_seq
+ * (direct gets, answered by any replica; the stream leader when a replica
+ * has not got that far) until it meets seq (valid) or a valid commit before
+ * it (void). */
+typedef struct es_confirm {
+	uint64_t seq;        /* the commit being confirmed */
+	uint64_t last_valid; /* the last valid commit before `from` */
+	uint64_t from;       /* where the next look starts */
+} es_confirm;
 
-/* Called once per event while reading; a non-OK return stops the read and is
- * returned by the reader. subject and e are valid only during the call. */
+typedef enum es_verdict {
+	ES_VALID,      /* the commit is the first valid one after its version */
+	ES_VOID,       /* a valid commit came first: the commit changes nothing */
+	ES_LOOK_AGAIN, /* a void commit came first: look again from c->from */
+	ES_ASK_LEADER  /* the replica that answered has not got to seq: es_confirm_wait */
+} es_verdict;
+
+/* Starts the confirmation of the commit at seq decided on at. */
+void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq);
+/* Asks for the next commit of the subject from c->from; the answer goes to
+ * reply_to (read it with es_confirm_answer). */
+orn_rc es_confirm_publish(es_store *s, const char *aggregate, const char *id, const es_confirm *c,
+                          const char *reply_to);
+/* Reads one answer to es_confirm_publish and advances c. */
+es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
+/* Confirms synchronously from where c stands, asking the stream leader when
+ * a replica lags, for up to the store's timeout: ORN_OK valid, ORN_ECONFLICT
+ * void, ORN_ETIMEOUT undecided, or an error of the store. */
+orn_rc es_confirm_wait(es_store *s, const char *aggregate, const char *id, es_confirm *c);
+
+/* Sequence of an aggregate's last commit (valid or void), 0 if it has none:
+ * what an append's ExpectLastSubjectSeq is checked against. */
+orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *last_seq);
+
+/* Called once per event of a valid commit while reading; a non-OK return
+ * stops the read and is returned by the reader. subject and e are valid only
+ * during the call. */
 typedef orn_rc (*es_event_fn)(void *closure, uint64_t seq, const char *subject, const env_envelope *e);
 
+/* One commit as read from the stream. */
+typedef struct es_commit {
+	uint64_t seq;
+	const char *subject;
+	int64_t time_ns; /* when the stream stored it (0 if unknown) */
+	bool chained;    /* it records the version it was decided on */
+	uint64_t prev;   /* that version (when chained) */
+	bool valid;      /* by es_chain_accepts */
+	const env_envelope *events;
+	size_t count;
+} es_commit;
+
+/* Called once per commit, valid or void; see es_event_fn for the rest. */
+typedef orn_rc (*es_commit_fn)(void *closure, const es_commit *c);
+
 /* Reads every commit whose subject matches filter (may hold wildcards) with
- * stream sequence in [from_seq, up_to], in order, through an ordered
- * consumer; up_to 0 means "up to the last message present when called".
- * *last_seq (may be NULL) receives the sequence of the last commit read (0 if none). */
+ * stream sequence in [from_seq, up_to], in order, and tells for each whether
+ * it is valid (reading the chain before from_seq of the subjects it meets,
+ * when from_seq > 1). up_to 0 means "up to the last matching commit present
+ * when called": the bound is fixed when the read starts, and the read either
+ * delivers every matching commit up to it or fails. *last_seq (may be NULL)
+ * receives the sequence of the last commit delivered (0 if none). Some
+ * possible errors are: ORN_EIO (the stream stopped delivering short of the
+ * bound), ORN_EDECODE (an undecodable commit), ORN_EUNAVAILABLE, ORN_ETIMEOUT,
+ * or fn's own error. */
+orn_rc es_scan(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_commit_fn fn,
+               void *closure, uint64_t *last_seq);
+
+/* As es_scan, calling fn for each event of each valid commit only. */
 orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_to, es_event_fn fn,
                void *closure, uint64_t *last_seq);
 
-/* Loads one aggregate's events after from_seq (exclusive) up to its head. */
+/* Loads one aggregate's valid events after after_seq (exclusive; a valid
+ * commit such as a snapshot's version, or 0) up to its head. *at receives
+ * its position: the last valid commit (after_seq if none after it) and the
+ * last commit read. */
 orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t after_seq, es_event_fn fn,
-               void *closure, uint64_t *version);
+               void *closure, es_position *at);
+
+/* Decodes a commit delivered by a consumer of the stream (a durable or an
+ * ordered one): its sequence, subject, time, Orion-Prev and events (into
+ * events[0..cap)); valid is left false (see es_commit_check). The commit
+ * points into msg. ORN_EDECODE if the message is not a commit. */
+orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out);
+
+/* The Orion-Prev header of a stored message: *chained false when absent.
+ * False when present but not a number (no valid commit). */
+bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
+
+/* Sets c->valid by reading the chain of c's subject before c->seq. */
+orn_rc es_commit_check(es_store *s, es_commit *c);
 
 /* Saves the latest snapshot of an aggregate (state bytes as written by the
  * aggregate kind, with its snapshot schema). Replaces the previous one.
@@ -163,8 +262,9 @@ orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 
 /* A live read of the stream: an ordered push consumer (no server state to
  * clean up, gaps healed by cnats re-creating it from the last sequence seen)
- * that calls fn for every event of every commit whose subject matches filter,
- * in stream order, each commit's events in a row, on cnats' delivery thread
+ * that calls fn for every event of every valid commit (es_chain_accepts; the
+ * chain of a subject first met mid-stream is looked up once) whose subject
+ * matches filter, in stream order, each commit's events in a row, on cnats' delivery thread
  * for the subscription (one at a time). fn's return value is ignored; a
  * commit that does not decode is logged and skipped. */
 typedef struct es_follow es_follow;

@@ -32,6 +32,8 @@ void log_write(log_level level, const char *msg, ...);
 /* Milliseconds since the Unix epoch (wall clock) and a monotonic clock in ns. */
 int64_t orn_now_ms(void);
 int64_t orn_monotonic_ns(void);
+/* Sleeps ms milliseconds (resumed after a signal). */
+void orn_sleep_ms(unsigned ms);
 /* The CLOCK_MONOTONIC instant ms milliseconds from now (negative counts as
  * 0), for pthread_cond_timedwait on a condition set to that clock. */
 struct timespec orn_monotonic_deadline(int64_t ms);

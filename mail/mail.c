@@ -430,7 +430,7 @@ typedef struct email {
 typedef struct log_ref {
 	char id[MAIL_LOG_ID_MAX];
 	mail_log_state state;
-	uint64_t version;
+	es_position at;
 } log_ref;
 
 static orn_rc log_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
@@ -447,15 +447,15 @@ static orn_rc log_load(mail_service *m, const char *key, log_ref *ref)
 {
 	orn_rc rc = mail_log_id(ref->id, key);
 	mail_log_state_init(&ref->state);
-	ref->version = 0;
+	memset(&ref->at, 0, sizeof ref->at);
 	if (rc == ORN_OK)
-		rc = es_load(m->store, MAIL_LOG_AGGREGATE, ref->id, 0, log_fold, &ref->state, &ref->version);
+		rc = es_load(m->store, MAIL_LOG_AGGREGATE, ref->id, 0, log_fold, &ref->state, &ref->at);
 	return rc;
 }
 
-/* Decides c against the log and appends what it emits as ONE commit, with
- * ExpectLastSubjectSeq = the version loaded (another instance that wrote
- * first makes this a conflict: the commit is retried) and Nats-Msg-Id
+/* Decides c against the log and appends what it emits as ONE commit on the
+ * position loaded (another instance that wrote first makes this a conflict:
+ * the commit is retried; es_append confirms it, ADR 015) with the msg id
  * "<mail id>:<attempt>" (a retried publish is answered with the original).
  * *failed_for_good: the commit holds MailFailed. */
 static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, const email *e,
@@ -492,7 +492,7 @@ static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, con
 		rc = mp_writer_status(w->commit);
 	snprintf(msg_id, sizeof msg_id, "%s:%" PRIu32, ref->id, out.items[0].attempt);
 	if (rc == ORN_OK)
-		rc = es_append(w->service->store, MAIL_LOG_AGGREGATE, ref->id, ref->version, msg_id,
+		rc = es_append(w->service->store, MAIL_LOG_AGGREGATE, ref->id, &ref->at, msg_id,
 		               mp_writer_data(w->commit), mp_writer_size(w->commit), &result);
 	if (rc != ORN_OK) {
 		*failed_for_good = false;
@@ -921,8 +921,8 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		return DONE;
 	}
 	product_state_init(w->product);
-	uint64_t version = 0;
-	if ((rc = es_load(m->store, PRODUCT_AGGREGATE, product_id, 0, product_fold, w, &version)) != ORN_OK) {
+	es_position at;
+	if ((rc = es_load(m->store, PRODUCT_AGGREGATE, product_id, 0, product_fold, w, &at)) != ORN_OK) {
 		log_warn("mail cannot load the product", "product", product_id, "error", orn_rc_name(rc));
 		return RETRY;
 	}
@@ -983,7 +983,7 @@ static void handle_commit(worker *w, natsMsg *msg, const char *prefix, event_fn 
 {
 	const char *subject = natsMsg_GetSubject(msg);
 	jsMsgMetaData *meta = NULL;
-	size_t count = 0;
+	es_commit c;
 	outcome result = DONE;
 
 	if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
@@ -993,8 +993,7 @@ static void handle_commit(worker *w, natsMsg *msg, const char *prefix, event_fn 
 	uint64_t seq = meta->Sequence.Stream, deliveries = meta->NumDelivered;
 	jsMsgMetaData_Destroy(meta);
 	const char *id = strncmp(subject, prefix, strlen(prefix)) == 0 ? subject + strlen(prefix) : "";
-	orn_rc rc = env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), w->envelopes,
-	                              ENV_MAX_EVENTS, &count);
+	orn_rc rc = es_commit_decode(msg, w->envelopes, ENV_MAX_EVENTS, &c);
 	if (rc != ORN_OK || !orn_id_valid(id)) {
 		char seq_s[24];
 		seq_text(seq_s, seq);
@@ -1002,7 +1001,11 @@ static void handle_commit(worker *w, natsMsg *msg, const char *prefix, event_fn 
 		natsMsg_Ack(msg, NULL);
 		return;
 	}
-	for (size_t i = 0; i < count && result == DONE; i++) {
+	if ((rc = es_commit_check(w->service->store, &c)) != ORN_OK || !c.valid) {
+		result = rc == ORN_OK ? DONE : RETRY; /* a void commit changes nothing */
+		c.count = 0;
+	}
+	for (size_t i = 0; i < c.count && result == DONE; i++) {
 		log_set_correlation(w->envelopes[i].correlation);
 		result = fn(w, id, subject, seq, &w->envelopes[i]);
 		log_set_correlation(NULL);

@@ -387,11 +387,11 @@ static orn_rc fold_payment(void *closure, uint64_t seq, const char *subject, con
 /* Loads order_id's payment aggregate into w->payment. */
 static orn_rc load_payment(worker *w, const char *order_id)
 {
-	uint64_t version = 0;
+	es_position at;
 	orn_rc rc;
 
 	payment_state_init(w->payment);
-	rc = es_load(w->p->store, PAYMENT_AGGREGATE, order_id, 0, fold_payment, w, &version);
+	rc = es_load(w->p->store, PAYMENT_AGGREGATE, order_id, 0, fold_payment, w, &at);
 	if (rc != ORN_OK)
 		log_warn("payment cannot load the payment", "order_id", order_id, "error", orn_rc_name(rc));
 	return rc;
@@ -1100,20 +1100,25 @@ done:
 static step_end reconcile_message(worker *w, natsMsg *msg)
 {
 	const char *subject = natsMsg_GetSubject(msg);
-	size_t count = 0, prefix = strlen(ORDER_PREFIX);
+	size_t prefix = strlen(ORDER_PREFIX);
 	step_end end = STEP_DONE;
 	order_event *ev = malloc(sizeof *ev);
 
 	if (ev == NULL)
 		return STEP_RETRY;
+	es_commit c;
+	orn_rc rc;
 	if (subject == NULL || strncmp(subject, ORDER_PREFIX, prefix) != 0 ||
 	    strlen(subject + prefix) > ORN_ID_MAX || !orn_id_valid(subject + prefix) ||
-	    env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), w->envelopes,
-	                      ENV_MAX_EVENTS, &count) != ORN_OK) {
+	    es_commit_decode(msg, w->envelopes, ENV_MAX_EVENTS, &c) != ORN_OK) {
 		free(ev);
 		return STEP_DONE;
 	}
-	for (size_t i = 0; i < count && end == STEP_DONE; i++) {
+	if ((rc = es_commit_check(w->p->store, &c)) != ORN_OK || !c.valid) {
+		free(ev);
+		return rc == ORN_OK ? STEP_DONE : STEP_RETRY; /* a void commit changes nothing */
+	}
+	for (size_t i = 0; i < c.count && end == STEP_DONE; i++) {
 		const env_envelope *e = &w->envelopes[i];
 		if (strcmp(e->type, ORDER_EV_CANCELLED) != 0 ||
 		    order_event_decode(e->type, e->payload, e->payload_len, ev) != ORN_OK)

@@ -18,9 +18,13 @@
 #include "proj_gen.h"
 
 #define CONSUMER_FILTER "orion.evt.>"
-#define IDLE_POLL_MS    100 /* how often an idle projector looks at the stop flag */
-#define RETRY_FIRST_MS  50
-#define LINK_CHECK_MS   250 /* how often the runner looks where the environment's path leads */
+/* The commit chain (ADR 015), folded once for every projection: */
+#define CHAIN_HEADS_DB "proj.chain.heads" /* subject -> sequence of its last valid commit */
+#define CHAIN_VOID_DB  "proj.chain.void"  /* sequence (8 bytes) -> subject, for each void commit */
+#define CHAIN_KEY      "~chain" /* in the checkpoints: the last sequence folded (no projection's name) */
+#define IDLE_POLL_MS   100      /* how often an idle projector looks at the stop flag */
+#define RETRY_FIRST_MS 50
+#define LINK_CHECK_MS  250 /* how often the runner looks where the environment's path leads */
 
 typedef struct batch_msg {
 	natsMsg *msg;
@@ -43,13 +47,17 @@ struct proj_runner {
 	 * generation, that generation and its own checkpoints (see switch_to). */
 	proj_env *write_env;
 	uint64_t *write_cps;
+	uint64_t *write_chain; /* the chain's position in write_env: chain_pos or next_chain_pos */
+	uint64_t chain_pos, next_chain_pos;
+	uint64_t attempt_chain; /* the chain's position as the batch in hand leaves it */
+	MDB_dbi chain_heads, chain_void;
 	int64_t next_link_check_ns;
 	char failed_target[PATH_MAX]; /* a generation that could not be switched to */
 	batch_msg *batch;
 	size_t batch_count;
 	env_envelope *events;   /* ENV_MAX_EVENTS decoded envelopes */
 	uint64_t poison_logged; /* highest poison sequence logged (a retried batch logs once) */
-	uint64_t attempt_events, attempt_poison;
+	uint64_t attempt_events, attempt_poison, attempt_void;
 
 	pthread_mutex_t lock; /* guards what follows */
 	pthread_cond_t changed;
@@ -111,16 +119,53 @@ static bool wanted_by(const proj_runner *r, size_t d, uint64_t seq, const char *
 	return seq > r->write_cps[d] && proj_subject_matches(r->defs[d].filter, subject);
 }
 
+/* Whether the commit m is valid (es_chain_accepts): folded into the chain the
+ * first time the chain meets it; looked up in the void list after. */
+static orn_rc chain_fold(proj_runner *r, proj_txn *t, const batch_msg *m, bool *valid)
+{
+	const char *subject = natsMsg_GetSubject(m->msg);
+	uint8_t key[8], value[8];
+	MDB_val v;
+	uint64_t head = 0, prev = 0;
+	bool chained = false;
+	orn_rc rc;
+	proj_put_u64(key, m->seq);
+	if (m->seq <= r->attempt_chain) {
+		rc = proj_get(t->txn, r->chain_void, key, sizeof key, &v);
+		*valid = rc == ORN_ENOTFOUND;
+		return rc == ORN_ENOTFOUND ? ORN_OK : rc;
+	}
+	rc = proj_get(t->txn, r->chain_heads, subject, strlen(subject), &v);
+	if (rc == ORN_OK && v.mv_size == 8)
+		head = proj_get_u64(v.mv_data);
+	else if (rc != ORN_ENOTFOUND)
+		return rc == ORN_OK ? ORN_EDECODE : rc;
+	/* An Orion-Prev that does not read as a number is no valid commit. */
+	*valid = es_msg_prev(m->msg, &chained, &prev) && es_chain_accepts(head, chained, prev);
+	r->attempt_chain = m->seq;
+	if (*valid) {
+		proj_put_u64(value, m->seq);
+		return proj_put(t, r->chain_heads, subject, strlen(subject), value, sizeof value, 0);
+	}
+	return proj_put(t, r->chain_void, key, sizeof key, subject, strlen(subject), 0);
+}
+
 static orn_rc apply_commit(proj_runner *r, proj_txn *t, const batch_msg *m)
 {
 	const char *subject = natsMsg_GetSubject(m->msg);
-	bool wanted = false;
+	bool wanted = false, valid = false;
 	size_t count = 0;
-	orn_rc rc;
+	orn_rc rc = chain_fold(r, t, m, &valid);
+	if (rc != ORN_OK)
+		return rc;
 	for (size_t d = 0; d < r->count && !wanted; d++)
 		wanted = wanted_by(r, d, m->seq, subject);
 	if (!wanted)
 		return ORN_OK;
+	if (!valid) {
+		r->attempt_void++; /* a void commit changes no read model */
+		return ORN_OK;
+	}
 	rc = env_decode_commit(natsMsg_GetData(m->msg), (size_t)natsMsg_GetDataLength(m->msg), r->events,
 	                       ENV_MAX_EVENTS, &count);
 	if (rc != ORN_OK) {
@@ -160,10 +205,19 @@ static orn_rc apply_batch(proj_txn *t, void *closure)
 	uint8_t value[8];
 	r->attempt_events = 0;
 	r->attempt_poison = 0;
+	r->attempt_void = 0;
+	r->attempt_chain = *r->write_chain;
 	for (size_t i = 0; i < r->batch_count; i++)
 		if ((rc = apply_commit(r, t, &r->batch[i])) != ORN_OK)
 			return rc;
 	uint64_t last = r->batch[r->batch_count - 1].seq;
+	if (r->attempt_chain > *r->write_chain) {
+		proj_put_u64(value, r->attempt_chain);
+		rc = proj_put(t, proj_env_checkpoint_dbi(r->write_env), CHAIN_KEY, strlen(CHAIN_KEY), value,
+		              sizeof value, 0);
+		if (rc != ORN_OK)
+			return rc;
+	}
 	proj_put_u64(value, last);
 	for (size_t d = 0; d < r->count; d++) {
 		if (last <= r->write_cps[d])
@@ -188,6 +242,15 @@ static uint64_t lowest(const proj_runner *r, const uint64_t *cps)
 static uint64_t lowest_checkpoint(const proj_runner *r)
 {
 	return lowest(r, r->checkpoints);
+}
+
+/* Where reading resumes in an environment with checkpoints cps and chain
+ * position chain: an environment from before the chain (ADR 015) folds it
+ * from the stream's start first, skipping what its projections have. */
+static uint64_t resume_at(const proj_runner *r, const uint64_t *cps, uint64_t chain)
+{
+	uint64_t low = lowest(r, cps);
+	return (chain < low ? chain : low) + 1;
 }
 
 /* Sleeps up to ms unless stopping; returns true if stopping. */
@@ -234,12 +297,14 @@ static void commit_batch(proj_runner *r)
 	for (size_t d = 0; d < r->count; d++)
 		if (last > r->write_cps[d])
 			r->write_cps[d] = last;
+	*r->write_chain = r->attempt_chain;
 	pthread_mutex_lock(&r->lock);
 	if (r->write_cps == r->checkpoints) /* a generation being caught up is not served yet */
 		r->position = lowest_checkpoint(r);
 	r->stats.commits += r->batch_count;
 	r->stats.events += r->attempt_events;
 	r->stats.poison += r->attempt_poison;
+	r->stats.voids += r->attempt_void;
 	r->stats.batches++;
 	pthread_cond_broadcast(&r->changed);
 	pthread_mutex_unlock(&r->lock);
@@ -349,15 +414,19 @@ static orn_rc switch_to(proj_runner *r, const char *target)
 		rc = proj_env_write(next, open_all, r);
 	for (size_t d = 0; d < r->count && rc == ORN_OK; d++)
 		rc = proj_checkpoint_get(next, r->defs[d].name, &cps[d]);
+	if (rc == ORN_OK)
+		rc = proj_checkpoint_get(next, CHAIN_KEY, &r->next_chain_pos);
 	if (rc == ORN_OK) {
 		unsubscribe(r);
 		r->write_env = next;
 		r->write_cps = cps;
-		rc = subscribe(r, lowest(r, cps) + 1);
+		r->write_chain = &r->next_chain_pos;
+		rc = subscribe(r, resume_at(r, cps, r->next_chain_pos));
 		if (rc == ORN_OK)
 			rc = catch_up(r);
 		r->write_env = r->env;
 		r->write_cps = r->checkpoints;
+		r->write_chain = &r->chain_pos;
 	}
 	if (rc != ORN_OK) {
 		unsubscribe(r); /* runner_main resubscribes from the position */
@@ -367,6 +436,7 @@ static orn_rc switch_to(proj_runner *r, const char *target)
 	}
 	proj_env_adopt(r->env, next, old, sizeof old);
 	memcpy(r->checkpoints, cps, r->count * sizeof *cps);
+	r->chain_pos = r->next_chain_pos;
 	free(cps);
 	pthread_mutex_lock(&r->lock);
 	r->position = lowest_checkpoint(r);
@@ -410,7 +480,7 @@ static void *runner_main(void *arg)
 	while (!is_stopping(r)) {
 		maybe_switch(r);
 		if (r->sub == NULL) {
-			if (subscribe(r, proj_runner_position(r) + 1) != ORN_OK) {
+			if (subscribe(r, resume_at(r, r->checkpoints, r->chain_pos)) != ORN_OK) {
 				pause_unless_stopping(r, wait_ms);
 				wait_ms = wait_ms * 2 > r->o.retry_max_ms ? r->o.retry_max_ms : wait_ms * 2;
 				continue;
@@ -435,12 +505,12 @@ static void *runner_main(void *arg)
 static orn_rc open_all(proj_txn *t, void *closure)
 {
 	proj_runner *r = closure;
-	for (size_t d = 0; d < r->count; d++) {
-		orn_rc rc = r->defs[d].open != NULL ? r->defs[d].open(r->defs[d].self, t) : ORN_OK;
-		if (rc != ORN_OK)
-			return rc;
-	}
-	return ORN_OK;
+	orn_rc rc = proj_dbi_open(t, CHAIN_HEADS_DB, 0, &r->chain_heads);
+	if (rc != ORN_OK || (rc = proj_dbi_open(t, CHAIN_VOID_DB, 0, &r->chain_void)) != ORN_OK)
+		return rc;
+	for (size_t d = 0; d < r->count && rc == ORN_OK; d++)
+		rc = r->defs[d].open != NULL ? r->defs[d].open(r->defs[d].self, t) : ORN_OK;
+	return rc;
 }
 
 static orn_rc check_defs(const proj_def *defs, size_t count)
@@ -488,6 +558,7 @@ orn_rc proj_runner_start(es_store *store, proj_env *env, const proj_def *defs, s
 	}
 	r->checkpoints = calloc(count, sizeof *r->checkpoints);
 	r->write_cps = r->checkpoints;
+	r->write_chain = &r->chain_pos;
 	r->batch = calloc(r->o.batch_max, sizeof *r->batch);
 	r->events = malloc(sizeof *r->events * ENV_MAX_EVENTS);
 	if (r->checkpoints == NULL || r->batch == NULL || r->events == NULL) {
@@ -499,9 +570,11 @@ orn_rc proj_runner_start(es_store *store, proj_env *env, const proj_def *defs, s
 	for (size_t d = 0; d < count; d++)
 		if ((rc = proj_checkpoint_get(env, defs[d].name, &r->checkpoints[d])) != ORN_OK)
 			goto fail;
+	if ((rc = proj_checkpoint_get(env, CHAIN_KEY, &r->chain_pos)) != ORN_OK)
+		goto fail;
 	r->position = lowest_checkpoint(r);
 	r->stats.position = r->position;
-	if ((rc = subscribe(r, r->position + 1)) != ORN_OK)
+	if ((rc = subscribe(r, resume_at(r, r->checkpoints, r->chain_pos))) != ORN_OK)
 		goto fail;
 	if (pthread_create(&r->thread, NULL, runner_main, r) != 0) {
 		rc = ORN_ENOMEM;

@@ -88,6 +88,7 @@ typedef struct proj_runner_stats {
 	uint64_t events;   /* events handed to apply callbacks */
 	uint64_t batches;  /* write transactions committed */
 	uint64_t poison;   /* undecodable commits skipped */
+	uint64_t voids;    /* void commits skipped (ADR 015) */
 	uint64_t failures; /* batches aborted by a failure (each retried) */
 	orn_rc last_error; /* of the last failed batch, ORN_OK if none */
 	uint64_t switches; /* new generations of the environment switched to */

@@ -108,8 +108,8 @@ static uint64_t append(const char *aggregate, const char *id, uint64_t expected,
 	env_commit_begin(commit, 1);
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
 	snprintf(msg_id, sizeof msg_id, "t-%s-%lu-%lld", id, ++counter, (long long)orn_monotonic_ns());
-	cr_assert_eq(es_append(store, aggregate, id, expected, msg_id, mp_writer_data(commit),
-	                       mp_writer_size(commit), &res),
+	cr_assert_eq(es_append(store, aggregate, id, &(es_position){expected, expected}, msg_id,
+	                       mp_writer_data(commit), mp_writer_size(commit), &res),
 	             ORN_OK, "append %s", id);
 	mp_writer_destroy(commit);
 	mp_writer_destroy(w);

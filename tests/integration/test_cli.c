@@ -578,8 +578,8 @@ static void append_hostile_event(const char *url)
 	env_commit_begin(w, 1);
 	cr_assert_eq(env_encode(w, &e), ORN_OK);
 	es_append_result r;
-	cr_assert_eq(es_append(store, "product", "evil", 0, "cli-hostile", mp_writer_data(w),
-	                       mp_writer_size(w), &r),
+	cr_assert_eq(es_append(store, "product", "evil", &(es_position){0, 0}, "cli-hostile",
+	                       mp_writer_data(w), mp_writer_size(w), &r),
 	             ORN_OK);
 	mp_writer_destroy(payload);
 	mp_writer_destroy(w);

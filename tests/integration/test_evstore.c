@@ -62,7 +62,8 @@ static mp_writer *commit_of(const char *type, int count, const char *command_id)
 static orn_rc append(const char *id, uint64_t expected, const char *cmd, int count, es_append_result *out)
 {
 	mp_writer *w = commit_of("Thing", count, cmd);
-	orn_rc rc = es_append(store, "thing", id, expected, cmd, mp_writer_data(w), mp_writer_size(w), out);
+	orn_rc rc = es_append(store, "thing", id, &(es_position){expected, expected}, cmd, mp_writer_data(w),
+	                      mp_writer_size(w), out);
 	mp_writer_destroy(w);
 	return rc;
 }
@@ -147,14 +148,14 @@ static orn_rc collect(void *closure, uint64_t seq, const char *subject, const en
 Test(evstore, load_returns_every_event_of_every_commit_in_order, .init = setup, .fini = teardown)
 {
 	es_append_result r;
-	uint64_t v = 0;
+	es_position v = {0, 0};
 	cr_assert_eq(append("l1", 0, "c1", 3, &r), ORN_OK);
 	uint64_t first = r.seq;
 	cr_assert_eq(append("other", 0, "c2", 1, &r), ORN_OK);
 	cr_assert_eq(append("l1", first, "c3", 2, &r), ORN_OK);
 	collected c = {0};
 	cr_assert_eq(es_load(store, "thing", "l1", 0, collect, &c, &v), ORN_OK);
-	cr_assert_eq(v, r.seq);
+	cr_assert_eq(v.version, r.seq);
 	cr_assert_eq(c.events, 5);
 	int expected_n[] = {0, 1, 2, 0, 1};
 	for (int i = 0; i < 5; i++)
@@ -168,7 +169,7 @@ Test(evstore, load_returns_every_event_of_every_commit_in_order, .init = setup, 
 	/* An aggregate with no events loads as version 0. */
 	collected none = {0};
 	cr_assert_eq(es_load(store, "thing", "ghost", 0, collect, &none, &v), ORN_OK);
-	cr_assert_eq(v, 0);
+	cr_assert_eq(v.version, 0);
 	cr_assert_eq(none.events, 0);
 }
 
@@ -178,7 +179,8 @@ Test(evstore, load_returns_every_event_of_every_commit_in_order, .init = setup, 
 Test(evstore, a_long_aggregate_loads_whole_and_in_order, .init = setup, .fini = teardown)
 {
 	es_append_result r;
-	uint64_t v = 0, expected = 0, noise = 0, seqs[80];
+	es_position v = {0, 0};
+	uint64_t expected = 0, noise = 0, seqs[80];
 	char cmd[16];
 	for (int i = 0; i < 80; i++) {
 		snprintf(cmd, sizeof cmd, "long-%d", i);
@@ -191,7 +193,7 @@ Test(evstore, a_long_aggregate_loads_whole_and_in_order, .init = setup, .fini = 
 	}
 	collected *c = calloc(1, sizeof *c);
 	cr_assert_eq(es_load(store, "thing", "long", 0, collect, c, &v), ORN_OK);
-	cr_assert_eq(v, seqs[79]);
+	cr_assert_eq(v.version, seqs[79]);
 	cr_assert_eq(c->events, 80);
 	for (int i = 0; i < 80; i++)
 		cr_assert_eq(c->seqs[i], seqs[i], "commit %d", i);
@@ -241,7 +243,8 @@ Test(evstore, a_very_long_tail_takes_one_direct_batch_then_the_ordered_consumer,
 {
 	enum { COMMITS = 160, SNAPSHOT_AT = 19 };
 	es_append_result r;
-	uint64_t v = 0, expected = 0, noise = 0, seqs[COMMITS];
+	es_position v = {0, 0};
+	uint64_t expected = 0, noise = 0, seqs[COMMITS];
 	char cmd[16];
 	for (int i = 0; i < COMMITS; i++) {
 		snprintf(cmd, sizeof cmd, "vl-%d", i);
@@ -257,7 +260,7 @@ Test(evstore, a_very_long_tail_takes_one_direct_batch_then_the_ordered_consumer,
 	/* as after a snapshot taken at commit SNAPSHOT_AT */
 	cr_assert_eq(es_load(store, "thing", "verylong", seqs[SNAPSHOT_AT], collect, c, &v), ORN_OK);
 	int gets = direct_gets_seen();
-	cr_assert_eq(v, seqs[COMMITS - 1]);
+	cr_assert_eq(v.version, seqs[COMMITS - 1]);
 	cr_assert_eq(c->events, COMMITS - SNAPSHOT_AT - 1);
 	for (int i = 0; i < c->events; i++)
 		cr_assert_eq(c->seqs[i], seqs[SNAPSHOT_AT + 1 + i], "commit %d", i);
@@ -306,7 +309,7 @@ static orn_rc stop_at_two(void *closure, uint64_t seq, const char *subject, cons
 Test(evstore, a_callback_error_stops_the_read, .init = setup, .fini = teardown)
 {
 	es_append_result r;
-	uint64_t v;
+	es_position v;
 	cr_assert_eq(append("s1", 0, "c1", 3, &r), ORN_OK);
 	int n = 0;
 	cr_assert_eq(es_load(store, "thing", "s1", 0, stop_at_two, &n, &v), ORN_EINVAL);
@@ -379,8 +382,8 @@ static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char
 	snprintf(inbox, sizeof inbox, "_INBOX.evstore-test.%s", cmd);
 	cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, inbox), NATS_OK);
 	mp_writer *w = commit_of("Thing", 1, cmd);
-	cr_assert_eq(es_append_publish(store, "thing", id, expected, cmd, mp_writer_data(w),
-	                               mp_writer_size(w), inbox),
+	cr_assert_eq(es_append_publish(store, "thing", id, &(es_position){expected, expected}, cmd,
+	                               mp_writer_data(w), mp_writer_size(w), inbox),
 	             ORN_OK);
 	mp_writer_destroy(w);
 	cr_assert_eq(natsSubscription_NextMsg(&ack, sub, 5000), NATS_OK, "no ack");

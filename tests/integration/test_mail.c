@@ -869,12 +869,12 @@ static mail_log_state log_of(const char *marker, uint64_t *version)
 {
 	char id[MAIL_LOG_ID_MAX];
 	mail_log_state s;
-	uint64_t v = 0;
+	es_position at;
 	cr_assert_eq(mail_log_id(id, marker), ORN_OK);
 	mail_log_state_init(&s);
-	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, log_fold, &s, &v), ORN_OK);
+	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, log_fold, &s, &at), ORN_OK);
 	if (version != NULL)
-		*version = v;
+		*version = at.version;
 	return s;
 }
 
@@ -910,9 +910,9 @@ static log_counts counts_of(const char *marker)
 {
 	char id[MAIL_LOG_ID_MAX];
 	log_counts c = {0};
-	uint64_t v = 0;
+	es_position at;
 	cr_assert_eq(mail_log_id(id, marker), ORN_OK);
-	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, count_fold, &c, &v), ORN_OK);
+	cr_assert_eq(es_load(store, MAIL_LOG_AGGREGATE, id, 0, count_fold, &c, &at), ORN_OK);
 	return c;
 }
 
@@ -1070,8 +1070,8 @@ static void append(const char *aggregate, const char *id, const char *type, mp_w
 	env_commit_begin(commit, 1);
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
 	cr_assert_eq(es_head(store, aggregate, id, &version), ORN_OK);
-	cr_assert_eq(es_append(store, aggregate, id, version, msg_id, mp_writer_data(commit),
-	                       mp_writer_size(commit), &r),
+	cr_assert_eq(es_append(store, aggregate, id, &(es_position){version, version}, msg_id,
+	                       mp_writer_data(commit), mp_writer_size(commit), &r),
 	             ORN_OK);
 	mp_writer_destroy(commit);
 	mp_writer_reset(payload);

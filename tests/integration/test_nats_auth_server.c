@@ -236,9 +236,9 @@ Test(nats_auth, the_gateway_cannot_append_events)
 	e.payload_len = 1;
 	env_commit_begin(w, 1);
 	cr_assert_eq(env_encode(w, &e), ORN_OK);
-	cr_assert_neq(
-	        es_append(gateway, "stock", "x", 0, "forged-1", mp_writer_data(w), mp_writer_size(w), NULL),
-	        ORN_OK);
+	cr_assert_neq(es_append(gateway, "stock", "x", &(es_position){0, 0}, "forged-1", mp_writer_data(w),
+	                        mp_writer_size(w), NULL),
+	              ORN_OK);
 	mp_writer_destroy(w);
 	es_store_close(gateway);
 	/* and the stream holds no such message */

@@ -336,9 +336,9 @@ static orn_rc fold(void *closure, uint64_t seq, const char *subject, const env_e
 static payment_story *payment_of(const char *order_id)
 {
 	payment_story *s = calloc(1, sizeof *s);
-	uint64_t version = 0;
+	es_position at;
 	payment_state_init(&s->state);
-	cr_assert_eq(es_load(world.store, PAYMENT_AGGREGATE, order_id, 0, fold, s, &version), ORN_OK);
+	cr_assert_eq(es_load(world.store, PAYMENT_AGGREGATE, order_id, 0, fold, s, &at), ORN_OK);
 	return s;
 }
 

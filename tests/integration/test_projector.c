@@ -100,8 +100,8 @@ static uint64_t append_event(const char *id, uint64_t expected, const stock_even
 	env_commit_begin(commit, 1);
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
 	snprintf(msg_id, sizeof msg_id, "t-%s-%lu-%lld", id, ++counter, (long long)orn_monotonic_ns());
-	cr_assert_eq(es_append(store, STOCK_AGGREGATE, id, expected, msg_id, mp_writer_data(commit),
-	                       mp_writer_size(commit), &res),
+	cr_assert_eq(es_append(store, STOCK_AGGREGATE, id, &(es_position){expected, expected}, msg_id,
+	                       mp_writer_data(commit), mp_writer_size(commit), &res),
 	             ORN_OK, "append %s", id);
 	mp_writer_destroy(payload);
 	mp_writer_destroy(commit);
@@ -386,8 +386,8 @@ Test(projector, a_poison_commit_is_logged_skipped_and_counted)
 	uint64_t before = create_item("sku-p1", 1);
 	static const char garbage[] = "\xc1\xff not msgpack at all";
 	es_append_result res;
-	cr_assert_eq(es_append(store, STOCK_AGGREGATE, "sku-poison", 0, "poison-1", garbage,
-	                       sizeof garbage - 1, &res),
+	cr_assert_eq(es_append(store, STOCK_AGGREGATE, "sku-poison", &(es_position){0, 0}, "poison-1",
+	                       garbage, sizeof garbage - 1, &res),
 	             ORN_OK);
 	uint64_t after = create_item("sku-p2", 2);
 	cr_assert_lt(before, res.seq);

@@ -702,8 +702,8 @@ static orn_rc count_cancelled(void *closure, uint64_t seq, const char *subject, 
 static int cancelled_events(const char *order_id)
 {
 	int count = 0;
-	uint64_t version = 0;
-	cr_assert_eq(es_load(world.store, ORDER_AGGREGATE, order_id, 0, count_cancelled, &count, &version),
+	es_position at;
+	cr_assert_eq(es_load(world.store, ORDER_AGGREGATE, order_id, 0, count_cancelled, &count, &at),
 	             ORN_OK);
 	return count;
 }

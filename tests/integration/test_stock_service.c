@@ -191,8 +191,8 @@ static orn_rc count_one(void *closure, uint64_t seq, const char *subject, const 
 static int count_events(const char *item, const char *type)
 {
 	struct counter ctx = {type, 0};
-	uint64_t version = 0;
-	cr_assert_eq(es_load(store, STOCK_AGGREGATE, item, 0, count_one, &ctx, &version), ORN_OK);
+	es_position at;
+	cr_assert_eq(es_load(store, STOCK_AGGREGATE, item, 0, count_one, &ctx, &at), ORN_OK);
 	return ctx.n;
 }
 

@@ -132,7 +132,8 @@ static uint64_t append(const char *id, const char *type, int64_t *time_ms)
 		snprintf(e.type, sizeof e.type, "%s", types[i]);
 		cr_assert_eq(env_encode(w, &e), ORN_OK);
 	}
-	cr_assert_eq(es_append(store, "thing", id, version, cmd, mp_writer_data(w), mp_writer_size(w), &r),
+	cr_assert_eq(es_append(store, "thing", id, &(es_position){version, version}, cmd, mp_writer_data(w),
+	                       mp_writer_size(w), &r),
 	             ORN_OK);
 	mp_writer_destroy(w);
 	version = r.seq;

@@ -327,8 +327,8 @@ static uint64_t append_stray_reserve(const char *item, const char *rid, int64_t 
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
 	cr_assert_eq(es_head(world.store, STOCK_AGGREGATE, item, &head), ORN_OK);
 	cr_assert_gt(head, 0);
-	cr_assert_eq(es_append(world.store, STOCK_AGGREGATE, item, head, "test-stray", mp_writer_data(commit),
-	                       mp_writer_size(commit), &res),
+	cr_assert_eq(es_append(world.store, STOCK_AGGREGATE, item, &(es_position){head, head}, "test-stray",
+	                       mp_writer_data(commit), mp_writer_size(commit), &res),
 	             ORN_OK);
 	mp_writer_destroy(payload);
 	mp_writer_destroy(commit);

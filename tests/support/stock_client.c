@@ -83,7 +83,10 @@ orn_rc tsc_rebuild(es_store *store, const char *item, stock_state *state, uint64
 	orn_rc rc = stock_state_init(state);
 	if (rc != ORN_OK)
 		return rc;
-	return es_load(store, STOCK_AGGREGATE, item, 0, fold, state, version);
+	es_position at = {0, 0};
+	rc = es_load(store, STOCK_AGGREGATE, item, 0, fold, state, &at);
+	*version = at.version;
+	return rc;
 }
 
 stock_command tsc_create(int64_t quantity)

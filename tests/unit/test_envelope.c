@@ -65,6 +65,44 @@ Test(envelope, round_trip)
 	cr_assert(d.payload > mp_writer_data(w) && d.payload < mp_writer_data(w) + mp_writer_size(w));
 }
 
+Test(envelope, the_optional_request_fingerprint_and_time_budget_round_trip)
+{
+	env_envelope e = sample(), d;
+	cr_assert_eq(env_encode(w, &e), ORN_OK);
+	size_t plain = mp_writer_size(w);
+	cr_assert_eq(env_decode_buffer(mp_writer_data(w), plain, &d), ORN_OK);
+	cr_assert_str_eq(d.request, "", "absent keys decode as unset");
+	cr_assert_eq(d.ttl_ms, 0);
+	mp_writer_reset(w);
+	cr_assert_eq(env_set_field(e.request, sizeof e.request, "f00dfeed"), ORN_OK);
+	e.ttl_ms = 3000;
+	cr_assert_eq(env_encode(w, &e), ORN_OK);
+	cr_assert_gt(mp_writer_size(w), plain);
+	cr_assert_eq(env_decode_buffer(mp_writer_data(w), mp_writer_size(w), &d), ORN_OK);
+	assert_same(&e, &d);
+	cr_assert_str_eq(d.request, "f00dfeed");
+	cr_assert_eq(d.ttl_ms, 3000);
+	/* a zero budget on the wire is malformed (absence means none) */
+	mp_writer_reset(w);
+	mp_write_map(w, 8);
+	const char *keys[] = {"type", "v", "t", "corr", "cause", "actor"};
+	mp_write_cstr(w, keys[0]);
+	mp_write_cstr(w, "X");
+	mp_write_cstr(w, keys[1]);
+	mp_write_uint(w, 1);
+	mp_write_cstr(w, keys[2]);
+	mp_write_int(w, 1);
+	for (int i = 3; i < 6; i++) {
+		mp_write_cstr(w, keys[i]);
+		mp_write_cstr(w, "");
+	}
+	mp_write_cstr(w, "data");
+	mp_write_nil(w);
+	mp_write_cstr(w, "ttl");
+	mp_write_uint(w, 0);
+	cr_assert_eq(env_decode_buffer(mp_writer_data(w), mp_writer_size(w), &d), ORN_EDECODE);
+}
+
 Test(envelope, round_trip_at_field_bounds)
 {
 	env_envelope e = sample(), d;
