@@ -157,7 +157,10 @@ orn_rc bus_send(natsConnection *nc, const char *aggregate, const char *id, const
 	if (w == NULL)
 		return ORN_ENOMEM;
 	natsMsg *reply = NULL;
-	if ((rc = env_encode(w, cmd)) != ORN_OK)
+	env_envelope budgeted = *cmd; /* the actor drops it once we stop waiting (ADR 015) */
+	if (budgeted.ttl_ms == 0 && timeout_ms > 0 && timeout_ms <= UINT32_MAX)
+		budgeted.ttl_ms = (uint32_t)timeout_ms;
+	if ((rc = env_encode(w, &budgeted)) != ORN_OK)
 		goto done;
 	natsStatus st = natsConnection_Request(&reply, nc, subject, mp_writer_data(w), (int)mp_writer_size(w),
 	                                       timeout_ms);

@@ -246,6 +246,7 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
 	                             mp_writer_data(payload), mp_writer_size(payload));
 	if (rc != ORN_OK)
 		return rc;
+	cmd.ttl_ms = (uint32_t)timeout_ms; /* the actor drops it once we stop waiting (ADR 015) */
 	timed_command *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return ORN_ENOMEM;
@@ -268,6 +269,7 @@ static int status_for_rejection(const char *code)
 	        {"not_found", 404},      {"deleted", 404},   {"invalid", 400},
 	        {"exists", 409},         {"sku_taken", 409}, {"out_of_stock", 409},
 	        {"below_reserved", 409}, {"no_change", 409}, {"reservation_closed", 409},
+	        {"idempotency_key_reused", 422}, {"too_many_keyed_requests", 429},
 	};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
 		if (strcmp(code, table[i].code) == 0)
