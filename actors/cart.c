@@ -30,18 +30,22 @@ enum payload_field {
 	FIELD_CURRENCY = 1u << 5,
 	FIELD_ORDER_ID = 1u << 6,
 	FIELD_LINES = 1u << 7,
+	FIELD_PLACED_FROM = 1u << 8,
 };
 
-static const char *const field_keys[] = {"product_id", "name",     "unit_price_cents", "quantity",
-                                         "added",      "currency", "order_id",         "lines"};
+static const char *const field_keys[] = {"product_id", "name",  "unit_price_cents",
+                                         "quantity",   "added", "currency",
+                                         "order_id",   "lines", "placed_from"};
 
 /* Keys of one checkout line. */
 #define LINE_KEY_PRODUCT_ID "product_id"
 #define LINE_KEY_QUANTITY   "quantity"
 
+/* A payload's required fields, and its optional ones (written when not 0). */
 typedef struct payload_shape {
 	const char *type;
 	unsigned fields;
+	unsigned optional;
 } payload_shape;
 
 static const payload_shape command_shapes[] = {
@@ -50,7 +54,7 @@ static const payload_shape command_shapes[] = {
         [CART_SET_QUANTITY] = {CART_CMD_SET_QUANTITY, FIELD_PRODUCT_ID | FIELD_QUANTITY},
         [CART_REMOVE_ITEM] = {CART_CMD_REMOVE_ITEM, FIELD_PRODUCT_ID},
         [CART_CLEAR] = {CART_CMD_CLEAR, 0},
-        [CART_CHECKED_OUT] = {CART_CMD_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES},
+        [CART_CHECKED_OUT] = {CART_CMD_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES, FIELD_PLACED_FROM},
 };
 
 static const payload_shape event_shapes[] = {
@@ -59,7 +63,7 @@ static const payload_shape event_shapes[] = {
         [CART_QUANTITY_CHANGED] = {CART_EV_QUANTITY_CHANGED, FIELD_PRODUCT_ID | FIELD_QUANTITY},
         [CART_ITEM_REMOVED] = {CART_EV_ITEM_REMOVED, FIELD_PRODUCT_ID},
         [CART_CLEARED] = {CART_EV_CLEARED, 0},
-        [CART_CHECKED_OUT_EVENT] = {CART_EV_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES},
+        [CART_CHECKED_OUT_EVENT] = {CART_EV_CHECKED_OUT, FIELD_ORDER_ID | FIELD_LINES, FIELD_PLACED_FROM},
 };
 
 static const char *const verdict_codes[] = {
@@ -78,6 +82,7 @@ typedef struct payload_fields {
 	char order_id[CART_ID_MAX];
 	cart_checkout_line checkout[CART_LINES_MAX];
 	size_t checkout_count;
+	int64_t placed_from;
 } payload_fields;
 
 /* ---- validation ---- */
@@ -268,13 +273,17 @@ static cart_verdict decide_checked_out(const cart_state *s, const cart_command *
 	cart_checkout_line *taken;
 	cart_event *e;
 
-	if (!id_valid(c->order_id) || c->checkout_count == 0 ||
+	if (!id_valid(c->order_id) || c->checkout_count == 0 || c->placed_from < 0 ||
 	    !checkout_lines_valid(c->checkout, c->checkout_count))
 		return CART_REJ_INVALID;
-	if (remembers_order(s, c->order_id))
+	/* An order placed from a cart version at or before the last one checked
+	 * out is done (however many orders came since), as is a remembered one. */
+	if ((c->placed_from != 0 && c->placed_from <= s->checked_out_through) ||
+	    remembers_order(s, c->order_id))
 		return CART_OK;
 	e = emit(out, CART_CHECKED_OUT_EVENT);
 	strcpy(e->order_id, c->order_id);
+	e->placed_from = c->placed_from;
 	for (size_t i = 0; i < c->checkout_count; i++) {
 		ordered = &c->checkout[i];
 		if ((existing = cart_find_line(s, ordered->product_id)) == NULL)
@@ -370,6 +379,8 @@ static void evolve_checked_out(cart_state *s, const cart_event *e)
 			evolve_removed(s, e->checkout[k].product_id);
 	}
 	remember_order(s, e->order_id);
+	if (e->placed_from > s->checked_out_through)
+		s->checked_out_through = e->placed_from;
 }
 
 void cart_evolve(cart_state *s, const cart_event *e)
@@ -433,6 +444,8 @@ static int64_t *integer_of(payload_fields *f, unsigned field)
 		return &f->line.unit_price_cents;
 	if (field == FIELD_QUANTITY)
 		return &f->line.quantity;
+	if (field == FIELD_PLACED_FROM)
+		return &f->placed_from;
 	return &f->added;
 }
 
@@ -458,11 +471,12 @@ static void encode_checkout(mp_writer *w, const payload_fields *f)
 	}
 }
 
-static orn_rc encode_fields(mp_writer *w, unsigned fields, payload_fields *f)
+static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, payload_fields *f)
 {
 	uint32_t count = 0;
 	size_t cap = 0;
 	char *s;
+	unsigned fields = shape->fields | (f->placed_from != 0 ? shape->optional & FIELD_PLACED_FROM : 0);
 
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_keys); i++) {
 		if ((fields & (1u << i)) == 0)
@@ -575,7 +589,8 @@ orn_rc cart_command_encode(mp_writer *w, const cart_command *c)
 	memcpy(f.order_id, c->order_id, sizeof f.order_id);
 	memcpy(f.checkout, c->checkout, sizeof f.checkout);
 	f.checkout_count = c->checkout_count;
-	return encode_fields(w, command_shapes[c->kind].fields, &f);
+	f.placed_from = c->placed_from;
+	return encode_fields(w, &command_shapes[c->kind], &f);
 }
 
 orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len, cart_command *out)
@@ -586,11 +601,15 @@ orn_rc cart_command_decode(const char *type, const uint8_t *payload, size_t len,
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
-	    ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, command_shapes[shape].fields,
+	                                   command_shapes[shape].optional, decode_entry, &f, sizeof f,
+	                                   NULL)) != ORN_OK)
 		return rc;
+	if (f.placed_from < 0)
+		return ORN_EDECODE;
 	memset(out, 0, sizeof *out);
 	out->kind = (cart_command_kind)shape;
+	out->placed_from = f.placed_from;
 	out->line = f.line;
 	memcpy(out->currency, f.currency, sizeof out->currency);
 	memcpy(out->order_id, f.order_id, sizeof out->order_id);
@@ -609,7 +628,8 @@ orn_rc cart_event_encode(mp_writer *w, const cart_event *e)
 	memcpy(f.order_id, e->order_id, sizeof f.order_id);
 	memcpy(f.checkout, e->checkout, sizeof f.checkout);
 	f.checkout_count = e->checkout_count;
-	return encode_fields(w, event_shapes[e->kind].fields, &f);
+	f.placed_from = e->placed_from;
+	return encode_fields(w, &event_shapes[e->kind], &f);
 }
 
 /* True if an event of kind with these fields is one decide can emit. */
@@ -624,7 +644,8 @@ static bool event_valid(cart_event_kind kind, const payload_fields *f)
 	case CART_ITEM_REMOVED:
 		return id_valid(f->line.product_id);
 	case CART_CHECKED_OUT_EVENT:
-		return id_valid(f->order_id) && checkout_lines_valid(f->checkout, f->checkout_count);
+		return id_valid(f->order_id) && checkout_lines_valid(f->checkout, f->checkout_count) &&
+		       f->placed_from >= 0;
 	default:
 		return true;
 	}
@@ -638,13 +659,15 @@ orn_rc cart_event_decode(const char *type, const uint8_t *payload, size_t len, c
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
+	                                   event_shapes[shape].optional, decode_entry, &f, sizeof f, NULL)) !=
 	    ORN_OK)
 		return rc;
 	if (!event_valid((cart_event_kind)shape, &f))
 		return ORN_EDECODE;
 	memset(out, 0, sizeof *out);
 	out->kind = (cart_event_kind)shape;
+	out->placed_from = f.placed_from;
 	out->line = f.line;
 	out->added = f.added;
 	memcpy(out->currency, f.currency, sizeof out->currency);
@@ -679,6 +702,8 @@ static orn_rc cart_snapshot(const void *state, mp_writer *w)
 		e = (cart_event){.kind = CART_CHECKED_OUT_EVENT};
 		memcpy(e.order_id, i < s->earlier_count ? s->earlier_orders[i] : s->last_order_id,
 		       sizeof e.order_id);
+		if (i + 1 == orders)
+			e.placed_from = s->checked_out_through; /* the watermark rides on the last */
 		rc = write_event(w, &e);
 	}
 	for (size_t i = 0; rc == ORN_OK && i < s->line_count; i++) {

@@ -14,11 +14,13 @@
  * a product no longer in the cart is skipped), so items added or grown since
  * the order was placed stay. CartCheckedOut records exactly what was removed
  * ({product_id, quantity removed} per line, possibly none), so evolve needs
- * no knowledge of the order. The cart remembers the ids of its last
- * CART_ORDERS_REMEMBERED checked-out orders, so a CheckedOut of any of them
- * sent again (a redelivery, or the saga's sweeper redoing a step whose event
- * may have been lost, after the customer placed another order) changes
- * nothing.
+ * no knowledge of the order. A CheckedOut names the cart version its order
+ * was placed from (placed_from): one at or before the newest version checked
+ * out is done already, however many orders came since, so a CheckedOut sent
+ * again (a redelivery, or the saga's sweeper redoing a step whose event may
+ * have been lost, after the customer placed other orders) never takes out
+ * what the customer added later. Orders from before placed_from existed are
+ * recognised by id among the last CART_ORDERS_REMEMBERED checked out.
  *
  * Bounds (checked by decide, rejection "invalid"):
  *   product_id, order_id  orn_id_valid ([A-Za-z0-9_-]{1,64})
@@ -39,14 +41,15 @@
 
 #include "decision.h"
 
-#define CART_AGGREGATE         "cart"
-#define CART_ID_MAX            65  /* bytes of an id, NUL included */
-#define CART_NAME_MAX          201 /* bytes, NUL included */
-#define CART_CURRENCY_MAX      4   /* bytes, NUL included */
-#define CART_LINES_MAX         50
-#define CART_QUANTITY_MAX      999
-#define CART_PRICE_MAX         10000000000LL
-#define CART_SNAPSHOT_SCHEMA   3  /* 2: CartCheckedOut carries its lines; 3: the last 16 orders */
+#define CART_AGGREGATE    "cart"
+#define CART_ID_MAX       65  /* bytes of an id, NUL included */
+#define CART_NAME_MAX     201 /* bytes, NUL included */
+#define CART_CURRENCY_MAX 4   /* bytes, NUL included */
+#define CART_LINES_MAX    50
+#define CART_QUANTITY_MAX 999
+#define CART_PRICE_MAX    10000000000LL
+#define CART_SNAPSHOT_SCHEMA                                                                                 \
+	4 /* 2: CartCheckedOut carries its lines; 3: the last 16 orders; 4: placed_from */
 #define CART_ORDERS_REMEMBERED 16 /* checked-out order ids a cart remembers (the last included) */
 
 /* Event type names as stored. */
@@ -85,6 +88,7 @@ typedef struct cart_state {
 	/* the orders checked out before the last one, oldest first */
 	char earlier_orders[CART_ORDERS_REMEMBERED - 1][CART_ID_MAX];
 	size_t earlier_count;
+	int64_t checked_out_through; /* the newest cart version an order checked out was placed from */
 } cart_state;
 
 typedef enum cart_command_kind {
@@ -108,6 +112,7 @@ typedef struct cart_command {
 	char order_id[CART_ID_MAX];
 	cart_checkout_line checkout[CART_LINES_MAX];
 	size_t checkout_count;
+	int64_t placed_from; /* checked out, optional: the cart version the order was placed from */
 } cart_command;
 
 typedef enum cart_event_kind {
@@ -134,6 +139,7 @@ typedef struct cart_event {
 	char order_id[CART_ID_MAX];
 	cart_checkout_line checkout[CART_LINES_MAX];
 	size_t checkout_count;
+	int64_t placed_from; /* checked out: as the command's (0: unknown) */
 } cart_event;
 
 typedef enum cart_verdict {

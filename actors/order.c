@@ -39,6 +39,7 @@ enum payload_field {
 	FIELD_LAST4 = 1u << 12,
 	FIELD_CUSTOMER_EMAIL = 1u << 13,
 	FIELD_REQUEST_HASH = 1u << 14,
+	FIELD_CART_VERSION = 1u << 15,
 };
 
 typedef enum value_kind { VALUE_STRING, VALUE_INTEGER, VALUE_LINES, VALUE_IDS } value_kind;
@@ -68,11 +69,14 @@ static const struct {
          ORDER_EMAIL_MAX},
         {"request_hash", FIELD_REQUEST_HASH, VALUE_STRING, offsetof(order_data, request_hash),
          ORDER_TOKEN_HASH_MAX},
+        {"cart_version", FIELD_CART_VERSION, VALUE_INTEGER, offsetof(order_data, cart_version), 0},
 };
 
+/* A payload's required fields, and its optional ones (written when not 0). */
 typedef struct payload_shape {
 	const char *type;
 	unsigned fields;
+	unsigned optional;
 } payload_shape;
 
 #define PLACE_FIELDS                                                                                         \
@@ -81,7 +85,7 @@ typedef struct payload_shape {
 #define PAID_FIELDS (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
 
 static const payload_shape command_shapes[] = {
-        [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_NOW},
+        [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_NOW, FIELD_CART_VERSION},
         [ORDER_MARK_RESERVED] = {ORDER_CMD_MARK_RESERVED, FIELD_NOW},
         [ORDER_REJECT_FOR_STOCK] = {ORDER_CMD_REJECT_FOR_STOCK, FIELD_PRODUCT_IDS | FIELD_NOW},
         [ORDER_CONFIRM] = {ORDER_CMD_CONFIRM, FIELD_TOKEN_HASH | FIELD_TTL | FIELD_NOW},
@@ -91,7 +95,7 @@ static const payload_shape command_shapes[] = {
 };
 
 static const payload_shape event_shapes[] = {
-        [ORDER_PLACED] = {ORDER_EV_PLACED, PLACE_FIELDS | FIELD_AT},
+        [ORDER_PLACED] = {ORDER_EV_PLACED, PLACE_FIELDS | FIELD_AT, FIELD_CART_VERSION},
         [ORDER_RESERVED] = {ORDER_EV_RESERVED, FIELD_AT},
         [ORDER_CONFIRMED_BY_CUSTOMER] = {ORDER_EV_CONFIRMED, FIELD_DEADLINE | FIELD_AT},
         [ORDER_PAID] = {ORDER_EV_PAID, PAID_FIELDS | FIELD_AT},
@@ -216,7 +220,7 @@ static bool placement_valid(const order_data *d)
 	       user_email_valid(d->customer_email) && lines_valid(d->lines, d->line_count) &&
 	       currency_valid(d->currency) && hex_hash_valid(d->token_hash) &&
 	       hex_hash_valid(d->request_hash) && time_valid(d->time_ms) && time_valid(d->deadline_ms) &&
-	       d->deadline_ms > d->time_ms;
+	       d->deadline_ms > d->time_ms && d->cart_version >= 0;
 }
 
 static bool has_line(const order_line *lines, size_t count, const char *product_id)
@@ -331,6 +335,7 @@ static order_verdict decide_place(const order_state *s, const order_data *d, ord
 	memcpy(e->data.currency, d->currency, sizeof e->data.currency);
 	memcpy(e->data.token_hash, d->token_hash, sizeof e->data.token_hash);
 	e->data.deadline_ms = d->deadline_ms;
+	e->data.cart_version = d->cart_version;
 	return ORDER_OK;
 }
 
@@ -365,13 +370,18 @@ static order_verdict decide_reject_for_stock(const order_state *s, const order_d
 
 static order_verdict decide_confirm(const order_state *s, const order_data *d, order_events *out)
 {
+	bool confirmed_before = s->status == ORDER_AWAITING_PAYMENT || s->status == ORDER_CONFIRMED ||
+	                        s->status == ORDER_PAYMENT_FAILED;
+
 	if (!hex_hash_valid(d->token_hash) || !time_valid(d->time_ms) || d->ttl_ms < 1 ||
 	    d->ttl_ms > ORDER_TIME_MAX)
 		return ORDER_REJ_INVALID;
-	if (s->status != ORDER_AWAITING_CONFIRMATION)
+	if (s->status != ORDER_AWAITING_CONFIRMATION && !confirmed_before)
 		return ORDER_REJ_WRONG_STATE;
 	if (sodium_memcmp(s->token_hash, d->token_hash, ORDER_TOKEN_HASH_LEN) != 0)
 		return ORDER_REJ_BAD_TOKEN;
+	if (confirmed_before)
+		return ORDER_OK; /* the link used again (a retry): the order is confirmed */
 	if (d->time_ms >= s->confirmation_deadline_ms)
 		return ORDER_REJ_EXPIRED;
 	/* both are at most INT64_MAX / 4: the sum fits */
@@ -385,6 +395,8 @@ static order_verdict decide_cancel(const order_state *s, const order_data *d, or
 
 	if (!time_valid(d->time_ms) || (!expired && strcmp(d->reason, ORDER_REASON_CUSTOMER) != 0))
 		return ORDER_REJ_INVALID;
+	if (s->status == ORDER_CANCELLED)
+		return ORDER_OK; /* cancelled already (a retry, or the deadline first): it is */
 	if (!before_confirmed(s->status))
 		return ORDER_REJ_WRONG_STATE;
 	if (expired && d->time_ms < order_deadline(s))
@@ -487,6 +499,7 @@ bool order_evolve(order_state *s, const order_event *e)
 		memcpy(s->currency, d->currency, sizeof s->currency);
 		memcpy(s->token_hash, d->token_hash, sizeof s->token_hash);
 		s->confirmation_deadline_ms = d->deadline_ms;
+		s->cart_version = d->cart_version;
 	} else if (e->kind == ORDER_CONFIRMED_BY_CUSTOMER) {
 		s->payment_deadline_ms = d->deadline_ms;
 	} else if (e->kind == ORDER_PAID) {
@@ -554,9 +567,10 @@ static void write_lines(mp_writer *w, const order_line *lines, size_t count)
 	}
 }
 
-static orn_rc encode_fields(mp_writer *w, unsigned fields, const order_data *d)
+static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, const order_data *d)
 {
 	uint32_t count = 0;
+	unsigned fields = shape->fields | (d->cart_version != 0 ? shape->optional & FIELD_CART_VERSION : 0);
 
 	if (!encodable(d, fields))
 		return ORN_EINVAL;
@@ -679,7 +693,7 @@ orn_rc order_command_encode(mp_writer *w, const order_command *c)
 {
 	if (order_command_type(c->kind) == NULL)
 		return ORN_EINVAL;
-	return encode_fields(w, command_shapes[c->kind].fields, &c->data);
+	return encode_fields(w, &command_shapes[c->kind], &c->data);
 }
 
 orn_rc order_command_decode(const char *type, const uint8_t *payload, size_t len, order_command *out)
@@ -689,8 +703,9 @@ orn_rc order_command_decode(const char *type, const uint8_t *payload, size_t len
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &out->data,
-	                          sizeof out->data)) != ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, command_shapes[shape].fields,
+	                                   command_shapes[shape].optional, decode_entry, &out->data,
+	                                   sizeof out->data, NULL)) != ORN_OK)
 		return rc;
 	out->kind = (order_command_kind)shape;
 	return ORN_OK;
@@ -700,7 +715,7 @@ orn_rc order_event_encode(mp_writer *w, const order_event *e)
 {
 	if (order_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	return encode_fields(w, event_shapes[e->kind].fields, &e->data);
+	return encode_fields(w, &event_shapes[e->kind], &e->data);
 }
 
 /* True if an event of kind with data d is one decide can emit. */
@@ -736,8 +751,9 @@ orn_rc order_event_decode(const char *type, const uint8_t *payload, size_t len, 
 
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &out->data,
-	                          sizeof out->data)) != ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
+	                                   event_shapes[shape].optional, decode_entry, &out->data,
+	                                   sizeof out->data, NULL)) != ORN_OK)
 		return rc;
 	if (!event_valid((order_event_kind)shape, &out->data))
 		return ORN_EDECODE;
@@ -767,6 +783,7 @@ static void history_event(const order_state *s, size_t i, order_event *e)
 		memcpy(d->currency, s->currency, sizeof d->currency);
 		memcpy(d->token_hash, s->token_hash, sizeof d->token_hash);
 		d->deadline_ms = s->confirmation_deadline_ms;
+		d->cart_version = s->cart_version;
 		break;
 	case ORDER_AWAITING_CONFIRMATION:
 		e->kind = ORDER_RESERVED;
@@ -953,3 +970,24 @@ const act_kind order_kind = {
         .restore = order_restore,
         .view = order_view,
 };
+
+void order_id_for(const char *customer, const char *key, uint64_t cart_version, char out[ORDER_ID_MAX])
+{
+	unsigned char digest[16], version[8];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, sizeof digest);
+	crypto_generichash_update(&st, (const unsigned char *)customer, strlen(customer));
+	crypto_generichash_update(&st, (const unsigned char *)"\n", 1);
+	if (key != NULL) {
+		crypto_generichash_update(&st, (const unsigned char *)key, strlen(key));
+	} else {
+		/* "\n" never ends a key: a version's id never equals a key's */
+		for (int i = 0; i < 8; i++)
+			version[i] = (unsigned char)(cart_version >> (8 * i));
+		crypto_generichash_update(&st, (const unsigned char *)"cart\n", 5);
+		crypto_generichash_update(&st, version, sizeof version);
+	}
+	crypto_generichash_final(&st, digest, sizeof digest);
+	out[0] = 'o';
+	sodium_bin2hex(out + 1, ORDER_ID_MAX - 1, digest, sizeof digest);
+}

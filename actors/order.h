@@ -109,7 +109,8 @@ typedef struct order_history_entry {
  *   place / placed        customer_id, customer_email (where the order's emails go),
  *                         lines, currency, token_hash, request_hash (the hex SHA-256 of
  *                         the placing request, for Idempotency-Key checks), deadline_ms
- *                         (confirmation)
+ *                         (confirmation), cart_version (optional: the cart version the
+ *                         order was placed from; one cart version places one order)
  *   reject for stock      product_ids
  *   confirm               token_hash, ttl_ms;  confirmed: deadline_ms (payment)
  *   cancel                reason;  cancelled: reason, product_ids (out_of_stock only)
@@ -133,6 +134,8 @@ typedef struct order_data {
 	char charge_id[ORDER_CHARGE_ID_MAX];
 	char brand[ORDER_BRAND_MAX];
 	char last4[ORDER_LAST4_MAX];
+	int64_t cart_version; /* place / placed, optional: the cart version the order was placed from (0:
+	                         unknown) */
 } order_data;
 
 typedef struct order_state {
@@ -153,6 +156,7 @@ typedef struct order_state {
 	char last4[ORDER_LAST4_MAX];
 	order_history_entry history[ORDER_HISTORY_MAX]; /* oldest first; [0] is pending */
 	size_t history_count;
+	int64_t cart_version; /* the cart version it was placed from, 0 if unknown */
 } order_state;
 
 typedef enum order_command_kind {
@@ -246,5 +250,11 @@ const char *order_event_type(order_event_kind kind);
  * state ([[type, payload], ...], at most ORDER_HISTORY_MAX); restore replays
  * it. */
 extern const act_kind order_kind;
+
+/* The id of the order a customer places: "o" + 32 hex of BLAKE2b-128 of
+ * (customer, key) with an Idempotency-Key (a retry finds the same order;
+ * another customer never collides), else of (customer, cart version): one
+ * version of a cart places one order, however often it is submitted. */
+void order_id_for(const char *customer, const char *key, uint64_t cart_version, char out[ORDER_ID_MAX]);
 
 #endif

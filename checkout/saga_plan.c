@@ -102,6 +102,7 @@ static bool plan_add_checkout(saga_plan *p, const order_state *order)
 		p->checkout[i].quantity = order->lines[i].quantity;
 	}
 	p->checkout_count = order->line_count;
+	p->placed_from = order->cart_version;
 	return true;
 }
 
@@ -312,6 +313,7 @@ static orn_rc encode_cart(const saga_plan *p, mp_writer *w)
 		cc.checkout[i].quantity = p->checkout[i].quantity;
 	}
 	cc.checkout_count = p->checkout_count;
+	cc.placed_from = p->placed_from;
 	return cart_command_encode(w, &cc);
 }
 

@@ -110,6 +110,7 @@ typedef struct saga_plan {
 	size_t refused_count;
 	saga_checkout_line checkout[ORDER_LINES_MAX]; /* CheckedOut: the order's lines */
 	size_t checkout_count;
+	int64_t placed_from; /* SAGA_CHECKED_OUT: the cart version the order was placed from */
 } saga_plan;
 
 /* The plan for an order event of kind, given the order's state now (which may

@@ -226,17 +226,10 @@ static void on_command_done(void *closure, orn_rc rc, bus_reply *reply)
 	free(t);
 }
 
-orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
-                   const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
-                   void *closure)
-{
-	return gw_api_send_within(api, aggregate, id, type, payload, command_id, actor,
-	                          GW_API_COMMAND_TIMEOUT_MS, fn, closure);
-}
-
-orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
-                          const mp_writer *payload, const char *command_id, const char *actor,
-                          int64_t timeout_ms, gw_bus_fn *fn, void *closure)
+/* Sends one command; request is the fingerprint of a keyed request or "". */
+static orn_rc send_command(gw_api *api, const char *aggregate, const char *id, const char *type,
+                           const mp_writer *payload, const char *command_id, const char *request,
+                           const char *actor, int64_t timeout_ms, gw_bus_fn *fn, void *closure)
 {
 	env_envelope cmd;
 	/* The correlation id is the request's (gw_request_id, set on this
@@ -244,7 +237,7 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
 	const char *correlation = log_correlation()[0] != '\0' ? log_correlation() : NULL;
 	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, correlation, actor,
 	                             mp_writer_data(payload), mp_writer_size(payload));
-	if (rc != ORN_OK)
+	if (rc != ORN_OK || (rc = env_set_field(cmd.request, sizeof cmd.request, request)) != ORN_OK)
 		return rc;
 	cmd.ttl_ms = (uint32_t)timeout_ms; /* the actor drops it once we stop waiting (ADR 015) */
 	timed_command *t = calloc(1, sizeof *t);
@@ -259,17 +252,86 @@ orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, co
 	return rc;
 }
 
-/* The status that fits a rejection code of the domain. */
-static int status_for_rejection(const char *code)
+orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
+                   const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
+                   void *closure)
+{
+	return send_command(api, aggregate, id, type, payload, command_id, "", actor,
+	                    GW_API_COMMAND_TIMEOUT_MS, fn, closure);
+}
+
+orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
+                          const mp_writer *payload, const char *command_id, const char *actor,
+                          int64_t timeout_ms, gw_bus_fn *fn, void *closure)
+{
+	return send_command(api, aggregate, id, type, payload, command_id, "", actor, timeout_ms, fn,
+	                    closure);
+}
+
+orn_rc gw_api_send_keyed(gw_api *api, const char *aggregate, const char *id, const char *type,
+                         const mp_writer *payload, const gw_api_keyed *keyed, const char *actor,
+                         gw_bus_fn *fn, void *closure)
+{
+	return send_command(api, aggregate, id, type, payload, keyed->command_id, keyed->request, actor,
+	                    GW_API_COMMAND_TIMEOUT_MS, fn, closure);
+}
+
+/* BLAKE2b-128 of the parts (each NUL-terminated in the hash) as hex. */
+static void hash_hex(char *out, size_t cap, const char *domain, const char *const *parts, size_t count,
+                     const void *tail, size_t tail_len)
+{
+	unsigned char digest[16];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, (const unsigned char *)domain, strlen(domain), sizeof digest);
+	for (size_t i = 0; i < count; i++)
+		crypto_generichash_update(&st, (const unsigned char *)parts[i], strlen(parts[i]) + 1);
+	if (tail_len > 0)
+		crypto_generichash_update(&st, tail, tail_len);
+	crypto_generichash_final(&st, digest, sizeof digest);
+	sodium_bin2hex(out, cap, digest, sizeof digest);
+}
+
+void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, const char *caller,
+                       const char *key)
+{
+	const char *id_parts[] = {purpose, caller, key};
+	const char *request_parts[] = {gw_method_name(gw_request_method(r)), gw_request_path(r)};
+	size_t len = 0;
+	const unsigned char *raw = gw_request_body(r, &len);
+	/* A JSON body counts by its meaning (sorted keys, compact), so a client
+	 * that re-serialises the same request is not refused. */
+	json_t *body = len > 0 ? json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	char *canonical =
+	        body != NULL ? json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	char hex[33];
+	hash_hex(hex, sizeof hex, "orion.idem.command", id_parts, 3, NULL, 0);
+	snprintf(out->command_id, sizeof out->command_id, "k%s", hex);
+	if (canonical != NULL)
+		hash_hex(out->request, sizeof out->request, "orion.idem.request", request_parts, 2, canonical,
+		         strlen(canonical));
+	else
+		hash_hex(out->request, sizeof out->request, "orion.idem.request", request_parts, 2, raw, len);
+	free(canonical);
+	json_decref(body);
+}
+
+int gw_api_rejection_status(const char *code)
 {
 	static const struct {
 		const char *code;
 		int status;
 	} table[] = {
-	        {"not_found", 404},      {"deleted", 404},   {"invalid", 400},
-	        {"exists", 409},         {"sku_taken", 409}, {"out_of_stock", 409},
-	        {"below_reserved", 409}, {"no_change", 409}, {"reservation_closed", 409},
-	        {"idempotency_key_reused", 422}, {"too_many_keyed_requests", 429},
+	        {"not_found", 404},
+	        {"deleted", 404},
+	        {"invalid", 400},
+	        {"exists", 409},
+	        {"sku_taken", 409},
+	        {"out_of_stock", 409},
+	        {"below_reserved", 409},
+	        {"no_change", 409},
+	        {"reservation_closed", 409},
+	        {"idempotency_key_reused", 422},
+	        {"too_many_keyed_requests", 429},
 	};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
 		if (strcmp(code, table[i].code) == 0)
@@ -284,7 +346,7 @@ void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply)
 		gw_async_complete_problem(a, gw_problem_new(503, "a service did not answer; try again"));
 		return;
 	}
-	gw_async_complete_problem(a, gw_problem_new(status_for_rejection(reply->code), reply->detail));
+	gw_async_complete_problem(a, gw_problem_new(gw_api_rejection_status(reply->code), reply->detail));
 }
 
 proj_catalog_page *gw_api_page_buffer(gw_api *api)

@@ -147,6 +147,8 @@ typedef struct gw_cart_view {
 	int64_t total_cents;
 	char dropped[CART_LINES_MAX][CART_ID_MAX];
 	size_t dropped_count;
+	uint64_t version;                    /* the cart's version in the read model, 0 for none */
+	char checked_out_order[CART_ID_MAX]; /* the order its last change checked out, or "" */
 } gw_cart_view;
 
 /* Reads customer's cart into *out (~17 KB: heap-allocate it) and sends
@@ -182,6 +184,11 @@ const char *gw_api_path_id(gw_request *r, const char *name);
  * r's answer and returns false: the caller answers 429. */
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
 
+/* The HTTP status that fits a rejection code of the domain or the runtime
+ * (404 not_found, 422 idempotency_key_reused, 429 too_many_keyed_requests,
+ * 409 for the rest). */
+int gw_api_rejection_status(const char *code);
+
 /* Sends one command to aggregate/id through api->bus with
  * GW_API_COMMAND_TIMEOUT_MS: payload is one msgpack value, command_id (unique
  * per intent: the same id for a retried intent makes it idempotent), actor
@@ -198,6 +205,27 @@ orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const cha
 orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
                           const mp_writer *payload, const char *command_id, const char *actor,
                           int64_t timeout_ms, gw_bus_fn *fn, void *closure);
+
+/* A client request with an Idempotency-Key, as a command (ADR 015): its id,
+ * derived from (purpose, caller, key), and the fingerprint of the request
+ * (method, path and canonical body) that the aggregate's ledger compares for
+ * 24 hours: the same key and request are answered as the first time, the
+ * key with another request is refused (422). */
+typedef struct gw_api_keyed {
+	char command_id[ENV_ID_MAX];
+	char request[ENV_REQ_MAX];
+} gw_api_keyed;
+
+/* Fills *out for key (from gw_api_idempotency_key, not NULL), caller and
+ * purpose (a short word naming the route), fingerprinting r. */
+void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, const char *caller,
+                       const char *key);
+
+/* gw_api_send of a keyed request: keyed->command_id is the command's id and
+ * its fingerprint travels with it. */
+orn_rc gw_api_send_keyed(gw_api *api, const char *aggregate, const char *id, const char *type,
+                         const mp_writer *payload, const gw_api_keyed *keyed, const char *actor,
+                         gw_bus_fn *fn, void *closure);
 
 /* RFC 3339 UTC with milliseconds ("2026-01-31T12:00:00.250Z") of ms since
  * the epoch into out. */

@@ -111,6 +111,7 @@ typedef struct admin_op {
 	char product_id[SKU_PRODUCT_ID_MAX];
 	char sku_key[SKU_KEY_MAX];
 	char command_id[ENV_ID_MAX]; /* update and adjust: the command's id */
+	char request[ENV_REQ_MAX];   /* adjust with an Idempotency-Key: its fingerprint (ADR 015) */
 	product_command product;     /* create, update */
 	stock_command stock;         /* create (quantity, threshold), adjust, update (threshold) */
 	bool update_fields;          /* update: the body has product fields */
@@ -257,7 +258,10 @@ static bool copy_text(const json_t *body, const char *name, char *out, size_t ca
 static bool op_send(admin_op *op, const char *aggregate, const char *id, const char *type, const mp_writer *w,
                     const char *command_id, gw_bus_fn *fn)
 {
-	orn_rc rc = gw_api_send(op->api, aggregate, id, type, w, command_id, op->actor, fn, op);
+	gw_api_keyed keyed = {0};
+	snprintf(keyed.command_id, sizeof keyed.command_id, "%s", command_id);
+	snprintf(keyed.request, sizeof keyed.request, "%s", op->request);
+	orn_rc rc = gw_api_send_keyed(op->api, aggregate, id, type, w, &keyed, op->actor, fn, op);
 	if (rc == ORN_OK)
 		return true;
 	op_finish_failure(op, rc, NULL);
@@ -902,9 +906,12 @@ static void adjust_stock(gw_request *r, void *arg)
 	op->stock.delta = delta;
 	snprintf(op->stock.reason, sizeof op->stock.reason, "%s", reason);
 	if (key != NULL) {
-		char purpose[16 + SKU_PRODUCT_ID_MAX];
-		snprintf(purpose, sizeof purpose, "adjust:%s", id);
-		derived_id(op->command_id, sizeof op->command_id, "adjust-", purpose, claims.sub, key);
+		/* the item's ledger keeps the key for 24 hours: a retry is answered
+		 * as the first time, the key with another delta is refused (422) */
+		gw_api_keyed keyed;
+		gw_api_keyed_init(&keyed, r, "adjust", claims.sub, key);
+		memcpy(op->command_id, keyed.command_id, sizeof keyed.command_id);
+		memcpy(op->request, keyed.request, sizeof keyed.request);
 	} else {
 		random_id(op->command_id, sizeof op->command_id, "adjust-");
 	}

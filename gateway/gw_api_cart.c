@@ -91,6 +91,10 @@ orn_rc gw_api_cart_read(gw_api *api, const char *customer, gw_cart_view *out)
 		rc = rc == ORN_EINVAL ? ORN_EINVAL : ORN_EUNAVAILABLE;
 		goto done;
 	}
+	out->version = cart->version;
+	if (cart->checked_out_at == cart->version)
+		snprintf(out->checked_out_order, sizeof out->checked_out_order, "%s",
+		         cart->state.last_order_id);
 	for (size_t i = 0; i < cart->state.line_count; i++) {
 		const cart_line *line = &cart->state.lines[i];
 		orn_rc found = proj_catalog_get(api->catalog, line->product_id, product);
@@ -194,7 +198,7 @@ static void op_answer(void *closure, orn_rc wait_rc)
 /* The status and text for a rejection of the cart decider. */
 static void rejection(const cart_op *op, const bus_reply *reply, int *status, const char **detail)
 {
-	*status = 409;
+	*status = gw_api_rejection_status(reply->code);
 	*detail = reply->detail[0] ? reply->detail : NULL;
 	if (strcmp(reply->code, "not_found") == 0) {
 		*status = 404;
@@ -206,6 +210,7 @@ static void rejection(const cart_op *op, const bus_reply *reply, int *status, co
 	} else if (strcmp(reply->code, "invalid") == 0 && op->command.kind == CART_ADD_ITEM) {
 		/* the add is checked by the schema first: what the decider still
 		 * refuses is a line that would pass CART_QUANTITY_MAX */
+		*status = 409;
 		*detail = "a cart line holds at most 999 units: adding this quantity would pass that";
 	} else if (strcmp(reply->code, "invalid") == 0) {
 		*status = 400;
@@ -235,12 +240,19 @@ static void on_cart_replied(void *closure, orn_rc rc, bus_reply *reply)
 		op_answer(op, ORN_OK);
 }
 
-/* Defers r and sends op->command; answers and frees op on every failure. */
+/* Defers r and sends op->command, keyed when r has an Idempotency-Key (a
+ * retry is then answered as the first time, never applied twice; ADR 015);
+ * answers and frees op on every failure. */
 static void op_start(gw_request *r, cart_op *op, int status)
 {
-	char command_id[40];
+	gw_api_keyed keyed = {0};
+	const char *key = NULL;
 	mp_writer *w = gw_api_text_buffer(op->api);
 	op->status = status;
+	if (!gw_api_idempotency_key(r, &key)) {
+		free(op);
+		return;
+	}
 	if (w == NULL || cart_command_encode(w, &op->command) != ORN_OK) {
 		gw_respond_error(r, 500, NULL);
 		free(op);
@@ -250,9 +262,13 @@ static void op_start(gw_request *r, cart_op *op, int status)
 		free(op);
 		return;
 	}
-	gw_api_new_id(command_id, sizeof command_id);
-	orn_rc rc = gw_api_send(op->api, CART_AGGREGATE, op->customer, cart_command_type(op->command.kind), w,
-	                        command_id, op->customer, on_cart_replied, op);
+	if (key != NULL)
+		gw_api_keyed_init(&keyed, r, "cart", op->customer, key);
+	else
+		gw_api_new_id(keyed.command_id, sizeof keyed.command_id);
+	orn_rc rc =
+	        gw_api_send_keyed(op->api, CART_AGGREGATE, op->customer, cart_command_type(op->command.kind),
+	                          w, &keyed, op->customer, on_cart_replied, op);
 	if (rc != ORN_OK) {
 		gw_api_complete_failure(op->async, rc, NULL);
 		free(op);

@@ -8,17 +8,18 @@
  * the token of the confirmation email is the credential (actors/order_token.h)
  * and only its hash travels in the command.
  *
- * Placing. The order id is "o" + 32 hex of BLAKE2b-128(customer "\n" key)
- * with an Idempotency-Key (a retry finds the same order; another customer
- * never collides, the id includes the customer), random without one. The
+ * Placing. The order id follows the order decider's rule (order_id_for):
+ * from the Idempotency-Key with one (a retry finds the same order; another
+ * customer never collides), else from the cart's version, so one version of
+ * a cart places one order however often it is submitted (ADR 015). The
  * request hash is order_request_hash of the canonical body (sorted keys,
- * compact). A key whose order exists answers that order (202) when the
- * request hash matches, 422 when it does not. The lines are the cart's, with
- * the catalog's current names and prices (deleted products dropped); the
- * command id "<order>:place" lets JetStream drop a duplicate. The answer is
- * the order as placed (status pending): read from the model up to the
- * placement's history entry, or built from the command when the model is
- * late.
+ * compact). An order placed already answers 200 with that order when the
+ * request hash matches, 422 when it does not; so does a cart submitted again
+ * after its checkout emptied it, unchanged since. The lines are the cart's,
+ * with the catalog's current names and prices (deleted products dropped).
+ * The answer to a new placement is the order as placed (202, status pending):
+ * read from the model up to the placement's history entry, or built from the
+ * command when the model is late.
  *
  * Confirming needs no login, so every confirmation request (JSON, form and
  * the page) first takes an attempt from the client address's "confirm"
@@ -318,7 +319,7 @@ static void op_answer(void *closure, orn_rc wait_rc)
 	order_op *op = closure;
 	proj_order *order = malloc(sizeof *order);
 	json_t *body = NULL;
-	int status = op->kind == OP_PLACE ? 202 : 200;
+	int status = op->kind == OP_PLACE && !op->exists ? 202 : 200; /* placed before: the first order */
 	if (wait_rc != ORN_OK)
 		log_warn("read models late after an order command", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
@@ -409,7 +410,7 @@ static int rejection_status(const order_op *op, const char *code, const char **d
 		return op->kind == OP_PLACE ? 422 : 400;
 	}
 	*detail = NULL;
-	return 409;
+	return gw_api_rejection_status(code);
 }
 
 static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
@@ -457,24 +458,6 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
 
 /* ---- POST /orders ---------------------------------------------------------- */
 
-/* "o" + 32 hex of BLAKE2b-128(customer "\n" key), or of fresh randomness. */
-static void order_id_for(const char *customer, const char *key, char out[ORDER_ID_MAX])
-{
-	unsigned char digest[16];
-	out[0] = 'o';
-	if (key != NULL) {
-		crypto_generichash_state st;
-		crypto_generichash_init(&st, NULL, 0, sizeof digest);
-		crypto_generichash_update(&st, (const unsigned char *)customer, strlen(customer));
-		crypto_generichash_update(&st, (const unsigned char *)"\n", 1);
-		crypto_generichash_update(&st, (const unsigned char *)key, strlen(key));
-		crypto_generichash_final(&st, digest, sizeof digest);
-	} else {
-		randombytes_buf(digest, sizeof digest);
-	}
-	sodium_bin2hex(out + 1, ORDER_ID_MAX - 1, digest, sizeof digest);
-}
-
 /* The request hash of the body: order_request_hash of its canonical form
  * (sorted keys, compact; an empty body counts as {}). It is taken before the
  * strict check, so a key reused with another body is told apart (422) from
@@ -507,9 +490,25 @@ static bool body_is_empty_object(gw_request *r)
 	return true;
 }
 
-/* Fills op->command (PlaceOrder) from the cart and the account. False after
- * answering (422 empty cart, 503). */
-static bool fill_placement(gw_request *r, order_op *op)
+/* Answers the order the customer's cart was last checked out into (200):
+ * the cart submitted again, unchanged since (a retry after a lost answer, a
+ * double click). */
+static void answer_checked_out(gw_request *r, gw_api *api, const char *customer, const char *order_id)
+{
+	proj_order *order = NULL;
+	orn_rc rc = read_own_order(api, order_id, customer, &order);
+	if (rc == ORN_OK)
+		gw_respond_json(r, 200, order_json(order_id, &order->state, ORDER_HISTORY_MAX));
+	else
+		gw_respond_problem(r, read_problem(rc == ORN_ENOTFOUND ? ORN_EUNAVAILABLE : rc));
+	free(order);
+}
+
+/* Fills op->command (PlaceOrder) from the cart and the account, and without
+ * an Idempotency-Key names the order after the cart's version (one version,
+ * one order: order_id_for). False after answering (422 empty cart, 503, or
+ * 200 with the order a cart unchanged since its checkout placed). */
+static bool fill_placement(gw_request *r, order_op *op, bool keyed)
 {
 	gw_api *api = op->api;
 	order_data *d = &op->command.data;
@@ -523,6 +522,10 @@ static bool fill_placement(gw_request *r, order_op *op)
 		                 rc == ORN_ENOMEM ? NULL : "the cart is unavailable");
 		goto done;
 	}
+	if (cart->count == 0 && cart->checked_out_order[0] != '\0' && cart->dropped_count == 0) {
+		answer_checked_out(r, api, op->customer, cart->checked_out_order);
+		goto done;
+	}
 	if (cart->count == 0) {
 		gw_respond_error(r, 422,
 		                 cart->dropped_count > 0
@@ -530,6 +533,9 @@ static bool fill_placement(gw_request *r, order_op *op)
 		                         : "the cart is empty");
 		goto done;
 	}
+	if (!keyed)
+		order_id_for(op->customer, NULL, cart->version, op->order_id);
+	d->cart_version = (int64_t)cart->version;
 	rc = proj_users_get_by_id(api->users, op->customer, user);
 	if (rc != ORN_OK) {
 		gw_respond_error(r, rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? 422 : 503,
@@ -577,14 +583,14 @@ static void place_order(gw_request *r, void *arg)
 	    !gw_api_idempotency_key(r, &key))
 		return;
 	bool hashed = request_hash_of(r, request_hash);
-	order_id_for(claims.sub, key, order_id);
+	order_id_for(claims.sub, key, 0, order_id);
 	if (key != NULL && hashed) {
 		orn_rc rc = read_own_order(api, order_id, claims.sub, &existing);
 		if (rc == ORN_OK) {
 			if (strcmp(existing->state.request_hash, request_hash) != 0)
 				gw_respond_error(r, 422, "this Idempotency-Key was used for another request");
-			else
-				gw_respond_json(r, 202,
+			else /* placed already: the first order, 200 */
+				gw_respond_json(r, 200,
 				                order_json(order_id, &existing->state, ORDER_HISTORY_MAX));
 			goto done;
 		}
@@ -604,9 +610,9 @@ static void place_order(gw_request *r, void *arg)
 		goto done;
 	}
 	snprintf(op->command.data.request_hash, sizeof op->command.data.request_hash, "%s", request_hash);
-	if (!fill_placement(r, op))
+	if (!fill_placement(r, op, key != NULL))
 		goto done;
-	snprintf(command_id, sizeof command_id, "%s:place", order_id);
+	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
 	op_start(r, op, command_id, claims.sub);
 	op = NULL;
 done:

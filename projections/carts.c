@@ -3,7 +3,8 @@
  * Sub-database (schemas/read-models.md):
  *   carts.carts  customer id -> record
  *
- * Record: a msgpack array [format, version, snapshot], where snapshot is the
+ * Record: a msgpack array [format, version, snapshot, checked_out_at] (format 1
+ * had no checked_out_at: read as 0), where snapshot is the
  * cart aggregate's own snapshot (cart_kind: the shortest event list that
  * rebuilds the state). Reading a record replays that list through
  * cart_event_decode and cart_evolve, so a record only ever yields a state the
@@ -26,8 +27,8 @@
 #define CARTS_DB       "carts.carts"
 #define SUBJECT_PREFIX "orion.evt." CART_AGGREGATE "."
 
-#define RECORD_FORMAT 1
-#define RECORD_FIELDS 3
+#define RECORD_FORMAT 2
+#define RECORD_FIELDS 4
 
 _Static_assert(CART_MAX_EVENTS == 1, "an event at the record's version is a redelivery");
 
@@ -55,6 +56,7 @@ static orn_rc record_encode(mp_writer *w, const proj_cart *c)
 	mp_write_uint(w, RECORD_FORMAT);
 	mp_write_uint(w, c->version);
 	orn_rc rc = cart_kind.snapshot(&c->state, w);
+	mp_write_uint(w, c->checked_out_at);
 	return rc == ORN_OK ? mp_writer_status(w) : rc;
 }
 
@@ -63,6 +65,13 @@ static void cart_reset(proj_cart *c)
 {
 	cart_state_init(&c->state);
 	c->version = 0;
+	c->checked_out_at = 0;
+}
+
+/* The fields of a record of format (1 or RECORD_FORMAT), 0 for another. */
+static uint32_t format_fields_of(uint64_t format)
+{
+	return format == 1 ? 3 : format == RECORD_FORMAT ? RECORD_FIELDS : 0;
 }
 
 /* Restores the cart (not its id). ORN_EDECODE for anything record_encode did
@@ -77,10 +86,10 @@ static orn_rc record_decode(const void *buf, size_t len, proj_cart *c)
 	orn_rc rc = ORN_EDECODE;
 	cart_reset(c);
 	mp_reader_init(&r, buf, len);
-	if (mp_read_array(&r, &count) == ORN_OK && count == RECORD_FIELDS &&
-	    mp_read_uint(&r, &format) == ORN_OK && format == RECORD_FORMAT &&
-	    mp_read_uint(&r, &c->version) == ORN_OK && c->version > 0 &&
-	    mp_read_raw(&r, &snapshot, &snapshot_len) == ORN_OK && mp_reader_remaining(&r) == 0)
+	if (mp_read_array(&r, &count) == ORN_OK && mp_read_uint(&r, &format) == ORN_OK && count != 0 &&
+	    format_fields_of(format) == count && mp_read_uint(&r, &c->version) == ORN_OK && c->version > 0 &&
+	    mp_read_raw(&r, &snapshot, &snapshot_len) == ORN_OK &&
+	    (format == 1 || mp_read_uint(&r, &c->checked_out_at) == ORN_OK) && mp_reader_remaining(&r) == 0)
 		rc = cart_kind.restore(&c->state, snapshot, snapshot_len);
 	if (rc != ORN_OK)
 		cart_reset(c);
@@ -138,6 +147,8 @@ static orn_rc carts_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 		return ORN_OK; /* not newer than the cart's last event: a redelivery */
 	cart_evolve(&c->state, &s->event);
 	c->version = seq;
+	if (s->event.kind == CART_CHECKED_OUT_EVENT)
+		c->checked_out_at = seq;
 	if ((rc = record_encode(m->writer, c)) != ORN_OK)
 		return rc;
 	return proj_put(t, m->carts, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer), 0);

@@ -23,8 +23,9 @@
 /* A cart as the model keeps it. */
 typedef struct proj_cart {
 	char customer_id[ES_ID_MAX + 1];
-	cart_state state; /* evolved with cart_evolve */
-	uint64_t version; /* stream sequence of the last cart event applied; 0 = no cart yet */
+	cart_state state;        /* evolved with cart_evolve */
+	uint64_t version;        /* stream sequence of the last cart event applied; 0 = no cart yet */
+	uint64_t checked_out_at; /* stream sequence of the last CartCheckedOut applied; 0 = none */
 } proj_cart;
 
 typedef struct proj_carts proj_carts;

@@ -759,3 +759,32 @@ Test(api_admin, below_filters_on_available_whatever_the_thresholds)
 	free(high);
 	free(none);
 }
+
+/* ADR 015: an adjustment's Idempotency-Key is kept in the item's own ledger,
+ * not by the server's 2-minute window of message ids: after other commits
+ * moved the item on (a resend would carry another message id), the same key
+ * still counts once, and the key with another delta is refused. */
+Test(api_admin, an_adjustment_key_holds_after_the_item_moved_on)
+{
+	char *id = create("ADJ-KEY", "Keyed", 10);
+	char path[512];
+	snprintf(path, sizeof path, "%s", path_of("/api/v1/admin/inventory/", id, "/adjustments"));
+	reply r = expect(200, "POST", path, admin_token, "{\"delta\":1,\"reason\":\"found\"}",
+	                 "Idempotency-Key: k-1");
+	cr_assert_eq(num(r.json, "on_hand"), 11);
+	hc_reply_free(&r);
+	r = expect(200, "POST", path, admin_token, "{\"delta\":2,\"reason\":\"delivery\"}", NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 13);
+	hc_reply_free(&r);
+	/* the same request again (the key re-serialised: keys in another order) */
+	r = expect(200, "POST", path, admin_token, "{\"reason\":\"found\",\"delta\":1}",
+	           "Idempotency-Key: k-1");
+	cr_assert_eq(num(r.json, "on_hand"), 13, "a retry counts once: %s", r.body);
+	hc_reply_free(&r);
+	r = expect(422, "POST", path, admin_token, "{\"delta\":5,\"reason\":\"found\"}",
+	           "Idempotency-Key: k-1");
+	hc_reply_free(&r);
+	r = expect(200, "GET", path_of("/api/v1/admin/products/", id, NULL), admin_token, NULL, NULL);
+	cr_assert_eq(num(r.json, "on_hand"), 13);
+	hc_reply_free(&r);
+}
