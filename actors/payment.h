@@ -65,6 +65,10 @@
 #define PAYMENT_EV_DECLINED  "PaymentDeclined"
 #define PAYMENT_EV_REFUNDED  "PaymentRefunded"
 
+/* The decline code of an attempt the provider never answered usably,
+ * closed once it had its time (no charge was found for the order). */
+#define PAYMENT_UNANSWERED "provider_unanswered"
+
 /* Command type names on the bus. */
 #define PAYMENT_CMD_RECORD_ATTEMPT "RecordAttempt"
 #define PAYMENT_CMD_RECORD_SUCCESS "RecordSuccess"

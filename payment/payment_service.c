@@ -794,6 +794,92 @@ static void settle_declined(worker *w, const char *order_id, const char *provide
 	bus_reply_dispose(&reply);
 }
 
+/* The order's charges at the provider (at most PSPC_LIST_MAX) into list. */
+static orn_rc list_charges(worker *w, const char *order_id, pspc_charge *list, size_t *count)
+{
+	pspc_response resp;
+	int64_t start_ns = orn_monotonic_ns();
+	orn_rc rc = pspc_charges_of_order(w->psp, order_id, w->p->call_timeout_ms, &resp);
+	observe_provider("list", rc, rc == ORN_OK ? resp.status : 0, start_ns);
+	if (rc != ORN_OK) {
+		log_warn("payment cannot list the order's charges", "order_id", order_id, "error",
+		         orn_rc_name(rc));
+		return rc;
+	}
+	rc = resp.status == 200 ? pspc_parse_charge_list(resp.body, resp.len, list, PSPC_LIST_MAX, count)
+	                        : ORN_EUNAVAILABLE;
+	pspc_response_dispose(&resp);
+	if (rc != ORN_OK)
+		log_warn("payment cannot read the order's charges", "order_id", order_id);
+	return rc;
+}
+
+/* A new request to pay (another key) finds an attempt left open by a
+ * provider that never gave a usable answer (no answer in the request's
+ * budget, or an unreadable one): the provider is asked what became of the
+ * order's charges. A paid charge settles that attempt as the payment; none,
+ * once the attempt is older than one call and its grace, closes it as
+ * unanswered (the payment only: the order still awaits payment), so the
+ * customer can pay again, and nothing was charged twice. True when the
+ * request is answered here. */
+static bool settle_open_attempt(worker *w, const char *order_id, const char *provider_key, pay_reply *out)
+{
+	payment_service *p = w->p;
+	const payment_attempt *a;
+	pspc_charge *list = NULL, *paid = NULL;
+	char command_id[CMD_ID_MAX], open_key[PAYMENT_KEY_MAX];
+	size_t count = 0;
+	bool answered = true;
+
+	set_reply(out, BUS_FAILED, "unavailable", "the payment could not be read", 0);
+	if (load_payment(w, order_id) != ORN_OK)
+		return true;
+	if (w->payment->status != PAYMENT_STATUS_ATTEMPTED ||
+	    (a = payment_current_attempt(w->payment)) == NULL || strcmp(a->provider_key, provider_key) == 0)
+		return false; /* nothing open, or this very request again: the provider replays it */
+	if (orn_now_ms() - a->at_ms < p->call_timeout_ms + SETTLE_GRACE_MS) {
+		set_reply(out, BUS_REJECTED, "in_progress", "a charge for this order is under way", 0);
+		return true;
+	}
+	snprintf(open_key, sizeof open_key, "%s", a->provider_key);
+	card_checked shown;
+	memset(&shown, 0, sizeof shown);
+	if (strlen(a->brand) < sizeof shown.brand)
+		memcpy(shown.brand, a->brand, strlen(a->brand) + 1);
+	if (strlen(a->last4) < sizeof shown.last4)
+		memcpy(shown.last4, a->last4, strlen(a->last4) + 1);
+	if ((list = calloc(PSPC_LIST_MAX, sizeof *list)) == NULL ||
+	    list_charges(w, order_id, list, &count) != ORN_OK)
+		goto done;
+	for (size_t i = 0; i < count && paid == NULL; i++)
+		if (strcmp(list[i].status, "succeeded") == 0 && list[i].paid &&
+		    strcmp(list[i].order_id, order_id) == 0)
+			paid = &list[i];
+	if (paid != NULL) {
+		log_info("payment settles an unanswered attempt: the provider charged it", "order_id",
+		         order_id);
+		settle_approved(w, order_id, open_key, paid, &shown, out);
+		goto done;
+	}
+	payment_command c = {.kind = PAYMENT_RECORD_DECLINE};
+	bus_reply reply;
+	snprintf(c.data.code, sizeof c.data.code, "%s", PAYMENT_UNANSWERED);
+	step_id(command_id, open_key, "unanswered");
+	if (send_payment(w, order_id, &c, command_id, &reply) != ORN_OK)
+		goto done;
+	if (reply.outcome == BUS_ACCEPTED) {
+		log_info("payment closes an unanswered attempt: nothing was charged", "order_id", order_id);
+		row_put(p, order_id, ROW_DECLINED, open_key, "");
+		answered = false;
+	} else {
+		refused(out, &reply);
+	}
+	bus_reply_dispose(&reply);
+done:
+	free(list);
+	return answered;
+}
+
 /* Steps 5 to 8 of payment_service.h, the order being awaiting_payment and
  * claimed. budget_end_ms: when the request's provider retries must stop. */
 static void pay_claimed(worker *w, const pay_request *req, const order_info *order, const card_checked *card,
@@ -927,7 +1013,8 @@ static void pay(worker *w, pay_request *req, pay_reply *out)
 		set_reply(out, BUS_REJECTED, "in_progress", "a charge for this order is under way", 0);
 		goto done;
 	}
-	pay_claimed(w, req, &order, &card, provider_key, budget_end_ms, out);
+	if (!settle_open_attempt(w, req->order_id, provider_key, out))
+		pay_claimed(w, req, &order, &card, provider_key, budget_end_ms, out);
 	release(w->p, w->index);
 done:
 	sodium_memzero(&card, sizeof card);
@@ -1032,7 +1119,6 @@ static step_end reconcile_cancelled(worker *w, const char *order_id, int64_t eve
 {
 	payment_service *p = w->p;
 	pspc_charge *list = NULL;
-	pspc_response resp;
 	char state[STATUS_MAX], command_id[CMD_ID_MAX];
 	size_t count = 0, found = 0;
 	step_end end = STEP_RETRY;
@@ -1047,21 +1133,8 @@ static step_end reconcile_cancelled(worker *w, const char *order_id, int64_t eve
 		return STEP_DONE; /* never charged here */
 	if ((list = calloc(PSPC_LIST_MAX, sizeof *list)) == NULL)
 		return STEP_RETRY;
-	int64_t start_ns = orn_monotonic_ns();
-	rc = pspc_charges_of_order(w->psp, order_id, p->call_timeout_ms, &resp);
-	observe_provider("list", rc, rc == ORN_OK ? resp.status : 0, start_ns);
-	if (rc != ORN_OK) {
-		log_warn("payment cannot list the order's charges", "order_id", order_id, "error",
-		         orn_rc_name(rc));
+	if (list_charges(w, order_id, list, &count) != ORN_OK)
 		goto done;
-	}
-	rc = resp.status == 200 ? pspc_parse_charge_list(resp.body, resp.len, list, PSPC_LIST_MAX, &count)
-	                        : ORN_EUNAVAILABLE;
-	pspc_response_dispose(&resp);
-	if (rc != ORN_OK) {
-		log_warn("payment cannot read the order's charges", "order_id", order_id);
-		goto done;
-	}
 	for (size_t i = 0; i < count; i++) {
 		const pspc_charge *c = &list[i];
 		const payment_charge *known = payment_find_charge(w->payment, c->id);

@@ -700,6 +700,91 @@ Test(payment, a_silent_provider_frees_the_worker_after_the_request_budget,
 	assert_no_card_stored();
 }
 
+/* Issue 13: an attempt the provider never answered usably must not block the
+ * order. A new request (another key) once the attempt had its time asks the
+ * provider: the silent card's charge is there, so it settles the payment
+ * with that charge — one charge, nothing refunded, the new card not
+ * charged. */
+Test(payment, a_new_request_settles_an_unanswered_attempt_with_the_charge_the_provider_made,
+     .init = start_one_worker_short_budget, .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+
+	create_stock("p-settle", 10);
+	order_to("o-settle", "p-settle", true, 15 * 60 * 1000);
+	bus_reply r = pay("o-settle", "alice", "k-silent", SILENT);
+	cr_assert_str_eq(r.code, "unavailable", "%s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	/* too early: the attempt may still be answered */
+	r = pay("o-settle", "alice", "k-other", APPROVE);
+	cr_assert_eq(r.outcome, BUS_REJECTED, "%s %s", r.code, r.detail);
+	cr_assert_str_eq(r.code, "in_progress");
+	bus_reply_dispose(&r);
+	bool settled = false;
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (!settled && th_now_ms() < until) {
+		th_sleep_ms(500);
+		r = pay("o-settle", "alice", "k-other", APPROVE);
+		settled = r.outcome == BUS_ACCEPTED;
+		if (!settled)
+			cr_assert_str_eq(r.code, "in_progress", "%s %s", r.code, r.detail);
+		bus_reply_dispose(&r);
+	}
+	cr_assert(settled, "the open attempt was settled once it had its time");
+	cr_assert(wait_status("o-settle", "confirmed"));
+	cr_assert_eq(charges_of("o-settle", charges, 4), 1, "the silent card's charge, and no other");
+	cr_assert_not(charges[0].refunded);
+	payment_story *s = payment_of("o-settle");
+	cr_assert_eq(s->state.status, PAYMENT_STATUS_SUCCEEDED);
+	cr_assert_eq(s->state.attempt_count, 1, "the new request did not charge");
+	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
+	free(s);
+	assert_no_card_stored();
+}
+
+/* The provider down for a whole request: nothing was charged. Once the
+ * attempt had its time, a new request closes it as unanswered and pays: one
+ * charge, the order confirmed. */
+Test(payment, a_new_request_closes_an_attempt_nothing_answered_and_pays,
+     .init = start_one_worker_short_budget, .fini = stop_all, .timeout = 120)
+{
+	pspc_charge charges[4];
+	psp_sandbox_options po;
+
+	create_stock("p-down", 10);
+	order_to("o-down", "p-down", true, 15 * 60 * 1000);
+	unsigned port = psp_sandbox_port(sandbox);
+	psp_sandbox_stop(sandbox);
+	sandbox = NULL;
+	bus_reply r = pay("o-down", "alice", "k-down", APPROVE);
+	cr_assert_str_eq(r.code, "unavailable", "%s %s", r.code, r.detail);
+	bus_reply_dispose(&r);
+	char listen[64];
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+	psp_sandbox_options_init(&po);
+	po.api_key = API_KEY;
+	po.listen = listen;
+	cr_assert_eq(psp_sandbox_start(&po, &sandbox), ORN_OK);
+	bool paid = false;
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (!paid && th_now_ms() < until) {
+		th_sleep_ms(500);
+		r = pay("o-down", "alice", "k-again", APPROVE);
+		paid = r.outcome == BUS_ACCEPTED;
+		if (!paid)
+			cr_assert_str_eq(r.code, "in_progress", "%s %s", r.code, r.detail);
+		bus_reply_dispose(&r);
+	}
+	cr_assert(paid, "the customer could pay again");
+	cr_assert(wait_status("o-down", "confirmed"));
+	cr_assert_eq(charges_of("o-down", charges, 4), 1);
+	payment_story *s = payment_of("o-down");
+	cr_assert_eq(s->state.attempt_count, 2);
+	cr_assert_str_eq(s->state.attempts[0].decline_code, PAYMENT_UNANSWERED);
+	cr_assert_eq(s->state.status, PAYMENT_STATUS_SUCCEEDED);
+	free(s);
+}
+
 Test(payment, an_order_above_the_provider_limit_is_refused_before_anything_is_recorded, .init = start_all,
      .fini = stop_all, .timeout = 120)
 {
