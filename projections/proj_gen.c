@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #define LINK_NAME  "lmdb"
 #define GEN_PREFIX "lmdb."
 #define BUILDING   ".building"
+#define LOCK_NAME  "lmdb-generations.lock" /* held while generations are swept or published */
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -68,6 +70,29 @@ static pid_t builder_pid(const char *base)
 	copy[strlen(copy) - strlen(BUILDING)] = '\0';
 	const char *dot = strrchr(copy, '.');
 	return dot != NULL ? (pid_t)strtol(dot + 1, NULL, 10) : 0;
+}
+
+/* Takes the data directory's generations lock (flock, released when the
+ * returned descriptor is closed, or with the process): a sweep never runs
+ * between a publish's rename and its link swap, where the fresh generation
+ * is neither a build nor the link's target. -1 if it cannot be had. */
+static int lock_generations(const char *data_dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", data_dir, LOCK_NAME);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		log_error("cannot open the read model generations lock", "path", path, "error",
+		          strerror(errno));
+		return -1;
+	}
+	while (flock(fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
 }
 
 /* Removes generations other than current and abandoned builds. */
@@ -141,11 +166,16 @@ orn_rc proj_gen_prepare(const char *data_dir, char *link, size_t cap)
 		log_error("the read model path is neither a directory nor a link", "path", link);
 		return ORN_EIO;
 	}
+	int lock = lock_generations(data_dir);
 	ssize_t n = readlink(link, target, sizeof target - 1);
-	if (n <= 0)
+	if (lock < 0 || n <= 0) {
+		if (lock >= 0)
+			close(lock);
 		return ORN_EIO;
+	}
 	target[n] = '\0';
 	sweep(data_dir, target);
+	close(lock);
 	return ORN_OK;
 }
 
@@ -172,10 +202,17 @@ orn_rc proj_gen_publish(const char *data_dir, const char *dir)
 		return ORN_EINVAL;
 	snprintf(final, sizeof final, "%s", dir);
 	final[strlen(final) - strlen(BUILDING)] = '\0';
+	int lock = lock_generations(data_dir);
+	if (lock < 0)
+		return ORN_EIO;
+	orn_rc rc = ORN_EIO;
 	if (rename(dir, final) != 0) {
 		log_error("cannot complete a read model generation", "path", dir, "error", strerror(errno));
-		return ORN_EIO;
+		goto done;
 	}
 	slash = strrchr(final, '/');
-	return point_link(data_dir, slash != NULL ? slash + 1 : final);
+	rc = point_link(data_dir, slash != NULL ? slash + 1 : final);
+done:
+	close(lock);
+	return rc;
 }

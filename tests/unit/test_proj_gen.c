@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proj_gen.h"
@@ -112,6 +114,36 @@ Test(proj_gen, publish_renames_the_build_and_points_the_link)
 	cr_assert_eq(mkdir(other, 0750), 0);
 	proj_gen_retire(other);
 	cr_assert(exists(other), "a directory without a generation's name is left alone");
+}
+
+/* Issue 13: a projector starting (proj_gen_prepare sweeps unused
+ * generations) while a rebuild publishes (the build renamed, then the link
+ * swapped) must never delete the fresh generation. A child process prepares
+ * in a tight loop while this one publishes 300 generations; each must be
+ * there when its link is read. */
+Test(proj_gen, a_projector_starting_during_a_publish_never_deletes_the_fresh_generation, .timeout = 60)
+{
+	char link[PATH_MAX], build[PATH_MAX], target[NAME_MAX + 1], path[PATH_MAX];
+	cr_assert_eq(proj_gen_prepare(dir, link, sizeof link), ORN_OK);
+	pid_t sweeper = fork();
+	cr_assert_geq(sweeper, 0);
+	if (sweeper == 0) {
+		for (;;)
+			proj_gen_prepare(dir, link, sizeof link);
+	}
+	int lost = 0;
+	for (int i = 0; i < 300; i++) {
+		cr_assert_eq(proj_gen_create(dir, build, sizeof build), ORN_OK);
+		orn_rc rc = proj_gen_publish(dir, build);
+		link_target(target, sizeof target);
+		snprintf(path, sizeof path, "%s/%s", dir, target);
+		struct stat st;
+		if (rc != ORN_OK || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+			lost++;
+	}
+	kill(sweeper, SIGKILL);
+	waitpid(sweeper, NULL, 0);
+	cr_assert_eq(lost, 0, "%d of 300 published generations were deleted under their link", lost);
 }
 
 /* ---- environments ---- */
