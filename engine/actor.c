@@ -115,7 +115,8 @@ struct act_runtime {
 	size_t cmd_prefix_len;
 	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
 	        snapshots, failures;
-	atomic_bool stopping; /* no retries once stopping: shutdown stays bounded */
+	atomic_bool stopping;  /* no retries once stopping: shutdown stays bounded */
+	atomic_uint lost_acks; /* fault tests: acknowledgements still to ignore */
 };
 
 void act_options_init(act_options *o)
@@ -128,6 +129,7 @@ void act_options_init(act_options *o)
 	o->aggregate_queue = 4096;
 	o->append_timeout_ms = 5000;
 	o->default_ttl_ms = 30000;
+	o->fault_lost_acks = 0;
 }
 
 static shard *shard_of(act_runtime *rt, const char *id)
@@ -315,6 +317,12 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	}
 	w->token = token;
 	memcpy(w->id, probe.id, sizeof w->id);
+	if (what == 'a' && atomic_load(&rt->lost_acks) > 0) {
+		atomic_fetch_sub(&rt->lost_acks, 1); /* fault test: as if lost on the way */
+		natsMsg_Destroy(msg);
+		work_recycle(sh, w);
+		return;
+	}
 	if (what == 'a') {
 		w->kind = WORK_APPENDED;
 		w->msg = NULL;
@@ -1236,6 +1244,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 	if (rt->opt.default_ttl_ms == 0)
 		rt->opt.default_ttl_ms = 30000;
 	rt->shard_count = rt->opt.shards;
+	atomic_init(&rt->lost_acks, rt->opt.fault_lost_acks);
 	rt->cmd_prefix_len = strlen("orion.cmd.") + strlen(kind->aggregate) + 1;
 	rt->shards = calloc(rt->shard_count, sizeof *rt->shards);
 	if (rt->shards == NULL) {

@@ -42,6 +42,9 @@ typedef struct act_options {
 	unsigned append_timeout_ms;
 	/* The budget of a command that carries none; default 30000. */
 	unsigned default_ttl_ms;
+	/* Fault tests only: this many append acknowledgements are ignored, as
+	 * if lost (the append lands; its outcome stays unknown); default 0. */
+	unsigned fault_lost_acks;
 } act_options;
 
 void act_options_init(act_options *o);

@@ -358,3 +358,32 @@ Test(stock_service, two_instances_still_never_oversell, .init = start_server, .f
 	cr_assert(th_wait_for_file_line(log_a, "actor runtime started", 1000));
 	cr_assert(th_wait_for_file_line(log_b, "actor runtime started", 1000));
 }
+
+/* ADR 015: an append whose acknowledgement is lost (its outcome unknown) is
+ * answered with its own commit, found in the log, not decided again: an
+ * adjustment counts once and the answer is "accepted" with the commit's
+ * sequence, never a rejection or a second adjustment. */
+Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_the_log, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	act_options ao;
+	act_options_init(&ao);
+	ao.append_timeout_ms = 500;
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
+	create_item("sku-lost", 5);
+	act_runtime_stop(runtime);
+	ao.fault_lost_acks = 1;
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
+	stock_command c = tsc_adjust(3, "delivery");
+	bus_reply r;
+	cr_assert_eq(tsc_send(client, "sku-lost", &c, "cmd-lost-ack", 10000, &r), ORN_OK);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
+	cr_assert(r.duplicate, "answered from the log after the unknown outcome");
+	cr_assert_gt(r.seq, 0);
+	bus_reply_dispose(&r);
+	cr_assert_eq(count_events("sku-lost", STOCK_EV_ADJUSTED), 1, "applied once");
+	assert_rebuilt("sku-lost", 8, 0);
+	act_stats st;
+	act_runtime_stats(runtime, &st);
+	cr_assert_eq(st.failures, 0);
+}
