@@ -104,8 +104,15 @@ typedef struct serve_state {
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
+	/* What /readyz reports (readiness_refresh): the monitor thread keeps it
+	 * current, so the handler never waits on NATS. */
+	atomic_bool started; /* every role started, the start-up admin and demo written */
 	atomic_bool nats_connected;
+	atomic_bool caught_up;       /* the read models reached start_head */
+	atomic_bool consumers_bound; /* the side-effect roles pull from their consumers */
 	atomic_llong projection_lag; /* -1: unknown */
+	uint64_t start_head;         /* the stream's last sequence once started (monitor thread only) */
+	bool start_head_known;
 	/* The gateway's address as bound (ORION_HTTP_ADDR may ask for port 0),
 	 * and the links' base: ORION_PUBLIC_URL, else http://<that address>. */
 	char http_addr[ORN_CONFIG_STR_MAX + 8];
@@ -353,34 +360,65 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 	return ORN_OK;
 }
 
-/* GET /readyz: NATS connected and the read models caught up within a bound.
+/* GET /readyz: every role of this process can serve (readiness_refresh).
  * Reads values the monitor thread refreshes, so it never waits on NATS. */
 static void handle_readyz(gw_request *r, void *arg)
 {
 	serve_state *st = arg;
-	bool nats = atomic_load(&st->nats_connected);
+	bool started = atomic_load(&st->started), nats = atomic_load(&st->nats_connected),
+	     caught_up = atomic_load(&st->caught_up), consumers = atomic_load(&st->consumers_bound);
 	long long lag = atomic_load(&st->projection_lag);
-	bool caught_up = st->runner == NULL || (lag >= 0 && lag <= READY_LAG_MAX);
-	json_t *body = json_pack("{s:b, s:b, s:I}", "ready", nats && caught_up, "nats", nats,
-	                         "projection_lag", (json_int_t)lag);
-	gw_respond_json(r, nats && caught_up ? 200 : 503, body);
+	bool ready = started && nats && caught_up && consumers && lag >= 0 && lag <= READY_LAG_MAX;
+	json_t *body =
+	        json_pack("{s:b, s:b, s:b, s:b, s:b, s:I}", "ready", ready, "started", started, "nats", nats,
+	                  "caught_up", caught_up, "consumers", consumers, "projection_lag", (json_int_t)lag);
+	gw_respond_json(r, ready ? 200 : 503, body);
+}
+
+/* Ready means that every role started here can serve a request now:
+ *  - NATS is connected;
+ *  - the read models have applied the stream up to its last sequence as it
+ *    was once every role had started, so the start-up admin (written before
+ *    that) can log in and the demo catalog is listed; afterwards they trail
+ *    by at most READY_LAG_MAX events;
+ *  - the checkout saga and the payment service have bound a worker to their
+ *    durable consumers (mail binds its workers before mail_start returns,
+ *    the actors subscribe before act_runtime_start returns).
+ * Called by the monitor thread only, which starts once every role has. */
+static void readiness_refresh(serve_state *st)
+{
+	natsConnection *nc = es_store_connection(st->store);
+	bool connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+	atomic_store(&st->nats_connected, connected);
+	if (st->runner != NULL) {
+		uint64_t head = 0;
+		orn_rc rc = proj_runner_head(st->runner, &head);
+		uint64_t position = proj_runner_position(st->runner);
+		if (rc == ORN_OK && !st->start_head_known) {
+			st->start_head = head;
+			st->start_head_known = true;
+		}
+		atomic_store(&st->projection_lag, rc != ORN_OK      ? -1
+		                                  : head > position ? (long long)(head - position)
+		                                                    : 0);
+		atomic_store(&st->caught_up, st->start_head_known && position >= st->start_head);
+	} else {
+		atomic_store(&st->projection_lag, 0);
+		atomic_store(&st->caught_up, true);
+	}
+	atomic_store(&st->consumers_bound,
+	             (st->checkout == NULL || saga_consumer_bound(st->checkout)) &&
+	                     (st->payment == NULL || payment_consumer_bound(st->payment)));
 }
 
 static void *monitor_main(void *arg)
 {
 	serve_state *st = arg;
 	while (!atomic_load(&st->stopping)) {
-		natsConnection *nc = es_store_connection(st->store);
-		bool connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
-		atomic_store(&st->nats_connected, connected);
-		if (st->runner != NULL) {
-			uint64_t lag = 0;
-			orn_rc rc = proj_runner_lag(st->runner, &lag);
-			atomic_store(&st->projection_lag, rc == ORN_OK ? (long long)lag : -1);
-		}
+		readiness_refresh(st);
 		orn_metrics *metrics = orn_metrics_global();
 		orn_metrics_gauge_set(metrics, "orion_nats_connected", "1 while connected to NATS.", NULL,
-		                      connected ? 1 : 0);
+		                      atomic_load(&st->nats_connected) ? 1 : 0);
 		if (st->runner != NULL) {
 			orn_metrics_gauge_set(metrics, "orion_projection_lag_events",
 			                      "Events in the stream not yet applied to the read "
@@ -390,7 +428,9 @@ static void *monitor_main(void *arg)
 			                      "Last stream sequence applied to every read model.", NULL,
 			                      (double)proj_runner_position(st->runner));
 		}
-		for (int i = 0; i < 10 && !atomic_load(&st->stopping); i++)
+		/* Quick polls until ready, so /readyz turns 200 soon after it can. */
+		bool ready = atomic_load(&st->caught_up) && atomic_load(&st->consumers_bound);
+		for (int i = 0; i < (ready ? 10 : 1) && !atomic_load(&st->stopping); i++)
 			usleep(50 * 1000);
 	}
 	return NULL;
@@ -809,6 +849,7 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		goto done;
 	if (bootstrap(&st, demo) != ORN_OK)
 		goto done;
+	atomic_store(&st.started, true);
 	if (pthread_create(&st.monitor_thread, NULL, monitor_main, &st) != 0)
 		goto done;
 	st.monitor_running = true;

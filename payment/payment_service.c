@@ -91,6 +91,7 @@ struct payment_service {
 	size_t queued;
 	char (*in_flight)[ORN_ID_MAX + 1]; /* one slot per worker: the order it charges, or "" */
 	atomic_bool stopping;
+	atomic_bool bound; /* a reconciler has bound to the durable consumer */
 	pthread_t *threads;
 	unsigned threads_started;
 	pthread_t reconcilers[RECONCILERS];
@@ -1188,6 +1189,7 @@ static void *reconciler_main(void *arg)
 			pause_unless_stopping(p, 1000);
 			continue;
 		}
+		atomic_store(&p->bound, true);
 		st = natsSubscription_Fetch(&list, sub, 1, FETCH_WAIT_MS, &jerr);
 		for (int i = 0; i < list.Count; i++) {
 			natsMsg *msg = list.Msgs[i];
@@ -1340,6 +1342,7 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 	p->sweep_after_ms = o->sweep_after_ms;
 	p->kill_after_charge = fault != NULL && strcmp(fault, "1") == 0;
 	atomic_init(&p->stopping, false);
+	atomic_init(&p->bound, false);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1414,6 +1417,11 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 fail:
 	service_free(p);
 	return rc;
+}
+
+bool payment_consumer_bound(payment_service *p)
+{
+	return p != NULL && atomic_load(&p->bound);
 }
 
 void payment_stop(payment_service *p)

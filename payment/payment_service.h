@@ -116,4 +116,8 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
  * consumer stays on the server. NULL ok. */
 void payment_stop(payment_service *p);
 
+/* True once a reconciler has bound a pull subscription to the durable
+ * consumer (it stays true); false for NULL. For readiness. */
+bool payment_consumer_bound(payment_service *p);
+
 #endif
