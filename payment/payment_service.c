@@ -1429,7 +1429,11 @@ void payment_stop(payment_service *p)
 	if (p == NULL)
 		return;
 	if (p->sub != NULL) {
-		if (natsSubscription_Drain(p->sub) == NATS_OK)
+		/* Hand the requests already sent to us to the workers; with NATS
+		 * gone nothing more can arrive, and a drain would wait in vain. */
+		bool connected =
+		        natsConnection_Status(es_store_connection(p->store)) == NATS_CONN_STATUS_CONNECTED;
+		if (connected && natsSubscription_Drain(p->sub) == NATS_OK)
 			natsSubscription_WaitForDrainCompletion(p->sub, 5000);
 		natsSubscription_Destroy(p->sub);
 		p->sub = NULL;
