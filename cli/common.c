@@ -3,8 +3,13 @@
  * embedded nats-server). */
 #include "common.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fsdir.h"
 #include "log.h"
@@ -17,8 +22,62 @@ void cli_url_file_path(const orn_config *cfg, char *out, size_t cap)
 	snprintf(out, cap, "%s/nats.url", cfg->data_dir);
 }
 
+#define ANSWER_TIMEOUT_MS 1000 /* a local nats-server greets at once; a stale address never */
+
+/* Waits until deadline_ms (orn_monotonic_ns / 1e6) for events on fd. */
+static bool wait_fd(int fd, short events, int64_t deadline_ms)
+{
+	for (;;) {
+		int64_t left = deadline_ms - orn_monotonic_ns() / 1000000;
+		if (left <= 0)
+			return false;
+		struct pollfd p = {.fd = fd, .events = events};
+		int n = poll(&p, 1, (int)left);
+		if (n > 0)
+			return (p.revents & events) != 0;
+		if (n == 0 || errno != EINTR)
+			return false;
+	}
+}
+
+/* True if a NATS server answers at url ("nats://host:port"): a TCP
+ * connection is accepted and the server's greeting, "INFO {...}", arrives
+ * within ANSWER_TIMEOUT_MS. */
+static bool nats_answers(const char *url)
+{
+	char host[256], port[8];
+	const char *authority = url + strlen("nats://"), *colon = strrchr(authority, ':');
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
+	bool answers = false;
+	if (colon == NULL || (size_t)(colon - authority) >= sizeof host || strlen(colon + 1) >= sizeof port)
+		return false;
+	snprintf(host, sizeof host, "%.*s", (int)(colon - authority), authority);
+	snprintf(port, sizeof port, "%s", colon + 1);
+	if (getaddrinfo(host, port, &hints, &found) != 0)
+		return false;
+	int64_t deadline = orn_monotonic_ns() / 1000000 + ANSWER_TIMEOUT_MS;
+	for (struct addrinfo *a = found; a != NULL && !answers; a = a->ai_next) {
+		char greeting[5];
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0)
+			continue;
+		int error = 0;
+		socklen_t len = sizeof error;
+		if ((connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) &&
+		    wait_fd(fd, POLLOUT, deadline) &&
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0 && error == 0 &&
+		    wait_fd(fd, POLLIN, deadline))
+			answers = recv(fd, greeting, sizeof greeting, MSG_PEEK) == (ssize_t)sizeof greeting &&
+			          memcmp(greeting, "INFO ", sizeof greeting) == 0;
+		close(fd);
+	}
+	freeaddrinfo(found);
+	return answers;
+}
+
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 {
+	static int answered = -1; /* the address is checked once per process: -1 not yet */
 	char path[ORN_CONFIG_STR_MAX + 32];
 	cli_url_file_path(cfg, path, sizeof path);
 	FILE *f = fopen(path, "r");
@@ -27,7 +86,17 @@ bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 	bool ok = fgets(url, (int)cap, f) != NULL;
 	fclose(f);
 	url[strcspn(url, "\n")] = '\0';
-	return ok && strncmp(url, "nats://", 7) == 0;
+	if (!ok || strncmp(url, "nats://", 7) != 0)
+		return false;
+	if (answered < 0) {
+		answered = nats_answers(url);
+		if (!answered)
+			fprintf(stderr,
+			        "orion: %s names %s, which does not answer (left by a stop that was not "
+			        "clean); going on without it\n",
+			        path, url);
+	}
+	return answered == 1;
 }
 
 /* <data dir>/nats: the embedded server's store, credentials and configuration. */

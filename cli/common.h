@@ -15,7 +15,11 @@
  * second server on the same store. */
 void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
 
-/* The URL a running `orion serve` recorded, if any (out param url). */
+/* The URL a running `orion serve` recorded (out param url), if the file
+ * names one and a NATS server answers there (its INFO greeting within 1 s).
+ * A file whose address does not answer was left by a stop that was not
+ * clean: it counts as absent, and the first call in the process says so on
+ * stderr. The file is left in place (the next serve replaces it). */
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
 
 /* The per-role NATS users (ADR 014), out param out, *enabled true if any:

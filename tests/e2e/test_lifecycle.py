@@ -16,6 +16,9 @@ so it starts its own nats-server with the store under the data directory.
 3. /readyz turns 200 only when every role can serve: with two busy loops on
    the machine's cores during start-up, the first login with the start-up
    admin's credentials right after /readyz is 200 succeeds (several starts).
+4. A `nats.url` left behind by an unclean stop (orion killed with SIGKILL),
+   or naming a port nobody listens on: `orion replay --from 1` says once that
+   the address does not answer and starts its own nats-server.
 
 The 3 s bound is the specification of item 3, not a benchmark; the test polls
 and, on failure, prints what is still running and the end of the log.
@@ -313,6 +316,55 @@ class Readiness(unittest.TestCase):
             for p in busy:
                 p.kill()
                 p.wait()
+
+
+class StaleAddress(unittest.TestCase):
+    def setUp(self):
+        self.shop = Shop("stale").start()
+
+    def tearDown(self):
+        self.shop.close()
+
+    def replay(self):
+        return subprocess.run([os.environ["ORION_BIN"], "replay", "--from", "1"], env=self.shop.env(),
+                              capture_output=True, text=True, timeout=60)
+
+    def check_replay_starts_its_own_server(self, url):
+        r = self.replay()
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        events = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        self.assertTrue(any('"type":"UserRegistered"' in l for l in events), r.stdout[-2000:])
+        notes = [l for l in r.stderr.splitlines() if "does not answer" in l]
+        self.assertEqual(len(notes), 1, r.stderr[-3000:])
+        self.assertIn(url, notes[0])
+        self.assertNotIn("cannot connect", r.stderr)
+
+    def test_a_nats_url_left_by_a_killed_serve_is_ignored(self):
+        shop = self.shop
+        shop.wait_ready()
+        url_file = os.path.join(shop.data_dir, "nats.url")
+        with open(url_file) as f:
+            url = f.read().strip()
+        shop.serve.kill9()  # its nats-server dies with it (PDEATHSIG)
+        wait_until(lambda: not alive(shop.nats_pid), 10, what="the nats-server to die with orion")
+        self.assertTrue(os.path.exists(url_file), "an unclean stop leaves nats.url")
+        self.check_replay_starts_its_own_server(url)
+
+    def test_a_nats_url_naming_a_closed_port_is_ignored(self):
+        shop = self.shop
+        shop.wait_ready()
+        os.kill(shop.pid, signal.SIGTERM)
+        self.assertEqual(shop.wait_gone(10)[0], 0)
+        url = f"nats://127.0.0.1:{free_port()}"
+        with open(os.path.join(shop.data_dir, "nats.url"), "w") as f:
+            f.write(url + "\n")
+        self.check_replay_starts_its_own_server(url)
+        # a command that needs a running serve says there is none
+        r = subprocess.run([os.environ["ORION_BIN"], "stock", "sku-1", "get"], env=shop.env(),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("no running `orion serve`", r.stderr)
+        self.assertEqual(len([l for l in r.stderr.splitlines() if "does not answer" in l]), 1, r.stderr)
 
 
 if __name__ == "__main__":
