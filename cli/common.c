@@ -14,6 +14,11 @@
 #include "fsdir.h"
 #include "log.h"
 
+bool cli_is_help(const char *arg)
+{
+	return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
 /* Where a running `orion serve` records its embedded server's URL, so that
  * other commands on the same data directory use it instead of starting a
  * second server on the same store. */

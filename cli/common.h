@@ -10,6 +10,10 @@
 #include "nats_auth.h"
 #include "natsd.h"
 
+/* True for "--help" and "-h": every command answers them with its usage
+ * and options on stdout, exit 0, needing neither NATS nor the data dir. */
+bool cli_is_help(const char *arg);
+
 /* Where a running `orion serve` records its embedded server's URL
  * (<data dir>/nats.url), so that other commands use it instead of starting a
  * second server on the same store. */

@@ -618,6 +618,14 @@ int cli_routes(int argc, char **argv, const orn_config *cfg)
 	int status = 1;
 	memset(&st, 0, sizeof st);
 	st.cfg = cfg;
+	if (argc == 1 && cli_is_help(argv[0])) {
+		printf("usage: orion routes\n\n"
+		       "Lists every route the gateway serves, one \"METHOD /pattern\" per line (the\n"
+		       "contract tests compare them with gateway/openapi.yaml). Binds nothing but a\n"
+		       "loopback port for a moment; needs no NATS.\n"
+		       "  -h, --help  this text\n");
+		return 0;
+	}
 	if (argc != 0) {
 		fprintf(stderr, "usage: orion routes\n");
 		return 2;
@@ -1017,16 +1025,18 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 			roles = argv[++i];
 		} else if (strcmp(argv[i], "--demo") == 0) {
 			demo = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		} else if (cli_is_help(argv[i])) {
 			printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
 			       "  roles: stock, product, user, cart, order, payment (actors; payment also\n"
 			       "         charges cards); checkout (the saga); timers (fire order deadlines;\n"
 			       "         brings the projector); psp (the payment provider sandbox, when\n"
 			       "         ORION_PSP_URL is unset); mail; projector; gateway (brings the\n"
 			       "         projector). Default: all.\n"
-			       "  --demo: seed the demo catalog and an admin account\n\n"
+			       "  --demo: seed the demo catalog and an admin account\n"
+			       "  -h, --help: this text\n\n"
 			       "Stopping: Ctrl-C (SIGINT) or SIGTERM stops every role, then the embedded\n"
-			       "  nats-server, and exits 0. A second signal exits at once (130 after SIGINT,\n"
+			       "  nats-server, and exits 0. A second signal exits at once (130 after "
+			       "SIGINT,\n"
 			       "  143 after SIGTERM); a stop still running 10 s after the first exits 1.\n"
 			       "  Nothing acknowledged is lost either way (docs/adr/016).\n"
 			       "Ready: GET /readyz answers 200 once every role started, NATS is connected,\n"
