@@ -20,10 +20,12 @@ bool cli_is_help(const char *arg);
 void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
 
 /* The URL a running `orion serve` recorded (out param url), if the file
- * names one and a NATS server answers there (its INFO greeting within 1 s).
- * A file whose address does not answer was left by a stop that was not
- * clean: it counts as absent, and the first call in the process says so on
- * stderr. The file is left in place (the next serve replaces it). */
+ * names one that may be live. An address that refuses the connection (or
+ * answers something other than NATS's INFO greeting) was left by a stop that
+ * was not clean: the file counts as absent, and the first call in the
+ * process says so on stderr. One that accepts and stays silent for 3 s
+ * counts as live (a starved serve must never get a second nats-server on
+ * its store). The file is left in place (the next serve replaces it). */
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
 
 /* The per-role NATS users (ADR 014), out param out, *enabled true if any:

@@ -18,7 +18,9 @@ so it starts its own nats-server with the store under the data directory.
    admin's credentials right after /readyz is 200 succeeds (several starts).
 4. A `nats.url` left behind by an unclean stop (orion killed with SIGKILL),
    or naming a port nobody listens on: `orion replay --from 1` says once that
-   the address does not answer and starts its own nats-server.
+   the address does not answer and starts its own nats-server. An address
+   that accepts and stays silent is not taken for stale (no second
+   nats-server on the store).
 
 The 3 s bound is the specification of item 3, not a benchmark; the test polls
 and, on failure, prints what is still running and the end of the log.
@@ -365,6 +367,26 @@ class StaleAddress(unittest.TestCase):
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("no running `orion serve`", r.stderr)
         self.assertEqual(len([l for l in r.stderr.splitlines() if "does not answer" in l]), 1, r.stderr)
+
+    def test_a_silent_address_is_not_taken_for_stale(self):
+        """Something accepts at the recorded address and says nothing (as a
+        starved serve might): the CLI must not start a second nats-server on
+        the store; it tries the address and fails, saying it cannot connect."""
+        shop = self.shop
+        shop.wait_ready()
+        os.kill(shop.pid, signal.SIGTERM)
+        self.assertEqual(shop.wait_gone(10)[0], 0)
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            url = f"nats://127.0.0.1:{silent.getsockname()[1]}"
+            with open(os.path.join(shop.data_dir, "nats.url"), "w") as f:
+                f.write(url + "\n")
+            r = self.replay()
+        self.assertNotEqual(r.returncode, 0, r.stdout[-2000:])
+        self.assertNotIn("does not answer", r.stderr)
+        self.assertNotIn("nats-server ready", r.stderr, "a second nats-server was started")
+        self.assertIn("cannot connect", r.stderr)
 
 
 if __name__ == "__main__":
