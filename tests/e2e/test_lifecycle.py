@@ -21,11 +21,18 @@ so it starts its own nats-server with the store under the data directory.
    the address does not answer and starts its own nats-server. An address
    that accepts and stays silent is not taken for stale (no second
    nats-server on the store).
+5. The confirmation email a newcomer opens in <data dir>/mail/new is
+   readable as it is: the link stands whole on a line of its own, and the
+   token in it confirms the order. A name with an accent makes the parts
+   quoted-printable: a mail client decodes the link, and in the raw file it
+   is split only by soft breaks (its "=" written =3D).
 
 The 3 s bound is the specification of item 3, not a benchmark; the test polls
 and, on failure, prints what is still running and the end of the log.
 
 usage: ORION_BIN=build/cli/orion test_lifecycle.py [-v]"""
+import email
+import email.policy
 import os
 import re
 import shutil
@@ -387,6 +394,74 @@ class StaleAddress(unittest.TestCase):
         self.assertNotIn("does not answer", r.stderr)
         self.assertNotIn("nats-server ready", r.stderr, "a second nats-server was started")
         self.assertIn("cannot connect", r.stderr)
+
+
+class ReadableMail(unittest.TestCase):
+    def setUp(self):
+        self.shop = Shop("mail").start()
+        self.shop.wait_ready()
+
+    def tearDown(self):
+        self.shop.close()
+
+    def confirmation_email(self, order_id):
+        """(raw bytes, parsed message) of the order's confirmation email in the Maildir."""
+        new = os.path.join(self.shop.data_dir, "mail", "new")
+
+        def find():
+            for name in os.listdir(new) if os.path.isdir(new) else []:
+                with open(os.path.join(new, name), "rb") as f:
+                    raw = f.read()
+                if f"<{order_id}.awaiting_confirmation@orion>".encode() in raw:
+                    return raw
+            return None
+        raw = wait_until(find, 20, what=f"the confirmation email of {order_id} in {new}")
+        return raw, email.message_from_bytes(raw, policy=email.policy.default)
+
+    def order(self, name):
+        a = login(self.shop.http_port, ADMIN_EMAIL, ADMIN_PASSWORD)
+        r = a.post("/admin/products", {"sku": unique("m"), "name": name, "description": "e2e", "price_cents": 450,
+                                       "currency": "EUR", "category": "e2e", "initial_stock": 5})
+        self.assertEqual(r.status, 201, r)
+        customer = register(self.shop.http_port, f"{unique('c')}@example.com")
+        self.assertEqual(customer.post("/cart/items", {"product_id": r.json()["id"], "quantity": 1}).status, 200)
+        r = customer.post("/orders", {})
+        self.assertEqual(r.status, 202, r)
+        return customer, r.json()["id"]
+
+    def decoded_link(self, message, order_id):
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        m = re.search(r"(http://\S+/api/v1/orders/" + re.escape(order_id) + r"/confirm\?token=[A-Za-z0-9_-]+)", text)
+        self.assertIsNotNone(m, text)
+        return m.group(1)
+
+    def test_the_confirmation_link_stands_whole_in_the_raw_file(self):
+        customer, order_id = self.order("Plain Mug")
+        raw, message = self.confirmation_email(order_id)
+        pattern = (r"^http://127\.0\.0\.1:\d+/api/v1/orders/" + re.escape(order_id) +
+                   r"/confirm\?token=[A-Za-z0-9_-]+$")
+        lines = [l for l in raw.decode("ascii").split("\r\n") if re.match(pattern, l)]
+        self.assertEqual(len(lines), 1, raw.decode("ascii", "replace")[:3000])
+        self.assertEqual(lines[0], self.decoded_link(message, order_id))
+        # the token read off the raw file confirms the order
+        token = lines[0].split("token=", 1)[1]
+        r = Client(self.shop.http_port).post(f"/orders/{order_id}/confirm", {"token": token})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["status"], "awaiting_payment")
+
+    def test_a_name_with_an_accent_makes_the_parts_quoted_printable(self):
+        customer, order_id = self.order("Caf\u00e9 cr\u00e8me 250 g")
+        raw, message = self.confirmation_email(order_id)
+        plain = message.get_body(preferencelist=("plain",))
+        self.assertEqual(plain["Content-Transfer-Encoding"], "quoted-printable")
+        self.assertIn("Caf\u00e9 cr\u00e8me 250 g", plain.get_content())
+        link = self.decoded_link(message, order_id)
+        raw_text = raw.decode("ascii")  # quoted-printable: the file is ASCII
+        self.assertTrue(all(len(l) <= 78 for l in raw_text.split("\r\n")))
+        self.assertIn("Caf=C3=A9 cr=C3=A8me 250 g", raw_text)
+        self.assertIn(link.replace("=", "=3D"), raw_text.replace("=\r\n", ""))
+        r = Client(self.shop.http_port).post(f"/orders/{order_id}/confirm", {"token": link.split("token=", 1)[1]})
+        self.assertEqual(r.status, 200, r)
 
 
 if __name__ == "__main__":
