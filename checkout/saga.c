@@ -60,6 +60,7 @@ struct saga {
 	es_store *store;
 	saga_options o;
 	atomic_bool stopping;
+	atomic_bool bound;    /* a worker has bound to the durable consumer */
 	pthread_mutex_t lock; /* guards the wait on wake */
 	pthread_cond_t wake;  /* signalled by saga_stop */
 	pthread_t *workers;
@@ -386,6 +387,8 @@ static orn_rc bind_consumer(saga *s, natsSubscription **sub)
 
 	if (rc != ORN_OK)
 		log_warn("saga cannot bind to its consumer", "error", orn_rc_name(rc));
+	else
+		atomic_store(&s->bound, true);
 	return rc;
 }
 
@@ -556,6 +559,11 @@ static void sweeper_stop(saga *s)
 	s->sweep_worker = NULL;
 }
 
+bool saga_consumer_bound(saga *s)
+{
+	return s != NULL && atomic_load(&s->bound);
+}
+
 void saga_stats_get(saga *s, saga_stats *out)
 {
 	memset(out, 0, sizeof *out);
@@ -608,6 +616,7 @@ orn_rc saga_start(es_store *store, const saga_options *o, saga **out)
 	count_unheld(stock_verdict_code(STOCK_REJ_CLOSED), 0);
 	count_unheld(stock_verdict_code(STOCK_REJ_UNKNOWN_RESERVATION), 0);
 	atomic_init(&s->stopping, false);
+	atomic_init(&s->bound, false);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -61,4 +61,8 @@ void saga_stop(saga *s);
 /* The sweeper's counters so far (zeros for NULL). */
 void saga_stats_get(saga *s, saga_stats *out);
 
+/* True once a worker has bound a pull subscription to the durable consumer
+ * (it stays true); false for NULL. For readiness. */
+bool saga_consumer_bound(saga *s);
+
 #endif

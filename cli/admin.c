@@ -211,14 +211,48 @@ orn_rc cli_seed_demo(natsConnection *nc, unsigned *count)
 	return ORN_OK;
 }
 
+static void admin_help(FILE *out)
+{
+	fprintf(out, "usage: orion admin <command> [options]\n\n"
+	             "Administration through a running `orion serve` (ORION_NATS_URL, or the one\n"
+	             "recorded in <data dir>/nats.url).\n\n"
+	             "commands:\n"
+	             "  create-user   register an account (an admin by default)\n\n"
+	             "options:\n"
+	             "  -h, --help    this text (orion admin COMMAND --help: the command's)\n");
+}
+
+static void create_user_help(FILE *out)
+{
+	fprintf(out, "usage: orion admin create-user --email EMAIL --password PASSWORD [--name NAME]\n"
+	             "                               [--role admin|customer]\n\n"
+	             "Registers an account with a running serve; an email registered already is\n"
+	             "left as it is (\"exists:\"). Exit 0 done, 2 bad usage, 3 no service or refused.\n"
+	             "  --email EMAIL        the login\n"
+	             "  --password PASSWORD  at least 8 characters\n"
+	             "  --name NAME          the display name (default Administrator)\n"
+	             "  --role ROLE          admin (default) or customer\n"
+	             "  -h, --help           this text\n");
+}
+
 /* `orion admin create-user --email E --password P --name N [--role admin|customer]` */
 int cli_admin(int argc, char **argv, const orn_config *cfg)
 {
 	const char *email = NULL, *password = NULL, *name = NULL, *role_name = "admin";
 	char url[ORN_CONFIG_STR_MAX];
-	if (argc < 1 || strcmp(argv[0], "create-user") != 0)
-		goto usage;
+	if (argc >= 1 && cli_is_help(argv[0])) {
+		admin_help(stdout);
+		return 0;
+	}
+	if (argc < 1 || strcmp(argv[0], "create-user") != 0) {
+		admin_help(stderr);
+		return 2;
+	}
 	for (int i = 1; i < argc; i++) {
+		if (cli_is_help(argv[i])) {
+			create_user_help(stdout);
+			return 0;
+		}
 		if (i + 1 >= argc)
 			goto usage;
 		if (strcmp(argv[i], "--email") == 0)
@@ -261,7 +295,6 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 	natsConnection_Destroy(nc);
 	return status;
 usage:
-	fprintf(stderr, "usage: orion admin create-user --email EMAIL --password PASSWORD [--name NAME] "
-	                "[--role admin|customer]\n");
+	create_user_help(stderr);
 	return 2;
 }

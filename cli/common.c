@@ -3,11 +3,21 @@
  * embedded nats-server). */
 #include "common.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fsdir.h"
 #include "log.h"
+
+bool cli_is_help(const char *arg)
+{
+	return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
 
 /* Where a running `orion serve` records its embedded server's URL, so that
  * other commands on the same data directory use it instead of starting a
@@ -17,8 +27,89 @@ void cli_url_file_path(const orn_config *cfg, char *out, size_t cap)
 	snprintf(out, cap, "%s/nats.url", cfg->data_dir);
 }
 
+#define ANSWER_TIMEOUT_MS 3000 /* a refused connection fails at once; a server greets at once */
+
+/* Waits until deadline_ms (orn_monotonic_ns / 1e6) for events on fd: 1 when
+ * they came, 0 at the deadline, -1 on an error. */
+static int wait_fd(int fd, short events, int64_t deadline_ms)
+{
+	for (;;) {
+		int64_t left = deadline_ms - orn_monotonic_ns() / 1000000;
+		if (left <= 0)
+			return 0;
+		struct pollfd p = {.fd = fd, .events = events};
+		int n = poll(&p, 1, (int)left);
+		if (n > 0)
+			return 1;
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/* What is at one address: NATS (it greets with "INFO {...}"), nothing we
+ * could use (refused, unreachable, closed, another protocol), or no answer
+ * by the deadline. */
+typedef enum { ADDRESS_NATS, ADDRESS_DEAD, ADDRESS_SILENT } address_state;
+
+static address_state probe(const struct addrinfo *a, int64_t deadline_ms)
+{
+	char greeting[5];
+	int error = 0, ready;
+	socklen_t len = sizeof error;
+	address_state state = ADDRESS_DEAD;
+	int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+	if (fd < 0)
+		return ADDRESS_DEAD;
+	if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS)
+		goto done;
+	if ((ready = wait_fd(fd, POLLOUT, deadline_ms)) <= 0) {
+		state = ready == 0 ? ADDRESS_SILENT : ADDRESS_DEAD;
+		goto done;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0)
+		goto done;
+	if ((ready = wait_fd(fd, POLLIN, deadline_ms)) <= 0) {
+		state = ready == 0 ? ADDRESS_SILENT : ADDRESS_DEAD;
+		goto done;
+	}
+	if (recv(fd, greeting, sizeof greeting, MSG_PEEK | MSG_WAITALL) == (ssize_t)sizeof greeting &&
+	    memcmp(greeting, "INFO ", sizeof greeting) == 0)
+		state = ADDRESS_NATS;
+done:
+	close(fd);
+	return state;
+}
+
+/* True when nothing can be running at url ("nats://host:port"): every
+ * address of it refuses the connection (or is unreachable, or answers
+ * something that is not NATS). A server that accepts and stays silent for
+ * ANSWER_TIMEOUT_MS is given the benefit of the doubt: taking a starved
+ * serve's address for stale would start a second nats-server on the same
+ * store, which nats-server does not prevent. */
+static bool address_stale(const char *url)
+{
+	char host[256], port[8];
+	const char *authority = url + strlen("nats://"), *colon = strrchr(authority, ':');
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
+	bool stale = true;
+	if (colon == NULL || (size_t)(colon - authority) >= sizeof host || strlen(colon + 1) >= sizeof port)
+		return true;
+	snprintf(host, sizeof host, "%.*s", (int)(colon - authority), authority);
+	snprintf(port, sizeof port, "%s", colon + 1);
+	if (getaddrinfo(host, port, &hints, &found) != 0)
+		return true;
+	int64_t deadline = orn_monotonic_ns() / 1000000 + ANSWER_TIMEOUT_MS;
+	for (struct addrinfo *a = found; a != NULL && stale; a = a->ai_next)
+		stale = probe(a, deadline) == ADDRESS_DEAD;
+	freeaddrinfo(found);
+	return stale;
+}
+
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 {
+	static int live = -1; /* the address is probed once per process: -1 not yet */
 	char path[ORN_CONFIG_STR_MAX + 32];
 	cli_url_file_path(cfg, path, sizeof path);
 	FILE *f = fopen(path, "r");
@@ -27,7 +118,17 @@ bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 	bool ok = fgets(url, (int)cap, f) != NULL;
 	fclose(f);
 	url[strcspn(url, "\n")] = '\0';
-	return ok && strncmp(url, "nats://", 7) == 0;
+	if (!ok || strncmp(url, "nats://", 7) != 0)
+		return false;
+	if (live < 0) {
+		live = !address_stale(url);
+		if (!live)
+			fprintf(stderr,
+			        "orion: %s names %s, which does not answer (left by a stop that was not "
+			        "clean); going on without it\n",
+			        path, url);
+	}
+	return live == 1;
 }
 
 /* <data dir>/nats: the embedded server's store, credentials and configuration. */

@@ -10,12 +10,22 @@
 #include "nats_auth.h"
 #include "natsd.h"
 
+/* True for "--help" and "-h": every command answers them with its usage
+ * and options on stdout, exit 0, needing neither NATS nor the data dir. */
+bool cli_is_help(const char *arg);
+
 /* Where a running `orion serve` records its embedded server's URL
  * (<data dir>/nats.url), so that other commands use it instead of starting a
  * second server on the same store. */
 void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
 
-/* The URL a running `orion serve` recorded, if any (out param url). */
+/* The URL a running `orion serve` recorded (out param url), if the file
+ * names one that may be live. An address that refuses the connection (or
+ * answers something other than NATS's INFO greeting) was left by a stop that
+ * was not clean: the file counts as absent, and the first call in the
+ * process says so on stderr. One that accepts and stays silent for 3 s
+ * counts as live (a starved serve must never get a second nats-server on
+ * its store). The file is left in place (the next serve replaces it). */
 bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
 
 /* The per-role NATS users (ADR 014), out param out, *enabled true if any:

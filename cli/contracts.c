@@ -79,7 +79,14 @@ static bool print_types(const char *what, const char *aggregate, type_at_fn *typ
 
 int cli_contracts(int argc, char **argv)
 {
-	(void)argv;
+	if (argc == 1 && cli_is_help(argv[0])) {
+		printf("usage: orion contracts\n\n"
+		       "Prints \"event|command AGGREGATE TYPE\" for every event and command type of\n"
+		       "every actor kind serve runs, the payment service's request and the mail\n"
+		       "log's events (tests/contracts/ compares them with asyncapi/ and schemas/).\n"
+		       "  -h, --help  this text\n");
+		return 0;
+	}
 	if (argc != 0) {
 		fprintf(stderr, "usage: orion contracts\n");
 		return 2;

@@ -16,6 +16,17 @@
 #include "common.h"
 #include "log.h"
 
+static void help(FILE *out)
+{
+	fprintf(out, "usage: orion nats-config [--credentials FILE] [--generate]\n\n"
+	             "Prints the nats-server authorization block (the users and permissions of\n"
+	             "every role, ADR 014) for a credentials file, to stdout.\n"
+	             "  --credentials FILE  the file (default: ORION_NATS_CREDENTIALS, else\n"
+	             "                      <data dir>/nats/credentials)\n"
+	             "  --generate          create FILE (mode 0600, random passwords) if absent\n"
+	             "  -h, --help          this text\n");
+}
+
 int cli_nats_config(int argc, char **argv, const orn_config *cfg)
 {
 	const char *path = cfg->nats_credentials[0] != '\0' ? cfg->nats_credentials : NULL;
@@ -29,12 +40,8 @@ int cli_nats_config(int argc, char **argv, const orn_config *cfg)
 		} else if (strcmp(argv[i], "--generate") == 0) {
 			generate = true;
 		} else {
-			fprintf(stderr,
-			        "usage: orion nats-config [--credentials FILE] [--generate]\n"
-			        "  prints the nats-server authorization block (users and permissions of\n"
-			        "  every role) for FILE (default: ORION_NATS_CREDENTIALS, else\n"
-			        "  <data dir>/nats/credentials); --generate creates FILE if absent.\n");
-			return 2;
+			help(cli_is_help(argv[i]) ? stdout : stderr);
+			return cli_is_help(argv[i]) ? 0 : 2;
 		}
 	}
 	if (path == NULL) {

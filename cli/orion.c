@@ -29,52 +29,6 @@
 #include "stock.h"
 #include "user.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-	        "usage: orion <command> [options]\n\n"
-	        "commands:\n"
-	        "  serve [--roles ROLE,...]   run roles: stock, product, user, cart, order, payment, psp,\n"
-	        "                             checkout, timers, mail, projector, gateway (default: all)\n"
-	        "  replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ] [--type EVENT_TYPE]\n"
-	        "         [--correlation ID] [--since TIME] [--until TIME] [--follow]\n"
-	        "                             print events as JSON lines (filters combine with AND;\n"
-	        "                             TIME is RFC 3339 UTC, e.g. 2026-11-22T01:00:00Z;\n"
-	        "                             --follow keeps printing new events until Ctrl-C)\n"
-	        "  replay --order ID          an order's whole story: its own events and every\n"
-	        "                             event caused by a command for it (saga, payment)\n"
-	        "  replay --aggregate TYPE --id ID --as-of SEQ|TIME\n"
-	        "                             the aggregate's state as it stood at stream sequence\n"
-	        "                             SEQ or at TIME (RFC 3339 UTC), as JSON\n"
-	        "  stock ITEM create QUANTITY | reserve RESERVATION QUANTITY | release RESERVATION\n"
-	        "        | commit RESERVATION | adjust DELTA REASON | get\n"
-	        "                             send one command to a running stock service and\n"
-	        "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
-	        "                             3 failed or no service)\n"
-	        "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
-	        "                             register an account with a running serve\n"
-	        "  rebuild [--projection NAME] rebuild the read models (or one: inventory, catalog,\n"
-	        "                             users, orders, carts) from the stream into a new LMDB\n"
-	        "                             generation and switch it in; a running projector\n"
-	        "                             follows without stopping the gateway\n"
-	        "  rebuild --verify [--projection NAME]\n"
-	        "                             rebuild aside and compare with the live read models\n"
-	        "                             key by key (exit 1 on any difference)\n"
-	        "  verify-stock [--json] [--no-read-model]\n"
-	        "                             re-derive every stock item from the events and compare\n"
-	        "                             with the inventory read model (at its checkpoint) and\n"
-	        "                             with what live orders hold; one line per difference\n"
-	        "                             (exit 0 none, 1 differences, 2 errors)\n"
-	        "  nats-config [--credentials FILE] [--generate]\n"
-	        "                             print the nats-server authorization block (a user per\n"
-	        "                             role and its permissions) for a credentials file\n"
-	        "  routes                     list the HTTP routes the gateway serves\n"
-	        "  psp-sandbox [--listen ADDR] [--key KEY] [--state FILE]\n"
-	        "                             run the card payment provider sandbox alone\n"
-	        "  help                       this text\n\n");
-	orn_config_print_help(out);
-}
-
 /* ---- replay --------------------------------------------------------------- */
 
 /* What `orion replay` prints: every condition set here must hold (AND). */
@@ -355,9 +309,36 @@ static orn_rc replay_follow(es_store *store, const char *filter, uint64_t from, 
 	return rc;
 }
 
+static void replay_help(FILE *out)
+{
+	fprintf(out, "usage: orion replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
+	             "                    [--type EVENT_TYPE] [--correlation ID] [--since TIME]\n"
+	             "                    [--until TIME] [--follow]\n"
+	             "       orion replay --order ID\n"
+	             "       orion replay --aggregate TYPE --id ID --as-of SEQ|TIME\n\n"
+	             "Prints the events of the log as JSON lines (seq, time, subject, type, correlation\n"
+	             "and causation ids, actor, data); the filters combine with AND.\n"
+	             "  --aggregate TYPE     events of one aggregate type (stock, order, user, ...)\n"
+	             "  --id ID              of one aggregate (needs --aggregate)\n"
+	             "  --from SEQ, --to SEQ stream sequences, inclusive\n"
+	             "  --type EVENT_TYPE    events of one type (StockReserved, ...)\n"
+	             "  --correlation ID     events of one correlation id\n"
+	             "  --since TIME, --until TIME\n"
+	             "                       by the event's time, inclusive; TIME is RFC 3339 UTC\n"
+	             "                       (2026-11-22T01:00:00Z)\n"
+	             "  --follow             keep printing new matching events until Ctrl-C\n"
+	             "  --order ID           an order's whole story: its own events and every event\n"
+	             "                       caused by a command for it (saga, payment, mail)\n"
+	             "  --as-of SEQ|TIME     the aggregate's state as it stood at stream sequence SEQ\n"
+	             "                       or at TIME, as one JSON object\n"
+	             "  -h, --help           this text\n\n"
+	             "With no ORION_NATS_URL and no running serve on the data directory, replay starts\n"
+	             "its own nats-server on the store there.\n");
+}
+
 static int replay_usage(const char *message)
 {
-	fprintf(stderr, "orion replay: %s\n", message);
+	fprintf(stderr, "orion replay: %s (orion replay --help)\n", message);
 	return 2;
 }
 
@@ -371,6 +352,10 @@ static int cmd_replay(int argc, char **argv, const orn_config *cfg)
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
 		const char *opt = argv[i];
+		if (cli_is_help(opt)) {
+			replay_help(stdout);
+			return 0;
+		}
 		if (strcmp(opt, "--follow") == 0) {
 			follow = true;
 			continue;
@@ -552,15 +537,29 @@ static void print_reply(const bus_reply *r)
 	mp_writer_destroy(w);
 }
 
+static void stock_help(FILE *out)
+{
+	fprintf(out, "usage: orion stock ITEM create QUANTITY | reserve RESERVATION QUANTITY\n"
+	             "                  | release RESERVATION | commit RESERVATION\n"
+	             "                  | adjust DELTA REASON | get\n\n"
+	             "Sends one command to the stock item ITEM through a running `orion serve`\n"
+	             "(ORION_NATS_URL, or the one recorded in <data dir>/nats.url) and prints the\n"
+	             "reply as JSON. Exit 0 accepted, 1 rejected (a business answer such as\n"
+	             "out_of_stock), 3 failed or no service answered.\n"
+	             "  -h, --help  this text\n");
+}
+
 static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 {
 	stock_command c;
 	bool is_get = false;
 	char url[ORN_CONFIG_STR_MAX], command_id[64];
+	if (argc >= 1 && cli_is_help(argv[0])) {
+		stock_help(stdout);
+		return 0;
+	}
 	if (argc < 2 || !parse_stock_command(argc - 1, argv + 1, &c, &is_get)) {
-		fprintf(stderr,
-		        "orion stock: usage: orion stock ITEM create QTY | reserve RES QTY | release RES | "
-		        "commit RES | adjust DELTA REASON | get\n");
+		stock_help(stderr);
 		return 2;
 	}
 	if (!es_id_valid(argv[0])) {
@@ -605,13 +604,84 @@ done:
 	return status;
 }
 
+static int run_replay(int argc, char **argv, const orn_config *cfg)
+{
+	return cmd_replay(argc, argv, cfg);
+}
+
+static int run_stock(int argc, char **argv, const orn_config *cfg)
+{
+	return cmd_stock(argc, argv, cfg);
+}
+
+static int run_contracts(int argc, char **argv, const orn_config *cfg)
+{
+	(void)cfg;
+	return cli_contracts(argc, argv);
+}
+
+/* Every command. main dispatches through this table and `orion --help`
+ * lists it, so a command cannot exist without its line in the help; each
+ * answers `--help` and `-h` itself with its usage and options, on stdout,
+ * before it looks at NATS or the data directory
+ * (tests/contracts/test_cli_help.py asks every one). */
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv, const orn_config *cfg);
+	const char *summary;
+} commands[] = {
+        {"serve", cli_serve,
+         "run roles (default: all): actors, checkout, payment, psp, mail, timers,\n"
+         "projector, gateway; the embedded nats-server without ORION_NATS_URL"},
+        {"replay", run_replay,
+         "print events as JSON lines (filters, --follow), an order's whole\n"
+         "story (--order), or an aggregate's state as of a time (--as-of)"},
+        {"stock", run_stock, "send one command to a running stock service, print the reply"},
+        {"admin", cli_admin, "administration through a running serve (create-user)"},
+        {"rebuild", cli_rebuild,
+         "rebuild the read models from the stream into a new LMDB generation\n"
+         "and switch it in (--verify: rebuild aside and compare)"},
+        {"verify-stock", cli_verify_stock,
+         "re-derive every stock item from the events and compare with\n"
+         "the inventory read model and with what live orders hold"},
+        {"nats-config", cli_nats_config, "print the nats-server authorization block (a user per role)"},
+        {"routes", cli_routes, "list the HTTP routes the gateway serves"},
+        {"psp-sandbox", cli_psp_sandbox, "run the card payment provider sandbox alone"},
+        {"contracts", run_contracts, "list the event and command types of every kind (for the tests)"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: orion <command> [options]\n"
+	             "       orion <command> --help   the command's usage and options\n\n"
+	             "commands:\n");
+	for (size_t i = 0; i < ORN_ARRAY_LEN(commands); i++) {
+		const char *line = commands[i].summary;
+		fprintf(out, "  %-14s", commands[i].name);
+		for (const char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+			fprintf(out, "%.*s\n  %-14s", (int)(nl - line), line, "");
+		fprintf(out, "%s\n", line);
+	}
+	fprintf(out, "  %-14s%s\n\n", "help", "this text");
+	orn_config_print_help(out);
+}
+
 int main(int argc, char **argv)
 {
 	orn_config cfg;
 	const char *bad = NULL;
-	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || cli_is_help(argv[1])) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	const struct command *command = NULL;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(commands) && command == NULL; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			command = &commands[i];
+	if (command == NULL) {
+		fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
+		usage(stderr);
+		return 2;
 	}
 	if (orn_config_load(&cfg, &bad) != ORN_OK) {
 		fprintf(stderr, "orion: invalid value in %s\n", bad);
@@ -619,27 +689,5 @@ int main(int argc, char **argv)
 	}
 	log_set_level((log_level)log_level_parse(cfg.log_level));
 	signal(SIGPIPE, SIG_IGN);
-	if (strcmp(argv[1], "serve") == 0)
-		return cli_serve(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "replay") == 0)
-		return cmd_replay(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "stock") == 0)
-		return cmd_stock(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "admin") == 0)
-		return cli_admin(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "routes") == 0)
-		return cli_routes(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "contracts") == 0)
-		return cli_contracts(argc - 2, argv + 2);
-	if (strcmp(argv[1], "rebuild") == 0)
-		return cli_rebuild(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "psp-sandbox") == 0)
-		return cli_psp_sandbox(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "nats-config") == 0)
-		return cli_nats_config(argc - 2, argv + 2, &cfg);
-	if (strcmp(argv[1], "verify-stock") == 0)
-		return cli_verify_stock(argc - 2, argv + 2, &cfg);
-	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
-	usage(stderr);
-	return 2;
+	return command->run(argc - 2, argv + 2, &cfg);
 }

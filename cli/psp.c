@@ -27,7 +27,8 @@ static void psp_usage(FILE *out)
 	             "  --state           append charges, refunds and idempotency records to FILE\n"
 	             "                    and reload them at start (default: in memory)\n"
 	             "  --silent-hold-ms  how long the silent card 4000000000000309 holds its\n"
-	             "                    connection before closing it unanswered (default 120000)\n");
+	             "                    connection before closing it unanswered (default 120000)\n"
+	             "  -h, --help        this text\n");
 }
 
 static bool parse_ms(const char *text, unsigned *out)
@@ -59,7 +60,7 @@ int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg)
 				fprintf(stderr, "orion psp-sandbox: --silent-hold-ms needs 1..86400000\n");
 				return 2;
 			}
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		} else if (cli_is_help(argv[i])) {
 			psp_usage(stdout);
 			return 0;
 		} else {

@@ -38,14 +38,24 @@ typedef struct rebuild_args {
 	bool quiet;
 } rebuild_args;
 
+static void help(FILE *out)
+{
+	fprintf(out, "usage: orion rebuild [--projection NAME] [--verify] [--quiet]\n\n"
+	             "Replays the stream into a new LMDB generation of the read models and switches\n"
+	             "it in (a running projector follows between two batches).\n"
+	             "  --projection NAME  only this one: inventory, catalog, users, orders, carts,\n"
+	             "                     mail (default: all)\n"
+	             "  --verify           rebuild aside up to the live checkpoint and compare with\n"
+	             "                     the live read models key by key; exit 1 if they differ;\n"
+	             "                     nothing is switched\n"
+	             "  --quiet            no progress lines\n"
+	             "  -h, --help         this text\n");
+}
+
 static int usage(const char *message)
 {
-	if (message != NULL)
-		fprintf(stderr, "orion rebuild: %s\n", message);
-	fprintf(stderr, "usage: orion rebuild [--projection NAME] [--verify] [--quiet]\n"
-	                "  projections: inventory, catalog, users, orders, carts, mail (default: all)\n"
-	                "  --verify  rebuild aside and compare with the live read models key by key;\n"
-	                "            exit 1 if they differ; nothing is switched\n");
+	fprintf(stderr, "orion rebuild: %s\n", message);
+	help(stderr);
 	return 2;
 }
 
@@ -329,8 +339,8 @@ int cli_rebuild(int argc, char **argv, const orn_config *cfg)
 			a.quiet = true;
 		else if (strcmp(argv[i], "--projection") == 0 && i + 1 < argc)
 			a.projection = argv[++i];
-		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return usage(NULL), 0;
+		else if (cli_is_help(argv[i]))
+			return help(stdout), 0;
 		else
 			return usage("unknown option or missing value");
 	}

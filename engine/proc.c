@@ -51,6 +51,11 @@ static void exec_child(char *const argv[], char **env, int null_fd, int log_fd, 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent) /* the parent died before prctl took effect */
 		_exit(127);
+	/* A session of its own: a terminal's Ctrl-C goes to the foreground
+	 * process group, so it reaches the parent alone, which stops the child
+	 * after everything that still uses it (PDEATHSIG survives setsid). */
+	if (setsid() < 0)
+		_exit(127);
 	/* Blocked or ignored signals survive exec; the child must see SIGTERM. */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

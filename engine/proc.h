@@ -12,8 +12,10 @@
  * NULL-terminated, may be NULL; they override variables of the same name).
  * stdin is /dev/null; stdout and stderr are appended to log_path (NULL:
  * inherited). The child gets PR_SET_PDEATHSIG(SIGKILL) — it dies when the
- * calling THREAD exits, so spawn from a long-lived thread — an empty signal
- * mask with default dispositions, and no descriptor above 2. If exec fails
+ * calling THREAD exits, so spawn from a long-lived thread — a session and
+ * process group of its own (setsid: signals sent to the parent's process
+ * group, such as a terminal's Ctrl-C, do not reach it; the parent stops it),
+ * an empty signal mask with default dispositions, and no descriptor above 2. If exec fails
  * the child exits with 127. Returns the pid, or -1 with errno set. */
 pid_t proc_spawn(char *const argv[], char *const env_extra[], const char *log_path);
 

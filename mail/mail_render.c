@@ -18,8 +18,12 @@
 #include <string.h>
 #include <time.h>
 
-#define BOUNDARY    "=_orion_alternative" /* "=_" never occurs in base64 */
-#define BASE64_LINE 76
+/* "=_" never occurs in a quoted-printable body (there "=" is always followed
+ * by two hex digits or a line break), and no line of a 7bit part starts with
+ * "--": no part can hold the boundary. */
+#define BOUNDARY       "=_orion_alternative"
+#define QP_LINE_MAX    76  /* RFC 2045 6.7 (5): encoded lines, soft break "=" included */
+#define PLAIN_LINE_MAX 998 /* RFC 5322 2.1.1: octets of a line, CRLF excluded */
 
 /* ---- a growable byte buffer; a failed allocation sticks until the end ---- */
 
@@ -103,6 +107,21 @@ __attribute__((format(printf, 2, 3))) static void buf_printf(buf *b, const char 
 	sodium_memzero(small, sizeof small);
 }
 
+/* A value on its line: control characters (CR and LF above all) become
+ * spaces, so no value can start a line of its own in either part. */
+static char flat(char c)
+{
+	return (unsigned char)c < 0x20 || c == 0x7f ? ' ' : c;
+}
+
+static void buf_text(buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		char c = flat(*s);
+		buf_add(b, &c, 1);
+	}
+}
+
 static void buf_html(buf *b, const char *s)
 {
 	for (; *s != '\0'; s++) {
@@ -122,8 +141,10 @@ static void buf_html(buf *b, const char *s)
 		case '\'':
 			buf_str(b, "&#39;");
 			break;
-		default:
-			buf_add(b, s, 1);
+		default: {
+			char c = flat(*s);
+			buf_add(b, &c, 1);
+		}
 		}
 	}
 }
@@ -136,29 +157,79 @@ static char *buf_take(buf *b)
 	return data;
 }
 
-static void buf_base64(buf *b, const char *data, size_t len)
+/* ---- the transfer encoding of a part ---- */
+
+/* True if text can travel as it is, Content-Transfer-Encoding 7bit (RFC
+ * 2045 2.7): printable ASCII and tabs in CRLF lines of at most
+ * PLAIN_LINE_MAX octets, no line ending in white space (a relay may strip
+ * it) and none starting with "--" (a boundary is never mistaken). A reader
+ * of the raw file, a Maildir in var/mail/new above all, then sees the
+ * confirmation link whole, on a line of its own, clickable. */
+static bool plain_enough(const char *text)
 {
-	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char *p = (const unsigned char *)data;
-	char line[BASE64_LINE + 2];
-	size_t used = 0;
-	for (size_t i = 0; i < len; i += 3) {
-		unsigned v = (unsigned)p[i] << 16;
-		if (i + 1 < len)
-			v |= (unsigned)p[i + 1] << 8;
-		if (i + 2 < len)
-			v |= p[i + 2];
-		line[used++] = alphabet[(v >> 18) & 63];
-		line[used++] = alphabet[(v >> 12) & 63];
-		line[used++] = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
-		line[used++] = i + 2 < len ? alphabet[v & 63] : '=';
-		if (used == BASE64_LINE || i + 3 >= len) {
-			line[used++] = '\r';
-			line[used++] = '\n';
-			buf_add(b, line, used);
-			used = 0;
+	size_t line = 0;
+	for (const char *p = text; *p != '\0'; p++) {
+		if (p[0] == '\r' && p[1] == '\n') {
+			if (line > 0 && (p[-1] == ' ' || p[-1] == '\t'))
+				return false;
+			line = 0;
+			p++;
+			continue;
 		}
+		if ((*p < 0x20 && *p != '\t') || *p > 0x7e || ++line > PLAIN_LINE_MAX)
+			return false;
+		if (line == 2 && p[-1] == '-' && p[0] == '-')
+			return false;
 	}
+	return line == 0 || (text[strlen(text) - 1] != ' ' && text[strlen(text) - 1] != '\t');
+}
+
+/* Appends text as quoted-printable (RFC 2045 6.7): CRLF stays a line break;
+ * printable ASCII but "=" stays as it is; "=", other bytes (UTF-8 above
+ * all, a stray CR or LF) and white space at the end of a line become =XX;
+ * a line longer than QP_LINE_MAX is cut by soft breaks ("=" CRLF), after its
+ * last space when it has one (words stay whole for a reader of the raw
+ * file), never inside an =XX. */
+static void buf_quoted_printable(buf *b, const char *text)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char line[QP_LINE_MAX + 1];       /* the output line in hand, without its break */
+	size_t used = 0, after_space = 0; /* after_space: length up to its last space */
+	for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++) {
+		if (p[0] == '\r' && p[1] == '\n') {
+			buf_add(b, line, used);
+			buf_str(b, "\r\n");
+			used = after_space = 0;
+			p++;
+			continue;
+		}
+		bool at_end = p[1] == '\0' || (p[1] == '\r' && p[2] == '\n');
+		bool space = *p == ' ' || *p == '\t';
+		bool literal = (*p >= 0x21 && *p <= 0x7e && *p != '=') || (space && !at_end);
+		char token[3] = {(char)*p, 0, 0};
+		size_t n = 1;
+		if (!literal) {
+			token[0] = '=';
+			token[1] = hex[*p >> 4];
+			token[2] = hex[*p & 15];
+			n = 3;
+		}
+		/* room for the token, and for the "=" of a soft break unless the
+		 * line ends with this token */
+		while (used + n > (at_end ? QP_LINE_MAX : QP_LINE_MAX - 1)) {
+			size_t cut = after_space > 0 ? after_space : used;
+			buf_add(b, line, cut);
+			buf_str(b, "=\r\n");
+			memmove(line, line + cut, used - cut);
+			used -= cut;
+			after_space = 0;
+		}
+		memcpy(line + used, token, n);
+		used += n;
+		if (space && literal)
+			after_space = used;
+	}
+	buf_add(b, line, used);
 	sodium_memzero(line, sizeof line);
 }
 
@@ -171,7 +242,7 @@ typedef struct doc {
 /* A paragraph: the text as is in the text part, escaped in <p> in the HTML part. */
 static void paragraph(doc *d, const char *s)
 {
-	buf_str(&d->text, s);
+	buf_text(&d->text, s);
 	buf_str(&d->text, "\r\n\r\n");
 	buf_str(&d->html, "<p>");
 	buf_html(&d->html, s);
@@ -182,7 +253,7 @@ static void paragraph(doc *d, const char *s)
 static void labelled(doc *d, const char *label, const char *value)
 {
 	buf_str(&d->text, label);
-	buf_str(&d->text, value);
+	buf_text(&d->text, value);
 	buf_str(&d->text, "\r\n\r\n");
 	buf_str(&d->html, "<p>");
 	buf_html(&d->html, label);
@@ -239,7 +310,9 @@ static void items(doc *d, const order_state *o)
 	for (size_t i = 0; i < o->line_count; i++) {
 		const order_line *l = &o->lines[i];
 		money(price, sizeof price, l->unit_price_cents, o->currency);
-		buf_printf(&d->text, "  %lld x %s at %s\r\n", (long long)l->quantity, l->name, price);
+		buf_printf(&d->text, "  %lld x ", (long long)l->quantity);
+		buf_text(&d->text, l->name);
+		buf_printf(&d->text, " at %s\r\n", price);
 		buf_str(&d->html, "<tr><td>");
 		buf_html(&d->html, l->name);
 		buf_printf(&d->html, "</td><td>%lld</td><td>", (long long)l->quantity);
@@ -542,13 +615,21 @@ static void headers(buf *b, const mail_input *in, const char *subject)
 	buf_str(b, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
 }
 
+/* One part: as it is when it is plain enough, else quoted-printable. The
+ * CRLF after it belongs to the boundary that follows (RFC 2046 5.1.1), so
+ * the part decodes to content exactly. */
 static void part(buf *b, const char *type, const char *content)
 {
+	bool plain = plain_enough(content);
 	buf_printf(b,
 	           "--" BOUNDARY "\r\nContent-Type: %s; charset=UTF-8\r\n"
-	           "Content-Transfer-Encoding: base64\r\n\r\n",
-	           type);
-	buf_base64(b, content, strlen(content));
+	           "Content-Transfer-Encoding: %s\r\n\r\n",
+	           type, plain ? "7bit" : "quoted-printable");
+	if (plain)
+		buf_str(b, content);
+	else
+		buf_quoted_printable(b, content);
+	buf_str(b, "\r\n");
 }
 
 /* The start of the HTML part: its head, titled subject, and <body>. */

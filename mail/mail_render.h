@@ -11,12 +11,16 @@
  *
  * Every email lists the items (name, quantity, unit price), the total with
  * its currency, the order id and the status, as multipart/alternative with a
- * text/plain and a text/html part (UTF-8, base64, so no line is ever longer
- * than 76 characters and no body line can start with a dot or look like a
- * MIME boundary). Every value interpolated into the HTML part is escaped
- * (& < > " '). Header values are checked to be printable ASCII without CR or
- * LF, so nothing a customer typed can add a header; the recipient is checked
- * to be one bare address. The Message-ID is deterministic,
+ * text/plain and a text/html part (UTF-8). A part goes as it is (7bit) when
+ * it is printable ASCII in lines of at most 998 octets, none starting with
+ * "--" or ending in white space, so a person reading the raw file (a Maildir)
+ * sees the confirmation link whole on its line; otherwise (a name with an
+ * accent) as quoted-printable, lines of at most 76 characters. Either way no
+ * body line can look like the MIME boundary. A value never breaks a line:
+ * its control characters become spaces. Every value interpolated into the
+ * HTML part is escaped (& < > " '). Header values are checked to be printable
+ * ASCII without CR or LF, so nothing a customer typed can add a header; the
+ * recipient is checked to be one bare address. The Message-ID is deterministic,
  * <order-id.status@orion>, so a receiver can drop a resent copy. */
 #ifndef ORION_MAIL_RENDER_H
 #define ORION_MAIL_RENDER_H

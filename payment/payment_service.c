@@ -91,6 +91,7 @@ struct payment_service {
 	size_t queued;
 	char (*in_flight)[ORN_ID_MAX + 1]; /* one slot per worker: the order it charges, or "" */
 	atomic_bool stopping;
+	atomic_bool bound; /* a reconciler has bound to the durable consumer */
 	pthread_t *threads;
 	unsigned threads_started;
 	pthread_t reconcilers[RECONCILERS];
@@ -1266,6 +1267,7 @@ static void *reconciler_main(void *arg)
 			pause_unless_stopping(p, 1000);
 			continue;
 		}
+		atomic_store(&p->bound, true);
 		st = natsSubscription_Fetch(&list, sub, 1, FETCH_WAIT_MS, &jerr);
 		for (int i = 0; i < list.Count; i++) {
 			natsMsg *msg = list.Msgs[i];
@@ -1418,6 +1420,7 @@ orn_rc payment_start(es_store *store, const payment_options *o, payment_service 
 	p->sweep_after_ms = o->sweep_after_ms;
 	p->kill_after_charge = fault != NULL && strcmp(fault, "1") == 0;
 	atomic_init(&p->stopping, false);
+	atomic_init(&p->bound, false);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1494,12 +1497,21 @@ fail:
 	return rc;
 }
 
+bool payment_consumer_bound(payment_service *p)
+{
+	return p != NULL && atomic_load(&p->bound);
+}
+
 void payment_stop(payment_service *p)
 {
 	if (p == NULL)
 		return;
 	if (p->sub != NULL) {
-		if (natsSubscription_Drain(p->sub) == NATS_OK)
+		/* Hand the requests already sent to us to the workers; with NATS
+		 * gone nothing more can arrive, and a drain would wait in vain. */
+		bool connected =
+		        natsConnection_Status(es_store_connection(p->store)) == NATS_CONN_STATUS_CONNECTED;
+		if (connected && natsSubscription_Drain(p->sub) == NATS_OK)
 			natsSubscription_WaitForDrainCompletion(p->sub, 5000);
 		natsSubscription_Destroy(p->sub);
 		p->sub = NULL;

@@ -111,9 +111,14 @@ typedef struct payment_service payment_service;
  * On failure nothing is left running and *out is NULL. */
 orn_rc payment_start(es_store *store, const payment_options *o, payment_service **out);
 
-/* Unsubscribes, answers queued requests failed unavailable, lets each worker
+/* Unsubscribes (draining what was sent to it, unless NATS is gone: then
+ * nothing more can come), answers queued requests failed unavailable, lets each worker
  * finish (a provider loop stops at its next retry), joins and frees. The
  * consumer stays on the server. NULL ok. */
 void payment_stop(payment_service *p);
+
+/* True once a reconciler has bound a pull subscription to the durable
+ * consumer (it stays true); false for NULL. For readiness. */
+bool payment_consumer_bound(payment_service *p);
 
 #endif

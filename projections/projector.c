@@ -639,19 +639,30 @@ orn_rc proj_runner_wait(proj_runner *r, uint64_t seq, int64_t timeout_ms)
 	return rc;
 }
 
-orn_rc proj_runner_lag(proj_runner *r, uint64_t *lag)
+orn_rc proj_runner_head(proj_runner *r, uint64_t *last)
 {
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
 	jsOptions jo;
-	*lag = 0;
+	*last = 0;
 	jsOptions_Init(&jo);
 	jo.Wait = r->o.lag_timeout_ms;
 	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(r->store), ES_STREAM, &jo, &jerr);
 	if (st != NATS_OK)
 		return es_status_rc(st, jerr);
-	uint64_t last = si->State.LastSeq, position = proj_runner_position(r);
+	*last = si->State.LastSeq;
 	jsStreamInfo_Destroy(si);
+	return ORN_OK;
+}
+
+orn_rc proj_runner_lag(proj_runner *r, uint64_t *lag)
+{
+	uint64_t last = 0;
+	*lag = 0;
+	orn_rc rc = proj_runner_head(r, &last);
+	if (rc != ORN_OK)
+		return rc;
+	uint64_t position = proj_runner_position(r);
 	*lag = last > position ? last - position : 0;
 	return ORN_OK;
 }

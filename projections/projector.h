@@ -78,8 +78,12 @@ uint64_t proj_runner_position(proj_runner *r);
  * sequence). ORN_ETIMEOUT after timeout_ms, ORN_EUNAVAILABLE once stopping. */
 orn_rc proj_runner_wait(proj_runner *r, uint64_t seq, int64_t timeout_ms);
 
-/* Stream last sequence minus position (out param). Asks JetStream:
- * ORN_EUNAVAILABLE/ORN_ETIMEOUT when NATS does not answer. */
+/* The stream's last sequence now (out param *last; 0 for an empty stream).
+ * Asks JetStream: ORN_EUNAVAILABLE/ORN_ETIMEOUT when NATS does not answer. */
+orn_rc proj_runner_head(proj_runner *r, uint64_t *last);
+
+/* Stream last sequence minus position (out param), 0 when caught up. Same
+ * errors as proj_runner_head. */
 orn_rc proj_runner_lag(proj_runner *r, uint64_t *lag);
 
 typedef struct proj_runner_stats {

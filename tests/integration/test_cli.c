@@ -407,13 +407,14 @@ Test(cli, serve_runs_a_subset_of_roles, .init = setup, .fini = teardown, .timeou
 Test(cli, serve_demo_seeds_the_catalog_and_an_admin_once, .init = setup, .fini = teardown, .timeout = 180)
 {
 	char log_path[700], dir_env[600], addr_env[64], out[700];
-	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", data_dir);
 	snprintf(addr_env, sizeof addr_env, "ORION_HTTP_ADDR=127.0.0.1:0");
 	char *argv[] = {(char *)th_orion_bin(), "serve", "--demo", NULL};
 	char *env[] = {dir_env, addr_env, NULL};
 	snprintf(out, sizeof out, "%s/command.json", data_dir);
 	for (int run = 0; run < 2; run++) { /* the second start finds everything in place */
+		/* a log per run: the second must not find the first one's lines */
+		snprintf(log_path, sizeof log_path, "%s/serve-%d.log", data_dir, run);
 		pid_t pid = th_spawn(argv, env, log_path);
 		cr_assert(th_wait_for_file_line(log_path, "Orion is running: http://", 60000), "run %d", run);
 		cr_assert(

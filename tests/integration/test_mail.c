@@ -33,6 +33,7 @@
 #include "mail.h"
 #include "mail_log.h"
 #include "mails.h"
+#include "mime.h"
 #include "order_token.h"
 #include "product.h"
 #include "stock.h"
@@ -546,26 +547,12 @@ static void wait_for(const char *root, const char *message_id)
 	}
 }
 
-/* Decodes the base64 body of the part of type in an email as stored. */
+/* The decoded body of the part of type in an email as stored. */
 static char *part_of(const char *content, const char *type)
 {
-	const char *p = strstr(content, type);
-	cr_assert_not_null(p, "no %s part", type);
-	const char *body = strstr(p, "\n\n");
-	const char *crlf = strstr(p, "\r\n\r\n");
-	if (body == NULL || (crlf != NULL && crlf < body))
-		body = crlf + 4;
-	else
-		body += 2;
-	const char *end = strstr(body, "\n--");
-	cr_assert_not_null(end);
-	size_t len = (size_t)(end - body), out_len = 0;
-	char *out = calloc(1, len + 1);
-	cr_assert_eq(sodium_base642bin((unsigned char *)out, len, body, len, "\r\n", &out_len, NULL,
-	                               sodium_base64_VARIANT_ORIGINAL),
-	             0);
-	out[out_len] = '\0';
-	return out;
+	char *body = mime_part(content, type, NULL, 0);
+	cr_assert_not_null(body, "no decodable %s part in:\n%s", type, content);
+	return body;
 }
 
 static received *find(received *r, size_t n, const char *message_id)

@@ -3,16 +3,19 @@
  * Given an order state as the order aggregate leaves it after an event, when
  * its email is rendered, then the subject, both parts and the message bytes
  * hold the facts of that status; every value in the HTML part is escaped; no
- * value can add a header; the message is CRLF throughout with short lines. */
+ * value can add a header; the message is CRLF throughout with short lines;
+ * a plain ASCII part travels as it is (the link readable in the raw file),
+ * any other as quoted-printable. */
 #include <criterion/criterion.h>
 
-#include <sodium.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "failalloc.h"
 #include "mail_render.h"
+#include "mime.h"
 
 #define T0       1795308190000LL /* Sun, 22 Nov 2026 00:43:10 UTC */
 #define TOKEN    "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde"
@@ -83,24 +86,21 @@ static char *headers_of(const char *data)
 	return strndup(data, (size_t)(end - data) + 2);
 }
 
-/* Decodes the base64 body of the part with the given content type. */
+/* The decoded body of the part with the given content type; its transfer
+ * encoding goes to encoding (NULL: not wanted). */
+static char *part_as(const char *data, const char *type, char encoding[32])
+{
+	char cte[32];
+	char *body = mime_part(data, type, cte, sizeof cte);
+	cr_assert_not_null(body, "no decodable part %s in:\n%s", type, data);
+	if (encoding != NULL)
+		snprintf(encoding, 32, "%s", cte);
+	return body;
+}
+
 static char *part_of(const char *data, const char *type)
 {
-	const char *p = strstr(data, type);
-	cr_assert_not_null(p, "no part %s", type);
-	p = strstr(p, "\r\n\r\n");
-	cr_assert_not_null(p);
-	p += 4;
-	const char *end = strstr(p, "\r\n--");
-	cr_assert_not_null(end);
-	size_t cap = (size_t)(end - p);
-	char *out = calloc(1, cap + 1);
-	size_t len = 0;
-	cr_assert_eq(sodium_base642bin((unsigned char *)out, cap, p, (size_t)(end - p), "\r\n", &len, NULL,
-	                               sodium_base64_VARIANT_ORIGINAL),
-	             0);
-	out[len] = '\0';
-	return out;
+	return part_as(data, type, NULL);
 }
 
 static void assert_contains(const char *haystack, const char *needle)
@@ -113,19 +113,52 @@ static void assert_lacks(const char *haystack, const char *needle)
 	cr_assert_null(strstr(haystack, needle), "unexpected \"%s\" in:\n%s", needle, haystack);
 }
 
-/* Every line ends in CRLF, no bare CR or LF, none longer than 78 characters. */
+/* The wire form (RFC 5322 and 2045): every line ends in CRLF, no bare CR or
+ * LF, only ASCII; the header lines and the lines of a quoted-printable part
+ * at most 78 and 76 characters, a 7bit line at most 998 octets; no line of a
+ * part starts with "--" unless it is the boundary, no 7bit line ends in white
+ * space, and an "=" in a quoted-printable part is a soft break or =XX. */
 static void assert_wire_form(const char *data, size_t len)
 {
-	size_t line = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (data[i] == '\r') {
-			cr_assert(i + 1 < len && data[i + 1] == '\n', "bare CR at %zu", i);
-			i++;
-			line = 0;
+	enum { HEADERS, PART_HEADERS, PLAIN, QP } where = HEADERS;
+	bool qp = false; /* the part's headers name quoted-printable */
+	for (size_t i = 0, start = 0; i < len; i++) {
+		cr_assert(data[i] > 0 && (unsigned char)data[i] < 0x80, "not ASCII at %zu", i);
+		if (data[i] == '\n')
+			cr_assert(i > 0 && data[i - 1] == '\r', "bare LF at %zu", i);
+		if (data[i] != '\r')
 			continue;
+		cr_assert(i + 1 < len && data[i + 1] == '\n', "bare CR at %zu", i);
+		const char *line = data + start;
+		size_t n = i - start;
+		if (strncmp(line, "--=_orion_alternative", 21) == 0) {
+			where = PART_HEADERS;
+			qp = false;
+		} else if (where == HEADERS || where == PART_HEADERS) {
+			cr_assert_leq(n, 78, "header line too long at %zu", start);
+			qp |= n == 43 &&
+			      strncmp(line, "Content-Transfer-Encoding: quoted-printable", 43) == 0;
+			if (n == 0 && where == PART_HEADERS)
+				where = qp ? QP : PLAIN;
+		} else {
+			cr_assert(n < 2 || strncmp(line, "--", 2) != 0, "a body line starts with -- at %zu",
+			          start);
+			if (where == QP) {
+				cr_assert_leq(n, 76, "quoted-printable line too long at %zu", start);
+				for (size_t k = 0; k < n; k++)
+					if (line[k] == '=')
+						cr_assert(k + 1 == n ||
+						                  (isxdigit((unsigned char)line[k + 1]) &&
+						                   isxdigit((unsigned char)line[k + 2])),
+						          "a bare = at %zu", start + k);
+			} else {
+				cr_assert_leq(n, 998, "7bit line too long at %zu", start);
+			}
+			cr_assert(n == 0 || (line[n - 1] != ' ' && line[n - 1] != '\t'),
+			          "white space at the end of the line at %zu", start);
 		}
-		cr_assert_neq(data[i], '\n', "bare LF at %zu", i);
-		cr_assert_lt(++line, 79, "line too long at %zu", i);
+		i++;
+		start = i + 1;
 	}
 	cr_assert(len >= 2 && data[len - 2] == '\r' && data[len - 1] == '\n');
 }
@@ -192,7 +225,133 @@ Test(mail_render, the_confirmation_request_carries_the_link_with_token_and_id)
 	assert_contains(msg.html,
 	                "<a href=\"https://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=" TOKEN "\">");
 	assert_contains(msg.text, "2026-11-22 00:58 UTC"); /* the confirmation deadline */
-	assert_lacks(msg.data, TOKEN);                     /* only inside the base64 parts */
+}
+
+/* What a person opening the file in var/mail/new sees: plain ASCII parts go
+ * as they are, so the link is there whole, on a line of its own. */
+Test(mail_render, the_link_is_readable_in_the_raw_message)
+{
+	char encoding[32];
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	assert_contains(msg.data,
+	                "\r\nhttps://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=" TOKEN "\r\n");
+	free(part_as(msg.data, "text/plain", encoding));
+	cr_assert_str_eq(encoding, "7bit");
+	free(part_as(msg.data, "text/html", encoding));
+	cr_assert_str_eq(encoding, "7bit");
+	assert_contains(msg.data, "Content-Transfer-Encoding: 7bit\r\n");
+	assert_lacks(msg.data, "base64");
+}
+
+/* A name with an accent: both parts go quoted-printable (lines of at most 76
+ * characters, "=" and the UTF-8 bytes as =XX) and decode to what was written;
+ * the link decodes whole, and in the raw file it is split only by soft breaks
+ * (its "=" written =3D). */
+Test(mail_render, a_part_that_is_not_plain_ascii_goes_quoted_printable)
+{
+	char encoding[32];
+	const char *url = "https://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=" TOKEN;
+	snprintf(order.lines[0].name, sizeof order.lines[0].name, "Caf\xc3\xa9 cr\xc3\xa8me = 250 g");
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	render_ok();
+	char *text = part_as(msg.data, "text/plain", encoding), *html;
+	cr_assert_str_eq(encoding, "quoted-printable");
+	cr_assert_str_eq(text, msg.text);
+	assert_contains(text, url);
+	assert_contains(text, "  2 x Caf\xc3\xa9 cr\xc3\xa8me = 250 g at 2.50 EUR\r\n");
+	html = part_as(msg.data, "text/html", encoding);
+	cr_assert_str_eq(encoding, "quoted-printable");
+	cr_assert_str_eq(html, msg.html);
+	assert_contains(msg.data, "Caf=C3=A9 cr=C3=A8me =3D 250 g");
+	assert_contains(msg.data, "Content-Transfer-Encoding: quoted-printable\r\n");
+
+	/* the raw text part with its soft breaks joined holds the link, "=" as =3D */
+	const char *raw = strstr(msg.data, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+	cr_assert_not_null(raw);
+	char *joined = strdup(raw), *w = joined;
+	for (const char *r = joined; *r != '\0'; r++) {
+		if (r[0] == '=' && r[1] == '\r' && r[2] == '\n') {
+			r += 2;
+			continue;
+		}
+		*w++ = *r;
+	}
+	*w = '\0';
+	assert_contains(joined,
+	                "\r\nhttps://shop.test/api/v1/orders/" ORDER_ID "/confirm?token=3D" TOKEN "\r\n");
+	/* a soft break falls after a space when its line has one: words stay whole */
+	size_t soft = 0;
+	for (const char *line = raw, *end; (end = strstr(line, "\r\n")) != NULL; line = end + 2) {
+		if (end == line || end[-1] != '=')
+			continue;
+		soft++;
+		if (memchr(line, ' ', (size_t)(end - line)) != NULL)
+			cr_assert_eq(end[-2], ' ', "a word cut by a soft break: %.*s", (int)(end - line),
+			             line);
+	}
+	cr_assert_gt(soft, 0);
+	assert_wire_form(msg.data, msg.len);
+	free(joined);
+	free(text);
+	free(html);
+}
+
+/* White space at the end of a line would not survive every relay: such a
+ * part goes quoted-printable, the space as =20. */
+Test(mail_render, white_space_at_the_end_of_a_line_is_encoded)
+{
+	char encoding[32];
+	push_history(ORDER_CANCELLED, "fraud ");
+	render_ok();
+	char *text = part_as(msg.data, "text/plain", encoding);
+	cr_assert_str_eq(encoding, "quoted-printable");
+	cr_assert_str_eq(text, msg.text);
+	assert_contains(msg.text, "Reason: fraud \r\n");
+	assert_contains(msg.data, "Reason: fraud=20\r\n");
+	assert_wire_form(msg.data, msg.len);
+	free(text);
+}
+
+/* A long line of a quoted-printable part is cut by soft breaks at 76
+ * characters, never inside an =XX, and decodes whole. */
+Test(mail_render, long_quoted_printable_lines_are_cut_by_soft_breaks)
+{
+	char encoding[32];
+	size_t n = 0;
+	for (; n + 2 < ORDER_NAME_MAX - 1; n += 2)
+		memcpy(order.lines[0].name + n, "\xc3\xa9", 2); /* each é is =C3=A9 */
+	order.lines[0].name[n] = '\0';
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	render_ok();
+	char *text = part_as(msg.data, "text/plain", encoding);
+	cr_assert_str_eq(encoding, "quoted-printable");
+	cr_assert_str_eq(text, msg.text);
+	assert_contains(msg.data, "=\r\n");
+	assert_wire_form(msg.data, msg.len);
+	free(text);
+}
+
+/* A value holding the boundary cannot end a part: values never start a line,
+ * and a delimiter is only one at the start of a line. */
+Test(mail_render, a_value_cannot_end_a_part)
+{
+	snprintf(order.lines[0].name, sizeof order.lines[0].name,
+	         "x\r\n--=_orion_alternative--\r\nContent-Type: text/html\r\n\r\n<script>");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	render_ok();
+	size_t delimiters = 0;
+	for (const char *p = strstr(msg.data, "\n--=_orion_alternative"); p != NULL;
+	     p = strstr(p + 1, "\n--=_orion_alternative"))
+		delimiters++;
+	cr_assert_eq(delimiters, 3, "two parts and the close:\n%s", msg.data);
+	char *text = part_of(msg.data, "text/plain"), *html = part_of(msg.data, "text/html");
+	cr_assert_str_eq(text, msg.text);
+	cr_assert_str_eq(html, msg.html);
+	assert_lacks(html, "<script>");
+	assert_wire_form(msg.data, msg.len);
+	free(text);
+	free(html);
 }
 
 Test(mail_render, awaiting_payment_names_the_payment_deadline)
@@ -294,6 +453,7 @@ Test(mail_render, no_value_can_add_a_header)
 	h = headers_of(msg.data);
 	assert_lacks(h, "Bcc");
 	assert_lacks(msg.data, "\r\nBcc:");
+	assert_contains(msg.text, "  2 x mug  Bcc: eve@evil.test    hi at 2.50 EUR\r\n"); /* one line */
 	for (const char *p = h; *p != '\0'; p++) /* only the expected header names start a line */
 		cr_assert(p == h || p[-1] != '\n' || strncmp(p, "Date:", 5) == 0 ||
 		                  strncmp(p, "From:", 5) == 0 || strncmp(p, "To:", 3) == 0 ||
