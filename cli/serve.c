@@ -392,7 +392,8 @@ static void readiness_refresh(serve_state *st)
 	atomic_store(&st->nats_connected, connected);
 	if (st->runner != NULL) {
 		uint64_t head = 0;
-		orn_rc rc = proj_runner_head(st->runner, &head);
+		/* not asked while NATS is gone: the stop would wait on the answer */
+		orn_rc rc = connected ? proj_runner_head(st->runner, &head) : ORN_EUNAVAILABLE;
 		uint64_t position = proj_runner_position(st->runner);
 		if (rc == ORN_OK && !st->start_head_known) {
 			st->start_head = head;
@@ -728,6 +729,15 @@ static void stop_actor_kind(serve_state *st, size_t index)
 static void stop_all(serve_state *st)
 {
 	atomic_store(&st->stopping, true);
+	/* NATS gone already (a crash, an OOM kill): every request in flight
+	 * fails now instead of waiting out its timeout. */
+	es_store *const side_effects[] = {st->checkout_store, st->mail_store, st->payment_store,
+	                                  st->timers_store};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(side_effects); i++)
+		es_store_abandon(side_effects[i]);
+	for (size_t i = 0; i < NA_ROLE_COUNT; i++)
+		es_store_abandon(st->role_stores[i]);
+	es_store_abandon(st->store);
 	if (st->gateway_running) {
 		gw_server_stop(st->gateway);
 		pthread_join(st->gateway_thread, NULL);

@@ -1028,11 +1028,18 @@ static void on_command_work(shard *sh, work *w)
 	run_waiting(sh, e);
 }
 
-/* Steps whose answer did not come in time: their outcome is unknown, which
- * try_again resolves (look for the commit; the msg id makes a resend safe). */
+/* True when stopping with NATS gone: answers in flight will never come. */
+static bool abandoned(shard *sh)
+{
+	return atomic_load(&sh->rt->stopping) && !es_store_connected(sh->rt->store);
+}
+
+/* Steps whose answer did not come in time (or never will: abandoned):
+ * their outcome is unknown, which try_again resolves (look for the commit;
+ * the msg id makes a resend safe; once stopping nothing is sent again). */
 static void expire_flights(shard *sh)
 {
-	int64_t now = orn_monotonic_ns();
+	int64_t now = abandoned(sh) ? INT64_MAX : orn_monotonic_ns();
 	while (sh->flight_head != NULL && sh->flight_head->flight_deadline_ns <= now) {
 		entry *e = sh->flight_head;
 		log_set_correlation(e->cmd.correlation);
@@ -1045,6 +1052,8 @@ static void expire_flights(shard *sh)
 static void wait_for_work(shard *sh)
 {
 	while (sh->head == NULL && !(sh->stopping && sh->busy_count == 0)) {
+		if (sh->flight_head != NULL && abandoned(sh))
+			return;
 		if (sh->flight_head == NULL) {
 			pthread_cond_wait(&sh->wake, &sh->lock);
 			continue;
@@ -1208,11 +1217,12 @@ static orn_rc subscribe_inbox(act_runtime *rt)
 	return ORN_OK;
 }
 
-/* Stops the inbox subscription once every callback has returned. */
-static void unsubscribe_inbox(act_runtime *rt)
+/* Stops the inbox subscription once every callback has returned (drained
+ * when the connection is up). */
+static void unsubscribe_inbox(act_runtime *rt, bool up)
 {
 	if (rt->inbox_sub != NULL) {
-		if (natsSubscription_Drain(rt->inbox_sub) == NATS_OK)
+		if (up && natsSubscription_Drain(rt->inbox_sub) == NATS_OK)
 			natsSubscription_WaitForDrainCompletion(rt->inbox_sub, 5000);
 		natsSubscription_Destroy(rt->inbox_sub);
 		rt->inbox_sub = NULL;
@@ -1283,7 +1293,7 @@ fail:
 		natsSubscription_Destroy(rt->sub);
 	natsConnection_Destroy(rt->nc);
 	stop_shards(rt, started);
-	unsubscribe_inbox(rt);
+	unsubscribe_inbox(rt, true);
 	if (rt->shards != NULL)
 		for (unsigned i = 0; i < rt->shard_count; i++)
 			shard_dispose(&rt->shards[i]);
@@ -1297,15 +1307,19 @@ void act_runtime_stop(act_runtime *rt)
 	if (rt == NULL)
 		return;
 	atomic_store(&rt->stopping, true);
+	/* With NATS gone there is nothing to drain or flush: no wait on it. */
+	bool up = natsConnection_Status(rt->nc) == NATS_CONN_STATUS_CONNECTED &&
+	          natsConnection_Status(es_store_connection(rt->store)) == NATS_CONN_STATUS_CONNECTED;
 	if (rt->sub != NULL) {
 		/* Drain: take no new commands, but hand every received one to a shard. */
-		if (natsSubscription_Drain(rt->sub) == NATS_OK)
+		if (up && natsSubscription_Drain(rt->sub) == NATS_OK)
 			natsSubscription_WaitForDrainCompletion(rt->sub, 5000);
 		natsSubscription_Destroy(rt->sub);
 	}
 	stop_shards(rt, rt->shard_count);
-	unsubscribe_inbox(rt);
-	natsConnection_FlushTimeout(rt->nc, 1000); /* the last replies */
+	unsubscribe_inbox(rt, up);
+	if (up)
+		natsConnection_FlushTimeout(rt->nc, 1000); /* the last replies */
 	natsConnection_Destroy(rt->nc);
 	for (unsigned i = 0; i < rt->shard_count; i++)
 		shard_dispose(&rt->shards[i]);

@@ -1,6 +1,7 @@
 /* evstore.c — the event store on NATS JetStream (see evstore.h). */
 #include "evstore.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,19 +236,33 @@ fail:
 	return rc;
 }
 
+bool es_store_connected(const es_store *s)
+{
+	return s->nc != NULL && natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+void es_store_abandon(es_store *s)
+{
+	if (s != NULL && s->nc != NULL && !es_store_connected(s))
+		natsConnection_Close(s->nc);
+}
+
 void es_store_close(es_store *s)
 {
 	if (s == NULL)
 		return;
+	bool up = es_store_connected(s); /* with NATS gone, nothing in flight can complete */
 	if (s->js != NULL) {
 		jsPubOptions po;
 		jsPubOptions_Init(&po);
 		po.MaxWait = s->timeout_ms;
-		js_PublishAsyncComplete(s->js, &po);
+		if (up)
+			js_PublishAsyncComplete(s->js, &po);
 		jsCtx_Destroy(s->js);
 	}
 	if (s->nc != NULL) {
-		natsConnection_FlushTimeout(s->nc, 1000);
+		if (up)
+			natsConnection_FlushTimeout(s->nc, 1000);
 		natsConnection_Destroy(s->nc);
 	}
 	free(s->url);
@@ -1179,12 +1194,32 @@ int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms)
 
 /* ---- following the stream live ---- */
 
+/* A follow ends by two events in either order: es_follow_stop, and cnats
+ * closing the subscription (after an unsubscribe, or when the connection
+ * closes). Under lock: whichever sets its flag second frees f, and done is
+ * called once, by whichever comes first to call it. With NATS gone, a stop
+ * does not unsubscribe (that would wait on a consumer deletion nobody
+ * answers): it marks f stopped, waits for a delivery under way, calls done,
+ * and leaves the subscription to close with its connection; deliveries that
+ * still come are dropped. */
 struct es_follow {
+	es_store *store;
 	natsSubscription *sub;
 	each_event each;
 	es_follow_done_fn *done;
 	scan chain; /* the delivery thread's: commits' validity, scratch events */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	bool stopped, closed, done_called, delivering;
 };
+
+static void follow_free(es_follow *f)
+{
+	scan_dispose(&f->chain);
+	pthread_cond_destroy(&f->idle);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
 
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
@@ -1192,20 +1227,33 @@ static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg
 	jsMsgMetaData *meta = NULL;
 	(void)nc;
 	(void)sub;
-	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+	pthread_mutex_lock(&f->lock);
+	bool stopped = f->stopped;
+	f->delivering = !stopped;
+	pthread_mutex_unlock(&f->lock);
+	if (!stopped && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
 		(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
 		jsMsgMetaData_Destroy(meta);
 	}
 	natsMsg_Destroy(msg);
+	pthread_mutex_lock(&f->lock);
+	f->delivering = false;
+	pthread_cond_broadcast(&f->idle);
+	pthread_mutex_unlock(&f->lock);
 }
 
 /* After the subscription is closed and its last message handler returned. */
 static void follow_on_complete(void *arg)
 {
 	es_follow *f = arg;
-	f->done(f->each.closure);
-	scan_dispose(&f->chain);
-	free(f);
+	pthread_mutex_lock(&f->lock);
+	bool call_done = !f->done_called, free_now = f->stopped;
+	f->done_called = f->closed = true;
+	pthread_mutex_unlock(&f->lock);
+	if (call_done)
+		f->done(f->each.closure);
+	if (free_now)
+		follow_free(f);
 }
 
 /* es_follow_start and es_follow_since: deliver from from_seq, from since_ns
@@ -1222,9 +1270,12 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	*out = NULL;
 	if (f == NULL)
 		return ORN_ENOMEM;
+	f->store = s;
 	f->each.fn = fn;
 	f->each.closure = closure;
 	f->done = done;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
 	if ((rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
@@ -1256,8 +1307,7 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	*out = f;
 	return ORN_OK;
 fail:
-	scan_dispose(&f->chain);
-	free(f);
+	follow_free(f);
 	return rc;
 }
 
@@ -1279,11 +1329,25 @@ orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_eve
 
 void es_follow_stop(es_follow *f)
 {
-	natsSubscription *sub;
-
 	if (f == NULL)
 		return;
-	sub = f->sub; /* f may be freed by follow_on_complete once unsubscribed */
-	natsSubscription_Unsubscribe(sub);
+	natsSubscription *sub = f->sub;
+	es_follow_done_fn *done = f->done;
+	void *closure = f->each.closure; /* f may be freed by the completion once unlocked */
+	bool up = es_store_connected(f->store);
+	pthread_mutex_lock(&f->lock);
+	f->stopped = true;
+	bool closed = f->closed;
+	while (!up && f->delivering)
+		pthread_cond_wait(&f->idle, &f->lock);
+	bool call_done = !up && !f->done_called;
+	f->done_called |= call_done;
+	pthread_mutex_unlock(&f->lock);
+	if (up && !closed)
+		natsSubscription_Unsubscribe(sub); /* the completion calls done and frees f */
 	natsSubscription_Destroy(sub);
+	if (call_done)
+		done(closure);
+	if (closed)
+		follow_free(f);
 }

@@ -50,6 +50,15 @@ void es_options_init(es_options *o);
 orn_rc es_store_open(const es_options *o, es_store **out);
 void es_store_close(es_store *s);
 
+/* True while the store's connection is up. A stop skips every wait on a
+ * connection that is gone (drains, flushes, consumer deletions). */
+bool es_store_connected(const es_store *s);
+
+/* Closes the store's connection at once if it is not up, so that nothing
+ * waits on it any more (requests in flight fail with ORN_EUNAVAILABLE); the
+ * store is still closed with es_store_close. For a stop with NATS gone. */
+void es_store_abandon(es_store *s);
+
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
 
@@ -287,7 +296,9 @@ orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_eve
                        es_follow_done_fn *done, void *closure, es_follow **out);
 
 /* Stops following and returns at once; a call of fn may still be running or
- * start until done is called. f is freed by then. NULL is accepted. */
+ * start until done is called, which may happen here (with NATS gone: no
+ * wait on the server) or later on a cnats thread; f is freed once both
+ * happened. NULL is accepted. */
 void es_follow_stop(es_follow *f);
 
 #endif

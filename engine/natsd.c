@@ -59,13 +59,6 @@ void natsd_options_init(natsd_options *o)
 	o->start_timeout_ms = DEFAULT_START_TIMEOUT;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static int64_t monotonic_ms(void)
 {
 	struct timespec ts;
@@ -278,7 +271,7 @@ static orn_rc wait_ready(natsd *d)
 			if (left > 0 && jetstream_answers(d, left < 2000 ? left : 2000))
 				return ORN_OK;
 		}
-		sleep_ms(POLL_INTERVAL_MS);
+		orn_sleep_ms(POLL_INTERVAL_MS);
 	}
 	log_error("nats-server did not become ready in time", "log", d->log_file);
 	kill_and_reap(d);
@@ -366,7 +359,7 @@ static void terminate(natsd *d, int grace_ms)
 	while (monotonic_ms() < deadline) {
 		if (child_exited(d))
 			return;
-		sleep_ms(POLL_INTERVAL_MS);
+		orn_sleep_ms(POLL_INTERVAL_MS);
 	}
 	log_error("nats-server ignored SIGTERM; killing it", "url", d->url);
 	kill_and_reap(d);

@@ -338,7 +338,8 @@ static void unsubscribe(proj_runner *r)
 {
 	if (r->sub == NULL)
 		return;
-	natsSubscription_Unsubscribe(r->sub);
+	if (es_store_connected(r->store)) /* else it waits on a consumer deletion nobody answers */
+		natsSubscription_Unsubscribe(r->sub);
 	natsSubscription_Destroy(r->sub);
 	r->sub = NULL;
 }

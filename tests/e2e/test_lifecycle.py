@@ -242,6 +242,22 @@ class Stopping(unittest.TestCase):
     def test_sigterm_to_orion_alone_stops_everything_and_loses_nothing(self):
         self.stop_and_check("sigterm")
 
+    def test_a_stop_with_nats_already_gone_waits_on_nothing(self):
+        """The nats-server killed first (a crash, an OOM kill): a stop must not
+        wait on drains, flushes or consumer deletions over a connection that
+        is gone."""
+        shop = self.shop = Shop("nats-gone").start()
+        shop.wait_ready()
+        self.acknowledged_writes(shop)
+        os.kill(shop.nats_pid, signal.SIGKILL)
+        time.sleep(0.5)  # the roles see the connection drop
+        os.kill(shop.pid, signal.SIGTERM)
+        code, took, running = shop.wait_gone(STOP_BOUND_S)
+        self.assertEqual(running, [], f"still running {took:.2f} s after the signal: {running}\n"
+                                      f"{shop.serve.log()[-3000:]}")
+        self.assertEqual(code, 0, shop.serve.log()[-3000:])
+        print(f"\n  NATS gone first: everything gone {took:.2f} s after the signal", file=sys.stderr)
+
     def test_a_second_signal_exits_at_once(self):
         # An SMTP server that takes connections and never says a word: the
         # mail role is in a send (up to its timeouts) when the stop begins.
