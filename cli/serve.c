@@ -463,12 +463,19 @@ static orn_rc start_api(serve_state *st)
 	gw_password_options_init(&po);
 	po.memlimit = (size_t)st->cfg->password_memory_kib * 1024;
 	st->passwords = gw_password_pool_create(base, &po);
-	api->login_by_account = gw_ratelimit_create(5.0 / 60.0, 5, 100000); /* 5 failures, then 1 a minute */
-	/* per client address (logins and registrations): 20 at once, then 20 a minute by default */
-	api->login_by_address = gw_ratelimit_create((double)st->cfg->auth_address_per_minute / 60.0,
-	                                            st->cfg->auth_address_burst, 100000);
+	/* ADR 006, "Login limits": failed logins per client address (and
+	 * registrations), per (account, address), per account; the pairs that
+	 * logged in (a set: one token, hardly ever refilled) */
+	const orn_config *c = st->cfg;
+	api->login_by_address =
+	        gw_ratelimit_create((double)c->auth_address_per_minute / 60.0, c->auth_address_burst, 100000);
+	api->login_by_pair = gw_ratelimit_create((double)c->auth_account_address_per_hour / 3600.0,
+	                                         c->auth_account_address_burst, 100000);
+	api->login_by_account = gw_ratelimit_create((double)c->auth_account_per_hour / 3600.0,
+	                                            c->auth_account_per_hour, 100000);
+	api->login_known = gw_ratelimit_create(1e-9, 1, 100000);
 	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
-	    api->login_by_address == NULL)
+	    api->login_by_address == NULL || api->login_by_pair == NULL || api->login_known == NULL)
 		return ORN_ENOMEM;
 	/* Unknown emails are verified against this hash, so a login takes as long
 	 * whether the account exists or not. */
@@ -622,6 +629,8 @@ static void stop_all(serve_state *st)
 	gw_api_dispose(&st->api);
 	gw_ratelimit_destroy(st->api.login_by_account);
 	gw_ratelimit_destroy(st->api.login_by_address);
+	gw_ratelimit_destroy(st->api.login_by_pair);
+	gw_ratelimit_destroy(st->api.login_known);
 	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);

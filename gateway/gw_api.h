@@ -39,6 +39,7 @@
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
 #define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
 #define GW_API_TIME_MAX            32   /* bytes of gw_api_format_time's text, NUL included */
+#define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -63,8 +64,15 @@ typedef struct gw_api {
 	gw_consistency *consistency;
 	const gw_jwt *jwt;
 	gw_password_pool *passwords;
-	gw_ratelimit *login_by_account; /* failed logins per email */
-	gw_ratelimit *login_by_address; /* failed logins per client address */
+	/* Login limits (ADR 006, "Login limits"): failed logins per client
+	 * address (also registrations and the other per-address scopes), per
+	 * (account, address), per account (the ceiling), and the (account,
+	 * address) pairs that logged in, which pass the ceiling. Any may be NULL
+	 * (no limit). */
+	gw_ratelimit *login_by_address;
+	gw_ratelimit *login_by_pair;
+	gw_ratelimit *login_by_account;
+	gw_ratelimit *login_known;
 	gw_metrics *metrics;
 	/* the key of the orders' confirmation tokens (order_token_key_derive from
 	 * the JWT secret), and how long an order may wait for its confirmation */

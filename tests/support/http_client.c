@@ -10,6 +10,14 @@
 
 #include "harness.h"
 
+/* The local address hc_perform's connections come from ("" = the kernel's choice). */
+static char source_address[64];
+
+void hc_set_source_address(const char *address)
+{
+	snprintf(source_address, sizeof source_address, "%s", address != NULL ? address : "");
+}
+
 void hc_append(char **buffer, size_t *len, const char *data, size_t n)
 {
 	char *grown = realloc(*buffer, *len + n + 1);
@@ -60,6 +68,8 @@ hc_reply hc_perform(const char *base_url, const char *method, const char *path, 
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, hc_on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	if (source_address[0] != '\0')
+		curl_easy_setopt(curl, CURLOPT_INTERFACE, source_address);
 	r.curl = curl_easy_perform(curl);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
 	curl_slist_free_all(list);

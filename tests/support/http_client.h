@@ -31,6 +31,12 @@ void hc_append(char **buffer, size_t *len, const char *data, size_t n);
 size_t hc_on_header(char *data, size_t size, size_t count, void *arg);
 size_t hc_on_body(char *data, size_t size, size_t count, void *arg);
 
+/* Makes the connections of hc_perform and hc_call (on every thread) come
+ * from the local address (e.g. "127.0.0.2": any 127/8 address is local on
+ * Linux), so the server sees that client address; NULL or "" restores the
+ * kernel's choice. */
+void hc_set_source_address(const char *address);
+
 /* Performs method base_url+path (taken as is, dot segments kept) with the NULL-terminated headers (may be
  * NULL) and body of body_len bytes (none when NULL), within timeout_ms. HEAD
  * asks for no body. The transfer's result is in .curl; it is not asserted. */
