@@ -523,6 +523,11 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 		origins[origin_count++] = o_;
 	o.cors_origins = origins;
 	o.cors_origin_count = origin_count;
+	/* issue 14: slow clients and connection caps (README "Limits") */
+	o.header_timeout_ms = st->cfg->http_header_timeout_ms;
+	o.body_timeout_ms = st->cfg->http_body_timeout_ms;
+	o.max_connections = st->cfg->http_max_connections;
+	o.max_connections_per_address = st->cfg->http_max_connections_per_address;
 	if ((st->metrics = orn_metrics_global()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;

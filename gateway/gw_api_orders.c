@@ -725,7 +725,9 @@ static bool form_token(gw_request *r, char *out, size_t cap)
 	memcpy(text, body, len);
 	text[len] = '\0';
 	TAILQ_INIT(&fields);
-	if (strlen(text) == len && evhttp_parse_query_str(text, &fields) == 0) {
+	/* %00 would cut a value short where it is decoded (ADR 020) */
+	if (strlen(text) == len && strstr(text, "%00") == NULL &&
+	    evhttp_parse_query_str(text, &fields) == 0) {
 		const struct evkeyval *first = TAILQ_FIRST(&fields);
 		ok = first != NULL && TAILQ_NEXT(first, next) == NULL && strcmp(first->key, "token") == 0 &&
 		     strlen(first->value) < cap;
