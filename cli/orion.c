@@ -52,6 +52,8 @@ static void usage(FILE *out)
 	        "                             print the reply as JSON (exit 0 accepted, 1 rejected,\n"
 	        "                             3 failed or no service)\n"
 	        "  admin create-user --email E --password P [--name N] [--role admin|customer]\n"
+	        "  admin set-role --email E --role admin|customer\n"
+	        "  admin revoke-tokens --email E\n"
 	        "                             register an account with a running serve\n"
 	        "  rebuild [--projection NAME] rebuild the read models (or one: inventory, catalog,\n"
 	        "                             users, orders, carts) from the stream into a new LMDB\n"

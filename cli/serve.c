@@ -453,7 +453,8 @@ static orn_rc start_api(serve_state *st)
 		log_error("cannot load the token signing key", "error", orn_strerror(rc));
 		return rc;
 	}
-	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
+	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30, st->cfg->token_ttl_s);
+	api->token_ttl_s = st->cfg->token_ttl_s;
 	/* The orders' confirmation tokens: a key of their own from the same secret. */
 	rc = order_token_key_derive(secret, sizeof secret, api->order_token_key);
 	sodium_memzero(secret, sizeof secret);

@@ -267,10 +267,16 @@ typedef struct login {
 	bool account_charged;
 	char user_id[USER_ID_MAX];
 	gw_role role;
+	int64_t token_version;
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char pair_key[8 + USER_EMAIL_MAX + GW_LIMIT_ADDRESS_MAX];
 	char account_key[8 + USER_EMAIL_MAX];
 } login;
+
+static int64_t token_ttl(const gw_api *api)
+{
+	return api->token_ttl_s > 0 ? api->token_ttl_s : GW_API_TOKEN_TTL_S;
+}
 
 /* The right password: the attempt costs no budget, and the address may pass
  * the account's ceiling from now on. */
@@ -297,15 +303,17 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		                          gw_problem_new(503, "cannot log in now; try again"));
 	} else if (!attempt->known || !match) {
 		gw_async_complete_problem(attempt->async, gw_problem_new(401, CREDENTIALS_REJECTED));
-	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role, (int64_t)time(NULL),
-	                             GW_API_TOKEN_TTL_S, &token)) != ORN_OK) {
+	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role,
+	                             attempt->token_version, (int64_t)time(NULL), token_ttl(attempt->api),
+	                             &token)) != ORN_OK) {
 		log_error("cannot sign a token", "error", orn_strerror(rc));
 		gw_async_complete_problem(attempt->async, gw_problem_new(500, NULL));
 	} else {
 		login_succeeded(attempt);
 		gw_async_complete_json(attempt->async, 200,
 		                       json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type",
-		                                 "Bearer", "expires_in", (json_int_t)GW_API_TOKEN_TTL_S));
+		                                 "Bearer", "expires_in",
+		                                 (json_int_t)token_ttl(attempt->api)));
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
@@ -383,6 +391,7 @@ static void handle_login(gw_request *r, void *arg)
 	rc = proj_users_get_by_email(api->users, email, user);
 	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
 		attempt->known = true;
+		attempt->token_version = user->token_version;
 		snprintf(attempt->user_id, sizeof attempt->user_id, "%s", user->user_id);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
 		log_error("users model unreadable", "error", orn_strerror(rc));
@@ -438,6 +447,89 @@ static void handle_me(gw_request *r, void *arg)
 	}
 	sodium_memzero(user, sizeof *user);
 	free(user);
+}
+
+/* ---- POST /api/v1/auth/logout ------------------------------------------- */
+
+/* One logout in flight; owned by whichever callback runs next. */
+typedef struct logout {
+	gw_api *api;
+	gw_async *async;
+} logout;
+
+static void logout_visible(void *closure, orn_rc rc)
+{
+	logout *op = closure;
+	if (rc != ORN_OK)
+		log_warn("logout answered before the users model caught up", "error", orn_strerror(rc));
+	gw_async_complete_empty(op->async, 204);
+	free(op);
+}
+
+static void logout_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	logout *op = closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(op->async, rc, reply);
+		free(op);
+		return;
+	}
+	/* answered once this gateway refuses the token (read-your-writes); the
+	 * others follow as their projectors apply the event (ADR 021) */
+	if (op->api->consistency == NULL ||
+	    gw_consistency_wait(op->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS, logout_visible,
+	                        op) != ORN_OK)
+		logout_visible(op, ORN_OK);
+}
+
+/* Ends the caller's token: RevokeToken{jti, expires_at} to its account. */
+static void handle_logout(gw_request *r, void *arg)
+{
+	static const gw_field no_fields[] = {{0}};
+	gw_api *api = arg;
+	gw_claims claims;
+	proj_user user = {0};
+	user_command command = {.kind = USER_REVOKE_TOKEN};
+	char command_id[16 + GW_JWT_ID_MAX];
+	logout *op = NULL;
+	mp_writer *payload = NULL;
+	json_t *body = NULL;
+	size_t len = 0;
+	if (!gw_api_authorize(r, api, false, &claims))
+		return;
+	gw_request_body(r, &len);
+	if (len > 0 && !gw_request_json(r, no_fields, &body)) /* none, or {} */
+		return;
+	json_decref(body);
+	orn_rc rc = proj_users_get_by_id(api->users, claims.sub, &user);
+	sodium_memzero(user.password_hash, sizeof user.password_hash);
+	if (rc != ORN_OK) {
+		gw_respond_error(r, 503, "cannot log out now; try again");
+		return;
+	}
+	snprintf(command.fields.jti, sizeof command.fields.jti, "%s", claims.jti);
+	command.fields.expires_at = claims.exp;
+	snprintf(command_id, sizeof command_id, "logout:%s", claims.jti);
+	if ((op = calloc(1, sizeof *op)) == NULL || (payload = mp_writer_create()) == NULL ||
+	    user_command_encode(payload, &command) != ORN_OK) {
+		free(op);
+		mp_writer_destroy(payload);
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	op->api = api;
+	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+		free(op);
+		mp_writer_destroy(payload);
+		return; /* answered 500 */
+	}
+	rc = gw_api_send(api, USER_AGGREGATE, user.key, user_command_type(USER_REVOKE_TOKEN), payload,
+	                 command_id, claims.sub, logout_replied, op);
+	mp_writer_destroy(payload);
+	if (rc != ORN_OK) {
+		gw_api_complete_failure(op->async, rc, NULL);
+		free(op);
+	}
 }
 
 /* ---- GET /api/v1/products and /api/v1/products/{id} ---------------------- */
@@ -637,6 +729,7 @@ orn_rc gw_api_register_public(gw_api *api)
 	static const gw_api_route routes[] = {
 	        {GW_POST, "/api/v1/auth/register", handle_register},
 	        {GW_POST, "/api/v1/auth/login", handle_login},
+	        {GW_POST, "/api/v1/auth/logout", handle_logout},
 	        {GW_GET, "/api/v1/me", handle_me},
 	        {GW_GET, "/api/v1/products", handle_products},
 	        {GW_GET, "/api/v1/products/{id}", handle_product},

@@ -55,6 +55,13 @@ hc_reply hc_call(const char *base_url, const char *method, const char *path, con
  * storage, overwritten by the next call). */
 const char *hc_header(const hc_reply *r, const char *name);
 
+/* Registers a customer with email (if new) and logs it in: its access token
+ * into out (GW_JWT_MAX_TOKEN = 4096 bytes suffice). Asserts both steps. */
+void hc_customer_token(const char *base_url, const char *email, char *out, size_t cap);
+
+/* Logs email/password in and copies the access token into out; asserts 200. */
+void hc_login_token(const char *base_url, const char *email, const char *password, char *out, size_t cap);
+
 /* Frees what r holds and zeroes it. */
 void hc_reply_free(hc_reply *r);
 
