@@ -529,6 +529,7 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 	o.body_timeout_ms = st->cfg->http_body_timeout_ms;
 	o.max_connections = st->cfg->http_max_connections;
 	o.max_connections_per_address = st->cfg->http_max_connections_per_address;
+	o.max_streams_per_owner = st->cfg->max_streams_per_customer;
 	if ((st->metrics = orn_metrics_global()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;
@@ -541,7 +542,9 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 	const char *path = getenv("ORION_OPENAPI_PATH");
 	snprintf(openapi, sizeof openapi, "%s",
 	         path != NULL ? path : ORION_SOURCE_DIR "/gateway/openapi.yaml");
-	if ((rc = gw_ops_register(st->gateway, st->metrics, openapi, &st->ops)) != ORN_OK) {
+	/* /metrics is not on the public listener (it shows sales volume): only
+	 * on ORION_METRICS_ADDR (issue 14, finding 7) */
+	if ((rc = gw_ops_register(st->gateway, NULL, openapi, &st->ops)) != ORN_OK) {
 		log_error("cannot serve the OpenAPI document", "path", openapi, "error", orn_strerror(rc));
 		return rc;
 	}

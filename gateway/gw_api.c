@@ -67,6 +67,7 @@ bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *cl
 		                       ? GW_ROLE_ADMIN
 		                       : GW_ROLE_CUSTOMER;
 		ok = !admin_only || claims->role == GW_ROLE_ADMIN;
+		gw_request_set_owner(r, claims->sub); /* streams are capped per account */
 		if (!ok)
 			gw_respond_error(r, 403, "this needs the admin role");
 	}

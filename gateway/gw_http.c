@@ -39,6 +39,7 @@
 
 #include "gw_guard-internal.h"
 #include "gw_inbox.h"
+#include "hashmap.h"
 #include "gw_problem.h"
 #include "log.h"
 
@@ -70,6 +71,8 @@ struct gw_server {
 	gw_request *deferred; /* requests waiting for a gw_async completion */
 	gw_stream *streams;   /* streamed answers in progress */
 	size_t stream_count, max_streams;
+	unsigned max_streams_per_owner; /* 0: no cap */
+	hmap *streams_by_owner;         /* owner -> open streams, as a pointer-sized integer */
 	struct timeval io_timeout;
 	struct event *stop_event; /* activated by gw_server_stop, from any thread */
 };
@@ -83,6 +86,7 @@ struct gw_request {
 	struct evkeyvalq query;
 	char client_addr[ADDRESS_MAX];
 	char request_id[GW_REQUEST_ID_MAX]; /* the correlation id: the client's, or a fresh one */
+	char owner[GW_OWNER_MAX];           /* the account the request acts for, "" if none */
 	arena_chunk *arena;
 	const unsigned char *body; /* the body's copy in the arena, once read */
 	size_t body_len;
@@ -106,7 +110,8 @@ struct gw_stream {
 	struct evbuffer *chunk;
 	gw_stream_closed_fn *closed;
 	void *closure;
-	gw_stream *prev, *next; /* in server->streams */
+	gw_stream *prev, *next;   /* in server->streams */
+	char owner[GW_OWNER_MAX]; /* counted in server->streams_by_owner when not "" */
 };
 
 typedef struct completion {
@@ -128,6 +133,7 @@ void gw_server_options_init(gw_server_options *o)
 	o->io_timeout_ms = 30000;
 	o->async_deadline_ms = 5000;
 	o->max_streams = 1000;
+	o->max_streams_per_owner = 8;
 	o->header_timeout_ms = 10000;
 	o->body_timeout_ms = 30000;
 	o->max_connections = 10000;
@@ -596,6 +602,16 @@ void gw_async_cancel(gw_async *a)
 
 /* ---- streamed answers ----------------------------------------------------- */
 
+static size_t owner_streams(const gw_server *s, const char *owner)
+{
+	return (size_t)(uintptr_t)hmap_get(s->streams_by_owner, owner);
+}
+
+void gw_request_set_owner(gw_request *r, const char *owner)
+{
+	snprintf(r->owner, sizeof r->owner, "%s", owner != NULL ? owner : "");
+}
+
 static void stream_unlink(gw_stream *st)
 {
 	gw_server *s = st->server;
@@ -607,6 +623,14 @@ static void stream_unlink(gw_stream *st)
 		st->next->prev = st->prev;
 	st->prev = st->next = NULL;
 	s->stream_count--;
+	if (st->owner[0] != '\0') {
+		size_t n = owner_streams(s, st->owner);
+		if (n <= 1)
+			hmap_remove(s->streams_by_owner, st->owner);
+		else
+			hmap_put(s->streams_by_owner, st->owner,
+			         (void *)(uintptr_t)(n - 1)); /* replaces: no allocation */
+	}
 }
 
 static void stream_free(gw_stream *st)
@@ -637,10 +661,22 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 		gw_respond_error(r, 503, "too many event streams are open; retry later");
 		return NULL;
 	}
+	size_t owned = r->owner[0] != '\0' ? owner_streams(s, r->owner) : 0;
+	if (r->owner[0] != '\0' && s->max_streams_per_owner > 0 && owned >= s->max_streams_per_owner) {
+		gw_response_header(r, "Retry-After", "5");
+		gw_respond_error(r, 429, "too many event streams are open for this account; close one first");
+		return NULL;
+	}
 	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
 	gw_stream *st = calloc(1, sizeof(*st));
 	if (st == NULL || evcon == NULL || (st->chunk = evbuffer_new()) == NULL ||
+	    (r->owner[0] != '\0' &&
+	     hmap_put(s->streams_by_owner, r->owner, (void *)(uintptr_t)(owned + 1)) != ORN_OK) ||
 	    gw_guard_on_close(s->guard, evcon, stream_connection_closed, st) != ORN_OK) {
+		if (st != NULL && r->owner[0] != '\0' && owned == 0)
+			hmap_remove(s->streams_by_owner, r->owner);
+		else if (st != NULL && r->owner[0] != '\0')
+			hmap_put(s->streams_by_owner, r->owner, (void *)(uintptr_t)owned);
 		if (st)
 			stream_free(st);
 		gw_respond_error(r, 500, NULL);
@@ -648,6 +684,7 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 	}
 	st->server = s;
 	st->ev = r->ev;
+	snprintf(st->owner, sizeof st->owner, "%s", r->owner);
 	st->closed = closed;
 	st->closure = closure;
 	st->next = s->streams;
@@ -898,6 +935,9 @@ static orn_rc configure(gw_server *s, const gw_server_options *o)
 	s->max_body = o->max_body_bytes ? o->max_body_bytes : GW_MAX_BODY_DEFAULT;
 	s->async_deadline_ms = o->async_deadline_ms ? o->async_deadline_ms : 5000;
 	s->max_streams = o->max_streams ? o->max_streams : 1000;
+	s->max_streams_per_owner = o->max_streams_per_owner;
+	if ((s->streams_by_owner = hmap_create()) == NULL)
+		return ORN_ENOMEM;
 	s->metrics = o->metrics;
 	/* evhttp's own cap is a backstop; the gateway answers 413 below it. */
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)(2 * s->max_body));
@@ -1007,6 +1047,7 @@ void gw_server_destroy(gw_server *s)
 	if (s->http)
 		evhttp_free(s->http);
 	gw_guard_destroy(s->guard); /* after evhttp_free: it closes what lingers */
+	hmap_destroy(s->streams_by_owner);
 	gw_inbox_destroy(s->inbox);
 	gw_router_destroy(s->router);
 	for (size_t i = 0; i < s->cors_origin_count; i++)

@@ -40,7 +40,8 @@
  *   progress). A timed-out connection is closed without an answer;
  * - streamed answers (gw_respond_stream, for Server-Sent Events) have no read
  *   timeout (the client only listens), keep io_timeout_ms for writes, are
- *   capped at max_streams open at once (503 above) and close their
+ *   capped at max_streams open at once (503 above) and at
+ *   max_streams_per_owner of one account (429 above), and close their
  *   connection when they end. */
 #ifndef ORION_GW_HTTP_H
 #define ORION_GW_HTTP_H
@@ -57,6 +58,7 @@
 #include "orn.h"
 
 #define GW_REQUEST_ID_MAX 129 /* bytes of a request (correlation) id, NUL included */
+#define GW_OWNER_MAX      65  /* bytes of a request's owner (an account id), NUL included */
 
 struct event_base;
 
@@ -69,6 +71,7 @@ typedef struct gw_server_options {
 	unsigned io_timeout_ms;               /* default 30000 */
 	unsigned async_deadline_ms;           /* default deadline of gw_request_defer, 5000 */
 	unsigned max_streams;                 /* open streamed answers at most, default 1000 */
+	unsigned max_streams_per_owner;       /* of one owner (gw_request_set_owner), default 8 (0: no cap) */
 	unsigned header_timeout_ms;           /* request line and headers, default 10000 */
 	unsigned body_timeout_ms;             /* the body after its headers, default 30000 */
 	unsigned max_connections;             /* open at once, default 10000 (0: no cap) */
@@ -123,6 +126,10 @@ const char *gw_request_param(const gw_request *r, const char *name);
 const char *gw_request_query(const gw_request *r, const char *name);
 /* A request header (case-insensitive name), or NULL. */
 const char *gw_request_header(const gw_request *r, const char *name);
+/* Names the account r acts for (an id, at most GW_OWNER_MAX - 1 bytes; the
+ * API sets it once the bearer token is checked): streamed answers are
+ * capped per owner (max_streams_per_owner, 429 above). */
+void gw_request_set_owner(gw_request *r, const char *owner);
 /* The peer's address as text ("127.0.0.1"). */
 const char *gw_request_client_addr(const gw_request *r);
 /* The request's correlation id: the client's X-Request-Id (else
