@@ -530,6 +530,10 @@ static bool fill_placement(gw_request *r, order_op *op)
 		                         : "the cart is empty");
 		goto done;
 	}
+	if (cart->total_cents == 0) { /* nothing to pay: the provider would refuse it (issue 14) */
+		gw_respond_error(r, 422, "the order would total 0: nothing to pay");
+		goto done;
+	}
 	rc = proj_users_get_by_id(api->users, op->customer, user);
 	if (rc != ORN_OK) {
 		gw_respond_error(r, rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? 422 : 503,

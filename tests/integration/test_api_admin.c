@@ -309,7 +309,9 @@ Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
 	cr_assert_eq(num(r.json, "on_hand"), 15);
 	cr_assert_eq(num(r.json, "reserved"), 0);
 	cr_assert_eq(num(r.json, "available"), 15);
-	cr_assert_eq(json_object_size(r.json), 3, "exactly the stock levels: %s", r.body);
+	cr_assert_eq(json_object_size(r.json), 5, "exactly the stock levels (StockLevels): %s", r.body);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 5);
+	cr_assert(json_is_false(json_object_get(r.json, "low")), "%s", r.body);
 	hc_reply_free(&r);
 	r = expect(200, "POST", path, admin_token, "{\"delta\":-4,\"reason\":\"damaged\"}", NULL);
 	cr_assert_eq(num(r.json, "on_hand"), 11);
