@@ -55,7 +55,8 @@ static const struct {
         {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), TYPE_TEXT, USER_ID_MAX,
          "1..64 characters of [A-Za-z0-9_-]"},
         {"email", FIELD_EMAIL, offsetof(user_fields, email), TYPE_TEXT, USER_EMAIL_MAX,
-         "a normalized address of 3..254 bytes, lowercase, one '@', no spaces or control characters"},
+         "a normalized address of RFC 5321 syntax: an ASCII dot-atom, '@', a domain of LDH labels (IDN as "
+         "xn--)"},
         {"name", FIELD_NAME, offsetof(user_fields, name), TYPE_TEXT, USER_NAME_MAX,
          "1..100 bytes of UTF-8 text without control characters"},
         {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), TYPE_TEXT,
@@ -166,6 +167,56 @@ bool user_email_valid(const char *email)
 	return len < USER_EMAIL_MAX && email_check(email, len);
 }
 
+/* RFC 5322 atext: what a dot-atom's atoms are made of (ASCII only). */
+static bool is_atext(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL);
+}
+
+/* Dot-atom: atoms of atext separated by single dots, 1..64 bytes. */
+static bool local_part_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(is_atext(s[i]) || (s[i] == '.' && s[i + 1] != '.')))
+			return false;
+	return true;
+}
+
+/* A domain name of two or more LDH labels (lowercase: normalized), the top
+ * one not all digits. */
+static bool domain_valid(const char *s, size_t len)
+{
+	size_t labels = 0, start = 0;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+				return false;
+			continue;
+		}
+		size_t n = i - start;
+		if (n == 0 || n > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		labels++;
+		if (i == len && strspn(s + start, "0123456789") == n)
+			return false; /* a top-level label is never numeric: no IPv4 */
+		start = i + 1;
+	}
+	return labels >= 2;
+}
+
+bool user_email_syntax_valid(const char *email)
+{
+	size_t len = strnlen(email, USER_EMAIL_MAX);
+	const char *at = memchr(email, '@', len);
+	return user_email_valid(email) && at != NULL && local_part_valid(email, (size_t)(at - email)) &&
+	       domain_valid(at + 1, len - (size_t)(at + 1 - email));
+}
+
 static bool is_ascii_space(char ch)
 {
 	return ch == ' ' || (ch >= '\t' && ch <= '\r');
@@ -274,6 +325,8 @@ const char *user_invalid_field(const user_command *c)
 
 	if ((size_t)c->kind < ORN_ARRAY_LEN(command_shapes))
 		invalid = first_invalid(&c->fields, command_shapes[c->kind].fields);
+	if (invalid < 0 && c->kind == USER_REGISTER && !user_email_syntax_valid(c->fields.email))
+		return "email"; /* a new account's address: RFC 5321 syntax (events keep the looser check) */
 	return invalid >= 0 ? field_table[invalid].key : NULL;
 }
 

@@ -81,8 +81,20 @@ orn_rc user_email_normalize(const char *email, char *out, size_t cap);
  * ORN_ETOOBIG if cap is too small, ORN_EINTERNAL if libsodium cannot start. */
 orn_rc user_key_for_email(const char *email, char *out, size_t cap);
 
-/* True if email is already normalized and valid. */
+/* True if email is already normalized and valid (the bounds above: what
+ * any event of the log may hold). */
 bool user_email_valid(const char *email);
+
+/* True if a normalized email is an address a new account may have
+ * (docs/adr/022-email-addresses-and-passwords.md): RFC 5321 syntax with an
+ * ASCII dot-atom local part of at most 64 bytes (no quoted strings, no
+ * comments), "@", and a domain name of at least two labels, each 1..63 of
+ * [a-z0-9-] not starting or ending with '-', the last not all digits (no
+ * address literals); internationalized domains only in their punycode form
+ * (xn--). Anything else — non-ASCII look-alikes such as fullwidth letters,
+ * "a,b@x.org", "\"<script>\"@x.org", "a@x.org>" — is refused. RegisterUser is
+ * decided with it; older events keep the looser check above. */
+bool user_email_syntax_valid(const char *email);
 
 /* The fields of a user (and of its commands and events). */
 typedef struct user_fields {

@@ -40,6 +40,11 @@
 #define Q_BYTES_MAX          200
 #define CURSOR_BYTES_MAX     (PROJ_CURSOR_MAX - 1)
 #define LIMIT_DEFAULT        20u
+#define PASSWORD_REASON_MAX  192
+#define EMAIL_RULE                                                                                           \
+	"must be an address of RFC 5321 syntax: ASCII letters, digits and !#$%&'*+-/=?^_`{|}~ (dots "        \
+	"between) "                                                                                          \
+	"before the @, a domain name with a dot after it (international domains as xn--)"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -218,8 +223,21 @@ static void handle_register(gw_request *r, void *arg)
 	}
 	if (user_email_normalize(gw_json_string(body, "email", ""), reg->command.fields.email,
 	                         sizeof reg->command.fields.email) != ORN_OK ||
+	    !user_email_syntax_valid(reg->command.fields.email) ||
 	    user_key_for_email(reg->command.fields.email, reg->key, sizeof reg->key) != ORN_OK) {
-		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
+		respond_field_error(r, BODY_INVALID, "email", EMAIL_RULE);
+		goto done;
+	}
+	/* ADR 022: common and email-derived passwords are refused before any hashing */
+	char why[PASSWORD_REASON_MAX];
+	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->command.fields.email, why,
+	                         sizeof why);
+	if (rc == ORN_EINVAL) {
+		respond_field_error(r, BODY_INVALID, "password", why);
+		goto done;
+	} else if (rc != ORN_OK) {
+		log_error("cannot check a password's quality", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "cannot register now; try again");
 		goto done;
 	}
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
