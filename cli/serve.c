@@ -33,6 +33,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "mail.h"
+#include "mail_log.h"
 #include "metrics.h"
 #include "nats_auth.h"
 #include "order.h"
@@ -52,7 +53,7 @@
 #include "user.h"
 #include "users.h"
 
-#define MAX_KINDS     7
+#define MAX_KINDS     8
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
 
 /* The actor kinds, by role. */
@@ -60,8 +61,10 @@ static const struct {
 	const char *role;
 	const act_kind *kind;
 } kinds[] = {
-        {"stock", &stock_kind}, {"product", &product_kind}, {"product", &sku_kind},     {"user", &user_kind},
-        {"cart", &cart_kind},   {"order", &order_kind},     {"payment", &payment_kind},
+        {"stock", &stock_kind},     {"product", &product_kind}, {"product", &sku_kind},
+        {"user", &user_kind},       {"cart", &cart_kind},       {"order", &order_kind},
+        {"payment", &payment_kind}, {"mail", &mail_log_kind}, /* RequestResend on the delivery logs (ADR 023)
+                                                               */
 };
 
 const struct act_kind *cli_serve_kind(size_t i)

@@ -24,7 +24,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from orion_e2e import (StackTestCase, Client, confirmation_link, create_product, query_token,  # noqa: E402
-                       register, wait_status, card)
+                       register, wait_status, wait_until, card)
 
 OPENAPI = os.path.join(HERE, "..", "..", "gateway", "openapi.yaml")
 PREFIX = "/api/v1"
@@ -238,6 +238,9 @@ class ResponseBodies(StackTestCase):
         self.assertEqual(customer.get(f"/orders/{order}").status, 200)
         self.assertEqual(customer.post("/orders", {}).status, 422)  # the cart is empty now
         token = query_token(confirmation_link(stack, order))
+        wait_until(lambda: customer.post(f"/orders/{order}/confirmation-email").status == 202, 15,
+                   interval=0.3, what="a resend of the delivered confirmation email")
+        self.assertIn(customer.post(f"/orders/{order}/confirmation-email").status, (202, 429))
         self.assertEqual(anonymous.post(f"/orders/{order}/confirm", {"token": "A" * 43}).status, 403)
         self.assertEqual(anonymous.post(f"/orders/{order}/confirm", {"token": token}).status, 200)
         r = customer.post(f"/orders/{order}/payment", card("4242424242424242"),
@@ -259,7 +262,12 @@ class ResponseBodies(StackTestCase):
         self.assertEqual(customer.post("/cart/items", {"product_id": product, "quantity": 1}).status, 200)
         self.assertEqual(customer.delete(f"/cart/items/{product}").status, 200)
         self.assertEqual(customer.delete("/cart").status, 204)
-        self.assertEqual(admin.get(f"/admin/mail?order_id={order}").status, 200)
+        r = admin.get(f"/admin/mail?order_id={order}")
+        self.assertEqual(r.status, 200)
+        paid = [e["id"] for e in r.json()["items"] if e["kind"] == "confirmed" and e["status"] == "delivered"]
+        if paid:
+            self.assertEqual(admin.post(f"/admin/mail/{paid[0]}/resend").status, 202)
+        self.assertEqual(admin.post("/admin/mail/m00000000000000000000000000000000/resend").status, 404)
         self.assertEqual(admin.delete(f"/admin/products/{product}").status, 204)
         self.assertEqual(admin.get(f"/admin/products/{product}").status, 404)
         self.assertEqual(admin.post(f"/admin/inventory/{product}/adjustments",
