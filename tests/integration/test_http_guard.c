@@ -218,6 +218,12 @@ Test(http_guard, nul_in_a_query_value_is_400)
 	r = hc_call(base_url, "GET", "/api/v1/products?q=a%00b", NULL, NULL, 0, NULL, NULL, 5000);
 	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
 	hc_reply_free(&r);
+	/* a form value: the confirmation form's token, a well-shaped one cut by %00 */
+	r = hc_call(base_url, "POST", "/api/v1/orders/o-any/confirm", NULL,
+	            "token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA%00tail", 0,
+	            "application/x-www-form-urlencoded", NULL, 5000);
+	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
 }
 
 Test(http_guard, libevents_html_error_pages_are_problem_json)
