@@ -262,8 +262,9 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 {
 	start_server(false);
 	/* an unknown field (trying to pick the role) */
-	reply r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\","
-	                                        "\"name\":\"Eve\",\"role\":\"admin\"}");
+	reply r = post("/api/v1/auth/register",
+	               "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\","
+	               "\"name\":\"Eve\",\"role\":\"admin\"}");
 	expect_field_error(&r, "role");
 	hc_reply_free(&r);
 	long status;
@@ -284,7 +285,8 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\",\"name\":\"\"}");
 	expect_field_error(&r, "name");
 	hc_reply_free(&r);
-	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\"}");
+	r = post("/api/v1/auth/register",
+	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\"}");
 	expect_field_error(&r, "name");
 	hc_reply_free(&r);
 	/* a hostile field name comes back only as a JSON string of a problem
