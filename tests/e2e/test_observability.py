@@ -204,14 +204,16 @@ class Observability(StackTestCase):
         self.assertGreater(samples(text, "orion_projection_position").get("", 0), 0)
 
     def settled_metrics(self, port):
-        """The metrics text once the order's story has reached them: the projection has a position and
-        the confirmed email was sent (the mail role sends it after the order is confirmed, so the
-        order's status alone does not say the email's latency was observed)."""
+        """The metrics text once the order's story has reached them: the projection has a position, the
+        confirmed email was sent and the saga committed the stock (the mail role and the saga act after
+        the order is confirmed, so the order's status alone does not say their metrics were observed)."""
         def settled():
             text = scrape(port)
             emails = samples(text, "orion_email_latency_seconds_count")
+            steps = samples(text, "orion_saga_step_duration_seconds_count")
             done = (samples(text, "orion_projection_position").get("", 0) > 0
-                    and emails.get('{status="confirmed"}', 0) >= 1)
+                    and emails.get('{status="confirmed"}', 0) >= 1
+                    and any('step="commit"' in k for k in steps))
             return text if done else None
         try:
             return wait_until(settled, 15, interval=0.2, what="the projection position and the confirmed email")
