@@ -1,13 +1,15 @@
 /* mail_log.c — the mail aggregate (see mail_log.h): decide, evolve, the
- * payload codec and the id. */
+ * payload codecs, the id and the kind table of RequestResend. */
 #include "mail_log.h"
+#include "kind.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const status_names[] = {"pending", "delivered", "failed"};
 static const char *const event_types[] = {MAIL_LOG_EV_ATTEMPT_FAILED, MAIL_LOG_EV_DELIVERED,
-                                          MAIL_LOG_EV_FAILED};
+                                          MAIL_LOG_EV_FAILED, MAIL_LOG_EV_RESEND_REQUESTED};
 
 const char *mail_log_status_name(mail_log_status s)
 {
@@ -38,6 +40,14 @@ const char *mail_log_verdict_code(mail_log_verdict v)
 		return "settled";
 	case MAIL_LOG_REJ_INVALID:
 		return "invalid";
+	case MAIL_LOG_REJ_NOT_FOUND:
+		return "not_found";
+	case MAIL_LOG_REJ_NOT_RESENDABLE:
+		return "not_resendable";
+	case MAIL_LOG_REJ_TOO_SOON:
+		return "too_soon";
+	case MAIL_LOG_REJ_TOO_MANY:
+		return "too_many";
 	}
 	return "invalid";
 }
@@ -67,9 +77,42 @@ static bool subject_valid(const mail_log_subject *s)
 	       (!order || orn_id_valid(s->order_id)) && (!product || orn_id_valid(s->product_id));
 }
 
+static bool by_valid(const char *by)
+{
+	return strcmp(by, "customer") == 0 || strcmp(by, "admin") == 0;
+}
+
+/* RequestResend: the log opens again for one more generation (see mail_log.h). */
+static mail_log_verdict decide_resend(const mail_log_state *s, const mail_log_command *c,
+                                      mail_log_events *out)
+{
+	if (!by_valid(c->by))
+		return MAIL_LOG_REJ_INVALID;
+	if (!s->exists)
+		return MAIL_LOG_REJ_NOT_FOUND;
+	if (s->subject.product_id[0] != '\0')
+		return MAIL_LOG_REJ_NOT_RESENDABLE;
+	if (s->status == MAIL_LOG_STATUS_PENDING)
+		return MAIL_LOG_OK; /* being sent: nothing to add */
+	if (s->generation >= MAIL_LOG_RESENDS_MAX)
+		return MAIL_LOG_REJ_TOO_MANY;
+	if (s->resend_requested_at_ms > 0 &&
+	    c->at_ms - s->resend_requested_at_ms < MAIL_LOG_RESEND_INTERVAL_MS)
+		return MAIL_LOG_REJ_TOO_SOON;
+	mail_log_event *e = &out->items[out->count++];
+	e->kind = MAIL_LOG_RESEND_REQUESTED;
+	e->subject = s->subject;
+	e->attempt = s->generation + 1;
+	e->at_ms = c->at_ms;
+	snprintf(e->by, sizeof e->by, "%s", c->by);
+	return MAIL_LOG_OK;
+}
+
 mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command *c, mail_log_events *out)
 {
 	memset(out, 0, sizeof *out);
+	if (c->kind == MAIL_LOG_REQUEST_RESEND)
+		return decide_resend(s, c, out);
 	if (s->status != MAIL_LOG_STATUS_PENDING)
 		return MAIL_LOG_REJ_SETTLED;
 	if (!subject_valid(&c->subject) || c->max_attempts == 0)
@@ -84,7 +127,7 @@ mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command
 	}
 	e->kind = MAIL_LOG_ATTEMPT_FAILED;
 	mail_log_error_set(e->error, c->error);
-	if (e->attempt >= c->max_attempts) {
+	if (c->deadline_ms > 0 ? c->at_ms >= c->deadline_ms : e->attempt >= c->max_attempts) {
 		mail_log_event *f = &out->items[out->count++];
 		*f = *e;
 		f->kind = MAIL_LOG_FAILED;
@@ -94,6 +137,17 @@ mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command
 
 void mail_log_evolve(mail_log_state *s, const mail_log_event *e)
 {
+	if (e->kind == MAIL_LOG_RESEND_REQUESTED) {
+		if (!s->exists || e->attempt != s->generation + 1)
+			return; /* only the next generation opens the log */
+		s->generation = e->attempt;
+		s->status = MAIL_LOG_STATUS_PENDING;
+		s->attempts = 0;
+		s->last_error[0] = '\0';
+		s->delivered_at_ms = 0;
+		s->resend_requested_at_ms = s->updated_at_ms = e->at_ms;
+		return;
+	}
 	if (s->status != MAIL_LOG_STATUS_PENDING)
 		return;
 	s->exists = true;
@@ -114,6 +168,8 @@ void mail_log_evolve(mail_log_state *s, const mail_log_event *e)
 		memcpy(s->last_error, e->error, sizeof s->last_error);
 		s->status = MAIL_LOG_STATUS_FAILED;
 		break;
+	case MAIL_LOG_RESEND_REQUESTED:
+		break;
 	}
 }
 
@@ -133,12 +189,21 @@ orn_rc mail_log_id(char out[MAIL_LOG_ID_MAX], const char *key)
 
 /* ---- codec ---- */
 
+/* The key of the attempt number: each event names it for what it counts. */
+static const char *attempt_key(mail_log_event_kind kind)
+{
+	return kind == MAIL_LOG_FAILED             ? "attempts"
+	       : kind == MAIL_LOG_RESEND_REQUESTED ? "generation"
+	                                           : "attempt";
+}
+
 orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 {
-	bool product = e->subject.product_id[0] != '\0', error = e->kind != MAIL_LOG_DELIVERED;
+	bool product = e->subject.product_id[0] != '\0', resend = e->kind == MAIL_LOG_RESEND_REQUESTED;
+	bool error = e->kind != MAIL_LOG_DELIVERED && !resend;
 	if (mail_log_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	mp_write_map(w, 5u + product + error);
+	mp_write_map(w, 5u + product + error + resend);
 	mp_write_cstr(w, "order_id");
 	mp_write_cstr(w, e->subject.order_id);
 	if (product) {
@@ -149,8 +214,12 @@ orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 	mp_write_cstr(w, e->subject.kind);
 	mp_write_cstr(w, "recipient");
 	mp_write_cstr(w, e->subject.recipient);
-	mp_write_cstr(w, e->kind == MAIL_LOG_FAILED ? "attempts" : "attempt");
+	mp_write_cstr(w, attempt_key(e->kind));
 	mp_write_uint(w, e->attempt);
+	if (resend) {
+		mp_write_cstr(w, "by");
+		mp_write_cstr(w, e->by);
+	}
 	if (error) {
 		mp_write_cstr(w, e->kind == MAIL_LOG_FAILED ? "last_error" : "error");
 		mp_write_cstr(w, e->error);
@@ -160,13 +229,22 @@ orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 	return mp_writer_status(w);
 }
 
-enum { F_ORDER = 1, F_PRODUCT = 2, F_KIND = 4, F_RECIPIENT = 8, F_ATTEMPT = 16, F_ERROR = 32, F_AT = 64 };
+enum {
+	F_ORDER = 1,
+	F_PRODUCT = 2,
+	F_KIND = 4,
+	F_RECIPIENT = 8,
+	F_ATTEMPT = 16,
+	F_ERROR = 32,
+	F_AT = 64,
+	F_BY = 128
+};
 
 /* Reads the value of key into e; *seen collects the fields read. */
 static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail_log_event *e, unsigned *seen)
 {
-	const char *attempt_key = e->kind == MAIL_LOG_FAILED ? "attempts" : "attempt";
 	const char *error_key = e->kind == MAIL_LOG_FAILED ? "last_error" : "error";
+	bool resend = e->kind == MAIL_LOG_RESEND_REQUESTED;
 	unsigned field = 0;
 	uint64_t n = 0;
 	orn_rc rc;
@@ -182,15 +260,20 @@ static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail
 	} else if (mp_str_eq(key, key_len, "recipient")) {
 		field = F_RECIPIENT;
 		rc = mp_read_cstr(r, e->subject.recipient, sizeof e->subject.recipient);
-	} else if (mp_str_eq(key, key_len, attempt_key)) {
+	} else if (mp_str_eq(key, key_len, attempt_key(e->kind))) {
 		field = F_ATTEMPT;
 		rc = mp_read_uint(r, &n);
 		if (rc == ORN_OK && (n == 0 || n > UINT32_MAX))
 			rc = ORN_EDECODE;
 		e->attempt = (uint32_t)n;
-	} else if (e->kind != MAIL_LOG_DELIVERED && mp_str_eq(key, key_len, error_key)) {
+	} else if (e->kind != MAIL_LOG_DELIVERED && !resend && mp_str_eq(key, key_len, error_key)) {
 		field = F_ERROR;
 		rc = mp_read_cstr(r, e->error, sizeof e->error);
+	} else if (resend && mp_str_eq(key, key_len, "by")) {
+		field = F_BY;
+		rc = mp_read_cstr(r, e->by, sizeof e->by);
+		if (rc == ORN_OK && !by_valid(e->by))
+			rc = ORN_EDECODE;
 	} else if (mp_str_eq(key, key_len, "at")) {
 		field = F_AT;
 		rc = mp_read_int(r, &e->at_ms);
@@ -228,10 +311,111 @@ orn_rc mail_log_event_decode(const char *type, const uint8_t *payload, size_t le
 			return ORN_EDECODE;
 	}
 	unsigned required = F_ORDER | F_KIND | F_RECIPIENT | F_ATTEMPT | F_AT;
-	if (e.kind != MAIL_LOG_DELIVERED)
+	if (e.kind == MAIL_LOG_RESEND_REQUESTED)
+		required |= F_BY;
+	else if (e.kind != MAIL_LOG_DELIVERED)
 		required |= F_ERROR;
 	if (mp_reader_remaining(&r) != 0 || (seen & required) != required || !subject_valid(&e.subject))
 		return ORN_EDECODE;
 	*out = e;
 	return ORN_OK;
 }
+
+/* ---- the command on the bus: RequestResend {by, at} ---- */
+
+orn_rc mail_log_command_encode(mp_writer *w, const mail_log_command *c)
+{
+	if (c->kind != MAIL_LOG_REQUEST_RESEND)
+		return ORN_EINVAL;
+	mp_write_map(w, 2);
+	mp_write_cstr(w, "by");
+	mp_write_cstr(w, c->by);
+	mp_write_cstr(w, "at");
+	mp_write_int(w, c->at_ms);
+	return mp_writer_status(w);
+}
+
+/* One key/value of RequestResend into the mail_log_command out (kind_decode_map's entry). */
+static orn_rc command_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
+{
+	mail_log_command *c = out;
+	const char *key;
+	uint32_t key_len;
+	orn_rc rc = mp_read_str(r, &key, &key_len);
+	unsigned field = rc != ORN_OK                    ? 0
+	                 : mp_str_eq(key, key_len, "by") ? F_BY
+	                 : mp_str_eq(key, key_len, "at") ? F_AT
+	                                                 : 0;
+	(void)fields;
+	if (rc != ORN_OK || (*seen & field) != 0)
+		return ORN_EDECODE;
+	*seen |= field;
+	if (field == F_BY)
+		return mp_read_cstr(r, c->by, sizeof c->by);
+	return field == F_AT ? mp_read_int(r, &c->at_ms) : mp_skip(r);
+}
+
+orn_rc mail_log_command_decode(const char *type, const uint8_t *payload, size_t len, mail_log_command *out)
+{
+	mail_log_command c;
+	if (type == NULL || strcmp(type, MAIL_LOG_CMD_REQUEST_RESEND) != 0)
+		return ORN_EINVAL;
+	if (kind_decode_map(payload, len, F_BY | F_AT, command_entry, &c, sizeof c) != ORN_OK)
+		return ORN_EDECODE;
+	c.kind = MAIL_LOG_REQUEST_RESEND;
+	*out = c;
+	return ORN_OK;
+}
+
+/* ---- the kind table ---- */
+
+static void mail_log_kind_init(void *state)
+{
+	mail_log_state_init(state);
+}
+
+static void mail_log_kind_dispose(void *state)
+{
+	mail_log_state_init(state);
+}
+
+static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
+{
+	(void)state;
+	(void)command;
+	switch ((mail_log_verdict)verdict) {
+	case MAIL_LOG_REJ_NOT_FOUND:
+		snprintf(detail, cap, "this email was never sent");
+		break;
+	case MAIL_LOG_REJ_NOT_RESENDABLE:
+		snprintf(detail, cap, "low-stock alerts are not sent again");
+		break;
+	case MAIL_LOG_REJ_TOO_SOON:
+		snprintf(detail, cap, "this email was asked for less than a minute ago");
+		break;
+	case MAIL_LOG_REJ_TOO_MANY:
+		snprintf(detail, cap, "this email was sent again %d times already", MAIL_LOG_RESENDS_MAX);
+		break;
+	default:
+		snprintf(detail, cap, "the request is not valid");
+		break;
+	}
+}
+
+static orn_rc apply_event(void *state, const void *event)
+{
+	mail_log_evolve(state, event);
+	return ORN_OK;
+}
+
+KIND_ADAPTER(mail_log, MAIL_LOG_SCHEMA, describe_rejection, apply_event);
+
+const act_kind mail_log_kind = {
+        .aggregate = MAIL_LOG_AGGREGATE,
+        .state_size = sizeof(mail_log_state),
+        .snapshot_schema = MAIL_LOG_SCHEMA,
+        .init = mail_log_kind_init,
+        .dispose = mail_log_kind_dispose,
+        .decide = mail_log_kind_decide,
+        .evolve = mail_log_kind_evolve,
+};

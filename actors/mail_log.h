@@ -8,6 +8,13 @@
  * attempt count is the number of attempts the log holds, so it survives a
  * restart and is shared by every instance of the mail role.
  *
+ * A settled log can be opened again by MailResendRequested (RequestResend,
+ * a command the mail role serves as an actor kind: a customer asking for
+ * the confirmation email again, an admin resending from the log; ADR 023):
+ * the log is pending again, its attempts count from 0 for the new
+ * generation, and the mail role delivers the email once more. At most
+ * MAIL_LOG_RESENDS_MAX resends, one every MAIL_LOG_RESEND_INTERVAL_MS.
+ *
  * The id is derived from the email's sent-marker key (mail_log_id), so every
  * instance finds the same aggregate for the same email. No event ever holds
  * the email's body or the confirmation token: only the recipient, the kind,
@@ -24,19 +31,26 @@
 #include "mpack.h"
 #include "orn.h"
 
-#define MAIL_LOG_AGGREGATE      "mail"
-#define MAIL_LOG_ID_MAX         34  /* bytes of an id, NUL included: "m" + 32 hex digits */
-#define MAIL_LOG_REF_MAX        65  /* bytes of an order or product id, NUL included */
-#define MAIL_LOG_KIND_MAX       33  /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
-#define MAIL_LOG_RECIPIENT_MAX  255 /* bytes of an address, NUL included */
-#define MAIL_LOG_ERROR_MAX      201 /* bytes of an error text, NUL included: longer ones are cut */
-#define MAIL_LOG_SCHEMA         1
-#define MAIL_LOG_KIND_LOW_STOCK "low_stock"
+#define MAIL_LOG_AGGREGATE          "mail"
+#define MAIL_LOG_ID_MAX             34  /* bytes of an id, NUL included: "m" + 32 hex digits */
+#define MAIL_LOG_REF_MAX            65  /* bytes of an order or product id, NUL included */
+#define MAIL_LOG_KIND_MAX           33  /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
+#define MAIL_LOG_RECIPIENT_MAX      255 /* bytes of an address, NUL included */
+#define MAIL_LOG_ERROR_MAX          201 /* bytes of an error text, NUL included: longer ones are cut */
+#define MAIL_LOG_SCHEMA             1
+#define MAIL_LOG_KIND_LOW_STOCK     "low_stock"
+#define MAIL_LOG_BY_MAX             16 /* bytes of who asked for a resend ("customer", "admin"), NUL included */
+#define MAIL_LOG_RESENDS_MAX        5
+#define MAIL_LOG_RESEND_INTERVAL_MS 60000
 
 /* Event type names as stored. */
-#define MAIL_LOG_EV_ATTEMPT_FAILED "MailAttemptFailed"
-#define MAIL_LOG_EV_DELIVERED      "MailDelivered"
-#define MAIL_LOG_EV_FAILED         "MailFailed"
+#define MAIL_LOG_EV_ATTEMPT_FAILED   "MailAttemptFailed"
+#define MAIL_LOG_EV_DELIVERED        "MailDelivered"
+#define MAIL_LOG_EV_FAILED           "MailFailed"
+#define MAIL_LOG_EV_RESEND_REQUESTED "MailResendRequested"
+
+/* Command type name on the bus (orion.cmd.mail.<mail id>). */
+#define MAIL_LOG_CMD_REQUEST_RESEND "RequestResend"
 
 typedef enum mail_log_status {
 	MAIL_LOG_STATUS_PENDING = 0, /* no attempt yet, or attempts failed below the bound */
@@ -63,13 +77,16 @@ typedef struct mail_log_state {
 	mail_log_subject subject;
 	uint32_t attempts;
 	char last_error[MAIL_LOG_ERROR_MAX];
-	int64_t delivered_at_ms; /* 0 unless delivered */
-	int64_t updated_at_ms;   /* at_ms of the last event */
+	int64_t delivered_at_ms;        /* 0 unless delivered */
+	int64_t updated_at_ms;          /* at_ms of the last event */
+	uint32_t generation;            /* resends requested so far: 0 for the first sending */
+	int64_t resend_requested_at_ms; /* at_ms of the last MailResendRequested, 0 if none */
 } mail_log_state;
 
 typedef enum mail_log_command_kind {
-	MAIL_LOG_RECORD_SENT,  /* the server accepted the email */
-	MAIL_LOG_RECORD_FAILED /* the send failed with error */
+	MAIL_LOG_RECORD_SENT,   /* the server accepted the email */
+	MAIL_LOG_RECORD_FAILED, /* the send failed with error */
+	MAIL_LOG_REQUEST_RESEND /* send it again (by, at_ms): the only command on the bus */
 } mail_log_command_kind;
 
 typedef struct mail_log_command {
@@ -78,26 +95,38 @@ typedef struct mail_log_command {
 	char error[MAIL_LOG_ERROR_MAX]; /* failed: the transport's error */
 	int64_t at_ms;
 	uint32_t max_attempts; /* the bound: the failed attempt with this number fails the email (>= 1) */
+	/* failed, when > 0: the email matters until then (a confirmation: the
+	 * order's deadline) and fails at the first failed attempt at or past it,
+	 * whatever max_attempts says */
+	int64_t deadline_ms;
+	char by[MAIL_LOG_BY_MAX]; /* request resend: "customer" or "admin" */
 } mail_log_command;
 
 typedef enum mail_log_event_kind {
 	MAIL_LOG_ATTEMPT_FAILED,
 	MAIL_LOG_DELIVERED,
-	MAIL_LOG_FAILED
+	MAIL_LOG_FAILED,
+	MAIL_LOG_RESEND_REQUESTED
 } mail_log_event_kind;
 
 typedef struct mail_log_event {
 	mail_log_event_kind kind;
 	mail_log_subject subject;
-	uint32_t attempt;               /* attempt failed, delivered: its number; failed: the attempts made */
-	char error[MAIL_LOG_ERROR_MAX]; /* attempt failed: error; failed: last_error; delivered: "" */
+	uint32_t attempt;               /* attempt failed, delivered: its number; failed: the attempts made;
+	                                   resend requested: the new generation (1, 2, ...) */
+	char error[MAIL_LOG_ERROR_MAX]; /* attempt failed: error; failed: last_error; others: "" */
+	char by[MAIL_LOG_BY_MAX];       /* resend requested: who asked */
 	int64_t at_ms;
 } mail_log_event;
 
 typedef enum mail_log_verdict {
 	MAIL_LOG_OK = 0,
-	MAIL_LOG_REJ_SETTLED, /* the log already ends in MailDelivered or MailFailed */
-	MAIL_LOG_REJ_INVALID  /* no kind or recipient, no order or product, a bound of 0 */
+	MAIL_LOG_REJ_SETTLED,        /* the log already ends in MailDelivered or MailFailed */
+	MAIL_LOG_REJ_INVALID,        /* no kind or recipient, no order or product, a bound of 0, a bad "by" */
+	MAIL_LOG_REJ_NOT_FOUND,      /* resend: the email was never attempted */
+	MAIL_LOG_REJ_NOT_RESENDABLE, /* resend: a low-stock alert (it says how things stood then) */
+	MAIL_LOG_REJ_TOO_SOON,       /* resend: the last one was asked less than the interval ago */
+	MAIL_LOG_REJ_TOO_MANY        /* resend: MAIL_LOG_RESENDS_MAX already */
 } mail_log_verdict;
 
 #define MAIL_LOG_MAX_EVENTS 2
@@ -112,14 +141,20 @@ void mail_log_state_init(mail_log_state *s);
 
 /* Pure decision (out is cleared first). Sent: MailDelivered with attempt
  * attempts + 1. Failed: MailAttemptFailed with attempt attempts + 1, followed
- * by MailFailed when that attempt reaches max_attempts. A settled log
- * rejects every command. */
+ * by MailFailed when that attempt reaches max_attempts (or, with a deadline,
+ * when at_ms reaches the deadline). A settled log rejects both. Request
+ * resend: MailResendRequested (generation + 1) on an attempted log that is
+ * not an alert, within the bounds (MAIL_LOG_RESENDS_MAX, one every
+ * MAIL_LOG_RESEND_INTERVAL_MS); a pending log accepts it with no event (the
+ * email is being sent). */
 mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command *c, mail_log_events *out);
 
-/* Applies one event; an event after the log settled changes nothing. */
+/* Applies one event; an event after the log settled changes nothing, but
+ * MailResendRequested, which opens it again. */
 void mail_log_evolve(mail_log_state *s, const mail_log_event *e);
 
-/* Stable rejection code ("settled", "invalid"); "" for MAIL_LOG_OK. */
+/* Stable rejection code ("settled", "invalid", "not_found",
+ * "not_resendable", "too_soon", "too_many"); "" for MAIL_LOG_OK. */
 const char *mail_log_verdict_code(mail_log_verdict v);
 
 /* Copies text into an error field, cut at MAIL_LOG_ERROR_MAX - 1 bytes (on a
@@ -143,5 +178,18 @@ orn_rc mail_log_event_decode(const char *type, const uint8_t *payload, size_t le
 
 /* The type name of a kind; NULL for an unknown kind. */
 const char *mail_log_event_type(mail_log_event_kind kind);
+
+/* MailResendRequested's payload is {order_id, product_id?, kind, recipient,
+ * generation, by, at}. RequestResend's is {by, at}: the codec of the only
+ * command on the bus (encode: ORN_EINVAL for another kind; decode: ORN_EINVAL
+ * for another type, ORN_EDECODE for anything malformed). */
+orn_rc mail_log_command_encode(mp_writer *w, const mail_log_command *c);
+orn_rc mail_log_command_decode(const char *type, const uint8_t *payload, size_t len, mail_log_command *out);
+
+/* The kind table the mail role serves on orion.cmd.mail.<mail id>
+ * (RequestResend only; the role's own attempts are appended directly). No
+ * snapshot: a log is a handful of events. */
+struct act_kind;
+extern const struct act_kind mail_log_kind;
 
 #endif

@@ -7,6 +7,7 @@
  * state is fixed-size; nothing here allocates but the writer the kind adapter
  * encodes events with. */
 #include "product.h"
+#include "currency.h"
 #include "kind.h"
 #include "text.h"
 
@@ -39,7 +40,7 @@ static const struct {
         {"price_cents", PRODUCT_FIELD_PRICE, offsetof(product_fields, price_cents), 0,
          "an integer 0..10000000000"},
         {"currency", PRODUCT_FIELD_CURRENCY, offsetof(product_fields, currency), PRODUCT_CURRENCY_MAX,
-         "3 uppercase letters (ISO 4217)"},
+         "an ISO 4217 code of a currency in circulation (e.g. EUR)"},
         {"category", PRODUCT_FIELD_CATEGORY, offsetof(product_fields, category), PRODUCT_CATEGORY_MAX,
          "1..64 characters of [a-z0-9-]"},
 };
@@ -161,6 +162,8 @@ const char *product_invalid_field(const product_command *c)
 
 	if (c->kind == PRODUCT_CREATE && (invalid = first_invalid(&c->fields, PRODUCT_FIELDS_ALL)) >= 0)
 		field = field_table[invalid].key;
+	else if (c->kind == PRODUCT_CREATE && !currency_valid_iso4217(c->fields.currency))
+		field = "currency"; /* decoded events keep the shape check only: the log stays readable */
 	else if (c->kind == PRODUCT_UPDATE && present == 0)
 		field = "fields";
 	else if (c->kind == PRODUCT_UPDATE && (present & ~PRODUCT_FIELDS_MUTABLE) != 0)

@@ -30,29 +30,45 @@ enum payload_field {
 	FIELD_NAME = 1u << 2,
 	FIELD_PASSWORD_HASH = 1u << 3,
 	FIELD_ROLE = 1u << 4,
-	FIELDS_ALL = (1u << 5) - 1,
+	FIELDS_ALL = (1u << 5) - 1, /* the account */
+	FIELD_JTI = 1u << 5,
+	FIELD_EXPIRES_AT = 1u << 6,
+	FIELD_TOKEN_VERSION = 1u << 7,
 };
 /* Snapshot key beyond the fields. */
-#define SNAPSHOT_EXISTS (1u << 5)
+#define SNAPSHOT_EXISTS (1u << 8)
+/* What a snapshot holds (token_version may be missing: older snapshots). */
+#define SNAPSHOT_FIELDS (FIELDS_ALL | FIELD_TOKEN_VERSION)
 
-/* One field: payload key, bit, where it lives in user_fields, its buffer
- * size (0 for the role) and the rule a rejection quotes. */
+typedef enum field_type { TYPE_TEXT, TYPE_ROLE, TYPE_INT } field_type;
+
+/* One field: payload key, bit, where it lives in user_fields, its type, its
+ * buffer size (texts) and the rule a rejection quotes. */
 static const struct {
 	const char *key;
 	unsigned field;
 	size_t offset;
+	field_type type;
 	size_t cap;
 	const char *rule;
 } field_table[] = {
-        {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), USER_ID_MAX,
+        {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), TYPE_TEXT, USER_ID_MAX,
          "1..64 characters of [A-Za-z0-9_-]"},
-        {"email", FIELD_EMAIL, offsetof(user_fields, email), USER_EMAIL_MAX,
-         "a normalized address of 3..254 bytes, lowercase, one '@', no spaces or control characters"},
-        {"name", FIELD_NAME, offsetof(user_fields, name), USER_NAME_MAX,
+        {"email", FIELD_EMAIL, offsetof(user_fields, email), TYPE_TEXT, USER_EMAIL_MAX,
+         "a normalized address of RFC 5321 syntax: an ASCII dot-atom, '@', a domain of LDH labels (IDN as "
+         "xn--)"},
+        {"name", FIELD_NAME, offsetof(user_fields, name), TYPE_TEXT, USER_NAME_MAX,
          "1..100 bytes of UTF-8 text without control characters"},
-        {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), USER_PASSWORD_HASH_MAX,
+        {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), TYPE_TEXT,
+         USER_PASSWORD_HASH_MAX,
          "an argon2id hash string ($argon2id$...) of at most 128 printable characters"},
-        {"role", FIELD_ROLE, offsetof(user_fields, role), 0, "customer or admin"},
+        {"role", FIELD_ROLE, offsetof(user_fields, role), TYPE_ROLE, 0, "customer or admin"},
+        {"jti", FIELD_JTI, offsetof(user_fields, jti), TYPE_TEXT, USER_JTI_MAX,
+         "1..32 characters of [A-Za-z0-9_-]"},
+        {"expires_at", FIELD_EXPIRES_AT, offsetof(user_fields, expires_at), TYPE_INT, 0,
+         "seconds since the epoch, above 0"},
+        {"token_version", FIELD_TOKEN_VERSION, offsetof(user_fields, token_version), TYPE_INT, 0,
+         "an integer, 0 or more"},
 };
 
 /* One payload shape: the type name and the keys it carries, all required. */
@@ -64,11 +80,15 @@ typedef struct payload_shape {
 static const payload_shape command_shapes[] = {
         [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL},
         [USER_CHANGE_ROLE] = {USER_CMD_CHANGE_ROLE, FIELD_ROLE},
+        [USER_REVOKE_TOKEN] = {USER_CMD_REVOKE_TOKEN, FIELD_JTI | FIELD_EXPIRES_AT},
+        [USER_REVOKE_TOKENS] = {USER_CMD_REVOKE_TOKENS, 0},
 };
 
 static const payload_shape event_shapes[] = {
         [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL},
         [USER_ROLE_CHANGED] = {USER_EV_ROLE_CHANGED, FIELD_ROLE},
+        [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT},
+        [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION},
 };
 
 static const char *const verdict_codes[] = {
@@ -89,6 +109,16 @@ static char *string_at(user_fields *f, size_t i)
 static const char *const_string_at(const user_fields *f, size_t i)
 {
 	return (const char *)f + field_table[i].offset;
+}
+
+static int64_t *int_at(user_fields *f, size_t i)
+{
+	return (int64_t *)((char *)f + field_table[i].offset);
+}
+
+static int64_t const_int_at(const user_fields *f, size_t i)
+{
+	return *(const int64_t *)((const char *)f + field_table[i].offset);
 }
 
 /* ---- roles ---- */
@@ -135,6 +165,56 @@ bool user_email_valid(const char *email)
 	size_t len = strnlen(email, USER_EMAIL_MAX);
 
 	return len < USER_EMAIL_MAX && email_check(email, len);
+}
+
+/* RFC 5322 atext: what a dot-atom's atoms are made of (ASCII only). */
+static bool is_atext(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL);
+}
+
+/* Dot-atom: atoms of atext separated by single dots, 1..64 bytes. */
+static bool local_part_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > 64 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!(is_atext(s[i]) || (s[i] == '.' && s[i + 1] != '.')))
+			return false;
+	return true;
+}
+
+/* A domain name of two or more LDH labels (lowercase: normalized), the top
+ * one not all digits. */
+static bool domain_valid(const char *s, size_t len)
+{
+	size_t labels = 0, start = 0;
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+				return false;
+			continue;
+		}
+		size_t n = i - start;
+		if (n == 0 || n > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		labels++;
+		if (i == len && strspn(s + start, "0123456789") == n)
+			return false; /* a top-level label is never numeric: no IPv4 */
+		start = i + 1;
+	}
+	return labels >= 2;
+}
+
+bool user_email_syntax_valid(const char *email)
+{
+	size_t len = strnlen(email, USER_EMAIL_MAX);
+	const char *at = memchr(email, '@', len);
+	return user_email_valid(email) && at != NULL && local_part_valid(email, (size_t)(at - email)) &&
+	       domain_valid(at + 1, len - (size_t)(at + 1 - email));
 }
 
 static bool is_ascii_space(char ch)
@@ -221,6 +301,12 @@ static bool field_valid(const user_fields *f, unsigned field)
 	}
 	if (field == FIELD_PASSWORD_HASH)
 		return password_hash_valid(f->password_hash);
+	if (field == FIELD_JTI)
+		return strnlen(f->jti, USER_JTI_MAX) < USER_JTI_MAX && orn_id_valid(f->jti);
+	if (field == FIELD_EXPIRES_AT)
+		return f->expires_at > 0;
+	if (field == FIELD_TOKEN_VERSION)
+		return f->token_version >= 0;
 	return user_role_name(f->role) != NULL;
 }
 
@@ -239,6 +325,8 @@ const char *user_invalid_field(const user_command *c)
 
 	if ((size_t)c->kind < ORN_ARRAY_LEN(command_shapes))
 		invalid = first_invalid(&c->fields, command_shapes[c->kind].fields);
+	if (invalid < 0 && c->kind == USER_REGISTER && !user_email_syntax_valid(c->fields.email))
+		return "email"; /* a new account's address: RFC 5321 syntax (events keep the looser check) */
 	return invalid >= 0 ? field_table[invalid].key : NULL;
 }
 
@@ -287,6 +375,26 @@ static user_verdict decide_change_role(const user_state *s, const user_command *
 	return verdict;
 }
 
+/* One token ends: always recorded (a repeat is harmless to the readers). */
+static user_verdict decide_revoke_token(const user_command *c, user_events *out)
+{
+	if (user_invalid_field(c) != NULL)
+		return USER_REJ_INVALID;
+	user_fields f = {.expires_at = c->fields.expires_at};
+	snprintf(f.jti, sizeof f.jti, "%s", c->fields.jti);
+	emit(out, USER_TOKEN_REVOKED, &f);
+	return USER_OK;
+}
+
+/* Every token issued so far ends: the account's version moves on. */
+static user_verdict decide_revoke_tokens(const user_state *s, user_events *out)
+{
+	if (s->fields.token_version == INT64_MAX)
+		return USER_REJ_INVALID;
+	emit(out, USER_TOKENS_REVOKED, &(user_fields){.token_version = s->fields.token_version + 1});
+	return USER_OK;
+}
+
 user_verdict user_decide(const user_state *s, const user_command *c, user_events *out)
 {
 	user_verdict verdict = USER_REJ_INVALID;
@@ -298,6 +406,10 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 		verdict = USER_REJ_NOT_FOUND;
 	else if (c->kind == USER_CHANGE_ROLE)
 		verdict = decide_change_role(s, c, out);
+	else if (c->kind == USER_REVOKE_TOKEN)
+		verdict = decide_revoke_token(c, out);
+	else if (c->kind == USER_REVOKE_TOKENS)
+		verdict = decide_revoke_tokens(s, out);
 	return verdict;
 }
 
@@ -306,8 +418,12 @@ void user_evolve(user_state *s, const user_event *e)
 	if (e->kind == USER_REGISTERED) {
 		s->exists = true;
 		s->fields = e->fields;
+		s->fields.token_version = 0;
 	} else if (e->kind == USER_ROLE_CHANGED && s->exists && user_role_name(e->fields.role) != NULL) {
 		s->fields.role = e->fields.role;
+	} else if (e->kind == USER_TOKENS_REVOKED && s->exists &&
+	           e->fields.token_version > s->fields.token_version) {
+		s->fields.token_version = e->fields.token_version;
 	}
 }
 
@@ -340,14 +456,18 @@ const char *user_event_type(user_event_kind kind)
 static orn_rc write_fields(mp_writer *w, const user_fields *f, unsigned mask)
 {
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if ((mask & field_table[i].field) != 0 && field_table[i].cap != 0 &&
+		if ((mask & field_table[i].field) != 0 && field_table[i].type == TYPE_TEXT &&
 		    strnlen(const_string_at(f, i), field_table[i].cap) == field_table[i].cap)
 			return ORN_EINVAL;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
 		if ((mask & field_table[i].field) == 0)
 			continue;
 		mp_write_cstr(w, field_table[i].key);
-		mp_write_cstr(w, field_table[i].cap == 0 ? user_role_name(f->role) : const_string_at(f, i));
+		if (field_table[i].type == TYPE_INT)
+			mp_write_int(w, const_int_at(f, i));
+		else
+			mp_write_cstr(w, field_table[i].type == TYPE_ROLE ? user_role_name(f->role)
+			                                                  : const_string_at(f, i));
 	}
 	return ORN_OK;
 }
@@ -398,8 +518,10 @@ static orn_rc read_value(mp_reader *r, const char *key, uint32_t len, unsigned f
 	*seen |= field;
 	if (field == 0)
 		rc = mp_skip(r);
-	else if (field_table[index].cap == 0)
+	else if (field_table[index].type == TYPE_ROLE)
 		rc = read_role(r, &out->role);
+	else if (field_table[index].type == TYPE_INT)
+		rc = mp_read_int(r, int_at(out, index));
 	else
 		rc = mp_read_cstr(r, string_at(out, index), field_table[index].cap);
 fail:
@@ -490,16 +612,16 @@ static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
 	return rc;
 }
 
-/* Snapshot: {exists, user_id, email, name, password_hash, role (nil if none)}. */
+/* Snapshot: {exists, user_id, email, name, password_hash, role (nil if none), token_version}. */
 static orn_rc user_snapshot(const void *state, mp_writer *w)
 {
-	return write_state(state, w, FIELDS_ALL);
+	return write_state(state, w, SNAPSHOT_FIELDS);
 }
 
 /* View: the snapshot without the password hash. */
 static orn_rc user_view(const void *state, mp_writer *w)
 {
-	return write_state(state, w, FIELDS_ALL & ~FIELD_PASSWORD_HASH);
+	return write_state(state, w, SNAPSHOT_FIELDS & ~FIELD_PASSWORD_HASH);
 }
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
@@ -512,7 +634,7 @@ static orn_rc read_snapshot_entry(mp_reader *r, user_state *s, unsigned *seen)
 	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
 		goto fail;
 	if (!mp_str_eq(key, len, "exists")) {
-		rc = read_value(r, key, len, FIELDS_ALL, seen, &s->fields);
+		rc = read_value(r, key, len, SNAPSHOT_FIELDS, seen, &s->fields);
 	} else if ((*seen & SNAPSHOT_EXISTS) != 0) {
 		rc = ORN_EDECODE;
 	} else {
@@ -529,7 +651,8 @@ static bool state_consistent(const user_state *s)
 	static const user_fields empty;
 
 	if (s->exists)
-		return first_invalid(&s->fields, FIELDS_ALL) < 0;
+		return first_invalid(&s->fields, SNAPSHOT_FIELDS) < 0 && s->fields.jti[0] == '\0' &&
+		       s->fields.expires_at == 0;
 	return memcmp(&s->fields, &empty, sizeof empty) == 0;
 }
 
@@ -549,7 +672,7 @@ static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < count; i++)
 		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
 			goto fail;
-	if (seen != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
+	if ((seen & ~FIELD_TOKEN_VERSION) != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
 	    !state_consistent(&fresh)) {
 		rc = ORN_EDECODE;
 		goto fail;

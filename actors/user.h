@@ -19,6 +19,11 @@
  *   password_hash  "$argon2id$..." (crypto_pwhash_str), printable ASCII
  *                  without spaces, at most 128 bytes
  *   role           "customer" or "admin"
+ *   jti            a token id: 1..32 characters of [A-Za-z0-9_-]
+ *   expires_at     a token's expiry, seconds since the epoch, > 0
+ *   token_version  >= 0; a token carries the version it was issued at and
+ *                  counts only while the account's version is the same
+ *                  (docs/adr/021-tokens-orion-can-take-back.md)
  *
  * decide and evolve are pure: no I/O, no clock, no globals, no allocation. */
 #ifndef ORION_USER_H
@@ -38,15 +43,20 @@
 #define USER_NAME_MAX             101 /* bytes, NUL included */
 #define USER_PASSWORD_HASH_MAX    129 /* bytes, NUL included */
 #define USER_PASSWORD_HASH_PREFIX "$argon2id$"
+#define USER_JTI_MAX              33 /* bytes of a token id, NUL included */
 #define USER_SNAPSHOT_SCHEMA      1
 
 /* Event type names as stored. */
-#define USER_EV_REGISTERED   "UserRegistered"
-#define USER_EV_ROLE_CHANGED "RoleChanged"
+#define USER_EV_REGISTERED     "UserRegistered"
+#define USER_EV_ROLE_CHANGED   "RoleChanged"
+#define USER_EV_TOKEN_REVOKED  "TokenRevoked"  /* one token ended (logout) */
+#define USER_EV_TOKENS_REVOKED "TokensRevoked" /* every earlier token ended: the version moved on */
 
 /* Command type names on the bus. */
-#define USER_CMD_REGISTER    "RegisterUser"
-#define USER_CMD_CHANGE_ROLE "ChangeRole"
+#define USER_CMD_REGISTER      "RegisterUser"
+#define USER_CMD_CHANGE_ROLE   "ChangeRole"
+#define USER_CMD_REVOKE_TOKEN  "RevokeToken"
+#define USER_CMD_REVOKE_TOKENS "RevokeTokens"
 
 typedef enum user_role {
 	USER_ROLE_NONE = 0, /* no role: a user not registered, or a role name not known */
@@ -71,8 +81,20 @@ orn_rc user_email_normalize(const char *email, char *out, size_t cap);
  * ORN_ETOOBIG if cap is too small, ORN_EINTERNAL if libsodium cannot start. */
 orn_rc user_key_for_email(const char *email, char *out, size_t cap);
 
-/* True if email is already normalized and valid. */
+/* True if email is already normalized and valid (the bounds above: what
+ * any event of the log may hold). */
 bool user_email_valid(const char *email);
+
+/* True if a normalized email is an address a new account may have
+ * (docs/adr/022-email-addresses-and-passwords.md): RFC 5321 syntax with an
+ * ASCII dot-atom local part of at most 64 bytes (no quoted strings, no
+ * comments), "@", and a domain name of at least two labels, each 1..63 of
+ * [a-z0-9-] not starting or ending with '-', the last not all digits (no
+ * address literals); internationalized domains only in their punycode form
+ * (xn--). Anything else — non-ASCII look-alikes such as fullwidth letters,
+ * "a,b@x.org", "\"<script>\"@x.org", "a@x.org>" — is refused. RegisterUser is
+ * decided with it; older events keep the looser check above. */
+bool user_email_syntax_valid(const char *email);
 
 /* The fields of a user (and of its commands and events). */
 typedef struct user_fields {
@@ -81,6 +103,9 @@ typedef struct user_fields {
 	char name[USER_NAME_MAX];
 	char password_hash[USER_PASSWORD_HASH_MAX];
 	user_role role;
+	char jti[USER_JTI_MAX]; /* revoke token / token revoked */
+	int64_t expires_at;     /* revoke token / token revoked */
+	int64_t token_version;  /* the state's; tokens revoked: the new one */
 } user_fields;
 
 typedef struct user_state {
@@ -88,18 +113,29 @@ typedef struct user_state {
 	user_fields fields;
 } user_state;
 
-typedef enum user_command_kind { USER_REGISTER, USER_CHANGE_ROLE } user_command_kind;
+typedef enum user_command_kind {
+	USER_REGISTER,
+	USER_CHANGE_ROLE,
+	USER_REVOKE_TOKEN, /* {jti, expires_at}: this token ends (logout) */
+	USER_REVOKE_TOKENS /* {}: every token issued so far ends (the version moves on) */
+} user_command_kind;
 
 typedef struct user_command {
 	user_command_kind kind;
-	user_fields fields; /* register: all; change role: role only */
+	user_fields fields; /* register: the account's; change role: role; revoke token: jti, expires_at */
 } user_command;
 
-typedef enum user_event_kind { USER_REGISTERED, USER_ROLE_CHANGED } user_event_kind;
+typedef enum user_event_kind {
+	USER_REGISTERED,
+	USER_ROLE_CHANGED,
+	USER_TOKEN_REVOKED,
+	USER_TOKENS_REVOKED
+} user_event_kind;
 
 typedef struct user_event {
 	user_event_kind kind;
-	user_fields fields; /* registered: all; role changed: role only */
+	user_fields fields; /* registered: the account's; role changed: role; token revoked: jti,
+	                       expires_at; tokens revoked: token_version */
 } user_event;
 
 typedef enum user_verdict {
@@ -133,7 +169,8 @@ const char *user_invalid_field(const user_command *c);
 const char *user_verdict_code(user_verdict v);
 
 /* Payload codecs (msgpack maps: register/registered {user_id, email, name,
- * password_hash, role}, change role/role changed {role}). Encoders append to w;
+ * password_hash, role}, change role/role changed {role}, revoke token/token
+ * revoked {jti, expires_at}, revoke tokens {}, tokens revoked {token_version}). Encoders append to w;
  * ORN_EINVAL for an unknown kind or an unterminated string (a role without a
  * name is written as nil). Decoders take the type name: ORN_EINVAL for an
  * unknown type, ORN_EDECODE for anything malformed (wrong types, missing or
@@ -149,8 +186,10 @@ orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, u
 const char *user_command_type(user_command_kind kind);
 const char *user_event_type(user_event_kind kind);
 
-/* The kind table the actor runtime serves. The snapshot holds every field;
- * the view {exists, user_id, email, name, role} leaves the password hash out. */
+/* The kind table the actor runtime serves. The snapshot holds the account
+ * and its token_version (a snapshot without it, written before tokens could
+ * be revoked, restores with version 0); the view {exists, user_id, email,
+ * name, role, token_version} leaves the password hash out. */
 extern const act_kind user_kind;
 
 #endif

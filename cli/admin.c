@@ -217,7 +217,9 @@ static void admin_help(FILE *out)
 	             "Administration through a running `orion serve` (ORION_NATS_URL, or the one\n"
 	             "recorded in <data dir>/nats.url).\n\n"
 	             "commands:\n"
-	             "  create-user   register an account (an admin by default)\n\n"
+	             "  create-user   register an account (an admin by default)\n"
+	             "  set-role      make an account admin or customer (ADR 021)\n"
+	             "  revoke-tokens end every token of an account (ADR 021)\n\n"
 	             "options:\n"
 	             "  -h, --help    this text (orion admin COMMAND --help: the command's)\n");
 }
@@ -235,7 +237,69 @@ static void create_user_help(FILE *out)
 	             "  -h, --help           this text\n");
 }
 
-/* `orion admin create-user --email E --password P --name N [--role admin|customer]` */
+static void account_help(FILE *out, const char *verb)
+{
+	if (strcmp(verb, "set-role") == 0)
+		fprintf(out, "usage: orion admin set-role --email EMAIL --role admin|customer\n\n"
+		             "Gives the account that role; its tokens follow at once (ADR 021).\n"
+		             "Exit 0 done (or the role was that already), 1 refused, 3 no service.\n"
+		             "  -h, --help           this text\n");
+	else
+		fprintf(out, "usage: orion admin revoke-tokens --email EMAIL\n\n"
+		             "Ends every token of the account (logout everywhere; ADR 021).\n"
+		             "Exit 0 done, 1 refused, 3 no service.\n"
+		             "  -h, --help           this text\n");
+}
+
+/* The help of the admin command verb. */
+static void verb_help(FILE *out, const char *verb)
+{
+	if (strcmp(verb, "create-user") == 0)
+		create_user_help(out);
+	else
+		account_help(out, verb);
+}
+
+orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply)
+{
+	char key[USER_KEY_MAX], command_id[64];
+	unsigned char random[12];
+	mp_writer *w = mp_writer_create();
+	orn_rc rc = w == NULL ? ORN_ENOMEM : user_key_for_email(email, key, sizeof key);
+	if (rc == ORN_OK)
+		rc = user_command_encode(w, c);
+	randombytes_buf(random, sizeof random);
+	memcpy(command_id, "cli:", 4);
+	sodium_bin2hex(command_id + 4, sizeof command_id - 4, random, sizeof random);
+	if (rc == ORN_OK)
+		rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c->kind), w, command_id, reply);
+	mp_writer_destroy(w);
+	return rc;
+}
+
+/* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
+ * --email E` (ADR 021): one command to the account; 0 when accepted (or the
+ * role was that already), 1 when refused, 3 when no service answered. */
+static int admin_account_command(natsConnection *nc, const char *verb, const char *email, user_role role)
+{
+	user_command c = {.kind = strcmp(verb, "set-role") == 0 ? USER_CHANGE_ROLE : USER_REVOKE_TOKENS};
+	bus_reply r;
+	c.fields.role = role;
+	if (cli_user_command(nc, email, &c, &r) != ORN_OK) {
+		fprintf(stderr, "orion admin: no user service answered\n");
+		return 3;
+	}
+	int status = r.outcome == BUS_ACCEPTED || strcmp(r.code, "no_change") == 0 ? 0 : 1;
+	if (status == 0)
+		printf("%s %s\n", verb, email);
+	else
+		fprintf(stderr, "orion admin: %s refused: %s %s\n", verb, r.code, r.detail);
+	bus_reply_dispose(&r);
+	return status;
+}
+
+/* `orion admin create-user --email E --password P --name N [--role admin|customer]`,
+ * `orion admin set-role --email E --role admin|customer`, `orion admin revoke-tokens --email E` */
 int cli_admin(int argc, char **argv, const orn_config *cfg)
 {
 	const char *email = NULL, *password = NULL, *name = NULL, *role_name = "admin";
@@ -244,13 +308,16 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		admin_help(stdout);
 		return 0;
 	}
-	if (argc < 1 || strcmp(argv[0], "create-user") != 0) {
+	const char *verb = argc >= 1 ? argv[0] : "";
+	bool role_given = false;
+	bool create = strcmp(verb, "create-user") == 0;
+	if (!create && strcmp(verb, "set-role") != 0 && strcmp(verb, "revoke-tokens") != 0) {
 		admin_help(stderr);
 		return 2;
 	}
 	for (int i = 1; i < argc; i++) {
 		if (cli_is_help(argv[i])) {
-			create_user_help(stdout);
+			verb_help(stdout, verb);
 			return 0;
 		}
 		if (i + 1 >= argc)
@@ -262,16 +329,18 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		else if (strcmp(argv[i], "--name") == 0)
 			name = argv[++i];
 		else if (strcmp(argv[i], "--role") == 0)
-			role_name = argv[++i];
+			role_name = argv[++i], role_given = true;
 		else
 			goto usage;
 	}
 	user_role role = user_role_parse(role_name, strlen(role_name));
-	if (email == NULL || password == NULL || role == USER_ROLE_NONE)
+	if (email == NULL || role == USER_ROLE_NONE || (create && password == NULL) ||
+	    (!create && (password != NULL || name != NULL)) ||
+	    (!create && (strcmp(verb, "set-role") == 0) != role_given))
 		goto usage;
 	char normalized[USER_EMAIL_MAX];
 	if (user_email_normalize(email, normalized, sizeof normalized) != ORN_OK ||
-	    !user_email_valid(normalized) || strlen(password) < 8) {
+	    !user_email_valid(normalized) || (create && strlen(password) < 8)) {
 		fprintf(stderr,
 		        "orion admin: a valid email and a password of at least 8 characters are needed\n");
 		return 2;
@@ -285,6 +354,13 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 	natsConnection *nc = NULL;
 	bool created = false;
 	int status = 3;
+	if (!create) {
+		status = cli_nats_connect(cfg, url, &nc) == ORN_OK
+		                 ? admin_account_command(nc, verb, email, role)
+		                 : 3;
+		natsConnection_Destroy(nc);
+		return status;
+	}
 	if (cli_nats_connect(cfg, url, &nc) == ORN_OK &&
 	    cli_create_user(nc, email, password, name ? name : "Administrator", role, &created) == ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
@@ -295,6 +371,6 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 	natsConnection_Destroy(nc);
 	return status;
 usage:
-	create_user_help(stderr);
+	verb_help(stderr, verb);
 	return 2;
 }

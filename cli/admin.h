@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "config.h"
 #include "product.h"
 #include "user.h"
@@ -27,7 +28,11 @@ orn_rc cli_create_product(natsConnection *nc, const char *product_id, const prod
  * *count receives the number of products in place. */
 orn_rc cli_seed_demo(natsConnection *nc, unsigned *count);
 
-/* `orion admin create-user ...`. */
+/* Sends one user command c to the account of email (a fresh command id) and
+ * waits for the reply (*reply; bus_reply_dispose it on ORN_OK). */
+orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply);
+
+/* `orion admin create-user ...`, `set-role`, `revoke-tokens`. */
 int cli_admin(int argc, char **argv, const orn_config *cfg);
 
 #endif

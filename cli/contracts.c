@@ -52,6 +52,18 @@ TYPE_LISTERS(cart)
 TYPE_LISTERS(order)
 TYPE_LISTERS(payment)
 
+/* The delivery log: the mail role appends its events itself; the one command
+ * on the bus is RequestResend (ADR 023). */
+static const char *mail_log_event_at(size_t i)
+{
+	return mail_log_event_type((mail_log_event_kind)i);
+}
+
+static const char *mail_log_command_at(size_t i)
+{
+	return i == 0 ? MAIL_LOG_CMD_REQUEST_RESEND : NULL;
+}
+
 /* The type listers of each aggregate, by its subject token. */
 static const struct {
 	const char *aggregate;
@@ -65,6 +77,7 @@ static const struct {
         {CART_AGGREGATE, cart_event_at, cart_command_at},
         {ORDER_AGGREGATE, order_event_at, order_command_at},
         {PAYMENT_AGGREGATE, payment_event_at, payment_command_at},
+        {MAIL_LOG_AGGREGATE, mail_log_event_at, mail_log_command_at},
 };
 
 /* Prints "<what> <aggregate> <Type>" for each type type_at lists; false if
@@ -115,11 +128,6 @@ int cli_contracts(int argc, char **argv)
 	}
 	/* The payment service's request: a command, though no actor kind's. */
 	printf("command %s %s\n", PAYMENT_SERVICE_AGGREGATE, PAYMENT_CMD_PAY);
-	/* The mail role's delivery log: events no actor kind decides (the mail
-	 * role appends them itself, actors/mail_log.h). */
-	const char *type;
-	for (size_t i = 0; (type = mail_log_event_type((mail_log_event_kind)i)) != NULL; i++)
-		printf("event %s %s\n", MAIL_LOG_AGGREGATE, type);
 	fflush(stdout);
 	return status;
 }

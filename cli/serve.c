@@ -33,6 +33,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "mail.h"
+#include "mail_log.h"
 #include "metrics.h"
 #include "nats_auth.h"
 #include "order.h"
@@ -52,7 +53,7 @@
 #include "user.h"
 #include "users.h"
 
-#define MAX_KINDS     7
+#define MAX_KINDS     8
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
 
 /* The actor kinds, by role. */
@@ -60,8 +61,10 @@ static const struct {
 	const char *role;
 	const act_kind *kind;
 } kinds[] = {
-        {"stock", &stock_kind}, {"product", &product_kind}, {"product", &sku_kind},     {"user", &user_kind},
-        {"cart", &cart_kind},   {"order", &order_kind},     {"payment", &payment_kind},
+        {"stock", &stock_kind},     {"product", &product_kind}, {"product", &sku_kind},
+        {"user", &user_kind},       {"cart", &cart_kind},       {"order", &order_kind},
+        {"payment", &payment_kind}, {"mail", &mail_log_kind}, /* RequestResend on the delivery logs (ADR 023)
+                                                               */
 };
 
 const struct act_kind *cli_serve_kind(size_t i)
@@ -494,7 +497,8 @@ static orn_rc start_api(serve_state *st)
 		log_error("cannot load the token signing key", "error", orn_strerror(rc));
 		return rc;
 	}
-	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30);
+	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30, st->cfg->token_ttl_s);
+	api->token_ttl_s = st->cfg->token_ttl_s;
 	/* The orders' confirmation tokens: a key of their own from the same secret. */
 	rc = order_token_key_derive(secret, sizeof secret, api->order_token_key);
 	sodium_memzero(secret, sizeof secret);
@@ -504,12 +508,19 @@ static orn_rc start_api(serve_state *st)
 	gw_password_options_init(&po);
 	po.memlimit = (size_t)st->cfg->password_memory_kib * 1024;
 	st->passwords = gw_password_pool_create(base, &po);
-	api->login_by_account = gw_ratelimit_create(5.0 / 60.0, 5, 100000); /* 5 failures, then 1 a minute */
-	/* per client address (logins and registrations): 20 at once, then 20 a minute by default */
-	api->login_by_address = gw_ratelimit_create((double)st->cfg->auth_address_per_minute / 60.0,
-	                                            st->cfg->auth_address_burst, 100000);
+	/* ADR 006, "Login limits": failed logins per client address (and
+	 * registrations), per (account, address), per account; the pairs that
+	 * logged in (a set: one token, hardly ever refilled) */
+	const orn_config *c = st->cfg;
+	api->login_by_address =
+	        gw_ratelimit_create((double)c->auth_address_per_minute / 60.0, c->auth_address_burst, 100000);
+	api->login_by_pair = gw_ratelimit_create((double)c->auth_account_address_per_hour / 3600.0,
+	                                         c->auth_account_address_burst, 100000);
+	api->login_by_account = gw_ratelimit_create((double)c->auth_account_per_hour / 3600.0,
+	                                            c->auth_account_per_hour, 100000);
+	api->login_known = gw_ratelimit_create(1e-9, 1, 100000);
 	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
-	    api->login_by_address == NULL)
+	    api->login_by_address == NULL || api->login_by_pair == NULL || api->login_known == NULL)
 		return ORN_ENOMEM;
 	/* Unknown emails are verified against this hash, so a login takes as long
 	 * whether the account exists or not. */
@@ -557,6 +568,12 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 		origins[origin_count++] = o_;
 	o.cors_origins = origins;
 	o.cors_origin_count = origin_count;
+	/* issue 14: slow clients and connection caps (README "Limits") */
+	o.header_timeout_ms = st->cfg->http_header_timeout_ms;
+	o.body_timeout_ms = st->cfg->http_body_timeout_ms;
+	o.max_connections = st->cfg->http_max_connections;
+	o.max_connections_per_address = st->cfg->http_max_connections_per_address;
+	o.max_streams_per_owner = st->cfg->max_streams_per_customer;
 	if ((st->metrics = orn_metrics_global()) == NULL)
 		return ORN_ENOMEM;
 	o.metrics = st->metrics;
@@ -569,7 +586,9 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 	const char *path = getenv("ORION_OPENAPI_PATH");
 	snprintf(openapi, sizeof openapi, "%s",
 	         path != NULL ? path : ORION_SOURCE_DIR "/gateway/openapi.yaml");
-	if ((rc = gw_ops_register(st->gateway, st->metrics, openapi, &st->ops)) != ORN_OK) {
+	/* /metrics is not on the public listener (it shows sales volume): only
+	 * on ORION_METRICS_ADDR (issue 14, finding 7) */
+	if ((rc = gw_ops_register(st->gateway, NULL, openapi, &st->ops)) != ORN_OK) {
 		log_error("cannot serve the OpenAPI document", "path", openapi, "error", orn_strerror(rc));
 		return rc;
 	}
@@ -758,6 +777,8 @@ static void stop_all(serve_state *st)
 	gw_api_dispose(&st->api);
 	gw_ratelimit_destroy(st->api.login_by_account);
 	gw_ratelimit_destroy(st->api.login_by_address);
+	gw_ratelimit_destroy(st->api.login_by_pair);
+	gw_ratelimit_destroy(st->api.login_known);
 	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,40 @@ static const orn_config_var vars[] = {
          "Argon2id memory per password hash (8192..1048576; below the default only for tests)"},
         {"ORION_AUTH_ADDRESS_BURST", "20", "logins/registrations one client address may make at once"},
         {"ORION_AUTH_ADDRESS_PER_MINUTE", "20", "then this many per minute (Argon2id work per address)"},
+        /* issue 14: the limits that protect accounts and the gateway (limits[] below) */
+        {"ORION_AUTH_ACCOUNT_ADDRESS_BURST", "5", "failed logins on one account from one address at once"},
+        {"ORION_AUTH_ACCOUNT_ADDRESS_PER_HOUR", "60", "then this many an hour (one a minute)"},
+        {"ORION_AUTH_ACCOUNT_PER_HOUR", "100",
+         "failed logins on one account from all addresses an hour, above which only addresses it logged in "
+         "from may try"},
+        {"ORION_TOKEN_TTL", "3600", "seconds an access token lives; longer-lived tokens are refused"},
+        {"ORION_HTTP_HEADER_TIMEOUT_MS", "10000",
+         "time for a request's line and headers, from their first byte"},
+        {"ORION_HTTP_BODY_TIMEOUT_MS", "30000", "time for a request's body, after its headers"},
+        {"ORION_HTTP_MAX_CONNECTIONS", "10000", "open HTTP connections at most"},
+        {"ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "64",
+         "open HTTP connections from one client address at most"},
+        {"ORION_MAX_STREAMS_PER_CUSTOMER", "8", "event streams (SSE) one account may hold open at once"},
         {NULL, NULL, NULL},
+};
+
+/* The numeric limits of issue 14: name, bounds, default, where they go. */
+static const struct {
+	const char *name;
+	long long min, max, default_value;
+	size_t offset;
+} limits[] = {
+        {"ORION_AUTH_ACCOUNT_ADDRESS_BURST", 1, 1000000, 5, offsetof(orn_config, auth_account_address_burst)},
+        {"ORION_AUTH_ACCOUNT_ADDRESS_PER_HOUR", 1, 1000000, 60,
+         offsetof(orn_config, auth_account_address_per_hour)},
+        {"ORION_AUTH_ACCOUNT_PER_HOUR", 1, 100000000, 100, offsetof(orn_config, auth_account_per_hour)},
+        {"ORION_TOKEN_TTL", 60, 86400, 3600, offsetof(orn_config, token_ttl_s)},
+        {"ORION_HTTP_HEADER_TIMEOUT_MS", 100, 600000, 10000, offsetof(orn_config, http_header_timeout_ms)},
+        {"ORION_HTTP_BODY_TIMEOUT_MS", 100, 3600000, 30000, offsetof(orn_config, http_body_timeout_ms)},
+        {"ORION_HTTP_MAX_CONNECTIONS", 1, 1000000, 10000, offsetof(orn_config, http_max_connections)},
+        {"ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", 1, 1000000, 64,
+         offsetof(orn_config, http_max_connections_per_address)},
+        {"ORION_MAX_STREAMS_PER_CUSTOMER", 1, 100000, 8, offsetof(orn_config, max_streams_per_customer)},
 };
 
 const orn_config_var *orn_config_vars(void)
@@ -134,6 +168,11 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_STREAM_REPLICAS", read_number("ORION_STREAM_REPLICAS", 1, 5, &replicas));
 	TRY("ORION_COMMAND_TIMEOUT_MS", read_number("ORION_COMMAND_TIMEOUT_MS", 10, 600000, &timeout));
 	TRY("ORION_SWEEP_AFTER_MS", read_number("ORION_SWEEP_AFTER_MS", 0, 86400000, &sweep_after));
+	for (size_t i = 0; i < ORN_ARRAY_LEN(limits); i++) {
+		long long value = limits[i].default_value;
+		TRY(limits[i].name, read_number(limits[i].name, limits[i].min, limits[i].max, &value));
+		*(unsigned *)((char *)c + limits[i].offset) = (unsigned)value;
+	}
 #undef TRY
 	if (strcmp(c->log_level, "debug") != 0 && strcmp(c->log_level, "info") != 0 &&
 	    strcmp(c->log_level, "warn") != 0 && strcmp(c->log_level, "error") != 0) {

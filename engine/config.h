@@ -38,6 +38,16 @@ typedef struct orn_config {
 	unsigned password_memory_kib;     /* ORION_PASSWORD_MEMORY_KIB, default 65536 (Argon2id memory) */
 	unsigned auth_address_burst;      /* ORION_AUTH_ADDRESS_BURST, default 20 */
 	unsigned auth_address_per_minute; /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
+	/* issue 14: limits that protect accounts and the gateway (README "Limits") */
+	unsigned auth_account_address_burst;       /* ORION_AUTH_ACCOUNT_ADDRESS_BURST, default 5 */
+	unsigned auth_account_address_per_hour;    /* ORION_AUTH_ACCOUNT_ADDRESS_PER_HOUR, default 60 */
+	unsigned auth_account_per_hour;            /* ORION_AUTH_ACCOUNT_PER_HOUR, default 100 */
+	unsigned token_ttl_s;                      /* ORION_TOKEN_TTL, default 3600 (60..86400) */
+	unsigned http_header_timeout_ms;           /* ORION_HTTP_HEADER_TIMEOUT_MS, default 10000 */
+	unsigned http_body_timeout_ms;             /* ORION_HTTP_BODY_TIMEOUT_MS, default 30000 */
+	unsigned http_max_connections;             /* ORION_HTTP_MAX_CONNECTIONS, default 10000 */
+	unsigned http_max_connections_per_address; /* ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS, default 64 */
+	unsigned max_streams_per_customer;         /* ORION_MAX_STREAMS_PER_CUSTOMER, default 8 */
 
 	/* ORION_NATS_CREDENTIALS: the per-role NATS users file (ADR 014); "" = none */
 	char nats_credentials[ORN_CONFIG_STR_MAX];

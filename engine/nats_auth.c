@@ -49,7 +49,8 @@
 	"$JS.API.CONSUMER.DELETE.ORION_EVT.orion_checkout",                                                  \
 	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_payment",                                           \
 	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail",                                              \
-	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_alerts"
+	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_alerts",                                       \
+	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_resends"
 #define INBOX "_INBOX.>"
 
 static const char *const all[] = {">", NULL};
@@ -65,6 +66,7 @@ static const char *const gateway_pub[] = {"orion.cmd.cart.*",
                                           "orion.cmd.sku.*",
                                           "orion.cmd.user.*",
                                           "orion.cmd.pay.*",
+                                          "orion.cmd.mail.*",
                                           STREAM_INFO,
                                           EVT_READ,
                                           NULL};
@@ -97,9 +99,16 @@ static const char *const payment_pub[] = {WRITER("payment"),
                                           DURABLE("orion_payment"),
                                           NULL};
 static const char *const payment_sub[] = {"orion.cmd.payment.*", "orion.cmd.pay.*", INBOX, NULL};
-static const char *const mail_pub[] = {
-        WRITER("mail"), STREAM_INFO, EVT_READ, DURABLE("orion_mail"), DURABLE("orion_mail_alerts"), NULL};
+static const char *const mail_pub[] = {WRITER("mail"),
+                                       STREAM_INFO,
+                                       EVT_READ,
+                                       DURABLE("orion_mail"),
+                                       DURABLE("orion_mail_alerts"),
+                                       DURABLE("orion_mail_resends"),
+                                       NULL};
 static const char *const mail_pub_deny[] = {"orion.cmd.>", NO_DURABLE_DELETE, NULL};
+/* RequestResend on the delivery logs (the mail role serves the mail aggregate) */
+static const char *const mail_sub[] = {"orion.cmd.mail.*", INBOX, NULL};
 static const char *const timers_pub[] = {"orion.cmd.order.*", STREAM_INFO, NULL};
 
 static const struct {
@@ -116,7 +125,7 @@ static const struct {
         [NA_USER] = {"user", {user_pub, no_durable_delete, user_sub, NULL, true}},
         [NA_CHECKOUT] = {"checkout", {checkout_pub, no_durable_delete, inbox, NULL, false}},
         [NA_PAYMENT] = {"payment", {payment_pub, no_durable_delete, payment_sub, NULL, true}},
-        [NA_MAIL] = {"mail", {mail_pub, mail_pub_deny, inbox, NULL, false}},
+        [NA_MAIL] = {"mail", {mail_pub, mail_pub_deny, mail_sub, NULL, true}},
         [NA_TIMERS] = {"timers", {timers_pub, no_durable_delete, inbox, NULL, false}},
 };
 

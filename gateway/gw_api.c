@@ -47,17 +47,32 @@ static const char *bearer_token(gw_request *r)
 bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims)
 {
 	const char *token = bearer_token(r);
-	if (token == NULL || gw_jwt_verify(api->jwt, token, (int64_t)time(NULL), claims) != ORN_OK) {
+	proj_user user = {0};
+	bool revoked = false, ok = false;
+	orn_rc rc = ORN_EINVAL;
+	if (token != NULL && gw_jwt_verify(api->jwt, token, (int64_t)time(NULL), claims) == ORN_OK)
+		rc = api->users != NULL
+		             ? proj_users_check_token(api->users, claims->sub, claims->jti, &user, &revoked)
+		             : ORN_EUNAVAILABLE;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
+		log_error("users model unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "the account cannot be checked now; try again");
+	} else if (rc != ORN_OK || revoked || user.token_version != claims->ver) {
 		/* one answer for every failure: nothing tells an attacker which check failed */
 		gw_response_header(r, "WWW-Authenticate", "Bearer");
 		gw_respond_error(r, 401, "a valid bearer token is required");
-		return false;
+	} else {
+		/* admin only while the account is admin too: a demotion takes effect at once */
+		claims->role = claims->role == GW_ROLE_ADMIN && user.role == USER_ROLE_ADMIN
+		                       ? GW_ROLE_ADMIN
+		                       : GW_ROLE_CUSTOMER;
+		ok = !admin_only || claims->role == GW_ROLE_ADMIN;
+		gw_request_set_owner(r, claims->sub); /* streams are capped per account */
+		if (!ok)
+			gw_respond_error(r, 403, "this needs the admin role");
 	}
-	if (admin_only && claims->role != GW_ROLE_ADMIN) {
-		gw_respond_error(r, 403, "this needs the admin role");
-		return false;
-	}
-	return true;
+	sodium_memzero(user.password_hash, sizeof user.password_hash);
+	return ok;
 }
 
 bool gw_api_idempotency_key(gw_request *r, const char **key)

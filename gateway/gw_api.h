@@ -39,6 +39,7 @@
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
 #define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
 #define GW_API_TIME_MAX            32   /* bytes of gw_api_format_time's text, NUL included */
+#define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -63,8 +64,15 @@ typedef struct gw_api {
 	gw_consistency *consistency;
 	const gw_jwt *jwt;
 	gw_password_pool *passwords;
-	gw_ratelimit *login_by_account; /* failed logins per email */
-	gw_ratelimit *login_by_address; /* failed logins per client address */
+	/* Login limits (ADR 006, "Login limits"): failed logins per client
+	 * address (also registrations and the other per-address scopes), per
+	 * (account, address), per account (the ceiling), and the (account,
+	 * address) pairs that logged in, which pass the ceiling. Any may be NULL
+	 * (no limit). */
+	gw_ratelimit *login_by_address;
+	gw_ratelimit *login_by_pair;
+	gw_ratelimit *login_by_account;
+	gw_ratelimit *login_known;
 	gw_metrics *metrics;
 	/* the key of the orders' confirmation tokens (order_token_key_derive from
 	 * the JWT secret), and how long an order may wait for its confirmation */
@@ -79,6 +87,9 @@ typedef struct gw_api {
 	/* how long POST /orders/{id}/payment waits for the payment service; 0
 	 * means GW_API_PAYMENT_TIMEOUT_MS */
 	unsigned payment_timeout_ms;
+	/* how long access tokens live, and the longest exp - iat accepted; 0
+	 * means GW_API_TOKEN_TTL_S */
+	int64_t token_ttl_s;
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
 	/* scratch reused by handlers (one at a time on the loop); gw_api_dispose frees */
@@ -161,10 +172,16 @@ orn_rc gw_api_cart_read(gw_api *api, const char *customer, gw_cart_view *out);
  * notices:[{product_id, message}] when lines were dropped. NULL on ENOMEM. */
 json_t *gw_api_cart_json(const gw_cart_view *view);
 
-/* Checks the bearer token of r. On success fills *claims and returns true.
- * Otherwise answers itself — 401 (missing, malformed, expired or badly signed
- * token, with WWW-Authenticate: Bearer) or 403 (admin_only and the role is
- * not admin) — and returns false: the handler just returns. */
+/* Checks the bearer token of r and its account (ADR 021): the signature and
+ * claims (gw_jwt_verify), then, in the users read model, that the account
+ * exists, that the token's version is the account's and that the token was
+ * not ended (logout). The role in *claims is the effective one: admin only
+ * while both the token and the account say admin, so a demoted admin loses
+ * admin at once. On success fills *claims and returns true. Otherwise
+ * answers itself — 401 (missing, malformed, expired, badly signed, ended or
+ * outdated token, or no such account; with WWW-Authenticate: Bearer), 403
+ * (admin_only and the effective role is not admin) or 503 (the read model
+ * cannot be read) — and returns false: the handler just returns. */
 bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims);
 
 /* The Idempotency-Key header of r into *key (NULL when absent; the header's

@@ -32,6 +32,7 @@
  * is not an integer 0..1e9 is answered 422 before anything else of the body
  * is looked at. */
 #include "gw_api.h"
+#include "currency.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -312,10 +313,12 @@ static void send_stock(admin_op *op, const char *command_id, gw_bus_fn *fn)
 
 /* ---- JSON of the answers ---------------------------------------------- */
 
-static json_t *levels_json(int64_t on_hand, int64_t reserved, int64_t available)
+/* The StockLevels of the contract. */
+static json_t *levels_json(const proj_stock_level *level)
 {
-	return json_pack("{s:I, s:I, s:I}", "on_hand", (json_int_t)on_hand, "reserved", (json_int_t)reserved,
-	                 "available", (json_int_t)available);
+	return json_pack("{s:I, s:I, s:I, s:I, s:b}", "on_hand", (json_int_t)level->on_hand, "reserved",
+	                 (json_int_t)level->reserved, "available", (json_int_t)level->available,
+	                 THRESHOLD_FIELD, (json_int_t)level->threshold, "low", level->low);
 }
 
 /* The Product of the contract, plus the stock levels (AdminProduct) when
@@ -505,7 +508,13 @@ static void create_product(gw_request *r, void *arg)
 	}
 	ok &= copy_text(body, "name", f->name, sizeof f->name, problem);
 	ok &= copy_text(body, "description", f->description, sizeof f->description, problem);
-	ok &= copy_text(body, "currency", f->currency, sizeof f->currency, problem);
+	bool currency = copy_text(body, "currency", f->currency, sizeof f->currency, problem);
+	if (currency && !currency_valid_iso4217(f->currency)) {
+		gw_problem_add_error(problem, "currency",
+		                     "must be an ISO 4217 code of a currency in circulation");
+		currency = false;
+	}
+	ok &= currency;
 	ok &= copy_text(body, "category", f->category, sizeof f->category, problem);
 	f->price_cents = gw_json_int(body, "price_cents", 0);
 	op->stock.quantity = gw_json_int(body, "initial_stock", 0);
@@ -851,6 +860,21 @@ done:
 
 /* ---- POST /admin/inventory/{product_id}/adjustments --------------------- */
 
+/* True if product id is in the catalog (not deleted); else answers 404 (or
+ * 503 when the catalog cannot be read) and returns false. */
+static bool product_listed(gw_request *r, gw_api *api, const char *id)
+{
+	proj_product *p = malloc(sizeof *p);
+	orn_rc rc = p != NULL ? proj_catalog_get(api->catalog, id, p) : ORN_ENOMEM;
+	free(p);
+	if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL)
+		gw_respond_error(r, 404, "no such product");
+	else if (rc != ORN_OK)
+		gw_respond_error(r, rc == ORN_ENOMEM ? 500 : 503,
+		                 "the catalog cannot be read now; try again");
+	return rc == ORN_OK;
+}
+
 static void on_adjust_visible(void *closure, orn_rc wait_rc)
 {
 	admin_op *op = closure;
@@ -860,8 +884,7 @@ static void on_adjust_visible(void *closure, orn_rc wait_rc)
 		         orn_strerror(wait_rc));
 	orn_rc rc = proj_inventory_get(op->api->inventory, op->product_id, &level);
 	if (rc == ORN_OK)
-		gw_async_complete_json(op->async, 200,
-		                       levels_json(level.on_hand, level.reserved, level.available));
+		gw_async_complete_json(op->async, 200, levels_json(&level));
 	else
 		gw_async_complete_problem(op->async,
 		                          gw_problem_new(503, "the inventory is late; read it again"));
@@ -898,6 +921,9 @@ static void adjust_stock(gw_request *r, void *arg)
 		gw_respond_problem(r, problem);
 		goto done;
 	}
+	/* a deleted product's stock item outlives it: 404 as GET answers (issue 14) */
+	if (!product_listed(r, api, id))
+		goto done;
 	if ((op = op_new(api, &claims, id)) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		goto done;

@@ -1,4 +1,10 @@
-/* gw_api_mail.c — GET /api/v1/admin/mail: the mail delivery log (role admin).
+/* gw_api_mail.c — GET /api/v1/admin/mail: the mail delivery log (role admin),
+ * and the resends (ADR 023): POST /api/v1/orders/{id}/confirmation-email (the
+ * order's customer, while it awaits confirmation) and POST
+ * /api/v1/admin/mail/{id}/resend (admins). Both send RequestResend to the
+ * email's delivery log (orion.cmd.mail.<mail id>), whose decider bounds the
+ * resends (5, one a minute); the mail role then sends the email again. They
+ * answer 202 once the request is recorded: the email follows.
  *
  * Answers at once from the mail read model (projections/mails.h): emails in
  * mail id order, optionally one order's (order_id) and/or one delivery state's
@@ -12,7 +18,12 @@
 #include <string.h>
 
 #include "gw_problem.h"
+#include "log.h"
+#include "mail_log.h"
+#include "mail_render.h"
 #include "mails.h"
+
+#define RESEND_SCOPE "confirmation-email" /* the per-address budget of customers' resends */
 
 #define MAIL_DEFAULT_LIMIT 20
 
@@ -105,10 +116,130 @@ done:
 	free(page);
 }
 
+/* ---- resends ------------------------------------------------------------- */
+
+/* The status a refused RequestResend is answered with. */
+static int resend_refusal_status(const char *code, bool customer)
+{
+	if (strcmp(code, "too_soon") == 0 || strcmp(code, "too_many") == 0)
+		return 429;
+	if (strcmp(code, "not_found") == 0)
+		return customer ? 409 : 404; /* a customer's order exists: its email was not sent yet */
+	return 409;
+}
+
+/* Sends RequestResend{by} to the log mail_id and defers r; the reply answers it. */
+static void request_resend(gw_request *r, gw_api *api, const char *mail_id, const char *by, const char *actor,
+                           gw_bus_fn *replied)
+{
+	mail_log_command c = {.kind = MAIL_LOG_REQUEST_RESEND, .at_ms = orn_now_ms()};
+	char command_id[40];
+	mp_writer *payload = mp_writer_create();
+	snprintf(c.by, sizeof c.by, "%s", by);
+	if (payload == NULL || mail_log_command_encode(payload, &c) != ORN_OK) {
+		mp_writer_destroy(payload);
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	gw_api_new_id(command_id, sizeof command_id);
+	gw_async *a = gw_request_defer(r, GW_API_DEFER_MS);
+	if (a != NULL) {
+		orn_rc rc = gw_api_send(api, MAIL_LOG_AGGREGATE, mail_id, MAIL_LOG_CMD_REQUEST_RESEND,
+		                        payload, command_id, actor, replied, a);
+		if (rc != ORN_OK)
+			gw_api_complete_failure(a, rc, NULL);
+	}
+	mp_writer_destroy(payload);
+}
+
+/* A refused resend: the status of its code, the decider's detail, and a
+ * minute to wait when it came too soon. */
+static void complete_resend(gw_async *a, orn_rc rc, bus_reply *reply, bool customer)
+{
+	if (rc == ORN_OK && reply->outcome == BUS_ACCEPTED) {
+		gw_async_complete_json(a, 202, json_pack("{s:s}", "status", "requested"));
+	} else if (rc == ORN_OK && reply->outcome == BUS_REJECTED) {
+		const char *detail = strcmp(reply->code, "not_found") == 0 && customer
+		                             ? "the confirmation email is not sent yet; retry in a moment"
+		                             : reply->detail;
+		gw_async_complete_problem(
+		        a, gw_problem_new(resend_refusal_status(reply->code, customer), detail));
+	} else {
+		gw_api_complete_failure(a, rc, reply);
+	}
+}
+
+static void customer_resend_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	complete_resend(closure, rc, reply, true);
+}
+
+static void admin_resend_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	complete_resend(closure, rc, reply, false);
+}
+
+/* Strict body: none, or {}. False after answering 400. */
+static bool empty_body(gw_request *r)
+{
+	static const gw_field none[] = {{0}};
+	size_t len = 0;
+	json_t *body = NULL;
+	gw_request_body(r, &len);
+	if (len > 0 && !gw_request_json(r, none, &body))
+		return false;
+	json_decref(body);
+	return true;
+}
+
+/* POST /api/v1/orders/{id}/confirmation-email */
+static void resend_confirmation(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	gw_claims claims;
+	proj_order *order = NULL;
+	char key[MAIL_KEY_MAX], mail_id[MAIL_LOG_ID_MAX];
+	const char *id;
+	if (!gw_api_authorize(r, api, false, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
+	    !empty_body(r))
+		return;
+	if (!gw_api_address_allowed(api, r, RESEND_SCOPE)) {
+		gw_respond_error(r, 429, "too many requests from this address; retry later");
+		return;
+	}
+	orn_rc rc = gw_api_read_own_order(api, id, claims.sub, &order);
+	if (rc == ORN_ENOTFOUND)
+		gw_respond_error(r, 404, "no such order");
+	else if (rc != ORN_OK)
+		gw_respond_error(r, rc == ORN_ENOMEM ? 500 : 503, "the orders cannot be read now; try again");
+	else if (order->state.status != ORDER_AWAITING_CONFIRMATION)
+		gw_respond_error(r, 409, "the order does not await confirmation");
+	else if (mail_key(key, id, ORDER_AWAITING_CONFIRMATION) != ORN_OK ||
+	         mail_log_id(mail_id, key) != ORN_OK)
+		gw_respond_error(r, 500, NULL);
+	else
+		request_resend(r, api, mail_id, "customer", claims.sub, customer_resend_replied);
+	free(order);
+}
+
+/* POST /api/v1/admin/mail/{id}/resend */
+static void resend_from_log(gw_request *r, void *arg)
+{
+	gw_api *api = arg;
+	gw_claims claims;
+	const char *id;
+	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
+	    !empty_body(r))
+		return;
+	request_resend(r, api, id, "admin", claims.sub, admin_resend_replied);
+}
+
 orn_rc gw_api_register_mail(gw_api *api)
 {
 	static const gw_api_route routes[] = {
 	        {GW_GET, "/api/v1/admin/mail", list_mail},
+	        {GW_POST, "/api/v1/admin/mail/{id}/resend", resend_from_log},
+	        {GW_POST, "/api/v1/orders/{id}/confirmation-email", resend_confirmation},
 	};
 	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

@@ -533,6 +533,10 @@ static bool fill_placement(gw_request *r, order_op *op, bool keyed)
 		                         : "the cart is empty");
 		goto done;
 	}
+	if (cart->total_cents == 0) { /* nothing to pay: the provider would refuse it (issue 14) */
+		gw_respond_error(r, 422, "the order would total 0: nothing to pay");
+		goto done;
+	}
 	if (!keyed)
 		order_id_for(op->customer, NULL, cart->version, op->order_id);
 	d->cart_version = (int64_t)cart->version;
@@ -731,7 +735,9 @@ static bool form_token(gw_request *r, char *out, size_t cap)
 	memcpy(text, body, len);
 	text[len] = '\0';
 	TAILQ_INIT(&fields);
-	if (strlen(text) == len && evhttp_parse_query_str(text, &fields) == 0) {
+	/* %00 would cut a value short where it is decoded (ADR 020) */
+	if (strlen(text) == len && strstr(text, "%00") == NULL &&
+	    evhttp_parse_query_str(text, &fields) == 0) {
 		const struct evkeyval *first = TAILQ_FIRST(&fields);
 		ok = first != NULL && TAILQ_NEXT(first, next) == NULL && strcmp(first->key, "token") == 0 &&
 		     strlen(first->value) < cap;

@@ -10,15 +10,16 @@
  * completes the request and frees the step's closure: every path frees it
  * exactly once.
  *
- * Login limits. Both limiters (per client address, per normalized email) are
- * charged one token per attempt BEFORE the password is hashed, successful
- * attempts included. Counting only failures would need a check that does not
- * consume a token (gw_ratelimit has only take), and a check after hashing
- * would let an attacker burn Argon2 time (64 MiB and ~0.1 s each) for free.
- * Charging every attempt bounds that work per address and per account; the
- * cost is that one account can log in at most `burst` times in quick
- * succession, which clients avoid by reusing their token (it lives an hour).
- * Registration charges the per-address limiter the same way (it hashes too). */
+ * Login limits (ADR 006, "Login limits"). Failed logins are limited per
+ * (account, client address) — 5, then one a minute — and per address (20,
+ * then 20 a minute), and per account over all addresses by a ceiling far
+ * above what a person does (100 an hour), past which only addresses that
+ * logged into the account before may try. A token is taken from each budget
+ * BEFORE the password is hashed (so concurrent guesses cannot overdraw a
+ * budget, and Argon2 time is bounded per address) and given back when the
+ * password was right: successful logins cost nothing. A wrong password from
+ * one address therefore never stops the right one from another.
+ * Registration charges the per-address budget too (it hashes), and keeps it. */
 #include "gw_api.h"
 
 #include <inttypes.h>
@@ -39,6 +40,11 @@
 #define Q_BYTES_MAX          200
 #define CURSOR_BYTES_MAX     (PROJ_CURSOR_MAX - 1)
 #define LIMIT_DEFAULT        20u
+#define PASSWORD_REASON_MAX  192
+#define EMAIL_RULE                                                                                           \
+	"must be an address of RFC 5321 syntax: ASCII letters, digits and !#$%&'*+-/=?^_`{|}~ (dots "        \
+	"between) "                                                                                          \
+	"before the @, a domain name with a dot after it (international domains as xn--)"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -49,16 +55,13 @@ static int64_t monotonic_ms(void)
 	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-/* Takes one token for prefix:value from rl (a missing limiter allows). On
- * refusal *retry_ms grows to the longest wait seen. */
-static bool limit_take(gw_ratelimit *rl, const char *prefix, const char *value, int64_t now_ms,
-                       int64_t *retry_ms)
+/* Takes one token for key from rl (a missing limiter allows). On refusal
+ * *retry_ms grows to the longest wait seen. */
+static bool limit_take(gw_ratelimit *rl, const char *key, int64_t now_ms, int64_t *retry_ms)
 {
-	char key[8 + USER_EMAIL_MAX + 64];
 	int64_t wait_ms = 0;
 	if (rl == NULL)
 		return true;
-	snprintf(key, sizeof key, "%s:%s", prefix, value);
 	if (gw_ratelimit_take(rl, key, now_ms, &wait_ms))
 		return true;
 	if (wait_ms > *retry_ms)
@@ -220,11 +223,26 @@ static void handle_register(gw_request *r, void *arg)
 	}
 	if (user_email_normalize(gw_json_string(body, "email", ""), reg->command.fields.email,
 	                         sizeof reg->command.fields.email) != ORN_OK ||
+	    !user_email_syntax_valid(reg->command.fields.email) ||
 	    user_key_for_email(reg->command.fields.email, reg->key, sizeof reg->key) != ORN_OK) {
-		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
+		respond_field_error(r, BODY_INVALID, "email", EMAIL_RULE);
 		goto done;
 	}
-	if (!limit_take(api->login_by_address, "ip", gw_request_client_addr(r), monotonic_ms(), &retry_ms)) {
+	/* ADR 022: common and email-derived passwords are refused before any hashing */
+	char why[PASSWORD_REASON_MAX];
+	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->command.fields.email, why,
+	                         sizeof why);
+	if (rc == ORN_EINVAL) {
+		respond_field_error(r, BODY_INVALID, "password", why);
+		goto done;
+	} else if (rc != ORN_OK) {
+		log_error("cannot check a password's quality", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "cannot register now; try again");
+		goto done;
+	}
+	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
+	snprintf(address_key, sizeof address_key, "ip:%s", gw_request_client_addr(r));
+	if (!limit_take(api->login_by_address, address_key, monotonic_ms(), &retry_ms)) {
 		respond_rate_limited(r, retry_ms);
 		goto done;
 	}
@@ -258,14 +276,40 @@ static const gw_field login_schema[] = {
         {0},
 };
 
-/* One login in flight; owned by login_verified. */
+/* One login in flight; owned by login_verified. The limiter keys charged
+ * before hashing, given back if the password is right. */
 typedef struct login {
 	gw_api *api;
 	gw_async *async;
 	bool known; /* the account exists (else the dummy hash was verified) */
+	bool account_charged;
 	char user_id[USER_ID_MAX];
 	gw_role role;
+	int64_t token_version;
+	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
+	char pair_key[8 + USER_EMAIL_MAX + GW_LIMIT_ADDRESS_MAX];
+	char account_key[8 + USER_EMAIL_MAX];
 } login;
+
+static int64_t token_ttl(const gw_api *api)
+{
+	return api->token_ttl_s > 0 ? api->token_ttl_s : GW_API_TOKEN_TTL_S;
+}
+
+/* The right password: the attempt costs no budget, and the address may pass
+ * the account's ceiling from now on. */
+static void login_succeeded(login *attempt)
+{
+	gw_api *api = attempt->api;
+	if (api->login_by_address != NULL)
+		gw_ratelimit_refund(api->login_by_address, attempt->address_key);
+	if (api->login_by_pair != NULL)
+		gw_ratelimit_refund(api->login_by_pair, attempt->pair_key);
+	if (api->login_by_account != NULL && attempt->account_charged)
+		gw_ratelimit_refund(api->login_by_account, attempt->account_key);
+	if (api->login_known != NULL)
+		gw_ratelimit_take(api->login_known, attempt->pair_key, monotonic_ms(), NULL);
+}
 
 static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 {
@@ -277,14 +321,17 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		                          gw_problem_new(503, "cannot log in now; try again"));
 	} else if (!attempt->known || !match) {
 		gw_async_complete_problem(attempt->async, gw_problem_new(401, CREDENTIALS_REJECTED));
-	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role, (int64_t)time(NULL),
-	                             GW_API_TOKEN_TTL_S, &token)) != ORN_OK) {
+	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role,
+	                             attempt->token_version, (int64_t)time(NULL), token_ttl(attempt->api),
+	                             &token)) != ORN_OK) {
 		log_error("cannot sign a token", "error", orn_strerror(rc));
 		gw_async_complete_problem(attempt->async, gw_problem_new(500, NULL));
 	} else {
+		login_succeeded(attempt);
 		gw_async_complete_json(attempt->async, 200,
 		                       json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type",
-		                                 "Bearer", "expires_in", (json_int_t)GW_API_TOKEN_TTL_S));
+		                                 "Bearer", "expires_in",
+		                                 (json_int_t)token_ttl(attempt->api)));
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
@@ -307,6 +354,33 @@ static bool token_role(user_role role, gw_role *out)
 	}
 }
 
+/* Takes one failure from every login budget of the attempt (see the top of
+ * the file). False, with *retry_ms the longest wait, when one refuses: the
+ * tokens already taken are given back (the attempt does not happen). */
+static bool login_charge(login *attempt, const char *address, const char *email, int64_t *retry_ms)
+{
+	gw_api *api = attempt->api;
+	int64_t now_ms = monotonic_ms();
+	snprintf(attempt->address_key, sizeof attempt->address_key, "ip:%s", address);
+	snprintf(attempt->pair_key, sizeof attempt->pair_key, "pair:%s|%s", address, email);
+	snprintf(attempt->account_key, sizeof attempt->account_key, "acct:%s", email);
+	bool by_address = limit_take(api->login_by_address, attempt->address_key, now_ms, retry_ms);
+	bool by_pair = limit_take(api->login_by_pair, attempt->pair_key, now_ms, retry_ms);
+	if (by_address && by_pair) {
+		/* the ceiling: an address the account logged in from passes it */
+		attempt->account_charged =
+		        limit_take(api->login_by_account, attempt->account_key, now_ms, retry_ms);
+		if (attempt->account_charged ||
+		    (api->login_known != NULL && gw_ratelimit_tracked(api->login_known, attempt->pair_key)))
+			return true;
+	}
+	if (by_address && api->login_by_address != NULL)
+		gw_ratelimit_refund(api->login_by_address, attempt->address_key);
+	if (by_pair && api->login_by_pair != NULL)
+		gw_ratelimit_refund(api->login_by_pair, attempt->pair_key);
+	return false;
+}
+
 static void handle_login(gw_request *r, void *arg)
 {
 	gw_api *api = arg;
@@ -314,7 +388,7 @@ static void handle_login(gw_request *r, void *arg)
 	login *attempt = NULL;
 	proj_user *user = NULL;
 	char email[USER_EMAIL_MAX];
-	int64_t retry_ms = 0, now_ms = monotonic_ms();
+	int64_t retry_ms = 0;
 	orn_rc rc;
 	if (!gw_request_json(r, login_schema, &body))
 		return;
@@ -322,22 +396,20 @@ static void handle_login(gw_request *r, void *arg)
 		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
 		goto done;
 	}
-	/* both limiters are charged (see the top of the file), before any hashing */
-	bool by_address =
-	        limit_take(api->login_by_address, "ip", gw_request_client_addr(r), now_ms, &retry_ms);
-	bool by_account = limit_take(api->login_by_account, "acct", email, now_ms, &retry_ms);
-	if (!by_address || !by_account) {
-		respond_rate_limited(r, retry_ms);
-		goto done;
-	}
 	if ((attempt = calloc(1, sizeof *attempt)) == NULL || (user = malloc(sizeof *user)) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
 	attempt->api = api;
+	/* every budget is charged before any hashing (see the top of the file) */
+	if (!login_charge(attempt, gw_request_client_addr(r), email, &retry_ms)) {
+		respond_rate_limited(r, retry_ms);
+		goto done;
+	}
 	rc = proj_users_get_by_email(api->users, email, user);
 	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
 		attempt->known = true;
+		attempt->token_version = user->token_version;
 		snprintf(attempt->user_id, sizeof attempt->user_id, "%s", user->user_id);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
 		log_error("users model unreadable", "error", orn_strerror(rc));
@@ -393,6 +465,89 @@ static void handle_me(gw_request *r, void *arg)
 	}
 	sodium_memzero(user, sizeof *user);
 	free(user);
+}
+
+/* ---- POST /api/v1/auth/logout ------------------------------------------- */
+
+/* One logout in flight; owned by whichever callback runs next. */
+typedef struct logout {
+	gw_api *api;
+	gw_async *async;
+} logout;
+
+static void logout_visible(void *closure, orn_rc rc)
+{
+	logout *op = closure;
+	if (rc != ORN_OK)
+		log_warn("logout answered before the users model caught up", "error", orn_strerror(rc));
+	gw_async_complete_empty(op->async, 204);
+	free(op);
+}
+
+static void logout_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	logout *op = closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(op->async, rc, reply);
+		free(op);
+		return;
+	}
+	/* answered once this gateway refuses the token (read-your-writes); the
+	 * others follow as their projectors apply the event (ADR 021) */
+	if (op->api->consistency == NULL ||
+	    gw_consistency_wait(op->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS, logout_visible,
+	                        op) != ORN_OK)
+		logout_visible(op, ORN_OK);
+}
+
+/* Ends the caller's token: RevokeToken{jti, expires_at} to its account. */
+static void handle_logout(gw_request *r, void *arg)
+{
+	static const gw_field no_fields[] = {{0}};
+	gw_api *api = arg;
+	gw_claims claims;
+	proj_user user = {0};
+	user_command command = {.kind = USER_REVOKE_TOKEN};
+	char command_id[16 + GW_JWT_ID_MAX];
+	logout *op = NULL;
+	mp_writer *payload = NULL;
+	json_t *body = NULL;
+	size_t len = 0;
+	if (!gw_api_authorize(r, api, false, &claims))
+		return;
+	gw_request_body(r, &len);
+	if (len > 0 && !gw_request_json(r, no_fields, &body)) /* none, or {} */
+		return;
+	json_decref(body);
+	orn_rc rc = proj_users_get_by_id(api->users, claims.sub, &user);
+	sodium_memzero(user.password_hash, sizeof user.password_hash);
+	if (rc != ORN_OK) {
+		gw_respond_error(r, 503, "cannot log out now; try again");
+		return;
+	}
+	snprintf(command.fields.jti, sizeof command.fields.jti, "%s", claims.jti);
+	command.fields.expires_at = claims.exp;
+	snprintf(command_id, sizeof command_id, "logout:%s", claims.jti);
+	if ((op = calloc(1, sizeof *op)) == NULL || (payload = mp_writer_create()) == NULL ||
+	    user_command_encode(payload, &command) != ORN_OK) {
+		free(op);
+		mp_writer_destroy(payload);
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	op->api = api;
+	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+		free(op);
+		mp_writer_destroy(payload);
+		return; /* answered 500 */
+	}
+	rc = gw_api_send(api, USER_AGGREGATE, user.key, user_command_type(USER_REVOKE_TOKEN), payload,
+	                 command_id, claims.sub, logout_replied, op);
+	mp_writer_destroy(payload);
+	if (rc != ORN_OK) {
+		gw_api_complete_failure(op->async, rc, NULL);
+		free(op);
+	}
 }
 
 /* ---- GET /api/v1/products and /api/v1/products/{id} ---------------------- */
@@ -592,6 +747,7 @@ orn_rc gw_api_register_public(gw_api *api)
 	static const gw_api_route routes[] = {
 	        {GW_POST, "/api/v1/auth/register", handle_register},
 	        {GW_POST, "/api/v1/auth/login", handle_login},
+	        {GW_POST, "/api/v1/auth/logout", handle_logout},
 	        {GW_GET, "/api/v1/me", handle_me},
 	        {GW_GET, "/api/v1/products", handle_products},
 	        {GW_GET, "/api/v1/products/{id}", handle_product},

@@ -37,7 +37,9 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "gw_guard-internal.h"
 #include "gw_inbox.h"
+#include "hashmap.h"
 #include "gw_problem.h"
 #include "log.h"
 
@@ -57,6 +59,7 @@ typedef struct arena_chunk {
 struct gw_server {
 	struct event_base *base;
 	struct evhttp *http;
+	gw_guard *guard; /* every connection's bytes pass it first (gw_guard-internal.h) */
 	gw_router *router;
 	gw_inbox *inbox;
 	gw_metrics *metrics;
@@ -68,6 +71,8 @@ struct gw_server {
 	gw_request *deferred; /* requests waiting for a gw_async completion */
 	gw_stream *streams;   /* streamed answers in progress */
 	size_t stream_count, max_streams;
+	unsigned max_streams_per_owner; /* 0: no cap */
+	hmap *streams_by_owner;         /* owner -> open streams, as a pointer-sized integer */
 	struct timeval io_timeout;
 	struct event *stop_event; /* activated by gw_server_stop, from any thread */
 };
@@ -81,6 +86,7 @@ struct gw_request {
 	struct evkeyvalq query;
 	char client_addr[ADDRESS_MAX];
 	char request_id[GW_REQUEST_ID_MAX]; /* the correlation id: the client's, or a fresh one */
+	char owner[GW_OWNER_MAX];           /* the account the request acts for, "" if none */
 	arena_chunk *arena;
 	const unsigned char *body; /* the body's copy in the arena, once read */
 	size_t body_len;
@@ -104,7 +110,8 @@ struct gw_stream {
 	struct evbuffer *chunk;
 	gw_stream_closed_fn *closed;
 	void *closure;
-	gw_stream *prev, *next; /* in server->streams */
+	gw_stream *prev, *next;   /* in server->streams */
+	char owner[GW_OWNER_MAX]; /* counted in server->streams_by_owner when not "" */
 };
 
 typedef struct completion {
@@ -126,6 +133,11 @@ void gw_server_options_init(gw_server_options *o)
 	o->io_timeout_ms = 30000;
 	o->async_deadline_ms = 5000;
 	o->max_streams = 1000;
+	o->max_streams_per_owner = 8;
+	o->header_timeout_ms = 10000;
+	o->body_timeout_ms = 30000;
+	o->max_connections = 10000;
+	o->max_connections_per_address = 64;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -590,6 +602,16 @@ void gw_async_cancel(gw_async *a)
 
 /* ---- streamed answers ----------------------------------------------------- */
 
+static size_t owner_streams(const gw_server *s, const char *owner)
+{
+	return (size_t)(uintptr_t)hmap_get(s->streams_by_owner, owner);
+}
+
+void gw_request_set_owner(gw_request *r, const char *owner)
+{
+	snprintf(r->owner, sizeof r->owner, "%s", owner != NULL ? owner : "");
+}
+
 static void stream_unlink(gw_stream *st)
 {
 	gw_server *s = st->server;
@@ -601,6 +623,14 @@ static void stream_unlink(gw_stream *st)
 		st->next->prev = st->prev;
 	st->prev = st->next = NULL;
 	s->stream_count--;
+	if (st->owner[0] != '\0') {
+		size_t n = owner_streams(s, st->owner);
+		if (n <= 1)
+			hmap_remove(s->streams_by_owner, st->owner);
+		else
+			hmap_put(s->streams_by_owner, st->owner,
+			         (void *)(uintptr_t)(n - 1)); /* replaces: no allocation */
+	}
 }
 
 static void stream_free(gw_stream *st)
@@ -611,10 +641,9 @@ static void stream_free(gw_stream *st)
 }
 
 /* The client went away: see the file comment for who frees the request. */
-static void stream_connection_closed(struct evhttp_connection *evcon, void *arg)
+static void stream_connection_closed(void *arg)
 {
 	gw_stream *st = arg;
-	(void)evcon;
 	stream_unlink(st);
 	if (evhttp_request_get_connection(st->ev) == NULL)
 		evhttp_request_free(st->ev);
@@ -632,9 +661,22 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 		gw_respond_error(r, 503, "too many event streams are open; retry later");
 		return NULL;
 	}
+	size_t owned = r->owner[0] != '\0' ? owner_streams(s, r->owner) : 0;
+	if (r->owner[0] != '\0' && s->max_streams_per_owner > 0 && owned >= s->max_streams_per_owner) {
+		gw_response_header(r, "Retry-After", "5");
+		gw_respond_error(r, 429, "too many event streams are open for this account; close one first");
+		return NULL;
+	}
 	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
 	gw_stream *st = calloc(1, sizeof(*st));
-	if (st == NULL || evcon == NULL || (st->chunk = evbuffer_new()) == NULL) {
+	if (st == NULL || evcon == NULL || (st->chunk = evbuffer_new()) == NULL ||
+	    (r->owner[0] != '\0' &&
+	     hmap_put(s->streams_by_owner, r->owner, (void *)(uintptr_t)(owned + 1)) != ORN_OK) ||
+	    gw_guard_on_close(s->guard, evcon, stream_connection_closed, st) != ORN_OK) {
+		if (st != NULL && r->owner[0] != '\0' && owned == 0)
+			hmap_remove(s->streams_by_owner, r->owner);
+		else if (st != NULL && r->owner[0] != '\0')
+			hmap_put(s->streams_by_owner, r->owner, (void *)(uintptr_t)owned);
 		if (st)
 			stream_free(st);
 		gw_respond_error(r, 500, NULL);
@@ -642,6 +684,7 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 	}
 	st->server = s;
 	st->ev = r->ev;
+	snprintf(st->owner, sizeof st->owner, "%s", r->owner);
 	st->closed = closed;
 	st->closure = closure;
 	st->next = s->streams;
@@ -658,7 +701,6 @@ gw_stream *gw_respond_stream(gw_request *r, const char *content_type, gw_stream_
 	wipe_input(r->ev);
 	/* The client only listens: no read timeout; writes keep the server's. */
 	bufferevent_set_timeouts(evhttp_connection_get_bufferevent(evcon), NULL, &s->io_timeout);
-	evhttp_connection_set_closecb(evcon, stream_connection_closed, st);
 	evhttp_send_reply_start(r->ev, 200, gw_status_title(200));
 	if (s->metrics)
 		gw_metrics_observe_request(s->metrics, gw_method_name(r->method), gw_request_route(r), 200,
@@ -689,7 +731,7 @@ void gw_stream_end(gw_stream *st)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(st->ev);
 	if (evcon != NULL)
-		evhttp_connection_set_closecb(evcon, NULL, NULL);
+		gw_guard_on_close(st->server->guard, evcon, NULL, NULL);
 	evhttp_send_reply_end(st->ev); /* frees a detached request itself */
 	stream_unlink(st);
 	stream_free(st);
@@ -785,12 +827,36 @@ static void dispatch(gw_request *r)
 	}
 }
 
+/* The guard's own request in place of one it refused (gw_guard-internal.h):
+ * the refusal's problem, then evhttp closes the connection. */
+static void answer_refusal(gw_request *r, const char *code)
+{
+	int status;
+	const char *detail;
+	gw_guard_refusal(code, &status, &detail);
+	struct evkeyvalq *headers = evhttp_request_get_output_headers(r->ev);
+	evhttp_add_header(headers, "Connection", "close");
+	if (status == 503)
+		evhttp_add_header(headers, "Retry-After", "5");
+	gw_respond_error(r, status, detail);
+}
+
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	gw_server *s = arg;
 	gw_request *r = calloc(1, sizeof(*r));
-	if (!r) {
-		evhttp_send_error(ev, 503, NULL);
+	if (!r) { /* out of memory: a fixed problem, not evhttp's HTML page */
+		static const char body[] = "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\","
+		                           "\"status\":503,\"detail\":\"the server is out of memory\"}";
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Content-Type",
+		                  "application/problem+json");
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+		struct evbuffer *out = evbuffer_new();
+		if (out != NULL)
+			evbuffer_add_reference(out, body, sizeof body - 1, NULL, NULL);
+		evhttp_send_reply(ev, 503, "Service Unavailable", out);
+		if (out != NULL)
+			evbuffer_free(out);
 		return;
 	}
 	TAILQ_INIT(&r->query);
@@ -812,7 +878,12 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	/* Every line logged while handling, and every command sent, carries it. */
 	log_set_correlation(r->request_id);
 	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-	if (query && evhttp_parse_query_str(query, &r->query) != 0)
+	const char *refusal = evhttp_find_header(input, GW_GUARD_HEADER);
+	if (refusal != NULL)
+		answer_refusal(r, refusal);
+	else if (query && strstr(query, "%00") != NULL)
+		gw_respond_error(r, 400, "a query value may not contain %00 (NUL)");
+	else if (query && evhttp_parse_query_str(query, &r->query) != 0)
 		gw_respond_error(r, 400, "malformed query string");
 	else
 		dispatch(r);
@@ -864,10 +935,24 @@ static orn_rc configure(gw_server *s, const gw_server_options *o)
 	s->max_body = o->max_body_bytes ? o->max_body_bytes : GW_MAX_BODY_DEFAULT;
 	s->async_deadline_ms = o->async_deadline_ms ? o->async_deadline_ms : 5000;
 	s->max_streams = o->max_streams ? o->max_streams : 1000;
+	s->max_streams_per_owner = o->max_streams_per_owner;
+	if ((s->streams_by_owner = hmap_create()) == NULL)
+		return ORN_ENOMEM;
 	s->metrics = o->metrics;
 	/* evhttp's own cap is a backstop; the gateway answers 413 below it. */
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)(2 * s->max_body));
-	evhttp_set_max_headers_size(s->http, (ev_ssize_t)(o->max_header_bytes ? o->max_header_bytes : 16384));
+	size_t max_header = o->max_header_bytes ? o->max_header_bytes : 16384;
+	/* The guard enforces both limits with problem+json; evhttp's are backstops. */
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)(2 * max_header));
+	gw_guard_options go = {.max_header_bytes = max_header,
+	                       .max_body_bytes = s->max_body,
+	                       .header_timeout_ms = o->header_timeout_ms ? o->header_timeout_ms : 10000,
+	                       .body_timeout_ms = o->body_timeout_ms ? o->body_timeout_ms : 30000,
+	                       .max_connections = o->max_connections,
+	                       .max_connections_per_address = o->max_connections_per_address,
+	                       .metrics = o->metrics};
+	if (gw_guard_create(s->base, s->http, &go, &s->guard) != ORN_OK)
+		return ORN_ENOMEM;
 	unsigned timeout_ms = o->io_timeout_ms ? o->io_timeout_ms : 30000;
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	evhttp_set_timeout_tv(s->http, &tv);
@@ -952,7 +1037,7 @@ void gw_server_destroy(gw_server *s)
 		gw_stream *st = s->streams;
 		struct evhttp_connection *evcon = evhttp_request_get_connection(st->ev);
 		if (evcon != NULL)
-			evhttp_connection_set_closecb(evcon, NULL, NULL);
+			gw_guard_on_close(s->guard, evcon, NULL, NULL);
 		else
 			evhttp_request_free(st->ev);
 		stream_unlink(st);
@@ -961,6 +1046,8 @@ void gw_server_destroy(gw_server *s)
 	}
 	if (s->http)
 		evhttp_free(s->http);
+	gw_guard_destroy(s->guard); /* after evhttp_free: it closes what lingers */
+	hmap_destroy(s->streams_by_owner);
 	gw_inbox_destroy(s->inbox);
 	gw_router_destroy(s->router);
 	for (size_t i = 0; i < s->cors_origin_count; i++)

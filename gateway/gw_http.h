@@ -14,20 +14,34 @@
  * CORS headers are added only for an Origin that exactly equals one of the
  * configured origins; OPTIONS preflights are answered by the server.
  *
+ * Every connection first passes the guard (gw_guard-internal.h, ADR 020):
+ * a request reaches evhttp only once it is whole and its framing is valid
+ * under RFC 9112's strict rules; anything else is answered with
+ * problem+json and "Connection: close", never with evhttp's HTML pages.
  * Limits and the statuses a client sees:
- * - body over max_body_bytes: 413 problem+json from the gateway. evhttp
- *   itself buffers at most 2 * max_body_bytes (its hard cap); above that it
- *   answers 413 with its own HTML page, after draining the body (lingering
- *   close) so the client reads the status;
- * - request line plus headers over max_header_bytes: evhttp answers
- *   400 Bad Request (HTML) and closes the connection — libevent 2.1 offers
- *   no hook to change that page;
+ * - body over max_body_bytes: 413 (a Content-Length above it before the
+ *   body is read; a chunked body once its chunks pass it);
+ * - request line plus headers over max_header_bytes: 431;
+ * - two Content-Length headers, one that is not digits, whitespace before a
+ *   colon, a folded or malformed header field, a bare LF or CR, a
+ *   Transfer-Encoding other than exactly "chunked" or one beside
+ *   Content-Length, chunk extensions or trailers, no or two Host headers in
+ *   HTTP/1.1: 400; an unknown method (or CONNECT): 501; another HTTP
+ *   version: 505; an Expect other than 100-continue: 417;
+ * - header_timeout_ms: the request line and headers must arrive within it
+ *   from their first byte (a connection's first request: from the accept);
+ *   body_timeout_ms: the body within it from the end of the headers; 408;
+ * - max_connections open at once, max_connections_per_address from one
+ *   client address: the connection past them is answered 503 with
+ *   Retry-After and closed;
+ * - %00 in the query: 400;
  * - io_timeout_ms: idle time allowed while reading a request or writing a
  *   response (libevent 2.1 has one value for both; the timer restarts on
  *   progress). A timed-out connection is closed without an answer;
  * - streamed answers (gw_respond_stream, for Server-Sent Events) have no read
  *   timeout (the client only listens), keep io_timeout_ms for writes, are
- *   capped at max_streams open at once (503 above) and close their
+ *   capped at max_streams open at once (503 above) and at
+ *   max_streams_per_owner of one account (429 above), and close their
  *   connection when they end. */
 #ifndef ORION_GW_HTTP_H
 #define ORION_GW_HTTP_H
@@ -44,19 +58,25 @@
 #include "orn.h"
 
 #define GW_REQUEST_ID_MAX 129 /* bytes of a request (correlation) id, NUL included */
+#define GW_OWNER_MAX      65  /* bytes of a request's owner (an account id), NUL included */
 
 struct event_base;
 
 typedef struct gw_server gw_server;
 
 typedef struct gw_server_options {
-	const char *bind_addr;           /* "host:port", "[v6]:port"; port 0 = ephemeral */
-	size_t max_body_bytes;           /* default 1 MiB */
-	size_t max_header_bytes;         /* default 16 KiB */
-	unsigned io_timeout_ms;          /* default 30000 */
-	unsigned async_deadline_ms;      /* default deadline of gw_request_defer, 5000 */
-	unsigned max_streams;            /* open streamed answers at most, default 1000 */
-	const char *const *cors_origins; /* exact origins ("https://shop.example"), copied */
+	const char *bind_addr;                /* "host:port", "[v6]:port"; port 0 = ephemeral */
+	size_t max_body_bytes;                /* default 1 MiB */
+	size_t max_header_bytes;              /* default 16 KiB */
+	unsigned io_timeout_ms;               /* default 30000 */
+	unsigned async_deadline_ms;           /* default deadline of gw_request_defer, 5000 */
+	unsigned max_streams;                 /* open streamed answers at most, default 1000 */
+	unsigned max_streams_per_owner;       /* of one owner (gw_request_set_owner), default 8 (0: no cap) */
+	unsigned header_timeout_ms;           /* request line and headers, default 10000 */
+	unsigned body_timeout_ms;             /* the body after its headers, default 30000 */
+	unsigned max_connections;             /* open at once, default 10000 (0: no cap) */
+	unsigned max_connections_per_address; /* from one client address, default 64 (0: no cap) */
+	const char *const *cors_origins;      /* exact origins ("https://shop.example"), copied */
 	size_t cors_origin_count;
 	gw_metrics *metrics; /* optional; not owned, must outlive the server */
 } gw_server_options;
@@ -106,6 +126,10 @@ const char *gw_request_param(const gw_request *r, const char *name);
 const char *gw_request_query(const gw_request *r, const char *name);
 /* A request header (case-insensitive name), or NULL. */
 const char *gw_request_header(const gw_request *r, const char *name);
+/* Names the account r acts for (an id, at most GW_OWNER_MAX - 1 bytes; the
+ * API sets it once the bearer token is checked): streamed answers are
+ * capped per owner (max_streams_per_owner, 429 above). */
+void gw_request_set_owner(gw_request *r, const char *owner);
 /* The peer's address as text ("127.0.0.1"). */
 const char *gw_request_client_addr(const gw_request *r);
 /* The request's correlation id: the client's X-Request-Id (else

@@ -23,7 +23,7 @@
 struct gw_jwt {
 	unsigned char *secret; /* sodium_malloc'd */
 	char *issuer, *audience;
-	int64_t leeway_s;
+	int64_t leeway_s, max_lifetime_s;
 };
 
 const char *gw_role_name(gw_role role)
@@ -32,10 +32,10 @@ const char *gw_role_name(gw_role role)
 }
 
 gw_jwt *gw_jwt_create(const unsigned char secret[GW_JWT_SECRET_BYTES], const char *issuer,
-                      const char *audience, int64_t leeway_s)
+                      const char *audience, int64_t leeway_s, int64_t max_lifetime_s)
 {
 	if (!secret || !issuer || !issuer[0] || !audience || !audience[0] || leeway_s < 0 ||
-	    sodium_init() < 0)
+	    max_lifetime_s <= 0 || sodium_init() < 0)
 		return NULL;
 	gw_jwt *jwt = calloc(1, sizeof(*jwt));
 	if (!jwt)
@@ -50,6 +50,7 @@ gw_jwt *gw_jwt_create(const unsigned char secret[GW_JWT_SECRET_BYTES], const cha
 	memcpy(jwt->secret, secret, GW_JWT_SECRET_BYTES);
 	sodium_mprotect_readonly(jwt->secret);
 	jwt->leeway_s = leeway_s;
+	jwt->max_lifetime_s = max_lifetime_s;
 	return jwt;
 }
 
@@ -63,22 +64,27 @@ void gw_jwt_destroy(gw_jwt *jwt)
 	free(jwt);
 }
 
-orn_rc gw_jwt_sign(const gw_jwt *jwt, const char *sub, gw_role role, int64_t now_s, int64_t ttl_s,
-                   char **token)
+orn_rc gw_jwt_sign(const gw_jwt *jwt, const char *sub, gw_role role, int64_t ver, int64_t now_s,
+                   int64_t ttl_s, char **token)
 {
 	orn_rc rc = ORN_EINTERNAL;
 	jwt_t *t = NULL;
+	unsigned char random[16];
+	char jti[GW_JWT_ID_MAX];
 	*token = NULL;
-	if (!gw_valid_id(sub) || ttl_s <= 0 || now_s < 0 ||
+	if (!gw_valid_id(sub) || ttl_s <= 0 || ttl_s > jwt->max_lifetime_s || now_s < 0 || ver < 0 ||
 	    (role != GW_ROLE_CUSTOMER && role != GW_ROLE_ADMIN))
 		return ORN_EINVAL;
 	if (jwt_new(&t) != 0)
 		return ORN_ENOMEM;
+	randombytes_buf(random, sizeof random);
+	sodium_bin2hex(jti, sizeof jti, random, sizeof random);
 	if (jwt_set_alg(t, JWT_ALG_HS256, jwt->secret, GW_JWT_SECRET_BYTES) != 0 ||
 	    jwt_add_grant(t, "sub", sub) != 0 || jwt_add_grant(t, "role", gw_role_name(role)) != 0 ||
 	    jwt_add_grant(t, "iss", jwt->issuer) != 0 || jwt_add_grant(t, "aud", jwt->audience) != 0 ||
 	    jwt_add_grant_int(t, "iat", (long)now_s) != 0 ||
-	    jwt_add_grant_int(t, "exp", (long)(now_s + ttl_s)) != 0)
+	    jwt_add_grant_int(t, "exp", (long)(now_s + ttl_s)) != 0 || jwt_add_grant(t, "jti", jti) != 0 ||
+	    jwt_add_grant_int(t, "ver", (long)ver) != 0)
 		goto fail;
 	*token = jwt_encode_str(t);
 	if (*token)
@@ -124,14 +130,22 @@ static bool claims_valid(const gw_jwt *jwt, const json_t *payload, int64_t now_s
 	const json_t *exp = json_object_get(payload, "exp");
 	const json_t *iat = json_object_get(payload, "iat");
 	const json_t *nbf = json_object_get(payload, "nbf");
+	const json_t *ver = json_object_get(payload, "ver");
 	const char *sub = json_string_value(json_object_get(payload, "sub"));
 	const char *role = json_string_value(json_object_get(payload, "role"));
-	if (!json_is_object(payload) || !json_is_integer(exp) || !json_is_integer(iat))
+	const char *jti = json_string_value(json_object_get(payload, "jti"));
+	if (!json_is_object(payload) || !json_is_integer(exp) || !json_is_integer(iat) ||
+	    !json_is_integer(ver))
 		return false;
 	/* Written so that no claim value enters an addition: a signed token with an
-	 * absurd exp or iat must not overflow (now_s and the leeway are sane). */
+	 * absurd exp or iat must not overflow (now_s and the leeway are sane; with
+	 * 0 <= iat < exp, exp - iat cannot overflow). */
 	if (json_integer_value(exp) <= now_s - jwt->leeway_s ||
-	    json_integer_value(iat) > now_s + jwt->leeway_s)
+	    json_integer_value(iat) > now_s + jwt->leeway_s || json_integer_value(iat) < 0 ||
+	    json_integer_value(exp) <= json_integer_value(iat) ||
+	    json_integer_value(exp) - json_integer_value(iat) > jwt->max_lifetime_s)
+		return false;
+	if (json_integer_value(ver) < 0 || jti == NULL || strlen(jti) >= GW_JWT_ID_MAX || !gw_valid_id(jti))
 		return false;
 	if (nbf && (!json_is_integer(nbf) || json_integer_value(nbf) > now_s + jwt->leeway_s))
 		return false;
@@ -148,6 +162,8 @@ static bool claims_valid(const gw_jwt *jwt, const json_t *payload, int64_t now_s
 	snprintf(claims->sub, sizeof(claims->sub), "%s", sub);
 	claims->iat = (int64_t)json_integer_value(iat);
 	claims->exp = (int64_t)json_integer_value(exp);
+	claims->ver = (int64_t)json_integer_value(ver);
+	snprintf(claims->jti, sizeof(claims->jti), "%s", jti);
 	return true;
 }
 

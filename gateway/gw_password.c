@@ -1,10 +1,13 @@
-/* gw_password.c — Argon2id hashing on a bounded worker pool. */
+/* gw_password.c — Argon2id hashing on a bounded worker pool, and the
+ * quality check of new passwords (libpwquality). */
 #include "gw_password.h"
 
 #include <pthread.h>
+#include <pwquality.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gw_inbox.h"
 
@@ -221,4 +224,62 @@ orn_rc gw_password_verify_async(gw_password_pool *pool, const char *hash, const 
                                 gw_password_done *done, void *arg)
 {
 	return enqueue(pool, JOB_VERIFY, hash, password, done, arg);
+}
+
+/* ---- the quality of a new password ---------------------------------------- */
+
+#define USER_PART_MAX 64 /* bytes of an email local part (RFC 5321) */
+
+/* libpwquality's settings: its defaults and /etc/security/pwquality.conf,
+ * read once (NULL if that failed). */
+static pwquality_settings_t *quality_settings;
+
+static void quality_load(void)
+{
+	void *aux = NULL;
+	pwquality_settings_t *settings = pwquality_default_settings();
+	if (settings != NULL && pwquality_read_config(settings, NULL, &aux) != 0) {
+		/* no configuration file: the library's defaults stand */
+	}
+	quality_settings = settings;
+}
+
+/* True if needle (its first len bytes, at least 3) occurs in haystack, ignoring ASCII case. */
+static bool contains_folded(const char *haystack, const char *needle, size_t len)
+{
+	if (len < 3)
+		return false;
+	for (size_t n = strlen(haystack); n >= len; n--, haystack++)
+		if (strncasecmp(haystack, needle, len) == 0)
+			return true;
+	return false;
+}
+
+orn_rc gw_password_quality(const char *password, const char *email, char *message, size_t cap)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	char user[USER_PART_MAX + 1];
+	void *aux = NULL;
+	const char *at = strchr(email, '@');
+	size_t local_len = at != NULL ? (size_t)(at - email) : strlen(email);
+	const char *domain = at != NULL ? at + 1 : "";
+	size_t label_len = strcspn(domain, ".");
+	pthread_once(&once, quality_load);
+	if (quality_settings == NULL)
+		return ORN_ENOMEM;
+	if (contains_folded(password, email, local_len) || contains_folded(password, domain, label_len)) {
+		snprintf(message, cap, "must not contain the email address or its parts");
+		return ORN_EINVAL;
+	}
+	snprintf(user, sizeof user, "%.*s", (int)(local_len < USER_PART_MAX ? local_len : USER_PART_MAX),
+	         email);
+	int score = pwquality_check(quality_settings, password, NULL, user, &aux);
+	if (score >= 0)
+		return ORN_OK;
+	char reason[PWQ_MAX_ERROR_MESSAGE_LEN];
+	const char *text = pwquality_strerror(reason, sizeof reason, score, aux);
+	if (score == PWQ_ERROR_CRACKLIB_CHECK && aux == NULL)
+		return ORN_EINTERNAL; /* no dictionary: a setup fault, not the password's */
+	snprintf(message, cap, "is too weak: %s", text != NULL ? text : "it fails the quality check");
+	return ORN_EINVAL;
 }

@@ -70,4 +70,14 @@ orn_rc gw_password_hash_async(gw_password_pool *pool, const char *password, gw_p
 orn_rc gw_password_verify_async(gw_password_pool *pool, const char *hash, const char *password,
                                 gw_password_done *done, void *arg);
 
+/* Checks a new password before it is hashed (ADR 022): it must not contain
+ * the account's email local part or domain name (3 characters or more, any
+ * case), and must pass libpwquality with the system's settings
+ * (/etc/security/pwquality.conf, else the library's defaults: length and
+ * classes, the cracklib dictionary of common passwords and their variants,
+ * the user name — here the local part — in any form). ORN_OK; ORN_EINVAL
+ * with a reason for the client in message (cap bytes; it names no secret);
+ * ORN_EINTERNAL when the dictionary cannot be read; ORN_ENOMEM. Thread-safe. */
+orn_rc gw_password_quality(const char *password, const char *email, char *message, size_t cap);
+
 #endif

@@ -113,14 +113,20 @@ static bucket *add_bucket(gw_ratelimit *rl, const char *key, int64_t now_ms)
 	return b;
 }
 
+/* key, or its prefix plus a hash in buffer when it is longer than KEY_MAX. */
+static const char *bounded_key(const char *key, char buffer[KEY_MAX + 24])
+{
+	if (strlen(key) <= KEY_MAX)
+		return key;
+	snprintf(buffer, KEY_MAX + 24, "%.*s#%016" PRIx64, KEY_MAX - 20, key, hmap_hash(key));
+	return buffer;
+}
+
 bool gw_ratelimit_take(gw_ratelimit *rl, const char *key, int64_t now_ms, int64_t *retry_after_ms)
 {
 	char short_key[KEY_MAX + 24];
 	bool allowed = false;
-	if (strlen(key) > KEY_MAX) {
-		snprintf(short_key, sizeof(short_key), "%.*s#%016" PRIx64, KEY_MAX - 20, key, hmap_hash(key));
-		key = short_key;
-	}
+	key = bounded_key(key, short_key);
 	pthread_mutex_lock(&rl->lock);
 	bucket *b = hmap_get(rl->index, key);
 	if (!b) {
@@ -147,6 +153,31 @@ done:
 	}
 	pthread_mutex_unlock(&rl->lock);
 	return allowed;
+}
+
+void gw_ratelimit_refund(gw_ratelimit *rl, const char *key)
+{
+	char short_key[KEY_MAX + 24];
+	key = bounded_key(key, short_key);
+	pthread_mutex_lock(&rl->lock);
+	bucket *b = hmap_get(rl->index, key);
+	if (b != NULL)
+		b->tokens = fmin(rl->burst, b->tokens + 1);
+	pthread_mutex_unlock(&rl->lock);
+}
+
+bool gw_ratelimit_tracked(gw_ratelimit *rl, const char *key)
+{
+	char short_key[KEY_MAX + 24];
+	key = bounded_key(key, short_key);
+	pthread_mutex_lock(&rl->lock);
+	bucket *b = hmap_get(rl->index, key);
+	if (b != NULL) {
+		unlink_bucket(rl, b);
+		push_newest(rl, b);
+	}
+	pthread_mutex_unlock(&rl->lock);
+	return b != NULL;
 }
 
 size_t gw_ratelimit_size(gw_ratelimit *rl)

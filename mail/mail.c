@@ -40,6 +40,9 @@
 #define ORDER_SUBJECT      "orion.evt.order."
 #define ALERTS_FILTER      "orion.evt.stock.>"
 #define STOCK_SUBJECT      "orion.evt.stock."
+#define RESENDS_FILTER     "orion.evt.mail.>"
+#define MAIL_SUBJECT       "orion.evt.mail."
+#define LONG_RETRY_MS      30000 /* backoff ceiling once an email outlived its attempt bound (a confirmation) */
 #define USERS_FILTER       "orion.evt.user.>"
 #define USER_SUBJECT       "orion.evt.user."
 #define LOW_STOCK_EVENT    "LowStockDetected" /* the stock aggregate's, issue 7 */
@@ -70,6 +73,17 @@ static const es_durable_options ALERTS_CONSUMER = {
         .ack_wait_ms = ACK_WAIT_MS,
 };
 
+/* The durable consumer of the delivery logs the resend worker binds to: it
+ * acts on MailResendRequested (ADR 023) and acks every other commit. */
+static const es_durable_options RESENDS_CONSUMER = {
+        .durable = MAIL_RESENDS_CONSUMER,
+        .filter = RESENDS_FILTER,
+        .ack_wait_ms = ACK_WAIT_MS,
+};
+
+/* What a worker consumes. */
+typedef enum worker_role { ROLE_ORDERS, ROLE_ALERTS, ROLE_RESENDS } worker_role;
+
 /* A user as the alert worker knows it: enough to tell admins and reach them. */
 typedef struct known_user {
 	char email[USER_EMAIL_MAX];
@@ -88,7 +102,9 @@ typedef struct worker {
 	env_envelope *envelopes;
 	mp_writer *payload, *commit; /* the delivery log's appends */
 	bool alerts;                 /* the alert worker: stock events, not order events */
-	product_state *product;      /* alert worker: the product of an alert */
+	worker_role role;
+	order_status fold_until; /* fold: stop once the order reaches it (ORDER_NONE: never) */
+	product_state *product;  /* alert worker: the product of an alert */
 	int64_t fetch_error_logged_ms;
 	int64_t sweep_idle_ms; /* the sweeper's worker: an email attempted this recently is another's */
 } worker;
@@ -378,8 +394,21 @@ typedef enum outcome {
 static orn_rc fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	worker *w = closure;
+	if (w->fold_until != ORDER_NONE && w->order->status == w->fold_until)
+		return ORN_OK; /* a resend: the order as it was when it reached the email's status */
 	if (order_event_decode(e->type, e->payload, e->payload_len, w->event) == ORN_OK)
 		order_evolve(w->order, w->event);
+	return ORN_OK;
+}
+
+/* es_load's fold of a whole order into an order_state (closure). */
+static orn_rc order_fold(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	order_event ev;
+	(void)seq;
+	(void)subject;
+	if (order_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+		order_evolve(closure, &ev);
 	return ORN_OK;
 }
 
@@ -414,17 +443,25 @@ static void seq_text(char out[24], uint64_t v)
 /* ---- the delivery log (mail_log.h) ---- */
 
 /* One email as the delivery protocol sees it, whatever made it. */
-typedef struct email {
-	char key[MAIL_KEY_MAX + 96];  /* the sent marker; the log id derives from it */
-	char file[MAIL_KEY_MAX + 96]; /* Maildir file name without ".orion": fixed per email */
-	mail_log_subject subject;     /* what the delivery log records */
-	const char *label;            /* status name or "low_stock": logs and metrics */
-	const char *ref_name;         /* "order" or "product": the key of ref in log lines */
-	const char *ref;              /* the order or product id: logs */
-	uint64_t seq;                 /* the triggering commit */
-	int64_t event_ms;             /* at_ms of the triggering event */
-	const char *correlation;      /* of the triggering event */
-} email;
+typedef struct email email;
+/* Whether the email still matters now (a confirmation: its order still
+ * awaits one); false ends it as failed. NULL: always. */
+typedef bool matters_fn(worker *w, const email *e);
+struct email {
+	char key[MAIL_KEY_MAX + 112]; /* the sent marker: the log key, plus "#r<generation>" for a resend */
+	char log_key[MAIL_KEY_MAX + 96]; /* the delivery log's id derives from it ("": key) */
+	uint32_t generation;             /* 0, or the resend this delivery is (mail_log.h) */
+	int64_t deadline_ms; /* > 0: retried until then, whatever the attempt bound (a confirmation) */
+	matters_fn *matters;
+	char file[MAIL_KEY_MAX + 112]; /* Maildir file name without ".orion": fixed per email */
+	mail_log_subject subject;      /* what the delivery log records */
+	const char *label;             /* status name or "low_stock": logs and metrics */
+	const char *ref_name;          /* "order" or "product": the key of ref in log lines */
+	const char *ref;               /* the order or product id: logs */
+	uint64_t seq;                  /* the triggering commit */
+	int64_t event_ms;              /* at_ms of the triggering event */
+	const char *correlation;       /* of the triggering event */
+};
 
 /* The delivery log of one email, as loaded. */
 typedef struct log_ref {
@@ -462,7 +499,7 @@ static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, con
                          bool *failed_for_good)
 {
 	mail_log_events out;
-	char msg_id[MAIL_LOG_ID_MAX + 16];
+	char msg_id[MAIL_LOG_ID_MAX + 32];
 	es_append_result result;
 	orn_rc rc = ORN_OK;
 	*failed_for_good = false;
@@ -491,6 +528,9 @@ static orn_rc log_record(worker *w, log_ref *ref, const mail_log_command *c, con
 	if (rc == ORN_OK)
 		rc = mp_writer_status(w->commit);
 	snprintf(msg_id, sizeof msg_id, "%s:%" PRIu32, ref->id, out.items[0].attempt);
+	if (ref->state.generation > 0) /* the attempts of a resend count from 1 again */
+		snprintf(msg_id, sizeof msg_id, "%s:r%" PRIu32 ":%" PRIu32, ref->id, ref->state.generation,
+		         out.items[0].attempt);
 	if (rc == ORN_OK)
 		rc = es_append(w->service->store, MAIL_LOG_AGGREGATE, ref->id, &ref->at, msg_id,
 		               mp_writer_data(w->commit), mp_writer_size(w->commit), &result);
@@ -510,7 +550,33 @@ static void log_command(mail_log_command *c, mail_log_command_kind kind, const e
 	c->subject = e->subject;
 	c->at_ms = at_ms;
 	c->max_attempts = max_attempts;
+	c->deadline_ms = e->deadline_ms;
 	mail_log_error_set(c->error, error);
+}
+
+/* A resend's Message-ID differs from the first sending's (receivers drop a
+ * second message with the same id): "<x@orion>" becomes "<x.r<generation>@orion>"
+ * in the rendered header. ORN_ENOMEM; ORN_OK if the header is not found. */
+static orn_rc resend_message_id(mail_message *msg, uint32_t generation)
+{
+	char suffix[16];
+	const char *header = msg->data != NULL ? strstr(msg->data, "\r\nMessage-ID: <") : NULL;
+	const char *at = header != NULL ? strstr(header, "@orion>\r\n") : NULL;
+	if (at == NULL)
+		return ORN_OK;
+	int n = snprintf(suffix, sizeof suffix, ".r%" PRIu32, generation);
+	char *data = malloc(msg->len + (size_t)n + 1);
+	if (data == NULL)
+		return ORN_ENOMEM;
+	size_t head = (size_t)(at - msg->data);
+	memcpy(data, msg->data, head);
+	memcpy(data + head, suffix, (size_t)n);
+	memcpy(data + head + (size_t)n, at, msg->len - head + 1);
+	sodium_memzero(msg->data, msg->len); /* it held the token */
+	free(msg->data);
+	msg->data = data;
+	msg->len += (size_t)n;
+	return ORN_OK;
 }
 
 /* Renders an email into msg: ORN_OK, ORN_ENOMEM (retry) or another code (the
@@ -537,14 +603,14 @@ static outcome deliver_claimed(worker *w, const email *e, render_fn *render, voi
 		return RETRY;
 	}
 	bool marked = rc == ORN_OK;
-	if ((rc = log_load(m, e->key, &ref)) != ORN_OK) {
+	if ((rc = log_load(m, e->log_key[0] != '\0' ? e->log_key : e->key, &ref)) != ORN_OK) {
 		log_warn("mail cannot load its delivery log", e->ref_name, e->ref, "error", orn_rc_name(rc));
 		return RETRY;
 	}
-	if (ref.state.status != MAIL_LOG_STATUS_PENDING) {
+	if (ref.state.status != MAIL_LOG_STATUS_PENDING || ref.state.generation != e->generation) {
 		log_debug("mail already settled", e->ref_name, e->ref, "mail", ref.id, "status", e->label,
 		          "state", mail_log_status_name(ref.state.status));
-		return DONE;
+		return DONE; /* settled, or another generation's (a resend is the resend worker's) */
 	}
 	/* The sweeper steps back while a worker is at it (SMTP down), and looks again later. */
 	if (w->sweep_idle_ms > 0 && ref.state.exists &&
@@ -555,9 +621,24 @@ static outcome deliver_claimed(worker *w, const email *e, render_fn *render, voi
 		            m->max_attempts, NULL);
 		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
 	}
+	if (e->matters != NULL && (ref.state.attempts > 0 || e->generation > 0) && !e->matters(w, e)) {
+		email moot = *e;
+		moot.deadline_ms = orn_now_ms(); /* the failed attempt recorded now is the last */
+		log_info("mail gives up an email that no longer matters", e->ref_name, e->ref, "status",
+		         e->label, "mail", ref.id);
+		log_command(&c, MAIL_LOG_RECORD_FAILED, &moot, moot.deadline_ms, m->max_attempts,
+		            "no longer needed: the order moved on");
+		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
+	}
 	rc = render(w, e, closure, &msg);
 	if (rc == ORN_ENOMEM)
 		return RETRY;
+	if (rc == ORN_OK && e->generation > 0 && resend_message_id(&msg, e->generation) != ORN_OK)
+		rc = ORN_ENOMEM; /* retried */
+	if (rc == ORN_ENOMEM) {
+		mail_message_dispose(&msg);
+		return RETRY;
+	}
 	if (rc != ORN_OK) {
 		log_error("mail cannot render an email (bad recipient or options)", e->ref_name, e->ref,
 		          "status", e->label, "error", orn_rc_name(rc));
@@ -667,10 +748,31 @@ static orn_rc render_order(worker *w, const email *e, void *closure, mail_messag
 	return rc;
 }
 
-/* The email of (order_id, status). The order is rebuilt as it was right
- * after the event first: the delivery log records its customer's address. */
-static outcome deliver_order(worker *w, const char *order_id, const char *subject, uint64_t seq,
-                             order_status status, int64_t event_ms, const char *correlation)
+/* Whether a confirmation email still matters: its order, as the log has it
+ * now, still awaits the confirmation (a cancelled or expired order needs no
+ * link). A log that cannot be read counts as mattering (retried). */
+static bool confirmation_matters(worker *w, const email *e)
+{
+	order_state *now = malloc(sizeof *now);
+	es_position at;
+	bool matters = true;
+	if (now == NULL)
+		return true;
+	order_state_init(now);
+	if (es_load(w->service->store, ORDER_AGGREGATE, e->ref, 0, order_fold, now, &at) == ORN_OK)
+		matters = now->status == ORDER_AWAITING_CONFIRMATION;
+	free(now);
+	return matters;
+}
+
+/* The email of (order_id, status), generation 0 (the first sending) or a
+ * resend. The order is rebuilt as it was right after the event first (for a
+ * resend: up to the first event that reached status): the delivery log
+ * records its customer's address. A confirmation is retried until the
+ * order's confirmation deadline while the order still awaits it (ADR 023). */
+static outcome deliver_order_generation(worker *w, const char *order_id, const char *subject, uint64_t seq,
+                                        order_status status, int64_t event_ms, const char *correlation,
+                                        uint32_t generation)
 {
 	order_email oe = {order_id, status};
 	email e = {.label = order_status_name(status),
@@ -678,18 +780,31 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 	           .ref = order_id,
 	           .seq = seq,
 	           .event_ms = event_ms,
-	           .correlation = correlation};
-	if (mail_key(e.key, order_id, status) != ORN_OK)
+	           .correlation = correlation,
+	           .generation = generation};
+	if (mail_key(e.log_key, order_id, status) != ORN_OK)
 		return DONE;
-	snprintf(e.file, sizeof e.file, "%s.%s", order_id, e.label);
+	if (generation == 0) {
+		snprintf(e.key, sizeof e.key, "%s", e.log_key);
+		snprintf(e.file, sizeof e.file, "%s.%s", order_id, e.label);
+	} else {
+		snprintf(e.key, sizeof e.key, "%s#r%" PRIu32, e.log_key, generation);
+		snprintf(e.file, sizeof e.file, "%s.%s.r%" PRIu32, order_id, e.label, generation);
+	}
 	/* The customer's address: the order's, right after the event. */
 	order_state_init(w->order);
 	uint64_t read_to = 0;
+	w->fold_until = generation > 0 ? status : ORDER_NONE;
 	orn_rc rc = es_read(w->service->store, subject, 1, seq, fold, w, &read_to);
+	w->fold_until = ORDER_NONE;
 	if (rc != ORN_OK || read_to != seq) {
 		log_warn("mail cannot load the order", "order", order_id, "error",
 		         orn_rc_name(rc != ORN_OK ? rc : ORN_EUNAVAILABLE));
 		return RETRY;
+	}
+	if (status == ORDER_AWAITING_CONFIRMATION) {
+		e.deadline_ms = w->order->confirmation_deadline_ms;
+		e.matters = confirmation_matters;
 	}
 	snprintf(e.subject.order_id, sizeof e.subject.order_id, "%s", order_id);
 	snprintf(e.subject.kind, sizeof e.subject.kind, "%s", e.label);
@@ -698,6 +813,12 @@ static outcome deliver_order(worker *w, const char *order_id, const char *subjec
 	char to[ORDER_EMAIL_MAX];
 	snprintf(to, sizeof to, "%s", w->order->customer_email);
 	return deliver(w, &e, render_order, &oe, to);
+}
+
+static outcome deliver_order(worker *w, const char *order_id, const char *subject, uint64_t seq,
+                             order_status status, int64_t event_ms, const char *correlation)
+{
+	return deliver_order_generation(w, order_id, subject, seq, status, event_ms, correlation, 0);
 }
 
 /* The email an order event asks for, if any (handle_commit's event_fn). */
@@ -710,6 +831,46 @@ static outcome order_email_event(worker *w, const char *order_id, const char *su
 	if (status == ORDER_NONE)
 		return DONE;
 	return deliver_order(w, order_id, subject, seq, status, w->event->data.time_ms, env->correlation);
+}
+
+/* ---- resends (ADR 023) ---- */
+
+/* The order status named name; ORDER_NONE for another string. */
+static order_status status_named(const char *name)
+{
+	const char *n;
+	for (int k = ORDER_PENDING; (n = order_status_name((order_status)k)) != NULL; k++)
+		if (strcmp(n, name) == 0)
+			return (order_status)k;
+	return ORDER_NONE;
+}
+
+/* A MailResendRequested commit of a delivery log (the resend worker's
+ * event_fn): the order's email once more, as generation ev.attempt, with the
+ * order read up to its present head. Every other mail log commit is acked. */
+static outcome resend_event(worker *w, const char *mail_id, const char *subject, uint64_t seq,
+                            const env_envelope *env)
+{
+	mail_log_event ev;
+	char order_subject[ES_SUBJECT_MAX];
+	uint64_t head = 0;
+	(void)mail_id;
+	(void)subject;
+	(void)seq;
+	if (strcmp(env->type, MAIL_LOG_EV_RESEND_REQUESTED) != 0 ||
+	    mail_log_event_decode(env->type, env->payload, env->payload_len, &ev) != ORN_OK ||
+	    ev.subject.order_id[0] == '\0')
+		return DONE;
+	order_status status = status_named(ev.subject.kind);
+	if (status == ORDER_NONE || es_subject(order_subject, sizeof order_subject, "orion.evt",
+	                                       ORDER_AGGREGATE, ev.subject.order_id) != ORN_OK)
+		return DONE;
+	if (es_head(w->service->store, ORDER_AGGREGATE, ev.subject.order_id, &head) != ORN_OK)
+		return RETRY;
+	if (head == 0)
+		return DONE;
+	return deliver_order_generation(w, ev.subject.order_id, order_subject, head, status, ev.at_ms,
+	                                env->correlation, ev.attempt);
 }
 
 /* ---- low-stock alerts ---- */
@@ -1010,10 +1171,13 @@ static void handle_commit(worker *w, natsMsg *msg, const char *prefix, event_fn 
 		result = fn(w, id, subject, seq, &w->envelopes[i]);
 		log_set_correlation(NULL);
 	}
+	/* past the attempt bound only confirmations still retry (until their
+	 * order's deadline): a longer ceiling keeps their log short */
+	int64_t ceiling = deliveries > w->service->max_attempts && LONG_RETRY_MS > w->service->retry_max_ms
+	                          ? LONG_RETRY_MS
+	                          : (int64_t)w->service->retry_max_ms;
 	if (result == RETRY)
-		natsMsg_NakWithDelay(
-		        msg, es_backoff_ms(deliveries, RETRY_FIRST_MS, (int64_t)w->service->retry_max_ms),
-		        NULL);
+		natsMsg_NakWithDelay(msg, es_backoff_ms(deliveries, RETRY_FIRST_MS, ceiling), NULL);
 	else
 		natsMsg_Ack(msg, NULL);
 }
@@ -1046,8 +1210,13 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		for (int i = 0; i < list.Count; i++)
-			handle_commit(w, list.Msgs[i], w->alerts ? STOCK_SUBJECT : ORDER_SUBJECT,
-			              w->alerts ? alert_event : order_email_event);
+			handle_commit(w, list.Msgs[i],
+			              w->role == ROLE_RESENDS  ? MAIL_SUBJECT
+			              : w->role == ROLE_ALERTS ? STOCK_SUBJECT
+			                                       : ORDER_SUBJECT,
+			              w->role == ROLE_RESENDS  ? resend_event
+			              : w->role == ROLE_ALERTS ? alert_event
+			                                       : order_email_event);
 		natsMsgList_Destroy(&list);
 	}
 	return NULL;
@@ -1153,11 +1322,16 @@ static es_sweep_verdict sweep_alert_commit(void *closure, const es_sweep_commit 
 
 /* ---- lifecycle ---- */
 
-static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alerts, bool bind)
+static orn_rc worker_init(mail_service *m, worker *w, unsigned index, worker_role role, bool bind)
 {
+	bool alerts = role == ROLE_ALERTS;
+	const es_durable_options *consumer = role == ROLE_RESENDS  ? &RESENDS_CONSUMER
+	                                     : role == ROLE_ALERTS ? &ALERTS_CONSUMER
+	                                                           : &CONSUMER;
 	w->service = m;
 	w->index = index;
 	w->alerts = alerts;
+	w->role = role;
 	w->order = malloc(sizeof *w->order);
 	w->event = malloc(sizeof *w->event);
 	w->envelopes = malloc(sizeof *w->envelopes * ENV_MAX_EVENTS);
@@ -1170,10 +1344,10 @@ static orn_rc worker_init(mail_service *m, worker *w, unsigned index, bool alert
 		return ORN_ENOMEM;
 	if (!bind)
 		return ORN_OK;
-	orn_rc rc = es_durable_bind(m->store, alerts ? &ALERTS_CONSUMER : &CONSUMER, &w->sub);
+	orn_rc rc = es_durable_bind(m->store, consumer, &w->sub);
 	if (rc != ORN_OK)
-		log_error("mail cannot bind to its consumer", "consumer",
-		          alerts ? MAIL_ALERTS_CONSUMER : MAIL_CONSUMER, "error", orn_rc_name(rc));
+		log_error("mail cannot bind to its consumer", "consumer", consumer->durable, "error",
+		          orn_rc_name(rc));
 	return rc;
 }
 
@@ -1239,8 +1413,8 @@ static orn_rc sweepers_start(mail_service *m)
 	orn_rc rc;
 
 	m->sweeper.sweep_idle_ms = m->alert_sweeper.sweep_idle_ms = m->sweep_after_ms;
-	if ((rc = worker_init(m, &m->sweeper, m->worker_count, false, false)) != ORN_OK ||
-	    (rc = worker_init(m, &m->alert_sweeper, m->worker_count + 1, true, false)) != ORN_OK ||
+	if ((rc = worker_init(m, &m->sweeper, m->worker_count, ROLE_ORDERS, false)) != ORN_OK ||
+	    (rc = worker_init(m, &m->alert_sweeper, m->worker_count + 1, ROLE_ALERTS, false)) != ORN_OK ||
 	    (rc = es_sweep_start(m->store, &so, &m->sweep)) != ORN_OK)
 		return rc;
 	so.filter = ALERTS_FILTER;
@@ -1284,20 +1458,25 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 		m->curl_ready = true;
 	}
 	if ((rc = es_durable_ensure(m->store, &CONSUMER)) != ORN_OK ||
-	    (rc = es_durable_ensure(m->store, &ALERTS_CONSUMER)) != ORN_OK)
+	    (rc = es_durable_ensure(m->store, &ALERTS_CONSUMER)) != ORN_OK ||
+	    (rc = es_durable_ensure(m->store, &RESENDS_CONSUMER)) != ORN_OK)
 		goto fail;
 	if ((m->users = hmap_create()) == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
-	m->worker_count++; /* the last one is the alert worker */
+	m->worker_count += 2; /* the last two: the resend worker, then the alert worker */
 	m->workers = calloc(m->worker_count, sizeof *m->workers);
 	if (m->workers == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
 	}
 	for (unsigned i = 0; i < m->worker_count; i++)
-		if ((rc = worker_init(m, &m->workers[i], i, i + 1 == m->worker_count, true)) != ORN_OK)
+		if ((rc = worker_init(m, &m->workers[i], i,
+		                      i + 1 == m->worker_count   ? ROLE_ALERTS
+		                      : i + 2 == m->worker_count ? ROLE_RESENDS
+		                                                 : ROLE_ORDERS,
+		                      true)) != ORN_OK)
 			goto fail;
 	for (unsigned i = 0; i < m->worker_count; i++) {
 		if (pthread_create(&m->workers[i].thread, NULL, worker_main, &m->workers[i]) != 0) {

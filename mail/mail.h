@@ -63,7 +63,15 @@
  * capped at retry_max_ms) and the worker moves on to other commits at once:
  * no worker sleeps for a backoff. At the bound the email is marked failed
  * (MailFailed) and the commit acked: never dropped silently, and never
- * holding up other emails.
+ * holding up other emails. A confirmation email is retried past the bound
+ * (ceiling 30 s) until its order's deadline, and given up as soon as the order
+ * no longer awaits confirmation (ADR 023).
+ *
+ * Resends (ADR 023). A third durable consumer, "orion_mail_resends" on
+ * orion.evt.mail.>, served by one resend worker, sends an order email again
+ * for each MailResendRequested (appended by the mail aggregate's actor kind,
+ * mail_log_kind, on RequestResend): marker "<key>#r<generation>", Message-ID
+ * <order.status.r<generation>@orion>.
  *
  * Low-stock alerts. A second durable consumer, "orion_mail_alerts", on
  * orion.evt.stock.> (nats-server 2.9: one filter per consumer), served by one
@@ -95,6 +103,7 @@
 
 #define MAIL_CONSUMER               "orion_mail"
 #define MAIL_ALERTS_CONSUMER        "orion_mail_alerts"
+#define MAIL_RESENDS_CONSUMER       "orion_mail_resends"
 #define MAIL_MAX_ATTEMPTS_DEFAULT   20
 #define MAIL_SWEEP_AFTER_MS_DEFAULT 40000 /* after the consumer's AckWait (30 s) */
 

@@ -3,6 +3,8 @@
  * Sub-databases (schemas/read-models.md):
  *   users.by_key      email key -> record (role, last seq, user_id, email, name, password hash)
  *   users.by_user_id  public user_id -> email key
+ *   users.revoked     token id (jti) -> its expiry (u64 LE, seconds): tokens ended one by one
+ *   users.revoked_by_exp  expiry (u64 BE) + jti -> "": prunes revoked tokens once they expired
  *
  * The record is rebuilt with user_evolve, the aggregate's own fold, so the
  * model and the aggregate agree on what every event means. */
@@ -19,17 +21,23 @@
 #define BY_USER_ID_DB  "users.by_user_id"
 #define SUBJECT_PREFIX "orion.evt." USER_AGGREGATE "."
 
+#define REVOKED_DB        "users.revoked"
+#define REVOKED_BY_EXP_DB "users.revoked_by_exp"
+#define PRUNE_MAX         16 /* expired revocations dropped per revocation applied */
+
 /* Record: a 16-byte header, then user_id, email, name, password hash (no
- * NULs). Header: format, role, user_id len, email len, name len, hash len, 2
- * zero bytes, last seq u64 LE. */
-#define RECORD_FORMAT 1
+ * NULs), then (format 2) the token version, u64 LE. Header: format, role,
+ * user_id len, email len, name len, hash len, 2 zero bytes, last seq u64
+ * LE. Format 1 records (before token versions) decode with version 0. */
+#define RECORD_FORMAT 2
 #define RECORD_HEADER 16
-#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + USER_EMAIL_MAX + USER_NAME_MAX + USER_PASSWORD_HASH_MAX)
+#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + USER_EMAIL_MAX + USER_NAME_MAX + USER_PASSWORD_HASH_MAX + 8)
 
 struct proj_users {
 	proj_env *env;
 	MDB_dbi by_key;
 	MDB_dbi by_user_id;
+	MDB_dbi revoked, revoked_by_exp;
 	proj_def def;
 	uint64_t undecodable;
 };
@@ -50,7 +58,8 @@ static size_t record_encode(const user_fields *f, uint64_t seq, uint8_t out[RECO
 		memcpy(out + n, texts[i], len);
 		n += len;
 	}
-	return n;
+	proj_put_u64(out + n, (uint64_t)f->token_version);
+	return n + 8;
 }
 
 /* ORN_EDECODE for anything record_encode did not write. */
@@ -61,8 +70,11 @@ static orn_rc record_decode(const void *buf, size_t len, user_fields *f, uint64_
 	const size_t caps[] = {sizeof f->user_id, sizeof f->email, sizeof f->name, sizeof f->password_hash};
 	size_t n = RECORD_HEADER;
 	memset(f, 0, sizeof *f); /* no stale bytes after the texts reach a caller */
-	if (len < RECORD_HEADER || b[0] != RECORD_FORMAT || user_role_name((user_role)b[1]) == NULL ||
-	    len != (size_t)RECORD_HEADER + b[2] + b[3] + b[4] + b[5])
+	size_t texts_end = (size_t)RECORD_HEADER + b[2] + b[3] + b[4] + b[5];
+	if (len < RECORD_HEADER || (b[0] != 1 && b[0] != RECORD_FORMAT) ||
+	    user_role_name((user_role)b[1]) == NULL || len != texts_end + (b[0] == RECORD_FORMAT ? 8 : 0))
+		return ORN_EDECODE;
+	if (b[0] == RECORD_FORMAT && (f->token_version = (int64_t)proj_get_u64(b + texts_end)) < 0)
 		return ORN_EDECODE;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(texts); i++) {
 		size_t text_len = b[2 + i];
@@ -95,6 +107,10 @@ static orn_rc users_open(void *self, proj_txn *t)
 	orn_rc rc = proj_dbi_open(t, BY_KEY_DB, 0, &users->by_key);
 	if (rc == ORN_OK)
 		rc = proj_dbi_open(t, BY_USER_ID_DB, 0, &users->by_user_id);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, REVOKED_DB, 0, &users->revoked);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, REVOKED_BY_EXP_DB, 0, &users->revoked_by_exp);
 	return rc;
 }
 
@@ -121,6 +137,66 @@ static orn_rc remove_user_id(proj_txn *t, proj_users *users, const char *key, si
 	return rc;
 }
 
+/* The by-expiry key of a revoked token: expiry (u64 BE), then the jti. */
+static size_t expiry_key(int64_t expires_at, const char *jti, uint8_t out[8 + USER_JTI_MAX])
+{
+	size_t len = strlen(jti);
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)((uint64_t)expires_at >> (56 - 8 * i));
+	memcpy(out + 8, jti, len);
+	return 8 + len;
+}
+
+/* Drops up to PRUNE_MAX revocations whose token expired before now_s: such a
+ * token is refused by its expiry anyway. */
+static orn_rc prune_revoked(proj_txn *t, proj_users *users, int64_t now_s)
+{
+	uint8_t keys[PRUNE_MAX][8 + USER_JTI_MAX];
+	size_t lens[PRUNE_MAX], n = 0;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int mrc = mdb_cursor_open(t->txn, users->revoked_by_exp, &cur);
+	if (mrc != 0)
+		return proj_rc(mrc);
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && n < PRUNE_MAX;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		int64_t expires_at = 0;
+		if (k.mv_size < 8 || k.mv_size > sizeof keys[0])
+			break;
+		for (int i = 0; i < 8; i++)
+			expires_at = (int64_t)((uint64_t)expires_at << 8 | ((const uint8_t *)k.mv_data)[i]);
+		if (expires_at >= now_s)
+			break;
+		memcpy(keys[n], k.mv_data, k.mv_size);
+		lens[n++] = k.mv_size;
+	}
+	mdb_cursor_close(cur);
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; i < n && rc == ORN_OK; i++) {
+		rc = proj_del(t, users->revoked_by_exp, keys[i], lens[i], NULL, 0);
+		if (rc == ORN_OK || rc == ORN_ENOTFOUND)
+			rc = proj_del(t, users->revoked, keys[i] + 8, lens[i] - 8, NULL, 0);
+		if (rc == ORN_ENOTFOUND)
+			rc = ORN_OK;
+	}
+	return rc;
+}
+
+/* TokenRevoked: the token is refused from now on, until it would expire anyway. */
+static orn_rc apply_token_revoked(proj_txn *t, proj_users *users, const user_event *ev, int64_t time_ms)
+{
+	uint8_t value[8], key[8 + USER_JTI_MAX];
+	proj_put_u64(value, (uint64_t)ev->fields.expires_at);
+	orn_rc rc =
+	        proj_put(t, users->revoked, ev->fields.jti, strlen(ev->fields.jti), value, sizeof value, 0);
+	if (rc == ORN_OK)
+		rc = proj_put(t, users->revoked_by_exp, key,
+		              expiry_key(ev->fields.expires_at, ev->fields.jti, key), "", 0, 0);
+	if (rc == ORN_OK)
+		rc = prune_revoked(t, users, time_ms / 1000);
+	return rc;
+}
+
 static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	proj_users *users = self;
@@ -131,13 +207,16 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	uint64_t old_seq = 0;
 
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(key) ||
-	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0))
+	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0 &&
+	     strcmp(e->type, USER_EV_TOKEN_REVOKED) != 0 && strcmp(e->type, USER_EV_TOKENS_REVOKED) != 0))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
 		__atomic_add_fetch(&users->undecodable, 1, __ATOMIC_RELAXED);
 		log_skip("users skips an undecodable user event", seq, subject, e->type);
 		return ORN_OK;
 	}
+	if (ev.kind == USER_TOKEN_REVOKED)
+		return apply_token_revoked(t, users, &ev, e->time_ms);
 	size_t key_len = strlen(key);
 	user_state_init(&before);
 	orn_rc rc = read_record(t->txn, users, key, key_len, &before.fields, &old_seq);
@@ -221,6 +300,7 @@ static orn_rc get_in_txn(MDB_txn *txn, proj_users *users, const char *key, size_
 	out->role = f.role;
 	memcpy(out->password_hash, f.password_hash, sizeof out->password_hash);
 	out->version = seq;
+	out->token_version = f.token_version;
 	return ORN_OK;
 }
 
@@ -238,22 +318,51 @@ orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *
 	return rc;
 }
 
-orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *out)
+static orn_rc get_by_id_in_txn(MDB_txn *txn, proj_users *users, const char *user_id, proj_user *out)
 {
-	MDB_txn *txn = NULL;
 	MDB_val v;
 	char key[USER_KEY_MAX];
-	if (!orn_id_valid(user_id))
-		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(users->env, &txn);
-	if (rc != ORN_OK)
-		return rc;
-	rc = proj_get(txn, users->by_user_id, user_id, strlen(user_id), &v);
+	orn_rc rc = proj_get(txn, users->by_user_id, user_id, strlen(user_id), &v);
 	if (rc == ORN_OK && (v.mv_size == 0 || v.mv_size >= sizeof key))
 		rc = ORN_EDECODE;
 	if (rc == ORN_OK) {
 		memcpy(key, v.mv_data, v.mv_size);
 		rc = get_in_txn(txn, users, key, v.mv_size, out);
+	}
+	return rc;
+}
+
+orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *out)
+{
+	MDB_txn *txn = NULL;
+	if (!orn_id_valid(user_id))
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(users->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	rc = get_by_id_in_txn(txn, users, user_id, out);
+	proj_env_read_end(users->env, txn);
+	return rc;
+}
+
+orn_rc proj_users_check_token(proj_users *users, const char *user_id, const char *jti, proj_user *out,
+                              bool *revoked)
+{
+	MDB_txn *txn = NULL;
+	MDB_val v;
+	*revoked = false;
+	if (!orn_id_valid(user_id) || jti == NULL || !orn_id_valid(jti))
+		return ORN_EINVAL;
+	orn_rc rc = proj_env_read_begin(users->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	rc = get_by_id_in_txn(txn, users, user_id, out);
+	if (rc == ORN_OK) {
+		orn_rc found = proj_get(txn, users->revoked, jti, strlen(jti), &v);
+		if (found == ORN_OK)
+			*revoked = true;
+		else if (found != ORN_ENOTFOUND)
+			rc = found;
 	}
 	proj_env_read_end(users->env, txn);
 	return rc;

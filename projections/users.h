@@ -1,6 +1,7 @@
 /* users.h — the users read model: accounts by email and by public user id.
  *
- * Fed by the user events (UserRegistered, RoleChanged) on
+ * Fed by the user events (UserRegistered, RoleChanged, TokenRevoked,
+ * TokensRevoked) on
  * orion.evt.user.<key>, where <key> is the email key of user_key_for_email
  * (actors/user.h). It answers login (by email, with the password hash to
  * verify) and the token owner's lookups (by the public user_id that JWTs
@@ -8,6 +9,7 @@
 #ifndef ORION_PROJ_USERS_H
 #define ORION_PROJ_USERS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "orn.h"
@@ -31,6 +33,7 @@ typedef struct proj_user {
 	user_role role;
 	char password_hash[USER_PASSWORD_HASH_MAX]; /* never to a client (see above) */
 	uint64_t version;                           /* stream sequence of the last user event applied */
+	int64_t token_version;                      /* tokens of another version are refused */
 } proj_user;
 
 typedef struct proj_users proj_users;
@@ -52,6 +55,14 @@ orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *
 /* The user with public id user_id (out param). ORN_ENOTFOUND if none,
  * ORN_EINVAL for an invalid id. */
 orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *out);
+
+/* What a bearer token's checks need, in one read: the user with public id
+ * user_id (out param, as proj_users_get_by_id) and whether the token jti
+ * was revoked (*revoked; a revocation is kept until the token's expiry).
+ * ORN_ENOTFOUND if there is no such user, ORN_EINVAL for an invalid id or
+ * jti. docs/adr/021-tokens-orion-can-take-back.md. */
+orn_rc proj_users_check_token(proj_users *users, const char *user_id, const char *jti, proj_user *out,
+                              bool *revoked);
 
 typedef struct proj_users_stats {
 	/* user events whose payload did not decode, logged and skipped (counted

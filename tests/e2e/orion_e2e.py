@@ -208,9 +208,11 @@ class Stack:
             "ORION_ADMIN_EMAIL": "root@orion.test",
             "ORION_ADMIN_PASSWORD": "admin-password-1",
             "ORION_LOG_LEVEL": "info",
-            # every test customer registers and logs in from 127.0.0.1
+            # every test customer registers and logs in from 127.0.0.1, and keeps its
+            # kept-alive connection: hundreds of clients at one address
             "ORION_AUTH_ADDRESS_BURST": "100000",
             "ORION_AUTH_ADDRESS_PER_MINUTE": "100000",
+            "ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
             # hundreds of test customers: Argon2id with 8 MiB instead of 64 (the floor)
             "ORION_PASSWORD_MEMORY_KIB": "8192",
         })

@@ -19,7 +19,6 @@
 #include "gw_jwt.h"
 #include "harness.h"
 #include "http_client.h"
-#include "jwt_mint.h"
 #include "stock_client.h"
 
 #define ADMIN_EMAIL    "admin@orion.test"
@@ -95,18 +94,10 @@ static long long num(const json_t *o, const char *name)
 
 /* ---- the server ---------------------------------------------------------- */
 
-/* The admin logs in through the API when the route exists; otherwise (it is
- * written in parallel) a token is minted with the same key and claims. */
+/* The admin made at start-up logs in through the API. */
 static void admin_login(void)
 {
-	reply r = call("POST", "/api/v1/auth/login", NULL,
-	               "{\"email\":\"" ADMIN_EMAIL "\",\"password\":\"" ADMIN_PASSWORD "\"}", NULL);
-	const char *token = json_string_value(json_object_get(r.json, "access_token"));
-	if (r.status == 200 && token != NULL)
-		snprintf(admin_token, sizeof admin_token, "%s", token);
-	else
-		hc_mint_token(data_dir, "admin-test", GW_ROLE_ADMIN, admin_token);
-	hc_reply_free(&r);
+	hc_login_token(base_url, ADMIN_EMAIL, ADMIN_PASSWORD, admin_token, sizeof admin_token);
 }
 
 static void start_server(void)
@@ -116,7 +107,7 @@ static void start_server(void)
 	data_dir = th_tempdir("api-admin");
 	server_pid = hc_serve_start(data_dir, NULL, env, base_url, sizeof base_url, &server_port);
 	admin_login();
-	hc_mint_token(data_dir, "customer-test", GW_ROLE_CUSTOMER, customer_token);
+	hc_customer_token(base_url, "customer-test@example.com", customer_token, sizeof customer_token);
 }
 
 static void stop_server(void)
@@ -318,7 +309,9 @@ Test(api_admin, adjustments_change_stock_and_refuse_below_reserved)
 	cr_assert_eq(num(r.json, "on_hand"), 15);
 	cr_assert_eq(num(r.json, "reserved"), 0);
 	cr_assert_eq(num(r.json, "available"), 15);
-	cr_assert_eq(json_object_size(r.json), 3, "exactly the stock levels: %s", r.body);
+	cr_assert_eq(json_object_size(r.json), 5, "exactly the stock levels (StockLevels): %s", r.body);
+	cr_assert_eq(num(r.json, "low_stock_threshold"), 5);
+	cr_assert(json_is_false(json_object_get(r.json, "low")), "%s", r.body);
 	hc_reply_free(&r);
 	r = expect(200, "POST", path, admin_token, "{\"delta\":-4,\"reason\":\"damaged\"}", NULL);
 	cr_assert_eq(num(r.json, "on_hand"), 11);

@@ -262,18 +262,19 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 {
 	start_server(false);
 	/* an unknown field (trying to pick the role) */
-	reply r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\","
-	                                        "\"name\":\"Eve\",\"role\":\"admin\"}");
+	reply r = post("/api/v1/auth/register",
+	               "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\","
+	               "\"name\":\"Eve\",\"role\":\"admin\"}");
 	expect_field_error(&r, "role");
 	hc_reply_free(&r);
 	long status;
-	char *token = login("eve@example.com", "password1", &status);
+	char *token = login("eve@example.com", "Velvet-canyon-94", &status);
 	cr_assert_null(token);
 	cr_assert_eq(status, 401, "nothing was stored");
 
 	/* bad fields, each named */
 	r = post("/api/v1/auth/register",
-	         "{\"email\":\"not-an-address\",\"password\":\"password1\",\"name\":\"E\"}");
+	         "{\"email\":\"not-an-address\",\"password\":\"Velvet-canyon-94\",\"name\":\"E\"}");
 	expect_field_error(&r, "email");
 	hc_reply_free(&r);
 	r = post("/api/v1/auth/register",
@@ -281,15 +282,16 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 	expect_field_error(&r, "password");
 	hc_reply_free(&r);
 	r = post("/api/v1/auth/register",
-	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"name\":\"\"}");
+	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\",\"name\":\"\"}");
 	expect_field_error(&r, "name");
 	hc_reply_free(&r);
-	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\"}");
+	r = post("/api/v1/auth/register",
+	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\"}");
 	expect_field_error(&r, "name");
 	hc_reply_free(&r);
 	/* a hostile field name comes back only as a JSON string of a problem
 	 * (nosniff, no HTML), quotes and controls escaped */
-	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"password1\","
+	r = post("/api/v1/auth/register", "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\","
 	                                  "\"name\":\"Eve\",\"<script>\\\"\\n\":1}");
 	expect_field_error(&r, "<script>\"\n");
 	cr_assert_null(strstr(r.body, "\n"), "a raw newline in %s", r.body);
@@ -312,16 +314,16 @@ Test(api_public, register_rejects_bad_bodies_and_stores_nothing)
 
 	/* after all that, the address is still free */
 	r = post("/api/v1/auth/register",
-	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"name\":\"Eve\"}");
+	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\",\"name\":\"Eve\"}");
 	cr_assert_eq(r.status, 201, "body %s", r.body);
 	hc_reply_free(&r);
-	token = login("eve@example.com", "password1", &status);
+	token = login("eve@example.com", "Velvet-canyon-94", &status);
 	cr_assert_eq(status, 200);
 	free(token);
 
 	/* login bodies are strict too */
 	r = post("/api/v1/auth/login",
-	         "{\"email\":\"eve@example.com\",\"password\":\"password1\",\"otp\":\"1\"}");
+	         "{\"email\":\"eve@example.com\",\"password\":\"Velvet-canyon-94\",\"otp\":\"1\"}");
 	expect_field_error(&r, "otp");
 	hc_reply_free(&r);
 	stop_server();

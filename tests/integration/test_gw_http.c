@@ -334,10 +334,11 @@ Test(gw_http, body_limit)
 	hc_reply_free(&r);
 	free(body);
 
-	/* Far above the limit evhttp's own backstop answers 413 (its HTML). */
+	/* Far above the limit: the guard answers 413 problem+json from the headers. */
 	body = body_of_size(3 * limit);
 	r = post_json(body, 3 * limit, "application/json");
 	cr_assert_eq(r.status, 413, "curl %d", r.curl);
+	expect_problem(&r, 413);
 	hc_reply_free(&r);
 	free(body);
 }
@@ -351,8 +352,9 @@ Test(gw_http, oversized_headers_are_refused)
 	big[7 + size] = '\0';
 	const char *const headers[] = {big, NULL};
 	reply r = request("GET", "/healthz", headers, NULL, 0);
-	/* evhttp answers 400 Bad Request and closes the connection. */
-	cr_assert_eq(r.status, 400, "status %ld curl %d", r.status, r.curl);
+	/* the guard answers 431 problem+json and closes the connection */
+	cr_assert_eq(r.status, 431, "status %ld curl %d", r.status, r.curl);
+	expect_problem(&r, 431);
 	hc_reply_free(&r);
 	free(big);
 	/* The server keeps serving. */

@@ -34,12 +34,14 @@ static char customer_token[GW_JWT_MAX_TOKEN];
 
 static void start_server(void)
 {
-	const char *env[] = {"ORION_NATS_URL=", "ORION_JWT_SECRET=", NULL};
+	const char *env[] = {
+	        "ORION_NATS_URL=", "ORION_JWT_SECRET=", "ORION_ADMIN_EMAIL=admin-feed@example.com",
+	        "ORION_ADMIN_PASSWORD=Lichen-copper-falcon-26", NULL};
 	data_dir = th_tempdir("inventory-feed");
 	server_pid = hc_serve_start(data_dir, NULL, env, base_url, sizeof base_url, NULL);
-	hc_mint_token(data_dir, "admin-test", GW_ROLE_ADMIN,
-	              admin_token); /* signed with the server's key, as a login is */
-	hc_mint_token(data_dir, "customer-test", GW_ROLE_CUSTOMER, customer_token);
+	hc_login_token(base_url, "admin-feed@example.com", "Lichen-copper-falcon-26", admin_token,
+	               sizeof admin_token);
+	hc_customer_token(base_url, "customer-feed@example.com", customer_token, sizeof customer_token);
 }
 
 static void stop_server(void)

@@ -390,6 +390,10 @@ static void token_of(const char *order_id, char token[ORDER_TOKEN_MAX])
 	cr_assert_eq(order_token_make(key, order_id, token), ORN_OK);
 }
 
+/* How long after its placing an order awaits confirmation (the confirmation
+ * email is retried until then). */
+static int64_t place_deadline_ms = 15 * 60 * 1000;
+
 static void place(const char *order_id, const char *first_name)
 {
 	order_command *c = command(ORDER_PLACE);
@@ -400,7 +404,7 @@ static void place(const char *order_id, const char *first_name)
 	strcpy(c->data.request_hash, HASH);
 	order_token_hash(token, strlen(token), c->data.token_hash);
 	strcpy(c->data.currency, "EUR");
-	c->data.deadline_ms = c->data.time_ms + 15 * 60 * 1000;
+	c->data.deadline_ms = c->data.time_ms + place_deadline_ms;
 	order_line *l = &c->data.lines[0];
 	strcpy(l->product_id, "p1");
 	snprintf(l->name, sizeof l->name, "%s", first_name);
@@ -688,6 +692,8 @@ Test(mail, sweeping_emails_that_went_out_sends_nothing_twice)
 	cr_assert_eq(total_of(smtp_dir), 2);
 }
 
+static mail_log_state wait_log(const char *marker, mail_log_status status);
+
 Test(mail, while_smtp_is_down_emails_wait_and_then_arrive_once)
 {
 	start_mail(smtp_url, NULL); /* nothing listens on the port yet */
@@ -702,16 +708,19 @@ Test(mail, while_smtp_is_down_emails_wait_and_then_arrive_once)
 	th_sleep_ms(3000); /* the scenario: the server comes up later */
 	cr_assert_eq(total_of(smtp_dir), 0);
 	start_smtpd();
-	wait_for(smtp_dir, "<o4.awaiting_confirmation@orion>");
 	wait_for(smtp_dir, "<o4.awaiting_payment@orion>");
-	wait_for(smtp_dir, "<o5.awaiting_confirmation@orion>");
 	wait_for(smtp_dir, "<o5.cancelled@orion>");
 	wait_quiescent();
-	cr_assert_eq(count_of(smtp_dir, "<o4.awaiting_confirmation@orion>"), 1);
 	cr_assert_eq(count_of(smtp_dir, "<o4.awaiting_payment@orion>"), 1);
-	cr_assert_eq(count_of(smtp_dir, "<o5.awaiting_confirmation@orion>"), 1);
 	cr_assert_eq(count_of(smtp_dir, "<o5.cancelled@orion>"), 1);
-	cr_assert_eq(total_of(smtp_dir), 4);
+	/* the confirmations no longer mattered (one order confirmed, one
+	 * cancelled): they were given up, not sent late (ADR 023) */
+	cr_assert_eq(count_of(smtp_dir, "<o4.awaiting_confirmation@orion>"), 0);
+	cr_assert_eq(count_of(smtp_dir, "<o5.awaiting_confirmation@orion>"), 0);
+	cr_assert_eq(total_of(smtp_dir), 2);
+	mail_log_state s = wait_log("o4/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	cr_assert_not_null(strstr(s.last_error, "no longer needed"), "%s", s.last_error);
+	wait_log("o5/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
 }
 
 Test(mail, without_smtp_the_emails_land_in_the_maildir_once_each)
@@ -980,11 +989,12 @@ static void failed_entry_is_listed(proj_mail *model)
 	char id[MAIL_LOG_ID_MAX];
 	proj_mail_query q = {.has_status = true, .status = MAIL_LOG_STATUS_FAILED, .limit = 10};
 	cr_assert_eq(proj_mail_list(model, &q, &page), ORN_OK);
-	cr_assert_eq(page.count, 1);
-	cr_assert_eq(mail_log_id(id, "o12/awaiting_confirmation"), ORN_OK);
-	cr_assert_str_eq(page.items[0].id, id);
-	cr_assert_eq(page.items[0].log.attempts, 3);
-	cr_assert_str_neq(page.items[0].log.last_error, "");
+	cr_assert_eq(page.count, 2, "the cancelled email and the confirmation given up");
+	cr_assert_eq(mail_log_id(id, "o12/cancelled"), ORN_OK);
+	size_t i = strcmp(page.items[0].id, id) == 0 ? 0 : 1;
+	cr_assert_str_eq(page.items[i].id, id);
+	cr_assert_eq(page.items[i].log.attempts, 3);
+	cr_assert_str_neq(page.items[i].log.last_error, "");
 	q.status = MAIL_LOG_STATUS_DELIVERED;
 	cr_assert_eq(proj_mail_list(model, &q, &page), ORN_OK);
 	cr_assert_eq(page.count, 1);
@@ -997,12 +1007,14 @@ Test(mail, smtp_down_beyond_the_bound_fails_the_email_and_nothing_else_is_blocke
 	start_mail(smtp_url, NULL); /* nothing listens on the port */
 	place("o12", "Blue mug");
 	reserve("o12");
-	mail_log_state s = wait_log("o12/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	cancel("o12"); /* the cancelled email has the attempt bound (a confirmation has its deadline) */
+	mail_log_state s = wait_log("o12/cancelled", MAIL_LOG_STATUS_FAILED);
 	cr_assert_eq(s.attempts, 3);
 	cr_assert_not_null(strstr(s.last_error, "smtp"), "last error: %s", s.last_error);
-	log_counts c = counts_of("o12/awaiting_confirmation");
+	log_counts c = counts_of("o12/cancelled");
 	cr_assert_eq(c.failed_attempts, 3);
 	cr_assert_eq(c.failed, 1);
+	wait_log("o12/awaiting_confirmation", MAIL_LOG_STATUS_FAILED); /* given up: the order is cancelled */
 	wait_quiescent(); /* the failed email's commit was acked: it holds nothing up */
 
 	/* SMTP back: the next order's email goes out; the failed one stays failed */
@@ -1012,8 +1024,8 @@ Test(mail, smtp_down_beyond_the_bound_fails_the_email_and_nothing_else_is_blocke
 	wait_for(smtp_dir, "<o13.awaiting_confirmation@orion>");
 	wait_log("o13/awaiting_confirmation", MAIL_LOG_STATUS_DELIVERED);
 	wait_quiescent();
-	cr_assert_eq(count_of(smtp_dir, "<o12.awaiting_confirmation@orion>"), 0);
-	cr_assert_eq(counts_of("o12/awaiting_confirmation").failed_attempts, 3);
+	cr_assert_eq(count_of(smtp_dir, "<o12.cancelled@orion>"), 0);
+	cr_assert_eq(counts_of("o12/cancelled").failed_attempts, 3);
 	with_read_model(failed_entry_is_listed);
 }
 
@@ -1023,19 +1035,38 @@ Test(mail, a_restart_does_not_reset_the_attempt_count)
 	start_mail(smtp_url, NULL); /* nothing listens on the port */
 	place("o14", "Blue mug");
 	reserve("o14");
+	cancel("o14");
 	int64_t until = th_now_ms() + WAIT_MS;
-	while (log_of("o14/awaiting_confirmation", NULL).attempts < 2) {
+	while (log_of("o14/cancelled", NULL).attempts < 2) {
 		cr_assert_lt(th_now_ms(), until, "no two attempts were logged");
 		th_sleep_ms(20);
 	}
 	mail_stop(mail);
 	mail = NULL;
-	uint32_t at_restart = log_of("o14/awaiting_confirmation", NULL).attempts;
+	uint32_t at_restart = log_of("o14/cancelled", NULL).attempts;
 	cr_assert_lt(at_restart, 5);
 	start_mail(smtp_url, NULL);
-	mail_log_state s = wait_log("o14/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	mail_log_state s = wait_log("o14/cancelled", MAIL_LOG_STATUS_FAILED);
 	cr_assert_eq(s.attempts, 5, "the count went on from %u", at_restart);
-	cr_assert_eq(counts_of("o14/awaiting_confirmation").failed_attempts, 5);
+	cr_assert_eq(counts_of("o14/cancelled").failed_attempts, 5);
+}
+
+Test(mail, a_confirmation_is_retried_past_the_bound_until_its_orders_deadline)
+{
+	max_attempts = 2;
+	place_deadline_ms = 4000;
+	start_mail(smtp_url, NULL); /* nothing listens on the port */
+	place("o15", "Blue mug");
+	reserve("o15");
+	int64_t until = th_now_ms() + WAIT_MS;
+	mail_log_state s;
+	while ((s = log_of("o15/awaiting_confirmation", NULL)).attempts <= 2) {
+		cr_assert_lt(th_now_ms(), until, "no attempt past the bound");
+		th_sleep_ms(50);
+	}
+	cr_assert_eq(s.status, MAIL_LOG_STATUS_PENDING, "the bound does not end a confirmation");
+	s = wait_log("o15/awaiting_confirmation", MAIL_LOG_STATUS_FAILED);
+	cr_assert_gt(s.attempts, 2);
 }
 
 /* ---- low-stock alerts ---- */

@@ -31,6 +31,12 @@ void hc_append(char **buffer, size_t *len, const char *data, size_t n);
 size_t hc_on_header(char *data, size_t size, size_t count, void *arg);
 size_t hc_on_body(char *data, size_t size, size_t count, void *arg);
 
+/* Makes the connections of hc_perform and hc_call (on every thread) come
+ * from the local address (e.g. "127.0.0.2": any 127/8 address is local on
+ * Linux), so the server sees that client address; NULL or "" restores the
+ * kernel's choice. */
+void hc_set_source_address(const char *address);
+
 /* Performs method base_url+path (taken as is, dot segments kept) with the NULL-terminated headers (may be
  * NULL) and body of body_len bytes (none when NULL), within timeout_ms. HEAD
  * asks for no body. The transfer's result is in .curl; it is not asserted. */
@@ -48,6 +54,13 @@ hc_reply hc_call(const char *base_url, const char *method, const char *path, con
 /* The value of header name in the last response of r, or NULL (static
  * storage, overwritten by the next call). */
 const char *hc_header(const hc_reply *r, const char *name);
+
+/* Registers a customer with email (if new) and logs it in: its access token
+ * into out (GW_JWT_MAX_TOKEN = 4096 bytes suffice). Asserts both steps. */
+void hc_customer_token(const char *base_url, const char *email, char *out, size_t cap);
+
+/* Logs email/password in and copies the access token into out; asserts 200. */
+void hc_login_token(const char *base_url, const char *email, const char *password, char *out, size_t cap);
 
 /* Frees what r holds and zeroes it. */
 void hc_reply_free(hc_reply *r);

@@ -347,3 +347,27 @@ Test(fsdir, no_path_is_invalid)
 	cr_assert_eq(orn_make_dirs(NULL), ORN_EINVAL);
 	cr_assert_eq(orn_make_dirs(""), ORN_EINVAL);
 }
+
+Test(config, the_limits_of_issue_14_have_defaults_and_bounds)
+{
+	orn_config c;
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(c.auth_account_address_burst, 5);
+	cr_assert_eq(c.auth_account_address_per_hour, 60);
+	cr_assert_eq(c.auth_account_per_hour, 100);
+	cr_assert_eq(c.token_ttl_s, 3600);
+	cr_assert_eq(c.http_header_timeout_ms, 10000);
+	cr_assert_eq(c.http_body_timeout_ms, 30000);
+	cr_assert_eq(c.http_max_connections, 10000);
+	cr_assert_eq(c.http_max_connections_per_address, 64);
+	cr_assert_eq(c.max_streams_per_customer, 8);
+	setenv("ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "3", 1);
+	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(c.http_max_connections_per_address, 3);
+	const char *bad = NULL;
+	setenv("ORION_TOKEN_TTL", "999999999", 1);
+	cr_assert_eq(orn_config_load(&c, &bad), ORN_EINVAL);
+	cr_assert_str_eq(bad, "ORION_TOKEN_TTL");
+	unsetenv("ORION_TOKEN_TTL");
+	unsetenv("ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS");
+}

@@ -24,7 +24,7 @@ static void setup(void)
 {
 	cr_assert_geq(sodium_init(), 0);
 	memset(secret, 0x42, sizeof(secret));
-	jwt = gw_jwt_create(secret, ISS, AUD, 30);
+	jwt = gw_jwt_create(secret, ISS, AUD, 30, 3600);
 	cr_assert_not_null(jwt);
 }
 
@@ -73,7 +73,8 @@ static char *claims_json(const char *sub, const char *role, const char *iss, con
 {
 	char *out = malloc(512);
 	snprintf(out, 512,
-	         "{\"sub\":\"%s\",\"role\":\"%s\",\"iss\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld}",
+	         "{\"sub\":\"%s\",\"role\":\"%s\",\"iss\":\"%s\",\"aud\":\"%s\",\"iat\":%lld,\"exp\":%lld,"
+	         "\"jti\":\"0123456789abcdef\",\"ver\":0}",
 	         sub, role, iss, aud, iat, exp);
 	return out;
 }
@@ -98,9 +99,11 @@ Test(gw_jwt, round_trip_sign_and_verify)
 {
 	char *token = NULL;
 	gw_claims claims;
-	cr_assert_eq(gw_jwt_sign(jwt, "user_1-A", GW_ROLE_ADMIN, NOW, 900, &token), ORN_OK);
+	cr_assert_eq(gw_jwt_sign(jwt, "user_1-A", GW_ROLE_ADMIN, 7, NOW, 900, &token), ORN_OK);
 	cr_assert_eq(gw_jwt_verify(jwt, token, NOW + 10, &claims), ORN_OK);
 	cr_assert_str_eq(claims.sub, "user_1-A");
+	cr_assert_eq(claims.ver, 7);
+	cr_assert_eq(strlen(claims.jti), 32, "a random 128-bit id: %s", claims.jti);
 	cr_assert_eq(claims.role, GW_ROLE_ADMIN);
 	cr_assert_eq(claims.iat, NOW);
 	cr_assert_eq(claims.exp, NOW + 900);
@@ -127,9 +130,12 @@ Test(gw_jwt, hand_made_valid_token_is_accepted)
 Test(gw_jwt, sign_refuses_bad_input)
 {
 	char *token = (char *)"x";
-	cr_assert_eq(gw_jwt_sign(jwt, "bad id", GW_ROLE_CUSTOMER, NOW, 60, &token), ORN_EINVAL);
+	cr_assert_eq(gw_jwt_sign(jwt, "bad id", GW_ROLE_CUSTOMER, 0, NOW, 60, &token), ORN_EINVAL);
 	cr_assert_null(token);
-	cr_assert_eq(gw_jwt_sign(jwt, "ok", GW_ROLE_CUSTOMER, NOW, 0, &token), ORN_EINVAL);
+	cr_assert_eq(gw_jwt_sign(jwt, "ok", GW_ROLE_CUSTOMER, 0, NOW, 0, &token), ORN_EINVAL);
+	cr_assert_eq(gw_jwt_sign(jwt, "ok", GW_ROLE_CUSTOMER, 0, NOW, 3601, &token), ORN_EINVAL,
+	             "longer than the maximum lifetime");
+	cr_assert_eq(gw_jwt_sign(jwt, "ok", GW_ROLE_CUSTOMER, -1, NOW, 60, &token), ORN_EINVAL);
 }
 
 Test(gw_jwt, alg_none_is_rejected)
@@ -225,19 +231,51 @@ Test(gw_jwt, extreme_time_claims_do_not_overflow)
 {
 	/* Signed with the key, so only the time checks decide; UBSan builds would
 	 * report an overflow if a claim entered the arithmetic. */
-	const char *far_future =
-	        "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
-	        "\"iat\":1700000000,\"exp\":9223372036854775807}";
-	char *token = forge(HS256, far_future, secret);
-	gw_claims claims;
-	cr_assert_eq(gw_jwt_verify(jwt, token, NOW, &claims), ORN_OK);
-	free(token);
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":9223372036854775807,\"jti\":\"a\",\"ver\":0}");
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":-9223372036854775807,\"exp\":1700000100,\"jti\":\"a\",\"ver\":0}");
 	expect_forged_rejected(
 	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
 	               "\"iat\":1700000000,\"exp\":-9223372036854775807}");
 	expect_forged_rejected(
 	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
 	               "\"iat\":9223372036854775807,\"exp\":9223372036854775807}");
+}
+
+Test(gw_jwt, a_token_that_claims_to_live_longer_than_the_maximum_is_refused)
+{
+	/* exp of 2^62: signed with the key, refused for its lifetime */
+	char *p = claims_json("u1", "customer", ISS, AUD, NOW, 4611686018427387904LL);
+	expect_forged_rejected(HS256, p);
+	free(p);
+	p = claims_json("u1", "customer", ISS, AUD, NOW, NOW + 3601);
+	expect_forged_rejected(HS256, p);
+	free(p);
+	p = claims_json("u1", "customer", ISS, AUD, NOW, NOW); /* exp must follow iat */
+	expect_forged_rejected(HS256, p);
+	free(p);
+	p = claims_json("u1", "customer", ISS, AUD, NOW, NOW + 3600);
+	char *token = forge(HS256, p, secret);
+	gw_claims claims;
+	cr_assert_eq(gw_jwt_verify(jwt, token, NOW, &claims), ORN_OK, "exactly the maximum");
+	free(token);
+	free(p);
+	/* without jti or ver, or with a bad one */
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":1700000060,\"ver\":0}");
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":1700000060,\"jti\":\"a\"}");
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":1700000060,\"jti\":\"a.b\",\"ver\":0}");
+	expect_forged_rejected(
+	        HS256, "{\"sub\":\"u1\",\"role\":\"customer\",\"iss\":\"orion\",\"aud\":\"orion-api\","
+	               "\"iat\":1700000000,\"exp\":1700000060,\"jti\":\"a\",\"ver\":-1}");
 }
 
 Test(gw_jwt, wrong_issuer_audience_subject_role)

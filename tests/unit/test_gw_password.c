@@ -122,3 +122,26 @@ Test(gw_password, full_queue_is_refused)
 	event_base_free(base);
 	cr_assert_eq(r.calls, accepted);
 }
+
+/* ---- the quality of a new password (ADR 022) ---- */
+
+Test(gw_password, common_and_email_derived_passwords_are_refused_with_a_reason)
+{
+	char why[192];
+	static const char *const weak[] = {"password1", "qwertyuiop", "123456789", "short"};
+	for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++) {
+		why[0] = '\0';
+		cr_assert_eq(gw_password_quality(weak[i], "pierre@example.net", why, sizeof why), ORN_EINVAL,
+		             "%s", weak[i]);
+		cr_assert_neq(why[0], '\0', "a reason for %s", weak[i]);
+	}
+	static const char *const derived[] = {"PIERRE-likes-tea-7", "my-Example-net-9", "zz-pierre-zz-77"};
+	for (size_t i = 0; i < sizeof derived / sizeof derived[0]; i++)
+		cr_assert_eq(gw_password_quality(derived[i], "pierre@example.net", why, sizeof why),
+		             ORN_EINVAL, "%s", derived[i]);
+	cr_assert_eq(gw_password_quality("Cobalt-thistle-ferry-64", "pierre@example.net", why, sizeof why),
+	             ORN_OK);
+	/* parts of two characters are not looked for */
+	cr_assert_eq(gw_password_quality("Cobalt-thistle-ferry-64", "ab@cd.example", why, sizeof why),
+	             ORN_OK);
+}

@@ -77,3 +77,36 @@ Test(gw_ratelimit, bad_arguments)
 	cr_assert_null(gw_ratelimit_create(1, 0.5, 1));
 	cr_assert_null(gw_ratelimit_create(1, 1, 0));
 }
+
+Test(gw_ratelimit, a_refund_gives_one_token_back_never_above_the_burst)
+{
+	gw_ratelimit *rl = gw_ratelimit_create(0.001, 2, 10);
+	cr_assert(gw_ratelimit_take(rl, "k", 0, NULL));
+	cr_assert(gw_ratelimit_take(rl, "k", 0, NULL));
+	cr_assert_not(gw_ratelimit_take(rl, "k", 0, NULL));
+	gw_ratelimit_refund(rl, "k");
+	cr_assert(gw_ratelimit_take(rl, "k", 0, NULL));
+	cr_assert_not(gw_ratelimit_take(rl, "k", 0, NULL));
+	for (int i = 0; i < 5; i++)
+		gw_ratelimit_refund(rl, "k");
+	cr_assert(gw_ratelimit_take(rl, "k", 0, NULL));
+	cr_assert(gw_ratelimit_take(rl, "k", 0, NULL));
+	cr_assert_not(gw_ratelimit_take(rl, "k", 0, NULL), "at most burst tokens");
+	gw_ratelimit_refund(rl, "unknown"); /* no bucket: nothing happens */
+	cr_assert_eq(gw_ratelimit_size(rl), 1);
+	gw_ratelimit_destroy(rl);
+}
+
+Test(gw_ratelimit, tracked_tells_the_keys_seen_and_keeps_them_recent)
+{
+	gw_ratelimit *rl = gw_ratelimit_create(1e-9, 1, 2);
+	cr_assert_not(gw_ratelimit_tracked(rl, "a"));
+	gw_ratelimit_take(rl, "a", 0, NULL);
+	gw_ratelimit_take(rl, "b", 0, NULL);
+	cr_assert(gw_ratelimit_tracked(rl, "a")); /* a is now the most recent */
+	gw_ratelimit_take(rl, "c", 0, NULL);      /* evicts b */
+	cr_assert(gw_ratelimit_tracked(rl, "a"));
+	cr_assert_not(gw_ratelimit_tracked(rl, "b"));
+	cr_assert(gw_ratelimit_tracked(rl, "c"));
+	gw_ratelimit_destroy(rl);
+}

@@ -6,6 +6,7 @@
  * error text's cap. */
 #include <criterion/criterion.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mail_log.h"
@@ -281,4 +282,127 @@ Test(mail_log, status_names_parse_back)
 	cr_assert_not(mail_log_status_parse("sent", &s));
 	cr_assert_not(mail_log_status_parse(NULL, &s));
 	cr_assert_null(mail_log_status_name((mail_log_status)9));
+}
+
+/* ---- lost confirmation links (issue 14, finding 8; ADR 023) ---- */
+
+static mail_log_command resend(const char *by, int64_t at)
+{
+	mail_log_command c = {.kind = MAIL_LOG_REQUEST_RESEND, .at_ms = at};
+	snprintf(c.by, sizeof c.by, "%s", by);
+	return c;
+}
+
+Test(mail_log, with_a_deadline_failures_go_on_past_the_bound_until_the_deadline)
+{
+	for (int i = 1; i <= 6; i++) {
+		mail_log_command c = command(MAIL_LOG_RECORD_FAILED, "down", 1000 * i);
+		c.deadline_ms = 5500;
+		cr_assert_eq(run(&c), MAIL_LOG_OK);
+		cr_assert_eq(state.status, i < 6 ? MAIL_LOG_STATUS_PENDING : MAIL_LOG_STATUS_FAILED,
+		             "attempt %d", i);
+	}
+	cr_assert_eq(state.attempts, 6, "the bound of 3 did not end it");
+}
+
+Test(mail_log, a_resend_opens_a_settled_log_for_one_more_generation)
+{
+	mail_log_command sent = command(MAIL_LOG_RECORD_SENT, NULL, 1000);
+	run(&sent);
+	mail_log_command r = resend("customer", 2000);
+	cr_assert_eq(run(&r), MAIL_LOG_OK);
+	cr_assert_eq(out.count, 1);
+	cr_assert_eq(out.items[0].kind, MAIL_LOG_RESEND_REQUESTED);
+	cr_assert_eq(out.items[0].attempt, 1);
+	cr_assert_str_eq(out.items[0].subject.order_id, "o1");
+	cr_assert_eq(state.status, MAIL_LOG_STATUS_PENDING);
+	cr_assert_eq(state.generation, 1);
+	cr_assert_eq(state.attempts, 0);
+	/* pending: a second request is accepted with nothing to add */
+	r = resend("customer", 2001);
+	cr_assert_eq(run(&r), MAIL_LOG_OK);
+	cr_assert_eq(out.count, 0);
+	/* the new generation is delivered at its attempt 1 */
+	sent = command(MAIL_LOG_RECORD_SENT, NULL, 3000);
+	run(&sent);
+	cr_assert_eq(state.status, MAIL_LOG_STATUS_DELIVERED);
+	cr_assert_eq(state.attempts, 1);
+	/* too soon after the last request, then fine a minute later */
+	r = resend("admin", 2000 + MAIL_LOG_RESEND_INTERVAL_MS - 1);
+	cr_assert_eq(run(&r), MAIL_LOG_REJ_TOO_SOON);
+	cr_assert_str_eq(mail_log_verdict_code(MAIL_LOG_REJ_TOO_SOON), "too_soon");
+	r = resend("admin", 2000 + MAIL_LOG_RESEND_INTERVAL_MS);
+	cr_assert_eq(run(&r), MAIL_LOG_OK);
+	cr_assert_eq(state.generation, 2);
+	/* an older generation's event opens nothing */
+	mail_log_event stale = {.kind = MAIL_LOG_RESEND_REQUESTED, .subject = state.subject, .attempt = 1};
+	mail_log_evolve(&state, &stale);
+	cr_assert_eq(state.generation, 2);
+}
+
+Test(mail_log, resends_are_bounded_and_need_an_attempted_order_email)
+{
+	mail_log_command r = resend("customer", 1000);
+	cr_assert_eq(run(&r), MAIL_LOG_REJ_NOT_FOUND);
+	r = resend("nobody", 1000);
+	cr_assert_eq(run(&r), MAIL_LOG_REJ_INVALID);
+	mail_log_command sent = command(MAIL_LOG_RECORD_SENT, NULL, 0);
+	for (int i = 1; i <= MAIL_LOG_RESENDS_MAX; i++) {
+		run(&sent);
+		r = resend("admin", (int64_t)i * MAIL_LOG_RESEND_INTERVAL_MS);
+		cr_assert_eq(run(&r), MAIL_LOG_OK, "resend %d", i);
+	}
+	run(&sent);
+	r = resend("admin", 100LL * MAIL_LOG_RESEND_INTERVAL_MS);
+	cr_assert_eq(run(&r), MAIL_LOG_REJ_TOO_MANY);
+	cr_assert_str_eq(mail_log_verdict_code(MAIL_LOG_REJ_TOO_MANY), "too_many");
+	/* an alert is never resent */
+	mail_log_state_init(&state);
+	mail_log_command alert = command(MAIL_LOG_RECORD_SENT, NULL, 0);
+	alert.subject.order_id[0] = '\0';
+	strcpy(alert.subject.product_id, "p1");
+	strcpy(alert.subject.kind, MAIL_LOG_KIND_LOW_STOCK);
+	run(&alert);
+	r = resend("admin", 1000);
+	cr_assert_eq(run(&r), MAIL_LOG_REJ_NOT_RESENDABLE);
+	cr_assert_str_eq(mail_log_verdict_code(MAIL_LOG_REJ_NOT_FOUND), "not_found");
+	cr_assert_str_eq(mail_log_verdict_code(MAIL_LOG_REJ_NOT_RESENDABLE), "not_resendable");
+}
+
+Test(mail_log, the_resend_event_and_command_round_trip)
+{
+	mail_log_event e = {.kind = MAIL_LOG_RESEND_REQUESTED, .attempt = 2, .at_ms = 77};
+	mail_log_event back;
+	strcpy(e.subject.order_id, "o1");
+	strcpy(e.subject.kind, "awaiting_confirmation");
+	strcpy(e.subject.recipient, "ann@example.com");
+	strcpy(e.by, "admin");
+	mp_writer_reset(writer);
+	cr_assert_eq(mail_log_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(mail_log_event_decode(MAIL_LOG_EV_RESEND_REQUESTED, mp_writer_data(writer),
+	                                   mp_writer_size(writer), &back),
+	             ORN_OK);
+	cr_assert_eq(back.attempt, 2);
+	cr_assert_str_eq(back.by, "admin");
+	cr_assert_eq(back.at_ms, 77);
+	mail_log_command c = resend("customer", 42), d;
+	mp_writer_reset(writer);
+	cr_assert_eq(mail_log_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(mail_log_command_decode(MAIL_LOG_CMD_REQUEST_RESEND, mp_writer_data(writer),
+	                                     mp_writer_size(writer), &d),
+	             ORN_OK);
+	cr_assert_eq(d.kind, MAIL_LOG_REQUEST_RESEND);
+	cr_assert_str_eq(d.by, "customer");
+	cr_assert_eq(d.at_ms, 42);
+	cr_assert_eq(mail_log_command_decode("Other", mp_writer_data(writer), mp_writer_size(writer), &d),
+	             ORN_EINVAL);
+	mail_log_command sent = command(MAIL_LOG_RECORD_SENT, NULL, 0);
+	cr_assert_eq(mail_log_command_encode(writer, &sent), ORN_EINVAL);
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, "by");
+	mp_write_cstr(writer, "admin");
+	cr_assert_eq(mail_log_command_decode(MAIL_LOG_CMD_REQUEST_RESEND, mp_writer_data(writer),
+	                                     mp_writer_size(writer), &d),
+	             ORN_EDECODE, "at is required");
 }

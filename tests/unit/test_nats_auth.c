@@ -87,9 +87,11 @@ Test(nats_auth_table, the_gateway_sends_commands_but_never_writes_the_stream)
 	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.sku.s"));
 	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.user.u"));
 	/* only the routes' commands: not the payment aggregate's (the pay
-	 * service's), not an aggregate without a route */
+	 * service's), not an aggregate without a route; the delivery logs'
+	 * RequestResend has routes (ADR 023) */
 	cr_assert_not(may_publish(NA_GATEWAY, "orion.cmd.payment.order-1"));
-	cr_assert_not(may_publish(NA_GATEWAY, "orion.cmd.mail.m"));
+	cr_assert(may_publish(NA_GATEWAY, "orion.cmd.mail.m"));
+	cr_assert_not(may_publish(NA_GATEWAY, "orion.cmd.timers.t"));
 	cr_assert_not(may_publish(NA_GATEWAY, "orion.evt.stock.item-1"));
 	cr_assert_not(may_publish(NA_GATEWAY, "orion.snap.stock.item-1"));
 	cr_assert(list_has(na_role_permissions(NA_GATEWAY)->pub_deny, "orion.evt.>"));
@@ -130,6 +132,9 @@ Test(nats_auth_table, the_side_effect_roles_send_only_their_commands)
 	cr_assert_not(may_publish(NA_MAIL, "orion.evt.stock.i"));
 	cr_assert(may_publish(NA_MAIL, "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_mail_alerts"));
 	cr_assert(may_publish(NA_MAIL, "$JS.API.CONSUMER.MSG.NEXT.ORION_EVT.orion_mail"));
+	cr_assert(may_publish(NA_MAIL, "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_mail_resends"));
+	cr_assert(may_subscribe(NA_MAIL, "orion.cmd.mail.m"), "the mail role serves RequestResend");
+	cr_assert_not(may_subscribe(NA_MAIL, "orion.cmd.order.o"));
 	cr_assert_not(may_publish(NA_MAIL, "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_checkout"));
 	cr_assert(may_publish(NA_OPS, "$JS.API.STREAM.CREATE.ORION_EVT"));
 }

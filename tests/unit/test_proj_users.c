@@ -59,11 +59,11 @@ static orn_rc apply_envelope(proj_txn *t, void *closure)
 	return def->apply(def->self, t, next_seq++, o->subject, &o->e);
 }
 
-/* Applies ev on the subject of email's key. */
-static void apply_user(const char *email, const user_event *ev)
+/* Applies ev on the subject of email's key, recorded at time_ms. */
+static void apply_user_at(const char *email, const user_event *ev, int64_t time_ms)
 {
 	char key[USER_KEY_MAX];
-	one_event o = {.e = {.schema = 1}};
+	one_event o = {.e = {.schema = 1, .time_ms = time_ms}};
 	mp_writer *w = mp_writer_create();
 	cr_assert_eq(user_key_for_email(email, key, sizeof key), ORN_OK);
 	snprintf(o.subject, sizeof o.subject, "orion.evt.user.%s", key);
@@ -73,6 +73,11 @@ static void apply_user(const char *email, const user_event *ev)
 	o.e.payload_len = mp_writer_size(w);
 	cr_assert_eq(proj_env_write(env, apply_envelope, &o), ORN_OK);
 	mp_writer_destroy(w);
+}
+
+static void apply_user(const char *email, const user_event *ev)
+{
+	apply_user_at(email, ev, 0);
 }
 
 static user_event registered(const char *user_id, const char *email, const char *name, user_role role)
@@ -240,4 +245,40 @@ Test(proj_users, damaged_records_are_reported_and_rebuilt)
 	apply_user("kim@example.com", &ev);
 	cr_assert_eq(proj_users_get_by_id(users, "usr_k", &u), ORN_ENOTFOUND, "u1 has no record");
 	cr_assert_eq(proj_users_get_by_id(users, "usr_k2", &u), ORN_OK);
+}
+
+static user_event token_revoked(const char *jti, int64_t expires_at)
+{
+	user_event ev = {.kind = USER_TOKEN_REVOKED, .fields = {.expires_at = expires_at}};
+	snprintf(ev.fields.jti, sizeof ev.fields.jti, "%s", jti);
+	return ev;
+}
+
+Test(proj_users, revoked_tokens_and_the_token_version_are_kept_and_expired_ones_pruned)
+{
+	proj_user u;
+	bool revoked = true;
+	user_event e = registered("id-1", "tok@example.com", "T", USER_ROLE_CUSTOMER);
+	apply_user("tok@example.com", &e);
+	cr_assert_eq(proj_users_check_token(users, "id-1", "jti-a", &u, &revoked), ORN_OK);
+	cr_assert_not(revoked);
+	cr_assert_eq(u.token_version, 0);
+	e = token_revoked("jti-a", 100);
+	apply_user_at("tok@example.com", &e, 50000);
+	cr_assert_eq(proj_users_check_token(users, "id-1", "jti-a", &u, &revoked), ORN_OK);
+	cr_assert(revoked);
+	e = (user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 2}};
+	apply_user("tok@example.com", &e);
+	cr_assert_eq(proj_users_check_token(users, "id-1", "jti-b", &u, &revoked), ORN_OK);
+	cr_assert_eq(u.token_version, 2);
+	cr_assert_eq(u.role, USER_ROLE_CUSTOMER);
+	/* a later revocation, after jti-a expired, drops jti-a */
+	e = token_revoked("jti-b", 5000);
+	apply_user_at("tok@example.com", &e, 200000);
+	cr_assert_eq(proj_users_check_token(users, "id-1", "jti-a", &u, &revoked), ORN_OK);
+	cr_assert_not(revoked, "pruned: it expired at 100 s");
+	cr_assert_eq(proj_users_check_token(users, "id-1", "jti-b", &u, &revoked), ORN_OK);
+	cr_assert(revoked);
+	cr_assert_eq(proj_users_check_token(users, "nobody", "jti-b", &u, &revoked), ORN_ENOTFOUND);
+	cr_assert_eq(proj_users_check_token(users, "id-1", "bad jti", &u, &revoked), ORN_EINVAL);
 }

@@ -84,6 +84,9 @@ static void assert_fields_eq(const user_fields *a, const user_fields *b)
 	cr_assert_str_eq(a->name, b->name);
 	cr_assert_str_eq(a->password_hash, b->password_hash);
 	cr_assert_eq(a->role, b->role);
+	cr_assert_str_eq(a->jti, b->jti);
+	cr_assert_eq(a->expires_at, b->expires_at);
+	cr_assert_eq(a->token_version, b->token_version);
 }
 
 static void then_event(user_event expected)
@@ -318,7 +321,7 @@ Test(user, register_checks_every_field)
 	check_register(email_upper, "email");
 	check_register(email_space, "email");
 	check_register(email_no_at, "email");
-	check_register(email_unicode, NULL);
+	check_register(email_unicode, "email"); /* a new account: ASCII only (events may hold it) */
 	check_register(email_unterminated, "email");
 	check_register(name_empty, "name");
 	check_register(name_control, "name");
@@ -436,10 +439,14 @@ Test(user, codes_roles_and_type_names_are_stable)
 	cr_assert_eq(user_role_parse(NULL, 0), USER_ROLE_NONE);
 	cr_assert_str_eq(user_command_type(USER_REGISTER), "RegisterUser");
 	cr_assert_str_eq(user_command_type(USER_CHANGE_ROLE), "ChangeRole");
-	cr_assert_null(user_command_type((user_command_kind)2));
+	cr_assert_str_eq(user_command_type(USER_REVOKE_TOKEN), "RevokeToken");
+	cr_assert_str_eq(user_command_type(USER_REVOKE_TOKENS), "RevokeTokens");
+	cr_assert_null(user_command_type((user_command_kind)4));
 	cr_assert_str_eq(user_event_type(USER_REGISTERED), "UserRegistered");
 	cr_assert_str_eq(user_event_type(USER_ROLE_CHANGED), "RoleChanged");
-	cr_assert_null(user_event_type((user_event_kind)2));
+	cr_assert_str_eq(user_event_type(USER_TOKEN_REVOKED), "TokenRevoked");
+	cr_assert_str_eq(user_event_type(USER_TOKENS_REVOKED), "TokensRevoked");
+	cr_assert_null(user_event_type((user_event_kind)4));
 }
 
 /* ---- email normalization and the key ---- */
@@ -775,8 +782,8 @@ static void write_snapshot(bool exists, user_fields f, const char *extra)
 	cr_assert_not_null(copy);
 	memcpy(copy, mp_writer_data(writer), size);
 	mp_writer_reset(writer);
-	mp_write_map(writer, 7);
-	mp_write_raw(writer, copy + 1, size - 1); /* the 6 pairs after the fixmap header */
+	mp_write_map(writer, (uint32_t)(copy[0] & 0x0f) + 1);
+	mp_write_raw(writer, copy + 1, size - 1); /* the pairs after the fixmap header */
 	mp_write_cstr(writer, extra);
 	mp_write_bool(writer, true);
 	free(copy);
@@ -850,13 +857,15 @@ Test(user, view_leaves_the_password_hash_out)
 	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
 	written_json(json, sizeof json);
 	cr_assert_str_eq(json,
-	                 "{\"exists\":false,\"user_id\":\"\",\"email\":\"\",\"name\":\"\",\"role\":null}");
+	                 "{\"exists\":false,\"user_id\":\"\",\"email\":\"\",\"name\":\"\",\"role\":null,"
+	                 "\"token_version\":0}");
 	given(registered(ada()));
 	mp_writer_reset(writer);
 	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
 	written_json(json, sizeof json);
-	cr_assert_str_eq(json, "{\"exists\":true,\"user_id\":\"usr_7f3a-X\",\"email\":\"ada@example.org\","
-	                       "\"name\":\"Ada Lovelace \xc3\xa9\",\"role\":\"customer\"}");
+	cr_assert_str_eq(json,
+	                 "{\"exists\":true,\"user_id\":\"usr_7f3a-X\",\"email\":\"ada@example.org\","
+	                 "\"name\":\"Ada Lovelace \xc3\xa9\",\"role\":\"customer\",\"token_version\":0}");
 }
 
 /* ---- the kind table ---- */
@@ -947,8 +956,9 @@ Test(user_kind, rejections_carry_the_code_and_a_detail)
 	then_decision_rejected("not_found", "the user does not exist");
 	strcpy(f.email, "nope");
 	cr_assert_eq(kind_decide(register_user(f)), ORN_OK);
-	then_decision_rejected("invalid", "email: a normalized address of 3..254 bytes, lowercase, one '@', "
-	                                  "no spaces or control characters");
+	then_decision_rejected("invalid",
+	                       "email: a normalized address of RFC 5321 syntax: an ASCII dot-atom, "
+	                       "'@', a domain of LDH labels (IDN as xn--)");
 	given(registered(ada()));
 	cr_assert_eq(kind_decide(register_user(ada())), ORN_OK);
 	then_decision_rejected("exists", "a user with this email already exists");
@@ -1002,4 +1012,142 @@ Test(user_kind, decide_reports_running_out_of_memory_and_a_full_decision)
 	for (size_t i = 0; i < ENV_MAX_EVENTS; i++)
 		cr_assert_eq(act_decision_emit(decision, "Filler", 1, (const uint8_t *)"\xc0", 1), ORN_OK);
 	cr_assert_eq(user_kind.decide(&state, &cmd, decision), ORN_ETOOBIG);
+}
+
+/* ---- tokens Orion can take back (issue 14, finding 6) ---- */
+
+static user_command revoke_token(const char *jti, int64_t expires_at)
+{
+	user_command c = {.kind = USER_REVOKE_TOKEN, .fields = {.expires_at = expires_at}};
+	snprintf(c.fields.jti, sizeof c.fields.jti, "%s", jti);
+	return c;
+}
+
+Test(user, revoking_one_token_records_its_id_and_expiry)
+{
+	user_event expected = {.kind = USER_TOKEN_REVOKED, .fields = {.expires_at = 1900000000}};
+	strcpy(expected.fields.jti, "0123456789abcdef0123456789abcdef");
+	given(registered(ada()));
+	when(revoke_token("0123456789abcdef0123456789abcdef", 1900000000));
+	then_event(expected);
+	and_applied();
+	cr_assert_eq(state.fields.token_version, 0, "one token: the version stays");
+	assert_command_round_trip(revoke_token("0123456789abcdef0123456789abcdef", 1900000000));
+	assert_event_round_trip(expected);
+}
+
+Test(user, a_revocation_needs_an_account_a_token_id_and_an_expiry)
+{
+	when(revoke_token("abc", 1900000000));
+	then_rejected(USER_REJ_NOT_FOUND);
+	given(registered(ada()));
+	user_command c = revoke_token("has space", 1900000000);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "jti");
+	c = revoke_token("", 1900000000);
+	cr_assert_str_eq(user_invalid_field(&c), "jti");
+	c = revoke_token("abc", 0);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "expires_at");
+}
+
+Test(user, revoking_every_token_moves_the_version_on)
+{
+	given(registered(ada()));
+	when((user_command){.kind = USER_REVOKE_TOKENS});
+	then_event((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 1}});
+	and_applied();
+	cr_assert_eq(state.fields.token_version, 1);
+	when((user_command){.kind = USER_REVOKE_TOKENS});
+	then_event((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 2}});
+	and_applied();
+	/* an older version never goes back */
+	given((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 1}});
+	cr_assert_eq(state.fields.token_version, 2);
+	assert_command_round_trip((user_command){.kind = USER_REVOKE_TOKENS});
+	assert_event_round_trip((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 2}});
+	/* a negative version does not decode */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 1);
+	mp_write_cstr(writer, "token_version");
+	mp_write_int(writer, -1);
+	user_event e;
+	cr_assert_eq(
+	        user_event_decode(USER_EV_TOKENS_REVOKED, mp_writer_data(writer), mp_writer_size(writer), &e),
+	        ORN_EDECODE);
+}
+
+Test(user, the_snapshot_keeps_the_version_and_an_older_one_restores_with_0)
+{
+	user_fields f = ada();
+	f.token_version = 3;
+	write_snapshot(true, f, NULL);
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert_eq(state.fields.token_version, 3);
+	/* written before token versions: the six account pairs only */
+	mp_writer_reset(writer);
+	mp_write_map(writer, 6);
+	mp_write_cstr(writer, "exists");
+	mp_write_bool(writer, true);
+	mp_write_cstr(writer, "user_id");
+	mp_write_cstr(writer, f.user_id);
+	mp_write_cstr(writer, "email");
+	mp_write_cstr(writer, f.email);
+	mp_write_cstr(writer, "name");
+	mp_write_cstr(writer, f.name);
+	mp_write_cstr(writer, "password_hash");
+	mp_write_cstr(writer, f.password_hash);
+	mp_write_cstr(writer, "role");
+	mp_write_cstr(writer, "customer");
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert_eq(state.fields.token_version, 0);
+}
+
+/* ---- RFC 5321 syntax of a new account's address (issue 14, finding 5) ---- */
+
+Test(user, a_new_accounts_address_has_rfc_5321_syntax)
+{
+	static const char *const good[] = {"ada@example.org",
+	                                   "a.b+tag@mail.example.co.uk",
+	                                   "o'neil@example.org",
+	                                   "x@xn--bcher-kva.example",
+	                                   "1@a1.io",
+	                                   "a!#$%&'*+/=?^_`{|}~-@ex-ample.org"};
+	static const char *const bad[] = {
+	        "a,b@example.com",
+	        "\"<script>\"@example.com",
+	        "a@example.com>",
+	        "\xef\xbd\x81"
+	        "dmin@example.com", /* fullwidth a */
+	        "ada@example",
+	        "ada@localhost",
+	        "ada@1.2.3.4",
+	        "ada@[127.0.0.1]",
+	        ".ada@example.org",
+	        "ada.@example.org",
+	        "a..da@example.org",
+	        "ada@-example.org",
+	        "ada@example-.org",
+	        "ada@exa_mple.org",
+	        "ada@example..org",
+	        "ada@b\xc3\xbc"
+	        "cher.example",
+	        "ada(comment)@example.org",
+	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.org", /* 65 */
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		cr_assert(user_email_syntax_valid(good[i]), "%s", good[i]);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_not(user_email_syntax_valid(bad[i]), "%s", bad[i]);
+	/* a RegisterUser with such an address is refused naming the email */
+	user_fields f = ada();
+	strcpy(f.email, "a,b@example.com");
+	user_command c = register_user(f);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "email");
+	/* an event that holds one still decodes: the log stays readable */
+	assert_event_round_trip(registered(f));
 }
