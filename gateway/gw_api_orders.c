@@ -434,11 +434,14 @@ static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
 		return;
 	}
 	op->seq = reply->seq;
+	op->exists = op->kind == OP_PLACE && reply->duplicate; /* a keyed repeat: placed before */
 	op_wait(op, reply->seq);
 }
 
-/* Defers r and sends op->command to the order; frees op on every failure. */
-static void op_start(gw_request *r, order_op *op, const char *command_id, const char *actor)
+/* Defers r and sends op->command to the order, keyed when request (the
+ * fingerprint of a keyed request) is not ""; frees op on every failure. */
+static void op_start(gw_request *r, order_op *op, const char *command_id, const char *request,
+                     const char *actor)
 {
 	mp_writer *w = gw_api_text_buffer(op->api);
 	if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
@@ -450,8 +453,12 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
 		free(op);
 		return;
 	}
-	orn_rc rc = gw_api_send(op->api, ORDER_AGGREGATE, op->order_id, order_command_type(op->command.kind),
-	                        w, command_id, actor, on_order_replied, op);
+	gw_api_keyed keyed = {0};
+	snprintf(keyed.command_id, sizeof keyed.command_id, "%s", command_id);
+	snprintf(keyed.request, sizeof keyed.request, "%s", request);
+	orn_rc rc = gw_api_send_keyed(op->api, ORDER_AGGREGATE, op->order_id,
+	                              order_command_type(op->command.kind), w, &keyed, actor,
+	                              on_order_replied, op);
 	if (rc != ORN_OK)
 		op_fail(op, 503, "a service did not answer; try again");
 }
@@ -493,22 +500,45 @@ static bool body_is_empty_object(gw_request *r)
 /* Answers the order the customer's cart was last checked out into (200):
  * the cart submitted again, unchanged since (a retry after a lost answer, a
  * double click). */
-static void answer_checked_out(gw_request *r, gw_api *api, const char *customer, const char *order_id)
+/* Answers the placement with order_id, an order placed from this cart
+ * before: 200 with it for the same request, 422 for another one; with
+ * placed_before, ORN_ENOTFOUND (nothing answered) when there is no such
+ * order in the read model yet, else ORN_OK. */
+static orn_rc answer_if_placed(gw_request *r, gw_api *api, const order_op *op, const char *order_id,
+                               bool must_exist)
 {
 	proj_order *order = NULL;
-	orn_rc rc = read_own_order(api, order_id, customer, &order);
-	if (rc == ORN_OK)
+	orn_rc rc = read_own_order(api, order_id, op->customer, &order);
+	if (rc == ORN_OK && strcmp(order->state.request_hash, op->command.data.request_hash) != 0)
+		gw_respond_error(r, 422, "this cart was placed as an order with another request");
+	else if (rc == ORN_OK)
 		gw_respond_json(r, 200, order_json(order_id, &order->state, ORDER_HISTORY_MAX));
-	else
+	else if (rc != ORN_ENOTFOUND || must_exist)
 		gw_respond_problem(r, read_problem(rc == ORN_ENOTFOUND ? ORN_EUNAVAILABLE : rc));
 	free(order);
+	return rc == ORN_ENOTFOUND && !must_exist ? ORN_ENOTFOUND : ORN_OK;
 }
 
-/* Fills op->command (PlaceOrder) from the cart and the account, and without
- * an Idempotency-Key names the order after the cart's version (one version,
- * one order: order_id_for). False after answering (422 empty cart, 503, or
- * 200 with the order a cart unchanged since its checkout placed). */
-static bool fill_placement(gw_request *r, order_op *op, bool keyed)
+/* The cart unchanged since its checkout into order_id: that order. */
+static void answer_placed(gw_request *r, gw_api *api, const order_op *op, const char *order_id)
+{
+	(void)answer_if_placed(r, api, op, order_id, true);
+}
+
+/* The cart's version placed an order already (a double submission, a retry):
+ * answered, or ORN_ENOTFOUND when the read model has none (the actor's
+ * "exists" then answers a placement the model has not seen yet). */
+static orn_rc placed_before(gw_request *r, gw_api *api, const order_op *op)
+{
+	return answer_if_placed(r, api, op, op->order_id, false);
+}
+
+/* Fills op->command (PlaceOrder) from the cart and the account and names the
+ * order after the cart's version (one version, one order: order_id_for).
+ * False after answering (400 for a body that is not {}, 422 empty cart, 503,
+ * or the order a cart unchanged since its checkout placed: 200, or 422 for
+ * another request). */
+static bool fill_placement(gw_request *r, order_op *op)
 {
 	gw_api *api = op->api;
 	order_data *d = &op->command.data;
@@ -523,9 +553,12 @@ static bool fill_placement(gw_request *r, order_op *op, bool keyed)
 		goto done;
 	}
 	if (cart->count == 0 && cart->checked_out_order[0] != '\0' && cart->dropped_count == 0) {
-		answer_checked_out(r, api, op->customer, cart->checked_out_order);
+		answer_placed(r, api, op, cart->checked_out_order);
 		goto done;
 	}
+	order_id_for(op->customer, NULL, cart->version, op->order_id);
+	if ((rc = placed_before(r, api, op)) != ORN_ENOTFOUND || !body_is_empty_object(r))
+		goto done; /* answered */
 	if (cart->count == 0) {
 		gw_respond_error(r, 422,
 		                 cart->dropped_count > 0
@@ -537,8 +570,6 @@ static bool fill_placement(gw_request *r, order_op *op, bool keyed)
 		gw_respond_error(r, 422, "the order would total 0: nothing to pay");
 		goto done;
 	}
-	if (!keyed)
-		order_id_for(op->customer, NULL, cart->version, op->order_id);
 	d->cart_version = (int64_t)cart->version;
 	rc = proj_users_get_by_id(api->users, op->customer, user);
 	if (rc != ORN_OK) {
@@ -580,48 +611,36 @@ static void place_order(gw_request *r, void *arg)
 	gw_api *api = arg;
 	gw_claims claims;
 	const char *key;
-	char order_id[ORDER_ID_MAX], request_hash[ORDER_TOKEN_HASH_MAX], command_id[ORDER_ID_MAX + 8];
-	proj_order *existing = NULL;
+	char command_id[ORDER_ID_MAX + 8];
+	gw_api_keyed keyed = {0};
 	order_op *op = NULL;
 	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) ||
 	    !gw_api_idempotency_key(r, &key))
 		return;
-	bool hashed = request_hash_of(r, request_hash);
-	order_id_for(claims.sub, key, 0, order_id);
-	if (key != NULL && hashed) {
-		orn_rc rc = read_own_order(api, order_id, claims.sub, &existing);
-		if (rc == ORN_OK) {
-			if (strcmp(existing->state.request_hash, request_hash) != 0)
-				gw_respond_error(r, 422, "this Idempotency-Key was used for another request");
-			else /* placed already: the first order, 200 */
-				gw_respond_json(r, 200,
-				                order_json(order_id, &existing->state, ORDER_HISTORY_MAX));
-			goto done;
-		}
-		if (rc != ORN_ENOTFOUND) {
-			gw_respond_problem(r, read_problem(rc));
-			goto done;
-		}
-	}
-	if (!body_is_empty_object(r))
-		goto done;
-	if (!hashed) {
-		gw_respond_error(r, 500, NULL); /* a valid {} always hashes */
-		goto done;
-	}
-	if ((op = op_new(api, OP_PLACE, claims.sub, order_id)) == NULL) {
+	if ((op = op_new(api, OP_PLACE, claims.sub, "")) == NULL) {
 		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	/* hashed before the strict check, so that a key reused with another body
+	 * is told apart (422) from a malformed request, as Stripe-style
+	 * idempotency does */
+	if (!request_hash_of(r, op->command.data.request_hash)) {
+		(void)body_is_empty_object(r); /* not one JSON object: the strict check answers */
 		goto done;
 	}
-	snprintf(op->command.data.request_hash, sizeof op->command.data.request_hash, "%s", request_hash);
-	if (!fill_placement(r, op, key != NULL))
+	if (!fill_placement(r, op))
 		goto done;
+	/* The id follows the cart's version; a key's repeat is answered by the
+	 * order's ledger (the same request again: the first answer; another
+	 * request: 422), another placement of the same cart by "exists". */
+	if (key != NULL)
+		gw_api_keyed_init(&keyed, r, "place", claims.sub, key);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
-	op_start(r, op, command_id, claims.sub);
+	op_start(r, op, key != NULL ? keyed.command_id : command_id, key != NULL ? keyed.request : "",
+	         claims.sub);
 	op = NULL;
 done:
 	free(op);
-	free(existing);
 }
 
 /* ---- GET /orders, GET /orders/{id} -------------------------------------------- */
@@ -797,7 +816,7 @@ static void confirm_order(gw_request *r, void *arg)
 	op->command.data.ttl_ms = api->reservation_ttl_ms;
 	op->command.data.time_ms = orn_now_ms();
 	snprintf(command_id, sizeof command_id, "%s:confirm", id);
-	op_start(r, op, command_id, NULL);
+	op_start(r, op, command_id, "", NULL);
 done:
 	sodium_memzero(token, sizeof token);
 	json_decref(body);
@@ -854,7 +873,7 @@ static void cancel_order(gw_request *r, void *arg)
 	snprintf(op->command.data.reason, sizeof op->command.data.reason, "%s", ORDER_REASON_CUSTOMER);
 	op->command.data.time_ms = orn_now_ms();
 	gw_api_new_id(command_id, sizeof command_id);
-	op_start(r, op, command_id, claims.sub);
+	op_start(r, op, command_id, "", claims.sub);
 }
 
 /* ---- GET /orders/{id}/events ------------------------------------------------------ */
