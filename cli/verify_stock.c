@@ -45,6 +45,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "order.h"
+#include "progress.h"
 #include "proj_env.h"
 #include "projector.h"
 #include "stock.h"
@@ -562,19 +563,6 @@ static void verify_dispose(verify *v)
 	free(v->diffs);
 }
 
-/* The stream's last sequence (out param). */
-static orn_rc stream_last_seq(es_store *store, uint64_t *out)
-{
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	*out = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return ORN_OK;
-}
-
 /* Opens the model at <data dir>/lmdb; it must exist (never created here). */
 static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory **inv)
 {
@@ -635,7 +623,7 @@ int cli_verify_stock(int argc, char **argv, const orn_config *cfg)
 		log_error("cannot read the inventory read model", "error", orn_strerror(rc));
 		goto done;
 	}
-	if ((rc = stream_last_seq(store, &stream_last)) != ORN_OK) {
+	if ((rc = cli_stream_last_seq(store, &stream_last)) != ORN_OK) {
 		log_error("cannot read the event stream's state", "error", orn_strerror(rc));
 		goto done;
 	}
