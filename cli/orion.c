@@ -43,6 +43,8 @@ static void usage(FILE *out)
 	        "                             --follow keeps printing new events until Ctrl-C)\n"
 	        "  replay --order ID          an order's whole story: its own events and every\n"
 	        "                             event caused by a command for it (saga, payment)\n"
+	        "  replay ... --void           also the void commits of the commit chain (ADR 015),\n"
+	        "                             marked \"void\":true with the version they recorded\n"
 	        "  replay --aggregate TYPE --id ID --as-of SEQ|TIME\n"
 	        "                             the aggregate's state as it stood at stream sequence\n"
 	        "                             SEQ or at TIME (RFC 3339 UTC), as JSON\n"
@@ -63,8 +65,15 @@ static void usage(FILE *out)
 	        "  verify-stock [--json] [--no-read-model]\n"
 	        "                             re-derive every stock item from the events and compare\n"
 	        "                             with the inventory read model (at its checkpoint) and\n"
-	        "                             with what live orders hold; one line per difference\n"
-	        "                             (exit 0 none, 1 differences, 2 errors)\n"
+	        "                             with what live orders hold, and levels no decision\n"
+	        "                             reaches (reserved above on hand); one line per\n"
+	        "                             difference (exit 0 none, 1 differences, 2 errors)\n"
+	        "  verify-log [--json] [--strict] [--to SEQ] [--quiet]\n"
+	        "                             walk every aggregate's commit chain: report each void\n"
+	        "                             commit (what it would have done) and each impossible\n"
+	        "                             state (reserved above on hand, an order paid and\n"
+	        "                             cancelled, two charges, ...); exit 0 none, 1 impossible\n"
+	        "                             states (--strict: or void commits), 2 errors\n"
 	        "  nats-config [--credentials FILE] [--generate]\n"
 	        "                             print the nats-server authorization block (a user per\n"
 	        "                             role and its permissions) for a credentials file\n"
@@ -639,6 +648,8 @@ int main(int argc, char **argv)
 		return cli_nats_config(argc - 2, argv + 2, &cfg);
 	if (strcmp(argv[1], "verify-stock") == 0)
 		return cli_verify_stock(argc - 2, argv + 2, &cfg);
+	if (strcmp(argv[1], "verify-log") == 0)
+		return cli_verify_log(argc - 2, argv + 2, &cfg);
 	fprintf(stderr, "orion: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

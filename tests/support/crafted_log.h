@@ -3,10 +3,9 @@
  * them:
  *   valid   appended at the aggregate's position (es_append);
  *   void    decided on a stale version while JetStream's check names the
- *           subject's real last sequence: the server stores it, its
- *           Orion-Prev names the stale version, es_append answers
- *           ORN_ECONFLICT after confirming it — what a lost race on an R3
- *           stream leaves in the log;
+ *           subject's real last sequence: the server stores it and its
+ *           Orion-Prev names the stale version — what a lost race on an R3
+ *           stream leaves in the log (es_commit_check confirms it is void);
  *   legacy  published with no Orion-Prev at all, as every commit was before
  *           the chain: always valid, so two of them decided on one state both
  *           count (the pre-fix oversell).
@@ -45,6 +44,27 @@ tcl_event tcl_cart(const cart_event *e);
 tcl_event tcl_order(const order_event *e);
 tcl_event tcl_payment(const payment_event *e);
 tcl_event tcl_mail(const mail_log_event *e);
+
+/* Example events of each kind with valid values (the decoders refuse what
+ * decide could not have emitted), encoded as above. */
+tcl_event tcl_stock_event(stock_event_kind kind, const char *reservation_id, int64_t quantity);
+/* An order of one line of quantity units of product; the other fields fixed
+ * (paid with charge "ch_1", cancelled by the customer). */
+tcl_event tcl_order_event(order_event_kind kind, const char *product, int64_t quantity);
+/* attempted: provider key "key-1", 2750 EUR by visa 4242; succeeded and
+ * refunded: charge_id (refund "re-<charge_id>"); declined: card_declined. */
+tcl_event tcl_payment_event(payment_event_kind kind, const char *charge_id);
+tcl_event tcl_sku_event(sku_event_kind kind, const char *product_id);
+/* registered: account user_id of alice@example.com with role; role changed: role. */
+tcl_event tcl_user_event(user_event_kind kind, const char *user_id, user_role role);
+/* created: every field (sku "TEA-1", EUR, kitchen); updated: name and price. */
+tcl_event tcl_product_event(product_event_kind kind, const char *name, int64_t price_cents);
+/* item added: the line of product at quantity (added units: added), EUR;
+ * quantity changed / item removed: the line; checked out: order "o-cart"
+ * taking quantity of product. */
+tcl_event tcl_cart_event(cart_event_kind kind, const char *product, int64_t quantity, int64_t added);
+/* The "confirmed" email of order_id to alice@example.com, attempt attempt. */
+tcl_event tcl_mail_event(mail_log_event_kind kind, const char *order_id, uint32_t attempt);
 
 typedef struct tcl_log tcl_log;
 
