@@ -46,27 +46,15 @@ static void stop_all(void)
 	data_dir = NULL;
 }
 
-/* Runs `orion verify-log args` against the test's server; stdout returned in
- * *out (malloc'd). Exit code. */
+/* Runs `orion verify-log --quiet args` against the test's server; stdout
+ * returned in *out (malloc'd). Exit code. */
 static int run_verify_log(const char *args, char **out)
 {
-	char cmd[4096], path[700];
-	snprintf(path, sizeof path, "%s/out.txt", data_dir);
-	snprintf(cmd, sizeof cmd,
-	         "ORION_NATS_URL='%s' ORION_DATA_DIR='%s' '%s' verify-log --quiet %s > '%s' 2>> "
-	         "'%s/stderr.log'",
-	         natsd_url(server), data_dir, th_orion_bin(), args, path, data_dir);
-	int status = system(cmd);
-	cr_assert(WIFEXITED(status));
-	FILE *f = fopen(path, "r");
-	cr_assert_not_null(f);
-	char *text = calloc(1, 1 << 20);
-	cr_assert_not_null(text);
-	size_t n = fread(text, 1, (1 << 20) - 1, f);
-	text[n] = '\0';
-	fclose(f);
-	*out = text;
-	return WEXITSTATUS(status);
+	char env[1024], cmd[512], err[700];
+	snprintf(env, sizeof env, "ORION_NATS_URL='%s' ORION_DATA_DIR='%s'", natsd_url(server), data_dir);
+	snprintf(cmd, sizeof cmd, "verify-log --quiet %s", args);
+	snprintf(err, sizeof err, "%s/stderr.log", data_dir);
+	return th_run_orion(env, cmd, err, out);
 }
 
 /* Every line of a --json run parsed; the last is the summary. */
