@@ -110,8 +110,6 @@ const char *th_orion_bin(void)
 	return bin;
 }
 
-#define RUN_OUTPUT_MAX (1 << 20)
-
 int th_run_orion(const char *env, const char *args, const char *stderr_path, char **out)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -133,9 +131,13 @@ int th_run_orion(const char *env, const char *args, const char *stderr_path, cha
 	if (out != NULL) {
 		FILE *f = fopen(out_path, "r");
 		cr_assert_not_null(f);
-		char *text = malloc(RUN_OUTPUT_MAX);
+		cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+		long size = ftell(f);
+		cr_assert_geq(size, 0);
+		rewind(f);
+		char *text = malloc((size_t)size + 1);
 		cr_assert_not_null(text);
-		size_t n = fread(text, 1, RUN_OUTPUT_MAX - 1, f);
+		size_t n = fread(text, 1, (size_t)size, f);
 		text[n] = '\0';
 		fclose(f);
 		*out = text;

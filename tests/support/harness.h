@@ -35,8 +35,8 @@ const char *th_orion_bin(void);
 
 /* Runs `<env> $ORION_BIN <args>` through the shell (env: "KEY='value' ..."
  * assignments, may be NULL; args shell words), stderr appended to
- * stderr_path. *out (may be NULL) receives stdout, malloc'd and
- * NUL-terminated (at most 1 MiB). Returns the exit code; asserts that the
+ * stderr_path. *out (may be NULL) receives all of stdout, malloc'd and
+ * NUL-terminated. Returns the exit code; asserts that the
  * command ran and exited. */
 int th_run_orion(const char *env, const char *args, const char *stderr_path, char **out);
 
