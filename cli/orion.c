@@ -43,7 +43,7 @@ static void usage(FILE *out)
 	        "                             --follow keeps printing new events until Ctrl-C)\n"
 	        "  replay --order ID          an order's whole story: its own events and every\n"
 	        "                             event caused by a command for it (saga, payment)\n"
-	        "  replay ... --void           also the void commits of the commit chain (ADR 015),\n"
+	        "  replay ... --void          also the void commits of the commit chain (ADR 015),\n"
 	        "                             marked \"void\":true with the version they recorded\n"
 	        "  replay --aggregate TYPE --id ID --as-of SEQ|TIME\n"
 	        "                             the aggregate's state as it stood at stream sequence\n"
