@@ -52,8 +52,9 @@ static void open_models(bool follow)
 	cr_assert_eq(proj_env_open(&eo, &model_env), ORN_OK);
 	cr_assert_eq(proj_models_open(model_env, &models), ORN_OK);
 	if (follow)
-		cr_assert_eq(proj_runner_start(store, model_env, models.defs, PROJ_MODEL_COUNT, NULL, &runner),
-		             ORN_OK);
+		cr_assert_eq(
+		        proj_runner_start(store, model_env, models.defs, PROJ_MODEL_COUNT, NULL, &runner),
+		        ORN_OK);
 }
 
 static void close_models(void)
