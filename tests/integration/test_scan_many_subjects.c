@@ -15,24 +15,16 @@
 
 #define FILLER 100000 /* other subjects, one legacy commit each */
 
-static natsd *server;
-static es_store *store;
+static tcl_world world;
 
 static void start_all(void)
 {
-	es_options o;
-	server = th_natsd_start("many-subjects");
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	tcl_world_start(&world, "many-subjects");
 }
 
 static void stop_all(void)
 {
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
+	tcl_world_stop(&world);
 }
 
 /* count commits on as many subjects, published without waiting for acks
@@ -56,7 +48,7 @@ static void publish_filler(long count)
 	e.payload_len = mp_writer_size(payload);
 	env_commit_begin(commit, 1);
 	cr_assert_eq(env_encode(commit, &e), ORN_OK);
-	natsConnection *nc = es_store_connection(store);
+	natsConnection *nc = es_store_connection(world.store);
 	for (long i = 0; i < count; i++) {
 		char subject[64];
 		snprintf(subject, sizeof subject, "orion.evt.stock.f%06ld", i);
@@ -67,15 +59,6 @@ static void publish_filler(long count)
 	cr_assert_eq(natsConnection_FlushTimeout(nc, 30000), NATS_OK);
 	mp_writer_destroy(commit);
 	mp_writer_destroy(payload);
-}
-
-static uint64_t stream_last(void)
-{
-	jsStreamInfo *si = NULL;
-	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, NULL), NATS_OK);
-	uint64_t last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return last;
 }
 
 typedef struct verdicts {
@@ -98,29 +81,29 @@ static orn_rc on_commit(void *closure, const es_commit *c)
 Test(scan_many_subjects, a_subject_met_again_after_the_heads_were_forgotten_keeps_its_chain,
      .init = start_all, .fini = stop_all, .timeout = 240)
 {
-	tcl_log *log = tcl_create(store);
 	verdicts v = {0};
-	v.first = tcl_valid(log, "stock", "p-a", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 5)}, 1);
+	v.first = tcl_valid(world.log, "stock", "p-a", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 5)},
+	                    1);
 	publish_filler(FILLER);
 	int64_t until = th_now_ms() + 60000;
-	while (stream_last() < v.first + FILLER) {
+	while (tcl_stream_last(&world) < v.first + FILLER) {
 		cr_assert_lt(th_now_ms(), until, "the stream has %llu of %llu",
-		             (unsigned long long)stream_last(), (unsigned long long)(v.first + FILLER));
+		             (unsigned long long)tcl_stream_last(&world),
+		             (unsigned long long)(v.first + FILLER));
 		th_sleep_ms(50);
 	}
 	/* decided on p-a's version, the creation: valid */
-	v.second =
-	        tcl_valid(log, "stock", "p-a", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 2)}, 1);
-	tcl_destroy(log);
+	v.second = tcl_valid(world.log, "stock", "p-a",
+	                     (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 2)}, 1);
 
 	/* the single-subject read knows it */
 	verdicts one = {.first = v.first, .second = v.second};
-	cr_assert_eq(es_scan(store, "orion.evt.stock.p-a", 1, 0, on_commit, &one, NULL), ORN_OK);
+	cr_assert_eq(es_scan(world.store, "orion.evt.stock.p-a", 1, 0, on_commit, &one, NULL), ORN_OK);
 	cr_assert(one.first_valid && one.second_valid);
 
 	/* the whole log from 1, past ES_CHAIN_HEADS_MAX subjects */
 	uint64_t last = 0;
-	cr_assert_eq(es_scan(store, "orion.evt.>", 1, 0, on_commit, &v, &last), ORN_OK);
+	cr_assert_eq(es_scan(world.store, "orion.evt.>", 1, 0, on_commit, &v, &last), ORN_OK);
 	cr_assert_eq(last, v.second);
 	cr_assert_eq(v.commits, FILLER + 2);
 	cr_expect(v.first_valid);

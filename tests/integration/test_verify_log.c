@@ -17,44 +17,25 @@
 #include "harness.h"
 #include "log.h"
 
-static natsd *server;
-static es_store *store;
-static tcl_log *crafted;
-static char *data_dir;
+static tcl_world world;
 
 static void start_all(void)
 {
-	es_options o;
-	server = th_natsd_start("verify-log");
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
-	crafted = tcl_create(store);
-	data_dir = th_tempdir("verify-log");
+	tcl_world_start(&world, "verify-log");
 }
 
 static void stop_all(void)
 {
-	tcl_destroy(crafted);
-	crafted = NULL;
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
-	th_rmrf(data_dir);
-	free(data_dir);
-	data_dir = NULL;
+	tcl_world_stop(&world);
 }
 
 /* Runs `orion verify-log --quiet args` against the test's server; stdout
  * returned in *out (malloc'd). Exit code. */
 static int run_verify_log(const char *args, char **out)
 {
-	char env[1024], cmd[512], err[700];
-	snprintf(env, sizeof env, "ORION_NATS_URL='%s' ORION_DATA_DIR='%s'", natsd_url(server), data_dir);
+	char cmd[512];
 	snprintf(cmd, sizeof cmd, "verify-log --quiet %s", args);
-	snprintf(err, sizeof err, "%s/stderr.log", data_dir);
-	return th_run_orion(env, cmd, err, out);
+	return tcl_run_orion(&world, cmd, out);
 }
 
 /* Every line of a --json run parsed; the last is the summary. */
@@ -105,19 +86,20 @@ static size_t count_of(const char *text, const char *needle)
  * its email. */
 static void craft_clean_shop(void)
 {
-	tcl_valid(crafted, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 10)}, 1);
-	tcl_valid(crafted, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 3)}, 1);
-	tcl_valid(crafted, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 3)}, 1);
-	tcl_valid(crafted, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_RESERVED, "p-1", 3)}, 1);
-	tcl_valid(crafted, "order", "o-1",
+	tcl_valid(world.log, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 10)}, 1);
+	tcl_valid(world.log, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 3)}, 1);
+	tcl_valid(world.log, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 3)}, 1);
+	tcl_valid(world.log, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_RESERVED, "p-1", 3)}, 1);
+	tcl_valid(world.log, "order", "o-1",
 	          (tcl_event[]){tcl_order_event(ORDER_CONFIRMED_BY_CUSTOMER, "p-1", 3)}, 1);
-	tcl_valid(crafted, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_ATTEMPTED, NULL)}, 1);
-	tcl_valid(crafted, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_SUCCEEDED, "ch_1")}, 1);
-	tcl_valid(crafted, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 3)}, 1);
-	tcl_valid(crafted, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_COMMITTED, "o-1", 3)}, 1);
-	tcl_valid(crafted, "mail", "m-1", (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 1)},
+	tcl_valid(world.log, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_ATTEMPTED, NULL)}, 1);
+	tcl_valid(world.log, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_SUCCEEDED, "ch_1")},
 	          1);
-	tcl_valid(crafted, "mail", "m-1", (tcl_event[]){tcl_mail_event(MAIL_LOG_DELIVERED, "o-1", 2)}, 1);
+	tcl_valid(world.log, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 3)}, 1);
+	tcl_valid(world.log, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_COMMITTED, "o-1", 3)}, 1);
+	tcl_valid(world.log, "mail", "m-1", (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 1)},
+	          1);
+	tcl_valid(world.log, "mail", "m-1", (tcl_event[]){tcl_mail_event(MAIL_LOG_DELIVERED, "o-1", 2)}, 1);
 }
 
 Test(verify_log, an_empty_stream_verifies_clean, .init = start_all, .fini = stop_all, .timeout = 60)
@@ -164,22 +146,22 @@ Test(verify_log, void_commits_are_reported_with_what_they_would_have_done, .init
 	/* two racing reserves of p-1 (7 left) decided on one version: the
 	 * loser, 6 units, would have oversold; then a writer that took the void
 	 * commit for the version */
-	uint64_t version = tcl_position(crafted, "stock", "p-1").version;
-	uint64_t won = tcl_valid(crafted, "stock", "p-1",
+	uint64_t version = tcl_position(world.log, "stock", "p-1").version;
+	uint64_t won = tcl_valid(world.log, "stock", "p-1",
 	                         (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-2", 4)}, 1);
-	uint64_t lost = tcl_void(crafted, "stock", "p-1", version,
+	uint64_t lost = tcl_void(world.log, "stock", "p-1", version,
 	                         (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-3", 6)}, 1);
-	uint64_t built_on_void = tcl_void(crafted, "stock", "p-1", lost,
+	uint64_t built_on_void = tcl_void(world.log, "stock", "p-1", lost,
 	                                  (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-3", 6)}, 1);
 	/* a MarkPaid and a Cancel of one order on one version: only the first counts */
-	tcl_valid(crafted, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 1)}, 1);
-	tcl_valid(crafted, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_RESERVED, "p-1", 1)}, 1);
+	tcl_valid(world.log, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 1)}, 1);
+	tcl_valid(world.log, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_RESERVED, "p-1", 1)}, 1);
 	uint64_t confirmed =
-	        tcl_valid(crafted, "order", "o-9",
+	        tcl_valid(world.log, "order", "o-9",
 	                  (tcl_event[]){tcl_order_event(ORDER_CONFIRMED_BY_CUSTOMER, "p-1", 1)}, 1);
 	uint64_t paid =
-	        tcl_valid(crafted, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 1)}, 1);
-	uint64_t cancelled = tcl_void(crafted, "order", "o-9", confirmed,
+	        tcl_valid(world.log, "order", "o-9", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 1)}, 1);
+	uint64_t cancelled = tcl_void(world.log, "order", "o-9", confirmed,
 	                              (tcl_event[]){tcl_order_event(ORDER_CANCELLED_EVENT, "p-1", 1)}, 1);
 
 	int code = run_verify_log("", &out);
@@ -245,31 +227,31 @@ Test(verify_log, legacy_commits_that_raced_leave_impossible_states, .init = star
 	craft_clean_shop();
 	/* The pre-fix oversell: two reserves of p-2 (10 units) decided on one
 	 * state, written before commits recorded their version: both count. */
-	tcl_valid(crafted, "stock", "p-2", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 10)}, 1);
-	tcl_legacy(crafted, "stock", "p-2", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-a", 6)}, 1);
-	uint64_t oversold = tcl_legacy(crafted, "stock", "p-2",
+	tcl_valid(world.log, "stock", "p-2", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 10)}, 1);
+	tcl_legacy(world.log, "stock", "p-2", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-a", 6)}, 1);
+	uint64_t oversold = tcl_legacy(world.log, "stock", "p-2",
 	                               (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-b", 6)}, 1);
 	/* p-1's o-1 units were committed: a racing release of them */
-	uint64_t release = tcl_legacy(crafted, "stock", "p-1",
+	uint64_t release = tcl_legacy(world.log, "stock", "p-1",
 	                              (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-1", 3)}, 1);
 	/* o-1 is paid (confirmed): a racing Cancel */
-	uint64_t cancel = tcl_legacy(crafted, "order", "o-1",
+	uint64_t cancel = tcl_legacy(world.log, "order", "o-1",
 	                             (tcl_event[]){tcl_order_event(ORDER_CANCELLED_EVENT, "p-1", 3)}, 1);
 	/* o-1's payment succeeded with ch_1: a second attempt's success */
-	uint64_t second_charge = tcl_legacy(crafted, "payment", "o-1",
+	uint64_t second_charge = tcl_legacy(world.log, "payment", "o-1",
 	                                    (tcl_event[]){tcl_payment_event(PAYMENT_SUCCEEDED, "ch_2")}, 1);
 	/* two products claim one sku */
-	tcl_legacy(crafted, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-1")}, 1);
+	tcl_legacy(world.log, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-1")}, 1);
 	uint64_t claim =
-	        tcl_legacy(crafted, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-7")}, 1);
+	        tcl_legacy(world.log, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-7")}, 1);
 	/* two registrations of one email */
-	tcl_legacy(crafted, "user", "u1",
+	tcl_legacy(world.log, "user", "u1",
 	           (tcl_event[]){tcl_user_event(USER_REGISTERED, "alice-1", USER_ROLE_CUSTOMER)}, 1);
 	uint64_t register2 =
-	        tcl_legacy(crafted, "user", "u1",
+	        tcl_legacy(world.log, "user", "u1",
 	                   (tcl_event[]){tcl_user_event(USER_REGISTERED, "alice-2", USER_ROLE_CUSTOMER)}, 1);
 	/* m-1 was delivered: a second delivery */
-	uint64_t delivered = tcl_legacy(crafted, "mail", "m-1",
+	uint64_t delivered = tcl_legacy(world.log, "mail", "m-1",
 	                                (tcl_event[]){tcl_mail_event(MAIL_LOG_DELIVERED, "o-1", 3)}, 1);
 
 	int code = run_verify_log("", &out);
@@ -315,13 +297,13 @@ Test(verify_log, an_oversell_is_reported_once_until_it_is_resolved, .init = star
      .timeout = 60)
 {
 	char *out = NULL;
-	tcl_valid(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 2)}, 1);
-	tcl_legacy(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-a", 2)}, 1);
-	tcl_legacy(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-b", 2)}, 1);
-	tcl_valid(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-c", 1)}, 1);
-	tcl_valid(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-a", 2)}, 1);
-	tcl_valid(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-b", 2)}, 1);
-	tcl_valid(crafted, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-d", 1)}, 1);
+	tcl_valid(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 2)}, 1);
+	tcl_legacy(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-a", 2)}, 1);
+	tcl_legacy(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-b", 2)}, 1);
+	tcl_valid(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-c", 1)}, 1);
+	tcl_valid(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-a", 2)}, 1);
+	tcl_valid(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RELEASED, "o-b", 2)}, 1);
+	tcl_valid(world.log, "stock", "p-3", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-d", 1)}, 1);
 	int code = run_verify_log("", &out);
 	cr_assert_eq(code, 1, "%s", out);
 	cr_expect_eq(count_of(out, "reserved_above_on_hand"), 1, "%s", out);
@@ -345,7 +327,7 @@ Test(verify_log, bad_usage_and_unreachable_nats_exit_2, .init = start_all, .fini
 	snprintf(cmd, sizeof cmd,
 	         "ORION_NATS_URL=nats://127.0.0.1:1 ORION_DATA_DIR='%s' '%s' verify-log --quiet > /dev/null "
 	         "2>&1",
-	         data_dir, th_orion_bin());
+	         world.data_dir, th_orion_bin());
 	int status = system(cmd);
 	cr_assert(WIFEXITED(status));
 	cr_expect_eq(WEXITSTATUS(status), 2);

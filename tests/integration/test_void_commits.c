@@ -32,10 +32,7 @@
 
 #define WAIT_MS 30000
 
-static natsd *server;
-static es_store *store;
-static tcl_log *crafted;
-static char *data_dir;
+static tcl_world world;
 static proj_env *model_env;
 static proj_models models;
 static proj_runner *runner;
@@ -46,15 +43,15 @@ static void open_models(bool follow)
 {
 	char path[600];
 	proj_env_options eo;
-	snprintf(path, sizeof path, "%s/lmdb", data_dir);
+	snprintf(path, sizeof path, "%s/lmdb", world.data_dir);
 	proj_env_options_init(&eo);
 	eo.path = path;
 	cr_assert_eq(proj_env_open(&eo, &model_env), ORN_OK);
 	cr_assert_eq(proj_models_open(model_env, &models), ORN_OK);
 	if (follow)
-		cr_assert_eq(
-		        proj_runner_start(store, model_env, models.defs, PROJ_MODEL_COUNT, NULL, &runner),
-		        ORN_OK);
+		cr_assert_eq(proj_runner_start(world.store, model_env, models.defs, PROJ_MODEL_COUNT, NULL,
+		                               &runner),
+		             ORN_OK);
 }
 
 static void close_models(void)
@@ -69,13 +66,7 @@ static void close_models(void)
 
 static void start_all(void)
 {
-	es_options o;
-	server = th_natsd_start("void-commits");
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
-	crafted = tcl_create(store);
-	data_dir = th_tempdir("void-commits");
+	tcl_world_start(&world, "void-commits");
 	unsetenv("ORION_NATS_URL");
 	open_models(true);
 }
@@ -83,15 +74,7 @@ static void start_all(void)
 static void stop_all(void)
 {
 	close_models();
-	tcl_destroy(crafted);
-	crafted = NULL;
-	es_store_close(store);
-	store = NULL;
-	th_natsd_stop(server);
-	server = NULL;
-	th_rmrf(data_dir);
-	free(data_dir);
-	data_dir = NULL;
+	tcl_world_stop(&world);
 }
 
 /* ---- the folds ------------------------------------------------------------ */
@@ -154,9 +137,9 @@ static json_t *read_view(const act_kind *kind, const char *id, bool every_commit
 	cr_assert_eq(es_subject(subject, sizeof subject, "orion.evt", kind->aggregate, id), ORN_OK);
 	kind->init(f.state);
 	if (every_commit)
-		cr_assert_eq(es_scan(store, subject, 1, 0, fold_commit, &f, NULL), ORN_OK);
+		cr_assert_eq(es_scan(world.store, subject, 1, 0, fold_commit, &f, NULL), ORN_OK);
 	else
-		cr_assert_eq(es_read(store, subject, 1, 0, fold_event, &f, NULL), ORN_OK);
+		cr_assert_eq(es_read(world.store, subject, 1, 0, fold_event, &f, NULL), ORN_OK);
 	json_t *j = view_json(kind, f.state);
 	if (kind->dispose != NULL)
 		kind->dispose(f.state);
@@ -171,8 +154,8 @@ static json_t *actor_view(const act_kind *kind, const char *id)
 	act_runtime *rt = NULL;
 	act_options ao;
 	act_options_init(&ao);
-	cr_assert_eq(act_runtime_start(store, kind, &ao, &rt), ORN_OK);
-	natsConnection *nc = tsc_connect(natsd_url(server));
+	cr_assert_eq(act_runtime_start(world.store, kind, &ao, &rt), ORN_OK);
+	natsConnection *nc = tsc_connect(natsd_url(world.server));
 	env_envelope cmd;
 	bus_reply reply;
 	uint8_t nil = 0xc0;
@@ -190,14 +173,9 @@ static json_t *actor_view(const act_kind *kind, const char *id)
 
 /* ---- the orion binary ------------------------------------------------------ */
 
-/* Runs `orion args` against the test's server; stdout in *out (malloc'd,
- * may be NULL). Exit code. */
 static int run_orion(const char *args, char **out)
 {
-	char env[1024], err[700];
-	snprintf(env, sizeof env, "ORION_NATS_URL='%s' ORION_DATA_DIR='%s'", natsd_url(server), data_dir);
-	snprintf(err, sizeof err, "%s/stderr.log", data_dir);
-	return th_run_orion(env, args, err, out);
+	return tcl_run_orion(&world, args, out);
 }
 
 /* `orion replay --as-of last` of the aggregate: its "state". */
@@ -246,10 +224,7 @@ static void expect_replay(const char *aggregate, const char *id, size_t valid_ev
 /* Waits until the live projector has applied the whole stream; returns its end. */
 static uint64_t wait_projected(void)
 {
-	jsStreamInfo *si = NULL;
-	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, NULL), NATS_OK);
-	uint64_t last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
+	uint64_t last = tcl_stream_last(&world);
 	cr_assert_eq(proj_runner_wait(runner, last, WAIT_MS), ORN_OK);
 	return last;
 }
@@ -329,16 +304,17 @@ static void stock_model(proj_models *m, const char *id)
 
 Test(void_commits, stock, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	uint64_t created = tcl_valid(crafted, "stock", "p-1",
+	uint64_t created = tcl_valid(world.log, "stock", "p-1",
 	                             (tcl_event[]){tcl_stock_event(STOCK_CREATED, NULL, 10)}, 1);
-	tcl_valid(crafted, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 2)}, 1);
+	tcl_valid(world.log, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-1", 2)}, 1);
 	/* lost a race with o-1's reserve: would hold 5 more */
-	uint64_t lost = tcl_void(crafted, "stock", "p-1", created,
+	uint64_t lost = tcl_void(world.log, "stock", "p-1", created,
 	                         (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-2", 5)}, 1);
 	/* decided again on the right version, after the void commit */
-	tcl_valid(crafted, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-3", 1)}, 1);
+	tcl_valid(world.log, "stock", "p-1", (tcl_event[]){tcl_stock_event(STOCK_RESERVED, "o-3", 1)}, 1);
 	/* built on the void commit: void too; would take 4 off on hand */
-	tcl_void(crafted, "stock", "p-1", lost, (tcl_event[]){tcl_stock_event(STOCK_ADJUSTED, NULL, -4)}, 1);
+	tcl_void(world.log, "stock", "p-1", lost, (tcl_event[]){tcl_stock_event(STOCK_ADJUSTED, NULL, -4)},
+	         1);
 	expect_folds(&stock_kind, "p-1", stock_expected);
 	expect_replay("stock", "p-1", 3, 2);
 	expect_models(stock_model, "p-1");
@@ -364,12 +340,12 @@ static void product_model(proj_models *m, const char *id)
 
 Test(void_commits, product, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	uint64_t created = tcl_valid(crafted, "product", "prod-1",
+	uint64_t created = tcl_valid(world.log, "product", "prod-1",
 	                             (tcl_event[]){tcl_product_event(PRODUCT_CREATED, "Teapot", 2750)}, 1);
-	tcl_valid(crafted, "product", "prod-1",
+	tcl_valid(world.log, "product", "prod-1",
 	          (tcl_event[]){tcl_product_event(PRODUCT_UPDATED, "Teapot", 3000)}, 1);
 	/* an update that lost the race to the price change */
-	tcl_void(crafted, "product", "prod-1", created,
+	tcl_void(world.log, "product", "prod-1", created,
 	         (tcl_event[]){tcl_product_event(PRODUCT_UPDATED, "Kettle", 999)}, 1);
 	expect_folds(&product_kind, "prod-1", product_expected);
 	expect_replay("product", "prod-1", 2, 1);
@@ -385,9 +361,9 @@ static void sku_expected(json_t *v, const char *who)
 
 Test(void_commits, sku, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	tcl_valid(crafted, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-1")}, 1);
+	tcl_valid(world.log, "sku", "TEA-1", (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-1")}, 1);
 	/* a second product's claim, decided on the free sku as well */
-	tcl_void(crafted, "sku", "TEA-1", 0, (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-2")}, 1);
+	tcl_void(world.log, "sku", "TEA-1", 0, (tcl_event[]){tcl_sku_event(SKU_CLAIMED, "p-2")}, 1);
 	expect_folds(&sku_kind, "TEA-1", sku_expected);
 	expect_replay("sku", "TEA-1", 1, 1);
 	expect_models(NULL, "TEA-1"); /* no read model keeps skus: the catalog keeps products */
@@ -416,12 +392,12 @@ static void user_model(proj_models *m, const char *id)
 Test(void_commits, user, .init = start_all, .fini = stop_all, .timeout = 120)
 {
 	cr_assert_eq(user_key_for_email("alice@example.com", user_key, sizeof user_key), ORN_OK);
-	tcl_valid(crafted, "user", user_key,
+	tcl_valid(world.log, "user", user_key,
 	          (tcl_event[]){tcl_user_event(USER_REGISTERED, "alice-1", USER_ROLE_CUSTOMER)}, 1);
 	/* a second registration of the same email, decided on "no account" too */
-	tcl_void(crafted, "user", user_key, 0,
+	tcl_void(world.log, "user", user_key, 0,
 	         (tcl_event[]){tcl_user_event(USER_REGISTERED, "alice-2", USER_ROLE_CUSTOMER)}, 1);
-	tcl_valid(crafted, "user", user_key,
+	tcl_valid(world.log, "user", user_key,
 	          (tcl_event[]){tcl_user_event(USER_ROLE_CHANGED, "alice-1", USER_ROLE_ADMIN)}, 1);
 	expect_folds(&user_kind, user_key, user_expected);
 	expect_replay("user", user_key, 2, 1);
@@ -454,14 +430,14 @@ static void cart_model(proj_models *m, const char *id)
 
 Test(void_commits, cart, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	uint64_t first = tcl_valid(crafted, "cart", "alice",
+	uint64_t first = tcl_valid(world.log, "cart", "alice",
 	                           (tcl_event[]){tcl_cart_event(CART_ITEM_ADDED, "p-a", 1, 1)}, 1);
-	tcl_valid(crafted, "cart", "alice", (tcl_event[]){tcl_cart_event(CART_ITEM_ADDED, "p-b", 2, 2)}, 1);
+	tcl_valid(world.log, "cart", "alice", (tcl_event[]){tcl_cart_event(CART_ITEM_ADDED, "p-b", 2, 2)}, 1);
 	/* an add from a second tab, decided before p-b was added */
-	tcl_void(crafted, "cart", "alice", first, (tcl_event[]){tcl_cart_event(CART_ITEM_ADDED, "p-c", 5, 5)},
-	         1);
-	tcl_valid(crafted, "cart", "alice", (tcl_event[]){tcl_cart_event(CART_QUANTITY_CHANGED, "p-a", 3, 0)},
-	          1);
+	tcl_void(world.log, "cart", "alice", first,
+	         (tcl_event[]){tcl_cart_event(CART_ITEM_ADDED, "p-c", 5, 5)}, 1);
+	tcl_valid(world.log, "cart", "alice",
+	          (tcl_event[]){tcl_cart_event(CART_QUANTITY_CHANGED, "p-a", 3, 0)}, 1);
 	expect_folds(&cart_kind, "alice", cart_expected);
 	expect_replay("cart", "alice", 3, 1);
 	expect_models(cart_model, "alice");
@@ -487,16 +463,16 @@ static void order_model(proj_models *m, const char *id)
 
 Test(void_commits, order, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	tcl_valid(crafted, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 2)}, 1);
-	uint64_t reserved = tcl_valid(crafted, "order", "o-1",
+	tcl_valid(world.log, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PLACED, "p-1", 2)}, 1);
+	uint64_t reserved = tcl_valid(world.log, "order", "o-1",
 	                              (tcl_event[]){tcl_order_event(ORDER_RESERVED, "p-1", 2)}, 1);
-	tcl_valid(crafted, "order", "o-1",
+	tcl_valid(world.log, "order", "o-1",
 	          (tcl_event[]){tcl_order_event(ORDER_CONFIRMED_BY_CUSTOMER, "p-1", 2)}, 1);
 	/* a Cancel that raced the customer's Confirm: folded, it would cancel
 	 * the order and refuse the payment below */
-	tcl_void(crafted, "order", "o-1", reserved,
+	tcl_void(world.log, "order", "o-1", reserved,
 	         (tcl_event[]){tcl_order_event(ORDER_CANCELLED_EVENT, "p-1", 2)}, 1);
-	tcl_valid(crafted, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 2)}, 1);
+	tcl_valid(world.log, "order", "o-1", (tcl_event[]){tcl_order_event(ORDER_PAID, "p-1", 2)}, 1);
 	expect_folds(&order_kind, "o-1", order_expected);
 	expect_replay("order", "o-1", 4, 1);
 	expect_models(order_model, "o-1");
@@ -512,12 +488,12 @@ static void payment_expected(json_t *v, const char *who)
 
 Test(void_commits, payment, .init = start_all, .fini = stop_all, .timeout = 120)
 {
-	tcl_valid(crafted, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_ATTEMPTED, NULL)}, 1);
+	tcl_valid(world.log, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_ATTEMPTED, NULL)}, 1);
 	/* a success recorded on a stale version (none): folded, the payment
 	 * would be succeeded with charge ch_9 and the decline refused */
-	tcl_void(crafted, "payment", "o-1", 0, (tcl_event[]){tcl_payment_event(PAYMENT_SUCCEEDED, "ch_9")},
+	tcl_void(world.log, "payment", "o-1", 0, (tcl_event[]){tcl_payment_event(PAYMENT_SUCCEEDED, "ch_9")},
 	         1);
-	tcl_valid(crafted, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_DECLINED, NULL)}, 1);
+	tcl_valid(world.log, "payment", "o-1", (tcl_event[]){tcl_payment_event(PAYMENT_DECLINED, NULL)}, 1);
 	expect_folds(&payment_kind, "o-1", payment_expected);
 	expect_replay("payment", "o-1", 2, 1);
 	expect_models(NULL, "o-1"); /* no read model keeps payments */
@@ -558,28 +534,28 @@ static void mail_model(proj_models *m, const char *id)
 Test(void_commits, mail_log, .init = start_all, .fini = stop_all, .timeout = 120)
 {
 	const char *id = "m00112233445566778899aabbccddeeff";
-	tcl_valid(crafted, "mail", id, (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 1)}, 1);
+	tcl_valid(world.log, "mail", id, (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 1)}, 1);
 	/* a delivery recorded by a second worker on the empty log: folded, the
 	 * email would count as delivered and its next attempt be skipped */
-	tcl_void(crafted, "mail", id, 0, (tcl_event[]){tcl_mail_event(MAIL_LOG_DELIVERED, "o-1", 1)}, 1);
-	tcl_valid(crafted, "mail", id, (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 2)}, 1);
+	tcl_void(world.log, "mail", id, 0, (tcl_event[]){tcl_mail_event(MAIL_LOG_DELIVERED, "o-1", 1)}, 1);
+	tcl_valid(world.log, "mail", id, (tcl_event[]){tcl_mail_event(MAIL_LOG_ATTEMPT_FAILED, "o-1", 2)}, 1);
 	wait_projected();
 	/* the mail role's fold (mail/mail.c: es_load with mail_log_evolve) */
 	mail_log_state s;
 	es_position at;
 	mail_log_state_init(&s);
-	cr_assert_eq(es_load(store, "mail", id, 0, mail_fold, &s, &at), ORN_OK);
+	cr_assert_eq(es_load(world.store, "mail", id, 0, mail_fold, &s, &at), ORN_OK);
 	mail_expected(&s, "es_load");
-	cr_expect_eq(at.last_seq, tcl_position(crafted, "mail", id).last_seq);
-	cr_expect_eq(at.version, tcl_position(crafted, "mail", id).version);
+	cr_expect_eq(at.last_seq, tcl_position(world.log, "mail", id).last_seq);
+	cr_expect_eq(at.version, tcl_position(world.log, "mail", id).version);
 	/* es_read, and every commit for contrast */
 	char subject[ES_SUBJECT_MAX];
 	snprintf(subject, sizeof subject, "orion.evt.mail.%s", id);
 	mail_log_state_init(&s);
-	cr_assert_eq(es_read(store, subject, 1, 0, mail_fold, &s, NULL), ORN_OK);
+	cr_assert_eq(es_read(world.store, subject, 1, 0, mail_fold, &s, NULL), ORN_OK);
 	mail_expected(&s, "es_read");
 	mail_log_state_init(&s);
-	cr_assert_eq(es_scan(store, subject, 1, 0, mail_fold_commit, &s, NULL), ORN_OK);
+	cr_assert_eq(es_scan(world.store, subject, 1, 0, mail_fold_commit, &s, NULL), ORN_OK);
 	cr_assert_eq(s.status, MAIL_LOG_STATUS_DELIVERED, "folded, the void commit would count: a weak test");
 	/* --as-of needs an actor kind's view: the mail log has none */
 	expect_replay("mail", id, 2, 1);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "hashmap.h"
 #include "log.h"
 
@@ -296,4 +297,44 @@ uint64_t tcl_legacy(tcl_log *log, const char *aggregate, const char *id, const t
 	mp_writer_destroy(commit);
 	at->version = at->last_seq = seq;
 	return seq;
+}
+
+void tcl_world_start(tcl_world *w, const char *tag)
+{
+	es_options o;
+	memset(w, 0, sizeof *w);
+	w->server = th_natsd_start(tag);
+	es_options_init(&o);
+	o.url = natsd_url(w->server);
+	cr_assert_eq(es_store_open(&o, &w->store), ORN_OK);
+	w->log = tcl_create(w->store);
+	w->data_dir = th_tempdir(tag);
+}
+
+void tcl_world_stop(tcl_world *w)
+{
+	tcl_destroy(w->log);
+	es_store_close(w->store);
+	th_natsd_stop(w->server);
+	th_rmrf(w->data_dir);
+	free(w->data_dir);
+	memset(w, 0, sizeof *w);
+}
+
+uint64_t tcl_stream_last(const tcl_world *w)
+{
+	jsStreamInfo *si = NULL;
+	cr_assert_eq(js_GetStreamInfo(&si, es_store_jetstream(w->store), ES_STREAM, NULL, NULL), NATS_OK);
+	uint64_t last = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return last;
+}
+
+int tcl_run_orion(const tcl_world *w, const char *args, char **out)
+{
+	char env[1024], err[700];
+	snprintf(env, sizeof env, "ORION_NATS_URL='%s' ORION_DATA_DIR='%s'", natsd_url(w->server),
+	         w->data_dir);
+	snprintf(err, sizeof err, "%s/stderr.log", w->data_dir);
+	return th_run_orion(env, args, err, out);
 }

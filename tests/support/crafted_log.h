@@ -20,6 +20,7 @@
 
 #include "cart.h"
 #include "evstore.h"
+#include "natsd.h"
 #include "mail_log.h"
 #include "order.h"
 #include "payment.h"
@@ -90,5 +91,26 @@ uint64_t tcl_void(tcl_log *log, const char *aggregate, const char *id, uint64_t 
  * no expected sequence; returns its sequence. */
 uint64_t tcl_legacy(tcl_log *log, const char *aggregate, const char *id, const tcl_event *events,
                     size_t count);
+
+/* What a test of the commit chain starts: a nats-server of its own, a store
+ * on it, a log writer on the store and a data directory for the orion
+ * binary. tcl_world_stop stops and removes all of it (also on a world never
+ * started). */
+typedef struct tcl_world {
+	natsd *server;
+	es_store *store;
+	tcl_log *log;
+	char *data_dir;
+} tcl_world;
+
+void tcl_world_start(tcl_world *w, const char *tag);
+void tcl_world_stop(tcl_world *w);
+
+/* The last sequence of the event stream. */
+uint64_t tcl_stream_last(const tcl_world *w);
+
+/* Runs `orion args` (th_run_orion) against w's server with w's data dir,
+ * stderr appended to <data dir>/stderr.log; *out (may be NULL) gets stdout. */
+int tcl_run_orion(const tcl_world *w, const char *args, char **out);
 
 #endif
