@@ -81,4 +81,9 @@ int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg);
  * orders hold. Exit 0 no difference, 1 differences, 2 errors. */
 int cli_verify_stock(int argc, char **argv, const orn_config *cfg);
 
+/* The verify-log subcommand (cli/verify_log.c): every aggregate's commit chain
+ * walked for void commits and impossible states (ADR 015). Exit 0 no
+ * impossible state, 1 some (or void commits with --strict), 2 errors. */
+int cli_verify_log(int argc, char **argv, const orn_config *cfg);
+
 #endif

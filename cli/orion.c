@@ -313,7 +313,7 @@ static void replay_help(FILE *out)
 {
 	fprintf(out, "usage: orion replay [--aggregate TYPE] [--id ID] [--from SEQ] [--to SEQ]\n"
 	             "                    [--type EVENT_TYPE] [--correlation ID] [--since TIME]\n"
-	             "                    [--until TIME] [--follow]\n"
+	             "                    [--until TIME] [--follow] [--void]\n"
 	             "       orion replay --order ID\n"
 	             "       orion replay --aggregate TYPE --id ID --as-of SEQ|TIME\n\n"
 	             "Prints the events of the log as JSON lines (seq, time, subject, type, correlation\n"
@@ -327,6 +327,8 @@ static void replay_help(FILE *out)
 	             "                       by the event's time, inclusive; TIME is RFC 3339 UTC\n"
 	             "                       (2026-11-22T01:00:00Z)\n"
 	             "  --follow             keep printing new matching events until Ctrl-C\n"
+	             "  --void               also the void commits of the commit chain (ADR 015), marked\n"
+	             "                       \"void\":true; every line carries the \"prev\" it recorded\n"
 	             "  --order ID           an order's whole story: its own events and every event\n"
 	             "                       caused by a command for it (saga, payment, mail)\n"
 	             "  --as-of SEQ|TIME     the aggregate's state as it stood at stream sequence SEQ\n"
@@ -644,6 +646,9 @@ static const struct command {
         {"verify-stock", cli_verify_stock,
          "re-derive every stock item from the events and compare with\n"
          "the inventory read model and with what live orders hold"},
+        {"verify-log", cli_verify_log,
+         "walk every aggregate's commit chain: void commits and\n"
+         "impossible states (reserved above on hand, paid and cancelled, ...)"},
         {"nats-config", cli_nats_config, "print the nats-server authorization block (a user per role)"},
         {"routes", cli_routes, "list the HTTP routes the gateway serves"},
         {"psp-sandbox", cli_psp_sandbox, "run the card payment provider sandbox alone"},

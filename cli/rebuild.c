@@ -22,12 +22,12 @@
 
 #include "common.h"
 #include "log.h"
+#include "progress.h"
 #include "proj_gen.h"
 #include "proj_tools.h"
 #include "read_models.h"
 
 #define TICK_MS           200
-#define PLAIN_EVERY_MS    2000
 #define MAX_DIFF_LINES    200
 #define VALUE_PRINT_MAX   48
 #define SNAPSHOT_ATTEMPTS 25 /* 200 ms apart: a catching-up projection gets 5 s */
@@ -59,50 +59,6 @@ static int usage(const char *message)
 	return 2;
 }
 
-/* ---- progress ---- */
-
-typedef struct progress {
-	const char *what;
-	bool tty, quiet;
-	int64_t start_ns, last_print_ns;
-	uint64_t from; /* position when started */
-} progress;
-
-static double seconds_since(int64_t ns)
-{
-	return (double)(orn_monotonic_ns() - ns) / 1e9;
-}
-
-static void progress_show(progress *p, uint64_t position, uint64_t target, bool final)
-{
-	if (p->quiet)
-		return;
-	int64_t now = orn_monotonic_ns();
-	if (!p->tty && !final && now - p->last_print_ns < (int64_t)PLAIN_EVERY_MS * 1000000)
-		return;
-	p->last_print_ns = now;
-	double elapsed = seconds_since(p->start_ns);
-	uint64_t done = position > p->from ? position - p->from : 0;
-	uint64_t total = target > p->from ? target - p->from : 0;
-	double rate = elapsed > 0 ? (double)done / elapsed : 0;
-	double pct = total > 0 ? 100.0 * (double)(done > total ? total : done) / (double)total : 100.0;
-	double eta = rate > 0 && target > position ? (double)(target - position) / rate : 0;
-	if (p->tty) {
-		char bar[31];
-		int filled = (int)(pct * 30 / 100);
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < filled ? '#' : '-';
-		bar[30] = '\0';
-		fprintf(stderr, "\r%s [%s] %3.0f%%  %llu/%llu  %.0f events/s  ETA %.0fs   %s", p->what, bar,
-		        pct, (unsigned long long)position, (unsigned long long)target, rate, eta,
-		        final ? "\n" : "");
-	} else {
-		fprintf(stderr, "%s: %llu/%llu (%.0f%%), %.0f events/s, ETA %.0f s\n", p->what,
-		        (unsigned long long)position, (unsigned long long)target, pct, rate, eta);
-	}
-	fflush(stderr);
-}
-
 static uint64_t stream_last(proj_runner *r)
 {
 	uint64_t lag = 0;
@@ -124,8 +80,8 @@ static orn_rc run_to(es_store *store, proj_env *env, proj_models *m, uint64_t st
 	orn_rc rc = proj_runner_start(store, env, m->defs, PROJ_MODEL_COUNT, &ro, &r);
 	if (rc != ORN_OK)
 		return rc;
-	progress p = {what, isatty(STDERR_FILENO) == 1, a->quiet, orn_monotonic_ns(),
-	              0,    proj_runner_position(r)};
+	cli_progress p;
+	cli_progress_init(&p, what, a->quiet, proj_runner_position(r));
 	uint64_t target = stop_at != 0 ? stop_at : stream_last(r);
 	for (;;) {
 		uint64_t pos = proj_runner_position(r);
@@ -143,14 +99,14 @@ static orn_rc run_to(es_store *store, proj_env *env, proj_models *m, uint64_t st
 		}
 		if (stop_at != 0 && pos >= stop_at)
 			break;
-		progress_show(&p, pos, target, false);
+		cli_progress_show(&p, pos, target, false);
 		if (proj_runner_wait(r, pos + 1, TICK_MS) == ORN_EUNAVAILABLE) {
 			rc = ORN_EUNAVAILABLE;
 			break;
 		}
 	}
 	*position = proj_runner_position(r);
-	progress_show(&p, *position, *position > target ? *position : target, true);
+	cli_progress_show(&p, *position, *position > target ? *position : target, true);
 	proj_runner_stop(r);
 	return rc;
 }
@@ -216,7 +172,7 @@ static int rebuild_switch(es_store *store, const orn_config *cfg, const rebuild_
 	printf("rebuilt %s up to stream sequence %llu in %.1f s: %s\n"
 	       "a running projector switches to it within a second\n",
 	       a->projection ? a->projection : "all projections", (unsigned long long)position,
-	       seconds_since(start), target);
+	       cli_seconds_since(start), target);
 	return 0;
 }
 

@@ -30,6 +30,10 @@
  * order id as reservation id), so a reservation without a live order behind
  * it (an admin or API reserve, a release the saga never sent) is reported
  * with its id, as is a live order whose stock the item does not hold.
+ * Levels the stock decider can never reach are reported per item with their
+ * own explanation, whatever the other views say: on hand below zero, and more
+ * units reserved than on hand (an oversell, as two commits decided on one
+ * state leave it: ADR 015).
  * Orders reach no status past confirmed, cancelled or payment_failed
  * (order.h), so a finished order keeps only its status here: the fold stays
  * small however long the history. */
@@ -45,6 +49,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "order.h"
+#include "progress.h"
 #include "proj_env.h"
 #include "projector.h"
 #include "stock.h"
@@ -95,7 +100,7 @@ typedef struct verify {
 	bool with_model;     /* false: --no-read-model, events and live orders only */
 } verify;
 
-enum { RANK_ON_HAND, RANK_RESERVED, RANK_RESERVATION, RANK_LOW_STOCK, RANK_UNREADABLE };
+enum { RANK_IMPOSSIBLE, RANK_ON_HAND, RANK_RESERVED, RANK_RESERVATION, RANK_LOW_STOCK, RANK_UNREADABLE };
 
 /* ---- the fold ----------------------------------------------------------- */
 
@@ -383,12 +388,49 @@ static orn_rc check_holds(verify *v, vs_item *it)
 	return ORN_OK;
 }
 
+/* Reports the levels the stock decider can never reach (ADR 002): on hand
+ * below zero, or more units reserved than on hand (an oversell, as two
+ * commits decided on one state leave it). The events are the truth here; the
+ * read model's value is shown beside them. */
+static orn_rc check_possible(verify *v, const vs_item *it, bool has_model)
+{
+	const stock_state *s = &it->state;
+	if (s->on_hand < 0) {
+		vs_diff *d = diff_add(v, it->id, RANK_IMPOSSIBLE, "on_hand_below_zero");
+		if (d == NULL)
+			return ORN_ENOMEM;
+		d->has_events = true;
+		d->events = s->on_hand;
+		d->has_model = has_model;
+		d->model = has_model ? it->level.on_hand : 0;
+		snprintf(d->note, sizeof d->note,
+		         "impossible: the stock decider never takes on hand below 0");
+	}
+	if (s->reserved > s->on_hand) {
+		vs_diff *d = diff_add(v, it->id, RANK_IMPOSSIBLE, "reserved_above_on_hand");
+		if (d == NULL)
+			return ORN_ENOMEM;
+		d->has_events = true;
+		d->events = s->reserved;
+		d->has_model = has_model;
+		d->model = has_model ? it->level.reserved : 0;
+		snprintf(d->note, sizeof d->note,
+		         "impossible: on hand %lld, %lld units reserved beyond it: an oversell, see orion "
+		         "verify-log",
+		         (long long)s->on_hand, (long long)(s->reserved - s->on_hand));
+	}
+	return ORN_OK;
+}
+
 /* Compares one item's totals across the three views. */
 static orn_rc check_item(verify *v, vs_item *it)
 {
 	bool has_events = it->folded && it->state.exists;
 	bool has_model = it->in_model && !it->model_moved;
 	int64_t events_reserved = has_events ? it->state.reserved : 0;
+	orn_rc rc = has_events ? check_possible(v, it, has_model && v->with_model) : ORN_OK;
+	if (rc != ORN_OK)
+		return rc;
 	if (has_events || it->in_model || it->live != 0)
 		v->compared++;
 	if (it->model_moved)
@@ -562,19 +604,6 @@ static void verify_dispose(verify *v)
 	free(v->diffs);
 }
 
-/* The stream's last sequence (out param). */
-static orn_rc stream_last_seq(es_store *store, uint64_t *out)
-{
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	*out = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return ORN_OK;
-}
-
 /* Opens the model at <data dir>/lmdb; it must exist (never created here). */
 static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory **inv)
 {
@@ -646,7 +675,7 @@ int cli_verify_stock(int argc, char **argv, const orn_config *cfg)
 		log_error("cannot read the inventory read model", "error", orn_strerror(rc));
 		goto done;
 	}
-	if ((rc = stream_last_seq(store, &stream_last)) != ORN_OK) {
+	if ((rc = cli_stream_last_seq(store, &stream_last)) != ORN_OK) {
 		log_error("cannot read the event stream's state", "error", orn_strerror(rc));
 		goto done;
 	}

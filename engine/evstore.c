@@ -781,8 +781,10 @@ static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **
 		*out = h;
 		return ORN_OK;
 	}
-	if (hmap_count(sc->heads) >= ES_CHAIN_HEADS_MAX)
-		heads_clear(sc->heads); /* forgotten heads are looked up again */
+	if (hmap_count(sc->heads) >= ES_CHAIN_HEADS_MAX) {
+		heads_clear(sc->heads);
+		sc->from_start = false; /* forgotten heads are looked up again */
+	}
 	if ((h = calloc(1, sizeof *h)) == NULL)
 		return ORN_ENOMEM;
 	if ((!sc->from_start && (rc = chain_before(sc->s, subject, seq, &h->last_valid)) != ORN_OK) ||

@@ -116,7 +116,10 @@ typedef struct es_append_result {
  * NULL or "": none), so a resend of the same attempt is de-duplicated and an
  * attempt on a later position is not. Some possible errors are: ORN_ECONFLICT (another commit
  * came first: reload and decide again), ORN_ETIMEOUT (the outcome is
- * unknown: reload and look for the command), ORN_EUNAVAILABLE, ORN_EINVAL. */
+ * unknown: reload and look for the command), ORN_EUNAVAILABLE, ORN_EINVAL.
+ * at must be a position read from the stream (a valid version and the last
+ * sequence after it): the confirmation trusts that the commits between
+ * them are void. */
 orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_position *at,
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 

@@ -2,9 +2,10 @@
  * and orders made by the real stock, cart and order actors and the checkout
  * saga, the inventory read model fed by a real projector in <data dir>/lmdb,
  * and the orion binary run as an operator runs it. A consistent shop
- * verifies clean; a stray StockReserved with no order behind it, and a
- * tampered read model record, are reported; a lagging read model is compared
- * at its checkpoint, not against events it has not seen. */
+ * verifies clean; a stray StockReserved with no order behind it, a tampered
+ * read model record, and an oversell left by two commits from before the
+ * commit chain (reserved above on hand) are reported; a lagging read model
+ * is compared at its checkpoint, not against events it has not seen. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <lmdb.h>
@@ -17,6 +18,7 @@
 #include "actor.h"
 #include "cart.h"
 #include "checkout_world.h"
+#include "crafted_log.h"
 #include "harness.h"
 #include "inventory.h"
 #include "log.h"
@@ -438,6 +440,59 @@ Test(verify_stock, a_tampered_read_model_record_is_reported, .init = start_all, 
 	/* the original, untouched, still verifies clean */
 	code = run_verify(data_dir, "", &out);
 	cr_expect_eq(code, 0, "%s", out);
+	free(out);
+}
+
+/* A StockReserved of quantity for rid with no levels, as old commits have it. */
+static tcl_event reserved_event(const char *rid, int64_t quantity)
+{
+	stock_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.kind = STOCK_RESERVED;
+	snprintf(ev.reservation_id, sizeof ev.reservation_id, "%s", rid);
+	ev.quantity = quantity;
+	return tcl_stock(&ev);
+}
+
+Test(verify_stock, an_oversell_from_before_the_commit_chain_is_reported, .init = start_all, .fini = stop_all,
+     .timeout = 180)
+{
+	char *out = NULL;
+	make_shop();
+	/* p-over has 5 units; two reserves decided on that one state (4 and 3),
+	 * written before commits recorded their version, both count */
+	tcl_log *log = tcl_create(world.store);
+	stock_event created;
+	memset(&created, 0, sizeof created);
+	created.kind = STOCK_CREATED;
+	created.quantity = 5;
+	tcl_valid(log, STOCK_AGGREGATE, "p-over", (tcl_event[]){tcl_stock(&created)}, 1);
+	tcl_legacy(log, STOCK_AGGREGATE, "p-over", (tcl_event[]){reserved_event("race-1", 4)}, 1);
+	uint64_t seq =
+	        tcl_legacy(log, STOCK_AGGREGATE, "p-over", (tcl_event[]){reserved_event("race-2", 3)}, 1);
+	tcl_destroy(log);
+	cr_assert_eq(proj_runner_wait(runner, seq, WAIT_MS), ORN_OK);
+
+	int code = run_verify(data_dir, "", &out);
+	cr_assert_eq(code, 1, "exit %d, output:\n%s", code, out);
+	cr_expect_not_null(strstr(out, "p-over reserved_above_on_hand: events 7, read model 7, live orders - "
+	                               "(impossible: on hand 5, 2 units reserved beyond it: an oversell, see "
+	                               "orion verify-log)\n"),
+	                   "%s", out);
+	cr_expect_null(strstr(out, "p-a reserved_above"), "%s", out);
+	free(out);
+
+	code = run_verify(data_dir, "--no-read-model --json", &out);
+	cr_assert_eq(code, 1, "%s", out);
+	json_error_t err;
+	json_t *line = json_loads(out, JSON_DISABLE_EOF_CHECK, &err);
+	cr_assert_not_null(line, "%s", err.text);
+	cr_expect_str_eq(json_string_value(json_object_get(line, "item")), "p-over");
+	cr_expect_str_eq(json_string_value(json_object_get(line, "field")), "reserved_above_on_hand",
+	                 "ranked first for its item: %s", out);
+	cr_expect_eq(json_integer_value(json_object_get(line, "events")), 7);
+	cr_expect(json_is_null(json_object_get(line, "read_model")), "--no-read-model");
+	json_decref(line);
 	free(out);
 }
 

@@ -110,6 +110,42 @@ const char *th_orion_bin(void)
 	return bin;
 }
 
+int th_run_orion(const char *env, const char *args, const char *stderr_path, char **out)
+{
+	const char *tmp = getenv("TMPDIR");
+	char out_path[512];
+	snprintf(out_path, sizeof out_path, "%s/orion-run-XXXXXX",
+	         tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	int fd = mkstemp(out_path);
+	cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+	close(fd);
+	size_t cap =
+	        strlen(env ? env : "") + strlen(th_orion_bin()) + strlen(args) + strlen(stderr_path) + 64;
+	char *cmd = malloc(cap + sizeof out_path);
+	cr_assert_not_null(cmd);
+	snprintf(cmd, cap + sizeof out_path, "%s '%s' %s > '%s' 2>> '%s'", env ? env : "", th_orion_bin(),
+	         args, out_path, stderr_path);
+	int status = system(cmd);
+	free(cmd);
+	cr_assert(status != -1 && WIFEXITED(status), "orion %s did not exit", args);
+	if (out != NULL) {
+		FILE *f = fopen(out_path, "r");
+		cr_assert_not_null(f);
+		cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+		long size = ftell(f);
+		cr_assert_geq(size, 0);
+		rewind(f);
+		char *text = malloc((size_t)size + 1);
+		cr_assert_not_null(text);
+		size_t n = fread(text, 1, (size_t)size, f);
+		text[n] = '\0';
+		fclose(f);
+		*out = text;
+	}
+	unlink(out_path);
+	return WEXITSTATUS(status);
+}
+
 pid_t th_spawn(char *const argv[], char *const envp_extra[], const char *log_path)
 {
 	cr_assert(argv && argv[0]);

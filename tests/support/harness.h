@@ -33,6 +33,13 @@ void th_natsd_stop(natsd *d);
  * Asserts that it is set. */
 const char *th_orion_bin(void);
 
+/* Runs `<env> $ORION_BIN <args>` through the shell (env: "KEY='value' ..."
+ * assignments, may be NULL; args shell words), stderr appended to
+ * stderr_path. *out (may be NULL) receives all of stdout, malloc'd and
+ * NUL-terminated. Returns the exit code; asserts that the
+ * command ran and exited. */
+int th_run_orion(const char *env, const char *args, const char *stderr_path, char **out);
+
 /* Starts argv[0] (looked up on PATH if it has no '/') with the current
  * environment plus envp_extra ("KEY=value" strings, NULL-terminated, may be
  * NULL; they override variables of the same name). stdin is /dev/null; stdout
