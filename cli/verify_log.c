@@ -738,6 +738,7 @@ static int usage(FILE *out, const char *message)
 	        "  --strict  void commits count as findings too\n"
 	        "  --to SEQ  stop at stream sequence SEQ\n"
 	        "  --quiet   no progress on stderr\n"
+	        "  -h, --help  this text\n"
 	        "  exit 0: no impossible state (and, with --strict, no void commit); 1: some; 2: errors\n");
 	return message != NULL ? 2 : 0;
 }
