@@ -969,6 +969,7 @@ const act_kind order_kind = {
         .snapshot = order_snapshot,
         .restore = order_restore,
         .view = order_view,
+        .copyable = true,
 };
 
 void order_id_for(const char *customer, const char *key, uint64_t cart_version, char out[ORDER_ID_MAX])

@@ -21,14 +21,14 @@
 #include "user.h"
 
 /* Encodes a payload with enc and sends it as command type to aggregate/id. */
-static orn_rc send_command(natsConnection *nc, const char *aggregate, const char *id, const char *type,
+static orn_rc send_command(es_store *store, const char *aggregate, const char *id, const char *type,
                            const mp_writer *payload, const char *command_id, bus_reply *out)
 {
 	env_envelope cmd;
 	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, NULL, "cli",
 	                             mp_writer_data(payload), mp_writer_size(payload));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, aggregate, id, &cmd, 10000, out);
+		rc = bus_send(store, aggregate, id, &cmd, 10000, out);
 	return rc;
 }
 
@@ -38,7 +38,7 @@ static bool done_or_exists(const bus_reply *r)
 	return r->outcome == BUS_ACCEPTED || (r->outcome == BUS_REJECTED && strcmp(r->code, "exists") == 0);
 }
 
-orn_rc cli_create_user(natsConnection *nc, const char *email, const char *password, const char *name,
+orn_rc cli_create_user(es_store *store, const char *email, const char *password, const char *name,
                        user_role role, bool *created)
 {
 	user_command c;
@@ -67,7 +67,7 @@ orn_rc cli_create_user(natsConnection *nc, const char *email, const char *passwo
 	if ((rc = user_command_encode(w, &c)) != ORN_OK)
 		goto done;
 	snprintf(command_id, sizeof command_id, "register:%s", key);
-	if ((rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
+	if ((rc = send_command(store, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
 	    ORN_OK)
 		goto done;
 	if (!done_or_exists(&r)) {
@@ -84,13 +84,13 @@ done:
 }
 
 /* One step of a product creation: encodes and sends, expects done_or_exists. */
-static orn_rc product_step(natsConnection *nc, const char *aggregate, const char *id, const char *type,
+static orn_rc product_step(es_store *store, const char *aggregate, const char *id, const char *type,
                            mp_writer *w, const char *product_id, const char *step)
 {
 	char command_id[160];
 	bus_reply r;
 	snprintf(command_id, sizeof command_id, "create-product:%s:%s", product_id, step);
-	orn_rc rc = send_command(nc, aggregate, id, type, w, command_id, &r);
+	orn_rc rc = send_command(store, aggregate, id, type, w, command_id, &r);
 	if (rc != ORN_OK)
 		return rc;
 	if (!done_or_exists(&r)) {
@@ -102,7 +102,7 @@ static orn_rc product_step(natsConnection *nc, const char *aggregate, const char
 	return rc;
 }
 
-orn_rc cli_create_product(natsConnection *nc, const char *product_id, const product_fields *fields,
+orn_rc cli_create_product(es_store *store, const char *product_id, const product_fields *fields,
                           int64_t initial_stock)
 {
 	char sku_key[80];
@@ -116,30 +116,30 @@ orn_rc cli_create_product(natsConnection *nc, const char *product_id, const prod
 	sku_command claim = {.kind = SKU_CLAIM};
 	snprintf(claim.product_id, sizeof claim.product_id, "%s", product_id);
 	if ((rc = sku_command_encode(w, &claim)) != ORN_OK ||
-	    (rc = product_step(nc, SKU_AGGREGATE, sku_key, sku_command_type(SKU_CLAIM), w, product_id,
+	    (rc = product_step(store, SKU_AGGREGATE, sku_key, sku_command_type(SKU_CLAIM), w, product_id,
 	                       "claim")) != ORN_OK)
 		goto done;
 	/* 2. the product */
 	product_command create = {.kind = PRODUCT_CREATE, .fields = *fields};
 	mp_writer_reset(w);
 	if ((rc = product_command_encode(w, &create)) == ORN_OK)
-		rc = product_step(nc, PRODUCT_AGGREGATE, product_id, product_command_type(PRODUCT_CREATE), w,
-		                  product_id, "create");
+		rc = product_step(store, PRODUCT_AGGREGATE, product_id, product_command_type(PRODUCT_CREATE),
+		                  w, product_id, "create");
 	if (rc != ORN_OK) {
 		/* compensation: give the sku back */
 		sku_command release = {.kind = SKU_RELEASE};
 		snprintf(release.product_id, sizeof release.product_id, "%s", product_id);
 		mp_writer_reset(w);
 		if (sku_command_encode(w, &release) == ORN_OK)
-			product_step(nc, SKU_AGGREGATE, sku_key, sku_command_type(SKU_RELEASE), w, product_id,
-			             "release");
+			product_step(store, SKU_AGGREGATE, sku_key, sku_command_type(SKU_RELEASE), w,
+			             product_id, "release");
 		goto done;
 	}
 	/* 3. its stock item, under the same id */
 	stock_command stock = {.kind = STOCK_CREATE, .quantity = initial_stock};
 	mp_writer_reset(w);
 	if ((rc = stock_command_encode(w, &stock)) == ORN_OK)
-		rc = product_step(nc, STOCK_AGGREGATE, product_id, stock_command_type(STOCK_CREATE), w,
+		rc = product_step(store, STOCK_AGGREGATE, product_id, stock_command_type(STOCK_CREATE), w,
 		                  product_id, "stock");
 done:
 	mp_writer_destroy(w);
@@ -189,7 +189,7 @@ static const struct demo_product {
         {"games", "Cooperative Game", "Everyone wins or loses together.", 3900, 18},
 };
 
-orn_rc cli_seed_demo(natsConnection *nc, unsigned *count)
+orn_rc cli_seed_demo(es_store *store, unsigned *count)
 {
 	*count = 0;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(demo); i++) {
@@ -203,7 +203,7 @@ orn_rc cli_seed_demo(natsConnection *nc, unsigned *count)
 		snprintf(f.currency, sizeof f.currency, "EUR");
 		snprintf(f.category, sizeof f.category, "%s", demo[i].category);
 		f.price_cents = demo[i].price_cents;
-		orn_rc rc = cli_create_product(nc, product_id, &f, demo[i].stock);
+		orn_rc rc = cli_create_product(store, product_id, &f, demo[i].stock);
 		if (rc != ORN_OK)
 			return rc;
 		(*count)++;
@@ -260,7 +260,7 @@ static void verb_help(FILE *out, const char *verb)
 		account_help(out, verb);
 }
 
-orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply)
+orn_rc cli_user_command(es_store *store, const char *email, const user_command *c, bus_reply *reply)
 {
 	char key[USER_KEY_MAX], command_id[64];
 	unsigned char random[12];
@@ -272,7 +272,8 @@ orn_rc cli_user_command(natsConnection *nc, const char *email, const user_comman
 	memcpy(command_id, "cli:", 4);
 	sodium_bin2hex(command_id + 4, sizeof command_id - 4, random, sizeof random);
 	if (rc == ORN_OK)
-		rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c->kind), w, command_id, reply);
+		rc = send_command(store, USER_AGGREGATE, key, user_command_type(c->kind), w, command_id,
+		                  reply);
 	mp_writer_destroy(w);
 	return rc;
 }
@@ -280,12 +281,12 @@ orn_rc cli_user_command(natsConnection *nc, const char *email, const user_comman
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
  * --email E` (ADR 021): one command to the account; 0 when accepted (or the
  * role was that already), 1 when refused, 3 when no service answered. */
-static int admin_account_command(natsConnection *nc, const char *verb, const char *email, user_role role)
+static int admin_account_command(es_store *store, const char *verb, const char *email, user_role role)
 {
 	user_command c = {.kind = strcmp(verb, "set-role") == 0 ? USER_CHANGE_ROLE : USER_REVOKE_TOKENS};
 	bus_reply r;
 	c.fields.role = role;
-	if (cli_user_command(nc, email, &c, &r) != ORN_OK) {
+	if (cli_user_command(store, email, &c, &r) != ORN_OK) {
 		fprintf(stderr, "orion admin: no user service answered\n");
 		return 3;
 	}
@@ -351,24 +352,25 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		        cfg->data_dir);
 		return 3;
 	}
-	natsConnection *nc = NULL;
+	es_store *store = NULL;
 	bool created = false;
 	int status = 3;
 	if (!create) {
-		status = cli_nats_connect(cfg, url, &nc) == ORN_OK
-		                 ? admin_account_command(nc, verb, email, role)
+		status = cli_open_store(cfg, url, &store) == ORN_OK
+		                 ? admin_account_command(store, verb, email, role)
 		                 : 3;
-		natsConnection_Destroy(nc);
+		es_store_close(store);
 		return status;
 	}
-	if (cli_nats_connect(cfg, url, &nc) == ORN_OK &&
-	    cli_create_user(nc, email, password, name ? name : "Administrator", role, &created) == ORN_OK) {
+	if (cli_open_store(cfg, url, &store) == ORN_OK &&
+	    cli_create_user(store, email, password, name ? name : "Administrator", role, &created) ==
+	            ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
 		status = 0;
 	} else {
 		fprintf(stderr, "orion admin: the user could not be created (see the log)\n");
 	}
-	natsConnection_Destroy(nc);
+	es_store_close(store);
 	return status;
 usage:
 	verb_help(stderr, verb);

@@ -4,7 +4,7 @@
 #ifndef ORION_CLI_ADMIN_H
 #define ORION_CLI_ADMIN_H
 
-#include <nats/nats.h>
+#include "evstore.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -15,22 +15,22 @@
 
 /* Registers a user (Argon2id hash of password, a random public id). *created
  * is false if the email was registered already. */
-orn_rc cli_create_user(natsConnection *nc, const char *email, const char *password, const char *name,
+orn_rc cli_create_user(es_store *store, const char *email, const char *password, const char *name,
                        user_role role, bool *created);
 
 /* Claims the sku, creates the product and its stock item (same id); gives the
  * sku back if the product cannot be created. ORN_EEXISTS if another product
  * holds the sku. */
-orn_rc cli_create_product(natsConnection *nc, const char *product_id, const product_fields *fields,
+orn_rc cli_create_product(es_store *store, const char *product_id, const product_fields *fields,
                           int64_t initial_stock);
 
 /* Creates the demo catalog (36 products in 6 categories, with stock);
  * *count receives the number of products in place. */
-orn_rc cli_seed_demo(natsConnection *nc, unsigned *count);
+orn_rc cli_seed_demo(es_store *store, unsigned *count);
 
 /* Sends one user command c to the account of email (a fresh command id) and
  * waits for the reply (*reply; bus_reply_dispose it on ORN_OK). */
-orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply);
+orn_rc cli_user_command(es_store *store, const char *email, const user_command *c, bus_reply *reply);
 
 /* `orion admin create-user ...`, `set-role`, `revoke-tokens`. */
 int cli_admin(int argc, char **argv, const orn_config *cfg);

@@ -281,27 +281,25 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 	return rc;
 }
 
-orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out)
+orn_rc cli_open_store(const orn_config *cfg, const char *url, es_store **out)
 {
 	na_credentials creds;
 	na_conn auth;
-	natsOptions *opts = NULL;
 	bool enabled = false;
 	orn_rc rc = cli_nats_credentials(cfg, false, &creds, &enabled);
-	if (rc != ORN_OK)
-		goto done;
-	cli_nats_conn(cfg, enabled ? &creds : NULL, NA_OPS, &auth);
-	if (natsOptions_Create(&opts) != NATS_OK) {
-		rc = ORN_ENOMEM;
-		goto done;
+	*out = NULL;
+	if (rc == ORN_OK) {
+		cli_nats_conn(cfg, enabled ? &creds : NULL, NA_OPS, &auth);
+		es_options eo;
+		es_options_init(&eo);
+		eo.url = url;
+		eo.name = "orion-cli";
+		eo.replicas = cfg->stream_replicas;
+		eo.timeout_ms = cfg->command_timeout_ms;
+		eo.create_streams = false; /* a tool of a running shop: its streams are there */
+		eo.auth = &auth;
+		rc = es_store_open(&eo, out);
 	}
-	if ((rc = es_nats_options_set_url(opts, url)) != ORN_OK ||
-	    (rc = na_conn_apply(&auth, opts)) != ORN_OK)
-		goto done;
-	if (natsConnection_Connect(out, opts) != NATS_OK)
-		rc = ORN_EUNAVAILABLE;
-done:
-	natsOptions_Destroy(opts);
 	na_credentials_wipe(&creds);
 	return rc;
 }

@@ -51,8 +51,9 @@ orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner,
 orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
                          es_store **store);
 
-/* A plain connection to url as the ops user (if any) with ORION_NATS_TLS_*. */
-orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out);
+/* A store on url as the ops user (if any) with ORION_NATS_TLS_*, for the
+ * tools that send commands to a running shop (it verifies the streams). */
+orn_rc cli_open_store(const orn_config *cfg, const char *url, es_store **out);
 
 /* `orion nats-config` (cli/nats_config.c): prints the nats-server
  * authorization block for the credentials file given or configured. */

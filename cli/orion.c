@@ -574,14 +574,14 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 		        cfg->data_dir);
 		return 3;
 	}
-	natsConnection *nc = NULL;
+	es_store *store = NULL;
 	mp_writer *payload = mp_writer_create();
 	env_envelope cmd;
 	bus_reply reply;
 	int status = 3;
 	uint8_t nil = 0xc0;
 	snprintf(command_id, sizeof command_id, "cli-%lld-%d", (long long)orn_now_ms(), (int)getpid());
-	if (payload == NULL || cli_nats_connect(cfg, url, &nc) != ORN_OK) {
+	if (payload == NULL || cli_open_store(cfg, url, &store) != ORN_OK) {
 		fprintf(stderr, "orion stock: cannot connect to %s\n", url);
 		goto done;
 	}
@@ -592,7 +592,7 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 		rc = bus_command_init(&cmd, stock_command_type(c.kind), orn_now_ms(), command_id, NULL, "cli",
 		                      mp_writer_data(payload), mp_writer_size(payload));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, argv[0], &cmd, cfg->command_timeout_ms, &reply);
+		rc = bus_send(store, STOCK_AGGREGATE, argv[0], &cmd, cfg->command_timeout_ms, &reply);
 	if (rc != ORN_OK) {
 		fprintf(stderr, "orion stock: %s\n", orn_strerror(rc));
 		goto done;
@@ -602,7 +602,7 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 	bus_reply_dispose(&reply);
 done:
 	mp_writer_destroy(payload);
-	natsConnection_Destroy(nc);
+	es_store_close(store);
 	return status;
 }
 

@@ -31,6 +31,7 @@
 #include "cart.h"
 #include "catalog.h"
 #include "inventory.h"
+#include "kit.h"
 #include "log.h"
 #include "mail.h"
 #include "mail_log.h"
@@ -39,7 +40,7 @@
 #include "order.h"
 #include "order_token.h"
 #include "payment.h"
-#include "payment_service.h"
+#include "pay.h"
 #include "product.h"
 #include "proj_env.h"
 #include "psp_sandbox.h"
@@ -60,11 +61,11 @@
 static const struct {
 	const char *role;
 	const act_kind *kind;
-} kinds[] = {
-        {"stock", &stock_kind},     {"product", &product_kind}, {"product", &sku_kind},
-        {"user", &user_kind},       {"cart", &cart_kind},       {"order", &order_kind},
-        {"payment", &payment_kind}, {"mail", &mail_log_kind}, /* RequestResend on the delivery logs (ADR 023)
-                                                               */
+} kinds[] =
+        {
+                {"stock", &stock_kind},   {"product", &product_kind}, {"product", &sku_kind},
+                {"user", &user_kind},     {"cart", &cart_kind},       {"order", &order_kind},
+                {"mail", &mail_log_kind}, /* RequestResend on the delivery logs (ADR 023) */
 };
 
 const struct act_kind *cli_serve_kind(size_t i)
@@ -103,7 +104,8 @@ typedef struct serve_state {
 	bool auth;                            /* every role connects as its own user */
 	es_store *role_stores[NA_ROLE_COUNT]; /* with auth: the connection of each role */
 	psp_sandbox *psp;
-	payment_service *payment;
+	pay_service *payment;
+	kit_hub *hub; /* what the side-effect roles of this process share (kit.h) */
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -261,6 +263,9 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 {
 	char state_dir[ORN_CONFIG_STR_MAX + 32], maildir[ORN_CONFIG_STR_MAX + 32];
 	orn_rc rc = ORN_OK;
+	if ((rc = kit_hub_create(st->store, &st->hub)) != ORN_OK)
+		return rc;
+	kit_hub_gather(st->hub); /* one follower per filter for the sweepers of every role here */
 	if (list_has(roles, "checkout")) {
 		saga_options so;
 		saga_options_init(&so);
@@ -268,7 +273,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		so.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		if ((rc = open_role_store(st, NA_CHECKOUT, "orion-checkout", &st->checkout_store)) != ORN_OK)
 			return rc;
-		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
+		if ((rc = saga_start(st->checkout_store, st->hub, &so, &st->checkout)) != ORN_OK) {
 			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
 			return rc;
 		}
@@ -309,12 +314,10 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 			        "the payment role needs ORION_PSP_URL, or the psp role in the same process");
 			return ORN_EINVAL;
 		}
-		payment_options pay;
-		payment_options_init(&pay);
-		snprintf(state_dir, sizeof state_dir, "%s/payment-state", st->cfg->data_dir);
+		pay_options pay;
+		pay_options_init(&pay);
 		pay.psp_url = psp_url;
 		pay.psp_key = st->cfg->psp_key;
-		pay.state_dir = state_dir;
 		pay.command_timeout_ms = st->cfg->command_timeout_ms;
 		pay.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		/* The gateway waits payment_timeout_ms: answer well before it gives up. */
@@ -322,7 +325,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		        st->cfg->payment_timeout_ms > 6000 ? st->cfg->payment_timeout_ms - 5000 : 1000;
 		if ((rc = open_role_store(st, NA_PAYMENT, "orion-payment", &st->payment_store)) != ORN_OK)
 			return rc;
-		if ((rc = payment_start(st->payment_store, &pay, &st->payment)) != ORN_OK) {
+		if ((rc = pay_start(st->payment_store, st->hub, &pay, &st->payment)) != ORN_OK) {
 			log_error("cannot start the payment service", "error", orn_strerror(rc));
 			return rc;
 		}
@@ -353,14 +356,14 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		mo.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
 		rc = open_role_store(st, NA_MAIL, "orion-mail", &st->mail_store);
 		if (rc == ORN_OK)
-			rc = mail_start(st->mail_store, &mo, &st->mail);
+			rc = mail_start(st->mail_store, st->hub, &mo, &st->mail);
 		sodium_memzero(mo.token_key, sizeof mo.token_key);
 		if (rc != ORN_OK) {
 			log_error("cannot start the mail actor", "error", orn_strerror(rc));
 			return rc;
 		}
 	}
-	return ORN_OK;
+	return kit_hub_start(st->hub);
 }
 
 /* GET /readyz: every role of this process can serve (readiness_refresh).
@@ -390,8 +393,7 @@ static void handle_readyz(gw_request *r, void *arg)
  * Called by the monitor thread only, which starts once every role has. */
 static void readiness_refresh(serve_state *st)
 {
-	natsConnection *nc = es_store_connection(st->store);
-	bool connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+	bool connected = es_store_connected(st->store);
 	atomic_store(&st->nats_connected, connected);
 	if (st->runner != NULL) {
 		uint64_t head = 0;
@@ -410,9 +412,9 @@ static void readiness_refresh(serve_state *st)
 		atomic_store(&st->projection_lag, 0);
 		atomic_store(&st->caught_up, true);
 	}
-	atomic_store(&st->consumers_bound,
-	             (st->checkout == NULL || saga_consumer_bound(st->checkout)) &&
-	                     (st->payment == NULL || payment_consumer_bound(st->payment)));
+	atomic_store(&st->consumers_bound, (st->checkout == NULL || saga_consumer_bound(st->checkout)) &&
+	                                           (st->payment == NULL || pay_bound(st->payment)) &&
+	                                           (st->mail == NULL || mail_bound(st->mail)));
 }
 
 static void *monitor_main(void *arg)
@@ -703,7 +705,7 @@ static void stop_together(stop_job *jobs, size_t count)
 static void stop_payment(serve_state *st, size_t index)
 {
 	(void)index;
-	payment_stop(st->payment);
+	pay_stop(st->payment);
 	psp_sandbox_stop(st->psp); /* after the payment role, its only caller here */
 	es_store_close(st->payment_store);
 }
@@ -788,6 +790,7 @@ static void stop_all(serve_state *st)
 	                      {stop_timers, 0, st, 0, false},
 	                      {stop_checkout, 0, st, 0, false}};
 	stop_together(senders, ORN_ARRAY_LEN(senders));
+	kit_hub_destroy(st->hub); /* every role that shared it stopped */
 
 	stop_job answerers[MAX_KINDS + 1] = {{stop_projector, 0, st, 0, false}};
 	for (size_t i = 0; i < MAX_KINDS; i++)
@@ -846,7 +849,7 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 {
 	char email[128] = "", password[128] = "";
 	const char *env_email = getenv("ORION_ADMIN_EMAIL"), *env_password = getenv("ORION_ADMIN_PASSWORD");
-	natsConnection *nc = es_store_connection(st->store);
+	es_store *store = st->store;
 	orn_rc rc = ORN_OK;
 	bool created = false;
 	if (env_email != NULL && env_password != NULL && env_email[0] != '\0') {
@@ -858,8 +861,8 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if ((rc = cli_create_user(nc, email, password, "Administrator", USER_ROLE_ADMIN, &created)) !=
-		    ORN_OK) {
+		if ((rc = cli_create_user(store, email, password, "Administrator", USER_ROLE_ADMIN,
+		                          &created)) != ORN_OK) {
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
 		}
@@ -869,7 +872,7 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 	}
 	if (demo) {
 		unsigned count = 0;
-		if ((rc = cli_seed_demo(nc, &count)) != ORN_OK) {
+		if ((rc = cli_seed_demo(store, &count)) != ORN_OK) {
 			log_error("cannot seed the demo catalog", "error", orn_strerror(rc));
 			goto done;
 		}

@@ -10,8 +10,9 @@
  * "<inbox>.a.<token>.<id>") → on the ack, ask for the subject's next commit
  * after at.last_seq (answer to "<inbox>.c.<token>.<id>") until the commit
  * is confirmed valid or found void → evolve and reply, or reload and decide
- * again. An append whose outcome stays unknown is resolved by looking for the
- * command's commit after at.version before anything is decided again. */
+ * again. A first commit (decided on no commit at all) needs no confirmation:
+ * the server checked its expected sequence 0 when it stored it. An append whose outcome stays unknown is
+ * resolved by looking for the command's commit after at.version before anything is decided again. */
 #include "actor.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "evstore-internal.h"
 #include "hashmap.h"
 #include "idem.h"
 #include "log.h"
@@ -600,24 +602,7 @@ static void reply_view(shard *sh, entry *e)
 /* Encodes the decision's events as one commit into e->commit. */
 static orn_rc encode_commit(shard *sh, entry *e)
 {
-	act_decision *d = sh->decision;
-	size_t count = act_decision_count(d);
-	mp_writer_reset(e->commit);
-	env_commit_begin(e->commit, (uint32_t)count);
-	for (size_t i = 0; i < count; i++) {
-		env_envelope ev;
-		orn_rc rc = act_decision_event(d, i, &ev);
-		if (rc != ORN_OK)
-			return rc;
-		ev.time_ms = e->cmd.time_ms > 0 ? e->cmd.time_ms : orn_now_ms();
-		memcpy(ev.correlation, e->cmd.correlation, sizeof ev.correlation);
-		memcpy(ev.causation, e->cmd.causation, sizeof ev.causation);
-		memcpy(ev.actor, e->cmd.actor, sizeof ev.actor);
-		memcpy(ev.request, e->cmd.request, sizeof ev.request);
-		if ((rc = env_encode(e->commit, &ev)) != ORN_OK)
-			return rc;
-	}
-	return mp_writer_status(e->commit);
+	return act_decision_commit(sh->decision, &e->cmd, orn_now_ms(), e->commit);
 }
 
 /* Whether another instance appended to e's aggregate since e's state was
@@ -983,7 +968,13 @@ static void on_appended(shard *sh, const work *w)
 	if (e == NULL)
 		return;
 	bool finished;
-	if (w->rc == ORN_OK) {
+	if (w->rc == ORN_OK && e->base.last_seq == 0) {
+		/* a first commit is valid once stored: the server checked the
+		 * expected sequence 0 when it stored it (evstore.h, es_commit.first) */
+		e->acked = w->result;
+		accept(sh, e);
+		finished = true;
+	} else if (w->rc == ORN_OK) {
 		e->acked = w->result;
 		es_confirm_init(&e->confirm, &e->base, w->result.seq);
 		finished = confirm_next(sh, e);

@@ -9,7 +9,7 @@
  * get, direct get, ordered consumers with their flow control), and the
  * consumers of the saga, payment and mail roles are durable pull consumers
  * (create, next, ack) that only their role may use. */
-#include "nats_auth.h"
+#include "nats_auth-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,8 +14,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <nats/nats.h>
-
 #include "orn.h"
 
 #define NA_USER_MAX     64
@@ -103,10 +101,5 @@ typedef struct na_conn {
 	const char *tls_cert; /* client certificate chain (with tls_key): mutual TLS */
 	const char *tls_key;
 } na_conn;
-
-/* Applies c (may be NULL: nothing) to opts: user info, and TLS (secure, CA,
- * client certificate) when any TLS file is set. ORN_EINVAL if a TLS file
- * cannot be loaded (its path is logged, never the password). */
-orn_rc na_conn_apply(const na_conn *c, natsOptions *opts);
 
 #endif

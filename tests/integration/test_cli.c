@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "nats_auth-internal.h"
+#include "bus-internal.h"
 #include "harness.h"
 #include "log.h"
 #include "nats_auth.h"
@@ -542,7 +544,7 @@ static void place_story_order(natsConnection *nc, const char *order_id, const ch
 	cr_assert_eq(bus_command_init(&cmd, ORDER_CMD_PLACE, now, "cli-story-place", "req-story", "test",
 	                              mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(bus_send_on(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "place: %s %s", r.code, r.detail);
 	bus_reply_dispose(&r);
 	mp_writer_destroy(w);

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 
+#include "bus-internal.h"
 #include "actor.h"
 #include "gw_bus.h"
 #include "gw_consistency.h"

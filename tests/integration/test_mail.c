@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "evstore-internal.h"
+#include "bus-internal.h"
 #include "actor.h"
 #include "bus.h"
 #include "harness.h"
@@ -46,6 +48,7 @@
 
 static natsd *server;
 static es_store *store;
+static kit_hub *hub;
 static act_runtime *orders;
 static mail_service *mail;
 static pid_t smtpd;
@@ -68,6 +71,7 @@ static void setup(void)
 	es_options_init(&eo);
 	eo.url = natsd_url(server);
 	cr_assert_eq(es_store_open(&eo, &store), ORN_OK);
+	cr_assert_eq(kit_hub_create(store, &hub), ORN_OK);
 	act_options ao;
 	act_options_init(&ao);
 	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &orders), ORN_OK);
@@ -88,6 +92,8 @@ static void teardown(void)
 	fake_smtp_stop();
 	act_runtime_stop(orders);
 	orders = NULL;
+	kit_hub_destroy(hub);
+	hub = NULL;
 	es_store_close(store);
 	store = NULL;
 	th_natsd_stop(server);
@@ -150,7 +156,7 @@ static void start_mail(const char *url, const char *maildir)
 	o.state_dir = state_dir;
 	o.retry_max_ms = 1000;
 	o.sweep_after_ms = sweep_after_ms;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_OK);
 }
 
 /* Stops the mail actor, deletes its durable consumer (MAIL_CONSUMER or
@@ -368,7 +374,7 @@ static void send_command(const char *order_id, const order_command *c, const cha
 	cr_assert_eq(bus_command_init(&cmd, order_command_type(c->kind), c->data.time_ms, command_id, NULL,
 	                              "test", mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(es_store_connection(store), ORDER_AGGREGATE, order_id, &cmd, 10000, &reply),
+	cr_assert_eq(bus_send_on(es_store_connection(store), ORDER_AGGREGATE, order_id, &cmd, 10000, &reply),
 	             ORN_OK);
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "%s on %s: %s %s", order_command_type(c->kind), order_id,
 	             reply.code, reply.detail);
@@ -835,18 +841,18 @@ Test(mail, bad_options_are_refused)
 	mail_options o;
 	mail_options_init(&o);
 	o.maildir = sink_dir;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* no state dir */
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL); /* no state dir */
 	cr_assert_null(mail);
 	o.state_dir = state_dir;
 	o.maildir = NULL;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* neither SMTP nor Maildir */
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL); /* neither SMTP nor Maildir */
 	o.maildir = sink_dir;
 	o.from = "shop@orion.test\r\nBcc: eve@evil.test";
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL);
 	o.from = "shop@orion.test";
 	o.public_url = "http://x\r\n";
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
-	cr_assert_eq(mail_start(NULL, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(NULL, hub, &o, &mail), ORN_EINVAL);
 	mail_stop(NULL);
 }
 

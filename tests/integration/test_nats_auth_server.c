@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "nats_auth-internal.h"
+#include "evstore-internal.h"
 #include "actor.h"
 #include "harness.h"
 #include "log.h"
@@ -191,7 +193,13 @@ Test(nats_auth, each_role_does_its_work_with_its_own_user)
 	natsSubscription *sub = NULL;
 	cr_assert_eq(es_durable_ensure(checkout, &saga), ORN_OK);
 	cr_assert_eq(es_durable_ensure(mail, &alerts), ORN_OK);
-	cr_assert_eq(es_durable_bind(mail, &alerts, &sub), ORN_OK);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Consumer = alerts.durable;
+	cr_assert_eq(js_PullSubscribe(&sub, es_store_jetstream(mail), alerts.filter, alerts.durable, NULL,
+	                              &so, NULL),
+	             NATS_OK);
 	natsMsgList list = {0};
 	cr_assert_eq(natsSubscription_Fetch(&list, sub, 1, WAIT_MS, NULL), NATS_OK);
 	cr_assert_eq(list.Count, 1);

@@ -1,4 +1,6 @@
 /* stock_client.c — stock commands over real NATS for integration tests. */
+#include "nats_auth-internal.h"
+#include "bus-internal.h"
 #include "stock_client.h"
 
 #include <criterion/criterion.h>
@@ -18,7 +20,7 @@ orn_rc tsc_send(natsConnection *nc, const char *item, const stock_command *c, co
 		rc = bus_command_init(&cmd, stock_command_type(c->kind), orn_now_ms(), command_id, NULL,
 		                      "test", mp_writer_data(w), mp_writer_size(w));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
+		rc = bus_send_on(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
 	mp_writer_destroy(w);
 	return rc;
 }
@@ -57,7 +59,7 @@ orn_rc tsc_get(natsConnection *nc, const char *item, int64_t *on_hand, int64_t *
 	snprintf(id, sizeof id, "get-%lld", (long long)orn_monotonic_ns());
 	orn_rc rc = bus_command_init(&cmd, BUS_CMD_GET, orn_now_ms(), id, NULL, "test", &nil, 1);
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, 10000, &reply);
+		rc = bus_send_on(nc, STOCK_AGGREGATE, item, &cmd, 10000, &reply);
 	if (rc != ORN_OK)
 		return rc;
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "Get failed: %s %s", reply.code, reply.detail);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nats_auth-internal.h"
 #include "nats_auth.h"
 
 static bool list_has(const char *const *list, const char *subject)
