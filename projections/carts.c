@@ -18,6 +18,7 @@
  * removed, so folding it twice would take out the same quantities again. */
 #include "carts.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

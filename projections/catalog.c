@@ -22,6 +22,7 @@
  * deleted records. */
 #include "catalog.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
