@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "cart.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
@@ -497,3 +498,54 @@ void saga_stop(saga *s)
 	saga_free(s);
 	log_info("checkout saga stopped");
 }
+
+/* ---- the role's descriptor (role.h) ---- */
+
+typedef struct checkout_settings {
+	long command_timeout_ms;
+	long sweep_after_ms;
+} checkout_settings;
+
+static const orn_setting checkout_settings_table[] = {
+        KIT_COMMAND_TIMEOUT_SETTING(checkout_settings, command_timeout_ms),
+        KIT_SWEEP_AFTER_SETTING(checkout_settings, sweep_after_ms),
+        ORN_SETTING_END,
+};
+
+static orn_rc checkout_start(const role_context *ctx, void **handle)
+{
+	const checkout_settings *set = ctx->settings;
+	saga_options o;
+	saga *s = NULL;
+	saga_options_init(&o);
+	o.command_timeout_ms = set->command_timeout_ms;
+	o.sweep_after_ms = set->sweep_after_ms > 0 ? set->sweep_after_ms : -1;
+	orn_rc rc = saga_start(ctx->store, ctx->hub, &o, &s);
+	*handle = s;
+	return rc;
+}
+
+static void checkout_stop(void *handle)
+{
+	saga_stop(handle);
+}
+
+static bool checkout_ready(const void *handle)
+{
+	return saga_consumer_bound((saga *)handle);
+}
+
+static const char *const checkout_sends[] = {STOCK_AGGREGATE, ORDER_AGGREGATE, CART_AGGREGATE, NULL};
+static const char *const checkout_durables[] = {SAGA_CONSUMER, NULL};
+
+const role_descriptor saga_role = {
+        .name = "checkout",
+        .summary = "the checkout saga: reserves, marks, releases and commits the stock of orders",
+        .stage = ROLE_SENDS,
+        .nats = {.sends = checkout_sends, .durables = checkout_durables, .reads = true},
+        .settings = checkout_settings_table,
+        .settings_size = sizeof(checkout_settings),
+        .start = checkout_start,
+        .stop = checkout_stop,
+        .ready = checkout_ready,
+};

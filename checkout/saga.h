@@ -26,6 +26,7 @@
 
 #include "kit.h"
 #include "orn.h"
+#include "role.h"
 
 #define SAGA_CONSUMER "orion_checkout"
 
@@ -67,5 +68,10 @@ void saga_stats_get(saga *s, saga_stats *out);
 /* True once a worker pulls from the durable consumer (it stays true); false
  * for NULL. For readiness. */
 bool saga_consumer_bound(saga *s);
+
+/* The role "checkout" (role.h): its settings ORION_COMMAND_TIMEOUT_MS and
+ * ORION_SWEEP_AFTER_MS, its NATS grants (commands to the stock, the orders
+ * and the carts; its durable consumer), start, stop and readiness. */
+extern const role_descriptor saga_role;
 
 #endif

@@ -301,7 +301,7 @@ static int admin_account_command(es_store *store, const char *verb, const char *
 
 /* `orion admin create-user --email E --password P --name N [--role admin|customer]`,
  * `orion admin set-role --email E --role admin|customer`, `orion admin revoke-tokens --email E` */
-int cli_admin(int argc, char **argv, const orn_config *cfg)
+int cli_admin(int argc, char **argv, const cli_config *cfg)
 {
 	const char *email = NULL, *password = NULL, *name = NULL, *role_name = "admin";
 	char url[ORN_CONFIG_STR_MAX];

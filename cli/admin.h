@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "bus.h"
-#include "config.h"
+#include "settings.h"
 #include "product.h"
 #include "user.h"
 
@@ -33,6 +33,6 @@ orn_rc cli_seed_demo(es_store *store, unsigned *count);
 orn_rc cli_user_command(es_store *store, const char *email, const user_command *c, bus_reply *reply);
 
 /* `orion admin create-user ...`, `set-role`, `revoke-tokens`. */
-int cli_admin(int argc, char **argv, const orn_config *cfg);
+int cli_admin(int argc, char **argv, const cli_config *cfg);
 
 #endif

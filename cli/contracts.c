@@ -21,6 +21,7 @@
 #include "mail_log.h"
 #include "order.h"
 #include "payment.h"
+#include "roles.h"
 #include "pay.h"
 #include "product.h"
 #include "sku.h"
@@ -111,7 +112,7 @@ int cli_contracts(int argc, char **argv)
 	}
 	int status = 0;
 	const struct act_kind *kind;
-	for (size_t k = 0; (kind = cli_serve_kind(k)) != NULL; k++) {
+	for (size_t k = 0; (kind = cli_roles_kind(k)) != NULL; k++) {
 		size_t l = 0;
 		while (l < ORN_ARRAY_LEN(listers) && strcmp(listers[l].aggregate, kind->aggregate) != 0)
 			l++;

@@ -17,7 +17,7 @@
 #include "admin.h"
 #include "common.h"
 #include "bus.h"
-#include "config.h"
+#include "settings.h"
 #include "evstore.h"
 #include "log.h"
 #include "natsd.h"
@@ -344,7 +344,7 @@ static int replay_usage(const char *message)
 	return 2;
 }
 
-static int cmd_replay(int argc, char **argv, const orn_config *cfg)
+static int cmd_replay(int argc, char **argv, const cli_config *cfg)
 {
 	const char *aggregate = NULL, *id = NULL;
 	uint64_t from = 1, to = 0, as_of = 0;
@@ -551,7 +551,7 @@ static void stock_help(FILE *out)
 	             "  -h, --help  this text\n");
 }
 
-static int cmd_stock(int argc, char **argv, const orn_config *cfg)
+static int cmd_stock(int argc, char **argv, const cli_config *cfg)
 {
 	stock_command c;
 	bool is_get = false;
@@ -606,17 +606,17 @@ done:
 	return status;
 }
 
-static int run_replay(int argc, char **argv, const orn_config *cfg)
+static int run_replay(int argc, char **argv, const cli_config *cfg)
 {
 	return cmd_replay(argc, argv, cfg);
 }
 
-static int run_stock(int argc, char **argv, const orn_config *cfg)
+static int run_stock(int argc, char **argv, const cli_config *cfg)
 {
 	return cmd_stock(argc, argv, cfg);
 }
 
-static int run_contracts(int argc, char **argv, const orn_config *cfg)
+static int run_contracts(int argc, char **argv, const cli_config *cfg)
 {
 	(void)cfg;
 	return cli_contracts(argc, argv);
@@ -629,7 +629,7 @@ static int run_contracts(int argc, char **argv, const orn_config *cfg)
  * (tests/contracts/test_cli_help.py asks every one). */
 static const struct command {
 	const char *name;
-	int (*run)(int argc, char **argv, const orn_config *cfg);
+	int (*run)(int argc, char **argv, const cli_config *cfg);
 	const char *summary;
 } commands[] = {
         {"serve", cli_serve,
@@ -668,12 +668,12 @@ static void usage(FILE *out)
 		fprintf(out, "%s\n", line);
 	}
 	fprintf(out, "  %-14s%s\n\n", "help", "this text");
-	orn_config_print_help(out);
+	cli_settings_help(out);
 }
 
 int main(int argc, char **argv)
 {
-	orn_config cfg;
+	cli_config cfg;
 	const char *bad = NULL;
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || cli_is_help(argv[1])) {
 		usage(argc < 2 ? stderr : stdout);
@@ -688,7 +688,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (orn_config_load(&cfg, &bad) != ORN_OK) {
+	if (cli_config_load(&cfg, &bad) != ORN_OK) {
 		fprintf(stderr, "orion: invalid value in %s\n", bad);
 		return 2;
 	}

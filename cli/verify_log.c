@@ -753,7 +753,7 @@ static bool parse_seq(const char *text, uint64_t *out)
 	return true;
 }
 
-int cli_verify_log(int argc, char **argv, const orn_config *cfg)
+int cli_verify_log(int argc, char **argv, const cli_config *cfg)
 {
 	bool strict = false, quiet = false;
 	uint64_t to = 0, last = 0;

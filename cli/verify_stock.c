@@ -605,7 +605,7 @@ static void verify_dispose(verify *v)
 }
 
 /* Opens the model at <data dir>/lmdb; it must exist (never created here). */
-static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory **inv)
+static orn_rc open_model(const cli_config *cfg, proj_env **env, proj_inventory **inv)
 {
 	char path[ORN_CONFIG_STR_MAX + 16];
 	struct stat st;
@@ -628,7 +628,7 @@ static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory *
 	return rc;
 }
 
-int cli_verify_stock(int argc, char **argv, const orn_config *cfg)
+int cli_verify_stock(int argc, char **argv, const cli_config *cfg)
 {
 	bool json = false, with_model = true;
 	for (int i = 0; i < argc; i++) {

@@ -134,6 +134,13 @@ void act_options_init(act_options *o)
 	o->fault_lost_acks = 0;
 }
 
+void act_options_apply(act_options *o, const act_options *set)
+{
+	o->shards = set->shards;
+	o->cache_capacity = set->cache_capacity;
+	o->snapshot_every = set->snapshot_every;
+}
+
 static shard *shard_of(act_runtime *rt, const char *id)
 {
 	return &rt->shards[hmap_hash(id) % rt->shard_count];

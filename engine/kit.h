@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "config.h"
 #include "decision.h"
 #include "envelope.h"
 #include "evstore.h"
@@ -144,6 +145,19 @@ typedef struct kit_consumer_options {
 	bool sweep_newest_only;
 	bool (*sweep_wants)(void *closure, const env_envelope *e); /* NULL: wants */
 } kit_consumer_options;
+
+/* Settings rows (config.h) the side-effect roles share, into field (an
+ * int64_t or long) of a role's settings struct type: the sweepers' delay
+ * ORION_SWEEP_AFTER_MS (0: no sweeper; give the consumer -1 then) and the
+ * commands' timeout ORION_COMMAND_TIMEOUT_MS (kit_sender). */
+#define KIT_SWEEP_AFTER_SETTING(type, field)                                                                 \
+	ORN_SETTING_INT_ROW(                                                                                 \
+	        "ORION_SWEEP_AFTER_MS", type, field, 40000, 0, 86400000,                                     \
+	        "age of an event at which the side-effect roles check that their work was done, "            \
+	        "and do it if their consumer lost the event (0: never)")
+#define KIT_COMMAND_TIMEOUT_SETTING(type, field)                                                             \
+	ORN_SETTING_INT_ROW("ORION_COMMAND_TIMEOUT_MS", type, field, 5000, 10, 600000,                       \
+	                    "how long a command waits for its actor")
 
 typedef struct kit_consumer kit_consumer;
 

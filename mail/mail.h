@@ -30,6 +30,7 @@
 #include "kit.h"
 #include "order_token.h"
 #include "orn.h"
+#include "role.h"
 
 #define MAIL_CONSUMER               "orion_mail"
 #define MAIL_ALERTS_CONSUMER        "orion_mail_alerts"
@@ -74,5 +75,17 @@ void mail_stop(mail_service *m);
 
 /* True once every consumer has a worker pulling from it; false for NULL. */
 bool mail_bound(const mail_service *m);
+
+/* What the role asks its process for (role_context.offer): the orders'
+ * token key (ORDER_TOKEN_KEY_BYTES bytes, derived from the gateway's signing
+ * secret, ADR 008) and the base of the links (a string, no trailing slash). */
+#define MAIL_NEEDS_TOKEN_KEY  "token_key"
+#define MAIL_NEEDS_PUBLIC_URL "public_url"
+
+/* The role "mail" (role.h, mail_role.c): the service above and RequestResend
+ * on the delivery logs; its settings ORION_SMTP_URL, ORION_MAIL_FROM,
+ * ORION_MAIL_MAX_ATTEMPTS, ORION_SWEEP_AFTER_MS and the runtime's; Maildir and
+ * markers under its data directory. */
+extern const role_descriptor mail_role;
 
 #endif

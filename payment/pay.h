@@ -31,6 +31,7 @@
 
 #include "kit.h"
 #include "orn.h"
+#include "role.h"
 
 #define PAY_CONSUMER          "orion_payment"
 #define PAY_SERVICE_AGGREGATE "pay" /* subject token: bus_send(store, "pay", order_id, ...) */
@@ -76,5 +77,16 @@ void pay_stop(pay_service *p);
 /* True once a reconciler pulls from the durable consumer (it stays true);
  * false for NULL. For readiness. */
 bool pay_bound(const pay_service *p);
+
+/* What the role asks its process for (role_context.offer) when
+ * ORION_PSP_URL is unset: the provider's base URL (a string), which the psp
+ * role offers. */
+#define PAY_NEEDS_PSP_URL "psp_url"
+
+/* The role "payment" (role.h, pay_role.c): the service above; its settings
+ * ORION_PSP_URL, ORION_PSP_KEY, ORION_PAYMENT_TIMEOUT_MS (its requests answer
+ * 5 s before the gateway gives up), ORION_COMMAND_TIMEOUT_MS and
+ * ORION_SWEEP_AFTER_MS. */
+extern const role_descriptor pay_role;
 
 #endif

@@ -295,3 +295,53 @@ void timers_stats_get(timers *t, timers_stats *out)
 	out->settled = atomic_load(&t->settled);
 	out->retried = atomic_load(&t->retried);
 }
+
+/* ---- the role's descriptor (role.h) ---- */
+
+typedef struct timers_settings {
+	long command_timeout_ms;
+} timers_settings;
+
+static const orn_setting timers_settings_table[] = {
+        KIT_COMMAND_TIMEOUT_SETTING(timers_settings, command_timeout_ms),
+        ORN_SETTING_END,
+};
+
+/* It reads the orders read model the process's projector offers. */
+static orn_rc timers_role_start(const role_context *ctx, void **handle)
+{
+	const timers_settings *set = ctx->settings;
+	proj_orders *orders =
+	        ctx->offer != NULL ? (proj_orders *)ctx->offer(ctx->host, TIMERS_NEEDS_ORDERS) : NULL;
+	timers_options o;
+	timers *t = NULL;
+	if (orders == NULL) {
+		log_error("the timers role needs the orders read model of a projector in its process");
+		return ORN_EINVAL;
+	}
+	timers_options_init(&o);
+	o.command_timeout_ms = set->command_timeout_ms;
+	orn_rc rc = timers_start(ctx->store, orders, &o, &t);
+	*handle = t;
+	return rc;
+}
+
+static void timers_role_stop(void *handle)
+{
+	timers_stop(handle);
+}
+
+static const char *const timers_sends[] = {ORDER_AGGREGATE, NULL};
+static const char *const timers_needs[] = {"projector", NULL};
+
+const role_descriptor timers_role = {
+        .name = "timers",
+        .summary = "fires the orders' deadlines (brings the projector)",
+        .stage = ROLE_SENDS,
+        .needs = timers_needs,
+        .nats = {.sends = timers_sends},
+        .settings = timers_settings_table,
+        .settings_size = sizeof(timers_settings),
+        .start = timers_role_start,
+        .stop = timers_role_stop,
+};

@@ -80,9 +80,10 @@ static na_conn ops_auth(na_credentials *creds)
 {
 	char path[600];
 	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
-	cr_assert_eq(na_credentials_load(path, creds), ORN_OK, "serve wrote no NATS credentials");
-	cr_assert(creds->role[NA_OPS].present);
-	na_conn c = {creds->role[NA_OPS].user, creds->role[NA_OPS].password, NULL, NULL, NULL};
+	cr_assert_eq(na_credentials_load(path, NULL, creds), ORN_OK, "serve wrote no NATS credentials");
+	const na_credential *ops = na_credentials_find(creds, "ops");
+	cr_assert_not_null(ops);
+	na_conn c = {ops->user, ops->password, NULL, NULL, NULL};
 	return c;
 }
 

@@ -140,8 +140,10 @@ natsConnection *tsc_connect_ops(const char *url, const char *data_dir)
 	natsConnection *nc = NULL;
 	natsOptions *o = NULL;
 	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
-	cr_assert_eq(na_credentials_load(path, &creds), ORN_OK, "no NATS credentials in %s", data_dir);
-	na_conn auth = {creds.role[NA_OPS].user, creds.role[NA_OPS].password, NULL, NULL, NULL};
+	cr_assert_eq(na_credentials_load(path, NULL, &creds), ORN_OK, "no NATS credentials in %s", data_dir);
+	const na_credential *ops = na_credentials_find(&creds, "ops");
+	cr_assert_not_null(ops, "no ops user in %s", path);
+	na_conn auth = {ops->user, ops->password, NULL, NULL, NULL};
 	cr_assert_eq(natsOptions_Create(&o), NATS_OK);
 	natsOptions_SetURL(o, url);
 	cr_assert_eq(na_conn_apply(&auth, o), ORN_OK);
