@@ -33,6 +33,7 @@
 #include "log.h"
 #include "lost_delivery.h"
 #include "mail.h"
+#include "metrics.h"
 #include "mail_log.h"
 #include "mails.h"
 #include "mime.h"
@@ -58,6 +59,7 @@ static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
 static unsigned max_attempts;  /* 0: the default; set by a test before start_mail */
 static int64_t sweep_after_ms; /* 0: the default; set by a test before start_mail */
+static unsigned workers;       /* 0: the default; set by a test before start_mail */
 
 static void fake_smtp_stop(void);
 
@@ -65,6 +67,7 @@ static void setup(void)
 {
 	max_attempts = 0;
 	sweep_after_ms = 0;
+	workers = 0;
 	cr_assert_geq(sodium_init(), 0);
 	server = th_natsd_start("mail");
 	es_options eo;
@@ -156,6 +159,8 @@ static void start_mail(const char *url, const char *maildir)
 	o.state_dir = state_dir;
 	o.retry_max_ms = 1000;
 	o.sweep_after_ms = sweep_after_ms;
+	if (workers > 0)
+		o.workers = workers;
 	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_OK);
 }
 
@@ -614,6 +619,42 @@ Test(mail, the_confirmation_email_arrives_with_the_link_and_escaped_names)
 	free(html);
 	free_mailbox(r, n);
 	cr_assert_eq(total_of(smtp_dir), 2); /* OrderPlaced sends nothing */
+}
+
+/* The value of the counter name in this process's metrics, 0 if absent. */
+static double counter_value(const char *name)
+{
+	size_t len = 0;
+	double v = 0;
+	char *text = orn_metrics_render(orn_metrics_global(), &len), needle[128];
+	cr_assert_not_null(text);
+	snprintf(needle, sizeof needle, "\n%s ", name);
+	const char *at = strstr(text, needle);
+	if (at != NULL)
+		v = strtod(at + strlen(needle), NULL);
+	free(text);
+	return v;
+}
+
+/* ADR 024: a worker keeps its SMTP connection between emails (libcurl's
+ * reuse), and aiosmtpd takes the second and later transactions on it. */
+Test(mail, one_worker_sends_several_emails_on_one_smtp_connection)
+{
+	static const char *const ids[] = {"o-c1", "o-c2", "o-c3", "o-c4", "o-c5"};
+	char marker[64];
+	workers = 1;
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	for (size_t i = 0; i < ORN_ARRAY_LEN(ids); i++) {
+		place(ids[i], "Blue mug");
+		reserve(ids[i]);
+		snprintf(marker, sizeof marker, "<%s.awaiting_confirmation@orion>", ids[i]);
+		wait_for(smtp_dir, marker); /* one after the other: each on the connection left open */
+	}
+	wait_quiescent();
+	cr_assert_eq(total_of(smtp_dir), ORN_ARRAY_LEN(ids));
+	cr_assert_eq(counter_value("orion_email_smtp_connections_total"), 1.0,
+	             "five emails, one connection opened");
 }
 
 Test(mail, a_cancel_sends_exactly_one_cancelled_email_with_the_reason)
