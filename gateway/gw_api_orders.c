@@ -74,11 +74,6 @@ static json_t *time_json(int64_t ms)
 	return gw_api_time_json(ms, false);
 }
 
-static bool is_final(order_status status)
-{
-	return status == ORDER_CONFIRMED || status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
-}
-
 /* 43 characters of base64url: the shape of every confirmation token. */
 static bool token_shape_valid(const char *token)
 {
@@ -135,7 +130,7 @@ static json_t *order_json(const char *id, const order_state *s, size_t history_c
 	}
 	order_total(s, &total); /* bounded by the decider (actors/order.h) */
 	const order_history_entry *last = &s->history[history_count - 1];
-	json_t *payment = last->status == ORDER_CONFIRMED && s->brand[0]
+	json_t *payment = order_status_is_paid(last->status) && s->brand[0]
 	                          ? json_pack("{s:s, s:s}", "brand", s->brand, "last4", s->last4)
 	                          : json_null();
 	o = json_pack("{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:o, s:o}", "id", id, "status",
@@ -598,7 +593,7 @@ static bool fill_placement(gw_request *r, order_op *op)
 	order_token_hash(token, strlen(token), d->token_hash);
 	sodium_memzero(token, sizeof token);
 	d->time_ms = orn_now_ms();
-	d->deadline_ms = d->time_ms + api->reservation_ttl_ms;
+	d->ttl_ms = api->reservation_ttl_ms; /* the decider sets the deadline from it */
 	ok = true;
 done:
 	free(user);
@@ -919,7 +914,7 @@ static void stream_end(order_stream *os)
 static uint64_t final_seq(const proj_order *order)
 {
 	for (size_t i = 0; i < order->state.history_count; i++)
-		if (is_final(order->state.history[i].status))
+		if (order_status_is_final(order->state.history[i].status))
 			return order->history_seq[i];
 	return 0;
 }
@@ -933,7 +928,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 	os->version = order->version;
 	for (size_t i = 0; i < s->history_count; i++) {
 		if (order->history_seq[i] <= os->sent_seq) {
-			os->final |= is_final(s->history[i].status);
+			os->final |= order_status_is_final(s->history[i].status);
 			continue;
 		}
 		json_t *entry = history_entry_json(&s->history[i]);
@@ -946,7 +941,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 			return false;
 		os->sent_seq = order->history_seq[i];
 		os->last_write_ns = orn_monotonic_ns();
-		os->final |= is_final(s->history[i].status);
+		os->final |= order_status_is_final(s->history[i].status);
 	}
 	return !os->final;
 }

@@ -627,9 +627,8 @@ static void pay_order(gw_request *r, void *arg)
 	} else if (rc != ORN_OK) {
 		status = rc == ORN_ENOMEM ? 500 : 503;
 		detail = rc == ORN_ENOMEM ? NULL : "orders are unavailable";
-	} else if (order->state.status == ORDER_CANCELLED ||
-	           (key == NULL && (order->state.status == ORDER_CONFIRMED ||
-	                            order->state.status == ORDER_PAYMENT_FAILED))) {
+	} else if (order_status_is_final(order->state.status) &&
+	           (key == NULL || !order_status_payment_settled(order->state.status))) {
 		/* No payment can follow. With a key, a paid or failed order goes to the
 		 * service all the same: a repeat of the request that settled it is
 		 * answered as it was (this gateway may have restarted since). Earlier
