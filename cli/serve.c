@@ -501,7 +501,7 @@ static orn_rc start_api(serve_state *st)
 	}
 	if ((rc = role_store(st, NA_GATEWAY, &gateway_store)) != ORN_OK ||
 	    (rc = gw_bus_create(es_store_connection(gateway_store), base, &st->bus)) != ORN_OK ||
-	    (rc = gw_consistency_create(base, st->runner, 1, &st->consistency)) != ORN_OK)
+	    (rc = gw_consistency_create(base, st->runner, 0, &st->consistency)) != ORN_OK)
 		goto done;
 	/* ADR 006, "Login limits" */
 	gw_api_limits limits = {.address_per_minute = c->auth_address_per_minute,
