@@ -21,8 +21,8 @@ enum field {
 	FIELD_MAX_UNITS = 1u << 6,
 };
 
-static const char *const field_keys[] = {"order_id", "lines", "until_ms", "now_ms", "at_ms", "max_open",
-                                         "max_units"};
+static const char *const field_keys[] = {"order_id", "lines",    "until_ms", "now_ms",
+                                         "at_ms",    "max_open", "max_units"};
 
 typedef struct payload_shape {
 	const char *type;
@@ -30,8 +30,8 @@ typedef struct payload_shape {
 } payload_shape;
 
 static const payload_shape command_shapes[] = {
-        [HOLDS_OPEN] = {HOLDS_CMD_OPEN,
-                        FIELD_ORDER_ID | FIELD_LINES | FIELD_UNTIL | FIELD_NOW | FIELD_MAX_OPEN | FIELD_MAX_UNITS},
+        [HOLDS_OPEN] = {HOLDS_CMD_OPEN, FIELD_ORDER_ID | FIELD_LINES | FIELD_UNTIL | FIELD_NOW |
+                                                FIELD_MAX_OPEN | FIELD_MAX_UNITS},
         [HOLDS_CLOSE] = {HOLDS_CMD_CLOSE, FIELD_ORDER_ID},
 };
 
@@ -292,7 +292,9 @@ static orn_rc decode_line(mp_reader *r, holds_line *out)
 	for (uint32_t i = 0; rc == ORN_OK && i < count; i++) {
 		if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
 			break;
-		unsigned bit = mp_str_eq(key, len, "product_id") ? 1 : mp_str_eq(key, len, "quantity") ? 2 : 0;
+		unsigned bit = mp_str_eq(key, len, "product_id") ? 1
+		               : mp_str_eq(key, len, "quantity") ? 2
+		                                                 : 0;
 		if (seen & bit)
 			return ORN_EDECODE;
 		seen |= bit;
@@ -354,7 +356,8 @@ orn_rc holds_command_decode(const char *type, const uint8_t *payload, size_t len
 	orn_rc rc;
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		return rc;
 	memset(out, 0, sizeof *out);
 	out->kind = (holds_command_kind)shape;
@@ -385,11 +388,12 @@ orn_rc holds_event_decode(const char *type, const uint8_t *payload, size_t len, 
 	orn_rc rc;
 	if (shape < 0)
 		return ORN_EINVAL;
-	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) != ORN_OK)
+	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &f, sizeof f)) !=
+	    ORN_OK)
 		return rc;
 	if (!id_valid(f.order_id) ||
-	    (shape == HOLDS_OPENED && (!lines_valid(f.lines, f.line_count) || !time_valid(f.until_ms) ||
-	                               !time_valid(f.now_ms))))
+	    (shape == HOLDS_OPENED &&
+	     (!lines_valid(f.lines, f.line_count) || !time_valid(f.until_ms) || !time_valid(f.now_ms))))
 		return ORN_EDECODE;
 	memset(out, 0, sizeof *out);
 	out->kind = (holds_event_kind)shape;

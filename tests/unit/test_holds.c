@@ -26,7 +26,8 @@ TestSuite(holds, .init = setup);
 /* OpenOrder of order_id at now with "p1:2 p2:1"-style lines, limits 3 orders / 10 units. */
 static holds_command open_order(const char *order_id, int64_t now, const char *lines)
 {
-	holds_command c = {.kind = HOLDS_OPEN, .now_ms = now, .until_ms = now + HOUR, .max_open = 3, .max_units = 10};
+	holds_command c = {
+	        .kind = HOLDS_OPEN, .now_ms = now, .until_ms = now + HOUR, .max_open = 3, .max_units = 10};
 	char copy[1024], *save = NULL;
 	snprintf(c.order_id, sizeof c.order_id, "%s", order_id);
 	snprintf(copy, sizeof copy, "%s", lines);
@@ -158,7 +159,8 @@ Test(holds, the_entries_are_bounded)
 	given(big);
 	holds_command next = open_order("o2", T0, lines);
 	when(next);
-	cr_assert_eq(verdict, HOLDS_REJ_TOO_MANY_UNITS, "50 + 50 lines pass the %d entries", HOLDS_ENTRIES_MAX);
+	cr_assert_eq(verdict, HOLDS_REJ_TOO_MANY_UNITS, "50 + 50 lines pass the %d entries",
+	             HOLDS_ENTRIES_MAX);
 }
 
 Test(holds, the_kind_decides_through_the_codecs_with_a_detail_and_its_snapshot_is_its_history)
@@ -198,14 +200,16 @@ Test(holds, the_kind_decides_through_the_codecs_with_a_detail_and_its_snapshot_i
 	mp_writer_reset(w);
 	cr_assert_eq(holds_event_encode(w, &e), ORN_OK);
 	holds_event back;
-	cr_assert_eq(holds_event_decode(HOLDS_EV_OPENED, mp_writer_data(w), mp_writer_size(w), &back), ORN_OK);
+	cr_assert_eq(holds_event_decode(HOLDS_EV_OPENED, mp_writer_data(w), mp_writer_size(w), &back),
+	             ORN_OK);
 	cr_assert_eq(back.lines[0].quantity, 3);
 	cr_assert_eq(back.at_ms, T0);
 	cr_assert_eq(holds_event_decode("Nope", mp_writer_data(w), mp_writer_size(w), &back), ORN_EINVAL);
 	e.lines[0].quantity = 0;
 	mp_writer_reset(w);
 	cr_assert_eq(holds_event_encode(w, &e), ORN_OK);
-	cr_assert_eq(holds_event_decode(HOLDS_EV_OPENED, mp_writer_data(w), mp_writer_size(w), &back), ORN_EDECODE);
+	cr_assert_eq(holds_event_decode(HOLDS_EV_OPENED, mp_writer_data(w), mp_writer_size(w), &back),
+	             ORN_EDECODE);
 	free(copy);
 	mp_writer_destroy(w);
 	act_decision_destroy(d);
