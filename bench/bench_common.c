@@ -210,6 +210,38 @@ void bench_say(const char *fmt, ...)
 	va_end(ap);
 }
 
+bool bench_add_stream(natsConnection *nc, const char *name, const char *subjects, int replicas)
+{
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	jsStreamConfig cfg;
+	const char *list[1] = {subjects};
+	if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+		return false;
+	/* The settings of ORION_EVT (engine/evstore.c). */
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = name;
+	cfg.Subjects = list;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.MaxMsgsPerSubject = -1;
+	cfg.Discard = js_DiscardNew;
+	cfg.DenyDelete = true;
+	cfg.DenyPurge = true;
+	cfg.AllowDirect = true;
+	cfg.Replicas = replicas;
+	cfg.Duplicates = 2LL * 60 * 1000000000LL;
+	natsStatus st = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	if (st != NATS_OK) {
+		bench_say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
+		return false;
+	}
+	return true;
+}
+
 /* ---- a three-node cluster --------------------------------------------------- */
 
 #define CLUSTER_READY_MS 30000

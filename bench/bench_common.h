@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <nats/nats.h>
+
 /* Set by SIGINT or SIGTERM once bench_catch_signals has run: loops stop early. */
 extern volatile sig_atomic_t bench_interrupted;
 
@@ -54,6 +56,10 @@ bool bench_parse_long(const char *s, long min, long max, long *out);
 
 /* The command shown in a report: $BENCH_COMMAND, else argv joined. */
 void bench_command_line(int argc, char **argv, char *out, size_t cap);
+
+/* Creates stream name on subjects (one pattern) with the settings of ORION_EVT
+ * and the given replicas; false (and why, said) if the server refuses. */
+bool bench_add_stream(natsConnection *nc, const char *name, const char *subjects, int replicas);
 
 /* Three nats-servers with JetStream clustered by routes on loopback ports,
  * the production layout of README "Production layout" without TLS or users. */

@@ -385,38 +385,6 @@ static void raw_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 	raw_complete(r);
 }
 
-static orn_rc add_stream(natsConnection *nc, const char *name, const char *subjects, int replicas)
-{
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	jsStreamConfig cfg;
-	const char *list[1] = {subjects};
-	if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
-		return ORN_ENOMEM;
-	/* The settings of ORION_EVT (engine/evstore.c). */
-	jsStreamConfig_Init(&cfg);
-	cfg.Name = name;
-	cfg.Subjects = list;
-	cfg.SubjectsLen = 1;
-	cfg.Storage = js_FileStorage;
-	cfg.MaxMsgsPerSubject = -1;
-	cfg.Discard = js_DiscardNew;
-	cfg.DenyDelete = true;
-	cfg.DenyPurge = true;
-	cfg.AllowDirect = true;
-	cfg.Replicas = replicas;
-	cfg.Duplicates = 2LL * 60 * 1000000000LL;
-	natsStatus st = js_AddStream(&si, js, &cfg, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	if (st != NATS_OK) {
-		bench_say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
-		return ORN_EUNAVAILABLE;
-	}
-	return ORN_OK;
-}
-
 static uint64_t stream_msgs(natsConnection *nc, const char *name)
 {
 	jsCtx *js = NULL;
@@ -452,7 +420,9 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	snprintf(subjects, sizeof subjects, "%s.>", prefix);
 	memset(out, 0, sizeof *out);
 	out->count = o->raw_count;
-	orn_rc rc = add_stream(nc, stream, subjects, o->cluster ? BENCH_CLUSTER_NODES : 1);
+	orn_rc rc = bench_add_stream(nc, stream, subjects, o->cluster ? BENCH_CLUSTER_NODES : 1)
+	                    ? ORN_OK
+	                    : ORN_EUNAVAILABLE;
 	if (rc != ORN_OK)
 		return rc;
 	raw_run *r = calloc(1, sizeof *r);
