@@ -114,6 +114,8 @@ class ChainOnCluster(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.stack.close()
+        # an ASan/UBSan build of orion reports into the instances' logs, mostly at exit
+        assert cls.stack.sanitizer_reports == [], "\n".join(cls.stack.sanitizer_reports[:20])
 
     # ---- helpers ----
     def run_tool(self, name, *args, timeout=120):
