@@ -41,7 +41,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import unittest
 import uuid
