@@ -177,14 +177,16 @@ class ClusterStack(Stack):
         return env
 
     def start_instances(self, specs):
-        """Starts `orion serve --roles R` for every (name, R) of specs at once,
-        each with a data dir of its own; waits until all announced."""
+        """Starts `orion serve --roles R` for every (name, R) or (name, R, env) of
+        specs at once, each with a data dir of its own and env (a dict) over
+        self.env(); waits until all announced."""
         procs = []
-        for name, roles in specs:
+        for name, roles, *own_env in specs:
             data_dir = os.path.join(self.dir, "hosts", name)
             os.makedirs(data_dir, exist_ok=True)
             self.data_dirs[name] = data_dir
-            extra = {"ORION_DATA_DIR": data_dir}
+            extra = dict(own_env[0]) if own_env else {}
+            extra["ORION_DATA_DIR"] = data_dir
             if "gateway" in roles.split(","):
                 port = self.gateway_ports.setdefault(name, free_port())
                 extra["ORION_HTTP_ADDR"] = f"127.0.0.1:{port}"
