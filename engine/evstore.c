@@ -25,7 +25,13 @@ struct es_store {
 	jsCtx *js;
 	int64_t timeout_ms;
 	bool replicated; /* ORION_EVT has followers: a direct get may be answered by a lagging one */
+	bool unchecked;  /* fault tests: appends carry no ExpectLastSubjectSeq */
 };
+
+void es_store_fault_unchecked(es_store *s, bool on)
+{
+	s->unchecked = on;
+}
 
 void es_options_init(es_options *o)
 {
@@ -355,8 +361,9 @@ static void dedup_id(char out[MSG_ID_MAX], const char *subject, const char *msg_
 
 /* The message of one append: the commit on its subject with the chain's and
  * JetStream's headers (see es_append). reply_to may be NULL. */
-static orn_rc commit_message(const char *aggregate, const char *id, const es_position *at, const char *msg_id,
-                             const void *commit, size_t len, const char *reply_to, natsMsg **out)
+static orn_rc commit_message(const es_store *s, const char *aggregate, const char *id, const es_position *at,
+                             const char *msg_id, const void *commit, size_t len, const char *reply_to,
+                             natsMsg **out)
 {
 	char subject[ES_SUBJECT_MAX], number[24], dedup[MSG_ID_MAX];
 	natsMsg *msg = NULL;
@@ -370,7 +377,8 @@ static orn_rc commit_message(const char *aggregate, const char *id, const es_pos
 		return ORN_ENOMEM;
 	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
-	natsStatus st = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
+	natsStatus st = s->unchecked ? NATS_OK
+	                             : natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
 	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
 		dedup_id(dedup, subject, msg_id, at->last_seq);
 		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
@@ -392,7 +400,7 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
 	natsMsg *msg = NULL, *ack = NULL;
 	es_append_result result = {0};
 	es_confirm c;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, NULL, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, NULL, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	natsStatus st = natsConnection_RequestMsg(&ack, s->nc, msg, s->timeout_ms);
@@ -417,7 +425,7 @@ orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, con
 	natsMsg *msg = NULL;
 	if (reply_to == NULL)
 		return ORN_EINVAL;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, reply_to, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, reply_to, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	rc = es_status_rc(natsConnection_PublishMsg(s->nc, msg), 0);
@@ -525,9 +533,7 @@ void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq)
 	c->from = at->last_seq + 1;
 }
 
-/* One step of a confirmation: the next commit of the subject from c->from is
- * at seq, with the given Orion-Prev. */
-static es_verdict confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
+es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
 {
 	if (seq == c->seq)
 		return ES_VALID;
@@ -566,7 +572,7 @@ es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer)
 	if (natsMsgHeader_Get(answer, "Nats-Sequence", &value) != NATS_OK || value == NULL ||
 	    !parse_u64(value, strlen(value), &seq) || !es_msg_prev(answer, &chained, &prev))
 		return ES_ASK_LEADER; /* 404 from a replica behind, or an answer we cannot read */
-	return confirm_step(c, seq, chained, prev);
+	return es_confirm_step(c, seq, chained, prev);
 }
 
 /* The Orion-Prev header in a raw header block ("NATS/1.0\r\nKey: value\r\n..."). */
@@ -630,7 +636,7 @@ static orn_rc ask_leader(es_store *s, const char *subject, es_confirm *c, es_ver
 			goto done;
 		}
 	}
-	*verdict = confirm_step(c, seq, chained, prev);
+	*verdict = es_confirm_step(c, seq, chained, prev);
 	if (*verdict == ES_ASK_LEADER)
 		rc = ORN_EINTERNAL; /* the leader itself contradicts the acknowledgement */
 done:
@@ -1209,7 +1215,9 @@ struct es_follow {
 	natsSubscription *sub;
 	each_event each;
 	es_follow_done_fn *done;
-	scan chain; /* the delivery thread's: commits' validity, scratch events */
+	es_watch_fn *watch; /* a watch (es_watch_start): headers only, no fold */
+	size_t id_at;       /* a watch: where the id starts in a subject */
+	scan chain;         /* the delivery thread's: commits' validity, scratch events */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	bool stopped, closed, done_called, delivering;
@@ -1223,6 +1231,22 @@ static void follow_free(es_follow *f)
 	free(f);
 }
 
+/* A watched commit: its sequence, id and Orion-Prev to the watch. An
+ * Orion-Prev that is not a number names no version: such a commit is void. */
+static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
+{
+	const char *subject = natsMsg_GetSubject(msg);
+	bool chained = false;
+	uint64_t prev = 0;
+	if (strlen(subject) <= f->id_at)
+		return;
+	if (!es_msg_prev(msg, &chained, &prev)) {
+		chained = true;
+		prev = UINT64_MAX;
+	}
+	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev);
+}
+
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	es_follow *f = arg;
@@ -1234,7 +1258,10 @@ static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg
 	f->delivering = !stopped;
 	pthread_mutex_unlock(&f->lock);
 	if (!stopped && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
+		if (f->watch != NULL)
+			watch_message(f, msg, meta->Sequence.Stream);
+		else
+			(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
 		jsMsgMetaData_Destroy(meta);
 	}
 	natsMsg_Destroy(msg);
@@ -1258,10 +1285,20 @@ static void follow_on_complete(void *arg)
 		follow_free(f);
 }
 
-/* es_follow_start and es_follow_since: deliver from from_seq, from since_ns
- * (UNIX ns) when from_seq is 0 and since_ns is not, else only new commits. */
-static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, int64_t since_ns,
-                           es_event_fn fn, es_follow_done_fn *done, void *closure, es_follow **out)
+/* What a follow reads: filter from from_seq, or from since_ns (UNIX ns)
+ * when from_seq is 0 and since_ns is not, else only new commits; events of
+ * valid commits to fn, or with watch set the headers of every commit. */
+typedef struct follow_spec {
+	const char *filter;
+	uint64_t from_seq;
+	int64_t since_ns;
+	es_event_fn fn;
+	es_watch_fn *watch;
+	size_t id_at;
+} follow_spec;
+
+static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_fn *done, void *closure,
+                           es_follow **out)
 {
 	es_follow *f = calloc(1, sizeof *f);
 	jsSubOptions so;
@@ -1273,28 +1310,32 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	if (f == NULL)
 		return ORN_ENOMEM;
 	f->store = s;
-	f->each.fn = fn;
+	f->each.fn = spec->fn;
 	f->each.closure = closure;
 	f->done = done;
+	f->watch = spec->watch;
+	f->id_at = spec->id_at;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
-	if ((rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+	if (f->watch == NULL && (rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
-	f->chain.from_start = from_seq == 1;
+	f->chain.from_start = spec->from_seq == 1;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
-	if (from_seq != 0) {
+	so.Config.HeadersOnly = f->watch != NULL;
+	if (spec->from_seq != 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
-		so.Config.OptStartSeq = from_seq;
-	} else if (since_ns > 0) {
+		so.Config.OptStartSeq = spec->from_seq;
+	} else if (spec->since_ns > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartTime;
-		so.Config.OptStartTime = since_ns;
+		so.Config.OptStartTime = spec->since_ns;
 	} else {
 		so.Config.DeliverPolicy = js_DeliverNew;
 	}
-	if ((st = js_Subscribe(&f->sub, s->js, filter, follow_on_message, f, NULL, &so, &jerr)) != NATS_OK) {
+	if ((st = js_Subscribe(&f->sub, s->js, spec->filter, follow_on_message, f, NULL, &so, &jerr)) !=
+	    NATS_OK) {
 		rc = es_status_rc(st, jerr);
 		goto fail;
 	}
@@ -1316,17 +1357,45 @@ fail:
 orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
-	return follow_start(s, filter, from_seq, 0, fn, done, closure, out);
+	follow_spec spec = {.filter = filter, .from_seq = from_seq, .fn = fn};
+	return follow_start(s, &spec, done, closure, out);
 }
 
 orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
+	follow_spec spec = {.filter = filter, .since_ns = since_ms * 1000000, .fn = fn};
 	if (since_ms <= 0) {
 		*out = NULL;
 		return ORN_EINVAL;
 	}
-	return follow_start(s, filter, 0, since_ms * 1000000, fn, done, closure, out);
+	return follow_start(s, &spec, done, closure, out);
+}
+
+orn_rc es_watch_start(es_store *s, const char *aggregate, es_watch_fn *fn, es_follow_done_fn *done,
+                      void *closure, es_follow **out, uint64_t *from_seq)
+{
+	char filter[ES_SUBJECT_MAX];
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	*out = NULL;
+	if (!es_aggregate_valid(aggregate) || fn == NULL)
+		return ORN_EINVAL;
+	snprintf(filter, sizeof filter, "%s.%s.*", EVT_PREFIX, aggregate);
+	/* From the commit after the last one stored now: a position the caller
+	 * can compare its own with. */
+	natsStatus st = js_GetStreamInfo(&si, s->js, ES_STREAM, NULL, &jerr);
+	if (st != NATS_OK)
+		return es_status_rc(st, jerr);
+	follow_spec spec = {.filter = filter,
+	                    .from_seq = si->State.LastSeq + 1,
+	                    .watch = fn,
+	                    .id_at = strlen(EVT_PREFIX) + strlen(aggregate) + 2};
+	jsStreamInfo_Destroy(si);
+	orn_rc rc = follow_start(s, &spec, done, closure, out);
+	if (rc == ORN_OK)
+		*from_seq = spec.from_seq;
+	return rc;
 }
 
 void es_follow_stop(es_follow *f)
