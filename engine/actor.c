@@ -6,13 +6,16 @@
  * aggregate state happens on the shard's own thread, so a state is never
  * shared between threads.
  *
- * One command's path (ADR 015): decide on `at` → publish the commit (ack to
- * "<inbox>.a.<token>.<id>") → on the ack, confirm it: by the log's echo
- * (a watch of the kind's commits, headers only, posted to the shards like
- * acks) when the aggregate has been watched since at.last_seq, else by
- * asking for the subject's next commit after at.last_seq (answer to
- * "<inbox>.c.<token>.<id>"), until the commit is confirmed valid or found
- * void → evolve and reply, or reload and decide again. An append whose
+ * One command's path (ADR 015): decide on `at` → publish the commit →
+ * confirm it, then evolve and reply, or reload and decide again. When the
+ * aggregate has been watched since at.last_seq, by the log's echo: a watch
+ * of the kind's commits (headers only, posted to the shards) shows the
+ * commit itself, known by its Nats-Msg-Id, and every commit before it; its
+ * acknowledgement ("<inbox>.e.<token>.<id>") is only posted when it says
+ * something else (refused, a duplicate). Otherwise on the acknowledgement
+ * ("<inbox>.a.<token>.<id>") by asking for the subject's next commits after
+ * at.last_seq (answers to "<inbox>.c.<token>.<id>"), until the commit is
+ * confirmed valid or found void. An append whose
  * outcome stays unknown is resolved by looking for the command's commit
  * after at.version before anything is decided again. */
 #include "actor.h"
@@ -47,6 +50,7 @@ typedef struct work {
 	uint64_t seq;
 	bool chained;
 	uint64_t prev;
+	char msg_id[ES_MSG_ID_MAX];
 } work;
 
 typedef enum step { IDLE, APPENDING, CONFIRMING, AWAITING_ECHO } step;
@@ -83,9 +87,12 @@ typedef struct entry {
 	 * (0: not watched) reaches the entry; those after at.last_seq wait here,
 	 * in order. echo_lost: more than ECHO_MAX came (watched no more). */
 	uint64_t watched_from;
-	echo echoes[ECHO_MAX];
-	unsigned echo_count;
+	echo *echoes; /* grown up to ECHO_MAX */
+	unsigned echo_count, echo_cap;
 	bool echo_lost;
+	/* the flight is confirmed by echo: its commit's Nats-Msg-Id */
+	bool by_echo;
+	char msg_id[ES_MSG_ID_MAX];
 	/* the append in flight: its token, deadline, place in the flight list */
 	uint64_t token;
 	int64_t flight_deadline_ns;
@@ -334,7 +341,7 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	work probe;
 	size_t len = strlen(subject);
 	char what = len > rt->inbox_len + 2 ? subject[rt->inbox_len + 1] : '\0';
-	if ((what == 'a' || what == 'c') && subject[rt->inbox_len + 2] == '.')
+	if ((what == 'a' || what == 'c' || what == 'e') && subject[rt->inbox_len + 2] == '.')
 		token = strtoull(subject + rt->inbox_len + 3, &end, 10);
 	if (token == 0 || end == NULL || *end != '.') {
 		natsMsg_Destroy(msg);
@@ -350,17 +357,21 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	}
 	w->token = token;
 	memcpy(w->id, probe.id, sizeof w->id);
-	if (what == 'a' && atomic_load(&rt->lost_acks) > 0) {
+	if (what != 'c' && atomic_load(&rt->lost_acks) > 0) {
 		atomic_fetch_sub(&rt->lost_acks, 1); /* fault test: as if lost on the way */
 		natsMsg_Destroy(msg);
 		work_recycle(sh, w);
 		return;
 	}
-	if (what == 'a') {
+	if (what != 'c') {
 		w->kind = WORK_APPENDED;
 		w->msg = NULL;
 		w->rc = es_parse_ack(msg, &w->result);
 		natsMsg_Destroy(msg);
+		if (what == 'e' && w->rc == ORN_OK && !w->result.duplicate) {
+			work_recycle(sh, w); /* stored: its echo tells the rest */
+			return;
+		}
 	} else {
 		w->kind = WORK_CONFIRMED;
 		w->msg = msg;
@@ -369,7 +380,8 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 }
 
 /* es_watch_fn: a commit of the kind, to the shard of its aggregate. */
-static void on_echo(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev)
+static void on_echo(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev,
+                    const char *msg_id)
 {
 	act_runtime *rt = closure;
 	work probe;
@@ -390,6 +402,7 @@ static void on_echo(void *closure, uint64_t seq, const char *id, bool chained, u
 	w->seq = seq;
 	w->chained = chained;
 	w->prev = prev;
+	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
 	post(rt, sh, w);
 }
 
@@ -450,6 +463,7 @@ static void unload(shard *sh, entry *e)
 	e->watched_from = 0;
 	e->echo_count = 0;
 	e->echo_lost = false;
+	e->by_echo = false;
 	idem_clear(e->ledger);
 }
 
@@ -458,6 +472,7 @@ static void entry_free(shard *sh, entry *e)
 	unload(sh, e);
 	mp_writer_destroy(e->commit);
 	idem_destroy(e->ledger);
+	free(e->echoes);
 	free(e->state);
 	free(e);
 }
@@ -762,6 +777,14 @@ static bool answered_by_ledger(shard *sh, entry *e)
 	return false;
 }
 
+/* True if every commit of e's aggregate after at->last_seq will be echoed
+ * to the entry. */
+static bool watched(act_runtime *rt, const entry *e, const es_position *at)
+{
+	return atomic_load(&rt->watch_ok) && e->watched_from != 0 && !e->echo_lost &&
+	       at->last_seq + 1 >= e->watched_from;
+}
+
 /* Publishes e->commit decided on e->at. */
 static orn_rc publish_commit(shard *sh, entry *e)
 {
@@ -770,7 +793,11 @@ static orn_rc publish_commit(shard *sh, entry *e)
 	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
 	e->base = e->at;
 	e->phase = APPENDING;
-	snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	e->by_echo = watched(rt, e, &e->base) && e->cmd.causation[0] != '\0' &&
+	             es_msg_id(e->msg_id, rt->kind->aggregate, e->id, e->cmd.causation, e->base.last_seq) ==
+	                     ORN_OK;
+	snprintf(reply, sizeof reply, "%s.%c.%llu.%s", rt->inbox, e->by_echo ? 'e' : 'a',
+	         (unsigned long long)e->token, e->id);
 	orn_rc rc = es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
 	                              mp_writer_data(e->commit), mp_writer_size(e->commit), reply);
 	if (rc == ORN_OK)
@@ -1067,9 +1094,8 @@ static bool on_verdict(shard *sh, entry *e, es_verdict verdict)
 static bool confirm_by_echo(shard *sh, entry *e)
 {
 	act_runtime *rt = sh->rt;
-	if (e->watched_from == 0 || e->base.last_seq + 1 < e->watched_from || e->echo_lost ||
-	    !atomic_load(&rt->watch_ok))
-		return confirm_next(sh, e);
+	if (!watched(rt, e, &e->base) || e->acked.duplicate)
+		return confirm_next(sh, e); /* a duplicate's commit was echoed before */
 	if (e->phase != AWAITING_ECHO)
 		atomic_fetch_add(&rt->by_echo, 1);
 	for (unsigned i = 0; i < e->echo_count; i++) {
@@ -1135,14 +1161,17 @@ static void on_confirmed(shard *sh, const work *w)
 static void on_echo_work(shard *sh, const work *w)
 {
 	if (w->id[0] == '\0') {
-		/* Flights awaiting an echo are confirmed by reading instead. */
+		/* Flights awaiting an echo are confirmed by reading instead; those
+		 * that will not hear their acknowledgement are resolved as of
+		 * unknown outcome (their commit is looked for in the log). */
 		entry *e = sh->flight_head;
 		while (e != NULL) {
 			entry *next = e->flight_next;
-			if (e->phase == AWAITING_ECHO) {
-				log_set_correlation(e->cmd.correlation);
+			log_set_correlation(e->cmd.correlation);
+			if (e->phase == AWAITING_ECHO)
 				after_step(sh, e, confirm_next(sh, e));
-			}
+			else if (e->phase == APPENDING && e->by_echo)
+				after_step(sh, e, try_again(sh, e, "unknown", ORN_EUNAVAILABLE));
 			e = next;
 		}
 		return;
@@ -1152,11 +1181,25 @@ static void on_echo_work(shard *sh, const work *w)
 	entry *e = hmap_get(sh->entries, w->id);
 	if (e == NULL || !e->loaded || e->watched_from == 0 || w->seq <= e->at.last_seq)
 		return;
-	if (e->echo_count == ECHO_MAX)
-		e->echo_lost = true;
-	else
+	if (e->echo_count == e->echo_cap) {
+		unsigned cap = e->echo_cap == 0 ? 2 : e->echo_cap * 2;
+		echo *grown = cap <= ECHO_MAX ? realloc(e->echoes, cap * sizeof *grown) : NULL;
+		if (grown == NULL) {
+			e->echo_lost = true; /* watched no more until reloaded */
+		} else {
+			e->echoes = grown;
+			e->echo_cap = cap;
+		}
+	}
+	if (!e->echo_lost)
 		e->echoes[e->echo_count++] = (echo){w->seq, w->chained, w->prev};
-	if (e->phase == AWAITING_ECHO) {
+	if (e->phase == APPENDING && e->by_echo && e->in_flight && strcmp(w->msg_id, e->msg_id) == 0) {
+		/* The commit itself: what its acknowledgement would have said. */
+		log_set_correlation(e->cmd.correlation);
+		e->acked = (es_append_result){.seq = w->seq, .duplicate = false};
+		es_confirm_init(&e->confirm, &e->base, w->seq);
+		after_step(sh, e, confirm_by_echo(sh, e));
+	} else if (e->phase == AWAITING_ECHO) {
 		log_set_correlation(e->cmd.correlation);
 		after_step(sh, e, confirm_by_echo(sh, e));
 	}

@@ -17,6 +17,7 @@
 #define ES_CHAIN_HEADS_MAX   100000 /* subjects whose chain a reader keeps in memory */
 #define SNAP_FORMAT          1      /* snapshots written under the chain's rule */
 #define MSG_ID_MAX           sodium_base64_ENCODED_LEN(16, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+_Static_assert(MSG_ID_MAX <= ES_MSG_ID_MAX, "ES_MSG_ID_MAX holds a Nats-Msg-Id");
 
 struct es_store {
 	char *url;
@@ -357,6 +358,17 @@ static void dedup_id(char out[MSG_ID_MAX], const char *subject, const char *msg_
 	crypto_generichash_update(&h, position, sizeof position);
 	crypto_generichash_final(&h, hash, sizeof hash);
 	sodium_bin2base64(out, MSG_ID_MAX, hash, sizeof hash, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq)
+{
+	char subject[ES_SUBJECT_MAX];
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	out[0] = '\0';
+	if (rc == ORN_OK && msg_id != NULL && msg_id[0] != '\0')
+		dedup_id(out, subject, msg_id, last_seq);
+	return rc;
 }
 
 /* The message of one append: the commit on its subject with the chain's and
@@ -1235,7 +1247,7 @@ static void follow_free(es_follow *f)
  * Orion-Prev that is not a number names no version: such a commit is void. */
 static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
 {
-	const char *subject = natsMsg_GetSubject(msg);
+	const char *subject = natsMsg_GetSubject(msg), *msg_id = NULL;
 	bool chained = false;
 	uint64_t prev = 0;
 	if (strlen(subject) <= f->id_at)
@@ -1244,7 +1256,9 @@ static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
 		chained = true;
 		prev = UINT64_MAX;
 	}
-	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev);
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &msg_id) != NATS_OK || msg_id == NULL)
+		msg_id = "";
+	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev, msg_id);
 }
 
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)

@@ -135,6 +135,13 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
  * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
  * The caller owns timeouts: an acknowledgement that never comes means the
  * outcome is unknown. */
+/* The Nats-Msg-Id an append of aggregate id with msg_id decided after
+ * reading up to last_seq carries ("" when msg_id is NULL or ""): how an
+ * appender knows its own commit in the log's echo. */
+#define ES_MSG_ID_MAX 24
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq);
+
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
                          const char *msg_id, const void *commit, size_t len, const char *reply_to);
 
@@ -318,8 +325,10 @@ void es_follow_stop(es_follow *f);
 /* Called by a watch for every commit of its aggregate kind, valid or void,
  * in stream order, with the aggregate's id and the commit's Orion-Prev
  * (chained false: none; a malformed one is passed as chained with prev
- * UINT64_MAX, which no chain accepts). On cnats' delivery thread. */
-typedef void es_watch_fn(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev);
+ * UINT64_MAX, which no chain accepts) and Nats-Msg-Id ("" if none). On
+ * cnats' delivery thread. */
+typedef void es_watch_fn(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev,
+                         const char *msg_id);
 
 /* A watch: an es_follow of every commit of one aggregate kind from the
  * commit after the last one stored when called (*from_seq: no commit at

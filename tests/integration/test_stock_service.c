@@ -367,13 +367,15 @@ Test(stock_service, two_instances_still_never_oversell, .init = start_server, .f
 /* ADR 015: an append whose acknowledgement is lost (its outcome unknown) is
  * answered with its own commit, found in the log, not decided again: an
  * adjustment counts once and the answer is "accepted" with the commit's
- * sequence, never a rejection or a second adjustment. */
-Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_the_log, .init = start_server,
-     .fini = stop_all, .timeout = 60)
+ * sequence, never a rejection or a second adjustment. Confirming by reading
+ * needs the acknowledgement; by the log's echo a lost one changes nothing:
+ * the echo shows the commit. */
+static void lose_an_acknowledgement(bool by_read)
 {
 	act_options ao;
 	act_options_init(&ao);
 	ao.append_timeout_ms = 500;
+	ao.confirm_by_read = by_read;
 	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
 	create_item("sku-lost", 5);
 	act_runtime_stop(runtime);
@@ -383,7 +385,7 @@ Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_
 	bus_reply r;
 	cr_assert_eq(tsc_send(client, "sku-lost", &c, "cmd-lost-ack", 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
-	cr_assert(r.duplicate, "answered from the log after the unknown outcome");
+	cr_assert_eq(r.duplicate, by_read, "answered from the log after the unknown outcome: %d", r.duplicate);
 	cr_assert_gt(r.seq, 0);
 	bus_reply_dispose(&r);
 	cr_assert_eq(count_events("sku-lost", STOCK_EV_ADJUSTED), 1, "applied once");
@@ -391,6 +393,19 @@ Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_
 	act_stats st;
 	act_runtime_stats(runtime, &st);
 	cr_assert_eq(st.failures, 0);
+	cr_assert_eq(st.confirmed_by_echo, by_read ? 0 : 1);
+}
+
+Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_the_log, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	lose_an_acknowledgement(true);
+}
+
+Test(stock_service, a_lost_acknowledgement_changes_nothing_when_the_echo_confirms, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	lose_an_acknowledgement(false);
 }
 
 /* ---- the commit chain without the server's check (ADR 015) ----------------
