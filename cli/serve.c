@@ -187,6 +187,7 @@ static orn_rc start_actors(serve_state *st, const char *roles)
 	act_options ao;
 	act_options_init(&ao);
 	ao.shards = st->cfg->shards;
+	ao.confirm_by_read = st->cfg->confirm_by_read;
 	ao.cache_capacity = st->cfg->cache_capacity;
 	ao.snapshot_every = st->cfg->snapshot_every;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {

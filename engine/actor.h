@@ -45,6 +45,10 @@ typedef struct act_options {
 	/* Fault tests only: this many append acknowledgements are ignored, as
 	 * if lost (the append lands; its outcome stays unknown); default 0. */
 	unsigned fault_lost_acks;
+	/* Confirm every append by reading the subject's next commits (direct
+	 * gets) instead of by the log's echo (ADR 015); for measurements and
+	 * tests of that path; default false. */
+	bool confirm_by_read;
 } act_options;
 
 void act_options_init(act_options *o);
@@ -58,15 +62,17 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 void act_runtime_stop(act_runtime *rt);
 
 typedef struct act_stats {
-	uint64_t commands;     /* commands answered */
-	uint64_t appends;      /* commits appended */
-	uint64_t conflicts;    /* conflicts seen, refused or void commits (each caused a reload) */
-	uint64_t voids;        /* commits of this runtime found void after their acknowledgement */
-	uint64_t expired;      /* commands that waited past their deadline */
-	uint64_t overloaded;   /* commands refused because a queue was full */
-	uint64_t rehydrations; /* cache misses that loaded from the store */
-	uint64_t snapshots;    /* snapshots written */
-	uint64_t failures;     /* commands answered "failed" */
+	uint64_t commands;          /* commands answered */
+	uint64_t appends;           /* commits appended */
+	uint64_t conflicts;         /* conflicts seen, refused or void commits (each caused a reload) */
+	uint64_t voids;             /* commits of this runtime found void after their acknowledgement */
+	uint64_t expired;           /* commands that waited past their deadline */
+	uint64_t overloaded;        /* commands refused because a queue was full */
+	uint64_t rehydrations;      /* cache misses that loaded from the store */
+	uint64_t snapshots;         /* snapshots written */
+	uint64_t failures;          /* commands answered "failed" */
+	uint64_t confirmed_by_echo; /* appends confirmed by the log's echo */
+	uint64_t confirmed_by_read; /* appends confirmed by reading (not watched since their base) */
 } act_stats;
 
 /* Counters since start (approximate while running). */

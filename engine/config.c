@@ -21,6 +21,8 @@ static const orn_config_var vars[] = {
          "HOST:PORT serving GET /metrics in a process without the gateway role"},
         {"ORION_LOG_LEVEL", "info", "debug, info, warn or error"},
         {"ORION_SHARDS", "4", "actor shards (threads) per aggregate kind"},
+        {"ORION_CONFIRM", "echo",
+         "how actors confirm their commits (ADR 015): echo (the log's echo) or read (a read per commit)"},
         {"ORION_CACHE_CAPACITY", "100000", "live aggregate states kept in memory per kind"},
         {"ORION_SNAPSHOT_EVERY", "100", "events between aggregate snapshots (0: never)"},
         {"ORION_STREAM_REPLICAS", "1", "replicas of the JetStream streams (3 on a cluster)"},
@@ -127,6 +129,7 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	long long shards = 4, cache = 100000, snapshot = 100, replicas = 1, timeout = 5000,
 	          sweep_after = 40000;
 	const char *bad = NULL;
+	char confirm[8] = "echo";
 
 #define TRY(name, call)                                                                                      \
 	do {                                                                                                 \
@@ -146,6 +149,12 @@ orn_rc orn_config_load(orn_config *c, const char **bad_var)
 	TRY("ORION_HTTP_ADDR", read_string("ORION_HTTP_ADDR", c->http_addr, sizeof c->http_addr));
 	TRY("ORION_METRICS_ADDR", read_string("ORION_METRICS_ADDR", c->metrics_addr, sizeof c->metrics_addr));
 	TRY("ORION_LOG_LEVEL", read_string("ORION_LOG_LEVEL", c->log_level, sizeof c->log_level));
+	TRY("ORION_CONFIRM", read_string("ORION_CONFIRM", confirm, sizeof confirm));
+	if (strcmp(confirm, "echo") != 0 && strcmp(confirm, "read") != 0) {
+		bad = "ORION_CONFIRM";
+		goto fail;
+	}
+	c->confirm_by_read = strcmp(confirm, "read") == 0;
 	TRY("ORION_CORS_ORIGINS", read_string("ORION_CORS_ORIGINS", c->cors_origins, sizeof c->cors_origins));
 	TRY("ORION_SMTP_URL", read_string("ORION_SMTP_URL", c->smtp_url, sizeof c->smtp_url));
 	TRY("ORION_MAIL_FROM", read_string("ORION_MAIL_FROM", c->mail_from, sizeof c->mail_from));

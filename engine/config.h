@@ -20,6 +20,7 @@ typedef struct orn_config {
 	char metrics_addr[ORN_CONFIG_STR_MAX]; /* ORION_METRICS_ADDR; "" = /metrics only on the gateway */
 	char log_level[16];                    /* ORION_LOG_LEVEL: debug|info|warn|error, default info */
 	unsigned shards;                       /* ORION_SHARDS, default 4 */
+	bool confirm_by_read;                  /* ORION_CONFIRM: echo (default) | read (ADR 015) */
 	size_t cache_capacity;                 /* ORION_CACHE_CAPACITY, default 100000 */
 	unsigned snapshot_every;               /* ORION_SNAPSHOT_EVERY, default 100 (0 = never) */
 	int stream_replicas;                   /* ORION_STREAM_REPLICAS, default 1 */

@@ -17,6 +17,7 @@
 #define ES_CHAIN_HEADS_MAX   100000 /* subjects whose chain a reader keeps in memory */
 #define SNAP_FORMAT          1      /* snapshots written under the chain's rule */
 #define MSG_ID_MAX           sodium_base64_ENCODED_LEN(16, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+_Static_assert(MSG_ID_MAX <= ES_MSG_ID_MAX, "ES_MSG_ID_MAX holds a Nats-Msg-Id");
 
 struct es_store {
 	char *url;
@@ -25,7 +26,13 @@ struct es_store {
 	jsCtx *js;
 	int64_t timeout_ms;
 	bool replicated; /* ORION_EVT has followers: a direct get may be answered by a lagging one */
+	bool unchecked;  /* fault tests: appends carry no ExpectLastSubjectSeq */
 };
+
+void es_store_fault_unchecked(es_store *s, bool on)
+{
+	s->unchecked = on;
+}
 
 void es_options_init(es_options *o)
 {
@@ -353,10 +360,22 @@ static void dedup_id(char out[MSG_ID_MAX], const char *subject, const char *msg_
 	sodium_bin2base64(out, MSG_ID_MAX, hash, sizeof hash, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq)
+{
+	char subject[ES_SUBJECT_MAX];
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	out[0] = '\0';
+	if (rc == ORN_OK && msg_id != NULL && msg_id[0] != '\0')
+		dedup_id(out, subject, msg_id, last_seq);
+	return rc;
+}
+
 /* The message of one append: the commit on its subject with the chain's and
  * JetStream's headers (see es_append). reply_to may be NULL. */
-static orn_rc commit_message(const char *aggregate, const char *id, const es_position *at, const char *msg_id,
-                             const void *commit, size_t len, const char *reply_to, natsMsg **out)
+static orn_rc commit_message(const es_store *s, const char *aggregate, const char *id, const es_position *at,
+                             const char *msg_id, const void *commit, size_t len, const char *reply_to,
+                             natsMsg **out)
 {
 	char subject[ES_SUBJECT_MAX], number[24], dedup[MSG_ID_MAX];
 	natsMsg *msg = NULL;
@@ -370,7 +389,8 @@ static orn_rc commit_message(const char *aggregate, const char *id, const es_pos
 		return ORN_ENOMEM;
 	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
-	natsStatus st = natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
+	natsStatus st = s->unchecked ? NATS_OK
+	                             : natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
 	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
 		dedup_id(dedup, subject, msg_id, at->last_seq);
 		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
@@ -392,7 +412,7 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
 	natsMsg *msg = NULL, *ack = NULL;
 	es_append_result result = {0};
 	es_confirm c;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, NULL, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, NULL, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	natsStatus st = natsConnection_RequestMsg(&ack, s->nc, msg, s->timeout_ms);
@@ -417,7 +437,7 @@ orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, con
 	natsMsg *msg = NULL;
 	if (reply_to == NULL)
 		return ORN_EINVAL;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, reply_to, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, reply_to, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	rc = es_status_rc(natsConnection_PublishMsg(s->nc, msg), 0);
@@ -525,9 +545,7 @@ void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq)
 	c->from = at->last_seq + 1;
 }
 
-/* One step of a confirmation: the next commit of the subject from c->from is
- * at seq, with the given Orion-Prev. */
-static es_verdict confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
+es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
 {
 	if (seq == c->seq)
 		return ES_VALID;
@@ -566,7 +584,7 @@ es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer)
 	if (natsMsgHeader_Get(answer, "Nats-Sequence", &value) != NATS_OK || value == NULL ||
 	    !parse_u64(value, strlen(value), &seq) || !es_msg_prev(answer, &chained, &prev))
 		return ES_ASK_LEADER; /* 404 from a replica behind, or an answer we cannot read */
-	return confirm_step(c, seq, chained, prev);
+	return es_confirm_step(c, seq, chained, prev);
 }
 
 /* The Orion-Prev header in a raw header block ("NATS/1.0\r\nKey: value\r\n..."). */
@@ -630,7 +648,7 @@ static orn_rc ask_leader(es_store *s, const char *subject, es_confirm *c, es_ver
 			goto done;
 		}
 	}
-	*verdict = confirm_step(c, seq, chained, prev);
+	*verdict = es_confirm_step(c, seq, chained, prev);
 	if (*verdict == ES_ASK_LEADER)
 		rc = ORN_EINTERNAL; /* the leader itself contradicts the acknowledgement */
 done:
@@ -1209,7 +1227,9 @@ struct es_follow {
 	natsSubscription *sub;
 	each_event each;
 	es_follow_done_fn *done;
-	scan chain; /* the delivery thread's: commits' validity, scratch events */
+	es_watch_fn *watch; /* a watch (es_watch_start): headers only, no fold */
+	size_t id_at;       /* a watch: where the id starts in a subject */
+	scan chain;         /* the delivery thread's: commits' validity, scratch events */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	bool stopped, closed, done_called, delivering;
@@ -1223,19 +1243,58 @@ static void follow_free(es_follow *f)
 	free(f);
 }
 
+/* A watched commit: its sequence, id and Orion-Prev to the watch. An
+ * Orion-Prev that is not a number names no version: such a commit is void. */
+static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
+{
+	const char *subject = natsMsg_GetSubject(msg), *msg_id = NULL;
+	bool chained = false;
+	uint64_t prev = 0;
+	if (strlen(subject) <= f->id_at)
+		return;
+	if (!es_msg_prev(msg, &chained, &prev)) {
+		chained = true;
+		prev = UINT64_MAX;
+	}
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &msg_id) != NATS_OK || msg_id == NULL)
+		msg_id = "";
+	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev, msg_id);
+}
+
+uint64_t es_delivered_seq(const char *reply)
+{
+	const char *tokens[13];
+	size_t lengths[13], count = 0;
+	if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return 0;
+	for (const char *p = reply; count < 13;) {
+		const char *dot = strchr(p, '.');
+		tokens[count] = p;
+		lengths[count++] = dot != NULL ? (size_t)(dot - p) : strlen(p);
+		if (dot == NULL)
+			break;
+		p = dot + 1;
+	}
+	uint64_t seq = 0;
+	size_t at = count == 9 ? 5 : count == 11 || count == 12 ? 7 : 0;
+	return at != 0 && parse_u64(tokens[at], lengths[at], &seq) ? seq : 0;
+}
+
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	es_follow *f = arg;
-	jsMsgMetaData *meta = NULL;
 	(void)nc;
 	(void)sub;
 	pthread_mutex_lock(&f->lock);
 	bool stopped = f->stopped;
 	f->delivering = !stopped;
 	pthread_mutex_unlock(&f->lock);
-	if (!stopped && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
-		jsMsgMetaData_Destroy(meta);
+	uint64_t seq = stopped ? 0 : es_delivered_seq(natsMsg_GetReply(msg));
+	if (seq != 0) {
+		if (f->watch != NULL)
+			watch_message(f, msg, seq);
+		else
+			(void)scan_message(&f->chain, msg, seq);
 	}
 	natsMsg_Destroy(msg);
 	pthread_mutex_lock(&f->lock);
@@ -1258,10 +1317,20 @@ static void follow_on_complete(void *arg)
 		follow_free(f);
 }
 
-/* es_follow_start and es_follow_since: deliver from from_seq, from since_ns
- * (UNIX ns) when from_seq is 0 and since_ns is not, else only new commits. */
-static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, int64_t since_ns,
-                           es_event_fn fn, es_follow_done_fn *done, void *closure, es_follow **out)
+/* What a follow reads: filter from from_seq, or from since_ns (UNIX ns)
+ * when from_seq is 0 and since_ns is not, else only new commits; events of
+ * valid commits to fn, or with watch set the headers of every commit. */
+typedef struct follow_spec {
+	const char *filter;
+	uint64_t from_seq;
+	int64_t since_ns;
+	es_event_fn fn;
+	es_watch_fn *watch;
+	size_t id_at;
+} follow_spec;
+
+static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_fn *done, void *closure,
+                           es_follow **out)
 {
 	es_follow *f = calloc(1, sizeof *f);
 	jsSubOptions so;
@@ -1273,28 +1342,32 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	if (f == NULL)
 		return ORN_ENOMEM;
 	f->store = s;
-	f->each.fn = fn;
+	f->each.fn = spec->fn;
 	f->each.closure = closure;
 	f->done = done;
+	f->watch = spec->watch;
+	f->id_at = spec->id_at;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
-	if ((rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+	if (f->watch == NULL && (rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
-	f->chain.from_start = from_seq == 1;
+	f->chain.from_start = spec->from_seq == 1;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
-	if (from_seq != 0) {
+	so.Config.HeadersOnly = f->watch != NULL;
+	if (spec->from_seq != 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
-		so.Config.OptStartSeq = from_seq;
-	} else if (since_ns > 0) {
+		so.Config.OptStartSeq = spec->from_seq;
+	} else if (spec->since_ns > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartTime;
-		so.Config.OptStartTime = since_ns;
+		so.Config.OptStartTime = spec->since_ns;
 	} else {
 		so.Config.DeliverPolicy = js_DeliverNew;
 	}
-	if ((st = js_Subscribe(&f->sub, s->js, filter, follow_on_message, f, NULL, &so, &jerr)) != NATS_OK) {
+	if ((st = js_Subscribe(&f->sub, s->js, spec->filter, follow_on_message, f, NULL, &so, &jerr)) !=
+	    NATS_OK) {
 		rc = es_status_rc(st, jerr);
 		goto fail;
 	}
@@ -1316,17 +1389,45 @@ fail:
 orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
-	return follow_start(s, filter, from_seq, 0, fn, done, closure, out);
+	follow_spec spec = {.filter = filter, .from_seq = from_seq, .fn = fn};
+	return follow_start(s, &spec, done, closure, out);
 }
 
 orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
+	follow_spec spec = {.filter = filter, .since_ns = since_ms * 1000000, .fn = fn};
 	if (since_ms <= 0) {
 		*out = NULL;
 		return ORN_EINVAL;
 	}
-	return follow_start(s, filter, 0, since_ms * 1000000, fn, done, closure, out);
+	return follow_start(s, &spec, done, closure, out);
+}
+
+orn_rc es_watch_start(es_store *s, const char *aggregate, es_watch_fn *fn, es_follow_done_fn *done,
+                      void *closure, es_follow **out, uint64_t *from_seq)
+{
+	char filter[ES_SUBJECT_MAX];
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	*out = NULL;
+	if (!es_aggregate_valid(aggregate) || fn == NULL)
+		return ORN_EINVAL;
+	snprintf(filter, sizeof filter, "%s.%s.*", EVT_PREFIX, aggregate);
+	/* From the commit after the last one stored now: a position the caller
+	 * can compare its own with. */
+	natsStatus st = js_GetStreamInfo(&si, s->js, ES_STREAM, NULL, &jerr);
+	if (st != NATS_OK)
+		return es_status_rc(st, jerr);
+	follow_spec spec = {.filter = filter,
+	                    .from_seq = si->State.LastSeq + 1,
+	                    .watch = fn,
+	                    .id_at = strlen(EVT_PREFIX) + strlen(aggregate) + 2};
+	jsStreamInfo_Destroy(si);
+	orn_rc rc = follow_start(s, &spec, done, closure, out);
+	if (rc == ORN_OK)
+		*from_seq = spec.from_seq;
+	return rc;
 }
 
 void es_follow_stop(es_follow *f)

@@ -59,6 +59,12 @@ bool es_store_connected(const es_store *s);
  * store is still closed with es_store_close. For a stop with NATS gone. */
 void es_store_abandon(es_store *s);
 
+/* Fault tests only: with on, appends carry no ExpectLastSubjectSeq, as on a
+ * replicated stream whose server does not check it against publishes in
+ * flight (nats-server 2.9.10, R3): concurrent appends on one version are all
+ * stored, and the commit chain alone must tell the valid one (ADR 015). */
+void es_store_fault_unchecked(es_store *s, bool on);
+
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
 
@@ -129,6 +135,13 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
  * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
  * The caller owns timeouts: an acknowledgement that never comes means the
  * outcome is unknown. */
+/* The Nats-Msg-Id an append of aggregate id with msg_id decided after
+ * reading up to last_seq carries ("" when msg_id is NULL or ""): how an
+ * appender knows its own commit in the log's echo. */
+#define ES_MSG_ID_MAX 24
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq);
+
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
                          const char *msg_id, const void *commit, size_t len, const char *reply_to);
 
@@ -165,6 +178,11 @@ void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq);
  * reply_to (read it with es_confirm_answer). */
 orn_rc es_confirm_publish(es_store *s, const char *aggregate, const char *id, const es_confirm *c,
                           const char *reply_to);
+/* One step of a confirmation: the subject's next commit from c->from is at
+ * seq with the given Orion-Prev (chained false: none). Advances c on a void
+ * commit before c->seq (ES_LOOK_AGAIN); ES_ASK_LEADER for a commit no
+ * up-to-date reader can meet there. */
+es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev);
 /* Reads one answer to es_confirm_publish and advances c. */
 es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
 /* Confirms synchronously from where c stands, asking the stream leader when
@@ -229,6 +247,12 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
 /* The Orion-Prev header of a stored message: *chained false when absent.
  * False when present but not a number (no valid commit). */
 bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
+
+/* The stream sequence in a JetStream delivery's reply subject, without
+ * cnats' allocating parser: "$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.
+ * <consumer seq>.<time>.<pending>" (9 tokens), or with "<domain>.<account
+ * hash>" after "$JS.ACK" (11 or 12 tokens). 0 if it is neither. */
+uint64_t es_delivered_seq(const char *reply);
 
 /* Sets c->valid by reading the chain of c's subject before c->seq. */
 orn_rc es_commit_check(es_store *s, es_commit *c);
@@ -303,5 +327,20 @@ orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_eve
  * wait on the server) or later on a cnats thread; f is freed once both
  * happened. NULL is accepted. */
 void es_follow_stop(es_follow *f);
+
+/* Called by a watch for every commit of its aggregate kind, valid or void,
+ * in stream order, with the aggregate's id and the commit's Orion-Prev
+ * (chained false: none; a malformed one is passed as chained with prev
+ * UINT64_MAX, which no chain accepts) and Nats-Msg-Id ("" if none). On
+ * cnats' delivery thread. */
+typedef void es_watch_fn(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev,
+                         const char *msg_id);
+
+/* A watch: an es_follow of every commit of one aggregate kind from the
+ * commit after the last one stored when called (*from_seq: no commit at
+ * or after it is missed), headers only (ADR 015: how an actor confirms its
+ * appends by the log's echo). Stop it with es_follow_stop; done as there. */
+orn_rc es_watch_start(es_store *s, const char *aggregate, es_watch_fn *fn, es_follow_done_fn *done,
+                      void *closure, es_follow **out, uint64_t *from_seq);
 
 #endif

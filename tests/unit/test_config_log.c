@@ -89,8 +89,10 @@ Test(config, values_from_the_environment)
 	setenv("ORION_SHARDS", "8", 1);
 	setenv("ORION_SNAPSHOT_EVERY", "0", 1);
 	setenv("ORION_STREAM_REPLICAS", "3", 1);
+	setenv("ORION_CONFIRM", "read", 1);
 	orn_config c;
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert(c.confirm_by_read);
 	cr_assert_str_eq(c.nats_url, "nats://10.0.0.1:4222");
 	cr_assert_str_eq(c.data_dir, "/srv/orion");
 	cr_assert_str_eq(c.log_level, "debug");
@@ -107,6 +109,7 @@ Test(config, an_empty_variable_means_the_default)
 	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.data_dir, "./var");
 	cr_assert_eq(c.shards, 4);
+	cr_assert_not(c.confirm_by_read, "by the log's echo unless told");
 }
 
 Test(config, bad_values_are_errors_naming_the_variable)
@@ -123,6 +126,7 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"ORION_STREAM_REPLICAS", "9"},
 	        {"ORION_COMMAND_TIMEOUT_MS", "1"},
 	        {"ORION_LOG_LEVEL", "verbose"},
+	        {"ORION_CONFIRM", "scan"},
 	        {"ORION_RESERVATION_TTL", "0"},
 	        {"ORION_RESERVATION_TTL", "604801"},
 	        {"ORION_MAIL_MAX_ATTEMPTS", "0"},
