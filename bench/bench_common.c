@@ -1,5 +1,7 @@
 /* bench_common.c — what the benchmarks share (see bench_common.h). */
 #include "bench_common.h"
+#include "natsd.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -206,4 +208,141 @@ void bench_say(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
+}
+
+bool bench_add_stream(natsConnection *nc, const char *name, const char *subjects, int replicas)
+{
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	jsStreamConfig cfg;
+	const char *list[1] = {subjects};
+	if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
+		return false;
+	/* The settings of ORION_EVT (engine/evstore.c). */
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = name;
+	cfg.Subjects = list;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.MaxMsgsPerSubject = -1;
+	cfg.Discard = js_DiscardNew;
+	cfg.DenyDelete = true;
+	cfg.DenyPurge = true;
+	cfg.AllowDirect = true;
+	cfg.Replicas = replicas;
+	cfg.Duplicates = 2LL * 60 * 1000000000LL;
+	natsStatus st = js_AddStream(&si, js, &cfg, NULL, &jerr);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+	if (st != NATS_OK) {
+		bench_say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
+		return false;
+	}
+	return true;
+}
+
+/* ---- a three-node cluster --------------------------------------------------- */
+
+#define CLUSTER_READY_MS 30000
+
+static bool write_node_config(const char *path, const char *store, int index, const int *ports,
+                              const int *routes)
+{
+	FILE *f = fopen(path, "we");
+	if (f == NULL)
+		return false;
+	fprintf(f, "server_name: n%d\nlisten: 127.0.0.1:%d\njetstream { store_dir: \"%s\" }\n", index,
+	        ports[index], store);
+	fprintf(f, "cluster {\n  name: bench\n  listen: 127.0.0.1:%d\n  routes: [", routes[index]);
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++)
+		fprintf(f, "%s nats-route://127.0.0.1:%d", i ? "," : "", routes[i]);
+	fprintf(f, " ]\n}\n");
+	return fclose(f) == 0;
+}
+
+/* True once a JetStream request through url is answered (a meta leader is elected). */
+static bool jetstream_ready(const char *url)
+{
+	natsOptions *o = NULL;
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsAccountInfo *info = NULL;
+	jsOptions jo;
+	bool ok = false;
+	jsOptions_Init(&jo);
+	jo.Wait = 1000;
+	if (natsOptions_Create(&o) == NATS_OK && natsOptions_SetURL(o, url) == NATS_OK &&
+	    natsOptions_SetTimeout(o, 1000) == NATS_OK &&
+	    natsOptions_SetAllowReconnect(o, false) == NATS_OK && natsConnection_Connect(&nc, o) == NATS_OK &&
+	    natsConnection_JetStream(&js, nc, &jo) == NATS_OK)
+		ok = js_GetAccountInfo(&info, js, NULL, NULL) == NATS_OK;
+	jsAccountInfo_Destroy(info);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	natsOptions_Destroy(o);
+	return ok;
+}
+
+bool bench_cluster_start(const char *dir, bench_cluster *c)
+{
+	int routes[BENCH_CLUSTER_NODES];
+	char node_dir[600], conf[700], log_path[700], url[64];
+	size_t used = 0;
+	memset(c, 0, sizeof *c);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		bench_say("mkdir %s: %s", dir, strerror(errno));
+		return false;
+	}
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++) {
+		c->port[i] = natsd_free_port();
+		routes[i] = natsd_free_port();
+		if (c->port[i] == 0 || routes[i] == 0)
+			return false;
+		snprintf(url, sizeof url, "%snats://127.0.0.1:%d", i ? "," : "", c->port[i]);
+		used += (size_t)snprintf(c->url + used, sizeof c->url - used, "%s", url);
+	}
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++) {
+		snprintf(node_dir, sizeof node_dir, "%s/n%d", dir, i);
+		snprintf(conf, sizeof conf, "%s/n%d.conf", dir, i);
+		snprintf(log_path, sizeof log_path, "%s/n%d.log", dir, i);
+		mkdir(node_dir, 0700);
+		char *argv[] = {"nats-server", "-c", conf, NULL};
+		if (!write_node_config(conf, node_dir, i, c->port, routes) ||
+		    (c->pid[i] = proc_spawn(argv, NULL, log_path)) <= 0) {
+			c->pid[i] = 0;
+			bench_say("cannot start nats-server n%d (%s)", i, log_path);
+			bench_cluster_stop(c);
+			return false;
+		}
+	}
+	int64_t deadline = bench_now_ns() + (int64_t)CLUSTER_READY_MS * 1000000LL;
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++) {
+		snprintf(url, sizeof url, "nats://127.0.0.1:%d", c->port[i]);
+		while (!jetstream_ready(url)) {
+			if (bench_now_ns() > deadline || bench_interrupted) {
+				bench_say("the cluster has no JetStream meta leader after %d s (logs in %s)",
+				          CLUSTER_READY_MS / 1000, dir);
+				bench_cluster_stop(c);
+				return false;
+			}
+			struct timespec ts = {0, 50000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return true;
+}
+
+void bench_cluster_stop(bench_cluster *c)
+{
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++)
+		if (c->pid[i] > 0)
+			kill(c->pid[i], SIGTERM);
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++) {
+		if (c->pid[i] > 0 && proc_wait(c->pid[i], 10000) < 0) {
+			kill(c->pid[i], SIGKILL);
+			proc_wait(c->pid[i], 10000);
+		}
+		c->pid[i] = 0;
+	}
 }

@@ -1,6 +1,6 @@
 /* bench_common.h — what the benchmarks share: time, temporary directories,
  * process CPU, the machine's facts for the report, spreads over rounds,
- * option parsing, signals and messages. */
+ * option parsing, signals and messages, and a three-node nats-server cluster. */
 #ifndef ORION_BENCH_COMMON_H
 #define ORION_BENCH_COMMON_H
 
@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <nats/nats.h>
 
 /* Set by SIGINT or SIGTERM once bench_catch_signals has run: loops stop early. */
 extern volatile sig_atomic_t bench_interrupted;
@@ -54,5 +56,27 @@ bool bench_parse_long(const char *s, long min, long max, long *out);
 
 /* The command shown in a report: $BENCH_COMMAND, else argv joined. */
 void bench_command_line(int argc, char **argv, char *out, size_t cap);
+
+/* Creates stream name on subjects (one pattern) with the settings of ORION_EVT
+ * and the given replicas; false (and why, said) if the server refuses. */
+bool bench_add_stream(natsConnection *nc, const char *name, const char *subjects, int replicas);
+
+/* Three nats-servers with JetStream clustered by routes on loopback ports,
+ * the production layout of README "Production layout" without TLS or users. */
+#define BENCH_CLUSTER_NODES 3
+typedef struct bench_cluster {
+	pid_t pid[BENCH_CLUSTER_NODES]; /* 0: not running */
+	int port[BENCH_CLUSTER_NODES];
+	char url[256]; /* the client URLs, comma separated */
+} bench_cluster;
+
+/* Starts the nodes (configuration, store and log of node i under dir/n<i>)
+ * and waits until JetStream answers through each, i.e. a meta leader is
+ * elected. False (the nodes stopped, the reason said) if that takes more
+ * than 30 s. The children die with the calling thread (proc_spawn). */
+bool bench_cluster_start(const char *dir, bench_cluster *out);
+
+/* SIGTERM to every node, SIGKILL after 10 s; safe on a cluster never started. */
+void bench_cluster_stop(bench_cluster *c);
 
 #endif

@@ -17,6 +17,10 @@
  *   5. prints a table and a markdown block for bench/RESULTS.md, with the CPU
  *      each process used in each phase (from /proc/<pid>/stat).
  *
+ * With --cluster the server is three nats-servers clustered by routes and
+ * every stream, ORION_EVT and the raw runs' alike, has three replicas (the
+ * production layout); the CPU of the three nodes is summed.
+ *
  * Everything it starts is stopped on every exit path and the temporary
  * directory is removed; children also die with it (PR_SET_PDEATHSIG). */
 #include <errno.h>
@@ -43,7 +47,7 @@
 #include "bench_common.h"
 #include "bus.h"
 #include "envelope.h"
-#include "evstore.h"
+#include "evstore-internal.h" /* a bench of the engine: its own NATS options */
 #include "log.h"
 #include "mpack.h"
 #include "natsd.h"
@@ -77,6 +81,7 @@ typedef struct bench_opts {
 	double duration_s;  /* seconds per latency run */
 	const char *shards; /* ORION_SHARDS for the child, NULL = inherited/default */
 	bool latency_asap;  /* latency client writes each request at once (no cnats flusher delay) */
+	bool cluster;       /* three clustered nats-servers, R3 streams */
 	const char *dump;   /* directory for per-request latency CSV files, or NULL */
 	int rounds;         /* interleaved rounds of raw and Orion throughput runs */
 } bench_opts;
@@ -228,12 +233,14 @@ typedef struct cpu_use {
 	double nats, orion, bench; /* percent of one core over the phase */
 } cpu_use;
 
-static pid_t nats_pid, orion_pid;
+static pid_t nats_pids[BENCH_CLUSTER_NODES], orion_pid; /* nats_pids: 0 for none */
 
 static cpu_mark cpu_now(void)
 {
-	cpu_mark m = {bench_proc_cpu_s(nats_pid), orion_pid > 0 ? bench_proc_cpu_s(orion_pid) : 0,
-	              bench_proc_cpu_s(getpid()), bench_now_ns()};
+	cpu_mark m = {0, orion_pid > 0 ? bench_proc_cpu_s(orion_pid) : 0, bench_proc_cpu_s(getpid()),
+	              bench_now_ns()};
+	for (int i = 0; i < BENCH_CLUSTER_NODES; i++)
+		m.nats += nats_pids[i] > 0 ? bench_proc_cpu_s(nats_pids[i]) : 0;
 	return m;
 }
 
@@ -378,38 +385,6 @@ static void raw_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 	raw_complete(r);
 }
 
-static orn_rc add_stream(natsConnection *nc, const char *name, const char *subjects)
-{
-	jsCtx *js = NULL;
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	jsStreamConfig cfg;
-	const char *list[1] = {subjects};
-	if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK)
-		return ORN_ENOMEM;
-	/* The settings of ORION_EVT (engine/evstore.c). */
-	jsStreamConfig_Init(&cfg);
-	cfg.Name = name;
-	cfg.Subjects = list;
-	cfg.SubjectsLen = 1;
-	cfg.Storage = js_FileStorage;
-	cfg.MaxMsgsPerSubject = -1;
-	cfg.Discard = js_DiscardNew;
-	cfg.DenyDelete = true;
-	cfg.DenyPurge = true;
-	cfg.AllowDirect = true;
-	cfg.Replicas = 1;
-	cfg.Duplicates = 2LL * 60 * 1000000000LL;
-	natsStatus st = js_AddStream(&si, js, &cfg, NULL, &jerr);
-	jsStreamInfo_Destroy(si);
-	jsCtx_Destroy(js);
-	if (st != NATS_OK) {
-		bench_say("cannot create stream %s: %s (jerr %d)", name, natsStatus_GetText(st), (int)jerr);
-		return ORN_EUNAVAILABLE;
-	}
-	return ORN_OK;
-}
-
 static uint64_t stream_msgs(natsConnection *nc, const char *name)
 {
 	jsCtx *js = NULL;
@@ -445,7 +420,9 @@ static orn_rc raw_phase(natsConnection *nc, const bench_opts *o, bool expect, in
 	snprintf(subjects, sizeof subjects, "%s.>", prefix);
 	memset(out, 0, sizeof *out);
 	out->count = o->raw_count;
-	orn_rc rc = add_stream(nc, stream, subjects);
+	orn_rc rc = bench_add_stream(nc, stream, subjects, o->cluster ? BENCH_CLUSTER_NODES : 1)
+	                    ? ORN_OK
+	                    : ORN_EUNAVAILABLE;
 	if (rc != ORN_OK)
 		return rc;
 	raw_run *r = calloc(1, sizeof *r);
@@ -740,7 +717,7 @@ static orn_rc client_open(client *c, const char *url, int n, bool asap)
 	snprintf(name, sizeof name, "bench-client-%d", n);
 	natsStatus st = natsOptions_Create(&no);
 	if (st == NATS_OK)
-		st = natsOptions_SetURL(no, url);
+		st = es_nats_options_set_url(no, url) == ORN_OK ? NATS_OK : NATS_ERR;
 	if (st == NATS_OK)
 		st = natsOptions_SetName(no, name);
 	/* Without SendAsap, cnats' flusher thread waits 1 ms to batch writes. */
@@ -1041,14 +1018,19 @@ static orn_rc latency_run(client *c, const run_spec *rs, int rate, const char *r
 
 static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, const char *log_path)
 {
-	char url_env[160], dir_env[640], shards_env[64];
+	char url_env[300], dir_env[640], shards_env[64], replicas_env[64];
 	char *argv[] = {(char *)o->orion, "serve", "--roles", "stock", NULL};
-	char *env[4] = {url_env, dir_env, NULL, NULL};
+	char *env[5] = {url_env, dir_env, NULL, NULL, NULL};
+	int envc = 2;
 	snprintf(url_env, sizeof url_env, "ORION_NATS_URL=%s", url);
 	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", dir);
 	if (o->shards != NULL) {
 		snprintf(shards_env, sizeof shards_env, "ORION_SHARDS=%s", o->shards);
-		env[2] = shards_env;
+		env[envc++] = shards_env;
+	}
+	if (o->cluster) {
+		snprintf(replicas_env, sizeof replicas_env, "ORION_STREAM_REPLICAS=%d", BENCH_CLUSTER_NODES);
+		env[envc++] = replicas_env;
 	}
 	pid_t pid = spawn(argv, env, log_path);
 	if (pid == 0) {
@@ -1077,6 +1059,26 @@ static pid_t start_orion(const bench_opts *o, const char *url, const char *dir, 
 
 /* ---- report -------------------------------------------------------------------- */
 
+/* The servers and the streams' replicas, with ORION_EVT's leader on a cluster. */
+static void describe_layout(natsConnection *nc, const bench_opts *o, char *out, size_t cap)
+{
+	jsCtx *js = NULL;
+	jsStreamInfo *si = NULL;
+	const char *leader = "unknown";
+	if (!o->cluster) {
+		snprintf(out, cap, "one nats-server, R1 streams");
+		return;
+	}
+	if (natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	    js_GetStreamInfo(&si, js, ES_STREAM, NULL, NULL) == NATS_OK && si->Cluster != NULL &&
+	    si->Cluster->Leader != NULL)
+		leader = si->Cluster->Leader;
+	snprintf(out, cap, "%d nats-servers clustered by routes, R%d streams (%s led by %s)",
+	         BENCH_CLUSTER_NODES, BENCH_CLUSTER_NODES, ES_STREAM, leader);
+	jsStreamInfo_Destroy(si);
+	jsCtx_Destroy(js);
+}
+
 typedef struct report {
 	bench_machine m;
 	char date[64];
@@ -1089,6 +1091,7 @@ typedef struct report {
 	latency_result lat[MAX_RATES];
 	int lat_count;
 	const char *shards;
+	char layout[160]; /* the servers and the replicas of the streams */
 	long orion_warn, orion_error;
 	char orion_exit[96];
 } report;
@@ -1164,6 +1167,7 @@ static void print_text(FILE *f, const report *r, const summary *s)
 	fprintf(f, "date      %s\n", r->date);
 	fprintf(f, "machine   %ld CPU (%s), %ld MiB RAM, %s\n", r->m.nproc, r->m.cpu, r->m.mem_mib,
 	        r->m.kernel);
+	fprintf(f, "layout    %s\n", r->layout);
 	fprintf(f, "software  nats-server %s, cnats %s, store on %s, orion shards %s\n", r->m.nats_server,
 	        r->m.cnats, r->m.store_fs, r->shards);
 	fprintf(f, "command   %s\n", r->command);
@@ -1232,6 +1236,7 @@ static void print_markdown(FILE *f, const report *r, const summary *s)
 	fprintf(f, "- command: `%s`\n", r->command);
 	fprintf(f, "- machine: %ld CPU (%s), %ld MiB RAM, %s; store on %s\n", r->m.nproc, r->m.cpu,
 	        r->m.mem_mib, r->m.kernel, r->m.store_fs);
+	fprintf(f, "- layout: %s\n", r->layout);
 	fprintf(f,
 	        "- software: nats-server %s, cnats %s, orion shards %s; server, Orion and load generator on "
 	        "the same machine\n",
@@ -1311,10 +1316,13 @@ static void usage(FILE *f)
 	           "  --rates A,B,...     offered loads of the latency runs, commands/s (default 1000,5000)\n"
 	           "  --duration S        seconds per latency run (default 5)\n"
 	           "  --shards N          ORION_SHARDS for the orion child (default: inherited, else 4)\n"
+	           "  --cluster           three clustered nats-servers and R3 streams (ORION_EVT and the\n"
+	           "                      raw runs' alike) instead of one server\n"
 	           "  --latency-flush M   asap (default): the latency client writes each request at once;\n"
 	           "                      buffered: through cnats' flusher, which waits 1 ms to batch\n"
 	           "  --dump DIR          write per-request latencies to DIR/<run>.csv\n\n"
-	           "Starts its own nats-server and `orion serve --roles stock`; prints a table and a\n"
+	           "Starts its own nats-server (or three) and `orion serve --roles stock`; prints a table "
+	           "and a\n"
 	           "markdown block for bench/RESULTS.md. BENCH_COMMAND (set by scripts/bench) is the\n"
 	           "command shown in the report.\n");
 }
@@ -1338,6 +1346,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 	o->latency_asap = true;
 	o->rounds = 3;
 	o->dump = NULL;
+	o->cluster = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1347,6 +1356,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 			return 0;
 		} else if (strcmp(a, "--no-raw-expect") == 0) {
 			o->raw_expect = false;
+			takes = false;
+		} else if (strcmp(a, "--cluster") == 0) {
+			o->cluster = true;
 			takes = false;
 		} else if (val == NULL) {
 			bench_say("option %s needs a value (see --help)", a);
@@ -1445,6 +1457,7 @@ int main(int argc, char **argv)
 	mkdir(orion_dir, 0700);
 
 	natsd *server = NULL;
+	bench_cluster cluster = {{0}, {0}, ""};
 	natsConnection *raw_nc = NULL;
 	client clients[MAX_CONNS + 1]; /* the throughput connections, then the latency one */
 	int clients_open = 0;
@@ -1471,35 +1484,42 @@ int main(int argc, char **argv)
 	memcpy(payload, mp_writer_data(commit), payload_len);
 	rep.payload_len = payload_len;
 
-	/* 1. the server, the orion child and the stock items */
-	natsd_options no;
-	natsd_options_init(&no);
-	no.store_dir = store_dir;
-	if (natsd_start(&no, &server) != ORN_OK) {
-		bench_say("cannot start nats-server");
-		goto cleanup;
+	/* 1. the server(s), the orion child and the stock items */
+	const char *url = NULL;
+	if (o.cluster) {
+		if (!bench_cluster_start(store_dir, &cluster))
+			goto cleanup;
+		memcpy(nats_pids, cluster.pid, sizeof nats_pids);
+		url = cluster.url;
+	} else {
+		natsd_options no;
+		natsd_options_init(&no);
+		no.store_dir = store_dir;
+		if (natsd_start(&no, &server) != ORN_OK) {
+			bench_say("cannot start nats-server");
+			goto cleanup;
+		}
+		nats_pids[0] = natsd_pid(server);
+		url = natsd_url(server);
 	}
-	nats_pid = natsd_pid(server);
-	bench_say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, natsd_url(server), store_dir,
-	          rep.m.store_fs);
+	bench_say("nats-server %s at %s, store %s (%s)", rep.m.nats_server, url, store_dir, rep.m.store_fs);
 	natsOptions *nopts = NULL;
-	if (natsOptions_Create(&nopts) != NATS_OK ||
-	    natsOptions_SetURL(nopts, natsd_url(server)) != NATS_OK ||
+	if (natsOptions_Create(&nopts) != NATS_OK || es_nats_options_set_url(nopts, url) != ORN_OK ||
 	    natsOptions_SetName(nopts, "bench-raw") != NATS_OK ||
 	    natsConnection_Connect(&raw_nc, nopts) != NATS_OK) {
 		natsOptions_Destroy(nopts);
-		bench_say("cannot connect to %s", natsd_url(server));
+		bench_say("cannot connect to %s", url);
 		goto cleanup;
 	}
 	natsOptions_Destroy(nopts);
 
 	bench_say("starting %s serve --roles stock...", o.orion);
-	orion_pid = start_orion(&o, natsd_url(server), orion_dir, orion_log);
+	orion_pid = start_orion(&o, url, orion_dir, orion_log);
 	if (orion_pid == 0)
 		goto cleanup;
 	snprintf(rep.orion_exit, sizeof rep.orion_exit, "running");
 	for (; clients_open <= o.conns; clients_open++)
-		if (client_open(&clients[clients_open], natsd_url(server), clients_open,
+		if (client_open(&clients[clients_open], url, clients_open,
 		                clients_open == o.conns && o.latency_asap) != ORN_OK)
 			goto cleanup;
 	run_spec create = {.create = true, .items = o.items, .count = o.items, .quantity = 1000000};
@@ -1511,6 +1531,9 @@ int main(int argc, char **argv)
 		          rep.setup.outcomes.accepted, o.items, others);
 		goto cleanup;
 	}
+
+	describe_layout(raw_nc, &o, rep.layout, sizeof rep.layout);
+	bench_say("layout: %s", rep.layout);
 
 	/* 2-3. rounds of RAW and ORION THROUGHPUT, interleaved so that a change in
 	 * the machine's speed during the run affects both sides alike */
@@ -1575,6 +1598,7 @@ cleanup:
 		}
 	}
 	natsd_stop(server);
+	bench_cluster_stop(&cluster);
 	bench_rmrf(dir);
 	free(payload);
 	mp_writer_destroy(commit);

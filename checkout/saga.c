@@ -478,7 +478,6 @@ orn_rc saga_start(es_store *store, kit_hub *hub, const saga_options *o, saga **o
 	                           .worker_create = worker_create,
 	                           .worker_destroy = worker_destroy,
 	                           .closure = s,
-	                           .kind = &order_kind,
 	                           .sweep_after_ms = s->o.sweep_after_ms > 0 ? s->o.sweep_after_ms : 0,
 	                           .sweep_newest_only = true};
 	if ((rc = kit_consumer_start(store, hub, &co, &s->consumer)) != ORN_OK)

@@ -28,6 +28,8 @@
 #include "common.h"
 #include "fsdir.h"
 #include "gw_api.h"
+#include "gw_jwt.h"
+#include "gw_routes.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
@@ -74,9 +76,9 @@ typedef struct serve_state {
 	pthread_t metrics_thread;
 	bool metrics_running;
 	gw_ops *ops;
-	gw_api api; /* the API handlers' context, borrowed pointers to the above */
-	gw_jwt *jwt;
-	gw_password_pool *passwords;
+	gw_api *api;                 /* the API's routes and their context */
+	gw_bus *bus;                 /* the API's command client */
+	gw_consistency *consistency; /* the API's read-your-writes */
 	pthread_t gateway_thread;
 	bool gateway_running;
 	na_credentials creds; /* the per-role NATS users (ADR 014), when auth */
@@ -440,74 +442,54 @@ static orn_rc start_metrics_listener(serve_state *st)
 	return ORN_OK;
 }
 
-/* The API context: command client, read-your-writes, tokens, passwords and
- * login limits over the read models of this process. */
+/* The API on the gateway: command client and read-your-writes over this
+ * process's read models, then the routes (tokens, passwords and login
+ * limits are the api's). */
 static orn_rc start_api(serve_state *st)
 {
 	unsigned char secret[GW_JWT_SECRET_BYTES];
-	unsigned char random_password[24];
-	char password_text[64];
-	gw_api *api = &st->api;
 	struct event_base *base = gw_server_base(st->gateway);
-	orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret);
+	const cli_config *c = st->cfg;
+	es_store *gateway_store = NULL;
+	orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), c->data_dir, secret);
 	if (rc != ORN_OK) {
 		log_error("cannot load the token signing key", "error", orn_strerror(rc));
 		return rc;
 	}
-	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30, st->cfg->token_ttl_s);
-	api->token_ttl_s = st->cfg->token_ttl_s;
-	/* The orders' confirmation tokens: a key of their own from the same secret. */
-	rc = order_token_key_derive(secret, sizeof secret, api->order_token_key);
+	if ((rc = role_store(st, &cli_gateway_role, &gateway_store)) != ORN_OK ||
+	    (rc = gw_bus_create(es_store_connection(gateway_store), base, &st->bus)) != ORN_OK ||
+	    (rc = gw_consistency_create(base, st->runner, 0, &st->consistency)) != ORN_OK)
+		goto done;
+	/* ADR 006, "Login limits" */
+	gw_api_limits limits = {.address_per_minute = c->auth_address_per_minute,
+	                        .address_burst = c->auth_address_burst,
+	                        .account_address_per_hour = c->auth_account_address_per_hour,
+	                        .account_address_burst = c->auth_account_address_burst,
+	                        .account_per_hour = c->auth_account_per_hour};
+	gw_api_options o;
+	gw_api_options_init(&o);
+	o.server = st->gateway;
+	o.routes = gw_routes_table(&o.route_count);
+	o.models = &st->models;
+	o.bus = st->bus;
+	o.consistency = st->consistency;
+	o.metrics = st->metrics;
+	o.store = st->store;
+	o.secret = secret;
+	o.password_memory_kib = c->password_memory_kib;
+	o.limits = &limits;
+	o.token_ttl_s = c->token_ttl_s;
+	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
+	o.low_stock_threshold = c->low_stock_threshold;
+	o.payment_timeout_ms = (unsigned)c->payment_timeout_ms;
+	rc = gw_api_create(&o, &st->api);
+done:
 	sodium_memzero(secret, sizeof secret);
-	if (rc != ORN_OK)
-		return rc;
-	gw_password_options po;
-	gw_password_options_init(&po);
-	po.memlimit = (size_t)st->cfg->password_memory_kib * 1024;
-	st->passwords = gw_password_pool_create(base, &po);
-	/* ADR 006, "Login limits": failed logins per client address (and
-	 * registrations), per (account, address), per account; the pairs that
-	 * logged in (a set: one token, hardly ever refilled) */
-	const cli_config *c = st->cfg;
-	api->login_by_address =
-	        gw_ratelimit_create((double)c->auth_address_per_minute / 60.0, c->auth_address_burst, 100000);
-	api->login_by_pair = gw_ratelimit_create((double)c->auth_account_address_per_hour / 3600.0,
-	                                         c->auth_account_address_burst, 100000);
-	api->login_by_account = gw_ratelimit_create((double)c->auth_account_per_hour / 3600.0,
-	                                            c->auth_account_per_hour, 100000);
-	api->login_known = gw_ratelimit_create(1e-9, 1, 100000);
-	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
-	    api->login_by_address == NULL || api->login_by_pair == NULL || api->login_known == NULL)
-		return ORN_ENOMEM;
-	/* Unknown emails are verified against this hash, so a login takes as long
-	 * whether the account exists or not. */
-	randombytes_buf(random_password, sizeof random_password);
-	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
-	if ((rc = gw_password_hash(&po, password_text, api->dummy_hash)) != ORN_OK)
-		return rc;
-	es_store *gateway_store = NULL;
-	if ((rc = role_store(st, &cli_gateway_role, &gateway_store)) != ORN_OK)
-		return rc;
-	if ((rc = gw_bus_create(es_store_connection(gateway_store), base, &api->bus)) != ORN_OK ||
-	    (rc = gw_consistency_create(base, st->runner, 1, &api->consistency)) != ORN_OK)
-		return rc;
-	api->catalog = st->models.catalog;
-	api->inventory = st->models.inventory;
-	api->users = st->models.users;
-	api->orders = st->models.orders;
-	api->carts = st->models.carts;
-	api->mail = st->models.mail;
-	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
-	api->low_stock_threshold = st->cfg->low_stock_threshold;
-	api->store = st->store;
-	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
-	api->jwt = st->jwt;
-	api->passwords = st->passwords;
-	api->metrics = st->metrics;
-	return ORN_OK;
+	return rc;
 }
 
-/* The server with every route registered; used by serve and by `routes`. */
+/* The server with its operations routes (the API's follow: start_api); used
+ * by serve and by `routes`. */
 static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 {
 	char openapi[ORN_CONFIG_STR_MAX + 64];
@@ -549,10 +531,7 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 		log_error("cannot serve the OpenAPI document", "path", openapi, "error", orn_strerror(rc));
 		return rc;
 	}
-	if ((rc = gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st)) != ORN_OK)
-		return rc;
-	st->api.server = st->gateway;
-	return gw_api_register(&st->api);
+	return gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st);
 }
 
 /* The address the gateway is bound to: ORION_HTTP_ADDR's host with the port
@@ -587,8 +566,8 @@ static orn_rc start_gateway(serve_state *st)
 	return ORN_OK;
 }
 
-/* `orion routes`: every route the gateway serves, "METHOD /pattern" per line
- * (the OpenAPI test compares them with the document). */
+/* `orion routes`: every route the gateway serves, "METHOD /pattern ACCESS"
+ * per line (the OpenAPI test compares them with the document). */
 int cli_routes(int argc, char **argv, const cli_config *cfg)
 {
 	serve_state st;
@@ -597,7 +576,8 @@ int cli_routes(int argc, char **argv, const cli_config *cfg)
 	st.cfg = cfg;
 	if (argc == 1 && cli_is_help(argv[0])) {
 		printf("usage: orion routes\n\n"
-		       "Lists every route the gateway serves, one \"METHOD /pattern\" per line (the\n"
+		       "Lists every route the gateway serves, one \"METHOD /pattern ACCESS\" per line,\n"
+		       "ACCESS being who may call it: public, account (a bearer token) or admin (the\n"
 		       "contract tests compare them with gateway/openapi.yaml). Binds nothing but a\n"
 		       "loopback port for a moment; needs no NATS.\n"
 		       "  -h, --help  this text\n");
@@ -607,18 +587,28 @@ int cli_routes(int argc, char **argv, const cli_config *cfg)
 		fprintf(stderr, "usage: orion routes\n");
 		return 2;
 	}
-	if (create_gateway(&st, "127.0.0.1:0") == ORN_OK) {
+	/* the API registered without a secret: listed, never served */
+	gw_api_options o;
+	gw_api_options_init(&o);
+	o.routes = gw_routes_table(&o.route_count);
+	if (create_gateway(&st, "127.0.0.1:0") == ORN_OK && (o.server = st.gateway) != NULL &&
+	    gw_api_create(&o, &st.api) == ORN_OK) {
 		const gw_router *router = gw_server_router(st.gateway);
 		for (size_t i = 0; i < gw_router_count(router); i++) {
 			gw_method method;
 			const char *pattern = NULL;
-			if (gw_router_route_at(router, i, &method, &pattern))
-				printf("%s %s\n", gw_method_name(method), pattern);
+			gw_api_access access = GW_ACCESS_PUBLIC; /* the operations routes' */
+			if (!gw_router_route_at(router, i, &method, &pattern))
+				continue;
+			for (size_t k = 0; k < o.route_count; k++)
+				if (o.routes[k].method == method && strcmp(o.routes[k].pattern, pattern) == 0)
+					access = o.routes[k].access;
+			printf("%s %s %s\n", gw_method_name(method), pattern, gw_api_access_name(access));
 		}
 		status = 0;
 	}
+	gw_api_destroy(st.api);
 	gw_server_destroy(st.gateway);
-	gw_api_dispose(&st.api);
 	gw_ops_destroy(st.ops);
 	gw_metrics_destroy(st.metrics);
 	return status;
@@ -722,16 +712,10 @@ static void stop_all(serve_state *st)
 	gw_server_destroy(st->metrics_server);
 	/* With the loop stopped: pending commands, waits and hashes are answered
 	 * (their deferred requests dropped with the server next). */
-	gw_bus_destroy(st->api.bus);
-	gw_consistency_destroy(st->api.consistency);
-	gw_password_pool_destroy(st->passwords);
+	gw_bus_destroy(st->bus);
+	gw_consistency_destroy(st->consistency);
+	gw_api_destroy(st->api); /* its password pool answers queued hashes: the server is still there */
 	gw_server_destroy(st->gateway);
-	gw_api_dispose(&st->api);
-	gw_ratelimit_destroy(st->api.login_by_account);
-	gw_ratelimit_destroy(st->api.login_by_address);
-	gw_ratelimit_destroy(st->api.login_by_pair);
-	gw_ratelimit_destroy(st->api.login_known);
-	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 

@@ -6,13 +6,18 @@
  * aggregate state happens on the shard's own thread, so a state is never
  * shared between threads.
  *
- * One command's path (ADR 015): decide on `at` → publish the commit (ack to
- * "<inbox>.a.<token>.<id>") → on the ack, ask for the subject's next commit
- * after at.last_seq (answer to "<inbox>.c.<token>.<id>") until the commit
- * is confirmed valid or found void → evolve and reply, or reload and decide
- * again. A first commit (decided on no commit at all) needs no confirmation:
- * the server checked its expected sequence 0 when it stored it. An append whose outcome stays unknown is
- * resolved by looking for the command's commit after at.version before anything is decided again. */
+ * One command's path (ADR 015): decide on `at` → publish the commit →
+ * confirm it, then evolve and reply, or reload and decide again. When the
+ * aggregate has been watched since at.last_seq, by the log's echo: a watch
+ * of the kind's commits (headers only, posted to the shards) shows the
+ * commit itself, known by its Nats-Msg-Id, and every commit before it; its
+ * acknowledgement ("<inbox>.e.<token>.<id>") is only posted when it says
+ * something else (refused, a duplicate). Otherwise on the acknowledgement
+ * ("<inbox>.a.<token>.<id>") by asking for the subject's next commits after
+ * at.last_seq (answers to "<inbox>.c.<token>.<id>"), until the commit is
+ * confirmed valid or found void. An append whose
+ * outcome stays unknown is resolved by looking for the command's commit
+ * after at.version before anything is decided again. */
 #include "actor.h"
 
 #include <errno.h>
@@ -29,7 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 
-typedef enum work_kind { WORK_COMMAND, WORK_APPENDED, WORK_CONFIRMED } work_kind;
+typedef enum work_kind { WORK_COMMAND, WORK_APPENDED, WORK_CONFIRMED, WORK_ECHO } work_kind;
 
 /* One item of a shard's mailbox. */
 typedef struct work {
@@ -42,9 +47,23 @@ typedef struct work {
 	uint64_t token; /* which append this belongs to */
 	orn_rc rc;
 	es_append_result result;
+	/* ECHO: a commit of id (seq 0 and no id: the watch has stopped) */
+	uint64_t seq;
+	bool chained;
+	uint64_t prev;
+	char msg_id[ES_MSG_ID_MAX];
 } work;
 
-typedef enum step { IDLE, APPENDING, CONFIRMING } step;
+typedef enum step { IDLE, APPENDING, CONFIRMING, AWAITING_ECHO } step;
+
+/* A commit of an aggregate as its echo told it. */
+typedef struct echo {
+	uint64_t seq;
+	bool chained;
+	uint64_t prev;
+} echo;
+
+#define ECHO_MAX 16 /* echoes kept per aggregate past its last commit */
 
 /* One live aggregate in a shard's cache. */
 typedef struct entry {
@@ -65,6 +84,16 @@ typedef struct entry {
 	es_append_result acked; /* its acknowledgement */
 	es_confirm confirm;     /* and its confirmation */
 	step phase;
+	/* The log's echo: every commit of the aggregate at or after watched_from
+	 * (0: not watched) reaches the entry; those after at.last_seq wait here,
+	 * in order. echo_lost: more than ECHO_MAX came (watched no more). */
+	uint64_t watched_from;
+	echo *echoes; /* grown up to ECHO_MAX */
+	unsigned echo_count, echo_cap;
+	bool echo_lost;
+	/* the flight is confirmed by echo: its commit's Nats-Msg-Id */
+	bool by_echo;
+	char msg_id[ES_MSG_ID_MAX];
 	/* the append in flight: its token, deadline, place in the flight list */
 	uint64_t token;
 	int64_t flight_deadline_ns;
@@ -94,6 +123,7 @@ typedef struct shard {
 	size_t live;
 	size_t capacity;
 	size_t busy_count;
+	uint64_t echo_pos; /* the last echo this shard took: later ones are still to come */
 	act_decision *decision;
 	mp_writer *scratch;
 	env_envelope *events; /* ENV_MAX_EVENTS, for decoding commits */
@@ -115,8 +145,16 @@ struct act_runtime {
 	shard *shards;
 	unsigned shard_count;
 	size_t cmd_prefix_len;
+	/* The watch of the kind's commits (es_watch_start): from watch_from on,
+	 * while watch_ok. done under watch_lock once it has stopped. */
+	es_follow *watch;
+	uint64_t watch_from;
+	atomic_bool watch_ok;
+	pthread_mutex_t watch_lock;
+	pthread_cond_t watch_stopped;
+	bool watch_done;
 	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
-	        snapshots, failures;
+	        snapshots, failures, by_echo, by_read;
 	atomic_bool stopping;  /* no retries once stopping: shutdown stays bounded */
 	atomic_uint lost_acks; /* fault tests: acknowledgements still to ignore */
 };
@@ -132,6 +170,7 @@ void act_options_init(act_options *o)
 	o->append_timeout_ms = 5000;
 	o->default_ttl_ms = 30000;
 	o->fault_lost_acks = 0;
+	o->confirm_by_read = false;
 }
 
 void act_options_apply(act_options *o, const act_options *set)
@@ -139,6 +178,7 @@ void act_options_apply(act_options *o, const act_options *set)
 	o->shards = set->shards;
 	o->cache_capacity = set->cache_capacity;
 	o->snapshot_every = set->snapshot_every;
+	o->confirm_by_read = set->confirm_by_read;
 }
 
 static shard *shard_of(act_runtime *rt, const char *id)
@@ -310,7 +350,7 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	work probe;
 	size_t len = strlen(subject);
 	char what = len > rt->inbox_len + 2 ? subject[rt->inbox_len + 1] : '\0';
-	if ((what == 'a' || what == 'c') && subject[rt->inbox_len + 2] == '.')
+	if ((what == 'a' || what == 'c' || what == 'e') && subject[rt->inbox_len + 2] == '.')
 		token = strtoull(subject + rt->inbox_len + 3, &end, 10);
 	if (token == 0 || end == NULL || *end != '.') {
 		natsMsg_Destroy(msg);
@@ -326,22 +366,74 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	}
 	w->token = token;
 	memcpy(w->id, probe.id, sizeof w->id);
-	if (what == 'a' && atomic_load(&rt->lost_acks) > 0) {
+	if (what != 'c' && atomic_load(&rt->lost_acks) > 0) {
 		atomic_fetch_sub(&rt->lost_acks, 1); /* fault test: as if lost on the way */
 		natsMsg_Destroy(msg);
 		work_recycle(sh, w);
 		return;
 	}
-	if (what == 'a') {
+	if (what != 'c') {
 		w->kind = WORK_APPENDED;
 		w->msg = NULL;
 		w->rc = es_parse_ack(msg, &w->result);
 		natsMsg_Destroy(msg);
+		if (what == 'e' && w->rc == ORN_OK && !w->result.duplicate) {
+			work_recycle(sh, w); /* stored: its echo tells the rest */
+			return;
+		}
 	} else {
 		w->kind = WORK_CONFIRMED;
 		w->msg = msg;
 	}
 	post(rt, sh, w);
+}
+
+/* es_watch_fn: a commit of the kind, to the shard of its aggregate. */
+static void on_echo(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev,
+                    const char *msg_id)
+{
+	act_runtime *rt = closure;
+	work probe;
+	set_id(&probe, id, 0);
+	if (!es_id_valid(probe.id))
+		return; /* no actor serves it */
+	shard *sh = shard_of(rt, probe.id);
+	work *w = work_new(sh);
+	if (w == NULL) {
+		/* An echo lost: nothing the watch says is complete any more. */
+		log_error("echo lost: out of memory; confirming by reading from now on", "id", probe.id);
+		atomic_store(&rt->watch_ok, false);
+		return;
+	}
+	w->kind = WORK_ECHO;
+	w->msg = NULL;
+	memcpy(w->id, probe.id, sizeof w->id);
+	w->seq = seq;
+	w->chained = chained;
+	w->prev = prev;
+	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
+	post(rt, sh, w);
+}
+
+/* es_follow_done_fn of the watch: it delivers no more. Flights awaiting an
+ * echo are confirmed by reading instead (an empty echo tells each shard). */
+static void on_watch_done(void *closure)
+{
+	act_runtime *rt = closure;
+	atomic_store(&rt->watch_ok, false);
+	for (unsigned i = 0; i < rt->shard_count; i++) {
+		shard *sh = &rt->shards[i];
+		work *w = work_new(sh);
+		if (w == NULL)
+			continue; /* its flights fall back at their deadline */
+		memset(w, 0, sizeof *w);
+		w->kind = WORK_ECHO;
+		post(rt, sh, w);
+	}
+	pthread_mutex_lock(&rt->watch_lock);
+	rt->watch_done = true;
+	pthread_cond_broadcast(&rt->watch_stopped);
+	pthread_mutex_unlock(&rt->watch_lock);
 }
 
 /* ---- cache ---------------------------------------------------------------- */
@@ -377,6 +469,10 @@ static void unload(shard *sh, entry *e)
 	e->loaded = false;
 	e->at.version = e->at.last_seq = 0;
 	e->since_snapshot = 0;
+	e->watched_from = 0;
+	e->echo_count = 0;
+	e->echo_lost = false;
+	e->by_echo = false;
 	idem_clear(e->ledger);
 }
 
@@ -385,6 +481,7 @@ static void entry_free(shard *sh, entry *e)
 	unload(sh, e);
 	mp_writer_destroy(e->commit);
 	idem_destroy(e->ledger);
+	free(e->echoes);
 	free(e->state);
 	free(e);
 }
@@ -514,6 +611,10 @@ static orn_rc rehydrate(shard *sh, entry *e)
 		return rc;
 	}
 	e->since_snapshot = ctx.events; /* a long tail earns a snapshot soon */
+	/* Echoes the shard has not taken yet are still to come: from here on
+	 * every commit of the aggregate reaches the entry. */
+	if (atomic_load(&rt->watch_ok))
+		e->watched_from = sh->echo_pos + 1 > rt->watch_from ? sh->echo_pos + 1 : rt->watch_from;
 	return ORN_OK;
 }
 
@@ -668,6 +769,14 @@ static bool answered_by_ledger(shard *sh, entry *e)
 	return false;
 }
 
+/* True if every commit of e's aggregate after at->last_seq will be echoed
+ * to the entry. */
+static bool watched(act_runtime *rt, const entry *e, const es_position *at)
+{
+	return atomic_load(&rt->watch_ok) && e->watched_from != 0 && !e->echo_lost &&
+	       at->last_seq + 1 >= e->watched_from;
+}
+
 /* Publishes e->commit decided on e->at. */
 static orn_rc publish_commit(shard *sh, entry *e)
 {
@@ -676,7 +785,11 @@ static orn_rc publish_commit(shard *sh, entry *e)
 	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
 	e->base = e->at;
 	e->phase = APPENDING;
-	snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	e->by_echo = watched(rt, e, &e->base) && e->cmd.causation[0] != '\0' &&
+	             es_msg_id(e->msg_id, rt->kind->aggregate, e->id, e->cmd.causation, e->base.last_seq) ==
+	                     ORN_OK;
+	snprintf(reply, sizeof reply, "%s.%c.%llu.%s", rt->inbox, e->by_echo ? 'e' : 'a',
+	         (unsigned long long)e->token, e->id);
 	orn_rc rc = es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
 	                              mp_writer_data(e->commit), mp_writer_size(e->commit), reply);
 	if (rc == ORN_OK)
@@ -695,6 +808,10 @@ static bool attempt(shard *sh, entry *e)
 	e->attempts++;
 	if (expired(sh, e))
 		return true;
+	if (e->loaded && (e->echo_count > 0 || e->echo_lost)) {
+		unload(sh, e); /* the log's echo shows commits past the cached state */
+		fresh = true;
+	}
 reload:
 	if (!e->loaded && (rc = rehydrate(sh, e)) != ORN_OK) {
 		reply_to(sh, e, BUS_FAILED, "unavailable", orn_strerror(rc), 0, false);
@@ -835,6 +952,16 @@ static orn_rc evolve_commit(shard *sh, entry *e, uint64_t seq)
 	return rc;
 }
 
+/* Forgets the echoes of commits up to e->at.last_seq. */
+static void drop_echoes(entry *e)
+{
+	unsigned keep = 0;
+	for (unsigned i = 0; i < e->echo_count; i++)
+		if (e->echoes[i].seq > e->at.last_seq)
+			e->echoes[keep++] = e->echoes[i];
+	e->echo_count = keep;
+}
+
 /* The command's commit is confirmed valid at e->acked.seq. */
 static void accept(shard *sh, entry *e)
 {
@@ -852,6 +979,7 @@ static void accept(shard *sh, entry *e)
 	}
 	orn_rc rc = evolve_commit(sh, e, seq);
 	e->at.version = e->at.last_seq = seq;
+	drop_echoes(e);
 	reply_to(sh, e, BUS_ACCEPTED, "", "", seq, false);
 	if (rc == ORN_OK)
 		maybe_snapshot(sh, e);
@@ -916,6 +1044,8 @@ static bool try_again(shard *sh, entry *e, const char *cause, orn_rc why)
 /* Asks for the next commit after where the confirmation stands. */
 static bool confirm_next(shard *sh, entry *e)
 {
+	if (e->phase != CONFIRMING)
+		atomic_fetch_add(&sh->rt->by_read, 1);
 	act_runtime *rt = sh->rt;
 	char reply[ES_SUBJECT_MAX];
 	snprintf(reply, sizeof reply, "%s.c.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
@@ -950,6 +1080,31 @@ static bool on_verdict(shard *sh, entry *e, es_verdict verdict)
 	return try_again(sh, e, "unknown", ORN_EINTERNAL);
 }
 
+/* Confirms e's acknowledged commit by the echoes of its aggregate when it
+ * has been watched since the commit's base, else by reading (confirm_next).
+ * Waits for more echoes while the ones so far show only void commits. */
+static bool confirm_by_echo(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	if (!watched(rt, e, &e->base) || e->acked.duplicate)
+		return confirm_next(sh, e); /* a duplicate's commit was echoed before */
+	if (e->phase != AWAITING_ECHO)
+		atomic_fetch_add(&rt->by_echo, 1);
+	for (unsigned i = 0; i < e->echo_count; i++) {
+		const echo *x = &e->echoes[i];
+		if (x->seq < e->confirm.from)
+			continue;
+		es_verdict verdict = es_confirm_step(&e->confirm, x->seq, x->chained, x->prev);
+		if (verdict != ES_LOOK_AGAIN)
+			return on_verdict(sh, e, verdict);
+	}
+	if (e->phase != AWAITING_ECHO) {
+		e->phase = AWAITING_ECHO;
+		flight_push(sh, e);
+	}
+	return false;
+}
+
 /* The entry whose in-flight step w answers, or NULL for a stale answer (of
  * a step that already timed out and was resolved). */
 static entry *awaiting(shard *sh, const work *w, step phase)
@@ -975,16 +1130,10 @@ static void on_appended(shard *sh, const work *w)
 	if (e == NULL)
 		return;
 	bool finished;
-	if (w->rc == ORN_OK && e->base.last_seq == 0) {
-		/* a first commit is valid once stored: the server checked the
-		 * expected sequence 0 when it stored it (evstore.h, es_commit.first) */
-		e->acked = w->result;
-		accept(sh, e);
-		finished = true;
-	} else if (w->rc == ORN_OK) {
+	if (w->rc == ORN_OK) {
 		e->acked = w->result;
 		es_confirm_init(&e->confirm, &e->base, w->result.seq);
-		finished = confirm_next(sh, e);
+		finished = confirm_by_echo(sh, e);
 	} else {
 		finished = try_again(sh, e, w->rc == ORN_ECONFLICT ? "conflict" : "unknown", w->rc);
 	}
@@ -997,6 +1146,55 @@ static void on_confirmed(shard *sh, const work *w)
 	if (e == NULL)
 		return;
 	after_step(sh, e, on_verdict(sh, e, es_confirm_answer(&e->confirm, w->msg)));
+}
+
+/* A commit of one of the shard's aggregates, echoed by the watch; or, with
+ * no id, word that the watch has stopped. */
+static void on_echo_work(shard *sh, const work *w)
+{
+	if (w->id[0] == '\0') {
+		/* Flights awaiting an echo are confirmed by reading instead; those
+		 * that will not hear their acknowledgement are resolved as of
+		 * unknown outcome (their commit is looked for in the log). */
+		entry *e = sh->flight_head;
+		while (e != NULL) {
+			entry *next = e->flight_next;
+			log_set_correlation(e->cmd.correlation);
+			if (e->phase == AWAITING_ECHO)
+				after_step(sh, e, confirm_next(sh, e));
+			else if (e->phase == APPENDING && e->by_echo)
+				after_step(sh, e, try_again(sh, e, "unknown", ORN_EUNAVAILABLE));
+			e = next;
+		}
+		return;
+	}
+	if (w->seq > sh->echo_pos)
+		sh->echo_pos = w->seq;
+	entry *e = hmap_get(sh->entries, w->id);
+	if (e == NULL || !e->loaded || e->watched_from == 0 || w->seq <= e->at.last_seq)
+		return;
+	if (e->echo_count == e->echo_cap) {
+		unsigned cap = e->echo_cap == 0 ? 2 : e->echo_cap * 2;
+		echo *grown = cap <= ECHO_MAX ? realloc(e->echoes, cap * sizeof *grown) : NULL;
+		if (grown == NULL) {
+			e->echo_lost = true; /* watched no more until reloaded */
+		} else {
+			e->echoes = grown;
+			e->echo_cap = cap;
+		}
+	}
+	if (!e->echo_lost)
+		e->echoes[e->echo_count++] = (echo){w->seq, w->chained, w->prev};
+	if (e->phase == APPENDING && e->by_echo && e->in_flight && strcmp(w->msg_id, e->msg_id) == 0) {
+		/* The commit itself: what its acknowledgement would have said. */
+		log_set_correlation(e->cmd.correlation);
+		e->acked = (es_append_result){.seq = w->seq, .duplicate = false};
+		es_confirm_init(&e->confirm, &e->base, w->seq);
+		after_step(sh, e, confirm_by_echo(sh, e));
+	} else if (e->phase == AWAITING_ECHO) {
+		log_set_correlation(e->cmd.correlation);
+		after_step(sh, e, confirm_by_echo(sh, e));
+	}
 }
 
 static void on_command_work(shard *sh, work *w)
@@ -1041,6 +1239,12 @@ static void expire_flights(shard *sh)
 	while (sh->flight_head != NULL && sh->flight_head->flight_deadline_ns <= now) {
 		entry *e = sh->flight_head;
 		log_set_correlation(e->cmd.correlation);
+		if (e->phase == AWAITING_ECHO && now != INT64_MAX) {
+			log_warn("no echo of an acknowledged append in time; confirming by reading", "id",
+			         e->id);
+			after_step(sh, e, confirm_next(sh, e));
+			continue;
+		}
 		log_warn("append not acknowledged or confirmed in time", "id", e->id);
 		after_step(sh, e, try_again(sh, e, "unknown", ORN_ETIMEOUT));
 	}
@@ -1098,6 +1302,8 @@ static void *shard_main(void *arg)
 			}
 			if (w->kind == WORK_APPENDED)
 				on_appended(sh, w);
+			else if (w->kind == WORK_ECHO)
+				on_echo_work(sh, w);
 			else
 				on_confirmed(sh, w);
 			natsMsg_Destroy(w->msg);
@@ -1229,6 +1435,35 @@ static void unsubscribe_inbox(act_runtime *rt, bool up)
 	rt->inbox = NULL;
 }
 
+/* Starts the watch of the kind's commits (unless confirm_by_read): without
+ * it every append is confirmed by reading, which is correct and dearer. */
+static void start_watch(act_runtime *rt)
+{
+	if (rt->opt.confirm_by_read)
+		return;
+	orn_rc rc = es_watch_start(rt->store, rt->kind->aggregate, on_echo, on_watch_done, rt, &rt->watch,
+	                           &rt->watch_from);
+	if (rc != ORN_OK) {
+		log_warn("no watch of the log: appends are confirmed by reading", "aggregate",
+		         rt->kind->aggregate, "error", orn_strerror(rc));
+		return;
+	}
+	atomic_store(&rt->watch_ok, true);
+}
+
+/* Stops the watch and waits until it calls back no more. */
+static void stop_watch(act_runtime *rt)
+{
+	if (rt->watch == NULL)
+		return;
+	es_follow_stop(rt->watch);
+	pthread_mutex_lock(&rt->watch_lock);
+	while (!rt->watch_done)
+		pthread_cond_wait(&rt->watch_stopped, &rt->watch_lock);
+	pthread_mutex_unlock(&rt->watch_lock);
+	rt->watch = NULL;
+}
+
 orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_options *o, act_runtime **out)
 {
 	orn_rc rc = ORN_OK;
@@ -1241,6 +1476,8 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		return ORN_ENOMEM;
 	rt->store = store;
 	rt->kind = kind;
+	pthread_mutex_init(&rt->watch_lock, NULL);
+	pthread_cond_init(&rt->watch_stopped, NULL);
 	if (o != NULL)
 		rt->opt = *o;
 	else
@@ -1270,6 +1507,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		}
 	if ((rc = subscribe_inbox(rt)) != ORN_OK)
 		goto fail;
+	start_watch(rt);
 	snprintf(subject, sizeof subject, "orion.cmd.%s.*", kind->aggregate);
 	snprintf(queue, sizeof queue, "orion.%s", kind->aggregate);
 	if ((rc = connect_commands(rt)) != ORN_OK)
@@ -1290,12 +1528,15 @@ fail:
 	if (rt->sub != NULL)
 		natsSubscription_Destroy(rt->sub);
 	natsConnection_Destroy(rt->nc);
+	stop_watch(rt);
 	stop_shards(rt, started);
 	unsubscribe_inbox(rt, true);
 	if (rt->shards != NULL)
 		for (unsigned i = 0; i < rt->shard_count; i++)
 			shard_dispose(&rt->shards[i]);
 	free(rt->shards);
+	pthread_cond_destroy(&rt->watch_stopped);
+	pthread_mutex_destroy(&rt->watch_lock);
 	free(rt);
 	return rc;
 }
@@ -1314,6 +1555,7 @@ void act_runtime_stop(act_runtime *rt)
 			natsSubscription_WaitForDrainCompletion(rt->sub, 5000);
 		natsSubscription_Destroy(rt->sub);
 	}
+	stop_watch(rt); /* flights awaiting an echo are confirmed by reading */
 	stop_shards(rt, rt->shard_count);
 	unsubscribe_inbox(rt, up);
 	if (up)
@@ -1323,6 +1565,8 @@ void act_runtime_stop(act_runtime *rt)
 		shard_dispose(&rt->shards[i]);
 	free(rt->shards);
 	log_info("actor runtime stopped", "aggregate", rt->kind->aggregate);
+	pthread_cond_destroy(&rt->watch_stopped);
+	pthread_mutex_destroy(&rt->watch_lock);
 	free(rt);
 }
 
@@ -1337,4 +1581,6 @@ void act_runtime_stats(act_runtime *rt, act_stats *out)
 	out->rehydrations = atomic_load(&rt->rehydrations);
 	out->snapshots = atomic_load(&rt->snapshots);
 	out->failures = atomic_load(&rt->failures);
+	out->confirmed_by_echo = atomic_load(&rt->by_echo);
+	out->confirmed_by_read = atomic_load(&rt->by_read);
 }

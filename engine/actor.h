@@ -46,13 +46,17 @@ typedef struct act_options {
 	/* Fault tests only: this many append acknowledgements are ignored, as
 	 * if lost (the append lands; its outcome stays unknown); default 0. */
 	unsigned fault_lost_acks;
+	/* Confirm every append by reading the subject's next commits (direct
+	 * gets) instead of by the log's echo (ADR 015); for measurements and
+	 * tests of that path; default false. */
+	bool confirm_by_read;
 } act_options;
 
 void act_options_init(act_options *o);
 
 /* The rows of a settings table (config.h) for the options a process sets on
- * the runtimes of its roles: ORION_SHARDS, ORION_CACHE_CAPACITY and
- * ORION_SNAPSHOT_EVERY, into field (an act_options) of a role's settings
+ * the runtimes of its roles: ORION_SHARDS, ORION_CACHE_CAPACITY,
+ * ORION_SNAPSHOT_EVERY and ORION_CONFIRM, into field (an act_options) of a role's settings
  * struct type. The role copies them over act_options_init's defaults with
  * act_options_apply. */
 #define ACT_OPTIONS_SETTINGS(type, field)                                                                    \
@@ -61,10 +65,13 @@ void act_options_init(act_options *o);
 	        ORN_SETTING_INT_ROW("ORION_CACHE_CAPACITY", type, field.cache_capacity, 100000, 1,           \
 	                            100000000, "live aggregate states kept in memory per kind"),             \
 	        ORN_SETTING_INT_ROW("ORION_SNAPSHOT_EVERY", type, field.snapshot_every, 100, 0, 1000000,     \
-	                            "events between aggregate snapshots (0: never)")
+	                            "events between aggregate snapshots (0: never)"),                        \
+	        ORN_SETTING_CHOICE_ROW(                                                                      \
+	                "ORION_CONFIRM", type, field.confirm_by_read, "echo", "echo|read",                   \
+	                "how actors confirm their commits (ADR 015): the log's echo, or a read")
 
-/* Sets o's shards, cache capacity and snapshot interval to those of set (the
- * field ACT_OPTIONS_SETTINGS filled). */
+/* Sets o's shards, cache capacity, snapshot interval and way of confirming
+ * to those of set (the field ACT_OPTIONS_SETTINGS filled). */
 void act_options_apply(act_options *o, const act_options *set);
 
 typedef struct act_runtime act_runtime;
@@ -76,15 +83,17 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 void act_runtime_stop(act_runtime *rt);
 
 typedef struct act_stats {
-	uint64_t commands;     /* commands answered */
-	uint64_t appends;      /* commits appended */
-	uint64_t conflicts;    /* conflicts seen, refused or void commits (each caused a reload) */
-	uint64_t voids;        /* commits of this runtime found void after their acknowledgement */
-	uint64_t expired;      /* commands that waited past their deadline */
-	uint64_t overloaded;   /* commands refused because a queue was full */
-	uint64_t rehydrations; /* cache misses that loaded from the store */
-	uint64_t snapshots;    /* snapshots written */
-	uint64_t failures;     /* commands answered "failed" */
+	uint64_t commands;          /* commands answered */
+	uint64_t appends;           /* commits appended */
+	uint64_t conflicts;         /* conflicts seen, refused or void commits (each caused a reload) */
+	uint64_t voids;             /* commits of this runtime found void after their acknowledgement */
+	uint64_t expired;           /* commands that waited past their deadline */
+	uint64_t overloaded;        /* commands refused because a queue was full */
+	uint64_t rehydrations;      /* cache misses that loaded from the store */
+	uint64_t snapshots;         /* snapshots written */
+	uint64_t failures;          /* commands answered "failed" */
+	uint64_t confirmed_by_echo; /* appends confirmed by the log's echo */
+	uint64_t confirmed_by_read; /* appends confirmed by reading (not watched since their base) */
 } act_stats;
 
 /* Counters since start (approximate while running). */

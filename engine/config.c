@@ -29,6 +29,21 @@ static orn_rc read_int(const char *value, const orn_setting *s, long long *out)
 	return ORN_OK;
 }
 
+/* The index of word among choices ('|'-separated), -1 if it is not one. */
+static long long choice_index(const char *choices, const char *word)
+{
+	size_t n = strlen(word);
+	long long i = 0;
+	for (const char *c = choices; c != NULL; i++) {
+		const char *end = strchr(c, '|');
+		size_t len = end != NULL ? (size_t)(end - c) : strlen(c);
+		if (len == n && strncmp(c, word, n) == 0)
+			return i;
+		c = end != NULL ? end + 1 : NULL;
+	}
+	return -1;
+}
+
 orn_rc orn_settings_load(const orn_setting *table, void *out, const char **bad)
 {
 	for (const orn_setting *s = table; s->name != NULL; s++) {
@@ -42,6 +57,12 @@ orn_rc orn_settings_load(const orn_setting *table, void *out, const char **bad)
 				rc = ORN_EINVAL;
 			else
 				memcpy(field, text, strlen(text) + 1);
+		} else if (s->kind == ORN_SETTING_CHOICE) {
+			long long n = choice_index(s->choices, set ? value : s->default_text);
+			if (n < 0)
+				rc = ORN_EINVAL;
+			else
+				put_int(field, s->size, n);
 		} else {
 			long long n = s->default_int;
 			if (set)
@@ -92,7 +113,9 @@ void orn_settings_help(const orn_setting *const *tables, size_t count, FILE *out
 				snprintf(number, sizeof number, "%lld", s->default_int);
 				shown = number;
 			}
-			fprintf(out, "  %-26s default %-16s %s\n", s->name,
-			        shown != NULL ? shown : s->default_text, s->help);
+			fprintf(out, "  %-26s default %-16s %s%s%s%s\n", s->name,
+			        shown != NULL ? shown : s->default_text, s->help,
+			        s->choices != NULL ? " (" : "", s->choices != NULL ? s->choices : "",
+			        s->choices != NULL ? ")" : "");
 		}
 }

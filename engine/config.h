@@ -17,8 +17,9 @@
 #define ORN_CONFIG_STR_MAX 512 /* bytes of a text setting's field, by convention */
 
 typedef enum orn_setting_kind {
-	ORN_SETTING_TEXT, /* a string copied into a char array */
-	ORN_SETTING_INT   /* a decimal integer within [min, max] */
+	ORN_SETTING_TEXT,  /* a string copied into a char array */
+	ORN_SETTING_INT,   /* a decimal integer within [min, max] */
+	ORN_SETTING_CHOICE /* one word of choices ("echo|read"): its index, an integer */
 } orn_setting_kind;
 
 /* One setting; a table ends with a row whose name is NULL. */
@@ -29,30 +30,37 @@ typedef struct orn_setting {
 	long long default_int, min, max; /* INT */
 	size_t offset,
 	        size; /* the field: a char array of size bytes, or an integer of size bytes (1, 2, 4, 8) */
-	const char *shown; /* the default as --help shows it; NULL: the default itself */
-	const char *help;  /* one line */
+	const char *shown;   /* the default as --help shows it; NULL: the default itself */
+	const char *help;    /* one line */
+	const char *choices; /* CHOICE: the words allowed, '|'-separated; default_text is one of them */
 } orn_setting;
 
 /* Rows for a field of struct type. */
 #define ORN_SETTING_TEXT_ROW(name, type, field, def, shown, help)                                            \
 	{                                                                                                    \
 		(name), ORN_SETTING_TEXT, (def), 0, 0, 0, offsetof(type, field), sizeof(((type *)0)->field), \
-		        (shown), (help)                                                                      \
+		        (shown), (help), NULL                                                                \
 	}
 #define ORN_SETTING_INT_ROW(name, type, field, def, min, max, help)                                          \
 	{                                                                                                    \
 		(name), ORN_SETTING_INT, NULL, (def), (min), (max), offsetof(type, field),                   \
-		        sizeof(((type *)0)->field), NULL, (help)                                             \
+		        sizeof(((type *)0)->field), NULL, (help), NULL                                       \
+	}
+#define ORN_SETTING_CHOICE_ROW(name, type, field, def, choices, help)                                        \
+	{                                                                                                    \
+		(name), ORN_SETTING_CHOICE, (def), 0, 0, 0, offsetof(type, field),                           \
+		        sizeof(((type *)0)->field), NULL, (help), (choices)                                  \
 	}
 #define ORN_SETTING_END                                                                                      \
 	{                                                                                                    \
-		NULL, ORN_SETTING_TEXT, NULL, 0, 0, 0, 0, 0, NULL, NULL                                      \
+		NULL, ORN_SETTING_TEXT, NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL                                \
 	}
 
 /* Sets every field the table describes in out to its default, then to the
  * environment's value where the variable is set and not empty. ORN_EINVAL
  * for a value that is not a number within the bounds, or a text too long for
- * its field: *bad (may be NULL) then names the variable. Fields the table
+ * its field, or a word not among a choice's: *bad (may be NULL) then names
+ * the variable. Fields the table
  * does not describe are left as they are. */
 orn_rc orn_settings_load(const orn_setting *table, void *out, const char **bad);
 

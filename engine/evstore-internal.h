@@ -34,7 +34,14 @@ orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
  * message with the same headers as es_append, and JetStream publishes its
  * acknowledgement to reply_to, a subject the caller subscribes to. Read the
  * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*)
- * unless at->last_seq is 0. The caller owns timeouts. */
+ * The caller owns timeouts. */
+/* The Nats-Msg-Id an append of aggregate id with msg_id decided after
+ * reading up to last_seq carries ("" when msg_id is NULL or ""): how an
+ * appender knows its own commit in the log's echo. */
+#define ES_MSG_ID_MAX 24
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq);
+
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
                          const char *msg_id, const void *commit, size_t len, const char *reply_to);
 
@@ -71,6 +78,11 @@ void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq);
  * reply_to (read it with es_confirm_answer). */
 orn_rc es_confirm_publish(es_store *s, const char *aggregate, const char *id, const es_confirm *c,
                           const char *reply_to);
+/* One step of a confirmation: the subject's next commit from c->from is at
+ * seq with the given Orion-Prev (chained false: none). Advances c on a void
+ * commit before c->seq (ES_LOOK_AGAIN); ES_ASK_LEADER for a commit no
+ * up-to-date reader can meet there. */
+es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev);
 /* Reads one answer to es_confirm_publish and advances c. */
 es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
 /* Confirms synchronously from where c stands, asking the stream leader when
@@ -79,8 +91,8 @@ es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
 orn_rc es_confirm_wait(es_store *s, const char *aggregate, const char *id, es_confirm *c);
 
 /* Decodes a commit delivered by a consumer of the stream (a durable or an
- * ordered one) or a direct get: its sequence, subject, time, Orion-Prev,
- * whether it is a first commit, and its events (into events[0..cap)); valid
+ * ordered one) or a direct get: its sequence, subject, time, Orion-Prev
+ * and its events (into events[0..cap)); valid
  * is left false. The commit points into msg. ORN_EDECODE if msg is not a
  * commit. */
 orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out);
@@ -88,6 +100,12 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
 /* The Orion-Prev header of a stored message: *chained false when absent.
  * False when present but not a number (no valid commit). */
 bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
+
+/* The stream sequence in a JetStream delivery's reply subject, without
+ * cnats' allocating parser: "$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.
+ * <consumer seq>.<time>.<pending>" (9 tokens), or with "<domain>.<account
+ * hash>" after "$JS.ACK" (11 or 12 tokens). 0 if it is neither. */
+uint64_t es_delivered_seq(const char *reply);
 
 /* ---- durable pull consumers (the kit's consumer loop, kit.h) ---- */
 typedef struct es_durable_options {

@@ -19,6 +19,7 @@
 #define ES_CHAIN_HEADS_MAX   100000 /* subjects whose chain a reader keeps in memory */
 #define SNAP_FORMAT          1      /* snapshots written under the chain's rule */
 #define MSG_ID_MAX           sodium_base64_ENCODED_LEN(16, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+_Static_assert(MSG_ID_MAX <= ES_MSG_ID_MAX, "ES_MSG_ID_MAX holds a Nats-Msg-Id");
 
 struct es_store {
 	char *url;
@@ -27,7 +28,13 @@ struct es_store {
 	jsCtx *js;
 	int64_t timeout_ms;
 	bool replicated; /* ORION_EVT has followers: a direct get may be answered by a lagging one */
+	bool unchecked;  /* fault tests: appends carry no ExpectLastSubjectSeq */
 };
+
+void es_store_fault_unchecked(es_store *s, bool on)
+{
+	s->unchecked = on;
+}
 
 void es_options_init(es_options *o)
 {
@@ -360,10 +367,22 @@ static void dedup_id(char out[MSG_ID_MAX], const char *subject, const char *msg_
 	sodium_bin2base64(out, MSG_ID_MAX, hash, sizeof hash, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
+                 uint64_t last_seq)
+{
+	char subject[ES_SUBJECT_MAX];
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	out[0] = '\0';
+	if (rc == ORN_OK && msg_id != NULL && msg_id[0] != '\0')
+		dedup_id(out, subject, msg_id, last_seq);
+	return rc;
+}
+
 /* The message of one append: the commit on its subject with the chain's and
  * JetStream's headers (see es_append). reply_to may be NULL. */
-static orn_rc commit_message(const char *aggregate, const char *id, const es_position *at, const char *msg_id,
-                             const void *commit, size_t len, const char *reply_to, natsMsg **out)
+static orn_rc commit_message(const es_store *s, const char *aggregate, const char *id, const es_position *at,
+                             const char *msg_id, const void *commit, size_t len, const char *reply_to,
+                             natsMsg **out)
 {
 	char subject[ES_SUBJECT_MAX], number[24], dedup[MSG_ID_MAX];
 	natsMsg *msg = NULL;
@@ -377,7 +396,7 @@ static orn_rc commit_message(const char *aggregate, const char *id, const es_pos
 		return ORN_ENOMEM;
 	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
-	natsStatus st = natsMsgHeader_Set(msg, EXPECT_HEADER, number);
+	natsStatus st = s->unchecked ? NATS_OK : natsMsgHeader_Set(msg, EXPECT_HEADER, number);
 	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
 		dedup_id(dedup, subject, msg_id, at->last_seq);
 		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
@@ -399,7 +418,7 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
 	natsMsg *msg = NULL, *ack = NULL;
 	es_append_result result = {0};
 	es_confirm c;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, NULL, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, NULL, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	natsStatus st = natsConnection_RequestMsg(&ack, s->nc, msg, s->timeout_ms);
@@ -409,10 +428,8 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
 	}
 	if ((rc = es_parse_ack(ack, &result)) != ORN_OK)
 		goto done;
-	/* A first commit needs no confirmation: the server checks an expected
-	 * sequence of 0 when it stores, clustered or not (see msg_first). */
 	es_confirm_init(&c, at, result.seq);
-	if ((at->last_seq == 0 || (rc = es_confirm_wait(s, aggregate, id, &c)) == ORN_OK) && out != NULL)
+	if ((rc = es_confirm_wait(s, aggregate, id, &c)) == ORN_OK && out != NULL)
 		*out = result;
 done:
 	natsMsg_Destroy(ack);
@@ -426,7 +443,7 @@ orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, con
 	natsMsg *msg = NULL;
 	if (reply_to == NULL)
 		return ORN_EINVAL;
-	orn_rc rc = commit_message(aggregate, id, at, msg_id, commit, len, reply_to, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, reply_to, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	rc = es_status_rc(natsConnection_PublishMsg(s->nc, msg), 0);
@@ -527,18 +544,6 @@ bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev)
 	return parse_u64(value, strlen(value), prev);
 }
 
-/* True if msg is the first commit of its subject by construction: it records
- * version 0 and was stored under an expected subject sequence of 0, which
- * nats-server checks when it stores the message, clustered or not (unlike a
- * non-zero expected sequence, checked only before a clustered proposal; ADR
- * 015, ADR 024). Nothing can come before it: it is valid without a read. */
-static bool msg_first(natsMsg *msg, bool chained, uint64_t prev)
-{
-	const char *value = NULL;
-	return chained && prev == 0 && natsMsgHeader_Get(msg, EXPECT_HEADER, &value) == NATS_OK &&
-	       value != NULL && strcmp(value, "0") == 0;
-}
-
 void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq)
 {
 	c->seq = seq;
@@ -546,9 +551,7 @@ void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq)
 	c->from = at->last_seq + 1;
 }
 
-/* One step of a confirmation: the next commit of the subject from c->from is
- * at seq, with the given Orion-Prev. */
-static es_verdict confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
+es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev)
 {
 	if (seq == c->seq)
 		return ES_VALID;
@@ -587,7 +590,7 @@ es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer)
 	if (natsMsgHeader_Get(answer, "Nats-Sequence", &value) != NATS_OK || value == NULL ||
 	    !parse_u64(value, strlen(value), &seq) || !es_msg_prev(answer, &chained, &prev))
 		return ES_ASK_LEADER; /* 404 from a replica behind, or an answer we cannot read */
-	return confirm_step(c, seq, chained, prev);
+	return es_confirm_step(c, seq, chained, prev);
 }
 
 /* The Orion-Prev header in a raw header block ("NATS/1.0\r\nKey: value\r\n..."). */
@@ -651,7 +654,7 @@ static orn_rc ask_leader(es_store *s, const char *subject, es_confirm *c, es_ver
 			goto done;
 		}
 	}
-	*verdict = confirm_step(c, seq, chained, prev);
+	*verdict = es_confirm_step(c, seq, chained, prev);
 	if (*verdict == ES_ASK_LEADER)
 		rc = ORN_EINTERNAL; /* the leader itself contradicts the acknowledgement */
 done:
@@ -787,12 +790,12 @@ static orn_rc chain_before(es_store *s, const char *subject, uint64_t seq, uint6
 
 /* The chain of subject in sc, first met at seq: looked up when sc did not
  * read the subject from its start. */
-static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, bool first, chain_head **out)
+static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **out)
 {
 	orn_rc rc = ORN_OK;
 	chain_head *h = NULL;
 	if (sc->heads == NULL) {
-		if (!sc->single_known && !sc->from_start && !first)
+		if (!sc->single_known && !sc->from_start)
 			rc = chain_before(sc->s, subject, seq, &sc->single.last_valid);
 		sc->single_known = rc == ORN_OK;
 		*out = &sc->single;
@@ -808,9 +811,7 @@ static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, bool first, c
 	}
 	if ((h = calloc(1, sizeof *h)) == NULL)
 		return ORN_ENOMEM;
-	/* a subject's first commit starts its chain: nothing before it to read */
-	if ((!sc->from_start && !first &&
-	     (rc = chain_before(sc->s, subject, seq, &h->last_valid)) != ORN_OK) ||
+	if ((!sc->from_start && (rc = chain_before(sc->s, subject, seq, &h->last_valid)) != ORN_OK) ||
 	    (rc = hmap_put(sc->heads, subject, h)) != ORN_OK) {
 		free(h);
 		return rc;
@@ -833,7 +834,6 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
 	}
 	if (out->seq == 0 || !es_msg_prev(msg, &out->chained, &out->prev))
 		return ORN_EDECODE;
-	out->first = msg_first(msg, out->chained, out->prev);
 	return env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events, cap,
 	                         &out->count);
 }
@@ -841,10 +841,6 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
 orn_rc es_commit_check(es_store *s, es_commit *c)
 {
 	uint64_t last_valid = 0;
-	if (c->first) {
-		c->valid = true;
-		return ORN_OK;
-	}
 	orn_rc rc = chain_before(s, c->subject, c->seq, &last_valid);
 	c->valid = rc == ORN_OK && es_chain_accepts(last_valid, c->chained, c->prev);
 	if (rc == ORN_OK && !c->valid) {
@@ -871,7 +867,7 @@ static orn_rc scan_message(scan *sc, natsMsg *msg, uint64_t seq)
 		log_error("undecodable commit in the stream", "subject", c.subject, "seq", seq_text);
 		return rc;
 	}
-	if ((rc = head_of(sc, c.subject, seq, c.first, &head)) != ORN_OK)
+	if ((rc = head_of(sc, c.subject, seq, &head)) != ORN_OK)
 		return rc;
 	c.valid = es_chain_accepts(head->last_valid, c.chained, c.prev);
 	if (c.valid)
@@ -1260,7 +1256,9 @@ struct es_follow {
 	natsSubscription *sub;
 	each_event each;
 	es_follow_done_fn *done;
-	scan chain; /* the delivery thread's: commits' validity, scratch events */
+	es_watch_fn *watch; /* a watch (es_watch_start): headers only, no fold */
+	size_t id_at;       /* a watch: where the id starts in a subject */
+	scan chain;         /* the delivery thread's: commits' validity, scratch events */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	bool stopped, closed, done_called, delivering;
@@ -1274,19 +1272,58 @@ static void follow_free(es_follow *f)
 	free(f);
 }
 
+/* A watched commit: its sequence, id and Orion-Prev to the watch. An
+ * Orion-Prev that is not a number names no version: such a commit is void. */
+static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
+{
+	const char *subject = natsMsg_GetSubject(msg), *msg_id = NULL;
+	bool chained = false;
+	uint64_t prev = 0;
+	if (strlen(subject) <= f->id_at)
+		return;
+	if (!es_msg_prev(msg, &chained, &prev)) {
+		chained = true;
+		prev = UINT64_MAX;
+	}
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &msg_id) != NATS_OK || msg_id == NULL)
+		msg_id = "";
+	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev, msg_id);
+}
+
+uint64_t es_delivered_seq(const char *reply)
+{
+	const char *tokens[13];
+	size_t lengths[13], count = 0;
+	if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return 0;
+	for (const char *p = reply; count < 13;) {
+		const char *dot = strchr(p, '.');
+		tokens[count] = p;
+		lengths[count++] = dot != NULL ? (size_t)(dot - p) : strlen(p);
+		if (dot == NULL)
+			break;
+		p = dot + 1;
+	}
+	uint64_t seq = 0;
+	size_t at = count == 9 ? 5 : count == 11 || count == 12 ? 7 : 0;
+	return at != 0 && parse_u64(tokens[at], lengths[at], &seq) ? seq : 0;
+}
+
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	es_follow *f = arg;
-	jsMsgMetaData *meta = NULL;
 	(void)nc;
 	(void)sub;
 	pthread_mutex_lock(&f->lock);
 	bool stopped = f->stopped;
 	f->delivering = !stopped;
 	pthread_mutex_unlock(&f->lock);
-	if (!stopped && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
-		jsMsgMetaData_Destroy(meta);
+	uint64_t seq = stopped ? 0 : es_delivered_seq(natsMsg_GetReply(msg));
+	if (seq != 0) {
+		if (f->watch != NULL)
+			watch_message(f, msg, seq);
+		else
+			(void)scan_message(&f->chain, msg, seq);
 	}
 	natsMsg_Destroy(msg);
 	pthread_mutex_lock(&f->lock);
@@ -1309,10 +1346,20 @@ static void follow_on_complete(void *arg)
 		follow_free(f);
 }
 
-/* es_follow_start and es_follow_since: deliver from from_seq, from since_ns
- * (UNIX ns) when from_seq is 0 and since_ns is not, else only new commits. */
-static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, int64_t since_ns,
-                           es_event_fn fn, es_follow_done_fn *done, void *closure, es_follow **out)
+/* What a follow reads: filter from from_seq, or from since_ns (UNIX ns)
+ * when from_seq is 0 and since_ns is not, else only new commits; events of
+ * valid commits to fn, or with watch set the headers of every commit. */
+typedef struct follow_spec {
+	const char *filter;
+	uint64_t from_seq;
+	int64_t since_ns;
+	es_event_fn fn;
+	es_watch_fn *watch;
+	size_t id_at;
+} follow_spec;
+
+static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_fn *done, void *closure,
+                           es_follow **out)
 {
 	es_follow *f = calloc(1, sizeof *f);
 	jsSubOptions so;
@@ -1324,28 +1371,32 @@ static orn_rc follow_start(es_store *s, const char *filter, uint64_t from_seq, i
 	if (f == NULL)
 		return ORN_ENOMEM;
 	f->store = s;
-	f->each.fn = fn;
+	f->each.fn = spec->fn;
 	f->each.closure = closure;
 	f->done = done;
+	f->watch = spec->watch;
+	f->id_at = spec->id_at;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
-	if ((rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+	if (f->watch == NULL && (rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
-	f->chain.from_start = from_seq == 1;
+	f->chain.from_start = spec->from_seq == 1;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
-	if (from_seq != 0) {
+	so.Config.HeadersOnly = f->watch != NULL;
+	if (spec->from_seq != 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
-		so.Config.OptStartSeq = from_seq;
-	} else if (since_ns > 0) {
+		so.Config.OptStartSeq = spec->from_seq;
+	} else if (spec->since_ns > 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartTime;
-		so.Config.OptStartTime = since_ns;
+		so.Config.OptStartTime = spec->since_ns;
 	} else {
 		so.Config.DeliverPolicy = js_DeliverNew;
 	}
-	if ((st = js_Subscribe(&f->sub, s->js, filter, follow_on_message, f, NULL, &so, &jerr)) != NATS_OK) {
+	if ((st = js_Subscribe(&f->sub, s->js, spec->filter, follow_on_message, f, NULL, &so, &jerr)) !=
+	    NATS_OK) {
 		rc = es_status_rc(st, jerr);
 		goto fail;
 	}
@@ -1367,17 +1418,45 @@ fail:
 orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
-	return follow_start(s, filter, from_seq, 0, fn, done, closure, out);
+	follow_spec spec = {.filter = filter, .from_seq = from_seq, .fn = fn};
+	return follow_start(s, &spec, done, closure, out);
 }
 
 orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
+	follow_spec spec = {.filter = filter, .since_ns = since_ms * 1000000, .fn = fn};
 	if (since_ms <= 0) {
 		*out = NULL;
 		return ORN_EINVAL;
 	}
-	return follow_start(s, filter, 0, since_ms * 1000000, fn, done, closure, out);
+	return follow_start(s, &spec, done, closure, out);
+}
+
+orn_rc es_watch_start(es_store *s, const char *aggregate, es_watch_fn *fn, es_follow_done_fn *done,
+                      void *closure, es_follow **out, uint64_t *from_seq)
+{
+	char filter[ES_SUBJECT_MAX];
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	*out = NULL;
+	if (!es_aggregate_valid(aggregate) || fn == NULL)
+		return ORN_EINVAL;
+	snprintf(filter, sizeof filter, "%s.%s.*", EVT_PREFIX, aggregate);
+	/* From the commit after the last one stored now: a position the caller
+	 * can compare its own with. */
+	natsStatus st = js_GetStreamInfo(&si, s->js, ES_STREAM, NULL, &jerr);
+	if (st != NATS_OK)
+		return es_status_rc(st, jerr);
+	follow_spec spec = {.filter = filter,
+	                    .from_seq = si->State.LastSeq + 1,
+	                    .watch = fn,
+	                    .id_at = strlen(EVT_PREFIX) + strlen(aggregate) + 2};
+	jsStreamInfo_Destroy(si);
+	orn_rc rc = follow_start(s, &spec, done, closure, out);
+	if (rc == ORN_OK)
+		*from_seq = spec.from_seq;
+	return rc;
 }
 
 void es_follow_stop(es_follow *f)

@@ -61,6 +61,12 @@ bool es_store_connected(const es_store *s);
  * store is still closed with es_store_close. For a stop with NATS gone. NULL ok. */
 void es_store_abandon(es_store *s);
 
+/* Fault tests only: with on, appends carry no ExpectLastSubjectSeq, as on a
+ * replicated stream whose server does not check it against publishes in
+ * flight (nats-server 2.9.10, R3): concurrent appends on one version are all
+ * stored, and the commit chain alone must tell the valid one (ADR 015). */
+void es_store_fault_unchecked(es_store *s, bool on);
+
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
 
@@ -95,16 +101,18 @@ typedef struct es_append_result {
 } es_append_result;
 
 /* Appends one commit (an encoded env commit) decided on at->version and
- * confirms it: ORN_OK only once the commit is known to be the first valid one
- * after at->version (ADR 015). A first commit (at->last_seq 0) is valid on its
- * acknowledgement; any other is confirmed with one read. The stored message
- * carries Orion-Prev = at->version, ExpectLastSubjectSeq = at->last_seq and a
- * Nats-Msg-Id hashed from the subject, msg_id and at->last_seq (msg_id NULL or
- * "": none), so a resend of the same attempt is de-duplicated and an attempt
- * on a later position is not. at must be a position read from the stream.
- * Some possible errors are: ORN_ECONFLICT (another commit came first: reload
- * and decide again), ORN_ETIMEOUT (the outcome is unknown: reload and look for
- * the command), ORN_EUNAVAILABLE, ORN_EINVAL. */
+ * confirms it: it answers ORN_OK only once the commit is known to be the
+ * first valid one after at->version (ADR 015), whatever the server's
+ * version or replica count. The stored message carries Orion-Prev =
+ * at->version, ExpectLastSubjectSeq = at->last_seq (ExpectNoMessage for 0)
+ * and a Nats-Msg-Id hashed from the subject, msg_id and at->last_seq (msg_id
+ * NULL or "": none), so a resend of the same attempt is de-duplicated and an
+ * attempt on a later position is not. Some possible errors are: ORN_ECONFLICT (another commit
+ * came first: reload and decide again), ORN_ETIMEOUT (the outcome is
+ * unknown: reload and look for the command), ORN_EUNAVAILABLE, ORN_EINVAL.
+ * at must be a position read from the stream (a valid version and the last
+ * sequence after it): the confirmation trusts that the commits between
+ * them are void. */
 orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_position *at,
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 
@@ -128,11 +136,7 @@ typedef struct es_commit {
 	int64_t time_ns; /* when the stream stored it (0 if unknown) */
 	bool chained;    /* it records the version it was decided on */
 	uint64_t prev;   /* that version (when chained) */
-	/* It is its subject's first commit by construction: decided on version 0
-	 * and stored under an expected subject sequence of 0, which the server
-	 * checks as it stores, clustered or not. It is valid without a read. */
-	bool first;
-	bool valid; /* by es_chain_accepts */
+	bool valid;      /* by es_chain_accepts */
 	const env_envelope *events;
 	size_t count;
 } es_commit;
@@ -170,9 +174,8 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 orn_rc es_load_from(es_store *s, const char *aggregate, const char *id, const es_position *from,
                     uint64_t up_to, es_commit_fn fn, void *closure, es_position *at);
 
-/* Sets c->valid: true at once for a first commit, else by reading the chain
- * of c's subject before c->seq. Some possible errors are: ORN_EUNAVAILABLE,
- * ORN_ETIMEOUT, ORN_EIO. */
+/* Sets c->valid by reading the chain of c's subject before c->seq. Some
+ * possible errors are: ORN_EUNAVAILABLE, ORN_ETIMEOUT, ORN_EIO. */
 orn_rc es_commit_check(es_store *s, es_commit *c);
 
 /* Saves the latest snapshot of an aggregate (state bytes as written by the
@@ -196,7 +199,7 @@ int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms);
  * An ordered push consumer (no server state to clean up, gaps healed by the
  * client re-creating it from the last sequence seen) that calls fn for every
  * event of every valid commit (es_chain_accepts; the chain of a subject first
- * met mid-stream is looked up once, unless the commit is its first) whose
+ * met mid-stream is looked up once) whose
  * subject matches filter, in stream order, each commit's events in a row, on
  * the client's delivery thread for the subscription (one at a time). fn's
  * return value is ignored; a commit that does not decode is logged and
@@ -268,5 +271,20 @@ natsConnection *es_store_connection(es_store *s);
 /* Converts a natsStatus (and JetStream error code) to an orn_rc. */
 orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 #endif
+
+/* Called by a watch for every commit of its aggregate kind, valid or void,
+ * in stream order, with the aggregate's id and the commit's Orion-Prev
+ * (chained false: none; a malformed one is passed as chained with prev
+ * UINT64_MAX, which no chain accepts) and Nats-Msg-Id ("" if none). On
+ * cnats' delivery thread. */
+typedef void es_watch_fn(void *closure, uint64_t seq, const char *id, bool chained, uint64_t prev,
+                         const char *msg_id);
+
+/* A watch: an es_follow of every commit of one aggregate kind from the
+ * commit after the last one stored when called (*from_seq: no commit at
+ * or after it is missed), headers only (ADR 015: how an actor confirms its
+ * appends by the log's echo). Stop it with es_follow_stop; done as there. */
+orn_rc es_watch_start(es_store *s, const char *aggregate, es_watch_fn *fn, es_follow_done_fn *done,
+                      void *closure, es_follow **out, uint64_t *from_seq);
 
 #endif

@@ -43,9 +43,6 @@ kit_cache *kit_cache_create(const act_kind *kind);
 /* Frees a cache (the hub, at its end). */
 void kit_cache_destroy(kit_cache *c);
 
-/* Seeds the cache with id's first commit (c->first): its state is its events
- * folded from empty. Ignored if the cache knows id already. */
-void kit_cache_seed(kit_cache *cache, const char *id, const es_commit *c);
 
 /* ---- the sweeper (kit_sweep.c; ADR 007 addendum) ----
  * It listens to the hub's follower of filter and queues each commit whose

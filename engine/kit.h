@@ -79,7 +79,7 @@ typedef struct kit_commit {
 	const char *subject;
 	const char *id; /* the aggregate id: the subject after the filter's prefix */
 	uint64_t seq;
-	bool chained, first; /* see es_commit: a first commit is valid without a read */
+	bool chained; /* see es_commit */
 	uint64_t prev;
 	const env_envelope *events;
 	size_t count;
@@ -92,8 +92,8 @@ typedef struct kit_commit {
  * longer than a third of the ack wait. */
 void kit_commit_working(const kit_commit *c);
 
-/* Whether c is a valid commit (es_chain_accepts, ADR 015): at once for a
- * first commit, else by reading the chain of its subject before it. For a
+/* Whether c is a valid commit (es_chain_accepts, ADR 015), by reading the
+ * chain of its subject before it. For a
  * handler that acts on a commit without folding its aggregate (a handler that
  * folds asks kit_fold to watch the commit instead). Some possible errors are:
  * ORN_EUNAVAILABLE, ORN_ETIMEOUT, ORN_EIO. */
@@ -131,10 +131,6 @@ typedef struct kit_consumer_options {
 	 * one: for handlers that act on a commit without folding its aggregate
 	 * (one that folds asks kit_fold to watch the commit instead). */
 	bool check_valid;
-	/* Optional: the kind of the aggregate consumed. A first commit delivered
-	 * seeds the hub's fold cache of that kind, so a later kit_fold of the
-	 * aggregate reads only what came after it. */
-	const act_kind *kind;
 	/* The sweeper (ADR 007 addendum): sweep_after_ms > 0 follows the filter
 	 * through the hub's shared follower and, that long after each commit
 	 * sweep_wants keeps (NULL: every commit), reads it again and calls the

@@ -50,7 +50,6 @@ struct kit_consumer {
 	kit_consumer_options o;
 	char *name, *durable, *filter, *prefix, *next_subject;
 	es_durable_options durable_options;
-	kit_cache *cache; /* o.kind's, for first commits */
 	atomic_bool stopping, bound;
 	worker *workers;
 	kit_sweep *sweep;
@@ -85,7 +84,6 @@ orn_rc kit_commit_check(es_store *store, const kit_commit *c, bool *valid)
 	                .subject = c->subject,
 	                .chained = c->chained,
 	                .prev = c->prev,
-	                .first = c->first,
 	                .events = c->events,
 	                .count = c->count};
 	orn_rc rc = es_commit_check(store, &ec);
@@ -141,12 +139,9 @@ static orn_rc decode(kit_consumer *c, natsMsg *msg, env_envelope *events, es_com
 	                   .id = subject + prefix,
 	                   .seq = ec->seq,
 	                   .chained = ec->chained,
-	                   .first = ec->first,
 	                   .prev = ec->prev,
 	                   .events = events,
 	                   .count = ec->count};
-	if (c->cache != NULL && ec->first)
-		kit_cache_seed(c->cache, kc->id, ec);
 	return ORN_OK;
 }
 
@@ -501,7 +496,6 @@ orn_rc kit_consumer_start(es_store *store, kit_hub *hub, const kit_consumer_opti
 	atomic_init(&c->bound, false);
 	if ((rc = take_options(c, o)) != ORN_OK)
 		goto fail;
-	c->cache = kit_hub_cache(hub, c->o.kind);
 	if ((rc = es_durable_ensure(store, &c->durable_options)) != ORN_OK)
 		goto fail;
 	rc = ORN_ENOMEM;

@@ -294,29 +294,6 @@ orn_rc kit_fold(kit_hub *hub, es_store *store, const act_kind *kind, const char 
 	return ORN_OK;
 }
 
-void kit_cache_seed(kit_cache *cache, const char *id, const es_commit *c)
-{
-	const act_kind *kind = cache->kind;
-	record rec;
-	bool known;
-	if (!c->first || !es_id_valid(id))
-		return;
-	pthread_mutex_lock(&cache->lock);
-	known = hmap_get(cache->entries, id) != NULL;
-	pthread_mutex_unlock(&cache->lock);
-	void *state = known ? NULL : malloc(kind->state_size);
-	if (state == NULL)
-		return;
-	kind->init(state);
-	record_init(&rec);
-	if (evolve_events(kind, state, c) == ORN_OK) {
-		record_commit(&rec, c->seq, true, c->count > 0 ? c->events[0].causation : NULL);
-		cache_store(cache, id, state, &rec);
-	}
-	kind->dispose(state);
-	free(state);
-}
-
 /* ---- executing ---- */
 
 typedef struct execution {

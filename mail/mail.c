@@ -133,7 +133,6 @@ typedef struct consumer_spec {
 	bool (*wants)(void *closure, const env_envelope *e);
 	bool check_valid; /* the handler folds no aggregate of the commit */
 	bool sweep;
-	const act_kind *kind; /* of the aggregate consumed: its first commits seed the fold cache */
 	kit_consumer **out;
 } consumer_spec;
 
@@ -142,11 +141,11 @@ static orn_rc consumers_start(mail_service *m)
 	const consumer_spec specs[] = {
 	        /* order emails: the handler folds the order up to the commit, which says it is valid */
 	        {"mail", MAIL_CONSUMER, ORDERS_FILTER, m->workers, mail_order_commit, mail_order_wants, false,
-	         true, &order_kind, &m->orders},
+	         true, &m->orders},
 	        {"mail alerts", MAIL_ALERTS_CONSUMER, ALERTS_FILTER, 1, mail_alert_commit, mail_alert_wants,
-	         true, true, NULL, &m->alerts},
+	         true, true, &m->alerts},
 	        {"mail resends", MAIL_RESENDS_CONSUMER, RESENDS_FILTER, 1, mail_resend_commit,
-	         mail_resend_wants, true, false, NULL, &m->resends},
+	         mail_resend_wants, true, false, &m->resends},
 	};
 	orn_rc rc = ORN_OK;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(specs) && rc == ORN_OK; i++) {
@@ -169,7 +168,6 @@ static orn_rc consumers_start(mail_service *m)
 		        .closure = m,
 		        .wants = s->wants,
 		        .check_valid = s->check_valid,
-		        .kind = s->kind,
 		        .sweep_after_ms = s->sweep && m->sweep_after_ms > 0 ? m->sweep_after_ms : 0};
 		rc = kit_consumer_start(m->store, m->hub, &o, s->out);
 	}

@@ -202,6 +202,16 @@ void proj_carts_stats_get(proj_carts *m, proj_carts_stats *out)
 
 /* ---- queries ---- */
 
+proj_env *proj_carts_env(const proj_carts *m)
+{
+	return m->env;
+}
+
+orn_rc proj_carts_read(MDB_txn *txn, proj_carts *m, const char *customer_id, proj_cart *out)
+{
+	return read_record(txn, m, customer_id, strlen(customer_id), out);
+}
+
 orn_rc proj_carts_get(proj_carts *m, const char *customer_id, proj_cart *out)
 {
 	MDB_txn *txn = NULL;

@@ -422,6 +422,18 @@ static orn_rc fill_product(MDB_txn *txn, proj_catalog *cat, const char *id, size
 	return rc;
 }
 
+proj_env *proj_catalog_env(const proj_catalog *cat)
+{
+	return cat->env;
+}
+
+orn_rc proj_catalog_read_live(MDB_txn *txn, proj_catalog *cat, const char *id, product_state *out)
+{
+	uint64_t seq = 0;
+	orn_rc rc = read_record(txn, cat, id, strlen(id), out, &seq);
+	return rc == ORN_OK && out->deleted ? ORN_ENOTFOUND : rc;
+}
+
 /* Reads a live product into out: ORN_ENOTFOUND if absent or deleted. */
 static orn_rc get_live(MDB_txn *txn, proj_catalog *cat, const char *id, size_t id_len, proj_product *out)
 {

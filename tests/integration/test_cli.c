@@ -535,7 +535,7 @@ static void place_story_order(natsConnection *nc, const char *order_id, const ch
 	strcpy(c->data.token_hash, STORY_HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = now;
-	c->data.deadline_ms = now + 600000;
+	c->data.ttl_ms = 600000;
 	c->data.line_count = 1;
 	snprintf(c->data.lines[0].product_id, sizeof c->data.lines[0].product_id, "%s", item);
 	strcpy(c->data.lines[0].name, "Story item");

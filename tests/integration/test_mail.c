@@ -415,7 +415,7 @@ static void place(const char *order_id, const char *first_name)
 	strcpy(c->data.request_hash, HASH);
 	order_token_hash(token, strlen(token), c->data.token_hash);
 	strcpy(c->data.currency, "EUR");
-	c->data.deadline_ms = c->data.time_ms + place_deadline_ms;
+	c->data.ttl_ms = place_deadline_ms;
 	order_line *l = &c->data.lines[0];
 	strcpy(l->product_id, "p1");
 	snprintf(l->name, sizeof l->name, "%s", first_name);

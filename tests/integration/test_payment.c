@@ -238,7 +238,7 @@ static void order_priced(const char *order_id, const char *product, int64_t unit
 	strcpy(c->data.token_hash, token_hash);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = orn_now_ms();
-	c->data.deadline_ms = c->data.time_ms + confirm_ms;
+	c->data.ttl_ms = confirm_ms;
 	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
 	strcpy(c->data.lines[0].name, "Teapot");
 	c->data.lines[0].unit_price_cents = unit_price;

@@ -191,7 +191,7 @@ static bus_reply place_order(const char *order_id, const char *customer, const l
 	strcpy(c->data.token_hash, HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = now;
-	c->data.deadline_ms = now + deadline_in_ms;
+	c->data.ttl_ms = deadline_in_ms; /* the decider sets the deadline: now + ttl */
 	for (size_t i = 0; i < count; i++) {
 		order_line *l = &c->data.lines[c->data.line_count++];
 		snprintf(l->product_id, sizeof l->product_id, "%s", lines[i].product);

@@ -56,7 +56,7 @@ typedef struct blast {
 	int thread;
 	int count;
 	/* results */
-	int accepted, out_of_stock, other;
+	int accepted, out_of_stock, other, conflicts;
 	unsigned max_attempts;
 } blast;
 
@@ -103,8 +103,12 @@ static void *blast_main(void *arg)
 			b->accepted++;
 		else if (r.outcome == BUS_REJECTED && strcmp(r.code, "out_of_stock") == 0)
 			b->out_of_stock++;
-		else
+		else if (r.outcome == BUS_FAILED && strcmp(r.code, "conflict") == 0)
+			b->conflicts++; /* lost every try to other writers */
+		else {
 			b->other++;
+			cr_log_warn("reply %d: outcome %d %s %s", i, (int)r.outcome, r.code, r.detail);
+		}
 		if (r.attempts > b->max_attempts)
 			b->max_attempts = r.attempts;
 		bus_reply_dispose(&r);
@@ -133,6 +137,7 @@ static blast run_blast(const char *url, const char *item, int threads, int per_t
 		total.accepted += parts[t].accepted;
 		total.out_of_stock += parts[t].out_of_stock;
 		total.other += parts[t].other;
+		total.conflicts += parts[t].conflicts;
 		if (parts[t].max_attempts > total.max_attempts)
 			total.max_attempts = parts[t].max_attempts;
 	}
@@ -363,13 +368,15 @@ Test(stock_service, two_instances_still_never_oversell, .init = start_server, .f
 /* ADR 015: an append whose acknowledgement is lost (its outcome unknown) is
  * answered with its own commit, found in the log, not decided again: an
  * adjustment counts once and the answer is "accepted" with the commit's
- * sequence, never a rejection or a second adjustment. */
-Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_the_log, .init = start_server,
-     .fini = stop_all, .timeout = 60)
+ * sequence, never a rejection or a second adjustment. Confirming by reading
+ * needs the acknowledgement; by the log's echo a lost one changes nothing:
+ * the echo shows the commit. */
+static void lose_an_acknowledgement(bool by_read)
 {
 	act_options ao;
 	act_options_init(&ao);
 	ao.append_timeout_ms = 500;
+	ao.confirm_by_read = by_read;
 	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
 	create_item("sku-lost", 5);
 	act_runtime_stop(runtime);
@@ -379,7 +386,8 @@ Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_
 	bus_reply r;
 	cr_assert_eq(tsc_send(client, "sku-lost", &c, "cmd-lost-ack", 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
-	cr_assert(r.duplicate, "answered from the log after the unknown outcome");
+	cr_assert_eq(r.duplicate, by_read, "answered from the log after the unknown outcome: %d",
+	             r.duplicate);
 	cr_assert_gt(r.seq, 0);
 	bus_reply_dispose(&r);
 	cr_assert_eq(count_events("sku-lost", STOCK_EV_ADJUSTED), 1, "applied once");
@@ -387,4 +395,91 @@ Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_
 	act_stats st;
 	act_runtime_stats(runtime, &st);
 	cr_assert_eq(st.failures, 0);
+	cr_assert_eq(st.confirmed_by_echo, by_read ? 0 : 1);
+}
+
+Test(stock_service, a_lost_acknowledgement_is_answered_with_the_commit_found_in_the_log, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	lose_an_acknowledgement(true);
+}
+
+Test(stock_service, a_lost_acknowledgement_changes_nothing_when_the_echo_confirms, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	lose_an_acknowledgement(false);
+}
+
+/* ---- the commit chain without the server's check (ADR 015) ----------------
+ * Two runtimes on two connections whose appends carry no
+ * ExpectLastSubjectSeq, as a replicated nats-server 2.9.10 under load: every
+ * concurrent append on one version is stored, and only the confirmation
+ * (by the log's echo, or by reading) tells each runtime whether its commit
+ * is the valid one. 100 units, 500 concurrent reservations: exactly 100
+ * accepted, and void commits were met and retried. */
+
+static es_store *second_store;
+static act_runtime *second_runtime;
+
+static void stop_unchecked(void)
+{
+	act_runtime_stop(second_runtime);
+	second_runtime = NULL;
+	es_store_close(second_store);
+	second_store = NULL;
+	stop_all();
+}
+
+static void race_unchecked(bool by_read)
+{
+	act_options ao;
+	es_options o;
+	act_stats a, b;
+	act_options_init(&ao);
+	ao.confirm_by_read = by_read;
+	es_options_init(&o);
+	o.url = natsd_url(server);
+	cr_assert_eq(es_store_open(&o, &second_store), ORN_OK);
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
+	create_item("sku-unchecked", 100);
+	cr_assert_eq(act_runtime_start(second_store, &stock_kind, &ao, &second_runtime), ORN_OK);
+	es_store_fault_unchecked(store, true);
+	es_store_fault_unchecked(second_store, true);
+	/* Both caches hold the item before the race. */
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(tsc_get(client, "sku-unchecked", NULL, NULL, NULL, NULL), ORN_OK);
+	blast r = run_blast(natsd_url(server), "sku-unchecked", 10, 50);
+	/* A reservation may lose all its tries to the other writer (answered
+	 * "conflict", nothing reserved); none is reserved twice or past stock. */
+	cr_assert_eq(r.accepted, 100, "accepted %d", r.accepted);
+	cr_assert_eq(r.out_of_stock + r.conflicts, 400, "out of stock %d, conflicts %d", r.out_of_stock,
+	             r.conflicts);
+	cr_assert_eq(r.other, 0);
+	assert_rebuilt("sku-unchecked", 100, 100);
+	act_runtime_stats(runtime, &a);
+	act_runtime_stats(second_runtime, &b);
+	cr_log_info("conflicts %d, voids %llu + %llu, by echo %llu + %llu, by read %llu + %llu", r.conflicts,
+	            (unsigned long long)a.voids, (unsigned long long)b.voids,
+	            (unsigned long long)a.confirmed_by_echo, (unsigned long long)b.confirmed_by_echo,
+	            (unsigned long long)a.confirmed_by_read, (unsigned long long)b.confirmed_by_read);
+	cr_assert_gt(a.voids + b.voids, 0, "concurrent appends on one version were stored and found void");
+	if (by_read) {
+		cr_assert_eq(a.confirmed_by_echo + b.confirmed_by_echo, 0);
+	} else {
+		cr_assert_gt(a.confirmed_by_echo + b.confirmed_by_echo,
+		             a.confirmed_by_read + b.confirmed_by_read,
+		             "most appends were confirmed by the log's echo");
+	}
+}
+
+Test(stock_service, unchecked_appends_confirmed_by_echo_never_oversell, .init = start_server,
+     .fini = stop_unchecked, .timeout = 120)
+{
+	race_unchecked(false);
+}
+
+Test(stock_service, unchecked_appends_confirmed_by_reading_never_oversell, .init = start_server,
+     .fini = stop_unchecked, .timeout = 120)
+{
+	race_unchecked(true);
 }

@@ -162,7 +162,7 @@ static void place(const char *order_id, const char *product, int64_t quantity)
 	strcpy(c->data.token_hash, HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = orn_now_ms();
-	c->data.deadline_ms = c->data.time_ms + FAR_AHEAD;
+	c->data.ttl_ms = FAR_AHEAD;
 	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
 	strcpy(c->data.lines[0].name, "Teapot");
 	c->data.lines[0].unit_price_cents = 2750;

@@ -64,7 +64,8 @@ static long long role_int(const char *name, const char *var)
 	const orn_setting *s = loaded(name, var, &buf);
 	long long v = s->size == 8   ? *(int64_t *)(buf + s->offset)
 	              : s->size == 4 ? *(int32_t *)(buf + s->offset)
-	                             : *(int16_t *)(buf + s->offset);
+	              : s->size == 2 ? *(int16_t *)(buf + s->offset)
+	                             : *(int8_t *)(buf + s->offset);
 	free(buf);
 	return v;
 }
@@ -154,6 +155,7 @@ Test(config, values_from_the_environment)
 	setenv("ORION_SNAPSHOT_EVERY", "0", 1);
 	setenv("ORION_STREAM_REPLICAS", "3", 1);
 	setenv("ORION_SWEEP_AFTER_MS", "0", 1);
+	setenv("ORION_CONFIRM", "read", 1);
 	cli_config c;
 	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.nats_url, "nats://10.0.0.1:4222");
@@ -162,6 +164,7 @@ Test(config, values_from_the_environment)
 	cr_assert_eq(role_int("stock", "ORION_SHARDS"), 8);
 	cr_assert_eq(role_int("cart", "ORION_SNAPSHOT_EVERY"), 0);
 	cr_assert_eq(role_int("checkout", "ORION_SWEEP_AFTER_MS"), 0);
+	cr_assert_eq(role_int("order", "ORION_CONFIRM"), 1, "read");
 	cr_assert_eq(c.stream_replicas, 3);
 }
 
@@ -173,6 +176,7 @@ Test(config, an_empty_variable_means_the_default)
 	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.data_dir, "./var");
 	cr_assert_eq(role_int("user", "ORION_SHARDS"), 4);
+	cr_assert_eq(role_int("stock", "ORION_CONFIRM"), 0, "by the log's echo unless told");
 }
 
 Test(config, bad_values_are_errors_naming_the_variable)
@@ -184,6 +188,7 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	        {"stock", "ORION_SHARDS", "0"},
 	        {"stock", "ORION_SHARDS", "4x"},
 	        {"stock", "ORION_SHARDS", "99999999999999999999"},
+	        {"stock", "ORION_CONFIRM", "scan"},
 	        {"order", "ORION_CACHE_CAPACITY", "-1"},
 	        {"mail", "ORION_SNAPSHOT_EVERY", "1e3"},
 	        {NULL, "ORION_STREAM_REPLICAS", "9"},
