@@ -1,11 +1,16 @@
 /* bench_common.c — what the benchmarks share (see bench_common.h). */
 #include "bench_common.h"
+#include "envelope.h"
+#include "hashmap.h"
 #include "natsd.h"
+#include "order.h"
 #include "proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <nats/nats.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +27,35 @@ int64_t bench_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void bench_sleep_until_ns(int64_t t)
+{
+	int64_t d = t - bench_now_ns();
+	if (d > 0) {
+		struct timespec ts = {.tv_sec = d / 1000000000LL, .tv_nsec = d % 1000000000LL};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static int compare_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+void bench_sort_i64(int64_t *v, size_t n)
+{
+	if (n > 0)
+		qsort(v, n, sizeof *v, compare_i64);
+}
+
+double bench_percentile_ms(const int64_t *v, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t k = (size_t)(p * (double)(n - 1) + 0.5);
+	return (double)v[k] / 1e6;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -345,4 +379,326 @@ void bench_cluster_stop(bench_cluster *c)
 		}
 		c->pid[i] = 0;
 	}
+}
+
+/* ---- a running shop: its HTTP API ----------------------------------------- */
+
+typedef struct buffer {
+	char *data;
+	size_t len;
+} buffer;
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg)
+{
+	buffer *b = arg;
+	size_t n = size * count;
+	char *grown = realloc(b->data, b->len + n + 1);
+	if (grown == NULL)
+		return 0;
+	memcpy(grown + b->len, data, n);
+	b->len += n;
+	grown[b->len] = '\0';
+	b->data = grown;
+	return n;
+}
+
+/* GET url into b (the caller frees b->data); the transfer's status, 0 on a transport error. */
+static long get_into(CURL *c, const char *url, buffer *b)
+{
+	long status = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, NULL);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	return status;
+}
+
+long bench_http(CURL *c, const char *base, const char *method, const char *path, const char *token,
+                const char *body, json_t **out)
+{
+	char url[1024], auth[2048];
+	buffer b = {0};
+	struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (token != NULL) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		headers = curl_slist_append(headers, auth);
+	}
+	snprintf(url, sizeof url, "%s/api/v1%s", base, path);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	long status = 0;
+	if (body == NULL && strcmp(method, "GET") == 0) {
+		status = get_into(c, url, &b);
+	} else {
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(headers);
+	if (out != NULL)
+		*out = b.data != NULL ? json_loads(b.data, 0, NULL) : NULL;
+	free(b.data);
+	return status;
+}
+
+char *bench_login(CURL *c, const char *base, const char *email, const char *password)
+{
+	char body[512];
+	json_t *reply = NULL;
+	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+	long status = bench_http(c, base, "POST", "/auth/login", NULL, body, &reply);
+	const char *token = json_string_value(json_object_get(reply, "access_token"));
+	char *copy = status == 200 && token != NULL ? strdup(token) : NULL;
+	json_decref(reply);
+	return copy;
+}
+
+char **bench_create_products(CURL *c, const char *base, const char *admin_token, int count, long stock,
+                             unsigned seed, const char *tag)
+{
+	char **ids = calloc((size_t)count, sizeof *ids);
+	for (int p = 0; ids != NULL && p < count; p++) {
+		char body[512];
+		json_t *reply = NULL;
+		snprintf(body, sizeof body,
+		         "{\"sku\":\"BENCH-%u-%s-%d\",\"name\":\"Bench product %s "
+		         "%d\",\"description\":\"bench\","
+		         "\"price_cents\":1000,\"currency\":\"EUR\",\"category\":\"bench\",\"initial_stock\":"
+		         "%ld}",
+		         seed, tag, p, tag, p, stock);
+		long status = bench_http(c, base, "POST", "/admin/products", admin_token, body, &reply);
+		const char *id = json_string_value(json_object_get(reply, "id"));
+		if (status != 201 || id == NULL || (ids[p] = strdup(id)) == NULL) {
+			bench_say("creating product %s %d: HTTP %ld", tag, p, status);
+			json_decref(reply);
+			return NULL; /* the process ends: not freed */
+		}
+		json_decref(reply);
+	}
+	return ids;
+}
+
+typedef struct registrar {
+	const char *base;
+	char **tokens;
+	int count, threads, index;
+	unsigned seed;
+	bool failed;
+} registrar;
+
+static void *register_some(void *arg)
+{
+	registrar *r = arg;
+	CURL *c = curl_easy_init();
+	for (int i = r->index; c != NULL && i < r->count && !bench_interrupted; i += r->threads) {
+		char body[512], email[128];
+		snprintf(email, sizeof email, "bench-%u-%d@example.com", r->seed, i);
+		snprintf(body, sizeof body,
+		         "{\"email\":\"%s\",\"password\":\"bench-password-1\",\"name\":\"B\"}", email);
+		long status = bench_http(c, r->base, "POST", "/auth/register", NULL, body, NULL);
+		/* a login right after the 201 may briefly be refused until the users model has the account */
+		for (int attempt = 0; status == 201 && r->tokens[i] == NULL && attempt < 50; attempt++) {
+			if (attempt > 0)
+				bench_sleep_until_ns(bench_now_ns() + 100000000LL);
+			r->tokens[i] = bench_login(c, r->base, email, "bench-password-1");
+		}
+		if (r->tokens[i] == NULL) {
+			bench_say("customer %d: registration HTTP %ld, login %s", i, status,
+			          status == 201 ? "failed" : "not tried");
+			r->failed = true;
+			break;
+		}
+	}
+	if (c == NULL)
+		r->failed = true;
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+char **bench_register_customers(const char *base, int count, int threads, unsigned seed)
+{
+	char **tokens = calloc((size_t)count, sizeof *tokens);
+	registrar *r = calloc((size_t)threads, sizeof *r);
+	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+	bool ok = tokens != NULL && r != NULL && tid != NULL;
+	int started = 0;
+	for (; ok && started < threads; started++) {
+		r[started] = (registrar){.base = base,
+		                         .tokens = tokens,
+		                         .count = count,
+		                         .threads = threads,
+		                         .index = started,
+		                         .seed = seed};
+		if (pthread_create(&tid[started], NULL, register_some, &r[started]) != 0)
+			ok = false;
+	}
+	for (int t = 0; t < started; t++) {
+		pthread_join(tid[t], NULL);
+		ok = ok && !r[t].failed;
+	}
+	free(r);
+	free(tid);
+	return ok ? tokens : NULL; /* on failure the process ends: not freed */
+}
+
+/* ---- a running shop: its order events on NATS ------------------------------ */
+
+struct bench_order_events {
+	natsConnection *nc;
+	natsSubscription *sub;
+	pthread_mutex_t lock;
+	hmap *seen; /* order id -> bench_settled */
+};
+
+static void on_order_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	bench_order_events *f = closure;
+	int64_t t = bench_now_ns();
+	env_envelope events[4];
+	size_t count = 0;
+	const char *id = strrchr(natsMsg_GetSubject(msg), '.');
+	(void)nc;
+	(void)sub;
+	if (id != NULL && env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events,
+	                                    4, &count) == ORN_OK) {
+		for (size_t i = 0; i < count; i++) {
+			bool reserved = strcmp(events[i].type, ORDER_EV_RESERVED) == 0;
+			if (!reserved && strcmp(events[i].type, ORDER_EV_CANCELLED) != 0)
+				continue;
+			bench_settled *s = calloc(1, sizeof *s);
+			if (s == NULL)
+				break;
+			s->at_ns = t;
+			s->reserved = reserved;
+			order_event e;
+			if (!reserved && order_event_decode(events[i].type, events[i].payload,
+			                                    events[i].payload_len, &e) == ORN_OK)
+				snprintf(s->reason, sizeof s->reason, "%s", e.data.reason);
+			pthread_mutex_lock(&f->lock);
+			free(hmap_remove(f->seen, id + 1));
+			hmap_put(f->seen, id + 1, s);
+			pthread_mutex_unlock(&f->lock);
+		}
+	}
+	natsMsg_Destroy(msg);
+}
+
+bench_order_events *bench_order_events_follow(const char *nats_url)
+{
+	bench_order_events *f = calloc(1, sizeof *f);
+	if (f == NULL || (f->seen = hmap_create()) == NULL) {
+		free(f);
+		return NULL;
+	}
+	pthread_mutex_init(&f->lock, NULL);
+	if (natsConnection_ConnectTo(&f->nc, nats_url) != NATS_OK ||
+	    natsConnection_Subscribe(&f->sub, f->nc, "orion.evt.order.>", on_order_event, f) != NATS_OK ||
+	    natsSubscription_SetPendingLimits(f->sub, -1, -1) != NATS_OK) {
+		bench_say("cannot subscribe to the order events on NATS");
+		bench_order_events_stop(f);
+		return NULL;
+	}
+	return f;
+}
+
+bool bench_order_events_get(bench_order_events *f, const char *id, bench_settled *out)
+{
+	pthread_mutex_lock(&f->lock);
+	const bench_settled *s = id[0] != '\0' ? hmap_get(f->seen, id) : NULL;
+	if (s != NULL && out != NULL)
+		*out = *s;
+	pthread_mutex_unlock(&f->lock);
+	return s != NULL;
+}
+
+void bench_order_events_stop(bench_order_events *f)
+{
+	if (f == NULL)
+		return;
+	if (f->sub != NULL)
+		natsSubscription_Unsubscribe(f->sub);
+	natsSubscription_Destroy(f->sub);
+	natsConnection_Destroy(f->nc);
+	size_t cursor = 0;
+	const char *key;
+	void *value;
+	while (f->seen != NULL && hmap_next(f->seen, &cursor, &key, &value))
+		free(value);
+	hmap_destroy(f->seen);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+/* ---- a running shop: the processes and the server's counters ------------- */
+
+bool bench_watch_add(bench_watch *w, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	if (eq == NULL || w->count >= BENCH_MAX_WATCHED || (size_t)(eq - spec) >= sizeof w->p[0].name)
+		return false;
+	snprintf(w->p[w->count].name, sizeof w->p[0].name, "%.*s", (int)(eq - spec), spec);
+	w->p[w->count++].pid = (pid_t)atoi(eq + 1);
+	return true;
+}
+
+void bench_watch_sample(bench_watch *w, int mark)
+{
+	for (int i = 0; i < w->count; i++)
+		w->p[i].cpu_s[mark] = bench_proc_cpu_s(w->p[i].pid > 0 ? w->p[i].pid : getpid());
+}
+
+double bench_watch_used(const bench_watch *w, const char *name, int from, int to)
+{
+	for (int i = 0; i < w->count; i++)
+		if (strcmp(w->p[i].name, name) == 0)
+			return w->p[i].cpu_s[to] - w->p[i].cpu_s[from];
+	return -1;
+}
+
+bool bench_varz_sample(const char *monitor_base, bench_varz *v)
+{
+	char url[512];
+	buffer b = {0};
+	bool ok = false;
+	CURL *c = monitor_base != NULL ? curl_easy_init() : NULL;
+	if (c == NULL)
+		return false;
+	snprintf(url, sizeof url, "%s/varz", monitor_base);
+	if (get_into(c, url, &b) == 200 && b.data != NULL) {
+		json_t *j = json_loads(b.data, 0, NULL);
+		if (j != NULL && json_is_number(json_object_get(j, "in_msgs"))) {
+			v->in = json_number_value(json_object_get(j, "in_msgs"));
+			v->out = json_number_value(json_object_get(j, "out_msgs"));
+			v->at_ns = bench_now_ns();
+			ok = true;
+		}
+		json_decref(j);
+	}
+	free(b.data);
+	curl_easy_cleanup(c);
+	return ok;
+}
+
+size_t bench_maildir_count(const char *dir)
+{
+	size_t n = 0;
+	for (int i = 0; i < 2 && dir != NULL; i++) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", dir, i == 0 ? "new" : "cur");
+		DIR *d = opendir(path);
+		for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+			n += e->d_name[0] != '.';
+		if (d != NULL)
+			closedir(d);
+	}
+	return n;
 }

@@ -1,6 +1,10 @@
 /* bench_common.h — what the benchmarks share: time, temporary directories,
  * process CPU, the machine's facts for the report, spreads over rounds,
- * option parsing, signals and messages, and a three-node nats-server cluster. */
+ * option parsing, signals and messages, and a three-node nats-server cluster;
+ * and, for the benchmarks that drive a running shop over its HTTP API
+ * (bench_orders, bench_flash): the API calls, the setup of products and
+ * customers, the order events followed on NATS, watched processes' CPU,
+ * nats-server's message counters and a Maildir's count. */
 #ifndef ORION_BENCH_COMMON_H
 #define ORION_BENCH_COMMON_H
 
@@ -10,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <nats/nats.h>
 
 /* Set by SIGINT or SIGTERM once bench_catch_signals has run: loops stop early. */
@@ -24,11 +30,20 @@ __attribute__((format(printf, 1, 2))) void bench_say(const char *fmt, ...);
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t bench_now_ns(void);
 
+/* Sleeps until bench_now_ns() reaches t (returns at once if it has). */
+void bench_sleep_until_ns(int64_t t);
+
 /* Removes path and everything below it (NULL or "" ignored). */
 void bench_rmrf(const char *path);
 
 /* CPU seconds (user + system) process pid has used so far; 0 if unknown. */
 double bench_proc_cpu_s(pid_t pid);
+
+/* Sorts v[0..n) ascending. */
+void bench_sort_i64(int64_t *v, size_t n);
+
+/* The p-quantile (0..1, nearest rank) of sorted nanoseconds v[0..n), in ms; 0 if n == 0. */
+double bench_percentile_ms(const int64_t *v, size_t n, double p);
 
 /* Facts printed with every result. */
 typedef struct bench_machine {
@@ -78,5 +93,86 @@ bool bench_cluster_start(const char *dir, bench_cluster *out);
 
 /* SIGTERM to every node, SIGKILL after 10 s; safe on a cluster never started. */
 void bench_cluster_stop(bench_cluster *c);
+
+/* ---- a running shop: its HTTP API ----------------------------------------- */
+
+/* One request on a kept-alive handle to base + "/api/v1" + path: GET when
+ * body is NULL and method is "GET", else method with body (JSON, "" if NULL).
+ * Returns the HTTP status (0 on a transport error) and the parsed JSON body
+ * in *out if out is not NULL (NULL if none). token: a bearer token or NULL. */
+long bench_http(CURL *c, const char *base, const char *method, const char *path, const char *token,
+                const char *body, json_t **out);
+
+/* The access token of a login (malloc'd), NULL on failure. */
+char *bench_login(CURL *c, const char *base, const char *email, const char *password);
+
+/* Creates count products "BENCH-<seed>-<tag>-<i>" priced 10.00 EUR with
+ * stock units each, as the admin; returns their ids (malloc'd array of
+ * malloc'd strings), NULL (and why, said) on failure. */
+char **bench_create_products(CURL *c, const char *base, const char *admin_token, int count, long stock,
+                             unsigned seed, const char *tag);
+
+/* Registers customers bench-<seed>-<i>@example.com and logs each in, with
+ * threads parallel senders (registration is Argon2id work in the gateway);
+ * returns their tokens (malloc'd array), NULL (and why, said) on failure. */
+char **bench_register_customers(const char *base, int count, int threads, unsigned seed);
+
+/* ---- a running shop: its order events on NATS ------------------------------ */
+
+/* How an order settled, as seen on NATS. */
+typedef struct bench_settled {
+	int64_t at_ns;    /* bench_now_ns() when the event arrived */
+	bool reserved;    /* OrderReserved (awaiting_confirmation); else OrderCancelled */
+	char reason[208]; /* OrderCancelled's reason ("out_of_stock", ...) */
+} bench_settled;
+
+typedef struct bench_order_events bench_order_events;
+
+/* Follows orion.evt.order.> with a core subscription (no pending limits) and
+ * records, per order id, the last OrderReserved or OrderCancelled seen. NULL
+ * (and why, said: not the URL, which may hold a password) on failure. */
+bench_order_events *bench_order_events_follow(const char *nats_url);
+
+/* How order id settled; false if it has not yet. */
+bool bench_order_events_get(bench_order_events *f, const char *id, bench_settled *out);
+
+/* Unsubscribes, closes and frees (NULL ignored). */
+void bench_order_events_stop(bench_order_events *f);
+
+/* ---- a running shop: the processes and the server's counters ------------- */
+
+/* Processes whose CPU is reported (--watch name=pid; pid 0 is this process),
+ * sampled at up to BENCH_WATCH_MARKS instants. */
+#define BENCH_MAX_WATCHED 8
+#define BENCH_WATCH_MARKS 3
+typedef struct bench_watch {
+	struct {
+		char name[32];
+		pid_t pid;
+		double cpu_s[BENCH_WATCH_MARKS];
+	} p[BENCH_MAX_WATCHED];
+	int count;
+} bench_watch;
+
+/* Adds "name=pid"; false if malformed or full. */
+bool bench_watch_add(bench_watch *w, const char *spec);
+
+/* Samples every watched process's CPU seconds into cpu_s[mark]. */
+void bench_watch_sample(bench_watch *w, int mark);
+
+/* CPU seconds process name used between marks from and to; -1 if not watched. */
+double bench_watch_used(const bench_watch *w, const char *name, int from, int to);
+
+/* nats-server's /varz message counters at an instant. */
+typedef struct bench_varz {
+	double in, out; /* in_msgs, out_msgs */
+	int64_t at_ns;
+} bench_varz;
+
+/* Reads monitor_base + "/varz"; false if it does not answer (or base is NULL). */
+bool bench_varz_sample(const char *monitor_base, bench_varz *v);
+
+/* Files delivered into a Maildir (new/ and cur/); 0 if dir is NULL. */
+size_t bench_maildir_count(const char *dir);
 
 #endif
