@@ -231,6 +231,7 @@ typedef struct cpu_mark {
 
 typedef struct cpu_use {
 	double nats, orion, bench; /* percent of one core over the phase */
+	double secs;               /* the phase's length */
 } cpu_use;
 
 static pid_t nats_pids[BENCH_CLUSTER_NODES], orion_pid; /* nats_pids: 0 for none */
@@ -248,7 +249,7 @@ static cpu_use cpu_since(cpu_mark a)
 {
 	cpu_mark b = cpu_now();
 	double secs = (double)(b.t - a.t) / 1e9;
-	cpu_use u = {0, 0, 0};
+	cpu_use u = {0, 0, 0, secs};
 	if (secs > 0) {
 		u.nats = 100.0 * (b.nats - a.nats) / secs;
 		u.orion = 100.0 * (b.orion - a.orion) / secs;
@@ -1100,12 +1101,14 @@ typedef struct report {
 typedef struct summary {
 	bench_spread raw, rawx, orion, ratio, ratio_x;
 	cpu_use raw_cpu, rawx_cpu, orion_cpu;
-	int median_round; /* the Orion round whose rate is closest to the median */
+	bench_spread orion_us, nats_us; /* CPU per accepted reserve, microseconds */
+	int median_round;               /* the Orion round whose rate is closest to the median */
 } summary;
 
 static summary summarize_rounds(const report *r)
 {
 	double raw[MAX_ROUNDS], rawx[MAX_ROUNDS], orion[MAX_ROUNDS], ratio[MAX_ROUNDS], ratio_x[MAX_ROUNDS];
+	double orion_us[MAX_ROUNDS], nats_us[MAX_ROUNDS];
 	summary s;
 	int n = r->rounds;
 	memset(&s, 0, sizeof s);
@@ -1115,6 +1118,12 @@ static summary summarize_rounds(const report *r)
 		orion[i] = r->tput[i].rate;
 		ratio[i] = raw[i] > 0 ? orion[i] / raw[i] : 0;
 		ratio_x[i] = rawx[i] > 0 ? orion[i] / rawx[i] : 0;
+		/* CPU seconds of the phase over its accepted reserves */
+		double per = r->tput[i].outcomes.accepted > 0
+		                     ? r->tput[i].cpu.secs * 1e4 / (double)r->tput[i].outcomes.accepted
+		                     : 0;
+		orion_us[i] = r->tput[i].cpu.orion * per;
+		nats_us[i] = r->tput[i].cpu.nats * per;
 		s.raw_cpu.nats += r->raw[i].cpu.nats / n;
 		s.raw_cpu.bench += r->raw[i].cpu.bench / n;
 		s.rawx_cpu.nats += r->rawx[i].cpu.nats / n;
@@ -1128,6 +1137,8 @@ static summary summarize_rounds(const report *r)
 	s.orion = bench_spread_of(orion, n);
 	s.ratio = bench_spread_of(ratio, n);
 	s.ratio_x = bench_spread_of(ratio_x, n);
+	s.orion_us = bench_spread_of(orion_us, n);
+	s.nats_us = bench_spread_of(nats_us, n);
 	for (int i = 1; i < n; i++)
 		if ((orion[i] - s.orion.median) * (orion[i] - s.orion.median) <
 		    (orion[s.median_round] - s.orion.median) * (orion[s.median_round] - s.orion.median))
@@ -1193,6 +1204,10 @@ static void print_text(FILE *f, const report *r, const summary *s)
 	if (o->raw_expect)
 		fprintf(f, "%-46s %8.0f%% %8.0f%% %8.0f%%\n", "Orion / raw+expect, per round",
 		        100 * s->ratio_x.median, 100 * s->ratio_x.min, 100 * s->ratio_x.max);
+	fprintf(f, "%-46s %8.1f %9.1f %9.1f   us of CPU (median, min, max over the rounds)\n",
+	        "CPU per reserve: orion", s->orion_us.median, s->orion_us.min, s->orion_us.max);
+	fprintf(f, "%-46s %8.1f %9.1f %9.1f\n", "CPU per reserve: nats-server", s->nats_us.median,
+	        s->nats_us.min, s->nats_us.max);
 	fprintf(f, "\nper round:  raw/s  raw+expect/s  Orion/s  Orion p50/p99/max ms (closed loop)\n");
 	for (int i = 0; i < r->rounds; i++) {
 		char rawx[32] = "-";
@@ -1267,6 +1282,10 @@ static void print_markdown(FILE *f, const report *r, const summary *s)
 	if (o->raw_expect)
 		fprintf(f, "| Orion / raw+expect (per round) | %.0f%% | %.0f%% – %.0f%% | |\n",
 		        100 * s->ratio_x.median, 100 * s->ratio_x.min, 100 * s->ratio_x.max);
+	fprintf(f,
+	        "\nCPU per accepted reserve in the closed-loop runs (median of the rounds): orion %.1f us + "
+	        "nats-server %.1f us = %.1f us.\n",
+	        s->orion_us.median, s->nats_us.median, s->orion_us.median + s->nats_us.median);
 	fprintf(f, "\n| load | achieved | p50 | p90 | p99 | p99.9 | max | lost | CPU (nats / orion / bench) "
 	           "|\n");
 	fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
@@ -1296,6 +1315,9 @@ static void print_report(FILE *f, const report *r)
 	fprintf(f, "\n----- markdown for bench/RESULTS.md -----\n");
 	print_markdown(f, r, &s);
 	fprintf(f, "----- end of markdown -----\n");
+	/* for scripts (scripts/bench-orders): the median round's rate and the CPU per reserve */
+	fprintf(f, "RESULT reserve_rate=%.0f cpu_orion_us=%.1f cpu_nats_us=%.1f rounds=%d commands=%ld\n",
+	        s.orion.median, s.orion_us.median, s.nats_us.median, r->rounds, r->o->commands);
 }
 
 /* ---- options --------------------------------------------------------------------- */
