@@ -370,11 +370,13 @@ int main(int argc, char **argv)
 	int64_t *post = calloc((size_t)cfg.customers, sizeof *post);
 	size_t n_settle = 0, n_post = 0;
 	int reserved = 0, out_of_stock = 0, other_cancel = 0, failed = 0;
+	int failed_by_status[600] = {0}; /* [0]: transport error, [1]: the cart was not filled */
 	int64_t first_sent = 0, last_sent = 0, last_settled = 0;
 	for (int i = 0; i < cfg.customers; i++) {
 		order_sample *s = &samples[i];
 		if (s->status != 202) {
 			failed++;
+			failed_by_status[s->status < 0 ? 1 : (s->status < 600 ? s->status : 0)]++;
 			continue;
 		}
 		post[n_post++] = s->answered_ns - s->sent_ns;
@@ -395,7 +397,7 @@ int main(int argc, char **argv)
 	bench_sort_i64(post, n_post);
 	double span_s = last_settled > first_sent ? (double)(last_settled - first_sent) / 1e9 : 0;
 	double per_s = span_s > 0 ? (double)n_settle / span_s : 0;
-	char why[256] = "";
+	char why[256] = "not checked: orders unsettled";
 	bool stock_ok = settled == placed && check_stock(why, sizeof why);
 
 	printf("flash sale: %d customers, hot product %d units, %d normal products; orders sent over %d ms "
@@ -404,6 +406,10 @@ int main(int argc, char **argv)
 	printf("placed %zu (202), failed %d; settled %zu: reserved %d, cancelled out_of_stock %d, cancelled "
 	       "otherwise %d, unsettled %d\n",
 	       n_post, failed, n_settle, reserved, out_of_stock, other_cancel, placed - settled);
+	for (int code = 0; code < 600; code++)
+		if (failed_by_status[code] > 0)
+			printf("  failed: %d x %s%d\n", failed_by_status[code],
+			       code == 1 ? "cart not filled " : "HTTP ", code);
 	printf("sends: first %.0f ms, last %.0f ms after the burst's start (scheduled over %d ms)\n",
 	       (double)(first_sent - start_ns) / 1e6, (double)(last_sent - start_ns) / 1e6, cfg.window_ms);
 	printf("settled %.0f orders/s (%zu settled over %.2f s from the first send to the last "
@@ -421,7 +427,10 @@ int main(int argc, char **argv)
 			break;
 		double s = (double)((m == 1 ? settled_ns : mailed_ns) - start_ns) / 1e9;
 		if (m == 1)
-			printf("until every order settled (%.1f s after the burst's start):\n", s);
+			printf("until every order settled or the wait for them ended (%d of %d, %.1f s after "
+			       "the "
+			       "burst's start):\n",
+			       settled, placed, s);
 		else
 			printf("until every order's email was in the Maildir (%zu of %d, %.1f s after the "
 			       "burst's "
