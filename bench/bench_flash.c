@@ -30,7 +30,9 @@
  * usage: bench_flash --url URL --nats URL --admin-email E --admin-password P
  *          [--customers 5000] [--hot-stock 500] [--products 50]
  *          [--window-ms 1000] [--threads 200] [--watch name=pid ...]
- *          [--varz MONITOR_URL] [--maildir DIR]
+ *          [--varz MONITOR_URL] [--maildir DIR] [--settle-wait-s 600]
+ * (the orders that have not settled --settle-wait-s after the last send are
+ * reported unsettled, and the run fails)
  * Prints a result table and a line "RESULT key=value ..." for the script. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,18 +49,18 @@
 #include "bench_common.h"
 #include "order.h"
 
-#define MAX_THREADS    1000
-#define NORMAL_STOCK   100000L
-#define SETUP_THREADS  8
-#define SETTLE_WAIT_NS (120LL * 1000000000LL)
-#define MAIL_WAIT_NS   (120LL * 1000000000LL)
-#define STOCK_WAIT_NS  (30LL * 1000000000LL)
+#define MAX_THREADS   1000
+#define NORMAL_STOCK  100000L
+#define SETUP_THREADS 8
+#define MAIL_WAIT_NS  (120LL * 1000000000LL)
+#define STOCK_WAIT_NS (30LL * 1000000000LL)
 
 typedef struct settings {
 	const char *url, *nats_url, *admin_email, *admin_password;
 	const char *varz;    /* nats-server's monitoring base URL, or NULL */
 	const char *maildir; /* the mail role's Maildir, or NULL */
 	int customers, hot_stock, products, window_ms, threads;
+	int settle_wait_s; /* how long to wait for the orders to settle after the last send */
 } settings;
 
 typedef struct order_sample {
@@ -70,8 +72,12 @@ typedef struct order_sample {
 	bool is_settled;
 } order_sample;
 
-static settings cfg = {
-        .customers = 5000, .hot_stock = 500, .products = 50, .window_ms = 1000, .threads = 200};
+static settings cfg = {.customers = 5000,
+                       .hot_stock = 500,
+                       .products = 50,
+                       .window_ms = 1000,
+                       .threads = 200,
+                       .settle_wait_s = 600};
 static bench_watch watched; /* marks: burst start, every order settled, every email out */
 static char **tokens, **normal_ids, *hot_id;
 static order_sample *samples;
@@ -307,6 +313,8 @@ static bool parse_args(int argc, char **argv)
 			cfg.window_ms = (int)n;
 		else if (strcmp(k, "--threads") == 0 && bench_parse_long(v, 1, MAX_THREADS, &n))
 			cfg.threads = (int)n;
+		else if (strcmp(k, "--settle-wait-s") == 0 && bench_parse_long(v, 1, 86400, &n))
+			cfg.settle_wait_s = (int)n;
 		else
 			return false;
 	}
@@ -322,7 +330,8 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 		        "usage: bench_flash --url URL --nats URL --admin-email E --admin-password P "
 		        "[--customers N] [--hot-stock N (<= customers)] [--products N] [--window-ms MS] "
-		        "[--threads N] [--watch name=pid ...] [--varz MONITOR_URL] [--maildir DIR]\n");
+		        "[--threads N] [--watch name=pid ...] [--varz MONITOR_URL] [--maildir DIR] "
+		        "[--settle-wait-s S]\n");
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -348,7 +357,7 @@ int main(int argc, char **argv)
 	run_parallel(place_orders, cfg.threads < cfg.customers ? cfg.threads : cfg.customers);
 
 	int placed = 0, settled = 0;
-	for (int64_t deadline = bench_now_ns() + SETTLE_WAIT_NS;
+	for (int64_t deadline = bench_now_ns() + (int64_t)cfg.settle_wait_s * 1000000000LL;
 	     (settled = count_settled(events, &placed)) < placed && bench_now_ns() < deadline;)
 		usleep(20000);
 	int64_t settled_ns = bench_now_ns();
