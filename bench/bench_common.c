@@ -550,6 +550,45 @@ char **bench_register_customers(const char *base, int count, int threads, unsign
 	return ok ? tokens : NULL; /* on failure the process ends: not freed */
 }
 
+bool bench_shop_arg(bench_shop_args *a, bench_watch *watch, const char *k, const char *v)
+{
+	if (strcmp(k, "--url") == 0)
+		a->url = v;
+	else if (strcmp(k, "--nats") == 0)
+		a->nats_url = v;
+	else if (strcmp(k, "--admin-email") == 0)
+		a->admin_email = v;
+	else if (strcmp(k, "--admin-password") == 0)
+		a->admin_password = v;
+	else if (strcmp(k, "--varz") == 0)
+		a->varz = v;
+	else
+		return strcmp(k, "--watch") == 0 && bench_watch_add(watch, v);
+	return true;
+}
+
+bool bench_shop_args_complete(const bench_shop_args *a)
+{
+	return a->url != NULL && a->nats_url != NULL && a->admin_email != NULL && a->admin_password != NULL;
+}
+
+bool bench_placed(bench_failures *f, int status)
+{
+	if (status == 202)
+		return true;
+	f->total++;
+	f->by_status[status < 0 ? 1 : (status < 600 ? status : 0)]++;
+	return false;
+}
+
+void bench_failures_print(const bench_failures *f)
+{
+	for (int code = 0; code < 600; code++)
+		if (f->by_status[code] > 0)
+			printf("  failed: %zu x %s%d\n", f->by_status[code],
+			       code == 1 ? "cart add (status of POST /cart/items) " : "HTTP ", code);
+}
+
 /* ---- a running shop: its order events on NATS ------------------------------ */
 
 struct bench_order_events {
@@ -686,6 +725,17 @@ bool bench_varz_sample(const char *monitor_base, bench_varz *v)
 	free(b.data);
 	curl_easy_cleanup(c);
 	return ok;
+}
+
+void bench_varz_per_op(const bench_varz *idle0, const bench_varz *idle1, const bench_varz *load0,
+                       const bench_varz *load1, double ops, double *in, double *out)
+{
+	double idle_s = (double)(idle1->at_ns - idle0->at_ns) / 1e9,
+	       span = (double)(load1->at_ns - load0->at_ns) / 1e9;
+	double idle_in = idle_s > 0 ? (idle1->in - idle0->in) / idle_s : 0,
+	       idle_out = idle_s > 0 ? (idle1->out - idle0->out) / idle_s : 0;
+	*in = ((load1->in - load0->in) - idle_in * span) / ops;
+	*out = ((load1->out - load0->out) - idle_out * span) / ops;
 }
 
 size_t bench_maildir_count(const char *dir)

@@ -117,6 +117,32 @@ char **bench_create_products(CURL *c, const char *base, const char *admin_token,
  * returns their tokens (malloc'd array), NULL (and why, said) on failure. */
 char **bench_register_customers(const char *base, int count, int threads, unsigned seed);
 
+/* The options every shop bench takes: --url, --nats, --admin-email,
+ * --admin-password, --varz (nats-server's monitoring base URL) and --watch
+ * name=pid (into *watch). */
+typedef struct bench_shop_args {
+	const char *url, *nats_url, *admin_email, *admin_password, *varz;
+} bench_shop_args;
+
+/* Takes option k with value v if it is one of those; false otherwise. */
+struct bench_watch;
+bool bench_shop_arg(bench_shop_args *a, struct bench_watch *watch, const char *k, const char *v);
+
+/* True when the required ones (all but --varz) are set. */
+bool bench_shop_args_complete(const bench_shop_args *a);
+
+/* Placements that failed, by HTTP status ([0]: transport error, [1]: the
+ * cart could not be filled, passed as status -1). */
+typedef struct bench_failures {
+	size_t total, by_status[600];
+} bench_failures;
+
+/* True if status is 202; otherwise counts it in f and returns false. */
+bool bench_placed(bench_failures *f, int status);
+
+/* "  failed: N x HTTP S" lines for each status counted. */
+void bench_failures_print(const bench_failures *f);
+
 /* ---- a running shop: its order events on NATS ------------------------------ */
 
 /* How an order settled, as seen on NATS. */
@@ -171,6 +197,11 @@ typedef struct bench_varz {
 
 /* Reads monitor_base + "/varz"; false if it does not answer (or base is NULL). */
 bool bench_varz_sample(const char *monitor_base, bench_varz *v);
+
+/* NATS messages per operation between load0 and load1, less the idle rate
+ * seen between idle0 and idle1: *in and *out (in_msgs, out_msgs). */
+void bench_varz_per_op(const bench_varz *idle0, const bench_varz *idle1, const bench_varz *load0,
+                       const bench_varz *load1, double ops, double *in, double *out);
 
 /* Files delivered into a Maildir (new/ and cur/); 0 if dir is NULL. */
 size_t bench_maildir_count(const char *dir);

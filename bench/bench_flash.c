@@ -56,9 +56,8 @@
 #define STOCK_WAIT_NS (30LL * 1000000000LL)
 
 typedef struct settings {
-	const char *url, *nats_url, *admin_email, *admin_password;
-	const char *varz;    /* nats-server's monitoring base URL, or NULL */
-	const char *maildir; /* the mail role's Maildir, or NULL */
+	bench_shop_args shop; /* --url, --nats, --admin-email, --admin-password, --varz */
+	const char *maildir;  /* the mail role's Maildir, or NULL */
 	int customers, hot_stock, products, window_ms, threads;
 	int settle_wait_s; /* how long to wait for the orders to settle after the last send */
 } settings;
@@ -95,11 +94,12 @@ static void *fill_carts(void *arg)
 	(void)arg;
 	for (int i; c != NULL && (i = atomic_fetch_add(&next_cart, 1)) < cfg.customers;) {
 		snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":1}", hot_id);
-		long hot = bench_http(c, cfg.url, "POST", "/cart/items", tokens[i], body, NULL);
+		long hot = bench_http(c, cfg.shop.url, "POST", "/cart/items", tokens[i], body, NULL);
 		snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":1}",
 		         normal_ids[samples[i].normal]);
 		long normal =
-		        hot == 200 ? bench_http(c, cfg.url, "POST", "/cart/items", tokens[i], body, NULL) : 0;
+		        hot == 200 ? bench_http(c, cfg.shop.url, "POST", "/cart/items", tokens[i], body, NULL)
+		                   : 0;
 		if (hot != 200 || normal != 200) {
 			bench_say("customer %d: cart add HTTP %ld / %ld", i, hot, normal);
 			samples[i].status = -1;
@@ -125,21 +125,21 @@ static bool run_parallel(void *(*fn)(void *), int threads)
 static int setup(void)
 {
 	CURL *c = curl_easy_init();
-	char *admin = bench_login(c, cfg.url, cfg.admin_email, cfg.admin_password);
+	char *admin = bench_login(c, cfg.shop.url, cfg.shop.admin_email, cfg.shop.admin_password);
 	if (admin == NULL) {
 		bench_say("admin login failed");
 		return -1;
 	}
 	unsigned seed = (unsigned)time(NULL);
-	char **hot = bench_create_products(c, cfg.url, admin, 1, cfg.hot_stock, seed, "hot");
-	normal_ids = bench_create_products(c, cfg.url, admin, cfg.products, NORMAL_STOCK, seed, "n");
+	char **hot = bench_create_products(c, cfg.shop.url, admin, 1, cfg.hot_stock, seed, "hot");
+	normal_ids = bench_create_products(c, cfg.shop.url, admin, cfg.products, NORMAL_STOCK, seed, "n");
 	free(admin);
 	curl_easy_cleanup(c);
 	if (hot == NULL || normal_ids == NULL)
 		return -1;
 	hot_id = hot[0];
 	bench_say("registering %d customers...", cfg.customers);
-	if ((tokens = bench_register_customers(cfg.url, cfg.customers, SETUP_THREADS, seed)) == NULL)
+	if ((tokens = bench_register_customers(cfg.shop.url, cfg.customers, SETUP_THREADS, seed)) == NULL)
 		return -1;
 	bench_say("filling %d carts...", cfg.customers);
 	for (int i = 0; i < cfg.customers; i++)
@@ -163,7 +163,7 @@ static void *place_orders(void *arg)
 		bench_sleep_until_ns(s->scheduled_ns);
 		json_t *reply = NULL;
 		s->sent_ns = bench_now_ns();
-		s->status = (int)bench_http(c, cfg.url, "POST", "/orders", tokens[i], "{}", &reply);
+		s->status = (int)bench_http(c, cfg.shop.url, "POST", "/orders", tokens[i], "{}", &reply);
 		s->answered_ns = bench_now_ns();
 		const char *id = json_string_value(json_object_get(reply, "id"));
 		if (s->status == 202 && id != NULL)
@@ -208,7 +208,7 @@ static bool read_levels(CURL *c, const char *admin, level *hot, level *normal)
 		json_t *reply = NULL;
 		snprintf(path, sizeof path, "/admin/inventory?limit=100%s%s", cursor[0] ? "&cursor=" : "",
 		         cursor);
-		if (bench_http(c, cfg.url, "GET", path, admin, NULL, &reply) != 200 || reply == NULL) {
+		if (bench_http(c, cfg.shop.url, "GET", path, admin, NULL, &reply) != 200 || reply == NULL) {
 			json_decref(reply);
 			return false;
 		}
@@ -260,7 +260,7 @@ static bool stock_consistent(const level *hot, const level *normal, const long l
 static bool check_stock(char *why, size_t cap)
 {
 	CURL *c = curl_easy_init();
-	char *admin = bench_login(c, cfg.url, cfg.admin_email, cfg.admin_password);
+	char *admin = bench_login(c, cfg.shop.url, cfg.shop.admin_email, cfg.shop.admin_password);
 	level hot, *normal = calloc((size_t)cfg.products, sizeof *normal);
 	long long *expected = calloc((size_t)cfg.products, sizeof *expected);
 	bool ok = false;
@@ -289,20 +289,10 @@ static bool parse_args(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
 		long n = 0;
-		if (strcmp(k, "--url") == 0)
-			cfg.url = v;
-		else if (strcmp(k, "--nats") == 0)
-			cfg.nats_url = v;
-		else if (strcmp(k, "--admin-email") == 0)
-			cfg.admin_email = v;
-		else if (strcmp(k, "--admin-password") == 0)
-			cfg.admin_password = v;
-		else if (strcmp(k, "--varz") == 0)
-			cfg.varz = v;
+		if (bench_shop_arg(&cfg.shop, &watched, k, v))
+			;
 		else if (strcmp(k, "--maildir") == 0)
 			cfg.maildir = v;
-		else if (strcmp(k, "--watch") == 0 && bench_watch_add(&watched, v))
-			;
 		else if (strcmp(k, "--customers") == 0 && bench_parse_long(v, 1, 1000000, &n))
 			cfg.customers = (int)n;
 		else if (strcmp(k, "--hot-stock") == 0 && bench_parse_long(v, 1, 1000000, &n))
@@ -318,8 +308,7 @@ static bool parse_args(int argc, char **argv)
 		else
 			return false;
 	}
-	return cfg.url && cfg.nats_url && cfg.admin_email && cfg.admin_password &&
-	       cfg.hot_stock <= cfg.customers;
+	return bench_shop_args_complete(&cfg.shop) && cfg.hot_stock <= cfg.customers;
 }
 
 /* ---- main -------------------------------------------------------------------- */
@@ -335,7 +324,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	bench_order_events *events = bench_order_events_follow(cfg.nats_url);
+	bench_order_events *events = bench_order_events_follow(cfg.shop.nats_url);
 	samples = calloc((size_t)cfg.customers, sizeof *samples);
 	if (events == NULL || samples == NULL || setup() != 0) {
 		bench_say("setup failed");
@@ -343,9 +332,9 @@ int main(int argc, char **argv)
 	}
 	/* the idle traffic (pull requests, heartbeats): subtracted from the burst's */
 	bench_varz idle0 = {0}, idle1 = {0}, load0 = {0}, load1 = {0};
-	bool have_varz = bench_varz_sample(cfg.varz, &idle0);
+	bool have_varz = bench_varz_sample(cfg.shop.varz, &idle0);
 	sleep(3);
-	have_varz = have_varz && bench_varz_sample(cfg.varz, &idle1);
+	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &idle1);
 	size_t mail_before = bench_maildir_count(cfg.maildir);
 
 	bench_say("%d orders over %d ms from %d senders...", cfg.customers, cfg.window_ms, cfg.threads);
@@ -353,7 +342,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cfg.customers; i++)
 		samples[i].scheduled_ns = start_ns + (int64_t)i * cfg.window_ms * 1000000LL / cfg.customers;
 	bench_watch_sample(&watched, 0);
-	have_varz = have_varz && bench_varz_sample(cfg.varz, &load0);
+	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load0);
 	run_parallel(place_orders, cfg.threads < cfg.customers ? cfg.threads : cfg.customers);
 
 	int placed = 0, settled = 0;
@@ -371,23 +360,20 @@ int main(int argc, char **argv)
 		usleep(100000);
 	int64_t mailed_ns = bench_now_ns();
 	bench_watch_sample(&watched, 2);
-	have_varz = have_varz && bench_varz_sample(cfg.varz, &load1);
+	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load1);
 	bench_order_events_stop(events);
 
 	/* the outcome */
 	int64_t *settle = calloc((size_t)cfg.customers, sizeof *settle);
 	int64_t *post = calloc((size_t)cfg.customers, sizeof *post);
 	size_t n_settle = 0, n_post = 0;
-	int reserved = 0, out_of_stock = 0, other_cancel = 0, failed = 0;
-	int failed_by_status[600] = {0}; /* [0]: transport error, [1]: the cart was not filled */
+	int reserved = 0, out_of_stock = 0, other_cancel = 0;
+	static bench_failures failed; /* [1]: the cart was not filled */
 	int64_t first_sent = 0, last_sent = 0, last_settled = 0;
 	for (int i = 0; i < cfg.customers; i++) {
 		order_sample *s = &samples[i];
-		if (s->status != 202) {
-			failed++;
-			failed_by_status[s->status < 0 ? 1 : (s->status < 600 ? s->status : 0)]++;
+		if (!bench_placed(&failed, s->status))
 			continue;
-		}
 		post[n_post++] = s->answered_ns - s->sent_ns;
 		first_sent = first_sent == 0 || s->sent_ns < first_sent ? s->sent_ns : first_sent;
 		last_sent = s->sent_ns > last_sent ? s->sent_ns : last_sent;
@@ -412,13 +398,10 @@ int main(int argc, char **argv)
 	printf("flash sale: %d customers, hot product %d units, %d normal products; orders sent over %d ms "
 	       "by %d senders\n",
 	       cfg.customers, cfg.hot_stock, cfg.products, cfg.window_ms, cfg.threads);
-	printf("placed %zu (202), failed %d; settled %zu: reserved %d, cancelled out_of_stock %d, cancelled "
+	printf("placed %zu (202), failed %zu; settled %zu: reserved %d, cancelled out_of_stock %d, cancelled "
 	       "otherwise %d, unsettled %d\n",
-	       n_post, failed, n_settle, reserved, out_of_stock, other_cancel, placed - settled);
-	for (int code = 0; code < 600; code++)
-		if (failed_by_status[code] > 0)
-			printf("  failed: %d x %s%d\n", failed_by_status[code],
-			       code == 1 ? "cart not filled " : "HTTP ", code);
+	       n_post, failed.total, n_settle, reserved, out_of_stock, other_cancel, placed - settled);
+	bench_failures_print(&failed);
 	printf("sends: first %.0f ms, last %.0f ms after the burst's start (scheduled over %d ms)\n",
 	       (double)(first_sent - start_ns) / 1e6, (double)(last_sent - start_ns) / 1e6, cfg.window_ms);
 	printf("settled %.0f orders/s (%zu settled over %.2f s from the first send to the last "
@@ -457,17 +440,14 @@ int main(int argc, char **argv)
 	}
 	double msgs_in = -1, msgs_out = -1;
 	if (have_varz && n_post > 0) {
-		double idle_s = (double)(idle1.at_ns - idle0.at_ns) / 1e9,
-		       span = (double)(load1.at_ns - load0.at_ns) / 1e9;
-		double idle_in = (idle1.in - idle0.in) / idle_s, idle_out = (idle1.out - idle0.out) / idle_s;
-		msgs_in = ((load1.in - load0.in) - idle_in * span) / (double)n_post;
-		msgs_out = ((load1.out - load0.out) - idle_out * span) / (double)n_post;
+		double span = (double)(load1.at_ns - load0.at_ns) / 1e9;
+		bench_varz_per_op(&idle0, &idle1, &load0, &load1, (double)n_post, &msgs_in, &msgs_out);
 		printf("NATS messages per order (nats-server /varz over %.1f s, idle rate subtracted): in "
 		       "%.1f, "
 		       "out %.1f\n",
 		       span, msgs_in, msgs_out);
 	}
-	bool counts_ok = failed == 0 && settled == placed && reserved == cfg.hot_stock &&
+	bool counts_ok = failed.total == 0 && settled == placed && reserved == cfg.hot_stock &&
 	                 out_of_stock == cfg.customers - cfg.hot_stock && other_cancel == 0;
 	printf("check: %d placed and settled, exactly %d reserved, the other %d cancelled out_of_stock: %s\n",
 	       cfg.customers, cfg.hot_stock, cfg.customers - cfg.hot_stock, counts_ok ? "ok" : "FAILED");
@@ -475,18 +455,18 @@ int main(int argc, char **argv)
 	       "lines "
 	       "(the losers' released): %s%s%s\n",
 	       cfg.hot_stock, stock_ok ? "ok" : "FAILED", stock_ok ? "" : ": ", stock_ok ? "" : why);
-	printf("RESULT customers=%d hot_stock=%d placed=%zu failed=%d settled=%zu reserved=%d "
+	printf("RESULT customers=%d hot_stock=%d placed=%zu failed=%zu settled=%zu reserved=%d "
 	       "out_of_stock=%d "
 	       "other_cancel=%d per_s=%.0f span_s=%.2f last_send_ms=%.0f post_p50=%.2f post_p99=%.2f "
 	       "settle_p50=%.2f settle_p99=%.2f settle_max=%.2f cpu_orion_us=%.0f cpu_nats_us=%.0f "
 	       "cpu_orion_settled_us=%.0f cpu_nats_settled_us=%.0f msgs_in=%.1f msgs_out=%.1f mails=%zu "
 	       "counts_ok=%d stock_ok=%d\n",
-	       cfg.customers, cfg.hot_stock, n_post, failed, n_settle, reserved, out_of_stock, other_cancel,
-	       per_s, span_s, (double)(last_sent - start_ns) / 1e6, bench_percentile_ms(post, n_post, 0.5),
-	       bench_percentile_ms(post, n_post, 0.99), bench_percentile_ms(settle, n_settle, 0.5),
-	       bench_percentile_ms(settle, n_settle, 0.99), bench_percentile_ms(settle, n_settle, 1.0),
-	       cpu_us[1][0], cpu_us[1][1], cpu_us[0][0], cpu_us[0][1], msgs_in, msgs_out, mails, counts_ok,
-	       stock_ok);
+	       cfg.customers, cfg.hot_stock, n_post, failed.total, n_settle, reserved, out_of_stock,
+	       other_cancel, per_s, span_s, (double)(last_sent - start_ns) / 1e6,
+	       bench_percentile_ms(post, n_post, 0.5), bench_percentile_ms(post, n_post, 0.99),
+	       bench_percentile_ms(settle, n_settle, 0.5), bench_percentile_ms(settle, n_settle, 0.99),
+	       bench_percentile_ms(settle, n_settle, 1.0), cpu_us[1][0], cpu_us[1][1], cpu_us[0][0],
+	       cpu_us[0][1], msgs_in, msgs_out, mails, counts_ok, stock_ok);
 	free(settle);
 	free(post);
 	curl_global_cleanup();

@@ -43,9 +43,8 @@
 #define MAX_THREADS 256
 
 typedef struct settings {
-	const char *url, *nats_url, *admin_email, *admin_password;
-	const char *varz;    /* nats-server's monitoring base URL (--varz), or NULL */
-	const char *mailbox; /* the SMTP sink's Maildir (--mailbox), or NULL */
+	bench_shop_args shop; /* --url, --nats, --admin-email, --admin-password, --varz */
+	const char *mailbox;  /* the SMTP sink's Maildir (--mailbox), or NULL */
 	double rate;
 	double duration_s;
 	int customers, threads, products;
@@ -90,14 +89,14 @@ static void *worker(void *arg)
 		const char *token = tokens[customer];
 		snprintf(body, sizeof body, "{\"product_id\":\"%s\",\"quantity\":1}",
 		         product_ids[i % (size_t)cfg.products]);
-		if (bench_http(c, cfg.url, "POST", "/cart/items", token, body, NULL) != 200) {
+		if (bench_http(c, cfg.shop.url, "POST", "/cart/items", token, body, NULL) != 200) {
 			s->status = -1;
 			continue;
 		}
 		bench_sleep_until_ns(s->scheduled_ns);
 		json_t *reply = NULL;
 		s->sent_ns = bench_now_ns();
-		s->status = (int)bench_http(c, cfg.url, "POST", "/orders", token, "{}", &reply);
+		s->status = (int)bench_http(c, cfg.shop.url, "POST", "/orders", token, "{}", &reply);
 		s->answered_ns = bench_now_ns();
 		if (s->status == 202 && reply != NULL)
 			snprintf(s->id, sizeof s->id, "%s", json_string_value(json_object_get(reply, "id")));
@@ -113,18 +112,18 @@ static void *worker(void *arg)
 static int setup_accounts(void)
 {
 	CURL *c = curl_easy_init();
-	char *admin = bench_login(c, cfg.url, cfg.admin_email, cfg.admin_password);
+	char *admin = bench_login(c, cfg.shop.url, cfg.shop.admin_email, cfg.shop.admin_password);
 	if (admin == NULL) {
 		fprintf(stderr, "bench_orders: admin login failed\n");
 		return -1;
 	}
 	unsigned seed = (unsigned)time(NULL);
-	product_ids = bench_create_products(c, cfg.url, admin, cfg.products, 100000000L, seed, "o");
+	product_ids = bench_create_products(c, cfg.shop.url, admin, cfg.products, 100000000L, seed, "o");
 	free(admin);
 	curl_easy_cleanup(c);
 	if (product_ids == NULL)
 		return -1;
-	tokens = bench_register_customers(cfg.url, cfg.customers, 4, seed);
+	tokens = bench_register_customers(cfg.shop.url, cfg.customers, 4, seed);
 	return tokens != NULL ? 0 : -1;
 }
 
@@ -132,14 +131,8 @@ static bool parse_args(int argc, char **argv)
 {
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
-		if (strcmp(k, "--url") == 0)
-			cfg.url = v;
-		else if (strcmp(k, "--nats") == 0)
-			cfg.nats_url = v;
-		else if (strcmp(k, "--admin-email") == 0)
-			cfg.admin_email = v;
-		else if (strcmp(k, "--admin-password") == 0)
-			cfg.admin_password = v;
+		if (bench_shop_arg(&cfg.shop, &watched, k, v))
+			;
 		else if (strcmp(k, "--rate") == 0)
 			cfg.rate = atof(v);
 		else if (strcmp(k, "--duration") == 0)
@@ -150,18 +143,13 @@ static bool parse_args(int argc, char **argv)
 			cfg.threads = atoi(v);
 		else if (strcmp(k, "--products") == 0)
 			cfg.products = atoi(v);
-		else if (strcmp(k, "--varz") == 0)
-			cfg.varz = v;
 		else if (strcmp(k, "--mailbox") == 0)
 			cfg.mailbox = v;
-		else if (strcmp(k, "--watch") == 0 && bench_watch_add(&watched, v))
-			;
 		else
 			return false;
 	}
-	return cfg.url && cfg.nats_url && cfg.admin_email && cfg.admin_password && cfg.rate > 0 &&
-	       cfg.duration_s > 0 && cfg.threads > 0 && cfg.threads <= MAX_THREADS &&
-	       cfg.customers >= cfg.threads && cfg.products > 0;
+	return bench_shop_args_complete(&cfg.shop) && cfg.rate > 0 && cfg.duration_s > 0 && cfg.threads > 0 &&
+	       cfg.threads <= MAX_THREADS && cfg.customers >= cfg.threads && cfg.products > 0;
 }
 
 int main(int argc, char **argv)
@@ -173,14 +161,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if ((events = bench_order_events_follow(cfg.nats_url)) == NULL)
+	if ((events = bench_order_events_follow(cfg.shop.nats_url)) == NULL)
 		return 1;
 	/* the idle traffic (pull requests, heartbeats): subtracted from the load's */
 	bench_varz idle0 = {0}, idle1 = {0}, load0 = {0}, load1 = {0};
-	bool have_varz = bench_varz_sample(cfg.varz, &idle0);
+	bool have_varz = bench_varz_sample(cfg.shop.varz, &idle0);
 	if (have_varz) {
 		sleep(3);
-		have_varz = bench_varz_sample(cfg.varz, &idle1);
+		have_varz = bench_varz_sample(cfg.shop.varz, &idle1);
 	}
 	size_t mail_before = bench_maildir_count(cfg.mailbox);
 	if (setup_accounts() != 0)
@@ -190,7 +178,7 @@ int main(int argc, char **argv)
 	pthread_t threads[MAX_THREADS];
 	start_ns = bench_now_ns() + 200000000LL;
 	bench_watch_sample(&watched, 0);
-	have_varz = have_varz && bench_varz_sample(cfg.varz, &load0);
+	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load0);
 	mail_before = bench_maildir_count(cfg.mailbox);
 	for (int t = 0; t < cfg.threads; t++)
 		pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)t);
@@ -232,19 +220,16 @@ int main(int argc, char **argv)
 		usleep(100000);
 	int64_t emails_out_ns = bench_now_ns();
 	bench_watch_sample(&watched, 2);
-	have_varz = have_varz && bench_varz_sample(cfg.varz, &load1);
+	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load1);
 
 	int64_t *post = calloc(sample_count, sizeof *post), *reserve = calloc(sample_count, sizeof *reserve);
-	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0, failed = 0;
-	size_t failed_by_status[600] = {0}; /* [0]: transport error, [1]: the cart add failed */
+	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0;
+	static bench_failures failed; /* [1]: the cart add failed */
 	int64_t last_sent = 0;
 	for (size_t i = 0; i < sample_count; i++) {
 		order_sample *s = &samples[i];
-		if (s->status != 202) {
-			failed++;
-			failed_by_status[s->status < 0 ? 1 : (s->status < 600 ? s->status : 0)]++;
+		if (!bench_placed(&failed, s->status))
 			continue;
-		}
 		post[n_post++] = s->answered_ns - s->sent_ns;
 		last_sent = s->sent_ns > last_sent ? s->sent_ns : last_sent;
 		bench_settled t;
@@ -264,11 +249,8 @@ int main(int argc, char **argv)
 	       cfg.rate, cfg.duration_s, sample_count, cfg.customers, cfg.threads, cfg.products);
 	printf("placed %zu (202), failed %zu, reserved %zu, cancelled %zu, unsettled %zu; achieved %.0f/s; "
 	       "sender lag %.2f s\n",
-	       n_post, failed, n_reserve, cancelled, unsettled, achieved, lag_s);
-	for (int code = 0; code < 600; code++)
-		if (failed_by_status[code] > 0)
-			printf("  failed: %zu x %s%d\n", failed_by_status[code],
-			       code == 1 ? "cart add (status of POST /cart/items) " : "HTTP ", code);
+	       n_post, failed.total, n_reserve, cancelled, unsettled, achieved, lag_s);
+	bench_failures_print(&failed);
 	for (int i = 0; i < watched.count; i++) {
 		double used = bench_watch_used(&watched, watched.p[i].name, 0, 1);
 		printf("cpu %-12s %.1f s over %.1f s of sending (%.0f%% of one core, %.0f us per "
@@ -293,15 +275,11 @@ int main(int argc, char **argv)
 	}
 	double msgs_in = -1, msgs_out = -1;
 	if (have_varz && n_post > 0) {
-		double idle_s = (double)(idle1.at_ns - idle0.at_ns) / 1e9,
-		       span = (double)(load1.at_ns - load0.at_ns) / 1e9;
-		double idle_in = (idle1.in - idle0.in) / idle_s, idle_out = (idle1.out - idle0.out) / idle_s;
-		msgs_in = ((load1.in - load0.in) - idle_in * span) / (double)n_post;
-		msgs_out = ((load1.out - load0.out) - idle_out * span) / (double)n_post;
-		printf("NATS messages per order with its cart add (nats-server /varz over %.1f s, idle %.0f "
-		       "in + "
-		       "%.0f out per s subtracted): in %.1f, out %.1f, total %.1f\n",
-		       span, idle_in, idle_out, msgs_in, msgs_out, msgs_in + msgs_out);
+		double span = (double)(load1.at_ns - load0.at_ns) / 1e9;
+		bench_varz_per_op(&idle0, &idle1, &load0, &load1, (double)n_post, &msgs_in, &msgs_out);
+		printf("NATS messages per order with its cart add (nats-server /varz over %.1f s, the idle "
+		       "rate subtracted): in %.1f, out %.1f, total %.1f\n",
+		       span, msgs_in, msgs_out, msgs_in + msgs_out);
 	}
 	printf("POST /orders -> 202          p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       bench_percentile_ms(post, n_post, 0.50), bench_percentile_ms(post, n_post, 0.99),
@@ -313,12 +291,12 @@ int main(int argc, char **argv)
 	       "unsettled=%zu "
 	       "achieved=%.0f post_p50=%.2f post_p99=%.2f reserve_p50=%.2f reserve_p99=%.2f "
 	       "reserve_max=%.2f cpu_orion_us=%.0f cpu_nats_us=%.0f msgs_in=%.1f msgs_out=%.1f work_s=%.1f\n",
-	       cfg.rate, cfg.duration_s, n_post, failed, n_reserve, cancelled, unsettled, achieved,
+	       cfg.rate, cfg.duration_s, n_post, failed.total, n_reserve, cancelled, unsettled, achieved,
 	       bench_percentile_ms(post, n_post, 0.50), bench_percentile_ms(post, n_post, 0.99),
 	       bench_percentile_ms(reserve, n_reserve, 0.50), bench_percentile_ms(reserve, n_reserve, 0.99),
 	       bench_percentile_ms(reserve, n_reserve, 1.0), cpu_orion_us, cpu_nats_us, msgs_in, msgs_out,
 	       work_s);
 	bench_order_events_stop(events);
 	curl_global_cleanup();
-	return failed == 0 && unsettled == 0 ? 0 : 1;
+	return failed.total == 0 && unsettled == 0 ? 0 : 1;
 }
