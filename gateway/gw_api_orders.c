@@ -400,15 +400,23 @@ static int rejection_status(const order_op *op, const char *code, const char **d
 	return gw_api_rejection_status(code);
 }
 
+/* Whether a command of op (of aggregate) was served: decided, accepted or
+ * refused. False after failing op with 503 (a timeout, NATS down, a failure). */
+static bool op_served(order_op *op, const char *aggregate, orn_rc rc, const bus_reply *reply)
+{
+	if (rc == ORN_OK && reply->outcome != BUS_FAILED)
+		return true;
+	log_warn("command not served", "aggregate", aggregate, "order", op->order_id, "error",
+	         rc != ORN_OK ? orn_strerror(rc) : reply->code);
+	op_fail(op, 503, "a service did not answer; try again");
+	return false;
+}
+
 static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	order_op *op = closure;
-	if (rc != ORN_OK || reply->outcome == BUS_FAILED) {
-		log_warn("order command not served", "order", op->order_id, "error",
-		         rc != ORN_OK ? orn_strerror(rc) : reply->code);
-		op_fail(op, 503, "a service did not answer; try again");
+	if (!op_served(op, ORDER_AGGREGATE, rc, reply))
 		return;
-	}
 	if (reply->outcome == BUS_REJECTED) {
 		if (op->kind == OP_PLACE && strcmp(reply->code, "exists") == 0) {
 			op->exists = true;
@@ -487,12 +495,8 @@ static void hold_refused(order_op *op, const bus_reply *reply)
 static void on_hold_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	order_op *op = closure;
-	if (rc != ORN_OK || reply->outcome == BUS_FAILED) {
-		log_warn("holds command not served", "order", op->order_id, "error",
-		         rc != ORN_OK ? orn_strerror(rc) : reply->code);
-		op_fail(op, 503, "a service did not answer; try again");
+	if (!op_served(op, HOLDS_AGGREGATE, rc, reply))
 		return;
-	}
 	if (reply->outcome == BUS_REJECTED) {
 		hold_refused(op, reply);
 		return;
