@@ -22,6 +22,7 @@
 #include "log.h"
 #include "natsd.h"
 #include "cart.h"
+#include "holds.h"
 #include "order.h"
 #include "payment.h"
 #include "product.h"
@@ -203,8 +204,8 @@ static bool parse_time(const char *text, int64_t *out_ms)
 /* The kind tables --as-of folds with, by aggregate name. */
 static const act_kind *replay_kind(const char *aggregate)
 {
-	static const act_kind *const kinds[] = {&stock_kind, &product_kind, &sku_kind,    &user_kind,
-	                                        &cart_kind,  &order_kind,   &payment_kind};
+	static const act_kind *const kinds[] = {&stock_kind, &product_kind, &sku_kind,     &user_kind,
+	                                        &cart_kind,  &order_kind,   &payment_kind, &holds_kind};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
 		if (strcmp(kinds[i]->aggregate, aggregate) == 0)
 			return kinds[i];

@@ -466,6 +466,11 @@ static orn_rc start_api(serve_state *st)
 	                        .account_address_per_hour = c->auth_account_address_per_hour,
 	                        .account_address_burst = c->auth_account_address_burst,
 	                        .account_per_hour = c->auth_account_per_hour};
+	/* ADR 026: the customer's holds and placements per customer */
+	gw_api_order_limits order_limits = {.max_open_orders = c->max_open_orders,
+	                                    .max_units_per_product = c->max_units_per_product,
+	                                    .burst = c->orders_burst,
+	                                    .per_minute = c->orders_per_minute};
 	gw_api_options o;
 	gw_api_options_init(&o);
 	o.server = st->gateway;
@@ -478,6 +483,7 @@ static orn_rc start_api(serve_state *st)
 	o.secret = secret;
 	o.password_memory_kib = c->password_memory_kib;
 	o.limits = &limits;
+	o.order_limits = &order_limits;
 	o.token_ttl_s = c->token_ttl_s;
 	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
 	o.low_stock_threshold = c->low_stock_threshold;

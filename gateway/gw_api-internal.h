@@ -61,6 +61,11 @@ struct gw_api {
 	gw_ratelimit *login_by_pair;
 	gw_ratelimit *login_by_account;
 	gw_ratelimit *login_known;
+	/* POST /orders (ADR 026): the limits the customer's holds decide, and
+	 * placements per customer (NULL with order_limited false: neither) */
+	bool order_limited;
+	gw_api_order_limits order_limits;
+	gw_ratelimit *orders_by_customer;
 	/* the key of the orders' confirmation tokens (from the secret), and how
 	 * long an order may wait for its confirmation and for its payment */
 	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
@@ -130,6 +135,11 @@ bool gw_api_idempotency_key(gw_request *r, const char **key);
 /* The path parameter name of r if it is an id (gw_valid_id); else answers 400
  * with an error naming the parameter and returns NULL. */
 const char *gw_api_path_id(gw_request *r, const char *name);
+
+/* Takes one token from key's bucket of rl: true when allowed (or when rl
+ * is NULL). Otherwise adds the Retry-After header (whole seconds, >= 1) to
+ * r's answer and returns false: the caller answers 429. */
+bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key);
 
 /* Takes one attempt from the client address's bucket of
  * api->login_by_address, keyed "<scope>:<address>" (each scope has its own

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gw_problem.h"
+#include "holds.h"
 #include "log.h"
 #include "proj_cursor.h"
 
@@ -154,12 +155,18 @@ const char *gw_api_path_id(gw_request *r, const char *name)
 
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope)
 {
-	char key[96], seconds[24];
-	int64_t wait_ms = 0;
+	char key[96];
 	if (api->login_by_address == NULL)
 		return true;
 	snprintf(key, sizeof key, "%s:%s", scope, gw_request_client_addr(r));
-	if (gw_ratelimit_take(api->login_by_address, key, orn_monotonic_ns() / 1000000, &wait_ms))
+	return gw_api_limit_take(api->login_by_address, r, key);
+}
+
+bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key)
+{
+	char seconds[24];
+	int64_t wait_ms = 0;
+	if (rl == NULL || gw_ratelimit_take(rl, key, orn_monotonic_ns() / 1000000, &wait_ms))
 		return true;
 	int64_t s = (wait_ms + 999) / 1000;
 	snprintf(seconds, sizeof seconds, "%" PRId64, s < 1 ? 1 : s);
@@ -518,6 +525,19 @@ static orn_rc create_limiters(gw_api *api, const gw_api_limits *l)
 	               : ORN_ENOMEM;
 }
 
+/* The limits of POST /orders (ADR 026), checked against the holds' bounds
+ * so that a setting never makes every OpenOrder invalid. */
+static orn_rc create_order_limits(gw_api *api, const gw_api_order_limits *l)
+{
+	if (l->max_open_orders < 1 || l->max_open_orders > HOLDS_ORDERS_MAX || l->max_units_per_product < 1 ||
+	    l->max_units_per_product > HOLDS_UNITS_LIMIT_MAX || l->burst < 1 || !(l->per_minute > 0))
+		return ORN_EINVAL;
+	api->order_limited = true;
+	api->order_limits = *l;
+	api->orders_by_customer = gw_ratelimit_create(l->per_minute / 60.0, l->burst, LIMITER_KEYS_MAX);
+	return api->orders_by_customer != NULL ? ORN_OK : ORN_ENOMEM;
+}
+
 /* Tokens, confirmation links and passwords from the secret: the signer, the
  * links' key, the password pool and the dummy hash verified for unknown
  * emails, so a login takes as long whether the account exists or not. */
@@ -585,6 +605,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 		api->mail = o->models->mail;
 	}
 	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
+	    (o->order_limits != NULL && (rc = create_order_limits(api, o->order_limits)) != ORN_OK) ||
 	    (o->secret != NULL && (rc = create_accounts(api, o)) != ORN_OK) ||
 	    (rc = register_routes(api, o->routes, o->route_count)) != ORN_OK)
 		goto fail;
@@ -606,6 +627,7 @@ void gw_api_destroy(gw_api *api)
 	gw_ratelimit_destroy(api->login_by_address);
 	gw_ratelimit_destroy(api->login_by_pair);
 	gw_ratelimit_destroy(api->login_known);
+	gw_ratelimit_destroy(api->orders_by_customer);
 	gw_jwt_destroy(api->jwt);
 	free(api->page_buffer);
 	mp_writer_destroy(api->text_buffer);

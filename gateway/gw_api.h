@@ -62,6 +62,16 @@ typedef struct gw_api_limits {
 	unsigned account_per_hour;
 } gw_api_limits;
 
+/* The limits of POST /orders (API.md, "Limits that protect stock and
+ * accounts"; docs/adr/026-holds.md): what a customer's holds may count, and
+ * a rate of placements per customer. */
+typedef struct gw_api_order_limits {
+	int64_t max_open_orders;       /* unpaid orders of one customer (1..16) */
+	int64_t max_units_per_product; /* units of one product across them (1..1,000,000) */
+	unsigned burst;                /* placements one customer may make at once (>= 1) */
+	double per_minute;             /* then this many a minute (> 0) */
+} gw_api_order_limits;
+
 typedef struct gw_api_options {
 	/* borrowed: each must outlive the api */
 	gw_server *server;          /* required: the routes are registered on it */
@@ -78,6 +88,8 @@ typedef struct gw_api_options {
 	                                every request is answered 503 */
 	size_t password_memory_kib;  /* Argon2id memory per hash; 0: libsodium's interactive limit */
 	const gw_api_limits *limits; /* NULL: no login limits */
+	/* NULL: POST /orders opens no hold (no holds actor needed) and has no rate */
+	const gw_api_order_limits *order_limits;
 	int64_t token_ttl_s;         /* access tokens' lifetime; 0: one hour */
 	int64_t reservation_ttl_ms;  /* how long an order may wait for its confirmation and payment */
 	int64_t low_stock_threshold; /* of a product created without one */
@@ -89,9 +101,10 @@ void gw_api_options_init(gw_api_options *o);
 
 /* Creates the api from o and registers o->routes on o->server. With a
  * secret it also creates the token signer, the password pool (threads) and
- * the login limiters.
+ * the login limiters; with order limits, the placements' limiter.
  * [out] *out: the api; the caller frees it with gw_api_destroy.
- * Returns ORN_OK, or: ORN_EINVAL (no server), ORN_EEXISTS or ORN_EINVAL for
+ * Returns ORN_OK, or: ORN_EINVAL (no server, or order limits out of their
+ * bounds), ORN_EEXISTS or ORN_EINVAL for
  * a route the router refuses (gw_server_route), ORN_ENOMEM. After a failure
  * nothing is left to free but the server, which may hold some of the
  * routes: destroy it without running it. */

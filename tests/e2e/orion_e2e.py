@@ -215,6 +215,14 @@ class Stack:
             "ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
             # hundreds of test customers: Argon2id with 8 MiB instead of 64 (the floor)
             "ORION_PASSWORD_MEMORY_KIB": "8192",
+            # the flows leave many orders of one customer unpaid, in bursts, some of
+            # more than 10 units: the limits of ADR 026 raised (the highest open
+            # orders allowed), not weakened by default; tests/integration/
+            # test_order_limits.c tests the defaults
+            "ORION_MAX_OPEN_ORDERS": "16",
+            "ORION_MAX_UNITS_PER_PRODUCT": "1000000",
+            "ORION_ORDERS_BURST": "100000",
+            "ORION_ORDERS_PER_MINUTE": "100000",
         })
         if getattr(self, "nats_credentials", None):
             env["ORION_NATS_CREDENTIALS"] = self.nats_credentials
