@@ -613,8 +613,9 @@ int cli_routes(int argc, char **argv, const cli_config *cfg)
 		}
 		status = 0;
 	}
-	gw_api_destroy(st.api);
+	gw_api_stop(st.api);
 	gw_server_destroy(st.gateway);
+	gw_api_destroy(st.api);
 	gw_ops_destroy(st.ops);
 	gw_metrics_destroy(st.metrics);
 	return status;
@@ -720,8 +721,9 @@ static void stop_all(serve_state *st)
 	 * (their deferred requests dropped with the server next). */
 	gw_bus_destroy(st->bus);
 	gw_consistency_destroy(st->consistency);
-	gw_api_destroy(st->api); /* its password pool answers queued hashes: the server is still there */
-	gw_server_destroy(st->gateway);
+	gw_api_stop(st->api); /* its password pool answers queued hashes: the server is still there */
+	gw_server_destroy(st->gateway); /* open streams close into the api */
+	gw_api_destroy(st->api);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 

@@ -616,11 +616,19 @@ fail:
 	return rc;
 }
 
-void gw_api_destroy(gw_api *api)
+void gw_api_stop(gw_api *api)
 {
 	if (api == NULL)
 		return;
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
+	api->passwords = NULL;
+}
+
+void gw_api_destroy(gw_api *api)
+{
+	if (api == NULL)
+		return;
+	gw_api_stop(api);
 	if (api->payments != NULL)
 		api->payments_free(api->payments);
 	gw_ratelimit_destroy(api->login_by_account);

@@ -110,11 +110,17 @@ void gw_api_options_init(gw_api_options *o);
  * routes: destroy it without running it. */
 orn_rc gw_api_create(const gw_api_options *o, gw_api **out);
 
-/* Frees the api, its password pool (a hash still queued is answered 503),
- * limiters, signer and the routes' own state. Call it after the server's
- * loop stopped and after destroying the bus and the consistency helper
- * (they answer every pending callback first), before gw_server_destroy.
- * NULL is accepted. The api is freed: do not use it again. */
+/* Stops the api's threads: its password pool answers every hash still
+ * queued (503), on the server's requests. Call it after the server's loop
+ * stopped and after destroying the bus and the consistency helper (they
+ * answer every pending callback first), before gw_server_destroy, whose
+ * open streams (the inventory feed, order events) still call into the api
+ * as they close. NULL is accepted. */
+void gw_api_stop(gw_api *api);
+
+/* Stops the api if gw_api_stop did not, then frees it, its limiters, signer
+ * and the routes' own state: after gw_server_destroy. NULL is accepted. The
+ * api is freed: do not use it again. */
 void gw_api_destroy(gw_api *api);
 
 #endif
