@@ -38,11 +38,29 @@ static bool done_or_exists(const bus_reply *r)
 	return r->outcome == BUS_ACCEPTED || (r->outcome == BUS_REJECTED && strcmp(r->code, "exists") == 0);
 }
 
-orn_rc cli_create_user(natsConnection *nc, const char *email, const char *password, const char *name,
-                       user_role role, bool *created)
+/* Seals the clear fields of c with a new data key for the event command_id
+ * (ADR 027); the key is stored first. */
+static orn_rc seal_account(ks_store *keys, user_fields *f, const char *command_id)
+{
+	const char *names[] = {"email", "name", "password_hash"};
+	char *values[] = {f->email, f->name, f->password_hash};
+	uint8_t key[PD_KEY_BYTES];
+	orn_rc rc = ks_key_create(keys, f->kid, key);
+	for (size_t i = 0; rc == ORN_OK && i < ORN_ARRAY_LEN(values); i++) {
+		char token[USER_SEALED_MAX];
+		if ((rc = pd_seal(key, f->kid, names[i], command_id, values[i], strlen(values[i]), token,
+		                  sizeof token)) == ORN_OK)
+			memcpy(values[i], token, sizeof token);
+	}
+	sodium_memzero(key, sizeof key);
+	return rc;
+}
+
+orn_rc cli_create_user(natsConnection *nc, ks_store *keys, const char *email, const char *password,
+                       const char *name, user_role role, bool *created)
 {
 	user_command c;
-	char key[64], command_id[96], hash[GW_PASSWORD_HASH_MAX];
+	char key[PD_INDEX_MAX], command_id[96], hash[GW_PASSWORD_HASH_MAX];
 	unsigned char random_id[12];
 	orn_rc rc;
 	mp_writer *w = mp_writer_create();
@@ -51,9 +69,9 @@ orn_rc cli_create_user(natsConnection *nc, const char *email, const char *passwo
 	*created = false;
 	if (w == NULL)
 		return ORN_ENOMEM;
-	if ((rc = user_key_for_email(email, key, sizeof key)) != ORN_OK ||
-	    (rc = user_email_normalize(email, c.fields.email, sizeof c.fields.email)) != ORN_OK)
+	if ((rc = user_email_normalize(email, c.fields.email, USER_EMAIL_MAX)) != ORN_OK)
 		goto done;
+	ks_blind_index(keys, c.fields.email, key);
 	gw_password_options po;
 	gw_password_options_init(&po);
 	if ((rc = gw_password_hash(&po, password, hash)) != ORN_OK)
@@ -61,12 +79,13 @@ orn_rc cli_create_user(natsConnection *nc, const char *email, const char *passwo
 	randombytes_buf(random_id, sizeof random_id);
 	sodium_bin2hex(c.fields.user_id, sizeof c.fields.user_id, random_id, sizeof random_id);
 	c.kind = USER_REGISTER;
-	snprintf(c.fields.name, sizeof c.fields.name, "%s", name);
-	snprintf(c.fields.password_hash, sizeof c.fields.password_hash, "%s", hash);
+	snprintf(c.fields.name, USER_NAME_MAX, "%s", name);
+	snprintf(c.fields.password_hash, USER_PASSWORD_HASH_MAX, "%s", hash);
 	c.fields.role = role;
-	if ((rc = user_command_encode(w, &c)) != ORN_OK)
-		goto done;
 	snprintf(command_id, sizeof command_id, "register:%s", key);
+	if ((rc = seal_account(keys, &c.fields, command_id)) != ORN_OK ||
+	    (rc = user_command_encode(w, &c)) != ORN_OK)
+		goto done;
 	if ((rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
 	    ORN_OK)
 		goto done;
@@ -260,12 +279,15 @@ static void verb_help(FILE *out, const char *verb)
 		account_help(out, verb);
 }
 
-orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply)
+orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, const user_command *c,
+                        bus_reply *reply)
 {
-	char key[USER_KEY_MAX], command_id[64];
+	char key[PD_INDEX_MAX], command_id[64], normalized[USER_EMAIL_MAX];
 	unsigned char random[12];
 	mp_writer *w = mp_writer_create();
-	orn_rc rc = w == NULL ? ORN_ENOMEM : user_key_for_email(email, key, sizeof key);
+	orn_rc rc = w == NULL ? ORN_ENOMEM : user_email_normalize(email, normalized, sizeof normalized);
+	if (rc == ORN_OK)
+		ks_blind_index(keys, normalized, key);
 	if (rc == ORN_OK)
 		rc = user_command_encode(w, c);
 	randombytes_buf(random, sizeof random);
@@ -280,12 +302,13 @@ orn_rc cli_user_command(natsConnection *nc, const char *email, const user_comman
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
  * --email E` (ADR 021): one command to the account; 0 when accepted (or the
  * role was that already), 1 when refused, 3 when no service answered. */
-static int admin_account_command(natsConnection *nc, const char *verb, const char *email, user_role role)
+static int admin_account_command(natsConnection *nc, ks_store *keys, const char *verb, const char *email,
+                                 user_role role)
 {
 	user_command c = {.kind = strcmp(verb, "set-role") == 0 ? USER_CHANGE_ROLE : USER_REVOKE_TOKENS};
 	bus_reply r;
 	c.fields.role = role;
-	if (cli_user_command(nc, email, &c, &r) != ORN_OK) {
+	if (cli_user_command(nc, keys, email, &c, &r) != ORN_OK) {
 		fprintf(stderr, "orion admin: no user service answered\n");
 		return 3;
 	}
@@ -352,23 +375,30 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		return 3;
 	}
 	natsConnection *nc = NULL;
+	es_store *store = NULL;
+	ks_store *keys = NULL;
+	natsd *none = NULL;
 	bool created = false;
 	int status = 3;
-	if (!create) {
-		status = cli_nats_connect(cfg, url, &nc) == ORN_OK
-		                 ? admin_account_command(nc, verb, email, role)
-		                 : 3;
-		natsConnection_Destroy(nc);
-		return status;
+	if (cli_connect_store(cfg, "orion-admin", false, &none, &store) != ORN_OK ||
+	    cli_open_keys(cfg, store, true, &keys) != ORN_OK) {
+		fprintf(stderr, "orion admin: cannot reach the event store and the keystore (see the log)\n");
+		goto close;
 	}
-	if (cli_nats_connect(cfg, url, &nc) == ORN_OK &&
-	    cli_create_user(nc, email, password, name ? name : "Administrator", role, &created) == ORN_OK) {
+	nc = es_store_connection(store);
+	if (!create) {
+		status = admin_account_command(nc, keys, verb, email, role);
+	} else if (cli_create_user(nc, keys, email, password, name ? name : "Administrator", role,
+	                           &created) == ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
 		status = 0;
 	} else {
 		fprintf(stderr, "orion admin: the user could not be created (see the log)\n");
 	}
-	natsConnection_Destroy(nc);
+close:
+	ks_close(keys);
+	es_store_close(store);
+	natsd_stop(none);
 	return status;
 usage:
 	verb_help(stderr, verb);

@@ -10,13 +10,16 @@
 
 #include "bus.h"
 #include "config.h"
+#include "keystore.h"
 #include "product.h"
 #include "user.h"
 
-/* Registers a user (Argon2id hash of password, a random public id). *created
- * is false if the email was registered already. */
-orn_rc cli_create_user(natsConnection *nc, const char *email, const char *password, const char *name,
-                       user_role role, bool *created);
+/* Registers a user (Argon2id hash of password, a random public id), its
+ * email, name and hash sealed with a new data key of keys (ADR 027) and its
+ * subject the blind index of the address. *created is false if the email was
+ * registered already. */
+orn_rc cli_create_user(natsConnection *nc, ks_store *keys, const char *email, const char *password,
+                       const char *name, user_role role, bool *created);
 
 /* Claims the sku, creates the product and its stock item (same id); gives the
  * sku back if the product cannot be created. ORN_EEXISTS if another product
@@ -30,7 +33,8 @@ orn_rc cli_seed_demo(natsConnection *nc, unsigned *count);
 
 /* Sends one user command c to the account of email (a fresh command id) and
  * waits for the reply (*reply; bus_reply_dispose it on ORN_OK). */
-orn_rc cli_user_command(natsConnection *nc, const char *email, const user_command *c, bus_reply *reply);
+orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, const user_command *c,
+                        bus_reply *reply);
 
 /* `orion admin create-user ...`, `set-role`, `revoke-tokens`. */
 int cli_admin(int argc, char **argv, const orn_config *cfg);

@@ -4,6 +4,9 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+#include <sodium.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -278,6 +281,23 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 	if (rc == ORN_OK)
 		rc = cli_connect_store_as(cfg, name, owner, enabled ? &creds : NULL, NA_OPS, server, store);
 	na_credentials_wipe(&creds);
+	return rc;
+}
+
+orn_rc cli_open_keys(const orn_config *cfg, es_store *store, bool create, ks_store **out)
+{
+	uint8_t master[PD_KEY_BYTES];
+	ks_options o;
+	ks_options_init(&o);
+	o.replicas = cfg->stream_replicas;
+	o.create = create;
+	orn_rc rc = ks_master_key_load(getenv("ORION_MASTER_KEY"), cfg->data_dir, master);
+	if (rc != ORN_OK)
+		log_error("cannot load the master key (ORION_MASTER_KEY or <data dir>/master.key)", "error",
+		          orn_strerror(rc));
+	else if ((rc = ks_open(store, master, &o, out)) != ORN_OK && (create || rc != ORN_ENOTFOUND))
+		log_error("cannot open the keystore", "stream", KS_STREAM, "error", orn_strerror(rc));
+	sodium_memzero(master, sizeof master);
 	return rc;
 }
 

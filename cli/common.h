@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "keystore.h"
 #include "evstore.h"
 #include "nats_auth.h"
 #include "natsd.h"
@@ -53,6 +54,13 @@ orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, na
 
 /* A plain connection to url as the ops user (if any) with ORION_NATS_TLS_*. */
 orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out);
+
+/* Opens the keystore (ADR 027) on store's connection with the master key of
+ * ORION_MASTER_KEY, else of <data dir>/master.key (made on first use); with
+ * create, the keystore too if it has none. *out is ks_close'd by the caller.
+ * What ks_master_key_load and ks_open return (ORN_ENOTFOUND without create
+ * and no keystore); logs why. */
+orn_rc cli_open_keys(const orn_config *cfg, es_store *store, bool create, ks_store **out);
 
 /* `orion nats-config` (cli/nats_config.c): prints the nats-server
  * authorization block for the credentials file given or configured. */

@@ -28,6 +28,7 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "keystore.h"
 #include "cart.h"
 #include "catalog.h"
 #include "inventory.h"
@@ -104,6 +105,7 @@ typedef struct serve_state {
 	es_store *role_stores[NA_ROLE_COUNT]; /* with auth: the connection of each role */
 	psp_sandbox *psp;
 	payment_service *payment;
+	ks_store *keys; /* the customers' data keys (ADR 027), for the gateway, mail and the start-up admin */
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -345,6 +347,7 @@ static orn_rc start_side_effects(serve_state *st, const char *roles)
 		}
 		snprintf(state_dir, sizeof state_dir, "%s/mail-state", st->cfg->data_dir);
 		snprintf(maildir, sizeof maildir, "%s/mail", st->cfg->data_dir);
+		mo.keys = st->keys;
 		mo.smtp_url = st->cfg->smtp_url;
 		mo.maildir = maildir;
 		mo.from = st->cfg->mail_from;
@@ -538,6 +541,7 @@ static orn_rc start_api(serve_state *st)
 	api->catalog = st->models.catalog;
 	api->inventory = st->models.inventory;
 	api->users = st->models.users;
+	api->keys = st->keys;
 	api->orders = st->models.orders;
 	api->carts = st->models.carts;
 	api->mail = st->models.mail;
@@ -799,6 +803,7 @@ static void stop_all(serve_state *st)
 
 	for (size_t i = 0; i < NA_ROLE_COUNT; i++)
 		es_store_close(st->role_stores[i]);
+	ks_close(st->keys);
 	es_store_close(st->store);
 	na_credentials_wipe(&st->creds);
 	if (st->server != NULL) {
@@ -859,8 +864,9 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if ((rc = cli_create_user(nc, email, password, "Administrator", USER_ROLE_ADMIN, &created)) !=
-		    ORN_OK) {
+		if (st->keys == NULL || (rc = cli_create_user(nc, st->keys, email, password, "Administrator",
+		                                              USER_ROLE_ADMIN, &created)) != ORN_OK) {
+			rc = rc != ORN_OK ? rc : ORN_EUNAVAILABLE;
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
 		}
@@ -1099,6 +1105,13 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	atomic_store(&watch.owns_url_file, st.server != NULL);
+	/* The keystore (ADR 027): whoever seals or opens personal data — the
+	 * gateway, mail, the start-up admin — opens it once; a wrong master key
+	 * stops the start here. */
+	if ((list_has(roles, "gateway") || list_has(roles, "mail") || demo ||
+	     (getenv("ORION_ADMIN_EMAIL") != NULL && getenv("ORION_ADMIN_EMAIL")[0] != '\0')) &&
+	    cli_open_keys(cfg, st.store, true, &st.keys) != ORN_OK)
+		goto stopped_or_failed;
 	/* Each step may take a while (NATS, the demo's commands): a stop signal
 	 * in the middle ends start-up after the step in hand. */
 	if (stop_asked(&watch) || start_actors(&st, roles) != ORN_OK)

@@ -52,6 +52,13 @@
 	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_alerts",                                       \
 	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_resends"
 #define INBOX "_INBOX.>"
+/* The keystore of the customers' data keys (ADR 027): reading keys, and
+ * storing a new one (the gateway, at registration). Only ops (and the
+ * erasure, as ops) erases one. */
+#define KEYS_READ                                                                                            \
+	"$JS.API.STREAM.INFO.ORION_KEYS", "$JS.API.STREAM.MSG.GET.ORION_KEYS",                               \
+	        "$JS.API.DIRECT.GET.ORION_KEYS", "$JS.API.DIRECT.GET.ORION_KEYS.>"
+#define KEYS_CREATE "orion.keys.data.*"
 
 static const char *const all[] = {">", NULL};
 static const char *const inbox[] = {INBOX, NULL};
@@ -69,6 +76,8 @@ static const char *const gateway_pub[] = {"orion.cmd.cart.*",
                                           "orion.cmd.mail.*",
                                           STREAM_INFO,
                                           EVT_READ,
+                                          KEYS_READ,
+                                          KEYS_CREATE,
                                           NULL};
 static const char *const gateway_pub_deny[] = {"orion.evt.>", "orion.snap.>", NO_DURABLE_DELETE, NULL};
 static const char *const projector_pub[] = {STREAM_INFO, EVT_READ, NULL};
@@ -102,6 +111,7 @@ static const char *const payment_sub[] = {"orion.cmd.payment.*", "orion.cmd.pay.
 static const char *const mail_pub[] = {WRITER("mail"),
                                        STREAM_INFO,
                                        EVT_READ,
+                                       KEYS_READ,
                                        DURABLE("orion_mail"),
                                        DURABLE("orion_mail_alerts"),
                                        DURABLE("orion_mail_resends"),

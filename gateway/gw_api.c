@@ -75,6 +75,22 @@ bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *cl
 	return ok;
 }
 
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap)
+{
+	char kid[PD_KID_MAX], clear[PD_PLAIN_MAX + 1];
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (api->keys == NULL)
+		return rc;
+	bool sealed = pd_token_kid(token, kid) == ORN_OK;
+	if ((rc = ks_open_token(api->keys, token, "email", NULL, clear, sizeof clear)) == ORN_OK)
+		rc = sealed ? ks_seal(api->keys, kid, field, event_id, clear, out, cap)
+		     : (size_t)snprintf(out, cap, "%s", clear) < cap ? ORN_OK
+		                                                     : ORN_ETOOBIG;
+	sodium_memzero(clear, sizeof clear);
+	return rc;
+}
+
 bool gw_api_idempotency_key(gw_request *r, const char **key)
 {
 	*key = gw_request_header(r, GW_API_IDEMPOTENCY_HEADER);

@@ -30,6 +30,7 @@
 #include "mpack.h"
 #include "order_token.h"
 #include "orders.h"
+#include "keystore.h"
 #include "users.h"
 
 /* Limits the handlers apply. */
@@ -57,6 +58,10 @@ typedef struct gw_api {
 	proj_catalog *catalog;
 	proj_inventory *inventory;
 	proj_users *users;
+	/* the customers' data keys (ADR 027): sealing at registration, opening
+	 * what a customer is shown; NULL leaves registration and login
+	 * answering 503 */
+	ks_store *keys;
 	proj_orders *orders; /* orders and carts: NULL leaves their routes answering 503 */
 	proj_carts *carts;
 	proj_mail *mail; /* the mail delivery log: NULL leaves GET /admin/mail answering 503 */
@@ -183,6 +188,15 @@ json_t *gw_api_cart_json(const gw_cart_view *view);
  * (admin_only and the effective role is not admin) or 503 (the read model
  * cannot be read) — and returns false: the handler just returns. */
 bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims);
+
+/* Opens the sealed token (the "email" of an account, as the users model
+ * keeps it) and seals its value again as field of the event event_id under
+ * the same key: a personal field is bound to the event that carries it (ADR
+ * 027). A value written before ADR 027 (clear, no key) is copied as it is.
+ * out may be token. ORN_ENOTFOUND if the key is gone; ORN_EUNAVAILABLE
+ * without a keystore; what ks_open_token and ks_seal return. */
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap);
 
 /* The Idempotency-Key header of r into *key (NULL when absent; the header's
  * own storage, valid while r is). Returns false, after answering 400 naming

@@ -38,7 +38,21 @@ static json_t *string_or_null(const char *s)
 	return s[0] != '\0' ? json_string(s) : json_null();
 }
 
-static json_t *mail_json(const proj_mail_page *page)
+/* The recipient as an admin reads it: the sealed address opened (an order's
+ * email is its "customer_email", an alert's its admin's "email"), PD_ERASED
+ * once the customer's key is gone (ADR 027). */
+static void recipient_text(gw_api *api, const mail_log_subject *s, char *out, size_t cap)
+{
+	const char *field = s->order_id[0] != '\0' ? "customer_email" : "email";
+	orn_rc rc = api->keys != NULL ? ks_open_token(api->keys, s->recipient, field, NULL, out, cap)
+	                              : ORN_EUNAVAILABLE;
+	if (rc == ORN_ENOTFOUND)
+		snprintf(out, cap, "%s", PD_ERASED);
+	else if (rc != ORN_OK)
+		snprintf(out, cap, "%s", pd_is_sealed(s->recipient) ? "[sealed]" : s->recipient);
+}
+
+static json_t *mail_json(gw_api *api, const proj_mail_page *page)
 {
 	json_t *items = json_array();
 	if (items == NULL)
@@ -46,11 +60,13 @@ static json_t *mail_json(const proj_mail_page *page)
 	for (size_t i = 0; i < page->count; i++) {
 		const proj_mail_entry *e = &page->items[i];
 		const mail_log_state *s = &e->log;
+		char recipient[USER_EMAIL_MAX];
+		recipient_text(api, &s->subject, recipient, sizeof recipient);
 		json_t *item = json_pack(
 		        "{s:s, s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:o, s:o}", "id", e->id, "order_id",
 		        string_or_null(s->subject.order_id), "product_id",
 		        string_or_null(s->subject.product_id), "kind", s->subject.kind, "recipient",
-		        s->subject.recipient, "status", mail_log_status_name(s->status), "attempts",
+		        recipient, "status", mail_log_status_name(s->status), "attempts",
 		        (json_int_t)s->attempts, "last_error", string_or_null(s->last_error), "delivered_at",
 		        time_or_null(s->delivered_at_ms), "updated_at", time_or_null(s->updated_at_ms));
 		if (item == NULL || json_array_append_new(items, item) != 0) {
@@ -104,7 +120,7 @@ static void list_mail(gw_request *r, void *arg)
 		goto done;
 	}
 	orn_rc rc = proj_mail_list(api->mail, &q, page);
-	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(page) : NULL, problem,
+	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(api, page) : NULL, problem,
 	                   "the mail log is unavailable");
 	problem = NULL;
 	goto done;

@@ -636,6 +636,13 @@ static void place_order(gw_request *r, void *arg)
 	if (key != NULL)
 		gw_api_keyed_init(&keyed, r, "place", claims.sub, key);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
+	/* the customer's email, sealed for this order's event (ADR 027) */
+	if (gw_api_reseal(api, op->command.data.customer_email, "customer_email",
+	                  key != NULL ? keyed.command_id : command_id, op->command.data.customer_email,
+	                  sizeof op->command.data.customer_email) != ORN_OK) {
+		gw_respond_error(r, 503, "accounts are unavailable");
+		goto done;
+	}
 	op_start(r, op, key != NULL ? keyed.command_id : command_id, key != NULL ? keyed.request : "",
 	         claims.sub);
 	op = NULL;

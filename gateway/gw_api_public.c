@@ -116,6 +116,8 @@ typedef struct registration {
 	gw_async *async;
 	char key[USER_KEY_MAX];
 	char command_id[40];
+	char email[USER_EMAIL_MAX]; /* as the 201 shows them; the command carries them sealed */
+	char name[USER_NAME_MAX];
 	user_command command;
 } registration;
 
@@ -129,7 +131,7 @@ static void registration_free(registration *reg)
 static void registration_complete(registration *reg)
 {
 	const user_fields *f = &reg->command.fields;
-	gw_async_complete_json(reg->async, 201, user_json(f->user_id, f->email, f->name, f->role));
+	gw_async_complete_json(reg->async, 201, user_json(f->user_id, reg->email, reg->name, f->role));
 	registration_free(reg);
 }
 
@@ -163,16 +165,62 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 		registration_complete(reg);
 }
 
+/* Seals the account's email, name and password hash with a new data key
+ * of its own, for the event the registration's command causes (ADR 027).
+ * The key is stored before it seals anything. */
+static orn_rc seal_account(registration *reg, const char *hash)
+{
+	user_fields *f = &reg->command.fields;
+	uint8_t key[PD_KEY_BYTES];
+	orn_rc rc = ks_key_create(reg->api->keys, f->kid, key);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "email", reg->command_id, reg->email, strlen(reg->email), f->email,
+		             sizeof f->email);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "name", reg->command_id, reg->name, strlen(reg->name), f->name,
+		             sizeof f->name);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "password_hash", reg->command_id, hash, strlen(hash),
+		             f->password_hash, sizeof f->password_hash);
+	sodium_memzero(key, sizeof key);
+	return rc;
+}
+
+/* A new account as typed, checked as the decider once did: the decider sees
+ * only sealed fields now. NULL or the first field out of bounds. */
+static const char *clear_invalid(const registration *reg, const char *hash)
+{
+	user_fields clear = reg->command.fields;
+	snprintf(clear.email, sizeof clear.email, "%s", reg->email);
+	snprintf(clear.name, sizeof clear.name, "%s", reg->name);
+	snprintf(clear.password_hash, sizeof clear.password_hash, "%s", hash);
+	const char *field = user_clear_invalid_field(&clear);
+	sodium_memzero(&clear, sizeof clear);
+	return field;
+}
+
 static void registration_hashed(orn_rc rc, const char *hash, bool match, void *arg)
 {
 	registration *reg = arg;
 	mp_writer *payload = NULL;
+	const char *invalid;
 	(void)match;
-	if (rc != ORN_OK || hash == NULL || strlen(hash) >= sizeof reg->command.fields.password_hash) {
+	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
 		rc = rc != ORN_OK ? rc : ORN_EINTERNAL;
 		goto fail;
 	}
-	snprintf(reg->command.fields.password_hash, sizeof reg->command.fields.password_hash, "%s", hash);
+	if ((invalid = clear_invalid(reg, hash)) != NULL) {
+		json_t *problem = gw_problem_new(400, BODY_INVALID);
+		if (problem != NULL)
+			gw_problem_add_error(problem, invalid, "is not valid");
+		gw_async_complete_problem(reg->async, problem);
+		registration_free(reg);
+		return;
+	}
+	if (reg->api->keys == NULL || (rc = seal_account(reg, hash)) != ORN_OK) {
+		rc = reg->api->keys == NULL ? ORN_EUNAVAILABLE : rc;
+		goto fail;
+	}
 	if ((payload = mp_writer_create()) == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
@@ -221,17 +269,20 @@ static void handle_register(gw_request *r, void *arg)
 		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
-	if (user_email_normalize(gw_json_string(body, "email", ""), reg->command.fields.email,
-	                         sizeof reg->command.fields.email) != ORN_OK ||
-	    !user_email_syntax_valid(reg->command.fields.email) ||
-	    user_key_for_email(reg->command.fields.email, reg->key, sizeof reg->key) != ORN_OK) {
+	if (user_email_normalize(gw_json_string(body, "email", ""), reg->email, sizeof reg->email) !=
+	            ORN_OK ||
+	    !user_email_syntax_valid(reg->email)) {
 		respond_field_error(r, BODY_INVALID, "email", EMAIL_RULE);
 		goto done;
 	}
+	if (api->keys == NULL) {
+		gw_respond_error(r, 503, "cannot register now; try again");
+		goto done;
+	}
+	ks_blind_index(api->keys, reg->email, reg->key); /* never the address in a subject (ADR 027) */
 	/* ADR 022: common and email-derived passwords are refused before any hashing */
 	char why[PASSWORD_REASON_MAX];
-	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->command.fields.email, why,
-	                         sizeof why);
+	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->email, why, sizeof why);
 	if (rc == ORN_EINVAL) {
 		respond_field_error(r, BODY_INVALID, "password", why);
 		goto done;
@@ -249,7 +300,7 @@ static void handle_register(gw_request *r, void *arg)
 	reg->api = api;
 	reg->command.kind = USER_REGISTER;
 	reg->command.fields.role = USER_ROLE_CUSTOMER;
-	snprintf(reg->command.fields.name, sizeof reg->command.fields.name, "%s", name);
+	snprintf(reg->name, sizeof reg->name, "%s", name);
 	new_user_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
 	gw_api_new_id(reg->command_id, sizeof reg->command_id);
 	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
@@ -406,7 +457,20 @@ static void handle_login(gw_request *r, void *arg)
 		respond_rate_limited(r, retry_ms);
 		goto done;
 	}
-	rc = proj_users_get_by_email(api->users, email, user);
+	char index[PD_INDEX_MAX], hash[USER_PASSWORD_HASH_MAX] = "";
+	rc = ORN_EUNAVAILABLE;
+	if (api->keys != NULL) {
+		ks_blind_index(api->keys, email, index);
+		rc = proj_users_get_by_key(api->users, index, user);
+	}
+	/* only an active account logs in; its hash is opened with its key (a
+	 * destroyed key: the account is gone) */
+	if (rc == ORN_OK &&
+	    (user->erasure != USER_ACTIVE || ks_open_token(api->keys, user->password_hash, "password_hash",
+	                                                   NULL, hash, sizeof hash) == ORN_ENOTFOUND))
+		rc = ORN_ENOTFOUND;
+	if (rc == ORN_OK && hash[0] == '\0')
+		rc = ORN_EUNAVAILABLE;
 	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
 		attempt->known = true;
 		attempt->token_version = user->token_version;
@@ -419,8 +483,9 @@ static void handle_login(gw_request *r, void *arg)
 	if ((attempt->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
 	/* an unknown account verifies the dummy hash: the answer takes as long */
-	rc = gw_password_verify_async(api->passwords, attempt->known ? user->password_hash : api->dummy_hash,
+	rc = gw_password_verify_async(api->passwords, attempt->known ? hash : api->dummy_hash,
 	                              gw_json_string(body, "password", ""), login_verified, attempt);
+	sodium_memzero(hash, sizeof hash);
 	if (rc != ORN_OK) {
 		gw_async_complete_problem(attempt->async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500,
 		                                                         "cannot log in now; try again"));
@@ -440,6 +505,26 @@ done:
 }
 
 /* ---- GET /api/v1/me ------------------------------------------------------ */
+
+/* 200 {id, email, name, role}, the sealed fields opened with the account's
+ * key; 503 if they cannot be opened now. */
+static void respond_me(gw_request *r, gw_api *api, const proj_user *user)
+{
+	char email[USER_EMAIL_MAX] = "", name[USER_NAME_MAX] = "";
+	orn_rc rc = api->keys == NULL
+	                    ? ORN_EUNAVAILABLE
+	                    : ks_open_token(api->keys, user->email, "email", NULL, email, sizeof email);
+	if (rc == ORN_OK)
+		rc = ks_open_token(api->keys, user->name, "name", NULL, name, sizeof name);
+	if (rc == ORN_OK) {
+		gw_respond_json(r, 200, user_json(user->user_id, email, name, user->role));
+	} else {
+		log_error("an account's fields do not open", "error", orn_strerror(rc));
+		gw_respond_error(r, 503, "the account cannot be read now; try again");
+	}
+	sodium_memzero(email, sizeof email);
+	sodium_memzero(name, sizeof name);
+}
 
 static void handle_me(gw_request *r, void *arg)
 {
@@ -461,7 +546,7 @@ static void handle_me(gw_request *r, void *arg)
 		log_error("users model unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "the account cannot be read now; try again");
 	} else {
-		gw_respond_json(r, 200, user_json(user->user_id, user->email, user->name, user->role));
+		respond_me(r, api, user);
 	}
 	sodium_memzero(user, sizeof *user);
 	free(user);

@@ -9,6 +9,7 @@
  * users map, so the map needs no lock. Every email, order or alert, goes
  * through deliver(): markers, delivery log, send. */
 #include "mail.h"
+#include "keystore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -86,7 +87,7 @@ typedef enum worker_role { ROLE_ORDERS, ROLE_ALERTS, ROLE_RESENDS } worker_role;
 
 /* A user as the alert worker knows it: enough to tell admins and reach them. */
 typedef struct known_user {
-	char email[USER_EMAIL_MAX];
+	char email[USER_SEALED_MAX]; /* sealed, as the event holds it (ADR 027) */
 	user_role role;
 } known_user;
 
@@ -111,6 +112,7 @@ typedef struct worker {
 
 struct mail_service {
 	es_store *store;
+	ks_store *keys; /* borrowed: opens the recipients (ADR 027) */
 	char *smtp_url, *maildir, *from, *public_url, *state_dir;
 	bool smtp_tls_required; /* the URL carries credentials */
 	char envelope_from[ORDER_EMAIL_MAX];
@@ -581,7 +583,7 @@ static orn_rc resend_message_id(mail_message *msg, uint32_t generation)
 
 /* Renders an email into msg: ORN_OK, ORN_ENOMEM (retry) or another code (the
  * email can never be made: it is logged as failed). */
-typedef orn_rc render_fn(worker *w, const email *e, void *closure, mail_message *msg);
+typedef orn_rc render_fn(worker *w, const email *e, void *closure, const char *to, mail_message *msg);
 
 /* The delivery protocol of one email (mail.h): the marker and the log say
  * whether it went out already; else render, send, marker, log. */
@@ -630,7 +632,7 @@ static outcome deliver_claimed(worker *w, const email *e, render_fn *render, voi
 		            "no longer needed: the order moved on");
 		return log_record(w, &ref, &c, e, &failed_for_good) == ORN_OK ? DONE : RETRY;
 	}
-	rc = render(w, e, closure, &msg);
+	rc = render(w, e, closure, to, &msg);
 	if (rc == ORN_ENOMEM)
 		return RETRY;
 	if (rc == ORN_OK && e->generation > 0 && resend_message_id(&msg, e->generation) != ORN_OK)
@@ -723,7 +725,7 @@ typedef struct order_email {
 } order_email;
 
 /* Renders the email of the order w->order holds (deliver_order loaded it). */
-static orn_rc render_order(worker *w, const email *e, void *closure, mail_message *msg)
+static orn_rc render_order(worker *w, const email *e, void *closure, const char *to, mail_message *msg)
 {
 	order_email *oe = closure;
 	mail_service *m = w->service;
@@ -742,7 +744,8 @@ static orn_rc render_order(worker *w, const email *e, void *closure, mail_messag
 	                 .date_ms = orn_now_ms(),
 	                 .from = m->from,
 	                 .public_url = m->public_url,
-	                 .token = token};
+	                 .token = token,
+	                 .to = to};
 	orn_rc rc = mail_render(&in, msg);
 	sodium_memzero(token, sizeof token);
 	return rc;
@@ -770,6 +773,21 @@ static bool confirmation_matters(worker *w, const email *e)
  * resend: up to the first event that reached status): the delivery log
  * records its customer's address. A confirmation is retried until the
  * order's confirmation deadline while the order still awaits it (ADR 023). */
+/* Opens a recipient as its event holds it (field of a sealed token; clear
+ * before ADR 027) into out. ORN_ENOTFOUND if its key is gone: the customer
+ * was erased. */
+static orn_rc open_recipient(mail_service *m, const char *token, const char *field, char *out, size_t cap)
+{
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (m->keys != NULL)
+		rc = ks_open_token(m->keys, token, field, NULL, out, cap);
+	else if (!pd_is_sealed(token))
+		rc = (size_t)snprintf(out, cap, "%s", token) < cap ? ORN_OK : ORN_ETOOBIG;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+		log_warn("mail cannot open a recipient", "error", orn_rc_name(rc));
+	return rc;
+}
+
 static outcome deliver_order_generation(worker *w, const char *order_id, const char *subject, uint64_t seq,
                                         order_status status, int64_t event_ms, const char *correlation,
                                         uint32_t generation)
@@ -808,11 +826,23 @@ static outcome deliver_order_generation(worker *w, const char *order_id, const c
 	}
 	snprintf(e.subject.order_id, sizeof e.subject.order_id, "%s", order_id);
 	snprintf(e.subject.kind, sizeof e.subject.kind, "%s", e.label);
+	/* the log keeps the recipient sealed, as the order holds it; the address
+	 * is opened only to send (ADR 027) */
 	snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s",
 	         w->order->customer_email[0] != '\0' ? w->order->customer_email : "unknown");
-	char to[ORDER_EMAIL_MAX];
-	snprintf(to, sizeof to, "%s", w->order->customer_email);
-	return deliver(w, &e, render_order, &oe, to);
+	char to[USER_EMAIL_MAX];
+	switch (open_recipient(w->service, w->order->customer_email, "customer_email", to, sizeof to)) {
+	case ORN_OK:
+		break;
+	case ORN_ENOTFOUND:
+		log_info("mail not sent: the customer was erased", "order", order_id, "status", e.label);
+		return DONE;
+	default:
+		return RETRY;
+	}
+	outcome result = deliver(w, &e, render_order, &oe, to);
+	sodium_memzero(to, sizeof to);
+	return result;
 }
 
 static outcome deliver_order(worker *w, const char *order_id, const char *subject, uint64_t seq,
@@ -957,7 +987,7 @@ static orn_rc user_fold(void *closure, uint64_t seq, const char *subject, const 
 /* An admin as one alert sees it. */
 typedef struct admin_ref {
 	char key[ES_ID_MAX + 1];
-	char email[USER_EMAIL_MAX];
+	char email[USER_SEALED_MAX];
 } admin_ref;
 
 /* The admins now: the user events appended since the last call are read up
@@ -1004,7 +1034,7 @@ static orn_rc product_fold(void *closure, uint64_t seq, const char *subject, con
 	return ORN_OK;
 }
 
-static orn_rc render_alert(worker *w, const email *e, void *closure, mail_message *msg)
+static orn_rc render_alert(worker *w, const email *e, void *closure, const char *to, mail_message *msg)
 {
 	const stock_event *ls = closure; /* LowStockDetected */
 	mail_service *m = w->service;
@@ -1019,7 +1049,7 @@ static orn_rc render_alert(worker *w, const email *e, void *closure, mail_messag
 	                       .available = ls->available,
 	                       .on_hand = ls->on_hand,
 	                       .reserved = ls->reserved,
-	                       .to = e->subject.recipient,
+	                       .to = to,
 	                       .mail_id = id,
 	                       .event_time_ms = e->event_ms,
 	                       .date_ms = orn_now_ms(),
@@ -1110,8 +1140,13 @@ static outcome alert(worker *w, const char *product_id, const char *subject, uin
 		snprintf(e.subject.product_id, sizeof e.subject.product_id, "%s", product_id);
 		snprintf(e.subject.kind, sizeof e.subject.kind, "%s", MAIL_LOG_KIND_LOW_STOCK);
 		snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s", u->email);
-		if (deliver(w, &e, render_alert, &ls, u->email) == RETRY)
+		char to[USER_EMAIL_MAX];
+		orn_rc opened = open_recipient(w->service, u->email, "email", to, sizeof to);
+		if (opened == ORN_ENOTFOUND)
+			continue; /* an admin erased since */
+		if (opened != ORN_OK || deliver(w, &e, render_alert, &ls, to) == RETRY)
 			result = RETRY; /* the others go on; the redelivery finds their markers */
+		sodium_memzero(to, sizeof to);
 	}
 	if (admin_count == 0)
 		log_warn("mail has no admin to alert of low stock", "product", product_id, "seq", seq_s);
@@ -1432,6 +1467,7 @@ orn_rc mail_start(es_store *store, const mail_options *o, mail_service **out)
 	if (m == NULL)
 		return ORN_ENOMEM;
 	m->store = store;
+	m->keys = o->keys;
 	atomic_init(&m->stopping, false);
 	pthread_mutex_init(&m->users_lock, NULL);
 	pthread_mutex_init(&m->inflight_lock, NULL);

@@ -98,6 +98,7 @@
 #include <stdint.h>
 
 #include "evstore.h"
+#include "keystore.h"
 #include "order_token.h"
 #include "orn.h"
 
@@ -114,6 +115,8 @@ typedef struct mail_options {
 	const char *from;       /* sender address */
 	const char *public_url; /* base of links, no trailing slash, e.g. http://127.0.0.1:8080 */
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES]; /* actors/order_token.h */
+	ks_store *keys; /* borrowed, outlives the service: opens the sealed recipients (ADR 027); NULL: only
+	                   clear recipients (logs written before it) can be sent to */
 	const char *state_dir;  /* LMDB directory of the sent markers; created if absent; required */
 	unsigned workers;       /* default 4 */
 	unsigned retry_max_ms;  /* backoff ceiling while SMTP fails; default 5000 */
