@@ -5,7 +5,9 @@
  * Every command id is derived from what it creates, so running any of this
  * twice is harmless: the actors answer "exists" (or the server de-duplicates),
  * which counts as done. */
+#include <signal.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -238,7 +240,8 @@ static void admin_help(FILE *out)
 	             "commands:\n"
 	             "  create-user   register an account (an admin by default)\n"
 	             "  set-role      make an account admin or customer (ADR 021)\n"
-	             "  revoke-tokens end every token of an account (ADR 021)\n\n"
+	             "  revoke-tokens end every token of an account (ADR 021)\n"
+	             "  erase         erase a customer's personal data (ADR 027)\n\n"
 	             "options:\n"
 	             "  -h, --help    this text (orion admin COMMAND --help: the command's)\n");
 }
@@ -262,6 +265,14 @@ static void account_help(FILE *out, const char *verb)
 		fprintf(out, "usage: orion admin set-role --email EMAIL --role admin|customer\n\n"
 		             "Gives the account that role; its tokens follow at once (ADR 021).\n"
 		             "Exit 0 done (or the role was that already), 1 refused, 3 no service.\n"
+		             "  -h, --help           this text\n");
+	else if (strcmp(verb, "erase") == 0)
+		fprintf(out, "usage: orion admin erase --email EMAIL\n\n"
+		             "Erases the account's personal data (ADR 027): the account is closed, its\n"
+		             "data key destroyed (its email, name and password hash unreadable in every\n"
+		             "event, snapshot and read model) and CustomerErased recorded. Safe to run\n"
+		             "again; a run that was cut short is completed by the next.\n"
+		             "Exit 0 done, 1 no such account, 3 no service.\n"
 		             "  -h, --help           this text\n");
 	else
 		fprintf(out, "usage: orion admin revoke-tokens --email EMAIL\n\n"
@@ -299,6 +310,86 @@ orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, c
 	return rc;
 }
 
+/* Reads kid and erasure from a user's view (user_kind's view map). */
+static orn_rc read_view(const bus_reply *r, char kid[PD_KID_MAX], int64_t *erasure)
+{
+	mp_reader rd;
+	uint32_t count = 0;
+	kid[0] = '\0';
+	*erasure = 0;
+	if (r->view == NULL)
+		return ORN_EDECODE;
+	mp_reader_init(&rd, r->view, r->view_len);
+	if (mp_read_map(&rd, &count) != ORN_OK)
+		return ORN_EDECODE;
+	for (uint32_t i = 0; i < count; i++) {
+		const char *key;
+		uint32_t len;
+		orn_rc rc = mp_read_str(&rd, &key, &len);
+		if (rc == ORN_OK && mp_str_eq(key, len, "kid"))
+			rc = mp_read_cstr(&rd, kid, PD_KID_MAX);
+		else if (rc == ORN_OK && mp_str_eq(key, len, "erasure"))
+			rc = mp_read_int(&rd, erasure);
+		else if (rc == ORN_OK)
+			rc = mp_skip(&rd);
+		if (rc != ORN_OK)
+			return ORN_EDECODE;
+	}
+	return ORN_OK;
+}
+
+/* One step of an erasure: a payload-less command of type to the account
+ * key, with a command id of the step (so a rerun is the same command). */
+static orn_rc erase_step(natsConnection *nc, const char *key, const char *type, const char *step,
+                         bus_reply *r)
+{
+	char command_id[96];
+	mp_writer *w = mp_writer_create();
+	orn_rc rc = w == NULL ? ORN_ENOMEM : ORN_OK;
+	snprintf(command_id, sizeof command_id, "erase:%s:%s", key, step);
+	if (rc == ORN_OK) {
+		mp_write_map(w, 0);
+		rc = send_command(nc, USER_AGGREGATE, key, type, w, command_id, r);
+	}
+	mp_writer_destroy(w);
+	return rc;
+}
+
+orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email)
+{
+	char key[PD_INDEX_MAX], normalized[USER_EMAIL_MAX], kid[PD_KID_MAX];
+	int64_t erasure = 0;
+	bus_reply r;
+	orn_rc rc = user_email_normalize(email, normalized, sizeof normalized);
+	if (rc != ORN_OK)
+		return rc;
+	ks_blind_index(keys, normalized, key);
+	/* 1. the account is closed: no login, no token, no order from now on */
+	if ((rc = erase_step(nc, key, USER_CMD_REQUEST_ERASURE, "request", &r)) != ORN_OK)
+		return rc;
+	rc = r.outcome == BUS_ACCEPTED          ? ORN_OK
+	     : strcmp(r.code, "not_found") == 0 ? ORN_ENOTFOUND
+	                                        : ORN_EINVAL;
+	bus_reply_dispose(&r);
+	/* 2. its data key, as the account names it */
+	if (rc == ORN_OK && (rc = erase_step(nc, key, BUS_CMD_GET, "get", &r)) == ORN_OK) {
+		rc = read_view(&r, kid, &erasure);
+		bus_reply_dispose(&r);
+	}
+	/* 3. destroyed: every sealed field of the customer is unreadable, everywhere */
+	if (rc == ORN_OK && erasure != USER_ERASED && kid[0] != '\0')
+		rc = ks_key_destroy(keys, kid);
+	if (rc == ORN_OK && getenv("ORION_FAULT_ERASE_KILL") != NULL &&
+	    strcmp(getenv("ORION_FAULT_ERASE_KILL"), "after_key") == 0)
+		raise(SIGKILL); /* fault tests only: the crash between the key and CustomerErased */
+	/* 4. recorded: CustomerErased, which every read model applies */
+	if (rc == ORN_OK && (rc = erase_step(nc, key, USER_CMD_COMPLETE_ERASURE, "complete", &r)) == ORN_OK) {
+		rc = r.outcome == BUS_ACCEPTED ? ORN_OK : ORN_EINVAL;
+		bus_reply_dispose(&r);
+	}
+	return rc;
+}
+
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
  * --email E` (ADR 021): one command to the account; 0 when accepted (or the
  * role was that already), 1 when refused, 3 when no service answered. */
@@ -333,8 +424,8 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 	}
 	const char *verb = argc >= 1 ? argv[0] : "";
 	bool role_given = false;
-	bool create = strcmp(verb, "create-user") == 0;
-	if (!create && strcmp(verb, "set-role") != 0 && strcmp(verb, "revoke-tokens") != 0) {
+	bool create = strcmp(verb, "create-user") == 0, erase = strcmp(verb, "erase") == 0;
+	if (!create && !erase && strcmp(verb, "set-role") != 0 && strcmp(verb, "revoke-tokens") != 0) {
 		admin_help(stderr);
 		return 2;
 	}
@@ -386,7 +477,15 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		goto close;
 	}
 	nc = es_store_connection(store);
-	if (!create) {
+	if (erase) {
+		orn_rc rc = cli_erase_user(nc, keys, email);
+		status = rc == ORN_OK ? 0 : rc == ORN_ENOTFOUND ? 1 : 3;
+		if (rc == ORN_OK)
+			printf("erased %s\n", email);
+		else
+			fprintf(stderr, "orion admin: erase: %s\n",
+			        rc == ORN_ENOTFOUND ? "no such account" : orn_strerror(rc));
+	} else if (!create) {
 		status = admin_account_command(nc, keys, verb, email, role);
 	} else if (cli_create_user(nc, keys, email, password, name ? name : "Administrator", role,
 	                           &created) == ORN_OK) {

@@ -36,7 +36,15 @@ orn_rc cli_seed_demo(natsConnection *nc, unsigned *count);
 orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, const user_command *c,
                         bus_reply *reply);
 
-/* `orion admin create-user ...`, `set-role`, `revoke-tokens`. */
+/* Erases the account of email (ADR 027): RequestErasure (logins, tokens and
+ * orders end), the account's data key destroyed (every sealed field of the
+ * customer becomes unreadable), CompleteErasure (CustomerErased, which the
+ * read models apply). Every step is idempotent, so a run killed between any
+ * two is completed by running it again. ORN_ENOTFOUND if there is no such
+ * account; what the bus and the keystore return otherwise. */
+orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email);
+
+/* `orion admin create-user ...`, `set-role`, `revoke-tokens`, `erase`. */
 int cli_admin(int argc, char **argv, const orn_config *cfg);
 
 #endif

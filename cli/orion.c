@@ -721,7 +721,8 @@ static const struct command {
          "print events as JSON lines (filters, --follow), an order's whole\n"
          "story (--order), or an aggregate's state as of a time (--as-of)"},
         {"stock", run_stock, "send one command to a running stock service, print the reply"},
-        {"admin", cli_admin, "administration through a running serve (create-user, set-role, revoke-tokens)"},
+        {"admin", cli_admin,
+         "administration through a running serve (create-user, set-role, revoke-tokens, erase)"},
         {"rebuild", cli_rebuild,
          "rebuild the read models from the stream into a new LMDB generation\n"
          "and switch it in (--verify: rebuild aside and compare)"},
