@@ -57,6 +57,9 @@ static const orn_config_var vars[] = {
         {"ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "64",
          "open HTTP connections from one client address at most"},
         {"ORION_MAX_STREAMS_PER_CUSTOMER", "8", "event streams (SSE) one account may hold open at once"},
+        {"ORION_MASTER_KEY", "unset",
+         "key wrapping the customers' data keys (64 hex digits, or a passphrase of 32+ characters); unset: "
+         "DATA_DIR/master.key, made on first start (ADR 027)"},
         {NULL, NULL, NULL},
 };
 
