@@ -1261,22 +1261,40 @@ static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
 	f->watch(f->each.closure, seq, subject + f->id_at, chained, prev, msg_id);
 }
 
+uint64_t es_delivered_seq(const char *reply)
+{
+	const char *tokens[13];
+	size_t lengths[13], count = 0;
+	if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0)
+		return 0;
+	for (const char *p = reply; count < 13;) {
+		const char *dot = strchr(p, '.');
+		tokens[count] = p;
+		lengths[count++] = dot != NULL ? (size_t)(dot - p) : strlen(p);
+		if (dot == NULL)
+			break;
+		p = dot + 1;
+	}
+	uint64_t seq = 0;
+	size_t at = count == 9 ? 5 : count == 11 || count == 12 ? 7 : 0;
+	return at != 0 && parse_u64(tokens[at], lengths[at], &seq) ? seq : 0;
+}
+
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
 	es_follow *f = arg;
-	jsMsgMetaData *meta = NULL;
 	(void)nc;
 	(void)sub;
 	pthread_mutex_lock(&f->lock);
 	bool stopped = f->stopped;
 	f->delivering = !stopped;
 	pthread_mutex_unlock(&f->lock);
-	if (!stopped && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+	uint64_t seq = stopped ? 0 : es_delivered_seq(natsMsg_GetReply(msg));
+	if (seq != 0) {
 		if (f->watch != NULL)
-			watch_message(f, msg, meta->Sequence.Stream);
+			watch_message(f, msg, seq);
 		else
-			(void)scan_message(&f->chain, msg, meta->Sequence.Stream);
-		jsMsgMetaData_Destroy(meta);
+			(void)scan_message(&f->chain, msg, seq);
 	}
 	natsMsg_Destroy(msg);
 	pthread_mutex_lock(&f->lock);

@@ -248,6 +248,12 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
  * False when present but not a number (no valid commit). */
 bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
 
+/* The stream sequence in a JetStream delivery's reply subject, without
+ * cnats' allocating parser: "$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.
+ * <consumer seq>.<time>.<pending>" (9 tokens), or with "<domain>.<account
+ * hash>" after "$JS.ACK" (11 or 12 tokens). 0 if it is neither. */
+uint64_t es_delivered_seq(const char *reply);
+
 /* Sets c->valid by reading the chain of c's subject before c->seq. */
 orn_rc es_commit_check(es_store *s, es_commit *c);
 

@@ -164,7 +164,9 @@ class ChainOnCluster(unittest.TestCase):
         (exit 0) and every void commit found reported with its sequence."""
         usage = self.orion("help").stdout
         if "verify-log" not in usage:
+            # only an older binary measured with ORION_CHAIN_KEEP_GOING=1 lacks it
             log("orion verify-log does not exist in this build: not run")
+            checks.true(False, "this orion has no verify-log")
             return
         r = self.orion("verify-log", timeout=120)
         log(f"orion verify-log: exit {r.returncode}; {r.stdout.strip()[-1500:]}")

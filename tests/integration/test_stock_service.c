@@ -385,7 +385,8 @@ static void lose_an_acknowledgement(bool by_read)
 	bus_reply r;
 	cr_assert_eq(tsc_send(client, "sku-lost", &c, "cmd-lost-ack", 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
-	cr_assert_eq(r.duplicate, by_read, "answered from the log after the unknown outcome: %d", r.duplicate);
+	cr_assert_eq(r.duplicate, by_read, "answered from the log after the unknown outcome: %d",
+	             r.duplicate);
 	cr_assert_gt(r.seq, 0);
 	bus_reply_dispose(&r);
 	cr_assert_eq(count_events("sku-lost", STOCK_EV_ADJUSTED), 1, "applied once");

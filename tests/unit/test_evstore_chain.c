@@ -171,3 +171,19 @@ Test(evstore_chain, the_header_says_whether_and_on_what_a_commit_was_decided)
 		natsMsg_Destroy(m);
 	}
 }
+
+Test(evstore_chain, a_delivery_names_its_stream_sequence_in_either_reply_format)
+{
+	cr_expect_eq(es_delivered_seq("$JS.ACK.ORION_EVT.c1.1.4711.12.1700000000000000000.3"), 4711);
+	cr_expect_eq(es_delivered_seq("$JS.ACK._.ACCHASH.ORION_EVT.c1.1.99.12.1700000000000000000.0"), 99);
+	cr_expect_eq(es_delivered_seq("$JS.ACK.hub.ACCHASH.ORION_EVT.c1.2.100.13.1700000000000000000.0.xyz"),
+	             100);
+	const char *bad[] = {NULL,
+	                     "",
+	                     "_INBOX.abc",
+	                     "$JS.ACK.ORION_EVT.c1.1",
+	                     "$JS.ACK.S.c.1.x9.1.1.1",
+	                     "$JS.ACK.S.c.1.2.3.4.5.6.7.8.9.10"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_expect_eq(es_delivered_seq(bad[i]), 0, "'%s'", bad[i] ? bad[i] : "(null)");
+}
