@@ -854,4 +854,5 @@ const act_kind cart_kind = {
         .snapshot = cart_snapshot,
         .restore = cart_restore,
         .view = cart_view,
+        .copyable = true,
 };

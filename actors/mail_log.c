@@ -9,7 +9,10 @@
 
 static const char *const status_names[] = {"pending", "delivered", "failed"};
 static const char *const event_types[] = {MAIL_LOG_EV_ATTEMPT_FAILED, MAIL_LOG_EV_DELIVERED,
-                                          MAIL_LOG_EV_FAILED, MAIL_LOG_EV_RESEND_REQUESTED};
+                                          MAIL_LOG_EV_FAILED, MAIL_LOG_EV_RESEND_REQUESTED,
+                                          MAIL_LOG_EV_CLAIMED};
+static const char *const command_types[] = {MAIL_LOG_CMD_RECORD_SENT, MAIL_LOG_CMD_RECORD_FAILED,
+                                            MAIL_LOG_CMD_REQUEST_RESEND, MAIL_LOG_CMD_CLAIM};
 
 const char *mail_log_status_name(mail_log_status s)
 {
@@ -31,6 +34,11 @@ const char *mail_log_event_type(mail_log_event_kind kind)
 	return (unsigned)kind < ORN_ARRAY_LEN(event_types) ? event_types[kind] : NULL;
 }
 
+const char *mail_log_command_type(mail_log_command_kind kind)
+{
+	return (unsigned)kind < ORN_ARRAY_LEN(command_types) ? command_types[kind] : NULL;
+}
+
 const char *mail_log_verdict_code(mail_log_verdict v)
 {
 	switch (v) {
@@ -48,6 +56,8 @@ const char *mail_log_verdict_code(mail_log_verdict v)
 		return "too_soon";
 	case MAIL_LOG_REJ_TOO_MANY:
 		return "too_many";
+	case MAIL_LOG_REJ_CLAIMED:
+		return "claimed";
 	}
 	return "invalid";
 }
@@ -80,6 +90,39 @@ static bool subject_valid(const mail_log_subject *s)
 static bool by_valid(const char *by)
 {
 	return strcmp(by, "customer") == 0 || strcmp(by, "admin") == 0;
+}
+
+/* An instance id: 1..MAIL_LOG_BY_MAX-1 printable ASCII bytes, no space. */
+static bool claimant_valid(const char *by)
+{
+	if (by[0] == '\0')
+		return false;
+	for (const char *c = by; *c != '\0'; c++)
+		if (*c <= ' ' || *c > '~')
+			return false;
+	return true;
+}
+
+/* ClaimAttempt: the attempt is the claimant's for lease_ms (see mail_log.h). */
+static mail_log_verdict decide_claim(const mail_log_state *s, const mail_log_command *c, mail_log_events *out)
+{
+	if (!claimant_valid(c->by) || c->lease_ms <= 0)
+		return MAIL_LOG_REJ_INVALID;
+	if (c->generation != s->generation)
+		return MAIL_LOG_REJ_SETTLED; /* another sending's: that one is settled, or not ours */
+	bool held = s->claimed_by[0] != '\0' && s->claim_until_ms > c->at_ms;
+	if (held && strcmp(s->claimed_by, c->by) != 0)
+		return MAIL_LOG_REJ_CLAIMED;
+	if (held)
+		return MAIL_LOG_OK; /* its own claim, asked again */
+	mail_log_event *e = &out->items[out->count++];
+	e->kind = MAIL_LOG_CLAIMED;
+	e->subject = c->subject;
+	e->attempt = s->attempts + 1;
+	e->at_ms = c->at_ms;
+	e->until_ms = c->at_ms + c->lease_ms;
+	snprintf(e->by, sizeof e->by, "%s", c->by);
+	return MAIL_LOG_OK;
 }
 
 /* RequestResend: the log opens again for one more generation (see mail_log.h). */
@@ -115,7 +158,11 @@ mail_log_verdict mail_log_decide(const mail_log_state *s, const mail_log_command
 		return decide_resend(s, c, out);
 	if (s->status != MAIL_LOG_STATUS_PENDING)
 		return MAIL_LOG_REJ_SETTLED;
-	if (!subject_valid(&c->subject) || c->max_attempts == 0)
+	if (!subject_valid(&c->subject))
+		return MAIL_LOG_REJ_INVALID;
+	if (c->kind == MAIL_LOG_CLAIM)
+		return decide_claim(s, c, out);
+	if (c->max_attempts == 0)
 		return MAIL_LOG_REJ_INVALID;
 	mail_log_event *e = &out->items[out->count++];
 	e->subject = c->subject;
@@ -146,6 +193,8 @@ void mail_log_evolve(mail_log_state *s, const mail_log_event *e)
 		s->last_error[0] = '\0';
 		s->delivered_at_ms = 0;
 		s->resend_requested_at_ms = s->updated_at_ms = e->at_ms;
+		s->claimed_by[0] = '\0';
+		s->claim_until_ms = 0;
 		return;
 	}
 	if (s->status != MAIL_LOG_STATUS_PENDING)
@@ -153,6 +202,13 @@ void mail_log_evolve(mail_log_state *s, const mail_log_event *e)
 	s->exists = true;
 	s->subject = e->subject;
 	s->updated_at_ms = e->at_ms;
+	if (e->kind == MAIL_LOG_CLAIMED) {
+		memcpy(s->claimed_by, e->by, sizeof s->claimed_by);
+		s->claim_until_ms = e->until_ms;
+		return;
+	}
+	s->claimed_by[0] = '\0'; /* an outcome ends the claim */
+	s->claim_until_ms = 0;
 	switch (e->kind) {
 	case MAIL_LOG_ATTEMPT_FAILED:
 		s->attempts = e->attempt > s->attempts ? e->attempt : s->attempts;
@@ -169,6 +225,7 @@ void mail_log_evolve(mail_log_state *s, const mail_log_event *e)
 		s->status = MAIL_LOG_STATUS_FAILED;
 		break;
 	case MAIL_LOG_RESEND_REQUESTED:
+	case MAIL_LOG_CLAIMED:
 		break;
 	}
 }
@@ -199,11 +256,12 @@ static const char *attempt_key(mail_log_event_kind kind)
 
 orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 {
-	bool product = e->subject.product_id[0] != '\0', resend = e->kind == MAIL_LOG_RESEND_REQUESTED;
-	bool error = e->kind != MAIL_LOG_DELIVERED && !resend;
+	bool product = e->subject.product_id[0] != '\0', claimed = e->kind == MAIL_LOG_CLAIMED;
+	bool by = e->kind == MAIL_LOG_RESEND_REQUESTED || claimed;
+	bool error = e->kind != MAIL_LOG_DELIVERED && !by;
 	if (mail_log_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	mp_write_map(w, 5u + product + error + resend);
+	mp_write_map(w, 5u + product + error + by + claimed);
 	mp_write_cstr(w, "order_id");
 	mp_write_cstr(w, e->subject.order_id);
 	if (product) {
@@ -216,9 +274,13 @@ orn_rc mail_log_event_encode(mp_writer *w, const mail_log_event *e)
 	mp_write_cstr(w, e->subject.recipient);
 	mp_write_cstr(w, attempt_key(e->kind));
 	mp_write_uint(w, e->attempt);
-	if (resend) {
+	if (by) {
 		mp_write_cstr(w, "by");
 		mp_write_cstr(w, e->by);
+	}
+	if (claimed) {
+		mp_write_cstr(w, "until");
+		mp_write_int(w, e->until_ms);
 	}
 	if (error) {
 		mp_write_cstr(w, e->kind == MAIL_LOG_FAILED ? "last_error" : "error");
@@ -237,14 +299,19 @@ enum {
 	F_ATTEMPT = 16,
 	F_ERROR = 32,
 	F_AT = 64,
-	F_BY = 128
+	F_BY = 128,
+	F_UNTIL = 256,
+	F_MAX_ATTEMPTS = 512,
+	F_DEADLINE = 1024,
+	F_LEASE = 2048,
+	F_GENERATION = 4096
 };
 
 /* Reads the value of key into e; *seen collects the fields read. */
 static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail_log_event *e, unsigned *seen)
 {
 	const char *error_key = e->kind == MAIL_LOG_FAILED ? "last_error" : "error";
-	bool resend = e->kind == MAIL_LOG_RESEND_REQUESTED;
+	bool resend = e->kind == MAIL_LOG_RESEND_REQUESTED, claimed = e->kind == MAIL_LOG_CLAIMED;
 	unsigned field = 0;
 	uint64_t n = 0;
 	orn_rc rc;
@@ -266,14 +333,18 @@ static orn_rc decode_entry(mp_reader *r, const char *key, uint32_t key_len, mail
 		if (rc == ORN_OK && (n == 0 || n > UINT32_MAX))
 			rc = ORN_EDECODE;
 		e->attempt = (uint32_t)n;
-	} else if (e->kind != MAIL_LOG_DELIVERED && !resend && mp_str_eq(key, key_len, error_key)) {
+	} else if (e->kind != MAIL_LOG_DELIVERED && !resend && !claimed &&
+	           mp_str_eq(key, key_len, error_key)) {
 		field = F_ERROR;
 		rc = mp_read_cstr(r, e->error, sizeof e->error);
-	} else if (resend && mp_str_eq(key, key_len, "by")) {
+	} else if ((resend || claimed) && mp_str_eq(key, key_len, "by")) {
 		field = F_BY;
 		rc = mp_read_cstr(r, e->by, sizeof e->by);
-		if (rc == ORN_OK && !by_valid(e->by))
+		if (rc == ORN_OK && (resend ? !by_valid(e->by) : !claimant_valid(e->by)))
 			rc = ORN_EDECODE;
+	} else if (claimed && mp_str_eq(key, key_len, "until")) {
+		field = F_UNTIL;
+		rc = mp_read_int(r, &e->until_ms);
 	} else if (mp_str_eq(key, key_len, "at")) {
 		field = F_AT;
 		rc = mp_read_int(r, &e->at_ms);
@@ -313,6 +384,8 @@ orn_rc mail_log_event_decode(const char *type, const uint8_t *payload, size_t le
 	unsigned required = F_ORDER | F_KIND | F_RECIPIENT | F_ATTEMPT | F_AT;
 	if (e.kind == MAIL_LOG_RESEND_REQUESTED)
 		required |= F_BY;
+	else if (e.kind == MAIL_LOG_CLAIMED)
+		required |= F_BY | F_UNTIL;
 	else if (e.kind != MAIL_LOG_DELIVERED)
 		required |= F_ERROR;
 	if (mp_reader_remaining(&r) != 0 || (seen & required) != required || !subject_valid(&e.subject))
@@ -321,48 +394,150 @@ orn_rc mail_log_event_decode(const char *type, const uint8_t *payload, size_t le
 	return ORN_OK;
 }
 
-/* ---- the command on the bus: RequestResend {by, at} ---- */
+/* ---- commands: RequestResend on the bus, the others in the mail role ---- */
+
+/* The subject's fields of a command (every one but RequestResend). */
+static void write_subject(mp_writer *w, const mail_log_subject *s)
+{
+	mp_write_cstr(w, "order_id");
+	mp_write_cstr(w, s->order_id);
+	if (s->product_id[0] != '\0') {
+		mp_write_cstr(w, "product_id");
+		mp_write_cstr(w, s->product_id);
+	}
+	mp_write_cstr(w, "kind");
+	mp_write_cstr(w, s->kind);
+	mp_write_cstr(w, "recipient");
+	mp_write_cstr(w, s->recipient);
+}
 
 orn_rc mail_log_command_encode(mp_writer *w, const mail_log_command *c)
 {
-	if (c->kind != MAIL_LOG_REQUEST_RESEND)
+	uint32_t subject = 3u + (c->subject.product_id[0] != '\0');
+	switch (c->kind) {
+	case MAIL_LOG_REQUEST_RESEND:
+		mp_write_map(w, 2);
+		break;
+	case MAIL_LOG_CLAIM:
+		mp_write_map(w, subject + 4);
+		write_subject(w, &c->subject);
+		mp_write_cstr(w, "by");
+		mp_write_cstr(w, c->by);
+		mp_write_cstr(w, "lease");
+		mp_write_int(w, c->lease_ms);
+		mp_write_cstr(w, "generation");
+		mp_write_uint(w, c->generation);
+		break;
+	case MAIL_LOG_RECORD_SENT:
+	case MAIL_LOG_RECORD_FAILED:
+		mp_write_map(w, subject + (c->kind == MAIL_LOG_RECORD_FAILED ? 4 : 2));
+		write_subject(w, &c->subject);
+		mp_write_cstr(w, "max_attempts");
+		mp_write_uint(w, c->max_attempts);
+		if (c->kind == MAIL_LOG_RECORD_FAILED) {
+			mp_write_cstr(w, "deadline");
+			mp_write_int(w, c->deadline_ms);
+			mp_write_cstr(w, "error");
+			mp_write_cstr(w, c->error);
+		}
+		break;
+	default:
 		return ORN_EINVAL;
-	mp_write_map(w, 2);
-	mp_write_cstr(w, "by");
-	mp_write_cstr(w, c->by);
+	}
+	if (c->kind == MAIL_LOG_REQUEST_RESEND) {
+		mp_write_cstr(w, "by");
+		mp_write_cstr(w, c->by);
+	}
 	mp_write_cstr(w, "at");
 	mp_write_int(w, c->at_ms);
 	return mp_writer_status(w);
 }
 
-/* One key/value of RequestResend into the mail_log_command out (kind_decode_map's entry). */
+/* One key/value of a command into the mail_log_command out (kind_decode_map's entry). */
 static orn_rc command_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
 {
 	mail_log_command *c = out;
 	const char *key;
 	uint32_t key_len;
+	uint64_t n = 0;
 	orn_rc rc = mp_read_str(r, &key, &key_len);
-	unsigned field = rc != ORN_OK                    ? 0
-	                 : mp_str_eq(key, key_len, "by") ? F_BY
-	                 : mp_str_eq(key, key_len, "at") ? F_AT
-	                                                 : 0;
-	(void)fields;
+	static const struct {
+		const char *key;
+		unsigned field;
+	} keys[] = {{"order_id", F_ORDER},
+	            {"product_id", F_PRODUCT},
+	            {"kind", F_KIND},
+	            {"recipient", F_RECIPIENT},
+	            {"by", F_BY},
+	            {"at", F_AT},
+	            {"max_attempts", F_MAX_ATTEMPTS},
+	            {"deadline", F_DEADLINE},
+	            {"error", F_ERROR},
+	            {"lease", F_LEASE},
+	            {"generation", F_GENERATION}};
+	unsigned field = 0;
+	for (size_t i = 0; rc == ORN_OK && i < ORN_ARRAY_LEN(keys) && field == 0; i++)
+		if (mp_str_eq(key, key_len, keys[i].key) && (fields & keys[i].field) != 0)
+			field = keys[i].field;
 	if (rc != ORN_OK || (*seen & field) != 0)
 		return ORN_EDECODE;
 	*seen |= field;
-	if (field == F_BY)
+	switch (field) {
+	case F_ORDER:
+		return mp_read_cstr(r, c->subject.order_id, sizeof c->subject.order_id);
+	case F_PRODUCT:
+		return mp_read_cstr(r, c->subject.product_id, sizeof c->subject.product_id);
+	case F_KIND:
+		return mp_read_cstr(r, c->subject.kind, sizeof c->subject.kind);
+	case F_RECIPIENT:
+		return mp_read_cstr(r, c->subject.recipient, sizeof c->subject.recipient);
+	case F_BY:
 		return mp_read_cstr(r, c->by, sizeof c->by);
-	return field == F_AT ? mp_read_int(r, &c->at_ms) : mp_skip(r);
+	case F_AT:
+		return mp_read_int(r, &c->at_ms);
+	case F_MAX_ATTEMPTS:
+	case F_GENERATION:
+		if ((rc = mp_read_uint(r, &n)) == ORN_OK && n > UINT32_MAX)
+			rc = ORN_EDECODE;
+		*(field == F_MAX_ATTEMPTS ? &c->max_attempts : &c->generation) = (uint32_t)n;
+		return rc;
+	case F_DEADLINE:
+		return mp_read_int(r, &c->deadline_ms);
+	case F_ERROR:
+		if ((rc = mp_read_str(r, &key, &key_len)) != ORN_OK)
+			return rc;
+		if (key_len >= MAIL_LOG_ERROR_MAX)
+			return ORN_EDECODE;
+		memcpy(c->error, key, key_len);
+		c->error[key_len] = '\0';
+		return ORN_OK;
+	case F_LEASE:
+		return mp_read_int(r, &c->lease_ms);
+	}
+	return mp_skip(r);
 }
 
 orn_rc mail_log_command_decode(const char *type, const uint8_t *payload, size_t len, mail_log_command *out)
 {
+	static const unsigned subject = F_ORDER | F_KIND | F_RECIPIENT;
+	static const unsigned required[] = {
+	        [MAIL_LOG_RECORD_SENT] = subject | F_MAX_ATTEMPTS | F_AT,
+	        [MAIL_LOG_RECORD_FAILED] = subject | F_MAX_ATTEMPTS | F_DEADLINE | F_ERROR | F_AT,
+	        [MAIL_LOG_REQUEST_RESEND] = F_BY | F_AT,
+	        [MAIL_LOG_CLAIM] = subject | F_BY | F_LEASE | F_GENERATION | F_AT,
+	};
 	mail_log_command c;
-	if (type == NULL || strcmp(type, MAIL_LOG_CMD_REQUEST_RESEND) != 0)
+	int kind = -1;
+	for (size_t i = 0; type != NULL && i < ORN_ARRAY_LEN(command_types); i++)
+		if (strcmp(type, command_types[i]) == 0)
+			kind = (int)i;
+	if (kind < 0)
 		return ORN_EINVAL;
-	if (kind_decode_map(payload, len, F_BY | F_AT, command_entry, &c, sizeof c) != ORN_OK)
+	unsigned optional = kind == MAIL_LOG_REQUEST_RESEND ? 0 : F_PRODUCT;
+	if (kind_decode_map_optional(payload, len, required[kind], optional, command_entry, &c, sizeof c,
+	                             NULL) != ORN_OK)
 		return ORN_EDECODE;
-	c.kind = MAIL_LOG_REQUEST_RESEND;
+	c.kind = (mail_log_command_kind)kind;
 	*out = c;
 	return ORN_OK;
 }
@@ -410,7 +585,18 @@ static orn_rc apply_event(void *state, const void *event)
 
 KIND_ADAPTER(mail_log, MAIL_LOG_SCHEMA, describe_rejection, apply_event);
 
-const act_kind mail_log_kind = {
+/* The bus takes RequestResend only: the attempts are the mail role's own. */
+static orn_rc bus_decide(const void *state, const env_envelope *cmd, act_decision *d)
+{
+	if (strcmp(cmd->type, MAIL_LOG_CMD_REQUEST_RESEND) != 0) {
+		act_decision_reject(d, mail_log_verdict_code(MAIL_LOG_REJ_INVALID),
+		                    "not a command of the bus");
+		return ORN_OK;
+	}
+	return mail_log_kind_decide(state, cmd, d);
+}
+
+const act_kind mail_log_writer_kind = {
         .aggregate = MAIL_LOG_AGGREGATE,
         .state_size = sizeof(mail_log_state),
         .snapshot_schema = MAIL_LOG_SCHEMA,
@@ -418,4 +604,16 @@ const act_kind mail_log_kind = {
         .dispose = mail_log_kind_dispose,
         .decide = mail_log_kind_decide,
         .evolve = mail_log_kind_evolve,
+        .copyable = true,
+};
+
+const act_kind mail_log_kind = {
+        .aggregate = MAIL_LOG_AGGREGATE,
+        .state_size = sizeof(mail_log_state),
+        .snapshot_schema = MAIL_LOG_SCHEMA,
+        .init = mail_log_kind_init,
+        .dispose = mail_log_kind_dispose,
+        .decide = bus_decide,
+        .evolve = mail_log_kind_evolve,
+        .copyable = true,
 };

@@ -79,13 +79,14 @@ typedef struct payload_shape {
 	unsigned optional;
 } payload_shape;
 
+/* PlaceOrder carries the ttl, OrderPlaced the deadline the decider set from it. */
 #define PLACE_FIELDS                                                                                         \
 	(FIELD_CUSTOMER_ID | FIELD_CUSTOMER_EMAIL | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH |        \
-	 FIELD_REQUEST_HASH | FIELD_DEADLINE)
+	 FIELD_REQUEST_HASH)
 #define PAID_FIELDS (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
 
 static const payload_shape command_shapes[] = {
-        [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_NOW, FIELD_CART_VERSION},
+        [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_TTL | FIELD_NOW, FIELD_CART_VERSION},
         [ORDER_MARK_RESERVED] = {ORDER_CMD_MARK_RESERVED, FIELD_NOW},
         [ORDER_REJECT_FOR_STOCK] = {ORDER_CMD_REJECT_FOR_STOCK, FIELD_PRODUCT_IDS | FIELD_NOW},
         [ORDER_CONFIRM] = {ORDER_CMD_CONFIRM, FIELD_TOKEN_HASH | FIELD_TTL | FIELD_NOW},
@@ -95,7 +96,7 @@ static const payload_shape command_shapes[] = {
 };
 
 static const payload_shape event_shapes[] = {
-        [ORDER_PLACED] = {ORDER_EV_PLACED, PLACE_FIELDS | FIELD_AT, FIELD_CART_VERSION},
+        [ORDER_PLACED] = {ORDER_EV_PLACED, PLACE_FIELDS | FIELD_DEADLINE | FIELD_AT, FIELD_CART_VERSION},
         [ORDER_RESERVED] = {ORDER_EV_RESERVED, FIELD_AT},
         [ORDER_CONFIRMED_BY_CUSTOMER] = {ORDER_EV_CONFIRMED, FIELD_DEADLINE | FIELD_AT},
         [ORDER_PAID] = {ORDER_EV_PAID, PAID_FIELDS | FIELD_AT},
@@ -212,15 +213,21 @@ static bool lines_valid(const order_line *lines, size_t count)
 	return true;
 }
 
-/* True if the placement fields of d (customer, lines, currency, token hash,
- * deadline after time) are within bounds. */
+/* True if the placement fields of d (customer, lines, currency, hashes,
+ * time, cart version) are within bounds. */
 static bool placement_valid(const order_data *d)
 {
 	return id_valid(d->customer_id) && strnlen(d->customer_email, ORDER_EMAIL_MAX) < ORDER_EMAIL_MAX &&
 	       (pd_is_sealed(d->customer_email) || user_email_valid(d->customer_email)) &&
 	       lines_valid(d->lines, d->line_count) && currency_valid(d->currency) &&
 	       hex_hash_valid(d->token_hash) && hex_hash_valid(d->request_hash) && time_valid(d->time_ms) &&
-	       time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms && d->cart_version >= 0;
+	       d->cart_version >= 0;
+}
+
+/* True if ttl_ms is a time to live (1..ORDER_TIME_MAX). */
+static bool ttl_valid(int64_t ttl_ms)
+{
+	return ttl_ms >= 1 && ttl_ms <= ORDER_TIME_MAX;
 }
 
 static bool has_line(const order_line *lines, size_t count, const char *product_id)
@@ -257,6 +264,49 @@ void order_state_init(order_state *s)
 const char *order_status_name(order_status status)
 {
 	return (size_t)status < ORN_ARRAY_LEN(status_names) ? status_names[status] : NULL;
+}
+
+bool order_status_parse(const char *name, order_status *out)
+{
+	for (size_t i = ORDER_PENDING; name != NULL && i < ORN_ARRAY_LEN(status_names); i++)
+		if (strcmp(name, status_names[i]) == 0) {
+			*out = (order_status)i;
+			return true;
+		}
+	return false;
+}
+
+/* ---- what a status means (order.h) ---- */
+
+bool order_status_is_open(order_status status)
+{
+	return status == ORDER_PENDING || status == ORDER_AWAITING_CONFIRMATION ||
+	       status == ORDER_AWAITING_PAYMENT;
+}
+
+bool order_status_is_final(order_status status)
+{
+	return status == ORDER_CONFIRMED || status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
+}
+
+bool order_status_is_paid(order_status status)
+{
+	return status == ORDER_CONFIRMED;
+}
+
+bool order_status_releases_stock(order_status status)
+{
+	return status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
+}
+
+bool order_status_payment_settled(order_status status)
+{
+	return status == ORDER_CONFIRMED || status == ORDER_PAYMENT_FAILED;
+}
+
+bool order_status_awaits_customer(order_status status)
+{
+	return status == ORDER_AWAITING_CONFIRMATION || status == ORDER_AWAITING_PAYMENT;
 }
 
 int64_t order_deadline(const order_state *s)
@@ -296,12 +346,6 @@ const char *order_event_type(order_event_kind kind)
 	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
 }
 
-static bool before_confirmed(order_status status)
-{
-	return status == ORDER_PENDING || status == ORDER_AWAITING_CONFIRMATION ||
-	       status == ORDER_AWAITING_PAYMENT;
-}
-
 /* ---- decide ---- */
 
 /* Appends an event of kind at time_ms to out and returns it, zeroed but for
@@ -324,7 +368,8 @@ static order_verdict decide_place(const order_state *s, const order_data *d, ord
 
 	if (s->status != ORDER_NONE)
 		return ORDER_REJ_EXISTS;
-	if (!placement_valid(d))
+	/* the confirmation deadline is a time: now + ttl must stay one */
+	if (!placement_valid(d) || !ttl_valid(d->ttl_ms) || d->ttl_ms > ORDER_TIME_MAX - d->time_ms)
 		return ORDER_REJ_INVALID;
 	e = emit(out, ORDER_PLACED, d->time_ms);
 	memcpy(e->data.customer_id, d->customer_id, sizeof e->data.customer_id);
@@ -334,7 +379,7 @@ static order_verdict decide_place(const order_state *s, const order_data *d, ord
 	e->data.line_count = d->line_count;
 	memcpy(e->data.currency, d->currency, sizeof e->data.currency);
 	memcpy(e->data.token_hash, d->token_hash, sizeof e->data.token_hash);
-	e->data.deadline_ms = d->deadline_ms;
+	e->data.deadline_ms = d->time_ms + d->ttl_ms;
 	e->data.cart_version = d->cart_version;
 	return ORDER_OK;
 }
@@ -373,8 +418,7 @@ static order_verdict decide_confirm(const order_state *s, const order_data *d, o
 	bool confirmed_before = s->status == ORDER_AWAITING_PAYMENT || s->status == ORDER_CONFIRMED ||
 	                        s->status == ORDER_PAYMENT_FAILED;
 
-	if (!hex_hash_valid(d->token_hash) || !time_valid(d->time_ms) || d->ttl_ms < 1 ||
-	    d->ttl_ms > ORDER_TIME_MAX)
+	if (!hex_hash_valid(d->token_hash) || !time_valid(d->time_ms) || !ttl_valid(d->ttl_ms))
 		return ORDER_REJ_INVALID;
 	if (s->status != ORDER_AWAITING_CONFIRMATION && !confirmed_before)
 		return ORDER_REJ_WRONG_STATE;
@@ -397,7 +441,7 @@ static order_verdict decide_cancel(const order_state *s, const order_data *d, or
 		return ORDER_REJ_INVALID;
 	if (s->status == ORDER_CANCELLED)
 		return ORDER_OK; /* cancelled already (a retry, or the deadline first): it is */
-	if (!before_confirmed(s->status))
+	if (!order_status_is_open(s->status))
 		return ORDER_REJ_WRONG_STATE;
 	if (expired && d->time_ms < order_deadline(s))
 		return ORDER_REJ_INVALID;
@@ -477,7 +521,7 @@ static order_status transition(const order_state *s, order_event_kind kind)
 	case ORDER_PAYMENT_FAILED_EVENT:
 		return s->status == ORDER_AWAITING_PAYMENT ? ORDER_PAYMENT_FAILED : ORDER_NONE;
 	case ORDER_CANCELLED_EVENT:
-		return before_confirmed(s->status) ? ORDER_CANCELLED : ORDER_NONE;
+		return order_status_is_open(s->status) ? ORDER_CANCELLED : ORDER_NONE;
 	}
 	return ORDER_NONE;
 }
@@ -727,7 +771,7 @@ static bool event_valid(order_event_kind kind, const order_data *d)
 		return false;
 	switch (kind) {
 	case ORDER_PLACED:
-		return placement_valid(d);
+		return placement_valid(d) && time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms;
 	case ORDER_CONFIRMED_BY_CUSTOMER:
 		return d->deadline_ms > d->time_ms && d->deadline_ms - d->time_ms <= ORDER_TIME_MAX;
 	case ORDER_PAID:
@@ -969,6 +1013,7 @@ const act_kind order_kind = {
         .snapshot = order_snapshot,
         .restore = order_restore,
         .view = order_view,
+        .copyable = true,
 };
 
 void order_id_for(const char *customer, const char *key, uint64_t cart_version, char out[ORDER_ID_MAX])

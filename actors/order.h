@@ -14,10 +14,13 @@
  * hash of the token presented; they are compared in constant time. A used
  * token is refused because the order has left awaiting_confirmation.
  *
- * Deadlines: PlaceOrder sets the confirmation deadline (it covers pending and
- * awaiting_confirmation); Confirm sets the payment deadline to now + ttl_ms.
- * Confirm at or past the confirmation deadline is "expired"; Cancel with
- * reason expired needs now >= the deadline of the current status.
+ * Deadlines are the decider's: PlaceOrder and Confirm carry a ttl_ms, and
+ * the decider sets the confirmation deadline (it covers pending and
+ * awaiting_confirmation) to the placement's now + ttl_ms, and the payment
+ * deadline to the confirmation's now + ttl_ms; the events record them
+ * (deadline_ms). Confirm at or past the confirmation deadline is "expired";
+ * Cancel with reason expired needs now >= the deadline of the current status.
+ * The order id is the decider's rule too (order_id_for).
  *
  * Redelivered saga commands are harmless: MarkReserved in
  * awaiting_confirmation, RejectForStock in cancelled (out_of_stock),
@@ -29,7 +32,8 @@
  * 1..999; currency 3 uppercase letters; token and request hashes 64 lowercase hex
  * digits; customer email sealed (personal.h, ADR 027), or as user_email_valid in events
  * written before ADR 027;
- * times 0..ORDER_TIME_MAX with deadline > now; ttl 1..ORDER_TIME_MAX;
+ * times 0..ORDER_TIME_MAX; ttl 1..ORDER_TIME_MAX (PlaceOrder: now + ttl too,
+ * the confirmation deadline being a time);
  * charge id 1..128 printable ASCII; brand 1..32 of [a-z0-9_-]; last4 4
  * digits; a payment failure reason 1..200 bytes of text.
  *
@@ -110,9 +114,10 @@ typedef struct order_history_entry {
 /* The payload of any order command or event; each kind uses its fields:
  *   place / placed        customer_id, customer_email (where the order's emails go),
  *                         lines, currency, token_hash, request_hash (the hex SHA-256 of
- *                         the placing request, for Idempotency-Key checks), deadline_ms
- *                         (confirmation), cart_version (optional: the cart version the
- *                         order was placed from; one cart version places one order)
+ *                         the placing request, for Idempotency-Key checks), cart_version
+ *                         (optional: the cart version the order was placed from; one cart
+ *                         version places one order);  place: ttl_ms;  placed: deadline_ms
+ *                         (confirmation: now + ttl_ms)
  *   reject for stock      product_ids
  *   confirm               token_hash, ttl_ms;  confirmed: deadline_ms (payment)
  *   cancel                reason;  cancelled: reason, product_ids (out_of_stock only)
@@ -219,6 +224,32 @@ bool order_evolve(order_state *s, const order_event *e);
 
 /* Stable status name ("pending", ...); "none" for ORDER_NONE, NULL if unknown. */
 const char *order_status_name(order_status status);
+/* The status named name (order_status_name's text, "none" excluded) into
+ * *out. Returns false, leaving *out alone, for any other string or NULL. */
+bool order_status_parse(const char *name, order_status *out);
+
+/* What a status means: the one definition of each predicate (roles, the
+ * gateway, the read models and the checks ask these, never compare names).
+ *
+ * order_status_is_open: pending, awaiting_confirmation, awaiting_payment — a
+ *   deadline runs and the order may still be cancelled.
+ * order_status_is_final: confirmed, cancelled, payment_failed — no other
+ *   status follows.
+ * order_status_is_paid: confirmed — the payment succeeded and the order's
+ *   stock is committed.
+ * order_status_releases_stock: cancelled, payment_failed — the exits that
+ *   give back the stock the order held.
+ * order_status_payment_settled: confirmed, payment_failed — a payment decided
+ *   the order (a repeat of that payment is answered as it was).
+ * order_status_awaits_customer: awaiting_confirmation, awaiting_payment —
+ *   reserved in full and held while the customer confirms or pays.
+ * Every one is false for ORDER_NONE and for a value outside the enum. */
+bool order_status_is_open(order_status status);
+bool order_status_is_final(order_status status);
+bool order_status_is_paid(order_status status);
+bool order_status_releases_stock(order_status status);
+bool order_status_payment_settled(order_status status);
+bool order_status_awaits_customer(order_status status);
 /* The deadline of the current status: confirmation (pending, awaiting
  * confirmation), payment (awaiting payment); 0 otherwise. */
 int64_t order_deadline(const order_state *s);

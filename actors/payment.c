@@ -726,4 +726,5 @@ const act_kind payment_kind = {
         .snapshot = payment_snapshot,
         .restore = payment_restore,
         .view = payment_view,
+        .copyable = true,
 };

@@ -17,6 +17,13 @@
  * usage: bench_orders --url http://127.0.0.1:PORT --nats nats://127.0.0.1:PORT
  *          --admin-email E --admin-password P [--rate 500] [--duration 10]
  *          [--customers 200] [--threads 48] [--products 50]
+ *          [--varz http://127.0.0.1:MONITOR_PORT] [--mailbox MAILDIR]
+ * With --mailbox it also waits (up to two minutes) until every reserved
+ * order's confirmation email reached the SMTP sink's Maildir and reports the
+ * CPU of the watched processes from the load's start to then: the whole work
+ * of an order, not only what fit in the sending window. With --varz it
+ * reports nats-server's in_msgs and out_msgs over the same span per order,
+ * less the idle rate measured for 3 s before the setup.
  * Prints a result table and a line "RESULT key=value ..." for the script. */
 #include <inttypes.h>
 #include <pthread.h>
@@ -27,6 +34,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <dirent.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -40,6 +49,8 @@
 
 typedef struct settings {
 	const char *url, *nats_url, *admin_email, *admin_password;
+	const char *varz;    /* nats-server's monitoring base URL (--varz), or NULL */
+	const char *mailbox; /* the SMTP sink's Maildir (--mailbox), or NULL */
 	double rate;
 	double duration_s;
 	int customers, threads, products;
@@ -55,7 +66,7 @@ typedef struct order_sample {
 static struct {
 	const char *name;
 	int pid;
-	double cpu_s[2]; /* at the start and at the end of the load */
+	double cpu_s[3]; /* at the start and at the end of the load, once the emails were out */
 } watched[MAX_WATCHED];
 static int watched_count;
 
@@ -302,6 +313,60 @@ static int setup_accounts(void)
 	return 0;
 }
 
+/* ---- messages and work until the emails are out ------------------------ */
+
+typedef struct varz {
+	double in, out; /* in_msgs, out_msgs */
+	int64_t at_ns;
+} varz;
+
+/* nats-server's /varz counters (false if it does not answer). */
+static bool varz_sample(varz *v)
+{
+	char url[512];
+	buffer b = {0};
+	bool ok = false;
+	CURL *c = curl_easy_init();
+	if (c == NULL || cfg.varz == NULL)
+		goto done;
+	snprintf(url, sizeof url, "%s/varz", cfg.varz);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	if (curl_easy_perform(c) == CURLE_OK && b.data != NULL) {
+		json_t *j = json_loads(b.data, 0, NULL);
+		if (j != NULL && json_is_number(json_object_get(j, "in_msgs"))) {
+			v->in = json_number_value(json_object_get(j, "in_msgs"));
+			v->out = json_number_value(json_object_get(j, "out_msgs"));
+			v->at_ns = now_ns();
+			ok = true;
+		}
+		json_decref(j);
+	}
+done:
+	free(b.data);
+	if (c != NULL)
+		curl_easy_cleanup(c);
+	return ok;
+}
+
+/* Files delivered into the Maildir (new/ and cur/). */
+static size_t mailbox_count(void)
+{
+	size_t n = 0;
+	for (int i = 0; i < 2 && cfg.mailbox != NULL; i++) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", cfg.mailbox, i == 0 ? "new" : "cur");
+		DIR *d = opendir(path);
+		for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+			n += e->d_name[0] != '.';
+		if (d != NULL)
+			closedir(d);
+	}
+	return n;
+}
+
 static bool parse_args(int argc, char **argv)
 {
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -324,6 +389,10 @@ static bool parse_args(int argc, char **argv)
 			cfg.threads = atoi(v);
 		else if (strcmp(k, "--products") == 0)
 			cfg.products = atoi(v);
+		else if (strcmp(k, "--varz") == 0)
+			cfg.varz = v;
+		else if (strcmp(k, "--mailbox") == 0)
+			cfg.mailbox = v;
 		else if (strcmp(k, "--watch") == 0 && watched_count < MAX_WATCHED && strchr(v, '=') != NULL) {
 			watched[watched_count].name = strndup(v, (size_t)(strchr(v, '=') - v));
 			watched[watched_count++].pid = atoi(strchr(v, '=') + 1);
@@ -340,7 +409,7 @@ int main(int argc, char **argv)
 	if (!parse_args(argc, argv)) {
 		fprintf(stderr, "usage: bench_orders --url URL --nats URL --admin-email E --admin-password P "
 		                "[--rate N] [--duration S] [--customers N (>= threads)] [--threads N] "
-		                "[--products N]\n");
+		                "[--products N] [--varz MONITOR_URL] [--mailbox MAILDIR]\n");
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -354,6 +423,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_orders: cannot subscribe to the order events on NATS\n");
 		return 1;
 	}
+	/* the idle traffic (pull requests, heartbeats): subtracted from the load's */
+	varz idle0 = {0}, idle1 = {0}, load0 = {0}, load1 = {0};
+	bool have_varz = varz_sample(&idle0);
+	if (have_varz) {
+		sleep(3);
+		have_varz = varz_sample(&idle1);
+	}
+	size_t mail_before = mailbox_count();
 	if (setup_accounts() != 0)
 		return 1;
 	sample_count = (size_t)(cfg.rate * cfg.duration_s);
@@ -361,6 +438,8 @@ int main(int argc, char **argv)
 	pthread_t threads[MAX_THREADS];
 	start_ns = now_ns() + 200000000LL;
 	sample_cpu(0);
+	have_varz = have_varz && varz_sample(&load0);
+	mail_before = mailbox_count();
 	for (int t = 0; t < cfg.threads; t++)
 		pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)t);
 	for (int t = 0; t < cfg.threads; t++)
@@ -387,6 +466,23 @@ int main(int argc, char **argv)
 		}
 		pthread_mutex_unlock(&seen_lock);
 	} while (settled < placed && now_ns() < settle_deadline);
+
+	/* then until every reserved order's confirmation email reached the sink
+	 * (up to two minutes): the work an order costs, not only the sending window's */
+	size_t reserved_now = 0, mails = 0;
+	pthread_mutex_lock(&seen_lock);
+	for (size_t i = 0; i < sample_count; i++) {
+		int64_t *t = samples[i].status == 202 ? hmap_get(seen, samples[i].id) : NULL;
+		reserved_now += t != NULL && *t > 0;
+	}
+	pthread_mutex_unlock(&seen_lock);
+	int64_t mail_deadline = now_ns() + 120000000000LL;
+	while (cfg.mailbox != NULL && (mails = mailbox_count() - mail_before) < reserved_now &&
+	       now_ns() < mail_deadline)
+		usleep(100000);
+	int64_t emails_out_ns = now_ns();
+	sample_cpu(2);
+	have_varz = have_varz && varz_sample(&load1);
 
 	int64_t *post = calloc(sample_count, sizeof *post), *reserve = calloc(sample_count, sizeof *reserve);
 	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0, failed = 0;
@@ -433,6 +529,35 @@ int main(int argc, char **argv)
 			       100.0 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / load_s,
 			       n_post > 0 ? 1e6 * (watched[i].cpu_s[1] - watched[i].cpu_s[0]) / (double)n_post
 			                  : 0);
+	double work_s = (double)(emails_out_ns - start_ns) / 1e9;
+	double cpu_orion_us = -1, cpu_nats_us = -1;
+	if (cfg.mailbox != NULL) {
+		printf("until the confirmation emails were out (%zu of %zu, %.1f s after the load began):\n",
+		       mails, reserved_now, work_s);
+		for (int i = 0; i < watched_count; i++) {
+			double used = watched[i].cpu_s[2] - watched[i].cpu_s[0];
+			if (watched[i].cpu_s[0] < 0 || watched[i].cpu_s[2] < 0 || n_post == 0)
+				continue;
+			printf("  cpu %-12s %.1f s, %.0f us per order with its cart add\n", watched[i].name,
+			       used, 1e6 * used / (double)n_post);
+			if (strcmp(watched[i].name, "orion") == 0)
+				cpu_orion_us = 1e6 * used / (double)n_post;
+			if (strcmp(watched[i].name, "nats-server") == 0)
+				cpu_nats_us = 1e6 * used / (double)n_post;
+		}
+	}
+	double msgs_in = -1, msgs_out = -1;
+	if (have_varz && n_post > 0) {
+		double idle_s = (double)(idle1.at_ns - idle0.at_ns) / 1e9,
+		       span = (double)(load1.at_ns - load0.at_ns) / 1e9;
+		double idle_in = (idle1.in - idle0.in) / idle_s, idle_out = (idle1.out - idle0.out) / idle_s;
+		msgs_in = ((load1.in - load0.in) - idle_in * span) / (double)n_post;
+		msgs_out = ((load1.out - load0.out) - idle_out * span) / (double)n_post;
+		printf("NATS messages per order with its cart add (nats-server /varz over %.1f s, idle %.0f "
+		       "in + "
+		       "%.0f out per s subtracted): in %.1f, out %.1f, total %.1f\n",
+		       span, idle_in, idle_out, msgs_in, msgs_out, msgs_in + msgs_out);
+	}
 	printf("POST /orders -> 202          p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       percentile_ms(post, n_post, 0.50), percentile_ms(post, n_post, 0.99),
 	       percentile_ms(post, n_post, 1.0));
@@ -442,11 +567,11 @@ int main(int argc, char **argv)
 	printf("RESULT rate=%.0f duration=%.0f placed=%zu failed=%zu reserved=%zu cancelled=%zu "
 	       "unsettled=%zu "
 	       "achieved=%.0f post_p50=%.2f post_p99=%.2f reserve_p50=%.2f reserve_p99=%.2f "
-	       "reserve_max=%.2f\n",
+	       "reserve_max=%.2f cpu_orion_us=%.0f cpu_nats_us=%.0f msgs_in=%.1f msgs_out=%.1f work_s=%.1f\n",
 	       cfg.rate, cfg.duration_s, n_post, failed, n_reserve, cancelled, unsettled, achieved,
 	       percentile_ms(post, n_post, 0.50), percentile_ms(post, n_post, 0.99),
 	       percentile_ms(reserve, n_reserve, 0.50), percentile_ms(reserve, n_reserve, 0.99),
-	       percentile_ms(reserve, n_reserve, 1.0));
+	       percentile_ms(reserve, n_reserve, 1.0), cpu_orion_us, cpu_nats_us, msgs_in, msgs_out, work_s);
 	natsSubscription_Unsubscribe(sub);
 	natsSubscription_Destroy(sub);
 	natsConnection_Destroy(nc);

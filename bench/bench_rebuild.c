@@ -48,7 +48,7 @@
 
 #include "bench_common.h"
 #include "envelope.h"
-#include "evstore.h"
+#include "evstore-internal.h" /* a bench of the engine: its own reads of the stream */
 #include "log.h"
 #include "mpack.h"
 #include "natsd.h"

@@ -47,7 +47,7 @@
 #include "bench_common.h"
 #include "bus.h"
 #include "envelope.h"
-#include "evstore.h"
+#include "evstore-internal.h" /* a bench of the engine: its own NATS options */
 #include "log.h"
 #include "mpack.h"
 #include "natsd.h"

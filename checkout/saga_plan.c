@@ -106,12 +106,6 @@ static bool plan_add_checkout(saga_plan *p, const order_state *order)
 	return true;
 }
 
-/* True for the exits that release what the order holds. */
-static bool released_exit(order_status status)
-{
-	return status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
-}
-
 orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind kind,
                            const order_state *order)
 {
@@ -126,7 +120,7 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 		if (order->status == ORDER_PENDING) {
 			ok = plan_add_per_line(p, SAGA_RESERVE_STOCK, order);
 			p->stage = SAGA_STAGE_RESERVE;
-		} else if (released_exit(order->status)) {
+		} else if (order_status_releases_stock(order->status)) {
 			ok = plan_add_per_line(p, SAGA_RELEASE_STOCK, order);
 		}
 		break;
@@ -253,7 +247,7 @@ bool saga_plan_next(const saga_plan *done, const order_state *order, saga_plan *
 		 * RejectForStock, ours or refused: the order is cancelled, or
 		 * another executor marked it reserved. If it was cancelled, what
 		 * the reserves hold must go back; if not, it keeps what it holds. */
-		if (!saga_plan_needs_reload(done) || !released_exit(order->status))
+		if (!saga_plan_needs_reload(done) || !order_status_releases_stock(order->status))
 			return false;
 		plan_reset(next, done->order_id);
 		return plan_add_per_line(next, SAGA_RELEASE_STOCK, order);

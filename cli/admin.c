@@ -7,8 +7,8 @@
  * which counts as done. */
 #include <signal.h>
 #include <sodium.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -23,14 +23,14 @@
 #include "user.h"
 
 /* Encodes a payload with enc and sends it as command type to aggregate/id. */
-static orn_rc send_command(natsConnection *nc, const char *aggregate, const char *id, const char *type,
+static orn_rc send_command(es_store *store, const char *aggregate, const char *id, const char *type,
                            const mp_writer *payload, const char *command_id, bus_reply *out)
 {
 	env_envelope cmd;
 	orn_rc rc = bus_command_init(&cmd, type, orn_now_ms(), command_id, NULL, "cli",
 	                             mp_writer_data(payload), mp_writer_size(payload));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, aggregate, id, &cmd, 10000, out);
+		rc = bus_send(store, aggregate, id, &cmd, 10000, out);
 	return rc;
 }
 
@@ -58,7 +58,7 @@ static orn_rc seal_account(ks_store *keys, user_fields *f, const char *command_i
 	return rc;
 }
 
-orn_rc cli_create_user(natsConnection *nc, ks_store *keys, const char *email, const char *password,
+orn_rc cli_create_user(es_store *store, ks_store *keys, const char *email, const char *password,
                        const char *name, user_role role, bool *created)
 {
 	user_command c;
@@ -88,7 +88,7 @@ orn_rc cli_create_user(natsConnection *nc, ks_store *keys, const char *email, co
 	if ((rc = seal_account(keys, &c.fields, command_id)) != ORN_OK ||
 	    (rc = user_command_encode(w, &c)) != ORN_OK)
 		goto done;
-	if ((rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
+	if ((rc = send_command(store, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
 	    ORN_OK)
 		goto done;
 	if (!done_or_exists(&r)) {
@@ -105,13 +105,13 @@ done:
 }
 
 /* One step of a product creation: encodes and sends, expects done_or_exists. */
-static orn_rc product_step(natsConnection *nc, const char *aggregate, const char *id, const char *type,
+static orn_rc product_step(es_store *store, const char *aggregate, const char *id, const char *type,
                            mp_writer *w, const char *product_id, const char *step)
 {
 	char command_id[160];
 	bus_reply r;
 	snprintf(command_id, sizeof command_id, "create-product:%s:%s", product_id, step);
-	orn_rc rc = send_command(nc, aggregate, id, type, w, command_id, &r);
+	orn_rc rc = send_command(store, aggregate, id, type, w, command_id, &r);
 	if (rc != ORN_OK)
 		return rc;
 	if (!done_or_exists(&r)) {
@@ -123,7 +123,7 @@ static orn_rc product_step(natsConnection *nc, const char *aggregate, const char
 	return rc;
 }
 
-orn_rc cli_create_product(natsConnection *nc, const char *product_id, const product_fields *fields,
+orn_rc cli_create_product(es_store *store, const char *product_id, const product_fields *fields,
                           int64_t initial_stock)
 {
 	char sku_key[80];
@@ -137,30 +137,30 @@ orn_rc cli_create_product(natsConnection *nc, const char *product_id, const prod
 	sku_command claim = {.kind = SKU_CLAIM};
 	snprintf(claim.product_id, sizeof claim.product_id, "%s", product_id);
 	if ((rc = sku_command_encode(w, &claim)) != ORN_OK ||
-	    (rc = product_step(nc, SKU_AGGREGATE, sku_key, sku_command_type(SKU_CLAIM), w, product_id,
+	    (rc = product_step(store, SKU_AGGREGATE, sku_key, sku_command_type(SKU_CLAIM), w, product_id,
 	                       "claim")) != ORN_OK)
 		goto done;
 	/* 2. the product */
 	product_command create = {.kind = PRODUCT_CREATE, .fields = *fields};
 	mp_writer_reset(w);
 	if ((rc = product_command_encode(w, &create)) == ORN_OK)
-		rc = product_step(nc, PRODUCT_AGGREGATE, product_id, product_command_type(PRODUCT_CREATE), w,
-		                  product_id, "create");
+		rc = product_step(store, PRODUCT_AGGREGATE, product_id, product_command_type(PRODUCT_CREATE),
+		                  w, product_id, "create");
 	if (rc != ORN_OK) {
 		/* compensation: give the sku back */
 		sku_command release = {.kind = SKU_RELEASE};
 		snprintf(release.product_id, sizeof release.product_id, "%s", product_id);
 		mp_writer_reset(w);
 		if (sku_command_encode(w, &release) == ORN_OK)
-			product_step(nc, SKU_AGGREGATE, sku_key, sku_command_type(SKU_RELEASE), w, product_id,
-			             "release");
+			product_step(store, SKU_AGGREGATE, sku_key, sku_command_type(SKU_RELEASE), w,
+			             product_id, "release");
 		goto done;
 	}
 	/* 3. its stock item, under the same id */
 	stock_command stock = {.kind = STOCK_CREATE, .quantity = initial_stock};
 	mp_writer_reset(w);
 	if ((rc = stock_command_encode(w, &stock)) == ORN_OK)
-		rc = product_step(nc, STOCK_AGGREGATE, product_id, stock_command_type(STOCK_CREATE), w,
+		rc = product_step(store, STOCK_AGGREGATE, product_id, stock_command_type(STOCK_CREATE), w,
 		                  product_id, "stock");
 done:
 	mp_writer_destroy(w);
@@ -210,7 +210,7 @@ static const struct demo_product {
         {"games", "Cooperative Game", "Everyone wins or loses together.", 3900, 18},
 };
 
-orn_rc cli_seed_demo(natsConnection *nc, unsigned *count)
+orn_rc cli_seed_demo(es_store *store, unsigned *count)
 {
 	*count = 0;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(demo); i++) {
@@ -224,7 +224,7 @@ orn_rc cli_seed_demo(natsConnection *nc, unsigned *count)
 		snprintf(f.currency, sizeof f.currency, "EUR");
 		snprintf(f.category, sizeof f.category, "%s", demo[i].category);
 		f.price_cents = demo[i].price_cents;
-		orn_rc rc = cli_create_product(nc, product_id, &f, demo[i].stock);
+		orn_rc rc = cli_create_product(store, product_id, &f, demo[i].stock);
 		if (rc != ORN_OK)
 			return rc;
 		(*count)++;
@@ -290,7 +290,7 @@ static void verb_help(FILE *out, const char *verb)
 		account_help(out, verb);
 }
 
-orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, const user_command *c,
+orn_rc cli_user_command(es_store *store, ks_store *keys, const char *email, const user_command *c,
                         bus_reply *reply)
 {
 	char key[PD_INDEX_MAX], command_id[64], normalized[USER_EMAIL_MAX];
@@ -305,7 +305,8 @@ orn_rc cli_user_command(natsConnection *nc, ks_store *keys, const char *email, c
 	memcpy(command_id, "cli:", 4);
 	sodium_bin2hex(command_id + 4, sizeof command_id - 4, random, sizeof random);
 	if (rc == ORN_OK)
-		rc = send_command(nc, USER_AGGREGATE, key, user_command_type(c->kind), w, command_id, reply);
+		rc = send_command(store, USER_AGGREGATE, key, user_command_type(c->kind), w, command_id,
+		                  reply);
 	mp_writer_destroy(w);
 	return rc;
 }
@@ -340,8 +341,7 @@ static orn_rc read_view(const bus_reply *r, char kid[PD_KID_MAX], int64_t *erasu
 
 /* One step of an erasure: a payload-less command of type to the account
  * key, with a command id of the step (so a rerun is the same command). */
-static orn_rc erase_step(natsConnection *nc, const char *key, const char *type, const char *step,
-                         bus_reply *r)
+static orn_rc erase_step(es_store *store, const char *key, const char *type, const char *step, bus_reply *r)
 {
 	char command_id[96];
 	mp_writer *w = mp_writer_create();
@@ -349,13 +349,13 @@ static orn_rc erase_step(natsConnection *nc, const char *key, const char *type, 
 	snprintf(command_id, sizeof command_id, "erase:%s:%s", key, step);
 	if (rc == ORN_OK) {
 		mp_write_map(w, 0);
-		rc = send_command(nc, USER_AGGREGATE, key, type, w, command_id, r);
+		rc = send_command(store, USER_AGGREGATE, key, type, w, command_id, r);
 	}
 	mp_writer_destroy(w);
 	return rc;
 }
 
-orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email)
+orn_rc cli_erase_user(es_store *store, ks_store *keys, const char *email)
 {
 	char key[PD_INDEX_MAX], normalized[USER_EMAIL_MAX], kid[PD_KID_MAX];
 	int64_t erasure = 0;
@@ -365,14 +365,14 @@ orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email)
 		return rc;
 	ks_blind_index(keys, normalized, key);
 	/* 1. the account is closed: no login, no token, no order from now on */
-	if ((rc = erase_step(nc, key, USER_CMD_REQUEST_ERASURE, "request", &r)) != ORN_OK)
+	if ((rc = erase_step(store, key, USER_CMD_REQUEST_ERASURE, "request", &r)) != ORN_OK)
 		return rc;
 	rc = r.outcome == BUS_ACCEPTED          ? ORN_OK
 	     : strcmp(r.code, "not_found") == 0 ? ORN_ENOTFOUND
 	                                        : ORN_EINVAL;
 	bus_reply_dispose(&r);
 	/* 2. its data key, as the account names it */
-	if (rc == ORN_OK && (rc = erase_step(nc, key, BUS_CMD_GET, "get", &r)) == ORN_OK) {
+	if (rc == ORN_OK && (rc = erase_step(store, key, BUS_CMD_GET, "get", &r)) == ORN_OK) {
 		rc = read_view(&r, kid, &erasure);
 		bus_reply_dispose(&r);
 	}
@@ -383,7 +383,8 @@ orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email)
 	    strcmp(getenv("ORION_FAULT_ERASE_KILL"), "after_key") == 0)
 		raise(SIGKILL); /* fault tests only: the crash between the key and CustomerErased */
 	/* 4. recorded: CustomerErased, which every read model applies */
-	if (rc == ORN_OK && (rc = erase_step(nc, key, USER_CMD_COMPLETE_ERASURE, "complete", &r)) == ORN_OK) {
+	if (rc == ORN_OK &&
+	    (rc = erase_step(store, key, USER_CMD_COMPLETE_ERASURE, "complete", &r)) == ORN_OK) {
 		rc = r.outcome == BUS_ACCEPTED ? ORN_OK : ORN_EINVAL;
 		bus_reply_dispose(&r);
 	}
@@ -393,13 +394,13 @@ orn_rc cli_erase_user(natsConnection *nc, ks_store *keys, const char *email)
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
  * --email E` (ADR 021): one command to the account; 0 when accepted (or the
  * role was that already), 1 when refused, 3 when no service answered. */
-static int admin_account_command(natsConnection *nc, ks_store *keys, const char *verb, const char *email,
+static int admin_account_command(es_store *store, ks_store *keys, const char *verb, const char *email,
                                  user_role role)
 {
 	user_command c = {.kind = strcmp(verb, "set-role") == 0 ? USER_CHANGE_ROLE : USER_REVOKE_TOKENS};
 	bus_reply r;
 	c.fields.role = role;
-	if (cli_user_command(nc, keys, email, &c, &r) != ORN_OK) {
+	if (cli_user_command(store, keys, email, &c, &r) != ORN_OK) {
 		fprintf(stderr, "orion admin: no user service answered\n");
 		return 3;
 	}
@@ -414,7 +415,7 @@ static int admin_account_command(natsConnection *nc, ks_store *keys, const char 
 
 /* `orion admin create-user --email E --password P --name N [--role admin|customer]`,
  * `orion admin set-role --email E --role admin|customer`, `orion admin revoke-tokens --email E` */
-int cli_admin(int argc, char **argv, const orn_config *cfg)
+int cli_admin(int argc, char **argv, const cli_config *cfg)
 {
 	const char *email = NULL, *password = NULL, *name = NULL, *role_name = "admin";
 	char url[ORN_CONFIG_STR_MAX];
@@ -465,20 +466,16 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 		        cfg->data_dir);
 		return 3;
 	}
-	natsConnection *nc = NULL;
 	es_store *store = NULL;
 	ks_store *keys = NULL;
-	natsd *none = NULL;
 	bool created = false;
 	int status = 3;
-	if (cli_connect_store(cfg, "orion-admin", false, &none, &store) != ORN_OK ||
-	    cli_open_keys(cfg, store, true, &keys) != ORN_OK) {
+	if (cli_open_store(cfg, url, &store) != ORN_OK || cli_open_keys(cfg, store, true, &keys) != ORN_OK) {
 		fprintf(stderr, "orion admin: cannot reach the event store and the keystore (see the log)\n");
 		goto close;
 	}
-	nc = es_store_connection(store);
 	if (erase) {
-		orn_rc rc = cli_erase_user(nc, keys, email);
+		orn_rc rc = cli_erase_user(store, keys, email);
 		status = rc == ORN_OK ? 0 : rc == ORN_ENOTFOUND ? 1 : 3;
 		if (rc == ORN_OK)
 			printf("erased %s\n", email);
@@ -486,8 +483,8 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 			fprintf(stderr, "orion admin: erase: %s\n",
 			        rc == ORN_ENOTFOUND ? "no such account" : orn_strerror(rc));
 	} else if (!create) {
-		status = admin_account_command(nc, keys, verb, email, role);
-	} else if (cli_create_user(nc, keys, email, password, name ? name : "Administrator", role,
+		status = admin_account_command(store, keys, verb, email, role);
+	} else if (cli_create_user(store, keys, email, password, name ? name : "Administrator", role,
 	                           &created) == ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
 		status = 0;
@@ -497,7 +494,6 @@ int cli_admin(int argc, char **argv, const orn_config *cfg)
 close:
 	ks_close(keys);
 	es_store_close(store);
-	natsd_stop(none);
 	return status;
 usage:
 	verb_help(stderr, verb);

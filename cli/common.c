@@ -4,11 +4,9 @@
 #include "common.h"
 
 #include <errno.h>
-#include <stdlib.h>
-
-#include <sodium.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +14,9 @@
 
 #include "fsdir.h"
 #include "log.h"
+#include "roles.h"
+
+#define ROLE_NAMES_MAX 40
 
 bool cli_is_help(const char *arg)
 {
@@ -25,7 +26,7 @@ bool cli_is_help(const char *arg)
 /* Where a running `orion serve` records its embedded server's URL, so that
  * other commands on the same data directory use it instead of starting a
  * second server on the same store. */
-void cli_url_file_path(const orn_config *cfg, char *out, size_t cap)
+void cli_url_file_path(const cli_config *cfg, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s/nats.url", cfg->data_dir);
 }
@@ -110,7 +111,7 @@ static bool address_stale(const char *url)
 	return stale;
 }
 
-bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
+bool cli_read_running_url(const cli_config *cfg, char *url, size_t cap)
 {
 	static int live = -1; /* the address is probed once per process: -1 not yet */
 	char path[ORN_CONFIG_STR_MAX + 32];
@@ -135,19 +136,21 @@ bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap)
 }
 
 /* <data dir>/nats: the embedded server's store, credentials and configuration. */
-static void nats_dir(const orn_config *cfg, char *out, size_t cap)
+static void nats_dir(const cli_config *cfg, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s/nats", cfg->data_dir);
 }
 
-orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials *out, bool *enabled)
+orn_rc cli_nats_credentials(const cli_config *cfg, bool generate, na_credentials *out, bool *enabled)
 {
 	char path[ORN_CONFIG_STR_MAX + 64], running[128];
 	orn_rc rc;
+	const char *names[ROLE_NAMES_MAX];
 	*enabled = false;
 	na_credentials_wipe(out);
+	cli_role_names(names, ORN_ARRAY_LEN(names));
 	if (cfg->nats_credentials[0] != '\0') {
-		if ((rc = na_credentials_load(cfg->nats_credentials, out)) != ORN_OK) {
+		if ((rc = na_credentials_load(cfg->nats_credentials, names, out)) != ORN_OK) {
 			log_error("cannot read ORION_NATS_CREDENTIALS", "path", cfg->nats_credentials,
 			          "error", orn_strerror(rc));
 			return rc;
@@ -165,7 +168,7 @@ orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials
 		return rc;
 	}
 	snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", NA_CREDENTIALS_FILE);
-	rc = generate ? na_credentials_ensure(path, out) : na_credentials_load(path, out);
+	rc = generate ? na_credentials_ensure(path, names, out) : na_credentials_load(path, names, out);
 	if (rc == ORN_ENOTFOUND && !generate && !cli_read_running_url(cfg, running, sizeof running))
 		return ORN_OK; /* no server yet: whoever starts it generates them */
 	if (rc != ORN_OK) {
@@ -176,12 +179,13 @@ orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials
 	return ORN_OK;
 }
 
-void cli_nats_conn(const orn_config *cfg, const na_credentials *creds, na_role role, na_conn *out)
+void cli_nats_conn(const cli_config *cfg, const na_credentials *creds, const char *role, na_conn *out)
 {
+	const na_credential *c = na_credentials_find(creds, role);
 	memset(out, 0, sizeof *out);
-	if (creds != NULL && (unsigned)role < NA_ROLE_COUNT && creds->role[role].present) {
-		out->user = creds->role[role].user;
-		out->password = creds->role[role].password;
+	if (c != NULL) {
+		out->user = c->user;
+		out->password = c->password;
 	}
 	out->tls_ca = cfg->nats_tls_ca[0] != '\0' ? cfg->nats_tls_ca : NULL;
 	out->tls_cert = cfg->nats_tls_cert[0] != '\0' ? cfg->nats_tls_cert : NULL;
@@ -190,7 +194,7 @@ void cli_nats_conn(const orn_config *cfg, const na_credentials *creds, na_role r
 
 /* Starts the embedded server; with credentials, under the authorization
  * block rendered from them (<data dir>/nats/server.conf, 0600). */
-static orn_rc start_embedded(const orn_config *cfg, const na_credentials *creds, natsd **server)
+static orn_rc start_embedded(const cli_config *cfg, const na_credentials *creds, natsd **server)
 {
 	char store_dir[ORN_CONFIG_STR_MAX + 32], conf[ORN_CONFIG_STR_MAX + 64];
 	orn_rc rc;
@@ -203,14 +207,17 @@ static orn_rc start_embedded(const orn_config *cfg, const na_credentials *creds,
 	natsd_options_init(&o);
 	o.store_dir = store_dir;
 	if (creds != NULL) {
+		na_role users[ROLE_NAMES_MAX];
+		const na_credential *ops = na_credentials_find(creds, CLI_OPS_ROLE);
+		size_t count = cli_nats_users(users, ORN_ARRAY_LEN(users));
 		snprintf(conf, sizeof conf, "%s/server.conf", store_dir);
-		if ((rc = na_write_server_config(creds, conf)) != ORN_OK) {
+		if ((rc = na_write_server_config(creds, users, count, conf)) != ORN_OK) {
 			log_error("cannot write the nats-server configuration", "path", conf);
 			return rc;
 		}
 		o.config_file = conf;
-		o.user = creds->role[NA_OPS].user;
-		o.password = creds->role[NA_OPS].password;
+		o.user = ops != NULL ? ops->user : NULL;
+		o.password = ops != NULL ? ops->password : NULL;
 	}
 	if ((rc = natsd_start(&o, server)) != ORN_OK) {
 		log_error("cannot start the embedded nats-server", "error", orn_strerror(rc));
@@ -221,8 +228,8 @@ static orn_rc start_embedded(const orn_config *cfg, const na_credentials *creds,
 	return ORN_OK;
 }
 
-orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner, const na_credentials *creds,
-                            na_role role, natsd **server, es_store **store)
+orn_rc cli_connect_store_as(const cli_config *cfg, const char *name, bool owner, const na_credentials *creds,
+                            const char *role, natsd **server, es_store **store)
 {
 	char running[128];
 	const char *url = cfg->nats_url;
@@ -247,7 +254,7 @@ orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner,
 	na_conn auth;
 	cli_nats_conn(cfg, creds, role, &auth);
 	if (creds != NULL && auth.user == NULL) {
-		log_error("the NATS credentials have no user for this role", "role", na_role_name(role));
+		log_error("the NATS credentials have no user for this role", "role", role);
 		natsd_stop(*server);
 		*server = NULL;
 		return ORN_EINVAL;
@@ -259,12 +266,12 @@ orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner,
 	eo.replicas = cfg->stream_replicas;
 	eo.auth = &auth;
 	/* Only the ops user may create the streams; the roles verify them. */
-	eo.create_streams = creds == NULL || role == NA_OPS;
+	eo.create_streams = creds == NULL || strcmp(role, CLI_OPS_ROLE) == 0;
 	if ((rc = es_store_open(&eo, store)) != ORN_OK) {
 		if (rc == ORN_ENOTFOUND)
 			log_error("the streams do not exist and this user may not create them: start a "
 			          "process with the ops credentials first",
-			          "role", na_role_name(role));
+			          "role", role);
 		natsd_stop(*server);
 		*server = NULL;
 	}
@@ -272,26 +279,28 @@ orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner,
 }
 
 /* Connects as the ops user (when there are credentials). */
-orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
+orn_rc cli_connect_store(const cli_config *cfg, const char *name, bool owner, natsd **server,
                          es_store **store)
 {
 	na_credentials creds;
 	bool enabled = false;
 	orn_rc rc = cli_nats_credentials(cfg, true, &creds, &enabled);
 	if (rc == ORN_OK)
-		rc = cli_connect_store_as(cfg, name, owner, enabled ? &creds : NULL, NA_OPS, server, store);
+		rc = cli_connect_store_as(cfg, name, owner, enabled ? &creds : NULL, CLI_OPS_ROLE, server,
+		                          store);
 	na_credentials_wipe(&creds);
 	return rc;
 }
 
-orn_rc cli_open_keys(const orn_config *cfg, es_store *store, bool create, ks_store **out)
+orn_rc cli_open_keys(const cli_config *cfg, es_store *store, bool create, ks_store **out)
 {
 	uint8_t master[PD_KEY_BYTES];
 	ks_options o;
 	ks_options_init(&o);
 	o.replicas = cfg->stream_replicas;
 	o.create = create;
-	orn_rc rc = ks_master_key_load(getenv("ORION_MASTER_KEY"), cfg->data_dir, master);
+	*out = NULL;
+	orn_rc rc = ks_master_key_load(cfg->master_key, cfg->data_dir, master);
 	if (rc != ORN_OK)
 		log_error("cannot load the master key (ORION_MASTER_KEY or <data dir>/master.key)", "error",
 		          orn_strerror(rc));
@@ -301,27 +310,25 @@ orn_rc cli_open_keys(const orn_config *cfg, es_store *store, bool create, ks_sto
 	return rc;
 }
 
-orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out)
+orn_rc cli_open_store(const cli_config *cfg, const char *url, es_store **out)
 {
 	na_credentials creds;
 	na_conn auth;
-	natsOptions *opts = NULL;
 	bool enabled = false;
 	orn_rc rc = cli_nats_credentials(cfg, false, &creds, &enabled);
-	if (rc != ORN_OK)
-		goto done;
-	cli_nats_conn(cfg, enabled ? &creds : NULL, NA_OPS, &auth);
-	if (natsOptions_Create(&opts) != NATS_OK) {
-		rc = ORN_ENOMEM;
-		goto done;
+	*out = NULL;
+	if (rc == ORN_OK) {
+		cli_nats_conn(cfg, enabled ? &creds : NULL, CLI_OPS_ROLE, &auth);
+		es_options eo;
+		es_options_init(&eo);
+		eo.url = url;
+		eo.name = "orion-cli";
+		eo.replicas = cfg->stream_replicas;
+		eo.timeout_ms = cfg->command_timeout_ms;
+		eo.create_streams = false; /* a tool of a running shop: its streams are there */
+		eo.auth = &auth;
+		rc = es_store_open(&eo, out);
 	}
-	if ((rc = es_nats_options_set_url(opts, url)) != ORN_OK ||
-	    (rc = na_conn_apply(&auth, opts)) != ORN_OK)
-		goto done;
-	if (natsConnection_Connect(out, opts) != NATS_OK)
-		rc = ORN_EUNAVAILABLE;
-done:
-	natsOptions_Destroy(opts);
 	na_credentials_wipe(&creds);
 	return rc;
 }

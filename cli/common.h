@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
 #include "keystore.h"
+#include "settings.h"
 #include "evstore.h"
 #include "nats_auth.h"
 #include "natsd.h"
@@ -18,7 +18,7 @@ bool cli_is_help(const char *arg);
 /* Where a running `orion serve` records its embedded server's URL
  * (<data dir>/nats.url), so that other commands use it instead of starting a
  * second server on the same store. */
-void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
+void cli_url_file_path(const cli_config *cfg, char *out, size_t cap);
 
 /* The URL a running `orion serve` recorded (out param url), if the file
  * names one that may be live. An address that refuses the connection (or
@@ -27,71 +27,68 @@ void cli_url_file_path(const orn_config *cfg, char *out, size_t cap);
  * process says so on stderr. One that accepts and stays silent for 3 s
  * counts as live (a starved serve must never get a second nats-server on
  * its store). The file is left in place (the next serve replaces it). */
-bool cli_read_running_url(const orn_config *cfg, char *url, size_t cap);
+bool cli_read_running_url(const cli_config *cfg, char *url, size_t cap);
 
 /* The per-role NATS users (ADR 014), out param out, *enabled true if any:
  * ORION_NATS_CREDENTIALS; else, without ORION_NATS_URL, <data dir>/nats/
  * credentials (created when generate); else none (a server without auth).
  * Wipe out with na_credentials_wipe. */
-orn_rc cli_nats_credentials(const orn_config *cfg, bool generate, na_credentials *out, bool *enabled);
+orn_rc cli_nats_credentials(const cli_config *cfg, bool generate, na_credentials *out, bool *enabled);
 
 /* How role connects (out param out, borrowing from creds and cfg): its user
  * and password when creds (may be NULL) has it, and ORION_NATS_TLS_*. */
-void cli_nats_conn(const orn_config *cfg, const na_credentials *creds, na_role role, na_conn *out);
+void cli_nats_conn(const cli_config *cfg, const na_credentials *creds, const char *role, na_conn *out);
 
 /* Connects as role (with creds; NULL: no user) to ORION_NATS_URL; else,
  * unless owner, to a running serve's server; else starts the embedded server
  * (*server, stop it with natsd_stop; with creds under their authorization
  * block) and, when owner, records its URL. Only ops (or no auth) creates the
  * streams. On success *store owns the connection. */
-orn_rc cli_connect_store_as(const orn_config *cfg, const char *name, bool owner, const na_credentials *creds,
-                            na_role role, natsd **server, es_store **store);
+orn_rc cli_connect_store_as(const cli_config *cfg, const char *name, bool owner, const na_credentials *creds,
+                            const char *role, natsd **server, es_store **store);
 
 /* cli_connect_store_as as the ops user of cli_nats_credentials (generated
  * when this starts the embedded server), or without a user when there are none. */
-orn_rc cli_connect_store(const orn_config *cfg, const char *name, bool owner, natsd **server,
+orn_rc cli_connect_store(const cli_config *cfg, const char *name, bool owner, natsd **server,
                          es_store **store);
 
-/* A plain connection to url as the ops user (if any) with ORION_NATS_TLS_*. */
-orn_rc cli_nats_connect(const orn_config *cfg, const char *url, natsConnection **out);
+/* A store on url as the ops user (if any) with ORION_NATS_TLS_*, for the
+ * tools that send commands to a running shop (it verifies the streams). */
+orn_rc cli_open_store(const cli_config *cfg, const char *url, es_store **out);
 
 /* Opens the keystore (ADR 027) on store's connection with the master key of
  * ORION_MASTER_KEY, else of <data dir>/master.key (made on first use); with
  * create, the keystore too if it has none. *out is ks_close'd by the caller.
  * What ks_master_key_load and ks_open return (ORN_ENOTFOUND without create
  * and no keystore); logs why. */
-orn_rc cli_open_keys(const orn_config *cfg, es_store *store, bool create, ks_store **out);
+orn_rc cli_open_keys(const cli_config *cfg, es_store *store, bool create, ks_store **out);
 
 /* `orion nats-config` (cli/nats_config.c): prints the nats-server
  * authorization block for the credentials file given or configured. */
-int cli_nats_config(int argc, char **argv, const orn_config *cfg);
+int cli_nats_config(int argc, char **argv, const cli_config *cfg);
 
 /* The serve subcommand, and `routes` (cli/serve.c). */
-int cli_serve(int argc, char **argv, const orn_config *cfg);
-int cli_routes(int argc, char **argv, const orn_config *cfg);
-
-/* The actor kind of entry i of serve's table of the kinds its roles run; NULL
- * past the end (cli/serve.c, for `orion contracts`). */
-const struct act_kind *cli_serve_kind(size_t i);
+int cli_serve(int argc, char **argv, const cli_config *cfg);
+int cli_routes(int argc, char **argv, const cli_config *cfg);
 
 /* The hidden contracts subcommand (cli/contracts.c): the event and command
  * types of every kind serve runs, for tests/contracts/. */
 int cli_contracts(int argc, char **argv);
 
 /* The rebuild subcommand (cli/rebuild.c): read models rebuilt from the stream. */
-int cli_rebuild(int argc, char **argv, const orn_config *cfg);
+int cli_rebuild(int argc, char **argv, const cli_config *cfg);
 
 /* The psp-sandbox subcommand (cli/psp.c): the card payment provider sandbox alone. */
-int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg);
+int cli_psp_sandbox(int argc, char **argv, const cli_config *cfg);
 
 /* The verify-stock subcommand (cli/verify_stock.c): every stock item re-derived
  * from the events, compared with the inventory read model and with what live
  * orders hold. Exit 0 no difference, 1 differences, 2 errors. */
-int cli_verify_stock(int argc, char **argv, const orn_config *cfg);
+int cli_verify_stock(int argc, char **argv, const cli_config *cfg);
 
 /* The verify-log subcommand (cli/verify_log.c): every aggregate's commit chain
  * walked for void commits and impossible states (ADR 015). Exit 0 no
  * impossible state, 1 some (or void commits with --strict), 2 errors. */
-int cli_verify_log(int argc, char **argv, const orn_config *cfg);
+int cli_verify_log(int argc, char **argv, const cli_config *cfg);
 
 #endif

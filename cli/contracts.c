@@ -7,10 +7,10 @@
  *
  * The types come from each aggregate's own <prefix>_event_type and
  * <prefix>_command_type, iterated over their enums (they return NULL past the
- * last kind), plus the runtime's Get for a kind with a view, and the payment
- * service's Pay (payment/payment_service.h) and the mail role's delivery
- * log events (actors/mail_log.h). Exits 1 if serve runs a kind
- * this file does not know. */
+ * last kind), plus the runtime's Get for a kind with a view, the payment
+ * role's Pay (payment/pay.h), and the events of the aggregates the side-effect
+ * roles append in process (kit_execute: the payment's; their commands never
+ * travel on the bus). Exits 1 if serve runs a kind this file does not know. */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,7 +21,8 @@
 #include "mail_log.h"
 #include "order.h"
 #include "payment.h"
-#include "payment_service.h"
+#include "roles.h"
+#include "pay.h"
 #include "product.h"
 #include "sku.h"
 #include "stock.h"
@@ -50,7 +51,13 @@ TYPE_LISTERS(sku)
 TYPE_LISTERS(user)
 TYPE_LISTERS(cart)
 TYPE_LISTERS(order)
-TYPE_LISTERS(payment)
+
+/* The payment: its events only (its commands are decided in the payment
+ * role's process). */
+static const char *payment_event_at(size_t i)
+{
+	return payment_event_type((payment_event_kind)i);
+}
 
 /* The delivery log: the mail role appends its events itself; the one command
  * on the bus is RequestResend (ADR 023). */
@@ -76,7 +83,6 @@ static const struct {
         {USER_AGGREGATE, user_event_at, user_command_at},
         {CART_AGGREGATE, cart_event_at, cart_command_at},
         {ORDER_AGGREGATE, order_event_at, order_command_at},
-        {PAYMENT_AGGREGATE, payment_event_at, payment_command_at},
         {MAIL_LOG_AGGREGATE, mail_log_event_at, mail_log_command_at},
 };
 
@@ -106,7 +112,7 @@ int cli_contracts(int argc, char **argv)
 	}
 	int status = 0;
 	const struct act_kind *kind;
-	for (size_t k = 0; (kind = cli_serve_kind(k)) != NULL; k++) {
+	for (size_t k = 0; (kind = cli_roles_kind(k)) != NULL; k++) {
 		size_t l = 0;
 		while (l < ORN_ARRAY_LEN(listers) && strcmp(listers[l].aggregate, kind->aggregate) != 0)
 			l++;
@@ -126,8 +132,12 @@ int cli_contracts(int argc, char **argv)
 		if (kind->view != NULL)
 			printf("command %s %s\n", kind->aggregate, BUS_CMD_GET);
 	}
-	/* The payment service's request: a command, though no actor kind's. */
-	printf("command %s %s\n", PAYMENT_SERVICE_AGGREGATE, PAYMENT_CMD_PAY);
+	/* The payment role's aggregate: decided in its process (kit_execute), so
+	 * its events are the log's and its commands are on no bus. */
+	if (!print_types("event", PAYMENT_AGGREGATE, payment_event_at))
+		status = 1;
+	/* The payment role's request: a command, though no actor kind's. */
+	printf("command %s %s\n", PAY_SERVICE_AGGREGATE, PAY_CMD_PAY);
 	fflush(stdout);
 	return status;
 }

@@ -15,6 +15,9 @@
 
 #include "common.h"
 #include "log.h"
+#include "roles.h"
+
+#define ROLE_NAMES_MAX 40
 
 static void help(FILE *out)
 {
@@ -27,13 +30,17 @@ static void help(FILE *out)
 	             "  -h, --help          this text\n");
 }
 
-int cli_nats_config(int argc, char **argv, const orn_config *cfg)
+int cli_nats_config(int argc, char **argv, const cli_config *cfg)
 {
 	const char *path = cfg->nats_credentials[0] != '\0' ? cfg->nats_credentials : NULL;
 	char default_path[ORN_CONFIG_STR_MAX + 64];
 	bool generate = false;
 	na_credentials creds;
+	const char *names[ROLE_NAMES_MAX];
+	na_role users[ROLE_NAMES_MAX];
+	size_t count = cli_nats_users(users, ORN_ARRAY_LEN(users));
 	int status = 1;
+	cli_role_names(names, ORN_ARRAY_LEN(names));
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--credentials") == 0 && i + 1 < argc) {
 			path = argv[++i];
@@ -48,12 +55,13 @@ int cli_nats_config(int argc, char **argv, const orn_config *cfg)
 		snprintf(default_path, sizeof default_path, "%s/nats/%s", cfg->data_dir, NA_CREDENTIALS_FILE);
 		path = default_path;
 	}
-	orn_rc rc = generate ? na_credentials_ensure(path, &creds) : na_credentials_load(path, &creds);
+	orn_rc rc = generate ? na_credentials_ensure(path, names, &creds)
+	                     : na_credentials_load(path, names, &creds);
 	if (rc != ORN_OK) {
 		fprintf(stderr, "orion nats-config: cannot read %s: %s\n", path, orn_strerror(rc));
 		return 1;
 	}
-	char *text = na_render_authorization(&creds);
+	char *text = na_render_authorization(&creds, users, count);
 	if (text == NULL) {
 		fprintf(stderr, "orion nats-config: %s holds no user\n", path);
 		goto done;

@@ -19,7 +19,7 @@
 #include "admin.h"
 #include "common.h"
 #include "bus.h"
-#include "config.h"
+#include "settings.h"
 #include "evstore.h"
 #include "log.h"
 #include "natsd.h"
@@ -421,7 +421,7 @@ static int replay_usage(const char *message)
 	return 2;
 }
 
-static int cmd_replay(int argc, char **argv, const orn_config *cfg)
+static int cmd_replay(int argc, char **argv, const cli_config *cfg)
 {
 	const char *aggregate = NULL, *id = NULL;
 	uint64_t from = 1, to = 0, as_of = 0;
@@ -633,7 +633,7 @@ static void stock_help(FILE *out)
 	             "  -h, --help  this text\n");
 }
 
-static int cmd_stock(int argc, char **argv, const orn_config *cfg)
+static int cmd_stock(int argc, char **argv, const cli_config *cfg)
 {
 	stock_command c;
 	bool is_get = false;
@@ -656,14 +656,14 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 		        cfg->data_dir);
 		return 3;
 	}
-	natsConnection *nc = NULL;
+	es_store *store = NULL;
 	mp_writer *payload = mp_writer_create();
 	env_envelope cmd;
 	bus_reply reply;
 	int status = 3;
 	uint8_t nil = 0xc0;
 	snprintf(command_id, sizeof command_id, "cli-%lld-%d", (long long)orn_now_ms(), (int)getpid());
-	if (payload == NULL || cli_nats_connect(cfg, url, &nc) != ORN_OK) {
+	if (payload == NULL || cli_open_store(cfg, url, &store) != ORN_OK) {
 		fprintf(stderr, "orion stock: cannot connect to %s\n", url);
 		goto done;
 	}
@@ -674,7 +674,7 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 		rc = bus_command_init(&cmd, stock_command_type(c.kind), orn_now_ms(), command_id, NULL, "cli",
 		                      mp_writer_data(payload), mp_writer_size(payload));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, argv[0], &cmd, cfg->command_timeout_ms, &reply);
+		rc = bus_send(store, STOCK_AGGREGATE, argv[0], &cmd, cfg->command_timeout_ms, &reply);
 	if (rc != ORN_OK) {
 		fprintf(stderr, "orion stock: %s\n", orn_strerror(rc));
 		goto done;
@@ -684,21 +684,21 @@ static int cmd_stock(int argc, char **argv, const orn_config *cfg)
 	bus_reply_dispose(&reply);
 done:
 	mp_writer_destroy(payload);
-	natsConnection_Destroy(nc);
+	es_store_close(store);
 	return status;
 }
 
-static int run_replay(int argc, char **argv, const orn_config *cfg)
+static int run_replay(int argc, char **argv, const cli_config *cfg)
 {
 	return cmd_replay(argc, argv, cfg);
 }
 
-static int run_stock(int argc, char **argv, const orn_config *cfg)
+static int run_stock(int argc, char **argv, const cli_config *cfg)
 {
 	return cmd_stock(argc, argv, cfg);
 }
 
-static int run_contracts(int argc, char **argv, const orn_config *cfg)
+static int run_contracts(int argc, char **argv, const cli_config *cfg)
 {
 	(void)cfg;
 	return cli_contracts(argc, argv);
@@ -711,7 +711,7 @@ static int run_contracts(int argc, char **argv, const orn_config *cfg)
  * (tests/contracts/test_cli_help.py asks every one). */
 static const struct command {
 	const char *name;
-	int (*run)(int argc, char **argv, const orn_config *cfg);
+	int (*run)(int argc, char **argv, const cli_config *cfg);
 	const char *summary;
 } commands[] = {
         {"serve", cli_serve,
@@ -751,12 +751,12 @@ static void usage(FILE *out)
 		fprintf(out, "%s\n", line);
 	}
 	fprintf(out, "  %-14s%s\n\n", "help", "this text");
-	orn_config_print_help(out);
+	cli_settings_help(out);
 }
 
 int main(int argc, char **argv)
 {
-	orn_config cfg;
+	cli_config cfg;
 	const char *bad = NULL;
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || cli_is_help(argv[1])) {
 		usage(argc < 2 ? stderr : stdout);
@@ -771,7 +771,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (orn_config_load(&cfg, &bad) != ORN_OK) {
+	if (cli_config_load(&cfg, &bad) != ORN_OK) {
 		fprintf(stderr, "orion: invalid value in %s\n", bad);
 		return 2;
 	}

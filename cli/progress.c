@@ -11,14 +11,7 @@
 
 orn_rc cli_stream_last_seq(es_store *store, uint64_t *out)
 {
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(store), ES_STREAM, NULL, &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	*out = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return ORN_OK;
+	return es_stream_last_seq(store, 0, out);
 }
 
 double cli_seconds_since(int64_t ns)

@@ -42,11 +42,17 @@ static bool parse_ms(const char *text, unsigned *out)
 	return true;
 }
 
-int cli_psp_sandbox(int argc, char **argv, const orn_config *cfg)
+int cli_psp_sandbox(int argc, char **argv, const cli_config *cfg)
 {
 	psp_sandbox_options o;
+	psp_settings settings;
+	const char *bad = NULL;
+	if (orn_settings_load(psp_role.settings, &settings, &bad) != ORN_OK) {
+		fprintf(stderr, "orion psp-sandbox: invalid value in %s\n", bad);
+		return 2;
+	}
 	psp_sandbox_options_init(&o);
-	o.api_key = cfg->psp_key;
+	o.api_key = settings.key;
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
 		if (strcmp(argv[i], "--listen") == 0 && has_value) {

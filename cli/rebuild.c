@@ -136,7 +136,7 @@ static orn_rc build(es_store *store, const char *dir, uint64_t stop_at, const re
 
 /* ---- rebuild and switch ---- */
 
-static int rebuild_switch(es_store *store, const orn_config *cfg, const rebuild_args *a)
+static int rebuild_switch(es_store *store, const cli_config *cfg, const rebuild_args *a)
 {
 	char link[PATH_MAX], dir[PATH_MAX], what[96];
 	uint64_t position = 0;
@@ -218,7 +218,7 @@ static void on_diff(const proj_diff *d, void *closure)
 	printf("\n");
 }
 
-static int rebuild_verify(es_store *store, const orn_config *cfg, const rebuild_args *a)
+static int rebuild_verify(es_store *store, const cli_config *cfg, const rebuild_args *a)
 {
 	char link[PATH_MAX], base[PATH_MAX], live[PATH_MAX + 8], rebuilt[PATH_MAX + 16];
 	struct stat st;
@@ -285,7 +285,7 @@ static int rebuild_verify(es_store *store, const orn_config *cfg, const rebuild_
 	return code;
 }
 
-int cli_rebuild(int argc, char **argv, const orn_config *cfg)
+int cli_rebuild(int argc, char **argv, const cli_config *cfg)
 {
 	rebuild_args a = {0};
 	for (int i = 0; i < argc; i++) {

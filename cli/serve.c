@@ -1,10 +1,14 @@
 /* serve.c — `orion serve`: runs any subset of the roles in one process.
  *
- * Roles: the actor kinds (stock; product, which also serves sku claims;
- * user), the projector (LMDB read models under <data dir>/lmdb) and the
- * gateway (HTTP on ORION_HTTP_ADDR), the checkout saga, the timers that fire
- * order deadlines (ADR 010; they bring the projector, whose orders model
- * they read). With no --roles every role runs: the
+ * The roles are the shop's list (cli/roles.h); each describes itself
+ * (engine/role.h): its NATS user's grants, its settings, its stage, what it
+ * needs beside it, and how it starts, stops and says it is ready. serve
+ * loads every chosen role's settings first (a bad value ends it with 2),
+ * starts the roles stage by stage (those that answer commands, the readers,
+ * the services the others call, the front, then the senders; the projector
+ * and the gateway it starts itself), gives them what they ask for (the token
+ * key, the public URL, the orders read model, what another role offers) and
+ * stops them in the opposite order. With no --roles every role runs: the
  * all-in-one default. Roles talk only through NATS, so any subset can run in
  * separate processes against the same NATS. With NATS credentials (ADR 014:
  * always for the embedded server) each role connects as its own user. */
@@ -20,68 +24,50 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "actor.h"
 #include "admin.h"
 #include "common.h"
 #include "fsdir.h"
 #include "gw_api.h"
+#include "gw_jwt.h"
+#include "gw_routes.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
 #include "keystore.h"
-#include "cart.h"
-#include "catalog.h"
-#include "inventory.h"
+#include "kit.h"
 #include "log.h"
 #include "mail.h"
-#include "mail_log.h"
 #include "metrics.h"
 #include "nats_auth.h"
-#include "order.h"
 #include "order_token.h"
-#include "payment.h"
-#include "payment_service.h"
-#include "product.h"
 #include "proj_env.h"
-#include "psp_sandbox.h"
-#include "saga.h"
-#include "timers.h"
 #include "proj_gen.h"
 #include "projector.h"
 #include "read_models.h"
-#include "sku.h"
-#include "stock.h"
-#include "user.h"
+#include "roles.h"
+#include "timers.h"
 #include "users.h"
 
-#define MAX_KINDS     8
+#define ROLES_MAX     24
 #define READY_LAG_MAX 1000 /* events the read models may trail by and still be ready */
 
-/* The actor kinds, by role. */
-static const struct {
-	const char *role;
-	const act_kind *kind;
-} kinds[] = {
-        {"stock", &stock_kind},     {"product", &product_kind}, {"product", &sku_kind},
-        {"user", &user_kind},       {"cart", &cart_kind},       {"order", &order_kind},
-        {"payment", &payment_kind}, {"mail", &mail_log_kind}, /* RequestResend on the delivery logs (ADR 023)
-                                                               */
-};
-
-const struct act_kind *cli_serve_kind(size_t i)
-{
-	return i < ORN_ARRAY_LEN(kinds) ? kinds[i].kind : NULL;
-}
-
-static const char *const roles_known[] = {"stock",   "product", "user",      "cart",    "order", "checkout",
-                                          "payment", "psp",     "projector", "gateway", "mail",  "timers"};
+/* A role chosen for this process. */
+typedef struct serve_role {
+	const role_descriptor *d;
+	void *settings;  /* loaded from the environment (d->settings_size bytes) */
+	void *handle;    /* d->start's */
+	es_store *store; /* its connection: its own, or the process's (shared) */
+	bool own_store;
+	bool started;
+} serve_role;
 
 /* Everything serve starts, stopped in reverse order. */
 typedef struct serve_state {
-	const orn_config *cfg;
+	const cli_config *cfg;
 	natsd *server;
 	es_store *store;
-	act_runtime *runtimes[MAX_KINDS];
+	serve_role roles[ROLES_MAX]; /* in the order they start */
+	size_t role_count;
 	proj_env *env;
 	proj_models models;
 	proj_runner *runner;
@@ -91,21 +77,18 @@ typedef struct serve_state {
 	pthread_t metrics_thread;
 	bool metrics_running;
 	gw_ops *ops;
-	gw_api api; /* the API handlers' context, borrowed pointers to the above */
-	gw_jwt *jwt;
-	gw_password_pool *passwords;
+	gw_api *api;                 /* the API's routes and their context */
+	gw_bus *bus;                 /* the API's command client */
+	gw_consistency *consistency; /* the API's read-your-writes */
 	pthread_t gateway_thread;
 	bool gateway_running;
-	saga *checkout;
-	timers *timers;
-	mail_service *mail;
-	es_store *checkout_store, *mail_store, *payment_store, *timers_store; /* their own NATS connections */
-	na_credentials creds;                 /* the per-role NATS users (ADR 014), when auth */
-	bool auth;                            /* every role connects as its own user */
-	es_store *role_stores[NA_ROLE_COUNT]; /* with auth: the connection of each role */
-	psp_sandbox *psp;
-	payment_service *payment;
-	ks_store *keys; /* the customers' data keys (ADR 027), for the gateway, mail and the start-up admin */
+	na_credentials creds; /* the per-role NATS users (ADR 014), when auth */
+	bool auth;            /* every role connects as its own user */
+	kit_hub *hub;         /* what the side-effect roles of this process share (kit.h) */
+	ks_store *keys;       /* the customers' data keys (ADR 027): the gateway, mail, the start-up admin */
+	/* The orders' token key the mail role asks for (derived once, wiped at stop). */
+	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
+	bool token_key_ready;
 	pthread_t monitor_thread;
 	bool monitor_running;
 	atomic_bool stopping;
@@ -124,86 +107,195 @@ typedef struct serve_state {
 	char public_url[ORN_CONFIG_STR_MAX + 16];
 } serve_state;
 
-static bool list_has(const char *list, const char *item)
+/* ---- the roles chosen ---- */
+
+static serve_role *role_of(serve_state *st, const role_descriptor *d)
 {
-	if (list == NULL || strcmp(list, "all") == 0)
+	for (size_t i = 0; i < st->role_count; i++)
+		if (st->roles[i].d == d)
+			return &st->roles[i];
+	return NULL;
+}
+
+/* Marks name (and what it needs, transitively) chosen in want. */
+static bool want_role(const char *name, size_t len, bool *want)
+{
+	size_t count = 0;
+	const role_descriptor *const *all = cli_roles(&count);
+	for (size_t i = 0; i < count; i++) {
+		if (strlen(all[i]->name) != len || strncmp(all[i]->name, name, len) != 0)
+			continue;
+		if (!want[i]) {
+			want[i] = true;
+			for (size_t n = 0; all[i]->needs != NULL && all[i]->needs[n] != NULL; n++)
+				want_role(all[i]->needs[n], strlen(all[i]->needs[n]), want);
+		}
 		return true;
-	size_t n = strlen(item);
-	for (const char *p = list; *p != '\0';) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		if (len == n && strncmp(p, item, n) == 0)
-			return true;
-		p += len + (comma ? 1 : 0);
 	}
 	return false;
 }
 
-/* Every listed role must be one we know. */
-static bool roles_valid(const char *roles)
+static void print_role_names(FILE *out)
 {
-	if (roles == NULL || strcmp(roles, "all") == 0)
-		return true;
-	for (const char *p = roles; *p != '\0';) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		bool known = false;
-		for (size_t i = 0; i < ORN_ARRAY_LEN(roles_known); i++)
-			known |= strlen(roles_known[i]) == len && strncmp(p, roles_known[i], len) == 0;
-		if (!known) {
-			fprintf(stderr,
-			        "orion: unknown role '%.*s' (roles: stock, product, user, cart, order, "
-			        "checkout, timers, payment, psp, mail, projector, gateway)\n",
-			        (int)len, p);
+	size_t count = 0;
+	const role_descriptor *const *all = cli_roles(&count);
+	for (size_t i = 0; i < count; i++)
+		fprintf(out, "%s%s", i > 0 ? ", " : "", all[i]->name);
+}
+
+/* The roles of --roles (NULL or "all": every one) with what they need, in
+ * the order they start: by stage, then in the shop's order. false (after a
+ * message) for an unknown role. */
+static bool choose_roles(serve_state *st, const char *list)
+{
+	bool want[ROLES_MAX] = {false};
+	size_t count = 0;
+	const role_descriptor *const *all = cli_roles(&count);
+	if (list == NULL || strcmp(list, "all") == 0) {
+		for (size_t i = 0; i < count; i++)
+			want[i] = true;
+	} else {
+		for (const char *p = list; *p != '\0';) {
+			const char *comma = strchr(p, ',');
+			size_t len = comma ? (size_t)(comma - p) : strlen(p);
+			if (!want_role(p, len, want)) {
+				fprintf(stderr, "orion: unknown role '%.*s' (roles: ", (int)len, p);
+				print_role_names(stderr);
+				fprintf(stderr, ")\n");
+				return false;
+			}
+			p += len + (comma ? 1 : 0);
+		}
+	}
+	for (int stage = ROLE_ANSWERS; stage <= ROLE_SENDS; stage++)
+		for (size_t i = 0; i < count; i++)
+			if (want[i] && (int)all[i]->stage == stage)
+				st->roles[st->role_count++].d = all[i];
+	return true;
+}
+
+/* Every chosen role's settings from the environment; false (after a
+ * message) for a bad value. */
+static bool load_settings(serve_state *st)
+{
+	for (size_t i = 0; i < st->role_count; i++) {
+		serve_role *r = &st->roles[i];
+		const char *bad = NULL;
+		if (r->d->settings == NULL)
+			continue;
+		if ((r->settings = calloc(1, r->d->settings_size)) == NULL)
+			return false;
+		if (orn_settings_load(r->d->settings, r->settings, &bad) != ORN_OK) {
+			fprintf(stderr, "orion: invalid value in %s\n", bad);
 			return false;
 		}
-		p += len + (comma ? 1 : 0);
 	}
 	return true;
 }
 
-static orn_rc open_role_store(serve_state *st, na_role role, const char *name, es_store **out);
-
-/* The store of a role's work: with per-role users a connection as the role's
- * user (opened once), else the process's shared connection. */
-static orn_rc role_store(serve_state *st, na_role role, es_store **out)
+/* The connection of a role's work: with per-role users one as the role's
+ * user; a role that sends commands and side effects gets one of its own in
+ * any case, so its messages are read by their own thread rather than queueing
+ * behind every other role's; else the process's shared connection. */
+static orn_rc connect_role(serve_state *st, serve_role *r)
 {
-	char name[64];
-	orn_rc rc = ORN_OK;
-	if (!st->auth) {
-		*out = st->store;
+	char name[NA_ROLE_MAX + 8];
+	na_conn auth;
+	if (r->d->no_nats || r->store != NULL)
+		return ORN_OK;
+	if (!st->auth && r->d->stage != ROLE_SENDS) {
+		r->store = st->store;
 		return ORN_OK;
 	}
-	snprintf(name, sizeof name, "orion-%s", na_role_name(role));
-	if (st->role_stores[role] == NULL &&
-	    (rc = open_role_store(st, role, name, &st->role_stores[role])) != ORN_OK)
+	if (st->auth && na_credentials_find(&st->creds, r->d->name) == NULL) {
+		log_error("the NATS credentials have no user for this role", "role", r->d->name);
+		return ORN_EINVAL;
+	}
+	snprintf(name, sizeof name, "orion-%s", r->d->name);
+	cli_nats_conn(st->cfg, st->auth ? &st->creds : NULL, r->d->name, &auth);
+	es_options o;
+	es_options_init(&o);
+	o.url = es_store_url(st->store);
+	o.name = name;
+	o.replicas = st->cfg->stream_replicas;
+	o.create_streams = false;
+	o.auth = &auth;
+	orn_rc rc = es_store_open(&o, &r->store);
+	if (rc != ORN_OK)
+		log_error("cannot connect a role to NATS", "role", name, "error", orn_strerror(rc));
+	r->own_store = rc == ORN_OK;
+	return rc;
+}
+
+/* The orders' token key (ADR 008): derived from the JWT secret the gateway
+ * signs with, from the environment or the data dir. */
+static const void *token_key(serve_state *st)
+{
+	unsigned char secret[GW_JWT_SECRET_BYTES];
+	if (!st->token_key_ready) {
+		orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret);
+		if (rc == ORN_OK)
+			rc = order_token_key_derive(secret, sizeof secret, st->token_key);
+		sodium_memzero(secret, sizeof secret);
+		if (rc != ORN_OK) {
+			log_error("cannot load the token key", "error", orn_strerror(rc));
+			return NULL;
+		}
+		st->token_key_ready = true;
+	}
+	return st->token_key;
+}
+
+/* What a role asks the process for (role_context.offer): what the process
+ * holds, else what a started role offers. */
+static const void *offer(void *host, const char *what)
+{
+	serve_state *st = host;
+	if (strcmp(what, MAIL_NEEDS_TOKEN_KEY) == 0)
+		return token_key(st);
+	if (strcmp(what, MAIL_NEEDS_PUBLIC_URL) == 0)
+		return st->public_url;
+	if (strcmp(what, MAIL_NEEDS_KEYS) == 0)
+		return st->keys;
+	if (strcmp(what, TIMERS_NEEDS_ORDERS) == 0)
+		return st->models.orders;
+	for (size_t i = 0; i < st->role_count; i++) {
+		const serve_role *r = &st->roles[i];
+		const void *offered =
+		        r->started && r->d->offers != NULL ? r->d->offers(r->handle, what) : NULL;
+		if (offered != NULL)
+			return offered;
+	}
+	return NULL;
+}
+
+static orn_rc start_role(serve_state *st, serve_role *r)
+{
+	orn_rc rc = connect_role(st, r);
+	if (rc != ORN_OK || r->d->start == NULL)
 		return rc;
-	*out = st->role_stores[role];
+	role_context ctx = {.role = r->d,
+	                    .store = r->store,
+	                    .hub = st->hub,
+	                    .data_dir = st->cfg->data_dir,
+	                    .settings = r->settings,
+	                    .offer = offer,
+	                    .host = st};
+	if ((rc = r->d->start(&ctx, &r->handle)) != ORN_OK) {
+		log_error("cannot start role", "role", r->d->name, "error", orn_strerror(rc));
+		return rc;
+	}
+	r->started = true;
 	return ORN_OK;
 }
 
-static orn_rc start_actors(serve_state *st, const char *roles)
+/* The connection of the chosen role d (opened on first use). */
+static orn_rc role_store(serve_state *st, const role_descriptor *d, es_store **out)
 {
-	act_options ao;
-	act_options_init(&ao);
-	ao.shards = st->cfg->shards;
-	ao.confirm_by_read = st->cfg->confirm_by_read;
-	ao.cache_capacity = st->cfg->cache_capacity;
-	ao.snapshot_every = st->cfg->snapshot_every;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {
-		es_store *store = NULL;
-		na_role role = NA_OPS;
-		if (!list_has(roles, kinds[i].role))
-			continue;
-		orn_rc rc = na_role_parse(kinds[i].role, &role) ? role_store(st, role, &store) : ORN_EINVAL;
-		if (rc == ORN_OK)
-			rc = act_runtime_start(store, kinds[i].kind, &ao, &st->runtimes[i]);
-		if (rc != ORN_OK) {
-			log_error("cannot start role", "role", kinds[i].role, "error", orn_strerror(rc));
-			return rc;
-		}
-	}
-	return ORN_OK;
+	serve_role *r = role_of(st, d);
+	orn_rc rc = r != NULL ? connect_role(st, r) : ORN_EINVAL;
+	*out = rc == ORN_OK ? r->store : NULL;
+	return rc;
 }
 
 static orn_rc start_projector(serve_state *st)
@@ -227,144 +319,9 @@ static orn_rc start_projector(serve_state *st)
 	proj_runner_options ro;
 	proj_runner_options_init(&ro);
 	es_store *store = NULL;
-	if ((rc = role_store(st, NA_PROJECTOR, &store)) != ORN_OK)
+	if ((rc = role_store(st, &cli_projector_role, &store)) != ORN_OK)
 		return rc;
 	return proj_runner_start(store, st->env, st->models.defs, PROJ_MODEL_COUNT, &ro, &st->runner);
-}
-
-/* The checkout saga (role "checkout": no state but its durable consumer),
- * the timers (role "timers": deadlines read from the orders read model) and
- * the mail actor (role "mail": sent markers in <data dir>/mail-state),
- * consuming the order events with durable JetStream consumers. */
-/* A NATS connection of its own for a role with heavy traffic, so its
- * messages are read by their own thread rather than queueing behind every
- * other role's on the shared connection. */
-static orn_rc open_role_store(serve_state *st, na_role role, const char *name, es_store **out)
-{
-	na_conn auth;
-	if (st->auth && !st->creds.role[role].present) {
-		log_error("the NATS credentials have no user for this role", "role", na_role_name(role));
-		return ORN_EINVAL;
-	}
-	cli_nats_conn(st->cfg, st->auth ? &st->creds : NULL, role, &auth);
-	es_options o;
-	es_options_init(&o);
-	o.url = es_store_url(st->store);
-	o.name = name;
-	o.replicas = st->cfg->stream_replicas;
-	o.create_streams = false;
-	o.auth = &auth;
-	orn_rc rc = es_store_open(&o, out);
-	if (rc != ORN_OK)
-		log_error("cannot connect a role to NATS", "role", name, "error", orn_strerror(rc));
-	return rc;
-}
-
-static orn_rc start_side_effects(serve_state *st, const char *roles)
-{
-	char state_dir[ORN_CONFIG_STR_MAX + 32], maildir[ORN_CONFIG_STR_MAX + 32];
-	orn_rc rc = ORN_OK;
-	if (list_has(roles, "checkout")) {
-		saga_options so;
-		saga_options_init(&so);
-		so.command_timeout_ms = st->cfg->command_timeout_ms;
-		so.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
-		if ((rc = open_role_store(st, NA_CHECKOUT, "orion-checkout", &st->checkout_store)) != ORN_OK)
-			return rc;
-		if ((rc = saga_start(st->checkout_store, &so, &st->checkout)) != ORN_OK) {
-			log_error("cannot start the checkout saga", "error", orn_strerror(rc));
-			return rc;
-		}
-	}
-	if (list_has(roles, "timers")) {
-		timers_options to;
-		timers_options_init(&to);
-		to.command_timeout_ms = st->cfg->command_timeout_ms;
-		if ((rc = open_role_store(st, NA_TIMERS, "orion-timers", &st->timers_store)) != ORN_OK)
-			return rc;
-		if ((rc = timers_start(st->timers_store, st->models.orders, &to, &st->timers)) != ORN_OK) {
-			log_error("cannot start the timers", "error", orn_strerror(rc));
-			return rc;
-		}
-	}
-	if (list_has(roles, "psp") && st->cfg->psp_url[0] == '\0') {
-		/* The bundled provider sandbox (ADR 009), its charges kept in the data dir. */
-		psp_sandbox_options po;
-		psp_sandbox_options_init(&po);
-		snprintf(state_dir, sizeof state_dir, "%s/psp-sandbox.jsonl", st->cfg->data_dir);
-		po.listen = "127.0.0.1:0";
-		po.api_key = st->cfg->psp_key;
-		po.state_file = state_dir;
-		if ((rc = psp_sandbox_start(&po, &st->psp)) != ORN_OK) {
-			log_error("cannot start the payment provider sandbox", "error", orn_strerror(rc));
-			return rc;
-		}
-	}
-	if (list_has(roles, "payment")) {
-		char psp_url[ORN_CONFIG_STR_MAX];
-		if (st->cfg->psp_url[0] != '\0')
-			snprintf(psp_url, sizeof psp_url, "%s", st->cfg->psp_url);
-		else if (st->psp != NULL)
-			snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u",
-			         (unsigned)psp_sandbox_port(st->psp));
-		else {
-			log_error(
-			        "the payment role needs ORION_PSP_URL, or the psp role in the same process");
-			return ORN_EINVAL;
-		}
-		payment_options pay;
-		payment_options_init(&pay);
-		snprintf(state_dir, sizeof state_dir, "%s/payment-state", st->cfg->data_dir);
-		pay.psp_url = psp_url;
-		pay.psp_key = st->cfg->psp_key;
-		pay.state_dir = state_dir;
-		pay.command_timeout_ms = st->cfg->command_timeout_ms;
-		pay.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
-		/* The gateway waits payment_timeout_ms: answer well before it gives up. */
-		pay.request_budget_ms =
-		        st->cfg->payment_timeout_ms > 6000 ? st->cfg->payment_timeout_ms - 5000 : 1000;
-		if ((rc = open_role_store(st, NA_PAYMENT, "orion-payment", &st->payment_store)) != ORN_OK)
-			return rc;
-		if ((rc = payment_start(st->payment_store, &pay, &st->payment)) != ORN_OK) {
-			log_error("cannot start the payment service", "error", orn_strerror(rc));
-			return rc;
-		}
-		log_info("payment service started", "provider", psp_url);
-	}
-	if (list_has(roles, "mail")) {
-		unsigned char secret[GW_JWT_SECRET_BYTES];
-		mail_options mo;
-		mail_options_init(&mo);
-		/* The confirmation links need the token key (ADR 008): the JWT secret
-		 * the gateway uses, from the environment or the data dir. */
-		if ((rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret)) ==
-		    ORN_OK)
-			rc = order_token_key_derive(secret, sizeof secret, mo.token_key);
-		sodium_memzero(secret, sizeof secret);
-		if (rc != ORN_OK) {
-			log_error("cannot load the token key", "error", orn_strerror(rc));
-			return rc;
-		}
-		snprintf(state_dir, sizeof state_dir, "%s/mail-state", st->cfg->data_dir);
-		snprintf(maildir, sizeof maildir, "%s/mail", st->cfg->data_dir);
-		mo.keys = st->keys;
-		mo.smtp_url = st->cfg->smtp_url;
-		mo.maildir = maildir;
-		mo.from = st->cfg->mail_from;
-		mo.public_url = st->public_url;
-		mo.state_dir = state_dir;
-		mo.max_attempts = st->cfg->mail_max_attempts;
-		mo.sweep_after_ms = st->cfg->sweep_after_ms > 0 ? st->cfg->sweep_after_ms : -1;
-		rc = open_role_store(st, NA_MAIL, "orion-mail", &st->mail_store);
-		if (rc == ORN_OK)
-			rc = mail_start(st->mail_store, &mo, &st->mail);
-		sodium_memzero(mo.token_key, sizeof mo.token_key);
-		if (rc != ORN_OK) {
-			log_error("cannot start the mail actor", "error", orn_strerror(rc));
-			return rc;
-		}
-	}
-	return ORN_OK;
 }
 
 /* GET /readyz: every role of this process can serve (readiness_refresh).
@@ -388,14 +345,13 @@ static void handle_readyz(gw_request *r, void *arg)
  *    was once every role had started, so the start-up admin (written before
  *    that) can log in and the demo catalog is listed; afterwards they trail
  *    by at most READY_LAG_MAX events;
- *  - the checkout saga and the payment service have bound a worker to their
- *    durable consumers (mail binds its workers before mail_start returns,
- *    the actors subscribe before act_runtime_start returns).
+ *  - every role that says when it is ready is (the side-effect roles: a
+ *    worker pulls from each durable consumer; the actors subscribe before
+ *    their start returns).
  * Called by the monitor thread only, which starts once every role has. */
 static void readiness_refresh(serve_state *st)
 {
-	natsConnection *nc = es_store_connection(st->store);
-	bool connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+	bool connected = es_store_connected(st->store);
 	atomic_store(&st->nats_connected, connected);
 	if (st->runner != NULL) {
 		uint64_t head = 0;
@@ -414,9 +370,12 @@ static void readiness_refresh(serve_state *st)
 		atomic_store(&st->projection_lag, 0);
 		atomic_store(&st->caught_up, true);
 	}
-	atomic_store(&st->consumers_bound,
-	             (st->checkout == NULL || saga_consumer_bound(st->checkout)) &&
-	                     (st->payment == NULL || payment_consumer_bound(st->payment)));
+	bool bound = true;
+	for (size_t i = 0; i < st->role_count; i++) {
+		const serve_role *r = &st->roles[i];
+		bound &= !r->started || r->d->ready == NULL || r->d->ready(r->handle);
+	}
+	atomic_store(&st->consumers_bound, bound);
 }
 
 static void *monitor_main(void *arg)
@@ -487,75 +446,55 @@ static orn_rc start_metrics_listener(serve_state *st)
 	return ORN_OK;
 }
 
-/* The API context: command client, read-your-writes, tokens, passwords and
- * login limits over the read models of this process. */
+/* The API on the gateway: command client and read-your-writes over this
+ * process's read models, then the routes (tokens, passwords and login
+ * limits are the api's). */
 static orn_rc start_api(serve_state *st)
 {
 	unsigned char secret[GW_JWT_SECRET_BYTES];
-	unsigned char random_password[24];
-	char password_text[64];
-	gw_api *api = &st->api;
 	struct event_base *base = gw_server_base(st->gateway);
-	orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), st->cfg->data_dir, secret);
+	const cli_config *c = st->cfg;
+	es_store *gateway_store = NULL;
+	orn_rc rc = gw_jwt_secret_load(getenv("ORION_JWT_SECRET"), c->data_dir, secret);
 	if (rc != ORN_OK) {
 		log_error("cannot load the token signing key", "error", orn_strerror(rc));
 		return rc;
 	}
-	st->jwt = gw_jwt_create(secret, "orion", "orion-api", 30, st->cfg->token_ttl_s);
-	api->token_ttl_s = st->cfg->token_ttl_s;
-	/* The orders' confirmation tokens: a key of their own from the same secret. */
-	rc = order_token_key_derive(secret, sizeof secret, api->order_token_key);
+	if ((rc = role_store(st, &cli_gateway_role, &gateway_store)) != ORN_OK ||
+	    (rc = gw_bus_create(es_store_connection(gateway_store), base, &st->bus)) != ORN_OK ||
+	    (rc = gw_consistency_create(base, st->runner, 0, &st->consistency)) != ORN_OK)
+		goto done;
+	/* ADR 006, "Login limits" */
+	gw_api_limits limits = {.address_per_minute = c->auth_address_per_minute,
+	                        .address_burst = c->auth_address_burst,
+	                        .account_address_per_hour = c->auth_account_address_per_hour,
+	                        .account_address_burst = c->auth_account_address_burst,
+	                        .account_per_hour = c->auth_account_per_hour};
+	gw_api_options o;
+	gw_api_options_init(&o);
+	o.server = st->gateway;
+	o.routes = gw_routes_table(&o.route_count);
+	o.models = &st->models;
+	o.bus = st->bus;
+	o.consistency = st->consistency;
+	o.metrics = st->metrics;
+	o.store = st->store;
+	o.keys = st->keys;
+	o.secret = secret;
+	o.password_memory_kib = c->password_memory_kib;
+	o.limits = &limits;
+	o.token_ttl_s = c->token_ttl_s;
+	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
+	o.low_stock_threshold = c->low_stock_threshold;
+	o.payment_timeout_ms = (unsigned)c->payment_timeout_ms;
+	rc = gw_api_create(&o, &st->api);
+done:
 	sodium_memzero(secret, sizeof secret);
-	if (rc != ORN_OK)
-		return rc;
-	gw_password_options po;
-	gw_password_options_init(&po);
-	po.memlimit = (size_t)st->cfg->password_memory_kib * 1024;
-	st->passwords = gw_password_pool_create(base, &po);
-	/* ADR 006, "Login limits": failed logins per client address (and
-	 * registrations), per (account, address), per account; the pairs that
-	 * logged in (a set: one token, hardly ever refilled) */
-	const orn_config *c = st->cfg;
-	api->login_by_address =
-	        gw_ratelimit_create((double)c->auth_address_per_minute / 60.0, c->auth_address_burst, 100000);
-	api->login_by_pair = gw_ratelimit_create((double)c->auth_account_address_per_hour / 3600.0,
-	                                         c->auth_account_address_burst, 100000);
-	api->login_by_account = gw_ratelimit_create((double)c->auth_account_per_hour / 3600.0,
-	                                            c->auth_account_per_hour, 100000);
-	api->login_known = gw_ratelimit_create(1e-9, 1, 100000);
-	if (st->jwt == NULL || st->passwords == NULL || api->login_by_account == NULL ||
-	    api->login_by_address == NULL || api->login_by_pair == NULL || api->login_known == NULL)
-		return ORN_ENOMEM;
-	/* Unknown emails are verified against this hash, so a login takes as long
-	 * whether the account exists or not. */
-	randombytes_buf(random_password, sizeof random_password);
-	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
-	if ((rc = gw_password_hash(&po, password_text, api->dummy_hash)) != ORN_OK)
-		return rc;
-	es_store *gateway_store = NULL;
-	if ((rc = role_store(st, NA_GATEWAY, &gateway_store)) != ORN_OK)
-		return rc;
-	if ((rc = gw_bus_create(es_store_connection(gateway_store), base, &api->bus)) != ORN_OK ||
-	    (rc = gw_consistency_create(base, st->runner, 1, &api->consistency)) != ORN_OK)
-		return rc;
-	api->catalog = st->models.catalog;
-	api->inventory = st->models.inventory;
-	api->users = st->models.users;
-	api->keys = st->keys;
-	api->orders = st->models.orders;
-	api->carts = st->models.carts;
-	api->mail = st->models.mail;
-	api->reservation_ttl_ms = (int64_t)st->cfg->reservation_ttl_s * 1000;
-	api->low_stock_threshold = st->cfg->low_stock_threshold;
-	api->store = st->store;
-	api->payment_timeout_ms = (unsigned)st->cfg->payment_timeout_ms;
-	api->jwt = st->jwt;
-	api->passwords = st->passwords;
-	api->metrics = st->metrics;
-	return ORN_OK;
+	return rc;
 }
 
-/* The server with every route registered; used by serve and by `routes`. */
+/* The server with its operations routes (the API's follow: start_api); used
+ * by serve and by `routes`. */
 static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 {
 	char openapi[ORN_CONFIG_STR_MAX + 64];
@@ -597,10 +536,7 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 		log_error("cannot serve the OpenAPI document", "path", openapi, "error", orn_strerror(rc));
 		return rc;
 	}
-	if ((rc = gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st)) != ORN_OK)
-		return rc;
-	st->api.server = st->gateway;
-	return gw_api_register(&st->api);
+	return gw_server_route(st->gateway, GW_GET, "/readyz", handle_readyz, st);
 }
 
 /* The address the gateway is bound to: ORION_HTTP_ADDR's host with the port
@@ -635,9 +571,9 @@ static orn_rc start_gateway(serve_state *st)
 	return ORN_OK;
 }
 
-/* `orion routes`: every route the gateway serves, "METHOD /pattern" per line
- * (the OpenAPI test compares them with the document). */
-int cli_routes(int argc, char **argv, const orn_config *cfg)
+/* `orion routes`: every route the gateway serves, "METHOD /pattern ACCESS"
+ * per line (the OpenAPI test compares them with the document). */
+int cli_routes(int argc, char **argv, const cli_config *cfg)
 {
 	serve_state st;
 	int status = 1;
@@ -645,7 +581,8 @@ int cli_routes(int argc, char **argv, const orn_config *cfg)
 	st.cfg = cfg;
 	if (argc == 1 && cli_is_help(argv[0])) {
 		printf("usage: orion routes\n\n"
-		       "Lists every route the gateway serves, one \"METHOD /pattern\" per line (the\n"
+		       "Lists every route the gateway serves, one \"METHOD /pattern ACCESS\" per line,\n"
+		       "ACCESS being who may call it: public, account (a bearer token) or admin (the\n"
 		       "contract tests compare them with gateway/openapi.yaml). Binds nothing but a\n"
 		       "loopback port for a moment; needs no NATS.\n"
 		       "  -h, --help  this text\n");
@@ -655,18 +592,28 @@ int cli_routes(int argc, char **argv, const orn_config *cfg)
 		fprintf(stderr, "usage: orion routes\n");
 		return 2;
 	}
-	if (create_gateway(&st, "127.0.0.1:0") == ORN_OK) {
+	/* the API registered without a secret: listed, never served */
+	gw_api_options o;
+	gw_api_options_init(&o);
+	o.routes = gw_routes_table(&o.route_count);
+	if (create_gateway(&st, "127.0.0.1:0") == ORN_OK && (o.server = st.gateway) != NULL &&
+	    gw_api_create(&o, &st.api) == ORN_OK) {
 		const gw_router *router = gw_server_router(st.gateway);
 		for (size_t i = 0; i < gw_router_count(router); i++) {
 			gw_method method;
 			const char *pattern = NULL;
-			if (gw_router_route_at(router, i, &method, &pattern))
-				printf("%s %s\n", gw_method_name(method), pattern);
+			gw_api_access access = GW_ACCESS_PUBLIC; /* the operations routes' */
+			if (!gw_router_route_at(router, i, &method, &pattern))
+				continue;
+			for (size_t k = 0; k < o.route_count; k++)
+				if (o.routes[k].method == method && strcmp(o.routes[k].pattern, pattern) == 0)
+					access = o.routes[k].access;
+			printf("%s %s %s\n", gw_method_name(method), pattern, gw_api_access_name(access));
 		}
 		status = 0;
 	}
+	gw_api_destroy(st.api);
 	gw_server_destroy(st.gateway);
-	gw_api_dispose(&st.api);
 	gw_ops_destroy(st.ops);
 	gw_metrics_destroy(st.metrics);
 	return status;
@@ -704,63 +651,58 @@ static void stop_together(stop_job *jobs, size_t count)
 			pthread_join(jobs[i].thread, NULL);
 }
 
-/* The side-effect roles, each with the connection of its own. */
-static void stop_payment(serve_state *st, size_t index)
+/* A role started by its descriptor, and its own connection. */
+static void stop_role(serve_state *st, size_t index)
 {
-	(void)index;
-	payment_stop(st->payment);
-	psp_sandbox_stop(st->psp); /* after the payment role, its only caller here */
-	es_store_close(st->payment_store);
+	serve_role *r = &st->roles[index];
+	if (r->started && r->d->stop != NULL)
+		r->d->stop(r->handle);
+	r->started = false;
+	if (r->own_store)
+		es_store_close(r->store);
+	r->store = NULL;
+	r->own_store = false;
 }
 
-static void stop_mail(serve_state *st, size_t index)
-{
-	(void)index;
-	mail_stop(st->mail);
-	es_store_close(st->mail_store);
-}
-
-static void stop_timers(serve_state *st, size_t index)
-{
-	(void)index;
-	timers_stop(st->timers);
-	es_store_close(st->timers_store);
-}
-
-static void stop_checkout(serve_state *st, size_t index)
-{
-	(void)index;
-	saga_stop(st->checkout);
-	es_store_close(st->checkout_store);
-}
-
+/* The runner, then the projector's connection. */
 static void stop_projector(serve_state *st, size_t index)
 {
+	serve_role *r = role_of(st, &cli_projector_role);
 	(void)index;
 	proj_runner_stop(st->runner);
+	st->runner = NULL;
+	if (r != NULL)
+		stop_role(st, (size_t)(r - st->roles));
 }
 
-static void stop_actor_kind(serve_state *st, size_t index)
+/* Side by side, the started roles of the stages (a projector job too if
+ * with_projector). */
+static void stop_stages(serve_state *st, role_stage first, role_stage last, bool with_projector)
 {
-	act_runtime_stop(st->runtimes[index]);
+	stop_job jobs[ROLES_MAX + 1];
+	size_t count = 0;
+	if (with_projector)
+		jobs[count++] = (stop_job){stop_projector, 0, st, 0, false};
+	for (size_t i = 0; i < st->role_count; i++)
+		if (st->roles[i].d->stage >= first && st->roles[i].d->stage <= last &&
+		    !(with_projector && st->roles[i].d == &cli_projector_role))
+			jobs[count++] = (stop_job){stop_role, i, st, 0, false};
+	stop_together(jobs, count);
 }
 
 /* In order: the gateway (no new request), then side by side the roles that
- * send commands (checkout, payment, mail, timers), then side by side the
- * projector and the actors that answer commands, then the connections, and
- * the embedded nats-server last, so no role ever waits on a NATS that is
- * gone. */
+ * send commands and side effects, then the services they called (the
+ * provider sandbox), then side by side the projector and the actors that
+ * answer commands, then the connections, and the embedded nats-server last,
+ * so no role ever waits on a NATS that is gone. */
 static void stop_all(serve_state *st)
 {
 	atomic_store(&st->stopping, true);
 	/* NATS gone already (a crash, an OOM kill): every request in flight
 	 * fails now instead of waiting out its timeout. */
-	es_store *const side_effects[] = {st->checkout_store, st->mail_store, st->payment_store,
-	                                  st->timers_store};
-	for (size_t i = 0; i < ORN_ARRAY_LEN(side_effects); i++)
-		es_store_abandon(side_effects[i]);
-	for (size_t i = 0; i < NA_ROLE_COUNT; i++)
-		es_store_abandon(st->role_stores[i]);
+	for (size_t i = 0; i < st->role_count; i++)
+		if (st->roles[i].own_store)
+			es_store_abandon(st->roles[i].store);
 	es_store_abandon(st->store);
 	if (st->gateway_running) {
 		gw_server_stop(st->gateway);
@@ -775,37 +717,26 @@ static void stop_all(serve_state *st)
 	gw_server_destroy(st->metrics_server);
 	/* With the loop stopped: pending commands, waits and hashes are answered
 	 * (their deferred requests dropped with the server next). */
-	gw_bus_destroy(st->api.bus);
-	gw_consistency_destroy(st->api.consistency);
-	gw_password_pool_destroy(st->passwords);
+	gw_bus_destroy(st->bus);
+	gw_consistency_destroy(st->consistency);
+	gw_api_destroy(st->api); /* its password pool answers queued hashes: the server is still there */
 	gw_server_destroy(st->gateway);
-	gw_api_dispose(&st->api);
-	gw_ratelimit_destroy(st->api.login_by_account);
-	gw_ratelimit_destroy(st->api.login_by_address);
-	gw_ratelimit_destroy(st->api.login_by_pair);
-	gw_ratelimit_destroy(st->api.login_known);
-	gw_jwt_destroy(st->jwt);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 
-	stop_job senders[] = {{stop_payment, 0, st, 0, false},
-	                      {stop_mail, 0, st, 0, false},
-	                      {stop_timers, 0, st, 0, false},
-	                      {stop_checkout, 0, st, 0, false}};
-	stop_together(senders, ORN_ARRAY_LEN(senders));
-
-	stop_job answerers[MAX_KINDS + 1] = {{stop_projector, 0, st, 0, false}};
-	for (size_t i = 0; i < MAX_KINDS; i++)
-		answerers[i + 1] = (stop_job){stop_actor_kind, i, st, 0, false};
-	stop_together(answerers, ORN_ARRAY_LEN(answerers));
+	stop_stages(st, ROLE_SENDS, ROLE_SENDS, false);
+	kit_hub_destroy(st->hub); /* every role that shared it stopped */
+	stop_stages(st, ROLE_SERVES, ROLE_SERVES, false);
+	stop_stages(st, ROLE_ANSWERS, ROLE_FRONT, true); /* the front's connection too */
 	proj_models_close(&st->models);
 	proj_env_close(st->env);
 
-	for (size_t i = 0; i < NA_ROLE_COUNT; i++)
-		es_store_close(st->role_stores[i]);
 	ks_close(st->keys);
 	es_store_close(st->store);
 	na_credentials_wipe(&st->creds);
+	sodium_memzero(st->token_key, sizeof st->token_key);
+	for (size_t i = 0; i < st->role_count; i++)
+		free(st->roles[i].settings);
 	if (st->server != NULL) {
 		char path[ORN_CONFIG_STR_MAX + 32];
 		cli_url_file_path(st->cfg, path, sizeof path);
@@ -816,7 +747,7 @@ static void stop_all(serve_state *st)
 
 /* The demo's admin credentials: ORION_ADMIN_EMAIL/ORION_ADMIN_PASSWORD, or an
  * account generated once and kept in <data dir>/admin.credentials (0600). */
-static orn_rc demo_credentials(const orn_config *cfg, char *email, size_t email_cap, char *password,
+static orn_rc demo_credentials(const cli_config *cfg, char *email, size_t email_cap, char *password,
                                size_t password_cap)
 {
 	char path[ORN_CONFIG_STR_MAX + 32];
@@ -852,7 +783,7 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 {
 	char email[128] = "", password[128] = "";
 	const char *env_email = getenv("ORION_ADMIN_EMAIL"), *env_password = getenv("ORION_ADMIN_PASSWORD");
-	natsConnection *nc = es_store_connection(st->store);
+	es_store *store = st->store;
 	orn_rc rc = ORN_OK;
 	bool created = false;
 	if (env_email != NULL && env_password != NULL && env_email[0] != '\0') {
@@ -864,8 +795,9 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if (st->keys == NULL || (rc = cli_create_user(nc, st->keys, email, password, "Administrator",
-		                                              USER_ROLE_ADMIN, &created)) != ORN_OK) {
+		if (st->keys == NULL ||
+		    (rc = cli_create_user(store, st->keys, email, password, "Administrator", USER_ROLE_ADMIN,
+		                          &created)) != ORN_OK) {
 			rc = rc != ORN_OK ? rc : ORN_EUNAVAILABLE;
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
@@ -876,7 +808,7 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 	}
 	if (demo) {
 		unsigned count = 0;
-		if ((rc = cli_seed_demo(nc, &count)) != ORN_OK) {
+		if ((rc = cli_seed_demo(store, &count)) != ORN_OK) {
 			log_error("cannot seed the demo catalog", "error", orn_strerror(rc));
 			goto done;
 		}
@@ -890,16 +822,19 @@ done:
 /* Who the process's own connection is (streams, bootstrap, health): the ops
  * user when the credentials have it (it creates the streams), else the user
  * of one of the roles run here. */
-static na_role main_role(const serve_state *st, const char *roles)
+static const char *main_role(const serve_state *st)
 {
-	static const na_role order[] = {NA_GATEWAY, NA_PROJECTOR, NA_STOCK,   NA_PRODUCT, NA_USER,  NA_CART,
-	                                NA_ORDER,   NA_CHECKOUT,  NA_PAYMENT, NA_MAIL,    NA_TIMERS};
-	if (!st->auth || st->creds.role[NA_OPS].present)
-		return NA_OPS;
+	/* the gateway's user sends the bootstrap's commands to the users and products */
+	static const char *const order[] = {"gateway", "projector", "stock",   "product", "user",  "cart",
+	                                    "order",   "checkout",  "payment", "mail",    "timers"};
+	if (!st->auth || na_credentials_find(&st->creds, CLI_OPS_ROLE) != NULL)
+		return CLI_OPS_ROLE;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(order); i++)
-		if (st->creds.role[order[i]].present && list_has(roles, na_role_name(order[i])))
-			return order[i];
-	return NA_OPS;
+		for (size_t r = 0; r < st->role_count; r++)
+			if (strcmp(st->roles[r].d->name, order[i]) == 0 &&
+			    na_credentials_find(&st->creds, order[i]) != NULL)
+				return order[i];
+	return CLI_OPS_ROLE;
 }
 
 static void announce(const serve_state *st, const char *roles)
@@ -1007,7 +942,7 @@ static void *stop_watch_main(void *arg)
 
 /* Blocks the stop signals in this thread and every thread it creates from
  * now on, and starts the watching thread. Call before any other thread. */
-static orn_rc stop_watch_start(stop_watch *w, const orn_config *cfg)
+static orn_rc stop_watch_start(stop_watch *w, const cli_config *cfg)
 {
 	memset(w, 0, sizeof *w);
 	sigemptyset(&w->signals);
@@ -1054,7 +989,65 @@ static void stop_watch_end(stop_watch *w)
 	pthread_mutex_destroy(&w->lock);
 }
 
-int cli_serve(int argc, char **argv, const orn_config *cfg)
+static void serve_help(void)
+{
+	size_t count = 0;
+	const role_descriptor *const *all = cli_roles(&count);
+	printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
+	       "  --roles: the roles this process runs, comma-separated (default: all); a\n"
+	       "           role brings what it needs (the gateway and the timers, the\n"
+	       "           projector):\n");
+	for (size_t i = 0; i < count; i++)
+		printf("    %-11s %s\n", all[i]->name, all[i]->summary);
+	printf("  --demo: seed the demo catalog and an admin account\n"
+	       "  -h, --help: this text\n\n"
+	       "Stopping: Ctrl-C (SIGINT) or SIGTERM stops every role, then the embedded\n"
+	       "  nats-server, and exits 0. A second signal exits at once (130 after SIGINT,\n"
+	       "  143 after SIGTERM); a stop still running 10 s after the first exits 1.\n"
+	       "  Nothing acknowledged is lost either way (docs/adr/016).\n"
+	       "Ready: GET /readyz answers 200 once every role started, NATS is connected,\n"
+	       "  the read models caught up with the stream as it was at start-up (so the\n"
+	       "  start-up admin can log in) and the durable consumers are bound.\n\n");
+	cli_settings_help(stdout);
+}
+
+/* Starts the chosen roles stage by stage; false once one fails or a stop
+ * was asked for (each step may take a while: NATS, the demo's commands). */
+static bool start_roles(serve_state *st, stop_watch *watch)
+{
+	for (size_t i = 0; i < st->role_count; i++) {
+		serve_role *r = &st->roles[i];
+		orn_rc rc = ORN_OK;
+		if (stop_asked(watch))
+			return false;
+		if (r->d->stage == ROLE_SENDS && st->hub == NULL) {
+			/* one follower per filter for the sweepers of every role here */
+			if ((rc = kit_hub_create(st->store, &st->hub)) != ORN_OK)
+				return false;
+			kit_hub_gather(st->hub);
+		}
+		if (r->d == &cli_projector_role)
+			rc = start_projector(st);
+		else if (r->d == &cli_gateway_role)
+			rc = start_gateway(st);
+		else
+			rc = start_role(st, r);
+		if (rc != ORN_OK)
+			return false;
+	}
+	return st->hub == NULL || kit_hub_start(st->hub) == ORN_OK;
+}
+
+/* Whether the process seals or opens personal data (ADR 027): the gateway,
+ * mail, or an admin account to create at start-up. */
+static bool needs_keys(serve_state *st, bool demo)
+{
+	const char *admin = getenv("ORION_ADMIN_EMAIL");
+	return role_of(st, &cli_gateway_role) != NULL || role_of(st, &mail_role) != NULL || demo ||
+	       (admin != NULL && admin[0] != '\0');
+}
+
+int cli_serve(int argc, char **argv, const cli_config *cfg)
 {
 	const char *roles = NULL;
 	bool demo = false;
@@ -1064,67 +1057,40 @@ int cli_serve(int argc, char **argv, const orn_config *cfg)
 		} else if (strcmp(argv[i], "--demo") == 0) {
 			demo = true;
 		} else if (cli_is_help(argv[i])) {
-			printf("usage: orion serve [--roles ROLE,...] [--demo]\n"
-			       "  roles: stock, product, user, cart, order, payment (actors; payment also\n"
-			       "         charges cards); checkout (the saga); timers (fire order deadlines;\n"
-			       "         brings the projector); psp (the payment provider sandbox, when\n"
-			       "         ORION_PSP_URL is unset); mail; projector; gateway (brings the\n"
-			       "         projector). Default: all.\n"
-			       "  --demo: seed the demo catalog and an admin account\n"
-			       "  -h, --help: this text\n\n"
-			       "Stopping: Ctrl-C (SIGINT) or SIGTERM stops every role, then the embedded\n"
-			       "  nats-server, and exits 0. A second signal exits at once (130 after "
-			       "SIGINT,\n"
-			       "  143 after SIGTERM); a stop still running 10 s after the first exits 1.\n"
-			       "  Nothing acknowledged is lost either way (docs/adr/016).\n"
-			       "Ready: GET /readyz answers 200 once every role started, NATS is connected,\n"
-			       "  the read models caught up with the stream as it was at start-up (so the\n"
-			       "  start-up admin can log in) and the durable consumers are bound.\n\n");
-			orn_config_print_help(stdout);
+			serve_help();
 			return 0;
 		} else {
 			fprintf(stderr, "orion serve: unknown option '%s'\n", argv[i]);
 			return 2;
 		}
 	}
-	if (!roles_valid(roles))
+	serve_state st;
+	memset(&st, 0, sizeof st);
+	st.cfg = cfg;
+	if (!choose_roles(&st, roles) || !load_settings(&st)) {
+		for (size_t i = 0; i < st.role_count; i++)
+			free(st.roles[i].settings);
 		return 2;
+	}
 	stop_watch watch;
 	if (stop_watch_start(&watch, cfg) != ORN_OK)
 		return 1;
 
-	serve_state st;
-	memset(&st, 0, sizeof st);
-	st.cfg = cfg;
 	atomic_store(&st.projection_lag, -1);
 	snprintf(st.http_addr, sizeof st.http_addr, "%s", cfg->http_addr);
 	snprintf(st.public_url, sizeof st.public_url, "%s", cfg->public_url);
 	int status = 1;
 	if (cli_nats_credentials(cfg, cfg->nats_url[0] == '\0', &st.creds, &st.auth) != ORN_OK ||
-	    cli_connect_store_as(cfg, "orion-serve", true, st.auth ? &st.creds : NULL, main_role(&st, roles),
+	    cli_connect_store_as(cfg, "orion-serve", true, st.auth ? &st.creds : NULL, main_role(&st),
 	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	atomic_store(&watch.owns_url_file, st.server != NULL);
 	/* The keystore (ADR 027): whoever seals or opens personal data — the
 	 * gateway, mail, the start-up admin — opens it once; a wrong master key
 	 * stops the start here. */
-	if ((list_has(roles, "gateway") || list_has(roles, "mail") || demo ||
-	     (getenv("ORION_ADMIN_EMAIL") != NULL && getenv("ORION_ADMIN_EMAIL")[0] != '\0')) &&
-	    cli_open_keys(cfg, st.store, true, &st.keys) != ORN_OK)
+	if (needs_keys(&st, demo) && cli_open_keys(cfg, st.store, true, &st.keys) != ORN_OK)
 		goto stopped_or_failed;
-	/* Each step may take a while (NATS, the demo's commands): a stop signal
-	 * in the middle ends start-up after the step in hand. */
-	if (stop_asked(&watch) || start_actors(&st, roles) != ORN_OK)
-		goto stopped_or_failed;
-	/* The gateway answers queries from local read models and the timers read
-	 * deadlines from the orders model: both bring the projector. */
-	if (stop_asked(&watch) ||
-	    ((list_has(roles, "projector") || list_has(roles, "gateway") || list_has(roles, "timers")) &&
-	     start_projector(&st) != ORN_OK))
-		goto stopped_or_failed;
-	if (stop_asked(&watch) || (list_has(roles, "gateway") && start_gateway(&st) != ORN_OK))
-		goto stopped_or_failed;
-	if (stop_asked(&watch) || start_side_effects(&st, roles) != ORN_OK)
+	if (!start_roles(&st, &watch))
 		goto stopped_or_failed;
 	if (stop_asked(&watch) || start_metrics_listener(&st) != ORN_OK)
 		goto stopped_or_failed;

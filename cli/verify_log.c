@@ -296,15 +296,15 @@ static orn_rc fold_order(vl_walk *w, void *state, const env_envelope *e)
 static const char *order_final(const void *state)
 {
 	const order_state *s = state;
-	bool final = s->status == ORDER_CONFIRMED || s->status == ORDER_CANCELLED ||
-	             s->status == ORDER_PAYMENT_FAILED;
-	return final ? order_status_name(s->status) : NULL;
+	return order_status_is_final(s->status) ? order_status_name(s->status) : NULL;
 }
 
 static const char *order_after_final(const char *status, const char *type)
 {
-	bool paid_then_cancelled = strcmp(status, "confirmed") == 0 && strcmp(type, ORDER_EV_CANCELLED) == 0;
-	bool cancelled_then_paid = strcmp(status, "cancelled") == 0 && strcmp(type, ORDER_EV_PAID) == 0;
+	order_status final = ORDER_NONE;
+	(void)order_status_parse(status, &final); /* order_final's name */
+	bool paid_then_cancelled = order_status_is_paid(final) && strcmp(type, ORDER_EV_CANCELLED) == 0;
+	bool cancelled_then_paid = final == ORDER_CANCELLED && strcmp(type, ORDER_EV_PAID) == 0;
 	return paid_then_cancelled || cancelled_then_paid ? "paid_and_cancelled" : "no_transition";
 }
 
@@ -753,7 +753,7 @@ static bool parse_seq(const char *text, uint64_t *out)
 	return true;
 }
 
-int cli_verify_log(int argc, char **argv, const orn_config *cfg)
+int cli_verify_log(int argc, char **argv, const cli_config *cfg)
 {
 	bool strict = false, quiet = false;
 	uint64_t to = 0, last = 0;

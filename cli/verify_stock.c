@@ -139,11 +139,6 @@ static orn_rc fold_stock(verify *v, const char *id, const env_envelope *e)
 	return ORN_OK;
 }
 
-static bool order_final(order_status s)
-{
-	return s == ORDER_CONFIRMED || s == ORDER_CANCELLED || s == ORDER_PAYMENT_FAILED;
-}
-
 static orn_rc fold_order(verify *v, const char *id, const env_envelope *e)
 {
 	vs_order *o = hmap_get(v->orders, id);
@@ -165,7 +160,7 @@ static orn_rc fold_order(verify *v, const char *id, const env_envelope *e)
 	if (rc != ORN_OK)
 		o->unreadable++;
 	o->status = o->state->status;
-	if (order_final(o->status)) {
+	if (order_status_is_final(o->status)) {
 		free(o->state);
 		o->state = NULL;
 	}
@@ -319,8 +314,7 @@ static orn_rc account_orders(verify *v)
 		const vs_order *o = value;
 		if (o->state == NULL || o->status == ORDER_NONE)
 			continue;
-		bool awaiting =
-		        o->status == ORDER_AWAITING_CONFIRMATION || o->status == ORDER_AWAITING_PAYMENT;
+		bool awaiting = order_status_awaits_customer(o->status);
 		for (size_t i = 0; i < o->state->line_count; i++) {
 			const order_line *l = &o->state->lines[i];
 			vs_item *it = item_get(v, l->product_id);
@@ -374,7 +368,7 @@ static orn_rc check_holds(verify *v, vs_item *it)
 		} else if (o->state == NULL) {
 			snprintf(note, sizeof note, "order is %s: its reservation should have been %s",
 			         order_status_name(o->status),
-			         o->status == ORDER_CONFIRMED ? "committed" : "released");
+			         order_status_is_paid(o->status) ? "committed" : "released");
 		} else if (order_line_of(o->state, it->id) == NULL) {
 			snprintf(note, sizeof note, "order is %s and has no line for this item",
 			         order_status_name(o->status));
@@ -605,7 +599,7 @@ static void verify_dispose(verify *v)
 }
 
 /* Opens the model at <data dir>/lmdb; it must exist (never created here). */
-static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory **inv)
+static orn_rc open_model(const cli_config *cfg, proj_env **env, proj_inventory **inv)
 {
 	char path[ORN_CONFIG_STR_MAX + 16];
 	struct stat st;
@@ -628,7 +622,7 @@ static orn_rc open_model(const orn_config *cfg, proj_env **env, proj_inventory *
 	return rc;
 }
 
-int cli_verify_stock(int argc, char **argv, const orn_config *cfg)
+int cli_verify_stock(int argc, char **argv, const cli_config *cfg)
 {
 	bool json = false, with_model = true;
 	for (int i = 0; i < argc; i++) {

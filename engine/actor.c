@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "evstore-internal.h"
 #include "hashmap.h"
 #include "idem.h"
 #include "log.h"
@@ -170,6 +171,14 @@ void act_options_init(act_options *o)
 	o->default_ttl_ms = 30000;
 	o->fault_lost_acks = 0;
 	o->confirm_by_read = false;
+}
+
+void act_options_apply(act_options *o, const act_options *set)
+{
+	o->shards = set->shards;
+	o->cache_capacity = set->cache_capacity;
+	o->snapshot_every = set->snapshot_every;
+	o->confirm_by_read = set->confirm_by_read;
 }
 
 static shard *shard_of(act_runtime *rt, const char *id)
@@ -701,24 +710,7 @@ static void reply_view(shard *sh, entry *e)
 /* Encodes the decision's events as one commit into e->commit. */
 static orn_rc encode_commit(shard *sh, entry *e)
 {
-	act_decision *d = sh->decision;
-	size_t count = act_decision_count(d);
-	mp_writer_reset(e->commit);
-	env_commit_begin(e->commit, (uint32_t)count);
-	for (size_t i = 0; i < count; i++) {
-		env_envelope ev;
-		orn_rc rc = act_decision_event(d, i, &ev);
-		if (rc != ORN_OK)
-			return rc;
-		ev.time_ms = e->cmd.time_ms > 0 ? e->cmd.time_ms : orn_now_ms();
-		memcpy(ev.correlation, e->cmd.correlation, sizeof ev.correlation);
-		memcpy(ev.causation, e->cmd.causation, sizeof ev.causation);
-		memcpy(ev.actor, e->cmd.actor, sizeof ev.actor);
-		memcpy(ev.request, e->cmd.request, sizeof ev.request);
-		if ((rc = env_encode(e->commit, &ev)) != ORN_OK)
-			return rc;
-	}
-	return mp_writer_status(e->commit);
+	return act_decision_commit(sh->decision, &e->cmd, orn_now_ms(), e->commit);
 }
 
 /* Whether another instance appended to e's aggregate since e's state was

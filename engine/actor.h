@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "decision.h"
 #include "evstore.h"
 #include "orn.h"
@@ -52,6 +53,26 @@ typedef struct act_options {
 } act_options;
 
 void act_options_init(act_options *o);
+
+/* The rows of a settings table (config.h) for the options a process sets on
+ * the runtimes of its roles: ORION_SHARDS, ORION_CACHE_CAPACITY,
+ * ORION_SNAPSHOT_EVERY and ORION_CONFIRM, into field (an act_options) of a role's settings
+ * struct type. The role copies them over act_options_init's defaults with
+ * act_options_apply. */
+#define ACT_OPTIONS_SETTINGS(type, field)                                                                    \
+	ORN_SETTING_INT_ROW("ORION_SHARDS", type, field.shards, 4, 1, 256,                                   \
+	                    "actor shards (threads) per aggregate kind"),                                    \
+	        ORN_SETTING_INT_ROW("ORION_CACHE_CAPACITY", type, field.cache_capacity, 100000, 1,           \
+	                            100000000, "live aggregate states kept in memory per kind"),             \
+	        ORN_SETTING_INT_ROW("ORION_SNAPSHOT_EVERY", type, field.snapshot_every, 100, 0, 1000000,     \
+	                            "events between aggregate snapshots (0: never)"),                        \
+	        ORN_SETTING_CHOICE_ROW(                                                                      \
+	                "ORION_CONFIRM", type, field.confirm_by_read, "echo", "echo|read",                   \
+	                "how actors confirm their commits (ADR 015): the log's echo, or a read")
+
+/* Sets o's shards, cache capacity, snapshot interval and way of confirming
+ * to those of set (the field ACT_OPTIONS_SETTINGS filled). */
+void act_options_apply(act_options *o, const act_options *set);
 
 typedef struct act_runtime act_runtime;
 

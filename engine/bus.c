@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evstore.h"
+#include "bus-internal.h"
+#include "evstore-internal.h"
 
 static const char *outcome_names[] = {"accepted", "rejected", "failed"};
 
@@ -146,8 +147,14 @@ orn_rc bus_command_init(env_envelope *cmd, const char *type, int64_t time_ms, co
 	return ORN_OK;
 }
 
-orn_rc bus_send(natsConnection *nc, const char *aggregate, const char *id, const env_envelope *cmd,
+orn_rc bus_send(es_store *store, const char *aggregate, const char *id, const env_envelope *cmd,
                 int64_t timeout_ms, bus_reply *out)
+{
+	return bus_send_on(es_store_connection(store), aggregate, id, cmd, timeout_ms, out);
+}
+
+orn_rc bus_send_on(natsConnection *nc, const char *aggregate, const char *id, const env_envelope *cmd,
+                   int64_t timeout_ms, bus_reply *out)
 {
 	char subject[ES_SUBJECT_MAX];
 	orn_rc rc = bus_command_subject(subject, sizeof subject, aggregate, id);

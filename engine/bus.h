@@ -18,9 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <nats/nats.h>
-
 #include "envelope.h"
+#include "evstore.h"
 #include "mpack.h"
 #include "orn.h"
 
@@ -55,9 +54,11 @@ const char *bus_outcome_name(bus_outcome o);
 /* Writes orion.cmd.<aggregate>.<id> into out. */
 orn_rc bus_command_subject(char *out, size_t cap, const char *aggregate, const char *id);
 
-/* Sends cmd to the aggregate and waits for the reply (out param, dispose it).
- * ORN_ETIMEOUT if no reply in timeout_ms, ORN_EUNAVAILABLE if no service listens. */
-orn_rc bus_send(natsConnection *nc, const char *aggregate, const char *id, const env_envelope *cmd,
+/* Sends cmd to the aggregate on store's connection and waits for the reply
+ * (out param, dispose it). Some possible errors are: ORN_ETIMEOUT (no reply
+ * in timeout_ms), ORN_EUNAVAILABLE (no service listens, or NATS is down),
+ * ORN_EDECODE (an unreadable reply). kit_send_all sends several at once. */
+orn_rc bus_send(es_store *store, const char *aggregate, const char *id, const env_envelope *cmd,
                 int64_t timeout_ms, bus_reply *out);
 
 /* Fills a command envelope: type, time, command id, correlation id (defaults to

@@ -109,3 +109,25 @@ orn_rc act_decision_event(const act_decision *d, size_t i, env_envelope *out)
 	out->payload_len = d->events[i].len;
 	return ORN_OK;
 }
+
+orn_rc act_decision_commit(const act_decision *d, const env_envelope *cmd, int64_t time_ms, mp_writer *w)
+{
+	if (d->rejected || d->count == 0)
+		return ORN_EINVAL;
+	mp_writer_reset(w);
+	env_commit_begin(w, (uint32_t)d->count);
+	for (size_t i = 0; i < d->count; i++) {
+		env_envelope ev;
+		orn_rc rc = act_decision_event(d, i, &ev);
+		if (rc != ORN_OK)
+			return rc;
+		ev.time_ms = cmd->time_ms > 0 ? cmd->time_ms : time_ms;
+		memcpy(ev.correlation, cmd->correlation, sizeof ev.correlation);
+		memcpy(ev.causation, cmd->causation, sizeof ev.causation);
+		memcpy(ev.actor, cmd->actor, sizeof ev.actor);
+		memcpy(ev.request, cmd->request, sizeof ev.request);
+		if ((rc = env_encode(w, &ev)) != ORN_OK)
+			return rc;
+	}
+	return mp_writer_status(w);
+}

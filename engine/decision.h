@@ -37,6 +37,12 @@ const char *act_decision_detail(const act_decision *d);
 size_t act_decision_count(const act_decision *d);
 orn_rc act_decision_event(const act_decision *d, size_t i, env_envelope *out);
 
+/* Encodes the decided events as one commit into w (reset first): each event
+ * carries the command's correlation, causation (the command id), actor and
+ * request, and its time (time_ms when the command has none). ORN_EINVAL for
+ * a rejection or no event, or what the codec returned. */
+orn_rc act_decision_commit(const act_decision *d, const env_envelope *cmd, int64_t time_ms, mp_writer *w);
+
 typedef struct act_kind {
 	const char *aggregate; /* subject token, e.g. "stock" */
 	size_t state_size;     /* bytes of the state struct */
@@ -55,6 +61,9 @@ typedef struct act_kind {
 	orn_rc (*restore)(void *state, const uint8_t *buf, size_t len);
 	/* Optional: the state as one msgpack value, returned by the "Get" command. */
 	orn_rc (*view)(const void *state, mp_writer *w);
+	/* The state owns no memory (dispose only resets it): a byte copy is a
+	 * copy, so folds of it may be cached (kit.h). */
+	bool copyable;
 } act_kind;
 
 #endif

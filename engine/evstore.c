@@ -1,5 +1,6 @@
 /* evstore.c — the event store on NATS JetStream (see evstore.h). */
-#include "evstore.h"
+#include "evstore-internal.h"
+#include "nats_auth-internal.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -9,10 +10,11 @@
 #include "hashmap.h"
 #include "log.h"
 
-#define EVT_PREFIX           "orion.evt"
+#define EVT_PREFIX           ES_EVT_PREFIX
 #define SNAP_PREFIX          "orion.snap"
 #define PREV_HEADER          "Orion-Prev" /* the version a commit was decided on (ADR 015) */
-#define READ_IDLE_TIMEOUT_MS 10000        /* a read that gets nothing this long short of its bound fails */
+#define EXPECT_HEADER        "Nats-Expected-Last-Subject-Sequence"
+#define READ_IDLE_TIMEOUT_MS 10000  /* a read that gets nothing this long short of its bound fails */
 #define DIRECT_READ_MAX      32     /* commits read by direct get before an ordered consumer takes over */
 #define ES_CHAIN_HEADS_MAX   100000 /* subjects whose chain a reader keeps in memory */
 #define SNAP_FORMAT          1      /* snapshots written under the chain's rule */
@@ -335,6 +337,11 @@ jsCtx *es_store_jetstream(es_store *s)
 	return s->js;
 }
 
+int64_t es_store_timeout_ms(const es_store *s)
+{
+	return s->timeout_ms;
+}
+
 /* ---- appending ---- */
 
 bool es_chain_accepts(uint64_t last_valid, bool chained, uint64_t prev)
@@ -389,8 +396,7 @@ static orn_rc commit_message(const es_store *s, const char *aggregate, const cha
 		return ORN_ENOMEM;
 	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
-	natsStatus st = s->unchecked ? NATS_OK
-	                             : natsMsgHeader_Set(msg, "Nats-Expected-Last-Subject-Sequence", number);
+	natsStatus st = s->unchecked ? NATS_OK : natsMsgHeader_Set(msg, EXPECT_HEADER, number);
 	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
 		dedup_id(dedup, subject, msg_id, at->last_seq);
 		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
@@ -1075,6 +1081,45 @@ orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t afte
 	return rc;
 }
 
+orn_rc es_load_from(es_store *s, const char *aggregate, const char *id, const es_position *from,
+                    uint64_t up_to, es_commit_fn fn, void *closure, es_position *at)
+{
+	char subject[ES_SUBJECT_MAX];
+	scan sc;
+	bool complete = false;
+	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
+	if (rc != ORN_OK || (rc = scan_init(&sc, s, false, fn, closure)) != ORN_OK)
+		return rc;
+	sc.single.last_valid = from->version;
+	sc.single_known = true;
+	*at = *from;
+	if (up_to == 0 || up_to > from->last_seq)
+		rc = scan_subject(s, &sc, subject, from->last_seq + 1, up_to != 0 ? up_to : UINT64_MAX,
+		                  &complete);
+	if (rc == ORN_OK) {
+		at->version = sc.single.last_valid;
+		at->last_seq = sc.last > from->last_seq ? sc.last : from->last_seq;
+	}
+	scan_dispose(&sc);
+	return rc;
+}
+
+orn_rc es_stream_last_seq(es_store *s, int64_t timeout_ms, uint64_t *out)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	jsOptions jo;
+	*out = 0;
+	jsOptions_Init(&jo);
+	jo.Wait = timeout_ms > 0 ? timeout_ms : s->timeout_ms;
+	natsStatus st = js_GetStreamInfo(&si, s->js, ES_STREAM, &jo, &jerr);
+	if (st != NATS_OK)
+		return es_status_rc(st, jerr);
+	*out = si->State.LastSeq;
+	jsStreamInfo_Destroy(si);
+	return ORN_OK;
+}
+
 orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint32_t schema, uint64_t version,
                         const void *state, size_t len, bool wait)
 {
@@ -1184,22 +1229,6 @@ orn_rc es_durable_ensure(es_store *s, const es_durable_options *o)
 	if (st == NATS_OK)
 		return ORN_OK;
 	log_error("cannot create a durable consumer", "durable", o->durable, "error", natsStatus_GetText(st));
-	return es_status_rc(st, jerr);
-}
-
-orn_rc es_durable_bind(es_store *s, const es_durable_options *o, natsSubscription **out)
-{
-	jsSubOptions so;
-	jsErrCode jerr = 0;
-	natsStatus st;
-
-	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
-	so.Consumer = o->durable;
-	st = js_PullSubscribe(out, s->js, o->filter, o->durable, NULL, &so, &jerr);
-	if (st == NATS_OK)
-		return ORN_OK;
-	*out = NULL;
 	return es_status_rc(st, jerr);
 }
 
@@ -1453,4 +1482,110 @@ void es_follow_stop(es_follow *f)
 		done(closure);
 	if (closed)
 		follow_free(f);
+}
+
+/* ---- tailing ---- */
+
+struct es_tail {
+	es_store *store;
+	natsSubscription *sub;
+};
+
+struct es_stored {
+	natsMsg *msg;
+	uint64_t seq;
+};
+
+orn_rc es_tail_open(es_store *s, const char *filter, uint64_t from_seq, es_tail **out)
+{
+	jsSubOptions so;
+	jsErrCode jerr = 0;
+	es_tail *t = calloc(1, sizeof *t);
+	*out = NULL;
+	if (t == NULL)
+		return ORN_ENOMEM;
+	t->store = s;
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = from_seq > 0 ? from_seq : 1;
+	natsStatus st = js_SubscribeSync(&t->sub, s->js, filter, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		free(t);
+		return es_status_rc(st, jerr);
+	}
+	natsSubscription_SetPendingLimits(t->sub, -1, -1);
+	*out = t;
+	return ORN_OK;
+}
+
+orn_rc es_tail_next(es_tail *t, int64_t timeout_ms, es_stored **out)
+{
+	int64_t deadline = orn_monotonic_ns() + timeout_ms * 1000000;
+	*out = NULL;
+	for (;;) {
+		int64_t left = (deadline - orn_monotonic_ns()) / 1000000;
+		natsMsg *msg = NULL;
+		natsStatus st = natsSubscription_NextMsg(&msg, t->sub, left > 0 ? left : 0);
+		if (st == NATS_TIMEOUT)
+			return ORN_ETIMEOUT;
+		if (st != NATS_OK)
+			return ORN_EUNAVAILABLE;
+		jsMsgMetaData *meta = NULL;
+		if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
+			natsMsg_Destroy(msg); /* not a stream message */
+			continue;
+		}
+		es_stored *m = malloc(sizeof *m);
+		if (m == NULL) {
+			jsMsgMetaData_Destroy(meta);
+			natsMsg_Destroy(msg);
+			return ORN_ENOMEM;
+		}
+		m->msg = msg;
+		m->seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+		*out = m;
+		return ORN_OK;
+	}
+}
+
+void es_tail_close(es_tail *t)
+{
+	if (t == NULL)
+		return;
+	if (es_store_connected(t->store)) /* else it waits on a consumer deletion nobody answers */
+		natsSubscription_Unsubscribe(t->sub);
+	natsSubscription_Destroy(t->sub);
+	free(t);
+}
+
+uint64_t es_stored_seq(const es_stored *m)
+{
+	return m->seq;
+}
+
+const char *es_stored_subject(const es_stored *m)
+{
+	return natsMsg_GetSubject(m->msg);
+}
+
+const void *es_stored_data(const es_stored *m, size_t *len)
+{
+	*len = (size_t)natsMsg_GetDataLength(m->msg);
+	return natsMsg_GetData(m->msg);
+}
+
+bool es_stored_prev(const es_stored *m, bool *chained, uint64_t *prev)
+{
+	return es_msg_prev(m->msg, chained, prev);
+}
+
+void es_stored_free(es_stored *m)
+{
+	if (m == NULL)
+		return;
+	natsMsg_Destroy(m->msg);
+	free(m);
 }

@@ -8,8 +8,9 @@
  * Stream ORION_SNAP keeps the latest snapshot per aggregate on
  * orion.snap.<aggregate>.<id>.
  *
- * An es_store owns one NATS connection and its JetStream context; it is safe
- * to use from several threads (cnats is). */
+ * An es_store owns one NATS connection; it is safe to use from several
+ * threads. No type of the NATS client appears here: the engine's own files
+ * reach the connection through evstore-internal.h. */
 #ifndef ORION_EVSTORE_H
 #define ORION_EVSTORE_H
 
@@ -17,14 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <nats/nats.h>
-
 #include "envelope.h"
 #include "nats_auth.h"
 #include "orn.h"
 
 #define ES_STREAM      "ORION_EVT"
 #define ES_SNAP_STREAM "ORION_SNAP"
+#define ES_EVT_PREFIX  "orion.evt" /* commits: ES_EVT_PREFIX.<aggregate>.<id> */
 #define ES_SUBJECT_MAX 256
 #define ES_ID_MAX      64 /* characters of an aggregate id */
 
@@ -44,10 +44,12 @@ typedef struct es_options {
 void es_options_init(es_options *o);
 
 /* Connects and creates or verifies the streams. On success *out owns the
- * connection; close with es_store_close. ORN_EUNAVAILABLE if NATS is down,
- * ORN_EINVAL if it refuses the user (or a TLS file cannot be loaded),
- * ORN_ENOTFOUND if a stream is missing and create_streams is false. */
+ * connection; close with es_store_close. Some possible errors are:
+ * ORN_EUNAVAILABLE (NATS is down), ORN_EINVAL (NATS refuses the user, or a
+ * TLS file cannot be loaded), ORN_ENOTFOUND (a stream is missing and
+ * create_streams is false). */
 orn_rc es_store_open(const es_options *o, es_store **out);
+/* Closes the connection and frees s; do not use it again. NULL ok. */
 void es_store_close(es_store *s);
 
 /* True while the store's connection is up. A stop skips every wait on a
@@ -56,7 +58,7 @@ bool es_store_connected(const es_store *s);
 
 /* Closes the store's connection at once if it is not up, so that nothing
  * waits on it any more (requests in flight fail with ORN_EUNAVAILABLE); the
- * store is still closed with es_store_close. For a stop with NATS gone. */
+ * store is still closed with es_store_close. For a stop with NATS gone. NULL ok. */
 void es_store_abandon(es_store *s);
 
 /* Fault tests only: with on, appends carry no ExpectLastSubjectSeq, as on a
@@ -68,28 +70,13 @@ void es_store_fault_unchecked(es_store *s, bool on);
 /* The URL the store connected to (owned by the store). */
 const char *es_store_url(es_store *s);
 
-/* New options (*out, destroy with natsOptions_Destroy) that connect like the
- * store: its URL(s), user, password and TLS, reconnecting forever, with the
- * given connection name (may be NULL). For a second connection of a role. */
-orn_rc es_store_nats_options(es_store *s, const char *name, natsOptions **out);
-
-/* Sets the server(s) of opts from url: one NATS URL or a comma-separated
- * list (a cluster's seed servers; spaces around the commas are ignored).
- * NULL sets the default URL. cnats splits such a list only in
- * natsConnection_ConnectTo, so every natsOptions of Orion goes through this.
- * ORN_EINVAL for an empty entry, ORN_ENOMEM if out of memory. */
-orn_rc es_nats_options_set_url(natsOptions *opts, const char *url);
-
-/* The underlying connection and JetStream context (owned by the store). */
-natsConnection *es_store_connection(es_store *s);
-jsCtx *es_store_jetstream(es_store *s);
-
 /* True if id matches [A-Za-z0-9_-]{1,64}: anything else could address other subjects. */
 bool es_id_valid(const char *id);
 /* True if name matches [a-z][a-z0-9_]{0,31} (aggregate type names). */
 bool es_aggregate_valid(const char *aggregate);
 
-/* Writes "<prefix>.<aggregate>.<id>" into out; ORN_EINVAL for invalid parts. */
+/* Writes "<prefix>.<aggregate>.<id>" into out; ORN_EINVAL for invalid parts,
+ * ORN_ETOOBIG if it does not fit. */
 orn_rc es_subject(char *out, size_t cap, const char *prefix, const char *aggregate, const char *id);
 
 /* Where an aggregate stands in the stream (ADR 015). A commit is decided on
@@ -129,70 +116,13 @@ typedef struct es_append_result {
 orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_position *at,
                  const char *msg_id, const void *commit, size_t len, es_append_result *out);
 
-/* Starts an append without waiting: the commit goes out as a plain NATS
- * message with the same headers as es_append, and JetStream publishes its
- * acknowledgement to reply_to, a subject the caller subscribes to. Read the
- * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
- * The caller owns timeouts: an acknowledgement that never comes means the
- * outcome is unknown. */
-/* The Nats-Msg-Id an append of aggregate id with msg_id decided after
- * reading up to last_seq carries ("" when msg_id is NULL or ""): how an
- * appender knows its own commit in the log's echo. */
-#define ES_MSG_ID_MAX 24
-orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
-                 uint64_t last_seq);
-
-orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
-                         const char *msg_id, const void *commit, size_t len, const char *reply_to);
-
-/* Reads a JetStream publish acknowledgement (out param out): ORN_OK with the
- * sequence (and duplicate flag); ORN_ECONFLICT if the expected version was
- * wrong (jerr 10071); ORN_EUNAVAILABLE if no stream took the message (a
- * no-responders status); ORN_EINTERNAL for another JetStream error;
- * ORN_EDECODE if the reply is unreadable. */
-orn_rc es_parse_ack(natsMsg *ack, es_append_result *out);
-
-/* ---- confirming an acknowledged commit (ADR 015) ----
- * A commit at seq, decided on at->version after reading up to at->last_seq,
- * is valid iff no valid commit of its subject lies between at->last_seq and
- * seq. The confirmation reads the subject's next commits after at->last_seq
- * (direct gets, answered by any replica; the stream leader when a replica
- * has not got that far) until it meets seq (valid) or a valid commit before
- * it (void). */
-typedef struct es_confirm {
-	uint64_t seq;        /* the commit being confirmed */
-	uint64_t last_valid; /* the last valid commit before `from` */
-	uint64_t from;       /* where the next look starts */
-} es_confirm;
-
-typedef enum es_verdict {
-	ES_VALID,      /* the commit is the first valid one after its version */
-	ES_VOID,       /* a valid commit came first: the commit changes nothing */
-	ES_LOOK_AGAIN, /* a void commit came first: look again from c->from */
-	ES_ASK_LEADER  /* the replica that answered has not got to seq: es_confirm_wait */
-} es_verdict;
-
-/* Starts the confirmation of the commit at seq decided on at. */
-void es_confirm_init(es_confirm *c, const es_position *at, uint64_t seq);
-/* Asks for the next commit of the subject from c->from; the answer goes to
- * reply_to (read it with es_confirm_answer). */
-orn_rc es_confirm_publish(es_store *s, const char *aggregate, const char *id, const es_confirm *c,
-                          const char *reply_to);
-/* One step of a confirmation: the subject's next commit from c->from is at
- * seq with the given Orion-Prev (chained false: none). Advances c on a void
- * commit before c->seq (ES_LOOK_AGAIN); ES_ASK_LEADER for a commit no
- * up-to-date reader can meet there. */
-es_verdict es_confirm_step(es_confirm *c, uint64_t seq, bool chained, uint64_t prev);
-/* Reads one answer to es_confirm_publish and advances c. */
-es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
-/* Confirms synchronously from where c stands, asking the stream leader when
- * a replica lags, for up to the store's timeout: ORN_OK valid, ORN_ECONFLICT
- * void, ORN_ETIMEOUT undecided, or an error of the store. */
-orn_rc es_confirm_wait(es_store *s, const char *aggregate, const char *id, es_confirm *c);
-
 /* Sequence of an aggregate's last commit (valid or void), 0 if it has none:
  * what an append's ExpectLastSubjectSeq is checked against. */
 orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *last_seq);
+
+/* The stream's last sequence (0 when empty), asked of the stream leader with
+ * a timeout of its own (timeout_ms <= 0: the store's). */
+orn_rc es_stream_last_seq(es_store *s, int64_t timeout_ms, uint64_t *out);
 
 /* Called once per event of a valid commit while reading; a non-OK return
  * stops the read and is returned by the reader. subject and e are valid only
@@ -238,23 +168,14 @@ orn_rc es_read(es_store *s, const char *filter, uint64_t from_seq, uint64_t up_t
 orn_rc es_load(es_store *s, const char *aggregate, const char *id, uint64_t after_seq, es_event_fn fn,
                void *closure, es_position *at);
 
-/* Decodes a commit delivered by a consumer of the stream (a durable or an
- * ordered one): its sequence, subject, time, Orion-Prev and events (into
- * events[0..cap)); valid is left false (see es_commit_check). The commit
- * points into msg. ORN_EDECODE if the message is not a commit. */
-orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out);
+/* As es_load, from a known position `from` (a valid commit and the last one
+ * read, e.g. a cached fold) up to up_to (0: the head; else reading stops at
+ * the first commit past it): only the commits after from.last_seq are read. */
+orn_rc es_load_from(es_store *s, const char *aggregate, const char *id, const es_position *from,
+                    uint64_t up_to, es_commit_fn fn, void *closure, es_position *at);
 
-/* The Orion-Prev header of a stored message: *chained false when absent.
- * False when present but not a number (no valid commit). */
-bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
-
-/* The stream sequence in a JetStream delivery's reply subject, without
- * cnats' allocating parser: "$JS.ACK.<stream>.<consumer>.<delivered>.<seq>.
- * <consumer seq>.<time>.<pending>" (9 tokens), or with "<domain>.<account
- * hash>" after "$JS.ACK" (11 or 12 tokens). 0 if it is neither. */
-uint64_t es_delivered_seq(const char *reply);
-
-/* Sets c->valid by reading the chain of c's subject before c->seq. */
+/* Sets c->valid by reading the chain of c's subject before c->seq. Some
+ * possible errors are: ORN_EUNAVAILABLE, ORN_ETIMEOUT, ORN_EIO. */
 orn_rc es_commit_check(es_store *s, es_commit *c);
 
 /* Saves the latest snapshot of an aggregate (state bytes as written by the
@@ -270,42 +191,22 @@ orn_rc es_snapshot_save(es_store *s, const char *aggregate, const char *id, uint
 orn_rc es_snapshot_load(es_store *s, const char *aggregate, const char *id, uint32_t schema,
                         uint64_t *version, uint8_t **state, size_t *len);
 
-/* A durable pull consumer on ES_STREAM, shared by the workers of one role
- * (the saga, mail, payment). Every durable delivers all messages from the
- * start, acks explicitly and redelivers forever (MaxDeliver -1). */
-typedef struct es_durable_options {
-	const char *durable; /* consumer name */
-	const char *filter;  /* filter subject, e.g. "orion.evt.order.>" */
-	int64_t ack_wait_ms; /* redelivery after this long without an ack */
-	int max_ack_pending; /* 0: the server's default */
-} es_durable_options;
-
-/* Creates the durable consumer, or updates it when it exists with another
- * configuration. Logs a failure (with the durable's name). */
-orn_rc es_durable_ensure(es_store *s, const es_durable_options *o);
-
-/* Binds a pull subscription to the durable (one per worker thread; destroying
- * it leaves the consumer in place). On failure *out is NULL; nothing is logged,
- * so a caller that retries can decide how loudly to say so. */
-orn_rc es_durable_bind(es_store *s, const es_durable_options *o, natsSubscription **out);
-
 /* The nak delay for delivery number `delivered` (1 = the first) of a message:
  * first_ms doubled once per earlier delivery, capped at max_ms. */
 int64_t es_backoff_ms(uint64_t delivered, int64_t first_ms, int64_t max_ms);
 
-/* Converts a natsStatus (and JetStream error code) to an orn_rc. */
-orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
-
-/* A live read of the stream: an ordered push consumer (no server state to
- * clean up, gaps healed by cnats re-creating it from the last sequence seen)
- * that calls fn for every event of every valid commit (es_chain_accepts; the
- * chain of a subject first met mid-stream is looked up once) whose subject
- * matches filter, in stream order, each commit's events in a row, on cnats' delivery thread
- * for the subscription (one at a time). fn's return value is ignored; a
- * commit that does not decode is logged and skipped. */
+/* ---- following the stream live ----
+ * An ordered push consumer (no server state to clean up, gaps healed by the
+ * client re-creating it from the last sequence seen) that calls fn for every
+ * event of every valid commit (es_chain_accepts; the chain of a subject first
+ * met mid-stream is looked up once) whose
+ * subject matches filter, in stream order, each commit's events in a row, on
+ * the client's delivery thread for the subscription (one at a time). fn's
+ * return value is ignored; a commit that does not decode is logged and
+ * skipped. */
 typedef struct es_follow es_follow;
 
-/* Called once, on a cnats thread, after es_follow_stop when fn will not be
+/* Called once, on a client thread, after es_follow_stop when fn will not be
  * called again: the closure may be freed from here. */
 typedef void es_follow_done_fn(void *closure);
 
@@ -324,9 +225,52 @@ orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_eve
 
 /* Stops following and returns at once; a call of fn may still be running or
  * start until done is called, which may happen here (with NATS gone: no
- * wait on the server) or later on a cnats thread; f is freed once both
+ * wait on the server) or later on a client thread; f is freed once both
  * happened. NULL is accepted. */
 void es_follow_stop(es_follow *f);
+
+/* ---- tailing the stream, one message at a time ----
+ * An ordered consumer read synchronously by one thread (the projector): the
+ * caller takes each stored message in stream order, with its sequence, and
+ * decides what to keep. */
+typedef struct es_tail es_tail;
+/* One stored message handed out by es_tail_next; free with es_stored_free. */
+typedef struct es_stored es_stored;
+
+/* Opens a tail of filter from stream sequence from_seq (>= 1). Some possible
+ * errors are: ORN_EUNAVAILABLE, ORN_ENOMEM, ORN_EINVAL. */
+orn_rc es_tail_open(es_store *s, const char *filter, uint64_t from_seq, es_tail **out);
+
+/* Waits up to timeout_ms for the next message: ORN_OK with *out (the
+ * caller's), ORN_ETIMEOUT when none came, ORN_EUNAVAILABLE when the tail is
+ * broken (reopen it from the last sequence kept). */
+orn_rc es_tail_next(es_tail *t, int64_t timeout_ms, es_stored **out);
+
+/* Closes the tail (no wait on the server when NATS is gone) and frees it. NULL ok. */
+void es_tail_close(es_tail *t);
+
+/* The message's stream sequence, subject, and bytes (a commit: decode it
+ * with env_decode_commit; owned by m). */
+uint64_t es_stored_seq(const es_stored *m);
+const char *es_stored_subject(const es_stored *m);
+const void *es_stored_data(const es_stored *m, size_t *len);
+/* Its Orion-Prev header, as es_commit's chained and prev: false when present
+ * but not a number (no valid commit). */
+bool es_stored_prev(const es_stored *m, bool *chained, uint64_t *prev);
+/* Frees m. NULL ok. */
+void es_stored_free(es_stored *m);
+
+/* ---- the gateway's bus, until it moves to bus_client (issue 15, part 1) ----
+ * gateway/gw_bus.c and the gateway's wiring in cli/serve.c still hold the
+ * NATS connection itself. Every other library is built with
+ * ORION_HIDE_NATS_CLIENT defined, so none of them can see these two. */
+#ifndef ORION_HIDE_NATS_CLIENT
+#include <nats/nats.h>
+/* The store's connection (owned by the store). */
+natsConnection *es_store_connection(es_store *s);
+/* Converts a natsStatus (and JetStream error code) to an orn_rc. */
+orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
+#endif
 
 /* Called by a watch for every commit of its aggregate kind, valid or void,
  * in stream order, with the aggregate's id and the commit's Orion-Prev

@@ -95,6 +95,8 @@ static void prune(idem_ledger *l, int64_t now_ms)
 	size_t dead = 0;
 	while (dead < l->count && !live(&l->entries[dead], now_ms))
 		dead++;
+	if (dead == 0)
+		return; /* also: no entries yet, and memmove takes no NULL */
 	memmove(l->entries, l->entries + dead, (l->count - dead) * sizeof *l->entries);
 	l->count -= dead;
 }

@@ -1,15 +1,14 @@
 /* nats_auth.c — the roles' NATS permissions, credentials files and the
  * server's authorization block (see nats_auth.h, ADR 014).
  *
- * The subjects come from the code of each role: commands are requests on
- * orion.cmd.<aggregate>.<id> answered on the requester's _INBOX; events and
+ * The subjects are the engine's: commands are requests on
+ * orion.cmd.<aggregate>.<id> answered on the requester's _INBOX; commits and
  * snapshots are published on orion.evt.<aggregate>.<id> and
  * orion.snap.<aggregate>.<id> (JetStream acks the publish to an _INBOX);
  * reads go through the JetStream API of the two streams (stream info, message
- * get, direct get, ordered consumers with their flow control), and the
- * consumers of the saga, payment and mail roles are durable pull consumers
- * (create, next, ack) that only their role may use. */
-#include "nats_auth.h"
+ * get, direct get, ordered consumers with their flow control), and durable
+ * consumers are pulled (create, next, ack) by their role only. */
+#include "nats_auth-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,141 +21,140 @@
 
 #include "log.h"
 
-#define FILE_MAX (64 * 1024)
+#define FILE_MAX       (64 * 1024)
+#define SUBJECT_MAX    160
+#define PERMISSION_MAX 256 /* subjects in one list */
 
 /* Every role verifies both streams when it connects (es_store_open). */
-#define STREAM_INFO "$JS.API.STREAM.INFO.ORION_EVT", "$JS.API.STREAM.INFO.ORION_SNAP"
+static const char *const stream_info[] = {"$JS.API.STREAM.INFO.ORION_EVT", "$JS.API.STREAM.INFO.ORION_SNAP",
+                                          NULL};
 /* Reading events: last message of a subject, direct gets, ordered consumers
  * (created without a name, deleted by name on unsubscribe, flow control). */
-#define EVT_READ                                                                                             \
-	"$JS.API.STREAM.MSG.GET.ORION_EVT", "$JS.API.DIRECT.GET.ORION_EVT",                                  \
-	        "$JS.API.DIRECT.GET.ORION_EVT.>", "$JS.API.CONSUMER.CREATE.ORION_EVT",                       \
-	        "$JS.API.CONSUMER.INFO.ORION_EVT.*", "$JS.API.CONSUMER.DELETE.ORION_EVT.*",                  \
-	        "$JS.FC.ORION_EVT.>"
-/* Reading snapshots (the actors). */
-#define SNAP_READ                                                                                            \
-	"$JS.API.STREAM.MSG.GET.ORION_SNAP", "$JS.API.DIRECT.GET.ORION_SNAP",                                \
-	        "$JS.API.DIRECT.GET.ORION_SNAP.>"
-/* A durable pull consumer of a role: create or update, fetch, ack. */
-#define DURABLE(name)                                                                                        \
-	"$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT." name, "$JS.API.CONSUMER.CREATE.ORION_EVT." name,        \
-	        "$JS.API.CONSUMER.CREATE.ORION_EVT." name ".>", "$JS.API.CONSUMER.MSG.NEXT.ORION_EVT." name, \
-	        "$JS.ACK.ORION_EVT." name ".>"
-/* The events and snapshots of an aggregate. */
-#define WRITER(aggregate) "orion.evt." aggregate ".>", "orion.snap." aggregate ".>"
-/* No role deletes another's durable (the ordered consumers' deletes are allowed by name). */
-#define NO_DURABLE_DELETE                                                                                    \
-	"$JS.API.CONSUMER.DELETE.ORION_EVT.orion_checkout",                                                  \
-	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_payment",                                           \
-	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail",                                              \
-	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_alerts",                                       \
-	        "$JS.API.CONSUMER.DELETE.ORION_EVT.orion_mail_resends"
-#define INBOX "_INBOX.>"
-/* The keystore of the customers' data keys (ADR 027): reading keys, and
- * storing a new one (the gateway, at registration). Only ops (and the
- * erasure, as ops) erases one. */
-#define KEYS_READ                                                                                            \
-	"$JS.API.STREAM.INFO.ORION_KEYS", "$JS.API.STREAM.MSG.GET.ORION_KEYS",                               \
-	        "$JS.API.DIRECT.GET.ORION_KEYS", "$JS.API.DIRECT.GET.ORION_KEYS.>"
-#define KEYS_CREATE "orion.keys.data.*"
-
-static const char *const all[] = {">", NULL};
-static const char *const inbox[] = {INBOX, NULL};
-static const char *const no_durable_delete[] = {NO_DURABLE_DELETE, NULL};
-
-/* The gateway's commands: the aggregates its routes act on and the payment
- * service ("pay"); never the payment aggregate's own or the mail log's. */
-static const char *const gateway_pub[] = {"orion.cmd.cart.*",
-                                          "orion.cmd.order.*",
-                                          "orion.cmd.stock.*",
-                                          "orion.cmd.product.*",
-                                          "orion.cmd.sku.*",
-                                          "orion.cmd.user.*",
-                                          "orion.cmd.pay.*",
-                                          "orion.cmd.mail.*",
-                                          STREAM_INFO,
-                                          EVT_READ,
-                                          KEYS_READ,
-                                          KEYS_CREATE,
-                                          NULL};
-static const char *const gateway_pub_deny[] = {"orion.evt.>", "orion.snap.>", NO_DURABLE_DELETE, NULL};
-static const char *const projector_pub[] = {STREAM_INFO, EVT_READ, NULL};
-static const char *const cart_pub[] = {WRITER("cart"), STREAM_INFO, EVT_READ, SNAP_READ, NULL};
-static const char *const cart_sub[] = {"orion.cmd.cart.*", INBOX, NULL};
-static const char *const order_pub[] = {WRITER("order"), STREAM_INFO, EVT_READ, SNAP_READ, NULL};
-static const char *const order_sub[] = {"orion.cmd.order.*", INBOX, NULL};
-static const char *const stock_pub[] = {WRITER("stock"), STREAM_INFO, EVT_READ, SNAP_READ, NULL};
-static const char *const stock_sub[] = {"orion.cmd.stock.*", INBOX, NULL};
-static const char *const product_pub[] = {WRITER("product"), WRITER("sku"), STREAM_INFO,
-                                          EVT_READ,          SNAP_READ,     NULL};
-static const char *const product_sub[] = {"orion.cmd.product.*", "orion.cmd.sku.*", INBOX, NULL};
-static const char *const user_pub[] = {WRITER("user"), STREAM_INFO, EVT_READ, SNAP_READ, NULL};
-static const char *const user_sub[] = {"orion.cmd.user.*", INBOX, NULL};
-static const char *const checkout_pub[] = {"orion.cmd.stock.*",
-                                           "orion.cmd.order.*",
-                                           "orion.cmd.cart.*",
-                                           STREAM_INFO,
-                                           EVT_READ,
-                                           DURABLE("orion_checkout"),
-                                           NULL};
-static const char *const payment_pub[] = {WRITER("payment"),
-                                          "orion.cmd.payment.*",
-                                          "orion.cmd.order.*",
-                                          STREAM_INFO,
-                                          EVT_READ,
-                                          SNAP_READ,
-                                          DURABLE("orion_payment"),
-                                          NULL};
-static const char *const payment_sub[] = {"orion.cmd.payment.*", "orion.cmd.pay.*", INBOX, NULL};
-static const char *const mail_pub[] = {WRITER("mail"),
-                                       STREAM_INFO,
-                                       EVT_READ,
-                                       KEYS_READ,
-                                       DURABLE("orion_mail"),
-                                       DURABLE("orion_mail_alerts"),
-                                       DURABLE("orion_mail_resends"),
+static const char *const evt_read[] = {"$JS.API.STREAM.MSG.GET.ORION_EVT",
+                                       "$JS.API.DIRECT.GET.ORION_EVT",
+                                       "$JS.API.DIRECT.GET.ORION_EVT.>",
+                                       "$JS.API.CONSUMER.CREATE.ORION_EVT",
+                                       "$JS.API.CONSUMER.INFO.ORION_EVT.*",
+                                       "$JS.API.CONSUMER.DELETE.ORION_EVT.*",
+                                       "$JS.FC.ORION_EVT.>",
                                        NULL};
-static const char *const mail_pub_deny[] = {"orion.cmd.>", NO_DURABLE_DELETE, NULL};
-/* RequestResend on the delivery logs (the mail role serves the mail aggregate) */
-static const char *const mail_sub[] = {"orion.cmd.mail.*", INBOX, NULL};
-static const char *const timers_pub[] = {"orion.cmd.order.*", STREAM_INFO, NULL};
+/* Reading snapshots (the actors). */
+static const char *const snap_read[] = {"$JS.API.STREAM.MSG.GET.ORION_SNAP", "$JS.API.DIRECT.GET.ORION_SNAP",
+                                        "$JS.API.DIRECT.GET.ORION_SNAP.>", NULL};
+/* Reading another stream by subject (the keystore). */
+static const char *const stream_read[] = {"$JS.API.STREAM.INFO.%s", "$JS.API.STREAM.MSG.GET.%s",
+                                          "$JS.API.DIRECT.GET.%s", "$JS.API.DIRECT.GET.%s.>", NULL};
+/* A durable pull consumer of a role: create or update, pull, ack. */
+static const char *const durable_subjects[] = {"$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.%s",
+                                               "$JS.API.CONSUMER.CREATE.ORION_EVT.%s",
+                                               "$JS.API.CONSUMER.CREATE.ORION_EVT.%s.>",
+                                               "$JS.API.CONSUMER.MSG.NEXT.ORION_EVT.%s",
+                                               "$JS.ACK.ORION_EVT.%s.>",
+                                               NULL};
+#define INBOX "_INBOX.>"
 
-static const struct {
-	const char *name;
-	na_permissions perms;
-} roles[NA_ROLE_COUNT] = {
-        [NA_OPS] = {"ops", {all, NULL, all, NULL, false}},
-        [NA_GATEWAY] = {"gateway", {gateway_pub, gateway_pub_deny, inbox, NULL, false}},
-        [NA_PROJECTOR] = {"projector", {projector_pub, no_durable_delete, inbox, NULL, false}},
-        [NA_CART] = {"cart", {cart_pub, no_durable_delete, cart_sub, NULL, true}},
-        [NA_ORDER] = {"order", {order_pub, no_durable_delete, order_sub, NULL, true}},
-        [NA_STOCK] = {"stock", {stock_pub, no_durable_delete, stock_sub, NULL, true}},
-        [NA_PRODUCT] = {"product", {product_pub, no_durable_delete, product_sub, NULL, true}},
-        [NA_USER] = {"user", {user_pub, no_durable_delete, user_sub, NULL, true}},
-        [NA_CHECKOUT] = {"checkout", {checkout_pub, no_durable_delete, inbox, NULL, false}},
-        [NA_PAYMENT] = {"payment", {payment_pub, no_durable_delete, payment_sub, NULL, true}},
-        [NA_MAIL] = {"mail", {mail_pub, mail_pub_deny, mail_sub, NULL, true}},
-        [NA_TIMERS] = {"timers", {timers_pub, no_durable_delete, inbox, NULL, false}},
-};
+/* ---- permissions ---- */
 
-const char *na_role_name(na_role r)
+/* A list being built; on allocation failure it stays failed. */
+typedef struct subjects {
+	const char **items;
+	size_t count;
+	bool failed;
+} subjects;
+
+/* Adds pattern with its "%s" (if any) replaced by arg. */
+static void add(subjects *l, const char *pattern, const char *arg)
 {
-	return (unsigned)r < NA_ROLE_COUNT ? roles[r].name : NULL;
+	char subject[SUBJECT_MAX];
+	const char *hole = strstr(pattern, "%s");
+	if (l->failed)
+		return;
+	if (l->items == NULL && (l->items = calloc(PERMISSION_MAX + 1, sizeof *l->items)) == NULL) {
+		l->failed = true;
+		return;
+	}
+	if (hole != NULL)
+		snprintf(subject, sizeof subject, "%.*s%s%s", (int)(hole - pattern), pattern, arg, hole + 2);
+	else
+		snprintf(subject, sizeof subject, "%s", pattern);
+	if (l->count >= PERMISSION_MAX || (l->items[l->count] = strdup(subject)) == NULL) {
+		l->failed = true;
+		return;
+	}
+	l->count++;
 }
 
-bool na_role_parse(const char *name, na_role *out)
+static void add_all(subjects *l, const char *const *list)
 {
-	for (unsigned i = 0; name != NULL && i < NA_ROLE_COUNT; i++)
-		if (strcmp(roles[i].name, name) == 0) {
-			*out = (na_role)i;
-			return true;
+	for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+		add(l, list[i], "");
+}
+
+/* Each subject of fmts with name, for each name of names. */
+static void add_each(subjects *l, const char *const *fmts, const char *const *names)
+{
+	for (size_t n = 0; names != NULL && names[n] != NULL; n++)
+		for (size_t f = 0; fmts[f] != NULL; f++)
+			add(l, fmts[f], names[n]);
+}
+
+static void list_free(const char **items)
+{
+	for (size_t i = 0; items != NULL && items[i] != NULL; i++)
+		free((char *)items[i]);
+	free(items);
+}
+
+void na_permissions_dispose(na_permissions *p)
+{
+	list_free(p->pub_allow);
+	list_free(p->pub_deny);
+	list_free(p->sub_allow);
+	memset(p, 0, sizeof *p);
+}
+
+orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count, na_permissions *out)
+{
+	static const char *const writer[] = {"orion.evt.%s.>", "orion.snap.%s.>", NULL};
+	static const char *const command[] = {"orion.cmd.%s.*", NULL};
+	static const char *const no_delete[] = {"$JS.API.CONSUMER.DELETE.ORION_EVT.%s", NULL};
+	const na_grants *g = role->grants;
+	subjects pub = {0}, deny = {0}, sub = {0};
+	memset(out, 0, sizeof *out);
+	if (g->all) {
+		add(&pub, ">", "");
+		add(&sub, ">", "");
+	} else {
+		add_each(&pub, writer, g->appends);
+		add_each(&pub, command, g->sends);
+		add_all(&pub, stream_info);
+		if (g->reads)
+			add_all(&pub, evt_read);
+		if (g->reads_snapshots)
+			add_all(&pub, snap_read);
+		add_each(&pub, durable_subjects, g->durables);
+		add_each(&pub, stream_read, g->reads_streams);
+		add_all(&pub, g->publishes);
+		if (g->never_appends) {
+			add(&deny, "orion.evt.>", "");
+			add(&deny, "orion.snap.>", "");
 		}
-	return false;
-}
-
-const na_permissions *na_role_permissions(na_role r)
-{
-	return (unsigned)r < NA_ROLE_COUNT ? &roles[r].perms : NULL;
+		if (g->never_sends)
+			add(&deny, "orion.cmd.>", "");
+		for (size_t i = 0; i < count; i++) /* no role deletes a durable, its own included */
+			add_each(&deny, no_delete, roles[i].grants->durables);
+		add_each(&sub, command, g->serves);
+		add(&sub, INBOX, "");
+		out->allow_responses = g->serves != NULL && g->serves[0] != NULL;
+	}
+	out->pub_allow = pub.items;
+	out->pub_deny = deny.items;
+	out->sub_allow = sub.items;
+	if (pub.failed || deny.failed || sub.failed) {
+		na_permissions_dispose(out);
+		return ORN_ENOMEM;
+	}
+	return ORN_OK;
 }
 
 /* Printable ASCII without spaces: what a credentials line can hold. */
@@ -187,7 +185,23 @@ static bool next_token(const char **p, const char *end, const char **tok, size_t
 	return *len > 0;
 }
 
-orn_rc na_credentials_parse(const char *text, size_t len, na_credentials *out)
+const na_credential *na_credentials_find(const na_credentials *c, const char *role)
+{
+	for (size_t i = 0; c != NULL && role != NULL && i < c->count; i++)
+		if (strcmp(c->items[i].role, role) == 0)
+			return &c->items[i];
+	return NULL;
+}
+
+static bool listed(const char *const *names, const char *name)
+{
+	for (size_t i = 0; names != NULL && names[i] != NULL; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+orn_rc na_credentials_parse(const char *text, size_t len, const char *const *roles, na_credentials *out)
 {
 	const char *end = text + len;
 	na_credentials_wipe(out);
@@ -202,23 +216,23 @@ orn_rc na_credentials_parse(const char *text, size_t len, na_credentials *out)
 		line = nl != NULL ? nl + 1 : end;
 		if (n == 0 || tok[0][0] == '#')
 			continue;
-		char name[32];
-		na_role role;
+		char name[NA_ROLE_MAX];
 		if (n != 3 || tok_len[0] >= sizeof name)
 			goto bad;
 		memcpy(name, tok[0], tok_len[0]);
 		name[tok_len[0]] = '\0';
-		if (!na_role_parse(name, &role) || out->role[role].present)
+		if ((roles != NULL && !listed(roles, name)) || na_credentials_find(out, name) != NULL ||
+		    out->count >= NA_ROLES_MAX)
 			goto bad;
 		if (!token_valid(tok[1], tok_len[1], NA_USER_MAX) ||
 		    !token_valid(tok[2], tok_len[2], NA_PASSWORD_MAX)) {
 			na_credentials_wipe(out);
 			return ORN_EINVAL;
 		}
-		na_credential *c = &out->role[role];
+		na_credential *c = &out->items[out->count++];
+		memcpy(c->role, name, tok_len[0] + 1);
 		memcpy(c->user, tok[1], tok_len[1]);
 		memcpy(c->password, tok[2], tok_len[2]);
-		c->present = true;
 	}
 	return ORN_OK;
 bad:
@@ -226,7 +240,7 @@ bad:
 	return ORN_EDECODE;
 }
 
-orn_rc na_credentials_load(const char *path, na_credentials *out)
+orn_rc na_credentials_load(const char *path, const char *const *roles, na_credentials *out)
 {
 	char *text = NULL;
 	orn_rc rc = ORN_OK;
@@ -254,7 +268,7 @@ orn_rc na_credentials_load(const char *path, na_credentials *out)
 			break;
 		got += (size_t)n;
 	}
-	rc = na_credentials_parse(text, got, out);
+	rc = na_credentials_parse(text, got, roles, out);
 	if (rc != ORN_OK)
 		log_error("malformed NATS credentials file (lines: ROLE USER PASSWORD)", "path", path);
 done:
@@ -298,35 +312,34 @@ static orn_rc write_private(const char *path, const char *text, bool exclusive)
 	return rc;
 }
 
-orn_rc na_credentials_ensure(const char *path, na_credentials *out)
+orn_rc na_credentials_ensure(const char *path, const char *const *roles, na_credentials *out)
 {
-	orn_rc rc = na_credentials_load(path, out);
+	orn_rc rc = na_credentials_load(path, roles, out);
 	if (rc != ORN_ENOTFOUND)
 		return rc;
-	size_t cap = 128 + NA_ROLE_COUNT * (32 + NA_USER_MAX + NA_PASSWORD_MAX);
+	size_t cap = 128 + NA_ROLES_MAX * (NA_ROLE_MAX + NA_USER_MAX + NA_PASSWORD_MAX);
 	char *text = calloc(1, cap);
 	if (text == NULL)
 		return ORN_ENOMEM;
 	size_t len =
 	        (size_t)snprintf(text, cap, "# Orion NATS credentials: ROLE USER PASSWORD (keep private)\n");
 	na_credentials_wipe(out);
-	for (unsigned i = 0; i < NA_ROLE_COUNT; i++) {
+	for (size_t i = 0; roles[i] != NULL && out->count < NA_ROLES_MAX; i++) {
 		unsigned char random[24];
-		na_credential *c = &out->role[i];
+		na_credential *c = &out->items[out->count++];
 		randombytes_buf(random, sizeof random);
-		snprintf(c->user, sizeof c->user, "orion-%s", roles[i].name);
+		snprintf(c->role, sizeof c->role, "%s", roles[i]);
+		snprintf(c->user, sizeof c->user, "orion-%s", roles[i]);
 		sodium_bin2base64(c->password, sizeof c->password, random, sizeof random,
 		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 		sodium_memzero(random, sizeof random);
-		c->present = true;
-		len += (size_t)snprintf(text + len, cap - len, "%s %s %s\n", roles[i].name, c->user,
-		                        c->password);
+		len += (size_t)snprintf(text + len, cap - len, "%s %s %s\n", c->role, c->user, c->password);
 	}
 	rc = write_private(path, text, true);
 	sodium_memzero(text, cap);
 	free(text);
 	if (rc == ORN_ECONFLICT) /* created meanwhile by another process */
-		return na_credentials_load(path, out);
+		return na_credentials_load(path, roles, out);
 	if (rc != ORN_OK) {
 		na_credentials_wipe(out);
 		log_error("cannot write the NATS credentials file", "path", path);
@@ -386,7 +399,7 @@ static void put_quoted(text_buf *b, const char *s)
 	put(b, "\"", 1);
 }
 
-static void put_list(text_buf *b, const char *key, const char *const *list)
+static void put_list(text_buf *b, const char *key, const char **list)
 {
 	if (list == NULL || list[0] == NULL)
 		return;
@@ -401,17 +414,21 @@ static void put_list(text_buf *b, const char *key, const char *const *list)
 	puts_(b, "]\n");
 }
 
-char *na_render_authorization(const na_credentials *c)
+char *na_render_authorization(const na_credentials *c, const na_role *roles, size_t count)
 {
 	text_buf b = {0};
 	unsigned users = 0;
-	puts_(&b, "# Orion: one NATS user per role (ADR 014), generated from the role table.\n"
+	puts_(&b, "# Orion: one NATS user per role (ADR 014), generated from the roles' grants.\n"
 	          "authorization {\n  users: [\n");
-	for (unsigned i = 0; i < NA_ROLE_COUNT; i++) {
-		const na_credential *u = &c->role[i];
-		const na_permissions *p = &roles[i].perms;
-		if (!u->present)
+	for (size_t i = 0; i < count; i++) {
+		const na_credential *u = na_credentials_find(c, roles[i].name);
+		na_permissions p;
+		if (u == NULL)
 			continue;
+		if (na_permissions_of(&roles[i], roles, count, &p) != ORN_OK) {
+			b.failed = true;
+			break;
+		}
 		users++;
 		puts_(&b, "    # role ");
 		puts_(&b, roles[i].name);
@@ -420,15 +437,15 @@ char *na_render_authorization(const na_credentials *c)
 		puts_(&b, ", password: ");
 		put_quoted(&b, u->password);
 		puts_(&b, ", permissions: {\n      publish: {\n");
-		put_list(&b, "allow", p->pub_allow);
-		put_list(&b, "deny", p->pub_deny);
+		put_list(&b, "allow", p.pub_allow);
+		put_list(&b, "deny", p.pub_deny);
 		puts_(&b, "      }\n      subscribe: {\n");
-		put_list(&b, "allow", p->sub_allow);
-		put_list(&b, "deny", p->sub_deny);
+		put_list(&b, "allow", p.sub_allow);
 		puts_(&b, "      }\n");
-		if (p->allow_responses)
+		if (p.allow_responses)
 			puts_(&b, "      allow_responses: true\n");
 		puts_(&b, "    }}\n");
+		na_permissions_dispose(&p);
 	}
 	puts_(&b, "  ]\n}\n");
 	if (b.failed || users == 0) {
@@ -441,9 +458,9 @@ char *na_render_authorization(const na_credentials *c)
 	return b.data;
 }
 
-orn_rc na_write_server_config(const na_credentials *c, const char *path)
+orn_rc na_write_server_config(const na_credentials *c, const na_role *roles, size_t count, const char *path)
 {
-	char *text = na_render_authorization(c);
+	char *text = na_render_authorization(c, roles, count);
 	if (text == NULL)
 		return ORN_ENOMEM;
 	size_t len = strlen(text);

@@ -1,98 +1,106 @@
-/* nats_auth.h — per-role NATS credentials and the permissions of each role.
+/* nats_auth.h — NATS users and permissions for the roles of a process
+ * (ADR 014).
  *
- * Every role of `orion serve` connects to NATS as a user of its own whose
- * permissions allow only the subjects the role publishes and subscribes to
- * (ADR 014). The table of permissions lives here, in one place; the server
- * side is rendered from it (na_render_authorization: the `authorization`
- * block of a nats-server configuration), the client side reads the same
- * credentials file: one line per role, "<role> <user> <password>", '#'
- * starting a comment. The "ops" role (the CLI tools, stream creation) has
- * every right. Passwords are never logged. */
+ * Every role connects to NATS as a user of its own whose permissions allow
+ * only what the role does. A role says what it does in the engine's terms
+ * (na_grants: which aggregates it appends to, which commands it answers and
+ * sends, which durable consumers it pulls from, whether it reads the
+ * streams); na_render_authorization turns the roles the process brings into
+ * the nats-server `authorization` block, so the server never disagrees with
+ * the code. The credentials file holds one line per role, "<role> <user>
+ * <password>", '#' starting a comment. Passwords are never logged. The engine
+ * names no role: the process brings them. */
 #ifndef ORION_NATS_AUTH_H
 #define ORION_NATS_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <nats/nats.h>
-
 #include "orn.h"
 
+#define NA_ROLE_MAX     32 /* bytes of a role's name, NUL included */
 #define NA_USER_MAX     64
 #define NA_PASSWORD_MAX 128
+#define NA_ROLES_MAX    32 /* roles of one credentials file */
 /* The credentials file of the embedded server, under <data dir>/nats. */
 #define NA_CREDENTIALS_FILE "credentials"
 
-typedef enum na_role {
-	NA_OPS,
-	NA_GATEWAY,
-	NA_PROJECTOR,
-	NA_CART,
-	NA_ORDER,
-	NA_STOCK,
-	NA_PRODUCT,
-	NA_USER,
-	NA_CHECKOUT,
-	NA_PAYMENT,
-	NA_MAIL,
-	NA_TIMERS,
-	NA_ROLE_COUNT
+/* What one role does on NATS. Lists are NULL-terminated (NULL: empty). */
+typedef struct na_grants {
+	bool all; /* every right: the user of the tools, the only one that creates the streams */
+	const char *const *appends;  /* aggregates whose commits and snapshots it writes */
+	const char *const *serves;   /* command subjects orion.cmd.<x>.* it answers (with their replies) */
+	const char *const *sends;    /* command subjects orion.cmd.<x>.* it sends to */
+	const char *const *durables; /* its durable consumers: create, pull, ack */
+	bool reads;                  /* reads the event stream (gets, direct gets, ordered consumers) */
+	bool reads_snapshots;        /* reads the snapshot stream */
+	bool never_appends;          /* denied every event and snapshot subject */
+	bool never_sends;            /* denied every command subject */
+	/* Other streams it reads by subject (stream info, message get, direct
+	 * get), e.g. the keystore's ORION_KEYS (ADR 027). */
+	const char *const *reads_streams;
+	const char *const *publishes; /* other subjects it publishes to, e.g. a new key's */
+} na_grants;
+
+/* A user of a process: a role's name and what it does. */
+typedef struct na_role {
+	const char *name;
+	const na_grants *grants;
 } na_role;
 
-/* What one role may do; each list is NULL-terminated (NULL: empty). With
- * allow_responses the role may also publish one reply to the reply subject
- * of each request it received (the command replies), and nothing else there. */
+/* What one user may do, as rendered for the server; each list NULL-terminated. */
 typedef struct na_permissions {
-	const char *const *pub_allow;
-	const char *const *pub_deny;
-	const char *const *sub_allow;
-	const char *const *sub_deny;
+	const char **pub_allow, **pub_deny, **sub_allow;
 	bool allow_responses;
 } na_permissions;
 
-/* The stable name of a role ("ops", "gateway", ...); NULL if out of range. */
-const char *na_role_name(na_role r);
-/* The role named name; false if none is. */
-bool na_role_parse(const char *name, na_role *out);
-/* The permissions of a role (static data); NULL if out of range. */
-const na_permissions *na_role_permissions(na_role r);
+/* The permissions of role among roles (every role's durables are denied
+ * deletion to all but an `all` role). On success *out is the caller's: free
+ * with na_permissions_dispose. ORN_ENOMEM. */
+orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count, na_permissions *out);
+void na_permissions_dispose(na_permissions *p);
 
 typedef struct na_credential {
-	bool present;
+	char role[NA_ROLE_MAX];
 	char user[NA_USER_MAX];
 	char password[NA_PASSWORD_MAX];
 } na_credential;
 
-/* The users of a credentials file, by role (absent roles: present false). */
+/* The users of a credentials file. */
 typedef struct na_credentials {
-	na_credential role[NA_ROLE_COUNT];
+	size_t count;
+	na_credential items[NA_ROLES_MAX];
 } na_credentials;
 
-/* Parses a credentials file's text (out param out, wiped first). ORN_EDECODE
- * for a malformed line or an unknown role, ORN_EINVAL for a user or password
- * with characters other than printable ASCII, or too long. */
-orn_rc na_credentials_parse(const char *text, size_t len, na_credentials *out);
+/* The credential of role, NULL if the file has none. */
+const na_credential *na_credentials_find(const na_credentials *c, const char *role);
+
+/* Parses a credentials file's text (out param out, wiped first); roles names
+ * the roles a line may name (NULL-terminated; NULL: any name). ORN_EDECODE for a malformed
+ * line, an unknown or repeated role; ORN_EINVAL for a user or password with
+ * characters other than printable ASCII, or too long. */
+orn_rc na_credentials_parse(const char *text, size_t len, const char *const *roles, na_credentials *out);
 
 /* Reads and parses the file at path. ORN_ENOTFOUND if it does not exist,
  * ORN_EIO if it cannot be read. Warns (without the content) when the file is
  * readable by group or others. */
-orn_rc na_credentials_load(const char *path, na_credentials *out);
+orn_rc na_credentials_load(const char *path, const char *const *roles, na_credentials *out);
 
 /* Loads the file at path or, if it does not exist, creates it (mode 0600)
- * with a user "orion-<role>" and a random password for every role. */
-orn_rc na_credentials_ensure(const char *path, na_credentials *out);
+ * with a user "orion-<role>" and a random password for every role of roles. */
+orn_rc na_credentials_ensure(const char *path, const char *const *roles, na_credentials *out);
 
 /* Overwrites every password in c. */
 void na_credentials_wipe(na_credentials *c);
 
-/* The nats-server `authorization { users = [...] }` block for the present
- * roles of c, with their permissions, quoted (malloc'd, NUL-terminated; the
- * caller frees and wipes it: it holds the passwords). NULL if out of memory
- * or if c holds no role. */
-char *na_render_authorization(const na_credentials *c);
+/* The nats-server `authorization { users = [...] }` block for the roles of
+ * roles that c has a user for (malloc'd, NUL-terminated; the caller frees and
+ * wipes it: it holds the passwords). NULL if out of memory or if c holds none
+ * of them. */
+char *na_render_authorization(const na_credentials *c, const na_role *roles, size_t count);
 
 /* Writes the authorization block to path (mode 0600, replaced atomically). */
-orn_rc na_write_server_config(const na_credentials *c, const char *path);
+orn_rc na_write_server_config(const na_credentials *c, const na_role *roles, size_t count, const char *path);
 
 /* How one connection authenticates: user and password (both NULL: none)
  * and TLS files (each may be NULL). Borrowed strings. */
@@ -103,10 +111,5 @@ typedef struct na_conn {
 	const char *tls_cert; /* client certificate chain (with tls_key): mutual TLS */
 	const char *tls_key;
 } na_conn;
-
-/* Applies c (may be NULL: nothing) to opts: user info, and TLS (secure, CA,
- * client certificate) when any TLS file is set. ORN_EINVAL if a TLS file
- * cannot be loaded (its path is logged, never the password). */
-orn_rc na_conn_apply(const na_conn *c, natsOptions *opts);
 
 #endif

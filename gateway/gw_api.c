@@ -1,6 +1,9 @@
-/* gw_api.c — what the API handlers share: registration, bearer-token checks,
- * sending commands, and turning failed commands into answers. */
-#include "gw_api.h"
+/* gw_api.c — the API's context and toolkit: creating it from options,
+ * registering a route table behind one access check, and what the route
+ * files share (sending commands, keyed requests, the caller's own order, the
+ * cart's quote, query parameters, answers to failed commands). It knows no
+ * route file: the table is data (gw_routes.c). */
+#include "gw_api-internal.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -11,26 +14,16 @@
 #include <time.h>
 
 #include "gw_problem.h"
-#include "proj_cursor.h"
 #include "log.h"
+#include "proj_cursor.h"
 
-orn_rc gw_api_register(gw_api *api)
-{
-	orn_rc rc = gw_api_register_public(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_admin(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_cart(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_orders(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_payment(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_mail(api);
-	if (rc == ORN_OK)
-		rc = gw_api_register_inventory_feed(api);
-	return rc;
-}
+#define LIMITER_KEYS_MAX 100000 /* keys each login limiter tracks */
+
+/* One row of the table as registered: the route's argument. */
+typedef struct gw_api_binding {
+	gw_api *api;
+	const gw_api_route *route;
+} gw_api_binding;
 
 /* The token after "Bearer " (case-insensitive scheme), or NULL. */
 static const char *bearer_token(gw_request *r)
@@ -44,26 +37,38 @@ static const char *bearer_token(gw_request *r)
 	return *h != '\0' ? h : NULL;
 }
 
-bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *claims)
+/* Checks the bearer token of r and its account (ADR 021): the signature and
+ * claims (gw_jwt_verify), then, in the users read model, that the account
+ * exists, that the token's version is the account's and that the token was
+ * not ended (logout). The role in the caller's claims is the effective one:
+ * admin only while both the token and the account say admin, so a demoted
+ * admin loses admin at once. True with *caller filled; otherwise answers —
+ * 401 (missing, malformed, expired, badly signed, ended or outdated token, or
+ * no such account; with WWW-Authenticate: Bearer), 403 (admin_only and the
+ * effective role is not admin) or 503 (the read model cannot be read) — and
+ * returns false. */
+static bool authorize(gw_request *r, gw_api *api, bool admin_only, gw_caller *caller)
 {
 	const char *token = bearer_token(r);
-	proj_user user = {0};
+	gw_claims *claims = &caller->claims;
+	proj_user *user = &caller->account;
 	bool revoked = false, ok = false;
 	orn_rc rc = ORN_EINVAL;
 	if (token != NULL && gw_jwt_verify(api->jwt, token, (int64_t)time(NULL), claims) == ORN_OK)
 		rc = api->users != NULL
-		             ? proj_users_check_token(api->users, claims->sub, claims->jti, &user, &revoked)
+		             ? proj_users_check_token(api->users, claims->sub, claims->jti, user, &revoked)
 		             : ORN_EUNAVAILABLE;
+	sodium_memzero(user->password_hash, sizeof user->password_hash);
 	if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
 		log_error("users model unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "the account cannot be checked now; try again");
-	} else if (rc != ORN_OK || revoked || user.token_version != claims->ver) {
+	} else if (rc != ORN_OK || revoked || user->token_version != claims->ver) {
 		/* one answer for every failure: nothing tells an attacker which check failed */
 		gw_response_header(r, "WWW-Authenticate", "Bearer");
 		gw_respond_error(r, 401, "a valid bearer token is required");
 	} else {
 		/* admin only while the account is admin too: a demotion takes effect at once */
-		claims->role = claims->role == GW_ROLE_ADMIN && user.role == USER_ROLE_ADMIN
+		claims->role = claims->role == GW_ROLE_ADMIN && user->role == USER_ROLE_ADMIN
 		                       ? GW_ROLE_ADMIN
 		                       : GW_ROLE_CUSTOMER;
 		ok = !admin_only || claims->role == GW_ROLE_ADMIN;
@@ -71,24 +76,54 @@ bool gw_api_authorize(gw_request *r, gw_api *api, bool admin_only, gw_claims *cl
 		if (!ok)
 			gw_respond_error(r, 403, "this needs the admin role");
 	}
-	sodium_memzero(user.password_hash, sizeof user.password_hash);
 	return ok;
 }
 
-orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
-                     size_t cap)
+/* Every route's handler behind its row's access check. */
+static void dispatch(gw_request *r, void *arg)
 {
-	char kid[PD_KID_MAX], clear[PD_PLAIN_MAX + 1];
-	orn_rc rc = ORN_EUNAVAILABLE;
-	if (api->keys == NULL)
-		return rc;
-	bool sealed = pd_token_kid(token, kid) == ORN_OK;
-	if ((rc = ks_open_token(api->keys, token, "email", NULL, clear, sizeof clear)) == ORN_OK)
-		rc = sealed ? ks_seal(api->keys, kid, field, event_id, clear, out, cap)
-		     : (size_t)snprintf(out, cap, "%s", clear) < cap ? ORN_OK
-		                                                     : ORN_ETOOBIG;
-	sodium_memzero(clear, sizeof clear);
-	return rc;
+	const gw_api_binding *b = arg;
+	gw_api *api = b->api;
+	gw_caller caller;
+	if (api->jwt == NULL) { /* created only to list the routes */
+		gw_respond_error(r, 503, "the API is not served here");
+		return;
+	}
+	if (b->route->access == GW_ACCESS_PUBLIC) {
+		b->route->handler(r, api, NULL);
+		return;
+	}
+	memset(&caller, 0, sizeof caller);
+	if (authorize(r, api, b->route->access == GW_ACCESS_ADMIN, &caller))
+		b->route->handler(r, api, &caller);
+	sodium_memzero(&caller, sizeof caller);
+}
+
+const char *gw_api_access_name(gw_api_access access)
+{
+	switch (access) {
+	case GW_ACCESS_PUBLIC:
+		return "public";
+	case GW_ACCESS_ACCOUNT:
+		return "account";
+	case GW_ACCESS_ADMIN:
+		return "admin";
+	}
+	return "?";
+}
+
+void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
+                                const char *message)
+{
+	json_t *problem = gw_problem_new(status, detail);
+	if (problem != NULL && gw_problem_add_error(problem, field, message) != 0) {
+		json_decref(problem);
+		problem = NULL;
+	}
+	if (problem == NULL)
+		gw_respond_error(r, 500, NULL);
+	else
+		gw_respond_problem(r, problem);
 }
 
 bool gw_api_idempotency_key(gw_request *r, const char **key)
@@ -102,9 +137,8 @@ bool gw_api_idempotency_key(gw_request *r, const char **key)
 		ok = (unsigned char)(*key)[i] >= 0x20 && (unsigned char)(*key)[i] <= 0x7E;
 	if (ok)
 		return true;
-	json_t *problem = gw_problem_new(400, "the Idempotency-Key header is invalid");
-	gw_problem_add_error(problem, GW_API_IDEMPOTENCY_HEADER, "must be 1..128 printable ASCII characters");
-	gw_respond_problem(r, problem);
+	gw_api_respond_field_error(r, 400, "the Idempotency-Key header is invalid", GW_API_IDEMPOTENCY_HEADER,
+	                           "must be 1..128 printable ASCII characters");
 	return false;
 }
 
@@ -113,9 +147,8 @@ const char *gw_api_path_id(gw_request *r, const char *name)
 	const char *id = gw_request_param(r, name);
 	if (id != NULL && gw_valid_id(id))
 		return id;
-	json_t *problem = gw_problem_new(400, "the id in the path is invalid");
-	gw_problem_add_error(problem, name, "must be 1..64 characters of [A-Za-z0-9_-]");
-	gw_respond_problem(r, problem);
+	gw_api_respond_field_error(r, 400, "the id in the path is invalid", name,
+	                           "must be 1..64 characters of [A-Za-z0-9_-]");
 	return NULL;
 }
 
@@ -134,6 +167,22 @@ bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope)
 	return false;
 }
 
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap)
+{
+	char kid[PD_KID_MAX], clear[PD_PLAIN_MAX + 1];
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (api->keys == NULL)
+		return rc;
+	bool sealed = pd_token_kid(token, kid) == ORN_OK;
+	if ((rc = ks_open_token(api->keys, token, "email", NULL, clear, sizeof clear)) == ORN_OK)
+		rc = sealed ? ks_seal(api->keys, kid, field, event_id, clear, out, cap)
+		     : (size_t)snprintf(out, cap, "%s", clear) < cap ? ORN_OK
+		                                                     : ORN_ETOOBIG;
+	sodium_memzero(clear, sizeof clear);
+	return rc;
+}
+
 void gw_api_new_id(char *out, size_t cap)
 {
 	unsigned char random[16];
@@ -145,30 +194,6 @@ void gw_api_new_id(char *out, size_t cap)
 	}
 	out[0] = 'c';
 	sodium_bin2hex(out + 1, cap - 1, random, sizeof random);
-}
-
-void gw_api_format_time(int64_t ms, char out[GW_API_TIME_MAX])
-{
-	struct tm tm;
-	int64_t frac = ms % 1000;
-	if (frac < 0) /* before the epoch: the second below, and a positive fraction */
-		frac += 1000;
-	time_t seconds = (time_t)((ms - frac) / 1000);
-	if (gmtime_r(&seconds, &tm) == NULL) {
-		snprintf(out, GW_API_TIME_MAX, "1970-01-01T00:00:00.000Z");
-		return;
-	}
-	size_t n = strftime(out, GW_API_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, GW_API_TIME_MAX - n, ".%03dZ", (int)frac);
-}
-
-json_t *gw_api_time_json(int64_t ms, bool zero_is_null)
-{
-	char text[GW_API_TIME_MAX];
-	if (zero_is_null && ms <= 0)
-		return json_null();
-	gw_api_format_time(ms, text);
-	return json_string(text);
 }
 
 bool gw_api_query_int(gw_request *r, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
@@ -323,7 +348,7 @@ static void hash_hex(char *out, size_t cap, const char *domain, const char *cons
 }
 
 void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, const char *caller,
-                       const char *key)
+                       const char *key, const json_t *body)
 {
 	const char *id_parts[] = {purpose, caller, key};
 	const char *request_parts[] = {gw_method_name(gw_request_method(r)), gw_request_path(r)};
@@ -331,9 +356,12 @@ void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, co
 	const unsigned char *raw = gw_request_body(r, &len);
 	/* A JSON body counts by its meaning (sorted keys, compact), so a client
 	 * that re-serialises the same request is not refused. */
-	json_t *body = len > 0 ? json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+	json_t *parsed = body == NULL && len > 0
+	                         ? json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL)
+	                         : NULL;
+	const json_t *meaning = len > 0 ? (body != NULL ? body : parsed) : NULL;
 	char *canonical =
-	        body != NULL ? json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	        meaning != NULL ? json_dumps(meaning, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	char hex[33];
 	hash_hex(hex, sizeof hex, "orion.idem.command", id_parts, 3, NULL, 0);
 	snprintf(out->command_id, sizeof out->command_id, "k%s", hex);
@@ -343,7 +371,7 @@ void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, co
 	else
 		hash_hex(out->request, sizeof out->request, "orion.idem.request", request_parts, 2, raw, len);
 	free(canonical);
-	json_decref(body);
+	json_decref(parsed);
 }
 
 int gw_api_rejection_status(const char *code)
@@ -396,21 +424,209 @@ mp_writer *gw_api_text_buffer(gw_api *api)
 	return api->text_buffer;
 }
 
-void gw_api_dispose(gw_api *api)
+void gw_api_respond_written(gw_request *r, int status, const mp_writer *w)
 {
-	free(api->page_buffer);
-	api->page_buffer = NULL;
-	sodium_memzero(api->order_token_key, sizeof api->order_token_key);
-	mp_writer_destroy(api->text_buffer);
-	api->text_buffer = NULL;
-	gw_api_payments_free(api);
+	if (mp_writer_status(w) != ORN_OK)
+		gw_respond_error(r, 500, NULL);
+	else
+		gw_respond(r, status, "application/json", mp_writer_data(w), mp_writer_size(w));
 }
 
-orn_rc gw_api_register_routes(gw_api *api, const gw_api_route *routes, size_t count)
+void gw_api_complete_written(gw_async *a, int status, const mp_writer *w)
+{
+	if (mp_writer_status(w) != ORN_OK)
+		gw_async_complete_problem(a, gw_problem_new(500, NULL));
+	else
+		gw_async_complete_body(a, status, "application/json", mp_writer_data(w), mp_writer_size(w));
+}
+
+gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded)
+{
+	if (encoded == ORN_OK)
+		return gw_request_defer(r, GW_API_DEFER_MS);
+	gw_respond_error(r, 500, NULL);
+	return NULL;
+}
+
+void gw_api_wait_for(gw_api *api, uint64_t seq, gw_consistency_fn *fn, void *closure)
+{
+	if (api->consistency == NULL ||
+	    gw_consistency_wait(api->consistency, seq, GW_API_READ_YOUR_WRITES_MS, fn, closure) != ORN_OK)
+		fn(closure, ORN_OK);
+}
+
+orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out)
+{
+	*out = malloc(sizeof **out);
+	if (*out == NULL)
+		return ORN_ENOMEM;
+	orn_rc rc = proj_orders_get(api->orders, id, *out);
+	if (rc == ORN_OK && strcmp((*out)->state.customer_id, customer) != 0)
+		rc = ORN_ENOTFOUND;
+	if (rc == ORN_EINVAL)
+		rc = ORN_ENOTFOUND;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+		rc = ORN_EUNAVAILABLE;
+	if (rc != ORN_OK) {
+		free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static void on_dropped_line_removed(void *closure, orn_rc rc, bus_reply *reply)
+{
+	(void)closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED)
+		log_warn("a deleted product's cart line was not removed", "error",
+		         rc != ORN_OK ? orn_strerror(rc) : reply->code);
+}
+
+/* Sends RemoveItem{product_id} to the customer's cart, without waiting. */
+static void remove_dropped_line(gw_api *api, const char *customer, const char *product_id)
+{
+	char command_id[40];
+	cart_command c = {.kind = CART_REMOVE_ITEM};
+	mp_writer *w = gw_api_text_buffer(api);
+	snprintf(c.line.product_id, sizeof c.line.product_id, "%s", product_id);
+	gw_api_new_id(command_id, sizeof command_id);
+	if (w == NULL || cart_command_encode(w, &c) != ORN_OK ||
+	    gw_api_send(api, CART_AGGREGATE, customer, CART_CMD_REMOVE_ITEM, w, command_id, customer,
+	                on_dropped_line_removed, NULL) != ORN_OK)
+		log_warn("cannot send the removal of a deleted product's cart line", "product", product_id);
+}
+
+orn_rc gw_api_quote(gw_api *api, const char *customer, proj_quote *out)
+{
+	if (api->carts == NULL || api->catalog == NULL) {
+		memset(out, 0, sizeof *out);
+		return ORN_EUNAVAILABLE;
+	}
+	orn_rc rc = proj_quote_cart(api->carts, api->catalog, customer, out);
+	if (rc != ORN_OK)
+		return rc == ORN_EINVAL || rc == ORN_ENOMEM ? rc : ORN_EUNAVAILABLE;
+	for (size_t i = 0; i < out->dropped_count; i++)
+		remove_dropped_line(api, customer, out->dropped[i]);
+	return ORN_OK;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+void gw_api_options_init(gw_api_options *o)
+{
+	memset(o, 0, sizeof *o);
+}
+
+/* The login limiters of ADR 006 (the pairs that logged in: a set, one token
+ * hardly ever refilled). */
+static orn_rc create_limiters(gw_api *api, const gw_api_limits *l)
+{
+	api->login_by_address =
+	        gw_ratelimit_create(l->address_per_minute / 60.0, l->address_burst, LIMITER_KEYS_MAX);
+	api->login_by_pair = gw_ratelimit_create(l->account_address_per_hour / 3600.0,
+	                                         l->account_address_burst, LIMITER_KEYS_MAX);
+	api->login_by_account =
+	        gw_ratelimit_create(l->account_per_hour / 3600.0, l->account_per_hour, LIMITER_KEYS_MAX);
+	api->login_known = gw_ratelimit_create(1e-9, 1, LIMITER_KEYS_MAX);
+	return api->login_by_address != NULL && api->login_by_pair != NULL && api->login_by_account != NULL &&
+	                       api->login_known != NULL
+	               ? ORN_OK
+	               : ORN_ENOMEM;
+}
+
+/* Tokens, confirmation links and passwords from the secret: the signer, the
+ * links' key, the password pool and the dummy hash verified for unknown
+ * emails, so a login takes as long whether the account exists or not. */
+static orn_rc create_accounts(gw_api *api, const gw_api_options *o)
+{
+	unsigned char random_password[24];
+	char password_text[64];
+	gw_password_options po;
+	orn_rc rc = order_token_key_derive(o->secret, GW_JWT_SECRET_BYTES, api->order_token_key);
+	if (rc != ORN_OK)
+		return rc;
+	if ((api->jwt = gw_jwt_create(o->secret, "orion", "orion-api", 30, api->token_ttl_s)) == NULL)
+		return ORN_ENOMEM;
+	gw_password_options_init(&po);
+	if (o->password_memory_kib > 0)
+		po.memlimit = o->password_memory_kib * 1024;
+	if ((api->passwords = gw_password_pool_create(gw_server_base(api->server), &po)) == NULL)
+		return ORN_ENOMEM;
+	randombytes_buf(random_password, sizeof random_password);
+	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
+	rc = gw_password_hash(&po, password_text, api->dummy_hash);
+	sodium_memzero(password_text, sizeof password_text);
+	return rc;
+}
+
+/* Registers every row of the table behind dispatch. */
+static orn_rc register_routes(gw_api *api, const gw_api_route *routes, size_t count)
 {
 	orn_rc rc = ORN_OK;
-	for (size_t i = 0; rc == ORN_OK && i < count; i++)
-		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, routes[i].handler,
-		                     api);
+	if (count > 0 && (api->bindings = calloc(count, sizeof *api->bindings)) == NULL)
+		return ORN_ENOMEM;
+	for (size_t i = 0; rc == ORN_OK && i < count; i++) {
+		api->bindings[i] = (gw_api_binding){.api = api, .route = &routes[i]};
+		api->binding_count = i + 1;
+		rc = gw_server_route(api->server, routes[i].method, routes[i].pattern, dispatch,
+		                     &api->bindings[i]);
+	}
 	return rc;
+}
+
+orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
+{
+	gw_api *api = NULL;
+	orn_rc rc = ORN_EINVAL;
+	*out = NULL;
+	if (o->server == NULL)
+		return rc;
+	if ((api = calloc(1, sizeof *api)) == NULL)
+		return ORN_ENOMEM;
+	*api = (gw_api){.server = o->server,
+	                .bus = o->bus,
+	                .consistency = o->consistency,
+	                .metrics = o->metrics,
+	                .store = o->store,
+	                .keys = o->keys,
+	                .reservation_ttl_ms = o->reservation_ttl_ms,
+	                .low_stock_threshold = o->low_stock_threshold,
+	                .payment_timeout_ms = o->payment_timeout_ms,
+	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S};
+	if (o->models != NULL) {
+		api->catalog = o->models->catalog;
+		api->inventory = o->models->inventory;
+		api->users = o->models->users;
+		api->orders = o->models->orders;
+		api->carts = o->models->carts;
+		api->mail = o->models->mail;
+	}
+	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
+	    (o->secret != NULL && (rc = create_accounts(api, o)) != ORN_OK) ||
+	    (rc = register_routes(api, o->routes, o->route_count)) != ORN_OK)
+		goto fail;
+	*out = api;
+	return ORN_OK;
+fail:
+	gw_api_destroy(api);
+	return rc;
+}
+
+void gw_api_destroy(gw_api *api)
+{
+	if (api == NULL)
+		return;
+	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
+	if (api->payments != NULL)
+		api->payments_free(api->payments);
+	gw_ratelimit_destroy(api->login_by_account);
+	gw_ratelimit_destroy(api->login_by_address);
+	gw_ratelimit_destroy(api->login_by_pair);
+	gw_ratelimit_destroy(api->login_known);
+	gw_jwt_destroy(api->jwt);
+	free(api->page_buffer);
+	mp_writer_destroy(api->text_buffer);
+	free(api->bindings);
+	sodium_memzero(api, sizeof *api); /* the links' key and the dummy hash */
+	free(api);
 }

@@ -31,15 +31,17 @@
  * item (after UpdateProduct when product fields come too). A threshold that
  * is not an integer 0..1e9 is answered 422 before anything else of the body
  * is looked at. */
-#include "gw_api.h"
-#include "currency.h"
+#include "gw_api_admin.h"
 
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "currency.h"
+#include "gw_api-internal.h"
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "log.h"
 #include "product.h"
 #include "sku.h"
@@ -167,13 +169,10 @@ static bool rejected_with(orn_rc rc, const bus_reply *reply, const char *code)
 	return rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, code) == 0;
 }
 
-/* Calls fn(op, rc) once the read models hold op->seq (at once without a
- * consistency helper). */
+/* Calls fn(op, rc) once the read models hold op->seq. */
 static void op_wait(admin_op *op, gw_consistency_fn *fn)
 {
-	if (op->api->consistency == NULL ||
-	    gw_consistency_wait(op->api->consistency, op->seq, GW_API_READ_YOUR_WRITES_MS, fn, op) != ORN_OK)
-		fn(op, ORN_OK);
+	gw_api_wait_for(op->api, op->seq, fn, op);
 }
 
 /* "<prefix>-<32 hex>" from fresh randomness. */
@@ -211,9 +210,8 @@ static bool idempotency_key(gw_request *r, const char **key)
 	*key = gw_request_header(r, IDEMPOTENCY_HEADER);
 	if (*key == NULL || gw_valid_id(*key))
 		return true;
-	json_t *problem = gw_problem_new(400, "the Idempotency-Key header is invalid");
-	gw_problem_add_error(problem, IDEMPOTENCY_HEADER, "must be 1..64 characters of [A-Za-z0-9_-]");
-	gw_respond_problem(r, problem);
+	gw_api_respond_field_error(r, 400, "the Idempotency-Key header is invalid", IDEMPOTENCY_HEADER,
+	                           "must be 1..64 characters of [A-Za-z0-9_-]");
 	return false;
 }
 
@@ -230,11 +228,9 @@ static bool threshold_refused(gw_request *r)
 	json_t *value = json_is_object(body) ? json_object_get(body, THRESHOLD_FIELD) : NULL;
 	bool refused = value != NULL && (!json_is_integer(value) || json_integer_value(value) < 0 ||
 	                                 json_integer_value(value) > STOCK_QUANTITY_MAX);
-	if (refused) {
-		json_t *problem = gw_problem_new(422, "the low-stock threshold is invalid");
-		gw_problem_add_error(problem, THRESHOLD_FIELD, "must be an integer 0..1000000000");
-		gw_respond_problem(r, problem);
-	}
+	if (refused)
+		gw_api_respond_field_error(r, 422, "the low-stock threshold is invalid", THRESHOLD_FIELD,
+		                           "must be an integer 0..1000000000");
 	json_decref(body);
 	return refused;
 }
@@ -321,23 +317,20 @@ static json_t *levels_json(const proj_stock_level *level)
 	                 THRESHOLD_FIELD, (json_int_t)level->threshold, "low", level->low);
 }
 
-/* The Product of the contract, plus the stock levels (AdminProduct) when
- * with_levels. NULL on allocation failure. */
-static json_t *product_json(const proj_product *p, bool with_levels)
+/* Answers the AdminProduct p with status, now (r) or through op's async. */
+static void answer_product(gw_api *api, gw_request *r, gw_async *a, int status, const proj_product *p)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "id", p->id, "sku", p->sku, "name",
-	                      p->name, "description", p->description, "price_cents",
-	                      (json_int_t)p->price_cents, "currency", p->currency, "category", p->category,
-	                      "available", (json_int_t)p->available);
-	if (o != NULL && with_levels &&
-	    (json_object_set_new(o, "on_hand", json_integer(p->on_hand)) != 0 ||
-	     json_object_set_new(o, "reserved", json_integer(p->reserved)) != 0 ||
-	     json_object_set_new(o, THRESHOLD_FIELD, json_integer(p->low_stock_threshold)) != 0 ||
-	     json_object_set_new(o, "low", json_boolean(p->low)) != 0)) {
-		json_decref(o);
-		o = NULL;
-	}
-	return o;
+	mp_writer *w = gw_api_text_buffer(api);
+	if (w != NULL)
+		gw_view_product(w, p, true);
+	if (w == NULL && r != NULL)
+		gw_respond_error(r, 500, NULL);
+	else if (w == NULL)
+		gw_async_complete_problem(a, gw_problem_new(500, NULL));
+	else if (r != NULL)
+		gw_api_respond_written(r, status, w);
+	else
+		gw_api_complete_written(a, status, w);
 }
 
 /* The product as the read models hold it; the stock levels from the
@@ -408,7 +401,7 @@ static void on_create_visible(void *closure, orn_rc wait_rc)
 		op_finish_problem(op, 409, "a request with this Idempotency-Key is still in progress; retry");
 		return;
 	}
-	gw_async_complete_json(op->async, 201, product_json(p, true));
+	answer_product(op->api, NULL, op->async, 201, p);
 	free(p);
 	free(op);
 }
@@ -479,22 +472,20 @@ static void on_sku_claimed(void *closure, orn_rc rc, bus_reply *reply)
 	send_product(op, command_id, on_product_created);
 }
 
-static void create_product(gw_request *r, void *arg)
+void gw_admin_create_product(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
+	const gw_claims *claims = &caller->claims;
 	json_t *body = NULL, *problem = NULL;
 	const char *key;
 	char product_id[SKU_PRODUCT_ID_MAX];
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || !idempotency_key(r, &key) || threshold_refused(r) ||
-	    !gw_request_json(r, create_schema, &body))
+	if (!idempotency_key(r, &key) || threshold_refused(r) || !gw_request_json(r, create_schema, &body))
 		return;
 	if (key != NULL)
-		derived_id(product_id, sizeof product_id, "p", "product", claims.sub, key);
+		derived_id(product_id, sizeof product_id, "p", "product", claims->sub, key);
 	else
 		random_id(product_id, sizeof product_id, "p");
-	if ((op = op_new(api, &claims, product_id)) == NULL ||
+	if ((op = op_new(api, claims, product_id)) == NULL ||
 	    (problem = gw_problem_new(400, "the request body is invalid")) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		goto done;
@@ -536,13 +527,11 @@ done:
 
 /* ---- GET /admin/products/{id} ------------------------------------------ */
 
-static void get_product(gw_request *r, void *arg)
+void gw_admin_get_product(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	const char *id;
 	proj_product *p = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL)
+	if ((id = gw_api_path_id(r, "id")) == NULL)
 		return;
 	if ((p = malloc(sizeof *p)) == NULL) {
 		gw_respond_error(r, 500, NULL);
@@ -550,7 +539,7 @@ static void get_product(gw_request *r, void *arg)
 	}
 	orn_rc rc = read_product(api, id, p);
 	if (rc == ORN_OK)
-		gw_respond_json(r, 200, product_json(p, true));
+		answer_product(api, r, NULL, 200, p);
 	else if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL)
 		gw_respond_error(r, 404, "no such product");
 	else
@@ -565,7 +554,7 @@ static void answer_updated(admin_op *op)
 	proj_product *p = malloc(sizeof *p);
 	orn_rc rc = p != NULL ? read_product(op->api, op->product_id, p) : ORN_ENOMEM;
 	if (rc == ORN_OK)
-		gw_async_complete_json(op->async, 200, product_json(p, true));
+		answer_product(op->api, NULL, op->async, 200, p);
 	else if (rc == ORN_ENOTFOUND)
 		gw_async_complete_problem(op->async, gw_problem_new(404, "no such product"));
 	else
@@ -621,17 +610,16 @@ static void on_product_updated(void *closure, orn_rc rc, bus_reply *reply)
 		op_wait(op, on_update_visible);
 }
 
-static void update_product(gw_request *r, void *arg)
+void gw_admin_update_product(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
+	const gw_claims *claims = &caller->claims;
 	json_t *body = NULL, *problem = NULL;
 	const char *id;
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
-	    threshold_refused(r) || !gw_request_json(r, update_schema, &body))
+	if ((id = gw_api_path_id(r, "id")) == NULL || threshold_refused(r) ||
+	    !gw_request_json(r, update_schema, &body))
 		return;
-	if ((op = op_new(api, &claims, id)) == NULL ||
+	if ((op = op_new(api, claims, id)) == NULL ||
 	    (problem = gw_problem_new(400, "the request body is invalid")) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		goto done;
@@ -751,16 +739,15 @@ static void on_product_viewed(void *closure, orn_rc rc, bus_reply *reply)
 	send_product(op, command_id, on_product_deleted);
 }
 
-static void delete_product(gw_request *r, void *arg)
+void gw_admin_delete_product(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
+	const gw_claims *claims = &caller->claims;
 	const char *id;
 	char command_id[ENV_ID_MAX];
 	admin_op *op;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL)
+	if ((id = gw_api_path_id(r, "id")) == NULL)
 		return;
-	if ((op = op_new(api, &claims, id)) == NULL) {
+	if ((op = op_new(api, claims, id)) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
 	}
@@ -809,18 +796,14 @@ fail:
 	return NULL;
 }
 
-static void list_inventory(gw_request *r, void *arg)
+void gw_admin_list_inventory(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	int64_t below = 0, limit = INVENTORY_DEFAULT_LIMIT;
 	bool has_below, has_limit;
 	proj_inventory_page *page = NULL;
 	proj_product_label *labels = NULL;
 	const char *ids[PROJ_INVENTORY_PAGE_MAX];
 	json_t *problem = NULL;
-	if (!gw_api_authorize(r, api, true, &claims))
-		return;
 	if ((problem = gw_problem_new(400, "the query is invalid")) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
@@ -829,31 +812,27 @@ static void list_inventory(gw_request *r, void *arg)
 	bool ok = gw_api_query_int(r, "below", 0, BELOW_MAX, &below, &has_below, problem);
 	ok &= gw_api_query_int(r, "limit", 1, PROJ_INVENTORY_PAGE_MAX, &limit, &has_limit, problem);
 	ok &= gw_api_query_cursor(r, &cursor, problem);
-	if (!ok)
-		goto invalid;
+	if (!ok) {
+		gw_respond_problem(r, problem);
+		return;
+	}
 	proj_inventory_query q = {
 	        .has_below = has_below, .below = below, .limit = (unsigned)limit, .cursor = cursor};
 	page = malloc(sizeof *page);
 	labels = malloc(sizeof *labels * PROJ_INVENTORY_PAGE_MAX);
 	if (page == NULL || labels == NULL) {
+		json_decref(problem);
 		gw_respond_error(r, 500, NULL);
-		goto done;
+	} else {
+		orn_rc rc = proj_inventory_list(api->inventory, &q, page);
+		for (size_t i = 0; rc == ORN_OK && i < page->count; i++)
+			ids[i] = page->items[i].id;
+		if (rc == ORN_OK && page->count > 0 &&
+		    proj_catalog_labels(api->catalog, ids, page->count, labels) != ORN_OK)
+			rc = ORN_EUNAVAILABLE; /* not the cursor's fault */
+		gw_api_answer_list(r, rc, rc == ORN_OK ? inventory_json(page, labels) : NULL, problem,
+		                   "the inventory is unavailable");
 	}
-	orn_rc rc = proj_inventory_list(api->inventory, &q, page);
-	for (size_t i = 0; rc == ORN_OK && i < page->count; i++)
-		ids[i] = page->items[i].id;
-	if (rc == ORN_OK && page->count > 0 &&
-	    proj_catalog_labels(api->catalog, ids, page->count, labels) != ORN_OK)
-		rc = ORN_EUNAVAILABLE; /* not the cursor's fault */
-	gw_api_answer_list(r, rc, rc == ORN_OK ? inventory_json(page, labels) : NULL, problem,
-	                   "the inventory is unavailable");
-	problem = NULL;
-	goto done;
-invalid:
-	gw_respond_problem(r, problem);
-	problem = NULL;
-done:
-	json_decref(problem);
 	free(labels);
 	free(page);
 }
@@ -902,29 +881,27 @@ static void on_stock_adjusted(void *closure, orn_rc rc, bus_reply *reply)
 	op_wait(op, on_adjust_visible);
 }
 
-static void adjust_stock(gw_request *r, void *arg)
+void gw_admin_adjust_stock(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
+	const gw_claims *claims = &caller->claims;
 	json_t *body = NULL;
 	const char *id, *key;
 	admin_op *op = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "product_id")) == NULL ||
-	    !idempotency_key(r, &key) || !gw_request_json(r, adjust_schema, &body))
+	if ((id = gw_api_path_id(r, "product_id")) == NULL || !idempotency_key(r, &key) ||
+	    !gw_request_json(r, adjust_schema, &body))
 		return;
 	const char *reason = gw_json_string(body, "reason", "");
 	int64_t delta = gw_json_int(body, "delta", 0);
 	if (delta == 0 || strlen(reason) >= STOCK_REASON_MAX) {
-		json_t *problem = gw_problem_new(400, "the request body is invalid");
-		gw_problem_add_error(problem, delta == 0 ? "delta" : "reason",
-		                     delta == 0 ? "must not be zero" : "too long in UTF-8 bytes");
-		gw_respond_problem(r, problem);
+		gw_api_respond_field_error(r, 400, "the request body is invalid",
+		                           delta == 0 ? "delta" : "reason",
+		                           delta == 0 ? "must not be zero" : "too long in UTF-8 bytes");
 		goto done;
 	}
 	/* a deleted product's stock item outlives it: 404 as GET answers (issue 14) */
 	if (!product_listed(r, api, id))
 		goto done;
-	if ((op = op_new(api, &claims, id)) == NULL) {
+	if ((op = op_new(api, claims, id)) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
@@ -935,7 +912,7 @@ static void adjust_stock(gw_request *r, void *arg)
 		/* the item's ledger keeps the key for 24 hours: a retry is answered
 		 * as the first time, the key with another delta is refused (422) */
 		gw_api_keyed keyed;
-		gw_api_keyed_init(&keyed, r, "adjust", claims.sub, key);
+		gw_api_keyed_init(&keyed, r, "adjust", claims->sub, key, body);
 		memcpy(op->command_id, keyed.command_id, sizeof keyed.command_id);
 		memcpy(op->request, keyed.request, sizeof keyed.request);
 	} else {
@@ -948,17 +925,4 @@ static void adjust_stock(gw_request *r, void *arg)
 done:
 	json_decref(body);
 	free(op);
-}
-
-orn_rc gw_api_register_admin(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_POST, "/api/v1/admin/products", create_product},
-	        {GW_GET, "/api/v1/admin/products/{id}", get_product},
-	        {GW_PATCH, "/api/v1/admin/products/{id}", update_product},
-	        {GW_DELETE, "/api/v1/admin/products/{id}", delete_product},
-	        {GW_GET, "/api/v1/admin/inventory", list_inventory},
-	        {GW_POST, "/api/v1/admin/inventory/{product_id}/adjustments", adjust_stock},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

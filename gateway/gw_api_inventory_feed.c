@@ -31,7 +31,7 @@
  * once (each is a consumer on the NATS server), within gw_http's bound on
  * streams; 503 beyond. Creating the consumer is one JetStream request made on
  * the loop thread when a feed opens. */
-#include "gw_api.h"
+#include "gw_api_inventory_feed.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -40,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_api-internal.h"
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "gw_sse.h"
 #include "log.h"
 #include "stock.h"
@@ -109,12 +111,12 @@ static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const e
 	feed *f = closure;
 	const char *product_id = NULL;
 	stock_event ev;
-	char at[GW_API_TIME_MAX];
+	char at[GW_VIEW_TIME_MAX];
 	if (strncmp(subject, FEED_SUBJECT_PREFIX, strlen(FEED_SUBJECT_PREFIX)) != 0 ||
 	    !es_id_valid(product_id = subject + strlen(FEED_SUBJECT_PREFIX)) ||
 	    stock_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK)
 		return ORN_OK; /* not a stock event this version knows: nothing to show */
-	gw_api_format_time(e->time_ms, at);
+	gw_view_format_time(e->time_ms, at);
 	bool crossing = ev.kind == STOCK_LOW_DETECTED || ev.kind == STOCK_LOW_CLEARED;
 	json_t *data =
 	        crossing ? crossing_json(product_id, &ev, at) : level_json(product_id, e->type, &ev, at);
@@ -251,20 +253,17 @@ static bool resume_point(gw_request *r, uint64_t *after, bool *resume)
 	*resume = value != NULL;
 	if (value == NULL || (value[0] != '\0' && gw_sse_last_event_id(value, after)))
 		return true;
-	json_t *problem = gw_problem_new(400, "the event id to resume after is invalid");
-	gw_problem_add_error(problem, field, "must be an event id of this stream (decimal digits)");
-	gw_respond_problem(r, problem);
+	gw_api_respond_field_error(r, 400, "the event id to resume after is invalid", field,
+	                           "must be an event id of this stream (decimal digits)");
 	return false;
 }
 
-static void stream_inventory_events(gw_request *r, void *arg)
+void gw_inventory_feed(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	uint64_t after = 0;
 	bool resume;
 	feed *f = NULL;
-	if (!gw_api_authorize(r, api, true, &claims) || !resume_point(r, &after, &resume))
+	if (!resume_point(r, &after, &resume))
 		return;
 	if (api->store == NULL || api->inventory_feeds >= GW_API_FEEDS_MAX) {
 		gw_respond_error(r, 503,
@@ -307,12 +306,4 @@ static void stream_inventory_events(gw_request *r, void *arg)
 	return;
 fail:
 	feed_close_http(f);
-}
-
-orn_rc gw_api_register_inventory_feed(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_GET, "/api/v1/admin/inventory/events", stream_inventory_events},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

@@ -12,12 +12,14 @@
  * an opaque cursor. Each item: {id, order_id, product_id, kind, recipient,
  * status, attempts, last_error, delivered_at, updated_at}; order_id is null
  * for a low-stock alert, product_id null for an order's email. */
-#include "gw_api.h"
+#include "gw_api_mail.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_api-internal.h"
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "log.h"
 #include "mail_log.h"
 #include "mail_render.h"
@@ -30,7 +32,7 @@
 /* RFC 3339 UTC with milliseconds, or null for 0 (no such time). */
 static json_t *time_or_null(int64_t ms)
 {
-	return gw_api_time_json(ms, true);
+	return gw_view_time_json(ms, true);
 }
 
 static json_t *string_or_null(const char *s)
@@ -78,17 +80,13 @@ static json_t *mail_json(gw_api *api, const proj_mail_page *page)
 	                 page->next_cursor[0] ? json_string(page->next_cursor) : json_null());
 }
 
-static void list_mail(gw_request *r, void *arg)
+void gw_mail_list(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	proj_mail_query q = {0};
 	proj_mail_page *page = NULL;
 	json_t *problem = NULL;
 	int64_t limit = MAIL_DEFAULT_LIMIT;
 	bool has_limit;
-	if (!gw_api_authorize(r, api, true, &claims))
-		return;
 	if ((problem = gw_problem_new(400, "the query is invalid")) == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
@@ -109,26 +107,19 @@ static void list_mail(gw_request *r, void *arg)
 		ok = false;
 	}
 	ok &= gw_api_query_cursor(r, &q.cursor, problem);
-	if (!ok)
-		goto invalid;
-	if (api->mail == NULL) {
-		gw_respond_error(r, 503, "the mail log is unavailable");
-		goto done;
+	if (!ok) {
+		gw_respond_problem(r, problem);
+		return;
 	}
-	if ((page = malloc(sizeof *page)) == NULL) {
-		gw_respond_error(r, 500, NULL);
-		goto done;
+	if (api->mail == NULL || (page = malloc(sizeof *page)) == NULL) {
+		json_decref(problem);
+		gw_respond_error(r, api->mail == NULL ? 503 : 500,
+		                 api->mail == NULL ? "the mail log is unavailable" : NULL);
+		return;
 	}
 	orn_rc rc = proj_mail_list(api->mail, &q, page);
 	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(api, page) : NULL, problem,
 	                   "the mail log is unavailable");
-	problem = NULL;
-	goto done;
-invalid:
-	gw_respond_problem(r, problem);
-	problem = NULL;
-done:
-	json_decref(problem);
 	free(page);
 }
 
@@ -209,21 +200,18 @@ static bool empty_body(gw_request *r)
 }
 
 /* POST /api/v1/orders/{id}/confirmation-email */
-static void resend_confirmation(gw_request *r, void *arg)
+void gw_mail_resend_confirmation(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	proj_order *order = NULL;
 	char key[MAIL_KEY_MAX], mail_id[MAIL_LOG_ID_MAX];
 	const char *id;
-	if (!gw_api_authorize(r, api, false, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
-	    !empty_body(r))
+	if ((id = gw_api_path_id(r, "id")) == NULL || !empty_body(r))
 		return;
 	if (!gw_api_address_allowed(api, r, RESEND_SCOPE)) {
 		gw_respond_error(r, 429, "too many requests from this address; retry later");
 		return;
 	}
-	orn_rc rc = gw_api_read_own_order(api, id, claims.sub, &order);
+	orn_rc rc = gw_api_read_own_order(api, id, caller->claims.sub, &order);
 	if (rc == ORN_ENOTFOUND)
 		gw_respond_error(r, 404, "no such order");
 	else if (rc != ORN_OK)
@@ -234,28 +222,15 @@ static void resend_confirmation(gw_request *r, void *arg)
 	         mail_log_id(mail_id, key) != ORN_OK)
 		gw_respond_error(r, 500, NULL);
 	else
-		request_resend(r, api, mail_id, "customer", claims.sub, customer_resend_replied);
+		request_resend(r, api, mail_id, "customer", caller->claims.sub, customer_resend_replied);
 	free(order);
 }
 
 /* POST /api/v1/admin/mail/{id}/resend */
-static void resend_from_log(gw_request *r, void *arg)
+void gw_mail_resend(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	const char *id;
-	if (!gw_api_authorize(r, api, true, &claims) || (id = gw_api_path_id(r, "id")) == NULL ||
-	    !empty_body(r))
+	if ((id = gw_api_path_id(r, "id")) == NULL || !empty_body(r))
 		return;
-	request_resend(r, api, id, "admin", claims.sub, admin_resend_replied);
-}
-
-orn_rc gw_api_register_mail(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_GET, "/api/v1/admin/mail", list_mail},
-	        {GW_POST, "/api/v1/admin/mail/{id}/resend", resend_from_log},
-	        {GW_POST, "/api/v1/orders/{id}/confirmation-email", resend_confirmation},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
+	request_resend(r, api, id, "admin", caller->claims.sub, admin_resend_replied);
 }

@@ -8,18 +8,21 @@
  * the token of the confirmation email is the credential (actors/order_token.h)
  * and only its hash travels in the command.
  *
- * Placing. The order id follows the order decider's rule (order_id_for):
- * from the Idempotency-Key with one (a retry finds the same order; another
- * customer never collides), else from the cart's version, so one version of
- * a cart places one order however often it is submitted (ADR 015). The
- * request hash is order_request_hash of the canonical body (sorted keys,
- * compact). An order placed already answers 200 with that order when the
- * request hash matches, 422 when it does not; so does a cart submitted again
- * after its checkout emptied it, unchanged since. The lines are the cart's,
- * with the catalog's current names and prices (deleted products dropped).
- * The answer to a new placement is the order as placed (202, status pending):
- * read from the model up to the placement's history entry, or built from the
- * command when the model is late.
+ * Placing is thin (docs/adr/025): the gateway asks the cart's quote
+ * (projections/proj_quote.h: the lines with the catalog's current names and
+ * prices, deleted products dropped, one read) and sends PlaceOrder with the
+ * ttl; the order decider names the order after the cart's version
+ * (order_id_for: one version of a cart places one order however often it is
+ * submitted, ADR 015) and sets its deadline. The body is {} or nothing, so
+ * the request hash of every placement is order_request_hash("{}"). An order
+ * placed already is answered by the decider ("exists", or a keyed repeat):
+ * 200 with that order when the request hash matches, 422 when it does not;
+ * so is a cart submitted again after its checkout emptied it, unchanged
+ * since (read from the model). A body the strict check refuses is 422 when
+ * this cart's version placed an order (the same cart or key, another
+ * request), else 400. The answer to a new placement is the order as placed
+ * (202, status pending): read from the model up to the placement's history
+ * entry, or built from the command when the model is late.
  *
  * Confirming needs no login, so every confirmation request (JSON, form and
  * the page) first takes an attempt from the client address's "confirm"
@@ -36,7 +39,7 @@
  * entry gets 204 No Content, which tells an EventSource to stop reconnecting.
  * The stream's closed callback (client gone, server destroyed) frees the
  * timer and the buffer; gw_http caps how many streams are open. */
-#include "gw_api.h"
+#include "gw_api_orders.h"
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -49,8 +52,10 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "gw_api-internal.h"
 #include "gw_problem.h"
 #include "gw_sse.h"
+#include "gw_views.h"
 #include "log.h"
 
 #define LIST_DEFAULT_LIMIT 20
@@ -71,12 +76,7 @@ static const gw_field confirm_schema[] = {
 
 static json_t *time_json(int64_t ms)
 {
-	return gw_api_time_json(ms, false);
-}
-
-static bool is_final(order_status status)
-{
-	return status == ORDER_CONFIRMED || status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
+	return gw_view_time_json(ms, false);
 }
 
 /* 43 characters of base64url: the shape of every confirmation token. */
@@ -101,75 +101,6 @@ static bool available(gw_request *r, const gw_api *api)
 	return false;
 }
 
-/* ---- the order as JSON ----------------------------------------------------- */
-
-static json_t *history_entry_json(const order_history_entry *h)
-{
-	return json_pack("{s:s, s:o, s:o}", "status", order_status_name(h->status), "at", time_json(h->at_ms),
-	                 "reason", h->reason[0] ? json_string(h->reason) : json_null());
-}
-
-/* The order view of API.md from s, showing the first history_count entries
- * of its history (the status is the last one shown). Never the customer's
- * email, the token hash or the request hash. NULL on ENOMEM. */
-static json_t *order_json(const char *id, const order_state *s, size_t history_count)
-{
-	json_t *items = json_array(), *history = json_array(), *o = NULL;
-	int64_t total = 0;
-	if (history_count > s->history_count)
-		history_count = s->history_count;
-	if (items == NULL || history == NULL || history_count == 0)
-		goto fail;
-	for (size_t i = 0; i < s->line_count; i++) {
-		const order_line *l = &s->lines[i];
-		json_t *item = json_pack("{s:s, s:s, s:I, s:I}", "product_id", l->product_id, "name", l->name,
-		                         "unit_price_cents", (json_int_t)l->unit_price_cents, "quantity",
-		                         (json_int_t)l->quantity);
-		if (item == NULL || json_array_append_new(items, item) != 0)
-			goto fail;
-	}
-	for (size_t i = 0; i < history_count; i++) {
-		json_t *entry = history_entry_json(&s->history[i]);
-		if (entry == NULL || json_array_append_new(history, entry) != 0)
-			goto fail;
-	}
-	order_total(s, &total); /* bounded by the decider (actors/order.h) */
-	const order_history_entry *last = &s->history[history_count - 1];
-	json_t *payment = last->status == ORDER_CONFIRMED && s->brand[0]
-	                          ? json_pack("{s:s, s:s}", "brand", s->brand, "last4", s->last4)
-	                          : json_null();
-	o = json_pack("{s:s, s:s, s:o, s:I, s:s, s:o, s:o, s:o, s:o}", "id", id, "status",
-	              order_status_name(last->status), "items", items, "total_cents", (json_int_t)total,
-	              "currency", s->currency, "created_at", time_json(s->history[0].at_ms), "updated_at",
-	              time_json(last->at_ms), "history", history, "payment", payment);
-	return o;
-fail:
-	json_decref(items);
-	json_decref(history);
-	return NULL;
-}
-
-/* The customer's order id into *out (heap, ~15 KB). ORN_ENOTFOUND also when
- * it belongs to somebody else; ORN_EUNAVAILABLE when the model fails. */
-static orn_rc read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out)
-{
-	*out = malloc(sizeof **out);
-	if (*out == NULL)
-		return ORN_ENOMEM;
-	orn_rc rc = proj_orders_get(api->orders, id, *out);
-	if (rc == ORN_OK && strcmp((*out)->state.customer_id, customer) != 0)
-		rc = ORN_ENOTFOUND;
-	if (rc == ORN_EINVAL)
-		rc = ORN_ENOTFOUND;
-	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
-		rc = ORN_EUNAVAILABLE;
-	if (rc != ORN_OK) {
-		free(*out);
-		*out = NULL;
-	}
-	return rc;
-}
-
 static json_t *read_problem(orn_rc rc)
 {
 	if (rc == ORN_ENOTFOUND)
@@ -177,6 +108,29 @@ static json_t *read_problem(orn_rc rc)
 	if (rc == ORN_ENOMEM)
 		return gw_problem_new(500, NULL);
 	return gw_problem_new(503, "orders are unavailable");
+}
+
+/* Writes the order view of the first history_count entries of s into the
+ * text buffer; NULL when it cannot (no buffer, no entry: answer 500). */
+static const mp_writer *order_view(gw_api *api, const char *id, const order_state *s, size_t history_count)
+{
+	mp_writer *w = gw_api_text_buffer(api);
+	return w != NULL && gw_view_order(w, id, s, history_count) ? w : NULL;
+}
+
+/* Answers the order (every history entry) with status: now (r) or through a. */
+static void answer_order(gw_api *api, gw_request *r, gw_async *a, int status, const char *id,
+                         const order_state *s, size_t history_count)
+{
+	const mp_writer *w = order_view(api, id, s, history_count);
+	if (w != NULL && r != NULL)
+		gw_api_respond_written(r, status, w);
+	else if (w != NULL)
+		gw_api_complete_written(a, status, w);
+	else if (r != NULL)
+		gw_respond_error(r, 500, NULL);
+	else
+		gw_async_complete_problem(a, gw_problem_new(500, NULL));
 }
 
 /* ---- commands: one chain per request, owned by its callbacks ---------------- */
@@ -313,42 +267,30 @@ static void placed_state(const order_command *c, order_state *s)
 	s->history_count = 1;
 }
 
+/* The entries of order shown in the answer to op: a new placement shows the
+ * order as placed (status pending: the entries up to the placement's
+ * sequence); 0 when the model does not have them yet. */
+static size_t shown_entries(const order_op *op, const proj_order *order)
+{
+	size_t shown = 0;
+	if (op->kind != OP_PLACE || op->exists)
+		return order->state.history_count;
+	while (shown < order->state.history_count && order->history_seq[shown] <= op->seq)
+		shown++;
+	return shown;
+}
+
 /* Answers a settled op from the read model. */
 static void op_answer(void *closure, orn_rc wait_rc)
 {
 	order_op *op = closure;
 	proj_order *order = malloc(sizeof *order);
-	json_t *body = NULL;
 	int status = op->kind == OP_PLACE && !op->exists ? 202 : 200; /* placed before: the first order */
 	if (wait_rc != ORN_OK)
 		log_warn("read models late after an order command", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
 	orn_rc rc = order != NULL ? proj_orders_get(op->api->orders, op->order_id, order) : ORN_ENOMEM;
-	if (op->kind == OP_PLACE && op->exists) {
-		/* the key's order: same customer and request, or a reuse of the key */
-		if (rc != ORN_OK) {
-			op_fail(op, 503, "the order is being placed; retry with the same Idempotency-Key");
-			goto done;
-		}
-		if (strcmp(order->state.customer_id, op->customer) != 0 ||
-		    strcmp(order->state.request_hash, op->command.data.request_hash) != 0) {
-			op_fail(op, 422, "this Idempotency-Key was used for another request");
-			goto done;
-		}
-		body = order_json(op->order_id, &order->state, ORDER_HISTORY_MAX);
-	} else if (op->kind == OP_PLACE) {
-		/* status pending, as placed: the entries up to the placement's sequence */
-		size_t shown = 0;
-		while (rc == ORN_OK && shown < order->state.history_count &&
-		       order->history_seq[shown] <= op->seq)
-			shown++;
-		if (rc == ORN_OK && shown > 0) {
-			body = order_json(op->order_id, &order->state, shown);
-		} else if (order != NULL) {
-			placed_state(&op->command, &order->state);
-			body = order_json(op->order_id, &order->state, 1);
-		}
-	} else if (op->html && op->kind == OP_CONFIRM) {
+	if (op->html && op->kind == OP_CONFIRM) {
 		char *html =
 		        page_html("Order confirmed",
 		                  "Thank you: your order is confirmed and now awaits payment.", NULL, NULL);
@@ -356,31 +298,33 @@ static void op_answer(void *closure, orn_rc wait_rc)
 			gw_async_complete_html(op->async, 200, html, strlen(html));
 		else
 			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-		free(html);
 		free(op);
-		goto done;
-	} else if (rc == ORN_OK) {
-		body = order_json(op->order_id, &order->state, ORDER_HISTORY_MAX);
+	} else if (op->kind == OP_PLACE && op->exists && rc != ORN_OK) {
+		op_fail(op, 503, "the order is being placed; retry with the same Idempotency-Key");
+	} else if (op->kind == OP_PLACE && op->exists &&
+	           (strcmp(order->state.customer_id, op->customer) != 0 ||
+	            strcmp(order->state.request_hash, op->command.data.request_hash) != 0)) {
+		/* the key's (or this cart version's) order, placed by another request */
+		op_fail(op, 422, "this Idempotency-Key was used for another request");
+	} else if (rc == ORN_OK && shown_entries(op, order) > 0) {
+		answer_order(op->api, NULL, op->async, status, op->order_id, &order->state,
+		             shown_entries(op, order));
+		free(op);
+	} else if (op->kind == OP_PLACE && order != NULL) {
+		/* the model is late: the order as the command placed it */
+		placed_state(&op->command, &order->state);
+		answer_order(op->api, NULL, op->async, status, op->order_id, &order->state, 1);
+		free(op);
 	} else {
 		op_fail(op, rc == ORN_ENOTFOUND ? 503 : 500,
 		        "the order is late in the read model; read it again");
-		goto done;
 	}
-	if (body != NULL)
-		gw_async_complete_json(op->async, status, body);
-	else
-		gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-	free(op);
-done:
 	free(order);
 }
 
 static void op_wait(order_op *op, uint64_t seq)
 {
-	if (op->api->consistency == NULL ||
-	    gw_consistency_wait(op->api->consistency, seq, GW_API_READ_YOUR_WRITES_MS, op_answer, op) !=
-	            ORN_OK)
-		op_answer(op, ORN_OK);
+	gw_api_wait_for(op->api, seq, op_answer, op);
 }
 
 /* The status and text for a rejection of the order decider. */
@@ -444,12 +388,8 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
                      const char *actor)
 {
 	mp_writer *w = gw_api_text_buffer(op->api);
-	if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
-		gw_respond_error(r, 500, NULL);
-		free(op);
-		return;
-	}
-	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+	op->async = gw_api_defer_encoded(r, w != NULL ? order_command_encode(w, &op->command) : ORN_ENOMEM);
+	if (op->async == NULL) {
 		free(op);
 		return;
 	}
@@ -465,188 +405,159 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
 
 /* ---- POST /orders ---------------------------------------------------------- */
 
-/* The request hash of the body: order_request_hash of its canonical form
- * (sorted keys, compact; an empty body counts as {}). It is taken before the
- * strict check, so a key reused with another body is told apart (422) from
- * a replay, as Stripe-style idempotency does. False when the body is not
- * one JSON object (the strict check then answers). */
-static bool request_hash_of(gw_request *r, char hash[ORDER_TOKEN_HASH_MAX])
+/* A placement in the making: the request as the strict check saw it. */
+typedef struct placement {
+	const char *key;   /* the Idempotency-Key, or NULL */
+	json_t *body;      /* the body as parsed, NULL when empty or refused */
+	json_t *problem;   /* the strict check's answer to a body other than {}, or NULL */
+	bool same_request; /* the body means {} (the only request POST /orders takes) */
+} placement;
+
+/* The strict check of the body ({} or nothing), without answering a body
+ * that is one JSON object: that is another request than a placement, 422
+ * if this cart placed an order already (Stripe-style: a key reused with
+ * another body is told apart from a malformed request), else 400 (kept in
+ * p->problem). False after answering a body that is not one JSON object. */
+static bool check_body(gw_request *r, placement *p)
 {
 	size_t len;
 	const unsigned char *raw = gw_request_body(r, &len);
-	json_t *body =
-	        len == 0 ? json_object() : json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
-	char *canonical = json_is_object(body) ? json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (canonical == NULL)
-		return false;
-	order_request_hash(canonical, strlen(canonical), hash);
-	free(canonical);
-	return true;
+	p->same_request = true;
+	if (len == 0 || gw_request_validate(r, empty_schema, &p->body, &p->problem) == ORN_OK)
+		return true;
+	/* refused: the rare path parses once more to tell the two cases apart */
+	json_t *parsed = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL);
+	bool object = json_is_object(parsed);
+	p->same_request = object && json_object_size(parsed) == 0; /* {} of another Content-Type */
+	json_decref(parsed);
+	if (object)
+		return true;
+	gw_respond_problem(r, p->problem);
+	p->problem = NULL;
+	return false;
 }
 
-/* The strict check of the body: {} or empty. False after answering 400. */
-static bool body_is_empty_object(gw_request *r)
-{
-	size_t len;
-	json_t *body = NULL;
-	gw_request_body(r, &len);
-	if (len > 0 && !gw_request_json(r, empty_schema, &body))
-		return false;
-	json_decref(body);
-	return true;
-}
-
-/* Answers the order the customer's cart was last checked out into (200):
- * the cart submitted again, unchanged since (a retry after a lost answer, a
- * double click). */
-/* Answers the placement with order_id, an order placed from this cart
- * before: 200 with it for the same request, 422 for another one; with
- * placed_before, ORN_ENOTFOUND (nothing answered) when there is no such
- * order in the read model yet, else ORN_OK. */
-static orn_rc answer_if_placed(gw_request *r, gw_api *api, const order_op *op, const char *order_id,
-                               bool must_exist)
+/* Answers with the customer's order_id, which this cart placed: 200 with it
+ * for the same request, 422 for another one; 503 when the model does not
+ * have it (yet), 400 (p->problem) when there is none and the body was
+ * refused. */
+static void answer_placed(gw_request *r, gw_api *api, const order_op *op, const char *order_id, placement *p)
 {
 	proj_order *order = NULL;
-	orn_rc rc = read_own_order(api, order_id, op->customer, &order);
-	if (rc == ORN_OK && strcmp(order->state.request_hash, op->command.data.request_hash) != 0)
+	orn_rc rc = gw_api_read_own_order(api, order_id, op->customer, &order);
+	if (rc == ORN_OK &&
+	    (!p->same_request || strcmp(order->state.request_hash, op->command.data.request_hash) != 0))
 		gw_respond_error(r, 422, "this cart was placed as an order with another request");
 	else if (rc == ORN_OK)
-		gw_respond_json(r, 200, order_json(order_id, &order->state, ORDER_HISTORY_MAX));
-	else if (rc != ORN_ENOTFOUND || must_exist)
+		answer_order(api, r, NULL, 200, order_id, &order->state, ORDER_HISTORY_MAX);
+	else if (rc == ORN_ENOTFOUND && p->problem != NULL)
+		gw_respond_problem(r, p->problem);
+	else
 		gw_respond_problem(r, read_problem(rc == ORN_ENOTFOUND ? ORN_EUNAVAILABLE : rc));
+	if (rc == ORN_ENOTFOUND)
+		p->problem = NULL; /* answered */
 	free(order);
-	return rc == ORN_ENOTFOUND && !must_exist ? ORN_ENOTFOUND : ORN_OK;
 }
 
-/* The cart unchanged since its checkout into order_id: that order. */
-static void answer_placed(gw_request *r, gw_api *api, const order_op *op, const char *order_id)
-{
-	(void)answer_if_placed(r, api, op, order_id, true);
-}
-
-/* The cart's version placed an order already (a double submission, a retry):
- * answered, or ORN_ENOTFOUND when the read model has none (the actor's
- * "exists" then answers a placement the model has not seen yet). */
-static orn_rc placed_before(gw_request *r, gw_api *api, const order_op *op)
-{
-	return answer_if_placed(r, api, op, op->order_id, false);
-}
-
-/* Fills op->command (PlaceOrder) from the cart and the account and names the
- * order after the cart's version (one version, one order: order_id_for).
- * False after answering (400 for a body that is not {}, 422 empty cart, 503,
- * or the order a cart unchanged since its checkout placed: 200, or 422 for
- * another request). */
-static bool fill_placement(gw_request *r, order_op *op)
+/* Fills op->command (PlaceOrder) from the cart's quote and the caller's
+ * account, the order named after the cart's version (order_id_for). False
+ * after answering: the order a cart unchanged since its checkout placed
+ * (200, or 422 for another request), a refused body (422 when the cart's
+ * version placed an order, else 400), an empty cart (422), 503. */
+static bool fill_placement(gw_request *r, order_op *op, const gw_caller *caller, placement *p)
 {
 	gw_api *api = op->api;
 	order_data *d = &op->command.data;
-	gw_cart_view *cart = malloc(sizeof *cart);
-	proj_user *user = malloc(sizeof *user);
+	proj_quote *quote = malloc(sizeof *quote);
 	char token[ORDER_TOKEN_MAX];
 	bool ok = false;
-	orn_rc rc = cart != NULL && user != NULL ? gw_api_cart_read(api, op->customer, cart) : ORN_ENOMEM;
+	orn_rc rc = quote != NULL ? gw_api_quote(api, op->customer, quote) : ORN_ENOMEM;
+	order_request_hash("{}", 2, d->request_hash); /* the canonical body of every placement */
 	if (rc != ORN_OK) {
 		gw_respond_error(r, rc == ORN_ENOMEM ? 500 : 503,
 		                 rc == ORN_ENOMEM ? NULL : "the cart is unavailable");
 		goto done;
 	}
-	if (cart->count == 0 && cart->checked_out_order[0] != '\0' && cart->dropped_count == 0) {
-		answer_placed(r, api, op, cart->checked_out_order);
+	if (quote->count == 0 && quote->checked_out_order[0] != '\0' && quote->dropped_count == 0) {
+		answer_placed(r, api, op, quote->checked_out_order, p);
 		goto done;
 	}
-	order_id_for(op->customer, NULL, cart->version, op->order_id);
-	if ((rc = placed_before(r, api, op)) != ORN_ENOTFOUND || !body_is_empty_object(r))
-		goto done; /* answered */
-	if (cart->count == 0) {
+	order_id_for(op->customer, NULL, quote->cart_version, op->order_id);
+	if (p->problem != NULL) {
+		answer_placed(r, api, op, op->order_id, p);
+		goto done;
+	}
+	if (quote->count == 0) {
 		gw_respond_error(r, 422,
-		                 cart->dropped_count > 0
+		                 quote->dropped_count > 0
 		                         ? "the cart is empty: its products are no longer sold"
 		                         : "the cart is empty");
 		goto done;
 	}
-	if (cart->total_cents == 0) { /* nothing to pay: the provider would refuse it (issue 14) */
+	if (quote->total_cents == 0) { /* nothing to pay: the provider would refuse it (issue 14) */
 		gw_respond_error(r, 422, "the order would total 0: nothing to pay");
 		goto done;
 	}
-	d->cart_version = (int64_t)cart->version;
-	rc = proj_users_get_by_id(api->users, op->customer, user);
-	if (rc != ORN_OK) {
-		gw_respond_error(r, rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? 422 : 503,
-		                 rc == ORN_ENOTFOUND || rc == ORN_EINVAL
-		                         ? "no account with an email for this token"
-		                         : "accounts are unavailable");
-		goto done;
-	}
-	op->command.kind = ORDER_PLACE;
-	snprintf(d->customer_id, sizeof d->customer_id, "%s", op->customer);
-	snprintf(d->customer_email, sizeof d->customer_email, "%s", user->email);
-	for (size_t i = 0; i < cart->count; i++) {
-		order_line *l = &d->lines[i];
-		snprintf(l->product_id, sizeof l->product_id, "%s", cart->lines[i].product_id);
-		snprintf(l->name, sizeof l->name, "%s", cart->lines[i].name);
-		l->unit_price_cents = cart->lines[i].unit_price_cents;
-		l->quantity = cart->lines[i].quantity;
-	}
-	d->line_count = cart->count;
-	snprintf(d->currency, sizeof d->currency, "%s", cart->currency);
 	if (order_token_make(api->order_token_key, op->order_id, token) != ORN_OK) {
 		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
+	op->command.kind = ORDER_PLACE;
+	snprintf(d->customer_id, sizeof d->customer_id, "%s", op->customer);
+	snprintf(d->customer_email, sizeof d->customer_email, "%s", caller->account.email);
+	for (size_t i = 0; i < quote->count; i++) {
+		order_line *l = &d->lines[i];
+		memcpy(l->product_id, quote->lines[i].product_id, sizeof l->product_id);
+		memcpy(l->name, quote->lines[i].name, sizeof l->name);
+		l->unit_price_cents = quote->lines[i].unit_price_cents;
+		l->quantity = quote->lines[i].quantity;
+	}
+	d->line_count = quote->count;
+	memcpy(d->currency, quote->currency, sizeof d->currency);
+	d->cart_version = (int64_t)quote->cart_version;
 	order_token_hash(token, strlen(token), d->token_hash);
 	sodium_memzero(token, sizeof token);
 	d->time_ms = orn_now_ms();
-	d->deadline_ms = d->time_ms + api->reservation_ttl_ms;
+	d->ttl_ms = api->reservation_ttl_ms; /* the decider sets the deadline from it */
 	ok = true;
 done:
-	free(user);
-	free(cart);
+	free(quote);
 	return ok;
 }
 
-static void place_order(gw_request *r, void *arg)
+void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
-	const char *key;
 	char command_id[ORDER_ID_MAX + 8];
 	gw_api_keyed keyed = {0};
+	placement p = {0};
 	order_op *op = NULL;
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) ||
-	    !gw_api_idempotency_key(r, &key))
+	if (!available(r, api) || !gw_api_idempotency_key(r, &p.key) || !check_body(r, &p))
 		return;
-	if ((op = op_new(api, OP_PLACE, claims.sub, "")) == NULL) {
+	if ((op = op_new(api, OP_PLACE, caller->claims.sub, "")) == NULL) {
 		gw_respond_error(r, 500, NULL);
-		return;
-	}
-	/* hashed before the strict check, so that a key reused with another body
-	 * is told apart (422) from a malformed request, as Stripe-style
-	 * idempotency does */
-	if (!request_hash_of(r, op->command.data.request_hash)) {
-		(void)body_is_empty_object(r); /* not one JSON object: the strict check answers */
 		goto done;
 	}
-	if (!fill_placement(r, op))
+	if (!fill_placement(r, op, caller, &p))
 		goto done;
 	/* The id follows the cart's version; a key's repeat is answered by the
 	 * order's ledger (the same request again: the first answer; another
 	 * request: 422), another placement of the same cart by "exists". */
-	if (key != NULL)
-		gw_api_keyed_init(&keyed, r, "place", claims.sub, key);
+	if (p.key != NULL)
+		gw_api_keyed_init(&keyed, r, "place", caller->claims.sub, p.key, p.body);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
 	/* the customer's email, sealed for this order's event (ADR 027) */
 	if (gw_api_reseal(api, op->command.data.customer_email, "customer_email",
-	                  key != NULL ? keyed.command_id : command_id, op->command.data.customer_email,
+	                  p.key != NULL ? keyed.command_id : command_id, op->command.data.customer_email,
 	                  sizeof op->command.data.customer_email) != ORN_OK) {
 		gw_respond_error(r, 503, "accounts are unavailable");
 		goto done;
 	}
-	op_start(r, op, key != NULL ? keyed.command_id : command_id, key != NULL ? keyed.request : "",
-	         claims.sub);
+	op_start(r, op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
+	         caller->claims.sub);
 	op = NULL;
 done:
+	json_decref(p.problem);
+	json_decref(p.body);
 	free(op);
 }
 
@@ -677,19 +588,16 @@ static bool list_query(gw_request *r, unsigned *limit, const char **cursor)
 	return false;
 }
 
-static void list_orders(gw_request *r, void *arg)
+void gw_orders_list(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	unsigned limit;
 	const char *cursor;
 	json_t *items = NULL;
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) ||
-	    !list_query(r, &limit, &cursor))
+	if (!available(r, api) || !list_query(r, &limit, &cursor))
 		return;
 	proj_orders_page *page = malloc(sizeof *page);
-	orn_rc rc =
-	        page != NULL ? proj_orders_list(api->orders, claims.sub, limit, cursor, page) : ORN_ENOMEM;
+	orn_rc rc = page != NULL ? proj_orders_list(api->orders, caller->claims.sub, limit, cursor, page)
+	                         : ORN_ENOMEM;
 	if (rc == ORN_EINVAL) {
 		json_t *problem = gw_problem_new(400, "invalid query parameters");
 		gw_api_bad_cursor(problem);
@@ -719,17 +627,15 @@ done:
 	free(page);
 }
 
-static void get_order(gw_request *r, void *arg)
+void gw_orders_get(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	const char *id;
 	proj_order *order = NULL;
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) || (id = path_id(r)) == NULL)
+	if (!available(r, api) || (id = path_id(r)) == NULL)
 		return;
-	orn_rc rc = read_own_order(api, id, claims.sub, &order);
+	orn_rc rc = gw_api_read_own_order(api, id, caller->claims.sub, &order);
 	if (rc == ORN_OK)
-		gw_respond_json(r, 200, order_json(id, &order->state, ORDER_HISTORY_MAX));
+		answer_order(api, r, NULL, 200, id, &order->state, ORDER_HISTORY_MAX);
 	else
 		gw_respond_problem(r, read_problem(rc));
 	free(order);
@@ -774,9 +680,8 @@ static bool form_token(gw_request *r, char *out, size_t cap)
 	return ok;
 }
 
-static void confirm_order(gw_request *r, void *arg)
+void gw_orders_confirm(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	char token[ORDER_TOKEN_MAX + 1] = "", command_id[ORDER_ID_MAX + 16];
 	const char *id = gw_request_param(r, "id");
 	bool html = is_form(r);
@@ -794,9 +699,8 @@ static void confirm_order(gw_request *r, void *arg)
 			return;
 		const char *given = gw_json_string(body, "token", "");
 		if (!token_shape_valid(given)) {
-			json_t *problem = gw_problem_new(400, "the request body is invalid");
-			gw_problem_add_error(problem, "token", "must be 43 characters of base64url");
-			gw_respond_problem(r, problem);
+			gw_api_respond_field_error(r, 400, "the request body is invalid", "token",
+			                           "must be 43 characters of base64url");
 			goto done;
 		}
 		snprintf(token, sizeof token, "%s", given);
@@ -831,9 +735,8 @@ done:
 
 /* GET /orders/{id}/confirm?token= : the page with the form that confirms.
  * The GET itself changes nothing (mail scanners follow links). */
-static void confirm_page(gw_request *r, void *arg)
+void gw_orders_confirm_page(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	const char *id = gw_request_param(r, "id");
 	const char *token = gw_request_query(r, "token");
 	if (id == NULL || !gw_valid_id(id) || !token_shape_valid(token)) {
@@ -850,28 +753,26 @@ static void confirm_page(gw_request *r, void *arg)
 
 /* ---- POST /orders/{id}/cancel --------------------------------------------------- */
 
-static void cancel_order(gw_request *r, void *arg)
+void gw_orders_cancel(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	const char *id;
 	size_t len;
 	json_t *body = NULL;
 	proj_order *order = NULL;
 	char command_id[40];
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) || (id = path_id(r)) == NULL)
+	if (!available(r, api) || (id = path_id(r)) == NULL)
 		return;
 	gw_request_body(r, &len);
 	if (len > 0 && !gw_request_json(r, empty_schema, &body))
 		return;
 	json_decref(body);
-	orn_rc rc = read_own_order(api, id, claims.sub, &order);
+	orn_rc rc = gw_api_read_own_order(api, id, caller->claims.sub, &order);
 	free(order);
 	if (rc != ORN_OK) {
 		gw_respond_problem(r, read_problem(rc));
 		return;
 	}
-	order_op *op = op_new(api, OP_CANCEL, claims.sub, id);
+	order_op *op = op_new(api, OP_CANCEL, caller->claims.sub, id);
 	if (op == NULL) {
 		gw_respond_error(r, 500, NULL);
 		return;
@@ -880,7 +781,7 @@ static void cancel_order(gw_request *r, void *arg)
 	snprintf(op->command.data.reason, sizeof op->command.data.reason, "%s", ORDER_REASON_CUSTOMER);
 	op->command.data.time_ms = orn_now_ms();
 	gw_api_new_id(command_id, sizeof command_id);
-	op_start(r, op, command_id, "", claims.sub);
+	op_start(r, op, command_id, "", caller->claims.sub);
 }
 
 /* ---- GET /orders/{id}/events ------------------------------------------------------ */
@@ -926,7 +827,7 @@ static void stream_end(order_stream *os)
 static uint64_t final_seq(const proj_order *order)
 {
 	for (size_t i = 0; i < order->state.history_count; i++)
-		if (is_final(order->state.history[i].status))
+		if (order_status_is_final(order->state.history[i].status))
 			return order->history_seq[i];
 	return 0;
 }
@@ -940,20 +841,23 @@ static bool stream_send(order_stream *os, const proj_order *order)
 	os->version = order->version;
 	for (size_t i = 0; i < s->history_count; i++) {
 		if (order->history_seq[i] <= os->sent_seq) {
-			os->final |= is_final(s->history[i].status);
+			os->final |= order_status_is_final(s->history[i].status);
 			continue;
 		}
-		json_t *entry = history_entry_json(&s->history[i]);
-		char *data = entry != NULL ? json_dumps(entry, JSON_COMPACT) : NULL;
-		json_decref(entry);
-		orn_rc rc = data != NULL ? gw_sse_event(os->stream, order->history_seq[i], "status", data)
-		                         : ORN_ENOMEM;
-		free(data);
+		mp_writer *w = gw_api_text_buffer(os->api);
+		if (w != NULL) {
+			gw_view_history_entry(w, &s->history[i]);
+			mp_write_raw(w, "", 1); /* the event's data is a C string */
+		}
+		orn_rc rc = w != NULL && mp_writer_status(w) == ORN_OK
+		                    ? gw_sse_event(os->stream, order->history_seq[i], "status",
+		                                   (const char *)mp_writer_data(w))
+		                    : ORN_ENOMEM;
 		if (rc != ORN_OK)
 			return false;
 		os->sent_seq = order->history_seq[i];
 		os->last_write_ns = orn_monotonic_ns();
-		os->final |= is_final(s->history[i].status);
+		os->final |= order_status_is_final(s->history[i].status);
 	}
 	return !os->final;
 }
@@ -976,23 +880,20 @@ static void stream_tick(evutil_socket_t fd, short what, void *arg)
 		stream_end(os);
 }
 
-static void stream_order_events(gw_request *r, void *arg)
+void gw_orders_events(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
 	const char *id;
 	uint64_t last_id, final;
 	proj_order *order = NULL;
 	order_stream *os = NULL;
-	if (!gw_api_authorize(r, api, false, &claims) || !available(r, api) || (id = path_id(r)) == NULL)
+	if (!available(r, api) || (id = path_id(r)) == NULL)
 		return;
 	if (!gw_sse_last_event_id(gw_request_header(r, "Last-Event-ID"), &last_id)) {
-		json_t *problem = gw_problem_new(400, "the Last-Event-ID header is invalid");
-		gw_problem_add_error(problem, "Last-Event-ID", "must be an event id of this stream");
-		gw_respond_problem(r, problem);
+		gw_api_respond_field_error(r, 400, "the Last-Event-ID header is invalid", "Last-Event-ID",
+		                           "must be an event id of this stream");
 		return;
 	}
-	orn_rc rc = read_own_order(api, id, claims.sub, &order);
+	orn_rc rc = gw_api_read_own_order(api, id, caller->claims.sub, &order);
 	if (rc != ORN_OK) {
 		gw_respond_problem(r, read_problem(rc));
 		return;
@@ -1032,30 +933,4 @@ fail:
 	if (os != NULL)
 		stream_free(os);
 	free(order);
-}
-
-orn_rc gw_api_register_orders(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_POST, "/api/v1/orders", place_order},
-	        {GW_GET, "/api/v1/orders", list_orders},
-	        {GW_GET, "/api/v1/orders/{id}", get_order},
-	        {GW_POST, "/api/v1/orders/{id}/confirm", confirm_order},
-	        {GW_GET, "/api/v1/orders/{id}/confirm", confirm_page},
-	        {GW_POST, "/api/v1/orders/{id}/cancel", cancel_order},
-	        {GW_GET, "/api/v1/orders/{id}/events", stream_order_events},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
-}
-
-/* ---- shared with gw_api_payment.c ------------------------------------------------- */
-
-json_t *gw_api_order_json(const char *id, const order_state *s)
-{
-	return order_json(id, s, ORDER_HISTORY_MAX);
-}
-
-orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out)
-{
-	return read_own_order(api, id, customer, out);
 }

@@ -43,7 +43,7 @@
  * is echoed.
  *
  * Threading: everything runs on the gateway's loop thread. */
-#include "gw_api.h"
+#include "gw_api_payment.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -51,7 +51,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gw_api-internal.h"
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "hashmap.h"
 #include "log.h"
 
@@ -93,7 +95,8 @@ typedef struct pay_record {
 	unsigned char body_hash[crypto_generichash_BYTES];
 	bool done;
 	pay_waiter *waiters; /* in flight: every request to answer */
-	json_t *answer;      /* done: the order answered with 200 */
+	char *answer;        /* done: the order answered with 200 (JSON text) */
+	size_t answer_len;
 	int64_t expires_ms;
 	struct pay_record *older, *newer; /* done records, oldest first */
 } pay_record;
@@ -111,6 +114,10 @@ static int64_t monotonic_ms(void)
 	return orn_monotonic_ns() / 1000000;
 }
 
+static void payments_free(void *payments);
+
+/* The api's records, created on first use (gw_api_destroy frees them with
+ * payments_free); NULL on ENOMEM. */
 static gw_api_payments *payments_of(gw_api *api)
 {
 	if (api->payments != NULL)
@@ -122,6 +129,7 @@ static gw_api_payments *payments_of(gw_api *api)
 	}
 	crypto_generichash_keygen(p->hash_key);
 	api->payments = p;
+	api->payments_free = payments_free;
 	return p;
 }
 
@@ -132,7 +140,7 @@ static void record_free(pay_record *rec)
 		rec->waiters = w->next;
 		free(w);
 	}
-	json_decref(rec->answer);
+	free(rec->answer);
 	free(rec);
 }
 
@@ -163,20 +171,20 @@ static void expire_records(gw_api_payments *p)
 	}
 }
 
-void gw_api_payments_free(gw_api *api)
+/* Frees the records. Requests still waiting for a payment are not
+ * answered: gw_api_destroy calls it once the bus and the consistency helper
+ * are gone (they answer every pending callback first). */
+static void payments_free(void *payments)
 {
-	gw_api_payments *p = api->payments;
-	if (p == NULL)
-		return;
+	gw_api_payments *p = payments;
 	size_t cursor = 0;
 	const char *key;
 	void *value;
 	while (hmap_next(p->records, &cursor, &key, &value))
-		record_free(value); /* waiters left are not answered: see gw_api.h */
+		record_free(value);
 	hmap_destroy(p->records);
 	sodium_memzero(p->hash_key, sizeof p->hash_key);
 	free(p);
-	api->payments = NULL;
 }
 
 /* The map key of (customer, order, Idempotency-Key): keyed BLAKE2b in hex. */
@@ -366,21 +374,17 @@ typedef struct pay_op {
 	char order_id[ORDER_ID_MAX];
 } pay_op;
 
-/* Answers every request waiting on rec with a copy of answer (status 200,
- * JSON; stolen) or problem (stolen), then keeps rec (a 200 with a key) or
- * frees it. */
-static void record_finish(gw_api *api, pay_record *rec, json_t *answer, json_t *problem)
+/* Answers every request waiting on rec with answer (status 200, JSON text
+ * of len bytes, taken: a heap string) or a copy of problem (stolen), then
+ * keeps rec (a 200 with a key) or frees it. */
+static void record_finish(gw_api *api, pay_record *rec, char *answer, size_t len, json_t *problem)
 {
 	gw_api_payments *p = api->payments;
 	while (rec->waiters != NULL) {
 		pay_waiter *w = rec->waiters;
 		rec->waiters = w->next;
 		if (answer != NULL) {
-			json_t *copy = json_deep_copy(answer);
-			if (copy != NULL)
-				gw_async_complete_json(w->async, 200, copy);
-			else
-				gw_async_complete_problem(w->async, gw_problem_new(500, NULL));
+			gw_async_complete_body(w->async, 200, "application/json", answer, len);
 		} else {
 			json_t *copy = problem != NULL ? json_deep_copy(problem) : NULL;
 			gw_async_complete_problem(w->async, copy != NULL ? copy : gw_problem_new(500, NULL));
@@ -392,12 +396,13 @@ static void record_finish(gw_api *api, pay_record *rec, json_t *answer, json_t *
 	if (!keep) {
 		if (rec->key[0] != '\0' && p != NULL)
 			hmap_remove(p->records, rec->key);
-		json_decref(answer);
+		free(answer);
 		record_free(rec);
 		return;
 	}
 	rec->done = true;
 	rec->answer = answer;
+	rec->answer_len = len;
 	rec->expires_ms = monotonic_ms() + PAYMENT_REPLAY_TTL_MS;
 	rec->older = p->newest;
 	rec->newer = NULL;
@@ -412,29 +417,45 @@ static void record_finish(gw_api *api, pay_record *rec, json_t *answer, json_t *
 
 static void op_fail(pay_op *op, int status, const char *detail)
 {
-	record_finish(op->api, op->record, NULL, gw_problem_new(status, detail));
+	record_finish(op->api, op->record, NULL, 0, gw_problem_new(status, detail));
 	free(op);
+}
+
+/* The order view of order_id as a heap string into *out (*len bytes):
+ * ORN_OK, or the read model's failure, or ORN_ENOMEM. */
+static orn_rc settled_view(gw_api *api, const char *order_id, char **out, size_t *len)
+{
+	proj_order *order = malloc(sizeof *order);
+	mp_writer *w = gw_api_text_buffer(api);
+	orn_rc rc = order != NULL && w != NULL ? proj_orders_get(api->orders, order_id, order) : ORN_ENOMEM;
+	*out = NULL;
+	if (rc == ORN_OK && (!gw_view_order(w, order_id, &order->state, ORDER_HISTORY_MAX) ||
+	                     mp_writer_status(w) != ORN_OK || (*out = malloc(mp_writer_size(w))) == NULL))
+		rc = ORN_ENOMEM;
+	if (rc == ORN_OK) {
+		*len = mp_writer_size(w);
+		memcpy(*out, mp_writer_data(w), *len);
+	}
+	free(order);
+	return rc;
 }
 
 /* The read side has the payment's outcome: answer the order. */
 static void on_settled(void *closure, orn_rc wait_rc)
 {
 	pay_op *op = closure;
+	char *answer = NULL;
+	size_t len = 0;
 	if (wait_rc != ORN_OK)
 		log_warn("read models late after a payment", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
-	proj_order *order = malloc(sizeof *order);
-	orn_rc rc = order != NULL ? proj_orders_get(op->api->orders, op->order_id, order) : ORN_ENOMEM;
-	json_t *answer = rc == ORN_OK ? gw_api_order_json(op->order_id, &order->state) : NULL;
-	free(order);
-	if (answer == NULL) {
-		op_fail(op, rc == ORN_OK || rc == ORN_ENOMEM ? 500 : 503,
-		        rc == ORN_OK || rc == ORN_ENOMEM
-		                ? NULL
-		                : "the order is late in the read model; read it again");
+	orn_rc rc = settled_view(op->api, op->order_id, &answer, &len);
+	if (rc != ORN_OK) {
+		op_fail(op, rc == ORN_ENOMEM ? 500 : 503,
+		        rc == ORN_ENOMEM ? NULL : "the order is late in the read model; read it again");
 		return;
 	}
-	record_finish(op->api, op->record, answer, NULL);
+	record_finish(op->api, op->record, answer, len, NULL);
 	free(op);
 }
 
@@ -491,7 +512,7 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 	if (reply->outcome == BUS_REJECTED) {
 		const char *code = reply->code;
 		if (strcmp(code, "invalid_card") == 0) {
-			record_finish(op->api, op->record, NULL, invalid_card_problem(reply->detail));
+			record_finish(op->api, op->record, NULL, 0, invalid_card_problem(reply->detail));
 			free(op);
 		} else if (strcmp(code, "not_found") == 0) {
 			op_fail(op, 404, "no such order");
@@ -518,10 +539,7 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 		return;
 	}
 	/* accepted: confirmed or payment_failed, committed at reply->seq */
-	if (op->api->consistency == NULL ||
-	    gw_consistency_wait(op->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS, on_settled,
-	                        op) != ORN_OK)
-		on_settled(op, ORN_OK);
+	gw_api_wait_for(op->api, reply->seq, on_settled, op);
 }
 
 /* ---- POST /orders/{id}/payment ------------------------------------------------------ */
@@ -562,7 +580,7 @@ static pay_record *find_or_add_record(gw_request *r, gw_api_payments *p, const c
 			if (sodium_memcmp(rec->body_hash, hash, crypto_generichash_BYTES) != 0)
 				gw_respond_error(r, 422, "this Idempotency-Key was used for another request");
 			else if (rec->done)
-				gw_respond_json(r, 200, json_deep_copy(rec->answer));
+				gw_respond(r, 200, "application/json", rec->answer, rec->answer_len);
 			else
 				add_waiter(r, rec, deadline_ms); /* a double click: the same answer */
 			return NULL;
@@ -585,10 +603,9 @@ static pay_record *find_or_add_record(gw_request *r, gw_api_payments *p, const c
 	return rec;
 }
 
-static void pay_order(gw_request *r, void *arg)
+void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
-	gw_claims claims;
+	const gw_claims *claims = &caller->claims;
 	const char *id = NULL, *key = NULL;
 	unsigned char hash[crypto_generichash_BYTES];
 	char command_id[COMMAND_ID_MAX];
@@ -600,8 +617,6 @@ static void pay_order(gw_request *r, void *arg)
 	bool handled;
 	unsigned timeout_ms = api->payment_timeout_ms ? api->payment_timeout_ms : GW_API_PAYMENT_TIMEOUT_MS;
 	unsigned deadline_ms = timeout_ms + GW_API_READ_YOUR_WRITES_MS + 1000;
-	if (!gw_api_authorize(r, api, false, &claims))
-		return;
 	if (api->orders == NULL || api->bus == NULL) {
 		gw_respond_error(r, 503, "payments are unavailable");
 		return;
@@ -615,10 +630,10 @@ static void pay_order(gw_request *r, void *arg)
 	if (!gw_api_idempotency_key(r, &key) || (body = read_body(r, p, hash)) == NULL)
 		return;
 	/* a key seen before answers from its record, before anything is read */
-	pay_record *rec = find_or_add_record(r, p, claims.sub, id, key, hash, deadline_ms, &handled);
+	pay_record *rec = find_or_add_record(r, p, claims->sub, id, key, hash, deadline_ms, &handled);
 	if (rec == NULL)
 		goto done;
-	orn_rc rc = gw_api_read_own_order(api, id, claims.sub, &order);
+	orn_rc rc = gw_api_read_own_order(api, id, claims->sub, &order);
 	int status = 0;
 	const char *detail = NULL;
 	if (rc == ORN_ENOTFOUND) {
@@ -627,9 +642,8 @@ static void pay_order(gw_request *r, void *arg)
 	} else if (rc != ORN_OK) {
 		status = rc == ORN_ENOMEM ? 500 : 503;
 		detail = rc == ORN_ENOMEM ? NULL : "orders are unavailable";
-	} else if (order->state.status == ORDER_CANCELLED ||
-	           (key == NULL && (order->state.status == ORDER_CONFIRMED ||
-	                            order->state.status == ORDER_PAYMENT_FAILED))) {
+	} else if (order_status_is_final(order->state.status) &&
+	           (key == NULL || !order_status_payment_settled(order->state.status))) {
 		/* No payment can follow. With a key, a paid or failed order goes to the
 		 * service all the same: a repeat of the request that settled it is
 		 * answered as it was (this gateway may have restarted since). Earlier
@@ -638,7 +652,7 @@ static void pay_order(gw_request *r, void *arg)
 		status = 409;
 		detail = "the order is not awaiting payment";
 	}
-	if (status == 0 && (w = encode_pay(claims.sub, key, body)) == NULL) {
+	if (status == 0 && (w = encode_pay(claims->sub, key, body)) == NULL) {
 		status = 500;
 		detail = NULL;
 	}
@@ -647,7 +661,7 @@ static void pay_order(gw_request *r, void *arg)
 		detail = NULL;
 	}
 	if (status != 0) {
-		record_finish(api, rec, NULL, NULL); /* nobody waits yet: just forgotten */
+		record_finish(api, rec, NULL, 0, NULL); /* nobody waits yet: just forgotten */
 		gw_respond_error(r, status, detail);
 		goto done;
 	}
@@ -655,12 +669,12 @@ static void pay_order(gw_request *r, void *arg)
 	op->record = rec;
 	snprintf(op->order_id, sizeof op->order_id, "%s", id);
 	if (!add_waiter(r, rec, deadline_ms)) {
-		record_finish(api, rec, NULL, NULL);
+		record_finish(api, rec, NULL, 0, NULL);
 		free(op);
 		goto done;
 	}
 	command_id_for(id, key, command_id);
-	rc = gw_api_send_within(api, PAYMENT_AGGREGATE, id, PAYMENT_CMD_PAY, w, command_id, claims.sub,
+	rc = gw_api_send_within(api, PAYMENT_AGGREGATE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub,
 	                        timeout_ms, on_pay_replied, op);
 	if (rc != ORN_OK) {
 		log_warn("payment not sent", "order", id, "error", orn_strerror(rc));
@@ -673,12 +687,4 @@ done:
 		json_decref(body);
 	}
 	free(order);
-}
-
-orn_rc gw_api_register_payment(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_POST, "/api/v1/orders/{id}/payment", pay_order},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

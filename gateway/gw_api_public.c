@@ -20,7 +20,7 @@
  * password was right: successful logins cost nothing. A wrong password from
  * one address therefore never stops the right one from another.
  * Registration charges the per-address budget too (it hashes), and keeps it. */
-#include "gw_api.h"
+#include "gw_api_public.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -29,7 +29,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "gw_api-internal.h"
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "log.h"
 #include "user.h"
 
@@ -79,18 +81,13 @@ static void respond_rate_limited(gw_request *r, int64_t retry_ms)
 	gw_respond_error(r, 429, "too many attempts; retry later");
 }
 
-/* A 400 problem naming one field. */
-static void respond_field_error(gw_request *r, const char *detail, const char *field, const char *message)
+/* Whether the password pool took the work (rc); else completes a with 503
+ * (the pool is stopping or full) or 500 and detail. */
+static bool password_work_started(gw_async *a, orn_rc rc, const char *detail)
 {
-	json_t *problem = gw_problem_new(400, detail);
-	if (problem != NULL && gw_problem_add_error(problem, field, message) != 0) {
-		json_decref(problem);
-		problem = NULL;
-	}
-	if (problem == NULL)
-		gw_respond_error(r, 500, NULL);
-	else
-		gw_respond_problem(r, problem);
+	if (rc != ORN_OK)
+		gw_async_complete_problem(a, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500, detail));
+	return rc == ORN_OK;
 }
 
 /* {id, email, name, role}: the public view of an account (never the hash). */
@@ -159,10 +156,7 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 		registration_free(reg);
 		return;
 	}
-	if (reg->api->consistency == NULL ||
-	    gw_consistency_wait(reg->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS,
-	                        registration_visible, reg) != ORN_OK)
-		registration_complete(reg);
+	gw_api_wait_for(reg->api, reply->seq, registration_visible, reg);
 }
 
 /* Seals the account's email, name and password hash with a new data key
@@ -251,9 +245,8 @@ static void new_user_id(char *out, size_t cap)
 	sodium_bin2hex(out, cap, random, sizeof random);
 }
 
-static void handle_register(gw_request *r, void *arg)
+void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	json_t *body = NULL;
 	registration *reg = NULL;
 	int64_t retry_ms = 0;
@@ -262,7 +255,8 @@ static void handle_register(gw_request *r, void *arg)
 		return;
 	const char *name = gw_json_string(body, "name", "");
 	if (strlen(name) > NAME_BYTES_MAX) {
-		respond_field_error(r, BODY_INVALID, "name", "must be at most 100 bytes of UTF-8");
+		gw_api_respond_field_error(r, 400, BODY_INVALID, "name",
+		                           "must be at most 100 bytes of UTF-8");
 		goto done;
 	}
 	if ((reg = calloc(1, sizeof *reg)) == NULL) {
@@ -272,7 +266,7 @@ static void handle_register(gw_request *r, void *arg)
 	if (user_email_normalize(gw_json_string(body, "email", ""), reg->email, sizeof reg->email) !=
 	            ORN_OK ||
 	    !user_email_syntax_valid(reg->email)) {
-		respond_field_error(r, BODY_INVALID, "email", EMAIL_RULE);
+		gw_api_respond_field_error(r, 400, BODY_INVALID, "email", EMAIL_RULE);
 		goto done;
 	}
 	if (api->keys == NULL) {
@@ -284,7 +278,7 @@ static void handle_register(gw_request *r, void *arg)
 	char why[PASSWORD_REASON_MAX];
 	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->email, why, sizeof why);
 	if (rc == ORN_EINVAL) {
-		respond_field_error(r, BODY_INVALID, "password", why);
+		gw_api_respond_field_error(r, 400, BODY_INVALID, "password", why);
 		goto done;
 	} else if (rc != ORN_OK) {
 		log_error("cannot check a password's quality", "error", orn_strerror(rc));
@@ -307,12 +301,8 @@ static void handle_register(gw_request *r, void *arg)
 		goto done; /* answered 500 */
 	rc = gw_password_hash_async(api->passwords, gw_json_string(body, "password", ""), registration_hashed,
 	                            reg);
-	if (rc != ORN_OK) {
-		gw_async_complete_problem(reg->async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500,
-		                                                     "cannot register now; try again"));
-		goto done;
-	}
-	reg = NULL; /* registration_hashed owns it now */
+	if (password_work_started(reg->async, rc, "cannot register now; try again"))
+		reg = NULL; /* registration_hashed owns it now */
 done:
 	if (reg != NULL)
 		registration_free(reg);
@@ -342,11 +332,6 @@ typedef struct login {
 	char account_key[8 + USER_EMAIL_MAX];
 } login;
 
-static int64_t token_ttl(const gw_api *api)
-{
-	return api->token_ttl_s > 0 ? api->token_ttl_s : GW_API_TOKEN_TTL_S;
-}
-
 /* The right password: the attempt costs no budget, and the address may pass
  * the account's ceiling from now on. */
 static void login_succeeded(login *attempt)
@@ -373,7 +358,7 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 	} else if (!attempt->known || !match) {
 		gw_async_complete_problem(attempt->async, gw_problem_new(401, CREDENTIALS_REJECTED));
 	} else if ((rc = gw_jwt_sign(attempt->api->jwt, attempt->user_id, attempt->role,
-	                             attempt->token_version, (int64_t)time(NULL), token_ttl(attempt->api),
+	                             attempt->token_version, (int64_t)time(NULL), attempt->api->token_ttl_s,
 	                             &token)) != ORN_OK) {
 		log_error("cannot sign a token", "error", orn_strerror(rc));
 		gw_async_complete_problem(attempt->async, gw_problem_new(500, NULL));
@@ -382,7 +367,7 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		gw_async_complete_json(attempt->async, 200,
 		                       json_pack("{s:s, s:s, s:I}", "access_token", token, "token_type",
 		                                 "Bearer", "expires_in",
-		                                 (json_int_t)token_ttl(attempt->api)));
+		                                 (json_int_t)attempt->api->token_ttl_s));
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
@@ -432,9 +417,8 @@ static bool login_charge(login *attempt, const char *address, const char *email,
 	return false;
 }
 
-static void handle_login(gw_request *r, void *arg)
+void gw_public_login(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	json_t *body = NULL;
 	login *attempt = NULL;
 	proj_user *user = NULL;
@@ -444,7 +428,7 @@ static void handle_login(gw_request *r, void *arg)
 	if (!gw_request_json(r, login_schema, &body))
 		return;
 	if (user_email_normalize(gw_json_string(body, "email", ""), email, sizeof email) != ORN_OK) {
-		respond_field_error(r, BODY_INVALID, "email", "must be a valid email address");
+		gw_api_respond_field_error(r, 400, BODY_INVALID, "email", "must be a valid email address");
 		goto done;
 	}
 	if ((attempt = calloc(1, sizeof *attempt)) == NULL || (user = malloc(sizeof *user)) == NULL) {
@@ -486,12 +470,8 @@ static void handle_login(gw_request *r, void *arg)
 	rc = gw_password_verify_async(api->passwords, attempt->known ? hash : api->dummy_hash,
 	                              gw_json_string(body, "password", ""), login_verified, attempt);
 	sodium_memzero(hash, sizeof hash);
-	if (rc != ORN_OK) {
-		gw_async_complete_problem(attempt->async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500,
-		                                                         "cannot log in now; try again"));
-		goto done;
-	}
-	attempt = NULL; /* login_verified owns it now */
+	if (password_work_started(attempt->async, rc, "cannot log in now; try again"))
+		attempt = NULL; /* login_verified owns it now */
 done:
 	if (user != NULL) {
 		sodium_memzero(user, sizeof *user);
@@ -508,8 +488,9 @@ done:
 
 /* 200 {id, email, name, role}, the sealed fields opened with the account's
  * key; 503 if they cannot be opened now. */
-static void respond_me(gw_request *r, gw_api *api, const proj_user *user)
+void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 {
+	const proj_user *user = &caller->account; /* read by the access check */
 	char email[USER_EMAIL_MAX] = "", name[USER_NAME_MAX] = "";
 	orn_rc rc = api->keys == NULL
 	                    ? ORN_EUNAVAILABLE
@@ -524,32 +505,6 @@ static void respond_me(gw_request *r, gw_api *api, const proj_user *user)
 	}
 	sodium_memzero(email, sizeof email);
 	sodium_memzero(name, sizeof name);
-}
-
-static void handle_me(gw_request *r, void *arg)
-{
-	gw_api *api = arg;
-	gw_claims claims;
-	proj_user *user = NULL;
-	if (!gw_api_authorize(r, api, false, &claims))
-		return;
-	if ((user = malloc(sizeof *user)) == NULL) {
-		gw_respond_error(r, 500, NULL);
-		return;
-	}
-	orn_rc rc = proj_users_get_by_id(api->users, claims.sub, user);
-	if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL) {
-		/* a valid signature for an account that is gone: the token is no good */
-		gw_response_header(r, "WWW-Authenticate", "Bearer");
-		gw_respond_error(r, 401, "a valid bearer token is required");
-	} else if (rc != ORN_OK) {
-		log_error("users model unreadable", "error", orn_strerror(rc));
-		gw_respond_error(r, 503, "the account cannot be read now; try again");
-	} else {
-		respond_me(r, api, user);
-	}
-	sodium_memzero(user, sizeof *user);
-	free(user);
 }
 
 /* ---- POST /api/v1/auth/logout ------------------------------------------- */
@@ -579,40 +534,27 @@ static void logout_replied(void *closure, orn_rc rc, bus_reply *reply)
 	}
 	/* answered once this gateway refuses the token (read-your-writes); the
 	 * others follow as their projectors apply the event (ADR 021) */
-	if (op->api->consistency == NULL ||
-	    gw_consistency_wait(op->api->consistency, reply->seq, GW_API_READ_YOUR_WRITES_MS, logout_visible,
-	                        op) != ORN_OK)
-		logout_visible(op, ORN_OK);
+	gw_api_wait_for(op->api, reply->seq, logout_visible, op);
 }
 
 /* Ends the caller's token: RevokeToken{jti, expires_at} to its account. */
-static void handle_logout(gw_request *r, void *arg)
+void gw_public_logout(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	static const gw_field no_fields[] = {{0}};
-	gw_api *api = arg;
-	gw_claims claims;
-	proj_user user = {0};
+	const gw_claims *claims = &caller->claims;
 	user_command command = {.kind = USER_REVOKE_TOKEN};
 	char command_id[16 + GW_JWT_ID_MAX];
 	logout *op = NULL;
 	mp_writer *payload = NULL;
 	json_t *body = NULL;
 	size_t len = 0;
-	if (!gw_api_authorize(r, api, false, &claims))
-		return;
 	gw_request_body(r, &len);
 	if (len > 0 && !gw_request_json(r, no_fields, &body)) /* none, or {} */
 		return;
 	json_decref(body);
-	orn_rc rc = proj_users_get_by_id(api->users, claims.sub, &user);
-	sodium_memzero(user.password_hash, sizeof user.password_hash);
-	if (rc != ORN_OK) {
-		gw_respond_error(r, 503, "cannot log out now; try again");
-		return;
-	}
-	snprintf(command.fields.jti, sizeof command.fields.jti, "%s", claims.jti);
-	command.fields.expires_at = claims.exp;
-	snprintf(command_id, sizeof command_id, "logout:%s", claims.jti);
+	snprintf(command.fields.jti, sizeof command.fields.jti, "%s", claims->jti);
+	command.fields.expires_at = claims->exp;
+	snprintf(command_id, sizeof command_id, "logout:%s", claims->jti);
 	if ((op = calloc(1, sizeof *op)) == NULL || (payload = mp_writer_create()) == NULL ||
 	    user_command_encode(payload, &command) != ORN_OK) {
 		free(op);
@@ -626,8 +568,9 @@ static void handle_logout(gw_request *r, void *arg)
 		mp_writer_destroy(payload);
 		return; /* answered 500 */
 	}
-	rc = gw_api_send(api, USER_AGGREGATE, user.key, user_command_type(USER_REVOKE_TOKEN), payload,
-	                 command_id, claims.sub, logout_replied, op);
+	orn_rc rc =
+	        gw_api_send(api, USER_AGGREGATE, caller->account.key, user_command_type(USER_REVOKE_TOKEN),
+	                    payload, command_id, claims->sub, logout_replied, op);
 	mp_writer_destroy(payload);
 	if (rc != ORN_OK) {
 		gw_api_complete_failure(op->async, rc, NULL);
@@ -636,42 +579,6 @@ static void handle_logout(gw_request *r, void *arg)
 }
 
 /* ---- GET /api/v1/products and /api/v1/products/{id} ---------------------- */
-
-/* Appends a product as the API's JSON object to w (escaped strings). Written
- * directly rather than through jansson objects: the list route renders up to
- * 100 of these per request, and building and dumping a tree was most of its
- * cost (bench/RESULTS.md). */
-static void write_product_json(mp_writer *w, const proj_product *p)
-{
-	char number[32];
-	static const char *const keys[] = {"{\"id\":", ",\"sku\":", ",\"name\":", ",\"description\":"};
-	const char *const values[] = {p->id, p->sku, p->name, p->description};
-	for (size_t i = 0; i < ORN_ARRAY_LEN(keys); i++) {
-		mp_write_raw(w, keys[i], strlen(keys[i]));
-		mp_json_string(w, values[i], strlen(values[i]));
-	}
-	snprintf(number, sizeof number, "%" PRId64, p->price_cents); /* 20 digits at most */
-	mp_write_raw(w, ",\"price_cents\":", 15);
-	mp_write_raw(w, number, strlen(number));
-	mp_write_raw(w, ",\"currency\":", 12);
-	mp_json_string(w, p->currency, strlen(p->currency));
-	mp_write_raw(w, ",\"category\":", 12);
-	mp_json_string(w, p->category, strlen(p->category));
-	snprintf(number, sizeof number, "%" PRId64, p->available);
-	mp_write_raw(w, ",\"available\":", 13);
-	mp_write_raw(w, number, strlen(number));
-	mp_write_raw(w, "}", 1);
-}
-
-/* Answers 200 with the JSON text in w, or 500 if writing it ran out of memory. */
-static void respond_written(gw_request *r, const mp_writer *w)
-{
-	if (mp_writer_status(w) != ORN_OK) {
-		gw_respond_error(r, 500, NULL);
-		return;
-	}
-	gw_respond(r, 200, "application/json", mp_writer_data(w), mp_writer_size(w));
-}
 
 /* limit: decimal digits only, 1..PROJ_CATALOG_PAGE_MAX. */
 static bool parse_limit(const char *text, unsigned *out)
@@ -758,7 +665,7 @@ static void write_page_json(mp_writer *w, const proj_catalog_page *page)
 	for (size_t i = 0; i < page->count; i++) {
 		if (i > 0)
 			mp_write_raw(w, ",", 1);
-		write_product_json(w, &page->items[i]);
+		gw_view_product(w, &page->items[i], false);
 	}
 	mp_write_raw(w, "],\"next_cursor\":", 16);
 	if (page->next_cursor[0] != '\0')
@@ -768,9 +675,8 @@ static void write_page_json(mp_writer *w, const proj_catalog_page *page)
 	mp_write_raw(w, "}", 1);
 }
 
-static void handle_products(gw_request *r, void *arg)
+void gw_public_products(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	proj_catalog_query query;
 	if (!read_catalog_query(r, &query))
 		return;
@@ -785,24 +691,24 @@ static void handle_products(gw_request *r, void *arg)
 	orn_rc rc = proj_catalog_list(api->catalog, &query, page);
 	if (rc == ORN_OK) {
 		write_page_json(w, page);
-		respond_written(r, w);
+		gw_api_respond_written(r, 200, w);
 	} else if (rc == ORN_EINVAL) {
 		/* every other parameter was checked above: the cursor is not ours */
-		respond_field_error(r, QUERY_INVALID, "cursor", "is not a cursor this server issued");
+		gw_api_respond_field_error(r, 400, QUERY_INVALID, "cursor",
+		                           "is not a cursor this server issued");
 	} else {
 		log_error("catalog unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "the catalog cannot be read now; try again");
 	}
 }
 
-static void handle_product(gw_request *r, void *arg)
+void gw_public_product(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	gw_api *api = arg;
 	const char *id = gw_request_param(r, "id");
 	proj_product *product = NULL;
 	if (id == NULL || !gw_valid_id(id)) {
-		respond_field_error(r, "invalid product id", "id",
-		                    "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
+		gw_api_respond_field_error(r, 400, "invalid product id", "id",
+		                           "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
 		return;
 	}
 	if ((product = malloc(sizeof *product)) == NULL) {
@@ -812,8 +718,8 @@ static void handle_product(gw_request *r, void *arg)
 	orn_rc rc = proj_catalog_get(api->catalog, id, product);
 	mp_writer *w = gw_api_text_buffer(api);
 	if (rc == ORN_OK && w != NULL) {
-		write_product_json(w, product);
-		respond_written(r, w);
+		gw_view_product(w, product, false);
+		gw_api_respond_written(r, 200, w);
 	} else if (rc == ORN_OK) {
 		gw_respond_error(r, 500, NULL);
 	} else if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL) {
@@ -823,19 +729,4 @@ static void handle_product(gw_request *r, void *arg)
 		gw_respond_error(r, 503, "the catalog cannot be read now; try again");
 	}
 	free(product);
-}
-
-/* ---- registration -------------------------------------------------------- */
-
-orn_rc gw_api_register_public(gw_api *api)
-{
-	static const gw_api_route routes[] = {
-	        {GW_POST, "/api/v1/auth/register", handle_register},
-	        {GW_POST, "/api/v1/auth/login", handle_login},
-	        {GW_POST, "/api/v1/auth/logout", handle_logout},
-	        {GW_GET, "/api/v1/me", handle_me},
-	        {GW_GET, "/api/v1/products", handle_products},
-	        {GW_GET, "/api/v1/products/{id}", handle_product},
-	};
-	return gw_api_register_routes(api, routes, ORN_ARRAY_LEN(routes));
 }

@@ -4,15 +4,16 @@
  * Before answering an admin command, the gateway waits until the projector
  * runner has applied that sequence, so the client's next GET through the
  * gateway reads LMDB that already holds the write. proj_runner_wait blocks,
- * so it cannot run on the loop; this module polls proj_runner_position
- * instead (a mutex-protected read, no I/O) from ONE libevent timer shared by
- * every waiter, armed only while somebody waits.
+ * so it cannot run on the loop: one watcher thread per helper blocks in it
+ * while somebody waits, and wakes the loop when a waiter can be answered.
  *
- * Cost: while at least one waiter exists, one timer tick every poll_ms
- * (default 1 ms) reads the position once and walks the waiters; with none,
- * nothing runs. The added latency is at most one tick after the projector
- * commits its batch (the projector's batch_ms dominates). Deadlines are
- * checked on the same ticks, so a timeout is reported at most one tick late.
+ * Cost: a sequence applied already is answered on the next loop iteration
+ * (one position read). Otherwise the watcher wakes once per projector batch
+ * (a condition variable the projector broadcasts) and wakes the loop once
+ * when the lowest sequence wanted is reached, whatever the number of
+ * waiters; with none it sleeps. (Polling every millisecond instead woke the
+ * loop about 17 times per order placed: docs/adr/025.) Deadlines are a loop
+ * timer armed for the earliest one.
  *
  * Threading: every function and every callback runs on the loop thread. */
 #ifndef ORION_GW_CONSISTENCY_H
@@ -34,13 +35,16 @@ typedef struct gw_consistency gw_consistency;
 typedef void gw_consistency_fn(void *closure, orn_rc rc);
 
 /* Creates the helper over runner (not owned; it must outlive the helper: stop
- * the runner only after gw_consistency_destroy) and base's loop. poll_ms 0
- * means 1. ORN_ENOMEM on failure; *out is NULL then. */
+ * the runner only after gw_consistency_destroy) and base's loop (created
+ * after gw_threads_init), with its watcher thread. poll_ms bounds how long
+ * the watcher sleeps without looking at its stop flag (so destroy waits at
+ * most that long); 0 means 50 ms. ORN_ENOMEM on failure; *out is NULL then. */
 orn_rc gw_consistency_create(struct event_base *base, proj_runner *runner, unsigned poll_ms,
                              gw_consistency **out);
 
-/* Calls every waiter with ORN_EUNAVAILABLE (callbacks must not call back into
- * the helper) and frees. Loop thread or loop stopped. NULL is accepted. */
+/* Stops the watcher, calls every waiter with ORN_EUNAVAILABLE (callbacks
+ * must not call back into the helper) and frees. Loop thread or loop
+ * stopped. NULL is accepted. */
 void gw_consistency_destroy(gw_consistency *c);
 
 /* Calls fn(closure, rc) when the read side has applied seq, or ORN_ETIMEOUT

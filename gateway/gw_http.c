@@ -119,9 +119,10 @@ typedef struct completion {
 	int status;
 	json_t *body;
 	bool problem;
-	char *html; /* an HTML page instead of body, or NULL */
-	size_t html_len;
-	bool empty; /* no body at all (204) */
+	char *text; /* a page (content_type NULL: HTML) or a body instead of body, or NULL */
+	size_t text_len;
+	const char *content_type; /* of text; NULL for an HTML page */
+	bool empty;               /* no body at all (204) */
 } completion;
 
 void gw_server_options_init(gw_server_options *o)
@@ -426,33 +427,33 @@ static bool is_json_content_type(const char *value)
 	return *value == '\0' || *value == ';';
 }
 
-bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out)
+orn_rc gw_request_validate(gw_request *r, const gw_field *schema, json_t **out, json_t **problem)
 {
 	size_t len;
-	json_t *problem = NULL;
 	const unsigned char *body = gw_request_body(r, &len);
+	orn_rc rc = ORN_ETOOBIG;
 	*out = NULL;
-	if (len > r->server->max_body) {
-		gw_respond_error(r, 413, "the request body is too large");
-		return false;
+	*problem = NULL;
+	if (len <= r->server->max_body && !is_json_content_type(gw_request_header(r, "Content-Type"))) {
+		*problem = gw_problem_new(415, "the request body must be application/json");
+		return ORN_EINVAL;
 	}
-	if (!is_json_content_type(gw_request_header(r, "Content-Type"))) {
-		gw_respond_error(r, 415, "the request body must be application/json");
-		return false;
-	}
-	switch (gw_validate_json(body, len, r->server->max_body, schema, out, &problem)) {
-	case ORN_OK:
+	if (len <= r->server->max_body)
+		rc = gw_validate_json(body, len, r->server->max_body, schema, out, problem);
+	if (rc == ORN_ETOOBIG)
+		*problem = gw_problem_new(413, "the request body is too large");
+	else if (rc != ORN_OK && rc != ORN_EINVAL)
+		*problem = gw_problem_new(500, NULL);
+	return rc;
+}
+
+bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out)
+{
+	json_t *problem = NULL;
+	if (gw_request_validate(r, schema, out, &problem) == ORN_OK)
 		return true;
-	case ORN_EINVAL:
-		gw_respond_problem(r, problem);
-		return false;
-	case ORN_ETOOBIG:
-		gw_respond_error(r, 413, "the request body is too large");
-		return false;
-	default:
-		gw_respond_error(r, 500, NULL);
-		return false;
-	}
+	gw_respond_problem(r, problem);
+	return false;
 }
 
 /* ---- deferred answers --------------------------------------------------- */
@@ -531,8 +532,10 @@ static void completion_run(void *arg, bool run)
 		log_set_correlation(r->request_id);
 		if (c->empty)
 			gw_respond(r, c->status, NULL, NULL, 0);
-		else if (c->html)
-			gw_respond_html(r, c->status, c->html, c->html_len);
+		else if (c->text && c->content_type == NULL)
+			gw_respond_html(r, c->status, c->text, c->text_len);
+		else if (c->text)
+			gw_respond(r, c->status, c->content_type, c->text, c->text_len);
 		else if (c->problem)
 			gw_respond_problem(r, c->body);
 		else
@@ -542,13 +545,13 @@ static void completion_run(void *arg, bool run)
 		log_set_correlation(NULL);
 	}
 	json_decref(c->body);
-	free(c->html);
+	free(c->text);
 	async_release(a); /* the completer's reference */
 	free(c);
 }
 
-static void async_post(gw_async *a, int status, json_t *body, bool problem, char *html, size_t html_len,
-                       bool empty)
+static void async_post(gw_async *a, int status, json_t *body, bool problem, char *text, size_t text_len,
+                       const char *content_type, bool empty)
 {
 	completion *c = malloc(sizeof(*c));
 	if (c)
@@ -556,43 +559,55 @@ static void async_post(gw_async *a, int status, json_t *body, bool problem, char
 		                  .status = status,
 		                  .body = body,
 		                  .problem = problem,
-		                  .html = html,
-		                  .html_len = html_len,
+		                  .text = text,
+		                  .text_len = text_len,
+		                  .content_type = content_type,
 		                  .empty = empty};
 	if (!c || gw_inbox_post(a->server->inbox, completion_run, c) != ORN_OK) {
 		/* Out of memory: the deadline will answer 503. */
 		free(c);
 		json_decref(body);
-		free(html);
+		free(text);
 		async_release(a);
 	}
 }
 
 void gw_async_complete_json(gw_async *a, int status, json_t *body)
 {
-	async_post(a, status, body, false, NULL, 0, false);
+	async_post(a, status, body, false, NULL, 0, NULL, false);
 }
 
 void gw_async_complete_problem(gw_async *a, json_t *problem)
 {
-	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true, NULL, 0, false);
+	async_post(a, problem ? gw_problem_status(problem) : 500, problem, true, NULL, 0, NULL, false);
+}
+
+/* Posts a copy of text (content_type NULL: an HTML page). */
+static void async_post_text(gw_async *a, int status, const char *content_type, const void *text, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (copy == NULL) {
+		async_post(a, 500, gw_problem_new(500, NULL), true, NULL, 0, NULL, false);
+		return;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	async_post(a, status, NULL, false, copy, len, content_type, false);
 }
 
 void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len)
 {
-	char *copy = malloc(len + 1);
-	if (copy == NULL) {
-		async_post(a, 500, gw_problem_new(500, NULL), true, NULL, 0, false);
-		return;
-	}
-	memcpy(copy, html, len);
-	copy[len] = '\0';
-	async_post(a, status, NULL, false, copy, len, false);
+	async_post_text(a, status, NULL, html, len);
+}
+
+void gw_async_complete_body(gw_async *a, int status, const char *content_type, const void *body, size_t len)
+{
+	async_post_text(a, status, content_type, body, len);
 }
 
 void gw_async_complete_empty(gw_async *a, int status)
 {
-	async_post(a, status, NULL, false, NULL, 0, true);
+	async_post(a, status, NULL, false, NULL, 0, NULL, true);
 }
 
 void gw_async_cancel(gw_async *a)

@@ -155,6 +155,10 @@ char *gw_request_strdup(gw_request *r, const char *s);
  * large body, 415 unless Content-Type is application/json, 500 on memory)
  * and false is returned. */
 bool gw_request_json(gw_request *r, const gw_field *schema, json_t **out);
+/* gw_request_json without the answer: ORN_OK with *out as there, or another
+ * code with *problem the answer gw_request_json would give (new reference,
+ * the caller answers or frees it; NULL when out of memory). */
+orn_rc gw_request_validate(gw_request *r, const gw_field *schema, json_t **out, json_t **problem);
 
 /* Adds a response header. Values with bytes outside printable ASCII are
  * refused (ORN_EINVAL): no header injection, and raw input does not belong in
@@ -237,6 +241,10 @@ void gw_async_complete_problem(gw_async *a, json_t *problem);
 /* Completes a deferred request with an HTML page (html is copied), answered
  * as gw_respond_html does. Thread-safe; consumes the handle. */
 void gw_async_complete_html(gw_async *a, int status, const char *html, size_t len);
+/* Completes a deferred request with body (len bytes, copied) of
+ * content_type (a static string), answered as gw_respond does. Thread-safe;
+ * consumes the handle. */
+void gw_async_complete_body(gw_async *a, int status, const char *content_type, const void *body, size_t len);
 /* Completes a deferred request with a status that has no body (204): the
  * standard headers only. Thread-safe; consumes the handle. */
 void gw_async_complete_empty(gw_async *a, int status);

@@ -59,6 +59,8 @@ static size_t utf8_prefix(const char *s, size_t max)
 
 int gw_problem_add_error(json_t *problem, const char *field, const char *message)
 {
+	if (problem == NULL)
+		return -1;
 	json_t *errors = json_object_get(problem, "errors");
 	if (!errors) {
 		errors = json_array();

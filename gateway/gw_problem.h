@@ -24,7 +24,8 @@ const char *gw_status_title(int status);
 json_t *gw_problem_new(int status, const char *detail);
 
 /* Appends {field, message} to problem's "errors" (created on first use).
- * Returns 0, or -1 on allocation failure or when the list is full. */
+ * Returns 0, or -1 on allocation failure, when the list is full or when
+ * problem is NULL. */
 int gw_problem_add_error(json_t *problem, const char *field, const char *message);
 
 /* The status of a problem object (0 if absent). */

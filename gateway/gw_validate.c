@@ -176,46 +176,36 @@ orn_rc gw_validate_json(const void *body, size_t len, size_t max_len, const gw_f
                         json_t **problem)
 {
 	json_error_t error;
-	json_t *root = NULL, *report = NULL;
-	orn_rc rc = ORN_OK;
+	json_t *root = NULL;
+	char detail[96];
 	*out = NULL;
 	*problem = NULL;
 	if (len > max_len)
 		return ORN_ETOOBIG;
-	report = gw_problem_new(400, "the request body is invalid");
-	if (!report)
-		return ORN_ENOMEM;
-	if (len == 0) {
-		json_object_set_new(report, "detail", json_string("a JSON object body is required"));
-		rc = ORN_EINVAL;
-		goto fail;
-	}
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error);
-	if (!root) {
+	if (len == 0)
+		snprintf(detail, sizeof detail, "a JSON object body is required");
+	else if ((root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &error)) == NULL)
 		/* jansson's message may quote input; report the position only. */
-		char detail[96];
-		snprintf(detail, sizeof(detail), "malformed JSON or invalid UTF-8 at line %d, column %d",
+		snprintf(detail, sizeof detail, "malformed JSON or invalid UTF-8 at line %d, column %d",
 		         error.line, error.column);
-		json_object_set_new(report, "detail", json_string(detail));
-		rc = ORN_EINVAL;
-		goto fail;
+	else if (!json_is_object(root))
+		snprintf(detail, sizeof detail, "the body must be a JSON object");
+	else if (gw_validate_object(root, schema, "", NULL)) {
+		*out = root; /* valid: no problem was ever built (most requests) */
+		return ORN_OK;
+	} else
+		detail[0] = '\0'; /* the errors say it */
+	*problem = gw_problem_new(400, "the request body is invalid");
+	if (*problem == NULL) {
+		json_decref(root);
+		return ORN_ENOMEM;
 	}
-	if (!json_is_object(root)) {
-		json_object_set_new(report, "detail", json_string("the body must be a JSON object"));
-		rc = ORN_EINVAL;
-		goto fail;
-	}
-	if (!gw_validate_object(root, schema, "", report)) {
-		rc = ORN_EINVAL;
-		goto fail;
-	}
-	json_decref(report);
-	*out = root;
-	return ORN_OK;
-fail:
+	if (detail[0] != '\0')
+		json_object_set_new(*problem, "detail", json_string(detail));
+	else
+		gw_validate_object(root, schema, "", *problem); /* again, listing every error */
 	json_decref(root);
-	*problem = report;
-	return rc;
+	return ORN_EINVAL;
 }
 
 const char *gw_json_string(const json_t *object, const char *name, const char *fallback)

@@ -53,8 +53,8 @@ orn_rc gw_validate_json(const void *body, size_t len, size_t max_len, const gw_f
                         json_t **problem);
 
 /* Validates an already parsed object; appends errors under prefix ("" at the
- * top; nested fields are reported as "card.number") to problem. Returns
- * true if no error was found. */
+ * top; nested fields are reported as "card.number") to problem, unless it
+ * is NULL (a check only). Returns true if no error was found. */
 bool gw_validate_object(const json_t *object, const gw_field *schema, const char *prefix, json_t *problem);
 
 /* Whether s matches the id class [A-Za-z0-9_-]{1,64} (ids in paths). */

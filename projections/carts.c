@@ -18,6 +18,7 @@
  * removed, so folding it twice would take out the same quantities again. */
 #include "carts.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,6 +201,16 @@ void proj_carts_stats_get(proj_carts *m, proj_carts_stats *out)
 }
 
 /* ---- queries ---- */
+
+proj_env *proj_carts_env(const proj_carts *m)
+{
+	return m->env;
+}
+
+orn_rc proj_carts_read(MDB_txn *txn, proj_carts *m, const char *customer_id, proj_cart *out)
+{
+	return read_record(txn, m, customer_id, strlen(customer_id), out);
+}
 
 orn_rc proj_carts_get(proj_carts *m, const char *customer_id, proj_cart *out)
 {

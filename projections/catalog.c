@@ -22,6 +22,7 @@
  * deleted records. */
 #include "catalog.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -419,6 +420,18 @@ static orn_rc fill_product(MDB_txn *txn, proj_catalog *cat, const char *id, size
 	out->low_stock_threshold = stock.threshold;
 	out->low = stock.low;
 	return rc;
+}
+
+proj_env *proj_catalog_env(const proj_catalog *cat)
+{
+	return cat->env;
+}
+
+orn_rc proj_catalog_read_live(MDB_txn *txn, proj_catalog *cat, const char *id, product_state *out)
+{
+	uint64_t seq = 0;
+	orn_rc rc = read_record(txn, cat, id, strlen(id), out, &seq);
+	return rc == ORN_OK && out->deleted ? ORN_ENOTFOUND : rc;
 }
 
 /* Reads a live product into out: ORN_ENOTFOUND if absent or deleted. */

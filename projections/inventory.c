@@ -16,6 +16,7 @@
  * return exactly the same rows. */
 #include "inventory.h"
 
+#include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

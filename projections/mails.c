@@ -16,6 +16,7 @@
  * both filters are given (one order has a handful of emails). */
 #include "mails.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -34,6 +34,7 @@
  * from the records when the sub-database is first created. */
 #include "orders.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -125,4 +125,25 @@ void proj_stock_record_encode(const proj_stock_record *r, uint8_t out[PROJ_STOCK
 /* ORN_EDECODE for a wrong length or format version. */
 orn_rc proj_stock_record_decode(const void *buf, size_t len, proj_stock_record *out);
 
+/* ---- reads inside a caller's transaction (the quote joins two models) ---- */
+
+typedef struct proj_carts proj_carts;
+typedef struct proj_catalog proj_catalog;
+struct proj_cart;
+struct product_state;
+
+/* The environment a model reads. */
+proj_env *proj_carts_env(const proj_carts *m);
+proj_env *proj_catalog_env(const proj_catalog *cat);
+
+/* customer_id's cart read in txn into *out (customer_id not copied):
+ * ORN_ENOTFOUND if there is none, ORN_EDECODE for a record carts.c did not
+ * write. customer_id must be valid (es_id_valid). */
+orn_rc proj_carts_read(MDB_txn *txn, proj_carts *m, const char *customer_id, struct proj_cart *out);
+
+/* The live product id read in txn into *out: ORN_ENOTFOUND if it is absent
+ * or deleted, ORN_EDECODE for a record catalog.c did not write. id must be
+ * valid (es_id_valid). */
+orn_rc proj_catalog_read_live(MDB_txn *txn, proj_catalog *cat, const char *id, struct product_state *out);
+
 #endif

@@ -27,7 +27,7 @@
 #define LINK_CHECK_MS  250 /* how often the runner looks where the environment's path leads */
 
 typedef struct batch_msg {
-	natsMsg *msg;
+	es_stored *msg;
 	uint64_t seq;
 } batch_msg;
 
@@ -37,7 +37,7 @@ struct proj_runner {
 	const proj_def *defs;
 	size_t count;
 	proj_runner_options o;
-	natsSubscription *sub;
+	es_tail *tail; /* an ordered consumer of the whole stream */
 	pthread_t thread;
 	bool thread_started;
 
@@ -123,7 +123,7 @@ static bool wanted_by(const proj_runner *r, size_t d, uint64_t seq, const char *
  * first time the chain meets it; looked up in the void list after. */
 static orn_rc chain_fold(proj_runner *r, proj_txn *t, const batch_msg *m, bool *valid)
 {
-	const char *subject = natsMsg_GetSubject(m->msg);
+	const char *subject = es_stored_subject(m->msg);
 	uint8_t key[8], value[8];
 	MDB_val v;
 	uint64_t head = 0, prev = 0;
@@ -141,7 +141,7 @@ static orn_rc chain_fold(proj_runner *r, proj_txn *t, const batch_msg *m, bool *
 	else if (rc != ORN_ENOTFOUND)
 		return rc == ORN_OK ? ORN_EDECODE : rc;
 	/* An Orion-Prev that does not read as a number is no valid commit. */
-	*valid = es_msg_prev(m->msg, &chained, &prev) && es_chain_accepts(head, chained, prev);
+	*valid = es_stored_prev(m->msg, &chained, &prev) && es_chain_accepts(head, chained, prev);
 	r->attempt_chain = m->seq;
 	if (*valid) {
 		proj_put_u64(value, m->seq);
@@ -152,9 +152,9 @@ static orn_rc chain_fold(proj_runner *r, proj_txn *t, const batch_msg *m, bool *
 
 static orn_rc apply_commit(proj_runner *r, proj_txn *t, const batch_msg *m)
 {
-	const char *subject = natsMsg_GetSubject(m->msg);
+	const char *subject = es_stored_subject(m->msg);
 	bool wanted = false, valid = false;
-	size_t count = 0;
+	size_t count = 0, len = 0;
 	orn_rc rc = chain_fold(r, t, m, &valid);
 	if (rc != ORN_OK)
 		return rc;
@@ -166,8 +166,8 @@ static orn_rc apply_commit(proj_runner *r, proj_txn *t, const batch_msg *m)
 		r->attempt_void++; /* a void commit changes no read model */
 		return ORN_OK;
 	}
-	rc = env_decode_commit(natsMsg_GetData(m->msg), (size_t)natsMsg_GetDataLength(m->msg), r->events,
-	                       ENV_MAX_EVENTS, &count);
+	const void *data = es_stored_data(m->msg, &len);
+	rc = env_decode_commit(data, len, r->events, ENV_MAX_EVENTS, &count);
 	if (rc != ORN_OK) {
 		r->attempt_poison++;
 		if (m->seq > r->poison_logged) {
@@ -310,74 +310,53 @@ static void commit_batch(proj_runner *r)
 	pthread_mutex_unlock(&r->lock);
 release:
 	for (size_t i = 0; i < r->batch_count; i++)
-		natsMsg_Destroy(r->batch[i].msg);
+		es_stored_free(r->batch[i].msg);
 	r->batch_count = 0;
 }
 
 static orn_rc subscribe(proj_runner *r, uint64_t from_seq)
 {
-	jsSubOptions so;
-	jsErrCode jerr = 0;
-	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
-	so.Ordered = true;
-	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = from_seq;
-	natsStatus st =
-	        js_SubscribeSync(&r->sub, es_store_jetstream(r->store), CONSUMER_FILTER, NULL, &so, &jerr);
-	if (st != NATS_OK) {
-		r->sub = NULL;
-		log_error("projector cannot subscribe", "error", natsStatus_GetText(st));
-		return es_status_rc(st, jerr);
+	orn_rc rc = es_tail_open(r->store, CONSUMER_FILTER, from_seq, &r->tail);
+	if (rc != ORN_OK) {
+		r->tail = NULL;
+		log_error("projector cannot subscribe", "error", orn_rc_name(rc));
 	}
-	natsSubscription_SetPendingLimits(r->sub, -1, -1);
-	return ORN_OK;
+	return rc;
 }
 
 static void unsubscribe(proj_runner *r)
 {
-	if (r->sub == NULL)
-		return;
-	if (es_store_connected(r->store)) /* else it waits on a consumer deletion nobody answers */
-		natsSubscription_Unsubscribe(r->sub);
-	natsSubscription_Destroy(r->sub);
-	r->sub = NULL;
+	es_tail_close(r->tail); /* no wait on a consumer deletion nobody answers */
+	r->tail = NULL;
 }
 
 /* Fills the batch: waits up to IDLE_POLL_MS for a first message, then up to
- * batch_ms for more. Returns the status that ended the wait (NATS_TIMEOUT or
- * NATS_OK when full are normal). */
-static natsStatus gather(proj_runner *r)
+ * batch_ms for more. Returns what ended the wait (ORN_ETIMEOUT, or ORN_OK
+ * when full, are normal; ORN_EUNAVAILABLE: the tail is broken). */
+static orn_rc gather(proj_runner *r)
 {
 	int64_t deadline = 0;
-	natsStatus st = NATS_OK;
 	while (r->batch_count < r->o.batch_max) {
 		int64_t timeout = IDLE_POLL_MS;
 		if (r->batch_count > 0) {
 			timeout = (deadline - orn_monotonic_ns()) / 1000000;
 			if (timeout <= 0)
-				return NATS_TIMEOUT;
+				return ORN_ETIMEOUT;
 		}
-		natsMsg *msg = NULL;
-		st = natsSubscription_NextMsg(&msg, r->sub, timeout);
-		if (st != NATS_OK)
-			return st;
-		jsMsgMetaData *meta = NULL;
-		if (natsMsg_GetMetaData(&meta, msg) != NATS_OK) {
-			natsMsg_Destroy(msg); /* not a stream message */
-			continue;
-		}
-		uint64_t seq = meta->Sequence.Stream;
-		jsMsgMetaData_Destroy(meta);
+		es_stored *msg = NULL;
+		orn_rc rc = es_tail_next(r->tail, timeout, &msg);
+		if (rc != ORN_OK)
+			return rc;
+		uint64_t seq = es_stored_seq(msg);
 		if (r->o.stop_at != 0 && seq > r->o.stop_at) {
-			natsMsg_Destroy(msg); /* past the end asked for */
+			es_stored_free(msg); /* past the end asked for */
 			continue;
 		}
 		if (r->batch_count == 0)
 			deadline = orn_monotonic_ns() + (int64_t)r->o.batch_ms * 1000000;
 		r->batch[r->batch_count++] = (batch_msg){msg, seq};
 	}
-	return NATS_OK;
+	return ORN_OK;
 }
 
 /* ---- switching to a new generation of the environment ---- */
@@ -391,10 +370,10 @@ static orn_rc catch_up(proj_runner *r)
 	while (lowest(r, r->write_cps) < proj_runner_position(r)) {
 		if (is_stopping(r))
 			return ORN_EUNAVAILABLE;
-		natsStatus st = gather(r);
+		orn_rc rc = gather(r);
 		if (r->batch_count > 0)
 			commit_batch(r);
-		if (st != NATS_OK && st != NATS_TIMEOUT)
+		if (rc != ORN_OK && rc != ORN_ETIMEOUT)
 			return ORN_EUNAVAILABLE;
 	}
 	return ORN_OK;
@@ -480,7 +459,7 @@ static void *runner_main(void *arg)
 	unsigned wait_ms = RETRY_FIRST_MS;
 	while (!is_stopping(r)) {
 		maybe_switch(r);
-		if (r->sub == NULL) {
+		if (r->tail == NULL) {
 			if (subscribe(r, resume_at(r, r->checkpoints, r->chain_pos)) != ORN_OK) {
 				pause_unless_stopping(r, wait_ms);
 				wait_ms = wait_ms * 2 > r->o.retry_max_ms ? r->o.retry_max_ms : wait_ms * 2;
@@ -488,14 +467,13 @@ static void *runner_main(void *arg)
 			}
 			wait_ms = RETRY_FIRST_MS;
 		}
-		natsStatus st = gather(r);
+		orn_rc rc = gather(r);
 		if (r->batch_count > 0)
 			commit_batch(r);
-		if (st == NATS_OK || st == NATS_TIMEOUT)
+		if (rc == ORN_OK || rc == ORN_ETIMEOUT)
 			continue;
-		log_warn("projector consumer error", "error", natsStatus_GetText(st));
-		if (st == NATS_INVALID_SUBSCRIPTION || st == NATS_CONNECTION_CLOSED)
-			unsubscribe(r); /* resubscribe from the position */
+		log_warn("projector consumer error", "error", orn_rc_name(rc));
+		unsubscribe(r); /* resubscribe from the position */
 		pause_unless_stopping(r, RETRY_FIRST_MS);
 	}
 	return NULL;
@@ -604,7 +582,7 @@ void proj_runner_stop(proj_runner *r)
 		pthread_join(r->thread, NULL);
 	unsubscribe(r);
 	for (size_t i = 0; i < r->batch_count; i++)
-		natsMsg_Destroy(r->batch[i].msg);
+		es_stored_free(r->batch[i].msg);
 	pthread_cond_destroy(&r->changed);
 	pthread_mutex_destroy(&r->lock);
 	free(r->checkpoints);
@@ -642,18 +620,7 @@ orn_rc proj_runner_wait(proj_runner *r, uint64_t seq, int64_t timeout_ms)
 
 orn_rc proj_runner_head(proj_runner *r, uint64_t *last)
 {
-	jsStreamInfo *si = NULL;
-	jsErrCode jerr = 0;
-	jsOptions jo;
-	*last = 0;
-	jsOptions_Init(&jo);
-	jo.Wait = r->o.lag_timeout_ms;
-	natsStatus st = js_GetStreamInfo(&si, es_store_jetstream(r->store), ES_STREAM, &jo, &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	*last = si->State.LastSeq;
-	jsStreamInfo_Destroy(si);
-	return ORN_OK;
+	return es_stream_last_seq(r->store, r->o.lag_timeout_ms, last);
 }
 
 orn_rc proj_runner_lag(proj_runner *r, uint64_t *lag)

@@ -10,6 +10,7 @@
  * model and the aggregate agree on what every event means. */
 #include "users.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

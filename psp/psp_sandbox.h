@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "orn.h"
+#include "role.h"
 
 typedef struct psp_sandbox_options {
 	const char *listen;      /* "127.0.0.1:0" picks a free port */
@@ -76,5 +77,19 @@ uint16_t psp_sandbox_port(const psp_sandbox *s);
 
 /* Stops the loop, joins, closes the held connections, frees. NULL ok. */
 void psp_sandbox_stop(psp_sandbox *s);
+
+/* The role "psp" (role.h, psp_role.c): the sandbox in an `orion serve`
+ * process, started only when ORION_PSP_URL is unset (a real provider needs
+ * no sandbox), its charges kept in <data dir>/psp-sandbox.jsonl. It offers
+ * its base URL (a string, "http://127.0.0.1:<port>") as PSP_OFFERS_URL. Its
+ * settings fill a psp_settings. */
+#define PSP_OFFERS_URL "psp_url"
+
+typedef struct psp_settings {
+	char url[ORN_CONFIG_STR_MAX]; /* ORION_PSP_URL: a provider elsewhere; "": the sandbox */
+	char key[ORN_CONFIG_STR_MAX]; /* ORION_PSP_KEY: the API key */
+} psp_settings;
+
+extern const role_descriptor psp_role;
 
 #endif

@@ -1,6 +1,6 @@
 /* timers.c — the timers role's thread (see timers.h): scan the due deadlines
- * of the orders read model, send Cancel{expired} for each, and remember for a
- * while what was sent.
+ * of the orders read model, send Cancel{expired} for every one at once (the
+ * kit's sender), and remember for a while what was sent.
  *
  * The memory is a list of the deadlines of the last scan with, for each, when
  * it may be fired again: soon after a final answer (the local read model
@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "kit.h"
 #include "log.h"
 #include "saga_plan.h"
 
@@ -40,9 +41,11 @@ struct timers {
 	pthread_cond_t wake;  /* signalled by timers_stop */
 	pthread_t thread;
 	bool started;
+	kit_sender *sender; /* the expiries of a scan, all at once */
 	/* the scanning thread's working memory */
-	saga_plan *plan;
-	mp_writer *payload;
+	saga_plan *plans;     /* TIMERS_BATCH_MAX */
+	mp_writer **payloads; /* TIMERS_BATCH_MAX */
+	kit_send *sends;      /* TIMERS_BATCH_MAX */
 	proj_order_due *due;
 	fired *memory, *next_memory;
 	size_t memory_count;
@@ -85,62 +88,74 @@ static const fired *recall(const timers *t, const proj_order_due *d)
 	return NULL;
 }
 
-/* Sends Cancel{expired} for d; what its answer means for the plan. */
-static saga_reply fire(timers *t, const proj_order_due *d, int64_t now_ms)
+/* Builds Cancel{expired} for d as sends[n] (its plan in plans[n], its
+ * payload in payloads[n]); false if d is no order id (nothing could expire it). */
+static bool prepare(timers *t, const proj_order_due *d, int64_t now_ms, size_t n)
 {
-	saga_plan *p = t->plan;
-	bus_reply reply;
-	env_envelope cmd;
-	saga_reply r = SAGA_REPLY_RETRY;
-	orn_rc rc;
-
+	saga_plan *p = &t->plans[n];
+	mp_writer *w = t->payloads[n];
 	if (saga_plan_expire(p, d->id, d->deadline_ms) != ORN_OK)
-		return SAGA_REPLY_DONE; /* not an order id: nothing could expire it */
+		return false;
 	const saga_command *c = &p->commands[0];
-	log_set_correlation(d->id);
-	mp_writer_reset(t->payload);
-	if ((rc = saga_command_encode(p, 0, now_ms, t->payload)) != ORN_OK ||
-	    (rc = bus_command_init(&cmd, saga_command_type(c->kind), now_ms, c->command_id, p->order_id,
-	                           TIMERS_ACTOR, mp_writer_data(t->payload), mp_writer_size(t->payload))) !=
-	            ORN_OK) {
+	mp_writer_reset(w);
+	orn_rc rc = saga_command_encode(p, 0, now_ms, w);
+	if (rc == ORN_OK)
+		rc = mp_writer_status(w);
+	if (rc != ORN_OK) {
 		log_error("timers cannot build an expiry", "command_id", c->command_id, "error",
 		          orn_rc_name(rc));
-		goto done;
+		return false;
 	}
+	t->sends[n] = (kit_send){.aggregate = saga_command_aggregate(c->kind),
+	                         .id = c->target,
+	                         .type = saga_command_type(c->kind),
+	                         .command_id = c->command_id,
+	                         .correlation = p->order_id,
+	                         .payload = mp_writer_data(w),
+	                         .len = mp_writer_size(w)};
+	return true;
+}
+
+/* What the answer to sends[n] means for the plan (logged and counted). */
+static saga_reply settle(timers *t, size_t n)
+{
+	const kit_send *sent = &t->sends[n];
+	const saga_command *c = &t->plans[n].commands[0];
+	const char *order_id = t->plans[n].order_id;
+	saga_reply r = SAGA_REPLY_RETRY;
+	log_set_correlation(order_id);
 	atomic_fetch_add(&t->sent, 1);
-	rc = bus_send(es_store_connection(t->store), saga_command_aggregate(c->kind), c->target, &cmd,
-	              t->o.command_timeout_ms, &reply);
-	if (rc != ORN_OK) {
+	if (sent->rc != ORN_OK) {
 		log_warn("expiry not answered, will retry", "command_id", c->command_id, "error",
-		         orn_rc_name(rc));
-		goto done;
-	}
-	r = saga_reply_classify(c->kind, reply.outcome, reply.code);
-	if (reply.outcome == BUS_ACCEPTED)
-		log_info("order expired", "order_id", d->id, "command_id", c->command_id);
-	else if (r == SAGA_REPLY_RETRY)
-		log_warn("expiry not accepted, will retry", "order_id", d->id, "outcome",
-		         bus_outcome_name(reply.outcome), "code", reply.code);
-	else
-		log_info("expiry not needed: the order left that state", "order_id", d->id, "code",
-		         reply.code);
-	atomic_fetch_add(reply.outcome == BUS_ACCEPTED ? &t->expired
-	                 : r == SAGA_REPLY_RETRY       ? &t->retried
-	                                               : &t->settled,
-	                 1);
-	bus_reply_dispose(&reply);
-done:
-	if (rc != ORN_OK)
+		         orn_rc_name(sent->rc));
 		atomic_fetch_add(&t->retried, 1);
+		log_set_correlation(NULL);
+		return r;
+	}
+	const bus_reply *reply = &sent->reply;
+	r = saga_reply_classify(c->kind, reply->outcome, reply->code);
+	if (reply->outcome == BUS_ACCEPTED)
+		log_info("order expired", "order_id", order_id, "command_id", c->command_id);
+	else if (r == SAGA_REPLY_RETRY)
+		log_warn("expiry not accepted, will retry", "order_id", order_id, "outcome",
+		         bus_outcome_name(reply->outcome), "code", reply->code);
+	else
+		log_info("expiry not needed: the order left that state", "order_id", order_id, "code",
+		         reply->code);
+	atomic_fetch_add(reply->outcome == BUS_ACCEPTED ? &t->expired
+	                 : r == SAGA_REPLY_RETRY        ? &t->retried
+	                                                : &t->settled,
+	                 1);
 	log_set_correlation(NULL);
 	return r;
 }
 
-/* One scan: fires what is due and not held back, and keeps the memory of
- * exactly the deadlines listed now. */
+/* One scan: fires at once every deadline due and not held back, and keeps
+ * the memory of exactly the deadlines listed now. */
 static void scan(timers *t)
 {
-	size_t count = 0, kept = 0;
+	size_t count = 0, kept = 0, fired_count = 0;
+	size_t fired_at[TIMERS_BATCH_MAX]; /* memory slot of each command sent */
 	int64_t now = orn_now_ms();
 
 	atomic_fetch_add(&t->scans, 1);
@@ -148,7 +163,7 @@ static void scan(timers *t)
 		log_warn("timers cannot read the due deadlines");
 		return;
 	}
-	for (size_t i = 0; i < count && !is_stopping(t); i++) {
+	for (size_t i = 0; i < count; i++) {
 		const fired *before = recall(t, &t->due[i]);
 		fired *f = &t->next_memory[kept++];
 		f->due = t->due[i];
@@ -156,11 +171,23 @@ static void scan(timers *t)
 		f->attempts = before != NULL ? before->attempts : 0;
 		if (f->next_ms > now)
 			continue;
-		if (fire(t, &t->due[i], now) == SAGA_REPLY_RETRY)
+		if (!prepare(t, &t->due[i], now, fired_count)) {
+			f->next_ms = now + SETTLED_HOLD_MS; /* not an order id: nothing could expire it */
+			continue;
+		}
+		fired_at[fired_count++] = kept - 1;
+	}
+	if (fired_count > 0 && !is_stopping(t))
+		(void)kit_send_all(t->sender, t->sends, fired_count);
+	for (size_t n = 0; n < fired_count; n++) {
+		fired *f = &t->next_memory[fired_at[n]];
+		if (settle(t, n) == SAGA_REPLY_RETRY)
 			f->next_ms =
 			        orn_now_ms() + es_backoff_ms(++f->attempts, t->o.scan_ms, t->o.retry_max_ms);
 		else
 			f->next_ms = orn_now_ms() + SETTLED_HOLD_MS;
+		if (t->sends[n].rc == ORN_OK)
+			bus_reply_dispose(&t->sends[n].reply);
 	}
 	fired *swap = t->memory;
 	t->memory = t->next_memory;
@@ -186,12 +213,17 @@ static void timers_free(timers *t)
 	pthread_mutex_lock(&t->lock);
 	pthread_cond_broadcast(&t->wake);
 	pthread_mutex_unlock(&t->lock);
+	kit_sender_stop(t->sender); /* a scan in progress gives up at once */
 	if (t->started)
 		pthread_join(t->thread, NULL);
+	kit_sender_destroy(t->sender);
 	pthread_cond_destroy(&t->wake);
 	pthread_mutex_destroy(&t->lock);
-	free(t->plan);
-	mp_writer_destroy(t->payload);
+	for (size_t i = 0; t->payloads != NULL && i < TIMERS_BATCH_MAX; i++)
+		mp_writer_destroy(t->payloads[i]);
+	free(t->payloads);
+	free(t->plans);
+	free(t->sends);
 	free(t->due);
 	free(t->memory);
 	free(t->next_memory);
@@ -223,15 +255,23 @@ orn_rc timers_start(es_store *store, proj_orders *orders, const timers_options *
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&t->wake, &attr);
 	pthread_condattr_destroy(&attr);
-	t->plan = malloc(sizeof *t->plan);
-	t->payload = mp_writer_create();
+	t->plans = malloc(sizeof *t->plans * TIMERS_BATCH_MAX);
+	t->payloads = calloc(TIMERS_BATCH_MAX, sizeof *t->payloads);
+	t->sends = calloc(TIMERS_BATCH_MAX, sizeof *t->sends);
 	t->due = malloc(sizeof *t->due * TIMERS_BATCH_MAX);
 	t->memory = malloc(sizeof *t->memory * TIMERS_BATCH_MAX);
 	t->next_memory = malloc(sizeof *t->next_memory * TIMERS_BATCH_MAX);
-	if (t->plan == NULL || t->payload == NULL || t->due == NULL || t->memory == NULL ||
-	    t->next_memory == NULL || pthread_create(&t->thread, NULL, timers_main, t) != 0) {
+	bool ok = t->plans != NULL && t->payloads != NULL && t->sends != NULL && t->due != NULL &&
+	          t->memory != NULL && t->next_memory != NULL;
+	for (size_t i = 0; ok && i < TIMERS_BATCH_MAX; i++)
+		ok = (t->payloads[i] = mp_writer_create()) != NULL;
+	kit_sender_options so = {.actor = TIMERS_ACTOR, .timeout_ms = t->o.command_timeout_ms, .tries = 1};
+	orn_rc rc = ok ? kit_sender_create(store, &so, &t->sender) : ORN_ENOMEM;
+	if (rc == ORN_OK && pthread_create(&t->thread, NULL, timers_main, t) != 0)
+		rc = ORN_ENOMEM;
+	if (rc != ORN_OK) {
 		timers_free(t);
-		return ORN_ENOMEM;
+		return rc;
 	}
 	t->started = true;
 	log_info("timers started");
@@ -255,3 +295,53 @@ void timers_stats_get(timers *t, timers_stats *out)
 	out->settled = atomic_load(&t->settled);
 	out->retried = atomic_load(&t->retried);
 }
+
+/* ---- the role's descriptor (role.h) ---- */
+
+typedef struct timers_settings {
+	long command_timeout_ms;
+} timers_settings;
+
+static const orn_setting timers_settings_table[] = {
+        KIT_COMMAND_TIMEOUT_SETTING(timers_settings, command_timeout_ms),
+        ORN_SETTING_END,
+};
+
+/* It reads the orders read model the process's projector offers. */
+static orn_rc timers_role_start(const role_context *ctx, void **handle)
+{
+	const timers_settings *set = ctx->settings;
+	proj_orders *orders =
+	        ctx->offer != NULL ? (proj_orders *)ctx->offer(ctx->host, TIMERS_NEEDS_ORDERS) : NULL;
+	timers_options o;
+	timers *t = NULL;
+	if (orders == NULL) {
+		log_error("the timers role needs the orders read model of a projector in its process");
+		return ORN_EINVAL;
+	}
+	timers_options_init(&o);
+	o.command_timeout_ms = set->command_timeout_ms;
+	orn_rc rc = timers_start(ctx->store, orders, &o, &t);
+	*handle = t;
+	return rc;
+}
+
+static void timers_role_stop(void *handle)
+{
+	timers_stop(handle);
+}
+
+static const char *const timers_sends[] = {ORDER_AGGREGATE, NULL};
+static const char *const timers_needs[] = {"projector", NULL};
+
+const role_descriptor timers_role = {
+        .name = "timers",
+        .summary = "fires the orders' deadlines (brings the projector)",
+        .stage = ROLE_SENDS,
+        .needs = timers_needs,
+        .nats = {.sends = timers_sends},
+        .settings = timers_settings_table,
+        .settings_size = sizeof(timers_settings),
+        .start = timers_role_start,
+        .stop = timers_role_stop,
+};

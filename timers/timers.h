@@ -25,6 +25,7 @@
 #include "evstore.h"
 #include "orders.h"
 #include "orn.h"
+#include "role.h"
 
 #define TIMERS_ACTOR     "timers" /* the envelope actor of every command sent */
 #define TIMERS_BATCH_MAX 256      /* due deadlines read per scan */
@@ -42,12 +43,13 @@ typedef struct timers timers;
 
 /* Starts the scanning thread: it reads orders (a model fed by a projector
  * runner) and sends commands on store's connection. store and orders must
- * outlive the timers; *out owns the thread. ORN_EINVAL without a store or
- * model, ORN_ENOMEM; nothing is left running on failure. */
+ * outlive the timers; *out owns the thread. Some possible errors are:
+ * ORN_EINVAL (no store or model), ORN_ENOMEM, ORN_EUNAVAILABLE (the reply
+ * inbox cannot be subscribed); nothing is left running on failure. */
 orn_rc timers_start(es_store *store, proj_orders *orders, const timers_options *o, timers **out);
 
-/* Stops the thread (a command in flight is waited for, up to its timeout),
- * joins, frees. NULL ok. */
+/* Stops the thread (commands in flight are given up at once), joins, frees.
+ * NULL ok. */
 void timers_stop(timers *t);
 
 typedef struct timers_stats {
@@ -60,5 +62,13 @@ typedef struct timers_stats {
 
 /* Counters since start (out param). */
 void timers_stats_get(timers *t, timers_stats *out);
+
+/* What the role asks its process for (role_context.offer): the orders read
+ * model (a proj_orders *) of a projector running beside it. */
+#define TIMERS_NEEDS_ORDERS "orders_model"
+
+/* The role "timers" (role.h): it brings the projector, sends Cancel{expired}
+ * to the orders; its setting ORION_COMMAND_TIMEOUT_MS. */
+extern const role_descriptor timers_role;
 
 #endif

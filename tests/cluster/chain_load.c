@@ -439,7 +439,7 @@ static orn_rc order_request(cc_request *r, mp_writer *payload, const char *id, o
 		c->data.lines[0].quantity = 1;
 		snprintf(c->data.currency, sizeof c->data.currency, "EUR");
 		memcpy(c->data.token_hash, token_hash, sizeof token_hash);
-		c->data.deadline_ms = now + 3600 * 1000;
+		c->data.ttl_ms = 3600 * 1000;
 		break;
 	case ORDER_CONFIRM:
 		memcpy(c->data.token_hash, token_hash, sizeof token_hash);

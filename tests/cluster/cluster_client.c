@@ -12,6 +12,8 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "evstore-internal.h"
+#include "nats_auth-internal.h"
 #include "nats_auth.h"
 
 void cc_target_from_env(cc_target *t)
@@ -27,13 +29,14 @@ static orn_rc ops_auth(const cc_target *t, na_credentials *creds, na_conn *auth)
 	memset(creds, 0, sizeof *creds);
 	if (t->credentials == NULL || t->credentials[0] == '\0')
 		return ORN_OK;
-	orn_rc rc = na_credentials_load(t->credentials, creds);
-	if (rc != ORN_OK || !creds->role[NA_OPS].present) {
+	orn_rc rc = na_credentials_load(t->credentials, NULL, creds);
+	const na_credential *ops = rc == ORN_OK ? na_credentials_find(creds, "ops") : NULL;
+	if (ops == NULL) {
 		fprintf(stderr, "no ops user in %s: %s\n", t->credentials, orn_strerror(rc));
 		return ORN_EINVAL;
 	}
-	auth->user = creds->role[NA_OPS].user;
-	auth->password = creds->role[NA_OPS].password;
+	auth->user = ops->user;
+	auth->password = ops->password;
 	return ORN_OK;
 }
 

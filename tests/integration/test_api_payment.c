@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bus-internal.h"
 #include "bus.h"
 #include "gw_jwt.h"
 #include "harness.h"
@@ -658,7 +659,7 @@ static uint64_t fake_mark_paid(const env_envelope *cmd, const char *order_id)
 	if (w != NULL && order_command_encode(w, &c) == ORN_OK &&
 	    bus_command_init(&env, ORDER_CMD_MARK_PAID, c.data.time_ms, id, NULL, NULL, mp_writer_data(w),
 	                     mp_writer_size(w)) == ORN_OK &&
-	    bus_send(fake.cmd_nc, ORDER_AGGREGATE, order_id, &env, 5000, &answer) == ORN_OK &&
+	    bus_send_on(fake.cmd_nc, ORDER_AGGREGATE, order_id, &env, 5000, &answer) == ORN_OK &&
 	    answer.outcome == BUS_ACCEPTED)
 		seq = answer.seq;
 	bus_reply_dispose(&answer);

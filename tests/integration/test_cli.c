@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "nats_auth-internal.h"
+#include "bus-internal.h"
 #include "harness.h"
 #include "log.h"
 #include "nats_auth.h"
@@ -78,9 +80,10 @@ static na_conn ops_auth(na_credentials *creds)
 {
 	char path[600];
 	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
-	cr_assert_eq(na_credentials_load(path, creds), ORN_OK, "serve wrote no NATS credentials");
-	cr_assert(creds->role[NA_OPS].present);
-	na_conn c = {creds->role[NA_OPS].user, creds->role[NA_OPS].password, NULL, NULL, NULL};
+	cr_assert_eq(na_credentials_load(path, NULL, creds), ORN_OK, "serve wrote no NATS credentials");
+	const na_credential *ops = na_credentials_find(creds, "ops");
+	cr_assert_not_null(ops);
+	na_conn c = {ops->user, ops->password, NULL, NULL, NULL};
 	return c;
 }
 
@@ -532,7 +535,7 @@ static void place_story_order(natsConnection *nc, const char *order_id, const ch
 	strcpy(c->data.token_hash, STORY_HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = now;
-	c->data.deadline_ms = now + 600000;
+	c->data.ttl_ms = 600000;
 	c->data.line_count = 1;
 	snprintf(c->data.lines[0].product_id, sizeof c->data.lines[0].product_id, "%s", item);
 	strcpy(c->data.lines[0].name, "Story item");
@@ -542,7 +545,7 @@ static void place_story_order(natsConnection *nc, const char *order_id, const ch
 	cr_assert_eq(bus_command_init(&cmd, ORDER_CMD_PLACE, now, "cli-story-place", "req-story", "test",
 	                              mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(bus_send_on(nc, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_ACCEPTED, "place: %s %s", r.code, r.detail);
 	bus_reply_dispose(&r);
 	mp_writer_destroy(w);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "evstore-internal.h"
 #include "envelope.h"
 #include "evstore.h"
 #include "harness.h"
@@ -491,30 +492,6 @@ Test(evstore, a_durable_without_max_ack_pending_gets_the_server_default, .init =
 	cr_assert_eq(ci->Config->AckWait, 60000LL * 1000 * 1000);
 	cr_assert_gt(ci->Config->MaxAckPending, 0); /* the server's default, not "unlimited" */
 	jsConsumerInfo_Destroy(ci);
-}
-
-Test(evstore, bound_workers_pull_from_the_durable, .init = setup, .fini = teardown)
-{
-	es_durable_options o = {.durable = "test_pull", .filter = "orion.evt.thing.>", .ack_wait_ms = 30000};
-	es_append_result r;
-	natsSubscription *sub = NULL, *missing = (natsSubscription *)&o;
-	natsMsgList list = {0};
-	jsErrCode jerr = 0;
-
-	/* Binding before the durable exists fails and leaves no subscription. */
-	cr_assert_neq(es_durable_bind(store, &o, &missing), ORN_OK);
-	cr_assert_null(missing);
-
-	cr_assert_eq(append("p1", 0, "cp1", 1, &r), ORN_OK);
-	cr_assert_eq(es_durable_ensure(store, &o), ORN_OK);
-	cr_assert_eq(es_durable_bind(store, &o, &sub), ORN_OK);
-	cr_assert_not_null(sub);
-	cr_assert_eq(natsSubscription_Fetch(&list, sub, 1, 5000, &jerr), NATS_OK);
-	cr_assert_eq(list.Count, 1);
-	cr_assert_str_eq(natsMsg_GetSubject(list.Msgs[0]), "orion.evt.thing.p1");
-	cr_assert_eq(natsMsg_Ack(list.Msgs[0], NULL), NATS_OK);
-	natsMsgList_Destroy(&list);
-	natsSubscription_Destroy(sub);
 }
 
 /* ---- es_follow ---- */

@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 
+#include "bus-internal.h"
 #include "actor.h"
 #include "gw_bus.h"
 #include "gw_consistency.h"
@@ -709,6 +710,37 @@ Test(gw_consistency, waiting_past_the_head_times_out_at_the_bound)
 	cr_assert(far.out.wait_on_loop);
 	cr_assert_geq(took, 300);
 	cr_assert_lt(took, 1000, "took %lld ms", (long long)took);
+}
+
+Test(gw_consistency, a_wait_started_before_the_write_is_answered_when_it_is_applied)
+{
+	/* The waits start before their commits exist, so only the watcher
+	 * (woken by the projector's batches) can answer them; a later one is
+	 * asked for first, the earlier one after. */
+	request create = make_request(STOCK_AGGREGATE, "gwc-item-5", tsc_create(4), 5000);
+	send_all(&create, 1);
+	cr_assert(wait_total(1, 10000));
+	uint64_t head = create.out.seq;
+	request later = make_request(STOCK_AGGREGATE, "gwc-item-5", tsc_create(0), 0);
+	request sooner = make_request(STOCK_AGGREGATE, "gwc-item-5", tsc_create(0), 0);
+	wait_spec w_later = {.seq = head + 2, .timeout_ms = 5000, .r = &later};
+	wait_spec w_sooner = {.seq = head + 1, .timeout_ms = 5000, .r = &sooner};
+	on_loop(start_wait, &w_later);
+	on_loop(start_wait, &w_sooner);
+	cr_assert_eq(gw_consistency_waiting(ryw), 2);
+	int64_t start = th_now_ms();
+	request first = make_request(STOCK_AGGREGATE, "gwc-item-5", tsc_reserve("order-5a", 1), 5000);
+	send_all(&first, 1);
+	cr_assert(wait_total(3, 10000));
+	request second = make_request(STOCK_AGGREGATE, "gwc-item-5", tsc_reserve("order-5b", 1), 5000);
+	send_all(&second, 1);
+	cr_assert(wait_total(5, 10000), "a wait was not answered");
+	cr_assert_eq(sooner.out.wait_rc, ORN_OK, "%s", orn_rc_name(sooner.out.wait_rc));
+	cr_assert_eq(later.out.wait_rc, ORN_OK, "%s", orn_rc_name(later.out.wait_rc));
+	cr_assert(sooner.out.wait_on_loop && later.out.wait_on_loop);
+	cr_assert_leq(sooner.out.wait_at_ms, later.out.wait_at_ms, "the earlier write is answered first");
+	cr_assert_lt(later.out.wait_at_ms - start, 4000, "answered by the writes, not at the deadline");
+	cr_assert_eq(gw_consistency_waiting(ryw), 0);
 }
 
 Test(gw_consistency, a_reached_seq_is_called_back_later_not_inline)

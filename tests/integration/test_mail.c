@@ -25,12 +25,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "evstore-internal.h"
+#include "bus-internal.h"
 #include "actor.h"
 #include "bus.h"
 #include "harness.h"
 #include "log.h"
 #include "lost_delivery.h"
 #include "mail.h"
+#include "metrics.h"
 #include "mail_log.h"
 #include "mails.h"
 #include "mime.h"
@@ -46,6 +49,7 @@
 
 static natsd *server;
 static es_store *store;
+static kit_hub *hub;
 static act_runtime *orders;
 static mail_service *mail;
 static pid_t smtpd;
@@ -55,6 +59,7 @@ static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
 static unsigned max_attempts;  /* 0: the default; set by a test before start_mail */
 static int64_t sweep_after_ms; /* 0: the default; set by a test before start_mail */
+static unsigned workers;       /* 0: the default; set by a test before start_mail */
 
 static void fake_smtp_stop(void);
 
@@ -62,12 +67,14 @@ static void setup(void)
 {
 	max_attempts = 0;
 	sweep_after_ms = 0;
+	workers = 0;
 	cr_assert_geq(sodium_init(), 0);
 	server = th_natsd_start("mail");
 	es_options eo;
 	es_options_init(&eo);
 	eo.url = natsd_url(server);
 	cr_assert_eq(es_store_open(&eo, &store), ORN_OK);
+	cr_assert_eq(kit_hub_create(store, &hub), ORN_OK);
 	act_options ao;
 	act_options_init(&ao);
 	cr_assert_eq(act_runtime_start(store, &order_kind, &ao, &orders), ORN_OK);
@@ -88,6 +95,8 @@ static void teardown(void)
 	fake_smtp_stop();
 	act_runtime_stop(orders);
 	orders = NULL;
+	kit_hub_destroy(hub);
+	hub = NULL;
 	es_store_close(store);
 	store = NULL;
 	th_natsd_stop(server);
@@ -150,7 +159,9 @@ static void start_mail(const char *url, const char *maildir)
 	o.state_dir = state_dir;
 	o.retry_max_ms = 1000;
 	o.sweep_after_ms = sweep_after_ms;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_OK);
+	if (workers > 0)
+		o.workers = workers;
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_OK);
 }
 
 /* Stops the mail actor, deletes its durable consumer (MAIL_CONSUMER or
@@ -368,7 +379,7 @@ static void send_command(const char *order_id, const order_command *c, const cha
 	cr_assert_eq(bus_command_init(&cmd, order_command_type(c->kind), c->data.time_ms, command_id, NULL,
 	                              "test", mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(es_store_connection(store), ORDER_AGGREGATE, order_id, &cmd, 10000, &reply),
+	cr_assert_eq(bus_send_on(es_store_connection(store), ORDER_AGGREGATE, order_id, &cmd, 10000, &reply),
 	             ORN_OK);
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "%s on %s: %s %s", order_command_type(c->kind), order_id,
 	             reply.code, reply.detail);
@@ -404,7 +415,7 @@ static void place(const char *order_id, const char *first_name)
 	strcpy(c->data.request_hash, HASH);
 	order_token_hash(token, strlen(token), c->data.token_hash);
 	strcpy(c->data.currency, "EUR");
-	c->data.deadline_ms = c->data.time_ms + place_deadline_ms;
+	c->data.ttl_ms = place_deadline_ms;
 	order_line *l = &c->data.lines[0];
 	strcpy(l->product_id, "p1");
 	snprintf(l->name, sizeof l->name, "%s", first_name);
@@ -608,6 +619,42 @@ Test(mail, the_confirmation_email_arrives_with_the_link_and_escaped_names)
 	free(html);
 	free_mailbox(r, n);
 	cr_assert_eq(total_of(smtp_dir), 2); /* OrderPlaced sends nothing */
+}
+
+/* The value of the counter name in this process's metrics, 0 if absent. */
+static double counter_value(const char *name)
+{
+	size_t len = 0;
+	double v = 0;
+	char *text = orn_metrics_render(orn_metrics_global(), &len), needle[128];
+	cr_assert_not_null(text);
+	snprintf(needle, sizeof needle, "\n%s ", name);
+	const char *at = strstr(text, needle);
+	if (at != NULL)
+		v = strtod(at + strlen(needle), NULL);
+	free(text);
+	return v;
+}
+
+/* ADR 024: a worker keeps its SMTP connection between emails (libcurl's
+ * reuse), and aiosmtpd takes the second and later transactions on it. */
+Test(mail, one_worker_sends_several_emails_on_one_smtp_connection)
+{
+	static const char *const ids[] = {"o-c1", "o-c2", "o-c3", "o-c4", "o-c5"};
+	char marker[64];
+	workers = 1;
+	start_smtpd();
+	start_mail(smtp_url, NULL);
+	for (size_t i = 0; i < ORN_ARRAY_LEN(ids); i++) {
+		place(ids[i], "Blue mug");
+		reserve(ids[i]);
+		snprintf(marker, sizeof marker, "<%s.awaiting_confirmation@orion>", ids[i]);
+		wait_for(smtp_dir, marker); /* one after the other: each on the connection left open */
+	}
+	wait_quiescent();
+	cr_assert_eq(total_of(smtp_dir), ORN_ARRAY_LEN(ids));
+	cr_assert_eq(counter_value("orion_email_smtp_connections_total"), 1.0,
+	             "five emails, one connection opened");
 }
 
 Test(mail, a_cancel_sends_exactly_one_cancelled_email_with_the_reason)
@@ -835,18 +882,18 @@ Test(mail, bad_options_are_refused)
 	mail_options o;
 	mail_options_init(&o);
 	o.maildir = sink_dir;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* no state dir */
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL); /* no state dir */
 	cr_assert_null(mail);
 	o.state_dir = state_dir;
 	o.maildir = NULL;
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL); /* neither SMTP nor Maildir */
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL); /* neither SMTP nor Maildir */
 	o.maildir = sink_dir;
 	o.from = "shop@orion.test\r\nBcc: eve@evil.test";
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL);
 	o.from = "shop@orion.test";
 	o.public_url = "http://x\r\n";
-	cr_assert_eq(mail_start(store, &o, &mail), ORN_EINVAL);
-	cr_assert_eq(mail_start(NULL, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(store, hub, &o, &mail), ORN_EINVAL);
+	cr_assert_eq(mail_start(NULL, hub, &o, &mail), ORN_EINVAL);
 	mail_stop(NULL);
 }
 

@@ -11,10 +11,13 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "nats_auth-internal.h"
+#include "evstore-internal.h"
 #include "actor.h"
 #include "harness.h"
 #include "log.h"
 #include "nats_auth.h"
+#include "roles.h"
 #include "stock_client.h"
 
 #define WAIT_MS 15000
@@ -60,29 +63,35 @@ static void wait_violation(violations *v)
 	cr_assert(saw_permission_violation(v), "the server reported no permissions violation");
 }
 
-static na_conn conn_of(na_role role)
+static const char *names[40];
+static na_role users[40];
+static size_t user_count;
+
+static na_conn conn_of(const char *role)
 {
-	na_conn c = {creds.role[role].user, creds.role[role].password, NULL, NULL, NULL};
-	return c;
+	const na_credential *c = na_credentials_find(&creds, role);
+	cr_assert_not_null(c, "no user for %s", role);
+	na_conn conn = {c->user, c->password, NULL, NULL, NULL};
+	return conn;
 }
 
 /* An event store connection as role (streams verified, never created). */
-static es_store *store_as(na_role role)
+static es_store *store_as(const char *role)
 {
 	es_store *s = NULL;
 	na_conn auth = conn_of(role);
 	es_options o;
 	es_options_init(&o);
 	o.url = natsd_url(server);
-	o.name = na_role_name(role);
+	o.name = role;
 	o.create_streams = false;
 	o.auth = &auth;
-	cr_assert_eq(es_store_open(&o, &s), ORN_OK, "role %s cannot open the store", na_role_name(role));
+	cr_assert_eq(es_store_open(&o, &s), ORN_OK, "role %s cannot open the store", role);
 	return s;
 }
 
 /* A plain connection as role whose async errors go to v. */
-static natsConnection *connect_as(na_role role, violations *v)
+static natsConnection *connect_as(const char *role, violations *v)
 {
 	natsOptions *opts = NULL;
 	natsConnection *nc = NULL;
@@ -91,8 +100,7 @@ static natsConnection *connect_as(na_role role, violations *v)
 	cr_assert_eq(natsOptions_SetURL(opts, natsd_url(server)), NATS_OK);
 	cr_assert_eq(na_conn_apply(&auth, opts), ORN_OK);
 	cr_assert_eq(natsOptions_SetErrorHandler(opts, on_async_error, v), NATS_OK);
-	cr_assert_eq(natsConnection_Connect(&nc, opts), NATS_OK, "role %s cannot connect",
-	             na_role_name(role));
+	cr_assert_eq(natsConnection_Connect(&nc, opts), NATS_OK, "role %s cannot connect", role);
 	natsOptions_Destroy(opts);
 	return nc;
 }
@@ -103,25 +111,27 @@ static void setup(void)
 	dir = th_tempdir("natsauth");
 	snprintf(path, sizeof path, "%s/credentials", dir);
 	snprintf(conf, sizeof conf, "%s/server.conf", dir);
-	cr_assert_eq(na_credentials_ensure(path, &creds), ORN_OK);
-	cr_assert_eq(na_write_server_config(&creds, conf), ORN_OK);
+	cli_role_names(names, 40);
+	user_count = cli_nats_users(users, 40);
+	cr_assert_eq(na_credentials_ensure(path, names, &creds), ORN_OK);
+	cr_assert_eq(na_write_server_config(&creds, users, user_count, conf), ORN_OK);
 	natsd_options o;
 	natsd_options_init(&o);
 	snprintf(path, sizeof path, "%s/nats", dir);
 	o.store_dir = path;
 	o.config_file = conf;
-	o.user = creds.role[NA_OPS].user;
-	o.password = creds.role[NA_OPS].password;
+	o.user = na_credentials_find(&creds, "ops")->user;
+	o.password = na_credentials_find(&creds, "ops")->password;
 	cr_assert_eq(natsd_start(&o, &server), ORN_OK);
 	/* ops creates the streams; the roles only verify them. */
-	na_conn auth = conn_of(NA_OPS);
+	na_conn auth = conn_of("ops");
 	es_options eo;
 	es_options_init(&eo);
 	eo.url = natsd_url(server);
 	eo.auth = &auth;
 	cr_assert_eq(es_store_open(&eo, &ops), ORN_OK);
 	/* The stock role with its own user. */
-	stock_store = store_as(NA_STOCK);
+	stock_store = store_as("stock");
 	act_options ao;
 	act_options_init(&ao);
 	cr_assert_eq(act_runtime_start(stock_store, &stock_kind, &ao, &stock_runtime), ORN_OK);
@@ -166,7 +176,7 @@ Test(nats_auth, each_role_does_its_work_with_its_own_user)
 	/* given the stock role running as its user, when the gateway's user sends
 	 * a command, then the stock actor appends and answers */
 	violations v = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK};
-	natsConnection *gateway = connect_as(NA_GATEWAY, &v);
+	natsConnection *gateway = connect_as("gateway", &v);
 	stock_command c = tsc_create(7);
 	bus_reply r;
 	cr_assert_eq(tsc_send(gateway, "item-a", &c, "auth-create-a", WAIT_MS, &r), ORN_OK);
@@ -178,20 +188,26 @@ Test(nats_auth, each_role_does_its_work_with_its_own_user)
 	cr_assert(head_of("stock", "item-a") > 0);
 
 	/* the projector reads the stream with an ordered consumer */
-	es_store *projector = store_as(NA_PROJECTOR);
+	es_store *projector = store_as("projector");
 	int events = 0;
 	cr_assert_eq(es_read(projector, "orion.evt.>", 1, 0, count_event, &events, NULL), ORN_OK);
 	cr_assert_eq(events, 1);
 
 	/* the checkout and mail roles create and bind their durables */
-	es_store *checkout = store_as(NA_CHECKOUT);
-	es_store *mail = store_as(NA_MAIL);
+	es_store *checkout = store_as("checkout");
+	es_store *mail = store_as("mail");
 	es_durable_options saga = {"orion_checkout", "orion.evt.order.>", 30000, 0};
 	es_durable_options alerts = {"orion_mail_alerts", "orion.evt.stock.>", 30000, 0};
 	natsSubscription *sub = NULL;
 	cr_assert_eq(es_durable_ensure(checkout, &saga), ORN_OK);
 	cr_assert_eq(es_durable_ensure(mail, &alerts), ORN_OK);
-	cr_assert_eq(es_durable_bind(mail, &alerts, &sub), ORN_OK);
+	jsSubOptions so;
+	jsSubOptions_Init(&so);
+	so.Stream = ES_STREAM;
+	so.Consumer = alerts.durable;
+	cr_assert_eq(js_PullSubscribe(&sub, es_store_jetstream(mail), alerts.filter, alerts.durable, NULL,
+	                              &so, NULL),
+	             NATS_OK);
 	natsMsgList list = {0};
 	cr_assert_eq(natsSubscription_Fetch(&list, sub, 1, WAIT_MS, NULL), NATS_OK);
 	cr_assert_eq(list.Count, 1);
@@ -212,7 +228,7 @@ Test(nats_auth, the_gateway_cannot_append_events)
 {
 	/* given the gateway's user */
 	violations v = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK};
-	natsConnection *nc = connect_as(NA_GATEWAY, &v);
+	natsConnection *nc = connect_as("gateway", &v);
 	/* when it publishes an event straight to the stream's subject */
 	cr_assert_eq(natsConnection_PublishString(nc, "orion.evt.stock.x", "forged"), NATS_OK);
 	natsConnection_Flush(nc);
@@ -223,7 +239,7 @@ Test(nats_auth, the_gateway_cannot_append_events)
 	cr_assert(text != NULL && strstr(text, "Permissions Violation") != NULL, "last error: %s",
 	          text ? text : "(none)");
 	/* and a JetStream append through the event store fails as well */
-	es_store *gateway = store_as(NA_GATEWAY);
+	es_store *gateway = store_as("gateway");
 	mp_writer *w = mp_writer_create();
 	env_envelope e;
 	memset(&e, 0, sizeof e);
@@ -250,7 +266,7 @@ Test(nats_auth, the_mail_role_cannot_send_stock_commands)
 {
 	/* given the mail role's user */
 	violations v = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK};
-	natsConnection *nc = connect_as(NA_MAIL, &v);
+	natsConnection *nc = connect_as("mail", &v);
 	/* when it sends a stock command */
 	stock_command c = tsc_create(5);
 	bus_reply r;
@@ -270,7 +286,7 @@ Test(nats_auth, a_role_cannot_listen_to_another_roles_commands)
 	/* given the gateway's user, when it subscribes to the stock commands,
 	 * then the server refuses the subscription */
 	violations v = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK};
-	natsConnection *nc = connect_as(NA_GATEWAY, &v);
+	natsConnection *nc = connect_as("gateway", &v);
 	natsSubscription *sub = NULL;
 	cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "orion.cmd.stock.*"), NATS_OK);
 	natsConnection_Flush(nc);
@@ -283,7 +299,7 @@ Test(nats_auth, a_wrong_password_is_refused)
 {
 	/* given the stock user with a wrong password, when it connects, then
 	 * the server refuses it */
-	na_conn auth = {creds.role[NA_STOCK].user, "not-the-password", NULL, NULL, NULL};
+	na_conn auth = {na_credentials_find(&creds, "stock")->user, "not-the-password", NULL, NULL, NULL};
 	es_store *s = NULL;
 	es_options o;
 	es_options_init(&o);
@@ -329,9 +345,11 @@ static void tls_setup(void)
 	         tls_dir);
 	run(cmd);
 	snprintf(path, sizeof path, "%s/credentials", tls_dir);
-	cr_assert_eq(na_credentials_ensure(path, &creds), ORN_OK);
+	cli_role_names(names, 40);
+	user_count = cli_nats_users(users, 40);
+	cr_assert_eq(na_credentials_ensure(path, names, &creds), ORN_OK);
 	snprintf(conf, sizeof conf, "%s/auth.conf", tls_dir);
-	cr_assert_eq(na_write_server_config(&creds, conf), ORN_OK);
+	cr_assert_eq(na_write_server_config(&creds, users, user_count, conf), ORN_OK);
 	snprintf(conf, sizeof conf, "%s/server.conf", tls_dir);
 	FILE *f = fopen(conf, "w");
 	cr_assert_not_null(f);
@@ -371,7 +389,8 @@ static orn_rc open_tls(const char *ca, const char *cert, const char *key, es_sto
 	snprintf(ca_path, sizeof ca_path, "%s/%s", tls_dir, ca ? ca : "");
 	snprintf(cert_path, sizeof cert_path, "%s/%s", tls_dir, cert ? cert : "");
 	snprintf(key_path, sizeof key_path, "%s/%s", tls_dir, key ? key : "");
-	na_conn auth = {creds.role[NA_OPS].user, creds.role[NA_OPS].password, ca ? ca_path : NULL,
+	na_conn auth = {na_credentials_find(&creds, "ops")->user,
+	                na_credentials_find(&creds, "ops")->password, ca ? ca_path : NULL,
 	                cert ? cert_path : NULL, key ? key_path : NULL};
 	es_options o;
 	es_options_init(&o);

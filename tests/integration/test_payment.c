@@ -1,12 +1,12 @@
-/* test_payment.c — the payment service (payment/payment.c) over a real
- * nats-server, with the stock, cart, order and payment actors and the
+/* test_payment.c — the payment role (payment/pay.h) over a real
+ * nats-server, with the stock, cart and order actors and the
  * checkout saga and the timers role in process, and the provider sandbox
  * (psp/) in process:
  * approval, declines, one charge per idempotency key, the silent card and
  * its refund, the request budget that frees a worker from a silent provider
  * (and the retry with the same key that then pays), an order above the
  * provider's limit refused before anything is recorded, the rejections, and
- * no card number in the stream or LMDB. */
+ * no card number in the stream. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus-internal.h"
 #include "actor.h"
 #include "cart.h"
 #include "checkout_world.h"
@@ -24,7 +25,7 @@
 #include "order_token.h"
 #include "orders.h"
 #include "payment.h"
-#include "payment_service.h"
+#include "pay.h"
 #include "psp_client.h"
 #include "projector.h"
 #include "psp_sandbox.h"
@@ -42,11 +43,10 @@
 #define BAD_LUHN "4242424242424241"
 
 static tcw_world world; /* nats-server, store, stock/cart/order actors, client */
-static act_runtime *payment_rt;
 static saga *checkout;
 static psp_sandbox *sandbox;
-static payment_service *service;
-static char *saga_dir, *payment_dir, psp_url[64];
+static pay_service *service;
+static char *saga_dir, psp_url[64];
 /* the timers role (deadlines): the orders read model in saga_dir, its projector, the timers */
 static proj_env *timers_env;
 static proj_orders *timers_orders;
@@ -57,15 +57,14 @@ static timers *expiry;
 static unsigned opt_workers;
 static int64_t opt_budget_ms, opt_hold_ms, opt_sweep_ms;
 
-/* Starts the payment service with start_with's knobs (psp_url and payment_dir set). */
+/* Starts the payment role with start_with's knobs (psp_url set). */
 static void start_service(void)
 {
-	payment_options pay;
+	pay_options pay;
 
-	payment_options_init(&pay);
+	pay_options_init(&pay);
 	pay.psp_url = psp_url;
 	pay.psp_key = API_KEY;
-	pay.state_dir = payment_dir;
 	pay.call_timeout_ms = 4000;
 	if (opt_workers > 0)
 		pay.workers = opt_workers;
@@ -73,20 +72,17 @@ static void start_service(void)
 		pay.request_budget_ms = opt_budget_ms;
 	if (opt_sweep_ms != 0)
 		pay.sweep_after_ms = opt_sweep_ms;
-	cr_assert_eq(payment_start(world.store, &pay, &service), ORN_OK);
+	cr_assert_eq(pay_start(world.store, world.hub, &pay, &service), ORN_OK);
 }
 
 static void start_with(void)
 {
-	act_options ao;
 	saga_options so;
 	psp_sandbox_options po;
 	cr_assert_geq(sodium_init(), 0);
 	tcw_start(&world, "payment");
-	act_options_init(&ao);
-	cr_assert_eq(act_runtime_start(world.store, &payment_kind, &ao, &payment_rt), ORN_OK);
 	saga_options_init(&so);
-	cr_assert_eq(saga_start(world.store, &so, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, world.hub, &so, &checkout), ORN_OK);
 	saga_dir = th_tempdir("payment-timers");
 	proj_env_options eo;
 	proj_env_options_init(&eo);
@@ -106,7 +102,6 @@ static void start_with(void)
 	po.silent_hold_ms = opt_hold_ms > 0 ? opt_hold_ms : 20000;
 	cr_assert_eq(psp_sandbox_start(&po, &sandbox), ORN_OK);
 	snprintf(psp_url, sizeof psp_url, "http://127.0.0.1:%u", (unsigned)psp_sandbox_port(sandbox));
-	payment_dir = th_tempdir("payment-state");
 	start_service();
 }
 
@@ -127,7 +122,7 @@ static void start_one_worker_short_budget(void)
 
 static void stop_all(void)
 {
-	payment_stop(service);
+	pay_stop(service);
 	service = NULL;
 	psp_sandbox_stop(sandbox);
 	sandbox = NULL;
@@ -141,14 +136,10 @@ static void stop_all(void)
 	timers_env = NULL;
 	saga_stop(checkout);
 	checkout = NULL;
-	act_runtime_stop(payment_rt);
-	payment_rt = NULL;
 	tcw_stop(&world);
 	th_rmrf(saga_dir);
-	th_rmrf(payment_dir);
 	free(saga_dir);
-	free(payment_dir);
-	saga_dir = payment_dir = NULL;
+	saga_dir = NULL;
 }
 
 /* ---- commands ---- */
@@ -164,7 +155,7 @@ static bus_reply send_raw(const char *aggregate, const char *id, const char *typ
 	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
 	                              mp_writer_size(payload)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(world.client, aggregate, id, &cmd, timeout_ms, &r), ORN_OK,
+	cr_assert_eq(bus_send_on(world.client, aggregate, id, &cmd, timeout_ms, &r), ORN_OK,
 	             "%s to %s/%s unanswered", type, aggregate, id);
 	return r;
 }
@@ -247,7 +238,7 @@ static void order_priced(const char *order_id, const char *product, int64_t unit
 	strcpy(c->data.token_hash, token_hash);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = orn_now_ms();
-	c->data.deadline_ms = c->data.time_ms + confirm_ms;
+	c->data.ttl_ms = confirm_ms;
 	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
 	strcpy(c->data.lines[0].name, "Teapot");
 	c->data.lines[0].unit_price_cents = unit_price;
@@ -299,7 +290,7 @@ static bus_reply pay(const char *order_id, const char *customer, const char *ide
 	mp_write_cstr(w, "123");
 	mp_write_cstr(w, "holder_name");
 	mp_write_cstr(w, "Alice Liddell");
-	bus_reply r = send_raw(PAYMENT_SERVICE_AGGREGATE, order_id, PAYMENT_CMD_PAY, w, 30000);
+	bus_reply r = send_raw(PAY_SERVICE_AGGREGATE, order_id, PAY_CMD_PAY, w, 30000);
 	mp_writer_destroy(w);
 	return r;
 }
@@ -364,38 +355,14 @@ static orn_rc scan_event(void *closure, uint64_t seq, const char *subject, const
 	return ORN_OK;
 }
 
-/* Whether the payment LMDB's file holds the bytes of text. */
-static bool lmdb_holds(const char *text)
-{
-	static char buf[1 << 22];
-	char path[4096];
-
-	snprintf(path, sizeof path, "%s/data.mdb", payment_dir);
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f);
-	size_t n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
-	cr_assert_gt(n, 0);
-	return memmem(buf, n, text, strlen(text)) != NULL;
-}
-
 static void assert_no_card_stored(void)
 {
 	size_t found = 0;
 	uint64_t last = 0;
-	char path[4096];
 
 	cr_assert_eq(es_read(world.store, "orion.evt.>", 1, 0, scan_event, &found, &last), ORN_OK);
 	cr_assert_gt(last, 0);
 	cr_assert_eq(found, 0, "a card number is in the stream");
-	snprintf(path, sizeof path, "%s/data.mdb", payment_dir);
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f);
-	static char buf[1 << 22];
-	size_t n = fread(buf, 1, sizeof buf, f);
-	fclose(f);
-	cr_assert_gt(n, 0);
-	cr_assert_not(holds_number(buf, n), "a card number is in the payment LMDB");
 }
 
 /* ---- the flows ---- */
@@ -594,12 +561,11 @@ Test(payment, a_late_charge_whose_cancellation_the_consumer_lost_is_refunded_by_
 
 	pay_silently_before_short_deadlines("o-lost", "p-lost");
 	/* the service goes away; the order expires; its consumer loses the cancellation */
-	payment_stop(service);
+	pay_stop(service);
 	service = NULL;
 	cr_assert(wait_status("o-lost", "cancelled"), "the deadline expired the order");
-	cr_assert_geq(
-	        tld_lose_all(world.store, PAYMENT_CONSUMER, "orion.evt.order.>", "orion.evt.order.o-lost"), 1,
-	        "the consumer held the cancellation, now lost");
+	cr_assert_geq(tld_lose_all(world.store, PAY_CONSUMER, "orion.evt.order.>", "orion.evt.order.o-lost"),
+	              1, "the consumer held the cancellation, now lost");
 	opt_sweep_ms = 500;
 	start_service();
 	count = wait_one_refunded("o-lost", charges, 4);
@@ -805,7 +771,6 @@ Test(payment, an_order_above_the_provider_limit_is_refused_before_anything_is_re
 	cr_assert_eq(s->state.status, PAYMENT_STATUS_NONE, "no attempt recorded");
 	cr_assert_eq(s->state.attempt_count, 0);
 	free(s);
-	cr_assert_not(lmdb_holds("o-big"), "no attempt row written");
 	read_status("o-big", status, sizeof status);
 	cr_assert_str_eq(status, "awaiting_payment");
 }

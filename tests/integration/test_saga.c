@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evstore-internal.h"
+#include "bus-internal.h"
 #include "actor.h"
 #include "cart.h"
 #include "checkout_world.h"
@@ -59,7 +61,7 @@ static void start_saga_sweeping(int64_t sweep_after_ms)
 	saga_options_init(&o);
 	if (sweep_after_ms != 0)
 		o.sweep_after_ms = sweep_after_ms;
-	cr_assert_eq(saga_start(world.store, &o, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, world.hub, &o, &checkout), ORN_OK);
 }
 
 static void start_saga(void)
@@ -134,8 +136,8 @@ static bus_reply send_raw(const char *aggregate, const char *id, const char *typ
 	cr_assert_eq(bus_command_init(&cmd, type, orn_now_ms(), cmd_id, NULL, "test", mp_writer_data(payload),
 	                              mp_writer_size(payload)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(world.client, aggregate, id, &cmd, 10000, &r), ORN_OK, "%s to %s/%s unanswered",
-	             type, aggregate, id);
+	cr_assert_eq(bus_send_on(world.client, aggregate, id, &cmd, 10000, &r), ORN_OK,
+	             "%s to %s/%s unanswered", type, aggregate, id);
 	return r;
 }
 
@@ -189,7 +191,7 @@ static bus_reply place_order(const char *order_id, const char *customer, const l
 	strcpy(c->data.token_hash, HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = now;
-	c->data.deadline_ms = now + deadline_in_ms;
+	c->data.ttl_ms = deadline_in_ms; /* the decider sets the deadline: now + ttl */
 	for (size_t i = 0; i < count; i++) {
 		order_line *l = &c->data.lines[c->data.line_count++];
 		snprintf(l->product_id, sizeof l->product_id, "%s", lines[i].product);

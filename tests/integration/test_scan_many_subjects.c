@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evstore-internal.h"
 #include "crafted_log.h"
 #include "harness.h"
 #include "log.h"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bus-internal.h"
 #include "actor.h"
 #include "harness.h"
 #include "log.h"
@@ -254,7 +255,7 @@ Test(stock_service, rejections_and_bad_commands_are_answered, .init = start_all,
 	cr_assert_eq(
 	        bus_command_init(&cmd, "TeleportStock", orn_now_ms(), "cmd-x2", NULL, "t", &empty_map, 1),
 	        ORN_OK);
-	cr_assert_eq(bus_send(client, STOCK_AGGREGATE, "sku-x", &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(bus_send_on(client, STOCK_AGGREGATE, "sku-x", &cmd, 10000, &r), ORN_OK);
 	cr_assert_eq(r.outcome, BUS_FAILED);
 	cr_assert_str_eq(r.code, "invalid");
 	/* A subject id outside [A-Za-z0-9_-] never reaches an aggregate. */

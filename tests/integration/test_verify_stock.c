@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "evstore-internal.h"
+#include "bus-internal.h"
 #include "actor.h"
 #include "cart.h"
 #include "checkout_world.h"
@@ -71,7 +73,7 @@ static void start_all(void)
 
 	tcw_start(&world, "verify-stock");
 	saga_options_init(&so);
-	cr_assert_eq(saga_start(world.store, &so, &checkout), ORN_OK);
+	cr_assert_eq(saga_start(world.store, world.hub, &so, &checkout), ORN_OK);
 	data_dir = th_tempdir("verify-stock");
 	start_projector();
 	unsetenv("ORION_NATS_URL");
@@ -111,7 +113,7 @@ static bus_reply send_order(const char *order_id, const order_command *c)
 	cr_assert_eq(bus_command_init(&cmd, order_command_type(c->kind), orn_now_ms(), cmd_id, NULL, "test",
 	                              mp_writer_data(w), mp_writer_size(w)),
 	             ORN_OK);
-	cr_assert_eq(bus_send(world.client, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
+	cr_assert_eq(bus_send_on(world.client, ORDER_AGGREGATE, order_id, &cmd, 10000, &r), ORN_OK);
 	mp_writer_destroy(w);
 	return r;
 }
@@ -160,7 +162,7 @@ static void place(const char *order_id, const char *product, int64_t quantity)
 	strcpy(c->data.token_hash, HASH);
 	strcpy(c->data.currency, "EUR");
 	c->data.time_ms = orn_now_ms();
-	c->data.deadline_ms = c->data.time_ms + FAR_AHEAD;
+	c->data.ttl_ms = FAR_AHEAD;
 	snprintf(c->data.lines[0].product_id, ORDER_ID_MAX, "%s", product);
 	strcpy(c->data.lines[0].name, "Teapot");
 	c->data.lines[0].unit_price_cents = 2750;

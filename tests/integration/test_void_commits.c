@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "bus-internal.h"
 #include "actor.h"
 #include "bus.h"
 #include "crafted_log.h"
@@ -161,7 +162,7 @@ static json_t *actor_view(const act_kind *kind, const char *id)
 	uint8_t nil = 0xc0;
 	cr_assert_eq(bus_command_init(&cmd, BUS_CMD_GET, orn_now_ms(), "test-get", NULL, "test", &nil, 1),
 	             ORN_OK);
-	cr_assert_eq(bus_send(nc, kind->aggregate, id, &cmd, 10000, &reply), ORN_OK);
+	cr_assert_eq(bus_send_on(nc, kind->aggregate, id, &cmd, 10000, &reply), ORN_OK);
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "Get %s %s: %s", kind->aggregate, id, reply.code);
 	cr_assert_not_null(reply.view);
 	json_t *j = msgpack_json(reply.view, reply.view_len);

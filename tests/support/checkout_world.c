@@ -24,6 +24,7 @@ void tcw_start(tcw_world *w, const char *name)
 	cr_assert_eq(act_runtime_start(w->store, &stock_kind, &ao, &w->stock), ORN_OK);
 	cr_assert_eq(act_runtime_start(w->store, &cart_kind, &ao, &w->cart), ORN_OK);
 	cr_assert_eq(act_runtime_start(w->store, &order_kind, &ao, &w->order), ORN_OK);
+	cr_assert_eq(kit_hub_create(w->store, &w->hub), ORN_OK);
 	w->client = tsc_connect(natsd_url(w->server));
 }
 
@@ -34,6 +35,7 @@ void tcw_stop(tcw_world *w)
 	act_runtime_stop(w->stock);
 	if (w->client != NULL)
 		natsConnection_Destroy(w->client);
+	kit_hub_destroy(w->hub);
 	es_store_close(w->store);
 	th_natsd_stop(w->server);
 	memset(w, 0, sizeof *w);

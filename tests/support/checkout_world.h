@@ -1,6 +1,7 @@
 /* checkout_world.h — the part of Orion a checkout needs, for integration
  * tests: a fresh nats-server, an event store on it, the stock, cart and order
- * actor runtimes, and a plain client connection for sending commands. The
+ * actor runtimes, a kit hub for the side-effect roles, and a plain client
+ * connection for sending commands. The
  * tests of the saga, payments and verify-stock add their own roles on top. */
 #ifndef ORION_TEST_CHECKOUT_WORLD_H
 #define ORION_TEST_CHECKOUT_WORLD_H
@@ -9,12 +10,14 @@
 
 #include "actor.h"
 #include "evstore.h"
+#include "kit.h"
 #include "natsd.h"
 
 typedef struct tcw_world {
 	natsd *server;
 	es_store *store;
 	act_runtime *stock, *cart, *order;
+	kit_hub *hub; /* for the side-effect roles the tests start */
 	natsConnection *client;
 } tcw_world;
 

@@ -1,4 +1,5 @@
 /* crafted_log.c — see crafted_log.h. */
+#include "evstore-internal.h"
 #include "crafted_log.h"
 
 #include <criterion/criterion.h>

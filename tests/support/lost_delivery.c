@@ -1,4 +1,5 @@
 /* lost_delivery.c — see lost_delivery.h. */
+#include "evstore-internal.h"
 #include "lost_delivery.h"
 
 #include <criterion/criterion.h>

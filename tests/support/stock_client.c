@@ -1,4 +1,6 @@
 /* stock_client.c — stock commands over real NATS for integration tests. */
+#include "nats_auth-internal.h"
+#include "bus-internal.h"
 #include "stock_client.h"
 
 #include <criterion/criterion.h>
@@ -18,7 +20,7 @@ orn_rc tsc_send(natsConnection *nc, const char *item, const stock_command *c, co
 		rc = bus_command_init(&cmd, stock_command_type(c->kind), orn_now_ms(), command_id, NULL,
 		                      "test", mp_writer_data(w), mp_writer_size(w));
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
+		rc = bus_send_on(nc, STOCK_AGGREGATE, item, &cmd, timeout_ms, out);
 	mp_writer_destroy(w);
 	return rc;
 }
@@ -57,7 +59,7 @@ orn_rc tsc_get(natsConnection *nc, const char *item, int64_t *on_hand, int64_t *
 	snprintf(id, sizeof id, "get-%lld", (long long)orn_monotonic_ns());
 	orn_rc rc = bus_command_init(&cmd, BUS_CMD_GET, orn_now_ms(), id, NULL, "test", &nil, 1);
 	if (rc == ORN_OK)
-		rc = bus_send(nc, STOCK_AGGREGATE, item, &cmd, 10000, &reply);
+		rc = bus_send_on(nc, STOCK_AGGREGATE, item, &cmd, 10000, &reply);
 	if (rc != ORN_OK)
 		return rc;
 	cr_assert_eq(reply.outcome, BUS_ACCEPTED, "Get failed: %s %s", reply.code, reply.detail);
@@ -138,8 +140,10 @@ natsConnection *tsc_connect_ops(const char *url, const char *data_dir)
 	natsConnection *nc = NULL;
 	natsOptions *o = NULL;
 	snprintf(path, sizeof path, "%s/nats/credentials", data_dir);
-	cr_assert_eq(na_credentials_load(path, &creds), ORN_OK, "no NATS credentials in %s", data_dir);
-	na_conn auth = {creds.role[NA_OPS].user, creds.role[NA_OPS].password, NULL, NULL, NULL};
+	cr_assert_eq(na_credentials_load(path, NULL, &creds), ORN_OK, "no NATS credentials in %s", data_dir);
+	const na_credential *ops = na_credentials_find(&creds, "ops");
+	cr_assert_not_null(ops, "no ops user in %s", path);
+	na_conn auth = {ops->user, ops->password, NULL, NULL, NULL};
 	cr_assert_eq(natsOptions_Create(&o), NATS_OK);
 	natsOptions_SetURL(o, url);
 	cr_assert_eq(na_conn_apply(&auth, o), ORN_OK);

@@ -1,4 +1,5 @@
-/* test_config_log.c — configuration from the environment (engine/config.c),
+/* test_config_log.c — settings from the environment (engine/config.c, the
+ * process's in cli/settings.c and the roles' in their descriptors),
  * structured logs (engine/log.c), the status descriptions (engine/orn.c) and
  * mkdir -p (engine/fsdir.c). */
 #include <criterion/criterion.h>
@@ -10,43 +11,108 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "roles.h"
+#include "settings.h"
 #include "fsdir.h"
 #include "log.h"
 #include "orn.h"
 
+/* Every variable of the process and of the shop's roles. */
 static void clear_environment(void)
 {
-	for (const orn_config_var *v = orn_config_vars(); v->name != NULL; v++)
+	size_t count = 0;
+	const role_descriptor *const *roles = cli_roles(&count);
+	for (const orn_setting *v = cli_config_settings(); v->name != NULL; v++)
 		unsetenv(v->name);
+	for (size_t r = 0; r < count; r++)
+		for (const orn_setting *v = roles[r]->settings; v != NULL && v->name != NULL; v++)
+			unsetenv(v->name);
 }
 
 TestSuite(config, .init = clear_environment);
 
+/* A role's settings loaded into a buffer of its size (the caller frees). */
+static void *role_settings(const char *name, orn_rc *rc, const char **bad)
+{
+	size_t count = 0;
+	const role_descriptor *const *roles = cli_roles(&count);
+	const role_descriptor *d = role_find(roles, count, name);
+	cr_assert_not_null(d, "no role %s", name);
+	void *buf = calloc(1, d->settings_size);
+	*rc = orn_settings_load(d->settings, buf, bad);
+	return buf;
+}
+
+/* The row of var in role name's table, and the role's settings loaded
+ * (*buf, the caller frees). */
+static const orn_setting *loaded(const char *name, const char *var, unsigned char **buf)
+{
+	size_t count = 0;
+	orn_rc rc;
+	const role_descriptor *const *roles = cli_roles(&count);
+	const orn_setting *s = orn_settings_find(role_find(roles, count, name)->settings, var);
+	cr_assert_not_null(s, "%s has no %s", name, var);
+	*buf = role_settings(name, &rc, NULL);
+	cr_assert_eq(rc, ORN_OK);
+	return s;
+}
+
+/* The integer or text a variable of role name holds once loaded. */
+static long long role_int(const char *name, const char *var)
+{
+	unsigned char *buf = NULL;
+	const orn_setting *s = loaded(name, var, &buf);
+	long long v = s->size == 8   ? *(int64_t *)(buf + s->offset)
+	              : s->size == 4 ? *(int32_t *)(buf + s->offset)
+	              : s->size == 2 ? *(int16_t *)(buf + s->offset)
+	                             : *(int8_t *)(buf + s->offset);
+	free(buf);
+	return v;
+}
+
+static void assert_role_text(const char *name, const char *var, const char *want)
+{
+	unsigned char *buf = NULL;
+	const orn_setting *s = loaded(name, var, &buf);
+	cr_assert_str_eq((const char *)buf + s->offset, want, "%s of %s", var, name);
+	free(buf);
+}
+
 Test(config, defaults_when_nothing_is_set)
 {
-	orn_config c;
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cli_config c;
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.nats_url, "");
 	cr_assert_str_eq(c.data_dir, "./var");
 	cr_assert_str_eq(c.http_addr, "127.0.0.1:8080");
 	cr_assert_str_eq(c.log_level, "info");
-	cr_assert_eq(c.shards, 4);
-	cr_assert_eq(c.cache_capacity, 100000);
-	cr_assert_eq(c.snapshot_every, 100);
 	cr_assert_eq(c.stream_replicas, 1);
 	cr_assert_eq(c.command_timeout_ms, 5000);
-	cr_assert_str_eq(c.smtp_url, "");
-	cr_assert_str_eq(c.mail_from, "orders@orion.localhost");
 	cr_assert_str_eq(c.public_url, "http://127.0.0.1:8080");
 	cr_assert_eq(c.reservation_ttl_s, 900);
-	cr_assert_eq(c.mail_max_attempts, 20);
 	cr_assert_eq(c.low_stock_threshold, 5);
 	cr_assert_eq(c.auth_address_burst, 20);
 	cr_assert_eq(c.auth_address_per_minute, 20);
-	cr_assert_str_eq(c.psp_url, "");
-	cr_assert_str_eq(c.psp_key, "sk_test_orion");
 	cr_assert_eq(c.payment_timeout_ms, 25000);
 	cr_assert_eq(c.password_memory_kib, 65536);
+	/* the roles' own */
+	cr_assert_eq(role_int("stock", "ORION_SHARDS"), 4);
+	cr_assert_eq(role_int("product", "ORION_CACHE_CAPACITY"), 100000);
+	cr_assert_eq(role_int("order", "ORION_SNAPSHOT_EVERY"), 100);
+	cr_assert_eq(role_int("mail", "ORION_SHARDS"), 4, "the delivery logs' runtime");
+	assert_role_text("mail", "ORION_SMTP_URL", "");
+	assert_role_text("mail", "ORION_MAIL_FROM", "orders@orion.localhost");
+	cr_assert_eq(role_int("mail", "ORION_MAIL_MAX_ATTEMPTS"), 20);
+	assert_role_text("payment", "ORION_PSP_URL", "");
+	assert_role_text("payment", "ORION_PSP_KEY", "sk_test_orion");
+	assert_role_text("psp", "ORION_PSP_KEY", "sk_test_orion");
+	cr_assert_eq(role_int("payment", "ORION_PAYMENT_TIMEOUT_MS"), 25000);
+	for (const char *const *r = (const char *const[]){"checkout", "mail", "payment", NULL}; *r != NULL;
+	     r++)
+		cr_assert_eq(role_int(*r, "ORION_SWEEP_AFTER_MS"), 40000, "%s", *r);
+	for (const char *const *r = (const char *const[]){"checkout", "timers", "payment", NULL}; *r != NULL;
+	     r++)
+		cr_assert_eq(role_int(*r, "ORION_COMMAND_TIMEOUT_MS"), 5000, "%s", *r);
 }
 
 Test(config, mail_links_and_reservations)
@@ -56,29 +122,28 @@ Test(config, mail_links_and_reservations)
 	setenv("ORION_MAIL_FROM", "shop@example.com", 1);
 	setenv("ORION_RESERVATION_TTL", "5", 1);
 	setenv("ORION_LOW_STOCK_THRESHOLD", "0", 1);
-	orn_config c;
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cli_config c;
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_eq(c.low_stock_threshold, 0);
-	cr_assert_str_eq(c.smtp_url, "smtp://127.0.0.1:2525");
-	cr_assert_str_eq(c.mail_from, "shop@example.com");
+	assert_role_text("mail", "ORION_SMTP_URL", "smtp://127.0.0.1:2525");
+	assert_role_text("mail", "ORION_MAIL_FROM", "shop@example.com");
 	cr_assert_str_eq(c.public_url, "http://0.0.0.0:9000", "defaults to the listening address");
 	cr_assert_eq(c.reservation_ttl_s, 5);
 	setenv("ORION_MAIL_MAX_ATTEMPTS", "3", 1);
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
-	cr_assert_eq(c.mail_max_attempts, 3);
+	cr_assert_eq(role_int("mail", "ORION_MAIL_MAX_ATTEMPTS"), 3);
 	setenv("ORION_AUTH_ADDRESS_BURST", "500", 1);
 	setenv("ORION_AUTH_ADDRESS_PER_MINUTE", "6000", 1);
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_eq(c.auth_address_burst, 500);
 	cr_assert_eq(c.auth_address_per_minute, 6000);
 	setenv("ORION_PUBLIC_URL", "https://shop.example.com//", 1);
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.public_url, "https://shop.example.com", "trailing slashes dropped");
 	setenv("ORION_PSP_URL", "http://127.0.0.1:4010/", 1);
 	setenv("ORION_PSP_KEY", "sk_live_x", 1);
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
-	cr_assert_str_eq(c.psp_url, "http://127.0.0.1:4010");
-	cr_assert_str_eq(c.psp_key, "sk_live_x");
+	/* the payment role drops the trailing slash when it starts */
+	assert_role_text("payment", "ORION_PSP_URL", "http://127.0.0.1:4010/");
+	assert_role_text("payment", "ORION_PSP_KEY", "sk_live_x");
 }
 
 Test(config, values_from_the_environment)
@@ -89,15 +154,17 @@ Test(config, values_from_the_environment)
 	setenv("ORION_SHARDS", "8", 1);
 	setenv("ORION_SNAPSHOT_EVERY", "0", 1);
 	setenv("ORION_STREAM_REPLICAS", "3", 1);
+	setenv("ORION_SWEEP_AFTER_MS", "0", 1);
 	setenv("ORION_CONFIRM", "read", 1);
-	orn_config c;
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
-	cr_assert(c.confirm_by_read);
+	cli_config c;
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.nats_url, "nats://10.0.0.1:4222");
 	cr_assert_str_eq(c.data_dir, "/srv/orion");
 	cr_assert_str_eq(c.log_level, "debug");
-	cr_assert_eq(c.shards, 8);
-	cr_assert_eq(c.snapshot_every, 0);
+	cr_assert_eq(role_int("stock", "ORION_SHARDS"), 8);
+	cr_assert_eq(role_int("cart", "ORION_SNAPSHOT_EVERY"), 0);
+	cr_assert_eq(role_int("checkout", "ORION_SWEEP_AFTER_MS"), 0);
+	cr_assert_eq(role_int("order", "ORION_CONFIRM"), 1, "read");
 	cr_assert_eq(c.stream_replicas, 3);
 }
 
@@ -105,36 +172,39 @@ Test(config, an_empty_variable_means_the_default)
 {
 	setenv("ORION_DATA_DIR", "", 1);
 	setenv("ORION_SHARDS", "", 1);
-	orn_config c;
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cli_config c;
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_str_eq(c.data_dir, "./var");
-	cr_assert_eq(c.shards, 4);
-	cr_assert_not(c.confirm_by_read, "by the log's echo unless told");
+	cr_assert_eq(role_int("user", "ORION_SHARDS"), 4);
+	cr_assert_eq(role_int("stock", "ORION_CONFIRM"), 0, "by the log's echo unless told");
 }
 
 Test(config, bad_values_are_errors_naming_the_variable)
 {
 	const struct {
-		const char *name, *value;
+		const char *role, *name, *value; /* role NULL: the process's */
 	} bad[] = {
-	        {"ORION_SHARDS", "abc"},
-	        {"ORION_SHARDS", "0"},
-	        {"ORION_SHARDS", "4x"},
-	        {"ORION_SHARDS", "99999999999999999999"},
-	        {"ORION_CACHE_CAPACITY", "-1"},
-	        {"ORION_SNAPSHOT_EVERY", "1e3"},
-	        {"ORION_STREAM_REPLICAS", "9"},
-	        {"ORION_COMMAND_TIMEOUT_MS", "1"},
-	        {"ORION_LOG_LEVEL", "verbose"},
-	        {"ORION_CONFIRM", "scan"},
-	        {"ORION_RESERVATION_TTL", "0"},
-	        {"ORION_RESERVATION_TTL", "604801"},
-	        {"ORION_MAIL_MAX_ATTEMPTS", "0"},
-	        {"ORION_LOW_STOCK_THRESHOLD", "-1"},
-	        {"ORION_LOW_STOCK_THRESHOLD", "1000000001"},
-	        {"ORION_AUTH_ADDRESS_BURST", "0"},
-	        {"ORION_PAYMENT_TIMEOUT_MS", "999"},
-	        {"ORION_PASSWORD_MEMORY_KIB", "4096"},
+	        {"stock", "ORION_SHARDS", "abc"},
+	        {"stock", "ORION_SHARDS", "0"},
+	        {"stock", "ORION_SHARDS", "4x"},
+	        {"stock", "ORION_SHARDS", "99999999999999999999"},
+	        {"stock", "ORION_CONFIRM", "scan"},
+	        {"order", "ORION_CACHE_CAPACITY", "-1"},
+	        {"mail", "ORION_SNAPSHOT_EVERY", "1e3"},
+	        {NULL, "ORION_STREAM_REPLICAS", "9"},
+	        {NULL, "ORION_COMMAND_TIMEOUT_MS", "1"},
+	        {"checkout", "ORION_COMMAND_TIMEOUT_MS", "1"},
+	        {NULL, "ORION_LOG_LEVEL", "verbose"},
+	        {NULL, "ORION_RESERVATION_TTL", "0"},
+	        {NULL, "ORION_RESERVATION_TTL", "604801"},
+	        {"mail", "ORION_MAIL_MAX_ATTEMPTS", "0"},
+	        {"payment", "ORION_SWEEP_AFTER_MS", "-1"},
+	        {NULL, "ORION_LOW_STOCK_THRESHOLD", "-1"},
+	        {NULL, "ORION_LOW_STOCK_THRESHOLD", "1000000001"},
+	        {NULL, "ORION_AUTH_ADDRESS_BURST", "0"},
+	        {NULL, "ORION_PAYMENT_TIMEOUT_MS", "999"},
+	        {"payment", "ORION_PAYMENT_TIMEOUT_MS", "25001"},
+	        {NULL, "ORION_PASSWORD_MEMORY_KIB", "4096"},
 	};
 	char long_value[ORN_CONFIG_STR_MAX + 8];
 	memset(long_value, 'x', sizeof long_value - 1);
@@ -142,31 +212,52 @@ Test(config, bad_values_are_errors_naming_the_variable)
 	for (size_t i = 0; i < ORN_ARRAY_LEN(bad); i++) {
 		clear_environment();
 		setenv(bad[i].name, bad[i].value, 1);
-		orn_config c;
+		cli_config c;
 		const char *which = NULL;
-		cr_assert_eq(orn_config_load(&c, &which), ORN_EINVAL, "%s=%s accepted", bad[i].name,
-		             bad[i].value);
+		orn_rc rc = ORN_OK;
+		if (bad[i].role == NULL)
+			rc = cli_config_load(&c, &which);
+		else
+			free(role_settings(bad[i].role, &rc, &which));
+		cr_assert_eq(rc, ORN_EINVAL, "%s=%s accepted", bad[i].name, bad[i].value);
 		cr_assert_str_eq(which, bad[i].name);
 	}
 	clear_environment();
 	setenv("ORION_DATA_DIR", long_value, 1);
-	orn_config c;
+	cli_config c;
 	const char *which = NULL;
-	cr_assert_eq(orn_config_load(&c, &which), ORN_EINVAL);
+	cr_assert_eq(cli_config_load(&c, &which), ORN_EINVAL);
 	cr_assert_str_eq(which, "ORION_DATA_DIR");
+	clear_environment();
+	setenv("ORION_MAIL_FROM", long_value, 1);
+	orn_rc rc = ORN_OK;
+	free(role_settings("mail", &rc, &which));
+	cr_assert_eq(rc, ORN_EINVAL);
+	cr_assert_str_eq(which, "ORION_MAIL_FROM");
 }
 
-Test(config, help_lists_every_variable)
+Test(config, help_lists_every_variable_once)
 {
 	char *text = NULL;
-	size_t len = 0;
+	size_t len = 0, count = 0, role_count = 0;
 	FILE *out = open_memstream(&text, &len);
-	orn_config_print_help(out);
+	cli_settings_help(out);
 	fclose(out);
-	size_t count = 0;
-	for (const orn_config_var *v = orn_config_vars(); v->name != NULL; v++, count++)
-		cr_assert_not_null(strstr(text, v->name), "%s missing from --help", v->name);
-	cr_assert_geq(count, 9);
+	const role_descriptor *const *roles = cli_roles(&role_count);
+	const orn_setting *tables[32] = {cli_config_settings()};
+	for (size_t r = 0; r < role_count; r++)
+		tables[r + 1] = roles[r]->settings;
+	for (size_t t = 0; t <= role_count; t++)
+		for (const orn_setting *v = tables[t]; v != NULL && v->name != NULL; v++, count++) {
+			char needle[64];
+			snprintf(needle, sizeof needle, "  %s ", v->name);
+			const char *at = strstr(text, needle);
+			cr_assert_not_null(at, "%s missing from --help", v->name);
+			cr_assert_null(strstr(at + 1, needle), "%s listed twice", v->name);
+		}
+	cr_assert_geq(count, 30);
+	cr_assert_not_null(strstr(text, "ORION_SMTP_URL             default unset"));
+	cr_assert_not_null(strstr(text, "ORION_SHARDS               default 4 "));
 	free(text);
 }
 
@@ -354,8 +445,8 @@ Test(fsdir, no_path_is_invalid)
 
 Test(config, the_limits_of_issue_14_have_defaults_and_bounds)
 {
-	orn_config c;
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cli_config c;
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_eq(c.auth_account_address_burst, 5);
 	cr_assert_eq(c.auth_account_address_per_hour, 60);
 	cr_assert_eq(c.auth_account_per_hour, 100);
@@ -366,11 +457,11 @@ Test(config, the_limits_of_issue_14_have_defaults_and_bounds)
 	cr_assert_eq(c.http_max_connections_per_address, 64);
 	cr_assert_eq(c.max_streams_per_customer, 8);
 	setenv("ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "3", 1);
-	cr_assert_eq(orn_config_load(&c, NULL), ORN_OK);
+	cr_assert_eq(cli_config_load(&c, NULL), ORN_OK);
 	cr_assert_eq(c.http_max_connections_per_address, 3);
 	const char *bad = NULL;
 	setenv("ORION_TOKEN_TTL", "999999999", 1);
-	cr_assert_eq(orn_config_load(&c, &bad), ORN_EINVAL);
+	cr_assert_eq(cli_config_load(&c, &bad), ORN_EINVAL);
 	cr_assert_str_eq(bad, "ORION_TOKEN_TTL");
 	unsetenv("ORION_TOKEN_TTL");
 	unsetenv("ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS");

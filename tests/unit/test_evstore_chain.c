@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "evstore-internal.h"
 #include "evstore.h"
 
 /* One stored commit of a subject: its sequence and what its Orion-Prev says. */

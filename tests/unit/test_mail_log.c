@@ -2,13 +2,14 @@
  *
  * Given-when-then: given events applied with mail_log_evolve, when an
  * outcome is decided, then the expected events or rejection. Further tests
- * cover the payload codec (round trips and hostile payloads), the id and the
- * error text's cap. */
+ * cover the claims of attempts (ADR 024), the payload codecs (round trips and
+ * hostile payloads), the two kind tables, the id and the error text's cap. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
 #include <string.h>
 
+#include "decision.h"
 #include "mail_log.h"
 
 static mail_log_state state;
@@ -396,8 +397,8 @@ Test(mail_log, the_resend_event_and_command_round_trip)
 	cr_assert_eq(d.at_ms, 42);
 	cr_assert_eq(mail_log_command_decode("Other", mp_writer_data(writer), mp_writer_size(writer), &d),
 	             ORN_EINVAL);
-	mail_log_command sent = command(MAIL_LOG_RECORD_SENT, NULL, 0);
-	cr_assert_eq(mail_log_command_encode(writer, &sent), ORN_EINVAL);
+	mail_log_command unknown = command((mail_log_command_kind)99, NULL, 0);
+	cr_assert_eq(mail_log_command_encode(writer, &unknown), ORN_EINVAL);
 	mp_writer_reset(writer);
 	mp_write_map(writer, 1);
 	mp_write_cstr(writer, "by");
@@ -405,4 +406,132 @@ Test(mail_log, the_resend_event_and_command_round_trip)
 	cr_assert_eq(mail_log_command_decode(MAIL_LOG_CMD_REQUEST_RESEND, mp_writer_data(writer),
 	                                     mp_writer_size(writer), &d),
 	             ORN_EDECODE, "at is required");
+}
+
+/* ---- claims (ADR 024) ---- */
+
+static mail_log_command claim_by(const char *by, int64_t at, int64_t lease)
+{
+	mail_log_command c = command(MAIL_LOG_CLAIM, NULL, at);
+	snprintf(c.by, sizeof c.by, "%s", by);
+	c.lease_ms = lease;
+	return c;
+}
+
+Test(mail_log, a_claim_holds_the_attempt_for_its_lease_against_another_instance)
+{
+	mail_log_command a = claim_by("ia", 1000, 30000), b = claim_by("ib", 2000, 30000);
+	cr_assert_eq(run(&a), MAIL_LOG_OK);
+	cr_assert_eq(out.count, 1);
+	cr_assert_eq(out.items[0].kind, MAIL_LOG_CLAIMED);
+	cr_assert_eq(out.items[0].attempt, 1, "the attempt it claims: attempts + 1");
+	cr_assert_eq(out.items[0].until_ms, 31000);
+	cr_assert_str_eq(state.claimed_by, "ia");
+	cr_assert_eq(state.attempts, 0, "a claim is no attempt made");
+	cr_assert(state.exists);
+	cr_assert_eq(run(&b), MAIL_LOG_REJ_CLAIMED, "another instance waits");
+	cr_assert_str_eq(mail_log_verdict_code(MAIL_LOG_REJ_CLAIMED), "claimed");
+	a.at_ms = 5000;
+	cr_assert_eq(run(&a), MAIL_LOG_OK, "its own claim again");
+	cr_assert_eq(out.count, 0, "no second event");
+	b.at_ms = 31000;
+	cr_assert_eq(run(&b), MAIL_LOG_OK, "a lapsed claim is taken over");
+	cr_assert_eq(out.count, 1);
+	cr_assert_str_eq(state.claimed_by, "ib");
+}
+
+Test(mail_log, an_outcome_ends_the_claim_and_a_settled_log_refuses_it)
+{
+	mail_log_command a = claim_by("ia", 1000, 30000), b = claim_by("ib", 1500, 30000);
+	mail_log_command failed = command(MAIL_LOG_RECORD_FAILED, "refused", 1200);
+	cr_assert_eq(run(&a), MAIL_LOG_OK);
+	cr_assert_eq(run(&failed), MAIL_LOG_OK);
+	cr_assert_str_eq(state.claimed_by, "", "the outcome ended it");
+	cr_assert_eq(state.attempts, 1);
+	cr_assert_eq(run(&b), MAIL_LOG_OK, "the next attempt is anyone's");
+	cr_assert_eq(out.items[0].attempt, 2);
+	mail_log_command sent = command(MAIL_LOG_RECORD_SENT, NULL, 1600);
+	cr_assert_eq(run(&sent), MAIL_LOG_OK);
+	cr_assert_eq(state.status, MAIL_LOG_STATUS_DELIVERED);
+	cr_assert_eq(run(&a), MAIL_LOG_REJ_SETTLED);
+}
+
+Test(mail_log, a_claim_of_another_generation_or_without_a_lease_is_refused)
+{
+	mail_log_command c = claim_by("ia", 1000, 30000);
+	c.generation = 1;
+	cr_assert_eq(run(&c), MAIL_LOG_REJ_SETTLED, "the first sending's log is no resend's");
+	c.generation = 0;
+	c.lease_ms = 0;
+	cr_assert_eq(run(&c), MAIL_LOG_REJ_INVALID);
+	c = claim_by("", 1000, 30000);
+	cr_assert_eq(run(&c), MAIL_LOG_REJ_INVALID, "an instance id is needed");
+	c = claim_by("has space", 1000, 30000);
+	cr_assert_eq(run(&c), MAIL_LOG_REJ_INVALID);
+}
+
+Test(mail_log, the_claim_event_and_every_command_round_trip)
+{
+	mail_log_event e = {.kind = MAIL_LOG_CLAIMED, .attempt = 3, .until_ms = 99, .at_ms = 9};
+	mail_log_event back;
+	strcpy(e.subject.product_id, "p1");
+	strcpy(e.subject.kind, "low_stock");
+	strcpy(e.subject.recipient, "admin@example.com");
+	strcpy(e.by, "i0123456789abcdef");
+	cr_assert_eq(mail_log_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(mail_log_event_decode(MAIL_LOG_EV_CLAIMED, mp_writer_data(writer),
+	                                   mp_writer_size(writer), &back),
+	             ORN_OK);
+	cr_assert_eq(back.attempt, 3);
+	cr_assert_eq(back.until_ms, 99);
+	cr_assert_str_eq(back.by, "i0123456789abcdef");
+	cr_assert_str_eq(back.subject.product_id, "p1");
+	cr_assert_str_eq(mail_log_event_type(MAIL_LOG_CLAIMED), MAIL_LOG_EV_CLAIMED);
+
+	mail_log_command kinds[] = {claim_by("ib", 5, 7), command(MAIL_LOG_RECORD_SENT, NULL, 6),
+	                            command(MAIL_LOG_RECORD_FAILED, "no route", 8)};
+	kinds[0].generation = 2;
+	kinds[2].deadline_ms = 123;
+	strcpy(kinds[1].subject.product_id, "p9");
+	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++) {
+		mail_log_command d;
+		mp_writer_reset(writer);
+		cr_assert_eq(mail_log_command_encode(writer, &kinds[i]), ORN_OK);
+		cr_assert_eq(mail_log_command_decode(mail_log_command_type(kinds[i].kind),
+		                                     mp_writer_data(writer), mp_writer_size(writer), &d),
+		             ORN_OK, "%zu", i);
+		cr_assert_eq(d.kind, kinds[i].kind);
+		cr_assert_str_eq(d.subject.recipient, kinds[i].subject.recipient);
+		cr_assert_str_eq(d.subject.product_id, kinds[i].subject.product_id);
+		cr_assert_eq(d.at_ms, kinds[i].at_ms);
+		cr_assert_eq(d.max_attempts, kinds[i].kind == MAIL_LOG_CLAIM ? 0u : kinds[i].max_attempts);
+		cr_assert_eq(d.generation, kinds[i].generation);
+		cr_assert_eq(d.lease_ms, kinds[i].lease_ms);
+		cr_assert_eq(d.deadline_ms, kinds[i].deadline_ms);
+		cr_assert_str_eq(d.error, kinds[i].error);
+		cr_assert_str_eq(d.by, kinds[i].by);
+	}
+	cr_assert_null(mail_log_command_type((mail_log_command_kind)99));
+}
+
+Test(mail_log, the_bus_takes_only_resend_requests_and_the_writer_every_command)
+{
+	act_decision *d = act_decision_create();
+	mail_log_command c = claim_by("ia", 10, 1000);
+	env_envelope cmd;
+	cr_assert_eq(mail_log_command_encode(writer, &c), ORN_OK);
+	memset(&cmd, 0, sizeof cmd);
+	strcpy(cmd.type, MAIL_LOG_CMD_CLAIM);
+	cmd.schema = MAIL_LOG_SCHEMA;
+	cmd.payload = mp_writer_data(writer);
+	cmd.payload_len = mp_writer_size(writer);
+	mail_log_state_init(&state);
+	cr_assert_eq(mail_log_kind.decide(&state, &cmd, d), ORN_OK);
+	cr_assert_str_eq(act_decision_rejection(d), "invalid", "no claim from the bus");
+	act_decision_clear(d);
+	cr_assert_eq(mail_log_writer_kind.decide(&state, &cmd, d), ORN_OK);
+	cr_assert_null(act_decision_rejection(d));
+	cr_assert_eq(act_decision_count(d), 1);
+	cr_assert(mail_log_writer_kind.copyable);
+	act_decision_destroy(d);
 }

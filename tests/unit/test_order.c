@@ -70,7 +70,7 @@ static order_command *place(void)
 	add_line(&c->data, "p2", 1000, 1);
 	strcpy(c->data.currency, "EUR");
 	strcpy(c->data.token_hash, HASH);
-	c->data.deadline_ms = DEADLINE;
+	c->data.ttl_ms = TTL; /* the decider sets the deadline: T0 + TTL = DEADLINE */
 	return c;
 }
 
@@ -176,6 +176,21 @@ static void then_rejected(order_verdict expected)
 	cr_assert_eq(out.count, 0);
 }
 
+/* e encodes, and the stream's reader decodes it back with its deadline. */
+static void assert_event_decodes(const order_event *e)
+{
+	order_event *decoded = malloc(sizeof *decoded);
+
+	cr_assert_not_null(decoded);
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, e), ORN_OK);
+	cr_assert_eq(order_event_decode(order_event_type(e->kind), mp_writer_data(writer),
+	                                mp_writer_size(writer), decoded),
+	             ORN_OK);
+	cr_assert_eq(decoded->data.deadline_ms, e->data.deadline_ms);
+	free(decoded);
+}
+
 /* ---- the happy path ---- */
 
 Test(order, place_makes_a_pending_order)
@@ -279,7 +294,7 @@ Test(order, place_checks_every_field)
 	when(c);
 	then_rejected(ORDER_REJ_INVALID);
 	c = place();
-	c->data.deadline_ms = T0;
+	c->data.ttl_ms = 0;
 	when(c);
 	then_rejected(ORDER_REJ_INVALID);
 	c = place();
@@ -287,9 +302,120 @@ Test(order, place_checks_every_field)
 	when(c);
 	then_rejected(ORDER_REJ_INVALID);
 	c = place();
-	c->data.deadline_ms = ORDER_TIME_MAX + 1;
+	c->data.ttl_ms = ORDER_TIME_MAX + 1;
 	when(c);
 	then_rejected(ORDER_REJ_INVALID);
+	c = place();
+	c->data.ttl_ms = ORDER_TIME_MAX - T0 + 1; /* the deadline would be past every time */
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+}
+
+/* ---- the decider owns both deadlines ---- */
+
+Test(order, place_sets_the_confirmation_deadline_from_its_ttl)
+{
+	order_command *c = place();
+
+	c->data.ttl_ms = 60000;
+	c->data.deadline_ms = 5; /* a deadline the sender computed is not the decider's: ignored */
+	when(c);
+	then_event(ORDER_PLACED, ORDER_PENDING);
+	cr_assert_eq(out.items[0].data.deadline_ms, T0 + 60000);
+	cr_assert_eq(state.confirmation_deadline_ms, T0 + 60000);
+	cr_assert_eq(order_deadline(&state), T0 + 60000);
+}
+
+Test(order, the_largest_ttl_ends_at_the_last_time)
+{
+	order_command *c = place();
+
+	c->data.ttl_ms = ORDER_TIME_MAX - T0;
+	when(c);
+	then_event(ORDER_PLACED, ORDER_PENDING);
+	cr_assert_eq(state.confirmation_deadline_ms, ORDER_TIME_MAX);
+	assert_event_decodes(&out.items[0]);
+}
+
+Test(order, placement_ttl_bounds_confirmation_and_confirm_ttl_bounds_payment)
+{
+	order_command *c = place();
+
+	c->data.ttl_ms = 1000;
+	given(c); /* confirmation deadline T0 + 1000 */
+	given(command(ORDER_MARK_RESERVED, T0 + 10));
+	when(confirm(HASH, T0 + 1000));
+	then_rejected(ORDER_REJ_EXPIRED);
+	c = confirm(HASH, T0 + 999);
+	c->data.ttl_ms = 5000;
+	when(c);
+	then_event(ORDER_CONFIRMED_BY_CUSTOMER, ORDER_AWAITING_PAYMENT);
+	cr_assert_eq(order_deadline(&state), T0 + 999 + 5000);
+	cr_assert_eq(state.confirmation_deadline_ms, T0 + 1000);
+}
+
+Test(order, a_placement_stored_with_its_deadline_still_reads)
+{
+	/* OrderPlaced has always carried deadline_ms: an event written before
+	 * PlaceOrder carried a ttl decodes and folds the same */
+	order_event e;
+
+	memset(&e, 0, sizeof e);
+	e.kind = ORDER_PLACED;
+	e.data = place()->data;
+	e.data.ttl_ms = 0;
+	e.data.deadline_ms = DEADLINE;
+	assert_event_decodes(&e);
+	cr_assert(order_evolve(&state, &e));
+	cr_assert_eq(state.confirmation_deadline_ms, DEADLINE);
+}
+
+/* ---- what a status means ---- */
+
+Test(order, status_predicates_have_one_meaning_each)
+{
+	static const struct {
+		order_status status;
+		bool open, final, paid, releases, settled, awaits;
+	} table[] = {
+	        {ORDER_NONE, false, false, false, false, false, false},
+	        {ORDER_PENDING, true, false, false, false, false, false},
+	        {ORDER_AWAITING_CONFIRMATION, true, false, false, false, false, true},
+	        {ORDER_AWAITING_PAYMENT, true, false, false, false, false, true},
+	        {ORDER_CONFIRMED, false, true, true, false, true, false},
+	        {ORDER_CANCELLED, false, true, false, true, false, false},
+	        {ORDER_PAYMENT_FAILED, false, true, false, true, true, false},
+	        {(order_status)99, false, false, false, false, false, false},
+	};
+
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+		order_status s = table[i].status;
+		cr_assert_eq(order_status_is_open(s), table[i].open, "open %d", s);
+		cr_assert_eq(order_status_is_final(s), table[i].final, "final %d", s);
+		cr_assert_eq(order_status_is_paid(s), table[i].paid, "paid %d", s);
+		cr_assert_eq(order_status_releases_stock(s), table[i].releases, "releases %d", s);
+		cr_assert_eq(order_status_payment_settled(s), table[i].settled, "settled %d", s);
+		cr_assert_eq(order_status_awaits_customer(s), table[i].awaits, "awaits %d", s);
+		/* a status with a deadline is exactly an open one */
+		if (s != (order_status)99)
+			cr_assert_eq(order_status_is_open(s), s != ORDER_NONE && !order_status_is_final(s));
+	}
+}
+
+Test(order, status_names_parse_back)
+{
+	order_status s = ORDER_NONE;
+
+	for (int k = ORDER_PENDING; k <= ORDER_PAYMENT_FAILED; k++) {
+		cr_assert(order_status_parse(order_status_name((order_status)k), &s));
+		cr_assert_eq(s, (order_status)k);
+	}
+	s = ORDER_PENDING;
+	cr_assert_not(order_status_parse("none", &s)); /* never placed is no status an order has */
+	cr_assert_not(order_status_parse("Confirmed", &s));
+	cr_assert_not(order_status_parse("", &s));
+	cr_assert_not(order_status_parse(NULL, &s));
+	cr_assert_eq(s, ORDER_PENDING);
 }
 
 Test(order, place_accepts_fifty_lines)

@@ -1,12 +1,18 @@
-/* sweep.c — the sweeper under a durable consumer (see sweep.h).
+/* kit_sweep.c — the sweeper under a durable consumer (kit-internal.h; ADR
+ * 007 addendum, "Lost deliveries"). The nats-server we ship (Debian's 2.9)
+ * can skip the redelivery of a message delivered to a process that died
+ * while a NATS node failed over (fixed upstream in 2.11, nats-server PR
+ * #6566); the sweeper follows the same subjects through the hub's shared
+ * follower (an ordered consumer: no acks, gaps found by sequence) and hands
+ * each commit to the role's handler again once it is due.
  *
- * Threads: the follow subscription's cnats thread queues commits; the
+ * Threads: the follower's delivery thread queues commits; the
  * sweeper's own thread waits for the earliest of the two heads to fall due
  * and calls the role's fn. The queue is in stream order, so its due times
  * grow (but for clock skew between writers); retries wait in a second list,
  * kept in due order, so that one is not held up behind commits due later.
  * Both lists and the map of each subject's newest item are under lock. */
-#include "sweep.h"
+#include "kit-internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,16 +30,15 @@ typedef struct item {
 	int64_t due_ms; /* wall clock */
 	uint64_t seq;
 	unsigned attempts;
-	char subject[ES_SUBJECT_MAX];
-	char type[ENV_TYPE_MAX];
-	char correlation[ENV_ID_MAX];
+	char subject[]; /* NUL-terminated */
 } item;
 
-struct es_sweep {
-	es_sweep_options o;
-	es_follow *follow;
+struct kit_sweep {
+	kit_sweep_options o;
+	kit_hub *hub;
+	kit_listener *listener;
 	pthread_t thread;
-	bool thread_started, follow_done, stopping;
+	bool thread_started, stopping;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	item *head, *tail;
@@ -45,7 +50,7 @@ struct es_sweep {
 };
 
 /* Appends it to the queue (lock held). */
-static void push(es_sweep *sw, item *it)
+static void push(kit_sweep *sw, item *it)
 {
 	it->next = NULL;
 	if (sw->tail != NULL)
@@ -60,31 +65,20 @@ static void push(es_sweep *sw, item *it)
  * commit is queued at its first event the role wants. */
 static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
 {
-	es_sweep *sw = closure;
+	kit_sweep *sw = closure;
 	item *it;
+	size_t len = subject != NULL ? strlen(subject) : ES_SUBJECT_MAX;
 
-	if (seq == sw->queued_seq) {
-		/* a later event of the commit queued: with newest_only, it names the state left */
-		if (sw->o.newest_only) {
-			pthread_mutex_lock(&sw->lock);
-			if ((it = hmap_get(sw->newest, subject)) != NULL && it->seq == seq)
-				snprintf(it->type, sizeof it->type, "%s", e->type);
-			pthread_mutex_unlock(&sw->lock);
-		}
-		return ORN_OK;
-	}
-	if (sw->o.wants != NULL && !sw->o.wants(sw->o.closure, e))
-		return ORN_OK;
+	if (seq == sw->queued_seq || (sw->o.wants != NULL && !sw->o.wants(sw->o.closure, e)))
+		return ORN_OK; /* a later event of a commit queued, or one the role does not sweep */
 	sw->queued_seq = seq;
-	if (subject == NULL || strlen(subject) >= ES_SUBJECT_MAX || (it = calloc(1, sizeof *it)) == NULL)
+	if (len >= ES_SUBJECT_MAX || (it = calloc(1, sizeof *it + len + 1)) == NULL)
 		return ORN_OK; /* the durable consumer's own delivery still stands */
 	it->seq = seq;
 	it->due_ms = (e->time_ms > 0 ? e->time_ms : orn_now_ms()) + sw->o.after_ms;
-	strcpy(it->subject, subject);
-	snprintf(it->type, sizeof it->type, "%s", e->type);
-	snprintf(it->correlation, sizeof it->correlation, "%s", e->correlation);
+	memcpy(it->subject, subject, len + 1);
 	pthread_mutex_lock(&sw->lock);
-	if (sw->queued >= ES_SWEEP_QUEUE_MAX ||
+	if (sw->queued >= KIT_SWEEP_QUEUE_MAX ||
 	    (sw->o.newest_only && hmap_put(sw->newest, it->subject, it) != ORN_OK)) {
 		pthread_mutex_unlock(&sw->lock);
 		if (atomic_fetch_add(&sw->dropped, 1) == 0)
@@ -99,23 +93,13 @@ static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const e
 	return ORN_OK;
 }
 
-static void on_done(void *closure)
-{
-	es_sweep *sw = closure;
-
-	pthread_mutex_lock(&sw->lock);
-	sw->follow_done = true;
-	pthread_cond_broadcast(&sw->wake);
-	pthread_mutex_unlock(&sw->lock);
-}
-
 /* True if it is due to be looked at: its subject's newest (or every commit counts). */
-static bool current(es_sweep *sw, const item *it)
+static bool current(kit_sweep *sw, const item *it)
 {
 	return !sw->o.newest_only || hmap_get(sw->newest, it->subject) == it;
 }
 
-static void forget(es_sweep *sw, item *it)
+static void forget(kit_sweep *sw, item *it)
 {
 	if (sw->o.newest_only && hmap_get(sw->newest, it->subject) == it)
 		hmap_remove(sw->newest, it->subject);
@@ -123,7 +107,7 @@ static void forget(es_sweep *sw, item *it)
 }
 
 /* Puts it among the retries, in due order (lock held). */
-static void retry_later(es_sweep *sw, item *it)
+static void retry_later(kit_sweep *sw, item *it)
 {
 	item **at = &sw->retries;
 
@@ -137,7 +121,7 @@ static void retry_later(es_sweep *sw, item *it)
 
 /* Takes the earliest of the two heads if it is due, else NULL and *wait_ms
  * (lock held). */
-static item *take_due(es_sweep *sw, int64_t now, int64_t *wait_ms)
+static item *take_due(kit_sweep *sw, int64_t now, int64_t *wait_ms)
 {
 	bool retry = sw->retries != NULL && (sw->head == NULL || sw->retries->due_ms < sw->head->due_ms);
 	item *it = retry ? sw->retries : sw->head;
@@ -160,7 +144,7 @@ static item *take_due(es_sweep *sw, int64_t now, int64_t *wait_ms)
 
 static void *sweeper_main(void *arg)
 {
-	es_sweep *sw = arg;
+	kit_sweep *sw = arg;
 
 	pthread_mutex_lock(&sw->lock);
 	while (!sw->stopping) {
@@ -176,10 +160,9 @@ static void *sweeper_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&sw->lock);
-		es_sweep_commit c = {it->subject, it->seq, it->type, it->correlation};
-		es_sweep_verdict v = sw->o.fn(sw->o.closure, &c);
+		kit_verdict v = sw->o.fn(sw->o.closure, it->subject, it->seq);
 		pthread_mutex_lock(&sw->lock);
-		if (v == ES_SWEEP_DONE || sw->stopping || !current(sw, it))
+		if (v == KIT_DONE || sw->stopping || !current(sw, it))
 			forget(sw, it);
 		else
 			retry_later(sw, it);
@@ -197,15 +180,9 @@ static void free_list(item *it)
 	}
 }
 
-static void sweep_free(es_sweep *sw)
+static void sweep_free(kit_sweep *sw)
 {
-	if (sw->follow != NULL) {
-		es_follow_stop(sw->follow);
-		pthread_mutex_lock(&sw->lock);
-		while (!sw->follow_done)
-			pthread_cond_wait(&sw->wake, &sw->lock);
-		pthread_mutex_unlock(&sw->lock);
-	}
+	kit_hub_unlisten(sw->hub, sw->listener); /* on_event is not called after this */
 	if (sw->thread_started) {
 		pthread_mutex_lock(&sw->lock);
 		sw->stopping = true;
@@ -221,18 +198,19 @@ static void sweep_free(es_sweep *sw)
 	free(sw);
 }
 
-orn_rc es_sweep_start(es_store *s, const es_sweep_options *o, es_sweep **out)
+orn_rc kit_sweep_start(kit_hub *hub, const kit_sweep_options *o, kit_sweep **out)
 {
 	pthread_condattr_t attr;
-	es_sweep *sw;
+	kit_sweep *sw;
 	orn_rc rc;
 
 	*out = NULL;
-	if (s == NULL || o == NULL || o->filter == NULL || o->fn == NULL || o->after_ms <= 0)
+	if (hub == NULL || o == NULL || o->filter == NULL || o->fn == NULL || o->after_ms <= 0)
 		return ORN_EINVAL;
 	if ((sw = calloc(1, sizeof *sw)) == NULL)
 		return ORN_ENOMEM;
 	sw->o = *o;
+	sw->hub = hub;
 	if (sw->o.retry_first_ms <= 0)
 		sw->o.retry_first_ms = 100;
 	if (sw->o.retry_max_ms <= 0)
@@ -254,8 +232,8 @@ orn_rc es_sweep_start(es_store *s, const es_sweep_options *o, es_sweep **out)
 		return ORN_ENOMEM;
 	}
 	sw->thread_started = true;
-	int64_t lookback = 2 * o->after_ms > ES_SWEEP_LOOKBACK_MS ? 2 * o->after_ms : ES_SWEEP_LOOKBACK_MS;
-	rc = es_follow_since(s, o->filter, orn_now_ms() - lookback, on_event, on_done, sw, &sw->follow);
+	int64_t lookback = 2 * o->after_ms > KIT_SWEEP_LOOKBACK_MS ? 2 * o->after_ms : KIT_SWEEP_LOOKBACK_MS;
+	rc = kit_hub_listen(hub, o->filter, orn_now_ms() - lookback, on_event, sw, &sw->listener);
 	if (rc != ORN_OK) {
 		log_warn("sweeper cannot follow its subjects", "sweeper", sw->o.name, "error",
 		         orn_rc_name(rc));
@@ -266,29 +244,13 @@ orn_rc es_sweep_start(es_store *s, const es_sweep_options *o, es_sweep **out)
 	return ORN_OK;
 }
 
-void es_sweep_stop(es_sweep *sw)
+void kit_sweep_stop(kit_sweep *sw)
 {
 	if (sw != NULL)
 		sweep_free(sw);
 }
 
-const char *es_sweep_id(const char *subject, const char *prefix)
-{
-	size_t n = strlen(prefix);
-	if (strncmp(subject, prefix, n) != 0 || strlen(subject + n) > ORN_ID_MAX ||
-	    !orn_id_valid(subject + n))
-		return NULL;
-	return subject + n;
-}
-
-orn_rc es_sweep_reread(es_store *s, const char *subject, uint64_t seq, es_event_fn fn, void *closure)
-{
-	uint64_t last = 0;
-	orn_rc rc = es_read(s, subject, seq, seq, fn, closure, &last);
-	return rc != ORN_OK ? rc : last == seq ? ORN_OK : ORN_EUNAVAILABLE;
-}
-
-uint64_t es_sweep_dropped(es_sweep *sw)
+uint64_t kit_sweep_dropped(const kit_sweep *sw)
 {
 	return sw != NULL ? atomic_load(&sw->dropped) : 0;
 }

@@ -1,0 +1,232 @@
+/* gw_api-internal.h — what the API's route files (gw_api_*.c) share: the
+ * api's fields, the caller of a route, and the toolkit of gw_api.c (sending
+ * commands, keyed requests, the caller's own order, the cart's quote, query
+ * parameters, answers to failed commands). Only gateway/ includes it.
+ *
+ * Threading: everything runs on the gateway's event loop thread. */
+#ifndef ORION_GW_API_INTERNAL_H
+#define ORION_GW_API_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "gw_api.h"
+#include "gw_jwt.h"
+#include "gw_password.h"
+#include "gw_ratelimit.h"
+#include "mpack.h"
+#include "order_token.h"
+#include "proj_quote.h"
+
+/* Limits the handlers apply. */
+#define GW_API_TOKEN_TTL_S         3600 /* access tokens live one hour */
+#define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
+#define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
+#define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
+#define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
+#define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
+/* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
+ * the same key): its command gets this long by default, and its deferred
+ * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
+ * the server's io_timeout_ms (30 s by default). */
+#define GW_API_PAYMENT_TIMEOUT_MS 25000
+
+/* The Idempotency-Key header of POST /orders and POST /orders/{id}/payment:
+ * 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII characters. */
+#define GW_API_IDEMPOTENCY_HEADER  "Idempotency-Key"
+#define GW_API_IDEMPOTENCY_KEY_MAX 128
+
+struct gw_api {
+	gw_server *server;
+	/* the read models (NULL when the api only lists routes) */
+	proj_catalog *catalog;
+	proj_inventory *inventory;
+	proj_users *users;
+	proj_orders *orders;
+	proj_carts *carts;
+	proj_mail *mail;
+	gw_bus *bus;
+	gw_consistency *consistency;
+	gw_metrics *metrics;
+	es_store *store; /* the inventory feed's; NULL: 503 */
+	ks_store *keys;  /* the customers' data keys (ADR 027); NULL: accounts answer 503 */
+	/* owned */
+	gw_jwt *jwt; /* NULL: nothing is served (every request 503) */
+	gw_password_pool *passwords;
+	/* Login limits (ADR 006): failed logins per client address (also
+	 * registrations and the other per-address scopes), per (account,
+	 * address), per account (the ceiling), and the (account, address) pairs
+	 * that logged in, which pass the ceiling. NULL: no limit. */
+	gw_ratelimit *login_by_address;
+	gw_ratelimit *login_by_pair;
+	gw_ratelimit *login_by_account;
+	gw_ratelimit *login_known;
+	/* the key of the orders' confirmation tokens (from the secret), and how
+	 * long an order may wait for its confirmation and for its payment */
+	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
+	int64_t reservation_ttl_ms;
+	int64_t low_stock_threshold; /* of a product created without one */
+	unsigned payment_timeout_ms; /* 0: GW_API_PAYMENT_TIMEOUT_MS */
+	int64_t token_ttl_s;         /* 0: GW_API_TOKEN_TTL_S */
+	/* the dummy hash verified for unknown emails, so timing reveals nothing */
+	char dummy_hash[GW_PASSWORD_HASH_MAX];
+	unsigned inventory_feeds; /* feeds open now */
+	/* scratch reused by handlers (one at a time on the loop) */
+	proj_catalog_page *page_buffer;
+	mp_writer *text_buffer;
+	/* gw_api_payment.c's Idempotency-Key records, created on first use and
+	 * freed by gw_api_destroy with payments_free */
+	void *payments;
+	void (*payments_free)(void *payments);
+	/* the table's rows as registered: each route's argument */
+	struct gw_api_binding *bindings;
+	size_t binding_count;
+};
+
+/* The caller of a route with GW_ACCESS_ACCOUNT or GW_ACCESS_ADMIN, checked
+ * (ADR 021): a valid token of an existing account, not ended, of the
+ * account's token version. */
+struct gw_caller {
+	gw_claims claims;  /* the token's; role is the effective one (admin only while the account is) */
+	proj_user account; /* the account as the users model has it (password_hash wiped) */
+};
+
+/* A catalog page buffer, allocated on first use and reused; NULL on
+ * allocation failure. */
+proj_catalog_page *gw_api_page_buffer(gw_api *api);
+/* An empty text buffer, allocated on first use and reset for each call;
+ * NULL on allocation failure. */
+mp_writer *gw_api_text_buffer(gw_api *api);
+
+/* Answers 200 (or status) with the JSON text written in w; 500 when writing
+ * it ran out of memory. */
+void gw_api_respond_written(gw_request *r, int status, const mp_writer *w);
+/* The same for a deferred request. */
+void gw_api_complete_written(gw_async *a, int status, const mp_writer *w);
+
+/* The customer's order id into *out (heap, ~15 KB; the caller frees).
+ * ORN_ENOTFOUND also when it belongs to somebody else or the id is invalid;
+ * ORN_EUNAVAILABLE when the read model fails; ORN_ENOMEM. */
+orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, proj_order **out);
+
+/* The customer's cart priced from the catalog (proj_quote_cart) into *out
+ * (~18 KB: heap-allocate it); RemoveItem is sent (without waiting) for each
+ * dropped line, so the next quote no longer has it. Returns ORN_OK, or
+ * ORN_EINVAL for an invalid customer id, ORN_ENOMEM, ORN_EUNAVAILABLE when a
+ * read model fails. */
+orn_rc gw_api_quote(gw_api *api, const char *customer, proj_quote *out);
+
+/* Answers a problem of status with detail and one error {field, message}
+ * (500 when it cannot be built). */
+void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
+                                const char *message);
+
+/* The Idempotency-Key header of r into *key (NULL when absent; the header's
+ * own storage, valid while r is). Returns false, after answering 400 naming
+ * the header, when it is not 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII
+ * characters: the handler just returns. */
+bool gw_api_idempotency_key(gw_request *r, const char **key);
+
+/* The path parameter name of r if it is an id (gw_valid_id); else answers 400
+ * with an error naming the parameter and returns NULL. */
+const char *gw_api_path_id(gw_request *r, const char *name);
+
+/* Takes one attempt from the client address's bucket of
+ * api->login_by_address, keyed "<scope>:<address>" (each scope has its own
+ * budget, at the same rate). True when allowed (or when there is no
+ * limiter). Otherwise adds the Retry-After header (whole seconds, >= 1) to
+ * r's answer and returns false: the caller answers 429. */
+bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
+
+/* The HTTP status that fits a rejection code of the domain or the runtime
+ * (404 not_found, 422 idempotency_key_reused, 429 too_many_keyed_requests,
+ * 409 for the rest). */
+int gw_api_rejection_status(const char *code);
+
+/* Sends one command to aggregate/id through api->bus with
+ * GW_API_COMMAND_TIMEOUT_MS: payload is one msgpack value, command_id (unique
+ * per intent: the same id for a retried intent makes it idempotent), actor
+ * is the user acting (may be NULL). The correlation id is the calling
+ * thread's log correlation id (the request being handled, gw_request_id;
+ * kept for commands sent from fn), or command_id when none is set.
+ * fn gets the outcome on the loop (see gw_bus.h). */
+orn_rc gw_api_send(gw_api *api, const char *aggregate, const char *id, const char *type,
+                   const mp_writer *payload, const char *command_id, const char *actor, gw_bus_fn *fn,
+                   void *closure);
+
+/* gw_api_send with its own timeout (ms, > 0) instead of
+ * GW_API_COMMAND_TIMEOUT_MS: for commands that wait on a slow dependency. */
+orn_rc gw_api_send_within(gw_api *api, const char *aggregate, const char *id, const char *type,
+                          const mp_writer *payload, const char *command_id, const char *actor,
+                          int64_t timeout_ms, gw_bus_fn *fn, void *closure);
+
+/* A client request with an Idempotency-Key, as a command (ADR 015): its id,
+ * derived from (purpose, caller, key), and the fingerprint of the request
+ * (method, path and canonical body) that the aggregate's ledger compares for
+ * 24 hours: the same key and request are answered as the first time, the
+ * key with another request is refused (422). */
+typedef struct gw_api_keyed {
+	char command_id[ENV_ID_MAX];
+	char request[ENV_REQ_MAX];
+} gw_api_keyed;
+
+/* Fills *out for key (from gw_api_idempotency_key, not NULL), caller and
+ * purpose (a short word naming the route), fingerprinting r. body is r's
+ * body as the handler parsed it, or NULL to parse it here (a body that is
+ * not JSON counts by its bytes). */
+void gw_api_keyed_init(gw_api_keyed *out, gw_request *r, const char *purpose, const char *caller,
+                       const char *key, const json_t *body);
+
+/* gw_api_send of a keyed request: keyed->command_id is the command's id and
+ * its fingerprint travels with it. */
+orn_rc gw_api_send_keyed(gw_api *api, const char *aggregate, const char *id, const char *type,
+                         const mp_writer *payload, const gw_api_keyed *keyed, const char *actor,
+                         gw_bus_fn *fn, void *closure);
+
+/* The query parameter name of r as a decimal integer in min..max (min >= 0)
+ * into *out (*present: it was given; absent leaves *out untouched). False,
+ * with an error naming it added to problem, for anything else. */
+bool gw_api_query_int(gw_request *r, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
+                      json_t *problem);
+
+/* The cursor query parameter of r into *cursor (NULL when absent). False,
+ * with an error added to problem, when it is too long to be a cursor of a
+ * list (proj_cursor.h; the read model judges the rest). */
+bool gw_api_query_cursor(gw_request *r, const char **cursor, json_t *problem);
+
+/* Adds the error every list answers for a cursor the read model refused. */
+void gw_api_bad_cursor(json_t *problem);
+
+/* Answers a list read with rc: ORN_EINVAL (the read model refused the
+ * cursor) problem with gw_api_bad_cursor's error, another failure 503 with
+ * detail unavailable, else 200 with body. Takes problem and body. */
+void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable);
+
+/* Opens the sealed token (the "email" of an account, as the users model
+ * keeps it) and seals its value again as field of the event event_id under
+ * the same key: a personal field is bound to the event that carries it (ADR
+ * 027). A value written before ADR 027 (clear, no key) is copied as it is.
+ * out may be token. ORN_ENOTFOUND if the key is gone; ORN_EUNAVAILABLE
+ * without a keystore; what ks_open_token and ks_seal return. */
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap);
+
+/* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
+void gw_api_new_id(char *out, size_t cap);
+
+/* Completes a deferred request after a failed command: 503 for timeouts and
+ * unavailable services (rc != ORN_OK or outcome failed), else the status that
+ * fits the rejection code (gw_api_rejection_status) with reply->detail. */
+void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply);
+
+/* Defers r (GW_API_DEFER_MS) for a command whose payload was written into
+ * the text buffer with result encoded. The handle, or NULL after answering:
+ * 500 when encoded is not ORN_OK, or gw_request_defer's 500. */
+gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded);
+
+/* Calls fn(closure, ORN_OK) once the read models hold seq, or at once
+ * without a consistency helper (or when the wait cannot start). */
+void gw_api_wait_for(gw_api *api, uint64_t seq, gw_consistency_fn *fn, void *closure);
+
+#endif

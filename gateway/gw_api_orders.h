@@ -1,0 +1,16 @@
+/* gw_api_orders.h — the order routes' handlers (gw_api_orders.c): place, list, read, confirm, cancel, the
+ * status stream. Each is a gw_api_handler (gw_api.h), routed by gw_routes.c. */
+#ifndef ORION_GW_API_ORDERS_H
+#define ORION_GW_API_ORDERS_H
+
+#include "gw_api.h"
+
+gw_api_handler gw_orders_place;
+gw_api_handler gw_orders_list;
+gw_api_handler gw_orders_get;
+gw_api_handler gw_orders_confirm;
+gw_api_handler gw_orders_confirm_page;
+gw_api_handler gw_orders_cancel;
+gw_api_handler gw_orders_events;
+
+#endif

@@ -1,0 +1,60 @@
+/* gw_routes.c — the API's route table (see gw_routes.h): every route of
+ * openapi.yaml with its handler and who may call it. The only file that
+ * knows every route file. */
+#include "gw_routes.h"
+
+#include "gw_api_admin.h"
+#include "gw_api_cart.h"
+#include "gw_api_inventory_feed.h"
+#include "gw_api_mail.h"
+#include "gw_api_orders.h"
+#include "gw_api_payment.h"
+#include "gw_api_public.h"
+
+#define PUBLIC  GW_ACCESS_PUBLIC
+#define ACCOUNT GW_ACCESS_ACCOUNT
+#define ADMIN   GW_ACCESS_ADMIN
+
+static const gw_api_route routes[] = {
+        /* accounts */
+        {GW_POST, "/api/v1/auth/register", gw_public_register, PUBLIC},
+        {GW_POST, "/api/v1/auth/login", gw_public_login, PUBLIC},
+        {GW_POST, "/api/v1/auth/logout", gw_public_logout, ACCOUNT},
+        {GW_GET, "/api/v1/me", gw_public_me, ACCOUNT},
+        /* the catalog */
+        {GW_GET, "/api/v1/products", gw_public_products, PUBLIC},
+        {GW_GET, "/api/v1/products/{id}", gw_public_product, PUBLIC},
+        /* admin: products and stock */
+        {GW_POST, "/api/v1/admin/products", gw_admin_create_product, ADMIN},
+        {GW_GET, "/api/v1/admin/products/{id}", gw_admin_get_product, ADMIN},
+        {GW_PATCH, "/api/v1/admin/products/{id}", gw_admin_update_product, ADMIN},
+        {GW_DELETE, "/api/v1/admin/products/{id}", gw_admin_delete_product, ADMIN},
+        {GW_GET, "/api/v1/admin/inventory", gw_admin_list_inventory, ADMIN},
+        {GW_POST, "/api/v1/admin/inventory/{product_id}/adjustments", gw_admin_adjust_stock, ADMIN},
+        {GW_GET, "/api/v1/admin/inventory/events", gw_inventory_feed, ADMIN},
+        /* the cart */
+        {GW_GET, "/api/v1/cart", gw_cart_get, ACCOUNT},
+        {GW_DELETE, "/api/v1/cart", gw_cart_clear, ACCOUNT},
+        {GW_POST, "/api/v1/cart/items", gw_cart_add_item, ACCOUNT},
+        {GW_PUT, "/api/v1/cart/items/{product_id}", gw_cart_set_quantity, ACCOUNT},
+        {GW_DELETE, "/api/v1/cart/items/{product_id}", gw_cart_remove_item, ACCOUNT},
+        /* orders */
+        {GW_POST, "/api/v1/orders", gw_orders_place, ACCOUNT},
+        {GW_GET, "/api/v1/orders", gw_orders_list, ACCOUNT},
+        {GW_GET, "/api/v1/orders/{id}", gw_orders_get, ACCOUNT},
+        {GW_POST, "/api/v1/orders/{id}/confirm", gw_orders_confirm, PUBLIC}, /* the token is the credential */
+        {GW_GET, "/api/v1/orders/{id}/confirm", gw_orders_confirm_page, PUBLIC},
+        {GW_POST, "/api/v1/orders/{id}/cancel", gw_orders_cancel, ACCOUNT},
+        {GW_GET, "/api/v1/orders/{id}/events", gw_orders_events, ACCOUNT},
+        {GW_POST, "/api/v1/orders/{id}/payment", gw_payment_pay, ACCOUNT},
+        /* email */
+        {GW_POST, "/api/v1/orders/{id}/confirmation-email", gw_mail_resend_confirmation, ACCOUNT},
+        {GW_GET, "/api/v1/admin/mail", gw_mail_list, ADMIN},
+        {GW_POST, "/api/v1/admin/mail/{id}/resend", gw_mail_resend, ADMIN},
+};
+
+const gw_api_route *gw_routes_table(size_t *count)
+{
+	*count = ORN_ARRAY_LEN(routes);
+	return routes;
+}

@@ -1,0 +1,238 @@
+/* test_gw_views.c — the API's shared JSON writers (gateway/gw_views.c): each
+ * view is parsed back with jansson and compared member by member with what
+ * API.md promises (the public and the admin product from one writer, the
+ * order as placed and once paid, a history entry, a cart quote with its
+ * notices), and hostile text stays inside its string. */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gw_views.h"
+
+static mp_writer *w;
+
+static void setup(void)
+{
+	w = mp_writer_create();
+	cr_assert_not_null(w);
+}
+
+static void teardown(void)
+{
+	mp_writer_destroy(w);
+}
+
+TestSuite(gw_views, .init = setup, .fini = teardown);
+
+/* The text written so far, parsed (the caller decrefs). */
+static json_t *parsed(void)
+{
+	json_error_t error;
+	cr_assert_eq(mp_writer_status(w), ORN_OK);
+	json_t *j = json_loadb((const char *)mp_writer_data(w), mp_writer_size(w), JSON_REJECT_DUPLICATES,
+	                       &error);
+	cr_assert_not_null(j, "%.*s: %s", (int)mp_writer_size(w), (const char *)mp_writer_data(w),
+	                   error.text);
+	return j;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	cr_assert_not_null(s, "%s", key);
+	return s;
+}
+
+static json_int_t num(const json_t *o, const char *key)
+{
+	cr_assert(json_is_integer(json_object_get(o, key)), "%s", key);
+	return json_integer_value(json_object_get(o, key));
+}
+
+static proj_product product(void)
+{
+	proj_product p = {.price_cents = 2750,
+	                  .on_hand = 9,
+	                  .reserved = 2,
+	                  .available = 7,
+	                  .low_stock_threshold = 5,
+	                  .low = false,
+	                  .has_stock = true};
+	strcpy(p.id, "p1");
+	strcpy(p.sku, "TEA-1");
+	strcpy(p.name, "Teapot \"Big\" \\ <b>\n");
+	strcpy(p.description, "Holds \xE2\x80\xA8 a litre");
+	strcpy(p.currency, "EUR");
+	strcpy(p.category, "kitchen");
+	return p;
+}
+
+Test(gw_views, one_product_writer_serves_the_public_and_the_admin_view)
+{
+	proj_product p = product();
+	gw_view_product(w, &p, false);
+	json_t *j = parsed();
+	cr_assert_eq(json_object_size(j), 8);
+	cr_assert_str_eq(str(j, "id"), "p1");
+	cr_assert_str_eq(str(j, "sku"), "TEA-1");
+	cr_assert_str_eq(str(j, "name"), p.name, "escaped and back");
+	cr_assert_str_eq(str(j, "description"), p.description);
+	cr_assert_eq(num(j, "price_cents"), 2750);
+	cr_assert_str_eq(str(j, "currency"), "EUR");
+	cr_assert_str_eq(str(j, "category"), "kitchen");
+	cr_assert_eq(num(j, "available"), 7);
+	cr_assert_null(json_object_get(j, "on_hand"), "no stock levels in the public view");
+	json_decref(j);
+
+	mp_writer_reset(w);
+	p.low = true;
+	gw_view_product(w, &p, true);
+	j = parsed();
+	cr_assert_eq(json_object_size(j), 12);
+	cr_assert_eq(num(j, "on_hand"), 9);
+	cr_assert_eq(num(j, "reserved"), 2);
+	cr_assert_eq(num(j, "low_stock_threshold"), 5);
+	cr_assert(json_is_true(json_object_get(j, "low")));
+	json_decref(j);
+}
+
+static order_state placed_order(void)
+{
+	order_state s;
+	order_state_init(&s);
+	s.status = ORDER_PENDING;
+	s.line_count = 2;
+	strcpy(s.lines[0].product_id, "p1");
+	strcpy(s.lines[0].name, "Teapot");
+	s.lines[0].unit_price_cents = 2750;
+	s.lines[0].quantity = 2;
+	strcpy(s.lines[1].product_id, "p2");
+	strcpy(s.lines[1].name, "Cup");
+	s.lines[1].unit_price_cents = 500;
+	s.lines[1].quantity = 1;
+	strcpy(s.currency, "EUR");
+	s.history[0] = (order_history_entry){.status = ORDER_PENDING, .at_ms = 1767225600250};
+	s.history_count = 1;
+	return s;
+}
+
+Test(gw_views, an_order_as_placed)
+{
+	order_state s = placed_order();
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX));
+	json_t *j = parsed();
+	cr_assert_eq(json_object_size(j), 9);
+	cr_assert_str_eq(str(j, "id"), "o1");
+	cr_assert_str_eq(str(j, "status"), "pending");
+	cr_assert_eq(num(j, "total_cents"), 6000);
+	cr_assert_str_eq(str(j, "currency"), "EUR");
+	cr_assert_str_eq(str(j, "created_at"), "2026-01-01T00:00:00.250Z");
+	cr_assert_str_eq(str(j, "updated_at"), "2026-01-01T00:00:00.250Z");
+	json_t *items = json_object_get(j, "items");
+	cr_assert_eq(json_array_size(items), 2);
+	cr_assert_str_eq(str(json_array_get(items, 1), "name"), "Cup");
+	cr_assert_eq(num(json_array_get(items, 0), "quantity"), 2);
+	cr_assert_null(json_object_get(json_array_get(items, 0), "line_total_cents"));
+	json_t *history = json_object_get(j, "history");
+	cr_assert_eq(json_array_size(history), 1);
+	cr_assert(json_is_null(json_object_get(json_array_get(history, 0), "reason")));
+	cr_assert(json_is_null(json_object_get(j, "payment")));
+	json_decref(j);
+}
+
+Test(gw_views, an_order_shows_the_entries_asked_for_and_its_payment_once_paid)
+{
+	order_state s = placed_order();
+	s.history[1] = (order_history_entry){.status = ORDER_AWAITING_CONFIRMATION, .at_ms = 1767225601000};
+	s.history[2] = (order_history_entry){.status = ORDER_AWAITING_PAYMENT, .at_ms = 1767225602000};
+	s.history[3] = (order_history_entry){.status = ORDER_CONFIRMED, .at_ms = 1767225603000};
+	s.history_count = 4;
+	s.status = ORDER_CONFIRMED;
+	strcpy(s.brand, "visa");
+	strcpy(s.last4, "4242");
+
+	cr_assert(gw_view_order(w, "o1", &s, 2)); /* as the placement's answer shows it */
+	json_t *j = parsed();
+	cr_assert_str_eq(str(j, "status"), "awaiting_confirmation");
+	cr_assert_eq(json_array_size(json_object_get(j, "history")), 2);
+	cr_assert(json_is_null(json_object_get(j, "payment")), "not paid at that entry");
+	json_decref(j);
+
+	mp_writer_reset(w);
+	cr_assert(gw_view_order(w, "o1", &s, 99)); /* more than there are: every one */
+	j = parsed();
+	cr_assert_str_eq(str(j, "status"), "confirmed");
+	cr_assert_eq(json_array_size(json_object_get(j, "history")), 4);
+	json_t *payment = json_object_get(j, "payment");
+	cr_assert_str_eq(str(payment, "brand"), "visa");
+	cr_assert_str_eq(str(payment, "last4"), "4242");
+	cr_assert_str_eq(str(j, "updated_at"), "2026-01-01T00:00:03.000Z");
+	json_decref(j);
+
+	mp_writer_reset(w);
+	cr_assert_not(gw_view_order(w, "o1", &s, 0), "no entry, no order");
+	cr_assert_eq(mp_writer_size(w), 0);
+}
+
+Test(gw_views, a_history_entry_carries_its_reason)
+{
+	order_history_entry h = {.status = ORDER_CANCELLED, .at_ms = 0};
+	strcpy(h.reason, "out_of_stock");
+	gw_view_history_entry(w, &h);
+	json_t *j = parsed();
+	cr_assert_str_eq(str(j, "status"), "cancelled");
+	cr_assert_str_eq(str(j, "at"), "1970-01-01T00:00:00.000Z");
+	cr_assert_str_eq(str(j, "reason"), "out_of_stock");
+	json_decref(j);
+}
+
+Test(gw_views, a_quote_with_line_totals_and_notices)
+{
+	proj_quote q;
+	memset(&q, 0, sizeof q);
+	strcpy(q.lines[0].product_id, "p2");
+	strcpy(q.lines[0].name, "Cup");
+	q.lines[0].unit_price_cents = 500;
+	q.lines[0].quantity = 3;
+	q.count = 1;
+	q.total_cents = 1500;
+	strcpy(q.currency, "USD");
+	strcpy(q.dropped[0], "p1");
+	q.dropped_count = 1;
+	gw_view_quote(w, &q);
+	json_t *j = parsed();
+	cr_assert_eq(num(j, "total_cents"), 1500);
+	cr_assert_str_eq(str(j, "currency"), "USD");
+	json_t *item = json_array_get(json_object_get(j, "items"), 0);
+	cr_assert_eq(num(item, "line_total_cents"), 1500);
+	cr_assert_eq(num(item, "unit_price_cents"), 500);
+	json_t *notice = json_array_get(json_object_get(j, "notices"), 0);
+	cr_assert_str_eq(str(notice, "product_id"), "p1");
+	cr_assert_not_null(strstr(str(notice, "message"), "no longer sold"));
+	json_decref(j);
+
+	mp_writer_reset(w);
+	memset(&q, 0, sizeof q);
+	gw_view_quote(w, &q); /* an empty cart */
+	j = parsed();
+	cr_assert_eq(json_array_size(json_object_get(j, "items")), 0);
+	cr_assert(json_is_null(json_object_get(j, "currency")));
+	cr_assert_null(json_object_get(j, "notices"), "notices only when a line was dropped");
+	json_decref(j);
+}
+
+Test(gw_views, times_are_rfc3339_with_milliseconds)
+{
+	char text[GW_VIEW_TIME_MAX];
+	gw_view_format_time(1767225600250, text);
+	cr_assert_str_eq(text, "2026-01-01T00:00:00.250Z");
+	gw_view_format_time(-1, text); /* before the epoch: the second below, a positive fraction */
+	cr_assert_str_eq(text, "1969-12-31T23:59:59.999Z");
+	json_t *t = gw_view_time_json(0, true);
+	cr_assert(json_is_null(t));
+	json_decref(t);
+	t = gw_view_time_json(0, false);
+	cr_assert_str_eq(json_string_value(t), "1970-01-01T00:00:00.000Z");
+	json_decref(t);
+}
