@@ -183,6 +183,21 @@ orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const ch
 	return rc;
 }
 
+orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_work_fn *fn,
+                       gw_work_done *done, void *arg)
+{
+	bool ready = true;
+	if (api->keys == NULL || api->key_work == NULL)
+		return ORN_EUNAVAILABLE;
+	for (size_t i = 0; ready && i < count; i++)
+		ready = ks_token_ready(api->keys, tokens[i]);
+	if (!ready)
+		return gw_work_queue(api->key_work, fn, done, arg);
+	fn(arg);
+	done(arg, true);
+	return ORN_OK;
+}
+
 void gw_api_new_id(char *out, size_t cap)
 {
 	unsigned char random[16];
@@ -552,6 +567,11 @@ static orn_rc create_accounts(gw_api *api, const gw_api_options *o)
 		po.memlimit = o->password_memory_kib * 1024;
 	if ((api->passwords = gw_password_pool_create(gw_server_base(api->server), &po)) == NULL)
 		return ORN_ENOMEM;
+	/* a key that is not cached is read over NATS: never on the loop (ADR 027) */
+	if (api->keys != NULL &&
+	    (api->key_work = gw_work_create(gw_server_base(api->server), GW_API_KEY_WORKERS,
+	                                    GW_API_KEY_QUEUE_MAX)) == NULL)
+		return ORN_ENOMEM;
 	randombytes_buf(random_password, sizeof random_password);
 	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
 	rc = gw_password_hash(&po, password_text, api->dummy_hash);
@@ -617,6 +637,7 @@ void gw_api_destroy(gw_api *api)
 	if (api == NULL)
 		return;
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
+	gw_work_destroy(api->key_work);
 	if (api->payments != NULL)
 		api->payments_free(api->payments);
 	gw_ratelimit_destroy(api->login_by_account);

@@ -57,6 +57,7 @@
 #include "gw_sse.h"
 #include "gw_views.h"
 #include "log.h"
+#include "user.h"
 
 #define LIST_DEFAULT_LIMIT 20
 #define STREAM_TICK_MS     200
@@ -382,6 +383,21 @@ static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
 	op_wait(op, reply->seq);
 }
 
+/* Sends op->command (encoded into the text buffer as w) to the order of
+ * op->async's request, keyed when request is not ""; op fails on error. */
+static void op_send(order_op *op, mp_writer *w, const char *command_id, const char *request,
+                    const char *actor)
+{
+	gw_api_keyed keyed = {0};
+	snprintf(keyed.command_id, sizeof keyed.command_id, "%s", command_id);
+	snprintf(keyed.request, sizeof keyed.request, "%s", request);
+	orn_rc rc = gw_api_send_keyed(op->api, ORDER_AGGREGATE, op->order_id,
+	                              order_command_type(op->command.kind), w, &keyed, actor,
+	                              on_order_replied, op);
+	if (rc != ORN_OK)
+		op_fail(op, 503, "a service did not answer; try again");
+}
+
 /* Defers r and sends op->command to the order, keyed when request (the
  * fingerprint of a keyed request) is not ""; frees op on every failure. */
 static void op_start(gw_request *r, order_op *op, const char *command_id, const char *request,
@@ -393,14 +409,7 @@ static void op_start(gw_request *r, order_op *op, const char *command_id, const 
 		free(op);
 		return;
 	}
-	gw_api_keyed keyed = {0};
-	snprintf(keyed.command_id, sizeof keyed.command_id, "%s", command_id);
-	snprintf(keyed.request, sizeof keyed.request, "%s", request);
-	orn_rc rc = gw_api_send_keyed(op->api, ORDER_AGGREGATE, op->order_id,
-	                              order_command_type(op->command.kind), w, &keyed, actor,
-	                              on_order_replied, op);
-	if (rc != ORN_OK)
-		op_fail(op, 503, "a service did not answer; try again");
+	op_send(op, w, command_id, request, actor);
 }
 
 /* ---- POST /orders ---------------------------------------------------------- */
@@ -525,12 +534,51 @@ done:
 	return ok;
 }
 
+/* A placement whose customer email is being sealed for its event (ADR 027). */
+typedef struct sealing {
+	order_op *op;
+	char command_id[ENV_ID_MAX];
+	char request[ENV_REQ_MAX];
+	char actor[USER_ID_MAX];
+	orn_rc rc;
+} sealing;
+
+/* The customer's email, sealed again for this order's event (the key may be
+ * read over NATS: off the loop then). */
+static void sealing_run(void *arg)
+{
+	sealing *s = arg;
+	order_data *d = &s->op->command.data;
+	s->rc = gw_api_reseal(s->op->api, d->customer_email, "customer_email", s->command_id,
+	                      d->customer_email, sizeof d->customer_email);
+}
+
+/* On the loop: the placement goes to its order. */
+static void sealing_done(void *arg, bool run)
+{
+	sealing *s = arg;
+	order_op *op = s->op;
+	mp_writer *w = gw_api_text_buffer(op->api);
+	if (!run) {
+		free(op);
+	} else if (s->rc != ORN_OK) {
+		log_error("the customer's email cannot be sealed", "error", orn_strerror(s->rc));
+		op_fail(op, 503, "accounts are unavailable; try again");
+	} else if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
+		op_fail(op, 500, NULL);
+	} else {
+		op_send(op, w, s->command_id, s->request, s->actor);
+	}
+	free(s);
+}
+
 void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	char command_id[ORDER_ID_MAX + 8];
 	gw_api_keyed keyed = {0};
 	placement p = {0};
 	order_op *op = NULL;
+	sealing *s = NULL;
 	if (!available(r, api) || !gw_api_idempotency_key(r, &p.key) || !check_body(r, &p))
 		return;
 	if ((op = op_new(api, OP_PLACE, caller->claims.sub, "")) == NULL) {
@@ -545,17 +593,27 @@ void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 	if (p.key != NULL)
 		gw_api_keyed_init(&keyed, r, "place", caller->claims.sub, p.key, p.body);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
-	/* the customer's email, sealed for this order's event (ADR 027) */
-	if (gw_api_reseal(api, op->command.data.customer_email, "customer_email",
-	                  p.key != NULL ? keyed.command_id : command_id, op->command.data.customer_email,
-	                  sizeof op->command.data.customer_email) != ORN_OK) {
-		gw_respond_error(r, 503, "accounts are unavailable");
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
-	op_start(r, op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
-	         caller->claims.sub);
+	s->op = op;
+	snprintf(s->command_id, sizeof s->command_id, "%s", p.key != NULL ? keyed.command_id : command_id);
+	snprintf(s->request, sizeof s->request, "%s", p.key != NULL ? keyed.request : "");
+	snprintf(s->actor, sizeof s->actor, "%s", caller->claims.sub);
+	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done; /* answered 500 */
+	/* the customer's email, sealed for this order's event (ADR 027) */
+	const char *tokens[] = {op->command.data.customer_email};
+	order_op *placing = op;
 	op = NULL;
+	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), sealing_run, sealing_done, s) != ORN_OK) {
+		op_fail(placing, 503, "accounts are unavailable; try again");
+		goto done;
+	}
+	s = NULL; /* sealing_done owns it */
 done:
+	free(s);
 	json_decref(p.problem);
 	json_decref(p.body);
 	free(op);

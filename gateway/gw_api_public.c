@@ -115,6 +115,9 @@ typedef struct registration {
 	char command_id[40];
 	char email[USER_EMAIL_MAX]; /* as the 201 shows them; the command carries them sealed */
 	char name[USER_NAME_MAX];
+	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
+	bool exists;                       /* the users model has an account of this address */
+	orn_rc sealed;                     /* seal_account's outcome, on the key worker */
 	user_command command;
 } registration;
 
@@ -162,8 +165,9 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 /* Seals the account's email, name and password hash with a new data key
  * of its own, for the event the registration's command causes (ADR 027).
  * The key is stored before it seals anything. */
-static orn_rc seal_account(registration *reg, const char *hash)
+static orn_rc seal_account(registration *reg)
 {
+	const char *hash = reg->hash;
 	user_fields *f = &reg->command.fields;
 	uint8_t key[PD_KEY_BYTES];
 	orn_rc rc = ks_key_create(reg->api->keys, f->kid, key);
@@ -177,6 +181,7 @@ static orn_rc seal_account(registration *reg, const char *hash)
 		rc = pd_seal(key, f->kid, "password_hash", reg->command_id, hash, strlen(hash),
 		             f->password_hash, sizeof f->password_hash);
 	sodium_memzero(key, sizeof key);
+	sodium_memzero(reg->hash, sizeof reg->hash);
 	return rc;
 }
 
@@ -193,10 +198,12 @@ static const char *clear_invalid(const registration *reg, const char *hash)
 	return field;
 }
 
+static void registration_seal(void *arg);
+static void registration_sealed(void *arg, bool run);
+
 static void registration_hashed(orn_rc rc, const char *hash, bool match, void *arg)
 {
 	registration *reg = arg;
-	mp_writer *payload = NULL;
 	const char *invalid;
 	(void)match;
 	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
@@ -211,10 +218,42 @@ static void registration_hashed(orn_rc rc, const char *hash, bool match, void *a
 		registration_free(reg);
 		return;
 	}
-	if (reg->api->keys == NULL || (rc = seal_account(reg, hash)) != ORN_OK) {
-		rc = reg->api->keys == NULL ? ORN_EUNAVAILABLE : rc;
-		goto fail;
+	if (reg->exists) {
+		/* no key is made for an address that has an account (ADR 027) */
+		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
+		registration_free(reg);
+		return;
 	}
+	snprintf(reg->hash, sizeof reg->hash, "%s", hash);
+	/* storing the new key is a JetStream publish: off the loop */
+	if ((rc = gw_work_queue(reg->api->key_work, registration_seal, registration_sealed, reg)) != ORN_OK)
+		goto fail;
+	return;
+fail:
+	log_warn("registration failed", "error", orn_strerror(rc));
+	gw_api_complete_failure(reg->async, rc, NULL);
+	registration_free(reg);
+}
+
+/* On a key worker: the new key stored, the fields sealed. */
+static void registration_seal(void *arg)
+{
+	registration *reg = arg;
+	reg->sealed = seal_account(reg);
+}
+
+/* On the loop: sends RegisterUser with the sealed fields. */
+static void registration_sealed(void *arg, bool run)
+{
+	registration *reg = arg;
+	mp_writer *payload = NULL;
+	orn_rc rc = reg->sealed;
+	if (!run) { /* the pool is going: the request is answered by its deadline */
+		registration_free(reg);
+		return;
+	}
+	if (rc != ORN_OK)
+		goto fail;
 	if ((payload = mp_writer_create()) == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
@@ -234,6 +273,26 @@ fail:
 	mp_writer_destroy(payload);
 	gw_api_complete_failure(reg->async, rc, NULL);
 	registration_free(reg);
+}
+
+/* Whether the address has an account the users model knows (an erased one
+ * may register again: ADR 027), into reg->exists; false after answering 503
+ * when the model cannot be read. */
+static bool registration_lookup(gw_request *r, gw_api *api, registration *reg)
+{
+	proj_user *user = malloc(sizeof *user);
+	orn_rc rc = user == NULL ? ORN_ENOMEM : proj_users_get_by_key(api->users, reg->key, user);
+	reg->exists = rc == ORN_OK && user->erasure != USER_ERASED;
+	if (user != NULL) {
+		sodium_memzero(user, sizeof *user);
+		free(user);
+	}
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
+		log_error("users model unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, rc == ORN_ENOMEM ? 500 : 503, "cannot register now; try again");
+		return false;
+	}
+	return true;
 }
 
 /* A random public user id: 32 hex digits (not the email key, which starts
@@ -274,6 +333,8 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 		goto done;
 	}
 	ks_blind_index(api->keys, reg->email, reg->key); /* never the address in a subject (ADR 027) */
+	if (!registration_lookup(r, api, reg))
+		goto done;
 	/* ADR 022: common and email-derived passwords are refused before any hashing */
 	char why[PASSWORD_REASON_MAX];
 	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->email, why, sizeof why);
@@ -330,7 +391,21 @@ typedef struct login {
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char pair_key[8 + USER_EMAIL_MAX + GW_LIMIT_ADDRESS_MAX];
 	char account_key[8 + USER_EMAIL_MAX];
+	char sealed[USER_SEALED_MAX];      /* the account's password hash as the model keeps it */
+	char hash[USER_PASSWORD_HASH_MAX]; /* opened (on a key worker when its key is not cached) */
+	orn_rc opened;
+	char *password; /* as typed, until verified; wiped */
 } login;
+
+static void login_free(login *attempt)
+{
+	if (attempt->password != NULL) {
+		sodium_memzero(attempt->password, strlen(attempt->password));
+		free(attempt->password);
+	}
+	sodium_memzero(attempt, sizeof *attempt);
+	free(attempt);
+}
 
 /* The right password: the attempt costs no budget, and the address may pass
  * the account's ceiling from now on. */
@@ -371,8 +446,49 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
-	sodium_memzero(attempt, sizeof *attempt);
-	free(attempt);
+	login_free(attempt);
+}
+
+/* Opens the account's password hash (the key may have to be read over NATS:
+ * gw_api_keys_run runs this off the loop then). A destroyed key: the
+ * account is gone, the dummy hash is verified instead. */
+static void login_open(void *arg)
+{
+	login *attempt = arg;
+	if (!attempt->known)
+		return;
+	attempt->opened = ks_open_token(attempt->api->keys, attempt->sealed, "password_hash", NULL,
+	                                attempt->hash, sizeof attempt->hash);
+	if (attempt->opened == ORN_ENOTFOUND) {
+		attempt->known = false;
+		attempt->opened = ORN_OK;
+	} else if (attempt->opened == ORN_OK && attempt->hash[0] == '\0') {
+		attempt->opened = ORN_EDECODE;
+	}
+}
+
+/* On the loop: the password verified against the opened hash, or an unknown
+ * account's against the dummy hash (the answer takes as long). */
+static void login_opened(void *arg, bool run)
+{
+	login *attempt = arg;
+	if (!run) {
+		login_free(attempt);
+		return;
+	}
+	if (attempt->opened != ORN_OK) {
+		log_error("an account's password hash does not open", "error", orn_strerror(attempt->opened));
+		gw_async_complete_problem(attempt->async,
+		                          gw_problem_new(503, "cannot log in now; try again"));
+		login_free(attempt);
+		return;
+	}
+	orn_rc rc = gw_password_verify_async(attempt->api->passwords,
+	                                     attempt->known ? attempt->hash : attempt->api->dummy_hash,
+	                                     attempt->password, login_verified, attempt);
+	sodium_memzero(attempt->hash, sizeof attempt->hash);
+	if (!password_work_started(attempt->async, rc, "cannot log in now; try again"))
+		login_free(attempt);
 }
 
 /* The gateway role of a model role; false for a role no token may carry. */
@@ -441,70 +557,110 @@ void gw_public_login(gw_request *r, gw_api *api, const gw_caller *caller)
 		respond_rate_limited(r, retry_ms);
 		goto done;
 	}
-	char index[PD_INDEX_MAX], hash[USER_PASSWORD_HASH_MAX] = "";
+	char index[PD_INDEX_MAX];
 	rc = ORN_EUNAVAILABLE;
 	if (api->keys != NULL) {
 		ks_blind_index(api->keys, email, index);
 		rc = proj_users_get_by_key(api->users, index, user);
 	}
-	/* only an active account logs in; its hash is opened with its key (a
-	 * destroyed key: the account is gone) */
-	if (rc == ORN_OK &&
-	    (user->erasure != USER_ACTIVE || ks_open_token(api->keys, user->password_hash, "password_hash",
-	                                                   NULL, hash, sizeof hash) == ORN_ENOTFOUND))
+	/* only an active account logs in */
+	if (rc == ORN_OK && user->erasure != USER_ACTIVE)
 		rc = ORN_ENOTFOUND;
-	if (rc == ORN_OK && hash[0] == '\0')
-		rc = ORN_EUNAVAILABLE;
 	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
 		attempt->known = true;
 		attempt->token_version = user->token_version;
 		snprintf(attempt->user_id, sizeof attempt->user_id, "%s", user->user_id);
+		memcpy(attempt->sealed, user->password_hash, sizeof attempt->sealed);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
 		log_error("users model unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "cannot log in now; try again");
 		goto done;
 	}
+	if ((attempt->password = strdup(gw_json_string(body, "password", ""))) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
 	if ((attempt->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
-	/* an unknown account verifies the dummy hash: the answer takes as long */
-	rc = gw_password_verify_async(api->passwords, attempt->known ? hash : api->dummy_hash,
-	                              gw_json_string(body, "password", ""), login_verified, attempt);
-	sodium_memzero(hash, sizeof hash);
-	if (password_work_started(attempt->async, rc, "cannot log in now; try again"))
-		attempt = NULL; /* login_verified owns it now */
+	const char *tokens[] = {attempt->sealed};
+	gw_async *async = attempt->async; /* login_opened may free attempt before the call returns */
+	rc = gw_api_keys_run(api, tokens, attempt->known ? 1 : 0, login_open, login_opened, attempt);
+	if (password_work_started(async, rc, "cannot log in now; try again"))
+		attempt = NULL; /* login_opened owns it now */
 done:
 	if (user != NULL) {
 		sodium_memzero(user, sizeof *user);
 		free(user);
 	}
-	if (attempt != NULL) {
-		sodium_memzero(attempt, sizeof *attempt);
-		free(attempt);
-	}
+	if (attempt != NULL)
+		login_free(attempt);
 	json_decref(body);
 }
 
 /* ---- GET /api/v1/me ------------------------------------------------------ */
 
-/* 200 {id, email, name, role}, the sealed fields opened with the account's
- * key; 503 if they cannot be opened now. */
+/* One GET /me in flight: the account's sealed fields and, once opened, clear. */
+typedef struct me_view {
+	gw_api *api;
+	gw_async *async;
+	proj_user account;
+	char email[USER_EMAIL_MAX], name[USER_NAME_MAX];
+	orn_rc opened;
+} me_view;
+
+static void me_free(me_view *v)
+{
+	sodium_memzero(v, sizeof *v);
+	free(v);
+}
+
+/* Opens the email and the name (off the loop when their key is not cached). */
+static void me_open(void *arg)
+{
+	me_view *v = arg;
+	ks_store *keys = v->api->keys;
+	v->opened = ks_open_token(keys, v->account.email, "email", NULL, v->email, sizeof v->email);
+	if (v->opened == ORN_OK)
+		v->opened = ks_open_token(keys, v->account.name, "name", NULL, v->name, sizeof v->name);
+}
+
+/* 200 {id, email, name, role}; 503 if the fields cannot be opened now. */
+static void me_opened(void *arg, bool run)
+{
+	me_view *v = arg;
+	const proj_user *user = &v->account;
+	if (run && v->opened == ORN_OK) {
+		gw_async_complete_json(v->async, 200,
+		                       user_json(user->user_id, v->email, v->name, user->role));
+	} else if (run) {
+		log_error("an account's fields do not open", "error", orn_strerror(v->opened));
+		gw_async_complete_problem(v->async,
+		                          gw_problem_new(503, "the account cannot be read now; try again"));
+	}
+	me_free(v);
+}
+
 void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	const proj_user *user = &caller->account; /* read by the access check */
-	char email[USER_EMAIL_MAX] = "", name[USER_NAME_MAX] = "";
-	orn_rc rc = api->keys == NULL
-	                    ? ORN_EUNAVAILABLE
-	                    : ks_open_token(api->keys, user->email, "email", NULL, email, sizeof email);
-	if (rc == ORN_OK)
-		rc = ks_open_token(api->keys, user->name, "name", NULL, name, sizeof name);
-	if (rc == ORN_OK) {
-		gw_respond_json(r, 200, user_json(user->user_id, email, name, user->role));
-	} else {
-		log_error("an account's fields do not open", "error", orn_strerror(rc));
-		gw_respond_error(r, 503, "the account cannot be read now; try again");
+	me_view *v = calloc(1, sizeof *v);
+	if (v == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
 	}
-	sodium_memzero(email, sizeof email);
-	sodium_memzero(name, sizeof name);
+	v->api = api;
+	v->account = caller->account; /* read by the access check */
+	if ((v->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+		me_free(v);
+		return; /* answered 500 */
+	}
+	gw_async *async = v->async; /* me_opened may free v before the call returns */
+	const char *tokens[] = {v->account.email, v->account.name};
+	orn_rc rc = gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), me_open, me_opened, v);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(async,
+		                          gw_problem_new(503, "the account cannot be read now; try again"));
+		me_free(v);
+	}
 }
 
 /* ---- POST /api/v1/auth/logout ------------------------------------------- */

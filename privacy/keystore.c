@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nats/nats.h>
 #include <sodium.h>
@@ -249,6 +250,17 @@ static bool cache_get(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES])
 	return hit;
 }
 
+bool ks_token_ready(ks_store *ks, const char *token)
+{
+	char kid[PD_KID_MAX];
+	uint8_t key[PD_KEY_BYTES];
+	if (!pd_is_sealed(token))
+		return true;
+	bool ready = pd_token_kid(token, kid) == ORN_OK && cache_get(ks, kid, key);
+	sodium_memzero(key, sizeof key);
+	return ready;
+}
+
 static void cache_put(ks_store *ks, const char *kid, const uint8_t key[PD_KEY_BYTES])
 {
 	if (ks->opt.cache_ttl_ms == 0)
@@ -298,6 +310,9 @@ orn_rc ks_key_get(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES])
 		return ORN_EINVAL;
 	if (cache_get(ks, kid, key))
 		return ORN_OK;
+	const char *delay = getenv("ORION_FAULT_KEY_READ_DELAY_MS");
+	if (delay != NULL) /* fault tests only: a slow keystore (a far replica, a NATS stall) */
+		usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
 	data_subject(subject, kid);
 	orn_rc rc = read_entry(ks, subject, wrapped, NULL);
 	if (rc == ORN_OK && (rc = pd_unwrap(ks->sec->master, subject, wrapped, key)) == ORN_OK)

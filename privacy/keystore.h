@@ -74,6 +74,11 @@ orn_rc ks_key_create(ks_store *ks, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTE
  * entry does not unwrap; ORN_EUNAVAILABLE, ORN_ETIMEOUT. */
 orn_rc ks_key_get(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES]);
 
+/* True when token opens without waiting on NATS: it is not sealed, or its
+ * key is in this process's cache (a later ks_open_token may still have to
+ * read it if the cache entry lapses in between). Never blocks. */
+bool ks_token_ready(ks_store *ks, const char *token);
+
 /* Destroys the data key kid: its message is erased (overwritten on disk)
  * and dropped from this process's cache. ORN_OK also when it was gone
  * already; ORN_EINVAL for an invalid kid; ORN_EUNAVAILABLE, ORN_ETIMEOUT. */
