@@ -5,7 +5,6 @@
  * Every command id is derived from what it creates, so running any of this
  * twice is harmless: the actors answer "exists" (or the server de-duplicates),
  * which counts as done. */
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include "bus.h"
 #include "admin.h"
 #include "common.h"
+#include "erasure.h"
 #include "gw_password.h"
 #include "log.h"
 #include "product.h"
@@ -311,83 +311,15 @@ orn_rc cli_user_command(es_store *store, ks_store *keys, const char *email, cons
 	return rc;
 }
 
-/* Reads kid and erasure from a user's view (user_kind's view map). */
-static orn_rc read_view(const bus_reply *r, char kid[PD_KID_MAX], int64_t *erasure)
-{
-	mp_reader rd;
-	uint32_t count = 0;
-	kid[0] = '\0';
-	*erasure = 0;
-	if (r->view == NULL)
-		return ORN_EDECODE;
-	mp_reader_init(&rd, r->view, r->view_len);
-	if (mp_read_map(&rd, &count) != ORN_OK)
-		return ORN_EDECODE;
-	for (uint32_t i = 0; i < count; i++) {
-		const char *key;
-		uint32_t len;
-		orn_rc rc = mp_read_str(&rd, &key, &len);
-		if (rc == ORN_OK && mp_str_eq(key, len, "kid"))
-			rc = mp_read_cstr(&rd, kid, PD_KID_MAX);
-		else if (rc == ORN_OK && mp_str_eq(key, len, "erasure"))
-			rc = mp_read_int(&rd, erasure);
-		else if (rc == ORN_OK)
-			rc = mp_skip(&rd);
-		if (rc != ORN_OK)
-			return ORN_EDECODE;
-	}
-	return ORN_OK;
-}
-
-/* One step of an erasure: a payload-less command of type to the account
- * key, with a command id of the step (so a rerun is the same command). */
-static orn_rc erase_step(es_store *store, const char *key, const char *type, const char *step, bus_reply *r)
-{
-	char command_id[96];
-	mp_writer *w = mp_writer_create();
-	orn_rc rc = w == NULL ? ORN_ENOMEM : ORN_OK;
-	snprintf(command_id, sizeof command_id, "erase:%s:%s", key, step);
-	if (rc == ORN_OK) {
-		mp_write_map(w, 0);
-		rc = send_command(store, USER_AGGREGATE, key, type, w, command_id, r);
-	}
-	mp_writer_destroy(w);
-	return rc;
-}
-
 orn_rc cli_erase_user(es_store *store, ks_store *keys, const char *email)
 {
-	char key[PD_INDEX_MAX], normalized[USER_EMAIL_MAX], kid[PD_KID_MAX];
-	int64_t erasure = 0;
-	bus_reply r;
+	char key[PD_INDEX_MAX], normalized[USER_EMAIL_MAX];
 	orn_rc rc = user_email_normalize(email, normalized, sizeof normalized);
 	if (rc != ORN_OK)
 		return rc;
 	ks_blind_index(keys, normalized, key);
-	/* 1. the account is closed: no login, no token, no order from now on */
-	if ((rc = erase_step(store, key, USER_CMD_REQUEST_ERASURE, "request", &r)) != ORN_OK)
-		return rc;
-	rc = r.outcome == BUS_ACCEPTED          ? ORN_OK
-	     : strcmp(r.code, "not_found") == 0 ? ORN_ENOTFOUND
-	                                        : ORN_EINVAL;
-	bus_reply_dispose(&r);
-	/* 2. its data key, as the account names it */
-	if (rc == ORN_OK && (rc = erase_step(store, key, BUS_CMD_GET, "get", &r)) == ORN_OK) {
-		rc = read_view(&r, kid, &erasure);
-		bus_reply_dispose(&r);
-	}
-	/* 3. destroyed: every sealed field of the customer is unreadable, everywhere */
-	if (rc == ORN_OK && erasure != USER_ERASED && kid[0] != '\0')
-		rc = ks_key_destroy(keys, kid);
-	if (rc == ORN_OK && getenv("ORION_FAULT_ERASE_KILL") != NULL &&
-	    strcmp(getenv("ORION_FAULT_ERASE_KILL"), "after_key") == 0)
-		raise(SIGKILL); /* fault tests only: the crash between the key and CustomerErased */
-	/* 4. recorded: CustomerErased, which every read model applies */
-	if (rc == ORN_OK &&
-	    (rc = erase_step(store, key, USER_CMD_COMPLETE_ERASURE, "complete", &r)) == ORN_OK) {
-		rc = r.outcome == BUS_ACCEPTED ? ORN_OK : ORN_EINVAL;
-		bus_reply_dispose(&r);
-	}
+	if ((rc = er_request(store, key)) == ORN_OK)
+		rc = er_finish(store, keys, key, NULL);
 	return rc;
 }
 

@@ -56,10 +56,11 @@ static const char *const gateway_sends[] = {CART_AGGREGATE,        ORDER_AGGREGA
                                             PRODUCT_AGGREGATE,     SKU_AGGREGATE,      USER_AGGREGATE,
                                             PAY_SERVICE_AGGREGATE, MAIL_LOG_AGGREGATE, NULL};
 static const char *const gateway_needs[] = {"projector", NULL};
-/* The keystore (ADR 027): reading keys, and storing a new one at
- * registration; only ops erases one. */
+/* The keystore (ADR 027): reading keys, storing a new one at registration,
+ * erasing one (DELETE /me, POST /admin/customers/{id}/erase). */
 static const char *const gateway_streams[] = {KS_STREAM, NULL};
-static const char *const gateway_publishes[] = {"orion.keys.data.*", NULL};
+static const char *const gateway_publishes[] = {"orion.keys.data.*", "$JS.API.STREAM.MSG.DELETE." KS_STREAM,
+                                                NULL};
 
 /* Its commands: the aggregates its routes act on and the payment service;
  * never the payment aggregate's own. */

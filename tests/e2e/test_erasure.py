@@ -76,6 +76,48 @@ class Erasure(StackTestCase):
             self.assertEqual(c.post("/cart/items", {"product_id": product, "quantity": 1}).status, 200)
             self.assertEqual(c.post("/orders", {}).status, 202)
 
+    def test_a_customer_erased_over_http_loses_logins_open_orders_and_readable_rows(self):
+        # one customer paid (an admin erases them), another has an order awaiting confirmation
+        # (they erase themselves: DELETE /me)
+        paid_email, paid_name, paid = self.customer_who_ordered_and_paid()
+        paid_id = paid.get("/me").json()["id"]
+        paid_order = paid.get("/orders").json()["items"][0]["id"]
+        email, name = f"{unique('yuri')}@example.com", f"Yuri {unique('Open')}"
+        c = register(self.stack.http_port, email, "erasable-Password-77", name)
+        product = create_product(self.admin, unique("sku"), 10, price=900)
+        self.assertEqual(c.post("/cart/items", {"product_id": product, "quantity": 3}).status, 200)
+        r = c.post("/orders", {})
+        self.assertEqual(r.status, 202, r)
+        open_order = r.json()["id"]
+        wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 7, 20,
+                   what="the order's stock reserved")
+
+        r = self.admin.post(f"/admin/customers/{paid_id}/erase")
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(paid.post("/orders", {}).status, 401, "the erased customer's token is refused")
+        self.assertEqual(self.admin.post(f"/admin/customers/{paid_id}/erase").status, 204, "harmless again")
+        self.assertEqual(c.delete("/me", body={"password": "wrong-Password-00"}).status, 401)
+        r = c.delete("/me", body={"password": "erasable-Password-77"})
+        self.assertEqual(r.status, 204, r)
+        # logins end; the open order was cancelled and its stock released
+        for e in (email, paid_email):
+            self.assertIsNone(login_or_none(self.stack.http_port, e, "erasable-Password-77"))
+        self.assertEqual(c.get("/me").status, 401)
+        wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 10, 20,
+                   what=f"order {open_order} cancelled and its stock released")
+        # the admin's delivery log shows the emails without the person
+        items = self.admin.get(f"/admin/mail?order_id={paid_order}").json()["items"]
+        self.assertTrue(items)
+        self.assertEqual({i["recipient"] for i in items}, {"[erased]"})
+        # replay and rebuild
+        text = self.replay_users()
+        self.assertGreaterEqual(text.count('"type":"CustomerErased"'), 2)
+        self.assertIn('"[erased]"', text)
+        for needle in (email, name, paid_email, paid_name):
+            self.assertNotIn(needle, text)
+        wait_until(lambda: self.orion("rebuild", "--verify", "--quiet").returncode == 0, 30, interval=1,
+                   what="rebuild --verify with no difference")
+
     def test_an_erased_customer_is_gone_from_every_file_and_the_tools_still_work(self):
         email, name, client = self.customer_who_ordered_and_paid()
         self.assertIn(email, self.replay_users(), "before the erasure, replay opens the sealed fields")
