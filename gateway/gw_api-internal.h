@@ -226,6 +226,18 @@ orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const ch
 orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_work_fn *fn,
                        gw_work_done *done, void *arg);
 
+/* Checks password against an account's sealed password hash (sealed; NULL
+ * or "" for an account that does not exist: the dummy hash is verified, so
+ * the answer takes as long): the hash opened (on a key worker when its key
+ * is not cached), then verified on the password pool. done(rc, NULL, match,
+ * arg) on the loop: rc ORN_OK with match (false for no account, or for one
+ * whose key is destroyed), ORN_EUNAVAILABLE when the hash cannot be opened
+ * or verified now. On ORN_OK done is called exactly once, maybe before this
+ * returns; on an error (ORN_EUNAVAILABLE, ORN_EINVAL for a password too long,
+ * ORN_ENOMEM) never. */
+orn_rc gw_api_check_password(gw_api *api, const char *sealed, const char *password, gw_password_done *done,
+                             void *arg);
+
 /* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
 void gw_api_new_id(char *out, size_t cap);
 

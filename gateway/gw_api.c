@@ -198,6 +198,89 @@ orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_
 	return ORN_OK;
 }
 
+/* One gw_api_check_password in flight. */
+typedef struct password_check {
+	gw_api *api;
+	char sealed[USER_SEALED_MAX];
+	char hash[USER_PASSWORD_HASH_MAX];
+	char *password;
+	bool known;
+	orn_rc opened;
+	gw_password_done *done;
+	void *arg;
+} password_check;
+
+static void password_check_free(password_check *c)
+{
+	if (c->password != NULL) {
+		sodium_memzero(c->password, strlen(c->password));
+		free(c->password);
+	}
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+/* The hash opened; a destroyed key: the account is gone. */
+static void password_check_open(void *arg)
+{
+	password_check *c = arg;
+	if (!c->known)
+		return;
+	c->opened = ks_open_token(c->api->keys, c->sealed, "password_hash", NULL, c->hash, sizeof c->hash);
+	if (c->opened == ORN_ENOTFOUND) {
+		c->known = false;
+		c->opened = ORN_OK;
+	} else if (c->opened == ORN_OK && c->hash[0] == '\0') {
+		c->opened = ORN_EDECODE;
+	}
+}
+
+static void password_check_verified(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	password_check *c = arg;
+	(void)hash;
+	c->done(rc, NULL, rc == ORN_OK && c->known && match, c->arg);
+	password_check_free(c);
+}
+
+static void password_check_opened(void *arg, bool run)
+{
+	password_check *c = arg;
+	orn_rc rc = run ? c->opened : ORN_EUNAVAILABLE;
+	if (rc != ORN_OK)
+		log_error("an account's password hash does not open", "error", orn_strerror(rc));
+	else
+		rc = gw_password_verify_async(c->api->passwords, c->known ? c->hash : c->api->dummy_hash,
+		                              c->password, password_check_verified, c);
+	sodium_memzero(c->hash, sizeof c->hash);
+	if (rc != ORN_OK) {
+		if (run)
+			c->done(ORN_EUNAVAILABLE, NULL, false, c->arg);
+		password_check_free(c);
+	}
+}
+
+orn_rc gw_api_check_password(gw_api *api, const char *sealed, const char *password, gw_password_done *done,
+                             void *arg)
+{
+	password_check *c = calloc(1, sizeof *c);
+	if (c == NULL || (c->password = strdup(password)) == NULL) {
+		free(c);
+		return ORN_ENOMEM;
+	}
+	c->api = api;
+	c->known = sealed != NULL && sealed[0] != '\0';
+	snprintf(c->sealed, sizeof c->sealed, "%s", c->known ? sealed : "");
+	c->done = done;
+	c->arg = arg;
+	const char *tokens[] = {c->sealed};
+	orn_rc rc =
+	        gw_api_keys_run(api, tokens, c->known ? 1 : 0, password_check_open, password_check_opened, c);
+	if (rc != ORN_OK)
+		password_check_free(c);
+	return rc;
+}
+
 void gw_api_new_id(char *out, size_t cap)
 {
 	unsigned char random[16];

@@ -29,25 +29,17 @@
 typedef struct erasure {
 	gw_api *api;
 	gw_async *async;
-	char key[USER_KEY_MAX];    /* the account's aggregate id */
-	char user_id[USER_ID_MAX]; /* its public id: the orders' customer */
-	size_t cancels;            /* CancelOrder commands not answered yet */
-	bool cancels_sent;         /* every one sent */
-	orn_rc finished;           /* er_finish's outcome, on the key worker */
-	uint64_t seq;              /* CustomerErased's */
-	/* DELETE /me: the password, checked against the account's hash first */
-	char sealed[USER_SEALED_MAX];
-	char hash[USER_PASSWORD_HASH_MAX];
-	char *password;
-	orn_rc opened;
+	char key[USER_KEY_MAX];       /* the account's aggregate id */
+	char user_id[USER_ID_MAX];    /* its public id: the orders' customer */
+	size_t cancels;               /* CancelOrder commands not answered yet */
+	bool cancels_sent;            /* every one sent */
+	orn_rc finished;              /* er_finish's outcome, on the key worker */
+	uint64_t seq;                 /* CustomerErased's */
+	char sealed[USER_SEALED_MAX]; /* DELETE /me: the password hash, checked first */
 } erasure;
 
 static void erasure_free(erasure *e)
 {
-	if (e->password != NULL) {
-		sodium_memzero(e->password, strlen(e->password));
-		free(e->password);
-	}
 	sodium_memzero(e, sizeof *e);
 	free(e);
 }
@@ -183,9 +175,8 @@ static void erasure_start(erasure *e)
 	er_command_id(command_id, e->key, "request");
 	if (w != NULL)
 		mp_write_map(w, 0);
-	if (w == NULL ||
-	    gw_api_send(e->api, USER_AGGREGATE, e->key, USER_CMD_REQUEST_ERASURE, w, command_id, e->user_id,
-	                request_replied, e) != ORN_OK)
+	if (w == NULL || gw_api_send(e->api, USER_AGGREGATE, e->key, USER_CMD_REQUEST_ERASURE, w, command_id,
+	                             e->user_id, request_replied, e) != ORN_OK)
 		erasure_fail(e, 503, UNAVAILABLE);
 }
 
@@ -231,29 +222,6 @@ static void password_checked(orn_rc rc, const char *hash, bool match, void *arg)
 		erasure_start(e);
 }
 
-static void hash_open(void *arg)
-{
-	erasure *e = arg;
-	e->opened = ks_open_token(e->api->keys, e->sealed, "password_hash", NULL, e->hash, sizeof e->hash);
-}
-
-static void hash_opened(void *arg, bool run)
-{
-	erasure *e = arg;
-	if (!run) {
-		erasure_free(e);
-		return;
-	}
-	if (e->opened != ORN_OK || e->hash[0] == '\0') {
-		erasure_fail(e, 503, UNAVAILABLE);
-		return;
-	}
-	orn_rc rc = gw_password_verify_async(e->api->passwords, e->hash, e->password, password_checked, e);
-	sodium_memzero(e->hash, sizeof e->hash);
-	if (rc != ORN_OK)
-		erasure_fail(e, 503, UNAVAILABLE);
-}
-
 void gw_erase_me(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	json_t *body = NULL;
@@ -265,14 +233,10 @@ void gw_erase_me(gw_request *r, gw_api *api, const gw_caller *caller)
 	erasure *e = NULL;
 	if (rc != ORN_OK) {
 		gw_respond_error(r, 503, UNAVAILABLE);
-	} else if ((e = erasure_new(r, api, &account)) != NULL &&
-	           (e->password = strdup(gw_json_string(body, "password", ""))) == NULL) {
-		erasure_fail(e, 500, NULL);
-	} else if (e != NULL) {
-		gw_async *async = e->async; /* hash_opened may free e before the call returns */
-		const char *tokens[] = {e->sealed};
-		if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), hash_open, hash_opened, e) !=
-		    ORN_OK) {
+	} else if ((e = erasure_new(r, api, &account)) != NULL) {
+		gw_async *async = e->async; /* password_checked may free e before the call returns */
+		if (gw_api_check_password(api, e->sealed, gw_json_string(body, "password", ""),
+		                          password_checked, e) != ORN_OK) {
 			gw_async_complete_problem(async, gw_problem_new(503, UNAVAILABLE));
 			erasure_free(e);
 		}

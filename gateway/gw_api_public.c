@@ -391,18 +391,11 @@ typedef struct login {
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char pair_key[8 + USER_EMAIL_MAX + GW_LIMIT_ADDRESS_MAX];
 	char account_key[8 + USER_EMAIL_MAX];
-	char sealed[USER_SEALED_MAX];      /* the account's password hash as the model keeps it */
-	char hash[USER_PASSWORD_HASH_MAX]; /* opened (on a key worker when its key is not cached) */
-	orn_rc opened;
-	char *password; /* as typed, until verified; wiped */
+	char sealed[USER_SEALED_MAX]; /* the account's password hash as the model keeps it */
 } login;
 
 static void login_free(login *attempt)
 {
-	if (attempt->password != NULL) {
-		sodium_memzero(attempt->password, strlen(attempt->password));
-		free(attempt->password);
-	}
 	sodium_memzero(attempt, sizeof *attempt);
 	free(attempt);
 }
@@ -447,48 +440,6 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		free(token);
 	}
 	login_free(attempt);
-}
-
-/* Opens the account's password hash (the key may have to be read over NATS:
- * gw_api_keys_run runs this off the loop then). A destroyed key: the
- * account is gone, the dummy hash is verified instead. */
-static void login_open(void *arg)
-{
-	login *attempt = arg;
-	if (!attempt->known)
-		return;
-	attempt->opened = ks_open_token(attempt->api->keys, attempt->sealed, "password_hash", NULL,
-	                                attempt->hash, sizeof attempt->hash);
-	if (attempt->opened == ORN_ENOTFOUND) {
-		attempt->known = false;
-		attempt->opened = ORN_OK;
-	} else if (attempt->opened == ORN_OK && attempt->hash[0] == '\0') {
-		attempt->opened = ORN_EDECODE;
-	}
-}
-
-/* On the loop: the password verified against the opened hash, or an unknown
- * account's against the dummy hash (the answer takes as long). */
-static void login_opened(void *arg, bool run)
-{
-	login *attempt = arg;
-	if (!run) {
-		login_free(attempt);
-		return;
-	}
-	if (attempt->opened != ORN_OK) {
-		log_error("an account's password hash does not open", "error", orn_strerror(attempt->opened));
-		gw_async_complete_problem(attempt->async,
-		                          gw_problem_new(503, "cannot log in now; try again"));
-		login_free(attempt);
-		return;
-	}
-	orn_rc rc = gw_password_verify_async(attempt->api->passwords,
-	                                     attempt->known ? attempt->hash : attempt->api->dummy_hash,
-	                                     attempt->password, login_verified, attempt);
-	sodium_memzero(attempt->hash, sizeof attempt->hash);
-	if (!password_work_started(attempt->async, rc, "cannot log in now; try again"))
-		login_free(attempt);
 }
 
 /* The gateway role of a model role; false for a role no token may carry. */
@@ -576,17 +527,14 @@ void gw_public_login(gw_request *r, gw_api *api, const gw_caller *caller)
 		gw_respond_error(r, 503, "cannot log in now; try again");
 		goto done;
 	}
-	if ((attempt->password = strdup(gw_json_string(body, "password", ""))) == NULL) {
-		gw_respond_error(r, 500, NULL);
-		goto done;
-	}
 	if ((attempt->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
-	const char *tokens[] = {attempt->sealed};
-	gw_async *async = attempt->async; /* login_opened may free attempt before the call returns */
-	rc = gw_api_keys_run(api, tokens, attempt->known ? 1 : 0, login_open, login_opened, attempt);
+	/* an unknown account verifies the dummy hash: the answer takes as long */
+	gw_async *async = attempt->async; /* login_verified may free attempt before the call returns */
+	rc = gw_api_check_password(api, attempt->known ? attempt->sealed : NULL,
+	                           gw_json_string(body, "password", ""), login_verified, attempt);
 	if (password_work_started(async, rc, "cannot log in now; try again"))
-		attempt = NULL; /* login_opened owns it now */
+		attempt = NULL; /* login_verified owns it now */
 done:
 	if (user != NULL) {
 		sodium_memzero(user, sizeof *user);
