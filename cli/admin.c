@@ -74,6 +74,12 @@ orn_rc cli_create_user(es_store *store, ks_store *keys, const char *email, const
 	if ((rc = user_email_normalize(email, c.fields.email, USER_EMAIL_MAX)) != ORN_OK)
 		goto done;
 	ks_blind_index(keys, c.fields.email, key);
+	/* an account there already gets no new key (a restart's start-up admin) */
+	er_account account;
+	if ((rc = er_account_read(store, key, &account)) != ORN_OK)
+		goto done;
+	if (account.exists && account.erasure != USER_ERASED)
+		goto done;
 	gw_password_options po;
 	gw_password_options_init(&po);
 	if ((rc = gw_password_hash(&po, password, hash)) != ORN_OK)

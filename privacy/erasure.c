@@ -38,13 +38,12 @@ static orn_rc step_send(es_store *store, const char *user_key, const char *type,
 	return rc;
 }
 
-/* Reads kid and erasure from a user's view (user_kind's view map). */
-static orn_rc read_view(const bus_reply *r, char kid[PD_KID_MAX], int64_t *erasure)
+/* Reads exists, kid and erasure from a user's view (user_kind's view map). */
+static orn_rc read_view(const bus_reply *r, er_account *out)
 {
 	mp_reader rd;
 	uint32_t count = 0;
-	kid[0] = '\0';
-	*erasure = 0;
+	memset(out, 0, sizeof *out);
 	if (r->view == NULL)
 		return ORN_EDECODE;
 	mp_reader_init(&rd, r->view, r->view_len);
@@ -55,15 +54,29 @@ static orn_rc read_view(const bus_reply *r, char kid[PD_KID_MAX], int64_t *erasu
 		uint32_t len;
 		orn_rc rc = mp_read_str(&rd, &key, &len);
 		if (rc == ORN_OK && mp_str_eq(key, len, "kid"))
-			rc = mp_read_cstr(&rd, kid, PD_KID_MAX);
+			rc = mp_read_cstr(&rd, out->kid, sizeof out->kid);
 		else if (rc == ORN_OK && mp_str_eq(key, len, "erasure"))
-			rc = mp_read_int(&rd, erasure);
+			rc = mp_read_int(&rd, &out->erasure);
+		else if (rc == ORN_OK && mp_str_eq(key, len, "exists"))
+			rc = mp_read_bool(&rd, &out->exists);
 		else if (rc == ORN_OK)
 			rc = mp_skip(&rd);
 		if (rc != ORN_OK)
 			return ORN_EDECODE;
 	}
 	return ORN_OK;
+}
+
+orn_rc er_account_read(es_store *store, const char *user_key, er_account *out)
+{
+	bus_reply r;
+	orn_rc rc = step_send(store, user_key, BUS_CMD_GET, "get", &r);
+	memset(out, 0, sizeof *out);
+	if (rc == ORN_OK) {
+		rc = read_view(&r, out);
+		bus_reply_dispose(&r);
+	}
+	return rc;
 }
 
 orn_rc er_request(es_store *store, const char *user_key)
@@ -81,18 +94,13 @@ orn_rc er_request(es_store *store, const char *user_key)
 
 orn_rc er_finish(es_store *store, ks_store *keys, const char *user_key, uint64_t *seq)
 {
-	char kid[PD_KID_MAX];
-	int64_t erasure = 0;
+	er_account account;
 	bus_reply r;
 	/* 2. the data key, as the account names it, destroyed: every sealed field
 	 * of the customer is unreadable, everywhere */
-	orn_rc rc = step_send(store, user_key, BUS_CMD_GET, "get", &r);
-	if (rc == ORN_OK) {
-		rc = read_view(&r, kid, &erasure);
-		bus_reply_dispose(&r);
-	}
-	if (rc == ORN_OK && erasure != USER_ERASED && kid[0] != '\0')
-		rc = ks_key_destroy(keys, kid);
+	orn_rc rc = er_account_read(store, user_key, &account);
+	if (rc == ORN_OK && account.erasure != USER_ERASED && account.kid[0] != '\0')
+		rc = ks_key_destroy(keys, account.kid);
 	if (rc == ORN_OK && getenv("ORION_FAULT_ERASE_KILL") != NULL &&
 	    strcmp(getenv("ORION_FAULT_ERASE_KILL"), "after_key") == 0)
 		raise(SIGKILL); /* fault tests only: the crash between the key and CustomerErased */

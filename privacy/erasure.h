@@ -11,6 +11,7 @@
 #ifndef ORION_ERASURE_H
 #define ORION_ERASURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,17 @@
 /* The id of the command of step ("request", "get", "complete") of the
  * erasure of the account user_key, into out (ER_COMMAND_ID_MAX bytes). */
 void er_command_id(char out[ER_COMMAND_ID_MAX], const char *user_key, const char *step);
+
+/* An account as its aggregate answers a Get. */
+typedef struct er_account {
+	bool exists;
+	int64_t erasure; /* user_erasure */
+	char kid[PD_KID_MAX];
+} er_account;
+
+/* Reads the account user_key from its aggregate (a Get) into *out.
+ * ORN_EDECODE for a view that does not decode; what bus_send returns. */
+orn_rc er_account_read(es_store *store, const char *user_key, er_account *out);
 
 /* Step 1: RequestErasure to the account user_key. ORN_OK once accepted (also
  * when asked before); ORN_ENOTFOUND if there is no such account; ORN_EINVAL
