@@ -3,6 +3,7 @@
 
 #include "cart.h"
 #include "holds.h"
+#include "keystore.h"
 #include "mail.h"
 #include "mail_log.h"
 #include "order.h"
@@ -59,6 +60,11 @@ static const char *const gateway_sends[] = {
         CART_AGGREGATE, ORDER_AGGREGATE, HOLDS_AGGREGATE,       STOCK_AGGREGATE,    PRODUCT_AGGREGATE,
         SKU_AGGREGATE,  USER_AGGREGATE,  PAY_SERVICE_AGGREGATE, MAIL_LOG_AGGREGATE, NULL};
 static const char *const gateway_needs[] = {"projector", NULL};
+/* The keystore (ADR 027): reading keys, storing a new one at registration,
+ * erasing one (DELETE /me, POST /admin/customers/{id}/erase). */
+static const char *const gateway_streams[] = {KS_STREAM, NULL};
+static const char *const gateway_publishes[] = {"orion.keys.data.*", "$JS.API.STREAM.MSG.DELETE." KS_STREAM,
+                                                NULL};
 
 /* Its commands: the aggregates its routes act on and the payment service;
  * never the payment aggregate's own. */
@@ -67,7 +73,11 @@ const role_descriptor cli_gateway_role = {
         .summary = "the HTTP API on ORION_HTTP_ADDR (brings the projector)",
         .stage = ROLE_FRONT,
         .needs = gateway_needs,
-        .nats = {.sends = gateway_sends, .reads = true, .never_appends = true},
+        .nats = {.sends = gateway_sends,
+                 .reads = true,
+                 .never_appends = true,
+                 .reads_streams = gateway_streams,
+                 .publishes = gateway_publishes},
 };
 
 static const role_descriptor *const roles[] = {

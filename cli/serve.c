@@ -33,6 +33,7 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "keystore.h"
 #include "kit.h"
 #include "log.h"
 #include "mail.h"
@@ -84,6 +85,7 @@ typedef struct serve_state {
 	na_credentials creds; /* the per-role NATS users (ADR 014), when auth */
 	bool auth;            /* every role connects as its own user */
 	kit_hub *hub;         /* what the side-effect roles of this process share (kit.h) */
+	ks_store *keys;       /* the customers' data keys (ADR 027): the gateway, mail, the start-up admin */
 	/* The orders' token key the mail role asks for (derived once, wiped at stop). */
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
 	bool token_key_ready;
@@ -253,6 +255,8 @@ static const void *offer(void *host, const char *what)
 		return token_key(st);
 	if (strcmp(what, MAIL_NEEDS_PUBLIC_URL) == 0)
 		return st->public_url;
+	if (strcmp(what, MAIL_NEEDS_KEYS) == 0)
+		return st->keys;
 	if (strcmp(what, TIMERS_NEEDS_ORDERS) == 0)
 		return st->models.orders;
 	for (size_t i = 0; i < st->role_count; i++) {
@@ -480,6 +484,7 @@ static orn_rc start_api(serve_state *st)
 	o.consistency = st->consistency;
 	o.metrics = st->metrics;
 	o.store = st->store;
+	o.keys = st->keys;
 	o.secret = secret;
 	o.password_memory_kib = c->password_memory_kib;
 	o.limits = &limits;
@@ -734,6 +739,7 @@ static void stop_all(serve_state *st)
 	proj_models_close(&st->models);
 	proj_env_close(st->env);
 
+	ks_close(st->keys);
 	es_store_close(st->store);
 	na_credentials_wipe(&st->creds);
 	sodium_memzero(st->token_key, sizeof st->token_key);
@@ -797,8 +803,10 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if ((rc = cli_create_user(store, email, password, "Administrator", USER_ROLE_ADMIN,
+		if (st->keys == NULL ||
+		    (rc = cli_create_user(store, st->keys, email, password, "Administrator", USER_ROLE_ADMIN,
 		                          &created)) != ORN_OK) {
+			rc = rc != ORN_OK ? rc : ORN_EUNAVAILABLE;
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
 		}
@@ -1038,6 +1046,15 @@ static bool start_roles(serve_state *st, stop_watch *watch)
 	return st->hub == NULL || kit_hub_start(st->hub) == ORN_OK;
 }
 
+/* Whether the process seals or opens personal data (ADR 027): the gateway,
+ * mail, or an admin account to create at start-up. */
+static bool needs_keys(serve_state *st, bool demo)
+{
+	const char *admin = getenv("ORION_ADMIN_EMAIL");
+	return role_of(st, &cli_gateway_role) != NULL || role_of(st, &mail_role) != NULL || demo ||
+	       (admin != NULL && admin[0] != '\0');
+}
+
 int cli_serve(int argc, char **argv, const cli_config *cfg)
 {
 	const char *roles = NULL;
@@ -1076,6 +1093,11 @@ int cli_serve(int argc, char **argv, const cli_config *cfg)
 	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	atomic_store(&watch.owns_url_file, st.server != NULL);
+	/* The keystore (ADR 027): whoever seals or opens personal data — the
+	 * gateway, mail, the start-up admin — opens it once; a wrong master key
+	 * stops the start here. */
+	if (needs_keys(&st, demo) && cli_open_keys(cfg, st.store, true, &st.keys) != ORN_OK)
+		goto stopped_or_failed;
 	if (!start_roles(&st, &watch))
 		goto stopped_or_failed;
 	if (stop_asked(&watch) || start_metrics_listener(&st) != ORN_OK)

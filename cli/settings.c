@@ -76,6 +76,9 @@ static const orn_setting settings[] = {
         INT("ORION_ORDERS_BURST", orders_burst, 10, 1, 1000000,
             "orders one customer may place at once (POST /orders beyond: 429)"),
         INT("ORION_ORDERS_PER_MINUTE", orders_per_minute, 30, 1, 1000000, "then this many a minute"),
+        TEXT("ORION_MASTER_KEY", master_key, "", "unset",
+             "key wrapping the customers' data keys (64 hex digits, or a passphrase of 32+ characters); "
+             "unset: DATA_DIR/master.key, made on first start (ADR 027)"),
         ORN_SETTING_END,
 };
 

@@ -49,6 +49,8 @@ typedef struct cli_config {
 	char nats_tls_ca[ORN_CONFIG_STR_MAX];
 	char nats_tls_cert[ORN_CONFIG_STR_MAX];
 	char nats_tls_key[ORN_CONFIG_STR_MAX];
+	/* ORION_MASTER_KEY: wraps the customers' data keys (ADR 027); "" = <data dir>/master.key */
+	char master_key[ORN_CONFIG_STR_MAX];
 } cli_config;
 
 /* The table of the process's settings (ORN_SETTING_END-terminated). */

@@ -174,6 +174,120 @@ bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key)
 	return false;
 }
 
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap)
+{
+	char kid[PD_KID_MAX], clear[PD_PLAIN_MAX + 1];
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (api->keys == NULL)
+		return rc;
+	bool sealed = pd_token_kid(token, kid) == ORN_OK;
+	if ((rc = ks_open_token(api->keys, token, "email", NULL, clear, sizeof clear)) == ORN_OK)
+		rc = sealed ? ks_seal(api->keys, kid, field, event_id, clear, out, cap)
+		     : (size_t)snprintf(out, cap, "%s", clear) < cap ? ORN_OK
+		                                                     : ORN_ETOOBIG;
+	sodium_memzero(clear, sizeof clear);
+	return rc;
+}
+
+orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_work_fn *fn,
+                       gw_work_done *done, void *arg)
+{
+	bool ready = true;
+	if (api->keys == NULL || api->key_work == NULL)
+		return ORN_EUNAVAILABLE;
+	for (size_t i = 0; ready && i < count; i++)
+		ready = ks_token_ready(api->keys, tokens[i]);
+	if (!ready)
+		return gw_work_queue(api->key_work, fn, done, arg);
+	fn(arg);
+	done(arg, true);
+	return ORN_OK;
+}
+
+/* One gw_api_check_password in flight. */
+typedef struct password_check {
+	gw_api *api;
+	char sealed[USER_SEALED_MAX];
+	char hash[USER_PASSWORD_HASH_MAX];
+	char *password;
+	bool known;
+	orn_rc opened;
+	gw_password_done *done;
+	void *arg;
+} password_check;
+
+static void password_check_free(password_check *c)
+{
+	if (c->password != NULL) {
+		sodium_memzero(c->password, strlen(c->password));
+		free(c->password);
+	}
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+/* The hash opened; a destroyed key: the account is gone. */
+static void password_check_open(void *arg)
+{
+	password_check *c = arg;
+	if (!c->known)
+		return;
+	c->opened = ks_open_token(c->api->keys, c->sealed, "password_hash", NULL, c->hash, sizeof c->hash);
+	if (c->opened == ORN_ENOTFOUND) {
+		c->known = false;
+		c->opened = ORN_OK;
+	} else if (c->opened == ORN_OK && c->hash[0] == '\0') {
+		c->opened = ORN_EDECODE;
+	}
+}
+
+static void password_check_verified(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	password_check *c = arg;
+	(void)hash;
+	c->done(rc, NULL, rc == ORN_OK && c->known && match, c->arg);
+	password_check_free(c);
+}
+
+static void password_check_opened(void *arg, bool run)
+{
+	password_check *c = arg;
+	orn_rc rc = run ? c->opened : ORN_EUNAVAILABLE;
+	if (rc != ORN_OK)
+		log_error("an account's password hash does not open", "error", orn_strerror(rc));
+	else
+		rc = gw_password_verify_async(c->api->passwords, c->known ? c->hash : c->api->dummy_hash,
+		                              c->password, password_check_verified, c);
+	sodium_memzero(c->hash, sizeof c->hash);
+	if (rc != ORN_OK) {
+		if (run)
+			c->done(ORN_EUNAVAILABLE, NULL, false, c->arg);
+		password_check_free(c);
+	}
+}
+
+orn_rc gw_api_check_password(gw_api *api, const char *sealed, const char *password, gw_password_done *done,
+                             void *arg)
+{
+	password_check *c = calloc(1, sizeof *c);
+	if (c == NULL || (c->password = strdup(password)) == NULL) {
+		free(c);
+		return ORN_ENOMEM;
+	}
+	c->api = api;
+	c->known = sealed != NULL && sealed[0] != '\0';
+	snprintf(c->sealed, sizeof c->sealed, "%s", c->known ? sealed : "");
+	c->done = done;
+	c->arg = arg;
+	const char *tokens[] = {c->sealed};
+	orn_rc rc =
+	        gw_api_keys_run(api, tokens, c->known ? 1 : 0, password_check_open, password_check_opened, c);
+	if (rc != ORN_OK)
+		password_check_free(c);
+	return rc;
+}
+
 void gw_api_new_id(char *out, size_t cap)
 {
 	unsigned char random[16];
@@ -556,6 +670,11 @@ static orn_rc create_accounts(gw_api *api, const gw_api_options *o)
 		po.memlimit = o->password_memory_kib * 1024;
 	if ((api->passwords = gw_password_pool_create(gw_server_base(api->server), &po)) == NULL)
 		return ORN_ENOMEM;
+	/* a key that is not cached is read over NATS: never on the loop (ADR 027) */
+	if (api->keys != NULL &&
+	    (api->key_work = gw_work_create(gw_server_base(api->server), GW_API_KEY_WORKERS,
+	                                    GW_API_KEY_QUEUE_MAX)) == NULL)
+		return ORN_ENOMEM;
 	randombytes_buf(random_password, sizeof random_password);
 	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
 	rc = gw_password_hash(&po, password_text, api->dummy_hash);
@@ -592,6 +711,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 	                .consistency = o->consistency,
 	                .metrics = o->metrics,
 	                .store = o->store,
+	                .keys = o->keys,
 	                .reservation_ttl_ms = o->reservation_ttl_ms,
 	                .low_stock_threshold = o->low_stock_threshold,
 	                .payment_timeout_ms = o->payment_timeout_ms,
@@ -621,7 +741,9 @@ void gw_api_stop(gw_api *api)
 	if (api == NULL)
 		return;
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
+	gw_work_destroy(api->key_work);           /* likewise the key requests queued */
 	api->passwords = NULL;
+	api->key_work = NULL;
 }
 
 void gw_api_destroy(gw_api *api)

@@ -22,6 +22,7 @@
 #include "gw_consistency.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
+#include "keystore.h"
 #include "read_models.h"
 
 typedef struct gw_api gw_api;
@@ -82,6 +83,10 @@ typedef struct gw_api_options {
 	gw_consistency *consistency; /* read-your-writes; NULL: answers do not wait */
 	gw_metrics *metrics;         /* may be NULL */
 	es_store *store;             /* the stream the inventory feed follows; NULL: it answers 503 */
+	/* the customers' data keys (ADR 027): sealing at registration, opening
+	 * what a customer is shown; NULL leaves registration and login answering
+	 * 503 */
+	ks_store *keys;
 	/* copied */
 	const unsigned char *secret; /* GW_JWT_SECRET_BYTES: signs tokens and names confirmation links.
 	                                NULL: the routes are only registered (`orion routes`) and

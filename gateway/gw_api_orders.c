@@ -58,6 +58,7 @@
 #include "gw_views.h"
 #include "holds.h"
 #include "log.h"
+#include "user.h"
 
 #define LIST_DEFAULT_LIMIT 20
 #define STREAM_TICK_MS     200
@@ -511,11 +512,11 @@ static void on_hold_replied(void *closure, orn_rc rc, bus_reply *reply)
 	op_send_written(op, w);
 }
 
-/* Defers r and opens op's order in the customer's holds: OpenOrder with its
+/* Opens op's order (its request deferred) in the customer's holds: OpenOrder with its
  * lines and the limits, counting until the latest its order can hold stock
  * (the confirmation deadline, then as long again for the payment); PlaceOrder
  * follows (on_hold_replied). Frees op on every failure. */
-static void hold_start(gw_request *r, order_op *op)
+static void hold_start(order_op *op)
 {
 	gw_api *api = op->api;
 	const order_data *d = &op->command.data;
@@ -538,8 +539,8 @@ static void hold_start(gw_request *r, order_op *op)
 		rc = holds_command_encode(w, c);
 	}
 	free(c);
-	if ((op->async = gw_api_defer_encoded(r, rc)) == NULL) {
-		free(op);
+	if (rc != ORN_OK) {
+		op_fail(op, 500, NULL);
 		return;
 	}
 	snprintf(command_id, sizeof command_id, "%s:hold", op->order_id);
@@ -668,12 +669,51 @@ done:
 	return ok;
 }
 
+/* A placement whose customer email is being sealed for its event (ADR 027). */
+typedef struct sealing {
+	order_op *op; /* its command's id, request and actor set (op_key) */
+	orn_rc rc;
+} sealing;
+
+/* The customer's email, sealed again for this order's event (the key may be
+ * read over NATS: off the loop then). */
+static void sealing_run(void *arg)
+{
+	sealing *s = arg;
+	order_data *d = &s->op->command.data;
+	s->rc = gw_api_reseal(s->op->api, d->customer_email, "customer_email", s->op->keyed.command_id,
+	                      d->customer_email, sizeof d->customer_email);
+}
+
+/* On the loop: the placement goes to the customer's holds first (ADR 026)
+ * when orders are limited, then to its order. */
+static void sealing_done(void *arg, bool run)
+{
+	sealing *s = arg;
+	order_op *op = s->op;
+	mp_writer *w = gw_api_text_buffer(op->api);
+	if (!run) {
+		free(op);
+	} else if (s->rc != ORN_OK) {
+		log_error("the customer's email cannot be sealed", "error", orn_strerror(s->rc));
+		op_fail(op, 503, "accounts are unavailable; try again");
+	} else if (op->api->order_limited) {
+		hold_start(op);
+	} else if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
+		op_fail(op, 500, NULL);
+	} else {
+		op_send_written(op, w);
+	}
+	free(s);
+}
+
 void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	char command_id[ORDER_ID_MAX + 8];
 	gw_api_keyed keyed = {0};
 	placement p = {0};
 	order_op *op = NULL;
+	sealing *s = NULL;
 	if (!available(r, api))
 		return;
 	if (!gw_api_limit_take(api->orders_by_customer, r, caller->claims.sub)) {
@@ -694,16 +734,26 @@ void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 	if (p.key != NULL)
 		gw_api_keyed_init(&keyed, r, "place", caller->claims.sub, p.key, p.body);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
-	if (api->order_limited) { /* the customer's holds first (ADR 026), then PlaceOrder */
-		op_key(op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
-		       caller->claims.sub);
-		hold_start(r, op);
-	} else {
-		op_start(r, op, p.key != NULL ? keyed.command_id : command_id,
-		         p.key != NULL ? keyed.request : "", caller->claims.sub);
+	op_key(op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
+	       caller->claims.sub);
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
 	}
+	s->op = op;
+	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done; /* answered 500 */
+	/* the customer's email, sealed for this order's event (ADR 027) */
+	const char *tokens[] = {op->command.data.customer_email};
+	order_op *placing = op;
 	op = NULL;
+	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), sealing_run, sealing_done, s) != ORN_OK) {
+		op_fail(placing, 503, "accounts are unavailable; try again");
+		goto done;
+	}
+	s = NULL; /* sealing_done owns it */
 done:
+	free(s);
 	json_decref(p.problem);
 	json_decref(p.body);
 	free(op);

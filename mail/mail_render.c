@@ -593,7 +593,7 @@ static bool input_valid(const mail_input *in)
 	    o->line_count > ORDER_LINES_MAX || in->public_url == NULL ||
 	    !mail_header_value_valid(in->public_url) ||
 	    mail_address_of(in->from, address, sizeof address) != ORN_OK ||
-	    !mail_address_valid(o->customer_email))
+	    !mail_address_valid(in->to != NULL ? in->to : o->customer_email))
 		return false;
 	return o->status != ORDER_AWAITING_CONFIRMATION ||
 	       (in->token != NULL && mail_header_value_valid(in->token));
@@ -606,7 +606,7 @@ static void headers(buf *b, const mail_input *in, const char *subject)
 	mail_message_id(message_id, in->order_id, in->order->status);
 	buf_printf(b, "Date: %s\r\n", date);
 	buf_printf(b, "From: %s\r\n", in->from);
-	buf_printf(b, "To: %s\r\n", in->order->customer_email);
+	buf_printf(b, "To: %s\r\n", in->to != NULL ? in->to : in->order->customer_email);
 	buf_printf(b, "Subject: %s\r\n", subject);
 	buf_printf(b, "Message-ID: %s\r\n", message_id);
 	buf_printf(b, "X-Orion-Event-Time: %lld\r\n", (long long)in->event_time_ms);

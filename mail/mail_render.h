@@ -46,6 +46,7 @@ typedef struct mail_input {
 	const char *from;         /* From header: "addr" or "Name <addr>" */
 	const char *public_url;   /* base of links, no trailing slash */
 	const char *token;        /* the confirmation token; awaiting_confirmation only */
+	const char *to; /* the customer's address, opened (ADR 027); NULL: the order's customer_email */
 } mail_input;
 
 /* A rendered email. Every pointer is malloc'd and owned by the struct;
