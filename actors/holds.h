@@ -34,10 +34,10 @@
 #include "decision.h"
 
 #define HOLDS_AGGREGATE       "holds"
-#define HOLDS_ID_MAX          65 /* bytes of an id, NUL included */
-#define HOLDS_LINES_MAX       50 /* lines of one order (as an order's) */
-#define HOLDS_ORDERS_MAX      16 /* open orders listed */
-#define HOLDS_ENTRIES_MAX     64 /* (order, product) lines held across them */
+#define HOLDS_ID_MAX          65                    /* bytes of an id, NUL included */
+#define HOLDS_LINES_MAX       50                    /* lines of one order (as an order's) */
+#define HOLDS_ORDERS_MAX      16                    /* open orders listed */
+#define HOLDS_ENTRIES_MAX     (3 * HOLDS_LINES_MAX) /* (order, product) lines held: 3 full orders */
 #define HOLDS_QUANTITY_MAX    999
 #define HOLDS_UNITS_LIMIT_MAX 1000000
 #define HOLDS_TIME_MAX        (INT64_MAX / 4)

@@ -38,13 +38,14 @@
 
 #include "mpack.h"
 #include "orn.h"
+#include "personal.h"
 
 #define MAIL_LOG_AGGREGATE      "mail"
-#define MAIL_LOG_ID_MAX         34  /* bytes of an id, NUL included: "m" + 32 hex digits */
-#define MAIL_LOG_REF_MAX        65  /* bytes of an order or product id, NUL included */
-#define MAIL_LOG_KIND_MAX       33  /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
-#define MAIL_LOG_RECIPIENT_MAX  255 /* bytes of an address, NUL included */
-#define MAIL_LOG_ERROR_MAX      201 /* bytes of an error text, NUL included: longer ones are cut */
+#define MAIL_LOG_ID_MAX         34 /* bytes of an id, NUL included: "m" + 32 hex digits */
+#define MAIL_LOG_REF_MAX        65 /* bytes of an order or product id, NUL included */
+#define MAIL_LOG_KIND_MAX       33 /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
+#define MAIL_LOG_RECIPIENT_MAX  PD_TOKEN_MAX /* bytes of a recipient, sealed (ADR 027), NUL included */
+#define MAIL_LOG_ERROR_MAX      201          /* bytes of an error text, NUL included: longer ones are cut */
 #define MAIL_LOG_SCHEMA         1
 #define MAIL_LOG_KIND_LOW_STOCK "low_stock"
 #define MAIL_LOG_BY_MAX                                                                                      \

@@ -218,9 +218,10 @@ static bool lines_valid(const order_line *lines, size_t count)
 static bool placement_valid(const order_data *d)
 {
 	return id_valid(d->customer_id) && strnlen(d->customer_email, ORDER_EMAIL_MAX) < ORDER_EMAIL_MAX &&
-	       user_email_valid(d->customer_email) && lines_valid(d->lines, d->line_count) &&
-	       currency_valid(d->currency) && hex_hash_valid(d->token_hash) &&
-	       hex_hash_valid(d->request_hash) && time_valid(d->time_ms) && d->cart_version >= 0;
+	       (pd_is_sealed(d->customer_email) || user_email_valid(d->customer_email)) &&
+	       lines_valid(d->lines, d->line_count) && currency_valid(d->currency) &&
+	       hex_hash_valid(d->token_hash) && hex_hash_valid(d->request_hash) && time_valid(d->time_ms) &&
+	       d->cart_version >= 0;
 }
 
 /* True if ttl_ms is a time to live (1..ORDER_TIME_MAX). */

@@ -30,7 +30,8 @@
  * Bounds (rejection "invalid"): ids orn_id_valid; 1..50 lines of distinct
  * products, names 1..200 bytes of text, unit prices 0..10^10, quantities
  * 1..999; currency 3 uppercase letters; token and request hashes 64 lowercase hex
- * digits; customer email as user_email_valid;
+ * digits; customer email sealed (personal.h, ADR 027), or as user_email_valid in events
+ * written before ADR 027;
  * times 0..ORDER_TIME_MAX; ttl 1..ORDER_TIME_MAX (PlaceOrder: now + ttl too,
  * the confirmation deadline being a time);
  * charge id 1..128 printable ASCII; brand 1..32 of [a-z0-9_-]; last4 4
@@ -45,6 +46,7 @@
 #include <stdint.h>
 
 #include "decision.h"
+#include "personal.h"
 
 #define ORDER_AGGREGATE       "order"
 #define ORDER_ID_MAX          65  /* bytes of an id, NUL included */
@@ -56,7 +58,7 @@
 #define ORDER_CHARGE_ID_MAX   129
 #define ORDER_BRAND_MAX       33
 #define ORDER_LAST4_MAX       5
-#define ORDER_EMAIL_MAX       255 /* bytes of the customer's email, NUL included */
+#define ORDER_EMAIL_MAX       PD_TOKEN_MAX /* bytes of the customer's email as stored (sealed), NUL included */
 #define ORDER_LINES_MAX       50
 #define ORDER_QUANTITY_MAX    999
 #define ORDER_PRICE_MAX       10000000000LL

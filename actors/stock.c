@@ -179,6 +179,11 @@ bool stock_is_low(const stock_state *s)
 	return stock_available(s) < s->threshold;
 }
 
+bool stock_low_only_reserved(int64_t on_hand, int64_t available, int64_t threshold)
+{
+	return available < threshold && on_hand >= threshold;
+}
+
 int64_t stock_held(const stock_state *s, const char *reservation_id)
 {
 	if (s->held == NULL)

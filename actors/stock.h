@@ -153,6 +153,12 @@ orn_rc stock_evolve(stock_state *s, const stock_event *e);
 /* True if the state is below its threshold (available < threshold). */
 bool stock_is_low(const stock_state *s);
 
+/* True if levels that are low (available < threshold) are low only
+ * because of reservations: on hand alone is not below the threshold, so
+ * the units come back when the orders holding them are cancelled or expire
+ * (issue 14: a customer's unpaid orders can look like a stock shortage). */
+bool stock_low_only_reserved(int64_t on_hand, int64_t available, int64_t threshold);
+
 /* available = on_hand - reserved. */
 int64_t stock_available(const stock_state *s);
 /* Quantity held for a reservation id, 0 if none. */

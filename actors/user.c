@@ -34,11 +34,16 @@ enum payload_field {
 	FIELD_JTI = 1u << 5,
 	FIELD_EXPIRES_AT = 1u << 6,
 	FIELD_TOKEN_VERSION = 1u << 7,
+	FIELD_KID = 1u << 9,
 };
-/* Snapshot key beyond the fields. */
-#define SNAPSHOT_EXISTS (1u << 8)
-/* What a snapshot holds (token_version may be missing: older snapshots). */
-#define SNAPSHOT_FIELDS (FIELDS_ALL | FIELD_TOKEN_VERSION)
+/* The fields that hold personal data: sealed tokens since ADR 027. */
+#define FIELDS_PERSONAL (FIELD_EMAIL | FIELD_NAME | FIELD_PASSWORD_HASH)
+/* Snapshot keys beyond the fields. */
+#define SNAPSHOT_EXISTS  (1u << 8)
+#define SNAPSHOT_ERASURE (1u << 10)
+/* What a snapshot holds (token_version, kid and erasure may be missing:
+ * older snapshots). */
+#define SNAPSHOT_FIELDS (FIELDS_ALL | FIELD_TOKEN_VERSION | FIELD_KID)
 
 typedef enum field_type { TYPE_TEXT, TYPE_ROLE, TYPE_INT } field_type;
 
@@ -54,14 +59,13 @@ static const struct {
 } field_table[] = {
         {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), TYPE_TEXT, USER_ID_MAX,
          "1..64 characters of [A-Za-z0-9_-]"},
-        {"email", FIELD_EMAIL, offsetof(user_fields, email), TYPE_TEXT, USER_EMAIL_MAX,
+        {"email", FIELD_EMAIL, offsetof(user_fields, email), TYPE_TEXT, USER_SEALED_MAX,
          "a normalized address of RFC 5321 syntax: an ASCII dot-atom, '@', a domain of LDH labels (IDN as "
          "xn--)"},
-        {"name", FIELD_NAME, offsetof(user_fields, name), TYPE_TEXT, USER_NAME_MAX,
+        {"name", FIELD_NAME, offsetof(user_fields, name), TYPE_TEXT, USER_SEALED_MAX,
          "1..100 bytes of UTF-8 text without control characters"},
         {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), TYPE_TEXT,
-         USER_PASSWORD_HASH_MAX,
-         "an argon2id hash string ($argon2id$...) of at most 128 printable characters"},
+         USER_SEALED_MAX, "an argon2id hash string ($argon2id$...) of at most 128 printable characters"},
         {"role", FIELD_ROLE, offsetof(user_fields, role), TYPE_ROLE, 0, "customer or admin"},
         {"jti", FIELD_JTI, offsetof(user_fields, jti), TYPE_TEXT, USER_JTI_MAX,
          "1..32 characters of [A-Za-z0-9_-]"},
@@ -69,26 +73,35 @@ static const struct {
          "seconds since the epoch, above 0"},
         {"token_version", FIELD_TOKEN_VERSION, offsetof(user_fields, token_version), TYPE_INT, 0,
          "an integer, 0 or more"},
+        {"kid", FIELD_KID, offsetof(user_fields, kid), TYPE_TEXT, PD_KID_MAX,
+         "the data key id, 32 lowercase hex digits, that seals email, name and password_hash"},
 };
 
-/* One payload shape: the type name and the keys it carries, all required. */
+/* One payload shape: the type name, the keys it must carry and the keys it
+ * may carry. */
 typedef struct payload_shape {
 	const char *type;
 	unsigned fields;
+	unsigned optional;
 } payload_shape;
 
 static const payload_shape command_shapes[] = {
-        [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL},
-        [USER_CHANGE_ROLE] = {USER_CMD_CHANGE_ROLE, FIELD_ROLE},
-        [USER_REVOKE_TOKEN] = {USER_CMD_REVOKE_TOKEN, FIELD_JTI | FIELD_EXPIRES_AT},
-        [USER_REVOKE_TOKENS] = {USER_CMD_REVOKE_TOKENS, 0},
+        [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL | FIELD_KID, 0},
+        [USER_CHANGE_ROLE] = {USER_CMD_CHANGE_ROLE, FIELD_ROLE, 0},
+        [USER_REVOKE_TOKEN] = {USER_CMD_REVOKE_TOKEN, FIELD_JTI | FIELD_EXPIRES_AT, 0},
+        [USER_REVOKE_TOKENS] = {USER_CMD_REVOKE_TOKENS, 0, 0},
+        [USER_REQUEST_ERASURE] = {USER_CMD_REQUEST_ERASURE, 0, 0},
+        [USER_COMPLETE_ERASURE] = {USER_CMD_COMPLETE_ERASURE, 0, 0},
 };
 
+/* UserRegistered names its kid since ADR 027; earlier ones hold clear fields. */
 static const payload_shape event_shapes[] = {
-        [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL},
-        [USER_ROLE_CHANGED] = {USER_EV_ROLE_CHANGED, FIELD_ROLE},
-        [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT},
-        [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION},
+        [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL, FIELD_KID},
+        [USER_ROLE_CHANGED] = {USER_EV_ROLE_CHANGED, FIELD_ROLE, 0},
+        [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT, 0},
+        [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION, 0},
+        [USER_ERASURE_REQUESTED_EVENT] = {USER_EV_ERASURE_REQUESTED, 0, 0},
+        [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, 0},
 };
 
 static const char *const verdict_codes[] = {
@@ -97,6 +110,7 @@ static const char *const verdict_codes[] = {
         [USER_REJ_EXISTS] = "exists",
         [USER_REJ_INVALID] = "invalid",
         [USER_REJ_NO_CHANGE] = "no_change",
+        [USER_REJ_WRONG_STATE] = "wrong_state",
 };
 
 static const char *const role_names[] = {[USER_ROLE_CUSTOMER] = "customer", [USER_ROLE_ADMIN] = "admin"};
@@ -287,7 +301,8 @@ static bool password_hash_valid(const char *hash)
 	return valid;
 }
 
-static bool field_valid(const user_fields *f, unsigned field)
+/* The rules of a clear value of field (personal fields as typed). */
+static bool clear_valid(const user_fields *f, unsigned field)
 {
 	size_t len;
 
@@ -296,9 +311,11 @@ static bool field_valid(const user_fields *f, unsigned field)
 	if (field == FIELD_EMAIL)
 		return user_email_valid(f->email);
 	if (field == FIELD_NAME) {
-		len = strnlen(f->name, sizeof f->name);
-		return len > 0 && len < sizeof f->name && text_valid(f->name, len, TEXT_SPACE);
+		len = strnlen(f->name, USER_NAME_MAX);
+		return len > 0 && len < USER_NAME_MAX && text_valid(f->name, len, TEXT_SPACE);
 	}
+	if (field == FIELD_KID)
+		return f->kid[0] == '\0' || pd_kid_valid(f->kid);
 	if (field == FIELD_PASSWORD_HASH)
 		return password_hash_valid(f->password_hash);
 	if (field == FIELD_JTI)
@@ -308,6 +325,32 @@ static bool field_valid(const user_fields *f, unsigned field)
 	if (field == FIELD_TOKEN_VERSION)
 		return f->token_version >= 0;
 	return user_role_name(f->role) != NULL;
+}
+
+static const char *personal_value(const user_fields *f, unsigned field)
+{
+	return field == FIELD_EMAIL ? f->email : field == FIELD_NAME ? f->name : f->password_hash;
+}
+
+/* A personal field is valid sealed, or clear by its rule (events written
+ * before ADR 027). */
+static bool field_valid(const user_fields *f, unsigned field)
+{
+	if ((field & FIELDS_PERSONAL) != 0 && pd_is_sealed(personal_value(f, field)))
+		return true;
+	return clear_valid(f, field);
+}
+
+/* True if every personal field of f is sealed with f's kid. */
+static bool sealed_with_kid(const user_fields *f)
+{
+	const unsigned fields[] = {FIELD_EMAIL, FIELD_NAME, FIELD_PASSWORD_HASH};
+	char kid[PD_KID_MAX];
+	bool sealed = pd_kid_valid(f->kid);
+	for (size_t i = 0; sealed && i < ORN_ARRAY_LEN(fields); i++)
+		sealed =
+		        pd_token_kid(personal_value(f, fields[i]), kid) == ORN_OK && strcmp(kid, f->kid) == 0;
+	return sealed;
 }
 
 /* Index in field_table of the first field of mask that is not valid, or -1. */
@@ -325,9 +368,21 @@ const char *user_invalid_field(const user_command *c)
 
 	if ((size_t)c->kind < ORN_ARRAY_LEN(command_shapes))
 		invalid = first_invalid(&c->fields, command_shapes[c->kind].fields);
-	if (invalid < 0 && c->kind == USER_REGISTER && !user_email_syntax_valid(c->fields.email))
+	if (invalid >= 0)
+		return field_table[invalid].key;
+	if (c->kind == USER_REGISTER && !sealed_with_kid(&c->fields))
+		return "kid"; /* a new account's personal fields are sealed, all with its key (ADR 027) */
+	return NULL;
+}
+
+const char *user_clear_invalid_field(const user_fields *clear)
+{
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((FIELDS_ALL & field_table[i].field) != 0 && !clear_valid(clear, field_table[i].field))
+			return field_table[i].key;
+	if (!user_email_syntax_valid(clear->email))
 		return "email"; /* a new account's address: RFC 5321 syntax (events keep the looser check) */
-	return invalid >= 0 ? field_table[invalid].key : NULL;
+	return NULL;
 }
 
 /* ---- decide and evolve ---- */
@@ -353,7 +408,7 @@ static user_verdict decide_register(const user_state *s, const user_command *c, 
 {
 	user_verdict verdict = USER_OK;
 
-	if (s->exists)
+	if (s->exists && s->erasure != USER_ERASED) /* an erased address may open a new account */
 		verdict = USER_REJ_EXISTS;
 	else if (user_invalid_field(c) != NULL)
 		verdict = USER_REJ_INVALID;
@@ -395,6 +450,24 @@ static user_verdict decide_revoke_tokens(const user_state *s, user_events *out)
 	return USER_OK;
 }
 
+/* Asked again while asked or done: accepted, nothing new. */
+static user_verdict decide_request_erasure(const user_state *s, user_events *out)
+{
+	if (s->erasure == USER_ACTIVE)
+		emit(out, USER_ERASURE_REQUESTED_EVENT, &(user_fields){0});
+	return USER_OK;
+}
+
+/* Only an erasure asked for completes; completing twice records it once. */
+static user_verdict decide_complete_erasure(const user_state *s, user_events *out)
+{
+	if (s->erasure == USER_ACTIVE)
+		return USER_REJ_WRONG_STATE;
+	if (s->erasure == USER_ERASURE_REQUESTED)
+		emit(out, USER_ERASED_EVENT, &(user_fields){0});
+	return USER_OK;
+}
+
 user_verdict user_decide(const user_state *s, const user_command *c, user_events *out)
 {
 	user_verdict verdict = USER_REJ_INVALID;
@@ -404,6 +477,12 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 		verdict = decide_register(s, c, out);
 	else if (!s->exists)
 		verdict = USER_REJ_NOT_FOUND;
+	else if (c->kind == USER_REQUEST_ERASURE)
+		verdict = decide_request_erasure(s, out);
+	else if (c->kind == USER_COMPLETE_ERASURE)
+		verdict = decide_complete_erasure(s, out);
+	else if (s->erasure == USER_ERASED)
+		verdict = USER_REJ_NOT_FOUND; /* an erased account is gone for everything else */
 	else if (c->kind == USER_CHANGE_ROLE)
 		verdict = decide_change_role(s, c, out);
 	else if (c->kind == USER_REVOKE_TOKEN)
@@ -417,8 +496,16 @@ void user_evolve(user_state *s, const user_event *e)
 {
 	if (e->kind == USER_REGISTERED) {
 		s->exists = true;
+		s->erasure = USER_ACTIVE;
 		s->fields = e->fields;
 		s->fields.token_version = 0;
+	} else if (e->kind == USER_ERASURE_REQUESTED_EVENT && s->exists && s->erasure == USER_ACTIVE) {
+		s->erasure = USER_ERASURE_REQUESTED;
+	} else if (e->kind == USER_ERASED_EVENT && s->exists && s->erasure != USER_ERASED) {
+		s->erasure = USER_ERASED;
+		memset(s->fields.email, 0, sizeof s->fields.email);
+		memset(s->fields.name, 0, sizeof s->fields.name);
+		memset(s->fields.password_hash, 0, sizeof s->fields.password_hash);
 	} else if (e->kind == USER_ROLE_CHANGED && s->exists && user_role_name(e->fields.role) != NULL) {
 		s->fields.role = e->fields.role;
 	} else if (e->kind == USER_TOKENS_REVOKED && s->exists &&
@@ -569,7 +656,8 @@ orn_rc user_event_encode(mp_writer *w, const user_event *e)
 {
 	if (user_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	return encode_payload(w, event_shapes[e->kind].fields, &e->fields);
+	unsigned optional = e->fields.kid[0] != '\0' ? event_shapes[e->kind].optional : 0;
+	return encode_payload(w, event_shapes[e->kind].fields | optional, &e->fields);
 }
 
 orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, user_event *out)
@@ -581,10 +669,12 @@ orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, u
 	if (shape < 0)
 		goto fail;
 	memset(&e, 0, sizeof e);
-	if ((rc = kind_decode_map(payload, len, event_shapes[shape].fields, decode_entry, &e.fields,
-	                          sizeof e.fields)) != ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
+	                                   event_shapes[shape].optional, decode_entry, &e.fields,
+	                                   sizeof e.fields, NULL)) != ORN_OK)
 		goto fail;
-	if (first_invalid(&e.fields, event_shapes[shape].fields) >= 0) {
+	if (first_invalid(&e.fields, event_shapes[shape].fields | event_shapes[shape].optional) >= 0 ||
+	    (e.fields.kid[0] != '\0' && !sealed_with_kid(&e.fields))) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}
@@ -596,10 +686,10 @@ fail:
 
 /* ---- snapshot, restore, view ---- */
 
-/* Writes {exists, <fields of mask>}. */
+/* Writes {exists, erasure, <fields of mask>}. */
 static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
 {
-	uint32_t count = 1;
+	uint32_t count = 2;
 	orn_rc rc;
 
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
@@ -607,12 +697,15 @@ static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
 	mp_write_map(w, count);
 	mp_write_cstr(w, "exists");
 	mp_write_bool(w, s->exists);
+	mp_write_cstr(w, "erasure");
+	mp_write_int(w, s->erasure);
 	if ((rc = write_fields(w, &s->fields, mask)) == ORN_OK)
 		rc = mp_writer_status(w);
 	return rc;
 }
 
-/* Snapshot: {exists, user_id, email, name, password_hash, role (nil if none), token_version}. */
+/* Snapshot: {exists, erasure, user_id, email, name, password_hash (sealed), role (nil if none),
+ * token_version, kid}. */
 static orn_rc user_snapshot(const void *state, mp_writer *w)
 {
 	return write_state(state, w, SNAPSHOT_FIELDS);
@@ -631,9 +724,19 @@ static orn_rc read_snapshot_entry(mp_reader *r, user_state *s, unsigned *seen)
 	uint32_t len;
 	orn_rc rc;
 
+	int64_t erasure = 0;
+
 	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
 		goto fail;
-	if (!mp_str_eq(key, len, "exists")) {
+	if (mp_str_eq(key, len, "erasure")) {
+		if ((*seen & SNAPSHOT_ERASURE) != 0 || (rc = mp_read_int(r, &erasure)) != ORN_OK ||
+		    erasure < USER_ACTIVE || erasure > USER_ERASED) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+		*seen |= SNAPSHOT_ERASURE;
+		s->erasure = (user_erasure)erasure;
+	} else if (!mp_str_eq(key, len, "exists")) {
 		rc = read_value(r, key, len, SNAPSHOT_FIELDS, seen, &s->fields);
 	} else if ((*seen & SNAPSHOT_EXISTS) != 0) {
 		rc = ORN_EDECODE;
@@ -650,10 +753,14 @@ static bool state_consistent(const user_state *s)
 {
 	static const user_fields empty;
 
+	if (s->exists && s->erasure == USER_ERASED)
+		return first_invalid(&s->fields, SNAPSHOT_FIELDS & ~FIELDS_PERSONAL) < 0 &&
+		       s->fields.email[0] == '\0' && s->fields.name[0] == '\0' &&
+		       s->fields.password_hash[0] == '\0' && s->fields.jti[0] == '\0';
 	if (s->exists)
 		return first_invalid(&s->fields, SNAPSHOT_FIELDS) < 0 && s->fields.jti[0] == '\0' &&
-		       s->fields.expires_at == 0;
-	return memcmp(&s->fields, &empty, sizeof empty) == 0;
+		       s->fields.expires_at == 0 && (s->fields.kid[0] == '\0' || sealed_with_kid(&s->fields));
+	return s->erasure == USER_ACTIVE && memcmp(&s->fields, &empty, sizeof empty) == 0;
 }
 
 /* Restores into a fresh state and copies it in only when whole. */
@@ -672,8 +779,9 @@ static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < count; i++)
 		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
 			goto fail;
-	if ((seen & ~FIELD_TOKEN_VERSION) != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
-	    !state_consistent(&fresh)) {
+	if ((seen & ~(FIELD_TOKEN_VERSION | FIELD_KID | SNAPSHOT_ERASURE)) !=
+	            (FIELDS_ALL | SNAPSHOT_EXISTS) ||
+	    mp_reader_remaining(&r) != 0 || !state_consistent(&fresh)) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}
@@ -707,6 +815,8 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		snprintf(detail, cap, "the user does not exist");
 	else if (verdict == USER_REJ_EXISTS)
 		snprintf(detail, cap, "a user with this email already exists");
+	else if (verdict == USER_REJ_WRONG_STATE)
+		snprintf(detail, cap, "no erasure of this account was asked for");
 	else if (verdict == USER_REJ_NO_CHANGE)
 		snprintf(detail, cap, "the user already has the role %s", user_role_name(c->fields.role));
 	else {

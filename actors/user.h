@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "decision.h"
+#include "personal.h"
 
 #define USER_AGGREGATE            "user"
 #define USER_KEY_MAX              34  /* bytes of a key, NUL included: "u" + 32 hex digits */
@@ -43,20 +44,25 @@
 #define USER_NAME_MAX             101 /* bytes, NUL included */
 #define USER_PASSWORD_HASH_MAX    129 /* bytes, NUL included */
 #define USER_PASSWORD_HASH_PREFIX "$argon2id$"
-#define USER_JTI_MAX              33 /* bytes of a token id, NUL included */
+#define USER_JTI_MAX              33           /* bytes of a token id, NUL included */
+#define USER_SEALED_MAX           PD_TOKEN_MAX /* bytes of a personal field as stored: a sealed token */
 #define USER_SNAPSHOT_SCHEMA      1
 
 /* Event type names as stored. */
-#define USER_EV_REGISTERED     "UserRegistered"
-#define USER_EV_ROLE_CHANGED   "RoleChanged"
-#define USER_EV_TOKEN_REVOKED  "TokenRevoked"  /* one token ended (logout) */
-#define USER_EV_TOKENS_REVOKED "TokensRevoked" /* every earlier token ended: the version moved on */
+#define USER_EV_REGISTERED        "UserRegistered"
+#define USER_EV_ROLE_CHANGED      "RoleChanged"
+#define USER_EV_TOKEN_REVOKED     "TokenRevoked"     /* one token ended (logout) */
+#define USER_EV_TOKENS_REVOKED    "TokensRevoked"    /* every earlier token ended: the version moved on */
+#define USER_EV_ERASURE_REQUESTED "ErasureRequested" /* logins and orders end; the erasure follows */
+#define USER_EV_ERASED            "CustomerErased"   /* the data key is destroyed: personal fields are gone */
 
 /* Command type names on the bus. */
-#define USER_CMD_REGISTER      "RegisterUser"
-#define USER_CMD_CHANGE_ROLE   "ChangeRole"
-#define USER_CMD_REVOKE_TOKEN  "RevokeToken"
-#define USER_CMD_REVOKE_TOKENS "RevokeTokens"
+#define USER_CMD_REGISTER         "RegisterUser"
+#define USER_CMD_CHANGE_ROLE      "ChangeRole"
+#define USER_CMD_REVOKE_TOKEN     "RevokeToken"
+#define USER_CMD_REVOKE_TOKENS    "RevokeTokens"
+#define USER_CMD_REQUEST_ERASURE  "RequestErasure"
+#define USER_CMD_COMPLETE_ERASURE "CompleteErasure"
 
 typedef enum user_role {
 	USER_ROLE_NONE = 0, /* no role: a user not registered, or a role name not known */
@@ -96,28 +102,41 @@ bool user_email_valid(const char *email);
  * decided with it; older events keep the looser check above. */
 bool user_email_syntax_valid(const char *email);
 
-/* The fields of a user (and of its commands and events). */
+/* The fields of a user (and of its commands and events). email, name and
+ * password_hash are sealed tokens under the data key kid (personal.h, ADR
+ * 027); events written before ADR 027 hold them clear and no kid. */
 typedef struct user_fields {
 	char user_id[USER_ID_MAX];
-	char email[USER_EMAIL_MAX];
-	char name[USER_NAME_MAX];
-	char password_hash[USER_PASSWORD_HASH_MAX];
+	char email[USER_SEALED_MAX];
+	char name[USER_SEALED_MAX];
+	char password_hash[USER_SEALED_MAX];
 	user_role role;
+	char kid[PD_KID_MAX];   /* the customer's data key id; "" before ADR 027 */
 	char jti[USER_JTI_MAX]; /* revoke token / token revoked */
 	int64_t expires_at;     /* revoke token / token revoked */
 	int64_t token_version;  /* the state's; tokens revoked: the new one */
 } user_fields;
 
+/* Where an account stands with its erasure (ADR 027). */
+typedef enum user_erasure {
+	USER_ACTIVE = 0,
+	USER_ERASURE_REQUESTED, /* no login, no order; the erasure role finishes it */
+	USER_ERASED             /* the data key is destroyed; the personal fields are empty */
+} user_erasure;
+
 typedef struct user_state {
 	bool exists;
+	user_erasure erasure;
 	user_fields fields;
 } user_state;
 
 typedef enum user_command_kind {
 	USER_REGISTER,
 	USER_CHANGE_ROLE,
-	USER_REVOKE_TOKEN, /* {jti, expires_at}: this token ends (logout) */
-	USER_REVOKE_TOKENS /* {}: every token issued so far ends (the version moves on) */
+	USER_REVOKE_TOKEN,    /* {jti, expires_at}: this token ends (logout) */
+	USER_REVOKE_TOKENS,   /* {}: every token issued so far ends (the version moves on) */
+	USER_REQUEST_ERASURE, /* {}: the customer (or an admin) asks for the erasure */
+	USER_COMPLETE_ERASURE /* {}: the data key is destroyed; the erasure role records it */
 } user_command_kind;
 
 typedef struct user_command {
@@ -129,7 +148,9 @@ typedef enum user_event_kind {
 	USER_REGISTERED,
 	USER_ROLE_CHANGED,
 	USER_TOKEN_REVOKED,
-	USER_TOKENS_REVOKED
+	USER_TOKENS_REVOKED,
+	USER_ERASURE_REQUESTED_EVENT,
+	USER_ERASED_EVENT
 } user_event_kind;
 
 typedef struct user_event {
@@ -140,10 +161,11 @@ typedef struct user_event {
 
 typedef enum user_verdict {
 	USER_OK = 0,
-	USER_REJ_NOT_FOUND, /* change role of a user not registered */
-	USER_REJ_EXISTS,    /* register of a registered address */
-	USER_REJ_INVALID,   /* a field out of bounds */
-	USER_REJ_NO_CHANGE  /* change to the role the user has */
+	USER_REJ_NOT_FOUND,  /* change role of a user not registered */
+	USER_REJ_EXISTS,     /* register of a registered address */
+	USER_REJ_INVALID,    /* a field out of bounds */
+	USER_REJ_NO_CHANGE,  /* change to the role the user has */
+	USER_REJ_WRONG_STATE /* complete an erasure nobody asked for */
 } user_verdict;
 
 #define USER_MAX_EVENTS 1
@@ -162,8 +184,16 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 void user_evolve(user_state *s, const user_event *e);
 
 /* Name of the first field of c out of bounds ("user_id", "email", "name",
- * "password_hash", "role"), NULL when c is valid. */
+ * "password_hash", "role", "kid"), NULL when c is valid. RegisterUser's
+ * personal fields must be sealed with its kid: the decider never lets a clear
+ * one into the log (ADR 027). */
 const char *user_invalid_field(const user_command *c);
+
+/* Name of the first clear field of a new account out of bounds ("user_id",
+ * "email", "name", "password_hash", "role"), NULL when valid: what a sealer
+ * (the gateway, the CLI) checks before it seals, with the email's RFC 5321
+ * syntax (ADR 022). */
+const char *user_clear_invalid_field(const user_fields *clear);
 
 /* Stable rejection code string ("exists", ...); "" for USER_OK. */
 const char *user_verdict_code(user_verdict v);

@@ -16,7 +16,7 @@
  *
  * usage: bench_orders --url http://127.0.0.1:PORT --nats nats://127.0.0.1:PORT
  *          --admin-email E --admin-password P [--rate 500] [--duration 10]
- *          [--customers 200] [--threads 48] [--products 50]
+ *          [--customers 400] [--threads 48] [--products 50]
  *          [--varz http://127.0.0.1:MONITOR_PORT] [--mailbox MAILDIR]
  * With --mailbox it also waits (up to two minutes) until every reserved
  * order's confirmation email reached the SMTP sink's Maildir and reports the
@@ -60,7 +60,7 @@ typedef struct order_sample {
  * start and at the end of the load, and once the emails were out */
 static bench_watch watched;
 
-static settings cfg = {.rate = 500, .duration_s = 10, .customers = 200, .threads = 48, .products = 50};
+static settings cfg = {.rate = 500, .duration_s = 10, .customers = 400, .threads = 48, .products = 50};
 static char **tokens;      /* per customer */
 static char **product_ids; /* per product */
 static order_sample *samples;

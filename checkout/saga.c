@@ -26,6 +26,7 @@
 
 #include "bus.h"
 #include "cart.h"
+#include "holds.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
@@ -534,12 +535,14 @@ static bool checkout_ready(const void *handle)
 	return saga_consumer_bound((saga *)handle);
 }
 
-static const char *const checkout_sends[] = {STOCK_AGGREGATE, ORDER_AGGREGATE, CART_AGGREGATE, NULL};
+static const char *const checkout_sends[] = {STOCK_AGGREGATE, ORDER_AGGREGATE, CART_AGGREGATE,
+                                             HOLDS_AGGREGATE, NULL};
 static const char *const checkout_durables[] = {SAGA_CONSUMER, NULL};
 
 const role_descriptor saga_role = {
         .name = "checkout",
-        .summary = "the checkout saga: reserves, marks, releases and commits the stock of orders",
+        .summary = "the checkout saga: reserves, marks, releases and commits the stock of orders, closes "
+                   "their holds",
         .stage = ROLE_SENDS,
         .nats = {.sends = checkout_sends, .durables = checkout_durables, .reads = true},
         .settings = checkout_settings_table,

@@ -70,8 +70,8 @@ void saga_stats_get(saga *s, saga_stats *out);
 bool saga_consumer_bound(saga *s);
 
 /* The role "checkout" (role.h): its settings ORION_COMMAND_TIMEOUT_MS and
- * ORION_SWEEP_AFTER_MS, its NATS grants (commands to the stock, the orders
- * and the carts; its durable consumer), start, stop and readiness. */
+ * ORION_SWEEP_AFTER_MS, its NATS grants (commands to the stock, the orders,
+ * the carts and the holds; its durable consumer), start, stop and readiness. */
 extern const role_descriptor saga_role;
 
 #endif

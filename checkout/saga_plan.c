@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cart.h"
+#include "holds.h"
 #include "stock.h"
 
 /* CheckedOut carries every line of an order. */
@@ -26,6 +27,7 @@ static const struct {
         [SAGA_REJECT_FOR_STOCK] = {ORDER_AGGREGATE, ORDER_CMD_REJECT_FOR_STOCK, "reject"},
         [SAGA_CHECKED_OUT] = {CART_AGGREGATE, CART_CMD_CHECKED_OUT, "checkout"},
         [SAGA_EXPIRE] = {ORDER_AGGREGATE, ORDER_CMD_CANCEL, "expire"},
+        [SAGA_CLOSE_HOLDS] = {HOLDS_AGGREGATE, HOLDS_CMD_CLOSE, "close"},
 };
 
 static bool kind_known(saga_command_kind kind)
@@ -137,6 +139,11 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 		ok = plan_add_per_line(p, SAGA_COMMIT_STOCK, order);
 		break;
 	}
+	/* A final order no longer counts against its customer's limits: paid,
+	 * cancelled (by the customer, for stock, or expired) or failed. Closing
+	 * an order closed already, or never opened, is a no-op. */
+	if (ok && order_status_is_final(order->status) && order->customer_id[0] != '\0')
+		ok = plan_add(p, SAGA_CLOSE_HOLDS, order->customer_id, NULL);
 	if (!ok)
 		goto fail;
 	return ORN_OK;
@@ -311,6 +318,20 @@ static orn_rc encode_cart(const saga_plan *p, mp_writer *w)
 	return cart_command_encode(w, &cc);
 }
 
+static orn_rc encode_close(const saga_plan *p, mp_writer *w)
+{
+	holds_command *hc = calloc(1, sizeof *hc);
+	orn_rc rc;
+
+	if (hc == NULL)
+		return ORN_ENOMEM;
+	hc->kind = HOLDS_CLOSE;
+	strcpy(hc->order_id, p->order_id);
+	rc = holds_command_encode(w, hc);
+	free(hc);
+	return rc;
+}
+
 orn_rc saga_command_encode(const saga_plan *p, size_t i, int64_t now_ms, mp_writer *w)
 {
 	const saga_command *c;
@@ -329,6 +350,8 @@ orn_rc saga_command_encode(const saga_plan *p, size_t i, int64_t now_ms, mp_writ
 		return encode_order(p, c, now_ms, w);
 	case SAGA_CHECKED_OUT:
 		return encode_cart(p, w);
+	case SAGA_CLOSE_HOLDS:
+		return encode_close(p, w);
 	}
 	return ORN_EINVAL;
 }

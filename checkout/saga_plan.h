@@ -21,11 +21,14 @@
  *   OrderCancelled             ReleaseStock per line
  *   OrderPaymentFailed         ReleaseStock per line
  *   OrderPaid                  CommitStock per line
+ *   and whenever the order     CloseOrder{order} to holds/<customer> (its slot and units
+ *   is final after the event   no longer count against the customer's limits, ADR 026)
  *   a deadline due (timers)    Cancel{expired} to order/<order>   (saga_plan_expire)
  *
  * Every command has a deterministic id, "<order>:reserve:<product>",
  * "<order>:reserved", "<order>:release:<product>", "<order>:reject",
  * "<order>:checkout", "<order>:commit:<product>", "<order>:expire:<deadline>",
+ * "<order>:close",
  * so a redelivered event re-sends the same commands and the deciders (or
  * JetStream's duplicate window) answer them without a second effect. The
  * reservation id on every stock item is the order id.
@@ -47,7 +50,7 @@
 #define SAGA_ACTOR          "checkout" /* the envelope actor of every command sent */
 #define SAGA_ID_MAX         (ORN_ID_MAX + 1)
 #define SAGA_COMMAND_ID_MAX ENV_ID_MAX
-#define SAGA_COMMANDS_MAX   (ORDER_LINES_MAX + 1) /* releases + RejectForStock */
+#define SAGA_COMMANDS_MAX   (ORDER_LINES_MAX + 1) /* releases + RejectForStock, or + CloseOrder */
 
 typedef enum saga_command_kind {
 	SAGA_RESERVE_STOCK,    /* stock/<product> ReserveStock{order, quantity} */
@@ -56,7 +59,8 @@ typedef enum saga_command_kind {
 	SAGA_MARK_RESERVED,    /* order/<order> MarkReserved */
 	SAGA_REJECT_FOR_STOCK, /* order/<order> RejectForStock{the refused products} */
 	SAGA_CHECKED_OUT,      /* cart/<customer> CheckedOut{order, lines} */
-	SAGA_EXPIRE            /* order/<order> Cancel{expired} */
+	SAGA_EXPIRE,           /* order/<order> Cancel{expired} */
+	SAGA_CLOSE_HOLDS       /* holds/<customer> CloseOrder{order} */
 } saga_command_kind;
 
 /* How one command was answered, as far as the plan cares. */
@@ -163,7 +167,7 @@ bool saga_plan_checkout_swept(const order_state *order);
  * an invalid id. */
 orn_rc saga_plan_expire(saga_plan *p, const char *order_id, int64_t deadline_ms);
 
-/* Aggregate ("stock", "order", "cart") and command type name of kind; NULL if unknown. */
+/* Aggregate ("stock", "order", "cart", "holds") and command type name of kind; NULL if unknown. */
 const char *saga_command_aggregate(saga_command_kind kind);
 const char *saga_command_type(saga_command_kind kind);
 

@@ -7,12 +7,14 @@
  * which counts as done. */
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "bus.h"
 #include "admin.h"
 #include "common.h"
+#include "erasure.h"
 #include "gw_password.h"
 #include "log.h"
 #include "product.h"
@@ -38,11 +40,29 @@ static bool done_or_exists(const bus_reply *r)
 	return r->outcome == BUS_ACCEPTED || (r->outcome == BUS_REJECTED && strcmp(r->code, "exists") == 0);
 }
 
-orn_rc cli_create_user(es_store *store, const char *email, const char *password, const char *name,
-                       user_role role, bool *created)
+/* Seals the clear fields of c with a new data key for the event command_id
+ * (ADR 027); the key is stored first. */
+static orn_rc seal_account(ks_store *keys, user_fields *f, const char *command_id)
+{
+	const char *names[] = {"email", "name", "password_hash"};
+	char *values[] = {f->email, f->name, f->password_hash};
+	uint8_t key[PD_KEY_BYTES];
+	orn_rc rc = ks_key_create(keys, f->kid, key);
+	for (size_t i = 0; rc == ORN_OK && i < ORN_ARRAY_LEN(values); i++) {
+		char token[USER_SEALED_MAX];
+		if ((rc = pd_seal(key, f->kid, names[i], command_id, values[i], strlen(values[i]), token,
+		                  sizeof token)) == ORN_OK)
+			memcpy(values[i], token, sizeof token);
+	}
+	sodium_memzero(key, sizeof key);
+	return rc;
+}
+
+orn_rc cli_create_user(es_store *store, ks_store *keys, const char *email, const char *password,
+                       const char *name, user_role role, bool *created)
 {
 	user_command c;
-	char key[64], command_id[96], hash[GW_PASSWORD_HASH_MAX];
+	char key[PD_INDEX_MAX], command_id[96], hash[GW_PASSWORD_HASH_MAX];
 	unsigned char random_id[12];
 	orn_rc rc;
 	mp_writer *w = mp_writer_create();
@@ -51,8 +71,14 @@ orn_rc cli_create_user(es_store *store, const char *email, const char *password,
 	*created = false;
 	if (w == NULL)
 		return ORN_ENOMEM;
-	if ((rc = user_key_for_email(email, key, sizeof key)) != ORN_OK ||
-	    (rc = user_email_normalize(email, c.fields.email, sizeof c.fields.email)) != ORN_OK)
+	if ((rc = user_email_normalize(email, c.fields.email, USER_EMAIL_MAX)) != ORN_OK)
+		goto done;
+	ks_blind_index(keys, c.fields.email, key);
+	/* an account there already gets no new key (a restart's start-up admin) */
+	er_account account;
+	if ((rc = er_account_read(store, key, &account)) != ORN_OK)
+		goto done;
+	if (account.exists && account.erasure != USER_ERASED)
 		goto done;
 	gw_password_options po;
 	gw_password_options_init(&po);
@@ -61,12 +87,13 @@ orn_rc cli_create_user(es_store *store, const char *email, const char *password,
 	randombytes_buf(random_id, sizeof random_id);
 	sodium_bin2hex(c.fields.user_id, sizeof c.fields.user_id, random_id, sizeof random_id);
 	c.kind = USER_REGISTER;
-	snprintf(c.fields.name, sizeof c.fields.name, "%s", name);
-	snprintf(c.fields.password_hash, sizeof c.fields.password_hash, "%s", hash);
+	snprintf(c.fields.name, USER_NAME_MAX, "%s", name);
+	snprintf(c.fields.password_hash, USER_PASSWORD_HASH_MAX, "%s", hash);
 	c.fields.role = role;
-	if ((rc = user_command_encode(w, &c)) != ORN_OK)
-		goto done;
 	snprintf(command_id, sizeof command_id, "register:%s", key);
+	if ((rc = seal_account(keys, &c.fields, command_id)) != ORN_OK ||
+	    (rc = user_command_encode(w, &c)) != ORN_OK)
+		goto done;
 	if ((rc = send_command(store, USER_AGGREGATE, key, user_command_type(c.kind), w, command_id, &r)) !=
 	    ORN_OK)
 		goto done;
@@ -219,7 +246,8 @@ static void admin_help(FILE *out)
 	             "commands:\n"
 	             "  create-user   register an account (an admin by default)\n"
 	             "  set-role      make an account admin or customer (ADR 021)\n"
-	             "  revoke-tokens end every token of an account (ADR 021)\n\n"
+	             "  revoke-tokens end every token of an account (ADR 021)\n"
+	             "  erase         erase a customer's personal data (ADR 027)\n\n"
 	             "options:\n"
 	             "  -h, --help    this text (orion admin COMMAND --help: the command's)\n");
 }
@@ -244,6 +272,14 @@ static void account_help(FILE *out, const char *verb)
 		             "Gives the account that role; its tokens follow at once (ADR 021).\n"
 		             "Exit 0 done (or the role was that already), 1 refused, 3 no service.\n"
 		             "  -h, --help           this text\n");
+	else if (strcmp(verb, "erase") == 0)
+		fprintf(out, "usage: orion admin erase --email EMAIL\n\n"
+		             "Erases the account's personal data (ADR 027): the account is closed, its\n"
+		             "data key destroyed (its email, name and password hash unreadable in every\n"
+		             "event, snapshot and read model) and CustomerErased recorded. Safe to run\n"
+		             "again; a run that was cut short is completed by the next.\n"
+		             "Exit 0 done, 1 no such account, 3 no service.\n"
+		             "  -h, --help           this text\n");
 	else
 		fprintf(out, "usage: orion admin revoke-tokens --email EMAIL\n\n"
 		             "Ends every token of the account (logout everywhere; ADR 021).\n"
@@ -260,12 +296,15 @@ static void verb_help(FILE *out, const char *verb)
 		account_help(out, verb);
 }
 
-orn_rc cli_user_command(es_store *store, const char *email, const user_command *c, bus_reply *reply)
+orn_rc cli_user_command(es_store *store, ks_store *keys, const char *email, const user_command *c,
+                        bus_reply *reply)
 {
-	char key[USER_KEY_MAX], command_id[64];
+	char key[PD_INDEX_MAX], command_id[64], normalized[USER_EMAIL_MAX];
 	unsigned char random[12];
 	mp_writer *w = mp_writer_create();
-	orn_rc rc = w == NULL ? ORN_ENOMEM : user_key_for_email(email, key, sizeof key);
+	orn_rc rc = w == NULL ? ORN_ENOMEM : user_email_normalize(email, normalized, sizeof normalized);
+	if (rc == ORN_OK)
+		ks_blind_index(keys, normalized, key);
 	if (rc == ORN_OK)
 		rc = user_command_encode(w, c);
 	randombytes_buf(random, sizeof random);
@@ -278,15 +317,28 @@ orn_rc cli_user_command(es_store *store, const char *email, const user_command *
 	return rc;
 }
 
+orn_rc cli_erase_user(es_store *store, ks_store *keys, const char *email)
+{
+	char key[PD_INDEX_MAX], normalized[USER_EMAIL_MAX];
+	orn_rc rc = user_email_normalize(email, normalized, sizeof normalized);
+	if (rc != ORN_OK)
+		return rc;
+	ks_blind_index(keys, normalized, key);
+	if ((rc = er_request(store, key)) == ORN_OK)
+		rc = er_finish(store, keys, key, NULL);
+	return rc;
+}
+
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
  * --email E` (ADR 021): one command to the account; 0 when accepted (or the
  * role was that already), 1 when refused, 3 when no service answered. */
-static int admin_account_command(es_store *store, const char *verb, const char *email, user_role role)
+static int admin_account_command(es_store *store, ks_store *keys, const char *verb, const char *email,
+                                 user_role role)
 {
 	user_command c = {.kind = strcmp(verb, "set-role") == 0 ? USER_CHANGE_ROLE : USER_REVOKE_TOKENS};
 	bus_reply r;
 	c.fields.role = role;
-	if (cli_user_command(store, email, &c, &r) != ORN_OK) {
+	if (cli_user_command(store, keys, email, &c, &r) != ORN_OK) {
 		fprintf(stderr, "orion admin: no user service answered\n");
 		return 3;
 	}
@@ -311,8 +363,8 @@ int cli_admin(int argc, char **argv, const cli_config *cfg)
 	}
 	const char *verb = argc >= 1 ? argv[0] : "";
 	bool role_given = false;
-	bool create = strcmp(verb, "create-user") == 0;
-	if (!create && strcmp(verb, "set-role") != 0 && strcmp(verb, "revoke-tokens") != 0) {
+	bool create = strcmp(verb, "create-user") == 0, erase = strcmp(verb, "erase") == 0;
+	if (!create && !erase && strcmp(verb, "set-role") != 0 && strcmp(verb, "revoke-tokens") != 0) {
 		admin_help(stderr);
 		return 2;
 	}
@@ -353,23 +405,32 @@ int cli_admin(int argc, char **argv, const cli_config *cfg)
 		return 3;
 	}
 	es_store *store = NULL;
+	ks_store *keys = NULL;
 	bool created = false;
 	int status = 3;
-	if (!create) {
-		status = cli_open_store(cfg, url, &store) == ORN_OK
-		                 ? admin_account_command(store, verb, email, role)
-		                 : 3;
-		es_store_close(store);
-		return status;
+	if (cli_open_store(cfg, url, &store) != ORN_OK || cli_open_keys(cfg, store, true, &keys) != ORN_OK) {
+		fprintf(stderr, "orion admin: cannot reach the event store and the keystore (see the log)\n");
+		goto close;
 	}
-	if (cli_open_store(cfg, url, &store) == ORN_OK &&
-	    cli_create_user(store, email, password, name ? name : "Administrator", role, &created) ==
-	            ORN_OK) {
+	if (erase) {
+		orn_rc rc = cli_erase_user(store, keys, email);
+		status = rc == ORN_OK ? 0 : rc == ORN_ENOTFOUND ? 1 : 3;
+		if (rc == ORN_OK)
+			printf("erased %s\n", email);
+		else
+			fprintf(stderr, "orion admin: erase: %s\n",
+			        rc == ORN_ENOTFOUND ? "no such account" : orn_strerror(rc));
+	} else if (!create) {
+		status = admin_account_command(store, keys, verb, email, role);
+	} else if (cli_create_user(store, keys, email, password, name ? name : "Administrator", role,
+	                           &created) == ORN_OK) {
 		printf("%s %s (%s)\n", created ? "created" : "exists:", email, user_role_name(role));
 		status = 0;
 	} else {
 		fprintf(stderr, "orion admin: the user could not be created (see the log)\n");
 	}
+close:
+	ks_close(keys);
 	es_store_close(store);
 	return status;
 usage:

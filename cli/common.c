@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -288,6 +289,24 @@ orn_rc cli_connect_store(const cli_config *cfg, const char *name, bool owner, na
 		rc = cli_connect_store_as(cfg, name, owner, enabled ? &creds : NULL, CLI_OPS_ROLE, server,
 		                          store);
 	na_credentials_wipe(&creds);
+	return rc;
+}
+
+orn_rc cli_open_keys(const cli_config *cfg, es_store *store, bool create, ks_store **out)
+{
+	uint8_t master[PD_KEY_BYTES];
+	ks_options o;
+	ks_options_init(&o);
+	o.replicas = cfg->stream_replicas;
+	o.create = create;
+	*out = NULL;
+	orn_rc rc = ks_master_key_load(cfg->master_key, cfg->data_dir, master);
+	if (rc != ORN_OK)
+		log_error("cannot load the master key (ORION_MASTER_KEY or <data dir>/master.key)", "error",
+		          orn_strerror(rc));
+	else if ((rc = ks_open(store, master, &o, out)) != ORN_OK && (create || rc != ORN_ENOTFOUND))
+		log_error("cannot open the keystore", "stream", KS_STREAM, "error", orn_strerror(rc));
+	sodium_memzero(master, sizeof master);
 	return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "keystore.h"
 #include "settings.h"
 #include "evstore.h"
 #include "nats_auth.h"
@@ -54,6 +55,13 @@ orn_rc cli_connect_store(const cli_config *cfg, const char *name, bool owner, na
 /* A store on url as the ops user (if any) with ORION_NATS_TLS_*, for the
  * tools that send commands to a running shop (it verifies the streams). */
 orn_rc cli_open_store(const cli_config *cfg, const char *url, es_store **out);
+
+/* Opens the keystore (ADR 027) on store's connection with the master key of
+ * ORION_MASTER_KEY, else of <data dir>/master.key (made on first use); with
+ * create, the keystore too if it has none. *out is ks_close'd by the caller.
+ * What ks_master_key_load and ks_open return (ORN_ENOTFOUND without create
+ * and no keystore); logs why. */
+orn_rc cli_open_keys(const cli_config *cfg, es_store *store, bool create, ks_store **out);
 
 /* `orion nats-config` (cli/nats_config.c): prints the nats-server
  * authorization block for the credentials file given or configured. */

@@ -18,6 +18,7 @@
 #include "cart.h"
 #include "common.h"
 #include "decision.h"
+#include "holds.h"
 #include "mail_log.h"
 #include "order.h"
 #include "payment.h"
@@ -51,6 +52,7 @@ TYPE_LISTERS(sku)
 TYPE_LISTERS(user)
 TYPE_LISTERS(cart)
 TYPE_LISTERS(order)
+TYPE_LISTERS(holds)
 
 /* The payment: its events only (its commands are decided in the payment
  * role's process). */
@@ -83,6 +85,7 @@ static const struct {
         {USER_AGGREGATE, user_event_at, user_command_at},
         {CART_AGGREGATE, cart_event_at, cart_command_at},
         {ORDER_AGGREGATE, order_event_at, order_command_at},
+        {HOLDS_AGGREGATE, holds_event_at, holds_command_at},
         {MAIL_LOG_AGGREGATE, mail_log_event_at, mail_log_command_at},
 };
 

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "actor.h"
 #include "admin.h"
 #include "common.h"
@@ -22,6 +24,7 @@
 #include "log.h"
 #include "natsd.h"
 #include "cart.h"
+#include "holds.h"
 #include "order.h"
 #include "payment.h"
 #include "product.h"
@@ -45,8 +48,79 @@ typedef struct replay_out {
 	mp_writer *line;
 	uint64_t events;
 	const replay_filter *filter;
-	bool with_void; /* --void: void commits too, marked "void":true (ADR 015) */
+	bool with_void;  /* --void: void commits too, marked "void":true (ADR 015) */
+	ks_store *keys;  /* opens sealed fields; NULL: they print as "[sealed]" (ADR 027) */
+	mp_writer *open; /* the payload with its sealed fields opened */
 } replay_out;
+
+/* The clear value of a sealed field of an event into out: opened as the
+ * field named key of the event (its causation), or as the email a recipient
+ * copies (a mail log's recipient is its order's or admin's sealed email);
+ * PD_ERASED once its key is destroyed, "[sealed]" when it cannot be opened. */
+static void open_field(replay_out *out, const char *key, const char *token, const char *event_id, char *clear,
+                       size_t cap)
+{
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (out->keys != NULL) {
+		rc = ks_open_token(out->keys, token, key, event_id, clear, cap);
+		if (rc == ORN_EDECODE || rc == ORN_EINVAL)
+			rc = ks_open_token(out->keys, token, "customer_email", NULL, clear, cap);
+		if (rc == ORN_EDECODE || rc == ORN_EINVAL)
+			rc = ks_open_token(out->keys, token, "email", NULL, clear, cap);
+	}
+	if (rc == ORN_ENOTFOUND)
+		snprintf(clear, cap, "%s", PD_ERASED);
+	else if (rc != ORN_OK)
+		snprintf(clear, cap, "[sealed]");
+}
+
+/* payload as the replay shows it: a map's sealed string values opened
+ * (open_field), anything else as it is. Returns the bytes to print. */
+static orn_rc opened_payload(replay_out *out, const env_envelope *e, const uint8_t **data, size_t *len)
+{
+	mp_reader r;
+	uint32_t count = 0;
+	*data = e->payload;
+	*len = e->payload_len;
+	mp_reader_init(&r, e->payload, e->payload_len);
+	if (memmem(e->payload, e->payload_len, PD_TOKEN_PREFIX, strlen(PD_TOKEN_PREFIX)) == NULL ||
+	    mp_read_map(&r, &count) != ORN_OK)
+		return ORN_OK;
+	mp_writer_reset(out->open);
+	mp_write_map(out->open, count);
+	for (uint32_t i = 0; i < count; i++) {
+		const char *key, *value;
+		uint32_t key_len, value_len;
+		char name[64], token[PD_TOKEN_MAX], clear[PD_PLAIN_MAX + 16];
+		if (mp_read_str(&r, &key, &key_len) != ORN_OK)
+			return ORN_OK;
+		mp_write_str(out->open, key, key_len);
+		size_t before = mp_reader_remaining(&r);
+		const uint8_t *at = e->payload + (e->payload_len - before);
+		if (mp_peek(&r) == MP_STR && mp_read_str(&r, &value, &value_len) == ORN_OK &&
+		    value_len < sizeof token && key_len < sizeof name) {
+			memcpy(token, value, value_len);
+			token[value_len] = '\0';
+			if (pd_is_sealed(token)) {
+				snprintf(name, sizeof name, "%.*s", (int)key_len, key);
+				open_field(out, name, token, e->causation, clear, sizeof clear);
+				mp_write_cstr(out->open, clear);
+				sodium_memzero(clear, sizeof clear);
+				continue;
+			}
+			mp_write_raw(out->open, at, before - mp_reader_remaining(&r));
+		} else if (mp_skip(&r) == ORN_OK) {
+			mp_write_raw(out->open, at, before - mp_reader_remaining(&r));
+		} else {
+			return ORN_OK;
+		}
+	}
+	if (mp_writer_status(out->open) != ORN_OK)
+		return ORN_ENOMEM;
+	*data = mp_writer_data(out->open);
+	*len = mp_writer_size(out->open);
+	return ORN_OK;
+}
 
 static void json_key(mp_writer *w, const char *key, bool first)
 {
@@ -125,7 +199,11 @@ static orn_rc print_event(replay_out *out, const es_commit *c, const env_envelop
 	}
 	json_key(w, "data", false);
 	mp_reader r;
-	mp_reader_init(&r, e->payload, e->payload_len);
+	const uint8_t *payload = NULL;
+	size_t payload_len = 0;
+	if (opened_payload(out, e, &payload, &payload_len) != ORN_OK)
+		return ORN_ENOMEM;
+	mp_reader_init(&r, payload, payload_len);
 	if (mp_to_json(&r, w) != ORN_OK)
 		return ORN_EDECODE;
 	mp_write_raw(w, "}\n", 2);
@@ -203,8 +281,8 @@ static bool parse_time(const char *text, int64_t *out_ms)
 /* The kind tables --as-of folds with, by aggregate name. */
 static const act_kind *replay_kind(const char *aggregate)
 {
-	static const act_kind *const kinds[] = {&stock_kind, &product_kind, &sku_kind,    &user_kind,
-	                                        &cart_kind,  &order_kind,   &payment_kind};
+	static const act_kind *const kinds[] = {&stock_kind, &product_kind, &sku_kind,     &user_kind,
+	                                        &cart_kind,  &order_kind,   &payment_kind, &holds_kind};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(kinds); i++)
 		if (strcmp(kinds[i]->aggregate, aggregate) == 0)
 			return kinds[i];
@@ -445,9 +523,12 @@ static int cmd_replay(int argc, char **argv, const cli_config *cfg)
 	natsd *server = NULL;
 	es_store *store = NULL;
 	int status = 1;
-	replay_out out = {mp_writer_create(), 0, &f, with_void};
-	if (out.line == NULL || cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
+	replay_out out = {mp_writer_create(), 0, &f, with_void, NULL, mp_writer_create()};
+	if (out.line == NULL || out.open == NULL ||
+	    cli_connect_store(cfg, "orion-replay", false, &server, &store) != ORN_OK)
 		goto done;
+	if (cli_open_keys(cfg, store, false, &out.keys) != ORN_OK)
+		out.keys = NULL; /* sealed fields print as "[sealed]" */
 	uint64_t last = 0;
 	orn_rc rc = has_as_of ? print_as_of(store, kind, filter, id, as_of, as_of_ms)
 	                      : es_scan(store, filter, from, to, print_commit, &out, &last);
@@ -461,6 +542,8 @@ static int cmd_replay(int argc, char **argv, const cli_config *cfg)
 	status = 0;
 done:
 	mp_writer_destroy(out.line);
+	mp_writer_destroy(out.open);
+	ks_close(out.keys);
 	es_store_close(store);
 	natsd_stop(server);
 	return status;
@@ -639,7 +722,8 @@ static const struct command {
          "print events as JSON lines (filters, --follow), an order's whole\n"
          "story (--order), or an aggregate's state as of a time (--as-of)"},
         {"stock", run_stock, "send one command to a running stock service, print the reply"},
-        {"admin", cli_admin, "administration through a running serve (create-user, set-role, revoke-tokens)"},
+        {"admin", cli_admin,
+         "administration through a running serve (create-user, set-role, revoke-tokens, erase)"},
         {"rebuild", cli_rebuild,
          "rebuild the read models from the stream into a new LMDB generation\n"
          "and switch it in (--verify: rebuild aside and compare)"},

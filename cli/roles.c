@@ -2,6 +2,8 @@
 #include "roles.h"
 
 #include "cart.h"
+#include "holds.h"
+#include "keystore.h"
 #include "mail.h"
 #include "mail_log.h"
 #include "order.h"
@@ -42,7 +44,10 @@ ACTOR_ROLE(product_actor_role, "product", "the products and their SKU claims (ac
 ACTOR_ROLE(user_actor_role, "user", "the customers' and admins' accounts (actor)", (USER_AGGREGATE),
            &user_kind);
 ACTOR_ROLE(cart_actor_role, "cart", "the carts (actor)", (CART_AGGREGATE), &cart_kind);
-ACTOR_ROLE(order_actor_role, "order", "the orders (actor)", (ORDER_AGGREGATE), &order_kind);
+/* The holds (ADR 026) live beside the orders: every placement opens a hold
+ * before its order, and both are cheap, so one role answers both. */
+ACTOR_ROLE(order_actor_role, "order", "the orders and the customers' holds of unpaid orders (actors)",
+           (ORDER_AGGREGATE, HOLDS_AGGREGATE), &order_kind, &holds_kind);
 
 const role_descriptor cli_projector_role = {
         .name = "projector",
@@ -51,10 +56,15 @@ const role_descriptor cli_projector_role = {
         .nats = {.reads = true},
 };
 
-static const char *const gateway_sends[] = {CART_AGGREGATE,        ORDER_AGGREGATE,    STOCK_AGGREGATE,
-                                            PRODUCT_AGGREGATE,     SKU_AGGREGATE,      USER_AGGREGATE,
-                                            PAY_SERVICE_AGGREGATE, MAIL_LOG_AGGREGATE, NULL};
+static const char *const gateway_sends[] = {
+        CART_AGGREGATE, ORDER_AGGREGATE, HOLDS_AGGREGATE,       STOCK_AGGREGATE,    PRODUCT_AGGREGATE,
+        SKU_AGGREGATE,  USER_AGGREGATE,  PAY_SERVICE_AGGREGATE, MAIL_LOG_AGGREGATE, NULL};
 static const char *const gateway_needs[] = {"projector", NULL};
+/* The keystore (ADR 027): reading keys, storing a new one at registration,
+ * erasing one (DELETE /me, POST /admin/customers/{id}/erase). */
+static const char *const gateway_streams[] = {KS_STREAM, NULL};
+static const char *const gateway_publishes[] = {"orion.keys.data.*", "$JS.API.STREAM.MSG.DELETE." KS_STREAM,
+                                                NULL};
 
 /* Its commands: the aggregates its routes act on and the payment service;
  * never the payment aggregate's own. */
@@ -63,7 +73,11 @@ const role_descriptor cli_gateway_role = {
         .summary = "the HTTP API on ORION_HTTP_ADDR (brings the projector)",
         .stage = ROLE_FRONT,
         .needs = gateway_needs,
-        .nats = {.sends = gateway_sends, .reads = true, .never_appends = true},
+        .nats = {.sends = gateway_sends,
+                 .reads = true,
+                 .never_appends = true,
+                 .reads_streams = gateway_streams,
+                 .publishes = gateway_publishes},
 };
 
 static const role_descriptor *const roles[] = {

@@ -33,6 +33,7 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "keystore.h"
 #include "kit.h"
 #include "log.h"
 #include "mail.h"
@@ -84,6 +85,7 @@ typedef struct serve_state {
 	na_credentials creds; /* the per-role NATS users (ADR 014), when auth */
 	bool auth;            /* every role connects as its own user */
 	kit_hub *hub;         /* what the side-effect roles of this process share (kit.h) */
+	ks_store *keys;       /* the customers' data keys (ADR 027): the gateway, mail, the start-up admin */
 	/* The orders' token key the mail role asks for (derived once, wiped at stop). */
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES];
 	bool token_key_ready;
@@ -253,6 +255,8 @@ static const void *offer(void *host, const char *what)
 		return token_key(st);
 	if (strcmp(what, MAIL_NEEDS_PUBLIC_URL) == 0)
 		return st->public_url;
+	if (strcmp(what, MAIL_NEEDS_KEYS) == 0)
+		return st->keys;
 	if (strcmp(what, TIMERS_NEEDS_ORDERS) == 0)
 		return st->models.orders;
 	for (size_t i = 0; i < st->role_count; i++) {
@@ -466,6 +470,11 @@ static orn_rc start_api(serve_state *st)
 	                        .account_address_per_hour = c->auth_account_address_per_hour,
 	                        .account_address_burst = c->auth_account_address_burst,
 	                        .account_per_hour = c->auth_account_per_hour};
+	/* ADR 026: the customer's holds and placements per customer */
+	gw_api_order_limits order_limits = {.max_open_orders = c->max_open_orders,
+	                                    .max_units_per_product = c->max_units_per_product,
+	                                    .burst = c->orders_burst,
+	                                    .per_minute = c->orders_per_minute};
 	gw_api_options o;
 	gw_api_options_init(&o);
 	o.server = st->gateway;
@@ -475,9 +484,11 @@ static orn_rc start_api(serve_state *st)
 	o.consistency = st->consistency;
 	o.metrics = st->metrics;
 	o.store = st->store;
+	o.keys = st->keys;
 	o.secret = secret;
 	o.password_memory_kib = c->password_memory_kib;
 	o.limits = &limits;
+	o.order_limits = &order_limits;
 	o.token_ttl_s = c->token_ttl_s;
 	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
 	o.low_stock_threshold = c->low_stock_threshold;
@@ -607,8 +618,9 @@ int cli_routes(int argc, char **argv, const cli_config *cfg)
 		}
 		status = 0;
 	}
-	gw_api_destroy(st.api);
+	gw_api_stop(st.api);
 	gw_server_destroy(st.gateway);
+	gw_api_destroy(st.api);
 	gw_ops_destroy(st.ops);
 	gw_metrics_destroy(st.metrics);
 	return status;
@@ -714,8 +726,9 @@ static void stop_all(serve_state *st)
 	 * (their deferred requests dropped with the server next). */
 	gw_bus_destroy(st->bus);
 	gw_consistency_destroy(st->consistency);
-	gw_api_destroy(st->api); /* its password pool answers queued hashes: the server is still there */
-	gw_server_destroy(st->gateway);
+	gw_api_stop(st->api); /* its password pool answers queued hashes: the server is still there */
+	gw_server_destroy(st->gateway); /* open streams close into the api */
+	gw_api_destroy(st->api);
 	gw_ops_destroy(st->ops);
 	gw_metrics_destroy(st->metrics);
 
@@ -726,6 +739,7 @@ static void stop_all(serve_state *st)
 	proj_models_close(&st->models);
 	proj_env_close(st->env);
 
+	ks_close(st->keys);
 	es_store_close(st->store);
 	na_credentials_wipe(&st->creds);
 	sodium_memzero(st->token_key, sizeof st->token_key);
@@ -789,8 +803,10 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if ((rc = cli_create_user(store, email, password, "Administrator", USER_ROLE_ADMIN,
+		if (st->keys == NULL ||
+		    (rc = cli_create_user(store, st->keys, email, password, "Administrator", USER_ROLE_ADMIN,
 		                          &created)) != ORN_OK) {
+			rc = rc != ORN_OK ? rc : ORN_EUNAVAILABLE;
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
 		}
@@ -1030,6 +1046,15 @@ static bool start_roles(serve_state *st, stop_watch *watch)
 	return st->hub == NULL || kit_hub_start(st->hub) == ORN_OK;
 }
 
+/* Whether the process seals or opens personal data (ADR 027): the gateway,
+ * mail, or an admin account to create at start-up. */
+static bool needs_keys(serve_state *st, bool demo)
+{
+	const char *admin = getenv("ORION_ADMIN_EMAIL");
+	return role_of(st, &cli_gateway_role) != NULL || role_of(st, &mail_role) != NULL || demo ||
+	       (admin != NULL && admin[0] != '\0');
+}
+
 int cli_serve(int argc, char **argv, const cli_config *cfg)
 {
 	const char *roles = NULL;
@@ -1068,6 +1093,11 @@ int cli_serve(int argc, char **argv, const cli_config *cfg)
 	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	atomic_store(&watch.owns_url_file, st.server != NULL);
+	/* The keystore (ADR 027): whoever seals or opens personal data — the
+	 * gateway, mail, the start-up admin — opens it once; a wrong master key
+	 * stops the start here. */
+	if (needs_keys(&st, demo) && cli_open_keys(cfg, st.store, true, &st.keys) != ORN_OK)
+		goto stopped_or_failed;
 	if (!start_roles(&st, &watch))
 		goto stopped_or_failed;
 	if (stop_asked(&watch) || start_metrics_listener(&st) != ORN_OK)

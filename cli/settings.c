@@ -68,6 +68,17 @@ static const orn_setting settings[] = {
             "open HTTP connections from one client address at most"),
         INT("ORION_MAX_STREAMS_PER_CUSTOMER", max_streams_per_customer, 8, 1, 100000,
             "event streams (SSE) one account may hold open at once"),
+        /* issue 14: the limits that protect stock (ADR 026) */
+        INT("ORION_MAX_OPEN_ORDERS", max_open_orders, 3, 1, 16,
+            "unpaid orders one customer may hold at once (POST /orders beyond: 409)"),
+        INT("ORION_MAX_UNITS_PER_PRODUCT", max_units_per_product, 10, 1, 1000000,
+            "units of one product one customer may hold across unpaid orders (beyond: 409)"),
+        INT("ORION_ORDERS_BURST", orders_burst, 10, 1, 1000000,
+            "orders one customer may place at once (POST /orders beyond: 429)"),
+        INT("ORION_ORDERS_PER_MINUTE", orders_per_minute, 30, 1, 1000000, "then this many a minute"),
+        TEXT("ORION_MASTER_KEY", master_key, "", "unset",
+             "key wrapping the customers' data keys (64 hex digits, or a passphrase of 32+ characters); "
+             "unset: DATA_DIR/master.key, made on first start (ADR 027)"),
         ORN_SETTING_END,
 };
 

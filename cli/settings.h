@@ -38,12 +38,19 @@ typedef struct cli_config {
 	unsigned http_max_connections;             /* ORION_HTTP_MAX_CONNECTIONS, default 10000 */
 	unsigned http_max_connections_per_address; /* ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS, default 64 */
 	unsigned max_streams_per_customer;         /* ORION_MAX_STREAMS_PER_CUSTOMER, default 8 */
+	/* issue 14: limits that protect stock (ADR 026) */
+	int64_t max_open_orders;       /* ORION_MAX_OPEN_ORDERS, default 3 (1..16) */
+	int64_t max_units_per_product; /* ORION_MAX_UNITS_PER_PRODUCT, default 10 (1..1000000) */
+	unsigned orders_burst;         /* ORION_ORDERS_BURST, default 10 */
+	unsigned orders_per_minute;    /* ORION_ORDERS_PER_MINUTE, default 30 */
 	/* ORION_NATS_CREDENTIALS: the per-role NATS users file (ADR 014); "" = none */
 	char nats_credentials[ORN_CONFIG_STR_MAX];
 	/* ORION_NATS_TLS_CA, _CERT, _KEY: TLS to NATS (CA; client certificate and key) */
 	char nats_tls_ca[ORN_CONFIG_STR_MAX];
 	char nats_tls_cert[ORN_CONFIG_STR_MAX];
 	char nats_tls_key[ORN_CONFIG_STR_MAX];
+	/* ORION_MASTER_KEY: wraps the customers' data keys (ADR 027); "" = <data dir>/master.key */
+	char master_key[ORN_CONFIG_STR_MAX];
 } cli_config;
 
 /* The table of the process's settings (ORN_SETTING_END-terminated). */

@@ -43,7 +43,6 @@ kit_cache *kit_cache_create(const act_kind *kind);
 /* Frees a cache (the hub, at its end). */
 void kit_cache_destroy(kit_cache *c);
 
-
 /* ---- the sweeper (kit_sweep.c; ADR 007 addendum) ----
  * It listens to the hub's follower of filter and queues each commit whose
  * events wants keeps, due after_ms after its first event's time; with

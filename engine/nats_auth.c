@@ -41,6 +41,9 @@ static const char *const evt_read[] = {"$JS.API.STREAM.MSG.GET.ORION_EVT",
 /* Reading snapshots (the actors). */
 static const char *const snap_read[] = {"$JS.API.STREAM.MSG.GET.ORION_SNAP", "$JS.API.DIRECT.GET.ORION_SNAP",
                                         "$JS.API.DIRECT.GET.ORION_SNAP.>", NULL};
+/* Reading another stream by subject (the keystore). */
+static const char *const stream_read[] = {"$JS.API.STREAM.INFO.%s", "$JS.API.STREAM.MSG.GET.%s",
+                                          "$JS.API.DIRECT.GET.%s", "$JS.API.DIRECT.GET.%s.>", NULL};
 /* A durable pull consumer of a role: create or update, pull, ack. */
 static const char *const durable_subjects[] = {"$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.%s",
                                                "$JS.API.CONSUMER.CREATE.ORION_EVT.%s",
@@ -130,6 +133,8 @@ orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count
 		if (g->reads_snapshots)
 			add_all(&pub, snap_read);
 		add_each(&pub, durable_subjects, g->durables);
+		add_each(&pub, stream_read, g->reads_streams);
+		add_all(&pub, g->publishes);
 		if (g->never_appends) {
 			add(&deny, "orion.evt.>", "");
 			add(&deny, "orion.snap.>", "");

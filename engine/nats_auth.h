@@ -36,6 +36,10 @@ typedef struct na_grants {
 	bool reads_snapshots;        /* reads the snapshot stream */
 	bool never_appends;          /* denied every event and snapshot subject */
 	bool never_sends;            /* denied every command subject */
+	/* Other streams it reads by subject (stream info, message get, direct
+	 * get), e.g. the keystore's ORION_KEYS (ADR 027). */
+	const char *const *reads_streams;
+	const char *const *publishes; /* other subjects it publishes to, e.g. a new key's */
 } na_grants;
 
 /* A user of a process: a role's name and what it does. */

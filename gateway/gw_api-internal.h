@@ -15,6 +15,7 @@
 #include "gw_jwt.h"
 #include "gw_password.h"
 #include "gw_ratelimit.h"
+#include "gw_work.h"
 #include "mpack.h"
 #include "order_token.h"
 #include "proj_quote.h"
@@ -25,6 +26,8 @@
 #define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
 #define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
 #define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
+#define GW_API_KEY_WORKERS         2    /* threads reading keys the cache lacks (ADR 027) */
+#define GW_API_KEY_QUEUE_MAX       256  /* key reads waiting; more: 503 */
 #define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
@@ -49,7 +52,9 @@ struct gw_api {
 	gw_bus *bus;
 	gw_consistency *consistency;
 	gw_metrics *metrics;
-	es_store *store; /* the inventory feed's; NULL: 503 */
+	es_store *store;   /* the inventory feed's; NULL: 503 */
+	ks_store *keys;    /* the customers' data keys (ADR 027); NULL: accounts answer 503 */
+	gw_work *key_work; /* runs what needs a key the cache lacks (a NATS read) off the loop */
 	/* owned */
 	gw_jwt *jwt; /* NULL: nothing is served (every request 503) */
 	gw_password_pool *passwords;
@@ -61,6 +66,11 @@ struct gw_api {
 	gw_ratelimit *login_by_pair;
 	gw_ratelimit *login_by_account;
 	gw_ratelimit *login_known;
+	/* POST /orders (ADR 026): the limits the customer's holds decide, and
+	 * placements per customer (NULL with order_limited false: neither) */
+	bool order_limited;
+	gw_api_order_limits order_limits;
+	gw_ratelimit *orders_by_customer;
 	/* the key of the orders' confirmation tokens (from the secret), and how
 	 * long an order may wait for its confirmation and for its payment */
 	uint8_t order_token_key[ORDER_TOKEN_KEY_BYTES];
@@ -130,6 +140,11 @@ bool gw_api_idempotency_key(gw_request *r, const char **key);
 /* The path parameter name of r if it is an id (gw_valid_id); else answers 400
  * with an error naming the parameter and returns NULL. */
 const char *gw_api_path_id(gw_request *r, const char *name);
+
+/* Takes one token from key's bucket of rl: true when allowed (or when rl
+ * is NULL). Otherwise adds the Retry-After header (whole seconds, >= 1) to
+ * r's answer and returns false: the caller answers 429. */
+bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key);
 
 /* Takes one attempt from the client address's bucket of
  * api->login_by_address, keyed "<scope>:<address>" (each scope has its own
@@ -201,6 +216,37 @@ void gw_api_bad_cursor(json_t *problem);
  * cursor) problem with gw_api_bad_cursor's error, another failure 503 with
  * detail unavailable, else 200 with body. Takes problem and body. */
 void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable);
+
+/* Opens the sealed token (the "email" of an account, as the users model
+ * keeps it) and seals its value again as field of the event event_id under
+ * the same key: a personal field is bound to the event that carries it (ADR
+ * 027). A value written before ADR 027 (clear, no key) is copied as it is.
+ * out may be token. ORN_ENOTFOUND if the key is gone; ORN_EUNAVAILABLE
+ * without a keystore; what ks_open_token and ks_seal return. */
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap);
+
+/* Runs fn(arg), which opens or seals with the keystore, then done(arg,
+ * true) on the loop: at once, before returning, when every token of tokens
+ * (count) opens from the cache; else on api->key_work's threads, so the loop
+ * never waits on NATS for a key (ADR 027). Every token fn opens belongs in
+ * tokens; fn runs with no lock on api and must touch nothing of the loop.
+ * ORN_EUNAVAILABLE without a keystore or when the queue is full (neither fn
+ * nor done is called then), ORN_ENOMEM. */
+orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_work_fn *fn,
+                       gw_work_done *done, void *arg);
+
+/* Checks password against an account's sealed password hash (sealed; NULL
+ * or "" for an account that does not exist: the dummy hash is verified, so
+ * the answer takes as long): the hash opened (on a key worker when its key
+ * is not cached), then verified on the password pool. done(rc, NULL, match,
+ * arg) on the loop: rc ORN_OK with match (false for no account, or for one
+ * whose key is destroyed), ORN_EUNAVAILABLE when the hash cannot be opened
+ * or verified now. On ORN_OK done is called exactly once, maybe before this
+ * returns; on an error (ORN_EUNAVAILABLE, ORN_EINVAL for a password too long,
+ * ORN_ENOMEM) never. */
+orn_rc gw_api_check_password(gw_api *api, const char *sealed, const char *password, gw_password_done *done,
+                             void *arg);
 
 /* A fresh random command id ("c" + 32 hex digits) into out (>= 34 bytes). */
 void gw_api_new_id(char *out, size_t cap);

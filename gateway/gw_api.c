@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gw_problem.h"
+#include "holds.h"
 #include "log.h"
 #include "proj_cursor.h"
 
@@ -154,17 +155,137 @@ const char *gw_api_path_id(gw_request *r, const char *name)
 
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope)
 {
-	char key[96], seconds[24];
-	int64_t wait_ms = 0;
+	char key[96];
 	if (api->login_by_address == NULL)
 		return true;
 	snprintf(key, sizeof key, "%s:%s", scope, gw_request_client_addr(r));
-	if (gw_ratelimit_take(api->login_by_address, key, orn_monotonic_ns() / 1000000, &wait_ms))
+	return gw_api_limit_take(api->login_by_address, r, key);
+}
+
+bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key)
+{
+	char seconds[24];
+	int64_t wait_ms = 0;
+	if (rl == NULL || gw_ratelimit_take(rl, key, orn_monotonic_ns() / 1000000, &wait_ms))
 		return true;
 	int64_t s = (wait_ms + 999) / 1000;
 	snprintf(seconds, sizeof seconds, "%" PRId64, s < 1 ? 1 : s);
 	gw_response_header(r, "Retry-After", seconds);
 	return false;
+}
+
+orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
+                     size_t cap)
+{
+	char kid[PD_KID_MAX], clear[PD_PLAIN_MAX + 1];
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (api->keys == NULL)
+		return rc;
+	bool sealed = pd_token_kid(token, kid) == ORN_OK;
+	if ((rc = ks_open_token(api->keys, token, "email", NULL, clear, sizeof clear)) == ORN_OK)
+		rc = sealed ? ks_seal(api->keys, kid, field, event_id, clear, out, cap)
+		     : (size_t)snprintf(out, cap, "%s", clear) < cap ? ORN_OK
+		                                                     : ORN_ETOOBIG;
+	sodium_memzero(clear, sizeof clear);
+	return rc;
+}
+
+orn_rc gw_api_keys_run(gw_api *api, const char *const *tokens, size_t count, gw_work_fn *fn,
+                       gw_work_done *done, void *arg)
+{
+	bool ready = true;
+	if (api->keys == NULL || api->key_work == NULL)
+		return ORN_EUNAVAILABLE;
+	for (size_t i = 0; ready && i < count; i++)
+		ready = ks_token_ready(api->keys, tokens[i]);
+	if (!ready)
+		return gw_work_queue(api->key_work, fn, done, arg);
+	fn(arg);
+	done(arg, true);
+	return ORN_OK;
+}
+
+/* One gw_api_check_password in flight. */
+typedef struct password_check {
+	gw_api *api;
+	char sealed[USER_SEALED_MAX];
+	char hash[USER_PASSWORD_HASH_MAX];
+	char *password;
+	bool known;
+	orn_rc opened;
+	gw_password_done *done;
+	void *arg;
+} password_check;
+
+static void password_check_free(password_check *c)
+{
+	if (c->password != NULL) {
+		sodium_memzero(c->password, strlen(c->password));
+		free(c->password);
+	}
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+/* The hash opened; a destroyed key: the account is gone. */
+static void password_check_open(void *arg)
+{
+	password_check *c = arg;
+	if (!c->known)
+		return;
+	c->opened = ks_open_token(c->api->keys, c->sealed, "password_hash", NULL, c->hash, sizeof c->hash);
+	if (c->opened == ORN_ENOTFOUND) {
+		c->known = false;
+		c->opened = ORN_OK;
+	} else if (c->opened == ORN_OK && c->hash[0] == '\0') {
+		c->opened = ORN_EDECODE;
+	}
+}
+
+static void password_check_verified(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	password_check *c = arg;
+	(void)hash;
+	c->done(rc, NULL, rc == ORN_OK && c->known && match, c->arg);
+	password_check_free(c);
+}
+
+static void password_check_opened(void *arg, bool run)
+{
+	password_check *c = arg;
+	orn_rc rc = run ? c->opened : ORN_EUNAVAILABLE;
+	if (rc != ORN_OK)
+		log_error("an account's password hash does not open", "error", orn_strerror(rc));
+	else
+		rc = gw_password_verify_async(c->api->passwords, c->known ? c->hash : c->api->dummy_hash,
+		                              c->password, password_check_verified, c);
+	sodium_memzero(c->hash, sizeof c->hash);
+	if (rc != ORN_OK) {
+		if (run)
+			c->done(ORN_EUNAVAILABLE, NULL, false, c->arg);
+		password_check_free(c);
+	}
+}
+
+orn_rc gw_api_check_password(gw_api *api, const char *sealed, const char *password, gw_password_done *done,
+                             void *arg)
+{
+	password_check *c = calloc(1, sizeof *c);
+	if (c == NULL || (c->password = strdup(password)) == NULL) {
+		free(c);
+		return ORN_ENOMEM;
+	}
+	c->api = api;
+	c->known = sealed != NULL && sealed[0] != '\0';
+	snprintf(c->sealed, sizeof c->sealed, "%s", c->known ? sealed : "");
+	c->done = done;
+	c->arg = arg;
+	const char *tokens[] = {c->sealed};
+	orn_rc rc =
+	        gw_api_keys_run(api, tokens, c->known ? 1 : 0, password_check_open, password_check_opened, c);
+	if (rc != ORN_OK)
+		password_check_free(c);
+	return rc;
 }
 
 void gw_api_new_id(char *out, size_t cap)
@@ -518,6 +639,19 @@ static orn_rc create_limiters(gw_api *api, const gw_api_limits *l)
 	               : ORN_ENOMEM;
 }
 
+/* The limits of POST /orders (ADR 026), checked against the holds' bounds
+ * so that a setting never makes every OpenOrder invalid. */
+static orn_rc create_order_limits(gw_api *api, const gw_api_order_limits *l)
+{
+	if (l->max_open_orders < 1 || l->max_open_orders > HOLDS_ORDERS_MAX || l->max_units_per_product < 1 ||
+	    l->max_units_per_product > HOLDS_UNITS_LIMIT_MAX || l->burst < 1 || !(l->per_minute > 0))
+		return ORN_EINVAL;
+	api->order_limited = true;
+	api->order_limits = *l;
+	api->orders_by_customer = gw_ratelimit_create(l->per_minute / 60.0, l->burst, LIMITER_KEYS_MAX);
+	return api->orders_by_customer != NULL ? ORN_OK : ORN_ENOMEM;
+}
+
 /* Tokens, confirmation links and passwords from the secret: the signer, the
  * links' key, the password pool and the dummy hash verified for unknown
  * emails, so a login takes as long whether the account exists or not. */
@@ -535,6 +669,11 @@ static orn_rc create_accounts(gw_api *api, const gw_api_options *o)
 	if (o->password_memory_kib > 0)
 		po.memlimit = o->password_memory_kib * 1024;
 	if ((api->passwords = gw_password_pool_create(gw_server_base(api->server), &po)) == NULL)
+		return ORN_ENOMEM;
+	/* a key that is not cached is read over NATS: never on the loop (ADR 027) */
+	if (api->keys != NULL &&
+	    (api->key_work = gw_work_create(gw_server_base(api->server), GW_API_KEY_WORKERS,
+	                                    GW_API_KEY_QUEUE_MAX)) == NULL)
 		return ORN_ENOMEM;
 	randombytes_buf(random_password, sizeof random_password);
 	sodium_bin2hex(password_text, sizeof password_text, random_password, sizeof random_password);
@@ -572,6 +711,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 	                .consistency = o->consistency,
 	                .metrics = o->metrics,
 	                .store = o->store,
+	                .keys = o->keys,
 	                .reservation_ttl_ms = o->reservation_ttl_ms,
 	                .low_stock_threshold = o->low_stock_threshold,
 	                .payment_timeout_ms = o->payment_timeout_ms,
@@ -585,6 +725,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 		api->mail = o->models->mail;
 	}
 	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
+	    (o->order_limits != NULL && (rc = create_order_limits(api, o->order_limits)) != ORN_OK) ||
 	    (o->secret != NULL && (rc = create_accounts(api, o)) != ORN_OK) ||
 	    (rc = register_routes(api, o->routes, o->route_count)) != ORN_OK)
 		goto fail;
@@ -595,17 +736,28 @@ fail:
 	return rc;
 }
 
-void gw_api_destroy(gw_api *api)
+void gw_api_stop(gw_api *api)
 {
 	if (api == NULL)
 		return;
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
+	gw_work_destroy(api->key_work);           /* likewise the key requests queued */
+	api->passwords = NULL;
+	api->key_work = NULL;
+}
+
+void gw_api_destroy(gw_api *api)
+{
+	if (api == NULL)
+		return;
+	gw_api_stop(api);
 	if (api->payments != NULL)
 		api->payments_free(api->payments);
 	gw_ratelimit_destroy(api->login_by_account);
 	gw_ratelimit_destroy(api->login_by_address);
 	gw_ratelimit_destroy(api->login_by_pair);
 	gw_ratelimit_destroy(api->login_known);
+	gw_ratelimit_destroy(api->orders_by_customer);
 	gw_jwt_destroy(api->jwt);
 	free(api->page_buffer);
 	mp_writer_destroy(api->text_buffer);

@@ -22,6 +22,7 @@
 #include "gw_consistency.h"
 #include "gw_http.h"
 #include "gw_metrics.h"
+#include "keystore.h"
 #include "read_models.h"
 
 typedef struct gw_api gw_api;
@@ -62,6 +63,16 @@ typedef struct gw_api_limits {
 	unsigned account_per_hour;
 } gw_api_limits;
 
+/* The limits of POST /orders (API.md, "Limits that protect stock and
+ * accounts"; docs/adr/026-holds.md): what a customer's holds may count, and
+ * a rate of placements per customer. */
+typedef struct gw_api_order_limits {
+	int64_t max_open_orders;       /* unpaid orders of one customer (1..16) */
+	int64_t max_units_per_product; /* units of one product across them (1..1,000,000) */
+	unsigned burst;                /* placements one customer may make at once (>= 1) */
+	double per_minute;             /* then this many a minute (> 0) */
+} gw_api_order_limits;
+
 typedef struct gw_api_options {
 	/* borrowed: each must outlive the api */
 	gw_server *server;          /* required: the routes are registered on it */
@@ -72,12 +83,18 @@ typedef struct gw_api_options {
 	gw_consistency *consistency; /* read-your-writes; NULL: answers do not wait */
 	gw_metrics *metrics;         /* may be NULL */
 	es_store *store;             /* the stream the inventory feed follows; NULL: it answers 503 */
+	/* the customers' data keys (ADR 027): sealing at registration, opening
+	 * what a customer is shown; NULL leaves registration and login answering
+	 * 503 */
+	ks_store *keys;
 	/* copied */
 	const unsigned char *secret; /* GW_JWT_SECRET_BYTES: signs tokens and names confirmation links.
 	                                NULL: the routes are only registered (`orion routes`) and
 	                                every request is answered 503 */
 	size_t password_memory_kib;  /* Argon2id memory per hash; 0: libsodium's interactive limit */
 	const gw_api_limits *limits; /* NULL: no login limits */
+	/* NULL: POST /orders opens no hold (no holds actor needed) and has no rate */
+	const gw_api_order_limits *order_limits;
 	int64_t token_ttl_s;         /* access tokens' lifetime; 0: one hour */
 	int64_t reservation_ttl_ms;  /* how long an order may wait for its confirmation and payment */
 	int64_t low_stock_threshold; /* of a product created without one */
@@ -89,19 +106,26 @@ void gw_api_options_init(gw_api_options *o);
 
 /* Creates the api from o and registers o->routes on o->server. With a
  * secret it also creates the token signer, the password pool (threads) and
- * the login limiters.
+ * the login limiters; with order limits, the placements' limiter.
  * [out] *out: the api; the caller frees it with gw_api_destroy.
- * Returns ORN_OK, or: ORN_EINVAL (no server), ORN_EEXISTS or ORN_EINVAL for
+ * Returns ORN_OK, or: ORN_EINVAL (no server, or order limits out of their
+ * bounds), ORN_EEXISTS or ORN_EINVAL for
  * a route the router refuses (gw_server_route), ORN_ENOMEM. After a failure
  * nothing is left to free but the server, which may hold some of the
  * routes: destroy it without running it. */
 orn_rc gw_api_create(const gw_api_options *o, gw_api **out);
 
-/* Frees the api, its password pool (a hash still queued is answered 503),
- * limiters, signer and the routes' own state. Call it after the server's
- * loop stopped and after destroying the bus and the consistency helper
- * (they answer every pending callback first), before gw_server_destroy.
- * NULL is accepted. The api is freed: do not use it again. */
+/* Stops the api's threads: its password pool answers every hash still
+ * queued (503), on the server's requests. Call it after the server's loop
+ * stopped and after destroying the bus and the consistency helper (they
+ * answer every pending callback first), before gw_server_destroy, whose
+ * open streams (the inventory feed, order events) still call into the api
+ * as they close. NULL is accepted. */
+void gw_api_stop(gw_api *api);
+
+/* Stops the api if gw_api_stop did not, then frees it, its limiters, signer
+ * and the routes' own state: after gw_server_destroy. NULL is accepted. The
+ * api is freed: do not use it again. */
 void gw_api_destroy(gw_api *api);
 
 #endif

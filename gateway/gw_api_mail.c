@@ -14,6 +14,8 @@
  * for a low-stock alert, product_id null for an order's email. */
 #include "gw_api_mail.h"
 
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,19 +42,74 @@ static json_t *string_or_null(const char *s)
 	return s[0] != '\0' ? json_string(s) : json_null();
 }
 
-static json_t *mail_json(const proj_mail_page *page)
+/* The recipient as an admin reads it: the sealed address opened (an order's
+ * email is its "customer_email", an alert's its admin's "email"), PD_ERASED
+ * once the customer's key is gone or the row blanked (ADR 027). */
+static void recipient_text(ks_store *keys, const mail_log_subject *s, char *out, size_t cap)
 {
+	const char *field = s->order_id[0] != '\0' ? "customer_email" : "email";
+	orn_rc rc = s->recipient[0] == '\0' ? ORN_ENOTFOUND
+	            : keys != NULL          ? ks_open_token(keys, s->recipient, field, NULL, out, cap)
+	                                    : ORN_EUNAVAILABLE;
+	if (rc == ORN_ENOTFOUND)
+		snprintf(out, cap, "%s", PD_ERASED);
+	else if (rc != ORN_OK)
+		snprintf(out, cap, "%s", pd_is_sealed(s->recipient) ? "[sealed]" : s->recipient);
+}
+
+/* A page of the mail log whose recipients are being opened (off the loop
+ * when a key is not cached). */
+typedef struct mail_listing {
+	gw_api *api;
+	gw_async *async;
+	proj_mail_page page;
+	char recipients[PROJ_MAIL_PAGE_MAX][USER_EMAIL_MAX];
+} mail_listing;
+
+static void listing_free(mail_listing *l)
+{
+	sodium_memzero(l->recipients, sizeof l->recipients);
+	free(l);
+}
+
+static void listing_open(void *arg)
+{
+	mail_listing *l = arg;
+	for (size_t i = 0; i < l->page.count; i++)
+		recipient_text(l->api->keys, &l->page.items[i].log.subject, l->recipients[i],
+		               sizeof l->recipients[i]);
+}
+
+static json_t *mail_json(const mail_listing *l);
+
+static void listing_opened(void *arg, bool run)
+{
+	mail_listing *l = arg;
+	if (run) {
+		json_t *body = mail_json(l);
+		if (body != NULL)
+			gw_async_complete_json(l->async, 200, body);
+		else
+			gw_async_complete_problem(l->async, gw_problem_new(500, NULL));
+	}
+	listing_free(l);
+}
+
+static json_t *mail_json(const mail_listing *l)
+{
+	const proj_mail_page *page = &l->page;
 	json_t *items = json_array();
 	if (items == NULL)
 		return NULL;
 	for (size_t i = 0; i < page->count; i++) {
 		const proj_mail_entry *e = &page->items[i];
 		const mail_log_state *s = &e->log;
+		const char *recipient = l->recipients[i];
 		json_t *item = json_pack(
 		        "{s:s, s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:o, s:o}", "id", e->id, "order_id",
 		        string_or_null(s->subject.order_id), "product_id",
 		        string_or_null(s->subject.product_id), "kind", s->subject.kind, "recipient",
-		        s->subject.recipient, "status", mail_log_status_name(s->status), "attempts",
+		        recipient, "status", mail_log_status_name(s->status), "attempts",
 		        (json_int_t)s->attempts, "last_error", string_or_null(s->last_error), "delivered_at",
 		        time_or_null(s->delivered_at_ms), "updated_at", time_or_null(s->updated_at_ms));
 		if (item == NULL || json_array_append_new(items, item) != 0) {
@@ -67,7 +124,7 @@ static json_t *mail_json(const proj_mail_page *page)
 void gw_mail_list(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	proj_mail_query q = {0};
-	proj_mail_page *page = NULL;
+	mail_listing *listing = NULL;
 	json_t *problem = NULL;
 	int64_t limit = MAIL_DEFAULT_LIMIT;
 	bool has_limit;
@@ -95,16 +152,34 @@ void gw_mail_list(gw_request *r, gw_api *api, const gw_caller *caller)
 		gw_respond_problem(r, problem);
 		return;
 	}
-	if (api->mail == NULL || (page = malloc(sizeof *page)) == NULL) {
+	if (api->mail == NULL || (listing = calloc(1, sizeof *listing)) == NULL) {
 		json_decref(problem);
 		gw_respond_error(r, api->mail == NULL ? 503 : 500,
 		                 api->mail == NULL ? "the mail log is unavailable" : NULL);
 		return;
 	}
-	orn_rc rc = proj_mail_list(api->mail, &q, page);
-	gw_api_answer_list(r, rc, rc == ORN_OK ? mail_json(page) : NULL, problem,
-	                   "the mail log is unavailable");
-	free(page);
+	listing->api = api;
+	orn_rc rc = proj_mail_list(api->mail, &q, &listing->page);
+	if (rc != ORN_OK) {
+		gw_api_answer_list(r, rc, NULL, problem, "the mail log is unavailable");
+		listing_free(listing);
+		return;
+	}
+	json_decref(problem);
+	if ((listing->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+		listing_free(listing);
+		return; /* answered 500 */
+	}
+	const char *tokens[PROJ_MAIL_PAGE_MAX];
+	for (size_t i = 0; i < listing->page.count; i++)
+		tokens[i] = listing->page.items[i].log.subject.recipient;
+	gw_async *async = listing->async; /* listing_opened may free listing before the call returns */
+	rc = gw_api_keys_run(api, tokens, listing->page.count, listing_open, listing_opened, listing);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(async,
+		                          gw_problem_new(503, "the mail log cannot be read now; try again"));
+		listing_free(listing);
+	}
 }
 
 /* ---- resends ------------------------------------------------------------- */

@@ -56,7 +56,9 @@
 #include "gw_problem.h"
 #include "gw_sse.h"
 #include "gw_views.h"
+#include "holds.h"
 #include "log.h"
+#include "user.h"
 
 #define LIST_DEFAULT_LIMIT 20
 #define STREAM_TICK_MS     200
@@ -143,9 +145,12 @@ typedef struct order_op {
 	op_kind kind;
 	bool html;   /* confirm posted by the HTML form: answer a page */
 	bool exists; /* place: refused "exists", answer the existing order */
+	bool held;   /* place: the customer's holds opened the order (ADR 026) */
 	char customer[ORDER_ID_MAX];
 	char order_id[ORDER_ID_MAX];
 	uint64_t seq;
+	gw_api_keyed keyed;       /* the command's id and the keyed request's fingerprint ("" if none) */
+	char actor[ORDER_ID_MAX]; /* the user acting, "" for none */
 	order_command command;
 } order_op;
 
@@ -255,6 +260,43 @@ static void op_fail(order_op *op, int status, const char *detail)
 	free(op);
 }
 
+/* ---- the customer's holds (docs/adr/026) ------------------------------------ */
+
+_Static_assert(ORDER_LINES_MAX <= HOLDS_LINES_MAX, "an order's lines fit a hold");
+_Static_assert(ORDER_ID_MAX == HOLDS_ID_MAX, "ids of orders and holds have one size");
+
+static void on_hold_closed(void *closure, orn_rc rc, bus_reply *reply)
+{
+	(void)closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED)
+		log_warn("a placement's hold was not closed (it ends at its deadline)", "error",
+		         rc != ORN_OK ? orn_strerror(rc) : reply->code);
+}
+
+/* Sends CloseOrder of op's order to the customer's holds without waiting:
+ * its placement placed nothing, or it repeated an order that is final. Best
+ * effort: a hold left open stops counting at its until_ms. */
+static void close_hold(order_op *op)
+{
+	char command_id[40];
+	holds_command *c = calloc(1, sizeof *c);
+	mp_writer *w = gw_api_text_buffer(op->api);
+	orn_rc rc = c != NULL && w != NULL ? ORN_OK : ORN_ENOMEM;
+	if (rc == ORN_OK) {
+		c->kind = HOLDS_CLOSE;
+		memcpy(c->order_id, op->order_id, sizeof c->order_id);
+		rc = holds_command_encode(w, c);
+	}
+	free(c);
+	gw_api_new_id(command_id, sizeof command_id);
+	if (rc == ORN_OK)
+		rc = gw_api_send(op->api, HOLDS_AGGREGATE, op->customer, HOLDS_CMD_CLOSE, w, command_id,
+		                 op->customer, on_hold_closed, NULL);
+	if (rc != ORN_OK)
+		log_warn("cannot send a placement's CloseOrder (it ends at its deadline)", "order",
+		         op->order_id, "error", orn_strerror(rc));
+}
+
 /* The order as placed: the command's data as the decider would fold it. */
 static void placed_state(const order_command *c, order_state *s)
 {
@@ -290,6 +332,8 @@ static void op_answer(void *closure, orn_rc wait_rc)
 		log_warn("read models late after an order command", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
 	orn_rc rc = order != NULL ? proj_orders_get(op->api->orders, op->order_id, order) : ORN_ENOMEM;
+	if (op->held && op->exists && rc == ORN_OK && order_status_is_final(order->state.status))
+		close_hold(op); /* a repeat of a final order opened it again */
 	if (op->html && op->kind == OP_CONFIRM) {
 		char *html =
 		        page_html("Order confirmed",
@@ -357,21 +401,32 @@ static int rejection_status(const order_op *op, const char *code, const char **d
 	return gw_api_rejection_status(code);
 }
 
+/* Whether a command of op (of aggregate) was served: decided, accepted or
+ * refused. False after failing op with 503 (a timeout, NATS down, a failure). */
+static bool op_served(order_op *op, const char *aggregate, orn_rc rc, const bus_reply *reply)
+{
+	if (rc == ORN_OK && reply->outcome != BUS_FAILED)
+		return true;
+	log_warn("command not served", "aggregate", aggregate, "order", op->order_id, "error",
+	         rc != ORN_OK ? orn_strerror(rc) : reply->code);
+	op_fail(op, 503, "a service did not answer; try again");
+	return false;
+}
+
 static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	order_op *op = closure;
-	if (rc != ORN_OK || reply->outcome == BUS_FAILED) {
-		log_warn("order command not served", "order", op->order_id, "error",
-		         rc != ORN_OK ? orn_strerror(rc) : reply->code);
-		op_fail(op, 503, "a service did not answer; try again");
+	if (!op_served(op, ORDER_AGGREGATE, rc, reply))
 		return;
-	}
 	if (reply->outcome == BUS_REJECTED) {
 		if (op->kind == OP_PLACE && strcmp(reply->code, "exists") == 0) {
 			op->exists = true;
 			op_wait(op, reply->version > reply->seq ? reply->version : reply->seq);
 			return;
 		}
+		/* refused: nothing was placed, unless the key names another request */
+		if (op->held && strcmp(reply->code, "idempotency_key_reused") != 0)
+			close_hold(op);
 		const char *detail;
 		int status = rejection_status(op, reply->code, &detail);
 		op_fail(op, status, detail);
@@ -382,28 +437,117 @@ static void on_order_replied(void *closure, orn_rc rc, bus_reply *reply)
 	op_wait(op, reply->seq);
 }
 
+/* Records the command's id, the keyed request's fingerprint (request, ""
+ * when not keyed) and the user acting (actor, may be NULL) in op. */
+static void op_key(order_op *op, const char *command_id, const char *request, const char *actor)
+{
+	snprintf(op->keyed.command_id, sizeof op->keyed.command_id, "%s", command_id);
+	snprintf(op->keyed.request, sizeof op->keyed.request, "%s", request);
+	snprintf(op->actor, sizeof op->actor, "%s", actor != NULL ? actor : "");
+}
+
+/* Sends op->command, written in w, to the order as op_key said; fails op
+ * when it cannot be sent. */
+static void op_send_written(order_op *op, const mp_writer *w)
+{
+	orn_rc rc = gw_api_send_keyed(op->api, ORDER_AGGREGATE, op->order_id,
+	                              order_command_type(op->command.kind), w, &op->keyed,
+	                              op->actor[0] != '\0' ? op->actor : NULL, on_order_replied, op);
+	if (rc == ORN_OK)
+		return;
+	if (op->held)
+		close_hold(op);
+	op_fail(op, 503, "a service did not answer; try again");
+}
+
 /* Defers r and sends op->command to the order, keyed when request (the
  * fingerprint of a keyed request) is not ""; frees op on every failure. */
 static void op_start(gw_request *r, order_op *op, const char *command_id, const char *request,
                      const char *actor)
 {
 	mp_writer *w = gw_api_text_buffer(op->api);
+	op_key(op, command_id, request, actor);
 	op->async = gw_api_defer_encoded(r, w != NULL ? order_command_encode(w, &op->command) : ORN_ENOMEM);
 	if (op->async == NULL) {
 		free(op);
 		return;
 	}
-	gw_api_keyed keyed = {0};
-	snprintf(keyed.command_id, sizeof keyed.command_id, "%s", command_id);
-	snprintf(keyed.request, sizeof keyed.request, "%s", request);
-	orn_rc rc = gw_api_send_keyed(op->api, ORDER_AGGREGATE, op->order_id,
-	                              order_command_type(op->command.kind), w, &keyed, actor,
-	                              on_order_replied, op);
-	if (rc != ORN_OK)
-		op_fail(op, 503, "a service did not answer; try again");
+	op_send_written(op, w);
 }
 
 /* ---- POST /orders ---------------------------------------------------------- */
+
+/* A limit of the customer's holds refused the placement: 409 whose detail
+ * names the limit and its value (the holds decider's text) and whose code is
+ * the rejection's; another refusal (invalid) is 422. */
+static void hold_refused(order_op *op, const bus_reply *reply)
+{
+	bool limit = strcmp(reply->code, holds_verdict_code(HOLDS_REJ_TOO_MANY_OPEN_ORDERS)) == 0 ||
+	             strcmp(reply->code, holds_verdict_code(HOLDS_REJ_TOO_MANY_UNITS)) == 0;
+	json_t *problem = gw_problem_new(limit ? 409 : 422, reply->detail[0] != '\0' ? reply->detail : NULL);
+	if (problem != NULL && limit)
+		json_object_set_new(problem, "code", json_string(reply->code));
+	gw_async_complete_problem(op->async, problem);
+	free(op);
+}
+
+/* The answer to OpenOrder: a limit reached is answered; accepted (or open
+ * already: a repeat), PlaceOrder follows. */
+static void on_hold_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	order_op *op = closure;
+	if (!op_served(op, HOLDS_AGGREGATE, rc, reply))
+		return;
+	if (reply->outcome == BUS_REJECTED) {
+		hold_refused(op, reply);
+		return;
+	}
+	op->held = true;
+	mp_writer *w = gw_api_text_buffer(op->api);
+	if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
+		close_hold(op);
+		op_fail(op, 500, NULL);
+		return;
+	}
+	op_send_written(op, w);
+}
+
+/* Opens op's order (its request deferred) in the customer's holds: OpenOrder with its
+ * lines and the limits, counting until the latest its order can hold stock
+ * (the confirmation deadline, then as long again for the payment); PlaceOrder
+ * follows (on_hold_replied). Frees op on every failure. */
+static void hold_start(order_op *op)
+{
+	gw_api *api = op->api;
+	const order_data *d = &op->command.data;
+	char command_id[ORDER_ID_MAX + 8];
+	holds_command *c = calloc(1, sizeof *c);
+	mp_writer *w = gw_api_text_buffer(api);
+	orn_rc rc = c != NULL && w != NULL ? ORN_OK : ORN_ENOMEM;
+	if (rc == ORN_OK) {
+		c->kind = HOLDS_OPEN;
+		memcpy(c->order_id, op->order_id, sizeof c->order_id);
+		for (size_t i = 0; i < d->line_count; i++) {
+			memcpy(c->lines[i].product_id, d->lines[i].product_id, sizeof c->lines[i].product_id);
+			c->lines[i].quantity = d->lines[i].quantity;
+		}
+		c->line_count = d->line_count;
+		c->now_ms = d->time_ms;
+		c->until_ms = d->time_ms + 2 * d->ttl_ms;
+		c->max_open = api->order_limits.max_open_orders;
+		c->max_units = api->order_limits.max_units_per_product;
+		rc = holds_command_encode(w, c);
+	}
+	free(c);
+	if (rc != ORN_OK) {
+		op_fail(op, 500, NULL);
+		return;
+	}
+	snprintf(command_id, sizeof command_id, "%s:hold", op->order_id);
+	if (gw_api_send(api, HOLDS_AGGREGATE, op->customer, HOLDS_CMD_OPEN, w, command_id, op->customer,
+	                on_hold_replied, op) != ORN_OK)
+		op_fail(op, 503, "a service did not answer; try again");
+}
 
 /* A placement in the making: the request as the strict check saw it. */
 typedef struct placement {
@@ -525,13 +669,58 @@ done:
 	return ok;
 }
 
+/* A placement whose customer email is being sealed for its event (ADR 027). */
+typedef struct sealing {
+	order_op *op; /* its command's id, request and actor set (op_key) */
+	orn_rc rc;
+} sealing;
+
+/* The customer's email, sealed again for this order's event (the key may be
+ * read over NATS: off the loop then). */
+static void sealing_run(void *arg)
+{
+	sealing *s = arg;
+	order_data *d = &s->op->command.data;
+	s->rc = gw_api_reseal(s->op->api, d->customer_email, "customer_email", s->op->keyed.command_id,
+	                      d->customer_email, sizeof d->customer_email);
+}
+
+/* On the loop: the placement goes to the customer's holds first (ADR 026)
+ * when orders are limited, then to its order. */
+static void sealing_done(void *arg, bool run)
+{
+	sealing *s = arg;
+	order_op *op = s->op;
+	mp_writer *w = gw_api_text_buffer(op->api);
+	if (!run) {
+		free(op);
+	} else if (s->rc != ORN_OK) {
+		log_error("the customer's email cannot be sealed", "error", orn_strerror(s->rc));
+		op_fail(op, 503, "accounts are unavailable; try again");
+	} else if (op->api->order_limited) {
+		hold_start(op);
+	} else if (w == NULL || order_command_encode(w, &op->command) != ORN_OK) {
+		op_fail(op, 500, NULL);
+	} else {
+		op_send_written(op, w);
+	}
+	free(s);
+}
+
 void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	char command_id[ORDER_ID_MAX + 8];
 	gw_api_keyed keyed = {0};
 	placement p = {0};
 	order_op *op = NULL;
-	if (!available(r, api) || !gw_api_idempotency_key(r, &p.key) || !check_body(r, &p))
+	sealing *s = NULL;
+	if (!available(r, api))
+		return;
+	if (!gw_api_limit_take(api->orders_by_customer, r, caller->claims.sub)) {
+		gw_respond_error(r, 429, "too many orders placed: try again after Retry-After seconds");
+		return;
+	}
+	if (!gw_api_idempotency_key(r, &p.key) || !check_body(r, &p))
 		return;
 	if ((op = op_new(api, OP_PLACE, caller->claims.sub, "")) == NULL) {
 		gw_respond_error(r, 500, NULL);
@@ -545,10 +734,26 @@ void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 	if (p.key != NULL)
 		gw_api_keyed_init(&keyed, r, "place", caller->claims.sub, p.key, p.body);
 	snprintf(command_id, sizeof command_id, "%s:place", op->order_id);
-	op_start(r, op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
-	         caller->claims.sub);
+	op_key(op, p.key != NULL ? keyed.command_id : command_id, p.key != NULL ? keyed.request : "",
+	       caller->claims.sub);
+	if ((s = calloc(1, sizeof *s)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
+	s->op = op;
+	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done; /* answered 500 */
+	/* the customer's email, sealed for this order's event (ADR 027) */
+	const char *tokens[] = {op->command.data.customer_email};
+	order_op *placing = op;
 	op = NULL;
+	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), sealing_run, sealing_done, s) != ORN_OK) {
+		op_fail(placing, 503, "accounts are unavailable; try again");
+		goto done;
+	}
+	s = NULL; /* sealing_done owns it */
 done:
+	free(s);
 	json_decref(p.problem);
 	json_decref(p.body);
 	free(op);

@@ -113,6 +113,11 @@ typedef struct registration {
 	gw_async *async;
 	char key[USER_KEY_MAX];
 	char command_id[40];
+	char email[USER_EMAIL_MAX]; /* as the 201 shows them; the command carries them sealed */
+	char name[USER_NAME_MAX];
+	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
+	bool exists;                       /* the users model has an account of this address */
+	orn_rc sealed;                     /* seal_account's outcome, on the key worker */
 	user_command command;
 } registration;
 
@@ -126,7 +131,7 @@ static void registration_free(registration *reg)
 static void registration_complete(registration *reg)
 {
 	const user_fields *f = &reg->command.fields;
-	gw_async_complete_json(reg->async, 201, user_json(f->user_id, f->email, f->name, f->role));
+	gw_async_complete_json(reg->async, 201, user_json(f->user_id, reg->email, reg->name, f->role));
 	registration_free(reg);
 }
 
@@ -157,16 +162,98 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 	gw_api_wait_for(reg->api, reply->seq, registration_visible, reg);
 }
 
+/* Seals the account's email, name and password hash with a new data key
+ * of its own, for the event the registration's command causes (ADR 027).
+ * The key is stored before it seals anything. */
+static orn_rc seal_account(registration *reg)
+{
+	const char *hash = reg->hash;
+	user_fields *f = &reg->command.fields;
+	uint8_t key[PD_KEY_BYTES];
+	orn_rc rc = ks_key_create(reg->api->keys, f->kid, key);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "email", reg->command_id, reg->email, strlen(reg->email), f->email,
+		             sizeof f->email);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "name", reg->command_id, reg->name, strlen(reg->name), f->name,
+		             sizeof f->name);
+	if (rc == ORN_OK)
+		rc = pd_seal(key, f->kid, "password_hash", reg->command_id, hash, strlen(hash),
+		             f->password_hash, sizeof f->password_hash);
+	sodium_memzero(key, sizeof key);
+	sodium_memzero(reg->hash, sizeof reg->hash);
+	return rc;
+}
+
+/* A new account as typed, checked as the decider once did: the decider sees
+ * only sealed fields now. NULL or the first field out of bounds. */
+static const char *clear_invalid(const registration *reg, const char *hash)
+{
+	user_fields clear = reg->command.fields;
+	snprintf(clear.email, sizeof clear.email, "%s", reg->email);
+	snprintf(clear.name, sizeof clear.name, "%s", reg->name);
+	snprintf(clear.password_hash, sizeof clear.password_hash, "%s", hash);
+	const char *field = user_clear_invalid_field(&clear);
+	sodium_memzero(&clear, sizeof clear);
+	return field;
+}
+
+static void registration_seal(void *arg);
+static void registration_sealed(void *arg, bool run);
+
 static void registration_hashed(orn_rc rc, const char *hash, bool match, void *arg)
 {
 	registration *reg = arg;
-	mp_writer *payload = NULL;
+	const char *invalid;
 	(void)match;
-	if (rc != ORN_OK || hash == NULL || strlen(hash) >= sizeof reg->command.fields.password_hash) {
+	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
 		rc = rc != ORN_OK ? rc : ORN_EINTERNAL;
 		goto fail;
 	}
-	snprintf(reg->command.fields.password_hash, sizeof reg->command.fields.password_hash, "%s", hash);
+	if ((invalid = clear_invalid(reg, hash)) != NULL) {
+		json_t *problem = gw_problem_new(400, BODY_INVALID);
+		if (problem != NULL)
+			gw_problem_add_error(problem, invalid, "is not valid");
+		gw_async_complete_problem(reg->async, problem);
+		registration_free(reg);
+		return;
+	}
+	if (reg->exists) {
+		/* no key is made for an address that has an account (ADR 027) */
+		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
+		registration_free(reg);
+		return;
+	}
+	snprintf(reg->hash, sizeof reg->hash, "%s", hash);
+	/* storing the new key is a JetStream publish: off the loop */
+	if ((rc = gw_work_queue(reg->api->key_work, registration_seal, registration_sealed, reg)) != ORN_OK)
+		goto fail;
+	return;
+fail:
+	log_warn("registration failed", "error", orn_strerror(rc));
+	gw_api_complete_failure(reg->async, rc, NULL);
+	registration_free(reg);
+}
+
+/* On a key worker: the new key stored, the fields sealed. */
+static void registration_seal(void *arg)
+{
+	registration *reg = arg;
+	reg->sealed = seal_account(reg);
+}
+
+/* On the loop: sends RegisterUser with the sealed fields. */
+static void registration_sealed(void *arg, bool run)
+{
+	registration *reg = arg;
+	mp_writer *payload = NULL;
+	orn_rc rc = reg->sealed;
+	if (!run) { /* the pool is going: the request is answered by its deadline */
+		registration_free(reg);
+		return;
+	}
+	if (rc != ORN_OK)
+		goto fail;
 	if ((payload = mp_writer_create()) == NULL) {
 		rc = ORN_ENOMEM;
 		goto fail;
@@ -186,6 +273,26 @@ fail:
 	mp_writer_destroy(payload);
 	gw_api_complete_failure(reg->async, rc, NULL);
 	registration_free(reg);
+}
+
+/* Whether the address has an account the users model knows (an erased one
+ * may register again: ADR 027), into reg->exists; false after answering 503
+ * when the model cannot be read. */
+static bool registration_lookup(gw_request *r, gw_api *api, registration *reg)
+{
+	proj_user *user = malloc(sizeof *user);
+	orn_rc rc = user == NULL ? ORN_ENOMEM : proj_users_get_by_key(api->users, reg->key, user);
+	reg->exists = rc == ORN_OK && user->erasure != USER_ERASED;
+	if (user != NULL) {
+		sodium_memzero(user, sizeof *user);
+		free(user);
+	}
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
+		log_error("users model unreadable", "error", orn_strerror(rc));
+		gw_respond_error(r, rc == ORN_ENOMEM ? 500 : 503, "cannot register now; try again");
+		return false;
+	}
+	return true;
 }
 
 /* A random public user id: 32 hex digits (not the email key, which starts
@@ -215,17 +322,22 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 		gw_respond_error(r, 500, NULL);
 		goto done;
 	}
-	if (user_email_normalize(gw_json_string(body, "email", ""), reg->command.fields.email,
-	                         sizeof reg->command.fields.email) != ORN_OK ||
-	    !user_email_syntax_valid(reg->command.fields.email) ||
-	    user_key_for_email(reg->command.fields.email, reg->key, sizeof reg->key) != ORN_OK) {
+	if (user_email_normalize(gw_json_string(body, "email", ""), reg->email, sizeof reg->email) !=
+	            ORN_OK ||
+	    !user_email_syntax_valid(reg->email)) {
 		gw_api_respond_field_error(r, 400, BODY_INVALID, "email", EMAIL_RULE);
 		goto done;
 	}
+	if (api->keys == NULL) {
+		gw_respond_error(r, 503, "cannot register now; try again");
+		goto done;
+	}
+	ks_blind_index(api->keys, reg->email, reg->key); /* never the address in a subject (ADR 027) */
+	if (!registration_lookup(r, api, reg))
+		goto done;
 	/* ADR 022: common and email-derived passwords are refused before any hashing */
 	char why[PASSWORD_REASON_MAX];
-	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->command.fields.email, why,
-	                         sizeof why);
+	rc = gw_password_quality(gw_json_string(body, "password", ""), reg->email, why, sizeof why);
 	if (rc == ORN_EINVAL) {
 		gw_api_respond_field_error(r, 400, BODY_INVALID, "password", why);
 		goto done;
@@ -243,7 +355,7 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 	reg->api = api;
 	reg->command.kind = USER_REGISTER;
 	reg->command.fields.role = USER_ROLE_CUSTOMER;
-	snprintf(reg->command.fields.name, sizeof reg->command.fields.name, "%s", name);
+	snprintf(reg->name, sizeof reg->name, "%s", name);
 	new_user_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
 	gw_api_new_id(reg->command_id, sizeof reg->command_id);
 	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
@@ -279,7 +391,14 @@ typedef struct login {
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char pair_key[8 + USER_EMAIL_MAX + GW_LIMIT_ADDRESS_MAX];
 	char account_key[8 + USER_EMAIL_MAX];
+	char sealed[USER_SEALED_MAX]; /* the account's password hash as the model keeps it */
 } login;
+
+static void login_free(login *attempt)
+{
+	sodium_memzero(attempt, sizeof *attempt);
+	free(attempt);
+}
 
 /* The right password: the attempt costs no budget, and the address may pass
  * the account's ceiling from now on. */
@@ -320,8 +439,7 @@ static void login_verified(orn_rc rc, const char *hash, bool match, void *arg)
 		sodium_memzero(token, strlen(token));
 		free(token);
 	}
-	sodium_memzero(attempt, sizeof *attempt);
-	free(attempt);
+	login_free(attempt);
 }
 
 /* The gateway role of a model role; false for a role no token may carry. */
@@ -390,11 +508,20 @@ void gw_public_login(gw_request *r, gw_api *api, const gw_caller *caller)
 		respond_rate_limited(r, retry_ms);
 		goto done;
 	}
-	rc = proj_users_get_by_email(api->users, email, user);
+	char index[PD_INDEX_MAX];
+	rc = ORN_EUNAVAILABLE;
+	if (api->keys != NULL) {
+		ks_blind_index(api->keys, email, index);
+		rc = proj_users_get_by_key(api->users, index, user);
+	}
+	/* only an active account logs in */
+	if (rc == ORN_OK && user->erasure != USER_ACTIVE)
+		rc = ORN_ENOTFOUND;
 	if (rc == ORN_OK && token_role(user->role, &attempt->role)) {
 		attempt->known = true;
 		attempt->token_version = user->token_version;
 		snprintf(attempt->user_id, sizeof attempt->user_id, "%s", user->user_id);
+		memcpy(attempt->sealed, user->password_hash, sizeof attempt->sealed);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND && rc != ORN_EINVAL) {
 		log_error("users model unreadable", "error", orn_strerror(rc));
 		gw_respond_error(r, 503, "cannot log in now; try again");
@@ -403,29 +530,85 @@ void gw_public_login(gw_request *r, gw_api *api, const gw_caller *caller)
 	if ((attempt->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
 	/* an unknown account verifies the dummy hash: the answer takes as long */
-	rc = gw_password_verify_async(api->passwords, attempt->known ? user->password_hash : api->dummy_hash,
-	                              gw_json_string(body, "password", ""), login_verified, attempt);
-	if (password_work_started(attempt->async, rc, "cannot log in now; try again"))
+	gw_async *async = attempt->async; /* login_verified may free attempt before the call returns */
+	rc = gw_api_check_password(api, attempt->known ? attempt->sealed : NULL,
+	                           gw_json_string(body, "password", ""), login_verified, attempt);
+	if (password_work_started(async, rc, "cannot log in now; try again"))
 		attempt = NULL; /* login_verified owns it now */
 done:
 	if (user != NULL) {
 		sodium_memzero(user, sizeof *user);
 		free(user);
 	}
-	if (attempt != NULL) {
-		sodium_memzero(attempt, sizeof *attempt);
-		free(attempt);
-	}
+	if (attempt != NULL)
+		login_free(attempt);
 	json_decref(body);
 }
 
 /* ---- GET /api/v1/me ------------------------------------------------------ */
 
+/* One GET /me in flight: the account's sealed fields and, once opened, clear. */
+typedef struct me_view {
+	gw_api *api;
+	gw_async *async;
+	proj_user account;
+	char email[USER_EMAIL_MAX], name[USER_NAME_MAX];
+	orn_rc opened;
+} me_view;
+
+static void me_free(me_view *v)
+{
+	sodium_memzero(v, sizeof *v);
+	free(v);
+}
+
+/* Opens the email and the name (off the loop when their key is not cached). */
+static void me_open(void *arg)
+{
+	me_view *v = arg;
+	ks_store *keys = v->api->keys;
+	v->opened = ks_open_token(keys, v->account.email, "email", NULL, v->email, sizeof v->email);
+	if (v->opened == ORN_OK)
+		v->opened = ks_open_token(keys, v->account.name, "name", NULL, v->name, sizeof v->name);
+}
+
+/* 200 {id, email, name, role}; 503 if the fields cannot be opened now. */
+static void me_opened(void *arg, bool run)
+{
+	me_view *v = arg;
+	const proj_user *user = &v->account;
+	if (run && v->opened == ORN_OK) {
+		gw_async_complete_json(v->async, 200,
+		                       user_json(user->user_id, v->email, v->name, user->role));
+	} else if (run) {
+		log_error("an account's fields do not open", "error", orn_strerror(v->opened));
+		gw_async_complete_problem(v->async,
+		                          gw_problem_new(503, "the account cannot be read now; try again"));
+	}
+	me_free(v);
+}
+
 void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 {
-	const proj_user *user = &caller->account; /* read by the access check */
-	(void)api;
-	gw_respond_json(r, 200, user_json(user->user_id, user->email, user->name, user->role));
+	me_view *v = calloc(1, sizeof *v);
+	if (v == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	v->api = api;
+	v->account = caller->account; /* read by the access check */
+	if ((v->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
+		me_free(v);
+		return; /* answered 500 */
+	}
+	gw_async *async = v->async; /* me_opened may free v before the call returns */
+	const char *tokens[] = {v->account.email, v->account.name};
+	orn_rc rc = gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), me_open, me_opened, v);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(async,
+		                          gw_problem_new(503, "the account cannot be read now; try again"));
+		me_free(v);
+	}
 }
 
 /* ---- POST /api/v1/auth/logout ------------------------------------------- */

@@ -9,12 +9,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gw_inbox.h"
+#include "gw_work.h"
 
 typedef enum job_kind { JOB_HASH, JOB_VERIFY } job_kind;
 
 typedef struct job {
-	struct job *next;
+	const gw_password_options *options;
 	job_kind kind;
 	char *password; /* wiped before free */
 	char hash[GW_PASSWORD_HASH_MAX];
@@ -26,14 +26,7 @@ typedef struct job {
 
 struct gw_password_pool {
 	gw_password_options options;
-	gw_inbox *inbox;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	job *head, *tail;
-	size_t queued;
-	bool stopping;
-	pthread_t *threads;
-	unsigned started;
+	gw_work *work;
 };
 
 void gw_password_options_init(gw_password_options *o)
@@ -76,8 +69,6 @@ orn_rc gw_password_verify(const char *hash, const char *password, bool *match)
 
 static void job_free(job *j)
 {
-	if (!j)
-		return;
 	if (j->password) {
 		sodium_memzero(j->password, strlen(j->password));
 		free(j->password);
@@ -85,7 +76,7 @@ static void job_free(job *j)
 	free(j);
 }
 
-/* Runs on the loop thread (run) or at inbox destruction (!run): either way
+/* On the loop thread (run) or at the pool's destruction (!run): either way
  * the caller hears back exactly once, so it can free what it holds. */
 static void job_deliver(void *arg, bool run)
 {
@@ -97,36 +88,15 @@ static void job_deliver(void *arg, bool run)
 	job_free(j);
 }
 
-static void job_run(gw_password_pool *pool, job *j)
+/* On a worker thread. */
+static void job_run(void *arg)
 {
+	job *j = arg;
 	if (j->kind == JOB_HASH)
-		j->rc = gw_password_hash(&pool->options, j->password, j->hash);
+		j->rc = gw_password_hash(j->options, j->password, j->hash);
 	else
 		j->rc = gw_password_verify(j->hash, j->password, &j->match);
 	sodium_memzero(j->password, strlen(j->password));
-}
-
-static void *worker_main(void *arg)
-{
-	gw_password_pool *pool = arg;
-	for (;;) {
-		pthread_mutex_lock(&pool->lock);
-		while (!pool->head && !pool->stopping)
-			pthread_cond_wait(&pool->wake, &pool->lock);
-		if (pool->stopping) {
-			pthread_mutex_unlock(&pool->lock);
-			return NULL;
-		}
-		job *j = pool->head;
-		pool->head = j->next;
-		if (!pool->head)
-			pool->tail = NULL;
-		pool->queued--;
-		pthread_mutex_unlock(&pool->lock);
-		job_run(pool, j);
-		if (gw_inbox_post(pool->inbox, job_deliver, j) != ORN_OK)
-			job_free(j); /* cannot deliver; the caller's deadline answers */
-	}
 }
 
 gw_password_pool *gw_password_pool_create(struct event_base *base, const gw_password_options *o)
@@ -140,43 +110,18 @@ gw_password_pool *gw_password_pool_create(struct event_base *base, const gw_pass
 		pool->options = *o;
 	else
 		gw_password_options_init(&pool->options);
-	if (pool->options.workers == 0)
-		pool->options.workers = 1;
-	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->wake, NULL);
-	pool->inbox = gw_inbox_create(base);
-	pool->threads = calloc(pool->options.workers, sizeof(*pool->threads));
-	if (!pool->inbox || !pool->threads)
-		goto fail;
-	for (; pool->started < pool->options.workers; pool->started++)
-		if (pthread_create(&pool->threads[pool->started], NULL, worker_main, pool) != 0)
-			goto fail;
+	if ((pool->work = gw_work_create(base, pool->options.workers, pool->options.queue_max)) == NULL) {
+		free(pool);
+		return NULL;
+	}
 	return pool;
-fail:
-	gw_password_pool_destroy(pool);
-	return NULL;
 }
 
 void gw_password_pool_destroy(gw_password_pool *pool)
 {
 	if (!pool)
 		return;
-	pthread_mutex_lock(&pool->lock);
-	pool->stopping = true;
-	pthread_cond_broadcast(&pool->wake);
-	pthread_mutex_unlock(&pool->lock);
-	for (unsigned i = 0; i < pool->started; i++)
-		pthread_join(pool->threads[i], NULL);
-	for (job *j = pool->head; j;) { /* never started: answered as unavailable */
-		job *next = j->next;
-		j->done(ORN_EUNAVAILABLE, NULL, false, j->arg);
-		job_free(j);
-		j = next;
-	}
-	gw_inbox_destroy(pool->inbox); /* finished but undelivered: job_deliver(!run) */
-	pthread_cond_destroy(&pool->wake);
-	pthread_mutex_destroy(&pool->lock);
-	free(pool->threads);
+	gw_work_destroy(pool->work); /* queued or undelivered: job_deliver(!run) */
 	free(pool);
 }
 
@@ -188,6 +133,7 @@ static orn_rc enqueue(gw_password_pool *pool, job_kind kind, const char *hash, c
 	job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return ORN_ENOMEM;
+	j->options = &pool->options;
 	j->kind = kind;
 	j->done = done;
 	j->arg = arg;
@@ -198,21 +144,10 @@ static orn_rc enqueue(gw_password_pool *pool, job_kind kind, const char *hash, c
 	}
 	if (hash)
 		snprintf(j->hash, sizeof(j->hash), "%s", hash);
-	pthread_mutex_lock(&pool->lock);
-	if (pool->queued >= pool->options.queue_max || pool->stopping) {
-		pthread_mutex_unlock(&pool->lock);
+	orn_rc rc = gw_work_queue(pool->work, job_run, job_deliver, j);
+	if (rc != ORN_OK)
 		job_free(j);
-		return ORN_EUNAVAILABLE;
-	}
-	if (pool->tail)
-		pool->tail->next = j;
-	else
-		pool->head = j;
-	pool->tail = j;
-	pool->queued++;
-	pthread_cond_signal(&pool->wake);
-	pthread_mutex_unlock(&pool->lock);
-	return ORN_OK;
+	return rc;
 }
 
 orn_rc gw_password_hash_async(gw_password_pool *pool, const char *password, gw_password_done *done, void *arg)

@@ -5,6 +5,7 @@
 
 #include "gw_api_admin.h"
 #include "gw_api_cart.h"
+#include "gw_api_erase.h"
 #include "gw_api_inventory_feed.h"
 #include "gw_api_mail.h"
 #include "gw_api_orders.h"
@@ -21,6 +22,7 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/auth/login", gw_public_login, PUBLIC},
         {GW_POST, "/api/v1/auth/logout", gw_public_logout, ACCOUNT},
         {GW_GET, "/api/v1/me", gw_public_me, ACCOUNT},
+        {GW_DELETE, "/api/v1/me", gw_erase_me, ACCOUNT},
         /* the catalog */
         {GW_GET, "/api/v1/products", gw_public_products, PUBLIC},
         {GW_GET, "/api/v1/products/{id}", gw_public_product, PUBLIC},
@@ -32,6 +34,8 @@ static const gw_api_route routes[] = {
         {GW_GET, "/api/v1/admin/inventory", gw_admin_list_inventory, ADMIN},
         {GW_POST, "/api/v1/admin/inventory/{product_id}/adjustments", gw_admin_adjust_stock, ADMIN},
         {GW_GET, "/api/v1/admin/inventory/events", gw_inventory_feed, ADMIN},
+        /* admin: customers */
+        {GW_POST, "/api/v1/admin/customers/{id}/erase", gw_erase_customer, ADMIN},
         /* the cart */
         {GW_GET, "/api/v1/cart", gw_cart_get, ACCOUNT},
         {GW_DELETE, "/api/v1/cart", gw_cart_clear, ACCOUNT},

@@ -27,6 +27,7 @@ typedef struct mail_users mail_users;
 typedef struct mail_service {
 	es_store *store;
 	kit_hub *hub;
+	ks_store *keys; /* borrowed: opens the recipients (ADR 027) */
 	char *smtp_url, *maildir, *from, *public_url, *state_dir;
 	bool smtp_tls_required; /* the URL carries credentials */
 	char envelope_from[ORDER_EMAIL_MAX];
@@ -89,7 +90,7 @@ struct mail_email {
 	uint64_t seq;                    /* the triggering commit */
 	int64_t event_ms;                /* at_ms of the triggering event */
 	const char *correlation;         /* of the triggering event */
-	const char *to;                  /* the recipient's address */
+	const char *to;                  /* the recipient's address, opened (ADR 027) */
 	mail_render_fn *render;
 	void *closure; /* render's */
 };
@@ -99,6 +100,11 @@ struct mail_email {
 /* Delivers e unless this process or another instance is at it already:
  * sent marker, claim in the delivery log, render, send, marker, outcome. */
 mail_outcome mail_deliver(mail_worker *w, const mail_email *e);
+
+/* Opens a recipient as its event holds it (field of a sealed token; clear
+ * before ADR 027) into out. ORN_ENOTFOUND if its key is gone: the customer
+ * was erased, nothing is sent. */
+orn_rc mail_open_recipient(mail_service *m, const char *token, const char *field, char *out, size_t cap);
 
 /* The delivery log of key (its id derived from key) as it stands: *settled
  * whether it ended for the sending of generation. */

@@ -185,6 +185,7 @@ orn_rc mail_start(es_store *store, kit_hub *hub, const mail_options *o, mail_ser
 		return ORN_ENOMEM;
 	m->store = store;
 	m->hub = hub;
+	m->keys = o->keys;
 	atomic_init(&m->index, 0);
 	pthread_mutex_init(&m->inflight_lock, NULL);
 	if ((m->inflight = hmap_create()) == NULL)

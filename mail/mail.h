@@ -27,6 +27,7 @@
 
 #include <stdint.h>
 
+#include "keystore.h"
 #include "kit.h"
 #include "order_token.h"
 #include "orn.h"
@@ -45,6 +46,8 @@ typedef struct mail_options {
 	const char *from;       /* sender address */
 	const char *public_url; /* base of links, no trailing slash, e.g. http://127.0.0.1:8080 */
 	uint8_t token_key[ORDER_TOKEN_KEY_BYTES]; /* actors/order_token.h */
+	ks_store *keys; /* borrowed, outlives the service: opens the sealed recipients (ADR 027); NULL: only
+	                   clear recipients (logs written before it) can be sent to */
 	const char *state_dir;  /* LMDB directory of the sent markers; created if absent; required */
 	unsigned workers;       /* default 4 */
 	unsigned retry_max_ms;  /* backoff ceiling while SMTP fails; default 5000 */
@@ -78,9 +81,11 @@ bool mail_bound(const mail_service *m);
 
 /* What the role asks its process for (role_context.offer): the orders'
  * token key (ORDER_TOKEN_KEY_BYTES bytes, derived from the gateway's signing
- * secret, ADR 008) and the base of the links (a string, no trailing slash). */
+ * secret, ADR 008), the base of the links (a string, no trailing slash) and
+ * the keystore that opens the recipients (a ks_store, ADR 027). */
 #define MAIL_NEEDS_TOKEN_KEY  "token_key"
 #define MAIL_NEEDS_PUBLIC_URL "public_url"
+#define MAIL_NEEDS_KEYS       "keys"
 
 /* The role "mail" (role.h, mail_role.c): the service above and RequestResend
  * on the delivery logs; its settings ORION_SMTP_URL, ORION_MAIL_FROM,

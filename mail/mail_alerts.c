@@ -9,6 +9,7 @@
  * once, without a read. */
 #include "mail-internal.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 
 /* A user as the alert worker knows it: enough to tell admins and reach them. */
 typedef struct known_user {
-	char email[USER_EMAIL_MAX];
+	char email[USER_SEALED_MAX]; /* sealed, as the event holds it (ADR 027) */
 	user_role role;
 } known_user;
 
@@ -148,7 +149,7 @@ static orn_rc user_fold(void *closure, uint64_t seq, const char *subject, const 
 /* An admin as one alert sees it. */
 typedef struct admin_ref {
 	char key[ES_ID_MAX + 1];
-	char email[USER_EMAIL_MAX];
+	char email[USER_SEALED_MAX]; /* sealed */
 } admin_ref;
 
 /* The admins now: the user events appended since the last call are read up
@@ -202,7 +203,7 @@ static orn_rc render_alert(mail_worker *w, const mail_email *e, void *closure, m
 	                       .available = ls->available,
 	                       .on_hand = ls->on_hand,
 	                       .reserved = ls->reserved,
-	                       .to = e->subject.recipient,
+	                       .to = e->to,
 	                       .mail_id = id,
 	                       .event_time_ms = e->event_ms,
 	                       .date_ms = orn_now_ms(),
@@ -251,13 +252,14 @@ static mail_outcome alert_admin(mail_worker *w, const kit_commit *c, const env_e
                                 const admin_ref *admin)
 {
 	char id[MAIL_LOG_ID_MAX];
+	char to[USER_EMAIL_MAX];
 	mail_email e = {.label = MAIL_LOG_KIND_LOW_STOCK,
 	                .ref_name = "product",
 	                .ref = c->id,
 	                .seq = c->seq,
 	                .event_ms = env->time_ms,
 	                .correlation = env->correlation,
-	                .to = admin->email,
+	                .to = to,
 	                .render = render_alert,
 	                .closure = ls};
 	alert_key(e.key, sizeof e.key, c->id, c->seq, admin->key);
@@ -267,7 +269,12 @@ static mail_outcome alert_admin(mail_worker *w, const kit_commit *c, const env_e
 	snprintf(e.subject.product_id, sizeof e.subject.product_id, "%s", c->id);
 	snprintf(e.subject.kind, sizeof e.subject.kind, "%s", MAIL_LOG_KIND_LOW_STOCK);
 	snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s", admin->email);
-	return mail_deliver(w, &e);
+	orn_rc opened = mail_open_recipient(w->m, admin->email, "email", to, sizeof to);
+	if (opened == ORN_ENOTFOUND)
+		return MAIL_DONE; /* an admin erased since */
+	mail_outcome result = opened == ORN_OK ? mail_deliver(w, &e) : MAIL_RETRY;
+	sodium_memzero(to, sizeof to);
+	return result;
 }
 
 /* Emails every admin about one LowStockDetected. */

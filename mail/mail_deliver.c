@@ -309,6 +309,18 @@ static void inflight_drop(mail_service *m, const char *key)
 	pthread_mutex_unlock(&m->inflight_lock);
 }
 
+orn_rc mail_open_recipient(mail_service *m, const char *token, const char *field, char *out, size_t cap)
+{
+	orn_rc rc = ORN_EUNAVAILABLE;
+	if (m->keys != NULL)
+		rc = ks_open_token(m->keys, token, field, NULL, out, cap);
+	else if (!pd_is_sealed(token))
+		rc = (size_t)snprintf(out, cap, "%s", token) < cap ? ORN_OK : ORN_ETOOBIG;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+		log_warn("mail cannot open a recipient", "error", orn_rc_name(rc));
+	return rc;
+}
+
 mail_outcome mail_deliver(mail_worker *w, const mail_email *e)
 {
 	mail_service *m = w->m;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "user.h"
 
 typedef struct order_email {
 	const char *order_id;
@@ -41,7 +42,8 @@ static orn_rc render_order(mail_worker *w, const mail_email *e, void *closure, m
 	                 .date_ms = orn_now_ms(),
 	                 .from = m->from,
 	                 .public_url = m->public_url,
-	                 .token = token};
+	                 .token = token,
+	                 .to = e->to};
 	orn_rc rc = mail_render(&in, msg);
 	sodium_memzero(token, sizeof token);
 	return rc;
@@ -116,12 +118,24 @@ static mail_outcome deliver_order(mail_worker *w, const char *order_id, uint64_t
 	}
 	snprintf(e.subject.order_id, sizeof e.subject.order_id, "%s", order_id);
 	snprintf(e.subject.kind, sizeof e.subject.kind, "%s", e.label);
+	/* the log keeps the recipient sealed, as the order holds it; the address
+	 * is opened only to send (ADR 027) */
 	snprintf(e.subject.recipient, sizeof e.subject.recipient, "%s",
 	         w->order->customer_email[0] != '\0' ? w->order->customer_email : "unknown");
-	char to[ORDER_EMAIL_MAX];
-	snprintf(to, sizeof to, "%s", w->order->customer_email);
+	char to[USER_EMAIL_MAX];
+	switch (mail_open_recipient(w->m, w->order->customer_email, "customer_email", to, sizeof to)) {
+	case ORN_OK:
+		break;
+	case ORN_ENOTFOUND:
+		log_info("mail not sent: the customer was erased", "order", order_id, "status", e.label);
+		return MAIL_DONE;
+	default:
+		return MAIL_RETRY;
+	}
 	e.to = to;
-	return mail_deliver(w, &e);
+	mail_outcome result = mail_deliver(w, &e);
+	sodium_memzero(to, sizeof to);
+	return result;
 }
 
 /* The status email an order event type asks for, ORDER_NONE if none. */

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "stock.h"
+
 /* "=_" never occurs in a quoted-printable body (there "=" is always followed
  * by two hex digits or a line break), and no line of a 7bit part starts with
  * "--": no part can hold the boundary. */
@@ -591,7 +593,7 @@ static bool input_valid(const mail_input *in)
 	    o->line_count > ORDER_LINES_MAX || in->public_url == NULL ||
 	    !mail_header_value_valid(in->public_url) ||
 	    mail_address_of(in->from, address, sizeof address) != ORN_OK ||
-	    !mail_address_valid(o->customer_email))
+	    !mail_address_valid(in->to != NULL ? in->to : o->customer_email))
 		return false;
 	return o->status != ORDER_AWAITING_CONFIRMATION ||
 	       (in->token != NULL && mail_header_value_valid(in->token));
@@ -604,7 +606,7 @@ static void headers(buf *b, const mail_input *in, const char *subject)
 	mail_message_id(message_id, in->order_id, in->order->status);
 	buf_printf(b, "Date: %s\r\n", date);
 	buf_printf(b, "From: %s\r\n", in->from);
-	buf_printf(b, "To: %s\r\n", in->order->customer_email);
+	buf_printf(b, "To: %s\r\n", in->to != NULL ? in->to : in->order->customer_email);
 	buf_printf(b, "Subject: %s\r\n", subject);
 	buf_printf(b, "Message-ID: %s\r\n", message_id);
 	buf_printf(b, "X-Orion-Event-Time: %lld\r\n", (long long)in->event_time_ms);
@@ -756,11 +758,21 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 	    mail_address_of(in->from, address, sizeof address) != ORN_OK || !no_controls(name) ||
 	    (in->sku != NULL && !no_controls(in->sku)))
 		goto fail;
-	buf_printf(&subject, "Low stock: %s (%lld left)", name, (long long)in->available);
+	bool reserved_only = stock_low_only_reserved(in->on_hand, in->available, in->threshold);
+	buf_printf(&subject, "Low stock%s: %s (%lld left)", reserved_only ? " (reserved)" : "", name,
+	           (long long)in->available);
 	buf_printf(&url, "%s/api/v1/admin/products/%s", in->public_url, in->product_id);
 
 	html_begin(&d, &subject);
-	paragraph(&d, "A product has fallen below its low-stock threshold.");
+	if (reserved_only)
+		paragraphf(
+		        &d,
+		        "A product is low only because of reservations: available %lld because %lld units "
+		        "are reserved by unpaid orders; on hand is %lld, not below the threshold. The units "
+		        "come back if those orders are cancelled or expire.",
+		        (long long)in->available, (long long)in->reserved, (long long)in->on_hand);
+	else
+		paragraph(&d, "A product has fallen below its low-stock threshold.");
 	labelled(&d, "Product: ", name);
 	labelled(&d, "SKU: ", in->sku != NULL ? in->sku : "");
 	paragraphf(&d, "Available: %lld (threshold %lld)", (long long)in->available,

@@ -46,6 +46,7 @@ typedef struct mail_input {
 	const char *from;         /* From header: "addr" or "Name <addr>" */
 	const char *public_url;   /* base of links, no trailing slash */
 	const char *token;        /* the confirmation token; awaiting_confirmation only */
+	const char *to; /* the customer's address, opened (ADR 027); NULL: the order's customer_email */
 } mail_input;
 
 /* A rendered email. Every pointer is malloc'd and owned by the struct;
@@ -112,7 +113,10 @@ typedef struct mail_alert_input {
 
 /* Renders the alert "Low stock: <name> (<available> left)" with the sku,
  * name, available, threshold, on hand, reserved and the link
- * <public_url>/api/v1/admin/products/<id>. A subject that is not printable
+ * <public_url>/api/v1/admin/products/<id>. When only reservations make it
+ * low (stock_low_only_reserved) the subject reads "Low stock (reserved): ..."
+ * and the text says "available N because M units are reserved by unpaid
+ * orders; on hand is P". A subject that is not printable
  * ASCII (a name in another script) is written as RFC 2047 encoded words.
  * out->status is ORDER_NONE. ORN_EINVAL for an invalid id, mail id,
  * recipient, from or public_url; ORN_ENOMEM. On failure *out holds nothing. */

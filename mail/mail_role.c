@@ -52,20 +52,23 @@ static orn_rc mail_role_start(const role_context *ctx, void **handle)
 	char state_dir[ORN_CONFIG_STR_MAX + 32], maildir[ORN_CONFIG_STR_MAX + 32];
 	const uint8_t *key = ctx->offer != NULL ? ctx->offer(ctx->host, MAIL_NEEDS_TOKEN_KEY) : NULL;
 	const char *public_url = ctx->offer != NULL ? ctx->offer(ctx->host, MAIL_NEEDS_PUBLIC_URL) : NULL;
+	ks_store *keys = ctx->offer != NULL ? (ks_store *)ctx->offer(ctx->host, MAIL_NEEDS_KEYS) : NULL;
 	mail_role_state *s = calloc(1, sizeof *s);
 	mail_options mo;
 	orn_rc rc = ORN_EINVAL;
 	*handle = NULL;
 	if (s == NULL)
 		return ORN_ENOMEM;
-	if (key == NULL || public_url == NULL) {
-		log_error("the mail role needs the token key and the public URL of its process");
+	if (key == NULL || public_url == NULL || keys == NULL) {
+		log_error(
+		        "the mail role needs the token key, the public URL and the keystore of its process");
 		goto fail;
 	}
 	snprintf(state_dir, sizeof state_dir, "%s/mail-state", ctx->data_dir);
 	snprintf(maildir, sizeof maildir, "%s/mail", ctx->data_dir);
 	mail_options_init(&mo);
 	memcpy(mo.token_key, key, sizeof mo.token_key);
+	mo.keys = keys;
 	mo.smtp_url = set->smtp_url;
 	mo.maildir = maildir;
 	mo.from = set->from;
@@ -93,6 +96,7 @@ static bool mail_role_ready(const void *handle)
 }
 
 static const char *const mail_aggregates[] = {MAIL_LOG_AGGREGATE, NULL};
+static const char *const mail_streams[] = {KS_STREAM, NULL}; /* the keys that open recipients */
 static const char *const mail_durables[] = {MAIL_CONSUMER, MAIL_ALERTS_CONSUMER, MAIL_RESENDS_CONSUMER, NULL};
 static const act_kind *const mail_kinds[] = {&mail_log_kind, NULL};
 
@@ -104,6 +108,7 @@ const role_descriptor mail_role = {
                  .serves = mail_aggregates,
                  .durables = mail_durables,
                  .reads = true,
+                 .reads_streams = mail_streams,
                  .never_sends = true},
         .kinds = mail_kinds,
         .settings = mail_settings_table,

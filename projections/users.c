@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "evstore.h"
 #include "log.h"
 #include "proj_internal.h"
@@ -26,13 +28,18 @@
 #define REVOKED_BY_EXP_DB "users.revoked_by_exp"
 #define PRUNE_MAX         16 /* expired revocations dropped per revocation applied */
 
-/* Record: a 16-byte header, then user_id, email, name, password hash (no
- * NULs), then (format 2) the token version, u64 LE. Header: format, role,
- * user_id len, email len, name len, hash len, 2 zero bytes, last seq u64
- * LE. Format 1 records (before token versions) decode with version 0. */
-#define RECORD_FORMAT 2
-#define RECORD_HEADER 16
-#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + USER_EMAIL_MAX + USER_NAME_MAX + USER_PASSWORD_HASH_MAX + 8)
+/* Record, format 3 (ADR 027): a 24-byte header, then user_id, email, name,
+ * password hash (the last three sealed tokens, as the events hold them), kid
+ * (no NULs), then the token version, u64 LE. Header: format, role, erasure,
+ * a zero byte, the five text lengths as u16 LE, 2 zero bytes, last seq u64
+ * LE. Formats 1 and 2 (a 16-byte header with one-byte lengths of the first
+ * four texts, format 2 with the token version after them) still decode:
+ * models built before ADR 027 are read until rebuilt. */
+#define RECORD_FORMAT 3
+#define RECORD_HEADER 24
+#define OLD_HEADER    16
+#define RECORD_TEXTS  5
+#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + 3 * USER_SEALED_MAX + PD_KID_MAX + 8)
 
 struct proj_users {
 	proj_env *env;
@@ -45,17 +52,20 @@ struct proj_users {
 
 /* ---- records ---- */
 
-static size_t record_encode(const user_fields *f, uint64_t seq, uint8_t out[RECORD_MAX])
+static size_t record_encode(const user_state *s, uint64_t seq, uint8_t out[RECORD_MAX])
 {
-	const char *texts[] = {f->user_id, f->email, f->name, f->password_hash};
+	const user_fields *f = &s->fields;
+	const char *texts[RECORD_TEXTS] = {f->user_id, f->email, f->name, f->password_hash, f->kid};
 	size_t n = RECORD_HEADER;
 	memset(out, 0, RECORD_HEADER);
 	out[0] = RECORD_FORMAT;
 	out[1] = (uint8_t)f->role;
-	proj_put_u64(out + 8, seq);
-	for (size_t i = 0; i < ORN_ARRAY_LEN(texts); i++) {
+	out[2] = (uint8_t)s->erasure;
+	proj_put_u64(out + 16, seq);
+	for (size_t i = 0; i < RECORD_TEXTS; i++) {
 		size_t len = strlen(texts[i]);
-		out[2 + i] = (uint8_t)len;
+		out[4 + 2 * i] = (uint8_t)(len & 0xff);
+		out[5 + 2 * i] = (uint8_t)(len >> 8);
 		memcpy(out + n, texts[i], len);
 		n += len;
 	}
@@ -63,40 +73,52 @@ static size_t record_encode(const user_fields *f, uint64_t seq, uint8_t out[RECO
 	return n + 8;
 }
 
-/* ORN_EDECODE for anything record_encode did not write. */
-static orn_rc record_decode(const void *buf, size_t len, user_fields *f, uint64_t *seq)
+/* ORN_EDECODE for anything record_encode (or an earlier format) did not write. */
+static orn_rc record_decode(const void *buf, size_t len, user_state *s, uint64_t *seq)
 {
 	const uint8_t *b = buf;
-	char *texts[] = {f->user_id, f->email, f->name, f->password_hash};
-	const size_t caps[] = {sizeof f->user_id, sizeof f->email, sizeof f->name, sizeof f->password_hash};
-	size_t n = RECORD_HEADER;
-	memset(f, 0, sizeof *f); /* no stale bytes after the texts reach a caller */
-	size_t texts_end = (size_t)RECORD_HEADER + b[2] + b[3] + b[4] + b[5];
-	if (len < RECORD_HEADER || (b[0] != 1 && b[0] != RECORD_FORMAT) ||
-	    user_role_name((user_role)b[1]) == NULL || len != texts_end + (b[0] == RECORD_FORMAT ? 8 : 0))
+	user_fields *f = &s->fields;
+	char *texts[RECORD_TEXTS] = {f->user_id, f->email, f->name, f->password_hash, f->kid};
+	const size_t caps[RECORD_TEXTS] = {sizeof f->user_id, sizeof f->email, sizeof f->name,
+	                                   sizeof f->password_hash, sizeof f->kid};
+	size_t lengths[RECORD_TEXTS] = {0}, texts_end, n, count = RECORD_TEXTS;
+	bool current = len >= RECORD_HEADER && b[0] == RECORD_FORMAT;
+	user_state_init(s); /* no stale bytes after the texts reach a caller */
+	if (!current && (len < OLD_HEADER || (b[0] != 1 && b[0] != 2)))
 		return ORN_EDECODE;
-	if (b[0] == RECORD_FORMAT && (f->token_version = (int64_t)proj_get_u64(b + texts_end)) < 0)
+	n = current ? RECORD_HEADER : OLD_HEADER;
+	count = current ? RECORD_TEXTS : 4;
+	texts_end = n;
+	for (size_t i = 0; i < count; i++)
+		texts_end += lengths[i] =
+		        current ? (size_t)b[4 + 2 * i] | (size_t)b[5 + 2 * i] << 8 : b[2 + i];
+	bool versioned = b[0] != 1;
+	if (user_role_name((user_role)b[1]) == NULL || len != texts_end + (versioned ? 8 : 0) ||
+	    (current && b[2] > USER_ERASED))
 		return ORN_EDECODE;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(texts); i++) {
-		size_t text_len = b[2 + i];
-		if (text_len >= caps[i] || memchr(b + n, '\0', text_len) != NULL)
+	if (versioned && (f->token_version = (int64_t)proj_get_u64(b + texts_end)) < 0)
+		return ORN_EDECODE;
+	for (size_t i = 0; i < count; i++) {
+		if (lengths[i] >= caps[i] || memchr(b + n, '\0', lengths[i]) != NULL)
 			return ORN_EDECODE;
-		memcpy(texts[i], b + n, text_len);
-		texts[i][text_len] = '\0';
-		n += text_len;
+		memcpy(texts[i], b + n, lengths[i]);
+		texts[i][lengths[i]] = '\0';
+		n += lengths[i];
 	}
 	f->role = (user_role)b[1];
-	*seq = proj_get_u64(b + 8);
+	s->exists = true;
+	s->erasure = current ? (user_erasure)b[2] : USER_ACTIVE;
+	*seq = proj_get_u64(b + (current ? 16 : 8));
 	return ORN_OK;
 }
 
-static orn_rc read_record(MDB_txn *txn, proj_users *users, const char *key, size_t key_len, user_fields *f,
+static orn_rc read_record(MDB_txn *txn, proj_users *users, const char *key, size_t key_len, user_state *s,
                           uint64_t *seq)
 {
 	MDB_val v;
 	orn_rc rc = proj_get(txn, users->by_key, key, key_len, &v);
 	if (rc == ORN_OK)
-		rc = record_decode(v.mv_data, v.mv_size, f, seq);
+		rc = record_decode(v.mv_data, v.mv_size, s, seq);
 	return rc;
 }
 
@@ -209,7 +231,8 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(key) ||
 	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0 &&
-	     strcmp(e->type, USER_EV_TOKEN_REVOKED) != 0 && strcmp(e->type, USER_EV_TOKENS_REVOKED) != 0))
+	     strcmp(e->type, USER_EV_TOKEN_REVOKED) != 0 && strcmp(e->type, USER_EV_TOKENS_REVOKED) != 0 &&
+	     strcmp(e->type, USER_EV_ERASURE_REQUESTED) != 0 && strcmp(e->type, USER_EV_ERASED) != 0))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
 		__atomic_add_fetch(&users->undecodable, 1, __ATOMIC_RELAXED);
@@ -220,12 +243,11 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 		return apply_token_revoked(t, users, &ev, e->time_ms);
 	size_t key_len = strlen(key);
 	user_state_init(&before);
-	orn_rc rc = read_record(t->txn, users, key, key_len, &before.fields, &old_seq);
-	if (rc == ORN_OK) {
-		before.exists = true;
-	} else if (rc == ORN_EDECODE) {
+	orn_rc rc = read_record(t->txn, users, key, key_len, &before, &old_seq);
+	if (rc == ORN_EDECODE) {
+		user_state_init(&before);
 		log_skip("users record unreadable; rebuilt from this event", seq, subject, e->type);
-	} else if (rc != ORN_ENOTFOUND) {
+	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
 		return rc;
 	}
 	after = before;
@@ -237,7 +259,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 		rc = proj_put(t, users->by_user_id, after.fields.user_id, strlen(after.fields.user_id), key,
 		              key_len, 0);
 	if (rc == ORN_OK) {
-		size_t n = record_encode(&after.fields, seq, record);
+		size_t n = record_encode(&after, seq, record); /* erased: the tokens are gone from the row */
 		rc = proj_put(t, users->by_key, key, key_len, record, n, 0);
 	}
 	return rc;
@@ -288,28 +310,31 @@ void proj_users_stats_get(proj_users *users, proj_users_stats *out)
 
 static orn_rc get_in_txn(MDB_txn *txn, proj_users *users, const char *key, size_t key_len, proj_user *out)
 {
-	user_fields f;
+	user_state s;
+	const user_fields *f = &s.fields;
 	uint64_t seq = 0;
-	orn_rc rc = read_record(txn, users, key, key_len, &f, &seq);
+	orn_rc rc = read_record(txn, users, key, key_len, &s, &seq);
 	if (rc != ORN_OK)
 		return rc;
 	memcpy(out->key, key, key_len);
 	out->key[key_len] = '\0';
-	memcpy(out->user_id, f.user_id, sizeof out->user_id);
-	memcpy(out->email, f.email, sizeof out->email);
-	memcpy(out->name, f.name, sizeof out->name);
-	out->role = f.role;
-	memcpy(out->password_hash, f.password_hash, sizeof out->password_hash);
+	memcpy(out->user_id, f->user_id, sizeof out->user_id);
+	memcpy(out->email, f->email, sizeof out->email);
+	memcpy(out->name, f->name, sizeof out->name);
+	out->role = f->role;
+	memcpy(out->password_hash, f->password_hash, sizeof out->password_hash);
+	memcpy(out->kid, f->kid, sizeof out->kid);
+	out->erasure = s.erasure;
 	out->version = seq;
-	out->token_version = f.token_version;
+	out->token_version = f->token_version;
+	sodium_memzero(&s, sizeof s);
 	return ORN_OK;
 }
 
-orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *out)
+orn_rc proj_users_get_by_key(proj_users *users, const char *key, proj_user *out)
 {
 	MDB_txn *txn = NULL;
-	char key[USER_KEY_MAX];
-	orn_rc rc = email != NULL ? user_key_for_email(email, key, sizeof key) : ORN_EINVAL;
+	orn_rc rc = key != NULL && es_id_valid(key) ? ORN_OK : ORN_EINVAL;
 	if (rc != ORN_OK)
 		return rc;
 	if ((rc = proj_env_read_begin(users->env, &txn)) != ORN_OK)
@@ -358,6 +383,8 @@ orn_rc proj_users_check_token(proj_users *users, const char *user_id, const char
 	if (rc != ORN_OK)
 		return rc;
 	rc = get_by_id_in_txn(txn, users, user_id, out);
+	if (rc == ORN_OK && out->erasure != USER_ACTIVE)
+		rc = ORN_ENOTFOUND; /* asked to be erased: every token of the account ends (ADR 027) */
 	if (rc == ORN_OK) {
 		orn_rc found = proj_get(txn, users->revoked, jti, strlen(jti), &v);
 		if (found == ORN_OK)

@@ -1,11 +1,17 @@
-/* users.h — the users read model: accounts by email and by public user id.
+/* users.h — the users read model: accounts by blind index and by public
+ * user id.
  *
  * Fed by the user events (UserRegistered, RoleChanged, TokenRevoked,
- * TokensRevoked) on
- * orion.evt.user.<key>, where <key> is the email key of user_key_for_email
- * (actors/user.h). It answers login (by email, with the password hash to
- * verify) and the token owner's lookups (by the public user_id that JWTs
- * carry). */
+ * TokensRevoked, ErasureRequested, CustomerErased) on
+ * orion.evt.user.<key>, where <key> is the blind index of the address
+ * (actors/personal.h; before ADR 027 the public hash of user_key_for_email).
+ * It answers login (by key, with the sealed password hash to verify) and the
+ * token owner's lookups (by the public user_id that JWTs carry).
+ *
+ * Personal fields stay sealed here, as the events hold them: whoever shows
+ * one opens it with the keystore (privacy/keystore.h). A CustomerErased
+ * blanks them; the row keeps the user id, role and erasure, so the tokens of
+ * an account asked to be erased are refused at once (ADR 027). */
 #ifndef ORION_PROJ_USERS_H
 #define ORION_PROJ_USERS_H
 
@@ -26,14 +32,16 @@
  * secret by itself, but it MUST NEVER be serialized to a client, logged or
  * put in a token: views of a user copy the other fields only. */
 typedef struct proj_user {
-	char key[USER_KEY_MAX]; /* aggregate id: the email key */
+	char key[USER_KEY_MAX]; /* aggregate id: the blind index of the address */
 	char user_id[USER_ID_MAX];
-	char email[USER_EMAIL_MAX]; /* normalized */
-	char name[USER_NAME_MAX];
+	char email[USER_SEALED_MAX]; /* sealed (clear in models of logs before ADR 027); "" once erased */
+	char name[USER_SEALED_MAX];  /* sealed, likewise */
 	user_role role;
-	char password_hash[USER_PASSWORD_HASH_MAX]; /* never to a client (see above) */
-	uint64_t version;                           /* stream sequence of the last user event applied */
-	int64_t token_version;                      /* tokens of another version are refused */
+	char password_hash[USER_SEALED_MAX]; /* sealed; never to a client (see above) */
+	char kid[PD_KID_MAX];                /* the data key of the three; "" before ADR 027 */
+	user_erasure erasure;                /* active accounts only log in and hold tokens */
+	uint64_t version;                    /* stream sequence of the last user event applied */
+	int64_t token_version;               /* tokens of another version are refused */
 } proj_user;
 
 typedef struct proj_users proj_users;
@@ -47,10 +55,10 @@ void proj_users_destroy(proj_users *users);
 /* The projection definition to hand to proj_runner_start (owned by users). */
 const proj_def *proj_users_def(proj_users *users);
 
-/* The user registered with email, as typed (it is normalized first: trimmed,
- * ASCII lowercased). Out param. ORN_ENOTFOUND if none, ORN_EINVAL for an
- * address that is not valid. */
-orn_rc proj_users_get_by_email(proj_users *users, const char *email, proj_user *out);
+/* The user whose aggregate id is key (the blind index of the address, as
+ * ks_blind_index computes it). Out param. ORN_ENOTFOUND if none, ORN_EINVAL
+ * for a key that is not an id. */
+orn_rc proj_users_get_by_key(proj_users *users, const char *key, proj_user *out);
 
 /* The user with public id user_id (out param). ORN_ENOTFOUND if none,
  * ORN_EINVAL for an invalid id. */

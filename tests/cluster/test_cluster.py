@@ -11,7 +11,7 @@ Layout, as README "Production layout" describes it, on loopback ports:
     ORION_SNAP and the durable consumers are R3;
   - two `orion serve` instances of every role, one process per instance,
     each with its own ORION_DATA_DIR (its "host": read models, mail and
-    payment markers are local) and the same ORION_JWT_SECRET and admin
+    payment markers are local) and the same ORION_JWT_SECRET, ORION_MASTER_KEY and admin
     account; two gateways on two HTTP ports, the clients spread over both;
   - one `orion psp-sandbox` and one SMTP server (aiosmtpd).
 
@@ -133,6 +133,7 @@ class ClusterStack(Stack):
                            stdout=out, env=dict(os.environ), check=True, timeout=20)
         self.nodes = self.make_nodes()
         self.jwt_secret = secrets.token_hex(32)
+        self.master_key = secrets.token_hex(32)  # every host opens the one keystore (ADR 027)
         self.gateway_ports = {}  # instance name -> HTTP port
         self.data_dirs = {}  # instance name -> ORION_DATA_DIR
 
@@ -173,6 +174,7 @@ class ClusterStack(Stack):
             "ORION_NATS_URL": self.nats_url,
             "ORION_STREAM_REPLICAS": "3",
             "ORION_JWT_SECRET": self.jwt_secret,
+            "ORION_MASTER_KEY": self.master_key,
             "ORION_SHARDS": "2",
             # the gateway gives up on a killed payment instance after 6 s, not 25
             "ORION_PAYMENT_TIMEOUT_MS": "6000",

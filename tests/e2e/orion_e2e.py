@@ -130,6 +130,7 @@ class Stack:
         self.smtp_port = free_port()
         self.mailbox_dir = os.path.join(self.dir, "mailbox")
         self.nats_port = free_port()
+        self.nats_monitor_port = free_port()
         # learnt from the first gateway's announcement: it binds port 0, so no
         # other process can take a port found free here before serve binds it
         self.http_port = None
@@ -146,7 +147,8 @@ class Stack:
         credentials made by `orion nats-config --generate` and its block as the
         server's configuration, so every role runs with its own permissions."""
         store = os.path.join(self.dir, "nats")
-        argv = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.nats_port), "-sd", store]
+        argv = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.nats_port), "-m",
+                str(self.nats_monitor_port), "-sd", store]
         if auth:
             self.nats_credentials = os.path.join(self.dir, "nats-credentials")
             conf = os.path.join(self.dir, "nats-auth.conf")
@@ -215,6 +217,14 @@ class Stack:
             "ORION_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "100000",
             # hundreds of test customers: Argon2id with 8 MiB instead of 64 (the floor)
             "ORION_PASSWORD_MEMORY_KIB": "8192",
+            # the flows leave many orders of one customer unpaid, in bursts, some of
+            # more than 10 units: the limits of ADR 026 raised (the highest open
+            # orders allowed), not weakened by default; tests/integration/
+            # test_order_limits.c tests the defaults
+            "ORION_MAX_OPEN_ORDERS": "16",
+            "ORION_MAX_UNITS_PER_PRODUCT": "1000000",
+            "ORION_ORDERS_BURST": "100000",
+            "ORION_ORDERS_PER_MINUTE": "100000",
         })
         if getattr(self, "nats_credentials", None):
             env["ORION_NATS_CREDENTIALS"] = self.nats_credentials
@@ -254,6 +264,20 @@ class Stack:
             print("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stream_messages(self, stream):
+        """How many messages the JetStream stream holds now (the server's monitoring /jsz)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.nats_monitor_port, timeout=10)
+        try:
+            conn.request("GET", "/jsz?accounts=true&streams=true")
+            doc = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        for account in doc.get("account_details") or []:
+            for s in account.get("stream_detail") or []:
+                if s["name"] == stream:
+                    return s["state"]["messages"]
+        raise AssertionError(f"no stream {stream}")
 
     # ---- mail ----
     def messages(self):

@@ -117,6 +117,12 @@ class Shop:
             "ORION_AUTH_ADDRESS_BURST": "100000",
             "ORION_AUTH_ADDRESS_PER_MINUTE": "100000",
             "ORION_PASSWORD_MEMORY_KIB": "8192",
+            # one customer places an order per write it checks, none paid: the
+            # limits of ADR 026 raised, as in orion_e2e.py
+            "ORION_MAX_OPEN_ORDERS": "16",
+            "ORION_MAX_UNITS_PER_PRODUCT": "1000000",
+            "ORION_ORDERS_BURST": "100000",
+            "ORION_ORDERS_PER_MINUTE": "100000",
         })
         env.update(self.env_extra)
         return env

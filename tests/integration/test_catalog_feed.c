@@ -197,7 +197,9 @@ Test(catalog_feed, the_stream_converges_into_catalog_inventory_and_users)
 	cr_assert_eq(page->count, 1);
 	cr_assert_eq(page->items[0].available, 5);
 	proj_user u;
-	cr_assert_eq(proj_users_get_by_email(users, "Feed@Example.com", &u), ORN_OK);
+	char user_key[USER_KEY_MAX];
+	cr_assert_eq(user_key_for_email("Feed@Example.com", user_key, sizeof user_key), ORN_OK);
+	cr_assert_eq(proj_users_get_by_key(users, user_key, &u), ORN_OK);
 	cr_assert_str_eq(u.user_id, "usr_feed");
 	uint64_t checkpoint = 0;
 	cr_assert_eq(proj_checkpoint_get(env, PROJ_CATALOG_NAME, &checkpoint), ORN_OK);

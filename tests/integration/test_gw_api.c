@@ -150,10 +150,11 @@ static void teardown(void)
 		pthread_join(loop_thread, NULL);
 		loop_running = false;
 	}
-	gw_api_destroy(api);
-	api = NULL;
+	gw_api_stop(api);
 	gw_server_destroy(server);
 	server = NULL;
+	gw_api_destroy(api);
+	api = NULL;
 	proj_models_close(&models);
 	proj_env_close(env);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -151,7 +151,7 @@ static void read_repeatedly(const char *shop, const uint64_t *want, size_t count
 {
 	int short_replays = 0, failed_replays = 0, failed_verifies = 0, failed_rebuilds = 0;
 	const char *first_short = NULL;
-	char first_short_text[256] = "";
+	char first_short_text[320] = "";
 	int64_t start = th_now_ms();
 	for (int i = 0; i < RUNS; i++) {
 		char *out = NULL;

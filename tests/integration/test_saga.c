@@ -23,6 +23,7 @@
 #include "cart.h"
 #include "checkout_world.h"
 #include "harness.h"
+#include "holds.h"
 #include "log.h"
 #include "lost_delivery.h"
 #include "metrics.h"
@@ -40,7 +41,7 @@
 #define STATUS_MAX  32
 #define STATUS_WAIT 0 /* any status but pending */
 
-static tcw_world world; /* nats-server, store, stock/cart/order actors, client */
+static tcw_world world; /* nats-server, store, stock/cart/order/holds actors, client */
 static saga *checkout;
 
 /* One instance of the timers role and the read model it reads. */
@@ -595,6 +596,111 @@ static void confirm_and_pay(const char *order_id)
 	strcpy(c->data.last4, "4242");
 	order_command_send(order_id, c, ORDER_CMD_MARK_PAID);
 	free(c);
+}
+
+/* ---- the customer's holds (ADR 026) ---- */
+
+/* OpenOrder{order_id, lines} to holds/<customer>, counting until far ahead
+ * (so only a close, never time, frees it), as the gateway sends it. */
+static void open_hold(const char *customer, const char *order_id, const line_spec *lines, size_t count)
+{
+	holds_command *c = calloc(1, sizeof *c);
+	mp_writer *w = mp_writer_create();
+
+	cr_assert(c && w);
+	c->kind = HOLDS_OPEN;
+	snprintf(c->order_id, sizeof c->order_id, "%s", order_id);
+	for (size_t i = 0; i < count; i++) {
+		snprintf(c->lines[i].product_id, sizeof c->lines[i].product_id, "%s", lines[i].product);
+		c->lines[i].quantity = lines[i].quantity;
+	}
+	c->line_count = count;
+	c->now_ms = orn_now_ms();
+	c->until_ms = c->now_ms + 4 * FAR_AHEAD;
+	c->max_open = HOLDS_ORDERS_MAX;
+	c->max_units = 100;
+	cr_assert_eq(holds_command_encode(w, c), ORN_OK);
+	bus_reply r = send_raw(HOLDS_AGGREGATE, customer, HOLDS_CMD_OPEN, w);
+	cr_assert_eq(r.outcome, BUS_ACCEPTED, "open %s: %s %s", order_id, r.code, r.detail);
+	bus_reply_dispose(&r);
+	mp_writer_destroy(w);
+	free(c);
+}
+
+/* Whether order_id is among the open orders of customer's holds (its view). */
+static bool hold_open(const char *customer, const char *order_id)
+{
+	bus_reply r = get_view(HOLDS_AGGREGATE, customer);
+	mp_reader rd;
+	uint32_t count = 0, orders = 0, fields = 0, len;
+	const char *key;
+	char id[HOLDS_ID_MAX];
+	bool found = false;
+
+	mp_reader_init(&rd, r.view, r.view_len);
+	cr_assert_eq(mp_read_map(&rd, &count), ORN_OK);
+	for (uint32_t i = 0; i < count; i++) {
+		cr_assert_eq(mp_read_str(&rd, &key, &len), ORN_OK);
+		if (!mp_str_eq(key, len, "open")) {
+			cr_assert_eq(mp_skip(&rd), ORN_OK);
+			continue;
+		}
+		cr_assert_eq(mp_read_array(&rd, &orders), ORN_OK);
+		for (uint32_t k = 0; k < orders; k++) {
+			cr_assert_eq(mp_read_map(&rd, &fields), ORN_OK);
+			for (uint32_t f = 0; f < fields; f++) {
+				cr_assert_eq(mp_read_str(&rd, &key, &len), ORN_OK);
+				if (mp_str_eq(key, len, "order_id")) {
+					cr_assert_eq(mp_read_cstr(&rd, id, sizeof id), ORN_OK);
+					found |= strcmp(id, order_id) == 0;
+				} else {
+					cr_assert_eq(mp_skip(&rd), ORN_OK);
+				}
+			}
+		}
+	}
+	bus_reply_dispose(&r);
+	return found;
+}
+
+/* Polls until order_id's hold is closed; false if it still is open after WAIT_MS. */
+static bool wait_hold_closed(const char *customer, const char *order_id)
+{
+	int64_t until = th_now_ms() + WAIT_MS;
+	while (hold_open(customer, order_id)) {
+		if (th_now_ms() >= until)
+			return false;
+		th_sleep_ms(20);
+	}
+	return true;
+}
+
+static void confirm_and_pay(const char *order_id);
+
+Test(saga, a_paid_a_cancelled_and_an_expired_order_each_close_their_hold, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	line_spec lines[] = {{"p-a", 2}};
+
+	create_stock("p-a", 10);
+	open_hold("alice", "o-paid", lines, 1);
+	open_hold("alice", "o-gone", lines, 1);
+	open_hold("alice", "o-late", lines, 1);
+	open_hold("alice", "o-open", lines, 1);
+	place("o-paid", lines, 1, FAR_AHEAD);
+	place("o-gone", lines, 1, FAR_AHEAD);
+	place("o-late", lines, 1, 1000); /* expires, by the timers role */
+	place("o-open", lines, 1, FAR_AHEAD);
+	cr_assert_str_eq(wait_order("o-paid", "awaiting_confirmation").status, "awaiting_confirmation");
+	confirm_and_pay("o-paid");
+	cr_assert_str_eq(wait_order("o-gone", "awaiting_confirmation").status, "awaiting_confirmation");
+	cancel_by_customer("o-gone");
+	cr_assert_str_eq(wait_order("o-late", "cancelled").status, "cancelled");
+	cr_expect(wait_hold_closed("alice", "o-paid"), "paid: closed");
+	cr_expect(wait_hold_closed("alice", "o-gone"), "cancelled by the customer: closed");
+	cr_expect(wait_hold_closed("alice", "o-late"), "expired: closed");
+	cr_assert_str_eq(wait_order("o-open", "awaiting_confirmation").status, "awaiting_confirmation");
+	cr_expect(hold_open("alice", "o-open"), "an order still awaiting confirmation keeps its hold");
 }
 
 Test(saga, a_paid_order_whose_units_were_released_raises_the_unheld_alarm, .init = start_all,

@@ -384,7 +384,9 @@ static void user_model(proj_models *m, const char *id)
 {
 	proj_user u;
 	(void)id;
-	cr_assert_eq(proj_users_get_by_email(m->users, "alice@example.com", &u), ORN_OK);
+	char key[USER_KEY_MAX];
+	cr_assert_eq(user_key_for_email("alice@example.com", key, sizeof key), ORN_OK);
+	cr_assert_eq(proj_users_get_by_key(m->users, key, &u), ORN_OK);
 	cr_expect_str_eq(u.user_id, "alice-1");
 	cr_expect_eq(u.role, USER_ROLE_ADMIN);
 	cr_expect_eq(proj_users_get_by_id(m->users, "alice-2", &u), ORN_ENOTFOUND);

@@ -6,6 +6,7 @@
 
 #include "cart.h"
 #include "harness.h"
+#include "holds.h"
 #include "order.h"
 #include "stock.h"
 #include "stock_client.h"
@@ -24,12 +25,14 @@ void tcw_start(tcw_world *w, const char *name)
 	cr_assert_eq(act_runtime_start(w->store, &stock_kind, &ao, &w->stock), ORN_OK);
 	cr_assert_eq(act_runtime_start(w->store, &cart_kind, &ao, &w->cart), ORN_OK);
 	cr_assert_eq(act_runtime_start(w->store, &order_kind, &ao, &w->order), ORN_OK);
+	cr_assert_eq(act_runtime_start(w->store, &holds_kind, &ao, &w->holds), ORN_OK);
 	cr_assert_eq(kit_hub_create(w->store, &w->hub), ORN_OK);
 	w->client = tsc_connect(natsd_url(w->server));
 }
 
 void tcw_stop(tcw_world *w)
 {
+	act_runtime_stop(w->holds);
 	act_runtime_stop(w->order);
 	act_runtime_stop(w->cart);
 	act_runtime_stop(w->stock);

@@ -3,7 +3,9 @@
 #include "proc.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -86,6 +88,50 @@ natsd *th_natsd_start(const char *tag)
 	free(dir);
 	cr_assert_fail("more than %d servers in one test", MAX_SERVERS);
 	return NULL;
+}
+
+const char *th_natsd_dir(const natsd *d)
+{
+	for (size_t i = 0; i < MAX_SERVERS; i++)
+		if (servers[i].server == d)
+			return servers[i].dir;
+	cr_assert_fail("th_natsd_dir: not a server of th_natsd_start");
+	return NULL;
+}
+
+bool th_dir_contains(const char *root, const void *needle, size_t len, char *found, size_t cap)
+{
+	DIR *dir = opendir(root);
+	struct dirent *entry;
+	bool hit = false;
+	if (dir == NULL)
+		return false;
+	while (!hit && (entry = readdir(dir)) != NULL) {
+		char path[4096];
+		struct stat st;
+		if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", root, entry->d_name);
+		if (lstat(path, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			hit = th_dir_contains(path, needle, len, found, cap);
+		} else if (S_ISREG(st.st_mode)) {
+			FILE *f = fopen(path, "rb");
+			char *data = f != NULL && st.st_size > 0 ? malloc((size_t)st.st_size) : NULL;
+			if (data != NULL && fread(data, 1, (size_t)st.st_size, f) == (size_t)st.st_size &&
+			    memmem(data, (size_t)st.st_size, needle, len) != NULL) {
+				hit = true;
+				if (found != NULL)
+					snprintf(found, cap, "%s", path);
+			}
+			free(data);
+			if (f != NULL)
+				fclose(f);
+		}
+	}
+	closedir(dir);
+	return hit;
 }
 
 void th_natsd_stop(natsd *d)

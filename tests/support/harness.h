@@ -10,6 +10,7 @@
 #define ORION_TEST_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,6 +26,14 @@ void th_rmrf(const char *path);
 /* Starts nats-server -js on a random loopback port with its store in a new
  * temp dir. Never returns NULL: asserts on failure. */
 natsd *th_natsd_start(const char *tag);
+
+/* The store directory of a server from th_natsd_start. */
+const char *th_natsd_dir(const natsd *d);
+
+/* True if any regular file under root (recursively, links not followed)
+ * holds the len bytes of needle; the first such path into found (cap bytes,
+ * may be NULL). */
+bool th_dir_contains(const char *root, const void *needle, size_t len, char *found, size_t cap);
 
 /* Stops a server from th_natsd_start and removes its store dir. NULL ok. */
 void th_natsd_stop(natsd *d);

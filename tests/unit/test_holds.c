@@ -154,12 +154,19 @@ Test(holds, the_entries_are_bounded)
 		snprintf(one, sizeof one, "%sq%d:1", i ? " " : "", i);
 		strcat(lines, one);
 	}
-	holds_command big = open_order("o1", T0, lines);
-	big.max_units = 1;
-	given(big);
-	holds_command next = open_order("o2", T0, lines);
+	/* three orders of 50 lines (the default limit of open orders, each as
+	 * large as an order may be) fit; a fourth passes the entries */
+	for (int i = 0; i < 3; i++) {
+		char id[8];
+		snprintf(id, sizeof id, "o%d", i + 1);
+		holds_command big = open_order(id, T0, lines);
+		big.max_open = HOLDS_ORDERS_MAX;
+		given(big);
+	}
+	holds_command next = open_order("o4", T0, lines);
+	next.max_open = HOLDS_ORDERS_MAX;
 	when(next);
-	cr_assert_eq(verdict, HOLDS_REJ_TOO_MANY_UNITS, "50 + 50 lines pass the %d entries",
+	cr_assert_eq(verdict, HOLDS_REJ_TOO_MANY_UNITS, "4 x 50 lines pass the %d entries",
 	             HOLDS_ENTRIES_MAX);
 }
 

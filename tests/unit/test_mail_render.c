@@ -703,6 +703,35 @@ Test(mail_render, the_low_stock_alert_names_the_product_levels_and_link)
 	free(html);
 }
 
+Test(mail_render, an_alert_caused_only_by_reservations_says_so)
+{
+	mail_alert_input a = alert_input("Blue mug");
+	a.on_hand = 40;  /* not low on its own: 40 >= 5 */
+	a.reserved = 37; /* unpaid orders hold 37 */
+	a.available = 3;
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
+	assert_wire_form(msg.data, msg.len);
+	cr_assert_str_eq(msg.subject, "Low stock (reserved): Blue mug (3 left)");
+	char *text = part_of(msg.data, "text/plain"), *html = part_of(msg.data, "text/html");
+	assert_contains(text, "available 3 because 37 units are reserved by unpaid orders; on hand is 40");
+	assert_contains(text, "not below the threshold");
+	assert_contains(html, "available 3 because 37 units are reserved by unpaid orders; on hand is 40");
+	assert_lacks(text, "has fallen below its low-stock threshold");
+	free(text);
+	free(html);
+}
+
+Test(mail_render, an_alert_with_little_on_hand_does_not_blame_the_reservations)
+{
+	mail_alert_input a = alert_input("Blue mug"); /* on hand 4 < threshold 5 */
+	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
+	cr_assert_str_eq(msg.subject, "Low stock: Blue mug (3 left)");
+	char *text = part_of(msg.data, "text/plain");
+	assert_lacks(text, "reserved by unpaid orders");
+	assert_contains(text, "has fallen below its low-stock threshold");
+	free(text);
+}
+
 Test(mail_render, a_non_ascii_alert_subject_is_encoded_in_short_words)
 {
 	char name[180] = "";

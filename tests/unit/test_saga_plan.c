@@ -14,6 +14,7 @@
 
 #include "cart.h"
 #include "failalloc.h"
+#include "holds.h"
 #include "saga_plan.h"
 #include "stock.h"
 
@@ -112,17 +113,42 @@ static void then_command(const saga_plan *p, size_t i, saga_command_kind kind, c
 	cr_expect_eq(p->results[i], SAGA_RESULT_NONE);
 }
 
-/* Every command of p is a kind per line of the 3-line order, in line order. */
-static void then_per_line(const saga_plan *p, saga_command_kind kind, const char *step, size_t lines)
+/* The first lines commands of p are a kind per line of the order, in line order. */
+static void then_lines(const saga_plan *p, saga_command_kind kind, const char *step, size_t lines)
 {
 	char id[96], product[32];
 
-	cr_assert_eq(p->count, lines);
+	cr_assert_geq(p->count, lines);
 	for (size_t i = 0; i < lines; i++) {
 		snprintf(product, sizeof product, "p-%zu", i + 1);
 		snprintf(id, sizeof id, ORDER ":%s:%s", step, product);
 		then_command(p, i, kind, product, id);
 	}
+}
+
+/* Every command of p is a kind per line of the order, in line order. */
+static void then_per_line(const saga_plan *p, saga_command_kind kind, const char *step, size_t lines)
+{
+	cr_assert_eq(p->count, lines);
+	then_lines(p, kind, step, lines);
+}
+
+/* A kind per line, then CloseOrder{the order} to the customer's holds (ADR 026). */
+static void then_per_line_then_close(const saga_plan *p, saga_command_kind kind, const char *step,
+                                     size_t lines)
+{
+	holds_command c;
+
+	cr_assert_eq(p->count, lines + 1);
+	then_lines(p, kind, step, lines);
+	then_command(p, lines, SAGA_CLOSE_HOLDS, "alice", ORDER ":close");
+	mp_writer_reset(writer);
+	cr_assert_eq(saga_command_encode(p, lines, T0 + 50, writer), ORN_OK);
+	cr_assert_eq(holds_command_decode(saga_command_type(SAGA_CLOSE_HOLDS), mp_writer_data(writer),
+	                                  mp_writer_size(writer), &c),
+	             ORN_OK);
+	cr_expect_eq(c.kind, HOLDS_CLOSE);
+	cr_expect_str_eq(c.order_id, ORDER);
 }
 
 /* Decodes the payload of stock command i. */
@@ -311,7 +337,7 @@ Test(saga_plan, placed_redelivered_after_a_cancel_releases_again)
 	given_placed(2);
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PLACED, order), ORN_OK);
-	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 2);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 2);
 	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
 }
 
@@ -389,13 +415,13 @@ Test(saga_plan, confirmed_sends_nothing)
 	cr_expect_eq(plan->count, 0);
 }
 
-Test(saga_plan, cancel_by_customer_releases_every_line)
+Test(saga_plan, cancel_by_customer_releases_every_line_and_closes_the_hold)
 {
 	given_placed(3);
 	given(ORDER_RESERVED, NULL);
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order), ORN_OK);
-	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 3);
 	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
 }
 
@@ -404,35 +430,64 @@ Test(saga_plan, expiry_and_out_of_stock_cancellations_release_too)
 	given_placed(3);
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_EXPIRED);
 	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
-	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 3);
 	order_state_init(order);
 	given_placed(3);
 	given(ORDER_CANCELLED_EVENT, ORDER_REASON_OUT_OF_STOCK);
 	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
-	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 3);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 3);
 }
 
-Test(saga_plan, payment_failed_releases_every_line)
+Test(saga_plan, payment_failed_releases_every_line_and_closes_the_hold)
 {
 	given_placed(2);
 	given(ORDER_RESERVED, NULL);
 	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
 	given(ORDER_PAYMENT_FAILED_EVENT, "card declined");
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAYMENT_FAILED_EVENT, order), ORN_OK);
-	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 2);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 2);
 }
 
-Test(saga_plan, paid_commits_every_line)
+Test(saga_plan, paid_commits_every_line_and_closes_the_hold)
 {
 	given_placed(3);
 	given(ORDER_RESERVED, NULL);
 	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
 	given(ORDER_PAID, NULL);
 	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAID, order), ORN_OK);
-	then_per_line(plan, SAGA_COMMIT_STOCK, "commit", 3);
+	then_per_line_then_close(plan, SAGA_COMMIT_STOCK, "commit", 3);
 	stock_command c = stock_payload(plan, 2);
 	cr_expect_eq(c.kind, STOCK_COMMIT);
 	cr_expect_str_eq(c.reservation_id, ORDER);
+}
+
+Test(saga_plan, an_order_without_a_customer_closes_no_hold)
+{
+	given_placed(2);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
+	order->customer_id[0] = '\0'; /* placed before orders named their customer */
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order), ORN_OK);
+	then_per_line(plan, SAGA_RELEASE_STOCK, "release", 2);
+}
+
+Test(saga_plan, an_open_order_closes_no_hold)
+{
+	given_placed(2);
+	given(ORDER_RESERVED, NULL);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_RESERVED, order), ORN_OK);
+	cr_expect_eq(plan->count, 1, "the cart's checkout only");
+	cr_expect_eq(plan->commands[0].kind, SAGA_CHECKED_OUT);
+}
+
+Test(saga_plan, the_largest_order_paid_commits_every_line_and_closes)
+{
+	given_placed(ORDER_LINES_MAX);
+	given(ORDER_RESERVED, NULL);
+	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
+	given(ORDER_PAID, NULL);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAID, order), ORN_OK);
+	cr_expect_eq(plan->count, ORDER_LINES_MAX + 1);
+	cr_expect_eq(plan->commands[ORDER_LINES_MAX].kind, SAGA_CLOSE_HOLDS);
 }
 
 Test(saga_plan, plans_are_deterministic)
@@ -466,7 +521,7 @@ Test(saga_plan, a_line_whose_id_does_not_fit_a_command_id_plans_nothing)
 
 Test(saga_plan, a_failure_is_always_a_retry)
 {
-	for (int k = SAGA_RESERVE_STOCK; k <= SAGA_EXPIRE; k++) {
+	for (int k = SAGA_RESERVE_STOCK; k <= SAGA_CLOSE_HOLDS; k++) {
 		cr_expect_eq(saga_reply_classify((saga_command_kind)k, BUS_FAILED, "busy"), SAGA_REPLY_RETRY);
 		cr_expect_eq(saga_reply_classify((saga_command_kind)k, BUS_ACCEPTED, ""), SAGA_REPLY_DONE);
 	}
@@ -483,6 +538,7 @@ Test(saga_plan, rejections_end_releases_commits_and_order_updates)
 	cr_expect_eq(saga_reply_classify(SAGA_REJECT_FOR_STOCK, BUS_REJECTED, "wrong_state"),
 	             SAGA_REPLY_DONE);
 	cr_expect_eq(saga_reply_classify(SAGA_CHECKED_OUT, BUS_REJECTED, "invalid"), SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_CLOSE_HOLDS, BUS_REJECTED, "invalid"), SAGA_REPLY_DONE);
 	cr_expect_eq(saga_reply_classify(SAGA_RESERVE_STOCK, BUS_REJECTED, NULL), SAGA_REPLY_REFUSED);
 	cr_expect_eq(saga_reply_classify(SAGA_MARK_RESERVED, BUS_REJECTED, "not_found"), SAGA_REPLY_REFUSED);
 }
@@ -612,6 +668,8 @@ Test(saga_plan, names_of_every_kind)
 	cr_expect_str_eq(saga_command_aggregate(SAGA_CHECKED_OUT), "cart");
 	cr_expect_str_eq(saga_command_type(SAGA_CHECKED_OUT), "CheckedOut");
 	cr_expect_str_eq(saga_command_type(SAGA_EXPIRE), "Cancel");
+	cr_expect_str_eq(saga_command_aggregate(SAGA_CLOSE_HOLDS), "holds");
+	cr_expect_str_eq(saga_command_type(SAGA_CLOSE_HOLDS), "CloseOrder");
 	cr_expect_null(saga_command_type((saga_command_kind)99));
 	cr_expect_null(saga_command_aggregate((saga_command_kind)99));
 }

@@ -1949,3 +1949,12 @@ Test(stock_kind, decide_passes_on_a_full_decision)
 	                               decision),
 	             ORN_ETOOBIG);
 }
+
+Test(stock, low_only_because_of_reservations_when_on_hand_alone_is_not_low)
+{
+	cr_expect(stock_low_only_reserved(40, 3, 5), "40 on hand, 37 reserved, threshold 5");
+	cr_expect(stock_low_only_reserved(5, 4, 5), "on hand at the threshold is not low");
+	cr_expect_not(stock_low_only_reserved(4, 3, 5), "on hand alone is below the threshold");
+	cr_expect_not(stock_low_only_reserved(40, 5, 5), "not low at all");
+	cr_expect_not(stock_low_only_reserved(40, 3, 0), "no threshold: never low");
+}

@@ -22,8 +22,15 @@ static user_events out;
 static user_verdict verdict;
 static mp_writer *writer;
 
+/* The test's data key: ada()'s personal fields are sealed with it, as the
+ * gateway seals them (ADR 027). */
+static uint8_t data_key[PD_KEY_BYTES];
+static char data_kid[PD_KID_MAX];
+
 static void setup(void)
 {
+	cr_assert_geq(sodium_init(), 0);
+	pd_key_new(data_kid, data_key);
 	user_state_init(&state);
 	writer = mp_writer_create();
 	cr_assert_not_null(writer);
@@ -36,7 +43,8 @@ static void teardown(void)
 
 TestSuite(user, .init = setup, .fini = teardown);
 
-static user_fields ada(void)
+/* Ada's account as typed: what a sealer checks (user_clear_invalid_field). */
+static user_fields ada_clear(void)
 {
 	user_fields f = {.role = USER_ROLE_CUSTOMER};
 
@@ -45,6 +53,35 @@ static user_fields ada(void)
 	strcpy(f.name, "Ada Lovelace \xc3\xa9");
 	strcpy(f.password_hash, HASH);
 	return f;
+}
+
+/* f's personal fields sealed with the test key for the event "cmd-register". */
+static user_fields sealed(user_fields f)
+{
+	char *fields[] = {f.email, f.name, f.password_hash};
+	const char *names[] = {"email", "name", "password_hash"};
+	for (size_t i = 0; i < 3; i++) {
+		char token[PD_TOKEN_MAX];
+		cr_assert_eq(pd_seal(data_key, data_kid, names[i], "cmd-register", fields[i],
+		                     strlen(fields[i]), token, sizeof token),
+		             ORN_OK);
+		strcpy(fields[i], token);
+	}
+	strcpy(f.kid, data_kid);
+	return f;
+}
+
+/* Ada's account as a RegisterUser carries it: sealed, once per test so that
+ * every call gives the same tokens. */
+static user_fields ada(void)
+{
+	static user_fields cached;
+	static char cached_kid[PD_KID_MAX];
+	if (strcmp(cached_kid, data_kid) != 0) {
+		cached = sealed(ada_clear());
+		strcpy(cached_kid, data_kid);
+	}
+	return cached;
 }
 
 static user_event registered(user_fields f)
@@ -87,6 +124,7 @@ static void assert_fields_eq(const user_fields *a, const user_fields *b)
 	cr_assert_str_eq(a->jti, b->jti);
 	cr_assert_eq(a->expires_at, b->expires_at);
 	cr_assert_eq(a->token_version, b->token_version);
+	cr_assert_str_eq(a->kid, b->kid);
 }
 
 static void then_event(user_event expected)
@@ -140,22 +178,21 @@ Test(user, register_of_a_registered_address_is_exists)
 	then_rejected(USER_REJ_EXISTS);
 }
 
-/* Decides register with one field changed by edit; checks the verdict and,
- * when invalid, the field named. */
+/* Checks a new account as typed with one field changed by edit: the field
+ * the sealer refuses (user_clear_invalid_field), and, when valid, that
+ * register accepts it sealed. */
 static void check_register(void (*edit)(user_fields *), const char *invalid_field)
 {
-	user_fields f = ada();
-	user_command c;
+	user_fields f = ada_clear();
 
 	user_state_init(&state);
 	edit(&f);
-	c = register_user(f);
-	when(c);
 	if (invalid_field == NULL) {
-		cr_assert_eq(verdict, USER_OK, "field %s", user_invalid_field(&c));
+		cr_assert_null(user_clear_invalid_field(&f), "field %s", user_clear_invalid_field(&f));
+		when(register_user(sealed(f)));
+		cr_assert_eq(verdict, USER_OK);
 	} else {
-		then_rejected(USER_REJ_INVALID);
-		cr_assert_str_eq(user_invalid_field(&c), invalid_field);
+		cr_assert_str_eq(user_clear_invalid_field(&f), invalid_field);
 	}
 }
 
@@ -348,14 +385,46 @@ Test(user, register_checks_every_field)
 
 Test(user, a_real_libsodium_hash_is_accepted)
 {
-	user_fields f = ada();
+	user_fields f = ada_clear();
 
-	cr_assert_geq(sodium_init(), 0);
 	cr_assert_eq(crypto_pwhash_str(f.password_hash, "correct horse", 13, crypto_pwhash_OPSLIMIT_MIN,
 	                               crypto_pwhash_MEMLIMIT_MIN),
 	             0);
+	cr_assert_null(user_clear_invalid_field(&f));
+	f = sealed(f);
 	when(register_user(f));
 	then_event(registered(f));
+}
+
+Test(user, register_refuses_clear_personal_fields_and_tokens_of_another_key)
+{
+	user_fields clear = ada_clear();
+	user_command c = register_user(clear);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "kid");
+	strcpy(clear.kid, data_kid);
+	c = register_user(clear);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "kid", "clear fields with a kid are still clear");
+	/* one field sealed with another key */
+	user_fields mixed = ada();
+	uint8_t other_key[PD_KEY_BYTES];
+	char other_kid[PD_KID_MAX];
+	pd_key_new(other_kid, other_key);
+	cr_assert_eq(pd_seal(other_key, other_kid, "name", "cmd-register", "Ada", 3, mixed.name,
+	                     sizeof mixed.name),
+	             ORN_OK);
+	c = register_user(mixed);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	/* no kid at all */
+	user_fields no_kid = ada();
+	no_kid.kid[0] = '\0';
+	c = register_user(no_kid);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
 }
 
 /* ---- change role ---- */
@@ -423,9 +492,9 @@ Test(user, evolve_ignores_odd_role_changes)
 
 Test(user, codes_roles_and_type_names_are_stable)
 {
-	const char *codes[] = {"", "not_found", "exists", "invalid", "no_change"};
+	const char *codes[] = {"", "not_found", "exists", "invalid", "no_change", "wrong_state"};
 
-	for (int v = USER_OK; v <= USER_REJ_NO_CHANGE; v++)
+	for (int v = USER_OK; v <= USER_REJ_WRONG_STATE; v++)
 		cr_assert_str_eq(user_verdict_code((user_verdict)v), codes[v]);
 	cr_assert_str_eq(user_verdict_code((user_verdict)50), "unknown");
 	cr_assert_str_eq(user_role_name(USER_ROLE_CUSTOMER), "customer");
@@ -441,12 +510,16 @@ Test(user, codes_roles_and_type_names_are_stable)
 	cr_assert_str_eq(user_command_type(USER_CHANGE_ROLE), "ChangeRole");
 	cr_assert_str_eq(user_command_type(USER_REVOKE_TOKEN), "RevokeToken");
 	cr_assert_str_eq(user_command_type(USER_REVOKE_TOKENS), "RevokeTokens");
-	cr_assert_null(user_command_type((user_command_kind)4));
+	cr_assert_str_eq(user_command_type(USER_REQUEST_ERASURE), "RequestErasure");
+	cr_assert_str_eq(user_command_type(USER_COMPLETE_ERASURE), "CompleteErasure");
+	cr_assert_null(user_command_type((user_command_kind)6));
 	cr_assert_str_eq(user_event_type(USER_REGISTERED), "UserRegistered");
 	cr_assert_str_eq(user_event_type(USER_ROLE_CHANGED), "RoleChanged");
 	cr_assert_str_eq(user_event_type(USER_TOKEN_REVOKED), "TokenRevoked");
 	cr_assert_str_eq(user_event_type(USER_TOKENS_REVOKED), "TokensRevoked");
-	cr_assert_null(user_event_type((user_event_kind)4));
+	cr_assert_str_eq(user_event_type(USER_ERASURE_REQUESTED_EVENT), "ErasureRequested");
+	cr_assert_str_eq(user_event_type(USER_ERASED_EVENT), "CustomerErased");
+	cr_assert_null(user_event_type((user_event_kind)6));
 }
 
 /* ---- email normalization and the key ---- */
@@ -604,8 +677,8 @@ Test(user, encoders_reject_unknown_kinds_and_unterminated_strings)
 	user_command c = register_user(ada());
 	user_event e = registered(ada());
 
-	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)4}), ORN_EINVAL);
-	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)4}), ORN_EINVAL);
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)6}), ORN_EINVAL);
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)6}), ORN_EINVAL);
 	memset(c.fields.password_hash, 'h', sizeof c.fields.password_hash);
 	cr_assert_eq(user_command_encode(writer, &c), ORN_EINVAL);
 	memset(e.fields.email, 'e', sizeof e.fields.email);
@@ -852,20 +925,24 @@ static void written_json(char *json, size_t cap)
 
 Test(user, view_leaves_the_password_hash_out)
 {
-	char json[512];
+	char json[4096], expected[4096];
 
 	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
 	written_json(json, sizeof json);
 	cr_assert_str_eq(json,
-	                 "{\"exists\":false,\"user_id\":\"\",\"email\":\"\",\"name\":\"\",\"role\":null,"
-	                 "\"token_version\":0}");
+	                 "{\"exists\":false,\"erasure\":0,\"user_id\":\"\",\"email\":\"\",\"name\":\"\","
+	                 "\"role\":null,\"token_version\":0,\"kid\":\"\"}");
 	given(registered(ada()));
 	mp_writer_reset(writer);
 	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
 	written_json(json, sizeof json);
-	cr_assert_str_eq(json,
-	                 "{\"exists\":true,\"user_id\":\"usr_7f3a-X\",\"email\":\"ada@example.org\","
-	                 "\"name\":\"Ada Lovelace \xc3\xa9\",\"role\":\"customer\",\"token_version\":0}");
+	user_fields f = ada();
+	snprintf(expected, sizeof expected,
+	         "{\"exists\":true,\"erasure\":0,\"user_id\":\"usr_7f3a-X\",\"email\":\"%s\",\"name\":\"%s\","
+	         "\"role\":\"customer\",\"token_version\":0,\"kid\":\"%s\"}",
+	         f.email, f.name, f.kid);
+	cr_assert_str_eq(json, expected);
+	cr_assert_null(strstr(json, "ada@example.org"), "the view holds the sealed fields, as stored");
 }
 
 /* ---- the kind table ---- */
@@ -1141,13 +1218,149 @@ Test(user, a_new_accounts_address_has_rfc_5321_syntax)
 		cr_assert(user_email_syntax_valid(good[i]), "%s", good[i]);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		cr_assert_not(user_email_syntax_valid(bad[i]), "%s", bad[i]);
-	/* a RegisterUser with such an address is refused naming the email */
-	user_fields f = ada();
+	/* a new account with such an address is refused naming the email, before it is sealed */
+	user_fields f = ada_clear();
 	strcpy(f.email, "a,b@example.com");
-	user_command c = register_user(f);
-	when(c);
-	then_rejected(USER_REJ_INVALID);
-	cr_assert_str_eq(user_invalid_field(&c), "email");
+	cr_assert_str_eq(user_clear_invalid_field(&f), "email");
 	/* an event that holds one still decodes: the log stays readable */
 	assert_event_round_trip(registered(f));
+}
+
+/* ---- erasure (ADR 027) ---- */
+
+static user_command command_of(user_command_kind kind)
+{
+	return (user_command){.kind = kind};
+}
+
+static user_event event_of(user_event_kind kind)
+{
+	return (user_event){.kind = kind};
+}
+
+Test(user, an_erasure_is_asked_once_then_completed_once_and_blanks_the_personal_fields)
+{
+	given(registered(ada()));
+	when(command_of(USER_REQUEST_ERASURE));
+	then_event(event_of(USER_ERASURE_REQUESTED_EVENT));
+	and_applied();
+	cr_assert_eq(state.erasure, USER_ERASURE_REQUESTED);
+	when(command_of(USER_REQUEST_ERASURE));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0, "asked again: nothing new");
+	when(command_of(USER_COMPLETE_ERASURE));
+	then_event(event_of(USER_ERASED_EVENT));
+	and_applied();
+	cr_assert_eq(state.erasure, USER_ERASED);
+	cr_assert_str_eq(state.fields.email, "");
+	cr_assert_str_eq(state.fields.name, "");
+	cr_assert_str_eq(state.fields.password_hash, "");
+	cr_assert_str_eq(state.fields.user_id, "usr_7f3a-X", "the pseudonymous id stays");
+	cr_assert_str_eq(state.fields.kid, data_kid);
+	when(command_of(USER_COMPLETE_ERASURE));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0, "completed twice: recorded once");
+	when(command_of(USER_REQUEST_ERASURE));
+	cr_assert_eq(out.count, 0);
+}
+
+Test(user, an_erasure_nobody_asked_for_does_not_complete)
+{
+	when(command_of(USER_COMPLETE_ERASURE));
+	then_rejected(USER_REJ_NOT_FOUND);
+	given(registered(ada()));
+	when(command_of(USER_COMPLETE_ERASURE));
+	then_rejected(USER_REJ_WRONG_STATE);
+	when(command_of(USER_REQUEST_ERASURE));
+	cr_assert_eq(out.count, 1);
+}
+
+Test(user, an_erased_account_takes_no_other_command_and_its_address_may_register_again)
+{
+	given(registered(ada()));
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	when(register_user(ada()));
+	then_rejected(USER_REJ_EXISTS);
+	given(event_of(USER_ERASED_EVENT));
+	when(change_role(USER_ROLE_ADMIN));
+	then_rejected(USER_REJ_NOT_FOUND);
+	when((user_command){.kind = USER_REVOKE_TOKENS});
+	then_rejected(USER_REJ_NOT_FOUND);
+	user_fields again = sealed(ada_clear());
+	strcpy(again.user_id, "usr_new");
+	when(register_user(again));
+	then_event(registered(again));
+	and_applied();
+	cr_assert_eq(state.erasure, USER_ACTIVE);
+	cr_assert_str_eq(state.fields.user_id, "usr_new");
+}
+
+Test(user, evolve_ignores_erasure_events_out_of_order)
+{
+	given(event_of(USER_ERASED_EVENT));
+	cr_assert_not(state.exists);
+	cr_assert_eq(state.erasure, USER_ACTIVE);
+	given(registered(ada()));
+	given(event_of(USER_ERASED_EVENT)); /* never asked: still recorded by the log, applied as erased */
+	cr_assert_eq(state.erasure, USER_ERASED);
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	cr_assert_eq(state.erasure, USER_ERASED);
+}
+
+Test(user, an_erased_state_snapshots_and_restores)
+{
+	given(registered(ada()));
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.snapshot(&state, writer), ORN_OK);
+	user_state restored;
+	user_state_init(&restored);
+	cr_assert_eq(user_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	cr_assert_eq(restored.erasure, USER_ERASURE_REQUESTED);
+	cr_assert_str_eq(restored.fields.email, state.fields.email);
+	given(event_of(USER_ERASED_EVENT));
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.snapshot(&state, writer), ORN_OK);
+	cr_assert_null(memmem(mp_writer_data(writer), mp_writer_size(writer), "pd1.", 4),
+	               "an erased state's snapshot holds no token");
+	user_state_init(&restored);
+	cr_assert_eq(user_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	cr_assert_eq(restored.erasure, USER_ERASED);
+	cr_assert_str_eq(restored.fields.user_id, "usr_7f3a-X");
+}
+
+Test(user, registered_events_round_trip_sealed_and_clear_ones_still_decode)
+{
+	user_event e = registered(ada()), back;
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(
+	        user_event_decode(USER_EV_REGISTERED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	        ORN_OK);
+	assert_fields_eq(&back.fields, &e.fields);
+	/* written before ADR 027: clear, no kid */
+	user_event legacy = registered(ada_clear());
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &legacy), ORN_OK);
+	cr_assert_eq(
+	        user_event_decode(USER_EV_REGISTERED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	        ORN_OK);
+	cr_assert_str_eq(back.fields.email, "ada@example.org");
+	cr_assert_str_eq(back.fields.kid, "");
+	/* a kid with clear fields is no event decide could have written */
+	user_event odd = registered(ada_clear());
+	strcpy(odd.fields.kid, data_kid);
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &odd), ORN_OK);
+	cr_assert_eq(
+	        user_event_decode(USER_EV_REGISTERED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	        ORN_EDECODE);
+	/* the erasure events carry nothing */
+	user_event erased = event_of(USER_ERASED_EVENT);
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &erased), ORN_OK);
+	cr_assert_eq(mp_writer_size(writer), 1);
+	cr_assert_eq(user_event_decode(USER_EV_ERASED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	             ORN_OK);
+	cr_assert_eq(back.kind, USER_ERASED_EVENT);
 }

@@ -1,0 +1,51 @@
+/* erasure.h — the steps of erasing a customer (docs/adr/027-personal-data.md,
+ * "Erasure"), shared by `orion admin erase` and the gateway's routes.
+ *
+ * 1. RequestErasure → ErasureRequested: logins and tokens end at once;
+ * (the caller cancels the customer's open orders here;)
+ * 2. the account's data key, as the aggregate names it, destroyed;
+ * 3. CompleteErasure → CustomerErased, which the read models apply.
+ * Each command's id is derived from the account and the step, so every step
+ * is idempotent and a run killed between any two is completed by the next.
+ * Synchronous (bus_send): never on the gateway's event loop. */
+#ifndef ORION_ERASURE_H
+#define ORION_ERASURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "evstore.h"
+#include "keystore.h"
+#include "orn.h"
+
+#define ER_COMMAND_ID_MAX 96
+
+/* The id of the command of step ("request", "get", "complete") of the
+ * erasure of the account user_key, into out (ER_COMMAND_ID_MAX bytes). */
+void er_command_id(char out[ER_COMMAND_ID_MAX], const char *user_key, const char *step);
+
+/* An account as its aggregate answers a Get. */
+typedef struct er_account {
+	bool exists;
+	int64_t erasure; /* user_erasure */
+	char kid[PD_KID_MAX];
+} er_account;
+
+/* Reads the account user_key from its aggregate (a Get) into *out.
+ * ORN_EDECODE for a view that does not decode; what bus_send returns. */
+orn_rc er_account_read(es_store *store, const char *user_key, er_account *out);
+
+/* Step 1: RequestErasure to the account user_key. ORN_OK once accepted (also
+ * when asked before); ORN_ENOTFOUND if there is no such account; ORN_EINVAL
+ * if refused otherwise; what bus_send returns. */
+orn_rc er_request(es_store *store, const char *user_key);
+
+/* Steps 2 and 3: the key destroyed, CustomerErased recorded (*seq: its stream
+ * sequence, or the account's version when it was recorded before; may be
+ * NULL). ORN_EINVAL if the account refuses (no erasure was asked);
+ * ORN_EDECODE for a view that does not decode; what bus_send and
+ * ks_key_destroy return. */
+orn_rc er_finish(es_store *store, ks_store *keys, const char *user_key, uint64_t *seq);
+
+#endif

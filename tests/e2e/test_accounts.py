@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Accounts with sealed personal data (ADR 027), through the whole stack.
+
+Real nats-server (per-role users, monitoring on), real SMTP server and
+`orion serve`:
+- a registration of an address that has an account stores no data key (the
+  keystore's stream keeps its count): no orphan key of nobody; nor does a
+  restart for the start-up admin of ORION_ADMIN_EMAIL;
+- a key the gateway's cache lacks is read off the event loop: with every
+  keystore read slowed to 2 s, a login that needs one waits, while the
+  catalog answers at once.
+
+usage: ORION_BIN=build/cli/orion test_accounts.py [-v]"""
+import os
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from orion_e2e import Client, StackTestCase, login_or_none, wait_until  # noqa: E402
+
+KEYS = "ORION_KEYS"
+PASSWORD = "Velvet-canyon-94"
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+class Accounts(StackTestCase):
+    NAME = "accounts"
+
+    def keys(self):
+        """The keystore's message count once it stopped moving (the monitoring lags a little)."""
+        last = self.stack.stream_messages(KEYS)
+        while True:
+            time.sleep(0.5)
+            now = self.stack.stream_messages(KEYS)
+            if now == last:
+                return now
+            last = now
+
+    def register(self, email, name="Ada"):
+        return self.stack.client().post("/auth/register", {"email": email, "password": PASSWORD, "name": name})
+
+    def test_a_second_registration_of_an_address_stores_no_key(self):
+        email = unique("ada")
+        self.assertIn(self.register(email).status, (201, 202))
+        wait_until(lambda: login_or_none(self.stack.http_port, email, PASSWORD), 10, what="the account")
+        keys = self.keys()
+        again = self.register(email.upper(), name="Someone Else")
+        self.assertIn(again.status, (202, 409), again)
+        self.assertEqual(self.keys(), keys, "a key was made for an address with an account")
+
+    def test_a_restart_makes_no_key_for_the_start_up_admin(self):
+        keys = self.keys()
+        self.stack.serves["all"].stop(20)
+        self.stack.start_serve("all", wait_http=True)
+        self.assertEqual(self.keys(), keys, "ORION_ADMIN_EMAIL's account got a new key")
+
+    def test_a_key_read_does_not_hold_the_event_loop(self):
+        email = unique("grace")
+        self.assertIn(self.register(email, name="Grace").status, (201, 202))
+        wait_until(lambda: login_or_none(self.stack.http_port, email, PASSWORD), 10, what="the account")
+        # a fresh gateway: its cache of keys is empty, and every read of the keystore takes 2 s
+        self.stack.serves["all"].stop(20)
+        self.stack.start_serve("all", wait_http=True, ORION_FAULT_KEY_READ_DELAY_MS="2000")
+        outcome = {}
+
+        def log_in():
+            started = time.monotonic()
+            outcome["client"] = login_or_none(self.stack.http_port, email, PASSWORD)
+            outcome["seconds"] = time.monotonic() - started
+
+        t = threading.Thread(target=log_in)
+        t.start()
+        time.sleep(0.3)  # the login waits on its key now
+        catalog = Client(self.stack.http_port)
+        started = time.monotonic()
+        r = catalog.get("/products?limit=1")
+        elapsed = time.monotonic() - started
+        t.join(30)
+        self.assertEqual(r.status, 200, r)
+        self.assertLess(elapsed, 1.0, "the catalog waited for another request's key")
+        self.assertIsNotNone(outcome.get("client"), "the login failed")
+        self.assertGreaterEqual(outcome["seconds"], 1.9, "the login did not need the key: the test proves nothing")
+
+
+if __name__ == "__main__":
+    unittest.main()
