@@ -92,6 +92,7 @@ static const payload_shape command_shapes[] = {
         [USER_REVOKE_TOKENS] = {USER_CMD_REVOKE_TOKENS, 0, 0},
         [USER_REQUEST_ERASURE] = {USER_CMD_REQUEST_ERASURE, 0, 0},
         [USER_COMPLETE_ERASURE] = {USER_CMD_COMPLETE_ERASURE, 0, 0},
+        [USER_CHANGE_PASSWORD] = {USER_CMD_CHANGE_PASSWORD, FIELD_PASSWORD_HASH, 0},
 };
 
 /* UserRegistered names its kid since ADR 027; earlier ones hold clear fields. */
@@ -102,6 +103,7 @@ static const payload_shape event_shapes[] = {
         [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION, 0},
         [USER_ERASURE_REQUESTED_EVENT] = {USER_EV_ERASURE_REQUESTED, 0, 0},
         [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, 0},
+        [USER_PASSWORD_CHANGED] = {USER_EV_PASSWORD_CHANGED, FIELD_PASSWORD_HASH | FIELD_TOKEN_VERSION, 0},
 };
 
 static const char *const verdict_codes[] = {
@@ -450,6 +452,23 @@ static user_verdict decide_revoke_tokens(const user_state *s, user_events *out)
 	return USER_OK;
 }
 
+/* A new password hash, sealed with the account's own data key (ADR 027: no
+ * clear hash enters the log), and every earlier token ends: the version moves
+ * on with it (ADR 021). Only an active account changes its password. */
+static user_verdict decide_change_password(const user_state *s, const user_command *c, user_events *out)
+{
+	char kid[PD_KID_MAX];
+	if (s->erasure != USER_ACTIVE)
+		return USER_REJ_WRONG_STATE;
+	if (user_invalid_field(c) != NULL || s->fields.token_version == INT64_MAX ||
+	    pd_token_kid(c->fields.password_hash, kid) != ORN_OK || strcmp(kid, s->fields.kid) != 0)
+		return USER_REJ_INVALID;
+	user_fields f = {.token_version = s->fields.token_version + 1};
+	memcpy(f.password_hash, c->fields.password_hash, sizeof f.password_hash);
+	emit(out, USER_PASSWORD_CHANGED, &f);
+	return USER_OK;
+}
+
 /* Asked again while asked or done: accepted, nothing new. */
 static user_verdict decide_request_erasure(const user_state *s, user_events *out)
 {
@@ -481,6 +500,8 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 		verdict = decide_request_erasure(s, out);
 	else if (c->kind == USER_COMPLETE_ERASURE)
 		verdict = decide_complete_erasure(s, out);
+	else if (c->kind == USER_CHANGE_PASSWORD)
+		verdict = decide_change_password(s, c, out);
 	else if (s->erasure == USER_ERASED)
 		verdict = USER_REJ_NOT_FOUND; /* an erased account is gone for everything else */
 	else if (c->kind == USER_CHANGE_ROLE)
@@ -510,6 +531,10 @@ void user_evolve(user_state *s, const user_event *e)
 		s->fields.role = e->fields.role;
 	} else if (e->kind == USER_TOKENS_REVOKED && s->exists &&
 	           e->fields.token_version > s->fields.token_version) {
+		s->fields.token_version = e->fields.token_version;
+	} else if (e->kind == USER_PASSWORD_CHANGED && s->exists && s->erasure == USER_ACTIVE &&
+	           e->fields.token_version > s->fields.token_version) {
+		memcpy(s->fields.password_hash, e->fields.password_hash, sizeof s->fields.password_hash);
 		s->fields.token_version = e->fields.token_version;
 	}
 }

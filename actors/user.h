@@ -55,6 +55,7 @@
 #define USER_EV_TOKENS_REVOKED    "TokensRevoked"    /* every earlier token ended: the version moved on */
 #define USER_EV_ERASURE_REQUESTED "ErasureRequested" /* logins and orders end; the erasure follows */
 #define USER_EV_ERASED            "CustomerErased"   /* the data key is destroyed: personal fields are gone */
+#define USER_EV_PASSWORD_CHANGED  "PasswordChanged"  /* a new password hash; every earlier token ended */
 
 /* Command type names on the bus. */
 #define USER_CMD_REGISTER         "RegisterUser"
@@ -63,6 +64,7 @@
 #define USER_CMD_REVOKE_TOKENS    "RevokeTokens"
 #define USER_CMD_REQUEST_ERASURE  "RequestErasure"
 #define USER_CMD_COMPLETE_ERASURE "CompleteErasure"
+#define USER_CMD_CHANGE_PASSWORD  "ChangePassword"
 
 typedef enum user_role {
 	USER_ROLE_NONE = 0, /* no role: a user not registered, or a role name not known */
@@ -133,10 +135,11 @@ typedef struct user_state {
 typedef enum user_command_kind {
 	USER_REGISTER,
 	USER_CHANGE_ROLE,
-	USER_REVOKE_TOKEN,    /* {jti, expires_at}: this token ends (logout) */
-	USER_REVOKE_TOKENS,   /* {}: every token issued so far ends (the version moves on) */
-	USER_REQUEST_ERASURE, /* {}: the customer (or an admin) asks for the erasure */
-	USER_COMPLETE_ERASURE /* {}: the data key is destroyed; the erasure role records it */
+	USER_REVOKE_TOKEN,     /* {jti, expires_at}: this token ends (logout) */
+	USER_REVOKE_TOKENS,    /* {}: every token issued so far ends (the version moves on) */
+	USER_REQUEST_ERASURE,  /* {}: the customer (or an admin) asks for the erasure */
+	USER_COMPLETE_ERASURE, /* {}: the data key is destroyed; the erasure role records it */
+	USER_CHANGE_PASSWORD   /* {password_hash}: sealed with the account's kid; every token ends */
 } user_command_kind;
 
 typedef struct user_command {
@@ -150,7 +153,8 @@ typedef enum user_event_kind {
 	USER_TOKEN_REVOKED,
 	USER_TOKENS_REVOKED,
 	USER_ERASURE_REQUESTED_EVENT,
-	USER_ERASED_EVENT
+	USER_ERASED_EVENT,
+	USER_PASSWORD_CHANGED /* {password_hash, token_version}: the new hash and the new version */
 } user_event_kind;
 
 typedef struct user_event {
@@ -165,7 +169,8 @@ typedef enum user_verdict {
 	USER_REJ_EXISTS,     /* register of a registered address */
 	USER_REJ_INVALID,    /* a field out of bounds */
 	USER_REJ_NO_CHANGE,  /* change to the role the user has */
-	USER_REJ_WRONG_STATE /* complete an erasure nobody asked for */
+	USER_REJ_WRONG_STATE /* complete an erasure nobody asked for; change the password of an account
+	                        erased or being erased */
 } user_verdict;
 
 #define USER_MAX_EVENTS 1
@@ -200,7 +205,8 @@ const char *user_verdict_code(user_verdict v);
 
 /* Payload codecs (msgpack maps: register/registered {user_id, email, name,
  * password_hash, role}, change role/role changed {role}, revoke token/token
- * revoked {jti, expires_at}, revoke tokens {}, tokens revoked {token_version}). Encoders append to w;
+ * revoked {jti, expires_at}, revoke tokens {}, tokens revoked {token_version}, change password
+ * {password_hash}, password changed {password_hash, token_version}). Encoders append to w;
  * ORN_EINVAL for an unknown kind or an unterminated string (a role without a
  * name is written as nil). Decoders take the type name: ORN_EINVAL for an
  * unknown type, ORN_EDECODE for anything malformed (wrong types, missing or

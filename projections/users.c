@@ -232,6 +232,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(key) ||
 	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0 &&
 	     strcmp(e->type, USER_EV_TOKEN_REVOKED) != 0 && strcmp(e->type, USER_EV_TOKENS_REVOKED) != 0 &&
+	     strcmp(e->type, USER_EV_PASSWORD_CHANGED) != 0 &&
 	     strcmp(e->type, USER_EV_ERASURE_REQUESTED) != 0 && strcmp(e->type, USER_EV_ERASED) != 0))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {

@@ -2,7 +2,7 @@
  * user id.
  *
  * Fed by the user events (UserRegistered, RoleChanged, TokenRevoked,
- * TokensRevoked, ErasureRequested, CustomerErased) on
+ * TokensRevoked, PasswordChanged, ErasureRequested, CustomerErased) on
  * orion.evt.user.<key>, where <key> is the blind index of the address
  * (actors/personal.h; before ADR 027 the public hash of user_key_for_email).
  * It answers login (by key, with the sealed password hash to verify) and the

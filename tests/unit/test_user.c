@@ -512,14 +512,16 @@ Test(user, codes_roles_and_type_names_are_stable)
 	cr_assert_str_eq(user_command_type(USER_REVOKE_TOKENS), "RevokeTokens");
 	cr_assert_str_eq(user_command_type(USER_REQUEST_ERASURE), "RequestErasure");
 	cr_assert_str_eq(user_command_type(USER_COMPLETE_ERASURE), "CompleteErasure");
-	cr_assert_null(user_command_type((user_command_kind)6));
+	cr_assert_str_eq(user_command_type(USER_CHANGE_PASSWORD), "ChangePassword");
+	cr_assert_null(user_command_type((user_command_kind)7));
 	cr_assert_str_eq(user_event_type(USER_REGISTERED), "UserRegistered");
 	cr_assert_str_eq(user_event_type(USER_ROLE_CHANGED), "RoleChanged");
 	cr_assert_str_eq(user_event_type(USER_TOKEN_REVOKED), "TokenRevoked");
 	cr_assert_str_eq(user_event_type(USER_TOKENS_REVOKED), "TokensRevoked");
 	cr_assert_str_eq(user_event_type(USER_ERASURE_REQUESTED_EVENT), "ErasureRequested");
 	cr_assert_str_eq(user_event_type(USER_ERASED_EVENT), "CustomerErased");
-	cr_assert_null(user_event_type((user_event_kind)6));
+	cr_assert_str_eq(user_event_type(USER_PASSWORD_CHANGED), "PasswordChanged");
+	cr_assert_null(user_event_type((user_event_kind)7));
 }
 
 /* ---- email normalization and the key ---- */
@@ -677,8 +679,8 @@ Test(user, encoders_reject_unknown_kinds_and_unterminated_strings)
 	user_command c = register_user(ada());
 	user_event e = registered(ada());
 
-	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)6}), ORN_EINVAL);
-	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)6}), ORN_EINVAL);
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)7}), ORN_EINVAL);
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)7}), ORN_EINVAL);
 	memset(c.fields.password_hash, 'h', sizeof c.fields.password_hash);
 	cr_assert_eq(user_command_encode(writer, &c), ORN_EINVAL);
 	memset(e.fields.email, 'e', sizeof e.fields.email);
@@ -1363,4 +1365,80 @@ Test(user, registered_events_round_trip_sealed_and_clear_ones_still_decode)
 	cr_assert_eq(user_event_decode(USER_EV_ERASED, mp_writer_data(writer), mp_writer_size(writer), &back),
 	             ORN_OK);
 	cr_assert_eq(back.kind, USER_ERASED_EVENT);
+}
+
+/* A new password hash sealed with key/kid for the event "cmd-password". */
+static user_command change_password(const uint8_t key[PD_KEY_BYTES], const char *kid)
+{
+	user_command c = {.kind = USER_CHANGE_PASSWORD};
+	const char *hash = "$argon2id$v=19$m=65536,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA";
+	cr_assert_eq(pd_seal(key, kid, "password_hash", "cmd-password", hash, strlen(hash),
+	                     c.fields.password_hash, sizeof c.fields.password_hash),
+	             ORN_OK);
+	return c;
+}
+
+Test(user, changing_the_password_sets_the_hash_and_moves_the_version_on)
+{
+	given(registered(ada()));
+	given((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 3}});
+	user_command c = change_password(data_key, data_kid);
+	when(c);
+	user_event expected = {.kind = USER_PASSWORD_CHANGED, .fields = {.token_version = 4}};
+	strcpy(expected.fields.password_hash, c.fields.password_hash);
+	then_event(expected);
+	and_applied();
+	cr_assert_str_eq(state.fields.password_hash, c.fields.password_hash);
+	cr_assert_eq(state.fields.token_version, 4);
+	/* the email, name and kid stay */
+	cr_assert_str_eq(state.fields.email, ada().email);
+	cr_assert_str_eq(state.fields.kid, data_kid);
+	/* an older PasswordChanged never takes the version back */
+	user_event older = expected;
+	older.fields.token_version = 2;
+	strcpy(older.fields.password_hash, ada().password_hash);
+	given(older);
+	cr_assert_eq(state.fields.token_version, 4);
+	cr_assert_str_eq(state.fields.password_hash, c.fields.password_hash);
+	assert_command_round_trip(c);
+	assert_event_round_trip(expected);
+	cr_assert_str_eq(user_command_type(USER_CHANGE_PASSWORD), "ChangePassword");
+	cr_assert_str_eq(user_event_type(USER_PASSWORD_CHANGED), "PasswordChanged");
+}
+
+Test(user, a_password_change_is_sealed_with_the_accounts_own_key)
+{
+	given(registered(ada()));
+	/* a clear hash never enters the log */
+	user_command c = {.kind = USER_CHANGE_PASSWORD};
+	strcpy(c.fields.password_hash, HASH);
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	/* sealed with another customer's key */
+	char other_kid[PD_KID_MAX];
+	uint8_t other_key[PD_KEY_BYTES];
+	pd_key_new(other_kid, other_key);
+	when(change_password(other_key, other_kid));
+	then_rejected(USER_REJ_INVALID);
+	/* not a hash at all */
+	when((user_command){.kind = USER_CHANGE_PASSWORD});
+	then_rejected(USER_REJ_INVALID);
+}
+
+Test(user, a_password_change_needs_an_active_account)
+{
+	when(change_password(data_key, data_kid));
+	then_rejected(USER_REJ_NOT_FOUND);
+	given(registered(ada()));
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	when(change_password(data_key, data_kid));
+	then_rejected(USER_REJ_WRONG_STATE);
+	given(event_of(USER_ERASED_EVENT));
+	when(change_password(data_key, data_kid));
+	then_rejected(USER_REJ_WRONG_STATE);
+	/* a PasswordChanged after the erasure changes nothing */
+	user_event e = {.kind = USER_PASSWORD_CHANGED, .fields = {.token_version = 9}};
+	strcpy(e.fields.password_hash, ada().password_hash);
+	given(e);
+	cr_assert_eq(state.fields.password_hash[0], '\0');
 }
