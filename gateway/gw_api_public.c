@@ -611,6 +611,235 @@ void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 	}
 }
 
+/* ---- POST /api/v1/me/password -------------------------------------------- */
+
+static const gw_field password_change_schema[] = {
+        {.name = "current_password", .type = GW_STRING, .required = true, .max = 256},
+        {.name = "new_password", .type = GW_STRING, .required = true, .min = 8, .max = 256},
+        {0},
+};
+
+#define PASSWORD_UNAVAILABLE "cannot change the password now; try again"
+
+/* One password change in flight; owned by whichever callback runs next.
+ * Steps: the current password checked (gw_api_check_password), the email
+ * opened and the new password's quality checked (a key worker when the key
+ * is not cached), the new password hashed (the password pool), the hash
+ * sealed with the account's key for the command's event (a key worker when
+ * not cached), ChangePassword sent, the answer once this gateway's users
+ * model holds it (every earlier token refused here, as after a logout). */
+typedef struct password_change {
+	gw_api *api;
+	gw_async *async;
+	proj_user account; /* sealed fields, as the users model holds them */
+	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
+	char command_id[40];
+	char password[257];                /* the new one, until hashed */
+	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
+	char why[PASSWORD_REASON_MAX];
+	orn_rc opened, quality, sealed;
+	user_command command;
+} password_change;
+
+static void password_change_free(password_change *pc)
+{
+	sodium_memzero(pc, sizeof *pc);
+	free(pc);
+}
+
+static void password_change_fail(password_change *pc, int status, const char *detail)
+{
+	gw_async_complete_problem(pc->async, gw_problem_new(status, detail));
+	password_change_free(pc);
+}
+
+static void password_change_visible(void *closure, orn_rc rc)
+{
+	password_change *pc = closure;
+	if (rc != ORN_OK)
+		log_warn("password change answered before the users model caught up", "error",
+		         orn_strerror(rc));
+	gw_async_complete_empty(pc->async, 204);
+	password_change_free(pc);
+}
+
+static void password_change_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	password_change *pc = closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(pc->async, rc, reply);
+		password_change_free(pc);
+		return;
+	}
+	/* answered once this gateway refuses every earlier token (ADR 021) */
+	gw_api_wait_for(pc->api, reply->seq, password_change_visible, pc);
+}
+
+/* Off the loop when the key is not cached: the new hash sealed with the
+ * account's own key for the event of the command (ADR 027). */
+static void password_change_seal(void *arg)
+{
+	password_change *pc = arg;
+	user_fields *f = &pc->command.fields;
+	pc->sealed = ks_seal(pc->api->keys, pc->account.kid, "password_hash", pc->command_id, pc->hash,
+	                     f->password_hash, sizeof f->password_hash);
+	sodium_memzero(pc->hash, sizeof pc->hash);
+}
+
+static void password_change_sealed(void *arg, bool run)
+{
+	password_change *pc = arg;
+	mp_writer *payload = NULL;
+	orn_rc rc = pc->sealed;
+	if (!run) {
+		password_change_free(pc);
+		return;
+	}
+	if (rc == ORN_OK && (payload = mp_writer_create()) == NULL)
+		rc = ORN_ENOMEM;
+	if (rc == ORN_OK)
+		rc = user_command_encode(payload, &pc->command);
+	if (rc == ORN_OK)
+		rc = gw_api_send(pc->api, USER_AGGREGATE, pc->account.key,
+		                 user_command_type(USER_CHANGE_PASSWORD), payload, pc->command_id,
+		                 pc->account.user_id, password_change_replied, pc);
+	mp_writer_destroy(payload);
+	if (rc != ORN_OK) {
+		log_warn("password change failed", "error", orn_strerror(rc));
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+	}
+}
+
+static void password_change_hashed(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	password_change *pc = arg;
+	(void)match;
+	sodium_memzero(pc->password, sizeof pc->password);
+	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+		return;
+	}
+	snprintf(pc->hash, sizeof pc->hash, "%s", hash);
+	gw_async *async = pc->async; /* password_change_sealed may free pc before the call returns */
+	const char *tokens[] = {pc->account.password_hash}; /* sealed with the same kid */
+	if (gw_api_keys_run(pc->api, tokens, ORN_ARRAY_LEN(tokens), password_change_seal,
+	                    password_change_sealed, pc) != ORN_OK) {
+		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
+		password_change_free(pc);
+	}
+}
+
+/* Off the loop when the key is not cached: the email opened, and the new
+ * password checked by registration's rules against it (ADR 022). */
+static void password_change_check(void *arg)
+{
+	password_change *pc = arg;
+	char email[USER_EMAIL_MAX];
+	pc->opened = ks_open_token(pc->api->keys, pc->account.email, "email", NULL, email, sizeof email);
+	if (pc->opened == ORN_OK)
+		pc->quality = gw_password_quality(pc->password, email, pc->why, sizeof pc->why);
+	sodium_memzero(email, sizeof email);
+}
+
+static void password_change_checked(void *arg, bool run)
+{
+	password_change *pc = arg;
+	if (!run) {
+		password_change_free(pc);
+		return;
+	}
+	if (pc->opened != ORN_OK || (pc->quality != ORN_OK && pc->quality != ORN_EINVAL)) {
+		log_error("cannot check a new password", "error",
+		          orn_strerror(pc->opened != ORN_OK ? pc->opened : pc->quality));
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+		return;
+	}
+	if (pc->quality == ORN_EINVAL) {
+		json_t *problem = gw_problem_new(400, BODY_INVALID);
+		if (problem != NULL)
+			gw_problem_add_error(problem, "new_password", pc->why);
+		gw_async_complete_problem(pc->async, problem);
+		password_change_free(pc);
+		return;
+	}
+	gw_async *async = pc->async;
+	orn_rc rc = gw_password_hash_async(pc->api->passwords, pc->password, password_change_hashed, pc);
+	if (!password_work_started(async, rc, PASSWORD_UNAVAILABLE))
+		password_change_free(pc);
+}
+
+/* The current password: a wrong one costs a token of the address's login
+ * budget, as a failed login does; the right one gives it back. */
+static void password_change_current_checked(orn_rc rc, const char *hash, bool match, void *arg)
+{
+	password_change *pc = arg;
+	gw_api *api = pc->api;
+	(void)hash;
+	if (rc != ORN_OK) {
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+		return;
+	}
+	if (!match) {
+		password_change_fail(pc, 401, "the current password is not the account's");
+		return;
+	}
+	if (api->login_by_address != NULL)
+		gw_ratelimit_refund(api->login_by_address, pc->address_key);
+	gw_async *async = pc->async;
+	const char *tokens[] = {pc->account.email};
+	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), password_change_check,
+	                    password_change_checked, pc) != ORN_OK) {
+		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
+		password_change_free(pc);
+	}
+}
+
+/* Sets a new password: ChangePassword{password_hash} to the account, which
+ * ends every token issued so far, the caller's too (204). */
+void gw_public_change_password(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	json_t *body = NULL;
+	password_change *pc = NULL;
+	int64_t retry_ms = 0;
+	if (!gw_request_json(r, password_change_schema, &body))
+		return;
+	if (api->keys == NULL || api->key_work == NULL) {
+		gw_respond_error(r, 503, PASSWORD_UNAVAILABLE);
+		goto done;
+	}
+	if ((pc = calloc(1, sizeof *pc)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+		goto done;
+	}
+	pc->api = api;
+	/* the access check wiped the hash it read: read the account again */
+	orn_rc rc = proj_users_get_by_id(api->users, caller->claims.sub, &pc->account);
+	if (rc != ORN_OK) {
+		gw_respond_error(r, rc == ORN_ENOTFOUND ? 401 : 503, PASSWORD_UNAVAILABLE);
+		goto done;
+	}
+	snprintf(pc->address_key, sizeof pc->address_key, "ip:%s", gw_request_client_addr(r));
+	if (!limit_take(api->login_by_address, pc->address_key, monotonic_ms(), &retry_ms)) {
+		respond_rate_limited(r, retry_ms);
+		goto done;
+	}
+	pc->command.kind = USER_CHANGE_PASSWORD;
+	gw_api_new_id(pc->command_id, sizeof pc->command_id);
+	snprintf(pc->password, sizeof pc->password, "%s", gw_json_string(body, "new_password", ""));
+	if ((pc->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
+		goto done;           /* answered 500 */
+	gw_async *async = pc->async; /* the callback may free pc before the call returns */
+	rc = gw_api_check_password(api, pc->account.password_hash,
+	                           gw_json_string(body, "current_password", ""),
+	                           password_change_current_checked, pc);
+	if (password_work_started(async, rc == ORN_EINVAL ? ORN_EUNAVAILABLE : rc, PASSWORD_UNAVAILABLE))
+		pc = NULL; /* the callbacks own it now */
+done:
+	if (pc != NULL)
+		password_change_free(pc);
+	json_decref(body);
+}
+
 /* ---- POST /api/v1/auth/logout ------------------------------------------- */
 
 /* One logout in flight; owned by whichever callback runs next. */

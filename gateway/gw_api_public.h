@@ -9,6 +9,7 @@ gw_api_handler gw_public_register;
 gw_api_handler gw_public_login;
 gw_api_handler gw_public_logout;
 gw_api_handler gw_public_me;
+gw_api_handler gw_public_change_password;
 gw_api_handler gw_public_products;
 gw_api_handler gw_public_product;
 

@@ -23,6 +23,7 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/auth/logout", gw_public_logout, ACCOUNT},
         {GW_GET, "/api/v1/me", gw_public_me, ACCOUNT},
         {GW_DELETE, "/api/v1/me", gw_erase_me, ACCOUNT},
+        {GW_POST, "/api/v1/me/password", gw_public_change_password, ACCOUNT},
         /* the catalog */
         {GW_GET, "/api/v1/products", gw_public_products, PUBLIC},
         {GW_GET, "/api/v1/products/{id}", gw_public_product, PUBLIC},

@@ -8,7 +8,11 @@ Real nats-server (per-role users, monitoring on), real SMTP server and
   restart for the start-up admin of ORION_ADMIN_EMAIL;
 - a key the gateway's cache lacks is read off the event loop: with every
   keystore read slowed to 2 s, a login that needs one waits, while the
-  catalog answers at once.
+  catalog answers at once;
+- POST /me/password: a wrong current password is 401, a weak new one 400
+  naming new_password (and nothing changes), the right ones 204, after which
+  every earlier token (the caller's and another session's) is 401 on /me, the
+  old password logs in no more and the new one does.
 
 usage: ORION_BIN=build/cli/orion test_accounts.py [-v]"""
 import os
@@ -86,6 +90,38 @@ class Accounts(StackTestCase):
         self.assertLess(elapsed, 1.0, "the catalog waited for another request's key")
         self.assertIsNotNone(outcome.get("client"), "the login failed")
         self.assertGreaterEqual(outcome["seconds"], 1.9, "the login did not need the key: the test proves nothing")
+
+    def test_a_password_change_ends_every_earlier_token(self):
+        email = unique("hedy")
+        self.assertIn(self.register(email, name="Hedy").status, (201, 202))
+        first = wait_until(lambda: login_or_none(self.stack.http_port, email, PASSWORD), 10, what="the account")
+        second = login_or_none(self.stack.http_port, email, PASSWORD)
+        self.assertIsNotNone(second)
+        new_password = "Orchid-lantern-57-river"
+        # a wrong current password changes nothing
+        r = first.post("/me/password", {"current_password": "Wrong-password-00", "new_password": new_password})
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.headers.get("content-type"), "application/problem+json", r)
+        # a weak new password (registration's rules) is a field error
+        r = first.post("/me/password", {"current_password": PASSWORD, "new_password": "password123"})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.headers.get("content-type"), "application/problem+json", r)
+        self.assertIn("new_password", [e["field"] for e in r.json()["errors"]], r)
+        r = first.post("/me/password", {"current_password": PASSWORD, "new_password": email.split("@")[0] + "-X9"})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(first.get("/me").status, 200, "a refused change ended the token")
+        # the change
+        r = first.post("/me/password", {"current_password": PASSWORD, "new_password": new_password})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(first.get("/me").status, 401, "the caller's token still works")
+        self.assertEqual(second.get("/me").status, 401, "another session's token still works")
+        old = Client(self.stack.http_port).post("/auth/login", {"email": email, "password": PASSWORD})
+        self.assertEqual(old.status, 401, old)
+        again = login_or_none(self.stack.http_port, email, new_password)
+        self.assertIsNotNone(again, "the new password does not log in")
+        me = again.get("/me")
+        self.assertEqual(me.status, 200, me)
+        self.assertEqual(me.json()["email"], email)
 
 
 if __name__ == "__main__":
