@@ -42,10 +42,7 @@ static json_t *string_or_null(const char *s)
 	return s[0] != '\0' ? json_string(s) : json_null();
 }
 
-/* The recipient as an admin reads it: the sealed address opened (an order's
- * email is its "customer_email", an alert's its admin's "email"), PD_ERASED
- * once the customer's key is gone or the row blanked (ADR 027). */
-static void recipient_text(ks_store *keys, const mail_log_subject *s, char *out, size_t cap)
+void gw_mail_recipient_text(ks_store *keys, const mail_log_subject *s, char *out, size_t cap)
 {
 	const char *field = s->order_id[0] != '\0' ? "customer_email" : "email";
 	orn_rc rc = s->recipient[0] == '\0' ? ORN_ENOTFOUND
@@ -76,8 +73,8 @@ static void listing_open(void *arg)
 {
 	mail_listing *l = arg;
 	for (size_t i = 0; i < l->page.count; i++)
-		recipient_text(l->api->keys, &l->page.items[i].log.subject, l->recipients[i],
-		               sizeof l->recipients[i]);
+		gw_mail_recipient_text(l->api->keys, &l->page.items[i].log.subject, l->recipients[i],
+		                       sizeof l->recipients[i]);
 }
 
 static json_t *mail_json(const mail_listing *l);
@@ -95,6 +92,17 @@ static void listing_opened(void *arg, bool run)
 	listing_free(l);
 }
 
+json_t *gw_mail_entry_json(const proj_mail_entry *e, const char *recipient)
+{
+	const mail_log_state *s = &e->log;
+	return json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:o, s:o}", "id", e->id, "order_id",
+	                 string_or_null(s->subject.order_id), "product_id",
+	                 string_or_null(s->subject.product_id), "kind", s->subject.kind, "recipient",
+	                 recipient, "status", mail_log_status_name(s->status), "attempts",
+	                 (json_int_t)s->attempts, "last_error", string_or_null(s->last_error), "delivered_at",
+	                 time_or_null(s->delivered_at_ms), "updated_at", time_or_null(s->updated_at_ms));
+}
+
 static json_t *mail_json(const mail_listing *l)
 {
 	const proj_mail_page *page = &l->page;
@@ -102,16 +110,7 @@ static json_t *mail_json(const mail_listing *l)
 	if (items == NULL)
 		return NULL;
 	for (size_t i = 0; i < page->count; i++) {
-		const proj_mail_entry *e = &page->items[i];
-		const mail_log_state *s = &e->log;
-		const char *recipient = l->recipients[i];
-		json_t *item = json_pack(
-		        "{s:s, s:o, s:o, s:s, s:s, s:s, s:I, s:o, s:o, s:o}", "id", e->id, "order_id",
-		        string_or_null(s->subject.order_id), "product_id",
-		        string_or_null(s->subject.product_id), "kind", s->subject.kind, "recipient",
-		        recipient, "status", mail_log_status_name(s->status), "attempts",
-		        (json_int_t)s->attempts, "last_error", string_or_null(s->last_error), "delivered_at",
-		        time_or_null(s->delivered_at_ms), "updated_at", time_or_null(s->updated_at_ms));
+		json_t *item = gw_mail_entry_json(&page->items[i], l->recipients[i]);
 		if (item == NULL || json_array_append_new(items, item) != 0) {
 			json_decref(items);
 			return NULL;
