@@ -6,6 +6,7 @@
 #include "gw_api_admin.h"
 #include "gw_api_cart.h"
 #include "gw_api_erase.h"
+#include "gw_api_export.h"
 #include "gw_api_inventory_feed.h"
 #include "gw_api_mail.h"
 #include "gw_api_orders.h"
@@ -24,6 +25,7 @@ static const gw_api_route routes[] = {
         {GW_GET, "/api/v1/me", gw_public_me, ACCOUNT},
         {GW_DELETE, "/api/v1/me", gw_erase_me, ACCOUNT},
         {GW_POST, "/api/v1/me/password", gw_public_change_password, ACCOUNT},
+        {GW_GET, "/api/v1/me/export", gw_export_me, ACCOUNT},
         /* the catalog */
         {GW_GET, "/api/v1/products", gw_public_products, PUBLIC},
         {GW_GET, "/api/v1/products/{id}", gw_public_product, PUBLIC},

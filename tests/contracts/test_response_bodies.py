@@ -277,6 +277,19 @@ class ResponseBodies(StackTestCase):
         self.assertEqual(admin.post(f"/admin/inventory/{product}/adjustments",
                                     {"delta": 1, "reason": "late"}).status, 404)
 
+        # the customer's own data, and a password change
+        r = customer.get("/me/export")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(order, [o["id"] for o in r.json()["orders"]])
+        self.assertEqual(customer.post("/me/password", {"current_password": "wrong-Password-00",
+                                                        "new_password": "Juniper-harbor-83-quay"}).status, 401)
+        self.assertEqual(customer.post("/me/password", {"current_password": "customer-password-1",
+                                                        "new_password": "password"}).status, 400)
+        changer = checked(register(stack.http_port, f"{unique('changer')}@example.com"))
+        self.assertEqual(changer.post("/me/password", {"current_password": "customer-password-1",
+                                                       "new_password": "Juniper-harbor-83-quay"}).status, 204)
+        self.assertEqual(changer.get("/me").status, 401)
+
         # operations, and the end of a session
         self.assertEqual(checked(Client(stack.http_port)).request("GET", "/healthz").status, 200)
         self.assertEqual(customer.post("/auth/logout").status, 204)

@@ -12,7 +12,10 @@ Real nats-server (per-role users, monitoring on), real SMTP server and
 - POST /me/password: a wrong current password is 401, a weak new one 400
   naming new_password (and nothing changes), the right ones 204, after which
   every earlier token (the caller's and another session's) is 401 on /me, the
-  old password logs in no more and the new one does.
+  old password logs in no more and the new one does;
+- GET /me/export: after one order, the caller's export holds their email and
+  name, the order (by id) and its confirmation email (to the caller's
+  address); another customer's export holds only their own data.
 
 usage: ORION_BIN=build/cli/orion test_accounts.py [-v]"""
 import os
@@ -23,7 +26,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import Client, StackTestCase, login_or_none, wait_until  # noqa: E402
+from orion_e2e import Client, StackTestCase, admin, create_product, login_or_none, wait_until  # noqa: E402
 
 KEYS = "ORION_KEYS"
 PASSWORD = "Velvet-canyon-94"
@@ -122,6 +125,48 @@ class Accounts(StackTestCase):
         me = again.get("/me")
         self.assertEqual(me.status, 200, me)
         self.assertEqual(me.json()["email"], email)
+
+    def customer(self, prefix, name):
+        email = unique(prefix)
+        self.assertIn(self.register(email, name=name).status, (201, 202))
+        return wait_until(lambda: login_or_none(self.stack.http_port, email, PASSWORD), 10, what="the account")
+
+    def test_an_export_holds_the_callers_data_and_only_theirs(self):
+        product = create_product(admin(self.stack), unique("exp").split("@")[0].upper(), 10, price=1900)
+        ada = self.customer("ada-export", "Ada Export")
+        bob = self.customer("bob-export", "Bob Export")
+        self.assertEqual(ada.post("/cart/items", {"product_id": product, "quantity": 2}).status, 200)
+        placed = ada.post("/orders", {})
+        self.assertIn(placed.status, (200, 202), placed)
+        order_id = placed.json()["id"]
+
+        def with_confirmation_email():
+            r = ada.get("/me/export")
+            self.assertEqual(r.status, 200, r)
+            emails = [e for e in r.json()["emails"] if e["order_id"] == order_id]
+            return r.json() if any(e["kind"] == "awaiting_confirmation" for e in emails) else None
+        export = wait_until(with_confirmation_email, 20, interval=0.2, what="the confirmation email in the export")
+        self.assertEqual(export["profile"]["email"], ada.email)
+        self.assertEqual(export["profile"]["name"], "Ada Export")
+        self.assertEqual(export["profile"]["role"], "customer")
+        orders = {o["id"]: o for o in export["orders"]}
+        self.assertIn(order_id, orders)
+        self.assertEqual(orders[order_id]["items"][0]["product_id"], product)
+        self.assertEqual(orders[order_id]["total_cents"], 3800)
+        for e in export["emails"]:
+            self.assertEqual(e["recipient"], ada.email, e)
+        # another customer sees only their own (empty) history
+        r = bob.get("/me/export")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("content-type"), "application/json", r)
+        other = r.json()
+        self.assertEqual(other["profile"]["email"], bob.email)
+        self.assertEqual(other["orders"], [])
+        self.assertEqual(other["emails"], [])
+        self.assertNotIn(order_id, r.body.decode())
+        self.assertNotIn(ada.email, r.body.decode())
+        # no token, no export
+        self.assertEqual(Client(self.stack.http_port).get("/me/export").status, 401)
 
 
 if __name__ == "__main__":
