@@ -815,7 +815,10 @@ void gw_public_change_password(gw_request *r, gw_api *api, const gw_caller *call
 	/* the access check wiped the hash it read: read the account again */
 	orn_rc rc = proj_users_get_by_id(api->users, caller->claims.sub, &pc->account);
 	if (rc != ORN_OK) {
-		gw_respond_error(r, rc == ORN_ENOTFOUND ? 401 : 503, PASSWORD_UNAVAILABLE);
+		if (rc == ORN_ENOTFOUND)
+			gw_respond_error(r, 401, "the account no longer exists");
+		else
+			gw_respond_error(r, 503, PASSWORD_UNAVAILABLE);
 		goto done;
 	}
 	snprintf(pc->address_key, sizeof pc->address_key, "ip:%s", gw_request_client_addr(r));
