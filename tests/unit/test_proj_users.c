@@ -293,3 +293,19 @@ Test(proj_users, revoked_tokens_and_the_token_version_are_kept_and_expired_ones_
 	cr_assert_eq(proj_users_check_token(users, "nobody", "jti-b", &u, &revoked), ORN_ENOTFOUND);
 	cr_assert_eq(proj_users_check_token(users, "id-1", "bad jti", &u, &revoked), ORN_EINVAL);
 }
+
+Test(proj_users, a_password_change_replaces_the_hash_and_the_token_version)
+{
+	static const char new_hash[] = "$argon2id$v=19$m=65536,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA";
+	proj_user u;
+	user_event e = registered("id-pw", "pw@example.com", "P", USER_ROLE_CUSTOMER);
+	apply_user("pw@example.com", &e);
+	e = (user_event){.kind = USER_PASSWORD_CHANGED, .fields = {.token_version = 1}};
+	snprintf(e.fields.password_hash, sizeof e.fields.password_hash, "%s", new_hash);
+	apply_user("pw@example.com", &e);
+	cr_assert_eq(get_by_email(users, "pw@example.com", &u), ORN_OK);
+	cr_assert_str_eq(u.password_hash, new_hash, "login verifies the new hash");
+	cr_assert_eq(u.token_version, 1, "every earlier token is refused");
+	cr_assert_str_eq(u.email, "pw@example.com");
+	cr_assert_eq(u.version, 2);
+}
