@@ -14,6 +14,7 @@ import email.policy
 import http.client
 import json
 import os
+import sys
 import re
 import shutil
 import signal
@@ -265,6 +266,16 @@ class Stack:
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def print_problems(self, test, lines=40):
+        """The last warning and error lines of every orion serve's log, to stderr."""
+        for name, p in self.serves.items():
+            bad = [l for l in p.log().splitlines() if '"level":"warn"' in l or '"level":"error"' in l
+                   or "Sanitizer" in l or "runtime error" in l]
+            print(f"--- {test} failed; serve {name}: {len(bad)} warning/error lines, the last {lines}:",
+                  file=sys.stderr)
+            for l in bad[-lines:]:
+                print(l[:400], file=sys.stderr)
+
     def stream_messages(self, stream):
         """How many messages the JetStream stream holds now (the server's monitoring /jsz)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.nats_monitor_port, timeout=10)
@@ -413,6 +424,16 @@ class StackTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.stack.close()
+
+    def run(self, result=None):
+        """Runs the test; when it fails, prints the warnings and errors the
+        servers logged (the stack's logs are deleted with it), so that a
+        failure in CI says what the servers saw."""
+        before = len(result.failures) + len(result.errors) if result is not None else 0
+        outcome = super().run(result)
+        if result is not None and len(result.failures) + len(result.errors) > before:
+            self.stack.print_problems(f"{type(self).__name__}.{self._testMethodName}")
+        return outcome
 
     @classmethod
     def serve_env(cls):
