@@ -39,6 +39,7 @@
  * 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII characters. */
 #define GW_API_IDEMPOTENCY_HEADER  "Idempotency-Key"
 #define GW_API_IDEMPOTENCY_KEY_MAX 128
+#define GW_API_SETTING_MAX         512 /* bytes of a copied text setting, NUL included */
 
 struct gw_api {
 	gw_server *server;
@@ -78,6 +79,10 @@ struct gw_api {
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* 0: GW_API_PAYMENT_TIMEOUT_MS */
 	int64_t token_ttl_s;         /* 0: GW_API_TOKEN_TTL_S */
+	/* the card payment provider (ADR 028): "" when not configured */
+	char psp_public_url[GW_API_SETTING_MAX];
+	char psp_publishable_key[GW_API_SETTING_MAX];
+	char psp_webhook_secret[GW_API_SETTING_MAX];
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
 	unsigned inventory_feeds; /* feeds open now */
