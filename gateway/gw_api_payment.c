@@ -52,18 +52,23 @@
 #include "hashmap.h"
 #include "log.h"
 
-#define PAYMENT_AGGREGATE      "pay" /* the payment service (ADR 009); "payment" is the aggregate */
-#define PAYMENT_CMD_PAY        "Pay"
-#define PAYMENT_BODY_MAX       1024
-#define PAYMENT_RECORDS_MAX    10000
-#define PAYMENT_REPLAY_TTL_MS  (24LL * 3600 * 1000)
-#define PAYMENT_METHOD_MAX     64 /* GW_PATTERN_ID's bound; the provider's ids (pm_...) are far shorter */
-#define REQUIRES_ACTION        "requires_action"
-#define RECORD_KEY_HEX         (2 * crypto_generichash_BYTES + 1)
-#define COMMAND_ID_MAX         (ORDER_ID_MAX + 5 + 2 * crypto_hash_sha256_BYTES + 1)
+#define PAYMENT_AGGREGATE     "pay" /* the payment service (ADR 009); "payment" is the aggregate */
+#define PAYMENT_CMD_PAY       "Pay"
+#define PAYMENT_BODY_MAX      1024
+#define PAYMENT_RECORDS_MAX   10000
+#define PAYMENT_REPLAY_TTL_MS (24LL * 3600 * 1000)
+#define PAYMENT_METHOD_MAX    64 /* GW_PATTERN_ID's bound; the provider's ids (pm_...) are far shorter */
+#define REQUIRES_ACTION       "requires_action"
+#define RECORD_KEY_HEX        (2 * crypto_generichash_BYTES + 1)
+#define COMMAND_ID_MAX        (ORDER_ID_MAX + 5 + 2 * crypto_hash_sha256_BYTES + 1)
 
 static const gw_field payment_schema[] = {
-        {.name = "payment_method", .type = GW_STRING, .required = true, .min = 1, .max = PAYMENT_METHOD_MAX, .pattern = GW_PATTERN_ID},
+        {.name = "payment_method",
+         .type = GW_STRING,
+         .required = true,
+         .min = 1,
+         .max = PAYMENT_METHOD_MAX,
+         .pattern = GW_PATTERN_ID},
         {.name = NULL},
 };
 
@@ -229,8 +234,8 @@ static json_t *read_body(gw_request *r, const gw_api_payments *p,
 		gw_respond_error(r, 500, NULL);
 		return NULL;
 	}
-	crypto_generichash(hash, crypto_generichash_BYTES, (const unsigned char *)canonical, strlen(canonical),
-	                   p->hash_key, sizeof p->hash_key);
+	crypto_generichash(hash, crypto_generichash_BYTES, (const unsigned char *)canonical,
+	                   strlen(canonical), p->hash_key, sizeof p->hash_key);
 	free(canonical);
 	return body;
 }
@@ -275,7 +280,7 @@ typedef struct pay_op {
 	gw_api *api;
 	pay_record *record;
 	char order_id[ORDER_ID_MAX];
-	bool requires_action; /* the answer is not kept: the webhook settles the payment later */
+	bool requires_action;            /* the answer is not kept: the webhook settles the payment later */
 	char action_url[BUS_DETAIL_MAX]; /* requires_action: the provider's challenge page */
 } pay_op;
 
@@ -408,8 +413,9 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 		if (strcmp(code, "invalid_payment_method") == 0) {
 			json_t *problem = gw_problem_new(400, "the payment method is not usable");
 			if (problem != NULL)
-				gw_problem_add_error(problem, "payment_method",
-				                     "must be a payment method id (pm_...) the provider issued");
+				gw_problem_add_error(
+				        problem, "payment_method",
+				        "must be a payment method id (pm_...) the provider issued");
 			record_finish(op->api, op->record, NULL, 0, problem, false);
 			free(op);
 		} else if (strcmp(code, "not_found") == 0) {

@@ -73,7 +73,8 @@ static bool parse_signature(const char *header, psp_signature *out)
 		if (len > 2 && p[0] == 't' && p[1] == '=') {
 			int64_t t = 0;
 			size_t digits = 0;
-			for (size_t i = 2; i < len && p[i] >= '0' && p[i] <= '9' && digits < 12; i++, digits++)
+			for (size_t i = 2; i < len && p[i] >= '0' && p[i] <= '9' && digits < 12;
+			     i++, digits++)
 				t = t * 10 + (p[i] - '0');
 			if (digits == 0 || digits != len - 2)
 				return false;

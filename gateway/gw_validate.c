@@ -261,8 +261,8 @@ static bool card_member_at(const unsigned char *body, size_t len, size_t at)
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)(body[at + i] | 0x20) != (unsigned char)(name[i] | 0x20))
 			return false;
-	for (at += n; at < len && (body[at] == ' ' || body[at] == '\t' || body[at] == '\n' || body[at] == '\r');
-	     at++)
+	for (at += n;
+	     at < len && (body[at] == ' ' || body[at] == '\t' || body[at] == '\n' || body[at] == '\r'); at++)
 		;
 	return at < len && body[at] == ':';
 }
