@@ -52,7 +52,7 @@
 #include "hashmap.h"
 #include "log.h"
 
-#define PAYMENT_AGGREGATE     "pay" /* the payment service (ADR 009); "payment" is the aggregate */
+#define PAY_SERVICE     "pay" /* the payment service (ADR 009); "payment" is the aggregate */
 #define PAYMENT_CMD_PAY       "Pay"
 #define PAYMENT_BODY_MAX      1024
 #define PAYMENT_RECORDS_MAX   10000
@@ -582,7 +582,7 @@ void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 		goto done;
 	}
 	command_id_for(id, key, command_id);
-	rc = gw_api_send_within(api, PAYMENT_AGGREGATE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub,
+	rc = gw_api_send_within(api, PAY_SERVICE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub,
 	                        timeout_ms, on_pay_replied, op);
 	if (rc != ORN_OK) {
 		log_warn("payment not sent", "order", id, "error", orn_strerror(rc));

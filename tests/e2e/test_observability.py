@@ -30,7 +30,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from orion_e2e import (StackTestCase, confirmation_link, create_product,  # noqa: E402
-                       query_token, register, wait_port, wait_status, wait_until)
+                       query_token, register, tokenize, wait_port, wait_status, wait_until)
 
 APPROVE = "4242424242424242"
 
@@ -115,9 +115,7 @@ class Observability(StackTestCase):
                                 headers={"X-Correlation-Id": corr})
         assert r.status == 200 and r.json()["status"] == "awaiting_payment", r
         assert r.headers.get("x-request-id") == corr, r.headers
-        r = c.post(f"/orders/{order_id}/payment", {"card": {
-            "number": APPROVE, "exp_month": 12, "exp_year": 2030, "cvc": "737", "holder_name": "A B"}},
-            headers=hdr)
+        r = c.post(f"/orders/{order_id}/payment", {"payment_method": tokenize(c, APPROVE)}, headers=hdr)
         assert r.status == 200, r
         wait_status(c, order_id, "confirmed")
         cls.customer = c
