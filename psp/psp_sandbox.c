@@ -1810,21 +1810,22 @@ static orn_rc load_payment_method(psp_sandbox *s, json_t *j)
 /* An intent line: a new intent, or the later state of a known one. */
 static orn_rc load_intent(psp_sandbox *s, json_t *j)
 {
-	const char *id, *currency, *status, *pm, *behaviour, *charge_id, *order_id = NULL;
-	const char *return_url = NULL, *code, *decline;
+	const char *id, *currency, *status, *pm, *behaviour, *charge_id, *code, *decline;
+	json_t *order_json = NULL, *return_json = NULL; /* a string or null */
 	json_int_t amount, refunded, created;
 	int attempts;
 	intent_status st;
 	psp_behaviour b;
-	if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s?s, s?s, s:s, s:s, s:I, s:i, s:I}", "id",
+	if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s?o, s?o, s:s, s:s, s:I, s:i, s:I}", "id",
 	                &id, "amount", &amount, "currency", &currency, "status", &status, "payment_method",
-	                &pm, "behaviour", &behaviour, "charge", &charge_id, "order_id", &order_id,
-	                "return_url", &return_url, "error_code", &code, "decline_code", &decline,
+	                &pm, "behaviour", &behaviour, "charge", &charge_id, "order_id", &order_json,
+	                "return_url", &return_json, "error_code", &code, "decline_code", &decline,
 	                "amount_refunded", &refunded, "refund_attempts", &attempts, "created",
 	                &created) != 0 ||
 	    strlen(id) >= ID_MAX || strlen(pm) >= ID_MAX || strlen(charge_id) >= ID_MAX ||
 	    !intent_status_parse(status, &st) || !psp_behaviour_parse(behaviour, &b))
 		return ORN_EDECODE;
+	const char *order_id = json_string_value(order_json), *return_url = json_string_value(return_json);
 	intent *pi = hmap_get(s->intents_by_id, id);
 	bool known = pi != NULL;
 	if (!known) {
