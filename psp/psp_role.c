@@ -19,6 +19,8 @@ static const orn_setting psp_settings_table[] = {
         ORN_SETTING_TEXT_ROW("ORION_PSP_WEBHOOK_URL", psp_settings, webhook_url, "",
                              "ORION_PUBLIC_URL/webhooks/psp",
                              "where the sandbox sends its webhooks (an http:// URL)"),
+        ORN_SETTING_TEXT_ROW("ORION_PSP_PUBLIC_URL", psp_settings, public_url, "", "the sandbox's URL",
+                             "the provider's URL as browsers reach it (the 3-D Secure page's base)"),
         ORN_SETTING_END,
 };
 
@@ -90,6 +92,7 @@ static orn_rc psp_role_start(const role_context *ctx, void **handle)
 	o.webhook_secret = set->webhook_secret;
 	o.webhook_url = webhook;
 	o.cors_origins = origins;
+	o.public_url = set->public_url;
 	orn_rc rc = psp_sandbox_start(&o, &s->sandbox);
 	if (rc != ORN_OK) {
 		log_error("cannot start the payment provider sandbox", "error", orn_strerror(rc));

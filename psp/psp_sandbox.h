@@ -117,6 +117,7 @@ typedef struct psp_settings {
 	char publishable_key[ORN_CONFIG_STR_MAX]; /* ORION_PSP_PUBLISHABLE_KEY */
 	char webhook_secret[ORN_CONFIG_STR_MAX];  /* ORION_PSP_WEBHOOK_SECRET */
 	char webhook_url[ORN_CONFIG_STR_MAX];     /* ORION_PSP_WEBHOOK_URL; "": from the public URL */
+	char public_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_PUBLIC_URL; "": http://127.0.0.1:<port> */
 } psp_settings;
 
 extern const role_descriptor psp_role;

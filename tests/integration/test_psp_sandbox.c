@@ -829,13 +829,27 @@ Test(psp_sandbox, start_rejects_bad_options)
 
 /* ---- the binary ----------------------------------------------------------- */
 
+#define CARD_3DS_BIN "4000002500003155"
+#define CARD_REST_PM "&card[exp_month]=12&card[exp_year]=2031&card[cvc]=" CVC
+
 Test(psp_sandbox, orion_psp_sandbox_command)
 {
 	char log_path[512], state[512], url[128];
 	snprintf(log_path, sizeof log_path, "%s/psp.log", work_dir);
 	snprintf(state, sizeof state, "%s/bin-state.jsonl", work_dir);
-	char *argv[] = {
-	        (char *)th_orion_bin(), "psp-sandbox", "--listen", "127.0.0.1:0", "--state", state, NULL};
+	char *argv[] = {(char *)th_orion_bin(),
+	                "psp-sandbox",
+	                "--listen",
+	                "127.0.0.1:0",
+	                "--state",
+	                state,
+	                "--publishable-key",
+	                "pk_test_from_flag",
+	                "--cors-origins",
+	                SHOP,
+	                "--public-url",
+	                "https://psp.example/",
+	                NULL};
 	char *env[] = {"ORION_PSP_KEY=sk_test_from_env", NULL};
 	child = th_spawn(argv, env, log_path);
 	cr_assert(th_wait_for_file_line(log_path, "PSP sandbox listening on http://127.0.0.1:", 10000),
@@ -856,16 +870,36 @@ Test(psp_sandbox, orion_psp_sandbox_command)
 	cr_assert_eq(r.curl, CURLE_OK);
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	free(r.body);
+	/* the ADR 028 options */
+	snprintf(form, sizeof form, "type=card&card[number]=%s" CARD_REST_PM, CARD_3DS_BIN);
+	r = request_full(url, "/v1/payment_methods", form, "pk_test_from_flag", NULL, "Origin: " SHOP, 10000);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	cr_assert_str_eq(r.allow_origin, SHOP);
+	json_t *pm = json_of(&r);
+	free(r.body);
+	snprintf(form, sizeof form, "amount=100&currency=eur&payment_method=%s", jstr(pm, "id"));
+	json_decref(pm);
+	r = request_full(url, "/v1/payment_intents", form, "sk_test_from_env", NULL, NULL, 10000);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	json_t *pi = json_of(&r);
+	cr_assert_eq(
+	        strncmp(jstr(pi, "next_action.redirect_to_url.url"), "https://psp.example/v1/3ds/pi_", 30), 0,
+	        "%s", r.body);
+	json_decref(pi);
+	free(r.body);
 	th_kill(child, SIGTERM);
 	cr_assert_eq(th_wait_exit(child, 10000), 0);
 	child = 0;
 	text = read_all(log_path);
 	cr_assert_null(strstr(text, CARD_OK), "the log holds the card number");
+	cr_assert_null(strstr(text, CARD_3DS_BIN), "the log holds the card number");
 	cr_assert_null(strstr(text, "Zelda"), "the log holds the holder's name");
 	free(text);
 	text = read_all(state);
 	cr_assert_not_null(strstr(text, "ord-bin"));
 	cr_assert_null(strstr(text, CARD_OK));
+	cr_assert_null(strstr(text, CARD_3DS_BIN));
+	cr_assert_not_null(strstr(text, "\"behaviour\":\"requires_3ds\""));
 	free(text);
 }
 
@@ -1495,10 +1529,12 @@ static void assert_signed(const delivery *d)
 	cr_assert_str_eq(v1, expected, "the signature does not verify");
 }
 
+/* Criterion runs the suite's init before a test's own, and the suite's fini
+ * after: these only stop the suite's sandbox (each test starts its own,
+ * pointed at the receiver) and stop the receiver. */
 static void hook_setup(void)
 {
-	setup();
-	psp_sandbox_stop(sandbox); /* again, pointed at the receiver */
+	psp_sandbox_stop(sandbox);
 	sandbox = NULL;
 }
 
@@ -1511,7 +1547,6 @@ static void hook_teardown(void)
 		free(hook.got[i].body);
 	hook.count = 0;
 	hook_url[0] = '\0';
-	teardown();
 }
 
 static json_t *events_of(const char *type)
