@@ -1,6 +1,8 @@
 /* psp_sandbox.c — the card payment provider sandbox (see psp_sandbox.h):
- * evhttp routes, charges and refunds, idempotency records, the silent
- * card's held connections and the JSON-lines state file.
+ * evhttp routes, payment methods, payment intents and their 3-D Secure
+ * page, charges and refunds, webhook events and their delivery,
+ * idempotency records, the silent card's held connections and the
+ * JSON-lines state file.
  *
  * Held connections and libevent 2.1's ownership of an unanswered request:
  * when the client goes away, evhttp either detaches the request from the
@@ -109,8 +111,6 @@ typedef struct intent {
 	int refund_attempts; /* failed ones included: the 5126 card fails the first */
 	int64_t created;
 } intent;
-
-typedef struct psp_sandbox psp_sandbox;
 
 /* A webhook event: its body is fixed at creation (the same id and bytes on
  * every try, only the signature's t changes). */
@@ -574,7 +574,10 @@ static void delivery_done(struct evhttp_request *req, void *arg)
 	e->conn = NULL; /* freed by evhttp once this returns (free_on_completion) */
 	e->deliveries++;
 	e->delivered = code >= 200 && code < 300;
-	persist_delivery(s, e);
+	/* A receiver down for days would add a line every 30 s: the count is
+	 * written for the first tries, then every 16th (and at success). */
+	if (e->delivered || e->deliveries <= 16 || e->deliveries % 16 == 0)
+		persist_delivery(s, e);
 	snprintf(status, sizeof status, "%d", code);
 	snprintf(tries, sizeof tries, "%u", e->deliveries);
 	if (e->delivered) {
@@ -607,14 +610,14 @@ static void delivery_try(evutil_socket_t fd, short what, void *arg)
 {
 	webhook_event *e = arg;
 	psp_sandbox *s = e->sandbox;
-	const char *host = evhttp_uri_get_host(s->webhook), *path = evhttp_uri_get_path(s->webhook);
-	const char *query = evhttp_uri_get_query(s->webhook);
-	int port = evhttp_uri_get_port(s->webhook);
 	char target[ORN_CONFIG_STR_MAX * 2], signature[160], host_header[300];
 	(void)fd;
 	(void)what;
-	if (e->delivered || e->conn != NULL)
+	if (s->webhook == NULL || e->delivered || e->conn != NULL) /* the URL was taken away */
 		return;
+	const char *host = evhttp_uri_get_host(s->webhook), *path = evhttp_uri_get_path(s->webhook);
+	const char *query = evhttp_uri_get_query(s->webhook);
+	int port = evhttp_uri_get_port(s->webhook);
 	snprintf(target, sizeof target, "%s%s%s", path != NULL && path[0] != '\0' ? path : "/",
 	         query != NULL ? "?" : "", query != NULL ? query : "");
 	port = port > 0 ? port : 80;
@@ -661,20 +664,6 @@ static void webhook_event_free(webhook_event *e)
 	free(e);
 }
 
-/* Grows an array of pointers by one slot; false when out of memory. */
-static bool grow(void ***items, size_t count, size_t *cap)
-{
-	if (count < *cap)
-		return true;
-	size_t n = *cap ? 2 * *cap : 64;
-	void **grown = realloc(*items, n * sizeof *grown);
-	if (grown == NULL)
-		return false;
-	*items = grown;
-	*cap = n;
-	return true;
-}
-
 /* Takes e into the sandbox (or frees it on failure). */
 static orn_rc webhook_event_add(psp_sandbox *s, webhook_event *e)
 {
@@ -682,8 +671,17 @@ static orn_rc webhook_event_add(psp_sandbox *s, webhook_event *e)
 		webhook_event_free(e);
 		return ORN_EEXISTS;
 	}
-	if (!grow((void ***)&s->events, s->event_count, &s->event_cap) ||
-	    hmap_put(s->events_by_id, e->id, e) != ORN_OK) {
+	if (s->event_count == s->event_cap) {
+		size_t cap = s->event_cap ? 2 * s->event_cap : 64;
+		webhook_event **grown = realloc(s->events, cap * sizeof *grown);
+		if (grown == NULL) {
+			webhook_event_free(e);
+			return ORN_ENOMEM;
+		}
+		s->events = grown;
+		s->event_cap = cap;
+	}
+	if (hmap_put(s->events_by_id, e->id, e) != ORN_OK) {
 		webhook_event_free(e);
 		return ORN_ENOMEM;
 	}
@@ -878,8 +876,17 @@ static orn_rc intent_add(psp_sandbox *s, intent *pi)
 		intent_free(pi);
 		return ORN_EEXISTS;
 	}
-	if (!grow((void ***)&s->intents, s->intent_count, &s->intent_cap) ||
-	    hmap_put(s->intents_by_id, pi->id, pi) != ORN_OK) {
+	if (s->intent_count == s->intent_cap) {
+		size_t cap = s->intent_cap ? 2 * s->intent_cap : 64;
+		intent **grown = realloc(s->intents, cap * sizeof *grown);
+		if (grown == NULL) {
+			intent_free(pi);
+			return ORN_ENOMEM;
+		}
+		s->intents = grown;
+		s->intent_cap = cap;
+	}
+	if (hmap_put(s->intents_by_id, pi->id, pi) != ORN_OK) {
 		intent_free(pi);
 		return ORN_ENOMEM;
 	}
@@ -1408,7 +1415,7 @@ static void page_message(struct evhttp_request *req, int status, const char *tit
 	evbuffer_free(b);
 }
 
-static void challenge_page(psp_sandbox *s, struct evhttp_request *req, const intent *pi)
+static void challenge_page(struct evhttp_request *req, const intent *pi)
 {
 	char amount[64], action[ID_MAX + 16];
 	struct evbuffer *b = evbuffer_new();
@@ -1416,7 +1423,6 @@ static void challenge_page(psp_sandbox *s, struct evhttp_request *req, const int
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	(void)s;
 	snprintf(amount, sizeof amount, "%lld.%02lld %c%c%c", (long long)(pi->amount / 100),
 	         (long long)(pi->amount % 100), pi->currency[0] - 32, pi->currency[1] - 32,
 	         pi->currency[2] - 32);
@@ -1477,7 +1483,7 @@ static void handle_challenge(psp_sandbox *s, struct evhttp_request *req, const c
 	}
 	if (cmd == EVHTTP_REQ_GET) {
 		if (pi->status == INTENT_REQUIRES_ACTION)
-			challenge_page(s, req, pi);
+			challenge_page(req, pi);
 		else
 			page_message(req, 200, "Payment authentication",
 			             "This payment needs no more authentication. You may close this page.");
@@ -1573,7 +1579,7 @@ static void list_events(psp_sandbox *s, struct evhttp_request *req, const char *
 	bool more = false;
 	for (size_t i = s->event_count; i > 0 && data != NULL; i--) {
 		const webhook_event *e = s->events[i - 1];
-		if (type != NULL && strcmp(type, e->type) != 0)
+		if (type != NULL && type[0] != '\0' && strcmp(type, e->type) != 0)
 			continue;
 		if ((int64_t)json_array_size(data) == limit) {
 			more = true;
