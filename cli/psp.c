@@ -8,7 +8,8 @@
  * --listen defaults to 127.0.0.1:0 (a free port), --key to ORION_PSP_KEY,
  * --publishable-key to ORION_PSP_PUBLISHABLE_KEY, --webhook-secret to
  * ORION_PSP_WEBHOOK_SECRET, --webhook-url to ORION_PSP_WEBHOOK_URL (unset:
- * events are kept, not sent), --cors-origins to ORION_CORS_ORIGINS.
+ * events are kept, not sent), --cors-origins to ORION_CORS_ORIGINS,
+ * --public-url to ORION_PSP_PUBLIC_URL.
  * Once listening it prints "PSP sandbox listening on http://HOST:PORT" on
  * stdout (flushed), for scripts and tests to read the port from. */
 #include <errno.h>
@@ -28,23 +29,24 @@ static void psp_usage(FILE *out)
 	             "                          [--silent-hold-ms MS] [--publishable-key KEY]\n"
 	             "                          [--webhook-url URL] [--webhook-secret SECRET]\n"
 	             "                          [--cors-origins LIST] [--public-url URL]\n"
-	             "  --listen          address to serve on (default 127.0.0.1:0, a free port)\n"
-	             "  --key             the API key clients must send as a Bearer token\n"
-	             "                    (default ORION_PSP_KEY)\n"
-	             "  --state           append charges, refunds and idempotency records to FILE\n"
-	             "                    and reload them at start (default: in memory)\n"
-	             "  --silent-hold-ms  how long the silent card 4000000000000309 holds its\n"
-	             "                    connection before closing it unanswered (default 120000)\n"
-	             "  --publishable-key the key browsers use for POST /v1/payment_methods\n"
-	             "                    (default ORION_PSP_PUBLISHABLE_KEY)\n"
-	             "  --webhook-url     http:// URL the signed events are POSTed to\n"
-	             "                    (default ORION_PSP_WEBHOOK_URL; unset: not sent)\n"
-	             "  --webhook-secret  the webhook signing secret (default ORION_PSP_WEBHOOK_SECRET)\n"
-	             "  --cors-origins    comma-separated origins allowed to create payment methods\n"
-	             "                    from a browser (default ORION_CORS_ORIGINS)\n"
-	             "  --public-url      base of the 3-D Secure page URL\n"
-	             "                    (default http://127.0.0.1:<port>)\n"
-	             "  -h, --help        this text\n");
+	             "  --listen           address to serve on (default 127.0.0.1:0, a free port)\n"
+	             "  --key              the API key servers must send as a Bearer token\n"
+	             "                     (default ORION_PSP_KEY)\n"
+	             "  --state            append payment methods (never a card number), intents,\n"
+	             "                     charges, refunds, webhook events and idempotency records\n"
+	             "                     to FILE and reload them at start (default: in memory)\n"
+	             "  --silent-hold-ms   how long the silent card 4000000000000309 holds its\n"
+	             "                     connection before closing it unanswered (default 120000)\n"
+	             "  --publishable-key  the key browsers use for POST /v1/payment_methods\n"
+	             "                     (default ORION_PSP_PUBLISHABLE_KEY)\n"
+	             "  --webhook-url      http:// URL the signed events are POSTed to\n"
+	             "                     (default ORION_PSP_WEBHOOK_URL; unset: kept, not sent)\n"
+	             "  --webhook-secret   the webhook signing secret (default ORION_PSP_WEBHOOK_SECRET)\n"
+	             "  --cors-origins     comma-separated origins allowed to create payment methods\n"
+	             "                     from a browser (default ORION_CORS_ORIGINS)\n"
+	             "  --public-url       base of the 3-D Secure page's URL\n"
+	             "                     (default ORION_PSP_PUBLIC_URL, else http://127.0.0.1:PORT)\n"
+	             "  -h, --help         this text\n");
 }
 
 static bool parse_ms(const char *text, unsigned *out)
@@ -73,6 +75,7 @@ int cli_psp_sandbox(int argc, char **argv, const cli_config *cfg)
 	o.webhook_secret = settings.webhook_secret;
 	o.webhook_url = settings.webhook_url;
 	o.cors_origins = cfg->cors_origins;
+	o.public_url = settings.public_url;
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
 		if (strcmp(argv[i], "--listen") == 0 && has_value) {
