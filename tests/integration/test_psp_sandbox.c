@@ -1756,3 +1756,88 @@ Test(psp_sandbox, set_site_points_webhooks_and_cors_later, .init = hook_setup, .
 	cr_assert_str_eq(old.allow_origin, "", "the list was replaced");
 	free(old.body);
 }
+
+/* ---- the psp role: its settings, the public URL and CORS origins ---------- */
+
+static const char *role_public_url = "http://127.0.0.1:0"; /* as serve knows it before the gateway binds */
+
+static const void *role_offer(void *host, const char *what)
+{
+	(void)host;
+	if (strcmp(what, PSP_NEEDS_PUBLIC_URL) == 0)
+		return role_public_url;
+	if (strcmp(what, PSP_NEEDS_CORS_ORIGINS) == 0)
+		return "http://localhost:5173";
+	return NULL;
+}
+
+Test(psp_sandbox, the_role_follows_the_public_url_for_webhooks_and_cors, .init = hook_setup,
+     .fini = hook_teardown)
+{
+	psp_settings set;
+	const char *bad = NULL;
+	cr_assert_eq(orn_settings_load(psp_role.settings, &set, &bad), ORN_OK);
+	cr_assert_str_eq(set.publishable_key, "pk_test_orion");
+	cr_assert_str_eq(set.webhook_secret, "whsec_test_orion");
+	role_context ctx = {.role = &psp_role, .data_dir = work_dir, .settings = &set, .offer = role_offer};
+	void *handle = NULL;
+	cr_assert_eq(psp_role.start(&ctx, &handle), ORN_OK);
+	const char *url = psp_role.offers(handle, PSP_OFFERS_URL);
+	cr_assert_not_null(url);
+	snprintf(base_url, sizeof base_url, "%s", url);
+	/* the gateway is bound: webhooks go to <public URL>/webhooks/psp */
+	hook_start(0);
+	char public_url[128];
+	snprintf(public_url, sizeof public_url, "%.*s", (int)(strstr(hook_url, "/webhooks/psp") - hook_url),
+	         hook_url);
+	psp_role_public_url(handle, public_url);
+	char form[256];
+	snprintf(form, sizeof form, "type=card&card[number]=%s" PM_REST, CARD_OK);
+	char intent_form[256] = "";
+	const char *origins[] = {public_url, "http://localhost:5173"};
+	for (size_t i = 0; i < 2; i++) {
+		char origin[160];
+		snprintf(origin, sizeof origin, "Origin: %s", origins[i]);
+		response pm = request_full(base_url, "/v1/payment_methods", form, "pk_test_orion", NULL,
+		                           origin, 10000);
+		cr_assert_eq(pm.status, 200, "%s", pm.body);
+		cr_assert_str_eq(pm.allow_origin, origins[i]);
+		if (i == 0) {
+			json_t *pj = json_of(&pm);
+			snprintf(intent_form, sizeof intent_form, "amount=100&currency=eur&payment_method=%s",
+			         jstr(pj, "id"));
+			json_decref(pj);
+		}
+		free(pm.body);
+	}
+	response pi = request_full(base_url, "/v1/payment_intents", intent_form, "sk_test_orion", NULL, NULL,
+	                           10000);
+	cr_assert_eq(pi.status, 200, "%s", pi.body);
+	free(pi.body);
+	hook_wait(1, 5000);
+	pthread_mutex_lock(&hook.lock);
+	delivery d = hook.got[0];
+	pthread_mutex_unlock(&hook.lock);
+	/* signed with the default secret */
+	long long t = 0;
+	char v1[65] = "", expected[65], stamp[24];
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256_state st;
+	cr_assert_eq(sscanf(d.signature, "t=%lld,v1=%64[0-9a-f]", &t, v1), 2);
+	snprintf(stamp, sizeof stamp, "%lld", t);
+	crypto_auth_hmacsha256_init(&st, (const uint8_t *)"whsec_test_orion", 16);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)stamp, strlen(stamp));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)d.body, strlen(d.body));
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(expected, sizeof expected, mac, sizeof mac);
+	cr_assert_str_eq(v1, expected);
+	psp_role.stop(handle);
+	/* its state is in the data directory, without the card number */
+	char state[512];
+	snprintf(state, sizeof state, "%s/psp-sandbox.jsonl", work_dir);
+	char *text = read_all(state);
+	cr_assert_not_null(strstr(text, "payment_intent.succeeded"));
+	cr_assert_null(strstr(text, CARD_OK));
+	free(text);
+}
