@@ -174,11 +174,17 @@ class Stack:
 
     def start_psp(self):
         """The provider sandbox alone, its state in a file (it survives a restart);
-        every `orion serve` started after this is pointed at it (ORION_PSP_URL)."""
-        if self.psp is None:
-            self.psp = Process([self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key",
-                                self.psp_key, "--state", self.psp_state], self.env(),
-                               os.path.join(self.dir, "psp.log"))
+        every `orion serve` started after this is pointed at it (ORION_PSP_URL).
+        Its signed webhooks go to the gateway (ADR 028): once the first gateway
+        has announced its port, the sandbox is started again with that URL."""
+        argv = [self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key", self.psp_key,
+                "--state", self.psp_state]
+        if self.http_port is not None:
+            argv += ["--webhook-url", f"http://127.0.0.1:{self.http_port}/api/v1/webhooks/psp"]
+        if self.psp is None or self.psp.argv != argv:
+            if self.psp is not None:
+                self.psp.stop(10)
+            self.psp = Process(argv, self.env(), os.path.join(self.dir, "psp.log"))
         self.psp.start()
         assert wait_port(self.psp_port), f"the psp sandbox did not listen:\n{self.psp.log()[-2000:]}"
 
@@ -254,8 +260,11 @@ class Stack:
         if announced:
             port = int(announced.group(1))
             assert self.http_port in (None, port), (self.http_port, port)
+            first = self.http_port is None
             self.http_port = port
             p.env["ORION_HTTP_ADDR"] = f"127.0.0.1:{port}"  # a restart of p keeps its port
+            if first and self.psp is not None and self.psp.running():
+                self.start_psp()  # now with the gateway's webhook URL
         if wait_http:
             assert wait_port(self.http_port), "the gateway did not listen"
         return p
