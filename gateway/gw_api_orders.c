@@ -34,9 +34,10 @@
  * head, no replay) and re-reads the whole order only when that changed; it
  * sends the history entries it has not sent (event id = the stream sequence
  * of the entry's event, so Last-Event-ID resumes), a keep-alive comment every
- * 15 s, and after a final status a large "retry:" and the end of the stream.
- * A client that reconnects anyway with a Last-Event-ID at or past the final
- * entry gets 204 No Content, which tells an EventSource to stop reconnecting.
+ * 15 s, and once the checkout is done (order_status_checkout_done: paid, or
+ * ended unpaid) a large "retry:" and the end of the stream. A client that
+ * reconnects anyway with a Last-Event-ID at or past that entry gets 204 No
+ * Content, which tells an EventSource to stop reconnecting.
  * The stream's closed callback (client gone, server destroyed) frees the
  * timer and the buffer; gw_http caps how many streams are open. */
 #include "gw_api_orders.h"
@@ -332,7 +333,7 @@ static void op_answer(void *closure, orn_rc wait_rc)
 		log_warn("read models late after an order command", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
 	orn_rc rc = order != NULL ? proj_orders_get(op->api->orders, op->order_id, order) : ORN_ENOMEM;
-	if (op->held && op->exists && rc == ORN_OK && order_status_is_final(order->state.status))
+	if (op->held && op->exists && rc == ORN_OK && order_status_checkout_done(order->state.status))
 		close_hold(op); /* a repeat of a final order opened it again */
 	if (op->html && op->kind == OP_CONFIRM) {
 		char *html =
@@ -1020,12 +1021,14 @@ static void stream_end(order_stream *os)
 	stream_free(os);
 }
 
-/* The stream sequence of the order's final history entry, or 0 while it
- * has none. */
+/* The stream sequence of the history entry that ended the order's checkout
+ * (order_status_checkout_done: paid, or ended unpaid), or 0 while it has
+ * none. The stream follows the checkout; later statuses (shipped, a cancel
+ * after payment) are read with GET /orders/{id}. */
 static uint64_t final_seq(const proj_order *order)
 {
 	for (size_t i = 0; i < order->state.history_count; i++)
-		if (order_status_is_final(order->state.history[i].status))
+		if (order_status_checkout_done(order->state.history[i].status))
 			return order->history_seq[i];
 	return 0;
 }
@@ -1039,7 +1042,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 	os->version = order->version;
 	for (size_t i = 0; i < s->history_count; i++) {
 		if (order->history_seq[i] <= os->sent_seq) {
-			os->final |= order_status_is_final(s->history[i].status);
+			os->final |= order_status_checkout_done(s->history[i].status);
 			continue;
 		}
 		mp_writer *w = gw_api_text_buffer(os->api);
@@ -1055,7 +1058,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 			return false;
 		os->sent_seq = order->history_seq[i];
 		os->last_write_ns = orn_monotonic_ns();
-		os->final |= order_status_is_final(s->history[i].status);
+		os->final |= order_status_checkout_done(s->history[i].status);
 	}
 	return !os->final;
 }
