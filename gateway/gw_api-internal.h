@@ -50,6 +50,7 @@ struct gw_api {
 	proj_orders *orders;
 	proj_carts *carts;
 	proj_mail *mail;
+	proj_payments *payment_views; /* the payments read model (ADR 028) */
 	gw_bus *bus;
 	gw_consistency *consistency;
 	gw_metrics *metrics;
@@ -265,6 +266,13 @@ void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply);
  * the text buffer with result encoded. The handle, or NULL after answering:
  * 500 when encoded is not ORN_OK, or gw_request_defer's 500. */
 gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded);
+
+/* Writes the order view (gw_view_order) of order id, state s, its first
+ * history_count entries, into w, with the order's payment as the payments
+ * read model has it (none when it has no row or cannot be read: the view
+ * then shows what the order itself knows). False when nothing was written
+ * (no history entry) or on ENOMEM. */
+bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count);
 
 /* Calls fn(closure, ORN_OK) once the read models hold seq, or at once
  * without a consistency helper (or when the wait cannot start). */

@@ -576,6 +576,18 @@ gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded)
 	return NULL;
 }
 
+bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count)
+{
+	proj_payment *payment = api->payment_views != NULL ? malloc(sizeof *payment) : NULL;
+	orn_rc rc = payment != NULL ? proj_payments_get(api->payment_views, id, payment) : ORN_ENOTFOUND;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+		log_warn("payments model unreadable; the order is shown without its payment", "order", id, "error",
+		         orn_strerror(rc));
+	bool ok = gw_view_order(w, id, s, history_count, rc == ORN_OK ? &payment->state : NULL);
+	free(payment);
+	return ok;
+}
+
 void gw_api_wait_for(gw_api *api, uint64_t seq, gw_consistency_fn *fn, void *closure)
 {
 	if (api->consistency == NULL ||
@@ -752,6 +764,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 		api->orders = o->models->orders;
 		api->carts = o->models->carts;
 		api->mail = o->models->mail;
+		api->payment_views = o->models->payments;
 	}
 	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
 	    (o->order_limits != NULL && (rc = create_order_limits(api, o->order_limits)) != ORN_OK) ||

@@ -281,7 +281,6 @@ typedef struct pay_op {
 	pay_record *record;
 	char order_id[ORDER_ID_MAX];
 	bool requires_action;            /* the answer is not kept: the webhook settles the payment later */
-	char action_url[BUS_DETAIL_MAX]; /* requires_action: the provider's challenge page */
 } pay_op;
 
 /* Answers every request waiting on rec with answer (status 200, JSON text
@@ -340,7 +339,7 @@ static orn_rc settled_view(gw_api *api, const char *order_id, char **out, size_t
 	mp_writer *w = gw_api_text_buffer(api);
 	orn_rc rc = order != NULL && w != NULL ? proj_orders_get(api->orders, order_id, order) : ORN_ENOMEM;
 	*out = NULL;
-	if (rc == ORN_OK && (!gw_view_order(w, order_id, &order->state, ORDER_HISTORY_MAX) ||
+	if (rc == ORN_OK && (!gw_api_write_order(api, w, order_id, &order->state, ORDER_HISTORY_MAX) ||
 	                     mp_writer_status(w) != ORN_OK || (*out = malloc(mp_writer_size(w))) == NULL))
 		rc = ORN_ENOMEM;
 	if (rc == ORN_OK) {
@@ -349,29 +348,6 @@ static orn_rc settled_view(gw_api *api, const char *order_id, char **out, size_t
 	}
 	free(order);
 	return rc;
-}
-
-/* The order view *answer (*len bytes, heap) with payment {status:
- * "requires_action", next_action: {type: "redirect_to_url", url}}: the
- * provider asks the shopper to authenticate (3-D Secure). */
-static orn_rc with_next_action(const pay_op *op, char **answer, size_t *len)
-{
-	json_t *view = json_loadb(*answer, *len, 0, NULL);
-	json_t *payment = json_pack("{s:s, s:{s:s, s:s}}", "status", REQUIRES_ACTION, "next_action", "type",
-	                            "redirect_to_url", "url", op->action_url);
-	char *text = NULL;
-	if (view != NULL && payment != NULL && json_object_set_new(view, "payment", payment) == 0) {
-		payment = NULL;
-		text = json_dumps(view, JSON_COMPACT);
-	}
-	json_decref(payment);
-	json_decref(view);
-	if (text == NULL)
-		return ORN_ENOMEM;
-	free(*answer);
-	*answer = text;
-	*len = strlen(text);
-	return ORN_OK;
 }
 
 /* The read side has the payment's outcome: answer the order. */
@@ -387,11 +363,6 @@ static void on_settled(void *closure, orn_rc wait_rc)
 	if (rc != ORN_OK) {
 		op_fail(op, rc == ORN_ENOMEM ? 500 : 503,
 		        rc == ORN_ENOMEM ? NULL : "the order is late in the read model; read it again");
-		return;
-	}
-	if (op->requires_action && (rc = with_next_action(op, &answer, &len)) != ORN_OK) {
-		free(answer);
-		op_fail(op, 500, NULL);
 		return;
 	}
 	record_finish(op->api, op->record, answer, len, NULL, !op->requires_action);
@@ -443,10 +414,9 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 		return;
 	}
 	/* accepted: confirmed or payment_failed, committed at reply->seq; or
-	 * requires_action, the payment's commit at reply->seq */
+	 * requires_action, the payment's commit at reply->seq (the payments
+	 * read model then has the challenge's URL for the view) */
 	op->requires_action = strcmp(reply->code, REQUIRES_ACTION) == 0;
-	if (op->requires_action)
-		snprintf(op->action_url, sizeof op->action_url, "%s", reply->detail);
 	gw_api_wait_for(op->api, reply->seq, on_settled, op);
 }
 
