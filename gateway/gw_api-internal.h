@@ -272,7 +272,8 @@ gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded);
  * read model has it (none when it has no row or cannot be read: the view
  * then shows what the order itself knows). False when nothing was written
  * (no history entry) or on ENOMEM. */
-bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count);
+bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s,
+                        size_t history_count);
 
 /* Calls fn(closure, ORN_OK) once the read models hold seq, or at once
  * without a consistency helper (or when the wait cannot start). */

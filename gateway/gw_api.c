@@ -581,8 +581,8 @@ bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_s
 	proj_payment *payment = api->payment_views != NULL ? malloc(sizeof *payment) : NULL;
 	orn_rc rc = payment != NULL ? proj_payments_get(api->payment_views, id, payment) : ORN_ENOTFOUND;
 	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
-		log_warn("payments model unreadable; the order is shown without its payment", "order", id, "error",
-		         orn_strerror(rc));
+		log_warn("payments model unreadable; the order is shown without its payment", "order", id,
+		         "error", orn_strerror(rc));
 	bool ok = gw_view_order(w, id, s, history_count, rc == ORN_OK ? &payment->state : NULL);
 	free(payment);
 	return ok;

@@ -52,7 +52,7 @@
 #include "hashmap.h"
 #include "log.h"
 
-#define PAY_SERVICE     "pay" /* the payment service (ADR 009); "payment" is the aggregate */
+#define PAY_SERVICE           "pay" /* the payment service (ADR 009); "payment" is the aggregate */
 #define PAYMENT_CMD_PAY       "Pay"
 #define PAYMENT_BODY_MAX      1024
 #define PAYMENT_RECORDS_MAX   10000
@@ -280,7 +280,7 @@ typedef struct pay_op {
 	gw_api *api;
 	pay_record *record;
 	char order_id[ORDER_ID_MAX];
-	bool requires_action;            /* the answer is not kept: the webhook settles the payment later */
+	bool requires_action; /* the answer is not kept: the webhook settles the payment later */
 } pay_op;
 
 /* Answers every request waiting on rec with answer (status 200, JSON text
@@ -552,8 +552,8 @@ void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 		goto done;
 	}
 	command_id_for(id, key, command_id);
-	rc = gw_api_send_within(api, PAY_SERVICE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub,
-	                        timeout_ms, on_pay_replied, op);
+	rc = gw_api_send_within(api, PAY_SERVICE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub, timeout_ms,
+	                        on_pay_replied, op);
 	if (rc != ORN_OK) {
 		log_warn("payment not sent", "order", id, "error", orn_strerror(rc));
 		op_fail(op, 503, "payments are unavailable; try again");
@@ -562,4 +562,101 @@ done:
 	mp_writer_destroy(w);
 	json_decref(body);
 	free(order);
+}
+
+/* ---- POST /admin/orders/{id}/refund: a failed refund tried again (ADR 028 §3) ------------ */
+
+typedef struct refund_op {
+	gw_api *api;
+	gw_async *async;
+	char order_id[ORDER_ID_MAX];
+} refund_op;
+
+static void refund_settled(void *closure, orn_rc wait_rc)
+{
+	refund_op *op = closure;
+	char *answer = NULL;
+	size_t len = 0;
+	(void)wait_rc;
+	orn_rc rc = settled_view(op->api, op->order_id, &answer, &len);
+	if (rc == ORN_OK)
+		gw_async_complete_body(op->async, 200, "application/json", answer, len);
+	else
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(rc == ORN_ENOMEM ? 500 : 503,
+		                                         rc == ORN_ENOMEM ? NULL : "orders are unavailable"));
+	free(answer);
+	free(op);
+}
+
+static void refund_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	refund_op *op = closure;
+	if (rc == ORN_OK && reply->outcome == BUS_ACCEPTED) {
+		gw_api_wait_for(op->api, reply->seq, refund_settled, op);
+		return;
+	}
+	if (rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, "not_found") == 0)
+		gw_async_complete_problem(op->async, gw_problem_new(404, "no such order"));
+	else if (rc == ORN_OK && reply->outcome == BUS_REJECTED)
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(409, "the order has no failed refund to try again"));
+	else
+		gw_async_complete_problem(
+		        op->async, gw_problem_new(503, "the payment service did not answer; try again"));
+	free(op);
+}
+
+void gw_payment_retry_refund(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	const char *id;
+	size_t len = 0;
+	char command_id[40];
+	proj_order *order = NULL;
+	if (api->orders == NULL || api->bus == NULL) {
+		gw_respond_error(r, 503, "payments are unavailable");
+		return;
+	}
+	if ((id = gw_api_path_id(r, "id")) == NULL)
+		return;
+	gw_request_body(r, &len);
+	if (len > 0) {
+		gw_respond_error(r, 400, "this request takes no body");
+		return;
+	}
+	orn_rc rc = (order = malloc(sizeof *order)) != NULL ? proj_orders_get(api->orders, id, order)
+	                                                    : ORN_ENOMEM;
+	free(order);
+	if (rc != ORN_OK) {
+		gw_respond_error(r,
+		                 rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? 404
+		                 : rc == ORN_ENOMEM                      ? 500
+		                                                         : 503,
+		                 rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? "no such order" : NULL);
+		return;
+	}
+	mp_writer *w = gw_api_text_buffer(api);
+	refund_op *op = calloc(1, sizeof *op);
+	if (w == NULL || op == NULL) {
+		free(op);
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	mp_write_map(w, 1);
+	mp_write_cstr(w, "actor");
+	mp_write_cstr(w, caller->claims.sub);
+	if ((op->async = gw_api_defer_encoded(r, mp_writer_status(w))) == NULL) {
+		free(op);
+		return;
+	}
+	op->api = api;
+	snprintf(op->order_id, sizeof op->order_id, "%s", id);
+	gw_api_new_id(command_id, sizeof command_id);
+	rc = gw_api_send(api, PAY_SERVICE, id, "RetryRefund", w, command_id, caller->claims.sub,
+	                 refund_replied, op);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(503, "payments are unavailable; try again"));
+		free(op);
+	}
 }

@@ -44,6 +44,7 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/admin/orders/{id}/cancel", gw_admin_orders_cancel, ADMIN},
         {GW_POST, "/api/v1/admin/orders/{id}/ship", gw_admin_orders_ship, ADMIN},
         {GW_POST, "/api/v1/admin/orders/{id}/deliver", gw_admin_orders_deliver, ADMIN},
+        {GW_POST, "/api/v1/admin/orders/{id}/refund", gw_payment_retry_refund, ADMIN},
         /* the cart */
         {GW_GET, "/api/v1/cart", gw_cart_get, ACCOUNT},
         {GW_DELETE, "/api/v1/cart", gw_cart_clear, ACCOUNT},

@@ -167,11 +167,13 @@ static void write_shipment(mp_writer *w, const order_state *s, size_t history_co
 static const payment_attempt *awaiting_action(const payment_state *payment)
 {
 	const payment_attempt *a = payment != NULL ? payment_current_attempt(payment) : NULL;
-	return a != NULL && payment->status == PAYMENT_STATUS_REQUIRES_ACTION && a->action_url[0] != '\0' ? a
-	                                                                                                     : NULL;
+	return a != NULL && payment->status == PAYMENT_STATUS_REQUIRES_ACTION && a->action_url[0] != '\0'
+	               ? a
+	               : NULL;
 }
 
-static void write_payment(mp_writer *w, const order_state *s, order_status status, const payment_state *payment)
+static void write_payment(mp_writer *w, const order_state *s, order_status status,
+                          const payment_state *payment)
 {
 	const payment_attempt *action = status == ORDER_AWAITING_PAYMENT ? awaiting_action(payment) : NULL;
 	raw(w, MEMBER("payment"));
@@ -181,7 +183,8 @@ static void write_payment(mp_writer *w, const order_state *s, order_status statu
 		member_string(w, MEMBER("last4"), s->last4);
 		raw(w, "}");
 	} else if (action != NULL) {
-		raw(w, "{\"status\":\"requires_action\"" MEMBER("next_action") "{\"type\":\"redirect_to_url\"");
+		raw(w,
+		    "{\"status\":\"requires_action\"" MEMBER("next_action") "{\"type\":\"redirect_to_url\"");
 		member_string(w, MEMBER("url"), action->action_url);
 		raw(w, "}}");
 	} else {

@@ -71,8 +71,9 @@ static orn_rc record_decode(const void *buf, size_t len, proj_payment *p)
 	orn_rc rc = ORN_EDECODE;
 	payment_reset(p);
 	mp_reader_init(&r, buf, len);
-	if (mp_read_array(&r, &count) == ORN_OK && count == RECORD_FIELDS && mp_read_uint(&r, &format) == ORN_OK &&
-	    format == RECORD_FORMAT && mp_read_uint(&r, &p->version) == ORN_OK && p->version > 0 &&
+	if (mp_read_array(&r, &count) == ORN_OK && count == RECORD_FIELDS &&
+	    mp_read_uint(&r, &format) == ORN_OK && format == RECORD_FORMAT &&
+	    mp_read_uint(&r, &p->version) == ORN_OK && p->version > 0 &&
 	    mp_read_raw(&r, &snapshot, &snapshot_len) == ORN_OK && mp_reader_remaining(&r) == 0)
 		rc = payment_kind.restore(&p->state, snapshot, snapshot_len);
 	if (rc != ORN_OK)
@@ -102,7 +103,8 @@ static void log_skip(const char *msg, uint64_t seq, const char *subject, const c
 	log_error(msg, "seq", text, "subject", subject, "type", type);
 }
 
-static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
+static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *subject,
+                             const env_envelope *e)
 {
 	proj_payments *m = self;
 	proj_payment *p = m->scratch;

@@ -164,7 +164,8 @@ Test(gw_views, a_payment_waiting_for_3ds_shows_where_to_go_while_the_order_await
 	s.history[2] = (order_history_entry){.status = ORDER_AWAITING_PAYMENT, .at_ms = 1767225602000};
 	s.history_count = 3;
 	s.status = ORDER_AWAITING_PAYMENT;
-	payment_state *p = payment_with(PAYMENT_STATUS_REQUIRES_ACTION, "http://psp.test/v1/3ds/pi_1?a=\"b\"");
+	payment_state *p =
+	        payment_with(PAYMENT_STATUS_REQUIRES_ACTION, "http://psp.test/v1/3ds/pi_1?a=\"b\"");
 	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, p));
 	json_t *j = parsed();
 	json_t *payment = json_object_get(j, "payment");
