@@ -34,7 +34,7 @@ static kit_verdict reconcile_cancelled(pay_worker *w, const char *order_id, int6
 		if (strcmp(c->status, "succeeded") != 0 || !c->paid || strcmp(c->order_id, order_id) != 0)
 			continue;
 		found++;
-		if (known != NULL && known->refunded)
+		if (known != NULL && known->refund == PAYMENT_REFUND_STATUS_REFUNDED)
 			continue;
 		if (known == NULL) { /* a success the payment never heard of: the story first */
 			payment_command cmd = {.kind = PAYMENT_RECORD_SUCCESS};

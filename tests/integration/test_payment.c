@@ -534,12 +534,12 @@ Test(payment, a_silent_provider_fails_unavailable_and_the_late_charge_is_refunde
 	for (;;) {
 		free(s);
 		s = payment_of("o-silent");
-		if ((s->state.charge_count == 1 && s->state.charges[0].refunded) || th_now_ms() >= until)
+		if ((s->state.charge_count == 1 && s->state.charges[0].refund == PAYMENT_REFUND_STATUS_REFUNDED) || th_now_ms() >= until)
 			break;
 		th_sleep_ms(50);
 	}
 	cr_assert_eq(s->state.charge_count, 1);
-	cr_assert(s->state.charges[0].refunded, "PaymentRefunded recorded");
+	cr_assert(s->state.charges[0].refund == PAYMENT_REFUND_STATUS_REFUNDED, "PaymentRefunded recorded");
 	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
 	free(s);
 	assert_no_card_stored();
@@ -661,7 +661,7 @@ Test(payment, a_silent_provider_frees_the_worker_after_the_request_budget,
 	cr_assert_eq(s->state.attempt_count, 1);
 	cr_assert_eq(s->state.charge_count, 1);
 	cr_assert_str_eq(s->state.charges[0].charge_id, charges[0].id);
-	cr_assert_not(s->state.charges[0].refunded);
+	cr_assert_not(s->state.charges[0].refund == PAYMENT_REFUND_STATUS_REFUNDED);
 	free(s);
 	assert_no_card_stored();
 }
