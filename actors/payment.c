@@ -645,7 +645,8 @@ static bool evolve_refund_requested(payment_state *s, const payment_data *d)
 	payment_charge *c;
 
 	if (i < 0 || n <= s->charges[i].refund_tries ||
-	    (s->charges[i].refund != PAYMENT_REFUND_STATUS_NONE && s->charges[i].refund != PAYMENT_REFUND_STATUS_FAILED))
+	    (s->charges[i].refund != PAYMENT_REFUND_STATUS_NONE &&
+	     s->charges[i].refund != PAYMENT_REFUND_STATUS_FAILED))
 		return false;
 	c = &s->charges[i];
 	c->refund = PAYMENT_REFUND_STATUS_PENDING;
