@@ -2,8 +2,14 @@
  * (psp/psp_sandbox.h) alone, in the foreground, until SIGINT or SIGTERM.
  *
  *   orion psp-sandbox [--listen ADDR] [--key KEY] [--state FILE] [--silent-hold-ms MS]
+ *                     [--publishable-key KEY] [--webhook-url URL] [--webhook-secret SECRET]
+ *                     [--cors-origins LIST] [--public-url URL]
  *
- * --listen defaults to 127.0.0.1:0 (a free port), --key to ORION_PSP_KEY.
+ * --listen defaults to 127.0.0.1:0 (a free port), --key to ORION_PSP_KEY,
+ * --publishable-key to ORION_PSP_PUBLISHABLE_KEY, --webhook-secret to
+ * ORION_PSP_WEBHOOK_SECRET, --webhook-url to ORION_PSP_WEBHOOK_URL (unset:
+ * events are kept, not sent), --cors-origins to ORION_CORS_ORIGINS,
+ * --public-url to ORION_PSP_PUBLIC_URL.
  * Once listening it prints "PSP sandbox listening on http://HOST:PORT" on
  * stdout (flushed), for scripts and tests to read the port from. */
 #include <errno.h>
@@ -20,15 +26,27 @@
 static void psp_usage(FILE *out)
 {
 	fprintf(out, "usage: orion psp-sandbox [--listen HOST:PORT] [--key KEY] [--state FILE]\n"
-	             "                          [--silent-hold-ms MS]\n"
-	             "  --listen          address to serve on (default 127.0.0.1:0, a free port)\n"
-	             "  --key             the API key clients must send as a Bearer token\n"
-	             "                    (default ORION_PSP_KEY)\n"
-	             "  --state           append charges, refunds and idempotency records to FILE\n"
-	             "                    and reload them at start (default: in memory)\n"
-	             "  --silent-hold-ms  how long the silent card 4000000000000309 holds its\n"
-	             "                    connection before closing it unanswered (default 120000)\n"
-	             "  -h, --help        this text\n");
+	             "                          [--silent-hold-ms MS] [--publishable-key KEY]\n"
+	             "                          [--webhook-url URL] [--webhook-secret SECRET]\n"
+	             "                          [--cors-origins LIST] [--public-url URL]\n"
+	             "  --listen           address to serve on (default 127.0.0.1:0, a free port)\n"
+	             "  --key              the API key servers must send as a Bearer token\n"
+	             "                     (default ORION_PSP_KEY)\n"
+	             "  --state            append payment methods (never a card number), intents,\n"
+	             "                     charges, refunds, webhook events and idempotency records\n"
+	             "                     to FILE and reload them at start (default: in memory)\n"
+	             "  --silent-hold-ms   how long the silent card 4000000000000309 holds its\n"
+	             "                     connection before closing it unanswered (default 120000)\n"
+	             "  --publishable-key  the key browsers use for POST /v1/payment_methods\n"
+	             "                     (default ORION_PSP_PUBLISHABLE_KEY)\n"
+	             "  --webhook-url      http:// URL the signed events are POSTed to\n"
+	             "                     (default ORION_PSP_WEBHOOK_URL; unset: kept, not sent)\n"
+	             "  --webhook-secret   the webhook signing secret (default ORION_PSP_WEBHOOK_SECRET)\n"
+	             "  --cors-origins     comma-separated origins allowed to create payment methods\n"
+	             "                     from a browser (default ORION_CORS_ORIGINS)\n"
+	             "  --public-url       base of the 3-D Secure page's URL\n"
+	             "                     (default ORION_PSP_PUBLIC_URL, else http://127.0.0.1:PORT)\n"
+	             "  -h, --help         this text\n");
 }
 
 static bool parse_ms(const char *text, unsigned *out)
@@ -53,6 +71,11 @@ int cli_psp_sandbox(int argc, char **argv, const cli_config *cfg)
 	}
 	psp_sandbox_options_init(&o);
 	o.api_key = settings.key;
+	o.publishable_key = settings.publishable_key;
+	o.webhook_secret = settings.webhook_secret;
+	o.webhook_url = settings.webhook_url;
+	o.cors_origins = cfg->cors_origins;
+	o.public_url = settings.public_url;
 	for (int i = 0; i < argc; i++) {
 		bool has_value = i + 1 < argc;
 		if (strcmp(argv[i], "--listen") == 0 && has_value) {
@@ -66,6 +89,16 @@ int cli_psp_sandbox(int argc, char **argv, const cli_config *cfg)
 				fprintf(stderr, "orion psp-sandbox: --silent-hold-ms needs 1..86400000\n");
 				return 2;
 			}
+		} else if (strcmp(argv[i], "--publishable-key") == 0 && has_value) {
+			o.publishable_key = argv[++i];
+		} else if (strcmp(argv[i], "--webhook-url") == 0 && has_value) {
+			o.webhook_url = argv[++i];
+		} else if (strcmp(argv[i], "--webhook-secret") == 0 && has_value) {
+			o.webhook_secret = argv[++i];
+		} else if (strcmp(argv[i], "--cors-origins") == 0 && has_value) {
+			o.cors_origins = argv[++i];
+		} else if (strcmp(argv[i], "--public-url") == 0 && has_value) {
+			o.public_url = argv[++i];
 		} else if (cli_is_help(argv[i])) {
 			psp_usage(stdout);
 			return 0;

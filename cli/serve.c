@@ -43,6 +43,7 @@
 #include "proj_env.h"
 #include "proj_gen.h"
 #include "projector.h"
+#include "psp_sandbox.h"
 #include "read_models.h"
 #include "roles.h"
 #include "timers.h"
@@ -255,6 +256,8 @@ static const void *offer(void *host, const char *what)
 		return token_key(st);
 	if (strcmp(what, MAIL_NEEDS_PUBLIC_URL) == 0)
 		return st->public_url;
+	if (strcmp(what, PSP_NEEDS_CORS_ORIGINS) == 0)
+		return st->cfg->cors_origins;
 	if (strcmp(what, MAIL_NEEDS_KEYS) == 0)
 		return st->keys;
 	if (strcmp(what, TIMERS_NEEDS_ORDERS) == 0)
@@ -567,6 +570,10 @@ static orn_rc start_gateway(serve_state *st)
 	if (rc != ORN_OK)
 		return rc;
 	learn_bound_address(st);
+	/* The sandbox's webhooks follow the public URL, final only now. */
+	serve_role *psp = role_of(st, &psp_role);
+	if (psp != NULL && psp->started)
+		psp_role_public_url(psp->handle, st->public_url);
 	if ((rc = start_api(st)) != ORN_OK) {
 		log_error("cannot start the API", "error", orn_strerror(rc));
 		return rc;

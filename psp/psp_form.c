@@ -296,6 +296,7 @@ static const char *const charge_params[] = {
 
 static orn_rc param_error(psp_param_error *err, const char *code, const char *param, const char *message)
 {
+	err->status = 400;
 	err->code = code;
 	snprintf(err->param, sizeof err->param, "%s", param);
 	snprintf(err->message, sizeof err->message, "%s", message);
@@ -417,5 +418,218 @@ orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_char
 		out->outcome = PSP_EXPIRED_CARD;
 	else
 		out->outcome = test_card(number);
+	return ORN_OK;
+}
+
+/* ---- payment methods and intents ----------------------------------------- */
+
+#define RETURN_URL_MAX 2000
+
+static const char *const behaviour_names[] = {
+        [PSP_BEHAVIOUR_APPROVE] = "approve",
+        [PSP_BEHAVIOUR_DECLINE_GENERIC] = "decline_generic",
+        [PSP_BEHAVIOUR_DECLINE_FUNDS] = "decline_funds",
+        [PSP_BEHAVIOUR_EXPIRED_CARD] = "expired_card",
+        [PSP_BEHAVIOUR_INCORRECT_CVC] = "incorrect_cvc",
+        [PSP_BEHAVIOUR_REQUIRES_3DS] = "requires_3ds",
+        [PSP_BEHAVIOUR_SILENT] = "silent",
+        [PSP_BEHAVIOUR_REFUND_FAILS_FIRST] = "refund_fails_first",
+};
+
+const char *psp_behaviour_name(psp_behaviour b)
+{
+	return (size_t)b < ORN_ARRAY_LEN(behaviour_names) ? behaviour_names[b] : "approve";
+}
+
+bool psp_behaviour_parse(const char *name, psp_behaviour *out)
+{
+	for (size_t i = 0; i < ORN_ARRAY_LEN(behaviour_names); i++) {
+		if (strcmp(behaviour_names[i], name) == 0) {
+			*out = (psp_behaviour)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *psp_behaviour_code(psp_behaviour b)
+{
+	switch (b) {
+	case PSP_BEHAVIOUR_DECLINE_GENERIC:
+	case PSP_BEHAVIOUR_DECLINE_FUNDS:
+		return "card_declined";
+	case PSP_BEHAVIOUR_EXPIRED_CARD:
+		return "expired_card";
+	case PSP_BEHAVIOUR_INCORRECT_CVC:
+		return "incorrect_cvc";
+	default:
+		return NULL;
+	}
+}
+
+const char *psp_behaviour_decline_code(psp_behaviour b)
+{
+	switch (b) {
+	case PSP_BEHAVIOUR_DECLINE_GENERIC:
+		return "generic_decline";
+	case PSP_BEHAVIOUR_DECLINE_FUNDS:
+		return "insufficient_funds";
+	default:
+		return psp_behaviour_code(b);
+	}
+}
+
+const char *psp_behaviour_message(psp_behaviour b)
+{
+	switch (b) {
+	case PSP_BEHAVIOUR_DECLINE_FUNDS:
+		return "Your card has insufficient funds.";
+	case PSP_BEHAVIOUR_EXPIRED_CARD:
+		return "Your card has expired.";
+	case PSP_BEHAVIOUR_INCORRECT_CVC:
+		return "Your card's security code is incorrect.";
+	default:
+		return "Your card was declined.";
+	}
+}
+
+static psp_behaviour card_behaviour(const char *number)
+{
+	static const struct {
+		const char *number;
+		psp_behaviour behaviour;
+	} table[] = {
+	        {"4000000000000002", PSP_BEHAVIOUR_DECLINE_GENERIC},
+	        {"4000000000009995", PSP_BEHAVIOUR_DECLINE_FUNDS},
+	        {"4000000000000069", PSP_BEHAVIOUR_EXPIRED_CARD},
+	        {"4000000000000127", PSP_BEHAVIOUR_INCORRECT_CVC},
+	        {"4000002500003155", PSP_BEHAVIOUR_REQUIRES_3DS},
+	        {"4000000000000309", PSP_BEHAVIOUR_SILENT},
+	        {"4000000000005126", PSP_BEHAVIOUR_REFUND_FAILS_FIRST},
+	};
+	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
+		if (strcmp(table[i].number, number) == 0)
+			return table[i].behaviour;
+	return PSP_BEHAVIOUR_APPROVE;
+}
+
+static orn_rc card_refusal(psp_param_error *err, const char *code, const char *param, const char *message)
+{
+	param_error(err, code, param, message);
+	err->status = 402;
+	return ORN_EINVAL;
+}
+
+orn_rc psp_card_check(const psp_form *f, int now_year, int now_month, psp_card *out, psp_param_error *err)
+{
+	static const char *const allowed[] = {"type",           "card[number]", "card[exp_month]",
+	                                      "card[exp_year]", "card[cvc]",    NULL};
+	char message[160];
+	int64_t v;
+	memset(out, 0, sizeof *out);
+	const char *unknown = psp_form_unknown(f, allowed);
+	if (unknown != NULL) {
+		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
+		return param_error(err, "parameter_unknown", unknown, message);
+	}
+	for (const char *const *r = allowed; *r != NULL; r++) {
+		if (psp_form_get(f, *r) == NULL) {
+			snprintf(message, sizeof message, "Missing required param: %s.", *r);
+			return param_error(err, "parameter_missing", *r, message);
+		}
+	}
+	const char *number = psp_form_get(f, "card[number]"), *cvc = psp_form_get(f, "card[cvc]");
+	const char *month = psp_form_get(f, "card[exp_month]"), *year = psp_form_get(f, "card[exp_year]");
+	if (strcmp(psp_form_get(f, "type"), "card") != 0)
+		return param_error(err, "parameter_invalid", "type", "Invalid type: only card is supported.");
+	size_t digits = strlen(number);
+	if (!all_digits(number, 12, 19) || !card_luhn_valid(number, digits))
+		return card_refusal(err, "incorrect_number", "card[number]",
+		                    "Your card number is incorrect.");
+	if (!parse_uint(month, &v) || strlen(month) > 2 || v < 1 || v > 12)
+		return card_refusal(err, "invalid_expiry_month", "card[exp_month]",
+		                    "Your card's expiration month is invalid.");
+	out->exp_month = (int)v;
+	if (!parse_uint(year, &v) || (strlen(year) != 2 && strlen(year) != 4))
+		return card_refusal(err, "invalid_expiry_year", "card[exp_year]",
+		                    "Your card's expiration year is invalid.");
+	out->exp_year = strlen(year) == 2 ? 2000 + (int)v : (int)v;
+	if (out->exp_year < now_year)
+		return card_refusal(err, "invalid_expiry_year", "card[exp_year]",
+		                    "Your card's expiration year is in the past.");
+	if (out->exp_year == now_year && out->exp_month < now_month)
+		return card_refusal(err, "invalid_expiry_month", "card[exp_month]",
+		                    "Your card's expiration month is in the past.");
+	if (!all_digits(cvc, 3, 4))
+		return card_refusal(err, "invalid_cvc", "card[cvc]", "Your card's security code is invalid.");
+	snprintf(out->brand, sizeof out->brand, "%s", card_brand(number, digits));
+	memcpy(out->last4, number + digits - 4, 4);
+	out->last4[4] = '\0';
+	out->behaviour = card_behaviour(number);
+	return ORN_OK;
+}
+
+static bool url_ok(const char *url)
+{
+	size_t n = strlen(url);
+	if (n > RETURN_URL_MAX || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+			return false;
+	return url[url[4] == 's' ? 8 : 7] != '\0';
+}
+
+orn_rc psp_intent_check(const psp_form *f, psp_intent_request *out, psp_param_error *err)
+{
+	static const char *const allowed[] = {
+	        "amount", "currency", "payment_method", "confirm", "metadata[order_id]", "return_url", NULL};
+	static const char *const required[] = {"amount", "currency", "payment_method", NULL};
+	char message[160];
+	int64_t v;
+	memset(out, 0, sizeof *out);
+	const char *unknown = psp_form_unknown(f, allowed);
+	if (unknown != NULL) {
+		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
+		return param_error(err, "parameter_unknown", unknown, message);
+	}
+	for (const char *const *r = required; *r != NULL; r++) {
+		if (psp_form_get(f, *r) == NULL) {
+			snprintf(message, sizeof message, "Missing required param: %s.", *r);
+			return param_error(err, "parameter_missing", *r, message);
+		}
+	}
+	const char *amount = psp_form_get(f, "amount"), *currency = psp_form_get(f, "currency");
+	const char *confirm = psp_form_get(f, "confirm"), *order_id = psp_form_get(f, "metadata[order_id]");
+	out->payment_method = psp_form_get(f, "payment_method");
+	out->return_url = psp_form_get(f, "return_url");
+	if (!parse_uint(amount, &v) || v < 1 || v > AMOUNT_MAX)
+		return param_error(err, "parameter_invalid", "amount",
+		                   "Invalid amount: an integer of minor units from 1 to 10000000000.");
+	out->amount = v;
+	if (strlen(currency) != 3)
+		return param_error(err, "parameter_invalid", "currency", "Invalid currency: three letters.");
+	for (int i = 0; i < 3; i++) {
+		char c = currency[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c < 'a' || c > 'z')
+			return param_error(err, "parameter_invalid", "currency",
+			                   "Invalid currency: three letters.");
+		out->currency[i] = c;
+	}
+	if (!text_ok(out->payment_method, 1, 64))
+		return param_error(err, "parameter_invalid", "payment_method",
+		                   "Invalid payment_method: a pm_ id.");
+	if (confirm != NULL && strcmp(confirm, "true") != 0)
+		return param_error(err, "parameter_invalid", "confirm",
+		                   "This provider confirms at creation: confirm must be true.");
+	if (order_id != NULL && !text_ok(order_id, 1, ORDER_MAX_BYTES))
+		return param_error(err, "parameter_invalid", "metadata[order_id]",
+		                   "Invalid metadata value: 1 to 500 bytes of text.");
+	out->order_id = order_id;
+	if (out->return_url != NULL && !url_ok(out->return_url))
+		return param_error(err, "parameter_invalid", "return_url",
+		                   "Invalid return_url: an absolute http(s) URL of at most 2000 bytes.");
 	return ORN_OK;
 }

@@ -86,6 +86,7 @@ const char *psp_outcome_decline_code(psp_outcome o);
  * "parameter_invalid" or "parameter_unknown"; param names the parameter;
  * message never contains a value. */
 typedef struct psp_param_error {
+	int status; /* 400; 402 for a card_error of psp_card_check */
 	const char *code;
 	char param[64];
 	char message[160];
@@ -117,5 +118,64 @@ typedef struct psp_charge_request {
  * for a 400. */
 orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_charge_request *out,
                         psp_param_error *err);
+
+/* ---- payment methods and intents (ADR 028 section 1) ---------------------- */
+
+/* What a payment method's card does when an intent confirms it (ADR 028's
+ * test cards); recorded on the payment method instead of the number. */
+typedef enum psp_behaviour {
+	PSP_BEHAVIOUR_APPROVE,            /* 4242424242424242 and any other Luhn-valid number */
+	PSP_BEHAVIOUR_DECLINE_GENERIC,    /* 4000000000000002 */
+	PSP_BEHAVIOUR_DECLINE_FUNDS,      /* 4000000000009995 */
+	PSP_BEHAVIOUR_EXPIRED_CARD,       /* 4000000000000069 */
+	PSP_BEHAVIOUR_INCORRECT_CVC,      /* 4000000000000127 */
+	PSP_BEHAVIOUR_REQUIRES_3DS,       /* 4000002500003155 */
+	PSP_BEHAVIOUR_SILENT,             /* 4000000000000309 */
+	PSP_BEHAVIOUR_REFUND_FAILS_FIRST, /* 4000000000005126 */
+} psp_behaviour;
+
+/* The stable name of a behaviour ("approve", "requires_3ds", …) for the
+ * state file, and back (false for an unknown name). */
+const char *psp_behaviour_name(psp_behaviour b);
+bool psp_behaviour_parse(const char *name, psp_behaviour *out);
+
+/* The card error code, decline code and message of a declining behaviour
+ * (card_declined / generic_decline, …); NULL code for the others. */
+const char *psp_behaviour_code(psp_behaviour b);
+const char *psp_behaviour_decline_code(psp_behaviour b);
+const char *psp_behaviour_message(psp_behaviour b);
+
+/* A valid card of POST /v1/payment_methods: what the sandbox keeps. */
+typedef struct psp_card {
+	char brand[16];
+	char last4[5];
+	int exp_month, exp_year;
+	psp_behaviour behaviour;
+} psp_card;
+
+/* Checks POST /v1/payment_methods: type=card, card[number], card[exp_month],
+ * card[exp_year], card[cvc] required, nothing else. ORN_OK with *out filled;
+ * ORN_EINVAL with *err filled: err->status 400 (parameter_missing,
+ * parameter_invalid, parameter_unknown) or 402, a card_error with code
+ * incorrect_number (not 12..19 digits, or Luhn fails), invalid_expiry_month,
+ * invalid_expiry_year (malformed, or before now_year/now_month) or
+ * invalid_cvc. Neither *out nor *err ever holds the number or the CVC. */
+orn_rc psp_card_check(const psp_form *f, int now_year, int now_month, psp_card *out, psp_param_error *err);
+
+/* A valid POST /v1/payment_intents; strings borrowed from the form. */
+typedef struct psp_intent_request {
+	int64_t amount;
+	char currency[4];
+	const char *payment_method; /* "pm_…" as given (not yet looked up) */
+	const char *order_id;       /* metadata[order_id] or NULL */
+	const char *return_url;     /* an absolute http(s) URL or NULL */
+} psp_intent_request;
+
+/* Checks POST /v1/payment_intents: amount, currency, payment_method
+ * required; confirm optional but only "true" (the sandbox confirms at
+ * creation); metadata[order_id] (1..500 bytes of text) and return_url (an
+ * http:// or https:// URL of at most 2000 bytes, no space or control
+ * character) optional. ORN_EINVAL with *err (status 400) otherwise. */
+orn_rc psp_intent_check(const psp_form *f, psp_intent_request *out, psp_param_error *err);
 
 #endif

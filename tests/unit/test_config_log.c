@@ -106,6 +106,10 @@ Test(config, defaults_when_nothing_is_set)
 	assert_role_text("payment", "ORION_PSP_URL", "");
 	assert_role_text("payment", "ORION_PSP_KEY", "sk_test_orion");
 	assert_role_text("psp", "ORION_PSP_KEY", "sk_test_orion");
+	assert_role_text("psp", "ORION_PSP_PUBLISHABLE_KEY", "pk_test_orion");
+	assert_role_text("psp", "ORION_PSP_WEBHOOK_SECRET", "whsec_test_orion");
+	assert_role_text("psp", "ORION_PSP_WEBHOOK_URL", "");
+	assert_role_text("psp", "ORION_PSP_PUBLIC_URL", "");
 	cr_assert_eq(role_int("payment", "ORION_PAYMENT_TIMEOUT_MS"), 25000);
 	for (const char *const *r = (const char *const[]){"checkout", "mail", "payment", NULL}; *r != NULL;
 	     r++)

@@ -355,3 +355,136 @@ Test(psp_form, dispose_wipes_and_empties)
 	cr_assert_null(form.items[0].value);
 	psp_form_dispose(&form); /* twice is harmless */
 }
+
+/* ---- payment methods and intents (ADR 028) ------------------------------- */
+
+#define PM_REST "&card[exp_month]=12&card[exp_year]=2030&card[cvc]=123"
+
+static orn_rc card_check_text(const char *text, psp_card *out, psp_param_error *err)
+{
+	cr_assert_eq(parse(text), ORN_OK, "%s", text);
+	memset(err, 0, sizeof *err);
+	return psp_card_check(&form, NOW_YEAR, NOW_MONTH, out, err);
+}
+
+static psp_behaviour behaviour_of(const char *number)
+{
+	char text[256];
+	psp_card out;
+	psp_param_error err;
+	snprintf(text, sizeof text, "type=card&card[number]=%s" PM_REST, number);
+	cr_assert_eq(card_check_text(text, &out, &err), ORN_OK, "%s: %s", number, err.message);
+	return out.behaviour;
+}
+
+Test(psp_form, card_behaviours_of_the_test_cards)
+{
+	cr_assert_eq(behaviour_of("4242424242424242"), PSP_BEHAVIOUR_APPROVE);
+	cr_assert_eq(behaviour_of("5555555555554444"), PSP_BEHAVIOUR_APPROVE);
+	cr_assert_eq(behaviour_of("4000000000000002"), PSP_BEHAVIOUR_DECLINE_GENERIC);
+	cr_assert_eq(behaviour_of("4000000000009995"), PSP_BEHAVIOUR_DECLINE_FUNDS);
+	cr_assert_eq(behaviour_of("4000000000000069"), PSP_BEHAVIOUR_EXPIRED_CARD);
+	cr_assert_eq(behaviour_of("4000000000000127"), PSP_BEHAVIOUR_INCORRECT_CVC);
+	cr_assert_eq(behaviour_of("4000002500003155"), PSP_BEHAVIOUR_REQUIRES_3DS);
+	cr_assert_eq(behaviour_of("4000000000000309"), PSP_BEHAVIOUR_SILENT);
+	cr_assert_eq(behaviour_of("4000000000005126"), PSP_BEHAVIOUR_REFUND_FAILS_FIRST);
+	for (int b = PSP_BEHAVIOUR_APPROVE; b <= PSP_BEHAVIOUR_REFUND_FAILS_FIRST; b++) {
+		psp_behaviour back;
+		cr_assert(psp_behaviour_parse(psp_behaviour_name((psp_behaviour)b), &back));
+		cr_assert_eq(back, b);
+	}
+	psp_behaviour unused;
+	cr_assert_not(psp_behaviour_parse("4242424242424242", &unused));
+	cr_assert_str_eq(psp_behaviour_code(PSP_BEHAVIOUR_DECLINE_FUNDS), "card_declined");
+	cr_assert_str_eq(psp_behaviour_decline_code(PSP_BEHAVIOUR_DECLINE_FUNDS), "insufficient_funds");
+	cr_assert_null(psp_behaviour_code(PSP_BEHAVIOUR_REQUIRES_3DS));
+}
+
+Test(psp_form, card_keeps_brand_last4_expiry_only)
+{
+	psp_card out;
+	psp_param_error err;
+	cr_assert_eq(
+	        card_check_text("type=card&card[number]=4242424242424242&card[exp_month]=3&card[exp_year]=29"
+	                        "&card[cvc]=1234",
+	                        &out, &err),
+	        ORN_OK);
+	cr_assert_str_eq(out.brand, "visa");
+	cr_assert_str_eq(out.last4, "4242");
+	cr_assert_eq(out.exp_month, 3);
+	cr_assert_eq(out.exp_year, 2029);
+}
+
+static void expect_card_error(const char *text, int status, const char *code, const char *param)
+{
+	psp_card out;
+	psp_param_error err;
+	cr_assert_eq(card_check_text(text, &out, &err), ORN_EINVAL, "%s", text);
+	cr_assert_eq(err.status, status, "%s: %d", text, err.status);
+	cr_assert_str_eq(err.code, code, "%s", text);
+	cr_assert_str_eq(err.param, param, "%s", text);
+	cr_assert_null(strstr(err.message, "4242"), "%s", err.message);
+}
+
+Test(psp_form, card_errors_are_402_card_errors_or_400)
+{
+	expect_card_error("type=card&card[number]=4242424242424241" PM_REST, 402, "incorrect_number",
+	                  "card[number]");
+	expect_card_error("type=card&card[number]=42424242" PM_REST, 402, "incorrect_number", "card[number]");
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=13&card[exp_year]=2030"
+	                  "&card[cvc]=123",
+	                  402, "invalid_expiry_month", "card[exp_month]");
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2025"
+	                  "&card[cvc]=123",
+	                  402, "invalid_expiry_year", "card[exp_year]");
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=10&card[exp_year]=2026"
+	                  "&card[cvc]=123",
+	                  402, "invalid_expiry_month", "card[exp_month]");
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030"
+	                  "&card[cvc]=12",
+	                  402, "invalid_cvc", "card[cvc]");
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030",
+	                  400, "parameter_missing", "card[cvc]");
+	expect_card_error("card[number]=4242424242424242" PM_REST, 400, "parameter_missing", "type");
+	expect_card_error("type=sepa&card[number]=4242424242424242" PM_REST, 400, "parameter_invalid",
+	                  "type");
+	expect_card_error("type=card&card[number]=4242424242424242" PM_REST "&card[name]=A", 400,
+	                  "parameter_unknown", "card[name]");
+}
+
+static void expect_intent_error(const char *text, const char *code, const char *param)
+{
+	psp_intent_request out;
+	psp_param_error err;
+	cr_assert_eq(parse(text), ORN_OK, "%s", text);
+	cr_assert_eq(psp_intent_check(&form, &out, &err), ORN_EINVAL, "%s", text);
+	cr_assert_eq(err.status, 400);
+	cr_assert_str_eq(err.code, code, "%s", text);
+	cr_assert_str_eq(err.param, param, "%s", text);
+}
+
+Test(psp_form, intent_request)
+{
+	psp_intent_request out;
+	psp_param_error err;
+	cr_assert_eq(parse("amount=1250&currency=EUR&payment_method=pm_1&confirm=true&metadata[order_id]=o1"
+	                   "&return_url=https://shop.example/orders/o1"),
+	             ORN_OK);
+	cr_assert_eq(psp_intent_check(&form, &out, &err), ORN_OK, "%s", err.message);
+	cr_assert_eq(out.amount, 1250);
+	cr_assert_str_eq(out.currency, "eur");
+	cr_assert_str_eq(out.payment_method, "pm_1");
+	cr_assert_str_eq(out.order_id, "o1");
+	cr_assert_str_eq(out.return_url, "https://shop.example/orders/o1");
+	expect_intent_error("currency=eur&payment_method=pm_1", "parameter_missing", "amount");
+	expect_intent_error("amount=1&currency=eur", "parameter_missing", "payment_method");
+	expect_intent_error("amount=0&currency=eur&payment_method=pm_1", "parameter_invalid", "amount");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&confirm=false", "parameter_invalid",
+	                    "confirm");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&return_url=javascript:alert(1)",
+	                    "parameter_invalid", "return_url");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&return_url=https://a%0d%0aX:y",
+	                    "parameter_invalid", "return_url");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&capture_method=manual",
+	                    "parameter_unknown", "capture_method");
+}
