@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1352,4 +1353,72 @@ Test(payment, a_paid_order_cancelled_is_refunded_once, .init = start_all, .fini 
 	free(s);
 	cr_assert_eq(wait_one_refunded("o-cxl", intents, 4), 1);
 	cr_assert(refunded(&intents[0]));
+}
+
+/* The same window with a real kill: `orion serve --roles payment` with
+ * PAY_FAULT_REFUND_ENV raises SIGKILL right after the provider answered the
+ * refund, before PaymentRefunded; the role started again here replays the
+ * claim's key and records the refund the provider made: one refund. */
+static pid_t doomed;
+
+static void stop_all_and_the_doomed(void)
+{
+	if (doomed > 0)
+		th_kill(doomed, SIGKILL);
+	doomed = 0;
+	stop_all();
+}
+
+Test(payment, killed_after_the_provider_refunded_the_role_refunds_once, .init = start_silent_6s_no_sweeper,
+     .fini = stop_all_and_the_doomed, .timeout = 180)
+{
+	char intent[PSPC_ID_MAX], key[PAYMENT_KEY_MAX], url_env[128], dir_env[600], psp_env[128], log[700];
+	pspc_intent intents[4];
+	char *dir = th_tempdir("payment-doomed");
+
+	create_stock("p-doom", 5);
+	pay_stop(service); /* only the doomed process pays from here on */
+	service = NULL;
+	order_to_within("o-doom", "p-doom", true, 2000, 2500);
+	attempt_left_by_a_crash("o-doom", APPROVE, intent);
+	snprintf(url_env, sizeof url_env, "ORION_NATS_URL=%s", natsd_url(world.server));
+	snprintf(dir_env, sizeof dir_env, "ORION_DATA_DIR=%s", dir);
+	snprintf(psp_env, sizeof psp_env, "ORION_PSP_URL=%s", psp_url);
+	snprintf(log, sizeof log, "%s/orion.log", dir);
+	char *argv[] = {(char *)th_orion_bin(), "serve", "--roles", "payment", NULL};
+	char *env[] = {url_env, dir_env, psp_env, "ORION_PSP_KEY=" API_KEY, PAY_FAULT_REFUND_ENV "=1", NULL};
+	doomed = th_spawn(argv, env, log);
+	cr_assert(th_wait_for_file_line(log, "orion ready", 20000), "the payment role did not start");
+	cr_assert(wait_status("o-doom", "cancelled"), "the deadline expired the order");
+	cr_assert_eq(th_wait_exit(doomed, 60000), 128 + SIGKILL, "killed after the provider's refund");
+	doomed = 0;
+	/* the provider refunded; the log holds the claim, not the outcome */
+	cr_assert_eq(intents_of("o-doom", intents, 4), 1);
+	cr_assert(refunded(&intents[0]), "the provider made the refund");
+	payment_story *s = payment_of("o-doom");
+	cr_assert_eq(s->state.charge_count, 1);
+	cr_assert_eq(s->state.charges[0].refund, PAYMENT_REFUND_STATUS_PENDING);
+	cr_assert_eq(payment_refund_key("o-doom", intent, 1, key, sizeof key), ORN_OK);
+	cr_assert_str_eq(s->state.charges[0].refund_key, key);
+	free(s);
+	/* the role again: the cancellation comes back (sweeper or redelivery) */
+	opt_sweep_ms = 500;
+	start_service();
+	int64_t until = th_now_ms() + 90000;
+	for (;;) {
+		s = payment_of("o-doom");
+		if (first_refunded(&s->state) || th_now_ms() >= until)
+			break;
+		free(s);
+		th_sleep_ms(200);
+	}
+	cr_assert(first_refunded(&s->state), "PaymentRefunded after the restart");
+	cr_assert_str_eq(s->state.charges[0].refund_key, key, "the same key");
+	cr_assert_eq(strncmp(s->state.charges[0].refund_id, "re_", 3), 0,
+	             "the provider's own refund, replayed (%s)", s->state.charges[0].refund_id);
+	free(s);
+	cr_assert_eq(intents_of("o-doom", intents, 4), 1);
+	cr_assert_eq(intents[0].amount_refunded, 5500, "refunded once");
+	th_rmrf(dir);
+	free(dir);
 }
