@@ -23,6 +23,20 @@
 /* The decline code of an attempt whose 3-D Secure was abandoned (payment only). */
 #define PAY_ABANDONED "payment_intent_authentication_abandoned"
 
+/* The provider events seen, for metrics only (ADR 028 section 2: the
+ * outcome, not the delivery, is what is recorded once): the last
+ * PAY_SEEN_PER_ORDER event ids of each of PAY_SEEN_ORDERS orders (a slot
+ * per order by hash; a colliding order takes the slot over), as 64-bit
+ * hashes. */
+#define PAY_SEEN_ORDERS    256
+#define PAY_SEEN_PER_ORDER 32
+
+typedef struct pay_seen {
+	uint64_t order;                      /* hash of the order id; 0: free */
+	uint64_t events[PAY_SEEN_PER_ORDER]; /* hashes of event ids, a ring */
+	unsigned next;
+} pay_seen;
+
 typedef struct pay_service {
 	es_store *store;
 	kit_hub *hub;
@@ -39,6 +53,7 @@ typedef struct pay_service {
 	kit_sender *sender; /* commands to the order */
 	kit_service *service;
 	kit_consumer *reconciler;
+	pay_seen *seen; /* PAY_SEEN_ORDERS slots, under lock */
 } pay_service;
 
 /* A worker's own things (a request worker, a reconciler, the sweeper). */

@@ -131,6 +131,7 @@ static void service_free(pay_service *p)
 	free(p->psp_url);
 	free(p->return_base);
 	free(p->in_flight);
+	free(p->seen);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -206,10 +207,11 @@ orn_rc pay_start(es_store *store, kit_hub *hub, const pay_options *o, pay_servic
 	p->psp_url = strdup(o->psp_url);
 	p->psp_key = strdup(o->psp_key);
 	p->in_flight = calloc(p->workers, sizeof *p->in_flight);
+	p->seen = calloc(PAY_SEEN_ORDERS, sizeof *p->seen);
 	if (o->public_url != NULL && o->public_url[0] != '\0' &&
 	    (p->return_base = strdup(o->public_url)) == NULL)
 		goto fail;
-	if (p->psp_url == NULL || p->psp_key == NULL || p->in_flight == NULL)
+	if (p->psp_url == NULL || p->psp_key == NULL || p->in_flight == NULL || p->seen == NULL)
 		goto fail;
 	for (size_t n = p->return_base != NULL ? strlen(p->return_base) : 0;
 	     n > 0 && p->return_base[n - 1] == '/'; n--)

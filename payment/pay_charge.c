@@ -105,7 +105,7 @@ static pspc_outcome call_provider(pay_worker *w, const char *order_id, const cha
 		int64_t start_ns = orn_monotonic_ns();
 		orn_rc rc = pspc_intent_post(w->psp, form, form_len, provider_key,
 		                             left < p->call_timeout_ms ? left : p->call_timeout_ms, &resp);
-		pay_observe_provider("intent", rc, rc == ORN_OK ? resp.status : 0, start_ns);
+		pay_observe_provider("charge", rc, rc == ORN_OK ? resp.status : 0, start_ns);
 		if (rc == ORN_OK) {
 			if (p->kill_after_charge && (resp.status == 200 || resp.status == 402))
 				raise(SIGKILL); /* fault test: the answer is lost with the process */

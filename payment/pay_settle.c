@@ -63,11 +63,16 @@ static void card_of(pay_worker *w, const char *intent_id, const pspc_card *card)
 		return;
 	}
 	memset(&found, 0, sizeof found);
-	if (a != NULL && a->payment_method[0] != '\0' &&
-	    pspc_payment_method_get(w->psp, a->payment_method, w->p->call_timeout_ms, &resp) == ORN_OK) {
-		if (resp.status != 200 || pspc_parse_payment_method(resp.body, resp.len, &found) != ORN_OK)
-			memset(&found, 0, sizeof found);
-		pspc_response_dispose(&resp);
+	if (a != NULL && a->payment_method[0] != '\0') {
+		int64_t start_ns = orn_monotonic_ns();
+		orn_rc rc = pspc_payment_method_get(w->psp, a->payment_method, w->p->call_timeout_ms, &resp);
+		pay_observe_provider("payment_method", rc, rc == ORN_OK ? resp.status : 0, start_ns);
+		if (rc == ORN_OK) {
+			if (resp.status != 200 ||
+			    pspc_parse_payment_method(resp.body, resp.len, &found) != ORN_OK)
+				memset(&found, 0, sizeof found);
+			pspc_response_dispose(&resp);
+		}
 	}
 	if (found.brand[0] == '\0') {
 		log_warn("payment: the provider did not describe the card; the order shows a placeholder",

@@ -26,8 +26,44 @@ static void count_event(const char *type, const char *result)
 	const char *const labels[] = {"type", label, "result", result, NULL};
 	orn_metrics_counter_add(orn_metrics_global(), "orion_payment_webhooks_total",
 	                        "Provider events relayed by the gateway, by type and result: recorded, "
-	                        "ignored (nothing to do), unavailable (the provider sends it again).",
+	                        "duplicate (an event id seen before: recorded once all the same), ignored "
+	                        "(nothing to do), unavailable (the provider sends it again).",
 	                        labels, 1);
+}
+
+/* FNV-1a, never 0 (0 marks a free slot). */
+static uint64_t hash_of(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h != 0 ? h : 1;
+}
+
+/* Remembers event_id of order_id; true if it was seen before (a delivery
+ * the provider repeated). For the metrics only: nothing depends on it. */
+static bool seen_before(pay_service *p, const char *order_id, const char *event_id)
+{
+	uint64_t order = hash_of(order_id), event = hash_of(event_id);
+	pay_seen *slot = &p->seen[order % PAY_SEEN_ORDERS];
+	bool seen = false;
+
+	if (event_id[0] == '\0')
+		return false;
+	pthread_mutex_lock(&p->lock);
+	if (slot->order != order) {
+		memset(slot, 0, sizeof *slot);
+		slot->order = order;
+	}
+	for (unsigned i = 0; i < PAY_SEEN_PER_ORDER && !seen; i++)
+		seen = slot->events[i] == event;
+	if (!seen) {
+		slot->events[slot->next] = event;
+		slot->next = (slot->next + 1) % PAY_SEEN_PER_ORDER;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return seen;
 }
 
 /* payment_intent.succeeded: the intent's success, whoever saw it first. */
@@ -125,7 +161,9 @@ void pay_psp_event(pay_worker *w, const pay_request *req, pay_reply *out)
 		intent_failed(w, req, out);
 	else
 		refund_reported(w, req, out);
-	count_event(req->type, out->outcome == BUS_ACCEPTED ? "recorded" : "unavailable");
+	count_event(req->type, out->outcome != BUS_ACCEPTED                      ? "unavailable"
+	                       : seen_before(w->p, req->order_id, req->event_id) ? "duplicate"
+	                                                                         : "recorded");
 	if (out->outcome == BUS_ACCEPTED)
 		log_info("payment provider event handled", "order_id", req->order_id, "event_id",
 		         req->event_id, "type", req->type);
