@@ -87,16 +87,34 @@ static void answer_repeat(pay_worker *w, const char *order_id, const order_info 
 		pay_reply_set(out, BUS_ACCEPTED, a->decline_code, "", order->version);
 }
 
+/* True if the attempt of provider_key got its outcome meanwhile by another
+ * path (a webhook: the silent card's intent succeeds while its answer is
+ * held); w->payment then holds it. */
+static bool settled_meanwhile(pay_worker *w, const char *order_id, const char *provider_key)
+{
+	const payment_attempt *a;
+
+	if (pay_load_payment(w, order_id) != ORN_OK || (a = payment_current_attempt(w->payment)) == NULL)
+		return false;
+	return strcmp(a->provider_key, provider_key) == 0 &&
+	       (a->succeeded ||
+	        (a->decline_code[0] != '\0' && strcmp(a->decline_code, PAYMENT_UNANSWERED) != 0 &&
+	         strcmp(a->decline_code, PAYMENT_INVALID_METHOD) != 0 &&
+	         strcmp(a->decline_code, PAY_ABANDONED) != 0));
+}
+
 /* The intent calls, retried with the same key until an answer or until
  * deadline_ms (wall clock): the earlier of the request's budget and the
- * order's payment deadline. PSPC_RETRY when it passed without an answer. */
+ * order's payment deadline. PSPC_RETRY when it passed without an answer;
+ * *settled when another path (a webhook) recorded the outcome first. */
 static pspc_outcome call_provider(pay_worker *w, const char *order_id, const char *form, size_t form_len,
                                   const char *provider_key, int64_t deadline_ms, pspc_intent *intent,
-                                  pspc_error *err)
+                                  pspc_error *err, bool *settled)
 {
 	pay_service *p = w->p;
 	int64_t backoff = CALL_BACKOFF_MS;
 
+	*settled = false;
 	for (;;) {
 		int64_t left = deadline_ms - orn_now_ms();
 		pspc_response resp;
@@ -120,6 +138,8 @@ static pspc_outcome call_provider(pay_worker *w, const char *order_id, const cha
 			log_warn("payment provider did not answer; retrying", "order_id", order_id, "error",
 			         orn_rc_name(rc));
 		}
+		if ((*settled = settled_meanwhile(w, order_id, provider_key)))
+			return PSPC_RETRY;
 		left = deadline_ms - orn_now_ms();
 		pay_pause(p, backoff < left ? backoff : left);
 		backoff = backoff * 2 < CALL_BACKOFF_MAX_MS ? backoff * 2 : CALL_BACKOFF_MAX_MS;
@@ -234,6 +254,23 @@ static void read_card(pay_worker *w, const char *payment_method, int64_t deadlin
 	pspc_response_dispose(&resp);
 }
 
+/* The attempt's outcome recorded by another path (a webhook) while our call
+ * had no answer: the request is answered as that outcome settles the order
+ * (both steps are no-ops for what is done already). */
+static void answer_settled(pay_worker *w, const char *order_id, pay_reply *out)
+{
+	const payment_attempt *a = payment_current_attempt(w->payment);
+	char intent_id[PAYMENT_ID_MAX], code[PAYMENT_TEXT_MAX];
+
+	count_outcome(a->succeeded ? "approved" : "declined");
+	snprintf(intent_id, sizeof intent_id, "%s", a->intent_id);
+	snprintf(code, sizeof code, "%s", a->decline_code);
+	if (a->succeeded)
+		pay_settle_succeeded(w, order_id, intent_id, NULL, NULL, out);
+	else
+		pay_settle_declined(w, order_id, intent_id, code, out);
+}
+
 /* The outcome of the intent call settled. */
 static void settle_answer(pay_worker *w, const pay_request *req, pspc_outcome o, const pspc_intent *intent,
                           const pspc_error *err, bool budget_first, pay_reply *out)
@@ -327,10 +364,14 @@ static void pay_claimed(pay_worker *w, const pay_request *req, const order_info 
 		pay_reply_set(out, BUS_REJECTED, result.code, result.detail, 0);
 		return;
 	}
-	bool budget_first = budget_end_ms < order->payment_deadline_ms;
-	pspc_outcome o =
-	        call_provider(w, req->order_id, form, form_len, provider_key,
-	                      budget_first ? budget_end_ms : order->payment_deadline_ms, &intent, &err);
+	bool budget_first = budget_end_ms < order->payment_deadline_ms, settled = false;
+	pspc_outcome o = call_provider(w, req->order_id, form, form_len, provider_key,
+	                               budget_first ? budget_end_ms : order->payment_deadline_ms, &intent,
+	                               &err, &settled);
+	if (settled) {
+		answer_settled(w, req->order_id, out);
+		return;
+	}
 	count_outcome(o == PSPC_SUCCEEDED         ? "approved"
 	              : o == PSPC_ACTION_REQUIRED ? "requires_action"
 	              : o == PSPC_DECLINED        ? "declined"

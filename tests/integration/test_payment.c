@@ -1168,6 +1168,52 @@ Test(payment, a_success_after_a_decline_is_recorded_and_refunded, .init = start_
 	cr_assert_str_eq(status, "payment_failed");
 }
 
+typedef struct held_pay {
+	const char *order_id, *pm;
+	bus_reply reply;
+} held_pay;
+
+static void *pay_held(void *arg)
+{
+	held_pay *h = arg;
+	h->reply = pay_with(h->order_id, "alice", "k-held", h->pm);
+	return NULL;
+}
+
+Test(payment, a_webhook_during_a_held_call_answers_the_request, .init = start_all, .fini = stop_all,
+     .timeout = 120)
+{
+	pspc_intent intents[4];
+	char pm[PSPC_ID_MAX];
+	held_pay h = {.order_id = "o-held"};
+	pthread_t thread;
+
+	create_stock("p-held", 5);
+	order_to("o-held", "p-held", true, 15 * 60 * 1000);
+	payment_method(SILENT, pm);
+	h.pm = pm;
+	int64_t started = th_now_ms();
+	cr_assert_eq(pthread_create(&thread, NULL, pay_held, &h), 0);
+	size_t count = 0;
+	int64_t until = th_now_ms() + WAIT_MS;
+	while ((count = intents_of("o-held", intents, 4)) == 0 && th_now_ms() < until)
+		th_sleep_ms(50);
+	cr_assert_eq(count, 1);
+	psp_event e = {.type = "payment_intent.succeeded",
+	               .intent_id = intents[0].id,
+	               .charge_id = intents[0].latest_charge,
+	               .amount_cents = 5500};
+	event_accepted("o-held", &e);
+	pthread_join(thread, NULL);
+	cr_assert_eq(h.reply.outcome, BUS_ACCEPTED, "%s %s", h.reply.code, h.reply.detail);
+	cr_assert_str_eq(h.reply.code, "");
+	cr_assert_gt(h.reply.seq, 0);
+	bus_reply_dispose(&h.reply);
+	cr_assert_lt(th_now_ms() - started, 15000, "answered after one call, not the whole budget");
+	cr_assert(wait_status("o-held", "confirmed"));
+	cr_assert_eq(intents_of("o-held", intents, 4), 1);
+}
+
 /* The role's claim and its intent made by the test, as the role would have
  * made them before it was killed (PAY_FAULT_ENV): RecordAttempt, then the
  * intent at the provider with the same key; nothing recorded after. The
