@@ -40,9 +40,12 @@ enum payload_field {
 	FIELD_CUSTOMER_EMAIL = 1u << 13,
 	FIELD_REQUEST_HASH = 1u << 14,
 	FIELD_CART_VERSION = 1u << 15,
+	FIELD_PAID = 1u << 16,
+	FIELD_CARRIER = 1u << 17,
+	FIELD_TRACKING = 1u << 18,
 };
 
-typedef enum value_kind { VALUE_STRING, VALUE_INTEGER, VALUE_LINES, VALUE_IDS } value_kind;
+typedef enum value_kind { VALUE_STRING, VALUE_INTEGER, VALUE_LINES, VALUE_IDS, VALUE_BOOL } value_kind;
 
 static const struct {
 	const char *key;
@@ -70,6 +73,10 @@ static const struct {
         {"request_hash", FIELD_REQUEST_HASH, VALUE_STRING, offsetof(order_data, request_hash),
          ORDER_TOKEN_HASH_MAX},
         {"cart_version", FIELD_CART_VERSION, VALUE_INTEGER, offsetof(order_data, cart_version), 0},
+        {"paid", FIELD_PAID, VALUE_BOOL, offsetof(order_data, paid), 0},
+        {"carrier", FIELD_CARRIER, VALUE_STRING, offsetof(order_data, carrier), ORDER_CARRIER_MAX},
+        {"tracking_number", FIELD_TRACKING, VALUE_STRING, offsetof(order_data, tracking_number),
+         ORDER_TRACKING_MAX},
 };
 
 /* A payload's required fields, and its optional ones (written when not 0). */
@@ -83,7 +90,8 @@ typedef struct payload_shape {
 #define PLACE_FIELDS                                                                                         \
 	(FIELD_CUSTOMER_ID | FIELD_CUSTOMER_EMAIL | FIELD_LINES | FIELD_CURRENCY | FIELD_TOKEN_HASH |        \
 	 FIELD_REQUEST_HASH)
-#define PAID_FIELDS (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
+#define PAID_FIELDS     (FIELD_CHARGE_ID | FIELD_BRAND | FIELD_LAST4)
+#define SHIPMENT_FIELDS (FIELD_CARRIER | FIELD_TRACKING)
 
 static const payload_shape command_shapes[] = {
         [ORDER_PLACE] = {ORDER_CMD_PLACE, PLACE_FIELDS | FIELD_TTL | FIELD_NOW, FIELD_CART_VERSION},
@@ -93,6 +101,8 @@ static const payload_shape command_shapes[] = {
         [ORDER_CANCEL] = {ORDER_CMD_CANCEL, FIELD_REASON | FIELD_NOW},
         [ORDER_MARK_PAID] = {ORDER_CMD_MARK_PAID, PAID_FIELDS | FIELD_NOW},
         [ORDER_MARK_PAYMENT_FAILED] = {ORDER_CMD_MARK_PAYMENT_FAILED, FIELD_REASON | FIELD_NOW},
+        [ORDER_SHIP] = {ORDER_CMD_SHIP, SHIPMENT_FIELDS | FIELD_NOW},
+        [ORDER_DELIVER] = {ORDER_CMD_DELIVER, FIELD_NOW},
 };
 
 static const payload_shape event_shapes[] = {
@@ -101,7 +111,10 @@ static const payload_shape event_shapes[] = {
         [ORDER_CONFIRMED_BY_CUSTOMER] = {ORDER_EV_CONFIRMED, FIELD_DEADLINE | FIELD_AT},
         [ORDER_PAID] = {ORDER_EV_PAID, PAID_FIELDS | FIELD_AT},
         [ORDER_PAYMENT_FAILED_EVENT] = {ORDER_EV_PAYMENT_FAILED, FIELD_REASON | FIELD_AT},
-        [ORDER_CANCELLED_EVENT] = {ORDER_EV_CANCELLED, FIELD_REASON | FIELD_PRODUCT_IDS | FIELD_AT},
+        [ORDER_CANCELLED_EVENT] = {ORDER_EV_CANCELLED, FIELD_REASON | FIELD_PRODUCT_IDS | FIELD_AT,
+                                   FIELD_PAID},
+        [ORDER_SHIPPED_EVENT] = {ORDER_EV_SHIPPED, SHIPMENT_FIELDS | FIELD_AT},
+        [ORDER_DELIVERED_EVENT] = {ORDER_EV_DELIVERED, FIELD_AT},
 };
 
 static const char *const verdict_codes[] = {
@@ -122,6 +135,8 @@ static const char *const status_names[] = {
         [ORDER_CONFIRMED] = "confirmed",
         [ORDER_CANCELLED] = "cancelled",
         [ORDER_PAYMENT_FAILED] = "payment_failed",
+        [ORDER_SHIPPED] = "shipped",
+        [ORDER_DELIVERED] = "delivered",
 };
 
 /* ---- validation ---- */
@@ -189,6 +204,22 @@ static bool last4_valid(const char *s)
 	for (size_t i = 0; valid && i < 4; i++)
 		valid = s[i] >= '0' && s[i] <= '9';
 	return valid;
+}
+
+/* A tracking number: 1..100 bytes of printable ASCII. */
+static bool tracking_number_valid(const char *s)
+{
+	size_t len = strnlen(s, ORDER_TRACKING_MAX);
+	bool valid = len > 0 && len < ORDER_TRACKING_MAX;
+
+	for (size_t i = 0; valid && i < len; i++)
+		valid = s[i] >= 0x20 && s[i] < 0x7f;
+	return valid;
+}
+
+static bool shipment_valid(const order_data *d)
+{
+	return text_field_valid(d->carrier, sizeof d->carrier) && tracking_number_valid(d->tracking_number);
 }
 
 static bool line_valid(const order_line *line)
@@ -286,12 +317,17 @@ bool order_status_is_open(order_status status)
 
 bool order_status_is_final(order_status status)
 {
-	return status == ORDER_CONFIRMED || status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED;
+	return status == ORDER_CANCELLED || status == ORDER_PAYMENT_FAILED || status == ORDER_DELIVERED;
+}
+
+bool order_status_checkout_done(order_status status)
+{
+	return order_status_is_final(status) || order_status_is_paid(status);
 }
 
 bool order_status_is_paid(order_status status)
 {
-	return status == ORDER_CONFIRMED;
+	return status == ORDER_CONFIRMED || status == ORDER_SHIPPED || status == ORDER_DELIVERED;
 }
 
 bool order_status_releases_stock(order_status status)
@@ -301,7 +337,7 @@ bool order_status_releases_stock(order_status status)
 
 bool order_status_payment_settled(order_status status)
 {
-	return status == ORDER_CONFIRMED || status == ORDER_PAYMENT_FAILED;
+	return order_status_is_paid(status) || status == ORDER_PAYMENT_FAILED;
 }
 
 bool order_status_awaits_customer(order_status status)
@@ -415,8 +451,8 @@ static order_verdict decide_reject_for_stock(const order_state *s, const order_d
 
 static order_verdict decide_confirm(const order_state *s, const order_data *d, order_events *out)
 {
-	bool confirmed_before = s->status == ORDER_AWAITING_PAYMENT || s->status == ORDER_CONFIRMED ||
-	                        s->status == ORDER_PAYMENT_FAILED;
+	bool confirmed_before =
+	        s->status == ORDER_AWAITING_PAYMENT || order_status_payment_settled(s->status);
 
 	if (!hex_hash_valid(d->token_hash) || !time_valid(d->time_ms) || !ttl_valid(d->ttl_ms))
 		return ORDER_REJ_INVALID;
@@ -433,19 +469,26 @@ static order_verdict decide_confirm(const order_state *s, const order_data *d, o
 	return ORDER_OK;
 }
 
+/* Customer and admin cancel an open or a paid (confirmed, not shipped)
+ * order; the deadline cancels only an open one. */
 static order_verdict decide_cancel(const order_state *s, const order_data *d, order_events *out)
 {
 	bool expired = strcmp(d->reason, ORDER_REASON_EXPIRED) == 0;
+	bool paid = s->status == ORDER_CONFIRMED && !expired;
+	order_event *e;
 
-	if (!time_valid(d->time_ms) || (!expired && strcmp(d->reason, ORDER_REASON_CUSTOMER) != 0))
+	if (!time_valid(d->time_ms) || (!expired && strcmp(d->reason, ORDER_REASON_CUSTOMER) != 0 &&
+	                                strcmp(d->reason, ORDER_REASON_ADMIN) != 0))
 		return ORDER_REJ_INVALID;
 	if (s->status == ORDER_CANCELLED)
 		return ORDER_OK; /* cancelled already (a retry, or the deadline first): it is */
-	if (!order_status_is_open(s->status))
+	if (!order_status_is_open(s->status) && !paid)
 		return ORDER_REJ_WRONG_STATE;
 	if (expired && d->time_ms < order_deadline(s))
 		return ORDER_REJ_INVALID;
-	strcpy(emit(out, ORDER_CANCELLED_EVENT, d->time_ms)->data.reason, d->reason);
+	e = emit(out, ORDER_CANCELLED_EVENT, d->time_ms);
+	strcpy(e->data.reason, d->reason);
+	e->data.paid = paid;
 	return ORDER_OK;
 }
 
@@ -456,7 +499,7 @@ static order_verdict decide_paid(const order_state *s, const order_data *d, orde
 	if (!time_valid(d->time_ms) || !charge_id_valid(d->charge_id) || !brand_valid(d->brand) ||
 	    !last4_valid(d->last4))
 		return ORDER_REJ_INVALID;
-	if (s->status == ORDER_CONFIRMED && strcmp(s->charge_id, d->charge_id) == 0)
+	if (order_status_is_paid(s->status) && strcmp(s->charge_id, d->charge_id) == 0)
 		return ORDER_OK; /* redelivered */
 	if (s->status != ORDER_AWAITING_PAYMENT)
 		return ORDER_REJ_WRONG_STATE;
@@ -476,6 +519,39 @@ static order_verdict decide_payment_failed(const order_state *s, const order_dat
 	if (s->status != ORDER_AWAITING_PAYMENT)
 		return ORDER_REJ_WRONG_STATE;
 	memcpy(emit(out, ORDER_PAYMENT_FAILED_EVENT, d->time_ms)->data.reason, d->reason, sizeof d->reason);
+	return ORDER_OK;
+}
+
+static bool same_shipment(const order_state *s, const order_data *d)
+{
+	return strcmp(s->carrier, d->carrier) == 0 && strcmp(s->tracking_number, d->tracking_number) == 0;
+}
+
+static order_verdict decide_ship(const order_state *s, const order_data *d, order_events *out)
+{
+	order_event *e;
+
+	if (!time_valid(d->time_ms) || !shipment_valid(d))
+		return ORDER_REJ_INVALID;
+	if ((s->status == ORDER_SHIPPED || s->status == ORDER_DELIVERED) && same_shipment(s, d))
+		return ORDER_OK; /* redelivered */
+	if (s->status != ORDER_CONFIRMED)
+		return ORDER_REJ_WRONG_STATE;
+	e = emit(out, ORDER_SHIPPED_EVENT, d->time_ms);
+	memcpy(e->data.carrier, d->carrier, sizeof e->data.carrier);
+	memcpy(e->data.tracking_number, d->tracking_number, sizeof e->data.tracking_number);
+	return ORDER_OK;
+}
+
+static order_verdict decide_deliver(const order_state *s, const order_data *d, order_events *out)
+{
+	if (!time_valid(d->time_ms))
+		return ORDER_REJ_INVALID;
+	if (s->status == ORDER_DELIVERED)
+		return ORDER_OK; /* redelivered */
+	if (s->status != ORDER_SHIPPED)
+		return ORDER_REJ_WRONG_STATE;
+	emit(out, ORDER_DELIVERED_EVENT, d->time_ms);
 	return ORDER_OK;
 }
 
@@ -499,6 +575,10 @@ order_verdict order_decide(const order_state *s, const order_command *c, order_e
 		return decide_paid(s, &c->data, out);
 	case ORDER_MARK_PAYMENT_FAILED:
 		return decide_payment_failed(s, &c->data, out);
+	case ORDER_SHIP:
+		return decide_ship(s, &c->data, out);
+	case ORDER_DELIVER:
+		return decide_deliver(s, &c->data, out);
 	default:
 		return ORDER_REJ_INVALID;
 	}
@@ -506,10 +586,10 @@ order_verdict order_decide(const order_state *s, const order_command *c, order_e
 
 /* ---- evolve ---- */
 
-/* The status an event of kind moves s to, or ORDER_NONE if it does not apply. */
-static order_status transition(const order_state *s, order_event_kind kind)
+/* The status event e moves s to, or ORDER_NONE if it does not apply. */
+static order_status transition(const order_state *s, const order_event *e)
 {
-	switch (kind) {
+	switch (e->kind) {
 	case ORDER_PLACED:
 		return s->status == ORDER_NONE ? ORDER_PENDING : ORDER_NONE;
 	case ORDER_RESERVED:
@@ -521,14 +601,21 @@ static order_status transition(const order_state *s, order_event_kind kind)
 	case ORDER_PAYMENT_FAILED_EVENT:
 		return s->status == ORDER_AWAITING_PAYMENT ? ORDER_PAYMENT_FAILED : ORDER_NONE;
 	case ORDER_CANCELLED_EVENT:
+		/* a paid cancellation from confirmed only, any other from an open status */
+		if (e->data.paid)
+			return s->status == ORDER_CONFIRMED ? ORDER_CANCELLED : ORDER_NONE;
 		return order_status_is_open(s->status) ? ORDER_CANCELLED : ORDER_NONE;
+	case ORDER_SHIPPED_EVENT:
+		return s->status == ORDER_CONFIRMED ? ORDER_SHIPPED : ORDER_NONE;
+	case ORDER_DELIVERED_EVENT:
+		return s->status == ORDER_SHIPPED ? ORDER_DELIVERED : ORDER_NONE;
 	}
 	return ORDER_NONE;
 }
 
 bool order_evolve(order_state *s, const order_event *e)
 {
-	order_status next = transition(s, e->kind);
+	order_status next = transition(s, e);
 	const order_data *d = &e->data;
 	order_history_entry *entry;
 
@@ -553,6 +640,13 @@ bool order_evolve(order_state *s, const order_event *e)
 	} else if (e->kind == ORDER_CANCELLED_EVENT) {
 		memcpy(s->cancelled_products, d->product_ids, sizeof s->cancelled_products);
 		s->cancelled_product_count = d->product_count;
+		s->cancelled_after_payment = d->paid;
+	} else if (e->kind == ORDER_SHIPPED_EVENT) {
+		memcpy(s->carrier, d->carrier, sizeof s->carrier);
+		memcpy(s->tracking_number, d->tracking_number, sizeof s->tracking_number);
+		s->shipped_at_ms = d->time_ms;
+	} else if (e->kind == ORDER_DELIVERED_EVENT) {
+		s->delivered_at_ms = d->time_ms;
 	}
 	s->status = next;
 	entry = &s->history[s->history_count++];
@@ -614,7 +708,8 @@ static void write_lines(mp_writer *w, const order_line *lines, size_t count)
 static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, const order_data *d)
 {
 	uint32_t count = 0;
-	unsigned fields = shape->fields | (d->cart_version != 0 ? shape->optional & FIELD_CART_VERSION : 0);
+	unsigned present = (d->cart_version != 0 ? FIELD_CART_VERSION : 0) | (d->paid ? FIELD_PAID : 0);
+	unsigned fields = shape->fields | (shape->optional & present);
 
 	if (!encodable(d, fields))
 		return ORN_EINVAL;
@@ -630,6 +725,8 @@ static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, const orde
 			mp_write_cstr(w, value);
 		} else if (field_table[i].kind == VALUE_INTEGER) {
 			mp_write_int(w, *(const int64_t *)value);
+		} else if (field_table[i].kind == VALUE_BOOL) {
+			mp_write_bool(w, *(const bool *)value);
 		} else if (field_table[i].kind == VALUE_LINES) {
 			write_lines(w, d->lines, d->line_count);
 		} else {
@@ -730,6 +827,8 @@ static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *
 		return mp_read_cstr(r, value, field_table[index].cap);
 	if (field_table[index].kind == VALUE_INTEGER)
 		return mp_read_int(r, value);
+	if (field_table[index].kind == VALUE_BOOL)
+		return mp_read_bool(r, value);
 	return read_array_value(r, field_table[index].kind, out);
 }
 
@@ -780,9 +879,13 @@ static bool event_valid(order_event_kind kind, const order_data *d)
 		return text_field_valid(d->reason, sizeof d->reason);
 	case ORDER_CANCELLED_EVENT:
 		if (out_of_stock)
-			return product_ids_valid(d, NULL, 0);
+			return !d->paid && product_ids_valid(d, NULL, 0);
+		if (strcmp(d->reason, ORDER_REASON_EXPIRED) == 0)
+			return !d->paid && d->product_count == 0;
 		return d->product_count == 0 && (strcmp(d->reason, ORDER_REASON_CUSTOMER) == 0 ||
-		                                 strcmp(d->reason, ORDER_REASON_EXPIRED) == 0);
+		                                 strcmp(d->reason, ORDER_REASON_ADMIN) == 0);
+	case ORDER_SHIPPED_EVENT:
+		return shipment_valid(d);
 	default:
 		return true;
 	}
@@ -845,10 +948,19 @@ static void history_event(const order_state *s, size_t i, order_event *e)
 	case ORDER_PAYMENT_FAILED:
 		e->kind = ORDER_PAYMENT_FAILED_EVENT;
 		break;
+	case ORDER_SHIPPED:
+		e->kind = ORDER_SHIPPED_EVENT;
+		memcpy(d->carrier, s->carrier, sizeof d->carrier);
+		memcpy(d->tracking_number, s->tracking_number, sizeof d->tracking_number);
+		break;
+	case ORDER_DELIVERED:
+		e->kind = ORDER_DELIVERED_EVENT;
+		break;
 	default:
 		e->kind = ORDER_CANCELLED_EVENT;
 		memcpy(d->product_ids, s->cancelled_products, sizeof d->product_ids);
 		d->product_count = s->cancelled_product_count;
+		d->paid = s->cancelled_after_payment;
 		break;
 	}
 }
@@ -904,7 +1016,7 @@ static orn_rc order_view(const void *state, mp_writer *w)
 
 	if (!order_total(s, &total))
 		return ORN_EINTERNAL;
-	mp_write_map(w, 14);
+	mp_write_map(w, 15);
 	mp_write_cstr(w, "status");
 	mp_write_cstr(w, order_status_name(s->status));
 	mp_write_cstr(w, "customer_id");
@@ -926,7 +1038,7 @@ static orn_rc order_view(const void *state, mp_writer *w)
 	mp_write_cstr(w, "history");
 	write_history(w, s);
 	mp_write_cstr(w, "payment");
-	if (s->status == ORDER_CONFIRMED) {
+	if (order_status_is_paid(s->status)) {
 		mp_write_map(w, 2);
 		mp_write_cstr(w, "brand");
 		mp_write_cstr(w, s->brand);
@@ -941,6 +1053,19 @@ static orn_rc order_view(const void *state, mp_writer *w)
 	mp_write_array(w, (uint32_t)s->cancelled_product_count);
 	for (size_t i = 0; i < s->cancelled_product_count; i++)
 		mp_write_cstr(w, s->cancelled_products[i]);
+	mp_write_cstr(w, "shipment");
+	if (s->carrier[0] != '\0') {
+		mp_write_map(w, 4);
+		mp_write_cstr(w, "carrier");
+		mp_write_cstr(w, s->carrier);
+		mp_write_cstr(w, "tracking_number");
+		mp_write_cstr(w, s->tracking_number);
+		mp_write_cstr(w, "shipped_at_ms");
+		mp_write_int(w, s->shipped_at_ms);
+		write_time_or_nil(w, "delivered_at_ms", s->delivered_at_ms);
+	} else {
+		mp_write_nil(w);
+	}
 	return mp_writer_status(w);
 }
 

@@ -3,8 +3,12 @@
  *
  *   pending ──MarkReserved──> awaiting_confirmation ──Confirm──> awaiting_payment ──MarkPaid──> confirmed
  *   pending ──RejectForStock──> cancelled (out_of_stock, naming the products)
- *   pending | awaiting_confirmation | awaiting_payment ──Cancel──> cancelled (customer | expired)
+ *   pending | awaiting_confirmation | awaiting_payment ──Cancel──> cancelled (customer | admin | expired)
  *   awaiting_payment ──MarkPaymentFailed──> payment_failed
+ *   confirmed ──Cancel──> cancelled (customer | admin; the event says paid: the saga returns
+ *                         the sold units, the payment role refunds; ADR 028 §3)
+ *   confirmed ──Ship──> shipped ──Deliver──> delivered
+ *   shipped | delivered ──Cancel──> rejected wrong_state (it has left the shop)
  *
  * The order id is the aggregate id, chosen by the caller. Time arrives in
  * every command (now_ms) and every event carries it (at_ms), so the status
@@ -24,8 +28,10 @@
  *
  * Redelivered saga commands are harmless: MarkReserved in
  * awaiting_confirmation, RejectForStock in cancelled (out_of_stock),
- * MarkPaid in confirmed with the same charge, MarkPaymentFailed in
- * payment_failed are accepted no-ops.
+ * MarkPaid in confirmed (or later) with the same charge, MarkPaymentFailed in
+ * payment_failed, Ship in shipped or delivered with the same carrier and
+ * tracking number, Deliver in delivered are accepted no-ops (a Ship with other
+ * values there is wrong_state).
  *
  * Bounds (rejection "invalid"): ids orn_id_valid; 1..50 lines of distinct
  * products, names 1..200 bytes of text, unit prices 0..10^10, quantities
@@ -35,7 +41,8 @@
  * times 0..ORDER_TIME_MAX; ttl 1..ORDER_TIME_MAX (PlaceOrder: now + ttl too,
  * the confirmation deadline being a time);
  * charge id 1..128 printable ASCII; brand 1..32 of [a-z0-9_-]; last4 4
- * digits; a payment failure reason 1..200 bytes of text.
+ * digits; a payment failure reason 1..200 bytes of text; a carrier 1..100
+ * bytes of text, a tracking number 1..100 bytes of printable ASCII (0x20..0x7e).
  *
  * decide and evolve are pure: no I/O, no clock, no globals, no allocation. */
 #ifndef ORION_ORDER_H
@@ -58,12 +65,14 @@
 #define ORDER_CHARGE_ID_MAX   129
 #define ORDER_BRAND_MAX       33
 #define ORDER_LAST4_MAX       5
+#define ORDER_CARRIER_MAX     101          /* bytes, NUL included */
+#define ORDER_TRACKING_MAX    101          /* bytes, NUL included */
 #define ORDER_EMAIL_MAX       PD_TOKEN_MAX /* bytes of the customer's email as stored (sealed), NUL included */
 #define ORDER_LINES_MAX       50
 #define ORDER_QUANTITY_MAX    999
 #define ORDER_PRICE_MAX       10000000000LL
 #define ORDER_TIME_MAX        (INT64_MAX / 4) /* ms; keeps now + ttl from overflowing */
-#define ORDER_HISTORY_MAX     4               /* one entry per status reached */
+#define ORDER_HISTORY_MAX     6               /* one entry per status reached: placed .. delivered */
 #define ORDER_SNAPSHOT_SCHEMA 1
 
 /* Event type names as stored. */
@@ -73,6 +82,8 @@
 #define ORDER_EV_PAID           "OrderPaid"
 #define ORDER_EV_PAYMENT_FAILED "OrderPaymentFailed"
 #define ORDER_EV_CANCELLED      "OrderCancelled"
+#define ORDER_EV_SHIPPED        "OrderShipped"
+#define ORDER_EV_DELIVERED      "OrderDelivered"
 
 /* Command type names on the bus. */
 #define ORDER_CMD_PLACE               "PlaceOrder"
@@ -82,11 +93,14 @@
 #define ORDER_CMD_CANCEL              "Cancel"
 #define ORDER_CMD_MARK_PAID           "MarkPaid"
 #define ORDER_CMD_MARK_PAYMENT_FAILED "MarkPaymentFailed"
+#define ORDER_CMD_SHIP                "Ship"
+#define ORDER_CMD_DELIVER             "Deliver"
 
 /* Cancellation reasons. */
 #define ORDER_REASON_OUT_OF_STOCK "out_of_stock"
 #define ORDER_REASON_CUSTOMER     "customer"
 #define ORDER_REASON_EXPIRED      "expired"
+#define ORDER_REASON_ADMIN        "admin"
 
 typedef enum order_status {
 	ORDER_NONE = 0, /* never placed */
@@ -95,7 +109,9 @@ typedef enum order_status {
 	ORDER_AWAITING_PAYMENT,
 	ORDER_CONFIRMED,
 	ORDER_CANCELLED,
-	ORDER_PAYMENT_FAILED
+	ORDER_PAYMENT_FAILED,
+	ORDER_SHIPPED,
+	ORDER_DELIVERED
 } order_status;
 
 typedef struct order_line {
@@ -120,9 +136,12 @@ typedef struct order_history_entry {
  *                         (confirmation: now + ttl_ms)
  *   reject for stock      product_ids
  *   confirm               token_hash, ttl_ms;  confirmed: deadline_ms (payment)
- *   cancel                reason;  cancelled: reason, product_ids (out_of_stock only)
+ *   cancel                reason;  cancelled: reason, product_ids (out_of_stock only),
+ *                         paid (optional, written when true: cancelled in confirmed)
  *   mark paid / paid      charge_id, brand, last4
  *   payment failed        reason
+ *   ship / shipped        carrier, tracking_number
+ *   deliver / delivered   (time only)
  * time_ms is the command's now_ms (key "now_ms") or the event's at_ms. */
 typedef struct order_data {
 	char customer_id[ORDER_ID_MAX];
@@ -143,6 +162,9 @@ typedef struct order_data {
 	char last4[ORDER_LAST4_MAX];
 	int64_t cart_version; /* place / placed, optional: the cart version the order was placed from (0:
 	                         unknown) */
+	bool paid;            /* cancelled: the order was paid (confirmed) when cancelled */
+	char carrier[ORDER_CARRIER_MAX];
+	char tracking_number[ORDER_TRACKING_MAX];
 } order_data;
 
 typedef struct order_state {
@@ -163,7 +185,12 @@ typedef struct order_state {
 	char last4[ORDER_LAST4_MAX];
 	order_history_entry history[ORDER_HISTORY_MAX]; /* oldest first; [0] is pending */
 	size_t history_count;
-	int64_t cart_version; /* the cart version it was placed from, 0 if unknown */
+	int64_t cart_version;                     /* the cart version it was placed from, 0 if unknown */
+	bool cancelled_after_payment;             /* cancelled from confirmed: units sold, charge taken */
+	char carrier[ORDER_CARRIER_MAX];          /* shipped: "" before */
+	char tracking_number[ORDER_TRACKING_MAX]; /* shipped: "" before */
+	int64_t shipped_at_ms;                    /* 0 until shipped */
+	int64_t delivered_at_ms;                  /* 0 until delivered */
 } order_state;
 
 typedef enum order_command_kind {
@@ -173,7 +200,9 @@ typedef enum order_command_kind {
 	ORDER_CONFIRM,
 	ORDER_CANCEL,
 	ORDER_MARK_PAID,
-	ORDER_MARK_PAYMENT_FAILED
+	ORDER_MARK_PAYMENT_FAILED,
+	ORDER_SHIP,
+	ORDER_DELIVER
 } order_command_kind;
 
 typedef struct order_command {
@@ -187,7 +216,9 @@ typedef enum order_event_kind {
 	ORDER_CONFIRMED_BY_CUSTOMER,
 	ORDER_PAID,
 	ORDER_PAYMENT_FAILED_EVENT,
-	ORDER_CANCELLED_EVENT
+	ORDER_CANCELLED_EVENT,
+	ORDER_SHIPPED_EVENT,
+	ORDER_DELIVERED_EVENT
 } order_event_kind;
 
 typedef struct order_event {
@@ -232,20 +263,26 @@ bool order_status_parse(const char *name, order_status *out);
  * gateway, the read models and the checks ask these, never compare names).
  *
  * order_status_is_open: pending, awaiting_confirmation, awaiting_payment — a
- *   deadline runs and the order may still be cancelled.
- * order_status_is_final: confirmed, cancelled, payment_failed — no other
- *   status follows.
- * order_status_is_paid: confirmed — the payment succeeded and the order's
- *   stock is committed.
+ *   deadline runs and the order may still be cancelled without a refund.
+ * order_status_is_final: cancelled, payment_failed, delivered — no other
+ *   status follows (confirmed may still be cancelled, shipped delivered).
+ * order_status_checkout_done: every status but none and the open ones — the
+ *   checkout is over, paid or not: the order no longer counts against its
+ *   customer's limits (ADR 026) and its checkout stream ends.
+ * order_status_is_paid: confirmed, shipped, delivered — the payment succeeded
+ *   and the order's stock is committed (sold).
  * order_status_releases_stock: cancelled, payment_failed — the exits that
- *   give back the stock the order held.
- * order_status_payment_settled: confirmed, payment_failed — a payment decided
- *   the order (a repeat of that payment is answered as it was).
+ *   give back the stock the order held: reservations released, or, for an
+ *   order cancelled after payment (order_state.cancelled_after_payment), its
+ *   sold units returned.
+ * order_status_payment_settled: confirmed, shipped, delivered, payment_failed —
+ *   a payment decided the order (a repeat of that payment is answered as it was).
  * order_status_awaits_customer: awaiting_confirmation, awaiting_payment —
  *   reserved in full and held while the customer confirms or pays.
  * Every one is false for ORDER_NONE and for a value outside the enum. */
 bool order_status_is_open(order_status status);
 bool order_status_is_final(order_status status);
+bool order_status_checkout_done(order_status status);
 bool order_status_is_paid(order_status status);
 bool order_status_releases_stock(order_status status);
 bool order_status_payment_settled(order_status status);
@@ -278,7 +315,8 @@ const char *order_event_type(order_event_kind kind);
 /* The kind table the actor runtime serves. The view is {status, customer_id,
  * customer_email, request_hash, items, total_cents, currency, created_at_ms, updated_at_ms, history:
  * [{status, at_ms, reason|nil}], payment: {brand, last4}|nil,
- * confirmation_deadline_ms, payment_deadline_ms|nil, cancelled_products}
+ * confirmation_deadline_ms, payment_deadline_ms|nil, cancelled_products,
+ * shipment: {carrier, tracking_number, shipped_at_ms, delivered_at_ms|nil}|nil}
  * (never the token hash). The snapshot is the event list that rebuilds the
  * state ([[type, payload], ...], at most ORDER_HISTORY_MAX); restore replays
  * it. */

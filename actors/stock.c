@@ -28,6 +28,7 @@
 /* Values stored in closed_index (values may not be NULL): how an id closed. */
 #define CLOSED_RELEASED  ((void *)(intptr_t)1)
 #define CLOSED_COMMITTED ((void *)(intptr_t)2)
+#define CLOSED_RETURNED  ((void *)(intptr_t)3) /* committed, then its units returned */
 
 /* The keys a payload may carry, as bits of a set. */
 enum payload_field {
@@ -72,6 +73,7 @@ static const payload_shape command_shapes[] = {
         [STOCK_COMMIT] = {STOCK_CMD_COMMIT, FIELD_RESERVATION_ID},
         [STOCK_ADJUST] = {STOCK_CMD_ADJUST, FIELD_DELTA | FIELD_REASON},
         [STOCK_SET_THRESHOLD] = {STOCK_CMD_THRESHOLD, FIELD_THRESHOLD},
+        [STOCK_RETURN] = {STOCK_CMD_RETURN, FIELD_RESERVATION_ID | FIELD_QUANTITY},
 };
 
 static const payload_shape event_shapes[] = {
@@ -84,6 +86,8 @@ static const payload_shape event_shapes[] = {
         [STOCK_THRESHOLD_SET] = {STOCK_EV_THRESHOLD, FIELD_LEVELS, 0},
         [STOCK_LOW_DETECTED] = {STOCK_EV_LOW, FIELD_LEVELS | FIELD_AVAILABLE, 0},
         [STOCK_LOW_CLEARED] = {STOCK_EV_LOW_CLEAR, FIELD_LEVELS | FIELD_AVAILABLE, 0},
+        /* written with levels from the start: they are required */
+        [STOCK_RETURNED] = {STOCK_EV_RETURNED, FIELD_RESERVATION_ID | FIELD_QUANTITY | FIELD_LEVELS, 0},
 };
 
 static const char *const verdict_codes[] = {
@@ -96,6 +100,7 @@ static const char *const verdict_codes[] = {
         [STOCK_REJ_CLOSED] = "reservation_closed",
         [STOCK_REJ_UNKNOWN_RESERVATION] = "unknown_reservation",
         [STOCK_REJ_BELOW_RESERVED] = "below_reserved",
+        [STOCK_REJ_NOT_COMMITTED] = "not_committed",
 };
 
 /* The fields of any command or event payload, decoded or to encode. */
@@ -397,6 +402,30 @@ static stock_verdict decide_commit(const stock_state *s, const stock_command *c,
 	return verdict;
 }
 
+/* Returns the sold units of a committed reservation once (see stock.h). */
+static stock_verdict decide_return(const stock_state *s, const stock_command *c, stock_events *out)
+{
+	stock_verdict verdict = STOCK_OK;
+	void *how = NULL;
+
+	if (!reservation_id_valid(c->reservation_id) || !quantity_in_range(c->quantity, 1))
+		verdict = STOCK_REJ_INVALID;
+	else if (stock_held(s, c->reservation_id) != 0)
+		verdict = STOCK_REJ_NOT_COMMITTED;
+	else if ((how = closed_how(s, c->reservation_id)) == CLOSED_RETURNED)
+		verdict = STOCK_OK; /* returned already */
+	else if (how == CLOSED_RELEASED)
+		verdict = STOCK_REJ_CLOSED; /* released: nothing was sold */
+	else if (how == NULL)
+		verdict = STOCK_REJ_UNKNOWN_RESERVATION; /* never committed, or forgotten */
+	else if (c->quantity > s->sold || s->on_hand > STOCK_QUANTITY_MAX - c->quantity)
+		verdict = STOCK_REJ_INVALID;
+	else
+		emit_reservation(s, out, STOCK_RETURNED, c->reservation_id, c->quantity,
+		                 (levels){s->on_hand + c->quantity, s->reserved, s->threshold});
+	return verdict;
+}
+
 /* Adjusting keeps on hand within 0..STOCK_QUANTITY_MAX and above reserved. */
 static stock_verdict decide_adjust(const stock_state *s, const stock_command *c, stock_events *out)
 {
@@ -453,6 +482,8 @@ stock_verdict stock_decide(const stock_state *s, const stock_command *c, stock_e
 		verdict = decide_adjust(s, c, out);
 	else if (c->kind == STOCK_SET_THRESHOLD)
 		verdict = decide_set_threshold(s, c, out);
+	else if (c->kind == STOCK_RETURN)
+		verdict = decide_return(s, c, out);
 	return verdict;
 }
 
@@ -508,6 +539,20 @@ fail:
 	return rc;
 }
 
+/* Returns a committed reservation's units to on hand and marks the id
+ * returned, in its place in the ring; anything else (an id not committed in
+ * the state's memory) changes nothing: the state decides, not the event. */
+static void apply_returned(stock_state *s, const stock_event *e)
+{
+	if (!reservation_id_valid(e->reservation_id) || !quantity_in_range(e->quantity, 1) ||
+	    closed_how(s, e->reservation_id) != CLOSED_COMMITTED)
+		return;
+	/* replacing the value of a present key does not allocate */
+	(void)hmap_put(s->closed_index, e->reservation_id, CLOSED_RETURNED);
+	s->on_hand = saturating_add(s->on_hand, e->quantity);
+	s->sold = saturating_add(s->sold, -e->quantity);
+}
+
 orn_rc stock_evolve(stock_state *s, const stock_event *e)
 {
 	orn_rc rc = ORN_OK;
@@ -538,6 +583,9 @@ orn_rc stock_evolve(stock_state *s, const stock_event *e)
 		break;
 	case STOCK_LOW_CLEARED:
 		s->low = false;
+		break;
+	case STOCK_RETURNED:
+		apply_returned(s, e);
 		break;
 	}
 	return rc;
@@ -797,14 +845,18 @@ fail:
 }
 
 /* Snapshot: a map {exists, on_hand, reserved, sold, held: {id: quantity},
- * closed: [[id, committed], oldest first], threshold, low}. */
+ * closed: [[id, committed], oldest first], threshold, low, returned: [id]}
+ * (returned, schema 4: the committed ids of closed whose units came back). */
 static orn_rc stock_snapshot(const void *state, mp_writer *w)
 {
 	const stock_state *s = state;
 	size_t oldest = s->closed_count < STOCK_CLOSED_MEMORY ? 0 : s->closed_next;
+	size_t returned = 0;
 	orn_rc rc;
 
-	mp_write_map(w, 8);
+	for (size_t i = 0; i < s->closed_count; i++)
+		returned += closed_how(s, s->closed[i]) == CLOSED_RETURNED;
+	mp_write_map(w, 9);
 	mp_write_cstr(w, "exists");
 	mp_write_bool(w, s->exists);
 	mp_write_cstr(w, "on_hand");
@@ -826,7 +878,14 @@ static orn_rc stock_snapshot(const void *state, mp_writer *w)
 		const char *id = s->closed[(oldest + i) % STOCK_CLOSED_MEMORY];
 		mp_write_array(w, 2);
 		mp_write_cstr(w, id);
-		mp_write_bool(w, closed_how(s, id) == CLOSED_COMMITTED);
+		mp_write_bool(w, closed_how(s, id) != CLOSED_RELEASED);
+	}
+	mp_write_cstr(w, "returned");
+	mp_write_array(w, (uint32_t)returned);
+	for (size_t i = 0; i < s->closed_count; i++) {
+		const char *id = s->closed[(oldest + i) % STOCK_CLOSED_MEMORY];
+		if (closed_how(s, id) == CLOSED_RETURNED)
+			mp_write_cstr(w, id);
 	}
 	rc = mp_writer_status(w);
 fail:
@@ -899,6 +958,29 @@ fail:
 	return rc == ORN_ETOOBIG ? ORN_EDECODE : rc;
 }
 
+/* Reads the snapshot's returned ids: each must be a committed id of the
+ * closed ring read before it (closed precedes returned in the map). */
+static orn_rc read_returned(mp_reader *r, stock_state *s)
+{
+	char id[STOCK_RESERVATION_ID_MAX];
+	uint32_t count;
+	orn_rc rc;
+
+	if ((rc = mp_read_array(r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++) {
+		if ((rc = mp_read_cstr(r, id, sizeof id)) != ORN_OK)
+			goto fail;
+		if (closed_how(s, id) != CLOSED_COMMITTED) {
+			rc = ORN_EDECODE;
+			goto fail;
+		}
+		(void)hmap_put(s->closed_index, id, CLOSED_RETURNED); /* present: no allocation */
+	}
+fail:
+	return rc == ORN_ETOOBIG ? ORN_EDECODE : rc;
+}
+
 /* Snapshot keys, as bits of the set of keys read. */
 enum snapshot_key {
 	KEY_EXISTS = 1u << 0,
@@ -909,14 +991,15 @@ enum snapshot_key {
 	KEY_CLOSED = 1u << 5,
 	KEY_THRESHOLD = 1u << 6,
 	KEY_LOW = 1u << 7,
-	KEY_ALL = (1u << 8) - 1,
+	KEY_RETURNED = 1u << 8,  /* optional: snapshots before schema 4 have none */
+	KEY_ALL = (1u << 8) - 1, /* the required keys */
 };
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
 static orn_rc read_snapshot_entry(mp_reader *r, stock_state *s, unsigned *seen)
 {
-	static const char *const keys[] = {"exists", "on_hand", "reserved",  "sold",
-	                                   "held",   "closed",  "threshold", "low"};
+	static const char *const keys[] = {"exists", "on_hand",   "reserved", "sold",    "held",
+	                                   "closed", "threshold", "low",      "returned"};
 	const char *key;
 	uint32_t len;
 	unsigned bit = 0;
@@ -948,6 +1031,8 @@ static orn_rc read_snapshot_entry(mp_reader *r, stock_state *s, unsigned *seen)
 		rc = mp_read_int(r, &s->threshold);
 	else if (bit == KEY_LOW)
 		rc = mp_read_bool(r, &s->low);
+	else if (bit == KEY_RETURNED)
+		rc = (*seen & KEY_CLOSED) != 0 ? read_returned(r, s) : ORN_EDECODE;
 	else
 		rc = read_closed(r, s);
 fail:
@@ -984,7 +1069,7 @@ static orn_rc stock_restore(void *state, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < count; i++)
 		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
 			goto fail;
-	if (seen != KEY_ALL || mp_reader_remaining(&r) != 0 || !reserved_matches_held(&fresh) ||
+	if ((seen & KEY_ALL) != KEY_ALL || mp_reader_remaining(&r) != 0 || !reserved_matches_held(&fresh) ||
 	    !quantity_in_range(fresh.threshold, 0)) {
 		rc = ORN_EDECODE;
 		goto fail;
@@ -1023,8 +1108,12 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		         c->reservation_id, stock_held(s, c->reservation_id), c->quantity);
 	else if (verdict == STOCK_REJ_CLOSED)
 		snprintf(detail, cap, "reservation %s was released or committed", c->reservation_id);
+	else if (verdict == STOCK_REJ_UNKNOWN_RESERVATION && c->kind == STOCK_RETURN)
+		snprintf(detail, cap, "reservation %s is not known as committed", c->reservation_id);
 	else if (verdict == STOCK_REJ_UNKNOWN_RESERVATION)
 		snprintf(detail, cap, "reservation %s is not held", c->reservation_id);
+	else if (verdict == STOCK_REJ_NOT_COMMITTED)
+		snprintf(detail, cap, "reservation %s is held, not yet committed", c->reservation_id);
 	else if (verdict == STOCK_REJ_BELOW_RESERVED)
 		snprintf(detail, cap, "on hand %" PRId64 " %+" PRId64 " would fall below reserved %" PRId64,
 		         s->on_hand, c->delta, s->reserved);

@@ -9,6 +9,29 @@
  * closed (released or committed) ids makes a late, redelivered reserve of a
  * closed id a rejection instead of a leak.
  *
+ * Returns (ADR 028 §3: a paid order cancelled before it ships). ReturnStock
+ * {reservation_id, quantity} moves quantity sold units of a committed
+ * reservation back to on hand (StockReturned). It is applied at most once per
+ * reservation id:
+ *   - only an id the closed memory holds as committed is returned; applying
+ *     StockReturned turns that entry into "returned" in the same evolve, so a
+ *     second ReturnStock is an accepted no-op, and a commit or a reserve of
+ *     it changes nothing (commit: no-op; reserve: reservation_closed);
+ *   - the ring keeps a returned id as its own closing kind, in its place: a
+ *     return does not make the id younger, so it cannot push a committed id
+ *     out earlier than its own commit would have;
+ *   - an id the ring forgot (STOCK_CLOSED_MEMORY later closes on this item),
+ *     or never committed, is refused unknown_reservation: nothing is applied,
+ *     so a return the ring forgot is never applied twice — it is not applied
+ *     at all (the saga logs the refusal; the units stay sold until an
+ *     AdjustStock). A held, not yet committed reservation is refused
+ *     not_committed (the saga retries: its commit is on the way); a released
+ *     one reservation_closed (nothing was sold).
+ * The saga sends ReturnStock with the deterministic command id
+ * "<order>:return:<product>", so JetStream's duplicate window drops a resent
+ * command before the decider sees it. quantity is the order line's; it must
+ * be 1..STOCK_QUANTITY_MAX and at most the units sold.
+ *
  * Low stock. An item has a low-stock threshold (units of available, 0: never
  * low) and is low while available < threshold. A decision whose event takes
  * the item from not low to low (reserve, adjust down, threshold raised, create
@@ -41,7 +64,8 @@
 #define STOCK_REASON_MAX         256 /* bytes, NUL included */
 #define STOCK_QUANTITY_MAX       1000000000LL
 #define STOCK_CLOSED_MEMORY      1024 /* closed reservation ids remembered */
-#define STOCK_SNAPSHOT_SCHEMA    3    /* 2: closed ids remember released or committed; 3: threshold, low */
+#define STOCK_SNAPSHOT_SCHEMA                                                                                \
+	4 /* 2: closed ids remember released or committed; 3: threshold, low; 4: returned */
 
 /* Event type names as stored. */
 #define STOCK_EV_CREATED   "StockItemCreated"
@@ -52,6 +76,7 @@
 #define STOCK_EV_THRESHOLD "LowStockThresholdSet"
 #define STOCK_EV_LOW       "LowStockDetected"
 #define STOCK_EV_LOW_CLEAR "LowStockCleared"
+#define STOCK_EV_RETURNED  "StockReturned"
 
 /* Command type names on the bus. */
 #define STOCK_CMD_CREATE    "CreateStockItem"
@@ -60,6 +85,7 @@
 #define STOCK_CMD_COMMIT    "CommitStock"
 #define STOCK_CMD_ADJUST    "AdjustStock"
 #define STOCK_CMD_THRESHOLD "SetLowStockThreshold"
+#define STOCK_CMD_RETURN    "ReturnStock"
 
 typedef struct stock_state {
 	bool exists;
@@ -71,7 +97,7 @@ typedef struct stock_state {
 	char (*closed)[STOCK_RESERVATION_ID_MAX];
 	size_t closed_count;
 	size_t closed_next;
-	hmap *closed_index; /* id -> how it closed (released/committed), mirrors the ring */
+	hmap *closed_index; /* id -> how it closed (released/committed/returned), mirrors the ring */
 	int64_t threshold;  /* low-stock threshold (units of available); 0: never low */
 	bool low;           /* a LowStockDetected not yet followed by LowStockCleared */
 } stock_state;
@@ -82,13 +108,14 @@ typedef enum stock_command_kind {
 	STOCK_RELEASE,
 	STOCK_COMMIT,
 	STOCK_ADJUST,
-	STOCK_SET_THRESHOLD
+	STOCK_SET_THRESHOLD,
+	STOCK_RETURN
 } stock_command_kind;
 
 typedef struct stock_command {
 	stock_command_kind kind;
-	char reservation_id[STOCK_RESERVATION_ID_MAX]; /* reserve, release, commit */
-	int64_t quantity;                              /* create: initial on hand; reserve: units */
+	char reservation_id[STOCK_RESERVATION_ID_MAX]; /* reserve, release, commit, return */
+	int64_t quantity;                              /* create: initial on hand; reserve, return: units */
 	int64_t delta;                                 /* adjust */
 	char reason[STOCK_REASON_MAX];                 /* adjust */
 	int64_t threshold;                             /* create (optional, 0 if absent), set threshold */
@@ -102,13 +129,14 @@ typedef enum stock_event_kind {
 	STOCK_ADJUSTED,
 	STOCK_THRESHOLD_SET,
 	STOCK_LOW_DETECTED,
-	STOCK_LOW_CLEARED
+	STOCK_LOW_CLEARED,
+	STOCK_RETURNED
 } stock_event_kind;
 
 typedef struct stock_event {
 	stock_event_kind kind;
 	char reservation_id[STOCK_RESERVATION_ID_MAX];
-	int64_t quantity; /* created: initial on hand; reserved/released/committed: units */
+	int64_t quantity; /* created: initial on hand; reserved/released/committed/returned: units */
 	int64_t delta;    /* adjusted */
 	int64_t on_hand;  /* on hand after (adjusted, low stock, and any event with levels) */
 	char reason[STOCK_REASON_MAX];
@@ -129,7 +157,8 @@ typedef enum stock_verdict {
 	STOCK_REJ_MISMATCH,            /* reserve of a held id with another quantity */
 	STOCK_REJ_CLOSED,              /* reserve of an id recently released or committed */
 	STOCK_REJ_UNKNOWN_RESERVATION, /* commit of an id not held */
-	STOCK_REJ_BELOW_RESERVED       /* adjust would take on hand below reserved (or below 0) */
+	STOCK_REJ_BELOW_RESERVED,      /* adjust would take on hand below reserved (or below 0) */
+	STOCK_REJ_NOT_COMMITTED        /* return of an id still held (its commit has not come yet) */
 } stock_verdict;
 
 #define STOCK_MAX_EVENTS 2 /* an event and the low-stock crossing it causes */

@@ -316,6 +316,8 @@ static bool step_moves_stock(order_event_kind kind, const order_state *order)
 		return true;
 	case ORDER_RESERVED:
 	case ORDER_CONFIRMED_BY_CUSTOMER:
+	case ORDER_SHIPPED_EVENT:
+	case ORDER_DELIVERED_EVENT:
 		break;
 	}
 	return false;

@@ -28,6 +28,7 @@ static const struct {
         [SAGA_CHECKED_OUT] = {CART_AGGREGATE, CART_CMD_CHECKED_OUT, "checkout"},
         [SAGA_EXPIRE] = {ORDER_AGGREGATE, ORDER_CMD_CANCEL, "expire"},
         [SAGA_CLOSE_HOLDS] = {HOLDS_AGGREGATE, HOLDS_CMD_CLOSE, "close"},
+        [SAGA_RETURN_STOCK] = {STOCK_AGGREGATE, STOCK_CMD_RETURN, "return"},
 };
 
 static bool kind_known(saga_command_kind kind)
@@ -130,8 +131,14 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 		ok = order->customer_id[0] == '\0' || plan_add_checkout(p, order);
 		break;
 	case ORDER_CONFIRMED_BY_CUSTOMER:
+	case ORDER_SHIPPED_EVENT:
+	case ORDER_DELIVERED_EVENT:
 		break;
 	case ORDER_CANCELLED_EVENT:
+		/* cancelled is the last status: the state says how it was cancelled */
+		ok = plan_add_per_line(
+		        p, order->cancelled_after_payment ? SAGA_RETURN_STOCK : SAGA_RELEASE_STOCK, order);
+		break;
 	case ORDER_PAYMENT_FAILED_EVENT:
 		ok = plan_add_per_line(p, SAGA_RELEASE_STOCK, order);
 		break;
@@ -139,10 +146,11 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
 		ok = plan_add_per_line(p, SAGA_COMMIT_STOCK, order);
 		break;
 	}
-	/* A final order no longer counts against its customer's limits: paid,
-	 * cancelled (by the customer, for stock, or expired) or failed. Closing
-	 * an order closed already, or never opened, is a no-op. */
-	if (ok && order_status_is_final(order->status) && order->customer_id[0] != '\0')
+	/* An order whose checkout is done no longer counts against its
+	 * customer's limits: paid (and anything after), cancelled (by the
+	 * customer, an admin, for stock, or expired) or failed. Closing an order
+	 * closed already, or never opened, is a no-op. */
+	if (ok && order_status_checkout_done(order->status) && order->customer_id[0] != '\0')
 		ok = plan_add(p, SAGA_CLOSE_HOLDS, order->customer_id, NULL);
 	if (!ok)
 		goto fail;
@@ -194,6 +202,9 @@ saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, cons
 	if (kind == SAGA_EXPIRE && !order_code_is(code, ORDER_REJ_WRONG_STATE) &&
 	    !order_code_is(code, ORDER_REJ_NOT_FOUND))
 		return SAGA_REPLY_RETRY; /* early for the order's clock: it falls due later */
+	if (kind == SAGA_RETURN_STOCK && code != NULL &&
+	    strcmp(code, stock_verdict_code(STOCK_REJ_NOT_COMMITTED)) == 0)
+		return SAGA_REPLY_RETRY; /* the commit comes first */
 	return SAGA_REPLY_DONE;          /* the other rejections are handled alike; the shell logs the code */
 }
 
@@ -273,6 +284,7 @@ static orn_rc encode_stock(const saga_plan *p, const saga_command *c, mp_writer 
 	memset(&sc, 0, sizeof sc);
 	sc.kind = c->kind == SAGA_RESERVE_STOCK   ? STOCK_RESERVE
 	          : c->kind == SAGA_RELEASE_STOCK ? STOCK_RELEASE
+	          : c->kind == SAGA_RETURN_STOCK  ? STOCK_RETURN
 	                                          : STOCK_COMMIT;
 	strcpy(sc.reservation_id, p->order_id);
 	sc.quantity = c->quantity;
@@ -343,6 +355,7 @@ orn_rc saga_command_encode(const saga_plan *p, size_t i, int64_t now_ms, mp_writ
 	case SAGA_RESERVE_STOCK:
 	case SAGA_RELEASE_STOCK:
 	case SAGA_COMMIT_STOCK:
+	case SAGA_RETURN_STOCK:
 		return encode_stock(p, c, w);
 	case SAGA_MARK_RESERVED:
 	case SAGA_REJECT_FOR_STOCK:

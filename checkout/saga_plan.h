@@ -19,16 +19,23 @@
  *   OrderReserved              CheckedOut{order, its lines} to cart/<customer>
  *   OrderConfirmedByCustomer   nothing
  *   OrderCancelled             ReleaseStock per line
+ *   OrderCancelled, paid       ReturnStock{order, line quantity} per line (the sold units go
+ *     (cancelled in confirmed)   back on hand; the compensation of the commit. A return
+ *                                refused not_committed is retried: the commit of OrderPaid's
+ *                                step has not run yet. The refund is the payment role's.)
  *   OrderPaymentFailed         ReleaseStock per line
  *   OrderPaid                  CommitStock per line
- *   and whenever the order     CloseOrder{order} to holds/<customer> (its slot and units
- *   is final after the event   no longer count against the customer's limits, ADR 026)
+ *   OrderShipped               nothing (the units were sold at OrderPaid)
+ *   OrderDelivered             nothing
+ *   and whenever the checkout  CloseOrder{order} to holds/<customer> (its slot and units
+ *   is done after the event    no longer count against the customer's limits, ADR 026;
+ *   (paid, or ended unpaid)    order_status_checkout_done)
  *   a deadline due (timers)    Cancel{expired} to order/<order>   (saga_plan_expire)
  *
  * Every command has a deterministic id, "<order>:reserve:<product>",
  * "<order>:reserved", "<order>:release:<product>", "<order>:reject",
- * "<order>:checkout", "<order>:commit:<product>", "<order>:expire:<deadline>",
- * "<order>:close",
+ * "<order>:checkout", "<order>:commit:<product>", "<order>:return:<product>",
+ * "<order>:expire:<deadline>", "<order>:close",
  * so a redelivered event re-sends the same commands and the deciders (or
  * JetStream's duplicate window) answer them without a second effect. The
  * reservation id on every stock item is the order id.
@@ -60,7 +67,8 @@ typedef enum saga_command_kind {
 	SAGA_REJECT_FOR_STOCK, /* order/<order> RejectForStock{the refused products} */
 	SAGA_CHECKED_OUT,      /* cart/<customer> CheckedOut{order, lines} */
 	SAGA_EXPIRE,           /* order/<order> Cancel{expired} */
-	SAGA_CLOSE_HOLDS       /* holds/<customer> CloseOrder{order} */
+	SAGA_CLOSE_HOLDS,      /* holds/<customer> CloseOrder{order} */
+	SAGA_RETURN_STOCK      /* stock/<product> ReturnStock{order, quantity} */
 } saga_command_kind;
 
 /* How one command was answered, as far as the plan cares. */
@@ -91,7 +99,7 @@ typedef struct saga_command {
 	saga_command_kind kind;
 	char target[SAGA_ID_MAX];             /* aggregate id: product, order or customer */
 	char command_id[SAGA_COMMAND_ID_MAX]; /* deterministic, see above */
-	int64_t quantity;                     /* reserve: the line's quantity */
+	int64_t quantity;                     /* reserve, return: the line's quantity */
 	int64_t deadline_ms;                  /* expire: the deadline that fell due */
 } saga_command;
 
@@ -130,7 +138,9 @@ orn_rc saga_plan_for_event(saga_plan *p, const char *order_id, order_event_kind 
  * change them) but an expiry: Cancel{expired} refused wrong_state (the order
  * left the state the deadline was for: final, or confirmed meanwhile) or
  * not_found is done; refused for any other reason (invalid: the order's
- * deadline is later than our clock) it is a retry. code may be NULL. */
+ * deadline is later than our clock) it is a retry; and a return: ReturnStock
+ * refused not_committed (the reservation is still held: the commit of the
+ * order's payment has not run yet) is a retry. code may be NULL. */
 saga_reply saga_reply_classify(saga_command_kind kind, bus_outcome outcome, const char *code);
 
 /* True if a reply says a paid order's units were sold without being held: a

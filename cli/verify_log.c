@@ -280,15 +280,22 @@ static bool stock_levels(vl_walk *w, const void *state, bool report)
 
 /* order: every event decide emits is a transition from the status it was
  * decided on; order_evolve appends one history entry per transition and
- * changes nothing for an event that is none. */
+ * changes nothing for an event that is none. A paid order may be cancelled
+ * (ADR 028 §3), but only by an OrderCancelled that says it was paid: any
+ * other cancellation of a paid order is a race of legacy commits. */
 static orn_rc fold_order(vl_walk *w, void *state, const env_envelope *e)
 {
 	order_state *s = state;
 	size_t before = s->history_count;
+	order_status was = s->status;
 	const char *status = order_status_name(s->status);
 	bool folded = false;
 	orn_rc rc = evolve(w, &order_kind, state, e, &folded);
-	if (folded && s->history_count == before)
+	if (folded && s->history_count == before && order_status_is_paid(was) &&
+	    strcmp(e->type, ORDER_EV_CANCELLED) == 0)
+		impossible(w, "paid_and_cancelled",
+		           "%s after the order was %s, not as a cancellation after payment", e->type, status);
+	else if (folded && s->history_count == before)
 		impossible(w, "no_transition", "%s is no transition from %s", e->type, status);
 	return rc;
 }

@@ -153,14 +153,14 @@ static orn_rc fold_order(verify *v, const char *id, const env_envelope *e)
 		order_kind.init(o->state);
 	}
 	if (o->state == NULL)
-		return ORN_OK; /* a final status takes no further transition */
+		return ORN_OK; /* the checkout is done: its reservations are settled */
 	orn_rc rc = order_kind.evolve(o->state, e);
 	if (rc == ORN_ENOMEM)
 		return rc;
 	if (rc != ORN_OK)
 		o->unreadable++;
 	o->status = o->state->status;
-	if (order_status_is_final(o->status)) {
+	if (order_status_checkout_done(o->status)) {
 		free(o->state);
 		o->state = NULL;
 	}

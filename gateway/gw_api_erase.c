@@ -118,8 +118,9 @@ static bool cancel_order(erasure *e, const char *order_id, mp_writer *w)
 	return true;
 }
 
-/* Every order of the customer that is not final gets CancelOrder; the key
- * goes once each has answered. */
+/* Every open order of the customer (not yet paid, ended or shipped) gets
+ * CancelOrder; the key goes once each has answered. A paid order is not
+ * cancelled for an erasure: it is the shop's to ship or refund. */
 static void cancel_open_orders(erasure *e)
 {
 	proj_orders_page *page = malloc(sizeof *page);
@@ -131,7 +132,7 @@ static void cancel_open_orders(erasure *e)
 		if (rc == ORN_OK)
 			rc = proj_orders_list(e->api->orders, e->user_id, PROJ_ORDERS_PAGE_MAX, cursor, page);
 		for (size_t i = 0; rc == ORN_OK && sent && i < page->count; i++)
-			if (!order_status_is_final(page->items[i].status))
+			if (order_status_is_open(page->items[i].status))
 				sent = cancel_order(e, page->items[i].id, w);
 		if (rc == ORN_OK)
 			snprintf(cursor, sizeof cursor, "%s", page->next_cursor);

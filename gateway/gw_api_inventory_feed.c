@@ -4,7 +4,7 @@
  * One SSE event per stock event of stream ORION_EVT (subjects
  * orion.evt.stock.<product id>): `id:` the stream sequence of its commit,
  * `event:` stock (StockItemCreated, StockReserved, StockReleased,
- * StockCommitted, StockAdjusted, LowStockThresholdSet: the levels after it),
+ * StockCommitted, StockReturned, StockAdjusted, LowStockThresholdSet: the levels after it),
  * low_stock (LowStockDetected) or low_stock_cleared (LowStockCleared). Every
  * stock event carries the item's levels after it (actors/stock.h), so the
  * feed folds nothing; events stored before levels existed show them null.

@@ -1,6 +1,7 @@
 /* gw_api_orders.c — the orders routes: place (POST /orders), list, read,
- * confirm (JSON, or the HTML page and its form), cancel, and the live status
- * stream (GET /orders/{id}/events, Server-Sent Events).
+ * confirm (JSON, or the HTML page and its form), cancel, the live status
+ * stream (GET /orders/{id}/events, Server-Sent Events), and the admin's
+ * cancel, ship and deliver (POST /admin/orders/{id}/..., ADR 028 §3).
  *
  * Ownership. Every route but confirm needs a login and answers 404 for an
  * order that is not the caller's, exactly as for an order that does not
@@ -34,9 +35,10 @@
  * head, no replay) and re-reads the whole order only when that changed; it
  * sends the history entries it has not sent (event id = the stream sequence
  * of the entry's event, so Last-Event-ID resumes), a keep-alive comment every
- * 15 s, and after a final status a large "retry:" and the end of the stream.
- * A client that reconnects anyway with a Last-Event-ID at or past the final
- * entry gets 204 No Content, which tells an EventSource to stop reconnecting.
+ * 15 s, and once the checkout is done (order_status_checkout_done: paid, or
+ * ended unpaid) a large "retry:" and the end of the stream. A client that
+ * reconnects anyway with a Last-Event-ID at or past that entry gets 204 No
+ * Content, which tells an EventSource to stop reconnecting.
  * The stream's closed callback (client gone, server destroyed) frees the
  * timer and the buffer; gw_http caps how many streams are open. */
 #include "gw_api_orders.h"
@@ -137,7 +139,7 @@ static void answer_order(gw_api *api, gw_request *r, gw_async *a, int status, co
 
 /* ---- commands: one chain per request, owned by its callbacks ---------------- */
 
-typedef enum op_kind { OP_PLACE, OP_CONFIRM, OP_CANCEL } op_kind;
+typedef enum op_kind { OP_PLACE, OP_CONFIRM, OP_CANCEL, OP_SHIP, OP_DELIVER } op_kind;
 
 typedef struct order_op {
 	gw_api *api;
@@ -332,7 +334,7 @@ static void op_answer(void *closure, orn_rc wait_rc)
 		log_warn("read models late after an order command", "order", op->order_id, "wait",
 		         orn_strerror(wait_rc));
 	orn_rc rc = order != NULL ? proj_orders_get(op->api->orders, op->order_id, order) : ORN_ENOMEM;
-	if (op->held && op->exists && rc == ORN_OK && order_status_is_final(order->state.status))
+	if (op->held && op->exists && rc == ORN_OK && order_status_checkout_done(order->state.status))
 		close_hold(op); /* a repeat of a final order opened it again */
 	if (op->html && op->kind == OP_CONFIRM) {
 		char *html =
@@ -390,7 +392,13 @@ static int rejection_status(const order_op *op, const char *code, const char **d
 		*detail = op->kind == OP_CONFIRM
 		                  ? "the order is not awaiting confirmation (already confirmed or "
 		                    "cancelled, or its stock is still being reserved)"
-		                  : "the order can no longer be cancelled";
+		          : op->kind == OP_SHIP
+		                  ? "the order cannot be shipped: it is not paid, or it shipped with "
+		                    "another carrier or tracking number"
+		          : op->kind == OP_DELIVER
+		                  ? "the order has not shipped"
+		                  : "the order can no longer be cancelled (it has shipped, or "
+		                    "it ended)";
 		return 409;
 	}
 	if (strcmp(code, "invalid") == 0) {
@@ -1020,12 +1028,14 @@ static void stream_end(order_stream *os)
 	stream_free(os);
 }
 
-/* The stream sequence of the order's final history entry, or 0 while it
- * has none. */
+/* The stream sequence of the history entry that ended the order's checkout
+ * (order_status_checkout_done: paid, or ended unpaid), or 0 while it has
+ * none. The stream follows the checkout; later statuses (shipped, a cancel
+ * after payment) are read with GET /orders/{id}. */
 static uint64_t final_seq(const proj_order *order)
 {
 	for (size_t i = 0; i < order->state.history_count; i++)
-		if (order_status_is_final(order->state.history[i].status))
+		if (order_status_checkout_done(order->state.history[i].status))
 			return order->history_seq[i];
 	return 0;
 }
@@ -1039,7 +1049,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 	os->version = order->version;
 	for (size_t i = 0; i < s->history_count; i++) {
 		if (order->history_seq[i] <= os->sent_seq) {
-			os->final |= order_status_is_final(s->history[i].status);
+			os->final |= order_status_checkout_done(s->history[i].status);
 			continue;
 		}
 		mp_writer *w = gw_api_text_buffer(os->api);
@@ -1055,7 +1065,7 @@ static bool stream_send(order_stream *os, const proj_order *order)
 			return false;
 		os->sent_seq = order->history_seq[i];
 		os->last_write_ns = orn_monotonic_ns();
-		os->final |= order_status_is_final(s->history[i].status);
+		os->final |= order_status_checkout_done(s->history[i].status);
 	}
 	return !os->final;
 }
@@ -1131,4 +1141,137 @@ fail:
 	if (os != NULL)
 		stream_free(os);
 	free(order);
+}
+
+/* ---- admin: cancel, ship, deliver (ADR 028 §3) ----------------------------------- */
+
+static const gw_field admin_cancel_schema[] = {
+        {.name = "reason", .type = GW_STRING, .required = true, .min = 1, .max = 200},
+        {.name = NULL},
+};
+
+static const gw_field ship_schema[] = {
+        {.name = "carrier", .type = GW_STRING, .required = true, .min = 1, .max = ORDER_CARRIER_MAX - 1},
+        {.name = "tracking_number",
+         .type = GW_STRING,
+         .required = true,
+         .min = 1,
+         .max = ORDER_TRACKING_MAX - 1},
+        {.name = NULL},
+};
+
+/* True if the order id exists (any customer's); else answers 404 or 503. */
+static bool admin_order_exists(gw_request *r, gw_api *api, const char *id)
+{
+	proj_order *order = malloc(sizeof *order);
+	orn_rc rc = order != NULL ? proj_orders_get(api->orders, id, order) : ORN_ENOMEM;
+	free(order);
+	if (rc == ORN_EINVAL)
+		rc = ORN_ENOTFOUND;
+	if (rc != ORN_OK)
+		gw_respond_problem(r, read_problem(rc));
+	return rc == ORN_OK;
+}
+
+/* Sends op (its command filled in) for the admin caller; the answer is the
+ * order after read-your-writes, as for the customer's routes. */
+static void admin_start(gw_request *r, order_op *op, const gw_caller *caller)
+{
+	char command_id[40];
+	op->command.data.time_ms = orn_now_ms();
+	gw_api_new_id(command_id, sizeof command_id);
+	op_start(r, op, command_id, "", caller->claims.sub);
+}
+
+/* Reads the body (schema; an empty body is {} when allow_empty) and the
+ * order of the path: the order id, or NULL after answering. */
+static const char *admin_request(gw_request *r, gw_api *api, const gw_field *schema, bool allow_empty,
+                                 json_t **body)
+{
+	const char *id;
+	size_t len;
+	*body = NULL;
+	if (!available(r, api) || (id = path_id(r)) == NULL)
+		return NULL;
+	gw_request_body(r, &len);
+	if ((len > 0 || !allow_empty) && !gw_request_json(r, schema, body))
+		return NULL;
+	if (!admin_order_exists(r, api, id)) {
+		json_decref(*body);
+		*body = NULL;
+		return NULL;
+	}
+	return id;
+}
+
+void gw_admin_orders_cancel(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	json_t *body;
+	const char *id = admin_request(r, api, admin_cancel_schema, false, &body);
+	if (id == NULL)
+		return;
+	/* the admin's reason is for the log; the order records "admin" */
+	log_info("an admin cancels an order", "order", id, "admin", caller->claims.sub, "reason",
+	         gw_json_string(body, "reason", ""));
+	json_decref(body);
+	order_op *op = op_new(api, OP_CANCEL, NULL, id);
+	if (op == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	op->command.kind = ORDER_CANCEL;
+	snprintf(op->command.data.reason, sizeof op->command.data.reason, "%s", ORDER_REASON_ADMIN);
+	admin_start(r, op, caller);
+}
+
+/* True if s is printable ASCII (a tracking number, order.h). */
+static bool printable_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}
+
+void gw_admin_orders_ship(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	json_t *body;
+	const char *id = admin_request(r, api, ship_schema, false, &body);
+	if (id == NULL)
+		return;
+	const char *carrier = gw_json_string(body, "carrier", "");
+	const char *tracking = gw_json_string(body, "tracking_number", "");
+	order_op *op = NULL;
+	if (strlen(carrier) >= ORDER_CARRIER_MAX) {
+		gw_api_respond_field_error(r, 400, "the request body is invalid", "carrier",
+		                           "must be at most 100 bytes of UTF-8");
+	} else if (strlen(tracking) >= ORDER_TRACKING_MAX || !printable_ascii(tracking)) {
+		gw_api_respond_field_error(r, 400, "the request body is invalid", "tracking_number",
+		                           "must be 1 to 100 printable ASCII characters");
+	} else if ((op = op_new(api, OP_SHIP, NULL, id)) == NULL) {
+		gw_respond_error(r, 500, NULL);
+	} else {
+		op->command.kind = ORDER_SHIP;
+		snprintf(op->command.data.carrier, sizeof op->command.data.carrier, "%s", carrier);
+		snprintf(op->command.data.tracking_number, sizeof op->command.data.tracking_number, "%s",
+		         tracking);
+		admin_start(r, op, caller);
+	}
+	json_decref(body);
+}
+
+void gw_admin_orders_deliver(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	json_t *body;
+	const char *id = admin_request(r, api, empty_schema, true, &body);
+	if (id == NULL)
+		return;
+	json_decref(body);
+	order_op *op = op_new(api, OP_DELIVER, NULL, id);
+	if (op == NULL) {
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	op->command.kind = ORDER_DELIVER;
+	admin_start(r, op, caller);
 }

@@ -1,5 +1,6 @@
 /* gw_api_orders.h — the order routes' handlers (gw_api_orders.c): place, list, read, confirm, cancel, the
- * status stream. Each is a gw_api_handler (gw_api.h), routed by gw_routes.c. */
+ * status stream, and the admin's cancel, ship and deliver (ADR 028 §3). Each is a gw_api_handler
+ * (gw_api.h), routed by gw_routes.c. */
 #ifndef ORION_GW_API_ORDERS_H
 #define ORION_GW_API_ORDERS_H
 
@@ -12,5 +13,8 @@ gw_api_handler gw_orders_confirm;
 gw_api_handler gw_orders_confirm_page;
 gw_api_handler gw_orders_cancel;
 gw_api_handler gw_orders_events;
+gw_api_handler gw_admin_orders_cancel;
+gw_api_handler gw_admin_orders_ship;
+gw_api_handler gw_admin_orders_deliver;
 
 #endif

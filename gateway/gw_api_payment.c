@@ -642,7 +642,7 @@ void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 	} else if (rc != ORN_OK) {
 		status = rc == ORN_ENOMEM ? 500 : 503;
 		detail = rc == ORN_ENOMEM ? NULL : "orders are unavailable";
-	} else if (order_status_is_final(order->state.status) &&
+	} else if (order_status_checkout_done(order->state.status) &&
 	           (key == NULL || !order_status_payment_settled(order->state.status))) {
 		/* No payment can follow. With a key, a paid or failed order goes to the
 		 * service all the same: a repeat of the request that settled it is

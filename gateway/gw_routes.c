@@ -39,6 +39,10 @@ static const gw_api_route routes[] = {
         {GW_GET, "/api/v1/admin/inventory/events", gw_inventory_feed, ADMIN},
         /* admin: customers */
         {GW_POST, "/api/v1/admin/customers/{id}/erase", gw_erase_customer, ADMIN},
+        /* admin: orders after payment (ADR 028) */
+        {GW_POST, "/api/v1/admin/orders/{id}/cancel", gw_admin_orders_cancel, ADMIN},
+        {GW_POST, "/api/v1/admin/orders/{id}/ship", gw_admin_orders_ship, ADMIN},
+        {GW_POST, "/api/v1/admin/orders/{id}/deliver", gw_admin_orders_deliver, ADMIN},
         /* the cart */
         {GW_GET, "/api/v1/cart", gw_cart_get, ACCOUNT},
         {GW_DELETE, "/api/v1/cart", gw_cart_clear, ACCOUNT},

@@ -138,6 +138,31 @@ static void write_line(mp_writer *w, const char *product_id, const char *name, i
 	raw(w, "}");
 }
 
+/* shipment: {carrier, tracking_number, shipped_at, delivered_at|null} once
+ * a shown history entry is shipped, else null (ADR 028 §3). */
+static void write_shipment(mp_writer *w, const order_state *s, size_t history_count)
+{
+	bool shipped = false, delivered = false;
+	for (size_t i = 0; i < history_count; i++) {
+		shipped |= s->history[i].status == ORDER_SHIPPED;
+		delivered |= s->history[i].status == ORDER_DELIVERED;
+	}
+	raw(w, MEMBER("shipment"));
+	if (!shipped || s->carrier[0] == '\0') {
+		raw(w, "null");
+		return;
+	}
+	raw(w, "{\"carrier\":");
+	string(w, s->carrier);
+	member_string(w, MEMBER("tracking_number"), s->tracking_number);
+	member_time(w, MEMBER("shipped_at"), s->shipped_at_ms);
+	if (delivered)
+		member_time(w, MEMBER("delivered_at"), s->delivered_at_ms);
+	else
+		raw(w, MEMBER("delivered_at") "null");
+	raw(w, "}");
+}
+
 bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t history_count)
 {
 	int64_t total = 0;
@@ -171,10 +196,12 @@ bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t hi
 		raw(w, "{\"brand\":");
 		string(w, s->brand);
 		member_string(w, MEMBER("last4"), s->last4);
-		raw(w, "}}");
+		raw(w, "}");
 	} else {
-		raw(w, "null}");
+		raw(w, "null");
 	}
+	write_shipment(w, s, history_count);
+	raw(w, "}");
 	return true;
 }
 

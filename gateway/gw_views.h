@@ -39,7 +39,8 @@ json_t *gw_view_time_json(int64_t ms, bool zero_is_null);
 void gw_view_product(mp_writer *w, const proj_product *p, bool with_levels);
 
 /* The order view of API.md: {id, status, items, total_cents, currency,
- * created_at, updated_at, history, payment}, showing the first
+ * created_at, updated_at, history, payment, shipment: {carrier,
+ * tracking_number, shipped_at, delivered_at|null}|null}, showing the first
  * history_count entries of s's history (at most ORDER_HISTORY_MAX; the
  * status is the last one shown). Never the customer's email, the token hash
  * or the request hash. Returns false, writing nothing, when no entry is

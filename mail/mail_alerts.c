@@ -108,6 +108,9 @@ static orn_rc crossing_fold(void *closure, uint64_t seq, const char *subject, co
 	case STOCK_ADJUSTED:
 		c->on_hand += ev.delta;
 		break;
+	case STOCK_RETURNED:
+		c->on_hand += ev.quantity;
+		break;
 	default:
 		break;
 	}

@@ -345,6 +345,22 @@ static const char *last_reason(const order_state *o)
 	return o->history_count > 0 ? o->history[o->history_count - 1].reason : "";
 }
 
+/* A paid order cancelled (ADR 028 §3): the payment role refunds the charge. */
+static void refund_paragraph(doc *d, const order_state *o, const char *by)
+{
+	char total[48];
+	int64_t sum = 0;
+
+	if (order_total(o, &sum))
+		money(total, sizeof total, sum, o->currency);
+	else
+		snprintf(total, sizeof total, "the amount paid");
+	paragraphf(d,
+	           "Your order was cancelled %s after it was paid. We are refunding %s to your %s card "
+	           "ending in %s; the refund may take a few days to appear.",
+	           by, total, o->brand, o->last4);
+}
+
 static void cancelled_body(doc *d, const order_state *o)
 {
 	const char *reason = last_reason(o);
@@ -361,8 +377,13 @@ static void cancelled_body(doc *d, const order_state *o)
 		else
 			paragraph(d, p.data);
 		buf_dispose(&p);
+	} else if (o->cancelled_after_payment) {
+		refund_paragraph(d, o,
+		                 strcmp(reason, ORDER_REASON_ADMIN) == 0 ? "by the shop" : "at your request");
 	} else if (strcmp(reason, ORDER_REASON_CUSTOMER) == 0) {
 		paragraph(d, "Your order was cancelled at your request. Nothing was charged.");
+	} else if (strcmp(reason, ORDER_REASON_ADMIN) == 0) {
+		paragraph(d, "Your order was cancelled by the shop. Nothing was charged.");
 	} else if (strcmp(reason, ORDER_REASON_EXPIRED) == 0) {
 		paragraph(d, "Your order was cancelled because it was not confirmed or paid in time. "
 		             "Nothing was charged.");
@@ -404,6 +425,14 @@ static void body(doc *d, const mail_input *in, const char *url)
 		paragraphf(d, "The payment for your order %s failed: %s. The items have been released.",
 		           in->order_id, last_reason(o));
 		break;
+	case ORDER_SHIPPED:
+		paragraphf(d, "Good news: your order %s has shipped.", in->order_id);
+		labelled(d, "Carrier: ", o->carrier);
+		labelled(d, "Tracking number: ", o->tracking_number);
+		break;
+	case ORDER_DELIVERED:
+		paragraphf(d, "Your order %s was delivered. Thank you for shopping with us.", in->order_id);
+		break;
 	default:
 		break;
 	}
@@ -432,6 +461,12 @@ static bool subject_of(order_status status, subject_parts *out)
 	case ORDER_PAYMENT_FAILED:
 		*out = (subject_parts){"Payment failed for order ", ""};
 		return true;
+	case ORDER_SHIPPED:
+		*out = (subject_parts){"Order ", " has shipped"};
+		return true;
+	case ORDER_DELIVERED:
+		*out = (subject_parts){"Order ", " was delivered"};
+		return true;
 	default:
 		return false;
 	}
@@ -458,6 +493,10 @@ order_status mail_status_for_event(order_event_kind kind)
 		return ORDER_CANCELLED;
 	case ORDER_PAYMENT_FAILED_EVENT:
 		return ORDER_PAYMENT_FAILED;
+	case ORDER_SHIPPED_EVENT:
+		return ORDER_SHIPPED;
+	case ORDER_DELIVERED_EVENT:
+		return ORDER_DELIVERED;
 	case ORDER_PLACED:
 		return ORDER_NONE;
 	}

@@ -5,8 +5,11 @@
  *   OrderReserved            -> awaiting_confirmation (the confirmation link)
  *   OrderConfirmedByCustomer -> awaiting_payment (pay by the deadline)
  *   OrderPaid                -> confirmed (card brand and last 4)
- *   OrderCancelled           -> cancelled (out_of_stock naming the products, customer, expired)
+ *   OrderCancelled           -> cancelled (out_of_stock naming the products, customer, admin,
+ *                               expired; after payment: the amount is being refunded)
  *   OrderPaymentFailed       -> payment_failed (the reason)
+ *   OrderShipped             -> shipped (carrier and tracking number)
+ *   OrderDelivered           -> delivered
  * OrderPlaced sends nothing.
  *
  * Every email lists the items (name, quantity, unit price), the total with

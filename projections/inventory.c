@@ -49,9 +49,9 @@ static orn_rc inventory_open(void *self, proj_txn *t)
 
 static bool is_stock_event(const char *type)
 {
-	static const char *const types[] = {STOCK_EV_CREATED,   STOCK_EV_RESERVED, STOCK_EV_RELEASED,
-	                                    STOCK_EV_COMMITTED, STOCK_EV_ADJUSTED, STOCK_EV_THRESHOLD,
-	                                    STOCK_EV_LOW,       STOCK_EV_LOW_CLEAR};
+	static const char *const types[] = {STOCK_EV_CREATED,   STOCK_EV_RESERVED,  STOCK_EV_RELEASED,
+	                                    STOCK_EV_COMMITTED, STOCK_EV_ADJUSTED,  STOCK_EV_THRESHOLD,
+	                                    STOCK_EV_LOW,       STOCK_EV_LOW_CLEAR, STOCK_EV_RETURNED};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(types); i++)
 		if (strcmp(type, types[i]) == 0)
 			return true;
@@ -87,6 +87,9 @@ static void evolve(proj_stock_record *rec, const stock_event *ev)
 		break;
 	case STOCK_LOW_CLEARED:
 		rec->low = false;
+		break;
+	case STOCK_RETURNED:
+		rec->on_hand += ev->quantity; /* sold units back on hand (ADR 028) */
 		break;
 	}
 }

@@ -1,7 +1,7 @@
 /* inventory.h — the inventory read model: stock levels per stock item.
  *
  * Fed by the stock events (StockItemCreated, StockReserved, StockReleased,
- * StockCommitted, StockAdjusted, LowStockThresholdSet, LowStockDetected,
+ * StockCommitted, StockReturned, StockAdjusted, LowStockThresholdSet, LowStockDetected,
  * LowStockCleared) on orion.evt.stock.<id>, it keeps per item on hand,
  * reserved, available (= on hand - reserved), the low-stock threshold and
  * whether the item is low (folded exactly as the stock actor does), and answers

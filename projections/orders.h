@@ -1,7 +1,8 @@
 /* orders.h — the orders read model: each order's state and a customer's orders.
  *
  * Fed by the order events (OrderPlaced, OrderReserved, OrderConfirmedByCustomer,
- * OrderPaid, OrderPaymentFailed, OrderCancelled) on orion.evt.order.<id>, it keeps
+ * OrderPaid, OrderPaymentFailed, OrderCancelled, OrderShipped, OrderDelivered)
+ * on orion.evt.order.<id>, it keeps
  * per order exactly the aggregate's state (folded with order_evolve, the
  * aggregate's own evolve) plus the stream sequence of the event behind each
  * history entry, and answers GET /orders/{id}, its event history, and

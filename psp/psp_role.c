@@ -17,7 +17,7 @@ static const orn_setting psp_settings_table[] = {
         ORN_SETTING_TEXT_ROW("ORION_PSP_WEBHOOK_SECRET", psp_settings, webhook_secret, "whsec_test_orion",
                              NULL, "the secret the sandbox signs its webhooks with"),
         ORN_SETTING_TEXT_ROW("ORION_PSP_WEBHOOK_URL", psp_settings, webhook_url, "",
-                             "ORION_PUBLIC_URL/webhooks/psp",
+                             "ORION_PUBLIC_URL/api/v1/webhooks/psp",
                              "where the sandbox sends its webhooks (an http:// URL)"),
         ORN_SETTING_TEXT_ROW("ORION_PSP_PUBLIC_URL", psp_settings, public_url, "", "the sandbox's URL",
                              "the provider's URL as browsers reach it (the 3-D Secure page's base)"),
@@ -31,7 +31,7 @@ typedef struct psp_role_state {
 	char url[64];
 } psp_role_state;
 
-/* <public URL>/webhooks/psp, or "" when it cannot be sent there (https:
+/* <public URL>/api/v1/webhooks/psp, or "" when it cannot be sent there (https:
  * the sandbox speaks plain HTTP; set ORION_PSP_WEBHOOK_URL). */
 static void default_webhook_url(const char *public_url, char *out, size_t cap)
 {
@@ -46,7 +46,7 @@ static void default_webhook_url(const char *public_url, char *out, size_t cap)
 	size_t n = strlen(public_url);
 	while (n > 0 && public_url[n - 1] == '/')
 		n--;
-	snprintf(out, cap, "%.*s/webhooks/psp", (int)n, public_url);
+	snprintf(out, cap, "%.*s/api/v1/webhooks/psp", (int)n, public_url);
 }
 
 /* "<scheme>://<host[:port]>" of the public URL, then the extra origins. */

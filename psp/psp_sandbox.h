@@ -104,7 +104,7 @@ void psp_sandbox_stop(psp_sandbox *s);
  * no sandbox), its state kept in <data dir>/psp-sandbox.jsonl. It offers
  * its base URL (a string, "http://127.0.0.1:<port>") as PSP_OFFERS_URL. It
  * asks the process for its public URL (PSP_NEEDS_PUBLIC_URL: webhooks go to
- * <public URL>/webhooks/psp unless ORION_PSP_WEBHOOK_URL says otherwise, and
+ * <public URL>/api/v1/webhooks/psp unless ORION_PSP_WEBHOOK_URL says otherwise, and
  * the URL's origin gets CORS) and ORION_CORS_ORIGINS (PSP_NEEDS_CORS_ORIGINS,
  * a comma-separated string). Its settings fill a psp_settings. */
 #define PSP_OFFERS_URL         "psp_url"

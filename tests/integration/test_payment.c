@@ -1370,11 +1370,10 @@ Test(payment, a_refund_interrupted_after_the_provider_is_replayed_with_its_key_o
 	cr_assert_eq(intents[0].amount_refunded, 5500, "refunded once");
 }
 
-/* Needs Cancel accepted in confirmed (ADR 028 section 3: actors/order.*, built
- * on another branch): a paid order cancelled before it ships is refunded by
- * the reconciler with "<order>:refund:<intent>:1". Enable once that lands. */
-Test(payment, a_paid_order_cancelled_is_refunded_once, .init = start_all, .fini = stop_all, .timeout = 120,
-     .disabled = true)
+/* Cancel accepted in confirmed (ADR 028 section 3): a paid order cancelled
+ * before it ships is refunded by the reconciler with
+ * "<order>:refund:<intent>:1", once. */
+Test(payment, a_paid_order_cancelled_is_refunded_once, .init = start_all, .fini = stop_all, .timeout = 120)
 {
 	char key[PAYMENT_KEY_MAX];
 	pspc_intent intents[4];

@@ -1478,7 +1478,7 @@ static void hook_start(int fail_next)
 	struct sockaddr_in address;
 	socklen_t len = sizeof address;
 	cr_assert_eq(getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&address, &len), 0);
-	snprintf(hook_url, sizeof hook_url, "http://127.0.0.1:%u/webhooks/psp?v=1", ntohs(address.sin_port));
+	snprintf(hook_url, sizeof hook_url, "http://127.0.0.1:%u/api/v1/webhooks/psp?v=1", ntohs(address.sin_port));
 	cr_assert_eq(pthread_create(&hook.thread, NULL, hook_main, NULL), 0);
 	hook.running = true;
 }
@@ -1785,10 +1785,10 @@ Test(psp_sandbox, the_role_follows_the_public_url_for_webhooks_and_cors, .init =
 	const char *url = psp_role.offers(handle, PSP_OFFERS_URL);
 	cr_assert_not_null(url);
 	snprintf(base_url, sizeof base_url, "%s", url);
-	/* the gateway is bound: webhooks go to <public URL>/webhooks/psp */
+	/* the gateway is bound: webhooks go to <public URL>/api/v1/webhooks/psp */
 	hook_start(0);
 	char public_url[128];
-	snprintf(public_url, sizeof public_url, "%.*s", (int)(strstr(hook_url, "/webhooks/psp") - hook_url),
+	snprintf(public_url, sizeof public_url, "%.*s", (int)(strstr(hook_url, "/api/v1/webhooks/psp") - hook_url),
 	         hook_url);
 	psp_role_public_url(handle, public_url);
 	char form[256];

@@ -122,7 +122,7 @@ Test(gw_views, an_order_as_placed)
 	order_state s = placed_order();
 	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX));
 	json_t *j = parsed();
-	cr_assert_eq(json_object_size(j), 9);
+	cr_assert_eq(json_object_size(j), 10);
 	cr_assert_str_eq(str(j, "id"), "o1");
 	cr_assert_str_eq(str(j, "status"), "pending");
 	cr_assert_eq(num(j, "total_cents"), 6000);
@@ -138,6 +138,51 @@ Test(gw_views, an_order_as_placed)
 	cr_assert_eq(json_array_size(history), 1);
 	cr_assert(json_is_null(json_object_get(json_array_get(history, 0), "reason")));
 	cr_assert(json_is_null(json_object_get(j, "payment")));
+	cr_assert(json_is_null(json_object_get(j, "shipment")));
+	json_decref(j);
+}
+
+Test(gw_views, a_shipped_order_shows_its_shipment_and_a_delivered_one_when)
+{
+	order_state s = placed_order();
+	s.history[1] = (order_history_entry){.status = ORDER_AWAITING_CONFIRMATION, .at_ms = 1767225601000};
+	s.history[2] = (order_history_entry){.status = ORDER_AWAITING_PAYMENT, .at_ms = 1767225602000};
+	s.history[3] = (order_history_entry){.status = ORDER_CONFIRMED, .at_ms = 1767225603000};
+	s.history[4] = (order_history_entry){.status = ORDER_SHIPPED, .at_ms = 1767225604000};
+	s.history[5] = (order_history_entry){.status = ORDER_DELIVERED, .at_ms = 1767225605000};
+	s.history_count = 6;
+	s.status = ORDER_DELIVERED;
+	strcpy(s.brand, "visa");
+	strcpy(s.last4, "4242");
+	strcpy(s.carrier, "DHL \"Express\"");
+	strcpy(s.tracking_number, "JD<1>");
+	s.shipped_at_ms = 1767225604000;
+	s.delivered_at_ms = 1767225605000;
+
+	cr_assert(gw_view_order(w, "o1", &s, 5)); /* up to shipped */
+	json_t *j = parsed();
+	cr_assert_str_eq(str(j, "status"), "shipped");
+	json_t *shipment = json_object_get(j, "shipment");
+	cr_assert_str_eq(str(shipment, "carrier"), "DHL \"Express\"");
+	cr_assert_str_eq(str(shipment, "tracking_number"), "JD<1>");
+	cr_assert_str_eq(str(shipment, "shipped_at"), "2026-01-01T00:00:04.000Z");
+	cr_assert(json_is_null(json_object_get(shipment, "delivered_at")));
+	cr_assert_str_eq(str(json_object_get(j, "payment"), "last4"), "4242", "a shipped order is paid");
+	json_decref(j);
+
+	mp_writer_reset(w);
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX));
+	j = parsed();
+	cr_assert_str_eq(str(j, "status"), "delivered");
+	cr_assert_eq(json_array_size(json_object_get(j, "history")), 6);
+	shipment = json_object_get(j, "shipment");
+	cr_assert_str_eq(str(shipment, "delivered_at"), "2026-01-01T00:00:05.000Z");
+	json_decref(j);
+
+	mp_writer_reset(w);
+	cr_assert(gw_view_order(w, "o1", &s, 4)); /* confirmed: not shipped yet */
+	j = parsed();
+	cr_assert(json_is_null(json_object_get(j, "shipment")));
 	json_decref(j);
 }
 

@@ -211,6 +211,8 @@ Test(mail_render, events_map_to_the_statuses_that_send_email)
 	cr_assert_eq(mail_status_for_event(ORDER_PAID), ORDER_CONFIRMED);
 	cr_assert_eq(mail_status_for_event(ORDER_CANCELLED_EVENT), ORDER_CANCELLED);
 	cr_assert_eq(mail_status_for_event(ORDER_PAYMENT_FAILED_EVENT), ORDER_PAYMENT_FAILED);
+	cr_assert_eq(mail_status_for_event(ORDER_SHIPPED_EVENT), ORDER_SHIPPED);
+	cr_assert_eq(mail_status_for_event(ORDER_DELIVERED_EVENT), ORDER_DELIVERED);
 	cr_assert_eq(mail_status_for_event((order_event_kind)99), ORDER_NONE);
 }
 
@@ -408,6 +410,75 @@ Test(mail_render, cancelled_by_the_customer_or_expired_says_why)
 	strcpy(order.history[order.history_count - 1].reason, "fraud");
 	render_ok();
 	assert_contains(msg.text, "cancelled (reason: fraud)");
+}
+
+/* ---- after payment (ADR 028 §3) ---- */
+
+static void given_paid(void)
+{
+	push_history(ORDER_AWAITING_CONFIRMATION, "");
+	push_history(ORDER_AWAITING_PAYMENT, "");
+	push_history(ORDER_CONFIRMED, "");
+	strcpy(order.brand, "visa");
+	strcpy(order.last4, "4242");
+	strcpy(order.charge_id, "ch_1");
+}
+
+Test(mail_render, shipped_names_the_carrier_and_the_tracking_number_escaped)
+{
+	given_paid();
+	push_history(ORDER_SHIPPED, "");
+	strcpy(order.carrier, "DHL <Express> & Co");
+	strcpy(order.tracking_number, "JD0146\"<b>'");
+	render_ok();
+	assert_common("shipped", "Order " ORDER_ID " has shipped");
+	assert_contains(msg.text, "Carrier: DHL <Express> & Co");
+	assert_contains(msg.text, "Tracking number: JD0146\"<b>'");
+	assert_contains(msg.html, "Carrier: DHL &lt;Express&gt; &amp; Co");
+	assert_contains(msg.html, "Tracking number: JD0146&quot;&lt;b&gt;&#39;");
+	assert_lacks(msg.html, "<b>'");
+	assert_wire_form(msg.data, msg.len);
+}
+
+Test(mail_render, delivered_says_so)
+{
+	given_paid();
+	push_history(ORDER_SHIPPED, "");
+	strcpy(order.carrier, "DHL");
+	strcpy(order.tracking_number, "JD1");
+	push_history(ORDER_DELIVERED, "");
+	render_ok();
+	assert_common("delivered", "Order " ORDER_ID " was delivered");
+	assert_contains(msg.text, "was delivered");
+}
+
+Test(mail_render, a_paid_order_cancelled_says_the_amount_is_refunded)
+{
+	given_paid();
+	push_history(ORDER_CANCELLED, ORDER_REASON_CUSTOMER);
+	order.cancelled_after_payment = true;
+	render_ok();
+	assert_common("cancelled", "Order " ORDER_ID " was cancelled");
+	assert_contains(msg.text, "cancelled at your request after it was paid");
+	assert_contains(msg.text, "We are refunding 20.00 EUR to your visa card ending in 4242");
+	assert_lacks(msg.text, "Nothing was charged");
+	mail_message_dispose(&msg);
+
+	strcpy(order.history[order.history_count - 1].reason, ORDER_REASON_ADMIN);
+	render_ok();
+	assert_contains(msg.text, "cancelled by the shop after it was paid");
+	assert_contains(msg.text, "Reason: admin");
+	mail_message_dispose(&msg);
+
+	order.lines[0].unit_price_cents = INT64_MAX; /* no total: the sentence still reads */
+	render_ok();
+	assert_contains(msg.text, "We are refunding the amount paid to your visa card");
+	mail_message_dispose(&msg);
+
+	order.lines[0].unit_price_cents = 250;
+	order.cancelled_after_payment = false;
+	render_ok();
+	assert_contains(msg.text, "cancelled by the shop. Nothing was charged.");
 }
 
 Test(mail_render, payment_failed_gives_the_reason)
@@ -636,6 +707,10 @@ Test(mail_render, key_and_message_id_are_deterministic_per_order_and_status)
 	cr_assert_eq(mail_message_id(id, "o-1", ORDER_NONE), ORN_EINVAL);
 	cr_assert_eq(mail_message_id(id, "o/1", ORDER_CONFIRMED), ORN_EINVAL);
 	cr_assert_eq(mail_message_id(id, "o-1", (order_status)42), ORN_EINVAL);
+	cr_assert_eq(mail_key(key, "o-1", ORDER_SHIPPED), ORN_OK);
+	cr_assert_str_eq(key, "o-1/shipped");
+	cr_assert_eq(mail_key(key, "o-1", ORDER_DELIVERED), ORN_OK);
+	cr_assert_str_eq(key, "o-1/delivered");
 }
 
 Test(mail_render, dates_are_rfc_5322_in_utc)

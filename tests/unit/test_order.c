@@ -117,6 +117,15 @@ static order_command *mark_failed(void)
 	return c;
 }
 
+static order_command *ship(const char *carrier, const char *tracking_number)
+{
+	order_command *c = command(ORDER_SHIP, T0 + 500);
+
+	snprintf(c->data.carrier, sizeof c->data.carrier, "%s", carrier);
+	snprintf(c->data.tracking_number, sizeof c->data.tracking_number, "%s", tracking_number);
+	return c;
+}
+
 static void when(const order_command *c)
 {
 	verdict = order_decide(&state, c, &out);
@@ -150,6 +159,12 @@ static void given_awaiting_payment(void)
 {
 	given_awaiting_confirmation();
 	given(confirm(HASH, T0 + 200));
+}
+
+static void given_confirmed(void)
+{
+	given_awaiting_payment();
+	given(mark_paid("ch_1"));
 }
 
 static void then_event(order_event_kind kind, order_status status)
@@ -382,9 +397,11 @@ Test(order, status_predicates_have_one_meaning_each)
 	        {ORDER_PENDING, true, false, false, false, false, false},
 	        {ORDER_AWAITING_CONFIRMATION, true, false, false, false, false, true},
 	        {ORDER_AWAITING_PAYMENT, true, false, false, false, false, true},
-	        {ORDER_CONFIRMED, false, true, true, false, true, false},
+	        {ORDER_CONFIRMED, false, false, true, false, true, false},
 	        {ORDER_CANCELLED, false, true, false, true, false, false},
 	        {ORDER_PAYMENT_FAILED, false, true, false, true, true, false},
+	        {ORDER_SHIPPED, false, false, true, false, true, false},
+	        {ORDER_DELIVERED, false, true, true, false, true, false},
 	        {(order_status)99, false, false, false, false, false, false},
 	};
 
@@ -396,9 +413,11 @@ Test(order, status_predicates_have_one_meaning_each)
 		cr_assert_eq(order_status_releases_stock(s), table[i].releases, "releases %d", s);
 		cr_assert_eq(order_status_payment_settled(s), table[i].settled, "settled %d", s);
 		cr_assert_eq(order_status_awaits_customer(s), table[i].awaits, "awaits %d", s);
-		/* a status with a deadline is exactly an open one */
+		/* the checkout is done exactly when the order is neither open nor never placed */
+		cr_assert_eq(order_status_checkout_done(s), table[i].final || table[i].paid, "done %d", s);
 		if (s != (order_status)99)
-			cr_assert_eq(order_status_is_open(s), s != ORDER_NONE && !order_status_is_final(s));
+			cr_assert_eq(order_status_is_open(s),
+			             s != ORDER_NONE && !order_status_checkout_done(s));
 	}
 }
 
@@ -406,7 +425,7 @@ Test(order, status_names_parse_back)
 {
 	order_status s = ORDER_NONE;
 
-	for (int k = ORDER_PENDING; k <= ORDER_PAYMENT_FAILED; k++) {
+	for (int k = ORDER_PENDING; k <= ORDER_DELIVERED; k++) {
 		cr_assert(order_status_parse(order_status_name((order_status)k), &s));
 		cr_assert_eq(s, (order_status)k);
 	}
@@ -636,9 +655,269 @@ Test(order, expired_while_awaiting_payment_uses_the_payment_deadline)
 Test(order, no_cancel_after_an_exit)
 {
 	given_awaiting_payment();
-	given(mark_paid("ch_1"));
+	given(mark_failed());
 	when(cancel("customer", T0 + 400));
 	then_rejected(ORDER_REJ_WRONG_STATE);
+	when(cancel("admin", T0 + 400));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+}
+
+/* ---- after payment (ADR 028 §3) ---- */
+
+Test(order, customer_cancels_a_paid_order_and_the_event_says_paid)
+{
+	given_confirmed();
+	when(cancel("customer", T0 + 400));
+	cr_assert(out.items[0].data.paid, "the saga returns sold units for it");
+	then_event(ORDER_CANCELLED_EVENT, ORDER_CANCELLED);
+	cr_assert(state.cancelled_after_payment);
+	cr_assert_str_eq(state.history[state.history_count - 1].reason, "customer");
+	cr_assert_str_eq(state.charge_id, "ch_1", "the charge stays known for the refund");
+	when(cancel("customer", T0 + 401));
+	then_nothing();
+}
+
+Test(order, admin_cancels_open_and_paid_orders)
+{
+	given_awaiting_payment();
+	when(cancel("admin", T0 + 250));
+	cr_assert(!out.items[0].data.paid);
+	then_event(ORDER_CANCELLED_EVENT, ORDER_CANCELLED);
+	cr_assert(!state.cancelled_after_payment);
+	cr_assert_str_eq(state.history[state.history_count - 1].reason, "admin");
+	order_state_init(&state);
+	given_pending();
+	when(cancel("admin", T0 + 1));
+	then_event(ORDER_CANCELLED_EVENT, ORDER_CANCELLED);
+	order_state_init(&state);
+	given_confirmed();
+	when(cancel("admin", T0 + 400));
+	cr_assert(out.items[0].data.paid);
+	then_event(ORDER_CANCELLED_EVENT, ORDER_CANCELLED);
+	cr_assert(state.cancelled_after_payment);
+}
+
+Test(order, a_deadline_never_cancels_a_paid_order)
+{
+	given_confirmed();
+	when(cancel("expired", DEADLINE * 2));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+}
+
+Test(order, no_cancel_once_shipped_or_delivered)
+{
+	given_confirmed();
+	given(ship("DHL", "JD1"));
+	when(cancel("customer", T0 + 550));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	when(cancel("admin", T0 + 550));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	given(command(ORDER_DELIVER, T0 + 600));
+	when(cancel("customer", T0 + 650));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	when(cancel("admin", T0 + 650));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+}
+
+Test(order, ship_moves_a_paid_order_to_shipped)
+{
+	given_confirmed();
+	when(ship("DHL Express", "JD014600003SE"));
+	cr_assert_str_eq(out.items[0].data.carrier, "DHL Express");
+	cr_assert_str_eq(out.items[0].data.tracking_number, "JD014600003SE");
+	then_event(ORDER_SHIPPED_EVENT, ORDER_SHIPPED);
+	cr_assert_str_eq(state.carrier, "DHL Express");
+	cr_assert_str_eq(state.tracking_number, "JD014600003SE");
+	cr_assert_eq(state.shipped_at_ms, T0 + 500);
+	cr_assert_eq(state.delivered_at_ms, 0);
+	cr_assert_eq(order_deadline(&state), 0);
+}
+
+Test(order, ship_only_from_confirmed)
+{
+	given_pending();
+	when(ship("DHL", "JD1"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	order_state_init(&state);
+	given_awaiting_payment();
+	when(ship("DHL", "JD1"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	given(cancel("customer", T0 + 250));
+	when(ship("DHL", "JD1"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	order_state_init(&state);
+	given_confirmed();
+	given(cancel("customer", T0 + 400));
+	when(ship("DHL", "JD1"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	order_state_init(&state);
+	when(ship("DHL", "JD1"));
+	then_rejected(ORDER_REJ_NOT_FOUND);
+}
+
+Test(order, a_redelivered_ship_is_a_no_op_and_another_shipment_is_refused)
+{
+	given_confirmed();
+	given(ship("DHL", "JD1"));
+	when(ship("DHL", "JD1"));
+	then_nothing();
+	when(ship("DHL", "JD2"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	when(ship("UPS", "JD1"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	given(command(ORDER_DELIVER, T0 + 600));
+	when(ship("DHL", "JD1"));
+	then_nothing();
+	when(ship("DHL", "JD2"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	cr_assert_eq(state.status, ORDER_DELIVERED);
+}
+
+Test(order, ship_checks_its_fields)
+{
+	char longest[ORDER_CARRIER_MAX];
+	order_command *c;
+
+	memset(longest, 'a', sizeof longest - 1);
+	longest[sizeof longest - 1] = '\0';
+	given_confirmed();
+	when(ship("", "JD1"));
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("DHL", ""));
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("DH\x01L", "JD1"));
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("DHL", "JD\n1"));
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("DHL", "JD\x7f"));
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("DHL", "J\xc3\xa9"));
+	then_rejected(ORDER_REJ_INVALID); /* a tracking number is ASCII */
+	c = ship("DHL", "JD1");
+	memset(c->data.carrier, 'a', sizeof c->data.carrier); /* unterminated */
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	c = ship("DHL", "JD1");
+	memset(c->data.tracking_number, 'a', sizeof c->data.tracking_number);
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	c = ship("DHL", "JD1");
+	c->data.time_ms = -1;
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	when(ship("Die Deutsche Post \xc3\xa9", longest));
+	then_event(ORDER_SHIPPED_EVENT, ORDER_SHIPPED);
+}
+
+Test(order, deliver_only_after_shipping_and_idempotent)
+{
+	order_command *c;
+
+	given_confirmed();
+	when(command(ORDER_DELIVER, T0 + 600));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	given(ship("DHL", "JD1"));
+	c = command(ORDER_DELIVER, -5);
+	when(c);
+	then_rejected(ORDER_REJ_INVALID);
+	when(command(ORDER_DELIVER, T0 + 600));
+	then_event(ORDER_DELIVERED_EVENT, ORDER_DELIVERED);
+	cr_assert_eq(state.delivered_at_ms, T0 + 600);
+	cr_assert(order_status_is_final(state.status));
+	when(command(ORDER_DELIVER, T0 + 700));
+	then_nothing();
+	cr_assert_eq(state.delivered_at_ms, T0 + 600);
+}
+
+Test(order, payment_and_link_repeats_stay_no_ops_after_shipping)
+{
+	given_confirmed();
+	given(ship("DHL", "JD1"));
+	when(mark_paid("ch_1"));
+	then_nothing();
+	when(mark_paid("ch_2"));
+	then_rejected(ORDER_REJ_WRONG_STATE);
+	when(confirm(HASH, T0 + 550));
+	then_nothing();
+	when(mark_failed());
+	then_rejected(ORDER_REJ_WRONG_STATE);
+}
+
+Test(order, evolve_ignores_after_payment_events_out_of_place)
+{
+	order_event e;
+
+	given_awaiting_payment();
+	memset(&e, 0, sizeof e);
+	e.kind = ORDER_SHIPPED_EVENT;
+	strcpy(e.data.carrier, "DHL");
+	strcpy(e.data.tracking_number, "JD1");
+	cr_assert(!order_evolve(&state, &e));
+	e.kind = ORDER_DELIVERED_EVENT;
+	cr_assert(!order_evolve(&state, &e));
+	e.kind = ORDER_CANCELLED_EVENT;
+	strcpy(e.data.reason, "customer");
+	e.data.paid = true;
+	cr_assert(!order_evolve(&state, &e), "a paid cancellation needs a paid order");
+	given(mark_paid("ch_1"));
+	e.data.paid = false;
+	cr_assert(!order_evolve(&state, &e), "an unpaid cancellation of a paid order");
+	e.kind = ORDER_DELIVERED_EVENT;
+	cr_assert(!order_evolve(&state, &e), "delivered before shipped");
+	cr_assert_eq(state.status, ORDER_CONFIRMED);
+	cr_assert_eq(state.history_count, 4);
+}
+
+Test(order, after_payment_events_decode_only_as_decide_emits_them)
+{
+	order_event e;
+	static order_event decoded;
+
+	memset(&e, 0, sizeof e);
+	e.kind = ORDER_CANCELLED_EVENT;
+	e.data.time_ms = T0;
+	e.data.paid = true;
+	strcpy(e.data.reason, "expired");
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(order_event_decode(ORDER_EV_CANCELLED, mp_writer_data(writer), mp_writer_size(writer),
+	                                &decoded),
+	             ORN_EDECODE, "no deadline cancels a paid order");
+	strcpy(e.data.reason, "out_of_stock");
+	strcpy(e.data.product_ids[0], "p1");
+	e.data.product_count = 1;
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(order_event_decode(ORDER_EV_CANCELLED, mp_writer_data(writer), mp_writer_size(writer),
+	                                &decoded),
+	             ORN_EDECODE);
+	strcpy(e.data.reason, "bogus");
+	e.data.product_count = 0;
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(order_event_decode(ORDER_EV_CANCELLED, mp_writer_data(writer), mp_writer_size(writer),
+	                                &decoded),
+	             ORN_EDECODE);
+	memset(&e, 0, sizeof e);
+	e.kind = ORDER_SHIPPED_EVENT;
+	e.data.time_ms = T0;
+	strcpy(e.data.carrier, "DHL");
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(order_event_decode(ORDER_EV_SHIPPED, mp_writer_data(writer), mp_writer_size(writer),
+	                                &decoded),
+	             ORN_EDECODE, "a shipment has a tracking number");
+	/* an unpaid cancellation is written without the key, as before ADR 028 */
+	memset(&e, 0, sizeof e);
+	e.kind = ORDER_CANCELLED_EVENT;
+	strcpy(e.data.reason, "customer");
+	mp_writer_reset(writer);
+	cr_assert_eq(order_event_encode(writer, &e), ORN_OK);
+	mp_reader r;
+	uint32_t keys = 0;
+	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+	cr_assert_eq(mp_read_map(&r, &keys), ORN_OK);
+	cr_assert_eq(keys, 3, "reason, product_ids, at_ms: no paid key");
 }
 
 Test(order, cancelling_a_cancelled_order_answers_what_happened)
@@ -789,6 +1068,13 @@ Test(order, codes_and_names_are_stable)
 	cr_assert_null(order_status_name((order_status)99));
 	cr_assert_str_eq(order_command_type(ORDER_MARK_PAYMENT_FAILED), "MarkPaymentFailed");
 	cr_assert_str_eq(order_event_type(ORDER_CONFIRMED_BY_CUSTOMER), "OrderConfirmedByCustomer");
+	cr_assert_str_eq(order_status_name(ORDER_SHIPPED), "shipped");
+	cr_assert_str_eq(order_status_name(ORDER_DELIVERED), "delivered");
+	cr_assert_str_eq(order_command_type(ORDER_SHIP), "Ship");
+	cr_assert_str_eq(order_command_type(ORDER_DELIVER), "Deliver");
+	cr_assert_str_eq(order_event_type(ORDER_SHIPPED_EVENT), "OrderShipped");
+	cr_assert_str_eq(order_event_type(ORDER_DELIVERED_EVENT), "OrderDelivered");
+	cr_assert_str_eq(ORDER_REASON_ADMIN, "admin");
 	cr_assert_null(order_command_type((order_command_kind)99));
 	cr_assert_null(order_event_type((order_event_kind)99));
 }
@@ -817,6 +1103,9 @@ static void assert_data_equal(const order_data *a, const order_data *b)
 	cr_assert_str_eq(a->charge_id, b->charge_id);
 	cr_assert_str_eq(a->brand, b->brand);
 	cr_assert_str_eq(a->last4, b->last4);
+	cr_assert_eq(a->paid, b->paid);
+	cr_assert_str_eq(a->carrier, b->carrier);
+	cr_assert_str_eq(a->tracking_number, b->tracking_number);
 }
 
 static void assert_command_round_trip(const order_command *c)
@@ -854,6 +1143,9 @@ Test(order, commands_round_trip)
 	assert_command_round_trip(cancel("customer", T0));
 	assert_command_round_trip(mark_paid("ch_1"));
 	assert_command_round_trip(mark_failed());
+	assert_command_round_trip(ship("DHL Express", "JD014600003SE"));
+	assert_command_round_trip(command(ORDER_DELIVER, T0 + 600));
+	assert_command_round_trip(cancel("admin", T0));
 }
 
 /* Decides c, checks the event round-trips, applies it. */
@@ -880,6 +1172,14 @@ Test(order, events_round_trip)
 	order_state_init(&state);
 	given_pending();
 	given_round_trip(cancel("expired", DEADLINE));
+	order_state_init(&state);
+	given_confirmed();
+	given_round_trip(ship("UPS", "1Z 999 AA1 01 2345 6784"));
+	given_round_trip(command(ORDER_DELIVER, T0 + 600));
+	order_state_init(&state);
+	given_confirmed();
+	given_round_trip(cancel("admin", T0 + 500));
+	cr_assert(state.cancelled_after_payment);
 }
 
 Test(order, encoders_reject_unknown_kinds_bad_counts_and_unterminated_strings)
@@ -1151,6 +1451,11 @@ static void assert_states_equal(const order_state *a, const order_state *b)
 	cr_assert_str_eq(a->charge_id, b->charge_id);
 	cr_assert_str_eq(a->brand, b->brand);
 	cr_assert_str_eq(a->last4, b->last4);
+	cr_assert_eq(a->cancelled_after_payment, b->cancelled_after_payment);
+	cr_assert_str_eq(a->carrier, b->carrier);
+	cr_assert_str_eq(a->tracking_number, b->tracking_number);
+	cr_assert_eq(a->shipped_at_ms, b->shipped_at_ms);
+	cr_assert_eq(a->delivered_at_ms, b->delivered_at_ms);
 	cr_assert_eq(a->history_count, b->history_count);
 	for (size_t i = 0; i < a->history_count; i++) {
 		cr_assert_eq(a->history[i].status, b->history[i].status);
@@ -1193,6 +1498,18 @@ Test(order, snapshots_restore_the_same_state)
 	given_awaiting_confirmation();
 	given(cancel("customer", T0 + 5));
 	assert_snapshot_equivalent();
+	order_state_init(&state);
+	given_confirmed();
+	given(ship("DHL", "JD1"));
+	assert_snapshot_equivalent();
+	given(command(ORDER_DELIVER, T0 + 600));
+	assert_snapshot_equivalent();
+	cr_assert_eq(state.history_count, ORDER_HISTORY_MAX, "the longest path fills the history");
+	order_state_init(&state);
+	given_confirmed();
+	given(cancel("customer", T0 + 500));
+	assert_snapshot_equivalent();
+	cr_assert(state.cancelled_after_payment);
 }
 
 static orn_rc restore_written(void)
@@ -1406,7 +1723,17 @@ Test(order_kind, the_view_shows_status_history_payment_and_deadlines)
 	        "\"status\":\"confirmed\",\"at_ms\":1000300,\"reason\":null}],\"payment\":{\"brand\":"
 	        "\"visa\","
 	        "\"last4\":\"4242\"},\"confirmation_deadline_ms\":1900000,\"payment_deadline_ms\":1900200,"
-	        "\"cancelled_products\":[]}");
+	        "\"cancelled_products\":[],\"shipment\":null}");
+	given(ship("DHL", "JD1"));
+	view_json(json, sizeof json);
+	cr_assert(strstr(json, "\"status\":\"shipped\"") != NULL, "%s", json);
+	cr_assert(strstr(json, "\"payment\":{\"brand\":\"visa\"") != NULL, "%s", json);
+	cr_assert(strstr(json, "\"shipment\":{\"carrier\":\"DHL\",\"tracking_number\":\"JD1\","
+	                       "\"shipped_at_ms\":1000500,\"delivered_at_ms\":null}") != NULL,
+	          "%s", json);
+	given(command(ORDER_DELIVER, T0 + 600));
+	view_json(json, sizeof json);
+	cr_assert(strstr(json, "\"delivered_at_ms\":1000600}") != NULL, "%s", json);
 	order_state_init(&state);
 	given_pending();
 	given(reject_for_stock("p1"));

@@ -92,6 +92,12 @@ static void given(order_event_kind kind, const char *reason)
 		strcpy(e->data.brand, "visa");
 		strcpy(e->data.last4, "4242");
 	}
+	if (kind == ORDER_SHIPPED_EVENT) {
+		strcpy(e->data.carrier, "DHL");
+		strcpy(e->data.tracking_number, "JD1");
+	}
+	if (kind == ORDER_CANCELLED_EVENT && order->status == ORDER_CONFIRMED)
+		e->data.paid = true; /* as decide records a cancel after payment */
 	if (reason != NULL)
 		strcpy(e->data.reason, reason);
 	if (reason != NULL && strcmp(reason, ORDER_REASON_OUT_OF_STOCK) == 0) {
@@ -461,6 +467,84 @@ Test(saga_plan, paid_commits_every_line_and_closes_the_hold)
 	cr_expect_str_eq(c.reservation_id, ORDER);
 }
 
+/* ---- after payment (ADR 028 §3) ---- */
+
+static void given_paid(size_t lines)
+{
+	given_placed(lines);
+	given(ORDER_RESERVED, NULL);
+	given(ORDER_CONFIRMED_BY_CUSTOMER, NULL);
+	given(ORDER_PAID, NULL);
+}
+
+Test(saga_plan, a_paid_order_cancelled_returns_every_line_and_closes_the_hold)
+{
+	given_paid(3);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
+	cr_assert(order->cancelled_after_payment);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order), ORN_OK);
+	then_per_line_then_close(plan, SAGA_RETURN_STOCK, "return", 3);
+	cr_expect_eq(plan->stage, SAGA_STAGE_DONE);
+	for (size_t i = 0; i < 3; i++) {
+		stock_command c = stock_payload(plan, i);
+		cr_expect_eq(c.kind, STOCK_RETURN);
+		cr_expect_str_eq(c.reservation_id, ORDER);
+		cr_expect_eq(c.quantity, (int64_t)i + 1, "the line's quantity");
+	}
+	cr_expect_not(saga_plan_next(plan, order, next), "nothing follows the returns");
+}
+
+Test(saga_plan, an_admin_cancel_of_a_paid_order_returns_too_and_of_an_open_one_releases)
+{
+	given_paid(2);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_ADMIN);
+	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
+	then_per_line_then_close(plan, SAGA_RETURN_STOCK, "return", 2);
+	order_state_init(order);
+	given_placed(2);
+	given(ORDER_RESERVED, NULL);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_ADMIN);
+	saga_plan_for_event(plan, ORDER, ORDER_CANCELLED_EVENT, order);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 2);
+}
+
+Test(saga_plan, paid_redelivered_after_a_cancel_still_commits_before_the_return)
+{
+	given_paid(2);
+	given(ORDER_CANCELLED_EVENT, ORDER_REASON_CUSTOMER);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PAID, order), ORN_OK);
+	then_per_line_then_close(plan, SAGA_COMMIT_STOCK, "commit", 2);
+	/* a redelivered OrderPlaced releases nothing a commit holds: a no-op at the item */
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_PLACED, order), ORN_OK);
+	then_per_line_then_close(plan, SAGA_RELEASE_STOCK, "release", 2);
+}
+
+Test(saga_plan, shipped_and_delivered_move_no_stock)
+{
+	given_paid(2);
+	given(ORDER_SHIPPED_EVENT, NULL);
+	cr_assert_eq(order->status, ORDER_SHIPPED);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_SHIPPED_EVENT, order), ORN_OK);
+	cr_expect_eq(plan->count, 1, "only the hold's close, a no-op after the payment's");
+	then_command(plan, 0, SAGA_CLOSE_HOLDS, "alice", ORDER ":close");
+	given(ORDER_DELIVERED_EVENT, NULL);
+	cr_assert_eq(saga_plan_for_event(plan, ORDER, ORDER_DELIVERED_EVENT, order), ORN_OK);
+	cr_expect_eq(plan->count, 1);
+	then_command(plan, 0, SAGA_CLOSE_HOLDS, "alice", ORDER ":close");
+}
+
+Test(saga_plan, a_return_refused_while_the_reservation_is_held_is_retried)
+{
+	cr_expect_eq(saga_reply_classify(SAGA_RETURN_STOCK, BUS_REJECTED, "not_committed"), SAGA_REPLY_RETRY);
+	cr_expect_eq(saga_reply_classify(SAGA_RETURN_STOCK, BUS_REJECTED, "unknown_reservation"),
+	             SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_RETURN_STOCK, BUS_REJECTED, "reservation_closed"),
+	             SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_RETURN_STOCK, BUS_REJECTED, NULL), SAGA_REPLY_DONE);
+	cr_expect_eq(saga_reply_classify(SAGA_RETURN_STOCK, BUS_ACCEPTED, ""), SAGA_REPLY_DONE);
+	cr_expect_not(saga_reply_sold_unheld(SAGA_RETURN_STOCK, BUS_REJECTED, "unknown_reservation"));
+}
+
 Test(saga_plan, an_order_without_a_customer_closes_no_hold)
 {
 	given_placed(2);
@@ -521,7 +605,7 @@ Test(saga_plan, a_line_whose_id_does_not_fit_a_command_id_plans_nothing)
 
 Test(saga_plan, a_failure_is_always_a_retry)
 {
-	for (int k = SAGA_RESERVE_STOCK; k <= SAGA_CLOSE_HOLDS; k++) {
+	for (int k = SAGA_RESERVE_STOCK; k <= SAGA_RETURN_STOCK; k++) {
 		cr_expect_eq(saga_reply_classify((saga_command_kind)k, BUS_FAILED, "busy"), SAGA_REPLY_RETRY);
 		cr_expect_eq(saga_reply_classify((saga_command_kind)k, BUS_ACCEPTED, ""), SAGA_REPLY_DONE);
 	}
@@ -670,6 +754,8 @@ Test(saga_plan, names_of_every_kind)
 	cr_expect_str_eq(saga_command_type(SAGA_EXPIRE), "Cancel");
 	cr_expect_str_eq(saga_command_aggregate(SAGA_CLOSE_HOLDS), "holds");
 	cr_expect_str_eq(saga_command_type(SAGA_CLOSE_HOLDS), "CloseOrder");
+	cr_expect_str_eq(saga_command_aggregate(SAGA_RETURN_STOCK), "stock");
+	cr_expect_str_eq(saga_command_type(SAGA_RETURN_STOCK), "ReturnStock");
 	cr_expect_null(saga_command_type((saga_command_kind)99));
 	cr_expect_null(saga_command_aggregate((saga_command_kind)99));
 }

@@ -1231,7 +1231,7 @@ Test(stock, a_snapshot_of_the_layout_before_thresholds_is_rejected_not_misread)
 	write_snapshot(&(snapshot_spec){"h", 2, 2, {"a", "b"}, NULL, true});
 	cr_assert_eq(restore_written(), ORN_EDECODE);
 	cr_assert_eq(state.on_hand, 3, "the state is left as it was");
-	cr_assert_eq(stock_kind.snapshot_schema, 3, "the layout change bumped the schema");
+	cr_assert_geq(stock_kind.snapshot_schema, 3, "the layout change bumped the schema");
 }
 
 Test(stock, restore_rejects_inconsistent_snapshots_and_keeps_the_state)
@@ -1436,6 +1436,14 @@ Test(stock_kind, rejections_carry_the_code_and_a_detail)
 	then_decision_rejected("below_reserved", "on hand 2 -2 would fall below reserved 1");
 	cr_assert_eq(kind_decide(&(stock_command){.kind = STOCK_ADJUST, .delta = 0, .reason = "x"}), ORN_OK);
 	then_decision_rejected("invalid", NULL);
+	cr_assert_eq(
+	        kind_decide(&(stock_command){.kind = STOCK_RETURN, .reservation_id = "o1", .quantity = 1}),
+	        ORN_OK);
+	then_decision_rejected("not_committed", "reservation o1 is held, not yet committed");
+	cr_assert_eq(
+	        kind_decide(&(stock_command){.kind = STOCK_RETURN, .reservation_id = "o9", .quantity = 1}),
+	        ORN_OK);
+	then_decision_rejected("unknown_reservation", "reservation o9 is not known as committed");
 }
 
 Test(stock_kind, undecodable_commands_are_errors_not_rejections)
@@ -1957,4 +1965,266 @@ Test(stock, low_only_because_of_reservations_when_on_hand_alone_is_not_low)
 	cr_expect_not(stock_low_only_reserved(4, 3, 5), "on hand alone is below the threshold");
 	cr_expect_not(stock_low_only_reserved(40, 5, 5), "not low at all");
 	cr_expect_not(stock_low_only_reserved(40, 3, 0), "no threshold: never low");
+}
+
+/* ---- returns (ADR 028 §3) ---- */
+
+static stock_command return_units(const char *id, int64_t quantity)
+{
+	return reservation_command(STOCK_RETURN, id, quantity);
+}
+
+static stock_event returned_event(const char *id, int64_t quantity, int64_t on_hand, int64_t reserved_units)
+{
+	stock_event e = reservation_event(STOCK_RETURNED, id, quantity);
+
+	e.has_levels = true;
+	e.on_hand = on_hand;
+	e.reserved = reserved_units;
+	return e;
+}
+
+Test(stock, return_of_a_committed_id_moves_sold_units_back_on_hand)
+{
+	GIVEN(created(10), reserved("o1", 3), committed("o1", 3), reserved("o2", 2));
+	assert_counts(7, 2, 3);
+	when(return_units("o1", 3));
+	THEN_EVENTS(returned_event("o1", 3, 10, 2));
+	and_applied();
+	assert_counts(10, 2, 0);
+	cr_assert_eq(stock_available(&state), 8);
+	cr_assert_eq(state.closed_count, 1, "the returned id keeps its place in the ring");
+}
+
+Test(stock, a_second_return_is_an_accepted_no_op)
+{
+	GIVEN(created(10), reserved("o1", 3), committed("o1", 3));
+	when(return_units("o1", 3));
+	and_applied();
+	when(return_units("o1", 3));
+	then_nothing_happens();
+	when(return_units("o1", 1));
+	then_nothing_happens();
+	assert_counts(10, 0, 0);
+	/* and a replayed StockReturned changes nothing either */
+	GIVEN(returned_event("o1", 3, 10, 0));
+	assert_counts(10, 0, 0);
+}
+
+Test(stock, a_returned_id_is_neither_committed_nor_reserved_again)
+{
+	GIVEN(created(10), reserved("o1", 3), committed("o1", 3), returned_event("o1", 3, 10, 0));
+	when(commit("o1"));
+	then_nothing_happens();
+	when(reserve("o1", 3));
+	then_rejected(STOCK_REJ_CLOSED);
+	when(release("o1"));
+	then_nothing_happens();
+}
+
+Test(stock, return_of_a_reservation_never_committed_is_refused)
+{
+	GIVEN(created(10), reserved("held", 2), reserved("gone", 1), released("gone", 1));
+	when(return_units("held", 2));
+	then_rejected(STOCK_REJ_NOT_COMMITTED);
+	when(return_units("gone", 1));
+	then_rejected(STOCK_REJ_CLOSED);
+	when(return_units("never", 1));
+	then_rejected(STOCK_REJ_UNKNOWN_RESERVATION);
+	assert_counts(10, 2, 0);
+}
+
+Test(stock, return_checks_its_fields)
+{
+	GIVEN(created(10), reserved("o1", 3), committed("o1", 3));
+	when(return_units("o1", 0));
+	then_rejected(STOCK_REJ_INVALID);
+	when(return_units("o1", STOCK_QUANTITY_MAX + 1));
+	then_rejected(STOCK_REJ_INVALID);
+	when(return_units("", 1));
+	then_rejected(STOCK_REJ_INVALID);
+	when(return_units("o1", 4));
+	then_rejected(STOCK_REJ_INVALID); /* more than was ever sold */
+	GIVEN(adjusted(STOCK_QUANTITY_MAX - 7, STOCK_QUANTITY_MAX, "restock"));
+	when(return_units("o1", 3));
+	then_rejected(STOCK_REJ_INVALID); /* on hand would pass its maximum */
+	stock_state_dispose(&state);
+	stock_state_init(&state);
+	when(return_units("o1", 1));
+	then_rejected(STOCK_REJ_NOT_FOUND);
+}
+
+Test(stock, a_return_that_crosses_the_threshold_clears_low_stock)
+{
+	stock_event cleared = {.kind = STOCK_LOW_CLEARED,
+	                       .has_levels = true,
+	                       .on_hand = 5,
+	                       .reserved = 0,
+	                       .threshold = 3,
+	                       .available = 5};
+	stock_command threshold = {.kind = STOCK_SET_THRESHOLD, .threshold = 3};
+
+	GIVEN(created(5), reserved("o1", 4), committed("o1", 4));
+	when(threshold);
+	and_applied();
+	cr_assert(state.low);
+	when(return_units("o1", 4));
+	cr_assert_eq(verdict, STOCK_OK);
+	cr_assert_eq(out.count, 2);
+	cr_assert_eq(out.items[0].kind, STOCK_RETURNED);
+	cr_assert_eq(out.items[0].threshold, 3);
+	assert_event_eq(&out.items[1], &cleared);
+	and_applied();
+	cr_assert(!state.low);
+}
+
+Test(stock, a_return_the_ring_forgot_is_refused_never_applied_twice)
+{
+	char oldest[STOCK_RESERVATION_ID_MAX];
+
+	GIVEN(created(STOCK_CLOSED_MEMORY + 10));
+	given_closed_reservations(1, true);
+	reservation_id_of(0, oldest, sizeof oldest);
+	when(return_units(oldest, 1));
+	and_applied();
+	for (unsigned i = 0; i < STOCK_CLOSED_MEMORY; i++) {
+		char id[STOCK_RESERVATION_ID_MAX];
+		snprintf(id, sizeof id, "later-%u", i);
+		GIVEN(reserved(id, 1), committed(id, 1));
+	}
+	cr_assert_eq(state.closed_count, STOCK_CLOSED_MEMORY);
+	when(return_units(oldest, 1));
+	then_rejected(STOCK_REJ_UNKNOWN_RESERVATION);
+	cr_assert_eq(state.sold, STOCK_CLOSED_MEMORY, "the forgotten return was applied once");
+}
+
+Test(stock, returned_ids_survive_a_snapshot)
+{
+	GIVEN(created(10), reserved("o1", 3), committed("o1", 3), returned_event("o1", 3, 10, 0),
+	      reserved("o2", 1), committed("o2", 1), reserved("o3", 1), released("o3", 1));
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(stock_kind.snapshot(&state, w), ORN_OK);
+	stock_state copy;
+	stock_kind.init(&copy);
+	cr_assert_eq(stock_kind.restore(&copy, mp_writer_data(w), mp_writer_size(w)), ORN_OK);
+	cr_assert_eq(copy.on_hand, 9);
+	cr_assert_eq(copy.sold, 1);
+	stock_events events;
+	stock_command again = return_units("o1", 3), o2 = return_units("o2", 1), o3 = return_units("o3", 1);
+	cr_assert_eq(stock_decide(&copy, &again, &events), STOCK_OK);
+	cr_assert_eq(events.count, 0, "o1 stays returned");
+	cr_assert_eq(stock_decide(&copy, &o2, &events), STOCK_OK);
+	cr_assert_eq(events.count, 1, "o2 stays committed");
+	cr_assert_eq(stock_decide(&copy, &o3, &events), STOCK_REJ_CLOSED);
+	stock_kind.dispose(&copy);
+	mp_writer_destroy(w);
+}
+
+Test(stock, a_snapshot_naming_a_returned_id_that_is_not_committed_is_rejected)
+{
+	mp_writer_reset(writer);
+	mp_write_map(writer, 9);
+	mp_write_cstr(writer, "exists");
+	mp_write_bool(writer, true);
+	mp_write_cstr(writer, "on_hand");
+	mp_write_int(writer, 1);
+	mp_write_cstr(writer, "reserved");
+	mp_write_int(writer, 0);
+	mp_write_cstr(writer, "sold");
+	mp_write_int(writer, 0);
+	mp_write_cstr(writer, "threshold");
+	mp_write_int(writer, 0);
+	mp_write_cstr(writer, "low");
+	mp_write_bool(writer, false);
+	mp_write_cstr(writer, "held");
+	mp_write_map(writer, 0);
+	mp_write_cstr(writer, "closed");
+	mp_write_array(writer, 1);
+	mp_write_array(writer, 2);
+	mp_write_cstr(writer, "r");
+	mp_write_bool(writer, false);
+	mp_write_cstr(writer, "returned");
+	mp_write_array(writer, 1);
+	mp_write_cstr(writer, "r");
+	cr_assert_eq(stock_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer)), ORN_EDECODE);
+	cr_assert(!state.exists, "the state is left as it was");
+}
+
+/* A well-formed snapshot of one committed id "r", then "returned" written by fn. */
+static void write_snapshot_returning(void (*fn)(void))
+{
+	mp_writer_reset(writer);
+	mp_write_map(writer, 9);
+	mp_write_cstr(writer, "exists");
+	mp_write_bool(writer, true);
+	mp_write_cstr(writer, "on_hand");
+	mp_write_int(writer, 1);
+	mp_write_cstr(writer, "reserved");
+	mp_write_int(writer, 0);
+	mp_write_cstr(writer, "sold");
+	mp_write_int(writer, 1);
+	mp_write_cstr(writer, "threshold");
+	mp_write_int(writer, 0);
+	mp_write_cstr(writer, "low");
+	mp_write_bool(writer, false);
+	mp_write_cstr(writer, "held");
+	mp_write_map(writer, 0);
+	mp_write_cstr(writer, "closed");
+	mp_write_array(writer, 1);
+	mp_write_array(writer, 2);
+	mp_write_cstr(writer, "r");
+	mp_write_bool(writer, true);
+	mp_write_cstr(writer, "returned");
+	fn();
+}
+
+static void returned_not_an_array(void)
+{
+	mp_write_int(writer, 1);
+}
+
+static void returned_not_strings(void)
+{
+	mp_write_array(writer, 1);
+	mp_write_int(writer, 7);
+}
+
+static void returned_r(void)
+{
+	mp_write_array(writer, 1);
+	mp_write_cstr(writer, "r");
+}
+
+Test(stock, the_returned_ids_of_a_snapshot_are_typed)
+{
+	write_snapshot_returning(returned_not_an_array);
+	cr_assert_eq(stock_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer)), ORN_EDECODE);
+	write_snapshot_returning(returned_not_strings);
+	cr_assert_eq(stock_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer)), ORN_EDECODE);
+	write_snapshot_returning(returned_r);
+	cr_assert_eq(stock_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	when(return_units("r", 1));
+	then_nothing_happens();
+}
+
+Test(stock, return_round_trips_and_names_are_stable)
+{
+	stock_command c = return_units("o1:p1", 2), dc;
+	stock_event e = returned_event("o1:p1", 2, 7, 1), de;
+
+	cr_assert_str_eq(stock_command_type(STOCK_RETURN), "ReturnStock");
+	cr_assert_str_eq(stock_event_type(STOCK_RETURNED), "StockReturned");
+	cr_assert_str_eq(stock_verdict_code(STOCK_REJ_NOT_COMMITTED), "not_committed");
+	mp_writer_reset(writer);
+	cr_assert_eq(stock_command_encode(writer, &c), ORN_OK);
+	cr_assert_eq(stock_command_decode("ReturnStock", mp_writer_data(writer), mp_writer_size(writer), &dc),
+	             ORN_OK);
+	cr_assert_eq(dc.kind, STOCK_RETURN);
+	cr_assert_str_eq(dc.reservation_id, "o1:p1");
+	cr_assert_eq(dc.quantity, 2);
+	mp_writer_reset(writer);
+	cr_assert_eq(stock_event_encode(writer, &e), ORN_OK);
+	cr_assert_eq(stock_event_decode("StockReturned", mp_writer_data(writer), mp_writer_size(writer), &de),
+	             ORN_OK);
+	assert_event_eq(&de, &e);
 }
