@@ -139,8 +139,10 @@ int cli_contracts(int argc, char **argv)
 	 * its events are the log's and its commands are on no bus. */
 	if (!print_types("event", PAYMENT_AGGREGATE, payment_event_at))
 		status = 1;
-	/* The payment role's request: a command, though no actor kind's. */
+	/* The payment role's requests: commands, though no actor kind's. */
 	printf("command %s %s\n", PAY_SERVICE_AGGREGATE, PAY_CMD_PAY);
+	printf("command %s %s\n", PAY_SERVICE_AGGREGATE, PAY_CMD_PSP_EVENT);
+	printf("command %s %s\n", PAY_SERVICE_AGGREGATE, PAY_CMD_RETRY_REFUND);
 	fflush(stdout);
 	return status;
 }

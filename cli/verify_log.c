@@ -334,11 +334,12 @@ static void payment_at_end(vl_walk *w, const void *state)
 	const payment_state *s = state;
 	size_t live = 0;
 	for (size_t i = 0; i < s->charge_count; i++)
-		live += !s->charges[i].refunded;
+		live += s->charges[i].refund != PAYMENT_REFUND_STATUS_REFUNDED;
 	if (live >= 2)
 		impossible(w, "charged_twice",
 		           "%zu succeeded charges of one order are not refunded (first %s)", live,
-		           s->charges[0].charge_id);
+		           s->charges[0].intent_id[0] != '\0' ? s->charges[0].intent_id
+		                                              : s->charges[0].charge_id);
 }
 
 /* sku: a claim by one product while another holds the sku is rejected

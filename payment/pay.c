@@ -1,7 +1,9 @@
 /* pay.c — the payment role's life (see pay.h): options, workers, and its two
- * handlers registered on the kit: the Pay request service (pay_request.c,
- * pay_charge.c) and the reconciler of cancelled orders (pay_reconcile.c).
- * What it writes and reads is in pay_ledger.c.
+ * handlers registered on the kit: the request service (pay_request.c; Pay in
+ * pay_charge.c, PspEvent and RetryRefund in pay_webhook.c) and the reconciler
+ * of cancelled orders (pay_reconcile.c). Outcomes are settled in
+ * pay_settle.c, refunds made in pay_refund.c; what it writes and reads is in
+ * pay_ledger.c.
  *
  * Threads: the kit's. Each worker has its own provider client (psp_client.h)
  * and scratch states; they share the store and the set of orders being
@@ -26,7 +28,7 @@
 #define COMMAND_TRIES      3
 #define COMMAND_BACKOFF_MS 200
 #define REQUEST_BUDGET_MS  20000 /* default: under the gateway's 25 s wait (ORION_PAYMENT_TIMEOUT_MS) */
-#define NO_SLOT            (~0u) /* a reconciler's index: it never charges */
+#define NO_SLOT            (~0u) /* a reconciler's index: it never pays */
 
 void pay_options_init(pay_options *o)
 {
@@ -127,7 +129,9 @@ static void service_free(pay_service *p)
 		sodium_memzero(p->psp_key, strlen(p->psp_key));
 	free(p->psp_key);
 	free(p->psp_url);
+	free(p->return_base);
 	free(p->in_flight);
+	free(p->seen);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
@@ -143,7 +147,7 @@ static orn_rc handlers_start(pay_service *p)
 	                          .subject = "orion.cmd." PAY_SERVICE_AGGREGATE ".*",
 	                          .queue = PAY_QUEUE,
 	                          .workers = p->workers,
-	                          .wipe = true,
+	                          .wipe = false,
 	                          .serve = pay_serve,
 	                          .worker_create = request_worker_create,
 	                          .worker_destroy = worker_destroy,
@@ -174,14 +178,14 @@ orn_rc pay_start(es_store *store, kit_hub *hub, const pay_options *o, pay_servic
 {
 	pthread_condattr_t attr;
 	pay_service *p;
-	const char *fault = getenv(PAY_FAULT_ENV);
+	const char *fault = getenv(PAY_FAULT_ENV), *refund_fault = getenv(PAY_FAULT_REFUND_ENV);
 	orn_rc rc = ORN_ENOMEM;
 
 	*out = NULL;
 	if (store == NULL || hub == NULL || o == NULL || o->psp_url == NULL || o->psp_url[0] == '\0' ||
 	    o->psp_key == NULL || o->psp_key[0] == '\0')
 		return ORN_EINVAL;
-	prctl(PR_SET_DUMPABLE, 0); /* no core dump may carry a card */
+	prctl(PR_SET_DUMPABLE, 0); /* no core dump may carry the provider's key */
 	if ((p = calloc(1, sizeof *p)) == NULL)
 		return ORN_ENOMEM;
 	p->store = store;
@@ -192,6 +196,7 @@ orn_rc pay_start(es_store *store, kit_hub *hub, const pay_options *o, pay_servic
 	p->request_budget_ms = o->request_budget_ms > 0 ? o->request_budget_ms : REQUEST_BUDGET_MS;
 	p->sweep_after_ms = o->sweep_after_ms;
 	p->kill_after_charge = fault != NULL && strcmp(fault, "1") == 0;
+	p->kill_after_refund = refund_fault != NULL && strcmp(refund_fault, "1") == 0;
 	atomic_init(&p->stopping, false);
 	atomic_init(&p->index, 0);
 	pthread_mutex_init(&p->lock, NULL);
@@ -202,8 +207,15 @@ orn_rc pay_start(es_store *store, kit_hub *hub, const pay_options *o, pay_servic
 	p->psp_url = strdup(o->psp_url);
 	p->psp_key = strdup(o->psp_key);
 	p->in_flight = calloc(p->workers, sizeof *p->in_flight);
-	if (p->psp_url == NULL || p->psp_key == NULL || p->in_flight == NULL)
+	p->seen = calloc(PAY_SEEN_ORDERS, sizeof *p->seen);
+	if (o->public_url != NULL && o->public_url[0] != '\0' &&
+	    (p->return_base = strdup(o->public_url)) == NULL)
 		goto fail;
+	if (p->psp_url == NULL || p->psp_key == NULL || p->in_flight == NULL || p->seen == NULL)
+		goto fail;
+	for (size_t n = p->return_base != NULL ? strlen(p->return_base) : 0;
+	     n > 0 && p->return_base[n - 1] == '/'; n--)
+		p->return_base[n - 1] = '\0';
 	for (size_t n = strlen(p->psp_url); n > 0 && p->psp_url[n - 1] == '/'; n--)
 		p->psp_url[n - 1] = '\0';
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -1,29 +1,38 @@
-/* pay.h — the payment role: card charges at the provider for orders
- * awaiting payment, and refunds of charges that came too late (ADR 009,
- * sections 2 to 4; ADR 024; ARCHITECTURE.md, "Payments and mail"). Its prefix
- * is pay_; the payment aggregate it writes is actors/payment.h.
+/* pay.h — the payment role: payments of orders awaiting payment at the
+ * provider, as payment intents (ADR 028 section 2; ADR 009 for the claim,
+ * the provider keys and the reconciler; ADR 024; ARCHITECTURE.md, "Payments
+ * and mail"), and their refunds (ADR 028 section 3). Its prefix is pay_; the
+ * payment aggregate it writes is actors/payment.h.
  *
  * Two handlers on the engine's kit (kit.h):
- *   - Pay requests (kit_service on orion.cmd.pay.<order id>, queue group
- *     orion.pay; the payload {customer_id, idempotency_key, card: {number,
- *     exp_month, exp_year, cvc, holder_name}}): validate the card, fold the
- *     order from the log, claim the attempt (RecordAttempt appended to the
- *     payment aggregate in process, kit_execute: of two instances on two hosts
- *     only one claims), charge the provider with an Idempotency-Key derived
- *     from the order and the customer's key (one charge per key), record the
- *     outcome, mark the order paid or failed (kit_sender) or refund a charge
- *     that came too late. The steps and their answers are ADR 009, section 2.
+ *   - requests (kit_service on orion.cmd.pay.<order id>, queue group
+ *     orion.pay, msgpack maps, bus_reply answers):
+ *     Pay {customer_id, idempotency_key, payment_method}: fold the order,
+ *       claim the attempt (RecordAttempt appended in process, kit_execute: of
+ *       two instances on two hosts only one claims), create and confirm the
+ *       intent with an Idempotency-Key derived from the order and the
+ *       customer's key (one intent per key), record the outcome and move the
+ *       order: accepted "" (paid), a decline code (payment failed), or
+ *       "requires_action" with the challenge URL as detail; rejected
+ *       invalid_payment_method, not_found, wrong_state, in_progress; failed
+ *       unavailable.
+ *     PspEvent {event_id, type, intent_id, order_id, status, charge_id,
+ *       decline_code, refund_id, refund_status, amount_cents}: a verified
+ *       webhook, settled as the call's own answer would be (whichever comes
+ *       first wins); accepted when recorded or nothing to do, failed
+ *       unavailable when it cannot be recorded now.
+ *     RetryRefund {actor}: the failed refunds of the order asked again
+ *       with the next key; rejected wrong_state unless the last one failed.
  *   - the reconciler (kit_consumer orion_payment on orion.evt.order.>, with a
- *     sweeper): on OrderCancelled of an order whose payment has an open or
- *     succeeded attempt, every succeeded charge at the provider is refunded.
- *     Every other order commit is done at once, without a read.
+ *     sweeper): on OrderCancelled of an order with attempts, every intent
+ *     that succeeded at the provider is refunded once. Every other order
+ *     commit is done at once, without a read.
  *
- * PCI: the card lives in the request's buffers, the validated copy and the
- * form body, all wiped when the request ends; no log line, error text or event
- * holds the number, the CVC or the holder's name; pay_start disables core
- * dumps. Fault injection (tests only): PAY_FAULT_ENV "1" when pay_start runs
- * raises SIGKILL right after the provider answered a charge (200 or 402),
- * before any event is appended. */
+ * No card data reaches the role: the shopper's browser tokenizes the card at
+ * the provider. Fault injection (tests only), read when pay_start runs:
+ * PAY_FAULT_ENV "1" raises SIGKILL right after the provider answered an
+ * intent (200 or 402), PAY_FAULT_REFUND_ENV "1" right after it answered a
+ * refund (200), before any event is appended. */
 #ifndef ORION_PAY_H
 #define ORION_PAY_H
 
@@ -37,12 +46,16 @@
 #define PAY_SERVICE_AGGREGATE "pay" /* subject token: bus_send(store, "pay", order_id, ...) */
 #define PAY_QUEUE             "orion.pay"
 #define PAY_CMD_PAY           "Pay"
+#define PAY_CMD_PSP_EVENT     "PspEvent"
+#define PAY_CMD_RETRY_REFUND  "RetryRefund"
 #define PAY_FAULT_ENV         "ORION_FAULT_PAYMENT_KILL_AFTER_CHARGE"
+#define PAY_FAULT_REFUND_ENV  "ORION_FAULT_PAYMENT_KILL_AFTER_REFUND"
 #define PAY_IDEM_KEY_MAX      255 /* bytes of a customer's idempotency key */
 
 typedef struct pay_options {
 	const char *psp_url;        /* provider base URL, no trailing slash */
 	const char *psp_key;        /* API key (Bearer) */
+	const char *public_url;     /* the shop's base: 3-D Secure returns to <it>/orders/<id>; NULL: none */
 	unsigned workers;           /* concurrent Pay requests; default 8 */
 	int64_t call_timeout_ms;    /* one provider call; default 10000 */
 	int64_t request_budget_ms;  /* provider calls and retries of one request; default 20000 */
@@ -78,10 +91,11 @@ void pay_stop(pay_service *p);
  * false for NULL. For readiness. */
 bool pay_bound(const pay_service *p);
 
-/* What the role asks its process for (role_context.offer) when
- * ORION_PSP_URL is unset: the provider's base URL (a string), which the psp
- * role offers. */
-#define PAY_NEEDS_PSP_URL "psp_url"
+/* What the role asks its process for (role_context.offer): when
+ * ORION_PSP_URL is unset, the provider's base URL (a string), which the psp
+ * role offers; the shop's public URL (ORION_PUBLIC_URL), for return_url. */
+#define PAY_NEEDS_PSP_URL    "psp_url"
+#define PAY_NEEDS_PUBLIC_URL "public_url"
 
 /* The role "payment" (role.h, pay_role.c): the service above; its settings
  * ORION_PSP_URL, ORION_PSP_KEY, ORION_PAYMENT_TIMEOUT_MS (its requests answer

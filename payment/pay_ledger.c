@@ -1,7 +1,7 @@
 /* pay_ledger.c — what the payment role writes and reads (pay-internal.h):
  * the payment aggregate, decided and appended in process (kit_execute), the
  * order folded from the log and sent its commands (kit_sender), and the
- * provider's refunds with their record. */
+ * provider's list of an order's intents. */
 #include "pay-internal.h"
 
 #include <sodium.h>
@@ -109,75 +109,23 @@ void pay_observe_provider(const char *operation, orn_rc rc, long status, int64_t
 	                    labels, orn_metrics_seconds_since(start_ns));
 }
 
-orn_rc pay_refund(pay_worker *w, const char *order_id, const char *charge_id, const char *reason)
-{
-	pay_service *p = w->p;
-	char idem[PSPC_KEY_MAX], command_id[PAY_CMD_ID_MAX];
-	pspc_response resp;
-	pspc_refund refund;
-	pspc_error err;
-	payment_command c;
-	kit_result result;
-	orn_rc rc;
-
-	snprintf(idem, sizeof idem, "%s:refund:%s", order_id, charge_id);
-	int64_t start_ns = orn_monotonic_ns();
-	rc = pspc_refund_post(w->psp, charge_id, idem, p->call_timeout_ms, &resp);
-	pay_observe_provider("refund", rc, rc == ORN_OK ? resp.status : 0, start_ns);
-	if (rc != ORN_OK) {
-		log_warn("payment refund not answered", "order_id", order_id, "charge_id", charge_id, "error",
-		         orn_rc_name(rc));
-		return rc;
-	}
-	if (resp.status != 200 || pspc_parse_refund(resp.body, resp.len, &refund) != ORN_OK) {
-		bool done = resp.status == 400 && pspc_parse_error(resp.body, resp.len, &err) == ORN_OK &&
-		            strcmp(err.code, "charge_already_refunded") == 0;
-		char status[16];
-		snprintf(status, sizeof status, "%ld", resp.status);
-		pspc_response_dispose(&resp);
-		if (done) {
-			log_warn("payment charge already refunded under another key", "order_id", order_id,
-			         "charge_id", charge_id);
-			return ORN_OK;
-		}
-		log_warn("payment refund refused", "order_id", order_id, "charge_id", charge_id, "status",
-		         status);
-		return ORN_EUNAVAILABLE;
-	}
-	pspc_response_dispose(&resp);
-	memset(&c, 0, sizeof c);
-	c.kind = PAYMENT_RECORD_REFUND;
-	snprintf(c.data.charge_id, sizeof c.data.charge_id, "%s", charge_id);
-	snprintf(c.data.refund_id, sizeof c.data.refund_id, "%s", refund.id);
-	snprintf(c.data.reason, sizeof c.data.reason, "%s", reason);
-	pay_charge_command_id(command_id, sizeof command_id, order_id, "refund", charge_id);
-	if ((rc = pay_record(w, order_id, &c, command_id, &result)) != ORN_OK)
-		return rc;
-	if (result.outcome == BUS_FAILED)
-		return ORN_EUNAVAILABLE;
-	if (result.outcome != BUS_ACCEPTED)
-		log_error("payment refund made but not recorded", "order_id", order_id, "charge_id",
-		          charge_id, "code", result.code);
-	log_info("payment charge refunded", "order_id", order_id, "charge_id", charge_id, "refund_id",
-	         refund.id, "reason", reason);
-	return ORN_OK;
-}
-
-orn_rc pay_list_charges(pay_worker *w, const char *order_id, pspc_charge *list, size_t *count)
+orn_rc pay_list_intents(pay_worker *w, const char *order_id, pspc_intent *list, size_t *count)
 {
 	pspc_response resp;
 	int64_t start_ns = orn_monotonic_ns();
-	orn_rc rc = pspc_charges_of_order(w->psp, order_id, w->p->call_timeout_ms, &resp);
+	orn_rc rc = pspc_intents_of_order(w->psp, order_id, w->p->call_timeout_ms, &resp);
+
+	*count = 0;
 	pay_observe_provider("list", rc, rc == ORN_OK ? resp.status : 0, start_ns);
 	if (rc != ORN_OK) {
-		log_warn("payment cannot list the order's charges", "order_id", order_id, "error",
+		log_warn("payment cannot list the order's intents", "order_id", order_id, "error",
 		         orn_rc_name(rc));
 		return rc;
 	}
-	rc = resp.status == 200 ? pspc_parse_charge_list(resp.body, resp.len, list, PSPC_LIST_MAX, count)
+	rc = resp.status == 200 ? pspc_parse_intent_list(resp.body, resp.len, list, PSPC_LIST_MAX, count)
 	                        : ORN_EUNAVAILABLE;
 	pspc_response_dispose(&resp);
 	if (rc != ORN_OK)
-		log_warn("payment cannot read the order's charges", "order_id", order_id);
+		log_warn("payment cannot read the order's intents", "order_id", order_id);
 	return rc;
 }

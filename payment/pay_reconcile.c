@@ -1,8 +1,11 @@
-/* pay_reconcile.c — refunds of cancelled orders (ADR 009, section 3): the
- * handler of the durable consumer orion_payment and of its sweeper. Only
- * OrderCancelled asks for work; every other order commit is done without a
- * read. A refund is keyed at the provider, so a second pass over a
- * reconciled order (a redelivery, the sweeper) changes nothing. */
+/* pay_reconcile.c — refunds of cancelled orders (ADR 009 section 3, ADR 028
+ * section 3): the handler of the durable consumer orion_payment and of its
+ * sweeper. Only OrderCancelled asks for work; every other order commit is
+ * done without a read. On OrderCancelled of an order with attempts, the
+ * provider is asked for the order's intents (a success the payment never
+ * heard of, the silent card's, is recorded first), then every succeeded
+ * intent is refunded once (pay_refund.c): a second pass (a redelivery, the
+ * sweeper, a restart) finds each refund claimed and replays its key. */
 #include "pay-internal.h"
 
 #include <stdio.h>
@@ -11,49 +14,39 @@
 
 #include "log.h"
 
-/* Refunds every succeeded charge of a cancelled order not yet refunded. */
+/* Refunds every succeeded intent of a cancelled order not yet refunded. */
 static kit_verdict reconcile_cancelled(pay_worker *w, const char *order_id, int64_t event_ms)
 {
 	pay_service *p = w->p;
-	pspc_charge *list = NULL;
-	char command_id[PAY_CMD_ID_MAX];
-	size_t count = 0, found = 0;
+	pspc_intent *list = NULL;
+	char intents[PAYMENT_CHARGES_MAX][PAYMENT_ID_MAX];
+	size_t count = 0, found = 0, refunds = 0;
 	kit_verdict end = KIT_RETRY;
+	bool open;
 
 	if (pay_load_payment(w, order_id) != ORN_OK)
 		return KIT_RETRY;
 	if (w->payment->attempt_count == 0)
-		return KIT_DONE; /* never charged: every charge is claimed in the payment first */
+		return KIT_DONE; /* never paid: every intent is claimed in the payment first */
 	if ((list = calloc(PSPC_LIST_MAX, sizeof *list)) == NULL)
 		return KIT_RETRY;
-	if (pay_list_charges(w, order_id, list, &count) != ORN_OK)
+	if (pay_list_intents(w, order_id, list, &count) != ORN_OK ||
+	    pay_record_found(w, order_id, list, count) != ORN_OK)
 		goto done;
-	for (size_t i = 0; i < count; i++) {
-		const pspc_charge *c = &list[i];
-		const payment_charge *known = payment_find_charge(w->payment, c->id);
-		if (strcmp(c->status, "succeeded") != 0 || !c->paid || strcmp(c->order_id, order_id) != 0)
-			continue;
-		found++;
-		if (known != NULL && known->refunded)
-			continue;
-		if (known == NULL) { /* a success the payment never heard of: the story first */
-			payment_command cmd = {.kind = PAYMENT_RECORD_SUCCESS};
-			kit_result result;
-			snprintf(cmd.data.charge_id, sizeof cmd.data.charge_id, "%s", c->id);
-			pay_charge_command_id(command_id, sizeof command_id, order_id, "late", c->id);
-			if (pay_record(w, order_id, &cmd, command_id, &result) != ORN_OK ||
-			    result.outcome == BUS_FAILED)
-				goto done;
-			if (result.outcome != BUS_ACCEPTED)
-				log_warn("payment late success not recorded", "order_id", order_id,
-				         "charge_id", c->id, "code", result.code);
-		}
-		if (pay_refund(w, order_id, c->id, "order_cancelled") != ORN_OK)
+	for (size_t i = 0; i < count; i++)
+		found += strcmp(list[i].status, "succeeded") == 0;
+	for (size_t i = 0; i < w->payment->charge_count; i++)
+		if (w->payment->charges[i].intent_id[0] != '\0' &&
+		    w->payment->charges[i].refund != PAYMENT_REFUND_STATUS_REFUNDED &&
+		    w->payment->charges[i].refund != PAYMENT_REFUND_STATUS_FAILED)
+			memcpy(intents[refunds++], w->payment->charges[i].intent_id, PAYMENT_ID_MAX);
+	open = payment_current_attempt(w->payment) != NULL &&
+	       payment_attempt_open(payment_current_attempt(w->payment));
+	for (size_t i = 0; i < refunds; i++)
+		if (pay_refund_intent(w, order_id, intents[i], false, NULL) != ORN_OK)
 			goto done;
-	}
-	/* An open attempt whose charge does not show yet may still be settling. */
-	if (found == 0 && w->payment->status == PAYMENT_STATUS_ATTEMPTED &&
-	    orn_now_ms() - event_ms < p->call_timeout_ms + SETTLE_GRACE_MS)
+	/* An open attempt whose intent does not show yet may still be settling. */
+	if (found == 0 && open && orn_now_ms() - event_ms < p->call_timeout_ms + SETTLE_GRACE_MS)
 		goto done;
 	end = KIT_DONE;
 done:

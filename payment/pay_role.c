@@ -19,7 +19,7 @@ typedef struct pay_settings {
 
 static const orn_setting pay_settings_table[] = {
         ORN_SETTING_TEXT_ROW("ORION_PSP_URL", pay_settings, psp_url, "", "unset",
-                             "card payment provider base URL; unset: the psp role of the same process"),
+                             "payment provider base URL; unset: the psp role of the same process"),
         ORN_SETTING_TEXT_ROW("ORION_PSP_KEY", pay_settings, psp_key, "sk_test_orion", NULL,
                              "API key sent to the payment provider"),
         ORN_SETTING_INT_ROW("ORION_PAYMENT_TIMEOUT_MS", pay_settings, payment_timeout_ms, 25000, 1000, 25000,
@@ -33,6 +33,7 @@ static orn_rc pay_role_start(const role_context *ctx, void **handle)
 {
 	const pay_settings *set = ctx->settings;
 	const char *offered = ctx->offer != NULL ? ctx->offer(ctx->host, PAY_NEEDS_PSP_URL) : NULL;
+	const char *public_url = ctx->offer != NULL ? ctx->offer(ctx->host, PAY_NEEDS_PUBLIC_URL) : NULL;
 	char psp_url[ORN_CONFIG_STR_MAX];
 	pay_service *p = NULL;
 	pay_options o;
@@ -48,6 +49,7 @@ static orn_rc pay_role_start(const role_context *ctx, void **handle)
 	pay_options_init(&o);
 	o.psp_url = psp_url;
 	o.psp_key = set->psp_key;
+	o.public_url = public_url;
 	o.command_timeout_ms = set->command_timeout_ms;
 	o.sweep_after_ms = set->sweep_after_ms > 0 ? set->sweep_after_ms : -1;
 	/* The gateway waits payment_timeout_ms: answer well before it gives up. */
@@ -79,7 +81,7 @@ static const char *const pay_durables[] = {PAY_CONSUMER, NULL};
 
 const role_descriptor pay_role = {
         .name = "payment",
-        .summary = "charges cards at the provider for orders and refunds late charges",
+        .summary = "pays orders at the provider (intents, 3-D Secure, webhooks) and refunds them",
         .stage = ROLE_SENDS,
         .nats = {.appends = pay_appends,
                  .serves = pay_serves,

@@ -1,8 +1,7 @@
-/* pspc_client.c — the provider's HTTP API, client side (see pspc_client.h).
+/* psp_client.c — the provider's HTTP API, client side (see psp_client.h).
  *
- * Parsing uses jansson on bodies that never hold a card (the provider keeps
- * brand and last 4 only); the request body that does hold one is the
- * caller's buffer, handed to curl without a copy (CURLOPT_POSTFIELDS). */
+ * Parsing uses jansson on bodies that never hold a card number (the provider
+ * keeps brand and last 4 only, and Orion sends payment method ids). */
 #include "psp_client.h"
 
 #include <jansson.h>
@@ -14,10 +13,11 @@
 
 #include <curl/curl.h>
 
-#define BODY_MAX     (1u << 20) /* a list of an order's charges is far smaller */
+#define BODY_MAX     (1u << 20) /* a list of an order's intents is far smaller */
 #define URL_MAX      1024
 #define HEADER_MAX   (PSPC_KEY_MAX + 64)
-#define CHARGE_PATH  "/v1/charges"
+#define INTENT_PATH  "/v1/payment_intents"
+#define METHOD_PATH  "/v1/payment_methods/"
 #define REFUND_PATH  "/v1/refunds"
 #define REPLAY_HDR   "idempotent-replayed:"
 #define ORDER_FILTER "?metadata[order_id]=" /* brackets raw: decoders split before decoding */
@@ -95,35 +95,44 @@ orn_rc pspc_form_add(char *buf, size_t cap, size_t *len, const char *key, const 
 	*len = at;
 	return ORN_OK;
 too_big:
-	sodium_memzero(buf + *len, cap - *len); /* a partial value may be a card's */
+	sodium_memzero(buf + *len, cap - *len); /* nothing half written is left */
 	return ORN_ETOOBIG;
 }
 
-orn_rc pspc_charge_form(const pspc_charge_request *r, char *buf, size_t cap, size_t *len)
+bool pspc_payment_method_valid(const char *s)
 {
-	char amount[24], month[8], year[8];
+	size_t n = s != NULL ? strnlen(s, PSPC_ID_MAX) : 0;
+
+	if (n < 4 || n >= PSPC_ID_MAX || strncmp(s, "pm_", 3) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~')
+			return false;
+	return true;
+}
+
+orn_rc pspc_intent_form(const pspc_intent_request *r, char *buf, size_t cap, size_t *len)
+{
+	char amount[24];
 	orn_rc rc;
 
 	*len = 0;
 	if (cap > 0)
 		buf[0] = '\0';
-	if (r->currency == NULL || r->card_number == NULL || r->cvc == NULL || r->holder_name == NULL ||
-	    r->order_id == NULL || r->amount < 1 || r->amount > PSPC_AMOUNT_MAX || r->exp_month < 0 ||
-	    r->exp_month > 99 || r->exp_year < 0 || r->exp_year > 9999)
+	if (r->currency == NULL || r->payment_method == NULL || r->order_id == NULL || r->amount < 1 ||
+	    r->amount > PSPC_AMOUNT_MAX)
 		return ORN_EINVAL;
 	snprintf(amount, sizeof amount, "%lld", (long long)r->amount);
-	snprintf(month, sizeof month, "%d", r->exp_month);
-	snprintf(year, sizeof year, "%d", r->exp_year);
 	if ((rc = pspc_form_add(buf, cap, len, "amount", amount)) != ORN_OK ||
 	    (rc = pspc_form_add(buf, cap, len, "currency", r->currency)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "card[number]", r->card_number)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "card[exp_month]", month)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "card[exp_year]", year)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "card[cvc]", r->cvc)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "card[name]", r->holder_name)) != ORN_OK ||
-	    (rc = pspc_form_add(buf, cap, len, "metadata[order_id]", r->order_id)) != ORN_OK) {
-		sodium_memzero(buf, cap);
+	    (rc = pspc_form_add(buf, cap, len, "payment_method", r->payment_method)) != ORN_OK ||
+	    (rc = pspc_form_add(buf, cap, len, "confirm", "true")) != ORN_OK ||
+	    (rc = pspc_form_add(buf, cap, len, "metadata[order_id]", r->order_id)) != ORN_OK ||
+	    (r->return_url != NULL && r->return_url[0] != '\0' &&
+	     (rc = pspc_form_add(buf, cap, len, "return_url", r->return_url)) != ORN_OK)) {
 		*len = 0;
+		if (cap > 0)
+			buf[0] = '\0';
 	}
 	return rc;
 }
@@ -181,47 +190,90 @@ static bool take_string(const json_t *obj, const char *key, char *out, size_t ca
 	return true;
 }
 
-static bool take_bool(const json_t *obj, const char *key, bool *out)
+/* A printable token of 1..cap-1 characters without space (a URL). */
+static bool token_valid(const char *s, size_t cap)
 {
-	const json_t *v = json_object_get(obj, key);
+	size_t n = strlen(s);
 
-	*out = false;
-	if (v == NULL)
-		return true;
-	if (!json_is_boolean(v))
+	if (n < 1 || n >= cap)
 		return false;
-	*out = json_is_true(v);
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] > '~')
+			return false;
 	return true;
 }
 
-static orn_rc charge_from(const json_t *o, pspc_charge *out)
+/* Reads the integer member key of obj into *out (absent or null: 0). */
+static bool take_integer(const json_t *obj, const char *key, int64_t *out)
 {
-	const json_t *amount, *meta, *details, *card;
+	const json_t *v = json_object_get(obj, key);
+
+	*out = 0;
+	if (v == NULL || json_is_null(v))
+		return true;
+	if (!json_is_integer(v))
+		return false;
+	*out = (int64_t)json_integer_value(v);
+	return true;
+}
+
+/* brand and last4 of a card object; both "" if card is not an object. */
+static bool card_from(const json_t *card, char *brand, char *last4)
+{
+	brand[0] = last4[0] = '\0';
+	if (!json_is_object(card))
+		return true;
+	if (!take_string(card, "brand", brand, PSPC_BRAND_MAX) ||
+	    !take_string(card, "last4", last4, PSPC_LAST4_MAX))
+		return false;
+	return (brand[0] == '\0' || brand_valid(brand)) && (last4[0] == '\0' || last4_valid(last4));
+}
+
+/* A member that is an id string or an object with an id (an expanded
+ * object, as Stripe's expand[] gives): the id into out. */
+static bool take_id_or_object(const json_t *obj, const char *key, char *out, size_t cap)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	if (json_is_object(v))
+		return take_string(v, "id", out, cap) && (out[0] == '\0' || id_valid(out));
+	return take_string(obj, key, out, cap) && (out[0] == '\0' || id_valid(out));
+}
+
+static orn_rc intent_from(const json_t *o, pspc_intent *out)
+{
+	const json_t *meta, *error, *action, *redirect, *method, *details;
 
 	memset(out, 0, sizeof *out);
 	if (!json_is_object(o) || !take_string(o, "id", out->id, sizeof out->id) || !id_valid(out->id) ||
-	    !take_string(o, "status", out->status, sizeof out->status) || !take_bool(o, "paid", &out->paid) ||
-	    !take_bool(o, "refunded", &out->refunded) ||
-	    !take_string(o, "currency", out->currency, sizeof out->currency))
+	    !take_string(o, "status", out->status, sizeof out->status) ||
+	    !take_integer(o, "amount", &out->amount) ||
+	    !take_integer(o, "amount_refunded", &out->amount_refunded) ||
+	    !take_string(o, "currency", out->currency, sizeof out->currency) ||
+	    !take_id_or_object(o, "payment_method", out->payment_method, sizeof out->payment_method) ||
+	    !take_id_or_object(o, "latest_charge", out->latest_charge, sizeof out->latest_charge))
 		return ORN_EDECODE;
-	if ((amount = json_object_get(o, "amount")) != NULL) {
-		if (!json_is_integer(amount))
-			return ORN_EDECODE;
-		out->amount = (int64_t)json_integer_value(amount);
-	}
 	if ((meta = json_object_get(o, "metadata")) != NULL && json_is_object(meta) &&
 	    !take_string(meta, "order_id", out->order_id, sizeof out->order_id))
 		return ORN_EDECODE;
+	if ((error = json_object_get(o, "last_payment_error")) != NULL && json_is_object(error) &&
+	    (!take_string(error, "code", out->error_code, sizeof out->error_code) ||
+	     !take_string(error, "decline_code", out->error_decline_code, sizeof out->error_decline_code)))
+		return ORN_EDECODE;
+	action = json_object_get(o, "next_action");
+	redirect = json_is_object(action) ? json_object_get(action, "redirect_to_url") : NULL;
+	if (json_is_object(redirect) &&
+	    (!take_string(redirect, "url", out->action_url, sizeof out->action_url) ||
+	     (out->action_url[0] != '\0' && !token_valid(out->action_url, sizeof out->action_url))))
+		return ORN_EDECODE;
+	method = json_object_get(o, "payment_method");
 	details = json_object_get(o, "payment_method_details");
-	card = json_is_object(details) ? json_object_get(details, "card") : NULL;
-	if (json_is_object(card)) {
-		if (!take_string(card, "brand", out->brand, sizeof out->brand) ||
-		    !take_string(card, "last4", out->last4, sizeof out->last4))
-			return ORN_EDECODE;
-		if ((out->brand[0] != '\0' && !brand_valid(out->brand)) ||
-		    (out->last4[0] != '\0' && !last4_valid(out->last4)))
-			return ORN_EDECODE;
-	}
+	if (!card_from(json_is_object(method) ? json_object_get(method, "card") : NULL, out->brand,
+	               out->last4))
+		return ORN_EDECODE;
+	if (out->brand[0] == '\0' && json_is_object(details) &&
+	    !card_from(json_object_get(details, "card"), out->brand, out->last4))
+		return ORN_EDECODE;
 	return ORN_OK;
 }
 
@@ -234,32 +286,37 @@ static json_t *load(const char *json, size_t len)
 	return json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
 }
 
-orn_rc pspc_parse_charge(const char *json, size_t len, pspc_charge *out)
+orn_rc pspc_parse_intent(const char *json, size_t len, pspc_intent *out)
 {
 	json_t *root = load(json, len);
-	orn_rc rc = root != NULL ? charge_from(root, out) : ORN_EDECODE;
+	orn_rc rc = root != NULL ? intent_from(root, out) : ORN_EDECODE;
 
 	json_decref(root);
 	return rc;
 }
 
-orn_rc pspc_parse_error(const char *json, size_t len, pspc_error *out)
+orn_rc pspc_parse_error(const char *json, size_t len, pspc_error *out, pspc_intent *intent)
 {
 	json_t *root = load(json, len);
 	const json_t *e = root != NULL ? json_object_get(root, "error") : NULL;
+	const json_t *pi = json_is_object(e) ? json_object_get(e, "payment_intent") : NULL;
 	orn_rc rc = ORN_EDECODE;
 
 	memset(out, 0, sizeof *out);
+	if (intent != NULL)
+		memset(intent, 0, sizeof *intent);
 	if (json_is_object(e) && take_string(e, "type", out->type, sizeof out->type) &&
 	    take_string(e, "code", out->code, sizeof out->code) &&
 	    take_string(e, "decline_code", out->decline_code, sizeof out->decline_code) &&
-	    take_string(e, "param", out->param, sizeof out->param) &&
-	    take_string(e, "charge", out->charge, sizeof out->charge) && out->type[0] != '\0' &&
-	    (out->charge[0] == '\0' || id_valid(out->charge)))
+	    take_string(e, "param", out->param, sizeof out->param) && out->type[0] != '\0' &&
+	    (intent == NULL || !json_is_object(pi) || intent_from(pi, intent) == ORN_OK))
 		rc = ORN_OK;
 	json_decref(root);
-	if (rc != ORN_OK)
+	if (rc != ORN_OK) {
 		memset(out, 0, sizeof *out);
+		if (intent != NULL)
+			memset(intent, 0, sizeof *intent);
+	}
 	return rc;
 }
 
@@ -270,14 +327,34 @@ orn_rc pspc_parse_refund(const char *json, size_t len, pspc_refund *out)
 
 	memset(out, 0, sizeof *out);
 	if (json_is_object(root) && take_string(root, "id", out->id, sizeof out->id) && id_valid(out->id) &&
-	    take_string(root, "charge", out->charge, sizeof out->charge) &&
-	    take_string(root, "status", out->status, sizeof out->status))
+	    take_id_or_object(root, "payment_intent", out->payment_intent, sizeof out->payment_intent) &&
+	    take_id_or_object(root, "charge", out->charge, sizeof out->charge) &&
+	    take_string(root, "status", out->status, sizeof out->status) && out->status[0] != '\0' &&
+	    take_string(root, "failure_reason", out->failure_reason, sizeof out->failure_reason) &&
+	    take_integer(root, "amount", &out->amount))
 		rc = ORN_OK;
 	json_decref(root);
+	if (rc != ORN_OK)
+		memset(out, 0, sizeof *out);
 	return rc;
 }
 
-orn_rc pspc_parse_charge_list(const char *json, size_t len, pspc_charge *out, size_t cap, size_t *count)
+orn_rc pspc_parse_payment_method(const char *json, size_t len, pspc_card *out)
+{
+	json_t *root = load(json, len);
+	orn_rc rc = ORN_EDECODE;
+
+	memset(out, 0, sizeof *out);
+	if (json_is_object(root) && card_from(json_object_get(root, "card"), out->brand, out->last4) &&
+	    out->brand[0] != '\0' && out->last4[0] != '\0')
+		rc = ORN_OK;
+	json_decref(root);
+	if (rc != ORN_OK)
+		memset(out, 0, sizeof *out);
+	return rc;
+}
+
+orn_rc pspc_parse_intent_list(const char *json, size_t len, pspc_intent *out, size_t cap, size_t *count)
 {
 	json_t *root = load(json, len);
 	const json_t *data = root != NULL ? json_object_get(root, "data") : NULL;
@@ -287,7 +364,7 @@ orn_rc pspc_parse_charge_list(const char *json, size_t len, pspc_charge *out, si
 	if (json_is_array(data)) {
 		rc = ORN_OK;
 		for (size_t i = 0; i < json_array_size(data) && *count < cap && rc == ORN_OK; i++)
-			if ((rc = charge_from(json_array_get(data, i), &out[*count])) == ORN_OK)
+			if ((rc = intent_from(json_array_get(data, i), &out[*count])) == ORN_OK)
 				(*count)++;
 	}
 	json_decref(root);
@@ -296,27 +373,55 @@ orn_rc pspc_parse_charge_list(const char *json, size_t len, pspc_charge *out, si
 	return rc;
 }
 
-pspc_outcome pspc_charge_outcome(long status, const char *body, size_t len, pspc_charge *charge,
+/* The outcome a parsed intent's status says; PSPC_REFUSED for a status a
+ * confirmed card intent should not stop in. */
+static pspc_outcome outcome_of(const pspc_intent *intent)
+{
+	if (strcmp(intent->status, "succeeded") == 0)
+		return PSPC_SUCCEEDED;
+	if (strcmp(intent->status, "requires_action") == 0 && intent->action_url[0] != '\0')
+		return PSPC_ACTION_REQUIRED;
+	if (strcmp(intent->status, "requires_payment_method") == 0 || strcmp(intent->status, "canceled") == 0)
+		return PSPC_DECLINED;
+	if (strcmp(intent->status, "processing") == 0)
+		return PSPC_RETRY;
+	return PSPC_REFUSED;
+}
+
+pspc_outcome pspc_intent_outcome(long status, const char *body, size_t len, pspc_intent *intent,
                                  pspc_error *error)
 {
-	memset(charge, 0, sizeof *charge);
+	memset(intent, 0, sizeof *intent);
 	memset(error, 0, sizeof *error);
-	if (status == 200)
-		return pspc_parse_charge(body, len, charge) == ORN_OK &&
-		                       strcmp(charge->status, "succeeded") == 0 && charge->paid
-		               ? PSPC_APPROVED
-		               : PSPC_REFUSED;
+	if (status == 200) {
+		if (pspc_parse_intent(body, len, intent) != ORN_OK)
+			return PSPC_REFUSED;
+		return outcome_of(intent);
+	}
 	if (status == 402)
-		return pspc_parse_error(body, len, error) == ORN_OK &&
-		                       strcmp(error->type, "card_error") == 0 && error->code[0] != '\0'
+		return pspc_parse_error(body, len, error, intent) == ORN_OK &&
+		                       strcmp(error->type, "card_error") == 0 && intent->id[0] != '\0'
 		               ? PSPC_DECLINED
 		               : PSPC_REFUSED;
-	if (status == 409 || status == 429 || status >= 500) {
-		(void)pspc_parse_error(body, len, error);
+	(void)pspc_parse_error(body, len, error, NULL);
+	if (status == 409 || status == 429 || status >= 500)
 		return PSPC_RETRY;
-	}
-	(void)pspc_parse_error(body, len, error);
 	return PSPC_REFUSED;
+}
+
+const char *pspc_decline_code(const pspc_intent *intent, const pspc_error *error)
+{
+	if (error != NULL && error->decline_code[0] != '\0')
+		return error->decline_code;
+	if (intent != NULL && intent->error_decline_code[0] != '\0')
+		return intent->error_decline_code;
+	if (error != NULL && error->code[0] != '\0')
+		return error->code;
+	if (intent != NULL && intent->error_code[0] != '\0')
+		return intent->error_code;
+	if (intent != NULL && strcmp(intent->status, "canceled") == 0)
+		return "canceled";
+	return "declined";
 }
 
 /* ---- I/O ---- */
@@ -480,7 +585,7 @@ static orn_rc perform(pspc_client *c, const char *url, const char *body, size_t 
 	return rc;
 }
 
-orn_rc pspc_charge_post(pspc_client *c, const char *form, size_t form_len, const char *idem_key,
+orn_rc pspc_intent_post(pspc_client *c, const char *form, size_t form_len, const char *idem_key,
                         int64_t timeout_ms, pspc_response *out)
 {
 	char url[URL_MAX];
@@ -488,32 +593,45 @@ orn_rc pspc_charge_post(pspc_client *c, const char *form, size_t form_len, const
 	memset(out, 0, sizeof *out);
 	if (form == NULL || idem_key == NULL)
 		return ORN_EINVAL;
-	snprintf(url, sizeof url, "%s%s", c->base_url, CHARGE_PATH);
+	snprintf(url, sizeof url, "%s%s", c->base_url, INTENT_PATH);
 	return perform(c, url, form, form_len, idem_key, timeout_ms, out);
 }
 
-orn_rc pspc_charges_of_order(pspc_client *c, const char *order_id, int64_t timeout_ms, pspc_response *out)
+orn_rc pspc_intents_of_order(pspc_client *c, const char *order_id, int64_t timeout_ms, pspc_response *out)
 {
 	char url[URL_MAX];
 
 	memset(out, 0, sizeof *out);
 	if (!orn_id_valid(order_id)) /* an id needs no escaping */
 		return ORN_EINVAL;
-	snprintf(url, sizeof url, "%s%s%s%s", c->base_url, CHARGE_PATH, ORDER_FILTER, order_id);
+	snprintf(url, sizeof url, "%s%s%s%s", c->base_url, INTENT_PATH, ORDER_FILTER, order_id);
 	return perform(c, url, NULL, 0, NULL, timeout_ms, out);
 }
 
-orn_rc pspc_refund_post(pspc_client *c, const char *charge_id, const char *idem_key, int64_t timeout_ms,
+orn_rc pspc_payment_method_get(pspc_client *c, const char *id, int64_t timeout_ms, pspc_response *out)
+{
+	char url[URL_MAX], escaped[PSPC_ID_MAX * 3 + 1];
+	size_t at = 0;
+
+	memset(out, 0, sizeof *out);
+	if (!pspc_payment_method_valid(id) || !put_escaped(escaped, sizeof escaped, &at, id, false))
+		return ORN_EINVAL;
+	escaped[at] = '\0';
+	snprintf(url, sizeof url, "%s%s%s", c->base_url, METHOD_PATH, escaped);
+	return perform(c, url, NULL, 0, NULL, timeout_ms, out);
+}
+
+orn_rc pspc_refund_post(pspc_client *c, const char *intent_id, const char *idem_key, int64_t timeout_ms,
                         pspc_response *out)
 {
-	char url[URL_MAX], form[PSPC_ID_MAX * 3 + 16];
+	char url[URL_MAX], form[PSPC_ID_MAX * 3 + 32];
 	size_t len = 0;
 	orn_rc rc;
 
 	memset(out, 0, sizeof *out);
-	if (charge_id == NULL || idem_key == NULL)
+	if (intent_id == NULL || idem_key == NULL)
 		return ORN_EINVAL;
-	if ((rc = pspc_form_add(form, sizeof form, &len, "charge", charge_id)) != ORN_OK)
+	if ((rc = pspc_form_add(form, sizeof form, &len, "payment_intent", intent_id)) != ORN_OK)
 		return rc;
 	snprintf(url, sizeof url, "%s%s", c->base_url, REFUND_PATH);
 	return perform(c, url, form, len, idem_key, timeout_ms, out);

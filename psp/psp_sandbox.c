@@ -1670,6 +1670,14 @@ static void on_request(struct evhttp_request *req, void *arg)
 			handle_post(s, req, SCOPE_METHODS, create_payment_method);
 		else
 			method_not_allowed(req, "POST, OPTIONS");
+	} else if ((id = item_id(path, "/v1/payment_methods/")) != NULL) {
+		const payment_method *pm = hmap_get(s->payment_methods, id);
+		if (cmd != EVHTTP_REQ_GET)
+			method_not_allowed(req, "GET");
+		else if (pm == NULL)
+			invalid(req, 404, "resource_missing", "id", "No such payment_method.");
+		else
+			respond_json(req, 200, payment_method_json(pm));
 	} else if (strcmp(path, "/v1/payment_intents") == 0) {
 		if (cmd == EVHTTP_REQ_POST)
 			handle_post(s, req, SCOPE_INTENTS, create_intent);

@@ -5,6 +5,9 @@
  * Routes ("Authorization: Bearer <key>", else 401; the publishable key only
  * on /v1/payment_methods, 401 elsewhere):
  *   POST /v1/payment_methods       publishable or secret key; CORS (below)
+ *   GET  /v1/payment_methods/{id}  the payment method (brand, last 4, expiry:
+ *                                  what the merchant records), 404
+ *                                  resource_missing
  *   POST /v1/payment_intents       confirm at creation: 200 succeeded or
  *                                  requires_action (3-D Secure), 402 with
  *                                  error.payment_intent when declined; the

@@ -83,7 +83,9 @@ class AfterPayment(StackTestCase):
         with open(self.stack.psp_state, encoding="utf-8") as f:
             for line in f:
                 record = json.loads(line)
-                if record.get("type") == "refund" and record["refund"]["charge"] == charge_id:
+                # ADR 009's charge refunds, and ADR 028's refunds by intent (charge_id: the intent's id)
+                if record.get("type") in ("refund", "intent_refund") and charge_id in (
+                        record["refund"].get("charge"), record["refund"].get("payment_intent")):
                     out.append(record["refund"])
         return out
 

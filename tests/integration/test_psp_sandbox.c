@@ -987,7 +987,24 @@ Test(psp_sandbox, payment_method_keeps_no_number_and_checks_the_card)
 	cr_assert_gt(jint(j, "created"), 1700000000);
 	cr_assert_null(strstr(r.body, CARD_OK));
 	cr_assert_null(strstr(r.body, CVC));
+	/* the merchant reads it back with the secret key (brand and last 4 for its records) */
+	char path[128];
+	snprintf(path, sizeof path, "/v1/payment_methods/%s", jstr(j, "id"));
 	json_decref(j);
+	free(r.body);
+	r = request(path, NULL, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	j = json_of(&r);
+	cr_assert_str_eq(jstr(j, "card.brand"), "visa");
+	cr_assert_str_eq(jstr(j, "card.last4"), "4242");
+	cr_assert_null(strstr(r.body, CARD_OK));
+	json_decref(j);
+	free(r.body);
+	r = request("/v1/payment_methods/pm_nobody", NULL, NULL);
+	assert_error(&r, 404, "invalid_request_error", "resource_missing", "id");
+	free(r.body);
+	r = request_full(base_url, path, NULL, PK, NULL, NULL, 10000);
+	cr_assert_eq(r.status, 401, "reading a payment method takes the secret key: %s", r.body);
 	free(r.body);
 	/* the secret key may create one too */
 	r = request("/v1/payment_methods", form, NULL);
