@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "holds.h"
 #include "log.h"
 #include "proj_cursor.h"

@@ -549,6 +549,74 @@ Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
 	stop_cleanly();
 }
 
+/* Pays id with the 3-D Secure card; answers the challenge page with action
+ * (approve or decline) as the shopper's browser would; returns once the
+ * order has left awaiting_payment (the provider's signed webhook). */
+static void pay_through_3ds(const customer *me, const char *id, const char *action, const char *want)
+{
+	char path[200], body[512];
+	pay_path(path, sizeof path, id);
+	card_token_body(body, sizeof body, "4000002500003155");
+	reply r = expect(200, "POST", path, me->token, body, "Idempotency-Key: three-ds-1");
+	cr_assert_str_eq(str(r.json, "status"), "awaiting_payment", "%s", r.body);
+	json_t *payment = json_object_get(r.json, "payment");
+	cr_assert_str_eq(str(payment, "status"), "requires_action", "%s", r.body);
+	json_t *next = json_object_get(payment, "next_action");
+	cr_assert_str_eq(str(next, "type"), "redirect_to_url");
+	char url[512];
+	snprintf(url, sizeof url, "%s", str(next, "url"));
+	hc_reply_free(&r);
+	/* the same view on GET, as long as the challenge is open */
+	char order_path[200];
+	snprintf(order_path, sizeof order_path, "/api/v1/orders/%s", id);
+	r = expect(200, "GET", order_path, me->token, NULL, NULL);
+	cr_assert_str_eq(str(json_object_get(json_object_get(r.json, "payment"), "next_action"), "url"), url);
+	hc_reply_free(&r);
+
+	/* the shopper's browser: the page, then its form */
+	const char *slash = strchr(url + strlen("http://"), '/');
+	cr_assert_not_null(slash, "%s", url);
+	char origin[200];
+	snprintf(origin, sizeof origin, "%.*s", (int)(slash - url), url);
+	hc_reply page = hc_perform(origin, "GET", slash, NULL, NULL, 0, 10000L);
+	cr_assert_eq(page.status, 200, "%s", page.body);
+	hc_reply_free(&page);
+	char form[64];
+	snprintf(form, sizeof form, "action=%s", action);
+	const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	hc_reply answered = hc_perform(origin, "POST", slash, headers, form, strlen(form), 10000L);
+	cr_assert(answered.status == 200 || answered.status == 303, "%ld %s", answered.status, answered.body);
+	hc_reply_free(&answered);
+	cr_assert(wait_status(me, id, want, 20000), "the webhook should take the order to %s: %s", want,
+	          status_of(me, id));
+}
+
+Test(api_payment, three_d_secure_approved_on_the_challenge_page_confirms_by_webhook)
+{
+	char mug[65], id[65], order_path[200];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-3DS-1", 1200, mug);
+	customer me = sign_up("three-ds@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_through_3ds(&me, id, "approve", "confirmed");
+	snprintf(order_path, sizeof order_path, "/api/v1/orders/%s", id);
+	reply r = expect(200, "GET", order_path, me.token, NULL, NULL);
+	cr_assert_str_eq(str(json_object_get(r.json, "payment"), "last4"), "3155", "%s", r.body);
+	hc_reply_free(&r);
+}
+
+Test(api_payment, three_d_secure_declined_on_the_challenge_page_fails_the_payment)
+{
+	char mug[65], id[65];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-3DS-2", 1300, mug);
+	customer me = sign_up("three-ds-declined@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_through_3ds(&me, id, "decline", "payment_failed");
+}
+
 Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 {
 	char mug[65], id[65], path[200], body[512];
