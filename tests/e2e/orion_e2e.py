@@ -141,6 +141,8 @@ class Stack:
         self.psp_port = free_port()
         self.psp_key = "sk_test_orion"
         self.psp_state = os.path.join(self.dir, "psp-state.jsonl")
+        self.psp_webhooks = True  # False: the sandbox keeps its events, sends none (no --webhook-url)
+        self.psp_args = []  # more options of `orion psp-sandbox`
 
     # ---- servers ----
     def start_nats(self, auth=True):
@@ -178,8 +180,8 @@ class Stack:
         Its signed webhooks go to the gateway (ADR 028): once the first gateway
         has announced its port, the sandbox is started again with that URL."""
         argv = [self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key", self.psp_key,
-                "--state", self.psp_state]
-        if self.http_port is not None:
+                "--state", self.psp_state] + list(self.psp_args)
+        if self.http_port is not None and self.psp_webhooks:
             argv += ["--webhook-url", f"http://127.0.0.1:{self.http_port}/api/v1/webhooks/psp"]
         if self.psp is None or self.psp.argv != argv:
             if self.psp is not None:
@@ -263,7 +265,7 @@ class Stack:
             first = self.http_port is None
             self.http_port = port
             p.env["ORION_HTTP_ADDR"] = f"127.0.0.1:{port}"  # a restart of p keeps its port
-            if first and self.psp is not None and self.psp.running():
+            if first and self.psp is not None and self.psp.running() and self.psp_webhooks:
                 self.start_psp()  # now with the gateway's webhook URL
         if wait_http:
             assert wait_port(self.http_port), "the gateway did not listen"
