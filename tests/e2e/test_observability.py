@@ -146,7 +146,7 @@ class Observability(StackTestCase):
                             for line in lines),
                 "mail": any(line["msg"] == "mail sent" and line.get("order") == self.order_id
                             for line in lines),
-                "payment": any(line["msg"] == "payment approved" and line.get("order_id") == self.order_id
+                "payment": any(line["msg"] == "payment succeeded" and line.get("order_id") == self.order_id
                                for line in lines),
             }
             return found if all(found.values()) else None
@@ -155,10 +155,14 @@ class Observability(StackTestCase):
         except AssertionError:
             lines = log_lines(self.stack, self.corr)
             self.fail(f"missing sources; lines with the id: {[line['msg'] for line in lines]}")
-        # no line of the story lost its id: the order's mail and payment lines all carry one
+        # no line of the story lost its id: the order's mail lines carry the request's,
+        # its payment lines the request's or, when the provider's webhook told it too
+        # (ADR 028), the id of that webhook's request
         for text in self.stack.serves["all"].log().splitlines():
-            if self.order_id in text and ('"mail sent"' in text or '"payment approved"' in text):
+            if self.order_id in text and '"mail sent"' in text:
                 self.assertIn('"correlation_id":"' + self.corr + '"', text)
+            if self.order_id in text and '"payment succeeded"' in text:
+                self.assertRegex(text, '"correlation_id":"(' + re.escape(self.corr) + '|r[0-9a-f]{32})"')
 
     def replay(self, *args):
         env = self.stack.env()
