@@ -42,6 +42,7 @@
 #include "order_token.h"
 #include "proj_env.h"
 #include "proj_gen.h"
+#include "psp_sandbox.h"
 #include "projector.h"
 #include "psp_sandbox.h"
 #include "read_models.h"
@@ -496,6 +497,15 @@ static orn_rc start_api(serve_state *st)
 	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
 	o.low_stock_threshold = c->low_stock_threshold;
 	o.payment_timeout_ms = (unsigned)c->payment_timeout_ms;
+	/* ADR 028: the provider browsers tokenize at; the bundled sandbox's URL
+	 * when it runs here and nothing else is configured */
+	const char *sandbox_url = offer(st, PSP_OFFERS_URL);
+	o.psp_public_url = c->psp_public_url[0] != '\0' ? c->psp_public_url
+	                   : c->psp_url[0] != '\0'      ? c->psp_url
+	                   : sandbox_url != NULL        ? sandbox_url
+	                                                : "";
+	o.psp_publishable_key = c->psp_publishable_key;
+	o.psp_webhook_secret = c->psp_webhook_secret;
 	rc = gw_api_create(&o, &st->api);
 done:
 	sodium_memzero(secret, sizeof secret);

@@ -76,6 +76,15 @@ static const orn_setting settings[] = {
         INT("ORION_ORDERS_BURST", orders_burst, 10, 1, 1000000,
             "orders one customer may place at once (POST /orders beyond: 429)"),
         INT("ORION_ORDERS_PER_MINUTE", orders_per_minute, 30, 1, 1000000, "then this many a minute"),
+        /* ADR 028: what the gateway tells browsers and checks webhooks with */
+        TEXT("ORION_PSP_URL", psp_url, "", "unset",
+             "card payment provider base URL; unset: the bundled sandbox"),
+        TEXT("ORION_PSP_PUBLIC_URL", psp_public_url, "", "ORION_PSP_URL",
+             "the provider's base URL as browsers reach it (GET /payments/config)"),
+        TEXT("ORION_PSP_PUBLISHABLE_KEY", psp_publishable_key, "pk_test_orion", NULL,
+             "the provider's publishable key browsers tokenize cards with"),
+        TEXT("ORION_PSP_WEBHOOK_SECRET", psp_webhook_secret, "whsec_test_orion", NULL,
+             "the secret the provider signs its webhooks with (POST /webhooks/psp)"),
         TEXT("ORION_MASTER_KEY", master_key, "", "unset",
              "key wrapping the customers' data keys (64 hex digits, or a passphrase of 32+ characters); "
              "unset: DATA_DIR/master.key, made on first start (ADR 027)"),

@@ -51,6 +51,11 @@ typedef struct cli_config {
 	char nats_tls_key[ORN_CONFIG_STR_MAX];
 	/* ORION_MASTER_KEY: wraps the customers' data keys (ADR 027); "" = <data dir>/master.key */
 	char master_key[ORN_CONFIG_STR_MAX];
+	/* the card payment provider as the gateway needs it (ADR 028) */
+	char psp_url[ORN_CONFIG_STR_MAX];             /* ORION_PSP_URL; "" = the bundled sandbox */
+	char psp_public_url[ORN_CONFIG_STR_MAX];      /* ORION_PSP_PUBLIC_URL; "" = ORION_PSP_URL */
+	char psp_publishable_key[ORN_CONFIG_STR_MAX]; /* ORION_PSP_PUBLISHABLE_KEY */
+	char psp_webhook_secret[ORN_CONFIG_STR_MAX];  /* ORION_PSP_WEBHOOK_SECRET */
 } cli_config;
 
 /* The table of the process's settings (ORN_SETTING_END-terminated). */

@@ -39,6 +39,7 @@
  * 1..GW_API_IDEMPOTENCY_KEY_MAX printable ASCII characters. */
 #define GW_API_IDEMPOTENCY_HEADER  "Idempotency-Key"
 #define GW_API_IDEMPOTENCY_KEY_MAX 128
+#define GW_API_SETTING_MAX         512 /* bytes of a copied text setting, NUL included */
 
 struct gw_api {
 	gw_server *server;
@@ -49,6 +50,7 @@ struct gw_api {
 	proj_orders *orders;
 	proj_carts *carts;
 	proj_mail *mail;
+	proj_payments *payment_views; /* the payments read model (ADR 028) */
 	gw_bus *bus;
 	gw_consistency *consistency;
 	gw_metrics *metrics;
@@ -78,6 +80,10 @@ struct gw_api {
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* 0: GW_API_PAYMENT_TIMEOUT_MS */
 	int64_t token_ttl_s;         /* 0: GW_API_TOKEN_TTL_S */
+	/* the card payment provider (ADR 028): "" when not configured */
+	char psp_public_url[GW_API_SETTING_MAX];
+	char psp_publishable_key[GW_API_SETTING_MAX];
+	char psp_webhook_secret[GW_API_SETTING_MAX];
 	/* the dummy hash verified for unknown emails, so timing reveals nothing */
 	char dummy_hash[GW_PASSWORD_HASH_MAX];
 	unsigned inventory_feeds; /* feeds open now */
@@ -260,6 +266,14 @@ void gw_api_complete_failure(gw_async *a, orn_rc rc, const bus_reply *reply);
  * the text buffer with result encoded. The handle, or NULL after answering:
  * 500 when encoded is not ORN_OK, or gw_request_defer's 500. */
 gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded);
+
+/* Writes the order view (gw_view_order) of order id, state s, its first
+ * history_count entries, into w, with the order's payment as the payments
+ * read model has it (none when it has no row or cannot be read: the view
+ * then shows what the order itself knows). False when nothing was written
+ * (no history entry) or on ENOMEM. */
+bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s,
+                        size_t history_count);
 
 /* Calls fn(closure, ORN_OK) once the read models hold seq, or at once
  * without a consistency helper (or when the wait cannot start). */

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "gw_problem.h"
+#include "gw_views.h"
 #include "holds.h"
 #include "log.h"
 #include "proj_cursor.h"
@@ -80,6 +81,27 @@ static bool authorize(gw_request *r, gw_api *api, bool admin_only, gw_caller *ca
 	return ok;
 }
 
+/* A body with card data is refused on every route before anything reads
+ * it (ADR 028): 400 card_data_refused, the body wiped, nothing logged. */
+static bool refuses_card_data(gw_request *r)
+{
+	size_t len = 0;
+	unsigned char *raw = (unsigned char *)gw_request_body(r, &len);
+	if (raw == NULL || len == 0 || !gw_has_card_data(raw, len))
+		return false;
+	sodium_memzero(raw, len);
+	json_t *problem = gw_problem_new(400, "card data is never accepted here: tokenize the card at the "
+	                                      "payment provider (GET /api/v1/payments/config) and send the "
+	                                      "payment method id");
+	if (problem != NULL)
+		json_object_set_new(problem, "code", json_string("card_data_refused"));
+	if (problem != NULL)
+		gw_respond_problem(r, problem);
+	else
+		gw_respond_error(r, 500, NULL);
+	return true;
+}
+
 /* Every route's handler behind its row's access check. */
 static void dispatch(gw_request *r, void *arg)
 {
@@ -90,6 +112,8 @@ static void dispatch(gw_request *r, void *arg)
 		gw_respond_error(r, 503, "the API is not served here");
 		return;
 	}
+	if (refuses_card_data(r))
+		return;
 	if (b->route->access == GW_ACCESS_PUBLIC) {
 		b->route->handler(r, api, NULL);
 		return;
@@ -553,6 +577,18 @@ gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded)
 	return NULL;
 }
 
+bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count)
+{
+	proj_payment *payment = api->payment_views != NULL ? malloc(sizeof *payment) : NULL;
+	orn_rc rc = payment != NULL ? proj_payments_get(api->payment_views, id, payment) : ORN_ENOTFOUND;
+	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
+		log_warn("payments model unreadable; the order is shown without its payment", "order", id,
+		         "error", orn_strerror(rc));
+	bool ok = gw_view_order(w, id, s, history_count, rc == ORN_OK ? &payment->state : NULL);
+	free(payment);
+	return ok;
+}
+
 void gw_api_wait_for(gw_api *api, uint64_t seq, gw_consistency_fn *fn, void *closure)
 {
 	if (api->consistency == NULL ||
@@ -716,6 +752,12 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 	                .low_stock_threshold = o->low_stock_threshold,
 	                .payment_timeout_ms = o->payment_timeout_ms,
 	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S};
+	snprintf(api->psp_public_url, sizeof api->psp_public_url, "%s",
+	         o->psp_public_url != NULL ? o->psp_public_url : "");
+	snprintf(api->psp_publishable_key, sizeof api->psp_publishable_key, "%s",
+	         o->psp_publishable_key != NULL ? o->psp_publishable_key : "");
+	snprintf(api->psp_webhook_secret, sizeof api->psp_webhook_secret, "%s",
+	         o->psp_webhook_secret != NULL ? o->psp_webhook_secret : "");
 	if (o->models != NULL) {
 		api->catalog = o->models->catalog;
 		api->inventory = o->models->inventory;
@@ -723,6 +765,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 		api->orders = o->models->orders;
 		api->carts = o->models->carts;
 		api->mail = o->models->mail;
+		api->payment_views = o->models->payments;
 	}
 	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
 	    (o->order_limits != NULL && (rc = create_order_limits(api, o->order_limits)) != ORN_OK) ||

@@ -99,6 +99,13 @@ typedef struct gw_api_options {
 	int64_t reservation_ttl_ms;  /* how long an order may wait for its confirmation and payment */
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* how long a payment may wait for the provider; 0: 25 s */
+	/* the card payment provider (ADR 028), copied: its base URL as browsers
+	 * reach it and its publishable key (GET /payments/config; "" answers
+	 * 503), and the secret its webhooks are signed with ("": POST
+	 * /webhooks/psp answers 503) */
+	const char *psp_public_url;
+	const char *psp_publishable_key;
+	const char *psp_webhook_secret;
 } gw_api_options;
 
 /* Zeroes o: no models, no bus, no secret (fill what the api serves). */

@@ -86,7 +86,7 @@ static orn_rc read_order(export_job *x, proj_order *order, proj_mail_page *mails
 	if (rc != ORN_OK)
 		return rc;
 	mp_writer_reset(w);
-	if (gw_view_order(w, id, &order->state, ORDER_HISTORY_MAX)) {
+	if (gw_api_write_order(x->api, w, id, &order->state, ORDER_HISTORY_MAX)) {
 		json_t *view = json_loadb((const char *)mp_writer_data(w), mp_writer_size(w), 0, NULL);
 		if (view == NULL || json_array_append_new(x->orders, view) != 0)
 			return ORN_ENOMEM;

@@ -119,7 +119,7 @@ static json_t *read_problem(orn_rc rc)
 static const mp_writer *order_view(gw_api *api, const char *id, const order_state *s, size_t history_count)
 {
 	mp_writer *w = gw_api_text_buffer(api);
-	return w != NULL && gw_view_order(w, id, s, history_count) ? w : NULL;
+	return w != NULL && gw_api_write_order(api, w, id, s, history_count) ? w : NULL;
 }
 
 /* Answers the order (every history entry) with status: now (r) or through a. */

@@ -1,20 +1,21 @@
 /* gw_api_payment.c — POST /api/v1/orders/{id}/payment: pays an order that
- * awaits payment with a card (ADR 009).
+ * awaits payment with a payment method tokenized at the provider (ADR 028;
+ * ADR 009 for the claims and keys).
  *
  * The route checks the login, the owner (404 for anybody else's order, as
  * for one that does not exist), the Idempotency-Key header and the body
- * strictly: {card:{number, exp_month, exp_year, cvc, holder_name}}, each
- * present and of its type. Validating the card itself (Luhn, expiry, CVC
- * length) is the payment service's: it answers rejected invalid_card with
- * the field in the detail, which becomes 400 with errors:[{field, message}].
- * The request becomes the bus command Pay to the payment service ("pay"), id = the
- * order id, payload {customer_id, idempotency_key, card:{...}}; the reply
- * maps to 200 (the order, confirmed or payment_failed, after read-your-
- * writes), 400, 404, 409 (wrong_state, in_progress, limit: too many
- * attempts), 422 (idempotency_conflict: the provider saw the key with other
- * card details; amount_too_large: the total is above the provider's limit)
- * or 503 (failed, timeout, no payment service). The command may wait for
- * the provider, so it gets api->payment_timeout_ms instead of the usual
+ * strictly: {payment_method: "pm_..."}. A card never gets here: every route
+ * refuses card data before its handler (gw_api.c, 400 card_data_refused).
+ * The request becomes the bus request Pay to the payment service ("pay"),
+ * id = the order id, payload {customer_id, idempotency_key, payment_method};
+ * the reply maps to 200 (the order after read-your-writes: confirmed,
+ * payment_failed, or still awaiting_payment with payment.status
+ * "requires_action" and the provider's 3-D Secure page in
+ * payment.next_action), 400 (invalid_payment_method), 404, 409 (wrong_state,
+ * in_progress, limit: too many attempts), 422 (idempotency_conflict: the
+ * provider saw the key with another payment method; amount_too_large) or
+ * 503 (failed, timeout, no payment service). The request may wait for the
+ * provider, so it gets api->payment_timeout_ms instead of the usual
  * command timeout.
  *
  * Idempotency. With an Idempotency-Key the command id is "<order>:pay:" +
@@ -23,24 +24,18 @@
  * The gateway also keeps a record per (customer, order, key), in memory:
  * - while the first request is in flight, requests with the same key and
  *   body wait for its outcome and get the same answer (a double click);
- * - a 200 is kept for PAYMENT_REPLAY_TTL_MS (at most PAYMENT_RECORDS_MAX
- *   records, the oldest dropped first) and replayed for the same key and
- *   body (a network retry), without asking the service again;
+ * - a settled 200 (confirmed or payment_failed) is kept for
+ *   PAYMENT_REPLAY_TTL_MS (at most PAYMENT_RECORDS_MAX records, the oldest
+ *   dropped first) and replayed for the same key and body (a network
+ *   retry), without asking the service again;
  * - the same key with another body is 422, as for POST /orders;
- * - any other answer is not kept: after a 503 (the provider or the payment
- *   service did not answer) the client retries with the same key, and the
- *   retry reaches the service, which reaches the provider with the same key.
+ * - any other answer (and requires_action, which the webhook settles later)
+ *   is not kept: the retry reaches the service, which answers the state the
+ *   payment has reached by then.
  * Bodies are compared by a BLAKE2b-256 of their canonical JSON (sorted keys,
- * compact) keyed with a random per-process key: no card number can be
- * recovered from a record by guessing. A gateway restarted, or another
- * gateway instance, has no records: the payment service and the provider's
- * own idempotency still make the retry one charge; it may then answer 409
- * (the order is no longer awaiting payment) instead of the first 200.
- *
- * Card data. The body is never logged; the raw body, the canonical copy, the
- * parsed strings and the encoded command are wiped (sodium_memzero) as soon
- * as they are no longer needed. Error messages are fixed strings: no input
- * is echoed.
+ * compact) keyed with a random per-process key. A gateway restarted, or
+ * another gateway instance, has no records: the payment service and the
+ * provider's own idempotency still make the retry one charge.
  *
  * Threading: everything runs on the gateway's loop thread. */
 #include "gw_api_payment.h"
@@ -57,26 +52,23 @@
 #include "hashmap.h"
 #include "log.h"
 
-#define PAYMENT_AGGREGATE      "pay" /* the payment service (ADR 009); "payment" is the aggregate */
-#define PAYMENT_CMD_PAY        "Pay"
-#define PAYMENT_BODY_MAX       4096
-#define PAYMENT_RECORDS_MAX    10000
-#define PAYMENT_REPLAY_TTL_MS  (24LL * 3600 * 1000)
-#define PAYMENT_WRITER_RESERVE 2048 /* the command fits without a realloc (which would leave a copy) */
-#define RECORD_KEY_HEX         (2 * crypto_generichash_BYTES + 1)
-#define COMMAND_ID_MAX         (ORDER_ID_MAX + 5 + 2 * crypto_hash_sha256_BYTES + 1)
-
-static const gw_field card_schema[] = {
-        {.name = "number", .type = GW_STRING, .required = true, .min = 1, .max = 64},
-        {.name = "exp_month", .type = GW_INT, .required = true, .min = -9999, .max = 9999},
-        {.name = "exp_year", .type = GW_INT, .required = true, .min = -9999, .max = 9999},
-        {.name = "cvc", .type = GW_STRING, .required = true, .min = 1, .max = 16},
-        {.name = "holder_name", .type = GW_STRING, .required = true, .min = 1, .max = 200},
-        {.name = NULL},
-};
+#define PAY_SERVICE           "pay" /* the payment service (ADR 009); "payment" is the aggregate */
+#define PAYMENT_CMD_PAY       "Pay"
+#define PAYMENT_BODY_MAX      1024
+#define PAYMENT_RECORDS_MAX   10000
+#define PAYMENT_REPLAY_TTL_MS (24LL * 3600 * 1000)
+#define PAYMENT_METHOD_MAX    64 /* GW_PATTERN_ID's bound; the provider's ids (pm_...) are far shorter */
+#define REQUIRES_ACTION       "requires_action"
+#define RECORD_KEY_HEX        (2 * crypto_generichash_BYTES + 1)
+#define COMMAND_ID_MAX        (ORDER_ID_MAX + 5 + 2 * crypto_hash_sha256_BYTES + 1)
 
 static const gw_field payment_schema[] = {
-        {.name = "card", .type = GW_OBJECT, .required = true, .fields = card_schema},
+        {.name = "payment_method",
+         .type = GW_STRING,
+         .required = true,
+         .min = 1,
+         .max = PAYMENT_METHOD_MAX,
+         .pattern = GW_PATTERN_ID},
         {.name = NULL},
 };
 
@@ -211,145 +203,61 @@ static bool is_json(const char *type)
 	       (type[len] == '\0' || type[len] == ';' || type[len] == ' ');
 }
 
-/* Overwrites the strings of the card in body (jansson owns them; they are
- * only written here, just before the object is freed). */
-static void wipe_card(json_t *body)
-{
-	json_t *card = json_object_get(body, "card");
-	const char *name;
-	json_t *value;
-	json_object_foreach(card, name, value)
-	{
-		if (json_is_string(value))
-			sodium_memzero((char *)json_string_value(value), json_string_length(value));
-	}
-}
-
-/* Whether s holds a run of 12 or more digits (a card number, maybe). */
-static bool has_long_digit_run(const char *s)
-{
-	size_t run = 0;
-	for (; *s != '\0'; s++) {
-		run = *s >= '0' && *s <= '9' ? run + 1 : 0;
-		if (run >= 12)
-			return true;
-	}
-	return false;
-}
-
-/* The validator names unknown members in its errors: a card number sent as
- * a member name would come back in the answer. Such names become "card". */
-static void redact_fields(json_t *problem)
-{
-	size_t i;
-	json_t *error;
-	json_array_foreach(json_object_get(problem, "errors"), i, error)
-	{
-		const char *field = json_string_value(json_object_get(error, "field"));
-		if (field != NULL && has_long_digit_run(field))
-			json_object_set_new(error, "field", json_string("card"));
-	}
-}
-
-/* Parses and checks the body against payment_schema, hashes its canonical
- * form into hash, and wipes the raw body. Returns the object (the caller
- * wipes it with wipe_card and frees it), or NULL after answering (400 with
- * the errors, 413, 415, 500). */
+/* Parses and checks the body against payment_schema and hashes its
+ * canonical form into hash. Returns the object (the caller frees it), or
+ * NULL after answering (400 with the errors, 413, 415, 500). */
 static json_t *read_body(gw_request *r, const gw_api_payments *p,
                          unsigned char hash[crypto_generichash_BYTES])
 {
 	size_t len;
-	unsigned char *raw = (unsigned char *)gw_request_body(r, &len);
+	const unsigned char *raw = gw_request_body(r, &len);
 	json_t *body = NULL, *problem = NULL;
-	int status = 0;
-	const char *detail = NULL;
 	if (len > PAYMENT_BODY_MAX) {
-		status = 413;
-		detail = "the request body is too large";
-	} else if (!is_json(gw_request_header(r, "Content-Type"))) {
-		status = 415;
-		detail = "the request body must be application/json";
-	} else {
-		switch (gw_validate_json(raw, len, PAYMENT_BODY_MAX, payment_schema, &body, &problem)) {
-		case ORN_OK:
-			break;
-		case ORN_EINVAL:
-			break;
-		default:
-			status = 500;
-			break;
-		}
+		gw_respond_error(r, 413, "the request body is too large");
+		return NULL;
 	}
-	if (len > 0)
-		sodium_memzero(raw, len); /* the evbuffer's copy: nothing reads it after this */
-	if (body != NULL) {
-		char *canonical = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
-		if (canonical == NULL) {
-			wipe_card(body);
-			json_decref(body);
-			body = NULL;
-			status = 500;
-		} else {
-			size_t n = strlen(canonical);
-			crypto_generichash(hash, crypto_generichash_BYTES, (const unsigned char *)canonical,
-			                   n, p->hash_key, sizeof p->hash_key);
-			sodium_memzero(canonical, n);
-			free(canonical);
-		}
+	if (!is_json(gw_request_header(r, "Content-Type"))) {
+		gw_respond_error(r, 415, "the request body must be application/json");
+		return NULL;
 	}
-	if (body != NULL)
-		return body;
-	if (problem != NULL) {
-		redact_fields(problem);
-		gw_respond_problem(r, problem);
-	} else
-		gw_respond_error(r, status ? status : 500, detail);
-	return NULL;
+	orn_rc rc = gw_validate_json(raw, len, PAYMENT_BODY_MAX, payment_schema, &body, &problem);
+	if (rc != ORN_OK) {
+		if (problem != NULL)
+			gw_respond_problem(r, problem);
+		else
+			gw_respond_error(r, 500, NULL);
+		return NULL;
+	}
+	char *canonical = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
+	if (canonical == NULL) {
+		json_decref(body);
+		gw_respond_error(r, 500, NULL);
+		return NULL;
+	}
+	crypto_generichash(hash, crypto_generichash_BYTES, (const unsigned char *)canonical,
+	                   strlen(canonical), p->hash_key, sizeof p->hash_key);
+	free(canonical);
+	return body;
 }
 
-/* The Pay payload into a fresh writer (reserved first, so it never
- * reallocates with card data in it); NULL on ENOMEM. The caller wipes and
- * destroys it with writer_wipe. */
+/* The Pay payload into a fresh writer; NULL on ENOMEM. */
 static mp_writer *encode_pay(const char *customer, const char *key, const json_t *body)
 {
-	static const unsigned char zeros[PAYMENT_WRITER_RESERVE];
-	const json_t *card = gw_json_object(body, "card");
 	mp_writer *w = mp_writer_create();
 	if (w == NULL)
 		return NULL;
-	mp_write_raw(w, zeros, sizeof zeros);
-	mp_writer_reset(w);
 	mp_write_map(w, 3);
 	mp_write_cstr(w, "customer_id");
 	mp_write_cstr(w, customer);
 	mp_write_cstr(w, "idempotency_key");
 	mp_write_cstr(w, key != NULL ? key : "");
-	mp_write_cstr(w, "card");
-	mp_write_map(w, 5);
-	mp_write_cstr(w, "number");
-	mp_write_cstr(w, gw_json_string(card, "number", ""));
-	mp_write_cstr(w, "exp_month");
-	mp_write_int(w, gw_json_int(card, "exp_month", 0));
-	mp_write_cstr(w, "exp_year");
-	mp_write_int(w, gw_json_int(card, "exp_year", 0));
-	mp_write_cstr(w, "cvc");
-	mp_write_cstr(w, gw_json_string(card, "cvc", ""));
-	mp_write_cstr(w, "holder_name");
-	mp_write_cstr(w, gw_json_string(card, "holder_name", ""));
+	mp_write_cstr(w, "payment_method");
+	mp_write_cstr(w, gw_json_string(body, "payment_method", ""));
 	if (mp_writer_status(w) != ORN_OK) {
-		sodium_memzero((void *)mp_writer_data(w), mp_writer_size(w));
 		mp_writer_destroy(w);
 		return NULL;
 	}
 	return w;
-}
-
-static void writer_wipe(mp_writer *w)
-{
-	if (w == NULL)
-		return;
-	sodium_memzero((void *)mp_writer_data(w), mp_writer_size(w));
-	mp_writer_destroy(w);
 }
 
 /* "<order>:pay:" + hex(SHA-256(key)), or a random id without a key. */
@@ -372,12 +280,14 @@ typedef struct pay_op {
 	gw_api *api;
 	pay_record *record;
 	char order_id[ORDER_ID_MAX];
+	bool requires_action; /* the answer is not kept: the webhook settles the payment later */
 } pay_op;
 
 /* Answers every request waiting on rec with answer (status 200, JSON text
  * of len bytes, taken: a heap string) or a copy of problem (stolen), then
- * keeps rec (a 200 with a key) or frees it. */
-static void record_finish(gw_api *api, pay_record *rec, char *answer, size_t len, json_t *problem)
+ * keeps rec (a 200 with a key, when keepable) or frees it. */
+static void record_finish(gw_api *api, pay_record *rec, char *answer, size_t len, json_t *problem,
+                          bool keepable)
 {
 	gw_api_payments *p = api->payments;
 	while (rec->waiters != NULL) {
@@ -392,7 +302,7 @@ static void record_finish(gw_api *api, pay_record *rec, char *answer, size_t len
 		free(w);
 	}
 	json_decref(problem);
-	bool keep = answer != NULL && rec->key[0] != '\0' && p != NULL;
+	bool keep = keepable && answer != NULL && rec->key[0] != '\0' && p != NULL;
 	if (!keep) {
 		if (rec->key[0] != '\0' && p != NULL)
 			hmap_remove(p->records, rec->key);
@@ -417,7 +327,7 @@ static void record_finish(gw_api *api, pay_record *rec, char *answer, size_t len
 
 static void op_fail(pay_op *op, int status, const char *detail)
 {
-	record_finish(op->api, op->record, NULL, 0, gw_problem_new(status, detail));
+	record_finish(op->api, op->record, NULL, 0, gw_problem_new(status, detail), false);
 	free(op);
 }
 
@@ -429,7 +339,7 @@ static orn_rc settled_view(gw_api *api, const char *order_id, char **out, size_t
 	mp_writer *w = gw_api_text_buffer(api);
 	orn_rc rc = order != NULL && w != NULL ? proj_orders_get(api->orders, order_id, order) : ORN_ENOMEM;
 	*out = NULL;
-	if (rc == ORN_OK && (!gw_view_order(w, order_id, &order->state, ORDER_HISTORY_MAX) ||
+	if (rc == ORN_OK && (!gw_api_write_order(api, w, order_id, &order->state, ORDER_HISTORY_MAX) ||
 	                     mp_writer_status(w) != ORN_OK || (*out = malloc(mp_writer_size(w))) == NULL))
 		rc = ORN_ENOMEM;
 	if (rc == ORN_OK) {
@@ -455,48 +365,8 @@ static void on_settled(void *closure, orn_rc wait_rc)
 		        rc == ORN_ENOMEM ? NULL : "the order is late in the read model; read it again");
 		return;
 	}
-	record_finish(op->api, op->record, answer, len, NULL);
+	record_finish(op->api, op->record, answer, len, NULL, !op->requires_action);
 	free(op);
-}
-
-/* The message for an invalid card field (fixed strings: no input echoed). */
-static const char *card_field_message(const char *field)
-{
-	static const struct {
-		const char *field, *message;
-	} table[] = {
-	        {"number", "is not a valid card number"},
-	        {"exp_month", "must be a month from 1 to 12, not in the past"},
-	        {"exp_year", "the card has expired or the year is invalid"},
-	        {"cvc", "must be 3 digits (4 for American Express)"},
-	        {"holder_name", "must be 1 to 100 characters of text"},
-	};
-	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
-		if (strcmp(field, table[i].field) == 0)
-			return table[i].message;
-	return NULL;
-}
-
-/* 400 for rejected invalid_card: detail names the field ("number",
- * "card.number", possibly followed by ':' or a space and more text). */
-static json_t *invalid_card_problem(const char *detail)
-{
-	char field[32] = "";
-	const char *name = detail;
-	if (strncmp(name, "card.", 5) == 0)
-		name += 5;
-	size_t len = strcspn(name, ": ,;");
-	if (len < sizeof field) {
-		memcpy(field, name, len);
-		field[len] = '\0';
-	}
-	const char *message = card_field_message(field);
-	char path[48];
-	snprintf(path, sizeof path, "card.%s", message != NULL ? field : "");
-	json_t *problem = gw_problem_new(400, "the card was refused before any charge");
-	gw_problem_add_error(problem, message != NULL ? path : "card",
-	                     message != NULL ? message : "is not a valid card");
-	return problem;
 }
 
 static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
@@ -511,8 +381,13 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 	}
 	if (reply->outcome == BUS_REJECTED) {
 		const char *code = reply->code;
-		if (strcmp(code, "invalid_card") == 0) {
-			record_finish(op->api, op->record, NULL, 0, invalid_card_problem(reply->detail));
+		if (strcmp(code, "invalid_payment_method") == 0) {
+			json_t *problem = gw_problem_new(400, "the payment method is not usable");
+			if (problem != NULL)
+				gw_problem_add_error(
+				        problem, "payment_method",
+				        "must be a payment method id (pm_...) the provider issued");
+			record_finish(op->api, op->record, NULL, 0, problem, false);
 			free(op);
 		} else if (strcmp(code, "not_found") == 0) {
 			op_fail(op, 404, "no such order");
@@ -538,7 +413,10 @@ static void on_pay_replied(void *closure, orn_rc rc, bus_reply *reply)
 		}
 		return;
 	}
-	/* accepted: confirmed or payment_failed, committed at reply->seq */
+	/* accepted: confirmed or payment_failed, committed at reply->seq; or
+	 * requires_action, the payment's commit at reply->seq (the payments
+	 * read model then has the challenge's URL for the view) */
+	op->requires_action = strcmp(reply->code, REQUIRES_ACTION) == 0;
 	gw_api_wait_for(op->api, reply->seq, on_settled, op);
 }
 
@@ -661,7 +539,7 @@ void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 		detail = NULL;
 	}
 	if (status != 0) {
-		record_finish(api, rec, NULL, 0, NULL); /* nobody waits yet: just forgotten */
+		record_finish(api, rec, NULL, 0, NULL, false); /* nobody waits yet: just forgotten */
 		gw_respond_error(r, status, detail);
 		goto done;
 	}
@@ -669,22 +547,116 @@ void gw_payment_pay(gw_request *r, gw_api *api, const gw_caller *caller)
 	op->record = rec;
 	snprintf(op->order_id, sizeof op->order_id, "%s", id);
 	if (!add_waiter(r, rec, deadline_ms)) {
-		record_finish(api, rec, NULL, 0, NULL);
+		record_finish(api, rec, NULL, 0, NULL, false);
 		free(op);
 		goto done;
 	}
 	command_id_for(id, key, command_id);
-	rc = gw_api_send_within(api, PAYMENT_AGGREGATE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub,
-	                        timeout_ms, on_pay_replied, op);
+	rc = gw_api_send_within(api, PAY_SERVICE, id, PAYMENT_CMD_PAY, w, command_id, claims->sub, timeout_ms,
+	                        on_pay_replied, op);
 	if (rc != ORN_OK) {
 		log_warn("payment not sent", "order", id, "error", orn_strerror(rc));
 		op_fail(op, 503, "payments are unavailable; try again");
 	}
 done:
-	writer_wipe(w);
-	if (body != NULL) {
-		wipe_card(body);
-		json_decref(body);
-	}
+	mp_writer_destroy(w);
+	json_decref(body);
 	free(order);
+}
+
+/* ---- POST /admin/orders/{id}/refund: a failed refund tried again (ADR 028 §3) ------------ */
+
+typedef struct refund_op {
+	gw_api *api;
+	gw_async *async;
+	char order_id[ORDER_ID_MAX];
+} refund_op;
+
+static void refund_settled(void *closure, orn_rc wait_rc)
+{
+	refund_op *op = closure;
+	char *answer = NULL;
+	size_t len = 0;
+	(void)wait_rc;
+	orn_rc rc = settled_view(op->api, op->order_id, &answer, &len);
+	if (rc == ORN_OK)
+		gw_async_complete_body(op->async, 200, "application/json", answer, len);
+	else
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(rc == ORN_ENOMEM ? 500 : 503,
+		                                         rc == ORN_ENOMEM ? NULL : "orders are unavailable"));
+	free(answer);
+	free(op);
+}
+
+static void refund_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	refund_op *op = closure;
+	if (rc == ORN_OK && reply->outcome == BUS_ACCEPTED) {
+		gw_api_wait_for(op->api, reply->seq, refund_settled, op);
+		return;
+	}
+	if (rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, "not_found") == 0)
+		gw_async_complete_problem(op->async, gw_problem_new(404, "no such order"));
+	else if (rc == ORN_OK && reply->outcome == BUS_REJECTED)
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(409, "the order has no failed refund to try again"));
+	else
+		gw_async_complete_problem(
+		        op->async, gw_problem_new(503, "the payment service did not answer; try again"));
+	free(op);
+}
+
+void gw_payment_retry_refund(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	const char *id;
+	size_t len = 0;
+	char command_id[40];
+	proj_order *order = NULL;
+	if (api->orders == NULL || api->bus == NULL) {
+		gw_respond_error(r, 503, "payments are unavailable");
+		return;
+	}
+	if ((id = gw_api_path_id(r, "id")) == NULL)
+		return;
+	gw_request_body(r, &len);
+	if (len > 0) {
+		gw_respond_error(r, 400, "this request takes no body");
+		return;
+	}
+	orn_rc rc = (order = malloc(sizeof *order)) != NULL ? proj_orders_get(api->orders, id, order)
+	                                                    : ORN_ENOMEM;
+	free(order);
+	if (rc != ORN_OK) {
+		gw_respond_error(r,
+		                 rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? 404
+		                 : rc == ORN_ENOMEM                      ? 500
+		                                                         : 503,
+		                 rc == ORN_ENOTFOUND || rc == ORN_EINVAL ? "no such order" : NULL);
+		return;
+	}
+	mp_writer *w = gw_api_text_buffer(api);
+	refund_op *op = calloc(1, sizeof *op);
+	if (w == NULL || op == NULL) {
+		free(op);
+		gw_respond_error(r, 500, NULL);
+		return;
+	}
+	mp_write_map(w, 1);
+	mp_write_cstr(w, "actor");
+	mp_write_cstr(w, caller->claims.sub);
+	if ((op->async = gw_api_defer_encoded(r, mp_writer_status(w))) == NULL) {
+		free(op);
+		return;
+	}
+	op->api = api;
+	snprintf(op->order_id, sizeof op->order_id, "%s", id);
+	gw_api_new_id(command_id, sizeof command_id);
+	rc = gw_api_send(api, PAY_SERVICE, id, "RetryRefund", w, command_id, caller->claims.sub,
+	                 refund_replied, op);
+	if (rc != ORN_OK) {
+		gw_async_complete_problem(op->async,
+		                          gw_problem_new(503, "payments are unavailable; try again"));
+		free(op);
+	}
 }

@@ -6,5 +6,6 @@
 #include "gw_api.h"
 
 gw_api_handler gw_payment_pay;
+gw_api_handler gw_payment_retry_refund; /* POST /admin/orders/{id}/refund (ADR 028 §3) */
 
 #endif

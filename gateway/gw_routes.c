@@ -11,6 +11,7 @@
 #include "gw_api_mail.h"
 #include "gw_api_orders.h"
 #include "gw_api_payment.h"
+#include "gw_api_psp.h"
 #include "gw_api_public.h"
 
 #define PUBLIC  GW_ACCESS_PUBLIC
@@ -43,6 +44,7 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/admin/orders/{id}/cancel", gw_admin_orders_cancel, ADMIN},
         {GW_POST, "/api/v1/admin/orders/{id}/ship", gw_admin_orders_ship, ADMIN},
         {GW_POST, "/api/v1/admin/orders/{id}/deliver", gw_admin_orders_deliver, ADMIN},
+        {GW_POST, "/api/v1/admin/orders/{id}/refund", gw_payment_retry_refund, ADMIN},
         /* the cart */
         {GW_GET, "/api/v1/cart", gw_cart_get, ACCOUNT},
         {GW_DELETE, "/api/v1/cart", gw_cart_clear, ACCOUNT},
@@ -58,6 +60,9 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/orders/{id}/cancel", gw_orders_cancel, ACCOUNT},
         {GW_GET, "/api/v1/orders/{id}/events", gw_orders_events, ACCOUNT},
         {GW_POST, "/api/v1/orders/{id}/payment", gw_payment_pay, ACCOUNT},
+        /* the card payment provider (ADR 028) */
+        {GW_GET, "/api/v1/payments/config", gw_psp_config, PUBLIC},
+        {GW_POST, "/api/v1/webhooks/psp", gw_psp_webhook, PUBLIC}, /* the signature is the credential */
         /* email */
         {GW_POST, "/api/v1/orders/{id}/confirmation-email", gw_mail_resend_confirmation, ACCOUNT},
         {GW_GET, "/api/v1/admin/mail", gw_mail_list, ADMIN},

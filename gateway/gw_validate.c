@@ -231,3 +231,62 @@ const json_t *gw_json_object(const json_t *object, const char *name)
 	const json_t *value = json_object_get(object, name);
 	return json_is_object(value) ? value : NULL;
 }
+
+/* The Luhn check of count digits. */
+static bool luhn(const unsigned char *digits, size_t count)
+{
+	unsigned sum = 0;
+	for (size_t i = 0; i < count; i++) {
+		unsigned d = digits[count - 1 - i];
+		if (i % 2 == 1 && (d *= 2) > 9)
+			d -= 9;
+		sum += d;
+	}
+	return sum % 10 == 0;
+}
+
+static bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Whether body[at..] opens a member named "card": the quoted name (any
+ * case), then optional whitespace and a colon. */
+static bool card_member_at(const unsigned char *body, size_t len, size_t at)
+{
+	static const char name[] = "\"card\"";
+	size_t n = sizeof name - 1;
+	if (len - at < n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)(body[at + i] | 0x20) != (unsigned char)(name[i] | 0x20))
+			return false;
+	for (at += n;
+	     at < len && (body[at] == ' ' || body[at] == '\t' || body[at] == '\n' || body[at] == '\r'); at++)
+		;
+	return at < len && body[at] == ':';
+}
+
+bool gw_has_card_data(const unsigned char *body, size_t len)
+{
+	unsigned char digits[20];
+	size_t count = 0;
+	for (size_t i = 0; i <= len; i++) {
+		unsigned char c = i < len ? body[i] : '\0';
+		if (c == '"' && card_member_at(body, len, i))
+			return true;
+		if (is_digit(c)) {
+			if (count < sizeof digits)
+				digits[count] = (unsigned char)(c - '0');
+			count++;
+			continue;
+		}
+		/* one separator between two digits keeps the run going */
+		if ((c == ' ' || c == '-') && count > 0 && i + 1 < len && is_digit(body[i + 1]))
+			continue;
+		if (count >= 12 && count <= 19 && digits[0] >= 2 && digits[0] <= 6 && luhn(digits, count))
+			return true;
+		count = 0;
+	}
+	return false;
+}

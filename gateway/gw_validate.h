@@ -60,6 +60,15 @@ bool gw_validate_object(const json_t *object, const gw_field *schema, const char
 /* Whether s matches the id class [A-Za-z0-9_-]{1,64} (ids in paths). */
 bool gw_valid_id(const char *s);
 
+/* Card data in a request body (ADR 028: a card number never reaches Orion):
+ * true if body holds a JSON member named "card" (any case, optionally
+ * with whitespace before the colon) or a run of 12 to 19 digits, single
+ * spaces or dashes allowed between them, that starts with 2..6 (the card
+ * networks' first digits) and passes the Luhn check. Such a body is refused
+ * before any handler reads it. A run longer than 19 digits is not a card
+ * number. Pure; the body need not be NUL-terminated. */
+bool gw_has_card_data(const unsigned char *body, size_t len);
+
 /* Typed access to a validated object: the value of member name, or fallback
  * when absent (the schema guarantees the type when present). */
 const char *gw_json_string(const json_t *object, const char *name, const char *fallback);

@@ -163,7 +163,65 @@ static void write_shipment(mp_writer *w, const order_state *s, size_t history_co
 	raw(w, "}");
 }
 
-bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t history_count)
+/* The current attempt of payment when it waits for 3-D Secure; NULL otherwise. */
+static const payment_attempt *awaiting_action(const payment_state *payment)
+{
+	const payment_attempt *a = payment != NULL ? payment_current_attempt(payment) : NULL;
+	return a != NULL && payment->status == PAYMENT_STATUS_REQUIRES_ACTION && a->action_url[0] != '\0'
+	               ? a
+	               : NULL;
+}
+
+static void write_payment(mp_writer *w, const order_state *s, order_status status,
+                          const payment_state *payment)
+{
+	const payment_attempt *action = status == ORDER_AWAITING_PAYMENT ? awaiting_action(payment) : NULL;
+	raw(w, MEMBER("payment"));
+	if ((order_status_is_paid(status) || s->cancelled_after_payment) && s->brand[0] != '\0') {
+		raw(w, "{\"brand\":");
+		string(w, s->brand);
+		member_string(w, MEMBER("last4"), s->last4);
+		raw(w, "}");
+	} else if (action != NULL) {
+		raw(w,
+		    "{\"status\":\"requires_action\"" MEMBER("next_action") "{\"type\":\"redirect_to_url\"");
+		member_string(w, MEMBER("url"), action->action_url);
+		raw(w, "}}");
+	} else {
+		raw(w, "null");
+	}
+}
+
+/* The refund of an order cancelled after payment: the last charge's refund
+ * the provider was asked for, else pending for the order's total. */
+static void write_refund(mp_writer *w, const order_state *s, order_status status, int64_t total,
+                         const payment_state *payment)
+{
+	static const char *const names[] = {
+	        [PAYMENT_REFUND_STATUS_NONE] = "pending",
+	        [PAYMENT_REFUND_STATUS_PENDING] = "pending",
+	        [PAYMENT_REFUND_STATUS_REFUNDED] = "succeeded",
+	        [PAYMENT_REFUND_STATUS_FAILED] = "failed",
+	};
+	const payment_charge *charge = NULL;
+	raw(w, MEMBER("refund"));
+	if (status != ORDER_CANCELLED || !s->cancelled_after_payment) {
+		raw(w, "null");
+		return;
+	}
+	for (size_t i = 0; payment != NULL && i < payment->charge_count; i++)
+		if (payment->charges[i].refund != PAYMENT_REFUND_STATUS_NONE)
+			charge = &payment->charges[i];
+	payment_refund_status refund = charge != NULL ? charge->refund : PAYMENT_REFUND_STATUS_NONE;
+	raw(w, "{\"status\":");
+	string(w, names[refund]);
+	member_int(w, MEMBER("amount_cents"),
+	           charge != NULL && charge->refund_amount_cents > 0 ? charge->refund_amount_cents : total);
+	raw(w, "}");
+}
+
+bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t history_count,
+                   const payment_state *payment)
 {
 	int64_t total = 0;
 	if (history_count > s->history_count)
@@ -191,15 +249,9 @@ bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t hi
 		separate(w, i);
 		gw_view_history_entry(w, &s->history[i]);
 	}
-	raw(w, "]" MEMBER("payment"));
-	if (order_status_is_paid(last->status) && s->brand[0] != '\0') {
-		raw(w, "{\"brand\":");
-		string(w, s->brand);
-		member_string(w, MEMBER("last4"), s->last4);
-		raw(w, "}");
-	} else {
-		raw(w, "null");
-	}
+	raw(w, "]");
+	write_payment(w, s, last->status, payment);
+	write_refund(w, s, last->status, total, payment);
 	write_shipment(w, s, history_count);
 	raw(w, "}");
 	return true;

@@ -21,6 +21,7 @@
 #include "catalog.h"
 #include "mpack.h"
 #include "order.h"
+#include "payment.h"
 #include "proj_quote.h"
 
 #define GW_VIEW_TIME_MAX 32 /* bytes of gw_view_format_time's text, NUL included */
@@ -39,13 +40,23 @@ json_t *gw_view_time_json(int64_t ms, bool zero_is_null);
 void gw_view_product(mp_writer *w, const proj_product *p, bool with_levels);
 
 /* The order view of API.md: {id, status, items, total_cents, currency,
- * created_at, updated_at, history, payment, shipment: {carrier,
+ * created_at, updated_at, history, payment, refund, shipment: {carrier,
  * tracking_number, shipped_at, delivered_at|null}|null}, showing the first
  * history_count entries of s's history (at most ORDER_HISTORY_MAX; the
- * status is the last one shown). Never the customer's email, the token hash
- * or the request hash. Returns false, writing nothing, when no entry is
- * shown (an order always has one). */
-bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t history_count);
+ * status is the last one shown). payment (NULL: none known) is the order's
+ * payment aggregate as the payments read model has it (ADR 028):
+ *   payment  {brand, last4} once paid; {status: "requires_action",
+ *            next_action: {type: "redirect_to_url", url}} while the order
+ *            awaits payment and the current attempt waits for 3-D Secure;
+ *            null otherwise;
+ *   refund   {status: "pending"|"succeeded"|"failed", amount_cents} for an
+ *            order cancelled after payment (pending until the payment role
+ *            asked the provider; the amount the order's total until the
+ *            provider reports its own), else null.
+ * Never the customer's email, the token hash or the request hash. Returns
+ * false, writing nothing, when no entry is shown (an order always has one). */
+bool gw_view_order(mp_writer *w, const char *id, const order_state *s, size_t history_count,
+                   const payment_state *payment);
 
 /* One history entry: {status, at, reason|null}. */
 void gw_view_history_entry(mp_writer *w, const order_history_entry *h);

@@ -13,7 +13,8 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	    (rc = proj_users_create(env, &m->users)) != ORN_OK ||
 	    (rc = proj_orders_create(env, &m->orders)) != ORN_OK ||
 	    (rc = proj_carts_create(env, &m->carts)) != ORN_OK ||
-	    (rc = proj_mail_create(env, &m->mail)) != ORN_OK) {
+	    (rc = proj_mail_create(env, &m->mail)) != ORN_OK ||
+	    (rc = proj_payments_create(env, &m->payments)) != ORN_OK) {
 		proj_models_close(m);
 		return rc;
 	}
@@ -23,11 +24,13 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	m->defs[3] = *proj_orders_def(m->orders);
 	m->defs[4] = *proj_carts_def(m->carts);
 	m->defs[5] = *proj_mail_def(m->mail);
+	m->defs[6] = *proj_payments_def(m->payments);
 	return ORN_OK;
 }
 
 void proj_models_close(proj_models *m)
 {
+	proj_payments_destroy(m->payments);
 	proj_mail_destroy(m->mail);
 	proj_carts_destroy(m->carts);
 	proj_orders_destroy(m->orders);

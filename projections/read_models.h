@@ -11,11 +11,12 @@
 #include "inventory.h"
 #include "mails.h"
 #include "orders.h"
+#include "payments.h"
 #include "proj_env.h"
 #include "projector.h"
 #include "users.h"
 
-#define PROJ_MODEL_COUNT 6
+#define PROJ_MODEL_COUNT 7
 
 typedef struct proj_models {
 	proj_inventory *inventory;
@@ -23,7 +24,8 @@ typedef struct proj_models {
 	proj_users *users;
 	proj_orders *orders;
 	proj_carts *carts;
-	proj_mail *mail;                 /* last: the models before it keep their handle numbers */
+	proj_mail *mail;
+	proj_payments *payments;         /* last: the models before it keep their handle numbers */
 	proj_def defs[PROJ_MODEL_COUNT]; /* a runner keeps pointing at these */
 } proj_models;
 

@@ -54,7 +54,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from orion_e2e import (FINAL, Client, Process, Stack, admin, card, create_product, free_port,  # noqa: E402
+from orion_e2e import (FINAL, Client, Process, Stack, admin, tokenize_at, create_product, free_port,  # noqa: E402
                        wait_port, wait_until)
 
 CUSTOMERS = 60
@@ -309,6 +309,7 @@ class Customer:
         self.uncertain = False
         self.replays = 0  # 422/409 answers to a retry whose first attempt had gone through
         self.stale_answers = 0  # 200 answers whose order body was behind
+        self.psp_url = None  # the provider sandbox cards are tokenized at (ADR 028)
 
     def _client(self, port):
         if port not in self.clients:
@@ -358,8 +359,10 @@ class Customer:
         still awaits payment the same request is sent again: the key keeps it
         to one charge, which the test checks at the provider."""
         deadline = time.monotonic() + STEP_DEADLINE_S
+        # tokenized once: a retry sends the same body with the same key
+        body = {"payment_method": tokenize_at(self.psp_url, "pk_test_orion", APPROVE)}
         while True:
-            r = self.call("POST", f"/orders/{order_id}/payment", card(APPROVE), headers={"Idempotency-Key": key})
+            r = self.call("POST", f"/orders/{order_id}/payment", body, headers={"Idempotency-Key": key})
             if r.status == 200 and r.json()["status"] == "confirmed":
                 return
             if r.status == 200:
@@ -422,6 +425,8 @@ class Cluster(unittest.TestCase):
                 wait_until(lambda: Client(port).get(f"/products/{p}").status == 200, 20,
                            what=f"product {p} on :{port}")
         customers = [Customer(gateways, f"{unique('c')}@example.com") for _ in range(CUSTOMERS)]
+        for c in customers:
+            c.psp_url = stack.psp_url
         errors = []
         run_threads(lambda c: c.register(), customers, WORKERS, errors)
         self.assertEqual(errors, [])

@@ -24,7 +24,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from orion_e2e import (StackTestCase, Client, confirmation_link, create_product, query_token,  # noqa: E402
-                       register, wait_status, wait_until, card)
+                       register, wait_status, wait_until, tokenize)
 
 OPENAPI = os.path.join(HERE, "..", "..", "gateway", "openapi.yaml")
 PREFIX = "/api/v1"
@@ -247,10 +247,14 @@ class ResponseBodies(StackTestCase):
         self.assertIn(customer.post(f"/orders/{order}/confirmation-email").status, (202, 429))
         self.assertEqual(anonymous.post(f"/orders/{order}/confirm", {"token": "A" * 43}).status, 403)
         self.assertEqual(anonymous.post(f"/orders/{order}/confirm", {"token": token}).status, 200)
-        r = customer.post(f"/orders/{order}/payment", card("4242424242424242"),
-                          headers={"Idempotency-Key": unique("pay")})
+        r = anonymous.get("/payments/config")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(customer.post(f"/orders/{order}/payment", card("4242424242424242")).status, 409)
+        self.assertEqual(customer.post(f"/orders/{order}/payment", {"card": {"number": "4242424242424242"}}).status,
+                         400)  # card data never accepted (ADR 028)
+        method = {"payment_method": tokenize(customer, "4242424242424242")}
+        r = customer.post(f"/orders/{order}/payment", method, headers={"Idempotency-Key": unique("pay")})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(customer.post(f"/orders/{order}/payment", method).status, 409)
 
         # another order cancelled
         self.assertEqual(customer.post("/cart/items", {"product_id": product, "quantity": 1}).status, 200)

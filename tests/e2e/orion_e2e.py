@@ -141,6 +141,8 @@ class Stack:
         self.psp_port = free_port()
         self.psp_key = "sk_test_orion"
         self.psp_state = os.path.join(self.dir, "psp-state.jsonl")
+        self.psp_webhooks = True  # False: the sandbox keeps its events, sends none (no --webhook-url)
+        self.psp_args = []  # more options of `orion psp-sandbox`
 
     # ---- servers ----
     def start_nats(self, auth=True):
@@ -174,11 +176,17 @@ class Stack:
 
     def start_psp(self):
         """The provider sandbox alone, its state in a file (it survives a restart);
-        every `orion serve` started after this is pointed at it (ORION_PSP_URL)."""
-        if self.psp is None:
-            self.psp = Process([self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key",
-                                self.psp_key, "--state", self.psp_state], self.env(),
-                               os.path.join(self.dir, "psp.log"))
+        every `orion serve` started after this is pointed at it (ORION_PSP_URL).
+        Its signed webhooks go to the gateway (ADR 028): once the first gateway
+        has announced its port, the sandbox is started again with that URL."""
+        argv = [self.orion, "psp-sandbox", "--listen", f"127.0.0.1:{self.psp_port}", "--key", self.psp_key,
+                "--state", self.psp_state] + list(self.psp_args)
+        if self.http_port is not None and self.psp_webhooks:
+            argv += ["--webhook-url", f"http://127.0.0.1:{self.http_port}/api/v1/webhooks/psp"]
+        if self.psp is None or self.psp.argv != argv:
+            if self.psp is not None:
+                self.psp.stop(10)
+            self.psp = Process(argv, self.env(), os.path.join(self.dir, "psp.log"))
         self.psp.start()
         assert wait_port(self.psp_port), f"the psp sandbox did not listen:\n{self.psp.log()[-2000:]}"
 
@@ -186,18 +194,26 @@ class Stack:
     def psp_url(self):
         return f"http://127.0.0.1:{self.psp_port}"
 
+    def intents(self, order_id):
+        """The sandbox's payment intents of order_id, newest first
+        (GET /v1/payment_intents?metadata[order_id]=)."""
+        query = urllib.parse.urlencode({"metadata[order_id]": order_id})
+        r = provider_call(self.psp_url, "GET", f"/v1/payment_intents?{query}", self.psp_key)
+        assert r.status == 200, r
+        return r.json()["data"]
+
     def charges(self, order_id):
-        """The sandbox's charges of order_id, newest first (GET /v1/charges?metadata[order_id]=)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.psp_port, timeout=10)
-        try:
-            query = urllib.parse.urlencode({"metadata[order_id]": order_id})
-            conn.request("GET", f"/v1/charges?{query}", headers={"Authorization": f"Bearer {self.psp_key}"})
-            r = conn.getresponse()
-            body = r.read()
-            assert r.status == 200, (r.status, body[:300])
-            return json.loads(body)["data"]
-        finally:
-            conn.close()
+        """The intents of order_id that charged the card (succeeded), each with
+        `refunded` (all of it refunded), newest first."""
+        return [dict(i, refunded=i.get("amount_refunded", 0) >= i["amount"]) for i in self.intents(order_id)
+                if i["status"] == "succeeded"]
+
+    def events(self, type_=None):
+        """The sandbox's webhook events, newest first (GET /v1/events)."""
+        query = "?" + urllib.parse.urlencode({"type": type_}) if type_ else ""
+        r = provider_call(self.psp_url, "GET", f"/v1/events{query}", self.psp_key)
+        assert r.status == 200, r
+        return r.json()["data"]
 
     def env(self, **extra):
         env = dict(os.environ)
@@ -246,8 +262,11 @@ class Stack:
         if announced:
             port = int(announced.group(1))
             assert self.http_port in (None, port), (self.http_port, port)
+            first = self.http_port is None
             self.http_port = port
             p.env["ORION_HTTP_ADDR"] = f"127.0.0.1:{port}"  # a restart of p keeps its port
+            if first and self.psp is not None and self.psp.running() and self.psp_webhooks:
+                self.start_psp()  # now with the gateway's webhook URL
         if wait_http:
             assert wait_port(self.http_port), "the gateway did not listen"
         return p
@@ -525,19 +544,54 @@ def query_token(link):
     return urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["token"][0]
 
 
-# ---- payments (ADR 009) ----
+# ---- payments (ADR 009, ADR 028) ----
 
 HOLDER = "Grace Q. Cardholder"  # a holder name no file may ever contain
 TEST_CVC = "737"
 
 
-def card(number, exp_month=12, exp_year=2030, cvc=TEST_CVC, holder_name=HOLDER):
-    return {"card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": cvc,
-                     "holder_name": holder_name}}
+def provider_call(url, method, path, key, form=None, headers=None):
+    """One request to the payment provider at url (its base): form-encoded
+    body, Bearer key; the Reply."""
+    parsed = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    hdrs = {"Authorization": f"Bearer {key}"}
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form).encode()
+        hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    hdrs.update(headers or {})
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+def tokenize_at(provider_url, publishable_key, number, exp_month=12, exp_year=2030, cvc=TEST_CVC):
+    """POST {provider_url}/v1/payment_methods with the publishable key: the pm_ id."""
+    r = provider_call(provider_url, "POST", "/v1/payment_methods", publishable_key,
+                      {"type": "card", "card[number]": number, "card[exp_month]": str(exp_month),
+                       "card[exp_year]": str(exp_year), "card[cvc]": cvc})
+    assert r.status == 200, r
+    return r.json()["id"]
+
+
+def tokenize(client, number, **card_fields):
+    """Tokenizes a card as a browser does (ADR 028): the provider's URL and
+    publishable key from GET /payments/config, then tokenize_at. The pm_ id."""
+    r = client.get("/payments/config")
+    assert r.status == 200, r
+    config = r.json()
+    return tokenize_at(config["provider_url"], config["publishable_key"], number, **card_fields)
 
 
 def pay(client, order_id, number, key=None, **card_fields):
-    return client.post(f"/orders/{order_id}/payment", card(number, **card_fields),
+    """Tokenizes number at the provider, then pays order_id with the payment
+    method: the Reply of POST /orders/{id}/payment."""
+    method = tokenize(client, number, **card_fields)
+    return client.post(f"/orders/{order_id}/payment", {"payment_method": method},
                        headers={"Idempotency-Key": key} if key else None)
 
 

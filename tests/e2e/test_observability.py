@@ -30,7 +30,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from orion_e2e import (StackTestCase, confirmation_link, create_product,  # noqa: E402
-                       query_token, register, wait_port, wait_status, wait_until)
+                       query_token, register, tokenize, wait_port, wait_status, wait_until)
 
 APPROVE = "4242424242424242"
 
@@ -115,9 +115,7 @@ class Observability(StackTestCase):
                                 headers={"X-Correlation-Id": corr})
         assert r.status == 200 and r.json()["status"] == "awaiting_payment", r
         assert r.headers.get("x-request-id") == corr, r.headers
-        r = c.post(f"/orders/{order_id}/payment", {"card": {
-            "number": APPROVE, "exp_month": 12, "exp_year": 2030, "cvc": "737", "holder_name": "A B"}},
-            headers=hdr)
+        r = c.post(f"/orders/{order_id}/payment", {"payment_method": tokenize(c, APPROVE)}, headers=hdr)
         assert r.status == 200, r
         wait_status(c, order_id, "confirmed")
         cls.customer = c
@@ -148,7 +146,7 @@ class Observability(StackTestCase):
                             for line in lines),
                 "mail": any(line["msg"] == "mail sent" and line.get("order") == self.order_id
                             for line in lines),
-                "payment": any(line["msg"] == "payment approved" and line.get("order_id") == self.order_id
+                "payment": any(line["msg"] == "payment succeeded" and line.get("order_id") == self.order_id
                                for line in lines),
             }
             return found if all(found.values()) else None
@@ -157,10 +155,14 @@ class Observability(StackTestCase):
         except AssertionError:
             lines = log_lines(self.stack, self.corr)
             self.fail(f"missing sources; lines with the id: {[line['msg'] for line in lines]}")
-        # no line of the story lost its id: the order's mail and payment lines all carry one
+        # no line of the story lost its id: the order's mail lines carry the request's,
+        # its payment lines the request's or, when the provider's webhook told it too
+        # (ADR 028), the id of that webhook's request
         for text in self.stack.serves["all"].log().splitlines():
-            if self.order_id in text and ('"mail sent"' in text or '"payment approved"' in text):
+            if self.order_id in text and '"mail sent"' in text:
                 self.assertIn('"correlation_id":"' + self.corr + '"', text)
+            if self.order_id in text and '"payment succeeded"' in text:
+                self.assertRegex(text, '"correlation_id":"(' + re.escape(self.corr) + '|r[0-9a-f]{32})"')
 
     def replay(self, *args):
         env = self.stack.env()

@@ -9,8 +9,10 @@ sandbox alone (its state in a file, so it survives its own restart):
            it raises SIGKILL right after the provider answered the charge,
            before any event is appended.
 
-The customer pays with an Idempotency-Key: the request fails (503) and the
-provider has charged once. The payment process comes back without the fault
+The customer pays (a card tokenized at the provider) with an
+Idempotency-Key: the request fails (503) and the provider has charged once;
+its webhook finds no payment role to record it (503, so the provider sends
+it again). The payment process comes back without the fault
 (and the sandbox is restarted too, from its state file); the customer's retry
 with the same key and body gets the provider's stored first answer: 200
 confirmed, exactly one charge, the stock sold, one "confirmed" email.
@@ -24,8 +26,8 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import (Stack, admin, awaiting_payment, create_product, emails_by_order_status, pay,  # noqa: E402
-                       register, wait_until)
+from orion_e2e import (Stack, admin, awaiting_payment, create_product, emails_by_order_status,  # noqa: E402
+                       register, tokenize, wait_until)
 
 FRONT = "stock,product,user,cart,order,checkout,projector,gateway,mail"
 FAULT_ENV = "ORION_FAULT_PAYMENT_KILL_AFTER_CHARGE"
@@ -34,6 +36,11 @@ APPROVE = "4242424242424242"
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def pay(client, order_id, method, key):
+    """The customer's request, the same every time: one payment method, one key."""
+    return client.post(f"/orders/{order_id}/payment", {"payment_method": method}, headers={"Idempotency-Key": key})
 
 
 class PaymentCrash(unittest.TestCase):
@@ -50,10 +57,10 @@ class PaymentCrash(unittest.TestCase):
             product = create_product(a, unique("sku"), 5, price=4200)
             c = register(stack.http_port, f"{unique('f')}@example.com")
             order_id = awaiting_payment(stack, c, product, 2)
-            key = unique("k")
+            key, method = unique("k"), tokenize(c, APPROVE)
 
             started = time.monotonic()
-            r = pay(c, order_id, APPROVE, key=key)
+            r = pay(c, order_id, method, key)
             self.assertEqual(r.status, 503, r)
             print(f"\n  the failed request took {time.monotonic() - started:.1f}s", file=sys.stderr)
             victim.proc.wait(timeout=10)
@@ -73,7 +80,7 @@ class PaymentCrash(unittest.TestCase):
                        what="the restarted payment process")
             self.assertTrue(victim.running(), victim.log()[-3000:])
 
-            r = pay(c, order_id, APPROVE, key=key)
+            r = pay(c, order_id, method, key)
             self.assertEqual(r.status, 200, r)
             self.assertEqual(r.json()["status"], "confirmed")
             self.assertEqual(r.json()["payment"], {"brand": "visa", "last4": "4242"})
@@ -82,7 +89,7 @@ class PaymentCrash(unittest.TestCase):
             self.assertEqual((charges[0]["status"], charges[0]["refunded"], charges[0]["amount"]),
                              ("succeeded", False, 2 * 4200))
             # the same answer again, still one charge
-            again = pay(c, order_id, APPROVE, key=key)
+            again = pay(c, order_id, method, key)
             self.assertEqual((again.status, again.body), (200, r.body))
             self.assertEqual(len(stack.charges(order_id)), 1)
             wait_until(lambda: a.get(f"/admin/products/{product}").json()["reserved"] == 0, 10, what="the commit")

@@ -1,24 +1,29 @@
 /* test_api_payment.c — POST /api/v1/orders/{id}/payment (gateway/
- * gw_api_payment.c) through a real `orion serve` (embedded nats-server) on a
- * free loopback port, driven with libcurl.
+ * gw_api_payment.c) and the card guard of every route (gw_api.c, ADR 028)
+ * through a real `orion serve` (embedded nats-server) on a free loopback
+ * port, driven with libcurl.
  *
  * Without the payment service: login (401), owner only (404), the id, the
- * Idempotency-Key and the strict body (400, 413, 415), a cancelled order
- * (409), and no payment service serving (503, the order untouched). With it
- * (skipped while `orion serve --help` does not list the payment role): a
- * payment before the order awaits payment (409), an invalid card (400 naming
- * the field, nothing charged), an approved card (200 confirmed, replayed for
- * the same key, 422 for the same key with another body, 409 for another
- * key), a declined one (200 payment_failed with the reason) and an order
- * above the provider's limit (422, still payable, no attempt left open).
+ * Idempotency-Key and the strict body {payment_method} (400, 413, 415),
+ * card data refused on any route (400 card_data_refused, in no log line), a
+ * cancelled order (409), and no payment service serving (503, the order
+ * untouched). With it: a payment before the order awaits payment (409), an
+ * unknown payment method (400, nothing charged), a card tokenized at the
+ * provider's sandbox as a browser does (GET /payments/config, POST
+ * /v1/payment_methods) and approved (200 confirmed, replayed for the same
+ * key, 422 for the same key with another method, 409 for another key), a
+ * declined one (200 payment_failed with the reason) and an order above the
+ * provider's limit (422, still payable, no attempt left open).
  *
  * Against a fake payment service on the bus (suite api_payment_fake): five
  * requests at once with one Idempotency-Key are one Pay command and one
- * answer, the command id and payload follow ADR 009, a later retry is
- * replayed without a command, and the service's answers map to statuses.
+ * answer, the command id and payload follow ADR 028, a later retry is
+ * replayed without a command, the service's answers map to statuses
+ * (requires_action: 200 with the provider's page, not replayed), and the
+ * provider's signed webhooks become PspEvent requests (the signature
+ * checked, a redelivery the same command, 503 when it cannot be recorded).
  *
- * No answer may echo the card number or the CVC. One server per test,
- * stopped in .fini. */
+ * One server per test, stopped in .fini. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -39,6 +44,8 @@
 #include "http_client.h"
 #include "order.h"
 #include "order_token.h"
+
+#include <sodium.h>
 
 #define ADMIN_EMAIL    "admin@orion.test"
 #define ADMIN_PASSWORD "correct horse battery"
@@ -286,18 +293,44 @@ static void awaiting_payment(const customer *c, const char *product, char id[65]
 	hc_reply_free(&r);
 }
 
-/* {"card":{...}} with the given number (the rest valid). */
-static void card_body(char *out, size_t cap, const char *number, int exp_year)
+/* {"payment_method":"<id>"}. */
+static void pm_body(char *out, size_t cap, const char *method)
 {
-	snprintf(out, cap,
-	         "{\"card\":{\"number\":\"%s\",\"exp_month\":12,\"exp_year\":%d,\"cvc\":\"737\","
-	         "\"holder_name\":\"Ada Lovelace\"}}",
-	         number, exp_year);
+	snprintf(out, cap, "{\"payment_method\":\"%s\"}", method);
 }
 
 static void pay_path(char *out, size_t cap, const char *id)
 {
 	snprintf(out, cap, "/api/v1/orders/%s/payment", id);
+}
+
+/* Tokenizes a card at the provider as a browser does (ADR 028): the
+ * provider's URL and publishable key from GET /payments/config, then
+ * POST {provider}/v1/payment_methods; the pm_ id into out. */
+static void tokenize(const char *number, char out[128])
+{
+	reply config = expect(200, "GET", "/api/v1/payments/config", NULL, NULL, NULL);
+	const char *provider = str(config.json, "provider_url");
+	char auth[300], form[300];
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", str(config.json, "publishable_key"));
+	const char *headers[] = {auth, "Content-Type: application/x-www-form-urlencoded", NULL};
+	snprintf(form, sizeof form,
+	         "type=card&card[number]=%s&card[exp_month]=12&card[exp_year]=2030&card[cvc]=737", number);
+	hc_reply pm =
+	        hc_perform(provider, "POST", "/v1/payment_methods", headers, form, strlen(form), 20000L);
+	cr_assert_eq(pm.status, 200, "tokenizing: %ld %s", pm.status, pm.body);
+	snprintf(out, 128, "%s", str(pm.json, "id"));
+	cr_assert_eq(strncmp(out, "pm_", 3), 0, "%s", pm.body);
+	hc_reply_free(&pm);
+	hc_reply_free(&config);
+}
+
+/* {"payment_method": <a token of number>}. */
+static void card_token_body(char *out, size_t cap, const char *number)
+{
+	char pm[128];
+	tokenize(number, pm);
+	pm_body(out, cap, pm);
 }
 
 /* ---- without the payment service ------------------------------------------------ */
@@ -309,7 +342,7 @@ Test(api_payment, login_owner_id_key_and_a_strict_body_are_checked_first)
 	customer me = sign_up("payer@orion.test"), other = sign_up("other-payer@orion.test");
 	place(&me, mug, 1, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	pm_body(body, sizeof body, "pm_any");
 
 	reply r = expect_problem(401, path, NULL, body, NULL);
 	cr_assert_not_null(hc_header(&r, "WWW-Authenticate"));
@@ -332,59 +365,69 @@ Test(api_payment, login_owner_id_key_and_a_strict_body_are_checked_first)
 	r = expect_problem(400, path, me.token, body, long_key);
 	hc_reply_free(&r);
 
-	/* the body: JSON, small, exactly {card:{number, exp_month, exp_year, cvc, holder_name}} */
+	/* the body: JSON, small, exactly {payment_method} */
 	r = call_as("POST", path, me.token, body, "text/plain", NULL);
 	cr_assert_eq(r.status, 415, "%s", r.body);
-	cr_assert_null(strstr(r.body, "4242424242424242"));
 	hc_reply_free(&r);
 	char *big = malloc(8192);
 	cr_assert_not_null(big);
-	snprintf(big, 8192, "{\"card\":{\"number\":\"4242424242424242\",\"holder_name\":\"%05000d\"}}", 0);
+	snprintf(big, 8192, "{\"payment_method\":\"pm_%05000d\"}", 0);
 	r = expect_problem(413, path, me.token, big, NULL);
 	hc_reply_free(&r);
 	free(big);
 	r = expect_problem(400, path, me.token, "{}", NULL);
-	cr_assert_str_eq(first_error_field(&r), "card");
+	cr_assert_str_eq(first_error_field(&r), "payment_method");
 	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token, "not json", NULL);
 	hc_reply_free(&r);
 	r = expect_problem(400, path, me.token, "", NULL);
 	hc_reply_free(&r);
-	r = expect_problem(
-	        400, path, me.token,
-	        "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":\"12\",\"exp_year\":2030,"
-	        "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
-	        NULL);
-	cr_assert_str_eq(first_error_field(&r), "card.exp_month");
+	r = expect_problem(400, path, me.token, "{\"payment_method\":7}", NULL);
+	cr_assert_str_eq(first_error_field(&r), "payment_method");
 	hc_reply_free(&r);
-	r = expect_problem(400, path, me.token,
-	                   "{\"card\":{\"number\":4242424242424242,\"exp_month\":12,\"exp_year\":2030,"
-	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
-	                   NULL);
-	cr_assert_str_eq(first_error_field(&r), "card.number");
-	hc_reply_free(&r);
-	r = expect_problem(400, path, me.token,
-	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
-	                   "\"holder_name\":\"Ada\"}}",
-	                   NULL);
-	cr_assert_str_eq(first_error_field(&r), "card.cvc");
-	hc_reply_free(&r);
-	r = expect_problem(400, path, me.token,
-	                   "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
-	                   "\"cvc\":\"737\",\"holder_name\":\"Ada\",\"pin\":\"1234\"}}",
-	                   NULL);
-	cr_assert_str_eq(first_error_field(&r), "card.pin");
-	hc_reply_free(&r);
-	/* a card number sent as a member name is not echoed */
-	r = expect_problem(400, path, me.token, "{\"card\":{\"4242424242424242\":\"737\"}}", NULL);
+	r = expect_problem(400, path, me.token, "{\"payment_method\":\"pm 1\"}", NULL);
+	cr_assert_str_eq(first_error_field(&r), "payment_method");
 	hc_reply_free(&r);
 	/* mass assignment: no amount, currency or status from the client */
-	snprintf(body, sizeof body,
-	         "{\"amount_cents\":1,\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,"
-	         "\"exp_year\":2030,\"cvc\":\"737\",\"holder_name\":\"Ada\"}}");
-	r = expect_problem(400, path, me.token, body, NULL);
+	r = expect_problem(400, path, me.token, "{\"amount_cents\":1,\"payment_method\":\"pm_1\"}", NULL);
 	cr_assert_str_eq(first_error_field(&r), "amount_cents");
 	hc_reply_free(&r);
+
+	/* card data: refused before anything reads it, and never echoed */
+	static const char *const with_card[] = {
+	        "{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":12,\"exp_year\":2030,"
+	        "\"cvc\":\"737\",\"holder_name\":\"Ada\"}}",
+	        "{\"payment_method\":\"pm_1\",\"card\":{}}",
+	        "{\"payment_method\":\"4242424242424242\"}",
+	        "{\"payment_method\":\"pm_1\",\"note\":\"4242 4242 4242 4242\"}",
+	        "{\"card\":{\"4242424242424242\":\"737\"}}",
+	};
+	for (size_t i = 0; i < sizeof with_card / sizeof *with_card; i++) {
+		r = expect_problem(400, path, me.token, with_card[i], "Idempotency-Key: card-1");
+		cr_assert_str_eq(str(r.json, "code"), "card_data_refused", "%s", r.body);
+		hc_reply_free(&r);
+	}
+	/* on every route, whoever calls */
+	r = expect_problem(400, "/api/v1/cart/items", me.token,
+	                   "{\"product_id\":\"p1\",\"quantity\":1,\"note\":\"5555555555554444\"}", NULL);
+	cr_assert_str_eq(str(r.json, "code"), "card_data_refused", "%s", r.body);
+	hc_reply_free(&r);
+	r = expect_problem(400, "/api/v1/auth/login", NULL,
+	                   "{\"email\":\"a@b.test\",\"password\":\"4000002500003155\"}", NULL);
+	cr_assert_str_eq(str(r.json, "code"), "card_data_refused", "%s", r.body);
+	hc_reply_free(&r);
+	/* no line of the server's log holds a number sent */
+	char log_path[600];
+	snprintf(log_path, sizeof log_path, "%s/serve.log", data_dir);
+	FILE *log = fopen(log_path, "r");
+	cr_assert_not_null(log);
+	char line[4096];
+	while (fgets(line, sizeof line, log) != NULL) {
+		cr_assert_null(strstr(line, "4242424242424242"), "%s", line);
+		cr_assert_null(strstr(line, "5555555555554444"), "%s", line);
+		cr_assert_null(strstr(line, "4000002500003155"), "%s", line);
+	}
+	fclose(log);
 
 	/* nothing of it moved the order, and serve stops cleanly */
 	cr_assert_neq(strcmp(status_of(&me, id), "confirmed"), 0);
@@ -401,7 +444,7 @@ Test(api_payment, a_cancelled_order_cannot_be_paid)
 	reply r = expect(200, "POST", path, me.token, NULL, NULL);
 	hc_reply_free(&r);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	pm_body(body, sizeof body, "pm_any");
 	r = expect_problem(409, path, me.token, body, NULL);
 	hc_reply_free(&r);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: cancelled-1");
@@ -416,7 +459,7 @@ Test(api_payment_unserved, no_payment_service_is_503_and_the_order_waits)
 	customer me = sign_up("unserved@orion.test");
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	pm_body(body, sizeof body, "pm_any");
 	int64_t start = th_now_ms();
 	reply r = expect_problem(503, path, me.token, body, "Idempotency-Key: unserved-1");
 	cr_assert_lt(th_now_ms() - start, 5000, "nobody serves payments: no need to wait");
@@ -439,7 +482,7 @@ Test(api_payment, paying_before_the_order_awaits_payment_is_409)
 	customer me = sign_up("early-payer@orion.test");
 	place(&me, mug, 1, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	pm_body(body, sizeof body, "pm_early");
 	/* pending or already awaiting_confirmation: either way not payable */
 	reply r = expect_problem(409, path, me.token, body, NULL);
 	hc_reply_free(&r);
@@ -449,7 +492,7 @@ Test(api_payment, paying_before_the_order_awaits_payment_is_409)
 	cr_assert_str_eq(status_of(&me, id), "awaiting_confirmation");
 }
 
-Test(api_payment, an_invalid_card_is_400_naming_the_field_and_charges_nothing)
+Test(api_payment, an_unknown_payment_method_is_400_and_charges_nothing)
 {
 	char mug[65], id[65], path[200], body[512];
 	if (!has_payment())
@@ -459,19 +502,14 @@ Test(api_payment, an_invalid_card_is_400_naming_the_field_and_charges_nothing)
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
 
-	card_body(body, sizeof body, "4242424242424241", 2030); /* Luhn fails */
+	pm_body(body, sizeof body, "pm_nobody_issued_this");
 	reply r = expect_problem(400, path, me.token, body, NULL);
-	cr_assert_str_eq(first_error_field(&r), "card.number", "%s", r.body);
-	cr_assert_null(strstr(r.body, "4242424242424241"));
-	hc_reply_free(&r);
-	card_body(body, sizeof body, "4242424242424242", 2020); /* expired */
-	r = expect_problem(400, path, me.token, body, "Idempotency-Key: expired-1");
-	cr_assert(strncmp(first_error_field(&r), "card.exp_", 9) == 0, "%s", r.body);
+	cr_assert_str_eq(first_error_field(&r), "payment_method", "%s", r.body);
 	hc_reply_free(&r);
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
 
 	/* and a valid card still pays it afterwards */
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	card_token_body(body, sizeof body, "4242424242424242");
 	r = expect(200, "POST", path, me.token, body, "Idempotency-Key: valid-1");
 	cr_assert_str_eq(str(r.json, "status"), "confirmed");
 	hc_reply_free(&r);
@@ -486,25 +524,20 @@ Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
 	customer me = sign_up("approved@orion.test");
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	card_token_body(body, sizeof body, "4242424242424242");
 
 	reply first = expect(200, "POST", path, me.token, body, "Idempotency-Key: pay-key-1");
 	cr_assert_str_eq(str(first.json, "status"), "confirmed");
 	json_t *payment = json_object_get(first.json, "payment");
 	cr_assert_str_eq(str(payment, "brand"), "visa");
 	cr_assert_str_eq(str(payment, "last4"), "4242");
-	cr_assert_null(strstr(first.body, "4242424242424242"));
-	/* the cvc as a JSON value, or any cvc key: a bare "737" also occurs in ids and milliseconds */
-	cr_assert_null(strstr(first.body, "\"737\""), "%s", first.body);
-	cr_assert_null(strstr(first.body, "cvc"), "%s", first.body);
-	cr_assert_null(strstr(first.body, "Ada Lovelace"));
 
 	/* the same request again: the same answer */
 	reply again = expect(200, "POST", path, me.token, body, "Idempotency-Key: pay-key-1");
 	cr_assert_str_eq(again.body, first.body);
 	hc_reply_free(&again);
 	/* the same key with another card: 422; another key or none: 409 */
-	card_body(other_body, sizeof other_body, "5555555555554444", 2031);
+	card_token_body(other_body, sizeof other_body, "5555555555554444");
 	reply r = expect_problem(422, path, me.token, other_body, "Idempotency-Key: pay-key-1");
 	hc_reply_free(&r);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: pay-key-2");
@@ -516,6 +549,74 @@ Test(api_payment, an_approved_card_confirms_and_the_key_replays_it)
 	stop_cleanly();
 }
 
+/* Pays id with the 3-D Secure card; answers the challenge page with action
+ * (approve or decline) as the shopper's browser would; returns once the
+ * order has left awaiting_payment (the provider's signed webhook). */
+static void pay_through_3ds(const customer *me, const char *id, const char *action, const char *want)
+{
+	char path[200], body[512];
+	pay_path(path, sizeof path, id);
+	card_token_body(body, sizeof body, "4000002500003155");
+	reply r = expect(200, "POST", path, me->token, body, "Idempotency-Key: three-ds-1");
+	cr_assert_str_eq(str(r.json, "status"), "awaiting_payment", "%s", r.body);
+	json_t *payment = json_object_get(r.json, "payment");
+	cr_assert_str_eq(str(payment, "status"), "requires_action", "%s", r.body);
+	json_t *next = json_object_get(payment, "next_action");
+	cr_assert_str_eq(str(next, "type"), "redirect_to_url");
+	char url[512];
+	snprintf(url, sizeof url, "%s", str(next, "url"));
+	hc_reply_free(&r);
+	/* the same view on GET, as long as the challenge is open */
+	char order_path[200];
+	snprintf(order_path, sizeof order_path, "/api/v1/orders/%s", id);
+	r = expect(200, "GET", order_path, me->token, NULL, NULL);
+	cr_assert_str_eq(str(json_object_get(json_object_get(r.json, "payment"), "next_action"), "url"), url);
+	hc_reply_free(&r);
+
+	/* the shopper's browser: the page, then its form */
+	const char *slash = strchr(url + strlen("http://"), '/');
+	cr_assert_not_null(slash, "%s", url);
+	char origin[200];
+	snprintf(origin, sizeof origin, "%.*s", (int)(slash - url), url);
+	hc_reply page = hc_perform(origin, "GET", slash, NULL, NULL, 0, 10000L);
+	cr_assert_eq(page.status, 200, "%s", page.body);
+	hc_reply_free(&page);
+	char form[64];
+	snprintf(form, sizeof form, "action=%s", action);
+	const char *headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	hc_reply answered = hc_perform(origin, "POST", slash, headers, form, strlen(form), 10000L);
+	cr_assert(answered.status == 200 || answered.status == 303, "%ld %s", answered.status, answered.body);
+	hc_reply_free(&answered);
+	cr_assert(wait_status(me, id, want, 20000), "the webhook should take the order to %s: %s", want,
+	          status_of(me, id));
+}
+
+Test(api_payment, three_d_secure_approved_on_the_challenge_page_confirms_by_webhook)
+{
+	char mug[65], id[65], order_path[200];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-3DS-1", 1200, mug);
+	customer me = sign_up("three-ds@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_through_3ds(&me, id, "approve", "confirmed");
+	snprintf(order_path, sizeof order_path, "/api/v1/orders/%s", id);
+	reply r = expect(200, "GET", order_path, me.token, NULL, NULL);
+	cr_assert_str_eq(str(json_object_get(r.json, "payment"), "last4"), "3155", "%s", r.body);
+	hc_reply_free(&r);
+}
+
+Test(api_payment, three_d_secure_declined_on_the_challenge_page_fails_the_payment)
+{
+	char mug[65], id[65];
+	if (!has_payment())
+		cr_skip_test("orion serve has no payment role yet");
+	create_product("PAY-3DS-2", 1300, mug);
+	customer me = sign_up("three-ds-declined@orion.test");
+	awaiting_payment(&me, mug, id);
+	pay_through_3ds(&me, id, "decline", "payment_failed");
+}
+
 Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 {
 	char mug[65], id[65], path[200], body[512];
@@ -525,7 +626,7 @@ Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 	customer me = sign_up("declined@orion.test");
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4000000000009995", 2030);
+	card_token_body(body, sizeof body, "4000000000009995");
 	reply r = expect(200, "POST", path, me.token, body, "Idempotency-Key: declined-1");
 	cr_assert_str_eq(str(r.json, "status"), "payment_failed");
 	json_t *history = json_object_get(r.json, "history");
@@ -534,7 +635,7 @@ Test(api_payment, a_declined_card_fails_the_payment_with_its_reason)
 	cr_assert(json_is_null(json_object_get(r.json, "payment")));
 	hc_reply_free(&r);
 	/* a failed order is final */
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	card_token_body(body, sizeof body, "4242424242424242");
 	r = expect_problem(409, path, me.token, body, NULL);
 	hc_reply_free(&r);
 }
@@ -548,7 +649,7 @@ Test(api_payment, an_order_above_the_provider_limit_is_422_and_stays_payable)
 	customer me = sign_up("too-large@orion.test");
 	awaiting_payment(&me, big, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, "4242424242424242", 2030);
+	pm_body(body, sizeof body, "pm_any");
 	for (int i = 0; i < 2; i++) { /* the retry is refused the same way: nothing was left open */
 		reply r = expect_problem(422, path, me.token, body, "Idempotency-Key: too-large-1");
 		cr_assert_str_eq(str(r.json, "detail"),
@@ -567,13 +668,16 @@ Test(api_payment, an_order_above_the_provider_limit_is_422_and_stays_payable)
  * order paid through the order actor, so the reply's seq is a real commit. */
 
 #define FAKE_DELAY_MS 400
-#define FAKE_APPROVE  "4242424242424242"
-#define FAKE_BAD_CVC  "4000000000000127" /* rejected invalid_card, detail card.cvc */
-#define FAKE_DOWN     "4000000000000119" /* failed unavailable */
-#define FAKE_BUSY     "4000000000000259" /* rejected in_progress */
-#define FAKE_CONFLICT "4000000000000101" /* rejected idempotency_conflict (the provider's key reused) */
-#define FAKE_LIMIT    "4000000000000341" /* rejected limit (the payment's attempts used up) */
-#define FAKE_TOO_BIG  "4000000000000036" /* rejected amount_too_large */
+#define FAKE_APPROVE  "pm_fake_approve"
+#define FAKE_OTHER    "pm_fake_other"    /* approves too */
+#define FAKE_UNUSABLE "pm_fake_unusable" /* rejected invalid_payment_method */
+#define FAKE_DOWN     "pm_fake_down"     /* failed unavailable */
+#define FAKE_BUSY     "pm_fake_busy"     /* rejected in_progress */
+#define FAKE_CONFLICT "pm_fake_conflict" /* rejected idempotency_conflict (the provider's key reused) */
+#define FAKE_LIMIT    "pm_fake_limit"    /* rejected limit (the payment's attempts used up) */
+#define FAKE_TOO_BIG  "pm_fake_too_big"  /* rejected amount_too_large */
+#define FAKE_3DS      "pm_fake_3ds"      /* accepted requires_action */
+#define FAKE_3DS_URL  "http://127.0.0.1:1/v1/3ds/pi_fake"
 
 typedef struct fake_service {
 	natsConnection *sub_nc, *cmd_nc;
@@ -583,6 +687,10 @@ typedef struct fake_service {
 	int bad_payloads;     /* Pay commands whose payload broke the contract */
 	char command_id[256]; /* of the last Pay */
 	char key[160];        /* its idempotency_key */
+	int events;           /* PspEvent commands received */
+	bool events_fail;     /* answer them failed unavailable */
+	char event_command_id[256];
+	char event_order[80], event_fields[1024]; /* of the last PspEvent: its subject's id, "k=v;..." */
 } fake_service;
 
 static fake_service fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -599,12 +707,12 @@ static void fake_reply(natsMsg *msg, bus_outcome outcome, const char *code, cons
 	mp_writer_destroy(w);
 }
 
-/* The Pay payload: exactly {customer_id, idempotency_key, card:{number,
- * exp_month, exp_year, cvc, holder_name}}; the number and key copied out. */
-static bool fake_parse(const env_envelope *cmd, char *number, size_t number_cap, char *key, size_t key_cap)
+/* The Pay payload: exactly {customer_id, idempotency_key,
+ * payment_method}; the method and key copied out. */
+static bool fake_parse(const env_envelope *cmd, char *method, size_t method_cap, char *key, size_t key_cap)
 {
 	mp_reader rd;
-	uint32_t n, m, len;
+	uint32_t n, len;
 	const char *name;
 	int fields = 0;
 	mp_reader_init(&rd, cmd->payload, cmd->payload_len);
@@ -613,33 +721,64 @@ static bool fake_parse(const env_envelope *cmd, char *number, size_t number_cap,
 	for (uint32_t i = 0; i < n; i++) {
 		if (mp_read_str(&rd, &name, &len) != ORN_OK)
 			return false;
-		if (mp_str_eq(name, len, "customer_id") && mp_skip(&rd) == ORN_OK) {
-			fields++;
-		} else if (mp_str_eq(name, len, "idempotency_key") &&
-		           mp_read_cstr(&rd, key, key_cap) == ORN_OK) {
-			fields++;
-		} else if (mp_str_eq(name, len, "card") && mp_read_map(&rd, &m) == ORN_OK && m == 5) {
-			for (uint32_t j = 0; j < m; j++) {
-				int64_t v;
-				if (mp_read_str(&rd, &name, &len) != ORN_OK)
-					return false;
-				bool ok = mp_str_eq(name, len, "number")
-				                  ? mp_read_cstr(&rd, number, number_cap) == ORN_OK
-				          : mp_str_eq(name, len, "exp_month") ||
-				                          mp_str_eq(name, len, "exp_year")
-				                  ? mp_read_int(&rd, &v) == ORN_OK
-				          : mp_str_eq(name, len, "cvc") || mp_str_eq(name, len, "holder_name")
-				                  ? mp_skip(&rd) == ORN_OK
-				                  : false;
-				if (!ok)
-					return false;
-			}
-			fields++;
-		} else {
+		bool ok = mp_str_eq(name, len, "customer_id") ? mp_skip(&rd) == ORN_OK
+		          : mp_str_eq(name, len, "idempotency_key")
+		                  ? mp_read_cstr(&rd, key, key_cap) == ORN_OK
+		          : mp_str_eq(name, len, "payment_method")
+		                  ? mp_read_cstr(&rd, method, method_cap) == ORN_OK
+		                  : false;
+		if (!ok)
 			return false;
-		}
+		fields++;
 	}
 	return fields == 3;
+}
+
+/* A PspEvent payload as "name=value;" pairs in its order (ADR 028: ten
+ * members, amount_cents an integer, the rest strings). */
+static bool fake_event_fields(const env_envelope *cmd, char *out, size_t cap)
+{
+	mp_reader rd;
+	uint32_t n, len;
+	const char *name;
+	size_t used = 0;
+	out[0] = '\0';
+	mp_reader_init(&rd, cmd->payload, cmd->payload_len);
+	if (mp_read_map(&rd, &n) != ORN_OK || n != 10)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		char value[300];
+		int64_t amount;
+		if (mp_read_str(&rd, &name, &len) != ORN_OK)
+			return false;
+		if (mp_str_eq(name, len, "amount_cents")) {
+			if (mp_read_int(&rd, &amount) != ORN_OK)
+				return false;
+			snprintf(value, sizeof value, "%lld", (long long)amount);
+		} else if (mp_read_cstr(&rd, value, sizeof value) != ORN_OK) {
+			return false;
+		}
+		used += (size_t)snprintf(out + used, cap - used, "%.*s=%s;", (int)len, name, value);
+		if (used >= cap)
+			return false;
+	}
+	return true;
+}
+
+static void fake_on_event(natsMsg *msg, const env_envelope *cmd, const char *order_id)
+{
+	pthread_mutex_lock(&fake.lock);
+	fake.events++;
+	bool ok = fake_event_fields(cmd, fake.event_fields, sizeof fake.event_fields);
+	fake.bad_payloads += !ok;
+	snprintf(fake.event_command_id, sizeof fake.event_command_id, "%s", cmd->causation);
+	snprintf(fake.event_order, sizeof fake.event_order, "%s", order_id);
+	bool fail = fake.events_fail;
+	pthread_mutex_unlock(&fake.lock);
+	if (fail || !ok)
+		fake_reply(msg, BUS_FAILED, "unavailable", "", 0);
+	else
+		fake_reply(msg, BUS_ACCEPTED, "", "", 0);
 }
 
 /* MarkPaid through the order actor; the seq of its commit, 0 on failure. */
@@ -670,13 +809,19 @@ static uint64_t fake_mark_paid(const env_envelope *cmd, const char *order_id)
 static void fake_on_pay(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	env_envelope cmd;
-	char number[32] = "", key[160] = "";
+	char number[64] = "", key[160] = "";
 	const char *subject = natsMsg_GetSubject(msg);
 	const char *order_id = strrchr(subject, '.') + 1;
 	(void)nc, (void)sub, (void)closure;
-	bool ok =
-	        env_decode_buffer(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &cmd) == ORN_OK &&
-	        strcmp(cmd.type, "Pay") == 0 && fake_parse(&cmd, number, sizeof number, key, sizeof key);
+	bool decoded =
+	        env_decode_buffer(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &cmd) == ORN_OK;
+	if (decoded && strcmp(cmd.type, "PspEvent") == 0) {
+		fake_on_event(msg, &cmd, order_id);
+		natsMsg_Destroy(msg);
+		return;
+	}
+	bool ok = decoded && strcmp(cmd.type, "Pay") == 0 &&
+	          fake_parse(&cmd, number, sizeof number, key, sizeof key);
 	pthread_mutex_lock(&fake.lock);
 	fake.pays++;
 	fake.bad_payloads += !ok;
@@ -687,8 +832,10 @@ static void fake_on_pay(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 	pthread_mutex_unlock(&fake.lock);
 	if (!ok)
 		fake_reply(msg, BUS_FAILED, "invalid", "", 0);
-	else if (strcmp(number, FAKE_BAD_CVC) == 0)
-		fake_reply(msg, BUS_REJECTED, "invalid_card", "card.cvc", 0);
+	else if (strcmp(number, FAKE_UNUSABLE) == 0)
+		fake_reply(msg, BUS_REJECTED, "invalid_payment_method", "", 0);
+	else if (strcmp(number, FAKE_3DS) == 0)
+		fake_reply(msg, BUS_ACCEPTED, "requires_action", FAKE_3DS_URL, 1);
 	else if (strcmp(number, FAKE_DOWN) == 0)
 		fake_reply(msg, BUS_FAILED, "unavailable", "", 0);
 	else if (strcmp(number, FAKE_BUSY) == 0)
@@ -699,7 +846,7 @@ static void fake_on_pay(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
 		fake_reply(msg, BUS_REJECTED, "limit", "", 0);
 	else if (strcmp(number, FAKE_TOO_BIG) == 0)
 		fake_reply(msg, BUS_REJECTED, "amount_too_large", "", 0);
-	else if (strcmp(number, FAKE_APPROVE) == 0) {
+	else if (strcmp(number, FAKE_APPROVE) == 0 || strcmp(number, FAKE_OTHER) == 0) {
 		th_sleep_ms(FAKE_DELAY_MS);
 		uint64_t seq = fake_mark_paid(&cmd, order_id);
 		if (seq > 0)
@@ -763,7 +910,7 @@ Test(api_payment_fake, a_double_click_is_one_command_and_the_same_answer, .timeo
 	customer me = sign_up("fake-double@orion.test");
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
-	card_body(body, sizeof body, FAKE_APPROVE, 2030);
+	pm_body(body, sizeof body, FAKE_APPROVE);
 
 	/* five requests at once with one key: the first is sent, the others wait for it */
 	click clicks[5];
@@ -797,7 +944,7 @@ Test(api_payment_fake, a_double_click_is_one_command_and_the_same_answer, .timeo
 	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), 1);
 	/* the same key with another body: 422, not sent */
-	card_body(other, sizeof other, FAKE_APPROVE, 2031);
+	pm_body(other, sizeof other, FAKE_OTHER);
 	r = expect_problem(422, path, me.token, other, "Idempotency-Key: dbl-1");
 	hc_reply_free(&r);
 	cr_assert_eq(fake_pays(), 1);
@@ -818,15 +965,15 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	awaiting_payment(&me, mug, id);
 	pay_path(path, sizeof path, id);
 
-	card_body(body, sizeof body, FAKE_BAD_CVC, 2030);
+	pm_body(body, sizeof body, FAKE_UNUSABLE);
 	reply r = expect_problem(400, path, me.token, body, "Idempotency-Key: map-1");
-	cr_assert_str_eq(first_error_field(&r), "card.cvc");
+	cr_assert_str_eq(first_error_field(&r), "payment_method");
 	hc_reply_free(&r);
-	card_body(body, sizeof body, FAKE_BUSY, 2030);
+	pm_body(body, sizeof body, FAKE_BUSY);
 	r = expect_problem(409, path, me.token, body, NULL);
 	hc_reply_free(&r);
 	/* failed: 503, and not remembered: the retry with the key is sent again */
-	card_body(body, sizeof body, FAKE_DOWN, 2030);
+	pm_body(body, sizeof body, FAKE_DOWN);
 	int before = fake_pays();
 	r = expect_problem(503, path, me.token, body, "Idempotency-Key: map-2");
 	hc_reply_free(&r);
@@ -838,28 +985,184 @@ Test(api_payment_fake, the_service_answers_map_to_statuses)
 	cr_assert_eq(fake.bad_payloads, 0);
 	pthread_mutex_unlock(&fake.lock);
 	/* without a key the command id is random */
-	card_body(body, sizeof body, FAKE_BUSY, 2030);
+	pm_body(body, sizeof body, FAKE_BUSY);
 	r = expect_problem(409, path, me.token, body, NULL);
 	hc_reply_free(&r);
 	pthread_mutex_lock(&fake.lock);
 	cr_assert_neq(strncmp(fake.command_id, id, strlen(id)), 0, "%s", fake.command_id);
 	cr_assert_str_eq(fake.key, "");
 	pthread_mutex_unlock(&fake.lock);
-	/* the provider saw the key with other card details: 422, as a reused key */
-	card_body(body, sizeof body, FAKE_CONFLICT, 2030);
+	/* the provider saw the key with another payment method: 422, as a reused key */
+	pm_body(body, sizeof body, FAKE_CONFLICT);
 	r = expect_problem(422, path, me.token, body, "Idempotency-Key: map-3");
 	cr_assert_str_eq(str(r.json, "detail"), "this Idempotency-Key was used for another request");
 	hc_reply_free(&r);
 	/* the payment's attempts are used up: 409 saying so */
-	card_body(body, sizeof body, FAKE_LIMIT, 2030);
+	pm_body(body, sizeof body, FAKE_LIMIT);
 	r = expect_problem(409, path, me.token, body, "Idempotency-Key: map-4");
 	cr_assert_str_eq(str(r.json, "detail"), "this order has reached its limit of payment attempts");
 	hc_reply_free(&r);
 	/* a total above the provider's limit: 422 saying so */
-	card_body(body, sizeof body, FAKE_TOO_BIG, 2030);
+	pm_body(body, sizeof body, FAKE_TOO_BIG);
 	r = expect_problem(422, path, me.token, body, NULL);
 	cr_assert_str_eq(str(r.json, "detail"), "the order's total is above what a card payment can charge");
 	hc_reply_free(&r);
+	/* 3-D Secure: 200, still awaiting payment (the view shows the challenge
+	 * from the payments read model: the real service's test), not kept */
+	pm_body(body, sizeof body, FAKE_3DS);
+	before = fake_pays();
+	for (int i = 0; i < 2; i++) {
+		r = expect(200, "POST", path, me.token, body, "Idempotency-Key: map-5");
+		cr_assert_str_eq(str(r.json, "status"), "awaiting_payment", "%s", r.body);
+		hc_reply_free(&r);
+	}
+	cr_assert_eq(fake_pays(), before + 2, "a requires_action answer is asked again, not replayed");
 	cr_assert_str_eq(status_of(&me, id), "awaiting_payment");
+	stop_cleanly();
+}
+
+/* ---- the provider's webhooks (ADR 028) ------------------------------------------------- */
+
+#define WEBHOOK_PATH   "/api/v1/webhooks/psp"
+#define WEBHOOK_SECRET "whsec_test_orion" /* ORION_PSP_WEBHOOK_SECRET's default */
+
+/* POSTs body to the webhook signed with secret at time t; the reply. */
+static reply post_event(const char *body, const char *secret, long long t)
+{
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char hex[2 * sizeof mac + 1], prefix[32], header[256];
+	crypto_auth_hmacsha256_state st;
+	snprintf(prefix, sizeof prefix, "%lld.", t);
+	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)prefix, strlen(prefix));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, strlen(body));
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+	snprintf(header, sizeof header, "Orion-PSP-Signature: t=%lld,v1=%s", t, hex);
+	return call("POST", WEBHOOK_PATH, NULL, body, header);
+}
+
+static int fake_events(void)
+{
+	pthread_mutex_lock(&fake.lock);
+	int n = fake.events;
+	pthread_mutex_unlock(&fake.lock);
+	return n;
+}
+
+Test(api_payment_fake, signed_webhooks_become_one_payment_event_each)
+{
+	char event[1024];
+	long long now = (long long)time(NULL);
+	cr_assert(sodium_init() >= 0);
+	snprintf(event, sizeof event,
+	         "{\"id\":\"evt_1\",\"object\":\"event\",\"type\":\"payment_intent.succeeded\","
+	         "\"created\":%lld,\"data\":{\"object\":{\"id\":\"pi_1\",\"object\":\"payment_intent\","
+	         "\"amount\":1250,\"currency\":\"eur\",\"status\":\"succeeded\",\"payment_method\":\"pm_1\","
+	         "\"latest_charge\":\"ch_1\",\"metadata\":{\"order_id\":\"o-webhook-1\"},"
+	         "\"last_payment_error\":null,\"next_action\":null}}}",
+	         now);
+
+	/* no provider in this process: no config to hand out */
+	reply r = call("GET", "/api/v1/payments/config", NULL, NULL, NULL);
+	cr_assert_eq(r.status, 503, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+
+	/* signed and fresh: one PspEvent to the order's payment service, 200 */
+	int before = fake_events();
+	r = post_event(event, WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+	cr_assert(json_is_true(json_object_get(r.json, "received")), "%s", r.body);
+	hc_reply_free(&r);
+	cr_assert_eq(fake_events(), before + 1);
+	char first_command[256];
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_str_eq(fake.event_order, "o-webhook-1");
+	cr_assert_str_eq(fake.event_fields,
+	                 "event_id=evt_1;type=payment_intent.succeeded;intent_id=pi_1;order_id=o-webhook-1;"
+	                 "status=succeeded;charge_id=ch_1;decline_code=;refund_id=;refund_status=;"
+	                 "amount_cents=1250;");
+	cr_assert_eq(strncmp(fake.event_command_id, "psp:", 4), 0, "%s", fake.event_command_id);
+	snprintf(first_command, sizeof first_command, "%s", fake.event_command_id);
+	cr_assert_eq(fake.bad_payloads, 0);
+	pthread_mutex_unlock(&fake.lock);
+
+	/* delivered again (re-signed later, as a provider retries): the same command */
+	r = post_event(event, WEBHOOK_SECRET, now + 5);
+	cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_str_eq(fake.event_command_id, first_command);
+	pthread_mutex_unlock(&fake.lock);
+
+	/* a decline and a refund carry their codes */
+	char declined[1024];
+	snprintf(declined, sizeof declined,
+	         "{\"id\":\"evt_2\",\"type\":\"payment_intent.payment_failed\",\"data\":{\"object\":{"
+	         "\"id\":\"pi_2\",\"object\":\"payment_intent\",\"amount\":990,\"status\":"
+	         "\"requires_payment_method\",\"latest_charge\":null,\"metadata\":{\"order_id\":\"o-webhook-"
+	         "2\"},"
+	         "\"last_payment_error\":{\"type\":\"card_error\",\"code\":\"card_declined\","
+	         "\"decline_code\":\"insufficient_funds\"}}}}");
+	r = post_event(declined, WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_str_eq(
+	        fake.event_fields,
+	        "event_id=evt_2;type=payment_intent.payment_failed;intent_id=pi_2;order_id=o-webhook-2;"
+	        "status=requires_payment_method;charge_id=;decline_code=insufficient_funds;refund_id=;"
+	        "refund_status=;amount_cents=990;");
+	pthread_mutex_unlock(&fake.lock);
+	char refunded[1024];
+	snprintf(refunded, sizeof refunded,
+	         "{\"id\":\"evt_3\",\"type\":\"charge.refunded\",\"data\":{\"object\":{\"id\":\"ch_1\","
+	         "\"object\":\"charge\",\"payment_intent\":\"pi_1\",\"amount\":1250,\"amount_refunded\":1250,"
+	         "\"refunded\":true,\"metadata\":{\"order_id\":\"o-webhook-1\"}}}}");
+	r = post_event(refunded, WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	pthread_mutex_lock(&fake.lock);
+	cr_assert_str_eq(
+	        fake.event_fields,
+	        "event_id=evt_3;type=charge.refunded;intent_id=pi_1;order_id=o-webhook-1;status=;"
+	        "charge_id=ch_1;decline_code=;refund_id=;refund_status=succeeded;amount_cents=1250;");
+	pthread_mutex_unlock(&fake.lock);
+
+	/* a bad, foreign, old or missing signature: 400, nothing sent */
+	before = fake_events();
+	r = post_event(event, "whsec_somebody_else", now);
+	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	r = post_event(event, WEBHOOK_SECRET, now - 301);
+	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	r = call("POST", WEBHOOK_PATH, NULL, event, NULL);
+	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	r = post_event("not json", WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	cr_assert_eq(fake_events(), before);
+
+	/* an event of no order of ours: 200, nothing to send */
+	r = post_event("{\"id\":\"evt_4\",\"type\":\"customer.created\",\"data\":{\"object\":{"
+	               "\"id\":\"cus_1\",\"object\":\"customer\"}}}",
+	               WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	cr_assert_eq(fake_events(), before);
+
+	/* the service cannot record it now: 503, so the provider sends it again */
+	pthread_mutex_lock(&fake.lock);
+	fake.events_fail = true;
+	pthread_mutex_unlock(&fake.lock);
+	r = post_event(event, WEBHOOK_SECRET, now);
+	cr_assert_eq(r.status, 503, "%ld %s", r.status, r.body);
+	hc_reply_free(&r);
+	pthread_mutex_lock(&fake.lock);
+	fake.events_fail = false;
+	pthread_mutex_unlock(&fake.lock);
+	cr_assert_eq(fake_events(), before + 1);
 	stop_cleanly();
 }

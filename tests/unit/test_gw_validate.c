@@ -252,3 +252,41 @@ Test(gw_validate, jansson_frees_parsed_bodies_through_the_wiping_free)
 	cr_assert_eq(check("{\"card\":{\"number\":\"4242424242424242\",\"exp_month\":13}}"), ORN_EINVAL);
 	cr_assert_eq(check("{\"product_id\":\"p1\",\"quantity\":1}"), ORN_OK);
 }
+
+/* ---- card data in any body (ADR 028) ------------------------------------- */
+
+static bool card_in(const char *body)
+{
+	return gw_has_card_data((const unsigned char *)body, strlen(body));
+}
+
+Test(gw_card_data, card_numbers_are_found_however_they_are_written)
+{
+	cr_assert(card_in("{\"payment_method\":\"4242424242424242\"}"));
+	cr_assert(card_in("{\"note\":\"my card 4242 4242 4242 4242 thanks\"}"));
+	cr_assert(card_in("{\"note\":\"4000-0025-0000-3155\"}"));
+	cr_assert(card_in("{\"n\":4000000000000002}"), "a JSON number");
+	cr_assert(card_in("378282246310005"), "amex, 15 digits");
+	cr_assert(card_in("token=1&n=5555555555554444"), "a form body");
+}
+
+Test(gw_card_data, a_member_named_card_is_refused_in_any_case)
+{
+	cr_assert(card_in("{\"card\":{}}"));
+	cr_assert(card_in("{\"x\":{\"CARD\" :\n\"tok\"}}"));
+	cr_assert_not(card_in("{\"name\":\"card\"}"), "a value, not a member");
+	cr_assert_not(card_in("{\"cards\":1}"));
+}
+
+Test(gw_card_data, ordinary_numbers_are_not_card_numbers)
+{
+	cr_assert_not(card_in("{\"payment_method\":\"pm_1a2b3c4d5e6f\"}"));
+	cr_assert_not(card_in("{\"quantity\":3,\"price_cents\":1999}"));
+	cr_assert_not(card_in("4242424242424241"), "Luhn fails");
+	cr_assert_not(card_in("1234567812345670"), "passes Luhn but no card network starts with 1");
+	cr_assert_not(card_in("42424242424242424242"), "20 digits");
+	cr_assert_not(card_in("424242424243"), "12 digits failing Luhn");
+	cr_assert_not(card_in("2026-12-07T06:17:28.580Z"), "a time");
+	cr_assert_not(card_in("4242 4242  4242 4242"), "two separators end a run");
+	cr_assert_not(card_in(""));
+}

@@ -120,9 +120,9 @@ static order_state placed_order(void)
 Test(gw_views, an_order_as_placed)
 {
 	order_state s = placed_order();
-	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX));
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, NULL));
 	json_t *j = parsed();
-	cr_assert_eq(json_object_size(j), 10);
+	cr_assert_eq(json_object_size(j), 11);
 	cr_assert_str_eq(str(j, "id"), "o1");
 	cr_assert_str_eq(str(j, "status"), "pending");
 	cr_assert_eq(num(j, "total_cents"), 6000);
@@ -138,7 +138,108 @@ Test(gw_views, an_order_as_placed)
 	cr_assert_eq(json_array_size(history), 1);
 	cr_assert(json_is_null(json_object_get(json_array_get(history, 0), "reason")));
 	cr_assert(json_is_null(json_object_get(j, "payment")));
+	cr_assert(json_is_null(json_object_get(j, "refund")));
 	cr_assert(json_is_null(json_object_get(j, "shipment")));
+	json_decref(j);
+}
+
+/* An order awaiting payment whose payment asked for 3-D Secure, or, once it
+ * was paid and cancelled, whose refund is under way. */
+static payment_state *payment_with(payment_status status, const char *url)
+{
+	static payment_state p;
+	payment_state_init(&p);
+	p.status = status;
+	p.attempt_count = 1;
+	strcpy(p.attempts[0].provider_key, "o1:pay");
+	strcpy(p.attempts[0].intent_id, "pi_1");
+	snprintf(p.attempts[0].action_url, sizeof p.attempts[0].action_url, "%s", url);
+	return &p;
+}
+
+Test(gw_views, a_payment_waiting_for_3ds_shows_where_to_go_while_the_order_awaits_payment)
+{
+	order_state s = placed_order();
+	s.history[1] = (order_history_entry){.status = ORDER_AWAITING_CONFIRMATION, .at_ms = 1767225601000};
+	s.history[2] = (order_history_entry){.status = ORDER_AWAITING_PAYMENT, .at_ms = 1767225602000};
+	s.history_count = 3;
+	s.status = ORDER_AWAITING_PAYMENT;
+	payment_state *p =
+	        payment_with(PAYMENT_STATUS_REQUIRES_ACTION, "http://psp.test/v1/3ds/pi_1?a=\"b\"");
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, p));
+	json_t *j = parsed();
+	json_t *payment = json_object_get(j, "payment");
+	cr_assert_str_eq(str(payment, "status"), "requires_action");
+	json_t *next = json_object_get(payment, "next_action");
+	cr_assert_str_eq(str(next, "type"), "redirect_to_url");
+	cr_assert_str_eq(str(next, "url"), "http://psp.test/v1/3ds/pi_1?a=\"b\"", "escaped, read back whole");
+	json_decref(j);
+
+	/* settled (declined, or the attempt has no page), or the order moved on: no challenge */
+	mp_writer_reset(w);
+	p = payment_with(PAYMENT_STATUS_DECLINED, "http://psp.test/v1/3ds/pi_1");
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, p));
+	j = parsed();
+	cr_assert(json_is_null(json_object_get(j, "payment")));
+	json_decref(j);
+	mp_writer_reset(w);
+	p = payment_with(PAYMENT_STATUS_REQUIRES_ACTION, "http://psp.test/v1/3ds/pi_1");
+	cr_assert(gw_view_order(w, "o1", &s, 2, p)); /* as it was awaiting confirmation */
+	j = parsed();
+	cr_assert(json_is_null(json_object_get(j, "payment")));
+	json_decref(j);
+}
+
+Test(gw_views, an_order_cancelled_after_payment_shows_its_refund)
+{
+	order_state s = placed_order();
+	s.history[1] = (order_history_entry){.status = ORDER_AWAITING_CONFIRMATION, .at_ms = 1767225601000};
+	s.history[2] = (order_history_entry){.status = ORDER_AWAITING_PAYMENT, .at_ms = 1767225602000};
+	s.history[3] = (order_history_entry){.status = ORDER_CONFIRMED, .at_ms = 1767225603000};
+	s.history[4] = (order_history_entry){.status = ORDER_CANCELLED, .at_ms = 1767225604000};
+	strcpy(s.history[4].reason, "customer");
+	s.history_count = 5;
+	s.status = ORDER_CANCELLED;
+	s.cancelled_after_payment = true;
+	strcpy(s.brand, "visa");
+	strcpy(s.last4, "4242");
+
+	/* the payment role has not asked the provider yet: pending, the order's total */
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, NULL));
+	json_t *j = parsed();
+	json_t *refund = json_object_get(j, "refund");
+	cr_assert_str_eq(str(refund, "status"), "pending");
+	cr_assert_eq(num(refund, "amount_cents"), 6000);
+	cr_assert_str_eq(str(json_object_get(j, "payment"), "last4"), "4242");
+	json_decref(j);
+
+	payment_state *p = payment_with(PAYMENT_STATUS_SUCCEEDED, "");
+	p->charge_count = 1;
+	strcpy(p->charges[0].intent_id, "pi_1");
+	static const struct {
+		payment_refund_status status;
+		const char *name;
+	} cases[] = {{PAYMENT_REFUND_STATUS_PENDING, "pending"},
+	             {PAYMENT_REFUND_STATUS_REFUNDED, "succeeded"},
+	             {PAYMENT_REFUND_STATUS_FAILED, "failed"}};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		p->charges[0].refund = cases[i].status;
+		p->charges[0].refund_amount_cents = 5999;
+		mp_writer_reset(w);
+		cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, p));
+		j = parsed();
+		refund = json_object_get(j, "refund");
+		cr_assert_str_eq(str(refund, "status"), cases[i].name);
+		cr_assert_eq(num(refund, "amount_cents"), 5999, "the provider's amount");
+		json_decref(j);
+	}
+
+	/* a cancel before payment refunds nothing */
+	s.cancelled_after_payment = false;
+	mp_writer_reset(w);
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, p));
+	j = parsed();
+	cr_assert(json_is_null(json_object_get(j, "refund")));
 	json_decref(j);
 }
 
@@ -159,7 +260,7 @@ Test(gw_views, a_shipped_order_shows_its_shipment_and_a_delivered_one_when)
 	s.shipped_at_ms = 1767225604000;
 	s.delivered_at_ms = 1767225605000;
 
-	cr_assert(gw_view_order(w, "o1", &s, 5)); /* up to shipped */
+	cr_assert(gw_view_order(w, "o1", &s, 5, NULL)); /* up to shipped */
 	json_t *j = parsed();
 	cr_assert_str_eq(str(j, "status"), "shipped");
 	json_t *shipment = json_object_get(j, "shipment");
@@ -171,7 +272,7 @@ Test(gw_views, a_shipped_order_shows_its_shipment_and_a_delivered_one_when)
 	json_decref(j);
 
 	mp_writer_reset(w);
-	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX));
+	cr_assert(gw_view_order(w, "o1", &s, ORDER_HISTORY_MAX, NULL));
 	j = parsed();
 	cr_assert_str_eq(str(j, "status"), "delivered");
 	cr_assert_eq(json_array_size(json_object_get(j, "history")), 6);
@@ -180,7 +281,7 @@ Test(gw_views, a_shipped_order_shows_its_shipment_and_a_delivered_one_when)
 	json_decref(j);
 
 	mp_writer_reset(w);
-	cr_assert(gw_view_order(w, "o1", &s, 4)); /* confirmed: not shipped yet */
+	cr_assert(gw_view_order(w, "o1", &s, 4, NULL)); /* confirmed: not shipped yet */
 	j = parsed();
 	cr_assert(json_is_null(json_object_get(j, "shipment")));
 	json_decref(j);
@@ -197,7 +298,7 @@ Test(gw_views, an_order_shows_the_entries_asked_for_and_its_payment_once_paid)
 	strcpy(s.brand, "visa");
 	strcpy(s.last4, "4242");
 
-	cr_assert(gw_view_order(w, "o1", &s, 2)); /* as the placement's answer shows it */
+	cr_assert(gw_view_order(w, "o1", &s, 2, NULL)); /* as the placement's answer shows it */
 	json_t *j = parsed();
 	cr_assert_str_eq(str(j, "status"), "awaiting_confirmation");
 	cr_assert_eq(json_array_size(json_object_get(j, "history")), 2);
@@ -205,7 +306,7 @@ Test(gw_views, an_order_shows_the_entries_asked_for_and_its_payment_once_paid)
 	json_decref(j);
 
 	mp_writer_reset(w);
-	cr_assert(gw_view_order(w, "o1", &s, 99)); /* more than there are: every one */
+	cr_assert(gw_view_order(w, "o1", &s, 99, NULL)); /* more than there are: every one */
 	j = parsed();
 	cr_assert_str_eq(str(j, "status"), "confirmed");
 	cr_assert_eq(json_array_size(json_object_get(j, "history")), 4);
@@ -216,7 +317,7 @@ Test(gw_views, an_order_shows_the_entries_asked_for_and_its_payment_once_paid)
 	json_decref(j);
 
 	mp_writer_reset(w);
-	cr_assert_not(gw_view_order(w, "o1", &s, 0), "no entry, no order");
+	cr_assert_not(gw_view_order(w, "o1", &s, 0, NULL), "no entry, no order");
 	cr_assert_eq(mp_writer_size(w), 0);
 }
 
