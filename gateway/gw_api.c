@@ -577,9 +577,21 @@ gw_async *gw_api_defer_encoded(gw_request *r, orn_rc encoded)
 	return NULL;
 }
 
+/* Whether the view of s's first history_count entries shows anything of
+ * the payment aggregate: a 3-D Secure challenge while awaiting payment, a
+ * refund once cancelled after payment. Other views (a placement's answer
+ * among them) read no payment. */
+static bool view_needs_payment(const order_state *s, size_t history_count)
+{
+	size_t shown = history_count < s->history_count ? history_count : s->history_count;
+	order_status status = shown > 0 ? s->history[shown - 1].status : ORDER_PENDING;
+	return status == ORDER_AWAITING_PAYMENT || (status == ORDER_CANCELLED && s->cancelled_after_payment);
+}
+
 bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count)
 {
-	proj_payment *payment = api->payment_views != NULL ? malloc(sizeof *payment) : NULL;
+	proj_payment *payment =
+	        api->payment_views != NULL && view_needs_payment(s, history_count) ? malloc(sizeof *payment) : NULL;
 	orn_rc rc = payment != NULL ? proj_payments_get(api->payment_views, id, payment) : ORN_ENOTFOUND;
 	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
 		log_warn("payments model unreadable; the order is shown without its payment", "order", id,
