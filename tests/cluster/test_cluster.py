@@ -458,7 +458,11 @@ class Cluster(unittest.TestCase):
         # through it; one instance alone creates the streams and the account
         stack.start_instances([("user-a", "user")])
         stack.start_instances([("user-b", "user")])
-        stack.start_instances([(f"{role}-{x}", role) for role in roles if role != "user" for x in "ab"])
+        # the actors of orders and stock log every answer (debug): a lost step's
+        # "log lines that name" its order then say who answered what, on which position
+        debug = {"ORION_LOG_LEVEL": "debug"}
+        stack.start_instances([(f"{role}-{x}", role, debug) if role in ("order", "stock") else (f"{role}-{x}", role)
+                               for role in roles if role != "user" for x in "ab"])
         gateways = [stack.gateway_ports["gateway-a"], stack.gateway_ports["gateway-b"]]
         stack.http_port = gateways[0]
         log(f"stack up in {time.monotonic() - started:.1f}s")
