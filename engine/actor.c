@@ -668,12 +668,21 @@ static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code,
                      uint64_t seq, bool duplicate)
 {
 	act_runtime *rt = sh->rt;
-	char attempts[16];
+	char attempts[16], seq_text[24], base_version[24] = "", base_last_seq[24] = "";
 	bus_reply r;
 	snprintf(attempts, sizeof attempts, "%u", e->attempts);
+	snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)seq);
+	if (seq != 0 && e->phase != IDLE) {
+		/* a commit of this flight: the position it was decided on, what
+		 * its "accepted" rests on, for whoever reads the log of a lost step */
+		snprintf(base_version, sizeof base_version, "%llu", (unsigned long long)e->base.version);
+		snprintf(base_last_seq, sizeof base_last_seq, "%llu", (unsigned long long)e->base.last_seq);
+	}
 	log_debug("command answered", "aggregate", rt->kind->aggregate, "id", e->id, "type", e->cmd.type,
 	          "command_id", e->cmd.causation, "outcome", bus_outcome_name(outcome), "code",
-	          code ? code : "", "attempts", attempts);
+	          code ? code : "", "attempts", attempts, "seq", seq_text, "duplicate",
+	          duplicate ? "true" : "false", "decided_on_version", base_version, "decided_on_last_seq",
+	          base_last_seq);
 	memset(&r, 0, sizeof r);
 	r.outcome = outcome;
 	snprintf(r.code, sizeof r.code, "%s", code ? code : "");

@@ -107,6 +107,10 @@ bool es_msg_prev(natsMsg *msg, bool *chained, uint64_t *prev);
  * hash>" after "$JS.ACK" (11 or 12 tokens). 0 if it is neither. */
 uint64_t es_delivered_seq(const char *reply);
 
+/* As es_delivered_seq, and *stored_ns the time the stream stored the message
+ * (UNIX ns; 0 if the reply does not say). */
+uint64_t es_delivered_position(const char *reply, int64_t *stored_ns);
+
 /* ---- durable pull consumers (the kit's consumer loop, kit.h) ---- */
 typedef struct es_durable_options {
 	const char *durable; /* consumer name */

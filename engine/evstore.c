@@ -966,6 +966,12 @@ static orn_rc read_ordered(scan *sc, const char *filter, uint64_t from_seq, uint
 		}
 		uint64_t seq = meta->Sequence.Stream;
 		jsMsgMetaData_Destroy(meta);
+		if (seq < from_seq || (sc->last != 0 && seq <= sc->last)) {
+			/* before the read's start or read already: the ordered
+			 * consumer was created again from sequence 1 (see es_follow) */
+			natsMsg_Destroy(msg);
+			continue;
+		}
 		if (seq > bound) {
 			natsMsg_Destroy(msg);
 			break; /* nothing more matched up to the bound */
@@ -1259,6 +1265,13 @@ struct es_follow {
 	es_watch_fn *watch; /* a watch (es_watch_start): headers only, no fold */
 	size_t id_at;       /* a watch: where the id starts in a subject */
 	scan chain;         /* the delivery thread's: commits' validity, scratch events */
+	/* What the follow was asked for: commits from floor_seq, stored at or
+	 * after floor_ns; last_seq is the last one handed on. cnats creates an
+	 * ordered consumer again from the last sequence it delivered plus one,
+	 * which is 1 for one that has delivered nothing yet (a reconnect after a
+	 * NATS node restarted): what comes before the start, or again, is dropped. */
+	uint64_t floor_seq, last_seq;
+	int64_t floor_ns;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	bool stopped, closed, done_called, delivering;
@@ -1292,8 +1305,15 @@ static void watch_message(es_follow *f, natsMsg *msg, uint64_t seq)
 
 uint64_t es_delivered_seq(const char *reply)
 {
+	int64_t stored_ns = 0;
+	return es_delivered_position(reply, &stored_ns);
+}
+
+uint64_t es_delivered_position(const char *reply, int64_t *stored_ns)
+{
 	const char *tokens[13];
 	size_t lengths[13], count = 0;
+	*stored_ns = 0;
 	if (reply == NULL || strncmp(reply, "$JS.ACK.", 8) != 0)
 		return 0;
 	for (const char *p = reply; count < 13;) {
@@ -1304,9 +1324,13 @@ uint64_t es_delivered_seq(const char *reply)
 			break;
 		p = dot + 1;
 	}
-	uint64_t seq = 0;
+	uint64_t seq = 0, ns = 0;
 	size_t at = count == 9 ? 5 : count == 11 || count == 12 ? 7 : 0;
-	return at != 0 && parse_u64(tokens[at], lengths[at], &seq) ? seq : 0;
+	if (at == 0 || !parse_u64(tokens[at], lengths[at], &seq))
+		return 0;
+	if (parse_u64(tokens[at + 2], lengths[at + 2], &ns) && ns <= INT64_MAX)
+		*stored_ns = (int64_t)ns;
+	return seq;
 }
 
 static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
@@ -1318,8 +1342,12 @@ static void follow_on_message(natsConnection *nc, natsSubscription *sub, natsMsg
 	bool stopped = f->stopped;
 	f->delivering = !stopped;
 	pthread_mutex_unlock(&f->lock);
-	uint64_t seq = stopped ? 0 : es_delivered_seq(natsMsg_GetReply(msg));
+	int64_t stored_ns = 0;
+	uint64_t seq = stopped ? 0 : es_delivered_position(natsMsg_GetReply(msg), &stored_ns);
+	if (seq != 0 && (seq < f->floor_seq || seq <= f->last_seq || stored_ns < f->floor_ns))
+		seq = 0; /* before the follow's start, or delivered already */
 	if (seq != 0) {
+		f->last_seq = seq;
 		if (f->watch != NULL)
 			watch_message(f, msg, seq);
 		else
@@ -1382,18 +1410,32 @@ static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_
 	if (f->watch == NULL && (rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
 	f->chain.from_start = spec->from_seq == 1;
+	f->floor_seq = spec->from_seq;
+	f->floor_ns = spec->from_seq == 0 ? spec->since_ns : 0;
 	jsSubOptions_Init(&so);
 	so.Stream = ES_STREAM;
 	so.Ordered = true;
 	so.Config.HeadersOnly = f->watch != NULL;
-	if (spec->from_seq != 0) {
+	if (spec->from_seq == 0 && spec->since_ns <= 0) {
+		/* Only new commits: from the one after the last stored now, a
+		 * position the follow can hold its deliveries to (not "new", which
+		 * a consumer created again would take from the start). */
+		jsStreamInfo *si = NULL;
+		jsErrCode jerr_info = 0;
+		st = js_GetStreamInfo(&si, s->js, ES_STREAM, NULL, &jerr_info);
+		if (st != NATS_OK) {
+			rc = es_status_rc(st, jerr_info);
+			goto fail;
+		}
+		f->floor_seq = si->State.LastSeq + 1;
+		jsStreamInfo_Destroy(si);
+	}
+	if (f->floor_seq != 0) {
 		so.Config.DeliverPolicy = js_DeliverByStartSequence;
-		so.Config.OptStartSeq = spec->from_seq;
-	} else if (spec->since_ns > 0) {
+		so.Config.OptStartSeq = f->floor_seq;
+	} else {
 		so.Config.DeliverPolicy = js_DeliverByStartTime;
 		so.Config.OptStartTime = spec->since_ns;
-	} else {
-		so.Config.DeliverPolicy = js_DeliverNew;
 	}
 	if ((st = js_Subscribe(&f->sub, s->js, spec->filter, follow_on_message, f, NULL, &so, &jerr)) !=
 	    NATS_OK) {

@@ -250,6 +250,54 @@ def replica_states(stack):
     return out
 
 
+def stored_messages(node_dir, stream="ORION_EVT"):
+    """{seq: (subject, digest of headers and data)} of one node's copy of stream, read
+    from its file store (nats-server 2.9's message blocks: per record a 4-byte length
+    whose top bit says "has headers", 8-byte sequence, 8-byte time, 2-byte subject
+    length, the subject, the headers and data, an 8-byte hash). None when there is no
+    such store or a block does not read as one (another server version's layout).
+    Replicas are one Raft log: two copies that differ at a sequence are what no reader
+    of Orion can tell apart (ADR 015 assumes they never do)."""
+    out = {}
+    blocks = []
+    for root, _dirs, files in os.walk(node_dir):
+        if os.path.basename(root) == "msgs" and os.path.basename(os.path.dirname(root)) == stream:
+            blocks += [os.path.join(root, f) for f in files if f.endswith(".blk")]
+    if not blocks:
+        return None
+    for path in sorted(blocks, key=lambda p: int(os.path.basename(p).split(".")[0])):
+        with open(path, "rb") as f:
+            b = f.read()
+        i = 0
+        while i + 22 <= len(b):
+            length = int.from_bytes(b[i:i + 4], "little") & 0x7FFFFFFF
+            if length < 30 or i + length > len(b):
+                break  # the end, or a record being written
+            seq = int.from_bytes(b[i + 4:i + 12], "little")
+            subject_len = int.from_bytes(b[i + 20:i + 22], "little")
+            if i + 22 + subject_len + 8 > i + length:
+                return None
+            subject = b[i + 22:i + 22 + subject_len].decode(errors="replace")
+            erased = seq & (1 << 63)
+            seq &= (1 << 62) - 1
+            if subject and not erased:
+                out[seq] = (subject, hash(b[i + 22 + subject_len:i + length - 8]))
+            i += length
+    return out
+
+
+def replica_differences(stack, limit=10):
+    """The sequences at which the nodes' copies of ORION_EVT hold different messages
+    (each node's (subject, digest) there, None where a copy has none), up to limit, and
+    how many there are; ([], 0) when the copies agree, None when a store cannot be read."""
+    copies = [stored_messages(os.path.join(stack.dir, n.name)) for n in stack.nodes]
+    if any(c is None for c in copies):
+        return None
+    last = min(max(c) if c else 0 for c in copies)  # a copy still catching up is not a difference
+    differing = [seq for seq in range(1, last + 1) if len({c.get(seq) for c in copies}) > 1]
+    return [(seq, [c.get(seq) for c in copies]) for seq in differing[:limit]], len(differing)
+
+
 def consumer_replicas(stack):
     """{durable name: followers} of ORION_EVT's durable consumers, as the stream's leader
     reports them (the projectors' ordered consumers are ephemeral and R1 by design)."""
@@ -413,7 +461,11 @@ class Cluster(unittest.TestCase):
         # through it; one instance alone creates the streams and the account
         stack.start_instances([("user-a", "user")])
         stack.start_instances([("user-b", "user")])
-        stack.start_instances([(f"{role}-{x}", role) for role in roles if role != "user" for x in "ab"])
+        # the actors of orders and stock log every answer (debug): a lost step's
+        # "log lines that name" its order then say who answered what, on which position
+        debug = {"ORION_LOG_LEVEL": "debug"}
+        stack.start_instances([(f"{role}-{x}", role, debug) if role in ("order", "stock") else (f"{role}-{x}", role)
+                               for role in roles if role != "user" for x in "ab"])
         gateways = [stack.gateway_ports["gateway-a"], stack.gateway_ports["gateway-b"]]
         stack.http_port = gateways[0]
         log(f"stack up in {time.monotonic() - started:.1f}s")
@@ -512,6 +564,9 @@ class Cluster(unittest.TestCase):
             log(f"customer failed: {e!r}")
         for order_id in sorted({o for e in errors for o in _ORDER_ID.findall(str(e))})[:3]:
             explain_order(stack, order_id)
+        if errors:
+            log(f"---- the nodes' copies of ORION_EVT: {replica_states(stack)}; "
+                f"differences (seq, [n0, n1, n2]) and count: {replica_differences(stack)}")
         repaired = [line for name, p in stack.serves.items() if name.startswith("checkout-")
                     for line in p.log().splitlines() if "saga step repaired" in line]
         log(f"{len(repaired)} saga steps repaired by the sweeper (events the durable consumer lost)")
@@ -656,6 +711,14 @@ class Cluster(unittest.TestCase):
             raise AssertionError(f"{e}: {json.dumps(seen)}") from None
         self.assertLessEqual({"orion_checkout", "orion_payment", "orion_mail"}, set(seen["consumers"]))
         log(f"R3: ORION_EVT, ORION_SNAP and the durable consumers {', '.join(sorted(seen['consumers']))}")
+        # ---- the replicas hold the same log (what every reader of ADR 015 assumes) ----
+        differences = replica_differences(stack)
+        if differences is None:
+            log("the nodes' stores could not be compared (another file store layout)")
+        else:
+            self.assertEqual(differences[1], 0, f"the nodes' copies of ORION_EVT differ at {differences[1]} "
+                             f"sequences (n0, n1, n2): {differences[0]}")
+            log("the three copies of ORION_EVT hold the same messages")
 
         # ---- the surviving read models equal a fresh rebuild ----
         for name in ("projector-b", "gateway-b"):
@@ -676,6 +739,11 @@ def explain_order(stack, order_id):
                        text=True, timeout=60)
     for line in (r.stdout.splitlines() or [f"(replay exit {r.returncode}: {r.stderr[-500:]})"])[:60]:
         log(line[:400])
+    log(f"---- where each node's copy of ORION_EVT holds orion.evt.order.{order_id}")
+    for n in stack.nodes:
+        copy = stored_messages(os.path.join(stack.dir, n.name))
+        seqs = sorted(q for q, (subject, _) in (copy or {}).items() if subject == f"orion.evt.order.{order_id}")
+        log(n.name, "unreadable store" if copy is None else seqs)
     log("---- the durable consumers of ORION_EVT, as each node reports them")
     for n in stack.nodes:
         info = stream_info(n, "ORION_EVT") or {}

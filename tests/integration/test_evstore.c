@@ -579,3 +579,48 @@ Test(evstore, follow_delivers_matching_commits_in_order_from_a_sequence_then_liv
 	cr_assert_eq(only_new.done, 1);
 	es_follow_stop(NULL);
 }
+
+/* A follow's ordered consumer that has delivered nothing yet is created
+ * again by cnats when its connection comes back (a NATS node restarted), and
+ * cnats 3.4 starts the new one from the last sequence it delivered plus one:
+ * sequence 1. What the stream held before the follow's start comes again;
+ * the follow must hand on only what it was asked for. */
+Test(evstore, a_follow_restarted_by_a_reconnect_delivers_nothing_before_its_start, .init = setup,
+     .fini = teardown)
+{
+	followed from_seq = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+	followed only_new = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+	es_append_result r1, r2, r3;
+	es_follow *a = NULL, *b = NULL;
+	cr_assert_eq(append("g1", 0, "gc1", 1, &r1), ORN_OK);
+	cr_assert_eq(append("g1", r1.seq, "gc2", 1, &r2), ORN_OK);
+	cr_assert_eq(es_follow_start(store, "orion.evt.thing.>", r2.seq + 1, on_followed, on_follow_done,
+	                             &from_seq, &a),
+	             ORN_OK);
+	cr_assert_eq(
+	        es_follow_start(store, "orion.evt.thing.>", 0, on_followed, on_follow_done, &only_new, &b),
+	        ORN_OK);
+	natsd_kill(server);
+	cr_assert_eq(natsd_restart(server), ORN_OK);
+	/* the store's connection is back once an append goes through */
+	orn_rc rc = ORN_EUNAVAILABLE;
+	for (int i = 0; i < 100 && rc != ORN_OK; i++) {
+		rc = append("g1", r2.seq, "gc3", 1, &r3);
+		if (rc != ORN_OK)
+			th_sleep_ms(100);
+	}
+	cr_assert_eq(rc, ORN_OK);
+	wait_followed(&from_seq, 1, false);
+	wait_followed(&only_new, 1, false);
+	th_sleep_ms(500); /* anything else would have come by now */
+	es_follow_stop(a);
+	es_follow_stop(b);
+	wait_followed(&from_seq, 0, true);
+	wait_followed(&only_new, 0, true);
+	cr_assert_eq(from_seq.count, 1, "only the commit appended after the start, got %zu (first %llu)",
+	             from_seq.count, (unsigned long long)from_seq.seqs[0]);
+	cr_assert_eq(from_seq.seqs[0], r3.seq);
+	cr_assert_eq(only_new.count, 1, "only the new commit, got %zu (first %llu)", only_new.count,
+	             (unsigned long long)only_new.seqs[0]);
+	cr_assert_eq(only_new.seqs[0], r3.seq);
+}

@@ -188,3 +188,20 @@ Test(evstore_chain, a_delivery_names_its_stream_sequence_in_either_reply_format)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		cr_expect_eq(es_delivered_seq(bad[i]), 0, "'%s'", bad[i] ? bad[i] : "(null)");
 }
+
+Test(evstore_chain, a_delivery_names_when_the_stream_stored_it)
+{
+	int64_t ns = -1;
+	cr_expect_eq(es_delivered_position("$JS.ACK.ORION_EVT.c1.1.4711.12.1700000000000000001.3", &ns),
+	             4711);
+	cr_expect_eq(ns, 1700000000000000001);
+	cr_expect_eq(es_delivered_position(
+	                     "$JS.ACK.hub.ACCHASH.ORION_EVT.c1.2.100.13.1700000000000000002.0.xyz", &ns),
+	             100);
+	cr_expect_eq(ns, 1700000000000000002);
+	cr_expect_eq(es_delivered_position("$JS.ACK.ORION_EVT.c1.1.7.12.x.3", &ns), 7,
+	             "a time it cannot read");
+	cr_expect_eq(ns, 0);
+	cr_expect_eq(es_delivered_position("_INBOX.abc", &ns), 0);
+	cr_expect_eq(ns, 0);
+}
