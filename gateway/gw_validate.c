@@ -267,15 +267,23 @@ static bool card_member_at(const unsigned char *body, size_t len, size_t at)
 	return at < len && body[at] == ':';
 }
 
+static bool is_alnum(unsigned char c)
+{
+	return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
 bool gw_has_card_data(const unsigned char *body, size_t len)
 {
 	unsigned char digits[20];
 	size_t count = 0;
+	bool standalone = false; /* the run did not start inside a word (a hex id, a token) */
 	for (size_t i = 0; i <= len; i++) {
 		unsigned char c = i < len ? body[i] : '\0';
 		if (c == '"' && card_member_at(body, len, i))
 			return true;
 		if (is_digit(c)) {
+			if (count == 0)
+				standalone = i == 0 || !is_alnum(body[i - 1]);
 			if (count < sizeof digits)
 				digits[count] = (unsigned char)(c - '0');
 			count++;
@@ -284,7 +292,8 @@ bool gw_has_card_data(const unsigned char *body, size_t len)
 		/* one separator between two digits keeps the run going */
 		if ((c == ' ' || c == '-') && count > 0 && i + 1 < len && is_digit(body[i + 1]))
 			continue;
-		if (count >= 12 && count <= 19 && digits[0] >= 2 && digits[0] <= 6 && luhn(digits, count))
+		if (standalone && !is_alnum(c) && count >= 12 && count <= 19 && digits[0] >= 2 &&
+		    digits[0] <= 6 && luhn(digits, count))
 			return true;
 		count = 0;
 	}

@@ -64,9 +64,11 @@ bool gw_valid_id(const char *s);
  * true if body holds a JSON member named "card" (any case, optionally
  * with whitespace before the colon) or a run of 12 to 19 digits, single
  * spaces or dashes allowed between them, that starts with 2..6 (the card
- * networks' first digits) and passes the Luhn check. Such a body is refused
- * before any handler reads it. A run longer than 19 digits is not a card
- * number. Pure; the body need not be NUL-terminated. */
+ * networks' first digits), passes the Luhn check and stands alone: not part
+ * of a longer word of letters and digits (a hex id, a token), as a card
+ * number is always written. Such a body is refused before any handler reads
+ * it. A run longer than 19 digits is not a card number. Pure; the body need
+ * not be NUL-terminated. */
 bool gw_has_card_data(const unsigned char *body, size_t len);
 
 /* Typed access to a validated object: the value of member name, or fallback

@@ -288,5 +288,11 @@ Test(gw_card_data, ordinary_numbers_are_not_card_numbers)
 	cr_assert_not(card_in("424242424243"), "12 digits failing Luhn");
 	cr_assert_not(card_in("2026-12-07T06:17:28.580Z"), "a time");
 	cr_assert_not(card_in("4242 4242  4242 4242"), "two separators end a run");
+	/* inside a word: ids and tokens are hex, and a hex id can hold a Luhn-valid run
+	 * (CI saw a product id refused on POST /cart/items before this rule) */
+	cr_assert_not(card_in("{\"product_id\":\"pc6074242424242424249ab\"}"), "a run inside a hex id");
+	cr_assert_not(card_in("{\"product_id\":\"p4242424242424242\"}"), "a run ending a word");
+	cr_assert_not(card_in("{\"k\":\"4242424242424242abc\"}"), "a run starting a word");
+	cr_assert(card_in("{\"k\":\"x 4242424242424242.\"}"), "between a space and a dot it stands alone");
 	cr_assert_not(card_in(""));
 }
