@@ -453,6 +453,138 @@ Test(psp_sandbox, a_torn_last_line_is_skipped)
 	cr_assert_eq(list_intents("ord-t"), 2);
 }
 
+/* Starts the sandbox on state with stderr (the log) going to log_path. */
+static void start_sandbox_logging(const char *state, const char *log_path)
+{
+	fflush(stderr);
+	int saved = dup(STDERR_FILENO);
+	FILE *log = fopen(log_path, "w");
+	cr_assert(saved >= 0 && log != NULL);
+	dup2(fileno(log), STDERR_FILENO);
+	start_sandbox(state);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	fclose(log);
+}
+
+static size_t count_lines_with(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *at = strstr(text, needle); at != NULL; at = strstr(at + 1, needle))
+		n++;
+	return n;
+}
+
+/* The line of text holding needle (copied into out), or false. */
+static bool line_with(const char *text, const char *needle, char *out, size_t cap)
+{
+	const char *at = strstr(text, needle);
+	if (at == NULL)
+		return false;
+	const char *start = at, *end = strchr(at, '\n');
+	while (start > text && start[-1] != '\n')
+		start--;
+	snprintf(out, cap, "%.*s", (int)(end != NULL ? end - start : (long)strlen(start)), start);
+	return true;
+}
+
+/* A state file of a sandbox that still had ADR 009's charge API: its charge
+ * and refund-by-charge lines are skipped with one info line, never a failed
+ * start; everything else in it is back. */
+Test(psp_sandbox, a_state_file_with_charges_of_before_still_loads)
+{
+	static const char charge_body[] =
+	        "{\\\"id\\\":\\\"ch_old1\\\",\\\"object\\\":\\\"charge\\\",\\\"amount\\\":1000}";
+	char state[512], log_path[512];
+	snprintf(state, sizeof state, "%s/old.jsonl", work_dir);
+	snprintf(log_path, sizeof log_path, "%s/old.log", work_dir);
+	FILE *f = fopen(state, "w");
+	cr_assert_not_null(f);
+	fputs("{\"type\":\"charge\",\"charge\":{\"id\":\"ch_old1\",\"object\":\"charge\",\"amount\":1000,"
+	      "\"currency\":\"eur\",\"status\":\"succeeded\",\"paid\":true,\"refunded\":false,\"metadata\":"
+	      "{\"order_id\":\"ord-old\"},\"payment_method_details\":{\"type\":\"card\",\"card\":{\"brand\":"
+	      "\"visa\",\"last4\":\"4242\",\"exp_month\":12,\"exp_year\":2031}},\"created\":1760000000}}\n",
+	      f);
+	fprintf(f,
+	        "{\"type\":\"idempotency\",\"key\":\"ord-old:k\",\"digest\":\"%064d\",\"status\":200,"
+	        "\"body\":\"%s\"}\n",
+	        0, charge_body);
+	fputs("{\"type\":\"charge\",\"charge\":{\"id\":\"ch_old2\",\"object\":\"charge\",\"amount\":500,"
+	      "\"currency\":\"eur\",\"status\":\"failed\",\"paid\":false,\"refunded\":false,\"metadata\":{},"
+	      "\"payment_method_details\":{\"type\":\"card\",\"card\":{\"brand\":\"visa\",\"last4\":\"0002\","
+	      "\"exp_month\":12,\"exp_year\":2031}},\"created\":1760000001,\"failure_code\":\"card_"
+	      "declined\"}}\n",
+	      f);
+	fputs("{\"type\":\"refund\",\"refund\":{\"id\":\"re_old1\",\"object\":\"refund\",\"charge\":\"ch_"
+	      "old1\","
+	      "\"amount\":1000,\"currency\":\"eur\",\"status\":\"succeeded\",\"created\":1760000002}}\n",
+	      f);
+	fputs("{\"type\":\"payment_method\",\"payment_method\":{\"id\":\"pm_old1\",\"object\":\"payment_"
+	      "method\","
+	      "\"type\":\"card\",\"card\":{\"brand\":\"visa\",\"last4\":\"4242\",\"exp_month\":12,\"exp_"
+	      "year\":"
+	      "2031},\"created\":1760000003,\"behaviour\":\"approve\"}}\n",
+	      f);
+	fputs("{\"type\":\"intent\",\"intent\":{\"id\":\"pi_old1\",\"amount\":700,\"currency\":\"eur\","
+	      "\"status\":"
+	      "\"succeeded\",\"payment_method\":\"pm_old1\",\"behaviour\":\"approve\",\"charge\":\"ch_old3\","
+	      "\"order_id\":\"ord-old\",\"return_url\":null,\"error_code\":\"\",\"decline_code\":\"\","
+	      "\"amount_refunded\":0,\"refund_attempts\":0,\"created\":1760000004}}\n",
+	      f);
+	fclose(f);
+	psp_sandbox_stop(sandbox);
+	start_sandbox_logging(state, log_path);
+	char *log = read_all(log_path), line[512];
+	cr_assert_eq(count_lines_with(log, "charge API is gone"), 1, "%s", log);
+	cr_assert(line_with(log, "charge API is gone", line, sizeof line));
+	cr_assert_not_null(strstr(line, "\"level\":\"info\""), "%s", line);
+	cr_assert_not_null(strstr(line, "\"lines\":\"3\""), "two charges and a refund: %s", line);
+	cr_assert_null(strstr(log, "bad line"), "%s", log);
+	cr_assert_null(strstr(log, "\"level\":\"warn\""), "%s", log);
+	cr_assert_null(strstr(log, "\"level\":\"error\""), "%s", log);
+	free(log);
+	/* the intent and its payment method are back, and refundable */
+	json_t *pi = get_intent("pi_old1");
+	cr_assert_str_eq(jstr(pi, "status"), "succeeded");
+	cr_assert_str_eq(jstr(pi, "latest_charge"), "ch_old3");
+	json_decref(pi);
+	cr_assert_eq(list_intents("ord-old"), 1);
+	response r = request("/v1/payment_methods/pm_old1", NULL, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	free(r.body);
+	r = refund_of("pi_old1", "200", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	free(r.body);
+	/* the charges are not */
+	r = request("/v1/charges/ch_old1", NULL, NULL);
+	assert_error(&r, 404, "invalid_request_error", NULL, NULL);
+	free(r.body);
+	r = request("/v1/refunds", "charge=ch_old1", NULL);
+	assert_error(&r, 400, "invalid_request_error", "parameter_unknown", "charge");
+	free(r.body);
+	/* the old key keeps its record: it names another endpoint's request */
+	r = request("/v1/payment_intents", "amount=100&currency=eur&payment_method=pm_old1", "ord-old:k");
+	assert_error(&r, 400, "idempotency_error", NULL, NULL);
+	free(r.body);
+	/* and the file, appended to, loads again the same way */
+	response fresh =
+	        request("/v1/payment_intents",
+	                "amount=100&currency=eur&payment_method=pm_old1&metadata[order_id]=ord-old", NULL);
+	cr_assert_eq(fresh.status, 200, "%s", fresh.body);
+	free(fresh.body);
+	psp_sandbox_stop(sandbox);
+	sandbox = NULL;
+	start_sandbox_logging(state, log_path);
+	log = read_all(log_path);
+	cr_assert_eq(count_lines_with(log, "charge API is gone"), 1, "%s", log);
+	free(log);
+	cr_assert_eq(list_intents("ord-old"), 2);
+	pi = get_intent("pi_old1");
+	cr_assert_eq(jint(pi, "amount_refunded"), 200);
+	json_decref(pi);
+}
+
 Test(psp_sandbox, start_rejects_bad_options)
 {
 	psp_sandbox_options o;
@@ -877,6 +1009,20 @@ Test(psp_sandbox, unknown_paths_404_and_other_methods_405)
 	r = request("/v1/payment_intents?limit=3", NULL, NULL);
 	assert_error(&r, 400, "invalid_request_error", "parameter_unknown", "limit");
 	free(r.body);
+	/* ADR 009's charge API is gone: its URLs are unknown ones */
+	const char *gone[] = {"/v1/charges", "/v1/charges?metadata[order_id]=x", "/v1/charges/ch_x"};
+	for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+		r = request(gone[i], NULL, NULL);
+		assert_error(&r, 404, "invalid_request_error", NULL, NULL);
+		json_t *j = json_of(&r);
+		cr_assert_null(jstr(j, "error.code"), "%s: %s", gone[i], r.body);
+		json_decref(j);
+		free(r.body);
+	}
+	r = request("/v1/charges", "amount=100&currency=eur&card[number]=" CARD_OK PM_REST, NULL);
+	assert_error(&r, 404, "invalid_request_error", NULL, NULL);
+	cr_assert_null(strstr(r.body, CARD_OK));
+	free(r.body);
 }
 
 Test(psp_sandbox, list_by_order_is_that_order_newest_first)
@@ -1215,9 +1361,19 @@ Test(psp_sandbox, refunds_by_intent_partial_full_and_none_left)
 	free(missing.body);
 }
 
-Test(psp_sandbox, refund_errors)
+Test(psp_sandbox, refund_errors_and_the_charge_parameter_of_before)
 {
-	response r = request("/v1/refunds", "payment_intent=pi_x&reason=duplicate", NULL);
+	response r = request("/v1/refunds", "", NULL);
+	assert_error(&r, 400, "invalid_request_error", "parameter_missing", "payment_intent");
+	free(r.body);
+	/* ADR 009's refund by charge: an unknown parameter, as Stripe answers one */
+	r = request("/v1/refunds", "charge=ch_x", "ord-rf:k");
+	assert_error(&r, 400, "invalid_request_error", "parameter_unknown", "charge");
+	free(r.body);
+	r = request("/v1/refunds", "payment_intent=pi_x&charge=ch_x", NULL);
+	assert_error(&r, 400, "invalid_request_error", "parameter_unknown", "charge");
+	free(r.body);
+	r = request("/v1/refunds", "payment_intent=pi_x&reason=duplicate", NULL);
 	assert_error(&r, 400, "invalid_request_error", "parameter_unknown", "reason");
 	free(r.body);
 	/* a declined intent has nothing to refund */
@@ -1237,8 +1393,6 @@ Test(psp_sandbox, refund_errors)
 		free(r.body);
 	}
 	/* none of these was kept under its key */
-	r = request("/v1/refunds", "payment_intent=pi_x&reason=duplicate", "ord-rf:k");
-	free(r.body);
 	r = refund_of(jstr(oj, "id"), NULL, "ord-rf:k");
 	cr_assert_eq(r.status, 200, "%s", r.body);
 	cr_assert_not(r.replayed);
