@@ -1,6 +1,6 @@
-/* psp_form.c — form decoding, the idempotency digest and the charge request
- * check of the provider sandbox (see psp_form.h); Luhn and brands are
- * actors/card.h's. */
+/* psp_form.c — form decoding, the idempotency digest and the card and
+ * intent checks of the provider sandbox (see psp_form.h); Luhn and brands
+ * are actors/card.h's. */
 #include "psp_form.h"
 
 #include <sodium.h>
@@ -11,8 +11,6 @@
 #include "card.h"
 
 #define AMOUNT_MAX      10000000000LL
-#define NAME_MAX_BYTES  200
-#define DESC_MAX_BYTES  1000
 #define ORDER_MAX_BYTES 500
 
 /* ---- decoding ------------------------------------------------------------ */
@@ -245,7 +243,7 @@ bool psp_idempotency_key_valid(const char *key)
 	return n >= 1 && n <= PSP_IDEMPOTENCY_MAX;
 }
 
-/* ---- cards --------------------------------------------------------------- */
+/* ---- parameter checks ---------------------------------------------------- */
 
 static bool all_digits(const char *s, size_t min, size_t max)
 {
@@ -255,44 +253,6 @@ static bool all_digits(const char *s, size_t min, size_t max)
 			return false;
 	return n >= min && n <= max;
 }
-
-const char *psp_outcome_code(psp_outcome o)
-{
-	switch (o) {
-	case PSP_DECLINE_GENERIC:
-	case PSP_DECLINE_FUNDS:
-		return "card_declined";
-	case PSP_EXPIRED_CARD:
-		return "expired_card";
-	case PSP_INCORRECT_CVC:
-		return "incorrect_cvc";
-	case PSP_INCORRECT_NUMBER:
-		return "incorrect_number";
-	case PSP_APPROVE:
-	case PSP_SILENT:
-		break;
-	}
-	return NULL;
-}
-
-const char *psp_outcome_decline_code(psp_outcome o)
-{
-	switch (o) {
-	case PSP_DECLINE_GENERIC:
-		return "generic_decline";
-	case PSP_DECLINE_FUNDS:
-		return "insufficient_funds";
-	default:
-		return psp_outcome_code(o);
-	}
-}
-
-/* ---- the charge request --------------------------------------------------- */
-
-static const char *const charge_params[] = {
-        "amount",    "currency",   "card[number]", "card[exp_month]",    "card[exp_year]",
-        "card[cvc]", "card[name]", "description",  "metadata[order_id]", NULL,
-};
 
 static orn_rc param_error(psp_param_error *err, const char *code, const char *param, const char *message)
 {
@@ -326,99 +286,6 @@ static bool text_ok(const char *s, size_t min, size_t max)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			return false;
 	return true;
-}
-
-static psp_outcome test_card(const char *number)
-{
-	static const struct {
-		const char *number;
-		psp_outcome outcome;
-	} table[] = {
-	        {"4000000000000002", PSP_DECLINE_GENERIC}, {"4000000000009995", PSP_DECLINE_FUNDS},
-	        {"4000000000000069", PSP_EXPIRED_CARD},    {"4000000000000127", PSP_INCORRECT_CVC},
-	        {"4000000000000309", PSP_SILENT},
-	};
-	for (size_t i = 0; i < ORN_ARRAY_LEN(table); i++)
-		if (strcmp(table[i].number, number) == 0)
-			return table[i].outcome;
-	return PSP_APPROVE;
-}
-
-orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_charge_request *out,
-                        psp_param_error *err)
-{
-	static const char *const required[] = {
-	        "amount",         "currency",  "card[number]", "card[exp_month]",
-	        "card[exp_year]", "card[cvc]", "card[name]",   NULL};
-	char message[160];
-	int64_t v;
-	memset(out, 0, sizeof *out);
-	const char *unknown = psp_form_unknown(f, charge_params);
-	if (unknown != NULL) {
-		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
-		return param_error(err, "parameter_unknown", unknown, message);
-	}
-	for (const char *const *r = required; *r != NULL; r++) {
-		if (psp_form_get(f, *r) == NULL) {
-			snprintf(message, sizeof message, "Missing required param: %s.", *r);
-			return param_error(err, "parameter_missing", *r, message);
-		}
-	}
-	const char *amount = psp_form_get(f, "amount"), *currency = psp_form_get(f, "currency");
-	const char *number = psp_form_get(f, "card[number]"), *cvc = psp_form_get(f, "card[cvc]");
-	const char *month = psp_form_get(f, "card[exp_month]"), *year = psp_form_get(f, "card[exp_year]");
-	const char *name = psp_form_get(f, "card[name]"), *description = psp_form_get(f, "description");
-	const char *order_id = psp_form_get(f, "metadata[order_id]");
-	if (!parse_uint(amount, &v) || v < 1 || v > AMOUNT_MAX)
-		return param_error(err, "parameter_invalid", "amount",
-		                   "Invalid amount: an integer of minor units from 1 to 10000000000.");
-	out->amount = v;
-	if (strlen(currency) != 3)
-		return param_error(err, "parameter_invalid", "currency", "Invalid currency: three letters.");
-	for (int i = 0; i < 3; i++) {
-		char c = currency[i];
-		if (c >= 'A' && c <= 'Z')
-			c = (char)(c - 'A' + 'a');
-		if (c < 'a' || c > 'z')
-			return param_error(err, "parameter_invalid", "currency",
-			                   "Invalid currency: three letters.");
-		out->currency[i] = c;
-	}
-	if (!all_digits(number, 12, 19))
-		return param_error(err, "parameter_invalid", "card[number]",
-		                   "Invalid card number: 12 to 19 digits.");
-	if (!parse_uint(month, &v) || strlen(month) > 2 || v < 1 || v > 12)
-		return param_error(err, "parameter_invalid", "card[exp_month]",
-		                   "Invalid expiry month: an integer from 1 to 12.");
-	out->exp_month = (int)v;
-	if (!parse_uint(year, &v) || (strlen(year) != 2 && strlen(year) != 4))
-		return param_error(err, "parameter_invalid", "card[exp_year]",
-		                   "Invalid expiry year: two or four digits.");
-	out->exp_year = strlen(year) == 2 ? 2000 + (int)v : (int)v;
-	if (!all_digits(cvc, 3, 4))
-		return param_error(err, "parameter_invalid", "card[cvc]",
-		                   "Invalid CVC: three or four digits.");
-	if (!text_ok(name, 1, NAME_MAX_BYTES))
-		return param_error(err, "parameter_invalid", "card[name]",
-		                   "Invalid card holder name: 1 to 200 bytes of text.");
-	if (description != NULL && !text_ok(description, 0, DESC_MAX_BYTES))
-		return param_error(err, "parameter_invalid", "description",
-		                   "Invalid description: at most 1000 bytes of text.");
-	if (order_id != NULL && !text_ok(order_id, 1, ORDER_MAX_BYTES))
-		return param_error(err, "parameter_invalid", "metadata[order_id]",
-		                   "Invalid metadata value: 1 to 500 bytes of text.");
-	out->order_id = order_id;
-	size_t digits = strlen(number);
-	snprintf(out->brand, sizeof out->brand, "%s", card_brand(number, digits));
-	memcpy(out->last4, number + digits - 4, 4);
-	out->last4[4] = '\0';
-	if (!card_luhn_valid(number, digits))
-		out->outcome = PSP_INCORRECT_NUMBER;
-	else if (out->exp_year < now_year || (out->exp_year == now_year && out->exp_month < now_month))
-		out->outcome = PSP_EXPIRED_CARD;
-	else
-		out->outcome = test_card(number);
-	return ORN_OK;
 }
 
 /* ---- payment methods and intents ----------------------------------------- */

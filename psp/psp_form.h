@@ -1,7 +1,7 @@
 /* psp_form.h — the pure parts of the card payment provider sandbox
- * (psp_sandbox.h; ADR 009 section 1): strict form decoding, the canonical
- * digest of a request's parameters for idempotency, and the validation of
- * a charge request down to its outcome (Luhn and card brands are
+ * (psp_sandbox.h; ADR 028 section 1): strict form decoding, the canonical
+ * digest of a request's parameters for idempotency, and the checks of a
+ * payment method's card and of a payment intent (Luhn and card brands are
  * actors/card.h's, as the payment service's).
  *
  * Form bodies and query strings are application/x-www-form-urlencoded:
@@ -60,27 +60,11 @@ const char *psp_form_unknown(const psp_form *f, const char *const *allowed);
 /* SHA-256 (crypto_hash_sha256) of the canonical form of (secret, scope, f):
  * each part length-prefixed, the pairs sorted by key, so the digest does not
  * depend on the order or the %-encoding of the parameters. scope names the
- * endpoint ("POST /v1/charges"): one key on two endpoints differs. */
+ * endpoint ("POST /v1/payment_intents"): one key on two endpoints differs. */
 void psp_form_digest(const psp_form *f, const char *secret, const char *scope, uint8_t out[PSP_DIGEST_BYTES]);
 
 /* True if key is 1..255 printable ASCII characters (0x20..0x7e). */
 bool psp_idempotency_key_valid(const char *key);
-
-/* What the provider does with a valid charge request. */
-typedef enum psp_outcome {
-	PSP_APPROVE,          /* 200, a succeeded charge */
-	PSP_SILENT,           /* succeeded charge, no answer ever (4000000000000309) */
-	PSP_DECLINE_GENERIC,  /* 402 card_declined / generic_decline */
-	PSP_DECLINE_FUNDS,    /* 402 card_declined / insufficient_funds */
-	PSP_EXPIRED_CARD,     /* 402 expired_card (test card, or an expiry in the past) */
-	PSP_INCORRECT_CVC,    /* 402 incorrect_cvc */
-	PSP_INCORRECT_NUMBER, /* 402 incorrect_number (Luhn fails) */
-} psp_outcome;
-
-/* The card error code and decline code of a declining outcome (402), or
- * NULL for PSP_APPROVE and PSP_SILENT. */
-const char *psp_outcome_code(psp_outcome o);
-const char *psp_outcome_decline_code(psp_outcome o);
 
 /* A 400 invalid_request_error: code is "parameter_missing",
  * "parameter_invalid" or "parameter_unknown"; param names the parameter;
@@ -91,33 +75,6 @@ typedef struct psp_param_error {
 	char param[64];
 	char message[160];
 } psp_param_error;
-
-/* A valid charge request: everything the sandbox keeps (no number, no CVC,
- * no holder name). Strings borrowed from the form are valid until it is
- * disposed. */
-typedef struct psp_charge_request {
-	int64_t amount;   /* 1..10^10 minor units */
-	char currency[4]; /* lower case */
-	char brand[16];   /* card_brand (actors/card.h) */
-	char last4[5];
-	int exp_month;        /* 1..12 */
-	int exp_year;         /* four digits */
-	const char *order_id; /* metadata[order_id] or NULL */
-	psp_outcome outcome;
-} psp_charge_request;
-
-/* Checks the parameters of POST /v1/charges against the contract: no
- * unknown parameter; amount (digits, 1..10^10), currency (3 ASCII letters),
- * card[number] (12..19 digits), card[exp_month] (1..12), card[exp_year]
- * (2 or 4 digits; 2 digits mean 20YY), card[cvc] (3 or 4 digits),
- * card[name] (1..200 bytes, no control character) required; description
- * (at most 1000 bytes) and metadata[order_id] (1..500 bytes, no control
- * character) optional. Then the outcome: Luhn failure -> incorrect_number;
- * an expiry before (now_year, now_month) -> expired_card; else the test card
- * table of ADR 009 (any other number approves). ORN_EINVAL with *err filled
- * for a 400. */
-orn_rc psp_charge_check(const psp_form *f, int now_year, int now_month, psp_charge_request *out,
-                        psp_param_error *err);
 
 /* ---- payment methods and intents (ADR 028 section 1) ---------------------- */
 

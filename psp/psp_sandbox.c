@@ -1,8 +1,7 @@
 /* psp_sandbox.c — the card payment provider sandbox (see psp_sandbox.h):
  * evhttp routes, payment methods, payment intents and their 3-D Secure
- * page, charges and refunds, webhook events and their delivery,
- * idempotency records, the silent card's held connections and the
- * JSON-lines state file.
+ * page, refunds, webhook events and their delivery, idempotency records,
+ * the silent card's held connections and the JSON-lines state file.
  *
  * Held connections and libevent 2.1's ownership of an unanswered request:
  * when the client goes away, evhttp either detaches the request from the
@@ -49,7 +48,6 @@
 #define ID_MAX             32
 #define REQUEST_ID_CHARS   14
 #define HOLD_DEFAULT_MS    120000
-#define SCOPE_CHARGES      "POST /v1/charges"
 #define SCOPE_REFUNDS      "POST /v1/refunds"
 #define SCOPE_METHODS      "POST /v1/payment_methods"
 #define SCOPE_INTENTS      "POST /v1/payment_intents"
@@ -58,26 +56,6 @@
 #define DELIVERY_TIMEOUT_S 10
 #define EVENTS_LIMIT_MAX   100
 #define FORM_TYPE          "application/x-www-form-urlencoded"
-
-typedef struct charge {
-	char id[ID_MAX];
-	int64_t amount;
-	char currency[4];
-	bool succeeded, refunded;
-	char *order_id; /* NULL: no metadata */
-	char brand[16], last4[5];
-	int exp_month, exp_year;
-	int64_t created; /* Unix seconds */
-	char failure_code[32];
-} charge;
-
-typedef struct refund {
-	char id[ID_MAX];
-	char charge[ID_MAX];
-	int64_t amount;
-	char currency[4];
-	int64_t created;
-} refund;
 
 /* A tokenized card: what POST /v1/payment_methods keeps (never the number
  * or the CVC: the behaviour of a test card stands for it). */
@@ -136,7 +114,7 @@ typedef struct idem_record {
 	held *held; /* non-NULL while its silent request is held: 409 */
 } idem_record;
 
-/* A silent charge's connection, held without an answer. */
+/* A silent intent's connection, held without an answer. */
 struct held {
 	psp_sandbox *sandbox;
 	struct evhttp_request *req; /* NULL once the client went away */
@@ -154,12 +132,8 @@ struct psp_sandbox {
 	uint16_t port;
 	char *api_key;
 	unsigned hold_ms;
-	int state_fd;     /* -1: state in memory only */
-	charge **charges; /* in creation order */
-	size_t charge_count, charge_cap;
-	hmap *charges_by_id; /* id -> charge */
-	hmap *refunds;       /* id -> refund */
-	hmap *idempotency;   /* Idempotency-Key -> idem_record */
+	int state_fd;      /* -1: state in memory only */
+	hmap *idempotency; /* Idempotency-Key -> idem_record */
 	held *held;
 	char *publishable_key; /* NULL: none */
 	char **cors_origins;
@@ -310,63 +284,7 @@ static void invalid(struct evhttp_request *req, int status, const char *code, co
 	respond_error(req, status, "invalid_request_error", code, param, message);
 }
 
-/* ---- charges and refunds -------------------------------------------------- */
-
-static json_t *charge_json(const charge *c)
-{
-	json_t *metadata = json_object();
-	if (metadata != NULL && c->order_id != NULL)
-		json_object_set_new(metadata, "order_id", json_string(c->order_id));
-	json_t *j = json_pack(
-	        "{s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:o, s:{s:s, s:{s:s, s:s, s:i, s:i}}, s:I}", "id", c->id,
-	        "object", "charge", "amount", (json_int_t)c->amount, "currency", c->currency, "status",
-	        c->succeeded ? "succeeded" : "failed", "paid", (int)c->succeeded, "refunded",
-	        (int)c->refunded, "metadata", metadata, "payment_method_details", "type", "card", "card",
-	        "brand", c->brand, "last4", c->last4, "exp_month", c->exp_month, "exp_year", c->exp_year,
-	        "created", (json_int_t)c->created);
-	if (j != NULL && !c->succeeded)
-		json_object_set_new(j, "failure_code", json_string(c->failure_code));
-	return j;
-}
-
-static json_t *refund_json(const refund *r)
-{
-	return json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I}", "id", r->id, "object", "refund", "charge",
-	                 r->charge, "amount", (json_int_t)r->amount, "currency", r->currency, "status",
-	                 "succeeded", "created", (json_int_t)r->created);
-}
-
-static void charge_free(charge *c)
-{
-	if (c != NULL)
-		free(c->order_id);
-	free(c);
-}
-
-/* Takes c into the sandbox (or frees it on failure). */
-static orn_rc charge_add(psp_sandbox *s, charge *c)
-{
-	if (hmap_get(s->charges_by_id, c->id) != NULL) {
-		charge_free(c);
-		return ORN_EEXISTS;
-	}
-	if (s->charge_count == s->charge_cap) {
-		size_t cap = s->charge_cap ? 2 * s->charge_cap : 64;
-		charge **grown = realloc(s->charges, cap * sizeof *grown);
-		if (grown == NULL) {
-			charge_free(c);
-			return ORN_ENOMEM;
-		}
-		s->charges = grown;
-		s->charge_cap = cap;
-	}
-	if (hmap_put(s->charges_by_id, c->id, c) != ORN_OK) {
-		charge_free(c);
-		return ORN_ENOMEM;
-	}
-	s->charges[s->charge_count++] = c;
-	return ORN_OK;
-}
+/* ---- the state file and results ------------------------------------------ */
 
 /* Appends one JSON line (taken) to the state file, if there is one. */
 static void persist(psp_sandbox *s, json_t *line)
@@ -406,122 +324,6 @@ static result make_result(int status, json_t *body, bool store)
 static result param_result(const char *code, const char *param, const char *message)
 {
 	return make_result(400, error_json("invalid_request_error", code, param, message), false);
-}
-
-static const char *card_message(psp_outcome o)
-{
-	switch (o) {
-	case PSP_DECLINE_FUNDS:
-		return "Your card has insufficient funds.";
-	case PSP_EXPIRED_CARD:
-		return "Your card has expired.";
-	case PSP_INCORRECT_CVC:
-		return "Your card's security code is incorrect.";
-	case PSP_INCORRECT_NUMBER:
-		return "Your card number is incorrect.";
-	default:
-		return "Your card was declined.";
-	}
-}
-
-static result create_charge(psp_sandbox *s, const psp_form *f)
-{
-	psp_charge_request cr;
-	psp_param_error err;
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	if (psp_charge_check(f, tm.tm_year + 1900, tm.tm_mon + 1, &cr, &err) != ORN_OK)
-		return param_result(err.code, err.param, err.message);
-	charge *c = calloc(1, sizeof *c);
-	if (c == NULL || (cr.order_id != NULL && (c->order_id = strdup(cr.order_id)) == NULL)) {
-		charge_free(c);
-		return (result){.status = 500};
-	}
-	make_id(c->id, "ch_");
-	c->amount = cr.amount;
-	memcpy(c->currency, cr.currency, sizeof c->currency);
-	c->succeeded = cr.outcome == PSP_APPROVE || cr.outcome == PSP_SILENT;
-	snprintf(c->brand, sizeof c->brand, "%s", cr.brand);
-	memcpy(c->last4, cr.last4, sizeof c->last4);
-	c->exp_month = cr.exp_month;
-	c->exp_year = cr.exp_year;
-	c->created = (int64_t)now;
-	if (!c->succeeded)
-		snprintf(c->failure_code, sizeof c->failure_code, "%s", psp_outcome_code(cr.outcome));
-	if (charge_add(s, c) != ORN_OK)
-		return (result){.status = 500};
-	persist(s, json_pack("{s:s, s:o}", "type", "charge", "charge", charge_json(c)));
-	char amount[24];
-	snprintf(amount, sizeof amount, "%lld", (long long)c->amount);
-	log_info("psp charge", "charge", c->id, "status", c->succeeded ? "succeeded" : "failed", "amount",
-	         amount, "currency", c->currency, "code", c->succeeded ? "" : c->failure_code, "silent",
-	         cr.outcome == PSP_SILENT ? "true" : "false");
-	if (c->succeeded) {
-		result r = make_result(200, charge_json(c), true);
-		r.silent = cr.outcome == PSP_SILENT;
-		return r;
-	}
-	json_t *body = error_json("card_error", psp_outcome_code(cr.outcome), NULL, NULL);
-	json_t *e = body != NULL ? json_object_get(body, "error") : NULL;
-	if (e != NULL) {
-		json_object_set_new(e, "decline_code", json_string(psp_outcome_decline_code(cr.outcome)));
-		json_object_set_new(e, "message", json_string(card_message(cr.outcome)));
-		json_object_set_new(e, "charge", json_string(c->id));
-	}
-	return make_result(402, body, true);
-}
-
-static orn_rc refund_add(psp_sandbox *s, refund *r)
-{
-	if (hmap_get(s->refunds, r->id) != NULL || hmap_put(s->refunds, r->id, r) != ORN_OK) {
-		free(r);
-		return ORN_EEXISTS;
-	}
-	return ORN_OK;
-}
-
-static result create_refund(psp_sandbox *s, const psp_form *f)
-{
-	static const char *const allowed[] = {"charge", NULL};
-	char message[160];
-	const char *unknown = psp_form_unknown(f, allowed);
-	if (unknown != NULL) {
-		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
-		return param_result("parameter_unknown", unknown, message);
-	}
-	const char *id = psp_form_get(f, "charge");
-	if (id == NULL)
-		return param_result("parameter_missing", "charge", "Missing required param: charge.");
-	charge *c = hmap_get(s->charges_by_id, id);
-	if (c == NULL)
-		return make_result(
-		        404,
-		        error_json("invalid_request_error", "resource_missing", "charge", "No such charge."),
-		        false);
-	if (!c->succeeded)
-		return param_result("parameter_invalid", "charge",
-		                    "This charge failed: there is nothing to refund.");
-	if (c->refunded) {
-		snprintf(message, sizeof message, "Charge %s has already been refunded.", c->id);
-		return make_result(
-		        400, error_json("invalid_request_error", "charge_already_refunded", NULL, message),
-		        false);
-	}
-	refund *r = calloc(1, sizeof *r);
-	if (r == NULL)
-		return (result){.status = 500};
-	make_id(r->id, "re_");
-	snprintf(r->charge, sizeof r->charge, "%s", c->id);
-	r->amount = c->amount;
-	memcpy(r->currency, c->currency, sizeof r->currency);
-	r->created = (int64_t)time(NULL);
-	if (refund_add(s, r) != ORN_OK)
-		return (result){.status = 500};
-	c->refunded = true;
-	persist(s, json_pack("{s:s, s:o}", "type", "refund", "refund", refund_json(r)));
-	log_info("psp refund", "refund", r->id, "charge", c->id);
-	return make_result(200, refund_json(r), true);
 }
 
 /* ---- webhook events --------------------------------------------------------
@@ -992,8 +794,10 @@ static bool parse_amount(const char *text, int64_t *out)
 }
 
 /* POST /v1/refunds with payment_intent (ADR 028): the 5126 card's first
- * refund of an intent fails, later ones succeed. */
-static result create_intent_refund(psp_sandbox *s, const psp_form *f)
+ * refund of an intent fails, later ones succeed. Any other parameter (the
+ * charge of ADR 009's refunds included) is parameter_unknown, as Stripe
+ * answers a parameter it does not know. */
+static result create_refund(psp_sandbox *s, const psp_form *f)
 {
 	static const char *const allowed[] = {"payment_intent", "amount", NULL};
 	char message[160];
@@ -1051,15 +855,6 @@ static result create_intent_refund(psp_sandbox *s, const psp_form *f)
 	else
 		emit(s, "charge.refunded", intent_charge_json(pi));
 	return make_result(200, answer, true);
-}
-
-/* POST /v1/refunds: by charge (ADR 009, until the payment role moves to
- * intents) or by payment_intent (ADR 028). */
-static result create_any_refund(psp_sandbox *s, const psp_form *f)
-{
-	if (psp_form_get(f, "charge") != NULL || psp_form_get(f, "payment_intent") == NULL)
-		return create_refund(s, f);
-	return create_intent_refund(s, f);
 }
 
 /* ---- idempotency records and held connections ---------------------------- */
@@ -1279,38 +1074,6 @@ static void handle_post(psp_sandbox *s, struct evhttp_request *req, const char *
 	free(res.body);
 done:
 	psp_form_dispose(&form);
-}
-
-static void list_charges(psp_sandbox *s, struct evhttp_request *req, const char *query)
-{
-	static const char *const allowed[] = {"metadata[order_id]", NULL};
-	char bad[64], message[160];
-	psp_form q;
-	orn_rc rc = psp_form_parse(query != NULL ? query : "", query != NULL ? strlen(query) : 0, &q, bad,
-	                           sizeof bad);
-	if (rc != ORN_OK) {
-		invalid(req, 400, "parameter_invalid", rc == ORN_EEXISTS ? bad : NULL,
-		        "Invalid query string.");
-		return;
-	}
-	const char *unknown = psp_form_unknown(&q, allowed);
-	if (unknown != NULL) {
-		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
-		invalid(req, 400, "parameter_unknown", unknown, message);
-		psp_form_dispose(&q);
-		return;
-	}
-	const char *order_id = psp_form_get(&q, "metadata[order_id]");
-	json_t *data = json_array();
-	for (size_t i = s->charge_count; i > 0 && data != NULL; i--) {
-		const charge *c = s->charges[i - 1];
-		if (order_id == NULL || (c->order_id != NULL && strcmp(c->order_id, order_id) == 0))
-			json_array_append_new(data, charge_json(c));
-	}
-	psp_form_dispose(&q);
-	respond_json(req, 200,
-	             json_pack("{s:s, s:o, s:b, s:s}", "object", "list", "data", data, "has_more", 0, "url",
-	                       "/v1/charges"));
 }
 
 /* ---- CORS, the 3-D Secure page, lists ------------------------------------- */
@@ -1639,7 +1402,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	static const char item_prefix[] = "/v1/charges/";
 	const char *id;
 	if (path == NULL || path[0] == '\0')
 		path = "/";
@@ -1698,28 +1460,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 			list_events(s, req, evhttp_uri_get_query(uri));
 		else
 			method_not_allowed(req, "GET");
-	} else if (strcmp(path, "/v1/charges") == 0) {
-		if (cmd == EVHTTP_REQ_POST)
-			handle_post(s, req, SCOPE_CHARGES, create_charge);
-		else if (cmd == EVHTTP_REQ_GET)
-			list_charges(s, req, evhttp_uri_get_query(uri));
-		else
-			method_not_allowed(req, "GET, POST");
 	} else if (strcmp(path, "/v1/refunds") == 0) {
 		if (cmd == EVHTTP_REQ_POST)
-			handle_post(s, req, SCOPE_REFUNDS, create_any_refund);
+			handle_post(s, req, SCOPE_REFUNDS, create_refund);
 		else
 			method_not_allowed(req, "POST");
-	} else if (strncmp(path, item_prefix, sizeof item_prefix - 1) == 0 &&
-	           path[sizeof item_prefix - 1] != '\0' &&
-	           strchr(path + sizeof item_prefix - 1, '/') == NULL) {
-		const charge *c = hmap_get(s->charges_by_id, path + sizeof item_prefix - 1);
-		if (cmd != EVHTTP_REQ_GET)
-			method_not_allowed(req, "GET");
-		else if (c == NULL)
-			invalid(req, 404, "resource_missing", "id", "No such charge.");
-		else
-			respond_json(req, 200, charge_json(c));
 	} else {
 		wipe_body(req);
 		invalid(req, 404, NULL, NULL, "Unrecognized request URL.");
@@ -1727,59 +1472,6 @@ static void on_request(struct evhttp_request *req, void *arg)
 }
 
 /* ---- the state file ------------------------------------------------------- */
-
-static orn_rc load_charge(psp_sandbox *s, json_t *j)
-{
-	const char *id, *currency, *status, *brand, *last4, *order_id = NULL, *failure = NULL;
-	json_int_t amount, created;
-	int refunded, exp_month, exp_year;
-	if (json_unpack(j, "{s:s, s:I, s:s, s:s, s:b, s:{s?s}, s:{s:{s:s, s:s, s:i, s:i}}, s:I, s?s}", "id",
-	                &id, "amount", &amount, "currency", &currency, "status", &status, "refunded",
-	                &refunded, "metadata", "order_id", &order_id, "payment_method_details", "card",
-	                "brand", &brand, "last4", &last4, "exp_month", &exp_month, "exp_year", &exp_year,
-	                "created", &created, "failure_code", &failure) != 0 ||
-	    strlen(id) >= ID_MAX)
-		return ORN_EDECODE;
-	charge *c = calloc(1, sizeof *c);
-	if (c == NULL || (order_id != NULL && (c->order_id = strdup(order_id)) == NULL)) {
-		charge_free(c);
-		return ORN_ENOMEM;
-	}
-	snprintf(c->id, sizeof c->id, "%s", id);
-	c->amount = amount;
-	snprintf(c->currency, sizeof c->currency, "%s", currency);
-	c->succeeded = strcmp(status, "succeeded") == 0;
-	c->refunded = refunded != 0;
-	snprintf(c->brand, sizeof c->brand, "%s", brand);
-	snprintf(c->last4, sizeof c->last4, "%s", last4);
-	c->exp_month = exp_month;
-	c->exp_year = exp_year;
-	c->created = created;
-	snprintf(c->failure_code, sizeof c->failure_code, "%s", failure != NULL ? failure : "");
-	return charge_add(s, c);
-}
-
-static orn_rc load_refund(psp_sandbox *s, json_t *j)
-{
-	const char *id, *charge_id, *currency;
-	json_int_t amount, created;
-	if (json_unpack(j, "{s:s, s:s, s:I, s:s, s:I}", "id", &id, "charge", &charge_id, "amount", &amount,
-	                "currency", &currency, "created", &created) != 0 ||
-	    strlen(id) >= ID_MAX || strlen(charge_id) >= ID_MAX)
-		return ORN_EDECODE;
-	charge *c = hmap_get(s->charges_by_id, charge_id);
-	refund *r = calloc(1, sizeof *r);
-	if (r == NULL)
-		return ORN_ENOMEM;
-	snprintf(r->id, sizeof r->id, "%s", id);
-	snprintf(r->charge, sizeof r->charge, "%s", charge_id);
-	r->amount = amount;
-	snprintf(r->currency, sizeof r->currency, "%s", currency);
-	r->created = created;
-	if (c != NULL)
-		c->refunded = true;
-	return refund_add(s, r);
-}
 
 static orn_rc load_record(psp_sandbox *s, json_t *j)
 {
@@ -1901,13 +1593,21 @@ static orn_rc load_delivery(psp_sandbox *s, json_t *j)
 	return ORN_OK;
 }
 
-/* Reads the state file back; a missing file is an empty state. */
+/* The lines of ADR 009's charge API ("charge", and "refund" by charge),
+ * which sandboxes wrote before it was removed. */
+static bool is_charge_line(const char *type)
+{
+	return strcmp(type, "charge") == 0 || strcmp(type, "refund") == 0;
+}
+
+/* Reads the state file back; a missing file is an empty state. Lines of the
+ * removed charge API are skipped, with one info line for all of them. */
 static orn_rc load_state(psp_sandbox *s, const char *path)
 {
 	FILE *f = fopen(path, "re");
 	char *line = NULL;
 	size_t cap = 0;
-	long number = 0, skipped = 0;
+	long number = 0, charge_lines = 0;
 	orn_rc rc = ORN_OK;
 	if (f == NULL)
 		return errno == ENOENT ? ORN_OK : ORN_EIO;
@@ -1915,11 +1615,11 @@ static orn_rc load_state(psp_sandbox *s, const char *path)
 		number++;
 		json_t *j = json_loads(line, 0, NULL);
 		const char *type = j != NULL ? json_string_value(json_object_get(j, "type")) : NULL;
+		bool charge_line = type != NULL && is_charge_line(type);
 		orn_rc lrc = ORN_EDECODE;
-		if (type != NULL && strcmp(type, "charge") == 0)
-			lrc = load_charge(s, json_object_get(j, "charge"));
-		else if (type != NULL && strcmp(type, "refund") == 0)
-			lrc = load_refund(s, json_object_get(j, "refund"));
+		charge_lines += charge_line;
+		if (charge_line)
+			lrc = ORN_OK;
 		else if (type != NULL && strcmp(type, "idempotency") == 0)
 			lrc = load_record(s, j);
 		else if (type != NULL && strcmp(type, "payment_method") == 0)
@@ -1941,21 +1641,25 @@ static orn_rc load_state(psp_sandbox *s, const char *path)
 			char at[24];
 			snprintf(at, sizeof at, "%ld", number);
 			log_warn("skipping a bad line of the PSP state file", "line", at);
-			skipped++;
 		}
 	}
 	if (rc == ORN_OK && ferror(f))
 		rc = ORN_EIO;
 	free(line);
 	fclose(f);
+	if (rc == ORN_OK && charge_lines > 0) {
+		char count[24];
+		snprintf(count, sizeof count, "%ld", charge_lines);
+		log_info("skipping the PSP state file's charge lines: the charge API is gone (ADR 028)",
+		         "lines", count);
+	}
 	if (rc == ORN_OK) {
-		char charges[24], records[24], intents[24], events[24];
-		snprintf(charges, sizeof charges, "%zu", s->charge_count);
+		char records[24], intents[24], events[24];
 		snprintf(records, sizeof records, "%zu", hmap_count(s->idempotency));
 		snprintf(intents, sizeof intents, "%zu", s->intent_count);
 		snprintf(events, sizeof events, "%zu", s->event_count);
-		log_info("psp state loaded", "charges", charges, "idempotency_records", records, "intents",
-		         intents, "events", events);
+		log_info("psp state loaded", "idempotency_records", records, "intents", intents, "events",
+		         events);
 	}
 	return rc;
 }
@@ -2205,14 +1909,6 @@ static void sandbox_free(psp_sandbox *s)
 		event_free(s->stop_event);
 	if (s->base != NULL)
 		event_base_free(s->base);
-	for (size_t i = 0; i < s->charge_count; i++)
-		charge_free(s->charges[i]);
-	free(s->charges);
-	hmap_destroy(s->charges_by_id);
-	while (s->refunds != NULL && hmap_next(s->refunds, &cursor, &key, &value))
-		free(value);
-	hmap_destroy(s->refunds);
-	cursor = 0;
 	while (s->idempotency != NULL && hmap_next(s->idempotency, &cursor, &key, &value))
 		record_free(value);
 	hmap_destroy(s->idempotency);
@@ -2242,16 +1938,13 @@ orn_rc psp_sandbox_start(const psp_sandbox_options *o, psp_sandbox **out)
 	s->state_fd = -1;
 	s->hold_ms = o->silent_hold_ms > 0 ? o->silent_hold_ms : HOLD_DEFAULT_MS;
 	s->api_key = strdup(o->api_key);
-	s->charges_by_id = hmap_create();
-	s->refunds = hmap_create();
 	s->idempotency = hmap_create();
 	s->payment_methods = hmap_create();
 	s->intents_by_id = hmap_create();
 	s->events_by_id = hmap_create();
 	s->base = event_base_new();
-	if (s->api_key == NULL || s->charges_by_id == NULL || s->refunds == NULL || s->idempotency == NULL ||
-	    s->payment_methods == NULL || s->intents_by_id == NULL || s->events_by_id == NULL ||
-	    s->base == NULL)
+	if (s->api_key == NULL || s->idempotency == NULL || s->payment_methods == NULL ||
+	    s->intents_by_id == NULL || s->events_by_id == NULL || s->base == NULL)
 		goto fail;
 	if (o->publishable_key != NULL && o->publishable_key[0] != '\0' &&
 	    (s->publishable_key = strdup(o->publishable_key)) == NULL)

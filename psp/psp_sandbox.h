@@ -1,6 +1,6 @@
 /* psp_sandbox.h — the card payment provider sandbox: a Stripe-shaped HTTP
  * API on libevent's evhttp. ADR 028 section 1 is its contract (ADR 009
- * section 1 for the charges and idempotency it keeps).
+ * section 1 for the idempotency it keeps; its charge API is gone).
  *
  * Routes ("Authorization: Bearer <key>", else 401; the publishable key only
  * on /v1/payment_methods, 401 elsewhere):
@@ -13,13 +13,13 @@
  *                                  error.payment_intent when declined; the
  *                                  silent card's connection is held
  *   GET  /v1/payment_intents[/{id}] ?metadata[order_id]=X, newest first
- *   POST /v1/refunds               payment_intent[, amount] (ADR 028), or
- *                                  charge (ADR 009)
+ *   POST /v1/refunds               payment_intent[, amount]; any other
+ *                                  parameter (charge too): 400
+ *                                  parameter_unknown
  *   GET  /v1/events                ?type=&limit= (1..100, default 10),
  *                                  newest first, with delivery_count (tries
  *                                  made) and delivered
  *   GET, POST /v1/3ds/{pi}         the challenge page, no key (a browser)
- *   POST, GET /v1/charges, GET /v1/charges/{id}   ADR 009, to be removed
  * JSON answers with a Request-Id header; bodies above 16 KiB: 413.
  *
  * Idempotency-Key on every POST but the 3-D Secure form: the first answer
@@ -40,9 +40,10 @@
  * until a 2xx, 0.5 s after the first failure, doubling, at most 30 s apart.
  *
  * State. With state_file, payment methods, intents (each change), refunds,
- * events and their delivery counts, charges and idempotency records are
- * appended as JSON lines and read back at start (a torn last line is
- * skipped); undelivered events are sent again. A card number, a CVC or a
+ * events and their delivery counts and idempotency records are appended as
+ * JSON lines and read back at start (a torn last line is skipped, and so
+ * are the charge lines older sandboxes wrote); undelivered events are sent
+ * again. A card number, a CVC or a
  * holder name never reaches the file or a log line: payment methods keep
  * brand, last 4, expiry and the test card's behaviour.
  *

@@ -1,10 +1,11 @@
 /* test_psp_form.c — unit tests of the provider sandbox's pure parts
  * (psp/psp_form.c): strict form decoding, the idempotency digest, Luhn and
- * brands, and the charge request check with the test card table of ADR 009.
+ * brands, and the checks of payment methods (with the test card table of
+ * ADR 028) and payment intents.
  *
  * Given a body or a set of parameters, when it is decoded or checked, then
- * the values, the error (code and parameter) or the outcome are the
- * contract's, and no error message repeats a card number. */
+ * the values, the error (status, code and parameter) or the behaviour are
+ * the contract's, and no error message repeats a card number. */
 #include <criterion/criterion.h>
 
 #include <sodium.h>
@@ -124,22 +125,22 @@ static void digest_of(const char *text, const char *secret, const char *scope, u
 Test(psp_form, digest_ignores_order_and_encoding)
 {
 	uint8_t a[PSP_DIGEST_BYTES], b[PSP_DIGEST_BYTES];
-	digest_of("amount=100&card[number]=4242424242424242", "sk", "POST /v1/charges", a);
-	digest_of("card%5Bnumber%5D=4242424242424242&amount=1%30%30", "sk", "POST /v1/charges", b);
+	digest_of("amount=100&card[number]=4242424242424242", "sk", "POST /v1/payment_intents", a);
+	digest_of("card%5Bnumber%5D=4242424242424242&amount=1%30%30", "sk", "POST /v1/payment_intents", b);
 	cr_assert_eq(memcmp(a, b, sizeof a), 0);
 }
 
 Test(psp_form, digest_differs_with_any_value_scope_or_secret)
 {
 	uint8_t base[PSP_DIGEST_BYTES], other[PSP_DIGEST_BYTES];
-	digest_of("amount=100&currency=eur", "sk", "POST /v1/charges", base);
-	digest_of("amount=101&currency=eur", "sk", "POST /v1/charges", other);
+	digest_of("amount=100&currency=eur", "sk", "POST /v1/payment_intents", base);
+	digest_of("amount=101&currency=eur", "sk", "POST /v1/payment_intents", other);
 	cr_assert_neq(memcmp(base, other, sizeof base), 0);
-	digest_of("amount=100&currency=eur&description=", "sk", "POST /v1/charges", other);
+	digest_of("amount=100&currency=eur&description=", "sk", "POST /v1/payment_intents", other);
 	cr_assert_neq(memcmp(base, other, sizeof base), 0);
 	digest_of("amount=100&currency=eur", "sk", "POST /v1/refunds", other);
 	cr_assert_neq(memcmp(base, other, sizeof base), 0);
-	digest_of("amount=100&currency=eur", "sk2", "POST /v1/charges", other);
+	digest_of("amount=100&currency=eur", "sk2", "POST /v1/payment_intents", other);
 	cr_assert_neq(memcmp(base, other, sizeof base), 0);
 	/* Length prefixes: moving a byte from a key to its value changes the digest. */
 	digest_of("ab=c", "sk", "s", base);
@@ -161,190 +162,6 @@ Test(psp_form, idempotency_keys_are_1_to_255_printable_ascii)
 	cr_assert_not(psp_idempotency_key_valid(NULL));
 	cr_assert_not(psp_idempotency_key_valid("tab\there"));
 	cr_assert_not(psp_idempotency_key_valid("caf\xc3\xa9"));
-}
-
-/* ---- the charge request --------------------------------------------------- */
-
-#define GOOD_CARD "card[exp_month]=12&card[exp_year]=2030&card[cvc]=123&card[name]=Ann+Lee"
-
-static orn_rc check_text(const char *text, psp_charge_request *out, psp_param_error *err)
-{
-	cr_assert_eq(parse(text), ORN_OK, "%s", text);
-	memset(err, 0, sizeof *err);
-	return psp_charge_check(&form, NOW_YEAR, NOW_MONTH, out, err);
-}
-
-static psp_outcome outcome_of(const char *number)
-{
-	char text[256];
-	psp_charge_request out;
-	psp_param_error err;
-	snprintf(text, sizeof text, "amount=100&currency=eur&card[number]=%s&" GOOD_CARD, number);
-	cr_assert_eq(check_text(text, &out, &err), ORN_OK, "%s: %s", number, err.message);
-	return out.outcome;
-}
-
-/* ---- cards (Luhn and brands: actors/card.h, through the charge check) ------ */
-
-static const char *brand_of(const char *number)
-{
-	static psp_charge_request out;
-	psp_param_error err;
-	char text[256];
-	snprintf(text, sizeof text, "amount=100&currency=eur&card[number]=%s&" GOOD_CARD, number);
-	cr_assert_eq(check_text(text, &out, &err), ORN_OK, "%s: %s", number, err.message);
-	return out.brand;
-}
-
-Test(psp_form, luhn)
-{
-	const char *valid[] = {"4242424242424242", "4000000000000002", "4000000000009995",
-	                       "4000000000000069", "4000000000000127", "4000000000000309",
-	                       "5555555555554444", "378282246310005",  "6011111111111117"};
-	for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
-		cr_assert_neq(outcome_of(valid[i]), PSP_INCORRECT_NUMBER, "%s", valid[i]);
-	cr_assert_eq(outcome_of("4242424242424241"), PSP_INCORRECT_NUMBER);
-	cr_assert_eq(outcome_of("5555555555554445"), PSP_INCORRECT_NUMBER);
-	cr_assert_eq(outcome_of("378282246310006"), PSP_INCORRECT_NUMBER);
-}
-
-Test(psp_form, brands_by_prefix)
-{
-	cr_assert_str_eq(brand_of("4242424242424242"), "visa");
-	cr_assert_str_eq(brand_of("5555555555554444"), "mastercard");
-	cr_assert_str_eq(brand_of("2223003122003222"), "mastercard");
-	cr_assert_str_eq(brand_of("378282246310005"), "amex");
-	cr_assert_str_eq(brand_of("6011111111111117"), "discover");
-	cr_assert_str_eq(brand_of("6445644564456445"), "discover");
-	cr_assert_str_eq(brand_of("3566002020360505"), "other");
-	cr_assert_str_eq(brand_of("1200000000000000"), "other");
-}
-
-Test(psp_form, valid_charge_keeps_only_what_the_sandbox_may_keep)
-{
-	psp_charge_request out;
-	psp_param_error err;
-	cr_assert_eq(check_text("amount=0001000&currency=EuR&card[number]=4242424242424242&" GOOD_CARD
-	                        "&description=Order+o1&metadata[order_id]=o1",
-	                        &out, &err),
-	             ORN_OK);
-	cr_assert_eq(out.amount, 1000);
-	cr_assert_str_eq(out.currency, "eur");
-	cr_assert_str_eq(out.brand, "visa");
-	cr_assert_str_eq(out.last4, "4242");
-	cr_assert_eq(out.exp_month, 12);
-	cr_assert_eq(out.exp_year, 2030);
-	cr_assert_str_eq(out.order_id, "o1");
-	cr_assert_eq(out.outcome, PSP_APPROVE);
-}
-
-Test(psp_form, test_card_table)
-{
-	cr_assert_eq(outcome_of("4242424242424242"), PSP_APPROVE);
-	cr_assert_eq(outcome_of("5555555555554444"), PSP_APPROVE);
-	cr_assert_eq(outcome_of("4000000000000002"), PSP_DECLINE_GENERIC);
-	cr_assert_eq(outcome_of("4000000000009995"), PSP_DECLINE_FUNDS);
-	cr_assert_eq(outcome_of("4000000000000069"), PSP_EXPIRED_CARD);
-	cr_assert_eq(outcome_of("4000000000000127"), PSP_INCORRECT_CVC);
-	cr_assert_eq(outcome_of("4000000000000309"), PSP_SILENT);
-	cr_assert_eq(outcome_of("4242424242424241"), PSP_INCORRECT_NUMBER);
-}
-
-Test(psp_form, outcome_codes)
-{
-	cr_assert_null(psp_outcome_code(PSP_APPROVE));
-	cr_assert_null(psp_outcome_code(PSP_SILENT));
-	cr_assert_str_eq(psp_outcome_code(PSP_DECLINE_GENERIC), "card_declined");
-	cr_assert_str_eq(psp_outcome_decline_code(PSP_DECLINE_GENERIC), "generic_decline");
-	cr_assert_str_eq(psp_outcome_code(PSP_DECLINE_FUNDS), "card_declined");
-	cr_assert_str_eq(psp_outcome_decline_code(PSP_DECLINE_FUNDS), "insufficient_funds");
-	cr_assert_str_eq(psp_outcome_code(PSP_EXPIRED_CARD), "expired_card");
-	cr_assert_str_eq(psp_outcome_decline_code(PSP_EXPIRED_CARD), "expired_card");
-	cr_assert_str_eq(psp_outcome_code(PSP_INCORRECT_CVC), "incorrect_cvc");
-	cr_assert_str_eq(psp_outcome_decline_code(PSP_INCORRECT_CVC), "incorrect_cvc");
-	cr_assert_str_eq(psp_outcome_code(PSP_INCORRECT_NUMBER), "incorrect_number");
-	cr_assert_str_eq(psp_outcome_decline_code(PSP_INCORRECT_NUMBER), "incorrect_number");
-}
-
-Test(psp_form, expiry_before_this_month_is_expired_card)
-{
-	psp_charge_request out;
-	psp_param_error err;
-	cr_assert_eq(check_text("amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=10&"
-	                        "card[exp_year]=2026&card[cvc]=123&card[name]=A",
-	                        &out, &err),
-	             ORN_OK);
-	cr_assert_eq(out.outcome, PSP_EXPIRED_CARD);
-	cr_assert_eq(check_text("amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=11&"
-	                        "card[exp_year]=26&card[cvc]=123&card[name]=A",
-	                        &out, &err),
-	             ORN_OK);
-	cr_assert_eq(out.exp_year, 2026);
-	cr_assert_eq(out.outcome, PSP_APPROVE);
-}
-
-static void expect_error(const char *text, const char *code, const char *param)
-{
-	psp_charge_request out;
-	psp_param_error err;
-	cr_assert_eq(check_text(text, &out, &err), ORN_EINVAL, "%s", text);
-	cr_assert_str_eq(err.code, code, "%s", text);
-	cr_assert_str_eq(err.param, param, "%s", text);
-	cr_assert_null(strstr(err.message, "4242424242"), "the message repeats the number: %s", err.message);
-}
-
-Test(psp_form, missing_parameters)
-{
-	expect_error("currency=eur&card[number]=4242424242424242&" GOOD_CARD, "parameter_missing", "amount");
-	expect_error("amount=1&card[number]=4242424242424242&" GOOD_CARD, "parameter_missing", "currency");
-	expect_error("amount=1&currency=eur&" GOOD_CARD, "parameter_missing", "card[number]");
-	expect_error(
-	        "amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
-	        "card[cvc]=123",
-	        "parameter_missing", "card[name]");
-}
-
-Test(psp_form, invalid_parameters)
-{
-	const struct {
-		const char *text, *param;
-	} cases[] = {
-	        {"amount=0&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
-	        {"amount=10000000001&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
-	        {"amount=-5&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
-	        {"amount=1.5&currency=eur&card[number]=4242424242424242&" GOOD_CARD, "amount"},
-	        {"amount=1&currency=eu&card[number]=4242424242424242&" GOOD_CARD, "currency"},
-	        {"amount=1&currency=e1r&card[number]=4242424242424242&" GOOD_CARD, "currency"},
-	        {"amount=1&currency=eur&card[number]=4242+4242+4242+4242&" GOOD_CARD, "card[number]"},
-	        {"amount=1&currency=eur&card[number]=42424242424&" GOOD_CARD, "card[number]"},
-	        {"amount=1&currency=eur&card[number]=42424242424242424242&" GOOD_CARD, "card[number]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=13&card[exp_year]=2030&"
-	         "card[cvc]=123&card[name]=A",
-	         "card[exp_month]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=230&"
-	         "card[cvc]=123&card[name]=A",
-	         "card[exp_year]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
-	         "card[cvc]=12&card[name]=A",
-	         "card[cvc]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&card[exp_month]=12&card[exp_year]=2030&"
-	         "card[cvc]=123&card[name]=",
-	         "card[name]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&metadata[order_id]=",
-	         "metadata[order_id]"},
-	        {"amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&description=a%0Ab",
-	         "description"},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		expect_error(cases[i].text, "parameter_invalid", cases[i].param);
-}
-
-Test(psp_form, unknown_parameter)
-{
-	expect_error("amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&capture=false",
-	             "parameter_unknown", "capture");
-	expect_error("amount=1&currency=eur&card[number]=4242424242424242&" GOOD_CARD "&metadata[other]=x",
-	             "parameter_unknown", "metadata[other]");
 }
 
 Test(psp_form, dispose_wipes_and_empties)
@@ -452,6 +269,134 @@ Test(psp_form, card_errors_are_402_card_errors_or_400)
 	                  "parameter_unknown", "card[name]");
 }
 
+static const char *brand_of(const char *number)
+{
+	static psp_card out;
+	psp_param_error err;
+	char text[256];
+	snprintf(text, sizeof text, "type=card&card[number]=%s" PM_REST, number);
+	cr_assert_eq(card_check_text(text, &out, &err), ORN_OK, "%s: %s", number, err.message);
+	return out.brand;
+}
+
+/* ---- cards (Luhn and brands: actors/card.h, through the card check) ------- */
+
+Test(psp_form, luhn)
+{
+	const char *valid[] = {"4242424242424242", "4000000000000002", "4000000000009995",
+	                       "4000000000000069", "4000000000000127", "4000000000000309",
+	                       "5555555555554444", "378282246310005",  "6011111111111117"};
+	for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+		behaviour_of(valid[i]); /* asserts ORN_OK */
+	expect_card_error("type=card&card[number]=4242424242424241" PM_REST, 402, "incorrect_number",
+	                  "card[number]");
+	expect_card_error("type=card&card[number]=5555555555554445" PM_REST, 402, "incorrect_number",
+	                  "card[number]");
+	expect_card_error("type=card&card[number]=378282246310006" PM_REST, 402, "incorrect_number",
+	                  "card[number]");
+}
+
+Test(psp_form, brands_by_prefix)
+{
+	cr_assert_str_eq(brand_of("4242424242424242"), "visa");
+	cr_assert_str_eq(brand_of("5555555555554444"), "mastercard");
+	cr_assert_str_eq(brand_of("2223003122003222"), "mastercard");
+	cr_assert_str_eq(brand_of("378282246310005"), "amex");
+	cr_assert_str_eq(brand_of("6011111111111117"), "discover");
+	cr_assert_str_eq(brand_of("6445644564456445"), "discover");
+	cr_assert_str_eq(brand_of("3566002020360505"), "other");
+	cr_assert_str_eq(brand_of("1200000000000006"), "other");
+}
+
+Test(psp_form, behaviour_codes_and_messages)
+{
+	const struct {
+		psp_behaviour b;
+		const char *code, *decline_code;
+	} cases[] = {
+	        {PSP_BEHAVIOUR_APPROVE, NULL, NULL},
+	        {PSP_BEHAVIOUR_REQUIRES_3DS, NULL, NULL},
+	        {PSP_BEHAVIOUR_SILENT, NULL, NULL},
+	        {PSP_BEHAVIOUR_REFUND_FAILS_FIRST, NULL, NULL},
+	        {PSP_BEHAVIOUR_DECLINE_GENERIC, "card_declined", "generic_decline"},
+	        {PSP_BEHAVIOUR_DECLINE_FUNDS, "card_declined", "insufficient_funds"},
+	        {PSP_BEHAVIOUR_EXPIRED_CARD, "expired_card", "expired_card"},
+	        {PSP_BEHAVIOUR_INCORRECT_CVC, "incorrect_cvc", "incorrect_cvc"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *name = psp_behaviour_name(cases[i].b);
+		if (cases[i].code == NULL) {
+			cr_assert_null(psp_behaviour_code(cases[i].b), "%s", name);
+			cr_assert_null(psp_behaviour_decline_code(cases[i].b), "%s", name);
+			continue;
+		}
+		cr_assert_str_eq(psp_behaviour_code(cases[i].b), cases[i].code, "%s", name);
+		cr_assert_str_eq(psp_behaviour_decline_code(cases[i].b), cases[i].decline_code, "%s", name);
+		cr_assert_not_null(psp_behaviour_message(cases[i].b), "%s", name);
+	}
+	cr_assert_str_eq(psp_behaviour_message(PSP_BEHAVIOUR_DECLINE_FUNDS),
+	                 "Your card has insufficient funds.");
+	cr_assert_str_eq(psp_behaviour_message(PSP_BEHAVIOUR_EXPIRED_CARD), "Your card has expired.");
+}
+
+Test(psp_form, expiry_this_month_is_valid_before_it_is_refused)
+{
+	psp_card out;
+	psp_param_error err;
+	cr_assert_eq(card_check_text("type=card&card[number]=4242424242424242&card[exp_month]=11"
+	                             "&card[exp_year]=26&card[cvc]=123",
+	                             &out, &err),
+	             ORN_OK, "%s", err.message);
+	cr_assert_eq(out.exp_year, 2026);
+	cr_assert_eq(out.exp_month, 11);
+	cr_assert_eq(out.behaviour, PSP_BEHAVIOUR_APPROVE);
+	expect_card_error("type=card&card[number]=4242424242424242&card[exp_month]=10&card[exp_year]=26"
+	                  "&card[cvc]=123",
+	                  402, "invalid_expiry_month", "card[exp_month]");
+}
+
+Test(psp_form, card_missing_invalid_and_unknown_parameters)
+{
+	static const char *const params[] = {"type", "card[number]", "card[exp_month]", "card[exp_year]",
+	                                     "card[cvc]"};
+	static const char *const values[] = {"card", "4242424242424242", "12", "2030", "123"};
+	/* each required parameter left out in turn */
+	for (size_t leave = 0; leave < 5; leave++) {
+		char text[256] = "";
+		for (size_t i = 0; i < 5; i++)
+			if (i != leave)
+				snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s=%s",
+				         text[0] != '\0' ? "&" : "", params[i], values[i]);
+		expect_card_error(text, 400, "parameter_missing", params[leave]);
+	}
+	const struct {
+		const char *number_or_rest;
+		const char *code, *param;
+	} cases[] = {
+	        {"4242+4242+4242+4242" PM_REST, "incorrect_number", "card[number]"},
+	        {"4242-4242-4242-4242" PM_REST, "incorrect_number", "card[number]"},
+	        {"42424242424" PM_REST, "incorrect_number", "card[number]"},
+	        {"42424242424242424242" PM_REST, "incorrect_number", "card[number]"},
+	        {"4242424242424242&card[exp_month]=0&card[exp_year]=2030&card[cvc]=123",
+	         "invalid_expiry_month", "card[exp_month]"},
+	        {"4242424242424242&card[exp_month]=012&card[exp_year]=2030&card[cvc]=123",
+	         "invalid_expiry_month", "card[exp_month]"},
+	        {"4242424242424242&card[exp_month]=12&card[exp_year]=230&card[cvc]=123",
+	         "invalid_expiry_year", "card[exp_year]"},
+	        {"4242424242424242&card[exp_month]=12&card[exp_year]=2030&card[cvc]=12345", "invalid_cvc",
+	         "card[cvc]"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[256];
+		snprintf(text, sizeof text, "type=card&card[number]=%s", cases[i].number_or_rest);
+		expect_card_error(text, 402, cases[i].code, cases[i].param);
+	}
+	expect_card_error("type=card&card[number]=4242424242424242" PM_REST "&capture=false", 400,
+	                  "parameter_unknown", "capture");
+	expect_card_error("type=card&card[number]=4242424242424242" PM_REST "&metadata[order_id]=o1", 400,
+	                  "parameter_unknown", "metadata[order_id]");
+}
+
 static void expect_intent_error(const char *text, const char *code, const char *param)
 {
 	psp_intent_request out;
@@ -467,9 +412,10 @@ Test(psp_form, intent_request)
 {
 	psp_intent_request out;
 	psp_param_error err;
-	cr_assert_eq(parse("amount=1250&currency=EUR&payment_method=pm_1&confirm=true&metadata[order_id]=o1"
-	                   "&return_url=https://shop.example/orders/o1"),
-	             ORN_OK);
+	cr_assert_eq(
+	        parse("amount=0001250&currency=EuR&payment_method=pm_1&confirm=true&metadata[order_id]=o1"
+	              "&return_url=https://shop.example/orders/o1"),
+	        ORN_OK);
 	cr_assert_eq(psp_intent_check(&form, &out, &err), ORN_OK, "%s", err.message);
 	cr_assert_eq(out.amount, 1250);
 	cr_assert_str_eq(out.currency, "eur");
@@ -487,4 +433,38 @@ Test(psp_form, intent_request)
 	                    "parameter_invalid", "return_url");
 	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&capture_method=manual",
 	                    "parameter_unknown", "capture_method");
+}
+
+Test(psp_form, intent_missing_invalid_and_unknown_parameters)
+{
+	expect_intent_error("amount=1&payment_method=pm_1", "parameter_missing", "currency");
+	const struct {
+		const char *text, *param;
+	} cases[] = {
+	        {"amount=10000000001&currency=eur&payment_method=pm_1", "amount"},
+	        {"amount=-5&currency=eur&payment_method=pm_1", "amount"},
+	        {"amount=1.5&currency=eur&payment_method=pm_1", "amount"},
+	        {"amount=12x&currency=eur&payment_method=pm_1", "amount"},
+	        {"amount=1&currency=eu&payment_method=pm_1", "currency"},
+	        {"amount=1&currency=euro&payment_method=pm_1", "currency"},
+	        {"amount=1&currency=e1r&payment_method=pm_1", "currency"},
+	        {"amount=1&currency=eur&payment_method=", "payment_method"},
+	        {"amount=1&currency=eur&payment_method=pm_1&metadata[order_id]=", "metadata[order_id]"},
+	        {"amount=1&currency=eur&payment_method=pm_1&metadata[order_id]=a%0Ab", "metadata[order_id]"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		expect_intent_error(cases[i].text, "parameter_invalid", cases[i].param);
+	psp_intent_request out;
+	psp_param_error err;
+	cr_assert_eq(parse("amount=10000000000&currency=eur&payment_method=pm_1"), ORN_OK);
+	cr_assert_eq(psp_intent_check(&form, &out, &err), ORN_OK, "%s", err.message);
+	cr_assert_eq(out.amount, 10000000000LL);
+	cr_assert_null(out.order_id);
+	cr_assert_null(out.return_url);
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&metadata[other]=x",
+	                    "parameter_unknown", "metadata[other]");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&description=x", "parameter_unknown",
+	                    "description");
+	expect_intent_error("amount=1&currency=eur&payment_method=pm_1&card[number]=4242424242424242",
+	                    "parameter_unknown", "card[number]");
 }
