@@ -8,8 +8,9 @@
  *       to each item in turn: commands 2j and 2j+1 go to item j % items.
  *   chain_load pay-cancel --tag T [--orders 200] [--wave N] [--send URL]...
  *       brings orders T-o<k> to awaiting_payment (PlaceOrder, MarkReserved,
- *       Confirm), then sends a MarkPaid and a Cancel of every order, in a
- *       row on different connections, either one first.
+ *       Confirm), then sends a MarkPaid and a Cancel (reason expired, past
+ *       the payment deadline) of every order, in a row on different
+ *       connections, either one first.
  *
  * Before a race every aggregate is read a few times (warm_up) so that both
  * instances hold it. --wave N sends the race's commands N at a time (each
@@ -446,7 +447,12 @@ static orn_rc order_request(cc_request *r, mp_writer *payload, const char *id, o
 		c->data.ttl_ms = 3600 * 1000;
 		break;
 	case ORDER_CANCEL:
-		snprintf(c->data.reason, sizeof c->data.reason, ORDER_REASON_CUSTOMER);
+		/* the deadline's cancel, past the payment deadline Confirm set: since
+		 * ADR 028 a customer may cancel a paid order (paid, then cancelled, is a
+		 * story), but the deadline never cancels one, so MarkPaid and this
+		 * Cancel exclude each other whatever their order */
+		snprintf(c->data.reason, sizeof c->data.reason, ORDER_REASON_EXPIRED);
+		c->data.time_ms = now + 3600 * 1000 + 1000;
 		break;
 	case ORDER_MARK_PAID:
 		snprintf(c->data.charge_id, sizeof c->data.charge_id, "ch_%s", id);
