@@ -30,6 +30,8 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
@@ -251,6 +253,22 @@ class Payments(StackTestCase):
                            ("/me/password", {"current_password": "x", "new_password": APPROVE})):
             r = c.post(path, body, headers={"Idempotency-Key": unique("k")})
             self.assertEqual((r.status, r.json().get("code")), (400, "card_data_refused"), (path, r))
+        # and on every route of the API, whatever its method, whoever calls
+        routes = subprocess.run([self.stack.orion, "routes"], env=self.stack.env(), capture_output=True,
+                                text=True, timeout=30, check=True).stdout.splitlines()
+        body = json.dumps({"card": card}).encode()
+        checked = 0
+        for line in routes:
+            method, pattern, _access = line.split()
+            if not pattern.startswith("/api/v1/") or pattern == "/api/v1/openapi.yaml":
+                continue  # the operations routes take no body
+            path = re.sub(r"\{[a-z_]+\}", order_id, pattern)
+            for client in (c, self.stack.client()):
+                r = client.request(method, path, raw=body, content_type="application/json")
+                self.assertEqual((r.status, r.json().get("code")), (400, "card_data_refused"),
+                                 (method, path, r))
+                checked += 1
+        self.assertGreater(checked, 60)
         # an id the provider never issued: 400, nothing charged
         r = pay_with(c, order_id, "pm_nobody_issued_this", key=unique("k"))
         self.assertEqual(r.status, 400, r)
