@@ -201,7 +201,8 @@ static bool page_query(gw_request *r, unsigned *limit, const char **cursor, json
 }
 
 /* The account of an exact address (the query parameter name), looked up by
- * its blind index as login does. *found false for an unknown address. False
+ * its blind index as login does. *found false for an unknown address or an
+ * erased account. False
  * after adding an error naming the parameter to problem (not an address). */
 static bool account_by_email(gw_api *api, const char *name, const char *email, proj_user *out, bool *found,
                              orn_rc *rc, json_t *problem)
@@ -215,7 +216,9 @@ static bool account_by_email(gw_api *api, const char *name, const char *email, p
 	}
 	ks_blind_index(api->keys, normalized, index); /* never the address in a key (ADR 027) */
 	*rc = proj_users_get_by_key(api->users, index, out);
-	*found = *rc == ORN_OK;
+	/* an erased account is nobody's address any more: its row stays under the
+	 * blind index, but finding it would tie the address to its orders again */
+	*found = *rc == ORN_OK && out->erasure != USER_ERASED;
 	if (*rc == ORN_ENOTFOUND || *rc == ORN_EINVAL)
 		*rc = ORN_OK;
 	sodium_memzero(normalized, sizeof normalized);
