@@ -25,6 +25,7 @@
 
 #include "evstore.h"
 #include "log.h"
+#include "mail_log.h"
 #include "proj_internal.h"
 
 #define ORDERS_DB          "desk.orders"
@@ -33,13 +34,13 @@
 #define ACCOUNT_CREATED_DB "desk.account_created"
 #define TIMELINE_DB        "desk.timeline"
 
-#define EVT_PREFIX     "orion.evt."
-#define ORDER_PREFIX   EVT_PREFIX ORDER_AGGREGATE "."
-#define USER_PREFIX    EVT_PREFIX USER_AGGREGATE "."
-#define TIME_KEY_MAX   (8 + ES_ID_MAX)
-#define STORY_KEY_MAX  (ES_ID_MAX + 1 + 8 + 2)
-#define STORY_FIELDS   4
-#define CANDIDATES_MAX 3
+#define EVT_PREFIX    "orion.evt."
+#define ORDER_PREFIX  EVT_PREFIX ORDER_AGGREGATE "."
+#define USER_PREFIX   EVT_PREFIX USER_AGGREGATE "."
+#define MAIL_PREFIX   EVT_PREFIX MAIL_LOG_AGGREGATE "."
+#define TIME_KEY_MAX  (8 + ES_ID_MAX)
+#define STORY_KEY_MAX (ES_ID_MAX + 1 + 8 + 2)
+#define STORY_FIELDS  4
 
 struct proj_desk {
 	proj_env *env;
@@ -48,19 +49,6 @@ struct proj_desk {
 	proj_def def;
 	mp_writer *writer; /* projector thread only */
 };
-
-bool proj_desk_in_story(const char *order_id, const char *subject, const char *correlation,
-                        const char *causation)
-{
-	size_t n = strlen(order_id);
-	if (n == 0)
-		return false;
-	if (strncmp(subject, ORDER_PREFIX, strlen(ORDER_PREFIX)) == 0 &&
-	    strcmp(subject + strlen(ORDER_PREFIX), order_id) == 0)
-		return true;
-	return strcmp(correlation, order_id) == 0 ||
-	       (strncmp(causation, order_id, n) == 0 && causation[n] == ':');
-}
 
 /* ---- keys ---- */
 
@@ -173,36 +161,74 @@ static orn_rc add_to_story(proj_desk *m, proj_txn *t, const char *id, uint64_t s
 	return rc;
 }
 
-/* Copies id (len bytes) into out if it fits an id; returns 1 if copied, else 0. */
-static size_t copy_id(char out[ES_ID_MAX + 1], const char *id, size_t len)
+/* ---- the story rule ---- */
+
+/* Adds order id (len bytes) with flag by to refs (n of them), once; ids that
+ * are not ids are left out. */
+static void add_ref(proj_desk_story_ref *refs, size_t *n, const char *id, size_t len, unsigned by)
 {
+	char text[ES_ID_MAX + 1];
 	if (len == 0 || len > ES_ID_MAX)
-		return 0;
-	memcpy(out, id, len);
-	out[len] = '\0';
-	return 1;
+		return;
+	memcpy(text, id, len);
+	text[len] = '\0';
+	if (!es_id_valid(text))
+		return;
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp(refs[i].order_id, text) == 0) {
+			refs[i].by |= by;
+			return;
+		}
+	if (*n < PROJ_DESK_STORY_REFS) {
+		memcpy(refs[*n].order_id, text, len + 1);
+		refs[(*n)++].by = by;
+	}
 }
 
-/* The orders whose story the event may belong to: the order of its subject,
- * the order of its causation ("<order>:..."), its correlation id. */
-static size_t story_candidates(const char *subject, const env_envelope *e,
-                               char out[CANDIDATES_MAX][ES_ID_MAX + 1])
+size_t proj_desk_story_refs(const char *subject, const env_envelope *e,
+                            proj_desk_story_ref out[PROJ_DESK_STORY_REFS])
 {
 	size_t n = 0;
 	const char *colon = strchr(e->causation, ':');
+	bool mail = strncmp(subject, MAIL_PREFIX, strlen(MAIL_PREFIX)) == 0;
 	if (strncmp(subject, ORDER_PREFIX, strlen(ORDER_PREFIX)) == 0)
-		n += copy_id(out[n], subject + strlen(ORDER_PREFIX), strlen(subject + strlen(ORDER_PREFIX)));
-	if (colon != NULL)
-		n += copy_id(out[n], e->causation, (size_t)(colon - e->causation));
-	n += copy_id(out[n], e->correlation, strlen(e->correlation));
+		add_ref(out, &n, subject + strlen(ORDER_PREFIX), strlen(subject + strlen(ORDER_PREFIX)),
+		        PROJ_DESK_BY_SUBJECT);
+	if (colon != NULL && !mail) /* a mail log's commands are "<mail id>:..." */
+		add_ref(out, &n, e->causation, (size_t)(colon - e->causation), PROJ_DESK_BY_CAUSATION);
+	if (mail) {
+		mail_log_event ev;
+		if (mail_log_event_decode(e->type, e->payload, e->payload_len, &ev) == ORN_OK)
+			add_ref(out, &n, ev.subject.order_id, strlen(ev.subject.order_id), PROJ_DESK_BY_MAIL);
+	}
+	add_ref(out, &n, e->correlation, strlen(e->correlation), PROJ_DESK_BY_CORRELATION);
 	return n;
+}
+
+bool proj_desk_in_story(const char *order_id, const char *subject, const env_envelope *e)
+{
+	proj_desk_story_ref refs[PROJ_DESK_STORY_REFS];
+	size_t n = proj_desk_story_refs(subject, e, refs);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(refs[i].order_id, order_id) == 0)
+			return true;
+	return false;
+}
+
+/* Whether order id is known to the orders model in this transaction. */
+static orn_rc order_known(proj_desk *m, proj_txn *t, const char *id, bool *known)
+{
+	char customer[ORDER_ID_MAX];
+	int64_t created = 0;
+	orn_rc rc = proj_orders_head_in(m->orders, t->txn, id, customer, sizeof customer, &created);
+	*known = rc == ORN_OK;
+	return rc == ORN_ENOTFOUND || rc == ORN_EDECODE ? ORN_OK : rc;
 }
 
 static orn_rc desk_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	proj_desk *m = self;
-	char candidates[CANDIDATES_MAX][ES_ID_MAX + 1], customer[ORDER_ID_MAX];
-	int64_t created = 0;
+	proj_desk_story_ref refs[PROJ_DESK_STORY_REFS];
 	orn_rc rc = ORN_OK;
 	if (strncmp(subject, ORDER_PREFIX, strlen(ORDER_PREFIX)) == 0 &&
 	    es_id_valid(subject + strlen(ORDER_PREFIX)))
@@ -211,22 +237,16 @@ static orn_rc desk_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 	         strcmp(e->type, USER_EV_REGISTERED) == 0 && es_id_valid(subject + strlen(USER_PREFIX)))
 		rc = index_once(t, m->accounts, m->account_created, subject + strlen(USER_PREFIX), e->time_ms,
 		                "", 0);
-	size_t n = story_candidates(subject, e, candidates);
+	size_t n = proj_desk_story_refs(subject, e, refs);
 	for (size_t i = 0; i < n && rc == ORN_OK; i++) {
-		bool again = false;
-		for (size_t j = 0; j < i; j++)
-			again |= strcmp(candidates[i], candidates[j]) == 0;
-		if (again || !es_id_valid(candidates[i]) ||
-		    !proj_desk_in_story(candidates[i], subject, e->correlation, e->causation))
-			continue;
-		rc = proj_orders_head_in(m->orders, t->txn, candidates[i], customer, sizeof customer,
-		                         &created);
-		if (rc == ORN_ENOTFOUND || rc == ORN_EDECODE) {
-			rc = ORN_OK; /* no such order (yet): a request's or another aggregate's id */
-			continue;
-		}
-		if (rc == ORN_OK)
-			rc = add_to_story(m, t, candidates[i], seq, subject, e);
+		/* A correlation id is most often a request's: only an order the orders
+		 * model knows gets the row. The other refs name an order (the holds'
+		 * OpenOrder, "<order>:hold", comes before OrderPlaced). */
+		bool known = refs[i].by != PROJ_DESK_BY_CORRELATION;
+		if (!known)
+			rc = order_known(m, t, refs[i].order_id, &known);
+		if (rc == ORN_OK && known)
+			rc = add_to_story(m, t, refs[i].order_id, seq, subject, e);
 	}
 	return rc;
 }

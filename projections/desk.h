@@ -10,9 +10,10 @@
  * users model keys them (ADR 027).
  *
  * The story of an order is the rule `orion replay --order` applies
- * (proj_desk_in_story): the order's own events, and every event whose
- * correlation id is the order's id or whose causation id is "<order>:...".
- * The runner feeds valid commits only: a void commit never enters a story. */
+ * (proj_desk_story_refs): the order's own events, every event whose causation
+ * id is "<order>:..." or whose correlation id is the order's id, and the mail
+ * log of its emails. The runner feeds valid commits only: a void commit never
+ * enters a story. */
 #ifndef ORION_PROJ_DESK_H
 #define ORION_PROJ_DESK_H
 
@@ -34,13 +35,32 @@
 #define PROJ_DESK_TIMELINE_MAX 256 /* events of one story a read returns, oldest first */
 #define PROJ_DESK_TYPE_MAX     64  /* bytes of an event type kept, NUL included */
 
-/* True if the event (on subject) belongs to the story of order_id:
- * subject is orion.evt.order.<order_id>, or the event's correlation id is
- * order_id, or its causation id is "<order_id>:..." (the saga's and the
- * payment service's command ids). The one definition `orion replay --order`
- * and this model share. */
-bool proj_desk_in_story(const char *order_id, const char *subject, const char *correlation,
-                        const char *causation);
+/* The orders whose story an event may belong to: the one definition that
+ * `orion replay --order` and this model share (ADR 029). */
+#define PROJ_DESK_STORY_REFS 4
+
+typedef enum proj_desk_story_by {
+	PROJ_DESK_BY_SUBJECT = 1,     /* orion.evt.order.<order> */
+	PROJ_DESK_BY_CAUSATION = 2,   /* causation "<order>:..." (the saga's, the holds', the payment
+	                                 service's command ids); not for a mail log's own ids */
+	PROJ_DESK_BY_MAIL = 4,        /* a mail log event (orion.evt.mail.*) of the order's email */
+	PROJ_DESK_BY_CORRELATION = 8, /* correlation id = the order id */
+} proj_desk_story_by;
+
+typedef struct proj_desk_story_ref {
+	char order_id[ES_ID_MAX + 1];
+	unsigned by; /* proj_desk_story_by flags */
+} proj_desk_story_ref;
+
+/* The orders the event (on subject) names as above, each once (its flags
+ * or-ed), into out; returns their number. A mail log payload that does not
+ * decode names no order. */
+size_t proj_desk_story_refs(const char *subject, const env_envelope *e,
+                            proj_desk_story_ref out[PROJ_DESK_STORY_REFS]);
+
+/* True if the event (on subject) belongs to the story of order_id: one of
+ * proj_desk_story_refs. */
+bool proj_desk_in_story(const char *order_id, const char *subject, const env_envelope *e);
 
 /* Filters of proj_desk_orders (all optional; they combine). */
 typedef struct proj_desk_query {

@@ -331,7 +331,8 @@ Test(api_desk, orders_filtered_paged_with_their_customers_and_a_timeline)
 	json_t *timeline = json_object_get(r.json, "timeline"), *e;
 	size_t i;
 	long long last_seq = 0;
-	bool placed = false, paid = false, shipped = false, stock = false, payment = false;
+	bool placed = false, paid = false, shipped = false, stock = false, payment = false, holds = false,
+	     cart = false, mail = false;
 	cr_assert_gt(json_array_size(timeline), 4, "%s", r.body);
 	json_array_foreach(timeline, i, e)
 	{
@@ -346,10 +347,16 @@ Test(api_desk, orders_filtered_paged_with_their_customers_and_a_timeline)
 		shipped |= strcmp(type, "OrderShipped") == 0;
 		stock |= strcmp(aggregate, "stock") == 0;
 		payment |= strcmp(aggregate, "payment") == 0;
+		holds |= strcmp(aggregate, "holds") == 0;
+		cart |= strcmp(type, "CartCheckedOut") == 0;
+		mail |= strcmp(type, "MailDelivered") == 0;
 	}
 	cr_assert(placed && paid && shipped, "the order's own events: %s", r.body);
 	cr_assert(stock, "its stock reservation: %s", r.body);
 	cr_assert(payment, "its payment: %s", r.body);
+	cr_assert(holds, "its hold, opened before it was placed: %s", r.body);
+	cr_assert(cart, "the cart's checkout: %s", r.body);
+	cr_assert(mail, "the mail log of its emails: %s", r.body);
 	cr_assert_null(strstr(r.body, "4242424242424242"));
 	hc_reply_free(&r);
 	r = expect(404, "GET", "/api/v1/admin/orders/no-such-order", admin_token, NULL);

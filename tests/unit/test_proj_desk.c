@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "desk.h"
+#include "mail_log.h"
 #include "order.h"
 #include "orders.h"
 #include "proj_internal.h"
@@ -224,12 +225,82 @@ Test(proj_desk, the_story_has_the_events_replay_order_selects_in_stream_order)
 	cr_assert(more);
 	cr_assert_eq(proj_desk_timeline(desk, "o9", events, 8, &count, &more), ORN_OK);
 	cr_assert_eq(count, 0);
+}
 
-	cr_assert(proj_desk_in_story("o1", "orion.evt.order.o1", "r", "c"));
-	cr_assert(proj_desk_in_story("o1", "orion.evt.stock.p", "o1", "c"));
-	cr_assert(proj_desk_in_story("o1", "orion.evt.stock.p", "r", "o1:reserve"));
-	cr_assert_not(proj_desk_in_story("o1", "orion.evt.order.o10", "r", "o10:reserve"));
-	cr_assert_not(proj_desk_in_story("o1", "orion.evt.stock.p", "o10", "o1x:reserve"));
+/* An envelope with the given ids and an empty map payload. */
+static env_envelope envelope(const char *type, const char *correlation, const char *causation)
+{
+	static const uint8_t empty_map[] = {0x80};
+	env_envelope e = {.schema = 1, .payload = empty_map, .payload_len = sizeof empty_map};
+	snprintf(e.type, sizeof e.type, "%s", type);
+	snprintf(e.correlation, sizeof e.correlation, "%s", correlation);
+	snprintf(e.causation, sizeof e.causation, "%s", causation);
+	return e;
+}
+
+Test(proj_desk, the_story_rule_replay_order_shares)
+{
+	env_envelope e = envelope("X", "r", "c");
+	cr_assert(proj_desk_in_story("o1", "orion.evt.order.o1", &e));
+	e = envelope("X", "o1", "c");
+	cr_assert(proj_desk_in_story("o1", "orion.evt.stock.p", &e));
+	e = envelope("X", "r", "o1:reserve:p");
+	cr_assert(proj_desk_in_story("o1", "orion.evt.stock.p", &e));
+	e = envelope("X", "r", "o10:reserve");
+	cr_assert_not(proj_desk_in_story("o1", "orion.evt.order.o10", &e));
+	e = envelope("X", "o10", "o1x:reserve");
+	cr_assert_not(proj_desk_in_story("o1", "orion.evt.stock.p", &e));
+	e = envelope("X", "r", ":reserve");
+	cr_assert_not(proj_desk_in_story("", "orion.evt.stock.p", &e));
+	/* an order named twice is one ref with both flags */
+	proj_desk_story_ref refs[PROJ_DESK_STORY_REFS];
+	e = envelope("X", "o1", "o1:pay");
+	cr_assert_eq(proj_desk_story_refs("orion.evt.order.o1", &e, refs), 1);
+	cr_assert_eq(refs[0].by, PROJ_DESK_BY_SUBJECT | PROJ_DESK_BY_CAUSATION | PROJ_DESK_BY_CORRELATION);
+}
+
+/* A mail log event of order_id's email on orion.evt.mail.<mail id>, caused by the mail role's own command. */
+static uint64_t apply_mail(const char *mail_id, const char *order_id, int64_t at)
+{
+	char subject[ES_SUBJECT_MAX], causation[ENV_ID_MAX];
+	mail_log_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.kind = MAIL_LOG_DELIVERED;
+	snprintf(ev.subject.order_id, sizeof ev.subject.order_id, "%s", order_id);
+	strcpy(ev.subject.kind, "awaiting_confirmation");
+	strcpy(ev.subject.recipient, "sealed");
+	ev.attempt = 1;
+	ev.at_ms = at;
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(mail_log_event_encode(w, &ev), ORN_OK);
+	snprintf(subject, sizeof subject, "orion.evt.mail.%s", mail_id);
+	snprintf(causation, sizeof causation, "%s:MarkSent:i1:1", mail_id);
+	uint64_t seq = apply(subject, mail_log_event_type(ev.kind), at, "req-1", causation, mp_writer_data(w),
+	                     mp_writer_size(w));
+	mp_writer_destroy(w);
+	return seq;
+}
+
+Test(proj_desk, the_story_has_the_hold_before_the_placement_and_the_mail_log)
+{
+	uint64_t hold = apply("orion.evt.holds.cA", "OrderOpened", T0, "req-1", "o1:hold", NULL, 0);
+	apply("orion.evt.cart.cA", "ItemAdded", T0 + 1, "o1", "cmd-1", NULL, 0); /* o1 is no order yet */
+	uint64_t placed_at = apply_order("o1", placed("cA", T0 + 2));
+	uint64_t mail = apply_mail("m0123", "o1", T0 + 3);
+	apply_mail("m0456", "o2", T0 + 4); /* another order's email */
+	proj_desk_event events[8];
+	size_t count = 0;
+	bool more = false;
+	cr_assert_eq(proj_desk_timeline(desk, "o1", events, 8, &count, &more), ORN_OK);
+	cr_assert_eq(count, 3);
+	cr_assert_eq(events[0].seq, hold);
+	cr_assert_str_eq(events[0].aggregate, "holds");
+	cr_assert_eq(events[1].seq, placed_at);
+	cr_assert_eq(events[2].seq, mail);
+	cr_assert_str_eq(events[2].aggregate, "mail");
+	cr_assert_str_eq(events[2].aggregate_id, "m0123");
+	cr_assert_eq(proj_desk_timeline(desk, "m0123", events, 8, &count, &more), ORN_OK);
+	cr_assert_eq(count, 0, "a mail log's own command ids name no story");
 }
 
 Test(proj_desk, lists_accounts_newest_first)
