@@ -82,9 +82,8 @@ static bool available(gw_request *r, const gw_api *api)
 	return false;
 }
 
-/* Reads the account into p; ENOTFOUND leaves it not found (an order of an
- * account the users model lacks still lists). */
-static orn_rc person_read(gw_api *api, person *p, const proj_user *u)
+/* Copies the account's id, erasure and sealed fields into p. */
+static void person_read(person *p, const proj_user *u)
 {
 	snprintf(p->user_id, sizeof p->user_id, "%s", u->user_id);
 	snprintf(p->key, sizeof p->key, "%s", u->key);
@@ -92,17 +91,17 @@ static orn_rc person_read(gw_api *api, person *p, const proj_user *u)
 	p->erasure = u->erasure;
 	memcpy(p->email_token, u->email, sizeof p->email_token);
 	memcpy(p->name_token, u->name, sizeof p->name_token);
-	(void)api;
-	return ORN_OK;
 }
 
+/* The account user_id into p; one the users model lacks leaves p not found
+ * (its orders still list, with email null). */
 static orn_rc person_by_id(gw_api *api, const char *user_id, person *p)
 {
 	proj_user *u = malloc(sizeof *u);
 	orn_rc rc = u != NULL ? proj_users_get_by_id(api->users, user_id, u) : ORN_ENOMEM;
 	snprintf(p->user_id, sizeof p->user_id, "%s", user_id);
 	if (rc == ORN_OK)
-		rc = person_read(api, p, u);
+		person_read(p, u);
 	else if (rc == ORN_ENOTFOUND || rc == ORN_EINVAL)
 		rc = ORN_OK;
 	if (u != NULL)
@@ -151,9 +150,13 @@ static void open_people(desk_answer *a, gw_work_done *done)
 	}
 }
 
-static const char *erasure_name(user_erasure e)
+/* active, erasure_requested or erased; an account whose key is gone (its
+ * fields did not open) is erased whatever the model says yet. */
+static const char *person_status(const person *p)
 {
-	return e == USER_ERASED ? "erased" : e == USER_ERASURE_REQUESTED ? "erasure_requested" : "active";
+	if (p->erasure == USER_ERASED || (!p->shown && p->erasure == USER_ACTIVE))
+		return "erased";
+	return p->erasure == USER_ERASURE_REQUESTED ? "erasure_requested" : "active";
 }
 
 static json_t *text_or_null(bool shown, const char *text)
@@ -286,17 +289,11 @@ static bool orders_query(gw_request *r, gw_api *api, proj_desk_query *q, proj_us
 		ok = false;
 	}
 	const char *email = gw_request_query(r, "customer_email");
-	bool found = true;
-	if (ok && email != NULL) {
-		ok = account_by_email(api, "customer_email", email, customer, &found, &rc, problem);
+	if (email != NULL) {
+		bool found = false;
+		ok &= account_by_email(api, "customer_email", email, customer, &found, &rc, problem);
 		*nobody = !found;
 		q->customer_id = found ? customer->user_id : NULL;
-	} else if (email != NULL) {
-		char normalized[USER_EMAIL_MAX];
-		if (user_email_normalize(email, normalized, sizeof normalized) != ORN_OK) {
-			gw_problem_add_error(problem, "customer_email", "must be an email address");
-			ok = false;
-		}
 	}
 	if (!ok) {
 		gw_respond_problem(r, problem);
@@ -443,9 +440,7 @@ static json_t *customers_json(desk_answer *a)
 		        json_pack("{s:s, s:o, s:o, s:o, s:I, s:s}", "id", p->user_id, "email",
 		                  text_or_null(p->shown, p->email), "name", text_or_null(p->shown, p->name),
 		                  "created_at", gw_view_time_json(a->created_at_ms[i], true), "order_count",
-		                  (json_int_t)a->order_count[i], "status",
-		                  p->shown || p->erasure != USER_ACTIVE ? erasure_name(p->erasure)
-		                                                        : erasure_name(USER_ERASED));
+		                  (json_int_t)a->order_count[i], "status", person_status(p));
 		if (item == NULL || json_array_append_new(items, item) != 0) {
 			json_decref(items);
 			return NULL;
@@ -463,9 +458,8 @@ static void customers_opened(void *arg, bool run)
 static orn_rc add_account(gw_api *api, desk_answer *a, const proj_user *u)
 {
 	size_t i = a->count++;
-	orn_rc rc = person_read(api, &a->people[i], u);
-	if (rc == ORN_OK)
-		rc = proj_orders_count(api->orders, u->user_id, &a->order_count[i]);
+	person_read(&a->people[i], u);
+	orn_rc rc = proj_orders_count(api->orders, u->user_id, &a->order_count[i]);
 	if (rc == ORN_OK) {
 		rc = proj_desk_account_created(api->desk, u->key, &a->created_at_ms[i]);
 		if (rc == ORN_ENOTFOUND)

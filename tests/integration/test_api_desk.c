@@ -413,4 +413,9 @@ Test(api_desk, orders_filtered_paged_with_their_customers_and_a_timeline)
 	expect_ids("/api/v1/admin/orders?customer_email=bob@desk.test",
 	           ""); /* the address leads nowhere now */
 	expect_ids("/api/v1/admin/customers?q=bob@desk.test", "");
+
+	/* SIGTERM, and the exit code must be 0 (under ASan: no error, no leak either) */
+	int code = hc_serve_stop(server_pid);
+	server_pid = 0;
+	cr_assert_eq(code, 0, "serve exited with %d", code);
 }
