@@ -24,6 +24,7 @@
 #include "log.h"
 #include "natsd.h"
 #include "cart.h"
+#include "desk.h"
 #include "holds.h"
 #include "order.h"
 #include "payment.h"
@@ -36,10 +37,10 @@
 
 /* What `orion replay` prints: every condition set here must hold (AND). */
 typedef struct replay_filter {
-	const char *type;        /* --type: the envelope's type */
-	const char *correlation; /* --correlation: the envelope's correlation id */
-	const char *order;       /* --order: the order's own events or its correlation id */
-	char order_subject[ES_SUBJECT_MAX];
+	const char *type;                   /* --type: the envelope's type */
+	const char *correlation;            /* --correlation: the envelope's correlation id */
+	const char *order;                  /* --order: the order's story (proj_desk_in_story) */
+	char order_subject[ES_SUBJECT_MAX]; /* checks --order is an id */
 	bool has_since, has_until;
 	int64_t since_ms, until_ms; /* --since / --until: time in [since, until] */
 } replay_filter;
@@ -150,13 +151,8 @@ static bool replay_match(const replay_filter *f, const char *subject, const env_
 		return false;
 	if (f->correlation != NULL && strcmp(e->correlation, f->correlation) != 0)
 		return false;
-	/* --order: the saga's and the payment service's commands have ids
-	 * "<order>:<step>..." (their events' causation), whatever request's
-	 * correlation id they carry. */
-	size_t order_len = f->order != NULL ? strlen(f->order) : 0;
-	if (f->order != NULL && strcmp(subject, f->order_subject) != 0 &&
-	    strcmp(e->correlation, f->order) != 0 &&
-	    !(strncmp(e->causation, f->order, order_len) == 0 && e->causation[order_len] == ':'))
+	/* --order: the rule the admin desk's timelines use (desk.h) */
+	if (f->order != NULL && !proj_desk_in_story(f->order, subject, e))
 		return false;
 	if (f->has_since && e->time_ms < f->since_ms)
 		return false;
@@ -407,8 +403,10 @@ static void replay_help(FILE *out)
 	             "  --follow             keep printing new matching events until Ctrl-C\n"
 	             "  --void               also the void commits of the commit chain (ADR 015), marked\n"
 	             "                       \"void\":true; every line carries the \"prev\" it recorded\n"
-	             "  --order ID           an order's whole story: its own events and every event\n"
-	             "                       caused by a command for it (saga, payment, mail)\n"
+	             "  --order ID           an order's whole story: its own events, every event\n"
+	             "                       caused by a command for it (hold, saga, payment) or\n"
+	             "                       correlated to it, and the mail log of its emails\n"
+	             "                       (the admin desk's timeline: ADR 029)\n"
 	             "  --as-of SEQ|TIME     the aggregate's state as it stood at stream sequence SEQ\n"
 	             "                       or at TIME, as one JSON object\n"
 	             "  -h, --help           this text\n\n"

@@ -51,6 +51,7 @@ struct gw_api {
 	proj_carts *carts;
 	proj_mail *mail;
 	proj_payments *payment_views; /* the payments read model (ADR 028) */
+	proj_desk *desk;              /* the admin order desk's read model (ADR 029) */
 	gw_bus *bus;
 	gw_consistency *consistency;
 	gw_metrics *metrics;

@@ -778,6 +778,7 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 		api->carts = o->models->carts;
 		api->mail = o->models->mail;
 		api->payment_views = o->models->payments;
+		api->desk = o->models->desk;
 	}
 	if ((o->limits != NULL && (rc = create_limiters(api, o->limits)) != ORN_OK) ||
 	    (o->order_limits != NULL && (rc = create_order_limits(api, o->order_limits)) != ORN_OK) ||

@@ -769,7 +769,7 @@ done:
 
 /* ---- GET /orders, GET /orders/{id} -------------------------------------------- */
 
-static json_t *summary_json(const proj_order_summary *s)
+json_t *gw_orders_summary_json(const proj_order_summary *s)
 {
 	return json_pack("{s:s, s:s, s:I, s:s, s:o, s:o, s:I}", "id", s->id, "status",
 	                 order_status_name(s->status), "total_cents", (json_int_t)s->total_cents, "currency",
@@ -817,7 +817,7 @@ void gw_orders_list(gw_request *r, gw_api *api, const gw_caller *caller)
 	if ((items = json_array()) == NULL)
 		goto fail;
 	for (size_t i = 0; i < page->count; i++) {
-		json_t *item = summary_json(&page->items[i]);
+		json_t *item = gw_orders_summary_json(&page->items[i]);
 		if (item == NULL || json_array_append_new(items, item) != 0)
 			goto fail;
 	}

@@ -5,6 +5,7 @@
 
 #include "gw_api_admin.h"
 #include "gw_api_cart.h"
+#include "gw_api_desk.h"
 #include "gw_api_erase.h"
 #include "gw_api_export.h"
 #include "gw_api_inventory_feed.h"
@@ -39,7 +40,11 @@ static const gw_api_route routes[] = {
         {GW_POST, "/api/v1/admin/inventory/{product_id}/adjustments", gw_admin_adjust_stock, ADMIN},
         {GW_GET, "/api/v1/admin/inventory/events", gw_inventory_feed, ADMIN},
         /* admin: customers */
+        {GW_GET, "/api/v1/admin/customers", gw_desk_customers_list, ADMIN},
         {GW_POST, "/api/v1/admin/customers/{id}/erase", gw_erase_customer, ADMIN},
+        /* admin: the order desk (ADR 029) */
+        {GW_GET, "/api/v1/admin/orders", gw_desk_orders_list, ADMIN},
+        {GW_GET, "/api/v1/admin/orders/{id}", gw_desk_order_get, ADMIN},
         /* admin: orders after payment (ADR 028) */
         {GW_POST, "/api/v1/admin/orders/{id}/cancel", gw_admin_orders_cancel, ADMIN},
         {GW_POST, "/api/v1/admin/orders/{id}/ship", gw_admin_orders_ship, ADMIN},

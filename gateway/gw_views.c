@@ -90,6 +90,61 @@ json_t *gw_view_time_json(int64_t ms, bool zero_is_null)
 	return json_string(text);
 }
 
+static bool digits(const char *text, size_t n, int *out)
+{
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+		v = v * 10 + (text[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool gw_view_parse_time(const char *text, int64_t *out_ms)
+{
+	int year, month, day, hour, minute, second, off_h = 0, off_m = 0;
+	int64_t ms = 0;
+	if (text == NULL || strlen(text) < 20 || text[4] != '-' || text[7] != '-' ||
+	    (text[10] != 'T' && text[10] != 't') || text[13] != ':' || text[16] != ':' ||
+	    !digits(text, 4, &year) || !digits(text + 5, 2, &month) || !digits(text + 8, 2, &day) ||
+	    !digits(text + 11, 2, &hour) || !digits(text + 14, 2, &minute) || !digits(text + 17, 2, &second))
+		return false;
+	if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+		return false;
+	const char *p = text + 19;
+	if (*p == '.') {
+		int n = 0;
+		for (p++; *p >= '0' && *p <= '9'; p++, n++)
+			if (n < 3)
+				ms = ms * 10 + (*p - '0');
+		if (n == 0 || n > 9)
+			return false;
+		for (; n < 3; n++)
+			ms *= 10;
+	}
+	int sign = 0;
+	if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0')
+		sign = 0;
+	else if ((p[0] == '+' || p[0] == '-') && strlen(p) == 6 && p[3] == ':' && digits(p + 1, 2, &off_h) &&
+	         digits(p + 4, 2, &off_m) && off_h <= 23 && off_m <= 59)
+		sign = p[0] == '+' ? 1 : -1;
+	else
+		return false;
+	struct tm tm = {.tm_year = year - 1900,
+	                .tm_mon = month - 1,
+	                .tm_mday = day,
+	                .tm_hour = hour,
+	                .tm_min = minute,
+	                .tm_sec = second};
+	time_t secs = timegm(&tm);
+	if (tm.tm_mday != day) /* 31 February and the like were normalised */
+		return false;
+	*out_ms = ((int64_t)secs - sign * ((int64_t)off_h * 3600 + off_m * 60)) * 1000 + ms;
+	return true;
+}
+
 /* ---- products -------------------------------------------------------------- */
 
 void gw_view_product(mp_writer *w, const proj_product *p, bool with_levels)

@@ -34,6 +34,11 @@ void gw_view_format_time(int64_t ms, char out[GW_VIEW_TIME_MAX]);
  * zero_is_null (a time that is not there yet). NULL on ENOMEM. */
 json_t *gw_view_time_json(int64_t ms, bool zero_is_null);
 
+/* Parses an RFC 3339 date-time ("2026-01-31T12:00:00Z", optional fraction
+ * of a second, "Z" or a "+hh:mm"/"-hh:mm" offset) into ms since the epoch
+ * (*out_ms; milliseconds kept). False for anything else (untrusted input). */
+bool gw_view_parse_time(const char *text, int64_t *out_ms);
+
 /* The Product of the contract: {id, sku, name, description, price_cents,
  * currency, category, available}; with_levels adds the stock levels of the
  * AdminProduct: on_hand, reserved, low_stock_threshold, low. */

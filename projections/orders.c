@@ -585,3 +585,72 @@ orn_rc proj_orders_due(proj_orders *m, int64_t now_ms, proj_order_due *out, size
 		*count = 0;
 	return rc;
 }
+
+/* ---- what the desk model reads (proj_internal.h) and order counts ---- */
+
+orn_rc proj_orders_head_in(proj_orders *m, MDB_txn *txn, const char *id, char *customer_id, size_t cap,
+                           int64_t *created_at_ms)
+{
+	MDB_val v;
+	record_head h;
+	orn_rc rc = proj_get(txn, m->orders, id, strlen(id), &v);
+	if (rc == ORN_OK)
+		rc = record_head_decode(v.mv_data, v.mv_size, &h);
+	if (rc == ORN_OK && strlen(h.customer_id) >= cap)
+		rc = ORN_EDECODE;
+	if (rc == ORN_OK) {
+		memcpy(customer_id, h.customer_id, strlen(h.customer_id) + 1);
+		*created_at_ms = h.created_at_ms;
+	}
+	return rc;
+}
+
+orn_rc proj_orders_row_in(proj_orders *m, MDB_txn *txn, const char *customer_id, int64_t created_at_ms,
+                          const char *id, proj_order_summary *out)
+{
+	uint8_t key[INDEX_KEY_MAX];
+	MDB_val v;
+	size_t id_len = strlen(id), prefix_len = strlen(customer_id) + 1;
+	if (id_len > ES_ID_MAX || prefix_len > ES_ID_MAX + 1)
+		return ORN_EINVAL;
+	size_t key_len = index_key(key, customer_id, created_at_ms, id, id_len);
+	orn_rc rc = proj_get(txn, m->by_customer, key, key_len, &v);
+	if (rc == ORN_OK)
+		rc = row_decode(key + prefix_len, key_len - prefix_len, &v, out);
+	return rc;
+}
+
+orn_rc proj_orders_count(proj_orders *m, const char *customer_id, size_t *count)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	char prefix[ES_ID_MAX + 1];
+	size_t prefix_len = 0;
+	*count = 0;
+	if (customer_id == NULL || !es_id_valid(customer_id))
+		return ORN_EINVAL;
+	prefix_len = strlen(customer_id) + 1; /* "<customer>\0" */
+	memcpy(prefix, customer_id, prefix_len);
+	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	if (rc != ORN_OK)
+		return rc;
+	int mrc = mdb_cursor_open(txn, m->by_customer, &cur);
+	if (mrc == 0) {
+		k = (MDB_val){prefix_len, prefix};
+		mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	}
+	for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < prefix_len || memcmp(k.mv_data, customer_id, prefix_len) != 0)
+			break;
+		(*count)++;
+	}
+	if (mrc != 0 && mrc != MDB_NOTFOUND) {
+		rc = proj_rc(mrc);
+		*count = 0;
+	}
+	if (cur != NULL)
+		mdb_cursor_close(cur);
+	proj_env_read_end(m->env, txn);
+	return rc;
+}

@@ -91,6 +91,10 @@ orn_rc proj_orders_version(proj_orders *m, const char *id, uint64_t *version);
 orn_rc proj_orders_list(proj_orders *m, const char *customer_id, unsigned limit, const char *cursor,
                         proj_orders_page *out);
 
+/* How many orders customer_id has placed, into *count (one read of the
+ * customer's index rows). ORN_EINVAL for an invalid customer id. */
+orn_rc proj_orders_count(proj_orders *m, const char *customer_id, size_t *count);
+
 /* Orders whose deadline is at or before now_ms, earliest first (equal
  * deadlines by id), at most cap of them into out[*count] (caller-owned).
  * The model may trail the stream: an order listed may have left its state

@@ -146,4 +146,20 @@ orn_rc proj_carts_read(MDB_txn *txn, proj_carts *m, const char *customer_id, str
  * valid (es_id_valid). */
 orn_rc proj_catalog_read_live(MDB_txn *txn, proj_catalog *cat, const char *id, struct product_state *out);
 
+/* ---- what the desk model (desk.c) reads of the orders model (orders.c) ---- */
+
+struct proj_orders;
+struct proj_order_summary;
+
+/* The customer (cap bytes) and creation time of order id, from its record's
+ * head, in txn (a write transaction sees the batch's own writes).
+ * ORN_ENOTFOUND if no such order, ORN_EDECODE for a bad record. */
+orn_rc proj_orders_head_in(struct proj_orders *m, MDB_txn *txn, const char *id, char *customer_id, size_t cap,
+                           int64_t *created_at_ms);
+
+/* The summary row of order id of customer_id created at created_at_ms (the
+ * customer's index row) into *out, in txn. ORN_ENOTFOUND, ORN_EDECODE. */
+orn_rc proj_orders_row_in(struct proj_orders *m, MDB_txn *txn, const char *customer_id, int64_t created_at_ms,
+                          const char *id, struct proj_order_summary *out);
+
 #endif

@@ -14,7 +14,8 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	    (rc = proj_orders_create(env, &m->orders)) != ORN_OK ||
 	    (rc = proj_carts_create(env, &m->carts)) != ORN_OK ||
 	    (rc = proj_mail_create(env, &m->mail)) != ORN_OK ||
-	    (rc = proj_payments_create(env, &m->payments)) != ORN_OK) {
+	    (rc = proj_payments_create(env, &m->payments)) != ORN_OK ||
+	    (rc = proj_desk_create(env, m->orders, &m->desk)) != ORN_OK) {
 		proj_models_close(m);
 		return rc;
 	}
@@ -25,11 +26,13 @@ orn_rc proj_models_open(proj_env *env, proj_models *m)
 	m->defs[4] = *proj_carts_def(m->carts);
 	m->defs[5] = *proj_mail_def(m->mail);
 	m->defs[6] = *proj_payments_def(m->payments);
+	m->defs[7] = *proj_desk_def(m->desk); /* after orders: it reads the batch's order records */
 	return ORN_OK;
 }
 
 void proj_models_close(proj_models *m)
 {
+	proj_desk_destroy(m->desk);
 	proj_payments_destroy(m->payments);
 	proj_mail_destroy(m->mail);
 	proj_carts_destroy(m->carts);

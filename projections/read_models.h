@@ -8,6 +8,7 @@
 
 #include "carts.h"
 #include "catalog.h"
+#include "desk.h"
 #include "inventory.h"
 #include "mails.h"
 #include "orders.h"
@@ -16,7 +17,7 @@
 #include "projector.h"
 #include "users.h"
 
-#define PROJ_MODEL_COUNT 7
+#define PROJ_MODEL_COUNT 8
 
 typedef struct proj_models {
 	proj_inventory *inventory;
@@ -25,7 +26,8 @@ typedef struct proj_models {
 	proj_orders *orders;
 	proj_carts *carts;
 	proj_mail *mail;
-	proj_payments *payments;         /* last: the models before it keep their handle numbers */
+	proj_payments *payments;
+	proj_desk *desk;                 /* last: the models before it keep their handle numbers */
 	proj_def defs[PROJ_MODEL_COUNT]; /* a runner keeps pointing at these */
 } proj_models;
 

@@ -194,7 +194,8 @@ class ResponseBodies(StackTestCase):
                          400)
         self.assertEqual(anonymous.post("/auth/login", {"email": email, "password": "wrong-password-0"}).status,
                          401)
-        customer = checked(register(stack.http_port, f"{unique('buyer')}@example.com"))
+        buyer_email = f"{unique('buyer')}@example.com"
+        customer = checked(register(stack.http_port, buyer_email))
         self.assertEqual(customer.get("/me").status, 200)
         self.assertEqual(anonymous.get("/me").status, 401)
 
@@ -276,6 +277,27 @@ class ResponseBodies(StackTestCase):
         if paid:
             self.assertEqual(admin.post(f"/admin/mail/{paid[0]}/resend").status, 202)
         self.assertEqual(admin.post("/admin/mail/m00000000000000000000000000000000/resend").status, 404)
+
+        # the admin order desk (ADR 029)
+        def desk_lists_the_order():
+            r = admin.get("/admin/orders?limit=5")
+            return r.status == 200 and order in [o["id"] for o in r.json()["items"]]
+        wait_until(desk_lists_the_order, 10, what="the order in the desk")
+        r = admin.get(f"/admin/orders?status=cancelled&customer_email={buyer_email}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(admin.get("/admin/orders?since=yesterday").status, 400)
+        r = admin.get(f"/admin/orders/{order}")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.json()["timeline"], r)
+        self.assertEqual(admin.get("/admin/orders/o-nobody-has-this").status, 404)
+        self.assertEqual(customer.get("/admin/orders").status, 403)
+        self.assertEqual(customer.get(f"/admin/orders/{order}").status, 403)
+        self.assertEqual(admin.get("/admin/customers?limit=5").status, 200)
+        r = admin.get(f"/admin/customers?q={buyer_email}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.json()["items"]), 1, r)
+        self.assertEqual(admin.get("/admin/customers?q=a-name").status, 400)
+        self.assertEqual(customer.get("/admin/customers").status, 403)
         self.assertEqual(admin.delete(f"/admin/products/{product}").status, 204)
         self.assertEqual(admin.get(f"/admin/products/{product}").status, 404)
         self.assertEqual(admin.post(f"/admin/inventory/{product}/adjustments",

@@ -10,7 +10,8 @@
  *   es_read             (folded with the kind's own evolve),
  *   orion replay        (--as-of the last sequence; and replay prints the
  *                        void commits only with --void),
- *   the read models     (live, and after `orion rebuild`)
+ *   the read models     (live, and after `orion rebuild`; an order's story
+ *                        in the admin desk's timeline too)
  * all show the state of the valid commits alone, and `orion rebuild --verify`
  * finds the rebuilt models equal to the live ones. Kinds without a read model
  * (sku, payment) and without an --as-of view (the mail log, which no actor
@@ -462,6 +463,14 @@ static void order_model(proj_models *m, const char *id)
 	cr_expect_eq(o->state.status, ORDER_CONFIRMED);
 	cr_expect_eq(o->state.history_count, 4);
 	free(o);
+	/* the admin desk's timeline (ADR 029): the valid commits only */
+	proj_desk_event story[8];
+	size_t count = 0;
+	bool more = false;
+	cr_assert_eq(proj_desk_timeline(m->desk, id, story, 8, &count, &more), ORN_OK);
+	cr_expect_eq(count, 4, "the story has the four valid events");
+	for (size_t i = 0; i < count; i++)
+		cr_expect_str_neq(story[i].type, order_event_type(ORDER_CANCELLED_EVENT), "no void event");
 }
 
 Test(void_commits, order, .init = start_all, .fini = stop_all, .timeout = 120)

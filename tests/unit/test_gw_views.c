@@ -382,3 +382,38 @@ Test(gw_views, times_are_rfc3339_with_milliseconds)
 	cr_assert_str_eq(json_string_value(t), "1970-01-01T00:00:00.000Z");
 	json_decref(t);
 }
+
+Test(gw_views, rfc3339_times_parse_with_fractions_and_offsets_and_nothing_else)
+{
+	int64_t ms = 0;
+	cr_assert(gw_view_parse_time("2026-01-01T00:00:00Z", &ms));
+	cr_assert_eq(ms, 1767225600000);
+	cr_assert(gw_view_parse_time("2026-01-01T00:00:00.250Z", &ms));
+	cr_assert_eq(ms, 1767225600250);
+	cr_assert(gw_view_parse_time("2026-01-01t00:00:00.25z", &ms));
+	cr_assert_eq(ms, 1767225600250);
+	cr_assert(gw_view_parse_time("2026-01-01T01:30:00+01:30", &ms));
+	cr_assert_eq(ms, 1767225600000);
+	cr_assert(gw_view_parse_time("2025-12-31T23:00:00-01:00", &ms));
+	cr_assert_eq(ms, 1767225600000);
+	char text[GW_VIEW_TIME_MAX];
+	gw_view_format_time(1767225600250, text); /* what the API writes, it reads */
+	cr_assert(gw_view_parse_time(text, &ms));
+	cr_assert_eq(ms, 1767225600250);
+	const char *bad[] = {"",
+	                     "yesterday",
+	                     "2026-01-01",
+	                     "2026-01-01T00:00:00",
+	                     "2026-01-01 00:00:00Z",
+	                     "2026-02-30T00:00:00Z",
+	                     "2026-13-01T00:00:00Z",
+	                     "2026-01-01T24:00:00Z",
+	                     "2026-01-01T00:00:00.Z",
+	                     "2026-01-01T00:00:00+0100",
+	                     "2026-01-01T00:00:00+25:00",
+	                     "2026-01-01T00:00:00Zjunk",
+	                     "+026-01-01T00:00:00Z"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_not(gw_view_parse_time(bad[i], &ms), "%s", bad[i]);
+	cr_assert_not(gw_view_parse_time(NULL, &ms));
+}
