@@ -820,22 +820,30 @@ static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **
 	return ORN_OK;
 }
 
-orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out)
+/* es_commit_decode of a message whose stream sequence is known (seq). */
+static orn_rc decode_at(natsMsg *msg, uint64_t seq, env_envelope *events, size_t cap, es_commit *out)
 {
-	jsMsgMetaData *meta = NULL;
 	memset(out, 0, sizeof *out);
 	out->subject = natsMsg_GetSubject(msg);
 	out->events = events;
-	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-		out->seq = meta->Sequence.Stream;
-		jsMsgMetaData_Destroy(meta);
-	} else {
-		out->seq = natsMsg_GetSequence(msg); /* a direct get's answer */
-	}
+	out->seq = seq;
 	if (out->seq == 0 || !es_msg_prev(msg, &out->chained, &out->prev))
 		return ORN_EDECODE;
 	return env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events, cap,
 	                         &out->count);
+}
+
+orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commit *out)
+{
+	jsMsgMetaData *meta = NULL;
+	uint64_t seq;
+	if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+		seq = meta->Sequence.Stream;
+		jsMsgMetaData_Destroy(meta);
+	} else {
+		seq = natsMsg_GetSequence(msg); /* a direct get's answer */
+	}
+	return decode_at(msg, seq, events, cap, out);
 }
 
 orn_rc es_commit_check(es_store *s, es_commit *c)
@@ -859,8 +867,7 @@ static orn_rc scan_message(scan *sc, natsMsg *msg, uint64_t seq)
 {
 	es_commit c;
 	chain_head *head = NULL;
-	orn_rc rc = es_commit_decode(msg, sc->events, ENV_MAX_EVENTS, &c);
-	c.seq = seq;
+	orn_rc rc = decode_at(msg, seq, sc->events, ENV_MAX_EVENTS, &c);
 	if (rc != ORN_OK) {
 		char seq_text[24];
 		snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)seq);
@@ -909,6 +916,154 @@ static orn_rc read_direct(scan *sc, const char *subject, uint64_t *from_seq, uin
 			return ORN_OK;
 		}
 		orn_rc rc = scan_message(sc, msg, seq);
+		natsMsg_Destroy(msg);
+		if (rc != ORN_OK)
+			return rc;
+		*from_seq = seq + 1;
+		if (seq >= bound) {
+			*done = true;
+			return ORN_OK;
+		}
+	}
+	return ORN_OK;
+}
+
+/* The string value of "key" in a JSON answer of the server into a fresh
+ * buffer (its strings hold no quotes or escapes: subjects, base64); NULL if
+ * absent or on ENOMEM. */
+static char *json_string_dup(const char *text, size_t len, const char *key, size_t *out_len)
+{
+	size_t at = json_value_at(text, len, key), end;
+	if (at >= len || text[at] != '"')
+		return NULL;
+	for (end = at + 1; end < len && text[end] != '"'; end++)
+		;
+	if (end >= len)
+		return NULL;
+	char *out = malloc(end - at);
+	if (out != NULL) {
+		memcpy(out, text + at + 1, end - at - 1);
+		out[end - at - 1] = '\0';
+		*out_len = end - at - 1;
+	}
+	return out;
+}
+
+/* base64 text (text_len chars) into a fresh buffer; NULL on a bad text or ENOMEM. */
+static unsigned char *base64_dup(const char *text, size_t text_len, size_t *out_len)
+{
+	unsigned char *out = malloc(text_len + 1);
+	if (out != NULL && sodium_base642bin(out, text_len + 1, text, text_len, NULL, out_len, NULL,
+	                                     sodium_base64_VARIANT_ORIGINAL) != 0) {
+		free(out);
+		out = NULL;
+	}
+	return out;
+}
+
+/* The message of a JetStream message-get answer ({"message":{"subject",
+ * "seq", "hdrs", "data"}}) as a natsMsg with its headers, into *out, and its
+ * sequence. ORN_ENOTFOUND for the server's 404, ORN_EDECODE for an answer
+ * that is not one. */
+static orn_rc leader_message(const char *text, size_t len, natsMsg **out, uint64_t *seq)
+{
+	uint64_t code = 0;
+	size_t subject_len = 0, hdrs_len = 0, data_len = 0, block_len = 0, bytes_len = 0;
+	char *subject = NULL, *hdrs = NULL, *data = NULL;
+	unsigned char *block = NULL, *bytes = NULL;
+	orn_rc rc = ORN_EDECODE;
+	*out = NULL;
+	if (json_uint_after(text, len, "\"code\"", &code))
+		return code == 404 ? ORN_ENOTFOUND : ORN_EINTERNAL;
+	if (!json_uint_after(text, len, "\"seq\"", seq) ||
+	    (subject = json_string_dup(text, len, "\"subject\"", &subject_len)) == NULL)
+		goto done;
+	hdrs = json_string_dup(text, len, "\"hdrs\"", &hdrs_len);
+	data = json_string_dup(text, len, "\"data\"", &data_len);
+	if ((hdrs != NULL && (block = base64_dup(hdrs, hdrs_len, &block_len)) == NULL) ||
+	    (data != NULL && (bytes = base64_dup(data, data_len, &bytes_len)) == NULL))
+		goto done;
+	if (natsMsg_Create(out, subject, NULL, (const char *)bytes, (int)bytes_len) != NATS_OK) {
+		rc = ORN_ENOMEM;
+		goto done;
+	}
+	/* the header block: "NATS/1.0\r\nKey: value\r\n...\r\n" */
+	rc = ORN_OK;
+	for (size_t i = 0; block != NULL && i < block_len && rc == ORN_OK;) {
+		size_t end = i;
+		while (end + 1 < block_len && !(block[end] == '\r' && block[end + 1] == '\n'))
+			end++;
+		if (end + 1 >= block_len)
+			break;
+		const char *line = (const char *)block + i;
+		size_t line_len = end - i;
+		const char *colon = memchr(line, ':', line_len);
+		if (i > 0 && colon != NULL) {
+			char key[128], value[512];
+			size_t key_len = (size_t)(colon - line), at = key_len + 1;
+			while (at < line_len && line[at] == ' ')
+				at++;
+			if (key_len >= sizeof key || line_len - at >= sizeof value) {
+				rc = ORN_EDECODE;
+				break;
+			}
+			memcpy(key, line, key_len);
+			key[key_len] = '\0';
+			memcpy(value, line + at, line_len - at);
+			value[line_len - at] = '\0';
+			if (natsMsgHeader_Add(*out, key, value) != NATS_OK)
+				rc = ORN_ENOMEM;
+		}
+		i = end + 2;
+	}
+done:
+	if (rc != ORN_OK) {
+		natsMsg_Destroy(*out);
+		*out = NULL;
+	}
+	free(subject);
+	free(hdrs);
+	free(data);
+	free(block);
+	free(bytes);
+	return rc;
+}
+
+/* read_direct, asking the stream leader (JetStream's message get API) instead
+ * of any replica: on a replicated stream a replica may answer from a copy
+ * that is not the log (behind, or, after a leader was killed on nats-server
+ * 2.9.10, a tail the cluster never committed), and a fold, a chain check or a
+ * handler's read must see the log itself. *done true when the leader has
+ * nothing more up to bound. */
+static orn_rc read_leader(scan *sc, const char *subject, uint64_t *from_seq, uint64_t bound, bool *done)
+{
+	*done = false;
+	for (int i = 0; i < DIRECT_READ_MAX; i++) {
+		char body[ES_SUBJECT_MAX + 64];
+		int n = snprintf(body, sizeof body, "{\"seq\":%llu,\"next_by_subj\":\"%s\"}",
+		                 (unsigned long long)*from_seq, subject);
+		natsMsg *answer = NULL, *msg = NULL;
+		uint64_t seq = 0;
+		natsStatus st = natsConnection_Request(
+		        &answer, sc->s->nc, "$JS.API.STREAM.MSG.GET." ES_STREAM, body, n, sc->s->timeout_ms);
+		if (st != NATS_OK)
+			return es_status_rc(st, 0);
+		orn_rc rc = leader_message(natsMsg_GetData(answer), (size_t)natsMsg_GetDataLength(answer),
+		                           &msg, &seq);
+		natsMsg_Destroy(answer);
+		if (rc == ORN_ENOTFOUND) {
+			*done = true;
+			return ORN_OK;
+		}
+		if (rc == ORN_OK && (seq == 0 || seq < *from_seq))
+			rc = ORN_EDECODE;
+		if (rc == ORN_OK && seq > bound) {
+			natsMsg_Destroy(msg);
+			*done = true;
+			return ORN_OK;
+		}
+		if (rc == ORN_OK)
+			rc = scan_message(sc, msg, seq);
 		natsMsg_Destroy(msg);
 		if (rc != ORN_OK)
 			return rc;
@@ -997,7 +1152,8 @@ static orn_rc scan_subject(es_store *s, scan *sc, const char *subject, uint64_t 
 {
 	bool finished = false;
 	uint64_t head = 0;
-	orn_rc rc = read_direct(sc, subject, &from, bound, &finished);
+	orn_rc rc = s->replicated ? read_leader(sc, subject, &from, bound, &finished)
+	                          : read_direct(sc, subject, &from, bound, &finished);
 	*complete = false;
 	if (rc != ORN_OK)
 		return rc;
