@@ -71,13 +71,14 @@ int main(int argc, char **argv)
 	         "dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris "
 	         "nisi ut aliquip ex ea commodo consequat. Duis aute irure dolor in reprehenderit in "
 	         "voluptate velit esse cillum dolore eu fugiat nulla pariatur.");
-	snprintf(webhook, sizeof webhook,
-	         "{\"id\":\"evt_3QxYzAbCdEfGhIjKlMnOpQrS\",\"object\":\"event\",\"type\":\"payment_intent."
-	         "succeeded\",\"created\":1796624248,\"data\":{\"object\":{\"id\":\"pi_3QxYzAbCdEfGhIjKlMn\","
-	         "\"object\":\"payment_intent\",\"amount\":2599,\"currency\":\"eur\",\"status\":\"succeeded\","
-	         "\"payment_method\":\"pm_1QxYzAbCdEfGhIjKlMnOpQ\",\"latest_charge\":\"ch_3QxYzAbCdEfGh\","
-	         "\"metadata\":{\"order_id\":\"o019a7dc7e10f42623f7bdbd49aeef8e1\"},\"last_payment_error\":"
-	         "null,\"next_action\":null,\"amount_refunded\":0,\"created\":1796624247}}}");
+	snprintf(
+	        webhook, sizeof webhook,
+	        "{\"id\":\"evt_3QxYzAbCdEfGhIjKlMnOpQrS\",\"object\":\"event\",\"type\":\"payment_intent."
+	        "succeeded\",\"created\":1796624248,\"data\":{\"object\":{\"id\":\"pi_3QxYzAbCdEfGhIjKlMn\","
+	        "\"object\":\"payment_intent\",\"amount\":2599,\"currency\":\"eur\",\"status\":\"succeeded\","
+	        "\"payment_method\":\"pm_1QxYzAbCdEfGhIjKlMnOpQ\",\"latest_charge\":\"ch_3QxYzAbCdEfGh\","
+	        "\"metadata\":{\"order_id\":\"o019a7dc7e10f42623f7bdbd49aeef8e1\"},\"last_payment_error\":"
+	        "null,\"next_action\":null,\"amount_refunded\":0,\"created\":1796624247}}}");
 	for (size_t i = 0; i < sizeof digits; i++)
 		digits[i] = i % 17 == 16 ? ' ' : (unsigned char)('0' + (i * 7) % 10);
 	const struct {
@@ -86,19 +87,21 @@ int main(int argc, char **argv)
 		size_t len;
 		long iters;
 	} cases[] = {
-	        {"cart line", (const unsigned char *)"{\"product_id\":\"demo-007\",\"quantity\":2}", 40, 200000},
+	        {"cart line", (const unsigned char *)"{\"product_id\":\"demo-007\",\"quantity\":2}", 40,
+	         200000},
 	        {"admin product", (const unsigned char *)product, strlen(product), 50000},
 	        {"webhook event", (const unsigned char *)webhook, strlen(webhook), 50000},
 	        {"64 KiB of digits", digits, sizeof digits, 1000},
 	};
-	printf("| body | bytes | guard ns/call | read-once ceiling ns/call | guard / ceiling | guard MB/s |\n");
+	printf("| body | bytes | guard ns/call | read-once ceiling ns/call | guard / ceiling | guard MB/s "
+	       "|\n");
 	printf("|---|---|---|---|---|---|\n");
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
 		long iters = cases[c].iters * scale;
 		double guard = measure(cases[c].body, cases[c].len, iters, 1);
 		double ceiling = measure(cases[c].body, cases[c].len, iters, 0);
-		printf("| %s | %zu | %.0f | %.0f | %.1f | %.0f |\n", cases[c].name, cases[c].len, guard, ceiling,
-		       guard / ceiling, (double)cases[c].len / guard * 1000.0);
+		printf("| %s | %zu | %.0f | %.0f | %.1f | %.0f |\n", cases[c].name, cases[c].len, guard,
+		       ceiling, guard / ceiling, (double)cases[c].len / guard * 1000.0);
 	}
 	return (int)(sink & 0);
 }

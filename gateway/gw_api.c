@@ -590,8 +590,9 @@ static bool view_needs_payment(const order_state *s, size_t history_count)
 
 bool gw_api_write_order(gw_api *api, mp_writer *w, const char *id, const order_state *s, size_t history_count)
 {
-	proj_payment *payment =
-	        api->payment_views != NULL && view_needs_payment(s, history_count) ? malloc(sizeof *payment) : NULL;
+	proj_payment *payment = api->payment_views != NULL && view_needs_payment(s, history_count)
+	                                ? malloc(sizeof *payment)
+	                                : NULL;
 	orn_rc rc = payment != NULL ? proj_payments_get(api->payment_views, id, payment) : ORN_ENOTFOUND;
 	if (rc != ORN_OK && rc != ORN_ENOTFOUND)
 		log_warn("payments model unreadable; the order is shown without its payment", "order", id,
