@@ -28,10 +28,15 @@ function announce(text) {
   setTimeout(() => { announcer.textContent = text; }, 50);
 }
 
+// A page loaded by the browser keeps the browser's focus (the skip link
+// comes first); after an in-page navigation the focus moves to the content,
+// so keyboard and screen reader users land on the new page's heading.
+let navigated = false;
+
 function render(title, ...children) {
   document.title = `${title} — Orion shop`;
   main.replaceChildren(h('h1', { id: 'page-title' }, title), ...children);
-  main.focus();
+  if (navigated) main.focus();
 }
 
 function errorBox(e) {
@@ -39,6 +44,7 @@ function errorBox(e) {
 }
 
 export function go(path) {
+  navigated = true;
   history.pushState(null, '', path);
   route();
 }
@@ -484,5 +490,5 @@ document.addEventListener('click', (ev) => {
   ev.preventDefault();
   go(url.pathname + url.search);
 });
-window.addEventListener('popstate', route);
+window.addEventListener('popstate', () => { navigated = true; route(); });
 route();
