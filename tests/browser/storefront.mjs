@@ -11,8 +11,9 @@
 // answer >= 400), axe-core with no serious or critical violation. Each
 // page's JavaScript (bytes) and first render (first contentful paint) are
 // measured and printed, not asserted. On failure every open tab is
-// screenshotted into ORION_BROWSER_ARTIFACTS (default:
-// <build>/meson-logs/browser), which CI keeps with the test logs.
+// screenshotted into ORION_BROWSER_ARTIFACTS (meson sets
+// <build>/meson-logs/browser, beside the test logs); a passing run leaves
+// storefront.png and order.png there, the README's pictures.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -287,6 +288,8 @@ async function main() {
     await open(page, orion.base, `/orders/${order1}`, 'order');
     await waitStatus(page, 'confirmed');
     await checkPage(page, 'order');
+    fs.mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, 'order.png') });
 
     step('second order: the 3-D Secure card, approved on the provider page');
     await open(page, orion.base, '/', 'catalog');
@@ -324,7 +327,7 @@ async function main() {
     await open(page, orion.base, '/admin/', 'admin');
     await checkPage(page, 'admin');
 
-    fs.mkdirSync(artifacts, { recursive: true });
+    // The README's pictures (docs/img/), made here: `cp` them after a run.
     await open(page, orion.base, '/', 'catalog');
     await page.waitForSelector('.grid li');
     await page.screenshot({ path: path.join(artifacts, 'storefront.png') });
