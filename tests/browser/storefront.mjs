@@ -207,6 +207,20 @@ async function main() {
     assert.equal((await page.$$('.grid li')).length, 3);
     await checkPage(page, 'catalog');
 
+    step('the CSP holds in the browser: an injected inline script does not run');
+    current = 'csp probe';
+    const probe = await page.evaluate(() => new Promise((resolve) => {
+      document.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
+      const el = document.createElement('script');
+      el.textContent = 'window.__inlineRan = true';
+      document.body.append(el);
+      setTimeout(() => resolve(window.__inlineRan ? 'ran' : 'no report'), 2000);
+    }));
+    assert.equal(probe, 'script-src-elem', `inline script: ${probe}`);
+    assert.equal(await page.evaluate(() => window.__inlineRan), undefined);
+    // the browser's own report of the probe is the expected console error
+    for (let i = problems.length - 1; i >= 0; i--) if (problems[i].page === 'csp probe') problems.splice(i, 1);
+
     step('keyboard: the skip link comes first and moves the focus to the content');
     await page.keyboard.press('Tab');
     assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
