@@ -408,8 +408,17 @@ async function orderPage(id) {
     statusLine.replaceChildren('Status: ', statusBadge(status), ' ', STATUS_TEXT[status] || '');
     history.replaceChildren(...entries.map((e) => h('li', {}, `${e.status}`,
       e.reason ? ` (${e.reason})` : '', e.at ? ` — ${new Date(e.at).toLocaleString('en')}` : '')));
-    if (status === 'awaiting_payment' && !(order.payment && order.payment.status === 'requires_action')) {
-      if (!payArea.firstChild) payArea.append(paymentForm(order, (paid) => { order = paid; show(paid.status, paid.history || entries); }));
+    const action = order.payment && order.payment.status === 'requires_action' ? order.payment.next_action : null;
+    const actionUrl = action && (action.url || (action.redirect_to_url && action.redirect_to_url.url));
+    if (status === 'awaiting_payment' && actionUrl) {
+      // Back from (or away from) the bank's page: the webhook settles the
+      // order; until then the check can be opened again.
+      payArea.replaceChildren(h('p', { id: 'pay-pending' }, 'Your bank is checking the payment. ',
+        h('a', { href: actionUrl }, 'Open the 3-D Secure check again')));
+    } else if (status === 'awaiting_payment') {
+      if (!payArea.querySelector('#pay')) {
+        payArea.replaceChildren(paymentForm(order, (paid) => { order = paid; show(paid.status, paid.history || entries); }));
+      }
     } else {
       payArea.replaceChildren();
     }
@@ -435,9 +444,6 @@ async function orderPage(id) {
     if (seen.has(`${entry.status}@${entry.at}`)) return;
     seen.add(`${entry.status}@${entry.at}`);
     entries.push(entry);
-    if (entry.status === 'awaiting_payment' || entry.status === 'confirmed') {
-      order.payment = null; // a fresh state: the form (or the paid line) follows the status
-    }
     show(entry.status, entries);
     announce(`Order status: ${STATUS_TEXT[entry.status] || entry.status}`);
   }, { signal: leaving.signal });

@@ -298,6 +298,8 @@ async function main() {
     step('pay with 4242 (tokenized at the provider from the browser)');
     await pay(page, '4242 4242 4242 4242');
     await waitStatus(page, 'confirmed');
+    // the event stream's own report (only the stream announces a status)
+    await page.waitForFunction(() => document.getElementById('announce').textContent === 'Order status: Paid and confirmed');
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
     await open(page, orion.base, `/orders/${order1}`, 'order');
     await waitStatus(page, 'confirmed');
@@ -324,6 +326,10 @@ async function main() {
     assert.equal(new URL(page.url()).pathname, `/orders/${order2}`, 'the provider returned to the order page');
     await page.waitForSelector('#order-status [data-status]');
     const landed = await page.$eval('#order-status [data-status]', (e) => e.dataset.status);
+    if (landed === 'awaiting_payment') {
+      assert.ok(await page.$('#pay-pending a'), 'while the bank checks: a link to its page, no second card form');
+      assert.equal(await page.$('#pay'), null);
+    }
     await page.evaluate(() => { window.__sameDocument = true; });
     await waitStatus(page, 'confirmed'); // by the provider's webhook, shown live
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
