@@ -35,7 +35,7 @@ let navigated = false;
 
 function render(title, ...children) {
   document.title = `${title} — Orion shop`;
-  main.replaceChildren(h('h1', { id: 'page-title' }, title), ...children);
+  main.replaceChildren(h('h1', { id: 'page-title' }, title), ...children.filter((c) => c !== null && c !== undefined));
   if (navigated) main.focus();
 }
 
@@ -379,7 +379,10 @@ function paymentForm(order, onPaid) {
       const url = action && (action.url || (action.redirect_to_url && action.redirect_to_url.url));
       if (url) {
         announce('Your bank asks you to approve the payment; opening its page.');
-        location.assign(url); // 3-D Secure: the provider returns to /orders/{id}
+        // 3-D Secure: the provider returns to /orders/{id}, where the order
+        // may still await its webhook (the view need not show the challenge).
+        sessionStorage.setItem(`orion.3ds.${order.id}`, url);
+        location.assign(url);
         return;
       }
       onPaid(paid);
@@ -408,13 +411,24 @@ async function orderPage(id) {
     statusLine.replaceChildren('Status: ', statusBadge(status), ' ', STATUS_TEXT[status] || '');
     history.replaceChildren(...entries.map((e) => h('li', {}, `${e.status}`,
       e.reason ? ` (${e.reason})` : '', e.at ? ` — ${new Date(e.at).toLocaleString('en')}` : '')));
+    const challengeKey = `orion.3ds.${order.id}`;
     const action = order.payment && order.payment.status === 'requires_action' ? order.payment.next_action : null;
-    const actionUrl = action && (action.url || (action.redirect_to_url && action.redirect_to_url.url));
+    const actionUrl = (action && (action.url || (action.redirect_to_url && action.redirect_to_url.url))) ||
+      sessionStorage.getItem(challengeKey);
+    if (status !== 'awaiting_payment') sessionStorage.removeItem(challengeKey);
     if (status === 'awaiting_payment' && actionUrl) {
-      // Back from (or away from) the bank's page: the webhook settles the
-      // order; until then the check can be opened again.
-      payArea.replaceChildren(h('p', { id: 'pay-pending' }, 'Your bank is checking the payment. ',
-        h('a', { href: actionUrl }, 'Open the 3-D Secure check again')));
+      // Back from (or away from) the bank's page: its webhook settles the
+      // order; until then the check can be opened again, or another card used.
+      const other = h('button', { type: 'button', class: 'secondary' }, 'Pay with another card');
+      other.addEventListener('click', () => {
+        sessionStorage.removeItem(challengeKey);
+        if (order.payment && order.payment.status === 'requires_action') order.payment = null;
+        payArea.replaceChildren(paymentForm(order, (paid) => { order = paid; show(paid.status, paid.history || entries); }));
+        payArea.querySelector('input').focus();
+      });
+      payArea.replaceChildren(h('div', { id: 'pay-pending' },
+        h('p', {}, 'Your bank is checking the payment; this page shows the result as soon as it arrives. ',
+          h('a', { href: actionUrl }, 'Open the 3-D Secure check again')), other));
     } else if (status === 'awaiting_payment') {
       if (!payArea.querySelector('#pay')) {
         payArea.replaceChildren(paymentForm(order, (paid) => { order = paid; show(paid.status, paid.history || entries); }));

@@ -333,7 +333,9 @@ async function main() {
     await page.evaluate(() => { window.__sameDocument = true; });
     await waitStatus(page, 'confirmed'); // by the provider's webhook, shown live
     assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
-    console.log(`   3-D Secure: back on the order page as ${landed}, then confirmed live`);
+    console.log(landed === 'confirmed'
+      ? '   3-D Secure: the webhook was faster than the return: the order page opened as confirmed'
+      : `   3-D Secure: back on the order page as ${landed}, then confirmed live (the webhook, over the stream)`);
     await checkPage(page, 'order', { measure: false });
 
     step('order history');
