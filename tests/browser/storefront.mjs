@@ -101,9 +101,9 @@ async function screenshots(browser, tag) {
 }
 
 // Loads a shop path as a fresh navigation (a new document: its own FCP).
-async function open(page, base, p, name) {
+async function open(page, base, p, name, waitUntil = 'networkidle0') {
   current = name;
-  await page.goto(`${base}${p}`, { waitUntil: 'networkidle0' });
+  await page.goto(`${base}${p}`, { waitUntil });
 }
 
 async function text(page, selector) {
@@ -321,6 +321,16 @@ async function main() {
     current = 'provider 3-D Secure page';
     const challenge = new URL(page.url());
     assert.notEqual(challenge.origin, orion.base, `left the shop for the provider: ${page.url()}`);
+    // The shopper comes back without answering the bank: the order page
+    // offers the check again (and another card), not a second card form.
+    await open(page, orion.base, `/orders/${order2}`, 'order', 'load'); // its stream stays open
+    await page.waitForSelector('#pay-pending a');
+    assert.equal(await page.$('#pay'), null, 'no second card form while the bank checks');
+    await waitStatus(page, 'awaiting_payment');
+    await checkPage(page, 'order', { measure: false });
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#pay-pending a')]);
+    current = 'provider 3-D Secure page';
+    assert.equal(page.url(), challenge.href, 'the link reopens the same check');
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[value="approve"]')]);
     current = 'order';
     assert.equal(new URL(page.url()).pathname, `/orders/${order2}`, 'the provider returned to the order page');
