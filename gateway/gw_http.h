@@ -8,7 +8,8 @@
  * hangs a client.
  *
  * Every response carries Content-Type, X-Content-Type-Options: nosniff,
- * Content-Security-Policy: default-src 'none' (GW_HTML_CSP for HTML pages),
+ * Content-Security-Policy: default-src 'none' (GW_HTML_CSP for HTML pages,
+ * gw_static.h's policy for the web pages' files),
  * Referrer-Policy: no-referrer,
  * and Cache-Control: no-store when the request had an Authorization header.
  * CORS headers are added only for an Origin that exactly equals one of the
