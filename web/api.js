@@ -1,6 +1,6 @@
 // api.js — the REST API (/api/v1) and the session's token.
 //
-// The token lives in sessionStorage (ADR 029): one tab's session, gone when
+// The token lives in sessionStorage (ADR 030): one tab's session, gone when
 // the tab closes, never sent by the browser on its own (no CSRF), and it
 // survives the 3-D Secure round trip to the provider's page and back.
 
