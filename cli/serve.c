@@ -33,6 +33,7 @@
 #include "gw_http.h"
 #include "gw_metrics.h"
 #include "gw_ops.h"
+#include "gw_static.h"
 #include "keystore.h"
 #include "kit.h"
 #include "log.h"
@@ -79,6 +80,7 @@ typedef struct serve_state {
 	pthread_t metrics_thread;
 	bool metrics_running;
 	gw_ops *ops;
+	gw_static *web;              /* the web pages, or NULL */
 	gw_api *api;                 /* the API's routes and their context */
 	gw_bus *bus;                 /* the API's command client */
 	gw_consistency *consistency; /* the API's read-your-writes */
@@ -450,6 +452,18 @@ static orn_rc start_metrics_listener(serve_state *st)
 	return ORN_OK;
 }
 
+/* ADR 028: the provider browsers tokenize at; the bundled sandbox's URL when
+ * it runs here and nothing else is configured. "" when there is none. */
+static const char *provider_public_url(serve_state *st)
+{
+	const cli_config *c = st->cfg;
+	const char *sandbox_url = offer(st, PSP_OFFERS_URL);
+	return c->psp_public_url[0] != '\0' ? c->psp_public_url
+	       : c->psp_url[0] != '\0'      ? c->psp_url
+	       : sandbox_url != NULL        ? sandbox_url
+	                                    : "";
+}
+
 /* The API on the gateway: command client and read-your-writes over this
  * process's read models, then the routes (tokens, passwords and login
  * limits are the api's). */
@@ -497,19 +511,33 @@ static orn_rc start_api(serve_state *st)
 	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
 	o.low_stock_threshold = c->low_stock_threshold;
 	o.payment_timeout_ms = (unsigned)c->payment_timeout_ms;
-	/* ADR 028: the provider browsers tokenize at; the bundled sandbox's URL
-	 * when it runs here and nothing else is configured */
-	const char *sandbox_url = offer(st, PSP_OFFERS_URL);
-	o.psp_public_url = c->psp_public_url[0] != '\0' ? c->psp_public_url
-	                   : c->psp_url[0] != '\0'      ? c->psp_url
-	                   : sandbox_url != NULL        ? sandbox_url
-	                                                : "";
+	o.psp_public_url = provider_public_url(st);
 	o.psp_publishable_key = c->psp_publishable_key;
 	o.psp_webhook_secret = c->psp_webhook_secret;
 	rc = gw_api_create(&o, &st->api);
 done:
 	sodium_memzero(secret, sizeof secret);
 	return rc;
+}
+
+/* The web pages (gw_static.h): ORION_WEB_DIR, else web/ beside the sources.
+ * A missing directory serves none (an installed gateway without pages); the
+ * CSP lets the pages reach the payment provider's origin. */
+static orn_rc start_web(serve_state *st)
+{
+	const char *dir = getenv("ORION_WEB_DIR");
+	const char *root = dir != NULL && dir[0] != '\0' ? dir : ORION_SOURCE_DIR "/web";
+	orn_rc rc = gw_static_create(root, provider_public_url(st), &st->web);
+	if (rc == ORN_ENOTFOUND) {
+		log_info("no web pages to serve", "dir", root);
+		return ORN_OK;
+	}
+	if (rc != ORN_OK) {
+		log_error("cannot serve the web pages", "dir", root, "error", orn_strerror(rc));
+		return rc;
+	}
+	gw_static_serve(st->web, st->gateway);
+	return ORN_OK;
 }
 
 /* The server with its operations routes (the API's follow: start_api); used
@@ -588,6 +616,8 @@ static orn_rc start_gateway(serve_state *st)
 		log_error("cannot start the API", "error", orn_strerror(rc));
 		return rc;
 	}
+	if ((rc = start_web(st)) != ORN_OK)
+		return rc;
 	if (pthread_create(&st->gateway_thread, NULL, gateway_main, st->gateway) != 0)
 		return ORN_ENOMEM;
 	st->gateway_running = true;
@@ -747,6 +777,7 @@ static void stop_all(serve_state *st)
 	gw_server_destroy(st->gateway); /* open streams close into the api */
 	gw_api_destroy(st->api);
 	gw_ops_destroy(st->ops);
+	gw_static_destroy(st->web);
 	gw_metrics_destroy(st->metrics);
 
 	stop_stages(st, ROLE_SENDS, ROLE_SENDS, false);

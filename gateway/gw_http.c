@@ -59,7 +59,9 @@ typedef struct arena_chunk {
 struct gw_server {
 	struct event_base *base;
 	struct evhttp *http;
-	gw_guard *guard; /* every connection's bytes pass it first (gw_guard-internal.h) */
+	gw_guard *guard;      /* every connection's bytes pass it first (gw_guard-internal.h) */
+	gw_handler *fallback; /* paths no route matches (gw_server_fallback), or NULL */
+	void *fallback_arg;
 	gw_router *router;
 	gw_inbox *inbox;
 	gw_metrics *metrics;
@@ -818,6 +820,16 @@ static void dispatch(gw_request *r)
 			answer_options(r, r->match.allowed);
 			return;
 		}
+		if (found == GW_ROUTE_NOT_FOUND && s->fallback != NULL) {
+			r->in_handler = true;
+			s->fallback(r, s->fallback_arg);
+			r->in_handler = false;
+			if (r->answered)
+				request_free(r);
+			else if (!r->async)
+				gw_respond_error(r, 500, NULL);
+			return;
+		}
 		if (found == GW_ROUTE_NOT_FOUND) {
 			gw_respond_error(r, 404, "no resource at this path");
 			return;
@@ -1088,6 +1100,12 @@ struct event_base *gw_server_base(gw_server *s)
 orn_rc gw_server_route(gw_server *s, gw_method method, const char *pattern, gw_handler *handler, void *arg)
 {
 	return gw_router_add(s->router, method, pattern, handler, arg);
+}
+
+void gw_server_fallback(gw_server *s, gw_handler *handler, void *arg)
+{
+	s->fallback = handler;
+	s->fallback_arg = arg;
 }
 
 const gw_router *gw_server_router(const gw_server *s)

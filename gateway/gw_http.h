@@ -8,7 +8,8 @@
  * hangs a client.
  *
  * Every response carries Content-Type, X-Content-Type-Options: nosniff,
- * Content-Security-Policy: default-src 'none' (GW_HTML_CSP for HTML pages),
+ * Content-Security-Policy: default-src 'none' (GW_HTML_CSP for HTML pages,
+ * gw_static.h's policy for the web pages' files),
  * Referrer-Policy: no-referrer,
  * and Cache-Control: no-store when the request had an Authorization header.
  * CORS headers are added only for an Origin that exactly equals one of the
@@ -103,6 +104,12 @@ struct event_base *gw_server_base(gw_server *s);
 /* Routes method + pattern to handler(arg); before gw_server_run only.
  * Errors as gw_router_add. */
 orn_rc gw_server_route(gw_server *s, gw_method method, const char *pattern, gw_handler *handler, void *arg);
+
+/* Hands every request whose path no route matches to handler(arg) instead
+ * of answering 404 (the static files, gw_static.h); a path that matches a
+ * route with another method still gets 405. One fallback; NULL removes it.
+ * Before gw_server_run only. The handler answers like any other. */
+void gw_server_fallback(gw_server *s, gw_handler *handler, void *arg);
 
 /* The routing table, e.g. to list every route (gw_router_count/route_at). */
 const gw_router *gw_server_router(const gw_server *s);

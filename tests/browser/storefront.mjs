@@ -1,0 +1,394 @@
+// storefront.mjs — the `browser` suite's shopper story, in Debian's chromium
+// (headless, driven by puppeteer-core) against a real `orion serve`:
+// register, browse, search, filter by category, add two products, change a
+// quantity, place the order, open the emailed confirmation link, see the
+// status change live (no reload), pay with 4242 at the provider from the
+// browser; then a second order paid with the 3-D Secure card, approved on
+// the provider's page, back on the order page where the status turns
+// `confirmed` live; the order history and the admin page.
+//
+// Every page of the shop: no console error, no failed request (nor any
+// answer >= 400), axe-core with no serious or critical violation. Each
+// page's JavaScript (bytes) and first render (first contentful paint) are
+// measured and printed, not asserted. On failure every open tab is
+// screenshotted into ORION_BROWSER_ARTIFACTS (meson sets
+// <build>/meson-logs/browser, beside the test logs); a passing run leaves
+// storefront.png and order.png there, the README's pictures.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+import { ADMIN, apiCall, confirmationLink, startOrion } from './orion.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const artifacts = process.env.ORION_BROWSER_ARTIFACTS || path.join(process.cwd(), 'meson-logs', 'browser');
+const chromium = process.env.ORION_CHROMIUM || '/usr/bin/chromium';
+const step = (s) => console.log(`-- ${s}`);
+
+const problems = []; // {page, what}
+const measures = []; // {page, jsBytes, jsFiles, fcpMs}
+const sizes = new Map(); // script URL -> bytes
+let current = 'start';
+
+function watch(page) {
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push({ page: current, what: `console error: ${m.text()}` });
+  });
+  page.on('pageerror', (e) => problems.push({ page: current, what: `uncaught: ${e.message}` }));
+  page.on('requestfailed', (r) => {
+    const why = r.failure() ? r.failure().errorText : '?';
+    // A live stream cut by leaving its page is not a failure.
+    if (why === 'net::ERR_ABORTED' && /\/events$/.test(new URL(r.url()).pathname)) return;
+    problems.push({ page: current, what: `request failed: ${r.method()} ${r.url()} ${why}` });
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push({ page: current, what: `HTTP ${r.status()}: ${r.request().method()} ${r.url()}` });
+  });
+}
+
+// The checks every shop page passes, and its measures.
+async function checkPage(page, name, { measure = true } = {}) {
+  current = name;
+  await page.evaluate(axeSource); // DevTools evaluation: the page's CSP stays as strict as shipped
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
+  });
+  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  for (const v of result) console.log(`   axe ${name}: ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(', ')}`);
+  assert.equal(bad.length, 0, `${name}: axe serious/critical violations: ${JSON.stringify(bad)}`);
+  const mine = problems.filter((p) => p.page === name);
+  assert.equal(mine.length, 0, `${name}: ${mine.map((p) => p.what).join('; ')}`);
+  if (measure) {
+    const m = await page.evaluate(() => {
+      const nav = performance.getEntriesByType('navigation')[0];
+      const js = performance.getEntriesByType('resource').filter((e) => e.initiatorType === 'script' || /\.m?js$/.test(new URL(e.name).pathname));
+      const fcp = performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint');
+      return {
+        jsUrls: js.map((e) => e.name),
+        fcpMs: fcp ? Math.round(fcp.startTime) : null,
+        navType: nav ? nav.type : null,
+      };
+    });
+    // Sizes from the server (a cached script reports no body size).
+    let jsBytes = 0;
+    for (const url of new Set(m.jsUrls)) {
+      if (!sizes.has(url)) sizes.set(url, (await (await fetch(url)).arrayBuffer()).byteLength);
+      jsBytes += sizes.get(url);
+    }
+    measures.push({ page: name, jsBytes, jsFiles: new Set(m.jsUrls).size, fcpMs: m.fcpMs });
+  }
+}
+
+async function screenshots(browser, tag) {
+  fs.mkdirSync(artifacts, { recursive: true });
+  const pages = await browser.pages();
+  for (let i = 0; i < pages.length; i++) {
+    if (pages[i].url() === 'about:blank') continue;
+    const file = path.join(artifacts, `${tag}-tab${i}.png`);
+    try {
+      await pages[i].screenshot({ path: file, fullPage: true });
+      console.log(`screenshot: ${file} (${pages[i].url()})`);
+    } catch (e) {
+      console.log(`screenshot of tab ${i} failed: ${e.message}`);
+    }
+  }
+}
+
+// Loads a shop path as a fresh navigation (a new document: its own FCP).
+async function open(page, base, p, name, waitUntil = 'networkidle0') {
+  current = name;
+  await page.goto(`${base}${p}`, { waitUntil });
+}
+
+async function text(page, selector) {
+  return page.$eval(selector, (e) => e.textContent);
+}
+
+async function waitStatus(page, status, timeout = 20000) {
+  await page.waitForSelector(`#order-status [data-status="${status}"]`, { timeout });
+}
+
+async function seedCatalog(base) {
+  const login = await apiCall(base, 'POST', '/auth/login', { body: ADMIN });
+  assert.equal(login.status, 200, login.text);
+  const token = login.json.access_token;
+  const products = [
+    { sku: 'LAMP-1', name: 'Desk lamp', description: 'A warm LED desk lamp.', price_cents: 3900, category: 'home' },
+    { sku: 'MUG-1', name: 'Coffee mug', description: 'Stoneware, 350 ml.', price_cents: 1250, category: 'kitchen' },
+    { sku: 'KETTLE-1', name: 'Kettle', description: 'Stainless steel, 1.7 l.', price_cents: 4500, category: 'kitchen' },
+  ];
+  for (const p of products) {
+    const r = await apiCall(base, 'POST', '/admin/products', { token, body: { ...p, currency: 'EUR', initial_stock: 50 } });
+    assert.equal(r.status, 201, r.text);
+  }
+  for (let i = 0; i < 100; i++) {
+    const r = await apiCall(base, 'GET', '/products?limit=50');
+    if (r.status === 200 && r.json.items.length === products.length && r.json.items.every((p) => p.available > 0)) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('the catalog never showed the seeded products');
+}
+
+// Places the cart as an order from the cart page; returns the order id.
+async function placeOrder(page, base) {
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }).catch(() => null), page.click('a[href="/cart"]')]);
+  await page.waitForSelector('#place-order');
+  await page.click('#place-order');
+  await page.waitForFunction(() => /^\/orders\/[A-Za-z0-9_-]+$/.test(location.pathname));
+  await page.waitForSelector('#order-status [data-status]');
+  return page.evaluate(() => location.pathname.split('/').pop());
+}
+
+// Opens the emailed link in its own tab and confirms there (the gateway's
+// page and its form, as a shopper's mail client would open it).
+async function confirmByEmail(browser, dataDir, orderId) {
+  const link = await confirmationLink(dataDir, orderId);
+  const tab = await browser.newPage();
+  watch(tab);
+  current = 'confirmation link';
+  await tab.goto(link, { waitUntil: 'load' });
+  await checkPage(tab, 'confirmation link', { measure: false });
+  await Promise.all([tab.waitForNavigation({ waitUntil: 'load' }), tab.click('form button, form [type=submit]')]);
+  const body = await tab.$eval('body', (b) => b.textContent);
+  assert.match(body, /confirmed/i, `the confirmation page says: ${body}`);
+  await checkPage(tab, 'confirmation link', { measure: false });
+  await tab.close();
+}
+
+// The same email's token through the shop's own page (/confirm/{id}?token=),
+// the one a storefront deployment links to: JSON POST .../confirm.
+async function confirmInShop(browser, orion, orderId) {
+  const link = new URL(await confirmationLink(orion.dataDir, orderId));
+  const tab = await browser.newPage();
+  watch(tab);
+  await open(tab, orion.base, `/confirm/${orderId}?token=${link.searchParams.get('token')}`, 'shop confirmation');
+  await tab.waitForSelector('#confirm');
+  await checkPage(tab, 'shop confirmation');
+  await tab.click('#confirm');
+  await tab.waitForFunction(() => document.querySelector('h1').textContent === 'Order confirmed');
+  await checkPage(tab, 'shop confirmation', { measure: false });
+  await tab.close();
+}
+
+async function pay(page, card) {
+  await page.waitForSelector('#pay');
+  await page.type('#card-number', card);
+  await page.type('#exp-month', '12');
+  await page.type('#exp-year', '2031');
+  await page.type('#cvc', '123');
+  await page.click('#pay button[type=submit]');
+}
+
+async function main() {
+  const orion = await startOrion();
+  step(`orion serve at ${orion.base} (data ${orion.dataDir})`);
+  const browser = await puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    protocolTimeout: 30000,
+    args: [...(process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : []), '--disable-dev-shm-usage'],
+  });
+  let failed = null;
+  try {
+    await seedCatalog(orion.base);
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1200, height: 900 });
+    watch(page);
+
+    step('catalog, signed out');
+    await open(page, orion.base, '/', 'catalog');
+    await page.waitForSelector('.grid li');
+    assert.equal((await page.$$('.grid li')).length, 3);
+    await checkPage(page, 'catalog');
+
+    step('the CSP holds in the browser: an injected inline script does not run');
+    current = 'csp probe';
+    const probe = await page.evaluate(() => new Promise((resolve) => {
+      document.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
+      const el = document.createElement('script');
+      el.textContent = 'window.__inlineRan = true';
+      document.body.append(el);
+      setTimeout(() => resolve(window.__inlineRan ? 'ran' : 'no report'), 2000);
+    }));
+    assert.equal(probe, 'script-src-elem', `inline script: ${probe}`);
+    assert.equal(await page.evaluate(() => window.__inlineRan), undefined);
+    // the browser's own report of the probe is the expected console error
+    for (let i = problems.length - 1; i >= 0; i--) if (problems[i].page === 'csp probe') problems.splice(i, 1);
+
+    step('keyboard: the skip link comes first and moves the focus to the content');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'q', 'after the skip link: the search field');
+
+    step('register (from the sign-in page)');
+    await open(page, orion.base, '/login', 'sign in');
+    await checkPage(page, 'sign in');
+    await page.click('a[href^="/register"]');
+    current = 'register';
+    await page.waitForSelector('#name');
+    await checkPage(page, 'register', { measure: false });
+    const email = `shopper-${Date.now()}@orion.test`;
+    await page.type('#name', 'Ada Shopper');
+    await page.type('#email', email);
+    await page.type('#password', 'correct horse battery staple 42');
+    await page.click('form button[type=submit]');
+    await page.waitForSelector('#nav-account button');
+    await page.waitForSelector('.grid li');
+
+    step('search and category');
+    current = 'catalog';
+    await page.type('#q', 'lamp');
+    await page.click('form.search button[type=submit]');
+    await page.waitForFunction(() => document.querySelectorAll('.grid li').length === 1 &&
+      document.querySelector('.grid li h2').textContent === 'Desk lamp');
+    await page.click('#q', { clickCount: 3 });
+    await page.keyboard.press('Backspace');
+    await page.select('#category', 'kitchen');
+    await page.click('form.search button[type=submit]');
+    await page.waitForFunction(() => new URL(location.href).searchParams.get('category') === 'kitchen' &&
+      document.querySelectorAll('.grid li').length === 2);
+    await checkPage(page, 'catalog', { measure: false });
+
+    step('add two products: the mug from the list, the lamp from its page');
+    await page.click('button[data-add="Coffee mug"]');
+    await page.waitForFunction(() => document.getElementById('announce').textContent.includes('1 item'));
+    await open(page, orion.base, '/', 'catalog');
+    await page.waitForSelector('.grid li');
+    await page.evaluate(() => [...document.querySelectorAll('.grid li h2 a')].find((a) => a.textContent === 'Desk lamp').click());
+    current = 'product';
+    await page.waitForSelector('#qty');
+    const productName = await text(page, 'h1');
+    await page.click('form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('announce').textContent.includes('2 items'));
+    await open(page, orion.base, new URL(page.url()).pathname, 'product');
+    await page.waitForSelector('#qty');
+    await checkPage(page, 'product');
+
+    step('cart: change a quantity');
+    await open(page, orion.base, '/cart', 'cart');
+    await page.waitForSelector('input.qty');
+    assert.equal((await page.$$('input.qty')).length, 2);
+    const before = await text(page, '#cart-total');
+    const mugQty = await page.$('input[id^="qty-"]');
+    await mugQty.click({ clickCount: 3 });
+    await page.keyboard.type('3');
+    await page.keyboard.press('Tab'); // change fires: PUT /cart/items/{id}
+    await page.waitForFunction((b) => document.getElementById('cart-total') && document.getElementById('cart-total').textContent !== b, {}, before);
+    assert.equal(await page.$eval('input[id^="qty-"]', (e) => e.value), '3');
+    await checkPage(page, 'cart');
+    console.log(`   cart: ${before} -> ${await text(page, '#cart-total')} (${productName} and the mug)`);
+
+    step('place the order; confirm by the emailed link; live status');
+    const order1 = await placeOrder(page, orion.base);
+    current = 'order';
+    await page.evaluate(() => { window.__sameDocument = true; });
+    await waitStatus(page, 'awaiting_confirmation');
+    await confirmByEmail(browser, orion.dataDir, order1);
+    await waitStatus(page, 'awaiting_payment'); // arrived over the event stream
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
+
+    step('pay with 4242 (tokenized at the provider from the browser)');
+    await pay(page, '4242 4242 4242 4242');
+    await waitStatus(page, 'confirmed');
+    // the event stream's own report (only the stream announces a status)
+    await page.waitForFunction(() => document.getElementById('announce').textContent === 'Order status: Paid and confirmed');
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
+    await open(page, orion.base, `/orders/${order1}`, 'order');
+    await waitStatus(page, 'confirmed');
+    await checkPage(page, 'order');
+    fs.mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, 'order.png') });
+
+    step('second order: the 3-D Secure card, approved on the provider page');
+    await open(page, orion.base, '/', 'catalog');
+    await page.waitForSelector('button[data-add="Kettle"]');
+    await page.click('button[data-add="Kettle"]');
+    await page.waitForFunction(() => document.getElementById('announce').textContent.includes('item'));
+    const order2 = await placeOrder(page, orion.base);
+    current = 'order';
+    await waitStatus(page, 'awaiting_confirmation');
+    await confirmInShop(browser, orion, order2);
+    await waitStatus(page, 'awaiting_payment');
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), pay(page, '4000 0025 0000 3155')]);
+    current = 'provider 3-D Secure page';
+    const challenge = new URL(page.url());
+    assert.notEqual(challenge.origin, orion.base, `left the shop for the provider: ${page.url()}`);
+    // The shopper comes back without answering the bank: the order page
+    // offers the check again (and another card), not a second card form.
+    await open(page, orion.base, `/orders/${order2}`, 'order', 'load'); // its stream stays open
+    await page.waitForSelector('#pay-pending a');
+    assert.equal(await page.$('#pay'), null, 'no second card form while the bank checks');
+    await waitStatus(page, 'awaiting_payment');
+    await checkPage(page, 'order', { measure: false });
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#pay-pending a')]);
+    current = 'provider 3-D Secure page';
+    assert.equal(page.url(), challenge.href, 'the link reopens the same check');
+    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[value="approve"]')]);
+    current = 'order';
+    assert.equal(new URL(page.url()).pathname, `/orders/${order2}`, 'the provider returned to the order page');
+    await page.waitForSelector('#order-status [data-status]');
+    const landed = await page.$eval('#order-status [data-status]', (e) => e.dataset.status);
+    if (landed === 'awaiting_payment') {
+      assert.ok(await page.$('#pay-pending a'), 'while the bank checks: a link to its page, no second card form');
+      assert.equal(await page.$('#pay'), null);
+    }
+    await page.evaluate(() => { window.__sameDocument = true; });
+    await waitStatus(page, 'confirmed'); // by the provider's webhook, shown live
+    assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the order page was not reloaded');
+    console.log(landed === 'confirmed'
+      ? '   3-D Secure: the webhook was faster than the return: the order page opened as confirmed'
+      : `   3-D Secure: back on the order page as ${landed}, then confirmed live (the webhook, over the stream)`);
+    await checkPage(page, 'order', { measure: false });
+
+    step('order history');
+    await open(page, orion.base, '/orders', 'orders');
+    await page.waitForSelector('ul.orders li');
+    const listed = await page.$$eval('ul.orders li a', (as) => as.map((a) => a.textContent));
+    assert.ok(listed.some((t) => t.includes(order1)) && listed.some((t) => t.includes(order2)), listed.join(', '));
+    await checkPage(page, 'orders');
+
+    step('admin console placeholder');
+    await open(page, orion.base, '/admin/', 'admin');
+    await checkPage(page, 'admin');
+
+    // The README's pictures (docs/img/), made here: `cp` them after a run.
+    await open(page, orion.base, '/', 'catalog');
+    await page.waitForSelector('.grid li');
+    await page.screenshot({ path: path.join(artifacts, 'storefront.png') });
+  } catch (e) {
+    failed = e;
+    console.log(`FAIL: ${e.stack || e}`);
+    await screenshots(browser, 'failure');
+  } finally {
+    await browser.close().catch(() => {});
+    const exit = await orion.stop();
+    step(`orion serve stopped (${JSON.stringify(exit)})`);
+  }
+
+  console.log('\npage weight and first render (measured, not asserted):');
+  const seen = new Set();
+  for (const m of measures) {
+    if (seen.has(m.page)) continue;
+    seen.add(m.page);
+    console.log(`  ${m.page.padEnd(18)} JS ${String(m.jsBytes).padStart(7)} bytes in ${m.jsFiles} file(s), first contentful paint ${m.fcpMs} ms`);
+  }
+  if (problems.length) {
+    console.log('\nproblems seen:');
+    for (const p of problems) console.log(`  [${p.page}] ${p.what}`);
+  }
+  if (failed || problems.length) process.exit(1);
+  console.log('\nbrowser suite: OK');
+}
+
+main().catch((e) => {
+  console.log(`FAIL: ${e.stack || e}`);
+  process.exit(1);
+});
