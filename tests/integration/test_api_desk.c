@@ -175,24 +175,6 @@ static void token_for(const char *id, char out[ORDER_TOKEN_MAX])
 	cr_assert_eq(order_token_make(key, id, out), ORN_OK);
 }
 
-/* A card tokenized at the provider as a browser does (ADR 028). */
-static void tokenize(const char *number, char out[128])
-{
-	reply config = expect(200, "GET", "/api/v1/payments/config", NULL, NULL);
-	const char *provider = str(config.json, "provider_url");
-	char auth[300], form[300];
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", str(config.json, "publishable_key"));
-	const char *headers[] = {auth, "Content-Type: application/x-www-form-urlencoded", NULL};
-	snprintf(form, sizeof form,
-	         "type=card&card[number]=%s&card[exp_month]=12&card[exp_year]=2030&card[cvc]=737", number);
-	hc_reply pm =
-	        hc_perform(provider, "POST", "/v1/payment_methods", headers, form, strlen(form), 20000L);
-	cr_assert_eq(pm.status, 200, "tokenizing: %ld %s", pm.status, pm.body);
-	snprintf(out, 128, "%s", str(pm.json, "id"));
-	hc_reply_free(&pm);
-	hc_reply_free(&config);
-}
-
 /* Confirms order id by its token, pays it with 4242 and ships it. */
 static void pay_and_ship(const customer *c, const char *id)
 {
@@ -203,7 +185,7 @@ static void pay_and_ship(const customer *c, const char *id)
 	snprintf(path, sizeof path, "/api/v1/orders/%s/confirm", id);
 	reply r = expect(200, "POST", path, NULL, body);
 	hc_reply_free(&r);
-	tokenize("4242424242424242", pm);
+	hc_tokenize(base_url, "4242424242424242", pm);
 	snprintf(body, sizeof body, "{\"payment_method\":\"%s\"}", pm);
 	snprintf(path, sizeof path, "/api/v1/orders/%s/payment", id);
 	r = expect(200, "POST", path, c->token, body);

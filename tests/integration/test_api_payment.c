@@ -304,32 +304,11 @@ static void pay_path(char *out, size_t cap, const char *id)
 	snprintf(out, cap, "/api/v1/orders/%s/payment", id);
 }
 
-/* Tokenizes a card at the provider as a browser does (ADR 028): the
- * provider's URL and publishable key from GET /payments/config, then
- * POST {provider}/v1/payment_methods; the pm_ id into out. */
-static void tokenize(const char *number, char out[128])
-{
-	reply config = expect(200, "GET", "/api/v1/payments/config", NULL, NULL, NULL);
-	const char *provider = str(config.json, "provider_url");
-	char auth[300], form[300];
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", str(config.json, "publishable_key"));
-	const char *headers[] = {auth, "Content-Type: application/x-www-form-urlencoded", NULL};
-	snprintf(form, sizeof form,
-	         "type=card&card[number]=%s&card[exp_month]=12&card[exp_year]=2030&card[cvc]=737", number);
-	hc_reply pm =
-	        hc_perform(provider, "POST", "/v1/payment_methods", headers, form, strlen(form), 20000L);
-	cr_assert_eq(pm.status, 200, "tokenizing: %ld %s", pm.status, pm.body);
-	snprintf(out, 128, "%s", str(pm.json, "id"));
-	cr_assert_eq(strncmp(out, "pm_", 3), 0, "%s", pm.body);
-	hc_reply_free(&pm);
-	hc_reply_free(&config);
-}
-
 /* {"payment_method": <a token of number>}. */
 static void card_token_body(char *out, size_t cap, const char *number)
 {
 	char pm[128];
-	tokenize(number, pm);
+	hc_tokenize(base_url, number, pm);
 	pm_body(out, cap, pm);
 }
 

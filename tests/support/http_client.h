@@ -65,6 +65,12 @@ void hc_login_token(const char *base_url, const char *email, const char *passwor
 /* Frees what r holds and zeroes it. */
 void hc_reply_free(hc_reply *r);
 
+/* Tokenizes a card at the payment provider as a browser does (ADR 028): the
+ * provider's URL and publishable key from GET /api/v1/payments/config of the
+ * Orion at base_url, then POST {provider_url}/v1/payment_methods; the pm_ id
+ * into out. Asserts every step. */
+void hc_tokenize(const char *base_url, const char *number, char out[128]);
+
 /* Starts `orion serve` with args (NULL-terminated, may be NULL; a NULL first
  * entry means none) with ORION_DATA_DIR=data_dir, ORION_HTTP_ADDR=127.0.0.1:0
  * (the kernel picks the port) and env (NULL-terminated, may be NULL) added to
