@@ -102,7 +102,8 @@ static const payload_shape event_shapes[] = {
         [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT, 0},
         [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION, 0},
         [USER_ERASURE_REQUESTED_EVENT] = {USER_EV_ERASURE_REQUESTED, 0, 0},
-        [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, 0},
+        /* names the account since issue 18's read models blank its rows; earlier ones name none */
+        [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, FIELD_USER_ID | FIELD_KID},
         [USER_PASSWORD_CHANGED] = {USER_EV_PASSWORD_CHANGED, FIELD_PASSWORD_HASH | FIELD_TOKEN_VERSION, 0},
 };
 
@@ -125,6 +126,12 @@ static char *string_at(user_fields *f, size_t i)
 static const char *const_string_at(const user_fields *f, size_t i)
 {
 	return (const char *)f + field_table[i].offset;
+}
+
+/* True if field i of f is a text holding nothing (an optional field left out). */
+static bool field_empty(const user_fields *f, size_t i)
+{
+	return field_table[i].type == TYPE_TEXT && const_string_at(f, i)[0] == '\0';
 }
 
 static int64_t *int_at(user_fields *f, size_t i)
@@ -482,8 +489,13 @@ static user_verdict decide_complete_erasure(const user_state *s, user_events *ou
 {
 	if (s->erasure == USER_ACTIVE)
 		return USER_REJ_WRONG_STATE;
-	if (s->erasure == USER_ERASURE_REQUESTED)
-		emit(out, USER_ERASED_EVENT, &(user_fields){0});
+	if (s->erasure == USER_ERASURE_REQUESTED) {
+		/* the account and its key id: the read models find the customer's rows by them */
+		user_fields f = {0};
+		memcpy(f.user_id, s->fields.user_id, sizeof f.user_id);
+		memcpy(f.kid, s->fields.kid, sizeof f.kid);
+		emit(out, USER_ERASED_EVENT, &f);
+	}
 	return USER_OK;
 }
 
@@ -681,7 +693,12 @@ orn_rc user_event_encode(mp_writer *w, const user_event *e)
 {
 	if (user_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	unsigned optional = e->fields.kid[0] != '\0' ? event_shapes[e->kind].optional : 0;
+	/* an optional field is written when it holds a value: an empty one is absent */
+	unsigned optional = 0;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((event_shapes[e->kind].optional & field_table[i].field) != 0 &&
+		    !field_empty(&e->fields, i))
+			optional |= field_table[i].field;
 	return encode_payload(w, event_shapes[e->kind].fields | optional, &e->fields);
 }
 
@@ -694,12 +711,16 @@ orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, u
 	if (shape < 0)
 		goto fail;
 	memset(&e, 0, sizeof e);
+	unsigned seen = 0;
 	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
 	                                   event_shapes[shape].optional, decode_entry, &e.fields,
-	                                   sizeof e.fields, NULL)) != ORN_OK)
+	                                   sizeof e.fields, &seen)) != ORN_OK)
 		goto fail;
-	if (first_invalid(&e.fields, event_shapes[shape].fields | event_shapes[shape].optional) >= 0 ||
-	    (e.fields.kid[0] != '\0' && !sealed_with_kid(&e.fields))) {
+	/* the optional fields present are checked; the personal ones are sealed with the kid */
+	if (first_invalid(&e.fields, event_shapes[shape].fields | (seen & event_shapes[shape].optional)) >=
+	            0 ||
+	    ((event_shapes[shape].fields & FIELDS_PERSONAL) != 0 && e.fields.kid[0] != '\0' &&
+	     !sealed_with_kid(&e.fields))) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}

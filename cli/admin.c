@@ -324,7 +324,17 @@ orn_rc cli_erase_user(es_store *store, ks_store *keys, const char *email)
 	if (rc != ORN_OK)
 		return rc;
 	ks_blind_index(keys, normalized, key);
-	if ((rc = er_request(store, key)) == ORN_OK)
+	er_account account;
+	size_t cancelled = 0;
+	if ((rc = er_request(store, key)) == ORN_OK &&
+	    (rc = er_account_read(store, key, &account)) == ORN_OK && account.erasure != USER_ERASED &&
+	    account.user_id[0] != '\0') {
+		/* as over HTTP: the open orders end first, their stock released by the saga */
+		rc = er_cancel_open_orders(store, account.user_id, &cancelled);
+		if (cancelled > 0)
+			printf("cancelled %zu open order%s\n", cancelled, cancelled == 1 ? "" : "s");
+	}
+	if (rc == ORN_OK)
 		rc = er_finish(store, keys, key, NULL);
 	return rc;
 }

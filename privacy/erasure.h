@@ -17,7 +17,9 @@
 
 #include "evstore.h"
 #include "keystore.h"
+#include "order.h"
 #include "orn.h"
+#include "user.h"
 
 #define ER_COMMAND_ID_MAX 96
 
@@ -30,7 +32,23 @@ typedef struct er_account {
 	bool exists;
 	int64_t erasure; /* user_erasure */
 	char kid[PD_KID_MAX];
+	char user_id[USER_ID_MAX];
 } er_account;
+
+/* The CancelOrder an erasure sends to an open order of the customer, and its
+ * command id (derived from the order: the gateway's and the command line's
+ * cancels of one order are one command). */
+void er_cancel_command(const char *order_id, int64_t now_ms, order_command *c,
+                       char command_id[ER_COMMAND_ID_MAX]);
+
+/* Between steps 1 and 2, for a caller without the orders read model (the
+ * command line): every order of user_id that is still open (not yet paid,
+ * ended or shipped) gets er_cancel_command, its answer awaited. The orders
+ * are found by reading every order event of the log once. *cancelled (may be
+ * NULL): how many the order actors accepted. ORN_EIO if an open order could
+ * not be cancelled (no answer, or refused while still open); what es_read
+ * returns. */
+orn_rc er_cancel_open_orders(es_store *store, const char *user_id, size_t *cancelled);
 
 /* Reads the account user_key from its aggregate (a Get) into *out.
  * ORN_EDECODE for a view that does not decode; what bus_send returns. */
