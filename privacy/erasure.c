@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "bus.h"
 #include "hashmap.h"
 #include "log.h"
@@ -218,4 +220,65 @@ orn_rc er_cancel_open_orders(es_store *store, const char *user_id, size_t *cance
 	if (cancelled != NULL)
 		*cancelled = n;
 	return rc;
+}
+
+/* ---- every erasure of the log, again ---- */
+
+static orn_rc collect_erasure(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	hmap *accounts = closure;
+	const char *key = subject + strlen("orion.evt." USER_AGGREGATE ".");
+	(void)seq;
+	if (strcmp(e->type, USER_EV_ERASURE_REQUESTED) != 0 && strcmp(e->type, USER_EV_ERASED) != 0)
+		return ORN_OK;
+	return hmap_get(accounts, key) != NULL ? ORN_OK : hmap_put(accounts, key, (void *)accounts);
+}
+
+/* One account of er_again. */
+static orn_rc again_one(es_store *store, ks_store *keys, const char *key, er_again_counts *out)
+{
+	er_account account;
+	uint8_t data_key[PD_KEY_BYTES];
+	size_t cancelled = 0;
+	orn_rc rc = er_account_read(store, key, &account);
+	if (rc != ORN_OK || !account.exists)
+		return rc == ORN_OK ? ORN_OK : rc;
+	if (account.erasure == USER_ERASURE_REQUESTED) {
+		if (account.user_id[0] != '\0')
+			rc = er_cancel_open_orders(store, account.user_id, &cancelled);
+		out->orders_cancelled += cancelled;
+		if (rc == ORN_OK && (rc = er_finish(store, keys, key, NULL)) == ORN_OK)
+			out->finished++;
+	} else if (account.erasure == USER_ERASED && account.kid[0] != '\0') {
+		rc = ks_key_get(keys, account.kid, data_key);
+		sodium_memzero(data_key, sizeof data_key);
+		if (rc == ORN_OK && (rc = ks_key_destroy(keys, account.kid)) == ORN_OK)
+			out->keys_again++;
+		else if (rc == ORN_ENOTFOUND)
+			rc = ORN_OK; /* gone, as it should be */
+	}
+	return rc;
+}
+
+orn_rc er_again(es_store *store, ks_store *keys, er_again_counts *out)
+{
+	hmap *accounts = hmap_create();
+	orn_rc rc = accounts == NULL ? ORN_ENOMEM : ORN_OK;
+	size_t cursor = 0;
+	const char *key;
+	void *value;
+	memset(out, 0, sizeof *out);
+	if (rc == ORN_OK)
+		rc = es_read(store, "orion.evt." USER_AGGREGATE ".>", 1, 0, collect_erasure, accounts, NULL);
+	while (rc == ORN_OK && hmap_next(accounts, &cursor, &key, &value)) {
+		out->accounts++;
+		orn_rc one = again_one(store, keys, key, out);
+		if (one != ORN_OK) {
+			log_warn("an erasure could not be carried through now", "user", key, "error",
+			         orn_strerror(one));
+			out->failed++;
+		}
+	}
+	hmap_destroy(accounts);
+	return rc == ORN_OK && out->failed > 0 ? ORN_EIO : rc;
 }

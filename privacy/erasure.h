@@ -66,4 +66,22 @@ orn_rc er_request(es_store *store, const char *user_key);
  * ks_key_destroy return. */
 orn_rc er_finish(es_store *store, ks_store *keys, const char *user_key, uint64_t *seq);
 
+/* What er_again did. */
+typedef struct er_again_counts {
+	size_t accounts;   /* accounts whose erasure the log records */
+	size_t finished;   /* asked for and not finished: finished now */
+	size_t keys_again; /* finished, but their key was back (a restored keystore): destroyed */
+	size_t orders_cancelled;
+	size_t failed; /* could not be carried through now (asking again completes them) */
+} er_again_counts;
+
+/* Every erasure the log records, carried through again (ADR 027, "Backups"):
+ * the accounts with ErasureRequested or CustomerErased are found by reading
+ * the users' events once; one whose erasure was asked for but not finished
+ * gets its open orders cancelled and steps 2 and 3; one erased whose data key
+ * exists again (a keystore restored from a backup taken before the erasure)
+ * gets the key destroyed. Idempotent. ORN_EIO if some account failed (see
+ * out->failed); what es_read returns. */
+orn_rc er_again(es_store *store, ks_store *keys, er_again_counts *out);
+
 #endif

@@ -21,6 +21,7 @@ already (the key is gone), and the next run completes the erasure.
 usage: ORION_BIN=build/cli/orion test_erasure.py [-v]"""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -193,13 +194,51 @@ class Erasure(StackTestCase):
         self.assertNotIn('"type":"CustomerErased"', text)
         self.assertNotIn(email, text, "the key is gone: nothing of the customer opens any more")
         self.assertIsNone(login_or_none(self.stack.http_port, email, "erasable-Password-77"))
-        r = self.orion("admin", "erase", "--email", email)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        # every erasure the log records, carried through: this one is finished
+        r = self.orion("admin", "erase", "--all")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 finished now", r.stdout)
         r = self.orion("admin", "erase", "--email", email)
         self.assertEqual(r.returncode, 0, "erasing again is harmless")
         self.assertEqual(self.replay_users().count('"type":"CustomerErased"'), 1, "recorded once")
         wait_until(lambda: self.orion("rebuild", "--verify", "--quiet").returncode == 0, 30, interval=1,
                    what="rebuild --verify with no difference")
+
+    def keystore_dir(self):
+        for dirpath, dirnames, _ in os.walk(os.path.join(self.stack.dir, "nats")):
+            if "ORION_KEYS" in dirnames:
+                return os.path.join(dirpath, "ORION_KEYS")
+        raise AssertionError("no ORION_KEYS stream directory in the NATS store")
+
+    def restart_nats(self, between=None):
+        """nats-server stopped, between() run on its files, started again; waits for the shop."""
+        self.stack.nats.stop(20)
+        if between:
+            between()
+        self.stack.nats.start()
+        wait_until(lambda: self.orion("replay", "--aggregate", "user").returncode == 0, 30, interval=0.5,
+                   what="the event store back")
+
+    def test_a_restored_keystore_gets_the_erased_keys_destroyed_again(self):
+        # ADR 027, "Backups": a keystore backup taken before an erasure brings the key back
+        email, name, _ = self.customer_who_ordered_and_paid()
+        backup = os.path.join(self.stack.dir, "keys-backup")
+        self.restart_nats(lambda: shutil.copytree(self.keystore_dir(), backup))
+        r = self.orion("admin", "erase", "--email", email)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(email, self.replay_users())
+        keys_dir = self.keystore_dir()
+        self.restart_nats(lambda: (shutil.rmtree(keys_dir), shutil.copytree(backup, keys_dir)))
+        self.assertIn(email, self.replay_users(), "the restored keystore opens the erased customer again")
+        r = self.orion("admin", "erase", "--all")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 key destroyed again", r.stdout)
+        text = self.replay_users()
+        self.assertNotIn(email, text)
+        self.assertNotIn(name, text)
+        r = self.orion("admin", "erase", "--all")
+        self.assertIn("0 keys destroyed again", r.stdout, "nothing left to do")
+        shutil.rmtree(backup)
 
 
 if __name__ == "__main__":
