@@ -267,6 +267,14 @@ async function main() {
     await page.click('form[role=search] button[type=submit]');
     await page.waitForFunction((id) => [...document.querySelectorAll('#orders tbody tr')].map((r) => r.dataset.orderId).join() === id, {}, bobOrder.json.id);
     await check.checkPage(page, 'orders', { measure: false });
+    const day = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    const yesterday = new Date(Date.now() - 86400000);
+    await open(page, base, `/admin/orders?until=${day(yesterday)}`, 'orders');
+    assert.match(await text(page, '#results'), /No order matches these filters/);
+    assert.equal(await page.$eval('#until', (e) => e.value), day(yesterday), 'the filter stays in its field');
+    await open(page, base, `/admin/orders?since=${day(new Date())}&email=${encodeURIComponent(bob)}`, 'orders');
+    await page.waitForSelector('#orders tbody tr');
+    assert.deepEqual(await page.$$eval('#orders tbody tr', (rs) => rs.map((r) => r.dataset.orderId)), [bobOrder.json.id]);
 
     step('ship Ada\'s first order (its email refused by the SMTP sink: it fails)');
     sink.refuse(new RegExp(`^${ada.replace(/[.+]/g, '\\$&')}$`));
