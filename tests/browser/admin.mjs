@@ -121,6 +121,10 @@ async function main() {
     await waitFor(async () => (await apiCall(base, 'GET', `/orders/${bobOrder.json.id}`, { token: bobToken })).json.status === 'awaiting_confirmation',
       'Bob\'s order awaiting confirmation');
 
+    // the read models the console reads have caught up with the set-up
+    await waitFor(async () => (await apiCall(base, 'GET', '/admin/inventory?limit=100', { token: admin })).json.items.filter((i) => i.low).length === 2,
+      'the vase and the poster low in the inventory');
+
     const page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 900 });
     check.watch(page);
@@ -218,6 +222,8 @@ async function main() {
     await check.checkPage(page, 'products');
 
     step('inventory: low items highlighted, an adjustment, live levels');
+    await waitFor(async () => (await apiCall(base, 'GET', '/admin/inventory?limit=100', { token: admin })).json.items.some((i) => i.product_id === productId),
+      'the new product in the inventory');
     await open(page, base, '/admin/inventory', 'inventory', 'load');
     await page.waitForSelector('#live[data-live="on"]');
     await page.waitForSelector(`tr[data-product-id="${productId}"]`);
