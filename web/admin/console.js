@@ -447,57 +447,72 @@ async function inventoryPage() {
   const focusAdjust = (productId) => { select.value = productId; form.elements.delta.focus(); };
   render(onlyLow ? 'Inventory: low stock' : 'Inventory', live, form, filter);
   const rowOf = (id) => body.querySelector(`tr[data-product-id="${CSS.escape(id)}"]`);
-  let loaded = false;
-  const early = []; // events that came before the list
+  // The feed starts with the next change, so the list is read again each
+  // time the feed opens; until that read answers, events wait, and then are
+  // applied in order (each carries the levels after it: one the list already
+  // shows changes nothing). A list read before the feed opened only fills the
+  // page meanwhile.
+  let synced = false;
+  let generation = 0;
+  const early = [];
   const apply = ({ event, data }) => {
+    if (!synced) { early.push({ event, data }); return; }
     let d;
     try { d = JSON.parse(data); } catch { return; }
-    if (!loaded) { early.push({ event, d }); return; }
     const item = items.get(d.product_id);
-    const row = rowOf(d.product_id);
-    if (!item) { refresh(); return; } // a new product: the list has it now
+    if (!item) { resync(); return; } // a product new since the list: read it again
     if (event === 'stock') {
       Object.assign(item, Object.fromEntries(Object.entries(d).filter(([k]) => [...LEVELS, 'low'].includes(k))));
     } else if (event === 'low_stock' || event === 'low_stock_cleared') {
       Object.assign(item, { on_hand: d.on_hand, reserved: d.reserved, available: d.available, low: event === 'low_stock' });
       announce(event === 'low_stock' ? `Low stock: ${item.name}, ${d.available} available.` : `${item.name} is no longer low.`);
     }
+    const row = rowOf(d.product_id);
     if (row && updateRow(row, item) && onlyLow && !item.low) row.remove();
   };
-  const refresh = async () => {
+  const show = (all) => {
+    items.clear();
+    for (const i of all.items) items.set(i.product_id, i);
+    const shown = all.items.filter((i) => !onlyLow || i.low);
+    body.replaceChildren(...shown.map((i) => inventoryRow(i, focusAdjust)));
+    const chosen = select.value;
+    select.replaceChildren(...all.items.map((i) => h('option', { value: i.product_id }, `${i.name} (${i.sku})`)));
+    if (chosen) select.value = chosen;
+    summary.textContent = `${shown.length}${all.more ? '+' : ''} item${shown.length === 1 ? '' : 's'}, ${all.items.filter((i) => i.low).length} low.`;
+  };
+  const load = async (sync) => {
+    const mine = sync ? ++generation : generation;
+    if (sync) synced = false;
     try {
       const all = await collect('/admin/inventory', {});
-      items.clear();
-      for (const i of all.items) items.set(i.product_id, i);
-      const shown = all.items.filter((i) => !onlyLow || i.low);
-      body.replaceChildren(...shown.map((i) => inventoryRow(i, focusAdjust)));
-      const chosen = select.value;
-      select.replaceChildren(...all.items.map((i) => h('option', { value: i.product_id }, `${i.name} (${i.sku})`)));
-      if (chosen) select.value = chosen;
-      summary.textContent = `${shown.length}${all.more ? '+' : ''} item${shown.length === 1 ? '' : 's'}, ${all.items.filter((i) => i.low).length} low.`;
-      loaded = true;
-      for (const e of early.splice(0)) apply({ event: e.event, data: JSON.stringify(e.d) });
+      if (mine !== generation || (!sync && synced)) return; // a newer read answers
+      show(all);
+      if (sync) {
+        synced = true;
+        for (const e of early.splice(0)) apply(e);
+        live.dataset.live = 'on'; // the list and the feed in step
+        live.textContent = 'Live updates: on';
+      }
     } catch (e) {
       failed(e);
     }
   };
+  const resync = () => load(true);
   const t = table('Stock levels', ['Product', 'SKU', { label: 'On hand', num: true }, { label: 'Reserved', num: true },
     { label: 'Available', num: true }, { label: 'Low below', num: true }, 'Level', h('span', { class: 'visually-hidden' }, 'Actions')], [],
   { id: 'inventory' });
   t.querySelector('tbody').replaceWith(body);
   main.append(summary, t);
-  // The feed starts with the next change: open it, then read the list, and
-  // apply what arrived meanwhile (each event carries the levels after it).
   streamEvents('/admin/inventory/events', apply, {
     signal: leaving.signal,
-    onOpen: () => { live.dataset.live = 'on'; live.textContent = 'Live updates: on'; },
+    onOpen: resync,
     onEnd: (status) => {
       live.dataset.live = 'off';
       live.textContent = `Live updates: off (${status}); reload the page to try again.`;
       if (status === 401) failed(new ApiError(401, null));
     },
   });
-  await refresh();
+  load(false);
   onSubmit(form, async (e) => {
     const levels = await api('POST', `/admin/inventory/${encodeURIComponent(select.value)}/adjustments`,
       { delta: integer(e.delta.value), reason: e.reason.value }, { 'Idempotency-Key': idempotencyKey() });
