@@ -121,6 +121,16 @@ export async function streamEvents(path, onEvent, { signal, onEnd, onOpen } = {}
   }
 }
 
+// Digits of the currency's minor unit (2 for EUR, 0 for JPY, 3 for KWD):
+// amounts are integers of that unit.
+export function minorDigits(currency) {
+  try {
+    return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2; // not a currency code: the API says so
+  }
+}
+
 export function money(cents, currency = 'EUR') {
-  return new Intl.NumberFormat('en', { style: 'currency', currency }).format(cents / 100);
+  return new Intl.NumberFormat('en', { style: 'currency', currency }).format(cents / 10 ** minorDigits(currency));
 }

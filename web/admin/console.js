@@ -1,7 +1,7 @@
 // console.js — the admin console at /admin/: plain ES modules, no build
 // step, talking only to the REST API (ADR 030). Pages: sign in, dashboard,
 // products, inventory (live), orders desk, mail log.
-import { api, ApiError, session, idempotencyKey, streamEvents, money } from '../api.js';
+import { api, ApiError, session, idempotencyKey, streamEvents, money, minorDigits } from '../api.js';
 import { h, announcer, errorBox, fieldErrors, clearErrors, field, followLinks } from '../dom.js';
 
 session.use('orion.admin.token'); // not the shop's session (ADR 030 §6)
@@ -280,11 +280,14 @@ async function productsPage() {
   }
 }
 
-// "12.50" → 1250; anything else goes to the API as typed, whose field
-// error then says what is wrong (one source of truth for the rules).
-function cents(text) {
+// "12.50" EUR → 1250 (the currency's minor unit); anything else goes to the
+// API as typed, whose field error then says what is wrong (one source of
+// truth for the rules).
+function minorUnits(text, currency) {
   const t = text.trim();
-  return /^-?\d+(\.\d{1,2})?$/.test(t) ? Math.round(Number(t) * 100) : t;
+  const digits = minorDigits(currency);
+  const re = digits ? new RegExp(`^-?\\d+(\\.\\d{1,${digits}})?$`) : /^-?\d+$/;
+  return re.test(t) ? Math.round(Number(t) * 10 ** digits) : t;
 }
 function integer(text) {
   const t = text.trim();
@@ -310,7 +313,8 @@ function productForm(p) {
   if (p) {
     form.elements.name.value = p.name;
     form.elements.description.value = p.description || '';
-    form.elements.price.value = (p.price_cents / 100).toFixed(2);
+    const digits = minorDigits(p.currency);
+    form.elements.price.value = (p.price_cents / 10 ** digits).toFixed(digits);
     form.elements.category.value = p.category || '';
     form.elements.low_stock_threshold.value = String(p.low_stock_threshold);
   }
@@ -321,7 +325,7 @@ function productBody(form, p) {
   const e = form.elements;
   const body = {
     name: e.name.value, description: e.description.value,
-    price_cents: cents(e.price.value), category: e.category.value.trim(),
+    price_cents: minorUnits(e.price.value, p ? p.currency : e.currency.value.trim()), category: e.category.value.trim(),
   };
   const threshold = e.low_stock_threshold.value.trim();
   if (threshold !== '') body.low_stock_threshold = integer(threshold);
@@ -357,6 +361,7 @@ async function productPage(id) {
     return;
   }
   const created = new URLSearchParams(location.search).has('created');
+  if (created) history.replaceState(null, '', location.pathname); // said once, not on a reload
   const form = productForm(p);
   onSubmit(form, async () => {
     const body = productBody(form, p);
