@@ -693,7 +693,7 @@ async function orderPage(id, message = null) {
     table('Timeline', [{ label: 'Seq', num: true }, 'Time', 'Aggregate', 'Event', 'Summary'],
       o.timeline.map((e) => h('tr', {}, h('td', { class: 'num' }, String(e.seq)), h('td', { class: 'when' }, time(e.at, 'medium')),
         h('td', {}, e.aggregate), h('td', {}, e.type), h('td', {}, e.summary))), { id: 'timeline' }),
-    o.timeline_truncated ? h('p', { class: 'muted' }, 'The timeline is cut at 256 events; `orion replay --order` tells the rest.') : null,
+    o.timeline_truncated ? h('p', { class: 'muted' }, 'The timeline is cut at 256 events; “orion replay --order ID” tells the rest.') : null,
     h('p', {}, h('a', { href: '/admin/orders' }, 'Back to the orders')));
   if (message) document.getElementById('order-message').focus(); // the answer, then the page
 }
@@ -724,8 +724,9 @@ async function mailPage(message = null) {
   if (!requireAdmin()) return;
   const refresh = h('button', { type: 'button', class: 'secondary', id: 'refresh' }, 'Refresh');
   refresh.addEventListener('click', () => { announce('Mail log refreshed.'); mailPage(); });
-  render('Mail log', message ? h('p', { role: 'status', class: 'saved', id: 'mail-message' }, message) : null,
+  render('Mail log', message ? h('p', { role: 'status', class: 'saved', id: 'mail-message', tabindex: '-1' }, message) : null,
     h('p', {}, 'Failed emails first: the mail role gave up on them after its attempts. A resend opens the email\'s log again and sends it once more. ', refresh));
+  if (message) document.getElementById('mail-message').focus(); // the answer, then the log
   const onResend = async (m, button) => {
     button.disabled = true;
     try {
