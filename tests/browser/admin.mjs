@@ -2,14 +2,15 @@
 // (headless, driven by puppeteer-core) against a real `orion serve` whose
 // mail goes to a small SMTP sink of the test (orion.mjs):
 //
-// a customer is refused by the console; the admin signs in and sees the
+// a link into the console asks to sign in first, and a customer is refused;
+// the admin signs in by keyboard, lands on the linked order, and sees the
 // dashboard's numbers; creates a product (a bad price first: the API's field
 // error shows by the field), edits it, sees it in the storefront; adjusts
 // stock on the inventory page, whose levels also change live (no reload) when
 // stock moves elsewhere; finds a shopper's orders by email, ships one (its
 // email is refused by the SMTP sink, so it fails), delivers it, cancels and
 // refunds the other; resends the failed email from the mail log, which then
-// shows it delivered; deletes a product.
+// shows it delivered; deletes a product; signs out (the token ends).
 //
 // The shoppers and their paid orders are made through the REST API in the
 // set-up. Every console page: no console error, no failed request (nor an
@@ -129,9 +130,10 @@ async function main() {
     await page.setViewport({ width: 1280, height: 900 });
     check.watch(page);
 
-    step('the console asks to sign in; a customer is refused');
-    await open(page, base, '/admin/', 'console sign in');
+    step('a link into the console asks to sign in first; a customer is refused');
+    await open(page, base, `/admin/orders/${bobOrder.json.id}`, 'console sign in');
     await page.waitForFunction(() => location.pathname === '/admin/login');
+    assert.equal(new URL(page.url()).searchParams.get('next'), `/admin/orders/${bobOrder.json.id}`);
     await page.waitForSelector('#email');
     await check.checkPage(page, 'console sign in');
     await page.keyboard.press('Tab');
@@ -144,13 +146,16 @@ async function main() {
     assert.equal(await page.evaluate(() => sessionStorage.getItem('orion.admin.token')), null, 'no customer session kept');
     await check.checkPage(page, 'console sign in', { measure: false });
 
-    step('the admin signs in: the dashboard');
+    step('the admin signs in (by keyboard) and lands on the linked page; the dashboard');
     await page.click('#email', { clickCount: 3 });
     await page.keyboard.type(ADMIN.email);
-    await page.type('#password', ADMIN.password);
-    await page.click('form button[type=submit]');
-    check.current = 'dashboard';
-    await page.waitForSelector('.tiles[aria-busy="false"]');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(ADMIN.password);
+    await page.keyboard.press('Enter');
+    check.current = 'order';
+    await page.waitForSelector('#order-status [data-status="awaiting_confirmation"]');
+    assert.equal(await text(page, 'h1'), `Order ${bobOrder.json.id}`);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'main', 'the focus is on the new page');
     await open(page, base, '/admin/', 'dashboard'); // a fresh load, measured
     await page.waitForSelector('.tiles[aria-busy="false"]');
     const tileValue = (id) => text(page, `#${id} .value`);
@@ -350,6 +355,15 @@ async function main() {
     await page.click('#delete-yes');
     await page.waitForFunction(() => location.pathname === '/admin/products');
     assert.equal((await apiCall(base, 'GET', `/admin/products/${ids['POSTER-1']}`, { token: admin })).status, 404);
+
+    step('sign out: the token ends');
+    const token = await page.evaluate(() => sessionStorage.getItem('orion.admin.token'));
+    await page.click('#sign-out');
+    await page.waitForFunction(() => location.pathname === '/admin/login');
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('orion.admin.token')), null);
+    assert.equal(await page.$eval('#nav', (n) => n.hidden), true, 'no console menu when signed out');
+    assert.equal((await apiCall(base, 'GET', '/me', { token })).status, 401, 'the server refuses the ended token');
+    await check.checkPage(page, 'console sign in', { measure: false });
 
   } catch (e) {
     failed = e;
