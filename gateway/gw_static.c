@@ -20,10 +20,20 @@
 #define ETAG_LEN (2 + 32) /* quotes and 16 bytes in hex */
 #define CSP_MAX  (sizeof(GW_STATIC_CSP_HEAD) + 300)
 
-/* The storefront's pages a browser may open directly (history routing):
- * the root's index.html answers "/<name>" and "/<name>/<one segment>". */
-static const char *const app_routes[] = {"products", "cart",   "checkout", "login",
-                                         "register", "orders", "confirm",  NULL};
+/* The pages a browser may open directly (history routing): under each
+ * app's base, "<base><name>" and "<base><name>/<one segment>" answer the
+ * app's index.html. The storefront is at "/", the admin console at
+ * "/admin/" (its base comes first: "/admin/orders" is the console's). */
+static const char *const shop_routes[] = {"products", "cart",   "checkout", "login",
+                                          "register", "orders", "confirm",  NULL};
+static const char *const console_routes[] = {"login", "products", "inventory", "orders", "mail", NULL};
+static const struct {
+	const char *base, *index;
+	const char *const *routes;
+} apps[] = {
+        {"/admin/", "/admin/index.html", console_routes},
+        {"/", "/index.html", shop_routes},
+};
 
 typedef struct static_file {
 	char url[URL_MAX]; /* "/app.js", "/admin/index.html" */
@@ -223,25 +233,32 @@ static const static_file *find(const gw_static *st, const char *url)
 	return NULL;
 }
 
-/* A storefront page: "/<app route>" or "/<app route>/<segment>". */
-static bool is_app_page(const char *path)
+/* The index.html that answers path if it is one of an app's pages
+ * ("<base><route>" or "<base><route>/<segment>"), else NULL. */
+static const char *app_index(const char *path)
 {
-	for (size_t i = 0; app_routes[i] != NULL; i++) {
-		size_t n = strlen(app_routes[i]);
-		if (path[0] != '/' || strncmp(path + 1, app_routes[i], n) != 0)
+	for (size_t a = 0; a < sizeof apps / sizeof apps[0]; a++) {
+		size_t b = strlen(apps[a].base);
+		if (strncmp(path, apps[a].base, b) != 0)
 			continue;
-		const char *rest = path + 1 + n;
-		if (rest[0] == '\0')
-			return true;
-		if (rest[0] != '/' || rest[1] == '\0')
-			continue;
-		for (const char *p = rest + 1; *p; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
-				return false;
-		return true;
+		for (size_t i = 0; apps[a].routes[i] != NULL; i++) {
+			size_t n = strlen(apps[a].routes[i]);
+			if (strncmp(path + b, apps[a].routes[i], n) != 0)
+				continue;
+			const char *rest = path + b + n;
+			if (rest[0] == '\0')
+				return apps[a].index;
+			if (rest[0] != '/' || rest[1] == '\0')
+				continue;
+			for (const char *p = rest + 1; *p; p++)
+				if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+					return NULL;
+			return apps[a].index;
+		}
+		return NULL; /* under an app's base, only its own pages */
 	}
-	return false;
+	return NULL;
 }
 
 /* Whether the If-None-Match list names etag ("*" names any). */
@@ -285,8 +302,9 @@ static void handle(gw_request *r, void *arg)
 				gw_respond(r, 301, "text/plain; charset=utf-8", NULL, 0);
 				return;
 			}
-			if (is_app_page(path))
-				f = find(st, "/index.html");
+			const char *index = app_index(path);
+			if (index != NULL)
+				f = find(st, index);
 		}
 	}
 	if (f == NULL) {

@@ -1,8 +1,9 @@
 /* test_gw_static.c — gateway/gw_static.c end to end: a real server with a
  * routed API path and the static files as its fallback, over a temporary
  * directory, driven with libcurl. Content types, ETag and If-None-Match,
- * HEAD, the index of "/" and "/admin/", the storefront's own pages, 404
- * problem+json for unknown files, directory traversal (plain, encoded,
+ * HEAD, the index of "/" and "/admin/", the storefront's and the admin
+ * console's own pages, 404 problem+json for unknown files, directory
+ * traversal (plain, encoded,
  * double-encoded, backslashes), dot files and symbolic links never served,
  * methods other than GET and HEAD, the CSP with the provider's origin, and
  * bad arguments at creation. */
@@ -23,9 +24,10 @@
 #include "http_client.h"
 #include "log.h"
 
-#define PROVIDER "http://127.0.0.1:4099/psp"
-#define INDEX    "<!doctype html><title>shop</title>"
-#define APP_JS   "export const x = 1;\n"
+#define PROVIDER    "http://127.0.0.1:4099/psp"
+#define INDEX       "<!doctype html><title>shop</title>"
+#define APP_JS      "export const x = 1;\n"
+#define ADMIN_INDEX "<!doctype html><title>admin</title>"
 
 static gw_server *server;
 static gw_static *web;
@@ -71,7 +73,7 @@ static void setup(void)
 	write_file(root, "app.js", APP_JS);
 	write_file(root, "style.css", "body{}");
 	write_file(root, "favicon.svg", "<svg/>");
-	write_file(root, "admin/index.html", "<!doctype html><title>admin</title>");
+	write_file(root, "admin/index.html", ADMIN_INDEX);
 	write_file(root, ".env", "SECRET=1");
 	write_file(root, ".git/config", "[core]");
 	write_file(root, "with space.js", "x");
@@ -140,7 +142,7 @@ Test(gw_static, serves_files_with_their_types)
 	        {"/app.js", "text/javascript; charset=utf-8", APP_JS},
 	        {"/style.css", "text/css; charset=utf-8", "body{}"},
 	        {"/favicon.svg", "image/svg+xml", "<svg/>"},
-	        {"/admin/", "text/html; charset=utf-8", "<!doctype html><title>admin</title>"},
+	        {"/admin/", "text/html; charset=utf-8", ADMIN_INDEX},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		hc_reply r = get("GET", cases[i].path, NULL);
@@ -237,6 +239,32 @@ Test(gw_static, storefront_pages_answer_the_index)
 	assert_not_found("/orders/");
 	assert_not_found("/orders/x.js");
 	assert_not_found("/ordersx");
+}
+
+Test(gw_static, console_pages_answer_the_console_index)
+{
+	const char *pages[] = {"/admin/login",        "/admin/products",  "/admin/products/new",
+	                       "/admin/products/p-1", "/admin/inventory", "/admin/orders",
+	                       "/admin/orders/o_123", "/admin/mail"};
+	for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+		hc_reply r = get("GET", pages[i], NULL);
+		cr_assert_eq(r.status, 200, "%s: %ld", pages[i], r.status);
+		cr_assert_eq(r.body_len, strlen(ADMIN_INDEX), "%s", pages[i]);
+		cr_assert_eq(memcmp(r.body, ADMIN_INDEX, r.body_len), 0, "%s", pages[i]);
+		cr_assert_not_null(hc_header(&r, "Content-Security-Policy"), "%s", pages[i]);
+		hc_reply_free(&r);
+	}
+	/* only the console's own pages, one segment deep, plain ids */
+	assert_not_found("/admin/orders/a/b");
+	assert_not_found("/admin/orders/");
+	assert_not_found("/admin/orders/x.js");
+	assert_not_found("/admin/ordersx");
+	assert_not_found("/admin/cart");
+	assert_not_found("/admin/confirm/o_1");
+	assert_not_found("/admin/mail/%2e%2e");
+	/* and the console's pages are not the shop's */
+	assert_not_found("/inventory");
+	assert_not_found("/mail");
 }
 
 Test(gw_static, directory_without_slash_redirects)
