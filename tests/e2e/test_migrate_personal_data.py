@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""The migration of a log written before ADR 027 (ADR 032), through the whole stack.
+
+The store is tests/fixtures/legacy-store.tar.gz: written by `orion serve` of
+commit 251de20, before personal data was sealed (tests/fixtures/
+make_legacy_store.py): an admin and three customers with clear emails, names
+and password hashes on public-hash subjects, their orders and emails, the
+snapshots, and the durable consumers of the side-effect roles. On a real
+nats-server:
+- the migration refuses while `orion serve` runs;
+- it is killed (SIGKILL) in the middle of the copy, right after the old stream
+  is deleted, and in the middle of the copy back; each next run goes on, and
+  the last one completes;
+- `--verify` passes; a second run changes nothing (the stream's files are the
+  same bytes);
+- a scan of every file of the NATS store (the snapshots' too) finds none of
+  the fixture's emails, names, password hashes or public-hash subjects;
+- `orion replay` shows the customers' fields opened; `orion rebuild
+  --verify` (a full rebuild equals the live read models built after the
+  migration) and `orion verify-log` pass;
+- through `orion serve`, the migrated customers log in with their old
+  password (the blind index finds them) and see their orders.
+
+usage: ORION_BIN=build/cli/orion test_migrate_personal_data.py [-v]"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from orion_e2e import Client, Stack, login_or_none, wait_until  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+
+
+def public_hash_subject(email):
+    """The user subject of an email before ADR 027: BLAKE2b-128 keyed with a public constant."""
+    return "u" + hashlib.blake2b(email.encode(), digest_size=16, key=b"orion.user.email").hexdigest()
+
+
+def store_files(root):
+    """{path: bytes} of every file under root."""
+    files = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as f:
+                    files[path] = f.read()
+    return files
+
+
+class MigratePersonalData(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with open(os.path.join(FIXTURES, "legacy-store.json")) as f:
+            cls.fixture = json.load(f)
+        cls.stack = Stack("migrate")
+        with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
+            tar.extractall(cls.stack.dir)  # nats/: the store of the fixture
+        cls.nats_dir = os.path.join(cls.stack.dir, "nats")
+        cls.stack.start_nats(auth=False)  # as the fixture was written
+        cls.stack.start_smtp()
+        cls.stack.start_psp()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stack.close()
+
+    def orion(self, *args, **env):
+        return subprocess.run([self.stack.orion, *args], env=self.stack.env(**env), capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def needles(self):
+        """What must not be in the store after the migration: the fixture's clear
+        values, and every public-hash subject (anyone holding an address could
+        compute it)."""
+        customers = self.fixture["customers"]
+        values = [c["email"] for c in customers] + [c["name"] for c in customers if c["name"]]
+        values += [public_hash_subject(c["email"]) for c in customers]
+        return values + self.hashes
+
+    def scan(self):
+        found = []
+        for path, data in store_files(self.nats_dir).items():
+            found += [f"{os.path.relpath(path, self.nats_dir)}: {n[:16]}" for n in self.needles()
+                      if n.encode() in data]
+        return found
+
+    def test_migration(self):
+        # the fixture holds clear personal data: the scan below can find it
+        before = self.orion("replay", "--aggregate", "user")
+        self.assertEqual(before.returncode, 0, before.stderr)
+        registered = [json.loads(l) for l in before.stdout.splitlines() if '"UserRegistered"' in l]
+        self.hashes = [e["data"]["password_hash"] for e in registered]
+        self.assertEqual(sorted(e["data"]["email"] for e in registered),
+                         sorted(c["email"] for c in self.fixture["customers"]))
+        self.assertTrue(all(e["subject"].endswith(public_hash_subject(e["data"]["email"])) for e in registered))
+        self.assertTrue(self.scan(), "the fixture's store holds the clear values")
+
+        # refused while the shop runs
+        self.stack.start_serve("all", wait_http=True)
+        r = self.orion("migrate-personal-data", "--quiet")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("the shop is running", r.stderr)
+        self.stack.serves["all"].stop(20)
+
+        # killed in the copy, after the delete, in the copy back: each run goes on
+        for point in ("copy:20", "deleted", "back:10"):
+            r = self.orion("migrate-personal-data", "--quiet", ORION_FAULT_MIGRATE_KILL=point)
+            self.assertEqual(r.returncode, -9, f"killed at {point}: {r.stdout}{r.stderr}")
+            v = self.orion("migrate-personal-data", "--verify", "--quiet")
+            self.assertEqual(v.returncode, 1, f"not done after {point}: {v.stdout}{v.stderr}")
+        r = self.orion("migrate-personal-data")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("ORION_EVT replaced", r.stdout)
+        self.assertIn("consumer orion_mail restored", r.stderr)
+        self.assertIn("migrate: writing ORION_EVT: 47/47 (100%)", r.stderr, "progress on stderr")
+
+        r = self.orion("migrate-personal-data", "--verify", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(" 0 findings", r.stdout)
+
+        # a second run changes nothing
+        files = store_files(os.path.join(self.nats_dir, "jetstream"))
+        r = self.orion("migrate-personal-data", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("nothing to migrate", r.stdout)
+        self.assertEqual(store_files(os.path.join(self.nats_dir, "jetstream")), files)
+
+        # nothing clear in the store, the snapshots included
+        self.assertEqual(self.scan(), [])
+
+        # replay opens the fields; the accounts are on the blind index
+        after = self.orion("replay", "--aggregate", "user")
+        self.assertEqual(after.returncode, 0, after.stderr)
+        moved = {e["data"]["user_id"]: e for e in
+                 (json.loads(l) for l in after.stdout.splitlines() if '"UserRegistered"' in l)}
+        # the start-up admin `orion serve` registered on the blind index when it
+        # was started before the migration: root@orion.test has two accounts,
+        # the old one kept apart (ADR 032)
+        self.assertEqual(len(moved), len(registered) + 1)
+        for old in registered:
+            new = moved[old["data"]["user_id"]]
+            self.assertEqual((old["seq"], old["data"]["email"], old["data"]["name"], old["causation_id"][:9]),
+                             (new["seq"], new["data"]["email"], new["data"]["name"], new["causation_id"][:9]))
+            self.assertNotEqual(old["subject"], new["subject"])
+        r = self.orion("verify-log", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(" 0 impossible states", r.stdout)
+
+        # the operator's last steps: rebuild the read models, start the shop
+        r = self.orion("rebuild", "--quiet")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.stack.start_serve("all", wait_http=True)
+        for customer in self.fixture["customers"]:
+            if customer["name"] is None:
+                continue
+            c = wait_until(lambda: login_or_none(self.stack.http_port, customer["email"], self.fixture["password"]),
+                           20, interval=0.2, what=f"the login of {customer['email']}")
+            me = c.get("/me")
+            self.assertEqual(me.status, 200, me)
+            self.assertEqual((me.json()["email"], me.json()["name"]), (customer["email"], customer["name"]))
+        orders = self.fixture["orders"]
+        ada = login_or_none(self.stack.http_port, "ada.legacy@example.com", self.fixture["password"])
+        r = ada.get(f"/orders/{orders['confirmed']}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["status"], "confirmed")
+        self.assertEqual(Client(self.stack.http_port).post(
+            "/auth/login", {"email": "ada.legacy@example.com", "password": "not-the-password"}).status, 401)
+        wait_until(lambda: self.orion("rebuild", "--verify", "--quiet").returncode == 0, 30, interval=1,
+                   what="rebuild --verify with no difference")
+        self.stack.serves["all"].stop(20)
+        self.assertEqual(self.scan(), [], "nothing clear after the shop ran on the migrated log")
+
+
+if __name__ == "__main__":
+    unittest.main()
