@@ -6,7 +6,7 @@ commit 251de20, before personal data was sealed (tests/fixtures/
 make_legacy_store.py): an admin and three customers with clear emails, names
 and password hashes on public-hash subjects, their orders and emails, the
 snapshots, and the durable consumers of the side-effect roles. On a real
-nats-server:
+nats-server with a user per role (the migration runs as ops):
 - the migration refuses while `orion serve` runs;
 - it is killed (SIGKILL) in the middle of the copy, right after the old stream
   is deleted, and in the middle of the copy back; each next run goes on, and
@@ -62,7 +62,7 @@ class MigratePersonalData(unittest.TestCase):
         with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
             tar.extractall(cls.stack.dir)  # nats/: the store of the fixture
         cls.nats_dir = os.path.join(cls.stack.dir, "nats")
-        cls.stack.start_nats(auth=False)  # as the fixture was written
+        cls.stack.start_nats()  # per-role users (ADR 014): the migration runs as ops
         cls.stack.start_smtp()
         cls.stack.start_psp()
 
