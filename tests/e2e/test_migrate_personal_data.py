@@ -131,12 +131,17 @@ class MigratePersonalData(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn(" 0 findings", r.stdout)
 
-        # a second run changes nothing
-        files = store_files(os.path.join(self.nats_dir, "jetstream"))
+        # a second run changes nothing: every stream's message blocks are the
+        # same bytes (the consumers' state files the server writes on its own)
+        def blocks():
+            return {p: d for p, d in store_files(os.path.join(self.nats_dir, "jetstream")).items()
+                    if p.endswith(".blk")}
+        files = blocks()
+        self.assertTrue(any("/ORION_EVT/" in p for p in files), files.keys())
         r = self.orion("migrate-personal-data", "--quiet")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("nothing to migrate", r.stdout)
-        self.assertEqual(store_files(os.path.join(self.nats_dir, "jetstream")), files)
+        self.assertEqual(blocks(), files)
 
         # nothing clear in the store, the snapshots included
         self.assertEqual(self.scan(), [])
