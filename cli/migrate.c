@@ -293,7 +293,7 @@ static orn_rc restore_consumers(migration *m, const char *description)
 		line += 2;
 		es_durable_state d;
 		memset(&d, 0, sizeof d);
-		if (sscanf(line, "durable %63s %" SCNu64 " %" SCNd64 " %d %255s", d.name, &d.floor,
+		if (sscanf(line, "durable %63s %" SCNu64 " %" SCNd64 " %d %255[^; ]", d.name, &d.floor,
 		           &d.ack_wait_ms, &d.max_ack_pending, d.filter) == 5) {
 			if ((rc = es_durable_restore(m->store, &d)) != ORN_OK)
 				log_error("cannot restore a durable consumer", "durable", d.name, "error",

@@ -24,6 +24,7 @@ nats-server with a user per role (the migration runs as ops):
 
 usage: ORION_BIN=build/cli/orion test_migrate_personal_data.py [-v]"""
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ import tarfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import Client, Stack, login_or_none, wait_until  # noqa: E402
+from orion_e2e import Client, Stack, emails_by_order_status, login_or_none, wait_until  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
@@ -97,6 +98,18 @@ class MigratePersonalData(unittest.TestCase):
                       if n not in spare and n.encode() in data]
         return found
 
+    def consumer_floors(self):
+        """{durable: ack floor (stream sequence)} of ORION_EVT (the server's monitoring /jsz)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.stack.nats_monitor_port, timeout=10)
+        try:
+            conn.request("GET", "/jsz?accounts=true&streams=true&consumers=true")
+            doc = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        return {c["name"]: c["ack_floor"]["stream_seq"] for a in doc.get("account_details") or []
+                for s in a.get("stream_detail") or [] if s["name"] == "ORION_EVT"
+                for c in s.get("consumer_detail") or []}
+
     def test_migration(self):
         # the fixture holds clear personal data: the scan below can find it
         before = self.orion("replay", "--aggregate", "user")
@@ -114,6 +127,8 @@ class MigratePersonalData(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("the shop is running", r.stderr)
         self.stack.serves["all"].stop(20)
+        floors = self.consumer_floors()
+        self.assertIn("orion_mail", floors)
 
         # killed in the copy, after the delete, in the copy back: each run goes on
         for point in ("copy:20", "deleted", "back:10"):
@@ -125,6 +140,10 @@ class MigratePersonalData(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("ORION_EVT replaced", r.stdout)
         self.assertIn("consumer orion_mail restored", r.stderr)
+        after = self.consumer_floors()
+        self.assertEqual(after.keys(), floors.keys())
+        for name, floor in floors.items():  # the roles go on where they stood, not from the start
+            self.assertGreaterEqual(after[name], floor, name)
         self.assertIn("migrate: writing ORION_EVT: 47/47 (100%)", r.stderr, "progress on stderr")
 
         r = self.orion("migrate-personal-data", "--verify", "--quiet")
@@ -185,6 +204,11 @@ class MigratePersonalData(unittest.TestCase):
             "/auth/login", {"email": "ada.legacy@example.com", "password": "not-the-password"}).status, 401)
         wait_until(lambda: self.orion("rebuild", "--verify", "--quiet").returncode == 0, 30, interval=1,
                    what="rebuild --verify with no difference")
+        # no order's email sent twice (only the open order's cancellation is new: its
+        # deadline passed long ago)
+        sent = emails_by_order_status(self.stack)
+        self.assertTrue(all(n == 1 for n in sent.values()), sent)
+        self.assertNotIn((orders["confirmed"], "paid"), sent)
         self.stack.serves["all"].stop(20)
         # every file Orion wrote: the NATS store, the LMDB generation the rebuild
         # made (the one built from the old log is gone), the logs, the sandbox
