@@ -379,6 +379,11 @@ static orn_rc copy_and_verify(migration *m, const es_stream_state *evt, const es
 	       " accounts to move to the blind index (%" PRIu64
 	       " registered again since ADR 027: kept apart), %" PRIu64 " clear personal fields\n",
 	       evt->last_seq, counts->accounts, counts->superseded, counts->clear_fields);
+	size_t cursor = 0;
+	for (const char *user_id; pd_migrate_next_superseded(m->plan, &cursor, &user_id);)
+		printf("migrate-personal-data: account %s kept apart: its address has a newer account "
+		       "(ADR 032)\n",
+		       user_id);
 	if (!staging->exists && (rc = es_stream_create_like(m->store, ES_STREAM, STAGING, STAGING_SUBJECTS,
 	                                                    PHASE_COPY)) != ORN_OK)
 		return rc;

@@ -21,6 +21,8 @@ typedef struct account {
 	char old_id[PD_INDEX_MAX];
 	char new_id[PD_INDEX_MAX]; /* set by pd_migrate_plan */
 	char email[USER_EMAIL_MAX];
+	char user_id[USER_ID_MAX];
+	bool superseded;             /* by an account registered again since ADR 027 */
 	char causation[ENV_ID_MAX];  /* its UserRegistered's id in the old log */
 	char registered[ENV_ID_MAX]; /* and in the new one */
 } account;
@@ -257,6 +259,7 @@ orn_rc pd_migrate_learn(pm_plan *p, const char *subject, bool valid, const env_e
 				return ORN_ENOMEM;
 			snprintf(a->email, sizeof a->email, "%.254s", email);
 			snprintf(a->old_id, sizeof a->old_id, "%.33s", id);
+			pair_text(pairs, n, "user_id", a->user_id, sizeof a->user_id);
 			snprintf(a->causation, sizeof a->causation, "%s", events[e].causation);
 			if ((rc = hmap_put(p->accounts, id, a)) != ORN_OK) {
 				free(a);
@@ -306,10 +309,25 @@ void pd_migrate_plan(pm_plan *p)
 		ks_blind_index(p->ks, a->email, a->new_id);
 		if (hmap_get(p->user_ids, a->new_id) != NULL) {
 			superseded_id(p, a->email, a->new_id);
+			a->superseded = true;
 			p->counts.superseded++;
 		}
 		swap_id(a->causation, a->old_id, a->new_id, a->registered);
 	}
+}
+
+bool pd_migrate_next_superseded(const pm_plan *p, size_t *cursor, const char **user_id)
+{
+	const char *old_id;
+	void *value;
+	while (hmap_next(p->accounts, cursor, &old_id, &value)) {
+		const account *a = value;
+		if (a->superseded) {
+			*user_id = a->user_id;
+			return true;
+		}
+	}
+	return false;
 }
 
 orn_rc pd_migrate_subject(const pm_plan *p, const char *subject, char *out, size_t cap)

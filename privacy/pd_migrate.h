@@ -63,6 +63,10 @@ orn_rc pd_migrate_learn(pm_plan *p, const char *subject, bool valid, const env_e
  * erasure takes both). */
 void pd_migrate_plan(pm_plan *p);
 
+/* After pd_migrate_plan: the user id of the next account kept apart that way
+ * (*cursor starts at 0); false after the last. */
+bool pd_migrate_next_superseded(const pm_plan *p, size_t *cursor, const char **user_id);
+
 /* True when the old log holds anything to migrate (counts). */
 bool pd_migrate_needed(const pm_plan *p);
 

@@ -349,6 +349,11 @@ Test(pd_migrate, an_address_registered_again_keeps_the_blind_index_and_lends_its
 	                                     hash, "role", "admin", "kid", kid, NULL});
 	pm_plan *p = plan_of((const commit *[]){&l.user, &newer, NULL});
 	cr_assert_eq(pd_migrate_counts(p)->superseded, 1);
+	size_t cursor = 0;
+	const char *user_id = NULL;
+	cr_assert(pd_migrate_next_superseded(p, &cursor, &user_id));
+	cr_assert_str_eq(user_id, "a1", "the old account's id, for the operator");
+	cr_assert_not(pd_migrate_next_superseded(p, &cursor, &user_id));
 	bool changed;
 	commit old = rewrite(p, &l.user, &changed), same = rewrite(p, &newer, &changed);
 	cr_assert_not(changed, "the newer account is left as it is");
