@@ -120,6 +120,9 @@ class MigratePersonalData(unittest.TestCase):
                          sorted(c["email"] for c in self.fixture["customers"]))
         self.assertTrue(all(e["subject"].endswith(public_hash_subject(e["data"]["email"])) for e in registered))
         self.assertTrue(self.scan(), "the fixture's store holds the clear values")
+        r = self.orion("migrate-personal-data", "--verify")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("a clear personal field", r.stdout, "--verify on the old log names what is clear")
 
         # refused while the shop runs
         self.stack.start_serve("all", wait_http=True)
