@@ -21,6 +21,8 @@ nats-server with a user per role (the migration runs as ops):
   migration) and `orion verify-log` pass;
 - through `orion serve`, the migrated customers log in with their old
   password (the blind index finds them) and see their orders.
+And with the embedded server (no ORION_NATS_URL): refused while `orion serve`
+runs on the data directory, migrated once it stopped.
 
 usage: ORION_BIN=build/cli/orion test_migrate_personal_data.py [-v]"""
 import hashlib
@@ -33,7 +35,8 @@ import tarfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from orion_e2e import Client, Stack, emails_by_order_status, login_or_none, wait_until  # noqa: E402
+from orion_e2e import (Client, Process, Stack, emails_by_order_status, login_or_none,  # noqa: E402
+                       wait_until)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
@@ -220,6 +223,40 @@ class MigratePersonalData(unittest.TestCase):
         self.assertEqual(self.scan(self.stack.dir, spare=("root@orion.test",)), [],
                          "nothing clear after the shop ran on the migrated log")
 
+
+
+class EmbeddedServer(unittest.TestCase):
+    """The newcomer's layout: no ORION_NATS_URL, `orion serve` runs its own
+    nats-server on <data dir>/nats. The migration refuses while that serve runs
+    (its nats.url is live), then starts the embedded server itself."""
+
+    def test_refused_while_serve_runs_then_migrated(self):
+        stack = Stack("migrate-embedded")
+        try:
+            with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
+                tar.extractall(stack.data_dir)  # <data dir>/nats: where serve keeps its store
+            env = stack.env()
+            del env["ORION_NATS_URL"]
+            serve = Process([stack.orion, "serve"], env, os.path.join(stack.dir, "serve.log")).start()
+            stack.serves["embedded"] = serve
+            wait_until(lambda: serve.announced() or not serve.running(), 40, what="serve")
+            self.assertTrue(serve.running(), serve.log()[-2000:])
+
+            def migrate(*args):
+                return subprocess.run([stack.orion, "migrate-personal-data", "--quiet", *args], env=env,
+                                      capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            r = migrate()
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("orion serve is running", r.stderr)
+            self.assertEqual(serve.stop(20), 0)
+            r = migrate()
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("ORION_EVT replaced", r.stdout)
+            r = migrate("--verify")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn(" 0 findings", r.stdout)
+        finally:
+            stack.close()
 
 if __name__ == "__main__":
     unittest.main()
