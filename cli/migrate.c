@@ -6,7 +6,7 @@
  * Every step is decided from what NATS holds, so a run killed anywhere is
  * finished by running it again:
  *   copy     ORION_EVT -> ORION_EVT_MIGRATE (subjects orion.migrate.evt.>),
- *            sequence for sequence, sealed (privacy/pd_migrate.h);
+ *            sequence for sequence, sealed (privacy/migration.h);
  *   verify   the copy against ORION_EVT, event by event, every token opened;
  *            the durable consumers' positions are written into the copy's
  *            description, which marks it verified;
@@ -24,7 +24,7 @@
 #include "common.h"
 #include "evstream.h"
 #include "log.h"
-#include "pd_migrate.h"
+#include "migration.h"
 #include "progress.h"
 
 #define STAGING          "ORION_EVT_MIGRATE"
@@ -40,7 +40,7 @@
 typedef struct migration {
 	es_store *store;
 	ks_store *ks;
-	pm_plan *plan;
+	mg_plan *plan;
 	mp_writer *w;
 	bool quiet;
 	const char *fault; /* ORION_FAULT_MIGRATE_KILL: the tests' kill -9 at a step */
@@ -128,7 +128,7 @@ static orn_rc on_learn(void *closure, const es_commit *c)
 {
 	migration *m = closure;
 	cli_progress_show(&m->progress, c->seq, m->bound, false);
-	return pd_migrate_learn(m->plan, c->subject, c->valid, c->events, c->count);
+	return mg_learn(m->plan, c->subject, c->valid, c->events, c->count);
 }
 
 static orn_rc learn(migration *m, uint64_t last)
@@ -168,9 +168,8 @@ static orn_rc copy_one(migration *m, const direction *d, const es_raw *r)
 	orn_rc rc = ORN_OK;
 	const char *from_subject = r->subject;
 	if (d->seal) {
-		if ((rc = pd_migrate_rewrite(m->plan, r->subject, r->data, r->len, m->w, &changed)) !=
-		            ORN_OK ||
-		    (rc = pd_migrate_subject(m->plan, r->subject, planned, sizeof planned)) != ORN_OK)
+		if ((rc = mg_rewrite(m->plan, r->subject, r->data, r->len, m->w, &changed)) != ORN_OK ||
+		    (rc = mg_subject(m->plan, r->subject, planned, sizeof planned)) != ORN_OK)
 			return rc;
 		from_subject = planned;
 	}
@@ -207,25 +206,24 @@ static orn_rc copy_range(migration *m, const direction *d, uint64_t from, uint64
  * whose subject is given back in ORION_EVT's terms: ORN_OK, or
  * ORN_ECONFLICT with why. */
 typedef orn_rc compare_fn(migration *m, const es_raw *now, const es_raw *copy, const char *subject,
-                          char why[PM_WHY_MAX]);
+                          char why[MG_WHY_MAX]);
 
 /* Step 2: the sealed copy of the old commit, by opening. */
 static orn_rc compare_sealed(migration *m, const es_raw *old, const es_raw *copy, const char *subject,
-                             char why[PM_WHY_MAX])
+                             char why[MG_WHY_MAX])
 {
-	return pd_migrate_compare(m->plan, old->subject, old->data, old->len, subject, copy->data, copy->len,
-	                          why);
+	return mg_compare(m->plan, old->subject, old->data, old->len, subject, copy->data, copy->len, why);
 }
 
 /* Step 3: the commit written back, byte for byte. */
 static orn_rc compare_bytes(migration *m, const es_raw *now, const es_raw *copy, const char *subject,
-                            char why[PM_WHY_MAX])
+                            char why[MG_WHY_MAX])
 {
 	(void)m;
 	bool same = strcmp(subject, now->subject) == 0 && now->len == copy->len &&
 	            memcmp(now->data, copy->data, now->len) == 0;
 	if (!same)
-		snprintf(why, PM_WHY_MAX, "%.200s: other bytes", subject);
+		snprintf(why, MG_WHY_MAX, "%.200s: other bytes", subject);
 	return same ? ORN_OK : ORN_ECONFLICT;
 }
 
@@ -233,7 +231,7 @@ static orn_rc compare_bytes(migration *m, const es_raw *now, const es_raw *copy,
  * Orion-Prev headers. */
 static orn_rc compare_range(migration *m, const char *label, compare_fn *fn, uint64_t last)
 {
-	char subject[ES_SUBJECT_MAX], why[PM_WHY_MAX];
+	char subject[ES_SUBJECT_MAX], why[MG_WHY_MAX];
 	orn_rc rc = ORN_OK;
 	cli_progress_init(&m->progress, label, m->quiet, 0);
 	for (uint64_t seq = 1; seq <= last && rc == ORN_OK; seq++) {
@@ -312,11 +310,11 @@ static orn_rc restore_consumers(migration *m, const char *description)
 static orn_rc on_check(void *closure, const es_commit *c)
 {
 	migration *m = closure;
-	char why[PM_WHY_MAX];
+	char why[MG_WHY_MAX];
 	m->commits++;
 	m->events += c->count;
 	cli_progress_show(&m->progress, c->seq, m->bound, false);
-	orn_rc rc = pd_migrate_check(m->plan, c->subject, c->events, c->count, &m->erased, why);
+	orn_rc rc = mg_check(m->plan, c->subject, c->events, c->count, &m->erased, why);
 	if (rc == ORN_ECONFLICT) {
 		if (m->findings++ < FINDINGS_MAX)
 			printf("seq %" PRIu64 ": %s\n", c->seq, why);
@@ -326,7 +324,7 @@ static orn_rc on_check(void *closure, const es_commit *c)
 }
 
 /* Reads ORION_EVT through es_scan (as replay and verify-log do): every
- * commit decodes; pd_migrate_check on each. */
+ * commit decodes; mg_check on each. */
 static orn_rc check_log(migration *m)
 {
 	uint64_t last = 0, read = 0;
@@ -365,8 +363,8 @@ static orn_rc copy_and_verify(migration *m, const es_stream_state *evt, const es
 	}
 	if ((rc = learn(m, evt->last_seq)) != ORN_OK)
 		return rc;
-	const pm_counts *counts = pd_migrate_counts(m->plan);
-	if (!staging->exists && !pd_migrate_needed(m->plan)) {
+	const mg_counts *counts = mg_counts_of(m->plan);
+	if (!staging->exists && !mg_needed(m->plan)) {
 		printf("migrate-personal-data: nothing to migrate (%" PRIu64
 		       " commits, no clear personal field, "
 		       "no account on a public subject)\n",
@@ -374,13 +372,13 @@ static orn_rc copy_and_verify(migration *m, const es_stream_state *evt, const es
 		*done = true;
 		return ORN_OK;
 	}
-	pd_migrate_plan(m->plan);
+	mg_place(m->plan);
 	printf("migrate-personal-data: %" PRIu64 " commits, %" PRIu64
 	       " accounts to move to the blind index (%" PRIu64
 	       " registered again since ADR 027: kept apart), %" PRIu64 " clear personal fields\n",
 	       evt->last_seq, counts->accounts, counts->superseded, counts->clear_fields);
 	size_t cursor = 0;
-	for (const char *user_id; pd_migrate_next_superseded(m->plan, &cursor, &user_id);)
+	for (const char *user_id; mg_next_superseded(m->plan, &cursor, &user_id);)
 		printf("migrate-personal-data: account %s kept apart: its address has a newer account "
 		       "(ADR 032)\n",
 		       user_id);
@@ -548,7 +546,7 @@ int cli_migrate_personal_data(int argc, char **argv, const cli_config *cfg)
 		goto done;
 	}
 	if ((rc = cli_open_keys(cfg, m.store, true, &m.ks)) != ORN_OK ||
-	    (rc = pd_migrate_create(m.ks, &m.plan)) != ORN_OK)
+	    (rc = mg_create(m.ks, &m.plan)) != ORN_OK)
 		goto done;
 	rc = verify ? verify_only(&m) : run(&m);
 	status = rc == ORN_OK ? 0 : rc == ORN_ECONFLICT ? 1 : 2;
@@ -556,7 +554,7 @@ done:
 	fflush(stdout);
 	if (status == 2)
 		fprintf(stderr, "orion migrate-personal-data: %s\n", orn_strerror(rc));
-	pd_migrate_destroy(m.plan);
+	mg_destroy(m.plan);
 	ks_close(m.ks);
 	mp_writer_destroy(m.w);
 	es_store_close(m.store);

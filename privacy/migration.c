@@ -1,6 +1,6 @@
-/* pd_migrate.c — personal fields of events written before ADR 027 sealed
- * for a copy of the log (pd_migrate.h, ADR 032). */
-#include "pd_migrate.h"
+/* migration.c — personal fields of events written before ADR 027 sealed
+ * for a copy of the log (migration.h, ADR 032). */
+#include "migration.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@
 /* An account on the public subject of ADR 005. */
 typedef struct account {
 	char old_id[PD_INDEX_MAX];
-	char new_id[PD_INDEX_MAX]; /* set by pd_migrate_plan */
+	char new_id[PD_INDEX_MAX]; /* set by mg_place */
 	char email[USER_EMAIL_MAX];
 	char user_id[USER_ID_MAX];
 	bool superseded;             /* by an account registered again since ADR 027 */
@@ -33,14 +33,14 @@ typedef struct placed {
 	char event[ENV_ID_MAX]; /* the OrderPlaced's id */
 } placed;
 
-struct pm_plan {
+struct mg_plan {
 	ks_store *ks;
 	hmap *accounts; /* old user id -> account */
 	hmap *by_email; /* email -> account (borrowed from accounts) */
 	hmap *orders;   /* order id -> placed */
 	hmap *user_ids; /* every user id of the old log -> (void *)1 */
 	hmap *kids;     /* email -> kid of its account registered since ADR 027 (malloc'd) */
-	pm_counts counts;
+	mg_counts counts;
 	env_envelope old_events[ENV_MAX_EVENTS], new_events[ENV_MAX_EVENTS];
 	mp_writer *payload;
 };
@@ -55,9 +55,9 @@ typedef struct pair {
 	uint32_t text_len;
 } pair;
 
-orn_rc pd_migrate_create(ks_store *ks, pm_plan **out)
+orn_rc mg_create(ks_store *ks, mg_plan **out)
 {
-	pm_plan *p = calloc(1, sizeof *p);
+	mg_plan *p = calloc(1, sizeof *p);
 	*out = NULL;
 	if (p == NULL)
 		return ORN_ENOMEM;
@@ -70,7 +70,7 @@ orn_rc pd_migrate_create(ks_store *ks, pm_plan **out)
 	p->payload = mp_writer_create();
 	if (p->accounts == NULL || p->by_email == NULL || p->orders == NULL || p->user_ids == NULL ||
 	    p->kids == NULL || p->payload == NULL) {
-		pd_migrate_destroy(p);
+		mg_destroy(p);
 		return ORN_ENOMEM;
 	}
 	*out = p;
@@ -87,7 +87,7 @@ static void free_values(hmap *m)
 	hmap_destroy(m);
 }
 
-void pd_migrate_destroy(pm_plan *p)
+void mg_destroy(mg_plan *p)
 {
 	if (p == NULL)
 		return;
@@ -101,12 +101,12 @@ void pd_migrate_destroy(pm_plan *p)
 	free(p);
 }
 
-const pm_counts *pd_migrate_counts(const pm_plan *p)
+const mg_counts *mg_counts_of(const mg_plan *p)
 {
 	return &p->counts;
 }
 
-bool pd_migrate_needed(const pm_plan *p)
+bool mg_needed(const mg_plan *p)
 {
 	return p->counts.accounts > 0 || p->counts.clear_fields > 0;
 }
@@ -206,7 +206,7 @@ static void swap_id(const char *in, const char *old, const char *new_id, char ou
 /* An account registered since ADR 027: its email's kid, which seals the
  * fields of an older account of the same address too (one key per customer:
  * an erasure takes both). A key gone (erased) leaves nothing to learn. */
-static orn_rc learn_kid(pm_plan *p, const env_envelope *e, const pair *pairs, uint32_t n, const char *token)
+static orn_rc learn_kid(mg_plan *p, const env_envelope *e, const pair *pairs, uint32_t n, const char *token)
 {
 	char email[PD_PLAIN_MAX + 1], *kid = malloc(PD_KID_MAX);
 	if (kid == NULL)
@@ -223,7 +223,7 @@ static orn_rc learn_kid(pm_plan *p, const env_envelope *e, const pair *pairs, ui
 	return rc == ORN_EUNAVAILABLE || rc == ORN_ETIMEOUT || rc == ORN_ENOMEM ? rc : ORN_OK;
 }
 
-orn_rc pd_migrate_learn(pm_plan *p, const char *subject, bool valid, const env_envelope *events, size_t count)
+orn_rc mg_learn(mg_plan *p, const char *subject, bool valid, const env_envelope *events, size_t count)
 {
 	char kind[KIND_MAX], id[ES_ID_MAX + 1];
 	pair pairs[PAIRS_MAX];
@@ -291,7 +291,7 @@ orn_rc pd_migrate_learn(pm_plan *p, const char *subject, bool valid, const env_e
 /* The id of an account superseded by one registered again since ADR 027:
  * pseudonymous like the blind index (keyed with the index key), apart from
  * it (a space never stands in a normalized address). */
-static void superseded_id(pm_plan *p, const char *email, char out[PD_INDEX_MAX])
+static void superseded_id(mg_plan *p, const char *email, char out[PD_INDEX_MAX])
 {
 	char name[USER_EMAIL_MAX + 16];
 	snprintf(name, sizeof name, "%s superseded", email);
@@ -299,7 +299,7 @@ static void superseded_id(pm_plan *p, const char *email, char out[PD_INDEX_MAX])
 	sodium_memzero(name, sizeof name);
 }
 
-void pd_migrate_plan(pm_plan *p)
+void mg_place(mg_plan *p)
 {
 	size_t cursor = 0;
 	const char *old_id;
@@ -316,7 +316,7 @@ void pd_migrate_plan(pm_plan *p)
 	}
 }
 
-bool pd_migrate_next_superseded(const pm_plan *p, size_t *cursor, const char **user_id)
+bool mg_next_superseded(const mg_plan *p, size_t *cursor, const char **user_id)
 {
 	const char *old_id;
 	void *value;
@@ -330,7 +330,7 @@ bool pd_migrate_next_superseded(const pm_plan *p, size_t *cursor, const char **u
 	return false;
 }
 
-orn_rc pd_migrate_subject(const pm_plan *p, const char *subject, char *out, size_t cap)
+orn_rc mg_subject(const mg_plan *p, const char *subject, char *out, size_t cap)
 {
 	char kind[KIND_MAX], id[ES_ID_MAX + 1];
 	const account *a = NULL;
@@ -353,7 +353,7 @@ typedef struct binding {
 	bool own_event; /* bound to the event that holds it */
 } binding;
 
-static void bind_field(const pm_plan *p, const char *kind, const char *user_id, const env_envelope *e,
+static void bind_field(const mg_plan *p, const char *kind, const char *user_id, const env_envelope *e,
                        const pair *pairs, uint32_t n, const pair *x, const char *clear, binding *b)
 {
 	snprintf(b->key, sizeof b->key, "%.*s", (int)x->key_len, x->key);
@@ -382,7 +382,7 @@ static void bind_field(const pm_plan *p, const char *kind, const char *user_id, 
 
 /* Writes one payload map with its clear personal fields sealed (and a
  * UserRegistered's kid) into w; *sealed counts them. */
-static orn_rc rewrite_payload(pm_plan *p, const char *kind, const char *user_id, const env_envelope *e,
+static orn_rc rewrite_payload(mg_plan *p, const char *kind, const char *user_id, const env_envelope *e,
                               mp_writer *w, unsigned *sealed)
 {
 	pair pairs[PAIRS_MAX];
@@ -436,8 +436,8 @@ static orn_rc rewrite_payload(pm_plan *p, const char *kind, const char *user_id,
 	return rc == ORN_OK ? mp_writer_status(w) : rc;
 }
 
-orn_rc pd_migrate_rewrite(pm_plan *p, const char *subject, const uint8_t *data, size_t len, mp_writer *w,
-                          bool *changed)
+orn_rc mg_rewrite(mg_plan *p, const char *subject, const uint8_t *data, size_t len, mp_writer *w,
+                  bool *changed)
 {
 	char kind[KIND_MAX] = "", id[ES_ID_MAX + 1] = "";
 	size_t count = 0;
@@ -476,19 +476,19 @@ orn_rc pd_migrate_rewrite(pm_plan *p, const char *subject, const uint8_t *data, 
 }
 
 /* Opens token as bound by b into out: what ks_open_token returns. */
-static orn_rc open_bound(pm_plan *p, const char *token, const binding *b, char *out, size_t cap)
+static orn_rc open_bound(mg_plan *p, const char *token, const binding *b, char *out, size_t cap)
 {
 	return ks_open_token(p->ks, token, b->field, b->own_event ? b->event : NULL, out, cap);
 }
 
-static orn_rc differ(char why[PM_WHY_MAX], const char *subject, const char *type, const char *what)
+static orn_rc differ(char why[MG_WHY_MAX], const char *subject, const char *type, const char *what)
 {
-	snprintf(why, PM_WHY_MAX, "%s %s: %s", subject, type, what);
+	snprintf(why, MG_WHY_MAX, "%s %s: %s", subject, type, what);
 	return ORN_ECONFLICT;
 }
 
-static orn_rc compare_payload(pm_plan *p, const char *kind, const char *user_id, const char *new_subject,
-                              const env_envelope *o, const env_envelope *e, char why[PM_WHY_MAX])
+static orn_rc compare_payload(mg_plan *p, const char *kind, const char *user_id, const char *new_subject,
+                              const env_envelope *o, const env_envelope *e, char why[MG_WHY_MAX])
 {
 	pair old_pairs[PAIRS_MAX], new_pairs[PAIRS_MAX];
 	uint32_t on = 0, nn = 0;
@@ -546,9 +546,8 @@ static orn_rc compare_payload(pm_plan *p, const char *kind, const char *user_id,
 	return ORN_OK;
 }
 
-orn_rc pd_migrate_compare(pm_plan *p, const char *old_subject, const uint8_t *old, size_t old_len,
-                          const char *new_subject, const uint8_t *new_data, size_t new_len,
-                          char why[PM_WHY_MAX])
+orn_rc mg_compare(mg_plan *p, const char *old_subject, const uint8_t *old, size_t old_len,
+                  const char *new_subject, const uint8_t *new_data, size_t new_len, char why[MG_WHY_MAX])
 {
 	char kind[KIND_MAX] = "", id[ES_ID_MAX + 1] = "", expect[ES_SUBJECT_MAX], text[ENV_ID_MAX];
 	size_t oc = 0, nc = 0;
@@ -557,7 +556,7 @@ orn_rc pd_migrate_compare(pm_plan *p, const char *old_subject, const uint8_t *ol
 	if (env_decode_commit(old, old_len, p->old_events, ENV_MAX_EVENTS, &oc) != ORN_OK ||
 	    env_decode_commit(new_data, new_len, p->new_events, ENV_MAX_EVENTS, &nc) != ORN_OK)
 		return ORN_EDECODE;
-	if ((rc = pd_migrate_subject(p, old_subject, expect, sizeof expect)) != ORN_OK)
+	if ((rc = mg_subject(p, old_subject, expect, sizeof expect)) != ORN_OK)
 		return rc;
 	if (strcmp(expect, new_subject) != 0)
 		return differ(why, new_subject, "", "not the subject planned");
@@ -583,8 +582,8 @@ orn_rc pd_migrate_compare(pm_plan *p, const char *old_subject, const uint8_t *ol
 	return ORN_OK;
 }
 
-orn_rc pd_migrate_check(pm_plan *p, const char *subject, const env_envelope *events, size_t count,
-                        uint64_t *erased, char why[PM_WHY_MAX])
+orn_rc mg_check(mg_plan *p, const char *subject, const env_envelope *events, size_t count, uint64_t *erased,
+                char why[MG_WHY_MAX])
 {
 	char kind[KIND_MAX], id[ES_ID_MAX + 1], text[PD_TOKEN_MAX], opened[PD_PLAIN_MAX + 1],
 	        index[PD_INDEX_MAX];

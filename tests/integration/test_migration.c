@@ -1,4 +1,4 @@
-/* test_pd_migrate.c — privacy/pd_migrate.c with a keystore on a real
+/* test_migration.c — privacy/migration.c with a keystore on a real
  * nats-server (ADR 032): a commit written before ADR 027 is rewritten with
  * its fields sealed and its account moved to the blind index; every field of
  * one customer (account, order, mail log) is sealed with one key, the same
@@ -15,7 +15,7 @@
 #include "evstore.h"
 #include "harness.h"
 #include "keystore.h"
-#include "pd_migrate.h"
+#include "migration.h"
 #include "user.h"
 
 #define EMAIL "ada.migrated@example.com"
@@ -37,7 +37,7 @@ static uint8_t *own(size_t len)
 static void setup(void)
 {
 	cr_assert_geq(sodium_init(), 0);
-	server = th_natsd_start("pd-migrate");
+	server = th_natsd_start("migration");
 	es_options o;
 	es_options_init(&o);
 	o.url = natsd_url(server);
@@ -58,7 +58,7 @@ static void teardown(void)
 	th_natsd_stop(server);
 }
 
-TestSuite(pd_migrate, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(migration, .init = setup, .fini = teardown, .timeout = 60);
 
 /* One commit of one event: (key, value) string pairs as its payload map. */
 typedef struct commit {
@@ -98,21 +98,21 @@ static commit make_commit(const char *subject, const char *type, const char *cau
 	return c;
 }
 
-static void learn(pm_plan *p, const commit *c)
+static void learn(mg_plan *p, const commit *c)
 {
 	env_envelope events[ENV_MAX_EVENTS];
 	size_t count = 0;
 	cr_assert_eq(env_decode_commit(c->data, c->len, events, ENV_MAX_EVENTS, &count), ORN_OK);
-	cr_assert_eq(pd_migrate_learn(p, c->subject, true, events, count), ORN_OK);
+	cr_assert_eq(mg_learn(p, c->subject, true, events, count), ORN_OK);
 }
 
 /* The commit c rewritten by p: its new subject and bytes. */
-static commit rewrite(pm_plan *p, const commit *c, bool *changed)
+static commit rewrite(mg_plan *p, const commit *c, bool *changed)
 {
 	mp_writer *w = mp_writer_create();
 	commit out;
-	cr_assert_eq(pd_migrate_rewrite(p, c->subject, c->data, c->len, w, changed), ORN_OK);
-	cr_assert_eq(pd_migrate_subject(p, c->subject, out.subject, sizeof out.subject), ORN_OK);
+	cr_assert_eq(mg_rewrite(p, c->subject, c->data, c->len, w, changed), ORN_OK);
+	cr_assert_eq(mg_subject(p, c->subject, out.subject, sizeof out.subject), ORN_OK);
 	out.len = *changed ? mp_writer_size(w) : c->len;
 	out.data = own(out.len);
 	memcpy(out.data, *changed ? mp_writer_data(w) : c->data, out.len);
@@ -174,27 +174,27 @@ static legacy legacy_customer(void)
 	return l;
 }
 
-static pm_plan *plan_of(const commit *const *commits)
+static mg_plan *plan_of(const commit *const *commits)
 {
-	pm_plan *p = NULL;
-	cr_assert_eq(pd_migrate_create(ks, &p), ORN_OK);
+	mg_plan *p = NULL;
+	cr_assert_eq(mg_create(ks, &p), ORN_OK);
 	for (size_t i = 0; commits[i] != NULL; i++)
 		learn(p, commits[i]);
-	pd_migrate_plan(p);
+	mg_place(p);
 	return p;
 }
 
-Test(pd_migrate, a_legacy_customer_is_sealed_with_one_key_and_moved_to_the_blind_index)
+Test(migration, a_legacy_customer_is_sealed_with_one_key_and_moved_to_the_blind_index)
 {
 	legacy l = legacy_customer();
-	pm_plan *p = plan_of((const commit *[]){&l.user, &l.order, &l.mail, NULL});
-	cr_assert(pd_migrate_needed(p));
-	cr_assert_eq(pd_migrate_counts(p)->accounts, 1);
-	cr_assert_eq(pd_migrate_counts(p)->clear_fields, 5);
+	mg_plan *p = plan_of((const commit *[]){&l.user, &l.order, &l.mail, NULL});
+	cr_assert(mg_needed(p));
+	cr_assert_eq(mg_counts_of(p)->accounts, 1);
+	cr_assert_eq(mg_counts_of(p)->clear_fields, 5);
 	bool changed = false;
 	commit user = rewrite(p, &l.user, &changed);
 	cr_assert(changed);
-	char blind[PD_INDEX_MAX], expect[ES_SUBJECT_MAX], why[PM_WHY_MAX];
+	char blind[PD_INDEX_MAX], expect[ES_SUBJECT_MAX], why[MG_WHY_MAX];
 	ks_blind_index(ks, EMAIL, blind);
 	snprintf(expect, sizeof expect, "orion.evt.user.%s", blind);
 	cr_assert_str_eq(user.subject, expect);
@@ -213,8 +213,8 @@ Test(pd_migrate, a_legacy_customer_is_sealed_with_one_key_and_moved_to_the_blind
 		cr_assert_eq(ks_open_token(ks, token, fields[i], cause, clear, sizeof clear), ORN_OK);
 		cr_assert_str_eq(clear, values[i]);
 	}
-	cr_assert_eq(pd_migrate_compare(p, l.user.subject, l.user.data, l.user.len, user.subject, user.data,
-	                                user.len, why),
+	cr_assert_eq(mg_compare(p, l.user.subject, l.user.data, l.user.len, user.subject, user.data, user.len,
+	                        why),
 	             ORN_OK, "%s", why);
 
 	/* the order's email and the mail's recipient: the same key, bound as ADR 027 binds them */
@@ -229,8 +229,8 @@ Test(pd_migrate, a_legacy_customer_is_sealed_with_one_key_and_moved_to_the_blind
 	cr_assert_eq(ks_open_token(ks, value_of(&mail, "recipient"), "customer_email", "place-o1", clear,
 	                           sizeof clear),
 	             ORN_OK, "the recipient is a token of the order's email, bound to its OrderPlaced");
-	cr_assert_eq(pd_migrate_compare(p, l.mail.subject, l.mail.data, l.mail.len, mail.subject, mail.data,
-	                                mail.len, why),
+	cr_assert_eq(mg_compare(p, l.mail.subject, l.mail.data, l.mail.len, mail.subject, mail.data, mail.len,
+	                        why),
 	             ORN_OK, "%s", why);
 
 	/* the migrated commits on their own: nothing clear, every token opens, the account on its index */
@@ -242,24 +242,23 @@ Test(pd_migrate, a_legacy_customer_is_sealed_with_one_key_and_moved_to_the_blind
 		cr_assert_eq(
 		        env_decode_commit(migrated[i]->data, migrated[i]->len, e, ENV_MAX_EVENTS, &count),
 		        ORN_OK);
-		cr_assert_eq(pd_migrate_check(p, migrated[i]->subject, e, count, &erased, why), ORN_OK, "%s",
-		             why);
+		cr_assert_eq(mg_check(p, migrated[i]->subject, e, count, &erased, why), ORN_OK, "%s", why);
 	}
 	cr_assert_eq(erased, 0);
-	pd_migrate_destroy(p);
+	mg_destroy(p);
 
 	/* a second plan over the migrated log: nothing to do, every commit left byte for byte */
-	pm_plan *again = plan_of((const commit *[]){&user, &order, &mail, NULL});
-	cr_assert_not(pd_migrate_needed(again));
+	mg_plan *again = plan_of((const commit *[]){&user, &order, &mail, NULL});
+	cr_assert_not(mg_needed(again));
 	for (size_t i = 0; i < 3; i++) {
 		commit same = rewrite(again, migrated[i], &changed);
 		cr_assert_not(changed);
 		cr_assert_str_eq(same.subject, migrated[i]->subject);
 	}
-	pd_migrate_destroy(again);
+	mg_destroy(again);
 }
 
-Test(pd_migrate, a_rerun_takes_the_same_key)
+Test(migration, a_rerun_takes_the_same_key)
 {
 	char a[PD_KID_MAX], b[PD_KID_MAX], c[PD_KID_MAX];
 	uint8_t ka[PD_KEY_BYTES], kb[PD_KEY_BYTES], kc[PD_KEY_BYTES];
@@ -274,18 +273,18 @@ Test(pd_migrate, a_rerun_takes_the_same_key)
 	ks_close(other);
 }
 
-Test(pd_migrate, a_copy_that_lost_moved_or_kept_a_value_is_refused)
+Test(migration, a_copy_that_lost_moved_or_kept_a_value_is_refused)
 {
 	legacy l = legacy_customer();
-	pm_plan *p = plan_of((const commit *[]){&l.user, &l.order, &l.mail, NULL});
-	char why[PM_WHY_MAX], kid[PD_KID_MAX];
+	mg_plan *p = plan_of((const commit *[]){&l.user, &l.order, &l.mail, NULL});
+	char why[MG_WHY_MAX], kid[PD_KID_MAX];
 	uint8_t key[PD_KEY_BYTES];
 	/* the old commit copied as it was: the clear fields remain */
 	char blind[PD_INDEX_MAX], moved[ES_SUBJECT_MAX];
 	ks_blind_index(ks, EMAIL, blind);
 	snprintf(moved, sizeof moved, "orion.evt.user.%s", blind);
-	cr_assert_eq(pd_migrate_compare(p, l.order.subject, l.order.data, l.order.len, l.order.subject,
-	                                l.order.data, l.order.len, why),
+	cr_assert_eq(mg_compare(p, l.order.subject, l.order.data, l.order.len, l.order.subject, l.order.data,
+	                        l.order.len, why),
 	             ORN_ECONFLICT);
 	cr_assert(strstr(why, "clear personal field") != NULL, "%s", why);
 	/* a token of another value */
@@ -296,8 +295,8 @@ Test(pd_migrate, a_copy_that_lost_moved_or_kept_a_value_is_refused)
 	        ORN_OK);
 	commit other = make_commit("orion.evt.order.o1", "OrderPlaced", "place-o1",
 	                           (const char *[]){"customer_id", "a1", "customer_email", token, NULL});
-	cr_assert_eq(pd_migrate_compare(p, l.order.subject, l.order.data, l.order.len, other.subject,
-	                                other.data, other.len, why),
+	cr_assert_eq(mg_compare(p, l.order.subject, l.order.data, l.order.len, other.subject, other.data,
+	                        other.len, why),
 	             ORN_ECONFLICT);
 	cr_assert(strstr(why, "does not open to the old value") != NULL, "%s", why);
 	/* a token of the right value sealed for another event */
@@ -307,8 +306,8 @@ Test(pd_migrate, a_copy_that_lost_moved_or_kept_a_value_is_refused)
 	commit moved_token =
 	        make_commit("orion.evt.order.o1", "OrderPlaced", "place-o1",
 	                    (const char *[]){"customer_id", "a1", "customer_email", token, NULL});
-	cr_assert_eq(pd_migrate_compare(p, l.order.subject, l.order.data, l.order.len, moved_token.subject,
-	                                moved_token.data, moved_token.len, why),
+	cr_assert_eq(mg_compare(p, l.order.subject, l.order.data, l.order.len, moved_token.subject,
+	                        moved_token.data, moved_token.len, why),
 	             ORN_ECONFLICT);
 	/* another value of a field that is not personal */
 	bool changed;
@@ -316,19 +315,19 @@ Test(pd_migrate, a_copy_that_lost_moved_or_kept_a_value_is_refused)
 	commit lost = make_commit("orion.evt.order.o1", "OrderPlaced", "place-o1",
 	                          (const char *[]){"customer_id", "a2", "customer_email",
 	                                           value_of(&good, "customer_email"), NULL});
-	cr_assert_eq(pd_migrate_compare(p, l.order.subject, l.order.data, l.order.len, lost.subject,
-	                                lost.data, lost.len, why),
+	cr_assert_eq(mg_compare(p, l.order.subject, l.order.data, l.order.len, lost.subject, lost.data,
+	                        lost.len, why),
 	             ORN_ECONFLICT);
 	/* the account left on its public subject */
 	commit user = rewrite(p, &l.user, &changed);
-	cr_assert_eq(pd_migrate_compare(p, l.user.subject, l.user.data, l.user.len, l.user.subject, user.data,
-	                                user.len, why),
+	cr_assert_eq(mg_compare(p, l.user.subject, l.user.data, l.user.len, l.user.subject, user.data,
+	                        user.len, why),
 	             ORN_ECONFLICT);
 	cr_assert(strstr(why, "not the subject planned") != NULL, "%s", why);
-	pd_migrate_destroy(p);
+	mg_destroy(p);
 }
 
-Test(pd_migrate, an_address_registered_again_keeps_the_blind_index_and_lends_its_key)
+Test(migration, an_address_registered_again_keeps_the_blind_index_and_lends_its_key)
 {
 	legacy l = legacy_customer();
 	/* the same address registered since ADR 027, on its blind index, with a key of its own */
@@ -347,13 +346,13 @@ Test(pd_migrate, an_address_registered_again_keeps_the_blind_index_and_lends_its
 	        make_commit(subject, USER_EV_REGISTERED, cause,
 	                    (const char *[]){"user_id", "a9", "email", email, "name", name, "password_hash",
 	                                     hash, "role", "admin", "kid", kid, NULL});
-	pm_plan *p = plan_of((const commit *[]){&l.user, &newer, NULL});
-	cr_assert_eq(pd_migrate_counts(p)->superseded, 1);
+	mg_plan *p = plan_of((const commit *[]){&l.user, &newer, NULL});
+	cr_assert_eq(mg_counts_of(p)->superseded, 1);
 	size_t cursor = 0;
 	const char *user_id = NULL;
-	cr_assert(pd_migrate_next_superseded(p, &cursor, &user_id));
+	cr_assert(mg_next_superseded(p, &cursor, &user_id));
 	cr_assert_str_eq(user_id, "a1", "the old account's id, for the operator");
-	cr_assert_not(pd_migrate_next_superseded(p, &cursor, &user_id));
+	cr_assert_not(mg_next_superseded(p, &cursor, &user_id));
 	bool changed;
 	commit old = rewrite(p, &l.user, &changed), same = rewrite(p, &newer, &changed);
 	cr_assert_not(changed, "the newer account is left as it is");
@@ -362,15 +361,15 @@ Test(pd_migrate, an_address_registered_again_keeps_the_blind_index_and_lends_its
 	cr_assert(strstr(old.subject, l.old_id) == NULL, "nor keeps its public subject");
 	cr_assert_str_eq(value_of(&old, "kid"), kid,
 	                 "sealed with the newer account's key: one erasure takes both");
-	char why[PM_WHY_MAX];
+	char why[MG_WHY_MAX];
 	uint64_t erased = 0;
 	env_envelope e[ENV_MAX_EVENTS];
 	size_t count = 0;
 	cr_assert_eq(env_decode_commit(old.data, old.len, e, ENV_MAX_EVENTS, &count), ORN_OK);
-	cr_assert_eq(pd_migrate_check(p, old.subject, e, count, &erased, why), ORN_OK, "%s", why);
+	cr_assert_eq(mg_check(p, old.subject, e, count, &erased, why), ORN_OK, "%s", why);
 	/* erased: the key gone, its tokens are counted, not reported */
 	cr_assert_eq(ks_key_destroy(ks, kid), ORN_OK);
-	cr_assert_eq(pd_migrate_check(p, old.subject, e, count, &erased, why), ORN_OK, "%s", why);
+	cr_assert_eq(mg_check(p, old.subject, e, count, &erased, why), ORN_OK, "%s", why);
 	cr_assert_eq(erased, 3);
-	pd_migrate_destroy(p);
+	mg_destroy(p);
 }
