@@ -182,11 +182,18 @@ static orn_rc copy_one(migration *m, const direction *d, const es_raw *r)
 /* Copies sequences from..last of d.from into d.to, which holds from - 1. */
 static orn_rc copy_range(migration *m, const direction *d, uint64_t from, uint64_t last)
 {
+	char filter[ES_SUBJECT_MAX];
+	es_stream_reader *reader = NULL;
 	orn_rc rc = ORN_OK;
+	if (from > last)
+		return ORN_OK;
+	snprintf(filter, sizeof filter, "%s.>", d->from_prefix);
 	cli_progress_init(&m->progress, d->label, m->quiet, from - 1);
+	if ((rc = es_stream_reader_open(m->store, d->from, filter, from, &reader)) != ORN_OK)
+		return rc;
 	for (uint64_t seq = from; seq <= last && rc == ORN_OK; seq++) {
 		es_raw r;
-		if ((rc = es_stream_read(m->store, d->from, seq, &r)) != ORN_OK)
+		if ((rc = es_stream_reader_next(reader, &r)) != ORN_OK)
 			break;
 		if ((rc = copy_one(m, d, &r)) != ORN_OK)
 			fprintf(stderr,
@@ -197,6 +204,7 @@ static orn_rc copy_range(migration *m, const direction *d, uint64_t from, uint64
 		cli_progress_show(&m->progress, seq, last, false);
 		fault_point(m, d->fault_step, seq);
 	}
+	es_stream_reader_close(reader);
 	if (rc == ORN_OK)
 		cli_progress_show(&m->progress, last, last, true);
 	return rc;
@@ -232,13 +240,18 @@ static orn_rc compare_bytes(migration *m, const es_raw *now, const es_raw *copy,
 static orn_rc compare_range(migration *m, const char *label, compare_fn *fn, uint64_t last)
 {
 	char subject[ES_SUBJECT_MAX], why[MG_WHY_MAX];
+	es_stream_reader *evt = NULL, *staging = NULL;
 	orn_rc rc = ORN_OK;
 	cli_progress_init(&m->progress, label, m->quiet, 0);
+	if (last > 0 &&
+	    ((rc = es_stream_reader_open(m->store, ES_STREAM, EVT_SUBJECTS, 1, &evt)) != ORN_OK ||
+	     (rc = es_stream_reader_open(m->store, STAGING, STAGING_SUBJECTS, 1, &staging)) != ORN_OK))
+		last = 0;
 	for (uint64_t seq = 1; seq <= last && rc == ORN_OK; seq++) {
 		es_raw now, copy;
-		if ((rc = es_stream_read(m->store, ES_STREAM, seq, &now)) != ORN_OK)
+		if ((rc = es_stream_reader_next(evt, &now)) != ORN_OK)
 			break;
-		if ((rc = es_stream_read(m->store, STAGING, seq, &copy)) == ORN_OK &&
+		if ((rc = es_stream_reader_next(staging, &copy)) == ORN_OK &&
 		    (rc = swap_prefix(copy.subject, STAGING_PREFIX, ES_EVT_PREFIX, subject,
 		                      sizeof subject)) == ORN_OK &&
 		    (rc = fn(m, &now, &copy, subject, why)) == ORN_OK && !same_prev(&now, &copy)) {
@@ -253,6 +266,8 @@ static orn_rc compare_range(migration *m, const char *label, compare_fn *fn, uin
 		es_raw_dispose(&now);
 		cli_progress_show(&m->progress, seq, last, false);
 	}
+	es_stream_reader_close(staging);
+	es_stream_reader_close(evt);
 	if (rc == ORN_OK)
 		cli_progress_show(&m->progress, last, last, true);
 	return rc;

@@ -10,6 +10,7 @@
 #include "log.h"
 
 #define RESTORE_BATCH 256
+#define READ_IDLE_MS  10000 /* a reader that gets nothing this long fails */
 
 static jsOptions *call_options(es_store *s, jsOptions *o)
 {
@@ -144,26 +145,58 @@ orn_rc es_stream_recreate_empty(es_store *s, const char *stream)
 	return rc;
 }
 
-orn_rc es_stream_read(es_store *s, const char *stream, uint64_t seq, es_raw *out)
+struct es_stream_reader {
+	es_tail *tail;
+	uint64_t next; /* the sequence the next message must have */
+};
+
+orn_rc es_stream_reader_open(es_store *s, const char *stream, const char *filter, uint64_t from_seq,
+                             es_stream_reader **out)
 {
-	natsMsg *msg = NULL;
-	jsErrCode jerr = 0;
-	jsOptions jo;
+	es_stream_reader *r = calloc(1, sizeof *r);
+	*out = NULL;
+	if (r == NULL)
+		return ORN_ENOMEM;
+	r->next = from_seq > 0 ? from_seq : 1;
+	orn_rc rc = es_tail_open_stream(s, stream, filter, r->next, &r->tail);
+	if (rc != ORN_OK) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return ORN_OK;
+}
+
+orn_rc es_stream_reader_next(es_stream_reader *r, es_raw *out)
+{
 	memset(out, 0, sizeof *out);
-	natsStatus st = js_GetMsg(&msg, es_store_jetstream(s), stream, seq, call_options(s, &jo), &jerr);
-	if (st != NATS_OK)
-		return es_status_rc(st, jerr);
-	out->msg = msg;
-	out->seq = seq;
-	out->subject = natsMsg_GetSubject(msg);
-	out->data = (const uint8_t *)natsMsg_GetData(msg);
-	out->len = (size_t)natsMsg_GetDataLength(msg);
-	return es_msg_prev(msg, &out->chained, &out->prev) ? ORN_OK : ORN_EDECODE;
+	orn_rc rc = es_tail_next(r->tail, READ_IDLE_MS, &out->msg);
+	if (rc == ORN_ETIMEOUT)
+		return ORN_EIO; /* the stream stopped delivering short of what the caller expects */
+	if (rc != ORN_OK)
+		return rc;
+	out->seq = es_stored_seq(out->msg);
+	out->subject = es_stored_subject(out->msg);
+	out->data = es_stored_data(out->msg, &out->len);
+	if (out->seq != r->next) {
+		es_raw_dispose(out);
+		return ORN_EIO;
+	}
+	r->next++;
+	return es_stored_prev(out->msg, &out->chained, &out->prev) ? ORN_OK : ORN_EDECODE;
+}
+
+void es_stream_reader_close(es_stream_reader *r)
+{
+	if (r == NULL)
+		return;
+	es_tail_close(r->tail);
+	free(r);
 }
 
 void es_raw_dispose(es_raw *r)
 {
-	natsMsg_Destroy(r->msg);
+	es_stored_free(r->msg);
 	memset(r, 0, sizeof *r);
 }
 

@@ -49,21 +49,35 @@ orn_rc es_stream_delete(es_store *s, const char *stream);
  * configuration (for one that denies purges). ORN_OK if it does not exist. */
 orn_rc es_stream_recreate_empty(es_store *s, const char *stream);
 
-/* One message read by sequence. */
+/* One message of a stream, read in order. */
 typedef struct es_raw {
 	uint64_t seq;
 	const char *subject; /* owned by the message */
 	const uint8_t *data; /* owned by the message */
 	size_t len;
-	bool chained;  /* it has an Orion-Prev header ... */
-	uint64_t prev; /* ... naming this version (es_stored_prev) */
-	void *msg;     /* the client's message: es_raw_dispose frees it */
+	bool chained;   /* it has an Orion-Prev header ... */
+	uint64_t prev;  /* ... naming this version (es_stored_prev) */
+	es_stored *msg; /* es_raw_dispose frees it */
 } es_raw;
 
-/* Reads the message at seq of stream from its leader into *out (dispose it
- * with es_raw_dispose). ORN_ENOTFOUND if there is none at seq; ORN_EDECODE
- * if its Orion-Prev is not a number; ORN_EUNAVAILABLE, ORN_ETIMEOUT. */
-orn_rc es_stream_read(es_store *s, const char *stream, uint64_t seq, es_raw *out);
+/* Reads a stream in order, every sequence, from an ordered consumer
+ * (es_tail_open_stream): what a copy of the whole log reads. */
+typedef struct es_stream_reader es_stream_reader;
+
+/* Opens a reader of stream (filter: its subjects) from from_seq (>= 1).
+ * *out is closed with es_stream_reader_close. ORN_EUNAVAILABLE, ORN_ENOMEM,
+ * ORN_EINVAL. */
+orn_rc es_stream_reader_open(es_store *s, const char *stream, const char *filter, uint64_t from_seq,
+                             es_stream_reader **out);
+
+/* The message at the reader's next sequence into *out (dispose it with
+ * es_raw_dispose). ORN_EIO if the stream has another sequence next (a gap)
+ * or stops delivering for 10 s; ORN_EDECODE if its Orion-Prev is not a
+ * number; ORN_EUNAVAILABLE. */
+orn_rc es_stream_reader_next(es_stream_reader *r, es_raw *out);
+
+/* Closes the reader and frees it. NULL ok. */
+void es_stream_reader_close(es_stream_reader *r);
 
 /* Frees what r holds; r may be zeroed or disposed already. */
 void es_raw_dispose(es_raw *r);
