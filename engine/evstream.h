@@ -1,7 +1,8 @@
 /* evstream.h — whole JetStream streams, for the tools that move a log while
  * the shop is stopped (orion migrate-personal-data, ADR 032): a stream's
  * state, a new stream made with another's configuration, deletion, messages
- * read and written by sequence with their Orion-Prev header (ADR 015), and
+ * read in order and written at a given sequence with their Orion-Prev
+ * header (ADR 015), and
  * the durable consumers of a stream saved and restored at their ack floor.
  * Nothing here is meant for a running shop. */
 #ifndef ORION_EVSTREAM_H
