@@ -22,10 +22,7 @@ static es_store *store;
 static void setup(void)
 {
 	server = th_natsd_start("evstream");
-	es_options o;
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	store = th_store_open(server);
 }
 
 static void teardown(void)

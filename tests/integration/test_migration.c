@@ -38,10 +38,7 @@ static void setup(void)
 {
 	cr_assert_geq(sodium_init(), 0);
 	server = th_natsd_start("migration");
-	es_options o;
-	es_options_init(&o);
-	o.url = natsd_url(server);
-	cr_assert_eq(es_store_open(&o, &store), ORN_OK);
+	store = th_store_open(server);
 	randombytes_buf(master, sizeof master);
 	ks_options ko;
 	ks_options_init(&ko);
