@@ -22,7 +22,9 @@ nats-server with a user per role (the migration runs as ops):
 - through `orion serve`, the migrated customers log in with their old
   password (the blind index finds them) and see their orders.
 And with the embedded server (no ORION_NATS_URL): refused while `orion serve`
-runs on the data directory, migrated once it stopped.
+runs on the data directory, migrated once it stopped. And migrated before the
+new version first starts (the README's way): every account moves to its blind
+index, the start-up admin's too, and logs in with its old password.
 
 usage: ORION_BIN=build/cli/orion test_migrate_personal_data.py [-v]"""
 import hashlib
@@ -224,6 +226,39 @@ class MigratePersonalData(unittest.TestCase):
                          "nothing clear after the shop ran on the migrated log")
 
 
+
+class MigratedBeforeTheFirstStart(unittest.TestCase):
+    """The path the README gives: the new version's shop is not started before
+    the migration, so every account, the start-up admin's too, moves to its
+    blind index, and the admin logs in with the password it always had."""
+
+    def test_every_account_moves_and_logs_in(self):
+        with open(os.path.join(FIXTURES, "legacy-store.json")) as f:
+            fixture = json.load(f)
+        stack = Stack("migrate-first")
+        try:
+            with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
+                tar.extractall(stack.dir)
+            stack.start_nats()
+            stack.start_smtp()
+            stack.start_psp()
+            r = subprocess.run([stack.orion, "migrate-personal-data", "--quiet"], env=stack.env(),
+                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("4 accounts to move to the blind index (0 registered again", r.stdout)
+            self.assertNotIn("kept apart: its address", r.stdout)
+            r = subprocess.run([stack.orion, "rebuild", "--quiet"], env=stack.env(), capture_output=True,
+                               text=True, timeout=120, stdin=subprocess.DEVNULL)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            stack.start_serve("all", wait_http=True)
+            for address, password in [("root@orion.test", "admin-password-1")] + [
+                    (c["email"], fixture["password"]) for c in fixture["customers"] if c["name"]]:
+                wait_until(lambda: login_or_none(stack.http_port, address, password), 20, interval=0.2,
+                           what=f"the login of {address}")
+            root = login_or_none(stack.http_port, "root@orion.test", "admin-password-1")
+            self.assertEqual(root.get("/me").json()["role"], "admin")
+        finally:
+            stack.close()
 
 class EmbeddedServer(unittest.TestCase):
     """The newcomer's layout: no ORION_NATS_URL, `orion serve` runs its own
