@@ -39,7 +39,7 @@ struct mg_plan {
 	hmap *by_email; /* email -> account (borrowed from accounts) */
 	hmap *orders;   /* order id -> placed */
 	hmap *user_ids; /* every user id of the old log -> (void *)1 */
-	hmap *kids;     /* email -> kid of its account registered since ADR 027 (malloc'd) */
+	hmap *kids;     /* blind index -> kid of the account registered there since ADR 027 (malloc'd) */
 	mg_counts counts;
 	env_envelope old_events[ENV_MAX_EVENTS], new_events[ENV_MAX_EVENTS];
 	mp_writer *payload;
@@ -203,24 +203,21 @@ static void swap_id(const char *in, const char *old, const char *new_id, char ou
 		memcpy(at, new_id, n);
 }
 
-/* An account registered since ADR 027: its email's kid, which seals the
- * fields of an older account of the same address too (one key per customer:
- * an erasure takes both). A key gone (erased) leaves nothing to learn. */
-static orn_rc learn_kid(mg_plan *p, const env_envelope *e, const pair *pairs, uint32_t n, const char *token)
+/* An account registered since ADR 027 (on its blind index id): its kid,
+ * which seals the fields of an older account of the same address too (one
+ * key per customer: an erasure takes both). Nothing is opened: the old
+ * account finds it by the blind index of its clear address. */
+static orn_rc learn_kid(mg_plan *p, const char *id, const pair *pairs, uint32_t n)
 {
-	char email[PD_PLAIN_MAX + 1], *kid = malloc(PD_KID_MAX);
-	if (kid == NULL)
-		return ORN_ENOMEM;
-	pair_text(pairs, n, "kid", kid, PD_KID_MAX);
-	orn_rc rc = pd_kid_valid(kid)
-	                    ? ks_open_token(p->ks, token, "email", e->causation, email, sizeof email)
-	                    : ORN_ENOTFOUND;
-	if (rc == ORN_OK && hmap_get(p->kids, email) == NULL &&
-	    (rc = hmap_put(p->kids, email, kid)) == ORN_OK)
+	char *kid = malloc(PD_KID_MAX);
+	orn_rc rc = kid == NULL ? ORN_ENOMEM : ORN_OK;
+	if (rc == ORN_OK)
+		pair_text(pairs, n, "kid", kid, PD_KID_MAX);
+	if (rc == ORN_OK && pd_kid_valid(kid) && hmap_get(p->kids, id) == NULL &&
+	    (rc = hmap_put(p->kids, id, kid)) == ORN_OK)
 		kid = NULL;
-	sodium_memzero(email, sizeof email);
 	free(kid);
-	return rc == ORN_EUNAVAILABLE || rc == ORN_ETIMEOUT || rc == ORN_ENOMEM ? rc : ORN_OK;
+	return rc;
 }
 
 orn_rc mg_learn(mg_plan *p, const char *subject, bool valid, const env_envelope *events, size_t count)
@@ -249,7 +246,7 @@ orn_rc mg_learn(mg_plan *p, const char *subject, bool valid, const env_envelope 
 		if (strcmp(kind, "user") == 0 && strcmp(events[e].type, USER_EV_REGISTERED) == 0 &&
 		    hmap_get(p->accounts, id) == NULL) {
 			pair_text(pairs, n, "email", email, sizeof email);
-			if (pd_is_sealed(email) && (rc = learn_kid(p, &events[e], pairs, n, email)) != ORN_OK)
+			if (pd_is_sealed(email) && (rc = learn_kid(p, id, pairs, n)) != ORN_OK)
 				return rc;
 			if (email[0] == '\0' || pd_is_sealed(email) ||
 			    user_key_for_email(email, key, sizeof key) != ORN_OK || strcmp(key, id) != 0)
@@ -380,6 +377,21 @@ static void bind_field(const mg_plan *p, const char *kind, const char *user_id, 
 	}
 }
 
+/* The data key of the customer of address owner: the key of its account
+ * registered since ADR 027, else (none, or erased) ks_key_for's. */
+static orn_rc owner_key(mg_plan *p, const char *owner, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES])
+{
+	char index[PD_INDEX_MAX];
+	ks_blind_index(p->ks, owner, index);
+	const char *known = hmap_get(p->kids, index);
+	orn_rc rc = ORN_ENOTFOUND;
+	if (known != NULL) {
+		snprintf(kid, PD_KID_MAX, "%s", known);
+		rc = ks_key_get(p->ks, kid, key);
+	}
+	return rc == ORN_ENOTFOUND ? ks_key_for(p->ks, owner, kid, key) : rc;
+}
+
 /* Writes one payload map with its clear personal fields sealed (and a
  * UserRegistered's kid) into w; *sealed counts them. */
 static orn_rc rewrite_payload(mg_plan *p, const char *kind, const char *user_id, const env_envelope *e,
@@ -416,11 +428,7 @@ static orn_rc rewrite_payload(mg_plan *p, const char *kind, const char *user_id,
 		clear[x->text_len] = '\0';
 		binding b;
 		bind_field(p, kind, user_id, e, pairs, n, x, clear, &b);
-		const char *known = hmap_get(p->kids, b.owner);
-		if (known != NULL)
-			snprintf(kid, sizeof kid, "%s", known);
-		if ((rc = known != NULL ? ks_key_get(p->ks, kid, key)
-		                        : ks_key_for(p->ks, b.owner, kid, key)) == ORN_OK &&
+		if ((rc = owner_key(p, b.owner, kid, key)) == ORN_OK &&
 		    (rc = pd_seal(key, kid, b.field, b.event, clear, x->text_len, token, sizeof token)) ==
 		            ORN_OK) {
 			mp_write_cstr(w, token);
