@@ -48,6 +48,13 @@ def public_hash_subject(email):
     return "u" + hashlib.blake2b(email.encode(), digest_size=16, key=b"orion.user.email").hexdigest()
 
 
+def extract_fixture(dest):
+    """tests/fixtures/legacy-store.tar.gz (a directory nats/) into dest."""
+    with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
+        # the "data" filter where this Python has it (3.11.4+): plain files only
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+
 def store_files(root):
     """{path: bytes} of every file under root."""
     files = {}
@@ -66,8 +73,7 @@ class MigratePersonalData(unittest.TestCase):
         with open(os.path.join(FIXTURES, "legacy-store.json")) as f:
             cls.fixture = json.load(f)
         cls.stack = Stack("migrate")
-        with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
-            tar.extractall(cls.stack.dir)  # nats/: the store of the fixture
+        extract_fixture(cls.stack.dir)  # nats/: the store of the fixture
         cls.nats_dir = os.path.join(cls.stack.dir, "nats")
         cls.stack.start_nats()  # per-role users (ADR 014): the migration runs as ops
         cls.stack.start_smtp()
@@ -237,8 +243,7 @@ class MigratedBeforeTheFirstStart(unittest.TestCase):
             fixture = json.load(f)
         stack = Stack("migrate-first")
         try:
-            with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
-                tar.extractall(stack.dir)
+            extract_fixture(stack.dir)
             stack.start_nats()
             stack.start_smtp()
             stack.start_psp()
@@ -268,8 +273,7 @@ class EmbeddedServer(unittest.TestCase):
     def test_refused_while_serve_runs_then_migrated(self):
         stack = Stack("migrate-embedded")
         try:
-            with tarfile.open(os.path.join(FIXTURES, "legacy-store.tar.gz")) as tar:
-                tar.extractall(stack.data_dir)  # <data dir>/nats: where serve keeps its store
+            extract_fixture(stack.data_dir)  # <data dir>/nats: where serve keeps its store
             env = stack.env()
             del env["ORION_NATS_URL"]
             serve = Process([stack.orion, "serve"], env, os.path.join(stack.dir, "serve.log")).start()
