@@ -97,4 +97,9 @@ int cli_verify_log(int argc, char **argv, const cli_config *cfg);
  * findings, 2 errors. */
 int cli_migrate_personal_data(int argc, char **argv, const cli_config *cfg);
 
+/* True (and logged) when a migration of personal data is under way on
+ * store's server: its copy of the log exists, so ORION_EVT may be the old log
+ * or a part of the new one. false when it is not, or NATS does not say. */
+bool cli_migration_under_way(es_store *store);
+
 #endif

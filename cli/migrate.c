@@ -526,6 +526,17 @@ static orn_rc verify_only(migration *m)
 	return m->findings > 0 || staging.exists ? ORN_ECONFLICT : ORN_OK;
 }
 
+bool cli_migration_under_way(es_store *store)
+{
+	es_stream_state staging;
+	if (es_stream_state_get(store, STAGING, &staging) != ORN_OK || !staging.exists)
+		return false;
+	log_error("a migration of personal data is under way: run orion migrate-personal-data to its end "
+	          "before starting (README, \"Migrating personal data\")",
+	          "stream", STAGING);
+	return true;
+}
+
 int cli_migrate_personal_data(int argc, char **argv, const cli_config *cfg)
 {
 	bool verify = false;
