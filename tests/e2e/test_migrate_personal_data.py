@@ -73,11 +73,15 @@ class MigratePersonalData(unittest.TestCase):
         with open(os.path.join(FIXTURES, "legacy-store.json")) as f:
             cls.fixture = json.load(f)
         cls.stack = Stack("migrate")
-        extract_fixture(cls.stack.dir)  # nats/: the store of the fixture
-        cls.nats_dir = os.path.join(cls.stack.dir, "nats")
-        cls.stack.start_nats()  # per-role users (ADR 014): the migration runs as ops
-        cls.stack.start_smtp()
-        cls.stack.start_psp()
+        try:
+            extract_fixture(cls.stack.dir)  # nats/: the store of the fixture
+            cls.nats_dir = os.path.join(cls.stack.dir, "nats")
+            cls.stack.start_nats()  # per-role users (ADR 014): the migration runs as ops
+            cls.stack.start_smtp()
+            cls.stack.start_psp()
+        except BaseException:
+            cls.stack.close()  # tearDownClass does not run after a failed setUpClass
+            raise
 
     @classmethod
     def tearDownClass(cls):
