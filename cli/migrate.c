@@ -101,17 +101,23 @@ static bool same_prev(const es_raw *a, const es_raw *b)
 
 /* Refuses while processes use ORION_EVT: a pull waiting on a durable, a
  * push subscription bound, or an ephemeral consumer (the projector's, the
- * actors' watches); those of processes that just stopped go within seconds. */
+ * actors' watches); those of processes that just stopped go within seconds.
+ * Two looks a second apart must both find none (a role between two pulls
+ * has none waiting for a moment). */
 static orn_rc shop_stopped(migration *m)
 {
 	size_t active = 0, ephemeral = 0;
+	int quiet = 0;
 	orn_rc rc = ORN_OK;
 	for (int waited = 0; waited <= STOP_WAIT_S; waited++) {
 		if ((rc = es_stream_consumers(m->store, ES_STREAM, NULL, NULL, &active, &ephemeral)) ==
 		    ORN_ENOTFOUND)
 			return ORN_OK;
-		if (rc != ORN_OK || (active == 0 && ephemeral == 0))
+		if (rc != ORN_OK)
 			return rc;
+		quiet = active == 0 && ephemeral == 0 ? quiet + 1 : 0;
+		if (quiet == 2)
+			return ORN_OK;
 		if (waited < STOP_WAIT_S)
 			sleep(1);
 	}
