@@ -91,4 +91,15 @@ int cli_verify_stock(int argc, char **argv, const cli_config *cfg);
  * impossible state, 1 some (or void commits with --strict), 2 errors. */
 int cli_verify_log(int argc, char **argv, const cli_config *cfg);
 
+/* The migrate-personal-data subcommand (cli/migrate.c, ADR 032): the log
+ * written before ADR 027 copied with its personal fields sealed, verified, and
+ * put in the place of ORION_EVT. Exit 0 done or verified, 1 refused or
+ * findings, 2 errors. */
+int cli_migrate_personal_data(int argc, char **argv, const cli_config *cfg);
+
+/* True (and logged) when a migration of personal data is under way on
+ * store's server: its copy of the log exists, so ORION_EVT may be the old log
+ * or a part of the new one. false when it is not, or NATS does not say. */
+bool cli_migration_under_way(es_store *store);
+
 #endif

@@ -731,6 +731,9 @@ static const struct command {
         {"verify-log", cli_verify_log,
          "walk every aggregate's commit chain: void commits and\n"
          "impossible states (reserved above on hand, paid and cancelled, ...)"},
+        {"migrate-personal-data", cli_migrate_personal_data,
+         "copy the event log written before ADR 027 into one with personal\n"
+         "data sealed and put it in place (shop stopped; --verify)"},
         {"nats-config", cli_nats_config, "print the nats-server authorization block (a user per role)"},
         {"routes", cli_routes, "list the HTTP routes the gateway serves"},
         {"psp-sandbox", cli_psp_sandbox, "run the card payment provider sandbox alone"},
@@ -739,17 +742,21 @@ static const struct command {
 
 static void usage(FILE *out)
 {
+	int width = 14; /* the names' column: the longest name and two spaces */
+	for (size_t i = 0; i < ORN_ARRAY_LEN(commands); i++)
+		if ((int)strlen(commands[i].name) + 2 > width)
+			width = (int)strlen(commands[i].name) + 2;
 	fprintf(out, "usage: orion <command> [options]\n"
 	             "       orion <command> --help   the command's usage and options\n\n"
 	             "commands:\n");
 	for (size_t i = 0; i < ORN_ARRAY_LEN(commands); i++) {
 		const char *line = commands[i].summary;
-		fprintf(out, "  %-14s", commands[i].name);
+		fprintf(out, "  %-*s", width, commands[i].name);
 		for (const char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
-			fprintf(out, "%.*s\n  %-14s", (int)(nl - line), line, "");
+			fprintf(out, "%.*s\n  %-*s", (int)(nl - line), line, width, "");
 		fprintf(out, "%s\n", line);
 	}
-	fprintf(out, "  %-14s%s\n\n", "help", "this text");
+	fprintf(out, "  %-*s%s\n\n", width, "help", "this text");
 	cli_settings_help(out);
 }
 

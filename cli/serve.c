@@ -1141,6 +1141,11 @@ int cli_serve(int argc, char **argv, const cli_config *cfg)
 	                         &st.server, &st.store) != ORN_OK)
 		goto done;
 	atomic_store(&watch.owns_url_file, st.server != NULL);
+	/* A migration of personal data under way (ADR 032) must end first: the
+	 * stream may be a part of the log. Asked as ops only (the other users may
+	 * not ask about that stream). */
+	if (strcmp(main_role(&st), CLI_OPS_ROLE) == 0 && cli_migration_under_way(st.store))
+		goto done;
 	/* The keystore (ADR 027): whoever seals or opens personal data — the
 	 * gateway, mail, the start-up admin — opens it once; a wrong master key
 	 * stops the start here. */

@@ -1696,6 +1696,12 @@ struct es_stored {
 
 orn_rc es_tail_open(es_store *s, const char *filter, uint64_t from_seq, es_tail **out)
 {
+	return es_tail_open_stream(s, ES_STREAM, filter, from_seq, out);
+}
+
+orn_rc es_tail_open_stream(es_store *s, const char *stream, const char *filter, uint64_t from_seq,
+                           es_tail **out)
+{
 	jsSubOptions so;
 	jsErrCode jerr = 0;
 	es_tail *t = calloc(1, sizeof *t);
@@ -1704,7 +1710,7 @@ orn_rc es_tail_open(es_store *s, const char *filter, uint64_t from_seq, es_tail 
 		return ORN_ENOMEM;
 	t->store = s;
 	jsSubOptions_Init(&so);
-	so.Stream = ES_STREAM;
+	so.Stream = stream;
 	so.Ordered = true;
 	so.Config.DeliverPolicy = js_DeliverByStartSequence;
 	so.Config.OptStartSeq = from_seq > 0 ? from_seq : 1;

@@ -241,6 +241,11 @@ typedef struct es_stored es_stored;
  * errors are: ORN_EUNAVAILABLE, ORN_ENOMEM, ORN_EINVAL. */
 orn_rc es_tail_open(es_store *s, const char *filter, uint64_t from_seq, es_tail **out);
 
+/* As es_tail_open, on another stream than ES_STREAM (a tool's copy of the
+ * log, evstream.h). */
+orn_rc es_tail_open_stream(es_store *s, const char *stream, const char *filter, uint64_t from_seq,
+                           es_tail **out);
+
 /* Waits up to timeout_ms for the next message: ORN_OK with *out (the
  * caller's), ORN_ETIMEOUT when none came, ORN_EUNAVAILABLE when the tail is
  * broken (reopen it from the last sequence kept). */

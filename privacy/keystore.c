@@ -287,11 +287,12 @@ static void data_subject(char out[sizeof SUBJECT_DATA + PD_KID_MAX], const char 
 	snprintf(out, sizeof SUBJECT_DATA + PD_KID_MAX, "%s%s", SUBJECT_DATA, kid);
 }
 
-orn_rc ks_key_create(ks_store *ks, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES])
+/* Stores key as the data key kid, written once (ORN_ECONFLICT if kid has
+ * one); cached when stored, zeroed otherwise. */
+static orn_rc store_key(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES])
 {
 	char subject[sizeof SUBJECT_DATA + PD_KID_MAX];
 	uint8_t wrapped[PD_WRAPPED_BYTES];
-	pd_key_new(kid, key);
 	data_subject(subject, kid);
 	pd_wrap(ks->sec->master, subject, key, wrapped);
 	orn_rc rc = write_entry(ks, subject, wrapped);
@@ -300,6 +301,12 @@ orn_rc ks_key_create(ks_store *ks, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTE
 	else
 		sodium_memzero(key, PD_KEY_BYTES);
 	return rc;
+}
+
+orn_rc ks_key_create(ks_store *ks, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES])
+{
+	pd_key_new(kid, key);
+	return store_key(ks, kid, key);
 }
 
 orn_rc ks_key_get(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES])
@@ -318,6 +325,25 @@ orn_rc ks_key_get(ks_store *ks, const char *kid, uint8_t key[PD_KEY_BYTES])
 	if (rc == ORN_OK && (rc = pd_unwrap(ks->sec->master, subject, wrapped, key)) == ORN_OK)
 		cache_put(ks, kid, key);
 	return rc;
+}
+
+orn_rc ks_key_for(ks_store *ks, const char *name, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES])
+{
+	static const char domain[] = "orion.migrate.kid"; /* NUL included: domain and name apart */
+	uint8_t hash[PD_KID_LEN / 2];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, ks->sec->index, PD_KEY_BYTES, sizeof hash);
+	crypto_generichash_update(&st, (const unsigned char *)domain, sizeof domain);
+	crypto_generichash_update(&st, (const unsigned char *)name, strlen(name));
+	crypto_generichash_final(&st, hash, sizeof hash);
+	sodium_bin2hex(kid, PD_KID_MAX, hash, sizeof hash);
+	orn_rc rc = ks_key_get(ks, kid, key);
+	if (rc != ORN_ENOTFOUND)
+		return rc;
+	randombytes_buf(key, PD_KEY_BYTES);
+	rc = store_key(ks, kid, key);
+	return rc == ORN_ECONFLICT ? ks_key_get(ks, kid, key)
+	                           : rc; /* stored meanwhile: that one is the key */
 }
 
 orn_rc ks_key_destroy(ks_store *ks, const char *kid)

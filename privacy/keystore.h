@@ -69,6 +69,14 @@ void ks_close(ks_store *ks);
  * (PD_KID_MAX bytes) and the key into key. ORN_EUNAVAILABLE, ORN_ETIMEOUT. */
 orn_rc ks_key_create(ks_store *ks, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES]);
 
+/* The data key of a customer named by a stable string (a migrated
+ * account's normalized email, ADR 032): its kid is derived from name under
+ * the index key, so the same name always gets the same kid and no address
+ * can be found from a kid; the key is made and stored when absent, read when
+ * present (a migration resumed after a crash takes the key it stored).
+ * kid: PD_KID_MAX bytes out. What ks_key_create and ks_key_get return. */
+orn_rc ks_key_for(ks_store *ks, const char *name, char kid[PD_KID_MAX], uint8_t key[PD_KEY_BYTES]);
+
 /* The data key kid into key. ORN_ENOTFOUND if there is none (destroyed, or
  * never stored); ORN_EINVAL for an invalid kid; ORN_EDECODE if the stored
  * entry does not unwrap; ORN_EUNAVAILABLE, ORN_ETIMEOUT. */

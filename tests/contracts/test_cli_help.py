@@ -74,8 +74,8 @@ class Help(unittest.TestCase):
         self.assertEqual(self.orion("help").stdout, top.stdout)
         commands = listed_commands(top.stdout)
         # the commands the README and the issue name are all listed (and so walked)
-        for expected in ("serve", "replay", "rebuild", "verify-stock", "stock", "admin", "routes",
-                         "psp-sandbox", "nats-config"):
+        for expected in ("serve", "replay", "rebuild", "verify-stock", "verify-log", "stock", "admin", "routes",
+                         "psp-sandbox", "nats-config", "migrate-personal-data"):
             self.assertIn(expected, commands, top.stdout)
         seen = []
         for command in commands:

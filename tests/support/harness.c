@@ -134,6 +134,16 @@ bool th_dir_contains(const char *root, const void *needle, size_t len, char *fou
 	return hit;
 }
 
+es_store *th_store_open(natsd *d)
+{
+	es_options o;
+	es_store *store = NULL;
+	es_options_init(&o);
+	o.url = natsd_url(d);
+	cr_assert_eq(es_store_open(&o, &store), ORN_OK, "the event store opens on %s", natsd_url(d));
+	return store;
+}
+
 void th_natsd_stop(natsd *d)
 {
 	if (!d)

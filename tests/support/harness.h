@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "evstore.h"
 #include "natsd.h"
 
 /* Creates a fresh directory "$TMPDIR/orion-<tag>-XXXXXX" (TMPDIR default
@@ -37,6 +38,10 @@ bool th_dir_contains(const char *root, const void *needle, size_t len, char *fou
 
 /* Stops a server from th_natsd_start and removes its store dir. NULL ok. */
 void th_natsd_stop(natsd *d);
+
+/* An event store on d with the default options (streams created), asserted
+ * to open; close it with es_store_close before th_natsd_stop. */
+es_store *th_store_open(natsd *d);
 
 /* The orion binary under test, from $ORION_BIN (set by tests/meson.build).
  * Asserts that it is set. */
