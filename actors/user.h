@@ -77,6 +77,10 @@
 #define USER_EV_PASSWORD_RESET_REQUESTED "PasswordResetRequested" /* a reset link is emailed */
 #define USER_EV_PASSWORD_RESET           "PasswordReset" /* a new password by a reset link; tokens ended */
 
+/* The purposes of emailed links (personal.h's pd_link_token). */
+#define USER_LINK_VERIFY "verify"
+#define USER_LINK_RESET  "reset"
+
 /* Command type names on the bus. */
 #define USER_CMD_REGISTER               "RegisterUser"
 #define USER_CMD_CHANGE_ROLE            "ChangeRole"

@@ -21,14 +21,16 @@
 #include "proj_quote.h"
 
 /* Limits the handlers apply. */
-#define GW_API_TOKEN_TTL_S         3600 /* access tokens live one hour */
-#define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
-#define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
-#define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
-#define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
-#define GW_API_KEY_WORKERS         2    /* threads reading keys the cache lacks (ADR 027) */
-#define GW_API_KEY_QUEUE_MAX       256  /* key reads waiting; more: 503 */
-#define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
+#define GW_API_TOKEN_TTL_S         3600  /* access tokens live one hour */
+#define GW_API_VERIFY_TTL_S        86400 /* a verification link lives a day */
+#define GW_API_RESET_TTL_S         3600  /* a password-reset link lives an hour */
+#define GW_API_COMMAND_TIMEOUT_MS  3000  /* a command without an answer by then: 503 */
+#define GW_API_READ_YOUR_WRITES_MS 2000  /* longest wait for the read models after a write */
+#define GW_API_DEFER_MS            8000  /* deadline of a deferred request (> the two above) */
+#define GW_API_FEEDS_MAX           64    /* inventory feeds open at once (NATS consumers) */
+#define GW_API_KEY_WORKERS         2     /* threads reading keys the cache lacks (ADR 027) */
+#define GW_API_KEY_QUEUE_MAX       256   /* key reads waiting; more: 503 */
+#define GW_LIMIT_ADDRESS_MAX       64    /* bytes of a client address in a limiter key, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -81,6 +83,11 @@ struct gw_api {
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* 0: GW_API_PAYMENT_TIMEOUT_MS */
 	int64_t token_ttl_s;         /* 0: GW_API_TOKEN_TTL_S */
+	/* emailed links (ADR 031): their lifetimes, and whether an account whose
+	 * address is not verified may place orders */
+	int64_t verify_ttl_s;
+	int64_t reset_ttl_s;
+	bool unverified_may_order;
 	/* the card payment provider (ADR 028): "" when not configured */
 	char psp_public_url[GW_API_SETTING_MAX];
 	char psp_publishable_key[GW_API_SETTING_MAX];
@@ -159,6 +166,21 @@ bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key);
  * limiter). Otherwise adds the Retry-After header (whole seconds, >= 1) to
  * r's answer and returns false: the caller answers 429. */
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
+
+/* ---- gw_api_page.c: the pages of emailed links ---- */
+
+/* A small HTML page (malloc'd, the caller frees it; NULL without memory):
+ * title, message and, with action and token, a form POSTing token to action
+ * with a button. Every value is escaped. */
+char *gw_api_page_html(const char *title, const char *message, const char *action, const char *button,
+                       const char *token);
+
+/* Whether r's body is a form (application/x-www-form-urlencoded). */
+bool gw_api_is_form(gw_request *r);
+
+/* The token of a form body "token=..." (nothing else) into out (cap
+ * bytes); false if the body is not exactly that. */
+bool gw_api_form_token(gw_request *r, char *out, size_t cap);
 
 /* The HTTP status that fits a rejection code of the domain or the runtime
  * (404 not_found, 422 idempotency_key_reused, 429 too_many_keyed_requests,

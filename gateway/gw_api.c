@@ -764,7 +764,11 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 	                .reservation_ttl_ms = o->reservation_ttl_ms,
 	                .low_stock_threshold = o->low_stock_threshold,
 	                .payment_timeout_ms = o->payment_timeout_ms,
-	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S};
+	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S,
+	                .verify_ttl_s =
+	                        o->verify_token_ttl_s > 0 ? o->verify_token_ttl_s : GW_API_VERIFY_TTL_S,
+	                .reset_ttl_s = o->reset_token_ttl_s > 0 ? o->reset_token_ttl_s : GW_API_RESET_TTL_S,
+	                .unverified_may_order = o->unverified_may_order};
 	snprintf(api->psp_public_url, sizeof api->psp_public_url, "%s",
 	         o->psp_public_url != NULL ? o->psp_public_url : "");
 	snprintf(api->psp_publishable_key, sizeof api->psp_publishable_key, "%s",

@@ -3,12 +3,14 @@
  *
  * Reads go straight to the LMDB read models on the loop thread (they never
  * block on NATS). Register and login need Argon2id, which runs on the password
- * pool; register also sends RegisterUser to the user aggregate and waits until
- * the users read model holds the new account, so a login right after the 201
- * finds it. Those two routes defer their request (gw_request_defer) and each
- * step's callback, on the loop thread, either starts the next step or
- * completes the request and frees the step's closure: every path frees it
- * exactly once.
+ * pool. Register answers 202 {"status":"verification_sent"} whether the
+ * address has an account or not (ADR 031): the password is hashed either way;
+ * a new address gets an unverified account (RegisterUser with its
+ * verification link's request), a known one RepeatRegistration (its owner is
+ * told by email); both wait until the users read model holds the result, so
+ * a login right after the answer finds a new account. Those two routes defer their request (gw_request_defer)
+ * and each step's callback, on the loop thread, either starts the next step or completes the request and
+ * frees the step's closure: every path frees it exactly once.
  *
  * Login limits (ADR 006, "Login limits"). Failed logins are limited per
  * (account, client address) — 5, then one a minute — and per address (20,
@@ -118,6 +120,8 @@ typedef struct registration {
 	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
 	bool exists;                       /* the users model has an account of this address */
 	orn_rc sealed;                     /* seal_account's outcome, on the key worker */
+	char request_id[USER_JTI_MAX];     /* of the verification link or the repeat notice */
+	int64_t now;                       /* seconds: the commands' time (the decider has no clock) */
 	user_command command;
 } registration;
 
@@ -127,17 +131,17 @@ static void registration_free(registration *reg)
 	free(reg);
 }
 
-/* The last step: answers 201 with the account and frees reg. */
+/* The last step: answers 202, the same for a new and a known address, and
+ * frees reg. */
 static void registration_complete(registration *reg)
 {
-	const user_fields *f = &reg->command.fields;
-	gw_async_complete_json(reg->async, 201, user_json(f->user_id, reg->email, reg->name, f->role));
+	gw_async_complete_json(reg->async, 202, json_pack("{s:s}", "status", "verification_sent"));
 	registration_free(reg);
 }
 
-/* The read model holds the account (ORN_OK), or the wait timed out or was
- * cut short. The account exists either way: answer 201 (a retry would only
- * get 409); a login may then briefly get 401 until the model catches up. */
+/* The read model holds the result (ORN_OK), or the wait timed out or was
+ * cut short: answer 202 either way; a login may then briefly get 401 until
+ * the model catches up. */
 static void registration_visible(void *closure, orn_rc rc)
 {
 	registration *reg = closure;
@@ -146,12 +150,43 @@ static void registration_visible(void *closure, orn_rc rc)
 	registration_complete(reg);
 }
 
+static void registration_repeat_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	registration *reg = closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(reg->async, rc, reply);
+		registration_free(reg);
+		return;
+	}
+	gw_api_wait_for(reg->api, reply->seq, registration_visible, reg);
+}
+
+/* The address has an account: RepeatRegistration, whose event (within the
+ * account's mail budget) has the mail role tell the owner. */
+static void registration_repeat(registration *reg)
+{
+	user_command c = {.kind = USER_REPEAT_REGISTRATION, .fields = {.at = reg->now}};
+	mp_writer *payload = mp_writer_create();
+	snprintf(c.fields.request_id, sizeof c.fields.request_id, "%s", reg->request_id);
+	orn_rc rc = payload == NULL ? ORN_ENOMEM : user_command_encode(payload, &c);
+	if (rc == ORN_OK)
+		rc = gw_api_send(reg->api, USER_AGGREGATE, reg->key,
+		                 user_command_type(USER_REPEAT_REGISTRATION), payload, reg->command_id, NULL,
+		                 registration_repeat_replied, reg);
+	mp_writer_destroy(payload);
+	if (rc != ORN_OK) {
+		log_warn("registration failed", "error", orn_strerror(rc));
+		gw_api_complete_failure(reg->async, rc, NULL);
+		registration_free(reg);
+	}
+}
+
 static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	registration *reg = closure;
 	if (rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, "exists") == 0) {
-		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
-		registration_free(reg);
+		/* registered since the users model was read: the owner hears of it */
+		registration_repeat(reg);
 		return;
 	}
 	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
@@ -164,13 +199,24 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 
 /* Seals the account's email, name and password hash with a new data key
  * of its own, for the event the registration's command causes (ADR 027).
- * The key is stored before it seals anything. */
+ * The key is stored before it seals anything. The account is unverified,
+ * with its verification link's request (ADR 031): the hash of the token the
+ * mail role will compute again from the request id. */
 static orn_rc seal_account(registration *reg)
 {
 	const char *hash = reg->hash;
 	user_fields *f = &reg->command.fields;
 	uint8_t key[PD_KEY_BYTES];
-	orn_rc rc = ks_key_create(reg->api->keys, f->kid, key);
+	char token[PD_LINK_MAX];
+	f->unverified = true;
+	snprintf(f->request_id, sizeof f->request_id, "%s", reg->request_id);
+	f->expires_at = reg->now + reg->api->verify_ttl_s;
+	orn_rc rc = ks_link_token(reg->api->keys, USER_LINK_VERIFY, reg->key, reg->request_id, token);
+	if (rc == ORN_OK)
+		pd_link_hash(token, f->token_hash);
+	sodium_memzero(token, sizeof token);
+	if (rc == ORN_OK)
+		rc = ks_key_create(reg->api->keys, f->kid, key);
 	if (rc == ORN_OK)
 		rc = pd_seal(key, f->kid, "email", reg->command_id, reg->email, strlen(reg->email), f->email,
 		             sizeof f->email);
@@ -220,8 +266,7 @@ static void registration_hashed(orn_rc rc, const char *hash, bool match, void *a
 	}
 	if (reg->exists) {
 		/* no key is made for an address that has an account (ADR 027) */
-		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
-		registration_free(reg);
+		registration_repeat(reg);
 		return;
 	}
 	snprintf(reg->hash, sizeof reg->hash, "%s", hash);
@@ -296,8 +341,9 @@ static bool registration_lookup(gw_request *r, gw_api *api, registration *reg)
 }
 
 /* A random public user id: 32 hex digits (not the email key, which starts
- * with 'u' and has 33 characters; the id reveals nothing about the address). */
-static void new_user_id(char *out, size_t cap)
+ * with 'u' and has 33 characters; the id reveals nothing about the address).
+ * Also an emailed link's request id. */
+void gw_public_new_random_id(char *out, size_t cap)
 {
 	unsigned char random[16];
 	randombytes_buf(random, sizeof random);
@@ -356,7 +402,9 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 	reg->command.kind = USER_REGISTER;
 	reg->command.fields.role = USER_ROLE_CUSTOMER;
 	snprintf(reg->name, sizeof reg->name, "%s", name);
-	new_user_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
+	gw_public_new_random_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
+	gw_public_new_random_id(reg->request_id, sizeof reg->request_id);
+	reg->now = (int64_t)time(NULL);
 	gw_api_new_id(reg->command_id, sizeof reg->command_id);
 	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
@@ -588,20 +636,16 @@ static void me_opened(void *arg, bool run)
 	me_free(v);
 }
 
-void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
+void gw_public_answer_account(gw_api *api, gw_async *async, const proj_user *account)
 {
 	me_view *v = calloc(1, sizeof *v);
 	if (v == NULL) {
-		gw_respond_error(r, 500, NULL);
+		gw_async_complete_problem(async, gw_problem_new(500, NULL));
 		return;
 	}
 	v->api = api;
-	v->account = caller->account; /* read by the access check */
-	if ((v->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
-		me_free(v);
-		return; /* answered 500 */
-	}
-	gw_async *async = v->async; /* me_opened may free v before the call returns */
+	v->async = async;
+	v->account = *account;
 	const char *tokens[] = {v->account.email, v->account.name};
 	orn_rc rc = gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), me_open, me_opened, v);
 	if (rc != ORN_OK) {
@@ -609,6 +653,13 @@ void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 		                          gw_problem_new(503, "the account cannot be read now; try again"));
 		me_free(v);
 	}
+}
+
+void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	gw_async *async = gw_request_defer(r, GW_API_DEFER_MS);
+	if (async != NULL)                                              /* else answered 500 */
+		gw_public_answer_account(api, async, &caller->account); /* read by the access check */
 }
 
 /* ---- POST /api/v1/me/password -------------------------------------------- */

@@ -36,6 +36,7 @@
 #define MAIL_CONSUMER               "orion_mail"
 #define MAIL_ALERTS_CONSUMER        "orion_mail_alerts"
 #define MAIL_RESENDS_CONSUMER       "orion_mail_resends"
+#define MAIL_ACCOUNTS_CONSUMER      "orion_mail_accounts"
 #define MAIL_MAX_ATTEMPTS_DEFAULT   20
 #define MAIL_SWEEP_AFTER_MS_DEFAULT 40000 /* after the consumer's AckWait (30 s) */
 
