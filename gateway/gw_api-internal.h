@@ -88,6 +88,9 @@ struct gw_api {
 	int64_t verify_ttl_s;
 	int64_t reset_ttl_s;
 	bool unverified_may_order;
+	/* how long a new account's registration takes here (ms, a moving
+	 * average): a known address's answer waits as long (ADR 031) */
+	double register_new_ms;
 	/* the card payment provider (ADR 028): "" when not configured */
 	char psp_public_url[GW_API_SETTING_MAX];
 	char psp_publishable_key[GW_API_SETTING_MAX];

@@ -24,6 +24,7 @@
  * Registration charges the per-address budget too (it hashes), and keeps it. */
 #include "gw_api_public.h"
 
+#include <event2/event.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -122,6 +123,7 @@ typedef struct registration {
 	orn_rc sealed;                     /* seal_account's outcome, on the key worker */
 	char request_id[USER_JTI_MAX];     /* of the verification link or the repeat notice */
 	int64_t now;                       /* seconds: the commands' time (the decider has no clock) */
+	int64_t started_ms;                /* monotonic: when the request came */
 	user_command command;
 } registration;
 
@@ -139,6 +141,36 @@ static void registration_complete(registration *reg)
 	registration_free(reg);
 }
 
+static void registration_padded(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	registration_complete(arg);
+}
+
+/* A new account's registration stores a key and appends an account; a known
+ * address's appends at most a notice. So that the time of the answer does
+ * not tell them apart, a known address's answer waits until it took as long
+ * as new accounts' take here (a moving average), and a new account's time
+ * feeds that average (ADR 031). */
+static void registration_answer(registration *reg)
+{
+	gw_api *api = reg->api;
+	int64_t elapsed = monotonic_ms() - reg->started_ms;
+	if (!reg->exists) {
+		api->register_new_ms = api->register_new_ms <= 0
+		                               ? (double)elapsed
+		                               : 0.8 * api->register_new_ms + 0.2 * (double)elapsed;
+		registration_complete(reg);
+		return;
+	}
+	int64_t wait_ms = (int64_t)api->register_new_ms - elapsed;
+	struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+	if (wait_ms <= 0 ||
+	    event_base_once(gw_server_base(api->server), -1, EV_TIMEOUT, registration_padded, reg, &tv) != 0)
+		registration_complete(reg);
+}
+
 /* The read model holds the result (ORN_OK), or the wait timed out or was
  * cut short: answer 202 either way; a login may then briefly get 401 until
  * the model catches up. */
@@ -147,7 +179,7 @@ static void registration_visible(void *closure, orn_rc rc)
 	registration *reg = closure;
 	if (rc != ORN_OK)
 		log_warn("registration answered before the users model caught up", "error", orn_strerror(rc));
-	registration_complete(reg);
+	registration_answer(reg);
 }
 
 static void registration_repeat_replied(void *closure, orn_rc rc, bus_reply *reply)
@@ -405,6 +437,7 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 	gw_public_new_random_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
 	gw_public_new_random_id(reg->request_id, sizeof reg->request_id);
 	reg->now = (int64_t)time(NULL);
+	reg->started_ms = monotonic_ms();
 	gw_api_new_id(reg->command_id, sizeof reg->command_id);
 	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
