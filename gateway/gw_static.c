@@ -22,8 +22,9 @@
 
 /* The storefront's pages a browser may open directly (history routing):
  * the root's index.html answers "/<name>" and "/<name>/<one segment>". */
-static const char *const app_routes[] = {"products", "cart",   "checkout", "login",
-                                         "register", "orders", "confirm",  NULL};
+static const char *const app_routes[] = {"products",       "cart",   "checkout", "login",
+                                         "register",       "orders", "confirm",  "forgot-password",
+                                         "reset-password", NULL};
 
 typedef struct static_file {
 	char url[URL_MAX]; /* "/app.js", "/admin/index.html" */

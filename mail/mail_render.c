@@ -897,9 +897,9 @@ orn_rc mail_render_account(const mail_account_input *in, mail_message *out)
 	if (in->kind == MAIL_ACCOUNT_VERIFY)
 		buf_printf(&url, "%s/api/v1/auth/verify?token=%s", in->public_url, in->token);
 	else if (in->kind == MAIL_ACCOUNT_RESET)
-		buf_printf(&url, "%s/#/reset-password?token=%s", in->public_url, in->token);
+		buf_printf(&url, "%s/reset-password?token=%s", in->public_url, in->token);
 	else
-		buf_printf(&url, "%s/#/forgot-password", in->public_url);
+		buf_printf(&url, "%s/forgot-password", in->public_url);
 
 	html_begin(&d, &subject);
 	paragraph(&d, account_texts[t].what);

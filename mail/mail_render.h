@@ -128,8 +128,8 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out);
 /* The emails of an account (ADR 031). */
 typedef enum mail_account_kind {
 	MAIL_ACCOUNT_VERIFY, /* the verification link: <public_url>/api/v1/auth/verify?token= */
-	MAIL_ACCOUNT_EXISTS, /* "you already have an account", a hint to reset the password */
-	MAIL_ACCOUNT_RESET   /* the reset link: <public_url>/#/reset-password?token= (the storefront) */
+	MAIL_ACCOUNT_EXISTS, /* "you already have an account", a hint: <public_url>/forgot-password */
+	MAIL_ACCOUNT_RESET   /* the reset link: <public_url>/reset-password?token= (the storefront) */
 } mail_account_kind;
 
 /* "account_verify", "account_exists", "account_reset" (the delivery log's

@@ -512,7 +512,7 @@ def account_link(stack, to, kind, after=0, timeout=15):
     "account_exists") to `to` once more than `after` of them arrived: (link of
     the newest, how many arrived). The verification link is
     <public url>/api/v1/auth/verify?token=..., the reset link the storefront's
-    /#/reset-password?token=..."""
+    /reset-password?token=..."""
     def find():
         found = []
         for sub in ("new", "cur"):

@@ -132,7 +132,7 @@ class Verification(StackTestCase):
         first = self.register(email.upper(), password="Orchid-lantern-57-river", name="Someone Else")
         self.assertEqual((first.status, first.json()), (202, {"status": "verification_sent"}), first)
         link, _ = account_link(self.stack, email, "account_exists")
-        self.assertIn("/#/forgot-password", link)
+        self.assertTrue(link.endswith("/forgot-password"), link)
         self.assertIsNotNone(login_or_none(self.stack.http_port, email, PASSWORD))
         self.assertIsNone(login_or_none(self.stack.http_port, email, "Orchid-lantern-57-river"))
 
@@ -143,7 +143,7 @@ class Verification(StackTestCase):
         r = anonymous.post("/auth/password-reset", {"email": email})
         self.assertEqual(r.status, 202, r)
         first, count = account_link(self.stack, email, "account_reset")
-        self.assertRegex(first, r"/#/reset-password\?token=u[0-9a-f]{32}\.[A-Za-z0-9_-]{43}$")
+        self.assertRegex(first, r"/reset-password\?token=u[0-9a-f]{32}\.[A-Za-z0-9_-]{43}$")
         self.assertEqual(anonymous.post("/auth/password-reset", {"email": email.upper()}).status, 202)
         second, _ = account_link(self.stack, email, "account_reset", after=count)
         self.assertNotEqual(first, second)
