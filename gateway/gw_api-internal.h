@@ -143,6 +143,10 @@ orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, 
  * read model fails. */
 orn_rc gw_api_quote(gw_api *api, const char *customer, proj_quote *out);
 
+/* A problem of status with detail and one error {field, message}; NULL
+ * when it cannot be built (gw_async_complete_problem answers 500 then). */
+json_t *gw_api_field_problem(int status, const char *detail, const char *field, const char *message);
+
 /* Answers a problem of status with detail and one error {field, message}
  * (500 when it cannot be built). */
 void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
@@ -169,6 +173,35 @@ bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key);
  * limiter). Otherwise adds the Retry-After header (whole seconds, >= 1) to
  * r's answer and returns false: the caller answers 429. */
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
+
+/* ---- gw_api_new_password.c: a new password into a command ---- */
+
+#define GW_NEW_PASSWORD_MAX     256 /* bytes of a password */
+#define GW_NEW_PASSWORD_ID_MAX  48  /* bytes of the command id, NUL included */
+#define GW_NEW_PASSWORD_WHY_MAX 192 /* bytes of a weak password's reason, NUL included */
+
+typedef struct gw_new_password gw_new_password;
+
+typedef enum gw_new_password_outcome {
+	GW_NEW_PASSWORD_SEALED,      /* sealed: the hash, sealed for the command's event */
+	GW_NEW_PASSWORD_WEAK,        /* why: the rule it breaks (answer 400 naming the field) */
+	GW_NEW_PASSWORD_ERASED,      /* the account's key is gone */
+	GW_NEW_PASSWORD_UNAVAILABLE, /* a key or the pool failed: 503 */
+	GW_NEW_PASSWORD_CANCELLED    /* the pools are stopping: free, the request's deadline answers */
+} gw_new_password_outcome;
+
+/* Called once on the loop; why and sealed are valid for the call only. */
+typedef void gw_new_password_fn(void *owner, gw_new_password_outcome outcome, const char *why,
+                                const char *sealed);
+
+/* Takes password (copied) to a sealed hash for account (its sealed email,
+ * kid and password hash are copied): checked by registration's rules
+ * against the address, hashed, sealed with the account's key for the event
+ * of command_id. done(owner, ...) is called exactly once, maybe before this
+ * returns, when this returns ORN_OK; never otherwise (ORN_EINVAL for a
+ * password or command id too long, ORN_ENOMEM, ORN_EUNAVAILABLE). */
+orn_rc gw_api_new_password(gw_api *api, const proj_user *account, const char *password,
+                           const char *command_id, gw_new_password_fn *done, void *owner);
 
 /* ---- gw_api_page.c: the pages of emailed links ---- */
 

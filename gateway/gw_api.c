@@ -137,14 +137,20 @@ const char *gw_api_access_name(gw_api_access access)
 	return "?";
 }
 
-void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
-                                const char *message)
+json_t *gw_api_field_problem(int status, const char *detail, const char *field, const char *message)
 {
 	json_t *problem = gw_problem_new(status, detail);
 	if (problem != NULL && gw_problem_add_error(problem, field, message) != 0) {
 		json_decref(problem);
 		problem = NULL;
 	}
+	return problem;
+}
+
+void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
+                                const char *message)
+{
+	json_t *problem = gw_api_field_problem(status, detail, field, message);
 	if (problem == NULL)
 		gw_respond_error(r, 500, NULL);
 	else

@@ -24,19 +24,17 @@
 
 #include "gw_api-internal.h"
 #include "gw_api_public.h"
-#include "gw_password.h"
 #include "gw_problem.h"
 #include "log.h"
 #include "user.h"
 
-#define LINK_SCOPE          "links" /* the address limiter's bucket of the link routes */
-#define BODY_INVALID        "the request body is invalid"
-#define LINK_INVALID        "the link is not valid"
-#define TOKEN_RULE          "must be the token of a link this server sent"
-#define RESET_UNAVAILABLE   "cannot reset the password now; try again"
-#define PASSWORD_REASON_MAX 192
-#define VERIFY_PAGE_ACTION  "/api/v1/auth/verify"
-#define VERIFY_PAGE_BUTTON  "Verify my email address"
+#define LINK_SCOPE         "links" /* the address limiter's bucket of the link routes */
+#define BODY_INVALID       "the request body is invalid"
+#define LINK_INVALID       "the link is not valid"
+#define TOKEN_RULE         "must be the token of a link this server sent"
+#define RESET_UNAVAILABLE  "cannot reset the password now; try again"
+#define VERIFY_PAGE_ACTION "/api/v1/auth/verify"
+#define VERIFY_PAGE_BUTTON "Verify my email address"
 
 static const gw_field token_schema[] = {
         {.name = "token", .type = GW_STRING, .required = true, .min = 1, .max = PD_LINK_MAX - 1},
@@ -78,11 +76,8 @@ typedef struct link_op {
 	char account[ES_ID_MAX + 1];
 	char command_id[40];
 	char token_hash[PD_LINK_HASH_MAX];
-	proj_user user;     /* reset: the account as the users model holds it */
-	char password[257]; /* reset: the new one, until hashed */
-	char hash[USER_PASSWORD_HASH_MAX];
-	char why[PASSWORD_REASON_MAX];
-	orn_rc opened, quality, sealed;
+	proj_user user;             /* reset: the account as the users model holds it */
+	gw_consistency_fn *visible; /* after the account accepted: the answer */
 	user_command command;
 } link_op;
 
@@ -181,7 +176,10 @@ static void verify_visible(void *closure, orn_rc rc)
 	link_free(op);
 }
 
-static void verify_replied(void *closure, orn_rc rc, bus_reply *reply)
+/* The account's answer to a link's command: a rejection of the link (400,
+ * 410), a failure (503), or accepted: op->visible once this gateway's users
+ * model holds it. */
+static void link_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	link_op *op = closure;
 	const char *detail = NULL;
@@ -192,14 +190,14 @@ static void verify_replied(void *closure, orn_rc rc, bus_reply *reply)
 	}
 	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
 		if (op->html) {
-			link_fail(op, 503, "The address could not be verified now; please try again later.");
+			link_fail(op, 503, "The link could not be used now; please try again later.");
 			return;
 		}
 		gw_api_complete_failure(op->async, rc, reply);
 		link_free(op);
 		return;
 	}
-	gw_api_wait_for(op->api, reply->seq, verify_visible, op);
+	gw_api_wait_for(op->api, reply->seq, op->visible, op);
 }
 
 /* Sends op->command to op->account with done as its callback; on failure
@@ -268,9 +266,10 @@ void gw_accounts_verify(gw_request *r, gw_api *api, const gw_caller *caller)
 	op->command.fields.at = (int64_t)time(NULL);
 	memcpy(op->command.fields.token_hash, op->token_hash, sizeof op->command.fields.token_hash);
 	gw_api_new_id(op->command_id, sizeof op->command_id);
+	op->visible = verify_visible;
 	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
-	link_send(op, verify_replied);
+	link_send(op, link_replied);
 	op = NULL; /* link_send completed or handed it on */
 done:
 	if (op != NULL)
@@ -356,11 +355,10 @@ static const gw_field reset_confirm_schema[] = {
         {0},
 };
 
-/* Steps: the account read from the users model; its email opened and the
- * new password checked by registration's rules (a key worker when the key
- * is not cached); the password hashed (the password pool); the hash sealed
- * with the account's key for the command's event; ResetPassword sent; 204
- * once this gateway's users model holds it (every earlier token refused). */
+/* Steps: the account read from the users model; the new password taken to
+ * a sealed hash (gw_api_new_password: registration's rules, the hash, the
+ * seal with the account's key); ResetPassword sent; 204 once this gateway's
+ * users model holds it (every earlier token refused). */
 
 static void reset_visible(void *closure, orn_rc rc)
 {
@@ -372,108 +370,24 @@ static void reset_visible(void *closure, orn_rc rc)
 	link_free(op);
 }
 
-static void reset_replied(void *closure, orn_rc rc, bus_reply *reply)
+static void reset_sealed(void *owner, gw_new_password_outcome outcome, const char *why, const char *sealed)
 {
-	link_op *op = closure;
-	const char *detail = NULL;
-	if (is_link_rejection(rc, reply)) {
-		int status = link_rejection(reply, &detail);
-		link_fail(op, status, detail);
-		return;
-	}
-	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
-		gw_api_complete_failure(op->async, rc, reply);
+	link_op *op = owner;
+	if (outcome == GW_NEW_PASSWORD_CANCELLED) { /* the request is answered by its deadline */
 		link_free(op);
-		return;
-	}
-	gw_api_wait_for(op->api, reply->seq, reset_visible, op);
-}
-
-/* Off the loop when the key is not cached. */
-static void reset_seal(void *arg)
-{
-	link_op *op = arg;
-	user_fields *f = &op->command.fields;
-	op->sealed = ks_seal(op->api->keys, op->user.kid, "password_hash", op->command_id, op->hash,
-	                     f->password_hash, sizeof f->password_hash);
-	sodium_memzero(op->hash, sizeof op->hash);
-}
-
-static void reset_sealed(void *arg, bool run)
-{
-	link_op *op = arg;
-	if (!run) {
+	} else if (outcome == GW_NEW_PASSWORD_WEAK) {
+		gw_async_complete_problem(op->async,
+		                          gw_api_field_problem(400, BODY_INVALID, "password", why));
 		link_free(op);
-		return;
-	}
-	if (op->sealed != ORN_OK) {
+	} else if (outcome == GW_NEW_PASSWORD_ERASED) {
+		link_fail(op, 400, LINK_INVALID);
+	} else if (outcome != GW_NEW_PASSWORD_SEALED) {
 		link_fail(op, 503, RESET_UNAVAILABLE);
-		return;
-	}
-	link_send(op, reset_replied);
-}
-
-static void reset_hashed(orn_rc rc, const char *hash, bool match, void *arg)
-{
-	link_op *op = arg;
-	(void)match;
-	sodium_memzero(op->password, sizeof op->password);
-	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
-		link_fail(op, 503, RESET_UNAVAILABLE);
-		return;
-	}
-	snprintf(op->hash, sizeof op->hash, "%s", hash);
-	gw_async *async = op->async; /* reset_sealed may free op before the call returns */
-	const char *tokens[] = {op->user.password_hash}; /* sealed with the same kid */
-	if (gw_api_keys_run(op->api, tokens, ORN_ARRAY_LEN(tokens), reset_seal, reset_sealed, op) != ORN_OK) {
-		gw_async_complete_problem(async, gw_problem_new(503, RESET_UNAVAILABLE));
-		link_free(op);
-	}
-}
-
-/* Off the loop when the key is not cached: the email opened, the new
- * password checked against it (ADR 022). */
-static void reset_check(void *arg)
-{
-	link_op *op = arg;
-	char email[USER_EMAIL_MAX];
-	op->opened = ks_open_token(op->api->keys, op->user.email, "email", NULL, email, sizeof email);
-	if (op->opened == ORN_OK)
-		op->quality = gw_password_quality(op->password, email, op->why, sizeof op->why);
-	sodium_memzero(email, sizeof email);
-}
-
-static void reset_checked(void *arg, bool run)
-{
-	link_op *op = arg;
-	if (!run) {
-		link_free(op);
-		return;
-	}
-	if (op->opened == ORN_ENOTFOUND) {
-		link_fail(op, 400, LINK_INVALID); /* erased since */
-		return;
-	}
-	if (op->opened != ORN_OK || (op->quality != ORN_OK && op->quality != ORN_EINVAL)) {
-		log_error("cannot check a new password", "error",
-		          orn_strerror(op->opened != ORN_OK ? op->opened : op->quality));
-		link_fail(op, 503, RESET_UNAVAILABLE);
-		return;
-	}
-	if (op->quality == ORN_EINVAL) {
-		json_t *problem = gw_problem_new(400, BODY_INVALID);
-		if (problem != NULL)
-			gw_problem_add_error(problem, "password", op->why);
-		gw_async_complete_problem(op->async, problem);
-		link_free(op);
-		return;
-	}
-	gw_async *async = op->async;
-	orn_rc rc = gw_password_hash_async(op->api->passwords, op->password, reset_hashed, op);
-	if (rc != ORN_OK) {
-		gw_async_complete_problem(
-		        async, gw_problem_new(rc == ORN_EUNAVAILABLE ? 503 : 500, RESET_UNAVAILABLE));
-		link_free(op);
+	} else {
+		snprintf(op->command.fields.password_hash, sizeof op->command.fields.password_hash, "%s",
+		         sealed);
+		op->visible = reset_visible;
+		link_send(op, link_replied);
 	}
 }
 
@@ -515,13 +429,12 @@ void gw_accounts_password_reset_confirm(gw_request *r, gw_api *api, const gw_cal
 	op->command.kind = USER_RESET_PASSWORD;
 	op->command.fields.at = (int64_t)time(NULL);
 	memcpy(op->command.fields.token_hash, op->token_hash, sizeof op->command.fields.token_hash);
-	snprintf(op->password, sizeof op->password, "%s", gw_json_string(body, "password", ""));
 	gw_api_new_id(op->command_id, sizeof op->command_id);
 	if ((op->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
-		goto done; /* answered 500 */
-	gw_async *async = op->async;
-	const char *tokens[] = {op->user.email};
-	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), reset_check, reset_checked, op) != ORN_OK) {
+		goto done;           /* answered 500 */
+	gw_async *async = op->async; /* reset_sealed may free op before the call returns */
+	if (gw_api_new_password(api, &op->user, gw_json_string(body, "password", ""), op->command_id,
+	                        reset_sealed, op) != ORN_OK) {
 		gw_async_complete_problem(async, gw_problem_new(503, RESET_UNAVAILABLE));
 		goto done;
 	}

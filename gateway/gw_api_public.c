@@ -706,22 +706,17 @@ static const gw_field password_change_schema[] = {
 #define PASSWORD_UNAVAILABLE "cannot change the password now; try again"
 
 /* One password change in flight; owned by whichever callback runs next.
- * Steps: the current password checked (gw_api_check_password), the email
- * opened and the new password's quality checked (a key worker when the key
- * is not cached), the new password hashed (the password pool), the hash
- * sealed with the account's key for the command's event (a key worker when
- * not cached), ChangePassword sent, the answer once this gateway's users
- * model holds it (every earlier token refused here, as after a logout). */
+ * Steps: the current password checked (gw_api_check_password), the new one
+ * taken to a sealed hash (gw_api_new_password: its quality, the hash, the
+ * seal), ChangePassword sent, the answer once this gateway's users model
+ * holds it (every earlier token refused here, as after a logout). */
 typedef struct password_change {
 	gw_api *api;
 	gw_async *async;
 	proj_user account; /* sealed fields, as the users model holds them */
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char command_id[40];
-	char password[257];                /* the new one, until hashed */
-	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
-	char why[PASSWORD_REASON_MAX];
-	orn_rc opened, quality, sealed;
+	char password[GW_NEW_PASSWORD_MAX + 1]; /* the new one, until handed on */
 	user_command command;
 } password_change;
 
@@ -759,27 +754,30 @@ static void password_change_replied(void *closure, orn_rc rc, bus_reply *reply)
 	gw_api_wait_for(pc->api, reply->seq, password_change_visible, pc);
 }
 
-/* Off the loop when the key is not cached: the new hash sealed with the
- * account's own key for the event of the command (ADR 027). */
-static void password_change_seal(void *arg)
+/* The new password sealed (or refused): ChangePassword sent. */
+static void password_change_sealed(void *owner, gw_new_password_outcome outcome, const char *why,
+                                   const char *sealed)
 {
-	password_change *pc = arg;
+	password_change *pc = owner;
 	user_fields *f = &pc->command.fields;
-	pc->sealed = ks_seal(pc->api->keys, pc->account.kid, "password_hash", pc->command_id, pc->hash,
-	                     f->password_hash, sizeof f->password_hash);
-	sodium_memzero(pc->hash, sizeof pc->hash);
-}
-
-static void password_change_sealed(void *arg, bool run)
-{
-	password_change *pc = arg;
 	mp_writer *payload = NULL;
-	orn_rc rc = pc->sealed;
-	if (!run) {
+	orn_rc rc = ORN_OK;
+	if (outcome == GW_NEW_PASSWORD_CANCELLED) { /* the request is answered by its deadline */
 		password_change_free(pc);
 		return;
 	}
-	if (rc == ORN_OK && (payload = mp_writer_create()) == NULL)
+	if (outcome == GW_NEW_PASSWORD_WEAK) {
+		gw_async_complete_problem(pc->async,
+		                          gw_api_field_problem(400, BODY_INVALID, "new_password", why));
+		password_change_free(pc);
+		return;
+	}
+	if (outcome != GW_NEW_PASSWORD_SEALED) {
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+		return;
+	}
+	snprintf(f->password_hash, sizeof f->password_hash, "%s", sealed);
+	if ((payload = mp_writer_create()) == NULL)
 		rc = ORN_ENOMEM;
 	if (rc == ORN_OK)
 		rc = user_command_encode(payload, &pc->command);
@@ -792,64 +790,6 @@ static void password_change_sealed(void *arg, bool run)
 		log_warn("password change failed", "error", orn_strerror(rc));
 		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
 	}
-}
-
-static void password_change_hashed(orn_rc rc, const char *hash, bool match, void *arg)
-{
-	password_change *pc = arg;
-	(void)match;
-	sodium_memzero(pc->password, sizeof pc->password);
-	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
-		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
-		return;
-	}
-	snprintf(pc->hash, sizeof pc->hash, "%s", hash);
-	gw_async *async = pc->async; /* password_change_sealed may free pc before the call returns */
-	const char *tokens[] = {pc->account.password_hash}; /* sealed with the same kid */
-	if (gw_api_keys_run(pc->api, tokens, ORN_ARRAY_LEN(tokens), password_change_seal,
-	                    password_change_sealed, pc) != ORN_OK) {
-		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
-		password_change_free(pc);
-	}
-}
-
-/* Off the loop when the key is not cached: the email opened, and the new
- * password checked by registration's rules against it (ADR 022). */
-static void password_change_check(void *arg)
-{
-	password_change *pc = arg;
-	char email[USER_EMAIL_MAX];
-	pc->opened = ks_open_token(pc->api->keys, pc->account.email, "email", NULL, email, sizeof email);
-	if (pc->opened == ORN_OK)
-		pc->quality = gw_password_quality(pc->password, email, pc->why, sizeof pc->why);
-	sodium_memzero(email, sizeof email);
-}
-
-static void password_change_checked(void *arg, bool run)
-{
-	password_change *pc = arg;
-	if (!run) {
-		password_change_free(pc);
-		return;
-	}
-	if (pc->opened != ORN_OK || (pc->quality != ORN_OK && pc->quality != ORN_EINVAL)) {
-		log_error("cannot check a new password", "error",
-		          orn_strerror(pc->opened != ORN_OK ? pc->opened : pc->quality));
-		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
-		return;
-	}
-	if (pc->quality == ORN_EINVAL) {
-		json_t *problem = gw_problem_new(400, BODY_INVALID);
-		if (problem != NULL)
-			gw_problem_add_error(problem, "new_password", pc->why);
-		gw_async_complete_problem(pc->async, problem);
-		password_change_free(pc);
-		return;
-	}
-	gw_async *async = pc->async;
-	orn_rc rc = gw_password_hash_async(pc->api->passwords, pc->password, password_change_hashed, pc);
-	if (!password_work_started(async, rc, PASSWORD_UNAVAILABLE))
-		password_change_free(pc);
 }
 
 /* The current password: a wrong one costs a token of the address's login
@@ -869,10 +809,14 @@ static void password_change_current_checked(orn_rc rc, const char *hash, bool ma
 	}
 	if (api->login_by_address != NULL)
 		gw_ratelimit_refund(api->login_by_address, pc->address_key);
+	/* the callback may free pc before the call returns: nothing of pc after it but on failure */
+	char password[GW_NEW_PASSWORD_MAX + 1];
+	memcpy(password, pc->password, sizeof password);
+	sodium_memzero(pc->password, sizeof pc->password);
 	gw_async *async = pc->async;
-	const char *tokens[] = {pc->account.email};
-	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), password_change_check,
-	                    password_change_checked, pc) != ORN_OK) {
+	rc = gw_api_new_password(api, &pc->account, password, pc->command_id, password_change_sealed, pc);
+	sodium_memzero(password, sizeof password);
+	if (rc != ORN_OK) {
 		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
 		password_change_free(pc);
 	}

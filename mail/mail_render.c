@@ -782,22 +782,40 @@ static bool no_controls(const char *s)
 	return true;
 }
 
-/* Date, From, To, Subject (encoded words when not ASCII), Message-ID
- * <mail_id@orion>, X-Orion-Event-Time: the headers of an email that is not an
- * order's. */
-static void standalone_headers(buf *message, int64_t date_ms, const char *from, const char *to,
-                               const char *subject, const char *mail_id, int64_t event_time_ms)
+/* The envelope of an email that is not an order's. */
+typedef struct standalone {
+	int64_t date_ms, event_time_ms;
+	const char *from, *to, *mail_id;
+	const char *status;          /* X-Orion-Status */
+	char extra[MAIL_HEADER_MAX]; /* more header lines ("" for none), CRLF-ended */
+} standalone;
+
+/* Finishes an email that is not an order's: ORN_ENOMEM if a part could not
+ * be made; else the headers (Date, From, To, Subject in encoded words when
+ * not ASCII, Message-ID <mail_id@orion>, X-Orion-Event-Time, h->extra,
+ * X-Orion-Status, Auto-Submitted, MIME) and the parts into out. */
+static orn_rc standalone_finish(buf *message, buf *subject, const buf *url, doc *d, const standalone *h,
+                                mail_message *out)
 {
 	char date[MAIL_DATE_MAX];
-	mail_format_date(date, date_ms);
+	buf_str(&d->html, "</body></html>\r\n");
+	if (subject->failed || url->failed || d->text.failed || d->html.failed)
+		return ORN_ENOMEM;
+	mail_format_date(date, h->date_ms);
 	buf_printf(message, "Date: %s\r\n", date);
-	buf_printf(message, "From: %s\r\n", from);
-	buf_printf(message, "To: %s\r\n", to);
+	buf_printf(message, "From: %s\r\n", h->from);
+	buf_printf(message, "To: %s\r\n", h->to);
 	buf_str(message, "Subject: ");
-	subject_header(message, subject);
+	subject_header(message, subject->data);
 	buf_str(message, "\r\n");
-	buf_printf(message, "Message-ID: <%s@orion>\r\n", mail_id);
-	buf_printf(message, "X-Orion-Event-Time: %lld\r\n", (long long)event_time_ms);
+	buf_printf(message, "Message-ID: <%s@orion>\r\n", h->mail_id);
+	buf_printf(message, "X-Orion-Event-Time: %lld\r\n", (long long)h->event_time_ms);
+	buf_str(message, h->extra);
+	buf_printf(message, "X-Orion-Status: %s\r\n", h->status);
+	buf_str(message, "Auto-Submitted: auto-generated\r\n");
+	buf_str(message, "MIME-Version: 1.0\r\n");
+	buf_str(message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
+	return message_finish(message, subject, d, ORDER_NONE, out);
 }
 
 orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
@@ -837,20 +855,14 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 	paragraphf(&d, "On hand: %lld, reserved: %lld", (long long)in->on_hand, (long long)in->reserved);
 	paragraph(&d, "Manage the product:");
 	link_paragraph(&d, url.failed || url.data == NULL ? "" : url.data);
-	buf_str(&d.html, "</body></html>\r\n");
-	if (subject.failed || url.failed || d.text.failed || d.html.failed) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-
-	standalone_headers(&message, in->date_ms, in->from, in->to, subject.data, in->mail_id,
-	                   in->event_time_ms);
-	buf_printf(&message, "X-Orion-Product: %s\r\n", in->product_id);
-	buf_str(&message, "X-Orion-Status: low_stock\r\n");
-	buf_str(&message, "Auto-Submitted: auto-generated\r\n");
-	buf_str(&message, "MIME-Version: 1.0\r\n");
-	buf_str(&message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
-	rc = message_finish(&message, &subject, &d, ORDER_NONE, out);
+	standalone h = {.date_ms = in->date_ms,
+	                .event_time_ms = in->event_time_ms,
+	                .from = in->from,
+	                .to = in->to,
+	                .mail_id = in->mail_id,
+	                .status = "low_stock"};
+	snprintf(h.extra, sizeof h.extra, "X-Orion-Product: %s\r\n", in->product_id);
+	rc = standalone_finish(&message, &subject, &url, &d, &h, out);
 fail:
 	render_dispose(&subject, &message, &url, &d);
 	return rc;
@@ -906,18 +918,13 @@ orn_rc mail_render_account(const mail_account_input *in, mail_message *out)
 	paragraph(&d, account_texts[t].link_label);
 	link_paragraph(&d, url.failed || url.data == NULL ? "" : url.data);
 	paragraph(&d, account_texts[t].not_you);
-	buf_str(&d.html, "</body></html>\r\n");
-	if (subject.failed || url.failed || d.text.failed || d.html.failed) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-	standalone_headers(&message, in->date_ms, in->from, in->to, subject.data, in->mail_id,
-	                   in->event_time_ms);
-	buf_printf(&message, "X-Orion-Status: %s\r\n", mail_account_kind_name(in->kind));
-	buf_str(&message, "Auto-Submitted: auto-generated\r\n");
-	buf_str(&message, "MIME-Version: 1.0\r\n");
-	buf_str(&message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
-	rc = message_finish(&message, &subject, &d, ORDER_NONE, out);
+	standalone h = {.date_ms = in->date_ms,
+	                .event_time_ms = in->event_time_ms,
+	                .from = in->from,
+	                .to = in->to,
+	                .mail_id = in->mail_id,
+	                .status = mail_account_kind_name(in->kind)};
+	rc = standalone_finish(&message, &subject, &url, &d, &h, out);
 fail:
 	render_dispose(&subject, &message, &url, &d);
 	return rc;
