@@ -211,6 +211,10 @@ orn_rc gw_api_new_password(gw_api *api, const proj_user *account, const char *pa
 char *gw_api_page_html(const char *title, const char *message, const char *action, const char *button,
                        const char *token);
 
+/* Completes a deferred request with a page of title and message (no form);
+ * 500 problem when it cannot be made. */
+void gw_api_complete_page(gw_async *a, int status, const char *title, const char *message);
+
 /* Whether r's body is a form (application/x-www-form-urlencoded). */
 bool gw_api_is_form(gw_request *r);
 

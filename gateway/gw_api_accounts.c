@@ -91,13 +91,8 @@ static void link_free(link_op *op)
 static void link_fail(link_op *op, int status, const char *detail)
 {
 	if (op->html) {
-		char *html = gw_api_page_html(status >= 500 ? "Please try again" : "Link not valid", detail,
-		                              NULL, NULL, NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, status, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-		free(html);
+		gw_api_complete_page(op->async, status, status >= 500 ? "Please try again" : "Link not valid",
+		                     detail);
 	} else {
 		gw_async_complete_problem(op->async, gw_problem_new(status, detail));
 	}
@@ -155,15 +150,8 @@ static void verify_visible(void *closure, orn_rc rc)
 	if (rc != ORN_OK)
 		log_warn("verification answered before the users model caught up", "error", orn_strerror(rc));
 	if (op->html) {
-		char *html = gw_api_page_html(
-		        "Email address verified",
-		        "Thank you: your email address is verified. You can place orders now.", NULL, NULL,
-		        NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, 200, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-		free(html);
+		gw_api_complete_page(op->async, 200, "Email address verified",
+		                     "Thank you: your email address is verified. You can place orders now.");
 		link_free(op);
 		return;
 	}

@@ -207,13 +207,8 @@ static void op_fail(order_op *op, int status, const char *detail)
 		                                "cancelled already, its link has expired, or its items are "
 		                                "still being reserved (try again in a moment)."
 		                              : "The order could not be confirmed; please try again later.";
-		char *html = page_html(status == 409 ? "Not confirmed" : "Confirmation refused", message,
-		                       NULL, NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, status, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-		free(html);
+		gw_api_complete_page(op->async, status,
+		                     status == 409 ? "Not confirmed" : "Confirmation refused", message);
 	} else {
 		gw_async_complete_problem(op->async, gw_problem_new(status, detail));
 	}
@@ -295,13 +290,8 @@ static void op_answer(void *closure, orn_rc wait_rc)
 	if (op->held && op->exists && rc == ORN_OK && order_status_checkout_done(order->state.status))
 		close_hold(op); /* a repeat of a final order opened it again */
 	if (op->html && op->kind == OP_CONFIRM) {
-		char *html =
-		        page_html("Order confirmed",
-		                  "Thank you: your order is confirmed and now awaits payment.", NULL, NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, 200, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
+		gw_api_complete_page(op->async, 200, "Order confirmed",
+		                     "Thank you: your order is confirmed and now awaits payment.");
 		free(op);
 	} else if (op->kind == OP_PLACE && op->exists && rc != ORN_OK) {
 		op_fail(op, 503, "the order is being placed; retry with the same Idempotency-Key");

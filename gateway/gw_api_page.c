@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "gw_api-internal.h"
+#include "gw_problem.h"
 
 #define FORM_CONTENT_TYPE "application/x-www-form-urlencoded"
 #define FORM_BODY_MAX     1024
@@ -74,6 +75,16 @@ done:
 	for (size_t i = 0; i < PAGE_VALUES; i++)
 		free(text[i]);
 	return out;
+}
+
+void gw_api_complete_page(gw_async *a, int status, const char *title, const char *message)
+{
+	char *html = gw_api_page_html(title, message, NULL, NULL, NULL);
+	if (html != NULL)
+		gw_async_complete_html(a, status, html, strlen(html));
+	else
+		gw_async_complete_problem(a, gw_problem_new(500, NULL));
+	free(html);
 }
 
 bool gw_api_is_form(gw_request *r)
