@@ -1826,10 +1826,18 @@ Test(user_kind, link_rejections_carry_their_code_and_detail)
 	cr_assert(!state.fields.unverified);
 	cr_assert_eq(kind_decide(token_command(USER_VERIFY_EMAIL, HASH_A, NOW)), ORN_OK);
 	then_decision_rejected("token_used", "the link was used already");
-	user_command c = reset_password(HASH_A, NOW);
-	strcpy(c.fields.password_hash, "pd1.00000000000000000000000000000000.YQ.YQ");
+	/* a hash sealed with another customer's key */
+	char other_kid[PD_KID_MAX];
+	uint8_t other_key[PD_KEY_BYTES];
+	pd_key_new(other_kid, other_key);
+	user_command c = change_password(other_key, other_kid);
+	c.kind = USER_RESET_PASSWORD;
+	c.fields.at = NOW;
+	strcpy(c.fields.token_hash, HASH_A);
 	cr_assert_eq(kind_decide(c), ORN_OK);
-	cr_assert_str_eq(act_decision_rejection(decision), "invalid");
+	then_decision_rejected("invalid", "password_hash: sealed with the account's own data key");
+	cr_assert_eq(kind_decide(command_of(USER_COMPLETE_ERASURE)), ORN_OK);
+	then_decision_rejected("wrong_state", "no erasure of this account was asked for");
 	given(event_of(USER_ERASURE_REQUESTED_EVENT));
 	cr_assert_eq(kind_decide(reset_password(HASH_A, NOW)), ORN_OK);
 	then_decision_rejected("wrong_state", "the account is erased or being erased");
