@@ -91,6 +91,7 @@ struct gw_api {
 	/* how long a new account's registration takes here (ms, a moving
 	 * average): a known address's answer waits as long (ADR 031) */
 	double register_new_ms;
+	struct registration *padded; /* the known addresses' answers waiting (gw_api_public.c) */
 	/* the card payment provider (ADR 028): "" when not configured */
 	char psp_public_url[GW_API_SETTING_MAX];
 	char psp_publishable_key[GW_API_SETTING_MAX];

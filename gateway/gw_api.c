@@ -4,6 +4,7 @@
  * cart's quote, query parameters, answers to failed commands). It knows no
  * route file: the table is data (gw_routes.c). */
 #include "gw_api-internal.h"
+#include "gw_api_public.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -807,6 +808,7 @@ void gw_api_stop(gw_api *api)
 {
 	if (api == NULL)
 		return;
+	gw_public_answer_waiting(api);            /* registrations whose answer waits: at once */
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
 	gw_work_destroy(api->key_work);           /* likewise the key requests queued */
 	api->passwords = NULL;

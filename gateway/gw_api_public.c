@@ -113,10 +113,12 @@ static const gw_field register_schema[] = {
 /* One registration in flight; owned by whichever callback runs next. */
 typedef struct registration {
 	gw_api *api;
+	struct registration *next, *prev; /* in api->padded while its answer waits */
+	struct event *timer;              /* the wait */
 	gw_async *async;
 	char key[USER_KEY_MAX];
 	char command_id[40];
-	char email[USER_EMAIL_MAX]; /* as the 201 shows them; the command carries them sealed */
+	char email[USER_EMAIL_MAX]; /* as typed (normalized); the command carries it sealed */
 	char name[USER_NAME_MAX];
 	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
 	bool exists;                       /* the users model has an account of this address */
@@ -141,11 +143,31 @@ static void registration_complete(registration *reg)
 	registration_free(reg);
 }
 
+/* Takes reg out of the waiting answers and answers it. */
+static void registration_unpad(registration *reg)
+{
+	gw_api *api = reg->api;
+	if (reg->prev != NULL)
+		reg->prev->next = reg->next;
+	else
+		api->padded = reg->next;
+	if (reg->next != NULL)
+		reg->next->prev = reg->prev;
+	event_free(reg->timer);
+	registration_complete(reg);
+}
+
 static void registration_padded(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	registration_complete(arg);
+	registration_unpad(arg);
+}
+
+void gw_public_answer_waiting(gw_api *api)
+{
+	while (api->padded != NULL)
+		registration_unpad(api->padded);
 }
 
 /* A new account's registration stores a key and appends an account; a known
@@ -167,8 +189,19 @@ static void registration_answer(registration *reg)
 	int64_t wait_ms = (int64_t)api->register_new_ms - elapsed;
 	struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
 	if (wait_ms <= 0 ||
-	    event_base_once(gw_server_base(api->server), -1, EV_TIMEOUT, registration_padded, reg, &tv) != 0)
+	    (reg->timer = evtimer_new(gw_server_base(api->server), registration_padded, reg)) == NULL) {
 		registration_complete(reg);
+		return;
+	}
+	if (evtimer_add(reg->timer, &tv) != 0) {
+		event_free(reg->timer);
+		registration_complete(reg);
+		return;
+	}
+	reg->next = api->padded;
+	if (reg->next != NULL)
+		reg->next->prev = reg;
+	api->padded = reg;
 }
 
 /* The read model holds the result (ORN_OK), or the wait timed out or was
