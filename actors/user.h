@@ -260,9 +260,17 @@ const char *user_clear_invalid_field(const user_fields *clear);
 const char *user_verdict_code(user_verdict v);
 
 /* Payload codecs (msgpack maps: register/registered {user_id, email, name,
- * password_hash, role}, change role/role changed {role}, revoke token/token
- * revoked {jti, expires_at}, revoke tokens {}, tokens revoked {token_version}, change password
- * {password_hash}, password changed {password_hash, token_version}). Encoders append to w;
+ * password_hash, role, kid?, verified?} (register with verified false also
+ * {request_id, token_hash, expires_at}; "verified" is written only when
+ * false), change role/role changed {role}, revoke token/token revoked {jti,
+ * expires_at}, revoke tokens {}, tokens revoked {token_version}, change
+ * password {password_hash}, password changed {password_hash, token_version},
+ * verification requested {request_id, token_hash, expires_at}, verify email
+ * {token_hash, at}, email verified {request_id}, repeat registration /
+ * registration repeated {request_id, at}, request password reset / password
+ * reset requested {request_id, token_hash, expires_at, at}, reset password
+ * {token_hash, password_hash, at}, password reset {request_id,
+ * password_hash, token_version}). Encoders append to w;
  * ORN_EINVAL for an unknown kind or an unterminated string (a role without a
  * name is written as nil). Decoders take the type name: ORN_EINVAL for an
  * unknown type, ORN_EDECODE for anything malformed (wrong types, missing or
