@@ -245,11 +245,13 @@ static bool lines_valid(const order_line *lines, size_t count)
 }
 
 /* True if the placement fields of d (customer, lines, currency, hashes,
- * time, cart version) are within bounds. */
-static bool placement_valid(const order_data *d)
+ * time, cart version) are within bounds. An empty customer_email is an
+ * erased customer's (read models blank it, ADR 027): erased_ok for an event. */
+static bool placement_valid(const order_data *d, bool erased_ok)
 {
 	return id_valid(d->customer_id) && strnlen(d->customer_email, ORDER_EMAIL_MAX) < ORDER_EMAIL_MAX &&
-	       (pd_is_sealed(d->customer_email) || user_email_valid(d->customer_email)) &&
+	       (pd_is_sealed(d->customer_email) || user_email_valid(d->customer_email) ||
+	        (erased_ok && d->customer_email[0] == '\0')) &&
 	       lines_valid(d->lines, d->line_count) && currency_valid(d->currency) &&
 	       hex_hash_valid(d->token_hash) && hex_hash_valid(d->request_hash) && time_valid(d->time_ms) &&
 	       d->cart_version >= 0;
@@ -405,7 +407,7 @@ static order_verdict decide_place(const order_state *s, const order_data *d, ord
 	if (s->status != ORDER_NONE)
 		return ORDER_REJ_EXISTS;
 	/* the confirmation deadline is a time: now + ttl must stay one */
-	if (!placement_valid(d) || !ttl_valid(d->ttl_ms) || d->ttl_ms > ORDER_TIME_MAX - d->time_ms)
+	if (!placement_valid(d, false) || !ttl_valid(d->ttl_ms) || d->ttl_ms > ORDER_TIME_MAX - d->time_ms)
 		return ORDER_REJ_INVALID;
 	e = emit(out, ORDER_PLACED, d->time_ms);
 	memcpy(e->data.customer_id, d->customer_id, sizeof e->data.customer_id);
@@ -870,7 +872,7 @@ static bool event_valid(order_event_kind kind, const order_data *d)
 		return false;
 	switch (kind) {
 	case ORDER_PLACED:
-		return placement_valid(d) && time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms;
+		return placement_valid(d, true) && time_valid(d->deadline_ms) && d->deadline_ms > d->time_ms;
 	case ORDER_CONFIRMED_BY_CUSTOMER:
 		return d->deadline_ms > d->time_ms && d->deadline_ms - d->time_ms <= ORDER_TIME_MAX;
 	case ORDER_PAID:

@@ -128,7 +128,8 @@ static const payload_shape event_shapes[] = {
         [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT, 0},
         [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION, 0},
         [USER_ERASURE_REQUESTED_EVENT] = {USER_EV_ERASURE_REQUESTED, 0, 0},
-        [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, 0},
+        /* names the account since issue 18's read models blank its rows; earlier ones name none */
+        [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, FIELD_USER_ID | FIELD_KID},
         [USER_PASSWORD_CHANGED] = {USER_EV_PASSWORD_CHANGED, FIELD_PASSWORD_HASH | FIELD_TOKEN_VERSION, 0},
         [USER_VERIFICATION_REQUESTED] = {USER_EV_VERIFICATION_REQUESTED, FIELDS_REQUEST, 0},
         [USER_EMAIL_VERIFIED] = {USER_EV_EMAIL_VERIFIED, FIELD_REQUEST_ID, 0},
@@ -160,6 +161,22 @@ static char *string_at(user_fields *f, size_t i)
 static const char *const_string_at(const user_fields *f, size_t i)
 {
 	return (const char *)f + field_table[i].offset;
+}
+
+/* True if field i of f holds nothing (an optional field left out): an
+ * empty text, a zero integer, "verified" true (the default), no role. */
+static bool field_empty(const user_fields *f, size_t i)
+{
+	switch (field_table[i].type) {
+	case TYPE_TEXT:
+		return const_string_at(f, i)[0] == '\0';
+	case TYPE_INT:
+		return *(const int64_t *)((const char *)f + field_table[i].offset) == 0;
+	case TYPE_VERIFIED:
+		return !f->unverified;
+	default:
+		return f->role == USER_ROLE_NONE;
+	}
 }
 
 static int64_t *int_at(user_fields *f, size_t i)
@@ -656,8 +673,13 @@ static user_verdict decide_complete_erasure(const user_state *s, user_events *ou
 {
 	if (s->erasure == USER_ACTIVE)
 		return USER_REJ_WRONG_STATE;
-	if (s->erasure == USER_ERASURE_REQUESTED)
-		emit(out, USER_ERASED_EVENT, &(user_fields){0});
+	if (s->erasure == USER_ERASURE_REQUESTED) {
+		/* the account and its key id: the read models find the customer's rows by them */
+		user_fields f = {0};
+		memcpy(f.user_id, s->fields.user_id, sizeof f.user_id);
+		memcpy(f.kid, s->fields.kid, sizeof f.kid);
+		emit(out, USER_ERASED_EVENT, &f);
+	}
 	return USER_OK;
 }
 
@@ -845,17 +867,16 @@ static orn_rc read_verified(mp_reader *r, bool *unverified)
 	return rc;
 }
 
-/* The optional fields of mask that f holds: a kid, "verified": false, a
- * request (written only when there, so a verified account's UserRegistered
- * is what it always was). */
+/* The optional fields of mask that f holds: an optional field is written
+ * when it holds a value, an empty one is absent (so a verified account's
+ * UserRegistered is what it always was). */
 static unsigned present_optional(const user_fields *f, unsigned mask)
 {
 	unsigned present = 0;
-	if (f->kid[0] != '\0')
-		present |= FIELD_KID;
-	if (f->unverified)
-		present |= FIELD_VERIFIED | FIELDS_REQUEST;
-	return present & mask;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((mask & field_table[i].field) != 0 && !field_empty(f, i))
+			present |= field_table[i].field;
+	return present;
 }
 
 /* Reads the value of one key/value pair whose key was read: a key in fields
@@ -944,12 +965,16 @@ orn_rc user_event_decode(const char *type, const uint8_t *payload, size_t len, u
 	if (shape < 0)
 		goto fail;
 	memset(&e, 0, sizeof e);
+	unsigned seen = 0;
 	if ((rc = kind_decode_map_optional(payload, len, event_shapes[shape].fields,
 	                                   event_shapes[shape].optional, decode_entry, &e.fields,
-	                                   sizeof e.fields, NULL)) != ORN_OK)
+	                                   sizeof e.fields, &seen)) != ORN_OK)
 		goto fail;
-	if (first_invalid(&e.fields, event_shapes[shape].fields | event_shapes[shape].optional) >= 0 ||
-	    (e.fields.kid[0] != '\0' && !sealed_with_kid(&e.fields))) {
+	/* the optional fields present are checked; the personal ones are sealed with the kid */
+	if (first_invalid(&e.fields, event_shapes[shape].fields | (seen & event_shapes[shape].optional)) >=
+	            0 ||
+	    ((event_shapes[shape].fields & FIELDS_PERSONAL) != 0 && e.fields.kid[0] != '\0' &&
+	     !sealed_with_kid(&e.fields))) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}

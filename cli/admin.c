@@ -273,13 +273,19 @@ static void account_help(FILE *out, const char *verb)
 		             "Exit 0 done (or the role was that already), 1 refused, 3 no service.\n"
 		             "  -h, --help           this text\n");
 	else if (strcmp(verb, "erase") == 0)
-		fprintf(out, "usage: orion admin erase --email EMAIL\n\n"
-		             "Erases the account's personal data (ADR 027): the account is closed, its\n"
-		             "data key destroyed (its email, name and password hash unreadable in every\n"
-		             "event, snapshot and read model) and CustomerErased recorded. Safe to run\n"
-		             "again; a run that was cut short is completed by the next.\n"
-		             "Exit 0 done, 1 no such account, 3 no service.\n"
-		             "  -h, --help           this text\n");
+		fprintf(out,
+		        "usage: orion admin erase --email EMAIL\n"
+		        "       orion admin erase --all\n\n"
+		        "Erases the account's personal data (ADR 027): the account is closed, its\n"
+		        "open orders cancelled, its data key destroyed (its email, name and password\n"
+		        "hash unreadable in every event, snapshot and read model) and CustomerErased\n"
+		        "recorded. Safe to run again; a run that was cut short is completed by the next.\n"
+		        "Exit 0 done, 1 no such account, 3 no service.\n"
+		        "  --email EMAIL        the account\n"
+		        "  --all                every erasure the log records, carried through again:\n"
+		        "                       those cut short are finished, and keys back from a\n"
+		        "                       restored backup destroyed again (exit 1: some not now)\n"
+		        "  -h, --help           this text\n");
 	else
 		fprintf(out, "usage: orion admin revoke-tokens --email EMAIL\n\n"
 		             "Ends every token of the account (logout everywhere; ADR 021).\n"
@@ -324,9 +330,56 @@ orn_rc cli_erase_user(es_store *store, ks_store *keys, const char *email)
 	if (rc != ORN_OK)
 		return rc;
 	ks_blind_index(keys, normalized, key);
-	if ((rc = er_request(store, key)) == ORN_OK)
+	er_account account;
+	size_t cancelled = 0;
+	if ((rc = er_request(store, key)) == ORN_OK &&
+	    (rc = er_account_read(store, key, &account)) == ORN_OK && account.erasure != USER_ERASED &&
+	    account.user_id[0] != '\0') {
+		/* as over HTTP: the open orders end first, their stock released by the saga */
+		rc = er_cancel_open_orders(store, account.user_id, &cancelled);
+		if (cancelled > 0)
+			printf("cancelled %zu open order%s\n", cancelled, cancelled == 1 ? "" : "s");
+	}
+	if (rc == ORN_OK)
 		rc = er_finish(store, keys, key, NULL);
 	return rc;
+}
+
+/* `orion admin erase --all`: every erasure the log records carried through
+ * again (er_again). 0 done, 1 some could not be done now, 3 no service. */
+static int erase_all(const cli_config *cfg)
+{
+	char url[ORN_CONFIG_STR_MAX];
+	es_store *store = NULL;
+	ks_store *keys = NULL;
+	er_again_counts n;
+	int status = 3;
+	snprintf(url, sizeof url, "%s", cfg->nats_url);
+	if (url[0] == '\0' && !cli_read_running_url(cfg, url, sizeof url)) {
+		fprintf(stderr, "orion admin: no running `orion serve` in %s; set ORION_NATS_URL\n",
+		        cfg->data_dir);
+		return 3;
+	}
+	if (cli_open_store(cfg, url, &store) != ORN_OK || cli_open_keys(cfg, store, true, &keys) != ORN_OK) {
+		fprintf(stderr, "orion admin: cannot reach the event store and the keystore (see the log)\n");
+		goto close;
+	}
+	orn_rc rc = er_again(store, keys, &n);
+	if (rc == ORN_OK || rc == ORN_EIO) {
+		printf("%zu erasure%s in the log: %zu finished now, %zu key%s destroyed again, %zu open "
+		       "order%s "
+		       "cancelled, %zu not done now\n",
+		       n.accounts, n.accounts == 1 ? "" : "s", n.finished, n.keys_again,
+		       n.keys_again == 1 ? "" : "s", n.orders_cancelled, n.orders_cancelled == 1 ? "" : "s",
+		       n.failed);
+		status = rc == ORN_OK ? 0 : 1;
+	} else {
+		fprintf(stderr, "orion admin: erase --all: %s\n", orn_strerror(rc));
+	}
+close:
+	ks_close(keys);
+	es_store_close(store);
+	return status;
 }
 
 /* `orion admin set-role --email E --role R` and `orion admin revoke-tokens
@@ -368,10 +421,15 @@ int cli_admin(int argc, char **argv, const cli_config *cfg)
 		admin_help(stderr);
 		return 2;
 	}
+	bool all = false;
 	for (int i = 1; i < argc; i++) {
 		if (cli_is_help(argv[i])) {
 			verb_help(stdout, verb);
 			return 0;
+		}
+		if (erase && strcmp(argv[i], "--all") == 0) {
+			all = true;
+			continue;
 		}
 		if (i + 1 >= argc)
 			goto usage;
@@ -387,7 +445,9 @@ int cli_admin(int argc, char **argv, const cli_config *cfg)
 			goto usage;
 	}
 	user_role role = user_role_parse(role_name, strlen(role_name));
-	if (email == NULL || role == USER_ROLE_NONE || (create && password == NULL) ||
+	if (all && email == NULL && password == NULL && name == NULL && !role_given)
+		return erase_all(cfg);
+	if (all || email == NULL || role == USER_ROLE_NONE || (create && password == NULL) ||
 	    (!create && (password != NULL || name != NULL)) ||
 	    (!create && (strcmp(verb, "set-role") == 0) != role_given))
 		goto usage;

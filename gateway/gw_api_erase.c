@@ -104,11 +104,9 @@ static void cancel_replied(void *closure, orn_rc rc, bus_reply *reply)
 /* Sends CancelOrder to one open order; false if it could not be sent. */
 static bool cancel_order(erasure *e, const char *order_id, mp_writer *w)
 {
-	char command_id[ORDER_ID_MAX + 16];
-	order_command c = {.kind = ORDER_CANCEL};
-	snprintf(c.data.reason, sizeof c.data.reason, "%s", ORDER_REASON_CUSTOMER);
-	c.data.time_ms = orn_now_ms();
-	snprintf(command_id, sizeof command_id, "erase:%s:cancel", order_id);
+	char command_id[ER_COMMAND_ID_MAX];
+	order_command c;
+	er_cancel_command(order_id, orn_now_ms(), &c, command_id);
 	mp_writer_reset(w);
 	if (order_command_encode(w, &c) != ORN_OK ||
 	    gw_api_send(e->api, ORDER_AGGREGATE, order_id, order_command_type(ORDER_CANCEL), w, command_id,

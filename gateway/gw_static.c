@@ -9,22 +9,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
+#include <zlib.h>
 
 #include "log.h"
 
 #define URL_MAX  512
 #define ETAG_LEN (2 + 32) /* quotes and 16 bytes in hex */
 #define CSP_MAX  (sizeof(GW_STATIC_CSP_HEAD) + 300)
+#define GZIP_MIN 256 /* smaller files are sent as they are: the headers would outweigh the gain */
 
-/* The storefront's pages a browser may open directly (history routing):
- * the root's index.html answers "/<name>" and "/<name>/<one segment>". */
-static const char *const app_routes[] = {"products",       "cart",   "checkout", "login",
-                                         "register",       "orders", "confirm",  "forgot-password",
-                                         "reset-password", NULL};
+/* The pages a browser may open directly (history routing): under each
+ * app's base, "<base><name>" and "<base><name>/<one segment>" answer the
+ * app's index.html. The storefront is at "/", the admin console at
+ * "/admin/" (its base comes first: "/admin/orders" is the console's). */
+static const char *const shop_routes[] = {"products",       "cart",   "checkout", "login",
+                                          "register",       "orders", "confirm",  "forgot-password",
+                                          "reset-password", NULL};
+static const char *const console_routes[] = {"login", "products", "inventory", "orders", "mail", NULL};
+static const struct {
+	const char *base, *index;
+	const char *const *routes;
+} apps[] = {
+        {"/admin/", "/admin/index.html", console_routes},
+        {"/", "/index.html", shop_routes},
+};
 
 typedef struct static_file {
 	char url[URL_MAX]; /* "/app.js", "/admin/index.html" */
@@ -32,6 +45,11 @@ typedef struct static_file {
 	char etag[ETAG_LEN + 1];
 	unsigned char *body;
 	size_t len;
+	/* the gzip copy (NULL if the type does not compress or it gained under 10 %),
+	 * with an ETag of its own: another representation (RFC 9110 8.8.3) */
+	unsigned char *gz;
+	size_t gz_len;
+	char gz_etag[ETAG_LEN + 4];
 } static_file;
 
 struct gw_static {
@@ -98,6 +116,44 @@ static orn_rc read_fd(int fd, size_t size, unsigned char **out)
 	return ORN_OK;
 }
 
+static bool compressible(const char *type)
+{
+	return strncmp(type, "text/", 5) == 0 || strcmp(type, "application/json") == 0 ||
+	       strcmp(type, "image/svg+xml") == 0;
+}
+
+/* Makes f's gzip copy when it pays (level 9, once at start; the header's
+ * time is 0, so the bytes and their ETag depend on the content alone). */
+static orn_rc add_gzip(static_file *f)
+{
+	z_stream z;
+	if (f->len < GZIP_MIN || !compressible(f->type))
+		return ORN_OK;
+	memset(&z, 0, sizeof z);
+	if (deflateInit2(&z, 9, Z_DEFLATED, MAX_WBITS + 16, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		return ORN_ENOMEM;
+	uLong cap = deflateBound(&z, (uLong)f->len);
+	unsigned char *out = malloc(cap);
+	int zrc = Z_MEM_ERROR;
+	if (out != NULL) {
+		z.next_in = f->body;
+		z.avail_in = (uInt)f->len;
+		z.next_out = out;
+		z.avail_out = (uInt)cap;
+		zrc = deflate(&z, Z_FINISH);
+	}
+	size_t n = z.total_out;
+	deflateEnd(&z);
+	if (zrc != Z_STREAM_END || n * 10 > f->len * 9) {
+		free(out);
+		return zrc == Z_STREAM_END ? ORN_OK : ORN_ENOMEM;
+	}
+	f->gz = out;
+	f->gz_len = n;
+	snprintf(f->gz_etag, sizeof f->gz_etag, "%.*s-gz\"", ETAG_LEN - 1, f->etag);
+	return ORN_OK;
+}
+
 static orn_rc add_file(gw_static *st, int dirfd, const char *name, const char *url)
 {
 	struct stat sb;
@@ -130,6 +186,10 @@ static orn_rc add_file(gw_static *st, int dirfd, const char *name, const char *u
 	sodium_bin2hex(f->etag + 1, 33, hash, sizeof hash);
 	f->etag[ETAG_LEN - 1] = '"';
 	f->etag[ETAG_LEN] = '\0';
+	if ((rc = add_gzip(f)) != ORN_OK) {
+		free(f->body);
+		return rc;
+	}
 	st->total += f->len;
 	st->count++;
 	return ORN_OK;
@@ -224,25 +284,32 @@ static const static_file *find(const gw_static *st, const char *url)
 	return NULL;
 }
 
-/* A storefront page: "/<app route>" or "/<app route>/<segment>". */
-static bool is_app_page(const char *path)
+/* The index.html that answers path if it is one of an app's pages
+ * ("<base><route>" or "<base><route>/<segment>"), else NULL. */
+static const char *app_index(const char *path)
 {
-	for (size_t i = 0; app_routes[i] != NULL; i++) {
-		size_t n = strlen(app_routes[i]);
-		if (path[0] != '/' || strncmp(path + 1, app_routes[i], n) != 0)
+	for (size_t a = 0; a < sizeof apps / sizeof apps[0]; a++) {
+		size_t b = strlen(apps[a].base);
+		if (strncmp(path, apps[a].base, b) != 0)
 			continue;
-		const char *rest = path + 1 + n;
-		if (rest[0] == '\0')
-			return true;
-		if (rest[0] != '/' || rest[1] == '\0')
-			continue;
-		for (const char *p = rest + 1; *p; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
-				return false;
-		return true;
+		for (size_t i = 0; apps[a].routes[i] != NULL; i++) {
+			size_t n = strlen(apps[a].routes[i]);
+			if (strncmp(path + b, apps[a].routes[i], n) != 0)
+				continue;
+			const char *rest = path + b + n;
+			if (rest[0] == '\0')
+				return apps[a].index;
+			if (rest[0] != '/' || rest[1] == '\0')
+				continue;
+			for (const char *p = rest + 1; *p; p++)
+				if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+					return NULL;
+			return apps[a].index;
+		}
+		return NULL; /* under an app's base, only its own pages */
 	}
-	return false;
+	return NULL;
 }
 
 /* Whether the If-None-Match list names etag ("*" names any). */
@@ -261,6 +328,35 @@ static bool etag_matches(const char *header, const char *etag)
 			return true;
 		while (*p && *p != ',')
 			p++;
+	}
+	return false;
+}
+
+/* Whether an Accept-Encoding value accepts gzip: "gzip", "x-gzip" or "*"
+ * without q=0 (RFC 9110 12.5.3; parameters other than q are ignored). */
+static bool accepts_gzip(const char *header)
+{
+	const char *p = header;
+	while (p != NULL && *p) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, " \t;,");
+		bool named = (n == 4 && strncasecmp(p, "gzip", 4) == 0) ||
+		             (n == 6 && strncasecmp(p, "x-gzip", 6) == 0) || (n == 1 && *p == '*');
+		const char *end = p + strcspn(p, ",");
+		bool refused = false;
+		for (const char *q = p + n; q < end; q++)
+			if (*q == ';') {
+				while (q[1] == ' ' || q[1] == '\t')
+					q++;
+				if ((q[1] == 'q' || q[1] == 'Q') && q[2] == '=') {
+					refused = strtod(q + 3, NULL) <= 0.0;
+					break;
+				}
+			}
+		if (named && !refused)
+			return true;
+		p = *end ? end + 1 : end;
 	}
 	return false;
 }
@@ -286,8 +382,9 @@ static void handle(gw_request *r, void *arg)
 				gw_respond(r, 301, "text/plain; charset=utf-8", NULL, 0);
 				return;
 			}
-			if (is_app_page(path))
-				f = find(st, "/index.html");
+			const char *index = app_index(path);
+			if (index != NULL)
+				f = find(st, index);
 		}
 	}
 	if (f == NULL) {
@@ -300,21 +397,29 @@ static void handle(gw_request *r, void *arg)
 		gw_respond_error(r, 405, "this method is not allowed on this resource");
 		return;
 	}
-	gw_response_header(r, "ETag", f->etag);
+	bool gz = f->gz != NULL && accepts_gzip(gw_request_header(r, "Accept-Encoding"));
+	const char *etag = gz ? f->gz_etag : f->etag;
+	const unsigned char *body = gz ? f->gz : f->body;
+	size_t body_len = gz ? f->gz_len : f->len;
+	gw_response_header(r, "ETag", etag);
 	gw_response_header(r, "Cache-Control", "no-cache");
 	gw_response_header(r, "Content-Security-Policy", st->csp);
 	gw_response_header(r, "X-Frame-Options", "DENY");
+	if (f->gz != NULL) /* the answer depends on Accept-Encoding: caches must key on it */
+		gw_response_header(r, "Vary", "Accept-Encoding");
 	const char *inm = gw_request_header(r, "If-None-Match");
-	if (inm != NULL && etag_matches(inm, f->etag)) {
+	if (inm != NULL && etag_matches(inm, etag)) {
 		gw_respond(r, 304, f->type, NULL, 0);
 		return;
 	}
+	if (gz)
+		gw_response_header(r, "Content-Encoding", "gzip");
 	if (m == GW_HEAD) {
 		char length[24];
-		snprintf(length, sizeof length, "%zu", f->len);
+		snprintf(length, sizeof length, "%zu", body_len);
 		gw_response_header(r, "Content-Length", length);
 	}
-	gw_respond(r, 200, f->type, f->body, f->len);
+	gw_respond(r, 200, f->type, body, body_len);
 }
 
 void gw_static_serve(gw_static *st, gw_server *s)
@@ -336,8 +441,10 @@ void gw_static_destroy(gw_static *st)
 {
 	if (st == NULL)
 		return;
-	for (size_t i = 0; i < st->count; i++)
+	for (size_t i = 0; i < st->count; i++) {
 		free(st->files[i].body);
+		free(st->files[i].gz);
+	}
 	free(st->files);
 	free(st);
 }

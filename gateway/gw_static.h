@@ -12,8 +12,10 @@
  *   with a trailing slash for its index.html ("/", "/admin/"), and a
  *   directory without it redirected there (301 "/admin" → "/admin/");
  * - the storefront's own pages ("/products/{id}", "/orders/{id}", "/cart",
- *   ...: GW_STATIC_APP_ROUTES) with the root's index.html, so a link, a
- *   reload or the payment provider's return to /orders/{id} opens the page;
+ *   ...) with the root's index.html, so a link, a reload or the payment
+ *   provider's return to /orders/{id} opens the page; the admin console's
+ *   ("/admin/products/{id}", "/admin/orders/{id}", "/admin/inventory", ...)
+ *   with /admin/index.html (the tables in gw_static.c);
  * - Content-Type by extension (text with charset=utf-8), a strong ETag (a
  *   BLAKE2b hash of the bytes), If-None-Match → 304, Cache-Control: no-cache
  *   (the names carry no hash: every use revalidates, a 304 costs no body);

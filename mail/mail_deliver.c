@@ -312,7 +312,9 @@ static void inflight_drop(mail_service *m, const char *key)
 orn_rc mail_open_recipient(mail_service *m, const char *token, const char *field, char *out, size_t cap)
 {
 	orn_rc rc = ORN_EUNAVAILABLE;
-	if (m->keys != NULL)
+	if (token[0] == '\0')
+		rc = ORN_ENOTFOUND; /* blanked: an erased customer's */
+	else if (m->keys != NULL)
 		rc = ks_open_token(m->keys, token, field, NULL, out, cap);
 	else if (!pd_is_sealed(token))
 		rc = (size_t)snprintf(out, cap, "%s", token) < cap ? ORN_OK : ORN_ETOOBIG;

@@ -4,6 +4,14 @@
  *   mail.mails     mail id -> record
  *   mail.by_order  DUPSORT: order id -> mail ids (alerts, which have no order, are not in it)
  *   mail.by_state  DUPSORT: state byte (mail_log_status) -> mail ids
+ *   mail.by_kid    DUPSORT: data key id of a sealed recipient -> mail ids
+ *   mail.erased    data key id -> empty: the customers erased (CustomerErased naming its kid)
+ *
+ * Erasure (ADR 027): a CustomerErased that names its kid blanks the
+ * recipient of every mail sealed with it (found through by_kid) and records
+ * the kid as erased, so a later event of such a mail, which carries the
+ * recipient again, is blanked too. The tokens no longer open anyway (the key
+ * is gone); the row keeps kind, order, status and times.
  *
  * Record: a msgpack array [format, status, order_id, product_id, kind,
  * recipient, attempts, last_error, delivered_at_ms, updated_at_ms, last seq].
@@ -21,11 +29,16 @@
 #include <string.h>
 
 #include "log.h"
+#include "personal.h"
 #include "proj_internal.h"
+#include "user.h"
 
 #define MAILS_DB       "mail.mails"
 #define BY_ORDER_DB    "mail.by_order"
 #define BY_STATE_DB    "mail.by_state"
+#define BY_KID_DB      "mail.by_kid"
+#define ERASED_DB      "mail.erased"
+#define USER_PREFIX    "orion.evt." USER_AGGREGATE "."
 #define SUBJECT_PREFIX "orion.evt." MAIL_LOG_AGGREGATE "."
 #define RECORD_FORMAT  1
 #define RECORD_FIELDS  11
@@ -35,6 +48,8 @@ struct proj_mail {
 	MDB_dbi mails;
 	MDB_dbi by_order;
 	MDB_dbi by_state;
+	MDB_dbi by_kid;
+	MDB_dbi erased;
 	proj_def def;
 	uint64_t undecodable;
 	mp_writer *writer; /* projector thread only */
@@ -98,14 +113,61 @@ static orn_rc read_record(MDB_txn *txn, proj_mail *m, const char *id, size_t id_
 
 /* ---- applying ---- */
 
+/* Puts a value into a DUPSORT group; an existing pair is no error. */
+static orn_rc index_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const char *id,
+                        size_t id_len)
+{
+	orn_rc rc = proj_put(t, dbi, key, key_len, id, id_len, MDB_NODUPDATA);
+	return rc == ORN_EEXISTS ? ORN_OK : rc;
+}
+
+/* Indexes mail id under the kid of its sealed recipient (a clear or blank one has none). */
+static orn_rc index_kid(proj_txn *t, proj_mail *m, const mail_log_state *s, const char *id, size_t id_len)
+{
+	char kid[PD_KID_MAX];
+	if (pd_token_kid(s->subject.recipient, kid) != ORN_OK)
+		return ORN_OK;
+	return index_put(t, m->by_kid, kid, strlen(kid), id, id_len);
+}
+
+/* Fills a by_kid created just now from the records already there (an
+ * environment written before the index existed). */
+static orn_rc backfill_kids(proj_txn *t, proj_mail *m)
+{
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	mail_log_state s;
+	uint64_t seq;
+	orn_rc rc = ORN_OK;
+	int mrc = mdb_cursor_open(t->txn, m->mails, &cur);
+	if (mrc != 0)
+		return proj_rc(mrc);
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == ORN_OK;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (record_decode(v.mv_data, v.mv_size, &s, &seq) == ORN_OK)
+			rc = index_kid(t, m, &s, k.mv_data, k.mv_size);
+	mdb_cursor_close(cur);
+	if (rc == ORN_OK && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	return rc;
+}
+
 static orn_rc mail_open(void *self, proj_txn *t)
 {
 	proj_mail *m = self;
+	MDB_dbi probe;
 	orn_rc rc = proj_dbi_open(t, MAILS_DB, 0, &m->mails);
 	if (rc == ORN_OK)
 		rc = proj_dbi_open(t, BY_ORDER_DB, MDB_DUPSORT, &m->by_order);
 	if (rc == ORN_OK)
 		rc = proj_dbi_open(t, BY_STATE_DB, MDB_DUPSORT, &m->by_state);
+	if (rc == ORN_OK)
+		rc = proj_dbi_open(t, ERASED_DB, 0, &m->erased);
+	if (rc != ORN_OK)
+		return rc;
+	bool fresh = mdb_dbi_open(t->txn, BY_KID_DB, MDB_DUPSORT, &probe) == MDB_NOTFOUND;
+	if ((rc = proj_dbi_open(t, BY_KID_DB, MDB_DUPSORT, &m->by_kid)) == ORN_OK && fresh)
+		rc = backfill_kids(t, m);
 	return rc;
 }
 
@@ -116,12 +178,61 @@ static void log_skip(const char *msg, uint64_t seq, const char *subject, const c
 	log_error(msg, "seq", text, "subject", subject, "type", type);
 }
 
-/* Puts a value into a DUPSORT group; an existing pair is no error. */
-static orn_rc index_put(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const char *id,
-                        size_t id_len)
+/* True if the recipient of s is sealed with the key of an erased customer. */
+static bool recipient_erased(proj_txn *t, proj_mail *m, const mail_log_state *s)
 {
-	orn_rc rc = proj_put(t, dbi, key, key_len, id, id_len, MDB_NODUPDATA);
-	return rc == ORN_EEXISTS ? ORN_OK : rc;
+	char kid[PD_KID_MAX];
+	MDB_val v;
+	return pd_token_kid(s->subject.recipient, kid) == ORN_OK &&
+	       proj_get(t->txn, m->erased, kid, strlen(kid), &v) == ORN_OK;
+}
+
+/* CustomerErased naming kid: the kid is erased, and every mail sealed with it
+ * loses its recipient. */
+static orn_rc erase_recipients(proj_txn *t, proj_mail *m, const char *kid)
+{
+	size_t kid_len = strlen(kid);
+	MDB_cursor *cur = NULL;
+	MDB_val k = {kid_len, (void *)kid}, v;
+	mail_log_state s;
+	uint64_t seq = 0;
+	orn_rc rc = proj_put(t, m->erased, kid, kid_len, "", 0, 0);
+	if (rc != ORN_OK)
+		return rc;
+	int mrc = mdb_cursor_open(t->txn, m->by_kid, &cur);
+	if (mrc != 0)
+		return proj_rc(mrc);
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); mrc == 0 && rc == ORN_OK;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT_DUP)) {
+		char id[ES_ID_MAX + 1]; /* a copy: the put below may move the page v points into */
+		size_t id_len = v.mv_size < sizeof id ? v.mv_size : sizeof id - 1;
+		memcpy(id, v.mv_data, id_len);
+		rc = read_record(t->txn, m, id, id_len, &s, &seq);
+		if (rc == ORN_ENOTFOUND || rc == ORN_EDECODE) {
+			rc = ORN_OK; /* nothing readable to blank; a rebuild rewrites it */
+			continue;
+		}
+		s.subject.recipient[0] = '\0';
+		if (rc == ORN_OK && (rc = record_encode(m->writer, &s, seq)) == ORN_OK)
+			rc = proj_put(t, m->mails, id, id_len, mp_writer_data(m->writer),
+			              mp_writer_size(m->writer), 0);
+	}
+	mdb_cursor_close(cur);
+	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	if (rc == ORN_OK) /* nothing is sealed with it any more */
+		rc = proj_del(t, m->by_kid, kid, kid_len, NULL, 0);
+	return rc == ORN_ENOTFOUND ? ORN_OK : rc;
+}
+
+/* A CustomerErased that names its kid blanks the customer's recipients. */
+static orn_rc apply_user_event(proj_txn *t, proj_mail *m, const env_envelope *e)
+{
+	user_event ev;
+	if (strcmp(e->type, USER_EV_ERASED) != 0 ||
+	    user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK || ev.fields.kid[0] == '\0')
+		return ORN_OK;
+	return erase_recipients(t, m, ev.fields.kid);
 }
 
 static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
@@ -133,6 +244,8 @@ static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 	const char *id = subject + strlen(SUBJECT_PREFIX);
 	orn_rc rc;
 
+	if (strncmp(subject, USER_PREFIX, strlen(USER_PREFIX)) == 0)
+		return apply_user_event(t, m, e);
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(id))
 		return ORN_OK;
 	rc = mail_log_event_decode(e->type, e->payload, e->payload_len, &ev);
@@ -166,6 +279,10 @@ static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 	if (s.subject.order_id[0] != '\0' &&
 	    (rc = index_put(t, m->by_order, s.subject.order_id, strlen(s.subject.order_id), id, id_len)) !=
 	            ORN_OK)
+		return rc;
+	if (recipient_erased(t, m, &s))
+		s.subject.recipient[0] = '\0'; /* an event after the erasure carries it again */
+	else if ((rc = index_kid(t, m, &s, id, id_len)) != ORN_OK)
 		return rc;
 	if ((rc = record_encode(m->writer, &s, seq)) != ORN_OK)
 		return rc;

@@ -23,7 +23,7 @@
 #include "projector.h"
 
 #define PROJ_MAIL_NAME     "mail"
-#define PROJ_MAIL_FILTER   "orion.evt.mail.>"
+#define PROJ_MAIL_FILTER   "orion.evt.>" /* the mail log's, and CustomerErased (ADR 027) */
 #define PROJ_MAIL_PAGE_MAX 100
 
 /* One email of the log. */

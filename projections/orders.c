@@ -40,11 +40,13 @@
 
 #include "log.h"
 #include "proj_internal.h"
+#include "user.h"
 
 #define ORDERS_DB      "orders.orders"
 #define BY_CUSTOMER_DB "orders.by_customer"
 #define BY_DEADLINE_DB "orders.by_deadline"
 #define SUBJECT_PREFIX "orion.evt." ORDER_AGGREGATE "."
+#define USER_PREFIX    "orion.evt." USER_AGGREGATE "."
 
 #define RECORD_FORMAT    1
 #define RECORD_FIELDS    5
@@ -323,6 +325,61 @@ static orn_rc write_order(proj_txn *t, proj_orders *m, const char *id, size_t id
 	return rc;
 }
 
+/* CustomerErased of user_id: the customer's address leaves every order's
+ * record (the order keeps items, amounts and status; ADR 027). Only the
+ * records change: summaries and index keys hold no address. */
+static orn_rc erase_customer(proj_txn *t, proj_orders *m, const char *user_id)
+{
+	uint8_t start[INDEX_KEY_MAX];
+	size_t prefix_len = strlen(user_id) + 1; /* "<customer>\0" */
+	proj_order *o = &m->scratch.order;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	orn_rc rc = ORN_OK;
+
+	memcpy(start, user_id, prefix_len);
+	int mrc = mdb_cursor_open(t->txn, m->by_customer, &cur);
+	if (mrc != 0)
+		return proj_rc(mrc);
+	k = (MDB_val){prefix_len, start};
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && rc == ORN_OK;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size <= prefix_len + 8 || memcmp(k.mv_data, user_id, prefix_len) != 0)
+			break;          /* the next customer's keys */
+		char id[ES_ID_MAX + 1]; /* a copy: the put below may move the page k points into */
+		size_t id_len = k.mv_size - prefix_len - 8;
+		if (id_len >= sizeof id)
+			continue;
+		memcpy(id, (const char *)k.mv_data + prefix_len + 8, id_len);
+		rc = read_record(t->txn, m, id, id_len, o);
+		if (rc == ORN_EDECODE || rc == ORN_ENOTFOUND) {
+			rc = ORN_OK; /* nothing readable to blank; a rebuild rewrites it */
+			continue;
+		}
+		if (rc != ORN_OK || o->state.customer_email[0] == '\0')
+			continue;
+		memset(o->state.customer_email, 0, sizeof o->state.customer_email);
+		if ((rc = record_encode(m->writer, o)) == ORN_OK)
+			rc = proj_put(t, m->orders, id, id_len, mp_writer_data(m->writer),
+			              mp_writer_size(m->writer), 0);
+	}
+	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+		rc = proj_rc(mrc);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+/* A CustomerErased that names its account blanks the account's orders. */
+static orn_rc apply_user_event(proj_txn *t, proj_orders *m, const env_envelope *e)
+{
+	user_event ev;
+	if (strcmp(e->type, USER_EV_ERASED) != 0 ||
+	    user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK ||
+	    ev.fields.user_id[0] == '\0')
+		return ORN_OK;
+	return erase_customer(t, m, ev.fields.user_id);
+}
+
 static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *subject, const env_envelope *e)
 {
 	proj_orders *m = self;
@@ -330,6 +387,8 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 	proj_order *o = &s->order;
 	const char *id = subject + strlen(SUBJECT_PREFIX);
 
+	if (strncmp(subject, USER_PREFIX, strlen(USER_PREFIX)) == 0)
+		return apply_user_event(t, m, e);
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(id))
 		return ORN_OK; /* not ours */
 	orn_rc rc = order_event_decode(e->type, e->payload, e->payload_len, &s->event);

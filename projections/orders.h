@@ -29,7 +29,7 @@
 #include "projector.h"
 
 #define PROJ_ORDERS_NAME     "orders"
-#define PROJ_ORDERS_FILTER   "orion.evt.order.>"
+#define PROJ_ORDERS_FILTER   "orion.evt.>" /* the orders', and CustomerErased (ADR 027) */
 #define PROJ_ORDERS_PAGE_MAX 100
 
 /* An order as the model keeps it. state.token_hash (the hash of the

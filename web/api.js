@@ -5,11 +5,15 @@
 // survives the 3-D Secure round trip to the provider's page and back.
 
 const BASE = '/api/v1';
-const KEY = 'orion.token';
+let KEY = 'orion.token';
 
 export const session = {
   get token() { return sessionStorage.getItem(KEY); },
   set token(t) { if (t) sessionStorage.setItem(KEY, t); else sessionStorage.removeItem(KEY); },
+  // The admin console keeps its own key: a shopper signed in to the shop in
+  // the same tab is not an admin of the console, and signing out of one
+  // leaves the other (ADR 030 §6).
+  use(key) { KEY = key; },
 };
 
 export class ApiError extends Error {
@@ -42,8 +46,10 @@ export async function api(method, path, body, extraHeaders = {}) {
   const res = await fetch(BASE + path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (res.status === 204) return null;
+  // The body is read even when empty (204): a response left unread is
+  // cancelled, which the browser reports as a failed request.
   const text = await res.text();
+  if (res.status === 204) return null;
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) {
@@ -57,7 +63,9 @@ export async function api(method, path, body, extraHeaders = {}) {
 // header the events route needs, so the stream is read here. Calls
 // onEvent({id, event, data}) per event; resumes with Last-Event-ID after a
 // drop until the server ends the stream (then onEnd) or signal aborts.
-export async function streamEvents(path, onEvent, { signal, onEnd } = {}) {
+// onOpen() runs each time the server answers with the stream (a feed that
+// starts with the next change is only live from then on).
+export async function streamEvents(path, onEvent, { signal, onEnd, onOpen } = {}) {
   let lastId = null;
   let retryMs = 1000;
   while (!signal || !signal.aborted) {
@@ -72,6 +80,7 @@ export async function streamEvents(path, onEvent, { signal, onEnd } = {}) {
       continue;
     }
     if (res.status === 204 || !res.ok || !res.body) { if (onEnd) onEnd(res.status); return; }
+    if (onOpen) onOpen();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     let ev = { id: null, event: 'message', data: [] };
@@ -112,6 +121,16 @@ export async function streamEvents(path, onEvent, { signal, onEnd } = {}) {
   }
 }
 
+// Digits of the currency's minor unit (2 for EUR, 0 for JPY, 3 for KWD):
+// amounts are integers of that unit.
+export function minorDigits(currency) {
+  try {
+    return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2; // not a currency code: the API says so
+  }
+}
+
 export function money(cents, currency = 'EUR') {
-  return new Intl.NumberFormat('en', { style: 'currency', currency }).format(cents / 100);
+  return new Intl.NumberFormat('en', { style: 'currency', currency }).format(cents / 10 ** minorDigits(currency));
 }

@@ -21,6 +21,7 @@ already (the key is gone), and the next run completes the erasure.
 usage: ORION_BIN=build/cli/orion test_erasure.py [-v]"""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -68,6 +69,17 @@ class Erasure(StackTestCase):
                    what="the confirmed email")
         return email, name, c
 
+    def open_order(self, client, quantity):
+        """An order of quantity units of a new product (10 in stock) placed by client and holding
+        its stock; returns (product id, order id)."""
+        product = create_product(self.admin, unique("open"), 10, price=900)
+        self.assertEqual(client.post("/cart/items", {"product_id": product, "quantity": quantity}).status, 200)
+        r = client.post("/orders", {})
+        self.assertEqual(r.status, 202, r)
+        wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 10 - quantity, 20,
+                   what="the open order's stock reserved")
+        return product, r.json()["id"]
+
     def others_ordering(self, stop):
         """Load while the erasure runs: other customers register and order."""
         product = create_product(self.admin, unique("load"), 1000, price=700)
@@ -84,13 +96,7 @@ class Erasure(StackTestCase):
         paid_order = paid.get("/orders").json()["items"][0]["id"]
         email, name = f"{unique('yuri')}@example.com", f"Yuri {unique('Open')}"
         c = register(self.stack.http_port, email, "erasable-Password-77", name)
-        product = create_product(self.admin, unique("sku"), 10, price=900)
-        self.assertEqual(c.post("/cart/items", {"product_id": product, "quantity": 3}).status, 200)
-        r = c.post("/orders", {})
-        self.assertEqual(r.status, 202, r)
-        open_order = r.json()["id"]
-        wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 7, 20,
-                   what="the order's stock reserved")
+        product, open_order = self.open_order(c, 3)
 
         r = self.admin.post(f"/admin/customers/{paid_id}/erase")
         self.assertEqual(r.status, 204, r)
@@ -105,6 +111,11 @@ class Erasure(StackTestCase):
         self.assertEqual(c.get("/me").status, 401)
         wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 10, 20,
                    what=f"order {open_order} cancelled and its stock released")
+        # the admin order desk shows the paid order without the person
+        desk = self.admin.get(f"/admin/orders/{paid_order}").json()
+        self.assertEqual(desk["status"], "confirmed")
+        self.assertIsNone(desk["customer"]["email"])
+        self.assertTrue(desk["items"] and desk["total_cents"] > 0, "the order keeps items and amounts")
         # the admin's delivery log shows the emails without the person
         items = self.admin.get(f"/admin/mail?order_id={paid_order}").json()["items"]
         self.assertTrue(items)
@@ -121,6 +132,8 @@ class Erasure(StackTestCase):
     def test_an_erased_customer_is_gone_from_every_file_and_the_tools_still_work(self):
         email, name, client = self.customer_who_ordered_and_paid()
         self.assertIn(email, self.replay_users(), "before the erasure, replay opens the sealed fields")
+        # and an open order, holding stock: the command line cancels it first, as HTTP does
+        product, open_order = self.open_order(client, 4)
         stop = threading.Event()
         load = threading.Thread(target=self.others_ordering, args=(stop,))
         load.start()
@@ -130,6 +143,13 @@ class Erasure(StackTestCase):
             stop.set()
             load.join()
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("cancelled 1 open order", r.stdout)
+        wait_until(lambda: self.admin.get(f"/admin/products/{product}").json()["available"] == 10, 20,
+                   what=f"order {open_order} cancelled and its stock released")
+        desk = self.admin.get(f"/admin/orders/{open_order}").json()
+        self.assertEqual(desk["status"], "cancelled")
+        self.assertIsNone(desk["customer"]["email"], "the desk shows the order without the person")
+        self.assertEqual(self.orion("admin", "erase", "--email", email).returncode, 0, "again: harmless")
         # logins and the old token end
         wait_until(lambda: login_or_none(self.stack.http_port, email, "erasable-Password-77") is None, 10,
                    what="logins refused")
@@ -174,13 +194,51 @@ class Erasure(StackTestCase):
         self.assertNotIn('"type":"CustomerErased"', text)
         self.assertNotIn(email, text, "the key is gone: nothing of the customer opens any more")
         self.assertIsNone(login_or_none(self.stack.http_port, email, "erasable-Password-77"))
-        r = self.orion("admin", "erase", "--email", email)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        # every erasure the log records, carried through: this one is finished
+        r = self.orion("admin", "erase", "--all")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 finished now", r.stdout)
         r = self.orion("admin", "erase", "--email", email)
         self.assertEqual(r.returncode, 0, "erasing again is harmless")
         self.assertEqual(self.replay_users().count('"type":"CustomerErased"'), 1, "recorded once")
         wait_until(lambda: self.orion("rebuild", "--verify", "--quiet").returncode == 0, 30, interval=1,
                    what="rebuild --verify with no difference")
+
+    def keystore_dir(self):
+        for dirpath, dirnames, _ in os.walk(os.path.join(self.stack.dir, "nats")):
+            if "ORION_KEYS" in dirnames:
+                return os.path.join(dirpath, "ORION_KEYS")
+        raise AssertionError("no ORION_KEYS stream directory in the NATS store")
+
+    def restart_nats(self, between=None):
+        """nats-server stopped, between() run on its files, started again; waits for the shop."""
+        self.stack.nats.stop(20)
+        if between:
+            between()
+        self.stack.nats.start()
+        wait_until(lambda: self.orion("replay", "--aggregate", "user").returncode == 0, 30, interval=0.5,
+                   what="the event store back")
+
+    def test_a_restored_keystore_gets_the_erased_keys_destroyed_again(self):
+        # ADR 027, "Backups": a keystore backup taken before an erasure brings the key back
+        email, name, _ = self.customer_who_ordered_and_paid()
+        backup = os.path.join(self.stack.dir, "keys-backup")
+        self.restart_nats(lambda: shutil.copytree(self.keystore_dir(), backup))
+        r = self.orion("admin", "erase", "--email", email)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(email, self.replay_users())
+        keys_dir = self.keystore_dir()
+        self.restart_nats(lambda: (shutil.rmtree(keys_dir), shutil.copytree(backup, keys_dir)))
+        self.assertIn(email, self.replay_users(), "the restored keystore opens the erased customer again")
+        r = self.orion("admin", "erase", "--all")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 key destroyed again", r.stdout)
+        text = self.replay_users()
+        self.assertNotIn(email, text)
+        self.assertNotIn(name, text)
+        r = self.orion("admin", "erase", "--all")
+        self.assertIn("0 keys destroyed again", r.stdout, "nothing left to do")
+        shutil.rmtree(backup)
 
 
 if __name__ == "__main__":

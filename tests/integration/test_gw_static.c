@@ -1,8 +1,9 @@
 /* test_gw_static.c — gateway/gw_static.c end to end: a real server with a
  * routed API path and the static files as its fallback, over a temporary
  * directory, driven with libcurl. Content types, ETag and If-None-Match,
- * HEAD, the index of "/" and "/admin/", the storefront's own pages, 404
- * problem+json for unknown files, directory traversal (plain, encoded,
+ * HEAD, the index of "/" and "/admin/", the storefront's and the admin
+ * console's own pages, 404 problem+json for unknown files, directory
+ * traversal (plain, encoded,
  * double-encoded, backslashes), dot files and symbolic links never served,
  * methods other than GET and HEAD, the CSP with the provider's origin, and
  * bad arguments at creation. */
@@ -17,15 +18,19 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <zlib.h>
 
 #include "gw_http.h"
 #include "gw_static.h"
 #include "http_client.h"
 #include "log.h"
 
-#define PROVIDER "http://127.0.0.1:4099/psp"
-#define INDEX    "<!doctype html><title>shop</title>"
-#define APP_JS   "export const x = 1;\n"
+#define PROVIDER    "http://127.0.0.1:4099/psp"
+#define INDEX       "<!doctype html><title>shop</title>"
+#define APP_JS      "export const x = 1;\n"
+#define ADMIN_INDEX "<!doctype html><title>admin</title>"
+
+static char big_js[4096]; /* compresses well: served gzip to whoever accepts it */
 
 static gw_server *server;
 static gw_static *web;
@@ -69,9 +74,14 @@ static void setup(void)
 	cr_assert_eq(mkdir(path, 0700), 0);
 	write_file(root, "index.html", INDEX);
 	write_file(root, "app.js", APP_JS);
+	big_js[0] = '\0';
+	for (int i = 0; strlen(big_js) + 64 < sizeof big_js; i++)
+		snprintf(big_js + strlen(big_js), sizeof big_js - strlen(big_js),
+		         "export const item%d = \"%d\";\n", i, i * 7);
+	write_file(root, "big.js", big_js);
 	write_file(root, "style.css", "body{}");
 	write_file(root, "favicon.svg", "<svg/>");
-	write_file(root, "admin/index.html", "<!doctype html><title>admin</title>");
+	write_file(root, "admin/index.html", ADMIN_INDEX);
 	write_file(root, ".env", "SECRET=1");
 	write_file(root, ".git/config", "[core]");
 	write_file(root, "with space.js", "x");
@@ -125,9 +135,9 @@ static void assert_not_found(const char *path)
 
 Test(gw_static, loads_only_plain_names)
 {
-	/* index.html, app.js, style.css, favicon.svg, admin/index.html: no dot
-	 * file, nothing under .git, no name with a space, no symbolic link */
-	cr_assert_eq(gw_static_count(web), 5);
+	/* index.html, app.js, big.js, style.css, favicon.svg, admin/index.html:
+	 * no dot file, nothing under .git, no name with a space, no symbolic link */
+	cr_assert_eq(gw_static_count(web), 6);
 }
 
 Test(gw_static, serves_files_with_their_types)
@@ -140,7 +150,7 @@ Test(gw_static, serves_files_with_their_types)
 	        {"/app.js", "text/javascript; charset=utf-8", APP_JS},
 	        {"/style.css", "text/css; charset=utf-8", "body{}"},
 	        {"/favicon.svg", "image/svg+xml", "<svg/>"},
-	        {"/admin/", "text/html; charset=utf-8", "<!doctype html><title>admin</title>"},
+	        {"/admin/", "text/html; charset=utf-8", ADMIN_INDEX},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		hc_reply r = get("GET", cases[i].path, NULL);
@@ -239,6 +249,32 @@ Test(gw_static, storefront_pages_answer_the_index)
 	assert_not_found("/ordersx");
 }
 
+Test(gw_static, console_pages_answer_the_console_index)
+{
+	const char *pages[] = {"/admin/login",        "/admin/products",  "/admin/products/new",
+	                       "/admin/products/p-1", "/admin/inventory", "/admin/orders",
+	                       "/admin/orders/o_123", "/admin/mail"};
+	for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+		hc_reply r = get("GET", pages[i], NULL);
+		cr_assert_eq(r.status, 200, "%s: %ld", pages[i], r.status);
+		cr_assert_eq(r.body_len, strlen(ADMIN_INDEX), "%s", pages[i]);
+		cr_assert_eq(memcmp(r.body, ADMIN_INDEX, r.body_len), 0, "%s", pages[i]);
+		cr_assert_not_null(hc_header(&r, "Content-Security-Policy"), "%s", pages[i]);
+		hc_reply_free(&r);
+	}
+	/* only the console's own pages, one segment deep, plain ids */
+	assert_not_found("/admin/orders/a/b");
+	assert_not_found("/admin/orders/");
+	assert_not_found("/admin/orders/x.js");
+	assert_not_found("/admin/ordersx");
+	assert_not_found("/admin/cart");
+	assert_not_found("/admin/confirm/o_1");
+	assert_not_found("/admin/mail/%2e%2e");
+	/* and the console's pages are not the shop's */
+	assert_not_found("/inventory");
+	assert_not_found("/mail");
+}
+
 Test(gw_static, directory_without_slash_redirects)
 {
 	hc_reply r = get("GET", "/admin", NULL);
@@ -313,4 +349,106 @@ Test(gw_static, creation_refuses_bad_arguments)
 	cr_assert_eq(gw_static_create(root, "https://psp.example:8443/v1", &st), ORN_OK);
 	cr_assert_not_null(strstr(gw_static_csp(st), "connect-src 'self' https://psp.example:8443"));
 	gw_static_destroy(st);
+}
+
+/* The gzip body of r inflated; asserts it is a gzip stream. */
+static size_t gunzip(const hc_reply *r, char *out, size_t cap)
+{
+	z_stream z;
+	memset(&z, 0, sizeof z);
+	cr_assert_eq(inflateInit2(&z, MAX_WBITS + 16), Z_OK);
+	z.next_in = (unsigned char *)r->body;
+	z.avail_in = (uInt)r->body_len;
+	z.next_out = (unsigned char *)out;
+	z.avail_out = (uInt)cap;
+	cr_assert_eq(inflate(&z, Z_FINISH), Z_STREAM_END);
+	size_t n = z.total_out;
+	inflateEnd(&z);
+	return n;
+}
+
+Test(gw_static, gzip_to_whoever_accepts_it_with_its_own_etag)
+{
+	static char plain[sizeof big_js];
+	hc_reply r = get("GET", "/big.js", "Accept-Encoding: gzip, deflate, br");
+	cr_assert_eq(r.status, 200);
+	cr_assert_str_eq(hc_header(&r, "Content-Encoding"), "gzip");
+	cr_assert_str_eq(hc_header(&r, "Vary"), "Accept-Encoding");
+	cr_assert_str_eq(hc_header(&r, "Content-Type"), "text/javascript; charset=utf-8");
+	char gz_etag[64];
+	snprintf(gz_etag, sizeof gz_etag, "%s", hc_header(&r, "ETag"));
+	cr_assert_not_null(strstr(gz_etag, "-gz\""), "%s", gz_etag);
+	cr_assert_lt(r.body_len * 3, strlen(big_js), "at least three times smaller: %zu", r.body_len);
+	size_t n = gunzip(&r, plain, sizeof plain);
+	cr_assert_eq(n, strlen(big_js));
+	cr_assert_eq(memcmp(plain, big_js, n), 0);
+	hc_reply_free(&r);
+
+	/* identity: the same file as it is, its own ETag, still Vary */
+	r = get("GET", "/big.js", NULL);
+	cr_assert_eq(r.status, 200);
+	cr_assert_null(hc_header(&r, "Content-Encoding"));
+	cr_assert_str_eq(hc_header(&r, "Vary"), "Accept-Encoding");
+	cr_assert_eq(r.body_len, strlen(big_js));
+	char etag[64];
+	snprintf(etag, sizeof etag, "%s", hc_header(&r, "ETag"));
+	cr_assert_str_neq(etag, gz_etag);
+	hc_reply_free(&r);
+
+	/* revalidation names the representation it has */
+	char header[160];
+	const char *both[] = {"Accept-Encoding: gzip", header, NULL};
+	snprintf(header, sizeof header, "If-None-Match: %s", gz_etag);
+	r = hc_perform(base_url, "GET", "/big.js", both, NULL, 0, 5000);
+	cr_assert_eq(r.status, 304);
+	hc_reply_free(&r);
+	r = get("GET", "/big.js", header);
+	cr_assert_eq(r.status, 200, "the gzip ETag does not match the identity body");
+	hc_reply_free(&r);
+	snprintf(header, sizeof header, "If-None-Match: %s", etag);
+	r = hc_perform(base_url, "GET", "/big.js", both, NULL, 0, 5000);
+	cr_assert_eq(r.status, 200, "nor the identity ETag the gzip body");
+	cr_assert_str_eq(hc_header(&r, "Content-Encoding"), "gzip");
+	hc_reply_free(&r);
+
+	/* HEAD tells the length of what a GET would send */
+	r = get("HEAD", "/big.js", "Accept-Encoding: gzip");
+	cr_assert_eq(r.status, 200);
+	cr_assert_eq(r.body_len, 0);
+	cr_assert_str_eq(hc_header(&r, "Content-Encoding"), "gzip");
+	cr_assert_lt(atol(hc_header(&r, "Content-Length")), (long)strlen(big_js) / 3);
+	hc_reply_free(&r);
+}
+
+Test(gw_static, accept_encoding_is_read_as_rfc_9110_says)
+{
+	static const struct {
+		const char *header;
+		bool gzip;
+	} cases[] = {
+	        {"Accept-Encoding: gzip", true},
+	        {"Accept-Encoding: GZIP;q=0.5", true},
+	        {"Accept-Encoding: x-gzip", true},
+	        {"Accept-Encoding: br, *", true},
+	        {"Accept-Encoding: gzip;q=0", false},
+	        {"Accept-Encoding: gzip; q=0.000", false},
+	        {"Accept-Encoding: deflate, br", false},
+	        {"Accept-Encoding: identity", false},
+	        {"Accept-Encoding: gzipx", false},
+	        {"Accept-Encoding: *;q=0, br", false},
+	        {"Accept-Encoding: ", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		hc_reply r = get("GET", "/big.js", cases[i].header);
+		cr_assert_eq(r.status, 200);
+		const char *ce = hc_header(&r, "Content-Encoding");
+		cr_assert_eq(ce != NULL, cases[i].gzip, "%s", cases[i].header);
+		hc_reply_free(&r);
+	}
+	/* a small file is sent as it is: no copy, no Vary */
+	hc_reply r = get("GET", "/app.js", "Accept-Encoding: gzip");
+	cr_assert_null(hc_header(&r, "Content-Encoding"));
+	cr_assert_null(hc_header(&r, "Vary"));
+	cr_assert_eq(r.body_len, strlen(APP_JS));
+	hc_reply_free(&r);
 }

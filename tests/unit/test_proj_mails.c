@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "mails.h"
+#include "personal.h"
 #include "proj_internal.h"
+#include "user.h"
 
 static char dir[64];
 static proj_env *env;
@@ -44,7 +46,7 @@ static void teardown(void)
 TestSuite(proj_mails, .init = setup, .fini = teardown);
 
 typedef struct one_event {
-	const char *id, *type;
+	const char *subject, *type;
 	const uint8_t *payload;
 	size_t len;
 } one_event;
@@ -54,20 +56,26 @@ static orn_rc apply_one(proj_txn *t, void *closure)
 	one_event *o = closure;
 	const proj_def *def = proj_mail_def(model);
 	env_envelope e;
-	char subject[ES_SUBJECT_MAX];
 	memset(&e, 0, sizeof e);
 	snprintf(e.type, sizeof e.type, "%s", o->type);
 	e.schema = MAIL_LOG_SCHEMA;
 	e.payload = o->payload;
 	e.payload_len = o->len;
-	snprintf(subject, sizeof subject, "orion.evt.mail.%s", o->id);
-	return def->apply(def->self, t, next_seq++, subject, &e);
+	return def->apply(def->self, t, next_seq++, o->subject, &e);
+}
+
+/* Applies one event of type on subject, as the projector does. */
+static void apply_on(const char *subject, const char *type, const uint8_t *payload, size_t len)
+{
+	one_event o = {subject, type, payload, len};
+	cr_assert_eq(proj_env_write(env, apply_one, &o), ORN_OK);
 }
 
 static void apply_raw(const char *id, const char *type, const uint8_t *payload, size_t len)
 {
-	one_event o = {id, type, payload, len};
-	cr_assert_eq(proj_env_write(env, apply_one, &o), ORN_OK);
+	char subject[ES_SUBJECT_MAX];
+	snprintf(subject, sizeof subject, "orion.evt.mail.%s", id);
+	apply_on(subject, type, payload, len);
 }
 
 static void apply(const char *id, mail_log_event ev)
@@ -215,4 +223,103 @@ Test(proj_mails, undecodable_and_foreign_events_are_skipped)
 	proj_mail_stats_get(model, &stats);
 	cr_assert_eq(stats.undecodable, 1);
 	cr_assert_eq(list(NULL, -1, 10, NULL), 0);
+}
+
+/* ---- erasure (ADR 027) ---- */
+
+static char kid_ann[PD_KID_MAX], kid_bob[PD_KID_MAX];
+
+/* A mail of order_id to a recipient sealed with kid (the key itself is not needed here). */
+static mail_log_event sealed_event(mail_log_event_kind kind, const char *order_id, const char *kid,
+                                   int64_t at)
+{
+	uint8_t key[PD_KEY_BYTES];
+	char ignored[PD_KID_MAX];
+	mail_log_event e = event(kind, order_id, 1, at);
+	pd_key_new(ignored, key);
+	cr_assert_eq(pd_seal(key, kid, "customer_email", "evt-1", "ann@example.com", 15, e.subject.recipient,
+	                     sizeof e.subject.recipient),
+	             ORN_OK);
+	return e;
+}
+
+/* CustomerErased naming kid (or nothing: an event before it named one). */
+static void apply_erased(const char *kid)
+{
+	user_event ev = {.kind = USER_ERASED_EVENT};
+	if (kid[0] != '\0') {
+		strcpy(ev.fields.user_id, "usr_1");
+		snprintf(ev.fields.kid, sizeof ev.fields.kid, "%s", kid);
+	}
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(user_event_encode(w, &ev), ORN_OK);
+	apply_on("orion.evt.user.u0123", USER_EV_ERASED, mp_writer_data(w), mp_writer_size(w));
+	mp_writer_destroy(w);
+}
+
+static void expect_recipient_sealed(const char *id, bool sealed)
+{
+	proj_mail_entry e;
+	cr_assert_eq(proj_mail_get(model, id, &e), ORN_OK, "%s", id);
+	if (sealed)
+		cr_assert(pd_is_sealed(e.log.subject.recipient), "%s keeps its recipient", id);
+	else
+		cr_assert_str_eq(e.log.subject.recipient, "", "%s loses its recipient", id);
+}
+
+static void given_mails_of_ann_and_bob(void)
+{
+	uint8_t key[PD_KEY_BYTES];
+	pd_key_new(kid_ann, key);
+	pd_key_new(kid_bob, key);
+	apply("m1", sealed_event(MAIL_LOG_DELIVERED, "o1", kid_ann, 100));
+	apply("m2", sealed_event(MAIL_LOG_ATTEMPT_FAILED, "o2", kid_ann, 110));
+	apply("m3", sealed_event(MAIL_LOG_DELIVERED, "o3", kid_bob, 120));
+	apply("m4", event(MAIL_LOG_DELIVERED, "o4", 1, 130)); /* a clear recipient (before ADR 027) */
+}
+
+Test(proj_mails, a_customer_erased_leaves_their_mails_without_recipient_for_good)
+{
+	given_mails_of_ann_and_bob();
+	apply_erased(""); /* names no key: nothing changes */
+	expect_recipient_sealed("m1", true);
+	apply_erased(kid_ann);
+	expect_recipient_sealed("m1", false);
+	expect_recipient_sealed("m2", false);
+	expect_recipient_sealed("m3", true);
+	proj_mail_entry e;
+	cr_assert_eq(proj_mail_get(model, "m4", &e), ORN_OK);
+	cr_assert_str_eq(e.log.subject.recipient, "ann@example.com");
+	cr_assert_eq(proj_mail_get(model, "m1", &e), ORN_OK);
+	cr_assert_eq(e.log.status, MAIL_LOG_STATUS_DELIVERED, "the row keeps its status");
+	cr_assert_str_eq(e.log.subject.order_id, "o1");
+	/* a later event of such a mail carries the recipient again: blanked too */
+	apply("m2", sealed_event(MAIL_LOG_DELIVERED, "o2", kid_ann, 140));
+	expect_recipient_sealed("m2", false);
+	cr_assert_eq(proj_mail_get(model, "m2", &e), ORN_OK);
+	cr_assert_eq(e.log.status, MAIL_LOG_STATUS_DELIVERED);
+	/* erased again (a redelivery): the same */
+	apply_erased(kid_ann);
+	expect_recipient_sealed("m3", true);
+	cr_assert_eq(list("o2", -1, 10, NULL), 1);
+}
+
+static orn_rc drop_kid_index(proj_txn *t, void *closure)
+{
+	(void)closure;
+	MDB_dbi dbi;
+	cr_assert_eq(mdb_dbi_open(t->txn, "mail.by_kid", 0, &dbi), 0);
+	cr_assert_eq(mdb_drop(t->txn, dbi, 1), 0);
+	return ORN_OK;
+}
+
+Test(proj_mails, a_model_written_before_the_key_index_gets_it_filled)
+{
+	given_mails_of_ann_and_bob();
+	cr_assert_eq(proj_env_write(env, drop_kid_index, NULL), ORN_OK);
+	proj_mail_destroy(model);
+	cr_assert_eq(proj_mail_create(env, &model), ORN_OK); /* fills the index from the records */
+	apply_erased(kid_bob);
+	expect_recipient_sealed("m3", false);
+	expect_recipient_sealed("m1", true);
 }

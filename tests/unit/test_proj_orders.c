@@ -13,6 +13,7 @@
 #include "order.h"
 #include "orders.h"
 #include "proj_internal.h"
+#include "user.h"
 
 #define HASH     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define T0       1700000000000LL
@@ -988,4 +989,55 @@ Test(proj_orders, an_environment_written_before_the_index_gets_it_from_the_recor
 	/* and the next event moves the backfilled key */
 	apply_at("live", 7, with_reason(ORDER_CANCELLED_EVENT, T0 + 2, ORDER_REASON_CUSTOMER));
 	expect_only_due(INT64_MAX, "paying", T0 + 5 + DEADLINE);
+}
+
+/* ---- erasure (ADR 027) ---- */
+
+/* Applies CustomerErased naming user_id (or none: an event before it named one) at seq. */
+static void apply_erased(const char *user_id, uint64_t seq)
+{
+	user_event ev = {.kind = USER_ERASED_EVENT};
+	snprintf(ev.fields.user_id, sizeof ev.fields.user_id, "%s", user_id);
+	if (user_id[0] != '\0')
+		strcpy(ev.fields.kid, "00112233445566778899aabbccddeeff");
+	mp_writer *w = mp_writer_create();
+	cr_assert_eq(user_event_encode(w, &ev), ORN_OK);
+	cr_assert_eq(
+	        apply_raw("orion.evt.user.u0123", seq, USER_EV_ERASED, mp_writer_data(w), mp_writer_size(w)),
+	        ORN_OK);
+	mp_writer_destroy(w);
+}
+
+Test(proj_orders, a_customer_erased_leaves_every_order_of_theirs_without_the_address)
+{
+	apply_at("o1", 1, placed("u1", T0, 1));
+	apply_at("o2", 2, placed("u1", T0 + 1, 2));
+	apply_at("o3", 4, placed("u12", T0 + 3, 1)); /* a customer whose id starts with u1's */
+	apply_erased("", 5);                         /* names nobody: nothing changes */
+	proj_order *o = get("o1");
+	cr_assert_str_eq(o->state.customer_email, "ann@example.com");
+	free(o);
+	apply_erased("u1", 6);
+	const char *mine[] = {"o1", "o2"};
+	for (size_t i = 0; i < 2; i++) {
+		o = get(mine[i]);
+		cr_assert_str_eq(o->state.customer_email, "", "%s", mine[i]);
+		cr_assert_eq(o->version, (uint64_t)(i + 1), "the version stays: no order event was applied");
+		cr_assert_eq(o->state.line_count, i + 1, "the order keeps its items");
+		free(o);
+	}
+	cr_assert_eq(summary_of("u12", "o3").status, ORDER_PENDING);
+	o = get("o3");
+	cr_assert_str_eq(o->state.customer_email, "ann@example.com", "another customer keeps theirs");
+	free(o);
+	/* the erased order goes on: a later event applies to the blanked record */
+	apply_at("o1", 7, with_reason(ORDER_CANCELLED_EVENT, T0 + 4, ORDER_REASON_CUSTOMER));
+	o = get("o1");
+	cr_assert_eq(o->state.status, ORDER_CANCELLED);
+	cr_assert_eq(o->version, 7);
+	cr_assert_str_eq(o->state.customer_email, "");
+	free(o);
+	proj_orders_page *p = page_of("u1", 10, NULL);
+	cr_assert_eq(p->count, 2);
+	free(p);
 }

@@ -1244,6 +1244,15 @@ static user_event event_of(user_event_kind kind)
 	return (user_event){.kind = kind};
 }
 
+/* CustomerErased as the decider emits it for ada(): naming her account and key. */
+static user_event erased_of_ada(void)
+{
+	user_event e = event_of(USER_ERASED_EVENT);
+	strcpy(e.fields.user_id, "usr_7f3a-X");
+	strcpy(e.fields.kid, data_kid);
+	return e;
+}
+
 Test(user, an_erasure_is_asked_once_then_completed_once_and_blanks_the_personal_fields)
 {
 	given(registered(ada()));
@@ -1255,7 +1264,7 @@ Test(user, an_erasure_is_asked_once_then_completed_once_and_blanks_the_personal_
 	cr_assert_eq(verdict, USER_OK);
 	cr_assert_eq(out.count, 0, "asked again: nothing new");
 	when(command_of(USER_COMPLETE_ERASURE));
-	then_event(event_of(USER_ERASED_EVENT));
+	then_event(erased_of_ada()); /* names the account and its key: the read models blank by them */
 	and_applied();
 	cr_assert_eq(state.erasure, USER_ERASED);
 	cr_assert_str_eq(state.fields.email, "");
@@ -1361,7 +1370,7 @@ Test(user, registered_events_round_trip_sealed_and_clear_ones_still_decode)
 	cr_assert_eq(
 	        user_event_decode(USER_EV_REGISTERED, mp_writer_data(writer), mp_writer_size(writer), &back),
 	        ORN_EDECODE);
-	/* the erasure events carry nothing */
+	/* CustomerErased written before it named the account carries nothing, and still decodes */
 	user_event erased = event_of(USER_ERASED_EVENT);
 	mp_writer_reset(writer);
 	cr_assert_eq(user_event_encode(writer, &erased), ORN_OK);
@@ -1369,6 +1378,21 @@ Test(user, registered_events_round_trip_sealed_and_clear_ones_still_decode)
 	cr_assert_eq(user_event_decode(USER_EV_ERASED, mp_writer_data(writer), mp_writer_size(writer), &back),
 	             ORN_OK);
 	cr_assert_eq(back.kind, USER_ERASED_EVENT);
+	cr_assert_str_eq(back.fields.user_id, "");
+	/* one naming the account round-trips; a bad user id or kid does not decode */
+	assert_event_round_trip(erased_of_ada());
+	erased = erased_of_ada();
+	strcpy(erased.fields.kid, "not-a-kid");
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &erased), ORN_OK);
+	cr_assert_eq(user_event_decode(USER_EV_ERASED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	             ORN_EDECODE);
+	erased = erased_of_ada();
+	strcpy(erased.fields.user_id, "bad id!");
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &erased), ORN_OK);
+	cr_assert_eq(user_event_decode(USER_EV_ERASED, mp_writer_data(writer), mp_writer_size(writer), &back),
+	             ORN_EDECODE);
 }
 
 /* A new password hash sealed with key/kid for the event "cmd-password". */
