@@ -83,7 +83,11 @@ void mail_log_error_set(char out[MAIL_LOG_ERROR_MAX], const char *text)
 static bool subject_valid(const mail_log_subject *s)
 {
 	bool order = s->order_id[0] != '\0', product = s->product_id[0] != '\0';
-	return s->kind[0] != '\0' && s->recipient[0] != '\0' && order != product &&
+	/* an account's email (ADR 031, kind "account_*") names neither */
+	bool account =
+	        !order && !product &&
+	        strncmp(s->kind, MAIL_LOG_KIND_ACCOUNT_PREFIX, strlen(MAIL_LOG_KIND_ACCOUNT_PREFIX)) == 0;
+	return s->kind[0] != '\0' && s->recipient[0] != '\0' && (order != product || account) &&
 	       (!order || orn_id_valid(s->order_id)) && (!product || orn_id_valid(s->product_id));
 }
 

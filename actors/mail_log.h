@@ -40,14 +40,15 @@
 #include "orn.h"
 #include "personal.h"
 
-#define MAIL_LOG_AGGREGATE      "mail"
-#define MAIL_LOG_ID_MAX         34 /* bytes of an id, NUL included: "m" + 32 hex digits */
-#define MAIL_LOG_REF_MAX        65 /* bytes of an order or product id, NUL included */
-#define MAIL_LOG_KIND_MAX       33 /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
-#define MAIL_LOG_RECIPIENT_MAX  PD_TOKEN_MAX /* bytes of a recipient, sealed (ADR 027), NUL included */
-#define MAIL_LOG_ERROR_MAX      201          /* bytes of an error text, NUL included: longer ones are cut */
-#define MAIL_LOG_SCHEMA         1
-#define MAIL_LOG_KIND_LOW_STOCK "low_stock"
+#define MAIL_LOG_AGGREGATE           "mail"
+#define MAIL_LOG_ID_MAX              34 /* bytes of an id, NUL included: "m" + 32 hex digits */
+#define MAIL_LOG_REF_MAX             65 /* bytes of an order or product id, NUL included */
+#define MAIL_LOG_KIND_MAX            33 /* bytes of a kind ("awaiting_payment", "low_stock"), NUL included */
+#define MAIL_LOG_RECIPIENT_MAX       PD_TOKEN_MAX /* bytes of a recipient, sealed (ADR 027), NUL included */
+#define MAIL_LOG_ERROR_MAX           201 /* bytes of an error text, NUL included: longer ones are cut */
+#define MAIL_LOG_SCHEMA              1
+#define MAIL_LOG_KIND_LOW_STOCK      "low_stock"
+#define MAIL_LOG_KIND_ACCOUNT_PREFIX "account_" /* an account's email: no order, no product (ADR 031) */
 #define MAIL_LOG_BY_MAX                                                                                      \
 	24 /* bytes of who asked for a resend ("customer", "admin") or who                                   \
 	       claimed an attempt (an instance id), NUL included */
@@ -81,7 +82,7 @@ bool mail_log_status_parse(const char *name, mail_log_status *out);
 
 /* What an email is: the same in every event of one log. */
 typedef struct mail_log_subject {
-	char order_id[MAIL_LOG_REF_MAX];   /* the order of a status email, "" for an alert */
+	char order_id[MAIL_LOG_REF_MAX];   /* the order of a status email, "" for an alert or an account's */
 	char product_id[MAIL_LOG_REF_MAX]; /* the product of a low-stock alert, "" for an order email */
 	char kind[MAIL_LOG_KIND_MAX];      /* the order status of the email, or "low_stock" */
 	char recipient[MAIL_LOG_RECIPIENT_MAX];

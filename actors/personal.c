@@ -213,6 +213,66 @@ void pd_blind_index(const uint8_t index_key[PD_KEY_BYTES], const char *email, ch
 	sodium_bin2hex(out + 1, PD_INDEX_MAX - 1, hash, sizeof hash);
 }
 
+/* ---- emailed links ---- */
+
+#define LINK_DOMAIN     "orion.link.v1"
+#define LINK_KDF_CTX    "ornlinks" /* crypto_kdf_CONTEXTBYTES: 8 */
+#define LINK_KDF_SUBKEY 1
+
+void pd_link_key(const uint8_t index_key[PD_KEY_BYTES], uint8_t out[PD_KEY_BYTES])
+{
+	crypto_kdf_derive_from_key(out, PD_KEY_BYTES, LINK_KDF_SUBKEY, LINK_KDF_CTX, index_key);
+}
+
+orn_rc pd_link_token(const uint8_t link_key[PD_KEY_BYTES], const char *purpose, const char *account,
+                     const char *request_id, char out[PD_LINK_MAX])
+{
+	crypto_generichash_state state;
+	uint8_t mac[32];
+	size_t n = strnlen(account, 65);
+	out[0] = '\0';
+	if (purpose == NULL || purpose[0] == '\0' || n > 64 || !orn_id_valid(account) ||
+	    !orn_id_valid(request_id))
+		return ORN_EINVAL;
+	crypto_generichash_init(&state, link_key, PD_KEY_BYTES, sizeof mac);
+	crypto_generichash_update(&state, (const uint8_t *)LINK_DOMAIN, sizeof LINK_DOMAIN);
+	crypto_generichash_update(&state, (const uint8_t *)purpose, strlen(purpose) + 1);
+	crypto_generichash_update(&state, (const uint8_t *)account, n + 1);
+	crypto_generichash_update(&state, (const uint8_t *)request_id, strlen(request_id) + 1);
+	crypto_generichash_final(&state, mac, sizeof mac);
+	memcpy(out, account, n);
+	out[n] = '.';
+	sodium_bin2base64(out + n + 1, PD_LINK_MAX - n - 1, mac, sizeof mac, B64);
+	sodium_memzero(mac, sizeof mac);
+	return ORN_OK;
+}
+
+bool pd_link_account(const char *token, char *account, size_t cap)
+{
+	size_t len = strnlen(token, PD_LINK_MAX);
+	const char *dot = memchr(token, '.', len);
+	size_t n = dot != NULL ? (size_t)(dot - token) : 0;
+	if (cap > 0)
+		account[0] = '\0';
+	if (dot == NULL || n == 0 || n > 64 || n >= cap || len != n + 1 + PD_LINK_MAC_LEN ||
+	    !is_b64(dot + 1, PD_LINK_MAC_LEN))
+		return false;
+	memcpy(account, token, n);
+	account[n] = '\0';
+	if (!orn_id_valid(account)) {
+		account[0] = '\0';
+		return false;
+	}
+	return true;
+}
+
+void pd_link_hash(const char *token, char out[PD_LINK_HASH_MAX])
+{
+	uint8_t hash[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256(hash, (const uint8_t *)token, strlen(token));
+	sodium_bin2hex(out, PD_LINK_HASH_MAX, hash, sizeof hash);
+}
+
 /* "orion.keys.v1" NUL name NUL. */
 static size_t wrap_ad(uint8_t *ad, size_t cap, const char *name)
 {

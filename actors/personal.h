@@ -84,6 +84,36 @@ orn_rc pd_open(const uint8_t key[PD_KEY_BYTES], const char *token, const char *f
  * NUL email)). */
 void pd_blind_index(const uint8_t index_key[PD_KEY_BYTES], const char *email, char out[PD_INDEX_MAX]);
 
+/* ---- emailed links' tokens (docs/adr/031-verified-accounts-and-password-reset.md) ----
+ *
+ * A link's token is "<account>.<mac>": the account's aggregate id, then
+ * base64url (no padding) of BLAKE2b-256 keyed with the link key over
+ * "orion.link.v1" NUL purpose NUL account NUL request id. Derived, never
+ * stored: the event holds the request id and the token's SHA-256
+ * (pd_link_hash); whoever has the link key (the mail role, to write the
+ * link) computes it again, nobody else can. The link key is derived from the
+ * index key (pd_link_key), so it lives in the keystore, wrapped by the master
+ * key, without an entry of its own. */
+#define PD_LINK_MAC_LEN  43                             /* base64url of 32 bytes, no padding */
+#define PD_LINK_MAX      (64 + 1 + PD_LINK_MAC_LEN + 1) /* account id (<= 64), '.', mac, NUL */
+#define PD_LINK_HASH_MAX 65                             /* hex SHA-256, NUL included */
+
+/* The link key derived from the index key (out: PD_KEY_BYTES). */
+void pd_link_key(const uint8_t index_key[PD_KEY_BYTES], uint8_t out[PD_KEY_BYTES]);
+
+/* The token of (purpose, account, request_id) into out. ORN_EINVAL if the
+ * account or request id is not an id (orn_id_valid) or purpose is empty. */
+orn_rc pd_link_token(const uint8_t link_key[PD_KEY_BYTES], const char *purpose, const char *account,
+                     const char *request_id, char out[PD_LINK_MAX]);
+
+/* The account a token names into account (ES id bytes, 65 suffice): false
+ * for anything pd_link_token cannot have written (the token is checked by
+ * its hash in the account, not here). */
+bool pd_link_account(const char *token, char *account, size_t cap);
+
+/* The lowercase hex SHA-256 of a token: what the events hold. */
+void pd_link_hash(const char *token, char out[PD_LINK_HASH_MAX]);
+
 /* Wraps a key under the master key for the keystore entry name (the
  * associated data): out is nonce || ciphertext || tag. */
 void pd_wrap(const uint8_t master[PD_KEY_BYTES], const char *name, const uint8_t key[PD_KEY_BYTES],

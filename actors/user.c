@@ -35,7 +35,13 @@ enum payload_field {
 	FIELD_EXPIRES_AT = 1u << 6,
 	FIELD_TOKEN_VERSION = 1u << 7,
 	FIELD_KID = 1u << 9,
+	FIELD_VERIFIED = 1u << 11,
+	FIELD_REQUEST_ID = 1u << 12,
+	FIELD_TOKEN_HASH = 1u << 13,
+	FIELD_AT = 1u << 14,
 };
+/* An emailed link's request, as RegisterUser (unverified) and the events carry it. */
+#define FIELDS_REQUEST (FIELD_REQUEST_ID | FIELD_TOKEN_HASH | FIELD_EXPIRES_AT)
 /* The fields that hold personal data: sealed tokens since ADR 027. */
 #define FIELDS_PERSONAL (FIELD_EMAIL | FIELD_NAME | FIELD_PASSWORD_HASH)
 /* Snapshot keys beyond the fields. */
@@ -43,9 +49,18 @@ enum payload_field {
 #define SNAPSHOT_ERASURE (1u << 10)
 /* What a snapshot holds (token_version, kid and erasure may be missing:
  * older snapshots). */
-#define SNAPSHOT_FIELDS (FIELDS_ALL | FIELD_TOKEN_VERSION | FIELD_KID)
+#define SNAPSHOT_FIELDS (FIELDS_ALL | FIELD_TOKEN_VERSION | FIELD_KID | FIELD_VERIFIED)
+/* Snapshot keys of the requests and the mail budget (ADR 031); absent in
+ * older snapshots. */
+#define SNAPSHOT_VERIFICATION (1u << 15)
+#define SNAPSHOT_RESET        (1u << 16)
+#define SNAPSHOT_BUDGET       (1u << 17)
+#define SNAPSHOT_OPTIONAL                                                                                    \
+	(FIELD_TOKEN_VERSION | FIELD_KID | FIELD_VERIFIED | SNAPSHOT_ERASURE | SNAPSHOT_VERIFICATION |       \
+	 SNAPSHOT_RESET | SNAPSHOT_BUDGET)
 
-typedef enum field_type { TYPE_TEXT, TYPE_ROLE, TYPE_INT } field_type;
+/* TYPE_VERIFIED: the bool "verified" on the wire, user_fields.unverified inside. */
+typedef enum field_type { TYPE_TEXT, TYPE_ROLE, TYPE_INT, TYPE_VERIFIED } field_type;
 
 /* One field: payload key, bit, where it lives in user_fields, its type, its
  * buffer size (texts) and the rule a rejection quotes. */
@@ -75,6 +90,12 @@ static const struct {
          "an integer, 0 or more"},
         {"kid", FIELD_KID, offsetof(user_fields, kid), TYPE_TEXT, PD_KID_MAX,
          "the data key id, 32 lowercase hex digits, that seals email, name and password_hash"},
+        {"verified", FIELD_VERIFIED, offsetof(user_fields, unverified), TYPE_VERIFIED, 0, "a boolean"},
+        {"request_id", FIELD_REQUEST_ID, offsetof(user_fields, request_id), TYPE_TEXT, USER_JTI_MAX,
+         "1..32 characters of [A-Za-z0-9_-]"},
+        {"token_hash", FIELD_TOKEN_HASH, offsetof(user_fields, token_hash), TYPE_TEXT, USER_TOKEN_HASH_MAX,
+         "64 lowercase hex digits"},
+        {"at", FIELD_AT, offsetof(user_fields, at), TYPE_INT, 0, "seconds since the epoch, above 0"},
 };
 
 /* One payload shape: the type name, the keys it must carry and the keys it
@@ -86,18 +107,23 @@ typedef struct payload_shape {
 } payload_shape;
 
 static const payload_shape command_shapes[] = {
-        [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL | FIELD_KID, 0},
+        [USER_REGISTER] = {USER_CMD_REGISTER, FIELDS_ALL | FIELD_KID, FIELD_VERIFIED | FIELDS_REQUEST},
         [USER_CHANGE_ROLE] = {USER_CMD_CHANGE_ROLE, FIELD_ROLE, 0},
         [USER_REVOKE_TOKEN] = {USER_CMD_REVOKE_TOKEN, FIELD_JTI | FIELD_EXPIRES_AT, 0},
         [USER_REVOKE_TOKENS] = {USER_CMD_REVOKE_TOKENS, 0, 0},
         [USER_REQUEST_ERASURE] = {USER_CMD_REQUEST_ERASURE, 0, 0},
         [USER_COMPLETE_ERASURE] = {USER_CMD_COMPLETE_ERASURE, 0, 0},
         [USER_CHANGE_PASSWORD] = {USER_CMD_CHANGE_PASSWORD, FIELD_PASSWORD_HASH, 0},
+        [USER_VERIFY_EMAIL] = {USER_CMD_VERIFY_EMAIL, FIELD_TOKEN_HASH | FIELD_AT, 0},
+        [USER_REPEAT_REGISTRATION] = {USER_CMD_REPEAT_REGISTRATION, FIELD_REQUEST_ID | FIELD_AT, 0},
+        [USER_REQUEST_PASSWORD_RESET] = {USER_CMD_REQUEST_PASSWORD_RESET, FIELDS_REQUEST | FIELD_AT, 0},
+        [USER_RESET_PASSWORD] = {USER_CMD_RESET_PASSWORD, FIELD_TOKEN_HASH | FIELD_PASSWORD_HASH | FIELD_AT,
+                                 0},
 };
 
 /* UserRegistered names its kid since ADR 027; earlier ones hold clear fields. */
 static const payload_shape event_shapes[] = {
-        [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL, FIELD_KID},
+        [USER_REGISTERED] = {USER_EV_REGISTERED, FIELDS_ALL, FIELD_KID | FIELD_VERIFIED},
         [USER_ROLE_CHANGED] = {USER_EV_ROLE_CHANGED, FIELD_ROLE, 0},
         [USER_TOKEN_REVOKED] = {USER_EV_TOKEN_REVOKED, FIELD_JTI | FIELD_EXPIRES_AT, 0},
         [USER_TOKENS_REVOKED] = {USER_EV_TOKENS_REVOKED, FIELD_TOKEN_VERSION, 0},
@@ -105,6 +131,12 @@ static const payload_shape event_shapes[] = {
         /* names the account since issue 18's read models blank its rows; earlier ones name none */
         [USER_ERASED_EVENT] = {USER_EV_ERASED, 0, FIELD_USER_ID | FIELD_KID},
         [USER_PASSWORD_CHANGED] = {USER_EV_PASSWORD_CHANGED, FIELD_PASSWORD_HASH | FIELD_TOKEN_VERSION, 0},
+        [USER_VERIFICATION_REQUESTED] = {USER_EV_VERIFICATION_REQUESTED, FIELDS_REQUEST, 0},
+        [USER_EMAIL_VERIFIED] = {USER_EV_EMAIL_VERIFIED, FIELD_REQUEST_ID, 0},
+        [USER_REGISTRATION_REPEATED] = {USER_EV_REGISTRATION_REPEATED, FIELD_REQUEST_ID | FIELD_AT, 0},
+        [USER_PASSWORD_RESET_REQUESTED] = {USER_EV_PASSWORD_RESET_REQUESTED, FIELDS_REQUEST | FIELD_AT, 0},
+        [USER_PASSWORD_RESET] = {USER_EV_PASSWORD_RESET,
+                                 FIELD_REQUEST_ID | FIELD_PASSWORD_HASH | FIELD_TOKEN_VERSION, 0},
 };
 
 static const char *const verdict_codes[] = {
@@ -114,6 +146,9 @@ static const char *const verdict_codes[] = {
         [USER_REJ_INVALID] = "invalid",
         [USER_REJ_NO_CHANGE] = "no_change",
         [USER_REJ_WRONG_STATE] = "wrong_state",
+        [USER_REJ_TOKEN_INVALID] = "token_invalid",
+        [USER_REJ_TOKEN_USED] = "token_used",
+        [USER_REJ_TOKEN_EXPIRED] = "token_expired",
 };
 
 static const char *const role_names[] = {[USER_ROLE_CUSTOMER] = "customer", [USER_ROLE_ADMIN] = "admin"};
@@ -128,10 +163,20 @@ static const char *const_string_at(const user_fields *f, size_t i)
 	return (const char *)f + field_table[i].offset;
 }
 
-/* True if field i of f is a text holding nothing (an optional field left out). */
+/* True if field i of f holds nothing (an optional field left out): an
+ * empty text, a zero integer, "verified" true (the default), no role. */
 static bool field_empty(const user_fields *f, size_t i)
 {
-	return field_table[i].type == TYPE_TEXT && const_string_at(f, i)[0] == '\0';
+	switch (field_table[i].type) {
+	case TYPE_TEXT:
+		return const_string_at(f, i)[0] == '\0';
+	case TYPE_INT:
+		return *(const int64_t *)((const char *)f + field_table[i].offset) == 0;
+	case TYPE_VERIFIED:
+		return !f->unverified;
+	default:
+		return f->role == USER_ROLE_NONE;
+	}
 }
 
 static int64_t *int_at(user_fields *f, size_t i)
@@ -310,6 +355,16 @@ static bool password_hash_valid(const char *hash)
 	return valid;
 }
 
+/* 64 lowercase hex digits. */
+static bool token_hash_valid(const char *hash)
+{
+	size_t len = strnlen(hash, USER_TOKEN_HASH_MAX);
+	bool valid = len == USER_TOKEN_HASH_MAX - 1;
+	for (size_t i = 0; valid && i < len; i++)
+		valid = (hash[i] >= '0' && hash[i] <= '9') || (hash[i] >= 'a' && hash[i] <= 'f');
+	return valid;
+}
+
 /* The rules of a clear value of field (personal fields as typed). */
 static bool clear_valid(const user_fields *f, unsigned field)
 {
@@ -333,6 +388,14 @@ static bool clear_valid(const user_fields *f, unsigned field)
 		return f->expires_at > 0;
 	if (field == FIELD_TOKEN_VERSION)
 		return f->token_version >= 0;
+	if (field == FIELD_REQUEST_ID)
+		return strnlen(f->request_id, USER_JTI_MAX) < USER_JTI_MAX && orn_id_valid(f->request_id);
+	if (field == FIELD_TOKEN_HASH)
+		return token_hash_valid(f->token_hash);
+	if (field == FIELD_AT)
+		return f->at > 0;
+	if (field == FIELD_VERIFIED)
+		return true;
 	return user_role_name(f->role) != NULL;
 }
 
@@ -377,6 +440,9 @@ const char *user_invalid_field(const user_command *c)
 
 	if ((size_t)c->kind < ORN_ARRAY_LEN(command_shapes))
 		invalid = first_invalid(&c->fields, command_shapes[c->kind].fields);
+	/* an unverified account comes with its verification request */
+	if (invalid < 0 && c->kind == USER_REGISTER && c->fields.unverified)
+		invalid = first_invalid(&c->fields, FIELDS_REQUEST);
 	if (invalid >= 0)
 		return field_table[invalid].key;
 	if (c->kind == USER_REGISTER && !sealed_with_kid(&c->fields))
@@ -413,17 +479,135 @@ static void emit(user_events *out, user_event_kind kind, const user_fields *fiel
 	e->fields = *fields;
 }
 
+/* The request fields of f alone (an emailed link's). */
+static user_fields request_of(const user_fields *f, unsigned mask)
+{
+	user_fields r = {0};
+	if (mask & FIELD_REQUEST_ID)
+		memcpy(r.request_id, f->request_id, sizeof r.request_id);
+	if (mask & FIELD_TOKEN_HASH)
+		memcpy(r.token_hash, f->token_hash, sizeof r.token_hash);
+	if (mask & FIELD_EXPIRES_AT)
+		r.expires_at = f->expires_at;
+	if (mask & FIELD_AT)
+		r.at = f->at;
+	return r;
+}
+
+/* A new account; an unverified one (registered through the API) with the
+ * request of its verification link in the same commit. */
 static user_verdict decide_register(const user_state *s, const user_command *c, user_events *out)
 {
-	user_verdict verdict = USER_OK;
-
 	if (s->exists && s->erasure != USER_ERASED) /* an erased address may open a new account */
-		verdict = USER_REJ_EXISTS;
-	else if (user_invalid_field(c) != NULL)
-		verdict = USER_REJ_INVALID;
-	else
-		emit(out, USER_REGISTERED, &c->fields);
+		return USER_REJ_EXISTS;
+	if (user_invalid_field(c) != NULL)
+		return USER_REJ_INVALID;
+	user_fields account = c->fields;
+	memset(account.request_id, 0, sizeof account.request_id);
+	memset(account.token_hash, 0, sizeof account.token_hash);
+	account.expires_at = 0;
+	account.at = 0;
+	emit(out, USER_REGISTERED, &account);
+	if (c->fields.unverified) {
+		user_fields request = request_of(&c->fields, FIELDS_REQUEST);
+		emit(out, USER_VERIFICATION_REQUESTED, &request);
+	}
+	return USER_OK;
+}
+
+/* Whether the account may ask for one more email at `at` (its budget). */
+static bool mail_budget_left(const user_state *s, int64_t at)
+{
+	return s->mail_window_at == 0 || at - s->mail_window_at >= USER_MAIL_WINDOW_S ||
+	       at < s->mail_window_at || s->mail_count < USER_MAILS_PER_WINDOW;
+}
+
+/* Counts one email asked for at `at` into the budget. */
+static void mail_budget_spend(user_state *s, int64_t at)
+{
+	if (s->mail_window_at == 0 || at - s->mail_window_at >= USER_MAIL_WINDOW_S ||
+	    at < s->mail_window_at) {
+		s->mail_window_at = at;
+		s->mail_count = 0;
+	}
+	s->mail_count++;
+}
+
+/* A link's token against the latest request of its purpose. */
+static user_verdict check_token(const user_request *r, const user_command *c)
+{
+	if (r->token_hash[0] == '\0' || strcmp(r->token_hash, c->fields.token_hash) != 0)
+		return USER_REJ_TOKEN_INVALID;
+	if (r->used)
+		return USER_REJ_TOKEN_USED;
+	if (c->fields.at >= r->expires_at)
+		return USER_REJ_TOKEN_EXPIRED;
+	return USER_OK;
+}
+
+/* The verification link came back: the address is proven. */
+static user_verdict decide_verify_email(const user_state *s, const user_command *c, user_events *out)
+{
+	user_verdict verdict;
+	if (user_invalid_field(c) != NULL)
+		return USER_REJ_INVALID;
+	if (s->erasure != USER_ACTIVE)
+		return USER_REJ_WRONG_STATE;
+	if ((verdict = check_token(&s->verification, c)) == USER_OK) {
+		user_fields f = {0};
+		memcpy(f.request_id, s->verification.request_id, sizeof f.request_id);
+		emit(out, USER_EMAIL_VERIFIED, &f);
+	}
 	return verdict;
+}
+
+/* Someone registered the address again: its owner hears of it, within the
+ * mail budget; an account being erased hears nothing. Never a rejection but
+ * for bounds: the registration's answer must not tell. */
+static user_verdict decide_repeat_registration(const user_state *s, const user_command *c, user_events *out)
+{
+	if (user_invalid_field(c) != NULL)
+		return USER_REJ_INVALID;
+	if (s->erasure == USER_ACTIVE && mail_budget_left(s, c->fields.at)) {
+		user_fields f = request_of(&c->fields, FIELD_REQUEST_ID | FIELD_AT);
+		emit(out, USER_REGISTRATION_REPEATED, &f);
+	}
+	return USER_OK;
+}
+
+/* A reset link is asked for: the latest request replaces every earlier one,
+ * within the mail budget. */
+static user_verdict decide_request_password_reset(const user_state *s, const user_command *c,
+                                                  user_events *out)
+{
+	if (user_invalid_field(c) != NULL)
+		return USER_REJ_INVALID;
+	if (s->erasure == USER_ACTIVE && mail_budget_left(s, c->fields.at)) {
+		user_fields f = request_of(&c->fields, FIELDS_REQUEST | FIELD_AT);
+		emit(out, USER_PASSWORD_RESET_REQUESTED, &f);
+	}
+	return USER_OK;
+}
+
+/* The reset link came back with a new password hash, sealed with the
+ * account's key: the password changes, every earlier token ends (ADR 021),
+ * the link is used. */
+static user_verdict decide_reset_password(const user_state *s, const user_command *c, user_events *out)
+{
+	char kid[PD_KID_MAX];
+	user_verdict verdict;
+	if (s->erasure != USER_ACTIVE)
+		return USER_REJ_WRONG_STATE;
+	if (user_invalid_field(c) != NULL || s->fields.token_version == INT64_MAX ||
+	    pd_token_kid(c->fields.password_hash, kid) != ORN_OK || strcmp(kid, s->fields.kid) != 0)
+		return USER_REJ_INVALID;
+	if ((verdict = check_token(&s->reset, c)) != USER_OK)
+		return verdict;
+	user_fields f = {.token_version = s->fields.token_version + 1};
+	memcpy(f.request_id, s->reset.request_id, sizeof f.request_id);
+	memcpy(f.password_hash, c->fields.password_hash, sizeof f.password_hash);
+	emit(out, USER_PASSWORD_RESET, &f);
+	return USER_OK;
 }
 
 static user_verdict decide_change_role(const user_state *s, const user_command *c, user_events *out)
@@ -514,6 +698,14 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 		verdict = decide_complete_erasure(s, out);
 	else if (c->kind == USER_CHANGE_PASSWORD)
 		verdict = decide_change_password(s, c, out);
+	else if (c->kind == USER_VERIFY_EMAIL)
+		verdict = decide_verify_email(s, c, out);
+	else if (c->kind == USER_REPEAT_REGISTRATION)
+		verdict = decide_repeat_registration(s, c, out);
+	else if (c->kind == USER_REQUEST_PASSWORD_RESET)
+		verdict = decide_request_password_reset(s, c, out);
+	else if (c->kind == USER_RESET_PASSWORD)
+		verdict = decide_reset_password(s, c, out);
 	else if (s->erasure == USER_ERASED)
 		verdict = USER_REJ_NOT_FOUND; /* an erased account is gone for everything else */
 	else if (c->kind == USER_CHANGE_ROLE)
@@ -525,9 +717,47 @@ user_verdict user_decide(const user_state *s, const user_command *c, user_events
 	return verdict;
 }
 
+/* The request an event names, as the state keeps it. */
+static void request_set(user_request *r, const user_fields *f)
+{
+	memset(r, 0, sizeof *r);
+	memcpy(r->request_id, f->request_id, sizeof r->request_id);
+	memcpy(r->token_hash, f->token_hash, sizeof r->token_hash);
+	r->expires_at = f->expires_at;
+}
+
+/* The emailed links' events (ADR 031); false for another kind. */
+static bool evolve_link(user_state *s, const user_event *e)
+{
+	bool active = s->exists && s->erasure == USER_ACTIVE;
+	if (e->kind == USER_VERIFICATION_REQUESTED && active) {
+		request_set(&s->verification, &e->fields);
+	} else if (e->kind == USER_EMAIL_VERIFIED && active) {
+		s->fields.unverified = false;
+		s->verification.used = true;
+	} else if (e->kind == USER_REGISTRATION_REPEATED && active) {
+		mail_budget_spend(s, e->fields.at);
+	} else if (e->kind == USER_PASSWORD_RESET_REQUESTED && active) {
+		request_set(&s->reset, &e->fields);
+		mail_budget_spend(s, e->fields.at);
+	} else if (e->kind == USER_PASSWORD_RESET && active &&
+	           e->fields.token_version > s->fields.token_version) {
+		memcpy(s->fields.password_hash, e->fields.password_hash, sizeof s->fields.password_hash);
+		s->fields.token_version = e->fields.token_version;
+		s->fields.unverified = false; /* the reset link reached the address */
+		s->reset.used = true;
+	} else {
+		return e->kind >= USER_VERIFICATION_REQUESTED;
+	}
+	return true;
+}
+
 void user_evolve(user_state *s, const user_event *e)
 {
+	if (evolve_link(s, e))
+		return;
 	if (e->kind == USER_REGISTERED) {
+		user_state_init(s);
 		s->exists = true;
 		s->erasure = USER_ACTIVE;
 		s->fields = e->fields;
@@ -539,6 +769,8 @@ void user_evolve(user_state *s, const user_event *e)
 		memset(s->fields.email, 0, sizeof s->fields.email);
 		memset(s->fields.name, 0, sizeof s->fields.name);
 		memset(s->fields.password_hash, 0, sizeof s->fields.password_hash);
+		memset(&s->verification, 0, sizeof s->verification);
+		memset(&s->reset, 0, sizeof s->reset);
 	} else if (e->kind == USER_ROLE_CHANGED && s->exists && user_role_name(e->fields.role) != NULL) {
 		s->fields.role = e->fields.role;
 	} else if (e->kind == USER_TOKENS_REVOKED && s->exists &&
@@ -589,6 +821,8 @@ static orn_rc write_fields(mp_writer *w, const user_fields *f, unsigned mask)
 		mp_write_cstr(w, field_table[i].key);
 		if (field_table[i].type == TYPE_INT)
 			mp_write_int(w, const_int_at(f, i));
+		else if (field_table[i].type == TYPE_VERIFIED)
+			mp_write_bool(w, !f->unverified);
 		else
 			mp_write_cstr(w, field_table[i].type == TYPE_ROLE ? user_role_name(f->role)
 			                                                  : const_string_at(f, i));
@@ -624,6 +858,27 @@ static orn_rc read_role(mp_reader *r, user_role *role)
 	return rc;
 }
 
+/* Reads "verified" into its inverse. */
+static orn_rc read_verified(mp_reader *r, bool *unverified)
+{
+	bool verified = true;
+	orn_rc rc = mp_read_bool(r, &verified);
+	*unverified = !verified;
+	return rc;
+}
+
+/* The optional fields of mask that f holds: an optional field is written
+ * when it holds a value, an empty one is absent (so a verified account's
+ * UserRegistered is what it always was). */
+static unsigned present_optional(const user_fields *f, unsigned mask)
+{
+	unsigned present = 0;
+	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
+		if ((mask & field_table[i].field) != 0 && !field_empty(f, i))
+			present |= field_table[i].field;
+	return present;
+}
+
 /* Reads the value of one key/value pair whose key was read: a key in fields
  * goes into out, any other key is skipped, a repeated one rejected. *seen
  * collects the fields read. */
@@ -646,6 +901,8 @@ static orn_rc read_value(mp_reader *r, const char *key, uint32_t len, unsigned f
 		rc = read_role(r, &out->role);
 	else if (field_table[index].type == TYPE_INT)
 		rc = mp_read_int(r, int_at(out, index));
+	else if (field_table[index].type == TYPE_VERIFIED)
+		rc = read_verified(r, &out->unverified);
 	else
 		rc = mp_read_cstr(r, string_at(out, index), field_table[index].cap);
 fail:
@@ -668,7 +925,8 @@ orn_rc user_command_encode(mp_writer *w, const user_command *c)
 {
 	if (user_command_type(c->kind) == NULL)
 		return ORN_EINVAL;
-	return encode_payload(w, command_shapes[c->kind].fields, &c->fields);
+	const payload_shape *shape = &command_shapes[c->kind];
+	return encode_payload(w, shape->fields | present_optional(&c->fields, shape->optional), &c->fields);
 }
 
 orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len, user_command *out)
@@ -680,8 +938,9 @@ orn_rc user_command_decode(const char *type, const uint8_t *payload, size_t len,
 	if (shape < 0)
 		goto fail;
 	memset(&c, 0, sizeof c);
-	if ((rc = kind_decode_map(payload, len, command_shapes[shape].fields, decode_entry, &c.fields,
-	                          sizeof c.fields)) != ORN_OK)
+	if ((rc = kind_decode_map_optional(payload, len, command_shapes[shape].fields,
+	                                   command_shapes[shape].optional, decode_entry, &c.fields,
+	                                   sizeof c.fields, NULL)) != ORN_OK)
 		goto fail;
 	c.kind = (user_command_kind)shape;
 	*out = c;
@@ -693,12 +952,7 @@ orn_rc user_event_encode(mp_writer *w, const user_event *e)
 {
 	if (user_event_type(e->kind) == NULL)
 		return ORN_EINVAL;
-	/* an optional field is written when it holds a value: an empty one is absent */
-	unsigned optional = 0;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if ((event_shapes[e->kind].optional & field_table[i].field) != 0 &&
-		    !field_empty(&e->fields, i))
-			optional |= field_table[i].field;
+	unsigned optional = present_optional(&e->fields, event_shapes[e->kind].optional);
 	return encode_payload(w, event_shapes[e->kind].fields | optional, &e->fields);
 }
 
@@ -732,10 +986,44 @@ fail:
 
 /* ---- snapshot, restore, view ---- */
 
-/* Writes {exists, erasure, <fields of mask>}. */
-static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
+/* Writes [request_id, token_hash, expires_at, used]. */
+static void write_request(mp_writer *w, const char *key, const user_request *r)
 {
-	uint32_t count = 2;
+	mp_write_cstr(w, key);
+	mp_write_array(w, 4);
+	mp_write_cstr(w, r->request_id);
+	mp_write_cstr(w, r->token_hash);
+	mp_write_int(w, r->expires_at);
+	mp_write_bool(w, r->used);
+}
+
+/* Reads what write_request wrote: a request either empty or whole. */
+static orn_rc read_request(mp_reader *r, user_request *out)
+{
+	uint32_t n = 0;
+	orn_rc rc = mp_read_array(r, &n);
+	if (rc == ORN_OK && n != 4)
+		rc = ORN_EDECODE;
+	if (rc == ORN_OK)
+		rc = mp_read_cstr(r, out->request_id, sizeof out->request_id);
+	if (rc == ORN_OK)
+		rc = mp_read_cstr(r, out->token_hash, sizeof out->token_hash);
+	if (rc == ORN_OK)
+		rc = mp_read_int(r, &out->expires_at);
+	if (rc == ORN_OK)
+		rc = mp_read_bool(r, &out->used);
+	if (rc == ORN_OK && out->token_hash[0] != '\0' &&
+	    (!token_hash_valid(out->token_hash) || !orn_id_valid(out->request_id) || out->expires_at <= 0))
+		rc = ORN_EDECODE;
+	if (rc == ORN_OK && out->token_hash[0] == '\0' && (out->request_id[0] != '\0' || out->used))
+		rc = ORN_EDECODE;
+	return rc;
+}
+
+/* Writes {exists, erasure, [verification, reset, mail_budget,] <fields of mask>}. */
+static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask, bool links)
+{
+	uint32_t count = links ? 5 : 2;
 	orn_rc rc;
 
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
@@ -745,22 +1033,57 @@ static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask)
 	mp_write_bool(w, s->exists);
 	mp_write_cstr(w, "erasure");
 	mp_write_int(w, s->erasure);
+	if (links) {
+		write_request(w, "verification", &s->verification);
+		write_request(w, "reset", &s->reset);
+		mp_write_cstr(w, "mail_budget");
+		mp_write_array(w, 2);
+		mp_write_int(w, s->mail_window_at);
+		mp_write_int(w, s->mail_count);
+	}
 	if ((rc = write_fields(w, &s->fields, mask)) == ORN_OK)
 		rc = mp_writer_status(w);
 	return rc;
 }
 
-/* Snapshot: {exists, erasure, user_id, email, name, password_hash (sealed), role (nil if none),
- * token_version, kid}. */
+/* Snapshot: {exists, erasure, verification, reset, mail_budget, user_id, email, name,
+ * password_hash (sealed), role (nil if none), token_version, kid, verified}. */
 static orn_rc user_snapshot(const void *state, mp_writer *w)
 {
-	return write_state(state, w, SNAPSHOT_FIELDS);
+	return write_state(state, w, SNAPSHOT_FIELDS, true);
 }
 
-/* View: the snapshot without the password hash. */
+/* View: the snapshot without the password hash and the links' requests. */
 static orn_rc user_view(const void *state, mp_writer *w)
 {
-	return write_state(state, w, SNAPSHOT_FIELDS & ~FIELD_PASSWORD_HASH);
+	return write_state(state, w, SNAPSHOT_FIELDS & ~FIELD_PASSWORD_HASH, false);
+}
+
+/* Reads the snapshot's "verification", "reset" or "mail_budget" into s. */
+static orn_rc read_link_state(mp_reader *r, const char *key, uint32_t len, user_state *s, unsigned *seen)
+{
+	unsigned bit = mp_str_eq(key, len, "verification") ? SNAPSHOT_VERIFICATION
+	               : mp_str_eq(key, len, "reset")      ? SNAPSHOT_RESET
+	                                                   : SNAPSHOT_BUDGET;
+	uint32_t n = 0;
+	orn_rc rc;
+	if ((*seen & bit) != 0)
+		return ORN_EDECODE;
+	*seen |= bit;
+	if (bit == SNAPSHOT_VERIFICATION)
+		return read_request(r, &s->verification);
+	if (bit == SNAPSHOT_RESET)
+		return read_request(r, &s->reset);
+	rc = mp_read_array(r, &n);
+	if (rc == ORN_OK && n != 2)
+		rc = ORN_EDECODE;
+	if (rc == ORN_OK)
+		rc = mp_read_int(r, &s->mail_window_at);
+	if (rc == ORN_OK)
+		rc = mp_read_int(r, &s->mail_count);
+	if (rc == ORN_OK && (s->mail_window_at < 0 || s->mail_count < 0))
+		rc = ORN_EDECODE;
+	return rc;
 }
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
@@ -774,7 +1097,10 @@ static orn_rc read_snapshot_entry(mp_reader *r, user_state *s, unsigned *seen)
 
 	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
 		goto fail;
-	if (mp_str_eq(key, len, "erasure")) {
+	if (mp_str_eq(key, len, "verification") || mp_str_eq(key, len, "reset") ||
+	    mp_str_eq(key, len, "mail_budget")) {
+		rc = read_link_state(r, key, len, s, seen);
+	} else if (mp_str_eq(key, len, "erasure")) {
 		if ((*seen & SNAPSHOT_ERASURE) != 0 || (rc = mp_read_int(r, &erasure)) != ORN_OK ||
 		    erasure < USER_ACTIVE || erasure > USER_ERASED) {
 			rc = ORN_EDECODE;
@@ -825,9 +1151,8 @@ static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < count; i++)
 		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
 			goto fail;
-	if ((seen & ~(FIELD_TOKEN_VERSION | FIELD_KID | SNAPSHOT_ERASURE)) !=
-	            (FIELDS_ALL | SNAPSHOT_EXISTS) ||
-	    mp_reader_remaining(&r) != 0 || !state_consistent(&fresh)) {
+	if ((seen & ~SNAPSHOT_OPTIONAL) != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
+	    !state_consistent(&fresh)) {
 		rc = ORN_EDECODE;
 		goto fail;
 	}
@@ -861,12 +1186,21 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		snprintf(detail, cap, "the user does not exist");
 	else if (verdict == USER_REJ_EXISTS)
 		snprintf(detail, cap, "a user with this email already exists");
-	else if (verdict == USER_REJ_WRONG_STATE)
+	else if (verdict == USER_REJ_WRONG_STATE && c->kind == USER_COMPLETE_ERASURE)
 		snprintf(detail, cap, "no erasure of this account was asked for");
+	else if (verdict == USER_REJ_WRONG_STATE)
+		snprintf(detail, cap, "the account is erased or being erased");
+	else if (verdict == USER_REJ_TOKEN_INVALID)
+		snprintf(detail, cap, "the link is not valid (a later one may have replaced it)");
+	else if (verdict == USER_REJ_TOKEN_USED)
+		snprintf(detail, cap, "the link was used already");
+	else if (verdict == USER_REJ_TOKEN_EXPIRED)
+		snprintf(detail, cap, "the link has expired");
 	else if (verdict == USER_REJ_NO_CHANGE)
 		snprintf(detail, cap, "the user already has the role %s", user_role_name(c->fields.role));
+	else if (field == NULL) /* a password hash sealed with another key, or the last version */
+		snprintf(detail, cap, "password_hash: sealed with the account's own data key");
 	else {
-		assert(field != NULL); /* decoded commands are never invalid without a field */
 		while (strcmp(field_table[i].key, field) != 0)
 			i++;
 		snprintf(detail, cap, "%s: %s", field, field_table[i].rule);

@@ -508,6 +508,9 @@ static orn_rc start_api(serve_state *st)
 	o.limits = &limits;
 	o.order_limits = &order_limits;
 	o.token_ttl_s = c->token_ttl_s;
+	o.verify_token_ttl_s = c->verify_token_ttl_s;
+	o.reset_token_ttl_s = c->reset_token_ttl_s;
+	o.unverified_may_order = c->require_email_verification == 0;
 	o.reservation_ttl_ms = (int64_t)c->reservation_ttl_s * 1000;
 	o.low_stock_threshold = c->low_stock_threshold;
 	o.payment_timeout_ms = (unsigned)c->payment_timeout_ms;

@@ -58,6 +58,14 @@ static const orn_setting settings[] = {
             "from may try"),
         INT("ORION_TOKEN_TTL", token_ttl_s, 3600, 60, 86400,
             "seconds an access token lives; longer-lived tokens are refused"),
+        /* ADR 031: verified accounts and password reset */
+        INT("ORION_REQUIRE_EMAIL_VERIFICATION", require_email_verification, 1, 0, 1,
+            "1: an account places orders only once its address is verified (POST /orders: 403); 0: "
+            "at once"),
+        INT("ORION_VERIFY_TOKEN_TTL", verify_token_ttl_s, 86400, 1, 2592000,
+            "seconds an emailed verification link lives"),
+        INT("ORION_RESET_TOKEN_TTL", reset_token_ttl_s, 3600, 1, 86400,
+            "seconds an emailed password-reset link lives"),
         INT("ORION_HTTP_HEADER_TIMEOUT_MS", http_header_timeout_ms, 10000, 100, 600000,
             "time for a request's line and headers, from their first byte"),
         INT("ORION_HTTP_BODY_TIMEOUT_MS", http_body_timeout_ms, 30000, 100, 3600000,

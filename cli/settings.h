@@ -29,10 +29,14 @@ typedef struct cli_config {
 	unsigned auth_address_burst;      /* ORION_AUTH_ADDRESS_BURST, default 20 */
 	unsigned auth_address_per_minute; /* ORION_AUTH_ADDRESS_PER_MINUTE, default 20 */
 	/* issue 14: limits that protect accounts and the gateway (README "Limits") */
-	unsigned auth_account_address_burst;       /* ORION_AUTH_ACCOUNT_ADDRESS_BURST, default 5 */
-	unsigned auth_account_address_per_hour;    /* ORION_AUTH_ACCOUNT_ADDRESS_PER_HOUR, default 60 */
-	unsigned auth_account_per_hour;            /* ORION_AUTH_ACCOUNT_PER_HOUR, default 100 */
-	unsigned token_ttl_s;                      /* ORION_TOKEN_TTL, default 3600 (60..86400) */
+	unsigned auth_account_address_burst;    /* ORION_AUTH_ACCOUNT_ADDRESS_BURST, default 5 */
+	unsigned auth_account_address_per_hour; /* ORION_AUTH_ACCOUNT_ADDRESS_PER_HOUR, default 60 */
+	unsigned auth_account_per_hour;         /* ORION_AUTH_ACCOUNT_PER_HOUR, default 100 */
+	unsigned token_ttl_s;                   /* ORION_TOKEN_TTL, default 3600 (60..86400) */
+	/* ADR 031 */
+	unsigned require_email_verification;       /* ORION_REQUIRE_EMAIL_VERIFICATION, default 1 (0..1) */
+	unsigned verify_token_ttl_s;               /* ORION_VERIFY_TOKEN_TTL, default 86400 (1..2592000) */
+	unsigned reset_token_ttl_s;                /* ORION_RESET_TOKEN_TTL, default 3600 (1..86400) */
 	unsigned http_header_timeout_ms;           /* ORION_HTTP_HEADER_TIMEOUT_MS, default 10000 */
 	unsigned http_body_timeout_ms;             /* ORION_HTTP_BODY_TIMEOUT_MS, default 30000 */
 	unsigned http_max_connections;             /* ORION_HTTP_MAX_CONNECTIONS, default 10000 */

@@ -21,14 +21,16 @@
 #include "proj_quote.h"
 
 /* Limits the handlers apply. */
-#define GW_API_TOKEN_TTL_S         3600 /* access tokens live one hour */
-#define GW_API_COMMAND_TIMEOUT_MS  3000 /* a command without an answer by then: 503 */
-#define GW_API_READ_YOUR_WRITES_MS 2000 /* longest wait for the read models after a write */
-#define GW_API_DEFER_MS            8000 /* deadline of a deferred request (> the two above) */
-#define GW_API_FEEDS_MAX           64   /* inventory feeds open at once (NATS consumers) */
-#define GW_API_KEY_WORKERS         2    /* threads reading keys the cache lacks (ADR 027) */
-#define GW_API_KEY_QUEUE_MAX       256  /* key reads waiting; more: 503 */
-#define GW_LIMIT_ADDRESS_MAX       64   /* bytes of a client address in a limiter key, NUL included */
+#define GW_API_TOKEN_TTL_S         3600  /* access tokens live one hour */
+#define GW_API_VERIFY_TTL_S        86400 /* a verification link lives a day */
+#define GW_API_RESET_TTL_S         3600  /* a password-reset link lives an hour */
+#define GW_API_COMMAND_TIMEOUT_MS  3000  /* a command without an answer by then: 503 */
+#define GW_API_READ_YOUR_WRITES_MS 2000  /* longest wait for the read models after a write */
+#define GW_API_DEFER_MS            8000  /* deadline of a deferred request (> the two above) */
+#define GW_API_FEEDS_MAX           64    /* inventory feeds open at once (NATS consumers) */
+#define GW_API_KEY_WORKERS         2     /* threads reading keys the cache lacks (ADR 027) */
+#define GW_API_KEY_QUEUE_MAX       256   /* key reads waiting; more: 503 */
+#define GW_LIMIT_ADDRESS_MAX       64    /* bytes of a client address in a limiter key, NUL included */
 /* A payment waits for the provider (ADR 009: up to 10 s a call, retried with
  * the same key): its command gets this long by default, and its deferred
  * request that plus GW_API_READ_YOUR_WRITES_MS plus 1 s. Keep the sum below
@@ -81,6 +83,15 @@ struct gw_api {
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* 0: GW_API_PAYMENT_TIMEOUT_MS */
 	int64_t token_ttl_s;         /* 0: GW_API_TOKEN_TTL_S */
+	/* emailed links (ADR 031): their lifetimes, and whether an account whose
+	 * address is not verified may place orders */
+	int64_t verify_ttl_s;
+	int64_t reset_ttl_s;
+	bool unverified_may_order;
+	/* how long a new account's registration takes here (ms, a moving
+	 * average): a known address's answer waits as long (ADR 031) */
+	double register_new_ms;
+	struct registration *padded; /* the known addresses' answers waiting (gw_api_public.c) */
 	/* the card payment provider (ADR 028): "" when not configured */
 	char psp_public_url[GW_API_SETTING_MAX];
 	char psp_publishable_key[GW_API_SETTING_MAX];
@@ -133,6 +144,10 @@ orn_rc gw_api_read_own_order(gw_api *api, const char *id, const char *customer, 
  * read model fails. */
 orn_rc gw_api_quote(gw_api *api, const char *customer, proj_quote *out);
 
+/* A problem of status with detail and one error {field, message}; NULL
+ * when it cannot be built (gw_async_complete_problem answers 500 then). */
+json_t *gw_api_field_problem(int status, const char *detail, const char *field, const char *message);
+
 /* Answers a problem of status with detail and one error {field, message}
  * (500 when it cannot be built). */
 void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
@@ -159,6 +174,54 @@ bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key);
  * limiter). Otherwise adds the Retry-After header (whole seconds, >= 1) to
  * r's answer and returns false: the caller answers 429. */
 bool gw_api_address_allowed(gw_api *api, gw_request *r, const char *scope);
+
+/* ---- gw_api_new_password.c: a new password into a command ---- */
+
+#define GW_NEW_PASSWORD_MAX     256 /* bytes of a password */
+#define GW_NEW_PASSWORD_ID_MAX  48  /* bytes of the command id, NUL included */
+#define GW_NEW_PASSWORD_WHY_MAX 192 /* bytes of a weak password's reason, NUL included */
+
+typedef struct gw_new_password gw_new_password;
+
+typedef enum gw_new_password_outcome {
+	GW_NEW_PASSWORD_SEALED,      /* sealed: the hash, sealed for the command's event */
+	GW_NEW_PASSWORD_WEAK,        /* why: the rule it breaks (answer 400 naming the field) */
+	GW_NEW_PASSWORD_ERASED,      /* the account's key is gone */
+	GW_NEW_PASSWORD_UNAVAILABLE, /* a key or the pool failed: 503 */
+	GW_NEW_PASSWORD_CANCELLED    /* the pools are stopping: free, the request's deadline answers */
+} gw_new_password_outcome;
+
+/* Called once on the loop; why and sealed are valid for the call only. */
+typedef void gw_new_password_fn(void *owner, gw_new_password_outcome outcome, const char *why,
+                                const char *sealed);
+
+/* Takes password (copied) to a sealed hash for account (its sealed email,
+ * kid and password hash are copied): checked by registration's rules
+ * against the address, hashed, sealed with the account's key for the event
+ * of command_id. done(owner, ...) is called exactly once, maybe before this
+ * returns, when this returns ORN_OK; never otherwise (ORN_EINVAL for a
+ * password or command id too long, ORN_ENOMEM, ORN_EUNAVAILABLE). */
+orn_rc gw_api_new_password(gw_api *api, const proj_user *account, const char *password,
+                           const char *command_id, gw_new_password_fn *done, void *owner);
+
+/* ---- gw_api_page.c: the pages of emailed links ---- */
+
+/* A small HTML page (malloc'd, the caller frees it; NULL without memory):
+ * title, message and, with action and token, a form POSTing token to action
+ * with a button. Every value is escaped. */
+char *gw_api_page_html(const char *title, const char *message, const char *action, const char *button,
+                       const char *token);
+
+/* Completes a deferred request with a page of title and message (no form);
+ * 500 problem when it cannot be made. */
+void gw_api_complete_page(gw_async *a, int status, const char *title, const char *message);
+
+/* Whether r's body is a form (application/x-www-form-urlencoded). */
+bool gw_api_is_form(gw_request *r);
+
+/* The token of a form body "token=..." (nothing else) into out (cap
+ * bytes); false if the body is not exactly that. */
+bool gw_api_form_token(gw_request *r, char *out, size_t cap);
 
 /* The HTTP status that fits a rejection code of the domain or the runtime
  * (404 not_found, 422 idempotency_key_reused, 429 too_many_keyed_requests,

@@ -4,6 +4,7 @@
  * cart's quote, query parameters, answers to failed commands). It knows no
  * route file: the table is data (gw_routes.c). */
 #include "gw_api-internal.h"
+#include "gw_api_public.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -137,14 +138,20 @@ const char *gw_api_access_name(gw_api_access access)
 	return "?";
 }
 
-void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
-                                const char *message)
+json_t *gw_api_field_problem(int status, const char *detail, const char *field, const char *message)
 {
 	json_t *problem = gw_problem_new(status, detail);
 	if (problem != NULL && gw_problem_add_error(problem, field, message) != 0) {
 		json_decref(problem);
 		problem = NULL;
 	}
+	return problem;
+}
+
+void gw_api_respond_field_error(gw_request *r, int status, const char *detail, const char *field,
+                                const char *message)
+{
+	json_t *problem = gw_api_field_problem(status, detail, field, message);
 	if (problem == NULL)
 		gw_respond_error(r, 500, NULL);
 	else
@@ -764,7 +771,11 @@ orn_rc gw_api_create(const gw_api_options *o, gw_api **out)
 	                .reservation_ttl_ms = o->reservation_ttl_ms,
 	                .low_stock_threshold = o->low_stock_threshold,
 	                .payment_timeout_ms = o->payment_timeout_ms,
-	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S};
+	                .token_ttl_s = o->token_ttl_s > 0 ? o->token_ttl_s : GW_API_TOKEN_TTL_S,
+	                .verify_ttl_s =
+	                        o->verify_token_ttl_s > 0 ? o->verify_token_ttl_s : GW_API_VERIFY_TTL_S,
+	                .reset_ttl_s = o->reset_token_ttl_s > 0 ? o->reset_token_ttl_s : GW_API_RESET_TTL_S,
+	                .unverified_may_order = o->unverified_may_order};
 	snprintf(api->psp_public_url, sizeof api->psp_public_url, "%s",
 	         o->psp_public_url != NULL ? o->psp_public_url : "");
 	snprintf(api->psp_publishable_key, sizeof api->psp_publishable_key, "%s",
@@ -797,6 +808,7 @@ void gw_api_stop(gw_api *api)
 {
 	if (api == NULL)
 		return;
+	gw_public_answer_waiting(api);            /* registrations whose answer waits: at once */
 	gw_password_pool_destroy(api->passwords); /* answers what is queued, while the server is there */
 	gw_work_destroy(api->key_work);           /* likewise the key requests queued */
 	api->passwords = NULL;

@@ -95,7 +95,13 @@ typedef struct gw_api_options {
 	const gw_api_limits *limits; /* NULL: no login limits */
 	/* NULL: POST /orders opens no hold (no holds actor needed) and has no rate */
 	const gw_api_order_limits *order_limits;
-	int64_t token_ttl_s;         /* access tokens' lifetime; 0: one hour */
+	int64_t token_ttl_s; /* access tokens' lifetime; 0: one hour */
+	/* emailed links (ADR 031): how long a verification and a reset link
+	 * live (0: a day, an hour), and whether an account whose address is not
+	 * verified may place orders (false: 403, ORION_REQUIRE_EMAIL_VERIFICATION) */
+	int64_t verify_token_ttl_s;
+	int64_t reset_token_ttl_s;
+	bool unverified_may_order;
 	int64_t reservation_ttl_ms;  /* how long an order may wait for its confirmation and payment */
 	int64_t low_stock_threshold; /* of a product created without one */
 	unsigned payment_timeout_ms; /* how long a payment may wait for the provider; 0: 25 s */

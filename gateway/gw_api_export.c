@@ -69,7 +69,8 @@ static orn_rc read_mails(export_job *x, proj_mail_page *page, const char *order_
 			x->mails = grown;
 			x->mail_cap = cap;
 		}
-		memcpy(x->mails + x->mail_count, page->items, page->count * sizeof *page->items);
+		if (page->count > 0) /* x->mails is NULL until the first email: no memcpy to NULL */
+			memcpy(x->mails + x->mail_count, page->items, page->count * sizeof *page->items);
 		x->mail_count += page->count;
 		snprintf(cursor, sizeof cursor, "%s", page->next_cursor);
 	} while (cursor[0] != '\0');

@@ -64,9 +64,7 @@
 
 #define LIST_DEFAULT_LIMIT 20
 #define STREAM_TICK_MS     200
-#define FINAL_RETRY_MS     3600000 /* the reconnection delay a finished stream asks for */
-#define FORM_CONTENT_TYPE  "application/x-www-form-urlencoded"
-#define FORM_BODY_MAX      1024
+#define FINAL_RETRY_MS     3600000   /* the reconnection delay a finished stream asks for */
 #define CONFIRM_SCOPE      "confirm" /* the rate limiter's bucket of the confirmation routes */
 
 static const gw_field empty_schema[] = {{.name = NULL}};
@@ -168,54 +166,14 @@ static order_op *op_new(gw_api *api, op_kind kind, const char *customer, const c
 	return op;
 }
 
-/* The small HTML page of the confirmation flow; every value is escaped. */
+/* The page of the confirmation flow: with order_id and token, the form that
+ * posts the token to the order's confirm route. */
 static char *page_html(const char *title, const char *message, const char *order_id, const char *token)
 {
-	static const char head[] =
-	        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-	        "<meta name=\"robots\" content=\"noindex\"><title>%s</title>"
-	        "<style>body{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em}"
-	        "button{font-size:1.1em;padding:.5em 1.5em}</style></head><body><h1>%s</h1><p>%s</p>";
-	static const char form[] = "<form method=\"post\" action=\"/api/v1/orders/%s/confirm\">"
-	                           "<input type=\"hidden\" name=\"token\" value=\"%s\">"
-	                           "<button type=\"submit\">Confirm my order</button></form>";
-	static const char tail[] = "</body></html>\n";
-	const char *values[4] = {title, message, order_id ? order_id : "", token ? token : ""};
-	char *text[4] = {NULL}, *out = NULL;
-	for (size_t i = 0; i < 4; i++) {
-		/* HTML-escape by hand: & < > " ' become entities */
-		size_t len = strlen(values[i]), cap = len * 6 + 1, n = 0;
-		if ((text[i] = malloc(cap)) == NULL)
-			goto done;
-		for (const char *p = values[i]; *p; p++) {
-			const char *entity = *p == '&'    ? "&amp;"
-			                     : *p == '<'  ? "&lt;"
-			                     : *p == '>'  ? "&gt;"
-			                     : *p == '"'  ? "&quot;"
-			                     : *p == '\'' ? "&#39;"
-			                                  : NULL;
-			if (entity != NULL) {
-				memcpy(text[i] + n, entity, strlen(entity));
-				n += strlen(entity);
-			} else {
-				text[i][n++] = *p;
-			}
-		}
-		text[i][n] = '\0';
-	}
-	size_t cap = sizeof head + sizeof form + sizeof tail + 2 * strlen(text[0]) + strlen(text[1]) +
-	             strlen(text[2]) + strlen(text[3]) + 1;
-	if ((out = malloc(cap)) == NULL)
-		goto done;
-	int n = snprintf(out, cap, head, text[0], text[0], text[1]);
+	char action[ORDER_ID_MAX + 32] = "";
 	if (order_id != NULL && token != NULL)
-		n += snprintf(out + n, cap - (size_t)n, form, text[2], text[3]);
-	snprintf(out + n, cap - (size_t)n, "%s", tail);
-done:
-	for (size_t i = 0; i < 4; i++)
-		free(text[i]);
-	return out;
+		snprintf(action, sizeof action, "/api/v1/orders/%s/confirm", order_id);
+	return gw_api_page_html(title, message, action[0] != '\0' ? action : NULL, "Confirm my order", token);
 }
 
 static void respond_page(gw_request *r, int status, const char *title, const char *message,
@@ -249,13 +207,8 @@ static void op_fail(order_op *op, int status, const char *detail)
 		                                "cancelled already, its link has expired, or its items are "
 		                                "still being reserved (try again in a moment)."
 		                              : "The order could not be confirmed; please try again later.";
-		char *html = page_html(status == 409 ? "Not confirmed" : "Confirmation refused", message,
-		                       NULL, NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, status, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
-		free(html);
+		gw_api_complete_page(op->async, status,
+		                     status == 409 ? "Not confirmed" : "Confirmation refused", message);
 	} else {
 		gw_async_complete_problem(op->async, gw_problem_new(status, detail));
 	}
@@ -337,13 +290,8 @@ static void op_answer(void *closure, orn_rc wait_rc)
 	if (op->held && op->exists && rc == ORN_OK && order_status_checkout_done(order->state.status))
 		close_hold(op); /* a repeat of a final order opened it again */
 	if (op->html && op->kind == OP_CONFIRM) {
-		char *html =
-		        page_html("Order confirmed",
-		                  "Thank you: your order is confirmed and now awaits payment.", NULL, NULL);
-		if (html != NULL)
-			gw_async_complete_html(op->async, 200, html, strlen(html));
-		else
-			gw_async_complete_problem(op->async, gw_problem_new(500, NULL));
+		gw_api_complete_page(op->async, 200, "Order confirmed",
+		                     "Thank you: your order is confirmed and now awaits payment.");
 		free(op);
 	} else if (op->kind == OP_PLACE && op->exists && rc != ORN_OK) {
 		op_fail(op, 503, "the order is being placed; retry with the same Idempotency-Key");
@@ -724,6 +672,14 @@ void gw_orders_place(gw_request *r, gw_api *api, const gw_caller *caller)
 	sealing *s = NULL;
 	if (!available(r, api))
 		return;
+	/* ADR 031: an address nobody proved to receive mail at places no order
+	 * (its confirmation email would go nowhere, or to a stranger) */
+	if (!caller->account.verified && !api->unverified_may_order) {
+		gw_respond_error(r, 403,
+		                 "verify your email address first: follow the link in the email sent at "
+		                 "registration (or reset your password to get a new one)");
+		return;
+	}
 	if (!gw_api_limit_take(api->orders_by_customer, r, caller->claims.sub)) {
 		gw_respond_error(r, 429, "too many orders placed: try again after Retry-After seconds");
 		return;
@@ -849,52 +805,15 @@ void gw_orders_get(gw_request *r, gw_api *api, const gw_caller *caller)
 
 /* ---- confirm ----------------------------------------------------------------- */
 
-static bool is_form(gw_request *r)
-{
-	const char *type = gw_request_header(r, "Content-Type");
-	size_t len = sizeof FORM_CONTENT_TYPE - 1;
-	return type != NULL && strncasecmp(type, FORM_CONTENT_TYPE, len) == 0 &&
-	       (type[len] == '\0' || type[len] == ';' || type[len] == ' ');
-}
-
-/* The token of a form body "token=..." (nothing else) into out; false if the
- * body is not exactly that. */
-static bool form_token(gw_request *r, char *out, size_t cap)
-{
-	size_t len;
-	const unsigned char *body = gw_request_body(r, &len);
-	struct evkeyvalq fields;
-	bool ok = false;
-	if (len == 0 || len > FORM_BODY_MAX)
-		return false;
-	char *text = gw_request_alloc(r, len + 1);
-	if (text == NULL)
-		return false;
-	memcpy(text, body, len);
-	text[len] = '\0';
-	TAILQ_INIT(&fields);
-	/* %00 would cut a value short where it is decoded (ADR 020) */
-	if (strlen(text) == len && strstr(text, "%00") == NULL &&
-	    evhttp_parse_query_str(text, &fields) == 0) {
-		const struct evkeyval *first = TAILQ_FIRST(&fields);
-		ok = first != NULL && TAILQ_NEXT(first, next) == NULL && strcmp(first->key, "token") == 0 &&
-		     strlen(first->value) < cap;
-		if (ok)
-			snprintf(out, cap, "%s", first->value);
-	}
-	evhttp_clear_headers(&fields);
-	return ok;
-}
-
 void gw_orders_confirm(gw_request *r, gw_api *api, const gw_caller *caller)
 {
 	char token[ORDER_TOKEN_MAX + 1] = "", command_id[ORDER_ID_MAX + 16];
 	const char *id = gw_request_param(r, "id");
-	bool html = is_form(r);
+	bool html = gw_api_is_form(r);
 	json_t *body = NULL;
 	order_op *op = NULL;
 	if (html) {
-		if (id == NULL || !gw_valid_id(id) || !form_token(r, token, sizeof token) ||
+		if (id == NULL || !gw_valid_id(id) || !gw_api_form_token(r, token, sizeof token) ||
 		    !token_shape_valid(token)) {
 			respond_page(r, 400, "Invalid link", "This confirmation link is not valid.", NULL,
 			             NULL);

@@ -3,12 +3,14 @@
  *
  * Reads go straight to the LMDB read models on the loop thread (they never
  * block on NATS). Register and login need Argon2id, which runs on the password
- * pool; register also sends RegisterUser to the user aggregate and waits until
- * the users read model holds the new account, so a login right after the 201
- * finds it. Those two routes defer their request (gw_request_defer) and each
- * step's callback, on the loop thread, either starts the next step or
- * completes the request and frees the step's closure: every path frees it
- * exactly once.
+ * pool. Register answers 202 {"status":"verification_sent"} whether the
+ * address has an account or not (ADR 031): the password is hashed either way;
+ * a new address gets an unverified account (RegisterUser with its
+ * verification link's request), a known one RepeatRegistration (its owner is
+ * told by email); both wait until the users read model holds the result, so
+ * a login right after the answer finds a new account. Those two routes defer their request (gw_request_defer)
+ * and each step's callback, on the loop thread, either starts the next step or completes the request and
+ * frees the step's closure: every path frees it exactly once.
  *
  * Login limits (ADR 006, "Login limits"). Failed logins are limited per
  * (account, client address) — 5, then one a minute — and per address (20,
@@ -22,6 +24,7 @@
  * Registration charges the per-address budget too (it hashes), and keeps it. */
 #include "gw_api_public.h"
 
+#include <event2/event.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -110,14 +113,19 @@ static const gw_field register_schema[] = {
 /* One registration in flight; owned by whichever callback runs next. */
 typedef struct registration {
 	gw_api *api;
+	struct registration *next, *prev; /* in api->padded while its answer waits */
+	struct event *timer;              /* the wait */
 	gw_async *async;
 	char key[USER_KEY_MAX];
 	char command_id[40];
-	char email[USER_EMAIL_MAX]; /* as the 201 shows them; the command carries them sealed */
+	char email[USER_EMAIL_MAX]; /* as typed (normalized); the command carries it sealed */
 	char name[USER_NAME_MAX];
 	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
 	bool exists;                       /* the users model has an account of this address */
 	orn_rc sealed;                     /* seal_account's outcome, on the key worker */
+	char request_id[USER_JTI_MAX];     /* of the verification link or the repeat notice */
+	int64_t now;                       /* seconds: the commands' time (the decider has no clock) */
+	int64_t started_ms;                /* monotonic: when the request came */
 	user_command command;
 } registration;
 
@@ -127,31 +135,123 @@ static void registration_free(registration *reg)
 	free(reg);
 }
 
-/* The last step: answers 201 with the account and frees reg. */
+/* The last step: answers 202, the same for a new and a known address, and
+ * frees reg. */
 static void registration_complete(registration *reg)
 {
-	const user_fields *f = &reg->command.fields;
-	gw_async_complete_json(reg->async, 201, user_json(f->user_id, reg->email, reg->name, f->role));
+	gw_async_complete_json(reg->async, 202, json_pack("{s:s}", "status", "verification_sent"));
 	registration_free(reg);
 }
 
-/* The read model holds the account (ORN_OK), or the wait timed out or was
- * cut short. The account exists either way: answer 201 (a retry would only
- * get 409); a login may then briefly get 401 until the model catches up. */
+/* Takes reg out of the waiting answers and answers it. */
+static void registration_unpad(registration *reg)
+{
+	gw_api *api = reg->api;
+	if (reg->prev != NULL)
+		reg->prev->next = reg->next;
+	else
+		api->padded = reg->next;
+	if (reg->next != NULL)
+		reg->next->prev = reg->prev;
+	event_free(reg->timer);
+	registration_complete(reg);
+}
+
+static void registration_padded(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	registration_unpad(arg);
+}
+
+void gw_public_answer_waiting(gw_api *api)
+{
+	while (api->padded != NULL)
+		registration_unpad(api->padded);
+}
+
+/* A new account's registration stores a key and appends an account; a known
+ * address's appends at most a notice. So that the time of the answer does
+ * not tell them apart, a known address's answer waits until it took as long
+ * as new accounts' take here (a moving average), and a new account's time
+ * feeds that average (ADR 031). */
+static void registration_answer(registration *reg)
+{
+	gw_api *api = reg->api;
+	int64_t elapsed = monotonic_ms() - reg->started_ms;
+	if (!reg->exists) {
+		api->register_new_ms = api->register_new_ms <= 0
+		                               ? (double)elapsed
+		                               : 0.8 * api->register_new_ms + 0.2 * (double)elapsed;
+		registration_complete(reg);
+		return;
+	}
+	int64_t wait_ms = (int64_t)api->register_new_ms - elapsed;
+	struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+	if (wait_ms <= 0 ||
+	    (reg->timer = evtimer_new(gw_server_base(api->server), registration_padded, reg)) == NULL) {
+		registration_complete(reg);
+		return;
+	}
+	if (evtimer_add(reg->timer, &tv) != 0) {
+		event_free(reg->timer);
+		registration_complete(reg);
+		return;
+	}
+	reg->next = api->padded;
+	if (reg->next != NULL)
+		reg->next->prev = reg;
+	api->padded = reg;
+}
+
+/* The read model holds the result (ORN_OK), or the wait timed out or was
+ * cut short: answer 202 either way; a login may then briefly get 401 until
+ * the model catches up. */
 static void registration_visible(void *closure, orn_rc rc)
 {
 	registration *reg = closure;
 	if (rc != ORN_OK)
 		log_warn("registration answered before the users model caught up", "error", orn_strerror(rc));
-	registration_complete(reg);
+	registration_answer(reg);
+}
+
+static void registration_repeat_replied(void *closure, orn_rc rc, bus_reply *reply)
+{
+	registration *reg = closure;
+	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
+		gw_api_complete_failure(reg->async, rc, reply);
+		registration_free(reg);
+		return;
+	}
+	gw_api_wait_for(reg->api, reply->seq, registration_visible, reg);
+}
+
+/* The address has an account: RepeatRegistration, whose event (within the
+ * account's mail budget) has the mail role tell the owner. */
+static void registration_repeat(registration *reg)
+{
+	user_command c = {.kind = USER_REPEAT_REGISTRATION, .fields = {.at = reg->now}};
+	mp_writer *payload = mp_writer_create();
+	snprintf(c.fields.request_id, sizeof c.fields.request_id, "%s", reg->request_id);
+	orn_rc rc = payload == NULL ? ORN_ENOMEM : user_command_encode(payload, &c);
+	if (rc == ORN_OK)
+		rc = gw_api_send(reg->api, USER_AGGREGATE, reg->key,
+		                 user_command_type(USER_REPEAT_REGISTRATION), payload, reg->command_id, NULL,
+		                 registration_repeat_replied, reg);
+	mp_writer_destroy(payload);
+	if (rc != ORN_OK) {
+		log_warn("registration failed", "error", orn_strerror(rc));
+		gw_api_complete_failure(reg->async, rc, NULL);
+		registration_free(reg);
+	}
 }
 
 static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 {
 	registration *reg = closure;
 	if (rc == ORN_OK && reply->outcome == BUS_REJECTED && strcmp(reply->code, "exists") == 0) {
-		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
-		registration_free(reg);
+		/* registered since the users model was read: the owner hears of it */
+		registration_repeat(reg);
 		return;
 	}
 	if (rc != ORN_OK || reply->outcome != BUS_ACCEPTED) {
@@ -164,13 +264,24 @@ static void registration_replied(void *closure, orn_rc rc, bus_reply *reply)
 
 /* Seals the account's email, name and password hash with a new data key
  * of its own, for the event the registration's command causes (ADR 027).
- * The key is stored before it seals anything. */
+ * The key is stored before it seals anything. The account is unverified,
+ * with its verification link's request (ADR 031): the hash of the token the
+ * mail role will compute again from the request id. */
 static orn_rc seal_account(registration *reg)
 {
 	const char *hash = reg->hash;
 	user_fields *f = &reg->command.fields;
 	uint8_t key[PD_KEY_BYTES];
-	orn_rc rc = ks_key_create(reg->api->keys, f->kid, key);
+	char token[PD_LINK_MAX];
+	f->unverified = true;
+	snprintf(f->request_id, sizeof f->request_id, "%s", reg->request_id);
+	f->expires_at = reg->now + reg->api->verify_ttl_s;
+	orn_rc rc = ks_link_token(reg->api->keys, USER_LINK_VERIFY, reg->key, reg->request_id, token);
+	if (rc == ORN_OK)
+		pd_link_hash(token, f->token_hash);
+	sodium_memzero(token, sizeof token);
+	if (rc == ORN_OK)
+		rc = ks_key_create(reg->api->keys, f->kid, key);
 	if (rc == ORN_OK)
 		rc = pd_seal(key, f->kid, "email", reg->command_id, reg->email, strlen(reg->email), f->email,
 		             sizeof f->email);
@@ -220,8 +331,7 @@ static void registration_hashed(orn_rc rc, const char *hash, bool match, void *a
 	}
 	if (reg->exists) {
 		/* no key is made for an address that has an account (ADR 027) */
-		gw_async_complete_problem(reg->async, gw_problem_new(409, "email already registered"));
-		registration_free(reg);
+		registration_repeat(reg);
 		return;
 	}
 	snprintf(reg->hash, sizeof reg->hash, "%s", hash);
@@ -296,8 +406,9 @@ static bool registration_lookup(gw_request *r, gw_api *api, registration *reg)
 }
 
 /* A random public user id: 32 hex digits (not the email key, which starts
- * with 'u' and has 33 characters; the id reveals nothing about the address). */
-static void new_user_id(char *out, size_t cap)
+ * with 'u' and has 33 characters; the id reveals nothing about the address).
+ * Also an emailed link's request id. */
+void gw_public_new_random_id(char *out, size_t cap)
 {
 	unsigned char random[16];
 	randombytes_buf(random, sizeof random);
@@ -356,7 +467,10 @@ void gw_public_register(gw_request *r, gw_api *api, const gw_caller *caller)
 	reg->command.kind = USER_REGISTER;
 	reg->command.fields.role = USER_ROLE_CUSTOMER;
 	snprintf(reg->name, sizeof reg->name, "%s", name);
-	new_user_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
+	gw_public_new_random_id(reg->command.fields.user_id, sizeof reg->command.fields.user_id);
+	gw_public_new_random_id(reg->request_id, sizeof reg->request_id);
+	reg->now = (int64_t)time(NULL);
+	reg->started_ms = monotonic_ms();
 	gw_api_new_id(reg->command_id, sizeof reg->command_id);
 	if ((reg->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL)
 		goto done; /* answered 500 */
@@ -588,20 +702,16 @@ static void me_opened(void *arg, bool run)
 	me_free(v);
 }
 
-void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
+void gw_public_answer_account(gw_api *api, gw_async *async, const proj_user *account)
 {
 	me_view *v = calloc(1, sizeof *v);
 	if (v == NULL) {
-		gw_respond_error(r, 500, NULL);
+		gw_async_complete_problem(async, gw_problem_new(500, NULL));
 		return;
 	}
 	v->api = api;
-	v->account = caller->account; /* read by the access check */
-	if ((v->async = gw_request_defer(r, GW_API_DEFER_MS)) == NULL) {
-		me_free(v);
-		return; /* answered 500 */
-	}
-	gw_async *async = v->async; /* me_opened may free v before the call returns */
+	v->async = async;
+	v->account = *account;
 	const char *tokens[] = {v->account.email, v->account.name};
 	orn_rc rc = gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), me_open, me_opened, v);
 	if (rc != ORN_OK) {
@@ -609,6 +719,13 @@ void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
 		                          gw_problem_new(503, "the account cannot be read now; try again"));
 		me_free(v);
 	}
+}
+
+void gw_public_me(gw_request *r, gw_api *api, const gw_caller *caller)
+{
+	gw_async *async = gw_request_defer(r, GW_API_DEFER_MS);
+	if (async != NULL)                                              /* else answered 500 */
+		gw_public_answer_account(api, async, &caller->account); /* read by the access check */
 }
 
 /* ---- POST /api/v1/me/password -------------------------------------------- */
@@ -622,22 +739,17 @@ static const gw_field password_change_schema[] = {
 #define PASSWORD_UNAVAILABLE "cannot change the password now; try again"
 
 /* One password change in flight; owned by whichever callback runs next.
- * Steps: the current password checked (gw_api_check_password), the email
- * opened and the new password's quality checked (a key worker when the key
- * is not cached), the new password hashed (the password pool), the hash
- * sealed with the account's key for the command's event (a key worker when
- * not cached), ChangePassword sent, the answer once this gateway's users
- * model holds it (every earlier token refused here, as after a logout). */
+ * Steps: the current password checked (gw_api_check_password), the new one
+ * taken to a sealed hash (gw_api_new_password: its quality, the hash, the
+ * seal), ChangePassword sent, the answer once this gateway's users model
+ * holds it (every earlier token refused here, as after a logout). */
 typedef struct password_change {
 	gw_api *api;
 	gw_async *async;
 	proj_user account; /* sealed fields, as the users model holds them */
 	char address_key[8 + GW_LIMIT_ADDRESS_MAX];
 	char command_id[40];
-	char password[257];                /* the new one, until hashed */
-	char hash[USER_PASSWORD_HASH_MAX]; /* until sealed */
-	char why[PASSWORD_REASON_MAX];
-	orn_rc opened, quality, sealed;
+	char password[GW_NEW_PASSWORD_MAX + 1]; /* the new one, until handed on */
 	user_command command;
 } password_change;
 
@@ -675,27 +787,30 @@ static void password_change_replied(void *closure, orn_rc rc, bus_reply *reply)
 	gw_api_wait_for(pc->api, reply->seq, password_change_visible, pc);
 }
 
-/* Off the loop when the key is not cached: the new hash sealed with the
- * account's own key for the event of the command (ADR 027). */
-static void password_change_seal(void *arg)
+/* The new password sealed (or refused): ChangePassword sent. */
+static void password_change_sealed(void *owner, gw_new_password_outcome outcome, const char *why,
+                                   const char *sealed)
 {
-	password_change *pc = arg;
+	password_change *pc = owner;
 	user_fields *f = &pc->command.fields;
-	pc->sealed = ks_seal(pc->api->keys, pc->account.kid, "password_hash", pc->command_id, pc->hash,
-	                     f->password_hash, sizeof f->password_hash);
-	sodium_memzero(pc->hash, sizeof pc->hash);
-}
-
-static void password_change_sealed(void *arg, bool run)
-{
-	password_change *pc = arg;
 	mp_writer *payload = NULL;
-	orn_rc rc = pc->sealed;
-	if (!run) {
+	orn_rc rc = ORN_OK;
+	if (outcome == GW_NEW_PASSWORD_CANCELLED) { /* the request is answered by its deadline */
 		password_change_free(pc);
 		return;
 	}
-	if (rc == ORN_OK && (payload = mp_writer_create()) == NULL)
+	if (outcome == GW_NEW_PASSWORD_WEAK) {
+		gw_async_complete_problem(pc->async,
+		                          gw_api_field_problem(400, BODY_INVALID, "new_password", why));
+		password_change_free(pc);
+		return;
+	}
+	if (outcome != GW_NEW_PASSWORD_SEALED) {
+		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
+		return;
+	}
+	snprintf(f->password_hash, sizeof f->password_hash, "%s", sealed);
+	if ((payload = mp_writer_create()) == NULL)
 		rc = ORN_ENOMEM;
 	if (rc == ORN_OK)
 		rc = user_command_encode(payload, &pc->command);
@@ -708,64 +823,6 @@ static void password_change_sealed(void *arg, bool run)
 		log_warn("password change failed", "error", orn_strerror(rc));
 		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
 	}
-}
-
-static void password_change_hashed(orn_rc rc, const char *hash, bool match, void *arg)
-{
-	password_change *pc = arg;
-	(void)match;
-	sodium_memzero(pc->password, sizeof pc->password);
-	if (rc != ORN_OK || hash == NULL || strlen(hash) >= USER_PASSWORD_HASH_MAX) {
-		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
-		return;
-	}
-	snprintf(pc->hash, sizeof pc->hash, "%s", hash);
-	gw_async *async = pc->async; /* password_change_sealed may free pc before the call returns */
-	const char *tokens[] = {pc->account.password_hash}; /* sealed with the same kid */
-	if (gw_api_keys_run(pc->api, tokens, ORN_ARRAY_LEN(tokens), password_change_seal,
-	                    password_change_sealed, pc) != ORN_OK) {
-		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
-		password_change_free(pc);
-	}
-}
-
-/* Off the loop when the key is not cached: the email opened, and the new
- * password checked by registration's rules against it (ADR 022). */
-static void password_change_check(void *arg)
-{
-	password_change *pc = arg;
-	char email[USER_EMAIL_MAX];
-	pc->opened = ks_open_token(pc->api->keys, pc->account.email, "email", NULL, email, sizeof email);
-	if (pc->opened == ORN_OK)
-		pc->quality = gw_password_quality(pc->password, email, pc->why, sizeof pc->why);
-	sodium_memzero(email, sizeof email);
-}
-
-static void password_change_checked(void *arg, bool run)
-{
-	password_change *pc = arg;
-	if (!run) {
-		password_change_free(pc);
-		return;
-	}
-	if (pc->opened != ORN_OK || (pc->quality != ORN_OK && pc->quality != ORN_EINVAL)) {
-		log_error("cannot check a new password", "error",
-		          orn_strerror(pc->opened != ORN_OK ? pc->opened : pc->quality));
-		password_change_fail(pc, 503, PASSWORD_UNAVAILABLE);
-		return;
-	}
-	if (pc->quality == ORN_EINVAL) {
-		json_t *problem = gw_problem_new(400, BODY_INVALID);
-		if (problem != NULL)
-			gw_problem_add_error(problem, "new_password", pc->why);
-		gw_async_complete_problem(pc->async, problem);
-		password_change_free(pc);
-		return;
-	}
-	gw_async *async = pc->async;
-	orn_rc rc = gw_password_hash_async(pc->api->passwords, pc->password, password_change_hashed, pc);
-	if (!password_work_started(async, rc, PASSWORD_UNAVAILABLE))
-		password_change_free(pc);
 }
 
 /* The current password: a wrong one costs a token of the address's login
@@ -785,10 +842,14 @@ static void password_change_current_checked(orn_rc rc, const char *hash, bool ma
 	}
 	if (api->login_by_address != NULL)
 		gw_ratelimit_refund(api->login_by_address, pc->address_key);
+	/* the callback may free pc before the call returns: nothing of pc after it but on failure */
+	char password[GW_NEW_PASSWORD_MAX + 1];
+	memcpy(password, pc->password, sizeof password);
+	sodium_memzero(pc->password, sizeof pc->password);
 	gw_async *async = pc->async;
-	const char *tokens[] = {pc->account.email};
-	if (gw_api_keys_run(api, tokens, ORN_ARRAY_LEN(tokens), password_change_check,
-	                    password_change_checked, pc) != ORN_OK) {
+	rc = gw_api_new_password(api, &pc->account, password, pc->command_id, password_change_sealed, pc);
+	sodium_memzero(password, sizeof password);
+	if (rc != ORN_OK) {
 		gw_async_complete_problem(async, gw_problem_new(503, PASSWORD_UNAVAILABLE));
 		password_change_free(pc);
 	}

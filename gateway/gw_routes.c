@@ -3,6 +3,7 @@
  * knows every route file. */
 #include "gw_routes.h"
 
+#include "gw_api_accounts.h"
 #include "gw_api_admin.h"
 #include "gw_api_cart.h"
 #include "gw_api_desk.h"
@@ -23,6 +24,10 @@ static const gw_api_route routes[] = {
         /* accounts */
         {GW_POST, "/api/v1/auth/register", gw_public_register, PUBLIC},
         {GW_POST, "/api/v1/auth/login", gw_public_login, PUBLIC},
+        {GW_GET, "/api/v1/auth/verify", gw_accounts_verify_page, PUBLIC}, /* the page of the emailed link */
+        {GW_POST, "/api/v1/auth/verify", gw_accounts_verify, PUBLIC},     /* the token is the credential */
+        {GW_POST, "/api/v1/auth/password-reset", gw_accounts_password_reset, PUBLIC},
+        {GW_POST, "/api/v1/auth/password-reset/confirm", gw_accounts_password_reset_confirm, PUBLIC},
         {GW_POST, "/api/v1/auth/logout", gw_public_logout, ACCOUNT},
         {GW_GET, "/api/v1/me", gw_public_me, ACCOUNT},
         {GW_DELETE, "/api/v1/me", gw_erase_me, ACCOUNT},

@@ -27,8 +27,9 @@
  * app's base, "<base><name>" and "<base><name>/<one segment>" answer the
  * app's index.html. The storefront is at "/", the admin console at
  * "/admin/" (its base comes first: "/admin/orders" is the console's). */
-static const char *const shop_routes[] = {"products", "cart",   "checkout", "login",
-                                          "register", "orders", "confirm",  NULL};
+static const char *const shop_routes[] = {"products",       "cart",   "checkout", "login",
+                                          "register",       "orders", "confirm",  "forgot-password",
+                                          "reset-password", NULL};
 static const char *const console_routes[] = {"login", "products", "inventory", "orders", "mail", NULL};
 static const struct {
 	const char *base, *index;

@@ -44,7 +44,7 @@ typedef struct mail_service {
 	pthread_mutex_t inflight_lock;
 	hmap *inflight;
 	atomic_uint index; /* the next worker's number (Maildir temporary names) */
-	kit_consumer *orders, *alerts, *resends;
+	kit_consumer *orders, *alerts, *resends, *accounts;
 } mail_service;
 
 /* A worker's things: one per kit thread. */
@@ -118,6 +118,12 @@ kit_verdict mail_resend_commit(void *worker, const kit_commit *c);
 bool mail_resend_wants(void *closure, const env_envelope *e);
 /* Whether an order event asks for an email (the sweeper's filter). */
 bool mail_order_wants(void *closure, const env_envelope *e);
+
+/* ---- mail_accounts.c: verification, "account exists" and reset emails (ADR 031) ---- */
+
+kit_verdict mail_account_commit(void *worker, const kit_commit *c);
+/* Whether a user event asks for an email. */
+bool mail_account_wants(void *closure, const env_envelope *e);
 
 /* ---- mail_alerts.c: low-stock alerts to every admin ---- */
 

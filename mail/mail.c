@@ -1,6 +1,7 @@
 /* mail.c — the mail role's life (see mail.h): options, directories, the sent
- * markers, and its three handlers registered on the kit. The handlers are in
- * mail_orders.c (order emails, resends) and mail_alerts.c (low stock); every
+ * markers, and its four handlers registered on the kit. The handlers are in
+ * mail_orders.c (order emails, resends), mail_alerts.c (low stock) and
+ * mail_accounts.c (verification, "account exists", reset links); every
  * email goes through mail_deliver.c; mail_transport.c sends it.
  *
  * Threads: the kit's. Each worker owns its SMTP connection (kept open),
@@ -21,6 +22,7 @@
 #define ORDERS_FILTER    "orion.evt.order.>"
 #define ALERTS_FILTER    "orion.evt.stock.>"
 #define RESENDS_FILTER   "orion.evt.mail.>"
+#define ACCOUNTS_FILTER  "orion.evt.user.>"
 #define ACK_WAIT_MS      30000
 #define RETRY_FIRST_MS   250
 #define LONG_RETRY_MS    30000 /* backoff ceiling once an email outlived its attempt bound (a confirmation) */
@@ -146,6 +148,9 @@ static orn_rc consumers_start(mail_service *m)
 	         true, true, &m->alerts},
 	        {"mail resends", MAIL_RESENDS_CONSUMER, RESENDS_FILTER, 1, mail_resend_commit,
 	         mail_resend_wants, true, false, &m->resends},
+	        /* account emails: the handler folds the account up to the commit */
+	        {"mail accounts", MAIL_ACCOUNTS_CONSUMER, ACCOUNTS_FILTER, 1, mail_account_commit,
+	         mail_account_wants, false, false, &m->accounts},
 	};
 	orn_rc rc = ORN_OK;
 	for (size_t i = 0; i < ORN_ARRAY_LEN(specs) && rc == ORN_OK; i++) {
@@ -232,6 +237,7 @@ void mail_stop(mail_service *m)
 	kit_consumer_stop(m->orders);
 	kit_consumer_stop(m->alerts);
 	kit_consumer_stop(m->resends);
+	kit_consumer_stop(m->accounts);
 	mail_users_destroy(m->users);
 	mail_marks_close(m->marks);
 	if (m->curl_ready)
@@ -252,5 +258,5 @@ void mail_stop(mail_service *m)
 bool mail_bound(const mail_service *m)
 {
 	return m != NULL && kit_consumer_bound(m->orders) && kit_consumer_bound(m->alerts) &&
-	       kit_consumer_bound(m->resends);
+	       kit_consumer_bound(m->resends) && kit_consumer_bound(m->accounts);
 }

@@ -4,11 +4,13 @@
  * mail_render.h; the protocol is in ADR 008 (tokens and markers), ADR 013 (the
  * delivery log), ADR 023 (resends) and ADR 024 (claims across hosts).
  *
- * Three handlers on the engine's kit (kit.h): the durable consumers
+ * Four handlers on the engine's kit (kit.h): the durable consumers
  * orion_mail (orion.evt.order.>), orion_mail_alerts (orion.evt.stock.>; one
- * filter per consumer on nats-server 2.9) and orion_mail_resends
- * (orion.evt.mail.>), shared by every instance; the first two with a sweeper
- * for the commits a consumer may lose. Each email is claimed in its delivery
+ * filter per consumer on nats-server 2.9), orion_mail_resends
+ * (orion.evt.mail.>) and orion_mail_accounts (orion.evt.user.>: the
+ * verification, "account exists" and password-reset emails, ADR 031), shared
+ * by every instance; the first two with a sweeper for the commits a consumer
+ * may lose. Each email is claimed in its delivery
  * log before it is sent, so two instances on two hosts never send it twice;
  * a sent marker per host (LMDB under state_dir) closes the window between the
  * server's acceptance and the log. The Message-ID is deterministic
@@ -36,6 +38,7 @@
 #define MAIL_CONSUMER               "orion_mail"
 #define MAIL_ALERTS_CONSUMER        "orion_mail_alerts"
 #define MAIL_RESENDS_CONSUMER       "orion_mail_resends"
+#define MAIL_ACCOUNTS_CONSUMER      "orion_mail_accounts"
 #define MAIL_MAX_ATTEMPTS_DEFAULT   20
 #define MAIL_SWEEP_AFTER_MS_DEFAULT 40000 /* after the consumer's AckWait (30 s) */
 

@@ -782,11 +782,47 @@ static bool no_controls(const char *s)
 	return true;
 }
 
+/* The envelope of an email that is not an order's. */
+typedef struct standalone {
+	int64_t date_ms, event_time_ms;
+	const char *from, *to, *mail_id;
+	const char *status;          /* X-Orion-Status */
+	char extra[MAIL_HEADER_MAX]; /* more header lines ("" for none), CRLF-ended */
+} standalone;
+
+/* Finishes an email that is not an order's: ORN_ENOMEM if a part could not
+ * be made; else the headers (Date, From, To, Subject in encoded words when
+ * not ASCII, Message-ID <mail_id@orion>, X-Orion-Event-Time, h->extra,
+ * X-Orion-Status, Auto-Submitted, MIME) and the parts into out. */
+static orn_rc standalone_finish(buf *message, buf *subject, const buf *url, doc *d, const standalone *h,
+                                mail_message *out)
+{
+	char date[MAIL_DATE_MAX];
+	buf_str(&d->html, "</body></html>\r\n");
+	if (subject->failed || url->failed || d->text.failed || d->html.failed)
+		return ORN_ENOMEM;
+	mail_format_date(date, h->date_ms);
+	buf_printf(message, "Date: %s\r\n", date);
+	buf_printf(message, "From: %s\r\n", h->from);
+	buf_printf(message, "To: %s\r\n", h->to);
+	buf_str(message, "Subject: ");
+	subject_header(message, subject->data);
+	buf_str(message, "\r\n");
+	buf_printf(message, "Message-ID: <%s@orion>\r\n", h->mail_id);
+	buf_printf(message, "X-Orion-Event-Time: %lld\r\n", (long long)h->event_time_ms);
+	buf_str(message, h->extra);
+	buf_printf(message, "X-Orion-Status: %s\r\n", h->status);
+	buf_str(message, "Auto-Submitted: auto-generated\r\n");
+	buf_str(message, "MIME-Version: 1.0\r\n");
+	buf_str(message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
+	return message_finish(message, subject, d, ORDER_NONE, out);
+}
+
 orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 {
 	doc d = {0};
 	buf subject = {0}, message = {0}, url = {0};
-	char date[MAIL_DATE_MAX], address[ORDER_EMAIL_MAX];
+	char address[ORDER_EMAIL_MAX];
 	const char *name = in->name != NULL && in->name[0] != '\0' ? in->name : in->product_id;
 	orn_rc rc = ORN_EINVAL;
 
@@ -819,28 +855,90 @@ orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out)
 	paragraphf(&d, "On hand: %lld, reserved: %lld", (long long)in->on_hand, (long long)in->reserved);
 	paragraph(&d, "Manage the product:");
 	link_paragraph(&d, url.failed || url.data == NULL ? "" : url.data);
-	buf_str(&d.html, "</body></html>\r\n");
-	if (subject.failed || url.failed || d.text.failed || d.html.failed) {
-		rc = ORN_ENOMEM;
-		goto fail;
-	}
-
-	mail_format_date(date, in->date_ms);
-	buf_printf(&message, "Date: %s\r\n", date);
-	buf_printf(&message, "From: %s\r\n", in->from);
-	buf_printf(&message, "To: %s\r\n", in->to);
-	buf_str(&message, "Subject: ");
-	subject_header(&message, subject.data);
-	buf_str(&message, "\r\n");
-	buf_printf(&message, "Message-ID: <%s@orion>\r\n", in->mail_id);
-	buf_printf(&message, "X-Orion-Event-Time: %lld\r\n", (long long)in->event_time_ms);
-	buf_printf(&message, "X-Orion-Product: %s\r\n", in->product_id);
-	buf_str(&message, "X-Orion-Status: low_stock\r\n");
-	buf_str(&message, "Auto-Submitted: auto-generated\r\n");
-	buf_str(&message, "MIME-Version: 1.0\r\n");
-	buf_str(&message, "Content-Type: multipart/alternative; boundary=\"" BOUNDARY "\"\r\n\r\n");
-	rc = message_finish(&message, &subject, &d, ORDER_NONE, out);
+	standalone h = {.date_ms = in->date_ms,
+	                .event_time_ms = in->event_time_ms,
+	                .from = in->from,
+	                .to = in->to,
+	                .mail_id = in->mail_id,
+	                .status = "low_stock"};
+	snprintf(h.extra, sizeof h.extra, "X-Orion-Product: %s\r\n", in->product_id);
+	rc = standalone_finish(&message, &subject, &url, &d, &h, out);
 fail:
 	render_dispose(&subject, &message, &url, &d);
 	return rc;
+}
+
+/* The text of each account email: subject, what happened, what the link
+ * does, what to do if it was not the reader. */
+static const struct {
+	mail_account_kind kind;
+	const char *subject, *what, *link_label, *not_you;
+} account_texts[] = {
+        {MAIL_ACCOUNT_VERIFY, "Verify your email address",
+         "Welcome! Please verify your email address to finish opening your account.",
+         "Verify your address (the link works once and expires):",
+         "If you did not open an account, ignore this email: nothing happens without the link."},
+        {MAIL_ACCOUNT_EXISTS, "You already have an account",
+         "Someone (probably you) tried to open an account with this email address, but you already "
+         "have one. You can log in with your password.",
+         "Forgot your password? Ask for a reset link here:",
+         "If it was not you, ignore this email: your account is unchanged."},
+        {MAIL_ACCOUNT_RESET, "Reset your password", "A new password was asked for your account.",
+         "Choose a new password (the link works once and expires; every device is logged out):",
+         "If you did not ask for it, ignore this email: your password stays as it is."},
+};
+
+orn_rc mail_render_account(const mail_account_input *in, mail_message *out)
+{
+	doc d = {0};
+	buf subject = {0}, message = {0}, url = {0};
+	char address[ORDER_EMAIL_MAX];
+	size_t t = 0;
+	orn_rc rc = ORN_EINVAL;
+
+	memset(out, 0, sizeof *out);
+	while (t < ORN_ARRAY_LEN(account_texts) && account_texts[t].kind != in->kind)
+		t++;
+	if (t == ORN_ARRAY_LEN(account_texts) || in->mail_id == NULL || !orn_id_valid(in->mail_id) ||
+	    in->to == NULL || !mail_address_valid(in->to) || in->public_url == NULL ||
+	    !mail_header_value_valid(in->public_url) ||
+	    mail_address_of(in->from, address, sizeof address) != ORN_OK ||
+	    (in->kind != MAIL_ACCOUNT_EXISTS && (in->token == NULL || !no_controls(in->token))))
+		goto fail;
+	buf_str(&subject, account_texts[t].subject);
+	if (in->kind == MAIL_ACCOUNT_VERIFY)
+		buf_printf(&url, "%s/api/v1/auth/verify?token=%s", in->public_url, in->token);
+	else if (in->kind == MAIL_ACCOUNT_RESET)
+		buf_printf(&url, "%s/reset-password?token=%s", in->public_url, in->token);
+	else
+		buf_printf(&url, "%s/forgot-password", in->public_url);
+
+	html_begin(&d, &subject);
+	paragraph(&d, account_texts[t].what);
+	paragraph(&d, account_texts[t].link_label);
+	link_paragraph(&d, url.failed || url.data == NULL ? "" : url.data);
+	paragraph(&d, account_texts[t].not_you);
+	standalone h = {.date_ms = in->date_ms,
+	                .event_time_ms = in->event_time_ms,
+	                .from = in->from,
+	                .to = in->to,
+	                .mail_id = in->mail_id,
+	                .status = mail_account_kind_name(in->kind)};
+	rc = standalone_finish(&message, &subject, &url, &d, &h, out);
+fail:
+	render_dispose(&subject, &message, &url, &d);
+	return rc;
+}
+
+const char *mail_account_kind_name(mail_account_kind kind)
+{
+	switch (kind) {
+	case MAIL_ACCOUNT_VERIFY:
+		return "account_verify";
+	case MAIL_ACCOUNT_EXISTS:
+		return "account_exists";
+	case MAIL_ACCOUNT_RESET:
+		return "account_reset";
+	}
+	return NULL;
 }

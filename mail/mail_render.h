@@ -125,6 +125,35 @@ typedef struct mail_alert_input {
  * recipient, from or public_url; ORN_ENOMEM. On failure *out holds nothing. */
 orn_rc mail_render_low_stock(const mail_alert_input *in, mail_message *out);
 
+/* The emails of an account (ADR 031). */
+typedef enum mail_account_kind {
+	MAIL_ACCOUNT_VERIFY, /* the verification link: <public_url>/api/v1/auth/verify?token= */
+	MAIL_ACCOUNT_EXISTS, /* "you already have an account", a hint: <public_url>/forgot-password */
+	MAIL_ACCOUNT_RESET   /* the reset link: <public_url>/reset-password?token= (the storefront) */
+} mail_account_kind;
+
+/* "account_verify", "account_exists", "account_reset" (the delivery log's
+ * kind and the X-Orion-Status header); NULL for another value. */
+const char *mail_account_kind_name(mail_account_kind kind);
+
+/* What one account email is made from. Strings are borrowed for the call. */
+typedef struct mail_account_input {
+	mail_account_kind kind;
+	const char *token;      /* the link's token (verify, reset); NULL for exists */
+	const char *to;         /* the account's address, opened */
+	const char *mail_id;    /* the delivery log's id: Message-ID <mail_id@orion> */
+	int64_t event_time_ms;  /* at_ms of the event: header X-Orion-Event-Time */
+	int64_t date_ms;        /* the Date header */
+	const char *from;       /* From header: "addr" or "Name <addr>" */
+	const char *public_url; /* base of links, no trailing slash */
+} mail_account_input;
+
+/* Renders an account email: the subject, what happened, the link on a line
+ * of its own, and what to do when the reader did not ask. ORN_EINVAL for an
+ * unknown kind, an invalid mail id, recipient, from or public_url, or a
+ * missing token; ORN_ENOMEM. On failure *out holds nothing. */
+orn_rc mail_render_account(const mail_account_input *in, mail_message *out);
+
 /* True if the SMTP URL carries credentials (a userinfo, "user:pass@", in
  * its authority): the mail actor then requires TLS (see mail.h). A URL
  * without "://" is read as all authority. NULL is false. */

@@ -97,7 +97,8 @@ static bool mail_role_ready(const void *handle)
 
 static const char *const mail_aggregates[] = {MAIL_LOG_AGGREGATE, NULL};
 static const char *const mail_streams[] = {KS_STREAM, NULL}; /* the keys that open recipients */
-static const char *const mail_durables[] = {MAIL_CONSUMER, MAIL_ALERTS_CONSUMER, MAIL_RESENDS_CONSUMER, NULL};
+static const char *const mail_durables[] = {MAIL_CONSUMER, MAIL_ALERTS_CONSUMER, MAIL_RESENDS_CONSUMER,
+                                            MAIL_ACCOUNTS_CONSUMER, NULL};
 static const act_kind *const mail_kinds[] = {&mail_log_kind, NULL};
 
 const role_descriptor mail_role = {

@@ -29,6 +29,7 @@ typedef struct cache_slot {
 typedef struct secrets {
 	uint8_t master[PD_KEY_BYTES];
 	uint8_t index[PD_KEY_BYTES];
+	uint8_t links[PD_KEY_BYTES]; /* derived from index (pd_link_key) */
 	cache_slot cache[CACHE_SLOTS];
 } secrets;
 
@@ -202,6 +203,7 @@ orn_rc ks_open(es_store *store, const uint8_t master[PD_KEY_BYTES], const ks_opt
 		          "stream", KS_STREAM);
 	if (rc != ORN_OK || (rc = fixed_key(ks, SUBJECT_INDEX, "index", ks->sec->index)) != ORN_OK)
 		goto fail;
+	pd_link_key(ks->sec->index, ks->sec->links);
 	*out = ks;
 	return ORN_OK;
 fail:
@@ -370,6 +372,12 @@ orn_rc ks_key_destroy(ks_store *ks, const char *kid)
 void ks_blind_index(ks_store *ks, const char *email, char out[PD_INDEX_MAX])
 {
 	pd_blind_index(ks->sec->index, email, out);
+}
+
+orn_rc ks_link_token(ks_store *ks, const char *purpose, const char *account, const char *request_id,
+                     char out[PD_LINK_MAX])
+{
+	return pd_link_token(ks->sec->links, purpose, account, request_id, out);
 }
 
 orn_rc ks_seal(ks_store *ks, const char *kid, const char *field, const char *event_id, const char *plain,

@@ -95,6 +95,12 @@ orn_rc ks_key_destroy(ks_store *ks, const char *kid);
 /* The blind index of a normalized email (personal.h). */
 void ks_blind_index(ks_store *ks, const char *email, char out[PD_INDEX_MAX]);
 
+/* The token of an emailed link (pd_link_token, ADR 031) under the link key
+ * derived from the index key. ORN_EINVAL for an invalid account or request
+ * id. */
+orn_rc ks_link_token(ks_store *ks, const char *purpose, const char *account, const char *request_id,
+                     char out[PD_LINK_MAX]);
+
 /* Seals the NUL-terminated plain as field of event event_id with the data
  * key kid (pd_seal). What ks_key_get or pd_seal return. */
 orn_rc ks_seal(ks_store *ks, const char *kid, const char *field, const char *event_id, const char *plain,

@@ -31,15 +31,17 @@
 /* Record, format 3 (ADR 027): a 24-byte header, then user_id, email, name,
  * password hash (the last three sealed tokens, as the events hold them), kid
  * (no NULs), then the token version, u64 LE. Header: format, role, erasure,
- * a zero byte, the five text lengths as u16 LE, 2 zero bytes, last seq u64
+ * flags (bit 0: the address is not verified yet, ADR 031; 0 in records
+ * written before it: verified), the five text lengths as u16 LE, 2 zero bytes, last seq u64
  * LE. Formats 1 and 2 (a 16-byte header with one-byte lengths of the first
  * four texts, format 2 with the token version after them) still decode:
  * models built before ADR 027 are read until rebuilt. */
-#define RECORD_FORMAT 3
-#define RECORD_HEADER 24
-#define OLD_HEADER    16
-#define RECORD_TEXTS  5
-#define RECORD_MAX    (RECORD_HEADER + USER_ID_MAX + 3 * USER_SEALED_MAX + PD_KID_MAX + 8)
+#define RECORD_FORMAT   3
+#define FLAG_UNVERIFIED 0x01
+#define RECORD_HEADER   24
+#define OLD_HEADER      16
+#define RECORD_TEXTS    5
+#define RECORD_MAX      (RECORD_HEADER + USER_ID_MAX + 3 * USER_SEALED_MAX + PD_KID_MAX + 8)
 
 struct proj_users {
 	proj_env *env;
@@ -61,6 +63,7 @@ static size_t record_encode(const user_state *s, uint64_t seq, uint8_t out[RECOR
 	out[0] = RECORD_FORMAT;
 	out[1] = (uint8_t)f->role;
 	out[2] = (uint8_t)s->erasure;
+	out[3] = s->fields.unverified ? FLAG_UNVERIFIED : 0;
 	proj_put_u64(out + 16, seq);
 	for (size_t i = 0; i < RECORD_TEXTS; i++) {
 		size_t len = strlen(texts[i]);
@@ -94,7 +97,7 @@ static orn_rc record_decode(const void *buf, size_t len, user_state *s, uint64_t
 		        current ? (size_t)b[4 + 2 * i] | (size_t)b[5 + 2 * i] << 8 : b[2 + i];
 	bool versioned = b[0] != 1;
 	if (user_role_name((user_role)b[1]) == NULL || len != texts_end + (versioned ? 8 : 0) ||
-	    (current && b[2] > USER_ERASED))
+	    (current && (b[2] > USER_ERASED || (b[3] & ~FLAG_UNVERIFIED) != 0)))
 		return ORN_EDECODE;
 	if (versioned && (f->token_version = (int64_t)proj_get_u64(b + texts_end)) < 0)
 		return ORN_EDECODE;
@@ -108,6 +111,7 @@ static orn_rc record_decode(const void *buf, size_t len, user_state *s, uint64_t
 	f->role = (user_role)b[1];
 	s->exists = true;
 	s->erasure = current ? (user_erasure)b[2] : USER_ACTIVE;
+	f->unverified = current && (b[3] & FLAG_UNVERIFIED) != 0;
 	*seq = proj_get_u64(b + (current ? 16 : 8));
 	return ORN_OK;
 }
@@ -232,7 +236,8 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(key) ||
 	    (strcmp(e->type, USER_EV_REGISTERED) != 0 && strcmp(e->type, USER_EV_ROLE_CHANGED) != 0 &&
 	     strcmp(e->type, USER_EV_TOKEN_REVOKED) != 0 && strcmp(e->type, USER_EV_TOKENS_REVOKED) != 0 &&
-	     strcmp(e->type, USER_EV_PASSWORD_CHANGED) != 0 &&
+	     strcmp(e->type, USER_EV_PASSWORD_CHANGED) != 0 && strcmp(e->type, USER_EV_EMAIL_VERIFIED) != 0 &&
+	     strcmp(e->type, USER_EV_PASSWORD_RESET) != 0 &&
 	     strcmp(e->type, USER_EV_ERASURE_REQUESTED) != 0 && strcmp(e->type, USER_EV_ERASED) != 0))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
@@ -328,6 +333,7 @@ static orn_rc get_in_txn(MDB_txn *txn, proj_users *users, const char *key, size_
 	out->erasure = s.erasure;
 	out->version = seq;
 	out->token_version = f->token_version;
+	out->verified = !f->unverified;
 	sodium_memzero(&s, sizeof s);
 	return ORN_OK;
 }

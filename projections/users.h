@@ -2,7 +2,8 @@
  * user id.
  *
  * Fed by the user events (UserRegistered, RoleChanged, TokenRevoked,
- * TokensRevoked, PasswordChanged, ErasureRequested, CustomerErased) on
+ * TokensRevoked, PasswordChanged, EmailVerified, PasswordReset,
+ * ErasureRequested, CustomerErased) on
  * orion.evt.user.<key>, where <key> is the blind index of the address
  * (actors/personal.h; before ADR 027 the public hash of user_key_for_email).
  * It answers login (by key, with the sealed password hash to verify) and the
@@ -42,6 +43,7 @@ typedef struct proj_user {
 	user_erasure erasure;                /* active accounts only log in and hold tokens */
 	uint64_t version;                    /* stream sequence of the last user event applied */
 	int64_t token_version;               /* tokens of another version are refused */
+	bool verified;                       /* the address is proven (ADR 031); false: no orders */
 } proj_user;
 
 typedef struct proj_users proj_users;

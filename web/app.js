@@ -277,7 +277,8 @@ function loginPage() {
       fieldErrors(form, e);
     }
   });
-  render('Sign in', form, h('p', {}, 'New here? ', h('a', { href: `/register${location.search}` }, 'Create an account')));
+  render('Sign in', form, h('p', {}, 'New here? ', h('a', { href: `/register${location.search}` }, 'Create an account')),
+    h('p', {}, h('a', { href: '/forgot-password' }, 'Forgot your password?')));
 }
 
 function registerPage() {
@@ -290,15 +291,66 @@ function registerPage() {
     ev.preventDefault();
     const { name, email, password } = form.elements;
     try {
+      // 202 whether or not the address has an account (ADR 031): the email says which
       await api('POST', '/auth/register', { name: name.value, email: email.value, password: password.value });
-      await login(email.value, password.value);
-      announce('Account created; you are signed in.');
-      go(nextPath());
+      try {
+        await login(email.value, password.value);
+      } catch { /* an address that had an account, with another password: the email tells its owner */ }
+      checkEmailPage(email.value);
     } catch (e) {
       fieldErrors(form, e);
     }
   });
   render('Create an account', form);
+}
+
+// After registering: the address is verified by the emailed link before
+// the shopper can place an order (the cart and the catalog work meanwhile).
+function checkEmailPage(email) {
+  announce('Check your email to verify your address.');
+  render('Check your email',
+    h('p', { id: 'check-email' }, `We sent an email to ${email}. Open the link in it to verify your address: `,
+      'you can place orders once it is verified.'),
+    h('p', { class: 'muted' }, 'No email? Look in your spam folder. If you already had an account, the email says so.'),
+    h('p', {}, h('a', { href: nextPath() }, 'Continue shopping')));
+}
+
+function forgotPasswordPage() {
+  const form = h('form', {}, field('email', 'Email', 'email', 'username'),
+    h('button', { type: 'submit' }, 'Email me a reset link'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/auth/password-reset', { email: form.elements.email.value });
+      render('Check your email', h('p', { id: 'check-email' },
+        'If an account has this address, we emailed it a link to choose a new password. The link works once, for an hour.'));
+    } catch (e) {
+      fieldErrors(form, e);
+    }
+  });
+  render('Reset your password', form);
+}
+
+// The emailed reset link opens here: /reset-password?token=...
+function resetPasswordPage() {
+  const token = new URLSearchParams(location.search).get('token') || '';
+  const form = h('form', {}, field('password', 'New password', 'password', 'new-password', { minlength: '12' }),
+    h('p', { class: 'muted', id: 'password-hint' }, 'At least 12 characters; not a common password.'),
+    h('button', { type: 'submit' }, 'Set the new password'));
+  form.elements.password.setAttribute('aria-describedby', 'password-hint');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      await api('POST', '/auth/password-reset/confirm', { token, password: form.elements.password.value });
+      session.token = null;
+      updateNav();
+      render('Password changed', h('p', {}, 'Your password is changed, and every device was signed out. ',
+        h('a', { href: '/login' }, 'Sign in')));
+    } catch (e) {
+      fieldErrors(form, e);
+    }
+  });
+  render('Choose a new password', form);
 }
 
 // ---- orders --------------------------------------------------------------
@@ -495,6 +547,8 @@ async function route() {
   if (path === '/cart') return cartPage();
   if (path === '/login') return loginPage();
   if (path === '/register') return registerPage();
+  if (path === '/forgot-password') return forgotPasswordPage();
+  if (path === '/reset-password') return resetPasswordPage();
   if (path === '/orders') return ordersPage();
   if ((m = path.match(/^\/orders\/([A-Za-z0-9_-]+)$/))) return orderPage(m[1]);
   if ((m = path.match(/^\/confirm\/([A-Za-z0-9_-]+)$/))) return confirmPage(m[1]);

@@ -95,7 +95,8 @@ bench_shop_start_nats() {
 }
 
 # orion serve with every role; the order limits (ADR 026) out of the way of a load
-# test (the benches place more unpaid orders per customer than a person would)
+# test (the benches place more unpaid orders per customer than a person would), and
+# email verification off (ADR 031: the bench's customers order right after registering)
 bench_shop_start_orion() {
 	orion_port=$(free_port)
 	env ORION_NATS_URL="nats://127.0.0.1:$nats_port" ORION_NATS_CREDENTIALS="$tmp/nats-credentials" \
@@ -103,7 +104,7 @@ bench_shop_start_orion() {
 		ORION_ADMIN_EMAIL=$admin_email ORION_ADMIN_PASSWORD=$admin_password ORION_LOG_LEVEL=info \
 		ORION_AUTH_ADDRESS_BURST=100000 ORION_AUTH_ADDRESS_PER_MINUTE=100000 \
 		ORION_MAX_OPEN_ORDERS=16 ORION_MAX_UNITS_PER_PRODUCT=1000000 \
-		ORION_ORDERS_BURST=100000 ORION_ORDERS_PER_MINUTE=100000 "$@" \
+		ORION_ORDERS_BURST=100000 ORION_ORDERS_PER_MINUTE=100000 ORION_REQUIRE_EMAIL_VERIFICATION=0 "$@" \
 		setsid "$orion" serve >"$tmp/orion.log" 2>&1 </dev/null &
 	orion_pid=$!
 	for _ in $(seq 300); do

@@ -89,6 +89,26 @@ export async function confirmationLink(dataDir, orderId, timeoutMs = 15000) {
   throw new Error(`no confirmation email for ${orderId} in ${dataDir}`);
 }
 
+// The link of an account email (ADR 031) to `to` from the Maildir under
+// dataDir: kind 'verify' (/api/v1/auth/verify?token=) or 'reset'
+// (/reset-password?token=).
+export async function accountLink(dataDir, to, kind, timeoutMs = 15000) {
+  const route = kind === 'verify' ? '/api/v1/auth/verify' : '/reset-password';
+  const re = new RegExp(`(https?://\\S+${route}\\?token=[A-Za-z0-9_.-]+)`);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const file of walk(dataDir)) {
+      if (!/\/(new|cur)\/[^/]+$/.test(file)) continue;
+      const text = fs.readFileSync(file, 'utf8').replace(/=\r?\n/g, '');
+      if (!text.includes(`\nTo: ${to}\r`)) continue;
+      const m = text.match(re);
+      if (m) return m[1];
+    }
+    await sleep(200);
+  }
+  throw new Error(`no ${kind} email to ${to} in ${dataDir}`);
+}
+
 function* walk(dir) {
   let entries = [];
   try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import puppeteer from 'puppeteer-core';
-import { ADMIN, apiCall, confirmationLink, startOrion } from './orion.mjs';
+import { ADMIN, accountLink, apiCall, confirmationLink, startOrion } from './orion.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -145,20 +145,24 @@ async function placeOrder(page, base) {
   return page.evaluate(() => location.pathname.split('/').pop());
 }
 
-// Opens the emailed link in its own tab and confirms there (the gateway's
-// page and its form, as a shopper's mail client would open it).
-async function confirmByEmail(browser, dataDir, orderId) {
-  const link = await confirmationLink(dataDir, orderId);
+// Opens an emailed link in its own tab and submits its page's form there
+// (the gateway's page, as a shopper's mail client would open it); the page
+// that answers must say `done`.
+async function submitEmailedLink(browser, link, name, done) {
   const tab = await browser.newPage();
   watch(tab);
-  current = 'confirmation link';
+  current = name;
   await tab.goto(link, { waitUntil: 'load' });
-  await checkPage(tab, 'confirmation link', { measure: false });
+  await checkPage(tab, name, { measure: false });
   await Promise.all([tab.waitForNavigation({ waitUntil: 'load' }), tab.click('form button, form [type=submit]')]);
   const body = await tab.$eval('body', (b) => b.textContent);
-  assert.match(body, /confirmed/i, `the confirmation page says: ${body}`);
-  await checkPage(tab, 'confirmation link', { measure: false });
+  assert.match(body, done, `the ${name} page says: ${body}`);
+  await checkPage(tab, name, { measure: false });
   await tab.close();
+}
+
+async function confirmByEmail(browser, dataDir, orderId) {
+  await submitEmailedLink(browser, await confirmationLink(dataDir, orderId), 'confirmation link', /confirmed/i);
 }
 
 // The same email's token through the shop's own page (/confirm/{id}?token=),
@@ -240,7 +244,16 @@ async function main() {
     await page.type('#email', email);
     await page.type('#password', 'correct horse battery staple 42');
     await page.click('form button[type=submit]');
+    // the page tells the shopper to check their email (ADR 031); signed in meanwhile
+    await page.waitForSelector('#check-email');
+    assert.match(await text(page, '#check-email'), new RegExp(`sent an email to ${email.replace(/[.]/g, '\\.')}`));
     await page.waitForSelector('#nav-account button');
+    await checkPage(page, 'check your email', { measure: false });
+
+    step('verify the address by the emailed link (the Maildir), then go on');
+    await submitEmailedLink(browser, await accountLink(orion.dataDir, email, 'verify'), 'verification link', /verified/i);
+    current = 'catalog';
+    await page.click('#check-email ~ p a');
     await page.waitForSelector('.grid li');
 
     step('search and category');

@@ -7,6 +7,12 @@ processes with chosen roles, all against one data directory. Everything is stopp
 which the tests call in `finally`; every child also dies with the test
 process (start_new_session + an atexit kill). Clients speak HTTP with the
 standard library only, as any client of API.md would.
+
+Email verification (ADR 031) is off in these stacks
+(ORION_REQUIRE_EMAIL_VERIFICATION=0 in Stack.env): most tests are about
+orders, and their fresh customers place them at once. A test of verification
+turns it on (SERVE_ENV) and follows the emailed links (verification_link,
+reset_link).
 """
 import atexit
 import email
@@ -242,6 +248,8 @@ class Stack:
             "ORION_MAX_UNITS_PER_PRODUCT": "1000000",
             "ORION_ORDERS_BURST": "100000",
             "ORION_ORDERS_PER_MINUTE": "100000",
+            # see the module's docstring: verification is the subject of test_verification.py only
+            "ORION_REQUIRE_EMAIL_VERIFICATION": "0",
         })
         if getattr(self, "nats_credentials", None):
             env["ORION_NATS_CREDENTIALS"] = self.nats_credentials
@@ -405,7 +413,7 @@ def login_or_none(port, email_addr, password):
 def register(port, email_addr, password="customer-password-1", name="Customer"):
     c = Client(port)
     r = c.post("/auth/register", {"email": email_addr, "password": password, "name": name})
-    assert r.status == 201, r
+    assert r.status == 202 and r.json() == {"status": "verification_sent"}, r
     return login(port, email_addr, password)
 
 
@@ -497,6 +505,31 @@ def confirmation_link(stack, order_id, timeout=15):
                 return match.group(1)
         return None
     return wait_until(find, timeout, what=f"the confirmation email of {order_id}")
+
+
+def account_link(stack, to, kind, after=0, timeout=15):
+    """The link of an account email of kind ("account_verify", "account_reset",
+    "account_exists") to `to` once more than `after` of them arrived: (link of
+    the newest, how many arrived). The verification link is
+    <public url>/api/v1/auth/verify?token=..., the reset link the storefront's
+    /reset-password?token=..."""
+    def find():
+        found = []
+        for sub in ("new", "cur"):
+            d = os.path.join(stack.mailbox_dir, sub)
+            for name in os.listdir(d) if os.path.isdir(d) else []:
+                path = os.path.join(d, name)
+                with open(path, "rb") as f:
+                    m = email.message_from_bytes(f.read(), policy=email.policy.default)
+                if str(m["To"]) != to or str(m.get("X-Orion-Status", "")) != kind:
+                    continue
+                text = m.get_body(preferencelist=("plain",))
+                match = re.search(r"(https?://\S+)", text.get_content() if text else "")
+                found.append((os.stat(path).st_mtime_ns, match.group(1) if match else None))
+        if len(found) <= after:
+            return None
+        return max(found)[1], len(found)
+    return wait_until(find, timeout, what=f"a {kind} email to {to}")
 
 
 def emails_by_order_status(stack):

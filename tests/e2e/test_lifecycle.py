@@ -123,6 +123,8 @@ class Shop:
             "ORION_MAX_UNITS_PER_PRODUCT": "1000000",
             "ORION_ORDERS_BURST": "100000",
             "ORION_ORDERS_PER_MINUTE": "100000",
+            # its customers order right after registering, as in orion_e2e.py (ADR 031)
+            "ORION_REQUIRE_EMAIL_VERIFICATION": "0",
         })
         env.update(self.env_extra)
         return env

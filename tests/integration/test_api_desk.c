@@ -109,16 +109,7 @@ typedef struct customer {
 static customer sign_up(const char *email, const char *name)
 {
 	customer c;
-	char body[256];
-	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"a long password\",\"name\":\"%s\"}",
-	         email, name);
-	reply r = expect(201, "POST", "/api/v1/auth/register", NULL, body);
-	snprintf(c.id, sizeof c.id, "%s", str(r.json, "id"));
-	hc_reply_free(&r);
-	snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"a long password\"}", email);
-	r = expect(200, "POST", "/api/v1/auth/login", NULL, body);
-	snprintf(c.token, sizeof c.token, "%s", str(r.json, "access_token"));
-	hc_reply_free(&r);
+	hc_sign_up(base_url, email, "a long password", name, c.token, sizeof c.token, c.id, sizeof c.id);
 	return c;
 }
 

@@ -350,7 +350,7 @@ Test(cli, serve_runs_every_role_with_the_gateway, .init = setup, .fini = teardow
 	        port, "/api/v1/auth/register",
 	        "{\"email\":\"m@example.com\",\"password\":\"Meadow-lantern-quartz-61\",\"name\":\"M\"}",
 	        NULL);
-	cr_assert_eq(reg.status, 201, "%s", reg.body);
+	cr_assert_eq(reg.status, 202, "%s", reg.body);
 
 	http_reply health = http_get(port, "/healthz");
 	cr_assert_eq(health.status, 200);

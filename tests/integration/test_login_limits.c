@@ -40,7 +40,7 @@ static void start(void)
 	        hc_call(base_url, "POST", "/api/v1/auth/register", NULL,
 	                "{\"email\":\"" OWNER_EMAIL "\",\"password\":\"" OWNER_PASSWORD "\",\"name\":\"O\"}",
 	                0, NULL, NULL, 15000L);
-	cr_assert_eq(r.status, 201, "register: %ld %s", r.status, r.body);
+	cr_assert_eq(r.status, 202, "register: %ld %s", r.status, r.body);
 	hc_reply_free(&r);
 }
 

@@ -303,7 +303,7 @@ static void place_an_order(char order_id[65])
 	const char *login = "{\"email\":\"verify@orion.test\",\"password\":\"a long password\"}";
 	char token[2048], body[200], path[200];
 	hc_reply r = hc_call(base_url, "POST", "/api/v1/auth/register", NULL, reg, 0, NULL, NULL, 10000);
-	cr_assert_eq(r.status, 201, "%s", r.body);
+	cr_assert_eq(r.status, 202, "%s", r.body);
 	hc_reply_free(&r);
 	r = hc_call(base_url, "POST", "/api/v1/auth/login", NULL, login, 0, NULL, NULL, 10000);
 	cr_assert_eq(r.status, 200, "%s", r.body);

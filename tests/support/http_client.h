@@ -59,6 +59,11 @@ const char *hc_header(const hc_reply *r, const char *name);
  * into out (GW_JWT_MAX_TOKEN = 4096 bytes suffice). Asserts both steps. */
 void hc_customer_token(const char *base_url, const char *email, char *out, size_t cap);
 
+/* Registers a new customer (asserts 202 verification_sent), logs it in
+ * (token into token) and reads its public id from GET /me (into id). */
+void hc_sign_up(const char *base_url, const char *email, const char *password, const char *name, char *token,
+                size_t token_cap, char *id, size_t id_cap);
+
 /* Logs email/password in and copies the access token into out; asserts 200. */
 void hc_login_token(const char *base_url, const char *email, const char *password, char *out, size_t cap);
 
@@ -71,10 +76,15 @@ void hc_reply_free(hc_reply *r);
  * into out. Asserts every step. */
 void hc_tokenize(const char *base_url, const char *number, char out[128]);
 
+/* What hc_serve_start adds after env: the C integration tests are not about
+ * verification (ADR 031), so their fresh customers place orders at once;
+ * a test of it sets ORION_REQUIRE_EMAIL_VERIFICATION=1 in env. */
+#define HC_NO_VERIFICATION "ORION_REQUIRE_EMAIL_VERIFICATION=0"
+
 /* Starts `orion serve` with args (NULL-terminated, may be NULL; a NULL first
  * entry means none) with ORION_DATA_DIR=data_dir, ORION_HTTP_ADDR=127.0.0.1:0
  * (the kernel picks the port) and env (NULL-terminated, may be NULL) added to
- * the environment, logging to data_dir/serve.log, and waits until it
+ * the environment, then HC_NO_VERIFICATION, logging to data_dir/serve.log, and waits until it
  * announces its URL. Writes "http://127.0.0.1:port" to base_url and the port
  * it announced to *port (may be NULL). Returns the server's pid. */
 pid_t hc_serve_start(const char *data_dir, const char *const *args, const char *const *env, char *base_url,

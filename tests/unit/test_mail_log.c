@@ -157,6 +157,20 @@ Test(mail_log, an_alert_names_a_product_instead_of_an_order)
 	cr_assert_str_eq(state.subject.product_id, "p1");
 }
 
+Test(mail_log, an_accounts_email_names_neither_an_order_nor_a_product)
+{
+	mail_log_command c = command(MAIL_LOG_RECORD_SENT, NULL, 1);
+	c.subject.order_id[0] = '\0';
+	strcpy(c.subject.kind, "account_verify");
+	cr_assert_eq(run(&c), MAIL_LOG_OK);
+	cr_assert_str_eq(state.subject.kind, "account_verify");
+	/* any other kind still names exactly one */
+	mail_log_state_init(&state);
+	c = command(MAIL_LOG_RECORD_SENT, NULL, 1);
+	c.subject.order_id[0] = '\0';
+	cr_assert_eq(mail_log_decide(&state, &c, &out), MAIL_LOG_REJ_INVALID);
+}
+
 Test(mail_log, every_event_round_trips_through_its_payload)
 {
 	mail_log_command c = command(MAIL_LOG_RECORD_FAILED, "refused", 77);

@@ -839,3 +839,77 @@ Test(mail_render, a_bad_alert_input_is_refused)
 	cr_assert_eq(mail_render_low_stock(&a, &msg), ORN_OK);
 	cr_assert_str_eq(msg.subject, "Low stock: p1 (3 left)");
 }
+
+/* ---- account emails (ADR 031) ---- */
+
+static mail_account_input account_input(mail_account_kind kind)
+{
+	mail_account_input a = {
+	        .kind = kind,
+	        .token = "u0123456789abcdef0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	        .to = "ada@example.org",
+	        .mail_id = "m0123456789abcdef0123456789abcdef",
+	        .event_time_ms = 1000,
+	        .date_ms = 1779408190000,
+	        .from = "Orion Shop <shop@orion.test>",
+	        .public_url = "https://shop.test"};
+	return a;
+}
+
+Test(mail_render, the_verification_email_holds_its_link_whole_on_a_line)
+{
+	mail_account_input a = account_input(MAIL_ACCOUNT_VERIFY);
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_OK);
+	assert_wire_form(msg.data, msg.len);
+	cr_assert_str_eq(msg.subject, "Verify your email address");
+	char *headers = headers_of(msg.data), *text = part_of(msg.data, "text/plain");
+	assert_contains(headers, "To: ada@example.org\r\n");
+	assert_contains(headers, "Message-ID: <m0123456789abcdef0123456789abcdef@orion>\r\n");
+	assert_contains(headers, "X-Orion-Status: account_verify\r\n");
+	assert_contains(text,
+	                "\r\nhttps://shop.test/api/v1/auth/verify?token=u0123456789abcdef0123456789abcdef."
+	                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n");
+	free(headers);
+	free(text);
+}
+
+Test(mail_render, the_reset_and_exists_emails_link_to_the_storefront)
+{
+	mail_account_input a = account_input(MAIL_ACCOUNT_RESET);
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_OK);
+	cr_assert_str_eq(msg.subject, "Reset your password");
+	char *text = part_of(msg.data, "text/plain");
+	assert_contains(text, "https://shop.test/reset-password?token=u0123456789abcdef");
+	assert_contains(text, "every device is logged out");
+	free(text);
+	mail_message_dispose(&msg);
+	a = account_input(MAIL_ACCOUNT_EXISTS);
+	a.token = NULL; /* no link of its own */
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_OK);
+	cr_assert_str_eq(msg.subject, "You already have an account");
+	text = part_of(msg.data, "text/plain");
+	assert_contains(text, "https://shop.test/forgot-password");
+	assert_lacks(text, "token=");
+	free(text);
+	cr_assert_str_eq(mail_account_kind_name(MAIL_ACCOUNT_EXISTS), "account_exists");
+	cr_assert_str_eq(mail_account_kind_name(MAIL_ACCOUNT_RESET), "account_reset");
+	cr_assert_null(mail_account_kind_name((mail_account_kind)9));
+}
+
+Test(mail_render, a_bad_account_email_input_is_refused)
+{
+	mail_account_input a = account_input(MAIL_ACCOUNT_VERIFY);
+	a.token = NULL;
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_EINVAL);
+	a = account_input(MAIL_ACCOUNT_VERIFY);
+	a.token = "abc\r\nBcc: eve@evil.test";
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_EINVAL);
+	a = account_input(MAIL_ACCOUNT_VERIFY);
+	a.to = "a@b.c, eve@evil.test";
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_EINVAL);
+	a = account_input((mail_account_kind)9);
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_EINVAL);
+	a = account_input(MAIL_ACCOUNT_RESET);
+	a.mail_id = "m.1";
+	cr_assert_eq(mail_render_account(&a, &msg), ORN_EINVAL);
+}

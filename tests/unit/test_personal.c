@@ -164,3 +164,44 @@ Test(personal, key_ids_are_32_lowercase_hex_digits)
 	cr_assert_not(pd_kid_valid("0123456789abcdef0123456789abcdeg"));
 	cr_assert_not(pd_kid_valid("0123456789abcdef0123456789abcdef0"));
 }
+
+Test(personal, a_link_token_names_its_account_and_depends_on_every_input)
+{
+	uint8_t index[PD_KEY_BYTES], links[PD_KEY_BYTES], other[PD_KEY_BYTES];
+	char token[PD_LINK_MAX], again[PD_LINK_MAX], account[65], hash[PD_LINK_HASH_MAX];
+	randombytes_buf(index, sizeof index);
+	pd_link_key(index, links);
+	cr_assert_neq(memcmp(index, links, sizeof links), 0, "derived, not the index key itself");
+	cr_assert_eq(pd_link_token(links, "verify", "u0123456789abcdef0123456789abcdef", "req-1", token),
+	             ORN_OK);
+	cr_assert_eq(strlen(token), 33 + 1 + PD_LINK_MAC_LEN);
+	cr_assert(pd_link_account(token, account, sizeof account));
+	cr_assert_str_eq(account, "u0123456789abcdef0123456789abcdef");
+	cr_assert_eq(pd_link_token(links, "verify", "u0123456789abcdef0123456789abcdef", "req-1", again),
+	             ORN_OK);
+	cr_assert_str_eq(token, again, "the mail role computes the same token again");
+	cr_assert_eq(pd_link_token(links, "reset", "u0123456789abcdef0123456789abcdef", "req-1", again),
+	             ORN_OK);
+	cr_assert_str_neq(token, again);
+	cr_assert_eq(pd_link_token(links, "verify", "u0123456789abcdef0123456789abcdef", "req-2", again),
+	             ORN_OK);
+	cr_assert_str_neq(token, again);
+	randombytes_buf(other, sizeof other);
+	cr_assert_eq(pd_link_token(other, "verify", "u0123456789abcdef0123456789abcdef", "req-1", again),
+	             ORN_OK);
+	cr_assert_str_neq(token, again, "nobody without the key makes it");
+	pd_link_hash(token, hash);
+	cr_assert_eq(strlen(hash), 64);
+	cr_assert_eq(pd_link_token(links, "verify", "a.b", "req-1", again), ORN_EINVAL);
+	cr_assert_eq(pd_link_token(links, "verify", "u1", "bad id", again), ORN_EINVAL);
+	cr_assert_eq(pd_link_token(links, "", "u1", "req", again), ORN_EINVAL);
+	cr_assert(!pd_link_account("u1", account, sizeof account));
+	cr_assert(!pd_link_account("u1.short", account, sizeof account));
+	cr_assert(!pd_link_account(".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", account, sizeof account));
+	cr_assert(
+	        !pd_link_account("u 1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", account, sizeof account));
+	cr_assert(
+	        !pd_link_account("u1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", account, sizeof account));
+	cr_assert(pd_link_account("u1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", account, sizeof account));
+	cr_assert(!pd_link_account("u1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", account, 2));
+}

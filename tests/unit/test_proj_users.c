@@ -309,3 +309,36 @@ Test(proj_users, a_password_change_replaces_the_hash_and_the_token_version)
 	cr_assert_str_eq(u.email, "pw@example.com");
 	cr_assert_eq(u.version, 2);
 }
+
+Test(proj_users, an_account_is_unverified_until_its_link_comes_back_or_a_reset)
+{
+	static const char new_hash[] = "$argon2id$v=19$m=65536,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA";
+	proj_user u;
+	user_event e = registered("id-v", "v@example.com", "V", USER_ROLE_CUSTOMER);
+	apply_user("v@example.com", &e);
+	cr_assert_eq(get_by_email(users, "v@example.com", &u), ORN_OK);
+	cr_assert(u.verified, "an account without the field is verified (older logs)");
+	e.fields.unverified = true;
+	apply_user("w@example.com", &e);
+	cr_assert_eq(get_by_email(users, "w@example.com", &u), ORN_OK);
+	cr_assert(!u.verified);
+	user_event verified = {.kind = USER_EMAIL_VERIFIED};
+	strcpy(verified.fields.request_id, "req-1");
+	apply_user("w@example.com", &verified);
+	cr_assert_eq(get_by_email(users, "w@example.com", &u), ORN_OK);
+	cr_assert(u.verified);
+	/* a reset link proves the address too, and changes the password */
+	e = registered("id-x", "x@example.com", "X", USER_ROLE_CUSTOMER);
+	e.fields.unverified = true;
+	apply_user("x@example.com", &e);
+	user_event reset = {.kind = USER_PASSWORD_RESET, .fields = {.token_version = 1}};
+	strcpy(reset.fields.request_id, "req-2");
+	strcpy(reset.fields.password_hash, new_hash);
+	apply_user("x@example.com", &reset);
+	cr_assert_eq(get_by_email(users, "x@example.com", &u), ORN_OK);
+	cr_assert(u.verified);
+	cr_assert_str_eq(u.password_hash, new_hash);
+	cr_assert_eq(u.token_version, 1);
+	cr_assert_eq(proj_users_get_by_id(users, "id-x", &u), ORN_OK);
+	cr_assert(u.verified);
+}

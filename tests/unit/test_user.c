@@ -125,6 +125,10 @@ static void assert_fields_eq(const user_fields *a, const user_fields *b)
 	cr_assert_eq(a->expires_at, b->expires_at);
 	cr_assert_eq(a->token_version, b->token_version);
 	cr_assert_str_eq(a->kid, b->kid);
+	cr_assert_eq(a->unverified, b->unverified);
+	cr_assert_str_eq(a->request_id, b->request_id);
+	cr_assert_str_eq(a->token_hash, b->token_hash);
+	cr_assert_eq(a->at, b->at);
 }
 
 static void then_event(user_event expected)
@@ -464,16 +468,16 @@ Test(user, commands_on_a_missing_user_are_not_found)
 {
 	when(change_role(USER_ROLE_ADMIN));
 	then_rejected(USER_REJ_NOT_FOUND);
-	when((user_command){.kind = (user_command_kind)7});
+	when((user_command){.kind = (user_command_kind)11});
 	then_rejected(USER_REJ_NOT_FOUND);
 }
 
 Test(user, an_unknown_command_kind_is_invalid)
 {
 	given(registered(ada()));
-	when((user_command){.kind = (user_command_kind)7});
+	when((user_command){.kind = (user_command_kind)11});
 	then_rejected(USER_REJ_INVALID);
-	cr_assert_null(user_invalid_field(&(user_command){.kind = (user_command_kind)7}));
+	cr_assert_null(user_invalid_field(&(user_command){.kind = (user_command_kind)11}));
 }
 
 Test(user, evolve_ignores_odd_role_changes)
@@ -484,7 +488,7 @@ Test(user, evolve_ignores_odd_role_changes)
 	given(registered(ada()));
 	given(role_changed(USER_ROLE_NONE));
 	given(role_changed((user_role)7));
-	given((user_event){.kind = (user_event_kind)7});
+	given((user_event){.kind = (user_event_kind)12});
 	cr_assert_eq(state.fields.role, USER_ROLE_CUSTOMER);
 }
 
@@ -513,7 +517,7 @@ Test(user, codes_roles_and_type_names_are_stable)
 	cr_assert_str_eq(user_command_type(USER_REQUEST_ERASURE), "RequestErasure");
 	cr_assert_str_eq(user_command_type(USER_COMPLETE_ERASURE), "CompleteErasure");
 	cr_assert_str_eq(user_command_type(USER_CHANGE_PASSWORD), "ChangePassword");
-	cr_assert_null(user_command_type((user_command_kind)7));
+	cr_assert_null(user_command_type((user_command_kind)11));
 	cr_assert_str_eq(user_event_type(USER_REGISTERED), "UserRegistered");
 	cr_assert_str_eq(user_event_type(USER_ROLE_CHANGED), "RoleChanged");
 	cr_assert_str_eq(user_event_type(USER_TOKEN_REVOKED), "TokenRevoked");
@@ -521,7 +525,7 @@ Test(user, codes_roles_and_type_names_are_stable)
 	cr_assert_str_eq(user_event_type(USER_ERASURE_REQUESTED_EVENT), "ErasureRequested");
 	cr_assert_str_eq(user_event_type(USER_ERASED_EVENT), "CustomerErased");
 	cr_assert_str_eq(user_event_type(USER_PASSWORD_CHANGED), "PasswordChanged");
-	cr_assert_null(user_event_type((user_event_kind)7));
+	cr_assert_null(user_event_type((user_event_kind)12));
 }
 
 /* ---- email normalization and the key ---- */
@@ -679,8 +683,8 @@ Test(user, encoders_reject_unknown_kinds_and_unterminated_strings)
 	user_command c = register_user(ada());
 	user_event e = registered(ada());
 
-	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)7}), ORN_EINVAL);
-	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)7}), ORN_EINVAL);
+	cr_assert_eq(user_command_encode(writer, &(user_command){.kind = (user_command_kind)11}), ORN_EINVAL);
+	cr_assert_eq(user_event_encode(writer, &(user_event){.kind = (user_event_kind)12}), ORN_EINVAL);
 	memset(c.fields.password_hash, 'h', sizeof c.fields.password_hash);
 	cr_assert_eq(user_command_encode(writer, &c), ORN_EINVAL);
 	memset(e.fields.email, 'e', sizeof e.fields.email);
@@ -933,7 +937,7 @@ Test(user, view_leaves_the_password_hash_out)
 	written_json(json, sizeof json);
 	cr_assert_str_eq(json,
 	                 "{\"exists\":false,\"erasure\":0,\"user_id\":\"\",\"email\":\"\",\"name\":\"\","
-	                 "\"role\":null,\"token_version\":0,\"kid\":\"\"}");
+	                 "\"role\":null,\"token_version\":0,\"kid\":\"\",\"verified\":true}");
 	given(registered(ada()));
 	mp_writer_reset(writer);
 	cr_assert_eq(user_kind.view(&state, writer), ORN_OK);
@@ -941,7 +945,7 @@ Test(user, view_leaves_the_password_hash_out)
 	user_fields f = ada();
 	snprintf(expected, sizeof expected,
 	         "{\"exists\":true,\"erasure\":0,\"user_id\":\"usr_7f3a-X\",\"email\":\"%s\",\"name\":\"%s\","
-	         "\"role\":\"customer\",\"token_version\":0,\"kid\":\"%s\"}",
+	         "\"role\":\"customer\",\"token_version\":0,\"kid\":\"%s\",\"verified\":true}",
 	         f.email, f.name, f.kid);
 	cr_assert_str_eq(json, expected);
 	cr_assert_null(strstr(json, "ada@example.org"), "the view holds the sealed fields, as stored");
@@ -1465,4 +1469,400 @@ Test(user, a_password_change_needs_an_active_account)
 	strcpy(e.fields.password_hash, ada().password_hash);
 	given(e);
 	cr_assert_eq(state.fields.password_hash[0], '\0');
+}
+
+/* ---- emailed links: verification, "account exists", password reset (ADR 031) ---- */
+
+#define NOW     1800000000 /* the command's time, seconds */
+#define HASH_A  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HASH_B  "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define EXPIRES (NOW + 3600)
+
+/* Ada's account as the API registers it: unverified, with its link's request. */
+static user_command register_unverified(void)
+{
+	user_command c = register_user(ada());
+	c.fields.unverified = true;
+	strcpy(c.fields.request_id, "req-verify-1");
+	strcpy(c.fields.token_hash, HASH_A);
+	c.fields.expires_at = EXPIRES;
+	return c;
+}
+
+static user_command token_command(user_command_kind kind, const char *hash, int64_t at)
+{
+	user_command c = {.kind = kind, .fields = {.at = at}};
+	strcpy(c.fields.token_hash, hash);
+	return c;
+}
+
+static user_command repeat_registration(const char *request_id, int64_t at)
+{
+	user_command c = {.kind = USER_REPEAT_REGISTRATION, .fields = {.at = at}};
+	strcpy(c.fields.request_id, request_id);
+	return c;
+}
+
+static user_command request_reset(const char *request_id, const char *hash, int64_t at)
+{
+	user_command c = {.kind = USER_REQUEST_PASSWORD_RESET, .fields = {.at = at, .expires_at = at + 3600}};
+	strcpy(c.fields.request_id, request_id);
+	strcpy(c.fields.token_hash, hash);
+	return c;
+}
+
+static user_command reset_password(const char *hash, int64_t at)
+{
+	user_command c = change_password(data_key, data_kid);
+	c.kind = USER_RESET_PASSWORD;
+	c.fields.at = at;
+	strcpy(c.fields.token_hash, hash);
+	return c;
+}
+
+static void given_unverified(void)
+{
+	when(register_unverified());
+	cr_assert_eq(verdict, USER_OK);
+	and_applied();
+}
+
+Test(user, an_api_registration_is_unverified_and_asks_for_its_link_in_the_same_commit)
+{
+	user_command c = register_unverified();
+	when(c);
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 2);
+	cr_assert_eq(out.items[0].kind, USER_REGISTERED);
+	cr_assert(out.items[0].fields.unverified);
+	cr_assert_str_eq(out.items[0].fields.request_id, "", "the account event holds no link");
+	cr_assert_eq(out.items[1].kind, USER_VERIFICATION_REQUESTED);
+	cr_assert_str_eq(out.items[1].fields.request_id, "req-verify-1");
+	cr_assert_str_eq(out.items[1].fields.token_hash, HASH_A);
+	cr_assert_eq(out.items[1].fields.expires_at, EXPIRES);
+	assert_command_round_trip(c);
+	assert_event_round_trip(out.items[0]);
+	assert_event_round_trip(out.items[1]);
+	and_applied();
+	cr_assert(state.fields.unverified);
+	cr_assert_str_eq(state.verification.token_hash, HASH_A);
+	/* without its request, an unverified registration is invalid */
+	user_state_init(&state);
+	c.fields.token_hash[0] = '\0';
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	cr_assert_str_eq(user_invalid_field(&c), "token_hash");
+	c = register_unverified();
+	c.fields.expires_at = 0;
+	cr_assert_str_eq(user_invalid_field(&c), "expires_at");
+}
+
+Test(user, a_registration_without_verified_is_a_verified_account_as_before)
+{
+	when(register_user(ada()));
+	then_event(registered(ada()));
+	and_applied();
+	cr_assert(!state.fields.unverified);
+	/* the payload is what it always was: no "verified" key */
+	mp_writer_reset(writer);
+	cr_assert_eq(user_event_encode(writer, &out.items[0]), ORN_OK);
+	mp_reader r;
+	uint32_t count = 0;
+	mp_reader_init(&r, mp_writer_data(writer), mp_writer_size(writer));
+	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+	cr_assert_eq(count, 6);
+	/* an old event with "verified": false written by hand decodes unverified */
+	user_event e = registered(ada());
+	e.fields.unverified = true;
+	assert_event_round_trip(e);
+}
+
+Test(user, the_verification_link_verifies_once_before_it_expires)
+{
+	given_unverified();
+	when(token_command(USER_VERIFY_EMAIL, HASH_B, NOW));
+	then_rejected(USER_REJ_TOKEN_INVALID);
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, EXPIRES));
+	then_rejected(USER_REJ_TOKEN_EXPIRED);
+	user_command c = token_command(USER_VERIFY_EMAIL, HASH_A, EXPIRES - 1);
+	when(c);
+	user_event expected = {.kind = USER_EMAIL_VERIFIED};
+	strcpy(expected.fields.request_id, "req-verify-1");
+	then_event(expected);
+	assert_command_round_trip(c);
+	assert_event_round_trip(expected);
+	and_applied();
+	cr_assert(!state.fields.unverified);
+	when(c);
+	then_rejected(USER_REJ_TOKEN_USED);
+	/* bounds */
+	when(token_command(USER_VERIFY_EMAIL, "nothex", NOW));
+	then_rejected(USER_REJ_INVALID);
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, 0));
+	then_rejected(USER_REJ_INVALID);
+}
+
+Test(user, an_account_without_a_request_has_no_valid_link)
+{
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, NOW));
+	then_rejected(USER_REJ_NOT_FOUND);
+	given(registered(ada())); /* verified: created by the CLI */
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, NOW));
+	then_rejected(USER_REJ_TOKEN_INVALID);
+	when(reset_password(HASH_A, NOW));
+	then_rejected(USER_REJ_TOKEN_INVALID);
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, NOW));
+	then_rejected(USER_REJ_WRONG_STATE);
+	when(reset_password(HASH_A, NOW));
+	then_rejected(USER_REJ_WRONG_STATE);
+}
+
+Test(user, a_repeated_registration_is_told_to_the_owner_within_the_mail_budget)
+{
+	given(registered(ada()));
+	user_command c = repeat_registration("req-r0", NOW);
+	when(c);
+	user_event expected = {.kind = USER_REGISTRATION_REPEATED, .fields = {.at = NOW}};
+	strcpy(expected.fields.request_id, "req-r0");
+	then_event(expected);
+	assert_command_round_trip(c);
+	assert_event_round_trip(expected);
+	and_applied();
+	for (int i = 1; i < USER_MAILS_PER_WINDOW; i++) {
+		when(repeat_registration("req-rn", NOW + i));
+		cr_assert_eq(out.count, 1);
+		and_applied();
+	}
+	/* the budget is spent: accepted, nothing new (the answer never tells) */
+	when(repeat_registration("req-rx", NOW + 10));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0);
+	/* a new window */
+	when(repeat_registration("req-ry", NOW + USER_MAIL_WINDOW_S));
+	cr_assert_eq(out.count, 1);
+	and_applied();
+	cr_assert_eq(state.mail_window_at, NOW + USER_MAIL_WINDOW_S);
+	cr_assert_eq(state.mail_count, 1);
+	/* a clock that went back starts a window too */
+	when(repeat_registration("req-rz", NOW - 5));
+	cr_assert_eq(out.count, 1);
+	/* bounds; an account being erased hears nothing */
+	when(repeat_registration("bad id", NOW));
+	then_rejected(USER_REJ_INVALID);
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	when(repeat_registration("req-r9", NOW + 2 * USER_MAIL_WINDOW_S));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0);
+	when(request_reset("req-p9", HASH_A, NOW + 2 * USER_MAIL_WINDOW_S));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0);
+}
+
+Test(user, a_password_reset_sets_the_hash_ends_every_token_and_verifies_the_address)
+{
+	given_unverified();
+	given((user_event){.kind = USER_TOKENS_REVOKED, .fields = {.token_version = 2}});
+	user_command ask = request_reset("req-p1", HASH_A, NOW);
+	when(ask);
+	user_event asked = {.kind = USER_PASSWORD_RESET_REQUESTED,
+	                    .fields = {.at = NOW, .expires_at = NOW + 3600}};
+	strcpy(asked.fields.request_id, "req-p1");
+	strcpy(asked.fields.token_hash, HASH_A);
+	then_event(asked);
+	assert_command_round_trip(ask);
+	assert_event_round_trip(asked);
+	and_applied();
+	/* a later request replaces it: the first link no longer counts */
+	when(request_reset("req-p2", HASH_B, NOW + 1));
+	and_applied();
+	when(reset_password(HASH_A, NOW + 2));
+	then_rejected(USER_REJ_TOKEN_INVALID);
+	when(reset_password(HASH_B, NOW + 1 + 3600));
+	then_rejected(USER_REJ_TOKEN_EXPIRED);
+	user_command c = reset_password(HASH_B, NOW + 2);
+	when(c);
+	user_event expected = {.kind = USER_PASSWORD_RESET, .fields = {.token_version = 3}};
+	strcpy(expected.fields.request_id, "req-p2");
+	strcpy(expected.fields.password_hash, c.fields.password_hash);
+	then_event(expected);
+	assert_command_round_trip(c);
+	assert_event_round_trip(expected);
+	and_applied();
+	cr_assert_str_eq(state.fields.password_hash, c.fields.password_hash);
+	cr_assert_eq(state.fields.token_version, 3);
+	cr_assert(!state.fields.unverified, "the link reached the address");
+	when(c);
+	then_rejected(USER_REJ_TOKEN_USED);
+	/* a reset that is older than the version changes nothing */
+	expected.fields.token_version = 1;
+	given(expected);
+	cr_assert_eq(state.fields.token_version, 3);
+}
+
+Test(user, a_reset_password_is_sealed_with_the_accounts_own_key)
+{
+	given(registered(ada()));
+	when(request_reset("req-p1", HASH_A, NOW));
+	and_applied();
+	user_command c = reset_password(HASH_A, NOW);
+	strcpy(c.fields.password_hash, HASH); /* clear */
+	when(c);
+	then_rejected(USER_REJ_INVALID);
+	when(request_reset("bad id", HASH_A, NOW));
+	then_rejected(USER_REJ_INVALID);
+	state.fields.token_version = INT64_MAX;
+	when(reset_password(HASH_A, NOW));
+	then_rejected(USER_REJ_INVALID);
+}
+
+Test(user, the_reset_budget_is_shared_with_repeated_registrations)
+{
+	given(registered(ada()));
+	for (int i = 0; i < USER_MAILS_PER_WINDOW; i++) {
+		when(i % 2 == 0 ? repeat_registration("req-r", NOW) : request_reset("req-p", HASH_A, NOW));
+		cr_assert_eq(out.count, 1);
+		and_applied();
+	}
+	when(request_reset("req-p9", HASH_B, NOW));
+	cr_assert_eq(verdict, USER_OK);
+	cr_assert_eq(out.count, 0);
+	cr_assert_str_eq(state.reset.token_hash, HASH_A, "the last link granted still counts");
+}
+
+Test(user, link_events_change_nothing_on_an_account_missing_or_erased)
+{
+	user_event e = {.kind = USER_EMAIL_VERIFIED};
+	given(e);
+	cr_assert(!state.exists);
+	given_unverified();
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	given(event_of(USER_ERASED_EVENT));
+	cr_assert_str_eq(state.verification.token_hash, "", "an erasure forgets the links");
+	given(e);
+	cr_assert(state.fields.unverified);
+	user_event asked = {.kind = USER_PASSWORD_RESET_REQUESTED, .fields = {.at = NOW}};
+	given(asked);
+	cr_assert_eq(state.mail_count, 0);
+}
+
+Test(user, the_snapshot_keeps_the_links_and_the_budget)
+{
+	user_state restored;
+	given_unverified();
+	when(request_reset("req-p1", HASH_B, NOW));
+	and_applied();
+	when(token_command(USER_VERIFY_EMAIL, HASH_A, NOW));
+	and_applied();
+	cr_assert_eq(user_kind.snapshot(&state, writer), ORN_OK);
+	user_state_init(&restored);
+	cr_assert_eq(user_kind.restore(&restored, mp_writer_data(writer), mp_writer_size(writer)), ORN_OK);
+	assert_fields_eq(&restored.fields, &state.fields);
+	cr_assert_eq(memcmp(&restored.verification, &state.verification, sizeof state.verification), 0);
+	cr_assert_eq(memcmp(&restored.reset, &state.reset, sizeof state.reset), 0);
+	cr_assert_eq(restored.mail_window_at, NOW);
+	cr_assert_eq(restored.mail_count, 1);
+}
+
+/* A snapshot of ada with one extra key and value (msgpack, written by hand). */
+static orn_rc restore_with(void (*extra)(mp_writer *))
+{
+	user_state s;
+	user_state_init(&s);
+	s.exists = true;
+	s.fields = ada();
+	mp_writer_reset(writer);
+	/* the map header of the real snapshot plus one */
+	mp_writer *tmp = mp_writer_create();
+	cr_assert_eq(user_kind.snapshot(&s, tmp), ORN_OK);
+	mp_reader r;
+	uint32_t count = 0;
+	mp_reader_init(&r, mp_writer_data(tmp), mp_writer_size(tmp));
+	cr_assert_eq(mp_read_map(&r, &count), ORN_OK);
+	mp_write_map(writer, count + 1);
+	size_t header = mp_writer_size(tmp) - mp_reader_remaining(&r);
+	mp_write_raw(writer, (const char *)mp_writer_data(tmp) + header, mp_writer_size(tmp) - header);
+	extra(writer);
+	mp_writer_destroy(tmp);
+	user_state_init(&state);
+	return user_kind.restore(&state, mp_writer_data(writer), mp_writer_size(writer));
+}
+
+static void extra_verified_twice(mp_writer *w)
+{
+	mp_write_cstr(w, "verified");
+	mp_write_bool(w, false);
+}
+
+static void extra_budget_short(mp_writer *w)
+{
+	mp_write_cstr(w, "mail_budget");
+	mp_write_array(w, 1);
+	mp_write_int(w, 1);
+}
+
+Test(user, restore_refuses_repeated_or_malformed_link_state)
+{
+	cr_assert_eq(restore_with(extra_verified_twice), ORN_EDECODE);
+	cr_assert_eq(restore_with(extra_budget_short), ORN_EDECODE);
+}
+
+static void snapshot_with_request(const user_request *req)
+{
+	user_state s;
+	user_state_init(&s);
+	s.exists = true;
+	s.fields = ada();
+	s.reset = *req;
+	mp_writer_reset(writer);
+	cr_assert_eq(user_kind.snapshot(&s, writer), ORN_OK);
+}
+
+Test(user, restore_refuses_a_request_that_is_not_whole)
+{
+	user_request bad = {.expires_at = EXPIRES};
+	strcpy(bad.token_hash, "nothex");
+	strcpy(bad.request_id, "req");
+	snapshot_with_request(&bad);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	user_request half = {.used = true}; /* used, but no hash */
+	snapshot_with_request(&half);
+	cr_assert_eq(restore_written(), ORN_EDECODE);
+	user_request good = {.expires_at = EXPIRES};
+	strcpy(good.token_hash, HASH_A);
+	strcpy(good.request_id, "req");
+	snapshot_with_request(&good);
+	cr_assert_eq(restore_written(), ORN_OK);
+	cr_assert_str_eq(state.reset.token_hash, HASH_A);
+}
+
+Test(user_kind, link_rejections_carry_their_code_and_detail)
+{
+	cr_assert_eq(kind_decide(register_unverified()), ORN_OK);
+	kind_apply();
+	cr_assert(state.fields.unverified);
+	cr_assert_eq(kind_decide(token_command(USER_VERIFY_EMAIL, HASH_B, NOW)), ORN_OK);
+	then_decision_rejected("token_invalid", "the link is not valid (a later one may have replaced it)");
+	cr_assert_eq(kind_decide(token_command(USER_VERIFY_EMAIL, HASH_A, EXPIRES)), ORN_OK);
+	then_decision_rejected("token_expired", "the link has expired");
+	cr_assert_eq(kind_decide(token_command(USER_VERIFY_EMAIL, HASH_A, NOW)), ORN_OK);
+	kind_apply();
+	cr_assert(!state.fields.unverified);
+	cr_assert_eq(kind_decide(token_command(USER_VERIFY_EMAIL, HASH_A, NOW)), ORN_OK);
+	then_decision_rejected("token_used", "the link was used already");
+	/* a hash sealed with another customer's key */
+	char other_kid[PD_KID_MAX];
+	uint8_t other_key[PD_KEY_BYTES];
+	pd_key_new(other_kid, other_key);
+	user_command c = change_password(other_key, other_kid);
+	c.kind = USER_RESET_PASSWORD;
+	c.fields.at = NOW;
+	strcpy(c.fields.token_hash, HASH_A);
+	cr_assert_eq(kind_decide(c), ORN_OK);
+	then_decision_rejected("invalid", "password_hash: sealed with the account's own data key");
+	cr_assert_eq(kind_decide(command_of(USER_COMPLETE_ERASURE)), ORN_OK);
+	then_decision_rejected("wrong_state", "no erasure of this account was asked for");
+	given(event_of(USER_ERASURE_REQUESTED_EVENT));
+	cr_assert_eq(kind_decide(reset_password(HASH_A, NOW)), ORN_OK);
+	then_decision_rejected("wrong_state", "the account is erased or being erased");
 }
