@@ -1,32 +1,13 @@
 // app.js — the demo storefront: plain ES modules, no build step, talking
 // only to the public REST API (and, for the card, to the payment provider).
 import { api, ApiError, session, idempotencyKey, streamEvents, money } from './api.js';
+import { h, announcer, errorBox, fieldErrors, field as labelledField, followLinks } from './dom.js';
 
 const main = document.getElementById('main');
-const announcer = document.getElementById('announce');
+const announcerRegion = document.getElementById('announce');
 let leaving = null; // AbortController of the current page's work (streams)
 
-// h('p', {class: 'x'}, 'text', child...) — every text goes through
-// textContent: nothing the API returns is ever parsed as HTML.
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === false || v === null || v === undefined) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
-    else el.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
-
-function announce(text) {
-  announcer.textContent = '';
-  setTimeout(() => { announcer.textContent = text; }, 50);
-}
+const announce = announcer(announcerRegion);
 
 // A page loaded by the browser keeps the browser's focus (the skip link
 // comes first); after an in-page navigation the focus moves to the content,
@@ -37,10 +18,6 @@ function render(title, ...children) {
   document.title = `${title} — Orion shop`;
   main.replaceChildren(h('h1', { id: 'page-title' }, title), ...children.filter((c) => c !== null && c !== undefined));
   if (navigated) main.focus();
-}
-
-function errorBox(e) {
-  return h('p', { class: 'error', role: 'alert' }, e instanceof Error ? e.message : String(e));
 }
 
 export function go(path) {
@@ -231,26 +208,9 @@ async function cartPage() {
 
 // ---- accounts ------------------------------------------------------------
 
-function fieldErrors(form, e) {
-  form.querySelectorAll('.error').forEach((n) => n.remove());
-  const fields = e instanceof ApiError ? e.fields : {};
-  let first = null;
-  for (const [name, message] of Object.entries(fields)) {
-    const input = form.elements[name];
-    if (!input) continue;
-    const id = `${input.id}-error`;
-    input.setAttribute('aria-invalid', 'true');
-    input.setAttribute('aria-describedby', id);
-    input.after(h('p', { class: 'error', id }, message));
-    first = first || input;
-  }
-  form.append(errorBox(e));
-  if (first) first.focus();
-}
-
+// A required input with its autocomplete token (dom.js lays it out).
 function field(id, label, type, autocomplete, extra = {}) {
-  return h('div', { class: 'field' }, h('label', { for: id }, label),
-    h('input', { id, name: id, type, autocomplete, required: true, ...extra }));
+  return labelledField(id, label, type, { autocomplete, required: true, ...extra });
 }
 
 async function login(email, password) {
@@ -556,13 +516,6 @@ async function route() {
 }
 
 // Same-origin links navigate inside the page (no reload, the token stays).
-document.addEventListener('click', (ev) => {
-  const a = ev.target.closest('a');
-  if (!a || ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey) return;
-  const url = new URL(a.href, location.href);
-  if (url.origin !== location.origin || url.pathname.startsWith('/api/') || url.pathname.startsWith('/admin')) return;
-  ev.preventDefault();
-  go(url.pathname + url.search);
-});
+followLinks((url) => !url.pathname.startsWith('/api/') && !url.pathname.startsWith('/admin'), go);
 window.addEventListener('popstate', () => { navigated = true; route(); });
 route();

@@ -1,5 +1,5 @@
-// dom.js — building the pages' elements, shared by the admin console (and
-// meant for the storefront's app.js, which still has its own copies).
+// dom.js — building the pages' elements, shared by the storefront (app.js)
+// and the admin console (admin/console.js).
 //
 // Every text goes through textContent: nothing the API returns is ever
 // parsed as HTML (ADR 030 §3).

@@ -17,92 +17,17 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import puppeteer from 'puppeteer-core';
-import { ADMIN, accountLink, apiCall, confirmationLink, startOrion } from './orion.mjs';
+import { ADMIN, accountLink, apiCall, confirmationLink, createChecker, launchBrowser, startOrion } from './orion.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(import.meta.url);
-const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const artifacts = process.env.ORION_BROWSER_ARTIFACTS || path.join(process.cwd(), 'meson-logs', 'browser');
-const chromium = process.env.ORION_CHROMIUM || '/usr/bin/chromium';
 const step = (s) => console.log(`-- ${s}`);
 
-const problems = []; // {page, what}
-const measures = []; // {page, jsBytes, jsFiles, fcpMs}
-const sizes = new Map(); // script URL -> bytes
-let current = 'start';
-
-function watch(page) {
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push({ page: current, what: `console error: ${m.text()}` });
-  });
-  page.on('pageerror', (e) => problems.push({ page: current, what: `uncaught: ${e.message}` }));
-  page.on('requestfailed', (r) => {
-    const why = r.failure() ? r.failure().errorText : '?';
-    // A live stream cut by leaving its page is not a failure.
-    if (why === 'net::ERR_ABORTED' && /\/events$/.test(new URL(r.url()).pathname)) return;
-    problems.push({ page: current, what: `request failed: ${r.method()} ${r.url()} ${why}` });
-  });
-  page.on('response', (r) => {
-    if (r.status() >= 400) problems.push({ page: current, what: `HTTP ${r.status()}: ${r.request().method()} ${r.url()}` });
-  });
-}
-
-// The checks every shop page passes, and its measures.
-async function checkPage(page, name, { measure = true } = {}) {
-  current = name;
-  await page.evaluate(axeSource); // DevTools evaluation: the page's CSP stays as strict as shipped
-  const result = await page.evaluate(async () => {
-    // eslint-disable-next-line no-undef
-    const r = await axe.run(document, { resultTypes: ['violations'] });
-    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
-  });
-  const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-  for (const v of result) console.log(`   axe ${name}: ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(', ')}`);
-  assert.equal(bad.length, 0, `${name}: axe serious/critical violations: ${JSON.stringify(bad)}`);
-  const mine = problems.filter((p) => p.page === name);
-  assert.equal(mine.length, 0, `${name}: ${mine.map((p) => p.what).join('; ')}`);
-  if (measure) {
-    const m = await page.evaluate(() => {
-      const nav = performance.getEntriesByType('navigation')[0];
-      const js = performance.getEntriesByType('resource').filter((e) => e.initiatorType === 'script' || /\.m?js$/.test(new URL(e.name).pathname));
-      const fcp = performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint');
-      return {
-        jsUrls: js.map((e) => e.name),
-        fcpMs: fcp ? Math.round(fcp.startTime) : null,
-        navType: nav ? nav.type : null,
-      };
-    });
-    // Sizes from the server (a cached script reports no body size).
-    let jsBytes = 0;
-    for (const url of new Set(m.jsUrls)) {
-      if (!sizes.has(url)) sizes.set(url, (await (await fetch(url)).arrayBuffer()).byteLength);
-      jsBytes += sizes.get(url);
-    }
-    measures.push({ page: name, jsBytes, jsFiles: new Set(m.jsUrls).size, fcpMs: m.fcpMs });
-  }
-}
-
-async function screenshots(browser, tag) {
-  fs.mkdirSync(artifacts, { recursive: true });
-  const pages = await browser.pages();
-  for (let i = 0; i < pages.length; i++) {
-    if (pages[i].url() === 'about:blank') continue;
-    const file = path.join(artifacts, `${tag}-tab${i}.png`);
-    try {
-      await pages[i].screenshot({ path: file, fullPage: true });
-      console.log(`screenshot: ${file} (${pages[i].url()})`);
-    } catch (e) {
-      console.log(`screenshot of tab ${i} failed: ${e.message}`);
-    }
-  }
-}
+const check = createChecker({ artifacts }); // every page's checks and measures (orion.mjs)
+const { watch, checkPage } = check;
 
 // Loads a shop path as a fresh navigation (a new document: its own FCP).
 async function open(page, base, p, name, waitUntil = 'networkidle0') {
-  current = name;
+  check.current = name;
   await page.goto(`${base}${p}`, { waitUntil });
 }
 
@@ -151,7 +76,7 @@ async function placeOrder(page, base) {
 async function submitEmailedLink(browser, link, name, done) {
   const tab = await browser.newPage();
   watch(tab);
-  current = name;
+  check.current = name;
   await tab.goto(link, { waitUntil: 'load' });
   await checkPage(tab, name, { measure: false });
   await Promise.all([tab.waitForNavigation({ waitUntil: 'load' }), tab.click('form button, form [type=submit]')]);
@@ -192,12 +117,7 @@ async function pay(page, card) {
 async function main() {
   const orion = await startOrion();
   step(`orion serve at ${orion.base} (data ${orion.dataDir})`);
-  const browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    protocolTimeout: 30000,
-    args: [...(process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : []), '--disable-dev-shm-usage'],
-  });
+  const browser = await launchBrowser();
   let failed = null;
   try {
     await seedCatalog(orion.base);
@@ -212,7 +132,7 @@ async function main() {
     await checkPage(page, 'catalog');
 
     step('the CSP holds in the browser: an injected inline script does not run');
-    current = 'csp probe';
+    check.current = 'csp probe';
     const probe = await page.evaluate(() => new Promise((resolve) => {
       document.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
       const el = document.createElement('script');
@@ -223,6 +143,7 @@ async function main() {
     assert.equal(probe, 'script-src-elem', `inline script: ${probe}`);
     assert.equal(await page.evaluate(() => window.__inlineRan), undefined);
     // the browser's own report of the probe is the expected console error
+    const { problems } = check;
     for (let i = problems.length - 1; i >= 0; i--) if (problems[i].page === 'csp probe') problems.splice(i, 1);
 
     step('keyboard: the skip link comes first and moves the focus to the content');
@@ -236,7 +157,7 @@ async function main() {
     await open(page, orion.base, '/login', 'sign in');
     await checkPage(page, 'sign in');
     await page.click('a[href^="/register"]');
-    current = 'register';
+    check.current = 'register';
     await page.waitForSelector('#name');
     await checkPage(page, 'register', { measure: false });
     const email = `shopper-${Date.now()}@orion.test`;
@@ -252,12 +173,12 @@ async function main() {
 
     step('verify the address by the emailed link (the Maildir), then go on');
     await submitEmailedLink(browser, await accountLink(orion.dataDir, email, 'verify'), 'verification link', /verified/i);
-    current = 'catalog';
+    check.current = 'catalog';
     await page.click('#check-email ~ p a');
     await page.waitForSelector('.grid li');
 
     step('search and category');
-    current = 'catalog';
+    check.current = 'catalog';
     await page.type('#q', 'lamp');
     await page.click('form.search button[type=submit]');
     await page.waitForFunction(() => document.querySelectorAll('.grid li').length === 1 &&
@@ -276,7 +197,7 @@ async function main() {
     await open(page, orion.base, '/', 'catalog');
     await page.waitForSelector('.grid li');
     await page.evaluate(() => [...document.querySelectorAll('.grid li h2 a')].find((a) => a.textContent === 'Desk lamp').click());
-    current = 'product';
+    check.current = 'product';
     await page.waitForSelector('#qty');
     const productName = await text(page, 'h1');
     await page.click('form button[type=submit]');
@@ -301,7 +222,7 @@ async function main() {
 
     step('place the order; confirm by the emailed link; live status');
     const order1 = await placeOrder(page, orion.base);
-    current = 'order';
+    check.current = 'order';
     await page.evaluate(() => { window.__sameDocument = true; });
     await waitStatus(page, 'awaiting_confirmation');
     await confirmByEmail(browser, orion.dataDir, order1);
@@ -326,12 +247,12 @@ async function main() {
     await page.click('button[data-add="Kettle"]');
     await page.waitForFunction(() => document.getElementById('announce').textContent.includes('item'));
     const order2 = await placeOrder(page, orion.base);
-    current = 'order';
+    check.current = 'order';
     await waitStatus(page, 'awaiting_confirmation');
     await confirmInShop(browser, orion, order2);
     await waitStatus(page, 'awaiting_payment');
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), pay(page, '4000 0025 0000 3155')]);
-    current = 'provider 3-D Secure page';
+    check.current = 'provider 3-D Secure page';
     const challenge = new URL(page.url());
     assert.notEqual(challenge.origin, orion.base, `left the shop for the provider: ${page.url()}`);
     // The shopper comes back without answering the bank: the order page
@@ -342,10 +263,10 @@ async function main() {
     await waitStatus(page, 'awaiting_payment');
     await checkPage(page, 'order', { measure: false });
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('#pay-pending a')]);
-    current = 'provider 3-D Secure page';
+    check.current = 'provider 3-D Secure page';
     assert.equal(page.url(), challenge.href, 'the link reopens the same check');
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[value="approve"]')]);
-    current = 'order';
+    check.current = 'order';
     assert.equal(new URL(page.url()).pathname, `/orders/${order2}`, 'the provider returned to the order page');
     await page.waitForSelector('#order-status [data-status]');
     const landed = await page.$eval('#order-status [data-status]', (e) => e.dataset.status);
@@ -379,25 +300,15 @@ async function main() {
   } catch (e) {
     failed = e;
     console.log(`FAIL: ${e.stack || e}`);
-    await screenshots(browser, 'failure');
+    await check.screenshots(browser, 'failure');
   } finally {
     await browser.close().catch(() => {});
     const exit = await orion.stop();
     step(`orion serve stopped (${JSON.stringify(exit)})`);
   }
 
-  console.log('\npage weight and first render (measured, not asserted):');
-  const seen = new Set();
-  for (const m of measures) {
-    if (seen.has(m.page)) continue;
-    seen.add(m.page);
-    console.log(`  ${m.page.padEnd(18)} JS ${String(m.jsBytes).padStart(7)} bytes in ${m.jsFiles} file(s), first contentful paint ${m.fcpMs} ms`);
-  }
-  if (problems.length) {
-    console.log('\nproblems seen:');
-    for (const p of problems) console.log(`  [${p.page}] ${p.what}`);
-  }
-  if (failed || problems.length) process.exit(1);
+  const problemsSeen = check.report();
+  if (failed || problemsSeen) process.exit(1);
   console.log('\nbrowser suite: OK');
 }
 
