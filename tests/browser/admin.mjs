@@ -96,6 +96,12 @@ async function follow(page, selector, name) {
 
 const text = (page, selector) => page.$eval(selector, (e) => e.textContent.trim());
 
+// An IANA zone of a whole-hour offset in which the time now is between 12:00 and 12:59.
+function noonZone() {
+  const offset = 12 - new Date().getUTCHours(); // -11 .. 12
+  return offset >= 0 ? `Etc/GMT-${offset}` : `Etc/GMT+${-offset}`; // Etc/ signs are inverted
+}
+
 async function main() {
   const sink = await startSmtpSink();
   const orion = await startOrion({
@@ -128,6 +134,9 @@ async function main() {
 
     const page = await browser.newPage();
     await page.setViewport({ width: 1280, height: 900 });
+    // The console counts "today" from the browser's midnight: a zone where it is about
+    // noon now, so a run near midnight cannot split the story's orders over two days.
+    await page.emulateTimezone(noonZone());
     check.watch(page);
 
     step('a link into the console asks to sign in first; a customer is refused');
@@ -278,12 +287,15 @@ async function main() {
     await page.click('form[role=search] button[type=submit]');
     await page.waitForFunction((id) => [...document.querySelectorAll('#orders tbody tr')].map((r) => r.dataset.orderId).join() === id, {}, bobOrder.json.id);
     await check.checkPage(page, 'orders', { measure: false });
-    const day = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
-    const yesterday = new Date(Date.now() - 86400000);
-    await open(page, base, `/admin/orders?until=${day(yesterday)}`, 'orders');
+    // today and yesterday as the page's clock and zone tell them
+    const [today, yesterday] = await page.evaluate(() => {
+      const day = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+      return [day(new Date()), day(new Date(Date.now() - 86400000))];
+    });
+    await open(page, base, `/admin/orders?until=${yesterday}`, 'orders');
     assert.match(await text(page, '#results'), /No order matches these filters/);
-    assert.equal(await page.$eval('#until', (e) => e.value), day(yesterday), 'the filter stays in its field');
-    await open(page, base, `/admin/orders?since=${day(new Date())}&email=${encodeURIComponent(bob)}`, 'orders');
+    assert.equal(await page.$eval('#until', (e) => e.value), yesterday, 'the filter stays in its field');
+    await open(page, base, `/admin/orders?since=${today}&email=${encodeURIComponent(bob)}`, 'orders');
     await page.waitForSelector('#orders tbody tr');
     assert.deepEqual(await page.$$eval('#orders tbody tr', (rs) => rs.map((r) => r.dataset.orderId)), [bobOrder.json.id]);
 
