@@ -241,13 +241,6 @@ static bool is_product_event(const char *type)
 	       strcmp(type, PRODUCT_EV_DELETED) == 0;
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 static orn_rc posting_add(proj_txn *t, MDB_dbi dbi, const char *key, const char *id, size_t id_len)
 {
 	orn_rc rc = proj_put(t, dbi, key, strlen(key), id, id_len, MDB_NODUPDATA);
@@ -322,7 +315,7 @@ static orn_rc catalog_apply(void *self, proj_txn *t, uint64_t seq, const char *s
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (product_event_decode(e->type, e->payload, e->payload_len, &s->event) != ORN_OK) {
 		__atomic_add_fetch(&cat->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("catalog skips an undecodable product event", seq, subject, e->type);
+		proj_log_skip("catalog skips an undecodable product event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -330,7 +323,7 @@ static orn_rc catalog_apply(void *self, proj_txn *t, uint64_t seq, const char *s
 	orn_rc rc = read_record(t->txn, cat, id, id_len, &s->before, &old_seq);
 	if (rc == ORN_EDECODE) {
 		/* Its index entries cannot be found any more; a rebuild removes them. */
-		log_skip("catalog record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("catalog record unreadable; rebuilt from this event", seq, subject, e->type);
 		product_state_init(&s->before);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
 		return rc;

@@ -94,13 +94,6 @@ static void evolve(proj_stock_record *rec, const stock_event *ev)
 	}
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 /* Reads an item's record in any transaction: ORN_ENOTFOUND if absent. */
 static orn_rc read_record(MDB_txn *txn, proj_inventory *inv, const char *id, size_t id_len,
                           proj_stock_record *rec)
@@ -127,14 +120,14 @@ static orn_rc inventory_apply(void *self, proj_txn *t, uint64_t seq, const char 
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (stock_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
 		__atomic_add_fetch(&inv->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("inventory skips an undecodable stock event", seq, subject, e->type);
+		proj_log_skip("inventory skips an undecodable stock event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
 	rc = read_record(t->txn, inv, id, id_len, &rec);
 	bool existed = rc == ORN_OK;
 	if (rc == ORN_EDECODE) {
-		log_skip("inventory record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("inventory record unreadable; rebuilt from this event", seq, subject, e->type);
 		memset(&rec, 0, sizeof rec);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
 		return rc;

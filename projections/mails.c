@@ -171,13 +171,6 @@ static orn_rc mail_open(void *self, proj_txn *t)
 	return rc;
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 /* True if the recipient of s is sealed with the key of an erased customer. */
 static bool recipient_erased(proj_txn *t, proj_mail *m, const mail_log_state *s)
 {
@@ -253,14 +246,14 @@ static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
 		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("mail log skips an undecodable mail event", seq, subject, e->type);
+		proj_log_skip("mail log skips an undecodable mail event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
 	mail_log_state_init(&s);
 	rc = read_record(t->txn, m, id, id_len, &s, &last);
 	if (rc == ORN_EDECODE) {
-		log_skip("mail log record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("mail log record unreadable; rebuilt from this event", seq, subject, e->type);
 		mail_log_state_init(&s);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
 		return rc;

@@ -298,13 +298,6 @@ static orn_rc orders_open(void *self, proj_txn *t)
 	return rc;
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 /* Stores the order's record and its row in the customer's index. */
 static orn_rc write_order(proj_txn *t, proj_orders *m, const char *id, size_t id_len, const proj_order *o)
 {
@@ -396,13 +389,13 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
 		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("orders skips an undecodable order event", seq, subject, e->type);
+		proj_log_skip("orders skips an undecodable order event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
 	rc = read_record(t->txn, m, id, id_len, o);
 	if (rc == ORN_EDECODE) /* its index row cannot be found any more; a rebuild removes it */
-		log_skip("orders record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("orders record unreadable; rebuilt from this event", seq, subject, e->type);
 	else if (rc != ORN_OK && rc != ORN_ENOTFOUND)
 		return rc;
 	if (rc != ORN_OK)

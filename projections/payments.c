@@ -96,13 +96,6 @@ static orn_rc payments_open(void *self, proj_txn *t)
 	return proj_dbi_open(t, PAYMENTS_DB, 0, &m->payments);
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *subject,
                              const env_envelope *e)
 {
@@ -117,13 +110,13 @@ static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
 		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("payments skips an undecodable payment event", seq, subject, e->type);
+		proj_log_skip("payments skips an undecodable payment event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
 	rc = read_record(t->txn, m, id, id_len, p);
 	if (rc == ORN_EDECODE)
-		log_skip("payments record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("payments record unreadable; rebuilt from this event", seq, subject, e->type);
 	else if (rc != ORN_OK && rc != ORN_ENOTFOUND)
 		return rc;
 	if (rc != ORN_OK)

@@ -475,6 +475,13 @@ orn_rc proj_del(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const
 	return proj_rc(mrc);
 }
 
+void proj_log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
+{
+	char text[24];
+	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
+	log_error(msg, "seq", text, "subject", subject, "type", type);
+}
+
 orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_val *val)
 {
 	MDB_val k = {key_len, (void *)key};

@@ -80,6 +80,10 @@ orn_rc proj_del(proj_txn *t, MDB_dbi dbi, const void *key, size_t key_len, const
 /* Reads key in any transaction; *val points into the map until the txn ends. */
 orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_val *val);
 
+/* Logs (error) that a model skipped or rebuilt something at event seq on
+ * subject, of type: msg says what. One line shape for every model. */
+void proj_log_skip(const char *msg, uint64_t seq, const char *subject, const char *type);
+
 /* Keyset pagination. Positions cur on the first key after `after` (the
  * first key when after_len is 0) and fills *k and *v: an LMDB code,
  * MDB_NOTFOUND past the end. */

@@ -141,13 +141,6 @@ static orn_rc users_open(void *self, proj_txn *t)
 	return rc;
 }
 
-static void log_skip(const char *msg, uint64_t seq, const char *subject, const char *type)
-{
-	char text[24];
-	snprintf(text, sizeof text, "%llu", (unsigned long long)seq);
-	log_error(msg, "seq", text, "subject", subject, "type", type);
-}
-
 /* Removes the user_id -> key entry of before if it names this key and after moved away from it. */
 static orn_rc remove_user_id(proj_txn *t, proj_users *users, const char *key, size_t key_len,
                              const user_state *before, const user_state *after)
@@ -242,7 +235,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
 		__atomic_add_fetch(&users->undecodable, 1, __ATOMIC_RELAXED);
-		log_skip("users skips an undecodable user event", seq, subject, e->type);
+		proj_log_skip("users skips an undecodable user event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	if (ev.kind == USER_TOKEN_REVOKED)
@@ -252,7 +245,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	orn_rc rc = read_record(t->txn, users, key, key_len, &before, &old_seq);
 	if (rc == ORN_EDECODE) {
 		user_state_init(&before);
-		log_skip("users record unreadable; rebuilt from this event", seq, subject, e->type);
+		proj_log_skip("users record unreadable; rebuilt from this event", seq, subject, e->type);
 	} else if (rc != ORN_OK && rc != ORN_ENOTFOUND) {
 		return rc;
 	}
