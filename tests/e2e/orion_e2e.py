@@ -50,6 +50,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def hold_port(port=0):
+    """A socket bound to a loopback port and not listening, kept by the caller: no other
+    process (another test's server) can take the port meanwhile, and a connection to it is
+    refused, as to a server that is down."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 def wait_port(port, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,7 +144,11 @@ class Stack:
         self.orion = orion_bin or os.environ["ORION_BIN"]
         self.nats = None
         self.smtp = None
-        self.smtp_port = free_port()
+        # held until the SMTP server starts: tests take it down for minutes (an outage),
+        # and a port merely found free could meanwhile go to another test's server, which
+        # would then get (or refuse) this stack's emails
+        self.smtp_hold = hold_port()
+        self.smtp_port = self.smtp_hold.getsockname()[1]
         self.mailbox_dir = os.path.join(self.dir, "mailbox")
         self.nats_port = free_port()
         self.nats_monitor_port = free_port()
@@ -171,6 +185,9 @@ class Stack:
     def start_smtp(self):
         for sub in ("tmp", "new", "cur"):
             os.makedirs(os.path.join(self.mailbox_dir, sub), exist_ok=True)
+        if self.smtp_hold:
+            self.smtp_hold.close()
+            self.smtp_hold = None
         self.smtp = Process(["/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.smtp_port}",
                              "-c", "aiosmtpd.handlers.Mailbox", self.mailbox_dir], dict(os.environ),
                             os.path.join(self.dir, "smtp.log")).start()
@@ -179,6 +196,8 @@ class Stack:
     def stop_smtp(self):
         if self.smtp:
             self.smtp.stop(5)
+            self.smtp = None
+            self.smtp_hold = hold_port(self.smtp_port)  # down: refused, and nobody else's
 
     def start_psp(self):
         """The provider sandbox alone, its state in a file (it survives a restart);
@@ -284,6 +303,8 @@ class Stack:
             p.stop(20)
         if self.smtp:
             self.smtp.stop(5)
+        if self.smtp_hold:
+            self.smtp_hold.close()
         if self.psp:
             self.psp.stop(10)
         if self.nats:

@@ -54,6 +54,10 @@ static act_runtime *orders;
 static mail_service *mail;
 static pid_t smtpd;
 static int smtp_port;
+/* smtp_port bound, not listening, until a server starts on it: nothing else (another
+ * test's server, in a parallel process) can take the port while these tests keep SMTP
+ * down, and a connection to it is refused as by a server that is down. */
+static int smtp_hold = -1;
 static char *work_dir;
 static char smtp_dir[512], state_dir[512], sink_dir[512], smtp_url[64];
 static uint8_t key[ORDER_TOKEN_KEY_BYTES];
@@ -62,6 +66,7 @@ static int64_t sweep_after_ms; /* 0: the default; set by a test before start_mai
 static unsigned workers;       /* 0: the default; set by a test before start_mail */
 
 static void fake_smtp_stop(void);
+static void release_smtp_port(void);
 
 static void setup(void)
 {
@@ -83,7 +88,16 @@ static void setup(void)
 	snprintf(smtp_dir, sizeof smtp_dir, "%s/smtp", work_dir);
 	snprintf(state_dir, sizeof state_dir, "%s/state/mail", work_dir);
 	snprintf(sink_dir, sizeof sink_dir, "%s/maildir", work_dir);
-	smtp_port = natsd_free_port();
+	struct sockaddr_in held = {.sin_family = AF_INET, .sin_port = 0};
+	socklen_t held_len = sizeof held;
+	int one = 1;
+	held.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	smtp_hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(smtp_hold, 0);
+	setsockopt(smtp_hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	cr_assert_eq(bind(smtp_hold, (struct sockaddr *)&held, sizeof held), 0);
+	cr_assert_eq(getsockname(smtp_hold, (struct sockaddr *)&held, &held_len), 0);
+	smtp_port = ntohs(held.sin_port);
 	cr_assert_gt(smtp_port, 0);
 	snprintf(smtp_url, sizeof smtp_url, "smtp://127.0.0.1:%d", smtp_port);
 }
@@ -107,6 +121,7 @@ static void teardown(void)
 			th_kill(smtpd, SIGKILL);
 		smtpd = 0;
 	}
+	release_smtp_port();
 	th_rmrf(work_dir);
 	free(work_dir);
 	work_dir = NULL;
@@ -127,8 +142,17 @@ static bool port_open(int port)
 	return open;
 }
 
+/* The hold on smtp_port given up: a server is about to listen there. */
+static void release_smtp_port(void)
+{
+	if (smtp_hold >= 0)
+		close(smtp_hold);
+	smtp_hold = -1;
+}
+
 static void start_smtpd(void)
 {
+	release_smtp_port();
 	char listen[64], path[600], log_path[600];
 	const char *subdirs[] = {"", "/tmp", "/new", "/cur"};
 	for (size_t i = 0; i < ORN_ARRAY_LEN(subdirs); i++) {
@@ -308,6 +332,7 @@ static void fake_smtp_start(void)
 	fake.transcript[0] = '\0';
 	fake.sessions_ended = 0;
 	atomic_store(&fake.stopping, false);
+	release_smtp_port();
 	fake.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
 	cr_assert_geq(fake.listen_fd, 0);
 	setsockopt(fake.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
