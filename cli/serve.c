@@ -838,6 +838,8 @@ static orn_rc demo_credentials(const cli_config *cfg, char *email, size_t email_
 /* ORION_ADMIN_EMAIL/ORION_ADMIN_PASSWORD (or, with --demo, the demo's
  * generated account) become an admin at start-up if absent; --demo also
  * seeds the demo catalog. Both are idempotent. */
+#define BOOTSTRAP_RETRY_MS 30000 /* how long the start-up admin's creation is retried */
+
 static orn_rc bootstrap(serve_state *st, bool demo)
 {
 	char email[128] = "", password[128] = "";
@@ -854,9 +856,21 @@ static orn_rc bootstrap(serve_state *st, bool demo)
 		return rc;
 	}
 	if (email[0] != '\0') {
-		if (st->keys == NULL ||
-		    (rc = cli_create_user(store, st->keys, email, password, "Administrator", USER_ROLE_ADMIN,
-		                          &created)) != ORN_OK) {
+		/* Transient failures are retried for a while: on a cluster the streams this start
+		 * just created (the keystore's R3 stream) may have no leader yet (CI run of 12:11,
+		 * 2026-12-07: "dependency unavailable" and the instance exited). */
+		int64_t until = orn_now_ms() + BOOTSTRAP_RETRY_MS, pause = 200;
+		rc = st->keys == NULL ? ORN_EUNAVAILABLE : ORN_OK;
+		while (st->keys != NULL &&
+		       ((rc = cli_create_user(store, st->keys, email, password, "Administrator",
+		                              USER_ROLE_ADMIN, &created)) == ORN_EUNAVAILABLE ||
+		        rc == ORN_ETIMEOUT) &&
+		       orn_now_ms() + pause < until && !atomic_load(&st->stopping)) {
+			log_warn("cannot create the admin account yet; retrying", "error", orn_strerror(rc));
+			usleep((useconds_t)pause * 1000);
+			pause = pause < 2000 ? pause * 2 : 2000;
+		}
+		if (rc != ORN_OK) {
 			rc = rc != ORN_OK ? rc : ORN_EUNAVAILABLE;
 			log_error("cannot create the admin account", "error", orn_strerror(rc));
 			goto done;
