@@ -160,7 +160,7 @@ void hc_sign_up(const char *base_url, const char *email, const char *password, c
 
 const char *hc_header(const hc_reply *r, const char *name)
 {
-	static char value[512];
+	static _Thread_local char value[512]; /* each thread's own: placements read at once */
 	const char *last = r->headers;
 	/* Skip interim responses (100 Continue): use the last status line. */
 	for (const char *p = strstr(r->headers, "HTTP/1."); p; p = strstr(p + 1, "\r\nHTTP/1."))

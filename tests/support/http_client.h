@@ -51,8 +51,8 @@ hc_reply hc_call(const char *base_url, const char *method, const char *path, con
                  const char *body, size_t body_len, const char *content_type, const char *extra_header,
                  long timeout_ms);
 
-/* The value of header name in the last response of r, or NULL (static
- * storage, overwritten by the next call). */
+/* The value of header name in the last response of r, or NULL (the
+ * calling thread's storage, overwritten by its next call). */
 const char *hc_header(const hc_reply *r, const char *name);
 
 /* Registers a customer with email (if new) and logs it in: its access token
