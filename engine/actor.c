@@ -10,9 +10,13 @@
  * confirm it, then evolve and reply, or reload and decide again. When the
  * aggregate has been watched since at.last_seq, by the log's echo: a watch
  * of the kind's commits (headers only, posted to the shards) shows the
- * commit itself, known by its Nats-Msg-Id, and every commit before it; its
- * acknowledgement ("<inbox>.e.<token>.<id>") is only posted when it says
- * something else (refused, a duplicate). Otherwise on the acknowledgement
+ * commit itself, known by its Nats-Msg-Id, and every commit before it, so
+ * the commit goes out asking for no acknowledgement. Only when another
+ * writer's commit is echoed after at.last_seq first (a refusal or a
+ * duplicate would look like that, and no echo of its own may ever come) is
+ * the same message published once more asking for it: its Nats-Msg-Id makes
+ * that a duplicate of a stored commit, or the refusal. Otherwise on the
+ * acknowledgement
  * ("<inbox>.a.<token>.<id>") by asking for the subject's next commits after
  * at.last_seq (answers to "<inbox>.c.<token>.<id>"), until the commit is
  * confirmed valid or found void. An append whose
@@ -91,8 +95,9 @@ typedef struct entry {
 	echo *echoes; /* grown up to ECHO_MAX */
 	unsigned echo_count, echo_cap;
 	bool echo_lost;
-	/* the flight is confirmed by echo: its commit's Nats-Msg-Id */
-	bool by_echo;
+	/* the flight is confirmed by echo: its commit's Nats-Msg-Id; asked:
+	 * published once more asking for the acknowledgement (ask_ack) */
+	bool by_echo, asked;
 	char msg_id[ES_MSG_ID_MAX];
 	/* the append in flight: its token, deadline, place in the flight list */
 	uint64_t token;
@@ -350,7 +355,7 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 	work probe;
 	size_t len = strlen(subject);
 	char what = len > rt->inbox_len + 2 ? subject[rt->inbox_len + 1] : '\0';
-	if ((what == 'a' || what == 'c' || what == 'e') && subject[rt->inbox_len + 2] == '.')
+	if ((what == 'a' || what == 'c') && subject[rt->inbox_len + 2] == '.')
 		token = strtoull(subject + rt->inbox_len + 3, &end, 10);
 	if (token == 0 || end == NULL || *end != '.') {
 		natsMsg_Destroy(msg);
@@ -372,15 +377,11 @@ static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
 		work_recycle(sh, w);
 		return;
 	}
-	if (what != 'c') {
+	if (what == 'a') {
 		w->kind = WORK_APPENDED;
 		w->msg = NULL;
 		w->rc = es_parse_ack(msg, &w->result);
 		natsMsg_Destroy(msg);
-		if (what == 'e' && w->rc == ORN_OK && !w->result.duplicate) {
-			work_recycle(sh, w); /* stored: its echo tells the rest */
-			return;
-		}
 	} else {
 		w->kind = WORK_CONFIRMED;
 		w->msg = msg;
@@ -411,7 +412,9 @@ static void on_echo(void *closure, uint64_t seq, const char *id, bool chained, u
 	w->seq = seq;
 	w->chained = chained;
 	w->prev = prev;
-	snprintf(w->msg_id, sizeof w->msg_id, "%s", msg_id);
+	size_t len = strnlen(msg_id, sizeof w->msg_id - 1);
+	memcpy(w->msg_id, msg_id, len); /* no snprintf per echo: this is the hot path */
+	w->msg_id[len] = '\0';
 	post(rt, sh, w);
 }
 
@@ -786,21 +789,31 @@ static bool watched(act_runtime *rt, const entry *e, const es_position *at)
 	       at->last_seq + 1 >= e->watched_from;
 }
 
-/* Publishes e->commit decided on e->at. */
-static orn_rc publish_commit(shard *sh, entry *e)
+/* Publishes e->commit decided on e->base, asking for its acknowledgement
+ * ("<inbox>.a.<token>.<id>") when ack. */
+static orn_rc publish_base(shard *sh, entry *e, bool ack)
 {
 	act_runtime *rt = sh->rt;
 	char reply[ES_SUBJECT_MAX];
+	if (ack)
+		snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	return es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
+	                         mp_writer_data(e->commit), mp_writer_size(e->commit), ack ? reply : NULL);
+}
+
+/* Publishes e->commit decided on e->at; confirmed by the log's echo, it asks
+ * for no acknowledgement (ADR 015 §3). */
+static orn_rc publish_commit(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
 	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
 	e->base = e->at;
 	e->phase = APPENDING;
+	e->asked = false;
 	e->by_echo = watched(rt, e, &e->base) && e->cmd.causation[0] != '\0' &&
 	             es_msg_id(e->msg_id, rt->kind->aggregate, e->id, e->cmd.causation, e->base.last_seq) ==
 	                     ORN_OK;
-	snprintf(reply, sizeof reply, "%s.%c.%llu.%s", rt->inbox, e->by_echo ? 'e' : 'a',
-	         (unsigned long long)e->token, e->id);
-	orn_rc rc = es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
-	                              mp_writer_data(e->commit), mp_writer_size(e->commit), reply);
+	orn_rc rc = publish_base(sh, e, !e->by_echo);
 	if (rc == ORN_OK)
 		flight_push(sh, e);
 	return rc;
@@ -1050,6 +1063,20 @@ static bool try_again(shard *sh, entry *e, const char *cause, orn_rc why)
 	return true;
 }
 
+/* e's commit went out without asking for an acknowledgement and another
+ * writer's commit was echoed after its base first: stored before it (a
+ * duplicate of a commit this runtime could not see yet), refused, or still
+ * on its way, only JetStream can tell. The same message again, asking this
+ * time: its Nats-Msg-Id makes it a duplicate if the first was stored, else
+ * it is refused or lands (void or valid by the rule, like any commit).
+ * Returns true if the command is finished (the resend failed). */
+static bool ask_ack(shard *sh, entry *e)
+{
+	e->asked = true;
+	orn_rc rc = publish_base(sh, e, true);
+	return rc == ORN_OK ? false : try_again(sh, e, "unknown", rc);
+}
+
 /* Asks for the next commit after where the confirmation stands. */
 static bool confirm_next(shard *sh, entry *e)
 {
@@ -1200,6 +1227,10 @@ static void on_echo_work(shard *sh, const work *w)
 		e->acked = (es_append_result){.seq = w->seq, .duplicate = false};
 		es_confirm_init(&e->confirm, &e->base, w->seq);
 		after_step(sh, e, confirm_by_echo(sh, e));
+	} else if (e->phase == APPENDING && e->by_echo && e->in_flight && !e->asked &&
+	           w->seq > e->base.last_seq) {
+		log_set_correlation(e->cmd.correlation);
+		after_step(sh, e, ask_ack(sh, e));
 	} else if (e->phase == AWAITING_ECHO) {
 		log_set_correlation(e->cmd.correlation);
 		after_step(sh, e, confirm_by_echo(sh, e));

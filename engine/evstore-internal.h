@@ -30,11 +30,6 @@ orn_rc es_nats_options_set_url(natsOptions *opts, const char *url);
 /* Converts a natsStatus (and JetStream error code) to an orn_rc. */
 orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 
-/* Starts an append without waiting: the commit goes out as a plain NATS
- * message with the same headers as es_append, and JetStream publishes its
- * acknowledgement to reply_to, a subject the caller subscribes to. Read the
- * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*)
- * The caller owns timeouts. */
 /* The Nats-Msg-Id an append of aggregate id with msg_id decided after
  * reading up to last_seq carries ("" when msg_id is NULL or ""): how an
  * appender knows its own commit in the log's echo. */
@@ -42,6 +37,13 @@ orn_rc es_status_rc(natsStatus st, jsErrCode jerr);
 orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id, const char *msg_id,
                  uint64_t last_seq);
 
+/* Starts an append without waiting: the commit goes out as a plain NATS
+ * message with the same headers as es_append, and JetStream publishes its
+ * acknowledgement to reply_to, a subject the caller subscribes to. Read the
+ * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
+ * reply_to NULL asks for no acknowledgement: for an appender that learns
+ * its commit's fate from the log's echo (ADR 015 §3). The caller owns
+ * timeouts. */
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
                          const char *msg_id, const void *commit, size_t len, const char *reply_to);
 

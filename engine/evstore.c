@@ -441,8 +441,6 @@ orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, con
                          const char *msg_id, const void *commit, size_t len, const char *reply_to)
 {
 	natsMsg *msg = NULL;
-	if (reply_to == NULL)
-		return ORN_EINVAL;
 	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, reply_to, &msg);
 	if (rc != ORN_OK)
 		return rc;
