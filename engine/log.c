@@ -18,6 +18,11 @@ void log_set_level(log_level level)
 	atomic_store(&min_level, (int)level);
 }
 
+bool log_enabled(log_level level)
+{
+	return (int)level >= atomic_load(&min_level);
+}
+
 int log_level_parse(const char *name)
 {
 	for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
@@ -28,7 +33,10 @@ int log_level_parse(const char *name)
 
 void log_set_correlation(const char *correlation_id)
 {
-	snprintf(correlation, sizeof correlation, "%s", correlation_id ? correlation_id : "");
+	/* set several times per command on the actors' threads: no snprintf */
+	size_t len = correlation_id != NULL ? strnlen(correlation_id, sizeof correlation - 1) : 0;
+	memcpy(correlation, correlation_id != NULL ? correlation_id : "", len);
+	correlation[len] = '\0';
 }
 
 const char *log_correlation(void)

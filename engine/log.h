@@ -6,6 +6,7 @@
 #ifndef ORION_LOG_H
 #define ORION_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -13,6 +14,9 @@ typedef enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
 
 /* Sets the minimum level written (default LOG_INFO). */
 void log_set_level(log_level level);
+/* Whether lines of level are written: a hot path formats a debug line's
+ * fields only when they will be. */
+bool log_enabled(log_level level);
 /* Parses "debug"|"info"|"warn"|"error"; returns -1 if unknown. */
 int log_level_parse(const char *name);
 /* Sets the correlation id attached to this thread's lines (NULL clears it). */

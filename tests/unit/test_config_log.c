@@ -359,6 +359,18 @@ Test(log, levels_and_clocks)
 	cr_assert_str_eq(log_correlation(), "abc");
 	log_set_correlation(NULL);
 	cr_assert_str_eq(log_correlation(), "");
+	char longer[400];
+	memset(longer, 'x', sizeof longer - 1);
+	longer[sizeof longer - 1] = '\0';
+	log_set_correlation(longer);
+	cr_assert_eq(strlen(log_correlation()), 159, "cut to its buffer, still terminated");
+	log_set_correlation(NULL);
+	log_set_level(LOG_WARN);
+	cr_assert(log_enabled(LOG_ERROR) && log_enabled(LOG_WARN));
+	cr_assert(!log_enabled(LOG_INFO) && !log_enabled(LOG_DEBUG));
+	log_set_level(LOG_DEBUG);
+	cr_assert(log_enabled(LOG_DEBUG));
+	log_set_level(LOG_INFO);
 	int64_t a = orn_monotonic_ns(), b = orn_monotonic_ns();
 	cr_assert_geq(b, a);
 	cr_assert_gt(orn_now_ms(), 1700000000000LL, "wall clock in ms since the epoch");
