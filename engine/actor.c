@@ -11,16 +11,15 @@
  * aggregate has been watched since at.last_seq, by the log's echo: a watch
  * of the kind's commits (headers only, posted to the shards) shows the
  * commit itself, known by its Nats-Msg-Id, and every commit before it, so
- * the commit goes out asking for no acknowledgement. Only when another
- * writer's commit is echoed after at.last_seq first (a refusal or a
- * duplicate would look like that, and no echo of its own may ever come) is
- * the same message published once more asking for it: its Nats-Msg-Id makes
- * that a duplicate of a stored commit, or the refusal. Otherwise on the
- * acknowledgement
- * ("<inbox>.a.<token>.<id>") by asking for the subject's next commits after
- * at.last_seq (answers to "<inbox>.c.<token>.<id>"), until the commit is
- * confirmed valid or found void. An append whose
- * outcome stays unknown is resolved by looking for the command's commit
+ * the commit goes out asking for no acknowledgement while no other writer's
+ * commit of the aggregate has been echoed (then it asks, as before). When
+ * one is echoed after at.last_seq first (a refusal or a duplicate would look
+ * like that, and no echo of its own may ever come) the same message is
+ * published once more asking for it, without ExpectLastSubjectSeq (ask_ack).
+ * Otherwise on the acknowledgement ("<inbox>.a.<token>.<id>") by asking for
+ * the subject's next commits after at.last_seq (answers to
+ * "<inbox>.c.<token>.<id>"), until the commit is confirmed valid or found
+ * void. An append whose outcome stays unknown is resolved by looking for the command's commit
  * after at.version before anything is decided again. */
 #include "actor.h"
 
@@ -96,8 +95,11 @@ typedef struct entry {
 	unsigned echo_count, echo_cap;
 	bool echo_lost;
 	/* the flight is confirmed by echo: its commit's Nats-Msg-Id; asked:
-	 * published once more asking for the acknowledgement (ask_ack) */
-	bool by_echo, asked;
+	 * its acknowledgement is on its way (the commit was published asking
+	 * for it, or again by ask_ack). contended: another writer's commit of
+	 * the aggregate was echoed since the entry was made, so its appends ask
+	 * for their acknowledgement (a refusal is told at once, no resend) */
+	bool by_echo, asked, contended;
 	char msg_id[ES_MSG_ID_MAX];
 	/* the append in flight: its token, deadline, place in the flight list */
 	uint64_t token;
@@ -667,12 +669,11 @@ static void finish(shard *sh, entry *e)
 	log_set_correlation(NULL);
 }
 
-static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code, const char *detail,
-                     uint64_t seq, bool duplicate)
+/* The debug line of an answer. */
+static void log_answer(const char *aggregate, const entry *e, bus_outcome outcome, const char *code,
+                       uint64_t seq, bool duplicate)
 {
-	act_runtime *rt = sh->rt;
 	char attempts[16], seq_text[24], base_version[24] = "", base_last_seq[24] = "";
-	bus_reply r;
 	snprintf(attempts, sizeof attempts, "%u", e->attempts);
 	snprintf(seq_text, sizeof seq_text, "%llu", (unsigned long long)seq);
 	if (seq != 0 && e->phase != IDLE) {
@@ -681,11 +682,19 @@ static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code,
 		snprintf(base_version, sizeof base_version, "%llu", (unsigned long long)e->base.version);
 		snprintf(base_last_seq, sizeof base_last_seq, "%llu", (unsigned long long)e->base.last_seq);
 	}
-	log_debug("command answered", "aggregate", rt->kind->aggregate, "id", e->id, "type", e->cmd.type,
-	          "command_id", e->cmd.causation, "outcome", bus_outcome_name(outcome), "code",
-	          code ? code : "", "attempts", attempts, "seq", seq_text, "duplicate",
-	          duplicate ? "true" : "false", "decided_on_version", base_version, "decided_on_last_seq",
-	          base_last_seq);
+	log_debug("command answered", "aggregate", aggregate, "id", e->id, "type", e->cmd.type, "command_id",
+	          e->cmd.causation, "outcome", bus_outcome_name(outcome), "code", code ? code : "",
+	          "attempts", attempts, "seq", seq_text, "duplicate", duplicate ? "true" : "false",
+	          "decided_on_version", base_version, "decided_on_last_seq", base_last_seq);
+}
+
+static void reply_to(shard *sh, entry *e, bus_outcome outcome, const char *code, const char *detail,
+                     uint64_t seq, bool duplicate)
+{
+	act_runtime *rt = sh->rt;
+	bus_reply r;
+	if (log_enabled(LOG_DEBUG)) /* every answer passes here: format only what is written */
+		log_answer(rt->kind->aggregate, e, outcome, code, seq, duplicate);
 	memset(&r, 0, sizeof r);
 	r.outcome = outcome;
 	snprintf(r.code, sizeof r.code, "%s", code ? code : "");
@@ -790,30 +799,32 @@ static bool watched(act_runtime *rt, const entry *e, const es_position *at)
 }
 
 /* Publishes e->commit decided on e->base, asking for its acknowledgement
- * ("<inbox>.a.<token>.<id>") when ack. */
-static orn_rc publish_base(shard *sh, entry *e, bool ack)
+ * ("<inbox>.a.<token>.<id>") when ack, with ExpectLastSubjectSeq when checked. */
+static orn_rc publish_base(shard *sh, entry *e, bool ack, bool checked)
 {
 	act_runtime *rt = sh->rt;
 	char reply[ES_SUBJECT_MAX];
 	if (ack)
 		snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
-	return es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->cmd.causation,
+	return es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->msg_id, checked,
 	                         mp_writer_data(e->commit), mp_writer_size(e->commit), ack ? reply : NULL);
 }
 
 /* Publishes e->commit decided on e->at; confirmed by the log's echo, it asks
- * for no acknowledgement (ADR 015 §3). */
+ * for no acknowledgement unless the aggregate is contended (ADR 015 §3). */
 static orn_rc publish_commit(shard *sh, entry *e)
 {
 	act_runtime *rt = sh->rt;
 	e->token = atomic_fetch_add(&rt->next_token, 1) + 1;
 	e->base = e->at;
 	e->phase = APPENDING;
-	e->asked = false;
-	e->by_echo = watched(rt, e, &e->base) && e->cmd.causation[0] != '\0' &&
-	             es_msg_id(e->msg_id, rt->kind->aggregate, e->id, e->cmd.causation, e->base.last_seq) ==
-	                     ORN_OK;
-	orn_rc rc = publish_base(sh, e, !e->by_echo);
+	bool keyed = e->cmd.causation[0] != '\0' && es_msg_id(e->msg_id, rt->kind->aggregate, e->id,
+	                                                      e->cmd.causation, e->base.last_seq) == ORN_OK;
+	if (!keyed)
+		e->msg_id[0] = '\0';
+	e->by_echo = keyed && watched(rt, e, &e->base);
+	e->asked = !e->by_echo || e->contended;
+	orn_rc rc = publish_base(sh, e, e->asked, true);
 	if (rc == ORN_OK)
 		flight_push(sh, e);
 	return rc;
@@ -1064,16 +1075,22 @@ static bool try_again(shard *sh, entry *e, const char *cause, orn_rc why)
 }
 
 /* e's commit went out without asking for an acknowledgement and another
- * writer's commit was echoed after its base first: stored before it (a
- * duplicate of a commit this runtime could not see yet), refused, or still
- * on its way, only JetStream can tell. The same message again, asking this
- * time: its Nats-Msg-Id makes it a duplicate if the first was stored, else
- * it is refused or lands (void or valid by the rule, like any commit).
- * Returns true if the command is finished (the resend failed). */
+ * writer's commit was echoed after its base first: whether its own was
+ * stored (then its echo is still to come), refused, or is still on its way,
+ * only JetStream can tell. The same message again, asking this time, and
+ * without ExpectLastSubjectSeq: JetStream applies a stream's messages in
+ * order, so the first copy, if it was taken, is stored before this one, and
+ * the Nats-Msg-Id makes this one a duplicate naming it. Else this one is
+ * stored, void or valid by the rule like any commit. With the header a
+ * replicated stream's leader would answer "wrong last sequence" before it
+ * deduplicates, the first copy itself being the reason, and the command
+ * would be decided again over its own commit (the cluster suite saw such a
+ * reserve answered with a sequence that holds nothing). Returns true if the
+ * command is finished (the resend failed). */
 static bool ask_ack(shard *sh, entry *e)
 {
 	e->asked = true;
-	orn_rc rc = publish_base(sh, e, true);
+	orn_rc rc = publish_base(sh, e, true, false);
 	return rc == ORN_OK ? false : try_again(sh, e, "unknown", rc);
 }
 
@@ -1221,7 +1238,10 @@ static void on_echo_work(shard *sh, const work *w)
 	}
 	if (!e->echo_lost)
 		e->echoes[e->echo_count++] = (echo){w->seq, w->chained, w->prev};
-	if (e->phase == APPENDING && e->by_echo && e->in_flight && strcmp(w->msg_id, e->msg_id) == 0) {
+	bool own = e->phase == APPENDING && e->by_echo && e->in_flight && strcmp(w->msg_id, e->msg_id) == 0;
+	if (!own)
+		e->contended = true; /* past the entry's last commit and not its own: another writer's */
+	if (own) {
 		/* The commit itself: what its acknowledgement would have said. */
 		log_set_correlation(e->cmd.correlation);
 		e->acked = (es_append_result){.seq = w->seq, .duplicate = false};

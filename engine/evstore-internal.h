@@ -38,14 +38,21 @@ orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id,
                  uint64_t last_seq);
 
 /* Starts an append without waiting: the commit goes out as a plain NATS
- * message with the same headers as es_append, and JetStream publishes its
+ * message with the same headers as es_append, nats_msg_id its Nats-Msg-Id as
+ * es_msg_id derives it ("" for none), and JetStream publishes its
  * acknowledgement to reply_to, a subject the caller subscribes to. Read the
  * acknowledgement with es_parse_ack, then confirm the commit (es_confirm_*).
  * reply_to NULL asks for no acknowledgement: for an appender that learns
- * its commit's fate from the log's echo (ADR 015 §3). The caller owns
- * timeouts. */
+ * its commit's fate from the log's echo (ADR 015 §3). checked false leaves
+ * ExpectLastSubjectSeq out: the message sent again to learn what became of
+ * one sent unacknowledged must be answered by JetStream's deduplication
+ * (a duplicate when the first was stored), which a replicated stream's
+ * leader checks only after that header (it would answer "wrong last
+ * sequence", the first copy being the reason). The chain rule decides such
+ * a commit's validity as any other's. The caller owns timeouts. */
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
-                         const char *msg_id, const void *commit, size_t len, const char *reply_to);
+                         const char *nats_msg_id, bool checked, const void *commit, size_t len,
+                         const char *reply_to);
 
 /* Reads a JetStream publish acknowledgement (out param out): ORN_OK with the
  * sequence (and duplicate flag); ORN_ECONFLICT if the expected version was

@@ -379,12 +379,13 @@ orn_rc es_msg_id(char out[ES_MSG_ID_MAX], const char *aggregate, const char *id,
 }
 
 /* The message of one append: the commit on its subject with the chain's and
- * JetStream's headers (see es_append). reply_to may be NULL. */
+ * JetStream's headers (see es_append), nats_msg_id its Nats-Msg-Id (es_msg_id;
+ * none when ""), ExpectLastSubjectSeq only when checked. reply_to may be NULL. */
 static orn_rc commit_message(const es_store *s, const char *aggregate, const char *id, const es_position *at,
-                             const char *msg_id, const void *commit, size_t len, const char *reply_to,
-                             natsMsg **out)
+                             const char *nats_msg_id, bool checked, const void *commit, size_t len,
+                             const char *reply_to, natsMsg **out)
 {
-	char subject[ES_SUBJECT_MAX], number[24], dedup[MSG_ID_MAX];
+	char subject[ES_SUBJECT_MAX], number[24];
 	natsMsg *msg = NULL;
 	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
 	*out = NULL;
@@ -396,11 +397,9 @@ static orn_rc commit_message(const es_store *s, const char *aggregate, const cha
 		return ORN_ENOMEM;
 	/* "0" means "no message yet" to the server, as ExpectNoMessage. */
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->last_seq);
-	natsStatus st = s->unchecked ? NATS_OK : natsMsgHeader_Set(msg, EXPECT_HEADER, number);
-	if (st == NATS_OK && msg_id != NULL && msg_id[0] != '\0') {
-		dedup_id(dedup, subject, msg_id, at->last_seq);
-		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", dedup);
-	}
+	natsStatus st = s->unchecked || !checked ? NATS_OK : natsMsgHeader_Set(msg, EXPECT_HEADER, number);
+	if (st == NATS_OK && nats_msg_id[0] != '\0')
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", nats_msg_id);
 	snprintf(number, sizeof number, "%llu", (unsigned long long)at->version);
 	if (st == NATS_OK)
 		st = natsMsgHeader_Set(msg, PREV_HEADER, number);
@@ -418,7 +417,10 @@ orn_rc es_append(es_store *s, const char *aggregate, const char *id, const es_po
 	natsMsg *msg = NULL, *ack = NULL;
 	es_append_result result = {0};
 	es_confirm c;
-	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, NULL, &msg);
+	char dedup[ES_MSG_ID_MAX];
+	orn_rc rc = es_msg_id(dedup, aggregate, id, msg_id, at->last_seq);
+	if (rc == ORN_OK)
+		rc = commit_message(s, aggregate, id, at, dedup, true, commit, len, NULL, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	natsStatus st = natsConnection_RequestMsg(&ack, s->nc, msg, s->timeout_ms);
@@ -438,10 +440,11 @@ done:
 }
 
 orn_rc es_append_publish(es_store *s, const char *aggregate, const char *id, const es_position *at,
-                         const char *msg_id, const void *commit, size_t len, const char *reply_to)
+                         const char *nats_msg_id, bool checked, const void *commit, size_t len,
+                         const char *reply_to)
 {
 	natsMsg *msg = NULL;
-	orn_rc rc = commit_message(s, aggregate, id, at, msg_id, commit, len, reply_to, &msg);
+	orn_rc rc = commit_message(s, aggregate, id, at, nats_msg_id, checked, commit, len, reply_to, &msg);
 	if (rc != ORN_OK)
 		return rc;
 	rc = es_status_rc(natsConnection_PublishMsg(s->nc, msg), 0);

@@ -373,8 +373,10 @@ Test(evstore, status_mapping)
 	cr_assert_eq(es_status_rc(NATS_ILLEGAL_STATE, 0), ORN_EINTERNAL);
 }
 
-/* Publishes a commit with es_append_publish and reads its ack from an inbox. */
-static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char *cmd, es_append_result *out)
+/* Publishes a commit with es_append_publish (with ExpectLastSubjectSeq when
+ * checked) and reads its ack from an inbox. */
+static orn_rc publish_ack(const char *id, uint64_t expected, const char *cmd, bool checked,
+                          es_append_result *out)
 {
 	natsConnection *nc = es_store_connection(store);
 	natsSubscription *sub = NULL;
@@ -383,7 +385,7 @@ static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char
 	snprintf(inbox, sizeof inbox, "_INBOX.evstore-test.%s", cmd);
 	cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, inbox), NATS_OK);
 	mp_writer *w = commit_of("Thing", 1, cmd);
-	cr_assert_eq(es_append_publish(store, "thing", id, &(es_position){expected, expected}, cmd,
+	cr_assert_eq(es_append_publish(store, "thing", id, &(es_position){expected, expected}, cmd, checked,
 	                               mp_writer_data(w), mp_writer_size(w), inbox),
 	             ORN_OK);
 	mp_writer_destroy(w);
@@ -392,6 +394,11 @@ static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char
 	natsMsg_Destroy(ack);
 	natsSubscription_Destroy(sub);
 	return rc;
+}
+
+static orn_rc publish_and_read_ack(const char *id, uint64_t expected, const char *cmd, es_append_result *out)
+{
+	return publish_ack(id, expected, cmd, true, out);
 }
 
 Test(evstore, asynchronous_appends_report_sequence_duplicate_and_conflict, .init = setup, .fini = teardown)
@@ -408,11 +415,12 @@ Test(evstore, asynchronous_appends_report_sequence_duplicate_and_conflict, .init
 	cr_assert_eq(publish_and_read_ack("p1", first.seq + 7, "pc3", &r), ORN_ECONFLICT);
 	cr_assert_eq(publish_and_read_ack("p1", first.seq, "pc4", &r), ORN_OK);
 	cr_assert_eq(r.seq, first.seq + 1);
-	cr_assert_eq(es_append_publish(store, "thing", "bad.id", 0, "x", "\x90", 1, "_INBOX.x"), ORN_EINVAL);
+	cr_assert_eq(es_append_publish(store, "thing", "bad.id", 0, "x", true, "\x90", 1, "_INBOX.x"),
+	             ORN_EINVAL);
 	/* no acknowledgement asked (an appender confirming by the log's echo):
 	 * stored all the same, the next append is checked against it */
 	mp_writer *w = commit_of("Thing", 1, "pc5");
-	cr_assert_eq(es_append_publish(store, "thing", "p1", &(es_position){r.seq, r.seq}, "pc5",
+	cr_assert_eq(es_append_publish(store, "thing", "p1", &(es_position){r.seq, r.seq}, "pc5", true,
 	                               mp_writer_data(w), mp_writer_size(w), NULL),
 	             ORN_OK);
 	mp_writer_destroy(w);
@@ -421,6 +429,17 @@ Test(evstore, asynchronous_appends_report_sequence_duplicate_and_conflict, .init
 	             "the unacknowledged commit is stored");
 	cr_assert_eq(publish_and_read_ack("p1", r.seq + 1, "pc6", &after), ORN_OK);
 	cr_assert_eq(after.seq, r.seq + 2);
+	/* sent again without ExpectLastSubjectSeq (the actor asking what became
+	 * of a commit it sent unacknowledged): a stored one is a duplicate naming
+	 * the first copy; one never stored is stored, its stale version for the
+	 * chain rule to judge, not refused */
+	es_append_result resent;
+	cr_assert_eq(publish_ack("p1", r.seq, "pc5", false, &resent), ORN_OK);
+	cr_assert(resent.duplicate);
+	cr_assert_eq(resent.seq, r.seq + 1);
+	cr_assert_eq(publish_ack("p1", r.seq, "pc8", false, &resent), ORN_OK, "no expected sequence checked");
+	cr_assert_not(resent.duplicate);
+	cr_assert_eq(resent.seq, r.seq + 3);
 }
 
 static orn_rc parse(const char *body, const char *status)

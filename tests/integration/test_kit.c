@@ -616,7 +616,7 @@ Test(kit, a_fold_watches_a_commits_validity_and_caches)
 	env_commit_begin(w, 1);
 	cr_assert_eq(env_encode(w, &e), ORN_OK);
 	/* published as a racing writer would (its acknowledgement unread) */
-	cr_assert_eq(es_append_publish(store, "slot", "f1", &(es_position){0, first}, "void",
+	cr_assert_eq(es_append_publish(store, "slot", "f1", &(es_position){0, first}, "void", true,
 	                               mp_writer_data(w), mp_writer_size(w), "_INBOX.nobody"),
 	             ORN_OK);
 	mp_writer_destroy(w);

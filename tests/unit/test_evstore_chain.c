@@ -205,3 +205,20 @@ Test(evstore_chain, a_delivery_names_when_the_stream_stored_it)
 	cr_expect_eq(es_delivered_position("_INBOX.abc", &ns), 0);
 	cr_expect_eq(ns, 0);
 }
+
+/* ---- a confirmation's steps (es_confirm_step) ------------------------------ */
+
+Test(evstore_chain, a_confirmation_meets_the_commit_or_a_valid_one_before_it)
+{
+	es_confirm c;
+	/* decided on version 10 after reading up to 12; acknowledged at 20 */
+	es_confirm_init(&c, &(es_position){10, 12}, 20);
+	cr_assert_eq(es_confirm_step(&c, 14, true, 9), ES_LOOK_AGAIN, "a void commit: look on");
+	cr_assert_eq(c.from, 15);
+	cr_assert_eq(es_confirm_step(&c, 20, true, 10), ES_VALID);
+	es_confirm_init(&c, &(es_position){10, 12}, 20);
+	cr_assert_eq(es_confirm_step(&c, 15, true, 10), ES_VOID, "another writer's valid commit first");
+	es_confirm_init(&c, &(es_position){10, 12}, 20);
+	cr_assert_eq(es_confirm_step(&c, 12, true, 10), ES_ASK_LEADER, "before where it looks");
+	cr_assert_eq(es_confirm_step(&c, 21, true, 10), ES_ASK_LEADER, "past the commit");
+}
