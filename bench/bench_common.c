@@ -728,6 +728,83 @@ bool bench_varz_sample(const char *monitor_base, bench_varz *v)
 	return ok;
 }
 
+json_t *bench_connz_sample(const char *monitor_base)
+{
+	char url[512];
+	buffer b = {0};
+	json_t *j = NULL;
+	CURL *c = monitor_base != NULL ? curl_easy_init() : NULL;
+	if (c == NULL)
+		return NULL;
+	snprintf(url, sizeof url, "%s/connz?limit=4096", monitor_base);
+	if (get_into(c, url, &b) == 200 && b.data != NULL)
+		j = json_loads(b.data, 0, NULL);
+	free(b.data);
+	curl_easy_cleanup(c);
+	return j;
+}
+
+/* The counters of connection cid in a /connz answer, false if absent. */
+static bool connz_counts(const json_t *connz, json_int_t cid, double *in, double *out)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(connz, "connections"), i, c)
+	{
+		if (json_integer_value(json_object_get(c, "cid")) != cid)
+			continue;
+		*in = json_number_value(json_object_get(c, "in_msgs"));
+		*out = json_number_value(json_object_get(c, "out_msgs"));
+		return true;
+	}
+	return false;
+}
+
+void bench_connz_print(const json_t *before, const json_t *after, double ops)
+{
+	json_t *by_name = json_object(), *c, *sums;
+	size_t i;
+	const char *name;
+	json_array_foreach(json_object_get(after, "connections"), i, c)
+	{
+		double in0 = 0, out0 = 0, in1 = 0, out1 = 0;
+		connz_counts(after, json_integer_value(json_object_get(c, "cid")), &in1, &out1);
+		connz_counts(before, json_integer_value(json_object_get(c, "cid")), &in0, &out0);
+		name = json_string_value(json_object_get(c, "name"));
+		if (name == NULL || name[0] == '\0')
+			name = "(unnamed)";
+		json_t *sum = json_object_get(by_name, name);
+		if (sum == NULL) {
+			sum = json_pack("{s:f,s:f}", "in", 0.0, "out", 0.0);
+			json_object_set_new(by_name, name, sum);
+		}
+		json_object_set_new(sum, "in",
+		                    json_real(json_real_value(json_object_get(sum, "in")) + in1 - in0));
+		json_object_set_new(sum, "out",
+		                    json_real(json_real_value(json_object_get(sum, "out")) + out1 - out0));
+	}
+	/* the busiest first: picked one by one (a few dozen names) */
+	while (json_object_size(by_name) > 0) {
+		const char *top = NULL;
+		double best = -1;
+		json_object_foreach(by_name, name, sums)
+		{
+			double total = json_real_value(json_object_get(sums, "in")) +
+			               json_real_value(json_object_get(sums, "out"));
+			if (total > best) {
+				best = total;
+				top = name;
+			}
+		}
+		sums = json_object_get(by_name, top);
+		printf("  %-36s in %6.1f  out %6.1f  per order\n", top,
+		       json_real_value(json_object_get(sums, "in")) / ops,
+		       json_real_value(json_object_get(sums, "out")) / ops);
+		json_object_del(by_name, top);
+	}
+	json_decref(by_name);
+}
+
 void bench_varz_per_op(const bench_varz *idle0, const bench_varz *idle1, const bench_varz *load0,
                        const bench_varz *load1, double ops, double *in, double *out)
 {

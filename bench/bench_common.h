@@ -203,6 +203,15 @@ bool bench_varz_sample(const char *monitor_base, bench_varz *v);
 void bench_varz_per_op(const bench_varz *idle0, const bench_varz *idle1, const bench_varz *load0,
                        const bench_varz *load1, double ops, double *in, double *out);
 
+/* nats-server's /connz (every connection's counters) at an instant: the
+ * parsed answer (json_decref it), or NULL. */
+json_t *bench_connz_sample(const char *monitor_base);
+
+/* Prints, per connection name (a role's connection, the bench's own), the
+ * messages it sent (in) and was sent (out) between two /connz samples per
+ * operation, the busiest first; the idle traffic is included. */
+void bench_connz_print(const json_t *before, const json_t *after, double ops);
+
 /* Files delivered into a Maildir (new/ and cur/); 0 if dir is NULL. */
 size_t bench_maildir_count(const char *dir);
 

@@ -179,6 +179,7 @@ int main(int argc, char **argv)
 	start_ns = bench_now_ns() + 200000000LL;
 	bench_watch_sample(&watched, 0);
 	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load0);
+	json_t *connz0 = bench_connz_sample(cfg.shop.varz);
 	mail_before = bench_maildir_count(cfg.mailbox);
 	for (int t = 0; t < cfg.threads; t++)
 		pthread_create(&threads[t], NULL, worker, (void *)(intptr_t)t);
@@ -221,6 +222,7 @@ int main(int argc, char **argv)
 	int64_t emails_out_ns = bench_now_ns();
 	bench_watch_sample(&watched, 2);
 	have_varz = have_varz && bench_varz_sample(cfg.shop.varz, &load1);
+	json_t *connz1 = bench_connz_sample(cfg.shop.varz);
 
 	int64_t *post = calloc(sample_count, sizeof *post), *reserve = calloc(sample_count, sizeof *reserve);
 	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0;
@@ -281,6 +283,13 @@ int main(int argc, char **argv)
 		       "rate subtracted): in %.1f, out %.1f, total %.1f\n",
 		       span, msgs_in, msgs_out, msgs_in + msgs_out);
 	}
+	if (connz0 != NULL && connz1 != NULL && n_post > 0) {
+		printf("NATS messages per order by connection (nats-server /connz over the same span, "
+		       "idle traffic included; in = sent by the connection):\n");
+		bench_connz_print(connz0, connz1, (double)n_post);
+	}
+	json_decref(connz0);
+	json_decref(connz1);
 	printf("POST /orders -> 202          p50 %.2f ms  p99 %.2f ms  max %.2f ms\n",
 	       bench_percentile_ms(post, n_post, 0.50), bench_percentile_ms(post, n_post, 0.99),
 	       bench_percentile_ms(post, n_post, 1.0));
