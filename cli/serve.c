@@ -41,9 +41,9 @@
 #include "metrics.h"
 #include "nats_auth.h"
 #include "order_token.h"
+#include "pay.h"
 #include "proj_env.h"
 #include "proj_gen.h"
-#include "psp_sandbox.h"
 #include "projector.h"
 #include "psp_sandbox.h"
 #include "read_models.h"
@@ -250,11 +250,28 @@ static const void *token_key(serve_state *st)
 	return st->token_key;
 }
 
+/* The base of the 3-D Secure return page the payment role gives the
+ * provider: ORION_PUBLIC_URL when it is set, else this process's gateway's
+ * when it runs one, else none. Never a payment host's own listening address
+ * (the default public URL): every payment host must send the provider the
+ * same parameters under one idempotency key, and a host taking over a charge
+ * from another was refused with 422 when they differed. */
+static const char *payment_return_base(serve_state *st)
+{
+	char defaulted[ORN_CONFIG_STR_MAX + 8];
+	snprintf(defaulted, sizeof defaulted, "http://%s", st->cfg->http_addr);
+	if (strcmp(st->cfg->public_url, defaulted) != 0)
+		return st->cfg->public_url;
+	return role_of(st, &cli_gateway_role) != NULL ? st->public_url : NULL;
+}
+
 /* What a role asks the process for (role_context.offer): what the process
  * holds, else what a started role offers. */
 static const void *offer(void *host, const char *what)
 {
 	serve_state *st = host;
+	if (strcmp(what, PAY_NEEDS_PUBLIC_URL) == 0)
+		return payment_return_base(st);
 	if (strcmp(what, MAIL_NEEDS_TOKEN_KEY) == 0)
 		return token_key(st);
 	if (strcmp(what, MAIL_NEEDS_PUBLIC_URL) == 0)

@@ -93,9 +93,11 @@ bool pay_bound(const pay_service *p);
 
 /* What the role asks its process for (role_context.offer): when
  * ORION_PSP_URL is unset, the provider's base URL (a string), which the psp
- * role offers; the shop's public URL (ORION_PUBLIC_URL), for return_url. */
+ * role offers; the base of the 3-D Secure return page (return_url), NULL
+ * for none: the same on every payment host, since a host that takes over a
+ * charge sends the provider the same parameters under the same key. */
 #define PAY_NEEDS_PSP_URL    "psp_url"
-#define PAY_NEEDS_PUBLIC_URL "public_url"
+#define PAY_NEEDS_PUBLIC_URL "payment_return_base"
 
 /* The role "payment" (role.h, pay_role.c): the service above; its settings
  * ORION_PSP_URL, ORION_PSP_KEY, ORION_PAYMENT_TIMEOUT_MS (its requests answer

@@ -13,7 +13,8 @@ The customer pays (a card tokenized at the provider) with an
 Idempotency-Key: the request fails (503) and the provider has charged once;
 its webhook finds no payment role to record it (503, so the provider sends
 it again). The payment process comes back without the fault
-(and the sandbox is restarted too, from its state file); the customer's retry
+(and the sandbox is restarted too, from its state file) on another listening
+address, as another payment host would; the customer's retry
 with the same key and body gets the provider's stored first answer: 200
 confirmed, exactly one charge, the stock sold, one "confirmed" email.
 
@@ -27,7 +28,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from orion_e2e import (Stack, admin, awaiting_payment, create_product, emails_by_order_status,  # noqa: E402
-                       register, tokenize, wait_until)
+                       free_port, register, tokenize, wait_until)
 
 FRONT = "stock,product,user,cart,order,checkout,projector,gateway,mail"
 FAULT_ENV = "ORION_FAULT_PAYMENT_KILL_AFTER_CHARGE"
@@ -75,6 +76,12 @@ class PaymentCrash(unittest.TestCase):
             stack.start_psp()
             self.assertEqual(len(stack.charges(order_id)), 1, "the charge did not survive the restart")
             victim.env.pop(FAULT_ENV, None)
+            # as another payment host taking over: its own listening address. A
+            # payment host took its 3-D Secure return page from it (the default
+            # public URL), so this one sent the provider other parameters under
+            # the same idempotency key and the retry was refused 422 (seen in
+            # the cluster suite)
+            victim.env["ORION_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"
             victim.start()
             wait_until(lambda: victim.log().count("Orion is running") >= 2 or not victim.running(), 40,
                        what="the restarted payment process")
