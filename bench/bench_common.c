@@ -744,20 +744,20 @@ json_t *bench_connz_sample(const char *monitor_base)
 	return j;
 }
 
-/* The counters of connection cid in a /connz answer, false if absent. */
-static bool connz_counts(const json_t *connz, json_int_t cid, double *in, double *out)
+/* The counters of connection cid in a /connz answer; 0 if it was not there. */
+static void connz_counts(const json_t *connz, json_int_t cid, double *in, double *out)
 {
 	size_t i;
 	json_t *c;
+	*in = *out = 0;
 	json_array_foreach(json_object_get(connz, "connections"), i, c)
 	{
 		if (json_integer_value(json_object_get(c, "cid")) != cid)
 			continue;
 		*in = json_number_value(json_object_get(c, "in_msgs"));
 		*out = json_number_value(json_object_get(c, "out_msgs"));
-		return true;
+		return;
 	}
-	return false;
 }
 
 void bench_connz_print(const json_t *before, const json_t *after, double ops)
@@ -767,8 +767,8 @@ void bench_connz_print(const json_t *before, const json_t *after, double ops)
 	const char *name;
 	json_array_foreach(json_object_get(after, "connections"), i, c)
 	{
-		double in0 = 0, out0 = 0, in1 = 0, out1 = 0;
-		connz_counts(after, json_integer_value(json_object_get(c, "cid")), &in1, &out1);
+		double in0, out0, in1 = json_number_value(json_object_get(c, "in_msgs")),
+		                  out1 = json_number_value(json_object_get(c, "out_msgs"));
 		connz_counts(before, json_integer_value(json_object_get(c, "cid")), &in0, &out0);
 		name = json_string_value(json_object_get(c, "name"));
 		if (name == NULL || name[0] == '\0')

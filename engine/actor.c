@@ -19,8 +19,8 @@
  * Otherwise on the acknowledgement ("<inbox>.a.<token>.<id>") by asking for
  * the subject's next commits after at.last_seq (answers to
  * "<inbox>.c.<token>.<id>"), until the commit is confirmed valid or found
- * void. An append whose outcome stays unknown is resolved by looking for the command's commit
- * after at.version before anything is decided again. */
+ * void. An append whose outcome stays unknown is resolved by looking for the
+ * command's commit after at.version before anything is decided again. */
 #include "actor.h"
 
 #include <errno.h>
@@ -1238,7 +1238,8 @@ static void on_echo_work(shard *sh, const work *w)
 	}
 	if (!e->echo_lost)
 		e->echoes[e->echo_count++] = (echo){w->seq, w->chained, w->prev};
-	bool own = e->phase == APPENDING && e->by_echo && e->in_flight && strcmp(w->msg_id, e->msg_id) == 0;
+	bool appending = e->phase == APPENDING && e->by_echo && e->in_flight;
+	bool own = appending && strcmp(w->msg_id, e->msg_id) == 0;
 	if (!own)
 		e->contended = true; /* past the entry's last commit and not its own: another writer's */
 	if (own) {
@@ -1247,8 +1248,7 @@ static void on_echo_work(shard *sh, const work *w)
 		e->acked = (es_append_result){.seq = w->seq, .duplicate = false};
 		es_confirm_init(&e->confirm, &e->base, w->seq);
 		after_step(sh, e, confirm_by_echo(sh, e));
-	} else if (e->phase == APPENDING && e->by_echo && e->in_flight && !e->asked &&
-	           w->seq > e->base.last_seq) {
+	} else if (appending && !e->asked && w->seq > e->base.last_seq) {
 		log_set_correlation(e->cmd.correlation);
 		after_step(sh, e, ask_ack(sh, e));
 	} else if (e->phase == AWAITING_ECHO) {
