@@ -250,6 +250,15 @@ static const void *token_key(serve_state *st)
 	return st->token_key;
 }
 
+/* Whether ORION_PUBLIC_URL was set, rather than defaulted to
+ * http://ORION_HTTP_ADDR (cli/settings.c). */
+static bool public_url_set(const serve_state *st)
+{
+	char defaulted[ORN_CONFIG_STR_MAX + 8];
+	snprintf(defaulted, sizeof defaulted, "http://%s", st->cfg->http_addr);
+	return strcmp(st->cfg->public_url, defaulted) != 0;
+}
+
 /* The base of the 3-D Secure return page the payment role gives the
  * provider: ORION_PUBLIC_URL when it is set, else this process's gateway's
  * when it runs one, else none. Never a payment host's own listening address
@@ -258,9 +267,7 @@ static const void *token_key(serve_state *st)
  * from another was refused with 422 when they differed. */
 static const char *payment_return_base(serve_state *st)
 {
-	char defaulted[ORN_CONFIG_STR_MAX + 8];
-	snprintf(defaulted, sizeof defaulted, "http://%s", st->cfg->http_addr);
-	if (strcmp(st->cfg->public_url, defaulted) != 0)
+	if (public_url_set(st))
 		return st->cfg->public_url;
 	return role_of(st, &cli_gateway_role) != NULL ? st->public_url : NULL;
 }
@@ -612,13 +619,11 @@ static orn_rc create_gateway(serve_state *st, const char *bind_addr)
 static void learn_bound_address(serve_state *st)
 {
 	const char *addr = st->cfg->http_addr, *colon = strrchr(addr, ':');
-	char defaulted[ORN_CONFIG_STR_MAX + 8];
 	int host_len = colon != NULL ? (int)(colon - addr) : (int)strlen(addr);
 
 	snprintf(st->http_addr, sizeof st->http_addr, "%.*s:%u", host_len, addr,
 	         (unsigned)gw_server_port(st->gateway));
-	snprintf(defaulted, sizeof defaulted, "http://%s", addr);
-	if (strcmp(st->cfg->public_url, defaulted) == 0)
+	if (!public_url_set(st))
 		snprintf(st->public_url, sizeof st->public_url, "http://%s", st->http_addr);
 }
 
