@@ -161,9 +161,10 @@ struct act_runtime {
 	pthread_cond_t watch_stopped;
 	bool watch_done;
 	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
-	        snapshots, failures, by_echo, by_read;
+	        snapshots, failures, by_echo, by_read, acks_asked;
 	atomic_bool stopping;  /* no retries once stopping: shutdown stays bounded */
 	atomic_uint lost_acks; /* fault tests: acknowledgements still to ignore */
+	bool loads_whole;      /* a load reads every commit stored before it (no replica to lag) */
 };
 
 void act_options_init(act_options *o)
@@ -177,6 +178,7 @@ void act_options_init(act_options *o)
 	o->append_timeout_ms = 5000;
 	o->default_ttl_ms = 30000;
 	o->fault_lost_acks = 0;
+	o->fault_lagging_loads = false;
 	o->confirm_by_read = false;
 }
 
@@ -617,9 +619,17 @@ static orn_rc rehydrate(shard *sh, entry *e)
 	}
 	e->since_snapshot = ctx.events; /* a long tail earns a snapshot soon */
 	/* Echoes the shard has not taken yet are still to come: from here on
-	 * every commit of the aggregate reaches the entry. */
-	if (atomic_load(&rt->watch_ok))
+	 * every commit of the aggregate reaches the entry. And on a stream
+	 * without replicas the load read every commit stored before it, so
+	 * every one the shard has taken the echo of: none of the aggregate lies
+	 * between its last commit and the next echo (ADR 015 §3). A replica may
+	 * lag behind the echo; there the first append after a load is confirmed
+	 * by reading. */
+	if (atomic_load(&rt->watch_ok)) {
 		e->watched_from = sh->echo_pos + 1 > rt->watch_from ? sh->echo_pos + 1 : rt->watch_from;
+		if (rt->loads_whole && e->at.last_seq + 1 < e->watched_from)
+			e->watched_from = e->at.last_seq + 1;
+	}
 	return ORN_OK;
 }
 
@@ -804,8 +814,10 @@ static orn_rc publish_base(shard *sh, entry *e, bool ack, bool checked)
 {
 	act_runtime *rt = sh->rt;
 	char reply[ES_SUBJECT_MAX];
-	if (ack)
+	if (ack) {
+		atomic_fetch_add(&rt->acks_asked, 1);
 		snprintf(reply, sizeof reply, "%s.a.%llu.%s", rt->inbox, (unsigned long long)e->token, e->id);
+	}
 	return es_append_publish(rt->store, rt->kind->aggregate, e->id, &e->base, e->msg_id, checked,
 	                         mp_writer_data(e->commit), mp_writer_size(e->commit), ack ? reply : NULL);
 }
@@ -1238,9 +1250,11 @@ static void on_echo_work(shard *sh, const work *w)
 	}
 	if (!e->echo_lost)
 		e->echoes[e->echo_count++] = (echo){w->seq, w->chained, w->prev};
+	/* mine: the commit of the entry's append in flight, however it is confirmed */
+	bool mine = e->in_flight && e->msg_id[0] != '\0' && strcmp(w->msg_id, e->msg_id) == 0;
 	bool appending = e->phase == APPENDING && e->by_echo && e->in_flight;
-	bool own = appending && strcmp(w->msg_id, e->msg_id) == 0;
-	if (!own)
+	bool own = appending && mine;
+	if (!mine)
 		e->contended = true; /* past the entry's last commit and not its own: another writer's */
 	if (own) {
 		/* The commit itself: what its acknowledgement would have said. */
@@ -1550,6 +1564,7 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 		rt->opt.default_ttl_ms = 30000;
 	rt->shard_count = rt->opt.shards;
 	atomic_init(&rt->lost_acks, rt->opt.fault_lost_acks);
+	rt->loads_whole = !es_store_replicated(store) && !rt->opt.fault_lagging_loads;
 	rt->cmd_prefix_len = strlen("orion.cmd.") + strlen(kind->aggregate) + 1;
 	rt->shards = calloc(rt->shard_count, sizeof *rt->shards);
 	if (rt->shards == NULL) {
@@ -1643,4 +1658,5 @@ void act_runtime_stats(act_runtime *rt, act_stats *out)
 	out->failures = atomic_load(&rt->failures);
 	out->confirmed_by_echo = atomic_load(&rt->by_echo);
 	out->confirmed_by_read = atomic_load(&rt->by_read);
+	out->acks_asked = atomic_load(&rt->acks_asked);
 }

@@ -46,6 +46,10 @@ typedef struct act_options {
 	/* Fault tests only: this many append acknowledgements are ignored, as
 	 * if lost (the append lands; its outcome stays unknown); default 0. */
 	unsigned fault_lost_acks;
+	/* Fault tests only: every load is taken as one a lagging replica may
+	 * have answered, as on a replicated stream: an aggregate's first append
+	 * after its load is confirmed by reading (ADR 015 §3); default false. */
+	bool fault_lagging_loads;
 	/* Confirm every append by reading the subject's next commits (direct
 	 * gets) instead of by the log's echo (ADR 015); for measurements and
 	 * tests of that path; default false. */
@@ -94,6 +98,7 @@ typedef struct act_stats {
 	uint64_t failures;          /* commands answered "failed" */
 	uint64_t confirmed_by_echo; /* appends confirmed by the log's echo */
 	uint64_t confirmed_by_read; /* appends confirmed by reading (not watched since their base) */
+	uint64_t acks_asked;        /* appends published asking for their acknowledgement */
 } act_stats;
 
 /* Counters since start (approximate while running). */

@@ -12,6 +12,9 @@
 /* The underlying connection and JetStream context (owned by the store). */
 natsConnection *es_store_connection(es_store *s);
 jsCtx *es_store_jetstream(es_store *s);
+/* Whether ORION_EVT has replicas: a direct get may then be answered by one
+ * that lags behind what the stream has stored and delivered. */
+bool es_store_replicated(const es_store *s);
 /* The store's JetStream API timeout. */
 int64_t es_store_timeout_ms(const es_store *s);
 

@@ -337,6 +337,11 @@ jsCtx *es_store_jetstream(es_store *s)
 	return s->js;
 }
 
+bool es_store_replicated(const es_store *s)
+{
+	return s->replicated;
+}
+
 int64_t es_store_timeout_ms(const es_store *s)
 {
 	return s->timeout_ms;

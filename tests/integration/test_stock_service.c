@@ -166,6 +166,61 @@ static void assert_rebuilt(const char *item, int64_t on_hand, int64_t reserved)
 	stock_state_dispose(&s);
 }
 
+/* ---- which appends ask for their acknowledgement (ADR 015 §3) ------------ */
+
+/* Creates two items on one shard, then sends three adjustments to the second;
+ * returns the runtime's counters. */
+static act_stats first_appends_after_load(bool lagging_loads)
+{
+	act_options ao;
+	act_options_init(&ao);
+	ao.shards = 1; /* one echo position: the second item is loaded after the first's echo */
+	ao.fault_lagging_loads = lagging_loads;
+	cr_assert_eq(act_runtime_start(store, &stock_kind, &ao, &runtime), ORN_OK);
+	create_item("sku-before", 5);
+	create_item("sku-after", 5);
+	for (int i = 0; i < 3; i++) {
+		stock_command c = tsc_adjust(1, "delivery");
+		char cmd_id[32];
+		bus_reply r;
+		snprintf(cmd_id, sizeof cmd_id, "adjust-%d", i);
+		cr_assert_eq(tsc_send(client, "sku-after", &c, cmd_id, 10000, &r), ORN_OK);
+		cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
+		bus_reply_dispose(&r);
+	}
+	assert_rebuilt("sku-after", 8, 0);
+	act_stats st;
+	act_runtime_stats(runtime, &st);
+	cr_assert_eq(st.failures, 0);
+	cr_assert_eq(st.conflicts, 0);
+	return st;
+}
+
+/* Where a load may have been answered by a lagging replica, the first append
+ * after it asks for its acknowledgement and is confirmed by reading; its own
+ * commit's echo must not make the aggregate look contended: the next appends
+ * are confirmed by the echo alone. */
+Test(stock_service, an_aggregates_own_commit_never_makes_it_contended, .init = start_server, .fini = stop_all,
+     .timeout = 60)
+{
+	act_stats st = first_appends_after_load(true);
+	cr_assert_eq(st.acks_asked, 1, "appends that asked for an acknowledgement: %llu of 5",
+	             (unsigned long long)st.acks_asked);
+	cr_assert_eq(st.confirmed_by_read, 1);
+}
+
+/* On a stream without replicas a load reads every commit stored before it,
+ * and the shard's echo shows every later one: no append asks. */
+Test(stock_service, without_replicas_no_append_asks_for_an_acknowledgement, .init = start_server,
+     .fini = stop_all, .timeout = 60)
+{
+	act_stats st = first_appends_after_load(false);
+	cr_assert_eq(st.acks_asked, 0, "appends that asked for an acknowledgement: %llu of 5",
+	             (unsigned long long)st.acks_asked);
+	cr_assert_eq(st.confirmed_by_read, 0);
+	cr_assert_eq(st.confirmed_by_echo, 5);
+}
+
 Test(stock_service, no_overselling_500_concurrent_reservations, .init = start_all, .fini = stop_all,
      .timeout = 120)
 {
