@@ -161,7 +161,7 @@ struct act_runtime {
 	pthread_cond_t watch_stopped;
 	bool watch_done;
 	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
-	        snapshots, failures, by_echo, by_read, acks_asked;
+	        snapshots, failures, by_echo, by_read, acks_asked, snapshot_lookups;
 	atomic_bool stopping;  /* no retries once stopping: shutdown stays bounded */
 	atomic_uint lost_acks; /* fault tests: acknowledgements still to ignore */
 	bool loads_whole;      /* a load reads every commit stored before it (no replica to lag) */
@@ -585,34 +585,53 @@ static orn_rc snapshot_restore(shard *sh, entry *e, const uint8_t *buf, size_t l
 }
 
 /* Loads e's state from the latest snapshot plus the events after it. */
-static orn_rc rehydrate(shard *sh, entry *e)
+/* Restores e from its aggregate's latest snapshot, if there is a usable one;
+ * *version is where it stands (0: none, e left as initialised). */
+static void restore_latest(shard *sh, entry *e, uint64_t *version)
 {
 	act_runtime *rt = sh->rt;
 	const act_kind *kind = rt->kind;
 	uint8_t *snap = NULL;
 	size_t snap_len = 0;
-	uint64_t version = 0;
+	atomic_fetch_add(&rt->snapshot_lookups, 1);
+	orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema, version, &snap,
+	                             &snap_len);
+	if (rc == ORN_OK && snapshot_restore(sh, e, snap, snap_len) != ORN_OK) {
+		log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate, "id", e->id);
+		kind->dispose(e->state);
+		kind->init(e->state);
+		idem_clear(e->ledger);
+		*version = 0;
+	} else if (rc != ORN_OK) {
+		*version = 0;
+	}
+	free(snap);
+}
+
+/* Loads e's state from the latest snapshot plus the events after it. An
+ * aggregate without a commit has no snapshot either: for a kind with
+ * snapshots one read of its first commit comes first, and without replicas
+ * that read is the whole load of a new aggregate (a replica may lag: there
+ * the events are read to the leader's end all the same). */
+static orn_rc rehydrate(shard *sh, entry *e)
+{
+	act_runtime *rt = sh->rt;
+	const act_kind *kind = rt->kind;
+	uint64_t version = 0, first = 1;
 	kind->init(e->state);
 	idem_clear(e->ledger);
 	e->loaded = true;
 	atomic_fetch_add(&rt->rehydrations, 1);
-	if (kind->restore != NULL) {
-		orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema,
-		                             &version, &snap, &snap_len);
-		if (rc == ORN_OK && snapshot_restore(sh, e, snap, snap_len) != ORN_OK) {
-			log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate,
-			         "id", e->id);
-			kind->dispose(e->state);
-			kind->init(e->state);
-			idem_clear(e->ledger);
-			version = 0;
-		} else if (rc != ORN_OK) {
-			version = 0;
-		}
-		free(snap);
-	}
+	if (kind->restore != NULL && es_first_seq(rt->store, kind->aggregate, e->id, &first) != ORN_OK)
+		first = 1; /* unknown: as if it had commits */
+	if (first != 0 && kind->restore != NULL)
+		restore_latest(sh, e, &version);
 	replay_ctx ctx = {kind, e, 0};
-	orn_rc rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->at);
+	orn_rc rc = ORN_OK;
+	if (first == 0 && rt->loads_whole)
+		e->at = (es_position){0, 0};
+	else
+		rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->at);
 	if (rc != ORN_OK) {
 		unload(sh, e);
 		return rc;
@@ -1659,4 +1678,5 @@ void act_runtime_stats(act_runtime *rt, act_stats *out)
 	out->confirmed_by_echo = atomic_load(&rt->by_echo);
 	out->confirmed_by_read = atomic_load(&rt->by_read);
 	out->acks_asked = atomic_load(&rt->acks_asked);
+	out->snapshot_lookups = atomic_load(&rt->snapshot_lookups);
 }

@@ -338,6 +338,9 @@ Test(stock_service, snapshots_and_cold_rehydration_agree_with_the_log, .init = s
 	const char *items[] = {"sku-a", "sku-b", "sku-c", "sku-d"};
 	for (int i = 0; i < 4; i++)
 		create_item(items[i], 100);
+	act_stats st;
+	act_runtime_stats(runtime, &st);
+	cr_assert_eq(st.snapshot_lookups, 0, "a new item has no snapshot to look for");
 	for (int round = 0; round < 12; round++)
 		for (int i = 0; i < 4; i++) {
 			char rid[32], cmd_id[48];
@@ -348,7 +351,6 @@ Test(stock_service, snapshots_and_cold_rehydration_agree_with_the_log, .init = s
 			cr_assert_eq(tsc_send(client, items[i], &c, cmd_id, 10000, &r), ORN_OK);
 			cr_assert_eq(r.outcome, BUS_ACCEPTED, "%s %s", r.code, r.detail);
 		}
-	act_stats st;
 	act_runtime_stats(runtime, &st);
 	cr_assert_gt(st.snapshots, 0, "snapshots were written");
 	cr_assert_gt(st.rehydrations, 4, "evicted items were loaded again (%llu)",
@@ -364,6 +366,8 @@ Test(stock_service, snapshots_and_cold_rehydration_agree_with_the_log, .init = s
 		cr_assert_eq(held, 12);
 		assert_rebuilt(items[i], 100, 12);
 	}
+	act_runtime_stats(runtime, &st);
+	cr_assert_eq(st.snapshot_lookups, 4, "each item loaded looked for its snapshot");
 }
 
 /* ---- two runtime processes in one queue group ------------------------------ */
