@@ -748,6 +748,8 @@ orn_rc es_first_seq(es_store *s, const char *aggregate, const char *id, uint64_t
 /* The last valid commit of one subject, as a reader has folded it so far. */
 typedef struct chain_head {
 	uint64_t last_valid;
+	uint64_t last_seq; /* the last commit met, valid or void, when seq_known */
+	bool seq_known;
 } chain_head;
 
 /* A read in progress: where its commits go and the chain it folds. */
@@ -799,19 +801,22 @@ static void scan_dispose(scan *sc)
 	free(sc->events);
 }
 
-/* The last valid commit of subject before seq, folded from its first commit. */
-static orn_rc chain_before(es_store *s, const char *subject, uint64_t seq, uint64_t *last_valid)
+/* The chain of subject before seq, folded from its first commit: its last
+ * valid commit and its last commit. */
+static orn_rc chain_before(es_store *s, const char *subject, uint64_t seq, chain_head *out)
 {
 	scan sc;
 	bool complete = seq <= 1;
 	orn_rc rc = scan_init(&sc, s, false, NULL, NULL);
-	*last_valid = 0;
+	memset(out, 0, sizeof *out);
 	sc.from_start = true;
 	if (rc == ORN_OK && !complete)
 		rc = scan_subject(s, &sc, subject, 1, seq - 1, &complete);
 	if (rc == ORN_OK && !complete)
 		rc = ORN_EIO;
-	*last_valid = sc.single.last_valid;
+	out->last_valid = sc.single.last_valid;
+	out->last_seq = sc.single.last_seq;
+	out->seq_known = rc == ORN_OK;
 	scan_dispose(&sc);
 	return rc;
 }
@@ -824,7 +829,9 @@ static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **
 	chain_head *h = NULL;
 	if (sc->heads == NULL) {
 		if (!sc->single_known && !sc->from_start)
-			rc = chain_before(sc->s, subject, seq, &sc->single.last_valid);
+			rc = chain_before(sc->s, subject, seq, &sc->single);
+		else if (!sc->single_known)
+			sc->single.seq_known = true; /* read from the start */
 		sc->single_known = rc == ORN_OK;
 		*out = &sc->single;
 		return rc;
@@ -839,7 +846,8 @@ static orn_rc head_of(scan *sc, const char *subject, uint64_t seq, chain_head **
 	}
 	if ((h = calloc(1, sizeof *h)) == NULL)
 		return ORN_ENOMEM;
-	if ((!sc->from_start && (rc = chain_before(sc->s, subject, seq, &h->last_valid)) != ORN_OK) ||
+	h->seq_known = sc->from_start;
+	if ((!sc->from_start && (rc = chain_before(sc->s, subject, seq, h)) != ORN_OK) ||
 	    (rc = hmap_put(sc->heads, subject, h)) != ORN_OK) {
 		free(h);
 		return rc;
@@ -876,9 +884,12 @@ orn_rc es_commit_decode(natsMsg *msg, env_envelope *events, size_t cap, es_commi
 
 orn_rc es_commit_check(es_store *s, es_commit *c)
 {
-	uint64_t last_valid = 0;
-	orn_rc rc = chain_before(s, c->subject, c->seq, &last_valid);
+	chain_head chain;
+	orn_rc rc = chain_before(s, c->subject, c->seq, &chain);
+	uint64_t last_valid = chain.last_valid;
 	c->valid = rc == ORN_OK && es_chain_accepts(last_valid, c->chained, c->prev);
+	c->before = chain.last_seq;
+	c->before_known = chain.seq_known;
 	if (rc == ORN_OK && !c->valid) {
 		char seq[24], prev[24], head[24];
 		snprintf(seq, sizeof seq, "%llu", (unsigned long long)c->seq);
@@ -907,6 +918,10 @@ static orn_rc scan_message(scan *sc, natsMsg *msg, uint64_t seq)
 	c.valid = es_chain_accepts(head->last_valid, c.chained, c.prev);
 	if (c.valid)
 		head->last_valid = seq;
+	c.before = head->last_seq;
+	c.before_known = head->seq_known;
+	head->last_seq = seq;
+	head->seq_known = true; /* a reader meets a subject's commits in order, none left out */
 	sc->last = seq;
 	return sc->fn != NULL ? sc->fn(sc->closure, &c) : ORN_OK;
 }
@@ -1281,6 +1296,8 @@ orn_rc es_load_from(es_store *s, const char *aggregate, const char *id, const es
 	if (rc != ORN_OK || (rc = scan_init(&sc, s, false, fn, closure)) != ORN_OK)
 		return rc;
 	sc.single.last_valid = from->version;
+	sc.single.last_seq = from->last_seq;
+	sc.single.seq_known = true;
 	sc.single_known = true;
 	*at = *from;
 	if (up_to == 0 || up_to > from->last_seq)
@@ -1566,6 +1583,7 @@ typedef struct follow_spec {
 	uint64_t from_seq;
 	int64_t since_ns;
 	es_event_fn fn;
+	es_commit_fn commit_fn; /* instead of fn: every commit, valid or void */
 	es_watch_fn *watch;
 	size_t id_at;
 } follow_spec;
@@ -1591,7 +1609,9 @@ static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
-	if (f->watch == NULL && (rc = scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+	if (f->watch == NULL && (rc = spec->commit_fn != NULL
+	                                     ? scan_init(&f->chain, s, true, spec->commit_fn, closure)
+	                                     : scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
 	f->chain.from_start = spec->from_seq == 1;
 	f->floor_seq = spec->from_seq;
@@ -1648,10 +1668,10 @@ orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_ev
 	return follow_start(s, &spec, done, closure, out);
 }
 
-orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
+orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_commit_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out)
 {
-	follow_spec spec = {.filter = filter, .since_ns = since_ms * 1000000, .fn = fn};
+	follow_spec spec = {.filter = filter, .since_ns = since_ms * 1000000, .commit_fn = fn};
 	if (since_ms <= 0) {
 		*out = NULL;
 		return ORN_EINVAL;

@@ -137,6 +137,11 @@ typedef struct es_commit {
 	bool chained;    /* it records the version it was decided on */
 	uint64_t prev;   /* that version (when chained) */
 	bool valid;      /* by es_chain_accepts */
+	/* The commit of the subject before this one (0: none), valid or void,
+	 * when the reader knows it: it read the subject from its start or from
+	 * a commit it was given (before_known false otherwise). */
+	uint64_t before;
+	bool before_known;
 	const env_envelope *events;
 	size_t count;
 } es_commit;
@@ -219,8 +224,10 @@ orn_rc es_follow_start(es_store *s, const char *filter, uint64_t from_seq, es_ev
                        es_follow_done_fn *done, void *closure, es_follow **out);
 
 /* As es_follow_start, from the first commit stored at or after since_ms
- * (UNIX ms, > 0: else ORN_EINVAL). */
-orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_event_fn fn,
+ * (UNIX ms, > 0: else ORN_EINVAL), with every commit, valid or void, to fn
+ * (its `before` known: the chain of a subject first met is read from its
+ * start). */
+orn_rc es_follow_since(es_store *s, const char *filter, int64_t since_ms, es_commit_fn fn,
                        es_follow_done_fn *done, void *closure, es_follow **out);
 
 /* Stops following and returns at once; a call of fn may still be running or

@@ -43,6 +43,12 @@ kit_cache *kit_cache_create(const act_kind *kind);
 /* Frees a cache (the hub, at its end). */
 void kit_cache_destroy(kit_cache *c);
 
+/* A commit of id the hub's follower met (valid or void, c->before known):
+ * extends id's cached fold when it stands at c->before, and starts one from
+ * a subject's first commit. A fold read that comes after needs no read for
+ * what the follower met (ADR 024, "what one order costs"). */
+void kit_cache_follow(kit_cache *cache, const char *id, const es_commit *c);
+
 /* ---- the sweeper (kit_sweep.c; ADR 007 addendum) ----
  * It listens to the hub's follower of filter and queues each commit whose
  * events wants keeps, due after_ms after its first event's time; with

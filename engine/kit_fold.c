@@ -97,40 +97,48 @@ static void lru_front(kit_cache *c, entry *e)
 	c->head = e;
 }
 
+/* A new entry for id, at the front: the least recently used one reused when
+ * the cache is full (lock held); NULL if out of memory. */
+static entry *entry_add(kit_cache *c, const char *id)
+{
+	entry *e;
+	if (c->count >= CACHE_CAPACITY && c->tail != NULL) {
+		e = c->tail; /* reused for id */
+		lru_unlink(c, e);
+		hmap_remove(c->entries, e->id);
+		c->count--;
+	} else if ((e = malloc(sizeof *e + c->kind->state_size)) == NULL) {
+		return NULL;
+	}
+	snprintf(e->id, sizeof e->id, "%s", id);
+	if (hmap_put(c->entries, e->id, e) != ORN_OK) {
+		free(e);
+		return NULL;
+	}
+	c->count++;
+	lru_front(c, e);
+	return e;
+}
+
 /* Stores (state, rec) as id's fold if it is ahead of what the cache holds
  * (lock not held). Out of memory only means a colder next fold. */
 static void cache_store(kit_cache *c, const char *id, const void *state, const record *rec)
 {
-	size_t size = c->kind->state_size;
 	pthread_mutex_lock(&c->lock);
 	entry *e = hmap_get(c->entries, id);
 	if (e != NULL && e->rec.at.last_seq >= rec->at.last_seq) {
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	if (e == NULL) {
-		if (c->count >= CACHE_CAPACITY && c->tail != NULL) {
-			e = c->tail; /* reused for id */
-			lru_unlink(c, e);
-			hmap_remove(c->entries, e->id);
-			c->count--;
-		} else if ((e = malloc(sizeof *e + size)) == NULL) {
-			pthread_mutex_unlock(&c->lock);
-			return;
-		}
-		snprintf(e->id, sizeof e->id, "%s", id);
-		if (hmap_put(c->entries, e->id, e) != ORN_OK) {
-			free(e);
-			pthread_mutex_unlock(&c->lock);
-			return;
-		}
-		c->count++;
-	} else {
+	if (e != NULL) {
 		lru_unlink(c, e);
+		lru_front(c, e);
+	} else if ((e = entry_add(c, id)) == NULL) {
+		pthread_mutex_unlock(&c->lock);
+		return;
 	}
 	e->rec = *rec;
-	memcpy(e->state, state, size);
-	lru_front(c, e);
+	memcpy(e->state, state, c->kind->state_size);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -292,6 +300,42 @@ orn_rc kit_fold(kit_hub *hub, es_store *store, const act_kind *kind, const char 
 		(void)record_find(&rec, q->watch, &out->watched_valid);
 	}
 	return ORN_OK;
+}
+
+/* ---- what the follower meets ---- */
+
+void kit_cache_follow(kit_cache *c, const char *id, const es_commit *commit)
+{
+	const act_kind *kind = c->kind;
+	if (!commit->before_known)
+		return;
+	pthread_mutex_lock(&c->lock);
+	entry *e = hmap_get(c->entries, id);
+	if (e == NULL && commit->before == 0 && (e = entry_add(c, id)) != NULL) {
+		kind->init(e->state); /* a subject's first commit: the fold starts empty */
+		record_init(&e->rec);
+	}
+	if (e == NULL || e->rec.at.last_seq != commit->before) {
+		pthread_mutex_unlock(&c->lock); /* not where the fold stands: left to reads */
+		return;
+	}
+	/* The fold stands at the commit before: whether this one is valid, its
+	 * own record says (the chain's rule on its last valid commit). */
+	bool valid = es_chain_accepts(e->rec.at.version, commit->chained, commit->prev);
+	es_commit judged = *commit;
+	judged.valid = valid;
+	if (valid && evolve_events(kind, e->state, &judged) != ORN_OK) {
+		lru_unlink(c, e); /* a state half evolved is no fold: dropped */
+		hmap_remove(c->entries, e->id);
+		c->count--;
+		free(e);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	record_commit(&e->rec, commit->seq, valid, commit->count > 0 ? commit->events[0].causation : NULL);
+	lru_unlink(c, e);
+	lru_front(c, e);
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- executing ---- */

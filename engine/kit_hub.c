@@ -25,6 +25,7 @@ struct kit_listener {
 };
 
 struct follower {
+	kit_hub *hub;
 	follower *next; /* in the hub's list, while listened to */
 	char *filter;
 	es_follow *follow;    /* NULL while it waits for kit_hub_start */
@@ -107,13 +108,42 @@ static void follower_free(follower *f)
 	free(f);
 }
 
-/* The follow's delivery: every listener, in turn. */
-static orn_rc on_event(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+/* The hub's fold cache of subject's kind ("<prefix>.<aggregate>.<id>") if
+ * one was made, and the id in subject; NULL if none. */
+static kit_cache *cache_of(kit_hub *hub, const char *subject, const char **id)
+{
+	static const size_t prefix = sizeof ES_EVT_PREFIX; /* with its dot */
+	const char *dot = strlen(subject) > prefix ? strchr(subject + prefix, '.') : NULL;
+	kit_cache *cache = NULL;
+	if (dot == NULL)
+		return NULL;
+	size_t len = (size_t)(dot - (subject + prefix));
+	pthread_mutex_lock(&hub->lock);
+	for (size_t i = 0; i < hub->caches_count && cache == NULL; i++) {
+		const char *aggregate = hub->cache_kinds[i]->aggregate;
+		if (strlen(aggregate) == len && memcmp(aggregate, subject + prefix, len) == 0)
+			cache = hub->caches[i];
+	}
+	pthread_mutex_unlock(&hub->lock);
+	*id = dot + 1;
+	return cache;
+}
+
+/* The follow's delivery: the fold cache of its kind, then the events of a
+ * valid commit to every listener, in turn. */
+static orn_rc on_commit(void *closure, const es_commit *c)
 {
 	follower *f = closure;
+	const char *id = NULL;
+	kit_cache *cache = cache_of(f->hub, c->subject, &id);
+	if (cache != NULL)
+		kit_cache_follow(cache, id, c);
+	if (!c->valid)
+		return ORN_OK;
 	pthread_mutex_lock(&f->lock);
-	for (kit_listener *l = f->listeners; l != NULL; l = l->next)
-		(void)l->fn(l->closure, seq, subject, e);
+	for (size_t i = 0; i < c->count; i++)
+		for (kit_listener *l = f->listeners; l != NULL; l = l->next)
+			(void)l->fn(l->closure, c->seq, c->subject, &c->events[i]);
 	pthread_mutex_unlock(&f->lock);
 	return ORN_OK;
 }
@@ -132,7 +162,7 @@ static void on_done(void *closure)
 /* Starts f's follow from the earliest time its listeners asked for (hub's lock held). */
 static orn_rc start_following(kit_hub *hub, follower *f)
 {
-	orn_rc rc = es_follow_since(hub->store, f->filter, f->since_ms, on_event, on_done, f, &f->follow);
+	orn_rc rc = es_follow_since(hub->store, f->filter, f->since_ms, on_commit, on_done, f, &f->follow);
 	if (rc != ORN_OK) {
 		f->follow = NULL;
 		log_warn("kit cannot follow", "filter", f->filter, "error", orn_rc_name(rc));
@@ -164,6 +194,7 @@ orn_rc kit_hub_listen(kit_hub *hub, const char *filter, int64_t since_ms, es_eve
 			goto done;
 		}
 		pthread_mutex_init(&f->lock, NULL);
+		f->hub = hub;
 		f->since_ms = since_ms;
 		f->next = hub->followers;
 		hub->followers = f;

@@ -5,7 +5,8 @@
  * holds back when it stops while a handler runs; the sweeper calls the same
  * handler (its delay, backoff, newest_only, wants, lookback); one follower
  * feeds the sweepers of two consumers; the sender sends at once and retries a
- * timeout; a fold watches a commit's validity and caches; two hosts executing
+ * timeout; a fold watches a commit's validity and caches, and the follower
+ * folds what it meets into the cache; two hosts executing
  * on one aggregate never both claim it; a service answers its requests. */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -645,6 +646,94 @@ Test(kit, a_fold_watches_a_commits_validity_and_caches)
 	cr_assert_eq(kit_fold(hub, store, &slot_kind, "empty", NULL, &st, &at), ORN_OK);
 	cr_assert_eq(st.claims, 0);
 	cr_assert_eq(at.at.version, 0);
+}
+
+/* What the hub's follower met, for the test below. */
+static struct {
+	pthread_mutex_t lock;
+	uint64_t last;
+} met = {PTHREAD_MUTEX_INITIALIZER, 0};
+
+static orn_rc on_met(void *closure, uint64_t seq, const char *subject, const env_envelope *e)
+{
+	(void)closure;
+	(void)subject;
+	(void)e;
+	pthread_mutex_lock(&met.lock);
+	met.last = seq;
+	pthread_mutex_unlock(&met.lock);
+	return ORN_OK;
+}
+
+/* A "Claimed" commit of slot id decided on `at`, published (its chain as given). */
+static void publish_claimed(const char *id, es_position at, const char *by, bool wait)
+{
+	mp_writer *w = mp_writer_create(), *payload = mp_writer_create();
+	mp_write_cstr(payload, by);
+	env_envelope e = {.type = "Claimed",
+	                  .schema = 1,
+	                  .time_ms = orn_now_ms(),
+	                  .payload = mp_writer_data(payload),
+	                  .payload_len = mp_writer_size(payload)};
+	snprintf(e.causation, sizeof e.causation, "claim-%s", by);
+	env_commit_begin(w, 1);
+	cr_assert_eq(env_encode(w, &e), ORN_OK);
+	if (wait) {
+		es_append_result r;
+		cr_assert_eq(es_append(store, "slot", id, &at, e.causation, mp_writer_data(w), mp_writer_size(w), &r),
+		             ORN_OK);
+	} else {
+		cr_assert_eq(es_append_publish(store, "slot", id, &at, by, true, mp_writer_data(w), mp_writer_size(w),
+		                               "_INBOX.nobody"),
+		             ORN_OK);
+	}
+	mp_writer_destroy(w);
+	mp_writer_destroy(payload);
+}
+
+/* The follower folds what it meets into the hub's cache: a fold up to a
+ * commit it met reads nothing (the server is stopped before the fold, so a
+ * read would fail), void commits included. */
+Test(kit, the_follower_folds_what_it_meets_into_the_cache)
+{
+	slot_state st;
+	kit_folded at;
+	kit_listener *l = NULL;
+	cr_assert_eq(kit_fold(hub, store, &slot_kind, "warm", NULL, &st, &at), ORN_OK); /* the kind's cache */
+	cr_assert_eq(kit_hub_listen(hub, "orion.evt.slot.>", orn_now_ms() - 1000, on_met, NULL, &l), ORN_OK);
+	publish_claimed("g1", (es_position){0, 0}, "host-a", true);
+	uint64_t first = 0, head = 0;
+	cr_assert_eq(es_head(store, "slot", "g1", &first), ORN_OK);
+	publish_claimed("g1", (es_position){0, first}, "host-b", false); /* void: decided on version 0 */
+	for (int i = 0; i < 100 && head <= first; i++) {
+		cr_assert_eq(es_head(store, "slot", "g1", &head), ORN_OK);
+		th_sleep_ms(10);
+	}
+	uint64_t void_seq = head;
+	publish_claimed("g1", (es_position){first, void_seq}, "host-c", true);
+	cr_assert_eq(es_head(store, "slot", "g1", &head), ORN_OK);
+	bool seen_all = false;
+	for (int i = 0; i < 500 && !seen_all; i++) {
+		pthread_mutex_lock(&met.lock);
+		seen_all = met.last >= head;
+		pthread_mutex_unlock(&met.lock);
+		if (!seen_all)
+			th_sleep_ms(10);
+	}
+	cr_assert(seen_all, "the follower met the last commit");
+
+	kit_hub_unlisten(hub, l);
+	th_natsd_stop(server); /* from here a read fails */
+	server = NULL;
+	kit_fold_query q = {.up_to = head, .watch = void_seq};
+	cr_assert_eq(kit_fold(hub, store, &slot_kind, "g1", &q, &st, &at), ORN_OK);
+	cr_assert_eq(st.claims, 2, "two valid commits folded from the cache: %lld", (long long)st.claims);
+	cr_assert_str_eq(st.by, "host-c");
+	cr_assert_not(at.watched_valid, "the void commit is known void");
+	cr_assert_eq(at.at.version, head);
+	cr_assert_eq(at.at.last_seq, head);
+	q.up_to = 0; /* to the head: that needs the server */
+	cr_assert_neq(kit_fold(hub, store, &slot_kind, "g1", &q, &st, &at), ORN_OK);
 }
 
 typedef struct racer {
