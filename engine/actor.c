@@ -597,7 +597,8 @@ static void restore_latest(shard *sh, entry *e, uint64_t *version)
 	orn_rc rc = es_snapshot_load(rt->store, kind->aggregate, e->id, kind->snapshot_schema, version, &snap,
 	                             &snap_len);
 	if (rc == ORN_OK && snapshot_restore(sh, e, snap, snap_len) != ORN_OK) {
-		log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate, "id", e->id);
+		log_warn("unusable snapshot, replaying all events", "aggregate", kind->aggregate, "id",
+		         e->id);
 		kind->dispose(e->state);
 		kind->init(e->state);
 		idem_clear(e->ledger);

@@ -1609,9 +1609,10 @@ static orn_rc follow_start(es_store *s, const follow_spec *spec, es_follow_done_
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	/* Subjects are met mid-stream: each one's chain is looked up once. */
-	if (f->watch == NULL && (rc = spec->commit_fn != NULL
-	                                     ? scan_init(&f->chain, s, true, spec->commit_fn, closure)
-	                                     : scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
+	if (f->watch == NULL &&
+	    (rc = spec->commit_fn != NULL
+	                  ? scan_init(&f->chain, s, true, spec->commit_fn, closure)
+	                  : scan_init(&f->chain, s, true, on_valid_commit, &f->each)) != ORN_OK)
 		goto fail;
 	f->chain.from_start = spec->from_seq == 1;
 	f->floor_seq = spec->from_seq;

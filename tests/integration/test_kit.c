@@ -680,11 +680,12 @@ static void publish_claimed(const char *id, es_position at, const char *by, bool
 	cr_assert_eq(env_encode(w, &e), ORN_OK);
 	if (wait) {
 		es_append_result r;
-		cr_assert_eq(es_append(store, "slot", id, &at, e.causation, mp_writer_data(w), mp_writer_size(w), &r),
+		cr_assert_eq(es_append(store, "slot", id, &at, e.causation, mp_writer_data(w),
+		                       mp_writer_size(w), &r),
 		             ORN_OK);
 	} else {
-		cr_assert_eq(es_append_publish(store, "slot", id, &at, by, true, mp_writer_data(w), mp_writer_size(w),
-		                               "_INBOX.nobody"),
+		cr_assert_eq(es_append_publish(store, "slot", id, &at, by, true, mp_writer_data(w),
+		                               mp_writer_size(w), "_INBOX.nobody"),
 		             ORN_OK);
 	}
 	mp_writer_destroy(w);
