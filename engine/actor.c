@@ -584,7 +584,6 @@ static orn_rc snapshot_restore(shard *sh, entry *e, const uint8_t *buf, size_t l
 	return idem_decode(e->ledger, &r) == ORN_OK && mp_reader_remaining(&r) == 0 ? ORN_OK : ORN_EDECODE;
 }
 
-/* Loads e's state from the latest snapshot plus the events after it. */
 /* Restores e from its aggregate's latest snapshot, if there is a usable one;
  * *version is where it stands (0: none, e left as initialised). */
 static void restore_latest(shard *sh, entry *e, uint64_t *version)
@@ -611,25 +610,29 @@ static void restore_latest(shard *sh, entry *e, uint64_t *version)
 
 /* Loads e's state from the latest snapshot plus the events after it. An
  * aggregate without a commit has no snapshot either: for a kind with
- * snapshots one read of its first commit comes first, and without replicas
- * that read is the whole load of a new aggregate (a replica may lag: there
- * the events are read to the leader's end all the same). */
+ * snapshots one read of its last commit comes first (es_head: the stream's
+ * index of subjects answers it at once; a read of a subject's first commit
+ * walks the stream's blocks from its start on nats-server 2.9), and without
+ * replicas that read is the whole load of a new aggregate (a replica may lag:
+ * there the events are read to the leader's end all the same). An aggregate
+ * with commits pays that read on top, once per load: on the order path those
+ * loads are the new carts, orders and holds, the others stay in memory. */
 static orn_rc rehydrate(shard *sh, entry *e)
 {
 	act_runtime *rt = sh->rt;
 	const act_kind *kind = rt->kind;
-	uint64_t version = 0, first = 1;
+	uint64_t version = 0, head = 1;
 	kind->init(e->state);
 	idem_clear(e->ledger);
 	e->loaded = true;
 	atomic_fetch_add(&rt->rehydrations, 1);
-	if (kind->restore != NULL && es_first_seq(rt->store, kind->aggregate, e->id, &first) != ORN_OK)
-		first = 1; /* unknown: as if it had commits */
-	if (first != 0 && kind->restore != NULL)
+	if (kind->restore != NULL && es_head(rt->store, kind->aggregate, e->id, &head) != ORN_OK)
+		head = 1; /* unknown: as if it had commits */
+	if (head != 0 && kind->restore != NULL)
 		restore_latest(sh, e, &version);
 	replay_ctx ctx = {kind, e, 0};
 	orn_rc rc = ORN_OK;
-	if (first == 0 && rt->loads_whole)
+	if (head == 0 && rt->loads_whole)
 		e->at = (es_position){0, 0};
 	else
 		rc = es_load(rt->store, kind->aggregate, e->id, version, evolve_one, &ctx, &e->at);

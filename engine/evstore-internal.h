@@ -102,11 +102,6 @@ es_verdict es_confirm_answer(es_confirm *c, natsMsg *answer);
  * void, ORN_ETIMEOUT undecided, or an error of the store. */
 orn_rc es_confirm_wait(es_store *s, const char *aggregate, const char *id, es_confirm *c);
 
-/* The sequence of the first commit of aggregate id (*seq 0: none), by one
- * direct get: a replica that lags may say none where the leader has one.
- * Some possible errors are: ORN_EUNAVAILABLE, ORN_ETIMEOUT, ORN_EINVAL. */
-orn_rc es_first_seq(es_store *s, const char *aggregate, const char *id, uint64_t *seq);
-
 /* Decodes a commit delivered by a consumer of the stream (a durable or an
  * ordered one) or a direct get: its sequence, subject, time, Orion-Prev
  * and its events (into events[0..cap)); valid

@@ -721,28 +721,6 @@ orn_rc es_head(es_store *s, const char *aggregate, const char *id, uint64_t *las
 	return last_seq_of(s, ES_STREAM, subject, last_seq);
 }
 
-orn_rc es_first_seq(es_store *s, const char *aggregate, const char *id, uint64_t *seq)
-{
-	char subject[ES_SUBJECT_MAX];
-	jsDirectGetMsgOptions o;
-	natsMsg *msg = NULL;
-	orn_rc rc = es_subject(subject, sizeof subject, EVT_PREFIX, aggregate, id);
-	*seq = 0;
-	if (rc != ORN_OK)
-		return rc;
-	jsDirectGetMsgOptions_Init(&o);
-	o.Sequence = 1;
-	o.NextBySubject = subject;
-	natsStatus st = js_DirectGetMsg(&msg, s->js, ES_STREAM, NULL, &o);
-	if (st == NATS_NOT_FOUND)
-		return ORN_OK;
-	if (st != NATS_OK)
-		return es_status_rc(st, 0);
-	*seq = natsMsg_GetSequence(msg);
-	natsMsg_Destroy(msg);
-	return *seq != 0 ? ORN_OK : ORN_EDECODE;
-}
-
 /* ---- reading, with the chain's rule ---- */
 
 /* The last valid commit of one subject, as a reader has folded it so far. */

@@ -13,7 +13,9 @@
 #   stop_pid PID, free_port, wait_port PORT
 # bench_extra_pids: more processes to stop on exit (e.g. an SMTP sink).
 
-orion=build-bench/cli/orion
+# ORION_BIN: another orion binary to measure (an older commit's release build,
+# for a before/after pair on the same box); the bench clients are this tree's.
+orion=${ORION_BIN:-build-bench/cli/orion}
 admin_email=bench-admin@orion.test
 admin_password=bench-admin-password
 tmp=""
