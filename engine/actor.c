@@ -1485,20 +1485,13 @@ static void stop_shards(act_runtime *rt, unsigned started)
 }
 
 /* Opens the runtime's own connection for commands and replies, so that they
- * do not queue behind appends on the store's socket. */
+ * do not queue behind appends on the store's socket: the role's serve user,
+ * the only one that answers requests (ADR 014). */
 static orn_rc connect_commands(act_runtime *rt)
 {
-	natsOptions *opts = NULL;
 	char name[64];
-	orn_rc rc = ORN_OK;
 	snprintf(name, sizeof name, "orion-%s-commands", rt->kind->aggregate);
-	/* The store's URL, user and TLS: the same role on a second connection. */
-	if ((rc = es_store_nats_options(rt->store, name, &opts)) != ORN_OK)
-		return rc;
-	if (natsConnection_Connect(&rt->nc, opts) != NATS_OK)
-		rc = ORN_EUNAVAILABLE;
-	natsOptions_Destroy(opts);
-	return rc;
+	return es_store_connect_serving(rt->store, name, &rt->nc) == ORN_OK ? ORN_OK : ORN_EUNAVAILABLE;
 }
 
 /* Subscribes to the runtime's inbox on the store's connection (the one

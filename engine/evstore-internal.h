@@ -23,6 +23,14 @@ int64_t es_store_timeout_ms(const es_store *s);
  * given connection name (may be NULL). For a second connection of a role. */
 orn_rc es_store_nats_options(es_store *s, const char *name, natsOptions **out);
 
+/* Connects (*out, the caller's) as the store's role does, but with the
+ * role's serve user (na_serve_user): the connection commands arrive on and
+ * are answered on, the only one with response permissions (ADR 014). A
+ * server that has no such user (configured before it) is connected to with
+ * the role's own user, logged once. Without a user, as the store connects.
+ * ORN_EUNAVAILABLE, ORN_EINVAL, ORN_ENOMEM. */
+orn_rc es_store_connect_serving(es_store *s, const char *name, natsConnection **out);
+
 /* Sets the server(s) of opts from url: one NATS URL or a comma-separated
  * list (a cluster's seed servers; spaces around the commas are ignored).
  * NULL sets the default URL. cnats splits such a list only in

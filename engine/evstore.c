@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +194,39 @@ orn_rc es_store_nats_options(es_store *s, const char *name, natsOptions **out)
 	*out = opts;
 	return ORN_OK;
 fail:
+	natsOptions_Destroy(opts);
+	return rc;
+}
+
+orn_rc es_store_connect_serving(es_store *s, const char *name, natsConnection **out)
+{
+	static atomic_bool warned;
+	char user[NA_USER_MAX], password[NA_PASSWORD_MAX];
+	natsOptions *opts = NULL;
+	natsStatus st = NATS_OK;
+	orn_rc rc = es_store_nats_options(s, name, &opts);
+	*out = NULL;
+	if (rc != ORN_OK)
+		return rc;
+	bool serve = s->user != NULL && na_serve_user(s->user, s->password, user, password) == ORN_OK;
+	if (serve && natsOptions_SetUserInfo(opts, user, password) != NATS_OK)
+		rc = ORN_EINVAL;
+	if (rc == ORN_OK && (st = natsConnection_Connect(out, opts)) == NATS_CONNECTION_AUTH_FAILED &&
+	    serve) {
+		/* a server configured before the serve users (ADR 014): the role's own user */
+		if (!atomic_exchange(&warned, true))
+			log_warn(
+			        "no serve user on the NATS server: commands are served with the role's user; "
+			        "generate its authorization again (orion nats-config --generate)",
+			        "user", user);
+		if (natsOptions_SetUserInfo(opts, s->user, s->password) != NATS_OK)
+			rc = ORN_EINVAL;
+		else
+			st = natsConnection_Connect(out, opts);
+	}
+	if (rc == ORN_OK && st != NATS_OK)
+		rc = es_status_rc(st, 0);
+	sodium_memzero(password, sizeof password);
 	natsOptions_Destroy(opts);
 	return rc;
 }

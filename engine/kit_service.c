@@ -33,6 +33,7 @@ struct kit_service {
 	es_store *store;
 	kit_service_options o;
 	char *name;
+	natsConnection *nc; /* the role's serve user: requests arrive and are answered here */
 	natsSubscription *sub;
 	pthread_mutex_t lock; /* the queue */
 	pthread_cond_t wake;
@@ -61,8 +62,7 @@ static void answer(kit_service *s, natsMsg *msg, const bus_reply *reply)
 	if (to == NULL || to[0] == '\0' || (w = mp_writer_create()) == NULL)
 		return;
 	if (bus_reply_encode(w, reply) == ORN_OK)
-		natsConnection_Publish(es_store_connection(s->store), to, mp_writer_data(w),
-		                       (int)mp_writer_size(w));
+		natsConnection_Publish(s->nc, to, mp_writer_data(w), (int)mp_writer_size(w));
 	mp_writer_destroy(w);
 }
 
@@ -179,6 +179,9 @@ static void service_free(kit_service *s)
 		free(r);
 		r = next;
 	}
+	if (s->nc != NULL)
+		natsConnection_FlushTimeout(s->nc, 1000); /* the last answers */
+	natsConnection_Destroy(s->nc);
 	free(s->workers);
 	free(s->name);
 	pthread_cond_destroy(&s->wake);
@@ -216,7 +219,11 @@ orn_rc kit_service_start(es_store *store, const kit_service_options *o, kit_serv
 			goto fail;
 		w->started = true;
 	}
-	natsConnection *nc = es_store_connection(store);
+	char name[96];
+	snprintf(name, sizeof name, "orion-%s-serve", s->name);
+	if ((rc = es_store_connect_serving(store, name, &s->nc)) != ORN_OK)
+		goto fail;
+	natsConnection *nc = s->nc;
 	natsStatus st = natsConnection_QueueSubscribe(&s->sub, nc, o->subject, o->queue, on_request, s);
 	if (st != NATS_OK) {
 		s->sub = NULL;
@@ -239,7 +246,8 @@ void kit_service_stop(kit_service *s)
 	if (s->sub != NULL) {
 		/* Hand the requests already sent to us to the workers; with NATS
 		 * gone nothing more can arrive, and a drain would wait in vain. */
-		if (es_store_connected(s->store) && natsSubscription_Drain(s->sub) == NATS_OK)
+		if (natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED &&
+		    natsSubscription_Drain(s->sub) == NATS_OK)
 			natsSubscription_WaitForDrainCompletion(s->sub, DRAIN_WAIT_MS);
 		natsSubscription_Destroy(s->sub);
 		s->sub = NULL;

@@ -113,10 +113,24 @@ void na_permissions_dispose(na_permissions *p)
 	memset(p, 0, sizeof *p);
 }
 
+/* out's lists from those built (theirs now); ORN_ENOMEM if one could not be. */
+static orn_rc permissions_set(na_permissions *out, subjects *pub, subjects *deny, subjects *sub)
+{
+	out->pub_allow = pub->items;
+	out->pub_deny = deny->items;
+	out->sub_allow = sub->items;
+	if (pub->failed || deny->failed || sub->failed) {
+		na_permissions_dispose(out);
+		return ORN_ENOMEM;
+	}
+	return ORN_OK;
+}
+
+static const char *const command[] = {"orion.cmd.%s.*", NULL};
+
 orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count, na_permissions *out)
 {
 	static const char *const writer[] = {"orion.evt.%s.>", "orion.snap.%s.>", NULL};
-	static const char *const command[] = {"orion.cmd.%s.*", NULL};
 	static const char *const no_delete[] = {"$JS.API.CONSUMER.DELETE.ORION_EVT.%s", NULL};
 	const na_grants *g = role->grants;
 	subjects pub = {0}, deny = {0}, sub = {0};
@@ -143,17 +157,46 @@ orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count
 			add(&deny, "orion.cmd.>", "");
 		for (size_t i = 0; i < count; i++) /* no role deletes a durable, its own included */
 			add_each(&deny, no_delete, roles[i].grants->durables);
-		add_each(&sub, command, g->serves);
 		add(&sub, INBOX, "");
-		out->allow_responses = g->serves != NULL && g->serves[0] != NULL;
 	}
-	out->pub_allow = pub.items;
-	out->pub_deny = deny.items;
-	out->sub_allow = sub.items;
-	if (pub.failed || deny.failed || sub.failed) {
-		na_permissions_dispose(out);
-		return ORN_ENOMEM;
+	return permissions_set(out, &pub, &deny, &sub);
+}
+
+bool na_role_serves(const na_role *role)
+{
+	const na_grants *g = role->grants;
+	return g->all || (g->serves != NULL && g->serves[0] != NULL);
+}
+
+orn_rc na_serve_permissions_of(const na_role *role, na_permissions *out)
+{
+	const na_grants *g = role->grants;
+	subjects pub = {0}, deny = {0}, sub = {0};
+	memset(out, 0, sizeof *out);
+	if (g->all) {
+		add(&pub, ">", "");
+		add(&sub, ">", "");
+	} else {
+		add(&deny, ">", ""); /* its answers go out by the response permission alone */
+		add_each(&sub, command, g->serves);
+		out->allow_responses = true;
 	}
+	return permissions_set(out, &pub, &deny, &sub);
+}
+
+orn_rc na_serve_user(const char *user, const char *password, char out_user[NA_USER_MAX],
+                     char out_password[NA_PASSWORD_MAX])
+{
+	static const char context[] = "orion nats serve user v1";
+	unsigned char derived[24];
+	int n = snprintf(out_user, NA_USER_MAX, "%s-serve", user);
+	if (n < 0 || n >= NA_USER_MAX || password == NULL)
+		return ORN_EINVAL;
+	crypto_generichash(derived, sizeof derived, (const unsigned char *)password, strlen(password),
+	                   (const unsigned char *)context, sizeof context - 1);
+	sodium_bin2base64(out_password, NA_PASSWORD_MAX, derived, sizeof derived,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(derived, sizeof derived);
 	return ORN_OK;
 }
 
@@ -414,6 +457,28 @@ static void put_list(text_buf *b, const char *key, const char **list)
 	puts_(b, "]\n");
 }
 
+/* One user of the authorization block. */
+static void put_user(text_buf *b, const char *role, const char *what, const char *user, const char *password,
+                     const na_permissions *p)
+{
+	puts_(b, "    # role ");
+	puts_(b, role);
+	puts_(b, what);
+	puts_(b, "\n    {user: ");
+	put_quoted(b, user);
+	puts_(b, ", password: ");
+	put_quoted(b, password);
+	puts_(b, ", permissions: {\n      publish: {\n");
+	put_list(b, "allow", p->pub_allow);
+	put_list(b, "deny", p->pub_deny);
+	puts_(b, "      }\n      subscribe: {\n");
+	put_list(b, "allow", p->sub_allow);
+	puts_(b, "      }\n");
+	if (p->allow_responses)
+		puts_(b, "      allow_responses: true\n");
+	puts_(b, "    }}\n");
+}
+
 char *na_render_authorization(const na_credentials *c, const na_role *roles, size_t count)
 {
 	text_buf b = {0};
@@ -430,21 +495,18 @@ char *na_render_authorization(const na_credentials *c, const na_role *roles, siz
 			break;
 		}
 		users++;
-		puts_(&b, "    # role ");
-		puts_(&b, roles[i].name);
-		puts_(&b, "\n    {user: ");
-		put_quoted(&b, u->user);
-		puts_(&b, ", password: ");
-		put_quoted(&b, u->password);
-		puts_(&b, ", permissions: {\n      publish: {\n");
-		put_list(&b, "allow", p.pub_allow);
-		put_list(&b, "deny", p.pub_deny);
-		puts_(&b, "      }\n      subscribe: {\n");
-		put_list(&b, "allow", p.sub_allow);
-		puts_(&b, "      }\n");
-		if (p.allow_responses)
-			puts_(&b, "      allow_responses: true\n");
-		puts_(&b, "    }}\n");
+		put_user(&b, roles[i].name, "", u->user, u->password, &p);
+		na_permissions_dispose(&p);
+		if (!na_role_serves(&roles[i]))
+			continue;
+		char user[NA_USER_MAX], password[NA_PASSWORD_MAX];
+		if (na_serve_user(u->user, u->password, user, password) != ORN_OK ||
+		    na_serve_permissions_of(&roles[i], &p) != ORN_OK) {
+			b.failed = true;
+			break;
+		}
+		put_user(&b, roles[i].name, " (its commands)", user, password, &p);
+		sodium_memzero(password, sizeof password);
 		na_permissions_dispose(&p);
 	}
 	puts_(&b, "  ]\n}\n");

@@ -56,8 +56,27 @@ typedef struct na_permissions {
 
 /* The permissions of role among roles (every role's durables are denied
  * deletion to all but an `all` role). On success *out is the caller's: free
- * with na_permissions_dispose. ORN_ENOMEM. */
+ * with na_permissions_dispose. ORN_ENOMEM. A role that serves commands
+ * answers them with a second user (na_serve_permissions_of). */
 orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count, na_permissions *out);
+
+/* Whether role has a serve user: it answers commands (or has every right). */
+bool na_role_serves(const na_role *role);
+
+/* The permissions of role's serve user, the connection its commands arrive
+ * on: it subscribes to them and publishes only its answers (allow_responses).
+ * A user with response permissions costs nats-server 2.9 a walk of every
+ * reply subject delivered to one of its connections in the last two minutes
+ * on each delivery once there are more than 4,096 (client.go,
+ * pruneReplyPerms): a role's own connection, which JetStream delivers to with
+ * a reply subject each time, must not be that user (ADR 014). ORN_ENOMEM. */
+orn_rc na_serve_permissions_of(const na_role *role, na_permissions *out);
+
+/* The serve user of the user and password given (out param out): the user
+ * name with "-serve" appended and a password derived from the password (so a
+ * credentials file holds one line per role). ORN_EINVAL if too long. */
+orn_rc na_serve_user(const char *user, const char *password, char out_user[NA_USER_MAX],
+                     char out_password[NA_PASSWORD_MAX]);
 void na_permissions_dispose(na_permissions *p);
 
 typedef struct na_credential {

@@ -2,10 +2,12 @@
  * the generated authorization block (ADR 014): the roles do their work with
  * their own users, and the server refuses what a role's permissions leave out
  * (the gateway appending events, the mail role sending stock commands, a
- * wrong password). */
+ * wrong password); commands are heard and answered by a role's serve user
+ * alone, and a server configured before the serve users still serves them. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,98 @@ Test(nats_auth, a_role_cannot_listen_to_another_roles_commands)
 	wait_violation(&v);
 	natsSubscription_Destroy(sub);
 	natsConnection_Destroy(nc);
+}
+
+/* ADR 014: a role's commands arrive on its serve user, the only user that
+ * answers requests; the role's own user, which JetStream delivers to, holds
+ * no response permission and hears no command. */
+Test(nats_auth, commands_are_heard_and_answered_only_by_the_serve_user)
+{
+	violations v = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK}, w = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK},
+	           x = {PTHREAD_MUTEX_INITIALIZER, 0, NATS_OK};
+	act_runtime_stop(stock_runtime); /* it would answer the probe below too */
+	stock_runtime = NULL;
+	natsConnection *own = connect_as("stock", &v), *serve = NULL, *asker = connect_as("ops", &x);
+	natsSubscription *sub = NULL;
+	cr_assert_eq(natsConnection_SubscribeSync(&sub, own, "orion.cmd.stock.*"), NATS_OK);
+	natsConnection_Flush(own);
+	wait_violation(&v);
+	natsSubscription_Destroy(sub);
+	/* the serve user hears a command and answers it, and publishes nothing else */
+	char user[NA_USER_MAX], password[NA_PASSWORD_MAX];
+	const na_credential *c = na_credentials_find(&creds, "stock");
+	cr_assert_eq(na_serve_user(c->user, c->password, user, password), ORN_OK);
+	natsOptions *opts = NULL;
+	cr_assert_eq(natsOptions_Create(&opts), NATS_OK);
+	cr_assert_eq(natsOptions_SetURL(opts, natsd_url(server)), NATS_OK);
+	cr_assert_eq(natsOptions_SetUserInfo(opts, user, password), NATS_OK);
+	cr_assert_eq(natsOptions_SetErrorHandler(opts, on_async_error, &w), NATS_OK);
+	cr_assert_eq(natsConnection_Connect(&serve, opts), NATS_OK);
+	natsOptions_Destroy(opts);
+	cr_assert_eq(natsConnection_SubscribeSync(&sub, serve, "orion.cmd.stock.probe"), NATS_OK);
+	natsConnection_Flush(serve);
+	natsInbox *inbox = NULL;
+	natsSubscription *replies = NULL;
+	cr_assert_eq(natsInbox_Create(&inbox), NATS_OK);
+	cr_assert_eq(natsConnection_SubscribeSync(&replies, asker, inbox), NATS_OK);
+	cr_assert_eq(natsConnection_PublishRequestString(asker, "orion.cmd.stock.probe", inbox, "ping"),
+	             NATS_OK);
+	natsMsg *m = NULL, *answer = NULL;
+	cr_assert_eq(natsSubscription_NextMsg(&m, sub, WAIT_MS), NATS_OK);
+	cr_assert_eq(natsConnection_PublishString(serve, natsMsg_GetReply(m), "pong"), NATS_OK);
+	cr_assert_eq(natsSubscription_NextMsg(&answer, replies, WAIT_MS), NATS_OK, "the answer came through");
+	cr_assert_str_eq(natsMsg_GetData(answer), "pong");
+	cr_assert_not(saw_permission_violation(&w));
+	cr_assert_eq(natsConnection_PublishString(serve, "orion.evt.stock.x", "forged"), NATS_OK);
+	natsConnection_Flush(serve);
+	wait_violation(&w);
+	natsMsg_Destroy(m);
+	natsMsg_Destroy(answer);
+	natsSubscription_Destroy(sub);
+	natsSubscription_Destroy(replies);
+	natsInbox_Destroy(inbox);
+	natsConnection_Destroy(serve);
+	natsConnection_Destroy(own);
+	natsConnection_Destroy(asker);
+	sodium_memzero(password, sizeof password);
+}
+
+/* A server whose authorization was generated before the serve users: a
+ * role's commands are served with its own user (logged), not refused. */
+Test(nats_auth, a_server_without_serve_users_is_served_with_the_roles_user)
+{
+	char conf[512], path[512];
+	const na_credential *c = na_credentials_find(&creds, "stock");
+	snprintf(conf, sizeof conf, "%s/old.conf", dir);
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+	        "authorization { users: [ {user: \"%s\", password: \"%s\", permissions: "
+	        "{publish: {allow: [\">\"]}, subscribe: {allow: [\">\"]}, allow_responses: true}} ] }\n",
+	        c->user, c->password);
+	fclose(f);
+	natsd_options o;
+	natsd_options_init(&o);
+	snprintf(path, sizeof path, "%s/old-js", dir);
+	o.store_dir = path;
+	o.config_file = conf;
+	o.user = c->user;
+	o.password = c->password;
+	natsd *old = NULL;
+	cr_assert_eq(natsd_start(&o, &old), ORN_OK);
+	na_conn auth = conn_of("stock");
+	es_options eo;
+	es_options_init(&eo);
+	eo.url = natsd_url(old);
+	eo.auth = &auth;
+	es_store *s = NULL;
+	natsConnection *nc = NULL;
+	cr_assert_eq(es_store_open(&eo, &s), ORN_OK);
+	cr_assert_eq(es_store_connect_serving(s, "orion-stock-commands", &nc), ORN_OK);
+	cr_assert_not_null(nc);
+	natsConnection_Destroy(nc);
+	es_store_close(s);
+	natsd_stop(old);
 }
 
 Test(nats_auth, a_wrong_password_is_refused)

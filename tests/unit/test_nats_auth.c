@@ -47,28 +47,50 @@ static bool any_matches(const char *const *list, const char *subject)
 /* The permissions of the shop's users (cli/roles.h), rendered once. */
 static na_role users[40];
 static size_t user_count;
-static na_permissions perms[40];
+static na_permissions perms[40], serve_perms[40]; /* a role's user, and its serve user's */
 
 static void render_users(void)
 {
 	user_count = cli_nats_users(users, sizeof users / sizeof *users);
-	for (size_t i = 0; i < user_count; i++)
+	for (size_t i = 0; i < user_count; i++) {
 		cr_assert_eq(na_permissions_of(&users[i], users, user_count, &perms[i]), ORN_OK);
+		cr_assert_eq(na_serve_permissions_of(&users[i], &serve_perms[i]), ORN_OK);
+	}
 }
 
 static void dispose_users(void)
 {
-	for (size_t i = 0; i < user_count; i++)
+	for (size_t i = 0; i < user_count; i++) {
 		na_permissions_dispose(&perms[i]);
+		na_permissions_dispose(&serve_perms[i]);
+	}
+}
+
+static size_t index_of(const char *role)
+{
+	for (size_t i = 0; i < user_count; i++)
+		if (strcmp(users[i].name, role) == 0)
+			return i;
+	cr_assert_fail("no user %s", role);
+	return 0;
 }
 
 static const na_permissions *perms_of(const char *role)
 {
-	for (size_t i = 0; i < user_count; i++)
-		if (strcmp(users[i].name, role) == 0)
-			return &perms[i];
-	cr_assert_fail("no user %s", role);
-	return NULL;
+	return &perms[index_of(role)];
+}
+
+/* The user role's commands arrive on and are answered from (ADR 014). */
+static const na_permissions *serve_perms_of(const char *role)
+{
+	cr_assert(na_role_serves(&users[index_of(role)]), "%s serves no command", role);
+	return &serve_perms[index_of(role)];
+}
+
+static bool may_serve(const char *role, const char *subject)
+{
+	const na_permissions *p = serve_perms_of(role);
+	return any_matches(p->sub_allow, subject) && p->allow_responses;
 }
 
 /* What the server would decide for a publish by role. */
@@ -132,14 +154,52 @@ Test(nats_auth_table, each_actor_writes_only_its_own_aggregates)
 	cr_assert(may_publish("stock", "orion.evt.stock.i"));
 	cr_assert(may_publish("stock", "orion.snap.stock.i"));
 	cr_assert(may_publish("stock", "$JS.API.DIRECT.GET.ORION_SNAP.orion.snap.stock.i"));
-	cr_assert(may_subscribe("stock", "orion.cmd.stock.i"));
+	cr_assert(may_serve("stock", "orion.cmd.stock.i"));
 	cr_assert_not(may_publish("stock", "orion.evt.order.i"));
 	cr_assert_not(may_publish("stock", "orion.cmd.order.i"));
 	cr_assert(may_publish("product", "orion.evt.sku.i"));
-	cr_assert(may_subscribe("product", "orion.cmd.sku.i"));
+	cr_assert(may_serve("product", "orion.cmd.sku.i"));
 	cr_assert_not(may_publish("user", "orion.evt.product.i"));
-	cr_assert(perms_of("stock")->allow_responses);
-	cr_assert_not(perms_of("gateway")->allow_responses);
+	cr_assert_not(may_serve("stock", "orion.cmd.order.i"));
+	cr_assert_not(na_role_serves(&users[index_of("gateway")]));
+}
+
+/* A user with response permissions makes nats-server 2.9 walk every reply
+ * subject delivered to one of its connections in the last two minutes, on
+ * each delivery past 4,096 of them: JetStream delivers to a role's own
+ * connection with a reply subject every time. So only the serve user, which
+ * commands alone arrive on, answers; it publishes nothing else. (Before, the
+ * role's own user held the response permission: this failed.) */
+Test(nats_auth_table, only_the_serve_user_answers_requests)
+{
+	for (size_t i = 0; i < user_count; i++) {
+		const char *name = users[i].name;
+		cr_assert_not(perms[i].allow_responses, "%s's own user answers requests", name);
+		cr_assert_not(any_matches(perms[i].sub_allow, "orion.cmd.x.y") && !users[i].grants->all,
+		              "%s's own user hears commands", name);
+		if (!na_role_serves(&users[i]) || users[i].grants->all)
+			continue;
+		cr_assert(serve_perms[i].allow_responses, "%s", name);
+		cr_assert(list_has(serve_perms[i].pub_deny, ">"), "%s's serve user publishes", name);
+		cr_assert_null(serve_perms[i].pub_allow, "%s", name);
+		cr_assert_not(any_matches(serve_perms[i].sub_allow, "_INBOX.x"), "%s", name);
+	}
+}
+
+Test(nats_auth_table, a_serve_user_is_derived_from_its_roles_credential)
+{
+	char user[NA_USER_MAX], password[NA_PASSWORD_MAX], again[NA_PASSWORD_MAX];
+	cr_assert_eq(na_serve_user("orion-stock", "secret-1", user, password), ORN_OK);
+	cr_assert_str_eq(user, "orion-stock-serve");
+	cr_assert_gt(strlen(password), 20);
+	cr_assert_eq(na_serve_user("orion-stock", "secret-1", user, again), ORN_OK);
+	cr_assert_str_eq(password, again, "the same every time: a process and the server agree");
+	cr_assert_eq(na_serve_user("orion-stock", "secret-2", user, again), ORN_OK);
+	cr_assert_str_neq(password, again, "another role password, another serve password");
+	char long_user[NA_USER_MAX];
+	memset(long_user, 'u', sizeof long_user - 1);
+	long_user[sizeof long_user - 1] = '\0';
+	cr_assert_eq(na_serve_user(long_user, "p", user, again), ORN_EINVAL);
 }
 
 Test(nats_auth_table, the_side_effect_roles_send_only_their_commands)
@@ -157,8 +217,8 @@ Test(nats_auth_table, the_side_effect_roles_send_only_their_commands)
 	cr_assert(may_publish("payment", "orion.cmd.order.o"));
 	cr_assert(may_publish("payment", "orion.evt.payment.o"));
 	cr_assert_not(may_publish("payment", "orion.cmd.payment.o"));
-	cr_assert(may_subscribe("payment", "orion.cmd.pay.o"));
-	cr_assert_not(may_subscribe("payment", "orion.cmd.payment.o"));
+	cr_assert(may_serve("payment", "orion.cmd.pay.o"));
+	cr_assert_not(may_serve("payment", "orion.cmd.payment.o"));
 	/* mail: appends its own events, reads with three durables, sends no command */
 	cr_assert(may_publish("mail", "orion.evt.mail.m"));
 	cr_assert_not(may_publish("mail", "orion.cmd.stock.i"));
@@ -167,8 +227,8 @@ Test(nats_auth_table, the_side_effect_roles_send_only_their_commands)
 	cr_assert(may_publish("mail", "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_mail_alerts"));
 	cr_assert(may_publish("mail", "$JS.API.CONSUMER.MSG.NEXT.ORION_EVT.orion_mail"));
 	cr_assert(may_publish("mail", "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_mail_resends"));
-	cr_assert(may_subscribe("mail", "orion.cmd.mail.m"), "the mail role serves RequestResend");
-	cr_assert_not(may_subscribe("mail", "orion.cmd.order.o"));
+	cr_assert(may_serve("mail", "orion.cmd.mail.m"), "the mail role serves RequestResend");
+	cr_assert_not(may_serve("mail", "orion.cmd.order.o"));
 	cr_assert_not(may_publish("mail", "$JS.API.CONSUMER.DURABLE.CREATE.ORION_EVT.orion_checkout"));
 	cr_assert(may_publish("ops", "$JS.API.STREAM.CREATE.ORION_EVT"));
 	/* no role deletes a durable, its own included; ops may */
@@ -193,8 +253,15 @@ Test(nats_auth_grants, are_rendered_from_what_a_role_does)
 	cr_assert(list_has(p.pub_allow, "$JS.API.CONSUMER.MSG.NEXT.ORION_EVT.d1"));
 	cr_assert(list_has(p.pub_deny, "$JS.API.CONSUMER.DELETE.ORION_EVT.d1"));
 	cr_assert_not(list_has(p.pub_allow, "$JS.API.DIRECT.GET.ORION_EVT"), "reads not granted");
+	cr_assert_not(list_has(p.sub_allow, "orion.cmd.a.*"), "its serve user hears its commands");
+	cr_assert_not(p.allow_responses);
+	na_permissions_dispose(&p);
+	cr_assert(na_role_serves(&roles[0]));
+	cr_assert_not(na_role_serves(&roles[1]));
+	cr_assert_eq(na_serve_permissions_of(&roles[0], &p), ORN_OK);
 	cr_assert(list_has(p.sub_allow, "orion.cmd.a.*"));
 	cr_assert(p.allow_responses);
+	cr_assert(list_has(p.pub_deny, ">"));
 	cr_assert_eq(na_permissions_of(&roles[1], roles, 2, &q), ORN_OK);
 	cr_assert(list_has(q.pub_deny, "orion.evt.>"));
 	cr_assert(list_has(q.pub_deny, "orion.cmd.>"));
