@@ -128,17 +128,24 @@ static orn_rc permissions_set(na_permissions *out, subjects *pub, subjects *deny
 
 static const char *const command[] = {"orion.cmd.%s.*", NULL};
 
+/* Starts out's lists (out wiped); an `all` role's are everything: true then. */
+static bool start_lists(const na_grants *g, na_permissions *out, subjects *pub, subjects *sub)
+{
+	memset(out, 0, sizeof *out);
+	if (!g->all)
+		return false;
+	add(pub, ">", "");
+	add(sub, ">", "");
+	return true;
+}
+
 orn_rc na_permissions_of(const na_role *role, const na_role *roles, size_t count, na_permissions *out)
 {
 	static const char *const writer[] = {"orion.evt.%s.>", "orion.snap.%s.>", NULL};
 	static const char *const no_delete[] = {"$JS.API.CONSUMER.DELETE.ORION_EVT.%s", NULL};
 	const na_grants *g = role->grants;
 	subjects pub = {0}, deny = {0}, sub = {0};
-	memset(out, 0, sizeof *out);
-	if (g->all) {
-		add(&pub, ">", "");
-		add(&sub, ">", "");
-	} else {
+	if (!start_lists(g, out, &pub, &sub)) {
 		add_each(&pub, writer, g->appends);
 		add_each(&pub, command, g->sends);
 		add_all(&pub, stream_info);
@@ -172,11 +179,7 @@ orn_rc na_serve_permissions_of(const na_role *role, na_permissions *out)
 {
 	const na_grants *g = role->grants;
 	subjects pub = {0}, deny = {0}, sub = {0};
-	memset(out, 0, sizeof *out);
-	if (g->all) {
-		add(&pub, ">", "");
-		add(&sub, ">", "");
-	} else {
+	if (!start_lists(g, out, &pub, &sub)) {
 		add(&deny, ">", ""); /* its answers go out by the response permission alone */
 		add_each(&sub, command, g->serves);
 		out->allow_responses = true;
