@@ -322,9 +322,7 @@ void kit_cache_follow(kit_cache *c, const char *id, const es_commit *commit)
 	/* The fold stands at the commit before: whether this one is valid, its
 	 * own record says (the chain's rule on its last valid commit). */
 	bool valid = es_chain_accepts(e->rec.at.version, commit->chained, commit->prev);
-	es_commit judged = *commit;
-	judged.valid = valid;
-	if (valid && evolve_events(kind, e->state, &judged) != ORN_OK) {
+	if (valid && evolve_events(kind, e->state, commit) != ORN_OK) {
 		lru_unlink(c, e); /* a state half evolved is no fold: dropped */
 		hmap_remove(c->entries, e->id);
 		c->count--;

@@ -77,19 +77,26 @@ static na_conn conn_of(const char *role)
 	return conn;
 }
 
-/* An event store connection as role (streams verified, never created). */
-static es_store *store_as(const char *role)
+/* An event store connection as role to the server at url, creating the
+ * streams or only verifying them. */
+static es_store *store_at(const char *url, const char *role, bool create_streams)
 {
 	es_store *s = NULL;
 	na_conn auth = conn_of(role);
 	es_options o;
 	es_options_init(&o);
-	o.url = natsd_url(server);
+	o.url = url;
 	o.name = role;
-	o.create_streams = false;
+	o.create_streams = create_streams;
 	o.auth = &auth;
 	cr_assert_eq(es_store_open(&o, &s), ORN_OK, "role %s cannot open the store", role);
 	return s;
+}
+
+/* An event store connection as role (streams verified, never created). */
+static es_store *store_as(const char *role)
+{
+	return store_at(natsd_url(server), role, false);
 }
 
 /* A plain connection as role whose async errors go to v. */
@@ -374,14 +381,8 @@ Test(nats_auth, a_server_without_serve_users_is_served_with_the_roles_user)
 	o.password = c->password;
 	natsd *old = NULL;
 	cr_assert_eq(natsd_start(&o, &old), ORN_OK);
-	na_conn auth = conn_of("stock");
-	es_options eo;
-	es_options_init(&eo);
-	eo.url = natsd_url(old);
-	eo.auth = &auth;
-	es_store *s = NULL;
+	es_store *s = store_at(natsd_url(old), "stock", true); /* this user may create them here */
 	natsConnection *nc = NULL;
-	cr_assert_eq(es_store_open(&eo, &s), ORN_OK);
 	cr_assert_eq(es_store_connect_serving(s, "orion-stock-commands", &nc), ORN_OK);
 	cr_assert_not_null(nc);
 	natsConnection_Destroy(nc);
