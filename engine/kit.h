@@ -165,7 +165,9 @@ typedef struct kit_consumer kit_consumer;
 orn_rc kit_consumer_start(es_store *store, kit_hub *hub, const kit_consumer_options *o, kit_consumer **out);
 
 /* Stops pulling, gives the commits not yet handled back to the server at
- * once (unless NATS is gone), waits for the handlers in progress, joins and
+ * once (unless NATS is gone: each worker drains its inbox, so a commit its
+ * open pull request still gets is given back too, up to 2 s), waits for the
+ * handlers in progress, joins and
  * frees (worker_destroy for each worker). The durable consumer stays on the
  * server. NULL ok. */
 void kit_consumer_stop(kit_consumer *c);

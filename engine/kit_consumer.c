@@ -9,9 +9,10 @@
  * (408). A request the server forgot (it restarted) is replaced after its
  * expiry; a consumer that is gone (409 Consumer Deleted, 503 no responders)
  * is created again. A stop wakes every worker with a message on its inbox;
- * the worker finishes the commit in hand, naks the commits it holds at once
- * (so another instance takes them without waiting for the ack wait) and
- * unsubscribes. With NATS gone, a worker sees the stop within POLL_MS. */
+ * the worker finishes the commit in hand, drains its inbox and naks every
+ * commit that comes in until the server has its unsubscription (so another
+ * instance takes them without waiting for the ack wait). With NATS gone, a
+ * worker sees the stop within POLL_MS. */
 #include "kit-internal.h"
 
 #include <stdatomic.h>
@@ -28,6 +29,7 @@
 #define ERROR_PAUSE_MS  250
 #define ENSURE_PAUSE_MS 1000
 #define STOP_MARK       "stop"
+#define DRAIN_MS        2000 /* a stop waits this long at most for the server to take the unsubscription */
 
 typedef struct worker {
 	kit_consumer *c;
@@ -276,14 +278,34 @@ static bool is_status(natsMsg *msg)
 	return natsMsg_GetDataLength(msg) == 0 && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK;
 }
 
-/* Hands the commits the worker holds back to the server (stopping). */
+/* Hands the commits the worker holds back to the server (stopping). A nak
+ * (its own, or another worker's) may bring a commit back at once to any
+ * pull request still open, and the server forgets a request only when its
+ * inbox has no interest left: so the inbox is drained, not just dropped.
+ * The drain sends the unsubscription and a ping; whatever the server sent
+ * to the inbox before it took the unsubscription comes before the pong and
+ * is naked here, and after it nothing can come (on a cluster, a delivery
+ * already on its way from another node can still miss the inbox: it comes
+ * back after the ack wait). */
 static void give_back(worker *w)
 {
 	natsMsg *msg = NULL;
-	while (w->sub != NULL && natsSubscription_NextMsg(&msg, w->sub, 0) == NATS_OK) {
-		if (!is_stop(msg) && !is_status(msg))
-			answer(w->c, msg, "-NAK");
-		natsMsg_Destroy(msg);
+	if (w->sub == NULL)
+		return;
+	bool draining = natsSubscription_DrainTimeout(w->sub, DRAIN_MS) == NATS_OK;
+	int64_t until = orn_monotonic_ns() + (int64_t)DRAIN_MS * 1000000;
+	for (;;) {
+		natsStatus st = natsSubscription_NextMsg(&msg, w->sub, draining ? POLL_MS : 0);
+		if (st == NATS_OK) {
+			if (!is_stop(msg) && !is_status(msg))
+				answer(w->c, msg, "-NAK");
+			natsMsg_Destroy(msg);
+			continue;
+		}
+		/* a drained subscription is closed once its last message is taken */
+		if (!draining || st != NATS_TIMEOUT || !natsSubscription_IsValid(w->sub) ||
+		    orn_monotonic_ns() >= until)
+			break;
 	}
 }
 

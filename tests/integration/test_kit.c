@@ -2,7 +2,8 @@
  * a real nats-server: a consumer handles deliveries once and in batches,
  * delivers a retry again after its backoff, binds again after a restart of
  * the server and after its consumer was deleted, and gives the commits it
- * holds back when it stops while a handler runs; the sweeper calls the same
+ * holds back when it stops while a handler runs (also a retry answered
+ * while it stops, over many stops); the sweeper calls the same
  * handler (its delay, backoff, newest_only, wants, lookback); one follower
  * feeds the sweepers of two consumers; the sender sends at once and retries a
  * timeout; a fold watches a commit's validity and caches, and the follower
@@ -42,9 +43,9 @@ static struct {
 		bool first, swept; /* first: decided on version 0 (chained, prev 0) */
 		int64_t at_ms;
 	} calls[CALLS];
-	char retry_id[32]; /* the handler answers KIT_RETRY for it retries_left times */
+	char retry_id[32]; /* the handler answers KIT_RETRY for ids it begins retries_left times */
 	int retries_left;
-	char slow_id[32]; /* the handler waits slow_ms for it */
+	char slow_id[32]; /* the handler waits slow_ms for the ids it begins */
 	int slow_ms;
 	bool slow_done;
 } seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -69,11 +70,12 @@ static kit_verdict record(void *worker, const kit_commit *c)
 		seen.calls[seen.count].at_ms = orn_now_ms();
 		seen.count++;
 	}
-	if (strcmp(c->id, seen.retry_id) == 0 && seen.retries_left > 0) {
+	if (seen.retry_id[0] != '\0' && strncmp(c->id, seen.retry_id, strlen(seen.retry_id)) == 0 &&
+	    seen.retries_left > 0) {
 		seen.retries_left--;
 		v = KIT_RETRY;
 	}
-	bool slow = strcmp(c->id, seen.slow_id) == 0;
+	bool slow = seen.slow_id[0] != '\0' && strncmp(c->id, seen.slow_id, strlen(seen.slow_id)) == 0;
 	pthread_mutex_unlock(&seen.lock);
 	if (slow) {
 		th_sleep_ms(seen.slow_ms);
@@ -337,6 +339,49 @@ Test(kit, a_stop_waits_for_the_handler_and_gives_the_rest_back_at_once)
 	cr_assert_eq(kit_consumer_start(store, hub, &o, &consumer), ORN_OK);
 	wait_for(false, 4);
 	cr_assert_lt(orn_now_ms() - started, 10000, "given back at once (%zu handled before)", before);
+}
+
+/* A handler that answers KIT_RETRY while its consumer stops: the stop naks
+ * the commit at once, and the next instance gets it, never the stopped
+ * worker's open pull request (where it would wait out the ack wait). Over
+ * several stops, as one alone may miss the window. */
+Test(kit, a_retry_answered_while_stopping_goes_to_the_next_instance)
+{
+	kit_consumer_options o = options("kit_stop_retry", 0, false);
+	o.ack_wait_ms = 120000; /* a lost delivery would come back long after the bound below */
+	o.workers = 4;
+	seen.slow_ms = 150;
+	cr_assert_eq(kit_consumer_start(store, hub, &o, &consumer), ORN_OK);
+	for (int i = 0; i < 8; i++) {
+		char prefix[16], id[32];
+		snprintf(prefix, sizeof prefix, "x%d_", i);
+		pthread_mutex_lock(&seen.lock);
+		snprintf(seen.retry_id, sizeof seen.retry_id, "%s", prefix);
+		snprintf(seen.slow_id, sizeof seen.slow_id, "%s", prefix);
+		seen.retries_left = 3;
+		size_t before = seen.count;
+		pthread_mutex_unlock(&seen.lock);
+		for (int k = 0; k < 3; k++) {
+			snprintf(id, sizeof id, "%s%d", prefix, k);
+			append(id, "Thing", NULL);
+		}
+		wait_for(false, before + 1); /* in the slow handler, which will answer KIT_RETRY */
+		stopper s = {consumer, 0};
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, stop_main, &s), 0);
+		pthread_join(t, NULL);
+		consumer = NULL;
+		pthread_mutex_lock(&seen.lock);
+		size_t at_stop = seen.count;
+		seen.retries_left = 0;
+		pthread_mutex_unlock(&seen.lock);
+		int64_t started = orn_now_ms();
+		cr_assert_eq(kit_consumer_start(store, hub, &o, &consumer), ORN_OK);
+		/* each of the three is handled once more after the stop */
+		wait_for(false, at_stop + 3);
+		cr_assert_lt(orn_now_ms() - started, 10000, "stop %d: the retries were given back at once",
+		             i);
+	}
 }
 
 /* ---- the sweeper ---- */
