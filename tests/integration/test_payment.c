@@ -1099,7 +1099,8 @@ Test(payment, three_d_secure_declined_fails_the_payment, .init = start_all, .fin
 	free(s);
 }
 
-Test(payment, the_webhook_may_come_instead_of_the_answer, .init = start_all, .fini = stop_all, .timeout = 120)
+Test(payment, the_webhook_may_come_instead_of_the_answer, .init = start_one_worker_short_budget,
+     .fini = stop_all, .timeout = 120)
 {
 	pspc_intent intents[4];
 
