@@ -33,7 +33,8 @@ void bus_local_unserve(void *runtime);
  * is none or it did not take it (send it over NATS then). */
 bool bus_local_request(const char *aggregate, const char *subject, const char *reply, const void *data,
                        size_t len);
-/* Replies to "<inbox>.*" reach fn (closure not NULL). ORN_ETOOBIG: too many listeners. */
+/* Replies to "<inbox>.*" reach fn (closure not NULL). ORN_ETOOBIG: too many
+ * listeners; ORN_ENOMEM. */
 orn_rc bus_local_listen(const char *inbox, bus_local_reply_fn *fn, void *closure);
 /* Listens no more; returns once no call to its fn is in progress. */
 void bus_local_unlisten(void *closure);
