@@ -33,12 +33,30 @@ def unique(prefix):
 class Retries(StackTestCase):
     NAME = "retries"
 
+    @staticmethod
+    def stopped(pid):
+        """Whether every thread of pid is stopped (state T in /proc)."""
+        tasks = f"/proc/{pid}/task"
+        for tid in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{tid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                continue
+            if state not in ("T", "t"):
+                return False
+        return True
+
     @contextlib.contextmanager
     def frozen_nats(self):
-        """The nats-server stopped for the block, resumed after (also on failure)."""
+        """The nats-server stopped for the block, resumed after (also on failure).
+        The block starts once every thread of the server has stopped: a signal
+        takes effect on each thread when it is next scheduled, and on a busy box
+        a thread could still have served the block's first request."""
         pid = self.stack.nats.proc.pid
         os.kill(pid, signal.SIGSTOP)
         try:
+            wait_until(lambda: self.stopped(pid), 5.0, interval=0.002, what="the nats-server to stop")
             yield
         finally:
             os.kill(pid, signal.SIGCONT)
