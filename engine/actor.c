@@ -30,7 +30,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "bus-internal.h"
+#include "bus.h"
 #include "evstore-internal.h"
 #include "hashmap.h"
 #include "idem.h"
@@ -161,8 +161,7 @@ struct act_runtime {
 	pthread_cond_t watch_stopped;
 	bool watch_done;
 	atomic_uint_fast64_t commands, appends, conflicts, voids, expired, overloaded, rehydrations,
-	        snapshots, failures, by_echo, by_read, acks_asked, snapshot_lookups, local_commands;
-	bool served_here;      /* the process's senders hand their commands of the kind to it (ADR 033) */
+	        snapshots, failures, by_echo, by_read, acks_asked, snapshot_lookups;
 	atomic_bool stopping;  /* no retries once stopping: shutdown stays bounded */
 	atomic_uint lost_acks; /* fault tests: acknowledgements still to ignore */
 	bool loads_whole;      /* a load reads every commit stored before it (no replica to lag) */
@@ -263,8 +262,7 @@ static bool post(act_runtime *rt, shard *sh, work *w)
 	return true;
 }
 
-/* Publishes a reply to request (if it asked for one), or hands it to its
- * sender when that is in this process (ADR 033). */
+/* Publishes a reply to request (if it asked for one). */
 static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp_writer *buf)
 {
 	const char *to = natsMsg_GetReply(request);
@@ -273,8 +271,7 @@ static void send_reply(act_runtime *rt, natsMsg *request, const bus_reply *r, mp
 	mp_writer_reset(buf);
 	if (bus_reply_encode(buf, r) != ORN_OK)
 		return;
-	if (!bus_local_reply(to, mp_writer_data(buf), mp_writer_size(buf)))
-		natsConnection_Publish(rt->nc, to, mp_writer_data(buf), (int)mp_writer_size(buf));
+	natsConnection_Publish(rt->nc, to, mp_writer_data(buf), (int)mp_writer_size(buf));
 }
 
 /* orion_commands_refused_total{kind, reason}: commands answered without a
@@ -323,58 +320,32 @@ static void refuse_overloaded(act_runtime *rt, natsMsg *msg, const char *scope, 
 	natsMsg_Destroy(msg);
 }
 
-/* Hands the command to its aggregate's shard: false (msg not taken) for an
- * invalid id (*invalid set) or a full shard. */
-static bool route(act_runtime *rt, natsMsg *msg, bool *invalid)
-{
-	work probe;
-	set_id(&probe, natsMsg_GetSubject(msg), rt->cmd_prefix_len);
-	*invalid = !es_id_valid(probe.id);
-	if (*invalid)
-		return false;
-	shard *sh = shard_of(rt, probe.id);
-	work *w = work_new(sh);
-	if (w == NULL)
-		return false;
-	w->kind = WORK_COMMAND;
-	w->msg = msg;
-	w->received_ns = orn_monotonic_ns();
-	memcpy(w->id, probe.id, sizeof w->id);
-	if (post(rt, sh, w))
-		return true;
-	w->msg = NULL;
-	work_recycle(sh, w);
-	return false;
-}
-
 /* cnats subscription callback: route the command to its shard. */
 static void on_command(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	act_runtime *rt = closure;
-	bool invalid = false;
-	if (route(rt, msg, &invalid))
-		return;
-	if (!invalid) {
-		refuse_overloaded(rt, msg, "overloaded_shard", NULL);
+	work probe;
+	set_id(&probe, natsMsg_GetSubject(msg), rt->cmd_prefix_len);
+	if (!es_id_valid(probe.id)) {
+		mp_writer *buf = mp_writer_create();
+		if (buf != NULL)
+			reply_simple(rt, msg, BUS_FAILED, "invalid", "invalid aggregate id", buf);
+		mp_writer_destroy(buf);
+		natsMsg_Destroy(msg);
 		return;
 	}
-	mp_writer *buf = mp_writer_create();
-	if (buf != NULL)
-		reply_simple(rt, msg, BUS_FAILED, "invalid", "invalid aggregate id", buf);
-	mp_writer_destroy(buf);
-	natsMsg_Destroy(msg);
-}
-
-/* bus_local_post_fn: a command of a sender of this process (ADR 033); what
- * it does not take goes over NATS, where on_command answers. */
-static bool on_local_command(void *closure, natsMsg *msg)
-{
-	act_runtime *rt = closure;
-	bool invalid = false;
-	if (atomic_load(&rt->stopping) || !route(rt, msg, &invalid))
-		return false;
-	atomic_fetch_add(&rt->local_commands, 1);
-	return true;
+	shard *sh = shard_of(rt, probe.id);
+	work *w = work_new(sh);
+	if (w != NULL) {
+		w->kind = WORK_COMMAND;
+		w->msg = msg;
+		w->received_ns = orn_monotonic_ns();
+		memcpy(w->id, probe.id, sizeof w->id);
+		if (post(rt, sh, w))
+			return;
+		work_recycle(sh, w);
+	}
+	refuse_overloaded(rt, msg, "overloaded_shard", NULL);
 }
 
 /* cnats callback for "<inbox>.<a|c>.<token>.<id>": an append's ack or a
@@ -1639,7 +1610,6 @@ orn_rc act_runtime_start(es_store *store, const act_kind *kind, const act_option
 	}
 	natsSubscription_SetPendingLimits(rt->sub, 1000000, 1024 * 1024 * 1024);
 	natsConnection_Flush(rt->nc);
-	rt->served_here = bus_local_serve(kind->aggregate, on_local_command, rt);
 	count_retry(kind, NULL);
 	count_refusal(rt, NULL);
 	log_info("actor runtime started", "aggregate", kind->aggregate, "queue", queue);
@@ -1667,8 +1637,6 @@ void act_runtime_stop(act_runtime *rt)
 	if (rt == NULL)
 		return;
 	atomic_store(&rt->stopping, true);
-	if (rt->served_here)
-		bus_local_unserve(rt); /* no local post in progress from here */
 	/* With NATS gone there is nothing to drain or flush: no wait on it. */
 	bool up = natsConnection_Status(rt->nc) == NATS_CONN_STATUS_CONNECTED &&
 	          natsConnection_Status(es_store_connection(rt->store)) == NATS_CONN_STATUS_CONNECTED;
@@ -1687,16 +1655,14 @@ void act_runtime_stop(act_runtime *rt)
 	for (unsigned i = 0; i < rt->shard_count; i++)
 		shard_dispose(&rt->shards[i]);
 	free(rt->shards);
-	char n[6][24];
+	char n[5][24];
 	snprintf(n[0], sizeof n[0], "%llu", (unsigned long long)atomic_load(&rt->commands));
 	snprintf(n[1], sizeof n[1], "%llu", (unsigned long long)atomic_load(&rt->appends));
 	snprintf(n[2], sizeof n[2], "%llu", (unsigned long long)atomic_load(&rt->by_echo));
 	snprintf(n[3], sizeof n[3], "%llu", (unsigned long long)atomic_load(&rt->by_read));
 	snprintf(n[4], sizeof n[4], "%llu", (unsigned long long)atomic_load(&rt->conflicts));
-	snprintf(n[5], sizeof n[5], "%llu", (unsigned long long)atomic_load(&rt->local_commands));
 	log_info("actor runtime stopped", "aggregate", rt->kind->aggregate, "commands", n[0], "appends", n[1],
-	         "confirmed_by_echo", n[2], "confirmed_by_read", n[3], "conflicts", n[4], "local_commands",
-	         n[5]);
+	         "confirmed_by_echo", n[2], "confirmed_by_read", n[3], "conflicts", n[4]);
 	pthread_cond_destroy(&rt->watch_stopped);
 	pthread_mutex_destroy(&rt->watch_lock);
 	free(rt);
@@ -1717,5 +1683,4 @@ void act_runtime_stats(act_runtime *rt, act_stats *out)
 	out->confirmed_by_read = atomic_load(&rt->by_read);
 	out->acks_asked = atomic_load(&rt->acks_asked);
 	out->snapshot_lookups = atomic_load(&rt->snapshot_lookups);
-	out->local_commands = atomic_load(&rt->local_commands);
 }

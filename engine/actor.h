@@ -100,7 +100,6 @@ typedef struct act_stats {
 	uint64_t confirmed_by_read; /* appends confirmed by reading (not watched since their base) */
 	uint64_t acks_asked;        /* appends published asking for their acknowledgement */
 	uint64_t snapshot_lookups;  /* loads that asked for a snapshot (not those of new aggregates) */
-	uint64_t local_commands;    /* commands a sender of this process handed over directly (ADR 033) */
 } act_stats;
 
 /* Counters since start (approximate while running). */

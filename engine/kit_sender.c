@@ -6,9 +6,7 @@
  * command of its batch, then waits on the batch's condition until each slot
  * is settled: answered for good, or out of tries. The waiting thread itself
  * times tries out and sends them again after their backoff, so the sender
- * has no thread of its own. A command to a kind an actor runtime of this
- * process serves is handed to it, and its answer comes back, without NATS
- * (ADR 033): same tokens, same timeouts. */
+ * has no thread of its own. */
 #include "kit-internal.h"
 
 #include <stdatomic.h>
@@ -16,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus-internal.h"
 #include "evstore-internal.h"
 #include "hashmap.h"
 #include "log.h"
@@ -92,17 +89,21 @@ static void failed_try(kit_sender *s, slot *sl, orn_rc rc)
 	pthread_cond_broadcast(&s->changed); /* the waiter recomputes its wake-up */
 }
 
-/* The answer to the try of token (the reply subject's last part). */
-static void take_reply(kit_sender *s, const char *subject, const void *data, size_t len, bool no_responders)
+static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
+	kit_sender *s = closure;
+	const char *subject = natsMsg_GetSubject(msg);
 	const char *dot = subject != NULL ? strrchr(subject, '.') : NULL;
 	bus_reply reply;
+	(void)nc;
+	(void)sub;
 	pthread_mutex_lock(&s->lock);
 	slot *sl = dot != NULL ? hmap_remove(s->pending, dot + 1) : NULL;
 	if (sl != NULL && !sl->settled) {
-		if (no_responders) {
+		if (natsMsg_IsNoResponders(msg)) {
 			failed_try(s, sl, ORN_EUNAVAILABLE);
-		} else if (bus_reply_decode(data, len, &reply) != ORN_OK) {
+		} else if (bus_reply_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
+		                            &reply) != ORN_OK) {
 			failed_try(s, sl, ORN_EDECODE);
 		} else if (retryable(&reply) && sl->tries < s->o.tries && !atomic_load(&s->stopping)) {
 			bus_reply_dispose(&reply);
@@ -113,21 +114,7 @@ static void take_reply(kit_sender *s, const char *subject, const void *data, siz
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
-}
-
-static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-	(void)nc;
-	(void)sub;
-	take_reply(closure, natsMsg_GetSubject(msg), natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
-	           natsMsg_IsNoResponders(msg));
 	natsMsg_Destroy(msg);
-}
-
-/* bus_local_reply_fn: the answer of a runtime of this process (ADR 033). */
-static void on_local_reply(void *closure, const char *to, const void *data, size_t len)
-{
-	take_reply(closure, to, data, len, false);
 }
 
 static void on_complete(void *closure)
@@ -148,9 +135,7 @@ static void send_try(kit_sender *s, slot *sl)
 	sl->tries++;
 	snprintf(sl->token, sizeof sl->token, "%llu", (unsigned long long)++s->next_token);
 	snprintf(reply_to, sizeof reply_to, "%s.%s", s->inbox, sl->token);
-	if (rc == ORN_OK && (rc = hmap_put(s->pending, sl->token, sl)) == ORN_OK &&
-	    !bus_local_request(sl->send->aggregate, subject, reply_to, mp_writer_data(sl->bytes),
-	                       mp_writer_size(sl->bytes))) {
+	if (rc == ORN_OK && (rc = hmap_put(s->pending, sl->token, sl)) == ORN_OK) {
 		rc = es_status_rc(natsConnection_PublishRequest(es_store_connection(s->store), subject,
 		                                                reply_to, mp_writer_data(sl->bytes),
 		                                                (int)mp_writer_size(sl->bytes)),
@@ -301,8 +286,6 @@ orn_rc kit_sender_create(es_store *store, const kit_sender_options *o, kit_sende
 		rc = ORN_EINTERNAL;
 		goto fail;
 	}
-	if ((rc = bus_local_listen(s->inbox, on_local_reply, s)) != ORN_OK)
-		goto fail;
 	*out = s;
 	return ORN_OK;
 fail:
@@ -329,7 +312,6 @@ void kit_sender_destroy(kit_sender *s)
 {
 	if (s == NULL)
 		return;
-	bus_local_unlisten(s); /* no local answer in progress from here */
 	if (s->sub != NULL) {
 		/* a core subscription: no server wait; its last callback may still run */
 		natsSubscription_Unsubscribe(s->sub);

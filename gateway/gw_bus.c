@@ -5,9 +5,7 @@
  * marks it REPLIED under the lock and activates the event; the deadline
  * (loop) fires the same event while it is still WAITING. The event's
  * callback (loop) takes it out of the map under the lock, so whichever comes
- * second finds nothing: exactly one delivery. A command to a runtime of this
- * process, and its reply, go by hand instead of through NATS (ADR 033); the
- * reply then comes on the runtime's thread, with the same effect. */
+ * second finds nothing: exactly one delivery. */
 #include "gw_bus.h"
 
 #include <assert.h>
@@ -22,7 +20,6 @@
 
 #include <event2/event.h>
 
-#include "bus-internal.h"
 #include "evstore.h"
 #include "hashmap.h"
 #include "log.h"
@@ -112,16 +109,17 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
 	pending_free(p);
 }
 
-/* One reply to the request of token (the subject's last part), from either
- * thread below. */
-static void take_reply(gw_bus *bus, const char *subject, const void *data, size_t len, bool no_responders)
+/* cnats delivery thread: one reply (or a no-responders status). */
+static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
+	gw_bus *bus = closure;
+	const char *subject = natsMsg_GetSubject(msg);
 	const char *dot = strrchr(subject, '.');
 	bus_reply reply;
 	orn_rc rc = ORN_EUNAVAILABLE;
 	memset(&reply, 0, sizeof reply);
-	if (!no_responders)
-		rc = bus_reply_decode(data, len, &reply);
+	if (!natsMsg_IsNoResponders(msg))
+		rc = bus_reply_decode(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), &reply);
 	pthread_mutex_lock(&bus->lock);
 	pending *p = dot ? hmap_get(bus->map, dot + 1) : NULL;
 	if (p && p->state == WAITING) {
@@ -133,20 +131,7 @@ static void take_reply(gw_bus *bus, const char *subject, const void *data, size_
 	}
 	pthread_mutex_unlock(&bus->lock);
 	bus_reply_dispose(&reply); /* late, duplicate or unknown: dropped */
-}
-
-/* cnats delivery thread: one reply (or a no-responders status). */
-static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
-	take_reply(closure, natsMsg_GetSubject(msg), natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg),
-	           natsMsg_IsNoResponders(msg));
 	natsMsg_Destroy(msg);
-}
-
-/* An actor runtime's thread of this process (ADR 033): its reply. */
-static void on_local_reply(void *closure, const char *to, const void *data, size_t len)
-{
-	take_reply(closure, to, data, len, false);
 }
 
 static void on_subscription_done(void *closure)
@@ -250,10 +235,6 @@ orn_rc gw_bus_create(natsConnection *nc, struct event_base *base, gw_bus **out)
 		goto fail;
 	}
 	natsSubscription_SetPendingLimits(bus->sub, PENDING_MSGS_MAX, PENDING_BYTES_MAX);
-	if ((rc = bus_local_listen(bus->inbox, on_local_reply, bus)) != ORN_OK) {
-		quiesce(bus);
-		goto fail;
-	}
 	*out = bus;
 	return ORN_OK;
 fail:
@@ -266,7 +247,6 @@ void gw_bus_destroy(gw_bus *bus)
 	if (!bus)
 		return;
 	bus->closing = true;
-	bus_local_unlisten(bus); /* no local reply in progress from here */
 	if (!quiesce(bus)) {
 		/* cnats may still call on_reply with bus: leaking beats a crash. */
 		log_error("gw_bus: reply subscription did not close; leaking the bus");
@@ -333,13 +313,8 @@ orn_rc gw_bus_send(gw_bus *bus, const char *aggregate, const char *id, const env
 	if (rc != ORN_OK)
 		goto done;
 	mapped = true;
-	/* to the process's own runtime of the kind if there is one (ADR 033) */
-	natsStatus st = bus_local_request(aggregate, subject, reply_to, mp_writer_data(bus->writer),
-	                                  mp_writer_size(bus->writer))
-	                        ? NATS_OK
-	                        : natsConnection_PublishRequest(bus->nc, subject, reply_to,
-	                                                        mp_writer_data(bus->writer),
-	                                                        (int)mp_writer_size(bus->writer));
+	natsStatus st = natsConnection_PublishRequest(bus->nc, subject, reply_to, mp_writer_data(bus->writer),
+	                                              (int)mp_writer_size(bus->writer));
 	if (st != NATS_OK) {
 		rc = es_status_rc(st, 0);
 		if (rc == ORN_OK || rc == ORN_ENOTFOUND)

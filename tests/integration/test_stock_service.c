@@ -1,6 +1,5 @@
 /* test_stock_service.c — stock actors over a real nats-server: no overselling
- * under concurrency, duplicate commands, two runtime instances in one queue
- * group, a sender of the process handing its commands over directly. */
+ * under concurrency, duplicate commands, two runtime instances in one queue group. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,7 +10,6 @@
 #include "bus-internal.h"
 #include "actor.h"
 #include "harness.h"
-#include "kit.h"
 #include "log.h"
 #include "stock_client.h"
 
@@ -552,62 +550,4 @@ Test(stock_service, unchecked_appends_confirmed_by_reading_never_oversell, .init
      .fini = stop_unchecked, .timeout = 120)
 {
 	race_unchecked(true);
-}
-
-/* ---- commands within one process (ADR 033) -------------------------------- */
-
-/* Reserves quantity of item through sender; returns the answer's outcome. */
-static bus_outcome reserve_through(kit_sender *sender, const char *item, const char *reservation)
-{
-	mp_writer *w = mp_writer_create();
-	stock_command c = tsc_reserve(reservation, 1);
-	cr_assert_eq(stock_command_encode(w, &c), ORN_OK);
-	kit_send send = {.aggregate = STOCK_AGGREGATE,
-	                 .id = item,
-	                 .type = stock_command_type(c.kind),
-	                 .command_id = reservation,
-	                 .payload = mp_writer_data(w),
-	                 .len = mp_writer_size(w)};
-	cr_assert_eq(kit_send_all(sender, &send, 1), ORN_OK);
-	bus_outcome outcome = send.reply.outcome;
-	bus_reply_dispose(&send.reply);
-	mp_writer_destroy(w);
-	return outcome;
-}
-
-/* A sender of the process hands its commands to the process's runtime of
- * the kind; once that one stops, they go over NATS to another instance (here
- * a second runtime of the process, which serves over NATS only: the first
- * of a kind serves the process). The answers are the same either way. */
-Test(stock_service, a_sender_hands_its_commands_to_the_runtime_of_its_process, .init = start_all,
-     .fini = stop_all, .timeout = 60)
-{
-	act_runtime *other = NULL;
-	kit_sender *sender = NULL;
-	kit_sender_options so = {.actor = "test", .timeout_ms = 5000, .tries = 1};
-	act_stats st;
-	create_item("local-1", 5);
-	cr_assert_eq(act_runtime_start(store, &stock_kind, NULL, &other), ORN_OK);
-	cr_assert_eq(kit_sender_create(store, &so, &sender), ORN_OK);
-	for (int i = 0; i < 3; i++) {
-		char reservation[32];
-		snprintf(reservation, sizeof reservation, "local-r%d", i);
-		cr_assert_eq(reserve_through(sender, "local-1", reservation), BUS_ACCEPTED);
-	}
-	act_runtime_stats(runtime, &st);
-	cr_assert_eq(st.local_commands, 3, "handed over: %llu", (unsigned long long)st.local_commands);
-	act_runtime_stats(other, &st);
-	cr_assert_eq(st.commands, 0, "nothing went over NATS to the other instance");
-	cr_assert_eq(reserve_through(sender, "local-1", "local-r0"), BUS_ACCEPTED,
-	             "a repeat: the same answer");
-	act_runtime_stop(runtime);
-	runtime = NULL;
-	cr_assert_eq(reserve_through(sender, "local-1", "local-r3"), BUS_ACCEPTED);
-	act_runtime_stats(other, &st);
-	cr_assert_eq(st.commands, 1, "over NATS once the process's runtime stopped");
-	cr_assert_eq(st.local_commands, 0);
-	kit_sender_stop(sender);
-	kit_sender_destroy(sender);
-	act_runtime_stop(other);
-	assert_rebuilt("local-1", 5, 4);
 }
