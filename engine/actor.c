@@ -1655,12 +1655,12 @@ void act_runtime_stop(act_runtime *rt)
 	for (unsigned i = 0; i < rt->shard_count; i++)
 		shard_dispose(&rt->shards[i]);
 	free(rt->shards);
-	char n[5][24];
-	snprintf(n[0], sizeof n[0], "%llu", (unsigned long long)atomic_load(&rt->commands));
-	snprintf(n[1], sizeof n[1], "%llu", (unsigned long long)atomic_load(&rt->appends));
-	snprintf(n[2], sizeof n[2], "%llu", (unsigned long long)atomic_load(&rt->by_echo));
-	snprintf(n[3], sizeof n[3], "%llu", (unsigned long long)atomic_load(&rt->by_read));
-	snprintf(n[4], sizeof n[4], "%llu", (unsigned long long)atomic_load(&rt->conflicts));
+	const uint64_t counts[] = {atomic_load(&rt->commands), atomic_load(&rt->appends),
+	                           atomic_load(&rt->by_echo), atomic_load(&rt->by_read),
+	                           atomic_load(&rt->conflicts)};
+	char n[ORN_ARRAY_LEN(counts)][24];
+	for (size_t i = 0; i < ORN_ARRAY_LEN(counts); i++)
+		snprintf(n[i], sizeof n[i], "%llu", (unsigned long long)counts[i]);
 	log_info("actor runtime stopped", "aggregate", rt->kind->aggregate, "commands", n[0], "appends", n[1],
 	         "confirmed_by_echo", n[2], "confirmed_by_read", n[3], "conflicts", n[4]);
 	pthread_cond_destroy(&rt->watch_stopped);

@@ -366,10 +366,7 @@ Test(kit, a_retry_answered_while_stopping_goes_to_the_next_instance)
 			append(id, "Thing", NULL);
 		}
 		wait_for(false, before + 1); /* in the slow handler, which will answer KIT_RETRY */
-		stopper s = {consumer, 0};
-		pthread_t t;
-		cr_assert_eq(pthread_create(&t, NULL, stop_main, &s), 0);
-		pthread_join(t, NULL);
+		kit_consumer_stop(consumer);
 		consumer = NULL;
 		pthread_mutex_lock(&seen.lock);
 		size_t at_stop = seen.count;
