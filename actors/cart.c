@@ -407,20 +407,7 @@ void cart_evolve(cart_state *s, const cart_event *e)
 	}
 }
 
-const char *cart_verdict_code(cart_verdict v)
-{
-	return (size_t)v < ORN_ARRAY_LEN(verdict_codes) ? verdict_codes[v] : "invalid";
-}
-
-const char *cart_command_type(cart_command_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(command_shapes) ? command_shapes[kind].type : NULL;
-}
-
-const char *cart_event_type(cart_event_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
-}
+KIND_NAMES(cart, verdict_codes, command_shapes, event_shapes);
 
 /* ---- payload codecs ---- */
 
@@ -804,16 +791,6 @@ static orn_rc cart_view(const void *state, mp_writer *w)
 
 /* ---- the kind table ---- */
 
-static void cart_kind_init(void *state)
-{
-	cart_state_init(state);
-}
-
-static void cart_kind_dispose(void *state)
-{
-	cart_state_init(state);
-}
-
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	const cart_state *s = state;
@@ -833,24 +810,11 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		         CART_PRICE_MAX, CART_QUANTITY_MAX, CART_LINES_MAX);
 }
 
-/* kind_codec.evolve: cart_evolve, which cannot fail. */
-static orn_rc apply_event(void *state, const void *event)
-{
-	cart_evolve(state, event);
-	return ORN_OK;
-}
-
 /* cart_kind_decide and cart_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(cart, PAYLOAD_SCHEMA, describe_rejection, apply_event);
+KIND_ADAPTER(cart, PAYLOAD_SCHEMA, describe_rejection, cart_kind_apply);
 
 const act_kind cart_kind = {
-        .aggregate = CART_AGGREGATE,
-        .state_size = sizeof(cart_state),
-        .snapshot_schema = CART_SNAPSHOT_SCHEMA,
-        .init = cart_kind_init,
-        .dispose = cart_kind_dispose,
-        .decide = cart_kind_decide,
-        .evolve = cart_kind_evolve,
+        KIND_MEMBERS(cart, CART_AGGREGATE, CART_SNAPSHOT_SCHEMA),
         .snapshot = cart_snapshot,
         .restore = cart_restore,
         .view = cart_view,

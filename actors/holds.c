@@ -217,20 +217,7 @@ void holds_evolve(holds_state *s, const holds_event *e)
 	s->entry_count += e->line_count;
 }
 
-const char *holds_verdict_code(holds_verdict v)
-{
-	return (size_t)v < ORN_ARRAY_LEN(verdict_codes) ? verdict_codes[v] : "invalid";
-}
-
-const char *holds_command_type(holds_command_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(command_shapes) ? command_shapes[kind].type : NULL;
-}
-
-const char *holds_event_type(holds_event_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
-}
+KIND_NAMES(holds, verdict_codes, command_shapes, event_shapes);
 
 /* ---- payload codecs ---- */
 
@@ -460,16 +447,6 @@ static orn_rc holds_view(const void *state, mp_writer *w)
 
 /* ---- the kind table ---- */
 
-static void holds_kind_init(void *state)
-{
-	holds_state_init(state);
-}
-
-static void holds_kind_dispose(void *state)
-{
-	holds_state_init(state);
-}
-
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	const holds_state *s = state;
@@ -496,12 +473,6 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 	snprintf(detail, cap, "too many lines held across unpaid orders (at most %d)", HOLDS_ENTRIES_MAX);
 }
 
-static orn_rc apply_event(void *state, const void *event)
-{
-	holds_evolve(state, event);
-	return ORN_OK;
-}
-
 /* kind_restore_history's apply: an OrderOpened that is listed afterwards. */
 static bool restore_event(void *state, const void *event)
 {
@@ -512,7 +483,7 @@ static bool restore_event(void *state, const void *event)
 	return e->kind == HOLDS_OPENED && s->order_count == before + 1;
 }
 
-KIND_ADAPTER(holds, PAYLOAD_SCHEMA, describe_rejection, apply_event);
+KIND_ADAPTER(holds, PAYLOAD_SCHEMA, describe_rejection, holds_kind_apply);
 
 static orn_rc holds_restore(void *state, const uint8_t *buf, size_t len)
 {
@@ -520,13 +491,7 @@ static orn_rc holds_restore(void *state, const uint8_t *buf, size_t len)
 }
 
 const act_kind holds_kind = {
-        .aggregate = HOLDS_AGGREGATE,
-        .state_size = sizeof(holds_state),
-        .snapshot_schema = HOLDS_SNAPSHOT_SCHEMA,
-        .init = holds_kind_init,
-        .dispose = holds_kind_dispose,
-        .decide = holds_kind_decide,
-        .evolve = holds_kind_evolve,
+        KIND_MEMBERS(holds, HOLDS_AGGREGATE, HOLDS_SNAPSHOT_SCHEMA),
         .snapshot = holds_snapshot,
         .restore = holds_restore,
         .view = holds_view,

@@ -19,6 +19,14 @@ int kind_type_index(const void *table, size_t count, size_t stride, const char *
 	return -1;
 }
 
+const char *kind_name_at(const void *table, size_t count, size_t stride, size_t i)
+{
+	const char *name = NULL;
+	if (i < count)
+		memcpy(&name, (const unsigned char *)table + i * stride, sizeof name); /* the first member */
+	return name;
+}
+
 orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind_entry_fn *entry, void *out,
                        size_t out_size)
 {
@@ -163,4 +171,37 @@ fail:
 	free(fresh);
 	free(event);
 	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
+}
+
+orn_rc kind_restore_map(size_t state_size, void (*init)(void *), void (*dispose)(void *),
+                        kind_snapshot_entry_fn *entry, kind_snapshot_whole_fn *whole, void *state,
+                        const uint8_t *buf, size_t len)
+{
+	void *fresh = malloc(state_size);
+	unsigned seen = 0;
+	uint32_t count;
+	mp_reader r;
+	orn_rc rc = ORN_ENOMEM;
+
+	if (fresh == NULL)
+		return ORN_ENOMEM;
+	init(fresh);
+	mp_reader_init(&r, buf, len);
+	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
+		goto fail;
+	for (uint32_t i = 0; i < count; i++)
+		if ((rc = entry(&r, fresh, &seen)) != ORN_OK)
+			goto fail;
+	if (mp_reader_remaining(&r) != 0 || !whole(fresh, seen)) {
+		rc = ORN_EDECODE;
+		goto fail;
+	}
+	dispose(state);
+	memcpy(state, fresh, state_size);
+	free(fresh); /* what it owned is state's now */
+	return ORN_OK;
+fail:
+	dispose(fresh);
+	free(fresh);
+	return rc == ORN_ENOMEM ? rc : ORN_EDECODE;
 }

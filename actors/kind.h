@@ -19,6 +19,32 @@ int kind_type_index(const void *table, size_t count, size_t stride, const char *
 #define KIND_TYPE_INDEX(table, type)                                                                         \
 	kind_type_index((table), ORN_ARRAY_LEN(table), sizeof((table)[0]), (type))
 
+/* The FIRST member, a const char * name, of entry i of table (count entries of
+ * stride bytes each); NULL if i is out of range. Use KIND_NAME_AT with an array. */
+const char *kind_name_at(const void *table, size_t count, size_t stride, size_t i);
+#define KIND_NAME_AT(table, i) kind_name_at((table), ORN_ARRAY_LEN(table), sizeof((table)[0]), (size_t)(i))
+
+/* Defines the aggregate prefix's public name lookups over the file's tables:
+ * prefix_verdict_code ("unknown" for a verdict out of verdicts_),
+ * prefix_command_type and prefix_event_type (NULL out of their tables). Each
+ * table is an array whose entries are, or start with, a const char * name. Use
+ * once per aggregate, at file scope, followed by a semicolon. */
+#define KIND_NAMES(prefix, verdicts_, commands_, events_)                                                    \
+	const char *prefix##_verdict_code(prefix##_verdict v)                                                \
+	{                                                                                                    \
+		const char *code = KIND_NAME_AT(verdicts_, v);                                               \
+		return code != NULL ? code : "unknown";                                                      \
+	}                                                                                                    \
+	const char *prefix##_command_type(prefix##_command_kind kind)                                        \
+	{                                                                                                    \
+		return KIND_NAME_AT(commands_, kind);                                                        \
+	}                                                                                                    \
+	const char *prefix##_event_type(prefix##_event_kind kind)                                            \
+	{                                                                                                    \
+		return KIND_NAME_AT(events_, kind);                                                          \
+	}                                                                                                    \
+	extern const act_kind prefix##_kind /* declared by its header: this only asks for the semicolon */
+
 /* Encodes event i of an aggregate's typed event list into w (appending) and
  * sets *type to its type name. */
 typedef orn_rc kind_encode_fn(mp_writer *w, const void *events, size_t i, const char **type);
@@ -93,6 +119,23 @@ typedef bool kind_apply_fn(void *state, const void *event);
 orn_rc kind_restore_history(const kind_codec *k, size_t state_size, kind_apply_fn *apply, void *state,
                             const uint8_t *buf, size_t len);
 
+/* Reads one key/value pair of a snapshot map into state; *seen collects the
+ * keys read. */
+typedef orn_rc kind_snapshot_entry_fn(mp_reader *r, void *state, unsigned *seen);
+
+/* Whether a state read from a snapshot map, with the keys seen, is whole and
+ * consistent. */
+typedef bool kind_snapshot_whole_fn(const void *state, unsigned seen);
+
+/* act_kind.restore of an aggregate whose snapshot is one map: reads each pair
+ * with entry into a fresh state of state_size bytes (set up by init, released
+ * by dispose) and, when whole says so and no byte trails, disposes of state and
+ * moves the fresh one into it. ORN_ENOMEM, or ORN_EDECODE with state
+ * unchanged for any other failure. */
+orn_rc kind_restore_map(size_t state_size, void (*init)(void *), void (*dispose)(void *),
+                        kind_snapshot_entry_fn *entry, kind_snapshot_whole_fn *whole, void *state,
+                        const uint8_t *buf, size_t len);
+
 /* Defines the kind adapter of the aggregate prefix, whose typed functions and
  * types follow the naming of actors/ (prefix_command_decode, prefix_decide,
  * prefix_verdict_code, prefix_event_type, prefix_event_encode,
@@ -102,8 +145,21 @@ orn_rc kind_restore_history(const kind_codec *k, size_t state_size, kind_apply_f
  * aggregate's act_kind prefix_kind, which run kind_decide and kind_evolve with
  * it. describe is its kind_codec.describe or NULL; evolve its kind_codec.evolve,
  * written by hand since the aggregates' evolve functions return different
- * things. Use once per aggregate, at file scope, followed by a semicolon. */
+ * things (prefix_kind_apply serves one that cannot fail or whose result only
+ * says whether it was a transition). It also defines prefix_kind_reset, which
+ * sets a state up with prefix_state_init (act_kind.init, and .dispose of a state
+ * that owns nothing). Use once per aggregate, at file scope, followed by a
+ * semicolon. */
 #define KIND_ADAPTER(prefix, schema_, describe_, evolve_)                                                    \
+	static inline void prefix##_kind_reset(void *state)                                                  \
+	{                                                                                                    \
+		(void)prefix##_state_init(state);                                                            \
+	}                                                                                                    \
+	static inline orn_rc prefix##_kind_apply(void *state, const void *event)                             \
+	{                                                                                                    \
+		(void)prefix##_evolve(state, event);                                                         \
+		return ORN_OK;                                                                               \
+	}                                                                                                    \
 	static orn_rc prefix##_codec_encode_event(mp_writer *w, const void *events, size_t i,                \
 	                                          const char **type)                                         \
 	{                                                                                                    \
@@ -152,5 +208,30 @@ orn_rc kind_restore_history(const kind_codec *k, size_t state_size, kind_apply_f
 		return kind_evolve(&prefix##_codec, state, event);                                           \
 	}                                                                                                    \
 	extern const act_kind prefix##_kind /* declared by its header: this only asks for the semicolon */
+
+/* The act_kind members every aggregate with a KIND_ADAPTER fills alike, for the
+ * start of its act_kind initializer: its aggregate name, state size, snapshot
+ * schema, prefix_kind_reset as init and dispose, and the adapter's decide and
+ * evolve. */
+#define KIND_MEMBERS(prefix, aggregate_, snapshot_schema_)                                                   \
+	.aggregate = (aggregate_), .state_size = sizeof(prefix##_state),                                     \
+	.snapshot_schema = (snapshot_schema_), .init = prefix##_kind_reset, .dispose = prefix##_kind_reset,  \
+	.decide = prefix##_kind_decide, .evolve = prefix##_kind_evolve
+
+/* Defines prefix_restore, the act_kind.restore of an aggregate whose snapshot is
+ * its history and whose prefix_evolve returns whether an event was a
+ * transition: kind_restore_history with the adapter's codec, every event a
+ * transition. Use after KIND_ADAPTER, followed by a semicolon. */
+#define KIND_RESTORE_TRANSITIONS(prefix)                                                                     \
+	static bool prefix##_restore_transition(void *state, const void *event)                              \
+	{                                                                                                    \
+		return prefix##_evolve(state, event);                                                        \
+	}                                                                                                    \
+	static orn_rc prefix##_restore(void *state, const uint8_t *buf, size_t len)                          \
+	{                                                                                                    \
+		return kind_restore_history(&prefix##_codec, sizeof(prefix##_state),                         \
+		                            prefix##_restore_transition, state, buf, len);                   \
+	}                                                                                                    \
+	extern const act_kind prefix##_kind
 
 #endif

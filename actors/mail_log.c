@@ -29,38 +29,18 @@ bool mail_log_status_parse(const char *name, mail_log_status *out)
 	return false;
 }
 
-const char *mail_log_event_type(mail_log_event_kind kind)
-{
-	return (unsigned)kind < ORN_ARRAY_LEN(event_types) ? event_types[kind] : NULL;
-}
+static const char *const verdict_codes[] = {
+        [MAIL_LOG_OK] = "",
+        [MAIL_LOG_REJ_SETTLED] = "settled",
+        [MAIL_LOG_REJ_INVALID] = "invalid",
+        [MAIL_LOG_REJ_NOT_FOUND] = "not_found",
+        [MAIL_LOG_REJ_NOT_RESENDABLE] = "not_resendable",
+        [MAIL_LOG_REJ_TOO_SOON] = "too_soon",
+        [MAIL_LOG_REJ_TOO_MANY] = "too_many",
+        [MAIL_LOG_REJ_CLAIMED] = "claimed",
+};
 
-const char *mail_log_command_type(mail_log_command_kind kind)
-{
-	return (unsigned)kind < ORN_ARRAY_LEN(command_types) ? command_types[kind] : NULL;
-}
-
-const char *mail_log_verdict_code(mail_log_verdict v)
-{
-	switch (v) {
-	case MAIL_LOG_OK:
-		return "";
-	case MAIL_LOG_REJ_SETTLED:
-		return "settled";
-	case MAIL_LOG_REJ_INVALID:
-		return "invalid";
-	case MAIL_LOG_REJ_NOT_FOUND:
-		return "not_found";
-	case MAIL_LOG_REJ_NOT_RESENDABLE:
-		return "not_resendable";
-	case MAIL_LOG_REJ_TOO_SOON:
-		return "too_soon";
-	case MAIL_LOG_REJ_TOO_MANY:
-		return "too_many";
-	case MAIL_LOG_REJ_CLAIMED:
-		return "claimed";
-	}
-	return "invalid";
-}
+KIND_NAMES(mail_log, verdict_codes, command_types, event_types);
 
 void mail_log_state_init(mail_log_state *s)
 {
@@ -548,16 +528,6 @@ orn_rc mail_log_command_decode(const char *type, const uint8_t *payload, size_t 
 
 /* ---- the kind table ---- */
 
-static void mail_log_kind_init(void *state)
-{
-	mail_log_state_init(state);
-}
-
-static void mail_log_kind_dispose(void *state)
-{
-	mail_log_state_init(state);
-}
-
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	(void)state;
@@ -581,13 +551,7 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 	}
 }
 
-static orn_rc apply_event(void *state, const void *event)
-{
-	mail_log_evolve(state, event);
-	return ORN_OK;
-}
-
-KIND_ADAPTER(mail_log, MAIL_LOG_SCHEMA, describe_rejection, apply_event);
+KIND_ADAPTER(mail_log, MAIL_LOG_SCHEMA, describe_rejection, mail_log_kind_apply);
 
 /* The bus takes RequestResend only: the attempts are the mail role's own. */
 static orn_rc bus_decide(const void *state, const env_envelope *cmd, act_decision *d)
@@ -601,13 +565,7 @@ static orn_rc bus_decide(const void *state, const env_envelope *cmd, act_decisio
 }
 
 const act_kind mail_log_writer_kind = {
-        .aggregate = MAIL_LOG_AGGREGATE,
-        .state_size = sizeof(mail_log_state),
-        .snapshot_schema = MAIL_LOG_SCHEMA,
-        .init = mail_log_kind_init,
-        .dispose = mail_log_kind_dispose,
-        .decide = mail_log_kind_decide,
-        .evolve = mail_log_kind_evolve,
+        KIND_MEMBERS(mail_log, MAIL_LOG_AGGREGATE, MAIL_LOG_SCHEMA),
         .copyable = true,
 };
 
@@ -615,8 +573,8 @@ const act_kind mail_log_kind = {
         .aggregate = MAIL_LOG_AGGREGATE,
         .state_size = sizeof(mail_log_state),
         .snapshot_schema = MAIL_LOG_SCHEMA,
-        .init = mail_log_kind_init,
-        .dispose = mail_log_kind_dispose,
+        .init = mail_log_kind_reset,
+        .dispose = mail_log_kind_reset,
         .decide = bus_decide,
         .evolve = mail_log_kind_evolve,
         .copyable = true,

@@ -369,20 +369,7 @@ bool order_total(const order_state *s, int64_t *out)
 	return true;
 }
 
-const char *order_verdict_code(order_verdict v)
-{
-	return (size_t)v < ORN_ARRAY_LEN(verdict_codes) ? verdict_codes[v] : "invalid";
-}
-
-const char *order_command_type(order_command_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(command_shapes) ? command_shapes[kind].type : NULL;
-}
-
-const char *order_event_type(order_event_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
-}
+KIND_NAMES(order, verdict_codes, command_shapes, event_shapes);
 
 /* ---- decide ---- */
 
@@ -1073,16 +1060,6 @@ static orn_rc order_view(const void *state, mp_writer *w)
 
 /* ---- the kind table ---- */
 
-static void order_kind_init(void *state)
-{
-	order_state_init(state);
-}
-
-static void order_kind_dispose(void *state)
-{
-	order_state_init(state);
-}
-
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	const order_state *s = state;
@@ -1106,37 +1083,14 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		         order_command_type(c->kind));
 }
 
-/* kind_codec.evolve: order_evolve; an event that is no transition changes nothing, not an error. */
-static orn_rc apply_event(void *state, const void *event)
-{
-	(void)order_evolve(state, event);
-	return ORN_OK;
-}
-
 /* order_kind_decide and order_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(order, PAYLOAD_SCHEMA, describe_rejection, apply_event);
+KIND_ADAPTER(order, PAYLOAD_SCHEMA, describe_rejection, order_kind_apply);
 
-/* kind_restore_history's apply: order_evolve, which refuses an event that is no transition. */
-static bool restore_event(void *state, const void *event)
-{
-	return order_evolve(state, event);
-}
-
-/* Restores by replaying the snapshot's events into a fresh state, copied in
- * only when whole; every event must be a transition. */
-static orn_rc order_restore(void *state, const uint8_t *buf, size_t len)
-{
-	return kind_restore_history(&order_codec, sizeof(order_state), restore_event, state, buf, len);
-}
+/* order_restore: the snapshot is the history, every event a transition (kind.h). */
+KIND_RESTORE_TRANSITIONS(order);
 
 const act_kind order_kind = {
-        .aggregate = ORDER_AGGREGATE,
-        .state_size = sizeof(order_state),
-        .snapshot_schema = ORDER_SNAPSHOT_SCHEMA,
-        .init = order_kind_init,
-        .dispose = order_kind_dispose,
-        .decide = order_kind_decide,
-        .evolve = order_kind_evolve,
+        KIND_MEMBERS(order, ORDER_AGGREGATE, ORDER_SNAPSHOT_SCHEMA),
         .snapshot = order_snapshot,
         .restore = order_restore,
         .view = order_view,

@@ -364,20 +364,7 @@ const char *payment_refund_status_name(payment_refund_status status)
 	return (size_t)status < ORN_ARRAY_LEN(refund_status_names) ? refund_status_names[status] : NULL;
 }
 
-const char *payment_verdict_code(payment_verdict v)
-{
-	return (size_t)v < ORN_ARRAY_LEN(verdict_codes) ? verdict_codes[v] : "invalid";
-}
-
-const char *payment_command_type(payment_command_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(command_shapes) ? command_shapes[kind].type : NULL;
-}
-
-const char *payment_event_type(payment_event_kind kind)
-{
-	return (size_t)kind < ORN_ARRAY_LEN(event_shapes) ? event_shapes[kind].type : NULL;
-}
+KIND_NAMES(payment, verdict_codes, command_shapes, event_shapes);
 
 /* ---- decide ---- */
 
@@ -1040,16 +1027,6 @@ static orn_rc payment_view(const void *state, mp_writer *w)
 
 /* ---- the kind table ---- */
 
-static void payment_kind_init(void *state)
-{
-	payment_state_init(state);
-}
-
-static void payment_kind_dispose(void *state)
-{
-	payment_state_init(state);
-}
-
 /* A fixed text per verdict: it names no id, key or amount. */
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
@@ -1070,37 +1047,14 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		         payment_command_type(c->kind));
 }
 
-/* kind_codec.evolve: payment_evolve; an event that is no transition changes nothing, not an error. */
-static orn_rc apply_event(void *state, const void *event)
-{
-	(void)payment_evolve(state, event);
-	return ORN_OK;
-}
-
 /* payment_kind_decide and payment_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(payment, PAYLOAD_SCHEMA, describe_rejection, apply_event);
+KIND_ADAPTER(payment, PAYLOAD_SCHEMA, describe_rejection, payment_kind_apply);
 
-/* kind_restore_history's apply: payment_evolve, which refuses an event that is no transition. */
-static bool restore_event(void *state, const void *event)
-{
-	return payment_evolve(state, event);
-}
-
-/* Restores by replaying the snapshot's events into a fresh state, copied in
- * only when whole; every event must be a transition. */
-static orn_rc payment_restore(void *state, const uint8_t *buf, size_t len)
-{
-	return kind_restore_history(&payment_codec, sizeof(payment_state), restore_event, state, buf, len);
-}
+/* payment_restore: the snapshot is the history, every event a transition (kind.h). */
+KIND_RESTORE_TRANSITIONS(payment);
 
 const act_kind payment_kind = {
-        .aggregate = PAYMENT_AGGREGATE,
-        .state_size = sizeof(payment_state),
-        .snapshot_schema = PAYMENT_SNAPSHOT_SCHEMA,
-        .init = payment_kind_init,
-        .dispose = payment_kind_dispose,
-        .decide = payment_kind_decide,
-        .evolve = payment_kind_evolve,
+        KIND_MEMBERS(payment, PAYMENT_AGGREGATE, PAYMENT_SNAPSHOT_SCHEMA),
         .snapshot = payment_snapshot,
         .restore = payment_restore,
         .view = payment_view,

@@ -295,26 +295,7 @@ void product_evolve(product_state *s, const product_event *e)
 	}
 }
 
-const char *product_verdict_code(product_verdict v)
-{
-	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
-		return "unknown";
-	return verdict_codes[v];
-}
-
-const char *product_command_type(product_command_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(command_shapes))
-		return NULL;
-	return command_shapes[kind].type;
-}
-
-const char *product_event_type(product_event_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(event_shapes))
-		return NULL;
-	return event_shapes[kind].type;
-}
+KIND_NAMES(product, verdict_codes, command_shapes, event_shapes);
 
 /* ---- payload codecs ---- */
 
@@ -507,8 +488,9 @@ static orn_rc product_snapshot(const void *state, mp_writer *w)
 }
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
-static orn_rc read_snapshot_entry(mp_reader *r, product_state *s, unsigned *seen)
+static orn_rc read_snapshot_entry(mp_reader *r, void *state, unsigned *seen)
 {
+	product_state *s = state;
 	const char *key;
 	uint32_t len;
 	unsigned bit = 0;
@@ -542,42 +524,13 @@ static bool state_consistent(const product_state *s)
 	return !s->deleted && memcmp(&s->fields, &empty, sizeof empty) == 0;
 }
 
-/* Restores into a fresh state and copies it in only when whole. */
-static orn_rc product_restore(void *state, const uint8_t *buf, size_t len)
+/* Whether a state read from a snapshot holds every key and is consistent. */
+static bool snapshot_whole(const void *state, unsigned seen)
 {
-	product_state fresh;
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	product_state_init(&fresh);
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
-			goto fail;
-	if (seen != SNAPSHOT_ALL || mp_reader_remaining(&r) != 0 || !state_consistent(&fresh)) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	memcpy(state, &fresh, sizeof fresh);
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+	return seen == SNAPSHOT_ALL && state_consistent(state);
 }
 
 /* ---- the kind table ---- */
-
-static void product_kind_init(void *state)
-{
-	product_state_init(state);
-}
-
-static void product_kind_dispose(void *state)
-{
-	product_state_init(state);
-}
 
 /* Index in field_table of key, which must be one of its keys. */
 static size_t index_of_key(const char *key)
@@ -616,24 +569,18 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		snprintf(detail, cap, "%s: %s", field, field_table[index_of_key(field)].rule);
 }
 
-/* kind_codec.evolve: product_evolve, which cannot fail. */
-static orn_rc apply_event(void *state, const void *event)
+/* product_kind_decide and product_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(product, PAYLOAD_SCHEMA, describe_rejection, product_kind_apply);
+
+/* Restores into a fresh state, moved in only when whole (kind.h). */
+static orn_rc product_restore(void *state, const uint8_t *buf, size_t len)
 {
-	product_evolve(state, event);
-	return ORN_OK;
+	return kind_restore_map(sizeof(product_state), product_kind_reset, product_kind_reset,
+	                        read_snapshot_entry, snapshot_whole, state, buf, len);
 }
 
-/* product_kind_decide and product_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(product, PAYLOAD_SCHEMA, describe_rejection, apply_event);
-
 const act_kind product_kind = {
-        .aggregate = PRODUCT_AGGREGATE,
-        .state_size = sizeof(product_state),
-        .snapshot_schema = PRODUCT_SNAPSHOT_SCHEMA,
-        .init = product_kind_init,
-        .dispose = product_kind_dispose,
-        .decide = product_kind_decide,
-        .evolve = product_kind_evolve,
+        KIND_MEMBERS(product, PRODUCT_AGGREGATE, PRODUCT_SNAPSHOT_SCHEMA),
         .snapshot = product_snapshot,
         .restore = product_restore,
         .view = product_snapshot,

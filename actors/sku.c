@@ -128,26 +128,7 @@ void sku_evolve(sku_state *s, const sku_event *e)
 	}
 }
 
-const char *sku_verdict_code(sku_verdict v)
-{
-	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
-		return "unknown";
-	return verdict_codes[v];
-}
-
-const char *sku_command_type(sku_command_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(command_types))
-		return NULL;
-	return command_types[kind];
-}
-
-const char *sku_event_type(sku_event_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(event_types))
-		return NULL;
-	return event_types[kind];
-}
+KIND_NAMES(sku, verdict_codes, command_types, event_types);
 
 /* ---- payload codecs ---- */
 
@@ -272,8 +253,9 @@ static orn_rc sku_snapshot(const void *state, mp_writer *w)
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. *seen
  * collects bit 0 (claimed) and bit 1 (owner). */
-static orn_rc read_snapshot_entry(mp_reader *r, sku_state *s, unsigned *seen)
+static orn_rc read_snapshot_entry(mp_reader *r, void *state, unsigned *seen)
 {
+	sku_state *s = state;
 	const char *key;
 	uint32_t len;
 	unsigned bit = 0;
@@ -300,31 +282,12 @@ fail:
 	return rc;
 }
 
-/* Restores into a fresh state and copies it in only when whole and
- * consistent (claimed with a valid owner, or free with none). */
-static orn_rc sku_restore(void *state, const uint8_t *buf, size_t len)
+/* Whether a state read from a snapshot holds both keys and an owner only when claimed. */
+static bool snapshot_whole(const void *state, unsigned seen)
 {
-	sku_state fresh;
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
+	const sku_state *s = state;
 
-	sku_state_init(&fresh);
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
-			goto fail;
-	if (seen != 3 || mp_reader_remaining(&r) != 0 ||
-	    (fresh.claimed ? !sku_product_id_valid(fresh.owner) : fresh.owner[0] != '\0')) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	memcpy(state, &fresh, sizeof fresh);
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+	return seen == 3 && (s->claimed ? sku_product_id_valid(s->owner) : s->owner[0] == '\0');
 }
 
 /* View: {claimed: bool, owner: str or nil when free}. */
@@ -342,16 +305,6 @@ static orn_rc sku_view(const void *state, mp_writer *w)
 
 /* ---- the kind table ---- */
 
-static void sku_kind_init(void *state)
-{
-	sku_state_init(state);
-}
-
-static void sku_kind_dispose(void *state)
-{
-	sku_state_init(state);
-}
-
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	const sku_state *s = state;
@@ -364,24 +317,18 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 		         SKU_PRODUCT_ID_MAX - 1);
 }
 
-/* kind_codec.evolve: sku_evolve, which cannot fail. */
-static orn_rc apply_event(void *state, const void *event)
+/* sku_kind_decide and sku_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(sku, PAYLOAD_SCHEMA, describe_rejection, sku_kind_apply);
+
+/* Restores into a fresh state, moved in only when whole (kind.h). */
+static orn_rc sku_restore(void *state, const uint8_t *buf, size_t len)
 {
-	sku_evolve(state, event);
-	return ORN_OK;
+	return kind_restore_map(sizeof(sku_state), sku_kind_reset, sku_kind_reset, read_snapshot_entry,
+	                        snapshot_whole, state, buf, len);
 }
 
-/* sku_kind_decide and sku_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(sku, PAYLOAD_SCHEMA, describe_rejection, apply_event);
-
 const act_kind sku_kind = {
-        .aggregate = SKU_AGGREGATE,
-        .state_size = sizeof(sku_state),
-        .snapshot_schema = SKU_SNAPSHOT_SCHEMA,
-        .init = sku_kind_init,
-        .dispose = sku_kind_dispose,
-        .decide = sku_kind_decide,
-        .evolve = sku_kind_evolve,
+        KIND_MEMBERS(sku, SKU_AGGREGATE, SKU_SNAPSHOT_SCHEMA),
         .snapshot = sku_snapshot,
         .restore = sku_restore,
         .view = sku_view,

@@ -487,13 +487,6 @@ stock_verdict stock_decide(const stock_state *s, const stock_command *c, stock_e
 	return verdict;
 }
 
-const char *stock_verdict_code(stock_verdict v)
-{
-	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
-		return "unknown";
-	return verdict_codes[v];
-}
-
 /* ---- evolve ---- */
 
 /* Holds e's quantity for its id (replacing what a malformed stream held). */
@@ -593,19 +586,7 @@ orn_rc stock_evolve(stock_state *s, const stock_event *e)
 
 /* ---- payload codecs ---- */
 
-const char *stock_event_type(stock_event_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(event_shapes))
-		return NULL;
-	return event_shapes[kind].type;
-}
-
-const char *stock_command_type(stock_command_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(command_shapes))
-		return NULL;
-	return command_shapes[kind].type;
-}
+KIND_NAMES(stock, verdict_codes, command_shapes, event_shapes);
 
 /* Writes the map of the listed fields of f. ORN_EINVAL if a string does not
  * fit its buffer; else the writer's status. */
@@ -996,8 +977,9 @@ enum snapshot_key {
 };
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
-static orn_rc read_snapshot_entry(mp_reader *r, stock_state *s, unsigned *seen)
+static orn_rc read_snapshot_entry(mp_reader *r, void *state, unsigned *seen)
 {
+	stock_state *s = state;
 	static const char *const keys[] = {"exists", "on_hand",   "reserved", "sold",    "held",
 	                                   "closed", "threshold", "low",      "returned"};
 	const char *key;
@@ -1052,42 +1034,15 @@ static bool reserved_matches_held(const stock_state *s)
 	return sum == s->reserved;
 }
 
-/* Restores into a fresh state and swaps it in only when whole, so a bad
- * snapshot leaves the state as it was. */
-static orn_rc stock_restore(void *state, const uint8_t *buf, size_t len)
+/* Whether a state read from a snapshot holds every key, its holds add up and its threshold is in range. */
+static bool snapshot_whole(const void *state, unsigned seen)
 {
-	stock_state fresh;
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
+	const stock_state *s = state;
 
-	stock_state_init(&fresh);
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
-			goto fail;
-	if ((seen & KEY_ALL) != KEY_ALL || mp_reader_remaining(&r) != 0 || !reserved_matches_held(&fresh) ||
-	    !quantity_in_range(fresh.threshold, 0)) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	stock_state_dispose(state);
-	memcpy(state, &fresh, sizeof fresh);
-	stock_state_init(&fresh); /* now owned by state */
-fail:
-	stock_state_dispose(&fresh);
-	return rc == ORN_OK || rc == ORN_ENOMEM ? rc : ORN_EDECODE;
+	return (seen & KEY_ALL) == KEY_ALL && reserved_matches_held(s) && quantity_in_range(s->threshold, 0);
 }
 
 /* ---- the kind table ---- */
-
-static void stock_kind_init(void *state)
-{
-	(void)stock_state_init(state);
-}
 
 static void stock_kind_dispose(void *state)
 {
@@ -1164,11 +1119,18 @@ static orn_rc stock_view(const void *state, mp_writer *w)
 	return mp_writer_status(w);
 }
 
+/* Restores into a fresh state, moved in only when whole (kind.h). */
+static orn_rc stock_restore(void *state, const uint8_t *buf, size_t len)
+{
+	return kind_restore_map(sizeof(stock_state), stock_kind_reset, stock_kind_dispose,
+	                        read_snapshot_entry, snapshot_whole, state, buf, len);
+}
+
 const act_kind stock_kind = {
         .aggregate = STOCK_AGGREGATE,
         .state_size = sizeof(stock_state),
         .snapshot_schema = STOCK_SNAPSHOT_SCHEMA,
-        .init = stock_kind_init,
+        .init = stock_kind_reset,
         .dispose = stock_kind_dispose,
         .decide = stock_kind_decide,
         .evolve = stock_kind_evolve,

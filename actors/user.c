@@ -783,26 +783,7 @@ void user_evolve(user_state *s, const user_event *e)
 	}
 }
 
-const char *user_verdict_code(user_verdict v)
-{
-	if ((size_t)v >= ORN_ARRAY_LEN(verdict_codes))
-		return "unknown";
-	return verdict_codes[v];
-}
-
-const char *user_command_type(user_command_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(command_shapes))
-		return NULL;
-	return command_shapes[kind].type;
-}
-
-const char *user_event_type(user_event_kind kind)
-{
-	if ((size_t)kind >= ORN_ARRAY_LEN(event_shapes))
-		return NULL;
-	return event_shapes[kind].type;
-}
+KIND_NAMES(user, verdict_codes, command_shapes, event_shapes);
 
 /* ---- payload codecs ---- */
 
@@ -1087,8 +1068,9 @@ static orn_rc read_link_state(mp_reader *r, const char *key, uint32_t len, user_
 }
 
 /* Reads one snapshot key/value pair into s; unknown keys are skipped. */
-static orn_rc read_snapshot_entry(mp_reader *r, user_state *s, unsigned *seen)
+static orn_rc read_snapshot_entry(mp_reader *r, void *state, unsigned *seen)
 {
+	user_state *s = state;
 	const char *key;
 	uint32_t len;
 	orn_rc rc;
@@ -1135,43 +1117,13 @@ static bool state_consistent(const user_state *s)
 	return s->erasure == USER_ACTIVE && memcmp(&s->fields, &empty, sizeof empty) == 0;
 }
 
-/* Restores into a fresh state and copies it in only when whole. */
-static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
+/* Whether a state read from a snapshot holds every key and is consistent. */
+static bool snapshot_whole(const void *state, unsigned seen)
 {
-	user_state fresh;
-	mp_reader r;
-	uint32_t count;
-	unsigned seen = 0;
-	orn_rc rc;
-
-	user_state_init(&fresh);
-	mp_reader_init(&r, buf, len);
-	if ((rc = mp_read_map(&r, &count)) != ORN_OK)
-		goto fail;
-	for (uint32_t i = 0; i < count; i++)
-		if ((rc = read_snapshot_entry(&r, &fresh, &seen)) != ORN_OK)
-			goto fail;
-	if ((seen & ~SNAPSHOT_OPTIONAL) != (FIELDS_ALL | SNAPSHOT_EXISTS) || mp_reader_remaining(&r) != 0 ||
-	    !state_consistent(&fresh)) {
-		rc = ORN_EDECODE;
-		goto fail;
-	}
-	memcpy(state, &fresh, sizeof fresh);
-fail:
-	return rc == ORN_OK ? ORN_OK : ORN_EDECODE;
+	return (seen & ~SNAPSHOT_OPTIONAL) == (FIELDS_ALL | SNAPSHOT_EXISTS) && state_consistent(state);
 }
 
 /* ---- the kind table ---- */
-
-static void user_kind_init(void *state)
-{
-	user_state_init(state);
-}
-
-static void user_kind_dispose(void *state)
-{
-	user_state_init(state);
-}
 
 /* Detail text of a rejection for the reply. */
 static void describe_rejection(int verdict, const void *state, const void *command, char *detail, size_t cap)
@@ -1207,24 +1159,18 @@ static void describe_rejection(int verdict, const void *state, const void *comma
 	}
 }
 
-/* kind_codec.evolve: user_evolve, which cannot fail. */
-static orn_rc apply_event(void *state, const void *event)
+/* user_kind_decide and user_kind_evolve: the adapter every aggregate shares (kind.h). */
+KIND_ADAPTER(user, PAYLOAD_SCHEMA, describe_rejection, user_kind_apply);
+
+/* Restores into a fresh state, moved in only when whole (kind.h). */
+static orn_rc user_restore(void *state, const uint8_t *buf, size_t len)
 {
-	user_evolve(state, event);
-	return ORN_OK;
+	return kind_restore_map(sizeof(user_state), user_kind_reset, user_kind_reset, read_snapshot_entry,
+	                        snapshot_whole, state, buf, len);
 }
 
-/* user_kind_decide and user_kind_evolve: the adapter every aggregate shares (kind.h). */
-KIND_ADAPTER(user, PAYLOAD_SCHEMA, describe_rejection, apply_event);
-
 const act_kind user_kind = {
-        .aggregate = USER_AGGREGATE,
-        .state_size = sizeof(user_state),
-        .snapshot_schema = USER_SNAPSHOT_SCHEMA,
-        .init = user_kind_init,
-        .dispose = user_kind_dispose,
-        .decide = user_kind_decide,
-        .evolve = user_kind_evolve,
+        KIND_MEMBERS(user, USER_AGGREGATE, USER_SNAPSHOT_SCHEMA),
         .snapshot = user_snapshot,
         .restore = user_restore,
         .view = user_view,

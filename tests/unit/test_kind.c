@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "failalloc.h"
@@ -105,6 +106,22 @@ typedef struct tally_events {
 	size_t count;
 } tally_events;
 typedef enum { TALLY_OK = 0, TALLY_REJ_NEGATIVE } tally_verdict;
+typedef int tally_command_kind;
+typedef int tally_event_kind;
+
+/* What KIND_NAMES defines (an aggregate's header declares them). */
+const char *tally_verdict_code(tally_verdict v);
+const char *tally_command_type(tally_command_kind kind);
+const char *tally_event_type(tally_event_kind kind);
+
+static const char *const verdict_codes[] = {"ok", "negative"};
+static const struct {
+	const char *type;
+	int unused;
+} command_shapes[] = {{"Add", 0}};
+static const char *const event_types[] = {"Added"};
+
+KIND_NAMES(tally, verdict_codes, command_shapes, event_types);
 
 /* The amount of a payload of type expected; type "Broken" fails with ORN_EINVAL. */
 static orn_rc decode_amount(const char *type, const char *expected, const uint8_t *payload, size_t len,
@@ -134,17 +151,6 @@ static tally_verdict tally_decide(const tally_state *s, const tally_command *c, 
 	if (c->amount > 0)
 		out->items[out->count++] = (tally_event){.amount = c->amount};
 	return TALLY_OK;
-}
-
-static const char *tally_verdict_code(tally_verdict v)
-{
-	return v == TALLY_REJ_NEGATIVE ? "negative" : "ok";
-}
-
-static const char *tally_event_type(int kind)
-{
-	(void)kind;
-	return "Added";
 }
 
 static orn_rc tally_event_encode(mp_writer *w, const tally_event *e)
@@ -179,6 +185,23 @@ static bool tally_restore_apply(void *state, const void *event)
 	return ((const tally_event *)event)->amount != 13 && tally_apply(state, event) == ORN_OK;
 }
 
+/* What KIND_ADAPTER's tally_kind_reset and tally_kind_apply and
+ * KIND_RESTORE_TRANSITIONS call: a fresh tally is all zeros; an amount of 13 is
+ * no transition. */
+static void tally_state_init(tally_state *s)
+{
+	*s = (tally_state){0};
+}
+
+static bool tally_evolve(tally_state *s, const tally_event *e)
+{
+	if (e->amount == 13)
+		return false;
+	s->total += e->amount;
+	s->applied++;
+	return true;
+}
+
 static void tally_describe(int verdict, const void *state, const void *command, char *detail, size_t cap)
 {
 	const tally_state *s = state;
@@ -188,6 +211,7 @@ static void tally_describe(int verdict, const void *state, const void *command, 
 }
 
 KIND_ADAPTER(tally, TALLY_SCHEMA, tally_describe, tally_apply);
+KIND_RESTORE_TRANSITIONS(tally);
 
 static act_decision *decision;
 static mp_writer *payload;
@@ -427,6 +451,191 @@ Test(kind_adapter, restore_history_reports_running_out_of_memory, .init = tally_
 	}
 	cr_assert_eq(restore_payload(), ORN_OK);
 	cr_assert_eq(tally.total, 4);
+}
+
+Test(kind_adapter, names_come_from_the_tables_and_say_when_out_of_range)
+{
+	cr_assert_str_eq(tally_verdict_code(TALLY_OK), "ok");
+	cr_assert_str_eq(tally_verdict_code(TALLY_REJ_NEGATIVE), "negative");
+	cr_assert_str_eq(tally_verdict_code((tally_verdict)2), "unknown");
+	cr_assert_str_eq(tally_verdict_code((tally_verdict)-1), "unknown");
+	cr_assert_str_eq(tally_command_type(0), "Add", "the first member of a struct entry");
+	cr_assert_null(tally_command_type(1));
+	cr_assert_str_eq(tally_event_type(0), "Added", "a plain array of names");
+	cr_assert_null(tally_event_type(-1));
+}
+
+Test(kind_adapter, reset_and_apply_serve_an_evolve_that_cannot_fail, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	tally_event e = {.amount = 5};
+
+	cr_assert_eq(tally_kind_apply(&tally, &e), ORN_OK);
+	cr_assert_eq(tally.total, 15);
+	e.amount = 13;
+	cr_assert_eq(tally_kind_apply(&tally, &e), ORN_OK, "no transition is no error");
+	cr_assert_eq(tally.total, 15);
+	tally_kind_reset(&tally);
+	cr_assert_eq(tally.total, 0);
+	cr_assert_eq(tally.applied, 0);
+}
+
+Test(kind_adapter, restore_transitions_refuses_an_event_that_is_none, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	write_history((const int64_t[]){4, 6}, 2);
+	cr_assert_eq(tally_restore(&tally, mp_writer_data(payload), mp_writer_size(payload)), ORN_OK);
+	cr_assert_eq(tally.total, 10);
+	cr_assert_eq(tally.applied, 2);
+	write_history((const int64_t[]){4, 13}, 2);
+	cr_assert_eq(tally_restore(&tally, mp_writer_data(payload), mp_writer_size(payload)), ORN_EDECODE);
+	cr_assert_eq(tally.applied, 2, "the state as it was");
+}
+
+/* ---- kind_restore_map: a snapshot map {"total": n, "applied": n} of a tally
+ * whose state owns a heap counter, so that dispose is seen ---- */
+
+static int owned_live; /* owned tallies set up and not yet disposed of */
+
+typedef struct owned {
+	int64_t total, applied;
+	int *token; /* heap memory the state owns */
+} owned;
+
+static void owned_init(void *state)
+{
+	owned *o = state;
+
+	*o = (owned){.token = malloc(sizeof(int))};
+	owned_live++;
+}
+
+static void owned_dispose(void *state)
+{
+	owned *o = state;
+
+	free(o->token);
+	o->token = NULL;
+	owned_live--;
+}
+
+/* "total" is bit 1, "applied" bit 2; "fail" fails with ORN_ENOMEM; a repeated
+ * key is refused; others are skipped. */
+static orn_rc owned_entry(mp_reader *r, void *state, unsigned *seen)
+{
+	owned *o = state;
+	const char *key;
+	uint32_t len;
+	unsigned bit = 0;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		return rc;
+	if (mp_str_eq(key, len, "fail"))
+		return ORN_ENOMEM;
+	bit = mp_str_eq(key, len, "total") ? 1u : mp_str_eq(key, len, "applied") ? 2u : 0u;
+	if (bit == 0)
+		return mp_skip(r);
+	if ((*seen & bit) != 0)
+		return ORN_EDECODE;
+	*seen |= bit;
+	return mp_read_int(r, bit == 1u ? &o->total : &o->applied);
+}
+
+/* Whole: both keys, and no more applied than the total. */
+static bool owned_whole(const void *state, unsigned seen)
+{
+	const owned *o = state;
+
+	return seen == 3u && o->applied <= o->total;
+}
+
+static orn_rc restore_owned(owned *o, const char *const *keys, const int64_t *values, uint32_t count)
+{
+	mp_writer_reset(payload);
+	mp_write_map(payload, count);
+	for (uint32_t i = 0; i < count; i++) {
+		mp_write_cstr(payload, keys[i]);
+		mp_write_int(payload, values[i]);
+	}
+	return kind_restore_map(sizeof *o, owned_init, owned_dispose, owned_entry, owned_whole, o,
+	                        mp_writer_data(payload), mp_writer_size(payload));
+}
+
+Test(kind_restore_map, moves_a_whole_state_in_and_disposes_of_the_old, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	owned o;
+	int *before;
+
+	owned_init(&o);
+	before = o.token;
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"applied", "other", "total"},
+	                           (const int64_t[]){2, 99, 7}, 3),
+	             ORN_OK);
+	cr_assert_eq(o.total, 7);
+	cr_assert_eq(o.applied, 2);
+	cr_assert_not_null(o.token);
+	cr_assert_neq(o.token, before, "the fresh state's memory, the old one's released");
+	cr_assert_eq(owned_live, 1);
+	owned_dispose(&o);
+	cr_assert_eq(owned_live, 0);
+}
+
+Test(kind_restore_map, refuses_what_is_not_whole_and_keeps_the_state, .init = tally_setup,
+     .fini = tally_teardown)
+{
+	owned o;
+	int *before;
+
+	owned_init(&o);
+	o.total = 5;
+	before = o.token;
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"total"}, (const int64_t[]){7}, 1), ORN_EDECODE,
+	             "a key missing");
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"total", "applied"}, (const int64_t[]){1, 2}, 2),
+	             ORN_EDECODE, "not consistent");
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"total", "total"}, (const int64_t[]){1, 2}, 2),
+	             ORN_EDECODE, "a key twice");
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"total", "fail"}, (const int64_t[]){1, 2}, 2),
+	             ORN_ENOMEM, "an entry out of memory");
+	mp_writer_reset(payload);
+	mp_write_array(payload, 0);
+	cr_assert_eq(kind_restore_map(sizeof o, owned_init, owned_dispose, owned_entry, owned_whole, &o,
+	                              mp_writer_data(payload), mp_writer_size(payload)),
+	             ORN_EDECODE, "not a map");
+	mp_writer_reset(payload);
+	mp_write_map(payload, 2);
+	mp_write_cstr(payload, "total");
+	mp_write_int(payload, 3);
+	mp_write_cstr(payload, "applied");
+	mp_write_int(payload, 1);
+	mp_write_int(payload, 0);
+	cr_assert_eq(kind_restore_map(sizeof o, owned_init, owned_dispose, owned_entry, owned_whole, &o,
+	                              mp_writer_data(payload), mp_writer_size(payload)),
+	             ORN_EDECODE, "trailing bytes");
+	cr_assert_eq(o.total, 5);
+	cr_assert_eq(o.token, before);
+	cr_assert_eq(owned_live, 1, "every fresh state disposed of");
+	owned_dispose(&o);
+}
+
+Test(kind_restore_map, reports_running_out_of_memory, .init = tally_setup, .fini = tally_teardown)
+{
+	owned o = {.total = 5};
+
+	if (!failalloc_available())
+		cr_skip_test("allocation failure injection needs glibc without ASan");
+	cr_assert_eq(restore_owned(&o, (const char *const[]){"total", "applied"}, (const int64_t[]){3, 1}, 2),
+	             ORN_OK, "the payload written, and restorable");
+	owned_dispose(&o);
+	o.total = 5;
+	failalloc_nth(1); /* the fresh state */
+	cr_assert_eq(kind_restore_map(sizeof o, owned_init, owned_dispose, owned_entry, owned_whole, &o,
+	                              mp_writer_data(payload), mp_writer_size(payload)),
+	             ORN_ENOMEM);
+	failalloc_off();
+	cr_assert_eq(o.total, 5);
 }
 
 /* kind_decode_map: a map of two integer fields, "a" and "b". */

@@ -1066,7 +1066,7 @@ Test(order, codes_and_names_are_stable)
 	cr_assert_str_eq(order_verdict_code(ORDER_REJ_WRONG_STATE), "wrong_state");
 	cr_assert_str_eq(order_verdict_code(ORDER_REJ_BAD_TOKEN), "bad_token");
 	cr_assert_str_eq(order_verdict_code(ORDER_REJ_EXPIRED), "expired");
-	cr_assert_str_eq(order_verdict_code((order_verdict)99), "invalid");
+	cr_assert_str_eq(order_verdict_code((order_verdict)99), "unknown");
 	cr_assert_str_eq(order_status_name(ORDER_AWAITING_CONFIRMATION), "awaiting_confirmation");
 	cr_assert_str_eq(order_status_name(ORDER_PAYMENT_FAILED), "payment_failed");
 	cr_assert_null(order_status_name((order_status)99));

@@ -1134,7 +1134,7 @@ Test(payment, codes_and_names_are_stable)
 	cr_assert_str_eq(payment_verdict_code(PAYMENT_REJ_IN_PROGRESS), "in_progress");
 	cr_assert_str_eq(payment_verdict_code(PAYMENT_REJ_UNKNOWN_CHARGE), "unknown_charge");
 	cr_assert_str_eq(payment_verdict_code(PAYMENT_REJ_LIMIT), "limit");
-	cr_assert_str_eq(payment_verdict_code((payment_verdict)99), "invalid");
+	cr_assert_str_eq(payment_verdict_code((payment_verdict)99), "unknown");
 	cr_assert_str_eq(payment_status_name(PAYMENT_STATUS_NONE), "none");
 	cr_assert_str_eq(payment_status_name(PAYMENT_STATUS_ATTEMPTED), "attempted");
 	cr_assert_str_eq(payment_status_name(PAYMENT_STATUS_SUCCEEDED), "succeeded");
