@@ -40,11 +40,8 @@ typedef struct apply_scratch {
 } apply_scratch;
 
 struct proj_carts {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi carts;
-	proj_def def;
-	uint64_t undecodable;
-	mp_writer *writer; /* projector thread only */
 	apply_scratch scratch;
 };
 
@@ -125,8 +122,7 @@ static orn_rc carts_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
-		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("carts skips an undecodable cart event", seq, subject, e->type);
+		proj_model_skip(&m->base, "carts skips an undecodable cart event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -143,61 +139,18 @@ static orn_rc carts_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	c->version = seq;
 	if (s->event.kind == CART_CHECKED_OUT_EVENT)
 		c->checked_out_at = seq;
-	if ((rc = record_encode(m->writer, c)) != ORN_OK)
+	if ((rc = record_encode(m->base.writer, c)) != ORN_OK)
 		return rc;
-	return proj_put(t, m->carts, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer), 0);
+	return proj_put(t, m->carts, id, id_len, mp_writer_data(m->base.writer),
+	                mp_writer_size(m->base.writer), 0);
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return carts_open(closure, t);
-}
-
-orn_rc proj_carts_create(proj_env *env, proj_carts **out)
-{
-	proj_carts *m = calloc(1, sizeof *m);
-	orn_rc rc = ORN_ENOMEM;
-	*out = NULL;
-	if (m == NULL || (m->writer = mp_writer_create()) == NULL)
-		goto fail;
-	m->env = env;
-	m->def = (proj_def){.name = PROJ_CARTS_NAME,
-	                    .filter = PROJ_CARTS_FILTER,
-	                    .open = carts_open,
-	                    .apply = carts_apply,
-	                    .self = m};
-	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
-		goto fail;
-	*out = m;
-	return ORN_OK;
-fail:
-	proj_carts_destroy(m);
-	return rc;
-}
-
-void proj_carts_destroy(proj_carts *m)
-{
-	if (m == NULL)
-		return;
-	mp_writer_destroy(m->writer);
-	free(m);
-}
-
-const proj_def *proj_carts_def(proj_carts *m)
-{
-	return &m->def;
-}
-
-void proj_carts_stats_get(proj_carts *m, proj_carts_stats *out)
-{
-	out->undecodable = __atomic_load_n(&m->undecodable, __ATOMIC_RELAXED);
-}
-
+PROJ_MODEL_FUNCTIONS(proj_carts, PROJ_CARTS_NAME, PROJ_CARTS_FILTER, carts_open, carts_apply);
 /* ---- queries ---- */
 
 proj_env *proj_carts_env(const proj_carts *m)
 {
-	return m->env;
+	return m->base.env;
 }
 
 orn_rc proj_carts_read(MDB_txn *txn, proj_carts *m, const char *customer_id, proj_cart *out)
@@ -210,12 +163,12 @@ orn_rc proj_carts_get(proj_carts *m, const char *customer_id, proj_cart *out)
 	MDB_txn *txn = NULL;
 	if (!es_id_valid(customer_id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	size_t id_len = strlen(customer_id);
 	rc = read_record(txn, m, customer_id, id_len, out);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK) {
 		memcpy(out->customer_id, customer_id, id_len);
 		out->customer_id[id_len] = '\0';

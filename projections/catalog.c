@@ -70,14 +70,12 @@ typedef struct apply_scratch {
 } apply_scratch;
 
 struct proj_catalog {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi products;
 	MDB_dbi by_sku;
 	MDB_dbi by_category;
 	MDB_dbi search;
 	MDB_dbi stock; /* inventory.items */
-	proj_def def;
-	uint64_t undecodable;
 	apply_scratch scratch;
 };
 
@@ -314,8 +312,8 @@ static orn_rc catalog_apply(void *self, proj_txn *t, uint64_t seq, const char *s
 	    !is_product_event(e->type))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (product_event_decode(e->type, e->payload, e->payload_len, &s->event) != ORN_OK) {
-		__atomic_add_fetch(&cat->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("catalog skips an undecodable product event", seq, subject, e->type);
+		proj_model_skip(&cat->base, "catalog skips an undecodable product event", seq, subject,
+		                e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -342,47 +340,7 @@ static orn_rc catalog_apply(void *self, proj_txn *t, uint64_t seq, const char *s
 	return rc;
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return catalog_open(closure, t);
-}
-
-orn_rc proj_catalog_create(proj_env *env, proj_catalog **out)
-{
-	proj_catalog *cat = calloc(1, sizeof *cat);
-	*out = NULL;
-	if (cat == NULL)
-		return ORN_ENOMEM;
-	cat->env = env;
-	cat->def = (proj_def){.name = PROJ_CATALOG_NAME,
-	                      .filter = PROJ_CATALOG_FILTER,
-	                      .open = catalog_open,
-	                      .apply = catalog_apply,
-	                      .self = cat};
-	orn_rc rc = proj_env_write(env, open_in_txn, cat);
-	if (rc != ORN_OK) {
-		free(cat);
-		return rc;
-	}
-	*out = cat;
-	return ORN_OK;
-}
-
-void proj_catalog_destroy(proj_catalog *cat)
-{
-	free(cat);
-}
-
-const proj_def *proj_catalog_def(proj_catalog *cat)
-{
-	return &cat->def;
-}
-
-void proj_catalog_stats_get(proj_catalog *cat, proj_catalog_stats *out)
-{
-	out->undecodable = __atomic_load_n(&cat->undecodable, __ATOMIC_RELAXED);
-}
-
+PROJ_MODEL_FUNCTIONS(proj_catalog, PROJ_CATALOG_NAME, PROJ_CATALOG_FILTER, catalog_open, catalog_apply);
 /* ---- queries ---- */
 
 /* Fills out from a live product and its stock item, read in txn. */
@@ -417,7 +375,7 @@ static orn_rc fill_product(MDB_txn *txn, proj_catalog *cat, const char *id, size
 
 proj_env *proj_catalog_env(const proj_catalog *cat)
 {
-	return cat->env;
+	return cat->base.env;
 }
 
 orn_rc proj_catalog_read_live(MDB_txn *txn, proj_catalog *cat, const char *id, product_state *out)
@@ -445,11 +403,11 @@ orn_rc proj_catalog_get(proj_catalog *cat, const char *id, proj_product *out)
 	MDB_txn *txn = NULL;
 	if (!es_id_valid(id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(cat->env, &txn);
+	orn_rc rc = proj_env_read_begin(cat->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = get_live(txn, cat, id, strlen(id), out);
-	proj_env_read_end(cat->env, txn);
+	proj_env_read_end(cat->base.env, txn);
 	return rc;
 }
 
@@ -460,7 +418,7 @@ orn_rc proj_catalog_get_by_sku(proj_catalog *cat, const char *sku, proj_product 
 	char key[SKU_KEY_MAX], id[ES_ID_MAX + 1];
 	if (sku == NULL || sku_key_for(sku, key, sizeof key) != ORN_OK)
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(cat->env, &txn);
+	orn_rc rc = proj_env_read_begin(cat->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = proj_get(txn, cat->by_sku, key, strlen(key), &v);
@@ -470,7 +428,7 @@ orn_rc proj_catalog_get_by_sku(proj_catalog *cat, const char *sku, proj_product 
 		memcpy(id, v.mv_data, v.mv_size);
 		rc = get_live(txn, cat, id, v.mv_size, out);
 	}
-	proj_env_read_end(cat->env, txn);
+	proj_env_read_end(cat->base.env, txn);
 	return rc;
 }
 
@@ -479,7 +437,7 @@ orn_rc proj_catalog_labels(proj_catalog *cat, const char *const *ids, size_t cou
 	MDB_txn *txn = NULL;
 	product_state s;
 	uint64_t seq;
-	orn_rc rc = proj_env_read_begin(cat->env, &txn);
+	orn_rc rc = proj_env_read_begin(cat->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	for (size_t i = 0; rc == ORN_OK && i < count; i++) {
@@ -498,7 +456,7 @@ orn_rc proj_catalog_labels(proj_catalog *cat, const char *const *ids, size_t cou
 		memcpy(out[i].sku, s.fields.sku, sizeof out[i].sku);
 		memcpy(out[i].name, s.fields.name, sizeof out[i].name);
 	}
-	proj_env_read_end(cat->env, txn);
+	proj_env_read_end(cat->base.env, txn);
 	return rc;
 }
 
@@ -670,10 +628,10 @@ orn_rc proj_catalog_list(proj_catalog *cat, const proj_catalog_query *q, proj_ca
 		postings[count++] = (posting){.dbi = cat->by_category, .key = q->category};
 	for (size_t i = 0; i < word_count; i++)
 		postings[count++] = (posting){.dbi = cat->search, .key = words[i]};
-	if ((rc = proj_env_read_begin(cat->env, &c.txn)) != ORN_OK)
+	if ((rc = proj_env_read_begin(cat->base.env, &c.txn)) != ORN_OK)
 		return rc;
 	rc = count == 0 ? list_scan(&c) : list_postings(&c, postings, count);
-	proj_env_read_end(cat->env, c.txn);
+	proj_env_read_end(cat->base.env, c.txn);
 	if (rc == ORN_OK && c.more && out->count > 0)
 		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
 		                        sizeof out->next_cursor);

@@ -43,11 +43,9 @@
 #define STORY_FIELDS  4
 
 struct proj_desk {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	proj_orders *orders;
 	MDB_dbi by_created, order_created, accounts, account_created, timeline;
-	proj_def def;
-	mp_writer *writer; /* projector thread only */
 };
 
 /* ---- keys ---- */
@@ -148,16 +146,16 @@ static orn_rc add_to_story(proj_desk *m, proj_txn *t, const char *id, uint64_t s
 		return proj_rc(mrc);
 	if (index > 0xffff)
 		return ORN_OK;
-	mp_writer_reset(m->writer);
-	mp_write_array(m->writer, STORY_FIELDS);
-	mp_write_cstr(m->writer, aggregate);
-	mp_write_cstr(m->writer, aggregate_id);
-	mp_write_cstr(m->writer, e->type);
-	mp_write_int(m->writer, e->time_ms);
-	orn_rc rc = mp_writer_status(m->writer);
+	mp_writer_reset(m->base.writer);
+	mp_write_array(m->base.writer, STORY_FIELDS);
+	mp_write_cstr(m->base.writer, aggregate);
+	mp_write_cstr(m->base.writer, aggregate_id);
+	mp_write_cstr(m->base.writer, e->type);
+	mp_write_int(m->base.writer, e->time_ms);
+	orn_rc rc = mp_writer_status(m->base.writer);
 	if (rc == ORN_OK)
 		rc = proj_put(t, m->timeline, key, story_key(key, id, id_len, seq, index),
-		              mp_writer_data(m->writer), mp_writer_size(m->writer), 0);
+		              mp_writer_data(m->base.writer), mp_writer_size(m->base.writer), 0);
 	return rc;
 }
 
@@ -251,47 +249,23 @@ static orn_rc desk_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 	return rc;
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return desk_open(closure, t);
-}
-
 orn_rc proj_desk_create(proj_env *env, proj_orders *orders, proj_desk **out)
 {
-	proj_desk *m = calloc(1, sizeof *m);
-	orn_rc rc = ORN_ENOMEM;
-	*out = NULL;
-	if (m == NULL || (m->writer = mp_writer_create()) == NULL)
-		goto fail;
-	m->env = env;
-	m->orders = orders;
-	m->def = (proj_def){.name = PROJ_DESK_NAME,
-	                    .filter = PROJ_DESK_FILTER,
-	                    .open = desk_open,
-	                    .apply = desk_apply,
-	                    .self = m};
-	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
-		goto fail;
-	*out = m;
-	return ORN_OK;
-fail:
-	proj_desk_destroy(m);
+	static const proj_def def = {
+	        .name = PROJ_DESK_NAME, .filter = PROJ_DESK_FILTER, .open = desk_open, .apply = desk_apply};
+	orn_rc rc;
+
+	if ((*out = proj_model_create(sizeof **out, env, &def, &rc)) != NULL)
+		(*out)->orders = orders; /* read by apply only */
 	return rc;
 }
 
 void proj_desk_destroy(proj_desk *m)
 {
-	if (m == NULL)
-		return;
-	mp_writer_destroy(m->writer);
-	free(m);
+	proj_model_destroy(m);
 }
 
-const proj_def *proj_desk_def(proj_desk *m)
-{
-	return &m->def;
-}
-
+PROJ_MODEL_DEF(proj_desk);
 /* ---- queries ---- */
 
 /* The time-index key the walk of index starts below: the cursor's item
@@ -405,11 +379,11 @@ orn_rc proj_desk_orders(proj_desk *m, const proj_desk_query *q, proj_desk_orders
 	    (q->customer_id != NULL && !es_id_valid(q->customer_id)) ||
 	    (has_cursor && proj_cursor_decode(q->cursor, after, sizeof after) != ORN_OK))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = orders_in_txn(m, txn, q, has_cursor ? after : NULL, out, &more);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK && more)
 		rc = proj_cursor_encode(out->items[out->count - 1].summary.id, out->next_cursor,
 		                        sizeof out->next_cursor);
@@ -466,11 +440,11 @@ orn_rc proj_desk_accounts(proj_desk *m, unsigned limit, const char *cursor, proj
 	if (limit < 1 || limit > PROJ_DESK_PAGE_MAX ||
 	    (has_cursor && proj_cursor_decode(cursor, after, sizeof after) != ORN_OK))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = accounts_in_txn(m, txn, limit, has_cursor ? after : NULL, out, &more);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK && more)
 		rc = proj_cursor_encode(out->items[out->count - 1].key, out->next_cursor,
 		                        sizeof out->next_cursor);
@@ -486,7 +460,7 @@ orn_rc proj_desk_account_created(proj_desk *m, const char *key, int64_t *created
 	*created_at_ms = 0;
 	if (key == NULL || !es_id_valid(key))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = proj_get(txn, m->account_created, key, strlen(key), &v);
@@ -494,7 +468,7 @@ orn_rc proj_desk_account_created(proj_desk *m, const char *key, int64_t *created
 		rc = ORN_EDECODE;
 	if (rc == ORN_OK)
 		*created_at_ms = proj_key_i64_decode(v.mv_data);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	return rc;
 }
 
@@ -532,7 +506,7 @@ orn_rc proj_desk_timeline(proj_desk *m, const char *id, proj_desk_event *out, si
 	char prefix[ES_ID_MAX + 1];
 	size_t prefix_len = strlen(id) + 1; /* "<order>\0" */
 	memcpy(prefix, id, prefix_len);
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	int mrc = mdb_cursor_open(txn, m->timeline, &cur);
@@ -556,6 +530,6 @@ orn_rc proj_desk_timeline(proj_desk *m, const char *id, proj_desk_event *out, si
 	}
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	return rc;
 }

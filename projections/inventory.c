@@ -31,11 +31,9 @@
 #define MERGE_GROUPS_MAX 256
 
 struct proj_inventory {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi items;
 	MDB_dbi by_available;
-	proj_def def;
-	uint64_t undecodable;
 };
 
 static orn_rc inventory_open(void *self, proj_txn *t)
@@ -119,8 +117,8 @@ static orn_rc inventory_apply(void *self, proj_txn *t, uint64_t seq, const char 
 	    !is_stock_event(e->type))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (stock_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
-		__atomic_add_fetch(&inv->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("inventory skips an undecodable stock event", seq, subject, e->type);
+		proj_model_skip(&inv->base, "inventory skips an undecodable stock event", seq, subject,
+		                e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -148,46 +146,8 @@ static orn_rc inventory_apply(void *self, proj_txn *t, uint64_t seq, const char 
 	return proj_put(t, inv->items, id, id_len, value, sizeof value, 0);
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return inventory_open(closure, t);
-}
-
-orn_rc proj_inventory_create(proj_env *env, proj_inventory **out)
-{
-	proj_inventory *inv = calloc(1, sizeof *inv);
-	*out = NULL;
-	if (inv == NULL)
-		return ORN_ENOMEM;
-	inv->env = env;
-	inv->def = (proj_def){.name = PROJ_INVENTORY_NAME,
-	                      .filter = PROJ_INVENTORY_FILTER,
-	                      .open = inventory_open,
-	                      .apply = inventory_apply,
-	                      .self = inv};
-	orn_rc rc = proj_env_write(env, open_in_txn, inv);
-	if (rc != ORN_OK) {
-		free(inv);
-		return rc;
-	}
-	*out = inv;
-	return ORN_OK;
-}
-
-void proj_inventory_destroy(proj_inventory *inv)
-{
-	free(inv);
-}
-
-const proj_def *proj_inventory_def(proj_inventory *inv)
-{
-	return &inv->def;
-}
-
-void proj_inventory_stats_get(proj_inventory *inv, proj_inventory_stats *out)
-{
-	out->undecodable = __atomic_load_n(&inv->undecodable, __ATOMIC_RELAXED);
-}
+PROJ_MODEL_FUNCTIONS(proj_inventory, PROJ_INVENTORY_NAME, PROJ_INVENTORY_FILTER, inventory_open,
+                     inventory_apply);
 
 static void fill_level(proj_stock_level *out, const char *id, size_t id_len, const proj_stock_record *rec)
 {
@@ -207,13 +167,13 @@ orn_rc proj_inventory_get(proj_inventory *inv, const char *id, proj_stock_level 
 	proj_stock_record rec;
 	if (!es_id_valid(id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(inv->env, &txn);
+	orn_rc rc = proj_env_read_begin(inv->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	size_t id_len = strlen(id);
 	if ((rc = read_record(txn, inv, id, id_len, &rec)) == ORN_OK)
 		fill_level(out, id, id_len, &rec);
-	proj_env_read_end(inv->env, txn);
+	proj_env_read_end(inv->base.env, txn);
 	return rc;
 }
 
@@ -373,7 +333,7 @@ orn_rc proj_inventory_list(proj_inventory *inv, const proj_inventory_query *q, p
 			return ORN_EINVAL;
 		c.after_len = strlen(c.after);
 	}
-	if ((rc = proj_env_read_begin(inv->env, &c.txn)) != ORN_OK)
+	if ((rc = proj_env_read_begin(inv->base.env, &c.txn)) != ORN_OK)
 		return rc;
 	bool too_many = true;
 	if (q->has_below)
@@ -383,7 +343,7 @@ orn_rc proj_inventory_list(proj_inventory *inv, const proj_inventory_query *q, p
 		c.more = false;
 		rc = list_scan(&c);
 	}
-	proj_env_read_end(inv->env, c.txn);
+	proj_env_read_end(inv->base.env, c.txn);
 	if (rc == ORN_OK && c.more && out->count > 0)
 		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
 		                        sizeof out->next_cursor);

@@ -44,15 +44,12 @@
 #define RECORD_FIELDS  11
 
 struct proj_mail {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi mails;
 	MDB_dbi by_order;
 	MDB_dbi by_state;
 	MDB_dbi by_kid;
 	MDB_dbi erased;
-	proj_def def;
-	uint64_t undecodable;
-	mp_writer *writer; /* projector thread only */
 };
 
 /* ---- records ---- */
@@ -206,9 +203,9 @@ static orn_rc erase_recipients(proj_txn *t, proj_mail *m, const char *kid)
 			continue;
 		}
 		s.subject.recipient[0] = '\0';
-		if (rc == ORN_OK && (rc = record_encode(m->writer, &s, seq)) == ORN_OK)
-			rc = proj_put(t, m->mails, id, id_len, mp_writer_data(m->writer),
-			              mp_writer_size(m->writer), 0);
+		if (rc == ORN_OK && (rc = record_encode(m->base.writer, &s, seq)) == ORN_OK)
+			rc = proj_put(t, m->mails, id, id_len, mp_writer_data(m->base.writer),
+			              mp_writer_size(m->base.writer), 0);
 	}
 	mdb_cursor_close(cur);
 	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
@@ -245,8 +242,7 @@ static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
-		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("mail log skips an undecodable mail event", seq, subject, e->type);
+		proj_model_skip(&m->base, "mail log skips an undecodable mail event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -277,55 +273,13 @@ static orn_rc mail_apply(void *self, proj_txn *t, uint64_t seq, const char *subj
 		s.subject.recipient[0] = '\0'; /* an event after the erasure carries it again */
 	else if ((rc = index_kid(t, m, &s, id, id_len)) != ORN_OK)
 		return rc;
-	if ((rc = record_encode(m->writer, &s, seq)) != ORN_OK)
+	if ((rc = record_encode(m->base.writer, &s, seq)) != ORN_OK)
 		return rc;
-	return proj_put(t, m->mails, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer), 0);
+	return proj_put(t, m->mails, id, id_len, mp_writer_data(m->base.writer),
+	                mp_writer_size(m->base.writer), 0);
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return mail_open(closure, t);
-}
-
-orn_rc proj_mail_create(proj_env *env, proj_mail **out)
-{
-	proj_mail *m = calloc(1, sizeof *m);
-	orn_rc rc = ORN_ENOMEM;
-	*out = NULL;
-	if (m == NULL || (m->writer = mp_writer_create()) == NULL)
-		goto fail;
-	m->env = env;
-	m->def = (proj_def){.name = PROJ_MAIL_NAME,
-	                    .filter = PROJ_MAIL_FILTER,
-	                    .open = mail_open,
-	                    .apply = mail_apply,
-	                    .self = m};
-	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
-		goto fail;
-	*out = m;
-	return ORN_OK;
-fail:
-	proj_mail_destroy(m);
-	return rc;
-}
-
-void proj_mail_destroy(proj_mail *m)
-{
-	if (m == NULL)
-		return;
-	mp_writer_destroy(m->writer);
-	free(m);
-}
-
-const proj_def *proj_mail_def(proj_mail *m)
-{
-	return &m->def;
-}
-
-void proj_mail_stats_get(proj_mail *m, proj_mail_stats *out)
-{
-	out->undecodable = __atomic_load_n(&m->undecodable, __ATOMIC_RELAXED);
-}
+PROJ_MODEL_FUNCTIONS(proj_mail, PROJ_MAIL_NAME, PROJ_MAIL_FILTER, mail_open, mail_apply);
 
 static void fill_entry(proj_mail_entry *out, const void *id, size_t id_len, const mail_log_state *s,
                        uint64_t seq)
@@ -343,13 +297,13 @@ orn_rc proj_mail_get(proj_mail *m, const char *id, proj_mail_entry *out)
 	uint64_t seq = 0;
 	if (!es_id_valid(id) || strlen(id) >= MAIL_LOG_ID_MAX)
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	size_t id_len = strlen(id);
 	if ((rc = read_record(txn, m, id, id_len, &s, &seq)) == ORN_OK)
 		fill_entry(out, id, id_len, &s, seq);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	return rc;
 }
 
@@ -443,7 +397,7 @@ orn_rc proj_mail_list(proj_mail *m, const proj_mail_query *q, proj_mail_page *ou
 			return ORN_EINVAL;
 		c.after_len = strlen(c.after);
 	}
-	if ((rc = proj_env_read_begin(m->env, &c.txn)) != ORN_OK)
+	if ((rc = proj_env_read_begin(m->base.env, &c.txn)) != ORN_OK)
 		return rc;
 	uint8_t state = (uint8_t)q->status;
 	if (by_order)
@@ -452,7 +406,7 @@ orn_rc proj_mail_list(proj_mail *m, const proj_mail_query *q, proj_mail_page *ou
 		rc = walk_group(&c, m->by_state, &state, 1);
 	else
 		rc = walk_all(&c);
-	proj_env_read_end(m->env, c.txn);
+	proj_env_read_end(m->base.env, c.txn);
 	if (rc == ORN_OK && c.more && out->count > 0)
 		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
 		                        sizeof out->next_cursor);

@@ -62,13 +62,10 @@ typedef struct apply_scratch {
 } apply_scratch;
 
 struct proj_orders {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi orders;
 	MDB_dbi by_customer;
 	MDB_dbi by_deadline;
-	proj_def def;
-	uint64_t undecodable;
-	mp_writer *writer; /* projector thread only */
 	apply_scratch scratch;
 };
 
@@ -303,17 +300,17 @@ static orn_rc write_order(proj_txn *t, proj_orders *m, const char *id, size_t id
 {
 	uint8_t key[INDEX_KEY_MAX];
 	proj_order_summary sum;
-	orn_rc rc = record_encode(m->writer, o);
+	orn_rc rc = record_encode(m->base.writer, o);
 	if (rc == ORN_OK)
-		rc = proj_put(t, m->orders, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer),
-		              0);
+		rc = proj_put(t, m->orders, id, id_len, mp_writer_data(m->base.writer),
+		              mp_writer_size(m->base.writer), 0);
 	summary_of(o, &sum);
 	if (rc == ORN_OK)
-		rc = summary_encode(m->writer, &sum);
+		rc = summary_encode(m->base.writer, &sum);
 	if (rc == ORN_OK) {
 		size_t key_len = index_key(key, o->state.customer_id, sum.created_at_ms, id, id_len);
-		rc = proj_put(t, m->by_customer, key, key_len, mp_writer_data(m->writer),
-		              mp_writer_size(m->writer), 0);
+		rc = proj_put(t, m->by_customer, key, key_len, mp_writer_data(m->base.writer),
+		              mp_writer_size(m->base.writer), 0);
 	}
 	return rc;
 }
@@ -352,9 +349,9 @@ static orn_rc erase_customer(proj_txn *t, proj_orders *m, const char *user_id)
 		if (rc != ORN_OK || o->state.customer_email[0] == '\0')
 			continue;
 		memset(o->state.customer_email, 0, sizeof o->state.customer_email);
-		if ((rc = record_encode(m->writer, o)) == ORN_OK)
-			rc = proj_put(t, m->orders, id, id_len, mp_writer_data(m->writer),
-			              mp_writer_size(m->writer), 0);
+		if ((rc = record_encode(m->base.writer, o)) == ORN_OK)
+			rc = proj_put(t, m->orders, id, id_len, mp_writer_data(m->base.writer),
+			              mp_writer_size(m->base.writer), 0);
 	}
 	if (rc == ORN_OK && mrc != 0 && mrc != MDB_NOTFOUND)
 		rc = proj_rc(mrc);
@@ -388,8 +385,7 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
-		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("orders skips an undecodable order event", seq, subject, e->type);
+		proj_model_skip(&m->base, "orders skips an undecodable order event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -414,50 +410,7 @@ static orn_rc orders_apply(void *self, proj_txn *t, uint64_t seq, const char *su
 	return rc;
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return orders_open(closure, t);
-}
-
-orn_rc proj_orders_create(proj_env *env, proj_orders **out)
-{
-	proj_orders *m = calloc(1, sizeof *m);
-	orn_rc rc = ORN_ENOMEM;
-	*out = NULL;
-	if (m == NULL || (m->writer = mp_writer_create()) == NULL)
-		goto fail;
-	m->env = env;
-	m->def = (proj_def){.name = PROJ_ORDERS_NAME,
-	                    .filter = PROJ_ORDERS_FILTER,
-	                    .open = orders_open,
-	                    .apply = orders_apply,
-	                    .self = m};
-	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
-		goto fail;
-	*out = m;
-	return ORN_OK;
-fail:
-	proj_orders_destroy(m);
-	return rc;
-}
-
-void proj_orders_destroy(proj_orders *m)
-{
-	if (m == NULL)
-		return;
-	mp_writer_destroy(m->writer);
-	free(m);
-}
-
-const proj_def *proj_orders_def(proj_orders *m)
-{
-	return &m->def;
-}
-
-void proj_orders_stats_get(proj_orders *m, proj_orders_stats *out)
-{
-	out->undecodable = __atomic_load_n(&m->undecodable, __ATOMIC_RELAXED);
-}
+PROJ_MODEL_FUNCTIONS(proj_orders, PROJ_ORDERS_NAME, PROJ_ORDERS_FILTER, orders_open, orders_apply);
 
 /* ---- queries ---- */
 
@@ -466,12 +419,12 @@ orn_rc proj_orders_get(proj_orders *m, const char *id, proj_order *out)
 	MDB_txn *txn = NULL;
 	if (!es_id_valid(id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	size_t id_len = strlen(id);
 	rc = read_record(txn, m, id, id_len, out);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK) {
 		memcpy(out->id, id, id_len);
 		out->id[id_len] = '\0';
@@ -487,13 +440,13 @@ orn_rc proj_orders_version(proj_orders *m, const char *id, uint64_t *version)
 	*version = 0;
 	if (!es_id_valid(id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = proj_get(txn, m->orders, id, strlen(id), &v);
 	if (rc == ORN_OK)
 		rc = record_head_decode(v.mv_data, v.mv_size, &h);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK)
 		*version = h.seqs[h.seq_count - 1];
 	return rc;
@@ -588,11 +541,11 @@ orn_rc proj_orders_list(proj_orders *m, const char *customer_id, unsigned limit,
 	if (!es_id_valid(customer_id) || limit < 1 || limit > PROJ_ORDERS_PAGE_MAX ||
 	    (has_cursor && proj_cursor_decode(cursor, after, sizeof after) != ORN_OK))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = list_in_txn(txn, m, customer_id, has_cursor ? after : NULL, limit, out, &more);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK && more)
 		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
 		                        sizeof out->next_cursor);
@@ -609,7 +562,7 @@ orn_rc proj_orders_due(proj_orders *m, int64_t now_ms, proj_order_due *out, size
 	*count = 0;
 	if (cap > 0 && out == NULL)
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	int mrc = mdb_cursor_open(txn, m->by_deadline, &cur);
@@ -632,7 +585,7 @@ orn_rc proj_orders_due(proj_orders *m, int64_t now_ms, proj_order_due *out, size
 		rc = proj_rc(mrc);
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc != ORN_OK)
 		*count = 0;
 	return rc;
@@ -684,7 +637,7 @@ orn_rc proj_orders_count(proj_orders *m, const char *customer_id, size_t *count)
 		return ORN_EINVAL;
 	prefix_len = strlen(customer_id) + 1; /* "<customer>\0" */
 	memcpy(prefix, customer_id, prefix_len);
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	int mrc = mdb_cursor_open(txn, m->by_customer, &cur);
@@ -703,6 +656,6 @@ orn_rc proj_orders_count(proj_orders *m, const char *customer_id, size_t *count)
 	}
 	if (cur != NULL)
 		mdb_cursor_close(cur);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	return rc;
 }

@@ -32,13 +32,10 @@
 _Static_assert(PAYMENT_MAX_EVENTS == 1, "an event at the record's version is a redelivery");
 
 struct proj_payments {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi payments;
-	proj_def def;
-	uint64_t undecodable;
-	mp_writer *writer;     /* projector thread only */
-	payment_event event;   /* projector thread only */
-	proj_payment *scratch; /* projector thread only */
+	payment_event event;  /* projector thread only */
+	proj_payment scratch; /* projector thread only */
 };
 
 /* ---- records ---- */
@@ -100,7 +97,7 @@ static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *
                              const env_envelope *e)
 {
 	proj_payments *m = self;
-	proj_payment *p = m->scratch;
+	proj_payment *p = &m->scratch;
 	const char *id = subject + strlen(SUBJECT_PREFIX);
 
 	if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 || !es_id_valid(id))
@@ -109,8 +106,8 @@ static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *
 	if (rc == ORN_EINVAL)
 		return ORN_OK; /* a type of a later version: nothing to do */
 	if (rc != ORN_OK) {
-		__atomic_add_fetch(&m->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("payments skips an undecodable payment event", seq, subject, e->type);
+		proj_model_skip(&m->base, "payments skips an undecodable payment event", seq, subject,
+		                e->type);
 		return ORN_OK;
 	}
 	size_t id_len = strlen(id);
@@ -125,57 +122,13 @@ static orn_rc payments_apply(void *self, proj_txn *t, uint64_t seq, const char *
 		return ORN_OK; /* not newer than the payment's last event: a redelivery */
 	payment_evolve(&p->state, &m->event);
 	p->version = seq;
-	if ((rc = record_encode(m->writer, p)) != ORN_OK)
+	if ((rc = record_encode(m->base.writer, p)) != ORN_OK)
 		return rc;
-	return proj_put(t, m->payments, id, id_len, mp_writer_data(m->writer), mp_writer_size(m->writer), 0);
+	return proj_put(t, m->payments, id, id_len, mp_writer_data(m->base.writer),
+	                mp_writer_size(m->base.writer), 0);
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return payments_open(closure, t);
-}
-
-orn_rc proj_payments_create(proj_env *env, proj_payments **out)
-{
-	proj_payments *m = calloc(1, sizeof *m);
-	orn_rc rc = ORN_ENOMEM;
-	*out = NULL;
-	if (m == NULL || (m->writer = mp_writer_create()) == NULL ||
-	    (m->scratch = malloc(sizeof *m->scratch)) == NULL)
-		goto fail;
-	m->env = env;
-	m->def = (proj_def){.name = PROJ_PAYMENTS_NAME,
-	                    .filter = PROJ_PAYMENTS_FILTER,
-	                    .open = payments_open,
-	                    .apply = payments_apply,
-	                    .self = m};
-	if ((rc = proj_env_write(env, open_in_txn, m)) != ORN_OK)
-		goto fail;
-	*out = m;
-	return ORN_OK;
-fail:
-	proj_payments_destroy(m);
-	return rc;
-}
-
-void proj_payments_destroy(proj_payments *m)
-{
-	if (m == NULL)
-		return;
-	mp_writer_destroy(m->writer);
-	free(m->scratch);
-	free(m);
-}
-
-const proj_def *proj_payments_def(proj_payments *m)
-{
-	return &m->def;
-}
-
-void proj_payments_stats_get(proj_payments *m, proj_payments_stats *out)
-{
-	out->undecodable = __atomic_load_n(&m->undecodable, __ATOMIC_RELAXED);
-}
+PROJ_MODEL_FUNCTIONS(proj_payments, PROJ_PAYMENTS_NAME, PROJ_PAYMENTS_FILTER, payments_open, payments_apply);
 
 /* ---- queries ---- */
 
@@ -184,12 +137,12 @@ orn_rc proj_payments_get(proj_payments *m, const char *order_id, proj_payment *o
 	MDB_txn *txn = NULL;
 	if (!es_id_valid(order_id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(m->env, &txn);
+	orn_rc rc = proj_env_read_begin(m->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	size_t id_len = strlen(order_id);
 	rc = read_record(txn, m, order_id, id_len, out);
-	proj_env_read_end(m->env, txn);
+	proj_env_read_end(m->base.env, txn);
 	if (rc == ORN_OK) {
 		memcpy(out->order_id, order_id, id_len);
 		out->order_id[id_len] = '\0';

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mpack.h"
 #include "proj_env.h"
 #include "projector.h"
 
@@ -83,6 +84,64 @@ orn_rc proj_get(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t key_len, MDB_
 /* Logs (error) that a model skipped or rebuilt something at event seq on
  * subject, of type: msg says what. One line shape for every model. */
 void proj_log_skip(const char *msg, uint64_t seq, const char *subject, const char *type);
+
+/* ---- what every read model keeps alike ----------------------------------
+ *
+ * The first member of each read model's struct (carts, catalog, desk,
+ * inventory, mails, orders, payments, users): its environment, its projector
+ * definition (self is the model), a writer for its records (projector thread
+ * only) and the count of events it skipped as undecodable. */
+typedef struct proj_model {
+	proj_env *env;
+	proj_def def;
+	mp_writer *writer;
+	uint64_t undecodable; /* atomic */
+} proj_model;
+
+/* Allocates a zeroed read model of size bytes whose first member is a
+ * proj_model, sets that up over env with def (self: the model) and a writer,
+ * and runs def->open in a write transaction. The model, or NULL with *rc
+ * ORN_ENOMEM or what open returned. */
+void *proj_model_create(size_t size, proj_env *env, const proj_def *def, orn_rc *rc);
+/* Releases what proj_model_create made, and the model; NULL is a no-op. */
+void proj_model_destroy(void *model);
+/* Counts an event of type at seq on subject that did not decode and logs that
+ * the model (msg says what) skipped it. */
+void proj_model_skip(proj_model *m, const char *msg, uint64_t seq, const char *subject, const char *type);
+/* The events skipped so far (any thread). */
+uint64_t proj_model_undecodable(proj_model *m);
+
+/* Defines the public proj_<model>_def of the read model type (a struct whose
+ * proj_model is its member base). */
+#define PROJ_MODEL_DEF(type)                                                                                 \
+	const proj_def *type##_def(type *m)                                                                  \
+	{                                                                                                    \
+		return &m->base.def;                                                                         \
+	}                                                                                                    \
+	extern int proj_model_def_needs_a_semicolon_
+/* Defines the public functions of the read model type whose create takes only
+ * the environment: type_create (proj_model_create with the projector
+ * definition name_, filter_, open_, apply_), type_destroy, PROJ_MODEL_DEF and
+ * type_stats_get (its undecodable count). Use once, at file scope, followed by
+ * a semicolon. */
+#define PROJ_MODEL_FUNCTIONS(type, name_, filter_, open_, apply_)                                            \
+	orn_rc type##_create(proj_env *env, type **out)                                                      \
+	{                                                                                                    \
+		static const proj_def def = {                                                                \
+		        .name = (name_), .filter = (filter_), .open = (open_), .apply = (apply_)};           \
+		orn_rc rc;                                                                                   \
+		*out = proj_model_create(sizeof **out, env, &def, &rc);                                      \
+		return rc;                                                                                   \
+	}                                                                                                    \
+	void type##_destroy(type *m)                                                                         \
+	{                                                                                                    \
+		proj_model_destroy(m);                                                                       \
+	}                                                                                                    \
+	void type##_stats_get(type *m, type##_stats *out)                                                    \
+	{                                                                                                    \
+		out->undecodable = proj_model_undecodable(&m->base);                                         \
+	}                                                                                                    \
+	PROJ_MODEL_DEF(type)
 
 /* Keyset pagination. Positions cur on the first key after `after` (the
  * first key when after_len is 0) and fills *k and *v: an LMDB code,

@@ -44,12 +44,10 @@
 #define RECORD_MAX      (RECORD_HEADER + USER_ID_MAX + 3 * USER_SEALED_MAX + PD_KID_MAX + 8)
 
 struct proj_users {
-	proj_env *env;
+	proj_model base; /* first: proj_model_create and _destroy take the model */
 	MDB_dbi by_key;
 	MDB_dbi by_user_id;
 	MDB_dbi revoked, revoked_by_exp;
-	proj_def def;
-	uint64_t undecodable;
 };
 
 /* ---- records ---- */
@@ -234,8 +232,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	     strcmp(e->type, USER_EV_ERASURE_REQUESTED) != 0 && strcmp(e->type, USER_EV_ERASED) != 0))
 		return ORN_OK; /* not ours, or a type of a later version: nothing to do */
 	if (user_event_decode(e->type, e->payload, e->payload_len, &ev) != ORN_OK) {
-		__atomic_add_fetch(&users->undecodable, 1, __ATOMIC_RELAXED);
-		proj_log_skip("users skips an undecodable user event", seq, subject, e->type);
+		proj_model_skip(&users->base, "users skips an undecodable user event", seq, subject, e->type);
 		return ORN_OK;
 	}
 	if (ev.kind == USER_TOKEN_REVOKED)
@@ -264,46 +261,7 @@ static orn_rc users_apply(void *self, proj_txn *t, uint64_t seq, const char *sub
 	return rc;
 }
 
-static orn_rc open_in_txn(proj_txn *t, void *closure)
-{
-	return users_open(closure, t);
-}
-
-orn_rc proj_users_create(proj_env *env, proj_users **out)
-{
-	proj_users *users = calloc(1, sizeof *users);
-	*out = NULL;
-	if (users == NULL)
-		return ORN_ENOMEM;
-	users->env = env;
-	users->def = (proj_def){.name = PROJ_USERS_NAME,
-	                        .filter = PROJ_USERS_FILTER,
-	                        .open = users_open,
-	                        .apply = users_apply,
-	                        .self = users};
-	orn_rc rc = proj_env_write(env, open_in_txn, users);
-	if (rc != ORN_OK) {
-		free(users);
-		return rc;
-	}
-	*out = users;
-	return ORN_OK;
-}
-
-void proj_users_destroy(proj_users *users)
-{
-	free(users);
-}
-
-const proj_def *proj_users_def(proj_users *users)
-{
-	return &users->def;
-}
-
-void proj_users_stats_get(proj_users *users, proj_users_stats *out)
-{
-	out->undecodable = __atomic_load_n(&users->undecodable, __ATOMIC_RELAXED);
-}
+PROJ_MODEL_FUNCTIONS(proj_users, PROJ_USERS_NAME, PROJ_USERS_FILTER, users_open, users_apply);
 
 /* ---- queries ---- */
 
@@ -337,10 +295,10 @@ orn_rc proj_users_get_by_key(proj_users *users, const char *key, proj_user *out)
 	orn_rc rc = key != NULL && es_id_valid(key) ? ORN_OK : ORN_EINVAL;
 	if (rc != ORN_OK)
 		return rc;
-	if ((rc = proj_env_read_begin(users->env, &txn)) != ORN_OK)
+	if ((rc = proj_env_read_begin(users->base.env, &txn)) != ORN_OK)
 		return rc;
 	rc = get_in_txn(txn, users, key, strlen(key), out);
-	proj_env_read_end(users->env, txn);
+	proj_env_read_end(users->base.env, txn);
 	return rc;
 }
 
@@ -363,11 +321,11 @@ orn_rc proj_users_get_by_id(proj_users *users, const char *user_id, proj_user *o
 	MDB_txn *txn = NULL;
 	if (!orn_id_valid(user_id))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(users->env, &txn);
+	orn_rc rc = proj_env_read_begin(users->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = get_by_id_in_txn(txn, users, user_id, out);
-	proj_env_read_end(users->env, txn);
+	proj_env_read_end(users->base.env, txn);
 	return rc;
 }
 
@@ -379,7 +337,7 @@ orn_rc proj_users_check_token(proj_users *users, const char *user_id, const char
 	*revoked = false;
 	if (!orn_id_valid(user_id) || jti == NULL || !orn_id_valid(jti))
 		return ORN_EINVAL;
-	orn_rc rc = proj_env_read_begin(users->env, &txn);
+	orn_rc rc = proj_env_read_begin(users->base.env, &txn);
 	if (rc != ORN_OK)
 		return rc;
 	rc = get_by_id_in_txn(txn, users, user_id, out);
@@ -392,6 +350,6 @@ orn_rc proj_users_check_token(proj_users *users, const char *user_id, const char
 		else if (found != ORN_ENOTFOUND)
 			rc = found;
 	}
-	proj_env_read_end(users->env, txn);
+	proj_env_read_end(users->base.env, txn);
 	return rc;
 }
