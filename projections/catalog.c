@@ -632,10 +632,6 @@ orn_rc proj_catalog_list(proj_catalog *cat, const proj_catalog_query *q, proj_ca
 		return rc;
 	rc = count == 0 ? list_scan(&c) : list_postings(&c, postings, count);
 	proj_env_read_end(cat->base.env, c.txn);
-	if (rc == ORN_OK && c.more && out->count > 0)
-		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
-		                        sizeof out->next_cursor);
-	if (rc != ORN_OK)
-		out->count = 0;
-	return rc;
+	return proj_page_end(rc, c.more, &out->count, out->count > 0 ? out->items[out->count - 1].id : NULL,
+	                     out->next_cursor, sizeof out->next_cursor);
 }

@@ -338,12 +338,7 @@ static orn_rc orders_in_txn(proj_desk *m, MDB_txn *txn, const proj_desk_query *q
 	int mrc = mdb_cursor_open(txn, m->by_created, &cur);
 	if (mrc != 0)
 		return proj_rc(mrc);
-	k = (MDB_val){start_len, start};
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	if (mrc == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	else if (mrc == MDB_NOTFOUND)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mrc = proj_seek_below(cur, start, start_len, &k, &v);
 	for (; mrc == 0 && rc == ORN_OK; mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
 		bool pass = false;
 		if (k.mv_size < 8)
@@ -405,12 +400,7 @@ static orn_rc accounts_in_txn(proj_desk *m, MDB_txn *txn, unsigned limit, const 
 	int mrc = mdb_cursor_open(txn, m->accounts, &cur);
 	if (mrc != 0)
 		return proj_rc(mrc);
-	k = (MDB_val){start_len, start};
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	if (mrc == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	else if (mrc == MDB_NOTFOUND)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mrc = proj_seek_below(cur, start, start_len, &k, &v);
 	for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
 		proj_desk_account *a = &out->items[out->count];
 		char key[ES_ID_MAX + 1];

@@ -344,10 +344,6 @@ orn_rc proj_inventory_list(proj_inventory *inv, const proj_inventory_query *q, p
 		rc = list_scan(&c);
 	}
 	proj_env_read_end(inv->base.env, c.txn);
-	if (rc == ORN_OK && c.more && out->count > 0)
-		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
-		                        sizeof out->next_cursor);
-	if (rc != ORN_OK)
-		out->count = 0;
-	return rc;
+	return proj_page_end(rc, c.more, &out->count, out->count > 0 ? out->items[out->count - 1].id : NULL,
+	                     out->next_cursor, sizeof out->next_cursor);
 }

@@ -407,10 +407,6 @@ orn_rc proj_mail_list(proj_mail *m, const proj_mail_query *q, proj_mail_page *ou
 	else
 		rc = walk_all(&c);
 	proj_env_read_end(m->base.env, c.txn);
-	if (rc == ORN_OK && c.more && out->count > 0)
-		rc = proj_cursor_encode(out->items[out->count - 1].id, out->next_cursor,
-		                        sizeof out->next_cursor);
-	if (rc != ORN_OK)
-		out->count = 0;
-	return rc;
+	return proj_page_end(rc, c.more, &out->count, out->count > 0 ? out->items[out->count - 1].id : NULL,
+	                     out->next_cursor, sizeof out->next_cursor);
 }

@@ -505,12 +505,7 @@ static orn_rc list_in_txn(MDB_txn *txn, proj_orders *m, const char *customer_id,
 	int mrc = mdb_cursor_open(txn, m->by_customer, &cur);
 	if (mrc != 0)
 		return proj_rc(mrc);
-	k = (MDB_val){start_len, start};
-	mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	if (mrc == 0)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-	else if (mrc == MDB_NOTFOUND)
-		mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mrc = proj_seek_below(cur, start, start_len, &k, &v);
 	for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
 		if (k.mv_size < prefix_len || memcmp(k.mv_data, customer_id, prefix_len) != 0)
 			break; /* the previous customer's keys */

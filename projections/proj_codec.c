@@ -103,6 +103,15 @@ static int b64_value(char c)
 	return p != NULL ? (int)(p - b64) : -1;
 }
 
+orn_rc proj_page_end(orn_rc rc, bool more, size_t *count, const char *last_id, char *next_cursor, size_t cap)
+{
+	if (rc == ORN_OK && more && *count > 0)
+		rc = proj_cursor_encode(last_id, next_cursor, cap);
+	if (rc != ORN_OK)
+		*count = 0;
+	return rc;
+}
+
 orn_rc proj_cursor_encode(const char *id, char *out, size_t cap)
 {
 	uint8_t raw[ES_ID_MAX + 1];

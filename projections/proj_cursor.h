@@ -6,6 +6,7 @@
 #ifndef ORION_PROJ_CURSOR_H
 #define ORION_PROJ_CURSOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "orn.h"
@@ -15,6 +16,12 @@
 /* Writes the cursor "after id" into out (cap bytes). ORN_EINVAL if id is not a
  * valid aggregate id, ORN_ETOOBIG if out is too small. */
 orn_rc proj_cursor_encode(const char *id, char *out, size_t cap);
+
+/* Ends a page listing that returned rc: when it succeeded and more rows follow
+ * a page of *count items, writes the cursor after last_id (the page's last item)
+ * into next_cursor (cap bytes); when anything failed, the page is empty (*count
+ * 0). rc, or what encoding the cursor returned. */
+orn_rc proj_page_end(orn_rc rc, bool more, size_t *count, const char *last_id, char *next_cursor, size_t cap);
 
 /* Reads a cursor into id (cap bytes, NUL-terminated). ORN_EINVAL for anything
  * that is not a cursor this module wrote (untrusted input: never asserts). */

@@ -497,6 +497,17 @@ int proj_seek_after(MDB_cursor *cur, const void *after, size_t after_len, MDB_va
 	return mrc;
 }
 
+int proj_seek_below(MDB_cursor *cur, const void *below, size_t below_len, MDB_val *k, MDB_val *v)
+{
+	*k = (MDB_val){below_len, (void *)below};
+	int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+	if (mrc == 0)
+		mrc = mdb_cursor_get(cur, k, v, MDB_PREV);
+	else if (mrc == MDB_NOTFOUND)
+		mrc = mdb_cursor_get(cur, k, v, MDB_LAST);
+	return mrc;
+}
+
 int proj_seek_dup(MDB_cursor *cur, const void *key, size_t key_len, const void *target, size_t target_len,
                   bool strict, MDB_val *v)
 {

@@ -147,6 +147,11 @@ uint64_t proj_model_undecodable(proj_model *m);
  * first key when after_len is 0) and fills *k and *v: an LMDB code,
  * MDB_NOTFOUND past the end. */
 int proj_seek_after(MDB_cursor *cur, const void *after, size_t after_len, MDB_val *k, MDB_val *v);
+
+/* Newest first: positions cur on the last key before below (the last key of
+ * all when none is at or after below) and fills *k and *v: an LMDB code,
+ * MDB_NOTFOUND when there is none. */
+int proj_seek_below(MDB_cursor *cur, const void *below, size_t below_len, MDB_val *k, MDB_val *v);
 /* Positions cur, on a DUPSORT database, on the first duplicate of key that
  * is >= target (> target if strict; the first one when target_len is 0) and
  * fills *v: an LMDB code, MDB_NOTFOUND when there is none. */
