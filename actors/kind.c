@@ -205,3 +205,88 @@ fail:
 	free(fresh);
 	return rc == ORN_ENOMEM ? rc : ORN_EDECODE;
 }
+
+bool kind_fields_fit(const kind_fields *t, unsigned fields, const void *data)
+{
+	for (size_t i = 0; i < t->count; i++) {
+		const kind_field *f = &t->items[i];
+		if ((fields & f->field) == 0)
+			continue;
+		if (f->value == KIND_TEXT && strnlen((const char *)data + f->offset, f->cap) >= f->cap)
+			return false;
+		if (f->value == KIND_OWN && t->own_fits != NULL && !t->own_fits(f, data))
+			return false;
+	}
+	return true;
+}
+
+uint32_t kind_fields_count(const kind_fields *t, unsigned fields)
+{
+	uint32_t count = 0;
+	for (size_t i = 0; i < t->count; i++)
+		count += (fields & t->items[i].field) != 0;
+	return count;
+}
+
+void kind_fields_write(mp_writer *w, const kind_fields *t, unsigned fields, const void *data)
+{
+	for (size_t i = 0; i < t->count; i++) {
+		const kind_field *f = &t->items[i];
+		const void *value = (const char *)data + f->offset;
+		if ((fields & f->field) == 0)
+			continue;
+		mp_write_cstr(w, f->key);
+		if (f->value == KIND_TEXT)
+			mp_write_cstr(w, value);
+		else if (f->value == KIND_INT)
+			mp_write_int(w, *(const int64_t *)value);
+		else if (f->value == KIND_BOOL)
+			mp_write_bool(w, *(const bool *)value);
+		else
+			t->own_write(w, f, data);
+	}
+}
+
+orn_rc kind_fields_encode(mp_writer *w, const kind_fields *t, unsigned fields, const void *data)
+{
+	if (!kind_fields_fit(t, fields, data))
+		return ORN_EINVAL;
+	mp_write_map(w, kind_fields_count(t, fields));
+	kind_fields_write(w, t, fields, data);
+	return mp_writer_status(w);
+}
+
+orn_rc kind_fields_read_value(mp_reader *r, const kind_fields *t, const char *key, uint32_t len,
+                              unsigned fields, unsigned *seen, void *data)
+{
+	const kind_field *f = NULL;
+	void *value;
+
+	for (size_t i = 0; i < t->count; i++)
+		if ((fields & t->items[i].field) != 0 && mp_str_eq(key, len, t->items[i].key))
+			f = &t->items[i];
+	if (f == NULL)
+		return mp_skip(r);
+	if ((*seen & f->field) != 0)
+		return ORN_EDECODE;
+	*seen |= f->field;
+	value = (char *)data + f->offset;
+	if (f->value == KIND_TEXT)
+		return mp_read_cstr(r, value, f->cap);
+	if (f->value == KIND_INT)
+		return mp_read_int(r, value);
+	if (f->value == KIND_BOOL)
+		return mp_read_bool(r, value);
+	return t->own_read(r, f, data);
+}
+
+orn_rc kind_fields_read_entry(mp_reader *r, const kind_fields *t, unsigned fields, unsigned *seen, void *data)
+{
+	const char *key;
+	uint32_t len;
+	orn_rc rc;
+
+	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
+		return rc;
+	return kind_fields_read_value(r, t, key, len, fields, seen, data);
+}

@@ -72,6 +72,66 @@ orn_rc kind_decode_map(const uint8_t *payload, size_t len, unsigned fields, kind
 orn_rc kind_decode_map_optional(const uint8_t *payload, size_t len, unsigned required, unsigned optional,
                                 kind_entry_fn *entry, void *out, size_t out_size, unsigned *seen);
 
+/* ---- payload fields described by a table ----
+ *
+ * An aggregate whose payloads are maps of named fields of one data struct
+ * describes each field once: its key, its bit, its kind of value, where it
+ * lives in the struct; the codecs below read and write any set of them. */
+
+typedef enum kind_value {
+	KIND_TEXT, /* a NUL-terminated char[cap] */
+	KIND_INT,  /* an int64_t */
+	KIND_BOOL, /* a bool */
+	KIND_OWN   /* anything else: the table's own functions write, read and check it */
+} kind_value;
+
+typedef struct kind_field {
+	const char *key;
+	unsigned field;   /* its bit */
+	kind_value value;
+	size_t offset;    /* in the data struct */
+	size_t cap;       /* KIND_TEXT: bytes of its buffer, the terminator included */
+	const char *rule; /* the rule a rejection quotes (may be NULL) */
+} kind_field;
+
+typedef struct kind_fields {
+	const kind_field *items;
+	size_t count;
+	/* For KIND_OWN fields (all NULL when there is none): whether data's value
+	 * can be written (NULL: always), how it is written and how it is read. */
+	bool (*own_fits)(const kind_field *f, const void *data);
+	void (*own_write)(mp_writer *w, const kind_field *f, const void *data);
+	orn_rc (*own_read)(mp_reader *r, const kind_field *f, void *data);
+} kind_fields;
+
+/* The members of a kind_fields that name the array table, for the start of its
+ * initializer (the own functions, where needed, follow). */
+#define KIND_FIELDS_OF(table) .items = (table), .count = ORN_ARRAY_LEN(table)
+
+/* True when every field of fields in data can be written (each text
+ * terminated within its buffer, each own value fits). */
+bool kind_fields_fit(const kind_fields *t, unsigned fields, const void *data);
+
+/* How many fields of t are among fields. */
+uint32_t kind_fields_count(const kind_fields *t, unsigned fields);
+
+/* Writes the key/value pairs of the fields of t among fields (no map header),
+ * in the table's order. */
+void kind_fields_write(mp_writer *w, const kind_fields *t, unsigned fields, const void *data);
+
+/* Writes the map of the fields of t among fields: ORN_EINVAL (nothing written)
+ * if one does not fit, else the writer's status. */
+orn_rc kind_fields_encode(mp_writer *w, const kind_fields *t, unsigned fields, const void *data);
+
+/* Reads the value of a pair whose key (key, len) was read: a field of t among
+ * fields goes into data, a repeated one is ORN_EDECODE, any other key's value
+ * is skipped; *seen collects the fields read. */
+orn_rc kind_fields_read_value(mp_reader *r, const kind_fields *t, const char *key, uint32_t len,
+                              unsigned fields, unsigned *seen, void *data);
+
+/* kind_fields_read_value after reading the pair's key (a kind_entry_fn's work). */
+orn_rc kind_fields_read_entry(mp_reader *r, const kind_fields *t, unsigned fields, unsigned *seen, void *data);
+
 /* An aggregate's typed functions behind void pointers: what kind_decide and
  * kind_evolve need to turn envelopes into its command and event structs and to
  * run its pure decide and evolve. One static const instance per aggregate. */

@@ -45,38 +45,30 @@ enum payload_field {
 	FIELD_TRACKING = 1u << 18,
 };
 
-typedef enum value_kind { VALUE_STRING, VALUE_INTEGER, VALUE_LINES, VALUE_IDS, VALUE_BOOL } value_kind;
-
-static const struct {
-	const char *key;
-	unsigned field;
-	value_kind kind;
-	size_t offset;
-	size_t cap; /* strings: buffer size */
-} field_table[] = {
-        {"customer_id", FIELD_CUSTOMER_ID, VALUE_STRING, offsetof(order_data, customer_id), ORDER_ID_MAX},
-        {"lines", FIELD_LINES, VALUE_LINES, 0, 0},
-        {"currency", FIELD_CURRENCY, VALUE_STRING, offsetof(order_data, currency), ORDER_CURRENCY_MAX},
-        {"token_hash", FIELD_TOKEN_HASH, VALUE_STRING, offsetof(order_data, token_hash),
-         ORDER_TOKEN_HASH_MAX},
-        {"deadline_ms", FIELD_DEADLINE, VALUE_INTEGER, offsetof(order_data, deadline_ms), 0},
-        {"ttl_ms", FIELD_TTL, VALUE_INTEGER, offsetof(order_data, ttl_ms), 0},
-        {"now_ms", FIELD_NOW, VALUE_INTEGER, offsetof(order_data, time_ms), 0},
-        {"at_ms", FIELD_AT, VALUE_INTEGER, offsetof(order_data, time_ms), 0},
-        {"reason", FIELD_REASON, VALUE_STRING, offsetof(order_data, reason), ORDER_REASON_MAX},
-        {"product_ids", FIELD_PRODUCT_IDS, VALUE_IDS, 0, 0},
-        {"charge_id", FIELD_CHARGE_ID, VALUE_STRING, offsetof(order_data, charge_id), ORDER_CHARGE_ID_MAX},
-        {"brand", FIELD_BRAND, VALUE_STRING, offsetof(order_data, brand), ORDER_BRAND_MAX},
-        {"last4", FIELD_LAST4, VALUE_STRING, offsetof(order_data, last4), ORDER_LAST4_MAX},
-        {"customer_email", FIELD_CUSTOMER_EMAIL, VALUE_STRING, offsetof(order_data, customer_email),
-         ORDER_EMAIL_MAX},
-        {"request_hash", FIELD_REQUEST_HASH, VALUE_STRING, offsetof(order_data, request_hash),
-         ORDER_TOKEN_HASH_MAX},
-        {"cart_version", FIELD_CART_VERSION, VALUE_INTEGER, offsetof(order_data, cart_version), 0},
-        {"paid", FIELD_PAID, VALUE_BOOL, offsetof(order_data, paid), 0},
-        {"carrier", FIELD_CARRIER, VALUE_STRING, offsetof(order_data, carrier), ORDER_CARRIER_MAX},
-        {"tracking_number", FIELD_TRACKING, VALUE_STRING, offsetof(order_data, tracking_number),
-         ORDER_TRACKING_MAX},
+static const kind_field field_table[] = {
+        {"customer_id", FIELD_CUSTOMER_ID, KIND_TEXT, offsetof(order_data, customer_id), ORDER_ID_MAX, NULL},
+        {"lines", FIELD_LINES, KIND_OWN, offsetof(order_data, lines), 0, NULL},
+        {"currency", FIELD_CURRENCY, KIND_TEXT, offsetof(order_data, currency), ORDER_CURRENCY_MAX, NULL},
+        {"token_hash", FIELD_TOKEN_HASH, KIND_TEXT, offsetof(order_data, token_hash), ORDER_TOKEN_HASH_MAX,
+         NULL},
+        {"deadline_ms", FIELD_DEADLINE, KIND_INT, offsetof(order_data, deadline_ms), 0, NULL},
+        {"ttl_ms", FIELD_TTL, KIND_INT, offsetof(order_data, ttl_ms), 0, NULL},
+        {"now_ms", FIELD_NOW, KIND_INT, offsetof(order_data, time_ms), 0, NULL},
+        {"at_ms", FIELD_AT, KIND_INT, offsetof(order_data, time_ms), 0, NULL},
+        {"reason", FIELD_REASON, KIND_TEXT, offsetof(order_data, reason), ORDER_REASON_MAX, NULL},
+        {"product_ids", FIELD_PRODUCT_IDS, KIND_OWN, offsetof(order_data, product_ids), 0, NULL},
+        {"charge_id", FIELD_CHARGE_ID, KIND_TEXT, offsetof(order_data, charge_id), ORDER_CHARGE_ID_MAX, NULL},
+        {"brand", FIELD_BRAND, KIND_TEXT, offsetof(order_data, brand), ORDER_BRAND_MAX, NULL},
+        {"last4", FIELD_LAST4, KIND_TEXT, offsetof(order_data, last4), ORDER_LAST4_MAX, NULL},
+        {"customer_email", FIELD_CUSTOMER_EMAIL, KIND_TEXT, offsetof(order_data, customer_email),
+         ORDER_EMAIL_MAX, NULL},
+        {"request_hash", FIELD_REQUEST_HASH, KIND_TEXT, offsetof(order_data, request_hash),
+         ORDER_TOKEN_HASH_MAX, NULL},
+        {"cart_version", FIELD_CART_VERSION, KIND_INT, offsetof(order_data, cart_version), 0, NULL},
+        {"paid", FIELD_PAID, KIND_BOOL, offsetof(order_data, paid), 0, NULL},
+        {"carrier", FIELD_CARRIER, KIND_TEXT, offsetof(order_data, carrier), ORDER_CARRIER_MAX, NULL},
+        {"tracking_number", FIELD_TRACKING, KIND_TEXT, offsetof(order_data, tracking_number),
+         ORDER_TRACKING_MAX, NULL},
 };
 
 /* A payload's required fields, and its optional ones (written when not 0). */
@@ -654,28 +646,23 @@ static bool string_terminated(const char *s, size_t cap)
 	return strnlen(s, cap) < cap;
 }
 
-/* True if every field of fields in d can be written. */
-static bool encodable(const order_data *d, unsigned fields)
+/* kind_fields.own_fits: the lines or the product ids of d (at most
+ * ORDER_LINES_MAX, every text terminated). */
+static bool own_fits(const kind_field *f, const void *data)
 {
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		if ((fields & field_table[i].field) == 0)
-			continue;
-		if (field_table[i].kind == VALUE_STRING &&
-		    !string_terminated((const char *)d + field_table[i].offset, field_table[i].cap))
-			return false;
-		if (field_table[i].kind == VALUE_IDS && d->product_count > ORDER_LINES_MAX)
-			return false;
-		if (field_table[i].kind == VALUE_LINES && d->line_count > ORDER_LINES_MAX)
-			return false;
-		for (size_t j = 0; field_table[i].kind == VALUE_IDS && j < d->product_count; j++)
+	const order_data *d = data;
+
+	if (f->field == FIELD_PRODUCT_IDS) {
+		for (size_t j = 0; d->product_count <= ORDER_LINES_MAX && j < d->product_count; j++)
 			if (!string_terminated(d->product_ids[j], ORDER_ID_MAX))
 				return false;
-		for (size_t j = 0; field_table[i].kind == VALUE_LINES && j < d->line_count; j++)
-			if (!string_terminated(d->lines[j].product_id, ORDER_ID_MAX) ||
-			    !string_terminated(d->lines[j].name, ORDER_NAME_MAX))
-				return false;
+		return d->product_count <= ORDER_LINES_MAX;
 	}
-	return true;
+	for (size_t j = 0; d->line_count <= ORDER_LINES_MAX && j < d->line_count; j++)
+		if (!string_terminated(d->lines[j].product_id, ORDER_ID_MAX) ||
+		    !string_terminated(d->lines[j].name, ORDER_NAME_MAX))
+			return false;
+	return d->line_count <= ORDER_LINES_MAX;
 }
 
 static void write_lines(mp_writer *w, const order_line *lines, size_t count)
@@ -694,37 +681,18 @@ static void write_lines(mp_writer *w, const order_line *lines, size_t count)
 	}
 }
 
-static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, const order_data *d)
+/* kind_fields.own_write: the lines, or the product ids. */
+static void own_write(mp_writer *w, const kind_field *f, const void *data)
 {
-	uint32_t count = 0;
-	unsigned present = (d->cart_version != 0 ? FIELD_CART_VERSION : 0) | (d->paid ? FIELD_PAID : 0);
-	unsigned fields = shape->fields | (shape->optional & present);
+	const order_data *d = data;
 
-	if (!encodable(d, fields))
-		return ORN_EINVAL;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		count += (fields & field_table[i].field) != 0;
-	mp_write_map(w, count);
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		const void *value = (const char *)d + field_table[i].offset;
-		if ((fields & field_table[i].field) == 0)
-			continue;
-		mp_write_cstr(w, field_table[i].key);
-		if (field_table[i].kind == VALUE_STRING) {
-			mp_write_cstr(w, value);
-		} else if (field_table[i].kind == VALUE_INTEGER) {
-			mp_write_int(w, *(const int64_t *)value);
-		} else if (field_table[i].kind == VALUE_BOOL) {
-			mp_write_bool(w, *(const bool *)value);
-		} else if (field_table[i].kind == VALUE_LINES) {
-			write_lines(w, d->lines, d->line_count);
-		} else {
-			mp_write_array(w, (uint32_t)d->product_count);
-			for (size_t j = 0; j < d->product_count; j++)
-				mp_write_cstr(w, d->product_ids[j]);
-		}
+	if (f->field == FIELD_LINES) {
+		write_lines(w, d->lines, d->line_count);
+		return;
 	}
-	return mp_writer_status(w);
+	mp_write_array(w, (uint32_t)d->product_count);
+	for (size_t j = 0; j < d->product_count; j++)
+		mp_write_cstr(w, d->product_ids[j]);
 }
 
 /* Reads one line map {product_id, name, unit_price_cents, quantity}, all
@@ -765,8 +733,10 @@ static orn_rc read_line(mp_reader *r, order_line *line)
 	return seen == 0xf ? ORN_OK : ORN_EDECODE;
 }
 
-static orn_rc read_array_value(mp_reader *r, value_kind kind, order_data *out)
+/* kind_fields.own_read: an array of at most ORDER_LINES_MAX lines or product ids. */
+static orn_rc own_read(mp_reader *r, const kind_field *f, void *data)
 {
+	order_data *out = data;
 	uint32_t count;
 	orn_rc rc;
 
@@ -775,50 +745,33 @@ static orn_rc read_array_value(mp_reader *r, value_kind kind, order_data *out)
 	if (count > ORDER_LINES_MAX)
 		return ORN_EDECODE;
 	for (uint32_t i = 0; i < count; i++) {
-		if (kind == VALUE_LINES)
+		if (f->field == FIELD_LINES)
 			rc = read_line(r, &out->lines[i]);
 		else
 			rc = mp_read_cstr(r, out->product_ids[i], ORDER_ID_MAX);
 		if (rc != ORN_OK)
 			return rc;
 	}
-	if (kind == VALUE_LINES)
+	if (f->field == FIELD_LINES)
 		out->line_count = count;
 	else
 		out->product_count = count;
 	return ORN_OK;
 }
 
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
-{
-	order_data *out = out_;
-	const char *key;
-	uint32_t len;
-	size_t index = 0;
-	unsigned field = 0;
-	void *value;
-	orn_rc rc;
+static const kind_fields fields_of = {KIND_FIELDS_OF(field_table), .own_fits = own_fits,
+                                      .own_write = own_write, .own_read = own_read};
 
-	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
-		return rc;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if (mp_str_eq(key, len, field_table[i].key) && (fields & field_table[i].field) != 0) {
-			field = field_table[i].field;
-			index = i;
-		}
-	if ((*seen & field) != 0)
-		return ORN_EDECODE;
-	*seen |= field;
-	if (field == 0)
-		return mp_skip(r);
-	value = (char *)out + field_table[index].offset;
-	if (field_table[index].kind == VALUE_STRING)
-		return mp_read_cstr(r, value, field_table[index].cap);
-	if (field_table[index].kind == VALUE_INTEGER)
-		return mp_read_int(r, value);
-	if (field_table[index].kind == VALUE_BOOL)
-		return mp_read_bool(r, value);
-	return read_array_value(r, field_table[index].kind, out);
+static orn_rc encode_fields(mp_writer *w, const payload_shape *shape, const order_data *d)
+{
+	unsigned present = (d->cart_version != 0 ? FIELD_CART_VERSION : 0) | (d->paid ? FIELD_PAID : 0);
+
+	return kind_fields_encode(w, &fields_of, shape->fields | (shape->optional & present), d);
+}
+
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
+{
+	return kind_fields_read_entry(r, &fields_of, fields, seen, out);
 }
 
 orn_rc order_command_encode(mp_writer *w, const order_command *c)

@@ -39,29 +39,28 @@ enum payload_field {
 	FIELD_REFUND_KEY = 1u << 14,
 };
 
-static const struct {
-	const char *key;
-	unsigned field;
-	bool integer;
-	size_t offset;
-	size_t cap; /* strings: buffer size */
-} field_table[] = {
-        {"provider_key", FIELD_PROVIDER_KEY, false, offsetof(payment_data, provider_key), PAYMENT_KEY_MAX},
-        {"payment_method", FIELD_METHOD, false, offsetof(payment_data, payment_method), PAYMENT_ID_MAX},
-        {"intent_id", FIELD_INTENT, false, offsetof(payment_data, intent_id), PAYMENT_ID_MAX},
-        {"url", FIELD_URL, false, offsetof(payment_data, url), PAYMENT_URL_MAX},
-        {"refund_key", FIELD_REFUND_KEY, false, offsetof(payment_data, refund_key), PAYMENT_KEY_MAX},
-        {"amount_cents", FIELD_AMOUNT, true, offsetof(payment_data, amount_cents), 0},
-        {"currency", FIELD_CURRENCY, false, offsetof(payment_data, currency), PAYMENT_CURRENCY_MAX},
-        {"brand", FIELD_BRAND, false, offsetof(payment_data, brand), PAYMENT_BRAND_MAX},
-        {"last4", FIELD_LAST4, false, offsetof(payment_data, last4), PAYMENT_LAST4_MAX},
-        {"charge_id", FIELD_CHARGE_ID, false, offsetof(payment_data, charge_id), PAYMENT_ID_MAX},
-        {"refund_id", FIELD_REFUND_ID, false, offsetof(payment_data, refund_id), PAYMENT_ID_MAX},
-        {"code", FIELD_CODE, false, offsetof(payment_data, code), PAYMENT_TEXT_MAX},
-        {"reason", FIELD_REASON, false, offsetof(payment_data, reason), PAYMENT_TEXT_MAX},
-        {"now_ms", FIELD_NOW, true, offsetof(payment_data, time_ms), 0},
-        {"at_ms", FIELD_AT, true, offsetof(payment_data, time_ms), 0},
+static const kind_field field_table[] = {
+        {"provider_key", FIELD_PROVIDER_KEY, KIND_TEXT, offsetof(payment_data, provider_key), PAYMENT_KEY_MAX,
+         NULL},
+        {"payment_method", FIELD_METHOD, KIND_TEXT, offsetof(payment_data, payment_method), PAYMENT_ID_MAX,
+         NULL},
+        {"intent_id", FIELD_INTENT, KIND_TEXT, offsetof(payment_data, intent_id), PAYMENT_ID_MAX, NULL},
+        {"url", FIELD_URL, KIND_TEXT, offsetof(payment_data, url), PAYMENT_URL_MAX, NULL},
+        {"refund_key", FIELD_REFUND_KEY, KIND_TEXT, offsetof(payment_data, refund_key), PAYMENT_KEY_MAX,
+         NULL},
+        {"amount_cents", FIELD_AMOUNT, KIND_INT, offsetof(payment_data, amount_cents), 0, NULL},
+        {"currency", FIELD_CURRENCY, KIND_TEXT, offsetof(payment_data, currency), PAYMENT_CURRENCY_MAX, NULL},
+        {"brand", FIELD_BRAND, KIND_TEXT, offsetof(payment_data, brand), PAYMENT_BRAND_MAX, NULL},
+        {"last4", FIELD_LAST4, KIND_TEXT, offsetof(payment_data, last4), PAYMENT_LAST4_MAX, NULL},
+        {"charge_id", FIELD_CHARGE_ID, KIND_TEXT, offsetof(payment_data, charge_id), PAYMENT_ID_MAX, NULL},
+        {"refund_id", FIELD_REFUND_ID, KIND_TEXT, offsetof(payment_data, refund_id), PAYMENT_ID_MAX, NULL},
+        {"code", FIELD_CODE, KIND_TEXT, offsetof(payment_data, code), PAYMENT_TEXT_MAX, NULL},
+        {"reason", FIELD_REASON, KIND_TEXT, offsetof(payment_data, reason), PAYMENT_TEXT_MAX, NULL},
+        {"now_ms", FIELD_NOW, KIND_INT, offsetof(payment_data, time_ms), 0, NULL},
+        {"at_ms", FIELD_AT, KIND_INT, offsetof(payment_data, time_ms), 0, NULL},
 };
+
+static const kind_fields fields_of = {KIND_FIELDS_OF(field_table)};
 
 /* A payload: the fields written (all of them present when read, unless
  * also optional) and the fields only read, which may be absent. */
@@ -717,65 +716,14 @@ bool payment_evolve(payment_state *s, const payment_event *e)
 
 /* ---- payload codecs ---- */
 
-/* True if every string field of fields in d is terminated. */
-static bool encodable(const payment_data *d, unsigned fields)
-{
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if ((fields & field_table[i].field) != 0 && !field_table[i].integer &&
-		    strnlen((const char *)d + field_table[i].offset, field_table[i].cap) >=
-		            field_table[i].cap)
-			return false;
-	return true;
-}
-
 static orn_rc encode_fields(mp_writer *w, unsigned fields, const payment_data *d)
 {
-	uint32_t count = 0;
-
-	if (!encodable(d, fields))
-		return ORN_EINVAL;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		count += (fields & field_table[i].field) != 0;
-	mp_write_map(w, count);
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		const void *value = (const char *)d + field_table[i].offset;
-		if ((fields & field_table[i].field) == 0)
-			continue;
-		mp_write_cstr(w, field_table[i].key);
-		if (field_table[i].integer)
-			mp_write_int(w, *(const int64_t *)value);
-		else
-			mp_write_cstr(w, value);
-	}
-	return mp_writer_status(w);
+	return kind_fields_encode(w, &fields_of, fields, d);
 }
 
-static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out_)
+static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
 {
-	payment_data *out = out_;
-	const char *key;
-	uint32_t len;
-	size_t index = 0;
-	unsigned field = 0;
-	void *value;
-	orn_rc rc;
-
-	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
-		return rc;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if (mp_str_eq(key, len, field_table[i].key) && (fields & field_table[i].field) != 0) {
-			field = field_table[i].field;
-			index = i;
-		}
-	if ((*seen & field) != 0)
-		return ORN_EDECODE;
-	*seen |= field;
-	if (field == 0)
-		return mp_skip(r);
-	value = (char *)out + field_table[index].offset;
-	if (field_table[index].integer)
-		return mp_read_int(r, value);
-	return mp_read_cstr(r, value, field_table[index].cap);
+	return kind_fields_read_entry(r, &fields_of, fields, seen, out);
 }
 
 orn_rc payment_command_encode(mp_writer *w, const payment_command *c)

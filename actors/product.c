@@ -22,28 +22,24 @@
 #define SNAPSHOT_DELETED (1u << 7)
 #define SNAPSHOT_ALL     (PRODUCT_FIELDS_ALL | SNAPSHOT_EXISTS | SNAPSHOT_DELETED)
 
-/* One product field: payload key, bit, where it lives in product_fields, its
- * buffer size (0 for the integer) and the rule a rejection quotes. */
-static const struct {
-	const char *key;
-	unsigned field;
-	size_t offset;
-	size_t cap;
-	const char *rule;
-} field_table[] = {
-        {"sku", PRODUCT_FIELD_SKU, offsetof(product_fields, sku), PRODUCT_SKU_MAX,
+/* The product fields: payload key, bit, value, where it lives in
+ * product_fields, its buffer size and the rule a rejection quotes. */
+static const kind_field field_table[] = {
+        {"sku", PRODUCT_FIELD_SKU, KIND_TEXT, offsetof(product_fields, sku), PRODUCT_SKU_MAX,
          "1..64 characters of [A-Za-z0-9_.-]"},
-        {"name", PRODUCT_FIELD_NAME, offsetof(product_fields, name), PRODUCT_NAME_MAX,
+        {"name", PRODUCT_FIELD_NAME, KIND_TEXT, offsetof(product_fields, name), PRODUCT_NAME_MAX,
          "1..200 bytes of UTF-8 text without control characters"},
-        {"description", PRODUCT_FIELD_DESCRIPTION, offsetof(product_fields, description),
+        {"description", PRODUCT_FIELD_DESCRIPTION, KIND_TEXT, offsetof(product_fields, description),
          PRODUCT_DESCRIPTION_MAX, "0..4000 bytes of UTF-8 text without control characters but line breaks"},
-        {"price_cents", PRODUCT_FIELD_PRICE, offsetof(product_fields, price_cents), 0,
+        {"price_cents", PRODUCT_FIELD_PRICE, KIND_INT, offsetof(product_fields, price_cents), 0,
          "an integer 0..10000000000"},
-        {"currency", PRODUCT_FIELD_CURRENCY, offsetof(product_fields, currency), PRODUCT_CURRENCY_MAX,
-         "an ISO 4217 code of a currency in circulation (e.g. EUR)"},
-        {"category", PRODUCT_FIELD_CATEGORY, offsetof(product_fields, category), PRODUCT_CATEGORY_MAX,
-         "1..64 characters of [a-z0-9-]"},
+        {"currency", PRODUCT_FIELD_CURRENCY, KIND_TEXT, offsetof(product_fields, currency),
+         PRODUCT_CURRENCY_MAX, "an ISO 4217 code of a currency in circulation (e.g. EUR)"},
+        {"category", PRODUCT_FIELD_CATEGORY, KIND_TEXT, offsetof(product_fields, category),
+         PRODUCT_CATEGORY_MAX, "1..64 characters of [a-z0-9-]"},
 };
+
+static const kind_fields fields_of = {KIND_FIELDS_OF(field_table)};
 
 /* One payload shape: its type name, the product keys it reads, and whether
  * they are optional (update) or all required. */
@@ -198,7 +194,7 @@ static void copy_fields(product_fields *dst, const product_fields *src, unsigned
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
 		if ((mask & field_table[i].field) == 0)
 			continue;
-		if (field_table[i].cap == 0)
+		if (field_table[i].value == KIND_INT)
 			dst->price_cents = src->price_cents;
 		else
 			strcpy(string_at(dst, i), const_string_at(src, i));
@@ -211,7 +207,7 @@ static unsigned changed_fields(const product_fields *a, const product_fields *b,
 	unsigned changed = 0;
 
 	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		bool differs = field_table[i].cap == 0
+		bool differs = field_table[i].value == KIND_INT
 		                       ? a->price_cents != b->price_cents
 		                       : strcmp(const_string_at(a, i), const_string_at(b, i)) != 0;
 		if ((mask & field_table[i].field) != 0 && differs)
@@ -303,59 +299,18 @@ KIND_NAMES(product, verdict_codes, command_shapes, event_shapes);
  * ORN_EINVAL if a string does not fit its buffer. */
 static orn_rc write_fields(mp_writer *w, const product_fields *f, unsigned mask)
 {
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		if ((mask & field_table[i].field) == 0)
-			continue;
-		if (field_table[i].cap != 0 &&
-		    strnlen(const_string_at(f, i), field_table[i].cap) == field_table[i].cap)
-			return ORN_EINVAL;
-	}
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		if ((mask & field_table[i].field) == 0)
-			continue;
-		mp_write_cstr(w, field_table[i].key);
-		if (field_table[i].cap == 0)
-			mp_write_int(w, f->price_cents);
-		else
-			mp_write_cstr(w, const_string_at(f, i));
-	}
+	if (!kind_fields_fit(&fields_of, mask, f))
+		return ORN_EINVAL;
+	kind_fields_write(w, &fields_of, mask, f);
 	return ORN_OK;
-}
-
-static uint32_t count_fields(unsigned mask)
-{
-	uint32_t count = 0;
-
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		count += (mask & field_table[i].field) != 0;
-	return count;
 }
 
 /* Writes a payload map of shape: every field, or the present ones if optional. */
 static orn_rc encode_payload(mp_writer *w, const payload_shape *shape, unsigned present,
                              const product_fields *f)
 {
-	unsigned mask = shape->optional ? present & shape->fields : shape->fields;
-	orn_rc rc;
-
-	mp_write_map(w, count_fields(mask));
-	if ((rc = write_fields(w, f, mask)) != ORN_OK)
-		goto fail;
-	rc = mp_writer_status(w);
-fail:
-	return rc;
-}
-
-/* Bit of a product key (0 for any other key). */
-static unsigned field_of_key(const char *key, uint32_t len, size_t *index)
-{
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		if (mp_str_eq(key, len, field_table[i].key)) {
-			*index = i;
-			return field_table[i].field;
-		}
-	}
-	return 0;
+	return kind_fields_encode(w, &fields_of, shape->optional ? present & shape->fields : shape->fields,
+	                          f);
 }
 
 /* Reads the value of one key/value pair whose key was read: a product key in
@@ -364,21 +319,7 @@ static unsigned field_of_key(const char *key, uint32_t len, size_t *index)
 static orn_rc read_value(mp_reader *r, const char *key, uint32_t len, unsigned fields, unsigned *seen,
                          product_fields *out)
 {
-	size_t i = 0;
-	unsigned field = field_of_key(key, len, &i) & fields;
-	orn_rc rc = ORN_EDECODE;
-
-	if ((*seen & field) != 0)
-		goto fail;
-	*seen |= field;
-	if (field == 0)
-		rc = mp_skip(r);
-	else if (field_table[i].cap == 0)
-		rc = mp_read_int(r, &out->price_cents);
-	else
-		rc = mp_read_cstr(r, string_at(out, i), field_table[i].cap);
-fail:
-	return rc;
+	return kind_fields_read_value(r, &fields_of, key, len, fields, seen, out);
 }
 
 /* Decodes a payload that is exactly one map of shape into *present and out.

@@ -59,43 +59,35 @@ enum payload_field {
 	(FIELD_TOKEN_VERSION | FIELD_KID | FIELD_VERIFIED | SNAPSHOT_ERASURE | SNAPSHOT_VERIFICATION |       \
 	 SNAPSHOT_RESET | SNAPSHOT_BUDGET)
 
-/* TYPE_VERIFIED: the bool "verified" on the wire, user_fields.unverified inside. */
-typedef enum field_type { TYPE_TEXT, TYPE_ROLE, TYPE_INT, TYPE_VERIFIED } field_type;
-
-/* One field: payload key, bit, where it lives in user_fields, its type, its
- * buffer size (texts) and the rule a rejection quotes. */
-static const struct {
-	const char *key;
-	unsigned field;
-	size_t offset;
-	field_type type;
-	size_t cap;
-	const char *rule;
-} field_table[] = {
-        {"user_id", FIELD_USER_ID, offsetof(user_fields, user_id), TYPE_TEXT, USER_ID_MAX,
+/* The user fields: payload key, bit, value, where it lives in user_fields,
+ * its buffer size (texts) and the rule a rejection quotes. The own values:
+ * "role" (a name, or nil for none) and "verified" (a bool on the wire,
+ * user_fields.unverified inside). */
+static const kind_field field_table[] = {
+        {"user_id", FIELD_USER_ID, KIND_TEXT, offsetof(user_fields, user_id), USER_ID_MAX,
          "1..64 characters of [A-Za-z0-9_-]"},
-        {"email", FIELD_EMAIL, offsetof(user_fields, email), TYPE_TEXT, USER_SEALED_MAX,
+        {"email", FIELD_EMAIL, KIND_TEXT, offsetof(user_fields, email), USER_SEALED_MAX,
          "a normalized address of RFC 5321 syntax: an ASCII dot-atom, '@', a domain of LDH labels (IDN as "
          "xn--)"},
-        {"name", FIELD_NAME, offsetof(user_fields, name), TYPE_TEXT, USER_SEALED_MAX,
+        {"name", FIELD_NAME, KIND_TEXT, offsetof(user_fields, name), USER_SEALED_MAX,
          "1..100 bytes of UTF-8 text without control characters"},
-        {"password_hash", FIELD_PASSWORD_HASH, offsetof(user_fields, password_hash), TYPE_TEXT,
+        {"password_hash", FIELD_PASSWORD_HASH, KIND_TEXT, offsetof(user_fields, password_hash),
          USER_SEALED_MAX, "an argon2id hash string ($argon2id$...) of at most 128 printable characters"},
-        {"role", FIELD_ROLE, offsetof(user_fields, role), TYPE_ROLE, 0, "customer or admin"},
-        {"jti", FIELD_JTI, offsetof(user_fields, jti), TYPE_TEXT, USER_JTI_MAX,
+        {"role", FIELD_ROLE, KIND_OWN, offsetof(user_fields, role), 0, "customer or admin"},
+        {"jti", FIELD_JTI, KIND_TEXT, offsetof(user_fields, jti), USER_JTI_MAX,
          "1..32 characters of [A-Za-z0-9_-]"},
-        {"expires_at", FIELD_EXPIRES_AT, offsetof(user_fields, expires_at), TYPE_INT, 0,
+        {"expires_at", FIELD_EXPIRES_AT, KIND_INT, offsetof(user_fields, expires_at), 0,
          "seconds since the epoch, above 0"},
-        {"token_version", FIELD_TOKEN_VERSION, offsetof(user_fields, token_version), TYPE_INT, 0,
+        {"token_version", FIELD_TOKEN_VERSION, KIND_INT, offsetof(user_fields, token_version), 0,
          "an integer, 0 or more"},
-        {"kid", FIELD_KID, offsetof(user_fields, kid), TYPE_TEXT, PD_KID_MAX,
+        {"kid", FIELD_KID, KIND_TEXT, offsetof(user_fields, kid), PD_KID_MAX,
          "the data key id, 32 lowercase hex digits, that seals email, name and password_hash"},
-        {"verified", FIELD_VERIFIED, offsetof(user_fields, unverified), TYPE_VERIFIED, 0, "a boolean"},
-        {"request_id", FIELD_REQUEST_ID, offsetof(user_fields, request_id), TYPE_TEXT, USER_JTI_MAX,
+        {"verified", FIELD_VERIFIED, KIND_OWN, offsetof(user_fields, unverified), 0, "a boolean"},
+        {"request_id", FIELD_REQUEST_ID, KIND_TEXT, offsetof(user_fields, request_id), USER_JTI_MAX,
          "1..32 characters of [A-Za-z0-9_-]"},
-        {"token_hash", FIELD_TOKEN_HASH, offsetof(user_fields, token_hash), TYPE_TEXT, USER_TOKEN_HASH_MAX,
+        {"token_hash", FIELD_TOKEN_HASH, KIND_TEXT, offsetof(user_fields, token_hash), USER_TOKEN_HASH_MAX,
          "64 lowercase hex digits"},
-        {"at", FIELD_AT, offsetof(user_fields, at), TYPE_INT, 0, "seconds since the epoch, above 0"},
+        {"at", FIELD_AT, KIND_INT, offsetof(user_fields, at), 0, "seconds since the epoch, above 0"},
 };
 
 /* One payload shape: the type name, the keys it must carry and the keys it
@@ -153,11 +145,6 @@ static const char *const verdict_codes[] = {
 
 static const char *const role_names[] = {[USER_ROLE_CUSTOMER] = "customer", [USER_ROLE_ADMIN] = "admin"};
 
-static char *string_at(user_fields *f, size_t i)
-{
-	return (char *)f + field_table[i].offset;
-}
-
 static const char *const_string_at(const user_fields *f, size_t i)
 {
 	return (const char *)f + field_table[i].offset;
@@ -167,26 +154,11 @@ static const char *const_string_at(const user_fields *f, size_t i)
  * empty text, a zero integer, "verified" true (the default), no role. */
 static bool field_empty(const user_fields *f, size_t i)
 {
-	switch (field_table[i].type) {
-	case TYPE_TEXT:
+	if (field_table[i].value == KIND_TEXT)
 		return const_string_at(f, i)[0] == '\0';
-	case TYPE_INT:
+	if (field_table[i].value == KIND_INT)
 		return *(const int64_t *)((const char *)f + field_table[i].offset) == 0;
-	case TYPE_VERIFIED:
-		return !f->unverified;
-	default:
-		return f->role == USER_ROLE_NONE;
-	}
-}
-
-static int64_t *int_at(user_fields *f, size_t i)
-{
-	return (int64_t *)((char *)f + field_table[i].offset);
-}
-
-static int64_t const_int_at(const user_fields *f, size_t i)
-{
-	return *(const int64_t *)((const char *)f + field_table[i].offset);
+	return field_table[i].field == FIELD_VERIFIED ? !f->unverified : f->role == USER_ROLE_NONE;
 }
 
 /* ---- roles ---- */
@@ -787,43 +759,6 @@ KIND_NAMES(user, verdict_codes, command_shapes, event_shapes);
 
 /* ---- payload codecs ---- */
 
-/* Writes the key/value pairs of the fields of mask (no map header); a role
- * without a name is written as nil. ORN_EINVAL if a string does not fit its
- * buffer. */
-static orn_rc write_fields(mp_writer *w, const user_fields *f, unsigned mask)
-{
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if ((mask & field_table[i].field) != 0 && field_table[i].type == TYPE_TEXT &&
-		    strnlen(const_string_at(f, i), field_table[i].cap) == field_table[i].cap)
-			return ORN_EINVAL;
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++) {
-		if ((mask & field_table[i].field) == 0)
-			continue;
-		mp_write_cstr(w, field_table[i].key);
-		if (field_table[i].type == TYPE_INT)
-			mp_write_int(w, const_int_at(f, i));
-		else if (field_table[i].type == TYPE_VERIFIED)
-			mp_write_bool(w, !f->unverified);
-		else
-			mp_write_cstr(w, field_table[i].type == TYPE_ROLE ? user_role_name(f->role)
-			                                                  : const_string_at(f, i));
-	}
-	return ORN_OK;
-}
-
-static orn_rc encode_payload(mp_writer *w, unsigned mask, const user_fields *f)
-{
-	uint32_t count = 0;
-	orn_rc rc;
-
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		count += (mask & field_table[i].field) != 0;
-	mp_write_map(w, count);
-	if ((rc = write_fields(w, f, mask)) == ORN_OK)
-		rc = mp_writer_status(w);
-	return rc;
-}
-
 /* Reads a role: a known name, nil or an unknown name (USER_ROLE_NONE). */
 static orn_rc read_role(mp_reader *r, user_role *role)
 {
@@ -860,46 +795,46 @@ static unsigned present_optional(const user_fields *f, unsigned mask)
 	return present;
 }
 
-/* Reads the value of one key/value pair whose key was read: a key in fields
- * goes into out, any other key is skipped, a repeated one rejected. *seen
- * collects the fields read. */
-static orn_rc read_value(mp_reader *r, const char *key, uint32_t len, unsigned fields, unsigned *seen,
-                         user_fields *out)
+/* kind_fields.own_write: "verified", or the role's name (nil for none). */
+static void own_write(mp_writer *w, const kind_field *f, const void *data)
 {
-	unsigned field = 0;
-	size_t index = 0;
-	orn_rc rc = ORN_EDECODE;
+	const user_fields *u = data;
 
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		if (mp_str_eq(key, len, field_table[i].key))
-			field = field_table[i].field & fields, index = i;
-	if ((*seen & field) != 0)
-		goto fail;
-	*seen |= field;
-	if (field == 0)
-		rc = mp_skip(r);
-	else if (field_table[index].type == TYPE_ROLE)
-		rc = read_role(r, &out->role);
-	else if (field_table[index].type == TYPE_INT)
-		rc = mp_read_int(r, int_at(out, index));
-	else if (field_table[index].type == TYPE_VERIFIED)
-		rc = read_verified(r, &out->unverified);
+	if (f->field == FIELD_VERIFIED)
+		mp_write_bool(w, !u->unverified);
 	else
-		rc = mp_read_cstr(r, string_at(out, index), field_table[index].cap);
-fail:
-	return rc;
+		mp_write_cstr(w, user_role_name(u->role));
 }
 
-/* Reads one key/value pair into the user_fields out (read_value). */
+/* kind_fields.own_read: "verified", or the role. */
+static orn_rc own_read(mp_reader *r, const kind_field *f, void *data)
+{
+	user_fields *u = data;
+
+	return f->field == FIELD_VERIFIED ? read_verified(r, &u->unverified) : read_role(r, &u->role);
+}
+
+static const kind_fields fields_of = {KIND_FIELDS_OF(field_table), .own_write = own_write,
+                                      .own_read = own_read};
+
+/* Writes the key/value pairs of the fields of mask (no map header).
+ * ORN_EINVAL if a string does not fit its buffer. */
+static orn_rc write_fields(mp_writer *w, const user_fields *f, unsigned mask)
+{
+	if (!kind_fields_fit(&fields_of, mask, f))
+		return ORN_EINVAL;
+	kind_fields_write(w, &fields_of, mask, f);
+	return ORN_OK;
+}
+
+static orn_rc encode_payload(mp_writer *w, unsigned mask, const user_fields *f)
+{
+	return kind_fields_encode(w, &fields_of, mask, f);
+}
+
 static orn_rc decode_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
 {
-	const char *key;
-	uint32_t len;
-	orn_rc rc;
-
-	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
-		return rc;
-	return read_value(r, key, len, fields, seen, out);
+	return kind_fields_read_entry(r, &fields_of, fields, seen, out);
 }
 
 orn_rc user_command_encode(mp_writer *w, const user_command *c)
@@ -1004,12 +939,9 @@ static orn_rc read_request(mp_reader *r, user_request *out)
 /* Writes {exists, erasure, [verification, reset, mail_budget,] <fields of mask>}. */
 static orn_rc write_state(const user_state *s, mp_writer *w, unsigned mask, bool links)
 {
-	uint32_t count = links ? 5 : 2;
 	orn_rc rc;
 
-	for (size_t i = 0; i < ORN_ARRAY_LEN(field_table); i++)
-		count += (mask & field_table[i].field) != 0;
-	mp_write_map(w, count);
+	mp_write_map(w, (links ? 5 : 2) + kind_fields_count(&fields_of, mask));
 	mp_write_cstr(w, "exists");
 	mp_write_bool(w, s->exists);
 	mp_write_cstr(w, "erasure");
@@ -1091,7 +1023,7 @@ static orn_rc read_snapshot_entry(mp_reader *r, void *state, unsigned *seen)
 		*seen |= SNAPSHOT_ERASURE;
 		s->erasure = (user_erasure)erasure;
 	} else if (!mp_str_eq(key, len, "exists")) {
-		rc = read_value(r, key, len, SNAPSHOT_FIELDS, seen, &s->fields);
+		rc = kind_fields_read_value(r, &fields_of, key, len, SNAPSHOT_FIELDS, seen, &s->fields);
 	} else if ((*seen & SNAPSHOT_EXISTS) != 0) {
 		rc = ORN_EDECODE;
 	} else {

@@ -746,3 +746,106 @@ Test(kind_decode_map, maps_an_entry_error_to_a_decode_error)
 	cr_assert_eq(decode_pair(w, 1u, &p), ORN_EDECODE);
 	mp_writer_destroy(w);
 }
+
+/* ---- kind_fields: a record of a text, an integer, a bool and an own value
+ * (a count written as an array of that many nils) ---- */
+
+typedef struct record {
+	char name[8];
+	int64_t amount;
+	bool flag;
+	uint32_t nils;
+} record;
+
+enum { R_NAME = 1, R_AMOUNT = 2, R_FLAG = 4, R_NILS = 8, R_ALL = 15 };
+
+static const kind_field record_table[] = {
+        {"name", R_NAME, KIND_TEXT, offsetof(record, name), 8, "a name"},
+        {"amount", R_AMOUNT, KIND_INT, offsetof(record, amount), 0, NULL},
+        {"flag", R_FLAG, KIND_BOOL, offsetof(record, flag), 0, NULL},
+        {"nils", R_NILS, KIND_OWN, offsetof(record, nils), 0, NULL},
+};
+
+static bool nils_fit(const kind_field *f, const void *data)
+{
+	(void)f;
+	return ((const record *)data)->nils <= 3;
+}
+
+static void nils_write(mp_writer *w, const kind_field *f, const void *data)
+{
+	const record *rec = data;
+
+	(void)f;
+	mp_write_array(w, rec->nils);
+	for (uint32_t i = 0; i < rec->nils; i++)
+		mp_write_nil(w);
+}
+
+static orn_rc nils_read(mp_reader *r, const kind_field *f, void *data)
+{
+	record *rec = data;
+	orn_rc rc = mp_read_array(r, &rec->nils);
+
+	(void)f;
+	for (uint32_t i = 0; rc == ORN_OK && i < rec->nils; i++)
+		rc = mp_read_nil(r);
+	return rc;
+}
+
+static const kind_fields record_fields = {KIND_FIELDS_OF(record_table), .own_fits = nils_fit,
+                                          .own_write = nils_write, .own_read = nils_read};
+
+static orn_rc record_entry(mp_reader *r, unsigned fields, unsigned *seen, void *out)
+{
+	return kind_fields_read_entry(r, &record_fields, fields, seen, out);
+}
+
+Test(kind_fields, encode_then_decode_gives_the_fields_back)
+{
+	mp_writer *w = mp_writer_create();
+	record in = {.name = "ann", .amount = -7, .flag = true, .nils = 2}, out;
+
+	cr_assert_not_null(w);
+	cr_assert_eq(kind_fields_count(&record_fields, R_NAME | R_NILS | 64), 2);
+	cr_assert_eq(kind_fields_encode(w, &record_fields, R_ALL, &in), ORN_OK);
+	cr_assert_eq(
+	        kind_decode_map(mp_writer_data(w), mp_writer_size(w), R_ALL, record_entry, &out, sizeof out),
+	        ORN_OK);
+	cr_assert_str_eq(out.name, "ann");
+	cr_assert_eq(out.amount, -7);
+	cr_assert(out.flag);
+	cr_assert_eq(out.nils, 2);
+	mp_writer_reset(w);
+	cr_assert_eq(kind_fields_encode(w, &record_fields, R_NAME | R_FLAG, &in), ORN_OK);
+	cr_assert_eq(
+	        kind_decode_map(mp_writer_data(w), mp_writer_size(w), R_NAME, record_entry, &out, sizeof out),
+	        ORN_OK, "a key outside the fields read is skipped");
+	cr_assert_eq(out.flag, false);
+	mp_writer_destroy(w);
+}
+
+Test(kind_fields, refuses_what_does_not_fit_and_a_repeated_key)
+{
+	mp_writer *w = mp_writer_create();
+	record in = {.name = "ann", .nils = 4}, out;
+
+	cr_assert_not_null(w);
+	cr_assert_not(kind_fields_fit(&record_fields, R_NILS, &in), "an own value that does not fit");
+	cr_assert_eq(kind_fields_encode(w, &record_fields, R_ALL, &in), ORN_EINVAL);
+	cr_assert_eq(mp_writer_size(w), 0, "nothing written");
+	in.nils = 0;
+	memset(in.name, 'x', sizeof in.name);
+	cr_assert_eq(kind_fields_encode(w, &record_fields, R_ALL, &in), ORN_EINVAL, "a text without its end");
+	cr_assert(kind_fields_fit(&record_fields, R_AMOUNT | R_FLAG, &in),
+	          "the text is not among the fields");
+	mp_write_map(w, 2);
+	mp_write_cstr(w, "amount");
+	mp_write_int(w, 1);
+	mp_write_cstr(w, "amount");
+	mp_write_int(w, 2);
+	cr_assert_eq(kind_decode_map(mp_writer_data(w), mp_writer_size(w), R_AMOUNT, record_entry, &out,
+	                             sizeof out),
+	             ORN_EDECODE);
+	mp_writer_destroy(w);
+}
