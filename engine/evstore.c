@@ -938,6 +938,23 @@ static orn_rc scan_message(scan *sc, natsMsg *msg, uint64_t seq)
 	return sc->fn != NULL ? sc->fn(sc->closure, &c) : ORN_OK;
 }
 
+/* What a read of one subject does with its next message msg, at seq (msg is
+ * destroyed here): past bound the read is done; else the message is scanned,
+ * *from_seq moves past it, and at bound the read is done. */
+static orn_rc take_read(scan *sc, natsMsg *msg, uint64_t seq, uint64_t *from_seq, uint64_t bound, bool *done)
+{
+	orn_rc rc = ORN_OK;
+
+	if (seq > bound) {
+		*done = true;
+	} else if ((rc = scan_message(sc, msg, seq)) == ORN_OK) {
+		*from_seq = seq + 1;
+		*done = seq >= bound;
+	}
+	natsMsg_Destroy(msg);
+	return rc;
+}
+
 /* The commits of one subject from *from_seq to bound by direct get (one
  * request each, answered by any replica): far cheaper than creating an
  * ordered consumer for the few commits of an order or a cart. Stops after
@@ -965,20 +982,9 @@ static orn_rc read_direct(scan *sc, const char *subject, uint64_t *from_seq, uin
 			natsMsg_Destroy(msg);
 			return ORN_EDECODE;
 		}
-		if (seq > bound) {
-			natsMsg_Destroy(msg);
-			*done = true;
-			return ORN_OK;
-		}
-		orn_rc rc = scan_message(sc, msg, seq);
-		natsMsg_Destroy(msg);
-		if (rc != ORN_OK)
+		orn_rc rc = take_read(sc, msg, seq, from_seq, bound, done);
+		if (rc != ORN_OK || *done)
 			return rc;
-		*from_seq = seq + 1;
-		if (seq >= bound) {
-			*done = true;
-			return ORN_OK;
-		}
 	}
 	return ORN_OK;
 }
@@ -1112,21 +1118,12 @@ static orn_rc read_leader(scan *sc, const char *subject, uint64_t *from_seq, uin
 		}
 		if (rc == ORN_OK && (seq == 0 || seq < *from_seq))
 			rc = ORN_EDECODE;
-		if (rc == ORN_OK && seq > bound) {
+		if (rc != ORN_OK) {
 			natsMsg_Destroy(msg);
-			*done = true;
-			return ORN_OK;
-		}
-		if (rc == ORN_OK)
-			rc = scan_message(sc, msg, seq);
-		natsMsg_Destroy(msg);
-		if (rc != ORN_OK)
 			return rc;
-		*from_seq = seq + 1;
-		if (seq >= bound) {
-			*done = true;
-			return ORN_OK;
 		}
+		if ((rc = take_read(sc, msg, seq, from_seq, bound, done)) != ORN_OK || *done)
+			return rc;
 	}
 	return ORN_OK;
 }

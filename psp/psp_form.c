@@ -387,24 +387,36 @@ static orn_rc card_refusal(psp_param_error *err, const char *code, const char *p
 	return ORN_EINVAL;
 }
 
-orn_rc psp_card_check(const psp_form *f, int now_year, int now_month, psp_card *out, psp_param_error *err)
+/* The form's parameters: each one of allowed (NULL-terminated), each of
+ * required present. ORN_OK, or ORN_EINVAL with err naming the first unknown or
+ * missing one, as the provider words it. */
+static orn_rc params_check(const psp_form *f, const char *const *allowed, const char *const *required,
+                           psp_param_error *err)
 {
-	static const char *const allowed[] = {"type",           "card[number]", "card[exp_month]",
-	                                      "card[exp_year]", "card[cvc]",    NULL};
 	char message[160];
-	int64_t v;
-	memset(out, 0, sizeof *out);
 	const char *unknown = psp_form_unknown(f, allowed);
+
 	if (unknown != NULL) {
 		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
 		return param_error(err, "parameter_unknown", unknown, message);
 	}
-	for (const char *const *r = allowed; *r != NULL; r++) {
+	for (const char *const *r = required; *r != NULL; r++) {
 		if (psp_form_get(f, *r) == NULL) {
 			snprintf(message, sizeof message, "Missing required param: %s.", *r);
 			return param_error(err, "parameter_missing", *r, message);
 		}
 	}
+	return ORN_OK;
+}
+
+orn_rc psp_card_check(const psp_form *f, int now_year, int now_month, psp_card *out, psp_param_error *err)
+{
+	static const char *const allowed[] = {"type",           "card[number]", "card[exp_month]",
+	                                      "card[exp_year]", "card[cvc]",    NULL};
+	int64_t v;
+	memset(out, 0, sizeof *out);
+	if (params_check(f, allowed, allowed, err) != ORN_OK)
+		return ORN_EINVAL;
 	const char *number = psp_form_get(f, "card[number]"), *cvc = psp_form_get(f, "card[cvc]");
 	const char *month = psp_form_get(f, "card[exp_month]"), *year = psp_form_get(f, "card[exp_year]");
 	if (strcmp(psp_form_get(f, "type"), "card") != 0)
@@ -452,20 +464,10 @@ orn_rc psp_intent_check(const psp_form *f, psp_intent_request *out, psp_param_er
 	static const char *const allowed[] = {
 	        "amount", "currency", "payment_method", "confirm", "metadata[order_id]", "return_url", NULL};
 	static const char *const required[] = {"amount", "currency", "payment_method", NULL};
-	char message[160];
 	int64_t v;
 	memset(out, 0, sizeof *out);
-	const char *unknown = psp_form_unknown(f, allowed);
-	if (unknown != NULL) {
-		snprintf(message, sizeof message, "Received unknown parameter: %.100s", unknown);
-		return param_error(err, "parameter_unknown", unknown, message);
-	}
-	for (const char *const *r = required; *r != NULL; r++) {
-		if (psp_form_get(f, *r) == NULL) {
-			snprintf(message, sizeof message, "Missing required param: %s.", *r);
-			return param_error(err, "parameter_missing", *r, message);
-		}
-	}
+	if (params_check(f, allowed, required, err) != ORN_OK)
+		return ORN_EINVAL;
 	const char *amount = psp_form_get(f, "amount"), *currency = psp_form_get(f, "currency");
 	const char *confirm = psp_form_get(f, "confirm"), *order_id = psp_form_get(f, "metadata[order_id]");
 	out->payment_method = psp_form_get(f, "payment_method");
