@@ -87,7 +87,7 @@ typedef enum kind_value {
 
 typedef struct kind_field {
 	const char *key;
-	unsigned field;   /* its bit */
+	unsigned field; /* its bit */
 	kind_value value;
 	size_t offset;    /* in the data struct */
 	size_t cap;       /* KIND_TEXT: bytes of its buffer, the terminator included */
@@ -130,7 +130,8 @@ orn_rc kind_fields_read_value(mp_reader *r, const kind_fields *t, const char *ke
                               unsigned fields, unsigned *seen, void *data);
 
 /* kind_fields_read_value after reading the pair's key (a kind_entry_fn's work). */
-orn_rc kind_fields_read_entry(mp_reader *r, const kind_fields *t, unsigned fields, unsigned *seen, void *data);
+orn_rc kind_fields_read_entry(mp_reader *r, const kind_fields *t, unsigned fields, unsigned *seen,
+                              void *data);
 
 /* An aggregate's typed functions behind void pointers: what kind_decide and
  * kind_evolve need to turn envelopes into its command and event structs and to

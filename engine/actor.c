@@ -1655,14 +1655,14 @@ void act_runtime_stop(act_runtime *rt)
 	for (unsigned i = 0; i < rt->shard_count; i++)
 		shard_dispose(&rt->shards[i]);
 	free(rt->shards);
-	const uint64_t counts[] = {atomic_load(&rt->commands), atomic_load(&rt->appends),
-	                           atomic_load(&rt->by_echo), atomic_load(&rt->by_read),
-	                           atomic_load(&rt->conflicts)};
-	char n[ORN_ARRAY_LEN(counts)][24];
-	for (size_t i = 0; i < ORN_ARRAY_LEN(counts); i++)
-		snprintf(n[i], sizeof n[i], "%llu", (unsigned long long)counts[i]);
-	log_info("actor runtime stopped", "aggregate", rt->kind->aggregate, "commands", n[0], "appends", n[1],
-	         "confirmed_by_echo", n[2], "confirmed_by_read", n[3], "conflicts", n[4]);
+	static const char *const names[] = {"commands",  "appends", "confirmed_by_echo", "confirmed_by_read",
+	                                    "conflicts", "expired", "overloaded"};
+	const uint64_t counts[] = {atomic_load(&rt->commands),  atomic_load(&rt->appends),
+	                           atomic_load(&rt->by_echo),   atomic_load(&rt->by_read),
+	                           atomic_load(&rt->conflicts), atomic_load(&rt->expired),
+	                           atomic_load(&rt->overloaded)};
+	log_counters("actor runtime stopped", "aggregate", rt->kind->aggregate, names, counts,
+	             ORN_ARRAY_LEN(counts));
 	pthread_cond_destroy(&rt->watch_stopped);
 	pthread_mutex_destroy(&rt->watch_lock);
 	free(rt);

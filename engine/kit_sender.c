@@ -49,6 +49,9 @@ struct kit_sender {
 	pthread_cond_t changed; /* a slot settled or needs its waiter, or a stop */
 	atomic_bool stopping;
 	bool completed; /* the subscription's last callback returned */
+	/* for the stop log (under lock): commands, tries sent, tries timed out,
+	 * tries answered "try again" (by a reply or no responders) */
+	uint64_t commands, tries, timeouts, retried;
 	pthread_cond_t complete;
 };
 
@@ -80,6 +83,10 @@ static void settle(kit_sender *s, slot *sl, orn_rc rc)
 static void failed_try(kit_sender *s, slot *sl, orn_rc rc)
 {
 	sl->deadline_ns = 0;
+	if (rc == ORN_ETIMEOUT)
+		s->timeouts++;
+	else if (rc == ORN_EUNAVAILABLE)
+		s->retried++;
 	if (sl->tries >= s->o.tries || atomic_load(&s->stopping)) {
 		settle(s, sl, rc);
 		return;
@@ -133,6 +140,8 @@ static void send_try(kit_sender *s, slot *sl)
 	orn_rc rc = bus_command_subject(subject, sizeof subject, sl->send->aggregate, sl->send->id);
 	sl->resend_ns = 0;
 	sl->tries++;
+	s->tries++;
+	s->commands += sl->tries == 1;
 	snprintf(sl->token, sizeof sl->token, "%llu", (unsigned long long)++s->next_token);
 	snprintf(reply_to, sizeof reply_to, "%s.%s", s->inbox, sl->token);
 	if (rc == ORN_OK && (rc = hmap_put(s->pending, sl->token, sl)) == ORN_OK) {
@@ -319,7 +328,11 @@ void kit_sender_destroy(kit_sender *s)
 		pthread_mutex_lock(&s->lock);
 		while (!s->completed && pthread_cond_timedwait(&s->complete, &s->lock, &until) == 0)
 			;
+		static const char *const names[] = {"commands", "tries", "timeouts", "retried"};
+		const uint64_t counts[] = {s->commands, s->tries, s->timeouts, s->retried};
 		pthread_mutex_unlock(&s->lock);
+		log_counters("command sender stopped", "actor", s->actor, names, counts,
+		             ORN_ARRAY_LEN(counts));
 		natsSubscription_Destroy(s->sub);
 	}
 	hmap_destroy(s->pending);

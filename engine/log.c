@@ -128,12 +128,10 @@ static size_t append_field(char *buf, size_t used, size_t cap, const char *key, 
 	return append_raw(buf, used, cap, "\"");
 }
 
-void log_write(log_level level, const char *msg, ...)
+/* The line's start, {"ts", "level", "msg" and the thread's correlation id,
+ * into line (cap bytes, room for "}\n" kept): the bytes used. */
+static size_t line_begin(char *line, size_t cap, log_level level, const char *msg)
 {
-	if ((int)level < atomic_load(&min_level))
-		return;
-	char line[4096];
-	size_t cap = sizeof line - 2; /* room for "}\n" */
 	int64_t now = orn_now_ms();
 	time_t secs = (time_t)(now / 1000);
 	struct tm tm;
@@ -145,6 +143,24 @@ void log_write(log_level level, const char *msg, ...)
 	used = append_field(line, used, cap, "msg", msg);
 	if (correlation[0] != '\0')
 		used = append_field(line, used, cap, "correlation_id", correlation);
+	return used;
+}
+
+/* Ends the line begun in line with used bytes and writes it. */
+static void line_end(char *line, size_t used)
+{
+	line[used++] = '}';
+	line[used++] = '\n';
+	fwrite(line, 1, used, stderr);
+}
+
+void log_write(log_level level, const char *msg, ...)
+{
+	if ((int)level < atomic_load(&min_level))
+		return;
+	char line[4096];
+	size_t cap = sizeof line - 2; /* room for "}\n" */
+	size_t used = line_begin(line, cap, level, msg);
 	va_list ap;
 	va_start(ap, msg);
 	for (;;) {
@@ -155,7 +171,20 @@ void log_write(log_level level, const char *msg, ...)
 		used = append_field(line, used, cap, key, value);
 	}
 	va_end(ap);
-	line[used++] = '}';
-	line[used++] = '\n';
-	fwrite(line, 1, used, stderr);
+	line_end(line, used);
+}
+
+void log_counters(const char *msg, const char *key, const char *value, const char *const *names,
+                  const uint64_t *counts, size_t count)
+{
+	if ((int)LOG_INFO < atomic_load(&min_level))
+		return;
+	char line[4096], number[24];
+	size_t cap = sizeof line - 2; /* room for "}\n" */
+	size_t used = append_field(line, line_begin(line, cap, LOG_INFO, msg), cap, key, value);
+	for (size_t i = 0; i < count; i++) {
+		snprintf(number, sizeof number, "%llu", (unsigned long long)counts[i]);
+		used = append_field(line, used, cap, names[i], number);
+	}
+	line_end(line, used);
 }

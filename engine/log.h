@@ -27,6 +27,11 @@ const char *log_correlation(void);
  * values are JSON-escaped strings. */
 void log_write(log_level level, const char *msg, ...);
 
+/* An info line of what something counted: key and value name it, then each
+ * names[i] with counts[i] in decimal (count of them). */
+void log_counters(const char *msg, const char *key, const char *value, const char *const *names,
+                  const uint64_t *counts, size_t count);
+
 /* log_info("message", "key", "value", ...): the list is NULL-terminated for you. */
 #define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__, (const char *)0)
 #define log_info(...)  log_write(LOG_INFO, __VA_ARGS__, (const char *)0)

@@ -349,6 +349,33 @@ Test(log, an_oversized_line_is_cut_but_stays_one_valid_json_object)
 	free(text);
 }
 
+static void write_counts(void)
+{
+	static const char *const names[] = {"commands", "tries"};
+	const uint64_t counts[] = {0, UINT64_MAX};
+
+	log_set_level(LOG_INFO);
+	log_counters("sender stopped", "actor", "saga", names, counts, 2);
+	log_set_level(LOG_WARN);
+	log_counters("not written at warn level", "actor", "saga", names, counts, 2);
+}
+
+Test(log, counts_are_decimal_fields_after_the_name)
+{
+	char *text = capture_stderr(write_counts);
+	char *newline = strchr(text, '\n');
+	cr_assert_not_null(newline);
+	cr_assert_eq(newline[1], '\0', "the line below the level was filtered out");
+	json_t *line = json_loads(text, 0, NULL);
+	cr_assert_not_null(line, "not JSON: %s", text);
+	cr_assert_str_eq(json_string_value(json_object_get(line, "msg")), "sender stopped");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "actor")), "saga");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "commands")), "0");
+	cr_assert_str_eq(json_string_value(json_object_get(line, "tries")), "18446744073709551615");
+	json_decref(line);
+	free(text);
+}
+
 Test(log, levels_and_clocks)
 {
 	cr_assert_eq(log_level_parse("debug"), LOG_DEBUG);
