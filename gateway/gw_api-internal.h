@@ -287,6 +287,13 @@ void gw_api_bad_cursor(json_t *problem);
  * detail unavailable, else 200 with body. Takes problem and body. */
 void gw_api_answer_list(gw_request *r, orn_rc rc, json_t *body, json_t *problem, const char *unavailable);
 
+/* Opens an account's sealed email and, when name is not NULL, its name (their
+ * tokens, "email" and "name" fields) into the buffers: ORN_OK, or what
+ * ks_open_token returned for the first that failed (ORN_ENOTFOUND: the key is
+ * gone). On a key worker when the key may not be cached. */
+orn_rc gw_api_open_person(gw_api *api, const char *email_token, const char *name_token, char *email,
+                          size_t email_cap, char *name, size_t name_cap);
+
 /* Opens the sealed token (the "email" of an account, as the users model
  * keeps it) and seals its value again as field of the event event_id under
  * the same key: a personal field is bound to the event that carries it (ADR

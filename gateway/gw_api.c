@@ -205,6 +205,16 @@ bool gw_api_limit_take(gw_ratelimit *rl, gw_request *r, const char *key)
 	return false;
 }
 
+orn_rc gw_api_open_person(gw_api *api, const char *email_token, const char *name_token, char *email,
+                          size_t email_cap, char *name, size_t name_cap)
+{
+	orn_rc rc = ks_open_token(api->keys, email_token, "email", NULL, email, email_cap);
+
+	if (rc == ORN_OK && name != NULL)
+		rc = ks_open_token(api->keys, name_token, "name", NULL, name, name_cap);
+	return rc;
+}
+
 orn_rc gw_api_reseal(gw_api *api, const char *token, const char *field, const char *event_id, char *out,
                      size_t cap)
 {

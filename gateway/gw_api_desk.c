@@ -119,10 +119,8 @@ static void people_open(void *arg)
 		if (!p->found || p->erasure == USER_ERASED || p->email_token[0] == '\0')
 			continue;
 		orn_rc rc =
-		        ks_open_token(a->api->keys, p->email_token, "email", NULL, p->email, sizeof p->email);
-		if (rc == ORN_OK && a->with_names)
-			rc = ks_open_token(a->api->keys, p->name_token, "name", NULL, p->name,
-			                   sizeof p->name);
+		        gw_api_open_person(a->api, p->email_token, p->name_token, p->email, sizeof p->email,
+		                           a->with_names ? p->name : NULL, sizeof p->name);
 		p->shown = rc == ORN_OK;
 		if (rc != ORN_OK && rc != ORN_ENOTFOUND && a->opened == ORN_OK)
 			a->opened = rc; /* ENOTFOUND: the key is gone, shown as erased */

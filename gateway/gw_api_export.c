@@ -127,9 +127,8 @@ static void export_open(void *arg)
 {
 	export_job *x = arg;
 	ks_store *keys = x->api->keys;
-	x->opened = ks_open_token(keys, x->account.email, "email", NULL, x->email, sizeof x->email);
-	if (x->opened == ORN_OK)
-		x->opened = ks_open_token(keys, x->account.name, "name", NULL, x->name, sizeof x->name);
+	x->opened = gw_api_open_person(x->api, x->account.email, x->account.name, x->email, sizeof x->email,
+	                               x->name, sizeof x->name);
 	for (size_t i = 0; x->opened == ORN_OK && i < x->mail_count; i++)
 		gw_mail_recipient_text(keys, &x->mails[i].log.subject, x->recipients[i],
 		                       sizeof x->recipients[i]);

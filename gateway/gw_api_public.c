@@ -680,10 +680,8 @@ static void me_free(me_view *v)
 static void me_open(void *arg)
 {
 	me_view *v = arg;
-	ks_store *keys = v->api->keys;
-	v->opened = ks_open_token(keys, v->account.email, "email", NULL, v->email, sizeof v->email);
-	if (v->opened == ORN_OK)
-		v->opened = ks_open_token(keys, v->account.name, "name", NULL, v->name, sizeof v->name);
+	v->opened = gw_api_open_person(v->api, v->account.email, v->account.name, v->email, sizeof v->email,
+	                               v->name, sizeof v->name);
 }
 
 /* 200 {id, email, name, role}; 503 if the fields cannot be opened now. */
