@@ -22,6 +22,7 @@
  * deleted records. */
 #include "catalog.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,17 +221,15 @@ static orn_rc read_record(MDB_txn *txn, proj_catalog *cat, const char *id, size_
 
 static orn_rc catalog_open(void *self, proj_txn *t)
 {
-	proj_catalog *cat = self;
-	orn_rc rc = proj_dbi_open(t, PRODUCTS_DB, 0, &cat->products);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_SKU_DB, 0, &cat->by_sku);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_CATEGORY_DB, MDB_DUPSORT, &cat->by_category);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, SEARCH_DB, MDB_DUPSORT, &cat->search);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, INVENTORY_ITEMS_DB, 0, &cat->stock);
-	return rc;
+	static const proj_dbi_spec dbis[] = {
+	        {PRODUCTS_DB, 0, offsetof(proj_catalog, products)},
+	        {BY_SKU_DB, 0, offsetof(proj_catalog, by_sku)},
+	        {BY_CATEGORY_DB, MDB_DUPSORT, offsetof(proj_catalog, by_category)},
+	        {SEARCH_DB, MDB_DUPSORT, offsetof(proj_catalog, search)},
+	        {INVENTORY_ITEMS_DB, 0, offsetof(proj_catalog, stock)},
+	};
+
+	return proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
 }
 
 static bool is_product_event(const char *type)

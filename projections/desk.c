@@ -19,6 +19,7 @@
  * numbers them the same way. */
 #include "desk.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,17 +74,15 @@ static size_t story_key(uint8_t out[STORY_KEY_MAX], const char *id, size_t id_le
 
 static orn_rc desk_open(void *self, proj_txn *t)
 {
-	proj_desk *m = self;
-	orn_rc rc = proj_dbi_open(t, ORDERS_DB, 0, &m->by_created);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, ORDER_CREATED_DB, 0, &m->order_created);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, ACCOUNTS_DB, 0, &m->accounts);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, ACCOUNT_CREATED_DB, 0, &m->account_created);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, TIMELINE_DB, 0, &m->timeline);
-	return rc;
+	static const proj_dbi_spec dbis[] = {
+	        {ORDERS_DB, 0, offsetof(proj_desk, by_created)},
+	        {ORDER_CREATED_DB, 0, offsetof(proj_desk, order_created)},
+	        {ACCOUNTS_DB, 0, offsetof(proj_desk, accounts)},
+	        {ACCOUNT_CREATED_DB, 0, offsetof(proj_desk, account_created)},
+	        {TIMELINE_DB, 0, offsetof(proj_desk, timeline)},
+	};
+
+	return proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
 }
 
 /* Adds (key, time) to index and reverse unless key is there already. */

@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,11 +39,12 @@ struct proj_inventory {
 
 static orn_rc inventory_open(void *self, proj_txn *t)
 {
-	proj_inventory *inv = self;
-	orn_rc rc = proj_dbi_open(t, ITEMS_DB, 0, &inv->items);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_AVAILABLE_DB, MDB_DUPSORT, &inv->by_available);
-	return rc;
+	static const proj_dbi_spec dbis[] = {
+	        {ITEMS_DB, 0, offsetof(proj_inventory, items)},
+	        {BY_AVAILABLE_DB, MDB_DUPSORT, offsetof(proj_inventory, by_available)},
+	};
+
+	return proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
 }
 
 static bool is_stock_event(const char *type)

@@ -24,6 +24,7 @@
  * both filters are given (one order has a handful of emails). */
 #include "mails.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,20 +152,18 @@ static orn_rc backfill_kids(proj_txn *t, proj_mail *m)
 
 static orn_rc mail_open(void *self, proj_txn *t)
 {
+	static const proj_dbi_spec dbis[] = {
+	        {MAILS_DB, 0, offsetof(proj_mail, mails)},
+	        {BY_ORDER_DB, MDB_DUPSORT, offsetof(proj_mail, by_order)},
+	        {BY_STATE_DB, MDB_DUPSORT, offsetof(proj_mail, by_state)},
+	        {ERASED_DB, 0, offsetof(proj_mail, erased)},
+	};
 	proj_mail *m = self;
-	MDB_dbi probe;
-	orn_rc rc = proj_dbi_open(t, MAILS_DB, 0, &m->mails);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_ORDER_DB, MDB_DUPSORT, &m->by_order);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_STATE_DB, MDB_DUPSORT, &m->by_state);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, ERASED_DB, 0, &m->erased);
-	if (rc != ORN_OK)
-		return rc;
-	bool fresh = mdb_dbi_open(t->txn, BY_KID_DB, MDB_DUPSORT, &probe) == MDB_NOTFOUND;
-	if ((rc = proj_dbi_open(t, BY_KID_DB, MDB_DUPSORT, &m->by_kid)) == ORN_OK && fresh)
-		rc = backfill_kids(t, m);
+	bool fresh = false;
+	orn_rc rc = proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
+	if (rc == ORN_OK &&
+	    (rc = proj_dbi_open_fresh(t, BY_KID_DB, MDB_DUPSORT, &m->by_kid, &fresh)) == ORN_OK && fresh)
+		rc = backfill_kids(t, m); /* an index added after the model's first version */
 	return rc;
 }
 

@@ -34,6 +34,7 @@
  * from the records when the sub-database is first created. */
 #include "orders.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,16 +283,16 @@ static orn_rc backfill_deadlines(proj_txn *t, proj_orders *m)
 
 static orn_rc orders_open(void *self, proj_txn *t)
 {
+	static const proj_dbi_spec dbis[] = {
+	        {ORDERS_DB, 0, offsetof(proj_orders, orders)},
+	        {BY_CUSTOMER_DB, 0, offsetof(proj_orders, by_customer)},
+	};
 	proj_orders *m = self;
-	MDB_dbi probe;
-	orn_rc rc = proj_dbi_open(t, ORDERS_DB, 0, &m->orders);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_CUSTOMER_DB, 0, &m->by_customer);
-	if (rc != ORN_OK)
-		return rc;
-	bool fresh = mdb_dbi_open(t->txn, BY_DEADLINE_DB, 0, &probe) == MDB_NOTFOUND;
-	if ((rc = proj_dbi_open(t, BY_DEADLINE_DB, 0, &m->by_deadline)) == ORN_OK && fresh)
-		rc = backfill_deadlines(t, m);
+	bool fresh = false;
+	orn_rc rc = proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
+	if (rc == ORN_OK &&
+	    (rc = proj_dbi_open_fresh(t, BY_DEADLINE_DB, 0, &m->by_deadline, &fresh)) == ORN_OK && fresh)
+		rc = backfill_deadlines(t, m); /* an index added after the model's first version */
 	return rc;
 }
 

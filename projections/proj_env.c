@@ -363,6 +363,23 @@ orn_rc proj_dbi_open(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out
 	return remember_db(t->env, name, flags, *out);
 }
 
+orn_rc proj_dbi_open_fresh(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out, bool *fresh)
+{
+	MDB_dbi probe;
+
+	*fresh = mdb_dbi_open(t->txn, name, flags, &probe) == MDB_NOTFOUND;
+	return proj_dbi_open(t, name, flags, out);
+}
+
+orn_rc proj_dbis_open(proj_txn *t, void *model, const proj_dbi_spec *specs, size_t count)
+{
+	orn_rc rc = ORN_OK;
+	for (size_t i = 0; rc == ORN_OK && i < count; i++)
+		rc = proj_dbi_open(t, specs[i].name, specs[i].flags,
+		                   (MDB_dbi *)((char *)model + specs[i].offset));
+	return rc;
+}
+
 /* ---- generations --------------------------------------------------------- */
 
 const char *proj_env_path(const proj_env *env)

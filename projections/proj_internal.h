@@ -49,6 +49,23 @@ MDB_dbi proj_env_checkpoint_dbi(proj_env *env);
  * projection's databases by that prefix. */
 orn_rc proj_dbi_open(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out);
 
+/* proj_dbi_open that also tells whether the database is new (*fresh): a
+ * model backfills an index added after its first version. */
+orn_rc proj_dbi_open_fresh(proj_txn *t, const char *name, unsigned flags, MDB_dbi *out, bool *fresh);
+
+/* One sub-database of a read model: its name, its flags and where its handle
+ * lives in the model's struct. */
+typedef struct proj_dbi_spec {
+	const char *name;
+	unsigned flags;
+	size_t offset; /* of the MDB_dbi in the model */
+} proj_dbi_spec;
+
+/* Opens the count sub-databases of specs, in that order (the order keeps each
+ * handle's number across generations), into model: ORN_OK or the first
+ * failure (proj_dbi_open). */
+orn_rc proj_dbis_open(proj_txn *t, void *model, const proj_dbi_spec *specs, size_t count);
+
 /* ---- generations (a new environment switched in while serving) ----------
  *
  * The environment's path may be a symbolic link to a generation directory

@@ -10,6 +10,7 @@
  * model and the aggregate agree on what every event means. */
 #include "users.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,15 +129,14 @@ static orn_rc read_record(MDB_txn *txn, proj_users *users, const char *key, size
 
 static orn_rc users_open(void *self, proj_txn *t)
 {
-	proj_users *users = self;
-	orn_rc rc = proj_dbi_open(t, BY_KEY_DB, 0, &users->by_key);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, BY_USER_ID_DB, 0, &users->by_user_id);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, REVOKED_DB, 0, &users->revoked);
-	if (rc == ORN_OK)
-		rc = proj_dbi_open(t, REVOKED_BY_EXP_DB, 0, &users->revoked_by_exp);
-	return rc;
+	static const proj_dbi_spec dbis[] = {
+	        {BY_KEY_DB, 0, offsetof(proj_users, by_key)},
+	        {BY_USER_ID_DB, 0, offsetof(proj_users, by_user_id)},
+	        {REVOKED_DB, 0, offsetof(proj_users, revoked)},
+	        {REVOKED_BY_EXP_DB, 0, offsetof(proj_users, revoked_by_exp)},
+	};
+
+	return proj_dbis_open(t, self, dbis, ORN_ARRAY_LEN(dbis));
 }
 
 /* Removes the user_id -> key entry of before if it names this key and after moved away from it. */
