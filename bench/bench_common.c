@@ -611,21 +611,29 @@ static void on_order_event(natsConnection *nc, natsSubscription *sub, natsMsg *m
 	if (id != NULL && env_decode_commit(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), events,
 	                                    4, &count) == ORN_OK) {
 		for (size_t i = 0; i < count; i++) {
+			bool placed = strcmp(events[i].type, ORDER_EV_PLACED) == 0;
 			bool reserved = strcmp(events[i].type, ORDER_EV_RESERVED) == 0;
-			if (!reserved && strcmp(events[i].type, ORDER_EV_CANCELLED) != 0)
+			if (!placed && !reserved && strcmp(events[i].type, ORDER_EV_CANCELLED) != 0)
 				continue;
-			bench_settled *s = calloc(1, sizeof *s);
-			if (s == NULL)
-				break;
-			s->at_ns = t;
-			s->reserved = reserved;
 			order_event e;
-			if (!reserved && order_event_decode(events[i].type, events[i].payload,
-			                                    events[i].payload_len, &e) == ORN_OK)
-				snprintf(s->reason, sizeof s->reason, "%s", e.data.reason);
+			bool decoded = (placed || !reserved) &&
+			               order_event_decode(events[i].type, events[i].payload,
+			                                  events[i].payload_len, &e) == ORN_OK;
 			pthread_mutex_lock(&f->lock);
-			free(hmap_remove(f->seen, id + 1));
-			hmap_put(f->seen, id + 1, s);
+			bench_settled *s = hmap_get(f->seen, id + 1);
+			if (s == NULL && (s = calloc(1, sizeof *s)) != NULL &&
+			    hmap_put(f->seen, id + 1, s) != ORN_OK) {
+				free(s);
+				s = NULL;
+			}
+			if (s != NULL && placed) {
+				s->lines = decoded ? e.data.line_count : 0;
+			} else if (s != NULL) {
+				s->at_ns = t;
+				s->reserved = reserved;
+				s->settled = true;
+				snprintf(s->reason, sizeof s->reason, "%s", decoded ? e.data.reason : "");
+			}
 			pthread_mutex_unlock(&f->lock);
 		}
 	}
@@ -657,7 +665,7 @@ bool bench_order_events_get(bench_order_events *f, const char *id, bench_settled
 	if (s != NULL && out != NULL)
 		*out = *s;
 	pthread_mutex_unlock(&f->lock);
-	return s != NULL;
+	return s != NULL && s->settled;
 }
 
 void bench_order_events_stop(bench_order_events *f)

@@ -150,12 +150,15 @@ typedef struct bench_settled {
 	int64_t at_ns;    /* bench_now_ns() when the event arrived */
 	bool reserved;    /* OrderReserved (awaiting_confirmation); else OrderCancelled */
 	char reason[208]; /* OrderCancelled's reason ("out_of_stock", ...) */
+	size_t lines;     /* the lines of its OrderPlaced (0 if not seen) */
+	bool settled;     /* reserved or cancelled seen */
 } bench_settled;
 
 typedef struct bench_order_events bench_order_events;
 
 /* Follows orion.evt.order.> with a core subscription (no pending limits) and
- * records, per order id, the last OrderReserved or OrderCancelled seen. NULL
+ * records, per order id, the lines of its OrderPlaced and the last
+ * OrderReserved or OrderCancelled seen. NULL
  * (and why, said: not the URL, which may hold a password) on failure. */
 bench_order_events *bench_order_events_follow(const char *nats_url);
 

@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 	json_t *connz1 = bench_connz_sample(cfg.shop.varz);
 
 	int64_t *post = calloc(sample_count, sizeof *post), *reserve = calloc(sample_count, sizeof *reserve);
-	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0;
+	size_t n_post = 0, n_reserve = 0, cancelled = 0, unsettled = 0, lines = 0, lines_max = 0;
 	static bench_failures failed; /* [1]: the cart add failed */
 	int64_t last_sent = 0;
 	for (size_t i = 0; i < sample_count; i++) {
@@ -235,7 +235,10 @@ int main(int argc, char **argv)
 		post[n_post++] = s->answered_ns - s->sent_ns;
 		last_sent = s->sent_ns > last_sent ? s->sent_ns : last_sent;
 		bench_settled t;
-		if (!bench_order_events_get(events, s->id, &t))
+		bool seen = bench_order_events_get(events, s->id, &t);
+		lines += seen ? t.lines : 0;
+		lines_max = seen && t.lines > lines_max ? t.lines : lines_max;
+		if (!seen)
 			unsettled++;
 		else if (!t.reserved)
 			cancelled++;
@@ -253,6 +256,9 @@ int main(int argc, char **argv)
 	       "sender lag %.2f s\n",
 	       n_post, failed.total, n_reserve, cancelled, unsettled, achieved, lag_s);
 	bench_failures_print(&failed);
+	double lines_mean = n_post > unsettled ? (double)lines / (double)(n_post - unsettled) : 0;
+	/* one item is added per order: more lines mean a placement took an earlier one's too */
+	printf("lines per order %.2f (max %zu; the bench adds one item per order)\n", lines_mean, lines_max);
 	for (int i = 0; i < watched.count; i++) {
 		double used = bench_watch_used(&watched, watched.p[i].name, 0, 1);
 		printf("cpu %-12s %.1f s over %.1f s of sending (%.0f%% of one core, %.0f us per "
@@ -299,12 +305,13 @@ int main(int argc, char **argv)
 	printf("RESULT rate=%.0f duration=%.0f placed=%zu failed=%zu reserved=%zu cancelled=%zu "
 	       "unsettled=%zu "
 	       "achieved=%.0f post_p50=%.2f post_p99=%.2f reserve_p50=%.2f reserve_p99=%.2f "
-	       "reserve_max=%.2f cpu_orion_us=%.0f cpu_nats_us=%.0f msgs_in=%.1f msgs_out=%.1f work_s=%.1f\n",
+	       "reserve_max=%.2f cpu_orion_us=%.0f cpu_nats_us=%.0f msgs_in=%.1f msgs_out=%.1f work_s=%.1f "
+	       "lines_mean=%.2f lines_max=%zu\n",
 	       cfg.rate, cfg.duration_s, n_post, failed.total, n_reserve, cancelled, unsettled, achieved,
 	       bench_percentile_ms(post, n_post, 0.50), bench_percentile_ms(post, n_post, 0.99),
 	       bench_percentile_ms(reserve, n_reserve, 0.50), bench_percentile_ms(reserve, n_reserve, 0.99),
 	       bench_percentile_ms(reserve, n_reserve, 1.0), cpu_orion_us, cpu_nats_us, msgs_in, msgs_out,
-	       work_s);
+	       work_s, lines_mean, lines_max);
 	bench_order_events_stop(events);
 	curl_global_cleanup();
 	return failed.total == 0 && unsettled == 0 ? 0 : 1;
