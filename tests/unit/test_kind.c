@@ -519,27 +519,28 @@ static void owned_dispose(void *state)
 	owned_live--;
 }
 
+/* kind_fields.own_read of "fail": as an allocation that fails. */
+static orn_rc fail_read(mp_reader *r, const kind_field *f, void *data)
+{
+	(void)r;
+	(void)f;
+	(void)data;
+	return ORN_ENOMEM;
+}
+
+static const kind_field owned_table[] = {
+        {"total", 1u, KIND_INT, offsetof(owned, total), 0, NULL},
+        {"applied", 2u, KIND_INT, offsetof(owned, applied), 0, NULL},
+        {"fail", 4u, KIND_OWN, 0, 0, NULL},
+};
+
+static const kind_fields owned_fields = {KIND_FIELDS_OF(owned_table), .own_read = fail_read};
+
 /* "total" is bit 1, "applied" bit 2; "fail" fails with ORN_ENOMEM; a repeated
- * key is refused; others are skipped. */
+ * key is refused; others are skipped (the kind_fields codec). */
 static orn_rc owned_entry(mp_reader *r, void *state, unsigned *seen)
 {
-	owned *o = state;
-	const char *key;
-	uint32_t len;
-	unsigned bit = 0;
-	orn_rc rc;
-
-	if ((rc = mp_read_str(r, &key, &len)) != ORN_OK)
-		return rc;
-	if (mp_str_eq(key, len, "fail"))
-		return ORN_ENOMEM;
-	bit = mp_str_eq(key, len, "total") ? 1u : mp_str_eq(key, len, "applied") ? 2u : 0u;
-	if (bit == 0)
-		return mp_skip(r);
-	if ((*seen & bit) != 0)
-		return ORN_EDECODE;
-	*seen |= bit;
-	return mp_read_int(r, bit == 1u ? &o->total : &o->applied);
+	return kind_fields_read_entry(r, &owned_fields, 7u, seen, state);
 }
 
 /* Whole: both keys, and no more applied than the total. */
