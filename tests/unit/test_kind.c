@@ -551,14 +551,20 @@ static bool owned_whole(const void *state, unsigned seen)
 	return seen == 3u && o->applied <= o->total;
 }
 
+/* Writes a map of count entries, keys[i] to values[i], into w (reset first). */
+static void write_map(mp_writer *w, const char *const *keys, const int64_t *values, uint32_t count)
+{
+	mp_writer_reset(w);
+	mp_write_map(w, count);
+	for (uint32_t i = 0; i < count; i++) {
+		mp_write_cstr(w, keys[i]);
+		mp_write_int(w, values[i]);
+	}
+}
+
 static orn_rc restore_owned(owned *o, const char *const *keys, const int64_t *values, uint32_t count)
 {
-	mp_writer_reset(payload);
-	mp_write_map(payload, count);
-	for (uint32_t i = 0; i < count; i++) {
-		mp_write_cstr(payload, keys[i]);
-		mp_write_int(payload, values[i]);
-	}
+	write_map(payload, keys, values, count);
 	return kind_restore_map(sizeof *o, owned_init, owned_dispose, owned_entry, owned_whole, o,
 	                        mp_writer_data(payload), mp_writer_size(payload));
 }
@@ -668,17 +674,6 @@ static orn_rc pair_entry(mp_reader *r, unsigned fields, unsigned *seen, void *ou
 	if (field == 0)
 		return mp_skip(r);
 	return mp_read_int(r, field == 1u ? &p->a : &p->b);
-}
-
-/* Writes a map of count entries, keys[i] to values[i], into w (reset first). */
-static void write_map(mp_writer *w, const char *const *keys, const int64_t *values, uint32_t count)
-{
-	mp_writer_reset(w);
-	mp_write_map(w, count);
-	for (uint32_t i = 0; i < count; i++) {
-		mp_write_cstr(w, keys[i]);
-		mp_write_int(w, values[i]);
-	}
 }
 
 static orn_rc decode_pair(mp_writer *w, unsigned fields, pair *out)
